@@ -1,0 +1,100 @@
+package custos
+
+import (
+	"encoding/json"
+	"log/slog"
+	"time"
+)
+
+// Tenant is one of the vendor's customers. Its name is business metadata,
+// not personal data.
+type Tenant struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks a tenant before it is created.
+func (t *Tenant) Validate() error {
+	if !validName(t.Name) {
+		return Errorf(EINVALID, "name must be 1 to 100 printable characters")
+	}
+	return nil
+}
+
+// List is a tenant's contact list.
+type List struct {
+	ID        string    `json:"id"`
+	TenantID  string    `json:"tenant_id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks a list before it is created.
+func (l *List) Validate() error {
+	if !validName(l.Name) {
+		return Errorf(EINVALID, "name must be 1 to 100 printable characters")
+	}
+	return nil
+}
+
+// Consent is a contact's marketing consent status.
+type Consent string
+
+const (
+	ConsentUnknown      Consent = "unknown"
+	ConsentSubscribed   Consent = "subscribed"
+	ConsentUnsubscribed Consent = "unsubscribed"
+)
+
+// Valid reports whether c is a known consent status.
+func (c Consent) Valid() bool {
+	return c == ConsentUnknown || c == ConsentSubscribed || c == ConsentUnsubscribed
+}
+
+// MaxAttributesSize bounds a contact's attributes as JSON.
+const MaxAttributesSize = 8 << 10
+
+// Contact is one entry of a list. Email and Attributes are personal data:
+// they exist in plaintext only in memory, are encrypted at rest under the
+// tenant's keyset, and never appear in logs (see [Contact.LogValue]).
+type Contact struct {
+	Token      string          `json:"token"`
+	TenantID   string          `json:"tenant_id"`
+	ListID     string          `json:"list_id"`
+	Email      string          `json:"email"`
+	Attributes json.RawMessage `json:"attributes,omitempty"`
+	Consent    Consent         `json:"consent"`
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+}
+
+// LogValue keeps personal data out of structured logs.
+func (c Contact) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("token", c.Token), slog.String("email", "[redacted]"))
+}
+
+// TokenEntry is what a service sees of a contact: the opaque token and
+// non-personal attributes only.
+type TokenEntry struct {
+	Token     string    `json:"token"`
+	Consent   Consent   `json:"consent"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// ValidateAttributes checks that raw is a JSON object within the size
+// bound. Messages never echo the input.
+func ValidateAttributes(raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if len(raw) > MaxAttributesSize {
+		return Errorf(EINVALID, "attributes must be at most %d bytes of JSON", MaxAttributesSize)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return Errorf(EINVALID, "attributes must be a JSON object")
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package custos
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Kind is what a principal is. The kind bounds what a principal may ever
+// do; a key's scopes narrow it further.
+type Kind string
+
+const (
+	KindOperator      Kind = "operator"       // principals, keys, tenants' lifecycle; no personal data
+	KindTenantAdmin   Kind = "tenant_admin"   // everything on its own tenant, export included
+	KindTenantEditor  Kind = "tenant_editor"  // read/write contacts of its tenant; no export
+	KindService       Kind = "service"        // scoped machine access: ingest, tokens
+	KindStaffSupport  Kind = "staff_support"  // nothing without a tenant's grant
+	KindStaffSecurity Kind = "staff_security" // alerts and audit metadata; no personal data
+)
+
+// Kinds lists every kind, in a stable order.
+var Kinds = []Kind{KindOperator, KindTenantAdmin, KindTenantEditor, KindService, KindStaffSupport, KindStaffSecurity}
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool { return slices.Contains(Kinds, k) }
+
+// TenantBound reports whether principals of this kind belong to one tenant.
+func (k Kind) TenantBound() bool {
+	return k == KindTenantAdmin || k == KindTenantEditor || k == KindService
+}
+
+// Staff reports whether k is vendor staff.
+func (k Kind) Staff() bool { return k == KindStaffSupport || k == KindStaffSecurity }
+
+// Principal is anyone or anything that authenticates: a person or a machine.
+type Principal struct {
+	ID        string    `json:"id"`
+	Kind      Kind      `json:"kind"`
+	TenantID  string    `json:"tenant_id,omitempty"` // set for tenant-bound kinds
+	Name      string    `json:"name"`                // a handle, not necessarily a person's name
+	Owner     string    `json:"owner"`               // who answers for it (team or person handle)
+	Suspended bool      `json:"suspended"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks a principal before it is created.
+func (p *Principal) Validate() error {
+	switch {
+	case !p.Kind.Valid():
+		return Errorf(EINVALID, "kind must be one of operator, tenant_admin, tenant_editor, service, staff_support, staff_security")
+	case p.Kind.TenantBound() && p.TenantID == "":
+		return Errorf(EINVALID, "tenant_id is required for kind %s", p.Kind)
+	case !p.Kind.TenantBound() && p.TenantID != "":
+		return Errorf(EINVALID, "tenant_id must be empty for kind %s", p.Kind)
+	case p.TenantID != "" && !ValidID(PrefixTenant, p.TenantID):
+		return Errorf(EINVALID, "tenant_id is malformed")
+	case !validName(p.Name):
+		return Errorf(EINVALID, "name must be 1 to 100 printable characters")
+	case len(p.Owner) > 100:
+		return Errorf(EINVALID, "owner must be at most 100 characters")
+	}
+	return nil
+}
+
+// Request is the metadata of one request: who, from where, under which
+// request id. It travels in the context and every audit leaf is built
+// from it.
+type Request struct {
+	ID        string     // request id, echoed to the client in X-Request-Id
+	Source    string     // remote IP address
+	Principal *Principal // nil when unauthenticated
+	Key       *APIKey    // the key that authenticated the request, if any
+}
+
+type requestKey struct{}
+
+// NewContext returns ctx carrying r.
+func NewContext(ctx context.Context, r *Request) context.Context {
+	return context.WithValue(ctx, requestKey{}, r)
+}
+
+// RequestFromContext returns the request metadata in ctx, or an empty
+// (unauthenticated) request so callers never dereference nil.
+func RequestFromContext(ctx context.Context) *Request {
+	if r, ok := ctx.Value(requestKey{}).(*Request); ok && r != nil {
+		return r
+	}
+	return &Request{}
+}
+
+// PrincipalFromContext returns the authenticated principal, or nil.
+func PrincipalFromContext(ctx context.Context) *Principal {
+	return RequestFromContext(ctx).Principal
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,144 @@
+// Package sqlite opens custos's embedded store: one SQLite file in WAL mode
+// with synchronous=FULL, so every commit is fsynced before it returns.
+//
+// It owns the connection settings and the numbered migrations embedded in
+// the binary. The SQL that reads and writes the tables lives with the code
+// that owns the tables (vault, audit) and is written to run unchanged on
+// SQLite and PostgreSQL ($N placeholders, integer times, BLOB/BYTEA scanned
+// as []byte), so the two engines differ only here, in their DDL and their
+// connection setup.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is an open custos database: a single writer connection (SQLite allows
+// one writer; serialising in the pool avoids SQLITE_BUSY) and a pool of
+// readers that WAL lets run beside it.
+type DB struct {
+	Path  string
+	Write *sql.DB
+	Read  *sql.DB
+}
+
+// Open opens (creating if needed) the database file at path and applies
+// any pending migrations.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if err := ensureDir(path); err != nil {
+		return nil, err
+	}
+	w, err := open(path, 1)
+	if err != nil {
+		return nil, err
+	}
+	r, err := open(path, 8)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	db := &DB{Path: path, Write: w, Read: r}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func open(path string, conns int) (*sql.DB, error) {
+	q := url.Values{}
+	for _, p := range []string{
+		"journal_mode(WAL)",
+		"synchronous(FULL)",
+		"busy_timeout(10000)",
+		"foreign_keys(ON)",
+		"cache_size(-65536)", // 64 MiB page cache per connection
+	} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	return db, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err1 := db.Write.Close()
+	err2 := db.Read.Close()
+	if err1 != nil {
+		return err1
+	}
+	return err2
+}
+
+// migrate applies the embedded migrations in order, one transaction each,
+// recording each in schema_migrations.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.Write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		base := filepath.Base(name)
+		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: bad version prefix", base)
+		}
+		if err := db.apply(ctx, v, name); err != nil {
+			return fmt.Errorf("migration %s: %w", base, err)
+		}
+	}
+	return nil
+}
+
+func (db *DB) apply(ctx context.Context, version int, name string) error {
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	body, err := migrations.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixMilli()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
