@@ -1,0 +1,365 @@
+// Command custos-load is custos's load generator. It starts custos
+// in-process on 127.0.0.1 (real SQLite in WAL with synchronous=FULL, real
+// Tink keys, real signed log, real HTTP over loopback) and measures:
+//
+//	custos-load get     audited single-contact GET at several concurrencies,
+//	                    side by side with a bare net/http handler returning a
+//	                    body of the same size, in the same run
+//	custos-load import  a streamed import of generated contacts: contacts/s
+//	                    and peak RSS
+//
+// Figures and the commands that reproduce them are in docs/benchmarks.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/server"
+	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/vault"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: custos-load get|import [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "get":
+		err = runGet(os.Args[2:])
+	case "import":
+		err = runImport(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "custos-load:", err)
+		os.Exit(1)
+	}
+}
+
+// instance is custos running in this process on a loopback port.
+type instance struct {
+	url, admin, tenant, list string
+	close                    func()
+}
+
+func start(ctx context.Context, dir string) (*instance, error) {
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	if err != nil {
+		return nil, err
+	}
+	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
+	if err != nil {
+		return nil, err
+	}
+	kek, err := keys.OpenKEK(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	skey, vkey, err := audit.GenerateKey("custos.load/log")
+	if err != nil {
+		return nil, err
+	}
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.load/log", Signer: signer, Verifier: verifier})
+	if err != nil {
+		return nil, err
+	}
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{})
+	_, opKey, err := v.Bootstrap(ctx, "operator")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: server.New(server.Config{Vault: v, Log: lg, Logger: slog.New(slog.DiscardHandler)}).Handler()}
+	go srv.Serve(ln)
+	in := &instance{url: "http://" + ln.Addr().String()}
+	in.close = func() {
+		srv.Close()
+		lg.Close()
+		db.Close()
+	}
+	c := &client{base: in.url, http: http.DefaultClient}
+	var t custos.Tenant
+	if err := c.json(opKey, "POST", "/v1/tenants", map[string]string{"name": "Load"}, &t); err != nil {
+		return nil, err
+	}
+	var p custos.Principal
+	if err := c.json(opKey, "POST", "/v1/principals", map[string]string{"kind": "tenant_admin", "tenant_id": t.ID, "name": "admin", "owner": "load"}, &p); err != nil {
+		return nil, err
+	}
+	var k struct{ Secret string }
+	if err := c.json(opKey, "POST", "/v1/principals/"+p.ID+"/keys", map[string]any{}, &k); err != nil {
+		return nil, err
+	}
+	var l custos.List
+	if err := c.json(k.Secret, "POST", "/v1/tenants/"+t.ID+"/lists", map[string]string{"name": "load"}, &l); err != nil {
+		return nil, err
+	}
+	in.admin, in.tenant, in.list = k.Secret, t.ID, l.ID
+	return in, nil
+}
+
+type client struct {
+	base string
+	http *http.Client
+}
+
+func (c *client) json(key, method, path string, in, out any) error {
+	b, _ := json.Marshal(in)
+	req, _ := http.NewRequest(method, c.base+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, body)
+	}
+	return json.Unmarshal(body, out)
+}
+
+func runGet(args []string) error {
+	fs := flag.NewFlagSet("get", flag.ExitOnError)
+	dur := fs.Duration("d", 5*time.Second, "duration of each run")
+	levels := fs.String("c", "1,16,64", "concurrency levels")
+	fs.Parse(args)
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "custos-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	in, err := start(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	c := &client{base: in.url, http: http.DefaultClient}
+	var ct custos.Contact
+	if err := c.json(in.admin, "POST", "/v1/tenants/"+in.tenant+"/lists/"+in.list+"/contacts",
+		map[string]any{"email": "load.test@example.test", "attributes": map[string]string{"first_name": "Lo", "plan": "pro"}, "consent": "subscribed"}, &ct); err != nil {
+		return err
+	}
+	target := in.url + "/v1/tenants/" + in.tenant + "/contacts/" + ct.Token
+	// The baseline returns a body of the same size, from the same kind of
+	// listener, with nothing behind it.
+	sample, err := fetch(http.DefaultClient, target, in.admin)
+	if err != nil {
+		return err
+	}
+	bareURL, stopBare, err := bare(sample)
+	if err != nil {
+		return err
+	}
+	defer stopBare()
+
+	fmt.Printf("audited GET of one contact vs bare net/http, %d-byte JSON body, %s per run, GOMAXPROCS=%s\n",
+		len(sample), *dur, os.Getenv("GOMAXPROCS"))
+	fmt.Printf("%-8s %-4s %10s %10s %10s %8s\n", "target", "c", "req/s", "p50", "p99", "errors")
+	for _, f := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad concurrency %q", f)
+		}
+		b := load(bareURL, "", n, *dur)
+		a := load(target, in.admin, n, *dur)
+		b.print("bare", n)
+		a.print("custos", n)
+		fmt.Printf("%-8s %-4d %9.0f%%\n", "ratio", n, 100*a.rps/b.rps)
+	}
+	return nil
+}
+
+func fetch(c *http.Client, url, key string) ([]byte, error) {
+	req, _ := http.NewRequest("GET", url, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("GET: status %d", resp.StatusCode)
+	}
+	return b, err
+}
+
+func bare(body []byte) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String() + "/", func() { srv.Close() }, nil
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int64
+}
+
+func (r result) print(name string, c int) {
+	fmt.Printf("%-8s %-4d %10.0f %10s %10s %8d\n", name, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors)
+}
+
+// load runs c workers against url for d and returns throughput and
+// latency percentiles over every request.
+func load(url, key string, c int, d time.Duration) result {
+	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	var errs atomic.Int64
+	lat := make([][]time.Duration, c)
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", url, nil)
+			if key != "" {
+				req.Header.Set("Authorization", "Bearer "+key)
+			}
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	r := result{errors: errs.Load()}
+	if len(all) > 0 {
+		r.rps = float64(len(all)) / elapsed.Seconds()
+		r.p50 = all[len(all)*50/100]
+		r.p99 = all[len(all)*99/100]
+	}
+	return r
+}
+
+func runImport(args []string) error {
+	fs := flag.NewFlagSet("import", flag.ExitOnError)
+	n := fs.Int("n", 1_000_000, "contacts to import")
+	format := fs.String("format", "csv", "csv or ndjson")
+	fs.Parse(args)
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "custos-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	in, err := start(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	// Generate the file first so generation is not timed.
+	path := filepath.Join(dir, "contacts."+*format)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := ingest.Generate(f, *format, *n, 1); err != nil {
+		return err
+	}
+	size, _ := f.Seek(0, io.SeekCurrent)
+	f.Seek(0, io.SeekStart)
+	defer f.Close()
+	ctype := map[string]string{"csv": "text/csv", "ndjson": "application/x-ndjson"}[*format]
+	req, _ := http.NewRequest("POST", in.url+"/v1/tenants/"+in.tenant+"/lists/"+in.list+"/import", f)
+	req.Header.Set("Authorization", "Bearer "+in.admin)
+	req.Header.Set("Content-Type", ctype)
+	req.ContentLength = size
+	rssBefore := peakRSS()
+	t0 := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	el := time.Since(t0)
+	var res vault.ImportResult
+	if err := json.Unmarshal(body, &res); err != nil || resp.StatusCode != 200 {
+		return fmt.Errorf("import: status %d: %s", resp.StatusCode, body)
+	}
+	if res.Aborted || res.Imported != *n {
+		return fmt.Errorf("import incomplete: %+v", res)
+	}
+	fmt.Printf("imported %d contacts (%s, %.0f MiB) in %s: %.0f contacts/s; %d batches; peak RSS %d MiB (before import %d MiB)\n",
+		res.Imported, *format, float64(size)/(1<<20), el.Round(time.Millisecond), float64(res.Imported)/el.Seconds(), res.Batches, peakRSS()>>20, rssBefore>>20)
+	return nil
+}
+
+// peakRSS returns this process's peak resident set size (VmHWM) in bytes.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+

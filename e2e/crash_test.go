@@ -1,0 +1,182 @@
+package e2e_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// TestCrashUnderLoad kills a serving custos with SIGKILL at random moments
+// while clients create and read contacts (and a staff principal is
+// refused). After every crash the server restarts on the same data. At the
+// end:
+//   - every request a client saw answered (any status but 5xx) is in the log;
+//   - every contact acknowledged as created exists;
+//   - every contact in the database has its contact.create leaf (no change
+//     without its record);
+//   - `custos log verify` passes.
+func TestCrashUnderLoad(t *testing.T) {
+	slow(t)
+	const rounds = 12
+	dir := t.TempDir()
+	op := initData(t, dir)
+
+	p := serve(t, dir)
+	a := api{url: p.url, hc: &http.Client{Timeout: 10 * time.Second}}
+	var tenant struct{ ID string }
+	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Crash"}, &tenant)
+	key := func(kind, tenantID string) string {
+		var pr struct{ ID string }
+		a.must(t, op, "POST", "/v1/principals", map[string]string{"kind": kind, "tenant_id": tenantID, "name": kind, "owner": "crash"}, &pr)
+		var k struct{ Secret string }
+		a.must(t, op, "POST", "/v1/principals/"+pr.ID+"/keys", map[string]any{}, &k)
+		return k.Secret
+	}
+	admin, staff := key("tenant_admin", tenant.ID), key("staff_support", "")
+	var list struct{ ID string }
+	a.must(t, admin, "POST", "/v1/tenants/"+tenant.ID+"/lists", map[string]string{"name": "l"}, &list)
+
+	var (
+		mu      sync.Mutex
+		acked   = map[string]string{} // request id -> what
+		created []string               // tokens acknowledged as created
+		seq     atomic.Int64
+	)
+	ack := func(id, what string) {
+		mu.Lock()
+		acked[id] = what
+		mu.Unlock()
+	}
+	for round := 0; round < rounds; round++ {
+		if round > 0 {
+			p = serve(t, dir)
+		}
+		a := api{url: p.url, hc: &http.Client{Timeout: 10 * time.Second}}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for w := 0; w < 24; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					switch n := seq.Add(1); n % 4 {
+					case 0, 1:
+						email := fmt.Sprintf("crash.%d@example.test", n)
+						status, id, body, err := a.do(ctx, admin, "POST", "/v1/tenants/"+tenant.ID+"/lists/"+list.ID+"/contacts", map[string]string{"email": email})
+						if err != nil || status >= 500 {
+							continue
+						}
+						ack(id, "create")
+						var c struct{ Token string }
+						if status == 201 && json.Unmarshal(body, &c) == nil {
+							mu.Lock()
+							created = append(created, c.Token)
+							mu.Unlock()
+						}
+					case 2:
+						mu.Lock()
+						var tok string
+						if len(created) > 0 {
+							tok = created[rand.IntN(len(created))]
+						}
+						mu.Unlock()
+						if tok == "" {
+							continue
+						}
+						status, id, _, err := a.do(ctx, admin, "GET", "/v1/tenants/"+tenant.ID+"/contacts/"+tok, nil)
+						if err == nil && status < 500 {
+							ack(id, "read")
+						}
+					case 3:
+						status, id, _, err := a.do(ctx, staff, "GET", "/v1/tenants/"+tenant.ID+"/lists/"+list.ID+"/contacts", nil)
+						if err == nil && status < 500 {
+							if status != 403 {
+								t.Errorf("staff read answered %d, want 403", status)
+							}
+							ack(id, "staff-denied")
+						}
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(150+rand.IntN(500)) * time.Millisecond)
+		p.kill()
+		cancel()
+		wg.Wait()
+	}
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	logged := map[string]bool{}
+	createLeaf := map[string]bool{}
+	rows, err := db.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var b []byte
+		rows.Scan(&b)
+		var l struct {
+			RequestID string   `json:"request_id"`
+			Action    string   `json:"action"`
+			Outcome   string   `json:"outcome"`
+			Tokens    []string `json:"tokens"`
+		}
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatalf("leaf is not JSON: %v", err)
+		}
+		logged[l.RequestID] = true
+		if l.Action == "contact.create" && l.Outcome == "ok" {
+			for _, tok := range l.Tokens {
+				createLeaf[tok] = true
+			}
+		}
+	}
+	rows.Close()
+	missing := 0
+	for id, what := range acked {
+		if !logged[id] {
+			missing++
+			if missing < 5 {
+				t.Errorf("acknowledged %s request %s is not in the log", what, id)
+			}
+		}
+	}
+	stored := map[string]bool{}
+	rows, err = db.Query(`SELECT token FROM contacts`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var tok string
+		rows.Scan(&tok)
+		stored[tok] = true
+		if !createLeaf[tok] {
+			t.Errorf("contact %s exists without its contact.create leaf", tok)
+		}
+	}
+	rows.Close()
+	for _, tok := range created {
+		if !stored[tok] {
+			t.Errorf("contact %s was acknowledged as created but is not stored", tok)
+		}
+	}
+	t.Logf("%d crashes; %d acknowledged requests (%d missing); %d contacts; %d leaves", rounds, len(acked), missing, len(stored), len(logged))
+	if len(acked) < rounds*10 {
+		t.Errorf("only %d acknowledged requests over %d rounds: the load did not run", len(acked), rounds)
+	}
+	t.Log(logVerify(t, dir))
+}

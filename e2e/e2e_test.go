@@ -1,0 +1,188 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func slow(t *testing.T) {
+	t.Helper()
+	if os.Getenv("CUSTOS_SLOW") == "" {
+		t.Skip("slow end-to-end test: run with CUSTOS_SLOW=1 (as .ci/run does)")
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/custos once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "custos-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "custos")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/custos").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+var keyRE = regexp.MustCompile(`cst_[a-z2-7]{39}`)
+
+// initData runs `custos init` and returns the operator key it printed.
+func initData(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := exec.Command(binary(t), "init", "--data", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("custos init: %v\n%s", err, out)
+	}
+	key := keyRE.FindString(string(out))
+	if key == "" {
+		t.Fatalf("custos init printed no operator key:\n%s", out)
+	}
+	return key
+}
+
+// proc is a running `custos serve`.
+type proc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *bytes.Buffer
+	done   chan struct{}
+}
+
+var servingRE = regexp.MustCompile(`serving on (http://127\.0\.0\.1:\d+)`)
+
+func serve(t *testing.T, dir string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), "serve", "--data", dir, "--addr", "127.0.0.1:0")
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.stderr.WriteString(line + "\n")
+			if m := servingRE.FindStringSubmatch(line); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	select {
+	case p.url = <-found:
+	case <-p.done:
+		t.Fatalf("custos serve exited before serving:\n%s", p.stderr)
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("custos serve did not start:\n%s", p.stderr)
+	}
+	return p
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Kill() // SIGKILL: no shutdown hook runs
+	<-p.done
+}
+
+// api is a minimal JSON client.
+type api struct {
+	url string
+	hc  *http.Client
+}
+
+func (a api) do(ctx context.Context, key, method, path string, in any) (status int, reqID string, body []byte, err error) {
+	var r io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.url+path, r)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", nil, err // a response cut off is not an acknowledgement
+	}
+	return resp.StatusCode, resp.Header.Get("X-Request-Id"), body, nil
+}
+
+func (a api) must(t *testing.T, key, method, path string, in, out any) {
+	t.Helper()
+	status, _, body, err := a.do(context.Background(), key, method, path, in)
+	if err != nil || status >= 300 {
+		t.Fatalf("%s %s: %d %v %s", method, path, status, err, body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func logVerify(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := exec.Command(binary(t), "log", "verify", "--data", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("custos log verify failed: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = strings.Contains

@@ -1,0 +1,279 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/server"
+	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/vault"
+)
+
+// env is a running custos on 127.0.0.1 over real SQLite, Tink and HTTP.
+// Every byte the server logs and every response body is captured; at the
+// end of the test, env checks that no address the test used appears in
+// any of them, in the metrics, or in any audit leaf (invariant 11).
+type env struct {
+	t        *testing.T
+	db       *sqlite.DB
+	log      *audit.Log
+	vault    *vault.Vault
+	srv      *httptest.Server
+	verifier note.Verifier
+	operator string // operator API key
+
+	mu     sync.Mutex
+	logs   lockedBuffer
+	bodies bytes.Buffer
+	emails []string
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := &env{t: t}
+	logger := slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.db = db
+	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := keys.OpenKEK(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, err := audit.GenerateKey("custos.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.verifier, err = note.NewVerifier(vkey); err != nil {
+		t.Fatal(err)
+	}
+	e.log, err = audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vault = vault.New(db.Read, db.Write, e.log, keys.NewKeyring(kek), vault.Options{Logger: logger})
+	_, e.operator, err = e.vault.Bootstrap(ctx, "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(server.New(server.Config{Vault: e.vault, Log: e.log, Logger: logger}).Handler())
+	t.Cleanup(func() {
+		metrics := e.get("", "/metrics", http.StatusOK)
+		e.srv.Close()
+		e.checkNoPersonalData(string(metrics))
+		if err := e.log.Close(); err != nil {
+			t.Errorf("close log: %v", err)
+		}
+		if _, err := audit.Verify(ctx, db.Read, e.verifier, audit.VerifyOptions{}); err != nil {
+			t.Errorf("log verify after test: %v", err)
+		}
+		db.Close()
+	})
+	return e
+}
+
+// email returns a fresh address and remembers it for the PII check.
+func (e *env) email() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := fmt.Sprintf("Person.%d@Example-Mail.test", len(e.emails)+1)
+	e.emails = append(e.emails, a, strings.ToLower(a), "person."+fmt.Sprint(len(e.emails)/2+1))
+	return a
+}
+
+func (e *env) checkNoPersonalData(metrics string) {
+	t := e.t
+	t.Helper()
+	var leaves strings.Builder
+	rows, err := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var b []byte
+		rows.Scan(&b)
+		leaves.Write(b)
+		leaves.WriteByte('\n')
+	}
+	rows.Close()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	haystacks := map[string]string{"server logs": strings.ToLower(e.logs.String()), "error bodies": strings.ToLower(e.bodies.String()),
+		"metrics": strings.ToLower(metrics), "audit leaves": strings.ToLower(leaves.String())}
+	for _, a := range e.emails {
+		for name, h := range haystacks {
+			if strings.Contains(h, strings.ToLower(a)) {
+				t.Errorf("personal data %q found in %s", a, name)
+			}
+		}
+	}
+	if leaves.Len() == 0 {
+		t.Errorf("no audit leaves at all: the PII check saw nothing")
+	}
+}
+
+// do sends a request and returns the body, failing the test unless the
+// status is want. Bodies of error responses are kept for the PII check.
+func (e *env) do(key, method, path, contentType string, body io.Reader, want int) []byte {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if resp.StatusCode >= 400 {
+		e.mu.Lock()
+		e.bodies.Write(b)
+		e.mu.Unlock()
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		e.t.Errorf("%s %s: no X-Request-Id", method, path)
+	}
+	if resp.StatusCode != want {
+		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, resp.StatusCode, want, b)
+	}
+	return b
+}
+
+func (e *env) get(key, path string, want int) []byte {
+	e.t.Helper()
+	return e.do(key, "GET", path, "", nil, want)
+}
+
+func (e *env) postJSON(key, path string, v any, want int) []byte {
+	e.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.do(key, "POST", path, "application/json", bytes.NewReader(b), want)
+}
+
+func decode[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return v
+}
+
+// errorCode returns the code of a JSON error body.
+func errorCode(t *testing.T, b []byte) string {
+	t.Helper()
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(b, &body); err != nil || body.Error.Code == "" {
+		t.Fatalf("not a JSON error body: %s", b)
+	}
+	return body.Error.Code
+}
+
+// tenantFixture is a tenant with a list and keys for each tenant role.
+type tenantFixture struct {
+	tenant, list           string
+	admin, editor, service string
+}
+
+func (e *env) newTenant(name string) tenantFixture {
+	e.t.Helper()
+	var f tenantFixture
+	f.tenant = decode[custos.Tenant](e.t, e.postJSON(e.operator, "/v1/tenants", map[string]string{"name": name}, 201)).ID
+	f.admin = e.newKey(custos.KindTenantAdmin, f.tenant, nil)
+	f.editor = e.newKey(custos.KindTenantEditor, f.tenant, nil)
+	f.service = e.newKey(custos.KindService, f.tenant, []custos.Scope{custos.ScopeTokensRead, custos.ScopeContactsImport, custos.ScopeContactsWrite})
+	f.list = decode[custos.List](e.t, e.postJSON(f.admin, "/v1/tenants/"+f.tenant+"/lists", map[string]string{"name": "newsletter"}, 201)).ID
+	return f
+}
+
+// newKey creates a principal of kind and returns a key for it.
+func (e *env) newKey(kind custos.Kind, tenant string, scopes []custos.Scope) string {
+	e.t.Helper()
+	p := decode[custos.Principal](e.t, e.postJSON(e.operator, "/v1/principals",
+		map[string]string{"kind": string(kind), "tenant_id": tenant, "name": string(kind) + "-1", "owner": "team-x"}, 201))
+	k := decode[struct{ Secret string }](e.t, e.postJSON(e.operator, "/v1/principals/"+p.ID+"/keys", map[string]any{"scopes": scopes}, 201))
+	return k.Secret
+}
+
+// counts returns the number of rows in every table.
+func (e *env) counts() map[string]int {
+	e.t.Helper()
+	out := map[string]int{}
+	for _, tbl := range []string{"tenants", "tenant_keys", "lists", "contacts", "principals", "api_keys", "audit_leaves"} {
+		var n int
+		if err := e.db.Read.QueryRow(`SELECT count(*) FROM ` + tbl).Scan(&n); err != nil {
+			e.t.Fatal(err)
+		}
+		out[tbl] = n
+	}
+	return out
+}
+
+// lastLeaf returns the newest audit leaf.
+func (e *env) lastLeaf() audit.Leaf {
+	e.t.Helper()
+	var b []byte
+	if err := e.db.Read.QueryRow(`SELECT data FROM audit_leaves ORDER BY idx DESC LIMIT 1`).Scan(&b); err != nil {
+		e.t.Fatal(err)
+	}
+	return decode[audit.Leaf](e.t, b)
+}

@@ -1,0 +1,174 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos"
+)
+
+// registerLogRoutes serves the audit log: proofs under /v1/log for API
+// clients, and the C2SP tlog-tiles read API under /log for off-the-shelf
+// verifiers. Checkpoints and hash tiles carry no metadata and are public,
+// so witnesses and monitors need no credentials; entry bundles name actors
+// and tenants, so they need a key. Reading the log is not itself logged:
+// it touches no tenant data, and logging it would grow the log forever.
+func (s *Server) registerLogRoutes() {
+	s.handle("GET", "/v1/log/checkpoint", "", true, s.checkpoint)
+	s.handle("GET", "/v1/log/entries/{index}", "", true, s.entry)
+	s.handle("GET", "/v1/log/proof/inclusion", "", true, s.inclusionProof)
+	s.handle("GET", "/v1/log/proof/consistency", "", true, s.consistencyProof)
+
+	s.handle("GET", "/log/checkpoint", "", false, s.checkpoint)
+	s.handle("GET", "/log/tile/entries/{path...}", "", true, s.entryBundle)
+	s.handle("GET", "/log/tile/{path...}", "", false, s.hashTile)
+}
+
+func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
+	cp, err := s.log.Checkpoint(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, err = w.Write(cp.Note)
+	return err
+}
+
+func parseUint(name, v string) (uint64, error) {
+	n, err := strconv.ParseUint(v, 10, 63)
+	if err != nil {
+		return 0, custos.Errorf(custos.EINVALID, "%s must be a non-negative integer", name)
+	}
+	return n, nil
+}
+
+func (s *Server) entry(w http.ResponseWriter, r *http.Request) error {
+	idx, err := parseUint("index", r.PathValue("index"))
+	if err != nil {
+		return err
+	}
+	data, err := s.log.Entry(r.Context(), idx)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Index uint64          `json:"index"`
+		Leaf  json.RawMessage `json:"leaf"`
+	}{idx, data})
+}
+
+// sizeParam returns ?name=, defaulting to the latest signed checkpoint's size.
+func (s *Server) sizeParam(r *http.Request, name string) (uint64, error) {
+	if v := r.URL.Query().Get(name); v != "" {
+		return parseUint(name, v)
+	}
+	cp, err := s.log.Checkpoint(r.Context())
+	if err != nil {
+		return 0, err
+	}
+	return cp.Size, nil
+}
+
+func (s *Server) inclusionProof(w http.ResponseWriter, r *http.Request) error {
+	idx, err := parseUint("index", r.URL.Query().Get("index"))
+	if err != nil {
+		return err
+	}
+	size, err := s.sizeParam(r, "size")
+	if err != nil {
+		return err
+	}
+	if idx >= size {
+		return custos.Errorf(custos.EINVALID, "index must be below size")
+	}
+	p, err := s.log.InclusionProof(r.Context(), idx, size)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Index uint64      `json:"index"`
+		Size  uint64      `json:"size"`
+		Proof []tlog.Hash `json:"proof"`
+	}{idx, size, p})
+}
+
+func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request) error {
+	from, err := parseUint("from", r.URL.Query().Get("from"))
+	if err != nil {
+		return err
+	}
+	to, err := s.sizeParam(r, "to")
+	if err != nil {
+		return err
+	}
+	if from > to {
+		return custos.Errorf(custos.EINVALID, "from must not exceed to")
+	}
+	p, err := s.log.ConsistencyProof(r.Context(), from, to)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		From  uint64      `json:"from"`
+		To    uint64      `json:"to"`
+		Proof []tlog.Hash `json:"proof"`
+	}{from, to, p})
+}
+
+// parseTilePath parses a C2SP tlog-tiles path below tile/ ("0/x001/234.p/7"
+// or, for entries, "x001/234") by mapping it onto the sumdb layout tlog
+// already parses (tile/8/L/... and tile/8/data/...), which is the same
+// scheme with the height spelled out.
+func parseTilePath(rest string, entries bool) (tlog.Tile, error) {
+	p := "tile/8/" + rest
+	if entries {
+		p = "tile/8/data/" + rest
+	}
+	t, err := tlog.ParseTilePath(p)
+	if err != nil || strings.Contains(rest, "//") {
+		return tlog.Tile{}, custos.Errorf(custos.ENOTFOUND, "no such tile")
+	}
+	return t, nil
+}
+
+func (s *Server) hashTile(w http.ResponseWriter, r *http.Request) error {
+	t, err := parseTilePath(r.PathValue("path"), false)
+	if err != nil || t.L < 0 {
+		return custos.Errorf(custos.ENOTFOUND, "no such tile")
+	}
+	data, err := s.log.ReadTile(r.Context(), uint64(t.L), uint64(t.N), t.W)
+	if err != nil {
+		return err
+	}
+	return writeTile(w, t, data)
+}
+
+func (s *Server) entryBundle(w http.ResponseWriter, r *http.Request) error {
+	t, err := parseTilePath(r.PathValue("path"), true)
+	if err != nil {
+		return err
+	}
+	data, err := s.log.ReadEntryBundle(r.Context(), uint64(t.N), t.W)
+	if err != nil {
+		return err
+	}
+	return writeTile(w, t, data)
+}
+
+// writeTile serves tile bytes; full tiles never change, so they are
+// immutable to caches, while partial tiles may be superseded.
+func writeTile(w http.ResponseWriter, t tlog.Tile, data []byte) error {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if t.W == 1<<t.H {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
+	_, err := w.Write(data)
+	return err
+}

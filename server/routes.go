@@ -1,0 +1,391 @@
+package server
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/vault"
+)
+
+func (s *Server) registerRoutes() {
+	const (
+		tenant  = "/v1/tenants/{tenant}"
+		list    = tenant + "/lists/{list}"
+		contact = tenant + "/contacts/{token}"
+	)
+	s.handle("GET", "/healthz", "", false, s.healthz)
+	s.handle("GET", "/metrics", "", false, s.serveMetrics)
+
+	s.handle("POST", "/v1/tenants", custos.ActionTenantCreate, true, s.createTenant)
+	s.handle("GET", "/v1/tenants", custos.ActionTenantList, true, s.listTenants)
+	s.handle("GET", tenant, custos.ActionTenantRead, true, s.getTenant)
+
+	s.handle("POST", tenant+"/lists", custos.ActionListCreate, true, s.createList)
+	s.handle("GET", tenant+"/lists", custos.ActionListRead, true, s.listLists)
+	s.handle("GET", list, custos.ActionListRead, true, s.getList)
+	s.handle("DELETE", list, custos.ActionListDelete, true, s.deleteList)
+
+	s.handle("POST", list+"/contacts", custos.ActionContactCreate, true, s.createContact)
+	s.handle("GET", list+"/contacts", custos.ActionContactList, true, s.listContacts)
+	s.handle("POST", list+"/lookup", custos.ActionContactLookup, true, s.lookup)
+	s.handle("GET", list+"/tokens", custos.ActionTokenList, true, s.listTokens)
+	s.handle("POST", list+"/import", custos.ActionContactImport, true, s.importContacts)
+	s.handle("GET", list+"/export", custos.ActionContactExport, true, s.exportContacts)
+	s.handle("GET", contact, custos.ActionContactRead, true, s.getContact)
+	s.handle("PATCH", contact, custos.ActionContactUpdate, true, s.updateContact)
+	s.handle("DELETE", contact, custos.ActionContactDelete, true, s.deleteContact)
+
+	s.handle("POST", "/v1/principals", custos.ActionPrincipalCreate, true, s.createPrincipal)
+	s.handle("GET", "/v1/principals", custos.ActionPrincipalRead, true, s.listPrincipals)
+	s.handle("GET", "/v1/principals/{id}", custos.ActionPrincipalRead, true, s.getPrincipal)
+	s.handle("POST", "/v1/principals/{id}/keys", custos.ActionKeyCreate, true, s.createKey)
+	s.handle("GET", "/v1/keys", custos.ActionKeyRead, true, s.listKeys)
+	s.handle("DELETE", "/v1/keys/{id}", custos.ActionKeyRevoke, true, s.revokeKey)
+
+	s.registerLogRoutes()
+}
+
+type items[T any] struct {
+	Items []T `json:"items"`
+}
+
+// reject records a request refused before it reached the vault.
+func (s *Server) reject(r *http.Request, action custos.Action, err error) error {
+	return s.vault.Reject(r.Context(), action, r.PathValue("tenant"), err)
+}
+
+func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionTenantCreate, err)
+	}
+	t := &custos.Tenant{Name: body.Name}
+	if err := s.vault.CreateTenant(r.Context(), t); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, t)
+}
+
+func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) error {
+	ts, err := s.vault.Tenants(r.Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []*custos.Tenant{}
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.Tenant]{ts})
+}
+
+func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.vault.Tenant(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) createList(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionListCreate, err)
+	}
+	l := &custos.List{TenantID: r.PathValue("tenant"), Name: body.Name}
+	if err := s.vault.CreateList(r.Context(), l); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, l)
+}
+
+func (s *Server) listLists(w http.ResponseWriter, r *http.Request) error {
+	ls, err := s.vault.Lists(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.List]{ls})
+}
+
+func (s *Server) getList(w http.ResponseWriter, r *http.Request) error {
+	l, err := s.vault.List(r.Context(), r.PathValue("tenant"), r.PathValue("list"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) deleteList(w http.ResponseWriter, r *http.Request) error {
+	if err := s.vault.DeleteList(r.Context(), r.PathValue("tenant"), r.PathValue("list")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type contactBody struct {
+	Email      string          `json:"email"`
+	Attributes json.RawMessage `json:"attributes,omitempty"`
+	Consent    custos.Consent  `json:"consent,omitempty"`
+}
+
+func (s *Server) createContact(w http.ResponseWriter, r *http.Request) error {
+	var body contactBody
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionContactCreate, err)
+	}
+	c := &custos.Contact{TenantID: r.PathValue("tenant"), ListID: r.PathValue("list"), Email: body.Email, Attributes: body.Attributes, Consent: body.Consent}
+	if err := s.vault.CreateContact(r.Context(), c); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, c)
+}
+
+// pageParams reads ?after= and ?limit= (default 100).
+func pageParams(r *http.Request) (after string, limit int, err error) {
+	q := r.URL.Query()
+	after, limit = q.Get("after"), 100
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil {
+			return "", 0, custos.Errorf(custos.EINVALID, "limit must be an integer")
+		}
+	}
+	return after, limit, nil
+}
+
+func (s *Server) listContacts(w http.ResponseWriter, r *http.Request) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return s.reject(r, custos.ActionContactList, err)
+	}
+	page, err := s.vault.Contacts(r.Context(), r.PathValue("tenant"), r.PathValue("list"), after, limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Email string `json:"email"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionContactLookup, err)
+	}
+	c, err := s.vault.Lookup(r.Context(), r.PathValue("tenant"), r.PathValue("list"), body.Email)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return s.reject(r, custos.ActionTokenList, err)
+	}
+	page, err := s.vault.Tokens(r.Context(), r.PathValue("tenant"), r.PathValue("list"), after, limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) getContact(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.vault.Contact(r.Context(), r.PathValue("tenant"), r.PathValue("token"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) updateContact(w http.ResponseWriter, r *http.Request) error {
+	var u vault.ContactUpdate
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &u); err != nil {
+		return s.reject(r, custos.ActionContactUpdate, err)
+	}
+	c, err := s.vault.UpdateContact(r.Context(), r.PathValue("tenant"), r.PathValue("token"), u)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) deleteContact(w http.ResponseWriter, r *http.Request) error {
+	if err := s.vault.DeleteContact(r.Context(), r.PathValue("tenant"), r.PathValue("token")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// importContacts streams a CSV or NDJSON body into a list. The response
+// comes at the end and says what was imported, which rows were refused
+// (by line), and — if the import stopped early — the last line committed.
+func (s *Server) importContacts(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMediaType(r, "text/csv", "application/x-ndjson"); err != nil {
+		return s.reject(r, custos.ActionContactImport, custos.Errorf(custos.EUNSUPPORTED, "Content-Type must be text/csv or application/x-ndjson"))
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes)
+	var rows vault.RowReader
+	if ct := r.Header.Get("Content-Type"); len(ct) >= 8 && ct[:8] == "text/csv" {
+		rd, err := ingest.NewCSV(body)
+		if err != nil {
+			if tooLarge(err) {
+				err = tooLargeError()
+			}
+			return s.reject(r, custos.ActionContactImport, err)
+		}
+		rows = rd
+	} else {
+		rows = ingest.NewNDJSON(body)
+	}
+	res, err := s.vault.Import(r.Context(), r.PathValue("tenant"), r.PathValue("list"), limitErrors{rows}, vault.ImportOptions{})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// limitErrors turns the body reader's size-limit error into ETOOLARGE so
+// the import result says why it stopped.
+type limitErrors struct{ vault.RowReader }
+
+func (l limitErrors) Next() (ingest.Row, error) {
+	row, err := l.RowReader.Next()
+	if err != nil && tooLarge(err) {
+		return row, tooLargeError()
+	}
+	return row, err
+}
+
+// exportContacts streams a list as CSV or NDJSON (tenant admins only; the
+// export is recorded before the first byte).
+func (s *Server) exportContacts(w http.ResponseWriter, r *http.Request) error {
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "csv"
+	}
+	if format != "csv" && format != "ndjson" {
+		return s.reject(r, custos.ActionContactExport, custos.Errorf(custos.EINVALID, "format must be csv or ndjson"))
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	started := false
+	var cw *csv.Writer
+	enc := json.NewEncoder(bw)
+	err := s.vault.Export(r.Context(), r.PathValue("tenant"), r.PathValue("list"), format, func(c *custos.Contact) error {
+		if !started {
+			started = true
+			if format == "csv" {
+				w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+				cw = csv.NewWriter(bw)
+				if err := cw.Write([]string{"token", "email", "consent", "attributes", "created_at", "updated_at"}); err != nil {
+					return err
+				}
+			} else {
+				w.Header().Set("Content-Type", "application/x-ndjson")
+			}
+			w.Header().Set("Content-Disposition", `attachment; filename="`+r.PathValue("list")+"."+format+`"`)
+		}
+		if cw != nil {
+			return cw.Write([]string{c.Token, c.Email, string(c.Consent), string(c.Attributes),
+				c.CreatedAt.Format(timeFormat), c.UpdatedAt.Format(timeFormat)})
+		}
+		return enc.Encode(c)
+	})
+	if err != nil && !started {
+		return err
+	}
+	if err != nil {
+		// Headers are gone; abort the stream so the client sees a broken
+		// transfer rather than a silently truncated file.
+		s.logger.ErrorContext(r.Context(), "export aborted", "request_id", custos.RequestFromContext(r.Context()).ID, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	if !started { // empty list: still a valid file
+		if format == "csv" {
+			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+			cw = csv.NewWriter(bw)
+			cw.Write([]string{"token", "email", "consent", "attributes", "created_at", "updated_at"})
+		} else {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+		}
+	}
+	if cw != nil {
+		cw.Flush()
+	}
+	return bw.Flush()
+}
+
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func (s *Server) createPrincipal(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Kind     custos.Kind `json:"kind"`
+		TenantID string      `json:"tenant_id"`
+		Name     string      `json:"name"`
+		Owner    string      `json:"owner"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionPrincipalCreate, err)
+	}
+	p := &custos.Principal{Kind: body.Kind, TenantID: body.TenantID, Name: body.Name, Owner: body.Owner}
+	if err := s.vault.CreatePrincipal(r.Context(), p); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, p)
+}
+
+func (s *Server) listPrincipals(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.vault.Principals(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.Principal]{ps})
+}
+
+func (s *Server) getPrincipal(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.vault.Principal(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
+	var req vault.KeyRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		return s.reject(r, custos.ActionKeyCreate, err)
+	}
+	secret, k, err := s.vault.CreateKey(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, struct {
+		Key    *custos.APIKey `json:"key"`
+		Secret string         `json:"secret"`
+	}{k, secret})
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
+	ks, err := s.vault.Keys(r.Context(), r.URL.Query().Get("principal"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.APIKey]{ks})
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
+	if err := s.vault.RevokeKey(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,337 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/keys"
+)
+
+// RowReader yields import rows; *ingest.Reader is one.
+type RowReader interface {
+	Next() (ingest.Row, error)
+}
+
+// ImportOptions tune [Vault.Import].
+type ImportOptions struct {
+	BatchSize int // rows per transaction and audit leaf; default 5000
+	MaxErrors int // row errors listed in the result (all are counted); default 1000
+	// Progress, if set, is called after each committed batch.
+	Progress func(r *ImportResult)
+}
+
+// ImportResult says exactly what an import did. Rows at lines up to
+// CommittedThroughLine were all processed (imported, or listed/counted as
+// errors); nothing after it was imported. An aborted import can be resumed
+// from the line after CommittedThroughLine.
+type ImportResult struct {
+	Imported             int               `json:"imported"`
+	Failed               int               `json:"failed"` // rows refused (invalid or duplicate)
+	Errors               []ingest.RowError `json:"errors"`
+	Batches              int               `json:"batches"`
+	CommittedThroughLine int               `json:"committed_through_line"`
+	Aborted              bool              `json:"aborted"`
+	AbortCode            string            `json:"abort_code,omitempty"`
+	AbortReason          string            `json:"abort_reason,omitempty"`
+}
+
+func (r *ImportResult) addError(e ingest.RowError, max int) {
+	r.Failed++
+	if len(r.Errors) < max {
+		r.Errors = append(r.Errors, e)
+	}
+}
+
+// batch is a sealed, not yet committed group of rows.
+type batch struct {
+	rows      []*sealed
+	lines     []int // line of each row
+	errs      []ingest.RowError
+	firstLine int
+	lastLine  int // last input line consumed, including refused rows
+	fatal     error
+}
+
+// Import streams rows into a list. Each batch commits whole, together with
+// its audit leaf (count and line range); invalid and duplicate rows are
+// refused and reported by line. Memory is bounded by two batches whatever
+// the input size: sealing of the next batch overlaps the commit of this one.
+//
+// The returned error is non-nil only when the import could not start
+// (refused, unknown list); a failure midway is reported in the result,
+// with Aborted set and what was committed before it.
+func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader, opts ImportOptions) (*ImportResult, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 5000
+	}
+	if opts.MaxErrors <= 0 {
+		opts.MaxErrors = 1000
+	}
+	l, err := v.authorize(ctx, custos.ActionContactImport, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	if _, err := v.findList(ctx, tenant, list); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan *batch, 1)
+	go func() {
+		defer close(batches)
+		v.sealBatches(ctx, k, tenant, list, rows, opts.BatchSize, batches)
+	}()
+
+	res := &ImportResult{Errors: []ingest.RowError{}}
+	for b := range batches {
+		if len(b.rows) > 0 {
+			if err := v.commitBatch(ctx, l, b, res, opts.MaxErrors); err != nil {
+				res.abort(err)
+				break
+			}
+		} else {
+			for _, e := range b.errs {
+				res.addError(e, opts.MaxErrors)
+			}
+		}
+		res.CommittedThroughLine = b.lastLine
+		if b.fatal != nil {
+			res.abort(b.fatal)
+			break
+		}
+		if opts.Progress != nil {
+			opts.Progress(res)
+		}
+	}
+	cancel()
+	for range batches { // let the sealer exit
+	}
+	return res, nil
+}
+
+func (r *ImportResult) abort(err error) {
+	r.Aborted = true
+	r.AbortCode = custos.ErrorCode(err)
+	r.AbortReason = custos.ErrorMessage(err)
+}
+
+// sealBatches reads, validates and encrypts rows into batches.
+func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, list string, rows RowReader, size int, out chan<- *batch) {
+	now := ms(v.now())
+	b := &batch{}
+	send := func() bool {
+		select {
+		case out <- b:
+			b = &batch{}
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		row, err := rows.Next()
+		if err == io.EOF {
+			if len(b.rows) > 0 || len(b.errs) > 0 {
+				send()
+			}
+			return
+		}
+		var rowErr *ingest.RowError
+		if errors.As(err, &rowErr) {
+			b.errs = append(b.errs, *rowErr)
+			b.lastLine = max(b.lastLine, rowErr.Line)
+			continue
+		}
+		if err != nil {
+			b.fatal = err
+			send()
+			return
+		}
+		if b.firstLine == 0 {
+			b.firstLine = row.Line
+		}
+		b.lastLine = row.Line
+		c := &custos.Contact{Token: custos.NewID(custos.PrefixContact), TenantID: tenant, ListID: list,
+			Email: row.Email, Attributes: row.Attributes, Consent: row.Consent}
+		s, err := seal(k, c)
+		if err != nil {
+			b.errs = append(b.errs, ingest.RowError{Line: row.Line, Code: custos.ErrorCode(err), Message: custos.ErrorMessage(err)})
+			continue
+		}
+		s.created, s.updated = now, now
+		b.rows = append(b.rows, s)
+		b.lines = append(b.lines, row.Line)
+		if len(b.rows) >= size {
+			if !send() {
+				return
+			}
+		}
+	}
+}
+
+// insertChunk is the number of rows per INSERT statement (9 parameters
+// each, well under both engines' parameter limits).
+const insertChunk = 100
+
+var insertChunkSQL = insertSQL(insertChunk)
+
+func insertSQL(n int) string {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO contacts (` + contactColumns + `) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		p := i * 9
+		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9)
+	}
+	sb.WriteString(` ON CONFLICT (list_id, blind_index) DO NOTHING RETURNING token`)
+	return sb.String()
+}
+
+// commitBatch inserts a batch with its leaf in one transaction. Rows whose
+// address is already in the list (or earlier in the batch) are not
+// inserted and are reported as duplicates by line.
+func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *ImportResult, maxErrors int) error {
+	var dups []ingest.RowError
+	inserted := 0
+	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		dups, inserted = dups[:0], 0
+		got := make(map[string]bool, len(b.rows))
+		args := make([]any, 0, insertChunk*9)
+		for start := 0; start < len(b.rows); start += insertChunk {
+			chunk := b.rows[start:min(start+insertChunk, len(b.rows))]
+			q := insertChunkSQL
+			if len(chunk) != insertChunk {
+				q = insertSQL(len(chunk))
+			}
+			args = args[:0]
+			for _, s := range chunk {
+				args = append(args, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated)
+			}
+			rows, err := tx.QueryContext(ctx, q, args...)
+			if err != nil {
+				return fmt.Errorf("insert contacts: %w", err)
+			}
+			for rows.Next() {
+				var tok string
+				if err := rows.Scan(&tok); err != nil {
+					rows.Close()
+					return fmt.Errorf("insert contacts: %w", err)
+				}
+				got[tok] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("insert contacts: %w", err)
+			}
+		}
+		for i, s := range b.rows {
+			if got[s.token] {
+				inserted++
+			} else {
+				dups = append(dups, ingest.RowError{Line: b.lines[i], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			}
+		}
+		leaf.Count = inserted
+		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused", b.firstLine, b.lastLine, len(dups)+len(b.errs))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	res.Batches++
+	res.Imported += inserted
+	// Report errors in line order: validation errors and duplicates interleave.
+	i, j := 0, 0
+	for i < len(b.errs) || j < len(dups) {
+		if j >= len(dups) || (i < len(b.errs) && b.errs[i].Line < dups[j].Line) {
+			res.addError(b.errs[i], maxErrors)
+			i++
+		} else {
+			res.addError(dups[j], maxErrors)
+			j++
+		}
+	}
+	return nil
+}
+
+// ExportFunc receives each exported contact in token order.
+type ExportFunc func(*custos.Contact) error
+
+// Export streams every contact of a list to fn. The export — list and
+// number of contacts — is recorded before the first contact is handed
+// over; tenant admins only.
+func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn ExportFunc) error {
+	l, err := v.authorize(ctx, custos.ActionContactExport, tenant)
+	if err != nil {
+		return err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	if _, err := v.findList(ctx, tenant, list); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	var n int
+	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&n); err != nil {
+		return v.deny(ctx, l, fmt.Errorf("count contacts: %w", err))
+	}
+	l.Count, l.Detail = n, "format "+format
+	if err := v.record(ctx, l, nil); err != nil {
+		return err
+	}
+	// Page through the list so no read transaction stays open for the
+	// whole export (it would hold back WAL checkpoints).
+	after := ""
+	for {
+		rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT 1000`, list, after)
+		if err != nil {
+			return fmt.Errorf("export contacts: %w", err)
+		}
+		var page []*sealed
+		for rows.Next() {
+			s, err := scanSealed(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("export contacts: %w", err)
+			}
+			page = append(page, s)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("export contacts: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		for _, s := range page {
+			c, err := open(k, s)
+			if err != nil {
+				return err
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		after = page[len(page)-1].token
+	}
+}

@@ -1,0 +1,436 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/addr"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
+)
+
+// MaxPageSize bounds a page of contacts or tokens.
+const MaxPageSize = 500
+
+// sealed is a contact as stored: ciphertexts and the blind index.
+type sealed struct {
+	token, tenant, list string
+	blind, email, attrs []byte
+	consent             custos.Consent
+	created, updated    int64
+}
+
+// associated data binds each ciphertext to its tenant, contact and field,
+// so a ciphertext copied to another row or column fails to decrypt.
+func adEmail(tenant, token string) []byte { return []byte(tenant + "/" + token + "/email") }
+func adAttrs(tenant, token string) []byte { return []byte(tenant + "/" + token + "/attributes") }
+
+// seal normalises and encrypts c under k. c.Token must be set.
+func seal(k *keys.TenantKeys, c *custos.Contact) (*sealed, error) {
+	norm, err := addr.Normalize(c.Email)
+	if err != nil {
+		return nil, err
+	}
+	if c.Consent == "" {
+		c.Consent = custos.ConsentUnknown
+	}
+	if !c.Consent.Valid() {
+		return nil, custos.Errorf(custos.EINVALID, "consent must be unknown, subscribed or unsubscribed")
+	}
+	if err := custos.ValidateAttributes(c.Attributes); err != nil {
+		return nil, err
+	}
+	c.Email = norm
+	s := &sealed{token: c.Token, tenant: c.TenantID, list: c.ListID, consent: c.Consent,
+		created: ms(c.CreatedAt), updated: ms(c.UpdatedAt), blind: k.BlindIndex(norm)}
+	if s.email, err = k.Seal([]byte(norm), adEmail(c.TenantID, c.Token)); err != nil {
+		return nil, fmt.Errorf("seal email: %w", err)
+	}
+	if len(c.Attributes) > 0 {
+		if s.attrs, err = k.Seal(c.Attributes, adAttrs(c.TenantID, c.Token)); err != nil {
+			return nil, fmt.Errorf("seal attributes: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// open decrypts a stored contact.
+func open(k *keys.TenantKeys, s *sealed) (*custos.Contact, error) {
+	email, err := k.Open(s.email, adEmail(s.tenant, s.token))
+	if err != nil {
+		return nil, fmt.Errorf("open email of %s: %w", s.token, err)
+	}
+	c := &custos.Contact{Token: s.token, TenantID: s.tenant, ListID: s.list, Email: string(email), Consent: s.consent,
+		CreatedAt: fromMS(s.created), UpdatedAt: fromMS(s.updated)}
+	if len(s.attrs) > 0 {
+		a, err := k.Open(s.attrs, adAttrs(s.tenant, s.token))
+		if err != nil {
+			return nil, fmt.Errorf("open attributes of %s: %w", s.token, err)
+		}
+		c.Attributes = json.RawMessage(a)
+	}
+	return c, nil
+}
+
+const contactColumns = `token, tenant_id, list_id, blind_index, email, attributes, consent, created_at, updated_at`
+
+func scanSealed(row interface{ Scan(...any) error }) (*sealed, error) {
+	var s sealed
+	var consent string
+	if err := row.Scan(&s.token, &s.tenant, &s.list, &s.blind, &s.email, &s.attrs, &consent, &s.created, &s.updated); err != nil {
+		return nil, err
+	}
+	s.consent = custos.Consent(consent)
+	return &s, nil
+}
+
+func insertSealed(ctx context.Context, tx *sql.Tx, s *sealed) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO contacts (`+contactColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (list_id, blind_index) DO NOTHING`,
+		s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated)
+	if err != nil {
+		return false, fmt.Errorf("insert contact: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+var errDuplicate = custos.Errorf(custos.ECONFLICT, "a contact with this address already exists in the list")
+
+// CreateContact adds a contact to a list. c.TenantID and c.ListID name the
+// list; Token and timestamps are set on success.
+func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
+	c.Token = custos.NewID(custos.PrefixContact)
+	l, err := v.authorize(ctx, custos.ActionContactCreate, c.TenantID)
+	if err != nil {
+		return err
+	}
+	l.List = safeID(custos.PrefixList, c.ListID)
+	if _, err := v.findList(ctx, c.TenantID, c.ListID); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	k, err := v.tenantKeys(ctx, c.TenantID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	c.CreatedAt = v.now().UTC().Truncate(1e6)
+	c.UpdatedAt = c.CreatedAt
+	s, err := seal(k, c)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	l.Tokens = []string{c.Token}
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		ok, err := insertSealed(ctx, tx, s)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errDuplicate
+		}
+		return nil
+	})
+}
+
+// Contact returns one contact, decrypted, after recording the read.
+func (v *Vault) Contact(ctx context.Context, tenant, token string) (*custos.Contact, error) {
+	l, err := v.authorize(ctx, custos.ActionContactRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	s, err := v.findContact(ctx, tenant, token)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.List, l.Tokens = s.list, []string{s.token}
+	return v.reveal(ctx, l, tenant, s)
+}
+
+// reveal records l and only then decrypts and returns the contact.
+func (v *Vault) reveal(ctx context.Context, l audit.Leaf, tenant string, s *sealed) (*custos.Contact, error) {
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return open(k, s)
+}
+
+func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed, error) {
+	if !custos.ValidID(custos.PrefixContact, token) || !custos.ValidID(custos.PrefixTenant, tenant) {
+		return nil, notFound("contact")
+	}
+	s, err := scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant))
+	if isNoRows(err) {
+		return nil, notFound("contact")
+	} else if err != nil {
+		return nil, fmt.Errorf("find contact: %w", err)
+	}
+	return s, nil
+}
+
+// Page is one page of a listing; Next is the cursor for the following
+// page, empty on the last.
+type Page[T any] struct {
+	Items []T  `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+// Contacts returns a page of a list's contacts, in token order, after the
+// token "after". Every token returned is named in the audit leaf.
+func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit int) (*Page[*custos.Contact], error) {
+	l, err := v.authorize(ctx, custos.ActionContactList, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	if err := checkPage(after, limit); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if _, err := v.findList(ctx, tenant, list); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list contacts: %w", err))
+	}
+	var ss []*sealed
+	for rows.Next() {
+		s, err := scanSealed(rows)
+		if err != nil {
+			rows.Close()
+			return nil, v.deny(ctx, l, fmt.Errorf("scan contact: %w", err))
+		}
+		ss = append(ss, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list contacts: %w", err))
+	}
+	page := &Page[*custos.Contact]{Items: []*custos.Contact{}}
+	if len(ss) > limit {
+		ss = ss[:limit]
+		page.Next = ss[limit-1].token
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Count = len(ss)
+	for _, s := range ss {
+		l.Tokens = append(l.Tokens, s.token)
+	}
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	for _, s := range ss {
+		c, err := open(k, s)
+		if err != nil {
+			return nil, err
+		}
+		page.Items = append(page.Items, c)
+	}
+	return page, nil
+}
+
+func checkPage(after string, limit int) error {
+	if limit < 1 || limit > MaxPageSize {
+		return custos.Errorf(custos.EINVALID, "limit must be between 1 and %d", MaxPageSize)
+	}
+	if after != "" && !custos.ValidID(custos.PrefixContact, after) {
+		return custos.Errorf(custos.EINVALID, "after must be a contact token")
+	}
+	return nil
+}
+
+// ContactUpdate is a partial update: nil fields are left as they are.
+type ContactUpdate struct {
+	Email      *string          `json:"email,omitempty"`
+	Attributes *json.RawMessage `json:"attributes,omitempty"`
+	Consent    *custos.Consent  `json:"consent,omitempty"`
+}
+
+// UpdateContact changes a contact and returns it as stored.
+func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u ContactUpdate) (*custos.Contact, error) {
+	l, err := v.authorize(ctx, custos.ActionContactUpdate, tenant)
+	if err != nil {
+		return nil, err
+	}
+	s, err := v.findContact(ctx, tenant, token)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.List, l.Tokens = s.list, []string{s.token}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	c, err := open(k, s)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if u.Email != nil {
+		c.Email = *u.Email
+	}
+	if u.Attributes != nil {
+		c.Attributes = *u.Attributes
+		if string(c.Attributes) == "null" {
+			c.Attributes = nil
+		}
+	}
+	if u.Consent != nil {
+		c.Consent = *u.Consent
+	}
+	c.UpdatedAt = v.now().UTC().Truncate(1e6)
+	ns, err := seal(k, c)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		res, err := tx.ExecContext(ctx, `UPDATE contacts SET blind_index = $1, email = $2, attributes = $3, consent = $4, updated_at = $5
+			WHERE token = $6 AND tenant_id = $7 AND NOT EXISTS (
+				SELECT 1 FROM contacts o WHERE o.list_id = $8 AND o.blind_index = $1 AND o.token <> $6)`,
+			ns.blind, ns.email, ns.attrs, string(ns.consent), ns.updated, token, tenant, s.list)
+		if err != nil {
+			return fmt.Errorf("update contact: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			var exists int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE token = $1`, token).Scan(&exists); err != nil {
+				return fmt.Errorf("update contact: %w", err)
+			}
+			if exists == 0 {
+				return notFound("contact")
+			}
+			return errDuplicate
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DeleteContact removes a contact.
+func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) error {
+	l, err := v.authorize(ctx, custos.ActionContactDelete, tenant)
+	if err != nil {
+		return err
+	}
+	s, err := v.findContact(ctx, tenant, token)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	l.List, l.Tokens = s.list, []string{s.token}
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant)
+		if err != nil {
+			return fmt.Errorf("delete contact: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return notFound("contact")
+		}
+		return nil
+	})
+}
+
+// Lookup finds a contact of a list by address, through the blind index.
+// Tenant users get the contact; a service gets only the token and
+// non-personal fields (it resolves addresses only at the egress relay).
+func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos.Contact, error) {
+	l, err := v.authorize(ctx, custos.ActionContactLookup, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	if _, err := v.findList(ctx, tenant, list); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	norm, err := addr.Normalize(email)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	s, err := scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND blind_index = $2`, list, k.BlindIndex(norm)))
+	if isNoRows(err) {
+		return nil, v.deny(ctx, l, notFound("contact"))
+	} else if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("lookup contact: %w", err))
+	}
+	l.Tokens = []string{s.token}
+	if custos.PrincipalFromContext(ctx).Kind == custos.KindService {
+		l.Detail = "token only"
+		if err := v.record(ctx, l, nil); err != nil {
+			return nil, err
+		}
+		return &custos.Contact{Token: s.token, TenantID: s.tenant, ListID: s.list, Consent: s.consent,
+			CreatedAt: fromMS(s.created), UpdatedAt: fromMS(s.updated)}, nil
+	}
+	return v.reveal(ctx, l, tenant, s)
+}
+
+// Tokens returns a page of a list's tokens with non-personal fields only:
+// what the vendor's pipeline needs to refer to contacts without reading them.
+func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit int) (*Page[custos.TokenEntry], error) {
+	l, err := v.authorize(ctx, custos.ActionTokenList, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	if err := checkPage(after, limit); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if _, err := v.findList(ctx, tenant, list); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT token, consent, created_at, updated_at FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list tokens: %w", err))
+	}
+	page := &Page[custos.TokenEntry]{Items: []custos.TokenEntry{}}
+	for rows.Next() {
+		var e custos.TokenEntry
+		var consent string
+		var created, updated int64
+		if err := rows.Scan(&e.Token, &consent, &created, &updated); err != nil {
+			rows.Close()
+			return nil, v.deny(ctx, l, fmt.Errorf("scan token: %w", err))
+		}
+		e.Consent, e.CreatedAt, e.UpdatedAt = custos.Consent(consent), fromMS(created), fromMS(updated)
+		page.Items = append(page.Items, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list tokens: %w", err))
+	}
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		page.Next = page.Items[limit-1].Token
+	}
+	l.Count = len(page.Items)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// safeID returns id if it is well-formed, else a placeholder: leaves never
+// carry caller-controlled strings.
+func safeID(prefix, id string) string {
+	if custos.ValidID(prefix, id) {
+		return id
+	}
+	if id == "" {
+		return ""
+	}
+	return "invalid"
+}

@@ -1,0 +1,388 @@
+package vault
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+)
+
+// MaxKeyLifetime bounds how long an API key may live. Keys without an
+// expiry are allowed (for break-glass operator keys) but surface in review.
+const MaxKeyLifetime = 366 * 24 * time.Hour
+
+// Authenticate resolves a presented API key to its principal. A key that
+// is malformed, unknown, revoked or expired, or whose principal is
+// suspended, is refused with EUNAUTHORIZED — and the refusal is recorded.
+// On success the request metadata in ctx is not changed: the caller puts
+// the principal and key into the context it passes on.
+func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Principal, *custos.APIKey, error) {
+	l := leaf(ctx, custos.ActionAuthenticate, "")
+	if err := custos.CheckAPIKeySecret(secret); err != nil {
+		return nil, nil, v.deny(ctx, l, err)
+	}
+	hash := custos.HashAPIKey(secret)
+	var (
+		p                  custos.Principal
+		k                  custos.APIKey
+		stored             []byte
+		kind, scopes       string
+		tenant             sql.NullString
+		suspended          int
+		created, pcreated  int64
+		expires, used, rev sql.NullInt64
+	)
+	err := v.read.QueryRowContext(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at,
+			p.id, p.kind, p.tenant_id, p.name, p.owner, p.suspended, p.created_at
+		FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.hash = $1`, hash).
+		Scan(&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev,
+			&p.ID, &kind, &tenant, &p.Name, &p.Owner, &suspended, &pcreated)
+	if isNoRows(err) {
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
+	} else if err != nil {
+		return nil, nil, v.deny(ctx, l, fmt.Errorf("authenticate: %w", err))
+	}
+	// The lookup was by hash; compare again in constant time so that no
+	// code path ever branches on a variable-time comparison of secrets.
+	if subtle.ConstantTimeCompare(stored, hash) != 1 {
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
+	}
+	k.PrincipalID = p.ID
+	k.Scopes = parseScopes(scopes)
+	k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
+	p.Kind, p.TenantID, p.Suspended, p.CreatedAt = custos.Kind(kind), tenant.String, suspended != 0, fromMS(pcreated)
+	l.Actor, l.ActorKind, l.KeyID = p.ID, string(p.Kind), k.ID
+	now := v.now()
+	switch {
+	case k.RevokedAt != nil:
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key has been revoked"))
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key has expired"))
+	case p.Suspended:
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
+	}
+	v.touch(ctx, k.ID, now)
+	return &p, &k, nil
+}
+
+// touch records a key's last use, at most once a minute per key. It is
+// bookkeeping for access reviews, not an access to personal data, so it is
+// best-effort and not audited.
+func (v *Vault) touch(ctx context.Context, keyID string, now time.Time) {
+	v.lastUsedMu.Lock()
+	last, ok := v.lastUsed[keyID]
+	if ok && now.Sub(last) < time.Minute {
+		v.lastUsedMu.Unlock()
+		return
+	}
+	v.lastUsed[keyID] = now
+	v.lastUsedMu.Unlock()
+	if _, err := v.write.ExecContext(ctx, `UPDATE api_keys SET last_used_at = $1 WHERE id = $2`, ms(now), keyID); err != nil {
+		v.logger.WarnContext(ctx, "record key use", "key", keyID, "err", err)
+	}
+}
+
+func parseScopes(s string) []custos.Scope {
+	var out []custos.Scope
+	for _, f := range strings.Split(s, " ") {
+		if f != "" {
+			out = append(out, custos.Scope(f))
+		}
+	}
+	return out
+}
+
+func formatScopes(ss []custos.Scope) string {
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, " ")
+}
+
+// CreatePrincipal creates a principal.
+func (v *Vault) CreatePrincipal(ctx context.Context, p *custos.Principal) error {
+	p.ID = custos.NewID(custos.PrefixPrincipal)
+	l, err := v.authorize(ctx, custos.ActionPrincipalCreate, "")
+	if err != nil {
+		return err
+	}
+	l.Detail = "principal " + p.ID
+	if err := p.Validate(); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if p.TenantID != "" {
+		if _, err := v.findTenant(ctx, p.TenantID); err != nil {
+			return v.deny(ctx, l, err)
+		}
+		l.Tenant = p.TenantID // the tenant sees who was given access to it
+	}
+	p.CreatedAt = v.now().UTC().Truncate(1e6)
+	p.Suspended = false
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO principals (id, kind, tenant_id, name, owner, suspended, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)`,
+			p.ID, string(p.Kind), nullString(p.TenantID), p.Name, p.Owner, ms(p.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("insert principal: %w", err)
+		}
+		return nil
+	})
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// Principals returns every principal.
+func (v *Vault) Principals(ctx context.Context) ([]*custos.Principal, error) {
+	l, err := v.authorize(ctx, custos.ActionPrincipalRead, "")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT id, kind, tenant_id, name, owner, suspended, created_at FROM principals ORDER BY created_at, id`)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list principals: %w", err))
+	}
+	defer rows.Close()
+	out := []*custos.Principal{}
+	for rows.Next() {
+		p, err := scanPrincipal(rows)
+		if err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list principals: %w", err))
+	}
+	l.Count = len(out)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func scanPrincipal(row interface{ Scan(...any) error }) (*custos.Principal, error) {
+	var p custos.Principal
+	var kind string
+	var tenant sql.NullString
+	var suspended int
+	var created int64
+	if err := row.Scan(&p.ID, &kind, &tenant, &p.Name, &p.Owner, &suspended, &created); err != nil {
+		return nil, fmt.Errorf("scan principal: %w", err)
+	}
+	p.Kind, p.TenantID, p.Suspended, p.CreatedAt = custos.Kind(kind), tenant.String, suspended != 0, fromMS(created)
+	return &p, nil
+}
+
+func (v *Vault) findPrincipal(ctx context.Context, id string) (*custos.Principal, error) {
+	if !custos.ValidID(custos.PrefixPrincipal, id) {
+		return nil, notFound("principal")
+	}
+	p, err := scanPrincipal(v.read.QueryRowContext(ctx, `SELECT id, kind, tenant_id, name, owner, suspended, created_at FROM principals WHERE id = $1`, id))
+	if err != nil && isNoRows(err) {
+		return nil, notFound("principal")
+	}
+	return p, err
+}
+
+// Principal returns one principal.
+func (v *Vault) Principal(ctx context.Context, id string) (*custos.Principal, error) {
+	l, err := v.authorize(ctx, custos.ActionPrincipalRead, "")
+	if err != nil {
+		return nil, err
+	}
+	p, err := v.findPrincipal(ctx, id)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "principal " + p.ID
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// KeyRequest describes a key to create.
+type KeyRequest struct {
+	Scopes    []custos.Scope `json:"scopes"`
+	ExpiresIn string         `json:"expires_in"` // Go duration, e.g. "720h"; default 90 days; "never" for no expiry
+}
+
+// DefaultKeyLifetime is the expiry of a key created without one.
+const DefaultKeyLifetime = 90 * 24 * time.Hour
+
+// CreateKey creates an API key for a principal and returns its secret:
+// the only time the secret exists outside the caller's hands.
+func (v *Vault) CreateKey(ctx context.Context, principalID string, req KeyRequest) (string, *custos.APIKey, error) {
+	l, err := v.authorize(ctx, custos.ActionKeyCreate, "")
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := v.findPrincipal(ctx, principalID)
+	if err != nil {
+		return "", nil, v.deny(ctx, l, err)
+	}
+	l.Tenant = p.TenantID
+	secret, k, err := v.newKey(p, req)
+	if err != nil {
+		return "", nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "key " + k.ID + " for principal " + p.ID
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		return insertKey(ctx, tx, k, secret)
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return secret, k, nil
+}
+
+func (v *Vault) newKey(p *custos.Principal, req KeyRequest) (string, *custos.APIKey, error) {
+	if len(req.Scopes) == 0 {
+		req.Scopes = []custos.Scope{custos.ScopeAll}
+	}
+	if err := custos.ValidateScopes(req.Scopes); err != nil {
+		return "", nil, err
+	}
+	now := v.now().UTC().Truncate(1e6)
+	k := &custos.APIKey{ID: custos.NewID(custos.PrefixKey), PrincipalID: p.ID, Scopes: req.Scopes, CreatedAt: now}
+	switch req.ExpiresIn {
+	case "never":
+	case "":
+		t := now.Add(DefaultKeyLifetime)
+		k.ExpiresAt = &t
+	default:
+		d, err := time.ParseDuration(req.ExpiresIn)
+		if err != nil || d <= 0 || d > MaxKeyLifetime {
+			return "", nil, custos.Errorf(custos.EINVALID, "expires_in must be a positive duration up to %s, or \"never\"", MaxKeyLifetime)
+		}
+		t := now.Add(d)
+		k.ExpiresAt = &t
+	}
+	secret := custos.NewAPIKeySecret()
+	k.Hint = custos.APIKeyHint(secret)
+	return secret, k, nil
+}
+
+func insertKey(ctx context.Context, tx *sql.Tx, k *custos.APIKey, secret string) error {
+	var expires sql.NullInt64
+	if k.ExpiresAt != nil {
+		expires = sql.NullInt64{Int64: ms(*k.ExpiresAt), Valid: true}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, principal_id, hash, hint, scopes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		k.ID, k.PrincipalID, custos.HashAPIKey(secret), k.Hint, formatScopes(k.Scopes), ms(k.CreatedAt), expires)
+	if err != nil {
+		return fmt.Errorf("insert key: %w", err)
+	}
+	return nil
+}
+
+// Keys returns the keys of a principal, or every key if principalID is empty.
+func (v *Vault) Keys(ctx context.Context, principalID string) ([]*custos.APIKey, error) {
+	l, err := v.authorize(ctx, custos.ActionKeyRead, "")
+	if err != nil {
+		return nil, err
+	}
+	q := `SELECT id, principal_id, hint, scopes, created_at, expires_at, last_used_at, revoked_at FROM api_keys`
+	args := []any{}
+	if principalID != "" {
+		if !custos.ValidID(custos.PrefixPrincipal, principalID) {
+			return nil, v.deny(ctx, l, notFound("principal"))
+		}
+		q += ` WHERE principal_id = $1`
+		args = append(args, principalID)
+	}
+	rows, err := v.read.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list keys: %w", err))
+	}
+	defer rows.Close()
+	out := []*custos.APIKey{}
+	for rows.Next() {
+		var k custos.APIKey
+		var scopes string
+		var created int64
+		var expires, used, rev sql.NullInt64
+		if err := rows.Scan(&k.ID, &k.PrincipalID, &k.Hint, &scopes, &created, &expires, &used, &rev); err != nil {
+			return nil, v.deny(ctx, l, fmt.Errorf("scan key: %w", err))
+		}
+		k.Scopes = parseScopes(scopes)
+		k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
+		out = append(out, &k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list keys: %w", err))
+	}
+	l.Count = len(out)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RevokeKey revokes a key at once: the next request presenting it fails.
+func (v *Vault) RevokeKey(ctx context.Context, id string) error {
+	l, err := v.authorize(ctx, custos.ActionKeyRevoke, "")
+	if err != nil {
+		return err
+	}
+	if !custos.ValidID(custos.PrefixKey, id) {
+		return v.deny(ctx, l, notFound("key"))
+	}
+	l.Detail = "key " + id
+	now := v.now()
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, ms(now), id)
+		if err != nil {
+			return fmt.Errorf("revoke key: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return notFound("active key")
+		}
+		return nil
+	})
+}
+
+// Bootstrap creates the first operator and a key for it, if there is no
+// principal yet. It is what `custos init` runs; it is audited like any
+// other change, with actor "bootstrap".
+func (v *Vault) Bootstrap(ctx context.Context, name string) (*custos.Principal, string, error) {
+	var n int
+	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM principals`).Scan(&n); err != nil {
+		return nil, "", fmt.Errorf("count principals: %w", err)
+	}
+	if n > 0 {
+		return nil, "", custos.Errorf(custos.ECONFLICT, "already bootstrapped: principals exist")
+	}
+	p := &custos.Principal{ID: custos.NewID(custos.PrefixPrincipal), Kind: custos.KindOperator, Name: name, Owner: name, CreatedAt: v.now().UTC().Truncate(1e6)}
+	if err := p.Validate(); err != nil {
+		return nil, "", err
+	}
+	secret, k, err := v.newKey(p, KeyRequest{Scopes: []custos.Scope{custos.ScopeAll}, ExpiresIn: "720h"})
+	if err != nil {
+		return nil, "", err
+	}
+	l := leaf(ctx, custos.ActionPrincipalCreate, "")
+	l.Actor, l.Detail = "bootstrap", "principal "+p.ID+" key "+k.ID
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM principals`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return custos.Errorf(custos.ECONFLICT, "already bootstrapped: principals exist")
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO principals (id, kind, tenant_id, name, owner, suspended, created_at) VALUES ($1, $2, NULL, $3, $4, 0, $5)`,
+			p.ID, string(p.Kind), p.Name, p.Owner, ms(p.CreatedAt)); err != nil {
+			return fmt.Errorf("insert principal: %w", err)
+		}
+		return insertKey(ctx, tx, k, secret)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return p, secret, nil
+}

@@ -1,0 +1,237 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
+)
+
+// CreateTenant creates a tenant and its keysets (wrapped under the KEK).
+// The creation is the first entry of the tenant's own audit sequence.
+func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant) error {
+	t.ID = custos.NewID(custos.PrefixTenant)
+	l, err := v.authorize(ctx, custos.ActionTenantCreate, t.ID)
+	if err != nil {
+		return err
+	}
+	if err := t.Validate(); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	_, wrapped, err := v.ring.NewTenantKeys(t.ID)
+	if err != nil {
+		return v.deny(ctx, l, fmt.Errorf("create tenant keys: %w", err))
+	}
+	t.CreatedAt = v.now().UTC().Truncate(1e6)
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)`, t.ID, t.Name, ms(t.CreatedAt)); err != nil {
+			return fmt.Errorf("insert tenant: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tenant_keys (tenant_id, keyset, created_at) VALUES ($1, $2, $3)`, t.ID, wrapped, ms(t.CreatedAt)); err != nil {
+			return fmt.Errorf("insert tenant keys: %w", err)
+		}
+		return nil
+	})
+}
+
+// Tenant returns one tenant.
+func (v *Vault) Tenant(ctx context.Context, id string) (*custos.Tenant, error) {
+	l, err := v.authorize(ctx, custos.ActionTenantRead, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := v.findTenant(ctx, id)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Tenants returns every tenant (operators only).
+func (v *Vault) Tenants(ctx context.Context) ([]*custos.Tenant, error) {
+	l, err := v.authorize(ctx, custos.ActionTenantList, "")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT id, name, created_at FROM tenants ORDER BY created_at, id`)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list tenants: %w", err))
+	}
+	defer rows.Close()
+	var out []*custos.Tenant
+	for rows.Next() {
+		var t custos.Tenant
+		var created int64
+		if err := rows.Scan(&t.ID, &t.Name, &created); err != nil {
+			return nil, v.deny(ctx, l, fmt.Errorf("scan tenant: %w", err))
+		}
+		t.CreatedAt = fromMS(created)
+		out = append(out, &t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list tenants: %w", err))
+	}
+	l.Count = len(out)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (v *Vault) findTenant(ctx context.Context, id string) (*custos.Tenant, error) {
+	if !custos.ValidID(custos.PrefixTenant, id) {
+		return nil, notFound("tenant")
+	}
+	var t custos.Tenant
+	var created int64
+	err := v.read.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE id = $1`, id).Scan(&t.ID, &t.Name, &created)
+	if isNoRows(err) {
+		return nil, notFound("tenant")
+	} else if err != nil {
+		return nil, fmt.Errorf("find tenant: %w", err)
+	}
+	t.CreatedAt = fromMS(created)
+	return &t, nil
+}
+
+// tenantKeys returns the unwrapped keys of a tenant.
+func (v *Vault) tenantKeys(ctx context.Context, tenantID string) (*keys.TenantKeys, error) {
+	var wrapped []byte
+	err := v.read.QueryRowContext(ctx, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tenantID).Scan(&wrapped)
+	if isNoRows(err) {
+		return nil, notFound("tenant")
+	} else if err != nil {
+		return nil, fmt.Errorf("load tenant keys: %w", err)
+	}
+	k, err := v.ring.Tenant(tenantID, wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
+	}
+	return k, nil
+}
+
+// CreateList creates a contact list in a tenant.
+func (v *Vault) CreateList(ctx context.Context, ls *custos.List) error {
+	ls.ID = custos.NewID(custos.PrefixList)
+	l, err := v.authorize(ctx, custos.ActionListCreate, ls.TenantID)
+	if err != nil {
+		return err
+	}
+	l.List = ls.ID
+	if err := ls.Validate(); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if _, err := v.findTenant(ctx, ls.TenantID); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	ls.CreatedAt = v.now().UTC().Truncate(1e6)
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO lists (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)`, ls.ID, ls.TenantID, ls.Name, ms(ls.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("insert list: %w", err)
+		}
+		return nil
+	})
+}
+
+// List returns one list of a tenant.
+func (v *Vault) List(ctx context.Context, tenant, id string) (*custos.List, error) {
+	l, err := v.authorize(ctx, custos.ActionListRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.List = id
+	ls, err := v.findList(ctx, tenant, id)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
+// Lists returns the lists of a tenant.
+func (v *Vault) Lists(ctx context.Context, tenant string) ([]*custos.List, error) {
+	l, err := v.authorize(ctx, custos.ActionListRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT id, tenant_id, name, created_at FROM lists WHERE tenant_id = $1 ORDER BY created_at, id`, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list lists: %w", err))
+	}
+	defer rows.Close()
+	out := []*custos.List{}
+	for rows.Next() {
+		var ls custos.List
+		var created int64
+		if err := rows.Scan(&ls.ID, &ls.TenantID, &ls.Name, &created); err != nil {
+			return nil, v.deny(ctx, l, fmt.Errorf("scan list: %w", err))
+		}
+		ls.CreatedAt = fromMS(created)
+		out = append(out, &ls)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list lists: %w", err))
+	}
+	l.Count = len(out)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteList deletes a list and every contact in it.
+func (v *Vault) DeleteList(ctx context.Context, tenant, id string) error {
+	l, err := v.authorize(ctx, custos.ActionListDelete, tenant)
+	if err != nil {
+		return err
+	}
+	l.List = id
+	if _, err := v.findList(ctx, tenant, id); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, id, tenant)
+		if err != nil {
+			return fmt.Errorf("delete contacts: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		l.Count = int(n)
+		res, err = tx.ExecContext(ctx, `DELETE FROM lists WHERE id = $1 AND tenant_id = $2`, id, tenant)
+		if err != nil {
+			return fmt.Errorf("delete list: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return notFound("list")
+		}
+		return nil
+	})
+}
+
+func (v *Vault) findList(ctx context.Context, tenant, id string) (*custos.List, error) {
+	if !custos.ValidID(custos.PrefixList, id) || !custos.ValidID(custos.PrefixTenant, tenant) {
+		return nil, notFound("list")
+	}
+	var ls custos.List
+	var created int64
+	err := v.read.QueryRowContext(ctx, `SELECT id, tenant_id, name, created_at FROM lists WHERE id = $1 AND tenant_id = $2`, id, tenant).
+		Scan(&ls.ID, &ls.TenantID, &ls.Name, &created)
+	if isNoRows(err) {
+		return nil, notFound("list")
+	} else if err != nil {
+		return nil, fmt.Errorf("find list: %w", err)
+	}
+	ls.CreatedAt = fromMS(created)
+	return &ls, nil
+}

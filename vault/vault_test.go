@@ -1,0 +1,192 @@
+package vault_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/vault"
+)
+
+type fixture struct {
+	db    *sqlite.DB
+	log   *audit.Log
+	vault *vault.Vault
+	ctx   context.Context // operator
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := keys.OpenKEK(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, err := audit.GenerateKey("custos.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close(); db.Close() })
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{})
+	f := &fixture{db: db, log: lg, vault: v}
+	p, secret, err := v.Bootstrap(ctx, "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ctx = f.as(t, secret)
+	_ = p
+	return f
+}
+
+// as returns a context authenticated with secret.
+func (f *fixture) as(t *testing.T, secret string) context.Context {
+	t.Helper()
+	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
+	p, k, err := f.vault.Authenticate(ctx, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest), Principal: p, Key: k})
+}
+
+func (f *fixture) admin(t *testing.T) (ctx context.Context, tenant, list string) {
+	t.Helper()
+	tn := &custos.Tenant{Name: "Acme"}
+	if err := f.vault.CreateTenant(f.ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	p := &custos.Principal{Kind: custos.KindTenantAdmin, TenantID: tn.ID, Name: "admin", Owner: "acme"}
+	if err := f.vault.CreatePrincipal(f.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := f.vault.CreateKey(f.ctx, p.ID, vault.KeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = f.as(t, secret)
+	l := &custos.List{TenantID: tn.ID, Name: "news"}
+	if err := f.vault.CreateList(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, tn.ID, l.ID
+}
+
+// TestEncryptedAtRest reads the database as an engineer with database
+// access would: no address or attribute appears in any column.
+func TestEncryptedAtRest(t *testing.T) {
+	f := newFixture(t)
+	ctx, tenant, list := f.admin(t)
+	c := &custos.Contact{TenantID: tenant, ListID: list, Email: "secret.person@example.test", Attributes: []byte(`{"first_name":"Zebedee"}`)}
+	if err := f.vault.CreateContact(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	f.log.Close()
+	raw, err := readFile(f.db.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"secret.person", "example.test", "Zebedee"} {
+		if strings.Contains(raw, s) {
+			t.Errorf("database file contains %q in plaintext", s)
+		}
+	}
+}
+
+// TestCiphertextBoundToRow: a ciphertext moved to another contact's row
+// does not decrypt (associated data binds it to tenant and token).
+func TestCiphertextBoundToRow(t *testing.T) {
+	f := newFixture(t)
+	ctx, tenant, list := f.admin(t)
+	a := &custos.Contact{TenantID: tenant, ListID: list, Email: "a@example.test"}
+	b := &custos.Contact{TenantID: tenant, ListID: list, Email: "b@example.test"}
+	for _, c := range []*custos.Contact{a, b} {
+		if err := f.vault.CreateContact(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.db.Write.Exec(`UPDATE contacts SET email = (SELECT email FROM contacts WHERE token = $1) WHERE token = $2`, a.Token, b.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.Contact(ctx, tenant, b.Token); err == nil {
+		t.Fatal("a ciphertext swapped between rows decrypted")
+	}
+}
+
+// TestChangeAndRecordAtomic: when the log cannot be written, the change
+// is not made either (invariant 2), and the caller gets EUNAVAILABLE.
+func TestChangeAndRecordAtomic(t *testing.T) {
+	f := newFixture(t)
+	ctx, tenant, list := f.admin(t)
+	if _, err := f.db.Write.Exec(`CREATE TRIGGER no_leaves BEFORE INSERT ON audit_leaves BEGIN SELECT RAISE(ABORT, 'disk on fire'); END`); err != nil {
+		t.Fatal(err)
+	}
+	err := f.vault.CreateContact(ctx, &custos.Contact{TenantID: tenant, ListID: list, Email: "x@example.test"})
+	if custos.ErrorCode(err) != custos.EUNAVAILABLE {
+		t.Fatalf("create with a broken log: err = %v, want EUNAVAILABLE", err)
+	}
+	var n int
+	f.db.Read.QueryRow(`SELECT count(*) FROM contacts`).Scan(&n)
+	if n != 0 {
+		t.Fatalf("contact committed without its leaf")
+	}
+	// Reads fail closed too.
+	if _, err := f.vault.Lists(ctx, tenant); custos.ErrorCode(err) != custos.EUNAVAILABLE {
+		t.Fatalf("read with a broken log: err = %v, want EUNAVAILABLE", err)
+	}
+	if _, err := f.db.Write.Exec(`DROP TRIGGER no_leaves`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.vault.CreateContact(ctx, &custos.Contact{TenantID: tenant, ListID: list, Email: "x@example.test"}); err != nil {
+		t.Fatalf("after the log recovers: %v", err)
+	}
+}
+
+
+func TestImportAbortReportsWhereItStopped(t *testing.T) {
+	f := newFixture(t)
+	ctx, tenant, list := f.admin(t)
+	var sb strings.Builder
+	sb.WriteString("email\n")
+	for i := 0; i < 25; i++ {
+		sb.WriteString("user" + string(rune('a'+i)) + "@example.test\n")
+	}
+	sb.WriteString("\"unterminated\n") // a structural CSV error on line 27
+	r, err := newCSV(sb.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.vault.Import(ctx, tenant, list, r, vault.ImportOptions{BatchSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Aborted || res.Imported != 25 || res.CommittedThroughLine != 26 {
+		t.Fatalf("result = %+v; want aborted after committing lines 2..26", res)
+	}
+	var n int
+	f.db.Read.QueryRow(`SELECT count(*) FROM contacts`).Scan(&n)
+	if n != 25 {
+		t.Fatalf("%d contacts stored, want 25", n)
+	}
+}
