@@ -102,6 +102,9 @@ func (v *Vault) findTenant(ctx context.Context, id string) (*custos.Tenant, erro
 
 // tenantKeys returns the unwrapped keys of a tenant.
 func (v *Vault) tenantKeys(ctx context.Context, tenantID string) (*keys.TenantKeys, error) {
+	if k, ok := v.tenantCache.Load(tenantID); ok {
+		return k.(*keys.TenantKeys), nil
+	}
 	var wrapped []byte
 	err := v.read.QueryRowContext(ctx, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tenantID).Scan(&wrapped)
 	if isNoRows(err) {
@@ -113,6 +116,7 @@ func (v *Vault) tenantKeys(ctx context.Context, tenantID string) (*keys.TenantKe
 	if err != nil {
 		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
 	}
+	v.tenantCache.Store(tenantID, k)
 	return k, nil
 }
 

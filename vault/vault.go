@@ -49,6 +49,10 @@ type Vault struct {
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex
 	lastUsed   map[string]time.Time
+
+	// tenantCache holds unwrapped tenant keys (tenant id → *keys.TenantKeys)
+	// so a read costs no keyset query; a tenant's deletion must drop its entry.
+	tenantCache sync.Map
 }
 
 // Options are the optional settings of [New].
