@@ -1,0 +1,278 @@
+// Package keys is custos's envelope encryption, built on Tink.
+//
+// Each tenant has two Tink keysets: AES-256-GCM ([TenantKeys.Seal],
+// [TenantKeys.Open]) for addresses and attributes, and HMAC-SHA256 PRF
+// ([TenantKeys.BlindIndex]) for the blind index. Both are stored only
+// wrapped — encrypted by a key-encryption key (KEK) that lives outside the
+// database — with the tenant id as associated data, so a wrapped blob
+// moved to another tenant does not unwrap. Deleting a tenant's wrapped
+// keysets destroys its data everywhere, backups included
+// (crypto-shredding).
+//
+// The KEK is named by a URI. "local:///abs/path" is a Tink keyset file
+// made by [CreateLocalKEK] (mode 0600): the default for one machine. Any
+// other URI is resolved through Tink's KMS client registry, so HashiCorp
+// Vault transit ("hcvault://"), AWS KMS ("aws-kms://") and GCP KMS
+// ("gcp-kms://") plug in by registering their Tink clients with
+// [RegisterKMSClient] at startup; see docs/keys.md.
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/core/registry"
+	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/prf"
+	"github.com/tink-crypto/tink-go/v2/tink"
+)
+
+const localScheme = "local://"
+
+// CreateLocalKEK writes a new AES-256-GCM keyset to path (mode 0600,
+// refusing to overwrite) and returns its URI.
+func CreateLocalKEK(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("create KEK: %w", err)
+	}
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		return "", fmt.Errorf("create KEK: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := insecurecleartextkeyset.Write(h, keyset.NewJSONWriter(&buf)); err != nil {
+		return "", fmt.Errorf("create KEK: %w", err)
+	}
+	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create KEK: %w", err)
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return "", fmt.Errorf("create KEK: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("create KEK: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("create KEK: %w", err)
+	}
+	return localScheme + abs, nil
+}
+
+// RegisterKMSClient makes a Tink KMS client (Vault transit, AWS KMS, GCP
+// KMS, …) available to [OpenKEK]. Call it at startup, before OpenKEK.
+func RegisterKMSClient(c registry.KMSClient) { registry.RegisterKMSClient(c) }
+
+// OpenKEK returns the key-encryption key named by uri.
+func OpenKEK(ctx context.Context, uri string) (tink.AEAD, error) {
+	if path, ok := strings.CutPrefix(uri, localScheme); ok {
+		return openLocal(path)
+	}
+	c, err := registry.GetKMSClient(uri)
+	if err != nil {
+		scheme, _, _ := strings.Cut(uri, "://")
+		return nil, fmt.Errorf("open KEK: no KMS client registered for %q URIs (use local:///path, or register a Tink KMS client: see docs/keys.md)", scheme)
+	}
+	a, err := c.GetAEAD(uri)
+	if err != nil {
+		return nil, fmt.Errorf("open KEK: %w", err)
+	}
+	return a, nil
+}
+
+func openLocal(path string) (tink.AEAD, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("open KEK: local:// URIs need an absolute path")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open KEK: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("open KEK: %s is readable by group or others (mode %o); chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("open KEK: %w", err)
+	}
+	h, err := insecurecleartextkeyset.Read(keyset.NewJSONReader(bytes.NewReader(b)))
+	if err != nil {
+		return nil, fmt.Errorf("open KEK: %s is not a Tink keyset: %w", path, err)
+	}
+	a, err := aead.New(h)
+	if err != nil {
+		return nil, fmt.Errorf("open KEK: %w", err)
+	}
+	return a, nil
+}
+
+// Keyring unwraps tenants' keysets with the KEK and caches them.
+type Keyring struct {
+	kek tink.AEAD
+
+	mu    sync.Mutex
+	cache map[string]*TenantKeys
+}
+
+// maxCached bounds the cache; past it, the cache is emptied and refilled
+// on demand (unwrapping costs one KEK call).
+const maxCached = 4096
+
+// NewKeyring returns a keyring wrapping with kek.
+func NewKeyring(kek tink.AEAD) *Keyring {
+	return &Keyring{kek: kek, cache: map[string]*TenantKeys{}}
+}
+
+// TenantKeys are one tenant's unwrapped primitives. Safe for concurrent use.
+type TenantKeys struct {
+	aead tink.AEAD
+	prf  *prf.Set
+}
+
+// Wrapped blob format, version 1:
+//
+//	"CKS1" | uint32 len | AEAD keyset, encrypted | uint32 len | PRF keyset, encrypted
+//
+// Each keyset is Tink's EncryptedKeyset (binary), encrypted under the KEK
+// with associated data "custos/tenant/<id>/<purpose>".
+var magic = []byte("CKS1")
+
+func ad(tenantID, purpose string) []byte {
+	return []byte("custos/tenant/" + tenantID + "/" + purpose)
+}
+
+// NewTenantKeys creates fresh keysets for a tenant and returns them with
+// their wrapped form, to be stored.
+func (k *Keyring) NewTenantKeys(tenantID string) (*TenantKeys, []byte, error) {
+	ah, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		return nil, nil, fmt.Errorf("new tenant keys: %w", err)
+	}
+	ph, err := keyset.NewHandle(prf.HMACSHA256PRFKeyTemplate())
+	if err != nil {
+		return nil, nil, fmt.Errorf("new tenant keys: %w", err)
+	}
+	var out bytes.Buffer
+	out.Write(magic)
+	for _, part := range []struct {
+		h       *keyset.Handle
+		purpose string
+	}{{ah, "aead"}, {ph, "prf"}} {
+		var buf bytes.Buffer
+		if err := part.h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), k.kek, ad(tenantID, part.purpose)); err != nil {
+			return nil, nil, fmt.Errorf("wrap tenant keys: %w", err)
+		}
+		binary.Write(&out, binary.BigEndian, uint32(buf.Len()))
+		out.Write(buf.Bytes())
+	}
+	tk, err := newTenantKeys(ah, ph)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tk, out.Bytes(), nil
+}
+
+func newTenantKeys(ah, ph *keyset.Handle) (*TenantKeys, error) {
+	a, err := aead.New(ah)
+	if err != nil {
+		return nil, fmt.Errorf("tenant AEAD: %w", err)
+	}
+	p, err := prf.NewPRFSet(ph)
+	if err != nil {
+		return nil, fmt.Errorf("tenant PRF: %w", err)
+	}
+	return &TenantKeys{aead: a, prf: p}, nil
+}
+
+var errBlob = errors.New("unwrap tenant keys: malformed wrapped keyset")
+
+// Tenant returns a tenant's keys, unwrapping wrapped unless cached.
+func (k *Keyring) Tenant(tenantID string, wrapped []byte) (*TenantKeys, error) {
+	k.mu.Lock()
+	tk, ok := k.cache[tenantID]
+	k.mu.Unlock()
+	if ok {
+		return tk, nil
+	}
+	if !bytes.HasPrefix(wrapped, magic) {
+		return nil, errBlob
+	}
+	rest := wrapped[len(magic):]
+	var handles []*keyset.Handle
+	for _, purpose := range []string{"aead", "prf"} {
+		if len(rest) < 4 {
+			return nil, errBlob
+		}
+		n := binary.BigEndian.Uint32(rest)
+		rest = rest[4:]
+		if uint64(n) > uint64(len(rest)) {
+			return nil, errBlob
+		}
+		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(rest[:n])), k.kek, ad(tenantID, purpose))
+		if err != nil {
+			return nil, fmt.Errorf("unwrap tenant keys: %s keyset does not open for this tenant", purpose)
+		}
+		handles = append(handles, h)
+		rest = rest[n:]
+	}
+	if len(rest) != 0 {
+		return nil, errBlob
+	}
+	tk, err := newTenantKeys(handles[0], handles[1])
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	if len(k.cache) >= maxCached {
+		clear(k.cache)
+	}
+	k.cache[tenantID] = tk
+	k.mu.Unlock()
+	return tk, nil
+}
+
+// Forget drops a tenant's keys from the cache (after crypto-shredding).
+func (k *Keyring) Forget(tenantID string) {
+	k.mu.Lock()
+	delete(k.cache, tenantID)
+	k.mu.Unlock()
+}
+
+// Seal encrypts plaintext bound to associatedData.
+func (t *TenantKeys) Seal(plaintext, associatedData []byte) ([]byte, error) {
+	return t.aead.Encrypt(plaintext, associatedData)
+}
+
+// Open decrypts a ciphertext made by Seal with the same associated data.
+// Its error says nothing about the content.
+func (t *TenantKeys) Open(ciphertext, associatedData []byte) ([]byte, error) {
+	pt, err := t.aead.Decrypt(ciphertext, associatedData)
+	if err != nil {
+		return nil, errors.New("decrypt: authentication failed")
+	}
+	return pt, nil
+}
+
+// BlindIndex returns the 32-byte keyed PRF of a normalised address:
+// equal within a tenant for equal input, unrelated across tenants.
+func (t *TenantKeys) BlindIndex(normalized string) []byte {
+	out, err := t.prf.ComputePrimaryPRF([]byte(normalized), 32)
+	if err != nil {
+		// HMAC-SHA256 with a 32-byte output cannot fail; a failure here
+		// means the keyset is corrupt, and no index is better than a wrong one.
+		panic("keys: blind index: " + err.Error())
+	}
+	return out
+}

@@ -1,0 +1,149 @@
+package keys_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/custos-dev/custos/keys"
+)
+
+func newRing(t testing.TB) *keys.Keyring {
+	t.Helper()
+	uri, err := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "kek.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := keys.OpenKEK(context.Background(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys.NewKeyring(kek)
+}
+
+func TestLocalKEK(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kek.json")
+	uri, err := keys.CreateLocalKEK(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("KEK file mode %o, want 600", st.Mode().Perm())
+	}
+	if _, err := keys.CreateLocalKEK(path); err == nil {
+		t.Error("CreateLocalKEK overwrote an existing KEK")
+	}
+	os.Chmod(path, 0o644)
+	if _, err := keys.OpenKEK(context.Background(), uri); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("OpenKEK of a 0644 file: %v; want a refusal", err)
+	}
+	if _, err := keys.OpenKEK(context.Background(), "aws-kms://arn:aws:kms:eu-west-1:1:key/x"); err == nil || !strings.Contains(err.Error(), "no KMS client registered") {
+		t.Errorf("OpenKEK of an unregistered scheme: %v", err)
+	}
+}
+
+func TestTenantKeys(t *testing.T) {
+	ring := newRing(t)
+	a, wrappedA, err := ring.NewTenantKeys("tn_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, wrappedB, err := ring.NewTenantKeys("tn_b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := a.Seal([]byte("jane@example.com"), []byte("ad1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(ct, []byte("jane")) {
+		t.Fatal("ciphertext contains plaintext")
+	}
+	if _, err := a.Open(ct, []byte("ad2")); err == nil {
+		t.Fatal("opened with the wrong associated data")
+	}
+	a2, err := ring.Tenant("tn_a", wrappedA) // from the cache
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring.Forget("tn_a")
+	a2, err = ring.Tenant("tn_a", wrappedA) // unwrapped from the blob
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := a2.Open(ct, []byte("ad1"))
+	if err != nil || string(pt) != "jane@example.com" {
+		t.Fatalf("round trip: %q, %v", pt, err)
+	}
+	ring.Forget("tn_a")
+	if _, err := ring.Tenant("tn_a", wrappedB); err == nil {
+		t.Fatal("tenant B's keys unwrapped as tenant A's")
+	}
+	if _, err := ring.Tenant("tn_a", wrappedA[:len(wrappedA)-3]); err == nil {
+		t.Fatal("truncated blob unwrapped")
+	}
+	b, err := ring.Tenant("tn_b", wrappedB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.BlindIndex("x@y.test"), a2.BlindIndex("x@y.test")) || len(a.BlindIndex("x@y.test")) != 32 {
+		t.Fatal("blind index not deterministic within a tenant")
+	}
+	if bytes.Equal(a.BlindIndex("x@y.test"), b.BlindIndex("x@y.test")) {
+		t.Fatal("blind index equal across tenants")
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	ring := newRing(t)
+	_, wrapped, _ := ring.NewTenantKeys("tn_c")
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := ring.Tenant("tn_c", wrapped)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for j := 0; j < 100; j++ {
+				ct, _ := k.Seal([]byte("a@b.test"), nil)
+				if pt, err := k.Open(ct, nil); err != nil || string(pt) != "a@b.test" {
+					t.Error("concurrent round trip failed")
+				}
+				k.BlindIndex("a@b.test")
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func BenchmarkSeal(b *testing.B) {
+	k, _, _ := newRing(b).NewTenantKeys("tn_x")
+	pt, ad := []byte("first.last123@example-mail.com"), []byte("tn_x/ct_y/email")
+	for b.Loop() {
+		k.Seal(pt, ad)
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	k, _, _ := newRing(b).NewTenantKeys("tn_x")
+	ad := []byte("tn_x/ct_y/email")
+	ct, _ := k.Seal([]byte("first.last123@example-mail.com"), ad)
+	for b.Loop() {
+		k.Open(ct, ad)
+	}
+}
+
+func BenchmarkBlindIndex(b *testing.B) {
+	k, _, _ := newRing(b).NewTenantKeys("tn_x")
+	for b.Loop() {
+		k.BlindIndex("first.last123@example-mail.com")
+	}
+}
