@@ -51,7 +51,8 @@ func TestParseTilePath(t *testing.T) {
 		path    string
 		entries bool
 		ok      bool
-		l, n    int64
+		l       int
+		n       int64
 		w       int
 	}{
 		{"0/000", false, true, 0, 0, 256},

@@ -1,0 +1,452 @@
+// Package audit is custos's append-only, tamper-evident audit log.
+//
+// Every access to tenant data becomes a [Leaf] — JSON without personal
+// data — appended by [Log.Append], which returns only after the leaf is
+// durable. A change to data is the [Entry.Apply] of its leaf and commits
+// in the same transaction, so the two exist together or not at all.
+//
+// One sequencer goroutine assigns indexes with adaptive group commit: it
+// takes the first queued entry, drains whatever else is already queued
+// (up to MaxBatch) and commits the lot in one transaction — at once when
+// idle, batched under load. The Merkle tree (RFC 6962 hashing, as C2SP
+// tlog-tiles specifies) is computed only with golang.org/x/mod/sumdb/tlog
+// and stored in the database as tlog-tiles (256 hashes per tile). A
+// checkpointer signs a C2SP tlog-checkpoint note at least every
+// CheckpointInterval while the log grows. [Verify] recomputes everything
+// from the leaves and names the first bad index.
+//
+// The SQL runs unchanged on SQLite and PostgreSQL; the engine packages
+// create the audit_* tables.
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos"
+)
+
+// Leaf is one audit entry. Its JSON encoding is the Merkle leaf. It never
+// holds personal data: tokens and counts, never addresses.
+type Leaf struct {
+	Time      time.Time `json:"time"`
+	RequestID string    `json:"request_id,omitempty"`
+	Actor     string    `json:"actor"`
+	ActorKind string    `json:"actor_kind,omitempty"`
+	KeyID     string    `json:"key_id,omitempty"`
+	Source    string    `json:"source,omitempty"`
+	Action    string    `json:"action"`
+	Tenant    string    `json:"tenant,omitempty"`
+	TenantSeq uint64    `json:"tenant_seq,omitempty"`
+	List      string    `json:"list,omitempty"`
+	Tokens    []string  `json:"tokens,omitempty"`
+	Count     int       `json:"count,omitempty"`
+	Outcome   string    `json:"outcome"`
+	Code      string    `json:"code,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+}
+
+// Outcomes.
+const (
+	OutcomeOK       = "ok"
+	OutcomeDenied   = "denied"   // refused: unauthenticated or forbidden
+	OutcomeRejected = "rejected" // invalid, conflicting or unknown
+	OutcomeError    = "error"    // failed for a reason of ours
+)
+
+// Entry is a leaf plus an optional change that must commit with it.
+type Entry struct {
+	Leaf Leaf
+	// Apply, if non-nil, runs inside the transaction that appends the
+	// leaf, under its own savepoint. It may complete the leaf (a count
+	// known only after the change). If it returns an error its changes
+	// are rolled back, the leaf is recorded with the error's outcome,
+	// code and message, and Append returns the error.
+	Apply func(ctx context.Context, tx *sql.Tx, leaf *Leaf) error
+}
+
+// Receipt says where an entry landed.
+type Receipt struct {
+	Index     uint64
+	TenantSeq uint64
+}
+
+// Config configures a [Log].
+type Config struct {
+	Origin             string // checkpoint origin line; also the signing key's name
+	Signer             note.Signer
+	Verifier           note.Verifier
+	CheckpointInterval time.Duration // default 1s
+	MaxBatch           int           // default 1024
+	Logger             *slog.Logger
+	Now                func() time.Time
+}
+
+// ErrUnavailable is returned when the log cannot be written. Callers must
+// not serve the access: it maps to 503.
+var ErrUnavailable = custos.Errorf(custos.EUNAVAILABLE, "audit log unavailable")
+
+// Log is an open audit log.
+type Log struct {
+	w, r *sql.DB
+	cfg  Config
+
+	queue chan *pending
+
+	closeMu sync.RWMutex
+	closed  bool
+
+	headMu sync.RWMutex
+	size   uint64
+	root   tlog.Hash
+
+	// sequencer-owned state
+	tiles     *tileCache
+	tenantSeq map[string]uint64
+
+	sigMu      sync.Mutex
+	lastSigned uint64
+	signedAny  bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type pending struct {
+	ctx  context.Context
+	e    Entry
+	done chan result
+}
+
+type result struct {
+	receipt Receipt
+	err     error
+}
+
+// Open opens the log stored in the database and starts its sequencer and
+// checkpointer.
+func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
+	if cfg.Signer == nil || cfg.Verifier == nil || cfg.Origin == "" {
+		return nil, errors.New("open audit log: origin, signer and verifier are required")
+	}
+	if cfg.Signer.Name() != cfg.Origin {
+		return nil, fmt.Errorf("open audit log: signing key name %q differs from origin %q", cfg.Signer.Name(), cfg.Origin)
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = time.Second
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{})}
+	if err := l.load(ctx); err != nil {
+		return nil, err
+	}
+	var last sql.NullInt64
+	if err := read.QueryRowContext(ctx, `SELECT MAX(size) FROM audit_checkpoints`).Scan(&last); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	l.lastSigned, l.signedAny = uint64(last.Int64), last.Valid
+	if !last.Valid || l.size > l.lastSigned {
+		if _, err := l.SignCheckpoint(ctx); err != nil {
+			return nil, err
+		}
+	}
+	l.wg.Add(2)
+	go l.sequence()
+	go l.checkpointer()
+	return l, nil
+}
+
+// load reads the committed tree size and root from the database.
+func (l *Log) load(ctx context.Context) error {
+	var n sql.NullInt64
+	if err := l.w.QueryRowContext(ctx, `SELECT MAX(idx) FROM audit_leaves`).Scan(&n); err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	size := uint64(0)
+	if n.Valid {
+		size = uint64(n.Int64) + 1
+	}
+	l.tiles = newTileCache()
+	l.tenantSeq = map[string]uint64{}
+	root := emptyRoot()
+	if size > 0 {
+		var err error
+		root, err = tlog.TreeHash(int64(size), l.tiles.reader(ctx, l.w, nil))
+		if err != nil {
+			return fmt.Errorf("open audit log: tree hash at size %d: %w", size, err)
+		}
+	}
+	l.headMu.Lock()
+	l.size, l.root = size, root
+	l.headMu.Unlock()
+	return nil
+}
+
+// Size returns the number of committed entries.
+func (l *Log) Size() uint64 {
+	l.headMu.RLock()
+	defer l.headMu.RUnlock()
+	return l.size
+}
+
+func (l *Log) head() (uint64, tlog.Hash) {
+	l.headMu.RLock()
+	defer l.headMu.RUnlock()
+	return l.size, l.root
+}
+
+// Append records e and returns once it is durable. If the log cannot be
+// written it returns [ErrUnavailable]; if e.Apply fails, it returns that
+// error (the leaf is recorded with the failure).
+func (l *Log) Append(ctx context.Context, e Entry) (Receipt, error) {
+	p := &pending{ctx: context.WithoutCancel(ctx), e: e, done: make(chan result, 1)}
+	l.closeMu.RLock()
+	if l.closed {
+		l.closeMu.RUnlock()
+		return Receipt{}, ErrUnavailable
+	}
+	l.queue <- p
+	l.closeMu.RUnlock()
+	// Wait even if ctx is cancelled: the entry is queued and will commit;
+	// the caller learns the outcome rather than guessing it.
+	r := <-p.done
+	return r.receipt, r.err
+}
+
+// Close stops accepting entries, commits those queued, signs a final
+// checkpoint and stops the background goroutines.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	if l.closed {
+		l.closeMu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.queue)
+	l.closeMu.Unlock()
+	close(l.stop)
+	l.wg.Wait()
+	_, err := l.SignCheckpoint(context.Background())
+	return err
+}
+
+// sequence is the sequencer: group commit of queued entries.
+func (l *Log) sequence() {
+	defer l.wg.Done()
+	batch := make([]*pending, 0, l.cfg.MaxBatch)
+	for first := range l.queue {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < l.cfg.MaxBatch {
+			select {
+			case p, ok := <-l.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// commit appends a batch in one transaction and answers its waiters.
+func (l *Log) commit(batch []*pending) {
+	results, err := l.commitTx(batch)
+	if err != nil {
+		l.cfg.Logger.Error("audit log commit failed", "entries", len(batch), "err", err)
+		// Nothing in the batch is acknowledged. Reload what is committed:
+		// in-memory caches may hold state of the rolled-back transaction.
+		if lerr := l.load(context.Background()); lerr != nil {
+			l.cfg.Logger.Error("audit log reload failed", "err", lerr)
+		}
+		for _, p := range batch {
+			p.done <- result{err: ErrUnavailable}
+		}
+		return
+	}
+	for i, p := range batch {
+		p.done <- results[i]
+	}
+}
+
+func outcomeOf(err error) string {
+	switch custos.ErrorCode(err) {
+	case custos.EFORBIDDEN, custos.EUNAUTHORIZED:
+		return OutcomeDenied
+	case custos.EINVALID, custos.ECONFLICT, custos.ENOTFOUND, custos.ETOOLARGE, custos.EUNSUPPORTED:
+		return OutcomeRejected
+	}
+	return OutcomeError
+}
+
+const leafColumns = 7
+
+func (l *Log) commitTx(batch []*pending) ([]result, error) {
+	ctx := context.Background() // never cancelled mid-transaction: see Append
+	oldSize, _ := l.head()
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	results := make([]result, len(batch))
+	now := l.cfg.Now().UTC().Truncate(time.Millisecond)
+	for i, p := range batch {
+		leaf := &p.e.Leaf
+		if leaf.Time.IsZero() {
+			leaf.Time = now
+		}
+		if p.e.Apply == nil {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT entry`); err != nil {
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
+		aerr := p.e.Apply(p.ctx, tx, leaf)
+		if aerr != nil {
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT entry`); err != nil {
+				return nil, fmt.Errorf("rollback to savepoint: %w", err)
+			}
+			leaf.Outcome, leaf.Code, leaf.Reason = outcomeOf(aerr), custos.ErrorCode(aerr), custos.ErrorMessage(aerr)
+			results[i].err = aerr
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT entry`); err != nil {
+			return nil, fmt.Errorf("release savepoint: %w", err)
+		}
+	}
+
+	datas := make([][]byte, len(batch))
+	args := make([]any, 0, leafChunk*leafColumns)
+	for start := 0; start < len(batch); start += leafChunk {
+		chunk := batch[start:min(start+leafChunk, len(batch))]
+		args = args[:0]
+		for j, p := range chunk {
+			i := start + j
+			leaf := &p.e.Leaf
+			if leaf.Tenant != "" {
+				seq, err := l.nextTenantSeq(ctx, tx, leaf.Tenant)
+				if err != nil {
+					return nil, err
+				}
+				leaf.TenantSeq = seq
+			}
+			data, err := json.Marshal(leaf)
+			if err != nil {
+				return nil, fmt.Errorf("marshal leaf: %w", err)
+			}
+			if len(data) > maxLeafBytes {
+				return nil, fmt.Errorf("leaf %d bytes exceeds %d", len(data), maxLeafBytes)
+			}
+			datas[i] = data
+			idx := oldSize + uint64(i)
+			results[i].receipt = Receipt{Index: idx, TenantSeq: leaf.TenantSeq}
+			args = append(args, int64(idx), nullString(leaf.Tenant), nullSeq(leaf.TenantSeq), leaf.Actor, leaf.Action, leaf.Time.UnixMilli(), data)
+		}
+		if _, err := tx.ExecContext(ctx, insertLeavesSQL(len(chunk)), args...); err != nil {
+			return nil, fmt.Errorf("insert leaves: %w", err)
+		}
+	}
+
+	newSize := oldSize + uint64(len(batch))
+	root, err := l.tiles.extend(ctx, tx, oldSize, datas)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	l.tiles.committed(newSize)
+	l.headMu.Lock()
+	l.size, l.root = newSize, root
+	l.headMu.Unlock()
+	return results, nil
+}
+
+// maxLeafBytes is the C2SP entry bundle limit (a uint16 length prefix).
+const maxLeafBytes = 1<<16 - 1
+
+const leafChunk = 100
+
+var leafSQL sync.Map // int → string
+
+func insertLeavesSQL(n int) string {
+	if s, ok := leafSQL.Load(n); ok {
+		return s.(string)
+	}
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		p := i * leafColumns
+		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7)
+	}
+	s := sb.String()
+	leafSQL.Store(n, s)
+	return s
+}
+
+func (l *Log) nextTenantSeq(ctx context.Context, tx *sql.Tx, tenant string) (uint64, error) {
+	last, ok := l.tenantSeq[tenant]
+	if !ok {
+		var n sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(tenant_seq) FROM audit_leaves WHERE tenant_id = $1`, tenant).Scan(&n); err != nil {
+			return 0, fmt.Errorf("tenant sequence: %w", err)
+		}
+		last = uint64(n.Int64)
+	}
+	l.tenantSeq[tenant] = last + 1
+	return last + 1, nil
+}
+
+// emptyRoot is the RFC 6962 root of the empty tree, SHA-256 of nothing
+// (tlog, built for trees that are never empty, returns a zero hash).
+func emptyRoot() tlog.Hash {
+	var h tlog.Hash
+	copy(h[:], rfc6962.DefaultHasher.EmptyRoot())
+	return h
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func nullSeq(n uint64) sql.NullInt64 { return sql.NullInt64{Int64: int64(n), Valid: n != 0} }
+
+// Entry returns the leaf at index.
+func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
+	if index >= l.Size() {
+		return nil, custos.Errorf(custos.ENOTFOUND, "no entry %d", index)
+	}
+	var data []byte
+	err := l.r.QueryRowContext(ctx, `SELECT data FROM audit_leaves WHERE idx = $1`, int64(index)).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, custos.Errorf(custos.ENOTFOUND, "no entry %d", index)
+	} else if err != nil {
+		return nil, fmt.Errorf("read entry: %w", err)
+	}
+	return data, nil
+}

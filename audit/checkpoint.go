@@ -1,0 +1,115 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos"
+)
+
+// Checkpoint is a signed statement of the tree's size and root, in the
+// C2SP tlog-checkpoint format.
+type Checkpoint struct {
+	Origin string
+	Size   uint64
+	Root   tlog.Hash
+	Note   []byte // the whole signed note
+}
+
+// GenerateKey returns a new Ed25519 note signing key and its verifier key
+// for a log whose origin is name (C2SP signed-note key names).
+func GenerateKey(origin string) (skey, vkey string, err error) {
+	return note.GenerateKey(rand.Reader, origin)
+}
+
+func checkpointBody(origin string, size uint64, root tlog.Hash) string {
+	return fmt.Sprintf("%s\n%d\n%s\n", origin, size, base64.StdEncoding.EncodeToString(root[:]))
+}
+
+// SignCheckpoint signs the current head (if it is not signed yet) and
+// stores it; it returns the latest checkpoint.
+func (l *Log) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	l.sigMu.Lock()
+	defer l.sigMu.Unlock()
+	size, root := l.head()
+	if size > l.lastSigned || !l.signedAny {
+		msg, err := note.Sign(&note.Note{Text: checkpointBody(l.cfg.Origin, size, root)}, l.cfg.Signer)
+		if err != nil {
+			return nil, fmt.Errorf("sign checkpoint: %w", err)
+		}
+		if _, err := l.w.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (size) DO NOTHING`, int64(size), root[:], msg, l.cfg.Now().UnixMilli()); err != nil {
+			return nil, fmt.Errorf("store checkpoint: %w", err)
+		}
+		l.lastSigned, l.signedAny = size, true
+	}
+	return l.Checkpoint(ctx)
+}
+
+// checkpointer signs a checkpoint every interval while the log grows.
+func (l *Log) checkpointer() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			if _, err := l.SignCheckpoint(context.Background()); err != nil {
+				l.cfg.Logger.Error("sign checkpoint", "err", err)
+			}
+		}
+	}
+}
+
+// Checkpoint returns the latest signed checkpoint.
+func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
+	var msg []byte
+	err := l.r.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, custos.Errorf(custos.ENOTFOUND, "no checkpoint yet")
+	} else if err != nil {
+		return nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+	return ParseCheckpoint(msg, l.cfg.Verifier)
+}
+
+// ParseCheckpoint verifies a signed checkpoint note with v and parses it.
+// The body must be exactly origin, size and base64 root hash, each on its
+// own line (extension lines are refused: custos writes none), and the
+// origin must be the verifier key's name.
+func ParseCheckpoint(msg []byte, v note.Verifier) (*Checkpoint, error) {
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint signature: %w", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) != 4 || lines[3] != "" {
+		return nil, errors.New("checkpoint: body must be origin, size and root hash lines")
+	}
+	cp := &Checkpoint{Origin: lines[0], Note: bytes.Clone(msg)}
+	if cp.Origin != v.Name() {
+		return nil, fmt.Errorf("checkpoint: origin %q is not the key's name %q", cp.Origin, v.Name())
+	}
+	if cp.Size, err = strconv.ParseUint(lines[1], 10, 63); err != nil || strconv.FormatUint(cp.Size, 10) != lines[1] {
+		return nil, errors.New("checkpoint: malformed size")
+	}
+	h, err := base64.StdEncoding.Strict().DecodeString(lines[2])
+	if err != nil || len(h) != tlog.HashSize {
+		return nil, errors.New("checkpoint: malformed root hash")
+	}
+	copy(cp.Root[:], h)
+	return cp, nil
+}
