@@ -1,0 +1,180 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/custos-dev/custos/audit"
+)
+
+// appendConcurrently appends n leaves from many goroutines (group commit
+// makes this fast) across three tenants.
+func (e *logEnv) appendConcurrently(t *testing.T, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	const workers = 256
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				if _, err := e.log.Append(context.Background(), audit.Entry{Leaf: leaf(i, fmt.Sprintf("tn_%d", i%3))}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := e.log.SignCheckpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTamperDetected alters the stored log the way a root user with the
+// database file could, and expects Verify to name the first bad index.
+func TestTamperDetected(t *testing.T) {
+	const size = 1000
+	for _, tc := range []struct {
+		name   string
+		tamper []string
+		index  uint64
+		reason string
+	}{
+		{"change a leaf", []string{`UPDATE audit_leaves SET data = replace(data, 'contact.read', 'contact.list') WHERE idx = 417`}, 417, "leaf hash"},
+		{"delete a leaf", []string{`DELETE FROM audit_leaves WHERE idx = 300`}, 300, "missing"},
+		{"swap two leaves", []string{
+			`UPDATE audit_leaves SET idx = -1 WHERE idx = 600`,
+			`UPDATE audit_leaves SET idx = 600 WHERE idx = 601`,
+			`UPDATE audit_leaves SET idx = 601 WHERE idx = -1`}, 600, "leaf hash"},
+		{"change a tile", []string{`UPDATE audit_tiles SET data = randomblob(8192) WHERE level = 0 AND idx = 2`}, 512, "leaf hash"},
+		{"delete a tile", []string{`DELETE FROM audit_tiles WHERE level = 0 AND idx = 1`}, 256, "tile 0/1 is missing"},
+		{"truncate", []string{`DELETE FROM audit_leaves WHERE idx >= 990`}, 990, "truncated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newLog(t)
+			e.appendConcurrently(t, size)
+			if _, err := e.verify(t); err != nil {
+				t.Fatalf("untampered log fails: %v", err)
+			}
+			e.log.Close()
+			for _, q := range tc.tamper {
+				if _, err := e.db.Write.Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			_, err := e.verify(t)
+			var ve *audit.VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Verify after tampering: %v; want a *VerifyError", err)
+			}
+			if ve.Index != tc.index || !strings.Contains(ve.Reason, tc.reason) {
+				t.Fatalf("Verify = %q; want entry %d, reason containing %q", err, tc.index, tc.reason)
+			}
+		})
+	}
+}
+
+// TestTamperRewrittenTree: an attacker who rewrites a leaf and recomputes
+// every tile consistently is still caught by the signed checkpoints.
+func TestTamperRewrittenTree(t *testing.T) {
+	e := newLog(t)
+	e.appendConcurrently(t, 600)
+	e.log.Close()
+	cpSize := uint64(600)
+	// Rewrite leaf 10 and recompute every tile consistently.
+	rows, err := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var datas [][]byte
+	for rows.Next() {
+		var b []byte
+		rows.Scan(&b)
+		datas = append(datas, b)
+	}
+	rows.Close()
+	forged := []byte(strings.Replace(string(datas[10]), "contact.read", "contact.list", 1))
+	if _, err := e.db.Write.Exec(`UPDATE audit_leaves SET data = $1 WHERE idx = 10`, forged); err != nil {
+		t.Fatal(err)
+	}
+	datas[10] = forged
+	if err := audit.RebuildTiles(context.Background(), e.db.Write, datas); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.verify(t)
+	var ve *audit.VerifyError
+	if !errors.As(err, &ve) || !strings.Contains(ve.Reason, fmt.Sprintf("checkpoint signed at size %d", cpSize)) {
+		t.Fatalf("Verify of a consistently rewritten tree: %v; want a checkpoint mismatch", err)
+	}
+}
+
+// TestTruncationWithRebuiltTiles: entries removed from the end and the
+// tiles recomputed to match — caught against the last signed checkpoint.
+func TestTruncationWithRebuiltTiles(t *testing.T) {
+	e := newLog(t)
+	e.appendConcurrently(t, 1000)
+	e.log.Close()
+	if _, err := e.db.Write.Exec(`DELETE FROM audit_leaves WHERE idx >= 900`); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
+	var datas [][]byte
+	for rows.Next() {
+		var b []byte
+		rows.Scan(&b)
+		datas = append(datas, b)
+	}
+	rows.Close()
+	if err := audit.RebuildTiles(context.Background(), e.db.Write, datas); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.verify(t)
+	var ve *audit.VerifyError
+	if !errors.As(err, &ve) || ve.Index != 900 || !strings.Contains(ve.Reason, "truncated") {
+		t.Fatalf("Verify = %v; want entry 900 truncated", err)
+	}
+	// A checkpoint held outside the database catches it even when the
+	// stored checkpoints are deleted too.
+	cp, _ := e.db.Read.Query(`SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`)
+	var held []byte
+	for cp.Next() {
+		cp.Scan(&held)
+	}
+	cp.Close()
+	e.db.Write.Exec(`DELETE FROM audit_checkpoints`)
+	if _, err := e.verify(t); err != nil {
+		t.Fatalf("without checkpoints the rewritten log looks consistent, as expected; got %v", err)
+	}
+	_, err = audit.Verify(context.Background(), e.db.Read, e.verifier, audit.VerifyOptions{Checkpoint: held})
+	if !errors.As(err, &ve) || ve.Index != 900 {
+		t.Fatalf("Verify against a held checkpoint = %v; want entry 900", err)
+	}
+}
+
+// TestLevelOneTileTamper needs more than 65 536 entries for a level-1 tile.
+func TestLevelOneTileTamper(t *testing.T) {
+	if testing.Short() {
+		t.Skip("appends 66 000 entries")
+	}
+	e := newLog(t)
+	e.appendConcurrently(t, 66_000)
+	if _, err := e.verify(t); err != nil {
+		t.Fatal(err)
+	}
+	e.log.Close()
+	// Flip one byte of the second hash of tile 1/0 (the subtree of
+	// entries 256..511).
+	if _, err := e.db.Write.Exec(`UPDATE audit_tiles SET data = substr(data, 1, 40) || CASE WHEN substr(data, 41, 1) = x'00' THEN x'01' ELSE x'00' END || substr(data, 42) WHERE level = 1 AND idx = 0`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.verify(t)
+	var ve *audit.VerifyError
+	if !errors.As(err, &ve) || ve.Index != 256 || !strings.Contains(ve.Reason, "tile 1/0") {
+		t.Fatalf("Verify = %v; want entry 256, tile 1/0", err)
+	}
+}
