@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Config is what a server needs. Sources, strongest first: flags,
+// environment, the data directory's custos.json, defaults.
+type Config struct {
+	DataDir string // CUSTOS_DATA, --data
+	Addr    string // CUSTOS_ADDR, --addr
+	Origin  string // the log's checkpoint origin and signing key name
+	KEK     string // key-encryption key URI (local:///…, hcvault://…, aws-kms://…, gcp-kms://…)
+}
+
+// DefaultConfig returns the defaults: everything under ./custos-data,
+// serving on loopback.
+func DefaultConfig() Config {
+	return Config{DataDir: "custos-data", Addr: "127.0.0.1:8750", Origin: "custos.local/log"}
+}
+
+// Validate checks the configuration, naming the field at fault.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data: the data directory must not be empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
+	}
+	if c.Origin == "" || strings.ContainsAny(c.Origin, " \n+") {
+		errs = append(errs, fmt.Errorf("origin: %q must be a non-empty name without spaces or '+'", c.Origin))
+	}
+	return errors.Join(errs...)
+}
+
+// fileConfig is the data directory's custos.json, written by init.
+type fileConfig struct {
+	Origin string `json:"origin"`
+	KEK    string `json:"kek"`
+}
+
+const configFile = "custos.json"
+
+func (c Config) path(name string) string { return filepath.Join(c.DataDir, name) }
+
+// serverFlags registers the flags common to server-side commands and
+// returns a function that resolves the final Config after parsing.
+func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
+	cfg := DefaultConfig()
+	if v := m.Getenv("CUSTOS_DATA"); v != "" {
+		cfg.DataDir = v
+	}
+	if v := m.Getenv("CUSTOS_ADDR"); v != "" {
+		cfg.Addr = v
+	}
+	data := fs.String("data", cfg.DataDir, "data directory (env CUSTOS_DATA)")
+	addr := fs.String("addr", cfg.Addr, "listen address (env CUSTOS_ADDR)")
+	origin := fs.String("origin", "", "log origin name (init only; default "+cfg.Origin+")")
+	kek := fs.String("kek", "", "key-encryption key URI, overriding custos.json (e.g. hcvault://…, aws-kms://…)")
+	return func() (Config, error) {
+		cfg.DataDir, cfg.Addr = *data, *addr
+		if b, err := os.ReadFile(cfg.path(configFile)); err == nil {
+			var fc fileConfig
+			if err := json.Unmarshal(b, &fc); err != nil {
+				return cfg, fmt.Errorf("%s: %w", cfg.path(configFile), err)
+			}
+			cfg.Origin, cfg.KEK = fc.Origin, fc.KEK
+		}
+		if *origin != "" {
+			cfg.Origin = *origin
+		}
+		if *kek != "" {
+			cfg.KEK = *kek
+		}
+		return cfg, cfg.Validate()
+	}
+}
+
+func newFlagSet(name string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("custos "+name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return fs
+}
+
+// parse parses flags allowing them after positional arguments too
+// ("custos tenant create Acme --json").
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

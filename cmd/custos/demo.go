@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/addr"
+	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/vault"
+)
+
+// runDemo walks a newcomer through custos in a temporary data directory:
+// everything goes through real HTTP on 127.0.0.1, and the log is verified
+// at the end.
+func (m *Main) runDemo(ctx context.Context, args []string) error {
+	fs := newFlagSet("demo", m.Stderr)
+	keep := fs.Bool("keep", false, "keep the temporary data directory")
+	n := fs.Int("contacts", 200, "contacts to import per tenant")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "custos-demo-")
+	if err != nil {
+		return err
+	}
+	if *keep {
+		defer fmt.Fprintf(m.Stdout, "\ndata directory kept: %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	out := m.Stdout
+	step := 0
+	say := func(format string, args ...any) {
+		step++
+		fmt.Fprintf(out, "\n%d. "+format+"\n", append([]any{step}, args...)...)
+	}
+	note := func(format string, args ...any) { fmt.Fprintf(out, "   "+format+"\n", args...) }
+
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Addr, cfg.Origin = dir, "127.0.0.1:0", "custos.demo/log"
+	say("custos init: a data directory with a key-encryption key, a log signing key and the first operator")
+	opKey, err := initDataDir(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cfg, err = reloadConfig(cfg)
+	if err != nil {
+		return err
+	}
+	note("data directory %s; operator key %s", dir, custos.APIKeyHint(opKey))
+
+	srv, err := m.startServer(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	serverClosed := false
+	defer func() {
+		if !serverClosed {
+			srv.Close()
+		}
+	}()
+	say("custos serve on %s (every request below is real HTTP)", srv.URL)
+	op := &client{base: srv.URL, key: opKey, http: http.DefaultClient}
+	keyFor := func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) (string, error) {
+		var p custos.Principal
+		if err := op.json(ctx, "POST", "/v1/principals", map[string]any{"kind": kind, "tenant_id": tenant, "name": name, "owner": "demo"}, &p); err != nil {
+			return "", err
+		}
+		var k struct{ Secret string }
+		if err := op.json(ctx, "POST", "/v1/principals/"+p.ID+"/keys", map[string]any{"scopes": scopes, "expires_in": "24h"}, &k); err != nil {
+			return "", err
+		}
+		return k.Secret, nil
+	}
+
+	type tenantDemo struct {
+		name, id, list, admin string
+	}
+	tenants := []*tenantDemo{{name: "Acme Shoes"}, {name: "Globex"}}
+	say("the operator creates two tenants, each with an admin and a list")
+	for i, t := range tenants {
+		var tn custos.Tenant
+		if err := op.json(ctx, "POST", "/v1/tenants", map[string]string{"name": t.name}, &tn); err != nil {
+			return err
+		}
+		t.id = tn.ID
+		if t.admin, err = keyFor(custos.KindTenantAdmin, t.id, strings.ToLower(strings.Fields(t.name)[0])+"-admin"); err != nil {
+			return err
+		}
+		admin := &client{base: srv.URL, key: t.admin, http: http.DefaultClient}
+		var l custos.List
+		if err := admin.json(ctx, "POST", "/v1/tenants/"+t.id+"/lists", map[string]string{"name": "newsletter"}, &l); err != nil {
+			return err
+		}
+		t.list = l.ID
+		note("%-10s tenant %s, list %s (its keys are wrapped by the KEK; the operator never sees contacts)", t.name, t.id, t.list)
+		_ = i
+	}
+
+	say("each tenant admin imports %d contacts (CSV, streamed; addresses are encrypted per tenant)", *n)
+	for i, t := range tenants {
+		var buf bytes.Buffer
+		if err := ingest.Generate(&buf, "csv", *n, int64(i+1)); err != nil {
+			return err
+		}
+		admin := &client{base: srv.URL, key: t.admin, http: http.DefaultClient}
+		var res vault.ImportResult
+		if err := admin.do(ctx, "POST", "/v1/tenants/"+t.id+"/lists/"+t.list+"/import", "text/csv", &buf, &res); err != nil {
+			return err
+		}
+		note("%-10s imported %d, refused %d, %d batch(es), one audit entry per batch", t.name, res.Imported, res.Failed, res.Batches)
+	}
+
+	acme := tenants[0]
+	acmeAdmin := &client{base: srv.URL, key: acme.admin, http: http.DefaultClient}
+	say("a service key (the vendor's pipeline) lists tokens: opaque handles, no addresses")
+	svcKey, err := keyFor(custos.KindService, acme.id, "mailer", custos.ScopeTokensRead)
+	if err != nil {
+		return err
+	}
+	svc := &client{base: srv.URL, key: svcKey, http: http.DefaultClient}
+	var tokens vault.Page[custos.TokenEntry]
+	if err := svc.json(ctx, "GET", "/v1/tenants/"+acme.id+"/lists/"+acme.list+"/tokens?limit=3", nil, &tokens); err != nil {
+		return err
+	}
+	for _, e := range tokens.Items {
+		note("%s  consent=%s", e.Token, e.Consent)
+	}
+	if err := svc.json(ctx, "GET", "/v1/tenants/"+acme.id+"/contacts/"+tokens.Items[0].Token, nil, nil); err != nil {
+		note("the same key reading the contact behind a token: %s", short(err))
+	}
+
+	say("a support engineer tries to read a contact: refused — and the refusal is logged")
+	staffKey, err := keyFor(custos.KindStaffSupport, "", "support-engineer")
+	if err != nil {
+		return err
+	}
+	staff := &client{base: srv.URL, key: staffKey, http: http.DefaultClient}
+	err = staff.json(ctx, "GET", "/v1/tenants/"+acme.id+"/contacts/"+tokens.Items[0].Token, nil, nil)
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
+		return fmt.Errorf("demo: staff read was not refused: %v", err)
+	}
+	note("HTTP %d %s: %s", ae.Status, ae.Code, ae.Message)
+
+	say("the tenant admin reads, looks up and exports its own contacts (each access is logged first)")
+	var c custos.Contact
+	if err := acmeAdmin.json(ctx, "GET", "/v1/tenants/"+acme.id+"/contacts/"+tokens.Items[0].Token, nil, &c); err != nil {
+		return err
+	}
+	note("read    %s → %s (masked here; the admin sees it in full)", c.Token, addr.Mask(c.Email))
+	var found custos.Contact
+	if err := acmeAdmin.json(ctx, "POST", "/v1/tenants/"+acme.id+"/lists/"+acme.list+"/lookup", map[string]string{"email": c.Email}, &found); err != nil {
+		return err
+	}
+	note("lookup  by address through the blind index → %s", found.Token)
+	var export bytes.Buffer
+	if err := acmeAdmin.do(ctx, "GET", "/v1/tenants/"+acme.id+"/lists/"+acme.list+"/export?format=csv", "", nil, &export); err != nil {
+		return err
+	}
+	note("export  %d contacts as CSV (tenant admins only)", strings.Count(export.String(), "\n")-1)
+
+	say("the audit log: a signed checkpoint and the newest entries (no personal data in them)")
+	cp, err := srv.store.log.SignCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	note("size %d, root %s", cp.Size, cp.Root)
+	for _, line := range strings.Split(strings.TrimRight(string(cp.Note), "\n"), "\n") {
+		note("  │ %s", line)
+	}
+	for i := cp.Size - min(cp.Size, 6); i < cp.Size; i++ {
+		data, err := srv.store.log.Entry(ctx, i)
+		if err != nil {
+			return err
+		}
+		note("#%d %s", i, compactLeaf(data))
+	}
+
+	say("custos log verify: recompute the tree from every entry and check it against every signed checkpoint")
+	serverClosed = true
+	if err := srv.Close(); err != nil {
+		return err
+	}
+	var vout bytes.Buffer
+	vm := &Main{Stdin: m.Stdin, Stdout: &vout, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	if err := vm.logVerify(ctx, cfg, ""); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimRight(vout.String(), "\n"), "\n") {
+		note("%s", line)
+	}
+	fmt.Fprintf(out, "\nNext: go test ./... runs the tests; docs/ explains the design. Start your own with\n  custos init && custos serve\n")
+	return nil
+}
+
+func reloadConfig(cfg Config) (Config, error) {
+	b, err := os.ReadFile(cfg.path(configFile))
+	if err != nil {
+		return cfg, err
+	}
+	var fc fileConfig
+	if err := json.Unmarshal(b, &fc); err != nil {
+		return cfg, err
+	}
+	cfg.Origin, cfg.KEK = fc.Origin, fc.KEK
+	return cfg, nil
+}
+
+func short(err error) string {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("HTTP %d %s", ae.Status, ae.Code)
+	}
+	return err.Error()
+}
+
+// compactLeaf shows the fields of a leaf a reader cares about.
+func compactLeaf(data []byte) string {
+	var l map[string]any
+	if json.Unmarshal(data, &l) != nil {
+		return string(data)
+	}
+	var parts []string
+	for _, k := range []string{"action", "outcome", "actor_kind", "tenant", "tenant_seq", "count", "tokens", "code"} {
+		if v, ok := l[k]; ok {
+			if toks, ok := v.([]any); ok && len(toks) > 1 {
+				v = fmt.Sprintf("[%d tokens]", len(toks))
+			}
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}

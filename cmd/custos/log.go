@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/sqlite"
+)
+
+func (m *Main) runLog(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("custos log: missing subcommand (verify, checkpoint, proof)")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlagSet("log "+sub, m.Stderr)
+	resolve := m.serverFlags(fs)
+	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")
+	index := fs.Uint64("index", 0, "proof: entry index")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := resolve()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "verify":
+		return m.logVerify(ctx, cfg, *checkpoint)
+	case "checkpoint":
+		return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
+			var msg []byte
+			if err := db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg); err != nil {
+				return fmt.Errorf("read checkpoint: %w", err)
+			}
+			_, err := m.Stdout.Write(msg)
+			return err
+		})
+	case "proof":
+		return m.logProof(ctx, cfg, *index)
+	}
+	return usagef("custos log: unknown subcommand %q", sub)
+}
+
+// withReadLog opens the data directory's database for reading only.
+func (m *Main) withReadLog(ctx context.Context, cfg Config, fn func(*sql.DB) error) error {
+	path := cfg.path("custos.db")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no database at %s: %w", path, err)
+	}
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(db.Read)
+}
+
+func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string) error {
+	v, err := openVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	opts := audit.VerifyOptions{}
+	if checkpointFile != "" {
+		if opts.Checkpoint, err = os.ReadFile(checkpointFile); err != nil {
+			return err
+		}
+	}
+	var rep *audit.VerifyReport
+	err = m.withReadLog(ctx, cfg, func(db *sql.DB) error {
+		bar := newProgress(m.Stderr, "verify", 0)
+		opts.Progress = func(done, total uint64) {
+			bar.total = total
+			bar.set(done)
+		}
+		rep, err = audit.Verify(ctx, db, v, opts)
+		bar.done()
+		return err
+	})
+	var ve *audit.VerifyError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("log verification FAILED at %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "log verified: %d entries, root %s\n", rep.Size, rep.Root)
+	fmt.Fprintf(m.Stdout, "  %d signed checkpoints checked, latest at size %d; %d tenant sequences gap-free\n", rep.Checkpoints, rep.CheckpointSize, rep.Tenants)
+	return nil
+}
+
+// logProof prints an inclusion proof of one entry against the latest
+// checkpoint and checks it, as a tenant holding the checkpoint would.
+func (m *Main) logProof(ctx context.Context, cfg Config, index uint64) error {
+	v, err := openVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
+		var msg, data []byte
+		if err := db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg); err != nil {
+			return fmt.Errorf("read checkpoint: %w", err)
+		}
+		cp, err := audit.ParseCheckpoint(msg, v)
+		if err != nil {
+			return err
+		}
+		if index >= cp.Size {
+			return fmt.Errorf("entry %d is not covered by the latest checkpoint (size %d)", index, cp.Size)
+		}
+		if err := db.QueryRowContext(ctx, `SELECT data FROM audit_leaves WHERE idx = $1`, int64(index)).Scan(&data); err != nil {
+			return fmt.Errorf("read entry %d: %w", index, err)
+		}
+		hr := tileReader(ctx, db)
+		p, err := tlog.ProveRecord(int64(cp.Size), int64(index), hr)
+		if err != nil {
+			return err
+		}
+		if err := tlog.CheckRecord(p, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash(data)); err != nil {
+			return fmt.Errorf("inclusion proof does not verify: %w", err)
+		}
+		fmt.Fprintf(m.Stdout, "entry %d: %s\n", index, data)
+		fmt.Fprintf(m.Stdout, "included in the tree of size %d, root %s; proof:\n", cp.Size, cp.Root)
+		for _, h := range p {
+			fmt.Fprintf(m.Stdout, "  %s\n", h)
+		}
+		fmt.Fprintf(m.Stdout, "checkpoint:\n%s", msg)
+		return nil
+	})
+}
+
+// tileReader reads stored hashes from the tiles, verified by tlog against
+// nothing: the proof is checked against the signed checkpoint after.
+func tileReader(ctx context.Context, db *sql.DB) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		for i, idx := range indexes {
+			t := tlog.TileForIndex(8, idx)
+			var data []byte
+			if err := db.QueryRowContext(ctx, `SELECT data FROM audit_tiles WHERE level = $1 AND idx = $2`, t.L, t.N).Scan(&data); err != nil {
+				return nil, fmt.Errorf("read tile %d/%d: %w", t.L, t.N, err)
+			}
+			t.W = len(data) / tlog.HashSize
+			h, err := tlog.HashFromTile(t, data, idx)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = h
+		}
+		return out, nil
+	})
+}
+

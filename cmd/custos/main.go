@@ -1,0 +1,111 @@
+// Command custos is the custos binary: the server, its setup, a demo,
+// thin clients over the HTTP API, and the audit log's verifier.
+//
+//	custos init                 create a data directory, keys and the first operator
+//	custos serve                serve the API
+//	custos demo                 a guided tour in a temporary directory
+//	custos log verify           recompute and check the whole audit log
+//	custos tenant|list|contact|import|export|principal|key …   API clients
+//
+// Run "custos help" for the full list.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := NewMain()
+	if err := m.Run(ctx, os.Args[1:]); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, "custos:", err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "custos:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the program, with its streams and environment injectable so
+// tests drive it in-process exactly as a user types it.
+type Main struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+}
+
+// NewMain returns a Main on the process's streams and environment.
+func NewMain() *Main {
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `custos keeps contact lists where no single insider can quietly take them,
+and proves every access.
+
+Usage: custos <command> [flags]
+
+Server:
+  init        create a data directory: keys, database, first operator key
+  serve       serve the API (--addr, --data, --kek)
+  demo        run a guided tour in a temporary data directory
+
+Audit log:
+  log verify      recompute the whole log and check it against its checkpoints
+  log checkpoint  print the latest signed checkpoint
+  log proof       print and check an inclusion proof (--index N)
+
+Clients (--server URL, --key cst_…, or CUSTOS_SERVER, CUSTOS_KEY):
+  tenant create NAME | tenant ls
+  list create --tenant T NAME | list ls --tenant T
+  contact add --tenant T --list L EMAIL [--attr k=v]… | contact get --tenant T TOKEN
+  contact lookup --tenant T --list L EMAIL | contact ls --tenant T --list L
+  import --tenant T --list L FILE.csv|FILE.ndjson
+  export --tenant T --list L [--format csv|ndjson] [--out FILE]
+  principal create --kind K [--tenant T] --owner O NAME | principal ls
+  key create --principal P [--scope S]… [--expires-in 720h] | key ls | key revoke ID
+
+Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
+CUSTOS_SERVER, CUSTOS_KEY.
+`
+
+// Run runs one command.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return usagef("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	case "init":
+		return m.runInit(ctx, rest)
+	case "serve":
+		return m.runServe(ctx, rest)
+	case "demo":
+		return m.runDemo(ctx, rest)
+	case "log":
+		return m.runLog(ctx, rest)
+	case "tenant", "list", "contact", "import", "export", "principal", "key":
+		return m.runClient(ctx, cmd, rest)
+	}
+	fmt.Fprint(m.Stderr, usage)
+	return usagef("unknown command %q", cmd)
+}

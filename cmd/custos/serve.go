@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/custos-dev/custos/server"
+)
+
+func (m *Main) runServe(ctx context.Context, args []string) error {
+	fs := newFlagSet("serve", m.Stderr)
+	resolve := m.serverFlags(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := resolve()
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(m.Stderr, nil))
+	srv, err := m.startServer(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stderr, "custos serving on %s (data %s)\n", srv.URL, cfg.DataDir)
+	<-ctx.Done()
+	fmt.Fprintln(m.Stderr, "custos shutting down")
+	return srv.Close()
+}
+
+// runningServer is a custos serving HTTP on a real listener.
+type runningServer struct {
+	URL   string
+	store *store
+	http  *http.Server
+	done  chan error
+}
+
+// startServer opens the data directory and serves it on cfg.Addr
+// (":0" picks a free port; URL says which).
+func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger) (*runningServer, error) {
+	st, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	h := server.New(server.Config{Vault: st.vault, Log: st.log, Logger: logger}).Handler()
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No ReadTimeout/WriteTimeout: imports and exports stream for as
+		// long as they take.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	rs := &runningServer{URL: "http://" + ln.Addr().String(), store: st, http: hs, done: make(chan error, 1)}
+	go func() { rs.done <- hs.Serve(ln) }()
+	return rs, nil
+}
+
+// Close stops accepting requests, lets in-flight ones finish (up to 30 s),
+// then closes the log (committing what is queued) and the database.
+func (s *runningServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return errors.Join(err, s.store.Close())
+}
