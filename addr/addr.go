@@ -21,6 +21,7 @@ package addr
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 
@@ -80,6 +81,12 @@ func checkLocal(local string) error {
 func normalizeDomain(domain string) (string, error) {
 	if domain == "" {
 		return "", invalid("empty domain")
+	}
+	// The IDNA mapper replaces invalid UTF-8 with U+FFFD and encodes
+	// that, which would give the address a canonical form it does not
+	// have.
+	if !utf8.ValidString(domain) {
+		return "", invalid("domain is not valid UTF-8")
 	}
 	d, err := lookup.ToASCII(domain)
 	if err != nil {

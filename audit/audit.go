@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +34,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/sqlq"
 )
 
 // Leaf is one audit entry. Its JSON encoding is the Merkle leaf. It never
@@ -90,8 +90,11 @@ type Config struct {
 	Verifier           note.Verifier
 	CheckpointInterval time.Duration // default 1s
 	MaxBatch           int           // default 1024
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Placeholders is the engine's style for bulk inserts (sqlq.Question
+	// for SQLite; the zero value, $n, for PostgreSQL).
+	Placeholders sqlq.Style
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // ErrUnavailable is returned when the log cannot be written. Callers must
@@ -111,6 +114,10 @@ type Log struct {
 	headMu sync.RWMutex
 	size   uint64
 	root   tlog.Hash
+
+	// insertFull inserts leafChunk leaves, prepared once: parsing a
+	// 700-parameter statement costs more than executing it.
+	insertFull *sql.Stmt
 
 	// sequencer-owned state
 	tiles     *tileCache
@@ -169,6 +176,10 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 		if _, err := l.SignCheckpoint(ctx); err != nil {
 			return nil, err
 		}
+	}
+	var err error
+	if l.insertFull, err = write.PrepareContext(ctx, insertLeaves+cfg.Placeholders.Values(leafChunk, leafColumns)); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	l.wg.Add(2)
 	go l.sequence()
@@ -247,7 +258,7 @@ func (l *Log) Close() error {
 	close(l.stop)
 	l.wg.Wait()
 	_, err := l.SignCheckpoint(context.Background())
-	return err
+	return errors.Join(err, l.insertFull.Close())
 }
 
 // sequence is the sequencer: group commit of queued entries.
@@ -366,7 +377,13 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 			results[i].receipt = Receipt{Index: idx, TenantSeq: leaf.TenantSeq}
 			args = append(args, int64(idx), nullString(leaf.Tenant), nullSeq(leaf.TenantSeq), leaf.Actor, leaf.Action, leaf.Time.UnixMilli(), data)
 		}
-		if _, err := tx.ExecContext(ctx, insertLeavesSQL(len(chunk)), args...); err != nil {
+		var err error
+		if len(chunk) == leafChunk && l.insertFull != nil {
+			_, err = tx.StmtContext(ctx, l.insertFull).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertLeaves+l.cfg.Placeholders.Values(len(chunk), leafColumns), args...)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("insert leaves: %w", err)
 		}
 	}
@@ -391,25 +408,7 @@ const maxLeafBytes = 1<<16 - 1
 
 const leafChunk = 100
 
-var leafSQL sync.Map // int → string
-
-func insertLeavesSQL(n int) string {
-	if s, ok := leafSQL.Load(n); ok {
-		return s.(string)
-	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		p := i * leafColumns
-		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7)
-	}
-	s := sb.String()
-	leafSQL.Store(n, s)
-	return s
-}
+const insertLeaves = `INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data) VALUES `
 
 func (l *Log) nextTenantSeq(ctx context.Context, tx *sql.Tx, tenant string) (uint64, error) {
 	last, ok := l.tenantSeq[tenant]

@@ -38,7 +38,7 @@ func newLog(t testing.TB) *logEnv {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	e := &logEnv{db: db, verifier: verifier, cfg: audit.Config{Origin: origin, Signer: signer, Verifier: verifier}}
+	e := &logEnv{db: db, verifier: verifier, cfg: audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Placeholders: db.Placeholders}}
 	e.log, err = audit.Open(context.Background(), db.Write, db.Read, e.cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -49,7 +49,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		acked   = map[string]string{} // request id -> what
-		created []string               // tokens acknowledged as created
+		created []string              // tokens acknowledged as created
 		seq     atomic.Int64
 	)
 	ack := func(id, what string) {

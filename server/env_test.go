@@ -91,11 +91,11 @@ func newEnv(t *testing.T) *env {
 	if e.verifier, err = note.NewVerifier(vkey); err != nil {
 		t.Fatal(err)
 	}
-	e.log, err = audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger})
+	e.log, err = audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger, Placeholders: db.Placeholders})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.vault = vault.New(db.Read, db.Write, e.log, keys.NewKeyring(kek), vault.Options{Logger: logger})
+	e.vault = vault.New(db.Read, db.Write, e.log, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders})
 	_, e.operator, err = e.vault.Bootstrap(ctx, "operator")
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/custos-dev/custos/internal/sqlq"
 )
 
 //go:embed migrations/*.sql
@@ -32,6 +34,10 @@ var migrations embed.FS
 // one writer; serialising in the pool avoids SQLITE_BUSY) and a pool of
 // readers that WAL lets run beside it.
 type DB struct {
+	// Placeholders is SQLite's cheap style for bulk inserts: anonymous
+	// "?" (numbered placeholders are resolved by a linear scan).
+	Placeholders sqlq.Style
+
 	Path  string
 	Write *sql.DB
 	Read  *sql.DB
@@ -52,7 +58,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
-	db := &DB{Path: path, Write: w, Read: r}
+	db := &DB{Path: path, Write: w, Read: r, Placeholders: sqlq.Question}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err

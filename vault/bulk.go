@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -189,20 +188,10 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, lis
 // each, well under both engines' parameter limits).
 const insertChunk = 100
 
-var insertChunkSQL = insertSQL(insertChunk)
+const insertContacts = `INSERT INTO contacts (` + contactColumns + `) VALUES `
 
-func insertSQL(n int) string {
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO contacts (` + contactColumns + `) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		p := i * 9
-		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9)
-	}
-	sb.WriteString(` ON CONFLICT (list_id, blind_index) DO NOTHING RETURNING token`)
-	return sb.String()
+func (v *Vault) insertSQL(rows int) string {
+	return insertContacts + v.placeholders.Values(rows, 9) + ` ON CONFLICT (list_id, blind_index) DO NOTHING RETURNING token`
 }
 
 // commitBatch inserts a batch with its leaf in one transaction. Rows whose
@@ -217,10 +206,7 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *Im
 		args := make([]any, 0, insertChunk*9)
 		for start := 0; start < len(b.rows); start += insertChunk {
 			chunk := b.rows[start:min(start+insertChunk, len(b.rows))]
-			q := insertChunkSQL
-			if len(chunk) != insertChunk {
-				q = insertSQL(len(chunk))
-			}
+			q := v.insertSQL(len(chunk))
 			args = args[:0]
 			for _, s := range chunk {
 				args = append(args, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated)

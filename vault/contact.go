@@ -177,7 +177,7 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 // Page is one page of a listing; Next is the cursor for the following
 // page, empty on the last.
 type Page[T any] struct {
-	Items []T  `json:"items"`
+	Items []T    `json:"items"`
 	Next  string `json:"next,omitempty"`
 }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
 )
 
@@ -46,6 +47,8 @@ type Vault struct {
 	logger *slog.Logger
 	now    func() time.Time
 
+	placeholders sqlq.Style
+
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex
 	lastUsed   map[string]time.Time
@@ -59,12 +62,15 @@ type Vault struct {
 type Options struct {
 	Logger *slog.Logger
 	Now    func() time.Time // injectable clock for tests
+	// Placeholders is the engine's style for bulk inserts (sqlq.Question
+	// for SQLite; the zero value, $n, for PostgreSQL).
+	Placeholders sqlq.Style
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
-	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}}
+	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders}
 	if v.logger == nil {
 		v.logger = slog.New(slog.DiscardHandler)
 	}

@@ -44,12 +44,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier})
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lg.Close(); db.Close() })
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{})
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})
 	f := &fixture{db: db, log: lg, vault: v}
 	p, secret, err := v.Bootstrap(ctx, "op")
 	if err != nil {
@@ -162,7 +162,6 @@ func TestChangeAndRecordAtomic(t *testing.T) {
 		t.Fatalf("after the log recovers: %v", err)
 	}
 }
-
 
 func TestImportAbortReportsWhereItStopped(t *testing.T) {
 	f := newFixture(t)

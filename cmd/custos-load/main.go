@@ -86,11 +86,11 @@ func start(ctx context.Context, dir string) (*instance, error) {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.load/log", Signer: signer, Verifier: verifier})
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.load/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders})
 	if err != nil {
 		return nil, err
 	}
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{})
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})
 	_, opKey, err := v.Bootstrap(ctx, "operator")
 	if err != nil {
 		return nil, err
@@ -362,4 +362,3 @@ func peakRSS() int64 {
 	}
 	return 0
 }
-

@@ -156,4 +156,3 @@ func tileReader(ctx context.Context, db *sql.DB) tlog.HashReader {
 		return out, nil
 	})
 }
-

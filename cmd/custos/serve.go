@@ -44,6 +44,9 @@ type runningServer struct {
 // startServer opens the data directory and serves it on cfg.Addr
 // (":0" picks a free port; URL says which).
 func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger) (*runningServer, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	st, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return nil, err

@@ -63,11 +63,11 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (*store, er
 	if err != nil {
 		return nil, err
 	}
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger})
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger})
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders})
 	return &store{db: db, log: lg, vault: v, verifier: verifier}, nil
 }

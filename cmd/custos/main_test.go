@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	_ "modernc.org/sqlite"
+)
+
+// cli runs custos in-process as a user would type it.
+type cli struct {
+	t   *testing.T
+	env map[string]string
+}
+
+func (c *cli) run(args ...string) (string, error) {
+	c.t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return c.env[k] }}
+	err := m.Run(context.Background(), args)
+	return out.String() + errb.String(), err
+}
+
+func (c *cli) must(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("custos %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+var (
+	keyRE = regexp.MustCompile(`cst_[a-z2-7]{39}`)
+	idRE  = func(prefix string) *regexp.Regexp { return regexp.MustCompile(prefix + `_[a-z2-7]{26}`) }
+)
+
+// startServe runs `custos serve` in-process on 127.0.0.1:0.
+func startServe(t *testing.T, dir string) string {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Addr = dir, "127.0.0.1:0"
+	cfg, err := reloadConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewMain().startServer(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv.URL
+}
+
+func TestInitServeClientsVerify(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	out := c.must("init")
+	op := keyRE.FindString(out)
+	if op == "" {
+		t.Fatalf("init printed no key:\n%s", out)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "kek.json")); st == nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("kek.json missing or not 0600")
+	}
+	if out, err := c.run("init"); err == nil || !strings.Contains(out+err.Error(), "already initialised") {
+		t.Fatalf("second init: %v %s", err, out)
+	}
+
+	c.env["CUSTOS_SERVER"] = startServe(t, dir)
+	c.env["CUSTOS_KEY"] = op
+	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
+	if !strings.Contains(c.must("tenant", "ls"), tenant) {
+		t.Fatal("tenant ls misses the tenant")
+	}
+	admin := idRE("pr").FindString(c.must("principal", "create", "--kind", "tenant_admin", "--tenant", tenant, "--owner", "acme", "acme-admin"))
+	adminKey := keyRE.FindString(c.must("key", "create", "--principal", admin, "--expires-in", "24h"))
+	if adminKey == "" {
+		t.Fatal("key create printed no key")
+	}
+	c.env["CUSTOS_KEY"] = adminKey
+	list := idRE("ls").FindString(c.must("list", "create", "--tenant", tenant, "news"))
+	token := idRE("ct").FindString(c.must("contact", "add", "--tenant", tenant, "--list", list, "--attr", "first_name=Jo", "jo@example.test"))
+	if got := c.must("contact", "get", "--tenant", tenant, token); !strings.Contains(got, "jo@example.test") || !strings.Contains(got, "Jo") {
+		t.Fatalf("contact get:\n%s", got)
+	}
+	if got := c.must("contact", "lookup", "--tenant", tenant, "--list", list, "jo@EXAMPLE.test"); !strings.Contains(got, token) {
+		t.Fatalf("lookup:\n%s", got)
+	}
+	csv := filepath.Join(t.TempDir(), "in.csv")
+	os.WriteFile(csv, []byte("email,plan\na@example.test,pro\nbroken\nb@example.test,free\n"), 0o600)
+	if got := c.must("import", "--tenant", tenant, "--list", list, csv); !strings.Contains(got, "imported 2") || !strings.Contains(got, "line 3") {
+		t.Fatalf("import:\n%s", got)
+	}
+	var page struct{ Items []json.RawMessage }
+	if err := json.Unmarshal([]byte(c.must("contact", "ls", "--tenant", tenant, "--list", list, "--json")), &page); err != nil || len(page.Items) != 3 {
+		t.Fatalf("contact ls --json: %v, %d items", err, len(page.Items))
+	}
+	exp := filepath.Join(t.TempDir(), "out.csv")
+	c.must("export", "--tenant", tenant, "--list", list, "--out", exp)
+	if b, _ := os.ReadFile(exp); strings.Count(string(b), "\n") != 4 {
+		t.Fatalf("export:\n%s", b)
+	}
+	// Errors carry the server's code.
+	if out, err := c.run("contact", "get", "--tenant", tenant, "ct_aaaaaaaaaaaaaaaaaaaaaaaaaa"); err == nil || !strings.Contains(err.Error(), "not_found") {
+		t.Fatalf("missing contact: %v %s", err, out)
+	}
+	c.env["CUSTOS_KEY"] = op
+	keys := c.must("key", "ls")
+	if !strings.Contains(keys, "cst_") || strings.Contains(keys, adminKey) {
+		t.Fatalf("key ls must show hints, never secrets:\n%s", keys)
+	}
+
+	if got := c.must("log", "verify"); !strings.Contains(got, "log verified") {
+		t.Fatalf("log verify:\n%s", got)
+	}
+	if got := c.must("log", "proof", "--index", "0"); !strings.Contains(got, "included in the tree") {
+		t.Fatalf("log proof:\n%s", got)
+	}
+}
+
+func TestLogVerifyNamesTamperedEntry(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	op := keyRE.FindString(c.must("init"))
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	for i := 0; i < 5; i++ {
+		c.must("tenant", "create", "T")
+	}
+	c.must("log", "verify")
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE audit_leaves SET data = replace(data, 'tenant.create', 'tenant.read') WHERE idx = 3`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.run("log", "verify")
+	if err == nil || !strings.Contains(err.Error(), "entry 3:") {
+		t.Fatalf("log verify after tampering entry 3: %v", err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	c := &cli{t: t, env: map[string]string{}}
+	for _, args := range [][]string{{}, {"nope"}, {"tenant"}, {"tenant", "create"}, {"list", "ls"}} {
+		if _, err := c.run(args...); err == nil {
+			t.Errorf("custos %q succeeded", args)
+		}
+	}
+	if _, err := c.run("serve", "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "custos init") {
+		t.Errorf("serve on an empty directory: %v", err)
+	}
+}
