@@ -17,18 +17,29 @@ package custos
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/binary"
 	"strings"
+	"time"
 )
 
 // idEncoding is lower-case base32 without padding: IDs and tokens are
 // case-insensitive-safe, URL-safe and easy to read aloud.
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// NewID returns prefix + "_" + 16 random bytes in lower-case base32.
-// IDs carry no meaning: they are never derived from personal data.
+// NewID returns prefix + "_" + 16 bytes in lower-case base32: the current
+// Unix time in seconds (4 bytes, big-endian) then 12 random bytes.
+//
+// The time prefix makes IDs minted in the same second share their first
+// six characters, so a bulk import appends to a few places in each index
+// instead of scattering one page write per row over the whole B-tree
+// (an import of a million contacts ran at 7 000/s with fully random
+// tokens). It reveals only the creation second, which the API shows
+// anyway; the 96 random bits keep IDs unguessable. IDs are never derived
+// from personal data.
 func NewID(prefix string) string {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	binary.BigEndian.PutUint32(b[:4], uint32(time.Now().Unix()))
+	if _, err := rand.Read(b[4:]); err != nil {
 		panic("custos: crypto/rand failed: " + err.Error()) // unreachable on supported platforms
 	}
 	return prefix + "_" + idEncoding.EncodeToString(b[:])

@@ -322,16 +322,36 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	defer tx.Rollback()
+	defer func() { tx.Rollback() }()
 
 	results := make([]result, len(batch))
 	now := l.cfg.Now().UTC().Truncate(time.Millisecond)
+	// dirty tells whether an earlier entry of this batch changed data. Until
+	// one has, a failed change is undone by restarting the transaction, and
+	// the entry runs without a savepoint: under a savepoint SQLite copies
+	// every page it modifies to a statement journal first, which cost a
+	// third of a bulk import's time.
+	dirty := false
 	for i, p := range batch {
 		leaf := &p.e.Leaf
 		if leaf.Time.IsZero() {
 			leaf.Time = now
 		}
 		if p.e.Apply == nil {
+			continue
+		}
+		if !dirty {
+			aerr := p.e.Apply(p.ctx, tx, leaf)
+			if aerr == nil {
+				dirty = true
+				continue
+			}
+			tx.Rollback()
+			if tx, err = l.w.BeginTx(ctx, nil); err != nil {
+				return nil, fmt.Errorf("begin: %w", err)
+			}
+			leaf.Outcome, leaf.Code, leaf.Reason = outcomeOf(aerr), custos.ErrorCode(aerr), custos.ErrorMessage(aerr)
+			results[i].err = aerr
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT entry`); err != nil {

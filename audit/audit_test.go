@@ -206,6 +206,51 @@ func TestApplyIsAtomicWithItsLeaf(t *testing.T) {
 	}
 }
 
+// TestFailedApplyAloneInItsBatch covers the path without a savepoint: an
+// entry that is first in its batch and fails is undone by restarting the
+// transaction, and its leaf is still written.
+func TestFailedApplyAloneInItsBatch(t *testing.T) {
+	e := newLog(t)
+	ctx := context.Background()
+	if _, err := e.db.Write.Exec(`CREATE TABLE scratch (v TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(v string, fail error) func(context.Context, *sql.Tx, *audit.Leaf) error {
+		return func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO scratch (v) VALUES ($1)`, v); err != nil {
+				return err
+			}
+			return fail
+		}
+	}
+	for i, fail := range []error{custos.Errorf(custos.ECONFLICT, "duplicate"), nil, custos.Errorf(custos.EINVALID, "bad"), nil} {
+		r, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(i, "tn_a"), Apply: apply(fmt.Sprint(i), fail)})
+		if (err != nil) != (fail != nil) {
+			t.Fatalf("entry %d: err %v", i, err)
+		}
+		if fail != nil && r.Index != uint64(i) {
+			t.Fatalf("failed entry %d: receipt %+v; its leaf must still be written", i, r)
+		}
+	}
+	var got []string
+	rows, _ := e.db.Read.Query(`SELECT v FROM scratch ORDER BY v`)
+	for rows.Next() {
+		var v string
+		rows.Scan(&v)
+		got = append(got, v)
+	}
+	rows.Close()
+	if fmt.Sprint(got) != "[1 3]" {
+		t.Fatalf("scratch rows %v; want only the changes whose Apply succeeded, [1 3]", got)
+	}
+	if e.log.Size() != 4 {
+		t.Fatalf("log size %d, want 4 leaves", e.log.Size())
+	}
+	if _, err := e.verify(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFailClosed: when the leaf cannot be written, Append fails with
 // EUNAVAILABLE, the change is not made, and the log recovers afterwards.
 func TestFailClosed(t *testing.T) {

@@ -165,7 +165,7 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	if !custos.ValidID(custos.PrefixContact, token) || !custos.ValidID(custos.PrefixTenant, tenant) {
 		return nil, notFound("contact")
 	}
-	s, err := scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant))
+	s, err := scanSealed(v.queryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant))
 	if isNoRows(err) {
 		return nil, notFound("contact")
 	} else if err != nil {

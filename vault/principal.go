@@ -37,7 +37,7 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 		created, pcreated  int64
 		expires, used, rev sql.NullInt64
 	)
-	err := v.read.QueryRowContext(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at,
+	err := v.queryRow(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at,
 			p.id, p.kind, p.tenant_id, p.name, p.owner, p.suspended, p.created_at
 		FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.hash = $1`, hash).
 		Scan(&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev,
