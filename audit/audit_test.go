@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -14,13 +13,13 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
-	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/internal/storetest"
 )
 
 const origin = "custos.test/log"
 
 type logEnv struct {
-	db       *sqlite.DB
+	db       *storetest.DB
 	log      *audit.Log
 	cfg      audit.Config
 	verifier note.Verifier
@@ -28,10 +27,7 @@ type logEnv struct {
 
 func newLog(t testing.TB) *logEnv {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "custos.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.Open(t)
 	skey, vkey, err := audit.GenerateKey(origin)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +39,7 @@ func newLog(t testing.TB) *logEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.log.Close(); db.Close() })
+	t.Cleanup(func() { e.log.Close() })
 	return e
 }
 
@@ -258,9 +254,7 @@ func TestFailClosed(t *testing.T) {
 	ctx := context.Background()
 	e.append(t, 3, "tn_a")
 	e.db.Write.Exec(`CREATE TABLE scratch (v TEXT)`)
-	if _, err := e.db.Write.Exec(`CREATE TRIGGER broken BEFORE INSERT ON audit_leaves BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
-		t.Fatal(err)
-	}
+	heal := e.db.FailInserts(t, "audit_leaves")
 	_, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(3, "tn_a"), Apply: func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO scratch VALUES ('x')`)
 		return err
@@ -273,7 +267,7 @@ func TestFailClosed(t *testing.T) {
 	if n != 0 || e.log.Size() != 3 {
 		t.Fatalf("change made (%d rows) or size moved (%d) without a leaf", n, e.log.Size())
 	}
-	e.db.Write.Exec(`DROP TRIGGER broken`)
+	heal()
 	r, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(4, "tn_a")})
 	if err != nil || r.Index != 3 || r.TenantSeq != 4 {
 		t.Fatalf("after recovery: %+v %v; want index 3, tenant_seq 4", r, err)

@@ -1,5 +1,14 @@
 package audit_test
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/custos-dev/custos/internal/storetest"
+)
+
+// TestMain runs the package's tests on SQLite and, with
+// CUSTOS_TEST_POSTGRES set, again on PostgreSQL.
+func TestMain(m *testing.M) { storetest.Main(m) }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

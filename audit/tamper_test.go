@@ -1,7 +1,9 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,13 +47,13 @@ func TestTamperDetected(t *testing.T) {
 		index  uint64
 		reason string
 	}{
-		{"change a leaf", []string{`UPDATE audit_leaves SET data = replace(data, 'contact.read', 'contact.list') WHERE idx = 417`}, 417, "leaf hash"},
+		{"change a leaf", []string{`UPDATE audit_leaves SET data = $1 WHERE idx = 417`}, 417, "leaf hash"},
 		{"delete a leaf", []string{`DELETE FROM audit_leaves WHERE idx = 300`}, 300, "missing"},
 		{"swap two leaves", []string{
 			`UPDATE audit_leaves SET idx = -1 WHERE idx = 600`,
 			`UPDATE audit_leaves SET idx = 600 WHERE idx = 601`,
 			`UPDATE audit_leaves SET idx = 601 WHERE idx = -1`}, 600, "leaf hash|tenant sequence gap"}, // the latter when both leaves are one tenant's
-		{"change a tile", []string{`UPDATE audit_tiles SET data = randomblob(8192) WHERE level = 0 AND idx = 2`}, 512, "leaf hash"},
+		{"change a tile", []string{`UPDATE audit_tiles SET data = $1 WHERE level = 0 AND idx = 2`}, 512, "leaf hash"},
 		{"delete a tile", []string{`DELETE FROM audit_tiles WHERE level = 0 AND idx = 1`}, 256, "tile 0/1 is missing"},
 		{"truncate", []string{`DELETE FROM audit_leaves WHERE idx >= 990`}, 990, "truncated"},
 	} {
@@ -63,7 +65,11 @@ func TestTamperDetected(t *testing.T) {
 			}
 			e.log.Close()
 			for _, q := range tc.tamper {
-				if _, err := e.db.Write.Exec(q); err != nil {
+				var args []any
+				if strings.Contains(q, "$1") {
+					args = append(args, tamperValue(t, e, q))
+				}
+				if _, err := e.db.Write.Exec(q, args...); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}
@@ -169,7 +175,12 @@ func TestLevelOneTileTamper(t *testing.T) {
 	e.log.Close()
 	// Flip one byte of the second hash of tile 1/0 (the subtree of
 	// entries 256..511).
-	if _, err := e.db.Write.Exec(`UPDATE audit_tiles SET data = substr(data, 1, 40) || CASE WHEN substr(data, 41, 1) = x'00' THEN x'01' ELSE x'00' END || substr(data, 42) WHERE level = 1 AND idx = 0`); err != nil {
+	var tile []byte
+	if err := e.db.Read.QueryRow(`SELECT data FROM audit_tiles WHERE level = 1 AND idx = 0`).Scan(&tile); err != nil {
+		t.Fatal(err)
+	}
+	tile[40] ^= 1
+	if _, err := e.db.Write.Exec(`UPDATE audit_tiles SET data = $1 WHERE level = 1 AND idx = 0`, tile); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.verify(t)
@@ -177,6 +188,21 @@ func TestLevelOneTileTamper(t *testing.T) {
 	if !errors.As(err, &ve) || ve.Index != 256 || !strings.Contains(ve.Reason, "tile 1/0") {
 		t.Fatalf("Verify = %v; want entry 256, tile 1/0", err)
 	}
+}
+
+// tamperValue is the forged value a tampering UPDATE writes: the leaf with
+// one word changed, or a tile of random bytes.
+func tamperValue(t *testing.T, e *logEnv, q string) []byte {
+	if strings.Contains(q, "audit_tiles") {
+		b := make([]byte, 8192)
+		rand.Read(b)
+		return b
+	}
+	var data []byte
+	if err := e.db.Read.QueryRow(`SELECT data FROM audit_leaves WHERE idx = 417`).Scan(&data); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Replace(data, []byte("contact.read"), []byte("contact.list"), 1)
 }
 
 func containsAny(s string, subs []string) bool {

@@ -20,7 +20,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/server"
-	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -30,7 +30,7 @@ import (
 // any of them, in the metrics, or in any audit leaf (invariant 11).
 type env struct {
 	t        *testing.T
-	db       *sqlite.DB
+	db       *storetest.DB
 	log      *audit.Log
 	vault    *vault.Vault
 	srv      *httptest.Server
@@ -67,10 +67,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t}
 	logger := slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.Open(t)
 	e.db = db
 	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
 	if err != nil {

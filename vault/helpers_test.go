@@ -1,22 +1,15 @@
 package vault_test
 
 import (
-	"os"
 	"strings"
+	"testing"
 
 	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/internal/storetest"
 )
 
-func readFile(path string) (string, error) {
-	var all strings.Builder
-	for _, p := range []string{path, path + "-wal"} {
-		b, err := os.ReadFile(p)
-		if err != nil && !os.IsNotExist(err) {
-			return "", err
-		}
-		all.Write(b)
-	}
-	return all.String(), nil
-}
+// TestMain runs the package's tests on SQLite and, with
+// CUSTOS_TEST_POSTGRES set, again on PostgreSQL.
+func TestMain(m *testing.M) { storetest.Main(m) }
 
 func newCSV(s string) (*ingest.Reader, error) { return ingest.NewCSV(strings.NewReader(s)) }

@@ -11,12 +11,12 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/keys"
-	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/vault"
 )
 
 type fixture struct {
-	db    *sqlite.DB
+	db    *storetest.DB
 	log   *audit.Log
 	vault *vault.Vault
 	ctx   context.Context // operator
@@ -26,10 +26,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.Open(t)
 	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +45,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lg.Close(); db.Close() })
+	t.Cleanup(func() { lg.Close() })
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})
 	f := &fixture{db: db, log: lg, vault: v}
 	p, secret, err := v.Bootstrap(ctx, "op")
@@ -103,10 +100,7 @@ func TestEncryptedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.log.Close()
-	raw, err := readFile(f.db.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := f.db.Dump(t)
 	for _, s := range []string{"secret.person", "example.test", "Zebedee"} {
 		if strings.Contains(raw, s) {
 			t.Errorf("database file contains %q in plaintext", s)
@@ -139,9 +133,7 @@ func TestCiphertextBoundToRow(t *testing.T) {
 func TestChangeAndRecordAtomic(t *testing.T) {
 	f := newFixture(t)
 	ctx, tenant, list := f.admin(t)
-	if _, err := f.db.Write.Exec(`CREATE TRIGGER no_leaves BEFORE INSERT ON audit_leaves BEGIN SELECT RAISE(ABORT, 'disk on fire'); END`); err != nil {
-		t.Fatal(err)
-	}
+	heal := f.db.FailInserts(t, "audit_leaves")
 	err := f.vault.CreateContact(ctx, &custos.Contact{TenantID: tenant, ListID: list, Email: "x@example.test"})
 	if custos.ErrorCode(err) != custos.EUNAVAILABLE {
 		t.Fatalf("create with a broken log: err = %v, want EUNAVAILABLE", err)
@@ -155,9 +147,7 @@ func TestChangeAndRecordAtomic(t *testing.T) {
 	if _, err := f.vault.Lists(ctx, tenant); custos.ErrorCode(err) != custos.EUNAVAILABLE {
 		t.Fatalf("read with a broken log: err = %v, want EUNAVAILABLE", err)
 	}
-	if _, err := f.db.Write.Exec(`DROP TRIGGER no_leaves`); err != nil {
-		t.Fatal(err)
-	}
+	heal()
 	if err := f.vault.CreateContact(ctx, &custos.Contact{TenantID: tenant, ListID: list, Email: "x@example.test"}); err != nil {
 		t.Fatalf("after the log recovers: %v", err)
 	}

@@ -1,0 +1,249 @@
+// Package storetest opens a fresh custos database for a test, on the engine
+// the run is for, so that one suite runs unchanged against SQLite and
+// PostgreSQL.
+//
+// A package opts in with
+//
+//	func TestMain(m *testing.M) { storetest.Main(m) }
+//
+// Its tests then run on SQLite; and when CUSTOS_TEST_POSTGRES holds a
+// PostgreSQL URL, Main runs the same test binary again with the engine set
+// to PostgreSQL, each test in a schema of its own that is dropped after it.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/custos-dev/custos/internal/sqlq"
+	"github.com/custos-dev/custos/postgres"
+	"github.com/custos-dev/custos/sqlite"
+)
+
+// Environment variables.
+const (
+	EnvPostgres = "CUSTOS_TEST_POSTGRES" // a PostgreSQL URL; unset: PostgreSQL runs skip
+	EnvEngine   = "CUSTOS_TEST_ENGINE"   // "sqlite" (default) or "postgres", set by Main
+)
+
+// Engines.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// DB is a test's database.
+type DB struct {
+	Engine       string
+	Write, Read  *sql.DB
+	Placeholders sqlq.Style
+	Path         string // SQLite: the database file
+	URL          string // PostgreSQL: the URL, search_path set to the test's schema
+	close        func() error
+}
+
+// Close closes the database (idempotent enough for t.Cleanup plus an
+// explicit call: the second close of a *sql.DB is a no-op).
+func (db *DB) Close() error { return db.close() }
+
+// Engine returns the engine this run is for.
+func Engine() string {
+	if os.Getenv(EnvEngine) == Postgres {
+		return Postgres
+	}
+	return SQLite
+}
+
+// Open opens a fresh, migrated database for t on the run's engine.
+func Open(t testing.TB) *DB {
+	t.Helper()
+	if Engine() == Postgres {
+		return openPostgres(t)
+	}
+	path := filepath.Join(t.TempDir(), "custos.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &DB{Engine: SQLite, Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, Path: path, close: db.Close}
+}
+
+// PostgresURL returns CUSTOS_TEST_POSTGRES, or skips t saying how to set it.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(EnvPostgres)
+	if u == "" {
+		t.Skipf("PostgreSQL test skipped: set %s=postgres://user@127.0.0.1:5432/db?sslmode=disable to run it (.ci/run does)", EnvPostgres)
+	}
+	return u
+}
+
+// NewSchema creates an empty schema in the database at base and returns a
+// URL whose connections use it; the schema is dropped when t ends.
+func NewSchema(t testing.TB, base string) string {
+	t.Helper()
+	ctx := context.Background()
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "t_" + hex.EncodeToString(b[:])
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+		admin.Close()
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`)
+		admin.Close()
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func openPostgres(t testing.TB) *DB {
+	t.Helper()
+	u := NewSchema(t, PostgresURL(t))
+	db, err := postgres.Open(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &DB{Engine: Postgres, Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, URL: u, close: db.Close}
+}
+
+// FailInserts makes every INSERT into table fail until the returned
+// function is called: a stand-in for a full disk or a broken database.
+func (db *DB) FailInserts(t testing.TB, table string) (undo func()) {
+	t.Helper()
+	var stmts, undos []string
+	if db.Engine == Postgres {
+		stmts = []string{
+			`CREATE OR REPLACE FUNCTION custos_test_fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql`,
+			`CREATE TRIGGER custos_test_fail BEFORE INSERT ON ` + table + ` FOR EACH ROW EXECUTE FUNCTION custos_test_fail()`,
+		}
+		undos = []string{`DROP TRIGGER custos_test_fail ON ` + table}
+	} else {
+		stmts = []string{`CREATE TRIGGER custos_test_fail BEFORE INSERT ON ` + table + ` BEGIN SELECT RAISE(ABORT, 'disk full'); END`}
+		undos = []string{`DROP TRIGGER custos_test_fail`}
+	}
+	for _, s := range stmts {
+		if _, err := db.Write.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() {
+		for _, s := range undos {
+			if _, err := db.Write.Exec(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Dump returns every value of every table as raw bytes (blobs as stored,
+// not hex), for tests that look for plaintext an insider could read. On
+// SQLite it is the database file with its WAL.
+func (db *DB) Dump(t testing.TB) string {
+	t.Helper()
+	var out strings.Builder
+	if db.Engine == SQLite {
+		for _, p := range []string{db.Path, db.Path + "-wal"} {
+			b, err := os.ReadFile(p)
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			out.Write(b)
+		}
+		return out.String()
+	}
+	tables, err := db.Read.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for tables.Next() {
+		var n string
+		tables.Scan(&n)
+		names = append(names, n)
+	}
+	tables.Close()
+	for _, n := range names {
+		rows, err := db.Read.Query(`SELECT * FROM ` + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
+				if b, ok := v.([]byte); ok {
+					out.Write(b)
+				} else {
+					fmt.Fprint(&out, v)
+				}
+				out.WriteByte('\n')
+			}
+		}
+		rows.Close()
+	}
+	return out.String()
+}
+
+// Main runs the package's tests on SQLite, then, if CUSTOS_TEST_POSTGRES is
+// set, runs the same binary again on PostgreSQL.
+func Main(m *testing.M) {
+	code := m.Run()
+	if os.Getenv(EnvEngine) != "" || fuzzingOrBenchmarking() {
+		os.Exit(code)
+	}
+	if os.Getenv(EnvPostgres) == "" {
+		fmt.Printf("storetest: PostgreSQL conformance run skipped: set %s to a PostgreSQL URL to run these tests on PostgreSQL too\n", EnvPostgres)
+		os.Exit(code)
+	}
+	fmt.Println("storetest: running the same tests on PostgreSQL")
+	cmd := exec.Command(os.Args[0], os.Args[1:]...)
+	cmd.Env = append(os.Environ(), EnvEngine+"="+Postgres)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Printf("storetest: PostgreSQL run failed: %v\n", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// fuzzingOrBenchmarking reports whether this binary was asked to fuzz (as
+// the coordinator or a worker) or to run benchmarks: those are not
+// repeated on PostgreSQL (set CUSTOS_TEST_ENGINE=postgres to run them there).
+func fuzzingOrBenchmarking() bool {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.fuzz") || strings.HasPrefix(a, "-test.bench") {
+			return true
+		}
+	}
+	return false
+}
