@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -77,10 +78,13 @@ type Entry struct {
 	Apply func(ctx context.Context, tx *sql.Tx, leaf *Leaf) error
 }
 
-// Receipt says where an entry landed.
+// Receipt says where an entry landed. In queued mode (Config.Queued) an
+// entry is durable in the queue when Append returns and the leader gives it
+// its index later: Queued is set and Index and TenantSeq are zero.
 type Receipt struct {
 	Index     uint64
 	TenantSeq uint64
+	Queued    bool
 }
 
 // Config configures a [Log].
@@ -95,6 +99,19 @@ type Config struct {
 	Placeholders sqlq.Style
 	Logger       *slog.Logger
 	Now          func() time.Time
+
+	// Queued selects the mode for several nodes over one PostgreSQL: Append
+	// commits each entry, with its change, to the audit_queue table, and the
+	// one node holding the leader lock (a PostgreSQL advisory lock) moves
+	// queued entries into the tree in order and signs checkpoints. Without
+	// it, this process is the only sequencer (SQLite, or one node).
+	Queued bool
+	// LeaderPoll is how often a queued-mode node that is not the leader
+	// tries to become it and refreshes its view of the tree (default 500ms).
+	LeaderPoll time.Duration
+	// IntegrateInterval is how often the leader looks for queued entries
+	// when the queue was empty (default 5ms).
+	IntegrateInterval time.Duration
 }
 
 // ErrUnavailable is returned when the log cannot be written. Callers must
@@ -127,8 +144,11 @@ type Log struct {
 	lastSigned uint64
 	signedAny  bool
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop    chan struct{}
+	seqDone chan struct{} // closed when the sequence goroutine has exited
+	wg      sync.WaitGroup
+
+	leader atomic.Bool // queued mode: this node holds the leader lock
 }
 
 type pending struct {
@@ -163,7 +183,13 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{})}
+	if cfg.LeaderPoll <= 0 {
+		cfg.LeaderPoll = 500 * time.Millisecond
+	}
+	if cfg.IntegrateInterval <= 0 {
+		cfg.IntegrateInterval = 5 * time.Millisecond
+	}
+	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{})}
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
@@ -172,7 +198,7 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	l.lastSigned, l.signedAny = uint64(last.Int64), last.Valid
-	if !last.Valid || l.size > l.lastSigned {
+	if !cfg.Queued && (!last.Valid || l.size > l.lastSigned) {
 		if _, err := l.SignCheckpoint(ctx); err != nil {
 			return nil, err
 		}
@@ -183,14 +209,20 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 	}
 	l.wg.Add(2)
 	go l.sequence()
-	go l.checkpointer()
+	if cfg.Queued {
+		go l.lead()
+	} else {
+		go l.checkpointer()
+	}
 	return l, nil
 }
 
 // load reads the committed tree size and root from the database.
-func (l *Log) load(ctx context.Context) error {
+func (l *Log) load(ctx context.Context) error { return l.loadFrom(ctx, l.w) }
+
+func (l *Log) loadFrom(ctx context.Context, q querier) error {
 	var n sql.NullInt64
-	if err := l.w.QueryRowContext(ctx, `SELECT MAX(idx) FROM audit_leaves`).Scan(&n); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT MAX(idx) FROM audit_leaves`).Scan(&n); err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
 	size := uint64(0)
@@ -202,7 +234,7 @@ func (l *Log) load(ctx context.Context) error {
 	root := emptyRoot()
 	if size > 0 {
 		var err error
-		root, err = tlog.TreeHash(int64(size), l.tiles.reader(ctx, l.w, nil))
+		root, err = tlog.TreeHash(int64(size), l.tiles.reader(ctx, q, nil))
 		if err != nil {
 			return fmt.Errorf("open audit log: tree hash at size %d: %w", size, err)
 		}
@@ -257,13 +289,17 @@ func (l *Log) Close() error {
 	l.closeMu.Unlock()
 	close(l.stop)
 	l.wg.Wait()
-	_, err := l.SignCheckpoint(context.Background())
+	var err error
+	if !l.cfg.Queued { // in queued mode the leader signed on its way out
+		_, err = l.SignCheckpoint(context.Background())
+	}
 	return errors.Join(err, l.insertFull.Close())
 }
 
 // sequence is the sequencer: group commit of queued entries.
 func (l *Log) sequence() {
 	defer l.wg.Done()
+	defer close(l.seqDone)
 	batch := make([]*pending, 0, l.cfg.MaxBatch)
 	for first := range l.queue {
 		batch = append(batch[:0], first)
@@ -290,8 +326,11 @@ func (l *Log) commit(batch []*pending) {
 		l.cfg.Logger.Error("audit log commit failed", "entries", len(batch), "err", err)
 		// Nothing in the batch is acknowledged. Reload what is committed:
 		// in-memory caches may hold state of the rolled-back transaction.
-		if lerr := l.load(context.Background()); lerr != nil {
-			l.cfg.Logger.Error("audit log reload failed", "err", lerr)
+		// (In queued mode this goroutine touches no tree state.)
+		if !l.cfg.Queued {
+			if lerr := l.load(context.Background()); lerr != nil {
+				l.cfg.Logger.Error("audit log reload failed", "err", lerr)
+			}
 		}
 		for _, p := range batch {
 			p.done <- result{err: ErrUnavailable}
@@ -317,7 +356,6 @@ const leafColumns = 7
 
 func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	ctx := context.Background() // never cancelled mid-transaction: see Append
-	oldSize, _ := l.head()
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -325,6 +363,52 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	defer func() { tx.Rollback() }()
 
 	results := make([]result, len(batch))
+	if tx, err = l.applyAll(ctx, tx, batch, results); err != nil {
+		return nil, err
+	}
+	leaves := make([]*Leaf, len(batch))
+	for i, p := range batch {
+		leaves[i] = &p.e.Leaf
+	}
+	if l.cfg.Queued {
+		if err := l.enqueue(ctx, tx, leaves); err != nil {
+			return nil, err
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
+		for i := range results {
+			results[i].receipt.Queued = true
+		}
+		return results, nil
+	}
+	oldSize, _ := l.head()
+	receipts, root, err := l.writeLeaves(ctx, tx, oldSize, leaves)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	l.advance(oldSize+uint64(len(leaves)), root)
+	for i := range results {
+		results[i].receipt = receipts[i]
+	}
+	return results, nil
+}
+
+// advance records a committed tree head.
+func (l *Log) advance(size uint64, root tlog.Hash) {
+	l.tiles.committed(size)
+	l.headMu.Lock()
+	l.size, l.root = size, root
+	l.headMu.Unlock()
+}
+
+// applyAll stamps each entry's time and runs its change. A failed change
+// is undone and recorded in its leaf and result. It returns the
+// transaction to go on with, which is a new one if it had to restart.
+func (l *Log) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending, results []result) (*sql.Tx, error) {
 	now := l.cfg.Now().UTC().Truncate(time.Millisecond)
 	// dirty tells whether an earlier entry of this batch changed data. Until
 	// one has, a failed change is undone by restarting the transaction, and
@@ -347,54 +431,61 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 				continue
 			}
 			tx.Rollback()
+			var err error
 			if tx, err = l.w.BeginTx(ctx, nil); err != nil {
-				return nil, fmt.Errorf("begin: %w", err)
+				return tx, fmt.Errorf("begin: %w", err)
 			}
 			leaf.Outcome, leaf.Code, leaf.Reason = outcomeOf(aerr), custos.ErrorCode(aerr), custos.ErrorMessage(aerr)
 			results[i].err = aerr
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT entry`); err != nil {
-			return nil, fmt.Errorf("savepoint: %w", err)
+			return tx, fmt.Errorf("savepoint: %w", err)
 		}
 		aerr := p.e.Apply(p.ctx, tx, leaf)
 		if aerr != nil {
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT entry`); err != nil {
-				return nil, fmt.Errorf("rollback to savepoint: %w", err)
+				return tx, fmt.Errorf("rollback to savepoint: %w", err)
 			}
 			leaf.Outcome, leaf.Code, leaf.Reason = outcomeOf(aerr), custos.ErrorCode(aerr), custos.ErrorMessage(aerr)
 			results[i].err = aerr
 		}
 		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT entry`); err != nil {
-			return nil, fmt.Errorf("release savepoint: %w", err)
+			return tx, fmt.Errorf("release savepoint: %w", err)
 		}
 	}
+	return tx, nil
+}
 
-	datas := make([][]byte, len(batch))
+// writeLeaves assigns leaves their indexes from oldSize and their tenant
+// sequence numbers, inserts them and extends the tree, in tx. It returns
+// where each landed and the new root.
+func (l *Log) writeLeaves(ctx context.Context, tx *sql.Tx, oldSize uint64, leaves []*Leaf) ([]Receipt, tlog.Hash, error) {
+	receipts := make([]Receipt, len(leaves))
+	datas := make([][]byte, len(leaves))
 	args := make([]any, 0, leafChunk*leafColumns)
-	for start := 0; start < len(batch); start += leafChunk {
-		chunk := batch[start:min(start+leafChunk, len(batch))]
+	for start := 0; start < len(leaves); start += leafChunk {
+		chunk := leaves[start:min(start+leafChunk, len(leaves))]
 		args = args[:0]
-		for j, p := range chunk {
+		for j, leaf := range chunk {
 			i := start + j
-			leaf := &p.e.Leaf
 			if leaf.Tenant != "" {
 				seq, err := l.nextTenantSeq(ctx, tx, leaf.Tenant)
 				if err != nil {
-					return nil, err
+					return nil, tlog.Hash{}, err
 				}
 				leaf.TenantSeq = seq
 			}
 			data, err := json.Marshal(leaf)
 			if err != nil {
-				return nil, fmt.Errorf("marshal leaf: %w", err)
+				return nil, tlog.Hash{}, fmt.Errorf("marshal leaf: %w", err)
 			}
 			if len(data) > maxLeafBytes {
-				return nil, fmt.Errorf("leaf %d bytes exceeds %d", len(data), maxLeafBytes)
+				return nil, tlog.Hash{}, fmt.Errorf("leaf %d bytes exceeds %d", len(data), maxLeafBytes)
 			}
 			datas[i] = data
 			idx := oldSize + uint64(i)
-			results[i].receipt = Receipt{Index: idx, TenantSeq: leaf.TenantSeq}
+			receipts[i] = Receipt{Index: idx, TenantSeq: leaf.TenantSeq}
 			args = append(args, int64(idx), nullString(leaf.Tenant), nullSeq(leaf.TenantSeq), leaf.Actor, leaf.Action, leaf.Time.UnixMilli(), data)
 		}
 		var err error
@@ -404,23 +495,14 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 			_, err = tx.ExecContext(ctx, insertLeaves+l.cfg.Placeholders.Values(len(chunk), leafColumns), args...)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("insert leaves: %w", err)
+			return nil, tlog.Hash{}, fmt.Errorf("insert leaves: %w", err)
 		}
 	}
-
-	newSize := oldSize + uint64(len(batch))
 	root, err := l.tiles.extend(ctx, tx, oldSize, datas)
 	if err != nil {
-		return nil, err
+		return nil, tlog.Hash{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	l.tiles.committed(newSize)
-	l.headMu.Lock()
-	l.size, l.root = newSize, root
-	l.headMu.Unlock()
-	return results, nil
+	return receipts, root, nil
 }
 
 // maxLeafBytes is the C2SP entry bundle limit (a uint16 length prefix).

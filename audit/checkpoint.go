@@ -39,7 +39,20 @@ func checkpointBody(origin string, size uint64, root tlog.Hash) string {
 
 // SignCheckpoint signs the current head (if it is not signed yet) and
 // stores it; it returns the latest checkpoint.
+// In queued mode only the leader signs; on another node it returns the
+// latest checkpoint.
 func (l *Log) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	if l.cfg.Queued && !l.leader.Load() {
+		return l.Checkpoint(ctx)
+	}
+	return l.signOn(ctx, l.w)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (l *Log) signOn(ctx context.Context, ex execer) (*Checkpoint, error) {
 	l.sigMu.Lock()
 	defer l.sigMu.Unlock()
 	size, root := l.head()
@@ -48,7 +61,7 @@ func (l *Log) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sign checkpoint: %w", err)
 		}
-		if _, err := l.w.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)
+		if _, err := ex.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (size) DO NOTHING`, int64(size), root[:], msg, l.cfg.Now().UnixMilli()); err != nil {
 			return nil, fmt.Errorf("store checkpoint: %w", err)
 		}

@@ -88,7 +88,7 @@ func newEnv(t *testing.T) *env {
 	if e.verifier, err = note.NewVerifier(vkey); err != nil {
 		t.Fatal(err)
 	}
-	e.log, err = audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger, Placeholders: db.Placeholders})
+	e.log, err = audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +125,7 @@ func (e *env) email() string {
 func (e *env) checkNoPersonalData(metrics string) {
 	t := e.t
 	t.Helper()
+	e.sync()
 	var leaves strings.Builder
 	rows, err := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
 	if err != nil {
@@ -254,6 +255,7 @@ func (e *env) newKey(kind custos.Kind, tenant string, scopes []custos.Scope) str
 // counts returns the number of rows in every table.
 func (e *env) counts() map[string]int {
 	e.t.Helper()
+	e.sync()
 	out := map[string]int{}
 	for _, tbl := range []string{"tenants", "tenant_keys", "lists", "contacts", "principals", "api_keys", "audit_leaves"} {
 		var n int
@@ -268,9 +270,19 @@ func (e *env) counts() map[string]int {
 // lastLeaf returns the newest audit leaf.
 func (e *env) lastLeaf() audit.Leaf {
 	e.t.Helper()
+	e.sync()
 	var b []byte
 	if err := e.db.Read.QueryRow(`SELECT data FROM audit_leaves ORDER BY idx DESC LIMIT 1`).Scan(&b); err != nil {
 		e.t.Fatal(err)
 	}
 	return decode[audit.Leaf](e.t, b)
+}
+
+// sync waits until every audited request so far is in the tree (queued
+// mode integrates in the background).
+func (e *env) sync() {
+	e.t.Helper()
+	if err := e.log.Sync(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 }

@@ -241,6 +241,7 @@ func TestImportExport(t *testing.T) {
 func TestLogRoutes(t *testing.T) {
 	e := newEnv(t)
 	e.newTenant("Acme")
+	e.sync()
 	cp, err := e.log.SignCheckpoint(t.Context())
 	if err != nil {
 		t.Fatal(err)

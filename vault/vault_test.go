@@ -41,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders})
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestCiphertextBoundToRow(t *testing.T) {
 func TestChangeAndRecordAtomic(t *testing.T) {
 	f := newFixture(t)
 	ctx, tenant, list := f.admin(t)
-	heal := f.db.FailInserts(t, "audit_leaves")
+	heal := f.db.FailInserts(t, f.db.LogTable())
 	err := f.vault.CreateContact(ctx, &custos.Contact{TenantID: tenant, ListID: list, Email: "x@example.test"})
 	if custos.ErrorCode(err) != custos.EUNAVAILABLE {
 		t.Fatalf("create with a broken log: err = %v, want EUNAVAILABLE", err)

@@ -46,6 +46,7 @@ type DB struct {
 	Engine       string
 	Write, Read  *sql.DB
 	Placeholders sqlq.Style
+	Queued       bool   // PostgreSQL: the audit log runs in queued mode, as in production
 	Path         string // SQLite: the database file
 	URL          string // PostgreSQL: the URL, search_path set to the test's schema
 	close        func() error
@@ -126,7 +127,16 @@ func openPostgres(t testing.TB) *DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &DB{Engine: Postgres, Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, URL: u, close: db.Close}
+	return &DB{Engine: Postgres, Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, URL: u, Queued: true, close: db.Close}
+}
+
+// LogTable is the table an audited change commits its entry to: the
+// queue in queued mode, the leaves otherwise.
+func (db *DB) LogTable() string {
+	if db.Queued {
+		return "audit_queue"
+	}
+	return "audit_leaves"
 }
 
 // FailInserts makes every INSERT into table fail until the returned
