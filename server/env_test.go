@@ -18,9 +18,9 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/server"
-	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/vault"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
-	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
 )
 
