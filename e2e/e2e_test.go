@@ -55,9 +55,9 @@ func binary(t *testing.T) string {
 var keyRE = regexp.MustCompile(`cst_[a-z2-7]{39}`)
 
 // initData runs `custos init` and returns the operator key it printed.
-func initData(t *testing.T, dir string) string {
+func initData(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(binary(t), "init", "--data", dir).CombinedOutput()
+	out, err := exec.Command(binary(t), append([]string{"init", "--data", dir}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("custos init: %v\n%s", err, out)
 	}
@@ -78,9 +78,9 @@ type proc struct {
 
 var servingRE = regexp.MustCompile(`serving on (http://127\.0\.0\.1:\d+)`)
 
-func serve(t *testing.T, dir string) *proc {
+func serve(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--data", dir, "--addr", "127.0.0.1:0")
+	cmd := exec.Command(binary(t), append([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, args...)...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -167,9 +167,9 @@ func (a api) must(t *testing.T, key, method, path string, in, out any) {
 	}
 }
 
-func logVerify(t *testing.T, dir string) string {
+func logVerify(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(binary(t), "log", "verify", "--data", dir).CombinedOutput()
+	out, err := exec.Command(binary(t), append([]string{"log", "verify", "--data", dir}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("custos log verify failed: %v\n%s", err, out)
 	}

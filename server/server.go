@@ -189,7 +189,8 @@ func (w *statusWriter) status() int {
 	return w.code
 }
 
-// healthz reports liveness and the log's committed size.
+// healthz reports liveness, the log's committed size as this node sees it,
+// and whether this node is the log's sequencer.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "log_size": s.log.Size()})
+	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "log_size": s.log.Size(), "sequencer": s.log.IsLeader()})
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/custos-dev/custos/postgres"
 )
 
 // Config is what a server needs. Sources, strongest first: flags,
@@ -19,6 +21,10 @@ type Config struct {
 	Addr    string // CUSTOS_ADDR, --addr
 	Origin  string // the log's checkpoint origin and signing key name
 	KEK     string // key-encryption key URI (local:///…, hcvault://…, aws-kms://…, gcp-kms://…)
+	// DB is the database: empty for the SQLite file custos.db in the data
+	// directory, or a postgres:// URL shared by several nodes
+	// (CUSTOS_DB, --db, custos.json).
+	DB string
 }
 
 // DefaultConfig returns the defaults: everything under ./custos-data,
@@ -36,6 +42,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
 	}
+	if c.DB != "" && !postgres.IsURL(c.DB) {
+		errs = append(errs, errors.New("db: must be empty (SQLite in the data directory) or a postgres:// URL"))
+	}
 	if c.Origin == "" || strings.ContainsAny(c.Origin, " \n+") {
 		errs = append(errs, fmt.Errorf("origin: %q must be a non-empty name without spaces or '+'", c.Origin))
 	}
@@ -46,6 +55,7 @@ func (c Config) Validate() error {
 type fileConfig struct {
 	Origin string `json:"origin"`
 	KEK    string `json:"kek"`
+	DB     string `json:"db,omitempty"`
 }
 
 const configFile = "custos.json"
@@ -62,10 +72,12 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 	if v := m.Getenv("CUSTOS_ADDR"); v != "" {
 		cfg.Addr = v
 	}
+	envDB := m.Getenv("CUSTOS_DB")
 	data := fs.String("data", cfg.DataDir, "data directory (env CUSTOS_DATA)")
 	addr := fs.String("addr", cfg.Addr, "listen address (env CUSTOS_ADDR)")
 	origin := fs.String("origin", "", "log origin name (init only; default "+cfg.Origin+")")
 	kek := fs.String("kek", "", "key-encryption key URI, overriding custos.json (e.g. hcvault://…, aws-kms://…)")
+	db := fs.String("db", "", "database: postgres://… URL shared by several nodes (env CUSTOS_DB; default: SQLite in the data directory)")
 	return func() (Config, error) {
 		cfg.DataDir, cfg.Addr = *data, *addr
 		if b, err := os.ReadFile(cfg.path(configFile)); err == nil {
@@ -73,7 +85,13 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 			if err := json.Unmarshal(b, &fc); err != nil {
 				return cfg, fmt.Errorf("%s: %w", cfg.path(configFile), err)
 			}
-			cfg.Origin, cfg.KEK = fc.Origin, fc.KEK
+			cfg.Origin, cfg.KEK, cfg.DB = fc.Origin, fc.KEK, fc.DB
+		}
+		if envDB != "" {
+			cfg.DB = envDB
+		}
+		if *db != "" {
+			cfg.DB = *db
 		}
 		if *origin != "" {
 			cfg.Origin = *origin

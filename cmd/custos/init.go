@@ -61,7 +61,7 @@ func initDataDir(ctx context.Context, cfg Config) (string, error) {
 	if err := os.WriteFile(cfg.path("log.pub"), []byte(vkey+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("write log verifier key: %w", err)
 	}
-	b, _ := json.MarshalIndent(fileConfig{Origin: cfg.Origin, KEK: cfg.KEK}, "", "  ")
+	b, _ := json.MarshalIndent(fileConfig{Origin: cfg.Origin, KEK: cfg.KEK, DB: cfg.DB}, "", "  ")
 	if err := os.WriteFile(cfg.path(configFile), append(b, '\n'), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %w", configFile, err)
 	}

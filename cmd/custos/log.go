@@ -10,7 +10,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos/audit"
-	"github.com/custos-dev/custos/sqlite"
 )
 
 func (m *Main) runLog(ctx context.Context, args []string) error {
@@ -49,15 +48,11 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 
 // withReadLog opens the data directory's database for reading only.
 func (m *Main) withReadLog(ctx context.Context, cfg Config, fn func(*sql.DB) error) error {
-	path := cfg.path("custos.db")
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("no database at %s: %w", path, err)
-	}
-	db, err := sqlite.Open(ctx, path)
+	db, err := openDB(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.close()
 	return fn(db.Read)
 }
 

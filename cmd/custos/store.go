@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,14 +12,47 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/postgres"
 	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/vault"
 )
 
+// database is an open SQLite or PostgreSQL store.
+type database struct {
+	Write, Read  *sql.DB
+	Placeholders sqlq.Style
+	Queued       bool // PostgreSQL: the audit log's queued mode
+	close        func() error
+}
+
+// openDB opens cfg's database: PostgreSQL if cfg.DB is a URL, else the
+// data directory's SQLite file (created if create is set).
+func openDB(ctx context.Context, cfg Config, create bool) (*database, error) {
+	if cfg.DB != "" {
+		db, err := postgres.Open(ctx, cfg.DB)
+		if err != nil {
+			return nil, err
+		}
+		return &database{Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, Queued: true, close: db.Close}, nil
+	}
+	path := cfg.path("custos.db")
+	if !create {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no database at %s: %w", path, err)
+		}
+	}
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return &database{Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, close: db.Close}, nil
+}
+
 // store is an opened data directory.
 type store struct {
-	db       *sqlite.DB
+	db       *database
 	log      *audit.Log
 	vault    *vault.Vault
 	verifier note.Verifier
@@ -26,7 +60,7 @@ type store struct {
 
 func (s *store) Close() error {
 	err := s.log.Close()
-	return errors.Join(err, s.db.Close())
+	return errors.Join(err, s.db.close())
 }
 
 // openVerifier reads the log's public key.
@@ -59,13 +93,13 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (*store, er
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, cfg.path("custos.db"))
+	db, err := openDB(ctx, cfg, true)
 	if err != nil {
 		return nil, err
 	}
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders})
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued})
 	if err != nil {
-		db.Close()
+		db.close()
 		return nil, err
 	}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders})
