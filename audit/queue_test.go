@@ -99,8 +99,10 @@ func TestQueuedNodesFailover(t *testing.T) {
 		}
 	}
 	<-killed
-	// End the leader's session: its advisory lock goes with it.
-	res, err := db.Write.Exec(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted`, uint32(audit.LeaderLockClass))
+	// End the leader's session (this schema's: other packages' tests may
+	// lead logs in other schemas): its advisory lock goes with it.
+	res, err := db.Write.Exec(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND classid = $1 AND objid::bigint = (hashtext(current_schema())::bigint & 4294967295)`, uint32(audit.LeaderLockClass))
 	if err != nil {
 		t.Fatal(err)
 	}
