@@ -7,6 +7,8 @@
 //	                    body of the same size, in the same run
 //	custos-load import  a streamed import of generated contacts: contacts/s
 //	                    and peak RSS
+//	custos-load nodes   audited GETs and log appends on SQLite, and on 1 and
+//	                    3 nodes over one PostgreSQL, side by side
 //
 // Figures and the commands that reproduce them are in docs/benchmarks.md.
 package main
@@ -14,6 +16,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -31,11 +34,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tink-crypto/tink-go/v2/tink"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/server"
 	"github.com/custos-dev/custos/sqlite"
@@ -44,7 +49,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: custos-load get|import [flags]")
+		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes [flags]")
 		os.Exit(2)
 	}
 	if p := os.Getenv("CUSTOS_LOAD_CPUPROFILE"); p != "" {
@@ -59,6 +64,8 @@ func main() {
 		err = runGet(os.Args[2:])
 	case "import":
 		err = runImport(os.Args[2:])
+	case "nodes":
+		err = runNodes(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -69,17 +76,31 @@ func main() {
 	}
 }
 
-// instance is custos running in this process on a loopback port.
+// instance is custos running in this process on a loopback port, with a
+// tenant, a tenant admin key and a list.
 type instance struct {
 	url, admin, tenant, list string
+	log                      *audit.Log
 	close                    func()
 }
 
-func start(ctx context.Context, dir string) (*instance, error) {
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
-	if err != nil {
-		return nil, err
-	}
+// node is one custos node: a log, a vault and an HTTP server on loopback.
+type node struct {
+	url   string
+	log   *audit.Log
+	vault *vault.Vault
+	close func()
+}
+
+// shared is what every node of one deployment shares: the KEK and the
+// log's keys.
+type shared struct {
+	kek      tink.AEAD
+	signer   note.Signer
+	verifier note.Verifier
+}
+
+func newShared(ctx context.Context, dir string) (*shared, error) {
 	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
 	if err != nil {
 		return nil, err
@@ -94,27 +115,59 @@ func start(ctx context.Context, dir string) (*instance, error) {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.load/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders})
+	return &shared{kek: kek, signer: signer, verifier: verifier}, nil
+}
+
+func startNode(ctx context.Context, sh *shared, write, read *sql.DB, ph sqlq.Style, queued bool, closeDB func() error) (*node, error) {
+	lg, err := audit.Open(ctx, write, read, audit.Config{Origin: "custos.load/log", Signer: sh.signer, Verifier: sh.verifier, Placeholders: ph, Queued: queued})
 	if err != nil {
 		return nil, err
 	}
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})
-	_, opKey, err := v.Bootstrap(ctx, "operator")
-	if err != nil {
-		return nil, err
-	}
+	v := vault.New(read, write, lg, keys.NewKeyring(sh.kek), vault.Options{Placeholders: ph})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	srv := &http.Server{Handler: server.New(server.Config{Vault: v, Log: lg, Logger: slog.New(slog.DiscardHandler)}).Handler()}
 	go srv.Serve(ln)
-	in := &instance{url: "http://" + ln.Addr().String()}
-	in.close = func() {
+	return &node{url: "http://" + ln.Addr().String(), log: lg, vault: v, close: func() {
 		srv.Close()
 		lg.Close()
-		db.Close()
+		closeDB()
+	}}, nil
+}
+
+// start runs one custos on SQLite in dir.
+func start(ctx context.Context, dir string) (*instance, error) {
+	sh, err := newShared(ctx, dir)
+	if err != nil {
+		return nil, err
 	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	if err != nil {
+		return nil, err
+	}
+	n, err := startNode(ctx, sh, db.Write, db.Read, db.Placeholders, false, db.Close)
+	if err != nil {
+		return nil, err
+	}
+	in, err := setup(ctx, n)
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	in.close = n.close
+	return in, nil
+}
+
+// setup bootstraps an operator on n and creates a tenant, its admin key
+// and a list through the API.
+func setup(ctx context.Context, n *node) (*instance, error) {
+	_, opKey, err := n.vault.Bootstrap(ctx, "operator")
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{url: n.url, log: n.log}
 	c := &client{base: in.url, http: http.DefaultClient}
 	var t custos.Tenant
 	if err := c.json(opKey, "POST", "/v1/tenants", map[string]string{"name": "Load"}, &t); err != nil {
@@ -201,8 +254,8 @@ func runGet(args []string) error {
 		if err != nil || n < 1 {
 			return fmt.Errorf("bad concurrency %q", f)
 		}
-		b := load(bareURL, "", n, *dur)
-		a := load(target, in.admin, n, *dur)
+		b := load([]string{bareURL}, "", n, *dur)
+		a := load([]string{target}, in.admin, n, *dur)
 		b.print("bare", n)
 		a.print("custos", n)
 		fmt.Printf("%-8s %-4d %9.0f%%\n", "ratio", n, 100*a.rps/b.rps)
@@ -252,7 +305,7 @@ func (r result) print(name string, c int) {
 
 // load runs c workers against url for d and returns throughput and
 // latency percentiles over every request.
-func load(url, key string, c int, d time.Duration) result {
+func load(urls []string, key string, c int, d time.Duration) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
@@ -265,7 +318,7 @@ func load(url, key string, c int, d time.Duration) result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("GET", url, nil)
+			req, _ := http.NewRequest("GET", urls[i%len(urls)], nil)
 			if key != "" {
 				req.Header.Set("Authorization", "Bearer "+key)
 			}

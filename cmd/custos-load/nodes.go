@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/postgres"
+)
+
+// runNodes measures audited GETs (req/s, p50, p99) and durable log appends
+// on SQLite and on 1 and 3 nodes over one PostgreSQL, in one run. In
+// queued mode an append is acknowledged once durable in the queue;
+// "integrated/s" is the rate at which the sequencer moved them into the
+// tree, from the first append to the last integration.
+func runNodes(args []string) error {
+	fs := flag.NewFlagSet("nodes", flag.ExitOnError)
+	dbURL := fs.String("db", os.Getenv("CUSTOS_TEST_POSTGRES"), "PostgreSQL URL (default $CUSTOS_TEST_POSTGRES); a schema is created and dropped")
+	dur := fs.Duration("d", 5*time.Second, "duration of each run")
+	conc := fs.Int("c", 64, "concurrent HTTP clients")
+	appenders := fs.Int("appenders", 512, "concurrent log appenders")
+	fs.Parse(args)
+	if *dbURL == "" {
+		return errors.New("nodes: give -db postgres://… or set CUSTOS_TEST_POSTGRES")
+	}
+	ctx := context.Background()
+	fmt.Printf("audited GET at c=%d and log appends with %d appenders, %s per run\n", *conc, *appenders, *dur)
+	fmt.Printf("%-16s %10s %10s %10s %12s %14s\n", "store", "GET req/s", "p50", "p99", "appends/s", "integrated/s")
+
+	dir, err := os.MkdirTemp("", "custos-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	in, err := start(ctx, dir)
+	if err != nil {
+		return err
+	}
+	r, err := measure(ctx, []string{in.url}, in, []*audit.Log{in.log}, *conc, *appenders, *dur, nil)
+	in.close()
+	if err != nil {
+		return err
+	}
+	r.print("sqlite")
+
+	for _, n := range []int{1, 3} {
+		r, err := pgRun(ctx, *dbURL, dir, n, *conc, *appenders, *dur)
+		if err != nil {
+			return err
+		}
+		r.print(fmt.Sprintf("postgres %d node", n))
+	}
+	return nil
+}
+
+type nodesResult struct {
+	get                result
+	appends, integrate float64
+}
+
+func (r nodesResult) print(name string) {
+	integ := "-"
+	if r.integrate > 0 {
+		integ = fmt.Sprintf("%.0f", r.integrate)
+	}
+	fmt.Printf("%-16s %10.0f %10s %10s %12.0f %14s\n", name, r.get.rps, r.get.p50.Round(time.Microsecond), r.get.p99.Round(time.Microsecond), r.appends, integ)
+}
+
+func pgRun(ctx context.Context, base, dir string, n, conc, appenders int, dur time.Duration) (nodesResult, error) {
+	schemaURL, drop, err := newSchema(ctx, base)
+	if err != nil {
+		return nodesResult{}, err
+	}
+	defer drop()
+	kdir := filepath.Join(dir, fmt.Sprintf("pg%d", n))
+	if err := os.MkdirAll(kdir, 0o700); err != nil {
+		return nodesResult{}, err
+	}
+	sh, err := newShared(ctx, kdir)
+	if err != nil {
+		return nodesResult{}, err
+	}
+	var nodes []*node
+	defer func() {
+		for _, nd := range nodes {
+			nd.close()
+		}
+	}()
+	for range n {
+		db, err := postgres.Open(ctx, schemaURL)
+		if err != nil {
+			return nodesResult{}, err
+		}
+		nd, err := startNode(ctx, sh, db.Write, db.Read, db.Placeholders, true, db.Close)
+		if err != nil {
+			db.Close()
+			return nodesResult{}, err
+		}
+		nodes = append(nodes, nd)
+	}
+	in, err := setup(ctx, nodes[0])
+	if err != nil {
+		return nodesResult{}, err
+	}
+	var urls []string
+	var logs []*audit.Log
+	for _, nd := range nodes {
+		urls, logs = append(urls, nd.url), append(logs, nd.log)
+	}
+	probe, err := sql.Open("pgx", schemaURL)
+	if err != nil {
+		return nodesResult{}, err
+	}
+	defer probe.Close()
+	return measure(ctx, urls, in, logs, conc, appenders, dur, probe)
+}
+
+// measure runs the GET load over urls, then appends over logs. With a
+// queue (probe non-nil) it also waits for the sequencer to integrate.
+func measure(ctx context.Context, urls []string, in *instance, logs []*audit.Log, conc, appenders int, dur time.Duration, probe *sql.DB) (nodesResult, error) {
+	c := &client{base: in.url, http: http.DefaultClient}
+	var ct custos.Contact
+	if err := c.json(in.admin, "POST", "/v1/tenants/"+in.tenant+"/lists/"+in.list+"/contacts",
+		map[string]any{"email": "load.test@example.test", "attributes": map[string]string{"first_name": "Lo", "plan": "pro"}, "consent": "subscribed"}, &ct); err != nil {
+		return nodesResult{}, err
+	}
+	targets := make([]string, len(urls))
+	for i, u := range urls {
+		targets[i] = u + "/v1/tenants/" + in.tenant + "/contacts/" + ct.Token
+	}
+	var r nodesResult
+	r.get = load(targets, in.admin, conc, dur)
+	if r.get.errors > 0 {
+		return r, fmt.Errorf("%d GET errors", r.get.errors)
+	}
+
+	l := audit.Leaf{Actor: "pr_aaaaaaaaaaaaaaaaaaaaaaaaaa", ActorKind: "tenant_admin", KeyID: "ak_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+		Source: "127.0.0.1", Action: "contact.read", Tenant: "tn_aaaaaaaaaaaaaaaaaaaaaaaaaa", List: "ls_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+		Tokens: []string{"ct_aaaaaaaaaaaaaaaaaaaaaaaaaa"}, Outcome: "ok", RequestID: "rq_aaaaaaaaaaaaaaaaaaaaaaaaaa"}
+	var done atomic.Int64
+	var failed atomic.Int64
+	deadline := time.Now().Add(dur)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for w := range appenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lg := logs[w%len(logs)]
+			for time.Now().Before(deadline) {
+				if _, err := lg.Append(ctx, audit.Entry{Leaf: l}); err != nil {
+					failed.Add(1)
+					continue
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	r.appends = float64(done.Load()) / time.Since(t0).Seconds()
+	if failed.Load() > 0 {
+		return r, fmt.Errorf("%d appends failed", failed.Load())
+	}
+	if probe != nil {
+		for {
+			var n int
+			if err := probe.QueryRowContext(ctx, `SELECT count(*) FROM audit_queue`).Scan(&n); err != nil {
+				return r, err
+			}
+			if n == 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		r.integrate = float64(done.Load()) / time.Since(t0).Seconds()
+	}
+	return r, nil
+}
+
+// newSchema creates a fresh schema in the database at base and returns a
+// URL that uses it, and a function that drops it.
+func newSchema(ctx context.Context, base string) (string, func(), error) {
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "custos_load_" + hex.EncodeToString(b[:])
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+		admin.Close()
+		return "", nil, err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), func() {
+		admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`)
+		admin.Close()
+	}, nil
+}
