@@ -27,7 +27,8 @@ const (
 	ActionKeyCreate       Action = "key.create"
 	ActionKeyRead         Action = "key.read"
 	ActionKeyRevoke       Action = "key.revoke"
-	ActionAuthenticate    Action = "authenticate" // a request that failed before a principal was known
+	ActionAccessLogRead   Action = "access_log.read" // the tenant's own access feed
+	ActionAuthenticate    Action = "authenticate"    // a request that failed before a principal was known
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -58,6 +59,7 @@ var policy = map[Action]struct {
 	ActionKeyCreate:       {ScopePrincipals, []Kind{KindOperator}},
 	ActionKeyRead:         {ScopePrincipals, []Kind{KindOperator}},
 	ActionKeyRevoke:       {ScopePrincipals, []Kind{KindOperator}},
+	ActionAccessLogRead:   {ScopeLogRead, []Kind{KindTenantAdmin}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
 )
 
 // registerLogRoutes serves the audit log: proofs under /v1/log for API
@@ -171,4 +172,30 @@ func writeTile(w http.ResponseWriter, t tlog.Tile, data []byte) error {
 	}
 	_, err := w.Write(data)
 	return err
+}
+
+// accessLog serves the tenant's access feed: ?after=<tenant_seq>&limit=.
+func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var after uint64
+	if v := q.Get("after"); v != "" {
+		n, err := parseUint("after", v)
+		if err != nil {
+			return s.reject(r, custos.ActionAccessLogRead, err)
+		}
+		after = n
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := parseUint("limit", v)
+		if err != nil {
+			return s.reject(r, custos.ActionAccessLogRead, err)
+		}
+		limit = int(min(n, audit.MaxFeedPage))
+	}
+	f, err := s.vault.AccessLog(r.Context(), r.PathValue("tenant"), after, limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, f)
 }

@@ -24,6 +24,7 @@ func (s *Server) registerRoutes() {
 	s.handle("POST", "/v1/tenants", custos.ActionTenantCreate, true, s.createTenant)
 	s.handle("GET", "/v1/tenants", custos.ActionTenantList, true, s.listTenants)
 	s.handle("GET", tenant, custos.ActionTenantRead, true, s.getTenant)
+	s.handle("GET", tenant+"/access-log", custos.ActionAccessLogRead, true, s.accessLog)
 
 	s.handle("POST", tenant+"/lists", custos.ActionListCreate, true, s.createList)
 	s.handle("GET", tenant+"/lists", custos.ActionListRead, true, s.listLists)

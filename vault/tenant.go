@@ -239,3 +239,26 @@ func (v *Vault) findList(ctx context.Context, tenant, id string) (*custos.List, 
 	ls.CreatedAt = fromMS(created)
 	return &ls, nil
 }
+
+// AccessLog returns a page of the tenant's access feed: every audit entry
+// that concerns the tenant after tenant_seq "after", each with its
+// inclusion proof against the latest signed checkpoint, for the tenant to
+// verify on its side. The read is itself recorded, as a count.
+func (v *Vault) AccessLog(ctx context.Context, tenant string, after uint64, limit int) (*audit.Feed, error) {
+	l, err := v.authorize(ctx, custos.ActionAccessLogRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	f, err := v.log.TenantFeed(ctx, tenant, after, limit)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Count = len(f.Entries)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return f, nil
+}

@@ -69,6 +69,9 @@ Audit log:
   log verify      recompute the whole log and check it against its checkpoints
   log checkpoint  print the latest signed checkpoint
   log proof       print and check an inclusion proof (--index N)
+  audit pull      on the tenant's side: fetch and verify the tenant's access feed
+                  (--tenant T --log-key log.pub [--state FILE]); fails on a gap,
+                  a bad proof, a fork or rollback, or a bad signature
 
 Clients (--server URL, --key cst_…, or CUSTOS_SERVER, CUSTOS_KEY):
   tenant create NAME | tenant ls
@@ -103,6 +106,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runDemo(ctx, rest)
 	case "log":
 		return m.runLog(ctx, rest)
+	case "audit":
+		return m.runAudit(ctx, rest)
 	case "tenant", "list", "contact", "import", "export", "principal", "key":
 		return m.runClient(ctx, cmd, rest)
 	}

@@ -1,0 +1,78 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// FeedEntry is one entry of a tenant's access feed: the leaf as stored
+// (its bytes are what the tree hashes), where it is, and the proof that it
+// is in the tree of the feed's checkpoint.
+type FeedEntry struct {
+	TenantSeq uint64          `json:"tenant_seq"`
+	Index     uint64          `json:"index"`
+	Leaf      json.RawMessage `json:"leaf"`
+	Proof     []tlog.Hash     `json:"proof"`
+}
+
+// Feed is a page of a tenant's access feed, every entry proved against
+// Checkpoint (a signed note).
+type Feed struct {
+	Checkpoint []byte      `json:"checkpoint"`
+	Entries    []FeedEntry `json:"entries"`
+	// More is set when entries after the last one exist in this checkpoint.
+	More bool `json:"more"`
+}
+
+// MaxFeedPage is the largest page TenantFeed returns.
+const MaxFeedPage = 1000
+
+// TenantFeed returns the tenant's entries with tenant_seq > after, in
+// tenant_seq order, up to limit, each with an inclusion proof against the
+// latest signed checkpoint. Entries not yet in that checkpoint are left
+// for a later call.
+func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit int) (*Feed, error) {
+	if limit <= 0 || limit > MaxFeedPage {
+		limit = MaxFeedPage
+	}
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := l.r.QueryContext(ctx, `SELECT idx, tenant_seq, data FROM audit_leaves
+		WHERE tenant_id = $1 AND tenant_seq > $2 AND idx < $3 ORDER BY tenant_seq LIMIT $4`,
+		tenant, int64(after), int64(cp.Size), limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("tenant feed: %w", err)
+	}
+	f := &Feed{Checkpoint: cp.Note, Entries: []FeedEntry{}}
+	for rows.Next() {
+		var idx, seq int64
+		var data []byte
+		if err := rows.Scan(&idx, &seq, &data); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("tenant feed: %w", err)
+		}
+		if len(f.Entries) == limit {
+			f.More = true
+			break
+		}
+		f.Entries = append(f.Entries, FeedEntry{TenantSeq: uint64(seq), Index: uint64(idx), Leaf: data})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("tenant feed: %w", err)
+	}
+	r := l.storedReader(ctx)
+	for i := range f.Entries {
+		p, err := tlog.ProveRecord(int64(cp.Size), int64(f.Entries[i].Index), r)
+		if err != nil {
+			return nil, fmt.Errorf("tenant feed: proof for %d: %w", f.Entries[i].Index, err)
+		}
+		f.Entries[i].Proof = p
+	}
+	return f, nil
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos/audit"
+)
+
+// pullState is what `custos audit pull` remembers between runs, on the
+// tenant's side: the last checkpoint it trusted and the last tenant_seq
+// it verified.
+type pullState struct {
+	Tenant     string `json:"tenant"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+	TenantSeq  uint64 `json:"tenant_seq"`
+}
+
+// runAudit runs "custos audit pull".
+func (m *Main) runAudit(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "pull" {
+		return usagef("custos audit: the only subcommand is pull")
+	}
+	fs := newFlagSet("audit pull", m.Stderr)
+	mk, asJSON := m.clientFlags(fs)
+	tenant := fs.String("tenant", "", "tenant id")
+	logKey := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+	statePath := fs.String("state", "", "where to keep the last trusted checkpoint (default custos-audit-TENANT.json)")
+	if _, err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if *tenant == "" || *logKey == "" {
+		return usagef("custos audit pull: --tenant and --log-key are required")
+	}
+	v, err := loadVerifier(*logKey)
+	if err != nil {
+		return err
+	}
+	if *statePath == "" {
+		*statePath = "custos-audit-" + *tenant + ".json"
+	}
+	st := pullState{Tenant: *tenant}
+	if b, err := os.ReadFile(*statePath); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("%s: %w", *statePath, err)
+		}
+		if st.Tenant != *tenant {
+			return fmt.Errorf("%s is the state of tenant %s, not %s", *statePath, st.Tenant, *tenant)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f := &audit.Follower{Verifier: v}
+	if st.Checkpoint != "" {
+		if f.Trusted, err = audit.ParseCheckpoint([]byte(st.Checkpoint), v); err != nil {
+			return fmt.Errorf("trusted checkpoint in %s: %w", *statePath, err)
+		}
+	}
+	c := mk()
+	consistency := func(from, to uint64) (tlog.TreeProof, error) {
+		var p struct{ Proof []tlog.Hash }
+		err := c.json(ctx, "GET", fmt.Sprintf("/v1/log/proof/consistency?from=%d&to=%d", from, to), nil, &p)
+		return p.Proof, err
+	}
+	startSeq, verified := st.TenantSeq, 0
+	for {
+		var feed audit.Feed
+		path := "/v1/tenants/" + url.PathEscape(*tenant) + fmt.Sprintf("/access-log?after=%d", st.TenantSeq)
+		if err := c.json(ctx, "GET", path, nil, &feed); err != nil {
+			return err
+		}
+		cp, err := f.Advance(feed.Checkpoint, consistency)
+		if err != nil {
+			return fmt.Errorf("REFUSED: %w (trusted state in %s left unchanged)", err, *statePath)
+		}
+		for _, e := range feed.Entries {
+			if err := audit.CheckFeedEntry(cp, e, *tenant, st.TenantSeq+1); err != nil {
+				return fmt.Errorf("REFUSED: %w (verified up to tenant_seq %d; state in %s)", err, st.TenantSeq, *statePath)
+			}
+			st.TenantSeq = e.TenantSeq
+			verified++
+			if *asJSON {
+				fmt.Fprintf(m.Stdout, "%s\n", e.Leaf)
+			} else {
+				var l audit.Leaf
+				json.Unmarshal(e.Leaf, &l)
+				fmt.Fprintf(m.Stdout, "%6d  #%-8d %s  %-24s %-14s %-16s %s\n", e.TenantSeq, e.Index, l.Time.Format("2006-01-02T15:04:05Z"), l.Actor, l.ActorKind, l.Action, l.Outcome)
+			}
+		}
+		st.Checkpoint = string(cp.Note)
+		if err := writeState(*statePath, st); err != nil {
+			return err
+		}
+		if !feed.More {
+			fmt.Fprintf(m.Stderr, "verified %d new entries of tenant %s (tenant_seq %d..%d, no gap), each included in checkpoint %s size %d root %x; the checkpoint extends the one trusted before (state %s)\n",
+				verified, *tenant, startSeq+1, st.TenantSeq, cp.Origin, cp.Size, cp.Root[:8], *statePath)
+			return nil
+		}
+	}
+}
+
+// loadVerifier reads a note verifier key given inline or as a file.
+func loadVerifier(s string) (note.Verifier, error) {
+	if b, err := os.ReadFile(s); err == nil {
+		s = string(b)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("log verifier key: %w", err)
+	}
+	return v, nil
+}
+
+// writeState replaces the state file atomically.
+func writeState(path string, st pullState) error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".custos-audit-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	tmp.Close()
+	return os.Rename(tmp.Name(), path)
+}

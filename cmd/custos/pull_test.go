@@ -1,0 +1,112 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+var seqRE = regexp.MustCompile(`tenant_seq \d+\.\.(\d+)`)
+
+// pullUntil runs `custos audit pull` until it has verified up to at least
+// seq (checkpoints are signed once a second) or it fails; it returns the
+// last output and error.
+func pullUntil(c *cli, args []string, seq uint64) (string, error) {
+	c.t.Helper()
+	var out string
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out, err = c.run(append([]string{"audit", "pull"}, args...)...)
+		if err != nil {
+			return out, err
+		}
+		if m := seqRE.FindStringSubmatch(out); m != nil {
+			if n, _ := strconv.ParseUint(m[1], 10, 64); n >= seq {
+				return out, nil
+			}
+		}
+	}
+	c.t.Fatalf("audit pull never reached tenant_seq %d:\n%s", seq, out)
+	return "", nil
+}
+
+// TestAuditPull runs the tenant's side of the access feed against a live
+// server: honest pulls verify and resume; a removed entry (gap), a
+// rolled-back log and a forked log are each refused with their cause.
+func TestAuditPull(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	op := keyRE.FindString(c.must("init"))
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
+	admin := idRE("pr").FindString(c.must("principal", "create", "--kind", "tenant_admin", "--tenant", tenant, "--owner", "acme", "acme-admin"))
+	c.env["CUSTOS_KEY"] = keyRE.FindString(c.must("key", "create", "--principal", admin))
+	list := idRE("ls").FindString(c.must("list", "create", "--tenant", tenant, "news"))
+	for i := range 3 {
+		c.must("contact", "add", "--tenant", tenant, "--list", list, fmt.Sprintf("p%d@example.test", i))
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	args := []string{"--tenant", tenant, "--log-key", filepath.Join(dir, "log.pub"), "--state", state}
+
+	// tenant.create, list.create and three contact.create entries.
+	out, err := pullUntil(c, args, 5)
+	if err != nil {
+		t.Fatalf("honest pull refused: %v\n%s", err, out)
+	}
+	if strings.Count(out, "contact.create") != 3 || !strings.Contains(out, "no gap") {
+		t.Fatalf("pull output:\n%s", out)
+	}
+	var st pullState
+	b, _ := os.ReadFile(state)
+	json.Unmarshal(b, &st)
+
+	// Removal: an insider deletes the next entry of the tenant.
+	c.must("contact", "add", "--tenant", tenant, "--list", list, "late1@example.test")
+	c.must("contact", "add", "--tenant", tenant, "--list", list, "late2@example.test")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM audit_leaves WHERE tenant_id = $1 AND tenant_seq = $2`, tenant, st.TenantSeq+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pullUntil(c, args, st.TenantSeq+3)
+	if err == nil || !strings.Contains(err.Error(), "tenant sequence gap") {
+		t.Fatalf("pull after a removed entry: %v; want a tenant sequence gap", err)
+	}
+
+	// Rollback and fork: the tenant holds a checkpoint the server's log
+	// cannot be consistent with — larger than the log (the server was
+	// restored from an older backup), or of a size it has passed but with
+	// another root (the server showed someone else a different log).
+	skey, _ := os.ReadFile(filepath.Join(dir, "log.key"))
+	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		size uint64
+		want string
+	}{{1 << 40, "rollback"}, {3, "fork"}} {
+		root := make([]byte, 32)
+		root[0] = 7
+		msg, _ := note.Sign(&note.Note{Text: fmt.Sprintf("custos.local/log\n%d\n%s\n", tc.size, base64.StdEncoding.EncodeToString(root))}, signer)
+		b, _ := json.Marshal(pullState{Tenant: tenant, Checkpoint: string(msg), TenantSeq: 0})
+		os.WriteFile(state, b, 0o600)
+		_, err := c.run(append([]string{"audit", "pull"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("pull holding a forged checkpoint of size %d: %v; want %s", tc.size, err, tc.want)
+		}
+	}
+}
