@@ -21,6 +21,7 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 	resolve := m.serverFlags(fs)
 	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")
 	index := fs.Uint64("index", 0, "proof: entry index")
+	out := fs.String("out", "", "proof: also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 			return err
 		})
 	case "proof":
-		return m.logProof(ctx, cfg, *index)
+		return m.logProof(ctx, cfg, *index, *out)
 	}
 	return usagef("custos log: unknown subcommand %q", sub)
 }
@@ -92,7 +93,7 @@ func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string)
 
 // logProof prints an inclusion proof of one entry against the latest
 // checkpoint and checks it, as a tenant holding the checkpoint would.
-func (m *Main) logProof(ctx context.Context, cfg Config, index uint64) error {
+func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out string) error {
 	v, err := openVerifier(cfg)
 	if err != nil {
 		return err
@@ -126,6 +127,13 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64) error {
 			fmt.Fprintf(m.Stdout, "  %s\n", h)
 		}
 		fmt.Fprintf(m.Stdout, "checkpoint:\n%s", msg)
+		if out != "" {
+			pr := &audit.Proof{Entry: data, Index: index, Hashes: p, Checkpoint: msg}
+			if err := os.WriteFile(out, pr.Marshal(), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(m.Stdout, "wrote %s: check it anywhere with  custos verify-proof %s --key log.pub\n", out, out)
+		}
 		return nil
 	})
 }
@@ -150,4 +158,36 @@ func tileReader(ctx context.Context, db *sql.DB) tlog.HashReader {
 		}
 		return out, nil
 	})
+}
+
+// runVerifyProof checks a tlog-proof file offline: no server, no database,
+// only the log's verifier key.
+func (m *Main) runVerifyProof(ctx context.Context, args []string) error {
+	fs := newFlagSet("verify-proof", m.Stderr)
+	key := fs.String("key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *key == "" {
+		return usagef("usage: custos verify-proof FILE --key LOG_VERIFIER_KEY")
+	}
+	v, err := loadVerifier(*key)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(pos[0])
+	if err != nil {
+		return err
+	}
+	p, err := audit.ParseProof(b)
+	if err != nil {
+		return err
+	}
+	cp, err := p.Verify(v)
+	if err != nil {
+		return fmt.Errorf("REFUSED: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, "verified: entry %d is in log %s at size %d (root %s), signed by %s\nentry: %s\n", p.Index, cp.Origin, cp.Size, cp.Root, v.Name(), p.Entry)
+	return nil
 }

@@ -68,7 +68,8 @@ Server:
 Audit log:
   log verify      recompute the whole log and check it against its checkpoints
   log checkpoint  print the latest signed checkpoint
-  log proof       print and check an inclusion proof (--index N)
+  log proof       print and check an inclusion proof (--index N [--out FILE.tlog-proof])
+  verify-proof    check a proof file offline: custos verify-proof FILE --key log.pub
   audit pull      on the tenant's side: fetch and verify the tenant's access feed
                   (--tenant T --log-key log.pub [--state FILE]); fails on a gap,
                   a bad proof, a fork or rollback, or a bad signature
@@ -108,6 +109,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runLog(ctx, rest)
 	case "audit":
 		return m.runAudit(ctx, rest)
+	case "verify-proof":
+		return m.runVerifyProof(ctx, rest)
 	case "tenant", "list", "contact", "import", "export", "principal", "key":
 		return m.runClient(ctx, cmd, rest)
 	}

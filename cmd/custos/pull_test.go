@@ -110,3 +110,38 @@ func TestAuditPull(t *testing.T) {
 		}
 	}
 }
+
+// TestOfflineProof writes a proof with `log proof --out` and checks it with
+// `verify-proof` and nothing else; an altered proof is refused.
+func TestOfflineProof(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	op := keyRE.FindString(c.must("init"))
+	srv := startServe(t, dir)
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv, op
+	for range 4 {
+		c.must("tenant", "create", "T")
+	}
+	proof := filepath.Join(t.TempDir(), "entry.tlog-proof")
+	var out string
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if out, err = c.run("log", "proof", "--index", "2", "--out", proof); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("log proof: %v\n%s", err, out)
+	}
+	pub := filepath.Join(dir, "log.pub")
+	got := (&cli{t: t, env: map[string]string{}}).must("verify-proof", proof, "--key", pub)
+	if !strings.Contains(got, "verified: entry 2") || !strings.Contains(got, "tenant.create") {
+		t.Fatalf("verify-proof output:\n%s", got)
+	}
+	b, _ := os.ReadFile(proof)
+	forged := strings.Replace(string(b), "index 2\n", "index 1\n", 1)
+	os.WriteFile(proof, []byte(forged), 0o644)
+	if _, err := (&cli{t: t, env: map[string]string{}}).run("verify-proof", proof, "--key", pub); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("verify-proof of a forged proof: %v", err)
+	}
+}

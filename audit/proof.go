@@ -1,0 +1,118 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// proofHeader is the first line of a C2SP tlog-proof.
+const proofHeader = "c2sp.org/tlog-proof@v1"
+
+// Proof is an offline proof that an entry is in the log: the C2SP
+// tlog-proof format (https://c2sp.org/tlog-proof), with the entry itself
+// carried in the "extra" line so that the file is self-contained.
+type Proof struct {
+	Entry      []byte // the leaf bytes (the extra data)
+	Index      uint64
+	Hashes     tlog.RecordProof
+	Checkpoint []byte // the signed checkpoint note
+}
+
+// Marshal encodes p in the tlog-proof text format.
+func (p *Proof) Marshal() []byte {
+	var b bytes.Buffer
+	b.WriteString(proofHeader + "\n")
+	if p.Entry != nil {
+		b.WriteString("extra " + base64.StdEncoding.EncodeToString(p.Entry) + "\n")
+	}
+	fmt.Fprintf(&b, "index %d\n", p.Index)
+	for _, h := range p.Hashes {
+		b.WriteString(base64.StdEncoding.EncodeToString(h[:]) + "\n")
+	}
+	b.WriteString("\n")
+	b.Write(p.Checkpoint)
+	return b.Bytes()
+}
+
+// maxProofBytes bounds a proof file: an entry bundle's largest entry, 63
+// hashes and a checkpoint with many cosignatures.
+const maxProofBytes = 128 << 10
+
+// ParseProof decodes a tlog-proof. It checks the format only; [Proof.Verify]
+// checks what it claims.
+func ParseProof(b []byte) (*Proof, error) {
+	if len(b) > maxProofBytes {
+		return nil, errors.New("tlog-proof: too large")
+	}
+	head, cp, ok := bytes.Cut(b, []byte("\n\n"))
+	if !ok {
+		return nil, errors.New("tlog-proof: no blank line before the checkpoint")
+	}
+	lines := strings.Split(string(head), "\n")
+	if lines[0] != proofHeader {
+		return nil, fmt.Errorf("tlog-proof: first line must be %q", proofHeader)
+	}
+	lines = lines[1:]
+	p := &Proof{Checkpoint: cp}
+	if len(lines) > 0 {
+		if rest, ok := strings.CutPrefix(lines[0], "extra "); ok {
+			e, err := base64.StdEncoding.Strict().DecodeString(rest)
+			if err != nil {
+				return nil, errors.New("tlog-proof: malformed extra data")
+			}
+			p.Entry, lines = e, lines[1:]
+		}
+	}
+	if len(lines) == 0 {
+		return nil, errors.New("tlog-proof: missing index line")
+	}
+	rest, ok := strings.CutPrefix(lines[0], "index ")
+	if !ok {
+		return nil, errors.New("tlog-proof: missing index line")
+	}
+	idx, err := strconv.ParseUint(rest, 10, 63)
+	if err != nil || strconv.FormatUint(idx, 10) != rest {
+		return nil, errors.New("tlog-proof: malformed index")
+	}
+	p.Index = idx
+	lines = lines[1:]
+	if len(lines) > 63 {
+		return nil, errors.New("tlog-proof: too many hashes")
+	}
+	for _, l := range lines {
+		h, err := base64.StdEncoding.Strict().DecodeString(l)
+		if err != nil || len(h) != tlog.HashSize {
+			return nil, errors.New("tlog-proof: malformed hash line")
+		}
+		var th tlog.Hash
+		copy(th[:], h)
+		p.Hashes = append(p.Hashes, th)
+	}
+	return p, nil
+}
+
+// Verify checks, with no server, that the checkpoint is signed by v and
+// that the entry is in its tree at the index. It returns the checkpoint.
+func (p *Proof) Verify(v note.Verifier) (*Checkpoint, error) {
+	cp, err := ParseCheckpoint(p.Checkpoint, v)
+	if err != nil {
+		return nil, err
+	}
+	if p.Entry == nil {
+		return nil, errors.New("tlog-proof: carries no entry (extra line) to check")
+	}
+	if p.Index >= cp.Size {
+		return nil, fmt.Errorf("%w: index %d is beyond checkpoint size %d", ErrBadProof, p.Index, cp.Size)
+	}
+	if err := tlog.CheckRecord(p.Hashes, int64(cp.Size), cp.Root, int64(p.Index), tlog.RecordHash(p.Entry)); err != nil {
+		return nil, fmt.Errorf("%w: entry %d against checkpoint size %d", ErrBadProof, p.Index, cp.Size)
+	}
+	return cp, nil
+}
