@@ -17,6 +17,9 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 		return usagef("custos log: missing subcommand (verify, checkpoint, proof)")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "watch" { // a client of a remote log: no data directory
+		return m.runLogWatch(ctx, args)
+	}
 	fs := newFlagSet("log "+sub, m.Stderr)
 	resolve := m.serverFlags(fs)
 	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")

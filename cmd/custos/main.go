@@ -69,6 +69,9 @@ Audit log:
   log verify      recompute the whole log and check it against its checkpoints
   log checkpoint  print the latest signed checkpoint
   log proof       print and check an inclusion proof (--index N [--out FILE.tlog-proof])
+  log watch URL   follow a remote custos's log, proving each checkpoint consistent
+                  with the last (--key log.pub [--state FILE]); exits non-zero on a
+                  fork or rollback
   verify-proof    check a proof file offline: custos verify-proof FILE --key log.pub
   audit pull      on the tenant's side: fetch and verify the tenant's access feed
                   (--tenant T --log-key log.pub [--state FILE]); fails on a gap,
