@@ -132,4 +132,3 @@ func (t *tileFetcher) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 }
 
 func (t *tileFetcher) SaveTiles([]tlog.Tile, [][]byte) {}
-
