@@ -92,7 +92,11 @@ type Config struct {
 	Origin             string // checkpoint origin line; also the signing key's name
 	Signer             note.Signer
 	Verifier           note.Verifier
-	CheckpointInterval time.Duration // default 1s
+	// CheckpointInterval is the most time between signed checkpoints while
+	// the log grows (default 500ms). Under load the sequencer signs the new
+	// head inside the commit that extends the tree, once per interval, so a
+	// checkpoint never waits behind the batches it would cover.
+	CheckpointInterval time.Duration
 	MaxBatch           int           // default 1024
 	// Placeholders is the engine's style for bulk inserts (sqlq.Question
 	// for SQLite; the zero value, $n, for PostgreSQL).
@@ -143,6 +147,7 @@ type Log struct {
 	sigMu      sync.Mutex
 	lastSigned uint64
 	signedAny  bool
+	nextSign   atomic.Int64 // unix ns after which the sequencer signs in its commit
 
 	stop    chan struct{}
 	seqDone chan struct{} // closed when the sequence goroutine has exited
@@ -172,7 +177,7 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open audit log: signing key name %q differs from origin %q", cfg.Signer.Name(), cfg.Origin)
 	}
 	if cfg.CheckpointInterval <= 0 {
-		cfg.CheckpointInterval = time.Second
+		cfg.CheckpointInterval = 500 * time.Millisecond
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1024
@@ -387,10 +392,21 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
+	newSize := oldSize + uint64(len(leaves))
+	sign := time.Now().UnixNano() >= l.nextSign.Load()
+	if sign {
+		if err := l.storeCheckpoint(ctx, tx, newSize, root); err != nil {
+			return nil, err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	l.advance(oldSize+uint64(len(leaves)), root)
+	l.advance(newSize, root)
+	if sign {
+		l.nextSign.Store(time.Now().Add(l.cfg.CheckpointInterval).UnixNano())
+		l.signedInCommit(newSize)
+	}
 	for i := range results {
 		results[i].receipt = receipts[i]
 	}

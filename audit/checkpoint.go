@@ -57,17 +57,35 @@ func (l *Log) signOn(ctx context.Context, ex execer) (*Checkpoint, error) {
 	defer l.sigMu.Unlock()
 	size, root := l.head()
 	if size > l.lastSigned || !l.signedAny {
-		msg, err := note.Sign(&note.Note{Text: checkpointBody(l.cfg.Origin, size, root)}, l.cfg.Signer)
-		if err != nil {
-			return nil, fmt.Errorf("sign checkpoint: %w", err)
-		}
-		if _, err := ex.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (size) DO NOTHING`, int64(size), root[:], msg, l.cfg.Now().UnixMilli()); err != nil {
-			return nil, fmt.Errorf("store checkpoint: %w", err)
+		if err := l.storeCheckpoint(ctx, ex, size, root); err != nil {
+			return nil, err
 		}
 		l.lastSigned, l.signedAny = size, true
+		l.nextSign.Store(time.Now().Add(l.cfg.CheckpointInterval).UnixNano())
 	}
 	return l.Checkpoint(ctx)
+}
+
+// storeCheckpoint signs the tree head (size, root) and stores it with ex.
+func (l *Log) storeCheckpoint(ctx context.Context, ex execer, size uint64, root tlog.Hash) error {
+	msg, err := note.Sign(&note.Note{Text: checkpointBody(l.cfg.Origin, size, root)}, l.cfg.Signer)
+	if err != nil {
+		return fmt.Errorf("sign checkpoint: %w", err)
+	}
+	if _, err := ex.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (size) DO NOTHING`, int64(size), root[:], msg, l.cfg.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("store checkpoint: %w", err)
+	}
+	return nil
+}
+
+// signedInCommit records a checkpoint the sequencer stored with a batch.
+func (l *Log) signedInCommit(size uint64) {
+	l.sigMu.Lock()
+	if size > l.lastSigned || !l.signedAny {
+		l.lastSigned, l.signedAny = size, true
+	}
+	l.sigMu.Unlock()
 }
 
 // checkpointer signs a checkpoint every interval while the log grows.
