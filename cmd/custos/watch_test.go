@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -88,5 +90,75 @@ func TestLogWatch(t *testing.T) {
 	os.WriteFile(state, forge(size+1000), 0o644)
 	if _, err := watch(srv); err == nil || !strings.Contains(err.Error(), "rollback") {
 		t.Fatalf("watch of a rolled-back log: %v; want a rollback", err)
+	}
+}
+
+// TestLogWatchCatchesRestoredBackup restores an older copy of the
+// database under the server: a watcher that trusted a later checkpoint
+// refuses the log.
+func TestLogWatchCatchesRestoredBackup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	op := keyRE.FindString(c.must("init"))
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Addr = dir, "127.0.0.1:0"
+	cfg, err := reloadConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewMain().startServer(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv.URL, op
+	for range 3 {
+		c.must("tenant", "create", "Before")
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`VACUUM INTO '` + backup + `'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var backupSize uint64
+	bdb, _ := sql.Open("sqlite", "file:"+backup+"?mode=ro")
+	bdb.QueryRow(`SELECT MAX(size) FROM audit_checkpoints`).Scan(&backupSize)
+	bdb.Close()
+
+	pub := filepath.Join(dir, "log.pub")
+	state := filepath.Join(t.TempDir(), "watch.cp")
+	w := &cli{t: t, env: map[string]string{}}
+	v, _ := loadVerifier(pub)
+	// Grow the log until the watcher trusts a checkpoint beyond the backup.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("watcher never trusted a checkpoint beyond the backup")
+		}
+		c.must("tenant", "create", "After")
+		if out, err := w.run("log", "watch", srv.URL, "--key", pub, "--state", state, "--once"); err != nil {
+			t.Fatalf("watch: %v\n%s", err, out)
+		}
+		b, _ := os.ReadFile(state)
+		if cp, err := audit.ParseCheckpoint(b, v); err == nil && cp.Size > backupSize+2 {
+			break
+		}
+	}
+	srv.Close()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(dir, "custos.db") + suffix)
+	}
+	b, _ := os.ReadFile(backup)
+	os.WriteFile(filepath.Join(dir, "custos.db"), b, 0o600)
+	srv, err = NewMain().startServer(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, err = w.run("log", "watch", srv.URL, "--key", pub, "--state", state, "--once")
+	if err == nil || !strings.Contains(err.Error(), "rollback") {
+		t.Fatalf("watch after the database was restored from a backup: %v; want a rollback", err)
 	}
 }
