@@ -89,15 +89,15 @@ type Receipt struct {
 
 // Config configures a [Log].
 type Config struct {
-	Origin             string // checkpoint origin line; also the signing key's name
-	Signer             note.Signer
-	Verifier           note.Verifier
+	Origin   string // checkpoint origin line; also the signing key's name
+	Signer   note.Signer
+	Verifier note.Verifier
 	// CheckpointInterval is the most time between signed checkpoints while
 	// the log grows (default 500ms). Under load the sequencer signs the new
 	// head inside the commit that extends the tree, once per interval, so a
 	// checkpoint never waits behind the batches it would cover.
 	CheckpointInterval time.Duration
-	MaxBatch           int           // default 1024
+	MaxBatch           int // default 1024
 	// Placeholders is the engine's style for bulk inserts (sqlq.Question
 	// for SQLite; the zero value, $n, for PostgreSQL).
 	Placeholders sqlq.Style
