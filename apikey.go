@@ -44,12 +44,13 @@ const (
 	ScopeTokensRead     Scope = "tokens:read"
 	ScopePrincipals     Scope = "principals:write"
 	ScopeLogRead        Scope = "log:read"
+	ScopeSupport        Scope = "support" // support access: requests, decisions, grants
 )
 
 // Scopes lists every scope.
 var Scopes = []Scope{ScopeAll, ScopeTenantsRead, ScopeTenantsWrite, ScopeListsRead, ScopeListsWrite,
 	ScopeContactsRead, ScopeContactsWrite, ScopeContactsImport, ScopeContactsExport, ScopeTokensRead,
-	ScopePrincipals, ScopeLogRead}
+	ScopePrincipals, ScopeLogRead, ScopeSupport}
 
 // Has reports whether the key carries scope s (or [ScopeAll]).
 func (k *APIKey) Has(s Scope) bool {

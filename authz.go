@@ -28,7 +28,14 @@ const (
 	ActionKeyRead         Action = "key.read"
 	ActionKeyRevoke       Action = "key.revoke"
 	ActionAccessLogRead   Action = "access_log.read" // the tenant's own access feed
-	ActionAuthenticate    Action = "authenticate"    // a request that failed before a principal was known
+	ActionSupportSettings Action = "support.settings"
+	ActionSupportRead     Action = "support.read"    // a tenant's settings, requests and grants
+	ActionRequestCreate   Action = "support.request" // staff ask for access
+	ActionRequestDecide   Action = "support.decide"  // a tenant admin approves or denies
+	ActionGrantCreate     Action = "grant.create"    // a tenant admin grants without a request
+	ActionGrantRevoke     Action = "grant.revoke"
+	ActionGrantEnd        Action = "grant.end"    // staff end their own grant early
+	ActionAuthenticate    Action = "authenticate" // a request that failed before a principal was known
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -60,6 +67,13 @@ var policy = map[Action]struct {
 	ActionKeyRead:         {ScopePrincipals, []Kind{KindOperator}},
 	ActionKeyRevoke:       {ScopePrincipals, []Kind{KindOperator}},
 	ActionAccessLogRead:   {ScopeLogRead, []Kind{KindTenantAdmin}},
+	ActionSupportSettings: {ScopeSupport, []Kind{KindTenantAdmin}},
+	ActionSupportRead:     {ScopeSupport, []Kind{KindTenantAdmin}},
+	ActionRequestCreate:   {ScopeSupport, []Kind{KindStaffSupport}},
+	ActionRequestDecide:   {ScopeSupport, []Kind{KindTenantAdmin}},
+	ActionGrantCreate:     {ScopeSupport, []Kind{KindTenantAdmin}},
+	ActionGrantRevoke:     {ScopeSupport, []Kind{KindTenantAdmin}},
+	ActionGrantEnd:        {ScopeSupport, []Kind{KindStaffSupport}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

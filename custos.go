@@ -53,6 +53,8 @@ const (
 	PrefixPrincipal = "pr"
 	PrefixKey       = "ak"
 	PrefixRequest   = "rq"
+	PrefixAccessReq = "ar" // support access requests
+	PrefixGrant     = "gr"
 )
 
 // ValidID reports whether s looks like an ID made by [NewID] with prefix.

@@ -49,6 +49,7 @@ func (s *Server) registerRoutes() {
 	s.handle("DELETE", "/v1/keys/{id}", custos.ActionKeyRevoke, true, s.revokeKey)
 
 	s.registerLogRoutes()
+	s.registerSupportRoutes()
 }
 
 type items[T any] struct {

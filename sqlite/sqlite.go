@@ -22,8 +22,10 @@ import (
 	"github.com/custos-dev/custos/internal/sqlq"
 )
 
+// Migrations holds the numbered schema migrations, applied in order.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
+var Migrations embed.FS
 
 // DB is an open custos database: a single writer connection (SQLite allows
 // one writer; serialising in the pool avoids SQLITE_BUSY) and a pool of
@@ -99,5 +101,5 @@ func (db *DB) Close() error {
 }
 
 func (db *DB) migrate(ctx context.Context) error {
-	return migrate.Run(ctx, db.Write, migrations, "migrations", "")
+	return migrate.Run(ctx, db.Write, Migrations, "migrations", "")
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -20,6 +22,25 @@ type fixture struct {
 	log   *audit.Log
 	vault *vault.Vault
 	ctx   context.Context // operator
+	clock *fakeClock      // the vault's clock: tests move it instead of sleeping
+}
+
+// fakeClock is an injectable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -46,8 +67,9 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lg.Close() })
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})
-	f := &fixture{db: db, log: lg, vault: v}
+	clock := &fakeClock{t: time.Now()}
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders, Now: clock.Now})
+	f := &fixture{db: db, log: lg, vault: v, clock: clock}
 	p, secret, err := v.Bootstrap(ctx, "op")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,165 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/vault"
+)
+
+func (s *Server) registerSupportRoutes() {
+	const tenant = "/v1/tenants/{tenant}"
+	s.handle("GET", tenant+"/support-access", custos.ActionSupportRead, true, s.getSupportAccess)
+	s.handle("PUT", tenant+"/support-access", custos.ActionSupportSettings, true, s.putSupportAccess)
+	s.handle("POST", tenant+"/access-requests", custos.ActionRequestCreate, true, s.createAccessRequest)
+	s.handle("GET", tenant+"/access-requests", custos.ActionSupportRead, true, s.listAccessRequests)
+	s.handle("POST", tenant+"/access-requests/{id}/approve", custos.ActionRequestDecide, true, s.decideAccessRequest(true))
+	s.handle("POST", tenant+"/access-requests/{id}/deny", custos.ActionRequestDecide, true, s.decideAccessRequest(false))
+	s.handle("GET", tenant+"/grants", custos.ActionSupportRead, true, s.listGrants)
+	s.handle("POST", tenant+"/grants", custos.ActionGrantCreate, true, s.createGrant)
+	s.handle("POST", tenant+"/grants/{id}/revoke", custos.ActionGrantRevoke, true, s.revokeGrant)
+}
+
+// duration parses an optional Go duration ("36h"); empty is zero.
+func duration(field, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, custos.Errorf(custos.EINVALID, "%s must be a duration such as 24h", field)
+	}
+	return d, nil
+}
+
+func (s *Server) getSupportAccess(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.vault.SupportSettings(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		SupportAccess bool   `json:"support_access"`
+		MaxGrant      string `json:"max_grant"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionSupportSettings, err)
+	}
+	d, err := duration("max_grant", body.MaxGrant)
+	if err != nil {
+		return s.reject(r, custos.ActionSupportSettings, err)
+	}
+	if d == 0 {
+		d = custos.DefaultGrantTTL
+	}
+	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: d}
+	if err := s.vault.SetSupportSettings(r.Context(), r.PathValue("tenant"), st); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) createAccessRequest(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Reason   string              `json:"reason"`
+		Ticket   string              `json:"ticket"`
+		Scope    custos.SupportScope `json:"scope"`
+		Duration string              `json:"duration"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionRequestCreate, err)
+	}
+	d, err := duration("duration", body.Duration)
+	if err != nil {
+		return s.reject(r, custos.ActionRequestCreate, err)
+	}
+	if d == 0 {
+		d = custos.DefaultGrantTTL
+	}
+	req := &custos.AccessRequest{TenantID: r.PathValue("tenant"), Reason: body.Reason, Ticket: body.Ticket, Scope: body.Scope, Duration: d}
+	if err := s.vault.RequestAccess(r.Context(), req); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, req)
+}
+
+func (s *Server) listAccessRequests(w http.ResponseWriter, r *http.Request) error {
+	rs, err := s.vault.AccessRequests(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.AccessRequest]{rs})
+}
+
+func (s *Server) decideAccessRequest(approve bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var body struct {
+			Duration     string `json:"duration"`
+			RevealBudget int    `json:"reveal_budget"`
+			Comment      string `json:"comment"`
+		}
+		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+			return s.reject(r, custos.ActionRequestDecide, err)
+		}
+		d, err := duration("duration", body.Duration)
+		if err != nil {
+			return s.reject(r, custos.ActionRequestDecide, err)
+		}
+		g, err := s.vault.DecideRequest(r.Context(), r.PathValue("tenant"), r.PathValue("id"),
+			vault.Decision{Approve: approve, Duration: d, RevealBudget: body.RevealBudget, Comment: body.Comment})
+		if err != nil {
+			return err
+		}
+		if g == nil {
+			return writeJSON(w, http.StatusOK, map[string]string{"status": custos.RequestDenied})
+		}
+		return writeJSON(w, http.StatusCreated, g)
+	}
+}
+
+func (s *Server) listGrants(w http.ResponseWriter, r *http.Request) error {
+	gs, err := s.vault.Grants(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.Grant]{gs})
+}
+
+func (s *Server) createGrant(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		StaffID      string              `json:"staff_id"`
+		Scope        custos.SupportScope `json:"scope"`
+		Duration     string              `json:"duration"`
+		RevealBudget int                 `json:"reveal_budget"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionGrantCreate, err)
+	}
+	d, err := duration("duration", body.Duration)
+	if err != nil {
+		return s.reject(r, custos.ActionGrantCreate, err)
+	}
+	if d == 0 {
+		d = custos.DefaultGrantTTL
+	}
+	g := &custos.Grant{TenantID: r.PathValue("tenant"), StaffID: body.StaffID, Scope: body.Scope, RevealBudget: body.RevealBudget}
+	if err := s.vault.CreateGrant(r.Context(), g, d); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, g)
+}
+
+// revokeGrant ends a grant: a tenant admin revokes it, the staff member
+// holding it ends it early. The route's policy admits tenant admins; the
+// vault checks staff against the grant itself.
+func (s *Server) revokeGrant(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.vault.RevokeGrant(r.Context(), r.PathValue("tenant"), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, g)
+}

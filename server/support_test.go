@@ -1,0 +1,58 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"testing"
+
+	"github.com/custos-dev/custos"
+)
+
+// keyFor creates a principal of kind owned by owner and returns a key.
+func (e *env) keyFor(kind custos.Kind, tenant, owner string) (string, custos.Principal) {
+	e.t.Helper()
+	p := decode[custos.Principal](e.t, e.postJSON(e.operator, "/v1/principals",
+		map[string]string{"kind": string(kind), "tenant_id": tenant, "name": owner, "owner": owner}, 201))
+	k := decode[struct{ Secret string }](e.t, e.postJSON(e.operator, "/v1/principals/"+p.ID+"/keys", map[string]any{}, 201))
+	return k.Secret, p
+}
+
+// TestSupportAccessOverHTTP: off by default (and the refusal is logged
+// with its reason), then request → approval → grant → revoke over HTTP.
+func TestSupportAccessOverHTTP(t *testing.T) {
+	e := newEnv(t)
+	f := e.newTenant("Acme")
+	base := "/v1/tenants/" + f.tenant
+	staff, sp := e.keyFor(custos.KindStaffSupport, "", "sam")
+	req := map[string]string{"reason": "customer reports bounces", "ticket": "SUP-9", "scope": "view_masked+reveal", "duration": "8h"}
+
+	e.postJSON(staff, base+"/access-requests", req, 403)
+	if l := e.lastLeaf(); l.Action != string(custos.ActionRequestCreate) || l.Outcome != "denied" || l.Reason != "the tenant has support access turned off" {
+		t.Fatalf("refused request's leaf: %+v", l)
+	}
+	e.do(staff, "PUT", base+"/support-access", "application/json", jsonBody(map[string]any{"support_access": true, "max_grant": "24h"}), 403)
+	e.do(f.admin, "PUT", base+"/support-access", "application/json", jsonBody(map[string]any{"support_access": true, "max_grant": "24h"}), 200)
+
+	r := decode[custos.AccessRequest](t, e.postJSON(staff, base+"/access-requests", req, 201))
+	list := decode[struct{ Items []custos.AccessRequest }](t, e.get(f.admin, base+"/access-requests", 200))
+	if len(list.Items) != 1 || list.Items[0].ID != r.ID || list.Items[0].Status != "pending" {
+		t.Fatalf("admin's requests: %+v", list)
+	}
+	e.get(staff, base+"/access-requests", 403)
+	g := decode[custos.Grant](t, e.postJSON(f.admin, base+"/access-requests/"+r.ID+"/approve", map[string]any{"duration": "2h", "reveal_budget": 3}, 201))
+	if g.StaffID != sp.ID || g.Status != "active" || g.RevealBudget != 3 || g.ExpiresAt.Sub(g.StartsAt).Hours() != 2 {
+		t.Fatalf("grant: %+v", g)
+	}
+	e.postJSON(f.admin, base+"/grants/"+g.ID+"/revoke", map[string]any{}, 200)
+	gs := decode[struct{ Items []custos.Grant }](t, e.get(f.admin, base+"/grants", 200))
+	if len(gs.Items) != 1 || gs.Items[0].Status != "revoked" {
+		t.Fatalf("grants after revoke: %+v", gs)
+	}
+	e.postJSON(f.admin, base+"/access-requests/"+r.ID+"/deny", map[string]any{}, 409)
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}

@@ -1,0 +1,115 @@
+package custos
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// Support access: staff see a tenant's data only through a grant the
+// tenant gave, for a limited time, and never as an export.
+
+// SupportScope is what a grant lets staff do.
+type SupportScope string
+
+const (
+	ScopeViewMasked       SupportScope = "view_masked"        // masked lists and search
+	ScopeViewMaskedReveal SupportScope = "view_masked+reveal" // plus one-at-a-time reveals, counted
+)
+
+// Valid reports whether s is a known support scope.
+func (s SupportScope) Valid() bool { return s == ScopeViewMasked || s == ScopeViewMaskedReveal }
+
+// Support access limits.
+const (
+	PendingRequestTTL   = 12 * time.Hour     // an undecided request expires
+	DefaultGrantTTL     = 24 * time.Hour     // a grant's default life
+	MaxGrantTTL         = 7 * 24 * time.Hour // hard cap, whatever the tenant allows
+	DefaultRevealBudget = 20
+)
+
+// Request statuses.
+const (
+	RequestPending  = "pending"
+	RequestApproved = "approved"
+	RequestDenied   = "denied"
+	RequestExpired  = "expired"
+)
+
+// AccessRequest is a staff member's request for support access to one
+// tenant. Tenant admins see it — never the data — and decide.
+type AccessRequest struct {
+	ID          string        `json:"id"`
+	TenantID    string        `json:"tenant_id"`
+	RequesterID string        `json:"requester_id"`
+	Reason      string        `json:"reason"`
+	Ticket      string        `json:"ticket"`
+	Scope       SupportScope  `json:"scope"`
+	Duration    time.Duration `json:"-"`
+	DurationStr string        `json:"duration"`
+	Status      string        `json:"status"`
+	CreatedAt   time.Time     `json:"created_at"`
+	ExpiresAt   time.Time     `json:"expires_at"` // when an undecided request lapses
+	DecidedBy   string        `json:"decided_by,omitempty"`
+	DecidedAt   *time.Time    `json:"decided_at,omitempty"`
+	Comment     string        `json:"comment,omitempty"`
+	GrantID     string        `json:"grant_id,omitempty"`
+}
+
+// Validate checks a request before it is filed.
+func (r *AccessRequest) Validate() error {
+	switch {
+	case !r.Scope.Valid():
+		return Errorf(EINVALID, "scope must be view_masked or view_masked+reveal")
+	case !validText(r.Reason, 1, 1000):
+		return Errorf(EINVALID, "reason must be 1 to 1000 characters")
+	case !validText(r.Ticket, 1, 200):
+		return Errorf(EINVALID, "ticket must be 1 to 200 characters")
+	case r.Duration <= 0 || r.Duration > MaxGrantTTL:
+		return Errorf(EINVALID, "duration must be positive and at most %s", MaxGrantTTL)
+	}
+	return nil
+}
+
+// Grant statuses.
+const (
+	GrantActive  = "active"
+	GrantExpired = "expired"
+	GrantRevoked = "revoked" // by the tenant
+	GrantEnded   = "ended"   // by the staff member, done early
+)
+
+// Grant is time-boxed support access of one staff member to one tenant.
+// Ended grants stay queryable forever.
+type Grant struct {
+	ID           string       `json:"id"`
+	TenantID     string       `json:"tenant_id"`
+	StaffID      string       `json:"staff_id"`
+	RequestID    string       `json:"request_id,omitempty"`
+	Scope        SupportScope `json:"scope"`
+	RevealBudget int          `json:"reveal_budget"`
+	RevealsUsed  int          `json:"reveals_used"`
+	GrantedBy    string       `json:"granted_by"`
+	StartsAt     time.Time    `json:"starts_at"`
+	ExpiresAt    time.Time    `json:"expires_at"`
+	EndedAt      *time.Time   `json:"ended_at,omitempty"`
+	EndedBy      string       `json:"ended_by,omitempty"`
+	Status       string       `json:"status"`
+}
+
+// StatusAt returns the grant's status at t.
+func (g *Grant) StatusAt(t time.Time) string {
+	switch {
+	case g.EndedAt != nil && g.EndedBy == g.StaffID:
+		return GrantEnded
+	case g.EndedAt != nil:
+		return GrantRevoked
+	case !t.Before(g.ExpiresAt):
+		return GrantExpired
+	}
+	return GrantActive
+}
+
+func validText(s string, minLen, maxLen int) bool {
+	n := utf8.RuneCountInString(s)
+	return utf8.ValidString(s) && n >= minLen && n <= maxLen
+}

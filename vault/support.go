@@ -1,0 +1,399 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+)
+
+// SupportSettings are a tenant's support-access settings.
+type SupportSettings struct {
+	SupportAccess bool          `json:"support_access"`
+	MaxGrant      time.Duration `json:"-"`
+	MaxGrantStr   string        `json:"max_grant"`
+}
+
+func (s *SupportSettings) fill() { s.MaxGrantStr = s.MaxGrant.String() }
+
+// supportSettings reads a tenant's settings; a tenant without a row has
+// support access off (the default) and the default maximum grant.
+func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (*SupportSettings, error) {
+	s := &SupportSettings{MaxGrant: custos.DefaultGrantTTL}
+	var on int
+	var maxMS int64
+	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms FROM tenant_settings WHERE tenant_id = $1`, tenant).Scan(&on, &maxMS)
+	if isNoRows(err) {
+		s.fill()
+		return s, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read support settings: %w", err)
+	}
+	s.SupportAccess, s.MaxGrant = on != 0, time.Duration(maxMS)*time.Millisecond
+	s.fill()
+	return s, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// SupportSettings returns a tenant's support-access settings.
+func (v *Vault) SupportSettings(ctx context.Context, tenant string) (*SupportSettings, error) {
+	l, err := v.authorize(ctx, custos.ActionSupportRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	s, err := v.supportSettings(ctx, v.read, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	return s, v.record(ctx, l, nil)
+}
+
+// SetSupportSettings turns support access on or off for a tenant and sets
+// the longest grant it allows (at most the hard cap).
+func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *SupportSettings) error {
+	l, err := v.authorize(ctx, custos.ActionSupportSettings, tenant)
+	if err != nil {
+		return err
+	}
+	if s.MaxGrant <= 0 || s.MaxGrant > custos.MaxGrantTTL {
+		return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "max_grant must be positive and at most %s", custos.MaxGrantTTL))
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s", s.SupportAccess, s.MaxGrant)
+	s.fill()
+	on := 0
+	if s.SupportAccess {
+		on = 1
+	}
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms, updated_at = excluded.updated_at`,
+			tenant, on, s.MaxGrant.Milliseconds(), ms(v.now()))
+		return err
+	})
+}
+
+// RequestAccess files a staff member's request for support access. It is
+// refused while the tenant has support access off.
+func (v *Vault) RequestAccess(ctx context.Context, r *custos.AccessRequest) error {
+	r.ID = custos.NewID(custos.PrefixAccessReq)
+	l, err := v.authorize(ctx, custos.ActionRequestCreate, r.TenantID)
+	if err != nil {
+		return err
+	}
+	l.Detail = "request " + r.ID
+	if err := r.Validate(); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	s, err := v.supportSettings(ctx, v.read, r.TenantID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if !s.SupportAccess {
+		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off"))
+	}
+	now := v.now().UTC().Truncate(time.Millisecond)
+	r.RequesterID = custos.RequestFromContext(ctx).Principal.ID
+	r.Status, r.CreatedAt, r.ExpiresAt = custos.RequestPending, now, now.Add(custos.PendingRequestTTL)
+	r.DurationStr = r.Duration.String()
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO access_requests (id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			r.ID, r.TenantID, r.RequesterID, r.Reason, r.Ticket, string(r.Scope), r.Duration.Milliseconds(), r.Status, ms(r.CreatedAt), ms(r.ExpiresAt))
+		return err
+	})
+}
+
+const requestColumns = `id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at, decided_by, decided_at, comment, grant_id`
+
+type scanner interface{ Scan(...any) error }
+
+func (v *Vault) scanRequest(s scanner) (*custos.AccessRequest, error) {
+	var r custos.AccessRequest
+	var scope string
+	var dur, created, expires int64
+	var decidedBy, comment, grant sql.NullString
+	var decidedAt sql.NullInt64
+	if err := s.Scan(&r.ID, &r.TenantID, &r.RequesterID, &r.Reason, &r.Ticket, &scope, &dur, &r.Status, &created, &expires, &decidedBy, &decidedAt, &comment, &grant); err != nil {
+		return nil, err
+	}
+	r.Scope, r.Duration = custos.SupportScope(scope), time.Duration(dur)*time.Millisecond
+	r.DurationStr = r.Duration.String()
+	r.CreatedAt, r.ExpiresAt, r.DecidedAt = fromMS(created), fromMS(expires), fromNullMS(decidedAt)
+	r.DecidedBy, r.Comment, r.GrantID = decidedBy.String, comment.String, grant.String
+	if r.Status == custos.RequestPending && !v.now().Before(r.ExpiresAt) {
+		r.Status = custos.RequestExpired
+	}
+	return &r, nil
+}
+
+// AccessRequests lists a tenant's access requests, newest first: what was
+// asked, by whom, why — never any data.
+func (v *Vault) AccessRequests(ctx context.Context, tenant string) ([]*custos.AccessRequest, error) {
+	l, err := v.authorize(ctx, custos.ActionSupportRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT `+requestColumns+` FROM access_requests WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list requests: %w", err))
+	}
+	defer rows.Close()
+	out := []*custos.AccessRequest{}
+	for rows.Next() {
+		r, err := v.scanRequest(rows)
+		if err != nil {
+			return nil, v.deny(ctx, l, fmt.Errorf("scan request: %w", err))
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Count = len(out)
+	return out, v.record(ctx, l, nil)
+}
+
+// Decision is a tenant admin's answer to an access request.
+type Decision struct {
+	Approve      bool
+	Duration     time.Duration // 0: as requested; may only shorten
+	RevealBudget int           // 0: the default
+	Comment      string
+}
+
+// DecideRequest approves (creating the grant, which starts now) or denies
+// a pending request. Nobody decides a request they filed, under any of
+// their principals: the decider's principal and owner must both differ
+// from the requester's.
+func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision) (*custos.Grant, error) {
+	l, err := v.authorize(ctx, custos.ActionRequestDecide, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.Detail = "request " + id
+	if !custos.ValidID(custos.PrefixAccessReq, id) {
+		return nil, v.deny(ctx, l, notFound("access request"))
+	}
+	if len(d.Comment) > 1000 || d.Duration < 0 || d.RevealBudget < 0 || d.RevealBudget > 1000 {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "duration and reveal_budget must not be negative, reveal_budget at most 1000, comment at most 1000 characters"))
+	}
+	decider := custos.RequestFromContext(ctx).Principal
+	var g *custos.Grant
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		r, err := v.scanRequest(tx.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM access_requests WHERE id = $1 AND tenant_id = $2`, id, tenant))
+		if isNoRows(err) {
+			return notFound("access request")
+		} else if err != nil {
+			return err
+		}
+		if r.Status != custos.RequestPending {
+			return custos.Errorf(custos.ECONFLICT, "request is %s, not pending", r.Status)
+		}
+		var reqOwner string
+		if err := tx.QueryRowContext(ctx, `SELECT owner FROM principals WHERE id = $1`, r.RequesterID).Scan(&reqOwner); err != nil {
+			return err
+		}
+		if r.RequesterID == decider.ID || reqOwner == decider.Owner {
+			return custos.Errorf(custos.EFORBIDDEN, "nobody decides their own request")
+		}
+		now := v.now().UTC().Truncate(time.Millisecond)
+		status := custos.RequestDenied
+		var grantID sql.NullString
+		if d.Approve {
+			s, err := v.supportSettings(ctx, tx, tenant)
+			if err != nil {
+				return err
+			}
+			if !s.SupportAccess {
+				return custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off")
+			}
+			dur := r.Duration
+			if d.Duration > 0 {
+				if d.Duration > r.Duration {
+					return custos.Errorf(custos.EINVALID, "an approval may shorten the requested duration, not lengthen it")
+				}
+				dur = d.Duration
+			}
+			dur = min(dur, s.MaxGrant, custos.MaxGrantTTL)
+			budget := custos.DefaultRevealBudget
+			if d.RevealBudget > 0 {
+				budget = d.RevealBudget
+			}
+			if r.Scope == custos.ScopeViewMasked {
+				budget = 0
+			}
+			g = &custos.Grant{ID: custos.NewID(custos.PrefixGrant), TenantID: tenant, StaffID: r.RequesterID, RequestID: r.ID, Scope: r.Scope,
+				RevealBudget: budget, GrantedBy: decider.ID, StartsAt: now, ExpiresAt: now.Add(dur)}
+			g.Status = g.StatusAt(now)
+			if err := insertGrant(ctx, tx, g); err != nil {
+				return err
+			}
+			status, grantID = custos.RequestApproved, sql.NullString{String: g.ID, Valid: true}
+			leaf.Detail += " approved: grant " + g.ID + " until " + g.ExpiresAt.Format(time.RFC3339)
+		} else {
+			leaf.Detail += " denied"
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, comment = $4, grant_id = $5 WHERE id = $6`,
+			status, decider.ID, ms(now), d.Comment, grantID, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func insertGrant(ctx context.Context, tx *sql.Tx, g *custos.Grant) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO grants (id, tenant_id, staff_id, request_id, scope, reveal_budget, reveals_used, granted_by, starts_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9)`,
+		g.ID, g.TenantID, g.StaffID, nullStr(g.RequestID), string(g.Scope), g.RevealBudget, g.GrantedBy, ms(g.StartsAt), ms(g.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("insert grant: %w", err)
+	}
+	return nil
+}
+
+func nullStr(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+const grantColumns = `id, tenant_id, staff_id, request_id, scope, reveal_budget, reveals_used, granted_by, starts_at, expires_at, ended_at, ended_by`
+
+func (v *Vault) scanGrant(s scanner) (*custos.Grant, error) {
+	var g custos.Grant
+	var req, endedBy sql.NullString
+	var scope string
+	var starts, expires int64
+	var ended sql.NullInt64
+	if err := s.Scan(&g.ID, &g.TenantID, &g.StaffID, &req, &scope, &g.RevealBudget, &g.RevealsUsed, &g.GrantedBy, &starts, &expires, &ended, &endedBy); err != nil {
+		return nil, err
+	}
+	g.RequestID, g.Scope, g.EndedBy = req.String, custos.SupportScope(scope), endedBy.String
+	g.StartsAt, g.ExpiresAt, g.EndedAt = fromMS(starts), fromMS(expires), fromNullMS(ended)
+	g.Status = g.StatusAt(v.now())
+	return &g, nil
+}
+
+// Grants lists every grant of a tenant, active and ended, newest first.
+func (v *Vault) Grants(ctx context.Context, tenant string) ([]*custos.Grant, error) {
+	l, err := v.authorize(ctx, custos.ActionSupportRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE tenant_id = $1 ORDER BY starts_at DESC, id`, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list grants: %w", err))
+	}
+	defer rows.Close()
+	out := []*custos.Grant{}
+	for rows.Next() {
+		g, err := v.scanGrant(rows)
+		if err != nil {
+			return nil, v.deny(ctx, l, fmt.Errorf("scan grant: %w", err))
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Count = len(out)
+	return out, v.record(ctx, l, nil)
+}
+
+// CreateGrant lets a tenant admin grant support access without a request.
+func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Duration) error {
+	g.ID = custos.NewID(custos.PrefixGrant)
+	l, err := v.authorize(ctx, custos.ActionGrantCreate, g.TenantID)
+	if err != nil {
+		return err
+	}
+	l.Detail = "grant " + g.ID
+	if !g.Scope.Valid() || dur <= 0 || g.RevealBudget < 0 || g.RevealBudget > 1000 {
+		return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "scope must be view_masked or view_masked+reveal, duration positive, reveal_budget 0 to 1000"))
+	}
+	admin := custos.RequestFromContext(ctx).Principal
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		var kind, owner string
+		err := tx.QueryRowContext(ctx, `SELECT kind, owner FROM principals WHERE id = $1`, g.StaffID).Scan(&kind, &owner)
+		if isNoRows(err) || (err == nil && custos.Kind(kind) != custos.KindStaffSupport) {
+			return custos.Errorf(custos.EINVALID, "staff_id must name a staff_support principal")
+		} else if err != nil {
+			return err
+		}
+		if owner == admin.Owner {
+			return custos.Errorf(custos.EFORBIDDEN, "nobody grants access to themselves")
+		}
+		s, err := v.supportSettings(ctx, tx, g.TenantID)
+		if err != nil {
+			return err
+		}
+		now := v.now().UTC().Truncate(time.Millisecond)
+		if g.Scope == custos.ScopeViewMasked {
+			g.RevealBudget = 0
+		} else if g.RevealBudget == 0 {
+			g.RevealBudget = custos.DefaultRevealBudget
+		}
+		g.GrantedBy, g.StartsAt, g.ExpiresAt = admin.ID, now, now.Add(min(dur, s.MaxGrant, custos.MaxGrantTTL))
+		g.Status = g.StatusAt(now)
+		leaf.Detail += " until " + g.ExpiresAt.Format(time.RFC3339)
+		return insertGrant(ctx, tx, g)
+	})
+}
+
+// RevokeGrant ends a grant at once, by the tenant (revoke) or by the staff
+// member holding it (end: "I'm done").
+func (v *Vault) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Grant, error) {
+	p := custos.RequestFromContext(ctx).Principal
+	action := custos.ActionGrantRevoke
+	if p != nil && p.Kind == custos.KindStaffSupport {
+		action = custos.ActionGrantEnd
+	}
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.Detail = "grant " + id
+	if !custos.ValidID(custos.PrefixGrant, id) {
+		return nil, v.deny(ctx, l, notFound("grant"))
+	}
+	var g *custos.Grant
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		var err error
+		g, err = v.scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = $1 AND tenant_id = $2`, id, tenant))
+		if isNoRows(err) {
+			return notFound("grant")
+		} else if err != nil {
+			return err
+		}
+		if action == custos.ActionGrantEnd && g.StaffID != p.ID {
+			return notFound("grant")
+		}
+		if g.Status != custos.GrantActive {
+			return custos.Errorf(custos.ECONFLICT, "grant is %s already", g.Status)
+		}
+		now := v.now().UTC().Truncate(time.Millisecond)
+		if _, err := tx.ExecContext(ctx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE id = $3`, ms(now), p.ID, id); err != nil {
+			return err
+		}
+		g.EndedAt, g.EndedBy = &now, p.ID
+		g.Status = g.StatusAt(now)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
