@@ -34,8 +34,10 @@ const (
 	ActionRequestDecide   Action = "support.decide"  // a tenant admin approves or denies
 	ActionGrantCreate     Action = "grant.create"    // a tenant admin grants without a request
 	ActionGrantRevoke     Action = "grant.revoke"
-	ActionGrantEnd        Action = "grant.end"    // staff end their own grant early
-	ActionAuthenticate    Action = "authenticate" // a request that failed before a principal was known
+	ActionGrantEnd        Action = "grant.end"      // staff end their own grant early
+	ActionSupportView     Action = "support.view"   // staff: a masked page of a list, under a grant
+	ActionSupportReveal   Action = "support.reveal" // staff: one contact in clear, under a grant, with a reason
+	ActionAuthenticate    Action = "authenticate"   // a request that failed before a principal was known
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -74,6 +76,8 @@ var policy = map[Action]struct {
 	ActionGrantCreate:     {ScopeSupport, []Kind{KindTenantAdmin}},
 	ActionGrantRevoke:     {ScopeSupport, []Kind{KindTenantAdmin}},
 	ActionGrantEnd:        {ScopeSupport, []Kind{KindStaffSupport}},
+	ActionSupportView:     {ScopeSupport, []Kind{KindStaffSupport}},
+	ActionSupportReveal:   {ScopeSupport, []Kind{KindStaffSupport}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

@@ -113,3 +113,31 @@ func validText(s string, minLen, maxLen int) bool {
 	n := utf8.RuneCountInString(s)
 	return utf8.ValidString(s) && n >= minLen && n <= maxLen
 }
+
+// ValidReason reports whether a free-text reason is acceptable.
+func ValidReason(s string) bool { return validText(s, 1, 1000) }
+
+// Reason codes a reveal must carry (a tenant may accept only some).
+const (
+	ReasonCustomerRequest    = "CUSTOMER_REQUEST"
+	ReasonDebugging          = "DEBUGGING"
+	ReasonDataSubjectRequest = "DATA_SUBJECT_REQUEST"
+	ReasonLegal              = "LEGAL"
+)
+
+// ReasonCodes lists the reason codes, in a stable order.
+var ReasonCodes = []string{ReasonCustomerRequest, ReasonDebugging, ReasonDataSubjectRequest, ReasonLegal}
+
+// MaxSupportPage is the largest page of masked contacts staff may read.
+const MaxSupportPage = 50
+
+// MaskedContact is what staff see of a contact under a grant: the token,
+// a masked address, attribute names with masked values, consent and times.
+type MaskedContact struct {
+	Token      string            `json:"token"`
+	ListID     string            `json:"list_id"`
+	Email      string            `json:"email"` // "j***@g***.com"
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Consent    Consent           `json:"consent"`
+	CreatedAt  time.Time         `json:"created_at"`
+}

@@ -50,6 +50,7 @@ func (s *Server) registerRoutes() {
 
 	s.registerLogRoutes()
 	s.registerSupportRoutes()
+	s.registerStaffRoutes()
 }
 
 type items[T any] struct {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -162,4 +163,41 @@ func (s *Server) revokeGrant(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) registerStaffRoutes() {
+	const tenant = "/v1/tenants/{tenant}"
+	s.handle("GET", tenant+"/support/lists/{list}/contacts", custos.ActionSupportView, true, s.supportContacts)
+	s.handle("POST", tenant+"/support/contacts/{token}/reveal", custos.ActionSupportReveal, true, s.reveal)
+}
+
+func (s *Server) supportContacts(w http.ResponseWriter, r *http.Request) error {
+	limit := custos.MaxSupportPage
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return s.reject(r, custos.ActionSupportView, custos.Errorf(custos.EINVALID, "limit must be a number"))
+		}
+		limit = n
+	}
+	p, err := s.vault.SupportContacts(r.Context(), r.PathValue("tenant"), r.PathValue("list"), r.URL.Query().Get("after"), limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) reveal(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		ReasonCode string `json:"reason_code"`
+		Reason     string `json:"reason"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionSupportReveal, err)
+	}
+	c, err := s.vault.Reveal(r.Context(), r.PathValue("tenant"), r.PathValue("token"), body.ReasonCode, body.Reason)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
 }

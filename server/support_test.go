@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/addr"
 )
 
 // keyFor creates a principal of kind owned by owner and returns a key.
@@ -55,4 +56,34 @@ func TestSupportAccessOverHTTP(t *testing.T) {
 func jsonBody(v any) io.Reader {
 	b, _ := json.Marshal(v)
 	return bytes.NewReader(b)
+}
+
+// TestStaffViewOverHTTP: under a grant, staff get masked pages and reveal
+// one contact with a reason; export stays refused.
+func TestStaffViewOverHTTP(t *testing.T) {
+	e := newEnv(t)
+	f := e.newTenant("Acme")
+	base := "/v1/tenants/" + f.tenant
+	email := e.email()
+	c := decode[custos.Contact](t, e.postJSON(f.admin, base+"/lists/"+f.list+"/contacts", map[string]any{"email": email}, 201))
+	staff, sp := e.keyFor(custos.KindStaffSupport, "", "sam")
+	e.get(staff, base+"/support/lists/"+f.list+"/contacts", 403) // no grant yet
+	e.do(f.admin, "PUT", base+"/support-access", "application/json", jsonBody(map[string]any{"support_access": true}), 200)
+	e.postJSON(f.admin, base+"/grants", map[string]any{"staff_id": sp.ID, "scope": "view_masked+reveal", "duration": "1h", "reveal_budget": 1}, 201)
+
+	page := decode[struct{ Items []custos.MaskedContact }](t, e.get(staff, base+"/support/lists/"+f.list+"/contacts?limit=10", 200))
+	if len(page.Items) != 1 || page.Items[0].Token != c.Token || page.Items[0].Email == email {
+		t.Fatalf("masked page: %+v", page)
+	}
+	e.get(staff, base+"/support/lists/"+f.list+"/contacts?limit=51", 400)
+	e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "NOPE", "reason": "x"}, 400)
+	got := decode[custos.Contact](t, e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "CUSTOMER_REQUEST", "reason": "SUP-1"}, 200))
+	if want, _ := addr.Normalize(email); got.Email != want {
+		t.Fatalf("reveal returned %q", got.Email)
+	}
+	if l := e.lastLeaf(); l.Action != string(custos.ActionSupportReveal) || l.Outcome != "ok" || len(l.Tokens) != 1 {
+		t.Fatalf("reveal's leaf: %+v", l)
+	}
+	e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "CUSTOMER_REQUEST", "reason": "again"}, 403)
+	e.get(staff, base+"/lists/"+f.list+"/export", 403)
 }

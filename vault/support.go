@@ -3,10 +3,14 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/addr"
 	"github.com/custos-dev/custos/audit"
 )
 
@@ -396,4 +400,152 @@ func (v *Vault) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Gra
 		return nil, err
 	}
 	return g, nil
+}
+
+// staffGrant returns the caller's active grant on tenant, or EFORBIDDEN.
+func (v *Vault) staffGrant(ctx context.Context, tenant string) (*custos.Grant, error) {
+	p := custos.RequestFromContext(ctx).Principal
+	g, err := v.scanGrant(v.read.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants
+		WHERE staff_id = $1 AND tenant_id = $2 AND ended_at IS NULL AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1`, p.ID, tenant, ms(v.now())))
+	if isNoRows(err) {
+		return nil, custos.Errorf(custos.EFORBIDDEN, "no active grant on this tenant")
+	} else if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// SupportContacts returns a masked page of a list to a staff member
+// holding an active grant on the tenant. Pages hold at most 50 contacts.
+func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string, limit int) (*Page[*custos.MaskedContact], error) {
+	l, err := v.authorize(ctx, custos.ActionSupportView, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	g, err := v.staffGrant(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "grant " + g.ID
+	if limit <= 0 || limit > custos.MaxSupportPage {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "limit must be 1 to %d for support access", custos.MaxSupportPage))
+	}
+	if err := checkPage(after, limit); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if _, err := v.findList(ctx, tenant, list); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list contacts: %w", err))
+	}
+	var ss []*sealed
+	for rows.Next() {
+		s, err := scanSealed(rows)
+		if err != nil {
+			rows.Close()
+			return nil, v.deny(ctx, l, fmt.Errorf("scan contact: %w", err))
+		}
+		ss = append(ss, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	page := &Page[*custos.MaskedContact]{Items: []*custos.MaskedContact{}}
+	if len(ss) > limit {
+		ss = ss[:limit]
+		page.Next = ss[limit-1].token
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Count = len(ss)
+	for _, s := range ss {
+		l.Tokens = append(l.Tokens, s.token)
+	}
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	for _, s := range ss {
+		c, err := open(k, s)
+		if err != nil {
+			return nil, err
+		}
+		page.Items = append(page.Items, mask(c))
+	}
+	return page, nil
+}
+
+// mask renders a contact for staff: the address masked, every attribute
+// value replaced (names stay, so staff can tell which fields are set).
+func mask(c *custos.Contact) *custos.MaskedContact {
+	m := &custos.MaskedContact{Token: c.Token, ListID: c.ListID, Email: addr.Mask(c.Email), Consent: c.Consent, CreatedAt: c.CreatedAt}
+	var attrs map[string]json.RawMessage
+	if len(c.Attributes) > 0 && json.Unmarshal(c.Attributes, &attrs) == nil && len(attrs) > 0 {
+		m.Attributes = make(map[string]string, len(attrs))
+		for k := range attrs {
+			m.Attributes[k] = "***"
+		}
+	}
+	return m
+}
+
+// Reveal shows one contact in clear to a staff member whose active grant
+// allows reveals, with a reason code from the fixed list and free text,
+// counted against the grant's budget. The budget is spent in the same
+// transaction as the audit leaf, and only if the grant is still active
+// when that transaction commits: a reveal racing a revoke either
+// committed before it or fails.
+func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason string) (*custos.Contact, error) {
+	l, err := v.authorize(ctx, custos.ActionSupportReveal, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l.Detail = "reason " + reasonCode
+	if !slices.Contains(custos.ReasonCodes, reasonCode) {
+		l.Detail = "reason invalid"
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "reason_code must be one of %s", strings.Join(custos.ReasonCodes, ", ")))
+	}
+	if !custos.ValidReason(reason) {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "reason must be 1 to 1000 characters"))
+	}
+	g, err := v.staffGrant(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Detail += " grant " + g.ID
+	if g.Scope != custos.ScopeViewMaskedReveal {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the grant does not allow reveals"))
+	}
+	s, err := v.findContact(ctx, tenant, token)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.List, l.Tokens = s.list, []string{s.token}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		res, err := tx.ExecContext(ctx, `UPDATE grants SET reveals_used = reveals_used + 1
+			WHERE id = $1 AND ended_at IS NULL AND expires_at > $2 AND reveals_used < reveal_budget`, g.ID, ms(v.now()))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return custos.Errorf(custos.EFORBIDDEN, "the grant has ended or its reveal budget is spent")
+		}
+		leaf.Count = 1
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return open(k, s)
 }

@@ -2,6 +2,9 @@ package vault_test
 
 import (
 	"context"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,5 +155,169 @@ func TestNobodyApprovesTheirOwnRequest(t *testing.T) {
 	}
 	if _, err := f.vault.DecideRequest(admin, tenant, r.ID, vault.Decision{Approve: false, Comment: "no"}); err != nil {
 		t.Fatalf("another admin denying: %v", err)
+	}
+}
+
+// grantedStaff sets up a tenant with two contacts, support access on, and
+// a staff member holding a grant of scope with the given reveal budget.
+func grantedStaff(t *testing.T, f *fixture, scope custos.SupportScope, budget int) (admin, staff context.Context, tenant, list string, tokens []string, g *custos.Grant) {
+	t.Helper()
+	admin, tenant, list = f.admin(t)
+	for _, e := range []string{"jane.doe@gmail.com", "bob@example.org"} {
+		c := &custos.Contact{TenantID: tenant, ListID: list, Email: e, Attributes: []byte(`{"first_name":"Jane"}`)}
+		if err := f.vault.CreateContact(admin, c); err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, c.Token)
+	}
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
+	g = &custos.Grant{TenantID: tenant, StaffID: sp.ID, Scope: scope, RevealBudget: budget}
+	if err := f.vault.CreateGrant(admin, g, 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	return admin, staff, tenant, list, tokens, g
+}
+
+func TestStaffSeeMaskedAndRevealWithinBudget(t *testing.T) {
+	f := newFixture(t)
+	admin, staff, tenant, list, tokens, g := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 2)
+
+	p, err := f.vault.SupportContacts(staff, tenant, list, "", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range p.Items {
+		if strings.Contains(c.Email, "jane") || strings.Contains(c.Email, "bob") || c.Email == "" || !strings.Contains(c.Email, "***") {
+			t.Errorf("staff see %q, want a masked address", c.Email)
+		}
+		if c.Attributes["first_name"] != "***" {
+			t.Errorf("staff see attributes %v, want masked values", c.Attributes)
+		}
+	}
+	if _, err := f.vault.SupportContacts(staff, tenant, list, "", 51); custos.ErrorCode(err) != custos.EINVALID {
+		t.Fatalf("page of 51: %v", err)
+	}
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], "BECAUSE", "x"); custos.ErrorCode(err) != custos.EINVALID {
+		t.Fatalf("reveal with an unknown reason code: %v", err)
+	}
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, ""); custos.ErrorCode(err) != custos.EINVALID {
+		t.Fatalf("reveal without a reason: %v", err)
+	}
+	for i := range 2 {
+		c, err := f.vault.Reveal(staff, tenant, tokens[i], custos.ReasonCustomerRequest, "ticket SUP-1")
+		if err != nil || !strings.Contains(c.Email, "@") || strings.Contains(c.Email, "***") {
+			t.Fatalf("reveal %d: %+v, %v", i, c, err)
+		}
+	}
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonCustomerRequest, "again"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("reveal beyond the budget: %v", err)
+	}
+	gs, _ := f.vault.Grants(admin, tenant)
+	if gs[0].ID != g.ID || gs[0].RevealsUsed != 2 {
+		t.Fatalf("grant after reveals: %+v", gs[0])
+	}
+	// No export for staff, grant or not; no ordinary listing either.
+	if err := f.vault.Export(staff, tenant, list, "csv", func(*custos.Contact) error { return nil }); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("staff export: %v", err)
+	}
+	if _, err := f.vault.Contacts(staff, tenant, list, "", 10); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("staff unmasked listing: %v", err)
+	}
+	// The grant expires by itself: nothing more to see.
+	f.clock.Advance(2 * time.Hour)
+	if _, err := f.vault.SupportContacts(staff, tenant, list, "", 10); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("masked view after expiry: %v", err)
+	}
+}
+
+func TestMaskedGrantCannotReveal(t *testing.T) {
+	f := newFixture(t)
+	_, staff, tenant, _, tokens, _ := grantedStaff(t, f, custos.ScopeViewMasked, 0)
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("reveal under a view_masked grant: %v", err)
+	}
+}
+
+// TestRevokeRacesReveals: reveals in flight while the tenant revokes.
+// No reveal that started after the revoke returned succeeds, the budget
+// counts exactly the reveals that succeeded, and (with one sequencer) no
+// successful reveal's leaf comes after the revoke's.
+func TestRevokeRacesReveals(t *testing.T) {
+	f := newFixture(t)
+	admin, staff, tenant, _, tokens, g := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 1000)
+	var (
+		mu        sync.Mutex
+		ok        int
+		lateOK    int
+		revokedAt time.Time
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := f.vault.Reveal(staff, tenant, tokens[w%2], custos.ReasonDebugging, "race")
+				mu.Lock()
+				if err == nil {
+					ok++
+					if !revokedAt.IsZero() && start.After(revokedAt) {
+						lateOK++
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for {
+		mu.Lock()
+		n := ok
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if _, err := f.vault.RevokeGrant(admin, tenant, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	revokedAt = time.Now()
+	mu.Unlock()
+	// Let the workers try again after the revoke, then stop them.
+	for range 50 {
+		if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "after"); err == nil {
+			t.Fatal("a reveal succeeded after the revoke returned")
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if lateOK != 0 {
+		t.Fatalf("%d reveals that started after the revoke succeeded", lateOK)
+	}
+	gs, _ := f.vault.Grants(admin, tenant)
+	if gs[0].RevealsUsed != ok {
+		t.Fatalf("budget spent %d, successful reveals %d", gs[0].RevealsUsed, ok)
+	}
+	if !f.db.Queued {
+		var revokeIdx int64
+		if err := f.db.Read.QueryRow(`SELECT MAX(idx) FROM audit_leaves WHERE action = 'grant.revoke'`).Scan(&revokeIdx); err != nil {
+			t.Fatal(err)
+		}
+		var after int
+		f.db.Read.QueryRow(`SELECT count(*) FROM audit_leaves WHERE action = 'support.reveal' AND idx > $1 AND data LIKE '%"outcome":"ok"%'`, revokeIdx).Scan(&after)
+		if after != 0 {
+			t.Fatalf("%d successful reveals logged after the revoke", after)
+		}
 	}
 }
