@@ -44,8 +44,9 @@ func (s *Server) getSupportAccess(w http.ResponseWriter, r *http.Request) error 
 
 func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
-		SupportAccess bool   `json:"support_access"`
-		MaxGrant      string `json:"max_grant"`
+		SupportAccess bool     `json:"support_access"`
+		MaxGrant      string   `json:"max_grant"`
+		ReasonCodes   []string `json:"reason_codes"`
 	}
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionSupportSettings, err)
@@ -57,7 +58,7 @@ func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error 
 	if d == 0 {
 		d = custos.DefaultGrantTTL
 	}
-	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: d}
+	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: d, ReasonCodes: body.ReasonCodes}
 	if err := s.vault.SetSupportSettings(r.Context(), r.PathValue("tenant"), st); err != nil {
 		return err
 	}

@@ -19,6 +19,14 @@ type SupportSettings struct {
 	SupportAccess bool          `json:"support_access"`
 	MaxGrant      time.Duration `json:"-"`
 	MaxGrantStr   string        `json:"max_grant"`
+	// ReasonCodes restricts the reason codes the tenant accepts for a
+	// reveal (like Key Access Justifications); empty accepts all.
+	ReasonCodes []string `json:"reason_codes"`
+}
+
+// accepts reports whether the tenant accepts reveals for reason code.
+func (s *SupportSettings) accepts(code string) bool {
+	return len(s.ReasonCodes) == 0 || slices.Contains(s.ReasonCodes, code)
 }
 
 func (s *SupportSettings) fill() { s.MaxGrantStr = s.MaxGrant.String() }
@@ -26,10 +34,11 @@ func (s *SupportSettings) fill() { s.MaxGrantStr = s.MaxGrant.String() }
 // supportSettings reads a tenant's settings; a tenant without a row has
 // support access off (the default) and the default maximum grant.
 func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (*SupportSettings, error) {
-	s := &SupportSettings{MaxGrant: custos.DefaultGrantTTL}
+	s := &SupportSettings{MaxGrant: custos.DefaultGrantTTL, ReasonCodes: []string{}}
 	var on int
 	var maxMS int64
-	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms FROM tenant_settings WHERE tenant_id = $1`, tenant).Scan(&on, &maxMS)
+	var codes string
+	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes FROM tenant_settings WHERE tenant_id = $1`, tenant).Scan(&on, &maxMS, &codes)
 	if isNoRows(err) {
 		s.fill()
 		return s, nil
@@ -37,6 +46,7 @@ func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (
 		return nil, fmt.Errorf("read support settings: %w", err)
 	}
 	s.SupportAccess, s.MaxGrant = on != 0, time.Duration(maxMS)*time.Millisecond
+	s.ReasonCodes = append(s.ReasonCodes, strings.Fields(codes)...)
 	s.fill()
 	return s, nil
 }
@@ -71,19 +81,28 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 	if s.MaxGrant <= 0 || s.MaxGrant > custos.MaxGrantTTL {
 		return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "max_grant must be positive and at most %s", custos.MaxGrantTTL))
 	}
+	for _, c := range s.ReasonCodes {
+		if !slices.Contains(custos.ReasonCodes, c) {
+			return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "reason_codes must be among %s", strings.Join(custos.ReasonCodes, ", ")))
+		}
+	}
+	if s.ReasonCodes == nil {
+		s.ReasonCodes = []string{}
+	}
 	if _, err := v.findTenant(ctx, tenant); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s", s.SupportAccess, s.MaxGrant)
+	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s reason_codes=%s", s.SupportAccess, s.MaxGrant, strings.Join(s.ReasonCodes, ","))
 	s.fill()
 	on := 0
 	if s.SupportAccess {
 		on = 1
 	}
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms, updated_at = excluded.updated_at`,
-			tenant, on, s.MaxGrant.Milliseconds(), ms(v.now()))
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, updated_at) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms,
+				reason_codes = excluded.reason_codes, updated_at = excluded.updated_at`,
+			tenant, on, s.MaxGrant.Milliseconds(), strings.Join(s.ReasonCodes, " "), ms(v.now()))
 		return err
 	})
 }
@@ -520,6 +539,13 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	l.Detail += " grant " + g.ID
 	if g.Scope != custos.ScopeViewMaskedReveal {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the grant does not allow reveals"))
+	}
+	st, err := v.supportSettings(ctx, v.read, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if !st.accepts(reasonCode) {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant does not accept reason code %s", reasonCode))
 	}
 	s, err := v.findContact(ctx, tenant, token)
 	if err != nil {

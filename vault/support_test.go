@@ -321,3 +321,30 @@ func TestRevokeRacesReveals(t *testing.T) {
 		}
 	}
 }
+
+// TestReasonGatedReveals: a tenant that accepts only some reason codes
+// refuses — and logs — reveals for any other.
+func TestReasonGatedReveals(t *testing.T) {
+	f := newFixture(t)
+	admin, staff, tenant, _, tokens, _ := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 5)
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: time.Hour, ReasonCodes: []string{"WHATEVER"}}); custos.ErrorCode(err) != custos.EINVALID {
+		t.Fatalf("unknown reason code in settings: %v", err)
+	}
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: time.Hour, ReasonCodes: []string{custos.ReasonDataSubjectRequest}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("reveal for a reason the tenant does not accept: %v", err)
+	}
+	var data []byte
+	f.log.Sync(context.Background())
+	if err := f.db.Read.QueryRow(`SELECT data FROM audit_leaves WHERE action = 'support.reveal' ORDER BY idx DESC LIMIT 1`).Scan(&data); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"outcome":"denied"`) || !strings.Contains(string(data), "does not accept reason code DEBUGGING") {
+		t.Fatalf("the refusal's leaf: %s", data)
+	}
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDataSubjectRequest, "DSR-7"); err != nil {
+		t.Fatalf("reveal for an accepted reason: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ CREATE TABLE tenant_settings (
     tenant_id      TEXT PRIMARY KEY REFERENCES tenants(id),
     support_access INTEGER NOT NULL,
     max_grant_ms   BIGINT NOT NULL,
+    reason_codes   TEXT NOT NULL, -- accepted reveal reason codes, space-separated; empty: all
     updated_at     BIGINT NOT NULL
 );
 
