@@ -158,6 +158,16 @@ func (e *env) checkNoPersonalData(metrics string) {
 // status is want. Bodies of error responses are kept for the PII check.
 func (e *env) do(key, method, path, contentType string, body io.Reader, want int) []byte {
 	e.t.Helper()
+	status, b := e.send(key, method, path, contentType, body)
+	if status != want {
+		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, status, want, b)
+	}
+	return b
+}
+
+// send sends a request and returns its status and body.
+func (e *env) send(key, method, path, contentType string, body io.Reader) (int, []byte) {
+	e.t.Helper()
 	req, err := http.NewRequest(method, e.srv.URL+path, body)
 	if err != nil {
 		e.t.Fatal(err)
@@ -185,10 +195,7 @@ func (e *env) do(key, method, path, contentType string, body io.Reader, want int
 	if resp.Header.Get("X-Request-Id") == "" {
 		e.t.Errorf("%s %s: no X-Request-Id", method, path)
 	}
-	if resp.StatusCode != want {
-		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, resp.StatusCode, want, b)
-	}
-	return b
+	return resp.StatusCode, b
 }
 
 func (e *env) get(key, path string, want int) []byte {

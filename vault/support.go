@@ -524,19 +524,20 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err != nil {
 		return nil, err
 	}
-	l.Detail = "reason " + reasonCode
+	// The grant decides before the request's contents are looked at: who
+	// holds none learns nothing from how a reveal would be validated.
+	g, err := v.staffGrant(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "reason " + reasonCode + " grant " + g.ID
 	if !slices.Contains(custos.ReasonCodes, reasonCode) {
-		l.Detail = "reason invalid"
+		l.Detail = "reason invalid, grant " + g.ID
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "reason_code must be one of %s", strings.Join(custos.ReasonCodes, ", ")))
 	}
 	if !custos.ValidReason(reason) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "reason must be 1 to 1000 characters"))
 	}
-	g, err := v.staffGrant(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail += " grant " + g.ID
 	if g.Scope != custos.ScopeViewMaskedReveal {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the grant does not allow reveals"))
 	}

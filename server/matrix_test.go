@@ -1,0 +1,159 @@
+package server_test
+
+import (
+	"io"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/server"
+)
+
+// Actors of the authorization matrix. The tenant under test has support
+// access on; "staff" holds no grant on it, "staff+grant" holds an active
+// view_masked+reveal grant; "other-admin" is the admin of another tenant;
+// "service" holds a key scoped tokens:read, contacts:import and
+// contacts:write, so its kind's other rights are cut by its scopes.
+var actors = []string{"anonymous", "staff", "staff+grant", "security", "service", "editor", "other-admin", "operator", "admin"}
+
+// matrix is the one table of who may do what: for every route, the actors
+// that get past authorization (any status but 401 and 403). Every other
+// actor must be refused. A route in the router without a row — or a row
+// without a route — fails the test.
+var matrix = map[string][]string{
+	"GET /healthz":                    all,
+	"GET /metrics":                    all,
+	"GET /log/checkpoint":             all,
+	"GET /log/tile/{path...}":         all,
+	"GET /log/tile/entries/{path...}": authenticated,
+	"GET /v1/log/checkpoint":          authenticated,
+	"GET /v1/log/entries/{index}":     authenticated,
+	"GET /v1/log/proof/inclusion":     authenticated,
+	"GET /v1/log/proof/consistency":   authenticated,
+
+	"POST /v1/tenants":                    {"operator"},
+	"GET /v1/tenants":                     {"operator"},
+	"GET /v1/tenants/{tenant}":            {"operator", "admin", "editor"},
+	"GET /v1/tenants/{tenant}/access-log": {"admin"},
+
+	"POST /v1/tenants/{tenant}/lists":          {"admin"},
+	"GET /v1/tenants/{tenant}/lists":           {"admin", "editor"},
+	"GET /v1/tenants/{tenant}/lists/{list}":    {"admin", "editor"},
+	"DELETE /v1/tenants/{tenant}/lists/{list}": {"admin"},
+
+	"POST /v1/tenants/{tenant}/lists/{list}/contacts": {"admin", "editor", "service"},
+	"GET /v1/tenants/{tenant}/lists/{list}/contacts":  {"admin", "editor"},
+	"POST /v1/tenants/{tenant}/lists/{list}/lookup":   {"admin", "editor"},
+	"GET /v1/tenants/{tenant}/lists/{list}/tokens":    {"admin", "editor", "service"},
+	"POST /v1/tenants/{tenant}/lists/{list}/import":   {"admin", "editor", "service"},
+	"GET /v1/tenants/{tenant}/lists/{list}/export":    {"admin"}, // never staff, grant or not
+	"GET /v1/tenants/{tenant}/contacts/{token}":       {"admin", "editor"},
+	"PATCH /v1/tenants/{tenant}/contacts/{token}":     {"admin", "editor"},
+	"DELETE /v1/tenants/{tenant}/contacts/{token}":    {"admin", "editor"},
+
+	"POST /v1/principals":           {"operator"},
+	"GET /v1/principals":            {"operator"},
+	"GET /v1/principals/{id}":       {"operator"},
+	"POST /v1/principals/{id}/keys": {"operator"},
+	"GET /v1/keys":                  {"operator"},
+	"DELETE /v1/keys/{id}":          {"operator"},
+
+	"GET /v1/tenants/{tenant}/support-access":                   {"admin"},
+	"PUT /v1/tenants/{tenant}/support-access":                   {"admin"},
+	"POST /v1/tenants/{tenant}/access-requests":                 {"staff", "staff+grant"},
+	"GET /v1/tenants/{tenant}/access-requests":                  {"admin"},
+	"POST /v1/tenants/{tenant}/access-requests/{id}/approve":    {"admin"},
+	"POST /v1/tenants/{tenant}/access-requests/{id}/deny":       {"admin"},
+	"GET /v1/tenants/{tenant}/grants":                           {"admin"},
+	"POST /v1/tenants/{tenant}/grants":                          {"admin"},
+	"POST /v1/tenants/{tenant}/grants/{id}/revoke":              {"admin", "staff", "staff+grant"}, // staff: only their own grant (others: 404)
+	"GET /v1/tenants/{tenant}/support/lists/{list}/contacts":    {"staff+grant"},
+	"POST /v1/tenants/{tenant}/support/contacts/{token}/reveal": {"staff+grant"},
+}
+
+var (
+	all           = actors
+	authenticated = actors[1:]
+)
+
+func TestAuthorizationMatrix(t *testing.T) {
+	routes := server.New(server.Config{}).Routes()
+	seen := map[string]bool{}
+	for _, r := range routes {
+		key := r.Method + " " + r.Pattern
+		seen[key] = true
+		if _, ok := matrix[key]; !ok {
+			t.Errorf("route %s has no row in the authorization matrix", key)
+		}
+	}
+	for key := range matrix {
+		if !seen[key] {
+			t.Errorf("matrix row %s names no route", key)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	keys := make([]string, 0, len(matrix))
+	for k := range matrix {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		t.Run(strings.ReplaceAll(key, "/", "_"), func(t *testing.T) {
+			e := newEnv(t)
+			f := e.newTenant("Acme")
+			other := e.newTenant("Other")
+			base := "/v1/tenants/" + f.tenant
+			e.do(f.admin, "PUT", base+"/support-access", "application/json", jsonBody(map[string]any{"support_access": true}), 200)
+			c := decode[custos.Contact](t, e.postJSON(f.admin, base+"/lists/"+f.list+"/contacts", map[string]any{"email": e.email()}, 201))
+			staff, _ := e.keyFor(custos.KindStaffSupport, "", "sam")
+			granted, gp := e.keyFor(custos.KindStaffSupport, "", "gina")
+			security, _ := e.keyFor(custos.KindStaffSecurity, "", "sec")
+			g := decode[custos.Grant](t, e.postJSON(f.admin, base+"/grants", map[string]any{"staff_id": gp.ID, "scope": "view_masked+reveal", "duration": "1h"}, 201))
+			req := decode[custos.AccessRequest](t, e.postJSON(staff, base+"/access-requests", map[string]string{"reason": "r", "ticket": "T", "scope": "view_masked"}, 201))
+			// A key for the operator to revoke.
+			vp := decode[custos.Principal](t, e.postJSON(e.operator, "/v1/principals",
+				map[string]string{"kind": "service", "tenant_id": f.tenant, "name": "victim", "owner": "victim"}, 201))
+			victimKey := decode[struct{ Key custos.APIKey }](t, e.postJSON(e.operator, "/v1/principals/"+vp.ID+"/keys", map[string]any{}, 201)).Key.ID
+			secrets := map[string]string{"anonymous": "", "staff": staff, "staff+grant": granted, "security": security,
+				"service": f.service, "editor": f.editor, "other-admin": other.admin, "operator": e.operator, "admin": f.admin}
+
+			method, pattern, _ := strings.Cut(key, " ")
+			id := ""
+			switch {
+			case strings.Contains(pattern, "/access-requests/"):
+				id = req.ID
+			case strings.Contains(pattern, "/grants/"):
+				id = g.ID
+			case strings.HasPrefix(pattern, "/v1/principals/"):
+				id = vp.ID
+			case strings.HasPrefix(pattern, "/v1/keys/"):
+				id = victimKey
+			}
+			path := strings.NewReplacer("{tenant}", f.tenant, "{list}", f.list, "{token}", c.Token, "{id}", id,
+				"{index}", "0", "entries/{path...}", "entries/000.p/1", "{path...}", "0/000.p/1").Replace(pattern)
+			allowed := map[string]bool{}
+			for _, a := range matrix[key] {
+				allowed[a] = true
+			}
+			for _, actor := range actors {
+				var body io.Reader
+				ct := ""
+				if method == "POST" || method == "PUT" || method == "PATCH" {
+					body, ct = strings.NewReader("{}"), "application/json"
+					if strings.HasSuffix(pattern, "/import") {
+						body, ct = strings.NewReader("email\n"), "text/csv"
+					}
+				}
+				e.sync() // the log-size dependent routes see every entry so far
+				status, b := e.send(secrets[actor], method, path, ct, body)
+				denied := status == 401 || status == 403
+				if allowed[actor] == denied {
+					t.Errorf("%s %s as %s: status %d (%s); the matrix says allowed=%t", method, path, actor, status, b, allowed[actor])
+				}
+			}
+		})
+	}
+}
