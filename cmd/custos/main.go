@@ -87,6 +87,14 @@ Clients (--server URL, --key cst_…, or CUSTOS_SERVER, CUSTOS_KEY):
   principal create --kind K [--tenant T] --owner O NAME | principal ls
   key create --principal P [--scope S]… [--expires-in 720h] | key ls | key revoke ID
 
+Support access (--tenant T):
+  tenant admin: support on [--max-grant 24h] [--accept CODE]… | support off
+                support requests | support approve REQ [--duration] [--reveal-budget N]
+                support deny REQ | support grants | support grant --staff P | support revoke GRANT
+  staff:        support request --reason R --ticket T [--scope view_masked+reveal] [--duration 8h]
+                support view --list L | support reveal TOKEN --reason-code C --reason R
+                support revoke GRANT  (end your own grant early)
+
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
 CUSTOS_SERVER, CUSTOS_KEY.
 `
@@ -114,6 +122,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runAudit(ctx, rest)
 	case "verify-proof":
 		return m.runVerifyProof(ctx, rest)
+	case "support":
+		return m.runSupport(ctx, rest)
 	case "tenant", "list", "contact", "import", "export", "principal", "key":
 		return m.runClient(ctx, cmd, rest)
 	}

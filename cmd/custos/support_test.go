@@ -1,0 +1,66 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSupportCLI walks support access through the CLI: the tenant turns
+// it on, staff ask, the tenant approves, staff see masked data, reveal one
+// contact with a reason, are refused export, and the tenant revokes.
+func TestSupportCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	op := keyRE.FindString(c.must("init"))
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
+	admin := idRE("pr").FindString(c.must("principal", "create", "--kind", "tenant_admin", "--tenant", tenant, "--owner", "acme", "acme-admin"))
+	adminKey := keyRE.FindString(c.must("key", "create", "--principal", admin))
+	staff := idRE("pr").FindString(c.must("principal", "create", "--kind", "staff_support", "--owner", "sam", "sam"))
+	staffKey := keyRE.FindString(c.must("key", "create", "--principal", staff))
+
+	as := func(key string, args ...string) (string, error) {
+		c.env["CUSTOS_KEY"] = key
+		return c.run(args...)
+	}
+	must := func(key string, args ...string) string {
+		t.Helper()
+		out, err := as(key, args...)
+		if err != nil {
+			t.Fatalf("custos %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	list := idRE("ls").FindString(must(adminKey, "list", "create", "--tenant", tenant, "news"))
+	token := idRE("ct").FindString(must(adminKey, "contact", "add", "--tenant", tenant, "--list", list, "jo.smith@example.test"))
+
+	if _, err := as(staffKey, "support", "request", "--tenant", tenant, "--reason", "bounces", "--ticket", "SUP-1"); err == nil || !strings.Contains(err.Error(), "support access turned off") {
+		t.Fatalf("request while off: %v", err)
+	}
+	must(adminKey, "support", "on", "--tenant", tenant, "--max-grant", "12h")
+	req := idRE("ar").FindString(must(staffKey, "support", "request", "--tenant", tenant, "--reason", "bounces", "--ticket", "SUP-1", "--scope", "view_masked+reveal", "--duration", "8h"))
+	if !strings.Contains(must(adminKey, "support", "requests", "--tenant", tenant), "SUP-1") {
+		t.Fatal("tenant admin does not see the request")
+	}
+	grant := idRE("gr").FindString(must(adminKey, "support", "approve", req, "--tenant", tenant, "--duration", "2h", "--reveal-budget", "1"))
+	if grant == "" {
+		t.Fatal("approve printed no grant")
+	}
+	view := must(staffKey, "support", "view", "--tenant", tenant, "--list", list)
+	if strings.Contains(view, "jo.smith") || !strings.Contains(view, "j***@e***.test") {
+		t.Fatalf("masked view:\n%s", view)
+	}
+	if out := must(staffKey, "support", "reveal", token, "--tenant", tenant, "--reason-code", "CUSTOMER_REQUEST", "--reason", "SUP-1"); !strings.Contains(out, "jo.smith@example.test") {
+		t.Fatalf("reveal:\n%s", out)
+	}
+	if _, err := as(staffKey, "export", "--tenant", tenant, "--list", list); err == nil {
+		t.Fatal("staff export allowed")
+	}
+	if out := must(adminKey, "support", "revoke", grant, "--tenant", tenant); !strings.Contains(out, "revoked") {
+		t.Fatalf("revoke:\n%s", out)
+	}
+	if _, err := as(staffKey, "support", "view", "--tenant", tenant, "--list", list); err == nil {
+		t.Fatal("masked view after revoke allowed")
+	}
+}
