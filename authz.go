@@ -108,7 +108,7 @@ func Authorize(r *Request, action Action, tenant string) error {
 	}
 	if !allowed {
 		if p.Kind.Staff() {
-			return Errorf(EFORBIDDEN, "staff have no access to tenant data without a grant")
+			return Errorf(EFORBIDDEN, "staff have no direct access to tenant data: only masked views and counted reveals under a tenant's grant, and never an export")
 		}
 		return Errorf(EFORBIDDEN, "%s may not perform %s", p.Kind, action)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/addr"
@@ -72,7 +73,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	op := &client{base: srv.URL, key: opKey, http: http.DefaultClient}
 	keyFor := func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) (string, error) {
 		var p custos.Principal
-		if err := op.json(ctx, "POST", "/v1/principals", map[string]any{"kind": kind, "tenant_id": tenant, "name": name, "owner": "demo"}, &p); err != nil {
+		if err := op.json(ctx, "POST", "/v1/principals", map[string]any{"kind": kind, "tenant_id": tenant, "name": name, "owner": name}, &p); err != nil {
 			return "", err
 		}
 		var k struct{ Secret string }
@@ -151,6 +152,47 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		return fmt.Errorf("demo: staff read was not refused: %v", err)
 	}
 	note("HTTP %d %s: %s", ae.Status, ae.Code, ae.Message)
+
+	say("support access, the tenant's way: off by default, asked for, granted for a time, masked, counted")
+	if err := acmeAdmin.json(ctx, "PUT", "/v1/tenants/"+acme.id+"/support-access", map[string]any{"support_access": true, "max_grant": "4h"}, nil); err != nil {
+		return err
+	}
+	note("the tenant admin turns support access on (longest grant 4h)")
+	var ar custos.AccessRequest
+	if err := staff.json(ctx, "POST", "/v1/tenants/"+acme.id+"/access-requests",
+		map[string]string{"reason": "customer reports bounces", "ticket": "SUP-1042", "scope": "view_masked+reveal", "duration": "2h"}, &ar); err != nil {
+		return err
+	}
+	note("the engineer asks: %s, %s for %s, ticket %s", ar.ID, ar.Scope, ar.DurationStr, ar.Ticket)
+	var g custos.Grant
+	if err := acmeAdmin.json(ctx, "POST", "/v1/tenants/"+acme.id+"/access-requests/"+ar.ID+"/approve", map[string]any{"duration": "1h", "reveal_budget": 1}, &g); err != nil {
+		return err
+	}
+	note("the tenant admin approves, shortened to 1h with 1 reveal: grant %s until %s", g.ID, g.ExpiresAt.Format(time.Kitchen))
+	var masked vault.Page[custos.MaskedContact]
+	if err := staff.json(ctx, "GET", "/v1/tenants/"+acme.id+"/support/lists/"+acme.list+"/contacts?limit=3", nil, &masked); err != nil {
+		return err
+	}
+	for _, mc := range masked.Items {
+		note("masked  %s  %s", mc.Token, mc.Email)
+	}
+	var revealed custos.Contact
+	if err := staff.json(ctx, "POST", "/v1/tenants/"+acme.id+"/support/contacts/"+masked.Items[0].Token+"/reveal",
+		map[string]string{"reason_code": custos.ReasonCustomerRequest, "reason": "SUP-1042"}, &revealed); err != nil {
+		return err
+	}
+	note("reveal  %s with reason CUSTOMER_REQUEST (budget spent: 1 of 1; shown masked here)", addr.Mask(revealed.Email))
+	if err := staff.json(ctx, "POST", "/v1/tenants/"+acme.id+"/support/contacts/"+masked.Items[1].Token+"/reveal",
+		map[string]string{"reason_code": custos.ReasonCustomerRequest, "reason": "one more"}, nil); errors.As(err, &ae) {
+		note("a second reveal: HTTP %d: %s", ae.Status, ae.Message)
+	}
+	if err := staff.do(ctx, "GET", "/v1/tenants/"+acme.id+"/lists/"+acme.list+"/export?format=csv", "", nil, io.Discard); errors.As(err, &ae) {
+		note("an export by the engineer, grant or not: HTTP %d: %s", ae.Status, ae.Message)
+	}
+	if err := staff.json(ctx, "POST", "/v1/tenants/"+acme.id+"/grants/"+g.ID+"/revoke", map[string]any{}, &g); err != nil {
+		return err
+	}
+	note("the engineer is done and ends the grant early: %s is %s (it would have expired by itself at %s)", g.ID, g.Status, g.ExpiresAt.Format(time.Kitchen))
 
 	say("the tenant admin reads, looks up and exports its own contacts (each access is logged first)")
 	var c custos.Contact
