@@ -195,39 +195,11 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 	if _, err := v.findList(ctx, tenant, list); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
+	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit)
 	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list contacts: %w", err))
-	}
-	var ss []*sealed
-	for rows.Next() {
-		s, err := scanSealed(rows)
-		if err != nil {
-			rows.Close()
-			return nil, v.deny(ctx, l, fmt.Errorf("scan contact: %w", err))
-		}
-		ss = append(ss, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list contacts: %w", err))
-	}
-	page := &Page[*custos.Contact]{Items: []*custos.Contact{}}
-	if len(ss) > limit {
-		ss = ss[:limit]
-		page.Next = ss[limit-1].token
-	}
-	k, err := v.tenantKeys(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Count = len(ss)
-	for _, s := range ss {
-		l.Tokens = append(l.Tokens, s.token)
-	}
-	if err := v.record(ctx, l, nil); err != nil {
 		return nil, err
 	}
+	page := &Page[*custos.Contact]{Items: []*custos.Contact{}, Next: next}
 	for _, s := range ss {
 		c, err := open(k, s)
 		if err != nil {
@@ -236,6 +208,46 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 		page.Items = append(page.Items, c)
 	}
 	return page, nil
+}
+
+// loadPage reads one page of a list's sealed contacts, names them in l
+// (tokens and count) and records l; only then may the caller open them
+// with the returned keys. Any failure is recorded as a refusal.
+func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after string, limit int) ([]*sealed, string, *keys.TenantKeys, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
+	if err != nil {
+		return nil, "", nil, v.deny(ctx, *l, fmt.Errorf("list contacts: %w", err))
+	}
+	var ss []*sealed
+	for rows.Next() {
+		s, err := scanSealed(rows)
+		if err != nil {
+			rows.Close()
+			return nil, "", nil, v.deny(ctx, *l, fmt.Errorf("scan contact: %w", err))
+		}
+		ss = append(ss, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, "", nil, v.deny(ctx, *l, fmt.Errorf("list contacts: %w", err))
+	}
+	next := ""
+	if len(ss) > limit {
+		ss = ss[:limit]
+		next = ss[limit-1].token
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, "", nil, v.deny(ctx, *l, err)
+	}
+	l.Count = len(ss)
+	for _, s := range ss {
+		l.Tokens = append(l.Tokens, s.token)
+	}
+	if err := v.record(ctx, *l, nil); err != nil {
+		return nil, "", nil, err
+	}
+	return ss, next, k, nil
 }
 
 func checkPage(after string, limit int) error {

@@ -456,39 +456,11 @@ func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string,
 	if _, err := v.findList(ctx, tenant, list); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
+	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit)
 	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list contacts: %w", err))
-	}
-	var ss []*sealed
-	for rows.Next() {
-		s, err := scanSealed(rows)
-		if err != nil {
-			rows.Close()
-			return nil, v.deny(ctx, l, fmt.Errorf("scan contact: %w", err))
-		}
-		ss = append(ss, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	page := &Page[*custos.MaskedContact]{Items: []*custos.MaskedContact{}}
-	if len(ss) > limit {
-		ss = ss[:limit]
-		page.Next = ss[limit-1].token
-	}
-	k, err := v.tenantKeys(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Count = len(ss)
-	for _, s := range ss {
-		l.Tokens = append(l.Tokens, s.token)
-	}
-	if err := v.record(ctx, l, nil); err != nil {
 		return nil, err
 	}
+	page := &Page[*custos.MaskedContact]{Items: []*custos.MaskedContact{}, Next: next}
 	for _, s := range ss {
 		c, err := open(k, s)
 		if err != nil {
