@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -186,3 +187,73 @@ func contains(list []string, s string) bool {
 }
 
 var _ = strings.Contains
+
+// readLog returns how many times each request id appears in the log.
+func readLog(t *testing.T, db *sql.DB) map[string]int {
+	t.Helper()
+	logged := map[string]int{}
+	for _, l := range leaves(t, db) {
+		logged[l.RequestID]++
+	}
+	return logged
+}
+
+type leaf struct {
+	RequestID string   `json:"request_id"`
+	Action    string   `json:"action"`
+	Outcome   string   `json:"outcome"`
+	Tokens    []string `json:"tokens"`
+}
+
+func leaves(t *testing.T, db *sql.DB) []leaf {
+	t.Helper()
+	rows, err := db.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []leaf
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		var l leaf
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatalf("leaf is not JSON: %v", err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// storedContacts returns the stored contact tokens, failing t for any
+// contact without its contact.create leaf (a change without its record).
+func storedContacts(t *testing.T, db *sql.DB) map[string]bool {
+	t.Helper()
+	createLeaf := map[string]bool{}
+	for _, l := range leaves(t, db) {
+		if l.Action == "contact.create" && l.Outcome == "ok" {
+			for _, tok := range l.Tokens {
+				createLeaf[tok] = true
+			}
+		}
+	}
+	rows, err := db.Query(`SELECT token FROM contacts`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	stored := map[string]bool{}
+	for rows.Next() {
+		var tok string
+		if err := rows.Scan(&tok); err != nil {
+			t.Fatal(err)
+		}
+		stored[tok] = true
+		if !createLeaf[tok] {
+			t.Errorf("contact %s exists without its contact.create leaf", tok)
+		}
+	}
+	return stored
+}

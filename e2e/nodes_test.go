@@ -120,32 +120,7 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 			t.Fatalf("%d entries still queued 30 s after the load stopped", n)
 		}
 	}
-	logged := map[string]int{}
-	createLeaf := map[string]bool{}
-	rows, err := db.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var b []byte
-		rows.Scan(&b)
-		var l struct {
-			RequestID string   `json:"request_id"`
-			Action    string   `json:"action"`
-			Outcome   string   `json:"outcome"`
-			Tokens    []string `json:"tokens"`
-		}
-		if err := json.Unmarshal(b, &l); err != nil {
-			t.Fatalf("leaf is not JSON: %v", err)
-		}
-		logged[l.RequestID]++
-		if l.Action == "contact.create" && l.Outcome == "ok" {
-			for _, tok := range l.Tokens {
-				createLeaf[tok] = true
-			}
-		}
-	}
-	rows.Close()
+	logged := readLog(t, db)
 	for id, c := range logged {
 		if c > 1 && id != "" {
 			t.Errorf("request %s is in the log %d times", id, c)
@@ -160,20 +135,7 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 			}
 		}
 	}
-	rows, err = db.Query(`SELECT token FROM contacts`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored := 0
-	for rows.Next() {
-		var tok string
-		rows.Scan(&tok)
-		stored++
-		if !createLeaf[tok] {
-			t.Errorf("contact %s exists without its contact.create leaf", tok)
-		}
-	}
-	rows.Close()
+	stored := len(storedContacts(t, db))
 	for i := range perNode {
 		if perNode[i].Load() == 0 {
 			t.Errorf("node %d answered no request: the load was not spread", i)
