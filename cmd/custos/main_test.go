@@ -45,6 +45,14 @@ var (
 // startServe runs `custos serve` in-process on 127.0.0.1:0.
 func startServe(t *testing.T, dir string) string {
 	t.Helper()
+	srv := startServer(t, dir)
+	t.Cleanup(func() { srv.Close() })
+	return srv.URL
+}
+
+// startServer is startServe for tests that stop the server themselves.
+func startServer(t *testing.T, dir string) *runningServer {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Addr = dir, "127.0.0.1:0"
 	cfg, err := reloadConfig(cfg)
@@ -55,8 +63,7 @@ func startServe(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.URL
+	return srv
 }
 
 func TestInitServeClientsVerify(t *testing.T) {

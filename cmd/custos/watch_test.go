@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"database/sql"
 	"encoding/base64"
 	"fmt"
@@ -100,16 +99,7 @@ func TestLogWatchCatchesRestoredBackup(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
 	op := keyRE.FindString(c.must("init"))
-	cfg := DefaultConfig()
-	cfg.DataDir, cfg.Addr = dir, "127.0.0.1:0"
-	cfg, err := reloadConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewMain().startServer(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := startServer(t, dir)
 	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv.URL, op
 	for range 3 {
 		c.must("tenant", "create", "Before")
@@ -152,10 +142,7 @@ func TestLogWatchCatchesRestoredBackup(t *testing.T) {
 	}
 	b, _ := os.ReadFile(backup)
 	os.WriteFile(filepath.Join(dir, "custos.db"), b, 0o600)
-	srv, err = NewMain().startServer(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv = startServer(t, dir)
 	defer srv.Close()
 	_, err = w.run("log", "watch", srv.URL, "--key", pub, "--state", state, "--once")
 	if err == nil || !strings.Contains(err.Error(), "rollback") {
