@@ -44,8 +44,7 @@ type AccessRequest struct {
 	Reason      string        `json:"reason"`
 	Ticket      string        `json:"ticket"`
 	Scope       SupportScope  `json:"scope"`
-	Duration    time.Duration `json:"-"`
-	DurationStr string        `json:"duration"`
+	Duration    Duration      `json:"duration"`
 	Status      string        `json:"status"`
 	CreatedAt   time.Time     `json:"created_at"`
 	ExpiresAt   time.Time     `json:"expires_at"` // when an undecided request lapses
@@ -64,7 +63,7 @@ func (r *AccessRequest) Validate() error {
 		return Errorf(EINVALID, "reason must be 1 to 1000 characters")
 	case !validText(r.Ticket, 1, 200):
 		return Errorf(EINVALID, "ticket must be 1 to 200 characters")
-	case r.Duration <= 0 || r.Duration > MaxGrantTTL:
+	case r.Duration <= 0 || time.Duration(r.Duration) > MaxGrantTTL:
 		return Errorf(EINVALID, "duration must be positive and at most %s", MaxGrantTTL)
 	}
 	return nil
@@ -140,4 +139,23 @@ type MaskedContact struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 	Consent    Consent           `json:"consent"`
 	CreatedAt  time.Time         `json:"created_at"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as Go spells it
+// ("36h0m0s"), so API clients see the same value the server computed.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return Errorf(EINVALID, "a duration must look like 24h or 90m")
+	}
+	*d = Duration(v)
+	return nil
 }

@@ -58,7 +58,7 @@ func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error 
 	if d == 0 {
 		d = custos.DefaultGrantTTL
 	}
-	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: d, ReasonCodes: body.ReasonCodes}
+	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: custos.Duration(d), ReasonCodes: body.ReasonCodes}
 	if err := s.vault.SetSupportSettings(r.Context(), r.PathValue("tenant"), st); err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func (s *Server) createAccessRequest(w http.ResponseWriter, r *http.Request) err
 	if d == 0 {
 		d = custos.DefaultGrantTTL
 	}
-	req := &custos.AccessRequest{TenantID: r.PathValue("tenant"), Reason: body.Reason, Ticket: body.Ticket, Scope: body.Scope, Duration: d}
+	req := &custos.AccessRequest{TenantID: r.PathValue("tenant"), Reason: body.Reason, Ticket: body.Ticket, Scope: body.Scope, Duration: custos.Duration(d)}
 	if err := s.vault.RequestAccess(r.Context(), req); err != nil {
 		return err
 	}

@@ -16,9 +16,8 @@ import (
 
 // SupportSettings are a tenant's support-access settings.
 type SupportSettings struct {
-	SupportAccess bool          `json:"support_access"`
-	MaxGrant      time.Duration `json:"-"`
-	MaxGrantStr   string        `json:"max_grant"`
+	SupportAccess bool            `json:"support_access"`
+	MaxGrant      custos.Duration `json:"max_grant"`
 	// ReasonCodes restricts the reason codes the tenant accepts for a
 	// reveal (like Key Access Justifications); empty accepts all.
 	ReasonCodes []string `json:"reason_codes"`
@@ -29,25 +28,22 @@ func (s *SupportSettings) accepts(code string) bool {
 	return len(s.ReasonCodes) == 0 || slices.Contains(s.ReasonCodes, code)
 }
 
-func (s *SupportSettings) fill() { s.MaxGrantStr = s.MaxGrant.String() }
 
 // supportSettings reads a tenant's settings; a tenant without a row has
 // support access off (the default) and the default maximum grant.
 func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (*SupportSettings, error) {
-	s := &SupportSettings{MaxGrant: custos.DefaultGrantTTL, ReasonCodes: []string{}}
+	s := &SupportSettings{MaxGrant: custos.Duration(custos.DefaultGrantTTL), ReasonCodes: []string{}}
 	var on int
 	var maxMS int64
 	var codes string
 	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes FROM tenant_settings WHERE tenant_id = $1`, tenant).Scan(&on, &maxMS, &codes)
 	if isNoRows(err) {
-		s.fill()
 		return s, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("read support settings: %w", err)
 	}
-	s.SupportAccess, s.MaxGrant = on != 0, time.Duration(maxMS)*time.Millisecond
+	s.SupportAccess, s.MaxGrant = on != 0, custos.Duration(time.Duration(maxMS)*time.Millisecond)
 	s.ReasonCodes = append(s.ReasonCodes, strings.Fields(codes)...)
-	s.fill()
 	return s, nil
 }
 
@@ -78,7 +74,7 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 	if err != nil {
 		return err
 	}
-	if s.MaxGrant <= 0 || s.MaxGrant > custos.MaxGrantTTL {
+	if s.MaxGrant <= 0 || time.Duration(s.MaxGrant) > custos.MaxGrantTTL {
 		return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "max_grant must be positive and at most %s", custos.MaxGrantTTL))
 	}
 	for _, c := range s.ReasonCodes {
@@ -93,7 +89,6 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 		return v.deny(ctx, l, err)
 	}
 	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s reason_codes=%s", s.SupportAccess, s.MaxGrant, strings.Join(s.ReasonCodes, ","))
-	s.fill()
 	on := 0
 	if s.SupportAccess {
 		on = 1
@@ -102,7 +97,7 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, updated_at) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms,
 				reason_codes = excluded.reason_codes, updated_at = excluded.updated_at`,
-			tenant, on, s.MaxGrant.Milliseconds(), strings.Join(s.ReasonCodes, " "), ms(v.now()))
+			tenant, on, time.Duration(s.MaxGrant).Milliseconds(), strings.Join(s.ReasonCodes, " "), ms(v.now()))
 		return err
 	})
 }
@@ -132,11 +127,10 @@ func (v *Vault) RequestAccess(ctx context.Context, r *custos.AccessRequest) erro
 	now := v.now().UTC().Truncate(time.Millisecond)
 	r.RequesterID = custos.RequestFromContext(ctx).Principal.ID
 	r.Status, r.CreatedAt, r.ExpiresAt = custos.RequestPending, now, now.Add(custos.PendingRequestTTL)
-	r.DurationStr = r.Duration.String()
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO access_requests (id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			r.ID, r.TenantID, r.RequesterID, r.Reason, r.Ticket, string(r.Scope), r.Duration.Milliseconds(), r.Status, ms(r.CreatedAt), ms(r.ExpiresAt))
+			r.ID, r.TenantID, r.RequesterID, r.Reason, r.Ticket, string(r.Scope), time.Duration(r.Duration).Milliseconds(), r.Status, ms(r.CreatedAt), ms(r.ExpiresAt))
 		return err
 	})
 }
@@ -154,8 +148,7 @@ func (v *Vault) scanRequest(s scanner) (*custos.AccessRequest, error) {
 	if err := s.Scan(&r.ID, &r.TenantID, &r.RequesterID, &r.Reason, &r.Ticket, &scope, &dur, &r.Status, &created, &expires, &decidedBy, &decidedAt, &comment, &grant); err != nil {
 		return nil, err
 	}
-	r.Scope, r.Duration = custos.SupportScope(scope), time.Duration(dur)*time.Millisecond
-	r.DurationStr = r.Duration.String()
+	r.Scope, r.Duration = custos.SupportScope(scope), custos.Duration(time.Duration(dur)*time.Millisecond)
 	r.CreatedAt, r.ExpiresAt, r.DecidedAt = fromMS(created), fromMS(expires), fromNullMS(decidedAt)
 	r.DecidedBy, r.Comment, r.GrantID = decidedBy.String, comment.String, grant.String
 	if r.Status == custos.RequestPending && !v.now().Before(r.ExpiresAt) {
@@ -245,14 +238,14 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 			if !s.SupportAccess {
 				return custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off")
 			}
-			dur := r.Duration
+			dur := time.Duration(r.Duration)
 			if d.Duration > 0 {
-				if d.Duration > r.Duration {
+				if d.Duration > time.Duration(r.Duration) {
 					return custos.Errorf(custos.EINVALID, "an approval may shorten the requested duration, not lengthen it")
 				}
 				dur = d.Duration
 			}
-			dur = min(dur, s.MaxGrant, custos.MaxGrantTTL)
+			dur = min(dur, time.Duration(s.MaxGrant), custos.MaxGrantTTL)
 			budget := custos.DefaultRevealBudget
 			if d.RevealBudget > 0 {
 				budget = d.RevealBudget
@@ -369,7 +362,7 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 		} else if g.RevealBudget == 0 {
 			g.RevealBudget = custos.DefaultRevealBudget
 		}
-		g.GrantedBy, g.StartsAt, g.ExpiresAt = admin.ID, now, now.Add(min(dur, s.MaxGrant, custos.MaxGrantTTL))
+		g.GrantedBy, g.StartsAt, g.ExpiresAt = admin.ID, now, now.Add(min(dur, time.Duration(s.MaxGrant), custos.MaxGrantTTL))
 		g.Status = g.StatusAt(now)
 		leaf.Detail += " until " + g.ExpiresAt.Format(time.RFC3339)
 		return insertGrant(ctx, tx, g)

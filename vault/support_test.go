@@ -39,13 +39,13 @@ func TestSupportAccessLifecycle(t *testing.T) {
 	admin, tenant, _ := f.admin(t)
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
 	req := func() *custos.AccessRequest {
-		return &custos.AccessRequest{TenantID: tenant, Reason: "bounces on list news", Ticket: "SUP-1", Scope: custos.ScopeViewMaskedReveal, Duration: 48 * time.Hour}
+		return &custos.AccessRequest{TenantID: tenant, Reason: "bounces on list news", Ticket: "SUP-1", Scope: custos.ScopeViewMaskedReveal, Duration: custos.Duration(48 * time.Hour)}
 	}
 
 	// Off by default: staff cannot even ask.
 	wantCode(t, "request while support access is off", f.vault.RequestAccess(staff, req()), custos.EFORBIDDEN)
-	wantCode(t, "staff turning support access on", f.vault.SetSupportSettings(staff, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: time.Hour}), custos.EFORBIDDEN)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: 36 * time.Hour}); err != nil {
+	wantCode(t, "staff turning support access on", f.vault.SetSupportSettings(staff, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}), custos.EFORBIDDEN)
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(36 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -124,7 +124,7 @@ func TestSupportAccessLifecycle(t *testing.T) {
 	if err := f.vault.RequestAccess(staff, r6); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: false, MaxGrant: time.Hour}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: false, MaxGrant: custos.Duration(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.vault.DecideRequest(admin, tenant, r6.ID, vault.Decision{Approve: true}); custos.ErrorCode(err) != custos.EFORBIDDEN {
@@ -138,12 +138,12 @@ func TestSupportAccessLifecycle(t *testing.T) {
 func TestNobodyApprovesTheirOwnRequest(t *testing.T) {
 	f := newFixture(t)
 	admin, tenant, _ := f.admin(t)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: time.Hour}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "dana")
 	alsoAdmin, _ := f.principal(t, custos.KindTenantAdmin, tenant, "dana")
-	r := &custos.AccessRequest{TenantID: tenant, Reason: "x", Ticket: "T-1", Scope: custos.ScopeViewMasked, Duration: time.Hour}
+	r := &custos.AccessRequest{TenantID: tenant, Reason: "x", Ticket: "T-1", Scope: custos.ScopeViewMasked, Duration: custos.Duration(time.Hour)}
 	if err := f.vault.RequestAccess(staff, r); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func grantedStaff(t *testing.T, f *fixture, scope custos.SupportScope, budget in
 		}
 		tokens = append(tokens, c.Token)
 	}
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: 24 * time.Hour}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
@@ -327,10 +327,10 @@ func TestRevokeRacesReveals(t *testing.T) {
 func TestReasonGatedReveals(t *testing.T) {
 	f := newFixture(t)
 	admin, staff, tenant, _, tokens, _ := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 5)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: time.Hour, ReasonCodes: []string{"WHATEVER"}}); custos.ErrorCode(err) != custos.EINVALID {
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour), ReasonCodes: []string{"WHATEVER"}}); custos.ErrorCode(err) != custos.EINVALID {
 		t.Fatalf("unknown reason code in settings: %v", err)
 	}
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: time.Hour, ReasonCodes: []string{custos.ReasonDataSubjectRequest}}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour), ReasonCodes: []string{custos.ReasonDataSubjectRequest}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x"); custos.ErrorCode(err) != custos.EFORBIDDEN {

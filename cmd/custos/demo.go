@@ -163,7 +163,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		map[string]string{"reason": "customer reports bounces", "ticket": "SUP-1042", "scope": "view_masked+reveal", "duration": "2h"}, &ar); err != nil {
 		return err
 	}
-	note("the engineer asks: %s, %s for %s, ticket %s", ar.ID, ar.Scope, ar.DurationStr, ar.Ticket)
+	note("the engineer asks: %s, %s for %s, ticket %s", ar.ID, ar.Scope, ar.Duration, ar.Ticket)
 	var g custos.Grant
 	if err := acmeAdmin.json(ctx, "POST", "/v1/tenants/"+acme.id+"/access-requests/"+ar.ID+"/approve", map[string]any{"duration": "1h", "reveal_budget": 1}, &g); err != nil {
 		return err

@@ -71,7 +71,7 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 		if err := c.json(ctx, "POST", tp+"/access-requests", body, &r); err != nil {
 			return err
 		}
-		return pr.one(r, "filed request %s (%s for %s); it lapses at %s unless a tenant admin decides", r.ID, r.Scope, r.DurationStr, r.ExpiresAt.Format(time.RFC3339))
+		return pr.one(r, "filed request %s (%s for %s); it lapses at %s unless a tenant admin decides", r.ID, r.Scope, r.Duration, r.ExpiresAt.Format(time.RFC3339))
 	case "requests":
 		var page struct{ Items []custos.AccessRequest }
 		if err := c.json(ctx, "GET", tp+"/access-requests", nil, &page); err != nil {
@@ -79,7 +79,7 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 		}
 		return pr.table(page, "ID\tSTATUS\tREQUESTER\tSCOPE\tDURATION\tTICKET\tREASON", func(tw io.Writer) {
 			for _, r := range page.Items {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.RequesterID, r.Scope, r.DurationStr, r.Ticket, r.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.RequesterID, r.Scope, r.Duration, r.Ticket, r.Reason)
 			}
 		})
 	case "approve", "deny":
