@@ -38,20 +38,20 @@ const (
 // AccessRequest is a staff member's request for support access to one
 // tenant. Tenant admins see it — never the data — and decide.
 type AccessRequest struct {
-	ID          string        `json:"id"`
-	TenantID    string        `json:"tenant_id"`
-	RequesterID string        `json:"requester_id"`
-	Reason      string        `json:"reason"`
-	Ticket      string        `json:"ticket"`
-	Scope       SupportScope  `json:"scope"`
-	Duration    Duration      `json:"duration"`
-	Status      string        `json:"status"`
-	CreatedAt   time.Time     `json:"created_at"`
-	ExpiresAt   time.Time     `json:"expires_at"` // when an undecided request lapses
-	DecidedBy   string        `json:"decided_by,omitempty"`
-	DecidedAt   *time.Time    `json:"decided_at,omitempty"`
-	Comment     string        `json:"comment,omitempty"`
-	GrantID     string        `json:"grant_id,omitempty"`
+	ID          string       `json:"id"`
+	TenantID    string       `json:"tenant_id"`
+	RequesterID string       `json:"requester_id"`
+	Reason      string       `json:"reason"`
+	Ticket      string       `json:"ticket"`
+	Scope       SupportScope `json:"scope"`
+	Duration    Duration     `json:"duration"`
+	Status      string       `json:"status"`
+	CreatedAt   time.Time    `json:"created_at"`
+	ExpiresAt   time.Time    `json:"expires_at"` // when an undecided request lapses
+	DecidedBy   string       `json:"decided_by,omitempty"`
+	DecidedAt   *time.Time   `json:"decided_at,omitempty"`
+	Comment     string       `json:"comment,omitempty"`
+	GrantID     string       `json:"grant_id,omitempty"`
 }
 
 // Validate checks a request before it is filed.

@@ -28,7 +28,6 @@ func (s *SupportSettings) accepts(code string) bool {
 	return len(s.ReasonCodes) == 0 || slices.Contains(s.ReasonCodes, code)
 }
 
-
 // supportSettings reads a tenant's settings; a tenant without a row has
 // support access off (the default) and the default maximum grant.
 func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (*SupportSettings, error) {
