@@ -45,12 +45,13 @@ const (
 	ScopePrincipals     Scope = "principals:write"
 	ScopeLogRead        Scope = "log:read"
 	ScopeSupport        Scope = "support" // support access: requests, decisions, grants
+	ScopeReview         Scope = "review"  // the access review (read; operators also bulk-revoke)
 )
 
 // Scopes lists every scope.
 var Scopes = []Scope{ScopeAll, ScopeTenantsRead, ScopeTenantsWrite, ScopeListsRead, ScopeListsWrite,
 	ScopeContactsRead, ScopeContactsWrite, ScopeContactsImport, ScopeContactsExport, ScopeTokensRead,
-	ScopePrincipals, ScopeLogRead, ScopeSupport}
+	ScopePrincipals, ScopeLogRead, ScopeSupport, ScopeReview}
 
 // Has reports whether the key carries scope s (or [ScopeAll]).
 func (k *APIKey) Has(s Scope) bool {

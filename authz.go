@@ -34,10 +34,15 @@ const (
 	ActionRequestDecide   Action = "support.decide"  // a tenant admin approves or denies
 	ActionGrantCreate     Action = "grant.create"    // a tenant admin grants without a request
 	ActionGrantRevoke     Action = "grant.revoke"
-	ActionGrantEnd        Action = "grant.end"      // staff end their own grant early
-	ActionSupportView     Action = "support.view"   // staff: a masked page of a list, under a grant
-	ActionSupportReveal   Action = "support.reveal" // staff: one contact in clear, under a grant, with a reason
-	ActionAuthenticate    Action = "authenticate"   // a request that failed before a principal was known
+	ActionGrantEnd        Action = "grant.end"           // staff end their own grant early
+	ActionSupportView     Action = "support.view"        // staff: a masked page of a list, under a grant
+	ActionSupportReveal   Action = "support.reveal"      // staff: one contact in clear, under a grant, with a reason
+	ActionRevealsRead     Action = "support.reveals"     // a tenant admin reads the reveal register
+	ActionBreakGlass      Action = "break_glass.request" // staff ask for emergency access
+	ActionBreakGlassOK    Action = "break_glass.approve" // security staff approve it (two needed)
+	ActionReview          Action = "review.read"         // the access review of principals and keys
+	ActionReviewRevoke    Action = "review.revoke"       // bulk revocation from the review
+	ActionAuthenticate    Action = "authenticate"        // a request that failed before a principal was known
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -78,6 +83,11 @@ var policy = map[Action]struct {
 	ActionGrantEnd:        {ScopeSupport, []Kind{KindStaffSupport}},
 	ActionSupportView:     {ScopeSupport, []Kind{KindStaffSupport}},
 	ActionSupportReveal:   {ScopeSupport, []Kind{KindStaffSupport}},
+	ActionRevealsRead:     {ScopeSupport, []Kind{KindTenantAdmin}},
+	ActionBreakGlass:      {ScopeSupport, []Kind{KindStaffSupport}},
+	ActionBreakGlassOK:    {ScopeSupport, []Kind{KindStaffSecurity}},
+	ActionReview:          {ScopeReview, []Kind{KindOperator, KindStaffSecurity}},
+	ActionReviewRevoke:    {ScopeReview, []Kind{KindOperator}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

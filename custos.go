@@ -55,6 +55,7 @@ const (
 	PrefixRequest   = "rq"
 	PrefixAccessReq = "ar" // support access requests
 	PrefixGrant     = "gr"
+	PrefixReveal    = "rv"
 )
 
 // ValidID reports whether s looks like an ID made by [NewID] with prefix.

@@ -14,6 +14,7 @@ const (
 	EINTERNAL     = "internal"
 	EINVALID      = "invalid"
 	ENOTFOUND     = "not_found"
+	ETOOMANY      = "rate_limited" // a cap on how much may be read in a window
 	ETOOLARGE     = "too_large"
 	EUNAUTHORIZED = "unauthorized"
 	EUNAVAILABLE  = "unavailable"

@@ -1,6 +1,7 @@
 package custos
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -25,6 +26,13 @@ const (
 	DefaultGrantTTL     = 24 * time.Hour     // a grant's default life
 	MaxGrantTTL         = 7 * 24 * time.Hour // hard cap, whatever the tenant allows
 	DefaultRevealBudget = 20
+	// SupportPagesPerHour caps the masked pages one grant serves in any
+	// hour-long window (50 contacts each): a grant is for looking at a
+	// problem, not for paging through a list.
+	SupportPagesPerHour = 30
+
+	BreakGlassTTL       = time.Hour // the longest break-glass grant
+	BreakGlassApprovals = 2         // staff_security approvals a break-glass request needs
 )
 
 // Request statuses.
@@ -52,6 +60,10 @@ type AccessRequest struct {
 	DecidedAt   *time.Time   `json:"decided_at,omitempty"`
 	Comment     string       `json:"comment,omitempty"`
 	GrantID     string       `json:"grant_id,omitempty"`
+	// BreakGlass requests are approved by two security staff, not by the
+	// tenant, and only where the tenant's settings allow them.
+	BreakGlass bool     `json:"break_glass,omitempty"`
+	ApprovedBy []string `json:"approved_by,omitempty"` // break-glass approvers so far
 }
 
 // Validate checks a request before it is filed.
@@ -61,10 +73,12 @@ func (r *AccessRequest) Validate() error {
 		return Errorf(EINVALID, "scope must be view_masked or view_masked+reveal")
 	case !validText(r.Reason, 1, 1000):
 		return Errorf(EINVALID, "reason must be 1 to 1000 characters")
-	case !validText(r.Ticket, 1, 200):
-		return Errorf(EINVALID, "ticket must be 1 to 200 characters")
+	case !ValidTicket(r.Ticket):
+		return Errorf(EINVALID, "ticket must be a reference of 1 to 64 letters, digits and . _ - : # /")
 	case r.Duration <= 0 || time.Duration(r.Duration) > MaxGrantTTL:
 		return Errorf(EINVALID, "duration must be positive and at most %s", MaxGrantTTL)
+	case r.BreakGlass && time.Duration(r.Duration) > BreakGlassTTL:
+		return Errorf(EINVALID, "a break-glass duration must be at most %s", BreakGlassTTL)
 	}
 	return nil
 }
@@ -92,6 +106,7 @@ type Grant struct {
 	ExpiresAt    time.Time    `json:"expires_at"`
 	EndedAt      *time.Time   `json:"ended_at,omitempty"`
 	EndedBy      string       `json:"ended_by,omitempty"`
+	BreakGlass   bool         `json:"break_glass,omitempty"`
 	Status       string       `json:"status"`
 }
 
@@ -106,6 +121,21 @@ func (g *Grant) StatusAt(t time.Time) string {
 		return GrantExpired
 	}
 	return GrantActive
+}
+
+// ValidTicket reports whether s is a ticket reference ("SUP-1042",
+// "JIRA:OPS-7"): a reference, not prose, so it may appear in
+// notifications and audit details.
+func ValidTicket(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-:#/", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 func validText(s string, minLen, maxLen int) bool {
@@ -158,4 +188,16 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// Reveal is the register entry of one reveal, for the tenant's admins.
+type Reveal struct {
+	ID         string    `json:"id"`
+	TenantID   string    `json:"tenant_id"`
+	GrantID    string    `json:"grant_id"`
+	StaffID    string    `json:"staff_id"`
+	Token      string    `json:"token"`
+	ReasonCode string    `json:"reason_code"`
+	Reason     string    `json:"reason"` // staff's free text: stored sealed, never in a leaf
+	RevealedAt time.Time `json:"revealed_at"`
 }

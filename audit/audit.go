@@ -57,6 +57,9 @@ type Leaf struct {
 	Code      string    `json:"code,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	Detail    string    `json:"detail,omitempty"`
+	// Severity marks entries that must stand out ("high": a break-glass
+	// grant); empty is ordinary.
+	Severity string `json:"severity,omitempty"`
 }
 
 // Outcomes.
@@ -349,7 +352,7 @@ func (l *Log) commit(batch []*pending) {
 
 func outcomeOf(err error) string {
 	switch custos.ErrorCode(err) {
-	case custos.EFORBIDDEN, custos.EUNAUTHORIZED:
+	case custos.EFORBIDDEN, custos.EUNAUTHORIZED, custos.ETOOMANY:
 		return OutcomeDenied
 	case custos.EINVALID, custos.ECONFLICT, custos.ENOTFOUND, custos.ETOOLARGE, custos.EUNSUPPORTED:
 		return OutcomeRejected

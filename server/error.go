@@ -16,6 +16,7 @@ var statuses = map[string]int{
 	custos.EINVALID:      http.StatusBadRequest,
 	custos.ENOTFOUND:     http.StatusNotFound,
 	custos.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	custos.ETOOMANY:      http.StatusTooManyRequests,
 	custos.EUNAUTHORIZED: http.StatusUnauthorized,
 	custos.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	custos.EUNSUPPORTED:  http.StatusUnsupportedMediaType,

@@ -10,17 +10,34 @@ import (
 	"github.com/custos-dev/custos/server"
 )
 
-// Actors of the authorization matrix. The tenant under test has support
-// access on; "staff" holds no grant on it, "staff+grant" holds an active
-// view_masked+reveal grant; "other-admin" is the admin of another tenant;
+// Actors of the authorization matrix. "staff" holds no grant on the tenant
+// under test, "staff+grant" holds a view_masked+reveal grant (made while
+// support access was on); "other-admin" is the admin of another tenant;
 // "service" holds a key scoped tokens:read, contacts:import and
 // contacts:write, so its kind's other rights are cut by its scopes.
 var actors = []string{"anonymous", "staff", "staff+grant", "security", "service", "editor", "other-admin", "operator", "admin"}
 
+// Tenant settings the matrix runs under: "on" has support access and
+// break-glass allowed; "off" turned both off after the grant and the
+// requests were made (which ends the grant).
+var settings = []string{"on", "off"}
+
+// offOverrides are the rows that differ when the tenant has support
+// access off: staff can neither file requests nor use the grant.
+var offOverrides = map[string][]string{
+	"POST /v1/tenants/{tenant}/access-requests":                 {},
+	"POST /v1/tenants/{tenant}/access-requests/{id}/approve":    {}, // denying stays possible
+	"POST /v1/tenants/{tenant}/break-glass":                     {},
+	"POST /v1/tenants/{tenant}/break-glass/{id}/approve":        {},
+	"GET /v1/tenants/{tenant}/support/lists/{list}/contacts":    {},
+	"POST /v1/tenants/{tenant}/support/contacts/{token}/reveal": {},
+}
+
 // matrix is the one table of who may do what: for every route, the actors
-// that get past authorization (any status but 401 and 403). Every other
-// actor must be refused. A route in the router without a row — or a row
-// without a route — fails the test.
+// that get past authorization (any status but 401 and 403) with support
+// access on; offOverrides says what changes with it off. Every other actor
+// must be refused. A route in the router without a row — or a row without
+// a route — fails the test.
 var matrix = map[string][]string{
 	"GET /healthz":                    all,
 	"GET /metrics":                    all,
@@ -70,6 +87,11 @@ var matrix = map[string][]string{
 	"POST /v1/tenants/{tenant}/grants/{id}/revoke":              {"admin", "staff", "staff+grant"}, // staff: only their own grant (others: 404)
 	"GET /v1/tenants/{tenant}/support/lists/{list}/contacts":    {"staff+grant"},
 	"POST /v1/tenants/{tenant}/support/contacts/{token}/reveal": {"staff+grant"},
+	"GET /v1/tenants/{tenant}/reveals":                          {"admin"},
+	"POST /v1/tenants/{tenant}/break-glass":                     {"staff", "staff+grant"},
+	"POST /v1/tenants/{tenant}/break-glass/{id}/approve":        {"security"}, // two needed; never the requester
+	"GET /v1/review":         {"operator", "security"},
+	"POST /v1/review/revoke": {"operator"},
 }
 
 var (
@@ -92,6 +114,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			t.Errorf("matrix row %s names no route", key)
 		}
 	}
+	for key := range offOverrides {
+		if !seen[key] {
+			t.Errorf("offOverrides row %s names no route", key)
+		}
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -101,18 +128,27 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		t.Run(strings.ReplaceAll(key, "/", "_"), func(t *testing.T) {
+		for _, setting := range settings {
+			t.Run(setting+"/"+strings.ReplaceAll(key, "/", "_"), func(t *testing.T) { checkRoute(t, key, setting) })
+		}
+	}
+}
+
+func checkRoute(t *testing.T, key, setting string) {
+	{
+		{
 			e := newEnv(t)
 			f := e.newTenant("Acme")
 			other := e.newTenant("Other")
 			base := "/v1/tenants/" + f.tenant
-			e.do(f.admin, "PUT", base+"/support-access", "application/json", jsonBody(map[string]any{"support_access": true}), 200)
+			e.do(f.admin, "PUT", base+"/support-access", "application/json", jsonBody(map[string]any{"support_access": true, "break_glass": true}), 200)
 			c := decode[custos.Contact](t, e.postJSON(f.admin, base+"/lists/"+f.list+"/contacts", map[string]any{"email": e.email()}, 201))
 			staff, _ := e.keyFor(custos.KindStaffSupport, "", "sam")
 			granted, gp := e.keyFor(custos.KindStaffSupport, "", "gina")
 			security, _ := e.keyFor(custos.KindStaffSecurity, "", "sec")
 			g := decode[custos.Grant](t, e.postJSON(f.admin, base+"/grants", map[string]any{"staff_id": gp.ID, "scope": "view_masked+reveal", "duration": "1h"}, 201))
 			req := decode[custos.AccessRequest](t, e.postJSON(staff, base+"/access-requests", map[string]string{"reason": "r", "ticket": "T", "scope": "view_masked"}, 201))
+			bg := decode[custos.AccessRequest](t, e.postJSON(staff, base+"/break-glass", map[string]string{"reason": "r", "ticket": "T", "scope": "view_masked"}, 201))
 			// A key for the operator to revoke.
 			vp := decode[custos.Principal](t, e.postJSON(e.operator, "/v1/principals",
 				map[string]string{"kind": "service", "tenant_id": f.tenant, "name": "victim", "owner": "victim"}, 201))
@@ -122,7 +158,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 			method, pattern, _ := strings.Cut(key, " ")
 			id := ""
+			if setting == "off" {
+				e.do(f.admin, "PUT", base+"/support-access", "application/json", jsonBody(map[string]any{"support_access": false}), 200)
+			}
 			switch {
+			case strings.Contains(pattern, "/break-glass/"):
+				id = bg.ID
 			case strings.Contains(pattern, "/access-requests/"):
 				id = req.ID
 			case strings.Contains(pattern, "/grants/"):
@@ -135,7 +176,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path := strings.NewReplacer("{tenant}", f.tenant, "{list}", f.list, "{token}", c.Token, "{id}", id,
 				"{index}", "0", "entries/{path...}", "entries/000.p/1", "{path...}", "0/000.p/1").Replace(pattern)
 			allowed := map[string]bool{}
-			for _, a := range matrix[key] {
+			row := matrix[key]
+			if o, ok := offOverrides[key]; ok && setting == "off" {
+				row = o
+			}
+			for _, a := range row {
 				allowed[a] = true
 			}
 			for _, actor := range actors {
@@ -151,9 +196,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 				status, b := e.send(secrets[actor], method, path, ct, body)
 				denied := status == 401 || status == 403
 				if allowed[actor] == denied {
-					t.Errorf("%s %s as %s: status %d (%s); the matrix says allowed=%t", method, path, actor, status, b, allowed[actor])
+					t.Errorf("support %s: %s %s as %s: status %d (%s); the matrix says allowed=%t", setting, method, path, actor, status, b, allowed[actor])
 				}
 			}
-		})
+		}
 	}
 }

@@ -20,6 +20,11 @@ func (s *Server) registerSupportRoutes() {
 	s.handle("GET", tenant+"/grants", custos.ActionSupportRead, true, s.listGrants)
 	s.handle("POST", tenant+"/grants", custos.ActionGrantCreate, true, s.createGrant)
 	s.handle("POST", tenant+"/grants/{id}/revoke", custos.ActionGrantRevoke, true, s.revokeGrant)
+	s.handle("GET", tenant+"/reveals", custos.ActionRevealsRead, true, s.listReveals)
+	s.handle("POST", tenant+"/break-glass", custos.ActionBreakGlass, true, s.requestBreakGlass)
+	s.handle("POST", tenant+"/break-glass/{id}/approve", custos.ActionBreakGlassOK, true, s.approveBreakGlass)
+	s.handle("GET", "/v1/review", custos.ActionReview, true, s.review)
+	s.handle("POST", "/v1/review/revoke", custos.ActionReviewRevoke, true, s.reviewRevoke)
 }
 
 // duration parses an optional Go duration ("36h"); empty is zero.
@@ -47,6 +52,7 @@ func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error 
 		SupportAccess bool     `json:"support_access"`
 		MaxGrant      string   `json:"max_grant"`
 		ReasonCodes   []string `json:"reason_codes"`
+		BreakGlass    bool     `json:"break_glass"`
 	}
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionSupportSettings, err)
@@ -58,7 +64,7 @@ func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error 
 	if d == 0 {
 		d = custos.DefaultGrantTTL
 	}
-	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: custos.Duration(d), ReasonCodes: body.ReasonCodes}
+	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: custos.Duration(d), ReasonCodes: body.ReasonCodes, BreakGlass: body.BreakGlass}
 	if err := s.vault.SetSupportSettings(r.Context(), r.PathValue("tenant"), st); err != nil {
 		return err
 	}
@@ -66,6 +72,19 @@ func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) createAccessRequest(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.decodeAccessRequest(r, custos.ActionRequestCreate, custos.DefaultGrantTTL)
+	if err != nil {
+		return err
+	}
+	if err := s.vault.RequestAccess(r.Context(), req); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, req)
+}
+
+// decodeAccessRequest reads a request for access (ordinary or break-glass)
+// from the body; an absent duration is def.
+func (s *Server) decodeAccessRequest(r *http.Request, action custos.Action, def time.Duration) (*custos.AccessRequest, error) {
 	var body struct {
 		Reason   string              `json:"reason"`
 		Ticket   string              `json:"ticket"`
@@ -73,20 +92,74 @@ func (s *Server) createAccessRequest(w http.ResponseWriter, r *http.Request) err
 		Duration string              `json:"duration"`
 	}
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
-		return s.reject(r, custos.ActionRequestCreate, err)
+		return nil, s.reject(r, action, err)
 	}
 	d, err := duration("duration", body.Duration)
 	if err != nil {
-		return s.reject(r, custos.ActionRequestCreate, err)
+		return nil, s.reject(r, action, err)
 	}
 	if d == 0 {
-		d = custos.DefaultGrantTTL
+		d = def
 	}
-	req := &custos.AccessRequest{TenantID: r.PathValue("tenant"), Reason: body.Reason, Ticket: body.Ticket, Scope: body.Scope, Duration: custos.Duration(d)}
-	if err := s.vault.RequestAccess(r.Context(), req); err != nil {
+	return &custos.AccessRequest{TenantID: r.PathValue("tenant"), Reason: body.Reason, Ticket: body.Ticket, Scope: body.Scope, Duration: custos.Duration(d)}, nil
+}
+
+func (s *Server) requestBreakGlass(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.decodeAccessRequest(r, custos.ActionBreakGlass, custos.BreakGlassTTL)
+	if err != nil {
+		return err
+	}
+	if err := s.vault.RequestBreakGlass(r.Context(), req); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, req)
+}
+
+// approveBreakGlass records one security approval; the response carries
+// the request and, on the approval that completes it, the grant.
+func (s *Server) approveBreakGlass(w http.ResponseWriter, r *http.Request) error {
+	req, g, err := s.vault.ApproveBreakGlass(r.Context(), r.PathValue("tenant"), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if g != nil {
+		status = http.StatusCreated
+	}
+	return writeJSON(w, status, struct {
+		Request *custos.AccessRequest `json:"request"`
+		Grant   *custos.Grant         `json:"grant,omitempty"`
+	}{req, g})
+}
+
+func (s *Server) listReveals(w http.ResponseWriter, r *http.Request) error {
+	rs, err := s.vault.Reveals(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.Reveal]{rs})
+}
+
+func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
+	rv, err := s.vault.Review(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rv)
+}
+
+func (s *Server) reviewRevoke(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		KeyIDs []string `json:"key_ids"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionReviewRevoke, err)
+	}
+	n, err := s.vault.RevokeKeys(r.Context(), body.KeyIDs)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 func (s *Server) listAccessRequests(w http.ResponseWriter, r *http.Request) error {

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 
@@ -27,6 +28,7 @@ type sealed struct {
 // so a ciphertext copied to another row or column fails to decrypt.
 func adEmail(tenant, token string) []byte { return []byte(tenant + "/" + token + "/email") }
 func adAttrs(tenant, token string) []byte { return []byte(tenant + "/" + token + "/attributes") }
+func adReveal(tenant, id string) []byte   { return []byte(tenant + "/" + id + "/reveal-reason") }
 
 // seal normalises and encrypts c under k. c.Token must be set.
 func seal(k *keys.TenantKeys, c *custos.Contact) (*sealed, error) {
@@ -195,7 +197,7 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 	if _, err := v.findList(ctx, tenant, list); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit)
+	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -211,9 +213,10 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 }
 
 // loadPage reads one page of a list's sealed contacts, names them in l
-// (tokens and count) and records l; only then may the caller open them
-// with the returned keys. Any failure is recorded as a refusal.
-func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after string, limit int) ([]*sealed, string, *keys.TenantKeys, error) {
+// (tokens and count) and records l with apply (may be nil); only then may
+// the caller open them with the returned keys. Any failure is recorded as
+// a refusal.
+func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after string, limit int, apply func(context.Context, *sql.Tx, *audit.Leaf) error) ([]*sealed, string, *keys.TenantKeys, error) {
 	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
 	if err != nil {
 		return nil, "", nil, v.deny(ctx, *l, fmt.Errorf("list contacts: %w", err))
@@ -244,7 +247,7 @@ func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after
 	for _, s := range ss {
 		l.Tokens = append(l.Tokens, s.token)
 	}
-	if err := v.record(ctx, *l, nil); err != nil {
+	if err := v.record(ctx, *l, apply); err != nil {
 		return nil, "", nil, err
 	}
 	return ss, next, k, nil
@@ -445,4 +448,17 @@ func safeID(prefix, id string) string {
 		return ""
 	}
 	return "invalid"
+}
+
+// openBase64 opens a base64 AEAD ciphertext sealed with k under ad.
+func openBase64(k *keys.TenantKeys, s string, ad []byte) (string, error) {
+	ct, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return "", err
+	}
+	pt, err := k.Open(ct, ad)
+	if err != nil {
+		return "", err
+	}
+	return string(pt), nil
 }

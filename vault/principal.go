@@ -287,35 +287,12 @@ func (v *Vault) Keys(ctx context.Context, principalID string) ([]*custos.APIKey,
 	if err != nil {
 		return nil, err
 	}
-	q := `SELECT id, principal_id, hint, scopes, created_at, expires_at, last_used_at, revoked_at FROM api_keys`
-	args := []any{}
-	if principalID != "" {
-		if !custos.ValidID(custos.PrefixPrincipal, principalID) {
-			return nil, v.deny(ctx, l, notFound("principal"))
-		}
-		q += ` WHERE principal_id = $1`
-		args = append(args, principalID)
+	if principalID != "" && !custos.ValidID(custos.PrefixPrincipal, principalID) {
+		return nil, v.deny(ctx, l, notFound("principal"))
 	}
-	rows, err := v.read.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
+	out, err := v.scanKeys(ctx, principalID)
 	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list keys: %w", err))
-	}
-	defer rows.Close()
-	out := []*custos.APIKey{}
-	for rows.Next() {
-		var k custos.APIKey
-		var scopes string
-		var created int64
-		var expires, used, rev sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.PrincipalID, &k.Hint, &scopes, &created, &expires, &used, &rev); err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("scan key: %w", err))
-		}
-		k.Scopes = parseScopes(scopes)
-		k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
-		out = append(out, &k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list keys: %w", err))
+		return nil, v.deny(ctx, l, err)
 	}
 	l.Count = len(out)
 	if err := v.record(ctx, l, nil); err != nil {
@@ -385,4 +362,36 @@ func (v *Vault) Bootstrap(ctx context.Context, name string) (*custos.Principal, 
 		return nil, "", err
 	}
 	return p, secret, nil
+}
+
+// scanKeys reads the keys of a principal, or every key if principalID is empty.
+func (v *Vault) scanKeys(ctx context.Context, principalID string) ([]*custos.APIKey, error) {
+	q := `SELECT id, principal_id, hint, scopes, created_at, expires_at, last_used_at, revoked_at FROM api_keys`
+	args := []any{}
+	if principalID != "" {
+		q += ` WHERE principal_id = $1`
+		args = append(args, principalID)
+	}
+	rows, err := v.read.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	defer rows.Close()
+	out := []*custos.APIKey{}
+	for rows.Next() {
+		var k custos.APIKey
+		var scopes string
+		var created int64
+		var expires, used, rev sql.NullInt64
+		if err := rows.Scan(&k.ID, &k.PrincipalID, &k.Hint, &scopes, &created, &expires, &used, &rev); err != nil {
+			return nil, fmt.Errorf("scan key: %w", err)
+		}
+		k.Scopes = parseScopes(scopes)
+		k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
+		out = append(out, &k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/addr"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/notify"
 )
 
 // SupportSettings are a tenant's support-access settings.
@@ -21,6 +23,9 @@ type SupportSettings struct {
 	// ReasonCodes restricts the reason codes the tenant accepts for a
 	// reveal (like Key Access Justifications); empty accepts all.
 	ReasonCodes []string `json:"reason_codes"`
+	// BreakGlass allows emergency grants approved by two security staff
+	// instead of the tenant (who is told at once). Off by default.
+	BreakGlass bool `json:"break_glass"`
 }
 
 // accepts reports whether the tenant accepts reveals for reason code.
@@ -32,16 +37,16 @@ func (s *SupportSettings) accepts(code string) bool {
 // support access off (the default) and the default maximum grant.
 func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (*SupportSettings, error) {
 	s := &SupportSettings{MaxGrant: custos.Duration(custos.DefaultGrantTTL), ReasonCodes: []string{}}
-	var on int
+	var on, bg int
 	var maxMS int64
 	var codes string
-	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes FROM tenant_settings WHERE tenant_id = $1`, tenant).Scan(&on, &maxMS, &codes)
+	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes, break_glass FROM tenant_settings WHERE tenant_id = $1`, tenant).Scan(&on, &maxMS, &codes, &bg)
 	if isNoRows(err) {
 		return s, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("read support settings: %w", err)
 	}
-	s.SupportAccess, s.MaxGrant = on != 0, custos.Duration(time.Duration(maxMS)*time.Millisecond)
+	s.SupportAccess, s.MaxGrant, s.BreakGlass = on != 0, custos.Duration(time.Duration(maxMS)*time.Millisecond), bg != 0
 	s.ReasonCodes = append(s.ReasonCodes, strings.Fields(codes)...)
 	return s, nil
 }
@@ -87,17 +92,36 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 	if _, err := v.findTenant(ctx, tenant); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s reason_codes=%s", s.SupportAccess, s.MaxGrant, strings.Join(s.ReasonCodes, ","))
-	on := 0
-	if s.SupportAccess {
-		on = 1
-	}
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, updated_at) VALUES ($1, $2, $3, $4, $5)
+	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s reason_codes=%s break_glass=%t", s.SupportAccess, s.MaxGrant, strings.Join(s.ReasonCodes, ","), s.BreakGlass)
+	admin := custos.RequestFromContext(ctx).Principal
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		now := ms(v.now())
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, break_glass, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms,
-				reason_codes = excluded.reason_codes, updated_at = excluded.updated_at`,
-			tenant, on, time.Duration(s.MaxGrant).Milliseconds(), strings.Join(s.ReasonCodes, " "), ms(v.now()))
-		return err
+				reason_codes = excluded.reason_codes, break_glass = excluded.break_glass, updated_at = excluded.updated_at`,
+			tenant, boolInt(s.SupportAccess), time.Duration(s.MaxGrant).Milliseconds(), strings.Join(s.ReasonCodes, " "), boolInt(s.BreakGlass), now)
+		if err != nil {
+			return err
+		}
+		// Turning access off ends the grants it allowed, in this
+		// transaction: no page or reveal commits under them afterwards.
+		for _, kind := range []struct {
+			on         bool
+			breakGlass int
+		}{{s.SupportAccess, 0}, {s.BreakGlass, 1}} {
+			if kind.on {
+				continue
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE tenant_id = $3 AND break_glass = $4 AND ended_at IS NULL AND expires_at > $1`,
+				now, admin.ID, tenant, kind.breakGlass)
+			if err != nil {
+				return fmt.Errorf("end grants: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				leaf.Detail += fmt.Sprintf("; ended %d grants", n)
+			}
+		}
+		return nil
 	})
 }
 
@@ -110,9 +134,7 @@ func (v *Vault) RequestAccess(ctx context.Context, r *custos.AccessRequest) erro
 		return err
 	}
 	l.Detail = "request " + r.ID
-	if err := r.Validate(); err != nil {
-		return v.deny(ctx, l, err)
-	}
+	// The tenant's setting decides before the request is looked at.
 	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
 		return v.deny(ctx, l, err)
 	}
@@ -123,18 +145,34 @@ func (v *Vault) RequestAccess(ctx context.Context, r *custos.AccessRequest) erro
 	if !s.SupportAccess {
 		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off"))
 	}
+	if err := r.Validate(); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	return v.fileRequest(ctx, l, r, custos.PendingRequestTTL, &notify.Message{Topic: "support.request", TenantID: r.TenantID, To: []string{notify.ToTenantAdmins},
+		Text: fmt.Sprintf("staff %s asks for %s access for %s (request %s, ticket %s); approve or deny it", custos.RequestFromContext(ctx).Principal.ID, r.Scope, r.Duration, r.ID, r.Ticket)})
+}
+
+// fileRequest stores a validated request, pending for ttl, and announces it.
+func (v *Vault) fileRequest(ctx context.Context, l audit.Leaf, r *custos.AccessRequest, ttl time.Duration, m *notify.Message) error {
 	now := v.now().UTC().Truncate(time.Millisecond)
 	r.RequesterID = custos.RequestFromContext(ctx).Principal.ID
-	r.Status, r.CreatedAt, r.ExpiresAt = custos.RequestPending, now, now.Add(custos.PendingRequestTTL)
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO access_requests (id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			r.ID, r.TenantID, r.RequesterID, r.Reason, r.Ticket, string(r.Scope), time.Duration(r.Duration).Milliseconds(), r.Status, ms(r.CreatedAt), ms(r.ExpiresAt))
+	r.Status, r.CreatedAt, r.ExpiresAt = custos.RequestPending, now, now.Add(ttl)
+	return v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO access_requests (id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at, break_glass)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			r.ID, r.TenantID, r.RequesterID, r.Reason, r.Ticket, string(r.Scope), time.Duration(r.Duration).Milliseconds(), r.Status, ms(r.CreatedAt), ms(r.ExpiresAt), boolInt(r.BreakGlass))
 		return err
 	})
 }
 
-const requestColumns = `id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at, decided_by, decided_at, comment, grant_id`
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+const requestColumns = `id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at, decided_by, decided_at, comment, grant_id, break_glass`
 
 type scanner interface{ Scan(...any) error }
 
@@ -144,9 +182,11 @@ func (v *Vault) scanRequest(s scanner) (*custos.AccessRequest, error) {
 	var dur, created, expires int64
 	var decidedBy, comment, grant sql.NullString
 	var decidedAt sql.NullInt64
-	if err := s.Scan(&r.ID, &r.TenantID, &r.RequesterID, &r.Reason, &r.Ticket, &scope, &dur, &r.Status, &created, &expires, &decidedBy, &decidedAt, &comment, &grant); err != nil {
+	var bg int
+	if err := s.Scan(&r.ID, &r.TenantID, &r.RequesterID, &r.Reason, &r.Ticket, &scope, &dur, &r.Status, &created, &expires, &decidedBy, &decidedAt, &comment, &grant, &bg); err != nil {
 		return nil, err
 	}
+	r.BreakGlass = bg != 0
 	r.Scope, r.Duration = custos.SupportScope(scope), custos.Duration(time.Duration(dur)*time.Millisecond)
 	r.CreatedAt, r.ExpiresAt, r.DecidedAt = fromMS(created), fromMS(expires), fromNullMS(decidedAt)
 	r.DecidedBy, r.Comment, r.GrantID = decidedBy.String, comment.String, grant.String
@@ -219,6 +259,9 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		if r.Status != custos.RequestPending {
 			return custos.Errorf(custos.ECONFLICT, "request is %s, not pending", r.Status)
 		}
+		if r.BreakGlass {
+			return custos.Errorf(custos.EFORBIDDEN, "a break-glass request is approved by security staff; the tenant may revoke its grant")
+		}
 		var reqOwner string
 		if err := tx.QueryRowContext(ctx, `SELECT owner FROM principals WHERE id = $1`, r.RequesterID).Scan(&reqOwner); err != nil {
 			return err
@@ -265,18 +308,27 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, comment = $4, grant_id = $5 WHERE id = $6`,
 			status, decider.ID, ms(now), d.Comment, grantID, id)
-		return err
+		if err != nil {
+			return err
+		}
+		m := &notify.Message{Topic: "support.decision", TenantID: tenant, To: []string{notify.ToPrincipal(r.RequesterID)},
+			Text: fmt.Sprintf("request %s was denied by %s", id, decider.ID)}
+		if g != nil {
+			m.Text = fmt.Sprintf("request %s was approved by %s: grant %s, %s, until %s, reveal budget %d", id, decider.ID, g.ID, g.Scope, g.ExpiresAt.Format(time.RFC3339), g.RevealBudget)
+		}
+		return v.enqueue(ctx, tx, m)
 	})
 	if err != nil {
 		return nil, err
 	}
+	v.kick()
 	return g, nil
 }
 
 func insertGrant(ctx context.Context, tx *sql.Tx, g *custos.Grant) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO grants (id, tenant_id, staff_id, request_id, scope, reveal_budget, reveals_used, granted_by, starts_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9)`,
-		g.ID, g.TenantID, g.StaffID, nullStr(g.RequestID), string(g.Scope), g.RevealBudget, g.GrantedBy, ms(g.StartsAt), ms(g.ExpiresAt))
+	_, err := tx.ExecContext(ctx, `INSERT INTO grants (id, tenant_id, staff_id, request_id, scope, reveal_budget, reveals_used, granted_by, starts_at, expires_at, break_glass)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)`,
+		g.ID, g.TenantID, g.StaffID, nullStr(g.RequestID), string(g.Scope), g.RevealBudget, g.GrantedBy, ms(g.StartsAt), ms(g.ExpiresAt), boolInt(g.BreakGlass))
 	if err != nil {
 		return fmt.Errorf("insert grant: %w", err)
 	}
@@ -285,7 +337,7 @@ func insertGrant(ctx context.Context, tx *sql.Tx, g *custos.Grant) error {
 
 func nullStr(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
-const grantColumns = `id, tenant_id, staff_id, request_id, scope, reveal_budget, reveals_used, granted_by, starts_at, expires_at, ended_at, ended_by`
+const grantColumns = `id, tenant_id, staff_id, request_id, scope, reveal_budget, reveals_used, granted_by, starts_at, expires_at, ended_at, ended_by, break_glass`
 
 func (v *Vault) scanGrant(s scanner) (*custos.Grant, error) {
 	var g custos.Grant
@@ -293,9 +345,11 @@ func (v *Vault) scanGrant(s scanner) (*custos.Grant, error) {
 	var scope string
 	var starts, expires int64
 	var ended sql.NullInt64
-	if err := s.Scan(&g.ID, &g.TenantID, &g.StaffID, &req, &scope, &g.RevealBudget, &g.RevealsUsed, &g.GrantedBy, &starts, &expires, &ended, &endedBy); err != nil {
+	var bg int
+	if err := s.Scan(&g.ID, &g.TenantID, &g.StaffID, &req, &scope, &g.RevealBudget, &g.RevealsUsed, &g.GrantedBy, &starts, &expires, &ended, &endedBy, &bg); err != nil {
 		return nil, err
 	}
+	g.BreakGlass = bg != 0
 	g.RequestID, g.Scope, g.EndedBy = req.String, custos.SupportScope(scope), endedBy.String
 	g.StartsAt, g.ExpiresAt, g.EndedAt = fromMS(starts), fromMS(expires), fromNullMS(ended)
 	g.Status = g.StatusAt(v.now())
@@ -340,7 +394,7 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 		return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "scope must be view_masked or view_masked+reveal, duration positive, reveal_budget 0 to 1000"))
 	}
 	admin := custos.RequestFromContext(ctx).Principal
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		var kind, owner string
 		err := tx.QueryRowContext(ctx, `SELECT kind, owner FROM principals WHERE id = $1`, g.StaffID).Scan(&kind, &owner)
 		if isNoRows(err) || (err == nil && custos.Kind(kind) != custos.KindStaffSupport) {
@@ -364,8 +418,16 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 		g.GrantedBy, g.StartsAt, g.ExpiresAt = admin.ID, now, now.Add(min(dur, time.Duration(s.MaxGrant), custos.MaxGrantTTL))
 		g.Status = g.StatusAt(now)
 		leaf.Detail += " until " + g.ExpiresAt.Format(time.RFC3339)
-		return insertGrant(ctx, tx, g)
+		if err := insertGrant(ctx, tx, g); err != nil {
+			return err
+		}
+		return v.enqueue(ctx, tx, &notify.Message{Topic: "grant.created", TenantID: g.TenantID, To: []string{notify.ToPrincipal(g.StaffID)},
+			Text: fmt.Sprintf("%s granted you %s access: grant %s until %s, reveal budget %d", admin.ID, g.Scope, g.ID, g.ExpiresAt.Format(time.RFC3339), g.RevealBudget)})
 	})
+	if err == nil {
+		v.kick()
+	}
+	return err
 }
 
 // RevokeGrant ends a grant at once, by the tenant (revoke) or by the staff
@@ -405,11 +467,17 @@ func (v *Vault) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Gra
 		}
 		g.EndedAt, g.EndedBy = &now, p.ID
 		g.Status = g.StatusAt(now)
-		return nil
+		m := &notify.Message{Topic: "grant.revoked", TenantID: tenant, To: []string{notify.ToPrincipal(g.StaffID)},
+			Text: fmt.Sprintf("grant %s was revoked by %s", g.ID, p.ID)}
+		if g.Status == custos.GrantEnded {
+			m.Topic, m.To, m.Text = "grant.ended", []string{notify.ToTenantAdmins}, fmt.Sprintf("staff %s ended grant %s early", p.ID, g.ID)
+		}
+		return v.enqueue(ctx, tx, m)
 	})
 	if err != nil {
 		return nil, err
 	}
+	v.kick()
 	return g, nil
 }
 
@@ -448,7 +516,26 @@ func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string,
 	if _, err := v.findList(ctx, tenant, list); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit)
+	// The page counts against the grant's hourly cap in the leaf's own
+	// transaction, which also rechecks that the grant is still active.
+	now := ms(v.now())
+	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		res, err := tx.ExecContext(ctx, `UPDATE grants SET
+				page_window_at = CASE WHEN page_window_at <= $2 THEN $3 ELSE page_window_at END,
+				pages_in_window = CASE WHEN page_window_at <= $2 THEN 1 ELSE pages_in_window + 1 END
+			WHERE id = $1 AND ended_at IS NULL AND expires_at > $3 AND (page_window_at <= $2 OR pages_in_window < $4)`,
+			g.ID, now-time.Hour.Milliseconds(), now, custos.SupportPagesPerHour)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			leaf.Tokens, leaf.Count = nil, 0 // refused: nothing was read
+			return custos.Errorf(custos.ETOOMANY, "the grant has ended or has served its %d pages this hour", custos.SupportPagesPerHour)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -521,6 +608,13 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	rv := &custos.Reveal{ID: custos.NewID(custos.PrefixReveal), TenantID: tenant, GrantID: g.ID, StaffID: g.StaffID, Token: s.token,
+		ReasonCode: reasonCode, RevealedAt: v.now().UTC().Truncate(time.Millisecond)}
+	sealedReason, err := k.Seal([]byte(reason), adReveal(tenant, rv.ID))
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("seal reveal reason: %w", err))
+	}
+	l.Detail += " reveal " + rv.ID
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		res, err := tx.ExecContext(ctx, `UPDATE grants SET reveals_used = reveals_used + 1
 			WHERE id = $1 AND ended_at IS NULL AND expires_at > $2 AND reveals_used < reveal_budget`, g.ID, ms(v.now()))
@@ -533,7 +627,9 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 			return custos.Errorf(custos.EFORBIDDEN, "the grant has ended or its reveal budget is spent")
 		}
 		leaf.Count = 1
-		return nil
+		_, err = tx.ExecContext(ctx, `INSERT INTO reveals (id, tenant_id, grant_id, staff_id, token, reason_code, reason_sealed, revealed_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, rv.ID, tenant, g.ID, g.StaffID, s.token, reasonCode, base64.StdEncoding.EncodeToString(sealedReason), ms(rv.RevealedAt))
+		return err
 	})
 	if err != nil {
 		return nil, err

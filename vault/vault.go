@@ -32,6 +32,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/notify"
 )
 
 // Vault implements custos's operations over one database, one audit log
@@ -48,6 +49,7 @@ type Vault struct {
 	now    func() time.Time
 
 	placeholders sqlq.Style
+	notified     func()
 
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex
@@ -86,12 +88,15 @@ type Options struct {
 	// Placeholders is the engine's style for bulk inserts (sqlq.Question
 	// for SQLite; the zero value, $n, for PostgreSQL).
 	Placeholders sqlq.Style
+	// Notified, if set, is called after a change that put a notification
+	// in the outbox has committed (a dispatcher's Kick).
+	Notified func()
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
-	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders}
+	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified}
 	if v.logger == nil {
 		v.logger = slog.New(slog.DiscardHandler)
 	}
@@ -123,6 +128,32 @@ func leaf(ctx context.Context, action custos.Action, tenant string) audit.Leaf {
 // or EUNAVAILABLE if the log could not be written.
 func (v *Vault) record(ctx context.Context, l audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error) error {
 	_, err := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: apply})
+	return err
+}
+
+// enqueue puts m in the notification outbox inside tx.
+func (v *Vault) enqueue(ctx context.Context, tx *sql.Tx, m *notify.Message) error {
+	return notify.Enqueue(ctx, tx, m, v.now())
+}
+
+// kick tells the dispatcher that the outbox has something new.
+func (v *Vault) kick() {
+	if v.notified != nil {
+		v.notified()
+	}
+}
+
+// announce records l with apply and, in the same transaction, m.
+func (v *Vault) announce(ctx context.Context, l audit.Leaf, m *notify.Message, apply func(context.Context, *sql.Tx, *audit.Leaf) error) error {
+	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		if err := apply(ctx, tx, leaf); err != nil {
+			return err
+		}
+		return v.enqueue(ctx, tx, m)
+	})
+	if err == nil {
+		v.kick()
+	}
 	return err
 }
 

@@ -1,0 +1,222 @@
+package notify
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sink delivers messages somewhere: a webhook, a chat channel, a pager,
+// a mailbox, a terminal. Deliver must be safe to call again with the same
+// message (delivery is at least once; Message.ID identifies duplicates).
+type Sink interface {
+	Name() string // stable: the outbox records which sinks have a message
+	Deliver(ctx context.Context, m *Message) error
+}
+
+// Dispatcher delivers the outbox's pending messages to its sinks.
+type Dispatcher struct {
+	DB    *sql.DB
+	Sinks []Sink
+	// Active reports whether this node delivers (on several nodes, only
+	// the log's sequencer does); nil means always.
+	Active func() bool
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Poll is how often the outbox is checked without a Kick (default 200 ms).
+	Poll time.Duration
+	// MaxBackoff caps the wait between attempts (default 10 minutes).
+	MaxBackoff time.Duration
+	// Timeout bounds one delivery to one sink (default 10 s).
+	Timeout time.Duration
+
+	once sync.Once
+	kick chan struct{}
+}
+
+func (d *Dispatcher) init() {
+	d.once.Do(func() {
+		d.kick = make(chan struct{}, 1)
+		if d.Logger == nil {
+			d.Logger = slog.New(slog.DiscardHandler)
+		}
+		if d.Now == nil {
+			d.Now = time.Now
+		}
+		if d.Poll <= 0 {
+			d.Poll = 200 * time.Millisecond
+		}
+		if d.MaxBackoff <= 0 {
+			d.MaxBackoff = 10 * time.Minute
+		}
+		if d.Timeout <= 0 {
+			d.Timeout = 10 * time.Second
+		}
+	})
+}
+
+// Kick asks a running dispatcher to look at the outbox now.
+func (d *Dispatcher) Kick() {
+	d.init()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done.
+func (d *Dispatcher) Run(ctx context.Context) {
+	d.init()
+	t := time.NewTicker(d.Poll)
+	defer t.Stop()
+	for {
+		if d.Active == nil || d.Active() {
+			if _, err := d.Flush(ctx); err != nil && ctx.Err() == nil {
+				d.Logger.Warn("notification outbox", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.kick:
+		}
+	}
+}
+
+// Flush makes one pass over the due messages and returns how many were
+// delivered to every sink.
+func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
+	d.init()
+	if len(d.Sinks) == 0 {
+		return 0, nil
+	}
+	now := d.Now()
+	rows, err := d.DB.QueryContext(ctx, `SELECT id, payload, attempts, delivered_to FROM outbox
+		WHERE done_at IS NULL AND next_at <= $1 ORDER BY next_at, seq LIMIT 100`, now.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	type due struct {
+		id, payload, deliveredTo string
+		attempts                 int
+	}
+	var batch []due
+	for rows.Next() {
+		var r due
+		if err := rows.Scan(&r.id, &r.payload, &r.attempts, &r.deliveredTo); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("read outbox: %w", err)
+		}
+		batch = append(batch, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	done := 0
+	for _, r := range batch {
+		var m Message
+		if err := json.Unmarshal([]byte(r.payload), &m); err != nil {
+			// Ours, and cannot happen short of corruption: keep it, loudly.
+			d.Logger.Error("notification outbox: undecodable message", "id", r.id, "err", err)
+			continue
+		}
+		have := strings.Fields(r.deliveredTo)
+		var errs []error
+		for _, s := range d.Sinks {
+			if slices.Contains(have, s.Name()) {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, d.Timeout)
+			err := s.Deliver(sctx, &m)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+				continue
+			}
+			have = append(have, s.Name())
+		}
+		attempts := r.attempts + 1
+		var doneAt sql.NullInt64
+		next := now
+		lastErr := sql.NullString{}
+		if len(errs) == 0 {
+			doneAt = sql.NullInt64{Int64: d.Now().UnixMilli(), Valid: true}
+			done++
+		} else {
+			next = now.Add(d.backoff(attempts))
+			lastErr = sql.NullString{String: truncate(errors.Join(errs...).Error(), 500), Valid: true}
+			d.Logger.Warn("notification delivery failed; will retry", "id", m.ID, "topic", m.Topic, "attempts", attempts, "next", next, "err", lastErr.String)
+		}
+		if _, err := d.DB.ExecContext(ctx, `UPDATE outbox SET attempts = $1, delivered_to = $2, done_at = $3, next_at = $4, last_error = $5 WHERE id = $6`,
+			attempts, strings.Join(have, " "), doneAt, next.UnixMilli(), lastErr, r.id); err != nil {
+			return done, fmt.Errorf("update outbox: %w", err)
+		}
+	}
+	return done, nil
+}
+
+// backoff is the wait before attempt n+1: 1 s doubling, capped.
+func (d *Dispatcher) backoff(attempts int) time.Duration {
+	b := time.Second << min(attempts-1, 20)
+	return min(b, d.MaxBackoff)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Pending returns the number of messages not yet delivered to every sink.
+func Pending(ctx context.Context, db *sql.DB) (int, error) {
+	var n int
+	err := db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE done_at IS NULL`).Scan(&n)
+	return n, err
+}
+
+// WriterSink writes one line per message, for terminals and the demo.
+type WriterSink struct {
+	W      io.Writer
+	Prefix string
+
+	mu sync.Mutex
+}
+
+// Name implements Sink.
+func (*WriterSink) Name() string { return "writer" }
+
+// Deliver implements Sink.
+func (s *WriterSink) Deliver(_ context.Context, m *Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := fmt.Fprintf(s.W, "%s[%s] %s → %s: %s\n", s.Prefix, m.Severity, m.Topic, strings.Join(m.To, ", "), m.Text)
+	return err
+}
+
+// LogSink logs each message at Info (Warn for high and critical). Messages
+// hold no personal data, so they may go to the service log.
+type LogSink struct{ Logger *slog.Logger }
+
+// Name implements Sink.
+func (LogSink) Name() string { return "log" }
+
+// Deliver implements Sink.
+func (s LogSink) Deliver(ctx context.Context, m *Message) error {
+	level := slog.LevelInfo
+	if m.Severity != SeverityInfo {
+		level = slog.LevelWarn
+	}
+	s.Logger.Log(ctx, level, "notification", "id", m.ID, "topic", m.Topic, "severity", m.Severity, "tenant", m.TenantID, "to", m.To, "text", m.Text)
+	return nil
+}
