@@ -16,6 +16,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/addr"
 	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -59,9 +60,21 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}
 	note("data directory %s; operator key %s", dir, custos.APIKeyHint(opKey))
 
-	srv, err := m.startServer(ctx, cfg, slog.New(slog.DiscardHandler))
+	// Notifications (to tenant admins, staff, security) are printed where
+	// a real deployment would send webhooks or email.
+	srv, err := m.startServer(ctx, cfg, slog.New(slog.DiscardHandler), &notify.WriterSink{W: out, Prefix: "   notification "})
 	if err != nil {
 		return err
+	}
+	// notified waits until the outbox has been delivered, so notifications
+	// print right after the step that caused them.
+	notified := func() {
+		for range 200 {
+			if n, err := notify.Pending(ctx, srv.store.db.Read); err != nil || n == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	serverClosed := false
 	defer func() {
@@ -145,6 +158,18 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var staffID string
+	{
+		var ps struct{ Items []custos.Principal }
+		if err := op.json(ctx, "GET", "/v1/principals", nil, &ps); err != nil {
+			return err
+		}
+		for _, p := range ps.Items {
+			if p.Name == "support-engineer" {
+				staffID = p.ID
+			}
+		}
+	}
 	staff := &client{base: srv.URL, key: staffKey, http: http.DefaultClient}
 	err = staff.json(ctx, "GET", "/v1/tenants/"+acme.id+"/contacts/"+tokens.Items[0].Token, nil, nil)
 	var ae *apiError
@@ -164,11 +189,13 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	note("the engineer asks: %s, %s for %s, ticket %s", ar.ID, ar.Scope, ar.Duration, ar.Ticket)
+	notified()
 	var g custos.Grant
 	if err := acmeAdmin.json(ctx, "POST", "/v1/tenants/"+acme.id+"/access-requests/"+ar.ID+"/approve", map[string]any{"duration": "1h", "reveal_budget": 1}, &g); err != nil {
 		return err
 	}
 	note("the tenant admin approves, shortened to 1h with 1 reveal: grant %s until %s", g.ID, g.ExpiresAt.Format(time.Kitchen))
+	notified()
 	var masked vault.Page[custos.MaskedContact]
 	if err := staff.json(ctx, "GET", "/v1/tenants/"+acme.id+"/support/lists/"+acme.list+"/contacts?limit=3", nil, &masked); err != nil {
 		return err
@@ -193,6 +220,31 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	note("the engineer is done and ends the grant early: %s is %s (it would have expired by itself at %s)", g.ID, g.Status, g.ExpiresAt.Format(time.Kitchen))
+	notified()
+	var reveals struct{ Items []custos.Reveal }
+	if err := acmeAdmin.json(ctx, "GET", "/v1/tenants/"+acme.id+"/reveals", nil, &reveals); err != nil {
+		return err
+	}
+	for _, r := range reveals.Items {
+		note("the tenant's reveal register: %s revealed %s under %s, %s: %q", r.StaffID, r.Token, r.GrantID, r.ReasonCode, r.Reason)
+	}
+
+	say("a grant expires by itself: the tenant grants 2 seconds, without a request")
+	var g2 custos.Grant
+	if err := acmeAdmin.json(ctx, "POST", "/v1/tenants/"+acme.id+"/grants", map[string]any{"staff_id": staffID, "scope": "view_masked", "duration": "2s"}, &g2); err != nil {
+		return err
+	}
+	notified()
+	if err := staff.json(ctx, "GET", "/v1/tenants/"+acme.id+"/support/lists/"+acme.list+"/contacts?limit=1", nil, &masked); err != nil {
+		return err
+	}
+	note("under grant %s the engineer sees a masked page (%s)", g2.ID, masked.Items[0].Email)
+	time.Sleep(time.Until(g2.ExpiresAt) + 50*time.Millisecond)
+	if err := staff.json(ctx, "GET", "/v1/tenants/"+acme.id+"/support/lists/"+acme.list+"/contacts?limit=1", nil, nil); errors.As(err, &ae) {
+		note("at %s, the same request: HTTP %d: %s", time.Now().Format(time.TimeOnly), ae.Status, ae.Message)
+	} else {
+		return fmt.Errorf("demo: a page after the grant expired was not refused: %v", err)
+	}
 
 	say("the tenant admin reads, looks up and exports its own contacts (each access is logged first)")
 	var c custos.Contact

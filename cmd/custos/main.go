@@ -94,6 +94,15 @@ Support access (--tenant T):
   staff:        support request --reason R --ticket T [--scope view_masked+reveal] [--duration 8h]
                 support view --list L | support reveal TOKEN --reason-code C --reason R
                 support revoke GRANT  (end your own grant early)
+                support break-glass --reason R --ticket T [--duration 1h]  (if the tenant allows it)
+  tenant admin: support on --break-glass | support reveals  (who saw what, and why)
+  security:     support approve-break-glass REQ  (two different approvers open the grant)
+
+Access review (operators, security staff):
+  review [--flag F]… [--json]    every principal and key: owner, scopes, created,
+                                 expires, last used, active grants; flags unused_30d,
+                                 no_expiry, no_owner, suspended_with_live_keys
+  review --flag F --revoke --yes revoke every live key carrying flag F (operators)
 
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
 CUSTOS_SERVER, CUSTOS_KEY.
@@ -124,6 +133,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runVerifyProof(ctx, rest)
 	case "support":
 		return m.runSupport(ctx, rest)
+	case "review":
+		return m.runReview(ctx, rest)
 	case "tenant", "list", "contact", "import", "export", "principal", "key":
 		return m.runClient(ctx, cmd, rest)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/server"
 )
 
@@ -43,11 +44,11 @@ type runningServer struct {
 
 // startServer opens the data directory and serves it on cfg.Addr
 // (":0" picks a free port; URL says which).
-func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger) (*runningServer, error) {
+func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...notify.Sink) (*runningServer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	st, err := openStore(ctx, cfg, logger)
+	st, err := openStore(ctx, cfg, logger, sinks...)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/postgres"
 	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/vault"
@@ -56,9 +57,16 @@ type store struct {
 	log      *audit.Log
 	vault    *vault.Vault
 	verifier note.Verifier
+	// notifier delivers the notification outbox while this node is the
+	// log's sequencer; stop ends it.
+	notifier *notify.Dispatcher
+	stop     context.CancelFunc
+	stopped  chan struct{}
 }
 
 func (s *store) Close() error {
+	s.stop()
+	<-s.stopped
 	err := s.log.Close()
 	return errors.Join(err, s.db.close())
 }
@@ -72,8 +80,9 @@ func openVerifier(cfg Config) (note.Verifier, error) {
 	return note.NewVerifier(strings.TrimSpace(string(b)))
 }
 
-// openStore opens the database, the KEK, the log and the vault.
-func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (*store, error) {
+// openStore opens the database, the KEK, the log and the vault, and
+// starts delivering notifications to sinks (the service log if none).
+func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...notify.Sink) (*store, error) {
 	if _, err := os.Stat(cfg.path(configFile)); err != nil {
 		return nil, fmt.Errorf("%s is not a custos data directory (no %s): run custos init", cfg.DataDir, configFile)
 	}
@@ -102,6 +111,13 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (*store, er
 		db.close()
 		return nil, err
 	}
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders})
-	return &store{db: db, log: lg, vault: v, verifier: verifier}, nil
+	if len(sinks) == 0 {
+		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
+	}
+	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick})
+	dctx, stop := context.WithCancel(context.Background())
+	st := &store{db: db, log: lg, vault: v, verifier: verifier, notifier: d, stop: stop, stopped: make(chan struct{})}
+	go func() { defer close(st.stopped); d.Run(dctx) }()
+	return st, nil
 }

@@ -16,7 +16,7 @@ import (
 // (request, view, reveal, revoke).
 func (m *Main) runSupport(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("custos support: missing subcommand (on, off, request, requests, approve, deny, grants, grant, revoke, view, reveal)")
+		return usagef("custos support: missing subcommand (on, off, request, requests, approve, deny, grants, grant, revoke, view, reveal, reveals, break-glass, approve-break-glass)")
 	}
 	verb, args := args[0], args[1:]
 	fs := newFlagSet("support "+verb, m.Stderr)
@@ -24,6 +24,7 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 	tenant := fs.String("tenant", "", "tenant id")
 	list := fs.String("list", "", "list id (view)")
 	maxGrant := fs.String("max-grant", "", "on: longest grant the tenant allows (e.g. 24h)")
+	breakGlass := fs.Bool("break-glass", false, "on: also allow break-glass grants (two security approvals, at most 1h)")
 	var codes multiFlag
 	fs.Var(&codes, "accept", "on: a reason code the tenant accepts for reveals (repeatable; default all)")
 	reason := fs.String("reason", "", "request, reveal: why")
@@ -55,23 +56,57 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 	}
 	switch verb {
 	case "on", "off":
-		body := map[string]any{"support_access": verb == "on", "max_grant": *maxGrant, "reason_codes": []string(codes)}
+		body := map[string]any{"support_access": verb == "on", "max_grant": *maxGrant, "reason_codes": []string(codes), "break_glass": verb == "on" && *breakGlass}
 		var s struct {
 			SupportAccess bool     `json:"support_access"`
 			MaxGrant      string   `json:"max_grant"`
 			ReasonCodes   []string `json:"reason_codes"`
+			BreakGlass    bool     `json:"break_glass"`
 		}
 		if err := c.json(ctx, "PUT", tp+"/support-access", body, &s); err != nil {
 			return err
 		}
-		return pr.one(s, "support access %s for %s (longest grant %s, reason codes %s)", verb, *tenant, s.MaxGrant, orAll(s.ReasonCodes))
-	case "request":
+		return pr.one(s, "support access %s for %s (longest grant %s, reason codes %s, break-glass %s)", verb, *tenant, s.MaxGrant, orAll(s.ReasonCodes), onOff(s.BreakGlass))
+	case "request", "break-glass":
 		var r custos.AccessRequest
 		body := map[string]string{"reason": *reason, "ticket": *ticket, "scope": *scope, "duration": *duration}
-		if err := c.json(ctx, "POST", tp+"/access-requests", body, &r); err != nil {
+		path, who := "/access-requests", "a tenant admin decides"
+		if verb == "break-glass" {
+			path, who = "/break-glass", "two security staff approve"
+		}
+		if err := c.json(ctx, "POST", tp+path, body, &r); err != nil {
 			return err
 		}
-		return pr.one(r, "filed request %s (%s for %s); it lapses at %s unless a tenant admin decides", r.ID, r.Scope, r.Duration, r.ExpiresAt.Format(time.RFC3339))
+		return pr.one(r, "filed request %s (%s for %s); it lapses at %s unless %s", r.ID, r.Scope, r.Duration, r.ExpiresAt.Format(time.RFC3339), who)
+	case "approve-break-glass":
+		id, err := arg("REQUEST")
+		if err != nil {
+			return err
+		}
+		var res struct {
+			Request custos.AccessRequest `json:"request"`
+			Grant   *custos.Grant        `json:"grant"`
+		}
+		if err := c.json(ctx, "POST", tp+"/break-glass/"+id+"/approve", map[string]any{}, &res); err != nil {
+			return err
+		}
+		if res.Grant == nil {
+			return pr.one(res, "approval %d of %d recorded for %s; another security approver is needed", len(res.Request.ApprovedBy), custos.BreakGlassApprovals, res.Request.ID)
+		}
+		if pr.json {
+			return pr.one(res, "")
+		}
+		return grantLine(*res.Grant)
+	case "reveals":
+		var page struct{ Items []custos.Reveal }
+		if err := c.json(ctx, "GET", tp+"/reveals", nil, &page); err != nil {
+			return err
+		}
+		return pr.table(page, "WHEN\tSTAFF\tTOKEN\tGRANT\tREASON CODE\tREASON", func(tw io.Writer) {
+			for _, r := range page.Items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.RevealedAt.Format(time.RFC3339), r.StaffID, r.Token, r.GrantID, r.ReasonCode, r.Reason)
+			}
+		})
 	case "requests":
 		var page struct{ Items []custos.AccessRequest }
 		if err := c.json(ctx, "GET", tp+"/access-requests", nil, &page); err != nil {
@@ -79,7 +114,11 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 		}
 		return pr.table(page, "ID\tSTATUS\tREQUESTER\tSCOPE\tDURATION\tTICKET\tREASON", func(tw io.Writer) {
 			for _, r := range page.Items {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.RequesterID, r.Scope, r.Duration, r.Ticket, r.Reason)
+				status := r.Status
+				if r.BreakGlass {
+					status += " (break-glass)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, status, r.RequesterID, r.Scope, r.Duration, r.Ticket, r.Reason)
 			}
 		})
 	case "approve", "deny":
@@ -155,6 +194,13 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 		return pr.contact(ct)
 	}
 	return usagef("custos support: unknown subcommand %q", verb)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "allowed"
+	}
+	return "off"
 }
 
 func orAll(codes []string) string {

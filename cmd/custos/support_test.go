@@ -63,4 +63,61 @@ func TestSupportCLI(t *testing.T) {
 	if _, err := as(staffKey, "support", "view", "--tenant", tenant, "--list", list); err == nil {
 		t.Fatal("masked view after revoke allowed")
 	}
+	if out := must(adminKey, "support", "reveals", "--tenant", tenant); !strings.Contains(out, token) || !strings.Contains(out, "CUSTOMER_REQUEST") {
+		t.Fatalf("the tenant's reveal register:\n%s", out)
+	}
+
+	// Break-glass: the tenant allows it; two security staff approve.
+	c.env["CUSTOS_KEY"] = op
+	var secKeys []string
+	for _, who := range []string{"ana", "ben"} {
+		p := idRE("pr").FindString(c.must("principal", "create", "--kind", "staff_security", "--owner", who, who))
+		secKeys = append(secKeys, keyRE.FindString(c.must("key", "create", "--principal", p)))
+	}
+	if _, err := as(staffKey, "support", "break-glass", "--tenant", tenant, "--reason", "outage", "--ticket", "INC-1"); err == nil {
+		t.Fatal("break-glass allowed where the tenant did not allow it")
+	}
+	must(adminKey, "support", "on", "--tenant", tenant, "--break-glass")
+	bg := idRE("ar").FindString(must(staffKey, "support", "break-glass", "--tenant", tenant, "--reason", "outage", "--ticket", "INC-1", "--duration", "30m"))
+	if out := must(secKeys[0], "support", "approve-break-glass", bg, "--tenant", tenant); !strings.Contains(out, "approval 1 of 2") {
+		t.Fatalf("first approval:\n%s", out)
+	}
+	if out := must(secKeys[1], "support", "approve-break-glass", bg, "--tenant", tenant); idRE("gr").FindString(out) == "" {
+		t.Fatalf("second approval opened no grant:\n%s", out)
+	}
+	must(staffKey, "support", "view", "--tenant", tenant, "--list", list)
+}
+
+// TestReviewCLI: the access review flags a key without expiry and a
+// principal without owner, and bulk revocation by flag takes only those.
+func TestReviewCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	op := keyRE.FindString(c.must("init"))
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
+	svc := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--owner", "", "ingest"))
+	forever := idRE("ak").FindString(c.must("key", "create", "--principal", svc, "--expires-in", "never"))
+	owned := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--owner", "crm", "crm"))
+	kept := idRE("ak").FindString(c.must("key", "create", "--principal", owned))
+
+	out := c.must("review")
+	for _, want := range []string{svc, forever, "no_expiry", "no_owner", kept} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("review lacks %s:\n%s", want, out)
+		}
+	}
+	if out := c.must("review", "--flag", "no_expiry"); strings.Contains(out, kept) {
+		t.Fatalf("review --flag no_expiry shows an unflagged key:\n%s", out)
+	}
+	if out := c.must("review", "--flag", "no_expiry", "--revoke"); !strings.Contains(out, "would revoke") || !strings.Contains(out, forever) {
+		t.Fatalf("dry run:\n%s", out)
+	}
+	if out := c.must("review", "--flag", "no_expiry", "--revoke", "--yes"); !strings.Contains(out, "revoked 1 keys") {
+		t.Fatalf("bulk revoke:\n%s", out)
+	}
+	out = c.must("review", "--json")
+	if !strings.Contains(out, `"principals"`) || strings.Contains(c.must("review", "--flag", "no_expiry"), forever+" ") {
+		t.Fatalf("after the revoke:\n%s", out)
+	}
 }
