@@ -276,3 +276,50 @@ func (t *TenantKeys) BlindIndex(normalized string) []byte {
 	}
 	return out
 }
+
+// SystemPRF is a keyed PRF of the service itself, not of a tenant: the
+// canary index tags contact tokens with it, so that a database reader
+// cannot tell canaries from real contacts.
+type SystemPRF struct{ prf *prf.Set }
+
+func systemAD(name string) []byte { return []byte("custos/system/" + name) }
+
+// NewSystemPRF creates a fresh system PRF keyset named name and returns it
+// with its KEK-wrapped form, to be stored.
+func (k *Keyring) NewSystemPRF(name string) (*SystemPRF, []byte, error) {
+	h, err := keyset.NewHandle(prf.HMACSHA256PRFKeyTemplate())
+	if err != nil {
+		return nil, nil, fmt.Errorf("new system PRF: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), k.kek, systemAD(name)); err != nil {
+		return nil, nil, fmt.Errorf("wrap system PRF: %w", err)
+	}
+	p, err := prf.NewPRFSet(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &SystemPRF{prf: p}, buf.Bytes(), nil
+}
+
+// SystemPRF unwraps a system PRF keyset made by NewSystemPRF.
+func (k *Keyring) SystemPRF(name string, wrapped []byte) (*SystemPRF, error) {
+	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), k.kek, systemAD(name))
+	if err != nil {
+		return nil, fmt.Errorf("unwrap system PRF %s: the keyset does not open", name)
+	}
+	p, err := prf.NewPRFSet(h)
+	if err != nil {
+		return nil, err
+	}
+	return &SystemPRF{prf: p}, nil
+}
+
+// Tag returns the 32-byte PRF of s.
+func (s *SystemPRF) Tag(v string) []byte {
+	out, err := s.prf.ComputePrimaryPRF([]byte(v), 32)
+	if err != nil {
+		panic("custos: system PRF failed: " + err.Error()) // HMAC-SHA256 with 32 bytes of output cannot fail
+	}
+	return out
+}

@@ -92,7 +92,9 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.vault = vault.New(db.Read, db.Write, e.log, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders})
+	e.vault = vault.New(db.Read, db.Write, e.log, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders,
+		Canaries: -1}) // these tests count what they put in lists; canaries are vault's and the detector's tests
+
 	_, e.operator, err = e.vault.Bootstrap(ctx, "operator")
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,9 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	if err := v.readyCanaries(ctx); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -222,7 +225,10 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *Im
 		}
 		leaf.Count = inserted
 		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused", b.firstLine, b.lastLine, len(dups)+len(b.errs))
-		return nil
+		if inserted == 0 {
+			return nil
+		}
+		return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created)
 	})
 	if err != nil {
 		return err

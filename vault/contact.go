@@ -125,6 +125,9 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		return v.deny(ctx, l, err)
 	}
 	l.Tokens = []string{c.Token}
+	if err := v.readyCanaries(ctx); err != nil {
+		return v.deny(ctx, l, err)
+	}
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		ok, err := insertSealed(ctx, tx, s)
 		if err != nil {
@@ -133,7 +136,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		if !ok {
 			return errDuplicate
 		}
-		return nil
+		return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created)
 	})
 }
 

@@ -51,6 +51,11 @@ type Vault struct {
 	placeholders sqlq.Style
 	notified     func()
 
+	canaries      int
+	canaryDomains []string
+	canaryMu      sync.Mutex
+	canaryKey     *keys.SystemPRF
+
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex
 	lastUsed   map[string]time.Time
@@ -91,6 +96,11 @@ type Options struct {
 	// Notified, if set, is called after a change that put a notification
 	// in the outbox has committed (a dispatcher's Kick).
 	Notified func()
+	// Canaries is the number of canary contacts planted in every list
+	// (0: DefaultCanaries; negative: none). CanaryDomains are the domains
+	// their addresses use (default DefaultCanaryDomain).
+	Canaries      int
+	CanaryDomains []string
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
@@ -102,6 +112,16 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 	}
 	if v.now == nil {
 		v.now = time.Now
+	}
+	switch v.canaries = opts.Canaries; {
+	case v.canaries == 0:
+		v.canaries = DefaultCanaries
+	case v.canaries < 0:
+		v.canaries = 0
+	}
+	v.canaryDomains = opts.CanaryDomains
+	if len(v.canaryDomains) == 0 {
+		v.canaryDomains = []string{DefaultCanaryDomain}
 	}
 	return v
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custos-dev/custos/vault"
+
 	_ "modernc.org/sqlite"
 )
 
@@ -107,12 +109,12 @@ func TestInitServeClientsVerify(t *testing.T) {
 		t.Fatalf("import:\n%s", got)
 	}
 	var page struct{ Items []json.RawMessage }
-	if err := json.Unmarshal([]byte(c.must("contact", "ls", "--tenant", tenant, "--list", list, "--json")), &page); err != nil || len(page.Items) != 3 {
+	if err := json.Unmarshal([]byte(c.must("contact", "ls", "--tenant", tenant, "--list", list, "--json")), &page); err != nil || len(page.Items) != 3+vault.DefaultCanaries {
 		t.Fatalf("contact ls --json: %v, %d items", err, len(page.Items))
 	}
 	exp := filepath.Join(t.TempDir(), "out.csv")
 	c.must("export", "--tenant", tenant, "--list", list, "--out", exp)
-	if b, _ := os.ReadFile(exp); strings.Count(string(b), "\n") != 4 {
+	if b, _ := os.ReadFile(exp); strings.Count(string(b), "\n") != 4+vault.DefaultCanaries {
 		t.Fatalf("export:\n%s", b)
 	}
 	// Errors carry the server's code.

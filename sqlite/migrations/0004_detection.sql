@@ -1,0 +1,54 @@
+-- Detection: the detector's cursor and state, alerts, containment, and
+-- canary contacts. (The same DDL runs on PostgreSQL.)
+
+-- The detector's position in the log and its evaluation state (windows,
+-- first-seen sets, baselines), committed together: rules see every entry
+-- once, across restarts.
+CREATE TABLE detector_state (
+    name       TEXT PRIMARY KEY,
+    next_index BIGINT NOT NULL,
+    state      TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE alerts (
+    id          TEXT PRIMARY KEY,
+    rule_id     TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    dedup_key   TEXT NOT NULL UNIQUE, -- rule:group:window
+    principals  TEXT NOT NULL, -- space-separated principal ids
+    tenants     TEXT NOT NULL, -- space-separated tenant ids
+    evidence    TEXT NOT NULL, -- space-separated leaf indexes, each provable
+    actions     TEXT NOT NULL, -- containment applied, space-separated
+    status      TEXT NOT NULL, -- open, acknowledged, resolved
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    acked_by    TEXT,
+    resolved_by TEXT,
+    note        TEXT
+);
+CREATE INDEX alerts_status ON alerts(status, created_at);
+
+-- Exports and reveals frozen for a tenant until security staff lift it.
+CREATE TABLE tenant_freezes (
+    tenant_id  TEXT PRIMARY KEY REFERENCES tenants(id),
+    alert_id   TEXT,
+    reason     TEXT NOT NULL,
+    frozen_at  BIGINT NOT NULL
+);
+
+-- Canary contacts: HMAC tags of their tokens (and of their list, to count
+-- them per list) under a key only the detector uses. The contacts
+-- themselves are ordinary rows, planted with a list's first contacts.
+CREATE TABLE canaries (
+    tag      TEXT PRIMARY KEY,
+    list_tag TEXT NOT NULL
+);
+CREATE INDEX canaries_list ON canaries(list_tag);
+
+-- System keysets (the canary tag key), wrapped by the KEK.
+CREATE TABLE system_keys (
+    name    TEXT PRIMARY KEY,
+    wrapped TEXT NOT NULL
+);

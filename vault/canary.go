@@ -1,0 +1,192 @@
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/keys"
+)
+
+// Canary contacts. Every list gets Options.Canaries of them (default 3):
+// realistic names on the configured canary domains, stored and served
+// exactly like real contacts, planted in the transaction of the list's
+// first contacts so they share their creation time. Which tokens are
+// canaries is known only through the canaries table: HMAC tags under a
+// system key wrapped by the KEK, which the detector holds. A read of one
+// by staff is a critical alert; mail to one means a list left the vault.
+
+// DefaultCanaries is the number of canary contacts per list.
+const DefaultCanaries = 3
+
+// DefaultCanaryDomain is used when no canary domain is configured. It is
+// reserved (RFC 2606); production deployments configure trap domains they
+// own, whose mail server alerts on any delivery.
+const DefaultCanaryDomain = "example.net"
+
+const canaryKeyName = "canary"
+
+// canaryPRF returns the canary tag key, creating it on first use.
+func (v *Vault) canaryPRF(ctx context.Context) (*keys.SystemPRF, error) {
+	v.canaryMu.Lock()
+	defer v.canaryMu.Unlock()
+	if v.canaryKey != nil {
+		return v.canaryKey, nil
+	}
+	var wrapped string
+	err := v.read.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, canaryKeyName).Scan(&wrapped)
+	if isNoRows(err) {
+		_, w, nerr := v.ring.NewSystemPRF(canaryKeyName)
+		if nerr != nil {
+			return nil, nerr
+		}
+		// Another node may have raced us: keep whichever was stored first.
+		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+			canaryKeyName, base64.StdEncoding.EncodeToString(w)); err != nil {
+			return nil, fmt.Errorf("store canary key: %w", err)
+		}
+		err = v.write.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, canaryKeyName).Scan(&wrapped)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read canary key: %w", err)
+	}
+	b, err := base64.StdEncoding.DecodeString(wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("canary key: %w", err)
+	}
+	k, err := v.ring.SystemPRF(canaryKeyName, b)
+	if err != nil {
+		return nil, err
+	}
+	v.canaryKey = k
+	return k, nil
+}
+
+// CanaryIndex tells canary tokens from others. Only the detector holds one.
+type CanaryIndex struct {
+	prf *keys.SystemPRF
+	db  *sql.DB
+}
+
+// CanaryIndex returns the detector's view of the canary index.
+func (v *Vault) CanaryIndex(ctx context.Context) (*CanaryIndex, error) {
+	k, err := v.canaryPRF(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &CanaryIndex{prf: k, db: v.read}, nil
+}
+
+// Tag returns the index tag of a token.
+func (c *CanaryIndex) Tag(token string) string { return hex.EncodeToString(c.prf.Tag("token/" + token)) }
+
+// Tags returns every stored canary tag.
+func (c *CanaryIndex) Tags(ctx context.Context) (map[string]bool, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT tag FROM canaries`)
+	if err != nil {
+		return nil, fmt.Errorf("read canaries: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		out[t] = true
+	}
+	return out, rows.Err()
+}
+
+// readyCanaries loads (or creates) the canary key; call it before a
+// transaction that plants canaries.
+func (v *Vault) readyCanaries(ctx context.Context) error {
+	if v.canaries <= 0 {
+		return nil
+	}
+	_, err := v.canaryPRF(ctx)
+	return err
+}
+
+// plantCanaries tops the list up to its canaries, in tx, as contacts
+// created at now (ms). It is called with a list's contact writes, after
+// readyCanaries.
+func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list string, now int64) error {
+	if v.canaries <= 0 {
+		return nil
+	}
+	v.canaryMu.Lock()
+	k := v.canaryKey
+	v.canaryMu.Unlock()
+	if k == nil {
+		// Callers load the key before their transaction: creating it
+		// needs the write connection, which the transaction holds.
+		return fmt.Errorf("plant canaries: canary key not loaded")
+	}
+	listTag := hex.EncodeToString(k.Tag("list/" + list))
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM canaries WHERE list_tag = $1`, listTag).Scan(&n); err != nil {
+		return fmt.Errorf("count canaries: %w", err)
+	}
+	if n >= v.canaries {
+		return nil
+	}
+	tk, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	for planted := n; planted < v.canaries; {
+		first, email := v.canaryAddress()
+		c := &custos.Contact{Token: custos.NewID(custos.PrefixContact), TenantID: tenant, ListID: list, Email: email,
+			Attributes: []byte(fmt.Sprintf(`{"first_name":%q}`, strings.ToUpper(first[:1])+first[1:])), Consent: custos.ConsentSubscribed,
+			CreatedAt: fromMS(now), UpdatedAt: fromMS(now)}
+		s, err := seal(tk, c)
+		if err != nil {
+			return err
+		}
+		ok, err := insertSealed(ctx, tx, s)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue // the made-up address is taken in this list: draw another
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag) VALUES ($1, $2)`, hex.EncodeToString(k.Tag("token/"+c.Token)), listTag); err != nil {
+			return fmt.Errorf("index canary: %w", err)
+		}
+		planted++
+	}
+	return nil
+}
+
+var (
+	canaryFirst = strings.Fields("james mary robert patricia john jennifer michael linda david elizabeth william barbara richard susan joseph jessica thomas sarah charles karen christopher lisa daniel nancy matthew betty anthony sandra mark margaret donald ashley steven kimberly andrew emily paul donna joshua michelle kenneth carol kevin amanda brian melissa george deborah timothy stephanie")
+	canaryLast  = strings.Fields("smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez lopez gonzalez wilson anderson thomas taylor moore jackson martin lee perez thompson white harris sanchez clark ramirez lewis robinson walker young allen king wright scott torres nguyen hill flores green adams nelson baker hall rivera campbell mitchell carter roberts")
+)
+
+// canaryAddress draws a realistic first name and address on a canary domain.
+func (v *Vault) canaryAddress() (first, email string) {
+	f, l := canaryFirst[randN(len(canaryFirst))], canaryLast[randN(len(canaryLast))]
+	d := v.canaryDomains[randN(len(v.canaryDomains))]
+	switch randN(3) {
+	case 0:
+		return f, f + "." + l + "@" + d
+	case 1:
+		return f, f[:1] + l + fmt.Sprint(randN(90)+10) + "@" + d
+	}
+	return f, f + "_" + l + "@" + d
+}
+
+func randN(n int) int {
+	b, err := rand.Int(rand.Reader, big.NewInt(int64(n)))
+	if err != nil {
+		panic("custos: crypto/rand failed: " + err.Error())
+	}
+	return int(b.Int64())
+}
