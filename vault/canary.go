@@ -84,7 +84,9 @@ func (v *Vault) CanaryIndex(ctx context.Context) (*CanaryIndex, error) {
 }
 
 // Tag returns the index tag of a token.
-func (c *CanaryIndex) Tag(token string) string { return hex.EncodeToString(c.prf.Tag("token/" + token)) }
+func (c *CanaryIndex) Tag(token string) string {
+	return hex.EncodeToString(c.prf.Tag("token/" + token))
+}
 
 // Tags returns every stored canary tag.
 func (c *CanaryIndex) Tags(ctx context.Context) (map[string]bool, error) {
