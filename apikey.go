@@ -44,14 +44,15 @@ const (
 	ScopeTokensRead     Scope = "tokens:read"
 	ScopePrincipals     Scope = "principals:write"
 	ScopeLogRead        Scope = "log:read"
-	ScopeSupport        Scope = "support" // support access: requests, decisions, grants
-	ScopeReview         Scope = "review"  // the access review (read; operators also bulk-revoke)
+	ScopeSupport        Scope = "support"  // support access: requests, decisions, grants
+	ScopeReview         Scope = "review"   // the access review (read; operators also bulk-revoke)
+	ScopeSecurity       Scope = "security" // alerts and containment
 )
 
 // Scopes lists every scope.
 var Scopes = []Scope{ScopeAll, ScopeTenantsRead, ScopeTenantsWrite, ScopeListsRead, ScopeListsWrite,
 	ScopeContactsRead, ScopeContactsWrite, ScopeContactsImport, ScopeContactsExport, ScopeTokensRead,
-	ScopePrincipals, ScopeLogRead, ScopeSupport, ScopeReview}
+	ScopePrincipals, ScopeLogRead, ScopeSupport, ScopeReview, ScopeSecurity}
 
 // Has reports whether the key carries scope s (or [ScopeAll]).
 func (k *APIKey) Has(s Scope) bool {

@@ -42,13 +42,17 @@ const (
 	ActionBreakGlassOK    Action = "break_glass.approve" // security staff approve it (two needed)
 	ActionReview          Action = "review.read"         // the access review of principals and keys
 	ActionReviewRevoke    Action = "review.revoke"       // bulk revocation from the review
+	ActionAlertRead       Action = "alert.read"          // security staff list alerts
+	ActionAlertUpdate     Action = "alert.update"        // acknowledge or resolve
+	ActionContain         Action = "containment.apply"   // suspend a principal or freeze a tenant by hand
+	ActionLift            Action = "containment.lift"    // lift a suspension or a freeze, with a reason
 	ActionAuthenticate    Action = "authenticate"        // a request that failed before a principal was known
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
 // perform it. Tenant-bound kinds may act only on their own tenant; that
-// check is in [Authorize]. Staff kinds appear nowhere: until the support
-// access issue adds grants, every staff request for tenant data is denied.
+// check is in [Authorize]. Staff kinds reach tenant data only through the
+// support actions, which the vault also checks against a live grant.
 var policy = map[Action]struct {
 	scope Scope
 	kinds []Kind
@@ -88,6 +92,10 @@ var policy = map[Action]struct {
 	ActionBreakGlassOK:    {ScopeSupport, []Kind{KindStaffSecurity}},
 	ActionReview:          {ScopeReview, []Kind{KindOperator, KindStaffSecurity}},
 	ActionReviewRevoke:    {ScopeReview, []Kind{KindOperator}},
+	ActionAlertRead:       {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionAlertUpdate:     {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionContain:         {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionLift:            {ScopeSecurity, []Kind{KindStaffSecurity}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

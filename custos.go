@@ -56,6 +56,7 @@ const (
 	PrefixAccessReq = "ar" // support access requests
 	PrefixGrant     = "gr"
 	PrefixReveal    = "rv"
+	PrefixAlert     = "al"
 )
 
 // ValidID reports whether s looks like an ID made by [NewID] with prefix.

@@ -119,6 +119,9 @@ type Config struct {
 	// IntegrateInterval is how often the leader looks for queued entries
 	// when the queue was empty (default 5ms).
 	IntegrateInterval time.Duration
+	// OnSignError, if set, hears of every failure to sign a checkpoint
+	// (the detector turns it into an alert).
+	OnSignError func(error)
 }
 
 // ErrUnavailable is returned when the log cannot be written. Callers must
@@ -569,4 +572,61 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 		return nil, fmt.Errorf("read entry: %w", err)
 	}
 	return data, nil
+}
+
+// Stored is one entry as read back from the log.
+type Stored struct {
+	Index uint64
+	Data  []byte
+}
+
+// Entries returns up to n entries from index from, in order, each checked
+// against the stored tree: an entry whose record hash is not the tree's
+// leaf hash is a [*VerifyError] (someone changed the row). It is how the
+// detector reads the log.
+func (l *Log) Entries(ctx context.Context, from uint64, n int) ([]Stored, error) {
+	size := l.Size()
+	if from >= size || n <= 0 {
+		return nil, nil
+	}
+	to := min(size, from+uint64(n))
+	rows, err := l.r.QueryContext(ctx, `SELECT idx, data FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+	if err != nil {
+		return nil, fmt.Errorf("read entries: %w", err)
+	}
+	out := make([]Stored, 0, to-from)
+	for rows.Next() {
+		var s Stored
+		var idx int64
+		if err := rows.Scan(&idx, &s.Data); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read entries: %w", err)
+		}
+		s.Index = uint64(idx)
+		out = append(out, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read entries: %w", err)
+	}
+	indexes := make([]int64, len(out))
+	for i, s := range out {
+		if s.Index != from+uint64(i) {
+			return nil, &VerifyError{Index: from + uint64(i), Reason: "entry missing"}
+		}
+		indexes[i] = tlog.StoredHashIndex(0, int64(s.Index))
+	}
+	if uint64(len(out)) != to-from {
+		return nil, &VerifyError{Index: from + uint64(len(out)), Reason: "entry missing"}
+	}
+	hashes, err := l.storedReader(ctx).ReadHashes(indexes)
+	if err != nil {
+		return nil, fmt.Errorf("read entries: tree: %w", err)
+	}
+	for i, s := range out {
+		if tlog.RecordHash(s.Data) != hashes[i] {
+			return nil, &VerifyError{Index: s.Index, Reason: "entry does not match the tree"}
+		}
+	}
+	return out, nil
 }

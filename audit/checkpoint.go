@@ -100,6 +100,9 @@ func (l *Log) checkpointer() {
 		case <-t.C:
 			if _, err := l.SignCheckpoint(context.Background()); err != nil {
 				l.cfg.Logger.Error("sign checkpoint", "err", err)
+				if l.cfg.OnSignError != nil {
+					l.cfg.OnSignError(err)
+				}
 			}
 		}
 	}

@@ -264,6 +264,9 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	if _, err := v.findList(ctx, tenant, list); err != nil {
 		return v.deny(ctx, l, err)
 	}
+	if err := v.frozen(ctx, tenant); err != nil {
+		return v.deny(ctx, l, err)
+	}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
 		return v.deny(ctx, l, err)

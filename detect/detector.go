@@ -1,0 +1,411 @@
+package detect
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/vault"
+)
+
+// Canaries tells the detector which tokens are canaries.
+type Canaries interface {
+	Tag(token string) string
+	Tags(ctx context.Context) (map[string]bool, error)
+}
+
+// Detector reads the sequenced log from a durable cursor, evaluates the
+// rules on every entry in order, and commits what fired — alerts,
+// containment, notifications — together with the cursor and the
+// evaluation state, in the transaction of one audit entry. A restart
+// resumes at the cursor with the state that went with it: no entry is
+// evaluated twice or skipped. Evaluation depends only on the entries
+// (their times, not the clock), so replaying after a crash decides the
+// same.
+type Detector struct {
+	Log      *audit.Log
+	Read     *sql.DB
+	Write    *sql.DB // bookkeeping: the cursor when nothing fired
+	Rules    []*Rule
+	Canaries Canaries
+	// Active reports whether this node runs detection (the sequencer);
+	// nil means always.
+	Active   func() bool
+	Notified func() // kick the notification dispatcher
+	Logger   *slog.Logger
+	Name     string        // cursor name (default "default")
+	Poll     time.Duration // default 50 ms
+	Batch    int           // entries per step (default 2000)
+
+	mu       sync.Mutex
+	engine   *Engine
+	next     uint64 // first entry not yet evaluated
+	stored   uint64 // next as committed
+	savedAt  time.Time
+	canaries map[string]bool
+	canaryN  int
+	failedAt uint64 // 1 + the index that last failed verification
+	kick     chan struct{}
+	once     sync.Once
+}
+
+func (d *Detector) init() {
+	d.once.Do(func() {
+		if d.Name == "" {
+			d.Name = "default"
+		}
+		if d.Poll <= 0 {
+			d.Poll = 50 * time.Millisecond
+		}
+		if d.Batch <= 0 {
+			d.Batch = 2000
+		}
+		if d.Logger == nil {
+			d.Logger = slog.New(slog.DiscardHandler)
+		}
+		d.kick = make(chan struct{}, 1)
+	})
+}
+
+// Kick asks a running detector to look at the log now.
+func (d *Detector) Kick() {
+	d.init()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run evaluates new entries until ctx is done.
+func (d *Detector) Run(ctx context.Context) {
+	d.init()
+	t := time.NewTicker(d.Poll)
+	defer t.Stop()
+	for {
+		if d.Active == nil || d.Active() {
+			for {
+				n, err := d.Step(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						d.Logger.Error("detector", "err", err)
+					}
+					d.reset() // reload cursor and state: they are the truth
+					break
+				}
+				if n == 0 {
+					break
+				}
+			}
+		} else {
+			d.reset()
+		}
+		select {
+		case <-ctx.Done():
+			d.saveCursor(context.Background())
+			return
+		case <-t.C:
+		case <-d.kick:
+		}
+	}
+}
+
+// reset drops the in-memory state; the next step reloads it.
+func (d *Detector) reset() {
+	d.mu.Lock()
+	d.engine = nil
+	d.mu.Unlock()
+}
+
+// load reads the cursor and state, creating them at index 0.
+func (d *Detector) load(ctx context.Context) error {
+	if d.engine != nil {
+		return nil
+	}
+	now := time.Now().UnixMilli()
+	if _, err := d.Write.ExecContext(ctx, `INSERT INTO detector_state (name, next_index, state, updated_at) VALUES ($1, 0, '{}', $2) ON CONFLICT (name) DO NOTHING`, d.Name, now); err != nil {
+		return fmt.Errorf("detector: create cursor: %w", err)
+	}
+	var next int64
+	var state string
+	if err := d.Write.QueryRowContext(ctx, `SELECT next_index, state FROM detector_state WHERE name = $1`, d.Name).Scan(&next, &state); err != nil {
+		return fmt.Errorf("detector: read cursor: %w", err)
+	}
+	en := NewEngine(d.Rules)
+	if state != "{}" {
+		st := newState()
+		if err := json.Unmarshal([]byte(state), st); err != nil {
+			return fmt.Errorf("detector: state: %w", err)
+		}
+		en.State = st
+	}
+	en.IsCanary = d.isCanary
+	d.engine, d.next, d.stored, d.savedAt = en, uint64(next), uint64(next), time.Now()
+	return nil
+}
+
+func (d *Detector) isCanary(token string) bool {
+	if d.Canaries == nil {
+		return false
+	}
+	return d.canaries[d.Canaries.Tag(token)]
+}
+
+// refreshCanaries reloads the canary tags when their number changed.
+func (d *Detector) refreshCanaries(ctx context.Context) error {
+	if d.Canaries == nil {
+		return nil
+	}
+	var n int
+	if err := d.Read.QueryRowContext(ctx, `SELECT count(*) FROM canaries`).Scan(&n); err != nil {
+		return fmt.Errorf("detector: canaries: %w", err)
+	}
+	if n == d.canaryN && d.canaries != nil {
+		return nil
+	}
+	tags, err := d.Canaries.Tags(ctx)
+	if err != nil {
+		return err
+	}
+	d.canaries, d.canaryN = tags, len(tags)
+	return nil
+}
+
+// Next returns the index of the first entry not yet evaluated.
+func (d *Detector) Next() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.next
+}
+
+// Step evaluates up to Batch new entries and commits what fired. It
+// returns how many entries it evaluated.
+func (d *Detector) Step(ctx context.Context) (int, error) {
+	d.init()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.load(ctx); err != nil {
+		return 0, err
+	}
+	if d.next >= d.Log.Size() {
+		if d.next != d.stored && time.Since(d.savedAt) > time.Second {
+			return 0, d.saveCursorLocked(ctx)
+		}
+		return 0, nil
+	}
+	if err := d.refreshCanaries(ctx); err != nil {
+		return 0, err
+	}
+	entries, err := d.Log.Entries(ctx, d.next, d.Batch)
+	var verr *audit.VerifyError
+	if errors.As(err, &verr) {
+		// The log does not match its tree: the detector cannot go past the
+		// bad entry. It records the failure as a system entry, evaluates
+		// that entry at once (the integrity rule fires), and stays put.
+		if d.failedAt != verr.Index+1 {
+			d.failedAt = verr.Index + 1
+			d.Logger.Error("detector: the audit log does not verify", "index", verr.Index, "reason", verr.Reason)
+			if r, ok := d.systemEntry(ctx, "log.verify", verr.Error()); ok {
+				ev := &Event{Index: r.Index, Leaf: audit.Leaf{Time: time.Now().UTC(), Actor: "system", Action: "log.verify", Outcome: audit.OutcomeError, Reason: verr.Error(), Severity: "high"}}
+				if hits, _ := d.engine.Evaluate(ev); len(hits) > 0 {
+					if cerr := d.commit(ctx, d.next, d.next, hits); cerr != nil {
+						return 0, cerr
+					}
+				}
+			}
+		}
+		return 0, err
+	} else if err != nil {
+		return 0, err
+	}
+	var hits []Hit
+	for _, s := range entries {
+		var ev Event
+		if err := json.Unmarshal(s.Data, &ev.Leaf); err != nil {
+			return 0, fmt.Errorf("detector: entry %d: %w", s.Index, err)
+		}
+		ev.Index = s.Index
+		hs, err := d.engine.Evaluate(&ev)
+		if err != nil {
+			return 0, err
+		}
+		hits = append(hits, hs...)
+	}
+	from, to := d.next, d.next+uint64(len(entries))
+	d.next = to
+	if len(hits) == 0 {
+		if time.Since(d.savedAt) > time.Second {
+			return len(entries), d.saveCursorLocked(ctx)
+		}
+		return len(entries), nil
+	}
+	if err := d.commit(ctx, from, to, hits); err != nil {
+		return 0, err
+	}
+	return len(entries), nil
+}
+
+// commit writes the hits, their containment and notifications, the state
+// and the cursor in one audit entry's transaction. The cursor update is
+// guarded: if another detector moved it, nothing commits.
+func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) error {
+	state, err := json.Marshal(d.engine.State)
+	if err != nil {
+		return err
+	}
+	l := audit.Leaf{Actor: Actor, Action: "alert.raise", Outcome: audit.OutcomeOK}
+	var created int
+	_, err = d.Log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		now := time.Now()
+		res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3 WHERE name = $4 AND next_index = $5`,
+			int64(to), string(state), now.UnixMilli(), d.Name, int64(d.stored))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errors.New("detector: the cursor moved under us (another detector?)")
+		}
+		var details []string
+		severity := ""
+		for _, h := range hits {
+			if !h.New {
+				if err := vault.AddEvidence(ctx, tx, h.DedupKey, h.Evidence, h.Principals, h.Tenants, now); err != nil {
+					return err
+				}
+				continue
+			}
+			a := &vault.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: h.Rule.ID, Title: h.Rule.Title, Severity: h.Rule.Level, DedupKey: h.DedupKey,
+				Principals: h.Principals, Tenants: h.Tenants, Evidence: h.Evidence, CreatedAt: now}
+			done, err := vault.Contain(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, a.ID, now)
+			if err != nil {
+				return err
+			}
+			a.Actions = done
+			if err := vault.InsertAlert(ctx, tx, a); err != nil {
+				return err
+			}
+			created++
+			if levelRank(h.Rule.Level) > levelRank(severity) {
+				severity = h.Rule.Level
+			}
+			details = append(details, fmt.Sprintf("%s %s (%s)", a.ID, h.Rule.ID, h.Rule.Level)+actionsText(done))
+			if err := notify.Enqueue(ctx, tx, alertMessage(a, h), now); err != nil {
+				return err
+			}
+		}
+		leaf.Count = created
+		leaf.Detail = fmt.Sprintf("entries %d-%d", from, to-1)
+		if len(details) > 0 {
+			leaf.Detail += ": " + strings.Join(details, "; ")
+		} else {
+			leaf.Action = "alert.update"
+		}
+		if levelRank(severity) >= levelRank("high") {
+			leaf.Severity = "high"
+		}
+		return nil
+	}})
+	if err != nil {
+		return err
+	}
+	d.stored, d.savedAt = to, time.Now()
+	if created > 0 && d.Notified != nil {
+		d.Notified()
+	}
+	return nil
+}
+
+func actionsText(done []string) string {
+	if len(done) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(done, ", ")
+}
+
+func alertMessage(a *vault.Alert, h Hit) *notify.Message {
+	sev := notify.SeverityInfo
+	switch a.Severity {
+	case "high":
+		sev = notify.SeverityHigh
+	case "critical":
+		sev = notify.SeverityCritical
+	}
+	tenant := ""
+	if len(a.Tenants) == 1 {
+		tenant = a.Tenants[0]
+	}
+	ev := make([]string, 0, len(a.Evidence))
+	for _, i := range a.Evidence[:min(len(a.Evidence), 20)] {
+		ev = append(ev, fmt.Sprint(i))
+	}
+	return &notify.Message{Topic: "alert", Severity: sev, TenantID: tenant, To: []string{notify.ToStaffSecurity},
+		Text: fmt.Sprintf("%s [%s] %s: principals %s, tenants %s, evidence entries %s%s", a.ID, a.Severity, a.Title,
+			orNone(a.Principals), orNone(a.Tenants), strings.Join(ev, " "), actionsText(a.Actions)),
+		Data: map[string]string{"alert_id": a.ID, "rule": a.RuleID, "level": a.Severity, "dedup_key": a.DedupKey, "group": h.Group,
+			"principals": strings.Join(a.Principals, " "), "tenants": strings.Join(a.Tenants, " "), "evidence": strings.Join(ev, " "),
+			"actions": strings.Join(a.Actions, "; ")}}
+}
+
+func orNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, " ")
+}
+
+func levelRank(l string) int { return slices.Index(Levels, l) }
+
+// saveCursor persists the cursor and state (nothing fired since the last
+// commit: replaying from the old cursor would decide the same).
+func (d *Detector) saveCursor(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.engine == nil || d.next == d.stored {
+		return nil
+	}
+	return d.saveCursorLocked(ctx)
+}
+
+func (d *Detector) saveCursorLocked(ctx context.Context) error {
+	state, err := json.Marshal(d.engine.State)
+	if err != nil {
+		return err
+	}
+	res, err := d.Write.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3 WHERE name = $4 AND next_index = $5`,
+		int64(d.next), string(state), time.Now().UnixMilli(), d.Name, int64(d.stored))
+	if err != nil {
+		return fmt.Errorf("detector: save cursor: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errors.New("detector: the cursor moved under us (another detector?)")
+	}
+	d.stored, d.savedAt = d.next, time.Now()
+	return nil
+}
+
+// systemEntry records a failure of the log itself as an entry the rules
+// see (actor "system").
+func (d *Detector) systemEntry(ctx context.Context, action, detail string) (audit.Receipt, bool) {
+	r, err := d.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: action, Outcome: audit.OutcomeError, Reason: detail, Severity: "high"}})
+	if err != nil {
+		d.Logger.Error("detector: cannot record a log failure", "action", action, "err", err)
+		return r, false
+	}
+	return r, true
+}
+
+// Observe records a failure reported by the log (checkpoint signing) as
+// a system entry.
+func (d *Detector) Observe(action string, err error) {
+	d.init()
+	d.systemEntry(context.Background(), action, err.Error())
+}

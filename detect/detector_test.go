@@ -1,0 +1,397 @@
+package detect_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/detect"
+	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/vault"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+type world struct {
+	t     *testing.T
+	db    *storetest.DB
+	log   *audit.Log
+	vault *vault.Vault
+	op    context.Context
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	db := storetest.Open(t)
+	uri, err := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "kek.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := keys.OpenKEK(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, _ := audit.GenerateKey("custos.test/log")
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close() })
+	w := &world{t: t, db: db, log: lg, vault: vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})}
+	_, secret, err := w.vault.Bootstrap(ctx, "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.op = w.as(secret, "192.0.2.1")
+	return w
+}
+
+// as authenticates secret as a request from src.
+func (w *world) as(secret, src string) context.Context {
+	w.t.Helper()
+	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: src})
+	p, k, err := w.vault.Authenticate(ctx, secret)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: src, Principal: p, Key: k})
+}
+
+func (w *world) principal(kind custos.Kind, tenant, name string) (*custos.Principal, string) {
+	w.t.Helper()
+	p := &custos.Principal{Kind: kind, TenantID: tenant, Name: name, Owner: name}
+	if err := w.vault.CreatePrincipal(w.op, p); err != nil {
+		w.t.Fatal(err)
+	}
+	secret, _, err := w.vault.CreateKey(w.op, p.ID, vault.KeyRequest{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return p, secret
+}
+
+type tenantFix struct {
+	id, list string
+	admin    context.Context
+	tokens   []string
+}
+
+func (w *world) tenant(name string, contacts int) *tenantFix {
+	w.t.Helper()
+	tn := &custos.Tenant{Name: name}
+	if err := w.vault.CreateTenant(w.op, tn); err != nil {
+		w.t.Fatal(err)
+	}
+	_, secret := w.principal(custos.KindTenantAdmin, tn.ID, name+"-admin")
+	f := &tenantFix{id: tn.ID, admin: w.as(secret, "198.51.100.1")}
+	l := &custos.List{TenantID: tn.ID, Name: "news"}
+	if err := w.vault.CreateList(f.admin, l); err != nil {
+		w.t.Fatal(err)
+	}
+	f.list = l.ID
+	for i := range contacts {
+		c := &custos.Contact{TenantID: tn.ID, ListID: l.ID, Email: strings.ToLower(name) + string(rune('a'+i)) + "@example.org"}
+		if err := w.vault.CreateContact(f.admin, c); err != nil {
+			w.t.Fatal(err)
+		}
+		f.tokens = append(f.tokens, c.Token)
+	}
+	if err := w.vault.SetSupportSettings(f.admin, tn.ID, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+		w.t.Fatal(err)
+	}
+	return f
+}
+
+func (w *world) grant(f *tenantFix, staff *custos.Principal) {
+	w.t.Helper()
+	g := &custos.Grant{TenantID: f.id, StaffID: staff.ID, Scope: custos.ScopeViewMaskedReveal}
+	if err := w.vault.CreateGrant(f.admin, g, time.Hour); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) detector(rules []*detect.Rule) *detect.Detector {
+	w.t.Helper()
+	ci, err := w.vault.CanaryIndex(context.Background())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return &detect.Detector{Log: w.log, Read: w.db.Read, Write: w.db.Write, Rules: rules, Canaries: ci}
+}
+
+// drain runs the detector until it has evaluated the whole log.
+func drain(t *testing.T, w *world, d *detect.Detector) {
+	t.Helper()
+	ctx := context.Background()
+	w.log.Sync(ctx)
+	for {
+		n, err := d.Step(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 && d.Next() >= w.log.Size() {
+			return
+		}
+	}
+}
+
+func (w *world) alerts() []*vault.Alert {
+	w.t.Helper()
+	sec, secret := w.principal(custos.KindStaffSecurity, "", "sec-"+custos.NewID("x")[2:8])
+	_ = sec
+	as, err := w.vault.Alerts(w.as(secret, "192.0.2.2"), "")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return as
+}
+
+func defaultRules(t *testing.T) []*detect.Rule {
+	rules, err := detect.DefaultRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// TestIncident2022: a support engineer with grants on two tenants and a
+// leaked service key on a third sweeps from one machine: the alert fires,
+// containment applies, the evidence is provable.
+func TestIncident2022(t *testing.T) {
+	w := newWorld(t)
+	a, b, c := w.tenant("Acme", 3), w.tenant("Bolt", 3), w.tenant("Core", 3)
+	staff, staffSecret := w.principal(custos.KindStaffSupport, "", "sam")
+	w.grant(a, staff)
+	w.grant(b, staff)
+	_, svcSecret := w.principal(custos.KindService, c.id, "crm-sync")
+	d := w.detector(defaultRules(t))
+	drain(t, w, d) // the setup is history
+	before := len(w.alerts())
+
+	const laptop = "203.0.113.50"
+	sam := w.as(staffSecret, laptop)
+	for _, f := range []*tenantFix{a, b} {
+		if _, err := w.vault.SupportContacts(sam, f.id, f.list, "", 50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.vault.Tokens(w.as(svcSecret, laptop), c.id, c.list, "", 100); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, w, d)
+
+	var got *vault.Alert
+	for _, al := range w.alerts()[:len(w.alerts())-before] {
+		if al.RuleID == "network-sweeps-tenants" {
+			got = al
+		}
+	}
+	if got == nil {
+		t.Fatalf("no network-sweeps-tenants alert; alerts: %v", ruleIDs(w.alerts()))
+	}
+	if got.Severity != "critical" || len(got.Tenants) != 3 || len(got.Evidence) != 3 || !slices.Contains(got.Principals, staff.ID) {
+		t.Fatalf("alert %+v", got)
+	}
+	for _, want := range []string{"suspended " + staff.ID, "froze " + a.id, "froze " + c.id} {
+		if !slices.ContainsFunc(got.Actions, func(s string) bool { return strings.HasPrefix(s, want) }) {
+			t.Errorf("containment lacks %q: %v", want, got.Actions)
+		}
+	}
+	// Contained: the engineer's key no longer works, the tenants' exports stop.
+	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
+	if _, _, err := w.vault.Authenticate(ctx, staffSecret); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+		t.Errorf("suspended engineer authenticated: %v", err)
+	}
+	if _, _, err := w.vault.Authenticate(ctx, svcSecret); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+		t.Errorf("leaked service key still works: %v", err)
+	}
+	if err := w.vault.Export(a.admin, a.id, a.list, "csv", func(*custos.Contact) error { return nil }); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Errorf("export from a frozen tenant: %v", err)
+	}
+	// Each piece of evidence is an entry of the log, provable.
+	w.log.Sync(context.Background())
+	size := w.log.Size()
+	root, _ := w.log.TreeHash(context.Background(), size)
+	for _, i := range got.Evidence {
+		data, err := w.log.Entry(context.Background(), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := w.log.InclusionProof(context.Background(), i, size)
+		if err != nil || tlog.CheckRecord(p, int64(size), root, int64(i), tlog.RecordHash(data)) != nil {
+			t.Fatalf("evidence %d not provable: %v", i, err)
+		}
+	}
+	// The alert went to the outbox for delivery, with its dedup key.
+	var payload string
+	if err := w.db.Read.QueryRow(`SELECT payload FROM outbox WHERE topic = 'alert' AND payload LIKE '%' || $1 || '%'`, got.ID).Scan(&payload); err != nil {
+		t.Fatalf("alert not in the outbox: %v", err)
+	}
+	var m notify.Message
+	json.Unmarshal([]byte(payload), &m)
+	if m.Data["dedup_key"] != got.DedupKey || m.Severity != notify.SeverityCritical {
+		t.Fatalf("alert message %+v", m)
+	}
+}
+
+func ruleIDs(as []*vault.Alert) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.RuleID)
+	}
+	return out
+}
+
+// TestRestartExactlyOnce: detectors started and stopped mid-stream (and
+// one that evaluated without saving, as a crash would) together evaluate
+// every entry exactly once: an alert that collects every contact read
+// holds each read's index once, and no other.
+func TestRestartExactlyOnce(t *testing.T) {
+	rules, err := detect.Parse(map[string][]byte{"r.yaml": []byte(`id: every-read
+title: every read
+level: low
+condition: event.action == "contact.read"
+correlation:
+  type: event_count
+  group_by: [action]
+  timespan: 744h
+  condition: {gte: 1}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	f := w.tenant("Acme", 5)
+	ctx := context.Background()
+	var reads []uint64
+	step := 0
+	for round := range 6 {
+		for i := range 7 {
+			if i%3 == 0 {
+				if _, err := w.vault.Tokens(f.admin, f.id, f.list, "", 10); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if _, err := w.vault.Contact(f.admin, f.id, f.tokens[i%5]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.log.Sync(ctx)
+		// A fresh detector each round: a restart. Every other round it
+		// stops after one small batch without saving (a crash).
+		d := w.detector(rules)
+		d.Batch = 3 + round
+		if round%2 == 1 {
+			if _, err := d.Step(ctx); err != nil {
+				t.Fatal(err)
+			}
+			step++
+			continue
+		}
+		drain(t, w, d)
+	}
+	drain(t, w, w.detector(rules))
+	for i := range w.log.Size() {
+		data, _ := w.log.Entry(ctx, i)
+		if strings.Contains(string(data), `"action":"contact.read"`) && !strings.Contains(string(data), `"actor":"detector"`) {
+			reads = append(reads, i)
+		}
+	}
+	var got *vault.Alert
+	for _, a := range w.alerts() {
+		if a.RuleID == "every-read" {
+			if got != nil {
+				t.Fatal("two alerts for one window: an event was evaluated twice")
+			}
+			got = a
+		}
+	}
+	if got == nil {
+		t.Fatal("no alert")
+	}
+	slices.Sort(got.Evidence)
+	if !slices.Equal(got.Evidence, reads) {
+		t.Fatalf("evidence %v\nreads    %v", got.Evidence, reads)
+	}
+}
+
+// TestTamperedLogAlerts: a changed leaf row stops the detector at that
+// entry and raises the integrity alert.
+func TestTamperedLogAlerts(t *testing.T) {
+	w := newWorld(t)
+	f := w.tenant("Acme", 2)
+	d := w.detector(defaultRules(t))
+	drain(t, w, d)
+	if _, err := w.vault.Contact(f.admin, f.id, f.tokens[0]); err != nil {
+		t.Fatal(err)
+	}
+	w.log.Sync(context.Background())
+	idx := w.log.Size() - 1
+	if _, err := w.db.Write.Exec(`UPDATE audit_leaves SET data = $1 WHERE idx = $2`, []byte(`{"action":"nothing to see"}`), int64(idx)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Step(context.Background()); err == nil {
+		t.Fatal("the detector read past a tampered entry")
+	}
+	if d.Next() != idx {
+		t.Fatalf("cursor at %d, want it stopped at the tampered entry %d", d.Next(), idx)
+	}
+	if !slices.Contains(ruleIDs(w.alerts()), "log-integrity") {
+		t.Fatalf("alerts %v, want log-integrity", ruleIDs(w.alerts()))
+	}
+}
+
+// TestCanaryRevealContains: staff revealing a canary is critical and ends
+// the grant; a tenant admin reading it is not an alert.
+func TestCanaryRevealContains(t *testing.T) {
+	w := newWorld(t)
+	f := w.tenant("Acme", 2)
+	ci, _ := w.vault.CanaryIndex(context.Background())
+	tags, _ := ci.Tags(context.Background())
+	page, err := w.vault.Contacts(f.admin, f.id, f.list, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canary := ""
+	for _, c := range page.Items {
+		if tags[ci.Tag(c.Token)] {
+			canary = c.Token
+		}
+	}
+	if canary == "" {
+		t.Fatal("no canary in the list")
+	}
+	staff, secret := w.principal(custos.KindStaffSupport, "", "sam")
+	w.grant(f, staff)
+	d := w.detector(defaultRules(t))
+	drain(t, w, d)
+	if rs := ruleIDs(w.alerts()); slices.Contains(rs, "canary-read") {
+		t.Fatalf("the tenant admin's own listing raised %v", rs)
+	}
+	if _, err := w.vault.Reveal(w.as(secret, "203.0.113.5"), f.id, canary, custos.ReasonDebugging, "checking"); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, w, d)
+	if rs := ruleIDs(w.alerts()); !slices.Contains(rs, "canary-read") {
+		t.Fatalf("alerts %v, want canary-read", rs)
+	}
+	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
+	if _, _, err := w.vault.Authenticate(ctx, secret); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+		t.Fatalf("the engineer still authenticates after revealing a canary: %v", err)
+	}
+}

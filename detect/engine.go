@@ -1,0 +1,372 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/custos-dev/custos/audit"
+)
+
+// dataActions are the actions that read contact data (plaintext, masked,
+// or tokens): what an exfiltration is made of.
+var dataActions = []string{"contact.read", "contact.list", "contact.lookup", "contact.export", "token.list", "support.view", "support.reveal"}
+
+// plaintextActions hand out addresses in clear.
+var plaintextActions = []string{"contact.read", "contact.list", "contact.export", "support.reveal"}
+
+// Event is one log entry as rules see it: the leaf plus what the detector
+// knows about it from history (enrichment).
+type Event struct {
+	Index uint64
+	Leaf  audit.Leaf
+
+	Network    string  // the source's /24 (IPv4) or /48 (IPv6)
+	Canary     bool    // the entry names a canary contact
+	FirstPair  bool    // first access by this principal to this tenant
+	NewNetwork bool    // the key was used before, never from this network
+	NewAction  bool    // the key never performed this data action before
+	ExportMean float64 // the principal's mean export size over the previous 30 days
+	ExportN    int     // how many exports that mean is over
+}
+
+// vars is the CEL activation: event.<field>.
+func (e *Event) vars() map[string]any {
+	l := &e.Leaf
+	tokens := l.Tokens
+	if tokens == nil {
+		tokens = []string{}
+	}
+	return map[string]any{"event": map[string]any{
+		"index": int64(e.Index), "time": l.Time, "action": l.Action, "actor": l.Actor, "actor_kind": l.ActorKind,
+		"key_id": l.KeyID, "source": l.Source, "network": e.Network, "tenant": l.Tenant, "list": l.List,
+		"tokens": tokens, "count": int64(l.Count), "outcome": l.Outcome, "code": l.Code, "reason": l.Reason,
+		"detail": l.Detail, "severity": l.Severity,
+		"staff":      strings.HasPrefix(l.ActorKind, "staff_"),
+		"data_read":  slices.Contains(dataActions, l.Action),
+		"plaintext":  slices.Contains(plaintextActions, l.Action),
+		"canary":     e.Canary,
+		"first_pair": e.FirstPair, "new_network": e.NewNetwork, "new_action": e.NewAction,
+		"export_mean": e.ExportMean, "export_n": int64(e.ExportN),
+	}}
+}
+
+// field returns a correlation field's value.
+func (e *Event) field(name string) string {
+	l := &e.Leaf
+	switch name {
+	case "actor":
+		return l.Actor
+	case "actor_kind":
+		return l.ActorKind
+	case "key_id":
+		return l.KeyID
+	case "source":
+		return l.Source
+	case "network":
+		return e.Network
+	case "tenant":
+		return l.Tenant
+	case "list":
+		return l.List
+	case "action":
+		return l.Action
+	case "outcome":
+		return l.Outcome
+	case "code":
+		return l.Code
+	}
+	return ""
+}
+
+// network returns the /24 or /48 of an address, or the address itself.
+func network(src string) string {
+	a, err := netip.ParseAddr(src)
+	if err != nil {
+		return src
+	}
+	bits := 24
+	if a.Is6() && !a.Is4In6() {
+		bits = 48
+	}
+	p, err := a.Unmap().Prefix(bits)
+	if err != nil {
+		return src
+	}
+	return p.String()
+}
+
+// Point is one match kept in a correlation window.
+type Point struct {
+	T      int64  `json:"t"` // ms
+	Index  uint64 `json:"i"`
+	Value  string `json:"v,omitempty"`
+	Actor  string `json:"a,omitempty"`
+	Tenant string `json:"n,omitempty"`
+}
+
+// State is everything evaluation remembers; it is committed with the
+// detector's cursor, so a restart resumes exactly where it stopped.
+type State struct {
+	Windows  map[string][]Point    `json:"windows"`  // rule|group → matches within the timespan
+	Fired    map[string]int64      `json:"fired"`    // rule|group → when its current alert fired (ms)
+	Pairs    map[string]bool       `json:"pairs"`    // principal|tenant seen
+	Networks map[string][]string   `json:"networks"` // key → networks it was used from
+	Actions  map[string][]string   `json:"actions"`  // key → data actions it performed
+	Exports  map[string][][2]int64 `json:"exports"`  // principal → (time ms, count) of exports, 30 days
+}
+
+func newState() *State {
+	return &State{Windows: map[string][]Point{}, Fired: map[string]int64{}, Pairs: map[string]bool{},
+		Networks: map[string][]string{}, Actions: map[string][]string{}, Exports: map[string][][2]int64{}}
+}
+
+const baselineSpan = 30 * 24 * time.Hour
+
+// enrich fills e's history-derived fields and updates the history. It
+// runs once per event, in log order, before any rule sees it.
+func (s *State) enrich(e *Event, isCanary func(string) bool) {
+	l := &e.Leaf
+	e.Network = network(l.Source)
+	// Canaries count when a contact is read in clear. A masked page that
+	// happens to hold one is not a read of it (every page of a small list
+	// would be), nor is a token listing.
+	if isCanary != nil && l.Outcome == audit.OutcomeOK && slices.Contains(plaintextActions, l.Action) {
+		for _, t := range l.Tokens {
+			if isCanary(t) {
+				e.Canary = true
+				break
+			}
+		}
+	}
+	if l.Outcome != audit.OutcomeOK || !strings.HasPrefix(l.Actor, "pr_") {
+		return
+	}
+	if l.Tenant != "" && slices.Contains(dataActions, l.Action) {
+		k := l.Actor + "|" + l.Tenant
+		e.FirstPair = !s.Pairs[k]
+		s.Pairs[k] = true
+	}
+	if l.KeyID != "" && e.Network != "" {
+		seen := s.Networks[l.KeyID]
+		if !slices.Contains(seen, e.Network) {
+			e.NewNetwork = len(seen) > 0
+			if len(seen) < 64 {
+				s.Networks[l.KeyID] = append(seen, e.Network)
+			}
+		}
+	}
+	if l.KeyID != "" && slices.Contains(dataActions, l.Action) {
+		seen := s.Actions[l.KeyID]
+		if !slices.Contains(seen, l.Action) {
+			e.NewAction = len(seen) > 0
+			s.Actions[l.KeyID] = append(seen, l.Action)
+		}
+	}
+	if l.Action == "contact.export" {
+		now := l.Time.UnixMilli()
+		hist := s.Exports[l.Actor]
+		kept := hist[:0]
+		var sum int64
+		for _, x := range hist {
+			if now-x[0] < baselineSpan.Milliseconds() {
+				kept = append(kept, x)
+				sum += x[1]
+			}
+		}
+		if len(kept) > 0 {
+			e.ExportMean, e.ExportN = float64(sum)/float64(len(kept)), len(kept)
+		}
+		s.Exports[l.Actor] = append(kept, [2]int64{now, int64(l.Count)})
+	}
+}
+
+// Hit is a rule firing (New) or more evidence for an alert that fired in
+// the same window (not New).
+type Hit struct {
+	Rule       *Rule
+	DedupKey   string // rule:group:window, stable for the alert's life
+	Group      string
+	New        bool
+	Evidence   []uint64
+	Principals []string
+	Tenants    []string
+	Time       time.Time
+}
+
+// Engine evaluates rules over events in log order.
+type Engine struct {
+	Rules []*Rule
+	State *State
+	// IsCanary reports whether a contact token is a canary (nil: none are).
+	IsCanary func(token string) bool
+
+	refs map[string][]*Rule // rule id → temporal rules that reference it
+}
+
+// NewEngine returns an engine over rules with fresh state.
+func NewEngine(rules []*Rule) *Engine {
+	e := &Engine{Rules: rules, State: newState(), refs: map[string][]*Rule{}}
+	for _, r := range rules {
+		if c := r.Correlation; c != nil && c.Type == "temporal" {
+			for _, ref := range c.Rules {
+				e.refs[ref] = append(e.refs[ref], r)
+			}
+		}
+	}
+	return e
+}
+
+// maxEvidence bounds the evidence an alert carries from its window.
+const maxEvidence = 200
+
+// Evaluate runs every rule on ev and returns what fired. Entries the
+// detector wrote itself are not evaluated.
+func (en *Engine) Evaluate(ev *Event) ([]Hit, error) {
+	if ev.Leaf.Actor == Actor {
+		return nil, nil
+	}
+	en.State.enrich(ev, en.IsCanary)
+	var vars map[string]any
+	var hits []Hit
+	for _, r := range en.Rules {
+		if r.prg == nil {
+			continue // temporal: fed by the rules it names
+		}
+		if vars == nil {
+			vars = ev.vars()
+		}
+		out, _, err := r.prg.Eval(vars)
+		if err != nil {
+			// A condition that errors on this event (a missing field, the
+			// cost limit) does not match; it must not stop the detector.
+			continue
+		}
+		if b, ok := out.Value().(bool); !ok || !b {
+			continue
+		}
+		if h, ok := en.matched(r, ev, ""); ok {
+			hits = append(hits, h)
+		}
+		for _, t := range en.refs[r.ID] {
+			if h, ok := en.matched(t, ev, r.ID); ok {
+				hits = append(hits, h)
+			}
+		}
+	}
+	return hits, nil
+}
+
+// matched records that r's condition matched ev (for a temporal rule:
+// that rule ref matched) and reports whether that makes r fire.
+func (en *Engine) matched(r *Rule, ev *Event, ref string) (Hit, bool) {
+	l := &ev.Leaf
+	t := l.Time.UnixMilli()
+	c := r.Correlation
+	if c == nil {
+		// Per-event: one alert per rule, actor and hour; later matches in
+		// the hour add evidence to it.
+		group := l.Actor
+		window := t - t%time.Hour.Milliseconds()
+		key := fmt.Sprintf("%s:%s:%d", r.ID, group, window/1000)
+		fk := r.ID + "|" + group
+		h := Hit{Rule: r, DedupKey: key, Group: group, New: en.State.Fired[fk] != window, Evidence: []uint64{ev.Index},
+			Principals: principals(l.Actor), Tenants: nonEmpty(l.Tenant), Time: l.Time}
+		en.State.Fired[fk] = window
+		return h, true
+	}
+	var parts []string
+	for _, g := range c.GroupBy {
+		parts = append(parts, ev.field(g))
+	}
+	group := strings.Join(parts, ",")
+	wk := r.ID + "|" + group
+	pts := en.State.Windows[wk]
+	cut := t - c.span.Milliseconds()
+	i := 0
+	for i < len(pts) && pts[i].T <= cut {
+		i++
+	}
+	pts = pts[i:]
+	val := ""
+	switch c.Type {
+	case "value_count":
+		val = ev.field(c.Field)
+	case "temporal":
+		val = ref
+	}
+	pts = append(pts, Point{T: t, Index: ev.Index, Value: val, Actor: l.Actor, Tenant: l.Tenant})
+	if len(pts) > 10_000 {
+		pts = pts[len(pts)-10_000:]
+	}
+	en.State.Windows[wk] = pts
+
+	// An alert that fired within the timespan gathers further evidence.
+	if f, ok := en.State.Fired[wk]; ok && t-f < c.span.Milliseconds() {
+		return Hit{Rule: r, DedupKey: fmt.Sprintf("%s:%s:%d", r.ID, group, f/1000), Group: group, Evidence: []uint64{ev.Index},
+			Principals: principals(l.Actor), Tenants: nonEmpty(l.Tenant), Time: l.Time}, true
+	}
+	var n int
+	switch c.Type {
+	case "event_count":
+		n = len(pts)
+	case "value_count", "temporal":
+		seen := map[string]bool{}
+		for _, p := range pts {
+			if p.Value != "" {
+				seen[p.Value] = true
+			}
+		}
+		n = len(seen)
+	}
+	fires := c.holds(n)
+	if c.Type == "temporal" {
+		fires = n == len(c.Rules)
+	}
+	if !fires {
+		return Hit{}, false
+	}
+	en.State.Fired[wk] = t
+	h := Hit{Rule: r, DedupKey: fmt.Sprintf("%s:%s:%d", r.ID, group, t/1000), Group: group, New: true, Time: l.Time}
+	ps, ts := map[string]bool{}, map[string]bool{}
+	for _, p := range pts[max(0, len(pts)-maxEvidence):] {
+		h.Evidence = append(h.Evidence, p.Index)
+		if strings.HasPrefix(p.Actor, "pr_") {
+			ps[p.Actor] = true
+		}
+		if p.Tenant != "" {
+			ts[p.Tenant] = true
+		}
+	}
+	h.Principals, h.Tenants = sortedKeys(ps), sortedKeys(ts)
+	return h, true
+}
+
+func principals(actor string) []string {
+	if strings.HasPrefix(actor, "pr_") {
+		return []string{actor}
+	}
+	return nil
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Actor is the audit actor of the detector's own entries.
+const Actor = "detector"

@@ -1,0 +1,173 @@
+package detect_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/detect"
+)
+
+var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+// ev builds a leaf: actor pr_<who> of kind, action on tenant tn_<t>.
+type ev struct {
+	who, kind, action, tenant string
+	at                        time.Duration // after t0
+	outcome, reason, src, key string
+	count                     int
+	tokens                    []string
+}
+
+func (e ev) leaf() audit.Leaf {
+	l := audit.Leaf{Time: t0.Add(e.at), Actor: "pr_" + e.who, ActorKind: e.kind, Action: e.action, Outcome: "ok",
+		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason}
+	if e.who == "system" {
+		l.Actor, l.KeyID = "system", ""
+	}
+	if e.tenant != "" {
+		l.Tenant = "tn_" + e.tenant
+	}
+	if e.outcome != "" {
+		l.Outcome = e.outcome
+	}
+	if e.src != "" {
+		l.Source = e.src
+	}
+	if e.key != "" {
+		l.KeyID = e.key
+	}
+	return l
+}
+
+// run feeds events through a fresh engine over the default pack and
+// returns the rules that fired (new alerts), in order.
+func run(t *testing.T, evs []ev) []string {
+	t.Helper()
+	rules, err := detect.DefaultRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := detect.NewEngine(rules)
+	en.IsCanary = func(tok string) bool { return tok == "ct_canary" }
+	var fired []string
+	for i, e := range evs {
+		hits, err := en.Evaluate(&detect.Event{Index: uint64(i), Leaf: e.leaf()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hits {
+			if h.New {
+				fired = append(fired, h.Rule.ID)
+			}
+		}
+	}
+	return fired
+}
+
+func repeat(n int, f func(i int) ev) []ev {
+	var out []ev
+	for i := range n {
+		out = append(out, f(i))
+	}
+	return out
+}
+
+const (
+	staff   = "staff_support"
+	service = "service"
+	admin   = "tenant_admin"
+)
+
+// Each rule of the default pack fires on its scenario and stays quiet on
+// a benign twin that differs in the one thing the rule is about.
+func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
+	cases := []struct {
+		rule        string
+		fire, quiet []ev
+	}{
+		{"staff-many-tenants",
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", at: time.Minute}, {who: "sam", kind: staff, action: "support.reveal", tenant: "c", at: 50 * time.Minute}},
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", at: time.Minute}, {who: "sam", kind: staff, action: "support.reveal", tenant: "c", at: 70 * time.Minute}}},
+		{"network-sweeps-tenants",
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b"}, {who: "leaked", kind: service, action: "token.list", tenant: "c", at: time.Minute}},
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b"}, {who: "leaked", kind: service, action: "token.list", tenant: "c", at: time.Minute, src: "198.51.100.7"}}},
+		{"canary-read",
+			[]ev{{who: "sam", kind: staff, action: "support.reveal", tenant: "a", tokens: []string{"ct_canary"}}},
+			[]ev{{who: "ann", kind: admin, action: "contact.read", tenant: "a", tokens: []string{"ct_canary"}}, {who: "sam", kind: staff, action: "support.reveal", tenant: "a", tokens: []string{"ct_real"}}}},
+		{"reveal-budget-fast",
+			repeat(10, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i) * 50 * time.Second}
+			}),
+			repeat(10, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i) * 2 * time.Minute}
+			})},
+		{"reason-mismatch",
+			[]ev{{who: "sam", kind: staff, action: "support.reveal", tenant: "a", outcome: "denied", reason: "the tenant does not accept reason code DEBUGGING"}},
+			[]ev{{who: "sam", kind: staff, action: "support.reveal", tenant: "a", outcome: "denied", reason: "no active grant on this tenant"}}},
+		{"denied-burst",
+			repeat(20, func(i int) ev {
+				return ev{who: "eve", kind: admin, action: "contact.read", tenant: "a", outcome: "denied", at: time.Duration(i) * 10 * time.Second}
+			}),
+			repeat(20, func(i int) ev {
+				return ev{who: "eve", kind: admin, action: "contact.read", tenant: "a", outcome: "denied", at: time.Duration(i) * 20 * time.Second}
+			})},
+		{"first-seen-staff-tenant",
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}},
+			[]ev{{who: "ann", kind: admin, action: "contact.list", tenant: "a"}}},
+		{"service-new-pattern",
+			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "contact.lookup", tenant: "a", at: time.Hour}},
+			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", at: time.Hour}}},
+		{"key-new-network",
+			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "203.0.113.9", at: time.Minute}},
+			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "192.0.2.77", at: time.Minute}}},
+		{"export-above-baseline",
+			append(repeat(3, func(i int) ev {
+				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
+			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 500, at: 80 * time.Hour}),
+			append(repeat(3, func(i int) ev {
+				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
+			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 250, at: 80 * time.Hour})},
+		{"export-far-above-baseline",
+			append(repeat(3, func(i int) ev {
+				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
+			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 5000, at: 80 * time.Hour}),
+			// the same export, but the baseline is older than 30 days: no tiered alert
+			append(repeat(3, func(i int) ev {
+				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
+			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 5000, at: 40 * 24 * time.Hour})},
+		{"log-integrity",
+			[]ev{{action: "log.verify", outcome: "error", reason: "entry 7 does not match the tree"}},
+			[]ev{{action: "log.verify"}}},
+	}
+	rules, _ := detect.DefaultRules()
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.rule] = true
+		t.Run(c.rule, func(t *testing.T) {
+			if got := run(t, fixSystem(c.fire)); !slices.Contains(got, c.rule) {
+				t.Errorf("fire scenario: fired %v, want %s", got, c.rule)
+			}
+			if got := run(t, fixSystem(c.quiet)); slices.Contains(got, c.rule) {
+				t.Errorf("benign twin: fired %v, want no %s", got, c.rule)
+			}
+		})
+	}
+	for _, r := range rules {
+		if !covered[r.ID] {
+			t.Errorf("rule %s has no fire/quiet case", r.ID)
+		}
+	}
+}
+
+// fixSystem turns actor-less events into system entries.
+func fixSystem(evs []ev) []ev {
+	out := slices.Clone(evs)
+	for i := range out {
+		if out[i].who == "" {
+			out[i].who = "system"
+		}
+	}
+	return out
+}

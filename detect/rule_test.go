@@ -1,0 +1,102 @@
+package detect_test
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/custos-dev/custos/detect"
+)
+
+const goodRule = `id: ok
+title: fine
+level: low
+condition: event.action == "contact.read"
+`
+
+func TestRuleErrorsNameFileAndLine(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{"unknown field", "id: a\ntitle: t\nlevel: low\ncondition: true\nseverity: high\n", `bad.yaml:5: unknown field "severity"`},
+		{"bad level", "id: a\ntitle: t\nlevel: urgent\ncondition: true\n", "bad.yaml:3: level must be one of"},
+		{"bad CEL", "id: a\ntitle: t\nlevel: low\ncondition: event.action ==\n", "bad.yaml:4: condition does not compile"},
+		{"not boolean", "id: a\ntitle: t\nlevel: low\ncondition: event.count + 1\n", "bad.yaml:4: condition must be a boolean"},
+		{"bad timespan", "id: a\ntitle: t\nlevel: low\ncondition: true\ncorrelation:\n  type: event_count\n  group_by: [actor]\n  timespan: forever\n  condition: {gte: 2}\n", "bad.yaml:8: timespan must be a duration"},
+		{"bad group", "id: a\ntitle: t\nlevel: low\ncondition: true\ncorrelation:\n  type: event_count\n  group_by: [email]\n  timespan: 1h\n  condition: {gte: 2}\n", `bad.yaml:7: cannot group by "email"`},
+		{"bad response", "id: a\ntitle: t\nlevel: low\ncondition: true\nrespond: [delete_everything]\n", `bad.yaml:5: unknown response "delete_everything"`},
+		{"bad YAML", "id: a\ntitle: [unclosed\n", "bad.yaml:"},
+		{"unknown temporal rule", "id: a\ntitle: t\nlevel: low\ncorrelation:\n  type: temporal\n  rules: [x, y]\n  group_by: [actor]\n  timespan: 1h\n", `temporal correlation names unknown rule "x"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rules, err := detect.Parse(map[string][]byte{"good.yaml": []byte(goodRule), "bad.yaml": []byte(c.src)})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+			if rules != nil {
+				t.Fatalf("a bad rule set half-loaded: %d rules", len(rules))
+			}
+		})
+	}
+}
+
+func TestDuplicateIDsAndMultiDocumentFiles(t *testing.T) {
+	two := goodRule + "---\n" + strings.Replace(goodRule, "id: ok", "id: ok2", 1)
+	rules, err := detect.Parse(map[string][]byte{"a.yaml": []byte(two)})
+	if err != nil || len(rules) != 2 {
+		t.Fatalf("two documents: %d rules, %v", len(rules), err)
+	}
+	_, err = detect.Parse(map[string][]byte{"a.yaml": []byte(goodRule), "b.yaml": []byte(goodRule)})
+	if err == nil || !strings.Contains(err.Error(), `b.yaml:1: rule id "ok" is already used at a.yaml:1`) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	if _, err := detect.LoadFS(fstest.MapFS{"rules/x.txt": {Data: []byte("hi")}}, "rules"); err == nil {
+		t.Fatal("a directory without rules loaded")
+	}
+}
+
+// TestCostLimit: a condition that would cost too much to evaluate does
+// not match (and does not stop evaluation of the others).
+func TestCostLimit(t *testing.T) {
+	src := `id: costly
+title: t
+level: low
+condition: event.tokens.all(a, event.tokens.all(b, event.tokens.all(c, a + b + c != "")))
+`
+	rules, err := detect.Parse(map[string][]byte{"c.yaml": []byte(src), "g.yaml": []byte(goodRule)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := detect.NewEngine(rules)
+	tokens := make([]string, 100)
+	for i := range tokens {
+		tokens[i] = "ct_x"
+	}
+	hits, err := en.Evaluate(&detect.Event{Leaf: ev{who: "a", kind: admin, action: "contact.read", tenant: "a", tokens: tokens}.leaf()})
+	if err != nil || len(hits) != 1 || hits[0].Rule.ID != "ok" {
+		t.Fatalf("hits %v, err %v: want only the cheap rule", hits, err)
+	}
+}
+
+func FuzzParseRules(f *testing.F) {
+	f.Add([]byte(goodRule))
+	for _, name := range []string{"insider.yaml", "access.yaml", "export.yaml", "integrity.yaml"} {
+		b, err := detect.Pack.ReadFile("rules/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("id: a\ncorrelation: {type: temporal, rules: [a, a]}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rules, err := detect.Parse(map[string][]byte{"f.yaml": b})
+		if err != nil && rules != nil {
+			t.Fatal("rules returned with an error")
+		}
+		if err != nil && !strings.Contains(err.Error(), "f.yaml:") {
+			t.Fatalf("error without file:line: %v", err)
+		}
+		// Whatever loaded must evaluate without panicking.
+		en := detect.NewEngine(rules)
+		en.Evaluate(&detect.Event{Leaf: ev{who: "a", kind: staff, action: "support.view", tenant: "a"}.leaf()})
+	})
+}
