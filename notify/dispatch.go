@@ -122,43 +122,82 @@ func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
-	done := 0
+	// What each message still needs: the sinks that accept it and do not
+	// have it yet.
+	type item struct {
+		row  due
+		msg  Message
+		have []string
+		errs []error
+	}
+	items := make([]*item, 0, len(batch))
 	for _, r := range batch {
-		var m Message
-		if err := json.Unmarshal([]byte(r.payload), &m); err != nil {
+		it := &item{row: r, have: strings.Fields(r.deliveredTo)}
+		if err := json.Unmarshal([]byte(r.payload), &it.msg); err != nil {
 			// Ours, and cannot happen short of corruption: keep it, loudly.
 			d.Logger.Error("notification outbox: undecodable message", "id", r.id, "err", err)
 			continue
 		}
-		have := strings.Fields(r.deliveredTo)
-		var errs []error
-		for _, s := range d.Sinks {
-			if slices.Contains(have, s.Name()) {
+		items = append(items, it)
+	}
+	for _, s := range d.Sinks {
+		var todo []*item
+		for _, it := range items {
+			if slices.Contains(it.have, s.Name()) {
 				continue
+			}
+			if a, ok := s.(Accepter); ok && !a.Accepts(&it.msg) {
+				it.have = append(it.have, s.Name()) // not for this sink: done with it
+				continue
+			}
+			todo = append(todo, it)
+		}
+		if bs, ok := s.(BatchSink); ok && len(todo) > 1 {
+			// Piled up (the receiver was down or throttling): one
+			// aggregated delivery.
+			ms := make([]*Message, len(todo))
+			for i, it := range todo {
+				ms[i] = &it.msg
 			}
 			sctx, cancel := context.WithTimeout(ctx, d.Timeout)
-			err := s.Deliver(sctx, &m)
+			err := bs.DeliverBatch(sctx, ms)
+			cancel()
+			for _, it := range todo {
+				if err != nil {
+					it.errs = append(it.errs, fmt.Errorf("%s: %w", s.Name(), err))
+				} else {
+					it.have = append(it.have, s.Name())
+				}
+			}
+			continue
+		}
+		for _, it := range todo {
+			sctx, cancel := context.WithTimeout(ctx, d.Timeout)
+			err := s.Deliver(sctx, &it.msg)
 			cancel()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+				it.errs = append(it.errs, fmt.Errorf("%s: %w", s.Name(), err))
 				continue
 			}
-			have = append(have, s.Name())
+			it.have = append(it.have, s.Name())
 		}
-		attempts := r.attempts + 1
+	}
+	done := 0
+	for _, it := range items {
+		attempts := it.row.attempts + 1
 		var doneAt sql.NullInt64
 		next := now
 		lastErr := sql.NullString{}
-		if len(errs) == 0 {
+		if len(it.errs) == 0 {
 			doneAt = sql.NullInt64{Int64: d.Now().UnixMilli(), Valid: true}
 			done++
 		} else {
 			next = now.Add(d.backoff(attempts))
-			lastErr = sql.NullString{String: truncate(errors.Join(errs...).Error(), 500), Valid: true}
-			d.Logger.Warn("notification delivery failed; will retry", "id", m.ID, "topic", m.Topic, "attempts", attempts, "next", next, "err", lastErr.String)
+			lastErr = sql.NullString{String: truncate(errors.Join(it.errs...).Error(), 500), Valid: true}
+			d.Logger.Warn("notification delivery failed; will retry", "id", it.msg.ID, "topic", it.msg.Topic, "attempts", attempts, "next", next, "err", lastErr.String)
 		}
 		if _, err := d.DB.ExecContext(ctx, `UPDATE outbox SET attempts = $1, delivered_to = $2, done_at = $3, next_at = $4, last_error = $5 WHERE id = $6`,
-			attempts, strings.Join(have, " "), doneAt, next.UnixMilli(), lastErr, r.id); err != nil {
+			attempts, strings.Join(it.have, " "), doneAt, next.UnixMilli(), lastErr, it.row.id); err != nil {
 			return done, fmt.Errorf("update outbox: %w", err)
 		}
 	}
