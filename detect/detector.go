@@ -100,6 +100,10 @@ func (d *Detector) Run(ctx context.Context) {
 						d.Logger.Error("detector", "err", err)
 					}
 					d.reset() // reload cursor and state: they are the truth
+					select {  // and do not spin on a lasting failure
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+					}
 					break
 				}
 				if n == 0 {

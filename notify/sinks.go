@@ -87,13 +87,13 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, hea
 // headers webhook-id, webhook-timestamp and webhook-signature
 // "v1,<base64 HMAC-SHA256 of id.timestamp.body>" under the secret.
 type Webhook struct {
-	SinkName string
-	URL      string
+	SinkName string `json:"name,omitempty"`
+	URL      string `json:"url"`
 	// Secret is "whsec_" + base64 of the key, as Standard Webhooks spells it.
-	Secret string
+	Secret string `json:"secret"`
 	Filter
-	Client *http.Client
-	Now    func() time.Time
+	Client *http.Client     `json:"-"`
+	Now    func() time.Time `json:"-"`
 }
 
 // Name implements Sink.
@@ -173,10 +173,10 @@ func VerifyWebhook(key []byte, h http.Header, body []byte, now time.Time, tolera
 
 // Slack posts to a Slack incoming webhook; piled-up messages go as one post.
 type Slack struct {
-	SinkName string
-	URL      string
+	SinkName string `json:"name,omitempty"`
+	URL      string `json:"url"`
 	Filter
-	Client *http.Client
+	Client *http.Client `json:"-"`
 }
 
 // Name implements Sink.
@@ -213,11 +213,11 @@ func slackIcon(sev string) string {
 // PagerDuty triggers PagerDuty Events API v2 incidents for alerts, with
 // dedup_key = rule:group:window, so PagerDuty folds repeats into one.
 type PagerDuty struct {
-	SinkName   string
-	URL        string // default https://events.pagerduty.com/v2/enqueue
-	RoutingKey string
+	SinkName   string `json:"name,omitempty"`
+	URL        string `json:"url,omitempty"` // default https://events.pagerduty.com/v2/enqueue
+	RoutingKey string `json:"routing_key"`
 	Filter
-	Client *http.Client
+	Client *http.Client `json:"-"`
 }
 
 // Name implements Sink.
@@ -256,10 +256,10 @@ func (p *PagerDuty) Deliver(ctx context.Context, m *Message) error {
 // Email sends messages over SMTP (plain, to a local relay); piled-up
 // messages go as one email.
 type Email struct {
-	SinkName string
-	Addr     string // host:port of the relay
-	From     string
-	To       []string
+	SinkName string   `json:"name,omitempty"`
+	Addr     string   `json:"addr"` // host:port of the relay
+	From     string   `json:"from"`
+	To       []string `json:"to"`
 	Filter
 }
 

@@ -92,6 +92,14 @@ var matrix = map[string][]string{
 	"POST /v1/tenants/{tenant}/break-glass/{id}/approve":        {"security"}, // two needed; never the requester
 	"GET /v1/review":         {"operator", "security"},
 	"POST /v1/review/revoke": {"operator"},
+
+	"GET /v1/alerts":                     {"security"},
+	"POST /v1/alerts/{id}/ack":           {"security"},
+	"POST /v1/alerts/{id}/resolve":       {"security"},
+	"POST /v1/principals/{id}/suspend":   {"security"},
+	"POST /v1/principals/{id}/unsuspend": {"security"},
+	"POST /v1/tenants/{tenant}/freeze":   {"security"},
+	"POST /v1/tenants/{tenant}/unfreeze": {"security"},
 }
 
 var (
@@ -172,6 +180,8 @@ func checkRoute(t *testing.T, key, setting string) {
 				id = vp.ID
 			case strings.HasPrefix(pattern, "/v1/keys/"):
 				id = victimKey
+			case strings.HasPrefix(pattern, "/v1/alerts/"):
+				id = custos.NewID(custos.PrefixAlert) // none exists: authorization comes first
 			}
 			path := strings.NewReplacer("{tenant}", f.tenant, "{list}", f.list, "{token}", c.Token, "{id}", id,
 				"{index}", "0", "entries/{path...}", "entries/000.p/1", "{path...}", "0/000.p/1").Replace(pattern)

@@ -51,6 +51,7 @@ func (s *Server) registerRoutes() {
 	s.registerLogRoutes()
 	s.registerSupportRoutes()
 	s.registerStaffRoutes()
+	s.registerSecurityRoutes()
 }
 
 type items[T any] struct {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/postgres"
 )
 
@@ -25,6 +26,61 @@ type Config struct {
 	// directory, or a postgres:// URL shared by several nodes
 	// (CUSTOS_DB, --db, custos.json).
 	DB string
+	// Detection configures the detector, canaries and alert delivery
+	// (custos.json "detection"; docs/detection.md).
+	Detection DetectionConfig
+}
+
+// DetectionConfig is custos.json's "detection" section.
+type DetectionConfig struct {
+	// RulesDir holds the rule files; empty runs the default pack.
+	RulesDir string `json:"rules_dir,omitempty"`
+	// Canaries per list (0: 3; negative: none) and their domains.
+	Canaries      int      `json:"canaries,omitempty"`
+	CanaryDomains []string `json:"canary_domains,omitempty"`
+	// Where alerts (and, by their filters, other notifications) go.
+	Webhooks  []*notify.Webhook   `json:"webhooks,omitempty"`
+	Slack     []*notify.Slack     `json:"slack,omitempty"`
+	PagerDuty []*notify.PagerDuty `json:"pagerduty,omitempty"`
+	Email     []*notify.Email     `json:"email,omitempty"`
+}
+
+// sinks returns the configured delivery sinks, each with a distinct name.
+func (d DetectionConfig) sinks() ([]notify.Sink, error) {
+	var out []notify.Sink
+	seen := map[string]bool{}
+	add := func(s notify.Sink) error {
+		if seen[s.Name()] {
+			return fmt.Errorf("detection: two sinks are named %q: give each a distinct \"name\"", s.Name())
+		}
+		seen[s.Name()] = true
+		out = append(out, s)
+		return nil
+	}
+	for _, w := range d.Webhooks {
+		if _, err := notify.WebhookKey(w.Secret); err != nil || w.URL == "" {
+			return nil, fmt.Errorf("detection.webhooks: url and a whsec_ secret are required")
+		}
+		if err := add(w); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range d.Slack {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range d.PagerDuty {
+		if err := add(p); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range d.Email {
+		if err := add(e); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // DefaultConfig returns the defaults: everything under ./custos-data,
@@ -53,9 +109,10 @@ func (c Config) Validate() error {
 
 // fileConfig is the data directory's custos.json, written by init.
 type fileConfig struct {
-	Origin string `json:"origin"`
-	KEK    string `json:"kek"`
-	DB     string `json:"db,omitempty"`
+	Origin    string          `json:"origin"`
+	KEK       string          `json:"kek"`
+	DB        string          `json:"db,omitempty"`
+	Detection DetectionConfig `json:"detection,omitzero"`
 }
 
 const configFile = "custos.json"
@@ -85,7 +142,7 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 			if err := json.Unmarshal(b, &fc); err != nil {
 				return cfg, fmt.Errorf("%s: %w", cfg.path(configFile), err)
 			}
-			cfg.Origin, cfg.KEK, cfg.DB = fc.Origin, fc.KEK, fc.DB
+			cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection = fc.Origin, fc.KEK, fc.DB, fc.Detection
 		}
 		if envDB != "" {
 			cfg.DB = envDB

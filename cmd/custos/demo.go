@@ -60,6 +60,14 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}
 	note("data directory %s; operator key %s", dir, custos.APIKeyHint(opKey))
 
+	// The security team's webhook receiver: alerts arrive signed as
+	// Standard Webhooks.
+	hook, err := startHookReceiver()
+	if err != nil {
+		return err
+	}
+	defer hook.Close()
+	cfg.Detection.Webhooks = []*notify.Webhook{{URL: hook.URL, Secret: hook.secret, Filter: notify.Filter{MinSeverity: notify.SeverityHigh}}}
 	// Notifications (to tenant admins, staff, security) are printed where
 	// a real deployment would send webhooks or email.
 	srv, err := m.startServer(ctx, cfg, slog.New(slog.DiscardHandler), &notify.WriterSink{W: out, Prefix: "   notification "})
@@ -99,8 +107,8 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	type tenantDemo struct {
 		name, id, list, admin string
 	}
-	tenants := []*tenantDemo{{name: "Acme Shoes"}, {name: "Globex"}}
-	say("the operator creates two tenants, each with an admin and a list")
+	tenants := []*tenantDemo{{name: "Acme Shoes"}, {name: "Globex"}, {name: "Initech"}}
+	say("the operator creates three tenants, each with an admin and a list")
 	for i, t := range tenants {
 		var tn custos.Tenant
 		if err := op.json(ctx, "POST", "/v1/tenants", map[string]string{"name": t.name}, &tn); err != nil {
@@ -203,8 +211,21 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	for _, mc := range masked.Items {
 		note("masked  %s  %s", mc.Token, mc.Email)
 	}
+	// The script reveals a real contact: a canary (3 per list) would, rightly,
+	// get the engineer suspended on the spot.
+	pick := masked.Items[0].Token
+	if ci, err := srv.store.vault.CanaryIndex(ctx); err == nil {
+		if tags, err := ci.Tags(ctx); err == nil {
+			for _, mc := range masked.Items {
+				if !tags[ci.Tag(mc.Token)] {
+					pick = mc.Token
+					break
+				}
+			}
+		}
+	}
 	var revealed custos.Contact
-	if err := staff.json(ctx, "POST", "/v1/tenants/"+acme.id+"/support/contacts/"+masked.Items[0].Token+"/reveal",
+	if err := staff.json(ctx, "POST", "/v1/tenants/"+acme.id+"/support/contacts/"+pick+"/reveal",
 		map[string]string{"reason_code": custos.ReasonCustomerRequest, "reason": "SUP-1042"}, &revealed); err != nil {
 		return err
 	}
@@ -262,6 +283,10 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	note("export  %d contacts as CSV (tenant admins only)", strings.Count(export.String(), "\n")-1)
+
+	if err := m.demoIncident(ctx, srv, op, keyFor, staff, staffID, tenants[1].id, tenants[1].list, tenants[1].admin, tenants[2].id, tenants[2].list, hook, say, note, notified); err != nil {
+		return err
+	}
 
 	say("the audit log: a signed checkpoint and the newest entries (no personal data in them)")
 	cp, err := srv.store.log.SignCheckpoint(ctx)

@@ -104,6 +104,11 @@ Access review (operators, security staff):
                                  no_expiry, no_owner, suspended_with_live_keys
   review --flag F --revoke --yes revoke every live key carrying flag F (operators)
 
+Detection (docs/detection.md):
+  rules check [DIR]              validate rule files (file:line errors); no DIR: the default pack
+  alerts [ls] [--status S] | alerts ack|resolve ALERT [--note N]      (security staff)
+  contain suspend|unsuspend PRINCIPAL --reason R | contain freeze|unfreeze TENANT --reason R
+
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
 CUSTOS_SERVER, CUSTOS_KEY.
 `
@@ -135,6 +140,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runSupport(ctx, rest)
 	case "review":
 		return m.runReview(ctx, rest)
+	case "rules":
+		return m.runRules(ctx, rest)
+	case "alerts":
+		return m.runAlerts(ctx, rest)
+	case "contain":
+		return m.runContain(ctx, rest)
 	case "tenant", "list", "contact", "import", "export", "principal", "key":
 		return m.runClient(ctx, cmd, rest)
 	}

@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
@@ -60,6 +62,7 @@ type store struct {
 	// notifier delivers the notification outbox while this node is the
 	// log's sequencer; stop ends it.
 	notifier *notify.Dispatcher
+	detector *detect.Detector
 	stop     context.CancelFunc
 	stopped  chan struct{}
 }
@@ -106,18 +109,53 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	if err != nil {
 		return nil, err
 	}
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued})
+	rules, err := loadRules(cfg.Detection.RulesDir)
 	if err != nil {
-		db.close()
+		return nil, err
+	}
+	configured, err := cfg.Detection.sinks()
+	if err != nil {
 		return nil, err
 	}
 	if len(sinks) == 0 {
 		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
 	}
+	sinks = append(sinks, configured...)
+	det := &detect.Detector{Rules: rules, Logger: logger}
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
+		OnSignError: func(err error) { det.Observe("log.checkpoint", err) }})
+	if err != nil {
+		db.close()
+		return nil, err
+	}
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick})
-	dctx, stop := context.WithCancel(context.Background())
-	st := &store{db: db, log: lg, vault: v, verifier: verifier, notifier: d, stop: stop, stopped: make(chan struct{})}
-	go func() { defer close(st.stopped); d.Run(dctx) }()
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
+		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains})
+	canaries, err := v.CanaryIndex(ctx)
+	if err != nil {
+		lg.Close()
+		db.close()
+		return nil, err
+	}
+	det.Log, det.Read, det.Write, det.Canaries, det.Active, det.Notified = lg, db.Read, db.Write, canaries, lg.IsLeader, d.Kick
+	bg, stop := context.WithCancel(context.Background())
+	st := &store{db: db, log: lg, vault: v, verifier: verifier, notifier: d, detector: det, stop: stop, stopped: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.Run(bg) }()
+	go func() { defer wg.Done(); det.Run(bg) }()
+	go func() { wg.Wait(); close(st.stopped) }()
 	return st, nil
+}
+
+// loadRules loads the rule files in dir, or the default pack.
+func loadRules(dir string) ([]*detect.Rule, error) {
+	if dir == "" {
+		return detect.DefaultRules()
+	}
+	rules, err := detect.LoadFS(os.DirFS(dir), ".")
+	if err != nil {
+		return nil, fmt.Errorf("rules in %s: %w", dir, err)
+	}
+	return rules, nil
 }

@@ -1,0 +1,80 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/vault"
+)
+
+// Security staff: alerts and containment.
+func (s *Server) registerSecurityRoutes() {
+	s.handle("GET", "/v1/alerts", custos.ActionAlertRead, true, s.listAlerts)
+	s.handle("POST", "/v1/alerts/{id}/ack", custos.ActionAlertUpdate, true, s.updateAlert(vault.AlertAcknowledged))
+	s.handle("POST", "/v1/alerts/{id}/resolve", custos.ActionAlertUpdate, true, s.updateAlert(vault.AlertResolved))
+	s.handle("POST", "/v1/principals/{id}/suspend", custos.ActionContain, true, s.suspend(true))
+	s.handle("POST", "/v1/principals/{id}/unsuspend", custos.ActionLift, true, s.suspend(false))
+	s.handle("POST", "/v1/tenants/{tenant}/freeze", custos.ActionContain, true, s.freeze(true))
+	s.handle("POST", "/v1/tenants/{tenant}/unfreeze", custos.ActionLift, true, s.freeze(false))
+}
+
+func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {
+	as, err := s.vault.Alerts(r.Context(), r.URL.Query().Get("status"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*vault.Alert]{as})
+}
+
+type reasonBody struct {
+	Reason string `json:"reason"`
+	Note   string `json:"note"`
+}
+
+func (s *Server) updateAlert(status string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var body reasonBody
+		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+			return s.reject(r, custos.ActionAlertUpdate, err)
+		}
+		a, err := s.vault.UpdateAlert(r.Context(), r.PathValue("id"), status, body.Note)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, a)
+	}
+}
+
+func (s *Server) suspend(on bool) handlerFunc {
+	action := custos.ActionLift
+	if on {
+		action = custos.ActionContain
+	}
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var body reasonBody
+		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+			return s.reject(r, action, err)
+		}
+		if err := s.vault.SetSuspended(r.Context(), r.PathValue("id"), on, body.Reason); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"principal": r.PathValue("id"), "suspended": on})
+	}
+}
+
+func (s *Server) freeze(on bool) handlerFunc {
+	action := custos.ActionLift
+	if on {
+		action = custos.ActionContain
+	}
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var body reasonBody
+		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+			return s.reject(r, action, err)
+		}
+		if err := s.vault.SetFrozen(r.Context(), r.PathValue("tenant"), on, body.Reason); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"tenant": r.PathValue("tenant"), "frozen": on})
+	}
+}
