@@ -33,6 +33,19 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	w := newWorldB(t)
+	w.t = t
+	_, secret, err := w.vault.Bootstrap(context.Background(), "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.op = w.as(secret, "192.0.2.1")
+	return w
+}
+
+// newWorldB opens a database, a log and a vault (no principals yet).
+func newWorldB(t testing.TB) *world {
+	t.Helper()
 	ctx := context.Background()
 	db := storetest.Open(t)
 	uri, err := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "kek.json"))
@@ -51,13 +64,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lg.Close() })
-	w := &world{t: t, db: db, log: lg, vault: vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})}
-	_, secret, err := w.vault.Bootstrap(ctx, "op")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.op = w.as(secret, "192.0.2.1")
-	return w
+	return &world{db: db, log: lg, vault: vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})}
 }
 
 // as authenticates secret as a request from src.

@@ -108,10 +108,29 @@ type Point struct {
 	Tenant string `json:"n,omitempty"`
 }
 
+// Window is one group's matches within a rule's timespan, with the
+// number of matches per distinct value kept as they come and go (so a
+// value_count is not recomputed over the window on every event).
+type Window struct {
+	Points []Point        `json:"p"`
+	Counts map[string]int `json:"c,omitempty"`
+}
+
+func (w *Window) drop(n int) {
+	for _, p := range w.Points[:n] {
+		if p.Value != "" {
+			if w.Counts[p.Value]--; w.Counts[p.Value] <= 0 {
+				delete(w.Counts, p.Value)
+			}
+		}
+	}
+	w.Points = w.Points[n:]
+}
+
 // State is everything evaluation remembers; it is committed with the
 // detector's cursor, so a restart resumes exactly where it stopped.
 type State struct {
-	Windows  map[string][]Point    `json:"windows"`  // rule|group → matches within the timespan
+	Windows  map[string]*Window    `json:"windows"`  // rule|group → matches within the timespan
 	Fired    map[string]int64      `json:"fired"`    // rule|group → when its current alert fired (ms)
 	Pairs    map[string]bool       `json:"pairs"`    // principal|tenant seen
 	Networks map[string][]string   `json:"networks"` // key → networks it was used from
@@ -120,7 +139,7 @@ type State struct {
 }
 
 func newState() *State {
-	return &State{Windows: map[string][]Point{}, Fired: map[string]int64{}, Pairs: map[string]bool{},
+	return &State{Windows: map[string]*Window{}, Fired: map[string]int64{}, Pairs: map[string]bool{},
 		Networks: map[string][]string{}, Actions: map[string][]string{}, Exports: map[string][][2]int64{}}
 }
 
@@ -220,8 +239,12 @@ func NewEngine(rules []*Rule) *Engine {
 	return e
 }
 
-// maxEvidence bounds the evidence an alert carries from its window.
-const maxEvidence = 200
+// maxEvidence bounds the evidence an alert carries from its window;
+// maxWindow the matches a window keeps.
+const (
+	maxEvidence = 200
+	maxWindow   = 10_000
+)
 
 // Evaluate runs every rule on ev and returns what fired. Entries the
 // detector wrote itself are not evaluated.
@@ -284,13 +307,19 @@ func (en *Engine) matched(r *Rule, ev *Event, ref string) (Hit, bool) {
 	}
 	group := strings.Join(parts, ",")
 	wk := r.ID + "|" + group
-	pts := en.State.Windows[wk]
+	w := en.State.Windows[wk]
+	if w == nil {
+		w = &Window{Counts: map[string]int{}}
+		en.State.Windows[wk] = w
+	} else if w.Counts == nil {
+		w.Counts = map[string]int{}
+	}
 	cut := t - c.span.Milliseconds()
 	i := 0
-	for i < len(pts) && pts[i].T <= cut {
+	for i < len(w.Points) && w.Points[i].T <= cut {
 		i++
 	}
-	pts = pts[i:]
+	w.drop(i)
 	val := ""
 	switch c.Type {
 	case "value_count":
@@ -298,29 +327,23 @@ func (en *Engine) matched(r *Rule, ev *Event, ref string) (Hit, bool) {
 	case "temporal":
 		val = ref
 	}
-	pts = append(pts, Point{T: t, Index: ev.Index, Value: val, Actor: l.Actor, Tenant: l.Tenant})
-	if len(pts) > 10_000 {
-		pts = pts[len(pts)-10_000:]
+	w.Points = append(w.Points, Point{T: t, Index: ev.Index, Value: val, Actor: l.Actor, Tenant: l.Tenant})
+	if val != "" {
+		w.Counts[val]++
 	}
-	en.State.Windows[wk] = pts
+	if len(w.Points) > maxWindow {
+		w.drop(len(w.Points) - maxWindow)
+	}
+	pts := w.Points
 
 	// An alert that fired within the timespan gathers further evidence.
 	if f, ok := en.State.Fired[wk]; ok && t-f < c.span.Milliseconds() {
 		return Hit{Rule: r, DedupKey: fmt.Sprintf("%s:%s:%d", r.ID, group, f/1000), Group: group, Evidence: []uint64{ev.Index},
 			Principals: principals(l.Actor), Tenants: nonEmpty(l.Tenant), Time: l.Time}, true
 	}
-	var n int
-	switch c.Type {
-	case "event_count":
-		n = len(pts)
-	case "value_count", "temporal":
-		seen := map[string]bool{}
-		for _, p := range pts {
-			if p.Value != "" {
-				seen[p.Value] = true
-			}
-		}
-		n = len(seen)
+	n := len(pts)
+	if c.Type != "event_count" {
+		n = len(w.Counts)
 	}
 	fires := c.holds(n)
 	if c.Type == "temporal" {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -93,8 +94,27 @@ func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line,
 var ruleKeys = []string{"id", "title", "description", "level", "condition", "correlation", "respond"}
 var correlationKeys = []string{"type", "group_by", "timespan", "field", "rules", "condition"}
 
-// costLimit bounds one condition's evaluation (CEL cost units).
-const costLimit = 10_000
+// costLimit bounds one condition's estimated worst-case evaluation cost
+// (CEL cost units).
+const costLimit = 100_000
+
+// eventSizes tells CEL's cost estimator how large event fields can be.
+type eventSizes struct{}
+
+func (eventSizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	p := n.Path()
+	if len(p) == 2 && p[0] == "event" {
+		if p[1] == "tokens" {
+			return &cost.SizeEstimate{Min: 0, Max: 1000} // a page of tokens at most
+		}
+		return &cost.SizeEstimate{Min: 0, Max: 4096}
+	}
+	return nil
+}
+
+func (eventSizes) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
 
 // newEnv returns the CEL environment conditions compile in: one variable,
 // event, a map of the fields documented in docs/detection.md.
@@ -259,7 +279,12 @@ func parseRule(env *cel.Env, file string, n *yaml.Node) (*Rule, []error) {
 			errs = append(errs, bad(line("condition"), "condition does not compile: %s", oneLine(iss.Err().Error())))
 		} else if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
 			errs = append(errs, bad(line("condition"), "condition must be a boolean expression, not %s", ast.OutputType()))
-		} else if prg, err := env.Program(ast, cel.CostLimit(costLimit)); err != nil {
+		} else if est, err := env.EstimateCost(ast, eventSizes{}); err != nil || est.Max > costLimit {
+			// Cost is bounded when the rule loads, from the largest event
+			// (1 000 tokens, 4 KiB strings), so evaluation pays no
+			// per-step cost tracking.
+			errs = append(errs, bad(line("condition"), "condition may cost up to %d on a large event; the limit is %d (avoid nested loops over event.tokens)", est.Max, costLimit))
+		} else if prg, err := env.Program(ast); err != nil {
 			errs = append(errs, bad(line("condition"), "condition: %v", err))
 		} else {
 			r.prg = prg
