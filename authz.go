@@ -46,6 +46,7 @@ const (
 	ActionAlertUpdate     Action = "alert.update"        // acknowledge or resolve
 	ActionContain         Action = "containment.apply"   // suspend a principal or freeze a tenant by hand
 	ActionLift            Action = "containment.lift"    // lift a suspension or a freeze, with a reason
+	ActionTrace           Action = "canary.trace"        // whose canary is this address?
 	ActionAuthenticate    Action = "authenticate"        // a request that failed before a principal was known
 )
 
@@ -96,6 +97,7 @@ var policy = map[Action]struct {
 	ActionAlertUpdate:     {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionContain:         {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionLift:            {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionTrace:           {ScopeSecurity, []Kind{KindStaffSecurity}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

@@ -36,9 +36,13 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 // tokens). It reveals only the creation second, which the API shows
 // anyway; the 96 random bits keep IDs unguessable. IDs are never derived
 // from personal data.
-func NewID(prefix string) string {
+func NewID(prefix string) string { return NewIDAt(prefix, time.Now()) }
+
+// NewIDAt returns an ID whose time prefix is t (canaries are minted to
+// look as old as the contacts around them).
+func NewIDAt(prefix string, t time.Time) string {
 	var b [16]byte
-	binary.BigEndian.PutUint32(b[:4], uint32(time.Now().Unix()))
+	binary.BigEndian.PutUint32(b[:4], uint32(t.Unix()))
 	if _, err := rand.Read(b[4:]); err != nil {
 		panic("custos: crypto/rand failed: " + err.Error()) // unreachable on supported platforms
 	}

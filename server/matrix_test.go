@@ -100,6 +100,7 @@ var matrix = map[string][]string{
 	"POST /v1/principals/{id}/unsuspend": {"security"},
 	"POST /v1/tenants/{tenant}/freeze":   {"security"},
 	"POST /v1/tenants/{tenant}/unfreeze": {"security"},
+	"POST /v1/trace":                     {"security"},
 }
 
 var (

@@ -16,6 +16,23 @@ func (s *Server) registerSecurityRoutes() {
 	s.handle("POST", "/v1/principals/{id}/unsuspend", custos.ActionLift, true, s.suspend(false))
 	s.handle("POST", "/v1/tenants/{tenant}/freeze", custos.ActionContain, true, s.freeze(true))
 	s.handle("POST", "/v1/tenants/{tenant}/unfreeze", custos.ActionLift, true, s.freeze(false))
+	s.handle("POST", "/v1/trace", custos.ActionTrace, true, s.trace)
+}
+
+// trace answers whose canary an address is (the address travels in the
+// body, never in a URL).
+func (s *Server) trace(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Email string `json:"email"`
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionTrace, err)
+	}
+	res, err := s.vault.Trace(r.Context(), body.Email)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {

@@ -261,7 +261,8 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		return err
 	}
 	l.List = safeID(custos.PrefixList, list)
-	if _, err := v.findList(ctx, tenant, list); err != nil {
+	ls, err := v.findList(ctx, tenant, list)
+	if err != nil {
 		return v.deny(ctx, l, err)
 	}
 	if err := v.frozen(ctx, tenant); err != nil {
@@ -271,13 +272,43 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
+	if err := v.readyCanaries(ctx); err != nil {
+		return v.deny(ctx, l, err)
+	}
 	var n int
 	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&n); err != nil {
 		return v.deny(ctx, l, fmt.Errorf("count contacts: %w", err))
 	}
-	l.Count, l.Detail = n, "format "+format
-	if err := v.record(ctx, l, nil); err != nil {
+	// Every export carries fresh canaries of its own, recorded with the
+	// export's leaf: an address from a leaked file names this export.
+	var fresh []*custos.Contact
+	if v.canaries > 0 {
+		fresh = v.exportCanaries(tenant, list, ls.CreatedAt, v.canaries)
+	}
+	r := custos.RequestFromContext(ctx)
+	l.Count, l.Detail = n+len(fresh), "format "+format
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		for _, c := range fresh {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, addrTag(v.canaryKey, c.Email), tenant, list, l.Actor, l.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
+				return fmt.Errorf("record export canaries: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
+	}
+	// emit hands fn the real contacts with the fresh canaries merged in
+	// token order.
+	emit := func(c *custos.Contact) error {
+		for len(fresh) > 0 && fresh[0].Token < c.Token {
+			if err := fn(fresh[0]); err != nil {
+				return err
+			}
+			fresh = fresh[1:]
+		}
+		return fn(c)
 	}
 	// Page through the list so no read transaction stays open for the
 	// whole export (it would hold back WAL checkpoints).
@@ -301,6 +332,11 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 			return fmt.Errorf("export contacts: %w", err)
 		}
 		if len(page) == 0 {
+			for _, c := range fresh {
+				if err := fn(c); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
 		for _, s := range page {
@@ -308,7 +344,7 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 			if err != nil {
 				return err
 			}
-			if err := fn(c); err != nil {
+			if err := emit(c); err != nil {
 				return err
 			}
 		}

@@ -2,11 +2,15 @@ package vault
 
 import (
 	"context"
+	"slices"
+	"time"
+
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/custos-dev/custos/addr"
 	"math/big"
 	"strings"
 
@@ -159,7 +163,8 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 		if !ok {
 			continue // the made-up address is taken in this list: draw another
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag) VALUES ($1, $2)`, hex.EncodeToString(k.Tag("token/"+c.Token)), listTag); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag) VALUES ($1, $2, $3)`,
+			hex.EncodeToString(k.Tag("token/"+c.Token)), listTag, addrTag(k, c.Email)); err != nil {
 			return fmt.Errorf("index canary: %w", err)
 		}
 		planted++
@@ -191,4 +196,101 @@ func randN(n int) int {
 		panic("custos: crypto/rand failed: " + err.Error())
 	}
 	return int(b.Int64())
+}
+
+// addrTag is the trace tag of a normalised address.
+func addrTag(k *keys.SystemPRF, normalized string) string {
+	return hex.EncodeToString(k.Tag("addr/" + normalized))
+}
+
+// exportCanaries mints n fresh canary contacts for an export of list
+// (created at listCreated): tokens and times drawn from the list's
+// lifetime so they sort among the real contacts, sorted by token.
+func (v *Vault) exportCanaries(tenant, list string, listCreated time.Time, n int) []*custos.Contact {
+	now := v.now()
+	span := now.Sub(listCreated)
+	out := make([]*custos.Contact, 0, n)
+	for range n {
+		at := listCreated
+		if span > time.Second {
+			at = listCreated.Add(time.Duration(randN(int(span/time.Second))) * time.Second)
+		}
+		at = at.UTC().Truncate(time.Millisecond)
+		first, email := v.canaryAddress()
+		out = append(out, &custos.Contact{Token: custos.NewIDAt(custos.PrefixContact, at), TenantID: tenant, ListID: list, Email: email,
+			Attributes: []byte(fmt.Sprintf(`{"first_name":%q}`, strings.ToUpper(first[:1])+first[1:])), Consent: custos.ConsentSubscribed, CreatedAt: at, UpdatedAt: at})
+	}
+	slices.SortFunc(out, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
+	return out
+}
+
+// TraceResult says where a canary address came from.
+type TraceResult struct {
+	Kind       string    `json:"kind"` // "export", "list" or "none"
+	TenantID   string    `json:"tenant_id,omitempty"`
+	ListID     string    `json:"list_id,omitempty"`
+	Principal  string    `json:"principal,omitempty"` // who exported
+	KeyID      string    `json:"key_id,omitempty"`
+	Source     string    `json:"source,omitempty"`
+	RequestID  string    `json:"request_id,omitempty"`
+	ExportedAt time.Time `json:"exported_at,omitzero"`
+}
+
+// Trace tells security staff whether an address found outside — in a
+// leaked file, on a spam list — is a canary, and whose: a fresh canary
+// names the export and the principal who made it; a list canary names the
+// list (it left the vault, by whatever route). The address is looked up by
+// its keyed tag and never recorded.
+func (v *Vault) Trace(ctx context.Context, email string) (*TraceResult, error) {
+	l, err := v.authorize(ctx, custos.ActionTrace, "")
+	if err != nil {
+		return nil, err
+	}
+	norm, err := addr.Normalize(email)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	k, err := v.canaryPRF(ctx)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	tag := addrTag(k, norm)
+	res := &TraceResult{Kind: "none"}
+	var at int64
+	err = v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id, actor, key_id, source, request_id, exported_at FROM export_canaries WHERE addr_tag = $1`, tag).
+		Scan(&res.TenantID, &res.ListID, &res.Principal, &res.KeyID, &res.Source, &res.RequestID, &at)
+	switch {
+	case err == nil:
+		res.Kind, res.ExportedAt = "export", fromMS(at)
+	case !isNoRows(err):
+		return nil, v.deny(ctx, l, fmt.Errorf("trace: %w", err))
+	default:
+		var listTag string
+		err = v.read.QueryRowContext(ctx, `SELECT list_tag FROM canaries WHERE addr_tag = $1`, tag).Scan(&listTag)
+		if err == nil {
+			res.Kind = "list"
+			// The list tag is keyed too: find the list it names.
+			rows, qerr := v.read.QueryContext(ctx, `SELECT id, tenant_id FROM lists`)
+			if qerr != nil {
+				return nil, v.deny(ctx, l, qerr)
+			}
+			for rows.Next() {
+				var id, tn string
+				if rows.Scan(&id, &tn) == nil && hex.EncodeToString(k.Tag("list/"+id)) == listTag {
+					res.ListID, res.TenantID = id, tn
+				}
+			}
+			rows.Close()
+		} else if !isNoRows(err) {
+			return nil, v.deny(ctx, l, fmt.Errorf("trace: %w", err))
+		}
+	}
+	l.Detail = "canary trace: " + res.Kind
+	if res.Kind == "export" {
+		l.Detail += " by " + res.Principal + " request " + res.RequestID
+	}
+	if res.TenantID != "" {
+		l.Tenant = res.TenantID
+	}
+	return res, v.record(ctx, l, nil)
 }

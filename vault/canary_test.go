@@ -66,3 +66,68 @@ func TestCanaries(t *testing.T) {
 		t.Fatalf("contacts columns changed: %v", cols)
 	}
 }
+
+// TestExportCanariesTrace: every export carries fresh canaries of its
+// own; an address from the file traces back to the export and its maker;
+// a list canary traces to the list; a real address traces to nothing.
+func TestExportCanariesTrace(t *testing.T) {
+	f := newFixture(t)
+	admin, tenant, list := f.admin(t)
+	for _, e := range []string{"jane.doe@gmail.com", "bob@example.org"} {
+		if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export := func() []*custos.Contact {
+		var out []*custos.Contact
+		if err := f.vault.Export(admin, tenant, list, "csv", func(c *custos.Contact) error { out = append(out, c); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	first, second := export(), export()
+	if len(first) != 2+2*vault.DefaultCanaries || len(second) != len(first) {
+		t.Fatalf("exports of %d and %d rows, want 2 real + %d list canaries + %d fresh", len(first), len(second), vault.DefaultCanaries, vault.DefaultCanaries)
+	}
+	for i := 1; i < len(first); i++ {
+		if first[i-1].Token >= first[i].Token {
+			t.Fatal("the export is not in token order: fresh canaries stand out")
+		}
+	}
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	if _, err := f.vault.Trace(admin, "x@example.net"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("a tenant admin tracing: %v", err)
+	}
+	kinds := map[string]int{}
+	for _, c := range first {
+		res, err := f.vault.Trace(sec, c.Email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds[res.Kind]++
+		switch res.Kind {
+		case "export":
+			if res.Principal == "" || res.TenantID != tenant || res.ListID != list || res.RequestID == "" {
+				t.Errorf("export trace %+v", res)
+			}
+		case "list":
+			if res.ListID != list || res.TenantID != tenant {
+				t.Errorf("list trace %+v", res)
+			}
+		}
+	}
+	if kinds["export"] != vault.DefaultCanaries || kinds["list"] != vault.DefaultCanaries || kinds["none"] != 2 {
+		t.Fatalf("traces of the first export: %v", kinds)
+	}
+	// The second export's fresh canaries are not the first's.
+	for _, c := range second {
+		for _, d := range first {
+			if c.Email == d.Email && c.Token != d.Token {
+				t.Fatalf("two exports share a canary address %s", c.Email)
+			}
+		}
+	}
+	if leaf := lastLeaf(t, f, custos.ActionTrace); strings.Contains(leaf, "@") {
+		t.Fatalf("the trace's leaf holds an address: %s", leaf)
+	}
+}

@@ -9,6 +9,8 @@
 //	                    and peak RSS
 //	custos-load nodes   audited GETs and log appends on SQLite, and on 1 and
 //	                    3 nodes over one PostgreSQL, side by side
+//	custos-load alert   access → alert delivered to a local webhook receiver,
+//	                    under benign audited reads at half the maximum rate
 //
 // Figures and the commands that reproduce them are in docs/benchmarks.md.
 package main
@@ -49,7 +51,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes [flags]")
+		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes|alert [flags]")
 		os.Exit(2)
 	}
 	if p := os.Getenv("CUSTOS_LOAD_CPUPROFILE"); p != "" {
@@ -66,6 +68,8 @@ func main() {
 		err = runImport(os.Args[2:])
 	case "nodes":
 		err = runNodes(os.Args[2:])
+	case "alert":
+		err = runAlert(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -79,9 +83,9 @@ func main() {
 // instance is custos running in this process on a loopback port, with a
 // tenant, a tenant admin key and a list.
 type instance struct {
-	url, admin, tenant, list string
-	log                      *audit.Log
-	close                    func()
+	url, op, admin, tenant, list string
+	log                          *audit.Log
+	close                        func()
 }
 
 // node is one custos node: a log, a vault and an HTTP server on loopback.
@@ -167,7 +171,7 @@ func setup(ctx context.Context, n *node) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{url: n.url, log: n.log}
+	in := &instance{url: n.url, op: opKey, log: n.log}
 	c := &client{base: in.url, http: http.DefaultClient}
 	var t custos.Tenant
 	if err := c.json(opKey, "POST", "/v1/tenants", map[string]string{"name": "Load"}, &t); err != nil {

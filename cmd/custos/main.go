@@ -108,6 +108,7 @@ Detection (docs/detection.md):
   rules check [DIR]              validate rule files (file:line errors); no DIR: the default pack
   alerts [ls] [--status S] | alerts ack|resolve ALERT [--note N]      (security staff)
   contain suspend|unsuspend PRINCIPAL --reason R | contain freeze|unfreeze TENANT --reason R
+  trace EMAIL                    is an address found outside a canary? whose export or list?
 
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
 CUSTOS_SERVER, CUSTOS_KEY.
@@ -146,6 +147,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runAlerts(ctx, rest)
 	case "contain":
 		return m.runContain(ctx, rest)
+	case "trace":
+		return m.runTrace(ctx, rest)
 	case "tenant", "list", "contact", "import", "export", "principal", "key":
 		return m.runClient(ctx, cmd, rest)
 	}

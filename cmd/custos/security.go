@@ -126,3 +126,30 @@ func (m *Main) runContain(ctx context.Context, args []string) error {
 	}
 	return (&printer{w: m.Stdout, json: *asJSON}).one(res, "%s %s: done", verb, pos[0])
 }
+
+// runTrace runs "custos trace EMAIL": is this address one of our canaries,
+// and if it is, which export (and who) or which list let it out?
+func (m *Main) runTrace(ctx context.Context, args []string) error {
+	fs := newFlagSet("trace", m.Stderr)
+	mk, asJSON := m.clientFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("custos trace EMAIL  (an address found outside custos)")
+	}
+	var res vault.TraceResult
+	if err := mk().json(ctx, "POST", "/v1/trace", map[string]string{"email": pos[0]}, &res); err != nil {
+		return err
+	}
+	pr := &printer{w: m.Stdout, json: *asJSON}
+	switch res.Kind {
+	case "export":
+		return pr.one(res, "a canary of the export of list %s (tenant %s) made by %s with key %s from %s at %s, request %s",
+			res.ListID, res.TenantID, res.Principal, res.KeyID, res.Source, res.ExportedAt.Format(time.RFC3339), res.RequestID)
+	case "list":
+		return pr.one(res, "a canary of list %s (tenant %s): the list left custos; its exports and reveals are in the audit log", res.ListID, res.TenantID)
+	}
+	return pr.one(res, "not a custos canary")
+}

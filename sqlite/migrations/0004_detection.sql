@@ -43,7 +43,22 @@ CREATE TABLE tenant_freezes (
 -- themselves are ordinary rows, planted with a list's first contacts.
 CREATE TABLE canaries (
     tag      TEXT PRIMARY KEY,
-    list_tag TEXT NOT NULL
+    list_tag TEXT NOT NULL,
+    addr_tag TEXT NOT NULL -- of the address, to trace a leaked one back
+);
+CREATE INDEX canaries_addr ON canaries(addr_tag);
+
+-- Fresh canaries planted in each export (never stored as contacts): an
+-- address found in a leaked file names the export and who made it.
+CREATE TABLE export_canaries (
+    addr_tag    TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL,
+    list_id     TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    key_id      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    exported_at BIGINT NOT NULL
 );
 CREATE INDEX canaries_list ON canaries(list_tag);
 
