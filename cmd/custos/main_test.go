@@ -39,6 +39,13 @@ func (c *cli) must(args ...string) string {
 	return out
 }
 
+// mustAs runs a command with key as CUSTOS_KEY.
+func (c *cli) mustAs(key string, args ...string) string {
+	c.t.Helper()
+	c.env["CUSTOS_KEY"] = key
+	return c.must(args...)
+}
+
 var (
 	keyRE = regexp.MustCompile(`cst_[a-z2-7]{39}`)
 	idRE  = func(prefix string) *regexp.Regexp { return regexp.MustCompile(prefix + `_[a-z2-7]{26}`) }

@@ -24,14 +24,7 @@ func TestSupportCLI(t *testing.T) {
 		c.env["CUSTOS_KEY"] = key
 		return c.run(args...)
 	}
-	must := func(key string, args ...string) string {
-		t.Helper()
-		out, err := as(key, args...)
-		if err != nil {
-			t.Fatalf("custos %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	must := c.mustAs
 	list := idRE("ls").FindString(must(adminKey, "list", "create", "--tenant", tenant, "news"))
 	token := idRE("ct").FindString(must(adminKey, "contact", "add", "--tenant", tenant, "--list", list, "jo.smith@example.test"))
 
