@@ -130,7 +130,7 @@ func TestCrashUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	stored := storedContacts(t, db)
+	stored := storedContacts(t, db, dir)
 	for _, tok := range created {
 		if !stored[tok] {
 			t.Errorf("contact %s was acknowledged as created but is not stored", tok)

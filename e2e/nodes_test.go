@@ -135,7 +135,7 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 			}
 		}
 	}
-	stored := len(storedContacts(t, db))
+	stored := len(storedContacts(t, db, dir))
 	for i := range perNode {
 		if perNode[i].Load() == 0 {
 			t.Errorf("node %d answered no request: the load was not spread", i)
