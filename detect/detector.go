@@ -106,8 +106,8 @@ func (d *Detector) Run(ctx context.Context) {
 					}
 					break
 				}
-				if n == 0 {
-					break
+				if n < d.Batch {
+					break // caught up: let entries gather for a poll rather than spin on a few
 				}
 			}
 		} else {

@@ -11,6 +11,7 @@
 //	                    3 nodes over one PostgreSQL, side by side
 //	custos-load alert   access → alert delivered to a local webhook receiver,
 //	                    under benign audited reads at half the maximum rate
+//	custos-load detect  the detector beside 512 appenders: does it keep up?
 //
 // Figures and the commands that reproduce them are in docs/benchmarks.md.
 package main
@@ -51,7 +52,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes|alert [flags]")
+		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes|alert|detect [flags]")
 		os.Exit(2)
 	}
 	if p := os.Getenv("CUSTOS_LOAD_CPUPROFILE"); p != "" {
@@ -70,6 +71,8 @@ func main() {
 		err = runNodes(os.Args[2:])
 	case "alert":
 		err = runAlert(os.Args[2:])
+	case "detect":
+		err = runDetect(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

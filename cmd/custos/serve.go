@@ -28,7 +28,8 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stderr, "custos serving on %s (data %s)\n", srv.URL, cfg.DataDir)
+	fmt.Fprintf(m.Stderr, "custos serving on %s (data %s; detection: %d rules, %d alert sinks configured)\n",
+		srv.URL, cfg.DataDir, len(srv.store.detector.Rules), len(srv.store.notifier.Sinks)-1)
 	<-ctx.Done()
 	fmt.Fprintln(m.Stderr, "custos shutting down")
 	return srv.Close()
