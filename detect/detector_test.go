@@ -3,6 +3,7 @@ package detect_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -400,5 +401,18 @@ func TestCanaryRevealContains(t *testing.T) {
 	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
 	if _, _, err := w.vault.Authenticate(ctx, secret); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
 		t.Fatalf("the engineer still authenticates after revealing a canary: %v", err)
+	}
+}
+
+// TestSigningFailureAlerts: a checkpoint the log could not sign reaches
+// the rules as a system entry.
+func TestSigningFailureAlerts(t *testing.T) {
+	w := newWorld(t)
+	d := w.detector(defaultRules(t))
+	drain(t, w, d)
+	d.Observe("log.checkpoint", errors.New("sign checkpoint: KMS unreachable"))
+	drain(t, w, d)
+	if !slices.Contains(ruleIDs(w.alerts()), "log-integrity") {
+		t.Fatalf("alerts %v, want log-integrity", ruleIDs(w.alerts()))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -121,9 +122,15 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
 	}
 	sinks = append(sinks, configured...)
-	det := &detect.Detector{Rules: rules, Logger: logger}
+	// A checkpoint that cannot be signed becomes a system entry the
+	// detector alerts on; the detector exists once the log does.
+	var detector atomic.Pointer[detect.Detector]
 	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
-		OnSignError: func(err error) { det.Observe("log.checkpoint", err) }})
+		OnSignError: func(err error) {
+			if d := detector.Load(); d != nil {
+				d.Observe("log.checkpoint", err)
+			}
+		}})
 	if err != nil {
 		db.close()
 		return nil, err
@@ -137,7 +144,8 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 		db.close()
 		return nil, err
 	}
-	det.Log, det.Read, det.Write, det.Canaries, det.Active, det.Notified = lg, db.Read, db.Write, canaries, lg.IsLeader, d.Kick
+	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	detector.Store(det)
 	bg, stop := context.WithCancel(context.Background())
 	st := &store{db: db, log: lg, vault: v, verifier: verifier, notifier: d, detector: det, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
