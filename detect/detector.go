@@ -305,6 +305,15 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 			if err := notify.Enqueue(ctx, tx, alertMessage(a, h), now); err != nil {
 				return err
 			}
+			// A tenant whose exports stop is told at once, and why.
+			for _, act := range done {
+				if t, ok := strings.CutPrefix(act, "froze "); ok {
+					if err := notify.Enqueue(ctx, tx, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, TenantID: t, To: []string{notify.ToTenantAdmins},
+						Text: fmt.Sprintf("exports and reveals of your data are frozen pending the vendor's security review of alert %s (%s); the audit entries are in your access feed", a.ID, h.Rule.ID)}, now); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		leaf.Count = created
 		leaf.Detail = fmt.Sprintf("entries %d-%d", from, to-1)

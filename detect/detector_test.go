@@ -254,6 +254,11 @@ func TestIncident2022(t *testing.T) {
 	if m.Data["dedup_key"] != got.DedupKey || m.Severity != notify.SeverityCritical {
 		t.Fatalf("alert message %+v", m)
 	}
+	// Each frozen tenant's admins are told.
+	var told int
+	if err := w.db.Read.QueryRow(`SELECT count(*) FROM outbox WHERE topic = 'containment' AND payload LIKE '%' || $1 || '%'`, got.ID).Scan(&told); err != nil || told != 3 {
+		t.Fatalf("%d tenants told of the freeze (%v), want 3", told, err)
+	}
 }
 
 func ruleIDs(as []*vault.Alert) []string {
