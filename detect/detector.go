@@ -262,6 +262,7 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 // and the cursor in one audit entry's transaction. The cursor update is
 // guarded: if another detector moved it, nothing commits.
 func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) error {
+	d.engine.State.prune()
 	state, err := json.Marshal(d.engine.State)
 	if err != nil {
 		return err
@@ -389,6 +390,7 @@ func (d *Detector) saveCursor(ctx context.Context) error {
 }
 
 func (d *Detector) saveCursorLocked(ctx context.Context) error {
+	d.engine.State.prune()
 	state, err := json.Marshal(d.engine.State)
 	if err != nil {
 		return err

@@ -136,6 +136,7 @@ type State struct {
 	Networks map[string][]string   `json:"networks"` // key → networks it was used from
 	Actions  map[string][]string   `json:"actions"`  // key → data actions it performed
 	Exports  map[string][][2]int64 `json:"exports"`  // principal → (time ms, count) of exports, 30 days
+	Last     int64                 `json:"last"`     // time of the latest event evaluated (ms)
 }
 
 func newState() *State {
@@ -252,6 +253,7 @@ func (en *Engine) Evaluate(ev *Event) ([]Hit, error) {
 	if ev.Leaf.Actor == Actor {
 		return nil, nil
 	}
+	en.State.Last = max(en.State.Last, ev.Leaf.Time.UnixMilli())
 	en.State.enrich(ev, en.IsCanary)
 	var vars map[string]any
 	var hits []Hit
@@ -393,3 +395,20 @@ func sortedKeys(m map[string]bool) []string {
 
 // Actor is the audit actor of the detector's own entries.
 const Actor = "detector"
+
+// prune drops what can no longer matter: windows whose matches are all
+// older than the longest timespan, and fired marks as old. It keeps the
+// state committed with the cursor from growing with every group ever seen.
+func (s *State) prune() {
+	horizon := s.Last - (31 * 24 * time.Hour).Milliseconds()
+	for k, w := range s.Windows {
+		if len(w.Points) == 0 || w.Points[len(w.Points)-1].T < horizon {
+			delete(s.Windows, k)
+		}
+	}
+	for k, t := range s.Fired {
+		if t < horizon {
+			delete(s.Fired, k)
+		}
+	}
+}

@@ -147,6 +147,7 @@ func (m *Main) demoIncident(ctx context.Context, srv *runningServer, op *client,
 	for _, act := range a.Actions {
 		note("  containment: %s", act)
 	}
+	note("  (every request of this demo comes from 127.0.0.1, so Acme's mailer key, used from the same network, is contained too)")
 	var ae *apiError
 	if err := staff.json(ctx, "GET", "/v1/tenants/"+globexID+"/support/lists/"+globexList+"/contacts?limit=1", nil, nil); errors.As(err, &ae) {
 		note("the engineer's next request: HTTP %d: %s", ae.Status, ae.Message)
