@@ -31,6 +31,7 @@ var offOverrides = map[string][]string{
 	"POST /v1/tenants/{tenant}/break-glass/{id}/approve":        {},
 	"GET /v1/tenants/{tenant}/support/lists/{list}/contacts":    {},
 	"POST /v1/tenants/{tenant}/support/contacts/{token}/reveal": {},
+	"GET /v1/tenants/{tenant}/support/contacts/{token}":         {},
 }
 
 // matrix is the one table of who may do what: for every route, the actors
@@ -87,6 +88,7 @@ var matrix = map[string][]string{
 	"POST /v1/tenants/{tenant}/grants/{id}/revoke":              {"admin", "staff", "staff+grant"}, // staff: only their own grant (others: 404)
 	"GET /v1/tenants/{tenant}/support/lists/{list}/contacts":    {"staff+grant"},
 	"POST /v1/tenants/{tenant}/support/contacts/{token}/reveal": {"staff+grant"},
+	"GET /v1/tenants/{tenant}/support/contacts/{token}":         {"staff+grant"},
 	"GET /v1/tenants/{tenant}/reveals":                          {"admin"},
 	"POST /v1/tenants/{tenant}/break-glass":                     {"staff", "staff+grant"},
 	"POST /v1/tenants/{tenant}/break-glass/{id}/approve":        {"security"}, // two needed; never the requester

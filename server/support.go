@@ -242,7 +242,16 @@ func (s *Server) revokeGrant(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) registerStaffRoutes() {
 	const tenant = "/v1/tenants/{tenant}"
 	s.handle("GET", tenant+"/support/lists/{list}/contacts", custos.ActionSupportView, true, s.supportContacts)
+	s.handle("GET", tenant+"/support/contacts/{token}", custos.ActionSupportView, true, s.supportContact)
 	s.handle("POST", tenant+"/support/contacts/{token}/reveal", custos.ActionSupportReveal, true, s.reveal)
+}
+
+func (s *Server) supportContact(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.vault.SupportContact(r.Context(), r.PathValue("tenant"), r.PathValue("token"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
 }
 
 func (s *Server) supportContacts(w http.ResponseWriter, r *http.Request) error {

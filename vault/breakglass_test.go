@@ -193,7 +193,7 @@ func TestTurningSupportOffEndsGrants(t *testing.T) {
 
 func TestPagesPerHourCap(t *testing.T) {
 	f := newFixture(t)
-	_, staff, tenant, list, _, _ := grantedStaff(t, f, custos.ScopeViewMasked, 0)
+	_, staff, tenant, list, tokens, _ := grantedStaff(t, f, custos.ScopeViewMasked, 0)
 	for i := range custos.SupportPagesPerHour {
 		if _, err := f.vault.SupportContacts(staff, tenant, list, "", 1); err != nil {
 			t.Fatalf("page %d: %v", i+1, err)
@@ -206,7 +206,14 @@ func TestPagesPerHourCap(t *testing.T) {
 	if leaf := lastLeaf(t, f, custos.ActionSupportView); !strings.Contains(leaf, `"outcome":"denied"`) || strings.Contains(leaf, `"tokens"`) {
 		t.Fatalf("the capped page's leaf: %s (want a denial naming no tokens)", leaf)
 	}
+	if _, err := f.vault.SupportContact(staff, tenant, tokens[0]); custos.ErrorCode(err) != custos.ETOOMANY {
+		t.Fatalf("a single masked contact beyond the hourly cap: %v", err)
+	}
 	f.clock.Advance(time.Hour)
+	c, err := f.vault.SupportContact(staff, tenant, tokens[0])
+	if err != nil || c.Token != tokens[0] || !strings.Contains(c.Email, "***") {
+		t.Fatalf("a masked contact by token in the next hour: %+v, %v", c, err)
+	}
 	if _, err := f.vault.SupportContacts(staff, tenant, list, "", 1); err != nil {
 		t.Fatalf("page in the next hour: %v", err)
 	}

@@ -516,26 +516,7 @@ func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string,
 	if _, err := v.findList(ctx, tenant, list); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	// The page counts against the grant's hourly cap in the leaf's own
-	// transaction, which also rechecks that the grant is still active.
-	now := ms(v.now())
-	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		res, err := tx.ExecContext(ctx, `UPDATE grants SET
-				page_window_at = CASE WHEN page_window_at <= $2 THEN $3 ELSE page_window_at END,
-				pages_in_window = CASE WHEN page_window_at <= $2 THEN 1 ELSE pages_in_window + 1 END
-			WHERE id = $1 AND ended_at IS NULL AND expires_at > $3 AND (page_window_at <= $2 OR pages_in_window < $4)`,
-			g.ID, now-time.Hour.Milliseconds(), now, custos.SupportPagesPerHour)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			leaf.Tokens, leaf.Count = nil, 0 // refused: nothing was read
-			return custos.Errorf(custos.ETOOMANY, "the grant has ended or has served its %d pages this hour", custos.SupportPagesPerHour)
-		}
-		return nil
-	})
+	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, v.spendPage(g.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -548,6 +529,63 @@ func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string,
 		page.Items = append(page.Items, mask(c))
 	}
 	return page, nil
+}
+
+// spendPage returns the Apply that counts one page against the grant's
+// hourly cap, in the leaf's own transaction, which also rechecks that the
+// grant is still active. A refused page names no tokens in its leaf.
+func (v *Vault) spendPage(grantID string) func(context.Context, *sql.Tx, *audit.Leaf) error {
+	return func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		now := ms(v.now())
+		res, err := tx.ExecContext(ctx, `UPDATE grants SET
+				page_window_at = CASE WHEN page_window_at <= $2 THEN $3 ELSE page_window_at END,
+				pages_in_window = CASE WHEN page_window_at <= $2 THEN 1 ELSE pages_in_window + 1 END
+			WHERE id = $1 AND ended_at IS NULL AND expires_at > $3 AND (page_window_at <= $2 OR pages_in_window < $4)`,
+			grantID, now-time.Hour.Milliseconds(), now, custos.SupportPagesPerHour)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			leaf.Tokens, leaf.Count = nil, 0 // refused: nothing was read
+			return custos.Errorf(custos.ETOOMANY, "the grant has ended or has served its %d pages this hour", custos.SupportPagesPerHour)
+		}
+		return nil
+	}
+}
+
+// SupportContact returns one contact, masked, to a staff member holding an
+// active grant: the exact-token search support needs ("contact ct_… bounces").
+// It counts as a page. There is no search by address, prefix or pattern for
+// staff: on masked fields any of them would be an oracle.
+func (v *Vault) SupportContact(ctx context.Context, tenant, token string) (*custos.MaskedContact, error) {
+	l, err := v.authorize(ctx, custos.ActionSupportView, tenant)
+	if err != nil {
+		return nil, err
+	}
+	g, err := v.staffGrant(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "grant " + g.ID
+	s, err := v.findContact(ctx, tenant, token)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.List, l.Tokens, l.Count = s.list, []string{s.token}, 1
+	if err := v.record(ctx, l, v.spendPage(g.ID)); err != nil {
+		return nil, err
+	}
+	c, err := open(k, s)
+	if err != nil {
+		return nil, err
+	}
+	return mask(c), nil
 }
 
 // mask renders a contact for staff: the address masked, every attribute

@@ -92,7 +92,7 @@ Support access (--tenant T):
                 support requests | support approve REQ [--duration] [--reveal-budget N]
                 support deny REQ | support grants | support grant --staff P | support revoke GRANT
   staff:        support request --reason R --ticket T [--scope view_masked+reveal] [--duration 8h]
-                support view --list L | support reveal TOKEN --reason-code C --reason R
+                support view --list L | support view TOKEN | support reveal TOKEN --reason-code C --reason R
                 support revoke GRANT  (end your own grant early)
                 support break-glass --reason R --ticket T [--duration 1h]  (if the tenant allows it)
   tenant admin: support on --break-glass | support reveals  (who saw what, and why)

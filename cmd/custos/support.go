@@ -166,6 +166,13 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 		}
 		return grantLine(g)
 	case "view":
+		if len(pos) == 1 { // one contact by token
+			var mc custos.MaskedContact
+			if err := c.json(ctx, "GET", tp+"/support/contacts/"+url.PathEscape(pos[0]), nil, &mc); err != nil {
+				return err
+			}
+			return pr.one(mc, "token       %s\nemail       %s\nconsent     %s\nattributes  %d (masked)", mc.Token, mc.Email, mc.Consent, len(mc.Attributes))
+		}
 		var page struct {
 			Items []custos.MaskedContact
 			Next  string

@@ -40,6 +40,9 @@ func TestSupportCLI(t *testing.T) {
 	if grant == "" {
 		t.Fatal("approve printed no grant")
 	}
+	if one := must(staffKey, "support", "view", token, "--tenant", tenant); !strings.Contains(one, "j***@e***.test") {
+		t.Fatalf("masked contact by token:\n%s", one)
+	}
 	view := must(staffKey, "support", "view", "--tenant", tenant, "--list", list)
 	if strings.Contains(view, "jo.smith") || !strings.Contains(view, "j***@e***.test") {
 		t.Fatalf("masked view:\n%s", view)
