@@ -101,7 +101,7 @@ func (l *Log) checkpointer() {
 			if _, err := l.SignCheckpoint(context.Background()); err != nil {
 				l.cfg.Logger.Error("sign checkpoint", "err", err)
 				if l.cfg.OnSignError != nil {
-					l.cfg.OnSignError(err)
+					go l.cfg.OnSignError(err) // it may append: never from the log's own goroutines
 				}
 			}
 		}

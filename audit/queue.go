@@ -122,6 +122,9 @@ func (l *Log) leadWith(ctx context.Context, conn *sql.Conn) error {
 		}
 		if !time.Now().Before(nextSign) || (stopping && n == 0) {
 			if _, err := l.signOn(ctx, conn); err != nil {
+				if l.cfg.OnSignError != nil {
+					go l.cfg.OnSignError(err)
+				}
 				return err
 			}
 			nextSign = time.Now().Add(l.cfg.CheckpointInterval)

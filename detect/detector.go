@@ -218,8 +218,9 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 		if d.failedAt != verr.Index+1 {
 			d.failedAt = verr.Index + 1
 			d.Logger.Error("detector: the audit log does not verify", "index", verr.Index, "reason", verr.Reason)
-			if r, ok := d.systemEntry(ctx, "log.verify", verr.Error()); ok {
-				ev := &Event{Index: r.Index, Leaf: audit.Leaf{Time: time.Now().UTC(), Actor: "system", Action: "log.verify", Outcome: audit.OutcomeError, Reason: verr.Error(), Severity: "high"}}
+			if _, ok := d.systemEntry(ctx, "log.verify", verr.Error()); ok {
+				// The evidence is the entry that does not verify.
+				ev := &Event{Index: verr.Index, Leaf: audit.Leaf{Time: time.Now().UTC(), Actor: "system", Action: "log.verify", Outcome: audit.OutcomeError, Reason: verr.Error(), Severity: "high"}}
 				if hits, _ := d.engine.Evaluate(ev); len(hits) > 0 {
 					if cerr := d.commit(ctx, d.next, d.next, hits); cerr != nil {
 						return 0, cerr
@@ -283,8 +284,27 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 		severity := ""
 		for _, h := range hits {
 			if !h.New {
-				if err := vault.AddEvidence(ctx, tx, h.DedupKey, h.Evidence, h.Principals, h.Tenants, now); err != nil {
+				// More evidence for an alert of this window: principals
+				// and tenants it brings in are contained like the first.
+				id, err := vault.AlertID(ctx, tx, h.DedupKey)
+				if err != nil {
 					return err
+				}
+				if id == "" {
+					continue // fired before this detector's history began
+				}
+				done, err := vault.Contain(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, id, now)
+				if err != nil {
+					return err
+				}
+				if err := vault.AddEvidence(ctx, tx, h.DedupKey, h.Evidence, h.Principals, h.Tenants, done, now); err != nil {
+					return err
+				}
+				if len(done) > 0 {
+					details = append(details, fmt.Sprintf("%s %s: more evidence", id, h.Rule.ID)+actionsText(done))
+					if err := notifyContained(ctx, tx, id, h.Rule.ID, done, now); err != nil {
+						return err
+					}
 				}
 				continue
 			}
@@ -306,14 +326,8 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 			if err := notify.Enqueue(ctx, tx, alertMessage(a, h), now); err != nil {
 				return err
 			}
-			// A tenant whose exports stop is told at once, and why.
-			for _, act := range done {
-				if t, ok := strings.CutPrefix(act, "froze "); ok {
-					if err := notify.Enqueue(ctx, tx, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, TenantID: t, To: []string{notify.ToTenantAdmins},
-						Text: fmt.Sprintf("exports and reveals of your data are frozen pending the vendor's security review of alert %s (%s); the audit entries are in your access feed", a.ID, h.Rule.ID)}, now); err != nil {
-						return err
-					}
-				}
+			if err := notifyContained(ctx, tx, a.ID, h.Rule.ID, done, now); err != nil {
+				return err
 			}
 		}
 		leaf.Count = created
@@ -334,6 +348,20 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 	d.stored, d.savedAt = to, time.Now()
 	if created > 0 && d.Notified != nil {
 		d.Notified()
+	}
+	return nil
+}
+
+// notifyContained tells each tenant whose exports an alert froze, at once
+// and why.
+func notifyContained(ctx context.Context, tx *sql.Tx, alertID, rule string, done []string, now time.Time) error {
+	for _, act := range done {
+		if t, ok := strings.CutPrefix(act, "froze "); ok {
+			if err := notify.Enqueue(ctx, tx, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, TenantID: t, To: []string{notify.ToTenantAdmins},
+				Text: fmt.Sprintf("exports and reveals of your data are frozen pending the vendor's security review of alert %s (%s); the audit entries are in your access feed", alertID, rule)}, now); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

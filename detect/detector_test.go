@@ -261,6 +261,55 @@ func TestIncident2022(t *testing.T) {
 	}
 }
 
+// TestLaterEvidenceIsContainedToo: after the sweep alert fired, a second
+// leaked key from the same machine reads a fourth tenant within the hour:
+// no new alert, but that key and tenant are contained like the first.
+func TestLaterEvidenceIsContainedToo(t *testing.T) {
+	w := newWorld(t)
+	a, b, c, dd := w.tenant("Acme", 2), w.tenant("Bolt", 2), w.tenant("Core", 2), w.tenant("Dyn", 2)
+	staff, staffSecret := w.principal(custos.KindStaffSupport, "", "sam")
+	w.grant(a, staff)
+	w.grant(b, staff)
+	_, svc1 := w.principal(custos.KindService, c.id, "crm-sync")
+	svc2p, svc2 := w.principal(custos.KindService, dd.id, "dyn-sync")
+	det := w.detector(defaultRules(t))
+	drain(t, w, det)
+	const laptop = "203.0.113.50"
+	for _, f := range []*tenantFix{a, b} {
+		if _, err := w.vault.SupportContacts(w.as(staffSecret, laptop), f.id, f.list, "", 50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.vault.Tokens(w.as(svc1, laptop), c.id, c.list, "", 100); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, w, det)
+	if _, err := w.vault.Tokens(w.as(svc2, laptop), dd.id, dd.list, "", 100); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, w, det)
+	var sweep *vault.Alert
+	n := 0
+	for _, al := range w.alerts() {
+		if al.RuleID == "network-sweeps-tenants" {
+			sweep = al
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d sweep alerts, want one that gathered the later evidence", n)
+	}
+	for _, want := range []string{"suspended " + svc2p.ID, "froze " + dd.id} {
+		if !slices.Contains(sweep.Actions, want) {
+			t.Errorf("alert actions %v lack %q", sweep.Actions, want)
+		}
+	}
+	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
+	if _, _, err := w.vault.Authenticate(ctx, svc2); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+		t.Fatalf("the second leaked key still works: %v", err)
+	}
+}
+
 func ruleIDs(as []*vault.Alert) []string {
 	var out []string
 	for _, a := range as {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"slices"
 	"strings"
 	"time"
@@ -70,6 +71,12 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, hea
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// A *url.Error names the URL, and a Slack webhook's URL is its
+		// credential: keep it out of logs and the outbox.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+		}
 		return err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

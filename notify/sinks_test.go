@@ -175,3 +175,13 @@ func TestEmailOverSMTP(t *testing.T) {
 		t.Fatalf("mail %q to %v", be.msgs, be.rcpt)
 	}
 }
+
+// TestDeliveryErrorHidesURL: a Slack webhook's URL is its credential; a
+// failed delivery's error (logged, stored in the outbox) must not carry it.
+func TestDeliveryErrorHidesURL(t *testing.T) {
+	s := &notify.Slack{URL: "http://127.0.0.1:1/services/T000/B000/SECRETTOKEN"}
+	err := s.Deliver(context.Background(), &notify.Message{ID: "nt_x", Topic: "alert", Text: "x"})
+	if err == nil || strings.Contains(err.Error(), "SECRETTOKEN") {
+		t.Fatalf("delivery error %v: want an error without the URL", err)
+	}
+}

@@ -39,8 +39,9 @@ func (v *Vault) RequestBreakGlass(ctx context.Context, r *custos.AccessRequest) 
 		return v.deny(ctx, l, err)
 	}
 	return v.fileRequest(ctx, l, r, custos.BreakGlassTTL, &notify.Message{Topic: "break_glass.request", Severity: notify.SeverityHigh, TenantID: r.TenantID,
-		To:   []string{notify.ToStaffSecurity},
-		Text: fmt.Sprintf("staff %s asks for break-glass %s access for %s (request %s, ticket %s); two security approvals needed", r.RequesterID, r.Scope, r.Duration, r.ID, r.Ticket)})
+		To: []string{notify.ToStaffSecurity},
+		Text: fmt.Sprintf("staff %s asks for break-glass %s access for %s (request %s, ticket %s); two security approvals needed",
+			custos.RequestFromContext(ctx).Principal.ID, r.Scope, r.Duration, r.ID, r.Ticket)})
 }
 
 // ApproveBreakGlass records one security approval of a break-glass
@@ -52,7 +53,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 	if err != nil {
 		return nil, nil, err
 	}
-	l.Detail, l.Severity = "break-glass request "+id, SeverityHigh
+	l.Detail, l.Severity = "break-glass request "+safeID(custos.PrefixAccessReq, id), SeverityHigh
 	if !custos.ValidID(custos.PrefixAccessReq, id) {
 		return nil, nil, v.deny(ctx, l, notFound("break-glass request"))
 	}
@@ -60,6 +61,11 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 	var req *custos.AccessRequest
 	var g *custos.Grant
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		// Lock the request row first (a no-op update): approvals racing on
+		// two nodes then run one after the other and each sees the other's.
+		if _, err := tx.ExecContext(ctx, `UPDATE access_requests SET status = status WHERE id = $1 AND tenant_id = $2`, id, tenant); err != nil {
+			return err
+		}
 		r, err := v.scanRequest(tx.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM access_requests WHERE id = $1 AND tenant_id = $2`, id, tenant))
 		if isNoRows(err) || (err == nil && !r.BreakGlass) {
 			return notFound("break-glass request")
@@ -116,9 +122,13 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 		if err := insertGrant(ctx, tx, g); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, grant_id = $4 WHERE id = $5`,
-			custos.RequestApproved, approver.ID, ms(now), g.ID, id); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, grant_id = $4 WHERE id = $5 AND status = 'pending'`,
+			custos.RequestApproved, approver.ID, ms(now), g.ID, id)
+		if err != nil {
 			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return custos.Errorf(custos.ECONFLICT, "the request was decided meanwhile")
 		}
 		r.Status, r.DecidedBy, r.DecidedAt, r.GrantID = custos.RequestApproved, approver.ID, &now, g.ID
 		leaf.Detail += fmt.Sprintf(" granted: grant %s to %s until %s, approved by %s and %s", g.ID, g.StaffID, g.ExpiresAt.Format(time.RFC3339), r.ApprovedBy[0], r.ApprovedBy[1])

@@ -283,14 +283,22 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	// export's leaf: an address from a leaked file names this export.
 	var fresh []*custos.Contact
 	if v.canaries > 0 {
-		fresh = v.exportCanaries(tenant, list, ls.CreatedAt, v.canaries)
+		if fresh, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries); err != nil {
+			return v.deny(ctx, l, err)
+		}
 	}
 	r := custos.RequestFromContext(ctx)
 	l.Count, l.Detail = n+len(fresh), "format "+format
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		// A freeze that committed after the check above still stops it.
+		if err := frozenTx(ctx, tx, tenant); err != nil {
+			return err
+		}
 		for _, c := range fresh {
+			// ON CONFLICT: an address drawn twice by racing exports keeps
+			// its first owner (75 million addresses a domain make it rare).
 			if _, err := tx.ExecContext(ctx, `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, addrTag(v.canaryKey, c.Email), tenant, list, l.Actor, l.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (addr_tag) DO NOTHING`, addrTag(v.canaryKey, c.Email), tenant, list, l.Actor, l.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
 				return fmt.Errorf("record export canaries: %w", err)
 			}
 		}

@@ -149,6 +149,11 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 	}
 	for planted := n; planted < v.canaries; {
 		first, email := v.canaryAddress()
+		if taken, err := canaryTaken(ctx, tx, addrTag(k, email)); err != nil {
+			return err
+		} else if taken {
+			continue // drawn before, for another list or an export: draw again
+		}
 		c := &custos.Contact{Token: custos.NewID(custos.PrefixContact), TenantID: tenant, ListID: list, Email: email,
 			Attributes: []byte(fmt.Sprintf(`{"first_name":%q}`, strings.ToUpper(first[:1])+first[1:])), Consent: custos.ConsentSubscribed,
 			CreatedAt: fromMS(now), UpdatedAt: fromMS(now)}
@@ -177,17 +182,35 @@ var (
 	canaryLast  = strings.Fields("smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez lopez gonzalez wilson anderson thomas taylor moore jackson martin lee perez thompson white harris sanchez clark ramirez lewis robinson walker young allen king wright scott torres nguyen hill flores green adams nelson baker hall rivera campbell mitchell carter roberts")
 )
 
-// canaryAddress draws a realistic first name and address on a canary domain.
+// canaryAddress draws a realistic first name and address on a canary
+// domain: 50 × 50 names × 10 000 numbers × 3 shapes, 75 million
+// addresses a domain, so draws rarely meet (and a taken one is redrawn).
 func (v *Vault) canaryAddress() (first, email string) {
 	f, l := canaryFirst[randN(len(canaryFirst))], canaryLast[randN(len(canaryLast))]
 	d := v.canaryDomains[randN(len(v.canaryDomains))]
+	n := fmt.Sprint(randN(10_000))
 	switch randN(3) {
 	case 0:
-		return f, f + "." + l + "@" + d
+		return f, f + "." + l + n + "@" + d
 	case 1:
-		return f, f[:1] + l + fmt.Sprint(randN(90)+10) + "@" + d
+		return f, f[:1] + l + n + "@" + d
 	}
-	return f, f + "_" + l + "@" + d
+	return f, f + "_" + l + n + "@" + d
+}
+
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// canaryTaken reports whether an address tag is already a list's or an
+// export's canary.
+func canaryTaken(ctx context.Context, q rowQuerier, tag string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM canaries WHERE addr_tag = $1) + (SELECT count(*) FROM export_canaries WHERE addr_tag = $1)`, tag).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("canary lookup: %w", err)
+	}
+	return n > 0, nil
 }
 
 func randN(n int) int {
@@ -205,8 +228,9 @@ func addrTag(k *keys.SystemPRF, normalized string) string {
 
 // exportCanaries mints n fresh canary contacts for an export of list
 // (created at listCreated): tokens and times drawn from the list's
-// lifetime so they sort among the real contacts, sorted by token.
-func (v *Vault) exportCanaries(tenant, list string, listCreated time.Time, n int) []*custos.Contact {
+// lifetime so they sort among the real contacts, sorted by token; each
+// address not yet used by any canary.
+func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCreated time.Time, n int) ([]*custos.Contact, error) {
 	now := v.now()
 	span := now.Sub(listCreated)
 	out := make([]*custos.Contact, 0, n)
@@ -217,11 +241,16 @@ func (v *Vault) exportCanaries(tenant, list string, listCreated time.Time, n int
 		}
 		at = at.UTC().Truncate(time.Millisecond)
 		first, email := v.canaryAddress()
+		if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, email)); err != nil {
+			return nil, err
+		} else if taken {
+			continue
+		}
 		out = append(out, &custos.Contact{Token: custos.NewIDAt(custos.PrefixContact, at), TenantID: tenant, ListID: list, Email: email,
 			Attributes: []byte(fmt.Sprintf(`{"first_name":%q}`, strings.ToUpper(first[:1])+first[1:])), Consent: custos.ConsentSubscribed, CreatedAt: at, UpdatedAt: at})
 	}
 	slices.SortFunc(out, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
-	return out
+	return out, nil
 }
 
 // TraceResult says where a canary address came from.

@@ -79,6 +79,9 @@ func Contain(ctx context.Context, tx *sql.Tx, actions, principals, tenants []str
 	}
 	if slices.Contains(actions, ContainFreeze) {
 		for _, t := range tenants {
+			if err := lockTenant(ctx, tx, t); err != nil {
+				return nil, err
+			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO tenant_freezes (tenant_id, alert_id, reason, frozen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO NOTHING`,
 				t, alertID, "alert "+alertID, ms(now))
 			if err != nil {
@@ -104,6 +107,31 @@ func (v *Vault) frozen(ctx context.Context, tenant string) error {
 	return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review (%s)", reason)
 }
 
+// lockTenant takes the tenant's row lock (a no-op update) so that a
+// freeze and a reveal or export of the same tenant on two PostgreSQL nodes
+// run one after the other, each seeing the other's outcome.
+func lockTenant(ctx context.Context, tx *sql.Tx, tenant string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE tenants SET name = name WHERE id = $1`, tenant); err != nil {
+		return fmt.Errorf("lock tenant: %w", err)
+	}
+	return nil
+}
+
+// frozenTx is frozen inside a transaction, under the tenant's lock.
+func frozenTx(ctx context.Context, tx *sql.Tx, tenant string) error {
+	if err := lockTenant(ctx, tx, tenant); err != nil {
+		return err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&n); err != nil {
+		return fmt.Errorf("read freeze: %w", err)
+	}
+	if n > 0 {
+		return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review")
+	}
+	return nil
+}
+
 // InsertAlert stores a new alert in tx (ignored if its dedup key exists).
 func InsertAlert(ctx context.Context, tx *sql.Tx, a *Alert) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, rule_id, title, severity, dedup_key, principals, tenants, evidence, actions, status, created_at, updated_at)
@@ -119,11 +147,21 @@ func InsertAlert(ctx context.Context, tx *sql.Tx, a *Alert) error {
 // maxAlertEvidence bounds the evidence an alert keeps.
 const maxAlertEvidence = 1000
 
-// AddEvidence appends evidence (and principals, tenants) to the alert
-// with dedupKey, in tx.
-func AddEvidence(ctx context.Context, tx *sql.Tx, dedupKey string, evidence []uint64, principals, tenants []string, now time.Time) error {
-	var ev, ps, ts string
-	err := tx.QueryRowContext(ctx, `SELECT evidence, principals, tenants FROM alerts WHERE dedup_key = $1`, dedupKey).Scan(&ev, &ps, &ts)
+// AlertID returns the id of the alert with dedupKey ("" if none).
+func AlertID(ctx context.Context, tx *sql.Tx, dedupKey string) (string, error) {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM alerts WHERE dedup_key = $1`, dedupKey).Scan(&id)
+	if isNoRows(err) {
+		return "", nil
+	}
+	return id, err
+}
+
+// AddEvidence appends evidence (and principals, tenants, containment
+// applied) to the alert with dedupKey, in tx.
+func AddEvidence(ctx context.Context, tx *sql.Tx, dedupKey string, evidence []uint64, principals, tenants, actions []string, now time.Time) error {
+	var ev, ps, ts, acts string
+	err := tx.QueryRowContext(ctx, `SELECT evidence, principals, tenants, actions FROM alerts WHERE dedup_key = $1`, dedupKey).Scan(&ev, &ps, &ts, &acts)
 	if isNoRows(err) {
 		return nil
 	} else if err != nil {
@@ -133,8 +171,11 @@ func AddEvidence(ctx context.Context, tx *sql.Tx, dedupKey string, evidence []ui
 	if len(all) > maxAlertEvidence {
 		all = all[:maxAlertEvidence]
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE alerts SET evidence = $1, principals = $2, tenants = $3, updated_at = $4 WHERE dedup_key = $5`,
-		joinIndexes(all), union(ps, principals), union(ts, tenants), ms(now), dedupKey)
+	if len(actions) > 0 {
+		acts = strings.Join(append(slices.DeleteFunc(strings.Split(acts, "; "), func(s string) bool { return s == "" }), actions...), "; ")
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE alerts SET evidence = $1, principals = $2, tenants = $3, actions = $4, updated_at = $5 WHERE dedup_key = $6`,
+		joinIndexes(all), union(ps, principals), union(ts, tenants), acts, ms(now), dedupKey)
 	return err
 }
 
@@ -221,7 +262,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 	if err != nil {
 		return nil, err
 	}
-	l.Detail = "alert " + id + " " + status
+	l.Detail = "alert " + safeID(custos.PrefixAlert, id) + " " + status
 	if !custos.ValidID(custos.PrefixAlert, id) {
 		return nil, v.deny(ctx, l, notFound("alert"))
 	}
@@ -269,7 +310,7 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 	if err != nil {
 		return err
 	}
-	l.Detail = "principal " + id
+	l.Detail = "principal " + safeID(custos.PrefixPrincipal, id)
 	if !custos.ValidID(custos.PrefixPrincipal, id) {
 		return v.deny(ctx, l, notFound("principal"))
 	}
@@ -320,6 +361,9 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 	}
 	return v.announce(ctx, l, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToStaffSecurity, notify.ToTenantAdmins},
 		Text: fmt.Sprintf("%s for tenant %s by %s", l.Detail, tenant, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if err := lockTenant(ctx, tx, tenant); err != nil {
+			return err
+		}
 		var res sql.Result
 		var err error
 		if freeze {

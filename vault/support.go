@@ -240,7 +240,7 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 	if err != nil {
 		return nil, err
 	}
-	l.Detail = "request " + id
+	l.Detail = "request " + safeID(custos.PrefixAccessReq, id)
 	if !custos.ValidID(custos.PrefixAccessReq, id) {
 		return nil, v.deny(ctx, l, notFound("access request"))
 	}
@@ -306,10 +306,18 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		} else {
 			leaf.Detail += " denied"
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, comment = $4, grant_id = $5 WHERE id = $6`,
+		// Guarded by the status it read: of two decisions racing on two
+		// nodes, the second finds the request decided and rolls back.
+		res, err := tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, comment = $4, grant_id = $5
+			WHERE id = $6 AND status = 'pending' AND expires_at > $3`,
 			status, decider.ID, ms(now), d.Comment, grantID, id)
 		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return custos.Errorf(custos.ECONFLICT, "the request was decided meanwhile")
 		}
 		m := &notify.Message{Topic: "support.decision", TenantID: tenant, To: []string{notify.ToPrincipal(r.RequesterID)},
 			Text: fmt.Sprintf("request %s was denied by %s", id, decider.ID)}
@@ -409,6 +417,9 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 		if err != nil {
 			return err
 		}
+		if !s.SupportAccess {
+			return custos.Errorf(custos.EFORBIDDEN, "support access is off for this tenant: turn it on before granting")
+		}
 		now := v.now().UTC().Truncate(time.Millisecond)
 		if g.Scope == custos.ScopeViewMasked {
 			g.RevealBudget = 0
@@ -442,7 +453,7 @@ func (v *Vault) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Gra
 	if err != nil {
 		return nil, err
 	}
-	l.Detail = "grant " + id
+	l.Detail = "grant " + safeID(custos.PrefixGrant, id)
 	if !custos.ValidID(custos.PrefixGrant, id) {
 		return nil, v.deny(ctx, l, notFound("grant"))
 	}
@@ -657,6 +668,9 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	}
 	l.Detail += " reveal " + rv.ID
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		if err := frozenTx(ctx, tx, tenant); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE grants SET reveals_used = reveals_used + 1
 			WHERE id = $1 AND ended_at IS NULL AND expires_at > $2 AND reveals_used < reveal_budget`, g.ID, ms(v.now()))
 		if err != nil {

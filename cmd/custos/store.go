@@ -106,15 +106,15 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, cfg, true)
-	if err != nil {
-		return nil, err
-	}
 	rules, err := loadRules(cfg.Detection.RulesDir)
 	if err != nil {
 		return nil, err
 	}
 	configured, err := cfg.Detection.sinks()
+	if err != nil {
+		return nil, err
+	}
+	db, err := openDB(ctx, cfg, true)
 	if err != nil {
 		return nil, err
 	}

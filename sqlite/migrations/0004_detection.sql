@@ -46,7 +46,7 @@ CREATE TABLE canaries (
     list_tag TEXT NOT NULL,
     addr_tag TEXT NOT NULL -- of the address, to trace a leaked one back
 );
-CREATE INDEX canaries_addr ON canaries(addr_tag);
+CREATE UNIQUE INDEX canaries_addr ON canaries(addr_tag);
 
 -- Fresh canaries planted in each export (never stored as contacts): an
 -- address found in a leaked file names the export and who made it.

@@ -1,0 +1,163 @@
+package vault_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/postgres"
+	"github.com/custos-dev/custos/vault"
+)
+
+// Regression tests for defects found in review.
+
+// TestConcurrentDecisionsTwoNodes: an approval on one node and a denial on
+// another, at once: exactly one commits (on PostgreSQL, where two nodes
+// decide in two transactions).
+func TestConcurrentDecisionsTwoNodes(t *testing.T) {
+	if storetest.Engine() != storetest.Postgres {
+		t.Skip("two nodes need PostgreSQL (set CUSTOS_TEST_POSTGRES)")
+	}
+	ctx := context.Background()
+	db := storetest.Open(t)
+	uri, _ := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "kek.json"))
+	kek, _ := keys.OpenKEK(ctx, uri)
+	skey, vkey, _ := audit.GenerateKey("custos.test/log")
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	node := func(write, read *sql.DB) (*audit.Log, *vault.Vault) {
+		lg, err := audit.Open(ctx, write, read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lg.Close() })
+		return lg, vault.New(read, write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})
+	}
+	db2, err := postgres.Open(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db2.Close() })
+	lg1, v1 := node(db.Write, db.Read)
+	_, v2 := node(db2.Write, db2.Read)
+	f := &fixture{db: db, log: lg1, vault: v1, clock: &fakeClock{t: time.Now()}}
+	_, secret, err := v1.Bootstrap(ctx, "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ctx = f.as(t, secret)
+	admin, tenant, _ := f.admin(t)
+	staff, _ := f.principal(t, custos.KindStaffSupport, "", "sam")
+	if err := v1.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		r := &custos.AccessRequest{TenantID: tenant, Reason: "bounce", Ticket: "SUP-1", Scope: custos.ScopeViewMaskedReveal, Duration: custos.Duration(time.Hour)}
+		if err := v1.RequestAccess(staff, r); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var e1, e2 error
+		wg.Add(2)
+		go func() { defer wg.Done(); _, e1 = v1.DecideRequest(admin, tenant, r.ID, vault.Decision{Approve: true}) }()
+		go func() { defer wg.Done(); _, e2 = v2.DecideRequest(admin, tenant, r.ID, vault.Decision{Approve: false}) }()
+		wg.Wait()
+		if (e1 == nil) == (e2 == nil) {
+			t.Fatalf("round %d: approve %v, deny %v: want exactly one to commit", i, e1, e2)
+		}
+		var grants int
+		db.Read.QueryRow(`SELECT count(*) FROM grants WHERE request_id = $1`, r.ID).Scan(&grants)
+		if want := map[bool]int{true: 1, false: 0}[e1 == nil]; grants != want {
+			t.Fatalf("round %d: %d grants for the request, want %d", i, grants, want)
+		}
+	}
+}
+
+// TestExportCanariesDoNotCollide: hundreds of exports of one list, each
+// with fresh canaries, never reuse an address.
+func TestExportCanariesDoNotCollide(t *testing.T) {
+	f := newFixture(t)
+	admin, tenant, list := f.admin(t)
+	if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: "jane.doe@gmail.com"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := f.vault.Export(admin, tenant, list, "csv", func(*custos.Contact) error { return nil }); err != nil {
+			t.Fatalf("export %d: %v", i+1, err)
+		}
+	}
+	var n int
+	f.db.Read.QueryRow(`SELECT count(*) FROM export_canaries`).Scan(&n)
+	if n != 200*vault.DefaultCanaries {
+		t.Fatalf("%d export canaries recorded, want %d distinct", n, 200*vault.DefaultCanaries)
+	}
+}
+
+// TestInvalidIDsStayOutOfLeaves: an id from the URL that is not an id —
+// here an address — never reaches the immutable log.
+func TestInvalidIDsStayOutOfLeaves(t *testing.T) {
+	f := newFixture(t)
+	admin, tenant, _ := f.admin(t)
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	const email = "jane.doe@gmail.com"
+	if _, err := f.vault.DecideRequest(admin, tenant, email, vault.Decision{Approve: true}); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("DecideRequest: %v", err)
+	}
+	if _, err := f.vault.RevokeGrant(admin, tenant, email); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("RevokeGrant: %v", err)
+	}
+	if _, _, err := f.vault.ApproveBreakGlass(sec, tenant, email); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("ApproveBreakGlass: %v", err)
+	}
+	if _, err := f.vault.UpdateAlert(sec, email, vault.AlertResolved, ""); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("UpdateAlert: %v", err)
+	}
+	if err := f.vault.SetSuspended(sec, email, true, "x"); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Fatalf("SetSuspended: %v", err)
+	}
+	f.log.Sync(context.Background())
+	if dump := f.db.Dump(t); strings.Contains(dump, email) {
+		t.Fatal("an address given as an id is stored somewhere (the log?)")
+	}
+}
+
+// TestBreakGlassNotificationNamesRequester: security staff are told who asks.
+func TestBreakGlassNotificationNamesRequester(t *testing.T) {
+	f := newFixture(t)
+	admin, tenant, _ := f.admin(t)
+	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
+	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	r := &custos.AccessRequest{TenantID: tenant, Reason: "outage", Ticket: "INC-77", Scope: custos.ScopeViewMaskedReveal, Duration: custos.Duration(time.Hour)}
+	if err := f.vault.RequestBreakGlass(staff, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range outbox(t, f) {
+		if m.Topic == "break_glass.request" && !strings.Contains(m.Text, sp.ID) {
+			t.Fatalf("the notification %q does not name the requester %s", m.Text, sp.ID)
+		}
+	}
+}
+
+// TestDirectGrantNeedsSupportOn: a tenant admin cannot grant while the
+// tenant's own setting says support access is off.
+func TestDirectGrantNeedsSupportOn(t *testing.T) {
+	f := newFixture(t)
+	admin, tenant, _ := f.admin(t)
+	_, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
+	g := &custos.Grant{TenantID: tenant, StaffID: sp.ID, Scope: custos.ScopeViewMasked}
+	if err := f.vault.CreateGrant(admin, g, time.Hour); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("grant while support access is off: %v", err)
+	}
+}
