@@ -239,7 +239,11 @@ func (*WriterSink) Name() string { return "writer" }
 func (s *WriterSink) Deliver(_ context.Context, m *Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err := fmt.Fprintf(s.W, "%s[%s] %s → %s: %s\n", s.Prefix, m.Severity, m.Topic, strings.Join(m.To, ", "), m.Text)
+	to := strings.Join(m.To, ", ")
+	if m.TenantID != "" {
+		to += " of " + m.TenantID
+	}
+	_, err := fmt.Fprintf(s.W, "%s[%s] %s → %s: %s\n", s.Prefix, m.Severity, m.Topic, to, m.Text)
 	return err
 }
 
