@@ -206,9 +206,6 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 		}
 		return 0, nil
 	}
-	if err := d.refreshCanaries(ctx); err != nil {
-		return 0, err
-	}
 	entries, err := d.Log.Entries(ctx, d.next, d.Batch)
 	var verr *audit.VerifyError
 	if errors.As(err, &verr) {
@@ -230,6 +227,11 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 		}
 		return 0, err
 	} else if err != nil {
+		return 0, err
+	}
+	// Canary tags are read after the entries: a canary commits with the
+	// entry that plants it, so every token these entries name is known.
+	if err := d.refreshCanaries(ctx); err != nil {
 		return 0, err
 	}
 	var hits []Hit

@@ -42,6 +42,19 @@ type Dispatcher struct {
 	kick chan struct{}
 }
 
+// CheckSinks reports sinks that share a name: the outbox records
+// deliveries by name, so two sinks of one name would share a record.
+func CheckSinks(sinks []Sink) error {
+	seen := map[string]bool{}
+	for _, s := range sinks {
+		if seen[s.Name()] {
+			return fmt.Errorf("two notification sinks are named %q: give each a distinct name", s.Name())
+		}
+		seen[s.Name()] = true
+	}
+	return nil
+}
+
 func (d *Dispatcher) init() {
 	d.once.Do(func() {
 		d.kick = make(chan struct{}, 1)
@@ -99,6 +112,9 @@ func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
 	if len(d.Sinks) == 0 {
 		return 0, nil
 	}
+	if err := CheckSinks(d.Sinks); err != nil {
+		return 0, err // delivering would mark one sink's messages as the other's
+	}
 	now := d.Now()
 	rows, err := d.DB.QueryContext(ctx, `SELECT id, payload, attempts, delivered_to FROM outbox
 		WHERE done_at IS NULL AND next_at <= $1 ORDER BY next_at, seq LIMIT 100`, now.UnixMilli())
@@ -134,9 +150,20 @@ func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
 	for _, r := range batch {
 		it := &item{row: r, have: strings.Fields(r.deliveredTo)}
 		if err := json.Unmarshal([]byte(r.payload), &it.msg); err != nil {
-			// Ours, and cannot happen short of corruption: keep it, loudly.
-			d.Logger.Error("notification outbox: undecodable message", "id", r.id, "err", err)
+			// Ours, and cannot happen short of corruption: set it aside
+			// (kept, marked) so it does not block the messages behind it.
+			d.Logger.Error("notification outbox: undecodable message set aside", "id", r.id, "err", err)
+			if _, err := d.DB.ExecContext(ctx, `UPDATE outbox SET done_at = $1, last_error = 'undecodable payload' WHERE id = $2`, now.UnixMilli(), r.id); err != nil {
+				return 0, fmt.Errorf("update outbox: %w", err)
+			}
 			continue
+		}
+		// Record the attempt before making it: if the outcome cannot be
+		// saved afterwards, the message is retried after the backoff, not
+		// at every poll.
+		if _, err := d.DB.ExecContext(ctx, `UPDATE outbox SET attempts = $1, next_at = $2 WHERE id = $3`,
+			r.attempts+1, now.Add(d.backoff(r.attempts+1)).UnixMilli(), r.id); err != nil {
+			return 0, fmt.Errorf("update outbox: %w", err)
 		}
 		items = append(items, it)
 	}
@@ -183,25 +210,25 @@ func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
 		}
 	}
 	done := 0
+	var saveErrs []error
 	for _, it := range items {
 		attempts := it.row.attempts + 1
 		var doneAt sql.NullInt64
-		next := now
 		lastErr := sql.NullString{}
 		if len(it.errs) == 0 {
 			doneAt = sql.NullInt64{Int64: d.Now().UnixMilli(), Valid: true}
 			done++
 		} else {
-			next = now.Add(d.backoff(attempts))
 			lastErr = sql.NullString{String: truncate(errors.Join(it.errs...).Error(), 500), Valid: true}
-			d.Logger.Warn("notification delivery failed; will retry", "id", it.msg.ID, "topic", it.msg.Topic, "attempts", attempts, "next", next, "err", lastErr.String)
+			d.Logger.Warn("notification delivery failed; will retry", "id", it.msg.ID, "topic", it.msg.Topic, "attempts", attempts,
+				"next", now.Add(d.backoff(attempts)), "err", lastErr.String)
 		}
-		if _, err := d.DB.ExecContext(ctx, `UPDATE outbox SET attempts = $1, delivered_to = $2, done_at = $3, next_at = $4, last_error = $5 WHERE id = $6`,
-			attempts, strings.Join(it.have, " "), doneAt, next.UnixMilli(), lastErr, it.row.id); err != nil {
-			return done, fmt.Errorf("update outbox: %w", err)
+		if _, err := d.DB.ExecContext(ctx, `UPDATE outbox SET delivered_to = $1, done_at = $2, last_error = $3 WHERE id = $4`,
+			strings.Join(it.have, " "), doneAt, lastErr, it.row.id); err != nil {
+			saveErrs = append(saveErrs, fmt.Errorf("update outbox: %w", err))
 		}
 	}
-	return done, nil
+	return done, errors.Join(saveErrs...)
 }
 
 // backoff is the wait before attempt n+1: 1 s doubling, capped.

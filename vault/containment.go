@@ -96,15 +96,20 @@ func Contain(ctx context.Context, tx *sql.Tx, actions, principals, tenants []str
 }
 
 // frozen returns a refusal if exports and reveals are frozen for tenant.
+// The refusal names at most the alert behind the freeze: the reason
+// security staff typed may hold anything, and refusals go into leaves.
 func (v *Vault) frozen(ctx context.Context, tenant string) error {
-	var reason string
-	err := v.queryRow(ctx, `SELECT reason FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&reason)
+	var alert sql.NullString
+	err := v.queryRow(ctx, `SELECT alert_id FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&alert)
 	if isNoRows(err) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("read freeze: %w", err)
 	}
-	return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review (%s)", reason)
+	if custos.ValidID(custos.PrefixAlert, alert.String) {
+		return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review (alert %s)", alert.String)
+	}
+	return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review")
 }
 
 // lockTenant takes the tenant's row lock (a no-op update) so that a

@@ -114,14 +114,17 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, cfg, true)
-	if err != nil {
-		return nil, err
-	}
 	if len(sinks) == 0 {
 		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
 	}
 	sinks = append(sinks, configured...)
+	if err := notify.CheckSinks(sinks); err != nil {
+		return nil, fmt.Errorf("detection: %w", err)
+	}
+	db, err := openDB(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
 	// A checkpoint that cannot be signed becomes a system entry the
 	// detector alerts on; the detector exists once the log does.
 	var detector atomic.Pointer[detect.Detector]

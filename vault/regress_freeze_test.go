@@ -1,0 +1,35 @@
+package vault_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/custos-dev/custos"
+)
+
+// A security engineer's free-text freeze reason must not reach audit
+// leaves or the errors returned to staff and tenants.
+func TestFreezeReasonStaysOutOfLeaves(t *testing.T) {
+	f := newFixture(t)
+	admin, staff, tenant, list, tokens, _ := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 2)
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	const pii = "leak of jane.doe@gmail.com found on pastebin"
+	if err := f.vault.SetFrozen(sec, tenant, true, pii); err != nil {
+		t.Fatal(err)
+	}
+	_, rerr := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x")
+	eerr := f.vault.Export(admin, tenant, list, "csv", func(*custos.Contact) error { return nil })
+	for _, err := range []error{rerr, eerr} {
+		if strings.Contains(custos.ErrorMessage(err), "jane.doe") {
+			t.Errorf("error returned to caller holds the free-text reason: %q", custos.ErrorMessage(err))
+		}
+	}
+	f.log.Sync(context.Background())
+	for i := range f.log.Size() {
+		data, _ := f.log.Entry(context.Background(), i)
+		if strings.Contains(string(data), "jane.doe") {
+			t.Errorf("audit leaf %d holds personal data: %s", i, data)
+		}
+	}
+}
