@@ -59,7 +59,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	}
 	db := &DB{URL: url, Write: pool, Read: pool, Placeholders: sqlq.Dollar}
 	lock := fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", MigrationLock)
-	if err := migrate.Run(ctx, pool, migrations, "migrations", lock); err != nil {
+	if err := migrate.Run(ctx, pool, lock, migrate.Portable, migrate.Source{FS: migrations, Dir: "migrations"}); err != nil {
 		pool.Close()
 		return nil, err
 	}

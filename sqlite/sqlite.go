@@ -22,7 +22,13 @@ import (
 	"github.com/custos-dev/custos/internal/sqlq"
 )
 
-// Migrations holds the numbered schema migrations, applied in order.
+// MigrationSources are the shared portable migrations and SQLite's own.
+func MigrationSources() []migrate.Source {
+	return []migrate.Source{migrate.Portable, {FS: Migrations, Dir: "migrations"}}
+}
+
+// Migrations holds SQLite's own numbered schema migrations (the portable
+// ones are migrate.Portable).
 //
 //go:embed migrations/*.sql
 var Migrations embed.FS
@@ -101,5 +107,5 @@ func (db *DB) Close() error {
 }
 
 func (db *DB) migrate(ctx context.Context) error {
-	return migrate.Run(ctx, db.Write, Migrations, "migrations", "")
+	return migrate.Run(ctx, db.Write, "", MigrationSources()...)
 }

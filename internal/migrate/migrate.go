@@ -6,6 +6,7 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"fmt"
 	"io/fs"
 	"path"
@@ -15,30 +16,77 @@ import (
 	"time"
 )
 
-// Run applies the migrations in dir of fsys that db has not applied yet.
-// lock, if not empty, is run first in each migration's transaction: on
-// PostgreSQL it takes a transaction-scoped advisory lock so that nodes
-// starting together do not apply the same migration twice.
-func Run(ctx context.Context, db *sql.DB, fsys fs.FS, dir, lock string) error {
-	if err := createTable(ctx, db, lock); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	names, err := fs.Glob(fsys, dir+"/*.sql")
+// Source is a directory of numbered migrations in a file system.
+type Source struct {
+	FS  fs.FS
+	Dir string
+}
+
+//go:embed portable/*.sql
+var portable embed.FS
+
+// Portable holds the migrations whose DDL runs unchanged on SQLite and
+// PostgreSQL (BIGINT and TEXT only). An engine adds its own source for
+// the rest; versions are one sequence across both.
+var Portable = Source{portable, "portable"}
+
+// Run applies, in version order, the migrations of sources that db has
+// not applied yet. lock, if not empty, is run first in each migration's
+// transaction: on PostgreSQL it takes a transaction-scoped advisory lock
+// so that nodes starting together do not apply the same migration twice.
+func Run(ctx context.Context, db *sql.DB, lock string, sources ...Source) error {
+	ms, err := list(sources)
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := path.Base(name)
-		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: bad version prefix", base)
-		}
-		if err := apply(ctx, db, fsys, v, name, lock); err != nil {
-			return fmt.Errorf("migration %s: %w", base, err)
+	if err := createTable(ctx, db, lock); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		if err := apply(ctx, db, m.fs, m.version, m.name, lock); err != nil {
+			return fmt.Errorf("migration %s: %w", path.Base(m.name), err)
 		}
 	}
 	return nil
+}
+
+// Versions returns how many migrations the sources hold.
+func Versions(sources ...Source) (int, error) {
+	ms, err := list(sources)
+	return len(ms), err
+}
+
+type migration struct {
+	fs      fs.FS
+	name    string
+	version int
+}
+
+// list returns the sources' migrations in version order, refusing a
+// version that two files claim.
+func list(sources []Source) ([]migration, error) {
+	var ms []migration
+	seen := map[int]string{}
+	for _, src := range sources {
+		names, err := fs.Glob(src.FS, src.Dir+"/*.sql")
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
+			base := path.Base(name)
+			v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+			if err != nil {
+				return nil, fmt.Errorf("migration %s: bad version prefix", base)
+			}
+			if prev, ok := seen[v]; ok {
+				return nil, fmt.Errorf("migrations %s and %s share version %d", prev, base, v)
+			}
+			seen[v] = base
+			ms = append(ms, migration{src.FS, name, v})
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
 }
 
 // createTable creates schema_migrations under lock: on PostgreSQL two

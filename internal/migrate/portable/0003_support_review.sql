@@ -1,6 +1,5 @@
 -- Support access, continued: pages-per-hour cap, break-glass, the reveal
--- register, suspension and the notification outbox. (The same DDL runs on
--- PostgreSQL: BIGINT and TEXT only, but for the outbox's sequence.)
+-- register. Portable: BIGINT and TEXT only.
 
 -- Break-glass is off unless the tenant allows it.
 ALTER TABLE tenant_settings ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
@@ -36,20 +35,3 @@ CREATE TABLE reveals (
     revealed_at   BIGINT NOT NULL
 );
 CREATE INDEX reveals_tenant ON reveals(tenant_id, revealed_at);
-
--- Notifications, written in the transaction of the change they announce
--- and delivered from here with retries: none is lost.
-CREATE TABLE outbox (
-    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- delivery order
-    id           TEXT NOT NULL UNIQUE,
-    topic        TEXT NOT NULL,
-    tenant_id    TEXT,
-    payload      TEXT NOT NULL, -- JSON, ids and codes only: no personal data
-    created_at   BIGINT NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    next_at      BIGINT NOT NULL,
-    delivered_to TEXT NOT NULL DEFAULT '', -- sinks that have it, space-separated
-    done_at      BIGINT,
-    last_error   TEXT
-);
-CREATE INDEX outbox_pending ON outbox(done_at, next_at, seq);

@@ -1,5 +1,5 @@
 -- Detection: the detector's cursor and state, alerts, containment, and
--- canary contacts. (The same DDL runs on PostgreSQL.)
+-- canary contacts. Portable.
 
 -- The detector's position in the log and its evaluation state (windows,
 -- first-seen sets, baselines), committed together: rules see every entry
@@ -66,4 +66,17 @@ CREATE INDEX canaries_list ON canaries(list_tag);
 CREATE TABLE system_keys (
     name    TEXT PRIMARY KEY,
     wrapped TEXT NOT NULL
+);
+
+-- What security staff did by hand (suspend, lift, freeze, unfreeze) and
+-- the reason they gave: free text, so kept here and never in a leaf (the
+-- leaf names the action and its target).
+CREATE TABLE containment_actions (
+    id         TEXT PRIMARY KEY,
+    action     TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    at         BIGINT NOT NULL
 );
