@@ -265,9 +265,6 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
-	if err := v.frozen(ctx, tenant); err != nil {
-		return v.deny(ctx, l, err)
-	}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
 		return v.deny(ctx, l, err)
@@ -289,9 +286,9 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	}
 	r := custos.RequestFromContext(ctx)
 	l.Count, l.Detail = n+len(fresh), "format "+format
-	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		// A freeze that committed after the check above still stops it.
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if err := frozenTx(ctx, tx, tenant); err != nil {
+			leaf.Count = 0 // refused: nothing left
 			return err
 		}
 		for _, c := range fresh {

@@ -95,23 +95,6 @@ func Contain(ctx context.Context, tx *sql.Tx, actions, principals, tenants []str
 	return done, nil
 }
 
-// frozen returns a refusal if exports and reveals are frozen for tenant.
-// The refusal names at most the alert behind the freeze: the reason
-// security staff typed may hold anything, and refusals go into leaves.
-func (v *Vault) frozen(ctx context.Context, tenant string) error {
-	var alert sql.NullString
-	err := v.queryRow(ctx, `SELECT alert_id FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&alert)
-	if isNoRows(err) {
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("read freeze: %w", err)
-	}
-	if custos.ValidID(custos.PrefixAlert, alert.String) {
-		return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review (alert %s)", alert.String)
-	}
-	return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review")
-}
-
 // lockTenant takes the tenant's row lock (a no-op update) so that a
 // freeze and a reveal or export of the same tenant on two PostgreSQL nodes
 // run one after the other, each seeing the other's outcome.
@@ -122,19 +105,26 @@ func lockTenant(ctx context.Context, tx *sql.Tx, tenant string) error {
 	return nil
 }
 
-// frozenTx is frozen inside a transaction, under the tenant's lock.
+// frozenTx returns a refusal if exports and reveals are frozen for tenant.
+// It runs in the transaction of the export's or reveal's leaf, under the
+// tenant's lock, so a freeze committed a moment earlier stops it. The
+// refusal names at most the alert behind the freeze: the reason security
+// staff typed may hold anything, and refusals go into leaves.
 func frozenTx(ctx context.Context, tx *sql.Tx, tenant string) error {
 	if err := lockTenant(ctx, tx, tenant); err != nil {
 		return err
 	}
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&n); err != nil {
+	var alert sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT alert_id FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&alert)
+	if isNoRows(err) {
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("read freeze: %w", err)
 	}
-	if n > 0 {
-		return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review")
+	if custos.ValidID(custos.PrefixAlert, alert.String) {
+		return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review (alert %s)", alert.String)
 	}
-	return nil
+	return custos.Errorf(custos.EFORBIDDEN, "exports and reveals are frozen for this tenant pending a security review")
 }
 
 // InsertAlert stores a new alert in tx (ignored if its dedup key exists).
@@ -337,11 +327,29 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 			return custos.Errorf(custos.ECONFLICT, "no such principal in that state")
 		}
 		if suspend {
-			_, err = Contain(ctx, tx, []string{ContainEndGrant}, []string{id}, nil, "", v.now())
+			if _, err := Contain(ctx, tx, []string{ContainEndGrant}, []string{id}, nil, "", v.now()); err != nil {
+				return err
+			}
 		}
-		return err
+		return v.recordReason(ctx, tx, string(action), id, reason)
 	})
 }
+
+// recordReason keeps the reason security staff gave for a containment
+// action by hand, with who and which request: free text, so here and
+// never in the leaf, which names only the action and its target.
+func (v *Vault) recordReason(ctx context.Context, tx *sql.Tx, action, target, reason string) error {
+	r := custos.RequestFromContext(ctx)
+	_, err := tx.ExecContext(ctx, `INSERT INTO containment_actions (id, action, target, reason, actor, request_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		custos.NewID(PrefixContainment), action, target, reason, r.Principal.ID, r.ID, ms(v.now()))
+	if err != nil {
+		return fmt.Errorf("record containment reason: %w", err)
+	}
+	return nil
+}
+
+// PrefixContainment is the ID prefix of recorded containment actions.
+const PrefixContainment = "ca"
 
 // SetFrozen freezes exports and reveals for a tenant, or lifts a freeze,
 // by security staff with a reason.
@@ -372,7 +380,7 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		var res sql.Result
 		var err error
 		if freeze {
-			res, err = tx.ExecContext(ctx, `INSERT INTO tenant_freezes (tenant_id, reason, frozen_at) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING`, tenant, "by hand: "+reason, ms(v.now()))
+			res, err = tx.ExecContext(ctx, `INSERT INTO tenant_freezes (tenant_id, reason, frozen_at) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING`, tenant, "by hand", ms(v.now()))
 		} else {
 			res, err = tx.ExecContext(ctx, `DELETE FROM tenant_freezes WHERE tenant_id = $1`, tenant)
 		}
@@ -382,7 +390,7 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		if n, _ := res.RowsAffected(); n != 1 {
 			return custos.Errorf(custos.ECONFLICT, "the tenant is not in that state")
 		}
-		return nil
+		return v.recordReason(ctx, tx, string(action), tenant, reason)
 	})
 }
 

@@ -25,6 +25,14 @@ func TestFreezeReasonStaysOutOfLeaves(t *testing.T) {
 			t.Errorf("error returned to caller holds the free-text reason: %q", custos.ErrorMessage(err))
 		}
 	}
+	if leaf := lastLeaf(t, f, custos.ActionContactExport); !strings.Contains(leaf, `"outcome":"denied"`) || strings.Contains(leaf, `"count"`) {
+		t.Errorf("the refused export's leaf: %s (want a denial counting nothing)", leaf)
+	}
+	// The reason is kept, in containment_actions, and not in a leaf.
+	var kept string
+	if err := f.db.Read.QueryRow(`SELECT reason FROM containment_actions WHERE target = $1 AND action = 'containment.apply'`, tenant).Scan(&kept); err != nil || kept != pii {
+		t.Errorf("the freeze's reason was not kept: %q, %v", kept, err)
+	}
 	f.log.Sync(context.Background())
 	for i := range f.log.Size() {
 		data, _ := f.log.Entry(context.Background(), i)

@@ -648,9 +648,6 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if !st.accepts(reasonCode) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant does not accept reason code %s", reasonCode))
 	}
-	if err := v.frozen(ctx, tenant); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
 	s, err := v.findContact(ctx, tenant, token)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
