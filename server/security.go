@@ -63,23 +63,21 @@ func (s *Server) updateAlert(status string) handlerFunc {
 }
 
 func (s *Server) suspend(on bool) handlerFunc {
-	action := custos.ActionLift
-	if on {
-		action = custos.ActionContain
-	}
-	return func(w http.ResponseWriter, r *http.Request) error {
-		var body reasonBody
-		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
-			return s.reject(r, action, err)
-		}
-		if err := s.vault.SetSuspended(r.Context(), r.PathValue("id"), on, body.Reason); err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, map[string]any{"principal": r.PathValue("id"), "suspended": on})
-	}
+	return s.containment(on, func(r *http.Request, reason string) (any, error) {
+		id := r.PathValue("id")
+		return map[string]any{"principal": id, "suspended": on}, s.vault.SetSuspended(r.Context(), id, on, reason)
+	})
 }
 
 func (s *Server) freeze(on bool) handlerFunc {
+	return s.containment(on, func(r *http.Request, reason string) (any, error) {
+		t := r.PathValue("tenant")
+		return map[string]any{"tenant": t, "frozen": on}, s.vault.SetFrozen(r.Context(), t, on, reason)
+	})
+}
+
+// containment reads {"reason"} and applies (on) or lifts a containment.
+func (s *Server) containment(on bool, apply func(*http.Request, string) (any, error)) handlerFunc {
 	action := custos.ActionLift
 	if on {
 		action = custos.ActionContain
@@ -89,9 +87,10 @@ func (s *Server) freeze(on bool) handlerFunc {
 		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 			return s.reject(r, action, err)
 		}
-		if err := s.vault.SetFrozen(r.Context(), r.PathValue("tenant"), on, body.Reason); err != nil {
+		res, err := apply(r, body.Reason)
+		if err != nil {
 			return err
 		}
-		return writeJSON(w, http.StatusOK, map[string]any{"tenant": r.PathValue("tenant"), "frozen": on})
+		return writeJSON(w, http.StatusOK, res)
 	}
 }
