@@ -8,33 +8,13 @@ import (
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
+	"github.com/custos-dev/custos/internal/loadmix"
 )
 
-// mix is a benign event mix: tenant admins and editors reading and
-// listing, services listing tokens and importing, staff viewing masked
-// pages under grants, over 20 tenants and 200 principals.
+// mix is entry i of the benign mix, at t0 + i ms.
 func mix(i int) audit.Leaf {
-	tenant := fmt.Sprintf("tn_%02d", i%20)
-	who := fmt.Sprintf("pr_%03d", i%200)
-	// Each principal works from its own network, on its own tenant.
-	l := audit.Leaf{Time: t0.Add(time.Duration(i) * time.Millisecond), Actor: who, KeyID: "ak_" + who, Source: fmt.Sprintf("10.2.%d.1", i%200), Tenant: tenant, Outcome: "ok"}
-	switch i % 10 {
-	case 0, 1, 2, 3:
-		l.ActorKind, l.Action, l.Tokens, l.Count = "tenant_admin", "contact.read", []string{fmt.Sprintf("ct_%d", i)}, 1
-	case 4, 5:
-		l.ActorKind, l.Action, l.Count = "service", "token.list", 100
-	case 6:
-		l.ActorKind, l.Action, l.Count = "service", "contact.import", 5000
-	case 7:
-		l.ActorKind, l.Action, l.Count = "tenant_editor", "contact.update", 1
-	case 8:
-		l.ActorKind, l.Action, l.Count = "staff_support", "support.view", 50
-	case 9:
-		l.ActorKind, l.Action, l.Count = "tenant_editor", "contact.list", 100
-		if i%1000 == 9 {
-			l.Outcome, l.Code = "denied", "forbidden"
-		}
-	}
+	l := loadmix.Benign(i)
+	l.Time = t0.Add(time.Duration(i) * time.Millisecond)
 	return l
 }
 

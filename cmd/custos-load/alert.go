@@ -10,8 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,7 +19,6 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/notify"
-	"github.com/custos-dev/custos/sqlite"
 )
 
 // runAlert measures access → alert delivered: custos with the default
@@ -39,20 +36,13 @@ func runAlert(args []string) error {
 	fs.Parse(args)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir, err := os.MkdirTemp("", "custos-load-")
+	dep, err := newDeployment(ctx)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	sh, err := newShared(ctx, dir)
-	if err != nil {
-		return err
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
-	if err != nil {
-		return err
-	}
-	n, err := startNode(ctx, sh, db.Write, db.Read, db.Placeholders, false, db.Close)
+	defer dep.close()
+	db := dep.db
+	n, err := startNode(ctx, dep.sh, db.Write, db.Read, db.Placeholders, false, func() error { return nil })
 	if err != nil {
 		return err
 	}

@@ -4,15 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
-	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/internal/loadmix"
 )
 
 // runDetect measures whether the detector keeps up with the log at its
@@ -27,21 +25,13 @@ func runDetect(args []string) error {
 	fs.Parse(args)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir, err := os.MkdirTemp("", "custos-load-")
+	dep, err := newDeployment(ctx)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	sh, err := newShared(ctx, dir)
-	if err != nil {
-		return err
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.load/log", Signer: sh.signer, Verifier: sh.verifier, Placeholders: db.Placeholders})
+	defer dep.close()
+	db := dep.db
+	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.load/log", Signer: dep.sh.signer, Verifier: dep.sh.verifier, Placeholders: db.Placeholders})
 	if err != nil {
 		return err
 	}
@@ -73,30 +63,6 @@ func runDetect(args []string) error {
 	return nil
 }
 
-// benign is one entry of a benign mix: tenant admins reading, services
-// listing tokens, editors updating, staff viewing masked pages; each
-// principal on its own tenant and network.
-func benign(i int) audit.Leaf {
-	who := fmt.Sprintf("pr_%03d", i%200)
-	l := audit.Leaf{Actor: who, KeyID: "ak_" + who, Source: fmt.Sprintf("10.2.%d.1", i%200), Tenant: fmt.Sprintf("tn_%02d", i%20), Outcome: "ok",
-		Detail: "benchmark entry of a realistic size, about three hundred bytes once the fields are filled in"}
-	switch i % 10 {
-	case 0, 1, 2, 3:
-		l.ActorKind, l.Action, l.Tokens, l.Count = "tenant_admin", "contact.read", []string{fmt.Sprintf("ct_%026d", i)}, 1
-	case 4, 5:
-		l.ActorKind, l.Action, l.Count = "service", "token.list", 100
-	case 6:
-		l.ActorKind, l.Action, l.Count = "service", "contact.import", 5000
-	case 7:
-		l.ActorKind, l.Action, l.Count = "tenant_editor", "contact.update", 1
-	case 8:
-		l.ActorKind, l.Action, l.Count = "staff_support", "support.view", 50
-	case 9:
-		l.ActorKind, l.Action, l.Count = "tenant_editor", "contact.list", 100
-	}
-	return l
-}
-
 // appendLoad runs adders concurrent appenders for d and returns how many
 // entries they appended and the time it took.
 func appendLoad(ctx context.Context, lg *audit.Log, adders int, d time.Duration, offset int) (int64, time.Duration) {
@@ -109,7 +75,7 @@ func appendLoad(ctx context.Context, lg *audit.Log, adders int, d time.Duration,
 		go func() {
 			defer wg.Done()
 			for i := offset + w; time.Now().Before(deadline); i += adders {
-				if _, err := lg.Append(ctx, audit.Entry{Leaf: benign(i)}); err != nil {
+				if _, err := lg.Append(ctx, audit.Entry{Leaf: loadmix.Benign(i)}); err != nil {
 					return
 				}
 				appended.Add(1)

@@ -144,6 +144,35 @@ func startNode(ctx context.Context, sh *shared, write, read *sql.DB, ph sqlq.Sty
 	}}, nil
 }
 
+// deployment is a temporary data directory with its keys and an SQLite
+// database.
+type deployment struct {
+	dir string
+	sh  *shared
+	db  *sqlite.DB
+}
+
+func newDeployment(ctx context.Context) (*deployment, error) {
+	dir, err := os.MkdirTemp("", "custos-load-")
+	if err != nil {
+		return nil, err
+	}
+	d := &deployment{dir: dir}
+	if d.sh, err = newShared(ctx, dir); err == nil {
+		d.db, err = sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *deployment) close() {
+	d.db.Close()
+	os.RemoveAll(d.dir)
+}
+
 // start runs one custos on SQLite in dir.
 func start(ctx context.Context, dir string) (*instance, error) {
 	sh, err := newShared(ctx, dir)
