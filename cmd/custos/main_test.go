@@ -20,6 +20,7 @@ import (
 type cli struct {
 	t   *testing.T
 	env map[string]string
+	op  string // the operator's key, once served
 }
 
 func (c *cli) run(args ...string) (string, error) {
@@ -37,6 +38,35 @@ func (c *cli) must(args ...string) string {
 		c.t.Fatalf("custos %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// served initialises a data directory, serves it on loopback and returns
+// a CLI pointed at it, acting as the operator (also kept in c.op).
+func served(t *testing.T) (*cli, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	c.op = keyRE.FindString(c.must("init"))
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), c.op
+	return c, dir
+}
+
+// principal creates, as the operator, a principal of kind (tenant may be
+// empty) and a key for it; it returns both.
+func (c *cli) principal(kind, tenant, owner, name string) (id, key string) {
+	c.t.Helper()
+	args := []string{"principal", "create", "--kind", kind, "--owner", owner, name}
+	if tenant != "" {
+		args = append(args, "--tenant", tenant)
+	}
+	id = idRE("pr").FindString(c.mustAs(c.op, args...))
+	return id, keyRE.FindString(c.mustAs(c.op, "key", "create", "--principal", id))
+}
+
+// runAs runs a command with key as CUSTOS_KEY.
+func (c *cli) runAs(key string, args ...string) (string, error) {
+	c.env["CUSTOS_KEY"] = key
+	return c.run(args...)
 }
 
 // mustAs runs a command with key as CUSTOS_KEY.

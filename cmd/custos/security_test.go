@@ -26,19 +26,11 @@ func TestRulesCheckCLI(t *testing.T) {
 // TestContainmentCLI: security staff freeze a tenant (its export stops),
 // lift it with a reason, list alerts and trace an address.
 func TestContainmentCLI(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	c, _ := served(t)
 	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
-	admin := idRE("pr").FindString(c.must("principal", "create", "--kind", "tenant_admin", "--tenant", tenant, "--owner", "acme", "acme-admin"))
-	adminKey := keyRE.FindString(c.must("key", "create", "--principal", admin))
-	sec := idRE("pr").FindString(c.must("principal", "create", "--kind", "staff_security", "--owner", "sec", "sec"))
-	secKey := keyRE.FindString(c.must("key", "create", "--principal", sec))
-	as := func(key string, args ...string) (string, error) {
-		c.env["CUSTOS_KEY"] = key
-		return c.run(args...)
-	}
+	_, adminKey := c.principal("tenant_admin", tenant, "acme", "acme-admin")
+	_, secKey := c.principal("staff_security", "", "sec", "sec")
+	as := c.runAs
 	list := idRE("ls").FindString(c.mustAs(adminKey, "list", "create", "--tenant", tenant, "news"))
 	c.mustAs(adminKey, "contact", "add", "--tenant", tenant, "--list", list, "jo@example.test")
 

@@ -10,20 +10,11 @@ import (
 // it on, staff ask, the tenant approves, staff see masked data, reveal one
 // contact with a reason, are refused export, and the tenant revokes.
 func TestSupportCLI(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	c, _ := served(t)
 	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
-	admin := idRE("pr").FindString(c.must("principal", "create", "--kind", "tenant_admin", "--tenant", tenant, "--owner", "acme", "acme-admin"))
-	adminKey := keyRE.FindString(c.must("key", "create", "--principal", admin))
-	staff := idRE("pr").FindString(c.must("principal", "create", "--kind", "staff_support", "--owner", "sam", "sam"))
-	staffKey := keyRE.FindString(c.must("key", "create", "--principal", staff))
-
-	as := func(key string, args ...string) (string, error) {
-		c.env["CUSTOS_KEY"] = key
-		return c.run(args...)
-	}
+	_, adminKey := c.principal("tenant_admin", tenant, "acme", "acme-admin")
+	_, staffKey := c.principal("staff_support", "", "sam", "sam")
+	as := c.runAs
 	must := c.mustAs
 	list := idRE("ls").FindString(must(adminKey, "list", "create", "--tenant", tenant, "news"))
 	token := idRE("ct").FindString(must(adminKey, "contact", "add", "--tenant", tenant, "--list", list, "jo.smith@example.test"))
@@ -64,11 +55,10 @@ func TestSupportCLI(t *testing.T) {
 	}
 
 	// Break-glass: the tenant allows it; two security staff approve.
-	c.env["CUSTOS_KEY"] = op
 	var secKeys []string
 	for _, who := range []string{"ana", "ben"} {
-		p := idRE("pr").FindString(c.must("principal", "create", "--kind", "staff_security", "--owner", who, who))
-		secKeys = append(secKeys, keyRE.FindString(c.must("key", "create", "--principal", p)))
+		_, key := c.principal("staff_security", "", who, who)
+		secKeys = append(secKeys, key)
 	}
 	if _, err := as(staffKey, "support", "break-glass", "--tenant", tenant, "--reason", "outage", "--ticket", "INC-1"); err == nil {
 		t.Fatal("break-glass allowed where the tenant did not allow it")
