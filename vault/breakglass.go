@@ -151,8 +151,10 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 
 type approval struct{ id, owner string }
 
-func requestApprovals(ctx context.Context, tx *sql.Tx, id string) ([]approval, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT approver_id, approver_owner FROM request_approvals WHERE request_id = $1 ORDER BY approved_at, approver_id`, id)
+func requestApprovals(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, id string) ([]approval, error) {
+	rows, err := q.QueryContext(ctx, `SELECT approver_id, approver_owner FROM request_approvals WHERE request_id = $1 ORDER BY approved_at, approver_id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("read approvals: %w", err)
 	}

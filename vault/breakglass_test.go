@@ -103,6 +103,9 @@ func TestBreakGlass(t *testing.T) {
 	if _, err := f.vault.SupportContacts(staff, tenant, list, "", 10); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("staff reading after one approval: %v", err)
 	}
+	if rs, err := f.vault.AccessRequests(admin, tenant); err != nil || len(rs) != 1 || !rs[0].BreakGlass || len(rs[0].ApprovedBy) != 1 || rs[0].ApprovedBy[0] != s1.ID {
+		t.Fatalf("the tenant's view of the break-glass request: %+v, %v; want it pending with one approval", rs, err)
+	}
 	for _, again := range []context.Context{sec1, sec1b} {
 		if _, _, err := f.vault.ApproveBreakGlass(again, tenant, r.ID); custos.ErrorCode(err) != custos.ECONFLICT {
 			t.Fatalf("the same approver (same owner) approving twice: %v", err)

@@ -219,6 +219,19 @@ func (v *Vault) AccessRequests(ctx context.Context, tenant string) ([]*custos.Ac
 	if err := rows.Err(); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	rows.Close()
+	for _, r := range out {
+		if !r.BreakGlass {
+			continue
+		}
+		as, err := requestApprovals(ctx, v.read, r.ID)
+		if err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+		for _, a := range as {
+			r.ApprovedBy = append(r.ApprovedBy, a.id)
+		}
+	}
 	l.Count = len(out)
 	return out, v.record(ctx, l, nil)
 }
