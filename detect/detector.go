@@ -316,6 +316,13 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 			if err != nil {
 				return err
 			}
+			if slices.Contains(h.Rule.Respond, RespondNotify) {
+				told, err := notifyTenants(ctx, tx, a, now)
+				if err != nil {
+					return err
+				}
+				done = append(done, told...)
+			}
 			a.Actions = done
 			if err := vault.InsertAlert(ctx, tx, a); err != nil {
 				return err
@@ -368,6 +375,25 @@ func notifyContained(ctx context.Context, tx *sql.Tx, alertID, rule string, done
 	return nil
 }
 
+// notifyTenants tells the admins of each tenant in a new alert that it
+// concerns them, for a rule that contains nothing (notify_tenants): the
+// tenant can confirm or refute what only it knows (was this our new admin
+// onboarding?). It returns the actions to list on the alert.
+func notifyTenants(ctx context.Context, tx *sql.Tx, a *vault.Alert, now time.Time) ([]string, error) {
+	var told []string
+	for _, t := range a.Tenants {
+		m := &notify.Message{Topic: "alert.tenant", Severity: messageSeverity(a.Severity), TenantID: t, To: []string{notify.ToTenantAdmins},
+			Text: fmt.Sprintf("the vendor's detection raised alert %s (%s, %s) about access to your data by principals %s; nothing was stopped; the audit entries are in your access feed",
+				a.ID, a.RuleID, a.Severity, orNone(a.Principals)),
+			Data: map[string]string{"alert_id": a.ID, "rule": a.RuleID, "level": a.Severity, "principals": strings.Join(a.Principals, " ")}}
+		if err := notify.Enqueue(ctx, tx, m, now); err != nil {
+			return nil, err
+		}
+		told = append(told, "told "+t)
+	}
+	return told, nil
+}
+
 func actionsText(done []string) string {
 	if len(done) == 0 {
 		return ""
@@ -376,13 +402,7 @@ func actionsText(done []string) string {
 }
 
 func alertMessage(a *vault.Alert, h Hit) *notify.Message {
-	sev := notify.SeverityInfo
-	switch a.Severity {
-	case "high":
-		sev = notify.SeverityHigh
-	case "critical":
-		sev = notify.SeverityCritical
-	}
+	sev := messageSeverity(a.Severity)
 	tenant := ""
 	if len(a.Tenants) == 1 {
 		tenant = a.Tenants[0]
@@ -397,6 +417,17 @@ func alertMessage(a *vault.Alert, h Hit) *notify.Message {
 		Data: map[string]string{"alert_id": a.ID, "rule": a.RuleID, "level": a.Severity, "dedup_key": a.DedupKey, "group": h.Group,
 			"principals": strings.Join(a.Principals, " "), "tenants": strings.Join(a.Tenants, " "), "evidence": strings.Join(ev, " "),
 			"actions": strings.Join(a.Actions, "; ")}}
+}
+
+// messageSeverity maps a rule level to a notification severity.
+func messageSeverity(level string) string {
+	switch level {
+	case "high":
+		return notify.SeverityHigh
+	case "critical":
+		return notify.SeverityCritical
+	}
+	return notify.SeverityInfo
 }
 
 func orNone(xs []string) string {

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"sort"
@@ -18,6 +19,11 @@ var dataActions = []string{"contact.read", "contact.list", "contact.lookup", "co
 // plaintextActions hand out addresses in clear.
 var plaintextActions = []string{"contact.read", "contact.list", "contact.export", "support.reveal"}
 
+// credentialActions give the actor a new credential: it completed an
+// enrollment (set up its own key from a one-time secret) or created an
+// extra key for itself.
+var credentialActions = []string{"principal.enroll", "key.create"}
+
 // Event is one log entry as rules see it: the leaf plus what the detector
 // knows about it from history (enrichment).
 type Event struct {
@@ -31,7 +37,14 @@ type Event struct {
 	NewAction  bool    // the key never performed this data action before
 	ExportMean float64 // the principal's mean export size over the previous 30 days
 	ExportN    int     // how many exports that mean is over
+	// CredentialAt is when the actor last got a new credential
+	// (credentialActions) within the previous 30 days; zero if it did not.
+	CredentialAt time.Time
 }
+
+// noCredential is credential_age when the actor got no new credential
+// within the previous 30 days: longer than any timespan.
+const noCredential = time.Duration(math.MaxInt64)
 
 // vars is the CEL activation: event.<field>.
 func (e *Event) vars() map[string]any {
@@ -51,7 +64,22 @@ func (e *Event) vars() map[string]any {
 		"canary":     e.Canary,
 		"first_pair": e.FirstPair, "new_network": e.NewNetwork, "new_action": e.NewAction,
 		"export_mean": e.ExportMean, "export_n": int64(e.ExportN),
+		"credential_age": e.credentialAge(),
 	}}
+}
+
+// credentialAge is how long before this entry the actor got its newest
+// credential. Older than the baseline span counts as none, so that the
+// answer does not depend on when the state was last pruned.
+func (e *Event) credentialAge() time.Duration {
+	if e.CredentialAt.IsZero() {
+		return noCredential
+	}
+	age := e.Leaf.Time.Sub(e.CredentialAt)
+	if age >= baselineSpan {
+		return noCredential
+	}
+	return age
 }
 
 // field returns a correlation field's value.
@@ -104,16 +132,19 @@ type Point struct {
 	T      int64  `json:"t"` // ms
 	Index  uint64 `json:"i"`
 	Value  string `json:"v,omitempty"`
+	N      int    `json:"k,omitempty"` // value_sum: the summed field's value
 	Actor  string `json:"a,omitempty"`
 	Tenant string `json:"n,omitempty"`
 }
 
 // Window is one group's matches within a rule's timespan, with the
-// number of matches per distinct value kept as they come and go (so a
-// value_count is not recomputed over the window on every event).
+// number of matches per distinct value (and the sum of a value_sum's
+// field) kept as they come and go, so neither is recomputed over the
+// window on every event.
 type Window struct {
 	Points []Point        `json:"p"`
 	Counts map[string]int `json:"c,omitempty"`
+	Sum    int            `json:"s,omitempty"`
 }
 
 func (w *Window) drop(n int) {
@@ -123,6 +154,7 @@ func (w *Window) drop(n int) {
 				delete(w.Counts, p.Value)
 			}
 		}
+		w.Sum -= p.N
 	}
 	w.Points = w.Points[n:]
 }
@@ -136,12 +168,13 @@ type State struct {
 	Networks map[string][]string   `json:"networks"` // key → networks it was used from
 	Actions  map[string][]string   `json:"actions"`  // key → data actions it performed
 	Exports  map[string][][2]int64 `json:"exports"`  // principal → (time ms, count) of exports, 30 days
+	Creds    map[string]int64      `json:"creds"`    // principal → when it last got a new credential (ms)
 	Last     int64                 `json:"last"`     // time of the latest event evaluated (ms)
 }
 
 func newState() *State {
 	return &State{Windows: map[string]*Window{}, Fired: map[string]int64{}, Pairs: map[string]bool{},
-		Networks: map[string][]string{}, Actions: map[string][]string{}, Exports: map[string][][2]int64{}}
+		Networks: map[string][]string{}, Actions: map[string][]string{}, Exports: map[string][][2]int64{}, Creds: map[string]int64{}}
 }
 
 const baselineSpan = 30 * 24 * time.Hour
@@ -162,8 +195,21 @@ func (s *State) enrich(e *Event, isCanary func(string) bool) {
 			}
 		}
 	}
+	if t, ok := s.Creds[l.Actor]; ok {
+		e.CredentialAt = time.UnixMilli(t).UTC()
+	}
 	if l.Outcome != audit.OutcomeOK || !strings.HasPrefix(l.Actor, "pr_") {
 		return
+	}
+	if slices.Contains(credentialActions, l.Action) {
+		if s.Creds == nil {
+			s.Creds = map[string]int64{} // state saved before creds existed
+		}
+		// The actor is the principal whose credential it is: an
+		// enrollment is completed by its holder, and key.create by a
+		// principal is for itself (keys are enrolled by their holders).
+		s.Creds[l.Actor] = l.Time.UnixMilli()
+		e.CredentialAt = l.Time
 	}
 	if l.Tenant != "" && slices.Contains(dataActions, l.Action) {
 		k := l.Actor + "|" + l.Tenant
@@ -322,17 +368,20 @@ func (en *Engine) matched(r *Rule, ev *Event, ref string) (Hit, bool) {
 		i++
 	}
 	w.drop(i)
-	val := ""
+	val, num := "", 0
 	switch c.Type {
 	case "value_count":
 		val = ev.field(c.Field)
+	case "value_sum":
+		num = max(0, l.Count)
 	case "temporal":
 		val = ref
 	}
-	w.Points = append(w.Points, Point{T: t, Index: ev.Index, Value: val, Actor: l.Actor, Tenant: l.Tenant})
+	w.Points = append(w.Points, Point{T: t, Index: ev.Index, Value: val, N: num, Actor: l.Actor, Tenant: l.Tenant})
 	if val != "" {
 		w.Counts[val]++
 	}
+	w.Sum += num
 	if len(w.Points) > maxWindow {
 		w.drop(len(w.Points) - maxWindow)
 	}
@@ -343,8 +392,13 @@ func (en *Engine) matched(r *Rule, ev *Event, ref string) (Hit, bool) {
 		return Hit{Rule: r, DedupKey: fmt.Sprintf("%s:%s:%d", r.ID, group, f/1000), Group: group, Evidence: []uint64{ev.Index},
 			Principals: principals(l.Actor), Tenants: nonEmpty(l.Tenant), Time: l.Time}, true
 	}
-	n := len(pts)
-	if c.Type != "event_count" {
+	var n int
+	switch c.Type {
+	case "event_count":
+		n = len(pts)
+	case "value_sum":
+		n = w.Sum
+	default:
 		n = len(w.Counts)
 	}
 	fires := c.holds(n)
@@ -409,6 +463,13 @@ func (s *State) prune() {
 	for k, t := range s.Fired {
 		if t < horizon {
 			delete(s.Fired, k)
+		}
+	}
+	// credential_age treats a credential older than 30 days as none, so
+	// dropping it changes no decision.
+	for k, t := range s.Creds {
+		if t < s.Last-baselineSpan.Milliseconds() {
+			delete(s.Creds, k)
 		}
 	}
 }

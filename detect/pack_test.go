@@ -16,13 +16,14 @@ type ev struct {
 	who, kind, action, tenant string
 	at                        time.Duration // after t0
 	outcome, reason, src, key string
+	code                      string
 	count                     int
 	tokens                    []string
 }
 
 func (e ev) leaf() audit.Leaf {
 	l := audit.Leaf{Time: t0.Add(e.at), Actor: "pr_" + e.who, ActorKind: e.kind, Action: e.action, Outcome: "ok",
-		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason}
+		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason, Code: e.code}
 	if e.who == "system" {
 		l.Actor, l.KeyID = "system", ""
 	}
@@ -137,6 +138,18 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			append(repeat(3, func(i int) ev {
 				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
 			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 5000, at: 40 * 24 * time.Hour})},
+		{"new-credential-export",
+			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.export", tenant: "a", count: 40, at: 30 * time.Minute}},
+			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.export", tenant: "a", count: 40, at: 2 * time.Hour}}},
+		{"new-credential-bulk-read",
+			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.list", tenant: "a", count: 500, at: time.Minute}, {who: "mal", kind: admin, action: "contact.list", tenant: "a", count: 500, at: 2 * time.Minute}},
+			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.list", tenant: "a", count: 500, at: time.Minute}, {who: "mal", kind: admin, action: "contact.list", tenant: "a", count: 499, at: 2 * time.Minute}}},
+		{"approver-created-by-beneficiary",
+			[]ev{{who: "sock", kind: admin, action: "support.decide", tenant: "a", outcome: "denied", code: "forbidden", reason: "approver was created by the requester's identity"}},
+			[]ev{{who: "sock", kind: admin, action: "support.decide", tenant: "a", outcome: "denied", code: "forbidden", reason: "the request expired"}}},
+		{"self-approval-attempt",
+			[]ev{{who: "sec", kind: "staff_security", action: "break_glass.approve", tenant: "a", outcome: "denied", code: "forbidden", reason: "the same person holds the requesting and the approving principal"}},
+			[]ev{{who: "sec", kind: "staff_security", action: "break_glass.approve", tenant: "a", outcome: "denied", code: "forbidden", reason: "two approvals are already recorded"}}},
 		{"log-integrity",
 			[]ev{{action: "log.verify", outcome: "error", reason: "entry 7 does not match the tree"}},
 			[]ev{{action: "log.verify"}}},

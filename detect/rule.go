@@ -10,8 +10,8 @@
 //	level: high                      # informational, low, medium, high, critical
 //	condition: event.staff && event.data_read && event.outcome == "ok"
 //	correlation:                     # optional
-//	  type: value_count              # event_count, value_count or temporal
-//	  field: tenant                  # value_count: distinct values of this field
+//	  type: value_count              # event_count, value_count, value_sum or temporal
+//	  field: tenant                  # value_count: distinct values of this field; value_sum: count
 //	  group_by: [actor]
 //	  timespan: 1h
 //	  condition: {gte: 3}            # one of gt, gte, lt, lte, eq
@@ -46,12 +46,16 @@ const (
 	RespondSuspend  = "suspend_principal" // every key of the principals involved stops working
 	RespondEndGrant = "end_grants"        // their support grants end
 	RespondFreeze   = "freeze_tenants"    // exports and reveals stop for the tenants involved
+	RespondNotify   = "notify_tenants"    // the admins of the tenants involved are told; nothing stops
 )
 
-var responses = []string{RespondSuspend, RespondEndGrant, RespondFreeze}
+var responses = []string{RespondSuspend, RespondEndGrant, RespondFreeze, RespondNotify}
 
 // Fields are the event fields a correlation may group by or count.
 var Fields = []string{"actor", "actor_kind", "key_id", "source", "network", "tenant", "list", "action", "outcome", "code"}
+
+// SumFields are the numeric event fields a value_sum correlation may add up.
+var SumFields = []string{"count"}
 
 // Rule is one detection rule, compiled.
 type Rule struct {
@@ -302,9 +306,9 @@ func parseRule(env *cel.Env, file string, n *yaml.Node) (*Rule, []error) {
 func (c *Correlation) check(bad func(int, string, ...any) error, line func(string) int) []error {
 	var errs []error
 	switch c.Type {
-	case "event_count", "value_count", "temporal":
+	case "event_count", "value_count", "value_sum", "temporal":
 	default:
-		errs = append(errs, bad(line("correlation.type"), "correlation type must be event_count, value_count or temporal"))
+		errs = append(errs, bad(line("correlation.type"), "correlation type must be event_count, value_count, value_sum or temporal"))
 	}
 	for _, g := range c.GroupBy {
 		if !slices.Contains(Fields, g) {
@@ -318,6 +322,9 @@ func (c *Correlation) check(bad func(int, string, ...any) error, line func(strin
 	c.span = d
 	if c.Type == "value_count" && !slices.Contains(Fields, c.Field) {
 		errs = append(errs, bad(line("correlation.field"), "value_count needs field, one of %s", strings.Join(Fields, ", ")))
+	}
+	if c.Type == "value_sum" && !slices.Contains(SumFields, c.Field) {
+		errs = append(errs, bad(line("correlation.field"), "value_sum needs field, one of %s", strings.Join(SumFields, ", ")))
 	}
 	if c.Type == "temporal" && len(c.Rules) < 2 {
 		errs = append(errs, bad(line("correlation.rules"), "temporal correlation needs at least two rules"))

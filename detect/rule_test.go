@@ -24,6 +24,7 @@ func TestRuleErrorsNameFileAndLine(t *testing.T) {
 		{"bad group", "id: a\ntitle: t\nlevel: low\ncondition: true\ncorrelation:\n  type: event_count\n  group_by: [email]\n  timespan: 1h\n  condition: {gte: 2}\n", `bad.yaml:7: cannot group by "email"`},
 		{"bad response", "id: a\ntitle: t\nlevel: low\ncondition: true\nrespond: [delete_everything]\n", `bad.yaml:5: unknown response "delete_everything"`},
 		{"bad YAML", "id: a\ntitle: [unclosed\n", "bad.yaml:"},
+		{"value_sum over a text field", "id: a\ntitle: t\nlevel: low\ncondition: true\ncorrelation:\n  type: value_sum\n  field: tenant\n  group_by: [actor]\n  timespan: 1h\n  condition: {gte: 2}\n", "bad.yaml:7: value_sum needs field, one of count"},
 		{"unknown temporal rule", "id: a\ntitle: t\nlevel: low\ncorrelation:\n  type: temporal\n  rules: [x, y]\n  group_by: [actor]\n  timespan: 1h\n", `temporal correlation names unknown rule "x"`},
 	}
 	for _, c := range cases {
@@ -76,7 +77,7 @@ func TestCostLimit(t *testing.T) {
 
 func FuzzParseRules(f *testing.F) {
 	f.Add([]byte(goodRule))
-	for _, name := range []string{"insider.yaml", "access.yaml", "export.yaml", "integrity.yaml"} {
+	for _, name := range []string{"insider.yaml", "access.yaml", "export.yaml", "integrity.yaml", "operator.yaml"} {
 		b, err := detect.Pack.ReadFile("rules/" + name)
 		if err != nil {
 			f.Fatal(err)
@@ -84,6 +85,7 @@ func FuzzParseRules(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("id: a\ncorrelation: {type: temporal, rules: [a, a]}\n"))
+	f.Add([]byte("id: a\ntitle: t\nlevel: low\ncondition: event.credential_age < duration(\"1h\")\ncorrelation: {type: value_sum, field: count, group_by: [actor], timespan: 1h, condition: {gte: 2}}\nrespond: [notify_tenants]\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rules, err := detect.Parse(map[string][]byte{"f.yaml": b})
 		if err != nil && rules != nil {
