@@ -24,7 +24,12 @@ const (
 	ActionTokenList       Action = "token.list"
 	ActionPrincipalCreate Action = "principal.create"
 	ActionPrincipalRead   Action = "principal.read"
-	ActionKeyCreate       Action = "key.create"
+	ActionKeyCreate       Action = "key.create" // a principal adds a key for itself
+	ActionPrincipalRekey  Action = "principal.rekey"   // a new enrollment for an existing principal
+	ActionPrincipalDecide Action = "principal.approve" // the second party approves or denies an enrollment
+	ActionEnrollmentRead  Action = "enrollment.read"
+	ActionEnroll          Action = "principal.enroll" // the holder sets up its key with an enrollment secret
+	ActionConfigLoaded    Action = "config.loaded"    // a server started with a configuration (its hash)
 	ActionKeyRead         Action = "key.read"
 	ActionKeyRevoke       Action = "key.revoke"
 	ActionAccessLogRead   Action = "access_log.read" // the tenant's own access feed
@@ -73,9 +78,12 @@ var policy = map[Action]struct {
 	ActionContactImport:   {ScopeContactsImport, []Kind{KindTenantAdmin, KindTenantEditor, KindService}},
 	ActionContactExport:   {ScopeContactsExport, []Kind{KindTenantAdmin}},
 	ActionTokenList:       {ScopeTokensRead, []Kind{KindTenantAdmin, KindTenantEditor, KindService}},
-	ActionPrincipalCreate: {ScopePrincipals, []Kind{KindOperator}},
+	ActionPrincipalCreate: {ScopePrincipals, []Kind{KindOperator, KindTenantAdmin}},
 	ActionPrincipalRead:   {ScopePrincipals, []Kind{KindOperator}},
-	ActionKeyCreate:       {ScopePrincipals, []Kind{KindOperator}},
+	ActionPrincipalRekey:  {ScopePrincipals, []Kind{KindOperator, KindTenantAdmin}},
+	ActionPrincipalDecide: {ScopePrincipals, []Kind{KindOperator, KindStaffSecurity, KindTenantAdmin}},
+	ActionEnrollmentRead:  {ScopePrincipals, []Kind{KindOperator, KindStaffSecurity, KindTenantAdmin}},
+	ActionKeyCreate:       {ScopePrincipals, Kinds},
 	ActionKeyRead:         {ScopePrincipals, []Kind{KindOperator}},
 	ActionKeyRevoke:       {ScopePrincipals, []Kind{KindOperator}},
 	ActionAccessLogRead:   {ScopeLogRead, []Kind{KindTenantAdmin}},

@@ -39,9 +39,30 @@ type Principal struct {
 	Kind      Kind      `json:"kind"`
 	TenantID  string    `json:"tenant_id,omitempty"` // set for tenant-bound kinds
 	Name      string    `json:"name"`                // a handle, not necessarily a person's name
-	Owner     string    `json:"owner"`               // who answers for it (team or person handle)
-	Suspended bool      `json:"suspended"`
-	CreatedAt time.Time `json:"created_at"`
+	Owner     string    `json:"owner,omitempty"`     // the team it belongs to, a label for people
+	// Identity is the normalised address of the person (for a service, the
+	// owning team) who holds it: where its enrollment goes, and what every
+	// two-person check compares ([NormalizeIdentity]).
+	Identity string `json:"identity"`
+	// CreatedBy is the principal that created it and CreatorIdentity that
+	// principal's identity: an approver created by the person it would
+	// approve for is no second party.
+	CreatedBy       string     `json:"created_by,omitempty"`
+	CreatorIdentity string     `json:"creator_identity,omitempty"`
+	Suspended       bool       `json:"suspended"`
+	CreatedAt       time.Time  `json:"created_at"`
+	VerifiedAt      *time.Time `json:"verified_at,omitempty"` // first enrollment completed: the identity answered
+}
+
+// SamePerson reports whether p and q are held by one identity (or are
+// one principal). Two-person rules refuse such a pair.
+func (p *Principal) SamePerson(q *Principal) bool {
+	return p.ID == q.ID || p.Identity == q.Identity
+}
+
+// CreatedByHolderOf reports whether p was created by the person holding q.
+func (p *Principal) CreatedByHolderOf(q *Principal) bool {
+	return p.CreatorIdentity != "" && p.CreatorIdentity == q.Identity
 }
 
 // Validate checks a principal before it is created.
@@ -60,6 +81,11 @@ func (p *Principal) Validate() error {
 	case len(p.Owner) > 100:
 		return Errorf(EINVALID, "owner must be at most 100 characters")
 	}
+	id, err := NormalizeIdentity(p.Identity)
+	if err != nil {
+		return err
+	}
+	p.Identity = id
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
+	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
@@ -30,17 +31,21 @@ type world struct {
 	log   *audit.Log
 	vault *vault.Vault
 	op    context.Context
+	// approvers decide enrollments that wait for a second party.
+	approvers enrolltest.Approvers
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	w := newWorldB(t)
 	w.t = t
-	_, secret, err := w.vault.Bootstrap(context.Background(), "op")
+	_, secret, err := w.vault.Bootstrap(context.Background(), "op", "op@vendor.test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.op = w.as(secret, "192.0.2.1")
+	w.approvers = enrolltest.Approvers{V: w.vault}
+	w.approvers.Add(w.op)
 	return w
 }
 
@@ -81,13 +86,15 @@ func (w *world) as(secret, src string) context.Context {
 
 func (w *world) principal(kind custos.Kind, tenant, name string) (*custos.Principal, string) {
 	w.t.Helper()
-	p := &custos.Principal{Kind: kind, TenantID: tenant, Name: name, Owner: name}
-	if err := w.vault.CreatePrincipal(w.op, p); err != nil {
-		w.t.Fatal(err)
-	}
-	secret, _, err := w.vault.CreateKey(w.op, p.ID, vault.KeyRequest{})
+	p := &custos.Principal{Kind: kind, TenantID: tenant, Name: name, Owner: name, Identity: name + "@corp.test"}
+	e, err := w.vault.CreatePrincipal(w.op, p)
 	if err != nil {
 		w.t.Fatal(err)
+	}
+	w.approvers.Settle(w.t, e)
+	secret := enrolltest.Key(w.t, w.vault, e.ID, vault.KeyRequest{})
+	if kind == custos.KindStaffSecurity || kind == custos.KindTenantAdmin || kind == custos.KindOperator {
+		w.approvers.Add(w.as(secret, "192.0.2.1"))
 	}
 	return p, secret
 }
@@ -101,11 +108,12 @@ type tenantFix struct {
 func (w *world) tenant(name string, contacts int) *tenantFix {
 	w.t.Helper()
 	tn := &custos.Tenant{Name: name}
-	if err := w.vault.CreateTenant(w.op, tn); err != nil {
+	e, err := w.vault.CreateTenant(w.op, tn, strings.ToLower(strings.ReplaceAll(name, " ", "-"))+"-admin@corp.test")
+	if err != nil {
 		w.t.Fatal(err)
 	}
-	_, secret := w.principal(custos.KindTenantAdmin, tn.ID, name+"-admin")
-	f := &tenantFix{id: tn.ID, admin: w.as(secret, "198.51.100.1")}
+	f := &tenantFix{id: tn.ID, admin: w.as(enrolltest.Key(w.t, w.vault, e.ID, vault.KeyRequest{}), "198.51.100.1")}
+	w.approvers.Add(f.admin)
 	l := &custos.List{TenantID: tn.ID, Name: "news"}
 	if err := w.vault.CreateList(f.admin, l); err != nil {
 		w.t.Fatal(err)
@@ -159,7 +167,7 @@ func drain(t *testing.T, w *world, d *detect.Detector) {
 
 func (w *world) alerts() []*vault.Alert {
 	w.t.Helper()
-	sec, secret := w.principal(custos.KindStaffSecurity, "", "sec-"+custos.NewID("x")[2:8])
+	sec, secret := w.principal(custos.KindStaffSecurity, "", "sec-"+custos.NewID("x")[22:])
 	_ = sec
 	as, err := w.vault.Alerts(w.as(secret, "192.0.2.2"), "")
 	if err != nil {
@@ -235,12 +243,12 @@ func TestIncident2022(t *testing.T) {
 	size := w.log.Size()
 	root, _ := w.log.TreeHash(context.Background(), size)
 	for _, i := range got.Evidence {
-		data, err := w.log.Entry(context.Background(), i)
+		st, err := w.log.Entries(context.Background(), i, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		p, err := w.log.InclusionProof(context.Background(), i, size)
-		if err != nil || tlog.CheckRecord(p, int64(size), root, int64(i), tlog.RecordHash(data)) != nil {
+		if err != nil || tlog.CheckRecord(p, int64(size), root, int64(i), tlog.RecordHash(st[0].Leaf)) != nil {
 			t.Fatalf("evidence %d not provable: %v", i, err)
 		}
 	}

@@ -34,15 +34,10 @@ func TestCrashUnderLoad(t *testing.T) {
 	p := serve(t, dir)
 	a := api{url: p.url, hc: &http.Client{Timeout: 10 * time.Second}}
 	var tenant struct{ ID string }
-	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Crash"}, &tenant)
-	key := func(kind, tenantID string) string {
-		var pr struct{ ID string }
-		a.must(t, op, "POST", "/v1/principals", map[string]string{"kind": kind, "tenant_id": tenantID, "name": kind, "owner": "crash"}, &pr)
-		var k struct{ Secret string }
-		a.must(t, op, "POST", "/v1/principals/"+pr.ID+"/keys", map[string]any{}, &k)
-		return k.Secret
-	}
-	admin, staff := key("tenant_admin", tenant.ID), key("staff_support", "")
+	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Crash", "admin_email": "admin@crash.test"}, &tenant)
+	admin := a.enrolled(t, dir, "admin@crash.test")
+	a.must(t, op, "POST", "/v1/principals", map[string]string{"kind": "staff_support", "name": "staff", "email": "staff@crash.test"}, nil)
+	staff := a.enrolled(t, dir, "staff@crash.test")
 	var list struct{ ID string }
 	a.must(t, admin, "POST", "/v1/tenants/"+tenant.ID+"/lists", map[string]string{"name": "l"}, &list)
 

@@ -291,3 +291,32 @@ func canaryIndex(t *testing.T, db *sql.DB, dir string) func(string) bool {
 	}
 	return func(tok string) bool { return tags[ci.Tag(tok)] }
 }
+
+var enrollSecretRE = regexp.MustCompile(`cse_en_[a-z2-7]{26}_[a-z2-7]{32}`)
+
+// enrolled waits for the enrollment mail to email in the data directory's
+// local mailbox (dir/mail, what custos uses with no SMTP relay configured),
+// and sets up a key with its secret, as the holder would.
+func (a api) enrolled(t *testing.T, dir, email string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "mail", email, "*.eml"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := enrollSecretRE.Find(b); s != nil {
+				os.Remove(f) // read: the next call waits for a newer mail
+				var k struct{ Secret string }
+				a.must(t, "", "POST", "/v1/enroll", map[string]any{"secret": string(s)}, &k)
+				return k.Secret
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no enrollment mail for %s", email)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -32,11 +32,8 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	a := api{url: nodes[0].url, hc: hc}
 	var tenant struct{ ID string }
-	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Nodes"}, &tenant)
-	var pr struct{ ID string }
-	a.must(t, op, "POST", "/v1/principals", map[string]string{"kind": "tenant_admin", "tenant_id": tenant.ID, "name": "admin", "owner": "nodes"}, &pr)
-	var k struct{ Secret string }
-	a.must(t, op, "POST", "/v1/principals/"+pr.ID+"/keys", map[string]any{}, &k)
+	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Nodes", "admin_email": "admin@nodes.test"}, &tenant)
+	k := struct{ Secret string }{a.enrolled(t, dir, "admin@nodes.test")}
 	var list struct{ ID string }
 	a.must(t, k.Secret, "POST", "/v1/tenants/"+tenant.ID+"/lists", map[string]string{"name": "l"}, &list)
 

@@ -290,8 +290,13 @@ func (e *Email) DeliverBatch(ctx context.Context, ms []*Message) error {
 	for _, m := range ms {
 		fmt.Fprintf(&body, "[%s] %s: %s\r\n", m.Severity, m.Topic, m.Text)
 	}
+	return sendSMTP(ctx, e.Addr, e.From, e.To, body.Bytes())
+}
+
+// sendSMTP hands msg to the relay at addr for the recipients in to.
+func sendSMTP(ctx context.Context, addr, from string, to []string, msg []byte) error {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", e.Addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -303,11 +308,11 @@ func (e *Email) DeliverBatch(ctx context.Context, ms []*Message) error {
 	if err := c.Hello("custos"); err != nil {
 		return err
 	}
-	if err := c.Mail(e.From, nil); err != nil {
+	if err := c.Mail(from, nil); err != nil {
 		return err
 	}
-	for _, to := range e.To {
-		if err := c.Rcpt(to, nil); err != nil {
+	for _, rcpt := range to {
+		if err := c.Rcpt(rcpt, nil); err != nil {
 			return err
 		}
 	}
@@ -315,7 +320,7 @@ func (e *Email) DeliverBatch(ctx context.Context, ms []*Message) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(body.Bytes()); err != nil {
+	if _, err := w.Write(msg); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {

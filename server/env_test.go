@@ -18,6 +18,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/server"
@@ -36,6 +37,10 @@ type env struct {
 	srv      *httptest.Server
 	verifier note.Verifier
 	operator string // operator API key
+	// approvers are keys that may decide enrollments waiting for a second
+	// party: tenant admins by tenant, and operator/security keys ("").
+	approvers map[string][]string
+	tenants   int
 
 	mu     sync.Mutex
 	logs   lockedBuffer
@@ -95,10 +100,11 @@ func newEnv(t *testing.T) *env {
 	e.vault = vault.New(db.Read, db.Write, e.log, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders,
 		Canaries: -1}) // these tests count what they put in lists; canaries are vault's and the detector's tests
 
-	_, e.operator, err = e.vault.Bootstrap(ctx, "operator")
+	_, e.operator, err = e.vault.Bootstrap(ctx, "operator", "operator@vendor.test")
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.approvers = map[string][]string{"": {e.operator}}
 	e.srv = httptest.NewServer(server.New(server.Config{Vault: e.vault, Log: e.log, Logger: logger}).Handler())
 	t.Cleanup(func() {
 		metrics := e.get("", "/metrics", http.StatusOK)
@@ -244,8 +250,14 @@ type tenantFixture struct {
 func (e *env) newTenant(name string) tenantFixture {
 	e.t.Helper()
 	var f tenantFixture
-	f.tenant = decode[custos.Tenant](e.t, e.postJSON(e.operator, "/v1/tenants", map[string]string{"name": name}, 201)).ID
-	f.admin = e.newKey(custos.KindTenantAdmin, f.tenant, nil)
+	e.tenants++
+	created := decode[struct {
+		custos.Tenant
+		AdminEnrollment custos.Enrollment `json:"admin_enrollment"`
+	}](e.t, e.postJSON(e.operator, "/v1/tenants", map[string]string{"name": name, "admin_email": fmt.Sprintf("admin%d@tenant.test", e.tenants)}, 201))
+	f.tenant = created.ID
+	f.admin = e.enroll(created.AdminEnrollment, nil)
+	e.approvers[f.tenant] = append(e.approvers[f.tenant], f.admin)
 	f.editor = e.newKey(custos.KindTenantEditor, f.tenant, nil)
 	f.service = e.newKey(custos.KindService, f.tenant, []custos.Scope{custos.ScopeTokensRead, custos.ScopeContactsImport, custos.ScopeContactsWrite})
 	f.list = decode[custos.List](e.t, e.postJSON(f.admin, "/v1/tenants/"+f.tenant+"/lists", map[string]string{"name": "newsletter"}, 201)).ID
@@ -255,10 +267,51 @@ func (e *env) newTenant(name string) tenantFixture {
 // newKey creates a principal of kind and returns a key for it.
 func (e *env) newKey(kind custos.Kind, tenant string, scopes []custos.Scope) string {
 	e.t.Helper()
-	p := decode[custos.Principal](e.t, e.postJSON(e.operator, "/v1/principals",
-		map[string]string{"kind": string(kind), "tenant_id": tenant, "name": string(kind) + "-1", "owner": "team-x"}, 201))
-	k := decode[struct{ Secret string }](e.t, e.postJSON(e.operator, "/v1/principals/"+p.ID+"/keys", map[string]any{"scopes": scopes}, 201))
-	return k.Secret
+	key, _ := e.principal(kind, tenant, string(kind)+"-1", "team-x", scopes)
+	return key
+}
+
+// principal has the operator create a principal held by owner@corp.test
+// (one owner, one person), gets its enrollment approved where it waits for
+// a second party, and enrolls it over HTTP with the secret from its mail.
+func (e *env) principal(kind custos.Kind, tenant, name, owner string, scopes []custos.Scope) (string, custos.Principal) {
+	e.t.Helper()
+	p := decode[struct {
+		custos.Principal
+		Enrollment custos.Enrollment
+	}](e.t, e.postJSON(e.operator, "/v1/principals",
+		map[string]string{"kind": string(kind), "tenant_id": tenant, "name": name, "owner": owner, "email": owner + "@corp.test"}, 201))
+	if p.Enrollment.Status == custos.EnrollPending {
+		approved := false
+		group := tenant
+		if p.Enrollment.Approval != custos.ApprovalTenantAdmin {
+			group = ""
+		}
+		for i := len(e.approvers[group]) - 1; i >= 0 && !approved; i-- {
+			status, _ := e.send(e.approvers[group][i], "POST", "/v1/enrollments/"+p.Enrollment.ID+"/approve", "application/json", strings.NewReader("{}"))
+			approved = status == 200
+		}
+		if !approved {
+			e.t.Fatalf("nobody could approve enrollment %s (%s)", p.Enrollment.ID, p.Enrollment.Approval)
+		}
+		p.Enrollment.Status = custos.EnrollIssued
+	}
+	key := e.enroll(p.Enrollment, scopes)
+	switch kind {
+	case custos.KindTenantAdmin:
+		e.approvers[tenant] = append(e.approvers[tenant], key)
+	case custos.KindOperator, custos.KindStaffSecurity:
+		e.approvers[""] = append(e.approvers[""], key)
+	}
+	return key, p.Principal
+}
+
+// enroll reads the enrollment's mail (as its holder would) and sets up a
+// key over HTTP.
+func (e *env) enroll(en custos.Enrollment, scopes []custos.Scope) string {
+	e.t.Helper()
+	secret := enrolltest.Secret(e.t, e.vault, en.ID)
+	return decode[struct{ Secret string }](e.t, e.postJSON("", "/v1/enroll", map[string]any{"secret": secret, "scopes": scopes}, 201)).Secret
 }
 
 // counts returns the number of rows in every table.

@@ -44,7 +44,7 @@ var matrix = map[string][]string{
 	"GET /metrics":                    all,
 	"GET /log/checkpoint":             all,
 	"GET /log/tile/{path...}":         all,
-	"GET /log/tile/entries/{path...}": authenticated,
+	"GET /log/tile/entries/{path...}": all, // commitments only: entry bodies are private
 	"GET /v1/log/checkpoint":          authenticated,
 	"GET /v1/log/entries/{index}":     authenticated,
 	"GET /v1/log/proof/inclusion":     authenticated,
@@ -70,12 +70,17 @@ var matrix = map[string][]string{
 	"PATCH /v1/tenants/{tenant}/contacts/{token}":     {"admin", "editor"},
 	"DELETE /v1/tenants/{tenant}/contacts/{token}":    {"admin", "editor"},
 
-	"POST /v1/principals":           {"operator"},
-	"GET /v1/principals":            {"operator"},
-	"GET /v1/principals/{id}":       {"operator"},
-	"POST /v1/principals/{id}/keys": {"operator"},
-	"GET /v1/keys":                  {"operator"},
-	"DELETE /v1/keys/{id}":          {"operator"},
+	"POST /v1/principals":                  {"operator"}, // a tenant admin too, for its own tenant (body names it)
+	"GET /v1/principals":                   {"operator"},
+	"GET /v1/principals/{id}":              {"operator"},
+	"POST /v1/principals/{id}/keys":        {}, // only the principal itself, for itself
+	"POST /v1/principals/{id}/enrollments": {"operator", "admin"},
+	"GET /v1/enrollments":                  {"operator", "security", "admin", "other-admin"}, // a tenant admin sees its own tenant's only
+	"POST /v1/enrollments/{id}/approve":    {"operator", "security", "admin"},                // then the second-party checks
+	"POST /v1/enrollments/{id}/deny":       {"operator", "security", "admin"},
+	"POST /v1/enroll":                      {}, // no API key: the enrollment secret is the credential
+	"GET /v1/keys":                         {"operator"},
+	"DELETE /v1/keys/{id}":                 {"operator"},
 
 	"GET /v1/tenants/{tenant}/support-access":                   {"admin"},
 	"PUT /v1/tenants/{tenant}/support-access":                   {"admin"},
@@ -161,9 +166,15 @@ func checkRoute(t *testing.T, key, setting string) {
 			req := decode[custos.AccessRequest](t, e.postJSON(staff, base+"/access-requests", map[string]string{"reason": "r", "ticket": "T", "scope": "view_masked"}, 201))
 			bg := decode[custos.AccessRequest](t, e.postJSON(staff, base+"/break-glass", map[string]string{"reason": "r", "ticket": "T", "scope": "view_masked"}, 201))
 			// A key for the operator to revoke.
-			vp := decode[custos.Principal](t, e.postJSON(e.operator, "/v1/principals",
-				map[string]string{"kind": "service", "tenant_id": f.tenant, "name": "victim", "owner": "victim"}, 201))
-			victimKey := decode[struct{ Key custos.APIKey }](t, e.postJSON(e.operator, "/v1/principals/"+vp.ID+"/keys", map[string]any{}, 201)).Key.ID
+			victimSecret, vp := e.principal(custos.KindService, f.tenant, "victim", "victim", nil)
+			victimKey := decode[struct{ Items []custos.APIKey }](t, e.get(e.operator, "/v1/keys?principal="+vp.ID, 200)).Items[0].ID
+			_ = victimSecret
+			var victimEnrollment string
+			for _, en := range decode[struct{ Items []custos.Enrollment }](t, e.get(e.operator, "/v1/enrollments", 200)).Items {
+				if en.PrincipalID == vp.ID {
+					victimEnrollment = en.ID
+				}
+			}
 			secrets := map[string]string{"anonymous": "", "staff": staff, "staff+grant": granted, "security": security,
 				"service": f.service, "editor": f.editor, "other-admin": other.admin, "operator": e.operator, "admin": f.admin}
 
@@ -179,6 +190,8 @@ func checkRoute(t *testing.T, key, setting string) {
 				id = req.ID
 			case strings.Contains(pattern, "/grants/"):
 				id = g.ID
+			case strings.HasPrefix(pattern, "/v1/enrollments/"):
+				id = victimEnrollment
 			case strings.HasPrefix(pattern, "/v1/principals/"):
 				id = vp.ID
 			case strings.HasPrefix(pattern, "/v1/keys/"):

@@ -45,6 +45,11 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/v1/principals", custos.ActionPrincipalRead, true, s.listPrincipals)
 	s.handle("GET", "/v1/principals/{id}", custos.ActionPrincipalRead, true, s.getPrincipal)
 	s.handle("POST", "/v1/principals/{id}/keys", custos.ActionKeyCreate, true, s.createKey)
+	s.handle("POST", "/v1/principals/{id}/enrollments", custos.ActionPrincipalRekey, true, s.rekey)
+	s.handle("GET", "/v1/enrollments", custos.ActionEnrollmentRead, true, s.listEnrollments)
+	s.handle("POST", "/v1/enrollments/{id}/approve", custos.ActionPrincipalDecide, true, s.decideEnrollment(true))
+	s.handle("POST", "/v1/enrollments/{id}/deny", custos.ActionPrincipalDecide, true, s.decideEnrollment(false))
+	s.handle("POST", "/v1/enroll", custos.ActionEnroll, false, s.enroll)
 	s.handle("GET", "/v1/keys", custos.ActionKeyRead, true, s.listKeys)
 	s.handle("DELETE", "/v1/keys/{id}", custos.ActionKeyRevoke, true, s.revokeKey)
 
@@ -65,16 +70,21 @@ func (s *Server) reject(r *http.Request, action custos.Action, err error) error 
 
 func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
-		Name string `json:"name"`
+		Name       string `json:"name"`
+		AdminEmail string `json:"admin_email"`
 	}
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionTenantCreate, err)
 	}
 	t := &custos.Tenant{Name: body.Name}
-	if err := s.vault.CreateTenant(r.Context(), t); err != nil {
+	e, err := s.vault.CreateTenant(r.Context(), t, body.AdminEmail)
+	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, t)
+	return writeJSON(w, http.StatusCreated, struct {
+		*custos.Tenant
+		AdminEnrollment *custos.Enrollment `json:"admin_enrollment"`
+	}{t, e})
 }
 
 func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) error {
@@ -336,15 +346,20 @@ func (s *Server) createPrincipal(w http.ResponseWriter, r *http.Request) error {
 		TenantID string      `json:"tenant_id"`
 		Name     string      `json:"name"`
 		Owner    string      `json:"owner"`
+		Email    string      `json:"email"` // the holder's address: where its enrollment goes
 	}
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionPrincipalCreate, err)
 	}
-	p := &custos.Principal{Kind: body.Kind, TenantID: body.TenantID, Name: body.Name, Owner: body.Owner}
-	if err := s.vault.CreatePrincipal(r.Context(), p); err != nil {
+	p := &custos.Principal{Kind: body.Kind, TenantID: body.TenantID, Name: body.Name, Owner: body.Owner, Identity: body.Email}
+	e, err := s.vault.CreatePrincipal(r.Context(), p)
+	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, p)
+	return writeJSON(w, http.StatusCreated, struct {
+		*custos.Principal
+		Enrollment *custos.Enrollment `json:"enrollment"`
+	}{p, e})
 }
 
 func (s *Server) listPrincipals(w http.ResponseWriter, r *http.Request) error {
@@ -369,6 +384,52 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 		return s.reject(r, custos.ActionKeyCreate, err)
 	}
 	secret, k, err := s.vault.CreateKey(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, struct {
+		Key    *custos.APIKey `json:"key"`
+		Secret string         `json:"secret"`
+	}{k, secret})
+}
+
+func (s *Server) rekey(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.vault.Rekey(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, e)
+}
+
+func (s *Server) listEnrollments(w http.ResponseWriter, r *http.Request) error {
+	es, err := s.vault.Enrollments(r.Context(), r.URL.Query().Get("status"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*custos.Enrollment]{es})
+}
+
+func (s *Server) decideEnrollment(approve bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		e, err := s.vault.DecideEnrollment(r.Context(), r.PathValue("id"), approve)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, e)
+	}
+}
+
+// enroll turns an enrollment secret into the holder's own key. It needs
+// no API key: the secret is the credential.
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Secret string `json:"secret"`
+		vault.KeyRequest
+	}
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionEnroll, err)
+	}
+	secret, k, err := s.vault.Enroll(r.Context(), body.Secret, body.KeyRequest)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -125,8 +126,8 @@ func TestBadInput(t *testing.T) {
 	revoked := e.newKey(custos.KindTenantAdmin, f.tenant, nil)
 	keys := decode[struct{ Items []custos.APIKey }](t, e.get(e.operator, "/v1/keys", 200))
 	e.do(e.operator, "DELETE", "/v1/keys/"+keys.Items[len(keys.Items)-1].ID, "", nil, 204)
-	expiring := decode[custos.Principal](t, e.postJSON(e.operator, "/v1/principals", map[string]string{"kind": "tenant_admin", "tenant_id": f.tenant, "name": "x", "owner": "y"}, 201))
-	expired := decode[struct{ Secret string }](t, e.postJSON(e.operator, "/v1/principals/"+expiring.ID+"/keys", map[string]any{"expires_in": "1ms"}, 201)).Secret
+	expiring := decode[struct{ Enrollment custos.Enrollment }](t, e.postJSON(f.admin, "/v1/principals", map[string]string{"kind": "tenant_admin", "tenant_id": f.tenant, "name": "x", "email": "y@corp.test"}, 201))
+	expired := decode[struct{ Secret string }](t, e.postJSON("", "/v1/enroll", map[string]any{"secret": enrolltest.Secret(t, e.vault, expiring.Enrollment.ID), "expires_in": "1ms"}, 201)).Secret
 	garbled := []byte(f.admin)
 	garbled[10] ^= 1
 
@@ -258,9 +259,9 @@ func TestLogRoutes(t *testing.T) {
 		t.Fatalf("inclusion proof = %+v", p)
 	}
 	e.get("", "/log/tile/0/000.p/1", 200)
-	e.get("", "/log/tile/entries/000.p/1", 401)
-	if b := e.get(e.operator, "/log/tile/entries/000.p/1", 200); len(b) < 3 {
-		t.Fatalf("entry bundle too short: %x", b)
+	// Entry bundles hold commitments only: public, like the hash tiles.
+	if b := e.get("", "/log/tile/entries/000.p/1", 200); len(b) != 2+32 {
+		t.Fatalf("entry bundle of one commitment: %x", b)
 	}
 	e.get("", "/log/tile/0/x999/000", 404)
 	_ = http.StatusOK

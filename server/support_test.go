@@ -13,10 +13,7 @@ import (
 // keyFor creates a principal of kind owned by owner and returns a key.
 func (e *env) keyFor(kind custos.Kind, tenant, owner string) (string, custos.Principal) {
 	e.t.Helper()
-	p := decode[custos.Principal](e.t, e.postJSON(e.operator, "/v1/principals",
-		map[string]string{"kind": string(kind), "tenant_id": tenant, "name": owner, "owner": owner}, 201))
-	k := decode[struct{ Secret string }](e.t, e.postJSON(e.operator, "/v1/principals/"+p.ID+"/keys", map[string]any{}, 201))
-	return k.Secret, p
+	return e.principal(kind, tenant, owner, owner, nil)
 }
 
 // TestSupportAccessOverHTTP: off by default (and the refusal is logged

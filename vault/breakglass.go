@@ -75,20 +75,29 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 		if r.Status != custos.RequestPending {
 			return custos.Errorf(custos.ECONFLICT, "request is %s, not pending", r.Status)
 		}
-		var reqOwner string
-		if err := tx.QueryRowContext(ctx, `SELECT owner FROM principals WHERE id = $1`, r.RequesterID).Scan(&reqOwner); err != nil {
+		requester, err := findPrincipalTx(ctx, tx, r.RequesterID)
+		if err != nil {
 			return err
 		}
-		if approver.ID == r.RequesterID || approver.Owner == reqOwner {
-			return custos.Errorf(custos.EFORBIDDEN, "nobody approves their own request")
+		if err := secondParty(approver, requester); err != nil {
+			return err
 		}
 		approvals, err := requestApprovals(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		for _, a := range approvals {
-			if a.id == approver.ID || a.owner == approver.Owner {
-				return custos.Errorf(custos.ECONFLICT, "this approver has approved already; a second, different approver is needed")
+			if a.id == approver.ID || a.owner == approver.Identity {
+				return custos.Errorf(custos.ECONFLICT, "this person has approved already; a second, different approver is needed")
+			}
+			first, err := findPrincipalTx(ctx, tx, a.id)
+			if err != nil {
+				return err
+			}
+			// Two approvals by one person's principals, or by a principal
+			// and one it minted, are one approval.
+			if approver.CreatedByHolderOf(first) || first.CreatedByHolderOf(approver) {
+				return custos.Errorf(custos.EFORBIDDEN, "approver was created by the person it would approve with: %s", "a second, independent approver is needed")
 			}
 		}
 		s, err := v.supportSettings(ctx, tx, tenant)
@@ -100,7 +109,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 		}
 		now := v.now().UTC().Truncate(time.Millisecond)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO request_approvals (request_id, approver_id, approver_owner, approved_at) VALUES ($1, $2, $3, $4)`,
-			id, approver.ID, approver.Owner, ms(now)); err != nil {
+			id, approver.ID, approver.Identity, ms(now)); err != nil {
 			return fmt.Errorf("record approval: %w", err)
 		}
 		for _, a := range approvals {
@@ -149,7 +158,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 	return req, g, nil
 }
 
-type approval struct{ id, owner string }
+type approval struct{ id, owner string } // owner: the approver's identity (the column predates identities)
 
 func requestApprovals(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)

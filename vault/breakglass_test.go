@@ -49,6 +49,9 @@ func outbox(t *testing.T, f *fixture) []notify.Message {
 func topics(ms []notify.Message) string {
 	var s []string
 	for _, m := range ms {
+		if strings.HasPrefix(m.Topic, "principal.") {
+			continue // setting the principals up; identity_test.go checks those
+		}
 		s = append(s, m.Topic+"→"+strings.Join(m.To, "+"))
 	}
 	return strings.Join(s, " ")
@@ -171,8 +174,8 @@ func TestNotificationsInTheOutbox(t *testing.T) {
 	}
 	// A refused request announces nothing (its transaction rolled back).
 	wantCode(t, "bad ticket", f.vault.RequestAccess(staff, &custos.AccessRequest{TenantID: tenant, Reason: "x", Ticket: "see jane@x.com please", Scope: custos.ScopeViewMasked, Duration: custos.Duration(time.Hour)}), custos.EINVALID)
-	if n := len(outbox(t, f)); n != 3 {
-		t.Fatalf("outbox holds %d messages after a refusal, want 3", n)
+	if n := len(strings.Fields(topics(outbox(t, f)))); n != 3 {
+		t.Fatalf("outbox holds %d support messages after a refusal, want 3", n)
 	}
 }
 

@@ -43,33 +43,39 @@ func (v *Vault) canaryPRF(ctx context.Context) (*keys.SystemPRF, error) {
 	if v.canaryKey != nil {
 		return v.canaryKey, nil
 	}
-	var wrapped string
-	err := v.read.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, canaryKeyName).Scan(&wrapped)
-	if isNoRows(err) {
-		_, w, nerr := v.ring.NewSystemPRF(canaryKeyName)
-		if nerr != nil {
-			return nil, nerr
-		}
-		// Another node may have raced us: keep whichever was stored first.
-		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-			canaryKeyName, base64.StdEncoding.EncodeToString(w)); err != nil {
-			return nil, fmt.Errorf("store canary key: %w", err)
-		}
-		err = v.write.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, canaryKeyName).Scan(&wrapped)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read canary key: %w", err)
-	}
-	b, err := base64.StdEncoding.DecodeString(wrapped)
-	if err != nil {
-		return nil, fmt.Errorf("canary key: %w", err)
-	}
-	k, err := v.ring.SystemPRF(canaryKeyName, b)
+	k, err := v.systemPRF(ctx, canaryKeyName)
 	if err != nil {
 		return nil, err
 	}
 	v.canaryKey = k
 	return k, nil
+}
+
+// systemPRF loads the system PRF key named name, creating and storing it
+// (wrapped by the KEK) on first use.
+func (v *Vault) systemPRF(ctx context.Context, name string) (*keys.SystemPRF, error) {
+	var wrapped string
+	err := v.read.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, name).Scan(&wrapped)
+	if isNoRows(err) {
+		_, w, nerr := v.ring.NewSystemPRF(name)
+		if nerr != nil {
+			return nil, nerr
+		}
+		// Another node may have raced us: keep whichever was stored first.
+		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+			name, base64.StdEncoding.EncodeToString(w)); err != nil {
+			return nil, fmt.Errorf("store %s key: %w", name, err)
+		}
+		err = v.write.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, name).Scan(&wrapped)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s key: %w", name, err)
+	}
+	b, err := base64.StdEncoding.DecodeString(wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("%s key: %w", name, err)
+	}
+	return v.ring.SystemPRF(name, b)
 }
 
 // CanaryIndex tells canary tokens from others. Only the detector holds one.

@@ -277,6 +277,9 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 		if a.Status == AlertResolved || a.Status == status {
 			return custos.Errorf(custos.ECONFLICT, "alert is %s already", a.Status)
 		}
+		if err := mayLiftAll(ctx, tx, p, a.Principals); err != nil {
+			return err // nobody silences an alert about themselves
+		}
 		now := v.now()
 		col := "acked_by"
 		if status == AlertResolved {
@@ -319,6 +322,15 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 	}
 	return v.announce(ctx, l, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s by %s", l.Detail, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if !suspend {
+			target, err := findPrincipalTx(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if err := mayLift(custos.RequestFromContext(ctx).Principal, target); err != nil {
+				return err
+			}
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE principals SET suspended = $1 WHERE id = $2 AND suspended = $3`, boolInt(suspend), id, boolInt(!suspend))
 		if err != nil {
 			return err
@@ -377,6 +389,11 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		if err := lockTenant(ctx, tx, tenant); err != nil {
 			return err
 		}
+		if !freeze {
+			if err := v.mayLiftFreeze(ctx, tx, tenant); err != nil {
+				return err
+			}
+		}
 		var res sql.Result
 		var err error
 		if freeze {
@@ -392,6 +409,55 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		}
 		return v.recordReason(ctx, tx, string(action), tenant, reason)
 	})
+}
+
+// mayLift checks that lifter may lift a containment of target: a
+// different person, who did not create target, and whom target's holder
+// did not create (a security principal minted to free oneself).
+func mayLift(lifter, target *custos.Principal) error {
+	if lifter.SamePerson(target) {
+		return custos.Errorf(custos.EFORBIDDEN, "%s: a containment is lifted by someone other than the one contained", reasonSamePerson)
+	}
+	if target.CreatedByHolderOf(lifter) {
+		return custos.Errorf(custos.EFORBIDDEN, "%s", "lifter created the contained principal: someone else lifts its containment")
+	}
+	if lifter.CreatedByHolderOf(target) {
+		return custos.Errorf(custos.EFORBIDDEN, "%s", reasonCreatedBy)
+	}
+	return nil
+}
+
+// mayLiftAll is mayLift for every principal named by ids.
+func mayLiftAll(ctx context.Context, tx *sql.Tx, lifter *custos.Principal, ids []string) error {
+	for _, id := range ids {
+		target, err := findPrincipalTx(ctx, tx, id)
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if err := mayLift(lifter, target); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mayLiftFreeze checks the lifter of a tenant's freeze against the
+// principals of the alert that froze it.
+func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, tenant string) error {
+	var alertID sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT alert_id FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&alertID)
+	if isNoRows(err) || (err == nil && !alertID.Valid) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var principals string
+	if err := tx.QueryRowContext(ctx, `SELECT principals FROM alerts WHERE id = $1`, alertID.String).Scan(&principals); err != nil && !isNoRows(err) {
+		return err
+	}
+	return mayLiftAll(ctx, tx, custos.RequestFromContext(ctx).Principal, strings.Fields(principals))
 }
 
 func validReasonText(s string) bool { return s != "" && len(s) <= 500 }

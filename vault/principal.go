@@ -28,20 +28,16 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	}
 	hash := custos.HashAPIKey(secret)
 	var (
-		p                  custos.Principal
 		k                  custos.APIKey
 		stored             []byte
-		kind, scopes       string
-		tenant             sql.NullString
-		suspended          int
-		created, pcreated  int64
+		scopes             string
+		created            int64
 		expires, used, rev sql.NullInt64
 	)
-	err := v.queryRow(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at,
-			p.id, p.kind, p.tenant_id, p.name, p.owner, p.suspended, p.created_at
-		FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.hash = $1`, hash).
-		Scan(&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev,
-			&p.ID, &kind, &tenant, &p.Name, &p.Owner, &suspended, &pcreated)
+	var p *custos.Principal
+	err := scanKeyPrincipal(v.queryRow(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, `+principalColumnsAs("p")+`
+		FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.hash = $1`, hash), &p,
+		&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev)
 	if isNoRows(err) {
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
 	} else if err != nil {
@@ -55,7 +51,6 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	k.PrincipalID = p.ID
 	k.Scopes = parseScopes(scopes)
 	k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
-	p.Kind, p.TenantID, p.Suspended, p.CreatedAt = custos.Kind(kind), tenant.String, suspended != 0, fromMS(pcreated)
 	l.Actor, l.ActorKind, l.KeyID = p.ID, string(p.Kind), k.ID
 	now := v.now()
 	switch {
@@ -67,7 +62,7 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
 	}
 	v.touch(ctx, k.ID, now)
-	return &p, &k, nil
+	return p, &k, nil
 }
 
 // touch records a key's last use, at most once a minute per key. It is
@@ -105,35 +100,6 @@ func formatScopes(ss []custos.Scope) string {
 	return strings.Join(parts, " ")
 }
 
-// CreatePrincipal creates a principal.
-func (v *Vault) CreatePrincipal(ctx context.Context, p *custos.Principal) error {
-	p.ID = custos.NewID(custos.PrefixPrincipal)
-	l, err := v.authorize(ctx, custos.ActionPrincipalCreate, "")
-	if err != nil {
-		return err
-	}
-	l.Detail = "principal " + p.ID
-	if err := p.Validate(); err != nil {
-		return v.deny(ctx, l, err)
-	}
-	if p.TenantID != "" {
-		if _, err := v.findTenant(ctx, p.TenantID); err != nil {
-			return v.deny(ctx, l, err)
-		}
-		l.Tenant = p.TenantID // the tenant sees who was given access to it
-	}
-	p.CreatedAt = v.now().UTC().Truncate(1e6)
-	p.Suspended = false
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO principals (id, kind, tenant_id, name, owner, suspended, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)`,
-			p.ID, string(p.Kind), nullString(p.TenantID), p.Name, p.Owner, ms(p.CreatedAt))
-		if err != nil {
-			return fmt.Errorf("insert principal: %w", err)
-		}
-		return nil
-	})
-}
-
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 // Principals returns every principal.
@@ -142,7 +108,7 @@ func (v *Vault) Principals(ctx context.Context) ([]*custos.Principal, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT id, kind, tenant_id, name, owner, suspended, created_at FROM principals ORDER BY created_at, id`)
+	rows, err := v.read.QueryContext(ctx, `SELECT `+principalColumns+` FROM principals ORDER BY created_at, id`)
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list principals: %w", err))
 	}
@@ -165,28 +131,8 @@ func (v *Vault) Principals(ctx context.Context) ([]*custos.Principal, error) {
 	return out, nil
 }
 
-func scanPrincipal(row interface{ Scan(...any) error }) (*custos.Principal, error) {
-	var p custos.Principal
-	var kind string
-	var tenant sql.NullString
-	var suspended int
-	var created int64
-	if err := row.Scan(&p.ID, &kind, &tenant, &p.Name, &p.Owner, &suspended, &created); err != nil {
-		return nil, fmt.Errorf("scan principal: %w", err)
-	}
-	p.Kind, p.TenantID, p.Suspended, p.CreatedAt = custos.Kind(kind), tenant.String, suspended != 0, fromMS(created)
-	return &p, nil
-}
-
 func (v *Vault) findPrincipal(ctx context.Context, id string) (*custos.Principal, error) {
-	if !custos.ValidID(custos.PrefixPrincipal, id) {
-		return nil, notFound("principal")
-	}
-	p, err := scanPrincipal(v.read.QueryRowContext(ctx, `SELECT id, kind, tenant_id, name, owner, suspended, created_at FROM principals WHERE id = $1`, id))
-	if err != nil && isNoRows(err) {
-		return nil, notFound("principal")
-	}
-	return p, err
+	return findPrincipalTx(ctx, v.read, id)
 }
 
 // Principal returns one principal.
@@ -214,32 +160,6 @@ type KeyRequest struct {
 
 // DefaultKeyLifetime is the expiry of a key created without one.
 const DefaultKeyLifetime = 90 * 24 * time.Hour
-
-// CreateKey creates an API key for a principal and returns its secret:
-// the only time the secret exists outside the caller's hands.
-func (v *Vault) CreateKey(ctx context.Context, principalID string, req KeyRequest) (string, *custos.APIKey, error) {
-	l, err := v.authorize(ctx, custos.ActionKeyCreate, "")
-	if err != nil {
-		return "", nil, err
-	}
-	p, err := v.findPrincipal(ctx, principalID)
-	if err != nil {
-		return "", nil, v.deny(ctx, l, err)
-	}
-	l.Tenant = p.TenantID
-	secret, k, err := v.newKey(p, req)
-	if err != nil {
-		return "", nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "key " + k.ID + " for principal " + p.ID
-	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		return insertKey(ctx, tx, k, secret)
-	})
-	if err != nil {
-		return "", nil, err
-	}
-	return secret, k, nil
-}
 
 func (v *Vault) newKey(p *custos.Principal, req KeyRequest) (string, *custos.APIKey, error) {
 	if len(req.Scopes) == 0 {
@@ -324,10 +244,12 @@ func (v *Vault) RevokeKey(ctx context.Context, id string) error {
 	})
 }
 
-// Bootstrap creates the first operator and a key for it, if there is no
-// principal yet. It is what `custos init` runs; it is audited like any
-// other change, with actor "bootstrap".
-func (v *Vault) Bootstrap(ctx context.Context, name string) (*custos.Principal, string, error) {
+// Bootstrap creates the first operator, held by the installer at email,
+// and a key for it, if there is no principal yet. It is what `custos init`
+// runs — the one principal that exists without an enrollment, because the
+// person installing custos holds the host and its keys anyway. It is
+// audited like any other change, with actor "bootstrap".
+func (v *Vault) Bootstrap(ctx context.Context, name, email string) (*custos.Principal, string, error) {
 	var n int
 	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM principals`).Scan(&n); err != nil {
 		return nil, "", fmt.Errorf("count principals: %w", err)
@@ -335,7 +257,8 @@ func (v *Vault) Bootstrap(ctx context.Context, name string) (*custos.Principal, 
 	if n > 0 {
 		return nil, "", custos.Errorf(custos.ECONFLICT, "already bootstrapped: principals exist")
 	}
-	p := &custos.Principal{ID: custos.NewID(custos.PrefixPrincipal), Kind: custos.KindOperator, Name: name, Owner: name, CreatedAt: v.now().UTC().Truncate(1e6)}
+	now := v.now().UTC().Truncate(1e6)
+	p := &custos.Principal{ID: custos.NewID(custos.PrefixPrincipal), Kind: custos.KindOperator, Name: name, Identity: email, CreatedAt: now, VerifiedAt: &now}
 	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -352,9 +275,8 @@ func (v *Vault) Bootstrap(ctx context.Context, name string) (*custos.Principal, 
 		if n > 0 {
 			return custos.Errorf(custos.ECONFLICT, "already bootstrapped: principals exist")
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO principals (id, kind, tenant_id, name, owner, suspended, created_at) VALUES ($1, $2, NULL, $3, $4, 0, $5)`,
-			p.ID, string(p.Kind), p.Name, p.Owner, ms(p.CreatedAt)); err != nil {
-			return fmt.Errorf("insert principal: %w", err)
+		if err := insertPrincipal(ctx, tx, p); err != nil {
+			return err
 		}
 		return insertKey(ctx, tx, k, secret)
 	})

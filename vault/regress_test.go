@@ -51,11 +51,7 @@ func TestConcurrentDecisionsTwoNodes(t *testing.T) {
 	lg1, v1 := node(db.Write, db.Read)
 	_, v2 := node(db2.Write, db2.Read)
 	f := &fixture{db: db, log: lg1, vault: v1, clock: &fakeClock{t: time.Now()}}
-	_, secret, err := v1.Bootstrap(ctx, "op")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.ctx = f.as(t, secret)
+	f.bootstrap(t)
 	admin, tenant, _ := f.admin(t)
 	staff, _ := f.principal(t, custos.KindStaffSupport, "", "sam")
 	if err := v1.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {

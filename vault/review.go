@@ -16,12 +16,13 @@ import (
 const (
 	FlagUnused           = "unused_30d"               // a live key not used for 30 days (or never, and 30 days old)
 	FlagNoExpiry         = "no_expiry"                // a live key that never expires
-	FlagNoOwner          = "no_owner"                 // nobody answers for the principal
+	FlagNoOwner          = "no_owner"                 // no verified identity answers for the principal (never enrolled, or from before identities)
 	FlagSuspendedLiveKey = "suspended_with_live_keys" // a suspended principal still holding live keys
+	FlagSamePerson       = "same_person"              // one identity holds several principals
 )
 
 // ReviewFlags lists the flags, in a stable order.
-var ReviewFlags = []string{FlagUnused, FlagNoExpiry, FlagNoOwner, FlagSuspendedLiveKey}
+var ReviewFlags = []string{FlagUnused, FlagNoExpiry, FlagNoOwner, FlagSuspendedLiveKey, FlagSamePerson}
 
 // UnusedAfter is how long a live key may go unused before it is flagged.
 const UnusedAfter = 30 * 24 * time.Hour
@@ -59,7 +60,7 @@ func (v *Vault) Review(ctx context.Context) (*Review, error) {
 	now := v.now()
 	rv := &Review{At: now.UTC().Truncate(time.Millisecond), Principals: []*ReviewPrincipal{}, Flagged: map[string]int{}}
 	byID := map[string]*ReviewPrincipal{}
-	rows, err := v.read.QueryContext(ctx, `SELECT id, kind, tenant_id, name, owner, suspended, created_at FROM principals ORDER BY created_at, id`)
+	rows, err := v.read.QueryContext(ctx, `SELECT `+principalColumns+` FROM principals ORDER BY created_at, id`)
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("review principals: %w", err))
 	}
@@ -116,9 +117,16 @@ func (v *Vault) Review(ctx context.Context) (*Review, error) {
 		}
 	}
 	grows.Close()
+	held := map[string]int{}
 	for _, rp := range rv.Principals {
-		if strings.TrimSpace(rp.Owner) == "" {
+		held[rp.Identity]++
+	}
+	for _, rp := range rv.Principals {
+		if rp.VerifiedAt == nil || strings.HasPrefix(rp.Identity, "legacy:") {
 			rp.Flags = append(rp.Flags, FlagNoOwner)
+		}
+		if held[rp.Identity] > 1 {
+			rp.Flags = append(rp.Flags, FlagSamePerson)
 		}
 		for _, f := range rp.Flags {
 			rv.Flagged[f]++

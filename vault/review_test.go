@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -16,15 +17,20 @@ func TestAccessReview(t *testing.T) {
 		t.Fatal(err)
 	}
 	mk := func(kind custos.Kind, tenant, owner, expires string) (*custos.Principal, *custos.APIKey) {
-		p := &custos.Principal{Kind: kind, TenantID: tenant, Name: "p", Owner: owner}
-		if err := f.vault.CreatePrincipal(f.ctx, p); err != nil {
-			t.Fatal(err)
+		p := &custos.Principal{Kind: kind, TenantID: tenant, Name: "p", Owner: owner, Identity: owner + "@corp.test"}
+		if owner == "" {
+			p.Identity = "orphan@corp.test"
 		}
-		_, k, err := f.vault.CreateKey(f.ctx, p.ID, vault.KeyRequest{ExpiresIn: expires})
+		e, err := f.vault.CreatePrincipal(f.ctx, p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return p, k
+		f.approvers.Settle(t, e)
+		if owner == "" {
+			return p, nil // never enrolled: no verified identity answers for it
+		}
+		ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: expires}))
+		return p, custos.RequestFromContext(ctx).Key
 	}
 	orphan, _ := mk(custos.KindService, tenant, "", "2160h")
 	_, forever := mk(custos.KindService, tenant, "ingest-team", "never")

@@ -246,8 +246,9 @@ type Decision struct {
 
 // DecideRequest approves (creating the grant, which starts now) or denies
 // a pending request. Nobody decides a request they filed, under any of
-// their principals: the decider's principal and owner must both differ
-// from the requester's.
+// their principals: the decider's identity must differ from the
+// requester's, and the decider must not be a principal the requester's
+// holder created.
 func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision) (*custos.Grant, error) {
 	l, err := v.authorize(ctx, custos.ActionRequestDecide, tenant)
 	if err != nil {
@@ -275,12 +276,12 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		if r.BreakGlass {
 			return custos.Errorf(custos.EFORBIDDEN, "a break-glass request is approved by security staff; the tenant may revoke its grant")
 		}
-		var reqOwner string
-		if err := tx.QueryRowContext(ctx, `SELECT owner FROM principals WHERE id = $1`, r.RequesterID).Scan(&reqOwner); err != nil {
+		requester, err := findPrincipalTx(ctx, tx, r.RequesterID)
+		if err != nil {
 			return err
 		}
-		if r.RequesterID == decider.ID || reqOwner == decider.Owner {
-			return custos.Errorf(custos.EFORBIDDEN, "nobody decides their own request")
+		if err := secondParty(decider, requester); err != nil {
+			return err
 		}
 		now := v.now().UTC().Truncate(time.Millisecond)
 		status := custos.RequestDenied
@@ -416,15 +417,14 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 	}
 	admin := custos.RequestFromContext(ctx).Principal
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		var kind, owner string
-		err := tx.QueryRowContext(ctx, `SELECT kind, owner FROM principals WHERE id = $1`, g.StaffID).Scan(&kind, &owner)
-		if isNoRows(err) || (err == nil && custos.Kind(kind) != custos.KindStaffSupport) {
+		staff, err := findPrincipalTx(ctx, tx, g.StaffID)
+		if custos.ErrorCode(err) == custos.ENOTFOUND || (err == nil && staff.Kind != custos.KindStaffSupport) {
 			return custos.Errorf(custos.EINVALID, "staff_id must name a staff_support principal")
 		} else if err != nil {
 			return err
 		}
-		if owner == admin.Owner {
-			return custos.Errorf(custos.EFORBIDDEN, "nobody grants access to themselves")
+		if err := secondParty(admin, staff); err != nil {
+			return err
 		}
 		s, err := v.supportSettings(ctx, tx, g.TenantID)
 		if err != nil {

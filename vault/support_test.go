@@ -9,22 +9,27 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/vault"
 )
 
-// principal creates a principal of kind with owner and returns a context
-// authenticated as it.
+// principal creates, as the operator, a principal of kind held by the
+// person owner (owner@corp.test: one owner, one person), has its enrollment
+// approved where it waits for a second party, enrolls it, and returns a
+// context authenticated as it.
 func (f *fixture) principal(t *testing.T, kind custos.Kind, tenant, owner string) (context.Context, *custos.Principal) {
 	t.Helper()
-	p := &custos.Principal{Kind: kind, TenantID: tenant, Name: string(kind), Owner: owner}
-	if err := f.vault.CreatePrincipal(f.ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	secret, _, err := f.vault.CreateKey(f.ctx, p.ID, vault.KeyRequest{ExpiresIn: "never"})
+	p := &custos.Principal{Kind: kind, TenantID: tenant, Name: string(kind), Owner: owner, Identity: owner + "@corp.test"}
+	e, err := f.vault.CreatePrincipal(f.ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f.as(t, secret), p
+	f.approvers.Settle(t, e)
+	ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: "never"}))
+	if kind == custos.KindOperator || kind == custos.KindStaffSecurity || kind == custos.KindTenantAdmin {
+		f.approvers.Add(ctx)
+	}
+	return ctx, custos.PrincipalFromContext(ctx)
 }
 
 func wantCode(t *testing.T, what string, err error, code string) {

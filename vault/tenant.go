@@ -10,31 +10,59 @@ import (
 	"github.com/custos-dev/custos/keys"
 )
 
-// CreateTenant creates a tenant and its keysets (wrapped under the KEK).
-// The creation is the first entry of the tenant's own audit sequence.
-func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant) error {
+// CreateTenant creates a tenant, its keysets (wrapped under the KEK) and
+// its first admin: a principal for the person at adminEmail — the
+// address the tenant registered — whose enrollment goes there at once. The
+// operator creating the tenant never holds the admin's secret. The
+// creation is the first entry of the tenant's own audit sequence.
+func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant, adminEmail string) (*custos.Enrollment, error) {
 	t.ID = custos.NewID(custos.PrefixTenant)
 	l, err := v.authorize(ctx, custos.ActionTenantCreate, t.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := t.Validate(); err != nil {
-		return v.deny(ctx, l, err)
-	}
-	_, wrapped, err := v.ring.NewTenantKeys(t.ID)
-	if err != nil {
-		return v.deny(ctx, l, fmt.Errorf("create tenant keys: %w", err))
+		return nil, v.deny(ctx, l, err)
 	}
 	t.CreatedAt = v.now().UTC().Truncate(1e6)
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+	admin := &custos.Principal{ID: custos.NewID(custos.PrefixPrincipal), Kind: custos.KindTenantAdmin, TenantID: t.ID, Name: "admin", Identity: adminEmail, CreatedAt: t.CreatedAt}
+	if err := admin.Validate(); err != nil {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "admin_email: %s", custos.ErrorMessage(err)))
+	}
+	by := custos.RequestFromContext(ctx).Principal
+	// The first admin is the tenant's own, at the address it registered:
+	// the operator is recorded as having created it, but it is nobody's
+	// second principal, so the checks that refuse an approver minted by the
+	// requester do not count the operator as its creator.
+	admin.CreatedBy = by.ID
+	_, wrapped, err := v.ring.NewTenantKeys(t.ID)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("create tenant keys: %w", err))
+	}
+	l.Detail = "admin principal " + admin.ID
+	var e *custos.Enrollment
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)`, t.ID, t.Name, ms(t.CreatedAt)); err != nil {
 			return fmt.Errorf("insert tenant: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tenant_keys (tenant_id, keyset, created_at) VALUES ($1, $2, $3)`, t.ID, wrapped, ms(t.CreatedAt)); err != nil {
 			return fmt.Errorf("insert tenant keys: %w", err)
 		}
-		return nil
+		if err := insertPrincipal(ctx, tx, admin); err != nil {
+			return err
+		}
+		// The tenant's own onboarding: its first admin needs nobody's
+		// approval because there is no data yet, and its secret goes only
+		// to the registered address.
+		var err error
+		e, err = v.newEnrollment(ctx, tx, leaf, by, admin, custos.ApprovalNone, nil)
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	v.kick()
+	return e, nil
 }
 
 // Tenant returns one tenant.

@@ -55,6 +55,7 @@ type Vault struct {
 	canaryDomains []string
 	canaryMu      sync.Mutex
 	canaryKey     *keys.SystemPRF
+	enrollKey     *keys.SystemPRF // under canaryMu too
 
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex

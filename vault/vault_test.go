@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
@@ -23,6 +25,9 @@ type fixture struct {
 	vault *vault.Vault
 	ctx   context.Context // operator
 	clock *fakeClock      // the vault's clock: tests move it instead of sleeping
+	// approvers decide the enrollments that wait for a second party.
+	approvers enrolltest.Approvers
+	tenants   int
 }
 
 // fakeClock is an injectable clock.
@@ -70,12 +75,7 @@ func newFixture(t *testing.T) *fixture {
 	clock := &fakeClock{t: time.Now()}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders, Now: clock.Now})
 	f := &fixture{db: db, log: lg, vault: v, clock: clock}
-	p, secret, err := v.Bootstrap(ctx, "op")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.ctx = f.as(t, secret)
-	_ = p
+	f.bootstrap(t)
 	return f
 }
 
@@ -90,21 +90,30 @@ func (f *fixture) as(t *testing.T, secret string) context.Context {
 	return custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest), Principal: p, Key: k})
 }
 
-func (f *fixture) admin(t *testing.T) (ctx context.Context, tenant, list string) {
+// bootstrap creates the first operator (f.ctx).
+func (f *fixture) bootstrap(t *testing.T) {
 	t.Helper()
-	tn := &custos.Tenant{Name: "Acme"}
-	if err := f.vault.CreateTenant(f.ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	p := &custos.Principal{Kind: custos.KindTenantAdmin, TenantID: tn.ID, Name: "admin", Owner: "acme"}
-	if err := f.vault.CreatePrincipal(f.ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	secret, _, err := f.vault.CreateKey(f.ctx, p.ID, vault.KeyRequest{})
+	_, secret, err := f.vault.Bootstrap(context.Background(), "op", "op@vendor.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx = f.as(t, secret)
+	f.ctx = f.as(t, secret)
+	f.approvers = enrolltest.Approvers{V: f.vault}
+	f.approvers.Add(f.ctx)
+}
+
+// admin creates a tenant whose first admin enrolls from its mail, and a
+// list; it returns the admin's context.
+func (f *fixture) admin(t *testing.T) (ctx context.Context, tenant, list string) {
+	t.Helper()
+	tn := &custos.Tenant{Name: "Acme"}
+	f.tenants++
+	e, err := f.vault.CreateTenant(f.ctx, tn, fmt.Sprintf("admin%d@acme.test", f.tenants))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{}))
+	f.approvers.Add(ctx)
 	l := &custos.List{TenantID: tn.ID, Name: "news"}
 	if err := f.vault.CreateList(ctx, l); err != nil {
 		t.Fatal(err)

@@ -112,11 +112,7 @@ func runAlert(args []string) error {
 	var tags map[string]bool
 	for i := range trigs {
 		tr := &trigs[i]
-		var t custos.Tenant
-		if err := c.json(in.op, "POST", "/v1/tenants", map[string]string{"name": fmt.Sprint("T", i)}, &t); err != nil {
-			return err
-		}
-		admin, err := principalKey(c, in.op, "tenant_admin", t.ID, fmt.Sprint("admin", i))
+		t, admin, err := in.newTenant(c, fmt.Sprint("T", i), fmt.Sprintf("admin%d@load.test", i))
 		if err != nil {
 			return err
 		}
@@ -130,12 +126,15 @@ func runAlert(args []string) error {
 		if err := c.json(admin, "PUT", "/v1/tenants/"+t.ID+"/support-access", map[string]any{"support_access": true}, &struct{}{}); err != nil {
 			return err
 		}
-		var p custos.Principal
-		if err := c.json(in.op, "POST", "/v1/principals", map[string]string{"kind": "staff_support", "name": fmt.Sprint("staff", i), "owner": fmt.Sprint("staff", i)}, &p); err != nil {
+		var p struct {
+			custos.Principal
+			Enrollment custos.Enrollment
+		}
+		if err := c.json(in.op, "POST", "/v1/principals", map[string]string{"kind": "staff_support", "name": fmt.Sprint("staff", i), "email": fmt.Sprintf("staff%d@load.test", i)}, &p); err != nil {
 			return err
 		}
 		var k struct{ Secret string }
-		if err := c.json(in.op, "POST", "/v1/principals/"+p.ID+"/keys", map[string]any{}, &k); err != nil {
+		if k.Secret, err = in.enroll(c, p.Enrollment.ID); err != nil {
 			return err
 		}
 		if err := c.json(admin, "POST", "/v1/tenants/"+t.ID+"/grants", map[string]any{"staff_id": p.ID, "scope": "view_masked+reveal", "duration": "1h"}, &custos.Grant{}); err != nil {
@@ -254,16 +253,4 @@ func runAlert(args []string) error {
 			lats[min(len(lats)-1, len(lats)*99/100)].Round(time.Millisecond), lats[len(lats)-1].Round(time.Millisecond))
 	}
 	return nil
-}
-
-func principalKey(c *client, op, kind, tenant, name string) (string, error) {
-	var p custos.Principal
-	if err := c.json(op, "POST", "/v1/principals", map[string]string{"kind": kind, "tenant_id": tenant, "name": name, "owner": name}, &p); err != nil {
-		return "", err
-	}
-	var k struct{ Secret string }
-	if err := c.json(op, "POST", "/v1/principals/"+p.ID+"/keys", map[string]any{}, &k); err != nil {
-		return "", err
-	}
-	return k.Secret, nil
 }

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -87,6 +88,7 @@ func main() {
 // tenant, a tenant admin key and a list.
 type instance struct {
 	url, op, admin, tenant, list string
+	vault                        *vault.Vault
 	log                          *audit.Log
 	close                        func()
 }
@@ -199,24 +201,17 @@ func start(ctx context.Context, dir string) (*instance, error) {
 // setup bootstraps an operator on n and creates a tenant, its admin key
 // and a list through the API.
 func setup(ctx context.Context, n *node) (*instance, error) {
-	_, opKey, err := n.vault.Bootstrap(ctx, "operator")
+	_, opKey, err := n.vault.Bootstrap(ctx, "operator", "operator@load.test")
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{url: n.url, op: opKey, log: n.log}
+	in := &instance{url: n.url, op: opKey, log: n.log, vault: n.vault}
 	c := &client{base: in.url, http: http.DefaultClient}
-	var t custos.Tenant
-	if err := c.json(opKey, "POST", "/v1/tenants", map[string]string{"name": "Load"}, &t); err != nil {
+	t, admin, err := in.newTenant(c, "Load", "admin@load.test")
+	if err != nil {
 		return nil, err
 	}
-	var p custos.Principal
-	if err := c.json(opKey, "POST", "/v1/principals", map[string]string{"kind": "tenant_admin", "tenant_id": t.ID, "name": "admin", "owner": "load"}, &p); err != nil {
-		return nil, err
-	}
-	var k struct{ Secret string }
-	if err := c.json(opKey, "POST", "/v1/principals/"+p.ID+"/keys", map[string]any{}, &k); err != nil {
-		return nil, err
-	}
+	k := struct{ Secret string }{admin}
 	var l custos.List
 	if err := c.json(k.Secret, "POST", "/v1/tenants/"+t.ID+"/lists", map[string]string{"name": "load"}, &l); err != nil {
 		return nil, err
@@ -224,6 +219,40 @@ func setup(ctx context.Context, n *node) (*instance, error) {
 	in.admin, in.tenant, in.list = k.Secret, t.ID, l.ID
 	return in, nil
 }
+
+// newTenant creates a tenant whose first admin, at adminEmail, enrolls;
+// it returns the tenant and the admin's key.
+func (in *instance) newTenant(c *client, name, adminEmail string) (*custos.Tenant, string, error) {
+	var t struct {
+		custos.Tenant
+		AdminEnrollment custos.Enrollment `json:"admin_enrollment"`
+	}
+	if err := c.json(in.op, "POST", "/v1/tenants", map[string]string{"name": name, "admin_email": adminEmail}, &t); err != nil {
+		return nil, "", err
+	}
+	key, err := in.enroll(c, t.AdminEnrollment.ID)
+	return &t.Tenant, key, err
+}
+
+// enroll sets up a key with an enrollment's secret, read from the mail the
+// vault composes for the holder (this tool plays every holder).
+func (in *instance) enroll(c *client, enrollmentID string) (string, error) {
+	mail, err := in.vault.EnrollmentMail(context.Background(), enrollmentID)
+	if err != nil {
+		return "", err
+	}
+	if mail == nil {
+		return "", fmt.Errorf("enrollment %s is not issued", enrollmentID)
+	}
+	secret := enrollSecretRE.FindString(mail.Body)
+	var k struct{ Secret string }
+	if err := c.json("", "POST", "/v1/enroll", map[string]any{"secret": secret}, &k); err != nil {
+		return "", err
+	}
+	return k.Secret, nil
+}
+
+var enrollSecretRE = regexp.MustCompile(`cse_en_[a-z2-7]{26}_[a-z2-7]{32}`)
 
 type client struct {
 	base string

@@ -114,6 +114,51 @@ type multiFlag []string
 func (f *multiFlag) String() string     { return strings.Join(*f, ",") }
 func (f *multiFlag) Set(v string) error { *f = append(*f, v); return nil }
 
+// enrollmentState says in a line where an enrollment stands.
+func enrollmentState(e *custos.Enrollment) string {
+	switch e.Status {
+	case custos.EnrollIssued:
+		return "enrollment " + e.ID + " sent to the holder's address; they run custos enroll with the secret in it"
+	case custos.EnrollPending:
+		switch e.Approval {
+		case custos.ApprovalTenantAdmin:
+			return "enrollment " + e.ID + " waits for one of the tenant's admins (custos enrollment approve " + e.ID + ")"
+		case custos.ApprovalRecovery:
+			return "enrollment " + e.ID + " is a tenant admin recovery: a second operator may approve it after " + e.NotBefore.Format(time.RFC3339)
+		}
+		return "enrollment " + e.ID + " waits for a second operator or security identity (custos enrollment approve " + e.ID + ")"
+	}
+	return "enrollment " + e.ID + " " + e.Status
+}
+
+// runEnroll runs "custos enroll SECRET": the holder sets up its own key.
+func (m *Main) runEnroll(ctx context.Context, args []string) error {
+	fs := newFlagSet("enroll", m.Stderr)
+	mk, asJSON := m.clientFlags(fs)
+	expires := fs.String("expires-in", "", "key lifetime (e.g. 720h, or never; default 90 days)")
+	var scopes multiFlag
+	fs.Var(&scopes, "scope", "key scope (repeatable; default all the principal's kind allows)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("custos enroll: expected one argument, the cse_… secret from your enrollment mail")
+	}
+	var res struct {
+		Key    custos.APIKey `json:"key"`
+		Secret string        `json:"secret"`
+	}
+	if err := mk().json(ctx, "POST", "/v1/enroll", map[string]any{"secret": pos[0], "scopes": scopes, "expires_in": *expires}, &res); err != nil {
+		return err
+	}
+	if *asJSON {
+		return (&printer{w: m.Stdout, json: true}).one(res, "")
+	}
+	fmt.Fprintf(m.Stdout, "enrolled: key %s for %s (shown once; store it now):\n%s\n", res.Key.ID, res.Key.PrincipalID, res.Secret)
+	return nil
+}
+
 // runClient runs a client command: "tenant create NAME" and the like.
 func (m *Main) runClient(ctx context.Context, noun string, args []string) error {
 	verb := ""
@@ -128,7 +173,10 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 	tenant := fs.String("tenant", "", "tenant id")
 	list := fs.String("list", "", "list id")
 	kind := fs.String("kind", "", "principal kind")
-	owner := fs.String("owner", "", "principal owner")
+	owner := fs.String("owner", "", "principal's team (a label)")
+	email := fs.String("email", "", "the holder's address: where the enrollment goes")
+	adminEmail := fs.String("admin-email", "", "the address the tenant registered for its first admin")
+	status := fs.String("status", "", "enrollment status: pending, issued, used or denied")
 	principal := fs.String("principal", "", "principal id")
 	expires := fs.String("expires-in", "", "key lifetime (e.g. 720h, or never)")
 	format := fs.String("format", "csv", "export format: csv or ndjson")
@@ -163,11 +211,18 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		if err != nil {
 			return err
 		}
-		var t custos.Tenant
-		if err := c.json(ctx, "POST", "/v1/tenants", map[string]string{"name": name}, &t); err != nil {
+		if err := need("admin-email", *adminEmail); err != nil {
 			return err
 		}
-		return pr.one(t, "created tenant %s (%s)", t.ID, t.Name)
+		var t struct {
+			custos.Tenant
+			AdminEnrollment custos.Enrollment `json:"admin_enrollment"`
+		}
+		if err := c.json(ctx, "POST", "/v1/tenants", map[string]string{"name": name, "admin_email": *adminEmail}, &t); err != nil {
+			return err
+		}
+		return pr.one(t, "created tenant %s (%s); its admin %s enrolls from the mail sent to the registered address (enrollment %s)",
+			t.ID, t.Name, t.AdminEnrollment.PrincipalID, t.AdminEnrollment.ID)
 	case "tenant ls":
 		var page struct{ Items []custos.Tenant }
 		if err := c.json(ctx, "GET", "/v1/tenants", nil, &page); err != nil {
@@ -296,11 +351,51 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		if err != nil {
 			return err
 		}
-		var p custos.Principal
-		if err := c.json(ctx, "POST", "/v1/principals", map[string]string{"kind": *kind, "tenant_id": *tenant, "name": name, "owner": *owner}, &p); err != nil {
+		if err := need("email", *email); err != nil {
 			return err
 		}
-		return pr.one(p, "created principal %s (%s)", p.ID, p.Kind)
+		var p struct {
+			custos.Principal
+			Enrollment custos.Enrollment `json:"enrollment"`
+		}
+		if err := c.json(ctx, "POST", "/v1/principals", map[string]string{"kind": *kind, "tenant_id": *tenant, "name": name, "owner": *owner, "email": *email}, &p); err != nil {
+			return err
+		}
+		return pr.one(p, "created principal %s (%s); %s", p.ID, p.Kind, enrollmentState(&p.Enrollment))
+	case "principal rekey":
+		id, err := arg("PRINCIPAL")
+		if err != nil {
+			return err
+		}
+		var e custos.Enrollment
+		if err := c.json(ctx, "POST", "/v1/principals/"+url.PathEscape(id)+"/enrollments", map[string]string{}, &e); err != nil {
+			return err
+		}
+		return pr.one(e, "%s", enrollmentState(&e))
+	case "enrollment ls":
+		q := ""
+		if *status != "" {
+			q = "?status=" + url.QueryEscape(*status)
+		}
+		var page struct{ Items []custos.Enrollment }
+		if err := c.json(ctx, "GET", "/v1/enrollments"+q, nil, &page); err != nil {
+			return err
+		}
+		return pr.table(page, "ID\tPRINCIPAL\tTENANT\tREQUESTED BY\tAPPROVAL\tSTATUS\tCREATED", func(tw io.Writer) {
+			for _, e := range page.Items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.PrincipalID, dash(e.TenantID), e.RequestedBy, e.Approval, e.Status, e.CreatedAt.Format(time.RFC3339))
+			}
+		})
+	case "enrollment approve", "enrollment deny":
+		id, err := arg("ENROLLMENT")
+		if err != nil {
+			return err
+		}
+		var e custos.Enrollment
+		if err := c.json(ctx, "POST", "/v1/enrollments/"+url.PathEscape(id)+"/"+verb, map[string]string{}, &e); err != nil {
+			return err
+		}
+		return pr.one(e, "%s", enrollmentState(&e))
 	case "principal ls":
 		var page struct{ Items []custos.Principal }
 		if err := c.json(ctx, "GET", "/v1/principals", nil, &page); err != nil {

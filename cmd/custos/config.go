@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/postgres"
 )
@@ -29,6 +33,35 @@ type Config struct {
 	// Detection configures the detector, canaries and alert delivery
 	// (custos.json "detection"; docs/detection.md).
 	Detection DetectionConfig
+	// Mail is where enrollment mails go (custos.json "mail").
+	Mail MailConfig
+}
+
+// MailConfig is custos.json's "mail" section: how a principal's holder
+// receives its one-time enrollment secret. With neither set, mails are
+// written under the data directory's mail/ — for trying custos out only.
+type MailConfig struct {
+	SMTP *notify.SMTPMailer `json:"smtp,omitempty"`
+	Dir  string             `json:"dir,omitempty"`
+}
+
+// mailer returns the configured mailer and whether it is the local
+// directory a production deployment must not use.
+func (c Config) mailer() (mailer interface {
+	Send(ctx context.Context, to, subject, body string) error
+}, local bool, err error) {
+	switch m := c.Mail; {
+	case m.SMTP != nil && m.Dir != "":
+		return nil, false, errors.New("mail: set smtp or dir, not both")
+	case m.SMTP != nil:
+		if _, _, err := net.SplitHostPort(m.SMTP.Addr); err != nil || m.SMTP.From == "" {
+			return nil, false, errors.New("mail.smtp: addr (host:port) and from are required")
+		}
+		return m.SMTP, false, nil
+	case m.Dir != "":
+		return &notify.MailDir{Dir: m.Dir}, true, nil
+	}
+	return &notify.MailDir{Dir: c.path("mail")}, true, nil
 }
 
 // DetectionConfig is custos.json's "detection" section.
@@ -113,6 +146,7 @@ type fileConfig struct {
 	KEK       string          `json:"kek"`
 	DB        string          `json:"db,omitempty"`
 	Detection DetectionConfig `json:"detection,omitzero"`
+	Mail      MailConfig      `json:"mail,omitzero"`
 }
 
 const configFile = "custos.json"
@@ -142,7 +176,7 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 			if err := json.Unmarshal(b, &fc); err != nil {
 				return cfg, fmt.Errorf("%s: %w", cfg.path(configFile), err)
 			}
-			cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection = fc.Origin, fc.KEK, fc.DB, fc.Detection
+			cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail = fc.Origin, fc.KEK, fc.DB, fc.Detection, fc.Mail
 		}
 		if envDB != "" {
 			cfg.DB = envDB
@@ -181,4 +215,18 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// hash returns the SHA-256 of the effective configuration and rule set,
+// as logged at start. Secrets in it (webhook keys) are hashed, never shown.
+func (c Config) hash(rules []*detect.Rule) string {
+	b, err := json.Marshal(struct {
+		Config
+		Rules []*detect.Rule
+	}{c, rules})
+	if err != nil {
+		b = []byte(err.Error()) // still a hash that changes with what could be encoded
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

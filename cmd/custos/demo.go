@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Addr, cfg.Origin = dir, "127.0.0.1:0", "custos.demo/log"
 	say("custos init: a data directory with a key-encryption key, a log signing key and the first operator")
-	opKey, err := initDataDir(ctx, cfg)
+	opKey, err := initDataDir(ctx, cfg, "ops-lead@vendor.example")
 	if err != nil {
 		return err
 	}
@@ -92,41 +93,80 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}()
 	say("custos serve on %s (every request below is real HTTP)", srv.URL)
 	op := &client{base: srv.URL, key: opKey, http: http.DefaultClient}
-	keyFor := func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) (string, error) {
-		var p custos.Principal
-		if err := op.json(ctx, "POST", "/v1/principals", map[string]any{"kind": kind, "tenant_id": tenant, "name": name, "owner": name}, &p); err != nil {
-			return "", err
-		}
-		var k struct{ Secret string }
-		if err := op.json(ctx, "POST", "/v1/principals/"+p.ID+"/keys", map[string]any{"scopes": scopes, "expires_in": "24h"}, &k); err != nil {
-			return "", err
-		}
-		return k.Secret, nil
-	}
-
+	// Nobody is handed a key: a principal's holder receives a one-time
+	// enrollment secret at its own address and sets up its key itself.
+	// Here the mailboxes are files under the data directory (mail/).
+	mailDir, seen := filepath.Join(dir, "mail"), map[string]bool{}
+	anon := &client{base: srv.URL, http: http.DefaultClient}
 	type tenantDemo struct {
-		name, id, list, admin string
+		name, id, list, admin, adminID string
 	}
 	tenants := []*tenantDemo{{name: "Acme Shoes"}, {name: "Globex"}, {name: "Initech"}}
-	say("the operator creates three tenants, each with an admin and a list")
-	for i, t := range tenants {
-		var tn custos.Tenant
-		if err := op.json(ctx, "POST", "/v1/tenants", map[string]string{"name": t.name}, &tn); err != nil {
+	adminOf := map[string]*client{}
+	// keyFor has the operator create a principal for name@domain; if the
+	// enrollment waits for a tenant's admin, that admin approves it; the
+	// holder enrolls from its mail.
+	keyFor := func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) (string, error) {
+		email := name + "@vendor.example"
+		var p struct {
+			custos.Principal
+			Enrollment custos.Enrollment
+		}
+		if err := op.json(ctx, "POST", "/v1/principals", map[string]any{"kind": kind, "tenant_id": tenant, "name": name, "email": email}, &p); err != nil {
+			return "", err
+		}
+		if p.Enrollment.Status == custos.EnrollPending {
+			if err := adminOf[tenant].json(ctx, "POST", "/v1/enrollments/"+p.Enrollment.ID+"/approve", map[string]any{}, nil); err != nil {
+				return "", err
+			}
+		}
+		return enrollFrom(ctx, anon, mailDir, email, seen, scopes...)
+	}
+
+	say("the operator creates three tenants; each tenant's first admin enrolls from the mail sent to the address the tenant registered")
+	for _, t := range tenants {
+		var tn struct {
+			custos.Tenant
+			AdminEnrollment custos.Enrollment `json:"admin_enrollment"`
+		}
+		adminEmail := "admin@" + strings.ToLower(strings.Fields(t.name)[0]) + ".example"
+		if err := op.json(ctx, "POST", "/v1/tenants", map[string]string{"name": t.name, "admin_email": adminEmail}, &tn); err != nil {
 			return err
 		}
-		t.id = tn.ID
-		if t.admin, err = keyFor(custos.KindTenantAdmin, t.id, strings.ToLower(strings.Fields(t.name)[0])+"-admin"); err != nil {
+		t.id, t.adminID = tn.ID, tn.AdminEnrollment.PrincipalID
+		if t.admin, err = enrollFrom(ctx, anon, mailDir, adminEmail, seen); err != nil {
 			return err
 		}
 		admin := &client{base: srv.URL, key: t.admin, http: http.DefaultClient}
+		adminOf[t.id] = admin
 		var l custos.List
 		if err := admin.json(ctx, "POST", "/v1/tenants/"+t.id+"/lists", map[string]string{"name": "newsletter"}, &l); err != nil {
 			return err
 		}
 		t.list = l.ID
-		note("%-10s tenant %s, list %s (its keys are wrapped by the KEK; the operator never sees contacts)", t.name, t.id, t.list)
-		_ = i
+		note("%-10s tenant %s, list %s; admin %s enrolled itself (the operator never saw its secret)", t.name, t.id, t.list, t.adminID)
 	}
+	notified()
+
+	acme0 := tenants[0]
+	say("the operator tries to give himself a tenant admin of Acme: it waits for Acme's admin, and both Acme and security are told")
+	var minted struct {
+		custos.Principal
+		Enrollment custos.Enrollment
+	}
+	if err := op.json(ctx, "POST", "/v1/principals", map[string]any{"kind": custos.KindTenantAdmin, "tenant_id": acme0.id, "name": "backup-admin", "email": "ops-lead@vendor.example"}, &minted); err != nil {
+		return err
+	}
+	note("enrollment %s: %s, approval by %s", minted.Enrollment.ID, minted.Enrollment.Status, minted.Enrollment.Approval)
+	notified()
+	if err := op.json(ctx, "POST", "/v1/enrollments/"+minted.Enrollment.ID+"/approve", map[string]any{}, nil); err != nil {
+		note("the operator approving it himself: %s", short(err))
+	}
+	if err := adminOf[acme0.id].json(ctx, "POST", "/v1/enrollments/"+minted.Enrollment.ID+"/deny", map[string]any{}, nil); err != nil {
+		return err
+	}
+	note("Acme's admin denies it: no key ever existed for it")
+	notified()
 
 	say("each tenant admin imports %d contacts (CSV, streamed; addresses are encrypted per tenant)", *n)
 	for i, t := range tenants {

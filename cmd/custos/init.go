@@ -17,6 +17,7 @@ import (
 func (m *Main) runInit(ctx context.Context, args []string) error {
 	fs := newFlagSet("init", m.Stderr)
 	resolve := m.serverFlags(fs)
+	email := fs.String("email", "operator@custos.local", "the installer's address: the first operator's identity")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -24,7 +25,7 @@ func (m *Main) runInit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	secret, err := initDataDir(ctx, cfg)
+	secret, err := initDataDir(ctx, cfg, *email)
 	if err != nil {
 		return err
 	}
@@ -35,7 +36,7 @@ func (m *Main) runInit(ctx context.Context, args []string) error {
 	return nil
 }
 
-func initDataDir(ctx context.Context, cfg Config) (string, error) {
+func initDataDir(ctx context.Context, cfg Config, email string) (string, error) {
 	if _, err := os.Stat(cfg.path(configFile)); err == nil {
 		return "", fmt.Errorf("%s is already initialised; refusing to overwrite its keys", cfg.DataDir)
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -70,7 +71,7 @@ func initDataDir(ctx context.Context, cfg Config) (string, error) {
 		return "", err
 	}
 	defer st.Close()
-	_, secret, err := st.vault.Bootstrap(ctx, "operator")
+	_, secret, err := st.vault.Bootstrap(ctx, "operator", email)
 	if err != nil {
 		return "", err
 	}

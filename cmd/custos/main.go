@@ -78,14 +78,17 @@ Audit log:
                   a bad proof, a fork or rollback, or a bad signature
 
 Clients (--server URL, --key cst_…, or CUSTOS_SERVER, CUSTOS_KEY):
-  tenant create NAME | tenant ls
+  tenant create --admin-email E NAME | tenant ls   (its first admin enrolls from the mail)
   list create --tenant T NAME | list ls --tenant T
   contact add --tenant T --list L EMAIL [--attr k=v]… | contact get --tenant T TOKEN
   contact lookup --tenant T --list L EMAIL | contact ls --tenant T --list L
   import --tenant T --list L FILE.csv|FILE.ndjson
   export --tenant T --list L [--format csv|ndjson] [--out FILE]
-  principal create --kind K [--tenant T] --owner O NAME | principal ls
-  key create --principal P [--scope S]… [--expires-in 720h] | key ls | key revoke ID
+  principal create --kind K [--tenant T] --email E [--owner TEAM] NAME | principal ls
+  principal rekey P              a new enrollment to P's holder (same approvals as creation)
+  enrollment ls [--status pending] | enrollment approve|deny ID   (the second party)
+  enroll SECRET [--scope S]… [--expires-in 720h]   the holder sets up its own key
+  key create --principal ME [--scope S]… | key ls | key revoke ID   (a key only for yourself)
 
 Support access (--tenant T):
   tenant admin: support on [--max-grant 24h] [--accept CODE]… | support off
@@ -149,7 +152,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runContain(ctx, rest)
 	case "trace":
 		return m.runTrace(ctx, rest)
-	case "tenant", "list", "contact", "import", "export", "principal", "key":
+	case "enroll":
+		return m.runEnroll(ctx, rest)
+	case "tenant", "list", "contact", "import", "export", "principal", "key", "enrollment":
 		return m.runClient(ctx, cmd, rest)
 	}
 	fmt.Fprint(m.Stderr, usage)

@@ -41,16 +41,16 @@ func pullUntil(c *cli, args []string, seq uint64) (string, error) {
 }
 
 // TestAuditPull runs the tenant's side of the access feed against a live
-// server: honest pulls verify and resume; a removed entry (gap), a
-// rolled-back log and a forked log are each refused with their cause.
+// server: honest pulls verify and resume; a changed body, a removed entry
+// (gap), a rolled-back log and a forked log are each refused with their
+// cause.
 func TestAuditPull(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
 	op := keyRE.FindString(c.must("init"))
 	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
-	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
-	admin := idRE("pr").FindString(c.must("principal", "create", "--kind", "tenant_admin", "--tenant", tenant, "--owner", "acme", "acme-admin"))
-	c.env["CUSTOS_KEY"] = keyRE.FindString(c.must("key", "create", "--principal", admin))
+	tenant, admin := c.tenant("Acme")
+	c.env["CUSTOS_KEY"] = admin
 	list := idRE("ls").FindString(c.must("list", "create", "--tenant", tenant, "news"))
 	for i := range 3 {
 		c.must("contact", "add", "--tenant", tenant, "--list", list, fmt.Sprintf("p%d@example.test", i))
@@ -78,6 +78,25 @@ func TestAuditPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+
+	// A changed body: an insider rewrites what the next entry says. The
+	// pull recomputes its leaf from body and salt, and the tree refuses it.
+	var body []byte
+	if err := db.QueryRow(`SELECT data FROM audit_leaves WHERE tenant_id = $1 AND tenant_seq = $2`, tenant, st.TenantSeq+1).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(string(body), `"outcome":"ok"`, `"outcome":"denied"`, 1)
+	if _, err := db.Exec(`UPDATE audit_leaves SET data = $1 WHERE tenant_id = $2 AND tenant_seq = $3`, []byte(forged), tenant, st.TenantSeq+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pullUntil(c, args, st.TenantSeq+1)
+	if err == nil || !strings.Contains(err.Error(), "inclusion proof does not verify") {
+		t.Fatalf("pull of a changed body: %v; want the inclusion proof refused", err)
+	}
+	if _, err := db.Exec(`UPDATE audit_leaves SET data = $1 WHERE tenant_id = $2 AND tenant_seq = $3`, body, tenant, st.TenantSeq+1); err != nil {
+		t.Fatal(err)
+	}
+
 	if _, err := db.Exec(`DELETE FROM audit_leaves WHERE tenant_id = $1 AND tenant_seq = $2`, tenant, st.TenantSeq+1); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +139,7 @@ func TestOfflineProof(t *testing.T) {
 	srv := startServe(t, dir)
 	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv, op
 	for range 4 {
-		c.must("tenant", "create", "T")
+		c.tenant("T")
 	}
 	proof := filepath.Join(t.TempDir(), "entry.tlog-proof")
 	var out string

@@ -10,7 +10,7 @@ import (
 func TestRulesCheckCLI(t *testing.T) {
 	dir := t.TempDir()
 	c := &cli{t: t, env: map[string]string{}}
-	if out := c.must("rules", "check"); !strings.Contains(out, "12 rules in the default pack: OK") {
+	if out := c.must("rules", "check"); !strings.Contains(out, "16 rules in the default pack: OK") {
 		t.Fatalf("default pack:\n%s", out)
 	}
 	os.WriteFile(filepath.Join(dir, "good.yaml"), []byte("id: a\ntitle: t\nlevel: low\ncondition: event.staff\n"), 0o600)
@@ -27,7 +27,7 @@ func TestRulesCheckCLI(t *testing.T) {
 // lift it with a reason, list alerts and trace an address.
 func TestContainmentCLI(t *testing.T) {
 	c, _ := served(t)
-	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
+	tenant, _ := c.tenant("Acme")
 	_, adminKey := c.principal("tenant_admin", tenant, "acme", "acme-admin")
 	_, secKey := c.principal("staff_security", "", "sec", "sec")
 	as := c.runAs

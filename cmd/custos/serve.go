@@ -53,6 +53,12 @@ func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
+	// The effective configuration's hash, in the log and to security: a
+	// change to rules, sinks or mail shows as a new hash at the next start.
+	if err := st.vault.RecordConfig(ctx, cfg.hash(st.detector.Rules)); err != nil {
+		st.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		st.Close()

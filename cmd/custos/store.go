@@ -114,6 +114,13 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	if err != nil {
 		return nil, err
 	}
+	mailer, localMail, err := cfg.mailer()
+	if err != nil {
+		return nil, err
+	}
+	if localMail {
+		logger.Warn("enrollment mails are written to a local directory: for trying custos out only; set mail.smtp in custos.json for production")
+	}
 	if len(sinks) == 0 {
 		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
 	}
@@ -141,6 +148,8 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains})
+	// Enrollment mails go only to the holder's address, by their own sink.
+	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
 	canaries, err := v.CanaryIndex(ctx)
 	if err != nil {
 		lg.Close()

@@ -11,7 +11,7 @@ import (
 // contact with a reason, are refused export, and the tenant revokes.
 func TestSupportCLI(t *testing.T) {
 	c, _ := served(t)
-	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
+	tenant, _ := c.tenant("Acme")
 	_, adminKey := c.principal("tenant_admin", tenant, "acme", "acme-admin")
 	_, staffKey := c.principal("staff_support", "", "sam", "sam")
 	as := c.runAs
@@ -81,14 +81,21 @@ func TestReviewCLI(t *testing.T) {
 	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
 	op := keyRE.FindString(c.must("init"))
 	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
-	tenant := idRE("tn").FindString(c.must("tenant", "create", "Acme"))
-	svc := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--owner", "", "ingest"))
-	forever := idRE("ak").FindString(c.must("key", "create", "--principal", svc, "--expires-in", "never"))
-	owned := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--owner", "crm", "crm"))
-	kept := idRE("ak").FindString(c.must("key", "create", "--principal", owned))
+	tenant, admin := c.tenant("Acme")
+	// The tenant's admin creates its services (no approval needed: it is
+	// the tenant's own decision); their holders enroll.
+	c.env["CUSTOS_KEY"] = admin
+	svc := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--email", "ingest@corp.test", "ingest"))
+	c.enroll("ingest@corp.test", "--expires-in", "never")
+	owned := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--email", "crm@corp.test", "crm"))
+	c.enroll("crm@corp.test")
+	orphan := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--email", "gone@corp.test", "never-enrolled"))
+	c.env["CUSTOS_KEY"] = op
+	forever := idRE("ak").FindString(c.must("key", "ls", "--principal", svc))
+	kept := idRE("ak").FindString(c.must("key", "ls", "--principal", owned))
 
 	out := c.must("review")
-	for _, want := range []string{svc, forever, "no_expiry", "no_owner", kept} {
+	for _, want := range []string{svc, forever, "no_expiry", "no_owner", orphan, kept} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("review lacks %s:\n%s", want, out)
 		}

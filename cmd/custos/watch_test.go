@@ -47,7 +47,7 @@ func TestLogWatch(t *testing.T) {
 	// least n entries (checkpoints are signed once a second).
 	growTo := func(n uint64) {
 		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			c.must("tenant", "create", "T")
+			c.tenant("T")
 			if out, err := watch(srv); err != nil {
 				t.Fatalf("watch of an honest log: %v\n%s", err, out)
 			}
@@ -102,7 +102,7 @@ func TestLogWatchCatchesRestoredBackup(t *testing.T) {
 	srv := startServer(t, dir)
 	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv.URL, op
 	for range 3 {
-		c.must("tenant", "create", "Before")
+		c.tenant("Before")
 	}
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db"))
@@ -127,7 +127,7 @@ func TestLogWatchCatchesRestoredBackup(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("watcher never trusted a checkpoint beyond the backup")
 		}
-		c.must("tenant", "create", "After")
+		c.tenant("After")
 		if out, err := w.run("log", "watch", srv.URL, "--key", pub, "--state", state, "--once"); err != nil {
 			t.Fatalf("watch: %v\n%s", err, out)
 		}
