@@ -168,14 +168,14 @@ func TestNotificationsInTheOutbox(t *testing.T) {
 	if _, err := f.vault.RevokeGrant(staff, tenant, g.ID); err != nil {
 		t.Fatal(err)
 	}
-	want := "support.request→tenant_admins support.decision→principal:" + sp.ID + " grant.ended→tenant_admins"
+	want := "support.settings→tenant_admins+staff_security support.request→tenant_admins support.decision→principal:" + sp.ID + " grant.ended→tenant_admins"
 	if got := topics(outbox(t, f)); got != want {
 		t.Fatalf("outbox: %s\nwant %s", got, want)
 	}
 	// A refused request announces nothing (its transaction rolled back).
 	wantCode(t, "bad ticket", f.vault.RequestAccess(staff, &custos.AccessRequest{TenantID: tenant, Reason: "x", Ticket: "see jane@x.com please", Scope: custos.ScopeViewMasked, Duration: custos.Duration(time.Hour)}), custos.EINVALID)
-	if n := len(strings.Fields(topics(outbox(t, f)))); n != 3 {
-		t.Fatalf("outbox holds %d support messages after a refusal, want 3", n)
+	if n := len(strings.Fields(topics(outbox(t, f)))); n != 4 {
+		t.Fatalf("outbox holds %d support messages after a refusal, want 4", n)
 	}
 }
 

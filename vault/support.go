@@ -94,7 +94,11 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 	}
 	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s reason_codes=%s break_glass=%t", s.SupportAccess, s.MaxGrant, strings.Join(s.ReasonCodes, ","), s.BreakGlass)
 	admin := custos.RequestFromContext(ctx).Principal
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+	// Who can reach the tenant's data changes: its admins (all of them, not
+	// only the one who changed it) and security hear of it at once.
+	msg := &notify.Message{Topic: "support.settings", Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+		Text: fmt.Sprintf("support access of tenant %s changed by %s: %s", tenant, admin.ID, l.Detail)}
+	return v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		now := ms(v.now())
 		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, break_glass, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms,

@@ -93,10 +93,11 @@ func (c *client) json(ctx context.Context, method, path string, in, out any) err
 // clientFlags registers --server, --key and --json.
 func (m *Main) clientFlags(fs *flag.FlagSet) (func() *client, *bool) {
 	server := fs.String("server", firstNonEmpty(m.Getenv("CUSTOS_SERVER"), "http://127.0.0.1:8750"), "custos server URL (env CUSTOS_SERVER)")
-	key := fs.String("key", m.Getenv("CUSTOS_KEY"), "API key cst_… (env CUSTOS_KEY)")
+	// No secret as a flag default: -h would print it.
+	key := fs.String("key", "", "API key cst_… (default: env CUSTOS_KEY)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func() *client {
-		return &client{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{Timeout: 0}}
+		return &client{base: strings.TrimRight(*server, "/"), key: firstNonEmpty(*key, m.Getenv("CUSTOS_KEY")), http: &http.Client{Timeout: 0}}
 	}, asJSON
 }
 

@@ -194,6 +194,10 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 	}
 }
 
+// errHelp is returned after a command printed its flags for -h: not a
+// failure, so the process exits 0.
+var errHelp = errors.New("help shown")
+
 func newFlagSet(name string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("custos "+name, flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -205,7 +209,9 @@ func newFlagSet(name string, out io.Writer) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		} else if err != nil {
 			return nil, usageError{err.Error()}
 		}
 		args = fs.Args()

@@ -25,6 +25,9 @@ func main() {
 	defer stop()
 	m := NewMain()
 	if err := m.Run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, errHelp) {
+			os.Exit(0)
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintln(os.Stderr, "custos:", err)

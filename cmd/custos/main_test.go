@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -280,5 +281,21 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if _, err := c.run("serve", "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "custos init") {
 		t.Errorf("serve on an empty directory: %v", err)
+	}
+}
+
+// TestHelpShowsNoSecret: with CUSTOS_KEY set, a command's -h prints its
+// flags without the key, and is not an error (issue 13, finding 3).
+func TestHelpShowsNoSecret(t *testing.T) {
+	const secret = "cst_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	c := &cli{t: t, env: map[string]string{"CUSTOS_KEY": secret}}
+	for _, args := range [][]string{{"tenant", "ls", "-h"}, {"support", "requests", "--help"}, {"enroll", "-h"}, {"review", "-h"}, {"alerts", "-h"}} {
+		out, err := c.run(args...)
+		if !errors.Is(err, errHelp) {
+			t.Errorf("custos %s: %v, want the help shown and exit 0", strings.Join(args, " "), err)
+		}
+		if strings.Contains(out, secret) || strings.Contains(out, secret[:12]) {
+			t.Errorf("custos %s prints the key:\n%s", strings.Join(args, " "), out)
+		}
 	}
 }
