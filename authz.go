@@ -24,7 +24,7 @@ const (
 	ActionTokenList       Action = "token.list"
 	ActionPrincipalCreate Action = "principal.create"
 	ActionPrincipalRead   Action = "principal.read"
-	ActionKeyCreate       Action = "key.create" // a principal adds a key for itself
+	ActionKeyCreate       Action = "key.create"        // a principal adds a key for itself
 	ActionPrincipalRekey  Action = "principal.rekey"   // a new enrollment for an existing principal
 	ActionPrincipalDecide Action = "principal.approve" // the second party approves or denies an enrollment
 	ActionEnrollmentRead  Action = "enrollment.read"

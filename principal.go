@@ -35,11 +35,11 @@ func (k Kind) Staff() bool { return k == KindStaffSupport || k == KindStaffSecur
 
 // Principal is anyone or anything that authenticates: a person or a machine.
 type Principal struct {
-	ID        string    `json:"id"`
-	Kind      Kind      `json:"kind"`
-	TenantID  string    `json:"tenant_id,omitempty"` // set for tenant-bound kinds
-	Name      string    `json:"name"`                // a handle, not necessarily a person's name
-	Owner     string    `json:"owner,omitempty"`     // the team it belongs to, a label for people
+	ID       string `json:"id"`
+	Kind     Kind   `json:"kind"`
+	TenantID string `json:"tenant_id,omitempty"` // set for tenant-bound kinds
+	Name     string `json:"name"`                // a handle, not necessarily a person's name
+	Owner    string `json:"owner,omitempty"`     // the team it belongs to, a label for people
 	// Identity is the normalised address of the person (for a service, the
 	// owning team) who holds it: where its enrollment goes, and what every
 	// two-person check compares ([NormalizeIdentity]).
