@@ -2,8 +2,12 @@
 //
 // Every access to tenant data becomes a [Leaf] — JSON without personal
 // data — appended by [Log.Append], which returns only after the leaf is
-// durable. A change to data is the [Entry.Apply] of its leaf and commits
-// in the same transaction, so the two exist together or not at all.
+// durable. The Merkle tree does not hold the JSON but a salted SHA-256
+// commitment to it ([Commit]): the tree, checkpoints and entry bundles are
+// public, an entry's body is read only by the tenant it concerns and by
+// security staff, who check it against the commitment. A change to data
+// is the [Entry.Apply] of its leaf and commits in the same transaction, so
+// the two exist together or not at all.
 //
 // One sequencer goroutine assigns indexes with adaptive group commit: it
 // takes the first queued entry, drains whatever else is already queued
@@ -20,6 +24,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -38,8 +43,9 @@ import (
 	"github.com/custos-dev/custos/internal/sqlq"
 )
 
-// Leaf is one audit entry. Its JSON encoding is the Merkle leaf. It never
-// holds personal data: tokens and counts, never addresses.
+// Leaf is one audit entry. Its JSON encoding is the entry's body; the
+// Merkle leaf is a commitment to that body (see [Commit]). It never holds
+// personal data: tokens and counts, never addresses.
 type Leaf struct {
 	Time      time.Time `json:"time"`
 	RequestID string    `json:"request_id,omitempty"`
@@ -363,7 +369,7 @@ func outcomeOf(err error) string {
 	return OutcomeError
 }
 
-const leafColumns = 7
+const leafColumns = 9
 
 func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	ctx := context.Background() // never cancelled mid-transaction: see Append
@@ -481,7 +487,10 @@ func (l *Log) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending, result
 
 // writeLeaves assigns leaves their indexes from oldSize and their tenant
 // sequence numbers, inserts them and extends the tree, in tx. It returns
-// where each landed and the new root.
+// where each landed and the new root. Each leaf is marshalled here, once,
+// and committed to under a fresh salt: the tree holds the commitment, the
+// row the body and the salt (see [Commit]). Both modes come here, so the
+// queued mode's leader salts the entries it integrates.
 func (l *Log) writeLeaves(ctx context.Context, tx *sql.Tx, oldSize uint64, leaves []*Leaf) ([]Receipt, tlog.Hash, error) {
 	receipts := make([]Receipt, len(leaves))
 	datas := make([][]byte, len(leaves))
@@ -505,10 +514,13 @@ func (l *Log) writeLeaves(ctx context.Context, tx *sql.Tx, oldSize uint64, leave
 			if len(data) > maxLeafBytes {
 				return nil, tlog.Hash{}, fmt.Errorf("leaf %d bytes exceeds %d", len(data), maxLeafBytes)
 			}
-			datas[i] = data
+			// The tree gets the commitment; the body stays in data.
+			salt := newSalt()
+			commitment := Commit(salt, data)
+			datas[i] = commitment
 			idx := oldSize + uint64(i)
 			receipts[i] = Receipt{Index: idx, TenantSeq: leaf.TenantSeq}
-			args = append(args, int64(idx), nullString(leaf.Tenant), nullSeq(leaf.TenantSeq), leaf.Actor, leaf.Action, leaf.Time.UnixMilli(), data)
+			args = append(args, int64(idx), nullString(leaf.Tenant), nullSeq(leaf.TenantSeq), leaf.Actor, leaf.Action, leaf.Time.UnixMilli(), data, commitment, salt)
 		}
 		var err error
 		if len(chunk) == leafChunk && l.insertFull != nil {
@@ -532,7 +544,7 @@ const maxLeafBytes = 1<<16 - 1
 
 const leafChunk = 100
 
-const insertLeaves = `INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data) VALUES `
+const insertLeaves = `INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data, leaf, salt) VALUES `
 
 func (l *Log) nextTenantSeq(ctx context.Context, tx *sql.Tx, tenant string) (uint64, error) {
 	last, ok := l.tenantSeq[tenant]
@@ -559,50 +571,102 @@ func nullString(s string) sql.NullString { return sql.NullString{String: s, Vali
 
 func nullSeq(n uint64) sql.NullInt64 { return sql.NullInt64{Int64: int64(n), Valid: n != 0} }
 
-// Entry returns the leaf at index.
+// Entry returns the body of the entry at index (its JSON, a [Leaf]),
+// checked against its commitment and the tree like [Log.Entries].
 func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 	if index >= l.Size() {
 		return nil, custos.Errorf(custos.ENOTFOUND, "no entry %d", index)
 	}
-	var data []byte
-	err := l.r.QueryRowContext(ctx, `SELECT data FROM audit_leaves WHERE idx = $1`, int64(index)).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, custos.Errorf(custos.ENOTFOUND, "no entry %d", index)
-	} else if err != nil {
-		return nil, fmt.Errorf("read entry: %w", err)
+	s, err := l.Entries(ctx, index, 1)
+	if err != nil {
+		return nil, err
 	}
-	return data, nil
+	return s[0].Data, nil
 }
 
 // Stored is one entry as read back from the log.
 type Stored struct {
 	Index uint64
-	Data  []byte
+	Data  []byte // the body: the entry's JSON
+	Salt  []byte // nil for a legacy entry, whose leaf is Data itself
+	Leaf  []byte // the Merkle leaf bytes: the commitment to Data under Salt
+}
+
+// Opening returns what opens the entry's leaf (see [Opening]).
+func (s *Stored) Opening() []byte { return Opening(s.Data, s.Salt) }
+
+// check verifies that the row's body and salt open its stored leaf. A
+// legacy row (no salt) has no stored leaf: its leaf is its body.
+func (s *Stored) check() error {
+	if s.Salt == nil && s.Leaf == nil {
+		s.Leaf = s.Data
+		return nil
+	}
+	want, err := LeafOf(s.Data, s.Salt)
+	if err != nil || s.Salt == nil || !bytes.Equal(want, s.Leaf) {
+		return &VerifyError{Index: s.Index, Reason: "entry body does not match its commitment (body, salt or leaf altered)"}
+	}
+	return nil
+}
+
+const selectStored = `SELECT idx, data, salt, leaf FROM audit_leaves`
+
+func scanStored(rows *sql.Rows) (Stored, error) {
+	var s Stored
+	var idx int64
+	err := rows.Scan(&idx, &s.Data, &s.Salt, &s.Leaf)
+	s.Index = uint64(idx)
+	return s, err
+}
+
+// ReadEntry reads the entry at index from a log's database and checks
+// that its body and salt open its leaf; whether that leaf is in a tree is
+// for an inclusion proof to say. It serves tools that read the database
+// without opening the log (custos log proof).
+func ReadEntry(ctx context.Context, read *sql.DB, index uint64) (*Stored, error) {
+	rows, err := read.QueryContext(ctx, selectStored+` WHERE idx = $1`, int64(index))
+	if err != nil {
+		return nil, fmt.Errorf("read entry: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read entry: %w", err)
+		}
+		return nil, custos.Errorf(custos.ENOTFOUND, "no entry %d", index)
+	}
+	s, err := scanStored(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read entry: %w", err)
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }
 
 // Entries returns up to n entries from index from, in order, each checked
-// against the stored tree: an entry whose record hash is not the tree's
-// leaf hash is a [*VerifyError] (someone changed the row). It is how the
-// detector reads the log.
+// twice: its body and salt must open its commitment, and the commitment's
+// record hash must be the tree's leaf hash. Either failing is a
+// [*VerifyError] (someone changed the row). It is how the detector reads
+// the log; [Stored.Data] is the body.
 func (l *Log) Entries(ctx context.Context, from uint64, n int) ([]Stored, error) {
 	size := l.Size()
 	if from >= size || n <= 0 {
 		return nil, nil
 	}
 	to := min(size, from+uint64(n))
-	rows, err := l.r.QueryContext(ctx, `SELECT idx, data FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+	rows, err := l.r.QueryContext(ctx, selectStored+` WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
 	if err != nil {
 		return nil, fmt.Errorf("read entries: %w", err)
 	}
 	out := make([]Stored, 0, to-from)
 	for rows.Next() {
-		var s Stored
-		var idx int64
-		if err := rows.Scan(&idx, &s.Data); err != nil {
+		s, err := scanStored(rows)
+		if err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read entries: %w", err)
 		}
-		s.Index = uint64(idx)
 		out = append(out, s)
 	}
 	rows.Close()
@@ -623,8 +687,12 @@ func (l *Log) Entries(ctx context.Context, from uint64, n int) ([]Stored, error)
 	if err != nil {
 		return nil, fmt.Errorf("read entries: tree: %w", err)
 	}
-	for i, s := range out {
-		if tlog.RecordHash(s.Data) != hashes[i] {
+	for i := range out {
+		s := &out[i]
+		if err := s.check(); err != nil {
+			return nil, err
+		}
+		if tlog.RecordHash(s.Leaf) != hashes[i] {
 			return nil, &VerifyError{Index: s.Index, Reason: "entry does not match the tree"}
 		}
 	}

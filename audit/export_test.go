@@ -3,9 +3,11 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 )
 
-// RebuildTiles recomputes every tile from datas, as an attacker with the
+// RebuildTiles recomputes every tile from the leaves datas (commitments,
+// or legacy bodies), as an attacker with the
 // database and the code could: tests use it to show that only signed
 // checkpoints stop a consistent rewrite.
 func RebuildTiles(ctx context.Context, db *sql.DB, datas [][]byte) error {
@@ -16,6 +18,36 @@ func RebuildTiles(ctx context.Context, db *sql.DB, datas [][]byte) error {
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_tiles`); err != nil {
 		return err
+	}
+	if _, err := newTileCache().extend(ctx, tx, 0, datas); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// WriteLegacy writes leaves to an empty log's database the way custos did
+// before commitments (migration 0006): the leaf is the JSON body, leaf and
+// salt are NULL. Open the log after it.
+func WriteLegacy(ctx context.Context, db *sql.DB, leaves []Leaf) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	seqs := map[string]uint64{}
+	datas := make([][]byte, len(leaves))
+	for i, l := range leaves {
+		if l.Tenant != "" {
+			seqs[l.Tenant]++
+			l.TenantSeq = seqs[l.Tenant]
+		}
+		if datas[i], err = json.Marshal(l); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			int64(i), nullString(l.Tenant), nullSeq(l.TenantSeq), l.Actor, l.Action, l.Time.UnixMilli(), datas[i]); err != nil {
+			return err
+		}
 	}
 	if _, err := newTileCache().extend(ctx, tx, 0, datas); err != nil {
 		return err

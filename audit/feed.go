@@ -8,13 +8,16 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// FeedEntry is one entry of a tenant's access feed: the leaf as stored
-// (its bytes are what the tree hashes), where it is, and the proof that it
-// is in the tree of the feed's checkpoint.
+// FeedEntry is one entry of a tenant's access feed: its body and the salt
+// that opens the entry's leaf ([LeafOf]), where it is, and the proof that
+// the leaf is in the tree of the feed's checkpoint. [CheckFeedEntry]
+// recomputes the leaf from body and salt: a body changed anywhere between
+// the sequencer and the tenant fails the proof.
 type FeedEntry struct {
 	TenantSeq uint64          `json:"tenant_seq"`
 	Index     uint64          `json:"index"`
-	Leaf      json.RawMessage `json:"leaf"`
+	Body      json.RawMessage `json:"body"`
+	Salt      []byte          `json:"salt,omitempty"` // absent for a legacy entry, whose leaf is its body
 	Proof     []tlog.Hash     `json:"proof"`
 }
 
@@ -42,7 +45,7 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	if err != nil {
 		return nil, err
 	}
-	rows, err := l.r.QueryContext(ctx, `SELECT idx, tenant_seq, data FROM audit_leaves
+	rows, err := l.r.QueryContext(ctx, `SELECT idx, tenant_seq, data, salt FROM audit_leaves
 		WHERE tenant_id = $1 AND tenant_seq > $2 AND idx < $3 ORDER BY tenant_seq LIMIT $4`,
 		tenant, int64(after), int64(cp.Size), limit+1)
 	if err != nil {
@@ -51,8 +54,8 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	f := &Feed{Checkpoint: cp.Note, Entries: []FeedEntry{}}
 	for rows.Next() {
 		var idx, seq int64
-		var data []byte
-		if err := rows.Scan(&idx, &seq, &data); err != nil {
+		var data, salt []byte
+		if err := rows.Scan(&idx, &seq, &data, &salt); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("tenant feed: %w", err)
 		}
@@ -60,7 +63,7 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 			f.More = true
 			break
 		}
-		f.Entries = append(f.Entries, FeedEntry{TenantSeq: uint64(seq), Index: uint64(idx), Leaf: data})
+		f.Entries = append(f.Entries, FeedEntry{TenantSeq: uint64(seq), Index: uint64(idx), Body: data, Salt: salt})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

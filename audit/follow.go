@@ -65,23 +65,28 @@ func (f *Follower) Advance(msg []byte, consistency func(from, to uint64) (tlog.T
 }
 
 // CheckFeedEntry verifies one entry of a tenant's feed against cp: it is
-// the next of the tenant's sequence (wantSeq), its leaf names the tenant
-// and that sequence number, and it is in the tree at its index.
+// the next of the tenant's sequence (wantSeq), its body names the tenant
+// and that sequence number, and the leaf its body and salt commit to is in
+// the tree at its index.
 func CheckFeedEntry(cp *Checkpoint, e FeedEntry, tenant string, wantSeq uint64) error {
 	if e.TenantSeq != wantSeq {
 		return fmt.Errorf("%w: expected tenant_seq %d, got %d (index %d)", ErrGap, wantSeq, e.TenantSeq, e.Index)
 	}
 	var l Leaf
-	if err := json.Unmarshal(e.Leaf, &l); err != nil {
-		return fmt.Errorf("entry %d: leaf is not valid JSON", e.Index)
+	if err := json.Unmarshal(e.Body, &l); err != nil {
+		return fmt.Errorf("entry %d: body is not valid JSON", e.Index)
 	}
 	if l.Tenant != tenant || l.TenantSeq != e.TenantSeq {
-		return fmt.Errorf("entry %d: leaf says tenant %q seq %d, feed says %q seq %d", e.Index, l.Tenant, l.TenantSeq, tenant, e.TenantSeq)
+		return fmt.Errorf("entry %d: body says tenant %q seq %d, feed says %q seq %d", e.Index, l.Tenant, l.TenantSeq, tenant, e.TenantSeq)
 	}
 	if e.Index >= cp.Size {
 		return fmt.Errorf("%w: index %d is beyond checkpoint size %d", ErrBadProof, e.Index, cp.Size)
 	}
-	if err := tlog.CheckRecord(e.Proof, int64(cp.Size), cp.Root, int64(e.Index), tlog.RecordHash(e.Leaf)); err != nil {
+	leaf, err := LeafOf(e.Body, e.Salt)
+	if err != nil {
+		return fmt.Errorf("%w: entry %d: %v", ErrBadProof, e.Index, err)
+	}
+	if err := tlog.CheckRecord(e.Proof, int64(cp.Size), cp.Root, int64(e.Index), tlog.RecordHash(leaf)); err != nil {
 		return fmt.Errorf("%w: entry %d against checkpoint size %d", ErrBadProof, e.Index, cp.Size)
 	}
 	return nil

@@ -113,9 +113,20 @@ func TestFeedEntriesVerify(t *testing.T) {
 		t.Errorf("skipped entry: err = %v, want ErrGap", err)
 	}
 	forged := feed.Entries[2]
-	forged.Leaf = []byte(string(forged.Leaf[:len(forged.Leaf)-1]) + ` }`)
+	forged.Body = []byte(string(forged.Body[:len(forged.Body)-1]) + ` }`)
 	if err := audit.CheckFeedEntry(cp, forged, "tn_a", 3); !errors.Is(err, audit.ErrBadProof) {
-		t.Errorf("altered leaf: err = %v, want ErrBadProof", err)
+		t.Errorf("altered body: err = %v, want ErrBadProof", err)
+	}
+	resalted := feed.Entries[2]
+	resalted.Salt = append([]byte(nil), resalted.Salt...)
+	resalted.Salt[0] ^= 1
+	if err := audit.CheckFeedEntry(cp, resalted, "tn_a", 3); !errors.Is(err, audit.ErrBadProof) {
+		t.Errorf("altered salt: err = %v, want ErrBadProof", err)
+	}
+	unsalted := feed.Entries[2]
+	unsalted.Salt = nil // passed off as a legacy entry
+	if err := audit.CheckFeedEntry(cp, unsalted, "tn_a", 3); !errors.Is(err, audit.ErrBadProof) {
+		t.Errorf("salt dropped: err = %v, want ErrBadProof", err)
 	}
 	wrong := feed.Entries[2]
 	wrong.Proof = append([]tlog.Hash(nil), wrong.Proof...)

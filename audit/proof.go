@@ -17,9 +17,12 @@ const proofHeader = "c2sp.org/tlog-proof@v1"
 
 // Proof is an offline proof that an entry is in the log: the C2SP
 // tlog-proof format (https://c2sp.org/tlog-proof), with the entry itself
-// carried in the "extra" line so that the file is self-contained.
+// carried in the "extra" line so that the file is self-contained. The
+// entry travels as its [Opening] — body and salt, from which the verifier
+// recomputes the leaf — so the proof shows what the entry says, not only
+// that some commitment is in the tree.
 type Proof struct {
-	Entry      []byte // the leaf bytes (the extra data)
+	Entry      []byte // the entry's opening (the extra data)
 	Index      uint64
 	Hashes     tlog.RecordProof
 	Checkpoint []byte // the signed checkpoint note
@@ -111,8 +114,26 @@ func (p *Proof) Verify(v note.Verifier) (*Checkpoint, error) {
 	if p.Index >= cp.Size {
 		return nil, fmt.Errorf("%w: index %d is beyond checkpoint size %d", ErrBadProof, p.Index, cp.Size)
 	}
-	if err := tlog.CheckRecord(p.Hashes, int64(cp.Size), cp.Root, int64(p.Index), tlog.RecordHash(p.Entry)); err != nil {
+	body, salt, err := ParseOpening(p.Entry)
+	if err != nil {
+		return nil, fmt.Errorf("tlog-proof: %w", err)
+	}
+	leaf, err := LeafOf(body, salt)
+	if err != nil {
+		return nil, fmt.Errorf("tlog-proof: %w", err)
+	}
+	if err := tlog.CheckRecord(p.Hashes, int64(cp.Size), cp.Root, int64(p.Index), tlog.RecordHash(leaf)); err != nil {
 		return nil, fmt.Errorf("%w: entry %d against checkpoint size %d", ErrBadProof, p.Index, cp.Size)
 	}
 	return cp, nil
+}
+
+// Body returns the entry's body (its JSON), or nil if the proof carries
+// no well-formed entry.
+func (p *Proof) Body() []byte {
+	body, _, err := ParseOpening(p.Entry)
+	if err != nil {
+		return nil
+	}
+	return body
 }

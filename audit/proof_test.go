@@ -18,10 +18,11 @@ func TestOfflineProofRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, err := e.log.Entry(ctx, 17)
+	st, err := e.log.Entries(ctx, 17, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	entry := st[0].Opening()
 	hashes, err := e.log.InclusionProof(ctx, 17, cp.Size)
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +38,9 @@ func TestOfflineProofRoundTrip(t *testing.T) {
 	}
 	if _, err := q.Verify(e.verifier); err != nil {
 		t.Fatalf("honest proof: %v", err)
+	}
+	if !bytes.Equal(q.Body(), st[0].Data) {
+		t.Fatalf("proof body %q, want %q", q.Body(), st[0].Data)
 	}
 	q.Entry = bytes.Replace(q.Entry, []byte("contact.read"), []byte("contact.list"), 1)
 	if _, err := q.Verify(e.verifier); !errors.Is(err, audit.ErrBadProof) {

@@ -47,7 +47,11 @@ func TestTamperDetected(t *testing.T) {
 		index  uint64
 		reason string
 	}{
-		{"change a leaf", []string{`UPDATE audit_leaves SET data = $1 WHERE idx = 417`}, 417, "leaf hash"},
+		{"change a body", []string{`UPDATE audit_leaves SET data = $1 WHERE idx = 417`}, 417, "commitment"},
+		{"change a salt", []string{`UPDATE audit_leaves SET salt = $1 WHERE idx = 417`}, 417, "commitment"},
+		{"change a commitment", []string{`UPDATE audit_leaves SET leaf = $1 WHERE idx = 417`}, 417, "commitment"},
+		{"change a body and its commitment", []string{`UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 417`}, 417, "leaf hash"},
+		{"pass a body off as a legacy entry", []string{`UPDATE audit_leaves SET data = $1, leaf = NULL, salt = NULL WHERE idx = 417`}, 417, "legacy"},
 		{"delete a leaf", []string{`DELETE FROM audit_leaves WHERE idx = 300`}, 300, "missing"},
 		{"swap two leaves", []string{
 			`UPDATE audit_leaves SET idx = -1 WHERE idx = 600`,
@@ -65,11 +69,7 @@ func TestTamperDetected(t *testing.T) {
 			}
 			e.log.Close()
 			for _, q := range tc.tamper {
-				var args []any
-				if strings.Contains(q, "$1") {
-					args = append(args, tamperValue(t, e, q))
-				}
-				if _, err := e.db.Write.Exec(q, args...); err != nil {
+				if _, err := e.db.Write.Exec(q, tamperArgs(t, e, q)...); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}
@@ -92,27 +92,16 @@ func TestTamperRewrittenTree(t *testing.T) {
 	e.appendConcurrently(t, 600)
 	e.log.Close()
 	cpSize := uint64(600)
-	// Rewrite leaf 10 and recompute every tile consistently.
-	rows, err := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
-	if err != nil {
+	// Rewrite entry 10's body, commit to it again under its salt, and
+	// recompute every tile consistently.
+	args := tamperArgs(t, e, `UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 10`)
+	if _, err := e.db.Write.Exec(`UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 10`, args...); err != nil {
 		t.Fatal(err)
 	}
-	var datas [][]byte
-	for rows.Next() {
-		var b []byte
-		rows.Scan(&b)
-		datas = append(datas, b)
-	}
-	rows.Close()
-	forged := []byte(strings.Replace(string(datas[10]), "contact.read", "contact.list", 1))
-	if _, err := e.db.Write.Exec(`UPDATE audit_leaves SET data = $1 WHERE idx = 10`, forged); err != nil {
+	if err := audit.RebuildTiles(context.Background(), e.db.Write, storedLeaves(t, e)); err != nil {
 		t.Fatal(err)
 	}
-	datas[10] = forged
-	if err := audit.RebuildTiles(context.Background(), e.db.Write, datas); err != nil {
-		t.Fatal(err)
-	}
-	_, err = e.verify(t)
+	_, err := e.verify(t)
 	var ve *audit.VerifyError
 	if !errors.As(err, &ve) || !strings.Contains(ve.Reason, fmt.Sprintf("checkpoint signed at size %d", cpSize)) {
 		t.Fatalf("Verify of a consistently rewritten tree: %v; want a checkpoint mismatch", err)
@@ -128,15 +117,7 @@ func TestTruncationWithRebuiltTiles(t *testing.T) {
 	if _, err := e.db.Write.Exec(`DELETE FROM audit_leaves WHERE idx >= 900`); err != nil {
 		t.Fatal(err)
 	}
-	rows, _ := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
-	var datas [][]byte
-	for rows.Next() {
-		var b []byte
-		rows.Scan(&b)
-		datas = append(datas, b)
-	}
-	rows.Close()
-	if err := audit.RebuildTiles(context.Background(), e.db.Write, datas); err != nil {
+	if err := audit.RebuildTiles(context.Background(), e.db.Write, storedLeaves(t, e)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.verify(t)
@@ -190,19 +171,56 @@ func TestLevelOneTileTamper(t *testing.T) {
 	}
 }
 
-// tamperValue is the forged value a tampering UPDATE writes: the leaf with
-// one word changed, or a tile of random bytes.
-func tamperValue(t *testing.T, e *logEnv, q string) []byte {
+// tamperArgs are the forged values a tampering statement writes: a tile
+// of random bytes; an entry's body with one word changed ($1) and, if
+// asked for ($2), the commitment to it under the row's own salt, as an
+// attacker with the database and the code could compute; or for a salt
+// or a commitment alone, 32 random bytes.
+func tamperArgs(t *testing.T, e *logEnv, q string) []any {
+	t.Helper()
+	if !strings.Contains(q, "$1") {
+		return nil
+	}
 	if strings.Contains(q, "audit_tiles") {
 		b := make([]byte, 8192)
 		rand.Read(b)
-		return b
+		return []any{b}
 	}
-	var data []byte
-	if err := e.db.Read.QueryRow(`SELECT data FROM audit_leaves WHERE idx = 417`).Scan(&data); err != nil {
+	if strings.Contains(q, "SET salt") || strings.Contains(q, "SET leaf") {
+		b := make([]byte, audit.SaltSize)
+		rand.Read(b)
+		return []any{b}
+	}
+	idx := strings.TrimSpace(q[strings.LastIndex(q, "=")+1:])
+	var data, salt []byte
+	if err := e.db.Read.QueryRow(`SELECT data, salt FROM audit_leaves WHERE idx = `+idx).Scan(&data, &salt); err != nil {
 		t.Fatal(err)
 	}
-	return bytes.Replace(data, []byte("contact.read"), []byte("contact.list"), 1)
+	forged := bytes.Replace(data, []byte("contact.read"), []byte("contact.list"), 1)
+	if strings.Contains(q, "$2") {
+		return []any{forged, audit.Commit(salt, forged)}
+	}
+	return []any{forged}
+}
+
+// storedLeaves returns every stored Merkle leaf, in order, as a rewriter
+// of the tiles would read them.
+func storedLeaves(t *testing.T, e *logEnv) [][]byte {
+	t.Helper()
+	rows, err := e.db.Read.Query(`SELECT COALESCE(leaf, data) FROM audit_leaves ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var leaves [][]byte
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, b)
+	}
+	return leaves
 }
 
 func containsAny(s string, subs []string) bool {

@@ -167,8 +167,11 @@ func (l *Log) ReadTile(ctx context.Context, level, index uint64, width int) ([]b
 }
 
 // ReadEntryBundle returns the tlog-tiles entry bundle index of the given
-// width: each entry as a big-endian uint16 length and its bytes. Bundles
-// are built from the leaf rows.
+// width: each entry as a big-endian uint16 length and its leaf bytes.
+// Leaves are commitments (see [Commit]), so a bundle tells its reader
+// that entries exist and that they hash to the tree, and nothing of what
+// they say — except legacy entries, written before commitments, whose
+// leaf is their JSON body.
 func (l *Log) ReadEntryBundle(ctx context.Context, index uint64, width int) ([]byte, error) {
 	if width < 1 || width > 1<<tileHeight {
 		return nil, custos.Errorf(custos.ENOTFOUND, "no such entry bundle")
@@ -177,7 +180,7 @@ func (l *Log) ReadEntryBundle(ctx context.Context, index uint64, width int) ([]b
 	if start+uint64(width) > l.Size() {
 		return nil, custos.Errorf(custos.ENOTFOUND, "no such entry bundle")
 	}
-	rows, err := l.r.QueryContext(ctx, `SELECT idx, data FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(start), int64(start)+int64(width))
+	rows, err := l.r.QueryContext(ctx, `SELECT idx, COALESCE(leaf, data) FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(start), int64(start)+int64(width))
 	if err != nil {
 		return nil, fmt.Errorf("read entry bundle: %w", err)
 	}

@@ -41,7 +41,8 @@ type VerifyError struct {
 
 func (e *VerifyError) Error() string { return fmt.Sprintf("entry %d: %s", e.Index, e.Reason) }
 
-// Verify recomputes the whole tree from the stored leaves — with the
+// Verify checks that every entry's body and salt open its commitment,
+// then recomputes the whole tree from the commitments — with the
 // transparency-dev/merkle compact range, in memory logarithmic in the
 // log's size — and checks it against every stored tile, every signed
 // checkpoint (signatures verified with v) and opts.Checkpoint. It also
@@ -78,27 +79,37 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 		cps = cps[1:]
 	}
 
-	rows, err := read.QueryContext(ctx, `SELECT idx, tenant_id, tenant_seq, data FROM audit_leaves ORDER BY idx`)
+	rows, err := read.QueryContext(ctx, `SELECT idx, tenant_id, tenant_seq, data, salt, leaf FROM audit_leaves ORDER BY idx`)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	defer rows.Close()
 	var n uint64
+	committed := false // a committed entry was seen: no legacy one may follow
 	for rows.Next() {
 		var idx int64
 		var tenant sql.NullString
 		var seq sql.NullInt64
-		var data []byte
-		if err := rows.Scan(&idx, &tenant, &seq, &data); err != nil {
+		var s Stored
+		if err := rows.Scan(&idx, &tenant, &seq, &s.Data, &s.Salt, &s.Leaf); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
 		if uint64(idx) != n {
 			return nil, &VerifyError{Index: n, Reason: "entry is missing"}
 		}
-		if err := vf.leafFields(n, tenant, seq, data); err != nil {
+		s.Index = n
+		if err := s.check(); err != nil {
 			return nil, err
 		}
-		h := tlog.RecordHash(data)
+		if s.Salt != nil {
+			committed = true
+		} else if committed {
+			return nil, &VerifyError{Index: n, Reason: "legacy (uncommitted) entry after committed ones"}
+		}
+		if err := vf.leafFields(n, tenant, seq, s.Data); err != nil {
+			return nil, err
+		}
+		h := tlog.RecordHash(s.Leaf)
 		if err := rng.Append(h[:], vf.visit); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}

@@ -14,10 +14,13 @@ import (
 
 // registerLogRoutes serves the audit log: proofs under /v1/log for API
 // clients, and the C2SP tlog-tiles read API under /log for off-the-shelf
-// verifiers. Checkpoints and hash tiles carry no metadata and are public,
-// so witnesses and monitors need no credentials; entry bundles name actors
-// and tenants, so they need a key. Reading the log is not itself logged:
-// it touches no tenant data, and logging it would grow the log forever.
+// verifiers. Checkpoints, hash tiles and entry bundles are public: a leaf
+// is a salted commitment to its entry (audit.Commit), so anyone can check
+// the whole tree and learns nothing of what the entries say. An entry's
+// body is served only to those it concerns ([Server.entry]) and, through
+// the tenant's access feed, to the tenant. Reading the log is not itself
+// logged: it touches no tenant data, and logging it would grow the log
+// forever.
 func (s *Server) registerLogRoutes() {
 	s.handle("GET", "/v1/log/checkpoint", "", true, s.checkpoint)
 	s.handle("GET", "/v1/log/entries/{index}", "", true, s.entry)
@@ -25,7 +28,7 @@ func (s *Server) registerLogRoutes() {
 	s.handle("GET", "/v1/log/proof/consistency", "", true, s.consistencyProof)
 
 	s.handle("GET", "/log/checkpoint", "", false, s.checkpoint)
-	s.handle("GET", "/log/tile/entries/{path...}", "", true, s.entryBundle)
+	s.handle("GET", "/log/tile/entries/{path...}", "", false, s.entryBundle)
 	s.handle("GET", "/log/tile/{path...}", "", false, s.hashTile)
 }
 
@@ -48,19 +51,64 @@ func parseUint(name, v string) (uint64, error) {
 	return n, nil
 }
 
+// entry serves one entry's body and salt, with its leaf, to security
+// staff and to an admin of the tenant the entry concerns. Everyone else —
+// other tenants' keys, services, support staff, operators — gets the same
+// 404 as for an index beyond the log: whether an entry concerns a tenant
+// is itself not theirs to learn.
 func (s *Server) entry(w http.ResponseWriter, r *http.Request) error {
 	idx, err := parseUint("index", r.PathValue("index"))
 	if err != nil {
 		return err
 	}
-	data, err := s.log.Entry(r.Context(), idx)
+	notFound := custos.Errorf(custos.ENOTFOUND, "no such entry")
+	p := custos.RequestFromContext(r.Context()).Principal
+	if !mayReadEntries(custos.RequestFromContext(r.Context())) {
+		return notFound
+	}
+	st, err := s.log.Entries(r.Context(), idx, 1)
 	if err != nil {
 		return err
 	}
+	if len(st) == 0 {
+		return notFound
+	}
+	e := st[0]
+	if p.Kind != custos.KindStaffSecurity {
+		var l struct {
+			Tenant string `json:"tenant"`
+		}
+		// The body was checked against the tree: the tenant it names is
+		// the one the entry concerns.
+		if json.Unmarshal(e.Data, &l) != nil || l.Tenant == "" || l.Tenant != p.TenantID {
+			return notFound
+		}
+	}
 	return writeJSON(w, http.StatusOK, struct {
 		Index uint64          `json:"index"`
-		Leaf  json.RawMessage `json:"leaf"`
-	}{idx, data})
+		Body  json.RawMessage `json:"body"`
+		Salt  []byte          `json:"salt,omitempty"`
+		Leaf  []byte          `json:"leaf"`
+	}{idx, e.Data, e.Salt, e.Leaf})
+}
+
+// mayReadEntries says whether the request's principal may read entry
+// bodies at all: security staff, and tenant admins (their own tenant's
+// entries only, checked per entry). The key needs log:read (security
+// staff's security scope also does).
+func mayReadEntries(r *custos.Request) bool {
+	p, k := r.Principal, r.Key
+	if p == nil || p.Suspended {
+		return false
+	}
+	has := func(sc custos.Scope) bool { return k == nil || k.Has(sc) }
+	switch p.Kind {
+	case custos.KindStaffSecurity:
+		return has(custos.ScopeLogRead) || has(custos.ScopeSecurity)
+	case custos.KindTenantAdmin:
+		return p.TenantID != "" && has(custos.ScopeLogRead)
+	}
+	return false
 }
 
 // sizeParam returns ?name=, defaulting to the latest signed checkpoint's size.

@@ -102,7 +102,7 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 		return err
 	}
 	return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
-		var msg, data []byte
+		var msg []byte
 		if err := db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg); err != nil {
 			return fmt.Errorf("read checkpoint: %w", err)
 		}
@@ -113,7 +113,10 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 		if index >= cp.Size {
 			return fmt.Errorf("entry %d is not covered by the latest checkpoint (size %d)", index, cp.Size)
 		}
-		if err := db.QueryRowContext(ctx, `SELECT data FROM audit_leaves WHERE idx = $1`, int64(index)).Scan(&data); err != nil {
+		// ReadEntry checks that the body and salt open the leaf; the proof
+		// then puts the leaf in the signed tree.
+		e, err := audit.ReadEntry(ctx, db, index)
+		if err != nil {
 			return fmt.Errorf("read entry %d: %w", index, err)
 		}
 		hr := tileReader(ctx, db)
@@ -121,18 +124,20 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 		if err != nil {
 			return err
 		}
-		if err := tlog.CheckRecord(p, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash(data)); err != nil {
+		if err := tlog.CheckRecord(p, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash(e.Leaf)); err != nil {
 			return fmt.Errorf("inclusion proof does not verify: %w", err)
 		}
-		fmt.Fprintf(m.Stdout, "entry %d: %s\n", index, data)
+		fmt.Fprintf(m.Stdout, "entry %d: %s\n", index, e.Data)
 		fmt.Fprintf(m.Stdout, "included in the tree of size %d, root %s; proof:\n", cp.Size, cp.Root)
 		for _, h := range p {
 			fmt.Fprintf(m.Stdout, "  %s\n", h)
 		}
 		fmt.Fprintf(m.Stdout, "checkpoint:\n%s", msg)
 		if out != "" {
-			pr := &audit.Proof{Entry: data, Index: index, Hashes: p, Checkpoint: msg}
-			if err := os.WriteFile(out, pr.Marshal(), 0o644); err != nil {
+			// The file carries body and salt: whoever holds it can read the
+			// entry, so hand it only to the tenant it concerns.
+			pr := &audit.Proof{Entry: e.Opening(), Index: index, Hashes: p, Checkpoint: msg}
+			if err := os.WriteFile(out, pr.Marshal(), 0o600); err != nil {
 				return err
 			}
 			fmt.Fprintf(m.Stdout, "wrote %s: check it anywhere with  custos verify-proof %s --key log.pub\n", out, out)
@@ -191,6 +196,6 @@ func (m *Main) runVerifyProof(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("REFUSED: %w", err)
 	}
-	fmt.Fprintf(m.Stdout, "verified: entry %d is in log %s at size %d (root %s), signed by %s\nentry: %s\n", p.Index, cp.Origin, cp.Size, cp.Root, v.Name(), p.Entry)
+	fmt.Fprintf(m.Stdout, "verified: entry %d is in log %s at size %d (root %s), signed by %s\nentry: %s\n", p.Index, cp.Origin, cp.Size, cp.Root, v.Name(), p.Body())
 	return nil
 }

@@ -89,10 +89,10 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			st.TenantSeq = e.TenantSeq
 			verified++
 			if *asJSON {
-				fmt.Fprintf(m.Stdout, "%s\n", e.Leaf)
+				fmt.Fprintf(m.Stdout, "%s\n", e.Body)
 			} else {
 				var l audit.Leaf
-				json.Unmarshal(e.Leaf, &l)
+				json.Unmarshal(e.Body, &l)
 				fmt.Fprintf(m.Stdout, "%6d  #%-8d %s  %-24s %-14s %-16s %s\n", e.TenantSeq, e.Index, l.Time.Format("2006-01-02T15:04:05Z"), l.Actor, l.ActorKind, l.Action, l.Outcome)
 			}
 		}
