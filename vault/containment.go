@@ -266,7 +266,14 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 	}
 	p := custos.RequestFromContext(ctx).Principal
 	var a *Alert
-	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+	// Acknowledging or resolving an alert silences it: security hears of it
+	// at once (invariant 12), by ids only — the note is free text.
+	msg := &notify.Message{Topic: "alert." + status, Severity: notify.SeverityInfo, To: []string{notify.ToStaffSecurity},
+		Text: fmt.Sprintf("alert %s %s by %s", id, status, p.ID), Data: map[string]string{"alert": id, "by": p.ID}}
+	if status == AlertResolved {
+		msg.Severity = notify.SeverityHigh
+	}
+	err = v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		var err error
 		a, err = scanAlert(tx.QueryRowContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE id = $1`, id))
 		if isNoRows(err) {

@@ -181,9 +181,14 @@ func (v *Vault) approvalFor(ctx context.Context, tx *sql.Tx, by, p *custos.Princ
 		// Approval power needs a second operator or security identity. Only
 		// while none exists — right after init — may the first one add one
 		// alone; that enrollment is announced as such and flagged in review.
+		// "Exists" counts every state: one not yet enrolled, or suspended,
+		// still ends the exception, or an operator could mint any number of
+		// unapproved second persons before the first enrolls (or again once
+		// the only one is suspended). p itself is left out, so re-keying the
+		// founding second person stays possible.
 		var others int
-		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM principals WHERE kind IN ($1, $2) AND suspended = 0 AND verified_at IS NOT NULL AND identity <> $3`,
-			string(custos.KindOperator), string(custos.KindStaffSecurity), by.Identity).Scan(&others)
+		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM principals WHERE kind IN ($1, $2) AND identity <> $3 AND id <> $4`,
+			string(custos.KindOperator), string(custos.KindStaffSecurity), by.Identity, p.ID).Scan(&others)
 		if err != nil {
 			return "", nil, fmt.Errorf("count privileged identities: %w", err)
 		}
