@@ -62,8 +62,8 @@ func (s *Server) entry(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	notFound := custos.Errorf(custos.ENOTFOUND, "no such entry")
-	p := custos.RequestFromContext(r.Context()).Principal
-	if !mayReadEntries(custos.RequestFromContext(r.Context())) {
+	req := custos.RequestFromContext(r.Context())
+	if !mayReadEntries(req) {
 		return notFound
 	}
 	st, err := s.log.Entries(r.Context(), idx, 1)
@@ -74,7 +74,7 @@ func (s *Server) entry(w http.ResponseWriter, r *http.Request) error {
 		return notFound
 	}
 	e := st[0]
-	if p.Kind != custos.KindStaffSecurity {
+	if p := req.Principal; p.Kind != custos.KindStaffSecurity {
 		var l struct {
 			Tenant string `json:"tenant"`
 		}

@@ -35,6 +35,9 @@ func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant, adminEmail s
 	// second principal, so the checks that refuse an approver minted by the
 	// requester do not count the operator as its creator.
 	admin.CreatedBy = by.ID
+	if admin.SamePerson(by) {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "%s: a tenant's first admin is the tenant's registered address, not the operator's", reasonSamePerson))
+	}
 	_, wrapped, err := v.ring.NewTenantKeys(t.ID)
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("create tenant keys: %w", err))
