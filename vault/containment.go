@@ -431,12 +431,6 @@ func mayLift(lifter, target *custos.Principal) error {
 	if lifter.CreatedByHolderOf(target) {
 		return custos.Errorf(custos.EFORBIDDEN, "%s", reasonCreatedBy)
 	}
-	// The founding security principal, made alone right after init, never
-	// frees what its own creator made: else one operator could create a
-	// staff principal and, alone, the principal that lifts its containment.
-	if lifter.BootstrappedBy != "" && (lifter.BootstrappedBy == target.CreatorIdentity || lifter.BootstrappedBy == target.Identity) {
-		return custos.Errorf(custos.EFORBIDDEN, "%s", "lifter was created alone by the person who made the contained principal: someone else lifts its containment")
-	}
 	return nil
 }
 

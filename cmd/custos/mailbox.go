@@ -25,7 +25,7 @@ func awaitEnrollment(ctx context.Context, mailDir, email string, seen map[string
 	if err != nil {
 		return "", err
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // generous: CI runs packages in parallel on 2 cores
 	for {
 		files, _ := filepath.Glob(filepath.Join(mailDir, addr, "*.eml"))
 		sort.Strings(files)
