@@ -168,7 +168,7 @@ func TestNotificationsInTheOutbox(t *testing.T) {
 	if _, err := f.vault.RevokeGrant(staff, tenant, g.ID); err != nil {
 		t.Fatal(err)
 	}
-	want := "support.settings→tenant_admins+staff_security support.request→tenant_admins support.decision→principal:" + sp.ID + " grant.ended→tenant_admins"
+	want := "support.settings→tenant_admins+staff_security support.request→tenant_admins support.decision→principal:" + sp.ID + "+staff_security grant.ended→tenant_admins"
 	if got := topics(outbox(t, f)); got != want {
 		t.Fatalf("outbox: %s\nwant %s", got, want)
 	}

@@ -274,7 +274,7 @@ var matrix = []struct {
 		func(t *testing.T, w *world) {
 			ok(t, "request", w.f.vault.RequestAccess(w.staff, w.request()))
 		}},
-	{"decide an access request", "a tenant admin", "is itself the second party: not the requester's person, not created by it", "the requester",
+	{"decide an access request", "a tenant admin", "is itself the second party: not the requester's person, not created by it", "the requester, security",
 		func(t *testing.T, w *world) {
 			r := w.request()
 			ok(t, "request", w.f.vault.RequestAccess(w.staff, r))
@@ -290,7 +290,7 @@ var matrix = []struct {
 			_, err := w.f.vault.DecideRequest(w.admin, w.tenant, r.ID, vault.Decision{Approve: true})
 			ok(t, "the tenant's admin", err)
 		}},
-	{"grant support access directly", "a tenant admin", "is itself the second party: not the staff member's person, not created by it", "the staff member",
+	{"grant support access directly", "a tenant admin", "is itself the second party: not the staff member's person, not created by it", "the staff member, security",
 		func(t *testing.T, w *world) {
 			e := w.mintPending(t, w.op, custos.KindTenantAdmin, w.tenant, "sam@corp.test")
 			w.f.approvers.Settle(t, e)

@@ -337,7 +337,8 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		} else if n != 1 {
 			return custos.Errorf(custos.ECONFLICT, "the request was decided meanwhile")
 		}
-		m := &notify.Message{Topic: "support.decision", TenantID: tenant, To: []string{notify.ToPrincipal(r.RequesterID)},
+		// Security hears of every grant that opens a tenant's data to staff.
+		m := &notify.Message{Topic: "support.decision", TenantID: tenant, To: []string{notify.ToPrincipal(r.RequesterID), notify.ToStaffSecurity},
 			Text: fmt.Sprintf("request %s was denied by %s", id, decider.ID)}
 		if g != nil {
 			m.Text = fmt.Sprintf("request %s was approved by %s: grant %s, %s, until %s, reveal budget %d", id, decider.ID, g.ID, g.Scope, g.ExpiresAt.Format(time.RFC3339), g.RevealBudget)
@@ -449,8 +450,8 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 		if err := insertGrant(ctx, tx, g); err != nil {
 			return err
 		}
-		return v.enqueue(ctx, tx, &notify.Message{Topic: "grant.created", TenantID: g.TenantID, To: []string{notify.ToPrincipal(g.StaffID)},
-			Text: fmt.Sprintf("%s granted you %s access: grant %s until %s, reveal budget %d", admin.ID, g.Scope, g.ID, g.ExpiresAt.Format(time.RFC3339), g.RevealBudget)})
+		return v.enqueue(ctx, tx, &notify.Message{Topic: "grant.created", TenantID: g.TenantID, To: []string{notify.ToPrincipal(g.StaffID), notify.ToStaffSecurity},
+			Text: fmt.Sprintf("%s granted %s %s access: grant %s until %s, reveal budget %d", admin.ID, g.StaffID, g.Scope, g.ID, g.ExpiresAt.Format(time.RFC3339), g.RevealBudget)})
 	})
 	if err == nil {
 		v.kick()
