@@ -272,6 +272,7 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 	}
 	l := audit.Leaf{Actor: Actor, Action: "alert.raise", Outcome: audit.OutcomeOK}
 	var created int
+	var told bool // messages other than new alerts' went to the outbox
 	_, err = d.Log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		now := time.Now()
 		res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3 WHERE name = $4 AND next_index = $5`,
@@ -285,33 +286,50 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 		var details []string
 		severity := ""
 		for _, h := range hits {
+			generation := 1
 			if !h.New {
-				// More evidence for an alert of this window: principals
-				// and tenants it brings in are contained like the first.
-				id, err := vault.AlertID(ctx, tx, h.DedupKey)
+				cur, err := vault.LatestAlert(ctx, tx, h.DedupKey)
 				if err != nil {
 					return err
 				}
-				if id == "" {
+				if cur == nil {
 					continue // fired before this detector's history began
 				}
-				done, err := vault.Contain(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, id, now)
-				if err != nil {
-					return err
-				}
-				if err := vault.AddEvidence(ctx, tx, h.DedupKey, h.Evidence, h.Principals, h.Tenants, done, now); err != nil {
-					return err
-				}
-				if len(done) > 0 {
-					details = append(details, fmt.Sprintf("%s %s: more evidence", id, h.Rule.ID)+actionsText(done))
-					if err := notifyContained(ctx, tx, id, h.Rule.ID, done, now); err != nil {
+				if cur.Status != vault.AlertResolved {
+					// More evidence for the open alert of this window:
+					// principals and tenants it brings in are contained
+					// like the first, and security hears of it first.
+					done, err := d.moreEvidence(ctx, tx, cur, h, now)
+					if err != nil {
 						return err
 					}
+					if len(done) > 0 {
+						details = append(details, fmt.Sprintf("%s %s: more evidence", cur.ID, h.Rule.ID)+actionsText(done))
+						told = true
+					}
+					continue
 				}
-				continue
+				// A resolved alert stays resolved: what arrives after its
+				// resolution is a new alert, the next generation of its key.
+				generation = cur.Generation + 1
 			}
-			a := &vault.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: h.Rule.ID, Title: h.Rule.Title, Severity: h.Rule.Level, DedupKey: h.DedupKey,
+			a := &vault.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: h.Rule.ID, Title: h.Rule.Title, Severity: h.Rule.Level,
+				DedupKey: vault.GenerationKey(h.DedupKey, generation), DedupBase: h.DedupKey, Generation: generation,
 				Principals: h.Principals, Tenants: h.Tenants, Evidence: h.Evidence, CreatedAt: now}
+			if err := vault.InsertAlert(ctx, tx, a); err != nil {
+				return err
+			}
+			// Security is notified before anything is contained: the
+			// alert's message, naming what it is about to contain, comes
+			// first in the outbox's delivery order and commits with it.
+			plan, err := vault.PlanContainment(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, now)
+			if err != nil {
+				return err
+			}
+			a.Actions = plan
+			if err := notify.Enqueue(ctx, tx, alertMessage(a, h), now); err != nil {
+				return err
+			}
 			done, err := vault.Contain(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, a.ID, now)
 			if err != nil {
 				return err
@@ -324,7 +342,7 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 				done = append(done, told...)
 			}
 			a.Actions = done
-			if err := vault.InsertAlert(ctx, tx, a); err != nil {
+			if err := vault.SetAlertActions(ctx, tx, a.ID, done); err != nil {
 				return err
 			}
 			created++
@@ -332,9 +350,6 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 				severity = h.Rule.Level
 			}
 			details = append(details, fmt.Sprintf("%s %s (%s)", a.ID, h.Rule.ID, h.Rule.Level)+actionsText(done))
-			if err := notify.Enqueue(ctx, tx, alertMessage(a, h), now); err != nil {
-				return err
-			}
 			if err := notifyContained(ctx, tx, a.ID, h.Rule.ID, done, now); err != nil {
 				return err
 			}
@@ -355,10 +370,43 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 		return err
 	}
 	d.stored, d.savedAt = to, time.Now()
-	if created > 0 && d.Notified != nil {
+	if (created > 0 || told) && d.Notified != nil {
 		d.Notified()
 	}
 	return nil
+}
+
+// moreEvidence adds a hit's evidence to the open alert cur and applies
+// the rule's containment to the principals and tenants it brings in. If
+// that contains anything, security gets a message naming it before it is
+// applied (earlier in the outbox, in the same transaction), as for a new
+// alert: no containment is ever silent.
+func (d *Detector) moreEvidence(ctx context.Context, tx *sql.Tx, cur *vault.Alert, h Hit, now time.Time) ([]string, error) {
+	plan, err := vault.PlanContainment(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, now)
+	if err != nil {
+		return nil, err
+	}
+	if len(plan) > 0 {
+		more := *cur
+		more.Principals, more.Tenants, more.Evidence, more.Actions = h.Principals, h.Tenants, h.Evidence, plan
+		m := alertMessage(&more, h)
+		m.Text = "more evidence for " + m.Text
+		m.Data["more_evidence"] = "true"
+		if err := notify.Enqueue(ctx, tx, m, now); err != nil {
+			return nil, err
+		}
+	}
+	done, err := vault.Contain(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, cur.ID, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := vault.AddEvidence(ctx, tx, cur.ID, h.Evidence, h.Principals, h.Tenants, done, now); err != nil {
+		return nil, err
+	}
+	if err := notifyContained(ctx, tx, cur.ID, h.Rule.ID, done, now); err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // notifyContained tells each tenant whose exports an alert froze, at once

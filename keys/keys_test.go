@@ -192,3 +192,37 @@ func TestKMSSeam(t *testing.T) {
 		t.Fatal("keysets wrapped by one KMS key unwrapped under another")
 	}
 }
+
+// TestSystemAEAD: a system AEAD keyset seals and opens through its
+// wrapped form, binds the associated data, and does not unwrap under
+// another name, nor as the system PRF of the same name.
+func TestSystemAEAD(t *testing.T) {
+	ring := newRing(t)
+	s, wrapped, err := ring.NewSystemAEAD("notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := s.Seal([]byte("jo@example.test was here"), []byte("alert/al_1/note"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(ct, []byte("example.test")) {
+		t.Fatal("ciphertext holds the plaintext")
+	}
+	s2, err := ring.SystemAEAD("notes", wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := s2.Open(ct, []byte("alert/al_1/note")); err != nil || string(pt) != "jo@example.test was here" {
+		t.Fatalf("open: %q %v", pt, err)
+	}
+	if _, err := s2.Open(ct, []byte("alert/al_2/note")); err == nil {
+		t.Error("opened under other associated data")
+	}
+	if _, err := ring.SystemAEAD("other", wrapped); err == nil {
+		t.Error("unwrapped under another name")
+	}
+	if _, err := ring.SystemPRF("notes", wrapped); err == nil {
+		t.Error("an AEAD keyset unwrapped as the PRF of the same name")
+	}
+}

@@ -101,6 +101,7 @@ var matrix = map[string][]string{
 	"POST /v1/review/revoke": {"operator"},
 
 	"GET /v1/alerts":                     {"security"},
+	"GET /v1/containments":               {"security"},
 	"POST /v1/alerts/{id}/ack":           {"security"},
 	"POST /v1/alerts/{id}/resolve":       {"security"},
 	"POST /v1/principals/{id}/suspend":   {"security"},

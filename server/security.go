@@ -12,6 +12,7 @@ func (s *Server) registerSecurityRoutes() {
 	s.handle("GET", "/v1/alerts", custos.ActionAlertRead, true, s.listAlerts)
 	s.handle("POST", "/v1/alerts/{id}/ack", custos.ActionAlertUpdate, true, s.updateAlert(vault.AlertAcknowledged))
 	s.handle("POST", "/v1/alerts/{id}/resolve", custos.ActionAlertUpdate, true, s.updateAlert(vault.AlertResolved))
+	s.handle("GET", "/v1/containments", custos.ActionAlertRead, true, s.listContainments)
 	s.handle("POST", "/v1/principals/{id}/suspend", custos.ActionContain, true, s.suspend(true))
 	s.handle("POST", "/v1/principals/{id}/unsuspend", custos.ActionLift, true, s.suspend(false))
 	s.handle("POST", "/v1/tenants/{tenant}/freeze", custos.ActionContain, true, s.freeze(true))
@@ -41,6 +42,16 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, items[*vault.Alert]{as})
+}
+
+// listContainments lists what is contained now: suspended principals and
+// frozen tenants, what contained each, who may lift it.
+func (s *Server) listContainments(w http.ResponseWriter, r *http.Request) error {
+	cs, err := s.vault.Containments(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, items[*vault.Containment]{cs})
 }
 
 type reasonBody struct {

@@ -13,8 +13,12 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -44,12 +48,40 @@ type DB struct {
 	Path  string
 	Write *sql.DB
 	Read  *sql.DB
+
+	stop      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
+
+// Options are the optional settings of [OpenOptions].
+type Options struct {
+	// CheckpointEvery is how often, when the writer is idle, the WAL is
+	// checkpointed and truncated to zero bytes (default 10 s; negative:
+	// never, for tools that manage the file themselves).
+	CheckpointEvery time.Duration
+}
+
+// DefaultCheckpointEvery is the idle WAL checkpoint interval.
+const DefaultCheckpointEvery = 10 * time.Second
 
 // Open opens (creating if needed) the database file at path and applies
 // any pending migrations.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenOptions(ctx, path, Options{})
+}
+
+// OpenOptions is [Open] with options. The database file is created 0600
+// in a 0700 directory; files open to group or others are refused.
+func OpenOptions(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err := ensureDir(path); err != nil {
+		return nil, err
+	}
+	if err := createPrivate(path); err != nil {
+		return nil, err
+	}
+	if err := CheckFiles(path); err != nil {
 		return nil, err
 	}
 	// The single writer gets a large page cache: imports insert into
@@ -64,10 +96,20 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
-	db := &DB{Path: path, Write: w, Read: r, Placeholders: sqlq.Question}
+	db := &DB{Path: path, Write: w, Read: r, Placeholders: sqlq.Question, stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
+		close(db.stopped)
 		db.Close()
 		return nil, err
+	}
+	every := opts.CheckpointEvery
+	if every == 0 {
+		every = DefaultCheckpointEvery
+	}
+	if every > 0 {
+		go db.checkpointLoop(every)
+	} else {
+		close(db.stopped)
 	}
 	return db, nil
 }
@@ -79,7 +121,8 @@ func open(path string, conns int, cache string) (*sql.DB, error) {
 		"synchronous(FULL)",
 		"busy_timeout(10000)",
 		"foreign_keys(ON)",
-		"wal_autocheckpoint(16384)", // 64 MiB of WAL between checkpoints: a page rewritten by many batches is copied back once
+		"wal_autocheckpoint(16384)",    // 64 MiB of WAL between checkpoints: a page rewritten by many batches is copied back once
+		"journal_size_limit(67108864)", // and a WAL reset after a checkpoint is cut back to 64 MiB, not left at its high-water mark
 		cache,
 	} {
 		q.Add("_pragma", p)
@@ -96,14 +139,69 @@ func open(path string, conns int, cache string) (*sql.DB, error) {
 	return db, nil
 }
 
-// Close closes both pools.
+// Close stops the checkpointer and closes both pools.
 func (db *DB) Close() error {
-	err1 := db.Write.Close()
-	err2 := db.Read.Close()
-	if err1 != nil {
-		return err1
+	db.closeOnce.Do(func() {
+		close(db.stop)
+		<-db.stopped
+		db.closeErr = errors.Join(db.Write.Close(), db.Read.Close())
+	})
+	return db.closeErr
+}
+
+// ErrCheckpointBusy reports a checkpoint that could not finish because a
+// reader still uses an older snapshot; the next one will.
+var ErrCheckpointBusy = errors.New("wal checkpoint: readers hold older snapshots")
+
+// checkpointLoop keeps the WAL bounded. SQLite's automatic checkpoint
+// copies the WAL back every wal_autocheckpoint pages but cannot finish
+// while readers hold older snapshots, and the file keeps its high-water
+// size; so whenever the writer is idle this empties the WAL with a
+// TRUNCATE checkpoint. A checkpoint that fails — a full disk, on which
+// the database file cannot grow — is simply tried again at the next tick:
+// once space is free the WAL shrinks by itself, with no restart.
+func (db *DB) checkpointLoop(every time.Duration) {
+	defer close(db.stopped)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-t.C:
+		}
+		if db.Write.Stats().InUse > 0 {
+			continue // a write is running: wait for an idle tick
+		}
+		if st, err := os.Stat(db.Path + "-wal"); err != nil || st.Size() == 0 {
+			continue // nothing to do
+		}
+		db.Checkpoint(context.Background())
 	}
-	return err2
+}
+
+// Checkpoint copies the WAL into the database file and truncates it to
+// zero bytes. It waits at most 100 ms for readers (it holds the only
+// writer connection meanwhile) and returns [ErrCheckpointBusy] if they
+// still hold older snapshots.
+func (db *DB) Checkpoint(ctx context.Context) error {
+	conn, err := db.Write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("wal checkpoint: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = 100`); err != nil {
+		return fmt.Errorf("wal checkpoint: %w", err)
+	}
+	defer conn.ExecContext(context.Background(), `PRAGMA busy_timeout = 10000`)
+	var busy, logFrames, done int
+	if err := conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil {
+		return fmt.Errorf("wal checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return ErrCheckpointBusy
+	}
+	return nil
 }
 
 func (db *DB) migrate(ctx context.Context) error {

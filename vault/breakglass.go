@@ -155,6 +155,10 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 	if g != nil {
 		v.kick()
 	}
+	// The approver is entitled to the reason it approved on.
+	if err := v.openRequest(ctx, req); err != nil {
+		return nil, nil, err
+	}
 	return req, g, nil
 }
 

@@ -27,11 +27,17 @@ const (
 // Alert is a detection: a rule fired on the entries named as evidence
 // (leaf indexes, each provable against a checkpoint).
 type Alert struct {
-	ID         string    `json:"id"`
-	RuleID     string    `json:"rule_id"`
-	Title      string    `json:"title"`
-	Severity   string    `json:"severity"`
+	ID       string `json:"id"`
+	RuleID   string `json:"rule_id"`
+	Title    string `json:"title"`
+	Severity string `json:"severity"`
+	// DedupKey is unique per alert: DedupBase (rule:group:window, what the
+	// detector's engine names a firing by) for the first alert of a window,
+	// DedupBase#N for the Nth, opened by evidence that arrived after the
+	// one before was resolved.
 	DedupKey   string    `json:"dedup_key"`
+	DedupBase  string    `json:"dedup_base,omitempty"`
+	Generation int       `json:"generation,omitempty"`
 	Principals []string  `json:"principals"`
 	Tenants    []string  `json:"tenants"`
 	Evidence   []uint64  `json:"evidence"`
@@ -57,7 +63,7 @@ func Contain(ctx context.Context, tx *sql.Tx, actions, principals, tenants []str
 	var done []string
 	if slices.Contains(actions, ContainSuspend) {
 		for _, p := range principals {
-			res, err := tx.ExecContext(ctx, `UPDATE principals SET suspended = 1 WHERE id = $1 AND suspended = 0`, p)
+			res, err := tx.ExecContext(ctx, `UPDATE principals SET suspended = 1, suspended_by = $2 WHERE id = $1 AND suspended = 0`, p, nullStr(alertID))
 			if err != nil {
 				return nil, fmt.Errorf("suspend: %w", err)
 			}
@@ -128,10 +134,17 @@ func frozenTx(ctx context.Context, tx *sql.Tx, tenant string) error {
 }
 
 // InsertAlert stores a new alert in tx (ignored if its dedup key exists).
+// A zero Generation is the first; DedupBase defaults to DedupKey.
 func InsertAlert(ctx context.Context, tx *sql.Tx, a *Alert) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, rule_id, title, severity, dedup_key, principals, tenants, evidence, actions, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (dedup_key) DO NOTHING`,
-		a.ID, a.RuleID, a.Title, a.Severity, a.DedupKey, strings.Join(a.Principals, " "), strings.Join(a.Tenants, " "),
+	if a.Generation <= 0 {
+		a.Generation = 1
+	}
+	if a.DedupBase == "" {
+		a.DedupBase = a.DedupKey
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, rule_id, title, severity, dedup_key, dedup_base, generation, principals, tenants, evidence, actions, status, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (dedup_key) DO NOTHING`,
+		a.ID, a.RuleID, a.Title, a.Severity, a.DedupKey, a.DedupBase, a.Generation, strings.Join(a.Principals, " "), strings.Join(a.Tenants, " "),
 		joinIndexes(a.Evidence), strings.Join(a.Actions, "; "), AlertOpen, ms(a.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert alert: %w", err)
@@ -139,28 +152,52 @@ func InsertAlert(ctx context.Context, tx *sql.Tx, a *Alert) error {
 	return nil
 }
 
+// GenerationKey is the dedup key of the generation-th alert of a base key.
+func GenerationKey(base string, generation int) string {
+	if generation <= 1 {
+		return base
+	}
+	return base + "#" + strconv.Itoa(generation)
+}
+
 // maxAlertEvidence bounds the evidence an alert keeps.
 const maxAlertEvidence = 1000
 
-// AlertID returns the id of the alert with dedupKey ("" if none).
-func AlertID(ctx context.Context, tx *sql.Tx, dedupKey string) (string, error) {
-	var id string
-	err := tx.QueryRowContext(ctx, `SELECT id FROM alerts WHERE dedup_key = $1`, dedupKey).Scan(&id)
+// LatestAlert returns the newest generation of the alerts of a base dedup
+// key (rule:group:window), or nil if there is none, in tx.
+func LatestAlert(ctx context.Context, tx *sql.Tx, base string) (*Alert, error) {
+	a, err := scanAlert(tx.QueryRowContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE dedup_base = $1 ORDER BY generation DESC LIMIT 1`, base))
 	if isNoRows(err) {
-		return "", nil
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read alert: %w", err)
 	}
-	return id, err
+	return a, nil
+}
+
+// SetAlertActions records the containment an alert's own transaction
+// applied after inserting it.
+func SetAlertActions(ctx context.Context, tx *sql.Tx, id string, actions []string) error {
+	if len(actions) == 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE alerts SET actions = $1 WHERE id = $2`, strings.Join(actions, "; "), id)
+	return err
 }
 
 // AddEvidence appends evidence (and principals, tenants, containment
-// applied) to the alert with dedupKey, in tx.
-func AddEvidence(ctx context.Context, tx *sql.Tx, dedupKey string, evidence []uint64, principals, tenants, actions []string, now time.Time) error {
-	var ev, ps, ts, acts string
-	err := tx.QueryRowContext(ctx, `SELECT evidence, principals, tenants, actions FROM alerts WHERE dedup_key = $1`, dedupKey).Scan(&ev, &ps, &ts, &acts)
+// applied) to the alert id, in tx. A resolved alert is never changed:
+// evidence after its resolution belongs to a new alert.
+func AddEvidence(ctx context.Context, tx *sql.Tx, id string, evidence []uint64, principals, tenants, actions []string, now time.Time) error {
+	var ev, ps, ts, acts, status string
+	err := tx.QueryRowContext(ctx, `SELECT evidence, principals, tenants, actions, status FROM alerts WHERE id = $1`, id).Scan(&ev, &ps, &ts, &acts, &status)
 	if isNoRows(err) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("read alert: %w", err)
+	}
+	if status == AlertResolved {
+		return fmt.Errorf("alert %s is resolved: new evidence opens a new alert", id)
 	}
 	all := append(splitIndexes(ev), evidence...)
 	if len(all) > maxAlertEvidence {
@@ -169,8 +206,8 @@ func AddEvidence(ctx context.Context, tx *sql.Tx, dedupKey string, evidence []ui
 	if len(actions) > 0 {
 		acts = strings.Join(append(slices.DeleteFunc(strings.Split(acts, "; "), func(s string) bool { return s == "" }), actions...), "; ")
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE alerts SET evidence = $1, principals = $2, tenants = $3, actions = $4, updated_at = $5 WHERE dedup_key = $6`,
-		joinIndexes(all), union(ps, principals), union(ts, tenants), acts, ms(now), dedupKey)
+	_, err = tx.ExecContext(ctx, `UPDATE alerts SET evidence = $1, principals = $2, tenants = $3, actions = $4, updated_at = $5 WHERE id = $6 AND status <> $7`,
+		joinIndexes(all), union(ps, principals), union(ts, tenants), acts, ms(now), id, AlertResolved)
 	return err
 }
 
@@ -202,15 +239,20 @@ func splitIndexes(s string) []uint64 {
 	return out
 }
 
-const alertColumns = `id, rule_id, title, severity, dedup_key, principals, tenants, evidence, actions, status, created_at, updated_at, acked_by, resolved_by, note`
+const alertColumns = `id, rule_id, title, severity, dedup_key, dedup_base, generation, principals, tenants, evidence, actions, status, created_at, updated_at, acked_by, resolved_by, note`
 
 func scanAlert(s scanner) (*Alert, error) {
 	var a Alert
 	var ps, ts, ev, acts string
 	var created, updated int64
-	var acked, resolved, note sql.NullString
-	if err := s.Scan(&a.ID, &a.RuleID, &a.Title, &a.Severity, &a.DedupKey, &ps, &ts, &ev, &acts, &a.Status, &created, &updated, &acked, &resolved, &note); err != nil {
+	var base, acked, resolved, note sql.NullString
+	var gen int64
+	if err := s.Scan(&a.ID, &a.RuleID, &a.Title, &a.Severity, &a.DedupKey, &base, &gen, &ps, &ts, &ev, &acts, &a.Status, &created, &updated, &acked, &resolved, &note); err != nil {
 		return nil, err
+	}
+	a.DedupBase, a.Generation = base.String, int(gen)
+	if a.DedupBase == "" {
+		a.DedupBase = a.DedupKey
 	}
 	a.Principals, a.Tenants, a.Evidence = strings.Fields(ps), strings.Fields(ts), splitIndexes(ev)
 	a.Actions = []string{}
@@ -247,6 +289,12 @@ func (v *Vault) Alerts(ctx context.Context, status string) ([]*Alert, error) {
 	if err := rows.Err(); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	rows.Close()
+	for _, a := range out {
+		if a.Note, err = v.openText(ctx, "", a.Note, adAlertNote(a.ID)); err != nil {
+			return nil, v.deny(ctx, l, fmt.Errorf("alert %s note: %w", a.ID, err))
+		}
+	}
 	l.Count = len(out)
 	return out, v.record(ctx, l, nil)
 }
@@ -265,6 +313,10 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "status must be acknowledged or resolved; note at most 1000 characters"))
 	}
 	p := custos.RequestFromContext(ctx).Principal
+	sealedNote, err := v.sealSystemText(ctx, note, adAlertNote(id))
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 	var a *Alert
 	// Acknowledging or resolving an alert silences it: security hears of it
 	// at once (invariant 12), by ids only — the note is free text.
@@ -295,7 +347,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 			a.AckedBy = p.ID
 		}
 		a.Status, a.Note, a.UpdatedAt = status, note, fromMS(ms(now))
-		_, err = tx.ExecContext(ctx, `UPDATE alerts SET status = $1, `+col+` = $2, note = $3, updated_at = $4 WHERE id = $5`, status, p.ID, note, ms(now), id)
+		_, err = tx.ExecContext(ctx, `UPDATE alerts SET status = $1, `+col+` = $2, note = $3, updated_at = $4 WHERE id = $5`, status, p.ID, sealedNote, ms(now), id)
 		return err
 	})
 	if err != nil {
@@ -327,6 +379,10 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 	} else {
 		l.Detail = "lift suspension of " + l.Detail
 	}
+	caID, sealed, err := v.sealContainmentReason(ctx, id, reason)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
 	return v.announce(ctx, l, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s by %s", l.Detail, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		if !suspend {
@@ -338,7 +394,11 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE principals SET suspended = $1 WHERE id = $2 AND suspended = $3`, boolInt(suspend), id, boolInt(!suspend))
+		by := sql.NullString{}
+		if suspend {
+			by = nullStr(caID)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE principals SET suspended = $1, suspended_by = $2 WHERE id = $3 AND suspended = $4`, boolInt(suspend), by, id, boolInt(!suspend))
 		if err != nil {
 			return err
 		}
@@ -350,17 +410,31 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 				return err
 			}
 		}
-		return v.recordReason(ctx, tx, string(action), id, reason)
+		return v.recordReason(ctx, tx, caID, string(action), id, sealed)
 	})
 }
 
+// sealContainmentReason names a containment action by hand and seals the
+// reason given for it (free text: it may hold anything), with the
+// tenant's keys for a tenant, else the system key. It runs before the
+// action's transaction (creating the system key writes).
+func (v *Vault) sealContainmentReason(ctx context.Context, target, reason string) (id, sealed string, err error) {
+	id = custos.NewID(PrefixContainment)
+	if custos.ValidID(custos.PrefixTenant, target) {
+		sealed, err = v.sealTenantText(ctx, target, reason, adContainmentReason(target, id))
+	} else {
+		sealed, err = v.sealSystemText(ctx, reason, adContainmentReason(target, id))
+	}
+	return id, sealed, err
+}
+
 // recordReason keeps the reason security staff gave for a containment
-// action by hand, with who and which request: free text, so here and
-// never in the leaf, which names only the action and its target.
-func (v *Vault) recordReason(ctx context.Context, tx *sql.Tx, action, target, reason string) error {
+// action by hand, sealed, with who and which request: free text, so here
+// and never in the leaf, which names only the action and its target.
+func (v *Vault) recordReason(ctx context.Context, tx *sql.Tx, id, action, target, sealedReason string) error {
 	r := custos.RequestFromContext(ctx)
 	_, err := tx.ExecContext(ctx, `INSERT INTO containment_actions (id, action, target, reason, actor, request_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		custos.NewID(PrefixContainment), action, target, reason, r.Principal.ID, r.ID, ms(v.now()))
+		id, action, target, sealedReason, r.Principal.ID, r.ID, ms(v.now()))
 	if err != nil {
 		return fmt.Errorf("record containment reason: %w", err)
 	}
@@ -391,6 +465,10 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 	if !freeze {
 		l.Detail = "lift the freeze of exports and reveals"
 	}
+	caID, sealed, err := v.sealContainmentReason(ctx, tenant, reason)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
 	return v.announce(ctx, l, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToStaffSecurity, notify.ToTenantAdmins},
 		Text: fmt.Sprintf("%s for tenant %s by %s", l.Detail, tenant, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		if err := lockTenant(ctx, tx, tenant); err != nil {
@@ -404,7 +482,9 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		var res sql.Result
 		var err error
 		if freeze {
-			res, err = tx.ExecContext(ctx, `INSERT INTO tenant_freezes (tenant_id, reason, frozen_at) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING`, tenant, "by hand", ms(v.now()))
+			// The freeze names the containment action that holds its
+			// (sealed) reason, never the reason itself.
+			res, err = tx.ExecContext(ctx, `INSERT INTO tenant_freezes (tenant_id, reason, frozen_at) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING`, tenant, caID, ms(v.now()))
 		} else {
 			res, err = tx.ExecContext(ctx, `DELETE FROM tenant_freezes WHERE tenant_id = $1`, tenant)
 		}
@@ -414,7 +494,7 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		if n, _ := res.RowsAffected(); n != 1 {
 			return custos.Errorf(custos.ECONFLICT, "the tenant is not in that state")
 		}
-		return v.recordReason(ctx, tx, string(action), tenant, reason)
+		return v.recordReason(ctx, tx, caID, string(action), tenant, sealed)
 	})
 }
 
@@ -468,3 +548,256 @@ func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, tenant string) er
 }
 
 func validReasonText(s string) bool { return s != "" && len(s) <= 500 }
+
+// Containment kinds, as [Vault.Containments] lists them.
+const (
+	ContainmentSuspension = "suspension" // a principal's keys stop
+	ContainmentFreeze     = "freeze"     // a tenant's exports and reveals stop
+)
+
+// Containment is a containment in force — a suspended principal or a
+// frozen tenant — with what applied it and who may lift it. Ended grants
+// are not listed: nothing about them can be lifted.
+type Containment struct {
+	Kind   string `json:"kind"`
+	Target string `json:"target"` // the principal or the tenant
+	// AlertID is the alert whose rule applied it; ActionID, By and Reason
+	// describe a containment security staff applied by hand.
+	AlertID  string     `json:"alert_id,omitempty"`
+	ActionID string     `json:"action_id,omitempty"`
+	By       string     `json:"by,omitempty"`
+	Reason   string     `json:"reason,omitempty"`
+	Since    *time.Time `json:"since,omitempty"`
+	// Contained are the principals whose containment this is: lifting is
+	// checked against each (for a freeze, the principals of its alert).
+	Contained []string `json:"contained"`
+	// MayLift says who may lift it; Excluded lists the security principals
+	// that rule refuses here.
+	MayLift  string   `json:"may_lift"`
+	Excluded []string `json:"excluded"`
+}
+
+// liftRule is the rule of mayLift, for people.
+const liftRule = "staff_security, other than the person contained, the person who created the contained principal, and principals created by the person contained"
+
+// Containments lists every containment in force, for security staff:
+// suspended principals and frozen tenants, each with the alert (or the
+// action by hand, its reason opened for them) behind it and who may lift it.
+func (v *Vault) Containments(ctx context.Context) ([]*Containment, error) {
+	l, err := v.authorize(ctx, custos.ActionAlertRead, "")
+	if err != nil {
+		return nil, err
+	}
+	l.Detail = "containments"
+	out, sealed, err := v.containments(ctx)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Count = len(out)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	// Reasons are opened only once the listing is on record.
+	for i, c := range out {
+		if sealed[i] == "" {
+			continue
+		}
+		tenant := ""
+		if c.Kind == ContainmentFreeze {
+			tenant = c.Target
+		}
+		if c.Reason, err = v.openText(ctx, tenant, sealed[i], adContainmentReason(c.Target, c.ActionID)); err != nil {
+			return nil, fmt.Errorf("containment %s reason: %w", c.ActionID, err)
+		}
+	}
+	return out, nil
+}
+
+// containments reads the containments in force and, beside each, its
+// sealed reason ("" if none).
+func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, error) {
+	var out []*Containment
+	var sealed []string
+	type cause struct{ kind, target, by string }
+	var causes []cause
+	rows, err := v.read.QueryContext(ctx, `SELECT id, suspended_by FROM principals WHERE suspended <> 0 ORDER BY id`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list suspensions: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var by sql.NullString
+		if err := rows.Scan(&id, &by); err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		causes = append(causes, cause{ContainmentSuspension, id, by.String})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	frozenAt := map[string]int64{}
+	rows, err = v.read.QueryContext(ctx, `SELECT tenant_id, alert_id, reason, frozen_at FROM tenant_freezes ORDER BY tenant_id`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list freezes: %w", err)
+	}
+	for rows.Next() {
+		var tenant, reason string
+		var alert sql.NullString
+		var at int64
+		if err := rows.Scan(&tenant, &alert, &reason, &at); err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		by := reason // by hand: the containment action
+		if alert.Valid && alert.String != "" {
+			by = alert.String
+		}
+		causes = append(causes, cause{ContainmentFreeze, tenant, by})
+		frozenAt[tenant] = at
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	security, err := v.securityPrincipals(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ca := range causes {
+		c := &Containment{Kind: ca.kind, Target: ca.target, Contained: []string{}, Excluded: []string{}}
+		reason := ""
+		switch {
+		case custos.ValidID(custos.PrefixAlert, ca.by):
+			c.AlertID = ca.by
+			var ps string
+			var created int64
+			err := v.read.QueryRowContext(ctx, `SELECT principals, created_at FROM alerts WHERE id = $1`, ca.by).Scan(&ps, &created)
+			if err != nil && !isNoRows(err) {
+				return nil, nil, fmt.Errorf("read alert: %w", err)
+			}
+			if err == nil {
+				t := fromMS(created)
+				c.Since = &t
+				if ca.kind == ContainmentFreeze {
+					c.Contained = strings.Fields(ps)
+				}
+			}
+		default:
+			// By hand: the containment action named, or for rows from
+			// before it was named, the newest one applied to the target.
+			var id, actor, r string
+			var at int64
+			q, args := `SELECT id, actor, reason, at FROM containment_actions WHERE id = $1`, []any{ca.by}
+			if !strings.HasPrefix(ca.by, PrefixContainment+"_") {
+				q, args = `SELECT id, actor, reason, at FROM containment_actions WHERE target = $1 AND action = $2 ORDER BY at DESC, id DESC LIMIT 1`,
+					[]any{ca.target, string(custos.ActionContain)}
+			}
+			err := v.read.QueryRowContext(ctx, q, args...).Scan(&id, &actor, &r, &at)
+			if err != nil && !isNoRows(err) {
+				return nil, nil, fmt.Errorf("read containment action: %w", err)
+			}
+			if err == nil {
+				t := fromMS(at)
+				c.ActionID, c.By, c.Since, reason = id, actor, &t, r
+			}
+		}
+		if ca.kind == ContainmentSuspension {
+			c.Contained = []string{ca.target}
+		} else if c.Since == nil {
+			t := fromMS(frozenAt[ca.target])
+			c.Since = &t
+		}
+		c.MayLift = "any staff_security principal"
+		if len(c.Contained) > 0 {
+			c.MayLift = liftRule
+		}
+		for _, id := range c.Contained {
+			target, err := findPrincipalTx(ctx, v.read, id)
+			if custos.ErrorCode(err) == custos.ENOTFOUND {
+				continue
+			} else if err != nil {
+				return nil, nil, err
+			}
+			for _, s := range security {
+				if mayLift(s, target) != nil && !slices.Contains(c.Excluded, s.ID) {
+					c.Excluded = append(c.Excluded, s.ID)
+				}
+			}
+		}
+		slices.Sort(c.Contained)
+		slices.Sort(c.Excluded)
+		out = append(out, c)
+		sealed = append(sealed, reason)
+	}
+	if out == nil {
+		out = []*Containment{}
+	}
+	return out, sealed, nil
+}
+
+// securityPrincipals returns every staff_security principal: the people
+// who could lift a containment.
+func (v *Vault) securityPrincipals(ctx context.Context) ([]*custos.Principal, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT `+principalColumns+` FROM principals WHERE kind = $1 ORDER BY id`, string(custos.KindStaffSecurity))
+	if err != nil {
+		return nil, fmt.Errorf("list security staff: %w", err)
+	}
+	defer rows.Close()
+	var out []*custos.Principal
+	for rows.Next() {
+		p, err := scanPrincipal(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// PlanContainment returns what [Contain] would do in tx with the same
+// arguments, without doing it: the detector tells security what an alert
+// contains before it contains it.
+func PlanContainment(ctx context.Context, tx *sql.Tx, actions, principals, tenants []string, now time.Time) ([]string, error) {
+	var plan []string
+	count := func(q string, args ...any) (int, error) {
+		var n int
+		err := tx.QueryRowContext(ctx, q, args...).Scan(&n)
+		return n, err
+	}
+	if slices.Contains(actions, ContainSuspend) {
+		for _, p := range principals {
+			n, err := count(`SELECT count(*) FROM principals WHERE id = $1 AND suspended = 0`, p)
+			if err != nil {
+				return nil, fmt.Errorf("plan suspension: %w", err)
+			}
+			if n == 1 {
+				plan = append(plan, "suspended "+p)
+			}
+		}
+	}
+	if slices.Contains(actions, ContainEndGrant) {
+		for _, p := range principals {
+			n, err := count(`SELECT count(*) FROM grants WHERE staff_id = $1 AND ended_at IS NULL AND expires_at > $2`, p, ms(now))
+			if err != nil {
+				return nil, fmt.Errorf("plan ending grants: %w", err)
+			}
+			if n > 0 {
+				plan = append(plan, fmt.Sprintf("ended %d grants of %s", n, p))
+			}
+		}
+	}
+	if slices.Contains(actions, ContainFreeze) {
+		for _, t := range tenants {
+			n, err := count(`SELECT count(*) FROM tenant_freezes WHERE tenant_id = $1`, t)
+			if err != nil {
+				return nil, fmt.Errorf("plan freeze: %w", err)
+			}
+			if n == 0 {
+				plan = append(plan, "froze "+t)
+			}
+		}
+	}
+	return plan, nil
+}

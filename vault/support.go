@@ -13,6 +13,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/addr"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
 )
 
@@ -161,10 +162,14 @@ func (v *Vault) fileRequest(ctx context.Context, l audit.Leaf, r *custos.AccessR
 	now := v.now().UTC().Truncate(time.Millisecond)
 	r.RequesterID = custos.RequestFromContext(ctx).Principal.ID
 	r.Status, r.CreatedAt, r.ExpiresAt = custos.RequestPending, now, now.Add(ttl)
+	reason, err := v.sealTenantText(ctx, r.TenantID, r.Reason, adRequestReason(r.TenantID, r.ID))
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
 	return v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO access_requests (id, tenant_id, requester_id, reason, ticket, scope, duration_ms, status, created_at, expires_at, break_glass)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			r.ID, r.TenantID, r.RequesterID, r.Reason, r.Ticket, string(r.Scope), time.Duration(r.Duration).Milliseconds(), r.Status, ms(r.CreatedAt), ms(r.ExpiresAt), boolInt(r.BreakGlass))
+			r.ID, r.TenantID, r.RequesterID, reason, r.Ticket, string(r.Scope), time.Duration(r.Duration).Milliseconds(), r.Status, ms(r.CreatedAt), ms(r.ExpiresAt), boolInt(r.BreakGlass))
 		return err
 	})
 }
@@ -225,6 +230,9 @@ func (v *Vault) AccessRequests(ctx context.Context, tenant string) ([]*custos.Ac
 	}
 	rows.Close()
 	for _, r := range out {
+		if err := v.openRequest(ctx, r); err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
 		if !r.BreakGlass {
 			continue
 		}
@@ -266,6 +274,10 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "duration and reveal_budget must not be negative, reveal_budget at most 1000, comment at most 1000 characters"))
 	}
 	decider := custos.RequestFromContext(ctx).Principal
+	comment, err := v.sealTenantText(ctx, tenant, d.Comment, adDecisionComment(tenant, id))
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 	var g *custos.Grant
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		r, err := v.scanRequest(tx.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM access_requests WHERE id = $1 AND tenant_id = $2`, id, tenant))
@@ -328,7 +340,7 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		// nodes, the second finds the request decided and rolls back.
 		res, err := tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, comment = $4, grant_id = $5
 			WHERE id = $6 AND status = 'pending' AND expires_at > $3`,
-			status, decider.ID, ms(now), d.Comment, grantID, id)
+			status, decider.ID, ms(now), comment, grantID, id)
 		if err != nil {
 			return err
 		}
@@ -705,4 +717,237 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 		return nil, err
 	}
 	return open(k, s)
+}
+
+// Free text at rest. Reasons, comments and notes people type can hold
+// anything, addresses included, so they are sealed like contact
+// attributes: with the tenant's AEAD keyset where the text concerns one
+// tenant (access-request reasons, decision comments, reasons for freezing
+// a tenant: crypto-shredding the tenant destroys them too), otherwise
+// with a system AEAD keyset wrapped by the KEK (alert notes, reasons for
+// suspending a principal). The associated data binds each value to its
+// row, so a sealed value copied to another row does not open. A stored
+// value says which key sealed it; a value without a prefix is a row from
+// before sealing, readable as it is until [Vault.SealFreeText] seals it.
+const (
+	sealedTenant = "sealed:t1:"
+	sealedSystem = "sealed:s1:"
+)
+
+// freeTextKeyName names the system AEAD keyset in system_keys.
+const freeTextKeyName = "free-text"
+
+func adRequestReason(tenant, id string) []byte { return []byte(tenant + "/" + id + "/request-reason") }
+func adDecisionComment(tenant, id string) []byte {
+	return []byte(tenant + "/" + id + "/decision-comment")
+}
+func adAlertNote(id string) []byte { return []byte("alert/" + id + "/note") }
+func adContainmentReason(target, id string) []byte {
+	return []byte("containment/" + target + "/" + id + "/reason")
+}
+
+type aeadKey interface {
+	Seal(plaintext, associatedData []byte) ([]byte, error)
+	Open(ciphertext, associatedData []byte) ([]byte, error)
+}
+
+// sealText seals s under k; the empty string stays empty (it says nothing).
+func sealText(k aeadKey, prefix, s string, ad []byte) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	ct, err := k.Seal([]byte(s), ad)
+	if err != nil {
+		return "", fmt.Errorf("seal free text: %w", err)
+	}
+	return prefix + base64.StdEncoding.EncodeToString(ct), nil
+}
+
+// sealTenantText seals s with tenant's keys.
+func (v *Vault) sealTenantText(ctx context.Context, tenant, s string, ad []byte) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return "", err
+	}
+	return sealText(k, sealedTenant, s, ad)
+}
+
+// sealSystemText seals s with the system free-text key, creating the key
+// on first use. Call it outside a transaction: creating the key writes.
+func (v *Vault) sealSystemText(ctx context.Context, s string, ad []byte) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	k, err := v.systemAEAD(ctx, true)
+	if err != nil {
+		return "", err
+	}
+	return sealText(k, sealedSystem, s, ad)
+}
+
+// openText opens a value stored by sealText (tenant names the keys of a
+// tenant-sealed one); a value from before sealing is returned as it is.
+// Only the methods that answer a reader entitled to the text call it.
+func (v *Vault) openText(ctx context.Context, tenant, s string, ad []byte) (string, error) {
+	var k aeadKey
+	var b64 string
+	if rest, ok := strings.CutPrefix(s, sealedTenant); ok {
+		tk, err := v.tenantKeys(ctx, tenant)
+		if err != nil {
+			return "", err
+		}
+		k, b64 = tk, rest
+	} else if rest, ok := strings.CutPrefix(s, sealedSystem); ok {
+		sk, err := v.systemAEAD(ctx, false)
+		if err != nil {
+			return "", err
+		}
+		k, b64 = sk, rest
+	} else {
+		return s, nil
+	}
+	ct, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "", fmt.Errorf("open free text: %w", err)
+	}
+	pt, err := k.Open(ct, ad)
+	if err != nil {
+		return "", fmt.Errorf("open free text: %w", err)
+	}
+	return string(pt), nil
+}
+
+// openRequest opens a request's reason and decision comment, for the
+// tenant's admins or the security staff deciding it.
+func (v *Vault) openRequest(ctx context.Context, r *custos.AccessRequest) error {
+	var err error
+	if r.Reason, err = v.openText(ctx, r.TenantID, r.Reason, adRequestReason(r.TenantID, r.ID)); err != nil {
+		return fmt.Errorf("request %s reason: %w", r.ID, err)
+	}
+	if r.Comment, err = v.openText(ctx, r.TenantID, r.Comment, adDecisionComment(r.TenantID, r.ID)); err != nil {
+		return fmt.Errorf("request %s comment: %w", r.ID, err)
+	}
+	return nil
+}
+
+// systemAEAD loads the system free-text keyset, creating and storing it
+// (wrapped by the KEK) on first use if create is set. The keyring caches
+// what it unwrapped, so only the small row is read again.
+func (v *Vault) systemAEAD(ctx context.Context, create bool) (*keys.SystemAEAD, error) {
+	var wrapped string
+	err := v.read.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, freeTextKeyName).Scan(&wrapped)
+	if isNoRows(err) && create {
+		_, w, nerr := v.ring.NewSystemAEAD(freeTextKeyName)
+		if nerr != nil {
+			return nil, nerr
+		}
+		// Another node may have raced us: keep whichever was stored first.
+		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+			freeTextKeyName, base64.StdEncoding.EncodeToString(w)); err != nil {
+			return nil, fmt.Errorf("store %s key: %w", freeTextKeyName, err)
+		}
+		err = v.write.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, freeTextKeyName).Scan(&wrapped)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s key: %w", freeTextKeyName, err)
+	}
+	b, err := base64.StdEncoding.DecodeString(wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("%s key: %w", freeTextKeyName, err)
+	}
+	return v.ring.SystemAEAD(freeTextKeyName, b)
+}
+
+// SealFreeText seals the free text of rows written before it was sealed
+// at rest (access-request reasons and decision comments, alert notes,
+// containment reasons), in the transaction of one system audit entry that
+// counts them. Run at start; it does nothing once every row is sealed.
+func (v *Vault) SealFreeText(ctx context.Context) (int, error) {
+	type change struct{ query, id, old, sealed string }
+	var changes []change
+	sys := func(s string, ad []byte) (string, error) { return v.sealSystemText(ctx, s, ad) }
+	tenantOrSystem := func(tenant, s string, ad []byte) (string, error) {
+		out, err := v.sealTenantText(ctx, tenant, s, ad)
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			return sys(s, ad) // the tenant's keys are gone: still not in clear
+		}
+		return out, err
+	}
+	unsealed := func(col string) string {
+		return col + ` IS NOT NULL AND ` + col + ` <> '' AND ` + col + ` NOT LIKE 'sealed:%'`
+	}
+	type row struct{ id, tenant, text string }
+	scan := func(query string) ([]row, error) {
+		rows, err := v.read.QueryContext(ctx, query)
+		if err != nil {
+			return nil, fmt.Errorf("seal free text: %w", err)
+		}
+		defer rows.Close()
+		var out []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.tenant, &r.text); err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+		return out, rows.Err()
+	}
+	for _, t := range []struct {
+		query, update string
+		seal          func(r row) (string, error)
+	}{
+		{`SELECT id, tenant_id, reason FROM access_requests WHERE ` + unsealed("reason"), `UPDATE access_requests SET reason = $1 WHERE id = $2 AND reason = $3`,
+			func(r row) (string, error) { return tenantOrSystem(r.tenant, r.text, adRequestReason(r.tenant, r.id)) }},
+		{`SELECT id, tenant_id, comment FROM access_requests WHERE ` + unsealed("comment"), `UPDATE access_requests SET comment = $1 WHERE id = $2 AND comment = $3`,
+			func(r row) (string, error) {
+				return tenantOrSystem(r.tenant, r.text, adDecisionComment(r.tenant, r.id))
+			}},
+		{`SELECT id, '', note FROM alerts WHERE ` + unsealed("note"), `UPDATE alerts SET note = $1 WHERE id = $2 AND note = $3`,
+			func(r row) (string, error) { return sys(r.text, adAlertNote(r.id)) }},
+		{`SELECT id, target, reason FROM containment_actions WHERE ` + unsealed("reason"), `UPDATE containment_actions SET reason = $1 WHERE id = $2 AND reason = $3`,
+			func(r row) (string, error) {
+				if custos.ValidID(custos.PrefixTenant, r.tenant) {
+					return tenantOrSystem(r.tenant, r.text, adContainmentReason(r.tenant, r.id))
+				}
+				return sys(r.text, adContainmentReason(r.tenant, r.id))
+			}},
+	} {
+		rs, err := scan(t.query)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range rs {
+			sealed, err := t.seal(r)
+			if err != nil {
+				return 0, err
+			}
+			changes = append(changes, change{t.update, r.id, r.text, sealed})
+		}
+	}
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	n := 0
+	_, err := v.log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: "storage.seal", Outcome: audit.OutcomeOK, Detail: "free text sealed at rest"},
+		Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+			n = 0
+			for _, c := range changes {
+				res, err := tx.ExecContext(ctx, c.query, c.sealed, c.id, c.old)
+				if err != nil {
+					return fmt.Errorf("seal free text: %w", err)
+				}
+				k, _ := res.RowsAffected()
+				n += int(k)
+			}
+			leaf.Count = n
+			return nil
+		}})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }

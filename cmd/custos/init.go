@@ -45,6 +45,11 @@ func initDataDir(ctx context.Context, cfg Config, email string) (string, error) 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("create data directory: %w", err)
 	}
+	// An existing, empty directory becomes custos's alone: it is about to
+	// hold the KEK, the log's signing key and the database.
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("make data directory private: %w", err)
+	}
 	if cfg.KEK == "" {
 		uri, err := keys.CreateLocalKEK(cfg.path("kek.json"))
 		if err != nil {

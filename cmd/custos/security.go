@@ -94,11 +94,12 @@ func (m *Main) runAlerts(ctx context.Context, args []string) error {
 	return usagef("custos alerts: unknown subcommand %q (ls, ack, resolve)", verb)
 }
 
-// runContain runs "custos contain suspend|unsuspend PRINCIPAL" and
-// "custos contain freeze|unfreeze TENANT", always with --reason.
+// runContain runs "custos contain ls" (what is contained now),
+// "custos contain suspend|unsuspend PRINCIPAL" and "custos contain
+// freeze|unfreeze TENANT", the last four always with --reason.
 func (m *Main) runContain(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("custos contain: suspend|unsuspend PRINCIPAL or freeze|unfreeze TENANT, with --reason")
+		return usagef("custos contain: ls, or suspend|unsuspend PRINCIPAL or freeze|unfreeze TENANT, with --reason")
 	}
 	verb, args := args[0], args[1:]
 	fs := newFlagSet("contain "+verb, m.Stderr)
@@ -107,6 +108,33 @@ func (m *Main) runContain(ctx context.Context, args []string) error {
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if verb == "ls" {
+		if len(pos) != 0 {
+			return usagef("custos contain ls")
+		}
+		var page struct{ Items []vault.Containment }
+		if err := mk().json(ctx, "GET", "/v1/containments", nil, &page); err != nil {
+			return err
+		}
+		pr := &printer{w: m.Stdout, json: *asJSON}
+		return pr.table(page, "KIND\tTARGET\tBY\tSINCE\tREASON\tMAY LIFT\tEXCEPT", func(tw io.Writer) {
+			for _, c := range page.Items {
+				by := c.AlertID
+				if by == "" {
+					by = dash(c.By)
+				}
+				since := "-"
+				if c.Since != nil {
+					since = c.Since.Format(time.RFC3339)
+				}
+				may := "any security staff"
+				if len(c.Contained) > 0 {
+					may = "security staff but the contained, their creator, whom they created"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Kind, c.Target, by, since, dash(oneLine(c.Reason)), may, dash(strings.Join(c.Excluded, " ")))
+			}
+		})
 	}
 	if len(pos) != 1 || *reason == "" {
 		return usagef("custos contain %s ID --reason R", verb)
@@ -152,4 +180,13 @@ func (m *Main) runTrace(ctx context.Context, args []string) error {
 		return pr.one(res, "a canary of list %s (tenant %s): the list left custos; its exports and reveals are in the audit log", res.ListID, res.TenantID)
 	}
 	return pr.one(res, "not a custos canary")
+}
+
+// oneLine keeps a free-text reason on one table row.
+func oneLine(s string) string {
+	r := []rune(strings.Join(strings.Fields(s), " "))
+	if len(r) > 60 {
+		return string(r[:57]) + "..."
+	}
+	return string(r)
 }

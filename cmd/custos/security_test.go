@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +53,76 @@ func TestContainmentCLI(t *testing.T) {
 	}
 	if _, err := as(adminKey, "alerts"); err == nil {
 		t.Fatal("a tenant admin listed alerts")
+	}
+}
+
+// TestContainLsListsActiveContainments (issue 13, finding 6), as security
+// staff type it: `custos contain ls` lists a freeze by hand with its
+// reason and who may lift it, and no longer once it is lifted.
+func TestContainLsListsActiveContainmentsCLI(t *testing.T) {
+	c, _ := served(t)
+	tenant, adminKey := c.tenant("Acme")
+	_, secKey := c.principal("staff_security", "", "sec", "sec")
+	if out := c.mustAs(secKey, "contain", "ls"); strings.Contains(out, tenant) {
+		t.Fatalf("contain ls before anything was contained:\n%s", out)
+	}
+	c.mustAs(secKey, "contain", "freeze", tenant, "--reason", "investigating INC-9")
+	out := c.mustAs(secKey, "contain", "ls")
+	for _, want := range []string{"freeze", tenant, "investigating INC-9", "any security staff"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("contain ls lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := c.runAs(adminKey, "contain", "ls"); err == nil {
+		t.Error("a tenant admin listed containments")
+	}
+	c.mustAs(secKey, "contain", "unfreeze", tenant, "--reason", "INC-9 closed")
+	if out := c.mustAs(secKey, "contain", "ls"); strings.Contains(out, tenant) {
+		t.Errorf("contain ls after the lift:\n%s", out)
+	}
+}
+
+// TestDataFilesPrivate (issue 13, finding 8): `custos init` leaves its
+// data directory 0700 (even one that existed, open) and its database
+// files 0600; serve refuses a data directory or database file opened to
+// others, saying which and how to fix it.
+func TestDataFilesPrivateCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
+	c.must("init")
+	for p, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "custos.db"): 0o600} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (%v), want %04o", p, st.Mode().Perm(), err, want)
+		}
+	}
+	// What serve (and every command that opens the store) does at start.
+	open := func() error {
+		cfg := DefaultConfig()
+		cfg.DataDir = dir
+		cfg, err := reloadConfig(cfg)
+		if err != nil {
+			return err
+		}
+		st, err := openStore(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		if err == nil {
+			st.Close()
+		}
+		return err
+	}
+	if err := open(); err != nil {
+		t.Fatalf("open a private data directory: %v", err)
+	}
+	os.Chmod(dir, 0o755)
+	if err := open(); err == nil || !strings.Contains(err.Error(), "chmod 700 "+dir) {
+		t.Errorf("start with a 0755 data directory: %v; want a refusal naming the fix", err)
+	}
+	os.Chmod(dir, 0o700)
+	db := filepath.Join(dir, "custos.db")
+	os.Chmod(db, 0o644)
+	if err := open(); err == nil || !strings.Contains(err.Error(), "chmod 600 "+db) {
+		t.Errorf("start with a 0644 database: %v; want a refusal naming the fix", err)
 	}
 }

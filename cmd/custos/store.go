@@ -90,6 +90,12 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	if _, err := os.Stat(cfg.path(configFile)); err != nil {
 		return nil, fmt.Errorf("%s is not a custos data directory (no %s): run custos init", cfg.DataDir, configFile)
 	}
+	// It holds the KEK (by default), the log's signing key and the
+	// database: nobody but custos enters it (sqlite.Open checks the
+	// database files themselves).
+	if err := sqlite.CheckDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	skey, err := os.ReadFile(cfg.path("log.key"))
 	if err != nil {
 		return nil, fmt.Errorf("read log signing key: %w", err)
@@ -150,6 +156,14 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains})
 	// Enrollment mails go only to the holder's address, by their own sink.
 	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
+	// Free text written before it was sealed at rest is sealed now; if the
+	// database refuses (a full disk), the rows stay readable as they are
+	// and the next start tries again.
+	if n, err := v.SealFreeText(ctx); err != nil {
+		logger.Warn("could not seal free text written before sealing; will retry at the next start", "err", err)
+	} else if n > 0 {
+		logger.Info("sealed free text written before sealing", "rows", n)
+	}
 	canaries, err := v.CanaryIndex(ctx)
 	if err != nil {
 		lg.Close()
