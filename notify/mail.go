@@ -50,7 +50,15 @@ func (m *MailDir) Send(_ context.Context, to, subject, body string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("maildir: %w", err)
 	}
-	name := filepath.Join(dir, custos.NewID("ml")+".eml")
+	// Written under a temporary name and renamed, so a reader polling the
+	// directory never sees half a mail.
+	name := filepath.Join(dir, custos.NewID("ml"))
 	msg := "To: " + to + "\r\nSubject: " + subject + "\r\n\r\n" + body
-	return os.WriteFile(name, []byte(msg), 0o600)
+	if err := os.WriteFile(name+".tmp", []byte(msg), 0o600); err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	if err := os.Rename(name+".tmp", name+".eml"); err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	return nil
 }

@@ -37,8 +37,8 @@ func awaitEnrollment(ctx context.Context, mailDir, email string, seen map[string
 			if err != nil {
 				return "", err
 			}
-			seen[f] = true
 			if s := enrollSecretRE.Find(b); s != nil {
+				seen[f] = true
 				return string(s), nil
 			}
 		}
