@@ -30,11 +30,12 @@ import (
 // end of the test, env checks that no address the test used appears in
 // any of them, in the metrics, or in any audit leaf (invariant 11).
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	db       *storetest.DB
 	log      *audit.Log
 	vault    *vault.Vault
 	srv      *httptest.Server
+	api      *server.Server
 	verifier note.Verifier
 	operator string // operator API key
 	// approvers are keys that may decide enrollments waiting for a second
@@ -66,6 +67,14 @@ func (l *lockedBuffer) String() string {
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the server's configuration adjusted by
+// configure (limits, timeouts). The server runs on its own http.Server
+// and connection cap, as custos serve runs it.
+func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -105,10 +114,19 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.approvers = map[string][]string{"": {e.operator}}
-	e.srv = httptest.NewServer(server.New(server.Config{Vault: e.vault, Log: e.log, Logger: logger}).Handler())
+	cfg := server.Config{Vault: e.vault, Log: e.log, Logger: logger}
+	if configure != nil {
+		configure(&cfg)
+	}
+	e.api = server.New(cfg)
+	e.srv = httptest.NewUnstartedServer(nil)
+	e.srv.Config = e.api.HTTPServer(nil)
+	e.srv.Listener = e.api.Listener(e.srv.Listener)
+	e.srv.Start()
 	t.Cleanup(func() {
 		metrics := e.get("", "/metrics", http.StatusOK)
 		e.srv.Close()
+		e.api.Close()
 		e.checkNoPersonalData(string(metrics))
 		if err := e.log.Close(); err != nil {
 			t.Errorf("close log: %v", err)
@@ -220,7 +238,7 @@ func (e *env) postJSON(key, path string, v any, want int) []byte {
 	return e.do(key, "POST", path, "application/json", bytes.NewReader(b), want)
 }
 
-func decode[T any](t *testing.T, b []byte) T {
+func decode[T any](t testing.TB, b []byte) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(b, &v); err != nil {

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/custos-dev/custos"
@@ -59,10 +62,6 @@ func (s *Server) registerRoutes() {
 	s.registerSecurityRoutes()
 }
 
-type items[T any] struct {
-	Items []T `json:"items"`
-}
-
 // reject records a request refused before it reached the vault.
 func (s *Server) reject(r *http.Request, action custos.Action, err error) error {
 	return s.vault.Reject(r.Context(), action, r.PathValue("tenant"), err)
@@ -88,14 +87,15 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionTenantList, err)
+	}
 	ts, err := s.vault.Tenants(r.Context())
 	if err != nil {
 		return err
 	}
-	if ts == nil {
-		ts = []*custos.Tenant{}
-	}
-	return writeJSON(w, http.StatusOK, items[*custos.Tenant]{ts})
+	return writeJSON(w, http.StatusOK, page(p, ts, func(t *custos.Tenant) string { return t.ID }))
 }
 
 func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) error {
@@ -121,11 +121,15 @@ func (s *Server) createList(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listLists(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionListRead, err)
+	}
 	ls, err := s.vault.Lists(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*custos.List]{ls})
+	return writeJSON(w, http.StatusOK, page(p, ls, func(l *custos.List) string { return l.ID }))
 }
 
 func (s *Server) getList(w http.ResponseWriter, r *http.Request) error {
@@ -254,6 +258,8 @@ func (s *Server) importContacts(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			if tooLarge(err) {
 				err = tooLargeError()
+			} else if stalled(err) {
+				err = stalledError()
 			}
 			return s.reject(r, custos.ActionContactImport, err)
 		}
@@ -277,7 +283,20 @@ func (l limitErrors) Next() (ingest.Row, error) {
 	if err != nil && tooLarge(err) {
 		return row, tooLargeError()
 	}
+	if err != nil && stalled(err) {
+		return row, stalledError()
+	}
 	return row, err
+}
+
+// stalled reports whether a body read failed on its deadline.
+func stalled(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+func stalledError() error {
+	return custos.Errorf(custos.EINVALID, "request body too slow: it stalled or fell below the minimum rate")
 }
 
 // exportContacts streams a list as CSV or NDJSON (tenant admins only; the
@@ -363,11 +382,15 @@ func (s *Server) createPrincipal(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listPrincipals(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionPrincipalRead, err)
+	}
 	ps, err := s.vault.Principals(r.Context())
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*custos.Principal]{ps})
+	return writeJSON(w, http.StatusOK, page(p, ps, func(v *custos.Principal) string { return v.ID }))
 }
 
 func (s *Server) getPrincipal(w http.ResponseWriter, r *http.Request) error {
@@ -402,11 +425,15 @@ func (s *Server) rekey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listEnrollments(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionEnrollmentRead, err)
+	}
 	es, err := s.vault.Enrollments(r.Context(), r.URL.Query().Get("status"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*custos.Enrollment]{es})
+	return writeJSON(w, http.StatusOK, page(p, es, func(v *custos.Enrollment) string { return v.ID }))
 }
 
 func (s *Server) decideEnrollment(approve bool) handlerFunc {
@@ -440,11 +467,15 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionKeyRead, err)
+	}
 	ks, err := s.vault.Keys(r.Context(), r.URL.Query().Get("principal"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*custos.APIKey]{ks})
+	return writeJSON(w, http.StatusOK, page(p, ks, func(v *custos.APIKey) string { return v.ID }))
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {

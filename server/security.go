@@ -37,21 +37,30 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionAlertRead, err)
+	}
 	as, err := s.vault.Alerts(r.Context(), r.URL.Query().Get("status"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*vault.Alert]{as})
+	return writeJSON(w, http.StatusOK, page(p, as, func(v *vault.Alert) string { return v.ID }))
 }
 
 // listContainments lists what is contained now: suspended principals and
 // frozen tenants, what contained each, who may lift it.
 func (s *Server) listContainments(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionAlertRead, err)
+	}
 	cs, err := s.vault.Containments(r.Context())
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*vault.Containment]{cs})
+	// A containment is named by what it holds: kind and target.
+	return writeJSON(w, http.StatusOK, page(p, cs, func(v *vault.Containment) string { return v.Kind + ":" + v.Target }))
 }
 
 type reasonBody struct {

@@ -13,11 +13,14 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -33,7 +36,41 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImportBytes bounds an import's body (default 16 GiB).
 	MaxImportBytes int64
+
+	// SourceRate and SourceBurst limit anonymous requests per source IP
+	// (default DefaultSourceRate/s, burst DefaultSourceBurst); KeyRate and
+	// KeyBurst authenticated requests per key (DefaultKeyRate/s, burst
+	// DefaultKeyBurst). rate.Inf turns a limit off.
+	SourceRate  rate.Limit
+	SourceBurst int
+	KeyRate     rate.Limit
+	KeyBurst    int
+	// RefusalWindow is how long the anonymous refusals of one source are
+	// counted into one leaf (default DefaultRefusals, one minute).
+	RefusalWindow time.Duration
+
+	// MaxConns caps open connections (default DefaultMaxConns); at the cap
+	// a new connection closes the longest-idle one that is not serving a
+	// request. ReadHeaderTimeout (default 10 s) and IdleTimeout (default
+	// 120 s) are the http.Server's. BodyReadTimeout (default 30 s) is how
+	// long a request body may stall; MinBodyRate (default 16 KiB/s) is the
+	// rate it must keep on average, so a slow body cannot hold an import
+	// open forever. Both apply to [Server.HTTPServer]'s connections.
+	MaxConns          int
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	BodyReadTimeout   time.Duration
+	MinBodyRate       int64
 }
+
+// Defaults of [Config].
+const (
+	DefaultMaxConns          = 4096
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultBodyReadTimeout   = 30 * time.Second
+	DefaultMinBodyRate       = 16 << 10
+)
 
 // Server serves the API.
 type Server struct {
@@ -44,6 +81,11 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	routes  []Route
+
+	sources  *limiters // anonymous requests by source IP
+	keys     *limiters // authenticated requests by key
+	refusals *refusals
+	conns    *connCap
 }
 
 // Route describes one registered route: what the authorization matrix
@@ -65,9 +107,40 @@ func New(cfg Config) *Server {
 	if cfg.MaxImportBytes <= 0 {
 		cfg.MaxImportBytes = 16 << 30
 	}
-	s := &Server{cfg: cfg, vault: cfg.Vault, log: cfg.Log, logger: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics()}
+	setDefault(&cfg.SourceRate, DefaultSourceRate)
+	setDefault(&cfg.SourceBurst, DefaultSourceBurst)
+	setDefault(&cfg.KeyRate, DefaultKeyRate)
+	setDefault(&cfg.KeyBurst, DefaultKeyBurst)
+	setDefault(&cfg.RefusalWindow, DefaultRefusals)
+	setDefault(&cfg.MaxConns, DefaultMaxConns)
+	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&cfg.BodyReadTimeout, DefaultBodyReadTimeout)
+	setDefault(&cfg.MinBodyRate, DefaultMinBodyRate)
+	s := &Server{cfg: cfg, vault: cfg.Vault, log: cfg.Log, logger: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
+		sources: newLimiters(cfg.SourceRate, cfg.SourceBurst), keys: newLimiters(cfg.KeyRate, cfg.KeyBurst)}
+	s.refusals = newRefusals(cfg.RefusalWindow, func(ctx context.Context, n int, first, last time.Time) {
+		if err := s.vault.RecordRefusals(ctx, n, first, last); err != nil {
+			s.logger.Error("record aggregated refusals", "count", n, "err", err)
+		}
+	})
+	s.conns = &connCap{max: cfg.MaxConns, conns: map[net.Conn]*connEntry{}}
 	s.registerRoutes()
 	return s
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Close records the refusals still being counted. Call it after the
+// http.Server has shut down and before the log closes.
+func (s *Server) Close() error {
+	s.refusals.close()
+	return nil
 }
 
 // Routes returns every registered route.
@@ -81,18 +154,63 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) handle(method, pattern string, action custos.Action, auth bool, h handlerFunc) {
 	s.routes = append(s.routes, Route{Method: method, Pattern: pattern, Action: action, Auth: auth})
+	ids := pathIDs(pattern)
 	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) {
-		if auth {
-			var err error
-			if r, err = s.authenticate(r, action); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
+		r, err := s.admit(w, r, action, auth, ids)
+		if err == nil {
+			err = h(w, r)
 		}
-		if err := h(w, r); err != nil {
+		if err != nil {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// unlimited are the routes no rate limit applies to: they read nothing of
+// anyone's and write nothing, and probes must answer during a flood.
+var unlimited = map[string]bool{"GET /healthz": true, "GET /metrics": true}
+
+// admit is every route's edge: rate limits, authentication, and the one
+// identifier check of the path. Anonymous refusals are counted per source
+// ([refusals]); the rest are recorded as usual.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, action custos.Action, auth bool, ids []pathID) (*http.Request, error) {
+	req := custos.RequestFromContext(r.Context())
+	source := "ip:" + req.Source
+	r = r.WithContext(vault.WithRefusals(r.Context(), func() bool { return s.refusals.absorb(source, req) }))
+	credentials := auth && hasCredentials(r)
+	if !credentials && !unlimited[r.Pattern] {
+		if ok, wait := s.sources.allow(req.Source); !ok {
+			return r, s.vault.Reject(r.Context(), custos.ActionAuthenticate, "", tooMany(w, wait))
+		}
+	}
+	// A request with a key is always tried: a flood of bad keys from a
+	// source costs that source's budget and, past the first refusal of a
+	// window, no leaf; a good key from the same source is still served.
+	if !auth {
+		return r, s.checkIDs(r, action, ids)
+	}
+	r2, err := s.authenticate(r, action)
+	if err != nil {
+		if credentials && custos.ErrorCode(err) == custos.EUNAUTHORIZED {
+			// A failed key costs its source; past the budget the answer
+			// is 429 (the refusal is already recorded or counted).
+			if ok, wait := s.sources.allow(req.Source); !ok {
+				return r, tooMany(w, wait)
+			}
+		}
+		return r, err
+	}
+	r = r2
+	if k := custos.RequestFromContext(r.Context()).Key; k != nil {
+		if ok, wait := s.keys.allow(k.ID); !ok {
+			err := tooMany(w, wait)
+			if s.refusals.absorb("key:"+k.ID, custos.RequestFromContext(r.Context())) {
+				return r, err
+			}
+			return r, s.reject(r, action, err)
+		}
+	}
+	return r, s.checkIDs(r, action, ids)
 }
 
 // ServeHTTP assigns the request id, recovers panics, and logs and counts
@@ -106,6 +224,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	sw := &statusWriter{ResponseWriter: w}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), start: start,
+			idle: s.cfg.BodyReadTimeout, minRate: s.cfg.MinBodyRate}
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {

@@ -133,20 +133,39 @@ func (s *Server) approveBreakGlass(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) listReveals(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionRevealsRead, err)
+	}
 	rs, err := s.vault.Reveals(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*custos.Reveal]{rs})
+	return writeJSON(w, http.StatusOK, page(p, rs, func(v *custos.Reveal) string { return v.ID }))
 }
 
+// review answers one page of the access review: principals in id order
+// (?after=, ?limit=, default 100 a page), each with its keys and grants;
+// the counts per flag are over every principal.
 func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionReview, err)
+	}
+	if r.URL.Query().Get("limit") == "" {
+		p.limit = ReviewPage
+	}
 	rv, err := s.vault.Review(r.Context())
 	if err != nil {
 		return err
 	}
+	pg := page(p, rv.Principals, func(v *vault.ReviewPrincipal) string { return v.ID })
+	rv.Principals, rv.Next = pg.Items, pg.Next
 	return writeJSON(w, http.StatusOK, rv)
 }
+
+// ReviewPage is the default page of the access review, in principals.
+const ReviewPage = 100
 
 func (s *Server) reviewRevoke(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
@@ -163,11 +182,15 @@ func (s *Server) reviewRevoke(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listAccessRequests(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionSupportRead, err)
+	}
 	rs, err := s.vault.AccessRequests(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*custos.AccessRequest]{rs})
+	return writeJSON(w, http.StatusOK, page(p, rs, func(v *custos.AccessRequest) string { return v.ID }))
 }
 
 func (s *Server) decideAccessRequest(approve bool) handlerFunc {
@@ -197,11 +220,15 @@ func (s *Server) decideAccessRequest(approve bool) handlerFunc {
 }
 
 func (s *Server) listGrants(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionSupportRead, err)
+	}
 	gs, err := s.vault.Grants(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, items[*custos.Grant]{gs})
+	return writeJSON(w, http.StatusOK, page(p, gs, func(v *custos.Grant) string { return v.ID }))
 }
 
 func (s *Server) createGrant(w http.ResponseWriter, r *http.Request) error {

@@ -121,6 +121,21 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	cancel()
 	for range batches { // let the sealer exit
 	}
+	if res.Batches == 0 {
+		// Nothing committed (every row refused, an empty body, or a body
+		// that failed before its first row): the request still reached the
+		// tenant's data, so it still leaves its one leaf.
+		l.Detail = fmt.Sprintf("lines 1-%d, %d refused", res.CommittedThroughLine, res.Failed)
+		var err error
+		if res.Aborted {
+			err = v.deny(ctx, l, custos.Errorf(res.AbortCode, "import stopped before any row was committed"))
+		} else {
+			err = v.record(ctx, l, nil)
+		}
+		if custos.ErrorCode(err) == custos.EUNAVAILABLE {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 

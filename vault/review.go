@@ -47,8 +47,12 @@ type ReviewPrincipal struct {
 type Review struct {
 	At         time.Time          `json:"at"`
 	Principals []*ReviewPrincipal `json:"principals"`
-	// Flagged counts principals and keys per flag.
+	// Flagged counts principals and keys per flag, over the whole review
+	// even when Principals is one page of it.
 	Flagged map[string]int `json:"flagged"`
+	// Next, when the review is served in pages, is the id of the last
+	// principal of this page: ask for the page after it (?after=).
+	Next string `json:"next,omitempty"`
 }
 
 // Review builds the access review for operators and security staff.

@@ -27,7 +27,7 @@ func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant, adminEmail s
 	t.CreatedAt = v.now().UTC().Truncate(1e6)
 	admin := &custos.Principal{ID: custos.NewID(custos.PrefixPrincipal), Kind: custos.KindTenantAdmin, TenantID: t.ID, Name: "admin", Identity: adminEmail, CreatedAt: t.CreatedAt}
 	if err := admin.Validate(); err != nil {
-		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "admin_email: %s", custos.ErrorMessage(err)))
+		return nil, v.deny(ctx, l, custos.Prefixed(custos.EINVALID, "admin_email", err))
 	}
 	by := custos.RequestFromContext(ctx).Principal
 	// The first admin is the tenant's own, at the address it registered:
@@ -181,7 +181,7 @@ func (v *Vault) List(ctx context.Context, tenant, id string) (*custos.List, erro
 	if err != nil {
 		return nil, err
 	}
-	l.List = id
+	l.List = safeID(custos.PrefixList, id)
 	ls, err := v.findList(ctx, tenant, id)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
@@ -232,7 +232,7 @@ func (v *Vault) DeleteList(ctx context.Context, tenant, id string) error {
 	if err != nil {
 		return err
 	}
-	l.List = id
+	l.List = safeID(custos.PrefixList, id)
 	if _, err := v.findList(ctx, tenant, id); err != nil {
 		return v.deny(ctx, l, err)
 	}

@@ -23,8 +23,11 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,10 +148,190 @@ func leaf(ctx context.Context, action custos.Action, tenant string) audit.Leaf {
 	return l
 }
 
+// MaxLeafBytes bounds an entry's JSON body as the vault builds it. It sits
+// below the log's own limit (64 KiB, the C2SP entry bundle's) with room for
+// what the log adds (time, tenant sequence, the reason of a failure, which
+// is at most maxTextBytes). A request whose entry would be larger fails
+// alone with ETOOLARGE, recorded without its token list and detail; it
+// never reaches the log's batch, so it can never fail other requests.
+const MaxLeafBytes = 60 << 10
+
+// maxTextBytes bounds a leaf's free-text fields (reason, detail).
+const maxTextBytes = 1024
+
+// actors are the non-principal actors a leaf may name.
+var actors = map[string]bool{"anonymous": true, "system": true, "bootstrap": true}
+
+var (
+	outcomes   = map[string]bool{audit.OutcomeOK: true, audit.OutcomeDenied: true, audit.OutcomeRejected: true, audit.OutcomeError: true}
+	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true}
+	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
+	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
+		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment}
+	// words are the enum values and fixed phrases an error message may
+	// carry as an argument into a leaf (see [recordable]).
+	words = func() map[string]bool {
+		m := map[string]bool{}
+		for _, w := range []string{
+			custos.RequestPending, custos.RequestApproved, custos.RequestDenied, custos.RequestExpired,
+			custos.GrantActive, custos.GrantExpired, custos.GrantRevoked, custos.GrantEnded,
+			custos.EnrollPending, custos.EnrollIssued, custos.EnrollUsed, custos.EnrollDenied, custos.EnrollExpired,
+			AlertOpen, AlertAcknowledged, AlertResolved, reasonSamePerson, reasonCreatedBy,
+			"a second, independent approver is needed", "lifter created the contained principal: someone else lifts its containment",
+			"application/json", "text/csv", "application/x-ndjson", "list", "tenant", "contact", "principal", "key", "grant",
+			"request", "alert", "enrollment", "reveal", "access request",
+		} {
+			m[w] = true
+		}
+		for _, w := range custos.ReasonCodes {
+			m[w] = true
+		}
+		for _, k := range custos.Kinds {
+			m[string(k)] = true
+		}
+		return m
+	}()
+)
+
+// validID reports whether s is an identifier of any kind custos mints.
+func validID(s string) bool {
+	for _, p := range idPrefixes {
+		if custos.ValidID(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// keepWord reports whether an error message's argument s may reach a
+// leaf: an identifier, an enum value or one of the vault's fixed phrases
+// (a comma-separated list of them too); never anything else a caller
+// could have chosen.
+func keepWord(s string) bool {
+	if validID(s) || words[s] || custos.ValidateScopes([]custos.Scope{custos.Scope(s)}) == nil && s != "" {
+		return true
+	}
+	if parts := strings.Split(s, ", "); len(parts) > 1 {
+		for _, p := range parts {
+			if !keepWord(p) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// recordable returns err as its leaf records it: the same code, and its
+// message with every argument [keepWord] refuses left out, bounded.
+func recordable(err error) error {
+	msg := custos.RecordedMessage(err, keepWord)
+	if len(msg) > maxTextBytes || !printable(msg) {
+		msg = custos.Redacted
+	}
+	return &custos.Error{Code: custos.ErrorCode(err), Message: msg}
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanLeaf is the last check before a leaf is built: every field a caller
+// can influence must be an identifier minted here (with the field's
+// prefix) or an enum value; anything else is replaced by a fixed
+// placeholder. Free text (detail, reason) is the vault's own, bounded and
+// printable.
+func cleanLeaf(l *audit.Leaf) {
+	l.RequestID = safeID(custos.PrefixRequest, l.RequestID)
+	if !actors[l.Actor] {
+		l.Actor = safeID(custos.PrefixPrincipal, l.Actor)
+	}
+	if l.ActorKind != "" && !custos.Kind(l.ActorKind).Valid() {
+		l.ActorKind = custos.Redacted
+	}
+	l.KeyID = safeID(custos.PrefixKey, l.KeyID)
+	if l.Source != "" {
+		if a, err := netip.ParseAddr(l.Source); err != nil {
+			l.Source = custos.Redacted
+		} else {
+			l.Source = a.String()
+		}
+	}
+	if l.Tenant != "" && !custos.ValidID(custos.PrefixTenant, l.Tenant) {
+		l.Tenant = ""
+	}
+	l.List = safeID(custos.PrefixList, l.List)
+	for i, t := range l.Tokens {
+		l.Tokens[i] = safeID(custos.PrefixContact, t)
+	}
+	if !outcomes[l.Outcome] {
+		l.Outcome = audit.OutcomeError
+	}
+	if l.Code != "" && !codes[l.Code] {
+		l.Code = custos.EINTERNAL
+	}
+	if l.Severity != "" && !severities[l.Severity] {
+		l.Severity = custos.Redacted
+	}
+	for _, f := range []*string{&l.Detail, &l.Reason} {
+		if len(*f) > maxTextBytes || !printable(*f) {
+			*f = custos.Redacted
+		}
+	}
+}
+
+// tooLarge is the refusal of a request whose leaf would exceed MaxLeafBytes.
+var tooLarge = custos.Errorf(custos.ETOOLARGE, "request too large to record: its audit entry would exceed %d bytes", MaxLeafBytes)
+
+// fits reports whether l, with a reason of up to maxTextBytes, stays under
+// [MaxLeafBytes].
+func fits(l *audit.Leaf) bool {
+	b, err := json.Marshal(l)
+	return err == nil && len(b)+maxTextBytes <= MaxLeafBytes
+}
+
+// shrink makes a leaf that does not fit small enough to record its
+// refusal: its tokens and detail are left out (its count stays).
+func shrink(l *audit.Leaf) {
+	l.Tokens, l.Detail = nil, "entry too large: tokens and detail left out"
+}
+
 // record appends l with an optional change and returns the change's error,
-// or EUNAVAILABLE if the log could not be written.
+// or EUNAVAILABLE if the log could not be written. The leaf is cleaned and
+// its size checked before it reaches the log, and again after apply
+// completed it: a leaf that does not fit fails this request alone.
 func (v *Vault) record(ctx context.Context, l audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error) error {
-	_, err := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: apply})
+	cleanLeaf(&l)
+	if !fits(&l) {
+		return v.deny(ctx, l, tooLarge)
+	}
+	if apply == nil { // nothing can grow the leaf: no savepoint for reads
+		_, err := v.log.Append(ctx, audit.Entry{Leaf: l})
+		return err
+	}
+	var failed error
+	_, err := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		failed = apply(ctx, tx, leaf)
+		cleanLeaf(leaf)
+		if failed == nil && !fits(leaf) {
+			failed = tooLarge
+		}
+		if failed == nil {
+			return nil
+		}
+		if !fits(leaf) {
+			shrink(leaf)
+		}
+		return recordable(failed)
+	}})
+	if err != nil && failed != nil && !errors.Is(err, audit.ErrUnavailable) {
+		return failed // the caller's error in full; the leaf has its recordable form
+	}
 	return err
 }
 
@@ -180,13 +363,53 @@ func (v *Vault) announce(ctx context.Context, l audit.Leaf, m *notify.Message, a
 
 // deny records a refused or invalid request and returns err (or
 // EUNAVAILABLE if even the refusal could not be recorded: the caller must
-// learn nothing it would not learn from a logged refusal).
+// learn nothing it would not learn from a logged refusal). The leaf holds
+// err's recordable form ([recordable]); an anonymous refusal may be
+// absorbed by the aggregate the context carries ([WithRefusals]).
 func (v *Vault) deny(ctx context.Context, l audit.Leaf, err error) error {
-	_, aerr := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: func(context.Context, *sql.Tx, *audit.Leaf) error { return err }})
+	cleanLeaf(&l)
+	if !fits(&l) {
+		shrink(&l)
+	}
+	if l.Actor == "anonymous" {
+		if absorb, ok := ctx.Value(refusalsKey{}).(func() bool); ok && absorb() {
+			return err
+		}
+	}
+	rec := recordable(err)
+	_, aerr := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: func(context.Context, *sql.Tx, *audit.Leaf) error { return rec }})
 	if aerr != nil && custos.ErrorCode(aerr) == custos.EUNAVAILABLE {
 		return aerr
 	}
 	return err
+}
+
+type refusalsKey struct{}
+
+// WithRefusals returns a context under which a refusal of an anonymous
+// request (no principal known: no key, a malformed or unknown one) is
+// first offered to absorb. If absorb returns true the refusal is counted
+// by its caller instead of being appended on its own; the caller later
+// records the count with [Vault.RecordRefusals]. The server uses it so
+// that a flood of anonymous requests from one source becomes at most one
+// leaf per minute.
+func WithRefusals(ctx context.Context, absorb func() bool) context.Context {
+	return context.WithValue(ctx, refusalsKey{}, absorb)
+}
+
+// RecordRefusals records n anonymous refusals from the request's source,
+// the first at first and the last at last, as one leaf (count n, the
+// times in its detail).
+func (v *Vault) RecordRefusals(ctx context.Context, n int, first, last time.Time) error {
+	ctx = context.WithValue(ctx, refusalsKey{}, nil)
+	l := leaf(ctx, custos.ActionAuthenticate, "")
+	l.Count = n
+	l.Detail = "aggregated anonymous refusals first " + first.UTC().Format(time.RFC3339Nano) + " last " + last.UTC().Format(time.RFC3339Nano)
+	err := v.deny(ctx, l, custos.Errorf(custos.ETOOMANY, "anonymous requests refused or rate limited, aggregated per source and minute"))
+	if custos.ErrorCode(err) == custos.EUNAVAILABLE {
+		return err
+	}
+	return nil
 }
 
 // authorize checks the request in ctx and, if it is refused, records the

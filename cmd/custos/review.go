@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -33,10 +34,24 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 		return usagef("custos review --revoke needs at least one --flag: bulk revocation is by flag, never of everything")
 	}
 	c := mk()
+	// The review comes in pages of principals; the flag counts are whole
+	// on every page.
 	var rv vault.Review
-	if err := c.json(ctx, "GET", "/v1/review", nil, &rv); err != nil {
-		return err
+	for after := ""; ; {
+		var pg vault.Review
+		if err := c.json(ctx, "GET", "/v1/review?after="+url.QueryEscape(after), nil, &pg); err != nil {
+			return err
+		}
+		if after == "" {
+			rv = pg
+		} else {
+			rv.Principals = append(rv.Principals, pg.Principals...)
+		}
+		if after = pg.Next; after == "" {
+			break
+		}
 	}
+	rv.Next = ""
 	selected := func(fs []string) bool {
 		if len(flags) == 0 {
 			return true

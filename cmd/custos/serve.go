@@ -39,6 +39,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 type runningServer struct {
 	URL   string
 	store *store
+	api   *server.Server
 	http  *http.Server
 	done  chan error
 }
@@ -64,16 +65,13 @@ func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger,
 		st.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	h := server.New(server.Config{Vault: st.vault, Log: st.log, Logger: logger}).Handler()
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		// No ReadTimeout/WriteTimeout: imports and exports stream for as
-		// long as they take.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	rs := &runningServer{URL: "http://" + ln.Addr().String(), store: st, http: hs, done: make(chan error, 1)}
+	api := server.New(server.Config{Vault: st.vault, Log: st.log, Logger: logger})
+	// The API's own http.Server: header and idle timeouts, a deadline on
+	// request bodies, and a connection cap that closes idle connections
+	// first (server.Config has the limits).
+	hs := api.HTTPServer(slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
+	ln = api.Listener(ln)
+	rs := &runningServer{URL: "http://" + ln.Addr().String(), store: st, api: api, http: hs, done: make(chan error, 1)}
 	go func() { rs.done <- hs.Serve(ln) }()
 	return rs, nil
 }
@@ -87,5 +85,6 @@ func (s *runningServer) Close() error {
 	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	return errors.Join(err, s.store.Close())
+	// The refusals still being counted are recorded before the log closes.
+	return errors.Join(err, s.api.Close(), s.store.Close())
 }
