@@ -115,6 +115,35 @@ type multiFlag []string
 func (f *multiFlag) String() string     { return strings.Join(*f, ",") }
 func (f *multiFlag) Set(v string) error { *f = append(*f, v); return nil }
 
+// allItems reads every page of an item list, following each page's
+// "next" cursor with ?after=.
+func allItems[T any](ctx context.Context, c *client, path string) (struct{ Items []T }, error) {
+	out := struct{ Items []T }{Items: []T{}}
+	after := ""
+	for {
+		p := path
+		if after != "" {
+			sep := "?"
+			if strings.Contains(p, "?") {
+				sep = "&"
+			}
+			p += sep + "after=" + url.QueryEscape(after)
+		}
+		var page struct {
+			Items []T
+			Next  string `json:"next"`
+		}
+		if err := c.json(ctx, "GET", p, nil, &page); err != nil {
+			return out, err
+		}
+		out.Items = append(out.Items, page.Items...)
+		if page.Next == "" || page.Next == after {
+			return out, nil
+		}
+		after = page.Next
+	}
+}
+
 // enrollmentState says in a line where an enrollment stands.
 func enrollmentState(e *custos.Enrollment) string {
 	switch e.Status {
@@ -225,8 +254,8 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		return pr.one(t, "created tenant %s (%s); its admin %s enrolls from the mail sent to the registered address (enrollment %s)",
 			t.ID, t.Name, t.AdminEnrollment.PrincipalID, t.AdminEnrollment.ID)
 	case "tenant ls":
-		var page struct{ Items []custos.Tenant }
-		if err := c.json(ctx, "GET", "/v1/tenants", nil, &page); err != nil {
+		page, err := allItems[custos.Tenant](ctx, c, "/v1/tenants")
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tNAME\tCREATED", func(tw io.Writer) {
@@ -251,8 +280,8 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		if err := need("tenant", *tenant); err != nil {
 			return err
 		}
-		var page struct{ Items []custos.List }
-		if err := c.json(ctx, "GET", tp+"/lists", nil, &page); err != nil {
+		page, err := allItems[custos.List](ctx, c, tp+"/lists")
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tNAME\tCREATED", func(tw io.Writer) {
@@ -378,8 +407,8 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		if *status != "" {
 			q = "?status=" + url.QueryEscape(*status)
 		}
-		var page struct{ Items []custos.Enrollment }
-		if err := c.json(ctx, "GET", "/v1/enrollments"+q, nil, &page); err != nil {
+		page, err := allItems[custos.Enrollment](ctx, c, "/v1/enrollments"+q)
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tPRINCIPAL\tTENANT\tREQUESTED BY\tAPPROVAL\tSTATUS\tCREATED", func(tw io.Writer) {
@@ -398,8 +427,8 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		}
 		return pr.one(e, "%s", enrollmentState(&e))
 	case "principal ls":
-		var page struct{ Items []custos.Principal }
-		if err := c.json(ctx, "GET", "/v1/principals", nil, &page); err != nil {
+		page, err := allItems[custos.Principal](ctx, c, "/v1/principals")
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tKIND\tTENANT\tNAME\tOWNER\tSUSPENDED", func(tw io.Writer) {
@@ -429,8 +458,8 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		if *principal != "" {
 			q = "?principal=" + url.QueryEscape(*principal)
 		}
-		var page struct{ Items []custos.APIKey }
-		if err := c.json(ctx, "GET", "/v1/keys"+q, nil, &page); err != nil {
+		page, err := allItems[custos.APIKey](ctx, c, "/v1/keys"+q)
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tPRINCIPAL\tHINT\tSCOPES\tEXPIRES\tLAST USED\tREVOKED", func(tw io.Writer) {

@@ -113,7 +113,7 @@ Access review (operators, security staff):
 Detection (docs/detection.md):
   rules check [DIR]              validate rule files (file:line errors); no DIR: the default pack
   alerts [ls] [--status S] | alerts ack|resolve ALERT [--note N]      (security staff)
-  contain suspend|unsuspend PRINCIPAL --reason R | contain freeze|unfreeze TENANT --reason R
+  contain ls | contain suspend|unsuspend PRINCIPAL --reason R | contain freeze|unfreeze TENANT --reason R
   trace EMAIL                    is an address found outside a canary? whose export or list?
 
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,

@@ -71,8 +71,8 @@ func (m *Main) runAlerts(ctx context.Context, args []string) error {
 	pr := &printer{w: m.Stdout, json: *asJSON}
 	switch verb {
 	case "ls":
-		var page struct{ Items []vault.Alert }
-		if err := c.json(ctx, "GET", "/v1/alerts?status="+url.QueryEscape(*status), nil, &page); err != nil {
+		page, err := allItems[vault.Alert](ctx, c, "/v1/alerts?status="+url.QueryEscape(*status))
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tSTATUS\tLEVEL\tRULE\tPRINCIPALS\tTENANTS\tEVIDENCE\tCONTAINMENT\tAT", func(tw io.Writer) {

@@ -98,8 +98,8 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 		}
 		return grantLine(*res.Grant)
 	case "reveals":
-		var page struct{ Items []custos.Reveal }
-		if err := c.json(ctx, "GET", tp+"/reveals", nil, &page); err != nil {
+		page, err := allItems[custos.Reveal](ctx, c, tp+"/reveals")
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "WHEN\tSTAFF\tTOKEN\tGRANT\tREASON CODE\tREASON", func(tw io.Writer) {
@@ -108,8 +108,8 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 			}
 		})
 	case "requests":
-		var page struct{ Items []custos.AccessRequest }
-		if err := c.json(ctx, "GET", tp+"/access-requests", nil, &page); err != nil {
+		page, err := allItems[custos.AccessRequest](ctx, c, tp+"/access-requests")
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tSTATUS\tREQUESTER\tSCOPE\tDURATION\tTICKET\tREASON", func(tw io.Writer) {
@@ -139,8 +139,8 @@ func (m *Main) runSupport(ctx context.Context, args []string) error {
 		}
 		return grantLine(g)
 	case "grants":
-		var page struct{ Items []custos.Grant }
-		if err := c.json(ctx, "GET", tp+"/grants", nil, &page); err != nil {
+		page, err := allItems[custos.Grant](ctx, c, tp+"/grants")
+		if err != nil {
 			return err
 		}
 		return pr.table(page, "ID\tSTATUS\tSTAFF\tSCOPE\tREVEALS\tEXPIRES", func(tw io.Writer) {
