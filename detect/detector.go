@@ -38,6 +38,9 @@ type Detector struct {
 	Write    *sql.DB // bookkeeping: the cursor when nothing fired
 	Rules    []*Rule
 	Canaries Canaries
+	// Rows MACs the cursor row and the rows containment changes
+	// (vault.Rows); nil only in tests that run the detector alone.
+	Rows *vault.Rows
 	// Active reports whether this node runs detection (the sequencer);
 	// nil means always.
 	Active   func() bool
@@ -55,6 +58,7 @@ type Detector struct {
 	canaries map[string]bool
 	canaryN  int
 	failedAt uint64 // 1 + the index that last failed verification
+	forged   bool   // the cursor row's MAC failed (alerted once)
 	kick     chan struct{}
 	once     sync.Once
 }
@@ -136,13 +140,28 @@ func (d *Detector) load(ctx context.Context) error {
 		return nil
 	}
 	now := time.Now().UnixMilli()
-	if _, err := d.Write.ExecContext(ctx, `INSERT INTO detector_state (name, next_index, state, updated_at) VALUES ($1, 0, '{}', $2) ON CONFLICT (name) DO NOTHING`, d.Name, now); err != nil {
+	mac, err := d.cursorMAC(ctx, nil, 0, "{}")
+	if err != nil {
+		return err
+	}
+	if _, err := d.Write.ExecContext(ctx, `INSERT INTO detector_state (name, next_index, state, updated_at, mac) VALUES ($1, 0, '{}', $2, $3) ON CONFLICT (name) DO NOTHING`, d.Name, now, mac); err != nil {
 		return fmt.Errorf("detector: create cursor: %w", err)
 	}
 	var next int64
 	var state string
-	if err := d.Write.QueryRowContext(ctx, `SELECT next_index, state FROM detector_state WHERE name = $1`, d.Name).Scan(&next, &state); err != nil {
+	var stored sql.NullString
+	if err := d.Write.QueryRowContext(ctx, `SELECT next_index, state, mac FROM detector_state WHERE name = $1`, d.Name).Scan(&next, &state, &stored); err != nil {
 		return fmt.Errorf("detector: read cursor: %w", err)
+	}
+	if d.Rows != nil {
+		ok, err := d.Rows.OK(ctx, "detector_state", stored, d.Name, next, state)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return d.cursorForged(ctx)
+		}
+		d.forged = false
 	}
 	en := NewEngine(d.Rules)
 	if state != "{}" {
@@ -155,6 +174,48 @@ func (d *Detector) load(ctx context.Context) error {
 	en.IsCanary = d.isCanary
 	d.engine, d.next, d.stored, d.savedAt = en, uint64(next), uint64(next), time.Now()
 	return nil
+}
+
+// errCursorForged stops the detector: its cursor row was not written by
+// a detector (moved forward, it would skip every entry below it).
+var errCursorForged = errors.New("detector: the cursor row failed its integrity check; detection stays stopped until security restores it")
+
+// cursorForged records a cursor whose MAC failed, once: a critical
+// row.integrity system entry and, because the detector cannot evaluate
+// the log past a cursor it does not trust, the alert that entry raises,
+// committed at once without moving the cursor.
+func (d *Detector) cursorForged(ctx context.Context) error {
+	if d.forged {
+		return errCursorForged
+	}
+	d.forged = true
+	d.Logger.Error("detector: the cursor row failed its integrity check", "cursor", d.Name)
+	reason := "the detector's cursor row failed its integrity check"
+	r, ok := d.systemEntryAt(ctx, vault.ActionRowIntegrity, reason, "table detector_state row "+d.Name, "critical")
+	if !ok {
+		return errCursorForged
+	}
+	d.engine = NewEngine(d.Rules)
+	defer func() { d.engine = nil }()
+	ev := &Event{Index: r.Index, Leaf: audit.Leaf{Time: time.Now().UTC(), Actor: "system", Action: vault.ActionRowIntegrity, Outcome: audit.OutcomeError, Reason: reason, Severity: "critical"}}
+	if hits, _ := d.engine.Evaluate(ev); len(hits) > 0 {
+		if err := d.commitHits(ctx, 0, 0, hits, false); err != nil {
+			return err
+		}
+	}
+	return errCursorForged
+}
+
+// cursorMAC is the MAC of the cursor row at next with state ("" without Rows).
+func (d *Detector) cursorMAC(ctx context.Context, tx *sql.Tx, next int64, state string) (sql.NullString, error) {
+	if d.Rows == nil {
+		return sql.NullString{}, nil
+	}
+	m, err := d.Rows.Sum(ctx, tx, "detector_state", d.Name, next, state)
+	if err != nil {
+		return sql.NullString{}, fmt.Errorf("detector: cursor MAC: %w", err)
+	}
+	return sql.NullString{String: m, Valid: true}, nil
 }
 
 func (d *Detector) isCanary(token string) bool {
@@ -265,6 +326,12 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 // and the cursor in one audit entry's transaction. The cursor update is
 // guarded: if another detector moved it, nothing commits.
 func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) error {
+	return d.commitHits(ctx, from, to, hits, true)
+}
+
+// commitHits is commit; without moveCursor it leaves the cursor and state
+// as they are (an alert about the cursor itself).
+func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, moveCursor bool) error {
 	d.engine.State.prune()
 	state, err := json.Marshal(d.engine.State)
 	if err != nil {
@@ -275,13 +342,19 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 	var told bool // messages other than new alerts' went to the outbox
 	_, err = d.Log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		now := time.Now()
-		res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3 WHERE name = $4 AND next_index = $5`,
-			int64(to), string(state), now.UnixMilli(), d.Name, int64(d.stored))
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return errors.New("detector: the cursor moved under us (another detector?)")
+		if moveCursor {
+			mac, err := d.cursorMAC(ctx, tx, int64(to), string(state))
+			if err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3, mac = $6 WHERE name = $4 AND next_index = $5`,
+				int64(to), string(state), now.UnixMilli(), d.Name, int64(d.stored), mac)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return errors.New("detector: the cursor moved under us (another detector?)")
+			}
 		}
 		var details []string
 		severity := ""
@@ -330,7 +403,7 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 			if err := notify.Enqueue(ctx, tx, alertMessage(a, h), now); err != nil {
 				return err
 			}
-			done, err := vault.Contain(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, a.ID, now)
+			done, err := vault.Contain(ctx, tx, d.Rows, h.Rule.Respond, h.Principals, h.Tenants, a.ID, now)
 			if err != nil {
 				return err
 			}
@@ -369,7 +442,9 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 	if err != nil {
 		return err
 	}
-	d.stored, d.savedAt = to, time.Now()
+	if moveCursor {
+		d.stored, d.savedAt = to, time.Now()
+	}
 	if (created > 0 || told) && d.Notified != nil {
 		d.Notified()
 	}
@@ -396,7 +471,7 @@ func (d *Detector) moreEvidence(ctx context.Context, tx *sql.Tx, cur *vault.Aler
 			return nil, err
 		}
 	}
-	done, err := vault.Contain(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, cur.ID, now)
+	done, err := vault.Contain(ctx, tx, d.Rows, h.Rule.Respond, h.Principals, h.Tenants, cur.ID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -504,8 +579,12 @@ func (d *Detector) saveCursorLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.Write.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3 WHERE name = $4 AND next_index = $5`,
-		int64(d.next), string(state), time.Now().UnixMilli(), d.Name, int64(d.stored))
+	mac, err := d.cursorMAC(ctx, nil, int64(d.next), string(state))
+	if err != nil {
+		return err
+	}
+	res, err := d.Write.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3, mac = $6 WHERE name = $4 AND next_index = $5`,
+		int64(d.next), string(state), time.Now().UnixMilli(), d.Name, int64(d.stored), mac)
 	if err != nil {
 		return fmt.Errorf("detector: save cursor: %w", err)
 	}
@@ -519,7 +598,11 @@ func (d *Detector) saveCursorLocked(ctx context.Context) error {
 // systemEntry records a failure of the log itself as an entry the rules
 // see (actor "system").
 func (d *Detector) systemEntry(ctx context.Context, action, detail string) (audit.Receipt, bool) {
-	r, err := d.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: action, Outcome: audit.OutcomeError, Reason: detail, Severity: "high"}})
+	return d.systemEntryAt(ctx, action, detail, "", "high")
+}
+
+func (d *Detector) systemEntryAt(ctx context.Context, action, reason, detail, severity string) (audit.Receipt, bool) {
+	r, err := d.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: action, Outcome: audit.OutcomeError, Reason: reason, Detail: detail, Severity: severity}})
 	if err != nil {
 		d.Logger.Error("detector: cannot record a log failure", "action", action, "err", err)
 		return r, false

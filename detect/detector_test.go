@@ -146,7 +146,7 @@ func (w *world) detector(rules []*detect.Rule) *detect.Detector {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	return &detect.Detector{Log: w.log, Read: w.db.Read, Write: w.db.Write, Rules: rules, Canaries: ci}
+	return &detect.Detector{Log: w.log, Read: w.db.Read, Write: w.db.Write, Rules: rules, Canaries: ci, Rows: w.vault.Rows()}
 }
 
 // drain runs the detector until it has evaluated the whole log.

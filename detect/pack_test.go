@@ -153,6 +153,12 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 		{"log-integrity",
 			[]ev{{action: "log.verify", outcome: "error", reason: "entry 7 does not match the tree"}},
 			[]ev{{action: "log.verify"}}},
+		{"row-integrity",
+			[]ev{{action: "row.integrity", outcome: "error", reason: "a stored row failed its integrity check"}},
+			[]ev{{action: "rows.seal"}}},
+		{"rows-sealed",
+			[]ev{{action: "rows.seal", outcome: "ok", count: 12}},
+			[]ev{{action: "rows.seal", outcome: "ok"}}},
 	}
 	rules, _ := detect.DefaultRules()
 	covered := map[string]bool{}

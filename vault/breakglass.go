@@ -75,7 +75,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 		if r.Status != custos.RequestPending {
 			return custos.Errorf(custos.ECONFLICT, "request is %s, not pending", r.Status)
 		}
-		requester, err := findPrincipalTx(ctx, tx, r.RequesterID)
+		requester, err := v.findPrincipalTx(ctx, tx, r.RequesterID)
 		if err != nil {
 			return err
 		}
@@ -90,7 +90,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 			if a.id == approver.ID || a.owner == approver.Identity {
 				return custos.Errorf(custos.ECONFLICT, "this person has approved already; a second, different approver is needed")
 			}
-			first, err := findPrincipalTx(ctx, tx, a.id)
+			first, err := v.findPrincipalTx(ctx, tx, a.id)
 			if err != nil {
 				return err
 			}
@@ -128,7 +128,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 		g = &custos.Grant{ID: custos.NewID(custos.PrefixGrant), TenantID: tenant, StaffID: r.RequesterID, RequestID: r.ID, Scope: r.Scope, RevealBudget: budget,
 			GrantedBy: approver.ID, StartsAt: now, ExpiresAt: now.Add(min(time.Duration(r.Duration), custos.BreakGlassTTL)), BreakGlass: true}
 		g.Status = g.StatusAt(now)
-		if err := insertGrant(ctx, tx, g); err != nil {
+		if err := v.insertGrant(ctx, tx, g); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, grant_id = $4 WHERE id = $5 AND status = 'pending'`,

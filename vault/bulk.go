@@ -205,7 +205,7 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, lis
 const insertContacts = `INSERT INTO contacts (` + contactColumns + `) VALUES `
 
 func (v *Vault) insertSQL() string {
-	return insertContacts + v.placeholders.Values(1, 9) + ` ON CONFLICT (list_id, blind_index) DO NOTHING`
+	return insertContacts + v.placeholders.Values(1, 10) + ` ON CONFLICT (list_id, blind_index) DO NOTHING`
 }
 
 // commitBatch inserts a batch with its leaf in one transaction. Rows whose
@@ -226,7 +226,7 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *Im
 		}
 		defer stmt.Close()
 		for i, s := range b.rows {
-			r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated)
+			r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
 			if err != nil {
 				return fmt.Errorf("insert contacts: %w", err)
 			}

@@ -62,7 +62,7 @@ func TestCanaries(t *testing.T) {
 	}
 	cols, _ := rows.Columns()
 	rows.Close()
-	if strings.Join(cols, ",") != "token,tenant_id,list_id,blind_index,email,attributes,consent,created_at,updated_at" {
+	if strings.Join(cols, ",") != "token,tenant_id,list_id,blind_index,email,attributes,consent,created_at,updated_at,mac" {
 		t.Fatalf("contacts columns changed: %v", cols)
 	}
 }

@@ -22,6 +22,7 @@ type sealed struct {
 	blind, email, attrs []byte
 	consent             custos.Consent
 	created, updated    int64
+	mac                 sql.NullString // under the tenant's keys (rowmac.go)
 }
 
 // associated data binds each ciphertext to its tenant, contact and field,
@@ -56,11 +57,15 @@ func seal(k *keys.TenantKeys, c *custos.Contact) (*sealed, error) {
 			return nil, fmt.Errorf("seal attributes: %w", err)
 		}
 	}
+	macContact(k, s)
 	return s, nil
 }
 
-// open decrypts a stored contact.
+// open decrypts a stored contact, refusing a row whose MAC fails.
 func open(k *keys.TenantKeys, s *sealed) (*custos.Contact, error) {
+	if !contactOK(k, s) {
+		return nil, fmt.Errorf("open %s: %w", s.token, errForged)
+	}
 	email, err := k.Open(s.email, adEmail(s.tenant, s.token))
 	if err != nil {
 		return nil, fmt.Errorf("open email of %s: %w", s.token, err)
@@ -77,12 +82,12 @@ func open(k *keys.TenantKeys, s *sealed) (*custos.Contact, error) {
 	return c, nil
 }
 
-const contactColumns = `token, tenant_id, list_id, blind_index, email, attributes, consent, created_at, updated_at`
+const contactColumns = `token, tenant_id, list_id, blind_index, email, attributes, consent, created_at, updated_at, mac`
 
 func scanSealed(row interface{ Scan(...any) error }) (*sealed, error) {
 	var s sealed
 	var consent string
-	if err := row.Scan(&s.token, &s.tenant, &s.list, &s.blind, &s.email, &s.attrs, &consent, &s.created, &s.updated); err != nil {
+	if err := row.Scan(&s.token, &s.tenant, &s.list, &s.blind, &s.email, &s.attrs, &consent, &s.created, &s.updated, &s.mac); err != nil {
 		return nil, err
 	}
 	s.consent = custos.Consent(consent)
@@ -90,9 +95,9 @@ func scanSealed(row interface{ Scan(...any) error }) (*sealed, error) {
 }
 
 func insertSealed(ctx context.Context, tx *sql.Tx, s *sealed) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO contacts (`+contactColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	res, err := tx.ExecContext(ctx, `INSERT INTO contacts (`+contactColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (list_id, blind_index) DO NOTHING`,
-		s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated)
+		s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
 	if err != nil {
 		return false, fmt.Errorf("insert contact: %w", err)
 	}
@@ -176,6 +181,13 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	} else if err != nil {
 		return nil, fmt.Errorf("find contact: %w", err)
 	}
+	k, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkContact(k, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -246,6 +258,11 @@ func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after
 	if err != nil {
 		return nil, "", nil, v.deny(ctx, *l, err)
 	}
+	for _, s := range ss {
+		if err := v.checkContact(k, s); err != nil {
+			return nil, "", nil, v.deny(ctx, *l, err)
+		}
+	}
 	l.Count = len(ss)
 	for _, s := range ss {
 		l.Tokens = append(l.Tokens, s.token)
@@ -310,10 +327,10 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u Conta
 		return nil, v.deny(ctx, l, err)
 	}
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		res, err := tx.ExecContext(ctx, `UPDATE contacts SET blind_index = $1, email = $2, attributes = $3, consent = $4, updated_at = $5
+		res, err := tx.ExecContext(ctx, `UPDATE contacts SET blind_index = $1, email = $2, attributes = $3, consent = $4, updated_at = $5, mac = $9
 			WHERE token = $6 AND tenant_id = $7 AND NOT EXISTS (
 				SELECT 1 FROM contacts o WHERE o.list_id = $8 AND o.blind_index = $1 AND o.token <> $6)`,
-			ns.blind, ns.email, ns.attrs, string(ns.consent), ns.updated, token, tenant, s.list)
+			ns.blind, ns.email, ns.attrs, string(ns.consent), ns.updated, token, tenant, s.list, ns.mac)
 		if err != nil {
 			return fmt.Errorf("update contact: %w", err)
 		}
@@ -383,6 +400,9 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 		return nil, v.deny(ctx, l, notFound("contact"))
 	} else if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("lookup contact: %w", err))
+	}
+	if err := v.checkContact(k, s); err != nil {
+		return nil, v.deny(ctx, l, err)
 	}
 	l.Tokens = []string{s.token}
 	if custos.PrincipalFromContext(ctx).Kind == custos.KindService {

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -58,27 +59,45 @@ const (
 )
 
 // Contain applies containment actions in tx (the detector's alert
-// transaction) and returns what it did, e.g. "suspended pr_…".
-func Contain(ctx context.Context, tx *sql.Tx, actions, principals, tenants []string, alertID string, now time.Time) ([]string, error) {
+// transaction) and returns what it did, e.g. "suspended pr_…". rows MACs
+// the rows it changes (nil: tests that run without a vault).
+func Contain(ctx context.Context, tx *sql.Tx, rows *Rows, actions, principals, tenants []string, alertID string, now time.Time) ([]string, error) {
 	var done []string
 	if slices.Contains(actions, ContainSuspend) {
 		for _, p := range principals {
+			// A forged row is not suspended, so that it is never MACed
+			// (and could not be lifted into a valid principal later).
+			if rows != nil {
+				if err := rows.v.checkRow(ctx, tx, "principals", p); errors.Is(err, errForged) {
+					continue
+				} else if err != nil {
+					return nil, err
+				}
+			}
 			res, err := tx.ExecContext(ctx, `UPDATE principals SET suspended = 1, suspended_by = $2 WHERE id = $1 AND suspended = 0`, p, nullStr(alertID))
 			if err != nil {
 				return nil, fmt.Errorf("suspend: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
+				if err := rows.reseal(ctx, tx, "principals", p); err != nil {
+					return nil, err
+				}
 				done = append(done, "suspended "+p)
 			}
 		}
 	}
 	if slices.Contains(actions, ContainEndGrant) {
 		for _, p := range principals {
-			res, err := tx.ExecContext(ctx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE staff_id = $3 AND ended_at IS NULL AND expires_at > $1`, ms(now), "detector", p)
+			ended, err := queryIDs(ctx, tx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE staff_id = $3 AND ended_at IS NULL AND expires_at > $1 RETURNING id`, ms(now), "detector", p)
 			if err != nil {
 				return nil, fmt.Errorf("end grants: %w", err)
 			}
-			if n, _ := res.RowsAffected(); n > 0 {
+			// An ended grant is MACed as ended, whatever else its row holds:
+			// ended, it gives nothing.
+			if err := rows.reseal(ctx, tx, "grants", ended...); err != nil {
+				return nil, err
+			}
+			if n := len(ended); n > 0 {
 				done = append(done, fmt.Sprintf("ended %d grants of %s", n, p))
 			}
 		}
@@ -94,6 +113,9 @@ func Contain(ctx context.Context, tx *sql.Tx, actions, principals, tenants []str
 				return nil, fmt.Errorf("freeze: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
+				if err := rows.reseal(ctx, tx, "tenant_freezes", t); err != nil {
+					return nil, err
+				}
 				done = append(done, "froze "+t)
 			}
 		}
@@ -336,7 +358,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 		if a.Status == AlertResolved || a.Status == status {
 			return custos.Errorf(custos.ECONFLICT, "alert is %s already", a.Status)
 		}
-		if err := mayLiftAll(ctx, tx, p, a.Principals); err != nil {
+		if err := v.mayLiftAll(ctx, tx, p, a.Principals); err != nil {
 			return err // nobody silences an alert about themselves
 		}
 		now := v.now()
@@ -386,7 +408,7 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 	return v.announce(ctx, l, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s by %s", l.Detail, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		if !suspend {
-			target, err := findPrincipalTx(ctx, tx, id)
+			target, err := v.findPrincipalTx(ctx, tx, id)
 			if err != nil {
 				return err
 			}
@@ -397,6 +419,11 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 		by := sql.NullString{}
 		if suspend {
 			by = nullStr(caID)
+			if err := v.checkRow(ctx, tx, "principals", id); errors.Is(err, errForged) {
+				return notFound("principal")
+			} else if err != nil {
+				return err
+			}
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE principals SET suspended = $1, suspended_by = $2 WHERE id = $3 AND suspended = $4`, boolInt(suspend), by, id, boolInt(!suspend))
 		if err != nil {
@@ -405,8 +432,11 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 		if n, _ := res.RowsAffected(); n != 1 {
 			return custos.Errorf(custos.ECONFLICT, "no such principal in that state")
 		}
+		if err := v.reseal(ctx, tx, "principals", id); err != nil {
+			return err
+		}
 		if suspend {
-			if _, err := Contain(ctx, tx, []string{ContainEndGrant}, []string{id}, nil, "", v.now()); err != nil {
+			if _, err := Contain(ctx, tx, v.Rows(), []string{ContainEndGrant}, []string{id}, nil, "", v.now()); err != nil {
 				return err
 			}
 		}
@@ -494,6 +524,9 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		if n, _ := res.RowsAffected(); n != 1 {
 			return custos.Errorf(custos.ECONFLICT, "the tenant is not in that state")
 		}
+		if err := v.reseal(ctx, tx, "tenant_freezes", tenant); err != nil {
+			return err
+		}
 		return v.recordReason(ctx, tx, caID, string(action), tenant, sealed)
 	})
 }
@@ -515,9 +548,9 @@ func mayLift(lifter, target *custos.Principal) error {
 }
 
 // mayLiftAll is mayLift for every principal named by ids.
-func mayLiftAll(ctx context.Context, tx *sql.Tx, lifter *custos.Principal, ids []string) error {
+func (v *Vault) mayLiftAll(ctx context.Context, tx *sql.Tx, lifter *custos.Principal, ids []string) error {
 	for _, id := range ids {
-		target, err := findPrincipalTx(ctx, tx, id)
+		target, err := v.findPrincipalTx(ctx, tx, id)
 		if custos.ErrorCode(err) == custos.ENOTFOUND {
 			continue
 		} else if err != nil {
@@ -533,6 +566,13 @@ func mayLiftAll(ctx context.Context, tx *sql.Tx, lifter *custos.Principal, ids [
 // mayLiftFreeze checks the lifter of a tenant's freeze against the
 // principals of the alert that froze it.
 func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, tenant string) error {
+	// A freeze row custos did not write could name any alert (or none), and
+	// with it anyone as lifter: it is not lifted through the API.
+	if err := v.checkRow(ctx, tx, "tenant_freezes", tenant); errors.Is(err, errForged) {
+		return custos.Errorf(custos.ECONFLICT, "the freeze failed its integrity check: it stays until security has looked into the row-integrity alert")
+	} else if err != nil {
+		return err
+	}
 	var alertID sql.NullString
 	err := tx.QueryRowContext(ctx, `SELECT alert_id FROM tenant_freezes WHERE tenant_id = $1`, tenant).Scan(&alertID)
 	if isNoRows(err) || (err == nil && !alertID.Valid) {
@@ -544,7 +584,7 @@ func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, tenant string) er
 	if err := tx.QueryRowContext(ctx, `SELECT principals FROM alerts WHERE id = $1`, alertID.String).Scan(&principals); err != nil && !isNoRows(err) {
 		return err
 	}
-	return mayLiftAll(ctx, tx, custos.RequestFromContext(ctx).Principal, strings.Fields(principals))
+	return v.mayLiftAll(ctx, tx, custos.RequestFromContext(ctx).Principal, strings.Fields(principals))
 }
 
 func validReasonText(s string) bool { return s != "" && len(s) <= 500 }
@@ -714,7 +754,7 @@ func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, err
 			c.MayLift = liftRule
 		}
 		for _, id := range c.Contained {
-			target, err := findPrincipalTx(ctx, v.read, id)
+			target, err := v.findPrincipalTx(ctx, v.read, id)
 			if custos.ErrorCode(err) == custos.ENOTFOUND {
 				continue
 			} else if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -39,7 +40,7 @@ const TopicEnroll = "principal.enroll"
 const enrollKeyName = "enrollment"
 
 // principalColumns are the columns scanPrincipal reads, in order.
-const principalColumns = `id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at`
+const principalColumns = `id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at, suspended_by, mac`
 
 // principalColumnsAs is principalColumns qualified by a table alias.
 func principalColumnsAs(alias string) string {
@@ -50,25 +51,68 @@ func principalColumnsAs(alias string) string {
 	return strings.Join(cols, ", ")
 }
 
+// scanPrincipal scans a principal without checking its MAC: for listings
+// that show every row as it is (the access review).
 func scanPrincipal(row interface{ Scan(...any) error }) (*custos.Principal, error) {
 	var p *custos.Principal
-	if err := scanKeyPrincipal(row, &p); err != nil {
+	var pr principalRow
+	if err := scanKeyPrincipal(row, &p, &pr); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// scanKeyPrincipal scans dest, then a principal's columns, into *p.
-func scanKeyPrincipal(row interface{ Scan(...any) error }, pp **custos.Principal, dest ...any) error {
+// scanVerifiedPrincipal scans a principal and checks its MAC; a principal
+// whose MAC fails is errForged (and raises the row-integrity alert).
+func (v *Vault) scanVerifiedPrincipal(ctx context.Context, tx *sql.Tx, row interface{ Scan(...any) error }) (*custos.Principal, error) {
+	var p *custos.Principal
+	var pr principalRow
+	if err := scanKeyPrincipal(row, &p, &pr); err != nil {
+		return nil, err
+	}
+	ok, err := v.principalOK(ctx, tx, &pr)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errForged
+	}
+	return p, nil
+}
+
+// principalRow is a principal's MACed values, as scanned, and its MAC.
+type principalRow struct {
+	vals []any
+	mac  sql.NullString
+}
+
+// principalOK checks a scanned principal's MAC, raising the alert if it fails.
+func (v *Vault) principalOK(ctx context.Context, tx *sql.Tx, pr *principalRow) (bool, error) {
+	k, err := v.rowKey(ctx, tx)
+	if err != nil {
+		return false, err
+	}
+	if macOK(pr.mac, k.MAC(rowMessage("principals", pr.vals...))) {
+		return true, nil
+	}
+	v.rowIntegrity("principals", pr.vals[0].(string))
+	return false, nil
+}
+
+// scanKeyPrincipal scans dest, then a principal's columns, into *p, and
+// what its MAC covers into pr.
+func scanKeyPrincipal(row interface{ Scan(...any) error }, pp **custos.Principal, pr *principalRow, dest ...any) error {
 	var p custos.Principal
 	var kind string
-	var tenant, identity, createdBy, creatorIdentity sql.NullString
+	var tenant, identity, createdBy, creatorIdentity, suspendedBy sql.NullString
 	var suspended int
 	var created int64
 	var verified sql.NullInt64
-	if err := row.Scan(append(dest, &p.ID, &kind, &tenant, &p.Name, &p.Owner, &identity, &createdBy, &creatorIdentity, &suspended, &created, &verified)...); err != nil {
+	if err := row.Scan(append(dest, &p.ID, &kind, &tenant, &p.Name, &p.Owner, &identity, &createdBy, &creatorIdentity, &suspended, &created, &verified, &suspendedBy, &pr.mac)...); err != nil {
 		return fmt.Errorf("scan principal: %w", err)
 	}
+	// In rowSpecs' order for principals.
+	pr.vals = []any{p.ID, kind, tenant, p.Owner, identity, createdBy, creatorIdentity, suspended, suspendedBy, created, verified}
 	p.Kind, p.TenantID, p.Suspended, p.CreatedAt, p.VerifiedAt = custos.Kind(kind), tenant.String, suspended != 0, fromMS(created), fromNullMS(verified)
 	p.Identity, p.CreatedBy, p.CreatorIdentity = identity.String, createdBy.String, creatorIdentity.String
 	if p.Identity == "" {
@@ -78,14 +122,14 @@ func scanKeyPrincipal(row interface{ Scan(...any) error }, pp **custos.Principal
 	return nil
 }
 
-func findPrincipalTx(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, id string) (*custos.Principal, error) {
+// findPrincipalTx reads a principal through q (a transaction or a pool).
+// One whose MAC fails is not found, like one that does not exist.
+func (v *Vault) findPrincipalTx(ctx context.Context, q querier, id string) (*custos.Principal, error) {
 	if !custos.ValidID(custos.PrefixPrincipal, id) {
 		return nil, notFound("principal")
 	}
-	p, err := scanPrincipal(q.QueryRowContext(ctx, `SELECT `+principalColumns+` FROM principals WHERE id = $1`, id))
-	if err != nil && isNoRows(err) {
+	p, err := v.scanVerifiedPrincipal(ctx, txOf(q), q.QueryRowContext(ctx, `SELECT `+principalColumns+` FROM principals WHERE id = $1`, id))
+	if err != nil && (isNoRows(err) || errors.Is(err, errForged)) {
 		return nil, notFound("principal")
 	}
 	return p, err
@@ -228,6 +272,14 @@ func (v *Vault) newEnrollment(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf,
 		e.ID, p.ID, nullString(p.TenantID), by.ID, by.Identity, approval, e.Status, nb, ms(now), issued, expires)
 	if err != nil {
 		return nil, fmt.Errorf("insert enrollment: %w", err)
+	}
+	// The principal is new (inserted just before) or was read and checked
+	// by the caller (a re-key): both rows get their MAC here.
+	if err := v.reseal(ctx, tx, "enrollments", e.ID); err != nil {
+		return nil, err
+	}
+	if err := v.reseal(ctx, tx, "principals", p.ID); err != nil {
+		return nil, err
 	}
 	leaf.Detail += " enrollment " + e.ID + " approval " + approval
 	// Who is told: security always; the tenant whenever the principal is
@@ -414,7 +466,7 @@ func (v *Vault) DecideEnrollment(ctx context.Context, id string, approve bool) (
 		}
 		return nil, v.deny(ctx, l, notFound("enrollment"))
 	}
-	e, err := scanEnrollment(v.read.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM enrollments WHERE id = $1`, id), v.now())
+	e, err := v.findEnrollment(ctx, id)
 	if isNoRows(err) {
 		return nil, v.deny(ctx, l, notFound("enrollment"))
 	} else if err != nil {
@@ -430,11 +482,11 @@ func (v *Vault) DecideEnrollment(ctx context.Context, id string, approve bool) (
 	decider := custos.RequestFromContext(ctx).Principal
 	now := v.now().UTC().Truncate(time.Millisecond)
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		p, err := findPrincipalTx(ctx, tx, e.PrincipalID)
+		p, err := v.findPrincipalTx(ctx, tx, e.PrincipalID)
 		if err != nil {
 			return err
 		}
-		requester, err := findPrincipalTx(ctx, tx, e.RequestedBy)
+		requester, err := v.findPrincipalTx(ctx, tx, e.RequestedBy)
 		if err != nil {
 			return err
 		}
@@ -484,6 +536,9 @@ func (v *Vault) DecideEnrollment(ctx context.Context, id string, approve bool) (
 		if n, _ := res.RowsAffected(); n != 1 {
 			return custos.Errorf(custos.ECONFLICT, "enrollment was decided meanwhile")
 		}
+		if err := v.reseal(ctx, tx, "enrollments", e.ID); err != nil {
+			return err
+		}
 		e.Status, e.DecidedBy = status, decider.ID
 		to := []string{notify.ToStaffSecurity, notify.ToPrincipal(e.RequestedBy)}
 		if e.TenantID != "" {
@@ -506,6 +561,21 @@ func (v *Vault) DecideEnrollment(ctx context.Context, id string, approve bool) (
 	return e, nil
 }
 
+// findEnrollment reads one enrollment; one whose MAC fails is reported
+// as sql.ErrNoRows, like one that does not exist.
+func (v *Vault) findEnrollment(ctx context.Context, id string) (*custos.Enrollment, error) {
+	e, err := scanEnrollment(v.read.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM enrollments WHERE id = $1`, id), v.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkRow(ctx, v.read, "enrollments", e.ID); errors.Is(err, errForged) {
+		return nil, sql.ErrNoRows
+	} else if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
 // Enroll turns an enrollment secret into a key for its principal: the
 // only way a principal gets its first key. It needs no API key — the
 // secret, which only the holder's mailbox received, is the credential —
@@ -518,7 +588,7 @@ func (v *Vault) Enroll(ctx context.Context, secret string, req KeyRequest) (stri
 		return "", nil, v.deny(ctx, l, err)
 	}
 	unknown := custos.Errorf(custos.EUNAUTHORIZED, "unknown, used or expired enrollment secret")
-	e, err := scanEnrollment(v.read.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM enrollments WHERE id = $1`, id), v.now())
+	e, err := v.findEnrollment(ctx, id)
 	if isNoRows(err) {
 		return "", nil, v.deny(ctx, l, unknown)
 	} else if err != nil {
@@ -564,7 +634,13 @@ func (v *Vault) Enroll(ctx context.Context, secret string, req KeyRequest) (stri
 		if _, err := tx.ExecContext(ctx, `UPDATE principals SET verified_at = $1 WHERE id = $2 AND verified_at IS NULL`, ms(now), p.ID); err != nil {
 			return fmt.Errorf("verify principal: %w", err)
 		}
-		return insertKey(ctx, tx, k, key)
+		if err := v.reseal(ctx, tx, "enrollments", e.ID); err != nil {
+			return err
+		}
+		if err := v.reseal(ctx, tx, "principals", p.ID); err != nil {
+			return err
+		}
+		return v.insertKey(ctx, tx, k, key)
 	})
 	if err != nil {
 		return "", nil, err
@@ -601,7 +677,7 @@ func (v *Vault) EnrollmentMail(ctx context.Context, id string) (*EnrollmentMail,
 	if !custos.ValidID(custos.PrefixEnrollment, id) {
 		return nil, notFound("enrollment")
 	}
-	e, err := scanEnrollment(v.read.QueryRowContext(ctx, `SELECT `+enrollmentColumns+` FROM enrollments WHERE id = $1`, id), v.now())
+	e, err := v.findEnrollment(ctx, id)
 	if isNoRows(err) {
 		return nil, notFound("enrollment")
 	} else if err != nil {
@@ -686,7 +762,7 @@ func (v *Vault) CreateKey(ctx context.Context, principalID string, req KeyReques
 	l.Detail = "key " + k.ID + " for principal " + r.Principal.ID
 	err = v.announce(ctx, l, &notify.Message{Topic: "key.created", TenantID: r.Principal.TenantID, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s %s created key %s for itself", r.Principal.Kind, r.Principal.ID, k.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		return insertKey(ctx, tx, k, secret)
+		return v.insertKey(ctx, tx, k, secret)
 	})
 	if err != nil {
 		return "", nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,10 +35,14 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 		created            int64
 		expires, used, rev sql.NullInt64
 	)
-	var p *custos.Principal
-	err := scanKeyPrincipal(v.queryRow(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, `+principalColumnsAs("p")+`
-		FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.hash = $1`, hash), &p,
-		&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev)
+	var (
+		p      *custos.Principal
+		pr     principalRow
+		keyMAC sql.NullString
+	)
+	err := scanKeyPrincipal(v.queryRow(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, k.mac, `+principalColumnsAs("p")+`
+		FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.hash = $1`, hash), &p, &pr,
+		&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev, &keyMAC)
 	if isNoRows(err) {
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
 	} else if err != nil {
@@ -46,6 +51,13 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	// The lookup was by hash; compare again in constant time so that no
 	// code path ever branches on a variable-time comparison of secrets.
 	if subtle.ConstantTimeCompare(stored, hash) != 1 {
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
+	}
+	// A key or principal row the database holds but custos did not write
+	// (its MAC fails) is no key: refused like an unknown one, and alerted.
+	if ok, err := v.keyRowOK(ctx, &k, p.ID, stored, scopes, created, expires, rev, keyMAC, &pr); err != nil {
+		return nil, nil, v.deny(ctx, l, fmt.Errorf("authenticate: %w", err))
+	} else if !ok {
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
 	}
 	k.PrincipalID = p.ID
@@ -115,8 +127,10 @@ func (v *Vault) Principals(ctx context.Context) ([]*custos.Principal, error) {
 	defer rows.Close()
 	out := []*custos.Principal{}
 	for rows.Next() {
-		p, err := scanPrincipal(rows)
-		if err != nil {
+		p, err := v.scanVerifiedPrincipal(ctx, nil, rows)
+		if errors.Is(err, errForged) {
+			continue // treated as absent; the alert is raised
+		} else if err != nil {
 			return nil, v.deny(ctx, l, err)
 		}
 		out = append(out, p)
@@ -132,7 +146,7 @@ func (v *Vault) Principals(ctx context.Context) ([]*custos.Principal, error) {
 }
 
 func (v *Vault) findPrincipal(ctx context.Context, id string) (*custos.Principal, error) {
-	return findPrincipalTx(ctx, v.read, id)
+	return v.findPrincipalTx(ctx, v.read, id)
 }
 
 // Principal returns one principal.
@@ -188,7 +202,7 @@ func (v *Vault) newKey(p *custos.Principal, req KeyRequest) (string, *custos.API
 	return secret, k, nil
 }
 
-func insertKey(ctx context.Context, tx *sql.Tx, k *custos.APIKey, secret string) error {
+func (v *Vault) insertKey(ctx context.Context, tx *sql.Tx, k *custos.APIKey, secret string) error {
 	var expires sql.NullInt64
 	if k.ExpiresAt != nil {
 		expires = sql.NullInt64{Int64: ms(*k.ExpiresAt), Valid: true}
@@ -198,7 +212,7 @@ func insertKey(ctx context.Context, tx *sql.Tx, k *custos.APIKey, secret string)
 	if err != nil {
 		return fmt.Errorf("insert key: %w", err)
 	}
-	return nil
+	return v.reseal(ctx, tx, "api_keys", k.ID)
 }
 
 // Keys returns the keys of a principal, or every key if principalID is empty.
@@ -240,7 +254,7 @@ func (v *Vault) RevokeKey(ctx context.Context, id string) error {
 		if n, _ := res.RowsAffected(); n != 1 {
 			return notFound("active key")
 		}
-		return nil
+		return v.reseal(ctx, tx, "api_keys", id)
 	})
 }
 
@@ -278,7 +292,10 @@ func (v *Vault) Bootstrap(ctx context.Context, name, email string) (*custos.Prin
 		if err := insertPrincipal(ctx, tx, p); err != nil {
 			return err
 		}
-		return insertKey(ctx, tx, k, secret)
+		if err := v.reseal(ctx, tx, "principals", p.ID); err != nil {
+			return err
+		}
+		return v.insertKey(ctx, tx, k, secret)
 	})
 	if err != nil {
 		return nil, "", err

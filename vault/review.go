@@ -179,6 +179,9 @@ func (v *Vault) RevokeKeys(ctx context.Context, ids []string) (int, error) {
 			if n, _ := res.RowsAffected(); n != 1 {
 				return custos.Errorf(custos.ENOTFOUND, "key %s is not a live key; nothing was revoked", id)
 			}
+			if err := v.reseal(ctx, tx, "api_keys", id); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -46,6 +47,12 @@ func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (
 		return s, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("read support settings: %w", err)
+	}
+	// Settings custos did not write are no settings: support access off.
+	if err := v.checkRow(ctx, q, "tenant_settings", tenant); errors.Is(err, errForged) {
+		return s, nil
+	} else if err != nil {
+		return nil, err
 	}
 	s.SupportAccess, s.MaxGrant, s.BreakGlass = on != 0, custos.Duration(time.Duration(maxMS)*time.Millisecond), bg != 0
 	s.ReasonCodes = append(s.ReasonCodes, strings.Fields(codes)...)
@@ -108,6 +115,9 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 		if err != nil {
 			return err
 		}
+		if err := v.reseal(ctx, tx, "tenant_settings", tenant); err != nil {
+			return err
+		}
 		// Turning access off ends the grants it allowed, in this
 		// transaction: no page or reveal commits under them afterwards.
 		for _, kind := range []struct {
@@ -117,12 +127,15 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *Suppor
 			if kind.on {
 				continue
 			}
-			res, err := tx.ExecContext(ctx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE tenant_id = $3 AND break_glass = $4 AND ended_at IS NULL AND expires_at > $1`,
+			ended, err := queryIDs(ctx, tx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE tenant_id = $3 AND break_glass = $4 AND ended_at IS NULL AND expires_at > $1 RETURNING id`,
 				now, admin.ID, tenant, kind.breakGlass)
 			if err != nil {
 				return fmt.Errorf("end grants: %w", err)
 			}
-			if n, _ := res.RowsAffected(); n > 0 {
+			if err := v.reseal(ctx, tx, "grants", ended...); err != nil {
+				return err
+			}
+			if n := len(ended); n > 0 {
 				leaf.Detail += fmt.Sprintf("; ended %d grants", n)
 			}
 		}
@@ -292,7 +305,7 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		if r.BreakGlass {
 			return custos.Errorf(custos.EFORBIDDEN, "a break-glass request is approved by security staff; the tenant may revoke its grant")
 		}
-		requester, err := findPrincipalTx(ctx, tx, r.RequesterID)
+		requester, err := v.findPrincipalTx(ctx, tx, r.RequesterID)
 		if err != nil {
 			return err
 		}
@@ -328,7 +341,7 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 			g = &custos.Grant{ID: custos.NewID(custos.PrefixGrant), TenantID: tenant, StaffID: r.RequesterID, RequestID: r.ID, Scope: r.Scope,
 				RevealBudget: budget, GrantedBy: decider.ID, StartsAt: now, ExpiresAt: now.Add(dur)}
 			g.Status = g.StatusAt(now)
-			if err := insertGrant(ctx, tx, g); err != nil {
+			if err := v.insertGrant(ctx, tx, g); err != nil {
 				return err
 			}
 			status, grantID = custos.RequestApproved, sql.NullString{String: g.ID, Valid: true}
@@ -364,14 +377,14 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 	return g, nil
 }
 
-func insertGrant(ctx context.Context, tx *sql.Tx, g *custos.Grant) error {
+func (v *Vault) insertGrant(ctx context.Context, tx *sql.Tx, g *custos.Grant) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO grants (id, tenant_id, staff_id, request_id, scope, reveal_budget, reveals_used, granted_by, starts_at, expires_at, break_glass)
 		VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)`,
 		g.ID, g.TenantID, g.StaffID, nullStr(g.RequestID), string(g.Scope), g.RevealBudget, g.GrantedBy, ms(g.StartsAt), ms(g.ExpiresAt), boolInt(g.BreakGlass))
 	if err != nil {
 		return fmt.Errorf("insert grant: %w", err)
 	}
-	return nil
+	return v.reseal(ctx, tx, "grants", g.ID)
 }
 
 func nullStr(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
@@ -434,7 +447,7 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 	}
 	admin := custos.RequestFromContext(ctx).Principal
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		staff, err := findPrincipalTx(ctx, tx, g.StaffID)
+		staff, err := v.findPrincipalTx(ctx, tx, g.StaffID)
 		if custos.ErrorCode(err) == custos.ENOTFOUND || (err == nil && staff.Kind != custos.KindStaffSupport) {
 			return custos.Errorf(custos.EINVALID, "staff_id must name a staff_support principal")
 		} else if err != nil {
@@ -459,7 +472,7 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 		g.GrantedBy, g.StartsAt, g.ExpiresAt = admin.ID, now, now.Add(min(dur, time.Duration(s.MaxGrant), custos.MaxGrantTTL))
 		g.Status = g.StatusAt(now)
 		leaf.Detail += " until " + g.ExpiresAt.Format(time.RFC3339)
-		if err := insertGrant(ctx, tx, g); err != nil {
+		if err := v.insertGrant(ctx, tx, g); err != nil {
 			return err
 		}
 		return v.enqueue(ctx, tx, &notify.Message{Topic: "grant.created", TenantID: g.TenantID, To: []string{notify.ToPrincipal(g.StaffID), notify.ToStaffSecurity},
@@ -506,6 +519,9 @@ func (v *Vault) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Gra
 		if _, err := tx.ExecContext(ctx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE id = $3`, ms(now), p.ID, id); err != nil {
 			return err
 		}
+		if err := v.reseal(ctx, tx, "grants", id); err != nil {
+			return err
+		}
 		g.EndedAt, g.EndedBy = &now, p.ID
 		g.Status = g.StatusAt(now)
 		m := &notify.Message{Topic: "grant.revoked", TenantID: tenant, To: []string{notify.ToPrincipal(g.StaffID)},
@@ -528,6 +544,11 @@ func (v *Vault) staffGrant(ctx context.Context, tenant string) (*custos.Grant, e
 	g, err := v.scanGrant(v.read.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants
 		WHERE staff_id = $1 AND tenant_id = $2 AND ended_at IS NULL AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1`, p.ID, tenant, ms(v.now())))
 	if isNoRows(err) {
+		return nil, custos.Errorf(custos.EFORBIDDEN, "no active grant on this tenant")
+	} else if err != nil {
+		return nil, err
+	}
+	if err := v.checkRow(ctx, v.read, "grants", g.ID); errors.Is(err, errForged) {
 		return nil, custos.Errorf(custos.EFORBIDDEN, "no active grant on this tenant")
 	} else if err != nil {
 		return nil, err
@@ -592,7 +613,7 @@ func (v *Vault) spendPage(grantID string) func(context.Context, *sql.Tx, *audit.
 			leaf.Tokens, leaf.Count = nil, 0 // refused: nothing was read
 			return custos.Errorf(custos.ETOOMANY, "the grant has ended or has served its %d pages this hour", custos.SupportPagesPerHour)
 		}
-		return nil
+		return v.reseal(ctx, tx, "grants", grantID)
 	}
 }
 
@@ -707,6 +728,9 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 			return err
 		} else if n != 1 {
 			return custos.Errorf(custos.EFORBIDDEN, "the grant has ended or its reveal budget is spent")
+		}
+		if err := v.reseal(ctx, tx, "grants", g.ID); err != nil {
+			return err
 		}
 		leaf.Count = 1
 		_, err = tx.ExecContext(ctx, `INSERT INTO reveals (id, tenant_id, grant_id, staff_id, token, reason_code, reason_sealed, revealed_at)

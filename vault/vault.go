@@ -59,6 +59,7 @@ type Vault struct {
 	canaryMu      sync.Mutex
 	canaryKey     *keys.SystemPRF
 	enrollKey     *keys.SystemPRF // under canaryMu too
+	rows          rowState        // row MACs (rowmac.go)
 
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex

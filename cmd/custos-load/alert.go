@@ -93,7 +93,7 @@ func runAlert(args []string) error {
 	if err != nil {
 		return err
 	}
-	det := &detect.Detector{Log: n.log, Read: db.Read, Write: db.Write, Rules: rules, Canaries: ci, Notified: disp.Kick}
+	det := &detect.Detector{Log: n.log, Read: db.Read, Write: db.Write, Rules: rules, Canaries: ci, Rows: n.vault.Rows(), Notified: disp.Kick}
 	go disp.Run(ctx)
 	go det.Run(ctx)
 

@@ -23,6 +23,7 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 	fs := newFlagSet("log "+sub, m.Stderr)
 	resolve := m.serverFlags(fs)
 	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")
+	rowsFlag := fs.Bool("rows", false, "verify: also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
 	index := fs.Uint64("index", 0, "proof: entry index")
 	out := fs.String("out", "", "proof: also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
 	if _, err := parse(fs, args); err != nil {
@@ -34,7 +35,10 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 	}
 	switch sub {
 	case "verify":
-		return m.logVerify(ctx, cfg, *checkpoint)
+		if err := m.logVerify(ctx, cfg, *checkpoint); err != nil || !*rowsFlag {
+			return err
+		}
+		return m.logVerifyData(ctx, cfg)
 	case "checkpoint":
 		return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
 			var msg []byte

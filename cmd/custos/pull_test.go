@@ -73,7 +73,7 @@ func TestAuditPull(t *testing.T) {
 	// Removal: an insider deletes the next entry of the tenant.
 	c.must("contact", "add", "--tenant", tenant, "--list", list, "late1@example.test")
 	c.must("contact", "add", "--tenant", tenant, "--list", list, "late2@example.test")
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db"))
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db")+"?_pragma=busy_timeout(10000)") // the server writes too
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 func TestRulesCheckCLI(t *testing.T) {
 	dir := t.TempDir()
 	c := &cli{t: t, env: map[string]string{}}
-	if out := c.must("rules", "check"); !strings.Contains(out, "16 rules in the default pack: OK") {
+	if out := c.must("rules", "check"); !strings.Contains(out, "18 rules in the default pack: OK") {
 		t.Fatalf("default pack:\n%s", out)
 	}
 	os.WriteFile(filepath.Join(dir, "good.yaml"), []byte("id: a\ntitle: t\nlevel: low\ncondition: event.staff\n"), 0o600)

@@ -164,13 +164,21 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	} else if n > 0 {
 		logger.Info("sealed free text written before sealing", "rows", n)
 	}
+	// Rows from before row MACs get theirs, once (vault.SealRows).
+	if n, err := v.SealRows(ctx); err != nil {
+		lg.Close()
+		db.close()
+		return nil, fmt.Errorf("seal rows: %w", err)
+	} else if n > 0 {
+		logger.Info("sealed rows that predate row MACs", "rows", n)
+	}
 	canaries, err := v.CanaryIndex(ctx)
 	if err != nil {
 		lg.Close()
 		db.close()
 		return nil, err
 	}
-	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
 	detector.Store(det)
 	bg, stop := context.WithCancel(context.Background())
 	st := &store{db: db, log: lg, vault: v, verifier: verifier, notifier: d, detector: det, stop: stop, stopped: make(chan struct{})}

@@ -105,7 +105,7 @@ func TestLogWatchCatchesRestoredBackup(t *testing.T) {
 		c.tenant("Before")
 	}
 	backup := filepath.Join(t.TempDir(), "backup.db")
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db"))
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "custos.db")+"?_pragma=busy_timeout(10000)") // the server writes too
 	if err != nil {
 		t.Fatal(err)
 	}

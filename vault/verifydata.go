@@ -1,0 +1,344 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
+)
+
+// Kinds of [DataFinding].
+const (
+	FindingInserted   = "inserted"    // a row custos never wrote (no MAC, or no entry creates it)
+	FindingAltered    = "altered"     // a row custos wrote, changed since (its MAC fails)
+	FindingDeleted    = "deleted"     // the log says the row exists; it does not
+	FindingRolledBack = "rolled_back" // an older, validly MACed version of the row is back
+)
+
+// DataFinding is one row that disagrees with its MAC or with the log. It
+// names tables, ids and entry indexes only.
+type DataFinding struct {
+	Kind  string `json:"kind"`
+	Table string `json:"table"`
+	Row   string `json:"row"`
+	What  string `json:"what"`
+}
+
+func (f DataFinding) String() string {
+	return fmt.Sprintf("%s: %s %s: %s", f.Kind, f.Table, f.Row, f.What)
+}
+
+// DataReport is what [Vault.VerifyData] found.
+type DataReport struct {
+	Rows     int           `json:"rows"`    // rows whose MAC was checked
+	Entries  uint64        `json:"entries"` // log entries replayed
+	Findings []DataFinding `json:"findings"`
+}
+
+// VerifyData checks every MACed row against its MAC and the rows against
+// the log (read through [audit.Log.Entries], so each entry is checked
+// against the tree first). It names what was inserted, altered, deleted or
+// rolled back outside custos:
+//
+//   - every principals, api_keys, grants, enrollments, tenant_settings,
+//     tenant_freezes, detector_state and contacts row: its MAC;
+//   - a key or principal row with no entry that created it (enrollment,
+//     key creation, principal or tenant creation, bootstrap);
+//   - a contact token an entry names (created, read, listed, updated) that
+//     has no row, and no entry deleted it or its list;
+//   - a freeze the log applied and never lifted that has no row, and a
+//     freeze row the log never applied;
+//   - a suspension or key revocation in the log that the row does not show
+//     (an old row restored: its MAC is valid, the log is newer).
+//
+// What the log cannot say: a contact imported in bulk and never named by
+// an entry since (import entries count rows, they do not list tokens) is
+// covered by its MAC only, so its deletion goes unseen.
+func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
+	rep := &DataReport{Findings: []DataFinding{}}
+	lg, err := v.replay(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Entries = lg.entries
+	named := map[string]bool{}
+	add := func(kind, table, row, what string) {
+		if named[table+"/"+row] {
+			return // one finding per row: the first says the most
+		}
+		named[table+"/"+row] = true
+		rep.Findings = append(rep.Findings, DataFinding{Kind: kind, Table: table, Row: row, What: what})
+	}
+	k, err := v.rowKey(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	present := map[string]map[string][]any{} // table → pk → values
+	for _, spec := range rowSpecs {
+		present[spec.table] = map[string][]any{}
+		rows, err := v.read.QueryContext(ctx, `SELECT `+spec.pk+`, `+strings.Join(spec.cols, ", ")+`, mac FROM `+spec.table+` ORDER BY `+spec.pk)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: %w", spec.table, err)
+		}
+		for rows.Next() {
+			vals, mac, err := scanRow(rows, spec)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("verify %s: %w", spec.table, err)
+			}
+			id := fmt.Sprint(vals[0])
+			present[spec.table][id] = vals
+			rep.Rows++
+			switch {
+			case !mac.Valid:
+				add(FindingInserted, spec.table, id, "no MAC: written outside custos")
+			case !macOK(mac, k.MAC(rowMessage(spec.table, vals...))):
+				if lg.known(spec.table, id) {
+					add(FindingAltered, spec.table, id, "MAC does not match: changed outside custos")
+				} else {
+					add(FindingInserted, spec.table, id, "MAC does not match and no entry creates it: written outside custos")
+				}
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("verify %s: %w", spec.table, err)
+		}
+	}
+	tokens, err := v.verifyContacts(ctx, rep, add)
+	if err != nil {
+		return nil, err
+	}
+
+	// Rows the log says were created: keys and principals need an entry.
+	for _, t := range []string{"api_keys", "principals"} {
+		for id := range present[t] {
+			if !lg.known(t, id) {
+				add(FindingInserted, t, id, "no entry creates it (no enrollment, key creation or principal creation)")
+			}
+		}
+	}
+	// Rolled back: the log is newer than the row.
+	for id, at := range lg.revoked {
+		if vals, ok := present["api_keys"][id]; ok && vals[6] == nil {
+			add(FindingRolledBack, "api_keys", id, fmt.Sprintf("entry %d revoked it; the row is live", at))
+		}
+	}
+	for id, at := range lg.suspended {
+		if vals, ok := present["principals"][id]; ok && fmt.Sprint(vals[7]) == "0" {
+			add(FindingRolledBack, "principals", id, fmt.Sprintf("entry %d suspended it and no entry lifted it; the row is not suspended", at))
+		}
+	}
+	// Freezes: both directions.
+	for t, at := range lg.frozen {
+		if _, ok := present["tenant_freezes"][t]; !ok {
+			add(FindingDeleted, "tenant_freezes", t, fmt.Sprintf("entry %d froze the tenant and no entry lifted it; there is no freeze row", at))
+		}
+	}
+	for t := range present["tenant_freezes"] {
+		if _, ok := lg.frozen[t]; !ok {
+			add(FindingInserted, "tenant_freezes", t, "no entry froze the tenant (or an entry lifted it)")
+		}
+	}
+	// Contacts named by the log that have no row.
+	for tok, c := range lg.tokens {
+		if tokens[tok] || lg.deletedTokens[tok] || lg.deletedLists[c.list] {
+			continue
+		}
+		add(FindingDeleted, "contacts", tok, fmt.Sprintf("entry %d names it (%s) and no entry deleted it or its list; there is no row", c.at, c.action))
+	}
+	sort.Slice(rep.Findings, func(i, j int) bool {
+		a, b := rep.Findings[i], rep.Findings[j]
+		if a.Table != b.Table {
+			return a.Table < b.Table
+		}
+		return a.Row < b.Row
+	})
+	return rep, nil
+}
+
+// verifyContacts checks every contact row's MAC under its tenant's keys
+// and returns the tokens present.
+func (v *Vault) verifyContacts(ctx context.Context, rep *DataReport, add func(kind, table, row, what string)) (map[string]bool, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts ORDER BY tenant_id, token`)
+	if err != nil {
+		return nil, fmt.Errorf("verify contacts: %w", err)
+	}
+	defer rows.Close()
+	tokens := map[string]bool{}
+	var tenant string
+	var k *keys.TenantKeys
+	for rows.Next() {
+		s, err := scanSealed(rows)
+		if err != nil {
+			return nil, fmt.Errorf("verify contacts: %w", err)
+		}
+		tokens[s.token] = true
+		rep.Rows++
+		if s.tenant != tenant || k == nil {
+			tenant = s.tenant
+			if k, err = v.tenantKeys(ctx, tenant); err != nil {
+				k = nil
+				add(FindingInserted, "contacts", s.token, "its tenant has no keys: written outside custos")
+				continue
+			}
+		}
+		if !s.mac.Valid {
+			add(FindingInserted, "contacts", s.token, "no MAC: written outside custos")
+		} else if !contactOK(k, s) {
+			add(FindingAltered, "contacts", s.token, "MAC does not match: inserted or changed outside custos")
+		}
+	}
+	return tokens, rows.Err()
+}
+
+type namedToken struct {
+	at     uint64
+	list   string
+	action string
+}
+
+// replayed is what the log says about the rows.
+type replayed struct {
+	entries       uint64
+	principals    map[string]bool
+	keys          map[string]bool
+	revoked       map[string]uint64 // key → entry
+	suspended     map[string]uint64 // principal → entry, not lifted since
+	frozen        map[string]uint64 // tenant → entry, not lifted since
+	tokens        map[string]namedToken
+	deletedTokens map[string]bool
+	deletedLists  map[string]bool
+	ids           map[string]bool // every id any entry names
+}
+
+func (r *replayed) known(table, id string) bool {
+	switch table {
+	case "principals":
+		return r.principals[id]
+	case "api_keys":
+		return r.keys[id]
+	case "tenant_freezes":
+		_, ok := r.frozen[id]
+		return ok || r.ids[id]
+	}
+	return r.ids[id]
+}
+
+// replay reads the whole log in order.
+func (v *Vault) replay(ctx context.Context) (*replayed, error) {
+	r := &replayed{principals: map[string]bool{}, keys: map[string]bool{}, revoked: map[string]uint64{}, suspended: map[string]uint64{},
+		frozen: map[string]uint64{}, tokens: map[string]namedToken{}, deletedTokens: map[string]bool{}, deletedLists: map[string]bool{}, ids: map[string]bool{}}
+	size := v.log.Size()
+	for from := uint64(0); from < size; {
+		es, err := v.log.Entries(ctx, from, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("read the log at entry %d: %w", from, err)
+		}
+		if len(es) == 0 {
+			break
+		}
+		for _, e := range es {
+			var l audit.Leaf
+			if err := json.Unmarshal(e.Data, &l); err != nil {
+				return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+			}
+			r.apply(e.Index, &l)
+		}
+		from = es[len(es)-1].Index + 1
+		r.entries = from
+	}
+	return r, nil
+}
+
+func (r *replayed) apply(i uint64, l *audit.Leaf) {
+	words := strings.Fields(l.Detail)
+	for _, w := range words {
+		r.ids[strings.TrimRight(w, ",;:")] = true
+	}
+	if l.Outcome != audit.OutcomeOK {
+		return
+	}
+	if l.Tenant != "" {
+		r.ids[l.Tenant] = true
+	}
+	ids := func(prefix string) []string {
+		var out []string
+		for _, w := range words {
+			w = strings.TrimRight(w, ",;:")
+			if custos.ValidID(prefix, w) {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	switch custos.Action(l.Action) {
+	case custos.ActionPrincipalCreate, custos.ActionTenantCreate:
+		for _, p := range ids(custos.PrefixPrincipal) {
+			r.principals[p] = true
+		}
+		for _, k := range ids(custos.PrefixKey) { // bootstrap
+			r.keys[k] = true
+		}
+	case custos.ActionEnroll:
+		r.keys[l.KeyID] = true
+	case custos.ActionKeyCreate:
+		for _, k := range ids(custos.PrefixKey) {
+			r.keys[k] = true
+		}
+	case custos.ActionKeyRevoke, custos.ActionReviewRevoke:
+		for _, k := range ids(custos.PrefixKey) {
+			r.revoked[k] = i
+		}
+	case custos.ActionContactDelete:
+		for _, t := range l.Tokens {
+			r.deletedTokens[t] = true
+		}
+	case custos.ActionListDelete:
+		r.deletedLists[l.List] = true
+	case custos.ActionContain:
+		switch {
+		case strings.HasPrefix(l.Detail, "suspend "):
+			for _, p := range ids(custos.PrefixPrincipal) {
+				r.suspended[p] = i
+			}
+		case strings.HasPrefix(l.Detail, "freeze ") && l.Tenant != "":
+			r.frozen[l.Tenant] = i
+		}
+	case custos.ActionLift:
+		switch {
+		case strings.HasPrefix(l.Detail, "lift suspension "):
+			for _, p := range ids(custos.PrefixPrincipal) {
+				delete(r.suspended, p)
+			}
+		case strings.HasPrefix(l.Detail, "lift the freeze") && l.Tenant != "":
+			delete(r.frozen, l.Tenant)
+		}
+	case "alert.raise", "alert.update": // the detector's containment: "suspended pr_…", "froze t_…"
+		for j := 0; j+1 < len(words); j++ {
+			w, next := words[j], strings.TrimRight(words[j+1], ",;:")
+			switch strings.TrimLeft(w, ":,;") {
+			case "suspended":
+				if custos.ValidID(custos.PrefixPrincipal, next) {
+					r.suspended[next] = i
+				}
+			case "froze":
+				if custos.ValidID(custos.PrefixTenant, next) {
+					r.frozen[next] = i
+				}
+			}
+		}
+	}
+	if l.Tenant != "" && l.Action != string(custos.ActionContactDelete) {
+		for _, t := range l.Tokens {
+			if _, seen := r.tokens[t]; !seen {
+				r.tokens[t] = namedToken{at: i, list: l.List, action: l.Action}
+			}
+		}
+	}
+}
