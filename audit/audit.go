@@ -128,6 +128,26 @@ type Config struct {
 	// OnSignError, if set, hears of every failure to sign a checkpoint
 	// (the detector turns it into an alert).
 	OnSignError func(error)
+
+	// VerifyInterval is how often the log's own verifier checks the stored
+	// log against its latest signed checkpoint, from the point it verified
+	// before (default 1s; negative turns it off). It also runs once, over
+	// the whole log, in Open. See [Log.Integrity].
+	VerifyInterval time.Duration
+	// ScrubEntries is how many already-verified entries each round checks
+	// again (default 256), so that a change to old history is found too.
+	ScrubEntries int
+	// Trusted is a signed checkpoint an earlier run accepted (see
+	// OnVerified): the stored log must extend it, which catches a
+	// truncation, an older backup restored or a rewrite re-signed with the
+	// log's key while this process was not running.
+	Trusted []byte
+	// OnVerified, if set, hears of each checkpoint the verifier accepted,
+	// for keeping it outside the database as the next run's Trusted.
+	OnVerified func(*Checkpoint)
+	// OnTamper, if set, hears once of the first mismatch the verifier
+	// finds (the detector turns it into the log-integrity alert).
+	OnTamper func(error)
 }
 
 // ErrUnavailable is returned when the log cannot be written. Callers must
@@ -166,6 +186,8 @@ type Log struct {
 	wg      sync.WaitGroup
 
 	leader atomic.Bool // queued mode: this node holds the leader lock
+
+	mon monitor // the log's own verifier
 }
 
 type pending struct {
@@ -206,6 +228,12 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 	if cfg.IntegrateInterval <= 0 {
 		cfg.IntegrateInterval = 5 * time.Millisecond
 	}
+	if cfg.VerifyInterval == 0 {
+		cfg.VerifyInterval = time.Second
+	}
+	if cfg.ScrubEntries == 0 {
+		cfg.ScrubEntries = 256
+	}
 	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{})}
 	if err := l.load(ctx); err != nil {
 		return nil, err
@@ -220,6 +248,21 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 			return nil, err
 		}
 	}
+	if cfg.VerifyInterval > 0 {
+		if cfg.Trusted != nil {
+			cp, err := ParseCheckpoint(cfg.Trusted, cfg.Verifier)
+			if err != nil {
+				return nil, fmt.Errorf("open audit log: trusted checkpoint: %w", err)
+			}
+			l.mon.anchor = cp
+		}
+		// The whole log, once, before anything is served: a mismatch
+		// does not stop Open (the server must start to say why), it
+		// makes Integrity report it.
+		if err := l.verifyOnce(ctx); err != nil {
+			return nil, fmt.Errorf("open audit log: %w", err)
+		}
+	}
 	var err error
 	if l.insertFull, err = write.PrepareContext(ctx, insertLeaves+cfg.Placeholders.Values(leafChunk, leafColumns)); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
@@ -230,6 +273,10 @@ func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
 		go l.lead()
 	} else {
 		go l.checkpointer()
+	}
+	if cfg.VerifyInterval > 0 {
+		l.wg.Add(1)
+		go l.watch()
 	}
 	return l, nil
 }
@@ -574,6 +621,9 @@ func nullSeq(n uint64) sql.NullInt64 { return sql.NullInt64{Int64: int64(n), Val
 // Entry returns the body of the entry at index (its JSON, a [Leaf]),
 // checked against its commitment and the tree like [Log.Entries].
 func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
+	if err := l.reach(ctx, index+1); err != nil {
+		return nil, err
+	}
 	if index >= l.Size() {
 		return nil, custos.Errorf(custos.ENOTFOUND, "no entry %d", index)
 	}
@@ -651,6 +701,9 @@ func ReadEntry(ctx context.Context, read *sql.DB, index uint64) (*Stored, error)
 // [*VerifyError] (someone changed the row). It is how the detector reads
 // the log; [Stored.Data] is the body.
 func (l *Log) Entries(ctx context.Context, from uint64, n int) ([]Stored, error) {
+	if err := l.reach(ctx, from+1); err != nil {
+		return nil, err
+	}
 	size := l.Size()
 	if from >= size || n <= 0 {
 		return nil, nil

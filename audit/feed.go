@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos"
 )
 
 // FeedEntry is one entry of a tenant's access feed: its body and the salt
@@ -45,6 +47,11 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	if err != nil {
 		return nil, err
 	}
+	// Entries the checkpoint covers must all be there to be proved: a
+	// log truncated under its checkpoint is tampered with, not a 500.
+	if err := l.checkHead(ctx, cp); err != nil {
+		return nil, err
+	}
 	rows, err := l.r.QueryContext(ctx, `SELECT idx, tenant_seq, data, salt FROM audit_leaves
 		WHERE tenant_id = $1 AND tenant_seq > $2 AND idx < $3 ORDER BY tenant_seq LIMIT $4`,
 		tenant, int64(after), int64(cp.Size), limit+1)
@@ -73,7 +80,11 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	for i := range f.Entries {
 		p, err := tlog.ProveRecord(int64(cp.Size), int64(f.Entries[i].Index), r)
 		if err != nil {
-			return nil, fmt.Errorf("tenant feed: proof for %d: %w", f.Entries[i].Index, err)
+			// The tree does not cover an entry its signed checkpoint does
+			// (tiles cut back), or the database failed: either way no
+			// proof can be served, and saying so beats a bare 500.
+			l.cfg.Logger.Error("tenant feed: no inclusion proof", "index", f.Entries[i].Index, "size", cp.Size, "err", err)
+			return nil, custos.Errorf(custos.EUNAVAILABLE, "no inclusion proof for entry %d in the checkpoint of size %d: the stored tree does not cover it", f.Entries[i].Index, cp.Size)
 		}
 		f.Entries[i].Proof = p
 	}

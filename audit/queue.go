@@ -210,7 +210,7 @@ func (l *Log) refresh(ctx context.Context) error {
 	if n.Valid {
 		size = uint64(n.Int64) + 1
 	}
-	if size == l.Size() {
+	if size <= l.Size() {
 		return nil
 	}
 	root := emptyRoot()
@@ -220,10 +220,26 @@ func (l *Log) refresh(ctx context.Context) error {
 			return err
 		}
 	}
+	// Handlers refresh too (see reach): the head only moves forward, so
+	// a slower refresh never undoes a faster one.
 	l.headMu.Lock()
-	l.size, l.root = size, root
+	if size > l.size {
+		l.size, l.root = size, root
+	}
 	l.headMu.Unlock()
 	return nil
+}
+
+// reach makes sure this node's view of the tree covers size. A follower
+// refreshes its head only every LeaderPoll, while the checkpoint it serves
+// is read from the database: without this, it would refuse (or prove
+// against a smaller tree) a size the leader has already signed. Only a
+// queued-mode follower can lag; elsewhere the head is always current.
+func (l *Log) reach(ctx context.Context, size uint64) error {
+	if size <= l.Size() || !l.cfg.Queued || l.leader.Load() {
+		return nil
+	}
+	return l.refresh(ctx)
 }
 
 // Sync waits until every entry queued (by any node) before it was called

@@ -177,6 +177,9 @@ func (l *Log) ReadEntryBundle(ctx context.Context, index uint64, width int) ([]b
 		return nil, custos.Errorf(custos.ENOTFOUND, "no such entry bundle")
 	}
 	start := index << tileHeight
+	if err := l.reach(ctx, start+uint64(width)); err != nil {
+		return nil, fmt.Errorf("read entry bundle: %w", err)
+	}
 	if start+uint64(width) > l.Size() {
 		return nil, custos.Errorf(custos.ENOTFOUND, "no such entry bundle")
 	}
@@ -216,6 +219,9 @@ func (l *Log) storedReader(ctx context.Context) tlog.HashReader {
 
 // InclusionProof proves that entry index is in the tree of the given size.
 func (l *Log) InclusionProof(ctx context.Context, index, size uint64) (tlog.RecordProof, error) {
+	if err := l.reach(ctx, size); err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
 	if size > l.Size() || index >= size {
 		return nil, custos.Errorf(custos.EINVALID, "index must be below size, and size at most the log size %d", l.Size())
 	}
@@ -229,6 +235,9 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) (tlog.Reco
 // ConsistencyProof proves that the tree of oldSize is a prefix of the tree
 // of newSize.
 func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (tlog.TreeProof, error) {
+	if err := l.reach(ctx, newSize); err != nil {
+		return nil, fmt.Errorf("consistency proof: %w", err)
+	}
 	if newSize > l.Size() || oldSize > newSize {
 		return nil, custos.Errorf(custos.EINVALID, "sizes must satisfy from ≤ to ≤ %d", l.Size())
 	}
@@ -242,6 +251,9 @@ func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (tl
 // TreeHash returns the root of the tree of the given size, from the
 // stored tiles.
 func (l *Log) TreeHash(ctx context.Context, size uint64) (tlog.Hash, error) {
+	if err := l.reach(ctx, size); err != nil {
+		return tlog.Hash{}, err
+	}
 	if size > l.Size() {
 		return tlog.Hash{}, custos.Errorf(custos.EINVALID, "size exceeds the log size")
 	}

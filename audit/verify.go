@@ -21,6 +21,11 @@ type VerifyOptions struct {
 	// Checkpoint is an optional signed checkpoint held outside this
 	// database (a tenant's, a witness's); the log must contain it.
 	Checkpoint []byte
+	// Trusted is the checkpoint a previous verification accepted (custos
+	// log verify --state): the log must contain it too, which catches a
+	// truncation, an older backup restored and a rewrite re-signed with the
+	// log's key since then — none of which the stored checkpoints show.
+	Trusted []byte
 }
 
 // VerifyReport describes a log that verified.
@@ -30,6 +35,9 @@ type VerifyReport struct {
 	CheckpointSize uint64 // size of the latest signed checkpoint checked
 	Checkpoints    int    // signed checkpoints checked
 	Tenants        int    // tenants whose sequences were checked
+	// Latest is the largest checkpoint checked (nil if none): what a
+	// caller keeps as the next run's VerifyOptions.Trusted.
+	Latest *Checkpoint
 }
 
 // VerifyError names the first entry at which the log is not what its
@@ -57,11 +65,19 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 	if err != nil {
 		return nil, err
 	}
-	if opts.Checkpoint != nil {
-		cp, err := ParseCheckpoint(opts.Checkpoint, v)
-		if err != nil {
-			return nil, fmt.Errorf("verify: external checkpoint: %w", err)
+	held := map[*Checkpoint]string{} // checkpoints from outside, and what they are
+	for _, h := range []struct {
+		msg  []byte
+		what string
+	}{{opts.Checkpoint, "the external checkpoint"}, {opts.Trusted, "the checkpoint verified before"}} {
+		if h.msg == nil {
+			continue
 		}
+		cp, err := ParseCheckpoint(h.msg, v)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %s: %w", h.what, err)
+		}
+		held[cp] = h.what
 		cps = insertCheckpoint(cps, cp)
 	}
 
@@ -76,6 +92,7 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 			return nil, &VerifyError{Index: 0, Reason: "checkpoint of the empty tree has a wrong root"}
 		}
 		rep.Checkpoints++
+		rep.Latest = cps[0]
 		cps = cps[1:]
 	}
 
@@ -119,10 +136,14 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 		n++
 		for len(cps) > 0 && cps[0].Size == n {
 			if err := checkRoot(rng, cps[0], rep.CheckpointSize); err != nil {
+				if what, ok := held[cps[0]]; ok {
+					return nil, &VerifyError{Index: rep.CheckpointSize, Reason: fmt.Sprintf("the log's first %d entries are not the tree of %s: history was rewritten (and re-signed, if the stored checkpoints agree with it)", n, what)}
+				}
 				return nil, err
 			}
 			rep.CheckpointSize = n
 			rep.Checkpoints++
+			rep.Latest = cps[0]
 			cps = cps[1:]
 		}
 		if opts.Progress != nil && (n%4096 == 0) {
@@ -131,6 +152,11 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
+	}
+	for _, cp := range cps {
+		if what, ok := held[cp]; ok {
+			return nil, &VerifyError{Index: n, Reason: fmt.Sprintf("log truncated or rolled back: it has %d entries, but %s is of size %d (an older backup restored, or entries removed)", n, what, cp.Size)}
+		}
 	}
 	if len(cps) > 0 {
 		return nil, &VerifyError{Index: n, Reason: fmt.Sprintf("log truncated: it has %d entries, but a checkpoint was signed at size %d", n, cps[len(cps)-1].Size)}

@@ -156,6 +156,9 @@ func (s *Server) handle(method, pattern string, action custos.Action, auth bool,
 	s.routes = append(s.routes, Route{Method: method, Pattern: pattern, Action: action, Auth: auth})
 	ids := pathIDs(pattern)
 	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) {
+		if s.refuseTampered(w, r, action) {
+			return
+		}
 		r, err := s.admit(w, r, action, auth, ids)
 		if err == nil {
 			err = h(w, r)
@@ -314,5 +317,8 @@ func (w *statusWriter) status() int {
 // healthz reports liveness, the log's committed size as this node sees it,
 // and whether this node is the log's sequencer.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	if s.unhealthy(w) {
+		return nil
+	}
 	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "log_size": s.log.Size(), "sequencer": s.log.IsLeader()})
 }

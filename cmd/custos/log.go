@@ -23,9 +23,10 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 	fs := newFlagSet("log "+sub, m.Stderr)
 	resolve := m.serverFlags(fs)
 	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")
-	rowsFlag := fs.Bool("rows", false, "verify: also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
 	index := fs.Uint64("index", 0, "proof: entry index")
 	out := fs.String("out", "", "proof: also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
+	state := fs.String("state", "", "verify: keep the last verified checkpoint in this file, and require the log to contain the one it holds (catches truncation, an older backup restored, a rewrite re-signed with log.key)")
+	rowsFlag := fs.Bool("rows", false, "verify: also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +36,7 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 	}
 	switch sub {
 	case "verify":
-		if err := m.logVerify(ctx, cfg, *checkpoint); err != nil || !*rowsFlag {
+		if err := m.logVerifyState(ctx, cfg, *checkpoint, *state); err != nil || !*rowsFlag {
 			return err
 		}
 		return m.logVerifyData(ctx, cfg)
@@ -65,6 +66,13 @@ func (m *Main) withReadLog(ctx context.Context, cfg Config, fn func(*sql.DB) err
 }
 
 func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string) error {
+	return m.logVerifyState(ctx, cfg, checkpointFile, "")
+}
+
+// logVerifyState verifies the whole log; with statePath, it also requires
+// the log to contain the checkpoint kept there by the previous run, and
+// keeps the latest one it checked.
+func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, statePath string) error {
 	v, err := openVerifier(cfg)
 	if err != nil {
 		return err
@@ -73,6 +81,20 @@ func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string)
 	if checkpointFile != "" {
 		if opts.Checkpoint, err = os.ReadFile(checkpointFile); err != nil {
 			return err
+		}
+	}
+	var trusted *audit.Checkpoint
+	if statePath != "" {
+		b, err := os.ReadFile(statePath)
+		switch {
+		case errors.Is(err, os.ErrNotExist): // the first run: nothing seen yet
+		case err != nil:
+			return err
+		default:
+			if trusted, err = audit.ParseCheckpoint(b, v); err != nil {
+				return fmt.Errorf("checkpoint in %s: %w", statePath, err)
+			}
+			opts.Trusted = b
 		}
 	}
 	var rep *audit.VerifyReport
@@ -88,6 +110,9 @@ func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string)
 	})
 	var ve *audit.VerifyError
 	if errors.As(err, &ve) {
+		if statePath != "" {
+			return fmt.Errorf("log verification FAILED at %w (state %s left unchanged)", err, statePath)
+		}
 		return fmt.Errorf("log verification FAILED at %w", err)
 	}
 	if err != nil {
@@ -95,6 +120,15 @@ func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string)
 	}
 	fmt.Fprintf(m.Stdout, "log verified: %d entries, root %s\n", rep.Size, rep.Root)
 	fmt.Fprintf(m.Stdout, "  %d signed checkpoints checked, latest at size %d; %d tenant sequences gap-free\n", rep.Checkpoints, rep.CheckpointSize, rep.Tenants)
+	if statePath != "" && rep.Latest != nil {
+		if trusted != nil {
+			fmt.Fprintf(m.Stdout, "  contains the checkpoint of size %d verified before (%s)\n", trusted.Size, statePath)
+		}
+		if err := writeFileAtomic(statePath, rep.Latest.Note); err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "  kept the checkpoint of size %d in %s\n", rep.Latest.Size, statePath)
+	}
 	return nil
 }
 

@@ -23,6 +23,13 @@ type pullState struct {
 	Tenant     string `json:"tenant"`
 	Checkpoint string `json:"checkpoint,omitempty"`
 	TenantSeq  uint64 `json:"tenant_seq"`
+	// LastIndex and LastLeaf are where the last verified entry is and the
+	// record hash of its leaf. Each pull proves that entry again in the
+	// checkpoint it is served: a tree rewritten under a checkpoint that
+	// did not change (or was re-signed at the same size) no longer holds
+	// it, even when nothing new is to be pulled.
+	LastIndex uint64     `json:"last_index,omitempty"`
+	LastLeaf  *tlog.Hash `json:"last_leaf,omitempty"`
 }
 
 // runAudit runs "custos audit pull".
@@ -72,6 +79,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		return p.Proof, err
 	}
 	startSeq, verified := st.TenantSeq, 0
+	reproved := st.LastLeaf == nil
 	for {
 		var feed audit.Feed
 		path := "/v1/tenants/" + url.PathEscape(*tenant) + fmt.Sprintf("/access-log?after=%d", st.TenantSeq)
@@ -82,11 +90,20 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("REFUSED: %w (trusted state in %s left unchanged)", err, *statePath)
 		}
+		if !reproved {
+			if err := reprove(ctx, c, cp, st.LastIndex, *st.LastLeaf); err != nil {
+				return fmt.Errorf("REFUSED: %w (tenant_seq %d; trusted state in %s left unchanged)", err, st.TenantSeq, *statePath)
+			}
+			reproved = true
+		}
 		for _, e := range feed.Entries {
 			if err := audit.CheckFeedEntry(cp, e, *tenant, st.TenantSeq+1); err != nil {
 				return fmt.Errorf("REFUSED: %w (verified up to tenant_seq %d; state in %s)", err, st.TenantSeq, *statePath)
 			}
 			st.TenantSeq = e.TenantSeq
+			leaf, _ := audit.LeafOf(e.Body, e.Salt) // CheckFeedEntry computed it
+			h := tlog.RecordHash(leaf)
+			st.LastIndex, st.LastLeaf = e.Index, &h
 			verified++
 			if *asJSON {
 				fmt.Fprintf(m.Stdout, "%s\n", e.Body)
@@ -108,6 +125,22 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 	}
 }
 
+// reprove checks that the last entry the tenant verified is still in the
+// tree of cp, at its index.
+func reprove(ctx context.Context, c *client, cp *audit.Checkpoint, index uint64, leaf tlog.Hash) error {
+	if index >= cp.Size {
+		return fmt.Errorf("%w: entry %d, verified before, is beyond the checkpoint of size %d", audit.ErrRollback, index, cp.Size)
+	}
+	var p struct{ Proof []tlog.Hash }
+	if err := c.json(ctx, "GET", fmt.Sprintf("/v1/log/proof/inclusion?index=%d&size=%d", index, cp.Size), nil, &p); err != nil {
+		return fmt.Errorf("proof of entry %d, verified before: %w", index, err)
+	}
+	if tlog.CheckRecord(p.Proof, int64(cp.Size), cp.Root, int64(index), leaf) != nil {
+		return fmt.Errorf("%w: entry %d, verified before, is no longer in the log's tree (history was rewritten)", audit.ErrFork, index)
+	}
+	return nil
+}
+
 // loadVerifier reads a note verifier key given inline or as a file.
 func loadVerifier(s string) (note.Verifier, error) {
 	if b, err := os.ReadFile(s); err == nil {
@@ -123,11 +156,17 @@ func loadVerifier(s string) (note.Verifier, error) {
 // writeState replaces the state file atomically.
 func writeState(path string, st pullState) error {
 	b, _ := json.MarshalIndent(st, "", "  ")
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".custos-audit-*")
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// writeFileAtomic replaces path with b: a crash leaves the old file or
+// the new one, never a mix.
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".custos-state-*")
 	if err != nil {
 		return err
 	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return err

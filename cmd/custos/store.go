@@ -138,13 +138,27 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	if err != nil {
 		return nil, err
 	}
-	// A checkpoint that cannot be signed becomes a system entry the
-	// detector alerts on; the detector exists once the log does.
+	// A checkpoint that cannot be signed, or a log that fails its own
+	// verifier, becomes a system entry the detector alerts on
+	// (log-integrity); the detector exists once the log does.
 	var detector atomic.Pointer[detect.Detector]
+	trusted, err := readVerified(cfg)
+	if err != nil {
+		db.close()
+		return nil, err
+	}
+	var tamper sync.Once
 	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
 		OnSignError: func(err error) {
 			if d := detector.Load(); d != nil {
 				d.Observe("log.checkpoint", err)
+			}
+		},
+		Trusted:    trusted,
+		OnVerified: (&verifiedKeeper{path: cfg.path(verifiedFile), logger: logger}).keep,
+		OnTamper: func(err error) {
+			if d := detector.Load(); d != nil {
+				tamper.Do(func() { observeTamper(d, err, logger) })
 			}
 		}})
 	if err != nil {
@@ -180,6 +194,9 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...no
 	}
 	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
 	detector.Store(det)
+	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
+		tamper.Do(func() { go observeTamper(det, err, logger) })
+	}
 	bg, stop := context.WithCancel(context.Background())
 	st := &store{db: db, log: lg, vault: v, verifier: verifier, notifier: d, detector: det, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
@@ -200,4 +217,51 @@ func loadRules(dir string) ([]*detect.Rule, error) {
 		return nil, fmt.Errorf("rules in %s: %w", dir, err)
 	}
 	return rules, nil
+}
+
+// observeTamper raises the log-integrity alert for a mismatch the log's
+// verifier found.
+func observeTamper(d *detect.Detector, err error, logger *slog.Logger) {
+	if oerr := d.ObserveTamper(context.Background(), err); oerr != nil {
+		logger.Error("could not raise the log-integrity alert", "err", oerr)
+	}
+}
+
+// verifiedFile keeps, in the data directory, the last checkpoint this
+// node's log verifier accepted, so that the next start catches a log that
+// was truncated, restored from an older backup or rewritten and re-signed
+// while custos was down (audit.Config.Trusted). It is not a witness: an
+// attacker who can write the data directory can replace it too.
+const verifiedFile = "log-verified.checkpoint"
+
+func readVerified(cfg Config) ([]byte, error) {
+	b, err := os.ReadFile(cfg.path(verifiedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", verifiedFile, err)
+	}
+	return b, nil
+}
+
+// verifiedKeeper writes verifiedFile when the verified size grew. Several
+// nodes sharing a data directory may each write it; any of their
+// checkpoints is one the log must extend. Only the log's verifier calls
+// it, one round at a time.
+type verifiedKeeper struct {
+	path   string
+	size   uint64
+	logger *slog.Logger
+}
+
+func (k *verifiedKeeper) keep(cp *audit.Checkpoint) {
+	if k.size != 0 && cp.Size <= k.size {
+		return
+	}
+	if err := writeFileAtomic(k.path, cp.Note); err != nil {
+		k.logger.Warn("could not keep the verified checkpoint", "err", err)
+		return
+	}
+	k.size = cp.Size
 }
