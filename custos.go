@@ -61,6 +61,7 @@ const (
 	PrefixGrant     = "gr"
 	PrefixReveal    = "rv"
 	PrefixAlert     = "al"
+	PrefixPerson    = "pe" // a pseudonym of an identity: groups one person's principals without naming them
 )
 
 // ValidID reports whether s looks like an ID made by [NewID] with prefix.

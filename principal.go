@@ -47,11 +47,15 @@ type Principal struct {
 	// CreatedBy is the principal that created it and CreatorIdentity that
 	// principal's identity: an approver created by the person it would
 	// approve for is no second party.
-	CreatedBy       string     `json:"created_by,omitempty"`
-	CreatorIdentity string     `json:"creator_identity,omitempty"`
-	Suspended       bool       `json:"suspended"`
-	CreatedAt       time.Time  `json:"created_at"`
-	VerifiedAt      *time.Time `json:"verified_at,omitempty"` // first enrollment completed: the identity answered
+	CreatedBy       string `json:"created_by,omitempty"`
+	CreatorIdentity string `json:"creator_identity,omitempty"`
+	// Person is a pseudonym of Identity (a keyed PRF, "pe_…"): what audit
+	// entries and detection group by, so one person behind several
+	// principals is one person there too, without an address in the log.
+	Person     string     `json:"person,omitempty"`
+	Suspended  bool       `json:"suspended"`
+	CreatedAt  time.Time  `json:"created_at"`
+	VerifiedAt *time.Time `json:"verified_at,omitempty"` // first enrollment completed: the identity answered
 }
 
 // SamePerson reports whether p and q are held by one identity (or are

@@ -52,17 +52,20 @@ type Leaf struct {
 	Actor     string    `json:"actor"`
 	ActorKind string    `json:"actor_kind,omitempty"`
 	KeyID     string    `json:"key_id,omitempty"`
-	Source    string    `json:"source,omitempty"`
-	Action    string    `json:"action"`
-	Tenant    string    `json:"tenant,omitempty"`
-	TenantSeq uint64    `json:"tenant_seq,omitempty"`
-	List      string    `json:"list,omitempty"`
-	Tokens    []string  `json:"tokens,omitempty"`
-	Count     int       `json:"count,omitempty"`
-	Outcome   string    `json:"outcome"`
-	Code      string    `json:"code,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Detail    string    `json:"detail,omitempty"`
+	// Person is the actor's person pseudonym (custos.Principal.Person):
+	// several principals of one identity share it.
+	Person    string   `json:"person,omitempty"`
+	Source    string   `json:"source,omitempty"`
+	Action    string   `json:"action"`
+	Tenant    string   `json:"tenant,omitempty"`
+	TenantSeq uint64   `json:"tenant_seq,omitempty"`
+	List      string   `json:"list,omitempty"`
+	Tokens    []string `json:"tokens,omitempty"`
+	Count     int      `json:"count,omitempty"`
+	Outcome   string   `json:"outcome"`
+	Code      string   `json:"code,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Detail    string   `json:"detail,omitempty"`
 	// Severity marks entries that must stand out ("high": a break-glass
 	// grant); empty is ordinary.
 	Severity string `json:"severity,omitempty"`

@@ -55,7 +55,7 @@ func (e *Event) vars() map[string]any {
 	}
 	return map[string]any{"event": map[string]any{
 		"index": int64(e.Index), "time": l.Time, "action": l.Action, "actor": l.Actor, "actor_kind": l.ActorKind,
-		"key_id": l.KeyID, "source": l.Source, "network": e.Network, "tenant": l.Tenant, "list": l.List,
+		"key_id": l.KeyID, "person": e.person(), "source": l.Source, "network": e.Network, "tenant": l.Tenant, "list": l.List,
 		"tokens": tokens, "count": int64(l.Count), "outcome": l.Outcome, "code": l.Code, "reason": l.Reason,
 		"detail": l.Detail, "severity": l.Severity,
 		"staff":      strings.HasPrefix(l.ActorKind, "staff_"),
@@ -82,6 +82,16 @@ func (e *Event) credentialAge() time.Duration {
 	return age
 }
 
+// person is the actor's person pseudonym: several principals of one
+// identity share it. Entries without one (the system, anonymous requests,
+// entries from before pseudonyms) count their actor as its own person.
+func (e *Event) person() string {
+	if e.Leaf.Person != "" {
+		return e.Leaf.Person
+	}
+	return e.Leaf.Actor
+}
+
 // field returns a correlation field's value.
 func (e *Event) field(name string) string {
 	l := &e.Leaf
@@ -92,6 +102,8 @@ func (e *Event) field(name string) string {
 		return l.ActorKind
 	case "key_id":
 		return l.KeyID
+	case "person":
+		return e.person()
 	case "source":
 		return l.Source
 	case "network":

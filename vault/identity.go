@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"strings"
@@ -607,6 +608,9 @@ func (v *Vault) Enroll(ctx context.Context, secret string, req KeyRequest) (stri
 		return "", nil, v.deny(ctx, l, err)
 	}
 	l.Actor, l.ActorKind, l.Tenant = p.ID, string(p.Kind), p.TenantID
+	if l.Person, err = v.person(ctx, p.Identity); err != nil {
+		return "", nil, v.deny(ctx, l, err)
+	}
 	if p.Suspended {
 		return "", nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
 	}
@@ -779,3 +783,32 @@ func (v *Vault) RecordConfig(ctx context.Context, hash string) error {
 	return v.announce(ctx, l, &notify.Message{Topic: "config.loaded", To: []string{notify.ToStaffSecurity},
 		Text: "a server started with configuration sha256:" + hash}, func(context.Context, *sql.Tx, *audit.Leaf) error { return nil })
 }
+
+const personKeyName = "person"
+
+// person returns the pseudonym of identity: "pe_" + 26 characters of a
+// keyed PRF (a system key wrapped by the KEK), so the log can say "the same
+// person" without an address, and nobody without the KEK can test a guess.
+// Pseudonyms are cached: Authenticate asks for one on every request.
+func (v *Vault) person(ctx context.Context, identity string) (string, error) {
+	if p, ok := v.persons.Load(identity); ok {
+		return p.(string), nil
+	}
+	v.canaryMu.Lock()
+	k := v.personKey
+	v.canaryMu.Unlock()
+	if k == nil {
+		var err error
+		if k, err = v.systemPRF(ctx, personKeyName); err != nil {
+			return "", err
+		}
+		v.canaryMu.Lock()
+		v.personKey = k
+		v.canaryMu.Unlock()
+	}
+	p := custos.PrefixPerson + "_" + personEncoding.EncodeToString(k.Tag("person/" + identity)[:16])
+	v.persons.Store(identity, p)
+	return p, nil
+}
+
+var personEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

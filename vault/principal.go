@@ -63,7 +63,10 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	k.PrincipalID = p.ID
 	k.Scopes = parseScopes(scopes)
 	k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
-	l.Actor, l.ActorKind, l.KeyID = p.ID, string(p.Kind), k.ID
+	if p.Person, err = v.person(ctx, p.Identity); err != nil {
+		return nil, nil, v.deny(ctx, l, err)
+	}
+	l.Actor, l.ActorKind, l.KeyID, l.Person = p.ID, string(p.Kind), k.ID, p.Person
 	now := v.now()
 	switch {
 	case k.RevokedAt != nil:

@@ -59,6 +59,8 @@ type Vault struct {
 	canaryMu      sync.Mutex
 	canaryKey     *keys.SystemPRF
 	enrollKey     *keys.SystemPRF // under canaryMu too
+	personKey     *keys.SystemPRF // under canaryMu too
+	persons       sync.Map        // identity → person pseudonym
 	rows          rowState        // row MACs (rowmac.go)
 
 	// lastUsed throttles last_used_at writes to once a minute per key.
@@ -142,6 +144,7 @@ func leaf(ctx context.Context, action custos.Action, tenant string) audit.Leaf {
 	if r.Principal != nil {
 		l.Actor = r.Principal.ID
 		l.ActorKind = string(r.Principal.Kind)
+		l.Person = r.Principal.Person
 	}
 	if r.Key != nil {
 		l.KeyID = r.Key.ID
@@ -168,7 +171,7 @@ var (
 	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true}
 	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
 	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
-		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment}
+		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson}
 	// words are the enum values and fixed phrases an error message may
 	// carry as an argument into a leaf (see [recordable]).
 	words = func() map[string]bool {
@@ -256,6 +259,7 @@ func cleanLeaf(l *audit.Leaf) {
 		l.ActorKind = custos.Redacted
 	}
 	l.KeyID = safeID(custos.PrefixKey, l.KeyID)
+	l.Person = safeID(custos.PrefixPerson, l.Person)
 	if l.Source != "" {
 		if a, err := netip.ParseAddr(l.Source); err != nil {
 			l.Source = custos.Redacted

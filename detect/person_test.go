@@ -1,0 +1,65 @@
+package detect_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/custos-dev/custos"
+)
+
+// TestOnePersonManyPrincipals: an engineer who spreads reads of three
+// tenants over two support principals of one identity (sam@ and sam+2@,
+// one mailbox) is one person to the staff-many-tenants rule; two different
+// people doing the same are not.
+func TestOnePersonManyPrincipals(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		second       string
+		wantAlert    bool
+		wantContains int
+	}{
+		{"one person, two principals", "sam+2", true, 2},
+		{"two people", "tess", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			a, b, c := w.tenant("Acme", 3), w.tenant("Bolt", 3), w.tenant("Core", 3)
+			p1, s1 := w.principal(custos.KindStaffSupport, "", "sam")
+			p2, s2 := w.principal(custos.KindStaffSupport, "", tc.second)
+			w.grant(a, p1)
+			w.grant(b, p1)
+			w.grant(c, p2)
+			d := w.detector(defaultRules(t))
+			drain(t, w, d)
+			// Different networks, so only the per-person rule can join them.
+			for _, r := range []struct {
+				secret, src string
+				f           *tenantFix
+			}{{s1, "203.0.113.1", a}, {s1, "203.0.113.1", b}, {s2, "198.51.100.77", c}} {
+				if _, err := w.vault.SupportContacts(w.as(r.secret, r.src), r.f.id, r.f.list, "", 50); err != nil {
+					t.Fatal(err)
+				}
+			}
+			drain(t, w, d)
+			var principals []string
+			for _, al := range w.alerts() {
+				if al.RuleID == "staff-many-tenants" {
+					principals = al.Principals
+				}
+			}
+			if (principals != nil) != tc.wantAlert {
+				t.Fatalf("staff-many-tenants fired: %v, want %v", principals, tc.wantAlert)
+			}
+			for _, p := range []*custos.Principal{p1, p2} {
+				if tc.wantAlert && !slices.Contains(principals, p.ID) {
+					t.Errorf("alert names %v, want both principals of the person", principals)
+				}
+			}
+			var suspended int
+			w.db.Read.QueryRow(`SELECT count(*) FROM principals WHERE suspended = 1 AND id IN ($1, $2)`, p1.ID, p2.ID).Scan(&suspended)
+			if suspended != tc.wantContains {
+				t.Errorf("%d of the two principals suspended, want %d", suspended, tc.wantContains)
+			}
+		})
+	}
+}
