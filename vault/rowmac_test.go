@@ -325,7 +325,7 @@ func TestSealRowsOnce(t *testing.T) {
 	if n, err := f.vault.SealRows(context.Background()); err != nil || n != 0 {
 		t.Fatalf("second SealRows = %d, %v; want 0", n, err)
 	}
-	f.log.Sync(context.Background()) // queued mode (PostgreSQL): the rows.seal entry counts once it is in the tree
+	f.log.Sync(context.Background())   // queued mode (PostgreSQL): the rows.seal entry counts once it is in the tree
 	f.exec(t, `DELETE FROM row_seals`) // the entry in the log still says it happened
 	if n, err := f.vault.SealRows(context.Background()); err != nil || n != 0 {
 		t.Fatalf("SealRows without its marker = %d, %v; want 0", n, err)
