@@ -347,11 +347,7 @@ func scanEnrollment(row interface{ Scan(...any) error }, now time.Time) (*custos
 // apply, and the secret goes only to the holder's address.
 func (v *Vault) Rekey(ctx context.Context, principalID string) (*custos.Enrollment, error) {
 	by := custos.RequestFromContext(ctx).Principal
-	own := "" // a tenant admin acts on its own tenant only
-	if by != nil && by.Kind.TenantBound() {
-		own = by.TenantID
-	}
-	l, err := v.authorize(ctx, custos.ActionPrincipalRekey, own)
+	l, err := v.authorize(ctx, custos.ActionPrincipalRekey, ownTenant(by))
 	if err != nil {
 		return nil, err
 	}
@@ -380,15 +376,21 @@ func (v *Vault) Rekey(ctx context.Context, principalID string) (*custos.Enrollme
 	return e, nil
 }
 
+// ownTenant is the tenant a tenant-bound caller acts on ("" for staff and
+// operators): the tenant its authorization is checked against.
+func ownTenant(by *custos.Principal) string {
+	if by != nil && by.Kind.TenantBound() {
+		return by.TenantID
+	}
+	return ""
+}
+
 // Enrollments lists enrollments the caller may see and decide: a tenant
 // admin its tenant's, operators and security staff every one. status
 // filters ("" for all).
 func (v *Vault) Enrollments(ctx context.Context, status string) ([]*custos.Enrollment, error) {
 	by := custos.RequestFromContext(ctx).Principal
-	tenant := ""
-	if by != nil && by.Kind.TenantBound() {
-		tenant = by.TenantID
-	}
+	tenant := ownTenant(by)
 	l, err := v.authorize(ctx, custos.ActionEnrollmentRead, tenant)
 	if err != nil {
 		return nil, err
@@ -673,6 +675,7 @@ func (v *Vault) enrollmentSecret(ctx context.Context, id string) (string, error)
 // It exists only on its way to the holder's mailbox.
 type EnrollmentMail struct {
 	To, Subject, Body string
+	principal         string
 }
 
 // EnrollmentMail composes the mail of an issued enrollment, secret
@@ -705,7 +708,7 @@ func (v *Vault) EnrollmentMail(ctx context.Context, id string) (*EnrollmentMail,
 	}
 	fmt.Fprintf(&b, ".\r\n\r\nSet up your own API key before %s with:\r\n\r\n    custos enroll %s\r\n\r\n", e.ExpiresAt.Format(time.RFC3339), secret)
 	b.WriteString("The secret works once. Nobody else has received it; if you did not expect this mail, tell your security team.\r\n")
-	return &EnrollmentMail{To: p.Identity, Subject: "[custos] your enrollment " + e.ID, Body: b.String()}, nil
+	return &EnrollmentMail{To: p.Identity, Subject: "[custos] your enrollment " + e.ID, Body: b.String(), principal: p.ID}, nil
 }
 
 // Mailer sends one mail to one address.
@@ -735,7 +738,25 @@ func (s *EnrollmentSink) Deliver(ctx context.Context, m *notify.Message) error {
 	if err != nil || mail == nil {
 		return err
 	}
-	return s.Mailer.Send(ctx, mail.To, mail.Subject, mail.Body)
+	if err := s.Mailer.Send(ctx, mail.To, mail.Subject, mail.Body); err != nil {
+		// A mail server's refusal quotes the recipient ("550 <alice@…>
+		// unknown"), and the outbox keeps and logs delivery errors: say
+		// which enrollment failed, never the address or the server's words.
+		return fmt.Errorf("enrollment mail %s to the holder of %s was not accepted (%s)", m.Data["enrollment"], mail.principal, mailErrorKind(err))
+	}
+	return nil
+}
+
+// mailErrorKind names a mail delivery failure without its text.
+func mailErrorKind(err error) string {
+	var se interface{ Temporary() bool }
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	case errors.As(err, &se) && se.Temporary():
+		return "temporary failure"
+	}
+	return "refused or unreachable"
 }
 
 // CreateKey creates an extra API key for the calling principal itself —
