@@ -1,6 +1,7 @@
 package custos
 
 import (
+	"regexp"
 	"strings"
 	"time"
 )
@@ -84,6 +85,13 @@ func EnrollmentSecret(id string, tag []byte) string {
 	}
 	return enrollSecretPrefix + id + "_" + idEncoding.EncodeToString(tag)
 }
+
+// enrollSecretRE matches an enrollment secret in running text.
+var enrollSecretRE = regexp.MustCompile(`cse_en_[a-z2-7]{26}_[a-z2-7]{32}`)
+
+// FindEnrollmentSecret returns the first enrollment secret in text (an
+// enrollment mail), or "".
+func FindEnrollmentSecret(text string) string { return enrollSecretRE.FindString(text) }
 
 // ParseEnrollmentSecret splits a presented enrollment secret into the
 // enrollment ID and its tag. It returns EUNAUTHORIZED, never echoing the

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
 )
@@ -292,8 +293,6 @@ func canaryIndex(t *testing.T, db *sql.DB, dir string) func(string) bool {
 	return func(tok string) bool { return tags[ci.Tag(tok)] }
 }
 
-var enrollSecretRE = regexp.MustCompile(`cse_en_[a-z2-7]{26}_[a-z2-7]{32}`)
-
 // enrolled waits for the enrollment mail to email in the data directory's
 // local mailbox (dir/mail, what custos uses with no SMTP relay configured),
 // and sets up a key with its secret, as the holder would.
@@ -307,10 +306,10 @@ func (a api) enrolled(t *testing.T, dir, email string) string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s := enrollSecretRE.Find(b); s != nil {
+			if s := custos.FindEnrollmentSecret(string(b)); s != "" {
 				os.Remove(f) // read: the next call waits for a newer mail
 				var k struct{ Secret string }
-				a.must(t, "", "POST", "/v1/enroll", map[string]any{"secret": string(s)}, &k)
+				a.must(t, "", "POST", "/v1/enroll", map[string]any{"secret": s}, &k)
 				return k.Secret
 			}
 		}

@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -248,15 +247,13 @@ func (in *instance) enroll(c *client, enrollmentID string) (string, error) {
 	if mail == nil {
 		return "", fmt.Errorf("enrollment %s is not issued", enrollmentID)
 	}
-	secret := enrollSecretRE.FindString(mail.Body)
+	secret := custos.FindEnrollmentSecret(mail.Body)
 	var k struct{ Secret string }
 	if err := c.json("", "POST", "/v1/enroll", map[string]any{"secret": secret}, &k); err != nil {
 		return "", err
 	}
 	return k.Secret, nil
 }
-
-var enrollSecretRE = regexp.MustCompile(`cse_en_[a-z2-7]{26}_[a-z2-7]{32}`)
 
 type client struct {
 	base string

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"time"
 
@@ -15,8 +14,6 @@ import (
 // The local mailbox: with no SMTP relay configured, enrollment mails are
 // files under the data directory's mail/ (notify.MailDir). The demo and
 // the tests read them there, as a holder would read its inbox.
-
-var enrollSecretRE = regexp.MustCompile(`cse_en_[a-z2-7]{26}_[a-z2-7]{32}`)
 
 // awaitEnrollment waits up to 10 s for a new enrollment mail to email in
 // mailDir (one not in seen) and returns the secret in it.
@@ -37,9 +34,9 @@ func awaitEnrollment(ctx context.Context, mailDir, email string, seen map[string
 			if err != nil {
 				return "", err
 			}
-			if s := enrollSecretRE.Find(b); s != nil {
+			if s := custos.FindEnrollmentSecret(string(b)); s != "" {
 				seen[f] = true
-				return string(s), nil
+				return s, nil
 			}
 		}
 		if time.Now().After(deadline) {

@@ -6,14 +6,11 @@ package enrolltest
 
 import (
 	"context"
-	"regexp"
 	"testing"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/vault"
 )
-
-var secretRE = regexp.MustCompile(`cse_en_[a-z2-7]{26}_[a-z2-7]{32}`)
 
 // Secret returns the secret in the enrollment mail of enrollment id, as
 // the holder would read it.
@@ -26,7 +23,7 @@ func Secret(t testing.TB, v *vault.Vault, id string) string {
 	if mail == nil {
 		t.Fatalf("enrollment %s has no mail to send (not issued)", id)
 	}
-	s := secretRE.FindString(mail.Body)
+	s := custos.FindEnrollmentSecret(mail.Body)
 	if s == "" {
 		t.Fatalf("enrollment mail of %s holds no secret", id)
 	}
