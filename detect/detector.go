@@ -368,7 +368,7 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 				if cur == nil {
 					continue // fired before this detector's history began
 				}
-				if cur.Status != vault.AlertResolved {
+				if cur.Status != custos.AlertResolved {
 					// More evidence for the open alert of this window:
 					// principals and tenants it brings in are contained
 					// like the first, and security hears of it first.
@@ -386,7 +386,7 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 				// resolution is a new alert, the next generation of its key.
 				generation = cur.Generation + 1
 			}
-			a := &vault.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: h.Rule.ID, Title: h.Rule.Title, Severity: h.Rule.Level,
+			a := &custos.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: h.Rule.ID, Title: h.Rule.Title, Severity: h.Rule.Level,
 				DedupKey: vault.GenerationKey(h.DedupKey, generation), DedupBase: h.DedupKey, Generation: generation,
 				Principals: h.Principals, Tenants: h.Tenants, Evidence: h.Evidence, CreatedAt: now}
 			if err := vault.InsertAlert(ctx, tx, a); err != nil {
@@ -456,7 +456,7 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 // that contains anything, security gets a message naming it before it is
 // applied (earlier in the outbox, in the same transaction), as for a new
 // alert: no containment is ever silent.
-func (d *Detector) moreEvidence(ctx context.Context, tx *sql.Tx, cur *vault.Alert, h Hit, now time.Time) ([]string, error) {
+func (d *Detector) moreEvidence(ctx context.Context, tx *sql.Tx, cur *custos.Alert, h Hit, now time.Time) ([]string, error) {
 	plan, err := vault.PlanContainment(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, now)
 	if err != nil {
 		return nil, err
@@ -502,7 +502,7 @@ func notifyContained(ctx context.Context, tx *sql.Tx, alertID, rule string, done
 // concerns them, for a rule that contains nothing (notify_tenants): the
 // tenant can confirm or refute what only it knows (was this our new admin
 // onboarding?). It returns the actions to list on the alert.
-func notifyTenants(ctx context.Context, tx *sql.Tx, a *vault.Alert, now time.Time) ([]string, error) {
+func notifyTenants(ctx context.Context, tx *sql.Tx, a *custos.Alert, now time.Time) ([]string, error) {
 	var told []string
 	for _, t := range a.Tenants {
 		m := &notify.Message{Topic: "alert.tenant", Severity: messageSeverity(a.Severity), TenantID: t, To: []string{notify.ToTenantAdmins},
@@ -524,7 +524,7 @@ func actionsText(done []string) string {
 	return ": " + strings.Join(done, ", ")
 }
 
-func alertMessage(a *vault.Alert, h Hit) *notify.Message {
+func alertMessage(a *custos.Alert, h Hit) *notify.Message {
 	sev := messageSeverity(a.Severity)
 	tenant := ""
 	if len(a.Tenants) == 1 {

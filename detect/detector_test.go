@@ -92,7 +92,7 @@ func (w *world) principal(kind custos.Kind, tenant, name string) (*custos.Princi
 		w.t.Fatal(err)
 	}
 	w.approvers.Settle(w.t, e)
-	secret := enrolltest.Key(w.t, w.vault, e.ID, vault.KeyRequest{})
+	secret := enrolltest.Key(w.t, w.vault, e.ID, custos.KeyRequest{})
 	if kind == custos.KindStaffSecurity || kind == custos.KindTenantAdmin || kind == custos.KindOperator {
 		w.approvers.Add(w.as(secret, "192.0.2.1"))
 	}
@@ -112,7 +112,7 @@ func (w *world) tenant(name string, contacts int) *tenantFix {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	f := &tenantFix{id: tn.ID, admin: w.as(enrolltest.Key(w.t, w.vault, e.ID, vault.KeyRequest{}), "198.51.100.1")}
+	f := &tenantFix{id: tn.ID, admin: w.as(enrolltest.Key(w.t, w.vault, e.ID, custos.KeyRequest{}), "198.51.100.1")}
 	w.approvers.Add(f.admin)
 	l := &custos.List{TenantID: tn.ID, Name: "news"}
 	if err := w.vault.CreateList(f.admin, l); err != nil {
@@ -126,7 +126,7 @@ func (w *world) tenant(name string, contacts int) *tenantFix {
 		}
 		f.tokens = append(f.tokens, c.Token)
 	}
-	if err := w.vault.SetSupportSettings(f.admin, tn.ID, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := w.vault.SetSupportSettings(f.admin, tn.ID, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		w.t.Fatal(err)
 	}
 	return f
@@ -165,7 +165,7 @@ func drain(t *testing.T, w *world, d *detect.Detector) {
 	}
 }
 
-func (w *world) alerts() []*vault.Alert {
+func (w *world) alerts() []*custos.Alert {
 	w.t.Helper()
 	sec, secret := w.principal(custos.KindStaffSecurity, "", "sec-"+custos.NewID("x")[22:])
 	_ = sec
@@ -210,7 +210,7 @@ func TestIncident2022(t *testing.T) {
 	}
 	drain(t, w, d)
 
-	var got *vault.Alert
+	var got *custos.Alert
 	for _, al := range w.alerts()[:len(w.alerts())-before] {
 		if al.RuleID == "network-sweeps-tenants" {
 			got = al
@@ -296,7 +296,7 @@ func TestLaterEvidenceIsContainedToo(t *testing.T) {
 		t.Fatal(err)
 	}
 	drain(t, w, det)
-	var sweep *vault.Alert
+	var sweep *custos.Alert
 	n := 0
 	for _, al := range w.alerts() {
 		if al.RuleID == "network-sweeps-tenants" {
@@ -318,7 +318,7 @@ func TestLaterEvidenceIsContainedToo(t *testing.T) {
 	}
 }
 
-func ruleIDs(as []*vault.Alert) []string {
+func ruleIDs(as []*custos.Alert) []string {
 	var out []string
 	for _, a := range as {
 		out = append(out, a.RuleID)
@@ -382,7 +382,7 @@ correlation:
 			reads = append(reads, i)
 		}
 	}
-	var got *vault.Alert
+	var got *custos.Alert
 	for _, a := range w.alerts() {
 		if a.RuleID == "every-read" {
 			if got != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/notify"
-	"github.com/custos-dev/custos/vault"
 )
 
 // newSweep sets up the 2022 sweep: a support engineer with grants on
@@ -19,7 +18,7 @@ import (
 // laptop, and a function that runs the detector over the log.
 type sweep struct {
 	w        *world
-	resolved *vault.Alert
+	resolved *custos.Alert
 	laptop   string
 }
 
@@ -44,7 +43,7 @@ func newSweep(t *testing.T) (*sweep, func()) {
 		t.Fatal(err)
 	}
 	drain(t, w, det)
-	var first *vault.Alert
+	var first *custos.Alert
 	for _, al := range w.alerts() {
 		if al.RuleID == "network-sweeps-tenants" {
 			first = al
@@ -53,15 +52,15 @@ func newSweep(t *testing.T) (*sweep, func()) {
 	if first == nil {
 		t.Fatal("the sweep raised no alert")
 	}
-	resolved, err := w.vault.UpdateAlert(w.as(secSecret, "192.0.2.9"), first.ID, vault.AlertResolved, "contained; keys rotated")
+	resolved, err := w.vault.UpdateAlert(w.as(secSecret, "192.0.2.9"), first.ID, custos.AlertResolved, "contained; keys rotated")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &sweep{w: w, resolved: resolved, laptop: laptop}, func() { drain(t, w, det) }
 }
 
-func sweepAlerts(w *world) []*vault.Alert {
-	var out []*vault.Alert
+func sweepAlerts(w *world) []*custos.Alert {
+	var out []*custos.Alert
 	for _, al := range w.alerts() {
 		if al.RuleID == "network-sweeps-tenants" {
 			out = append(out, al)
@@ -84,7 +83,7 @@ func TestResolvedAlertStaysResolved(t *testing.T) {
 		t.Fatal(err)
 	}
 	drainAll()
-	var after *vault.Alert
+	var after *custos.Alert
 	for _, al := range sweepAlerts(w) {
 		if al.ID == s.resolved.ID {
 			after = al
@@ -93,7 +92,7 @@ func TestResolvedAlertStaysResolved(t *testing.T) {
 	if after == nil {
 		t.Fatal("the resolved alert is gone")
 	}
-	if after.Status != vault.AlertResolved || !slices.Equal(after.Evidence, s.resolved.Evidence) || !slices.Equal(after.Actions, s.resolved.Actions) ||
+	if after.Status != custos.AlertResolved || !slices.Equal(after.Evidence, s.resolved.Evidence) || !slices.Equal(after.Actions, s.resolved.Actions) ||
 		!slices.Equal(after.Principals, s.resolved.Principals) || !slices.Equal(after.Tenants, s.resolved.Tenants) {
 		t.Fatalf("the resolved alert changed:\nbefore %+v\nafter  %+v", s.resolved, after)
 	}
@@ -120,13 +119,13 @@ func TestNewEvidenceOpensNewAlertBeforeContaining(t *testing.T) {
 	if len(alerts) != 2 {
 		t.Fatalf("%d sweep alerts, want the resolved one and a new one", len(alerts))
 	}
-	var second *vault.Alert
+	var second *custos.Alert
 	for _, al := range alerts {
 		if al.ID != s.resolved.ID {
 			second = al
 		}
 	}
-	if second.Status != vault.AlertOpen || second.Generation != 2 || second.DedupKey != s.resolved.DedupKey+"#2" || second.DedupBase != s.resolved.DedupKey {
+	if second.Status != custos.AlertOpen || second.Generation != 2 || second.DedupKey != s.resolved.DedupKey+"#2" || second.DedupBase != s.resolved.DedupKey {
 		t.Fatalf("new alert %+v; want open, generation 2, dedup key %s#2", second, s.resolved.DedupKey)
 	}
 	if !slices.Equal(second.Principals, []string{svc2p.ID}) || !slices.Equal(second.Tenants, []string{d.id}) || len(second.Evidence) != 1 {

@@ -31,14 +31,8 @@ type Row struct {
 	Consent    custos.Consent
 }
 
-// RowError is a refused row.
-type RowError struct {
-	Line    int    `json:"line"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Message) }
+// RowError is a refused row: the API's [custos.RowError].
+type RowError = custos.RowError
 
 func rowErr(line int, format string, args ...any) *RowError {
 	return &RowError{Line: line, Code: custos.EINVALID, Message: fmt.Sprintf(format, args...)}

@@ -190,11 +190,6 @@ const (
 	MaxItemPage     = 1000
 )
 
-type itemPage[T any] struct {
-	Items []T    `json:"items"`
-	Next  string `json:"next,omitempty"`
-}
-
 // pageQuery is a parsed ?after=&limit= of an item list.
 type pageQuery struct {
 	after string
@@ -224,7 +219,7 @@ func itemQuery(r *http.Request) (pageQuery, error) {
 // of them. If that item is gone, the page starts at the first item whose
 // id sorts after it: ids begin with their creation second, so that is
 // where it stood.
-func page[T any](p pageQuery, all []T, id func(T) string) itemPage[T] {
+func page[T any](p pageQuery, all []T, id func(T) string) custos.Page[T] {
 	start := 0
 	if p.after != "" {
 		start = slices.IndexFunc(all, func(v T) bool { return id(v) == p.after }) + 1
@@ -235,7 +230,7 @@ func page[T any](p pageQuery, all []T, id func(T) string) itemPage[T] {
 			}
 		}
 	}
-	out := itemPage[T]{Items: all[start:min(len(all), start+p.limit)]}
+	out := custos.Page[T]{Items: all[start:min(len(all), start+p.limit)]}
 	if out.Items == nil {
 		out.Items = []T{}
 	}

@@ -22,14 +22,6 @@ var statuses = map[string]int{
 	custos.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-	RequestID string `json:"request_id"`
-}
-
 // writeError writes err as a JSON error. Errors that are not domain errors
 // are logged (by request id, with the error, which never holds personal
 // data: the vault wraps only ids and driver errors) and reach the client
@@ -44,7 +36,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if _, isDomain := errors.AsType[*custos.Error](err); !isDomain || status == http.StatusInternalServerError {
 		s.logger.ErrorContext(r.Context(), "internal error", "request_id", req.ID, "err", err)
 	}
-	var body errorBody
+	var body custos.ErrorBody
 	body.Error.Code, body.Error.Message, body.RequestID = code, custos.ErrorMessage(err), req.ID
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")

@@ -26,7 +26,7 @@ func (s *Server) refuseTampered(w http.ResponseWriter, r *http.Request, action c
 }
 
 func (s *Server) writeTampered(w http.ResponseWriter, r *http.Request) {
-	var body errorBody
+	var body custos.ErrorBody
 	body.Error.Code = CodeLogTampered
 	body.Error.Message = "the audit log failed verification; this node accepts no audited request until an operator investigates (see /healthz)"
 	body.RequestID = custos.RequestFromContext(r.Context()).ID

@@ -84,12 +84,7 @@ func (s *Server) entry(w http.ResponseWriter, r *http.Request) error {
 			return notFound
 		}
 	}
-	return writeJSON(w, http.StatusOK, struct {
-		Index uint64          `json:"index"`
-		Body  json.RawMessage `json:"body"`
-		Salt  []byte          `json:"salt,omitempty"`
-		Leaf  []byte          `json:"leaf"`
-	}{idx, e.Data, e.Salt, e.Leaf})
+	return writeJSON(w, http.StatusOK, custos.LogEntry{Index: idx, Body: e.Data, Salt: e.Salt, Leaf: e.Leaf})
 }
 
 // mayReadEntries says whether the request's principal may read entry
@@ -139,11 +134,7 @@ func (s *Server) inclusionProof(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, struct {
-		Index uint64      `json:"index"`
-		Size  uint64      `json:"size"`
-		Proof []tlog.Hash `json:"proof"`
-	}{idx, size, p})
+	return writeJSON(w, http.StatusOK, custos.InclusionProof{Index: idx, Size: size, Proof: hashes(p)})
 }
 
 func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request) error {
@@ -162,11 +153,16 @@ func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, struct {
-		From  uint64      `json:"from"`
-		To    uint64      `json:"to"`
-		Proof []tlog.Hash `json:"proof"`
-	}{from, to, p})
+	return writeJSON(w, http.StatusOK, custos.ConsistencyProof{From: from, To: to, Proof: hashes(p)})
+}
+
+// hashes converts a proof to the API's hashes (the same JSON).
+func hashes(p []tlog.Hash) []custos.Hash {
+	out := make([]custos.Hash, len(p))
+	for i, h := range p {
+		out[i] = custos.Hash(h)
+	}
+	return out
 }
 
 // parseTilePath parses a C2SP tlog-tiles path below tile/ ("0/x001/234.p/7"

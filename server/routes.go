@@ -68,10 +68,7 @@ func (s *Server) reject(r *http.Request, action custos.Action, err error) error 
 }
 
 func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Name       string `json:"name"`
-		AdminEmail string `json:"admin_email"`
-	}
+	var body custos.CreateTenantRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionTenantCreate, err)
 	}
@@ -80,10 +77,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, struct {
-		*custos.Tenant
-		AdminEnrollment *custos.Enrollment `json:"admin_enrollment"`
-	}{t, e})
+	return writeJSON(w, http.StatusCreated, custos.TenantCreated{Tenant: t, AdminEnrollment: e})
 }
 
 func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) error {
@@ -107,9 +101,7 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createList(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Name string `json:"name"`
-	}
+	var body custos.CreateListRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionListCreate, err)
 	}
@@ -148,14 +140,8 @@ func (s *Server) deleteList(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-type contactBody struct {
-	Email      string          `json:"email"`
-	Attributes json.RawMessage `json:"attributes,omitempty"`
-	Consent    custos.Consent  `json:"consent,omitempty"`
-}
-
 func (s *Server) createContact(w http.ResponseWriter, r *http.Request) error {
-	var body contactBody
+	var body custos.CreateContactRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionContactCreate, err)
 	}
@@ -191,9 +177,7 @@ func (s *Server) listContacts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Email string `json:"email"`
-	}
+	var body custos.EmailRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionContactLookup, err)
 	}
@@ -225,7 +209,7 @@ func (s *Server) getContact(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateContact(w http.ResponseWriter, r *http.Request) error {
-	var u vault.ContactUpdate
+	var u custos.ContactUpdate
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &u); err != nil {
 		return s.reject(r, custos.ActionContactUpdate, err)
 	}
@@ -360,13 +344,7 @@ func (s *Server) exportContacts(w http.ResponseWriter, r *http.Request) error {
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 func (s *Server) createPrincipal(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Kind     custos.Kind `json:"kind"`
-		TenantID string      `json:"tenant_id"`
-		Name     string      `json:"name"`
-		Owner    string      `json:"owner"`
-		Email    string      `json:"email"` // the holder's address: where its enrollment goes
-	}
+	var body custos.CreatePrincipalRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionPrincipalCreate, err)
 	}
@@ -375,10 +353,7 @@ func (s *Server) createPrincipal(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, struct {
-		*custos.Principal
-		Enrollment *custos.Enrollment `json:"enrollment"`
-	}{p, e})
+	return writeJSON(w, http.StatusCreated, custos.PrincipalCreated{Principal: p, Enrollment: e})
 }
 
 func (s *Server) listPrincipals(w http.ResponseWriter, r *http.Request) error {
@@ -402,7 +377,7 @@ func (s *Server) getPrincipal(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
-	var req vault.KeyRequest
+	var req custos.KeyRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
 		return s.reject(r, custos.ActionKeyCreate, err)
 	}
@@ -410,10 +385,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, struct {
-		Key    *custos.APIKey `json:"key"`
-		Secret string         `json:"secret"`
-	}{k, secret})
+	return writeJSON(w, http.StatusCreated, custos.KeyCreated{Key: k, Secret: secret})
 }
 
 func (s *Server) rekey(w http.ResponseWriter, r *http.Request) error {
@@ -449,10 +421,7 @@ func (s *Server) decideEnrollment(approve bool) handlerFunc {
 // enroll turns an enrollment secret into the holder's own key. It needs
 // no API key: the secret is the credential.
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Secret string `json:"secret"`
-		vault.KeyRequest
-	}
+	var body custos.EnrollRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionEnroll, err)
 	}
@@ -460,10 +429,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, struct {
-		Key    *custos.APIKey `json:"key"`
-		Secret string         `json:"secret"`
-	}{k, secret})
+	return writeJSON(w, http.StatusCreated, custos.KeyCreated{Key: k, Secret: secret})
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {

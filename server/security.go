@@ -4,14 +4,13 @@ import (
 	"net/http"
 
 	"github.com/custos-dev/custos"
-	"github.com/custos-dev/custos/vault"
 )
 
 // Security staff: alerts and containment.
 func (s *Server) registerSecurityRoutes() {
 	s.handle("GET", "/v1/alerts", custos.ActionAlertRead, true, s.listAlerts)
-	s.handle("POST", "/v1/alerts/{id}/ack", custos.ActionAlertUpdate, true, s.updateAlert(vault.AlertAcknowledged))
-	s.handle("POST", "/v1/alerts/{id}/resolve", custos.ActionAlertUpdate, true, s.updateAlert(vault.AlertResolved))
+	s.handle("POST", "/v1/alerts/{id}/ack", custos.ActionAlertUpdate, true, s.updateAlert(custos.AlertAcknowledged))
+	s.handle("POST", "/v1/alerts/{id}/resolve", custos.ActionAlertUpdate, true, s.updateAlert(custos.AlertResolved))
 	s.handle("GET", "/v1/containments", custos.ActionAlertRead, true, s.listContainments)
 	s.handle("POST", "/v1/principals/{id}/suspend", custos.ActionContain, true, s.suspend(true))
 	s.handle("POST", "/v1/principals/{id}/unsuspend", custos.ActionLift, true, s.suspend(false))
@@ -23,9 +22,7 @@ func (s *Server) registerSecurityRoutes() {
 // trace answers whose canary an address is (the address travels in the
 // body, never in a URL).
 func (s *Server) trace(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		Email string `json:"email"`
-	}
+	var body custos.EmailRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionTrace, err)
 	}
@@ -45,7 +42,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, page(p, as, func(v *vault.Alert) string { return v.ID }))
+	return writeJSON(w, http.StatusOK, page(p, as, func(v *custos.Alert) string { return v.ID }))
 }
 
 // listContainments lists what is contained now: suspended principals and
@@ -60,17 +57,12 @@ func (s *Server) listContainments(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	// A containment is named by what it holds: kind and target.
-	return writeJSON(w, http.StatusOK, page(p, cs, func(v *vault.Containment) string { return v.Kind + ":" + v.Target }))
-}
-
-type reasonBody struct {
-	Reason string `json:"reason"`
-	Note   string `json:"note"`
+	return writeJSON(w, http.StatusOK, page(p, cs, func(v *custos.Containment) string { return v.Kind + ":" + v.Target }))
 }
 
 func (s *Server) updateAlert(status string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		var body reasonBody
+		var body custos.ReasonRequest
 		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 			return s.reject(r, custos.ActionAlertUpdate, err)
 		}
@@ -85,14 +77,14 @@ func (s *Server) updateAlert(status string) handlerFunc {
 func (s *Server) suspend(on bool) handlerFunc {
 	return s.containment(on, func(r *http.Request, reason string) (any, error) {
 		id := r.PathValue("id")
-		return map[string]any{"principal": id, "suspended": on}, s.vault.SetSuspended(r.Context(), id, on, reason)
+		return custos.Suspension{Principal: id, Suspended: on}, s.vault.SetSuspended(r.Context(), id, on, reason)
 	})
 }
 
 func (s *Server) freeze(on bool) handlerFunc {
 	return s.containment(on, func(r *http.Request, reason string) (any, error) {
 		t := r.PathValue("tenant")
-		return map[string]any{"tenant": t, "frozen": on}, s.vault.SetFrozen(r.Context(), t, on, reason)
+		return custos.Freeze{Tenant: t, Frozen: on}, s.vault.SetFrozen(r.Context(), t, on, reason)
 	})
 }
 
@@ -103,7 +95,7 @@ func (s *Server) containment(on bool, apply func(*http.Request, string) (any, er
 		action = custos.ActionContain
 	}
 	return func(w http.ResponseWriter, r *http.Request) error {
-		var body reasonBody
+		var body custos.ReasonRequest
 		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 			return s.reject(r, action, err)
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
-	"github.com/custos-dev/custos/vault"
 )
 
 func TestContactLifecycle(t *testing.T) {
@@ -62,11 +61,11 @@ func TestContactLifecycle(t *testing.T) {
 		t.Fatalf("update = %+v", upd)
 	}
 
-	page := decode[vault.Page[*custos.Contact]](t, e.get(f.admin, base+"/lists/"+f.list+"/contacts?limit=10", 200))
+	page := decode[custos.Page[*custos.Contact]](t, e.get(f.admin, base+"/lists/"+f.list+"/contacts?limit=10", 200))
 	if len(page.Items) != 1 || page.Items[0].Consent != custos.ConsentUnsubscribed {
 		t.Fatalf("page = %+v", page)
 	}
-	tokens := decode[vault.Page[custos.TokenEntry]](t, e.get(f.service, base+"/lists/"+f.list+"/tokens", 200))
+	tokens := decode[custos.Page[custos.TokenEntry]](t, e.get(f.service, base+"/lists/"+f.list+"/tokens", 200))
 	if len(tokens.Items) != 1 || tokens.Items[0].Token != c.Token {
 		t.Fatalf("tokens = %+v", tokens)
 	}
@@ -204,7 +203,7 @@ func TestImportExport(t *testing.T) {
 		a2 + ",Cy,bogus\n" +
 		a3 + ",Di,\n" +
 		strings.ToUpper(a1[:1]) + a1[1:] + ",Ann again,\n" // same address after normalisation
-	res := decode[vault.ImportResult](t, e.do(f.service, "POST", base+"/import", "text/csv", strings.NewReader(csv), 200))
+	res := decode[custos.ImportResult](t, e.do(f.service, "POST", base+"/import", "text/csv", strings.NewReader(csv), 200))
 	if res.Imported != 2 || res.Failed != 3 || res.Aborted || res.CommittedThroughLine != 6 {
 		t.Fatalf("import result = %+v", res)
 	}
@@ -223,7 +222,7 @@ func TestImportExport(t *testing.T) {
 	}
 
 	nd := fmt.Sprintf("{\"email\":%q,\"attributes\":{\"plan\":\"pro\"}}\n{\"email\":1}\n", e.email())
-	res = decode[vault.ImportResult](t, e.do(f.admin, "POST", base+"/import", "application/x-ndjson", strings.NewReader(nd), 200))
+	res = decode[custos.ImportResult](t, e.do(f.admin, "POST", base+"/import", "application/x-ndjson", strings.NewReader(nd), 200))
 	if res.Imported != 1 || res.Failed != 1 || res.Errors[0].Line != 2 {
 		t.Fatalf("ndjson import = %+v", res)
 	}

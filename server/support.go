@@ -27,18 +27,6 @@ func (s *Server) registerSupportRoutes() {
 	s.handle("POST", "/v1/review/revoke", custos.ActionReviewRevoke, true, s.reviewRevoke)
 }
 
-// duration parses an optional Go duration ("36h"); empty is zero.
-func duration(field, v string) (time.Duration, error) {
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, custos.Errorf(custos.EINVALID, "%s must be a duration such as 24h", field)
-	}
-	return d, nil
-}
-
 func (s *Server) getSupportAccess(w http.ResponseWriter, r *http.Request) error {
 	st, err := s.vault.SupportSettings(r.Context(), r.PathValue("tenant"))
 	if err != nil {
@@ -48,23 +36,18 @@ func (s *Server) getSupportAccess(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		SupportAccess bool     `json:"support_access"`
-		MaxGrant      string   `json:"max_grant"`
-		ReasonCodes   []string `json:"reason_codes"`
-		BreakGlass    bool     `json:"break_glass"`
-	}
+	var body custos.SupportSettingsRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionSupportSettings, err)
 	}
-	d, err := duration("max_grant", body.MaxGrant)
-	if err != nil {
+	if err := body.Validate(); err != nil {
 		return s.reject(r, custos.ActionSupportSettings, err)
 	}
+	d, _ := custos.ParseDuration("max_grant", body.MaxGrant)
 	if d == 0 {
 		d = custos.DefaultGrantTTL
 	}
-	st := &vault.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: custos.Duration(d), ReasonCodes: body.ReasonCodes, BreakGlass: body.BreakGlass}
+	st := &custos.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: custos.Duration(d), ReasonCodes: body.ReasonCodes, BreakGlass: body.BreakGlass}
 	if err := s.vault.SetSupportSettings(r.Context(), r.PathValue("tenant"), st); err != nil {
 		return err
 	}
@@ -85,19 +68,14 @@ func (s *Server) createAccessRequest(w http.ResponseWriter, r *http.Request) err
 // decodeAccessRequest reads a request for access (ordinary or break-glass)
 // from the body; an absent duration is def.
 func (s *Server) decodeAccessRequest(r *http.Request, action custos.Action, def time.Duration) (*custos.AccessRequest, error) {
-	var body struct {
-		Reason   string              `json:"reason"`
-		Ticket   string              `json:"ticket"`
-		Scope    custos.SupportScope `json:"scope"`
-		Duration string              `json:"duration"`
-	}
+	var body custos.AccessRequestBody
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return nil, s.reject(r, action, err)
 	}
-	d, err := duration("duration", body.Duration)
-	if err != nil {
+	if err := body.Validate(); err != nil {
 		return nil, s.reject(r, action, err)
 	}
+	d, _ := custos.ParseDuration("duration", body.Duration)
 	if d == 0 {
 		d = def
 	}
@@ -126,10 +104,7 @@ func (s *Server) approveBreakGlass(w http.ResponseWriter, r *http.Request) error
 	if g != nil {
 		status = http.StatusCreated
 	}
-	return writeJSON(w, status, struct {
-		Request *custos.AccessRequest `json:"request"`
-		Grant   *custos.Grant         `json:"grant,omitempty"`
-	}{req, g})
+	return writeJSON(w, status, custos.BreakGlassApproval{Request: req, Grant: g})
 }
 
 func (s *Server) listReveals(w http.ResponseWriter, r *http.Request) error {
@@ -159,7 +134,7 @@ func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pg := page(p, rv.Principals, func(v *vault.ReviewPrincipal) string { return v.ID })
+	pg := page(p, rv.Principals, func(v *custos.ReviewPrincipal) string { return v.ID })
 	rv.Principals, rv.Next = pg.Items, pg.Next
 	return writeJSON(w, http.StatusOK, rv)
 }
@@ -168,9 +143,7 @@ func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
 const ReviewPage = 100
 
 func (s *Server) reviewRevoke(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		KeyIDs []string `json:"key_ids"`
-	}
+	var body custos.RevokeKeysRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionReviewRevoke, err)
 	}
@@ -178,7 +151,7 @@ func (s *Server) reviewRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+	return writeJSON(w, http.StatusOK, custos.KeysRevoked{Revoked: n})
 }
 
 func (s *Server) listAccessRequests(w http.ResponseWriter, r *http.Request) error {
@@ -195,25 +168,21 @@ func (s *Server) listAccessRequests(w http.ResponseWriter, r *http.Request) erro
 
 func (s *Server) decideAccessRequest(approve bool) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		var body struct {
-			Duration     string `json:"duration"`
-			RevealBudget int    `json:"reveal_budget"`
-			Comment      string `json:"comment"`
-		}
+		var body custos.DecisionRequest
 		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 			return s.reject(r, custos.ActionRequestDecide, err)
 		}
-		d, err := duration("duration", body.Duration)
-		if err != nil {
+		if err := body.Validate(); err != nil {
 			return s.reject(r, custos.ActionRequestDecide, err)
 		}
+		d, _ := custos.ParseDuration("duration", body.Duration)
 		g, err := s.vault.DecideRequest(r.Context(), r.PathValue("tenant"), r.PathValue("id"),
 			vault.Decision{Approve: approve, Duration: d, RevealBudget: body.RevealBudget, Comment: body.Comment})
 		if err != nil {
 			return err
 		}
 		if g == nil {
-			return writeJSON(w, http.StatusOK, map[string]string{"status": custos.RequestDenied})
+			return writeJSON(w, http.StatusOK, custos.Denied{Status: custos.RequestDenied})
 		}
 		return writeJSON(w, http.StatusCreated, g)
 	}
@@ -232,19 +201,14 @@ func (s *Server) listGrants(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createGrant(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		StaffID      string              `json:"staff_id"`
-		Scope        custos.SupportScope `json:"scope"`
-		Duration     string              `json:"duration"`
-		RevealBudget int                 `json:"reveal_budget"`
-	}
+	var body custos.CreateGrantRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionGrantCreate, err)
 	}
-	d, err := duration("duration", body.Duration)
-	if err != nil {
+	if err := body.Validate(); err != nil {
 		return s.reject(r, custos.ActionGrantCreate, err)
 	}
+	d, _ := custos.ParseDuration("duration", body.Duration)
 	if d == 0 {
 		d = custos.DefaultGrantTTL
 	}
@@ -298,10 +262,7 @@ func (s *Server) supportContacts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) reveal(w http.ResponseWriter, r *http.Request) error {
-	var body struct {
-		ReasonCode string `json:"reason_code"`
-		Reason     string `json:"reason"`
-	}
+	var body custos.RevealRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionSupportReveal, err)
 	}

@@ -74,14 +74,14 @@ func TestBreakGlass(t *testing.T) {
 	}
 
 	// Only where the tenant allows it; support access on is not enough.
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	wantCode(t, "break-glass the tenant does not allow", f.vault.RequestBreakGlass(staff, req(time.Hour)), custos.EFORBIDDEN)
 	if !strings.Contains(lastLeaf(t, f, custos.ActionBreakGlass), `"severity":"high"`) {
 		t.Error("a refused break-glass request is not a high-severity entry")
 	}
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	wantCode(t, "break-glass longer than an hour", f.vault.RequestBreakGlass(staff, req(2*time.Hour)), custos.EINVALID)
@@ -154,7 +154,7 @@ func TestNotificationsInTheOutbox(t *testing.T) {
 	f := newFixture(t)
 	admin, tenant, _ := f.admin(t)
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	r := &custos.AccessRequest{TenantID: tenant, Reason: "bounces", Ticket: "SUP-1", Scope: custos.ScopeViewMasked, Duration: custos.Duration(time.Hour)}
@@ -182,7 +182,7 @@ func TestNotificationsInTheOutbox(t *testing.T) {
 func TestTurningSupportOffEndsGrants(t *testing.T) {
 	f := newFixture(t)
 	admin, staff, tenant, list, tokens, g := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 5)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{MaxGrant: custos.Duration(time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{MaxGrant: custos.Duration(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.vault.SupportContacts(staff, tenant, list, "", 10); custos.ErrorCode(err) != custos.EFORBIDDEN {

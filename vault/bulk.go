@@ -23,25 +23,11 @@ type ImportOptions struct {
 	BatchSize int // rows per transaction and audit leaf; default 5000
 	MaxErrors int // row errors listed in the result (all are counted); default 1000
 	// Progress, if set, is called after each committed batch.
-	Progress func(r *ImportResult)
+	Progress func(r *custos.ImportResult)
 }
 
-// ImportResult says exactly what an import did. Rows at lines up to
-// CommittedThroughLine were all processed (imported, or listed/counted as
-// errors); nothing after it was imported. An aborted import can be resumed
-// from the line after CommittedThroughLine.
-type ImportResult struct {
-	Imported             int               `json:"imported"`
-	Failed               int               `json:"failed"` // rows refused (invalid or duplicate)
-	Errors               []ingest.RowError `json:"errors"`
-	Batches              int               `json:"batches"`
-	CommittedThroughLine int               `json:"committed_through_line"`
-	Aborted              bool              `json:"aborted"`
-	AbortCode            string            `json:"abort_code,omitempty"`
-	AbortReason          string            `json:"abort_reason,omitempty"`
-}
-
-func (r *ImportResult) addError(e ingest.RowError, max int) {
+// addError counts a refused row and lists it while fewer than max are.
+func addError(r *custos.ImportResult, e ingest.RowError, max int) {
 	r.Failed++
 	if len(r.Errors) < max {
 		r.Errors = append(r.Errors, e)
@@ -66,7 +52,7 @@ type batch struct {
 // The returned error is non-nil only when the import could not start
 // (refused, unknown list); a failure midway is reported in the result,
 // with Aborted set and what was committed before it.
-func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader, opts ImportOptions) (*ImportResult, error) {
+func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader, opts ImportOptions) (*custos.ImportResult, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
@@ -97,21 +83,21 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		v.sealBatches(ctx, k, tenant, list, rows, opts.BatchSize, batches)
 	}()
 
-	res := &ImportResult{Errors: []ingest.RowError{}}
+	res := &custos.ImportResult{Errors: []ingest.RowError{}}
 	for b := range batches {
 		if len(b.rows) > 0 {
 			if err := v.commitBatch(ctx, l, b, res, opts.MaxErrors); err != nil {
-				res.abort(err)
+				abortImport(res, err)
 				break
 			}
 		} else {
 			for _, e := range b.errs {
-				res.addError(e, opts.MaxErrors)
+				addError(res, e, opts.MaxErrors)
 			}
 		}
 		res.CommittedThroughLine = b.lastLine
 		if b.fatal != nil {
-			res.abort(b.fatal)
+			abortImport(res, b.fatal)
 			break
 		}
 		if opts.Progress != nil {
@@ -139,7 +125,8 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	return res, nil
 }
 
-func (r *ImportResult) abort(err error) {
+// abortImport marks r as stopped by err.
+func abortImport(r *custos.ImportResult, err error) {
 	r.Aborted = true
 	r.AbortCode = custos.ErrorCode(err)
 	r.AbortReason = custos.ErrorMessage(err)
@@ -211,7 +198,7 @@ func (v *Vault) insertSQL() string {
 // commitBatch inserts a batch with its leaf in one transaction. Rows whose
 // address is already in the list (or earlier in the batch) are not
 // inserted and are reported as duplicates by line.
-func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *ImportResult, maxErrors int) error {
+func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *custos.ImportResult, maxErrors int) error {
 	var dups []ingest.RowError
 	inserted := 0
 	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
@@ -254,10 +241,10 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *Im
 	i, j := 0, 0
 	for i < len(b.errs) || j < len(dups) {
 		if j >= len(dups) || (i < len(b.errs) && b.errs[i].Line < dups[j].Line) {
-			res.addError(b.errs[i], maxErrors)
+			addError(res, b.errs[i], maxErrors)
 			i++
 		} else {
-			res.addError(dups[j], maxErrors)
+			addError(res, dups[j], maxErrors)
 			j++
 		}
 	}

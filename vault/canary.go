@@ -10,9 +10,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"github.com/custos-dev/custos/addr"
 	"math/big"
 	"strings"
+
+	"github.com/custos-dev/custos/addr"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/keys"
@@ -259,24 +260,12 @@ func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCre
 	return out, nil
 }
 
-// TraceResult says where a canary address came from.
-type TraceResult struct {
-	Kind       string    `json:"kind"` // "export", "list" or "none"
-	TenantID   string    `json:"tenant_id,omitempty"`
-	ListID     string    `json:"list_id,omitempty"`
-	Principal  string    `json:"principal,omitempty"` // who exported
-	KeyID      string    `json:"key_id,omitempty"`
-	Source     string    `json:"source,omitempty"`
-	RequestID  string    `json:"request_id,omitempty"`
-	ExportedAt time.Time `json:"exported_at,omitzero"`
-}
-
 // Trace tells security staff whether an address found outside — in a
 // leaked file, on a spam list — is a canary, and whose: a fresh canary
 // names the export and the principal who made it; a list canary names the
 // list (it left the vault, by whatever route). The address is looked up by
 // its keyed tag and never recorded.
-func (v *Vault) Trace(ctx context.Context, email string) (*TraceResult, error) {
+func (v *Vault) Trace(ctx context.Context, email string) (*custos.TraceResult, error) {
 	l, err := v.authorize(ctx, custos.ActionTrace, "")
 	if err != nil {
 		return nil, err
@@ -290,7 +279,7 @@ func (v *Vault) Trace(ctx context.Context, email string) (*TraceResult, error) {
 		return nil, v.deny(ctx, l, err)
 	}
 	tag := addrTag(k, norm)
-	res := &TraceResult{Kind: "none"}
+	res := &custos.TraceResult{Kind: "none"}
 	var at int64
 	err = v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id, actor, key_id, source, request_id, exported_at FROM export_canaries WHERE addr_tag = $1`, tag).
 		Scan(&res.TenantID, &res.ListID, &res.Principal, &res.KeyID, &res.Source, &res.RequestID, &at)

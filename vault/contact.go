@@ -191,16 +191,9 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	return s, nil
 }
 
-// Page is one page of a listing; Next is the cursor for the following
-// page, empty on the last.
-type Page[T any] struct {
-	Items []T    `json:"items"`
-	Next  string `json:"next,omitempty"`
-}
-
 // Contacts returns a page of a list's contacts, in token order, after the
 // token "after". Every token returned is named in the audit leaf.
-func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit int) (*Page[*custos.Contact], error) {
+func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[*custos.Contact], error) {
 	l, err := v.authorize(ctx, custos.ActionContactList, tenant)
 	if err != nil {
 		return nil, err
@@ -216,7 +209,7 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 	if err != nil {
 		return nil, err
 	}
-	page := &Page[*custos.Contact]{Items: []*custos.Contact{}, Next: next}
+	page := &custos.Page[*custos.Contact]{Items: []*custos.Contact{}, Next: next}
 	for _, s := range ss {
 		c, err := open(k, s)
 		if err != nil {
@@ -283,15 +276,8 @@ func checkPage(after string, limit int) error {
 	return nil
 }
 
-// ContactUpdate is a partial update: nil fields are left as they are.
-type ContactUpdate struct {
-	Email      *string          `json:"email,omitempty"`
-	Attributes *json.RawMessage `json:"attributes,omitempty"`
-	Consent    *custos.Consent  `json:"consent,omitempty"`
-}
-
 // UpdateContact changes a contact and returns it as stored.
-func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u ContactUpdate) (*custos.Contact, error) {
+func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custos.ContactUpdate) (*custos.Contact, error) {
 	l, err := v.authorize(ctx, custos.ActionContactUpdate, tenant)
 	if err != nil {
 		return nil, err
@@ -418,7 +404,7 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 
 // Tokens returns a page of a list's tokens with non-personal fields only:
 // what the vendor's pipeline needs to refer to contacts without reading them.
-func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit int) (*Page[custos.TokenEntry], error) {
+func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[custos.TokenEntry], error) {
 	l, err := v.authorize(ctx, custos.ActionTokenList, tenant)
 	if err != nil {
 		return nil, err
@@ -434,7 +420,7 @@ func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit in
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list tokens: %w", err))
 	}
-	page := &Page[custos.TokenEntry]{Items: []custos.TokenEntry{}}
+	page := &custos.Page[custos.TokenEntry]{Items: []custos.TokenEntry{}}
 	for rows.Next() {
 		var e custos.TokenEntry
 		var consent string

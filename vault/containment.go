@@ -18,39 +18,6 @@ import (
 // Containment: what the detector does when a rule asks, and what security
 // staff undo by hand with a reason. Every action commits with a leaf.
 
-// Alert statuses.
-const (
-	AlertOpen         = "open"
-	AlertAcknowledged = "acknowledged"
-	AlertResolved     = "resolved"
-)
-
-// Alert is a detection: a rule fired on the entries named as evidence
-// (leaf indexes, each provable against a checkpoint).
-type Alert struct {
-	ID       string `json:"id"`
-	RuleID   string `json:"rule_id"`
-	Title    string `json:"title"`
-	Severity string `json:"severity"`
-	// DedupKey is unique per alert: DedupBase (rule:group:window, what the
-	// detector's engine names a firing by) for the first alert of a window,
-	// DedupBase#N for the Nth, opened by evidence that arrived after the
-	// one before was resolved.
-	DedupKey   string    `json:"dedup_key"`
-	DedupBase  string    `json:"dedup_base,omitempty"`
-	Generation int       `json:"generation,omitempty"`
-	Principals []string  `json:"principals"`
-	Tenants    []string  `json:"tenants"`
-	Evidence   []uint64  `json:"evidence"`
-	Actions    []string  `json:"actions"` // containment applied
-	Status     string    `json:"status"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	AckedBy    string    `json:"acked_by,omitempty"`
-	ResolvedBy string    `json:"resolved_by,omitempty"`
-	Note       string    `json:"note,omitempty"`
-}
-
 // Containment actions, as the detector's rules name them.
 const (
 	ContainSuspend  = "suspend_principal"
@@ -157,7 +124,7 @@ func frozenTx(ctx context.Context, tx *sql.Tx, tenant string) error {
 
 // InsertAlert stores a new alert in tx (ignored if its dedup key exists).
 // A zero Generation is the first; DedupBase defaults to DedupKey.
-func InsertAlert(ctx context.Context, tx *sql.Tx, a *Alert) error {
+func InsertAlert(ctx context.Context, tx *sql.Tx, a *custos.Alert) error {
 	if a.Generation <= 0 {
 		a.Generation = 1
 	}
@@ -167,7 +134,7 @@ func InsertAlert(ctx context.Context, tx *sql.Tx, a *Alert) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, rule_id, title, severity, dedup_key, dedup_base, generation, principals, tenants, evidence, actions, status, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (dedup_key) DO NOTHING`,
 		a.ID, a.RuleID, a.Title, a.Severity, a.DedupKey, a.DedupBase, a.Generation, strings.Join(a.Principals, " "), strings.Join(a.Tenants, " "),
-		joinIndexes(a.Evidence), strings.Join(a.Actions, "; "), AlertOpen, ms(a.CreatedAt))
+		joinIndexes(a.Evidence), strings.Join(a.Actions, "; "), custos.AlertOpen, ms(a.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert alert: %w", err)
 	}
@@ -187,7 +154,7 @@ const maxAlertEvidence = 1000
 
 // LatestAlert returns the newest generation of the alerts of a base dedup
 // key (rule:group:window), or nil if there is none, in tx.
-func LatestAlert(ctx context.Context, tx *sql.Tx, base string) (*Alert, error) {
+func LatestAlert(ctx context.Context, tx *sql.Tx, base string) (*custos.Alert, error) {
 	a, err := scanAlert(tx.QueryRowContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE dedup_base = $1 ORDER BY generation DESC LIMIT 1`, base))
 	if isNoRows(err) {
 		return nil, nil
@@ -218,7 +185,7 @@ func AddEvidence(ctx context.Context, tx *sql.Tx, id string, evidence []uint64, 
 	} else if err != nil {
 		return fmt.Errorf("read alert: %w", err)
 	}
-	if status == AlertResolved {
+	if status == custos.AlertResolved {
 		return fmt.Errorf("alert %s is resolved: new evidence opens a new alert", id)
 	}
 	all := append(splitIndexes(ev), evidence...)
@@ -229,7 +196,7 @@ func AddEvidence(ctx context.Context, tx *sql.Tx, id string, evidence []uint64, 
 		acts = strings.Join(append(slices.DeleteFunc(strings.Split(acts, "; "), func(s string) bool { return s == "" }), actions...), "; ")
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE alerts SET evidence = $1, principals = $2, tenants = $3, actions = $4, updated_at = $5 WHERE id = $6 AND status <> $7`,
-		joinIndexes(all), union(ps, principals), union(ts, tenants), acts, ms(now), id, AlertResolved)
+		joinIndexes(all), union(ps, principals), union(ts, tenants), acts, ms(now), id, custos.AlertResolved)
 	return err
 }
 
@@ -263,8 +230,8 @@ func splitIndexes(s string) []uint64 {
 
 const alertColumns = `id, rule_id, title, severity, dedup_key, dedup_base, generation, principals, tenants, evidence, actions, status, created_at, updated_at, acked_by, resolved_by, note`
 
-func scanAlert(s scanner) (*Alert, error) {
-	var a Alert
+func scanAlert(s scanner) (*custos.Alert, error) {
+	var a custos.Alert
 	var ps, ts, ev, acts string
 	var created, updated int64
 	var base, acked, resolved, note sql.NullString
@@ -287,12 +254,12 @@ func scanAlert(s scanner) (*Alert, error) {
 }
 
 // Alerts lists alerts, newest first, optionally of one status.
-func (v *Vault) Alerts(ctx context.Context, status string) ([]*Alert, error) {
+func (v *Vault) Alerts(ctx context.Context, status string) ([]*custos.Alert, error) {
 	l, err := v.authorize(ctx, custos.ActionAlertRead, "")
 	if err != nil {
 		return nil, err
 	}
-	if status != "" && !slices.Contains([]string{AlertOpen, AlertAcknowledged, AlertResolved}, status) {
+	if status != "" && !slices.Contains([]string{custos.AlertOpen, custos.AlertAcknowledged, custos.AlertResolved}, status) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "status must be open, acknowledged or resolved"))
 	}
 	rows, err := v.read.QueryContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE $1 = '' OR status = $1 ORDER BY created_at DESC, id LIMIT 1000`, status)
@@ -300,7 +267,7 @@ func (v *Vault) Alerts(ctx context.Context, status string) ([]*Alert, error) {
 		return nil, v.deny(ctx, l, fmt.Errorf("list alerts: %w", err))
 	}
 	defer rows.Close()
-	out := []*Alert{}
+	out := []*custos.Alert{}
 	for rows.Next() {
 		a, err := scanAlert(rows)
 		if err != nil {
@@ -322,7 +289,7 @@ func (v *Vault) Alerts(ctx context.Context, status string) ([]*Alert, error) {
 }
 
 // UpdateAlert acknowledges or resolves an alert, with a note.
-func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Alert, error) {
+func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*custos.Alert, error) {
 	l, err := v.authorize(ctx, custos.ActionAlertUpdate, "")
 	if err != nil {
 		return nil, err
@@ -331,7 +298,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 	if !custos.ValidID(custos.PrefixAlert, id) {
 		return nil, v.deny(ctx, l, notFound("alert"))
 	}
-	if (status != AlertAcknowledged && status != AlertResolved) || len(note) > 1000 {
+	if (status != custos.AlertAcknowledged && status != custos.AlertResolved) || len(note) > 1000 {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "status must be acknowledged or resolved; note at most 1000 characters"))
 	}
 	p := custos.RequestFromContext(ctx).Principal
@@ -339,12 +306,12 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	var a *Alert
+	var a *custos.Alert
 	// Acknowledging or resolving an alert silences it: security hears of it
 	// at once (invariant 12), by ids only — the note is free text.
 	msg := &notify.Message{Topic: "alert." + status, Severity: notify.SeverityInfo, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("alert %s %s by %s", id, status, p.ID), Data: map[string]string{"alert": id, "by": p.ID}}
-	if status == AlertResolved {
+	if status == custos.AlertResolved {
 		msg.Severity = notify.SeverityHigh
 	}
 	err = v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
@@ -355,7 +322,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 		} else if err != nil {
 			return err
 		}
-		if a.Status == AlertResolved || a.Status == status {
+		if a.Status == custos.AlertResolved || a.Status == status {
 			return custos.Errorf(custos.ECONFLICT, "alert is %s already", a.Status)
 		}
 		if err := v.mayLiftAll(ctx, tx, p, a.Principals); err != nil {
@@ -363,7 +330,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*Aler
 		}
 		now := v.now()
 		col := "acked_by"
-		if status == AlertResolved {
+		if status == custos.AlertResolved {
 			col, a.ResolvedBy = "resolved_by", p.ID
 		} else {
 			a.AckedBy = p.ID
@@ -589,41 +556,13 @@ func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, tenant string) er
 
 func validReasonText(s string) bool { return s != "" && len(s) <= 500 }
 
-// Containment kinds, as [Vault.Containments] lists them.
-const (
-	ContainmentSuspension = "suspension" // a principal's keys stop
-	ContainmentFreeze     = "freeze"     // a tenant's exports and reveals stop
-)
-
-// Containment is a containment in force — a suspended principal or a
-// frozen tenant — with what applied it and who may lift it. Ended grants
-// are not listed: nothing about them can be lifted.
-type Containment struct {
-	Kind   string `json:"kind"`
-	Target string `json:"target"` // the principal or the tenant
-	// AlertID is the alert whose rule applied it; ActionID, By and Reason
-	// describe a containment security staff applied by hand.
-	AlertID  string     `json:"alert_id,omitempty"`
-	ActionID string     `json:"action_id,omitempty"`
-	By       string     `json:"by,omitempty"`
-	Reason   string     `json:"reason,omitempty"`
-	Since    *time.Time `json:"since,omitempty"`
-	// Contained are the principals whose containment this is: lifting is
-	// checked against each (for a freeze, the principals of its alert).
-	Contained []string `json:"contained"`
-	// MayLift says who may lift it; Excluded lists the security principals
-	// that rule refuses here.
-	MayLift  string   `json:"may_lift"`
-	Excluded []string `json:"excluded"`
-}
-
 // liftRule is the rule of mayLift, for people.
 const liftRule = "staff_security, other than the person contained, the person who created the contained principal, and principals created by the person contained"
 
 // Containments lists every containment in force, for security staff:
 // suspended principals and frozen tenants, each with the alert (or the
 // action by hand, its reason opened for them) behind it and who may lift it.
-func (v *Vault) Containments(ctx context.Context) ([]*Containment, error) {
+func (v *Vault) Containments(ctx context.Context) ([]*custos.Containment, error) {
 	l, err := v.authorize(ctx, custos.ActionAlertRead, "")
 	if err != nil {
 		return nil, err
@@ -643,7 +582,7 @@ func (v *Vault) Containments(ctx context.Context) ([]*Containment, error) {
 			continue
 		}
 		tenant := ""
-		if c.Kind == ContainmentFreeze {
+		if c.Kind == custos.ContainmentFreeze {
 			tenant = c.Target
 		}
 		if c.Reason, err = v.openText(ctx, tenant, sealed[i], adContainmentReason(c.Target, c.ActionID)); err != nil {
@@ -655,8 +594,8 @@ func (v *Vault) Containments(ctx context.Context) ([]*Containment, error) {
 
 // containments reads the containments in force and, beside each, its
 // sealed reason ("" if none).
-func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, error) {
-	var out []*Containment
+func (v *Vault) containments(ctx context.Context) ([]*custos.Containment, []string, error) {
+	var out []*custos.Containment
 	var sealed []string
 	type cause struct{ kind, target, by string }
 	var causes []cause
@@ -671,7 +610,7 @@ func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, err
 			rows.Close()
 			return nil, nil, err
 		}
-		causes = append(causes, cause{ContainmentSuspension, id, by.String})
+		causes = append(causes, cause{custos.ContainmentSuspension, id, by.String})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -694,7 +633,7 @@ func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, err
 		if alert.Valid && alert.String != "" {
 			by = alert.String
 		}
-		causes = append(causes, cause{ContainmentFreeze, tenant, by})
+		causes = append(causes, cause{custos.ContainmentFreeze, tenant, by})
 		frozenAt[tenant] = at
 	}
 	rows.Close()
@@ -706,7 +645,7 @@ func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, err
 		return nil, nil, err
 	}
 	for _, ca := range causes {
-		c := &Containment{Kind: ca.kind, Target: ca.target, Contained: []string{}, Excluded: []string{}}
+		c := &custos.Containment{Kind: ca.kind, Target: ca.target, Contained: []string{}, Excluded: []string{}}
 		reason := ""
 		switch {
 		case custos.ValidID(custos.PrefixAlert, ca.by):
@@ -720,7 +659,7 @@ func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, err
 			if err == nil {
 				t := fromMS(created)
 				c.Since = &t
-				if ca.kind == ContainmentFreeze {
+				if ca.kind == custos.ContainmentFreeze {
 					c.Contained = strings.Fields(ps)
 				}
 			}
@@ -743,7 +682,7 @@ func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, err
 				c.ActionID, c.By, c.Since, reason = id, actor, &t, r
 			}
 		}
-		if ca.kind == ContainmentSuspension {
+		if ca.kind == custos.ContainmentSuspension {
 			c.Contained = []string{ca.target}
 		} else if c.Since == nil {
 			t := fromMS(frozenAt[ca.target])
@@ -772,7 +711,7 @@ func (v *Vault) containments(ctx context.Context) ([]*Containment, []string, err
 		sealed = append(sealed, reason)
 	}
 	if out == nil {
-		out = []*Containment{}
+		out = []*custos.Containment{}
 	}
 	return out, sealed, nil
 }

@@ -584,7 +584,7 @@ func (v *Vault) findEnrollment(ctx context.Context, id string) (*custos.Enrollme
 // secret, which only the holder's mailbox received, is the credential —
 // and it is recorded with the principal as actor, announced to security
 // and, for a tenant's principal, to the tenant.
-func (v *Vault) Enroll(ctx context.Context, secret string, req KeyRequest) (string, *custos.APIKey, error) {
+func (v *Vault) Enroll(ctx context.Context, secret string, req custos.KeyRequest) (string, *custos.APIKey, error) {
 	l := leaf(ctx, custos.ActionEnroll, "")
 	id, tag, err := custos.ParseEnrollmentSecret(secret)
 	if err != nil {
@@ -763,7 +763,7 @@ func mailErrorKind(err error) string {
 // to rotate, or to give one job narrower scopes. Nobody creates a key for
 // another principal: that is what enrollment is for. A key may not carry a
 // scope the presenting key lacks.
-func (v *Vault) CreateKey(ctx context.Context, principalID string, req KeyRequest) (string, *custos.APIKey, error) {
+func (v *Vault) CreateKey(ctx context.Context, principalID string, req custos.KeyRequest) (string, *custos.APIKey, error) {
 	l, err := v.authorize(ctx, custos.ActionKeyCreate, "")
 	if err != nil {
 		return "", nil, err

@@ -43,7 +43,7 @@ func (f *fixture) mustMint(t *testing.T, ctx context.Context, kind custos.Kind, 
 // enroll is the holder reading its mail and setting up its key.
 func (f *fixture) enroll(t *testing.T, e *custos.Enrollment) context.Context {
 	t.Helper()
-	return f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: "never"}))
+	return f.as(t, enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{ExpiresIn: "never"}))
 }
 
 // anonymous is a request with no key: how an enrollment secret arrives.
@@ -141,7 +141,7 @@ func contains(ss []string, s string) bool {
 func (f *fixture) contain(t *testing.T, principals, tenants []string) string {
 	t.Helper()
 	ctx := context.Background()
-	a := &vault.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: "canary-read", Title: "canary read", Severity: "critical",
+	a := &custos.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: "canary-read", Title: "canary read", Severity: "critical",
 		DedupKey: "test/" + custos.NewID(custos.PrefixAlert), Principals: principals, Tenants: tenants, CreatedAt: f.clock.Now()}
 	tx, err := f.db.Write.BeginTx(ctx, nil)
 	if err != nil {
@@ -162,7 +162,7 @@ func (f *fixture) contain(t *testing.T, principals, tenants []string) string {
 
 func supportOn(t *testing.T, f *fixture, admin context.Context, tenant string, breakGlass bool) {
 	t.Helper()
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, BreakGlass: breakGlass, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, BreakGlass: breakGlass, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -201,13 +201,13 @@ func TestOperatorAloneCannotMintTenantAdminAndExport(t *testing.T) {
 	}
 
 	// Every other door stays shut, and each attempt is on the record.
-	_, _, err := f.vault.CreateKey(f.ctx, e.PrincipalID, vault.KeyRequest{})
+	_, _, err := f.vault.CreateKey(f.ctx, e.PrincipalID, custos.KeyRequest{})
 	wantCode(t, "operator creating the new admin's key", err, custos.EFORBIDDEN)
 	wantDenied(t, f, custos.ActionKeyCreate, "enrollment")
 	_, err = f.vault.DecideEnrollment(f.ctx, e.ID, true)
 	wantCode(t, "operator approving its own tenant admin", err, custos.EFORBIDDEN)
 	wantDenied(t, f, custos.ActionPrincipalDecide, "tenant's admins")
-	_, _, err = f.vault.Enroll(anonymous(), custos.EnrollmentSecret(e.ID, make([]byte, 20)), vault.KeyRequest{})
+	_, _, err = f.vault.Enroll(anonymous(), custos.EnrollmentSecret(e.ID, make([]byte, 20)), custos.KeyRequest{})
 	wantCode(t, "a guessed enrollment secret", err, custos.EUNAUTHORIZED)
 	_, err = exportCount(f.ctx, f, tenant, list)
 	wantCode(t, "operator exporting", err, custos.EFORBIDDEN)
@@ -236,7 +236,7 @@ func TestOperatorCannotRekeyExistingAdmin(t *testing.T) {
 	addContact(t, f, admin, tenant, list)
 	ap := custos.PrincipalFromContext(admin)
 
-	_, _, err := f.vault.CreateKey(f.ctx, ap.ID, vault.KeyRequest{})
+	_, _, err := f.vault.CreateKey(f.ctx, ap.ID, custos.KeyRequest{})
 	wantCode(t, "operator creating a key for the admin", err, custos.EFORBIDDEN)
 	wantDenied(t, f, custos.ActionKeyCreate, "enrollment")
 
@@ -280,7 +280,7 @@ func TestOperatorCannotKeyStaffHoldingGrant(t *testing.T) {
 	_, staff, tenant, list, tokens, _ := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 5)
 	sp := custos.PrincipalFromContext(staff)
 
-	_, _, err := f.vault.CreateKey(f.ctx, sp.ID, vault.KeyRequest{})
+	_, _, err := f.vault.CreateKey(f.ctx, sp.ID, custos.KeyRequest{})
 	wantCode(t, "operator creating a key for the granted staff member", err, custos.EFORBIDDEN)
 	wantDenied(t, f, custos.ActionKeyCreate, "enrollment")
 
@@ -321,7 +321,7 @@ func TestOperatorCannotMintEditorAndPage(t *testing.T) {
 			t.Fatalf("%s: approval %s, want %s", kind, e.Approval, custos.ApprovalTenantAdmin)
 		}
 		wantNoMail(t, f, e.ID)
-		_, _, err := f.vault.CreateKey(f.ctx, e.PrincipalID, vault.KeyRequest{})
+		_, _, err := f.vault.CreateKey(f.ctx, e.PrincipalID, custos.KeyRequest{})
 		wantCode(t, "operator creating a key for its "+string(kind), err, custos.EFORBIDDEN)
 		if kind == custos.KindTenantEditor {
 			editor = e
@@ -508,7 +508,7 @@ func TestContainedOperatorCannotMintLifter(t *testing.T) {
 		wantCode(t, who+" lifting the suspension", f.vault.SetSuspended(lifter, sp.ID, false, "false positive"), custos.EFORBIDDEN)
 		wantDenied(t, f, custos.ActionLift, "")
 		wantCode(t, who+" lifting the freeze", f.vault.SetFrozen(lifter, tenant, false, "false positive"), custos.EFORBIDDEN)
-		_, err := f.vault.UpdateAlert(lifter, alert, vault.AlertResolved, "false positive")
+		_, err := f.vault.UpdateAlert(lifter, alert, custos.AlertResolved, "false positive")
 		wantCode(t, who+" resolving the alert", err, custos.EFORBIDDEN)
 	}
 	_, err := f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "x")
@@ -521,7 +521,7 @@ func TestContainedOperatorCannotMintLifter(t *testing.T) {
 	if err := f.vault.SetFrozen(ivy, tenant, false, "reviewed"); err != nil {
 		t.Fatalf("ivy lifting the freeze: %v", err)
 	}
-	if _, err := f.vault.UpdateAlert(ivy, alert, vault.AlertResolved, "reviewed"); err != nil {
+	if _, err := f.vault.UpdateAlert(ivy, alert, custos.AlertResolved, "reviewed"); err != nil {
 		t.Fatalf("ivy resolving the alert: %v", err)
 	}
 }
@@ -547,20 +547,20 @@ func TestEnrollmentSecretRefusals(t *testing.T) {
 		{"malformed", "cse_" + e1.ID},
 	}
 	for _, c := range refused {
-		_, _, err := f.vault.Enroll(anonymous(), c.secret, vault.KeyRequest{})
+		_, _, err := f.vault.Enroll(anonymous(), c.secret, custos.KeyRequest{})
 		wantCode(t, c.name, err, custos.EUNAUTHORIZED)
 		wantDenied(t, f, custos.ActionEnroll, "enrollment secret")
 	}
-	if _, _, err := f.vault.Enroll(anonymous(), s1, vault.KeyRequest{}); err != nil {
+	if _, _, err := f.vault.Enroll(anonymous(), s1, custos.KeyRequest{}); err != nil {
 		t.Fatalf("the right secret: %v", err)
 	}
-	_, _, err = f.vault.Enroll(anonymous(), s1, vault.KeyRequest{})
+	_, _, err = f.vault.Enroll(anonymous(), s1, custos.KeyRequest{})
 	wantCode(t, "the secret a second time", err, custos.EUNAUTHORIZED)
 	wantDenied(t, f, custos.ActionEnroll, "used")
 	wantNoMail(t, f, e1.ID) // used: nothing to send again
 
 	f.clock.Advance(vault.EnrollmentLifetime)
-	_, _, err = f.vault.Enroll(anonymous(), s2, vault.KeyRequest{})
+	_, _, err = f.vault.Enroll(anonymous(), s2, custos.KeyRequest{})
 	wantCode(t, "an expired secret", err, custos.EUNAUTHORIZED)
 	wantDenied(t, f, custos.ActionEnroll, "expired")
 	wantNoMail(t, f, e2.ID)
@@ -594,7 +594,7 @@ func TestDatabaseHoldsNoEnrollmentSecret(t *testing.T) {
 	for _, e := range []*custos.Enrollment{issued, used} {
 		secrets = append(secrets, enrolltest.Secret(t, f.vault, e.ID))
 	}
-	key := enrolltest.Key(t, f.vault, used.ID, vault.KeyRequest{})
+	key := enrolltest.Key(t, f.vault, used.ID, custos.KeyRequest{})
 
 	uri, err := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "other-kek.json"))
 	if err != nil {

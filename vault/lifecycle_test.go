@@ -18,7 +18,7 @@ import (
 func raiseAlert(t *testing.T, f *fixture, principals, tenants []string) string {
 	t.Helper()
 	ctx := context.Background()
-	a := &vault.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: "canary-read", Title: "canary read", Severity: "critical",
+	a := &custos.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: "canary-read", Title: "canary read", Severity: "critical",
 		DedupKey: "canary-read:" + custos.NewID("g"), Principals: principals, Tenants: tenants, CreatedAt: f.clock.Now()}
 	tx, err := f.db.Write.BeginTx(ctx, nil)
 	if err != nil {
@@ -50,7 +50,7 @@ func principalBy(t *testing.T, f *fixture, creator context.Context, kind custos.
 		t.Fatal(err)
 	}
 	f.approvers.Settle(t, e)
-	ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: "never"}))
+	ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{ExpiresIn: "never"}))
 	return ctx, custos.PrincipalFromContext(ctx)
 }
 
@@ -76,7 +76,7 @@ func TestContainLsListsActiveContainments(t *testing.T) {
 	adminSecCtx, adminSec := principalBy(t, f, f.ctx, custos.KindStaffSecurity, "", adminP.Identity)
 	_, sam := f.principal(t, custos.KindStaffSupport, "", "sam")
 	// A grant that ends: not a containment in force.
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	g := &custos.Grant{TenantID: tenant, StaffID: sam.ID, Scope: custos.ScopeViewMasked}
@@ -100,7 +100,7 @@ func TestContainLsListsActiveContainments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]*vault.Containment{}
+	got := map[string]*custos.Containment{}
 	for _, c := range cs {
 		got[c.Kind+" "+c.Target] = c
 	}
@@ -112,7 +112,7 @@ func TestContainLsListsActiveContainments(t *testing.T) {
 		t.Fatalf("containments %v", got)
 	}
 	for _, c := range []struct {
-		c         *vault.Containment
+		c         *custos.Containment
 		contained []string
 		excluded  []string
 	}{
@@ -162,7 +162,7 @@ func TestFreeTextSealedAtRest(t *testing.T) {
 	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
 	sec2, _ := f.principal(t, custos.KindStaffSecurity, "", "sec2")
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	secrets := map[string]string{
@@ -192,7 +192,7 @@ func TestFreeTextSealedAtRest(t *testing.T) {
 		t.Errorf("the security approver sees reason %q", approved.Reason)
 	}
 	alert := raiseAlert(t, f, []string{sp.ID}, nil)
-	if _, err := f.vault.UpdateAlert(sec, alert, vault.AlertResolved, secrets["alert note"]); err != nil {
+	if _, err := f.vault.UpdateAlert(sec, alert, custos.AlertResolved, secrets["alert note"]); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.vault.SetSuspended(sec2, sp.ID, false, "cleared"); err != nil {
@@ -260,7 +260,7 @@ func TestFreeTextSealedAtRestOldRows(t *testing.T) {
 	admin, tenant, _ := f.admin(t)
 	staff, _ := f.principal(t, custos.KindStaffSupport, "", "sam")
 	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	r := &custos.AccessRequest{TenantID: tenant, Reason: "placeholder", Ticket: "T-1", Scope: custos.ScopeViewMasked, Duration: custos.Duration(time.Hour)}

@@ -222,7 +222,7 @@ var matrix = []struct {
 	{"enroll (set up the first key)", "the holder, with the one-time secret mailed to its address", "none: the mailbox is the proof; the creator never holds the secret", "security; tenant admins for a tenant's principal",
 		func(t *testing.T, w *world) {
 			e := w.f.mustMint(t, w.op, custos.KindStaffSupport, "", "sue@corp.test", custos.EnrollIssued)
-			_, _, err := w.f.vault.Enroll(anonymous(), custos.EnrollmentSecret(e.ID, make([]byte, 20)), vault.KeyRequest{})
+			_, _, err := w.f.vault.Enroll(anonymous(), custos.EnrollmentSecret(e.ID, make([]byte, 20)), custos.KeyRequest{})
 			refused(t, "enrolling without the mail", err)
 		},
 		func(t *testing.T, w *world) {
@@ -232,11 +232,11 @@ var matrix = []struct {
 		}},
 	{"create an extra key", "the principal itself, with no scope its key lacks", "none; nobody creates a key for another principal", "security",
 		func(t *testing.T, w *world) {
-			_, _, err := w.f.vault.CreateKey(w.op, w.sp.ID, vault.KeyRequest{})
+			_, _, err := w.f.vault.CreateKey(w.op, w.sp.ID, custos.KeyRequest{})
 			refused(t, "operator creating a staff member's key", err)
 		},
 		func(t *testing.T, w *world) {
-			_, _, err := w.f.vault.CreateKey(w.staff, w.sp.ID, vault.KeyRequest{})
+			_, _, err := w.f.vault.CreateKey(w.staff, w.sp.ID, custos.KeyRequest{})
 			ok(t, "staff creating its own key", err)
 		}},
 	{"create a tenant", "operator", "none: no data yet; its first admin enrolls at the tenant's registered address", "security, tenant admins",
@@ -257,13 +257,13 @@ var matrix = []struct {
 		}},
 	{"change support-access settings", "a tenant admin, its own tenant", "none: the setting is the tenant's consent; staff still need a grant", "tenant admins, security",
 		func(t *testing.T, w *world) {
-			s := &vault.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}
+			s := &custos.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}
 			refused(t, "operator", w.f.vault.SetSupportSettings(w.op, w.tenant, s))
 			refused(t, "staff", w.f.vault.SetSupportSettings(w.staff, w.tenant, s))
 			refused(t, "security", w.f.vault.SetSupportSettings(w.ivy, w.tenant, s))
 		},
 		func(t *testing.T, w *world) {
-			ok(t, "the admin", w.f.vault.SetSupportSettings(w.admin, w.tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}))
+			ok(t, "the admin", w.f.vault.SetSupportSettings(w.admin, w.tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}))
 		}},
 	{"request support access", "support staff", "a tenant admin decides; nothing until then", "tenant admins",
 		func(t *testing.T, w *world) {
@@ -383,14 +383,14 @@ var matrix = []struct {
 		func(t *testing.T, w *world) {
 			benStaff := w.f.enroll(t, w.f.mustMint(t, w.op, custos.KindStaffSupport, "", "ben+support@corp.test", custos.EnrollIssued))
 			a := w.f.contain(t, []string{custos.PrincipalFromContext(benStaff).ID}, nil)
-			_, err := w.f.vault.UpdateAlert(w.ben, a, vault.AlertResolved, "x")
+			_, err := w.f.vault.UpdateAlert(w.ben, a, custos.AlertResolved, "x")
 			refused(t, "the alert's subject resolving it", err)
 		},
 		func(t *testing.T, w *world) {
 			benStaff := w.f.enroll(t, w.f.mustMint(t, w.op, custos.KindStaffSupport, "", "ben+support@corp.test", custos.EnrollIssued))
 			a := w.f.contain(t, []string{custos.PrincipalFromContext(benStaff).ID}, nil)
 			w.mark(t)
-			_, err := w.f.vault.UpdateAlert(w.ivy, a, vault.AlertResolved, "x")
+			_, err := w.f.vault.UpdateAlert(w.ivy, a, custos.AlertResolved, "x")
 			ok(t, "another security identity resolving", err)
 		}},
 	{"revoke keys from the review", "operator", "none: it only takes power away", "— (the log)",

@@ -169,16 +169,10 @@ func (v *Vault) Principal(ctx context.Context, id string) (*custos.Principal, er
 	return p, nil
 }
 
-// KeyRequest describes a key to create.
-type KeyRequest struct {
-	Scopes    []custos.Scope `json:"scopes"`
-	ExpiresIn string         `json:"expires_in"` // Go duration, e.g. "720h"; default 90 days; "never" for no expiry
-}
-
 // DefaultKeyLifetime is the expiry of a key created without one.
 const DefaultKeyLifetime = 90 * 24 * time.Hour
 
-func (v *Vault) newKey(p *custos.Principal, req KeyRequest) (string, *custos.APIKey, error) {
+func (v *Vault) newKey(p *custos.Principal, req custos.KeyRequest) (string, *custos.APIKey, error) {
 	if len(req.Scopes) == 0 {
 		req.Scopes = []custos.Scope{custos.ScopeAll}
 	}
@@ -279,7 +273,7 @@ func (v *Vault) Bootstrap(ctx context.Context, name, email string) (*custos.Prin
 	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
-	secret, k, err := v.newKey(p, KeyRequest{Scopes: []custos.Scope{custos.ScopeAll}, ExpiresIn: "720h"})
+	secret, k, err := v.newKey(p, custos.KeyRequest{Scopes: []custos.Scope{custos.ScopeAll}, ExpiresIn: "720h"})
 	if err != nil {
 		return nil, "", err
 	}

@@ -54,7 +54,7 @@ func TestConcurrentDecisionsTwoNodes(t *testing.T) {
 	f.bootstrap(t)
 	admin, tenant, _ := f.admin(t)
 	staff, _ := f.principal(t, custos.KindStaffSupport, "", "sam")
-	if err := v1.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := v1.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 {
@@ -115,7 +115,7 @@ func TestInvalidIDsStayOutOfLeaves(t *testing.T) {
 	if _, _, err := f.vault.ApproveBreakGlass(sec, tenant, email); custos.ErrorCode(err) != custos.ENOTFOUND {
 		t.Fatalf("ApproveBreakGlass: %v", err)
 	}
-	if _, err := f.vault.UpdateAlert(sec, email, vault.AlertResolved, ""); custos.ErrorCode(err) != custos.ENOTFOUND {
+	if _, err := f.vault.UpdateAlert(sec, email, custos.AlertResolved, ""); custos.ErrorCode(err) != custos.ENOTFOUND {
 		t.Fatalf("UpdateAlert: %v", err)
 	}
 	if err := f.vault.SetSuspended(sec, email, true, "x"); custos.ErrorCode(err) != custos.ENOTFOUND {
@@ -132,7 +132,7 @@ func TestBreakGlassNotificationNamesRequester(t *testing.T) {
 	f := newFixture(t)
 	admin, tenant, _ := f.admin(t)
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, BreakGlass: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	r := &custos.AccessRequest{TenantID: tenant, Reason: "outage", Ticket: "INC-77", Scope: custos.ScopeViewMaskedReveal, Duration: custos.Duration(time.Hour)}

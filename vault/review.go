@@ -27,43 +27,15 @@ var ReviewFlags = []string{FlagUnused, FlagNoExpiry, FlagNoOwner, FlagSuspendedL
 // UnusedAfter is how long a live key may go unused before it is flagged.
 const UnusedAfter = 30 * 24 * time.Hour
 
-// ReviewKey is a key as the access review shows it.
-type ReviewKey struct {
-	*custos.APIKey
-	Live  bool     `json:"live"` // neither revoked nor expired
-	Flags []string `json:"flags,omitempty"`
-}
-
-// ReviewPrincipal is one principal with its keys, its active grants and
-// what the review found wrong with them.
-type ReviewPrincipal struct {
-	*custos.Principal
-	Keys         []*ReviewKey    `json:"keys"`
-	ActiveGrants []*custos.Grant `json:"active_grants,omitempty"`
-	Flags        []string        `json:"flags,omitempty"`
-}
-
-// Review is the access review: every principal and key.
-type Review struct {
-	At         time.Time          `json:"at"`
-	Principals []*ReviewPrincipal `json:"principals"`
-	// Flagged counts principals and keys per flag, over the whole review
-	// even when Principals is one page of it.
-	Flagged map[string]int `json:"flagged"`
-	// Next, when the review is served in pages, is the id of the last
-	// principal of this page: ask for the page after it (?after=).
-	Next string `json:"next,omitempty"`
-}
-
 // Review builds the access review for operators and security staff.
-func (v *Vault) Review(ctx context.Context) (*Review, error) {
+func (v *Vault) Review(ctx context.Context) (*custos.Review, error) {
 	l, err := v.authorize(ctx, custos.ActionReview, "")
 	if err != nil {
 		return nil, err
 	}
 	now := v.now()
-	rv := &Review{At: now.UTC().Truncate(time.Millisecond), Principals: []*ReviewPrincipal{}, Flagged: map[string]int{}}
-	byID := map[string]*ReviewPrincipal{}
+	rv := &custos.Review{At: now.UTC().Truncate(time.Millisecond), Principals: []*custos.ReviewPrincipal{}, Flagged: map[string]int{}}
+	byID := map[string]*custos.ReviewPrincipal{}
 	rows, err := v.read.QueryContext(ctx, `SELECT `+principalColumns+` FROM principals ORDER BY created_at, id`)
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("review principals: %w", err))
@@ -74,7 +46,7 @@ func (v *Vault) Review(ctx context.Context) (*Review, error) {
 			rows.Close()
 			return nil, v.deny(ctx, l, err)
 		}
-		rp := &ReviewPrincipal{Principal: p, Keys: []*ReviewKey{}}
+		rp := &custos.ReviewPrincipal{Principal: p, Keys: []*custos.ReviewKey{}}
 		rv.Principals = append(rv.Principals, rp)
 		byID[p.ID] = rp
 	}
@@ -88,7 +60,7 @@ func (v *Vault) Review(ctx context.Context) (*Review, error) {
 		if rp == nil {
 			continue
 		}
-		rk := &ReviewKey{APIKey: k, Live: k.Active(now)}
+		rk := &custos.ReviewKey{APIKey: k, Live: k.Active(now)}
 		if rk.Live {
 			last := k.CreatedAt
 			if k.LastUsedAt != nil {

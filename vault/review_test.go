@@ -13,7 +13,7 @@ import (
 func TestAccessReview(t *testing.T) {
 	f := newFixture(t)
 	admin, tenant, _ := f.admin(t)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(custos.MaxGrantTTL)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(custos.MaxGrantTTL)}); err != nil {
 		t.Fatal(err)
 	}
 	mk := func(kind custos.Kind, tenant, owner, expires string) (*custos.Principal, *custos.APIKey) {
@@ -29,7 +29,7 @@ func TestAccessReview(t *testing.T) {
 		if owner == "" {
 			return p, nil // never enrolled: no verified identity answers for it
 		}
-		ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: expires}))
+		ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{ExpiresIn: expires}))
 		return p, custos.RequestFromContext(ctx).Key
 	}
 	orphan, _ := mk(custos.KindService, tenant, "", "2160h")
@@ -56,7 +56,7 @@ func TestAccessReview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	find := func(id string) *vault.ReviewPrincipal {
+	find := func(id string) *custos.ReviewPrincipal {
 		for _, p := range rv.Principals {
 			if p.ID == id {
 				return p
@@ -112,7 +112,7 @@ func TestAccessReview(t *testing.T) {
 	}
 }
 
-func liveKey(rv *vault.Review, id string) bool {
+func liveKey(rv *custos.Review, id string) bool {
 	for _, p := range rv.Principals {
 		for _, k := range p.Keys {
 			if k.ID == id {

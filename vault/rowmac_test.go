@@ -34,7 +34,7 @@ func (f *fixture) principalSecret(t *testing.T, kind custos.Kind, tenant, owner 
 		t.Fatal(err)
 	}
 	f.approvers.Settle(t, e)
-	secret := enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: "never"})
+	secret := enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{ExpiresIn: "never"})
 	ctx := f.as(t, secret)
 	if kind == custos.KindOperator || kind == custos.KindStaffSecurity || kind == custos.KindTenantAdmin {
 		f.approvers.Add(ctx)
@@ -301,7 +301,7 @@ func mustKey(t *testing.T, f *fixture, p *custos.Principal) string {
 		t.Fatal(err)
 	}
 	f.approvers.Settle(t, e)
-	return enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: "never"})
+	return enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{ExpiresIn: "never"})
 }
 
 // TestSealRowsOnce: rows from before row MACs (mac NULL) are sealed by

@@ -18,27 +18,10 @@ import (
 	"github.com/custos-dev/custos/notify"
 )
 
-// SupportSettings are a tenant's support-access settings.
-type SupportSettings struct {
-	SupportAccess bool            `json:"support_access"`
-	MaxGrant      custos.Duration `json:"max_grant"`
-	// ReasonCodes restricts the reason codes the tenant accepts for a
-	// reveal (like Key Access Justifications); empty accepts all.
-	ReasonCodes []string `json:"reason_codes"`
-	// BreakGlass allows emergency grants approved by two security staff
-	// instead of the tenant (who is told at once). Off by default.
-	BreakGlass bool `json:"break_glass"`
-}
-
-// accepts reports whether the tenant accepts reveals for reason code.
-func (s *SupportSettings) accepts(code string) bool {
-	return len(s.ReasonCodes) == 0 || slices.Contains(s.ReasonCodes, code)
-}
-
 // supportSettings reads a tenant's settings; a tenant without a row has
 // support access off (the default) and the default maximum grant.
-func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (*SupportSettings, error) {
-	s := &SupportSettings{MaxGrant: custos.Duration(custos.DefaultGrantTTL), ReasonCodes: []string{}}
+func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (*custos.SupportSettings, error) {
+	s := &custos.SupportSettings{MaxGrant: custos.Duration(custos.DefaultGrantTTL), ReasonCodes: []string{}}
 	var on, bg int
 	var maxMS int64
 	var codes string
@@ -64,7 +47,7 @@ type querier interface {
 }
 
 // SupportSettings returns a tenant's support-access settings.
-func (v *Vault) SupportSettings(ctx context.Context, tenant string) (*SupportSettings, error) {
+func (v *Vault) SupportSettings(ctx context.Context, tenant string) (*custos.SupportSettings, error) {
 	l, err := v.authorize(ctx, custos.ActionSupportRead, tenant)
 	if err != nil {
 		return nil, err
@@ -81,7 +64,7 @@ func (v *Vault) SupportSettings(ctx context.Context, tenant string) (*SupportSet
 
 // SetSupportSettings turns support access on or off for a tenant and sets
 // the longest grant it allows (at most the hard cap).
-func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *SupportSettings) error {
+func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *custos.SupportSettings) error {
 	l, err := v.authorize(ctx, custos.ActionSupportSettings, tenant)
 	if err != nil {
 		return err
@@ -558,7 +541,7 @@ func (v *Vault) staffGrant(ctx context.Context, tenant string) (*custos.Grant, e
 
 // SupportContacts returns a masked page of a list to a staff member
 // holding an active grant on the tenant. Pages hold at most 50 contacts.
-func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string, limit int) (*Page[*custos.MaskedContact], error) {
+func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[*custos.MaskedContact], error) {
 	l, err := v.authorize(ctx, custos.ActionSupportView, tenant)
 	if err != nil {
 		return nil, err
@@ -582,7 +565,7 @@ func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string,
 	if err != nil {
 		return nil, err
 	}
-	page := &Page[*custos.MaskedContact]{Items: []*custos.MaskedContact{}, Next: next}
+	page := &custos.Page[*custos.MaskedContact]{Items: []*custos.MaskedContact{}, Next: next}
 	for _, s := range ss {
 		c, err := open(k, s)
 		if err != nil {
@@ -696,7 +679,7 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	if !st.accepts(reasonCode) {
+	if !st.Accepts(reasonCode) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant does not accept reason code %s", reasonCode))
 	}
 	s, err := v.findContact(ctx, tenant, token)

@@ -25,7 +25,7 @@ func (f *fixture) principal(t *testing.T, kind custos.Kind, tenant, owner string
 		t.Fatal(err)
 	}
 	f.approvers.Settle(t, e)
-	ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{ExpiresIn: "never"}))
+	ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{ExpiresIn: "never"}))
 	if kind == custos.KindOperator || kind == custos.KindStaffSecurity || kind == custos.KindTenantAdmin {
 		f.approvers.Add(ctx)
 	}
@@ -49,8 +49,8 @@ func TestSupportAccessLifecycle(t *testing.T) {
 
 	// Off by default: staff cannot even ask.
 	wantCode(t, "request while support access is off", f.vault.RequestAccess(staff, req()), custos.EFORBIDDEN)
-	wantCode(t, "staff turning support access on", f.vault.SetSupportSettings(staff, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}), custos.EFORBIDDEN)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(36 * time.Hour)}); err != nil {
+	wantCode(t, "staff turning support access on", f.vault.SetSupportSettings(staff, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}), custos.EFORBIDDEN)
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(36 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -129,7 +129,7 @@ func TestSupportAccessLifecycle(t *testing.T) {
 	if err := f.vault.RequestAccess(staff, r6); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: false, MaxGrant: custos.Duration(time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: false, MaxGrant: custos.Duration(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.vault.DecideRequest(admin, tenant, r6.ID, vault.Decision{Approve: true}); custos.ErrorCode(err) != custos.EFORBIDDEN {
@@ -143,7 +143,7 @@ func TestSupportAccessLifecycle(t *testing.T) {
 func TestNobodyApprovesTheirOwnRequest(t *testing.T) {
 	f := newFixture(t)
 	admin, tenant, _ := f.admin(t)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "dana")
@@ -175,7 +175,7 @@ func grantedStaff(t *testing.T, f *fixture, scope custos.SupportScope, budget in
 		}
 		tokens = append(tokens, c.Token)
 	}
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	staff, sp := f.principal(t, custos.KindStaffSupport, "", "sam")
@@ -332,10 +332,10 @@ func TestRevokeRacesReveals(t *testing.T) {
 func TestReasonGatedReveals(t *testing.T) {
 	f := newFixture(t)
 	admin, staff, tenant, _, tokens, _ := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 5)
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour), ReasonCodes: []string{"WHATEVER"}}); custos.ErrorCode(err) != custos.EINVALID {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour), ReasonCodes: []string{"WHATEVER"}}); custos.ErrorCode(err) != custos.EINVALID {
 		t.Fatalf("unknown reason code in settings: %v", err)
 	}
-	if err := f.vault.SetSupportSettings(admin, tenant, &vault.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour), ReasonCodes: []string{custos.ReasonDataSubjectRequest}}); err != nil {
+	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour), ReasonCodes: []string{custos.ReasonDataSubjectRequest}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x"); custos.ErrorCode(err) != custos.EFORBIDDEN {

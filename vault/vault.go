@@ -180,7 +180,7 @@ var (
 			custos.RequestPending, custos.RequestApproved, custos.RequestDenied, custos.RequestExpired,
 			custos.GrantActive, custos.GrantExpired, custos.GrantRevoked, custos.GrantEnded,
 			custos.EnrollPending, custos.EnrollIssued, custos.EnrollUsed, custos.EnrollDenied, custos.EnrollExpired,
-			AlertOpen, AlertAcknowledged, AlertResolved, reasonSamePerson, reasonCreatedBy,
+			custos.AlertOpen, custos.AlertAcknowledged, custos.AlertResolved, reasonSamePerson, reasonCreatedBy,
 			"a second, independent approver is needed", "lifter created the contained principal: someone else lifts its containment",
 			"application/json", "text/csv", "application/x-ndjson", "list", "tenant", "contact", "principal", "key", "grant",
 			"request", "alert", "enrollment", "reveal", "access request",

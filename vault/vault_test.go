@@ -112,7 +112,7 @@ func (f *fixture) admin(t *testing.T) (ctx context.Context, tenant, list string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx = f.as(t, enrolltest.Key(t, f.vault, e.ID, vault.KeyRequest{}))
+	ctx = f.as(t, enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{}))
 	f.approvers.Add(ctx)
 	l := &custos.List{TenantID: tn.ID, Name: "news"}
 	if err := f.vault.CreateList(ctx, l); err != nil {

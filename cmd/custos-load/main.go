@@ -463,7 +463,7 @@ func runImport(args []string) error {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	el := time.Since(t0)
-	var res vault.ImportResult
+	var res custos.ImportResult
 	if err := json.Unmarshal(body, &res); err != nil || resp.StatusCode != 200 {
 		return fmt.Errorf("import: status %d: %s", resp.StatusCode, body)
 	}

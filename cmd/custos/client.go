@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
-	"github.com/custos-dev/custos/vault"
 )
 
 // client is a thin client of the HTTP API.
@@ -344,7 +343,7 @@ func (m *Main) runClient(ctx context.Context, noun string, args []string) error 
 		if err := errors.Join(need("tenant", *tenant), need("list", *list)); err != nil {
 			return err
 		}
-		var page vault.Page[custos.Contact]
+		var page custos.Page[custos.Contact]
 		if err := c.json(ctx, "GET", lp+"/contacts?limit=100", nil, &page); err != nil {
 			return err
 		}
@@ -551,7 +550,7 @@ func (m *Main) importFile(ctx context.Context, c *client, pr *printer, listPath,
 		return err
 	}
 	bar := newProgress(m.Stderr, "import", uint64(st.Size()))
-	var res vault.ImportResult
+	var res custos.ImportResult
 	err = c.do(ctx, "POST", listPath+"/import", ct, &countingReader{r: f, progress: bar}, &res)
 	bar.done()
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/custos-dev/custos/addr"
 	"github.com/custos-dev/custos/ingest"
 	"github.com/custos-dev/custos/notify"
-	"github.com/custos-dev/custos/vault"
 )
 
 // runDemo walks a newcomer through custos in a temporary data directory:
@@ -175,7 +174,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 			return err
 		}
 		admin := &client{base: srv.URL, key: t.admin, http: http.DefaultClient}
-		var res vault.ImportResult
+		var res custos.ImportResult
 		if err := admin.do(ctx, "POST", "/v1/tenants/"+t.id+"/lists/"+t.list+"/import", "text/csv", &buf, &res); err != nil {
 			return err
 		}
@@ -190,7 +189,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	svc := &client{base: srv.URL, key: svcKey, http: http.DefaultClient}
-	var tokens vault.Page[custos.TokenEntry]
+	var tokens custos.Page[custos.TokenEntry]
 	if err := svc.json(ctx, "GET", "/v1/tenants/"+acme.id+"/lists/"+acme.list+"/tokens?limit=3", nil, &tokens); err != nil {
 		return err
 	}
@@ -244,7 +243,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}
 	note("the tenant admin approves, shortened to 1h with 1 reveal: grant %s until %s", g.ID, g.ExpiresAt.Format(time.Kitchen))
 	notified()
-	var masked vault.Page[custos.MaskedContact]
+	var masked custos.Page[custos.MaskedContact]
 	if err := staff.json(ctx, "GET", "/v1/tenants/"+acme.id+"/support/lists/"+acme.list+"/contacts?limit=3", nil, &masked); err != nil {
 		return err
 	}

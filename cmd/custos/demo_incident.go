@@ -17,7 +17,6 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/notify"
-	"github.com/custos-dev/custos/vault"
 )
 
 // hookReceiver is the demo's webhook endpoint on 127.0.0.1: it keeps what
@@ -110,13 +109,13 @@ func (m *Main) demoIncident(ctx context.Context, srv *runningServer, op *client,
 	note("(Acme's grant ended earlier; Globex grants 1h; the CRM key of Initech leaked from a sync job)")
 
 	start := time.Now()
-	var page vault.Page[custos.MaskedContact]
+	var page custos.Page[custos.MaskedContact]
 	if err := staff.json(ctx, "GET", "/v1/tenants/"+globexID+"/support/lists/"+globexList+"/contacts?limit=50", nil, &page); err != nil {
 		return err
 	}
 	note("the engineer pages through Globex: %d masked contacts", len(page.Items))
 	svc := &client{base: srv.URL, key: leaked, http: http.DefaultClient}
-	var toks vault.Page[custos.TokenEntry]
+	var toks custos.Page[custos.TokenEntry]
 	err = svc.json(ctx, "GET", "/v1/tenants/"+initechID+"/lists/"+initechList+"/tokens?limit=500", nil, &toks)
 	if err != nil {
 		return err
@@ -129,11 +128,11 @@ func (m *Main) demoIncident(ctx context.Context, srv *runningServer, op *client,
 	}
 	note("the alert reached the security team's webhook %s after the sweep's last request", time.Since(start).Round(time.Millisecond))
 
-	var alerts struct{ Items []vault.Alert }
+	var alerts struct{ Items []custos.Alert }
 	if err := sec.json(ctx, "GET", "/v1/alerts?status=open", nil, &alerts); err != nil {
 		return err
 	}
-	var a *vault.Alert
+	var a *custos.Alert
 	for i := range alerts.Items {
 		if alerts.Items[i].RuleID == "network-sweeps-tenants" {
 			a = &alerts.Items[i]

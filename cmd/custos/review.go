@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -36,9 +37,9 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 	c := mk()
 	// The review comes in pages of principals; the flag counts are whole
 	// on every page.
-	var rv vault.Review
+	var rv custos.Review
 	for after := ""; ; {
-		var pg vault.Review
+		var pg custos.Review
 		if err := c.json(ctx, "GET", "/v1/review?after="+url.QueryEscape(after), nil, &pg); err != nil {
 			return err
 		}
@@ -65,10 +66,10 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 	}
 	// A principal is shown if it or one of its keys is selected; a key is
 	// selected by its own flags or, for principal flags, by its principal's.
-	var shown []*vault.ReviewPrincipal
+	var shown []*custos.ReviewPrincipal
 	var victims []string
 	for _, p := range rv.Principals {
-		var keys []*vault.ReviewKey
+		var keys []*custos.ReviewKey
 		for _, k := range p.Keys {
 			if selected(k.Flags) || (k.Live && len(flags) > 0 && selected(p.Flags)) {
 				keys = append(keys, k)

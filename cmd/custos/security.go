@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/detect"
-	"github.com/custos-dev/custos/vault"
 )
 
 // runRules runs "custos rules check DIR": every problem in the rule files,
@@ -71,7 +71,7 @@ func (m *Main) runAlerts(ctx context.Context, args []string) error {
 	pr := &printer{w: m.Stdout, json: *asJSON}
 	switch verb {
 	case "ls":
-		page, err := allItems[vault.Alert](ctx, c, "/v1/alerts?status="+url.QueryEscape(*status))
+		page, err := allItems[custos.Alert](ctx, c, "/v1/alerts?status="+url.QueryEscape(*status))
 		if err != nil {
 			return err
 		}
@@ -85,7 +85,7 @@ func (m *Main) runAlerts(ctx context.Context, args []string) error {
 		if len(pos) != 1 {
 			return usagef("custos alerts %s ALERT [--note N]", verb)
 		}
-		var a vault.Alert
+		var a custos.Alert
 		if err := c.json(ctx, "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/"+verb, map[string]string{"note": *note}, &a); err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func (m *Main) runContain(ctx context.Context, args []string) error {
 		if len(pos) != 0 {
 			return usagef("custos contain ls")
 		}
-		var page struct{ Items []vault.Containment }
+		var page struct{ Items []custos.Containment }
 		if err := mk().json(ctx, "GET", "/v1/containments", nil, &page); err != nil {
 			return err
 		}
@@ -167,7 +167,7 @@ func (m *Main) runTrace(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return usagef("custos trace EMAIL  (an address found outside custos)")
 	}
-	var res vault.TraceResult
+	var res custos.TraceResult
 	if err := mk().json(ctx, "POST", "/v1/trace", map[string]string{"email": pos[0]}, &res); err != nil {
 		return err
 	}

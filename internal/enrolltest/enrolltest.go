@@ -31,7 +31,7 @@ func Secret(t testing.TB, v *vault.Vault, id string) string {
 }
 
 // Key enrolls with the secret of enrollment id and returns the new key.
-func Key(t testing.TB, v *vault.Vault, id string, req vault.KeyRequest) string {
+func Key(t testing.TB, v *vault.Vault, id string, req custos.KeyRequest) string {
 	t.Helper()
 	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: "192.0.2.1"})
 	key, _, err := v.Enroll(ctx, Secret(t, v, id), req)
