@@ -422,3 +422,24 @@ type ConsistencyProof struct {
 	To    uint64 `json:"to"`
 	Proof []Hash `json:"proof"`
 }
+
+// FeedEntry is one entry of a tenant's access feed: its body and the salt
+// that opens its leaf, where it is, and the proof that the leaf is in the
+// tree of the feed's checkpoint.
+type FeedEntry struct {
+	TenantSeq uint64          `json:"tenant_seq"`
+	Index     uint64          `json:"index"`
+	Body      json.RawMessage `json:"body"`
+	Salt      []byte          `json:"salt,omitempty"` // absent for a legacy entry, whose leaf is its body
+	Proof     []Hash          `json:"proof"`
+}
+
+// AccessFeed answers GET /v1/tenants/{tenant}/access-log: a page of the
+// tenant's access feed, every entry proved against Checkpoint (a signed
+// note). More is set when entries after the last one exist in this
+// checkpoint; ask again with ?after= the last TenantSeq.
+type AccessFeed struct {
+	Checkpoint []byte      `json:"checkpoint"`
+	Entries    []FeedEntry `json:"entries"`
+	More       bool        `json:"more"`
+}

@@ -1,0 +1,502 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/custos-dev/custos"
+)
+
+// Tenants, lists and contacts.
+
+// CreateTenant creates a tenant and the enrollment of its first admin.
+func (c *Client) CreateTenant(ctx context.Context, req custos.CreateTenantRequest) (*custos.TenantCreated, error) {
+	return post[custos.TenantCreated](ctx, c, path("tenants"), req)
+}
+
+// ListTenants returns one page of the tenants.
+func (c *Client) ListTenants(ctx context.Context, o PageOptions) (*custos.Page[*custos.Tenant], error) {
+	return listPage[*custos.Tenant](ctx, c, path("tenants"), nil, o)
+}
+
+// Tenants iterates over every tenant.
+func (c *Client) Tenants(ctx context.Context) iter.Seq2[*custos.Tenant, error] {
+	return all(ctx, c.ListTenants)
+}
+
+// Tenant returns one tenant.
+func (c *Client) Tenant(ctx context.Context, tenant string) (*custos.Tenant, error) {
+	return get[custos.Tenant](ctx, c, path("tenants", tenant), nil)
+}
+
+// AccessLog returns a page of the tenant's access feed: entries with
+// tenant_seq after after, at most limit (0: the server's maximum).
+func (c *Client) AccessLog(ctx context.Context, tenant string, after uint64, limit int) (*custos.AccessFeed, error) {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return get[custos.AccessFeed](ctx, c, path("tenants", tenant, "access-log"), q)
+}
+
+// CreateList creates a list in a tenant.
+func (c *Client) CreateList(ctx context.Context, tenant, name string) (*custos.List, error) {
+	return post[custos.List](ctx, c, path("tenants", tenant, "lists"), custos.CreateListRequest{Name: name})
+}
+
+// ListLists returns one page of a tenant's lists.
+func (c *Client) ListLists(ctx context.Context, tenant string, o PageOptions) (*custos.Page[*custos.List], error) {
+	return listPage[*custos.List](ctx, c, path("tenants", tenant, "lists"), nil, o)
+}
+
+// Lists iterates over a tenant's lists.
+func (c *Client) Lists(ctx context.Context, tenant string) iter.Seq2[*custos.List, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.List], error) {
+		return c.ListLists(ctx, tenant, o)
+	})
+}
+
+// List returns one list.
+func (c *Client) List(ctx context.Context, tenant, list string) (*custos.List, error) {
+	return get[custos.List](ctx, c, path("tenants", tenant, "lists", list), nil)
+}
+
+// DeleteList deletes a list and its contacts.
+func (c *Client) DeleteList(ctx context.Context, tenant, list string) error {
+	return c.del(ctx, path("tenants", tenant, "lists", list))
+}
+
+// CreateContact adds a contact to a list.
+func (c *Client) CreateContact(ctx context.Context, tenant, list string, req custos.CreateContactRequest) (*custos.Contact, error) {
+	return post[custos.Contact](ctx, c, path("tenants", tenant, "lists", list, "contacts"), req)
+}
+
+// ListContacts returns one page of a list's contacts, in token order.
+func (c *Client) ListContacts(ctx context.Context, tenant, list string, o PageOptions) (*custos.Page[*custos.Contact], error) {
+	return listPage[*custos.Contact](ctx, c, path("tenants", tenant, "lists", list, "contacts"), nil, o)
+}
+
+// Contacts iterates over a list's contacts. Every page is one audited
+// read.
+func (c *Client) Contacts(ctx context.Context, tenant, list string) iter.Seq2[*custos.Contact, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Contact], error) {
+		return c.ListContacts(ctx, tenant, list, o)
+	})
+}
+
+// Lookup finds a list's contact by address (sent in the body).
+func (c *Client) Lookup(ctx context.Context, tenant, list, email string) (*custos.Contact, error) {
+	return post[custos.Contact](ctx, c, path("tenants", tenant, "lists", list, "lookup"), custos.EmailRequest{Email: email})
+}
+
+// ListTokens returns one page of a list's tokens: what a service sees.
+func (c *Client) ListTokens(ctx context.Context, tenant, list string, o PageOptions) (*custos.Page[custos.TokenEntry], error) {
+	return listPage[custos.TokenEntry](ctx, c, path("tenants", tenant, "lists", list, "tokens"), nil, o)
+}
+
+// Tokens iterates over a list's tokens.
+func (c *Client) Tokens(ctx context.Context, tenant, list string) iter.Seq2[custos.TokenEntry, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[custos.TokenEntry], error) {
+		return c.ListTokens(ctx, tenant, list, o)
+	})
+}
+
+// Contact returns one contact by token.
+func (c *Client) Contact(ctx context.Context, tenant, token string) (*custos.Contact, error) {
+	return get[custos.Contact](ctx, c, path("tenants", tenant, "contacts", token), nil)
+}
+
+// UpdateContact changes the fields of u that are set and returns the
+// contact as stored. PATCH is not retried.
+func (c *Client) UpdateContact(ctx context.Context, tenant, token string, u custos.ContactUpdate) (*custos.Contact, error) {
+	out := new(custos.Contact)
+	if err := c.call(ctx, request{method: http.MethodPatch, path: path("tenants", tenant, "contacts", token), body: u}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteContact deletes a contact.
+func (c *Client) DeleteContact(ctx context.Context, tenant, token string) error {
+	return c.del(ctx, path("tenants", tenant, "contacts", token))
+}
+
+// contentTypes are the import body types by format.
+var contentTypes = map[string]string{
+	custos.FormatCSV:    "text/csv; charset=utf-8",
+	custos.FormatNDJSON: "application/x-ndjson",
+}
+
+// Import streams r, a CSV or NDJSON file (format custos.FormatCSV or
+// custos.FormatNDJSON), into a list. The result says which rows were
+// refused; an error means the import was not accepted at all. It is never
+// retried: resume from the result's CommittedThroughLine instead.
+func (c *Client) Import(ctx context.Context, tenant, list, format string, r io.Reader) (*custos.ImportResult, error) {
+	ct, ok := contentTypes[format]
+	if !ok {
+		return nil, custos.Errorf(custos.EINVALID, "format must be csv or ndjson")
+	}
+	out := new(custos.ImportResult)
+	if err := c.call(ctx, request{method: http.MethodPost, path: path("tenants", tenant, "lists", list, "import"), stream: r, ctype: ct}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Export streams a list to w as CSV or NDJSON (format "" is CSV) and
+// returns the bytes written. A transfer the server aborts midway is an
+// error: what w holds then is incomplete.
+func (c *Client) Export(ctx context.Context, tenant, list, format string, w io.Writer) (int64, error) {
+	q := url.Values{}
+	if format != "" {
+		q.Set("format", format)
+	}
+	p := path("tenants", tenant, "lists", list, "export")
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: p, query: q})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("custos: GET %s: %w", p, err)
+	}
+	return n, nil
+}
+
+// Principals, keys and enrollments.
+
+// CreatePrincipal creates a principal and the enrollment its holder
+// completes to get a key.
+func (c *Client) CreatePrincipal(ctx context.Context, req custos.CreatePrincipalRequest) (*custos.PrincipalCreated, error) {
+	return post[custos.PrincipalCreated](ctx, c, path("principals"), req)
+}
+
+// ListPrincipals returns one page of the principals.
+func (c *Client) ListPrincipals(ctx context.Context, o PageOptions) (*custos.Page[*custos.Principal], error) {
+	return listPage[*custos.Principal](ctx, c, path("principals"), nil, o)
+}
+
+// Principals iterates over every principal.
+func (c *Client) Principals(ctx context.Context) iter.Seq2[*custos.Principal, error] {
+	return all(ctx, c.ListPrincipals)
+}
+
+// Principal returns one principal.
+func (c *Client) Principal(ctx context.Context, id string) (*custos.Principal, error) {
+	return get[custos.Principal](ctx, c, path("principals", id), nil)
+}
+
+// CreateKey creates a key for a principal; the secret is in the answer
+// only.
+func (c *Client) CreateKey(ctx context.Context, principal string, req custos.KeyRequest) (*custos.KeyCreated, error) {
+	return post[custos.KeyCreated](ctx, c, path("principals", principal, "keys"), req)
+}
+
+// Rekey issues a new enrollment for a principal.
+func (c *Client) Rekey(ctx context.Context, principal string) (*custos.Enrollment, error) {
+	return post[custos.Enrollment](ctx, c, path("principals", principal, "enrollments"), nil)
+}
+
+// ListEnrollments returns one page of the enrollments with a status
+// ("" for all).
+func (c *Client) ListEnrollments(ctx context.Context, status string, o PageOptions) (*custos.Page[*custos.Enrollment], error) {
+	return listPage[*custos.Enrollment](ctx, c, path("enrollments"), statusQuery("status", status), o)
+}
+
+// Enrollments iterates over the enrollments with a status ("" for all).
+func (c *Client) Enrollments(ctx context.Context, status string) iter.Seq2[*custos.Enrollment, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Enrollment], error) {
+		return c.ListEnrollments(ctx, status, o)
+	})
+}
+
+// ApproveEnrollment approves an enrollment waiting for a second party.
+func (c *Client) ApproveEnrollment(ctx context.Context, id string) (*custos.Enrollment, error) {
+	return post[custos.Enrollment](ctx, c, path("enrollments", id, "approve"), nil)
+}
+
+// DenyEnrollment denies an enrollment waiting for a second party.
+func (c *Client) DenyEnrollment(ctx context.Context, id string) (*custos.Enrollment, error) {
+	return post[custos.Enrollment](ctx, c, path("enrollments", id, "deny"), nil)
+}
+
+// Enroll turns an enrollment secret into the holder's key. It needs no
+// API key: the secret is the credential.
+func (c *Client) Enroll(ctx context.Context, req custos.EnrollRequest) (*custos.KeyCreated, error) {
+	return post[custos.KeyCreated](ctx, c, path("enroll"), req)
+}
+
+// ListKeys returns one page of the keys, of one principal or ("") all.
+func (c *Client) ListKeys(ctx context.Context, principal string, o PageOptions) (*custos.Page[*custos.APIKey], error) {
+	return listPage[*custos.APIKey](ctx, c, path("keys"), statusQuery("principal", principal), o)
+}
+
+// Keys iterates over the keys of one principal or ("") all.
+func (c *Client) Keys(ctx context.Context, principal string) iter.Seq2[*custos.APIKey, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.APIKey], error) {
+		return c.ListKeys(ctx, principal, o)
+	})
+}
+
+// RevokeKey revokes a key.
+func (c *Client) RevokeKey(ctx context.Context, id string) error {
+	return c.del(ctx, path("keys", id))
+}
+
+func statusQuery(name, v string) url.Values {
+	if v == "" {
+		return nil
+	}
+	return url.Values{name: {v}}
+}
+
+// Security: alerts, containment, canary traces.
+
+// ListAlerts returns one page of the alerts with a status ("" for all).
+func (c *Client) ListAlerts(ctx context.Context, status string, o PageOptions) (*custos.Page[*custos.Alert], error) {
+	return listPage[*custos.Alert](ctx, c, path("alerts"), statusQuery("status", status), o)
+}
+
+// Alerts iterates over the alerts with a status ("" for all).
+func (c *Client) Alerts(ctx context.Context, status string) iter.Seq2[*custos.Alert, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Alert], error) {
+		return c.ListAlerts(ctx, status, o)
+	})
+}
+
+// AckAlert acknowledges an alert.
+func (c *Client) AckAlert(ctx context.Context, id, note string) (*custos.Alert, error) {
+	return post[custos.Alert](ctx, c, path("alerts", id, "ack"), custos.ReasonRequest{Note: note})
+}
+
+// ResolveAlert resolves an alert.
+func (c *Client) ResolveAlert(ctx context.Context, id, note string) (*custos.Alert, error) {
+	return post[custos.Alert](ctx, c, path("alerts", id, "resolve"), custos.ReasonRequest{Note: note})
+}
+
+// ListContainments returns one page of the containments in force.
+func (c *Client) ListContainments(ctx context.Context, o PageOptions) (*custos.Page[*custos.Containment], error) {
+	return listPage[*custos.Containment](ctx, c, path("containments"), nil, o)
+}
+
+// Containments iterates over the containments in force.
+func (c *Client) Containments(ctx context.Context) iter.Seq2[*custos.Containment, error] {
+	return all(ctx, c.ListContainments)
+}
+
+// Suspend suspends a principal: its keys stop working.
+func (c *Client) Suspend(ctx context.Context, principal, reason string) (*custos.Suspension, error) {
+	return post[custos.Suspension](ctx, c, path("principals", principal, "suspend"), custos.ReasonRequest{Reason: reason})
+}
+
+// Unsuspend lifts a principal's suspension.
+func (c *Client) Unsuspend(ctx context.Context, principal, reason string) (*custos.Suspension, error) {
+	return post[custos.Suspension](ctx, c, path("principals", principal, "unsuspend"), custos.ReasonRequest{Reason: reason})
+}
+
+// Freeze freezes a tenant: its exports and reveals stop.
+func (c *Client) Freeze(ctx context.Context, tenant, reason string) (*custos.Freeze, error) {
+	return post[custos.Freeze](ctx, c, path("tenants", tenant, "freeze"), custos.ReasonRequest{Reason: reason})
+}
+
+// Unfreeze lifts a tenant's freeze.
+func (c *Client) Unfreeze(ctx context.Context, tenant, reason string) (*custos.Freeze, error) {
+	return post[custos.Freeze](ctx, c, path("tenants", tenant, "unfreeze"), custos.ReasonRequest{Reason: reason})
+}
+
+// Trace says whether an address found outside is a canary, and whose.
+func (c *Client) Trace(ctx context.Context, email string) (*custos.TraceResult, error) {
+	return post[custos.TraceResult](ctx, c, path("trace"), custos.EmailRequest{Email: email})
+}
+
+// Support access.
+
+// SupportSettings returns a tenant's support-access settings.
+func (c *Client) SupportSettings(ctx context.Context, tenant string) (*custos.SupportSettings, error) {
+	return get[custos.SupportSettings](ctx, c, path("tenants", tenant, "support-access"), nil)
+}
+
+// SetSupportSettings replaces a tenant's support-access settings.
+func (c *Client) SetSupportSettings(ctx context.Context, tenant string, req custos.SupportSettingsRequest) (*custos.SupportSettings, error) {
+	out := new(custos.SupportSettings)
+	if err := c.call(ctx, request{method: http.MethodPut, path: path("tenants", tenant, "support-access"), body: req}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RequestAccess asks a tenant for support access.
+func (c *Client) RequestAccess(ctx context.Context, tenant string, req custos.AccessRequestBody) (*custos.AccessRequest, error) {
+	return post[custos.AccessRequest](ctx, c, path("tenants", tenant, "access-requests"), req)
+}
+
+// ListAccessRequests returns one page of a tenant's access requests.
+func (c *Client) ListAccessRequests(ctx context.Context, tenant string, o PageOptions) (*custos.Page[*custos.AccessRequest], error) {
+	return listPage[*custos.AccessRequest](ctx, c, path("tenants", tenant, "access-requests"), nil, o)
+}
+
+// AccessRequests iterates over a tenant's access requests.
+func (c *Client) AccessRequests(ctx context.Context, tenant string) iter.Seq2[*custos.AccessRequest, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.AccessRequest], error) {
+		return c.ListAccessRequests(ctx, tenant, o)
+	})
+}
+
+// ApproveAccessRequest approves an access request and returns the grant.
+func (c *Client) ApproveAccessRequest(ctx context.Context, tenant, id string, req custos.DecisionRequest) (*custos.Grant, error) {
+	return post[custos.Grant](ctx, c, path("tenants", tenant, "access-requests", id, "approve"), req)
+}
+
+// DenyAccessRequest denies an access request.
+func (c *Client) DenyAccessRequest(ctx context.Context, tenant, id, comment string) error {
+	_, err := post[custos.Denied](ctx, c, path("tenants", tenant, "access-requests", id, "deny"), custos.DecisionRequest{Comment: comment})
+	return err
+}
+
+// ListGrants returns one page of a tenant's grants.
+func (c *Client) ListGrants(ctx context.Context, tenant string, o PageOptions) (*custos.Page[*custos.Grant], error) {
+	return listPage[*custos.Grant](ctx, c, path("tenants", tenant, "grants"), nil, o)
+}
+
+// Grants iterates over a tenant's grants.
+func (c *Client) Grants(ctx context.Context, tenant string) iter.Seq2[*custos.Grant, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Grant], error) {
+		return c.ListGrants(ctx, tenant, o)
+	})
+}
+
+// CreateGrant grants a support staff member access without a request.
+func (c *Client) CreateGrant(ctx context.Context, tenant string, req custos.CreateGrantRequest) (*custos.Grant, error) {
+	return post[custos.Grant](ctx, c, path("tenants", tenant, "grants"), req)
+}
+
+// RevokeGrant ends a grant.
+func (c *Client) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Grant, error) {
+	return post[custos.Grant](ctx, c, path("tenants", tenant, "grants", id, "revoke"), nil)
+}
+
+// ListReveals returns one page of a tenant's reveals.
+func (c *Client) ListReveals(ctx context.Context, tenant string, o PageOptions) (*custos.Page[*custos.Reveal], error) {
+	return listPage[*custos.Reveal](ctx, c, path("tenants", tenant, "reveals"), nil, o)
+}
+
+// Reveals iterates over a tenant's reveals.
+func (c *Client) Reveals(ctx context.Context, tenant string) iter.Seq2[*custos.Reveal, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Reveal], error) {
+		return c.ListReveals(ctx, tenant, o)
+	})
+}
+
+// RequestBreakGlass asks for emergency access, approved by two security
+// staff instead of the tenant.
+func (c *Client) RequestBreakGlass(ctx context.Context, tenant string, req custos.AccessRequestBody) (*custos.AccessRequest, error) {
+	return post[custos.AccessRequest](ctx, c, path("tenants", tenant, "break-glass"), req)
+}
+
+// ApproveBreakGlass records one security approval of a break-glass
+// request; the approval that completes it carries the grant.
+func (c *Client) ApproveBreakGlass(ctx context.Context, tenant, id string) (*custos.BreakGlassApproval, error) {
+	return post[custos.BreakGlassApproval](ctx, c, path("tenants", tenant, "break-glass", id, "approve"), nil)
+}
+
+// Review returns one page of the access review (principals in id order;
+// the counts per flag are over every principal).
+func (c *Client) Review(ctx context.Context, o PageOptions) (*custos.Review, error) {
+	return get[custos.Review](ctx, c, path("review"), o.query(nil))
+}
+
+// ReviewPrincipals iterates over every principal of the access review.
+func (c *Client) ReviewPrincipals(ctx context.Context) iter.Seq2[*custos.ReviewPrincipal, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.ReviewPrincipal], error) {
+		rv, err := c.Review(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		return &custos.Page[*custos.ReviewPrincipal]{Items: rv.Principals, Next: rv.Next}, nil
+	})
+}
+
+// RevokeKeys revokes keys found by the access review and returns how many
+// were revoked.
+func (c *Client) RevokeKeys(ctx context.Context, ids []string) (int, error) {
+	out, err := post[custos.KeysRevoked](ctx, c, path("review", "revoke"), custos.RevokeKeysRequest{KeyIDs: ids})
+	if err != nil {
+		return 0, err
+	}
+	return out.Revoked, nil
+}
+
+// Support staff's views under a grant.
+
+// ListSupportContacts returns one page of a list's contacts, masked.
+func (c *Client) ListSupportContacts(ctx context.Context, tenant, list string, o PageOptions) (*custos.Page[*custos.MaskedContact], error) {
+	return listPage[*custos.MaskedContact](ctx, c, path("tenants", tenant, "support", "lists", list, "contacts"), nil, o)
+}
+
+// SupportContacts iterates over a list's contacts, masked.
+func (c *Client) SupportContacts(ctx context.Context, tenant, list string) iter.Seq2[*custos.MaskedContact, error] {
+	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.MaskedContact], error) {
+		return c.ListSupportContacts(ctx, tenant, list, o)
+	})
+}
+
+// SupportContact returns one contact, masked.
+func (c *Client) SupportContact(ctx context.Context, tenant, token string) (*custos.MaskedContact, error) {
+	return get[custos.MaskedContact](ctx, c, path("tenants", tenant, "support", "contacts", token), nil)
+}
+
+// Reveal shows one contact unmasked, under a grant, for a reason.
+func (c *Client) Reveal(ctx context.Context, tenant, token string, req custos.RevealRequest) (*custos.Contact, error) {
+	return post[custos.Contact](ctx, c, path("tenants", tenant, "support", "contacts", token, "reveal"), req)
+}
+
+// The audit log.
+
+// Checkpoint returns the log's latest signed checkpoint (a signed note).
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	p := path("log", "checkpoint")
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: p})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("custos: GET %s: %w", p, err)
+	}
+	return b, nil
+}
+
+// LogEntry returns one entry's body, salt and leaf (to those it concerns).
+func (c *Client) LogEntry(ctx context.Context, index uint64) (*custos.LogEntry, error) {
+	return get[custos.LogEntry](ctx, c, path("log", "entries", strconv.FormatUint(index, 10)), nil)
+}
+
+// InclusionProof proves entry index is in the tree of size (0: the
+// latest checkpoint's).
+func (c *Client) InclusionProof(ctx context.Context, index, size uint64) (*custos.InclusionProof, error) {
+	q := url.Values{"index": {strconv.FormatUint(index, 10)}}
+	if size > 0 {
+		q.Set("size", strconv.FormatUint(size, 10))
+	}
+	return get[custos.InclusionProof](ctx, c, path("log", "proof", "inclusion"), q)
+}
+
+// ConsistencyProof proves the tree of size from is a prefix of the tree
+// of size to (0: the latest checkpoint's).
+func (c *Client) ConsistencyProof(ctx context.Context, from, to uint64) (*custos.ConsistencyProof, error) {
+	q := url.Values{"from": {strconv.FormatUint(from, 10)}}
+	if to > 0 {
+		q.Set("to", strconv.FormatUint(to, 10))
+	}
+	return get[custos.ConsistencyProof](ctx, c, path("log", "proof", "consistency"), q)
+}
