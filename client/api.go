@@ -26,7 +26,7 @@ func (c *Client) ListTenants(ctx context.Context, o PageOptions) (*custos.Page[*
 
 // Tenants iterates over every tenant.
 func (c *Client) Tenants(ctx context.Context) iter.Seq2[*custos.Tenant, error] {
-	return all(ctx, c.ListTenants)
+	return all(ctx, c, c.ListTenants)
 }
 
 // Tenant returns one tenant.
@@ -59,7 +59,7 @@ func (c *Client) ListLists(ctx context.Context, tenant string, o PageOptions) (*
 
 // Lists iterates over a tenant's lists.
 func (c *Client) Lists(ctx context.Context, tenant string) iter.Seq2[*custos.List, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.List], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.List], error) {
 		return c.ListLists(ctx, tenant, o)
 	})
 }
@@ -87,7 +87,7 @@ func (c *Client) ListContacts(ctx context.Context, tenant, list string, o PageOp
 // Contacts iterates over a list's contacts. Every page is one audited
 // read.
 func (c *Client) Contacts(ctx context.Context, tenant, list string) iter.Seq2[*custos.Contact, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Contact], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Contact], error) {
 		return c.ListContacts(ctx, tenant, list, o)
 	})
 }
@@ -104,7 +104,7 @@ func (c *Client) ListTokens(ctx context.Context, tenant, list string, o PageOpti
 
 // Tokens iterates over a list's tokens.
 func (c *Client) Tokens(ctx context.Context, tenant, list string) iter.Seq2[custos.TokenEntry, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[custos.TokenEntry], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[custos.TokenEntry], error) {
 		return c.ListTokens(ctx, tenant, list, o)
 	})
 }
@@ -187,7 +187,7 @@ func (c *Client) ListPrincipals(ctx context.Context, o PageOptions) (*custos.Pag
 
 // Principals iterates over every principal.
 func (c *Client) Principals(ctx context.Context) iter.Seq2[*custos.Principal, error] {
-	return all(ctx, c.ListPrincipals)
+	return all(ctx, c, c.ListPrincipals)
 }
 
 // Principal returns one principal.
@@ -214,7 +214,7 @@ func (c *Client) ListEnrollments(ctx context.Context, status string, o PageOptio
 
 // Enrollments iterates over the enrollments with a status ("" for all).
 func (c *Client) Enrollments(ctx context.Context, status string) iter.Seq2[*custos.Enrollment, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Enrollment], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Enrollment], error) {
 		return c.ListEnrollments(ctx, status, o)
 	})
 }
@@ -242,7 +242,7 @@ func (c *Client) ListKeys(ctx context.Context, principal string, o PageOptions) 
 
 // Keys iterates over the keys of one principal or ("") all.
 func (c *Client) Keys(ctx context.Context, principal string) iter.Seq2[*custos.APIKey, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.APIKey], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.APIKey], error) {
 		return c.ListKeys(ctx, principal, o)
 	})
 }
@@ -268,7 +268,7 @@ func (c *Client) ListAlerts(ctx context.Context, status string, o PageOptions) (
 
 // Alerts iterates over the alerts with a status ("" for all).
 func (c *Client) Alerts(ctx context.Context, status string) iter.Seq2[*custos.Alert, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Alert], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Alert], error) {
 		return c.ListAlerts(ctx, status, o)
 	})
 }
@@ -290,7 +290,7 @@ func (c *Client) ListContainments(ctx context.Context, o PageOptions) (*custos.P
 
 // Containments iterates over the containments in force.
 func (c *Client) Containments(ctx context.Context) iter.Seq2[*custos.Containment, error] {
-	return all(ctx, c.ListContainments)
+	return all(ctx, c, c.ListContainments)
 }
 
 // Suspend suspends a principal: its keys stop working.
@@ -346,7 +346,7 @@ func (c *Client) ListAccessRequests(ctx context.Context, tenant string, o PageOp
 
 // AccessRequests iterates over a tenant's access requests.
 func (c *Client) AccessRequests(ctx context.Context, tenant string) iter.Seq2[*custos.AccessRequest, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.AccessRequest], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.AccessRequest], error) {
 		return c.ListAccessRequests(ctx, tenant, o)
 	})
 }
@@ -369,7 +369,7 @@ func (c *Client) ListGrants(ctx context.Context, tenant string, o PageOptions) (
 
 // Grants iterates over a tenant's grants.
 func (c *Client) Grants(ctx context.Context, tenant string) iter.Seq2[*custos.Grant, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Grant], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Grant], error) {
 		return c.ListGrants(ctx, tenant, o)
 	})
 }
@@ -391,7 +391,7 @@ func (c *Client) ListReveals(ctx context.Context, tenant string, o PageOptions) 
 
 // Reveals iterates over a tenant's reveals.
 func (c *Client) Reveals(ctx context.Context, tenant string) iter.Seq2[*custos.Reveal, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Reveal], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Reveal], error) {
 		return c.ListReveals(ctx, tenant, o)
 	})
 }
@@ -416,7 +416,7 @@ func (c *Client) Review(ctx context.Context, o PageOptions) (*custos.Review, err
 
 // ReviewPrincipals iterates over every principal of the access review.
 func (c *Client) ReviewPrincipals(ctx context.Context) iter.Seq2[*custos.ReviewPrincipal, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.ReviewPrincipal], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.ReviewPrincipal], error) {
 		rv, err := c.Review(ctx, o)
 		if err != nil {
 			return nil, err
@@ -444,7 +444,7 @@ func (c *Client) ListSupportContacts(ctx context.Context, tenant, list string, o
 
 // SupportContacts iterates over a list's contacts, masked.
 func (c *Client) SupportContacts(ctx context.Context, tenant, list string) iter.Seq2[*custos.MaskedContact, error] {
-	return all(ctx, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.MaskedContact], error) {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.MaskedContact], error) {
 		return c.ListSupportContacts(ctx, tenant, list, o)
 	})
 }

@@ -49,6 +49,7 @@ type Client struct {
 	retries int           // retries after the first attempt
 	backoff time.Duration // first wait; doubles per retry
 	maxWait time.Duration // cap on one wait, Retry-After included
+	limit   int           // page size the iterators ask for; 0: the server's default
 }
 
 // Option configures a [Client].
@@ -68,6 +69,10 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithRetries(n int, backoff time.Duration) Option {
 	return func(c *Client) { c.retries, c.backoff = max(n, 0), backoff }
 }
+
+// WithPageLimit sets the page size the iterators ask for (0: the
+// server's default).
+func WithPageLimit(n int) Option { return func(c *Client) { c.limit = max(n, 0) } }
 
 // New returns a client of the server at baseURL ("https://custos.example",
 // or with a path prefix if a proxy adds one).
@@ -330,9 +335,9 @@ func listPage[T any](ctx context.Context, c *Client, p string, q url.Values, o P
 
 // all iterates a listing page by page, following Next. An error is
 // yielded once, and ends the iteration.
-func all[T any](ctx context.Context, page func(ctx context.Context, o PageOptions) (*custos.Page[T], error)) iter.Seq2[T, error] {
+func all[T any](ctx context.Context, c *Client, page func(ctx context.Context, o PageOptions) (*custos.Page[T], error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
-		var o PageOptions
+		o := PageOptions{Limit: c.limit}
 		for {
 			pg, err := page(ctx, o)
 			if err != nil {
