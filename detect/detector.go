@@ -399,7 +399,7 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 			if err != nil {
 				return err
 			}
-			a.Actions = plan
+			a.Actions = custos.ContainmentStrings(plan)
 			if err := notify.Enqueue(ctx, tx, alertMessage(a, h), now); err != nil {
 				return err
 			}
@@ -414,7 +414,7 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 				}
 				done = append(done, told...)
 			}
-			a.Actions = done
+			a.Actions = custos.ContainmentStrings(done)
 			if err := vault.SetAlertActions(ctx, tx, a.ID, done); err != nil {
 				return err
 			}
@@ -456,14 +456,14 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 // that contains anything, security gets a message naming it before it is
 // applied (earlier in the outbox, in the same transaction), as for a new
 // alert: no containment is ever silent.
-func (d *Detector) moreEvidence(ctx context.Context, tx *sql.Tx, cur *custos.Alert, h Hit, now time.Time) ([]string, error) {
+func (d *Detector) moreEvidence(ctx context.Context, tx *sql.Tx, cur *custos.Alert, h Hit, now time.Time) ([]custos.ContainmentAction, error) {
 	plan, err := vault.PlanContainment(ctx, tx, h.Rule.Respond, h.Principals, h.Tenants, now)
 	if err != nil {
 		return nil, err
 	}
 	if len(plan) > 0 {
 		more := *cur
-		more.Principals, more.Tenants, more.Evidence, more.Actions = h.Principals, h.Tenants, h.Evidence, plan
+		more.Principals, more.Tenants, more.Evidence, more.Actions = h.Principals, h.Tenants, h.Evidence, custos.ContainmentStrings(plan)
 		m := alertMessage(&more, h)
 		m.Text = "more evidence for " + m.Text
 		m.Data["more_evidence"] = "true"
@@ -486,9 +486,9 @@ func (d *Detector) moreEvidence(ctx context.Context, tx *sql.Tx, cur *custos.Ale
 
 // notifyContained tells each tenant whose exports an alert froze, at once
 // and why.
-func notifyContained(ctx context.Context, tx *sql.Tx, alertID, rule string, done []string, now time.Time) error {
+func notifyContained(ctx context.Context, tx *sql.Tx, alertID, rule string, done []custos.ContainmentAction, now time.Time) error {
 	for _, act := range done {
-		if t, ok := strings.CutPrefix(act, "froze "); ok {
+		if t := act.Tenant; act.Kind == custos.ContainFreeze {
 			if err := notify.Enqueue(ctx, tx, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, TenantID: t, To: []string{notify.ToTenantAdmins},
 				Text: fmt.Sprintf("exports and reveals of your data are frozen pending the vendor's security review of alert %s (%s); the audit entries are in your access feed", alertID, rule)}, now); err != nil {
 				return err
@@ -502,8 +502,8 @@ func notifyContained(ctx context.Context, tx *sql.Tx, alertID, rule string, done
 // concerns them, for a rule that contains nothing (notify_tenants): the
 // tenant can confirm or refute what only it knows (was this our new admin
 // onboarding?). It returns the actions to list on the alert.
-func notifyTenants(ctx context.Context, tx *sql.Tx, a *custos.Alert, now time.Time) ([]string, error) {
-	var told []string
+func notifyTenants(ctx context.Context, tx *sql.Tx, a *custos.Alert, now time.Time) ([]custos.ContainmentAction, error) {
+	var told []custos.ContainmentAction
 	for _, t := range a.Tenants {
 		m := &notify.Message{Topic: "alert.tenant", Severity: messageSeverity(a.Severity), TenantID: t, To: []string{notify.ToTenantAdmins},
 			Text: fmt.Sprintf("the vendor's detection raised alert %s (%s, %s) about access to your data by principals %s; nothing was stopped; the audit entries are in your access feed",
@@ -512,16 +512,24 @@ func notifyTenants(ctx context.Context, tx *sql.Tx, a *custos.Alert, now time.Ti
 		if err := notify.Enqueue(ctx, tx, m, now); err != nil {
 			return nil, err
 		}
-		told = append(told, "told "+t)
+		told = append(told, custos.ContainmentAction{Kind: custos.ContainNotify, Tenant: t})
 	}
 	return told, nil
 }
 
-func actionsText(done []string) string {
+func actionsText(done []custos.ContainmentAction) string {
 	if len(done) == 0 {
 		return ""
 	}
-	return ": " + strings.Join(done, ", ")
+	return ": " + strings.Join(custos.ContainmentStrings(done), ", ")
+}
+
+// joinActions is actionsText for an alert's stored actions.
+func joinActions(acts []string) string {
+	if len(acts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(acts, ", ")
 }
 
 func alertMessage(a *custos.Alert, h Hit) *notify.Message {
@@ -536,7 +544,7 @@ func alertMessage(a *custos.Alert, h Hit) *notify.Message {
 	}
 	return &notify.Message{Topic: "alert", Severity: sev, TenantID: tenant, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s [%s] %s: principals %s, tenants %s, evidence entries %s%s", a.ID, a.Severity, a.Title,
-			orNone(a.Principals), orNone(a.Tenants), strings.Join(ev, " "), actionsText(a.Actions)),
+			orNone(a.Principals), orNone(a.Tenants), strings.Join(ev, " "), joinActions(a.Actions)),
 		Data: map[string]string{"alert_id": a.ID, "rule": a.RuleID, "level": a.Severity, "dedup_key": a.DedupKey, "group": h.Group,
 			"principals": strings.Join(a.Principals, " "), "tenants": strings.Join(a.Tenants, " "), "evidence": strings.Join(ev, " "),
 			"actions": strings.Join(a.Actions, "; ")}}

@@ -222,9 +222,13 @@ func TestIncident2022(t *testing.T) {
 	if got.Severity != "critical" || len(got.Tenants) != 3 || len(got.Evidence) != 3 || !slices.Contains(got.Principals, staff.ID) {
 		t.Fatalf("alert %+v", got)
 	}
-	for _, want := range []string{"suspended " + staff.ID, "froze " + a.id, "froze " + c.id} {
-		if !slices.ContainsFunc(got.Actions, func(s string) bool { return strings.HasPrefix(s, want) }) {
-			t.Errorf("containment lacks %q: %v", want, got.Actions)
+	for _, want := range []custos.ContainmentAction{
+		{Kind: custos.ContainSuspend, Principal: staff.ID},
+		{Kind: custos.ContainFreeze, Tenant: a.id},
+		{Kind: custos.ContainFreeze, Tenant: c.id},
+	} {
+		if !slices.Contains(parseActions(t, got.Actions), want) {
+			t.Errorf("containment lacks %v: %v", want, got.Actions)
 		}
 	}
 	// Contained: the engineer's key no longer works, the tenants' exports stop.
@@ -307,9 +311,9 @@ func TestLaterEvidenceIsContainedToo(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d sweep alerts, want one that gathered the later evidence", n)
 	}
-	for _, want := range []string{"suspended " + svc2p.ID, "froze " + dd.id} {
-		if !slices.Contains(sweep.Actions, want) {
-			t.Errorf("alert actions %v lack %q", sweep.Actions, want)
+	for _, want := range []custos.ContainmentAction{{Kind: custos.ContainSuspend, Principal: svc2p.ID}, {Kind: custos.ContainFreeze, Tenant: dd.id}} {
+		if !slices.Contains(parseActions(t, sweep.Actions), want) {
+			t.Errorf("alert actions %v lack %v", sweep.Actions, want)
 		}
 	}
 	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
@@ -478,4 +482,19 @@ func TestSigningFailureAlerts(t *testing.T) {
 	if !slices.Contains(ruleIDs(w.alerts()), "log-integrity") {
 		t.Fatalf("alerts %v, want log-integrity", ruleIDs(w.alerts()))
 	}
+}
+
+// parseActions reads an alert's stored actions back as values; text that
+// names no action fails t.
+func parseActions(t *testing.T, acts []string) []custos.ContainmentAction {
+	t.Helper()
+	out := make([]custos.ContainmentAction, len(acts))
+	for i, s := range acts {
+		a, ok := custos.ParseContainmentAction(s)
+		if !ok {
+			t.Fatalf("alert action %q names no containment", s)
+		}
+		out[i] = a
+	}
+	return out
 }

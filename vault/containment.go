@@ -18,19 +18,13 @@ import (
 // Containment: what the detector does when a rule asks, and what security
 // staff undo by hand with a reason. Every action commits with a leaf.
 
-// Containment actions, as the detector's rules name them.
-const (
-	ContainSuspend  = "suspend_principal"
-	ContainEndGrant = "end_grants"
-	ContainFreeze   = "freeze_tenants"
-)
-
 // Contain applies containment actions in tx (the detector's alert
-// transaction) and returns what it did, e.g. "suspended pr_…". rows MACs
-// the rows it changes (nil: tests that run without a vault).
-func Contain(ctx context.Context, tx *sql.Tx, rows *Rows, actions, principals, tenants []string, alertID string, now time.Time) ([]string, error) {
-	var done []string
-	if slices.Contains(actions, ContainSuspend) {
+// transaction) and returns what it did. actions are the rule's responses
+// ([custos.ContainKind] values). rows MACs the rows it changes (nil: tests
+// that run without a vault).
+func Contain(ctx context.Context, tx *sql.Tx, rows *Rows, actions, principals, tenants []string, alertID string, now time.Time) ([]custos.ContainmentAction, error) {
+	var done []custos.ContainmentAction
+	if slices.Contains(actions, string(custos.ContainSuspend)) {
 		for _, p := range principals {
 			// A forged row is not suspended, so that it is never MACed
 			// (and could not be lifted into a valid principal later).
@@ -49,11 +43,11 @@ func Contain(ctx context.Context, tx *sql.Tx, rows *Rows, actions, principals, t
 				if err := rows.reseal(ctx, tx, "principals", p); err != nil {
 					return nil, err
 				}
-				done = append(done, "suspended "+p)
+				done = append(done, custos.ContainmentAction{Kind: custos.ContainSuspend, Principal: p})
 			}
 		}
 	}
-	if slices.Contains(actions, ContainEndGrant) {
+	if slices.Contains(actions, string(custos.ContainEndGrants)) {
 		for _, p := range principals {
 			ended, err := queryIDs(ctx, tx, `UPDATE grants SET ended_at = $1, ended_by = $2 WHERE staff_id = $3 AND ended_at IS NULL AND expires_at > $1 RETURNING id`, ms(now), "detector", p)
 			if err != nil {
@@ -65,11 +59,11 @@ func Contain(ctx context.Context, tx *sql.Tx, rows *Rows, actions, principals, t
 				return nil, err
 			}
 			if n := len(ended); n > 0 {
-				done = append(done, fmt.Sprintf("ended %d grants of %s", n, p))
+				done = append(done, custos.ContainmentAction{Kind: custos.ContainEndGrants, Principal: p, Grants: n})
 			}
 		}
 	}
-	if slices.Contains(actions, ContainFreeze) {
+	if slices.Contains(actions, string(custos.ContainFreeze)) {
 		for _, t := range tenants {
 			if err := lockTenant(ctx, tx, t); err != nil {
 				return nil, err
@@ -83,7 +77,7 @@ func Contain(ctx context.Context, tx *sql.Tx, rows *Rows, actions, principals, t
 				if err := rows.reseal(ctx, tx, "tenant_freezes", t); err != nil {
 					return nil, err
 				}
-				done = append(done, "froze "+t)
+				done = append(done, custos.ContainmentAction{Kind: custos.ContainFreeze, Tenant: t})
 			}
 		}
 	}
@@ -166,18 +160,18 @@ func LatestAlert(ctx context.Context, tx *sql.Tx, base string) (*custos.Alert, e
 
 // SetAlertActions records the containment an alert's own transaction
 // applied after inserting it.
-func SetAlertActions(ctx context.Context, tx *sql.Tx, id string, actions []string) error {
+func SetAlertActions(ctx context.Context, tx *sql.Tx, id string, actions []custos.ContainmentAction) error {
 	if len(actions) == 0 {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE alerts SET actions = $1 WHERE id = $2`, strings.Join(actions, "; "), id)
+	_, err := tx.ExecContext(ctx, `UPDATE alerts SET actions = $1 WHERE id = $2`, strings.Join(custos.ContainmentStrings(actions), "; "), id)
 	return err
 }
 
 // AddEvidence appends evidence (and principals, tenants, containment
 // applied) to the alert id, in tx. A resolved alert is never changed:
 // evidence after its resolution belongs to a new alert.
-func AddEvidence(ctx context.Context, tx *sql.Tx, id string, evidence []uint64, principals, tenants, actions []string, now time.Time) error {
+func AddEvidence(ctx context.Context, tx *sql.Tx, id string, evidence []uint64, principals, tenants []string, actions []custos.ContainmentAction, now time.Time) error {
 	var ev, ps, ts, acts, status string
 	err := tx.QueryRowContext(ctx, `SELECT evidence, principals, tenants, actions, status FROM alerts WHERE id = $1`, id).Scan(&ev, &ps, &ts, &acts, &status)
 	if isNoRows(err) {
@@ -193,7 +187,7 @@ func AddEvidence(ctx context.Context, tx *sql.Tx, id string, evidence []uint64, 
 		all = all[:maxAlertEvidence]
 	}
 	if len(actions) > 0 {
-		acts = strings.Join(append(slices.DeleteFunc(strings.Split(acts, "; "), func(s string) bool { return s == "" }), actions...), "; ")
+		acts = strings.Join(append(slices.DeleteFunc(strings.Split(acts, "; "), func(s string) bool { return s == "" }), custos.ContainmentStrings(actions)...), "; ")
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE alerts SET evidence = $1, principals = $2, tenants = $3, actions = $4, updated_at = $5 WHERE id = $6 AND status <> $7`,
 		joinIndexes(all), union(ps, principals), union(ts, tenants), acts, ms(now), id, custos.AlertResolved)
@@ -403,7 +397,7 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 			return err
 		}
 		if suspend {
-			if _, err := Contain(ctx, tx, v.Rows(), []string{ContainEndGrant}, []string{id}, nil, "", v.now()); err != nil {
+			if _, err := Contain(ctx, tx, v.Rows(), []string{string(custos.ContainEndGrants)}, []string{id}, nil, "", v.now()); err != nil {
 				return err
 			}
 		}
@@ -738,43 +732,43 @@ func (v *Vault) securityPrincipals(ctx context.Context) ([]*custos.Principal, er
 // PlanContainment returns what [Contain] would do in tx with the same
 // arguments, without doing it: the detector tells security what an alert
 // contains before it contains it.
-func PlanContainment(ctx context.Context, tx *sql.Tx, actions, principals, tenants []string, now time.Time) ([]string, error) {
-	var plan []string
+func PlanContainment(ctx context.Context, tx *sql.Tx, actions, principals, tenants []string, now time.Time) ([]custos.ContainmentAction, error) {
+	var plan []custos.ContainmentAction
 	count := func(q string, args ...any) (int, error) {
 		var n int
 		err := tx.QueryRowContext(ctx, q, args...).Scan(&n)
 		return n, err
 	}
-	if slices.Contains(actions, ContainSuspend) {
+	if slices.Contains(actions, string(custos.ContainSuspend)) {
 		for _, p := range principals {
 			n, err := count(`SELECT count(*) FROM principals WHERE id = $1 AND suspended = 0`, p)
 			if err != nil {
 				return nil, fmt.Errorf("plan suspension: %w", err)
 			}
 			if n == 1 {
-				plan = append(plan, "suspended "+p)
+				plan = append(plan, custos.ContainmentAction{Kind: custos.ContainSuspend, Principal: p})
 			}
 		}
 	}
-	if slices.Contains(actions, ContainEndGrant) {
+	if slices.Contains(actions, string(custos.ContainEndGrants)) {
 		for _, p := range principals {
 			n, err := count(`SELECT count(*) FROM grants WHERE staff_id = $1 AND ended_at IS NULL AND expires_at > $2`, p, ms(now))
 			if err != nil {
 				return nil, fmt.Errorf("plan ending grants: %w", err)
 			}
 			if n > 0 {
-				plan = append(plan, fmt.Sprintf("ended %d grants of %s", n, p))
+				plan = append(plan, custos.ContainmentAction{Kind: custos.ContainEndGrants, Principal: p, Grants: n})
 			}
 		}
 	}
-	if slices.Contains(actions, ContainFreeze) {
+	if slices.Contains(actions, string(custos.ContainFreeze)) {
 		for _, t := range tenants {
 			n, err := count(`SELECT count(*) FROM tenant_freezes WHERE tenant_id = $1`, t)
 			if err != nil {
 				return nil, fmt.Errorf("plan freeze: %w", err)
 			}
 			if n == 0 {
-				plan = append(plan, "froze "+t)
+				plan = append(plan, custos.ContainmentAction{Kind: custos.ContainFreeze, Tenant: t})
 			}
 		}
 	}

@@ -151,7 +151,7 @@ func (f *fixture) contain(t *testing.T, principals, tenants []string) string {
 	if err := vault.InsertAlert(ctx, tx, a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vault.Contain(ctx, tx, f.vault.Rows(), []string{vault.ContainSuspend, vault.ContainEndGrant, vault.ContainFreeze}, principals, tenants, a.ID, f.clock.Now()); err != nil {
+	if _, err := vault.Contain(ctx, tx, f.vault.Rows(), []string{string(custos.ContainSuspend), string(custos.ContainEndGrants), string(custos.ContainFreeze)}, principals, tenants, a.ID, f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {

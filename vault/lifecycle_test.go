@@ -28,7 +28,7 @@ func raiseAlert(t *testing.T, f *fixture, principals, tenants []string) string {
 	if err := vault.InsertAlert(ctx, tx, a); err != nil {
 		t.Fatal(err)
 	}
-	done, err := vault.Contain(ctx, tx, f.vault.Rows(), []string{vault.ContainSuspend, vault.ContainEndGrant, vault.ContainFreeze}, principals, tenants, a.ID, f.clock.Now())
+	done, err := vault.Contain(ctx, tx, f.vault.Rows(), []string{string(custos.ContainSuspend), string(custos.ContainEndGrants), string(custos.ContainFreeze)}, principals, tenants, a.ID, f.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
