@@ -362,3 +362,83 @@ func TestRetries(t *testing.T) {
 		t.Fatalf("GET to a closed server: %v", err)
 	}
 }
+
+func TestSecuritySupportLog(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	_, sec := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	ed, _ := f.principal(t, custos.KindTenantEditor, f.tenant, "ed")
+
+	// Containment by hand, listed, lifted.
+	if s, err := sec.Suspend(ctx, ed.ID, "investigating"); err != nil || !s.Suspended || s.Principal != ed.ID {
+		t.Fatalf("Suspend = %+v, %v", s, err)
+	}
+	if fr, err := sec.Freeze(ctx, f.tenant, "investigating"); err != nil || !fr.Frozen {
+		t.Fatalf("Freeze = %+v, %v", fr, err)
+	}
+	cs := collect(t, sec.Containments(ctx))
+	if len(cs) != 2 {
+		t.Fatalf("Containments = %d, want 2", len(cs))
+	}
+	if _, err := sec.Unsuspend(ctx, ed.ID, "cleared"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sec.Unfreeze(ctx, f.tenant, "cleared"); err != nil {
+		t.Fatal(err)
+	}
+	if as := collect(t, sec.Alerts(ctx, custos.AlertOpen)); len(as) != 0 {
+		t.Fatalf("Alerts = %v, want none", as)
+	}
+	if tr, err := sec.Trace(ctx, "nobody@example.test"); err != nil || tr.Kind != custos.TraceNone {
+		t.Fatalf("Trace = %+v, %v", tr, err)
+	}
+
+	// Support settings and an access request, denied.
+	st, err := f.admin.SetSupportSettings(ctx, f.tenant, custos.SupportSettingsRequest{SupportAccess: true, MaxGrant: "24h"})
+	if err != nil || !st.SupportAccess {
+		t.Fatalf("SetSupportSettings = %+v, %v", st, err)
+	}
+	if got, err := f.admin.SupportSettings(ctx, f.tenant); err != nil || !got.SupportAccess {
+		t.Fatalf("SupportSettings = %+v, %v", got, err)
+	}
+	_, support := f.principal(t, custos.KindStaffSupport, "", "sup", sec)
+	req, err := support.RequestAccess(ctx, f.tenant, custos.AccessRequestBody{Reason: "customer ticket", Ticket: "T-1", Scope: custos.ScopeViewMasked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := collect(t, f.admin.AccessRequests(ctx, f.tenant)); len(rs) != 1 || rs[0].ID != req.ID {
+		t.Fatalf("AccessRequests = %v", rs)
+	}
+	if err := f.admin.DenyAccessRequest(ctx, f.tenant, req.ID, "not now"); err != nil {
+		t.Fatal(err)
+	}
+	if gs := collect(t, f.admin.Grants(ctx, f.tenant)); len(gs) != 0 {
+		t.Fatalf("Grants after a denial = %v", gs)
+	}
+	if rv, err := f.op.Review(ctx, client.PageOptions{}); err != nil || len(rv.Principals) < 5 {
+		t.Fatalf("Review = %v, %v", rv, err)
+	}
+
+	// The log: a checkpoint, proofs against it, an entry, the tenant's feed.
+	if _, err := f.s.log.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := f.op.Checkpoint(ctx)
+	if err != nil || !bytes.Contains(cp, []byte("custos.test/log")) {
+		t.Fatalf("Checkpoint = %q, %v", cp, err)
+	}
+	ip, err := f.op.InclusionProof(ctx, 0, 0)
+	if err != nil || ip.Size == 0 {
+		t.Fatalf("InclusionProof = %+v, %v", ip, err)
+	}
+	if _, err := f.op.ConsistencyProof(ctx, 1, ip.Size); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := sec.LogEntry(ctx, 0); err != nil || e.Index != 0 || len(e.Leaf) == 0 {
+		t.Fatalf("LogEntry = %+v, %v", e, err)
+	}
+	feed, err := f.admin.AccessLog(ctx, f.tenant, 0, 0)
+	if err != nil || len(feed.Entries) == 0 || len(feed.Checkpoint) == 0 {
+		t.Fatalf("AccessLog = %+v, %v", feed, err)
+	}
+}

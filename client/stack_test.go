@@ -27,6 +27,7 @@ type stack struct {
 	URL      string
 	Operator string // the bootstrap operator's key
 	vault    *vault.Vault
+	log      *audit.Log
 	close    func()
 }
 
@@ -75,7 +76,7 @@ func startStack(dir string) (*stack, error) {
 	}
 	hs := api.HTTPServer(nil)
 	go hs.Serve(api.Listener(ln))
-	return &stack{URL: "http://" + ln.Addr().String(), Operator: operator, vault: v, close: func() {
+	return &stack{URL: "http://" + ln.Addr().String(), Operator: operator, vault: v, log: log, close: func() {
 		hs.Close()
 		api.Close()
 		log.Close()
