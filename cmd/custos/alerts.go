@@ -18,14 +18,7 @@ var alertsCommand = &command{name: "alerts", summary: "detection alerts (securit
 }}
 
 func (m *Main) runAlertsLs(ctx context.Context, args []string) error {
-	fs := m.flags("alerts ls", `[--status S]
-
-Lists detection alerts: rule, principals, tenants, evidence and what
-containment followed.
-
-Example:
-  custos alerts ls --status open`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("alerts ls", `[--status S]`, `custos alerts ls --status open`)
 	status := fs.String("status", "", "open, acknowledged or resolved")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
@@ -45,13 +38,7 @@ Example:
 // alertsSet runs "custos alerts ack|resolve ALERT".
 func alertsSet(verb string) func(*Main, context.Context, []string) error {
 	return func(m *Main, ctx context.Context, args []string) error {
-		fs := m.flags("alerts "+verb, `[--note N] ALERT
-
-Marks ALERT `+verb+`d, with a note of what was found or done.
-
-Example:
-  custos alerts `+verb+` --note "key revoked, customer told" al_…`)
-		a := m.apiFlags(fs)
+		fs, a := m.clientFlags("alerts "+verb, `[--note N] ALERT`, `custos alerts `+verb+` --note "key revoked, customer told" al_…`)
 		note := fs.String("note", "", "what was found or done")
 		pos, err := fs.parse(args, 1, 1)
 		if err != nil {

@@ -89,14 +89,15 @@ type api struct {
 	json   bool
 }
 
-// apiFlags registers --server, --key and --json on fs.
-func (m *Main) apiFlags(fs *flagSet) *api {
-	a := &api{m: m}
+// clientFlags starts the flags of a client command, as [Main.flags]
+// does, with --server, --key and --json.
+func (m *Main) clientFlags(name, args, example string) (*flagSet, *api) {
+	fs, a := m.flags(name, args, example), &api{m: m}
 	fs.StringVar(&a.server, "server", firstNonEmpty(m.Getenv("CUSTOS_SERVER"), "http://127.0.0.1:8750"), "custos server URL (env CUSTOS_SERVER)")
 	// No secret as a flag default: -h would print it.
 	fs.StringVar(&a.key, "key", "", "API key cst_… (default: env CUSTOS_KEY)")
 	fs.BoolVar(&a.json, "json", false, "print JSON")
-	return a
+	return fs, a
 }
 
 func (a *api) client() *client {
@@ -137,9 +138,14 @@ func readPages[P any](ctx context.Context, c *client, path string, add func(*P) 
 	}
 }
 
+// items is a whole listing, as --json prints it.
+type items[T any] struct {
+	Items []T `json:"items"`
+}
+
 // allItems reads every page of an item list.
-func allItems[T any](ctx context.Context, c *client, path string) (struct{ Items []T }, error) {
-	out := struct{ Items []T }{Items: []T{}}
+func allItems[T any](ctx context.Context, c *client, path string) (items[T], error) {
+	out := items[T]{Items: []T{}}
 	err := readPages(ctx, c, path, func(page *struct {
 		Items []T
 		Next  string `json:"next"`

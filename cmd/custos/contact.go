@@ -24,13 +24,7 @@ func tenantListFlags(fs *flagSet) (tenant, list *string) {
 }
 
 func (m *Main) runContactAdd(ctx context.Context, args []string) error {
-	fs := m.flags("contact add", `--tenant T --list L [--attr k=v]… EMAIL
-
-Adds EMAIL to list L, with attributes.
-
-Example:
-  custos contact add --tenant tn_… --list ls_… --attr first_name=Jo jo@example.com`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("contact add", `--tenant T --list L [--attr k=v]… EMAIL`, `custos contact add --tenant tn_… --list ls_… --attr first_name=Jo jo@example.com`)
 	tenant, list := tenantListFlags(fs)
 	var attrs multiFlag
 	fs.Var(&attrs, "attr", "attribute key=value (repeatable)")
@@ -58,13 +52,7 @@ Example:
 }
 
 func (m *Main) runContactGet(ctx context.Context, args []string) error {
-	fs := m.flags("contact get", `--tenant T TOKEN
-
-Shows the contact TOKEN names (an audited read).
-
-Example:
-  custos contact get --tenant tn_… ct_…`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("contact get", `--tenant T TOKEN`, `custos contact get --tenant tn_… ct_…`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	pos, err := fs.parse(args, 1, 1, "tenant")
 	if err != nil {
@@ -78,13 +66,7 @@ Example:
 }
 
 func (m *Main) runContactLookup(ctx context.Context, args []string) error {
-	fs := m.flags("contact lookup", `--tenant T --list L EMAIL
-
-Finds the contact of EMAIL in list L.
-
-Example:
-  custos contact lookup --tenant tn_… --list ls_… jo@example.com`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("contact lookup", `--tenant T --list L EMAIL`, `custos contact lookup --tenant tn_… --list ls_… jo@example.com`)
 	tenant, list := tenantListFlags(fs)
 	pos, err := fs.parse(args, 1, 1, "tenant", "list")
 	if err != nil {
@@ -98,13 +80,7 @@ Example:
 }
 
 func (m *Main) runContactLs(ctx context.Context, args []string) error {
-	fs := m.flags("contact ls", `--tenant T --list L
-
-Lists every contact of list L.
-
-Example:
-  custos contact ls --tenant tn_… --list ls_… --json`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("contact ls", `--tenant T --list L`, `custos contact ls --tenant tn_… --list ls_… --json`)
 	tenant, list := tenantListFlags(fs)
 	if _, err := fs.parse(args, 0, 0, "tenant", "list"); err != nil {
 		return err

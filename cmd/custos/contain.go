@@ -19,13 +19,7 @@ var containCommand = &command{name: "contain", summary: "containment: suspended 
 }}
 
 func (m *Main) runContainLs(ctx context.Context, args []string) error {
-	fs := m.flags("contain ls", `
-
-Lists what is contained now, by whom or which alert, and who may lift it.
-
-Example:
-  custos contain ls`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("contain ls", ``, `custos contain ls`)
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -52,13 +46,7 @@ Example:
 // "custos contain freeze|unfreeze TENANT", always with a reason.
 func containSet(verb, target string) func(*Main, context.Context, []string) error {
 	return func(m *Main, ctx context.Context, args []string) error {
-		fs := m.flags("contain "+verb, `--reason R `+target+`
-
-`+strings.ToUpper(verb[:1])+verb[1:]+`s `+target+`; the reason is audited.
-
-Example:
-  custos contain `+verb+` --reason "alert al_…: bulk reads" `+strings.ToLower(target[:2])+`_…`)
-		a := m.apiFlags(fs)
+		fs, a := m.clientFlags("contain "+verb, `--reason R `+target, `custos contain `+verb+` --reason "alert al_…: bulk reads" `+strings.ToLower(target[:2])+`_…`)
 		reason := fs.String("reason", "", "why (required; it is audited)")
 		pos, err := fs.parse(args, 1, 1, "reason")
 		if err != nil {

@@ -9,14 +9,7 @@ import (
 var enrollCommand = &command{name: "enroll", summary: "the holder sets up its own key with the secret from its enrollment mail", run: (*Main).runEnroll}
 
 func (m *Main) runEnroll(ctx context.Context, args []string) error {
-	fs := m.flags("enroll", `[--scope S]… [--expires-in 720h] SECRET
-
-Sets up your key with the cse_… secret from your enrollment mail. The
-key is printed once: store it.
-
-Example:
-  custos enroll --expires-in 720h cse_…`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("enroll", `[--scope S]… [--expires-in 720h] SECRET`, `custos enroll --expires-in 720h cse_…`)
 	expires := fs.String("expires-in", "", "key lifetime (e.g. 720h, or never; default 90 days)")
 	var scopes multiFlag
 	fs.Var(&scopes, "scope", "key scope (repeatable; default all the principal's kind allows)")

@@ -17,13 +17,7 @@ var enrollmentCommand = &command{name: "enrollment", summary: "enrollments: the 
 }}
 
 func (m *Main) runEnrollmentLs(ctx context.Context, args []string) error {
-	fs := m.flags("enrollment ls", `[--status S]
-
-Lists enrollments, those waiting for you first among them.
-
-Example:
-  custos enrollment ls --status pending`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("enrollment ls", `[--status S]`, `custos enrollment ls --status pending`)
 	status := fs.String("status", "", "only these: pending, issued, used or denied")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
@@ -46,14 +40,7 @@ Example:
 // enrollmentDecide runs "custos enrollment approve|deny ID".
 func enrollmentDecide(verb string) func(*Main, context.Context, []string) error {
 	return func(m *Main, ctx context.Context, args []string) error {
-		fs := m.flags("enrollment "+verb, `ENROLLMENT
-
-You `+verb+` ENROLLMENT, as the second party: another operator or
-security identity, or for a tenant's principals one of its admins.
-
-Example:
-  custos enrollment `+verb+` en_…`)
-		a := m.apiFlags(fs)
+		fs, a := m.clientFlags("enrollment "+verb, `ENROLLMENT`, `custos enrollment `+verb+` en_…`)
 		pos, err := fs.parse(args, 1, 1)
 		if err != nil {
 			return err

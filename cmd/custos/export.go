@@ -9,14 +9,7 @@ import (
 var exportCommand = &command{name: "export", summary: "export a list as CSV or NDJSON", run: (*Main).runExport}
 
 func (m *Main) runExport(ctx context.Context, args []string) error {
-	fs := m.flags("export", `--tenant T --list L [--format csv|ndjson] [--out FILE]
-
-Exports list L (an audited export; canaries are mixed in). --out writes
-a new file, readable by its owner only, and refuses to overwrite one.
-
-Example:
-  custos export --tenant tn_… --list ls_… --format ndjson --out contacts.ndjson`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("export", `--tenant T --list L [--format csv|ndjson] [--out FILE]`, `custos export --tenant tn_… --list ls_… --format ndjson --out contacts.ndjson`)
 	tenant, list := tenantListFlags(fs)
 	format := fs.String("format", "csv", "export format: csv or ndjson (--json: ndjson)")
 	out := fs.String("out", "", "export to this file instead of stdout")

@@ -19,15 +19,7 @@ var importCommand = &command{name: "import", summary: "import a CSV or NDJSON fi
 // code, never by content (they are personal data), and make the exit
 // code 3.
 func (m *Main) runImport(ctx context.Context, args []string) error {
-	fs := m.flags("import", `--tenant T --list L [--encoding utf-8|latin1] FILE.csv|FILE.ndjson
-
-Imports the contacts in FILE into list L. Each refused row is listed by
-its line number and reason code; if any was refused the exit code is 3.
-If the server stops the import, it says from which line to resume.
-
-Example:
-  custos import --tenant tn_… --list ls_… --encoding latin1 contacts.csv`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("import", `--tenant T --list L [--encoding utf-8|latin1] FILE.csv|FILE.ndjson`, `custos import --tenant tn_… --list ls_… --encoding latin1 contacts.csv`)
 	tenant, list := tenantListFlags(fs)
 	encoding := fs.String("encoding", "utf-8", "the file's character encoding: utf-8 or latin1")
 	pos, err := fs.parse(args, 1, 1, "tenant", "list")

@@ -16,13 +16,7 @@ var keyCommand = &command{name: "key", summary: "API keys (a key only for yourse
 }}
 
 func (m *Main) runKeyCreate(ctx context.Context, args []string) error {
-	fs := m.flags("key create", `--principal ME [--scope S]… [--expires-in 720h]
-
-Creates another key for your own principal ME. The key is printed once.
-
-Example:
-  custos key create --principal pr_… --scope contacts:read --expires-in 24h`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("key create", `--principal ME [--scope S]… [--expires-in 720h]`, `custos key create --principal pr_… --scope contacts:read --expires-in 24h`)
 	principal := fs.String("principal", "", "your principal id (required)")
 	expires := fs.String("expires-in", "", "key lifetime (e.g. 720h, or never)")
 	var scopes multiFlag
@@ -42,13 +36,7 @@ Example:
 }
 
 func (m *Main) runKeyLs(ctx context.Context, args []string) error {
-	fs := m.flags("key ls", `[--principal P]
-
-Lists keys by their hints, never their secrets.
-
-Example:
-  custos key ls --principal pr_…`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("key ls", `[--principal P]`, `custos key ls --principal pr_…`)
 	principal := fs.String("principal", "", "only this principal's keys")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
@@ -69,13 +57,7 @@ Example:
 }
 
 func (m *Main) runKeyRevoke(ctx context.Context, args []string) error {
-	fs := m.flags("key revoke", `ID
-
-Revokes key ID at once.
-
-Example:
-  custos key revoke ak_…`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("key revoke", `ID`, `custos key revoke ak_…`)
 	pos, err := fs.parse(args, 1, 1)
 	if err != nil {
 		return err

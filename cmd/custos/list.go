@@ -15,13 +15,7 @@ var listCommand = &command{name: "list", summary: "contact lists of a tenant", s
 }}
 
 func (m *Main) runListCreate(ctx context.Context, args []string) error {
-	fs := m.flags("list create", `--tenant T NAME
-
-Creates list NAME in tenant T.
-
-Example:
-  custos list create --tenant tn_… newsletter`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("list create", `--tenant T NAME`, `custos list create --tenant tn_… newsletter`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	pos, err := fs.parse(args, 1, 1, "tenant")
 	if err != nil {
@@ -35,13 +29,7 @@ Example:
 }
 
 func (m *Main) runListLs(ctx context.Context, args []string) error {
-	fs := m.flags("list ls", `--tenant T
-
-Lists tenant T's lists.
-
-Example:
-  custos list ls --tenant tn_…`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("list ls", `--tenant T`, `custos list ls --tenant tn_…`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err

@@ -86,46 +86,51 @@ type command struct {
 	run     func(m *Main, ctx context.Context, args []string) error
 	subs    []*command
 	dflt    bool
-	// usage, for commands whose flags are parsed in files of their own
-	// (serve, init, log …): what -h prints before their flag list.
-	usage string
+	// own: the command parses its own flags (serve, init, log …), so
+	// args and example, what -h prints before its flags, are kept here.
+	own           bool
+	args, example string
 }
 
-// commands is the verb table.
-var commands = []*command{
-	{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit,
-		usage: "custos init [--data DIR]\n\nExample:\n  custos init --data ./custos-data\n"},
-	{name: "serve", summary: "serve the API", run: (*Main).runServe,
-		usage: "custos serve [--addr ADDR] [--data DIR] [--kek FILE]\n\nExample:\n  custos serve --addr 127.0.0.1:8750\n"},
-	{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo,
-		usage: "custos demo\n\nExample:\n  custos demo\n"},
-	{name: "log", summary: "the audit log", subs: []*command{
-		{name: "verify", summary: "recompute the whole log and check it against its checkpoints", run: logSub("verify"),
-			usage: "custos log verify [--checkpoint FILE] [--state FILE] [--rows]\n\nExample:\n  custos log verify --state verified.cp --rows\n"},
-		{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint"),
-			usage: "custos log checkpoint\n\nExample:\n  custos log checkpoint > latest.cp\n"},
-		{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof"),
-			usage: "custos log proof --index N [--out FILE.tlog-proof]\n\nExample:\n  custos log proof --index 42 --out entry42.tlog-proof\n"},
-		logWatchCommand,
-	}},
-	{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof,
-		usage: "custos verify-proof FILE --key LOG_VERIFIER_KEY\n\nExample:\n  custos verify-proof entry42.tlog-proof --key log.pub\n"},
-	{name: "audit", summary: "the tenant's side of the audit log", subs: []*command{auditPullCommand}},
-	tenantCommand,
-	listCommand,
-	contactCommand,
-	importCommand,
-	exportCommand,
-	principalCommand,
-	enrollmentCommand,
-	enrollCommand,
-	keyCommand,
-	supportCommand,
-	reviewCommand,
-	rulesCommand,
-	alertsCommand,
-	containCommand,
-	traceCommand,
+// commands is the verb table, filled in init: usage texts read it.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit, own: true,
+			args: "[--data DIR]", example: "custos init --data ./custos-data"},
+		{name: "serve", summary: "serve the API", run: (*Main).runServe, own: true,
+			args: "[--addr ADDR] [--data DIR] [--kek FILE]", example: "custos serve --addr 127.0.0.1:8750"},
+		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo, own: true,
+			args: "", example: "custos demo"},
+		{name: "log", summary: "the audit log", subs: []*command{
+			{name: "verify", summary: "recompute the whole log and check it against its checkpoints", run: logSub("verify"), own: true,
+				args: "[--checkpoint FILE] [--state FILE] [--rows]", example: "custos log verify --state verified.cp --rows"},
+			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint"), own: true,
+				args: "", example: "custos log checkpoint > latest.cp"},
+			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof"), own: true,
+				args: "--index N [--out FILE.tlog-proof]", example: "custos log proof --index 42 --out entry42.tlog-proof"},
+			logWatchCommand,
+		}},
+		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof, own: true,
+			args: "FILE --key LOG_VERIFIER_KEY", example: "custos verify-proof entry42.tlog-proof --key log.pub"},
+		{name: "audit", summary: "the tenant's side of the audit log", subs: []*command{auditPullCommand}},
+		tenantCommand,
+		listCommand,
+		contactCommand,
+		importCommand,
+		exportCommand,
+		principalCommand,
+		enrollmentCommand,
+		enrollCommand,
+		keyCommand,
+		supportCommand,
+		reviewCommand,
+		rulesCommand,
+		alertsCommand,
+		containCommand,
+		traceCommand,
+	}
 }
 
 func logSub(sub string) func(*Main, context.Context, []string) error {
@@ -207,10 +212,10 @@ func (m *Main) runCommand(ctx context.Context, parent string, c *command, args [
 		}
 		return usagef("custos %s: unknown verb %q", name, args[0])
 	}
-	if c.usage != "" && slices.ContainsFunc(args, isHelp) {
-		// A command parsing its own flags: the usage here, then its flag
-		// list, printed by its own FlagSet, on stdout too.
-		fmt.Fprintf(m.Stdout, "Usage: %s\nFlags:\n", c.usage)
+	if c.own && slices.ContainsFunc(args, isHelp) {
+		// The usage here, then the flags, printed by its own FlagSet, on
+		// stdout too.
+		printUsage(m.Stdout, name, c.args, c.example)
 		mm := *m
 		mm.Stderr = m.Stdout
 		return c.run(&mm, ctx, []string{"-h"})
@@ -233,22 +238,33 @@ func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 // flagSet is one command's flags and usage.
 type flagSet struct {
 	*flag.FlagSet
-	m     *Main
-	usage string // "ARGS\n\nwhat it does\n\nExample:\n  custos …"
+	m             *Main
+	args, example string
 }
 
-// flags starts the FlagSet of command name ("tenant create"); usage's
-// first line is its arguments, the rest what it does and an example.
-func (m *Main) flags(name, usage string) *flagSet {
-	fs := flag.NewFlagSet("custos "+name, flag.ContinueOnError)
+// flags starts the FlagSet of command name ("tenant create"), which
+// takes args; example is a command line using it.
+func (m *Main) flags(name, args, example string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parse prints the usage itself, to stdout for -h
 	fs.Usage = func() {}
-	return &flagSet{FlagSet: fs, m: m, usage: usage}
+	return &flagSet{FlagSet: fs, m: m, args: args, example: example}
+}
+
+// printUsage prints a command's usage: its arguments, its summary from
+// the verb table and an example. Its flags follow.
+func printUsage(w io.Writer, name, args, example string) {
+	summary, cs := "", commands
+	for _, word := range strings.Fields(name) {
+		if i := slices.IndexFunc(cs, func(c *command) bool { return c.name == word }); i >= 0 {
+			summary, cs = cs[i].summary, cs[i].subs
+		}
+	}
+	fmt.Fprintf(w, "Usage: custos %s %s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", name, args, summary, example)
 }
 
 func (f *flagSet) printUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: %s %s\n", f.Name(), strings.TrimSpace(f.usage))
-	fmt.Fprintln(w, "\nFlags:")
+	printUsage(w, f.Name(), f.args, f.example)
 	f.SetOutput(w)
 	f.PrintDefaults()
 	f.SetOutput(io.Discard)
@@ -265,11 +281,11 @@ func (f *flagSet) parse(args []string, min, max int, required ...string) ([]stri
 		return nil, err
 	}
 	if err == nil && (len(pos) < min || max >= 0 && len(pos) > max) {
-		err = usagef("%s: wrong number of arguments", f.Name())
+		err = usagef("custos %s: wrong number of arguments", f.Name())
 	}
 	for _, r := range required {
 		if err == nil && f.Lookup(r).Value.String() == "" {
-			err = usagef("%s: --%s is required", f.Name(), r)
+			err = usagef("custos %s: --%s is required", f.Name(), r)
 		}
 	}
 	if err != nil {

@@ -16,14 +16,7 @@ var principalCommand = &command{name: "principal", summary: "principals: who hol
 }}
 
 func (m *Main) runPrincipalCreate(ctx context.Context, args []string) error {
-	fs := m.flags("principal create", `--kind K [--tenant T] --email E [--owner TEAM] NAME
-
-Creates principal NAME of kind K. Its enrollment is mailed to E, at once
-or once a second party approves it (custos enrollment approve).
-
-Example:
-  custos principal create --kind staff_support --email sam@vendor.example --owner support sam`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("principal create", `--kind K [--tenant T] --email E [--owner TEAM] NAME`, `custos principal create --kind staff_support --email sam@vendor.example --owner support sam`)
 	kind := fs.String("kind", "", "principal kind (required): "+fmt.Sprint(custos.Kinds))
 	tenant := fs.String("tenant", "", "tenant id (tenant principals)")
 	owner := fs.String("owner", "", "principal's team (a label)")
@@ -43,13 +36,7 @@ Example:
 }
 
 func (m *Main) runPrincipalLs(ctx context.Context, args []string) error {
-	fs := m.flags("principal ls", `
-
-Lists the principals the key may see.
-
-Example:
-  custos principal ls`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("principal ls", ``, `custos principal ls`)
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -65,14 +52,7 @@ Example:
 }
 
 func (m *Main) runPrincipalRekey(ctx context.Context, args []string) error {
-	fs := m.flags("principal rekey", `PRINCIPAL
-
-Sends PRINCIPAL's holder a new enrollment, with the approvals its
-creation needed.
-
-Example:
-  custos principal rekey pr_…`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("principal rekey", `PRINCIPAL`, `custos principal rekey pr_…`)
 	pos, err := fs.parse(args, 1, 1)
 	if err != nil {
 		return err

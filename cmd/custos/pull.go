@@ -37,15 +37,7 @@ var auditPullCommand = &command{name: "pull", summary: "the tenant's side: fetch
 // a fork or rollback, or a bad signature, leaving the trusted state as it
 // was.
 func (m *Main) runAuditPull(ctx context.Context, args []string) error {
-	fs := m.flags("audit pull", `--tenant T --log-key log.pub [--state FILE]
-
-Fetches tenant T's access feed since the last pull and verifies it: no
-gap in tenant_seq, each entry included in a signed checkpoint, each
-checkpoint consistent with the one trusted before (kept in FILE).
-
-Example:
-  custos audit pull --tenant tn_… --log-key log.pub --state acme-audit.json`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("audit pull", `--tenant T --log-key log.pub [--state FILE]`, `custos audit pull --tenant tn_… --log-key log.pub --state acme-audit.json`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	logKey := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	statePath := fs.String("state", "", "where to keep the last trusted checkpoint (default custos-audit-TENANT.json)")

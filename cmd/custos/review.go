@@ -17,16 +17,7 @@ var reviewCommand = &command{name: "review", summary: "the access review: every 
 // terminal or JSON for machines; with --revoke, operators revoke every
 // live key the chosen flags point at, in one all-or-nothing request.
 func (m *Main) runReview(ctx context.Context, args []string) error {
-	fs := m.flags("review", `[--flag F]… [--revoke [--yes]]
-
-Every principal and key: owner, scopes, created, expires, last used,
-active grants, and flags (`+strings.Join(vault.ReviewFlags, ", ")+`).
-With --revoke (operators), every live key the flags select is revoked
-in one request; without --yes, only listed.
-
-Example:
-  custos review --flag unused_30d --revoke --yes`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("review", `[--flag F]… [--revoke [--yes]]`, `custos review --flag unused_30d --revoke --yes`)
 	var flags multiFlag
 	fs.Var(&flags, "flag", "show only principals and keys with this flag (repeatable): "+strings.Join(vault.ReviewFlags, ", "))
 	revoke := fs.Bool("revoke", false, "revoke every live key selected by --flag (operators)")

@@ -16,13 +16,7 @@ var rulesCommand = &command{name: "rules", summary: "detection rules (docs/detec
 // runRulesCheck runs "custos rules check DIR": every problem in the rule
 // files, as file:line, and a non-zero exit if there is one.
 func (m *Main) runRulesCheck(_ context.Context, args []string) error {
-	fs := m.flags("rules check", `[DIR]
-
-Loads the rule files in DIR (without DIR, the default pack) and lists
-the rules, or every problem as file:line (exit 1).
-
-Example:
-  custos rules check ./rules`)
+	fs := m.flags("rules check", `[DIR]`, `custos rules check ./rules`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := fs.parse(args, 0, 1)
 	if err != nil {

@@ -30,18 +30,13 @@ var supportCommand = &command{name: "support", summary: "support access to a ten
 
 // supportFlags starts a support verb's flags: --tenant is always
 // required.
-func (m *Main) supportFlags(verb, usage string) (*flagSet, *api, *string) {
-	fs := m.flags("support "+verb, usage)
-	return fs, m.apiFlags(fs), fs.String("tenant", "", "tenant id (required)")
+func (m *Main) supportFlags(verb, args, example string) (*flagSet, *api, *string) {
+	fs, a := m.clientFlags("support "+verb, args, example)
+	return fs, a, fs.String("tenant", "", "tenant id (required)")
 }
 
 func (m *Main) runSupportOn(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("on", `--tenant T [--max-grant 24h] [--accept CODE]… [--break-glass]
-
-Allows support staff to ask for access to tenant T's contacts.
-
-Example:
-  custos support on --tenant tn_… --max-grant 8h --accept customer_request`)
+	fs, a, tenant := m.supportFlags("on", `--tenant T [--max-grant 24h] [--accept CODE]… [--break-glass]`, `custos support on --tenant tn_… --max-grant 8h --accept customer_request`)
 	maxGrant := fs.String("max-grant", "", "longest grant the tenant allows (e.g. 24h)")
 	breakGlass := fs.Bool("break-glass", false, "also allow break-glass grants (two security approvals, at most 1h)")
 	var codes multiFlag
@@ -53,12 +48,7 @@ Example:
 }
 
 func (m *Main) runSupportOff(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("off", `--tenant T
-
-Refuses support access to tenant T from now on.
-
-Example:
-  custos support off --tenant tn_…`)
+	fs, a, tenant := m.supportFlags("off", `--tenant T`, `custos support off --tenant tn_…`)
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
@@ -88,12 +78,7 @@ func supportRequest(verb string) func(*Main, context.Context, []string) error {
 		path, who, duration = "/break-glass", "two security staff approve", "1h"
 	}
 	return func(m *Main, ctx context.Context, args []string) error {
-		fs, a, tenant := m.supportFlags(verb, `--tenant T --reason R --ticket T [--scope view_masked+reveal] [--duration `+duration+`]
-
-Asks for access to tenant T's contacts; `+who+`.
-
-Example:
-  custos support `+verb+` --tenant tn_… --reason "bounces on import" --ticket SUP-1234 --duration `+duration)
+		fs, a, tenant := m.supportFlags(verb, `--tenant T --reason R --ticket T [--scope view_masked+reveal] [--duration `+duration+`]`, `custos support `+verb+` --tenant tn_… --reason "bounces on import" --ticket SUP-1234 --duration `+duration)
 		reason := fs.String("reason", "", "why (required)")
 		ticket := fs.String("ticket", "", "ticket reference (required)")
 		scope := fs.String("scope", string(custos.ScopeViewMasked), "view_masked or view_masked+reveal")
@@ -111,12 +96,7 @@ Example:
 }
 
 func (m *Main) runSupportRequests(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("requests", `--tenant T
-
-Lists the access requests to tenant T.
-
-Example:
-  custos support requests --tenant tn_…`)
+	fs, a, tenant := m.supportFlags("requests", `--tenant T`, `custos support requests --tenant tn_…`)
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
@@ -138,12 +118,7 @@ Example:
 // supportDecide runs "custos support approve|deny REQUEST".
 func supportDecide(verb string) func(*Main, context.Context, []string) error {
 	return func(m *Main, ctx context.Context, args []string) error {
-		fs, a, tenant := m.supportFlags(verb, `--tenant T [--duration 8h] [--reveal-budget N] [--comment C] REQUEST
-
-You `+verb+` access request REQUEST to tenant T.
-
-Example:
-  custos support `+verb+` --tenant tn_… --comment "ok for today" ar_…`)
+		fs, a, tenant := m.supportFlags(verb, `--tenant T [--duration 8h] [--reveal-budget N] [--comment C] REQUEST`, `custos support `+verb+` --tenant tn_… --comment "ok for today" ar_…`)
 		duration := fs.String("duration", "", "approve: how long, at most what was asked (e.g. 4h)")
 		budget := fs.Int("reveal-budget", 0, "approve: reveals allowed (default 20)")
 		comment := fs.String("comment", "", "a note for the requester")
@@ -168,13 +143,7 @@ Example:
 }
 
 func (m *Main) runSupportApproveBreakGlass(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("approve-break-glass", `--tenant T REQUEST
-
-Approves break-glass request REQUEST as security staff; the second
-approval by a different approver opens the grant.
-
-Example:
-  custos support approve-break-glass --tenant tn_… ar_…`)
+	fs, a, tenant := m.supportFlags("approve-break-glass", `--tenant T REQUEST`, `custos support approve-break-glass --tenant tn_… ar_…`)
 	pos, err := fs.parse(args, 1, 1, "tenant")
 	if err != nil {
 		return err
@@ -197,12 +166,7 @@ Example:
 }
 
 func (m *Main) runSupportGrants(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("grants", `--tenant T
-
-Lists the support grants of tenant T.
-
-Example:
-  custos support grants --tenant tn_…`)
+	fs, a, tenant := m.supportFlags("grants", `--tenant T`, `custos support grants --tenant tn_…`)
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
@@ -218,12 +182,7 @@ Example:
 }
 
 func (m *Main) runSupportGrant(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("grant", `--tenant T --staff P [--scope S] [--duration 8h] [--reveal-budget N]
-
-Grants staff_support principal P access to tenant T without a request.
-
-Example:
-  custos support grant --tenant tn_… --staff pr_… --duration 2h`)
+	fs, a, tenant := m.supportFlags("grant", `--tenant T --staff P [--scope S] [--duration 8h] [--reveal-budget N]`, `custos support grant --tenant tn_… --staff pr_… --duration 2h`)
 	staff := fs.String("staff", "", "the staff_support principal (required)")
 	scope := fs.String("scope", string(custos.ScopeViewMasked), "view_masked or view_masked+reveal")
 	duration := fs.String("duration", "", "how long (e.g. 8h)")
@@ -240,12 +199,7 @@ Example:
 }
 
 func (m *Main) runSupportRevoke(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("revoke", `--tenant T GRANT
-
-Ends GRANT now: the tenant's admin, or the staff member holding it.
-
-Example:
-  custos support revoke --tenant tn_… gr_…`)
+	fs, a, tenant := m.supportFlags("revoke", `--tenant T GRANT`, `custos support revoke --tenant tn_… gr_…`)
 	pos, err := fs.parse(args, 1, 1, "tenant")
 	if err != nil {
 		return err
@@ -258,12 +212,7 @@ Example:
 }
 
 func (m *Main) runSupportView(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("view", `--tenant T (--list L | TOKEN)
-
-Shows list L's contacts, or the one TOKEN names, masked, under your grant.
-
-Example:
-  custos support view --tenant tn_… --list ls_…`)
+	fs, a, tenant := m.supportFlags("view", `--tenant T (--list L | TOKEN)`, `custos support view --tenant tn_… --list ls_…`)
 	list := fs.String("list", "", "list id")
 	pos, err := fs.parse(args, 0, 1, "tenant")
 	if err != nil {
@@ -297,13 +246,7 @@ Example:
 }
 
 func (m *Main) runSupportReveal(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("reveal", `--tenant T --reason-code C --reason R TOKEN
-
-Reveals the contact TOKEN names, within your grant's reveal budget; the
-tenant sees who revealed what, and why.
-
-Example:
-  custos support reveal --tenant tn_… --reason-code customer_request --reason "SUP-1234: wrong address" ct_…`)
+	fs, a, tenant := m.supportFlags("reveal", `--tenant T --reason-code C --reason R TOKEN`, `custos support reveal --tenant tn_… --reason-code customer_request --reason "SUP-1234: wrong address" ct_…`)
 	reasonCode := fs.String("reason-code", "", "why, as a code (required): "+strings.Join(custos.ReasonCodes, ", "))
 	reason := fs.String("reason", "", "why, in words (required)")
 	pos, err := fs.parse(args, 1, 1, "tenant", "reason-code", "reason")
@@ -318,12 +261,7 @@ Example:
 }
 
 func (m *Main) runSupportReveals(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("reveals", `--tenant T
-
-Lists every reveal of tenant T's contacts: who saw what, and why.
-
-Example:
-  custos support reveals --tenant tn_…`)
+	fs, a, tenant := m.supportFlags("reveals", `--tenant T`, `custos support reveals --tenant tn_…`)
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}

@@ -15,14 +15,7 @@ var tenantCommand = &command{name: "tenant", summary: "tenants (operators)", sub
 }}
 
 func (m *Main) runTenantCreate(ctx context.Context, args []string) error {
-	fs := m.flags("tenant create", `--admin-email E NAME
-
-Creates tenant NAME. Its first admin is a principal held by E, who
-enrolls with the secret mailed there (custos enroll).
-
-Example:
-  custos tenant create --admin-email admin@acme.example Acme`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("tenant create", `--admin-email E NAME`, `custos tenant create --admin-email admin@acme.example Acme`)
 	adminEmail := fs.String("admin-email", "", "the address the tenant registered for its first admin (required)")
 	pos, err := fs.parse(args, 1, 1, "admin-email")
 	if err != nil {
@@ -40,13 +33,7 @@ Example:
 }
 
 func (m *Main) runTenantLs(ctx context.Context, args []string) error {
-	fs := m.flags("tenant ls", `
-
-Lists every tenant.
-
-Example:
-  custos tenant ls --json`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("tenant ls", ``, `custos tenant ls --json`)
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}

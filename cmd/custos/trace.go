@@ -12,15 +12,7 @@ var traceCommand = &command{name: "trace", summary: "is an address found outside
 // runTrace runs "custos trace EMAIL": is this address one of our canaries,
 // and if it is, which export (and who) or which list let it out?
 func (m *Main) runTrace(ctx context.Context, args []string) error {
-	fs := m.flags("trace", `EMAIL
-
-Says whether EMAIL, an address found outside custos, is one of its
-canaries, and if so which export (by whom, with which key) or which list
-let it out.
-
-Example:
-  custos trace found-in-a-leak@example.com`)
-	a := m.apiFlags(fs)
+	fs, a := m.clientFlags("trace", `EMAIL`, `custos trace found-in-a-leak@example.com`)
 	pos, err := fs.parse(args, 1, 1)
 	if err != nil {
 		return err

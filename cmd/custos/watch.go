@@ -23,14 +23,7 @@ var logWatchCommand = &command{name: "watch", summary: "follow a remote custos's
 // it trusted (from hash tiles it checks against the new root), and exits
 // non-zero on a fork, a rollback or a bad signature.
 func (m *Main) runLogWatch(ctx context.Context, args []string) error {
-	fs := m.flags("log watch", `--log-key log.pub [--state FILE] [--interval 5s] [--once] URL
-
-Follows the public log of the custos at URL: each new signed checkpoint
-must be consistent with the last one trusted (kept in FILE across runs).
-Exits 1 on a fork, a rollback or a bad signature.
-
-Example:
-  custos log watch --log-key log.pub --state watch.cp https://custos.example`)
+	fs := m.flags("log watch", `--log-key log.pub [--state FILE] [--interval 5s] [--once] URL`, `custos log watch --log-key log.pub --state watch.cp https://custos.example`)
 	key := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	interval := fs.Duration("interval", 5*time.Second, "time between checks")
 	statePath := fs.String("state", "", "file keeping the last trusted checkpoint across runs (a rollback is caught only if this outlives the server's state)")
