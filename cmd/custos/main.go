@@ -1,41 +1,32 @@
 // Command custos is the custos binary: the server, its setup, a demo,
 // thin clients over the HTTP API, and the audit log's verifier.
 //
-//	custos init                 create a data directory, keys and the first operator
-//	custos serve                serve the API
-//	custos demo                 a guided tour in a temporary directory
-//	custos log verify           recompute and check the whole audit log
-//	custos tenant|list|contact|import|export|principal|key …   API clients
-//
-// Run "custos help" for the full list.
+// One command per file; the verb table below ([commands]) is the list
+// "custos help" prints and the dispatcher follows, so adding a verb is
+// one file and one row. docs/cli.md is generated from it.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	m := NewMain()
-	if err := m.Run(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, errHelp) {
-			os.Exit(0)
-		}
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintln(os.Stderr, "custos:", err)
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "custos:", err)
-		os.Exit(1)
-	}
+	code := NewMain().Exec(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
 // Main is the program, with its streams and environment injectable so
@@ -52,114 +43,318 @@ func NewMain() *Main {
 	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
 }
 
+// The exit codes, as "custos help" documents them.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	exitPartial = 3
+)
+
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-const usage = `custos keeps contact lists where no single insider can quietly take them,
+// errPartial marks a command that did part of its work (an import with
+// refused rows): exit code 3.
+var errPartial = errors.New("partly done")
+
+// Exec runs one command and returns the process's exit code.
+func (m *Main) Exec(ctx context.Context, args []string) int {
+	err := m.Run(ctx, args)
+	if err == nil || errors.Is(err, errHelp) {
+		return exitOK
+	}
+	fmt.Fprintln(m.Stderr, "custos:", err)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, errPartial):
+		return exitPartial
+	}
+	return exitFailure
+}
+
+// command is a row of the verb table: a verb that runs, or a noun whose
+// verbs are subs (the first of them the default when dflt is set).
+type command struct {
+	name    string
+	summary string
+	run     func(m *Main, ctx context.Context, args []string) error
+	subs    []*command
+	dflt    bool
+	// own: the command parses its own flags (serve, init, log …), so
+	// args and example, what -h prints before its flags, are kept here.
+	own           bool
+	args, example string
+}
+
+// commands is the verb table, filled in init: usage texts read it.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit, own: true,
+			args: "[--data DIR]", example: "custos init --data ./custos-data"},
+		{name: "serve", summary: "serve the API", run: (*Main).runServe, own: true,
+			args: "[--addr ADDR] [--data DIR] [--kek FILE]", example: "custos serve --addr 127.0.0.1:8750"},
+		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo, own: true,
+			args: "", example: "custos demo"},
+		{name: "log", summary: "the audit log", subs: []*command{
+			{name: "verify", summary: "recompute the whole log and check it against its checkpoints", run: logSub("verify"), own: true,
+				args: "[--checkpoint FILE] [--state FILE] [--rows]", example: "custos log verify --state verified.cp --rows"},
+			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint"), own: true,
+				args: "", example: "custos log checkpoint > latest.cp"},
+			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof"), own: true,
+				args: "--index N [--out FILE.tlog-proof]", example: "custos log proof --index 42 --out entry42.tlog-proof"},
+			logWatchCommand,
+		}},
+		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof, own: true,
+			args: "FILE --key LOG_VERIFIER_KEY", example: "custos verify-proof entry42.tlog-proof --key log.pub"},
+		{name: "audit", summary: "the tenant's side of the audit log", subs: []*command{auditPullCommand}},
+		tenantCommand,
+		listCommand,
+		contactCommand,
+		importCommand,
+		exportCommand,
+		principalCommand,
+		enrollmentCommand,
+		enrollCommand,
+		keyCommand,
+		supportCommand,
+		reviewCommand,
+		rulesCommand,
+		alertsCommand,
+		containCommand,
+		traceCommand,
+	}
+}
+
+func logSub(sub string) func(*Main, context.Context, []string) error {
+	return func(m *Main, ctx context.Context, args []string) error {
+		return m.runLog(ctx, append([]string{sub}, args...))
+	}
+}
+
+const helpHead = `custos keeps contact lists where no single insider can quietly take them,
 and proves every access.
 
-Usage: custos <command> [flags]
+Usage: custos <command> [<verb>] [flags] [arguments]
+       custos <command> [<verb>] -h    its flags and an example
 
-Server:
-  init        create a data directory: keys, database, first operator key
-  serve       serve the API (--addr, --data, --kek)
-  demo        run a guided tour in a temporary data directory
+`
 
-Audit log:
-  log verify      recompute the whole log and check it against its checkpoints
-  log checkpoint  print the latest signed checkpoint
-  log proof       print and check an inclusion proof (--index N [--out FILE.tlog-proof])
-  log watch URL   follow a remote custos's log, proving each checkpoint consistent
-                  with the last (--key log.pub [--state FILE]); exits non-zero on a
-                  fork or rollback
-  verify-proof    check a proof file offline: custos verify-proof FILE --key log.pub
-  audit pull      on the tenant's side: fetch and verify the tenant's access feed
-                  (--tenant T --log-key log.pub [--state FILE]); fails on a gap,
-                  a bad proof, a fork or rollback, or a bad signature
+const helpTail = `
+Client commands talk to a server: --server URL (env CUSTOS_SERVER, default
+http://127.0.0.1:8750) and --key cst_… (env CUSTOS_KEY); --json prints JSON.
 
-Clients (--server URL, --key cst_…, or CUSTOS_SERVER, CUSTOS_KEY):
-  tenant create --admin-email E NAME | tenant ls   (its first admin enrolls from the mail)
-  list create --tenant T NAME | list ls --tenant T
-  contact add --tenant T --list L EMAIL [--attr k=v]… | contact get --tenant T TOKEN
-  contact lookup --tenant T --list L EMAIL | contact ls --tenant T --list L
-  import --tenant T --list L FILE.csv|FILE.ndjson
-  export --tenant T --list L [--format csv|ndjson] [--out FILE]
-  principal create --kind K [--tenant T] --email E [--owner TEAM] NAME | principal ls
-  principal rekey P              a new enrollment to P's holder (same approvals as creation)
-  enrollment ls [--status pending] | enrollment approve|deny ID   (the second party)
-  enroll SECRET [--scope S]… [--expires-in 720h]   the holder sets up its own key
-  key create --principal ME [--scope S]… | key ls | key revoke ID   (a key only for yourself)
-
-Support access (--tenant T):
-  tenant admin: support on [--max-grant 24h] [--accept CODE]… | support off
-                support requests | support approve REQ [--duration] [--reveal-budget N]
-                support deny REQ | support grants | support grant --staff P | support revoke GRANT
-  staff:        support request --reason R --ticket T [--scope view_masked+reveal] [--duration 8h]
-                support view --list L | support view TOKEN | support reveal TOKEN --reason-code C --reason R
-                support revoke GRANT  (end your own grant early)
-                support break-glass --reason R --ticket T [--duration 1h]  (if the tenant allows it)
-  tenant admin: support on --break-glass | support reveals  (who saw what, and why)
-  security:     support approve-break-glass REQ  (two different approvers open the grant)
-
-Access review (operators, security staff):
-  review [--flag F]… [--json]    every principal and key: owner, scopes, created,
-                                 expires, last used, active grants; flags unused_30d,
-                                 no_expiry, no_owner, suspended_with_live_keys
-  review --flag F --revoke --yes revoke every live key carrying flag F (operators)
-
-Detection (docs/detection.md):
-  rules check [DIR]              validate rule files (file:line errors); no DIR: the default pack
-  alerts [ls] [--status S] | alerts ack|resolve ALERT [--note N]      (security staff)
-  contain ls | contain suspend|unsuspend PRINCIPAL --reason R | contain freeze|unfreeze TENANT --reason R
-  trace EMAIL                    is an address found outside a canary? whose export or list?
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 partly done (an import with
+refused rows).
 
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
-CUSTOS_SERVER, CUSTOS_KEY.
+CUSTOS_SERVER, CUSTOS_KEY, CUSTOS_LOG_KEY. Every command: docs/cli.md.
 `
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, helpHead, "Commands:\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, c := range commands {
+		if c.subs == nil {
+			fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+		}
+		for _, s := range c.subs {
+			fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, s.name, s.summary)
+		}
+	}
+	tw.Flush()
+	fmt.Fprint(w, helpTail)
+}
 
 // Run runs one command.
 func (m *Main) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(m.Stderr, usage)
+		printHelp(m.Stderr)
 		return usagef("no command given")
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprint(m.Stdout, usage)
+	if isHelp(args[0]) || args[0] == "help" {
+		printHelp(m.Stdout)
 		return nil
-	case "init":
-		return m.runInit(ctx, rest)
-	case "serve":
-		return m.runServe(ctx, rest)
-	case "demo":
-		return m.runDemo(ctx, rest)
-	case "log":
-		return m.runLog(ctx, rest)
-	case "audit":
-		return m.runAudit(ctx, rest)
-	case "verify-proof":
-		return m.runVerifyProof(ctx, rest)
-	case "support":
-		return m.runSupport(ctx, rest)
-	case "review":
-		return m.runReview(ctx, rest)
-	case "rules":
-		return m.runRules(ctx, rest)
-	case "alerts":
-		return m.runAlerts(ctx, rest)
-	case "contain":
-		return m.runContain(ctx, rest)
-	case "trace":
-		return m.runTrace(ctx, rest)
-	case "enroll":
-		return m.runEnroll(ctx, rest)
-	case "tenant", "list", "contact", "import", "export", "principal", "key", "enrollment":
-		return m.runClient(ctx, cmd, rest)
 	}
-	fmt.Fprint(m.Stderr, usage)
-	return usagef("unknown command %q", cmd)
+	i := slices.IndexFunc(commands, func(c *command) bool { return c.name == args[0] })
+	if i < 0 {
+		printHelp(m.Stderr)
+		return usagef("unknown command %q", args[0])
+	}
+	return m.runCommand(ctx, "", commands[i], args[1:])
+}
+
+func (m *Main) runCommand(ctx context.Context, parent string, c *command, args []string) error {
+	name := strings.TrimSpace(parent + " " + c.name)
+	if c.subs != nil {
+		if c.dflt && (len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0])) {
+			return m.runCommand(ctx, name, c.subs[0], args)
+		}
+		if len(args) > 0 && isHelp(args[0]) {
+			printVerbs(m.Stdout, name, c.subs)
+			return errHelp
+		}
+		for _, s := range c.subs {
+			if len(args) > 0 && s.name == args[0] {
+				return m.runCommand(ctx, name, s, args[1:])
+			}
+		}
+		printVerbs(m.Stderr, name, c.subs)
+		if len(args) == 0 {
+			return usagef("custos %s: missing verb", name)
+		}
+		return usagef("custos %s: unknown verb %q", name, args[0])
+	}
+	if c.own && slices.ContainsFunc(args, isHelp) {
+		// The usage here, then the flags, printed by its own FlagSet, on
+		// stdout too.
+		printUsage(m.Stdout, name, c.args, c.example)
+		mm := *m
+		mm.Stderr = m.Stdout
+		return c.run(&mm, ctx, []string{"-h"})
+	}
+	return c.run(m, ctx, args)
+}
+
+func printVerbs(w io.Writer, name string, subs []*command) {
+	fmt.Fprintf(w, "Usage: custos %s <verb> [flags] [arguments]\n\nVerbs:\n", name)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, s := range subs {
+		fmt.Fprintf(tw, "  %s\t%s\n", s.name, s.summary)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nRun \"custos %s <verb> -h\" for a verb's flags and an example.\n", name)
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// flagSet is one command's flags and usage.
+type flagSet struct {
+	*flag.FlagSet
+	m             *Main
+	args, example string
+}
+
+// flags starts the FlagSet of command name ("tenant create"), which
+// takes args; example is a command line using it.
+func (m *Main) flags(name, args, example string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // parse prints the usage itself, to stdout for -h
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, m: m, args: args, example: example}
+}
+
+// printUsage prints a command's usage: its arguments, its summary from
+// the verb table and an example. Its flags follow.
+func printUsage(w io.Writer, name, args, example string) {
+	summary, cs := "", commands
+	for _, word := range strings.Fields(name) {
+		if i := slices.IndexFunc(cs, func(c *command) bool { return c.name == word }); i >= 0 {
+			summary, cs = cs[i].summary, cs[i].subs
+		}
+	}
+	fmt.Fprintf(w, "Usage: custos %s %s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", name, args, summary, example)
+}
+
+func (f *flagSet) printUsage(w io.Writer) {
+	printUsage(w, f.Name(), f.args, f.example)
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+}
+
+// parse parses args, flags before or after the positional arguments, and
+// requires between min and max of those (max < 0: any number) and a
+// value for each flag in required. -h prints the usage to stdout; an
+// error prints it to stderr and is a usage error.
+func (f *flagSet) parse(args []string, min, max int, required ...string) ([]string, error) {
+	pos, err := parse(f.FlagSet, args)
+	if errors.Is(err, errHelp) {
+		f.printUsage(f.m.Stdout)
+		return nil, err
+	}
+	if err == nil && (len(pos) < min || max >= 0 && len(pos) > max) {
+		err = usagef("custos %s: wrong number of arguments", f.Name())
+	}
+	for _, r := range required {
+		if err == nil && f.Lookup(r).Value.String() == "" {
+			err = usagef("custos %s: --%s is required", f.Name(), r)
+		}
+	}
+	if err != nil {
+		f.printUsage(f.m.Stderr)
+		return nil, usageError{err.Error()}
+	}
+	return pos, nil
+}
+
+type multiFlag []string
+
+func (f *multiFlag) String() string     { return strings.Join(*f, ",") }
+func (f *multiFlag) Set(v string) error { *f = append(*f, v); return nil }
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// printer prints results as text or, with --json, as JSON: the one way
+// every command prints.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+// one prints v as JSON, or the formatted line.
+func (p *printer) one(v any, format string, args ...any) error {
+	if p.json {
+		enc := json.NewEncoder(p.w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	_, err := fmt.Fprintf(p.w, format+"\n", args...)
+	return err
+}
+
+// table prints v as JSON, or a table of header and the rows the function writes.
+func (p *printer) table(v any, header string, rows func(io.Writer)) error {
+	if p.json {
+		return p.one(v, "")
+	}
+	tw := tabwriter.NewWriter(p.w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	return tw.Flush()
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func day(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.Format("2006-01-02")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

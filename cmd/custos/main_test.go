@@ -218,8 +218,9 @@ func TestInitServeClientsVerify(t *testing.T) {
 	}
 	csv := filepath.Join(t.TempDir(), "in.csv")
 	os.WriteFile(csv, []byte("email,plan\na@example.test,pro\nbroken\nb@example.test,free\n"), 0o600)
-	if got := c.must("import", "--tenant", tenant, "--list", list, csv); !strings.Contains(got, "imported 2") || !strings.Contains(got, "line 3") {
-		t.Fatalf("import:\n%s", got)
+	// A refused row: exit code 3, the line and its reason code, never its content.
+	if got, err := c.run("import", "--tenant", tenant, "--list", list, csv); !errors.Is(err, errPartial) || !strings.Contains(got, "imported 2") || !strings.Contains(got, "line 3: ") || strings.Contains(got, "broken") {
+		t.Fatalf("import: %v\n%s", err, got)
 	}
 	var page struct{ Items []json.RawMessage }
 	if err := json.Unmarshal([]byte(c.must("contact", "ls", "--tenant", tenant, "--list", list, "--json")), &page); err != nil || len(page.Items) != 3+vault.DefaultCanaries {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,21 +31,18 @@ type pullState struct {
 	LastLeaf  *tlog.Hash `json:"last_leaf,omitempty"`
 }
 
-// runAudit runs "custos audit pull".
-func (m *Main) runAudit(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "pull" {
-		return usagef("custos audit: the only subcommand is pull")
-	}
-	fs := newFlagSet("audit pull", m.Stderr)
-	mk, asJSON := m.clientFlags(fs)
-	tenant := fs.String("tenant", "", "tenant id")
+var auditPullCommand = &command{name: "pull", summary: "the tenant's side: fetch and verify the tenant's access feed", run: (*Main).runAuditPull}
+
+// runAuditPull runs "custos audit pull": it fails on a gap, a bad proof,
+// a fork or rollback, or a bad signature, leaving the trusted state as it
+// was.
+func (m *Main) runAuditPull(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("audit pull", `--tenant T --log-key log.pub [--state FILE]`, `custos audit pull --tenant tn_… --log-key log.pub --state acme-audit.json`)
+	tenant := fs.String("tenant", "", "tenant id (required)")
 	logKey := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	statePath := fs.String("state", "", "where to keep the last trusted checkpoint (default custos-audit-TENANT.json)")
-	if _, err := parse(fs, args[1:]); err != nil {
+	if _, err := fs.parse(args, 0, 0, "tenant", "log-key"); err != nil {
 		return err
-	}
-	if *tenant == "" || *logKey == "" {
-		return usagef("custos audit pull: --tenant and --log-key are required")
 	}
 	v, err := loadVerifier(*logKey)
 	if err != nil {
@@ -72,7 +68,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			return fmt.Errorf("trusted checkpoint in %s: %w", *statePath, err)
 		}
 	}
-	c := mk()
+	c := a.client()
 	consistency := func(from, to uint64) (tlog.TreeProof, error) {
 		var p struct{ Proof []tlog.Hash }
 		err := c.json(ctx, "GET", fmt.Sprintf("/v1/log/proof/consistency?from=%d&to=%d", from, to), nil, &p)
@@ -82,7 +78,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 	reproved := st.LastLeaf == nil
 	for {
 		var feed audit.Feed
-		path := "/v1/tenants/" + url.PathEscape(*tenant) + fmt.Sprintf("/access-log?after=%d", st.TenantSeq)
+		path := tenantPath(*tenant) + fmt.Sprintf("/access-log?after=%d", st.TenantSeq)
 		if err := c.json(ctx, "GET", path, nil, &feed); err != nil {
 			return err
 		}
@@ -105,7 +101,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			h := tlog.RecordHash(leaf)
 			st.LastIndex, st.LastLeaf = e.Index, &h
 			verified++
-			if *asJSON {
+			if a.json {
 				fmt.Fprintf(m.Stdout, "%s\n", e.Body)
 			} else {
 				var l audit.Leaf

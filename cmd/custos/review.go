@@ -3,27 +3,27 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/custos-dev/custos"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/vault"
 )
+
+var reviewCommand = &command{name: "review", summary: "the access review: every principal and key, flagged; --revoke by flag", run: (*Main).runReview}
 
 // runReview runs "custos review": the access review, as a table on a
 // terminal or JSON for machines; with --revoke, operators revoke every
 // live key the chosen flags point at, in one all-or-nothing request.
 func (m *Main) runReview(ctx context.Context, args []string) error {
-	fs := newFlagSet("review", m.Stderr)
-	mk, asJSON := m.clientFlags(fs)
+	fs, a := m.clientFlags("review", `[--flag F]… [--revoke [--yes]]`, `custos review --flag unused_30d --revoke --yes`)
 	var flags multiFlag
 	fs.Var(&flags, "flag", "show only principals and keys with this flag (repeatable): "+strings.Join(vault.ReviewFlags, ", "))
 	revoke := fs.Bool("revoke", false, "revoke every live key selected by --flag (operators)")
 	yes := fs.Bool("yes", false, "with --revoke: really do it (otherwise only list what would go)")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
 	for _, f := range flags {
@@ -34,23 +34,20 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 	if *revoke && len(flags) == 0 {
 		return usagef("custos review --revoke needs at least one --flag: bulk revocation is by flag, never of everything")
 	}
-	c := mk()
+	c := a.client()
 	// The review comes in pages of principals; the flag counts are whole
 	// on every page.
-	var rv custos.Review
-	for after := ""; ; {
-		var pg custos.Review
-		if err := c.json(ctx, "GET", "/v1/review?after="+url.QueryEscape(after), nil, &pg); err != nil {
-			return err
-		}
-		if after == "" {
+	var rv *custos.Review
+	err := readPages(ctx, c, "/v1/review", func(pg *custos.Review) string {
+		if rv == nil {
 			rv = pg
 		} else {
 			rv.Principals = append(rv.Principals, pg.Principals...)
 		}
-		if after = pg.Next; after == "" {
-			break
-		}
+		return pg.Next
+	})
+	if err != nil {
+		return err
 	}
 	rv.Next = ""
 	selected := func(fs []string) bool {
@@ -87,14 +84,13 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 			shown = append(shown, &q)
 		}
 	}
-	pr := &printer{w: m.Stdout, json: *asJSON}
+	pr := a.printer()
 	if *revoke {
 		if len(victims) == 0 {
 			return pr.one(map[string]int{"revoked": 0}, "no live key carries %s: nothing to revoke", strings.Join(flags, " or "))
 		}
 		if !*yes {
-			fmt.Fprintf(m.Stdout, "would revoke %d live keys: %s\nrun again with --yes to revoke them\n", len(victims), strings.Join(victims, " "))
-			return nil
+			return pr.one(map[string]any{"would_revoke": victims}, "would revoke %d live keys: %s\nrun again with --yes to revoke them", len(victims), strings.Join(victims, " "))
 		}
 		var res struct{ Revoked int }
 		if err := c.json(ctx, "POST", "/v1/review/revoke", map[string]any{"key_ids": victims}, &res); err != nil {
@@ -125,20 +121,6 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(tw, "\nreviewed at %s; flagged: %s\n", rv.At.Format(time.RFC3339), flagCounts(rv.Flagged))
 	})
-}
-
-func day(t *time.Time) string {
-	if t == nil {
-		return "never"
-	}
-	return t.Format("2006-01-02")
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func flagCounts(m map[string]int) string {

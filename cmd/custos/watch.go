@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,22 +16,22 @@ import (
 	"github.com/custos-dev/custos/audit"
 )
 
+var logWatchCommand = &command{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch}
+
 // runLogWatch follows a remote custos's public log: it fetches the signed
 // checkpoint every interval, proves each new one consistent with the last
 // it trusted (from hash tiles it checks against the new root), and exits
 // non-zero on a fork, a rollback or a bad signature.
 func (m *Main) runLogWatch(ctx context.Context, args []string) error {
-	fs := newFlagSet("log watch", m.Stderr)
-	key := fs.String("key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+	fs := m.flags("log watch", `--log-key log.pub [--state FILE] [--interval 5s] [--once] URL`, `custos log watch --log-key log.pub --state watch.cp https://custos.example`)
+	key := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	interval := fs.Duration("interval", 5*time.Second, "time between checks")
 	statePath := fs.String("state", "", "file keeping the last trusted checkpoint across runs (a rollback is caught only if this outlives the server's state)")
 	once := fs.Bool("once", false, "check once and exit")
-	pos, err := parse(fs, args)
+	asJSON := fs.Bool("json", false, "print one JSON object per new checkpoint")
+	pos, err := fs.parse(args, 1, 1, "log-key")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 || *key == "" {
-		return usagef("usage: custos log watch URL --key LOG_VERIFIER_KEY [--state FILE] [--interval 5s] [--once]")
 	}
 	base := strings.TrimRight(pos[0], "/")
 	v, err := loadVerifier(*key)
@@ -72,7 +73,12 @@ func (m *Main) runLogWatch(ctx context.Context, args []string) error {
 			if prev != nil {
 				from = prev.Size
 			}
-			fmt.Fprintf(m.Stdout, "%s  %s size %d root %s: consistent with size %d\n", time.Now().UTC().Format(time.RFC3339), cp.Origin, cp.Size, cp.Root, from)
+			now := time.Now().UTC().Format(time.RFC3339)
+			if *asJSON {
+				json.NewEncoder(m.Stdout).Encode(map[string]any{"at": now, "origin": cp.Origin, "size": cp.Size, "root": cp.Root.String(), "consistent_with": from})
+			} else {
+				fmt.Fprintf(m.Stdout, "%s  %s size %d root %s: consistent with size %d\n", now, cp.Origin, cp.Size, cp.Root, from)
+			}
 		}
 		if *statePath != "" {
 			if err := os.WriteFile(*statePath, cp.Note, 0o644); err != nil {

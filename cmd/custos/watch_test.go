@@ -32,7 +32,7 @@ func TestLogWatch(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "watch.cp")
 	w := &cli{t: t, env: map[string]string{}}
 	watch := func(url string) (string, error) {
-		return w.run("log", "watch", url, "--key", pub, "--state", state, "--once")
+		return w.run("log", "watch", url, "--log-key", pub, "--state", state, "--once")
 	}
 	trusted := func() *audit.Checkpoint {
 		b, _ := os.ReadFile(state)
@@ -128,7 +128,7 @@ func TestLogWatchCatchesRestoredBackup(t *testing.T) {
 			t.Fatal("watcher never trusted a checkpoint beyond the backup")
 		}
 		c.tenant("After")
-		if out, err := w.run("log", "watch", srv.URL, "--key", pub, "--state", state, "--once"); err != nil {
+		if out, err := w.run("log", "watch", srv.URL, "--log-key", pub, "--state", state, "--once"); err != nil {
 			t.Fatalf("watch: %v\n%s", err, out)
 		}
 		b, _ := os.ReadFile(state)
@@ -144,7 +144,7 @@ func TestLogWatchCatchesRestoredBackup(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "custos.db"), b, 0o600)
 	srv = startServer(t, dir)
 	defer srv.Close()
-	_, err = w.run("log", "watch", srv.URL, "--key", pub, "--state", state, "--once")
+	_, err = w.run("log", "watch", srv.URL, "--log-key", pub, "--state", state, "--once")
 	if err == nil || !strings.Contains(err.Error(), "rollback") {
 		t.Fatalf("watch after the database was restored from a backup: %v; want a rollback", err)
 	}

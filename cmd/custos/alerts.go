@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"github.com/custos-dev/custos"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+)
+
+var alertsCommand = &command{name: "alerts", summary: "detection alerts (security staff)", dflt: true, subs: []*command{
+	{name: "ls", summary: "list alerts (the default verb)", run: (*Main).runAlertsLs},
+	{name: "ack", summary: "acknowledge an alert", run: alertsSet("ack")},
+	{name: "resolve", summary: "resolve an alert", run: alertsSet("resolve")},
+}}
+
+func (m *Main) runAlertsLs(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("alerts ls", `[--status S]`, `custos alerts ls --status open`)
+	status := fs.String("status", "", "open, acknowledged or resolved")
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	page, err := allItems[custos.Alert](ctx, a.client(), "/v1/alerts?status="+url.QueryEscape(*status))
+	if err != nil {
+		return err
+	}
+	return a.printer().table(page, "ID\tSTATUS\tLEVEL\tRULE\tPRINCIPALS\tTENANTS\tEVIDENCE\tCONTAINMENT\tAT", func(tw io.Writer) {
+		for _, a := range page.Items {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d entries\t%s\t%s\n", a.ID, a.Status, a.Severity, a.RuleID, dash(strings.Join(a.Principals, " ")),
+				dash(strings.Join(a.Tenants, " ")), len(a.Evidence), dash(strings.Join(a.Actions, "; ")), a.CreatedAt.Format(time.RFC3339))
+		}
+	})
+}
+
+// alertsSet runs "custos alerts ack|resolve ALERT".
+func alertsSet(verb string) func(*Main, context.Context, []string) error {
+	return func(m *Main, ctx context.Context, args []string) error {
+		fs, a := m.clientFlags("alerts "+verb, `[--note N] ALERT`, `custos alerts `+verb+` --note "key revoked, customer told" al_…`)
+		note := fs.String("note", "", "what was found or done")
+		pos, err := fs.parse(args, 1, 1)
+		if err != nil {
+			return err
+		}
+		var al custos.Alert
+		if err := a.client().json(ctx, "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/"+verb, map[string]string{"note": *note}, &al); err != nil {
+			return err
+		}
+		return a.printer().one(al, "alert %s is %s", al.ID, al.Status)
+	}
+}

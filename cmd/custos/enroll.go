@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+
+	"github.com/custos-dev/custos"
+)
+
+var enrollCommand = &command{name: "enroll", summary: "the holder sets up its own key with the secret from its enrollment mail", run: (*Main).runEnroll}
+
+func (m *Main) runEnroll(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("enroll", `[--scope S]… [--expires-in 720h] SECRET`, `custos enroll --expires-in 720h cse_…`)
+	expires := fs.String("expires-in", "", "key lifetime (e.g. 720h, or never; default 90 days)")
+	var scopes multiFlag
+	fs.Var(&scopes, "scope", "key scope (repeatable; default all the principal's kind allows)")
+	pos, err := fs.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Key    custos.APIKey `json:"key"`
+		Secret string        `json:"secret"`
+	}
+	if err := a.client().json(ctx, "POST", "/v1/enroll", map[string]any{"secret": pos[0], "scopes": scopes, "expires_in": *expires}, &res); err != nil {
+		return err
+	}
+	return a.printer().one(res, "enrolled: key %s for %s (shown once; store it now):\n%s", res.Key.ID, res.Key.PrincipalID, res.Secret)
+}

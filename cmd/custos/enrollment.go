@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"time"
+
+	"github.com/custos-dev/custos"
+)
+
+var enrollmentCommand = &command{name: "enrollment", summary: "enrollments: the second party's approvals", subs: []*command{
+	{name: "ls", summary: "list enrollments", run: (*Main).runEnrollmentLs},
+	{name: "approve", summary: "approve an enrollment another party requested", run: enrollmentDecide("approve")},
+	{name: "deny", summary: "deny an enrollment", run: enrollmentDecide("deny")},
+}}
+
+func (m *Main) runEnrollmentLs(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("enrollment ls", `[--status S]`, `custos enrollment ls --status pending`)
+	status := fs.String("status", "", "only these: pending, issued, used or denied")
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	q := ""
+	if *status != "" {
+		q = "?status=" + url.QueryEscape(*status)
+	}
+	page, err := allItems[custos.Enrollment](ctx, a.client(), "/v1/enrollments"+q)
+	if err != nil {
+		return err
+	}
+	return a.printer().table(page, "ID\tPRINCIPAL\tTENANT\tREQUESTED BY\tAPPROVAL\tSTATUS\tCREATED", func(tw io.Writer) {
+		for _, e := range page.Items {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.PrincipalID, dash(e.TenantID), e.RequestedBy, e.Approval, e.Status, e.CreatedAt.Format(time.RFC3339))
+		}
+	})
+}
+
+// enrollmentDecide runs "custos enrollment approve|deny ID".
+func enrollmentDecide(verb string) func(*Main, context.Context, []string) error {
+	return func(m *Main, ctx context.Context, args []string) error {
+		fs, a := m.clientFlags("enrollment "+verb, `ENROLLMENT`, `custos enrollment `+verb+` en_…`)
+		pos, err := fs.parse(args, 1, 1)
+		if err != nil {
+			return err
+		}
+		var e custos.Enrollment
+		if err := a.client().json(ctx, "POST", "/v1/enrollments/"+url.PathEscape(pos[0])+"/"+verb, map[string]string{}, &e); err != nil {
+			return err
+		}
+		return a.printer().one(e, "%s", enrollmentState(&e))
+	}
+}
+
+// enrollmentState says in a line where an enrollment stands.
+func enrollmentState(e *custos.Enrollment) string {
+	switch e.Status {
+	case custos.EnrollIssued:
+		return "enrollment " + e.ID + " sent to the holder's address; they run custos enroll with the secret in it"
+	case custos.EnrollPending:
+		switch e.Approval {
+		case custos.ApprovalTenantAdmin:
+			return "enrollment " + e.ID + " waits for one of the tenant's admins (custos enrollment approve " + e.ID + ")"
+		case custos.ApprovalRecovery:
+			return "enrollment " + e.ID + " is a tenant admin recovery: a second operator may approve it after " + e.NotBefore.Format(time.RFC3339)
+		}
+		return "enrollment " + e.ID + " waits for a second operator or security identity (custos enrollment approve " + e.ID + ")"
+	}
+	return "enrollment " + e.ID + " " + e.Status
+}

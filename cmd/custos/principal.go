@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+
+	"github.com/custos-dev/custos"
+)
+
+var principalCommand = &command{name: "principal", summary: "principals: who holds keys", subs: []*command{
+	{name: "create", summary: "create a principal; its holder enrolls from the mail (after a second party approves)", run: (*Main).runPrincipalCreate},
+	{name: "ls", summary: "list the principals", run: (*Main).runPrincipalLs},
+	{name: "rekey", summary: "a new enrollment to a principal's holder (same approvals as creation)", run: (*Main).runPrincipalRekey},
+}}
+
+func (m *Main) runPrincipalCreate(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("principal create", `--kind K [--tenant T] --email E [--owner TEAM] NAME`, `custos principal create --kind staff_support --email sam@vendor.example --owner support sam`)
+	kind := fs.String("kind", "", "principal kind (required): "+fmt.Sprint(custos.Kinds))
+	tenant := fs.String("tenant", "", "tenant id (tenant principals)")
+	owner := fs.String("owner", "", "principal's team (a label)")
+	email := fs.String("email", "", "the holder's address: where the enrollment goes (required)")
+	pos, err := fs.parse(args, 1, 1, "kind", "email")
+	if err != nil {
+		return err
+	}
+	var p struct {
+		custos.Principal
+		Enrollment custos.Enrollment `json:"enrollment"`
+	}
+	if err := a.client().json(ctx, "POST", "/v1/principals", map[string]string{"kind": *kind, "tenant_id": *tenant, "name": pos[0], "owner": *owner, "email": *email}, &p); err != nil {
+		return err
+	}
+	return a.printer().one(p, "created principal %s (%s); %s", p.ID, p.Kind, enrollmentState(&p.Enrollment))
+}
+
+func (m *Main) runPrincipalLs(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("principal ls", ``, `custos principal ls`)
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	page, err := allItems[custos.Principal](ctx, a.client(), "/v1/principals")
+	if err != nil {
+		return err
+	}
+	return a.printer().table(page, "ID\tKIND\tTENANT\tNAME\tOWNER\tSUSPENDED", func(tw io.Writer) {
+		for _, p := range page.Items {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", p.ID, p.Kind, dash(p.TenantID), p.Name, dash(p.Owner), p.Suspended)
+		}
+	})
+}
+
+func (m *Main) runPrincipalRekey(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("principal rekey", `PRINCIPAL`, `custos principal rekey pr_…`)
+	pos, err := fs.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	var e custos.Enrollment
+	if err := a.client().json(ctx, "POST", "/v1/principals/"+url.PathEscape(pos[0])+"/enrollments", map[string]string{}, &e); err != nil {
+		return err
+	}
+	return a.printer().one(e, "%s", enrollmentState(&e))
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/custos-dev/custos"
+)
+
+var tenantCommand = &command{name: "tenant", summary: "tenants (operators)", subs: []*command{
+	{name: "create", summary: "create a tenant; its first admin enrolls from the mail to its address", run: (*Main).runTenantCreate},
+	{name: "ls", summary: "list the tenants", run: (*Main).runTenantLs},
+}}
+
+func (m *Main) runTenantCreate(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("tenant create", `--admin-email E NAME`, `custos tenant create --admin-email admin@acme.example Acme`)
+	adminEmail := fs.String("admin-email", "", "the address the tenant registered for its first admin (required)")
+	pos, err := fs.parse(args, 1, 1, "admin-email")
+	if err != nil {
+		return err
+	}
+	var t struct {
+		custos.Tenant
+		AdminEnrollment custos.Enrollment `json:"admin_enrollment"`
+	}
+	if err := a.client().json(ctx, "POST", "/v1/tenants", map[string]string{"name": pos[0], "admin_email": *adminEmail}, &t); err != nil {
+		return err
+	}
+	return a.printer().one(t, "created tenant %s (%s); its admin %s enrolls from the mail sent to the registered address (enrollment %s)",
+		t.ID, t.Name, t.AdminEnrollment.PrincipalID, t.AdminEnrollment.ID)
+}
+
+func (m *Main) runTenantLs(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("tenant ls", ``, `custos tenant ls --json`)
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	page, err := allItems[custos.Tenant](ctx, a.client(), "/v1/tenants")
+	if err != nil {
+		return err
+	}
+	return a.printer().table(page, "ID\tNAME\tCREATED", func(tw io.Writer) {
+		for _, t := range page.Items {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339))
+		}
+	})
+}
