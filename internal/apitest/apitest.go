@@ -200,6 +200,14 @@ func (v *Validator) Check(r *http.Request, reqBody []byte, reqComplete bool, sta
 	if !strings.HasPrefix(r.URL.Path, "/v1/") {
 		return nil
 	}
+	switch status {
+	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return nil // the mux cleaning a path ("..", "//"); no route redirects
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		if strings.HasPrefix(header.Get("Content-Type"), "text/plain") {
+			return nil // the mux's own answer: no route matched
+		}
+	}
 	ctx := context.Background()
 	// Route on the escaped path, as the server's mux does: an escaped "/"
 	// in an identifier stays inside its segment.
