@@ -1,10 +1,12 @@
 package apitest_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custos-dev/custos/internal/apitest"
@@ -76,7 +78,8 @@ func TestHandlerCatchesMismatches(t *testing.T) {
 	}
 }
 
-// TestProxyPassesThrough: the proxy forwards to its target and back.
+// TestProxyPassesThrough: the proxy forwards to its target and back, for
+// clients at once (the crash suite sends from 24 workers).
 func TestProxyPassesThrough(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -84,15 +87,23 @@ func TestProxyPassesThrough(t *testing.T) {
 	}))
 	defer target.Close()
 	u := apitest.Proxy(t, target.URL)
-	req, _ := http.NewRequest("GET", u+"/v1/tenants?after=a", nil)
-	req.Header.Set("Authorization", "Bearer cst_x")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			after := fmt.Sprint("a", i)
+			req, _ := http.NewRequest("GET", u+"/v1/tenants?after="+after, nil)
+			req.Header.Set("Authorization", "Bearer cst_x")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if want := `{"items":[],"next":"` + after + `x"}`; string(b) != want {
+				t.Errorf("body %s, want %s", b, want)
+			}
+		})
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if string(b) != `{"items":[],"next":"ax"}` {
-		t.Errorf("body %s", b)
-	}
+	wg.Wait()
 }
