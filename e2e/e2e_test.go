@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/apitest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
 )
@@ -113,6 +114,7 @@ func serve(t *testing.T, dir string, args ...string) *proc {
 	}()
 	select {
 	case p.url = <-found:
+		p.url = apitest.Proxy(t, p.url) // every exchange checked against server/openapi.json
 	case <-p.done:
 		t.Fatalf("custos serve exited before serving:\n%s", p.stderr)
 	case <-time.After(30 * time.Second):

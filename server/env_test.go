@@ -18,6 +18,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/apitest"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
@@ -121,6 +122,7 @@ func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 	e.api = server.New(cfg)
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.srv.Config = e.api.HTTPServer(nil)
+	e.srv.Config.Handler = apitest.Wrap(t, e.srv.Config.Handler) // every exchange checked against server/openapi.json
 	e.srv.Listener = e.api.Listener(e.srv.Listener)
 	e.srv.Start()
 	t.Cleanup(func() {

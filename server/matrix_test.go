@@ -42,6 +42,7 @@ var offOverrides = map[string][]string{
 var matrix = map[string][]string{
 	"GET /healthz":                    all,
 	"GET /metrics":                    all,
+	"GET /v1/openapi.json":            all,
 	"GET /log/checkpoint":             all,
 	"GET /log/tile/{path...}":         all,
 	"GET /log/tile/entries/{path...}": all, // commitments only: entry bodies are private

@@ -23,6 +23,7 @@ func (s *Server) registerRoutes() {
 	)
 	s.handle("GET", "/healthz", "", false, s.healthz)
 	s.handle("GET", "/metrics", "", false, s.serveMetrics)
+	s.handle("GET", "/v1/openapi.json", "", false, s.serveOpenAPI)
 
 	s.handle("POST", "/v1/tenants", custos.ActionTenantCreate, true, s.createTenant)
 	s.handle("GET", "/v1/tenants", custos.ActionTenantList, true, s.listTenants)
