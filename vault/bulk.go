@@ -31,8 +31,12 @@ type ImportOptions struct {
 // errors); nothing after it was imported. An aborted import can be resumed
 // from the line after CommittedThroughLine.
 type ImportResult struct {
-	Imported             int               `json:"imported"`
-	Failed               int               `json:"failed"` // rows refused (invalid or duplicate)
+	Imported int `json:"imported"`
+	Failed   int `json:"failed"` // rows refused (invalid or duplicate)
+	// SkippedWatermarks counts rows that were this server's own canaries
+	// (a list's or an export's watermark), left out so that an export
+	// imported back holds only real contacts.
+	SkippedWatermarks    int               `json:"skipped_watermarks"`
 	Errors               []ingest.RowError `json:"errors"`
 	Batches              int               `json:"batches"`
 	CommittedThroughLine int               `json:"committed_through_line"`
@@ -55,6 +59,7 @@ type batch struct {
 	errs      []ingest.RowError
 	firstLine int
 	lastLine  int // last input line consumed, including refused rows
+	skipped   int // watermark rows left out
 	fatal     error
 }
 
@@ -109,6 +114,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 				res.addError(e, opts.MaxErrors)
 			}
 		}
+		res.SkippedWatermarks += b.skipped
 		res.CommittedThroughLine = b.lastLine
 		if b.fatal != nil {
 			res.abort(b.fatal)
@@ -125,7 +131,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		// Nothing committed (every row refused, an empty body, or a body
 		// that failed before its first row): the request still reached the
 		// tenant's data, so it still leaves its one leaf.
-		l.Detail = fmt.Sprintf("lines 1-%d, %d refused", res.CommittedThroughLine, res.Failed)
+		l.Detail = fmt.Sprintf("lines 1-%d, %d refused, %d watermark rows skipped", res.CommittedThroughLine, res.Failed, res.SkippedWatermarks)
 		var err error
 		if res.Aborted {
 			err = v.deny(ctx, l, custos.Errorf(res.AbortCode, "import stopped before any row was committed"))
@@ -164,7 +170,7 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, lis
 		}
 		row, err := rows.Next()
 		if err == io.EOF {
-			if len(b.rows) > 0 || len(b.errs) > 0 {
+			if len(b.rows) > 0 || len(b.errs) > 0 || b.skipped > 0 {
 				send()
 			}
 			return
@@ -189,6 +195,15 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, lis
 		s, err := seal(k, c)
 		if err != nil {
 			b.errs = append(b.errs, ingest.RowError{Line: row.Line, Code: custos.ErrorCode(err), Message: custos.ErrorMessage(err)})
+			continue
+		}
+		if wm, err := v.isWatermark(ctx, c.Email); err != nil {
+			b.fatal = err
+			send()
+			return
+		} else if wm {
+			b.skipped++
+			b.lastLine = max(b.lastLine, row.Line)
 			continue
 		}
 		s.created, s.updated = now, now
@@ -239,7 +254,7 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *Im
 			}
 		}
 		leaf.Count = inserted
-		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused", b.firstLine, b.lastLine, len(dups)+len(b.errs))
+		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d watermark rows skipped", b.firstLine, b.lastLine, len(dups)+len(b.errs), b.skipped)
 		if inserted == 0 {
 			return nil
 		}
