@@ -82,8 +82,12 @@ func (e *RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.
 // errors); nothing after it was imported. An aborted import can be resumed
 // from the line after CommittedThroughLine.
 type ImportResult struct {
-	Imported             int        `json:"imported"`
-	Failed               int        `json:"failed"` // rows refused (invalid or duplicate)
+	Imported int `json:"imported"`
+	Failed   int `json:"failed"` // rows refused (invalid or duplicate)
+	// SkippedWatermarks counts rows that were this server's own canaries
+	// (a list's or an export's watermark), left out so that an export
+	// imported back holds only real contacts.
+	SkippedWatermarks    int        `json:"skipped_watermarks"`
 	Errors               []RowError `json:"errors"`
 	Batches              int        `json:"batches"`
 	CommittedThroughLine int        `json:"committed_through_line"`

@@ -14,8 +14,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
-
-	"github.com/custos-dev/custos"
 )
 
 // Checkpoint is a signed statement of the tree's size and root, in the
@@ -110,14 +108,7 @@ func (l *Log) checkpointer() {
 
 // Checkpoint returns the latest signed checkpoint.
 func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
-	var msg []byte
-	err := l.r.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, custos.Errorf(custos.ENOTFOUND, "no checkpoint yet")
-	} else if err != nil {
-		return nil, fmt.Errorf("read checkpoint: %w", err)
-	}
-	return ParseCheckpoint(msg, l.cfg.Verifier)
+	return ReadCheckpoint(ctx, l.r, l.cfg.Verifier)
 }
 
 // ParseCheckpoint verifies a signed checkpoint note with v and parses it.

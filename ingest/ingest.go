@@ -99,11 +99,15 @@ func skipBOM(r *bufio.Reader) {
 	}
 }
 
-// NewCSV reads a CSV file whose first line is a header. A column named
-// "email" (any case) is required; "consent" is optional; every other
-// column becomes a string attribute named by its header. Empty cells are
-// left out of the attributes.
-func NewCSV(r io.Reader) (*Reader, error) {
+// NewCSV reads a UTF-8 CSV file whose first line is a header (a leading
+// byte order mark is skipped; invalid UTF-8 ends the stream with an error
+// naming its line). A column named "email" (any case) is required;
+// "consent" is optional; every other column becomes a string attribute
+// named by its header. Empty cells are left out of the attributes.
+// [Options.CSV] reads other encodings.
+func NewCSV(r io.Reader) (*Reader, error) { return Options{}.CSV(r) }
+
+func newCSV(r io.Reader) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	skipBOM(br)
 	ll := &limitedLines{r: br}
@@ -186,7 +190,10 @@ func NewCSV(r io.Reader) (*Reader, error) {
 }
 
 func fatal(line int, err error) error {
+	var enc *encodingError
 	switch {
+	case errors.As(err, &enc):
+		return enc.domain()
 	case errors.Is(err, errLineTooLong):
 		return custos.Errorf(custos.EINVALID, "line %d: longer than %d bytes", line, MaxLineBytes)
 	case errors.Is(err, csv.ErrQuote), errors.Is(err, csv.ErrBareQuote):
@@ -208,8 +215,14 @@ type ndjsonRow struct {
 
 // NewNDJSON reads one JSON object per line:
 // {"email": "...", "consent": "...", "attributes": {...}}. Blank lines are
-// skipped but counted.
+// skipped but counted. Input must be UTF-8, as for [NewCSV];
+// [Options.NDJSON] reads other encodings.
 func NewNDJSON(r io.Reader) *Reader {
+	rd, _ := Options{}.NDJSON(r) // the zero Options are valid
+	return rd
+}
+
+func newNDJSON(r io.Reader) *Reader {
 	br := bufio.NewReaderSize(r, 256<<10)
 	skipBOM(br)
 	line := 0
@@ -235,7 +248,7 @@ func NewNDJSON(r io.Reader) *Reader {
 					break
 				}
 				if err != nil {
-					return Row{}, fmt.Errorf("line %d: read input: %w", line+1, err)
+					return Row{}, fatal(line+1, err)
 				}
 				break
 			}

@@ -3,9 +3,12 @@ package ingest_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -201,12 +204,14 @@ func FuzzCSV(f *testing.F) {
 	f.Add("email,name\na@x.test,Ann\n")
 	f.Add("email\n\"a@x.test\nb\"\n")
 	f.Add("Email,consent,x\r\n,subscribed,\r\nb@y.test,maybe,1\r\n")
+	f.Add("\xef\xbb\xbfemail,name\na@x.test,Zo\xc3\xab\n")
+	f.Add("email,name\na@x.test,Zo\xeb\n")
 	f.Fuzz(func(t *testing.T, data string) {
 		r, err := ingest.NewCSV(strings.NewReader(data))
-		if err != nil {
-			return
+		if err == nil {
+			fuzzReader(t, r, data)
 		}
-		fuzzReader(t, r, data)
+		fuzzEncodings(t, data, ingest.Options.CSV)
 	})
 }
 
@@ -214,9 +219,69 @@ func FuzzNDJSON(f *testing.F) {
 	f.Add("{\"email\":\"a@x.test\"}\n")
 	f.Add("{\"email\":\"a@x.test\",\"attributes\":{\"k\":[1,{}]},\"consent\":\"unknown\"}\n\n{}")
 	f.Add("{\"email\":\"secret@x.test\",\"bad\":1}\n")
+	f.Add("\xef\xbb\xbf{\"email\":\"a@x.test\"}\n")
+	f.Add("{\"email\":\"a@x.test\",\"attributes\":{\"n\":\"\xe9\"}}\n")
 	f.Fuzz(func(t *testing.T, data string) {
 		fuzzReader(t, ingest.NewNDJSON(strings.NewReader(data)), data)
+		fuzzEncodings(t, data, ingest.Options.NDJSON)
 	})
+}
+
+// fuzzEncodings checks the encoding path on data: a leading BOM changes
+// nothing; read as UTF-8, every row is valid UTF-8 and invalid input ends
+// the stream with an error naming a line and no content; read as Latin-1,
+// nothing is refused for its encoding.
+func fuzzEncodings(t *testing.T, data string, open func(ingest.Options, io.Reader) (*ingest.Reader, error)) {
+	t.Helper()
+	plain := drainFuzz(t, data, open, ingest.Options{})
+	if !strings.HasPrefix(data, "\xef\xbb\xbf") {
+		if withBOM := drainFuzz(t, "\xef\xbb\xbf"+data, open, ingest.Options{}); !slices.Equal(plain, withBOM) {
+			t.Fatalf("a BOM changed the result:\n%q\n%q", plain, withBOM)
+		}
+	}
+	for _, o := range plain {
+		if !utf8.ValidString(o) {
+			t.Fatalf("read as UTF-8, produced invalid UTF-8: %q", o)
+		}
+		if msg, ok := strings.CutPrefix(o, "fatal: "); ok && strings.Contains(msg, "not valid UTF-8") {
+			if !strings.HasPrefix(msg, "line ") || strings.ContainsFunc(msg, func(r rune) bool { return r >= utf8.RuneSelf }) {
+				t.Fatalf("encoding error %q", msg)
+			}
+		}
+	}
+	for _, o := range drainFuzz(t, data, open, ingest.Options{Encoding: "latin1"}) {
+		if !utf8.ValidString(o) || strings.Contains(o, "not valid UTF-8") {
+			t.Fatalf("read as Latin-1: %q", o)
+		}
+	}
+}
+
+// drainFuzz returns what a reader yields, one string per row, row error
+// or ending error.
+func drainFuzz(t *testing.T, data string, open func(ingest.Options, io.Reader) (*ingest.Reader, error), o ingest.Options) []string {
+	t.Helper()
+	r, err := open(o, strings.NewReader(data))
+	if err != nil {
+		return []string{"fatal: " + custos.ErrorMessage(err)}
+	}
+	var out []string
+	for range 100000 {
+		row, err := r.Next()
+		if err == io.EOF {
+			return out
+		}
+		var re *ingest.RowError
+		switch {
+		case errors.As(err, &re):
+			out = append(out, fmt.Sprintf("row error: %+v", *re))
+		case err != nil:
+			return append(out, "fatal: "+custos.ErrorMessage(err))
+		default:
+			out = append(out, fmt.Sprintf("row %d %s %s %s", row.Line, row.Email, row.Consent, row.Attributes))
+		}
+	}
+	t.Fatal("reader did not end")
+	return nil
 }
 
 func benchmarkFormat(b *testing.B, format string) {

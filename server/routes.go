@@ -232,14 +232,21 @@ func (s *Server) deleteContact(w http.ResponseWriter, r *http.Request) error {
 // importContacts streams a CSV or NDJSON body into a list. The response
 // comes at the end and says what was imported, which rows were refused
 // (by line), and — if the import stopped early — the last line committed.
+// The body must be UTF-8 (a leading BOM is skipped) unless the query
+// parameter encoding names another ([ingest.Options]): latin1,
+// iso-8859-1 or windows-1252.
 func (s *Server) importContacts(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMediaType(r, "text/csv", "application/x-ndjson"); err != nil {
 		return s.reject(r, custos.ActionContactImport, custos.Errorf(custos.EUNSUPPORTED, "Content-Type must be text/csv or application/x-ndjson"))
 	}
+	opts := ingest.Options{Encoding: r.URL.Query().Get("encoding")}
+	if err := opts.Validate(); err != nil {
+		return s.reject(r, custos.ActionContactImport, err)
+	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes)
 	var rows vault.RowReader
 	if ct := r.Header.Get("Content-Type"); len(ct) >= 8 && ct[:8] == "text/csv" {
-		rd, err := ingest.NewCSV(body)
+		rd, err := opts.CSV(body)
 		if err != nil {
 			if tooLarge(err) {
 				err = tooLargeError()
@@ -250,7 +257,11 @@ func (s *Server) importContacts(w http.ResponseWriter, r *http.Request) error {
 		}
 		rows = rd
 	} else {
-		rows = ingest.NewNDJSON(body)
+		rd, err := opts.NDJSON(body)
+		if err != nil {
+			return s.reject(r, custos.ActionContactImport, err)
+		}
+		rows = rd
 	}
 	res, err := s.vault.Import(r.Context(), r.PathValue("tenant"), r.PathValue("list"), limitErrors{rows}, vault.ImportOptions{})
 	if err != nil {

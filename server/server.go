@@ -14,9 +14,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -216,9 +219,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, action custos.Act
 	return r, s.checkIDs(r, action, ids)
 }
 
-// ServeHTTP assigns the request id, recovers panics, and logs and counts
-// the request. Nothing it logs can hold personal data: the route pattern,
-// never the path or the query.
+// ServeHTTP assigns the request id, recovers panics (logged with the
+// request id and the stack, answered with the generic 500), and logs and
+// counts the request. Nothing it logs can hold personal data: the route
+// pattern, never the path or the query.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	req := &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: sourceIP(r.RemoteAddr)}
@@ -236,7 +240,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			s.logger.ErrorContext(r.Context(), "panic in handler", "request_id", req.ID, "panic", p)
+			// The request id and the stack, never the request's body or
+			// headers: those may hold addresses and credentials.
+			s.logger.ErrorContext(r.Context(), "panic in handler", "request_id", req.ID,
+				"panic", panicValue(p), "stack", string(debug.Stack()))
 			if !sw.wrote {
 				s.writeError(sw, r, custos.Errorf(custos.EINTERNAL, "internal error"))
 			}
@@ -252,6 +259,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Int("status", sw.status()), slog.Duration("duration", d))
 	}()
 	s.mux.ServeHTTP(sw, r)
+}
+
+// panicValue describes a recovered value for the log. A runtime error's
+// message (nil dereference, index out of range) is the runtime's own text;
+// any other value is named by its type only, since a handler's panic
+// message may quote what it was handling.
+func panicValue(p any) string {
+	if err, ok := p.(runtime.Error); ok {
+		return err.Error()
+	}
+	return fmt.Sprintf("%T", p)
 }
 
 // authenticate resolves the bearer key; the vault records refusals.

@@ -41,6 +41,7 @@ type batch struct {
 	errs      []ingest.RowError
 	firstLine int
 	lastLine  int // last input line consumed, including refused rows
+	skipped   int // watermark rows left out
 	fatal     error
 }
 
@@ -95,6 +96,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 				addError(res, e, opts.MaxErrors)
 			}
 		}
+		res.SkippedWatermarks += b.skipped
 		res.CommittedThroughLine = b.lastLine
 		if b.fatal != nil {
 			abortImport(res, b.fatal)
@@ -111,7 +113,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		// Nothing committed (every row refused, an empty body, or a body
 		// that failed before its first row): the request still reached the
 		// tenant's data, so it still leaves its one leaf.
-		l.Detail = fmt.Sprintf("lines 1-%d, %d refused", res.CommittedThroughLine, res.Failed)
+		l.Detail = fmt.Sprintf("lines 1-%d, %d refused, %d watermark rows skipped", res.CommittedThroughLine, res.Failed, res.SkippedWatermarks)
 		var err error
 		if res.Aborted {
 			err = v.deny(ctx, l, custos.Errorf(res.AbortCode, "import stopped before any row was committed"))
@@ -151,7 +153,7 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, lis
 		}
 		row, err := rows.Next()
 		if err == io.EOF {
-			if len(b.rows) > 0 || len(b.errs) > 0 {
+			if len(b.rows) > 0 || len(b.errs) > 0 || b.skipped > 0 {
 				send()
 			}
 			return
@@ -176,6 +178,15 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, lis
 		s, err := seal(k, c)
 		if err != nil {
 			b.errs = append(b.errs, ingest.RowError{Line: row.Line, Code: custos.ErrorCode(err), Message: custos.ErrorMessage(err)})
+			continue
+		}
+		if wm, err := v.isWatermark(ctx, c.Email); err != nil {
+			b.fatal = err
+			send()
+			return
+		} else if wm {
+			b.skipped++
+			b.lastLine = max(b.lastLine, row.Line)
 			continue
 		}
 		s.created, s.updated = now, now
@@ -226,7 +237,7 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 			}
 		}
 		leaf.Count = inserted
-		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused", b.firstLine, b.lastLine, len(dups)+len(b.errs))
+		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d watermark rows skipped", b.firstLine, b.lastLine, len(dups)+len(b.errs), b.skipped)
 		if inserted == 0 {
 			return nil
 		}

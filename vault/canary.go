@@ -228,6 +228,24 @@ func randN(n int) int {
 	return int(b.Int64())
 }
 
+// isWatermark reports whether a normalised address is one of this
+// server's canaries — a list's or an export's — so that an import of an
+// export leaves them out. Canaries live on the canary domains only, so
+// other addresses cost no lookup.
+func (v *Vault) isWatermark(ctx context.Context, normalized string) (bool, error) {
+	v.canaryMu.Lock()
+	k := v.canaryKey
+	v.canaryMu.Unlock()
+	if k == nil {
+		return false, nil
+	}
+	_, domain, _ := strings.Cut(normalized, "@")
+	if !slices.ContainsFunc(v.canaryDomains, func(d string) bool { return strings.EqualFold(d, domain) }) {
+		return false, nil
+	}
+	return canaryTaken(ctx, v.read, addrTag(k, normalized))
+}
+
 // addrTag is the trace tag of a normalised address.
 func addrTag(k *keys.SystemPRF, normalized string) string {
 	return hex.EncodeToString(k.Tag("addr/" + normalized))

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/custos-dev/custos/audit"
 )
 
@@ -41,12 +39,16 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 		}
 		return m.logVerifyData(ctx, cfg)
 	case "checkpoint":
+		v, err := openVerifier(cfg)
+		if err != nil {
+			return err
+		}
 		return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
-			var msg []byte
-			if err := db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg); err != nil {
-				return fmt.Errorf("read checkpoint: %w", err)
+			cp, err := audit.ReadCheckpoint(ctx, db, v)
+			if err != nil {
+				return err
 			}
-			_, err := m.Stdout.Write(msg)
+			_, err = m.Stdout.Write(cp.Note)
 			return err
 		})
 	case "proof":
@@ -140,69 +142,27 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 		return err
 	}
 	return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
-		var msg []byte
-		if err := db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg); err != nil {
-			return fmt.Errorf("read checkpoint: %w", err)
-		}
-		cp, err := audit.ParseCheckpoint(msg, v)
+		// ReadProof checks that the body and salt open the leaf and that
+		// the proof puts the leaf in the signed tree.
+		p, cp, err := audit.ReadProof(ctx, db, v, index)
 		if err != nil {
 			return err
 		}
-		if index >= cp.Size {
-			return fmt.Errorf("entry %d is not covered by the latest checkpoint (size %d)", index, cp.Size)
-		}
-		// ReadEntry checks that the body and salt open the leaf; the proof
-		// then puts the leaf in the signed tree.
-		e, err := audit.ReadEntry(ctx, db, index)
-		if err != nil {
-			return fmt.Errorf("read entry %d: %w", index, err)
-		}
-		hr := tileReader(ctx, db)
-		p, err := tlog.ProveRecord(int64(cp.Size), int64(index), hr)
-		if err != nil {
-			return err
-		}
-		if err := tlog.CheckRecord(p, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash(e.Leaf)); err != nil {
-			return fmt.Errorf("inclusion proof does not verify: %w", err)
-		}
-		fmt.Fprintf(m.Stdout, "entry %d: %s\n", index, e.Data)
+		fmt.Fprintf(m.Stdout, "entry %d: %s\n", index, p.Body())
 		fmt.Fprintf(m.Stdout, "included in the tree of size %d, root %s; proof:\n", cp.Size, cp.Root)
-		for _, h := range p {
+		for _, h := range p.Hashes {
 			fmt.Fprintf(m.Stdout, "  %s\n", h)
 		}
-		fmt.Fprintf(m.Stdout, "checkpoint:\n%s", msg)
+		fmt.Fprintf(m.Stdout, "checkpoint:\n%s", cp.Note)
 		if out != "" {
 			// The file carries body and salt: whoever holds it can read the
 			// entry, so hand it only to the tenant it concerns.
-			pr := &audit.Proof{Entry: e.Opening(), Index: index, Hashes: p, Checkpoint: msg}
-			if err := os.WriteFile(out, pr.Marshal(), 0o600); err != nil {
+			if err := os.WriteFile(out, p.Marshal(), 0o600); err != nil {
 				return err
 			}
 			fmt.Fprintf(m.Stdout, "wrote %s: check it anywhere with  custos verify-proof %s --key log.pub\n", out, out)
 		}
 		return nil
-	})
-}
-
-// tileReader reads stored hashes from the tiles, verified by tlog against
-// nothing: the proof is checked against the signed checkpoint after.
-func tileReader(ctx context.Context, db *sql.DB) tlog.HashReader {
-	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(indexes))
-		for i, idx := range indexes {
-			t := tlog.TileForIndex(8, idx)
-			var data []byte
-			if err := db.QueryRowContext(ctx, `SELECT data FROM audit_tiles WHERE level = $1 AND idx = $2`, t.L, t.N).Scan(&data); err != nil {
-				return nil, fmt.Errorf("read tile %d/%d: %w", t.L, t.N, err)
-			}
-			t.W = len(data) / tlog.HashSize
-			h, err := tlog.HashFromTile(t, data, idx)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = h
-		}
-		return out, nil
 	})
 }
 
