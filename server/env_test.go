@@ -22,6 +22,7 @@ import (
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/server"
+	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -31,7 +32,7 @@ import (
 // any of them, in the metrics, or in any audit leaf (invariant 11).
 type env struct {
 	t        testing.TB
-	db       *storetest.DB
+	db       *store.DB
 	log      *audit.Log
 	vault    *vault.Vault
 	srv      *httptest.Server
@@ -102,7 +103,7 @@ func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 	if e.verifier, err = note.NewVerifier(vkey); err != nil {
 		t.Fatal(err)
 	}
-	e.log, err = audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued})
+	e.log, err = audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued})
 	if err != nil {
 		t.Fatal(err)
 	}
