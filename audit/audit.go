@@ -205,8 +205,9 @@ type result struct {
 }
 
 // Open opens the log stored in the database and starts its sequencer and
-// checkpointer.
-func Open(ctx context.Context, write, read *sql.DB, cfg Config) (*Log, error) {
+// checkpointer. read and write are the database's pools, in the order
+// vault.New takes them (on SQLite write is the single writer connection).
+func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 	if cfg.Signer == nil || cfg.Verifier == nil || cfg.Origin == "" {
 		return nil, errors.New("open audit log: origin, signer and verifier are required")
 	}

@@ -14,12 +14,13 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/store"
 )
 
 const origin = "custos.test/log"
 
 type logEnv struct {
-	db       *storetest.DB
+	db       *store.DB
 	log      *audit.Log
 	cfg      audit.Config
 	verifier note.Verifier
@@ -35,7 +36,7 @@ func newLog(t testing.TB) *logEnv {
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
 	e := &logEnv{db: db, verifier: verifier, cfg: audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Placeholders: db.Placeholders}}
-	e.log, err = audit.Open(context.Background(), db.Write, db.Read, e.cfg)
+	e.log, err = audit.Open(context.Background(), db.Read, db.Write, e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestAppendAssignsIndexesAndTenantSequences(t *testing.T) {
 	}
 	// Sequences survive a restart: the next tn_a entry continues at 5.
 	e.log.Close()
-	lg, err := audit.Open(ctx, e.db.Write, e.db.Read, e.cfg)
+	lg, err := audit.Open(ctx, e.db.Read, e.db.Write, e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestFailClosed(t *testing.T) {
 	ctx := context.Background()
 	e.append(t, 3, "tn_a")
 	e.db.Write.Exec(`CREATE TABLE scratch (v TEXT)`)
-	heal := e.db.FailInserts(t, "audit_leaves")
+	heal := storetest.FailInserts(t, e.db, "audit_leaves")
 	_, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(3, "tn_a"), Apply: func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO scratch VALUES ('x')`)
 		return err

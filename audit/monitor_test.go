@@ -54,7 +54,7 @@ func TestServerStopsOnTamperLogVerifier(t *testing.T) {
 			e.cfg.VerifyInterval = 20 * time.Millisecond
 			e.cfg.OnTamper = func(err error) { reported <- err }
 			var err error
-			if e.log, err = audit.Open(context.Background(), e.db.Write, e.db.Read, e.cfg); err != nil {
+			if e.log, err = audit.Open(context.Background(), e.db.Read, e.db.Write, e.cfg); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { e.log.Close() })

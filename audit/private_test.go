@@ -131,7 +131,7 @@ func TestLegacyEntriesStillVerify(t *testing.T) {
 	verifier, _ := note.NewVerifier(vkey)
 	e := &logEnv{db: db, verifier: verifier, cfg: audit.Config{Origin: origin, Signer: signer, Verifier: verifier, Placeholders: db.Placeholders}}
 	var err error
-	if e.log, err = audit.Open(ctx, db.Write, db.Read, e.cfg); err != nil {
+	if e.log, err = audit.Open(ctx, db.Read, db.Write, e.cfg); err != nil {
 		t.Fatal(err)
 	}
 	defer e.log.Close()

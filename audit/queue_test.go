@@ -33,7 +33,7 @@ func queuedNodes(t *testing.T, n int) ([]*audit.Log, *postgres.DB, *logEnv) {
 		cfg := e.cfg
 		cfg.Queued, cfg.Placeholders = true, db.Placeholders
 		cfg.LeaderPoll, cfg.CheckpointInterval = 50*time.Millisecond, 100*time.Millisecond
-		lg, err := audit.Open(context.Background(), db.Write, db.Read, cfg)
+		lg, err := audit.Open(context.Background(), db.Read, db.Write, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 
 type world struct {
 	t     *testing.T
-	db    *storetest.DB
+	db    *store.DB
 	log   *audit.Log
 	vault *vault.Vault
 	op    context.Context
@@ -65,7 +66,7 @@ func newWorldB(t testing.TB) *world {
 	skey, vkey, _ := audit.GenerateKey("custos.test/log")
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
 	if err != nil {
 		t.Fatal(err)
 	}

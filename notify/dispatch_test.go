@@ -10,6 +10,7 @@ import (
 
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/store"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -41,7 +42,7 @@ func (r *recorder) topics() string {
 	return strings.Join(r.got, " ")
 }
 
-func enqueue(t *testing.T, db *storetest.DB, now time.Time, topics ...string) {
+func enqueue(t *testing.T, db *store.DB, now time.Time, topics ...string) {
 	t.Helper()
 	tx, err := db.Write.Begin()
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,8 +20,9 @@ import (
 	"github.com/custos-dev/custos/internal/apitest"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
-	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/server"
+	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -32,10 +32,11 @@ import (
 // any of them, in the metrics, or in any audit leaf (invariant 11).
 type env struct {
 	t        testing.TB
-	db       *storetest.DB
+	db       *store.DB
 	log      *audit.Log
 	vault    *vault.Vault
-	srv      *httptest.Server
+	node     *node.Node
+	srv      *testServer
 	api      *server.Server
 	verifier note.Verifier
 	operator string // operator API key
@@ -73,73 +74,64 @@ func newEnv(t *testing.T) *env {
 }
 
 // newEnvWith is newEnv with the server's configuration adjusted by
-// configure (limits, timeouts). The server runs on its own http.Server
-// and connection cap, as custos serve runs it.
+// configure (limits, timeouts). The stack is node.Open's, as custos serve
+// builds it, over storetest's database for the run's engine, serving on
+// its own http.Server and connection cap on 127.0.0.1.
 func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	e := &env{t: t}
 	logger := slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	db := storetest.Open(t)
 	e.db = db
-	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
+	cfg := node.DefaultConfig()
+	cfg.DataDir, cfg.Addr, cfg.Origin = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", "custos.test/log"
+	opts := node.Options{Logger: logger, DB: db, Server: configure,
+		Handler: func(h http.Handler) http.Handler { return apitest.Wrap(t, h) }} // every exchange checked against server/openapi.json
+	var err error
+	if e.operator, err = node.Init(ctx, cfg, "operator@vendor.test", opts); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = node.ReadFile(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Detection.Canaries = -1 // these tests count what they put in lists; canaries are vault's and the detector's tests
+	n, err := node.Open(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kek, err := keys.OpenKEK(ctx, uri)
-	if err != nil {
+	if err := n.Listen(cfg.Addr); err != nil {
+		n.Close()
 		t.Fatal(err)
 	}
-	skey, vkey, err := audit.GenerateKey("custos.test/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.verifier, err = note.NewVerifier(vkey); err != nil {
-		t.Fatal(err)
-	}
-	e.log, err = audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: e.verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.vault = vault.New(db.Read, db.Write, e.log, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders,
-		Canaries: -1}) // these tests count what they put in lists; canaries are vault's and the detector's tests
-
-	_, e.operator, err = e.vault.Bootstrap(ctx, "operator", "operator@vendor.test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.node, e.log, e.vault, e.api, e.verifier = n, n.Log, n.Vault, n.Server, n.Verifier
+	e.srv = &testServer{URL: n.URL, client: &http.Client{Transport: &http.Transport{}}}
 	e.approvers = map[string][]string{"": {e.operator}}
-	cfg := server.Config{Vault: e.vault, Log: e.log, Logger: logger}
-	if configure != nil {
-		configure(&cfg)
-	}
-	e.api = server.New(cfg)
-	e.srv = httptest.NewUnstartedServer(nil)
-	e.srv.Config = e.api.HTTPServer(nil)
-	e.srv.Config.Handler = apitest.Wrap(t, e.srv.Config.Handler) // every exchange checked against server/openapi.json
-	e.srv.Listener = e.api.Listener(e.srv.Listener)
-	e.srv.Start()
 	t.Cleanup(func() {
 		metrics := e.get("", "/metrics", http.StatusOK)
-		e.srv.Close()
-		e.api.Close()
-		e.checkNoPersonalData(string(metrics))
-		if err := e.log.Close(); err != nil {
-			t.Errorf("close log: %v", err)
+		e.srv.client.CloseIdleConnections()
+		e.sync()
+		if err := n.Close(); err != nil {
+			t.Errorf("close node: %v", err)
 		}
+		e.checkNoPersonalData(string(metrics))
 		if _, err := audit.Verify(ctx, db.Read, e.verifier, audit.VerifyOptions{}); err != nil {
 			t.Errorf("log verify after test: %v", err)
 		}
-		db.Close()
 	})
 	return e
 }
+
+// testServer is where the env's node serves.
+type testServer struct {
+	URL    string
+	client *http.Client
+}
+
+// Client returns a client for the server (its own transport, so that
+// idle connections close with the env).
+func (s *testServer) Client() *http.Client { return s.client }
 
 // email returns a fresh address and remembers it for the PII check.
 func (e *env) email() string {
@@ -153,7 +145,6 @@ func (e *env) email() string {
 func (e *env) checkNoPersonalData(metrics string) {
 	t := e.t
 	t.Helper()
-	e.sync()
 	var leaves strings.Builder
 	rows, err := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
 	if err != nil {

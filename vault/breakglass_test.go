@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/vault"
 )
@@ -232,7 +233,7 @@ func TestRevealRegister(t *testing.T) {
 	if _, err := f.vault.Reveal(staff, tenant, tokens[1], custos.ReasonCustomerRequest, why); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(f.db.Dump(t), "Jane asked") {
+	if strings.Contains(storetest.Dump(t, f.db), "Jane asked") {
 		t.Fatal("the reveal's free-text reason is stored in clear")
 	}
 	if strings.Contains(lastLeaf(t, f, custos.ActionSupportReveal), "Jane") {

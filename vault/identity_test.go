@@ -11,6 +11,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/vault"
@@ -610,7 +611,7 @@ func TestDatabaseHoldsNoEnrollmentSecret(t *testing.T) {
 	}
 
 	f.log.Sync(context.Background())
-	raw := f.db.Dump(t)
+	raw := storetest.Dump(t, f.db)
 	for _, s := range secrets {
 		_, tag, _ := custos.ParseEnrollmentSecret(s)
 		if strings.Contains(raw, s) || strings.Contains(raw, tag) {

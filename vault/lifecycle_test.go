@@ -9,6 +9,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/enrolltest"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -243,7 +244,7 @@ func TestFreeTextSealedAtRest(t *testing.T) {
 
 	// Stored sealed: a dump of the database holds none of it.
 	f.log.Close()
-	raw := f.db.Dump(t)
+	raw := storetest.Dump(t, f.db)
 	for what, s := range secrets {
 		addr := strings.Fields(s)[slices.IndexFunc(strings.Fields(s), func(w string) bool { return strings.Contains(w, "@") })]
 		if strings.Contains(raw, addr) {

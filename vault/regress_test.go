@@ -35,8 +35,8 @@ func TestConcurrentDecisionsTwoNodes(t *testing.T) {
 	skey, vkey, _ := audit.GenerateKey("custos.test/log")
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	node := func(write, read *sql.DB) (*audit.Log, *vault.Vault) {
-		lg, err := audit.Open(ctx, write, read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: true})
+	node := func(read, write *sql.DB) (*audit.Log, *vault.Vault) {
+		lg, err := audit.Open(ctx, read, write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,8 +48,8 @@ func TestConcurrentDecisionsTwoNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db2.Close() })
-	lg1, v1 := node(db.Write, db.Read)
-	_, v2 := node(db2.Write, db2.Read)
+	lg1, v1 := node(db.Read, db.Write)
+	_, v2 := node(db2.Read, db2.Write)
 	f := &fixture{db: db, log: lg1, vault: v1, clock: &fakeClock{t: time.Now()}}
 	f.bootstrap(t)
 	admin, tenant, _ := f.admin(t)
@@ -122,7 +122,7 @@ func TestInvalidIDsStayOutOfLeaves(t *testing.T) {
 		t.Fatalf("SetSuspended: %v", err)
 	}
 	f.log.Sync(context.Background())
-	if dump := f.db.Dump(t); strings.Contains(dump, email) {
+	if dump := storetest.Dump(t, f.db); strings.Contains(dump, email) {
 		t.Fatal("an address given as an id is stored somewhere (the log?)")
 	}
 }

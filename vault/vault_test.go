@@ -16,11 +16,12 @@ import (
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
 )
 
 type fixture struct {
-	db    *storetest.DB
+	db    *store.DB
 	log   *audit.Log
 	vault *vault.Vault
 	ctx   context.Context // operator
@@ -67,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestEncryptedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.log.Close()
-	raw := f.db.Dump(t)
+	raw := storetest.Dump(t, f.db)
 	for _, s := range []string{"secret.person", "example.test", "Zebedee"} {
 		if strings.Contains(raw, s) {
 			t.Errorf("database file contains %q in plaintext", s)
@@ -164,7 +165,7 @@ func TestCiphertextBoundToRow(t *testing.T) {
 func TestChangeAndRecordAtomic(t *testing.T) {
 	f := newFixture(t)
 	ctx, tenant, list := f.admin(t)
-	heal := f.db.FailInserts(t, f.db.LogTable())
+	heal := storetest.FailInserts(t, f.db, storetest.LogTable(f.db))
 	err := f.vault.CreateContact(ctx, &custos.Contact{TenantID: tenant, ListID: list, Email: "x@example.test"})
 	if custos.ErrorCode(err) != custos.EUNAVAILABLE {
 		t.Fatalf("create with a broken log: err = %v, want EUNAVAILABLE", err)

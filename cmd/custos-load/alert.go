@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
-	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/notify"
 )
 
@@ -36,22 +36,6 @@ func runAlert(args []string) error {
 	fs.Parse(args)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dep, err := newDeployment(ctx)
-	if err != nil {
-		return err
-	}
-	defer dep.close()
-	db := dep.db
-	n, err := startNode(ctx, dep.sh, db.Write, db.Read, db.Placeholders, false, func() error { return nil })
-	if err != nil {
-		return err
-	}
-	defer n.close()
-	in, err := setup(ctx, n)
-	if err != nil {
-		return err
-	}
-
 	// The security team's receiver.
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -84,18 +68,28 @@ func runAlert(args []string) error {
 	})}
 	go rcv.Serve(ln)
 	defer rcv.Close()
-	disp := &notify.Dispatcher{DB: db.Write, Sinks: []notify.Sink{&notify.Webhook{URL: "http://" + ln.Addr().String(), Secret: secret, Filter: notify.Filter{MinSeverity: notify.SeverityHigh}}}}
-	rules, err := detect.DefaultRules()
+	// custos with the default pack, its detector and the receiver as a
+	// configured webhook sink: the stack custos serve runs.
+	dir, err := os.MkdirTemp("", "custos-load-")
 	if err != nil {
 		return err
 	}
-	ci, err := n.vault.CanaryIndex(ctx)
+	defer os.RemoveAll(dir)
+	dep, err := newDeployment(ctx, dir, "")
 	if err != nil {
 		return err
 	}
-	det := &detect.Detector{Log: n.log, Read: db.Read, Write: db.Write, Rules: rules, Canaries: ci, Rows: n.vault.Rows(), Notified: disp.Kick}
-	go disp.Run(ctx)
-	go det.Run(ctx)
+	dep.cfg.Detection.Webhooks = []*notify.Webhook{{URL: "http://" + ln.Addr().String(), Secret: secret, Filter: notify.Filter{MinSeverity: notify.SeverityHigh}}}
+	n, err := dep.startNode(ctx)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	in, err := setup(n, dep.op)
+	if err != nil {
+		return err
+	}
+	det, ci, rules := n.Detector, n.Detector.Canaries, n.Detector.Rules
 
 	// The benign target: one contact of the first tenant, read by its admin.
 	c := &client{base: in.url, http: http.DefaultClient}
@@ -158,7 +152,7 @@ func runAlert(args []string) error {
 		tr.staff, tr.key, tr.tenant = p.ID, k.Secret, t.ID
 	}
 	// Let the detector catch up with the setup.
-	for det.Next() < n.log.Size() {
+	for det.Next() < n.Log.Size() {
 		time.Sleep(20 * time.Millisecond)
 	}
 

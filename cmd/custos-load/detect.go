@@ -4,13 +4,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/internal/loadmix"
+	"github.com/custos-dev/custos/store"
 )
 
 // runDetect measures whether the detector keeps up with the log at its
@@ -25,13 +30,25 @@ func runDetect(args []string) error {
 	fs.Parse(args)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dep, err := newDeployment(ctx)
+	// The log and the detector alone, on SQLite: a node would start its
+	// detector at once, and the baseline below runs without one.
+	dir, err := os.MkdirTemp("", "custos-load-")
 	if err != nil {
 		return err
 	}
-	defer dep.close()
-	db := dep.db
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.load/log", Signer: dep.sh.signer, Verifier: dep.sh.verifier, Placeholders: db.Placeholders})
+	defer os.RemoveAll(dir)
+	db, err := store.Open(ctx, filepath.Join(dir, "custos.db"), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	skey, vkey, err := audit.GenerateKey("custos.load/log")
+	if err != nil {
+		return err
+	}
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.load/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
 	if err != nil {
 		return err
 	}

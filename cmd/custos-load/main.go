@@ -19,12 +19,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -37,17 +35,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tink-crypto/tink-go/v2/tink"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/time/rate"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/ingest"
-	"github.com/custos-dev/custos/internal/sqlq"
-	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/server"
-	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -93,122 +87,65 @@ type instance struct {
 	close                        func()
 }
 
-// node is one custos node: a log, a vault and an HTTP server on loopback.
-type node struct {
-	url   string
-	log   *audit.Log
-	vault *vault.Vault
-	close func()
+// deployment is a data directory initialised by node.Init (KEK, log keys,
+// the first operator) with its database: SQLite in the directory, or the
+// PostgreSQL URL that several nodes share.
+type deployment struct {
+	cfg node.Config
+	op  string // the operator's key
 }
 
-// shared is what every node of one deployment shares: the KEK and the
-// log's keys.
-type shared struct {
-	kek      tink.AEAD
-	signer   note.Signer
-	verifier note.Verifier
+func newDeployment(ctx context.Context, dir, db string) (*deployment, error) {
+	cfg := node.DefaultConfig()
+	cfg.DataDir, cfg.Addr, cfg.Origin, cfg.DB = filepath.Join(dir, "data"), "127.0.0.1:0", "custos.load/log", db
+	op, err := node.Init(ctx, cfg, "operator@load.test", node.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if cfg, err = node.ReadFile(cfg); err != nil {
+		return nil, err
+	}
+	return &deployment{cfg: cfg, op: op}, nil
 }
 
-func newShared(ctx context.Context, dir string) (*shared, error) {
-	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
-	if err != nil {
-		return nil, err
-	}
-	kek, err := keys.OpenKEK(ctx, uri)
-	if err != nil {
-		return nil, err
-	}
-	skey, vkey, err := audit.GenerateKey("custos.load/log")
-	if err != nil {
-		return nil, err
-	}
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	return &shared{kek: kek, signer: signer, verifier: verifier}, nil
-}
-
-func startNode(ctx context.Context, sh *shared, write, read *sql.DB, ph sqlq.Style, queued bool, closeDB func() error) (*node, error) {
-	lg, err := audit.Open(ctx, write, read, audit.Config{Origin: "custos.load/log", Signer: sh.signer, Verifier: sh.verifier, Placeholders: ph, Queued: queued})
-	if err != nil {
-		return nil, err
-	}
-	v := vault.New(read, write, lg, keys.NewKeyring(sh.kek), vault.Options{Placeholders: ph})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
+// startNode opens the deployment as one custos node serving on loopback.
+func (d *deployment) startNode(ctx context.Context) (*node.Node, error) {
 	// A load generator measures throughput: the per-key and per-source
 	// limits (issue 13) would cap it at their rate, so they are off here.
-	srv := &http.Server{Handler: server.New(server.Config{Vault: v, Log: lg, Logger: slog.New(slog.DiscardHandler),
-		KeyRate: rate.Inf, SourceRate: rate.Inf}).Handler()}
-	go srv.Serve(ln)
-	return &node{url: "http://" + ln.Addr().String(), log: lg, vault: v, close: func() {
-		srv.Close()
-		lg.Close()
-		closeDB()
-	}}, nil
-}
-
-// deployment is a temporary data directory with its keys and an SQLite
-// database.
-type deployment struct {
-	dir string
-	sh  *shared
-	db  *sqlite.DB
-}
-
-func newDeployment(ctx context.Context) (*deployment, error) {
-	dir, err := os.MkdirTemp("", "custos-load-")
+	n, err := node.Open(ctx, d.cfg, node.Options{Server: func(c *server.Config) { c.KeyRate, c.SourceRate = rate.Inf, rate.Inf }})
 	if err != nil {
 		return nil, err
 	}
-	d := &deployment{dir: dir}
-	if d.sh, err = newShared(ctx, dir); err == nil {
-		d.db, err = sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
-	}
-	if err != nil {
-		os.RemoveAll(dir)
+	if err := n.Listen(d.cfg.Addr); err != nil {
+		n.Close()
 		return nil, err
 	}
-	return d, nil
-}
-
-func (d *deployment) close() {
-	d.db.Close()
-	os.RemoveAll(d.dir)
+	return n, nil
 }
 
 // start runs one custos on SQLite in dir.
 func start(ctx context.Context, dir string) (*instance, error) {
-	sh, err := newShared(ctx, dir)
+	d, err := newDeployment(ctx, dir, "")
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	n, err := d.startNode(ctx)
 	if err != nil {
 		return nil, err
 	}
-	n, err := startNode(ctx, sh, db.Write, db.Read, db.Placeholders, false, db.Close)
+	in, err := setup(n, d.op)
 	if err != nil {
+		n.Close()
 		return nil, err
 	}
-	in, err := setup(ctx, n)
-	if err != nil {
-		n.close()
-		return nil, err
-	}
-	in.close = n.close
+	in.close = func() { n.Close() }
 	return in, nil
 }
 
-// setup bootstraps an operator on n and creates a tenant, its admin key
-// and a list through the API.
-func setup(ctx context.Context, n *node) (*instance, error) {
-	_, opKey, err := n.vault.Bootstrap(ctx, "operator", "operator@load.test")
-	if err != nil {
-		return nil, err
-	}
-	in := &instance{url: n.url, op: opKey, log: n.log, vault: n.vault}
+// setup creates, with the operator's key, a tenant, its admin key and a
+// list through n's API.
+func setup(n *node.Node, opKey string) (*instance, error) {
+	in := &instance{url: n.URL, op: opKey, log: n.Log, vault: n.Vault}
 	c := &client{base: in.url, http: http.DefaultClient}
 	t, admin, err := in.newTenant(c, "Load", "admin@load.test")
 	if err != nil {

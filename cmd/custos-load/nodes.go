@@ -18,7 +18,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
-	"github.com/custos-dev/custos/postgres"
+	"github.com/custos-dev/custos/node"
 )
 
 // runNodes measures audited GETs (req/s, p50, p99) and durable log appends
@@ -85,40 +85,31 @@ func pgRun(ctx context.Context, base, dir string, n, conc, appenders int, dur ti
 		return nodesResult{}, err
 	}
 	defer drop()
-	kdir := filepath.Join(dir, fmt.Sprintf("pg%d", n))
-	if err := os.MkdirAll(kdir, 0o700); err != nil {
-		return nodesResult{}, err
-	}
-	sh, err := newShared(ctx, kdir)
+	d, err := newDeployment(ctx, filepath.Join(dir, fmt.Sprintf("pg%d", n)), schemaURL)
 	if err != nil {
 		return nodesResult{}, err
 	}
-	var nodes []*node
+	var nodes []*node.Node
 	defer func() {
 		for _, nd := range nodes {
-			nd.close()
+			nd.Close()
 		}
 	}()
 	for range n {
-		db, err := postgres.Open(ctx, schemaURL)
+		nd, err := d.startNode(ctx)
 		if err != nil {
-			return nodesResult{}, err
-		}
-		nd, err := startNode(ctx, sh, db.Write, db.Read, db.Placeholders, true, db.Close)
-		if err != nil {
-			db.Close()
 			return nodesResult{}, err
 		}
 		nodes = append(nodes, nd)
 	}
-	in, err := setup(ctx, nodes[0])
+	in, err := setup(nodes[0], d.op)
 	if err != nil {
 		return nodesResult{}, err
 	}
 	var urls []string
 	var logs []*audit.Log
 	for _, nd := range nodes {
-		urls, logs = append(urls, nd.url), append(logs, nd.log)
+		urls, logs = append(urls, nd.URL), append(logs, nd.Log)
 	}
 	probe, err := sql.Open("pgx", schemaURL)
 	if err != nil {

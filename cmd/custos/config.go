@@ -1,157 +1,22 @@
 package main
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"net"
-	"os"
-	"path/filepath"
-	"strings"
 
-	"github.com/custos-dev/custos/detect"
-	"github.com/custos-dev/custos/notify"
-	"github.com/custos-dev/custos/postgres"
+	"github.com/custos-dev/custos/node"
 )
 
-// Config is what a server needs. Sources, strongest first: flags,
-// environment, the data directory's custos.json, defaults.
-type Config struct {
-	DataDir string // CUSTOS_DATA, --data
-	Addr    string // CUSTOS_ADDR, --addr
-	Origin  string // the log's checkpoint origin and signing key name
-	KEK     string // key-encryption key URI (local:///…, hcvault://…, aws-kms://…, gcp-kms://…)
-	// DB is the database: empty for the SQLite file custos.db in the data
-	// directory, or a postgres:// URL shared by several nodes
-	// (CUSTOS_DB, --db, custos.json).
-	DB string
-	// Detection configures the detector, canaries and alert delivery
-	// (custos.json "detection"; docs/detection.md).
-	Detection DetectionConfig
-	// Mail is where enrollment mails go (custos.json "mail").
-	Mail MailConfig
-}
-
-// MailConfig is custos.json's "mail" section: how a principal's holder
-// receives its one-time enrollment secret. With neither set, mails are
-// written under the data directory's mail/ — for trying custos out only.
-type MailConfig struct {
-	SMTP *notify.SMTPMailer `json:"smtp,omitempty"`
-	Dir  string             `json:"dir,omitempty"`
-}
-
-// mailer returns the configured mailer and whether it is the local
-// directory a production deployment must not use.
-func (c Config) mailer() (mailer interface {
-	Send(ctx context.Context, to, subject, body string) error
-}, local bool, err error) {
-	switch m := c.Mail; {
-	case m.SMTP != nil && m.Dir != "":
-		return nil, false, errors.New("mail: set smtp or dir, not both")
-	case m.SMTP != nil:
-		if _, _, err := net.SplitHostPort(m.SMTP.Addr); err != nil || m.SMTP.From == "" {
-			return nil, false, errors.New("mail.smtp: addr (host:port) and from are required")
-		}
-		return m.SMTP, false, nil
-	case m.Dir != "":
-		return &notify.MailDir{Dir: m.Dir}, true, nil
-	}
-	return &notify.MailDir{Dir: c.path("mail")}, true, nil
-}
-
-// DetectionConfig is custos.json's "detection" section.
-type DetectionConfig struct {
-	// RulesDir holds the rule files; empty runs the default pack.
-	RulesDir string `json:"rules_dir,omitempty"`
-	// Canaries per list (0: 3; negative: none) and their domains.
-	Canaries      int      `json:"canaries,omitempty"`
-	CanaryDomains []string `json:"canary_domains,omitempty"`
-	// Where alerts (and, by their filters, other notifications) go.
-	Webhooks  []*notify.Webhook   `json:"webhooks,omitempty"`
-	Slack     []*notify.Slack     `json:"slack,omitempty"`
-	PagerDuty []*notify.PagerDuty `json:"pagerduty,omitempty"`
-	Email     []*notify.Email     `json:"email,omitempty"`
-}
-
-// sinks returns the configured delivery sinks, each with a distinct name.
-func (d DetectionConfig) sinks() ([]notify.Sink, error) {
-	var out []notify.Sink
-	seen := map[string]bool{}
-	add := func(s notify.Sink) error {
-		if seen[s.Name()] {
-			return fmt.Errorf("detection: two sinks are named %q: give each a distinct \"name\"", s.Name())
-		}
-		seen[s.Name()] = true
-		out = append(out, s)
-		return nil
-	}
-	for _, w := range d.Webhooks {
-		if _, err := notify.WebhookKey(w.Secret); err != nil || w.URL == "" {
-			return nil, fmt.Errorf("detection.webhooks: url and a whsec_ secret are required")
-		}
-		if err := add(w); err != nil {
-			return nil, err
-		}
-	}
-	for _, s := range d.Slack {
-		if err := add(s); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range d.PagerDuty {
-		if err := add(p); err != nil {
-			return nil, err
-		}
-	}
-	for _, e := range d.Email {
-		if err := add(e); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
+// Config is what a server needs (node.Config). Sources, strongest first:
+// flags, environment, the data directory's custos.json, defaults. The
+// type and its validation live in package node, which builds a node from
+// it; reading the sources is this command's job.
+type Config = node.Config
 
 // DefaultConfig returns the defaults: everything under ./custos-data,
 // serving on loopback.
-func DefaultConfig() Config {
-	return Config{DataDir: "custos-data", Addr: "127.0.0.1:8750", Origin: "custos.local/log"}
-}
-
-// Validate checks the configuration, naming the field at fault.
-func (c Config) Validate() error {
-	var errs []error
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("data: the data directory must not be empty"))
-	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr: %q is not host:port", c.Addr))
-	}
-	if c.DB != "" && !postgres.IsURL(c.DB) {
-		errs = append(errs, errors.New("db: must be empty (SQLite in the data directory) or a postgres:// URL"))
-	}
-	if c.Origin == "" || strings.ContainsAny(c.Origin, " \n+") {
-		errs = append(errs, fmt.Errorf("origin: %q must be a non-empty name without spaces or '+'", c.Origin))
-	}
-	return errors.Join(errs...)
-}
-
-// fileConfig is the data directory's custos.json, written by init.
-type fileConfig struct {
-	Origin    string          `json:"origin"`
-	KEK       string          `json:"kek"`
-	DB        string          `json:"db,omitempty"`
-	Detection DetectionConfig `json:"detection,omitzero"`
-	Mail      MailConfig      `json:"mail,omitzero"`
-}
-
-const configFile = "custos.json"
-
-func (c Config) path(name string) string { return filepath.Join(c.DataDir, name) }
+func DefaultConfig() Config { return node.DefaultConfig() }
 
 // serverFlags registers the flags common to server-side commands and
 // returns a function that resolves the final Config after parsing.
@@ -171,12 +36,9 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 	db := fs.String("db", "", "database: postgres://… URL shared by several nodes (env CUSTOS_DB; default: SQLite in the data directory)")
 	return func() (Config, error) {
 		cfg.DataDir, cfg.Addr = *data, *addr
-		if b, err := os.ReadFile(cfg.path(configFile)); err == nil {
-			var fc fileConfig
-			if err := json.Unmarshal(b, &fc); err != nil {
-				return cfg, fmt.Errorf("%s: %w", cfg.path(configFile), err)
-			}
-			cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail = fc.Origin, fc.KEK, fc.DB, fc.Detection, fc.Mail
+		var err error
+		if cfg, err = node.ReadFile(cfg); err != nil {
+			return cfg, err
 		}
 		if envDB != "" {
 			cfg.DB = envDB
@@ -221,18 +83,4 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-}
-
-// hash returns the SHA-256 of the effective configuration and rule set,
-// as logged at start. Secrets in it (webhook keys) are hashed, never shown.
-func (c Config) hash(rules []*detect.Rule) string {
-	b, err := json.Marshal(struct {
-		Config
-		Rules []*detect.Rule
-	}{c, rules})
-	if err != nil {
-		b = []byte(err.Error()) // still a hash that changes with what could be encoded
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }

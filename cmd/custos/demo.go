@@ -17,6 +17,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/addr"
 	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/notify"
 )
 
@@ -78,7 +79,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	// print right after the step that caused them.
 	notified := func() {
 		for range 200 {
-			if n, err := notify.Pending(ctx, srv.store.db.Read); err != nil || n == 0 {
+			if n, err := notify.Pending(ctx, srv.DB.Read); err != nil || n == 0 {
 				return
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -253,7 +254,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	// The script reveals a real contact: a canary (3 per list) would, rightly,
 	// get the engineer suspended on the spot.
 	pick := masked.Items[0].Token
-	if ci, err := srv.store.vault.CanaryIndex(ctx); err == nil {
+	if ci, err := srv.Vault.CanaryIndex(ctx); err == nil {
 		if tags, err := ci.Tags(ctx); err == nil {
 			for _, mc := range masked.Items {
 				if !tags[ci.Tag(mc.Token)] {
@@ -328,7 +329,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}
 
 	say("the audit log: a signed checkpoint and the newest entries (no personal data in them)")
-	cp, err := srv.store.log.SignCheckpoint(ctx)
+	cp, err := srv.Log.SignCheckpoint(ctx)
 	if err != nil {
 		return err
 	}
@@ -337,7 +338,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		note("  │ %s", line)
 	}
 	for i := cp.Size - min(cp.Size, 6); i < cp.Size; i++ {
-		data, err := srv.store.log.Entry(ctx, i)
+		data, err := srv.Log.Entry(ctx, i)
 		if err != nil {
 			return err
 		}
@@ -361,18 +362,8 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	return nil
 }
 
-func reloadConfig(cfg Config) (Config, error) {
-	b, err := os.ReadFile(cfg.path(configFile))
-	if err != nil {
-		return cfg, err
-	}
-	var fc fileConfig
-	if err := json.Unmarshal(b, &fc); err != nil {
-		return cfg, err
-	}
-	cfg.Origin, cfg.KEK = fc.Origin, fc.KEK
-	return cfg, nil
-}
+// reloadConfig reads back what init wrote to custos.json (the KEK's URI).
+func reloadConfig(cfg Config) (Config, error) { return node.ReadFile(cfg) }
 
 func short(err error) string {
 	var ae *apiError

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/notify"
 )
 
@@ -73,7 +74,7 @@ func (h *hookReceiver) wait(s string, d time.Duration) (received, bool) {
 
 // demoIncident replays 2022: an engineer holding grants on two tenants,
 // plus a leaked service key of a third, sweeps from one machine.
-func (m *Main) demoIncident(ctx context.Context, srv *runningServer, op *client,
+func (m *Main) demoIncident(ctx context.Context, srv *node.Node, op *client,
 	keyFor func(custos.Kind, string, string, ...custos.Scope) (string, error),
 	staff *client, staffID, globexID, globexList, globexAdminKey, initechID, initechList string, hook *hookReceiver,
 	say, note func(string, ...any), notified func()) error {
@@ -95,10 +96,10 @@ func (m *Main) demoIncident(ctx context.Context, srv *runningServer, op *client,
 	}
 	sec := &client{base: srv.URL, key: secKey, http: http.DefaultClient}
 	detected := func() {
-		d := srv.store.detector
+		d := srv.Detector
 		for range 300 {
-			srv.store.log.Sync(ctx)
-			if d.Next() >= srv.store.log.Size() {
+			srv.Log.Sync(ctx)
+			if d.Next() >= srv.Log.Size() {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)

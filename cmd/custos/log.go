@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/node"
 )
 
 func (m *Main) runLog(ctx context.Context, args []string) error {
@@ -39,7 +40,7 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 		}
 		return m.logVerifyData(ctx, cfg)
 	case "checkpoint":
-		v, err := openVerifier(cfg)
+		v, err := node.OpenVerifier(cfg)
 		if err != nil {
 			return err
 		}
@@ -59,11 +60,11 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 
 // withReadLog opens the data directory's database for reading only.
 func (m *Main) withReadLog(ctx context.Context, cfg Config, fn func(*sql.DB) error) error {
-	db, err := openDB(ctx, cfg, false)
+	db, err := node.OpenDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.close()
+	defer db.Close()
 	return fn(db.Read)
 }
 
@@ -75,7 +76,7 @@ func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string)
 // the log to contain the checkpoint kept there by the previous run, and
 // keeps the latest one it checked.
 func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, statePath string) error {
-	v, err := openVerifier(cfg)
+	v, err := node.OpenVerifier(cfg)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, s
 // logProof prints an inclusion proof of one entry against the latest
 // checkpoint and checks it, as a tenant holding the checkpoint would.
 func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out string) error {
-	v, err := openVerifier(cfg)
+	v, err := node.OpenVerifier(cfg)
 	if err != nil {
 		return err
 	}

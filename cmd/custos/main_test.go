@@ -13,9 +13,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-dev/custos/vault"
-
 	_ "modernc.org/sqlite"
+
+	"github.com/custos-dev/custos/node"
+	"github.com/custos-dev/custos/vault"
 )
 
 // cli runs custos in-process as a user would type it.
@@ -157,7 +158,7 @@ func startServe(t *testing.T, dir string) string {
 }
 
 // startServer is startServe for tests that stop the server themselves.
-func startServer(t *testing.T, dir string) *runningServer {
+func startServer(t *testing.T, dir string) *node.Node {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Addr = dir, "127.0.0.1:0"

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"log/slog"
+	"github.com/custos-dev/custos/node"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,9 +106,9 @@ func TestDataFilesPrivateCLI(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		st, err := openStore(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		n, err := node.Open(context.Background(), cfg, node.Options{})
 		if err == nil {
-			st.Close()
+			n.Close()
 		}
 		return err
 	}

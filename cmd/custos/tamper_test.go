@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/server"
 )
 
@@ -29,7 +30,7 @@ type stoppable struct {
 	t   *testing.T
 	c   *cli
 	dir string
-	srv *runningServer
+	srv *node.Node
 }
 
 func servedStoppable(t *testing.T) *stoppable {
@@ -208,7 +209,7 @@ func (s *stoppable) backup() (restore func()) {
 // (an insider with the host can), so that only the client's state is left
 // to catch the change.
 func (s *stoppable) forgetServerState() {
-	os.Remove(filepath.Join(s.dir, verifiedFile))
+	os.Remove(filepath.Join(s.dir, node.VerifiedFile))
 }
 
 func TestVerifyStateCatchesTruncation(t *testing.T) {
@@ -490,13 +491,13 @@ func healthz(t *testing.T, url string) health {
 // checkpoint covering every entry (it keeps it in the data directory).
 func waitVerified(t *testing.T, s *stoppable) {
 	t.Helper()
-	v, err := openVerifier(Config{DataDir: s.dir})
+	v, err := node.OpenVerifier(Config{DataDir: s.dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	db := s.db()
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		b, _ := os.ReadFile(filepath.Join(s.dir, verifiedFile))
+		b, _ := os.ReadFile(filepath.Join(s.dir, node.VerifiedFile))
 		cp, err := audit.ParseCheckpoint(b, v)
 		if err == nil && cp.Size == uint64(logSize(t, db)) {
 			return

@@ -3,7 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
+
+	"github.com/custos-dev/custos/node"
 )
 
 // logVerifyData is `custos log verify --rows` (-data names the data
@@ -14,12 +15,12 @@ import (
 // "kind: table row: what" — ids and entry indexes only — and any finding
 // fails the command.
 func (m *Main) logVerifyData(ctx context.Context, cfg Config) error {
-	st, err := openStore(ctx, cfg, slog.New(slog.DiscardHandler))
+	n, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	rep, err := st.vault.VerifyData(ctx)
+	defer n.Close()
+	rep, err := n.Vault.VerifyData(ctx)
 	if err != nil {
 		return fmt.Errorf("verify data: %w", err)
 	}

@@ -24,9 +24,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custos-dev/custos/internal/sqlq"
-	"github.com/custos-dev/custos/postgres"
-	"github.com/custos-dev/custos/sqlite"
+	_ "github.com/jackc/pgx/v5/stdlib" // NewSchema's admin connection
+
+	"github.com/custos-dev/custos/store"
 )
 
 // Environment variables.
@@ -37,24 +37,9 @@ const (
 
 // Engines.
 const (
-	SQLite   = "sqlite"
-	Postgres = "postgres"
+	SQLite   = store.SQLite
+	Postgres = store.Postgres
 )
-
-// DB is a test's database.
-type DB struct {
-	Engine       string
-	Write, Read  *sql.DB
-	Placeholders sqlq.Style
-	Queued       bool   // PostgreSQL: the audit log runs in queued mode, as in production
-	Path         string // SQLite: the database file
-	URL          string // PostgreSQL: the URL, search_path set to the test's schema
-	close        func() error
-}
-
-// Close closes the database (idempotent enough for t.Cleanup plus an
-// explicit call: the second close of a *sql.DB is a no-op).
-func (db *DB) Close() error { return db.close() }
 
 // Engine returns the engine this run is for.
 func Engine() string {
@@ -64,19 +49,28 @@ func Engine() string {
 	return SQLite
 }
 
-// Open opens a fresh, migrated database for t on the run's engine.
-func Open(t testing.TB) *DB {
+// Open opens a fresh, migrated database for t on the run's engine; it is
+// closed (and on PostgreSQL its schema dropped) when t ends.
+func Open(t testing.TB) *store.DB {
 	t.Helper()
-	if Engine() == Postgres {
-		return openPostgres(t)
-	}
-	path := filepath.Join(t.TempDir(), "custos.db")
-	db, err := sqlite.Open(context.Background(), path)
+	db, err := store.Open(context.Background(), DSN(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &DB{Engine: SQLite, Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, Path: path, close: db.Close}
+	return db
+}
+
+// DSN returns a fresh, empty database for t on the run's engine, for
+// [store.Open] (or a node's configuration) to open: an SQLite file in a
+// temporary directory, or a PostgreSQL URL whose connections use a schema
+// of their own, dropped when t ends.
+func DSN(t testing.TB) string {
+	t.Helper()
+	if Engine() == Postgres {
+		return NewSchema(t, PostgresURL(t))
+	}
+	return filepath.Join(t.TempDir(), "custos.db")
 }
 
 // PostgresURL returns CUSTOS_TEST_POSTGRES, or skips t saying how to set it.
@@ -119,20 +113,9 @@ func NewSchema(t testing.TB, base string) string {
 	return u.String()
 }
 
-func openPostgres(t testing.TB) *DB {
-	t.Helper()
-	u := NewSchema(t, PostgresURL(t))
-	db, err := postgres.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return &DB{Engine: Postgres, Write: db.Write, Read: db.Read, Placeholders: db.Placeholders, URL: u, Queued: true, close: db.Close}
-}
-
 // LogTable is the table an audited change commits its entry to: the
 // queue in queued mode, the leaves otherwise.
-func (db *DB) LogTable() string {
+func LogTable(db *store.DB) string {
 	if db.Queued {
 		return "audit_queue"
 	}
@@ -141,7 +124,7 @@ func (db *DB) LogTable() string {
 
 // FailInserts makes every INSERT into table fail until the returned
 // function is called: a stand-in for a full disk or a broken database.
-func (db *DB) FailInserts(t testing.TB, table string) (undo func()) {
+func FailInserts(t testing.TB, db *store.DB, table string) (undo func()) {
 	t.Helper()
 	var stmts, undos []string
 	if db.Engine == Postgres {
@@ -171,7 +154,7 @@ func (db *DB) FailInserts(t testing.TB, table string) (undo func()) {
 // Dump returns every value of every table as raw bytes (blobs as stored,
 // not hex), for tests that look for plaintext an insider could read. On
 // SQLite it is the database file with its WAL.
-func (db *DB) Dump(t testing.TB) string {
+func Dump(t testing.TB, db *store.DB) string {
 	t.Helper()
 	var out strings.Builder
 	if db.Engine == SQLite {

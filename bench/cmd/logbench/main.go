@@ -26,7 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos/audit"
-	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/store"
 )
 
 func main() {
@@ -87,11 +87,11 @@ func run(dur time.Duration, adders int, interval time.Duration) error {
 }
 
 func custosSystem(ctx context.Context, dir string, signer note.Signer, verifier note.Verifier, interval time.Duration) (*system, error) {
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	db, err := store.Open(ctx, filepath.Join(dir, "custos.db"), store.Options{})
 	if err != nil {
 		return nil, err
 	}
-	lg, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.bench/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, CheckpointInterval: interval})
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.bench/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, CheckpointInterval: interval})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,377 @@
+// Package node assembles one custos node from its configuration: the
+// store, the log's keys, the key-encryption key, the audit log, the vault,
+// the detector, the notifier (the outbox's dispatcher with its sinks and
+// the enrollment sink) and the HTTP API. custos serve, init, demo, the
+// tests, the load tool and the benchmarks all get their stack from
+// [Open]; nothing else wires it.
+//
+// A [Node] owns every goroutine it starts; [Node.Close] stops them in
+// order: the HTTP server (letting in-flight requests finish), the API's
+// refusal counter, the dispatcher and detector, the log (committing what is
+// queued), then the database.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/detect"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/server"
+	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/store"
+	"github.com/custos-dev/custos/vault"
+)
+
+// Options are what a caller adds to a [Config]: they never change what a
+// deployment's data means, only how this process runs it.
+type Options struct {
+	// Logger is the service log (default: discarded).
+	Logger *slog.Logger
+	// Sinks replace the default service-log sink for notifications; the
+	// sinks configured in Config.Detection and the enrollment sink are
+	// always added.
+	Sinks []notify.Sink
+	// Server adjusts the API's configuration before it is built (limits
+	// off for a load generator, short timeouts in tests).
+	Server func(*server.Config)
+	// DB, if set, is used instead of opening Config's database; the
+	// caller keeps it and closes it after the node.
+	DB *store.DB
+	// Handler, if set, wraps the API's handler in Listen (tests check
+	// every exchange against the OpenAPI document this way).
+	Handler func(http.Handler) http.Handler
+}
+
+// Node is an open custos node.
+type Node struct {
+	Config   Config
+	DB       *store.DB
+	Log      *audit.Log
+	Vault    *vault.Vault
+	Verifier note.Verifier
+	Detector *detect.Detector
+	// Notifier delivers the notification outbox while this node is the
+	// log's sequencer.
+	Notifier *notify.Dispatcher
+	// Server is the HTTP API; [Node.Listen] serves it.
+	Server *server.Server
+	// URL is where Listen serves, "" before.
+	URL string
+
+	logger  *slog.Logger
+	wrap    func(http.Handler) http.Handler
+	ownDB   bool
+	stop    context.CancelFunc
+	stopped chan struct{}
+	http    *http.Server
+	served  chan error
+	once    sync.Once
+	err     error
+}
+
+// Open opens the data directory cfg names as a node: it reads the log's
+// keys and the KEK, opens the database (creating the SQLite file), the
+// log and the vault, seals rows written before sealing, and starts the
+// notifier and the detector. It does not listen; [Node.Listen] does.
+func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(cfg.Path(ConfigFile)); err != nil {
+		return nil, fmt.Errorf("%s is not a custos data directory (no %s): run custos init", cfg.DataDir, ConfigFile)
+	}
+	// It holds the KEK (by default), the log's signing key and the
+	// database: nobody but custos enters it (sqlite.Open checks the
+	// database files themselves).
+	if err := sqlite.CheckDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	skey, err := os.ReadFile(cfg.Path("log.key"))
+	if err != nil {
+		return nil, fmt.Errorf("read log signing key: %w", err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		return nil, fmt.Errorf("log signing key: %w", err)
+	}
+	verifier, err := OpenVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	kek, err := keys.OpenKEK(ctx, cfg.KEK)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := loadRules(cfg.Detection.RulesDir)
+	if err != nil {
+		return nil, err
+	}
+	configured, err := cfg.Detection.sinks()
+	if err != nil {
+		return nil, err
+	}
+	mailer, localMail, err := cfg.mailer()
+	if err != nil {
+		return nil, err
+	}
+	if localMail {
+		logger.Warn("enrollment mails are written to a local directory: for trying custos out only; set mail.smtp in custos.json for production")
+	}
+	sinks := append([]notify.Sink(nil), opts.Sinks...)
+	if len(sinks) == 0 {
+		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
+	}
+	sinks = append(sinks, configured...)
+	if err := notify.CheckSinks(sinks); err != nil {
+		return nil, fmt.Errorf("detection: %w", err)
+	}
+	trusted, err := readVerified(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db, ownDB := opts.DB, false
+	if db == nil {
+		if db, err = store.Open(ctx, cfg.DSN(), store.Options{}); err != nil {
+			return nil, err
+		}
+		ownDB = true
+	}
+	closeDB := func() {
+		if ownDB {
+			db.Close()
+		}
+	}
+	// A checkpoint that cannot be signed, or a log that fails its own
+	// verifier, becomes a system entry the detector alerts on
+	// (log-integrity); the detector exists once the log does.
+	var detector atomic.Pointer[detect.Detector]
+	var tamper sync.Once
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
+		OnSignError: func(err error) {
+			if d := detector.Load(); d != nil {
+				d.Observe("log.checkpoint", err)
+			}
+		},
+		Trusted:    trusted,
+		OnVerified: (&verifiedKeeper{path: cfg.Path(VerifiedFile), logger: logger}).keep,
+		OnTamper: func(err error) {
+			if d := detector.Load(); d != nil {
+				tamper.Do(func() { observeTamper(d, err, logger) })
+			}
+		}})
+	if err != nil {
+		closeDB()
+		return nil, err
+	}
+	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
+	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
+		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains})
+	// Enrollment mails go only to the holder's address, by their own sink.
+	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
+	// Free text written before it was sealed at rest is sealed now; if the
+	// database refuses (a full disk), the rows stay readable as they are
+	// and the next start tries again.
+	if n, err := v.SealFreeText(ctx); err != nil {
+		logger.Warn("could not seal free text written before sealing; will retry at the next start", "err", err)
+	} else if n > 0 {
+		logger.Info("sealed free text written before sealing", "rows", n)
+	}
+	// Rows from before row MACs get theirs, once (vault.SealRows).
+	if n, err := v.SealRows(ctx); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, fmt.Errorf("seal rows: %w", err)
+	} else if n > 0 {
+		logger.Info("sealed rows that predate row MACs", "rows", n)
+	}
+	canaries, err := v.CanaryIndex(ctx)
+	if err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
+	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	detector.Store(det)
+	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
+		tamper.Do(func() { go observeTamper(det, err, logger) })
+	}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
+	if opts.Server != nil {
+		opts.Server(&scfg)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg),
+		logger: logger, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.Run(bg) }()
+	go func() { defer wg.Done(); det.Run(bg) }()
+	go func() { wg.Wait(); close(n.stopped) }()
+	return n, nil
+}
+
+// Listen serves the API on addr (":0" picks a free port; [Node.URL] says
+// which) on its own http.Server: header and idle timeouts, a deadline on
+// request bodies, and a connection cap that closes idle connections first
+// (server.Config has the limits). Close stops it.
+func (n *Node) Listen(addr string) error {
+	if n.http != nil {
+		return errors.New("node: already listening")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	n.http = n.Server.HTTPServer(slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn))
+	if n.wrap != nil {
+		n.http.Handler = n.wrap(n.http.Handler)
+	}
+	ln = n.Server.Listener(ln)
+	n.URL = "http://" + ln.Addr().String()
+	n.served = make(chan error, 1)
+	go func() { n.served <- n.http.Serve(ln) }()
+	return nil
+}
+
+// Close stops accepting requests and lets in-flight ones finish (up to
+// 30 s), records the refusals still being counted, stops the notifier and
+// the detector, then closes the log (committing what is queued) and the
+// database (unless Options.DB gave it). A second Close returns the first
+// one's result.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		var errs []error
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			errs = append(errs, n.http.Shutdown(ctx))
+			cancel()
+			if err := <-n.served; !errors.Is(err, http.ErrServerClosed) {
+				errs = append(errs, err)
+			}
+		}
+		// The refusals still being counted are recorded before the log closes.
+		errs = append(errs, n.Server.Close())
+		n.stop()
+		<-n.stopped
+		errs = append(errs, n.Log.Close())
+		if n.ownDB {
+			errs = append(errs, n.DB.Close())
+		}
+		n.err = errors.Join(errs...)
+	})
+	return n.err
+}
+
+// OpenVerifier reads the log's public key from the data directory.
+func OpenVerifier(cfg Config) (note.Verifier, error) {
+	b, err := os.ReadFile(cfg.Path("log.pub"))
+	if err != nil {
+		return nil, fmt.Errorf("read log verifier key: %w (is %s a custos data directory? run custos init)", err, cfg.DataDir)
+	}
+	return note.NewVerifier(strings.TrimSpace(string(b)))
+}
+
+// OpenDB opens an existing data directory's database only (no keys, no
+// log), for commands that read it.
+func OpenDB(ctx context.Context, cfg Config) (*store.DB, error) {
+	return store.Open(ctx, cfg.DSN(), store.Options{MustExist: true})
+}
+
+// loadRules loads the rule files in dir, or the default pack.
+func loadRules(dir string) ([]*detect.Rule, error) {
+	if dir == "" {
+		return detect.DefaultRules()
+	}
+	rules, err := detect.LoadFS(os.DirFS(dir), ".")
+	if err != nil {
+		return nil, fmt.Errorf("rules in %s: %w", dir, err)
+	}
+	return rules, nil
+}
+
+// observeTamper raises the log-integrity alert for a mismatch the log's
+// verifier found.
+func observeTamper(d *detect.Detector, err error, logger *slog.Logger) {
+	if oerr := d.ObserveTamper(context.Background(), err); oerr != nil {
+		logger.Error("could not raise the log-integrity alert", "err", oerr)
+	}
+}
+
+// VerifiedFile keeps, in the data directory, the last checkpoint this
+// node's log verifier accepted, so that the next start catches a log that
+// was truncated, restored from an older backup or rewritten and re-signed
+// while custos was down (audit.Config.Trusted). It is not a witness: an
+// attacker who can write the data directory can replace it too.
+const VerifiedFile = "log-verified.checkpoint"
+
+func readVerified(cfg Config) ([]byte, error) {
+	b, err := os.ReadFile(cfg.Path(VerifiedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", VerifiedFile, err)
+	}
+	return b, nil
+}
+
+// verifiedKeeper writes VerifiedFile when the verified size grew. Several
+// nodes sharing a data directory may each write it; any of their
+// checkpoints is one the log must extend. Only the log's verifier calls
+// it, one round at a time.
+type verifiedKeeper struct {
+	path   string
+	size   uint64
+	logger *slog.Logger
+}
+
+func (k *verifiedKeeper) keep(cp *audit.Checkpoint) {
+	if k.size != 0 && cp.Size <= k.size {
+		return
+	}
+	if err := writeFileAtomic(k.path, cp.Note); err != nil {
+		k.logger.Warn("could not keep the verified checkpoint", "err", err)
+		return
+	}
+	k.size = cp.Size
+}
+
+// writeFileAtomic replaces path with b: a reader sees the old file or the
+// new one, never a torn one.
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".custos-state-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
