@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -265,9 +266,22 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 // ExportFunc receives each exported contact in token order.
 type ExportFunc func(*custos.Contact) error
 
-// Export streams every contact of a list to fn. The export — list and
-// number of contacts — is recorded before the first contact is handed
-// over; tenant admins only.
+// Export streams every contact of a list to fn, with fresh watermark rows
+// (canaries of this export) merged in token order; tenant admins only.
+//
+// The count and every page are read from one snapshot, a read-only
+// transaction, so contacts written meanwhile change nothing: the export
+// sends exactly the rows counted. The export's leaf — list, rows sent and,
+// in its detail, how many were real and how many watermarks — is
+// recorded after the count and before the first contact is handed over
+// (log before reveal), and it is exact.
+//
+// The snapshot is held for the whole export. On SQLite a reader holding
+// an old snapshot keeps every WAL frame written since: checkpoints cannot
+// reset the WAL past it, so the WAL grows with the writes made during a
+// long export and is truncated by the first idle checkpoint after it. On
+// PostgreSQL it holds back vacuum for as long. Both are the price of an
+// exact record; paging without it let the leaf and the file disagree.
 func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn ExportFunc) error {
 	l, err := v.authorize(ctx, custos.ActionContactExport, tenant)
 	if err != nil {
@@ -285,9 +299,18 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	if err := v.readyCanaries(ctx); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	var n int
-	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&n); err != nil {
-		return v.deny(ctx, l, fmt.Errorf("count contacts: %w", err))
+	// SQLite: ReadOnly makes the driver issue a plain (deferred) BEGIN on
+	// a reader, whose snapshot is taken at its first read, the count;
+	// the isolation level is ignored. PostgreSQL: BEGIN ISOLATION LEVEL
+	// REPEATABLE READ, READ ONLY, likewise from its first statement.
+	snap, err := v.read.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return v.deny(ctx, l, fmt.Errorf("export snapshot: %w", err))
+	}
+	defer snap.Rollback()
+	stored, marks, err := v.countExport(ctx, snap, list)
+	if err != nil {
+		return v.deny(ctx, l, err)
 	}
 	// Every export carries fresh canaries of its own, recorded with the
 	// export's leaf: an address from a leaked file names this export.
@@ -298,10 +321,13 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		}
 	}
 	r := custos.RequestFromContext(ctx)
-	l.Count, l.Detail = n+len(fresh), "format "+format
+	marks += len(fresh)
+	sent := stored + len(fresh)
+	l.Count = sent
+	l.Detail = fmt.Sprintf("format %s, %d real rows and %d watermark rows", format, sent-marks, marks)
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if err := frozenTx(ctx, tx, tenant); err != nil {
-			leaf.Count = 0 // refused: nothing left
+			leaf.Count, leaf.Detail = 0, "format "+format // refused: nothing left
 			return err
 		}
 		for _, c := range fresh {
@@ -328,11 +354,11 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		}
 		return fn(c)
 	}
-	// Page through the list so no read transaction stays open for the
-	// whole export (it would hold back WAL checkpoints).
+	// Pages of the snapshot, each read whole before fn sees its rows: a
+	// slow client holds the transaction open, not a half-read result.
 	after := ""
 	for {
-		rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT 1000`, list, after)
+		rows, err := snap.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT 1000`, list, after)
 		if err != nil {
 			return fmt.Errorf("export contacts: %w", err)
 		}
@@ -368,4 +394,59 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		}
 		after = page[len(page)-1].token
 	}
+}
+
+// countExport counts, in the export's snapshot, the list's stored rows and
+// how many of them are the list's canaries. Which tokens are canaries is
+// known only by their keyed tags, so when the list has canaries each
+// token is tagged and looked up: a pass over the list's token index, far
+// cheaper than the export's decryption of every row.
+func (v *Vault) countExport(ctx context.Context, snap *sql.Tx, list string) (stored, canaries int, err error) {
+	v.canaryMu.Lock()
+	k := v.canaryKey
+	v.canaryMu.Unlock()
+	tags := map[string]bool{}
+	if k != nil {
+		rows, err := snap.QueryContext(ctx, `SELECT tag FROM canaries WHERE list_tag = $1`, hex.EncodeToString(k.Tag("list/"+list)))
+		if err != nil {
+			return 0, 0, fmt.Errorf("count canaries: %w", err)
+		}
+		for rows.Next() {
+			var t string
+			if err := rows.Scan(&t); err != nil {
+				rows.Close()
+				return 0, 0, fmt.Errorf("count canaries: %w", err)
+			}
+			tags[t] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, 0, fmt.Errorf("count canaries: %w", err)
+		}
+	}
+	if len(tags) == 0 {
+		if err := snap.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&stored); err != nil {
+			return 0, 0, fmt.Errorf("count contacts: %w", err)
+		}
+		return stored, 0, nil
+	}
+	rows, err := snap.QueryContext(ctx, `SELECT token FROM contacts WHERE list_id = $1`, list)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count contacts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tok string
+		if err := rows.Scan(&tok); err != nil {
+			return 0, 0, fmt.Errorf("count contacts: %w", err)
+		}
+		stored++
+		if tags[hex.EncodeToString(k.Tag("token/"+tok))] {
+			canaries++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("count contacts: %w", err)
+	}
+	return stored, canaries, nil
 }

@@ -1,0 +1,137 @@
+package vault_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/vault"
+)
+
+// TestExportIsOneSnapshot: contacts inserted into and deleted from a list
+// while its export runs change nothing in the export. It sends exactly
+// the rows the list held when its count was taken (plus its fresh
+// watermark rows), and the leaf, written before the first row, records
+// exactly what was sent: the total as its count, real and watermark rows
+// in its detail. The list spans more than one page of the export's reads,
+// and the writes happen after the first row was handed over, while later
+// pages are still unread.
+func TestExportIsOneSnapshot(t *testing.T) {
+	f := newFixture(t)
+	admin, tenant, list := f.admin(t)
+	const stored = 1500 // pages are 1000 rows
+	var csv strings.Builder
+	csv.WriteString("email\n")
+	for i := range stored {
+		fmt.Fprintf(&csv, "person%d@corp.test\n", i)
+	}
+	rows, err := newCSV(csv.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.vault.Import(admin, tenant, list, rows, vault.ImportOptions{}); err != nil || res.Imported != stored {
+		t.Fatalf("import: %+v, %v", res, err)
+	}
+
+	// The snapshot the export must send: every stored row (real and the
+	// list's canaries), in token order.
+	var before []string
+	q, err := f.db.Read.Query(`SELECT token FROM contacts WHERE list_id = $1 ORDER BY token`, list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q.Next() {
+		var tok string
+		if err := q.Scan(&tok); err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, tok)
+	}
+	q.Close()
+	if len(before) != stored+vault.DefaultCanaries {
+		t.Fatalf("%d rows stored, want %d and the list's canaries", len(before), stored)
+	}
+	inSnapshot := map[string]bool{}
+	for _, tok := range before {
+		inSnapshot[tok] = true
+	}
+	// Deleted: the last rows in token order, which the export reads last.
+	deleted := before[len(before)-5:]
+
+	var got []*custos.Contact
+	inserted := map[string]bool{}
+	err = f.vault.Export(admin, tenant, list, "csv", func(c *custos.Contact) error {
+		got = append(got, c)
+		if len(got) != 1 {
+			return nil
+		}
+		// Another writer, while the export is paused after its first row.
+		done := make(chan error, 1)
+		go func() {
+			for i := range 3 {
+				c := &custos.Contact{TenantID: tenant, ListID: list, Email: fmt.Sprintf("late%d@corp.test", i)}
+				if err := f.vault.CreateContact(admin, c); err != nil {
+					done <- err
+					return
+				}
+				inserted[c.Token] = true
+			}
+			for _, tok := range deleted {
+				if err := f.vault.DeleteContact(admin, tenant, tok); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		return <-done
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The writes happened: the list now differs from the snapshot.
+	var now int
+	if err := f.db.Read.QueryRow(`SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&now); err != nil || now != len(before)+3-5 {
+		t.Fatalf("%d rows in the list after the writes (%v), want %d", now, err, len(before)+3-5)
+	}
+
+	sent := map[string]int{}
+	fresh, watermarks := 0, 0
+	for i, c := range got {
+		sent[c.Token]++
+		if i > 0 && got[i-1].Token >= c.Token {
+			t.Fatalf("row %d out of token order", i)
+		}
+		if inserted[c.Token] {
+			t.Errorf("the export sent %s, inserted after it began", c.Token)
+		}
+		if !inSnapshot[c.Token] {
+			fresh++
+		}
+		if strings.HasSuffix(c.Email, "@"+vault.DefaultCanaryDomain) {
+			watermarks++
+		}
+	}
+	for _, tok := range before {
+		if sent[tok] != 1 {
+			t.Errorf("snapshot row %s sent %d times, want once (deleted during the export: %v)", tok, sent[tok], slices.Contains(deleted, tok))
+		}
+	}
+	if fresh != vault.DefaultCanaries {
+		t.Errorf("%d rows sent that the snapshot did not hold, want only the %d fresh watermark rows", fresh, vault.DefaultCanaries)
+	}
+	if watermarks != 2*vault.DefaultCanaries {
+		t.Errorf("%d watermark rows sent, want the list's %d canaries and %d fresh ones", watermarks, vault.DefaultCanaries, vault.DefaultCanaries)
+	}
+
+	leaf := lastLeaf(t, f, custos.ActionContactExport)
+	if !strings.Contains(leaf, fmt.Sprintf(`"count":%d,`, len(got))) {
+		t.Errorf("export leaf %s, want the count of the %d rows sent", leaf, len(got))
+	}
+	if want := fmt.Sprintf("%d real rows and %d watermark rows", len(got)-watermarks, watermarks); !strings.Contains(leaf, want) {
+		t.Errorf("export leaf %s, want %q", leaf, want)
+	}
+}
