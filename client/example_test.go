@@ -15,7 +15,11 @@ import (
 // a missing contact comes back as the domain's not-found error.
 func Example() {
 	ctx := context.Background()
-	dir, _ := os.MkdirTemp("", "custos-example")
+	dir, err := os.MkdirTemp("", "custos-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer os.RemoveAll(dir)
 	s, err := startStack(dir)
 	if err != nil {

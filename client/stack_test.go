@@ -4,25 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"path/filepath"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/client"
-	"github.com/custos-dev/custos/keys"
-	"github.com/custos-dev/custos/server"
-	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/vault"
 )
 
-// stack is a real custos — SQLite, Tink, the audit log, the vault and
-// the HTTP server — listening on 127.0.0.1. It is built without a
-// testing.TB so that an Example can run one too.
+// stack is a real custos — the node custos serve runs (SQLite, Tink, the
+// audit log, the vault, the detector, the HTTP server) — listening on
+// 127.0.0.1. It is built without a testing.TB so that an Example can run
+// one too.
 type stack struct {
 	URL      string
 	Operator string // the bootstrap operator's key
@@ -31,57 +25,29 @@ type stack struct {
 	close    func()
 }
 
-// startStack runs custos with its files in dir (canaries off: tests count
-// what they put in lists).
+// startStack initialises a data directory in dir and runs a node on it
+// (canaries off: tests count what they put in lists).
 func startStack(dir string) (*stack, error) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "custos.db"))
+	cfg := node.DefaultConfig()
+	cfg.DataDir, cfg.Addr, cfg.Origin = filepath.Join(dir, "data"), "127.0.0.1:0", "custos.test/log"
+	operator, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
 	if err != nil {
 		return nil, err
 	}
-	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
+	if cfg, err = node.ReadFile(cfg); err != nil {
+		return nil, err
+	}
+	cfg.Detection.Canaries = -1
+	n, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {
 		return nil, err
 	}
-	kek, err := keys.OpenKEK(ctx, uri)
-	if err != nil {
+	if err := n.Listen(cfg.Addr); err != nil {
+		n.Close()
 		return nil, err
 	}
-	skey, vkey, err := audit.GenerateKey("custos.test/log")
-	if err != nil {
-		return nil, err
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		return nil, err
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, err
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	log, err := audit.Open(ctx, db.Write, db.Read, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders})
-	if err != nil {
-		return nil, err
-	}
-	v := vault.New(db.Read, db.Write, log, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Canaries: -1})
-	_, operator, err := v.Bootstrap(ctx, "operator", "operator@vendor.test")
-	if err != nil {
-		return nil, err
-	}
-	api := server.New(server.Config{Vault: v, Log: log, Logger: logger})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	hs := api.HTTPServer(nil)
-	go hs.Serve(api.Listener(ln))
-	return &stack{URL: "http://" + ln.Addr().String(), Operator: operator, vault: v, log: log, close: func() {
-		hs.Close()
-		api.Close()
-		log.Close()
-		db.Close()
-	}}, nil
+	return &stack{URL: n.URL, Operator: operator, vault: n.Vault, log: n.Log, close: func() { n.Close() }}, nil
 }
 
 // secret reads an enrollment's secret from the mail its holder gets.

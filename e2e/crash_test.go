@@ -3,11 +3,8 @@ package e2e_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
-	"github.com/custos-dev/custos/internal/storetest"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -15,6 +12,10 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/client"
+	"github.com/custos-dev/custos/internal/storetest"
 )
 
 // TestCrashUnderLoad kills a serving custos with SIGKILL at random moments
@@ -44,14 +45,20 @@ func crashUnderLoad(t *testing.T, pg string) {
 	op := initData(t, dir, dbArgs...)
 
 	p := serve(t, dir, dbArgs...)
-	a := api{url: p.url, hc: &http.Client{Timeout: 10 * time.Second}}
-	var tenant struct{ ID string }
-	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Crash", "admin_email": "admin@crash.test"}, &tenant)
-	admin := a.enrolled(t, dir, "admin@crash.test")
-	a.must(t, op, "POST", "/v1/principals", map[string]string{"kind": "staff_support", "name": "staff", "email": "staff@crash.test"}, nil)
-	staff := a.enrolled(t, dir, "staff@crash.test")
-	var list struct{ ID string }
-	a.must(t, admin, "POST", "/v1/tenants/"+tenant.ID+"/lists", map[string]string{"name": "l"}, &list)
+	ctx := context.Background()
+	tenant, err := newClient(p.url, op).CreateTenant(ctx, custos.CreateTenantRequest{Name: "Crash", AdminEmail: "admin@crash.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := enrolled(t, p.url, dir, "admin@crash.test")
+	if _, err := newClient(p.url, op).CreatePrincipal(ctx, custos.CreatePrincipalRequest{Kind: custos.KindStaffSupport, Name: "staff", Email: "staff@crash.test"}); err != nil {
+		t.Fatal(err)
+	}
+	staff := enrolled(t, p.url, dir, "staff@crash.test")
+	list, err := newClient(p.url, admin).CreateList(ctx, tenant.ID, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var (
 		mu      sync.Mutex
@@ -68,7 +75,7 @@ func crashUnderLoad(t *testing.T, pg string) {
 		if round > 0 {
 			p = serve(t, dir, dbArgs...)
 		}
-		a := api{url: p.url, hc: &http.Client{Timeout: 10 * time.Second}}
+		asAdmin, asStaff := newClient(p.url, admin), newClient(p.url, staff)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for w := 0; w < 24; w++ {
@@ -79,13 +86,16 @@ func crashUnderLoad(t *testing.T, pg string) {
 					switch n := seq.Add(1); n % 4 {
 					case 0, 1:
 						email := fmt.Sprintf("crash.%d@example.test", n)
-						status, id, body, err := a.do(ctx, admin, "POST", "/v1/tenants/"+tenant.ID+"/lists/"+list.ID+"/contacts", map[string]string{"email": email})
-						if err != nil || status >= 500 {
+						var c *custos.Contact
+						id, status, ok := answered(ctx, func(ctx context.Context) (err error) {
+							c, err = asAdmin.CreateContact(ctx, tenant.ID, list.ID, custos.CreateContactRequest{Email: email})
+							return err
+						})
+						if !ok {
 							continue
 						}
 						ack(id, "create")
-						var c struct{ Token string }
-						if status == 201 && json.Unmarshal(body, &c) == nil {
+						if status == 201 && c != nil {
 							mu.Lock()
 							created = append(created, c.Token)
 							mu.Unlock()
@@ -100,13 +110,17 @@ func crashUnderLoad(t *testing.T, pg string) {
 						if tok == "" {
 							continue
 						}
-						status, id, _, err := a.do(ctx, admin, "GET", "/v1/tenants/"+tenant.ID+"/contacts/"+tok, nil)
-						if err == nil && status < 500 {
+						if id, _, ok := answered(ctx, func(ctx context.Context) error {
+							_, err := asAdmin.Contact(ctx, tenant.ID, tok)
+							return err
+						}); ok {
 							ack(id, "read")
 						}
 					case 3:
-						status, id, _, err := a.do(ctx, staff, "GET", "/v1/tenants/"+tenant.ID+"/lists/"+list.ID+"/contacts", nil)
-						if err == nil && status < 500 {
+						if id, status, ok := answered(ctx, func(ctx context.Context) error {
+							_, err := asStaff.ListContacts(ctx, tenant.ID, list.ID, client.PageOptions{})
+							return err
+						}); ok {
 							if status != 403 {
 								t.Errorf("staff read answered %d, want 403", status)
 							}

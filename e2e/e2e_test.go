@@ -6,8 +6,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/internal/apitest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
@@ -129,49 +130,49 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// api is a minimal JSON client.
-type api struct {
-	url string
-	hc  *http.Client
+// newClient returns a client of the server at url that authenticates
+// with key. It never retries: the crash and node tests count requests, and
+// a retried request would be two where they count one. Every answer's
+// status and request id are noted where the request's context says
+// ([answered]).
+func newClient(url, key string) *client.Client {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: noteAnswers{http.DefaultTransport}}
+	return client.New(url, client.WithKey(key), client.WithHTTPClient(hc), client.WithRetries(0, 0))
 }
 
-func (a api) do(ctx context.Context, key, method, path string, in any) (status int, reqID string, body []byte, err error) {
-	var r io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.url+path, r)
-	if err != nil {
-		return 0, "", nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, "", nil, err
-	}
-	defer resp.Body.Close()
-	body, err = io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, "", nil, err // a response cut off is not an acknowledgement
-	}
-	return resp.StatusCode, resp.Header.Get("X-Request-Id"), body, nil
+// answer is the status and request id of a request's answer.
+type answer struct {
+	status int
+	id     string
 }
 
-func (a api) must(t *testing.T, key, method, path string, in, out any) {
-	t.Helper()
-	status, _, body, err := a.do(context.Background(), key, method, path, in)
-	if err != nil || status >= 300 {
-		t.Fatalf("%s %s: %d %v %s", method, path, status, err, body)
+type answerKey struct{}
+
+// noteAnswers notes each answer in the *answer its request's context
+// carries: the typed client returns a 2xx's decoded body, not its
+// request id, and the tests account for requests by id.
+type noteAnswers struct{ next http.RoundTripper }
+
+func (n noteAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := n.next.RoundTrip(r)
+	if an, ok := r.Context().Value(answerKey{}).(*answer); ok && err == nil {
+		an.status, an.id = resp.StatusCode, resp.Header.Get("X-Request-Id")
 	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			t.Fatal(err)
-		}
+	return resp, err
+}
+
+// answered makes one call with a client from [newClient] and returns the
+// request id and status of the server's answer if the client saw one: any
+// status but 5xx, and for a 2xx a body read whole (a response cut off is
+// not an acknowledgement). ok is false when nothing counts as answered.
+func answered(ctx context.Context, call func(ctx context.Context) error) (id string, status int, ok bool) {
+	var an answer
+	err := call(context.WithValue(ctx, answerKey{}, &an))
+	var ce *client.Error
+	if an.status == 0 || an.status >= 500 || (err != nil && !errors.As(err, &ce)) {
+		return "", an.status, false
 	}
+	return an.id, an.status, true
 }
 
 func logVerify(t *testing.T, dir string, args ...string) string {
@@ -298,7 +299,7 @@ func canaryIndex(t *testing.T, db *sql.DB, dir string) func(string) bool {
 // enrolled waits for the enrollment mail to email in the data directory's
 // local mailbox (dir/mail, what custos uses with no SMTP relay configured),
 // and sets up a key with its secret, as the holder would.
-func (a api) enrolled(t *testing.T, dir, email string) string {
+func enrolled(t *testing.T, url, dir, email string) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -310,8 +311,10 @@ func (a api) enrolled(t *testing.T, dir, email string) string {
 			}
 			if s := custos.FindEnrollmentSecret(string(b)); s != "" {
 				os.Remove(f) // read: the next call waits for a newer mail
-				var k struct{ Secret string }
-				a.must(t, "", "POST", "/v1/enroll", map[string]any{"secret": s}, &k)
+				k, err := newClient(url, "").Enroll(context.Background(), custos.EnrollRequest{Secret: s})
+				if err != nil {
+					t.Fatalf("enroll %s: %v", email, err)
+				}
 				return k.Secret
 			}
 		}

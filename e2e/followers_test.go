@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/storetest"
 )
 
@@ -42,12 +43,16 @@ func TestFollowersNoFalseAlarms(t *testing.T) {
 		return append([]*proc(nil), nodes...)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	a := api{url: nodes[0].url, hc: hc}
-	var tenant struct{ ID string }
-	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Pulls", "admin_email": "admin@pulls.test"}, &tenant)
-	admin := a.enrolled(t, dir, "admin@pulls.test")
-	var list struct{ ID string }
-	a.must(t, admin, "POST", "/v1/tenants/"+tenant.ID+"/lists", map[string]string{"name": "l"}, &list)
+	ctx0 := context.Background()
+	tenant, err := newClient(nodes[0].url, op).CreateTenant(ctx0, custos.CreateTenantRequest{Name: "Pulls", AdminEmail: "admin@pulls.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := enrolled(t, nodes[0].url, dir, "admin@pulls.test")
+	list, err := newClient(nodes[0].url, admin).CreateList(ctx0, tenant.ID, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Load on every node: each write is an entry of the tenant's feed.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,9 +65,8 @@ func TestFollowersNoFalseAlarms(t *testing.T) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				ns := live()
-				a := api{url: ns[w%len(ns)].url, hc: hc}
-				a.do(ctx, admin, "POST", "/v1/tenants/"+tenant.ID+"/lists/"+list.ID+"/contacts",
-					map[string]string{"email": fmt.Sprintf("f.%d@example.test", n.Add(1))})
+				newClient(ns[w%len(ns)].url, admin).CreateContact(ctx, tenant.ID, list.ID,
+					custos.CreateContactRequest{Email: fmt.Sprintf("f.%d@example.test", n.Add(1))})
 				time.Sleep(5 * time.Millisecond)
 			}
 		}()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/storetest"
 )
 
@@ -30,12 +31,15 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 		}
 	})
 	hc := &http.Client{Timeout: 10 * time.Second}
-	a := api{url: nodes[0].url, hc: hc}
-	var tenant struct{ ID string }
-	a.must(t, op, "POST", "/v1/tenants", map[string]string{"name": "Nodes", "admin_email": "admin@nodes.test"}, &tenant)
-	k := struct{ Secret string }{a.enrolled(t, dir, "admin@nodes.test")}
-	var list struct{ ID string }
-	a.must(t, k.Secret, "POST", "/v1/tenants/"+tenant.ID+"/lists", map[string]string{"name": "l"}, &list)
+	tenant, err := newClient(nodes[0].url, op).CreateTenant(context.Background(), custos.CreateTenantRequest{Name: "Nodes", AdminEmail: "admin@nodes.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := enrolled(t, nodes[0].url, dir, "admin@nodes.test")
+	list, err := newClient(nodes[0].url, admin).CreateList(context.Background(), tenant.ID, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	leader := waitSequencer(t, hc, nodes, -1)
 
@@ -53,7 +57,7 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			node := w % 3
-			a := api{url: nodes[node].url, hc: hc}
+			c := newClient(nodes[node].url, admin)
 			for ctx.Err() == nil {
 				n := seq.Add(1)
 				if n%3 == 2 {
@@ -64,8 +68,10 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 					}
 					mu.Unlock()
 					if tok != "" {
-						status, id, _, err := a.do(ctx, k.Secret, "GET", "/v1/tenants/"+tenant.ID+"/contacts/"+tok, nil)
-						if err == nil && status < 500 {
+						if id, _, ok := answered(ctx, func(ctx context.Context) error {
+							_, err := c.Contact(ctx, tenant.ID, tok)
+							return err
+						}); ok {
 							mu.Lock()
 							acked[id] = "read"
 							mu.Unlock()
@@ -74,16 +80,18 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 						continue
 					}
 				}
-				status, id, body, err := a.do(ctx, k.Secret, "POST", "/v1/tenants/"+tenant.ID+"/lists/"+list.ID+"/contacts",
-					map[string]string{"email": fmt.Sprintf("node.%d@example.test", n)})
-				if err != nil || status >= 500 {
+				var ct *custos.Contact
+				id, status, ok := answered(ctx, func(ctx context.Context) (err error) {
+					ct, err = c.CreateContact(ctx, tenant.ID, list.ID, custos.CreateContactRequest{Email: fmt.Sprintf("node.%d@example.test", n)})
+					return err
+				})
+				if !ok {
 					continue
 				}
-				var c struct{ Token string }
 				mu.Lock()
 				acked[id] = "create"
-				if status == 201 && json.Unmarshal(body, &c) == nil {
-					created = append(created, c.Token)
+				if status == 201 && ct != nil {
+					created = append(created, ct.Token)
 				}
 				mu.Unlock()
 				perNode[node].Add(1)

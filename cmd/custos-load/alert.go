@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/notify"
 )
 
@@ -92,12 +93,10 @@ func runAlert(args []string) error {
 	det, ci, rules := n.Detector, n.Detector.Canaries, n.Detector.Rules
 
 	// The benign target: one contact of the first tenant, read by its admin.
-	c := &client{base: in.url, http: http.DefaultClient}
-	var ct custos.Contact
-	if err := c.json(in.admin, "POST", "/v1/tenants/"+in.tenant+"/lists/"+in.list+"/contacts", map[string]any{"email": "reader@example.test"}, &ct); err != nil {
+	ct, err := in.as(in.admin).CreateContact(ctx, in.tenant, in.list, custos.CreateContactRequest{Email: "reader@example.test"})
+	if err != nil {
 		return err
 	}
-	target := in.url + "/v1/tenants/" + in.tenant + "/contacts/" + ct.Token
 
 	// One tenant per trigger, each with a contact (and so its canaries),
 	// support access on, and a staff member holding a reveal grant.
@@ -106,36 +105,34 @@ func runAlert(args []string) error {
 	var tags map[string]bool
 	for i := range trigs {
 		tr := &trigs[i]
-		t, admin, err := in.newTenant(c, fmt.Sprint("T", i), fmt.Sprintf("admin%d@load.test", i))
+		t, adminKey, err := in.newTenant(ctx, fmt.Sprint("T", i), fmt.Sprintf("admin%d@load.test", i))
 		if err != nil {
 			return err
 		}
-		var l custos.List
-		if err := c.json(admin, "POST", "/v1/tenants/"+t.ID+"/lists", map[string]string{"name": "l"}, &l); err != nil {
+		admin := in.as(adminKey)
+		l, err := admin.CreateList(ctx, t.ID, "l")
+		if err != nil {
 			return err
 		}
-		if err := c.json(admin, "POST", "/v1/tenants/"+t.ID+"/lists/"+l.ID+"/contacts", map[string]any{"email": fmt.Sprintf("c%d@example.test", i)}, &custos.Contact{}); err != nil {
+		if _, err := admin.CreateContact(ctx, t.ID, l.ID, custos.CreateContactRequest{Email: fmt.Sprintf("c%d@example.test", i)}); err != nil {
 			return err
 		}
-		if err := c.json(admin, "PUT", "/v1/tenants/"+t.ID+"/support-access", map[string]any{"support_access": true}, &struct{}{}); err != nil {
+		if _, err := admin.SetSupportSettings(ctx, t.ID, custos.SupportSettingsRequest{SupportAccess: true}); err != nil {
 			return err
 		}
-		var p struct {
-			custos.Principal
-			Enrollment custos.Enrollment
-		}
-		if err := c.json(in.op, "POST", "/v1/principals", map[string]string{"kind": "staff_support", "name": fmt.Sprint("staff", i), "email": fmt.Sprintf("staff%d@load.test", i)}, &p); err != nil {
+		p, err := in.as(in.op).CreatePrincipal(ctx, custos.CreatePrincipalRequest{Kind: "staff_support", Name: fmt.Sprint("staff", i), Email: fmt.Sprintf("staff%d@load.test", i)})
+		if err != nil {
 			return err
 		}
-		var k struct{ Secret string }
-		if k.Secret, err = in.enroll(c, p.Enrollment.ID); err != nil {
+		staffKey, err := in.enroll(ctx, p.Enrollment.ID)
+		if err != nil {
 			return err
 		}
-		if err := c.json(admin, "POST", "/v1/tenants/"+t.ID+"/grants", map[string]any{"staff_id": p.ID, "scope": "view_masked+reveal", "duration": "1h"}, &custos.Grant{}); err != nil {
+		if _, err := admin.CreateGrant(ctx, t.ID, custos.CreateGrantRequest{StaffID: p.ID, Scope: "view_masked+reveal", Duration: "1h"}); err != nil {
 			return err
 		}
-		var page struct{ Items []custos.Contact }
-		if err := c.json(admin, "GET", "/v1/tenants/"+t.ID+"/lists/"+l.ID+"/contacts?limit=10", nil, &page); err != nil {
+		page, err := admin.ListContacts(ctx, t.ID, l.ID, client.PageOptions{Limit: 10})
+		if err != nil {
 			return err
 		}
 		if tags, err = ci.Tags(ctx); err != nil {
@@ -149,14 +146,14 @@ func runAlert(args []string) error {
 		if tr.canary == "" {
 			return fmt.Errorf("tenant %d has no canary", i)
 		}
-		tr.staff, tr.key, tr.tenant = p.ID, k.Secret, t.ID
+		tr.staff, tr.key, tr.tenant = p.ID, staffKey, t.ID
 	}
 	// Let the detector catch up with the setup.
 	for det.Next() < n.Log.Size() {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	max := load([]string{target}, in.admin, *conc, 3*time.Second)
+	max := load([]string{in.url}, in.admin, in.tenant, ct.Token, *conc, 3*time.Second)
 	rate := max.rps / 2
 	fmt.Printf("access → alert delivered, default rule pack (%d rules), webhook on 127.0.0.1\n", len(rules))
 	fmt.Printf("benign audited GET: max %.0f req/s at c=%d; background at half: %.0f req/s\n", max.rps, *conc, rate)
@@ -181,24 +178,20 @@ func runAlert(args []string) error {
 		}
 	}()
 	tr := &http.Transport{MaxIdleConnsPerHost: *conc}
-	hc := &http.Client{Transport: tr}
+	bg := client.New(in.url, client.WithKey(in.admin), client.WithHTTPClient(&http.Client{Transport: tr}), client.WithRetries(0, 0))
 	var wg sync.WaitGroup
 	for range *conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("GET", target, nil)
-			req.Header.Set("Authorization", "Bearer "+in.admin)
+			get := bg.RepeatContact(bgCtx, in.tenant, ct.Token)
 			for {
 				select {
 				case <-bgCtx.Done():
 					return
 				case <-tokens:
 				}
-				resp, err := hc.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
+				if get.Do() == nil {
 					bgDone.Add(1)
 				}
 			}
@@ -211,8 +204,7 @@ func runAlert(args []string) error {
 	for i, t := range trigs {
 		time.Sleep(time.Until(start.Add(time.Duration(i+1) * gap)))
 		t0 := time.Now()
-		if err := c.json(t.key, "POST", "/v1/tenants/"+t.tenant+"/support/contacts/"+t.canary+"/reveal",
-			map[string]string{"reason_code": "DEBUGGING", "reason": "load test"}, &custos.Contact{}); err != nil {
+		if _, err := in.as(t.key).Reveal(ctx, t.tenant, t.canary, custos.RevealRequest{ReasonCode: "DEBUGGING", Reason: "load test"}); err != nil {
 			return fmt.Errorf("trigger %d: %w", i, err)
 		}
 		sent[t.staff] = t0

@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/ingest"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/server"
@@ -145,73 +145,59 @@ func start(ctx context.Context, dir string) (*instance, error) {
 // setup creates, with the operator's key, a tenant, its admin key and a
 // list through n's API.
 func setup(n *node.Node, opKey string) (*instance, error) {
+	ctx := context.Background()
 	in := &instance{url: n.URL, op: opKey, log: n.Log, vault: n.Vault}
-	c := &client{base: in.url, http: http.DefaultClient}
-	t, admin, err := in.newTenant(c, "Load", "admin@load.test")
+	t, admin, err := in.newTenant(ctx, "Load", "admin@load.test")
 	if err != nil {
 		return nil, err
 	}
-	k := struct{ Secret string }{admin}
-	var l custos.List
-	if err := c.json(k.Secret, "POST", "/v1/tenants/"+t.ID+"/lists", map[string]string{"name": "load"}, &l); err != nil {
+	l, err := in.as(admin).CreateList(ctx, t.ID, "load")
+	if err != nil {
 		return nil, err
 	}
-	in.admin, in.tenant, in.list = k.Secret, t.ID, l.ID
+	in.admin, in.tenant, in.list = admin, t.ID, l.ID
 	return in, nil
+}
+
+// as returns a client of the instance that authenticates with key ("":
+// none). Setup calls are few; the measured loops use [load].
+func (in *instance) as(key string) *client.Client {
+	return client.New(in.url, client.WithKey(key))
 }
 
 // newTenant creates a tenant whose first admin, at adminEmail, enrolls;
 // it returns the tenant and the admin's key.
-func (in *instance) newTenant(c *client, name, adminEmail string) (*custos.Tenant, string, error) {
-	var t struct {
-		custos.Tenant
-		AdminEnrollment custos.Enrollment `json:"admin_enrollment"`
-	}
-	if err := c.json(in.op, "POST", "/v1/tenants", map[string]string{"name": name, "admin_email": adminEmail}, &t); err != nil {
+func (in *instance) newTenant(ctx context.Context, name, adminEmail string) (*custos.Tenant, string, error) {
+	t, err := in.as(in.op).CreateTenant(ctx, custos.CreateTenantRequest{Name: name, AdminEmail: adminEmail})
+	if err != nil {
 		return nil, "", err
 	}
-	key, err := in.enroll(c, t.AdminEnrollment.ID)
-	return &t.Tenant, key, err
+	key, err := in.enroll(ctx, t.AdminEnrollment.ID)
+	return t.Tenant, key, err
 }
 
 // enroll sets up a key with an enrollment's secret, read from the mail the
 // vault composes for the holder (this tool plays every holder).
-func (in *instance) enroll(c *client, enrollmentID string) (string, error) {
-	mail, err := in.vault.EnrollmentMail(context.Background(), enrollmentID)
+func (in *instance) enroll(ctx context.Context, enrollmentID string) (string, error) {
+	mail, err := in.vault.EnrollmentMail(ctx, enrollmentID)
 	if err != nil {
 		return "", err
 	}
 	if mail == nil {
 		return "", fmt.Errorf("enrollment %s is not issued", enrollmentID)
 	}
-	secret := custos.FindEnrollmentSecret(mail.Body)
-	var k struct{ Secret string }
-	if err := c.json("", "POST", "/v1/enroll", map[string]any{"secret": secret}, &k); err != nil {
+	k, err := in.as("").Enroll(ctx, custos.EnrollRequest{Secret: custos.FindEnrollmentSecret(mail.Body)})
+	if err != nil {
 		return "", err
 	}
 	return k.Secret, nil
 }
 
-type client struct {
-	base string
-	http *http.Client
-}
-
-func (c *client) json(key, method, path string, in, out any) error {
-	b, _ := json.Marshal(in)
-	req, _ := http.NewRequest(method, c.base+path, bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, body)
-	}
-	return json.Unmarshal(body, out)
+// loadContact adds the contact the GET loads read, with the attributes
+// that give its answer the size docs/benchmarks.md quotes.
+func (in *instance) loadContact(ctx context.Context) (*custos.Contact, error) {
+	return in.as(in.admin).CreateContact(ctx, in.tenant, in.list, custos.CreateContactRequest{
+		Email: "load.test@example.test", Attributes: json.RawMessage(`{"first_name":"Lo","plan":"pro"}`), Consent: "subscribed"})
 }
 
 func runGet(args []string) error {
@@ -230,19 +216,18 @@ func runGet(args []string) error {
 		return err
 	}
 	defer in.close()
-	c := &client{base: in.url, http: http.DefaultClient}
-	var ct custos.Contact
-	if err := c.json(in.admin, "POST", "/v1/tenants/"+in.tenant+"/lists/"+in.list+"/contacts",
-		map[string]any{"email": "load.test@example.test", "attributes": map[string]string{"first_name": "Lo", "plan": "pro"}, "consent": "subscribed"}, &ct); err != nil {
-		return err
-	}
-	target := in.url + "/v1/tenants/" + in.tenant + "/contacts/" + ct.Token
-	// The baseline returns a body of the same size, from the same kind of
-	// listener, with nothing behind it.
-	sample, err := fetch(http.DefaultClient, target, in.admin)
+	ct, err := in.loadContact(ctx)
 	if err != nil {
 		return err
 	}
+	// The baseline returns a body of the same size, from the same kind of
+	// listener, with nothing behind it, and is driven by the same client
+	// code: it answers any path.
+	sample, err := json.Marshal(ct)
+	if err != nil {
+		return err
+	}
+	sample = append(sample, '\n') // as the server's json.Encoder writes it
 	bareURL, stopBare, err := bare(sample)
 	if err != nil {
 		return err
@@ -257,30 +242,13 @@ func runGet(args []string) error {
 		if err != nil || n < 1 {
 			return fmt.Errorf("bad concurrency %q", f)
 		}
-		b := load([]string{bareURL}, "", n, *dur)
-		a := load([]string{target}, in.admin, n, *dur)
+		b := load([]string{bareURL}, "", in.tenant, ct.Token, n, *dur)
+		a := load([]string{in.url}, in.admin, in.tenant, ct.Token, n, *dur)
 		b.print("bare", n)
 		a.print("custos", n)
 		fmt.Printf("%-8s %-4d %9.0f%%\n", "ratio", n, 100*a.rps/b.rps)
 	}
 	return nil
-}
-
-func fetch(c *http.Client, url, key string) ([]byte, error) {
-	req, _ := http.NewRequest("GET", url, nil)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != 200 {
-		err = fmt.Errorf("GET: status %d", resp.StatusCode)
-	}
-	return b, err
 }
 
 func bare(body []byte) (string, func(), error) {
@@ -293,7 +261,7 @@ func bare(body []byte) (string, func(), error) {
 		w.Write(body)
 	})}
 	go srv.Serve(ln)
-	return "http://" + ln.Addr().String() + "/", func() { srv.Close() }, nil
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
 type result struct {
@@ -306,12 +274,19 @@ func (r result) print(name string, c int) {
 	fmt.Printf("%-8s %-4d %10.0f %10s %10s %8d\n", name, c, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors)
 }
 
-// load runs c workers against url for d and returns throughput and
-// latency percentiles over every request.
-func load(urls []string, key string, c int, d time.Duration) result {
+// load runs c workers, spread over the servers at bases, each reading one
+// contact again and again with a [client.Repeat] for d, and returns
+// throughput and latency percentiles over every request. The clients share
+// one transport with a keep-alive connection per worker and never retry:
+// the generator's own cost per request is the transport's.
+func load(bases []string, key, tenant, token string, c int, d time.Duration) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
+	clients := make([]*client.Client, len(bases))
+	for i, b := range bases {
+		clients[i] = client.New(b, client.WithKey(key), client.WithHTTPClient(hc), client.WithRetries(0, 0))
+	}
 	var errs atomic.Int64
 	lat := make([][]time.Duration, c)
 	deadline := time.Now().Add(d)
@@ -321,20 +296,10 @@ func load(urls []string, key string, c int, d time.Duration) result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("GET", urls[i%len(urls)], nil)
-			if key != "" {
-				req.Header.Set("Authorization", "Bearer "+key)
-			}
+			get := clients[i%len(clients)].RepeatContact(context.Background(), tenant, token)
 			for time.Now().Before(deadline) {
 				t0 := time.Now()
-				resp, err := hc.Do(req)
-				if err != nil {
-					errs.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
+				if err := get.Do(); err != nil {
 					errs.Add(1)
 					continue
 				}
@@ -386,24 +351,15 @@ func runImport(args []string) error {
 	size, _ := f.Seek(0, io.SeekCurrent)
 	f.Seek(0, io.SeekStart)
 	defer f.Close()
-	ctype := map[string]string{"csv": "text/csv", "ndjson": "application/x-ndjson"}[*format]
-	req, _ := http.NewRequest("POST", in.url+"/v1/tenants/"+in.tenant+"/lists/"+in.list+"/import", f)
-	req.Header.Set("Authorization", "Bearer "+in.admin)
-	req.Header.Set("Content-Type", ctype)
-	req.ContentLength = size
+	// No client timeout: a million contacts take longer than the default.
+	api := client.New(in.url, client.WithKey(in.admin), client.WithHTTPClient(&http.Client{}))
 	rssBefore := peakRSS()
 	t0 := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	res, err := api.Import(ctx, in.tenant, in.list, *format, f)
 	if err != nil {
-		return err
+		return fmt.Errorf("import: %w", err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	el := time.Since(t0)
-	var res custos.ImportResult
-	if err := json.Unmarshal(body, &res); err != nil || resp.StatusCode != 200 {
-		return fmt.Errorf("import: status %d: %s", resp.StatusCode, body)
-	}
 	if res.Aborted || res.Imported != *n {
 		return fmt.Errorf("import incomplete: %+v", res)
 	}

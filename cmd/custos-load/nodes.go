@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/node"
 )
@@ -49,7 +47,7 @@ func runNodes(args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := measure(ctx, []string{in.url}, in, []*audit.Log{in.log}, *conc, *appenders, *dur, nil)
+	r, err := measure(ctx, []string{in.url}, in, []*audit.Log{in.log}, *conc, *appenders, *dur, false)
 	in.close()
 	if err != nil {
 		return err
@@ -111,29 +109,19 @@ func pgRun(ctx context.Context, base, dir string, n, conc, appenders int, dur ti
 	for _, nd := range nodes {
 		urls, logs = append(urls, nd.URL), append(logs, nd.Log)
 	}
-	probe, err := sql.Open("pgx", schemaURL)
-	if err != nil {
-		return nodesResult{}, err
-	}
-	defer probe.Close()
-	return measure(ctx, urls, in, logs, conc, appenders, dur, probe)
+	return measure(ctx, urls, in, logs, conc, appenders, dur, true)
 }
 
 // measure runs the GET load over urls, then appends over logs. With a
-// queue (probe non-nil) it also waits for the sequencer to integrate.
-func measure(ctx context.Context, urls []string, in *instance, logs []*audit.Log, conc, appenders int, dur time.Duration, probe *sql.DB) (nodesResult, error) {
-	c := &client{base: in.url, http: http.DefaultClient}
-	var ct custos.Contact
-	if err := c.json(in.admin, "POST", "/v1/tenants/"+in.tenant+"/lists/"+in.list+"/contacts",
-		map[string]any{"email": "load.test@example.test", "attributes": map[string]string{"first_name": "Lo", "plan": "pro"}, "consent": "subscribed"}, &ct); err != nil {
+// queue (queued: the nodes share PostgreSQL) it also waits for the
+// sequencer to integrate.
+func measure(ctx context.Context, urls []string, in *instance, logs []*audit.Log, conc, appenders int, dur time.Duration, queued bool) (nodesResult, error) {
+	ct, err := in.loadContact(ctx)
+	if err != nil {
 		return nodesResult{}, err
 	}
-	targets := make([]string, len(urls))
-	for i, u := range urls {
-		targets[i] = u + "/v1/tenants/" + in.tenant + "/contacts/" + ct.Token
-	}
 	var r nodesResult
-	r.get = load(targets, in.admin, conc, dur)
+	r.get = load(urls, in.admin, in.tenant, ct.Token, conc, dur)
 	if r.get.errors > 0 {
 		return r, fmt.Errorf("%d GET errors", r.get.errors)
 	}
@@ -165,16 +153,11 @@ func measure(ctx context.Context, urls []string, in *instance, logs []*audit.Log
 	if failed.Load() > 0 {
 		return r, fmt.Errorf("%d appends failed", failed.Load())
 	}
-	if probe != nil {
-		for {
-			var n int
-			if err := probe.QueryRowContext(ctx, `SELECT count(*) FROM audit_queue`).Scan(&n); err != nil {
-				return r, err
-			}
-			if n == 0 {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
+	if queued {
+		// Sync returns once every entry queued so far, by any node, is in
+		// the tree.
+		if err := logs[0].Sync(ctx); err != nil {
+			return r, err
 		}
 		r.integrate = float64(done.Load()) / time.Since(t0).Seconds()
 	}

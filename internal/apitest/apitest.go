@@ -11,7 +11,8 @@
 // must be refused with a 4xx; a 2xx or 3xx answer to it is a mismatch, as
 // the document is then stricter than the server. A request for a path or
 // method the document does not have must be answered 404 or 405. Only
-// paths under /v1/ are checked: /healthz, /metrics and the tlog-tiles API
+// paths under the document's own prefix (the first segment its paths
+// share: /v1/) are checked: /healthz, /metrics and the tlog-tiles API
 // under /log/ are outside the document.
 package apitest
 
@@ -58,6 +59,7 @@ func Load(ctx context.Context, spec []byte) (*openapi3.T, error) {
 // mismatches.
 type Validator struct {
 	router routers.Router
+	prefix string // what every path of the document starts with (/v1/)
 
 	checks sync.WaitGroup // checks under way ([Validator.Handler])
 
@@ -75,8 +77,34 @@ func New(spec []byte) (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route OpenAPI document: %w", err)
 	}
-	return &Validator{router: router}, nil
+	var paths []string
+	if doc.Paths != nil {
+		paths = doc.Paths.InMatchingOrder()
+	}
+	return &Validator{router: router, prefix: pathPrefix(paths)}, nil
 }
+
+// pathPrefix returns the first segment every path shares, with its
+// slashes (/v1/), or "/" when they share none: then every path is the
+// document's to check.
+func pathPrefix(paths []string) string {
+	prefix := ""
+	for i, p := range paths {
+		seg, _, ok := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+		if !ok || seg == "" || (i > 0 && "/"+seg+"/" != prefix) {
+			return "/"
+		}
+		prefix = "/" + seg + "/"
+	}
+	if prefix == "" {
+		return "/"
+	}
+	return prefix
+}
+
+// Prefix returns the path prefix under which exchanges are checked: the
+// first segment every path of the document shares (/v1/).
+func (v *Validator) Prefix() string { return v.prefix }
 
 var (
 	shared     *Validator
@@ -92,7 +120,7 @@ func forTest(t testing.TB) *Validator {
 	if sharedErr != nil {
 		t.Fatal(sharedErr)
 	}
-	return &Validator{router: shared.router}
+	return &Validator{router: shared.router, prefix: shared.prefix}
 }
 
 // report fails t, at its end, with every mismatch v saw.
@@ -103,7 +131,7 @@ func (v *Validator) report(t testing.TB) {
 	}
 }
 
-// Wrap returns h with every exchange under /v1/ checked against custos's
+// Wrap returns h with every exchange under the API's prefix checked against custos's
 // OpenAPI document; the test fails at its end for each mismatch. Register
 // it before the cleanups that make the test's last requests.
 func Wrap(t testing.TB, h http.Handler) http.Handler {
@@ -114,7 +142,7 @@ func Wrap(t testing.TB, h http.Handler) http.Handler {
 }
 
 // Proxy starts a reverse proxy to target (a custos base URL) that checks
-// every exchange under /v1/ against custos's OpenAPI document, and returns
+// every exchange under the API's prefix against custos's OpenAPI document, and returns
 // its URL; the test fails at its end for each mismatch. If target fails
 // (a killed process), the client's connection breaks, as it would without
 // the proxy: the proxy never answers for the server.
@@ -153,7 +181,7 @@ func (v *Validator) Mismatches() []string {
 // An exchange whose handler panics (an aborted stream) is not checked.
 func (v *Validator) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		if !strings.HasPrefix(r.URL.Path, v.prefix) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -205,7 +233,7 @@ func bearer(_ context.Context, in *openapi3filter.AuthenticationInput) error {
 // reqComplete) and the response (status, header, body, whole when
 // respComplete). It returns a description of the mismatch, or nil.
 func (v *Validator) Check(r *http.Request, reqBody []byte, reqComplete bool, status int, header http.Header, body []byte, respComplete bool) error {
-	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+	if !strings.HasPrefix(r.URL.Path, v.prefix) {
 		return nil
 	}
 	switch status {

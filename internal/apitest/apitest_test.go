@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,16 @@ import (
 // through the validating handler over real HTTP, and exchanges that keep
 // it, and checks that exactly the first are reported.
 func TestHandlerCatchesMismatches(t *testing.T) {
+	// The paths come from the document's prefix, as the client's do from
+	// its own: this package holds no route of its own.
+	v1, err := apitest.New(server.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := v1.Prefix(); !regexp.MustCompile(`^/v[0-9]+/$`).MatchString(p) {
+		t.Fatalf("prefix %q, want the API version's segment", p)
+	}
+	one, list, nothing, enroll := v1.Prefix()+"tenants/tn_1", v1.Prefix()+"tenants?limit=0", v1.Prefix()+"nothing", v1.Prefix()+"enroll"
 	const tenant = `{"id":"tn_1","name":"Acme","created_at":"2026-01-02T03:04:05Z"}`
 	const errBody = `{"error":{"code":"not_found","message":"tenant not found"},"request_id":"rq_1"}`
 	tests := []struct {
@@ -25,20 +36,20 @@ func TestHandlerCatchesMismatches(t *testing.T) {
 		ctype                         string
 		mismatch                      bool
 	}{
-		{"good tenant", "GET", "/v1/tenants/tn_1", "cst_x", tenant, 200, "application/json", false},
-		{"error envelope", "GET", "/v1/tenants/tn_1", "cst_x", errBody, 404, "application/json", false},
-		{"field not in the document", "GET", "/v1/tenants/tn_1", "cst_x", `{"id":"tn_1","name":"A","created_at":"2026-01-02T03:04:05Z","extra":1}`, 200, "application/json", true},
-		{"required field missing", "GET", "/v1/tenants/tn_1", "cst_x", `{"id":"tn_1","created_at":"2026-01-02T03:04:05Z"}`, 200, "application/json", true},
-		{"status not in the document", "GET", "/v1/tenants/tn_1", "cst_x", tenant, 202, "application/json", true},
-		{"error without envelope", "GET", "/v1/tenants/tn_1", "cst_x", `{"message":"no"}`, 400, "application/json", true},
-		{"wrong media type", "GET", "/v1/tenants/tn_1", "cst_x", tenant, 200, "text/html", true},
-		{"no key, yet served", "GET", "/v1/tenants/tn_1", "", tenant, 200, "application/json", true},
-		{"no key, refused", "GET", "/v1/tenants/tn_1", "", `{"error":{"code":"unauthorized","message":"m"},"request_id":"r"}`, 401, "application/json", false},
-		{"bad query, yet served", "GET", "/v1/tenants?limit=0", "cst_x", `{"items":[]}`, 200, "application/json", true},
-		{"undocumented route served", "GET", "/v1/nothing", "cst_x", `{}`, 200, "application/json", true},
-		{"undocumented route, mux 404", "GET", "/v1/nothing", "cst_x", "404 page not found\n", 404, "text/plain; charset=utf-8", false},
+		{"good tenant", "GET", one, "cst_x", tenant, 200, "application/json", false},
+		{"error envelope", "GET", one, "cst_x", errBody, 404, "application/json", false},
+		{"field not in the document", "GET", one, "cst_x", `{"id":"tn_1","name":"A","created_at":"2026-01-02T03:04:05Z","extra":1}`, 200, "application/json", true},
+		{"required field missing", "GET", one, "cst_x", `{"id":"tn_1","created_at":"2026-01-02T03:04:05Z"}`, 200, "application/json", true},
+		{"status not in the document", "GET", one, "cst_x", tenant, 202, "application/json", true},
+		{"error without envelope", "GET", one, "cst_x", `{"message":"no"}`, 400, "application/json", true},
+		{"wrong media type", "GET", one, "cst_x", tenant, 200, "text/html", true},
+		{"no key, yet served", "GET", one, "", tenant, 200, "application/json", true},
+		{"no key, refused", "GET", one, "", `{"error":{"code":"unauthorized","message":"m"},"request_id":"r"}`, 401, "application/json", false},
+		{"bad query, yet served", "GET", list, "cst_x", `{"items":[]}`, 200, "application/json", true},
+		{"undocumented route served", "GET", nothing, "cst_x", `{}`, 200, "application/json", true},
+		{"undocumented route, mux 404", "GET", nothing, "cst_x", "404 page not found\n", 404, "text/plain; charset=utf-8", false},
 		{"outside /v1 is not checked", "GET", "/healthz", "", "anything", 200, "text/html", false},
-		{"enroll needs no key", "POST", "/v1/enroll", "", `{"key":{"id":"ak_1","principal_id":"pr_1","hint":"h","scopes":["all"],"created_at":"2026-01-02T03:04:05Z"},"secret":"cst_y"}`, 201, "application/json", false},
+		{"enroll needs no key", "POST", enroll, "", `{"key":{"id":"ak_1","principal_id":"pr_1","hint":"h","scopes":["all"],"created_at":"2026-01-02T03:04:05Z"},"secret":"cst_y"}`, 201, "application/json", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,11 +98,16 @@ func TestProxyPassesThrough(t *testing.T) {
 	}))
 	defer target.Close()
 	u := apitest.Proxy(t, target.URL)
+	v, err := apitest.New(server.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := v.Prefix()
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
 			after := fmt.Sprint("a", i)
-			req, _ := http.NewRequest("GET", u+"/v1/tenants?after="+after, nil)
+			req, _ := http.NewRequest("GET", u+prefix+"tenants?after="+after, nil)
 			req.Header.Set("Authorization", "Bearer cst_x")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -106,4 +122,51 @@ func TestProxyPassesThrough(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestPrefixFromDocument: what is checked follows the document's paths,
+// not a prefix written into this package.
+func TestPrefixFromDocument(t *testing.T) {
+	doc := func(paths ...string) []byte {
+		var ps []string
+		for _, p := range paths {
+			ps = append(ps, fmt.Sprintf(`%q:{"get":{"responses":{"200":{"description":"ok","content":{"application/json":{"schema":{"type":"object"}}}}}}}`, p))
+		}
+		return []byte(`{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{` + strings.Join(ps, ",") + `}}`)
+	}
+	tests := []struct {
+		name       string
+		paths      []string
+		prefix     string
+		get        string
+		mismatched bool
+	}{
+		{"served outside the document's prefix", []string{"/v9/things", "/v9/other"}, "/v9/", "/v8/nothing", false},
+		{"served under it, undocumented", []string{"/v9/things", "/v9/other"}, "/v9/", "/v9/nothing", true},
+		{"no shared segment: every path checked", []string{"/a/x", "/b/y"}, "/", "/c", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := apitest.New(doc(tt.paths...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Prefix() != tt.prefix {
+				t.Errorf("prefix %q, want %q", v.Prefix(), tt.prefix)
+			}
+			srv := httptest.NewServer(v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, `{}`)
+			})))
+			defer srv.Close()
+			resp, err := srv.Client().Get(srv.URL + tt.get)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := v.Mismatches(); (len(got) > 0) != tt.mismatched {
+				t.Errorf("mismatches %q, want any: %t", got, tt.mismatched)
+			}
+		})
+	}
 }
