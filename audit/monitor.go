@@ -284,7 +284,9 @@ func (l *Log) checkRange(ctx context.Context, hr tlog.HashReader, from, to uint6
 		return &transient{fmt.Errorf("verify: %w", err)}
 	}
 	if n != to {
-		return &TamperError{Index: n, Reason: "entry is missing"}
+		// Nothing from n on, under a checkpoint that covers to: the tail
+		// was cut off (a gap with entries after it is caught above).
+		return &TamperError{Index: n, Reason: fmt.Sprintf("log truncated: entries %d to %d, under a signed checkpoint, are missing", n, to-1)}
 	}
 	hashes, err := hr.ReadHashes(indexes)
 	if err != nil {
