@@ -76,7 +76,7 @@ func (h *hookReceiver) wait(s string, d time.Duration) (received, bool) {
 // demoRun is what the demo's steps share.
 type demoRun struct {
 	srv      *node.Node
-	keyFor   func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) (string, error)
+	keyFor   func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) string
 	staff    *client.Client
 	staffID  string
 	hook     *hookReceiver
@@ -100,20 +100,10 @@ func (d *demoRun) refusal(err error, format string, args ...any) bool {
 func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, globexID, globexList, initechID, initechList string) error {
 	srv, say, note := d.srv, d.say, d.note
 	say("the 2022 incident, replayed: the engineer holds grants on two tenants and has a leaked service key of a third")
-	if _, err := globexAdmin.SetSupportSettings(ctx, globexID, custos.SupportSettingsRequest{SupportAccess: true}); err != nil {
-		return err
-	}
-	if _, err := globexAdmin.CreateGrant(ctx, globexID, custos.CreateGrantRequest{StaffID: d.staffID, Scope: custos.ScopeViewMasked, Duration: "1h"}); err != nil {
-		return err
-	}
-	leaked, err := d.keyFor(custos.KindService, initechID, "initech-crm-sync", custos.ScopeTokensRead)
-	if err != nil {
-		return err
-	}
-	secKey, err := d.keyFor(custos.KindStaffSecurity, "", "security-oncall")
-	if err != nil {
-		return err
-	}
+	must(globexAdmin.SetSupportSettings(ctx, globexID, custos.SupportSettingsRequest{SupportAccess: true}))
+	must(globexAdmin.CreateGrant(ctx, globexID, custos.CreateGrantRequest{StaffID: d.staffID, Scope: custos.ScopeViewMasked, Duration: "1h"}))
+	leaked := d.keyFor(custos.KindService, initechID, "initech-crm-sync", custos.ScopeTokensRead)
+	secKey := d.keyFor(custos.KindStaffSecurity, "", "security-oncall")
 	sec := newClient(srv.URL, secKey)
 	detected := func() {
 		for range 300 {
@@ -129,16 +119,10 @@ func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, glob
 	note("(Acme's grant ended earlier; Globex grants 1h; the CRM key of Initech leaked from a sync job)")
 
 	start := time.Now()
-	page, err := d.staff.ListSupportContacts(ctx, globexID, globexList, client.PageOptions{Limit: 50})
-	if err != nil {
-		return err
-	}
+	page := must(d.staff.ListSupportContacts(ctx, globexID, globexList, client.PageOptions{Limit: 50}))
 	note("the engineer pages through Globex: %d masked contacts", len(page.Items))
 	svc := newClient(srv.URL, leaked)
-	toks, err := svc.ListTokens(ctx, initechID, initechList, client.PageOptions{Limit: 500})
-	if err != nil {
-		return err
-	}
+	toks := must(svc.ListTokens(ctx, initechID, initechList, client.PageOptions{Limit: 500}))
 	note("and, from the same laptop, lists Initech's list with the leaked key: %d tokens", len(toks.Items))
 	detected()
 	r, ok := d.hook.wait("network-sweeps-tenants", 5*time.Second)
@@ -149,9 +133,7 @@ func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, glob
 
 	var a *custos.Alert
 	for al, err := range sec.Alerts(ctx, custos.AlertOpen) {
-		if err != nil {
-			return err
-		}
+		check(err)
 		if al.RuleID == "network-sweeps-tenants" {
 			a = al
 		}
@@ -165,7 +147,7 @@ func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, glob
 		note("  containment: %s", act)
 	}
 	note("  (every request of this demo comes from 127.0.0.1, so Acme's mailer key, used from the same network, is contained too)")
-	_, err = d.staff.ListSupportContacts(ctx, globexID, globexList, client.PageOptions{Limit: 1})
+	_, err := d.staff.ListSupportContacts(ctx, globexID, globexList, client.PageOptions{Limit: 1})
 	d.refusal(err, "the engineer's next request")
 	_, err = svc.ListTokens(ctx, initechID, initechList, client.PageOptions{Limit: 1})
 	d.refusal(err, "the leaked key's next request")
@@ -185,12 +167,8 @@ func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, glob
 	}
 	note("signature verified with the shared whsec_ secret (HMAC-SHA256 over id.timestamp.body)")
 
-	if _, err := sec.Unfreeze(ctx, globexID, "reviewed "+a.ID+": Globex's own exports may resume"); err != nil {
-		return err
-	}
-	if _, err := sec.AckAlert(ctx, a.ID, "engineer suspended, key revoked, customers informed"); err != nil {
-		return err
-	}
+	must(sec.Unfreeze(ctx, globexID, "reviewed "+a.ID+": Globex's own exports may resume"))
+	must(sec.AckAlert(ctx, a.ID, "engineer suspended, key revoked, customers informed"))
 	note("security acknowledges %s and lifts Globex's freeze, with a reason (both audited)", a.ID)
 	d.notified()
 	return nil
