@@ -348,16 +348,16 @@ func (k *verifiedKeeper) keep(cp *audit.Checkpoint) {
 	if k.size != 0 && cp.Size <= k.size {
 		return
 	}
-	if err := writeFileAtomic(k.path, cp.Note); err != nil {
+	if err := WriteFileAtomic(k.path, cp.Note); err != nil {
 		k.logger.Warn("could not keep the verified checkpoint", "err", err)
 		return
 	}
 	k.size = cp.Size
 }
 
-// writeFileAtomic replaces path with b: a reader sees the old file or the
+// WriteFileAtomic replaces path with b: a reader sees the old file or the
 // new one, never a torn one.
-func writeFileAtomic(path string, b []byte) error {
+func WriteFileAtomic(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".custos-state-*")
 	if err != nil {
 		return err

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/custos-dev/custos"
 	"io"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/custos-dev/custos"
 )
 
 var alertsCommand = &command{name: "alerts", summary: "detection alerts (security staff)", dflt: true, subs: []*command{
@@ -22,15 +22,9 @@ func (m *Main) runAlertsLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
-	page, err := allItems[custos.Alert](ctx, a.client(), "/v1/alerts?status="+url.QueryEscape(*status))
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tSTATUS\tLEVEL\tRULE\tPRINCIPALS\tTENANTS\tEVIDENCE\tCONTAINMENT\tAT", func(tw io.Writer) {
-		for _, a := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d entries\t%s\t%s\n", a.ID, a.Status, a.Severity, a.RuleID, dash(strings.Join(a.Principals, " ")),
-				dash(strings.Join(a.Tenants, " ")), len(a.Evidence), dash(strings.Join(a.Actions, "; ")), a.CreatedAt.Format(time.RFC3339))
-		}
+	return listing(a, a.client().Alerts(ctx, *status), "ID\tSTATUS\tLEVEL\tRULE\tPRINCIPALS\tTENANTS\tEVIDENCE\tCONTAINMENT\tAT", func(tw io.Writer, a *custos.Alert) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d entries\t%s\t%s\n", a.ID, a.Status, a.Severity, a.RuleID, dash(strings.Join(a.Principals, " ")),
+			dash(strings.Join(a.Tenants, " ")), len(a.Evidence), dash(strings.Join(a.Actions, "; ")), a.CreatedAt.Format(time.RFC3339))
 	})
 }
 
@@ -43,8 +37,12 @@ func alertsSet(verb string) func(*Main, context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		var al custos.Alert
-		if err := a.client().json(ctx, "POST", "/v1/alerts/"+url.PathEscape(pos[0])+"/"+verb, map[string]string{"note": *note}, &al); err != nil {
+		set := a.client().AckAlert
+		if verb == "resolve" {
+			set = a.client().ResolveAlert
+		}
+		al, err := set(ctx, pos[0], *note)
+		if err != nil {
 			return err
 		}
 		return a.printer().one(al, "alert %s is %s", al.ID, al.Status)

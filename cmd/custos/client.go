@@ -1,85 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
-	"net/url"
 	"strings"
+
+	"github.com/custos-dev/custos/client"
 )
-
-// client is a thin client of the HTTP API.
-type client struct {
-	base string
-	key  string
-	http *http.Client
-}
-
-// apiError is an error response from the server.
-type apiError struct {
-	Status    int
-	Code      string
-	Message   string
-	RequestID string
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s (%d %s, request %s)", e.Message, e.Status, e.Code, e.RequestID)
-}
-
-func (c *client) do(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var eb struct {
-			Error     struct{ Code, Message string }
-			RequestID string `json:"request_id"`
-		}
-		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
-			return &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.RequestID}
-		}
-		return &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(b))}
-	}
-	switch out := out.(type) {
-	case nil:
-		_, err = io.Copy(io.Discard, resp.Body)
-	case io.Writer:
-		_, err = io.Copy(out, resp.Body)
-	default:
-		err = json.NewDecoder(resp.Body).Decode(out)
-	}
-	return err
-}
-
-func (c *client) json(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	ct := ""
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body, ct = bytes.NewReader(b), "application/json"
-	}
-	return c.do(ctx, method, path, ct, body, out)
-}
 
 // api is what every client command has: --server, --key and --json.
 type api struct {
@@ -100,58 +30,64 @@ func (m *Main) clientFlags(name, args, example string) (*flagSet, *api) {
 	return fs, a
 }
 
-func (a *api) client() *client {
-	return &client{base: strings.TrimRight(a.server, "/"), key: firstNonEmpty(a.key, a.m.Getenv("CUSTOS_KEY")), http: &http.Client{}}
+// client is the typed client of the server. It has no overall timeout:
+// an import or export of a large list takes what it takes, and Ctrl-C
+// cancels the context.
+func (a *api) client() *client.Client {
+	return newClient(a.server, firstNonEmpty(a.key, a.m.Getenv("CUSTOS_KEY")))
+}
+
+func newClient(server, key string) *client.Client {
+	return client.New(server, client.WithKey(key), client.WithHTTPClient(&http.Client{}))
 }
 
 func (a *api) printer() *printer { return &printer{w: a.m.Stdout, json: a.json} }
-
-// tenantPath and listPath are the API paths of a tenant and of a list.
-func tenantPath(tenant string) string { return "/v1/tenants/" + url.PathEscape(tenant) }
-
-func listPath(tenant, list string) string {
-	return tenantPath(tenant) + "/lists/" + url.PathEscape(list)
-}
-
-// readPages GETs path and each page after it (?after= the "next" that
-// add returns for the page before): the one way the CLI reads a listing.
-func readPages[P any](ctx context.Context, c *client, path string, add func(*P) (next string)) error {
-	after := ""
-	for {
-		p := path
-		if after != "" {
-			sep := "?"
-			if strings.Contains(p, "?") {
-				sep = "&"
-			}
-			p += sep + "after=" + url.QueryEscape(after)
-		}
-		var page P
-		if err := c.json(ctx, "GET", p, nil, &page); err != nil {
-			return err
-		}
-		next := add(&page)
-		if next == "" || next == after {
-			return nil
-		}
-		after = next
-	}
-}
 
 // items is a whole listing, as --json prints it.
 type items[T any] struct {
 	Items []T `json:"items"`
 }
 
-// allItems reads every page of an item list.
-func allItems[T any](ctx context.Context, c *client, path string) (items[T], error) {
+// collect reads a whole listing.
+func collect[T any](seq iter.Seq2[T, error]) (items[T], error) {
 	out := items[T]{Items: []T{}}
-	err := readPages(ctx, c, path, func(page *struct {
-		Items []T
-		Next  string `json:"next"`
-	}) string {
-		out.Items = append(out.Items, page.Items...)
-		return page.Next
+	for v, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out.Items = append(out.Items, v)
+	}
+	return out, nil
+}
+
+// listing prints a whole listing: with --json as {"items": […]},
+// otherwise as a table of header and one row per item.
+func listing[T any](a *api, seq iter.Seq2[T, error], header string, row func(io.Writer, T)) error {
+	all, err := collect(seq)
+	if err != nil {
+		return err
+	}
+	return a.printer().table(all, header, func(tw io.Writer) {
+		for _, v := range all.Items {
+			row(tw, v)
+		}
 	})
-	return out, err
+}
+
+// errorText is how an error reads on stderr: a server's answer as its
+// message, then status, code and request id, to quote to an operator.
+func errorText(err error) string {
+	s := strings.TrimPrefix(err.Error(), "custos: ")
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		s = strings.Replace(s, strings.TrimPrefix(ce.Error(), "custos: "),
+			fmt.Sprintf("%s (%d %s, request %s)", ce.Err.Message, ce.Status, ce.Err.Code, dash(ce.RequestID)), 1)
+	}
+	return s
+}
+
+// httpError is a server's answer, for a demo step to show.
+func httpError(err error) (*client.Error, bool) {
+	var ce *client.Error
+	return ce, errors.As(err, &ce)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"io"
 
 	"github.com/custos-dev/custos/node"
 )
@@ -59,12 +58,6 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 // errHelp is returned after a command printed its flags for -h: not a
 // failure, so the process exits 0.
 var errHelp = errors.New("help shown")
-
-func newFlagSet(name string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("custos "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return fs
-}
 
 // parse parses flags allowing them after positional arguments too
 // ("custos tenant create Acme --json").

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
@@ -32,7 +32,7 @@ func (m *Main) runContactAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"email": pos[0]}
+	req := custos.CreateContactRequest{Email: pos[0]}
 	if len(attrs) > 0 {
 		kv := map[string]string{}
 		for _, s := range attrs {
@@ -42,10 +42,10 @@ func (m *Main) runContactAdd(ctx context.Context, args []string) error {
 			}
 			kv[k] = v
 		}
-		body["attributes"] = kv
+		req.Attributes, _ = json.Marshal(kv)
 	}
-	var ct custos.Contact
-	if err := a.client().json(ctx, "POST", listPath(*tenant, *list)+"/contacts", body, &ct); err != nil {
+	ct, err := a.client().CreateContact(ctx, *tenant, *list, req)
+	if err != nil {
 		return err
 	}
 	return a.printer().one(ct, "created contact %s", ct.Token)
@@ -58,11 +58,7 @@ func (m *Main) runContactGet(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var ct custos.Contact
-	if err := a.client().json(ctx, "GET", tenantPath(*tenant)+"/contacts/"+url.PathEscape(pos[0]), nil, &ct); err != nil {
-		return err
-	}
-	return a.printer().contact(ct)
+	return a.printer().contact(a.client().Contact(ctx, *tenant, pos[0]))
 }
 
 func (m *Main) runContactLookup(ctx context.Context, args []string) error {
@@ -72,11 +68,7 @@ func (m *Main) runContactLookup(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var ct custos.Contact
-	if err := a.client().json(ctx, "POST", listPath(*tenant, *list)+"/lookup", map[string]string{"email": pos[0]}, &ct); err != nil {
-		return err
-	}
-	return a.printer().contact(ct)
+	return a.printer().contact(a.client().Lookup(ctx, *tenant, *list, pos[0]))
 }
 
 func (m *Main) runContactLs(ctx context.Context, args []string) error {
@@ -85,18 +77,16 @@ func (m *Main) runContactLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant", "list"); err != nil {
 		return err
 	}
-	page, err := allItems[custos.Contact](ctx, a.client(), listPath(*tenant, *list)+"/contacts")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "TOKEN\tEMAIL\tCONSENT\tUPDATED", func(tw io.Writer) {
-		for _, ct := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ct.Token, ct.Email, ct.Consent, ct.UpdatedAt.Format(time.RFC3339))
-		}
+	return listing(a, a.client().Contacts(ctx, *tenant, *list), "TOKEN\tEMAIL\tCONSENT\tUPDATED", func(tw io.Writer, ct *custos.Contact) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ct.Token, ct.Email, ct.Consent, ct.UpdatedAt.Format(time.RFC3339))
 	})
 }
 
-func (p *printer) contact(c custos.Contact) error {
+// contact prints a contact a call returned, or its error.
+func (p *printer) contact(c *custos.Contact, err error) error {
+	if err != nil {
+		return err
+	}
 	if p.json {
 		return p.one(c, "")
 	}

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/custos-dev/custos"
 	"io"
-	"net/url"
 	"strings"
+
+	"github.com/custos-dev/custos"
 )
 
 var containCommand = &command{name: "contain", summary: "containment: suspended principals, frozen tenants (security staff)", subs: []*command{
@@ -22,22 +22,12 @@ func (m *Main) runContainLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
-	page, err := allItems[custos.Containment](ctx, a.client(), "/v1/containments")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "KIND\tTARGET\tBY\tSINCE\tREASON\tMAY LIFT\tEXCEPT", func(tw io.Writer) {
-		for _, c := range page.Items {
-			by := c.AlertID
-			if by == "" {
-				by = dash(c.By)
-			}
-			may := "any security staff"
-			if len(c.Contained) > 0 {
-				may = "security staff but the contained, their creator, whom they created"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Kind, c.Target, by, fmtTime(c.Since), dash(oneLine(c.Reason)), may, dash(strings.Join(c.Excluded, " ")))
+	return listing(a, a.client().Containments(ctx), "KIND\tTARGET\tBY\tSINCE\tREASON\tMAY LIFT\tEXCEPT", func(tw io.Writer, c *custos.Containment) {
+		may := "any security staff"
+		if len(c.Contained) > 0 {
+			may = "security staff but the contained, their creator, whom they created"
 		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Kind, c.Target, firstNonEmpty(c.AlertID, dash(c.By)), fmtTime(c.Since), dash(oneLine(c.Reason)), may, dash(strings.Join(c.Excluded, " ")))
 	})
 }
 
@@ -51,12 +41,19 @@ func containSet(verb, target string) func(*Main, context.Context, []string) erro
 		if err != nil {
 			return err
 		}
-		path := "/v1/principals/" + url.PathEscape(pos[0]) + "/" + verb
-		if target == "TENANT" {
-			path = tenantPath(pos[0]) + "/" + verb
+		c := a.client()
+		var res any
+		switch verb {
+		case "suspend":
+			res, err = c.Suspend(ctx, pos[0], *reason)
+		case "unsuspend":
+			res, err = c.Unsuspend(ctx, pos[0], *reason)
+		case "freeze":
+			res, err = c.Freeze(ctx, pos[0], *reason)
+		default:
+			res, err = c.Unfreeze(ctx, pos[0], *reason)
 		}
-		var res map[string]any
-		if err := a.client().json(ctx, "POST", path, map[string]string{"reason": *reason}, &res); err != nil {
+		if err != nil {
 			return err
 		}
 		return a.printer().one(res, "%s %s: done", verb, pos[0])

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/notify"
 )
@@ -72,71 +73,69 @@ func (h *hookReceiver) wait(s string, d time.Duration) (received, bool) {
 	return received{}, false
 }
 
-// demoIncident replays 2022: an engineer holding grants on two tenants,
-// plus a leaked service key of a third, sweeps from one machine.
-func (m *Main) demoIncident(ctx context.Context, srv *node.Node, op *client,
-	keyFor func(custos.Kind, string, string, ...custos.Scope) (string, error),
-	staff *client, staffID, globexID, globexList, globexAdminKey, initechID, initechList string, hook *hookReceiver,
-	say, note func(string, ...any), notified func()) error {
+// demoRun is what the demo's steps share.
+type demoRun struct {
+	srv      *node.Node
+	keyFor   func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) string
+	staff    *client.Client
+	staffID  string
+	hook     *hookReceiver
+	say      func(string, ...any)
+	note     func(string, ...any)
+	notified func()
+}
+
+// refusal notes a request the server refused, after what the format
+// says, and reports whether it was refused.
+func (d *demoRun) refusal(err error, format string, args ...any) bool {
+	ae, ok := httpError(err)
+	if ok {
+		d.note(format+": HTTP %d: %s", append(args, ae.Status, ae.Err.Message)...)
+	}
+	return ok
+}
+
+// incident replays 2022: an engineer holding grants on two tenants, plus
+// a leaked service key of a third, sweeps from one machine.
+func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, globexID, globexList, initechID, initechList string) error {
+	srv, say, note := d.srv, d.say, d.note
 	say("the 2022 incident, replayed: the engineer holds grants on two tenants and has a leaked service key of a third")
-	globexAdmin := &client{base: srv.URL, key: globexAdminKey, http: http.DefaultClient}
-	if err := globexAdmin.json(ctx, "PUT", "/v1/tenants/"+globexID+"/support-access", map[string]any{"support_access": true}, nil); err != nil {
-		return err
-	}
-	if err := globexAdmin.json(ctx, "POST", "/v1/tenants/"+globexID+"/grants", map[string]any{"staff_id": staffID, "scope": "view_masked", "duration": "1h"}, nil); err != nil {
-		return err
-	}
-	leaked, err := keyFor(custos.KindService, initechID, "initech-crm-sync", custos.ScopeTokensRead)
-	if err != nil {
-		return err
-	}
-	secKey, err := keyFor(custos.KindStaffSecurity, "", "security-oncall")
-	if err != nil {
-		return err
-	}
-	sec := &client{base: srv.URL, key: secKey, http: http.DefaultClient}
+	must(globexAdmin.SetSupportSettings(ctx, globexID, custos.SupportSettingsRequest{SupportAccess: true}))
+	must(globexAdmin.CreateGrant(ctx, globexID, custos.CreateGrantRequest{StaffID: d.staffID, Scope: custos.ScopeViewMasked, Duration: "1h"}))
+	leaked := d.keyFor(custos.KindService, initechID, "initech-crm-sync", custos.ScopeTokensRead)
+	secKey := d.keyFor(custos.KindStaffSecurity, "", "security-oncall")
+	sec := newClient(srv.URL, secKey)
 	detected := func() {
-		d := srv.Detector
 		for range 300 {
 			srv.Log.Sync(ctx)
-			if d.Next() >= srv.Log.Size() {
+			if srv.Detector.Next() >= srv.Log.Size() {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		notified()
+		d.notified()
 	}
 	detected()
 	note("(Acme's grant ended earlier; Globex grants 1h; the CRM key of Initech leaked from a sync job)")
 
 	start := time.Now()
-	var page custos.Page[custos.MaskedContact]
-	if err := staff.json(ctx, "GET", "/v1/tenants/"+globexID+"/support/lists/"+globexList+"/contacts?limit=50", nil, &page); err != nil {
-		return err
-	}
+	page := must(d.staff.ListSupportContacts(ctx, globexID, globexList, client.PageOptions{Limit: 50}))
 	note("the engineer pages through Globex: %d masked contacts", len(page.Items))
-	svc := &client{base: srv.URL, key: leaked, http: http.DefaultClient}
-	var toks custos.Page[custos.TokenEntry]
-	err = svc.json(ctx, "GET", "/v1/tenants/"+initechID+"/lists/"+initechList+"/tokens?limit=500", nil, &toks)
-	if err != nil {
-		return err
-	}
+	svc := newClient(srv.URL, leaked)
+	toks := must(svc.ListTokens(ctx, initechID, initechList, client.PageOptions{Limit: 500}))
 	note("and, from the same laptop, lists Initech's list with the leaked key: %d tokens", len(toks.Items))
 	detected()
-	r, ok := hook.wait("network-sweeps-tenants", 5*time.Second)
+	r, ok := d.hook.wait("network-sweeps-tenants", 5*time.Second)
 	if !ok {
 		return errors.New("demo: the incident raised no alert")
 	}
 	note("the alert reached the security team's webhook %s after the sweep's last request", time.Since(start).Round(time.Millisecond))
 
-	var alerts struct{ Items []custos.Alert }
-	if err := sec.json(ctx, "GET", "/v1/alerts?status=open", nil, &alerts); err != nil {
-		return err
-	}
 	var a *custos.Alert
-	for i := range alerts.Items {
-		if alerts.Items[i].RuleID == "network-sweeps-tenants" {
-			a = &alerts.Items[i]
+	for al, err := range sec.Alerts(ctx, custos.AlertOpen) {
+		check(err)
+		if al.RuleID == "network-sweeps-tenants" {
+			a = al
 		}
 	}
 	if a == nil {
@@ -148,16 +147,12 @@ func (m *Main) demoIncident(ctx context.Context, srv *node.Node, op *client,
 		note("  containment: %s", act)
 	}
 	note("  (every request of this demo comes from 127.0.0.1, so Acme's mailer key, used from the same network, is contained too)")
-	var ae *apiError
-	if err := staff.json(ctx, "GET", "/v1/tenants/"+globexID+"/support/lists/"+globexList+"/contacts?limit=1", nil, nil); errors.As(err, &ae) {
-		note("the engineer's next request: HTTP %d: %s", ae.Status, ae.Message)
-	}
-	if err := svc.json(ctx, "GET", "/v1/tenants/"+initechID+"/lists/"+initechList+"/tokens?limit=1", nil, nil); errors.As(err, &ae) {
-		note("the leaked key's next request: HTTP %d: %s", ae.Status, ae.Message)
-	}
-	if err := globexAdmin.do(ctx, "GET", "/v1/tenants/"+globexID+"/lists/"+globexList+"/export?format=csv", "", nil, io.Discard); errors.As(err, &ae) {
-		note("Globex's own export, until security lifts the freeze: HTTP %d", ae.Status)
-	}
+	_, err := d.staff.ListSupportContacts(ctx, globexID, globexList, client.PageOptions{Limit: 1})
+	d.refusal(err, "the engineer's next request")
+	_, err = svc.ListTokens(ctx, initechID, initechList, client.PageOptions{Limit: 1})
+	d.refusal(err, "the leaked key's next request")
+	_, err = globexAdmin.Export(ctx, globexID, globexList, custos.FormatCSV, io.Discard)
+	d.refusal(err, "Globex's own export, until security lifts the freeze")
 
 	say("the signed webhook the security team received (Standard Webhooks)")
 	for _, h := range []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
@@ -166,19 +161,15 @@ func (m *Main) demoIncident(ctx context.Context, srv *node.Node, op *client,
 	var pretty bytes.Buffer
 	json.Indent(&pretty, r.body, "   ", "  ")
 	note("%s", pretty.String())
-	key, _ := notify.WebhookKey(hook.secret)
+	key, _ := notify.WebhookKey(d.hook.secret)
 	if err := notify.VerifyWebhook(key, r.header, r.body, time.Now(), 5*time.Minute); err != nil {
 		return fmt.Errorf("demo: the webhook does not verify: %w", err)
 	}
 	note("signature verified with the shared whsec_ secret (HMAC-SHA256 over id.timestamp.body)")
 
-	if err := sec.json(ctx, "POST", "/v1/tenants/"+globexID+"/unfreeze", map[string]string{"reason": "reviewed " + a.ID + ": Globex's own exports may resume"}, nil); err != nil {
-		return err
-	}
-	if err := sec.json(ctx, "POST", "/v1/alerts/"+a.ID+"/ack", map[string]string{"note": "engineer suspended, key revoked, customers informed"}, nil); err != nil {
-		return err
-	}
+	must(sec.Unfreeze(ctx, globexID, "reviewed "+a.ID+": Globex's own exports may resume"))
+	must(sec.AckAlert(ctx, a.ID, "engineer suspended, key revoked, customers informed"))
 	note("security acknowledges %s and lifts Globex's freeze, with a reason (both audited)", a.ID)
-	notified()
+	d.notified()
 	return nil
 }

@@ -17,11 +17,8 @@ func (m *Main) runEnroll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var res struct {
-		Key    custos.APIKey `json:"key"`
-		Secret string        `json:"secret"`
-	}
-	if err := a.client().json(ctx, "POST", "/v1/enroll", map[string]any{"secret": pos[0], "scopes": scopes, "expires_in": *expires}, &res); err != nil {
+	res, err := a.client().Enroll(ctx, custos.EnrollRequest{Secret: pos[0], KeyRequest: scopes.key(*expires)})
+	if err != nil {
 		return err
 	}
 	return a.printer().one(res, "enrolled: key %s for %s (shown once; store it now):\n%s", res.Key.ID, res.Key.PrincipalID, res.Secret)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -22,18 +21,8 @@ func (m *Main) runEnrollmentLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
-	q := ""
-	if *status != "" {
-		q = "?status=" + url.QueryEscape(*status)
-	}
-	page, err := allItems[custos.Enrollment](ctx, a.client(), "/v1/enrollments"+q)
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tPRINCIPAL\tTENANT\tREQUESTED BY\tAPPROVAL\tSTATUS\tCREATED", func(tw io.Writer) {
-		for _, e := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.PrincipalID, dash(e.TenantID), e.RequestedBy, e.Approval, e.Status, e.CreatedAt.Format(time.RFC3339))
-		}
+	return listing(a, a.client().Enrollments(ctx, *status), "ID\tPRINCIPAL\tTENANT\tREQUESTED BY\tAPPROVAL\tSTATUS\tCREATED", func(tw io.Writer, e *custos.Enrollment) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.PrincipalID, dash(e.TenantID), e.RequestedBy, e.Approval, e.Status, e.CreatedAt.Format(time.RFC3339))
 	})
 }
 
@@ -45,12 +34,21 @@ func enrollmentDecide(verb string) func(*Main, context.Context, []string) error 
 		if err != nil {
 			return err
 		}
-		var e custos.Enrollment
-		if err := a.client().json(ctx, "POST", "/v1/enrollments/"+url.PathEscape(pos[0])+"/"+verb, map[string]string{}, &e); err != nil {
-			return err
+		decide := a.client().ApproveEnrollment
+		if verb == "deny" {
+			decide = a.client().DenyEnrollment
 		}
-		return a.printer().one(e, "%s", enrollmentState(&e))
+		return a.printer().enrollment(decide(ctx, pos[0]))
 	}
+}
+
+// enrollment prints where an enrollment a call returned stands, or the
+// call's error.
+func (p *printer) enrollment(e *custos.Enrollment, err error) error {
+	if err != nil {
+		return err
+	}
+	return p.one(e, "%s", enrollmentState(e))
 }
 
 // enrollmentState says in a line where an enrollment stands.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/url"
 	"os"
 )
 
@@ -31,5 +30,6 @@ func (m *Main) runExport(ctx context.Context, args []string) error {
 		defer f.Close()
 		w = f
 	}
-	return a.client().do(ctx, "GET", listPath(*tenant, *list)+"/export?format="+url.QueryEscape(*format), "", nil, w)
+	_, err := a.client().Export(ctx, *tenant, *list, *format, w)
+	return err
 }

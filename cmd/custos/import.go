@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/custos-dev/custos"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/custos-dev/custos"
 )
 
 var importCommand = &command{name: "import", summary: "import a CSV or NDJSON file into a list (exit 3 if rows were refused)", run: (*Main).runImport}
@@ -28,12 +28,12 @@ func (m *Main) runImport(ctx context.Context, args []string) error {
 	if *encoding != "utf-8" && *encoding != "latin1" {
 		return usagef("custos import: --encoding is utf-8 or latin1, not %q", *encoding)
 	}
-	ct := ""
+	format := ""
 	switch strings.ToLower(filepath.Ext(pos[0])) {
 	case ".csv":
-		ct = "text/csv"
+		format = custos.FormatCSV
 	case ".ndjson", ".jsonl":
-		ct = "application/x-ndjson"
+		format = custos.FormatNDJSON
 	default:
 		return usagef("custos import: %s: the file must end in .csv or .ndjson", pos[0])
 	}
@@ -47,8 +47,7 @@ func (m *Main) runImport(ctx context.Context, args []string) error {
 		return err
 	}
 	bar := newProgress(m.Stderr, "import", uint64(st.Size()))
-	var res custos.ImportResult
-	err = a.client().do(ctx, "POST", listPath(*tenant, *list)+"/import?encoding="+url.QueryEscape(*encoding), ct, &countingReader{r: f, progress: bar}, &res)
+	res, err := a.client().ImportEncoded(ctx, *tenant, *list, format, *encoding, &countingReader{r: f, progress: bar})
 	bar.done()
 	if err != nil {
 		return err

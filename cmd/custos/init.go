@@ -10,10 +10,10 @@ import (
 // runInit creates a data directory: a local KEK, the log's signing key,
 // the database, and the first operator with a key printed once.
 func (m *Main) runInit(ctx context.Context, args []string) error {
-	fs := newFlagSet("init", m.Stderr)
-	resolve := m.serverFlags(fs)
+	fs := m.flags("init", "[--data DIR]", "custos init --data ./custos-data")
+	resolve := m.serverFlags(fs.FlagSet)
 	email := fs.String("email", "operator@custos.local", "the installer's address: the first operator's identity")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
 	cfg, err := resolve()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 
 	"github.com/custos-dev/custos"
 )
@@ -24,12 +23,8 @@ func (m *Main) runKeyCreate(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "principal"); err != nil {
 		return err
 	}
-	var res struct {
-		Key    custos.APIKey `json:"key"`
-		Secret string        `json:"secret"`
-	}
-	req := map[string]any{"scopes": scopes, "expires_in": *expires}
-	if err := a.client().json(ctx, "POST", "/v1/principals/"+url.PathEscape(*principal)+"/keys", req, &res); err != nil {
+	res, err := a.client().CreateKey(ctx, *principal, scopes.key(*expires))
+	if err != nil {
 		return err
 	}
 	return a.printer().one(res, "created key %s for %s (shown once; store it now):\n%s", res.Key.ID, res.Key.PrincipalID, res.Secret)
@@ -41,18 +36,8 @@ func (m *Main) runKeyLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
-	q := ""
-	if *principal != "" {
-		q = "?principal=" + url.QueryEscape(*principal)
-	}
-	page, err := allItems[custos.APIKey](ctx, a.client(), "/v1/keys"+q)
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tPRINCIPAL\tHINT\tSCOPES\tEXPIRES\tLAST USED\tREVOKED", func(tw io.Writer) {
-		for _, k := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.PrincipalID, k.Hint, k.Scopes, fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt), fmtTime(k.RevokedAt))
-		}
+	return listing(a, a.client().Keys(ctx, *principal), "ID\tPRINCIPAL\tHINT\tSCOPES\tEXPIRES\tLAST USED\tREVOKED", func(tw io.Writer, k *custos.APIKey) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.PrincipalID, k.Hint, k.Scopes, fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt), fmtTime(k.RevokedAt))
 	})
 }
 
@@ -62,7 +47,7 @@ func (m *Main) runKeyRevoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.client().json(ctx, "DELETE", "/v1/keys/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+	if err := a.client().RevokeKey(ctx, pos[0]); err != nil {
 		return err
 	}
 	return a.printer().one(map[string]string{"revoked": pos[0]}, "revoked key %s", pos[0])

@@ -21,8 +21,8 @@ func (m *Main) runListCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var l custos.List
-	if err := a.client().json(ctx, "POST", tenantPath(*tenant)+"/lists", map[string]string{"name": pos[0]}, &l); err != nil {
+	l, err := a.client().CreateList(ctx, *tenant, pos[0])
+	if err != nil {
 		return err
 	}
 	return a.printer().one(l, "created list %s (%s)", l.ID, l.Name)
@@ -34,13 +34,7 @@ func (m *Main) runListLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
-	page, err := allItems[custos.List](ctx, a.client(), tenantPath(*tenant)+"/lists")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tNAME\tCREATED", func(tw io.Writer) {
-		for _, l := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.ID, l.Name, l.CreatedAt.Format(time.RFC3339))
-		}
+	return listing(a, a.client().Lists(ctx, *tenant), "ID\tNAME\tCREATED", func(tw io.Writer, l *custos.List) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.ID, l.Name, l.CreatedAt.Format(time.RFC3339))
 	})
 }

@@ -6,34 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/node"
 )
 
-func (m *Main) runLog(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("custos log: missing subcommand (verify, checkpoint, proof)")
-	}
-	sub, args := args[0], args[1:]
-	if sub == "watch" { // a client of a remote log: no data directory
-		return m.runLogWatch(ctx, args)
-	}
-	fs := newFlagSet("log "+sub, m.Stderr)
-	resolve := m.serverFlags(fs)
+// runLog runs "custos log verify|checkpoint|proof" on the data
+// directory; fs is named for the verb.
+func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
+	resolve := m.serverFlags(fs.FlagSet)
 	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")
 	index := fs.Uint64("index", 0, "proof: entry index")
 	out := fs.String("out", "", "proof: also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
 	state := fs.String("state", "", "verify: keep the last verified checkpoint in this file, and require the log to contain the one it holds (catches truncation, an older backup restored, a rewrite re-signed with log.key)")
 	rowsFlag := fs.Bool("rows", false, "verify: also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
 	cfg, err := resolve()
 	if err != nil {
 		return err
 	}
-	switch sub {
+	switch strings.TrimPrefix(fs.Name(), "log ") {
 	case "verify":
 		if err := m.logVerifyState(ctx, cfg, *checkpoint, *state); err != nil || !*rowsFlag {
 			return err
@@ -55,7 +50,7 @@ func (m *Main) runLog(ctx context.Context, args []string) error {
 	case "proof":
 		return m.logProof(ctx, cfg, *index, *out)
 	}
-	return usagef("custos log: unknown subcommand %q", sub)
+	return usagef("custos %s: unknown verb", fs.Name())
 }
 
 // withReadLog opens the data directory's database for reading only.
@@ -127,7 +122,7 @@ func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, s
 		if trusted != nil {
 			fmt.Fprintf(m.Stdout, "  contains the checkpoint of size %d verified before (%s)\n", trusted.Size, statePath)
 		}
-		if err := writeFileAtomic(statePath, rep.Latest.Note); err != nil {
+		if err := node.WriteFileAtomic(statePath, rep.Latest.Note); err != nil {
 			return err
 		}
 		fmt.Fprintf(m.Stdout, "  kept the checkpoint of size %d in %s\n", rep.Latest.Size, statePath)
@@ -170,14 +165,11 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 // runVerifyProof checks a tlog-proof file offline: no server, no database,
 // only the log's verifier key.
 func (m *Main) runVerifyProof(ctx context.Context, args []string) error {
-	fs := newFlagSet("verify-proof", m.Stderr)
+	fs := m.flags("verify-proof", "FILE --key LOG_VERIFIER_KEY", "custos verify-proof entry42.tlog-proof --key log.pub")
 	key := fs.String("key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
-	pos, err := parse(fs, args)
+	pos, err := fs.parse(args, 1, 1, "key")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 || *key == "" {
-		return usagef("usage: custos verify-proof FILE --key LOG_VERIFIER_KEY")
 	}
 	v, err := loadVerifier(*key)
 	if err != nil {

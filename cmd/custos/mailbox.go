@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/client"
 )
 
 // The local mailbox: with no SMTP relay configured, enrollment mails are
@@ -52,13 +53,13 @@ func awaitEnrollment(ctx context.Context, mailDir, email string, seen map[string
 
 // enrollFrom reads the next enrollment mail of email and sets up a key
 // with it, as `custos enroll` does; it returns the key.
-func enrollFrom(ctx context.Context, c *client, mailDir, email string, seen map[string]bool, scopes ...custos.Scope) (string, error) {
+func enrollFrom(ctx context.Context, c *client.Client, mailDir, email string, seen map[string]bool, scopes ...custos.Scope) (string, error) {
 	secret, err := awaitEnrollment(ctx, mailDir, email, seen)
 	if err != nil {
 		return "", err
 	}
-	var res struct{ Secret string }
-	if err := c.json(ctx, "POST", "/v1/enroll", map[string]any{"secret": secret, "scopes": scopes, "expires_in": "24h"}, &res); err != nil {
+	res, err := c.Enroll(ctx, custos.EnrollRequest{Secret: secret, KeyRequest: custos.KeyRequest{Scopes: scopes, ExpiresIn: "24h"}})
+	if err != nil {
 		return "", err
 	}
 	return res.Secret, nil

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/custos-dev/custos"
 )
 
 func main() {
@@ -49,6 +51,7 @@ const (
 	exitFailure = 1
 	exitUsage   = 2
 	exitPartial = 3
+	exitRetry   = 4
 )
 
 type usageError struct{ msg string }
@@ -67,13 +70,15 @@ func (m *Main) Exec(ctx context.Context, args []string) int {
 	if err == nil || errors.Is(err, errHelp) {
 		return exitOK
 	}
-	fmt.Fprintln(m.Stderr, "custos:", err)
+	fmt.Fprintln(m.Stderr, "custos:", errorText(err))
 	var ue usageError
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, errPartial):
 		return exitPartial
+	case errors.Is(err, errUnavailable):
+		return exitRetry
 	}
 	return exitFailure
 }
@@ -86,10 +91,6 @@ type command struct {
 	run     func(m *Main, ctx context.Context, args []string) error
 	subs    []*command
 	dflt    bool
-	// own: the command parses its own flags (serve, init, log …), so
-	// args and example, what -h prints before its flags, are kept here.
-	own           bool
-	args, example string
 }
 
 // commands is the verb table, filled in init: usage texts read it.
@@ -97,23 +98,17 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit, own: true,
-			args: "[--data DIR]", example: "custos init --data ./custos-data"},
-		{name: "serve", summary: "serve the API", run: (*Main).runServe, own: true,
-			args: "[--addr ADDR] [--data DIR] [--kek FILE]", example: "custos serve --addr 127.0.0.1:8750"},
-		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo, own: true,
-			args: "", example: "custos demo"},
+		{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit},
+		{name: "serve", summary: "serve the API", run: (*Main).runServe},
+		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
-			{name: "verify", summary: "recompute the whole log and check it against its checkpoints", run: logSub("verify"), own: true,
-				args: "[--checkpoint FILE] [--state FILE] [--rows]", example: "custos log verify --state verified.cp --rows"},
-			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint"), own: true,
-				args: "", example: "custos log checkpoint > latest.cp"},
-			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof"), own: true,
-				args: "--index N [--out FILE.tlog-proof]", example: "custos log proof --index 42 --out entry42.tlog-proof"},
+			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
+				run: logSub("verify", "[--checkpoint FILE] [--state FILE] [--rows]", "custos log verify --state verified.cp --rows")},
+			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint", "", "custos log checkpoint > latest.cp")},
+			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof", "--index N [--out FILE.tlog-proof]", "custos log proof --index 42 --out entry42.tlog-proof")},
 			logWatchCommand,
 		}},
-		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof, own: true,
-			args: "FILE --key LOG_VERIFIER_KEY", example: "custos verify-proof entry42.tlog-proof --key log.pub"},
+		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof},
 		{name: "audit", summary: "the tenant's side of the audit log", subs: []*command{auditPullCommand}},
 		tenantCommand,
 		listCommand,
@@ -133,9 +128,10 @@ func init() {
 	}
 }
 
-func logSub(sub string) func(*Main, context.Context, []string) error {
-	return func(m *Main, ctx context.Context, args []string) error {
-		return m.runLog(ctx, append([]string{sub}, args...))
+// logSub runs "custos log SUB", which takes args (example uses them).
+func logSub(sub, args, example string) func(*Main, context.Context, []string) error {
+	return func(m *Main, ctx context.Context, argv []string) error {
+		return m.runLog(ctx, m.flags("log "+sub, args, example), argv)
 	}
 }
 
@@ -152,7 +148,7 @@ Client commands talk to a server: --server URL (env CUSTOS_SERVER, default
 http://127.0.0.1:8750) and --key cst_… (env CUSTOS_KEY); --json prints JSON.
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 partly done (an import with
-refused rows).
+refused rows), 4 server unreachable (audit pull: nothing proved wrong; retry).
 
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
 CUSTOS_SERVER, CUSTOS_KEY, CUSTOS_LOG_KEY. Every command: docs/cli.md.
@@ -211,14 +207,6 @@ func (m *Main) runCommand(ctx context.Context, parent string, c *command, args [
 			return usagef("custos %s: missing verb", name)
 		}
 		return usagef("custos %s: unknown verb %q", name, args[0])
-	}
-	if c.own && slices.ContainsFunc(args, isHelp) {
-		// The usage here, then the flags, printed by its own FlagSet, on
-		// stdout too.
-		printUsage(m.Stdout, name, c.args, c.example)
-		mm := *m
-		mm.Stderr = m.Stdout
-		return c.run(&mm, ctx, []string{"-h"})
 	}
 	return c.run(m, ctx, args)
 }
@@ -299,6 +287,15 @@ type multiFlag []string
 
 func (f *multiFlag) String() string     { return strings.Join(*f, ",") }
 func (f *multiFlag) Set(v string) error { *f = append(*f, v); return nil }
+
+// key is the key that --scope flags and --expires-in ask for.
+func (f multiFlag) key(expiresIn string) custos.KeyRequest {
+	var scopes []custos.Scope
+	for _, s := range f {
+		scopes = append(scopes, custos.Scope(s))
+	}
+	return custos.KeyRequest{Scopes: scopes, ExpiresIn: expiresIn}
+}
 
 func firstNonEmpty(s ...string) string {
 	for _, v := range s {

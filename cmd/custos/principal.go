@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 
 	"github.com/custos-dev/custos"
 )
@@ -25,14 +24,11 @@ func (m *Main) runPrincipalCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var p struct {
-		custos.Principal
-		Enrollment custos.Enrollment `json:"enrollment"`
-	}
-	if err := a.client().json(ctx, "POST", "/v1/principals", map[string]string{"kind": *kind, "tenant_id": *tenant, "name": pos[0], "owner": *owner, "email": *email}, &p); err != nil {
+	p, err := a.client().CreatePrincipal(ctx, custos.CreatePrincipalRequest{Kind: custos.Kind(*kind), TenantID: *tenant, Name: pos[0], Owner: *owner, Email: *email})
+	if err != nil {
 		return err
 	}
-	return a.printer().one(p, "created principal %s (%s); %s", p.ID, p.Kind, enrollmentState(&p.Enrollment))
+	return a.printer().one(p, "created principal %s (%s); %s", p.ID, p.Kind, enrollmentState(p.Enrollment))
 }
 
 func (m *Main) runPrincipalLs(ctx context.Context, args []string) error {
@@ -40,14 +36,8 @@ func (m *Main) runPrincipalLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
-	page, err := allItems[custos.Principal](ctx, a.client(), "/v1/principals")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tKIND\tTENANT\tNAME\tOWNER\tSUSPENDED", func(tw io.Writer) {
-		for _, p := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", p.ID, p.Kind, dash(p.TenantID), p.Name, dash(p.Owner), p.Suspended)
-		}
+	return listing(a, a.client().Principals(ctx), "ID\tKIND\tTENANT\tNAME\tOWNER\tSUSPENDED", func(tw io.Writer, p *custos.Principal) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", p.ID, p.Kind, dash(p.TenantID), p.Name, dash(p.Owner), p.Suspended)
 	})
 }
 
@@ -57,9 +47,5 @@ func (m *Main) runPrincipalRekey(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var e custos.Enrollment
-	if err := a.client().json(ctx, "POST", "/v1/principals/"+url.PathEscape(pos[0])+"/enrollments", map[string]string{}, &e); err != nil {
-		return err
-	}
-	return a.printer().one(e, "%s", enrollmentState(&e))
+	return a.printer().enrollment(a.client().Rekey(ctx, pos[0]))
 }

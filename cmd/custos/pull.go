@@ -6,13 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/client"
+	"github.com/custos-dev/custos/node"
 )
 
 // pullState is what `custos audit pull` remembers between runs, on the
@@ -70,29 +72,39 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 	}
 	c := a.client()
 	consistency := func(from, to uint64) (tlog.TreeProof, error) {
-		var p struct{ Proof []tlog.Hash }
-		err := c.json(ctx, "GET", fmt.Sprintf("/v1/log/proof/consistency?from=%d&to=%d", from, to), nil, &p)
-		return p.Proof, err
+		p, err := c.ConsistencyProof(ctx, from, to)
+		if err != nil {
+			return nil, unreachable(ctx, err)
+		}
+		return treeProof(p.Proof), nil
+	}
+	// refused names what failed: a proof, a signature, a fork or a
+	// rollback is a refusal; a server that could not be reached is not.
+	refused := func(err error, format string, args ...any) error {
+		if errors.Is(err, errUnavailable) {
+			return fmt.Errorf("%w (trusted state in %s left unchanged; try again)", err, *statePath)
+		}
+		return fmt.Errorf("REFUSED: %w ("+format+")", append([]any{err}, args...)...)
 	}
 	startSeq, verified := st.TenantSeq, 0
 	reproved := st.LastLeaf == nil
 	for {
-		var feed audit.Feed
-		path := tenantPath(*tenant) + fmt.Sprintf("/access-log?after=%d", st.TenantSeq)
-		if err := c.json(ctx, "GET", path, nil, &feed); err != nil {
-			return err
+		feed, err := c.AccessLog(ctx, *tenant, st.TenantSeq, 0)
+		if err != nil {
+			return unreachable(ctx, err)
 		}
 		cp, err := f.Advance(feed.Checkpoint, consistency)
 		if err != nil {
-			return fmt.Errorf("REFUSED: %w (trusted state in %s left unchanged)", err, *statePath)
+			return refused(err, "trusted state in %s left unchanged", *statePath)
 		}
 		if !reproved {
 			if err := reprove(ctx, c, cp, st.LastIndex, *st.LastLeaf); err != nil {
-				return fmt.Errorf("REFUSED: %w (tenant_seq %d; trusted state in %s left unchanged)", err, st.TenantSeq, *statePath)
+				return refused(err, "tenant_seq %d; trusted state in %s left unchanged", st.TenantSeq, *statePath)
 			}
 			reproved = true
 		}
-		for _, e := range feed.Entries {
+		for _, fe := range feed.Entries {
+			e := audit.FeedEntry{TenantSeq: fe.TenantSeq, Index: fe.Index, Body: fe.Body, Salt: fe.Salt, Proof: treeProof(fe.Proof)}
 			if err := audit.CheckFeedEntry(cp, e, *tenant, st.TenantSeq+1); err != nil {
 				return fmt.Errorf("REFUSED: %w (verified up to tenant_seq %d; state in %s)", err, st.TenantSeq, *statePath)
 			}
@@ -123,15 +135,15 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 
 // reprove checks that the last entry the tenant verified is still in the
 // tree of cp, at its index.
-func reprove(ctx context.Context, c *client, cp *audit.Checkpoint, index uint64, leaf tlog.Hash) error {
+func reprove(ctx context.Context, c *client.Client, cp *audit.Checkpoint, index uint64, leaf tlog.Hash) error {
 	if index >= cp.Size {
 		return fmt.Errorf("%w: entry %d, verified before, is beyond the checkpoint of size %d", audit.ErrRollback, index, cp.Size)
 	}
-	var p struct{ Proof []tlog.Hash }
-	if err := c.json(ctx, "GET", fmt.Sprintf("/v1/log/proof/inclusion?index=%d&size=%d", index, cp.Size), nil, &p); err != nil {
-		return fmt.Errorf("proof of entry %d, verified before: %w", index, err)
+	p, err := c.InclusionProof(ctx, index, cp.Size)
+	if err != nil {
+		return fmt.Errorf("proof of entry %d, verified before: %w", index, unreachable(ctx, err))
 	}
-	if tlog.CheckRecord(p.Proof, int64(cp.Size), cp.Root, int64(index), leaf) != nil {
+	if tlog.CheckRecord(treeProof(p.Proof), int64(cp.Size), cp.Root, int64(index), leaf) != nil {
 		return fmt.Errorf("%w: entry %d, verified before, is no longer in the log's tree (history was rewritten)", audit.ErrFork, index)
 	}
 	return nil
@@ -152,26 +164,28 @@ func loadVerifier(s string) (note.Verifier, error) {
 // writeState replaces the state file atomically.
 func writeState(path string, st pullState) error {
 	b, _ := json.MarshalIndent(st, "", "  ")
-	return writeFileAtomic(path, append(b, '\n'))
+	return node.WriteFileAtomic(path, append(b, '\n'))
 }
 
-// writeFileAtomic replaces path with b: a crash leaves the old file or
-// the new one, never a mix.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".custos-state-*")
-	if err != nil {
+// errUnavailable marks a server that could not be reached (refused
+// connections, a connection cut midway): nothing was proved wrong, so it
+// is no refusal; the pull is to be tried again. Exit code 4.
+var errUnavailable = errors.New("UNAVAILABLE: the server could not be reached")
+
+// unreachable marks err as errUnavailable when no server answered it: a
+// transport error, not an answer (*client.Error) nor a cancellation.
+func unreachable(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil || errors.As(err, new(*client.Error)) {
 		return err
 	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
+	return fmt.Errorf("%w: %w", errUnavailable, err)
+}
+
+// treeProof is a proof as the client answers it, as tlog checks it.
+func treeProof(p []custos.Hash) []tlog.Hash {
+	out := make([]tlog.Hash, len(p))
+	for i, h := range p {
+		out[i] = tlog.Hash(h)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	tmp.Close()
-	return os.Rename(tmp.Name(), path)
+	return out
 }

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -162,5 +168,49 @@ func TestOfflineProof(t *testing.T) {
 	os.WriteFile(proof, []byte(forged), 0o644)
 	if _, err := (&cli{t: t, env: map[string]string{}}).run("verify-proof", proof, "--key", pub); err == nil || !strings.Contains(err.Error(), "does not verify") {
 		t.Fatalf("verify-proof of a forged proof: %v", err)
+	}
+}
+
+// TestAuditPullServerGone: a node that dies between the feed and the
+// re-proof of the last verified entry is no tamper alarm. The pull says
+// the server could not be reached and exits 4; REFUSED is for a proof
+// that fails, and the trusted state stays as it was.
+func TestAuditPullServerGone(t *testing.T) {
+	s := servedStoppable(t)
+	tenant, admin := s.c.tenant("Acme")
+	s.c.env["CUSTOS_KEY"] = admin
+	state := filepath.Join(t.TempDir(), "state.json")
+	args := []string{"--tenant", tenant, "--log-key", filepath.Join(s.dir, "log.pub"), "--state", state}
+	if out, err := pullUntil(s.c, args, 1); err != nil {
+		t.Fatalf("honest pull refused: %v\n%s", err, out)
+	}
+	before, _ := os.ReadFile(state)
+
+	// In front of the node, a proxy that passes the feed and, when the
+	// re-proof is asked for, stops the node and drops the connection.
+	backend, _ := url.Parse(s.srv.URL)
+	rp := httputil.NewSingleHostReverseProxy(backend)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/proof/inclusion") {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		s.stop()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer proxy.Close()
+	s.c.env["CUSTOS_SERVER"] = proxy.URL
+
+	var out bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Getenv: func(k string) string { return s.c.env[k] }}
+	code := m.Exec(context.Background(), append([]string{"audit", "pull"}, args...))
+	if code != exitRetry || strings.Contains(out.String(), "REFUSED") || !strings.Contains(out.String(), "UNAVAILABLE") {
+		t.Fatalf("pull from a node gone midway: exit %d\n%s\nwant exit %d, UNAVAILABLE, no REFUSED", code, out.String(), exitRetry)
+	}
+	if after, _ := os.ReadFile(state); !bytes.Equal(before, after) {
+		t.Fatalf("the trusted state changed:\n%s\nwas\n%s", after, before)
 	}
 }

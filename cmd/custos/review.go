@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/custos-dev/custos"
 	"io"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -35,21 +36,17 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 		return usagef("custos review --revoke needs at least one --flag: bulk revocation is by flag, never of everything")
 	}
 	c := a.client()
-	// The review comes in pages of principals; the flag counts are whole
-	// on every page.
-	var rv *custos.Review
-	err := readPages(ctx, c, "/v1/review", func(pg *custos.Review) string {
-		if rv == nil {
-			rv = pg
-		} else {
-			rv.Principals = append(rv.Principals, pg.Principals...)
-		}
-		return pg.Next
-	})
+	// The flag counts and the time are whole on every page of the
+	// review; its principals come page by page.
+	rv, err := c.Review(ctx, client.PageOptions{Limit: 1})
 	if err != nil {
 		return err
 	}
-	rv.Next = ""
+	ps, err := collect(c.ReviewPrincipals(ctx))
+	if err != nil {
+		return err
+	}
+	rv.Principals, rv.Next = ps.Items, ""
 	selected := func(fs []string) bool {
 		if len(flags) == 0 {
 			return true
@@ -92,11 +89,11 @@ func (m *Main) runReview(ctx context.Context, args []string) error {
 		if !*yes {
 			return pr.one(map[string]any{"would_revoke": victims}, "would revoke %d live keys: %s\nrun again with --yes to revoke them", len(victims), strings.Join(victims, " "))
 		}
-		var res struct{ Revoked int }
-		if err := c.json(ctx, "POST", "/v1/review/revoke", map[string]any{"key_ids": victims}, &res); err != nil {
+		n, err := c.RevokeKeys(ctx, victims)
+		if err != nil {
 			return err
 		}
-		return pr.one(res, "revoked %d keys", res.Revoked)
+		return pr.one(custos.KeysRevoked{Revoked: n}, "revoked %d keys", n)
 	}
 	rv.Principals = shown
 	return pr.table(rv, "PRINCIPAL\tKIND\tOWNER\tKEY\tSCOPES\tCREATED\tEXPIRES\tLAST USED\tGRANTS\tFLAGS", func(tw io.Writer) {

@@ -104,6 +104,10 @@ func TestEveryVerbHasHelp(t *testing.T) {
 				return map[string]string{"CUSTOS_KEY": secret}[k]
 			}}
 			err := m.Run(context.Background(), append(args, "-h"))
+			usage := out.String()
+			if strings.Count(usage, "Usage") != 1 || errb.Len() > 0 {
+				t.Errorf("custos %s -h prints other than one usage block:\n%s%s", strings.Join(args, " "), out.String(), errb.String())
+			}
 			name := strings.Join(args, " ")
 			if !errors.Is(err, errHelp) || m.Exec(context.Background(), append(args, "--help")) != exitOK {
 				t.Errorf("custos %s -h: %v, want exit 0", name, err)
@@ -114,7 +118,7 @@ func TestEveryVerbHasHelp(t *testing.T) {
 			if strings.Contains(out.String()+errb.String(), secret[:12]) {
 				t.Errorf("custos %s -h prints the key", name)
 			}
-			doc.WriteString("\n## custos " + name + "\n\n```\n" + out.String() + "```\n")
+			doc.WriteString("\n## custos " + name + "\n\n```\n" + usage + "```\n")
 		}
 	}
 	walk(nil, commands)

@@ -10,9 +10,9 @@ import (
 )
 
 func (m *Main) runServe(ctx context.Context, args []string) error {
-	fs := newFlagSet("serve", m.Stderr)
-	resolve := m.serverFlags(fs)
-	if _, err := parse(fs, args); err != nil {
+	fs := m.flags("serve", "[--addr ADDR] [--data DIR] [--kek FILE]", "custos serve --addr 127.0.0.1:8750")
+	resolve := m.serverFlags(fs.FlagSet)
+	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
 	cfg, err := resolve()

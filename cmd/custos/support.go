@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ func (m *Main) runSupportOn(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
-	return m.putSupportAccess(ctx, a, *tenant, map[string]any{"support_access": true, "max_grant": *maxGrant, "reason_codes": []string(codes), "break_glass": *breakGlass})
+	return putSupportAccess(ctx, a, *tenant, custos.SupportSettingsRequest{SupportAccess: true, MaxGrant: *maxGrant, ReasonCodes: codes, BreakGlass: *breakGlass})
 }
 
 func (m *Main) runSupportOff(ctx context.Context, args []string) error {
@@ -52,17 +53,12 @@ func (m *Main) runSupportOff(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
-	return m.putSupportAccess(ctx, a, *tenant, map[string]any{"support_access": false})
+	return putSupportAccess(ctx, a, *tenant, custos.SupportSettingsRequest{})
 }
 
-func (m *Main) putSupportAccess(ctx context.Context, a *api, tenant string, body map[string]any) error {
-	var s struct {
-		SupportAccess bool     `json:"support_access"`
-		MaxGrant      string   `json:"max_grant"`
-		ReasonCodes   []string `json:"reason_codes"`
-		BreakGlass    bool     `json:"break_glass"`
-	}
-	if err := a.client().json(ctx, "PUT", tenantPath(tenant)+"/support-access", body, &s); err != nil {
+func putSupportAccess(ctx context.Context, a *api, tenant string, req custos.SupportSettingsRequest) error {
+	s, err := a.client().SetSupportSettings(ctx, tenant, req)
+	if err != nil {
 		return err
 	}
 	if !s.SupportAccess {
@@ -73,9 +69,9 @@ func (m *Main) putSupportAccess(ctx context.Context, a *api, tenant string, body
 
 // supportRequest runs "custos support request|break-glass".
 func supportRequest(verb string) func(*Main, context.Context, []string) error {
-	path, who, duration := "/access-requests", "a tenant admin decides", "8h"
+	who, duration := "a tenant admin decides", "8h"
 	if verb == "break-glass" {
-		path, who, duration = "/break-glass", "two security staff approve", "1h"
+		who, duration = "two security staff approve", "1h"
 	}
 	return func(m *Main, ctx context.Context, args []string) error {
 		fs, a, tenant := m.supportFlags(verb, `--tenant T --reason R --ticket T [--scope view_masked+reveal] [--duration `+duration+`]`, `custos support `+verb+` --tenant tn_… --reason "bounces on import" --ticket SUP-1234 --duration `+duration)
@@ -86,9 +82,12 @@ func supportRequest(verb string) func(*Main, context.Context, []string) error {
 		if _, err := fs.parse(args, 0, 0, "tenant", "reason", "ticket"); err != nil {
 			return err
 		}
-		var r custos.AccessRequest
-		body := map[string]string{"reason": *reason, "ticket": *ticket, "scope": *scope, "duration": *d}
-		if err := a.client().json(ctx, "POST", tenantPath(*tenant)+path, body, &r); err != nil {
+		ask := a.client().RequestAccess
+		if verb == "break-glass" {
+			ask = a.client().RequestBreakGlass
+		}
+		r, err := ask(ctx, *tenant, custos.AccessRequestBody{Reason: *reason, Ticket: *ticket, Scope: custos.SupportScope(*scope), Duration: *d})
+		if err != nil {
 			return err
 		}
 		return a.printer().one(r, "filed request %s (%s for %s); it lapses at %s unless %s", r.ID, r.Scope, r.Duration, r.ExpiresAt.Format(time.RFC3339), who)
@@ -100,18 +99,12 @@ func (m *Main) runSupportRequests(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
-	page, err := allItems[custos.AccessRequest](ctx, a.client(), tenantPath(*tenant)+"/access-requests")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tSTATUS\tREQUESTER\tSCOPE\tDURATION\tTICKET\tREASON", func(tw io.Writer) {
-		for _, r := range page.Items {
-			status := r.Status
-			if r.BreakGlass {
-				status += " (break-glass)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, status, r.RequesterID, r.Scope, r.Duration, r.Ticket, oneLine(r.Reason))
+	return listing(a, a.client().AccessRequests(ctx, *tenant), "ID\tSTATUS\tREQUESTER\tSCOPE\tDURATION\tTICKET\tREASON", func(tw io.Writer, r *custos.AccessRequest) {
+		status := r.Status
+		if r.BreakGlass {
+			status += " (break-glass)"
 		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, status, r.RequesterID, r.Scope, r.Duration, r.Ticket, oneLine(r.Reason))
 	})
 }
 
@@ -126,19 +119,13 @@ func supportDecide(verb string) func(*Main, context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		path := tenantPath(*tenant) + "/access-requests/" + url.PathEscape(pos[0]) + "/" + verb
-		body := map[string]any{"duration": *duration, "reveal_budget": *budget, "comment": *comment}
 		if verb == "deny" {
-			if err := a.client().json(ctx, "POST", path, body, nil); err != nil {
+			if err := a.client().DenyAccessRequest(ctx, *tenant, pos[0], *comment); err != nil {
 				return err
 			}
 			return a.printer().one(map[string]string{"status": "denied"}, "denied request %s", pos[0])
 		}
-		var g custos.Grant
-		if err := a.client().json(ctx, "POST", path, body, &g); err != nil {
-			return err
-		}
-		return a.printer().grant(g)
+		return a.printer().grant(a.client().ApproveAccessRequest(ctx, *tenant, pos[0], custos.DecisionRequest{Duration: *duration, RevealBudget: *budget, Comment: *comment}))
 	}
 }
 
@@ -148,11 +135,8 @@ func (m *Main) runSupportApproveBreakGlass(ctx context.Context, args []string) e
 	if err != nil {
 		return err
 	}
-	var res struct {
-		Request custos.AccessRequest `json:"request"`
-		Grant   *custos.Grant        `json:"grant"`
-	}
-	if err := a.client().json(ctx, "POST", tenantPath(*tenant)+"/break-glass/"+url.PathEscape(pos[0])+"/approve", map[string]any{}, &res); err != nil {
+	res, err := a.client().ApproveBreakGlass(ctx, *tenant, pos[0])
+	if err != nil {
 		return err
 	}
 	pr := a.printer()
@@ -162,7 +146,7 @@ func (m *Main) runSupportApproveBreakGlass(ctx context.Context, args []string) e
 	if pr.json {
 		return pr.one(res, "")
 	}
-	return pr.grant(*res.Grant)
+	return pr.grant(res.Grant, nil)
 }
 
 func (m *Main) runSupportGrants(ctx context.Context, args []string) error {
@@ -170,14 +154,8 @@ func (m *Main) runSupportGrants(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
-	page, err := allItems[custos.Grant](ctx, a.client(), tenantPath(*tenant)+"/grants")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tSTATUS\tSTAFF\tSCOPE\tREVEALS\tEXPIRES", func(tw io.Writer) {
-		for _, g := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\n", g.ID, g.Status, g.StaffID, g.Scope, g.RevealsUsed, g.RevealBudget, g.ExpiresAt.Format(time.RFC3339))
-		}
+	return listing(a, a.client().Grants(ctx, *tenant), "ID\tSTATUS\tSTAFF\tSCOPE\tREVEALS\tEXPIRES", func(tw io.Writer, g *custos.Grant) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\n", g.ID, g.Status, g.StaffID, g.Scope, g.RevealsUsed, g.RevealBudget, g.ExpiresAt.Format(time.RFC3339))
 	})
 }
 
@@ -190,12 +168,7 @@ func (m *Main) runSupportGrant(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant", "staff"); err != nil {
 		return err
 	}
-	var g custos.Grant
-	body := map[string]any{"staff_id": *staff, "scope": *scope, "duration": *duration, "reveal_budget": *budget}
-	if err := a.client().json(ctx, "POST", tenantPath(*tenant)+"/grants", body, &g); err != nil {
-		return err
-	}
-	return a.printer().grant(g)
+	return a.printer().grant(a.client().CreateGrant(ctx, *tenant, custos.CreateGrantRequest{StaffID: *staff, Scope: custos.SupportScope(*scope), Duration: *duration, RevealBudget: *budget}))
 }
 
 func (m *Main) runSupportRevoke(ctx context.Context, args []string) error {
@@ -204,11 +177,7 @@ func (m *Main) runSupportRevoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var g custos.Grant
-	if err := a.client().json(ctx, "POST", tenantPath(*tenant)+"/grants/"+url.PathEscape(pos[0])+"/revoke", map[string]any{}, &g); err != nil {
-		return err
-	}
-	return a.printer().grant(g)
+	return a.printer().grant(a.client().RevokeGrant(ctx, *tenant, pos[0]))
 }
 
 func (m *Main) runSupportView(ctx context.Context, args []string) error {
@@ -224,24 +193,14 @@ func (m *Main) runSupportView(ctx context.Context, args []string) error {
 	}
 	c, pr := a.client(), a.printer()
 	if len(pos) == 1 {
-		var mc custos.MaskedContact
-		if err := c.json(ctx, "GET", tenantPath(*tenant)+"/support/contacts/"+url.PathEscape(pos[0]), nil, &mc); err != nil {
+		mc, err := c.SupportContact(ctx, *tenant, pos[0])
+		if err != nil {
 			return err
 		}
 		return pr.one(mc, "token       %s\nemail       %s\nconsent     %s\nattributes  %d (masked)", mc.Token, mc.Email, mc.Consent, len(mc.Attributes))
 	}
-	page, err := allItems[custos.MaskedContact](ctx, c, tenantPath(*tenant)+"/support/lists/"+url.PathEscape(*list)+"/contacts")
-	if err != nil {
-		return err
-	}
-	return pr.table(page, "TOKEN\tEMAIL\tCONSENT\tATTRIBUTES", func(tw io.Writer) {
-		for _, mc := range page.Items {
-			var names []string
-			for k := range mc.Attributes {
-				names = append(names, k)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", mc.Token, mc.Email, mc.Consent, strings.Join(names, ","))
-		}
+	return listing(a, c.SupportContacts(ctx, *tenant, *list), "TOKEN\tEMAIL\tCONSENT\tATTRIBUTES", func(tw io.Writer, mc *custos.MaskedContact) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", mc.Token, mc.Email, mc.Consent, strings.Join(slices.Sorted(maps.Keys(mc.Attributes)), ","))
 	})
 }
 
@@ -253,11 +212,7 @@ func (m *Main) runSupportReveal(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var ct custos.Contact
-	if err := a.client().json(ctx, "POST", tenantPath(*tenant)+"/support/contacts/"+url.PathEscape(pos[0])+"/reveal", map[string]string{"reason_code": *reasonCode, "reason": *reason}, &ct); err != nil {
-		return err
-	}
-	return a.printer().contact(ct)
+	return a.printer().contact(a.client().Reveal(ctx, *tenant, pos[0], custos.RevealRequest{ReasonCode: *reasonCode, Reason: *reason}))
 }
 
 func (m *Main) runSupportReveals(ctx context.Context, args []string) error {
@@ -265,18 +220,16 @@ func (m *Main) runSupportReveals(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
-	page, err := allItems[custos.Reveal](ctx, a.client(), tenantPath(*tenant)+"/reveals")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "WHEN\tSTAFF\tTOKEN\tGRANT\tREASON CODE\tREASON", func(tw io.Writer) {
-		for _, r := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.RevealedAt.Format(time.RFC3339), r.StaffID, r.Token, r.GrantID, r.ReasonCode, oneLine(r.Reason))
-		}
+	return listing(a, a.client().Reveals(ctx, *tenant), "WHEN\tSTAFF\tTOKEN\tGRANT\tREASON CODE\tREASON", func(tw io.Writer, r *custos.Reveal) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.RevealedAt.Format(time.RFC3339), r.StaffID, r.Token, r.GrantID, r.ReasonCode, oneLine(r.Reason))
 	})
 }
 
-func (p *printer) grant(g custos.Grant) error {
+// grant prints a grant a call returned, or its error.
+func (p *printer) grant(g *custos.Grant, err error) error {
+	if err != nil {
+		return err
+	}
 	return p.one(g, "grant %s: %s for %s, %s until %s (reveals %d/%d)", g.ID, g.Scope, g.StaffID, g.Status, g.ExpiresAt.Format(time.RFC3339), g.RevealsUsed, g.RevealBudget)
 }
 

@@ -21,11 +21,8 @@ func (m *Main) runTenantCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var t struct {
-		custos.Tenant
-		AdminEnrollment custos.Enrollment `json:"admin_enrollment"`
-	}
-	if err := a.client().json(ctx, "POST", "/v1/tenants", map[string]string{"name": pos[0], "admin_email": *adminEmail}, &t); err != nil {
+	t, err := a.client().CreateTenant(ctx, custos.CreateTenantRequest{Name: pos[0], AdminEmail: *adminEmail})
+	if err != nil {
 		return err
 	}
 	return a.printer().one(t, "created tenant %s (%s); its admin %s enrolls from the mail sent to the registered address (enrollment %s)",
@@ -37,13 +34,7 @@ func (m *Main) runTenantLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
-	page, err := allItems[custos.Tenant](ctx, a.client(), "/v1/tenants")
-	if err != nil {
-		return err
-	}
-	return a.printer().table(page, "ID\tNAME\tCREATED", func(tw io.Writer) {
-		for _, t := range page.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339))
-		}
+	return listing(a, a.client().Tenants(ctx), "ID\tNAME\tCREATED", func(tw io.Writer, t *custos.Tenant) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339))
 	})
 }

@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
-	"github.com/custos-dev/custos"
 	"time"
+
+	"github.com/custos-dev/custos"
 )
 
 var traceCommand = &command{name: "trace", summary: "is an address found outside a canary? whose export or list?", run: (*Main).runTrace}
@@ -16,16 +17,16 @@ func (m *Main) runTrace(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var res custos.TraceResult
-	if err := a.client().json(ctx, "POST", "/v1/trace", map[string]string{"email": pos[0]}, &res); err != nil {
+	res, err := a.client().Trace(ctx, pos[0])
+	if err != nil {
 		return err
 	}
 	pr := a.printer()
 	switch res.Kind {
-	case "export":
+	case custos.TraceExport:
 		return pr.one(res, "a canary of the export of list %s (tenant %s) made by %s with key %s from %s at %s, request %s",
 			res.ListID, res.TenantID, res.Principal, res.KeyID, res.Source, res.ExportedAt.Format(time.RFC3339), res.RequestID)
-	case "list":
+	case custos.TraceList:
 		return pr.one(res, "a canary of list %s (tenant %s): the list left custos; its exports and reveals are in the audit log", res.ListID, res.TenantID)
 	}
 	return pr.one(res, "not a custos canary")
