@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -71,15 +70,11 @@ func runAlert(args []string) error {
 	defer rcv.Close()
 	// custos with the default pack, its detector and the receiver as a
 	// configured webhook sink: the stack custos serve runs.
-	dir, err := os.MkdirTemp("", "custos-load-")
+	dep, err := newDeployment(ctx, "")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	dep, err := newDeployment(ctx, dir, "")
-	if err != nil {
-		return err
-	}
+	defer dep.remove()
 	dep.cfg.Detection.Webhooks = []*notify.Webhook{{URL: "http://" + ln.Addr().String(), Secret: secret, Filter: notify.Filter{MinSeverity: notify.SeverityHigh}}}
 	n, err := dep.startNode(ctx)
 	if err != nil {

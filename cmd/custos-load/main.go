@@ -82,6 +82,7 @@ func main() {
 // tenant, a tenant admin key and a list.
 type instance struct {
 	url, op, admin, tenant, list string
+	dir                          string // a directory for the run's files
 	vault                        *vault.Vault
 	log                          *audit.Log
 	close                        func()
@@ -89,24 +90,33 @@ type instance struct {
 
 // deployment is a data directory initialised by node.Init (KEK, log keys,
 // the first operator) with its database: SQLite in the directory, or the
-// PostgreSQL URL that several nodes share.
+// PostgreSQL URL that several nodes share. The directory is a fresh
+// temporary one; remove deletes it.
 type deployment struct {
 	cfg node.Config
 	op  string // the operator's key
+	dir string // the temporary directory holding the data directory
 }
 
-func newDeployment(ctx context.Context, dir, db string) (*deployment, error) {
-	cfg := node.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.Origin, cfg.DB = filepath.Join(dir, "data"), "127.0.0.1:0", "custos.load/log", db
-	op, err := node.Init(ctx, cfg, "operator@load.test", node.Options{})
+func newDeployment(ctx context.Context, db string) (*deployment, error) {
+	dir, err := os.MkdirTemp("", "custos-load-")
 	if err != nil {
 		return nil, err
 	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
+	d := &deployment{dir: dir, cfg: node.DefaultConfig()}
+	d.cfg.DataDir, d.cfg.Addr, d.cfg.Origin, d.cfg.DB = filepath.Join(dir, "data"), "127.0.0.1:0", "custos.load/log", db
+	if d.op, err = node.Init(ctx, d.cfg, "operator@load.test", node.Options{}); err == nil {
+		d.cfg, err = node.ReadFile(d.cfg)
+	}
+	if err != nil {
+		d.remove()
 		return nil, err
 	}
-	return &deployment{cfg: cfg, op: op}, nil
+	return d, nil
 }
+
+// remove deletes the deployment's directory; its nodes must be closed.
+func (d *deployment) remove() { os.RemoveAll(d.dir) }
 
 // startNode opens the deployment as one custos node serving on loopback.
 func (d *deployment) startNode(ctx context.Context) (*node.Node, error) {
@@ -123,22 +133,29 @@ func (d *deployment) startNode(ctx context.Context) (*node.Node, error) {
 	return n, nil
 }
 
-// start runs one custos on SQLite in dir.
-func start(ctx context.Context, dir string) (*instance, error) {
-	d, err := newDeployment(ctx, dir, "")
+// start runs one custos on SQLite in a temporary directory (in.dir);
+// in.close stops it and removes the directory.
+func start(ctx context.Context) (*instance, error) {
+	d, err := newDeployment(ctx, "")
 	if err != nil {
 		return nil, err
 	}
 	n, err := d.startNode(ctx)
 	if err != nil {
+		d.remove()
 		return nil, err
 	}
 	in, err := setup(n, d.op)
 	if err != nil {
 		n.Close()
+		d.remove()
 		return nil, err
 	}
-	in.close = func() { n.Close() }
+	in.dir = d.dir
+	in.close = func() {
+		n.Close()
+		d.remove()
+	}
 	return in, nil
 }
 
@@ -206,12 +223,7 @@ func runGet(args []string) error {
 	levels := fs.String("c", "1,16,64", "concurrency levels")
 	fs.Parse(args)
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "custos-load-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	in, err := start(ctx, dir)
+	in, err := start(ctx)
 	if err != nil {
 		return err
 	}
@@ -329,18 +341,13 @@ func runImport(args []string) error {
 	format := fs.String("format", "csv", "csv or ndjson")
 	fs.Parse(args)
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "custos-load-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	in, err := start(ctx, dir)
+	in, err := start(ctx)
 	if err != nil {
 		return err
 	}
 	defer in.close()
 	// Generate the file first so generation is not timed.
-	path := filepath.Join(dir, "contacts."+*format)
+	path := filepath.Join(in.dir, "contacts."+*format)
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +37,7 @@ func runNodes(args []string) error {
 	fmt.Printf("audited GET at c=%d and log appends with %d appenders, %s per run\n", *conc, *appenders, *dur)
 	fmt.Printf("%-16s %10s %10s %10s %12s %14s\n", "store", "GET req/s", "p50", "p99", "appends/s", "integrated/s")
 
-	dir, err := os.MkdirTemp("", "custos-load-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	in, err := start(ctx, dir)
+	in, err := start(ctx)
 	if err != nil {
 		return err
 	}
@@ -55,7 +49,7 @@ func runNodes(args []string) error {
 	r.print("sqlite")
 
 	for _, n := range []int{1, 3} {
-		r, err := pgRun(ctx, *dbURL, dir, n, *conc, *appenders, *dur)
+		r, err := pgRun(ctx, *dbURL, n, *conc, *appenders, *dur)
 		if err != nil {
 			return err
 		}
@@ -77,16 +71,17 @@ func (r nodesResult) print(name string) {
 	fmt.Printf("%-16s %10.0f %10s %10s %12.0f %14s\n", name, r.get.rps, r.get.p50.Round(time.Microsecond), r.get.p99.Round(time.Microsecond), r.appends, integ)
 }
 
-func pgRun(ctx context.Context, base, dir string, n, conc, appenders int, dur time.Duration) (nodesResult, error) {
+func pgRun(ctx context.Context, base string, n, conc, appenders int, dur time.Duration) (nodesResult, error) {
 	schemaURL, drop, err := newSchema(ctx, base)
 	if err != nil {
 		return nodesResult{}, err
 	}
 	defer drop()
-	d, err := newDeployment(ctx, filepath.Join(dir, fmt.Sprintf("pg%d", n)), schemaURL)
+	d, err := newDeployment(ctx, schemaURL)
 	if err != nil {
 		return nodesResult{}, err
 	}
+	defer d.remove()
 	var nodes []*node.Node
 	defer func() {
 		for _, nd := range nodes {
