@@ -53,12 +53,20 @@ func (c *cli) must(args ...string) string {
 // a CLI pointed at it, acting as the operator (also kept in c.op).
 func served(t *testing.T) (*cli, string) {
 	t.Helper()
+	c := initialised(t)
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, c.dir), c.op
+	return c, c.dir
+}
+
+// initialised runs `custos init` in a new data directory and returns a CLI
+// on it that knows the operator's key (c.op) but no server yet.
+func initialised(t *testing.T) *cli {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}, dir: dir, seen: map[string]bool{}}
 	c.op = keyRE.FindString(c.must("init"))
 	c.approvers = map[string][]string{"": {c.op}}
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), c.op
-	return c, dir
+	return c
 }
 
 // tenant creates a tenant as the operator; its first admin enrolls from
@@ -251,10 +259,7 @@ func TestInitServeClientsVerify(t *testing.T) {
 }
 
 func TestLogVerifyNamesTamperedEntry(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	c, dir := served(t)
 	for i := 0; i < 5; i++ {
 		c.tenant("T")
 	}

@@ -51,10 +51,7 @@ func pullUntil(c *cli, args []string, seq uint64) (string, error) {
 // (gap), a rolled-back log and a forked log are each refused with their
 // cause.
 func TestAuditPull(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	c, dir := served(t)
 	tenant, admin := c.tenant("Acme")
 	c.env["CUSTOS_KEY"] = admin
 	list := idRE("ls").FindString(c.must("list", "create", "--tenant", tenant, "news"))
@@ -139,11 +136,7 @@ func TestAuditPull(t *testing.T) {
 // TestOfflineProof writes a proof with `log proof --out` and checks it with
 // `verify-proof` and nothing else; an altered proof is refused.
 func TestOfflineProof(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
-	srv := startServe(t, dir)
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv, op
+	c, dir := served(t)
 	for range 4 {
 		c.tenant("T")
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -77,10 +76,7 @@ func TestSupportCLI(t *testing.T) {
 // TestReviewCLI: the access review flags a key without expiry and a
 // principal without owner, and bulk revocation by flag takes only those.
 func TestReviewCLI(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, dir), op
+	c, _ := served(t)
 	tenant, admin := c.tenant("Acme")
 	// The tenant's admin creates its services (no approval needed: it is
 	// the tenant's own decision); their holders enroll.
@@ -90,7 +86,7 @@ func TestReviewCLI(t *testing.T) {
 	owned := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--email", "crm@corp.test", "crm"))
 	c.enroll("crm@corp.test")
 	orphan := idRE("pr").FindString(c.must("principal", "create", "--kind", "service", "--tenant", tenant, "--email", "gone@corp.test", "never-enrolled"))
-	c.env["CUSTOS_KEY"] = op
+	c.env["CUSTOS_KEY"] = c.op
 	forever := idRE("ak").FindString(c.must("key", "ls", "--principal", svc))
 	kept := idRE("ak").FindString(c.must("key", "ls", "--principal", owned))
 

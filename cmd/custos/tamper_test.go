@@ -37,11 +37,8 @@ type stoppable struct {
 
 func servedStoppable(t *testing.T) *stoppable {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}, dir: dir, seen: map[string]bool{}}
-	c.op = keyRE.FindString(c.must("init"))
-	c.approvers = map[string][]string{"": {c.op}}
-	s := &stoppable{t: t, c: c, dir: dir}
+	c := initialised(t)
+	s := &stoppable{t: t, c: c, dir: c.dir}
 	s.start()
 	c.env["CUSTOS_KEY"] = c.op
 	t.Cleanup(func() { s.stop() })

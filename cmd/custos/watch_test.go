@@ -23,11 +23,8 @@ import (
 // view (another root for the size it trusts) through a lying proxy, and a
 // rolled-back log: it must refuse both.
 func TestLogWatch(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
-	srv := startServe(t, dir)
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv, op
+	c, dir := served(t)
+	srv := c.env["CUSTOS_SERVER"]
 	pub := filepath.Join(dir, "log.pub")
 	state := filepath.Join(t.TempDir(), "watch.cp")
 	w := &cli{t: t, env: map[string]string{}}
@@ -96,11 +93,10 @@ func TestLogWatch(t *testing.T) {
 // database under the server: a watcher that trusted a later checkpoint
 // refuses the log.
 func TestLogWatchCatchesRestoredBackup(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	c := &cli{t: t, env: map[string]string{"CUSTOS_DATA": dir}}
-	op := keyRE.FindString(c.must("init"))
+	c := initialised(t)
+	dir := c.dir
 	srv := startServer(t, dir)
-	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv.URL, op
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv.URL, c.op
 	for range 3 {
 		c.tenant("Before")
 	}
