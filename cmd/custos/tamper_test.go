@@ -211,23 +211,37 @@ func (s *stoppable) forgetServerState() {
 	os.Remove(filepath.Join(s.dir, node.VerifiedFile))
 }
 
+// verifiedState stops the server and runs `log verify --state` into a new
+// state file; it returns the file and the command's output.
+func (s *stoppable) verifiedState() (state, out string) {
+	s.t.Helper()
+	s.stop()
+	state = filepath.Join(s.t.TempDir(), "verified.cp")
+	return state, s.c.must("log", "verify", "--state", state)
+}
+
+// refusesState checks that `log verify --state state` fails saying want;
+// after says what was done to the log, for the failure message.
+func (s *stoppable) refusesState(state, want, after string) {
+	s.t.Helper()
+	_, err := s.c.run("log", "verify", "--state", state)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		s.t.Fatalf("log verify --state after %s: %v; want %q", after, err, want)
+	}
+}
+
 func TestVerifyStateCatchesTruncation(t *testing.T) {
 	s := servedStoppable(t)
 	for range 4 {
 		s.c.tenant("T")
 	}
-	s.stop()
-	state := filepath.Join(t.TempDir(), "verified.cp")
-	s.c.must("log", "verify", "--state", state)
+	state, _ := s.verifiedState()
 	db := s.db()
 	truncate(t, s.dir, db, logSize(t, db)/2)
 	// What the database shows is consistent: plain verify has nothing to
 	// hold it against.
 	s.c.must("log", "verify")
-	_, err := s.c.run("log", "verify", "--state", state)
-	if err == nil || !strings.Contains(err.Error(), "truncated or rolled back") {
-		t.Fatalf("log verify --state after a consistent truncation: %v; want truncated or rolled back", err)
-	}
+	s.refusesState(state, "truncated or rolled back", "a consistent truncation")
 }
 
 func TestVerifyStateCatchesOldBackup(t *testing.T) {
@@ -239,15 +253,10 @@ func TestVerifyStateCatchesOldBackup(t *testing.T) {
 	for range 3 {
 		s.c.tenant("After")
 	}
-	s.stop()
-	state := filepath.Join(t.TempDir(), "verified.cp")
-	s.c.must("log", "verify", "--state", state)
+	state, _ := s.verifiedState()
 	restore()
 	s.c.must("log", "verify") // the backup is a consistent log of its own
-	_, err := s.c.run("log", "verify", "--state", state)
-	if err == nil || !strings.Contains(err.Error(), "truncated or rolled back") {
-		t.Fatalf("log verify --state after an older backup was restored: %v; want rolled back", err)
-	}
+	s.refusesState(state, "truncated or rolled back", "an older backup was restored")
 	// The backup grown again past what was verified is not the same log.
 	s.forgetServerState()
 	s.start()
@@ -255,10 +264,7 @@ func TestVerifyStateCatchesOldBackup(t *testing.T) {
 		s.c.tenant("Regrown")
 	}
 	s.stop()
-	_, err = s.c.run("log", "verify", "--state", state)
-	if err == nil || !strings.Contains(err.Error(), "history was rewritten") {
-		t.Fatalf("log verify --state after an older backup was restored and grew: %v; want rewritten", err)
-	}
+	s.refusesState(state, "history was rewritten", "an older backup was restored and grew")
 }
 
 func TestVerifyStateCatchesResignedRewrite(t *testing.T) {
@@ -266,9 +272,7 @@ func TestVerifyStateCatchesResignedRewrite(t *testing.T) {
 	for range 3 {
 		s.c.tenant("T")
 	}
-	s.stop()
-	state := filepath.Join(t.TempDir(), "verified.cp")
-	out := s.c.must("log", "verify", "--state", state)
+	state, out := s.verifiedState()
 	if !strings.Contains(out, "kept the checkpoint") {
 		t.Fatalf("log verify --state kept nothing:\n%s", out)
 	}
@@ -280,10 +284,7 @@ func TestVerifyStateCatchesResignedRewrite(t *testing.T) {
 	rewriteEntry(t, db, 2)
 	rebuildAndResign(t, s.dir, db)
 	s.c.must("log", "verify") // re-signed with log.key: consistent in itself
-	_, err := s.c.run("log", "verify", "--state", state)
-	if err == nil || !strings.Contains(err.Error(), "history was rewritten") {
-		t.Fatalf("log verify --state after a rewrite re-signed with log.key: %v; want rewritten", err)
-	}
+	s.refusesState(state, "history was rewritten", "a rewrite re-signed with log.key")
 }
 
 // TestPullStateCatchesRewrite: a tenant that pulled its feed (and kept
