@@ -46,26 +46,9 @@ type env struct {
 	tenants   int
 
 	mu     sync.Mutex
-	logs   lockedBuffer
+	logs   server.LockedBuffer
 	bodies bytes.Buffer
 	emails []string
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newEnv(t *testing.T) *env {
@@ -240,16 +223,14 @@ func decode[T any](t testing.TB, b []byte) T {
 	return v
 }
 
-// errorCode returns the code of a JSON error body.
-func errorCode(t *testing.T, b []byte) string {
+// errorOf decodes a JSON error body; anything else fails the test.
+func errorOf(t *testing.T, b []byte) custos.ErrorBody {
 	t.Helper()
-	var body struct {
-		Error struct{ Code, Message string }
-	}
+	var body custos.ErrorBody
 	if err := json.Unmarshal(b, &body); err != nil || body.Error.Code == "" {
 		t.Fatalf("not a JSON error body: %s", b)
 	}
-	return body.Error.Code
+	return body
 }
 
 // tenantFixture is a tenant with a list and keys for each tenant role.

@@ -8,28 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/custos-dev/custos"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestPanicLogged drives a handler that reads its body and panics through
 // the real ServeHTTP over HTTP: the log holds the request id and the
@@ -47,7 +29,7 @@ func TestPanicLogged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs LockedBuffer
 			s := New(Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 			s.mux.HandleFunc("POST /v1/panic-test", func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)

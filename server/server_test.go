@@ -171,7 +171,7 @@ func TestBadInput(t *testing.T) {
 			} else {
 				b = e.do(tc.key, tc.method, tc.path, tc.ctype, nil, tc.status)
 			}
-			if got := errorCode(t, b); got != tc.code {
+			if got := errorOf(t, b).Error.Code; got != tc.code {
 				t.Errorf("code = %q, want %q (body %s)", got, tc.code, b)
 			}
 			if strings.Contains(string(b), "a@b.test") || strings.Contains(strings.ToLower(string(b)), strings.ToLower(existing)) ||
