@@ -146,18 +146,7 @@ func crashUnderLoad(t *testing.T, pg string) {
 		// enters the tree when a node leads again. Start one and wait for
 		// the queue to drain before reading the tree.
 		p := serve(t, dir, dbArgs...)
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			var n int
-			if err := db.QueryRow(`SELECT count(*) FROM audit_queue`).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d queued entries never entered the tree", n)
-			}
-		}
+		awaitQueueDrained(t, db)
 		p.kill()
 	}
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/internal/apitest"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
 )
@@ -195,6 +196,25 @@ func contains(list []string, s string) bool {
 
 var _ = strings.Contains
 
+// awaitQueueDrained waits until audit_queue in the PostgreSQL database db
+// is empty: a leading node's sequencer has moved every acknowledged entry
+// into the tree. It fails the test if entries are still queued after 30 s.
+func awaitQueueDrained(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM audit_queue`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries still queued after 30 s: they never entered the tree", n)
+		}
+	}
+}
+
 // readLog returns how many times each request id appears in the log.
 func readLog(t *testing.T, db *sql.DB) map[string]int {
 	t.Helper()
@@ -214,17 +234,8 @@ type leaf struct {
 
 func leaves(t *testing.T, db *sql.DB) []leaf {
 	t.Helper()
-	rows, err := db.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var out []leaf
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range storetest.Column[[]byte](t, db, `SELECT data FROM audit_leaves ORDER BY idx`) {
 		var l leaf
 		if err := json.Unmarshal(b, &l); err != nil {
 			t.Fatalf("leaf is not JSON: %v", err)
@@ -250,17 +261,8 @@ func storedContacts(t *testing.T, db *sql.DB, dir string) map[string]bool {
 		}
 	}
 	isCanary := canaryIndex(t, db, dir)
-	rows, err := db.Query(`SELECT token FROM contacts`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	stored := map[string]bool{}
-	for rows.Next() {
-		var tok string
-		if err := rows.Scan(&tok); err != nil {
-			t.Fatal(err)
-		}
+	for _, tok := range storetest.Column[string](t, db, `SELECT token FROM contacts`) {
 		stored[tok] = true
 		if !createLeaf[tok] && !isCanary(tok) {
 			t.Errorf("contact %s exists without its contact.create leaf", tok)

@@ -113,18 +113,7 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 	}
 	defer db.Close()
 	// Wait for the new sequencer to integrate everything queued.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var n int
-		if err := db.QueryRow(`SELECT count(*) FROM audit_queue`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d entries still queued 30 s after the load stopped", n)
-		}
-	}
+	awaitQueueDrained(t, db)
 	logged := readLog(t, db)
 	for id, c := range logged {
 		if c > 1 && id != "" {

@@ -129,17 +129,10 @@ func (e *env) checkNoPersonalData(metrics string) {
 	t := e.t
 	t.Helper()
 	var leaves strings.Builder
-	rows, err := e.db.Read.Query(`SELECT data FROM audit_leaves ORDER BY idx`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var b []byte
-		rows.Scan(&b)
+	for _, b := range storetest.Column[[]byte](t, e.db.Read, `SELECT data FROM audit_leaves ORDER BY idx`) {
 		leaves.Write(b)
 		leaves.WriteByte('\n')
 	}
-	rows.Close()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	haystacks := map[string]string{"server logs": strings.ToLower(e.logs.String()), "error bodies": strings.ToLower(e.bodies.String()),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/client"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/server"
 )
@@ -83,17 +84,7 @@ func rebuildAndResign(t *testing.T, dir string, db *sql.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.Query(`SELECT COALESCE(leaf, data) FROM audit_leaves ORDER BY idx`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var leaves [][]byte
-	for rows.Next() {
-		var b []byte
-		rows.Scan(&b)
-		leaves = append(leaves, b)
-	}
-	rows.Close()
+	leaves := storetest.Column[[]byte](t, db, `SELECT COALESCE(leaf, data) FROM audit_leaves ORDER BY idx`)
 	hashes := map[int64]tlog.Hash{}
 	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(idx))
@@ -126,15 +117,7 @@ func rebuildAndResign(t *testing.T, dir string, db *sql.DB) {
 	}
 	mustExec(t, db, `DELETE FROM audit_checkpoints WHERE size > $1`, size)
 	mustExec(t, db, `INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING`, size, []byte{}, []byte{}, time.Now().UnixMilli())
-	var sizes []int64
-	rows, _ = db.Query(`SELECT size FROM audit_checkpoints`)
-	for rows.Next() {
-		var s int64
-		rows.Scan(&s)
-		sizes = append(sizes, s)
-	}
-	rows.Close()
-	for _, s := range sizes {
+	for _, s := range storetest.Column[int64](t, db, `SELECT size FROM audit_checkpoints`) {
 		root, err := tlog.TreeHash(s, r)
 		if err != nil {
 			t.Fatal(err)

@@ -167,18 +167,7 @@ func Dump(t testing.TB, db *store.DB) string {
 		}
 		return out.String()
 	}
-	tables, err := db.Read.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for tables.Next() {
-		var n string
-		tables.Scan(&n)
-		names = append(names, n)
-	}
-	tables.Close()
-	for _, n := range names {
+	for _, n := range Column[string](t, db.Read, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`) {
 		rows, err := db.Read.Query(`SELECT * FROM ` + n)
 		if err != nil {
 			t.Fatal(err)
@@ -205,6 +194,29 @@ func Dump(t testing.TB, db *store.DB) string {
 		rows.Close()
 	}
 	return out.String()
+}
+
+// Column runs query on db and returns its one column, a value of type T a
+// row, in the order of the rows. Any error fails t.
+func Column[T any](t testing.TB, db *sql.DB, query string, args ...any) []T {
+	t.Helper()
+	rows, err := db.Query(query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // Main runs the package's tests on SQLite, then, if CUSTOS_TEST_POSTGRES is
