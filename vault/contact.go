@@ -194,28 +194,27 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 // Contacts returns a page of a list's contacts, in token order, after the
 // token "after". Every token returned is named in the audit leaf.
 func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[*custos.Contact], error) {
-	l, err := v.authorize(ctx, custos.ActionContactList, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionContactList, tenant, list, checkPage(after, limit))
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	if err := checkPage(after, limit); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, nil)
 	if err != nil {
 		return nil, err
 	}
-	page := &custos.Page[*custos.Contact]{Items: []*custos.Contact{}, Next: next}
+	return openPage(k, ss, next, func(c *custos.Contact) *custos.Contact { return c })
+}
+
+// openPage opens a page of sealed contacts that [Vault.loadPage] has
+// recorded, shown to the caller through view.
+func openPage[T any](k *keys.TenantKeys, ss []*sealed, next string, view func(*custos.Contact) T) (*custos.Page[T], error) {
+	page := &custos.Page[T]{Items: []T{}, Next: next}
 	for _, s := range ss {
 		c, err := open(k, s)
 		if err != nil {
 			return nil, err
 		}
-		page.Items = append(page.Items, c)
+		page.Items = append(page.Items, view(c))
 	}
 	return page, nil
 }
@@ -365,13 +364,9 @@ func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) error {
 // Tenant users get the contact; a service gets only the token and
 // non-personal fields (it resolves addresses only at the egress relay).
 func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionContactLookup, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionContactLookup, tenant, list)
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	norm, err := addr.Normalize(email)
 	if err != nil {
@@ -405,16 +400,9 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 // Tokens returns a page of a list's tokens with non-personal fields only:
 // what the vendor's pipeline needs to refer to contacts without reading them.
 func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[custos.TokenEntry], error) {
-	l, err := v.authorize(ctx, custos.ActionTokenList, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionTokenList, tenant, list, checkPage(after, limit))
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	if err := checkPage(after, limit); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	rows, err := v.read.QueryContext(ctx, `SELECT token, consent, created_at, updated_at FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
 	if err != nil {

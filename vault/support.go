@@ -555,25 +555,14 @@ func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string,
 	if limit <= 0 || limit > custos.MaxSupportPage {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "limit must be 1 to %d for support access", custos.MaxSupportPage))
 	}
-	if err := checkPage(after, limit); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
+	if _, err := v.checkList(ctx, l, tenant, list, checkPage(after, limit)); err != nil {
+		return nil, err
 	}
 	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, v.spendPage(g.ID))
 	if err != nil {
 		return nil, err
 	}
-	page := &custos.Page[*custos.MaskedContact]{Items: []*custos.MaskedContact{}, Next: next}
-	for _, s := range ss {
-		c, err := open(k, s)
-		if err != nil {
-			return nil, err
-		}
-		page.Items = append(page.Items, mask(c))
-	}
-	return page, nil
+	return openPage(k, ss, next, mask)
 }
 
 // spendPage returns the Apply that counts one page against the grant's

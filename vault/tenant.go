@@ -177,14 +177,9 @@ func (v *Vault) CreateList(ctx context.Context, ls *custos.List) error {
 
 // List returns one list of a tenant.
 func (v *Vault) List(ctx context.Context, tenant, id string) (*custos.List, error) {
-	l, err := v.authorize(ctx, custos.ActionListRead, tenant)
+	l, ls, err := v.authorizeList(ctx, custos.ActionListRead, tenant, id)
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, id)
-	ls, err := v.findList(ctx, tenant, id)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	if err := v.record(ctx, l, nil); err != nil {
 		return nil, err
@@ -228,13 +223,9 @@ func (v *Vault) Lists(ctx context.Context, tenant string) ([]*custos.List, error
 
 // DeleteList deletes a list and every contact in it.
 func (v *Vault) DeleteList(ctx context.Context, tenant, id string) error {
-	l, err := v.authorize(ctx, custos.ActionListDelete, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionListDelete, tenant, id)
 	if err != nil {
 		return err
-	}
-	l.List = safeID(custos.PrefixList, id)
-	if _, err := v.findList(ctx, tenant, id); err != nil {
-		return v.deny(ctx, l, err)
 	}
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, id, tenant)

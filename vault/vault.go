@@ -427,6 +427,35 @@ func (v *Vault) authorize(ctx context.Context, action custos.Action, tenant stri
 	return l, nil
 }
 
+// authorizeList is [Vault.authorize] for an operation on one of tenant's
+// lists: the leaf names the list, and a failed argument check or a list the
+// tenant does not have is recorded as a refusal (see [Vault.checkList]).
+func (v *Vault) authorizeList(ctx context.Context, action custos.Action, tenant, list string, checks ...error) (audit.Leaf, *custos.List, error) {
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return l, nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	ls, err := v.checkList(ctx, l, tenant, list, checks...)
+	return l, ls, err
+}
+
+// checkList records l as a refusal with the first non-nil argument check,
+// in order, or with ENOTFOUND if tenant has no such list; otherwise it
+// returns the list.
+func (v *Vault) checkList(ctx context.Context, l audit.Leaf, tenant, list string, checks ...error) (*custos.List, error) {
+	for _, err := range checks {
+		if err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+	}
+	ls, err := v.findList(ctx, tenant, list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	return ls, nil
+}
+
 // Reject records a request that failed before it reached an operation —
 // bad JSON, an oversized body, a malformed ID — and returns err (or
 // EUNAVAILABLE if it could not be recorded).
