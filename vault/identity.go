@@ -347,15 +347,10 @@ func scanEnrollment(row interface{ Scan(...any) error }, now time.Time) (*custos
 // apply, and the secret goes only to the holder's address.
 func (v *Vault) Rekey(ctx context.Context, principalID string) (*custos.Enrollment, error) {
 	by := custos.RequestFromContext(ctx).Principal
-	l, err := v.authorize(ctx, custos.ActionPrincipalRekey, ownTenant(by))
+	l, p, err := v.authorizePrincipal(ctx, custos.ActionPrincipalRekey, ownTenant(by), principalID)
 	if err != nil {
 		return nil, err
 	}
-	p, err := v.findPrincipal(ctx, principalID)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "principal " + p.ID
 	if err := custos.Authorize(custos.RequestFromContext(ctx), custos.ActionPrincipalRekey, p.TenantID); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}

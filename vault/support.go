@@ -521,6 +521,23 @@ func (v *Vault) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Gra
 	return g, nil
 }
 
+// authorizeGrant is [Vault.authorize] for a staff member's access to
+// tenant under a grant: the leaf names the list (if any) and the grant,
+// and a caller holding no active grant is recorded as a refusal.
+func (v *Vault) authorizeGrant(ctx context.Context, action custos.Action, tenant, list string) (audit.Leaf, *custos.Grant, error) {
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return l, nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	g, err := v.staffGrant(ctx, tenant)
+	if err != nil {
+		return l, nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "grant " + g.ID
+	return l, g, nil
+}
+
 // staffGrant returns the caller's active grant on tenant, or EFORBIDDEN.
 func (v *Vault) staffGrant(ctx context.Context, tenant string) (*custos.Grant, error) {
 	p := custos.RequestFromContext(ctx).Principal
@@ -542,16 +559,10 @@ func (v *Vault) staffGrant(ctx context.Context, tenant string) (*custos.Grant, e
 // SupportContacts returns a masked page of a list to a staff member
 // holding an active grant on the tenant. Pages hold at most 50 contacts.
 func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[*custos.MaskedContact], error) {
-	l, err := v.authorize(ctx, custos.ActionSupportView, tenant)
+	l, g, err := v.authorizeGrant(ctx, custos.ActionSupportView, tenant, list)
 	if err != nil {
 		return nil, err
 	}
-	l.List = safeID(custos.PrefixList, list)
-	g, err := v.staffGrant(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "grant " + g.ID
 	if limit <= 0 || limit > custos.MaxSupportPage {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "limit must be 1 to %d for support access", custos.MaxSupportPage))
 	}
@@ -594,15 +605,10 @@ func (v *Vault) spendPage(grantID string) func(context.Context, *sql.Tx, *audit.
 // It counts as a page. There is no search by address, prefix or pattern for
 // staff: on masked fields any of them would be an oracle.
 func (v *Vault) SupportContact(ctx context.Context, tenant, token string) (*custos.MaskedContact, error) {
-	l, err := v.authorize(ctx, custos.ActionSupportView, tenant)
+	l, g, err := v.authorizeGrant(ctx, custos.ActionSupportView, tenant, "")
 	if err != nil {
 		return nil, err
 	}
-	g, err := v.staffGrant(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "grant " + g.ID
 	s, err := v.findContact(ctx, tenant, token)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
@@ -643,17 +649,13 @@ func mask(c *custos.Contact) *custos.MaskedContact {
 // when that transaction commits: a reveal racing a revoke either
 // committed before it or fails.
 func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason string) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionSupportReveal, tenant)
+	// The grant decides before the request's contents are looked at: who
+	// holds none learns nothing from how a reveal would be validated.
+	l, g, err := v.authorizeGrant(ctx, custos.ActionSupportReveal, tenant, "")
 	if err != nil {
 		return nil, err
 	}
-	// The grant decides before the request's contents are looked at: who
-	// holds none learns nothing from how a reveal would be validated.
-	g, err := v.staffGrant(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "reason " + reasonCode + " grant " + g.ID
+	l.Detail = "reason " + reasonCode + " " + l.Detail
 	if !slices.Contains(custos.ReasonCodes, reasonCode) {
 		l.Detail = "reason invalid, grant " + g.ID
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "reason_code must be one of %s", strings.Join(custos.ReasonCodes, ", ")))
