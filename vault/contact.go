@@ -147,16 +147,33 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 
 // Contact returns one contact, decrypted, after recording the read.
 func (v *Vault) Contact(ctx context.Context, tenant, token string) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionContactRead, tenant)
+	l, s, err := v.authorizeContact(ctx, custos.ActionContactRead, tenant, token)
 	if err != nil {
 		return nil, err
 	}
+	return v.reveal(ctx, l, tenant, s)
+}
+
+// authorizeContact is [Vault.authorize] for an operation on one contact
+// of tenant: the leaf names it, and a missing one is recorded as a refusal.
+func (v *Vault) authorizeContact(ctx context.Context, action custos.Action, tenant, token string) (audit.Leaf, *sealed, error) {
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return l, nil, err
+	}
+	s, err := v.namedContact(ctx, &l, tenant, token)
+	return l, s, err
+}
+
+// namedContact finds the contact token of tenant and names it in l; a
+// missing one is recorded (with l) as a refusal.
+func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string) (*sealed, error) {
 	s, err := v.findContact(ctx, tenant, token)
 	if err != nil {
-		return nil, v.deny(ctx, l, err)
+		return nil, v.deny(ctx, *l, err)
 	}
 	l.List, l.Tokens = s.list, []string{s.token}
-	return v.reveal(ctx, l, tenant, s)
+	return s, nil
 }
 
 // reveal records l and only then decrypts and returns the contact.
@@ -277,15 +294,10 @@ func checkPage(after string, limit int) error {
 
 // UpdateContact changes a contact and returns it as stored.
 func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custos.ContactUpdate) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionContactUpdate, tenant)
+	l, s, err := v.authorizeContact(ctx, custos.ActionContactUpdate, tenant, token)
 	if err != nil {
 		return nil, err
 	}
-	s, err := v.findContact(ctx, tenant, token)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.List, l.Tokens = s.list, []string{s.token}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
@@ -339,15 +351,10 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 
 // DeleteContact removes a contact.
 func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) error {
-	l, err := v.authorize(ctx, custos.ActionContactDelete, tenant)
+	l, _, err := v.authorizeContact(ctx, custos.ActionContactDelete, tenant, token)
 	if err != nil {
 		return err
 	}
-	s, err := v.findContact(ctx, tenant, token)
-	if err != nil {
-		return v.deny(ctx, l, err)
-	}
-	l.List, l.Tokens = s.list, []string{s.token}
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant)
 		if err != nil {

@@ -673,11 +673,10 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if !st.Accepts(reasonCode) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant does not accept reason code %s", reasonCode))
 	}
-	s, err := v.findContact(ctx, tenant, token)
+	s, err := v.namedContact(ctx, &l, tenant, token)
 	if err != nil {
-		return nil, v.deny(ctx, l, err)
+		return nil, err
 	}
-	l.List, l.Tokens = s.list, []string{s.token}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
