@@ -208,23 +208,10 @@ func (v *Vault) AccessRequests(ctx context.Context, tenant string) ([]*custos.Ac
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT `+requestColumns+` FROM access_requests WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
+	out, err := queryAll(ctx, v, v.scanRequest, `SELECT `+requestColumns+` FROM access_requests WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list requests: %w", err))
 	}
-	defer rows.Close()
-	out := []*custos.AccessRequest{}
-	for rows.Next() {
-		r, err := v.scanRequest(rows)
-		if err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("scan request: %w", err))
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	rows.Close()
 	for _, r := range out {
 		if err := v.openRequest(ctx, r); err != nil {
 			return nil, v.deny(ctx, l, err)
@@ -397,24 +384,7 @@ func (v *Vault) Grants(ctx context.Context, tenant string) ([]*custos.Grant, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE tenant_id = $1 ORDER BY starts_at DESC, id`, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list grants: %w", err))
-	}
-	defer rows.Close()
-	out := []*custos.Grant{}
-	for rows.Next() {
-		g, err := v.scanGrant(rows)
-		if err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("scan grant: %w", err))
-		}
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Count = len(out)
-	return out, v.record(ctx, l, nil)
+	return listAll(ctx, v, l, "grants", v.scanGrant, `SELECT `+grantColumns+` FROM grants WHERE tenant_id = $1 ORDER BY starts_at DESC, id`, tenant)
 }
 
 // CreateGrant lets a tenant admin grant support access without a request.

@@ -25,6 +25,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -454,6 +455,39 @@ func (v *Vault) checkList(ctx context.Context, l audit.Leaf, tenant, list string
 		return nil, v.deny(ctx, l, err)
 	}
 	return ls, nil
+}
+
+// queryAll runs query on v's read pool and scans every row with scan;
+// the slice is empty, not nil, when there are none.
+func queryAll[T any](ctx context.Context, v *Vault, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := v.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		x, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// listAll reads a listing with [queryAll] and records l with its count;
+// a failed read is recorded as a refusal, its error named by what.
+func listAll[T any](ctx context.Context, v *Vault, l audit.Leaf, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	out, err := queryAll(ctx, v, scan, query, args...)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list %s: %w", what, err))
+	}
+	l.Count = len(out)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Reject records a request that failed before it reached an operation —
