@@ -135,19 +135,8 @@ func (v *Vault) RequestAccess(ctx context.Context, r *custos.AccessRequest) erro
 		return err
 	}
 	l.Detail = "request " + r.ID
-	// The tenant's setting decides before the request is looked at.
-	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
-		return v.deny(ctx, l, err)
-	}
-	s, err := v.supportSettings(ctx, v.read, r.TenantID)
-	if err != nil {
-		return v.deny(ctx, l, err)
-	}
-	if !s.SupportAccess {
-		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off"))
-	}
-	if err := r.Validate(); err != nil {
-		return v.deny(ctx, l, err)
+	if err := v.checkRequest(ctx, l, r, func(s *custos.SupportSettings) bool { return s.SupportAccess }, "the tenant has support access turned off"); err != nil {
+		return err
 	}
 	return v.fileRequest(ctx, l, r, custos.PendingRequestTTL, &notify.Message{Topic: "support.request", TenantID: r.TenantID, To: []string{notify.ToTenantAdmins},
 		Text: fmt.Sprintf("staff %s asks for %s access for %s (request %s, ticket %s); approve or deny it", custos.RequestFromContext(ctx).Principal.ID, r.Scope, r.Duration, r.ID, r.Ticket)})
@@ -506,6 +495,26 @@ func (v *Vault) authorizeGrant(ctx context.Context, action custos.Action, tenant
 	}
 	l.Detail = "grant " + g.ID
 	return l, g, nil
+}
+
+// checkRequest records l as a refusal unless r's tenant exists, its
+// settings allow the request (otherwise EFORBIDDEN with off) and r is
+// valid. The tenant's setting decides before the request is looked at.
+func (v *Vault) checkRequest(ctx context.Context, l audit.Leaf, r *custos.AccessRequest, allowed func(*custos.SupportSettings) bool, off string) error {
+	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	s, err := v.supportSettings(ctx, v.read, r.TenantID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if !allowed(s) {
+		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "%s", off))
+	}
+	if err := r.Validate(); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	return nil
 }
 
 // staffGrant returns the caller's active grant on tenant, or EFORBIDDEN.
