@@ -25,7 +25,8 @@ func (v *Vault) RequestBreakGlass(ctx context.Context, r *custos.AccessRequest) 
 		return err
 	}
 	l.Detail, l.Severity = "break-glass request "+r.ID, SeverityHigh
-	if err := v.checkRequest(ctx, l, r, func(s *custos.SupportSettings) bool { return s.BreakGlass }, "the tenant does not allow break-glass access"); err != nil {
+	if err := v.checkRequest(ctx, l, r, func(s *custos.SupportSettings) bool { return s.BreakGlass },
+		custos.Errorf(custos.EFORBIDDEN, "the tenant does not allow break-glass access")); err != nil {
 		return err
 	}
 	return v.fileRequest(ctx, l, r, custos.BreakGlassTTL, &notify.Message{Topic: "break_glass.request", Severity: notify.SeverityHigh, TenantID: r.TenantID,

@@ -135,7 +135,8 @@ func (v *Vault) RequestAccess(ctx context.Context, r *custos.AccessRequest) erro
 		return err
 	}
 	l.Detail = "request " + r.ID
-	if err := v.checkRequest(ctx, l, r, func(s *custos.SupportSettings) bool { return s.SupportAccess }, "the tenant has support access turned off"); err != nil {
+	if err := v.checkRequest(ctx, l, r, func(s *custos.SupportSettings) bool { return s.SupportAccess },
+		custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off")); err != nil {
 		return err
 	}
 	return v.fileRequest(ctx, l, r, custos.PendingRequestTTL, &notify.Message{Topic: "support.request", TenantID: r.TenantID, To: []string{notify.ToTenantAdmins},
@@ -498,9 +499,9 @@ func (v *Vault) authorizeGrant(ctx context.Context, action custos.Action, tenant
 }
 
 // checkRequest records l as a refusal unless r's tenant exists, its
-// settings allow the request (otherwise EFORBIDDEN with off) and r is
-// valid. The tenant's setting decides before the request is looked at.
-func (v *Vault) checkRequest(ctx context.Context, l audit.Leaf, r *custos.AccessRequest, allowed func(*custos.SupportSettings) bool, off string) error {
+// settings allow the request (otherwise off) and r is valid. The
+// tenant's setting decides before the request is looked at.
+func (v *Vault) checkRequest(ctx context.Context, l audit.Leaf, r *custos.AccessRequest, allowed func(*custos.SupportSettings) bool, off error) error {
 	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
 		return v.deny(ctx, l, err)
 	}
@@ -509,7 +510,7 @@ func (v *Vault) checkRequest(ctx context.Context, l audit.Leaf, r *custos.Access
 		return v.deny(ctx, l, err)
 	}
 	if !allowed(s) {
-		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "%s", off))
+		return v.deny(ctx, l, off)
 	}
 	if err := r.Validate(); err != nil {
 		return v.deny(ctx, l, err)
