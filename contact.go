@@ -16,10 +16,7 @@ type Tenant struct {
 
 // Validate checks a tenant before it is created.
 func (t *Tenant) Validate() error {
-	if !validName(t.Name) {
-		return Errorf(EINVALID, "name must be 1 to 100 printable characters")
-	}
-	return nil
+	return checkName(t.Name)
 }
 
 // List is a tenant's contact list.
@@ -32,10 +29,7 @@ type List struct {
 
 // Validate checks a list before it is created.
 func (l *List) Validate() error {
-	if !validName(l.Name) {
-		return Errorf(EINVALID, "name must be 1 to 100 printable characters")
-	}
-	return nil
+	return checkName(l.Name)
 }
 
 // Consent is a contact's marketing consent status.

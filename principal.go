@@ -81,7 +81,7 @@ func (p *Principal) Validate() error {
 	case p.TenantID != "" && !ValidID(PrefixTenant, p.TenantID):
 		return Errorf(EINVALID, "tenant_id is malformed")
 	case !validName(p.Name):
-		return Errorf(EINVALID, "name must be 1 to 100 printable characters")
+		return checkName(p.Name)
 	case len(p.Owner) > 100:
 		return Errorf(EINVALID, "owner must be at most 100 characters")
 	}
@@ -122,6 +122,15 @@ func RequestFromContext(ctx context.Context) *Request {
 // PrincipalFromContext returns the authenticated principal, or nil.
 func PrincipalFromContext(ctx context.Context) *Principal {
 	return RequestFromContext(ctx).Principal
+}
+
+// checkName is the rule every display name follows: what a tenant, a list
+// and a principal are called.
+func checkName(s string) error {
+	if !validName(s) {
+		return Errorf(EINVALID, "name must be 1 to 100 printable characters")
+	}
+	return nil
 }
 
 func validName(s string) bool {

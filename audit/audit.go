@@ -276,11 +276,11 @@ func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 	if cfg.Queued {
 		go l.lead()
 	} else {
-		go l.checkpointer()
+		go l.every(cfg.CheckpointInterval, l.checkpoint)
 	}
 	if cfg.VerifyInterval > 0 {
 		l.wg.Add(1)
-		go l.watch()
+		go l.every(cfg.VerifyInterval, l.watch)
 	}
 	return l, nil
 }

@@ -61,6 +61,21 @@ func (e *logEnv) append(t testing.TB, n int, tenants ...string) {
 	}
 }
 
+// sign waits for every appended entry to be integrated and signs a
+// checkpoint of the tree.
+func (e *logEnv) sign(t testing.TB) *audit.Checkpoint {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.log.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := e.log.SignCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
 func (e *logEnv) verify(t *testing.T) (*audit.VerifyReport, error) {
 	t.Helper()
 	return audit.Verify(context.Background(), e.db.Read, e.verifier, audit.VerifyOptions{})

@@ -86,22 +86,29 @@ func (l *Log) signedInCommit(size uint64) {
 	l.sigMu.Unlock()
 }
 
-// checkpointer signs a checkpoint every interval while the log grows.
-func (l *Log) checkpointer() {
+// checkpoint signs the head if it is not signed yet; the checkpointer
+// goroutine calls it every CheckpointInterval.
+func (l *Log) checkpoint() {
+	if _, err := l.SignCheckpoint(context.Background()); err != nil {
+		l.cfg.Logger.Error("sign checkpoint", "err", err)
+		if l.cfg.OnSignError != nil {
+			go l.cfg.OnSignError(err) // it may append: never from the log's own goroutines
+		}
+	}
+}
+
+// every calls fn every d until the log closes. It is one of the log's
+// goroutines: the caller has added it to l.wg.
+func (l *Log) every(d time.Duration, fn func()) {
 	defer l.wg.Done()
-	t := time.NewTicker(l.cfg.CheckpointInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
-			if _, err := l.SignCheckpoint(context.Background()); err != nil {
-				l.cfg.Logger.Error("sign checkpoint", "err", err)
-				if l.cfg.OnSignError != nil {
-					go l.cfg.OnSignError(err) // it may append: never from the log's own goroutines
-				}
-			}
+			fn()
 		}
 	}
 }

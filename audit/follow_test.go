@@ -28,14 +28,7 @@ func TestFollowerDetectsForkRollbackAndBadSignature(t *testing.T) {
 	e := newLog(t)
 	ctx := context.Background()
 	consistency := func(from, to uint64) (tlog.TreeProof, error) { return e.log.ConsistencyProof(ctx, from, to) }
-	sign := func() []byte {
-		e.log.Sync(ctx)
-		cp, err := e.log.SignCheckpoint(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cp.Note
-	}
+	sign := func() []byte { return e.sign(t).Note }
 	e.append(t, 10, "tn_a")
 	cp10 := sign()
 	e.append(t, 10, "tn_a")
@@ -89,10 +82,7 @@ func TestFeedEntriesVerify(t *testing.T) {
 	e := newLog(t)
 	ctx := context.Background()
 	e.append(t, 30, "tn_a", "tn_b", "")
-	e.log.Sync(ctx)
-	if _, err := e.log.SignCheckpoint(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.sign(t)
 	feed, err := e.log.TenantFeed(ctx, "tn_a", 0, 0)
 	if err != nil {
 		t.Fatal(err)

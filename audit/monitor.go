@@ -115,22 +115,13 @@ func (l *Log) verifyOnce(ctx context.Context) error {
 	return err
 }
 
-// watch runs the monitor every VerifyInterval until the log closes.
+// watch runs the monitor once; a goroutine of the log calls it every
+// VerifyInterval.
 func (l *Log) watch() {
-	defer l.wg.Done()
-	t := time.NewTicker(l.cfg.VerifyInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*l.cfg.VerifyInterval+30*time.Second)
-			if err := l.verifyOnce(ctx); err != nil {
-				l.cfg.Logger.Warn("audit log verifier: will retry", "err", err)
-			}
-			cancel()
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*l.cfg.VerifyInterval+30*time.Second)
+	defer cancel()
+	if err := l.verifyOnce(ctx); err != nil {
+		l.cfg.Logger.Warn("audit log verifier: will retry", "err", err)
 	}
 }
 
@@ -231,7 +222,7 @@ func (l *Log) latestStored(ctx context.Context) (*Checkpoint, error) {
 // recorded); old ones are checked against the tree only.
 func (l *Log) checkRange(ctx context.Context, hr tlog.HashReader, from, to uint64, fresh bool) error {
 	m := &l.mon
-	rows, err := l.r.QueryContext(ctx, `SELECT idx, tenant_id, tenant_seq, data, salt, leaf FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+	rows, err := l.r.QueryContext(ctx, `SELECT `+leafRowColumns+` FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
 	if err != nil {
 		return &transient{fmt.Errorf("verify: %w", err)}
 	}
@@ -240,11 +231,8 @@ func (l *Log) checkRange(ctx context.Context, hr tlog.HashReader, from, to uint6
 	leaves := make([]tlog.Hash, 0, to-from)
 	n := from
 	for rows.Next() {
-		var idx int64
-		var tenant sql.NullString
-		var seq sql.NullInt64
-		var s Stored
-		if err := rows.Scan(&idx, &tenant, &seq, &s.Data, &s.Salt, &s.Leaf); err != nil {
+		idx, tenant, seq, s, err := scanLeafRow(rows)
+		if err != nil {
 			return &transient{fmt.Errorf("verify: %w", err)}
 		}
 		if uint64(idx) != n {

@@ -13,11 +13,7 @@ func TestOfflineProofRoundTrip(t *testing.T) {
 	e := newLog(t)
 	ctx := context.Background()
 	e.append(t, 40, "tn_a")
-	e.log.Sync(ctx)
-	cp, err := e.log.SignCheckpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := e.sign(t)
 	st, err := e.log.Entries(ctx, 17, 1)
 	if err != nil {
 		t.Fatal(err)

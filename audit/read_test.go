@@ -22,21 +22,9 @@ func TestReadCheckpoint(t *testing.T) {
 		t.Fatalf("ReadCheckpoint of a new log: %+v, %v; want the empty tree's", cp, err)
 	}
 	e.append(t, 5, "tn_a")
-	if err := e.log.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	first, err := e.log.SignCheckpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := e.sign(t)
 	e.append(t, 7, "tn_a")
-	if err := e.log.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	latest, err := e.log.SignCheckpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	latest := e.sign(t)
 	e.log.Close() // no checkpoint signed behind the test's back from here
 	if _, err := e.db.Write.Exec(`DELETE FROM audit_checkpoints`); err != nil {
 		t.Fatal(err)
@@ -78,13 +66,7 @@ func TestReadProof(t *testing.T) {
 	ctx := context.Background()
 	e := newLog(t)
 	e.append(t, 300, "tn_a", "tn_b") // more than one tile
-	if err := e.log.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := e.log.SignCheckpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := e.sign(t)
 	for _, index := range []uint64{0, 17, 255, 256, cp.Size - 1} {
 		p, got, err := audit.ReadProof(ctx, e.db.Read, e.verifier, index)
 		if err != nil {

@@ -96,7 +96,7 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 		cps = cps[1:]
 	}
 
-	rows, err := read.QueryContext(ctx, `SELECT idx, tenant_id, tenant_seq, data, salt, leaf FROM audit_leaves ORDER BY idx`)
+	rows, err := read.QueryContext(ctx, `SELECT `+leafRowColumns+` FROM audit_leaves ORDER BY idx`)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -104,11 +104,8 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 	var n uint64
 	committed := false // a committed entry was seen: no legacy one may follow
 	for rows.Next() {
-		var idx int64
-		var tenant sql.NullString
-		var seq sql.NullInt64
-		var s Stored
-		if err := rows.Scan(&idx, &tenant, &seq, &s.Data, &s.Salt, &s.Leaf); err != nil {
+		idx, tenant, seq, s, err := scanLeafRow(rows)
+		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
 		if uint64(idx) != n {
@@ -342,4 +339,15 @@ func (vf *verifier) finishTiles(n uint64) error {
 		return &VerifyError{Index: n, Reason: "tiles exist beyond the last entry (entries removed)"}
 	}
 	return nil
+}
+
+// leafRowColumns are the columns of audit_leaves the verifiers read, in
+// the order [scanLeafRow] takes them.
+const leafRowColumns = `idx, tenant_id, tenant_seq, data, salt, leaf`
+
+// scanLeafRow reads one row of leafRowColumns: the entry and the tenant
+// columns stored beside it, which must match its body.
+func scanLeafRow(rows *sql.Rows) (idx int64, tenant sql.NullString, seq sql.NullInt64, s Stored, err error) {
+	err = rows.Scan(&idx, &tenant, &seq, &s.Data, &s.Salt, &s.Leaf)
+	return idx, tenant, seq, s, err
 }

@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos"
@@ -18,7 +16,7 @@ import (
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
-	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
@@ -53,36 +51,14 @@ func newWorld(t *testing.T) *world {
 // newWorldB opens a database, a log and a vault (no principals yet).
 func newWorldB(t testing.TB) *world {
 	t.Helper()
-	ctx := context.Background()
-	db := storetest.Open(t)
-	uri, err := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "kek.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := keys.OpenKEK(ctx, uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, _ := audit.GenerateKey("custos.test/log")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close() })
-	return &world{db: db, log: lg, vault: vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})}
+	st := vaulttest.Open(t, vault.Options{})
+	return &world{db: st.DB, log: st.Log, vault: st.Vault}
 }
 
 // as authenticates secret as a request from src.
 func (w *world) as(secret, src string) context.Context {
 	w.t.Helper()
-	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: src})
-	p, k, err := w.vault.Authenticate(ctx, secret)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: src, Principal: p, Key: k})
+	return enrolltest.As(w.t, w.vault, secret, src)
 }
 
 func (w *world) principal(kind custos.Kind, tenant, name string) (*custos.Principal, string) {

@@ -75,6 +75,15 @@ func repeat(n int, f func(i int) ev) []ev {
 	return out
 }
 
+// afterExportBaseline is ann's daily export of 100 contacts on three days,
+// then one export of count contacts at at: what the export-baseline rules
+// compare.
+func afterExportBaseline(count int, at time.Duration) []ev {
+	return append(repeat(3, func(i int) ev {
+		return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
+	}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: count, at: at})
+}
+
 const (
 	staff   = "staff_support"
 	service = "service"
@@ -124,20 +133,12 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "203.0.113.9", at: time.Minute}},
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "192.0.2.77", at: time.Minute}}},
 		{"export-above-baseline",
-			append(repeat(3, func(i int) ev {
-				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
-			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 500, at: 80 * time.Hour}),
-			append(repeat(3, func(i int) ev {
-				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
-			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 250, at: 80 * time.Hour})},
+			afterExportBaseline(500, 80*time.Hour),
+			afterExportBaseline(250, 80*time.Hour)},
 		{"export-far-above-baseline",
-			append(repeat(3, func(i int) ev {
-				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
-			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 5000, at: 80 * time.Hour}),
+			afterExportBaseline(5000, 80*time.Hour),
 			// the same export, but the baseline is older than 30 days: no tiered alert
-			append(repeat(3, func(i int) ev {
-				return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
-			}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 5000, at: 40 * 24 * time.Hour})},
+			afterExportBaseline(5000, 40*24*time.Hour)},
 		{"new-credential-export",
 			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.export", tenant: "a", count: 40, at: 30 * time.Minute}},
 			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.export", tenant: "a", count: 40, at: 2 * time.Hour}}},

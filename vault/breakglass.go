@@ -25,18 +25,9 @@ func (v *Vault) RequestBreakGlass(ctx context.Context, r *custos.AccessRequest) 
 		return err
 	}
 	l.Detail, l.Severity = "break-glass request "+r.ID, SeverityHigh
-	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
-		return v.deny(ctx, l, err)
-	}
-	s, err := v.supportSettings(ctx, v.read, r.TenantID)
-	if err != nil {
-		return v.deny(ctx, l, err)
-	}
-	if !s.BreakGlass {
-		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant does not allow break-glass access"))
-	}
-	if err := r.Validate(); err != nil {
-		return v.deny(ctx, l, err)
+	if err := v.checkRequest(ctx, l, r, func(s *custos.SupportSettings) bool { return s.BreakGlass },
+		custos.Errorf(custos.EFORBIDDEN, "the tenant does not allow break-glass access")); err != nil {
+		return err
 	}
 	return v.fileRequest(ctx, l, r, custos.BreakGlassTTL, &notify.Message{Topic: "break_glass.request", Severity: notify.SeverityHigh, TenantID: r.TenantID,
 		To: []string{notify.ToStaffSecurity},

@@ -61,13 +61,9 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	if opts.MaxErrors <= 0 {
 		opts.MaxErrors = 1000
 	}
-	l, err := v.authorize(ctx, custos.ActionContactImport, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionContactImport, tenant, list)
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
@@ -283,14 +279,9 @@ type ExportFunc func(*custos.Contact) error
 // PostgreSQL it holds back vacuum for as long. Both are the price of an
 // exact record; paging without it let the leaf and the file disagree.
 func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn ExportFunc) error {
-	l, err := v.authorize(ctx, custos.ActionContactExport, tenant)
+	l, ls, err := v.authorizeList(ctx, custos.ActionContactExport, tenant, list)
 	if err != nil {
 		return err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	ls, err := v.findList(ctx, tenant, list)
-	if err != nil {
-		return v.deny(ctx, l, err)
 	}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {

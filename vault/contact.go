@@ -147,16 +147,33 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 
 // Contact returns one contact, decrypted, after recording the read.
 func (v *Vault) Contact(ctx context.Context, tenant, token string) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionContactRead, tenant)
+	l, s, err := v.authorizeContact(ctx, custos.ActionContactRead, tenant, token)
 	if err != nil {
 		return nil, err
 	}
+	return v.reveal(ctx, l, tenant, s)
+}
+
+// authorizeContact is [Vault.authorize] for an operation on one contact
+// of tenant: the leaf names it, and a missing one is recorded as a refusal.
+func (v *Vault) authorizeContact(ctx context.Context, action custos.Action, tenant, token string) (audit.Leaf, *sealed, error) {
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return l, nil, err
+	}
+	s, err := v.namedContact(ctx, &l, tenant, token)
+	return l, s, err
+}
+
+// namedContact finds the contact token of tenant and names it in l; a
+// missing one is recorded (with l) as a refusal.
+func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string) (*sealed, error) {
 	s, err := v.findContact(ctx, tenant, token)
 	if err != nil {
-		return nil, v.deny(ctx, l, err)
+		return nil, v.deny(ctx, *l, err)
 	}
 	l.List, l.Tokens = s.list, []string{s.token}
-	return v.reveal(ctx, l, tenant, s)
+	return s, nil
 }
 
 // reveal records l and only then decrypts and returns the contact.
@@ -194,28 +211,27 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 // Contacts returns a page of a list's contacts, in token order, after the
 // token "after". Every token returned is named in the audit leaf.
 func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[*custos.Contact], error) {
-	l, err := v.authorize(ctx, custos.ActionContactList, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionContactList, tenant, list, checkPage(after, limit))
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	if err := checkPage(after, limit); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, nil)
 	if err != nil {
 		return nil, err
 	}
-	page := &custos.Page[*custos.Contact]{Items: []*custos.Contact{}, Next: next}
+	return openPage(k, ss, next, func(c *custos.Contact) *custos.Contact { return c })
+}
+
+// openPage opens a page of sealed contacts that [Vault.loadPage] has
+// recorded, shown to the caller through view.
+func openPage[T any](k *keys.TenantKeys, ss []*sealed, next string, view func(*custos.Contact) T) (*custos.Page[T], error) {
+	page := &custos.Page[T]{Items: []T{}, Next: next}
 	for _, s := range ss {
 		c, err := open(k, s)
 		if err != nil {
 			return nil, err
 		}
-		page.Items = append(page.Items, c)
+		page.Items = append(page.Items, view(c))
 	}
 	return page, nil
 }
@@ -278,15 +294,10 @@ func checkPage(after string, limit int) error {
 
 // UpdateContact changes a contact and returns it as stored.
 func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custos.ContactUpdate) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionContactUpdate, tenant)
+	l, s, err := v.authorizeContact(ctx, custos.ActionContactUpdate, tenant, token)
 	if err != nil {
 		return nil, err
 	}
-	s, err := v.findContact(ctx, tenant, token)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.List, l.Tokens = s.list, []string{s.token}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
@@ -340,15 +351,10 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 
 // DeleteContact removes a contact.
 func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) error {
-	l, err := v.authorize(ctx, custos.ActionContactDelete, tenant)
+	l, _, err := v.authorizeContact(ctx, custos.ActionContactDelete, tenant, token)
 	if err != nil {
 		return err
 	}
-	s, err := v.findContact(ctx, tenant, token)
-	if err != nil {
-		return v.deny(ctx, l, err)
-	}
-	l.List, l.Tokens = s.list, []string{s.token}
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant)
 		if err != nil {
@@ -365,13 +371,9 @@ func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) error {
 // Tenant users get the contact; a service gets only the token and
 // non-personal fields (it resolves addresses only at the egress relay).
 func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionContactLookup, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionContactLookup, tenant, list)
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	norm, err := addr.Normalize(email)
 	if err != nil {
@@ -405,16 +407,9 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 // Tokens returns a page of a list's tokens with non-personal fields only:
 // what the vendor's pipeline needs to refer to contacts without reading them.
 func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[custos.TokenEntry], error) {
-	l, err := v.authorize(ctx, custos.ActionTokenList, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionTokenList, tenant, list, checkPage(after, limit))
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, list)
-	if err := checkPage(after, limit); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	rows, err := v.read.QueryContext(ctx, `SELECT token, consent, created_at, updated_at FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
 	if err != nil {

@@ -256,23 +256,10 @@ func (v *Vault) Alerts(ctx context.Context, status string) ([]*custos.Alert, err
 	if status != "" && !slices.Contains([]string{custos.AlertOpen, custos.AlertAcknowledged, custos.AlertResolved}, status) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "status must be open, acknowledged or resolved"))
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE $1 = '' OR status = $1 ORDER BY created_at DESC, id LIMIT 1000`, status)
+	out, err := queryAll(ctx, v, scanAlert, `SELECT `+alertColumns+` FROM alerts WHERE $1 = '' OR status = $1 ORDER BY created_at DESC, id LIMIT 1000`, status)
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list alerts: %w", err))
 	}
-	defer rows.Close()
-	out := []*custos.Alert{}
-	for rows.Next() {
-		a, err := scanAlert(rows)
-		if err != nil {
-			return nil, v.deny(ctx, l, err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	rows.Close()
 	for _, a := range out {
 		if a.Note, err = v.openText(ctx, "", a.Note, adAlertNote(a.ID)); err != nil {
 			return nil, v.deny(ctx, l, fmt.Errorf("alert %s note: %w", a.ID, err))
@@ -713,20 +700,11 @@ func (v *Vault) containments(ctx context.Context) ([]*custos.Containment, []stri
 // securityPrincipals returns every staff_security principal: the people
 // who could lift a containment.
 func (v *Vault) securityPrincipals(ctx context.Context) ([]*custos.Principal, error) {
-	rows, err := v.read.QueryContext(ctx, `SELECT `+principalColumns+` FROM principals WHERE kind = $1 ORDER BY id`, string(custos.KindStaffSecurity))
+	out, err := queryAll(ctx, v, scanPrincipal, `SELECT `+principalColumns+` FROM principals WHERE kind = $1 ORDER BY id`, string(custos.KindStaffSecurity))
 	if err != nil {
 		return nil, fmt.Errorf("list security staff: %w", err)
 	}
-	defer rows.Close()
-	var out []*custos.Principal
-	for rows.Next() {
-		p, err := scanPrincipal(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // PlanContainment returns what [Contain] would do in tx with the same

@@ -54,7 +54,7 @@ func principalColumnsAs(alias string) string {
 
 // scanPrincipal scans a principal without checking its MAC: for listings
 // that show every row as it is (the access review).
-func scanPrincipal(row interface{ Scan(...any) error }) (*custos.Principal, error) {
+func scanPrincipal(row scanner) (*custos.Principal, error) {
 	var p *custos.Principal
 	var pr principalRow
 	if err := scanKeyPrincipal(row, &p, &pr); err != nil {
@@ -327,7 +327,7 @@ func (v *Vault) enqueueMail(ctx context.Context, tx *sql.Tx, e *custos.Enrollmen
 
 const enrollmentColumns = `id, principal_id, tenant_id, requested_by, approval, status, not_before, decided_by, created_at, expires_at`
 
-func scanEnrollment(row interface{ Scan(...any) error }, now time.Time) (*custos.Enrollment, error) {
+func scanEnrollment(row scanner, now time.Time) (*custos.Enrollment, error) {
 	var e custos.Enrollment
 	var tenant, decided sql.NullString
 	var nb, expires sql.NullInt64
@@ -347,15 +347,10 @@ func scanEnrollment(row interface{ Scan(...any) error }, now time.Time) (*custos
 // apply, and the secret goes only to the holder's address.
 func (v *Vault) Rekey(ctx context.Context, principalID string) (*custos.Enrollment, error) {
 	by := custos.RequestFromContext(ctx).Principal
-	l, err := v.authorize(ctx, custos.ActionPrincipalRekey, ownTenant(by))
+	l, p, err := v.authorizePrincipal(ctx, custos.ActionPrincipalRekey, ownTenant(by), principalID)
 	if err != nil {
 		return nil, err
 	}
-	p, err := v.findPrincipal(ctx, principalID)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "principal " + p.ID
 	if err := custos.Authorize(custos.RequestFromContext(ctx), custos.ActionPrincipalRekey, p.TenantID); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -409,25 +404,10 @@ func (v *Vault) Enrollments(ctx context.Context, status string) ([]*custos.Enrol
 		args = append(args, status)
 		q += fmt.Sprintf(` AND status = $%d`, len(args))
 	}
-	rows, err := v.read.QueryContext(ctx, q+` ORDER BY created_at DESC, id LIMIT 1000`, args...)
-	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list enrollments: %w", err))
-	}
-	defer rows.Close()
 	now := v.now()
-	out := []*custos.Enrollment{}
-	for rows.Next() {
-		e, err := scanEnrollment(rows, now)
-		if err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("list enrollments: %w", err))
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list enrollments: %w", err))
-	}
-	l.Count = len(out)
-	return out, v.record(ctx, l, nil)
+	return listAll(ctx, v, l, "enrollments", func(rows scanner) (*custos.Enrollment, error) {
+		return scanEnrollment(rows, now)
+	}, q+` ORDER BY created_at DESC, id LIMIT 1000`, args...)
 }
 
 // Refusal reasons of the two-person checks. The detector's rules match

@@ -3,7 +3,6 @@ package vault_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/vault"
@@ -138,7 +138,8 @@ func contains(ss []string, s string) bool {
 
 // contain does what the detector does when a canary read raises an alert:
 // in one transaction, an alert naming principals and tenants, the
-// principals suspended with their grants ended, the tenants frozen.
+// principals suspended with their grants ended, the tenants frozen, and
+// what was done recorded on the alert.
 func (f *fixture) contain(t *testing.T, principals, tenants []string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -152,7 +153,11 @@ func (f *fixture) contain(t *testing.T, principals, tenants []string) string {
 	if err := vault.InsertAlert(ctx, tx, a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vault.Contain(ctx, tx, f.vault.Rows(), []string{string(custos.ContainSuspend), string(custos.ContainEndGrants), string(custos.ContainFreeze)}, principals, tenants, a.ID, f.clock.Now()); err != nil {
+	done, err := vault.Contain(ctx, tx, f.vault.Rows(), []string{string(custos.ContainSuspend), string(custos.ContainEndGrants), string(custos.ContainFreeze)}, principals, tenants, a.ID, f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vault.SetAlertActions(ctx, tx, a.ID, done); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -597,15 +602,7 @@ func TestDatabaseHoldsNoEnrollmentSecret(t *testing.T) {
 	}
 	key := enrolltest.Key(t, f.vault, used.ID, custos.KeyRequest{})
 
-	uri, err := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "other-kek.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := keys.OpenKEK(context.Background(), uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	thief := vault.New(f.db.Read, f.db.Write, f.log, keys.NewKeyring(other), vault.Options{Placeholders: f.db.Placeholders, Now: f.clock.Now})
+	thief := vault.New(f.db.Read, f.db.Write, f.log, keys.NewKeyring(vaulttest.KEK(t)), vault.Options{Placeholders: f.db.Placeholders, Now: f.clock.Now})
 	if mail, err := thief.EnrollmentMail(context.Background(), issued.ID); err == nil && mail != nil && strings.Contains(mail.Body, secrets[0]) {
 		t.Fatal("a vault without the KEK computed the enrollment secret from the database")
 	}

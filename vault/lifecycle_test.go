@@ -13,35 +13,6 @@ import (
 	"github.com/custos-dev/custos/vault"
 )
 
-// raiseAlert does what the detector does when a containing rule fires: in
-// one transaction, an alert naming principals and tenants, the principals
-// suspended with their grants ended, the tenants frozen.
-func raiseAlert(t *testing.T, f *fixture, principals, tenants []string) string {
-	t.Helper()
-	ctx := context.Background()
-	a := &custos.Alert{ID: custos.NewID(custos.PrefixAlert), RuleID: "canary-read", Title: "canary read", Severity: "critical",
-		DedupKey: "canary-read:" + custos.NewID("g"), Principals: principals, Tenants: tenants, CreatedAt: f.clock.Now()}
-	tx, err := f.db.Write.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if err := vault.InsertAlert(ctx, tx, a); err != nil {
-		t.Fatal(err)
-	}
-	done, err := vault.Contain(ctx, tx, f.vault.Rows(), []string{string(custos.ContainSuspend), string(custos.ContainEndGrants), string(custos.ContainFreeze)}, principals, tenants, a.ID, f.clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vault.SetAlertActions(ctx, tx, a.ID, done); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	return a.ID
-}
-
 // principalBy is f.principal with creator creating it for identity.
 func principalBy(t *testing.T, f *fixture, creator context.Context, kind custos.Kind, tenant, identity string) (context.Context, *custos.Principal) {
 	t.Helper()
@@ -85,7 +56,7 @@ func TestContainLsListsActiveContainments(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	alert := raiseAlert(t, f, []string{malP.ID, svc.ID}, []string{tenant})
+	alert := f.contain(t, []string{malP.ID, svc.ID}, []string{tenant})
 	const why = "ticket SEC-7: jo.witness@example.test reported the leak"
 	if err := f.vault.SetFrozen(sec, tenant2, true, why); err != nil {
 		t.Fatal(err)
@@ -192,7 +163,7 @@ func TestFreeTextSealedAtRest(t *testing.T) {
 	if approved.Reason != secrets["break-glass reason"] {
 		t.Errorf("the security approver sees reason %q", approved.Reason)
 	}
-	alert := raiseAlert(t, f, []string{sp.ID}, nil)
+	alert := f.contain(t, []string{sp.ID}, nil)
 	if _, err := f.vault.UpdateAlert(sec, alert, custos.AlertResolved, secrets["alert note"]); err != nil {
 		t.Fatal(err)
 	}

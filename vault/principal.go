@@ -154,19 +154,30 @@ func (v *Vault) findPrincipal(ctx context.Context, id string) (*custos.Principal
 
 // Principal returns one principal.
 func (v *Vault) Principal(ctx context.Context, id string) (*custos.Principal, error) {
-	l, err := v.authorize(ctx, custos.ActionPrincipalRead, "")
+	l, p, err := v.authorizePrincipal(ctx, custos.ActionPrincipalRead, "", id)
 	if err != nil {
 		return nil, err
 	}
-	p, err := v.findPrincipal(ctx, id)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "principal " + p.ID
 	if err := v.record(ctx, l, nil); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// authorizePrincipal is [Vault.authorize] for an operation on the
+// principal id: the leaf names it, and an unknown one is recorded as a
+// refusal.
+func (v *Vault) authorizePrincipal(ctx context.Context, action custos.Action, tenant, id string) (audit.Leaf, *custos.Principal, error) {
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return l, nil, err
+	}
+	p, err := v.findPrincipal(ctx, id)
+	if err != nil {
+		return l, nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "principal " + p.ID
+	return l, p, nil
 }
 
 // DefaultKeyLifetime is the expiry of a key created without one.

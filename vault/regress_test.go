@@ -2,18 +2,14 @@ package vault_test
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/custos-dev/custos"
-	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/postgres"
 	"github.com/custos-dev/custos/vault"
@@ -29,27 +25,14 @@ func TestConcurrentDecisionsTwoNodes(t *testing.T) {
 		t.Skip("two nodes need PostgreSQL (set CUSTOS_TEST_POSTGRES)")
 	}
 	ctx := context.Background()
-	db := storetest.Open(t)
-	uri, _ := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "kek.json"))
-	kek, _ := keys.OpenKEK(ctx, uri)
-	skey, vkey, _ := audit.GenerateKey("custos.test/log")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	node := func(read, write *sql.DB) (*audit.Log, *vault.Vault) {
-		lg, err := audit.Open(ctx, read, write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { lg.Close() })
-		return lg, vault.New(read, write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders})
-	}
+	st := vaulttest.Open(t, vault.Options{}) // node 1
+	db, lg1, v1 := st.DB, st.Log, st.Vault
 	db2, err := postgres.Open(ctx, db.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db2.Close() })
-	lg1, v1 := node(db.Read, db.Write)
-	_, v2 := node(db2.Read, db2.Write)
+	v2 := vault.New(db2.Read, db2.Write, st.OpenLog(t, db2.Read, db2.Write, true), keys.NewKeyring(st.KEK), vault.Options{Placeholders: db.Placeholders})
 	f := &fixture{db: db, log: lg1, vault: v1, clock: &fakeClock{t: time.Now()}}
 	f.bootstrap(t)
 	admin, tenant, _ := f.admin(t)

@@ -135,19 +135,9 @@ func (v *Vault) RequestAccess(ctx context.Context, r *custos.AccessRequest) erro
 		return err
 	}
 	l.Detail = "request " + r.ID
-	// The tenant's setting decides before the request is looked at.
-	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
-		return v.deny(ctx, l, err)
-	}
-	s, err := v.supportSettings(ctx, v.read, r.TenantID)
-	if err != nil {
-		return v.deny(ctx, l, err)
-	}
-	if !s.SupportAccess {
-		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off"))
-	}
-	if err := r.Validate(); err != nil {
-		return v.deny(ctx, l, err)
+	if err := v.checkRequest(ctx, l, r, func(s *custos.SupportSettings) bool { return s.SupportAccess },
+		custos.Errorf(custos.EFORBIDDEN, "the tenant has support access turned off")); err != nil {
+		return err
 	}
 	return v.fileRequest(ctx, l, r, custos.PendingRequestTTL, &notify.Message{Topic: "support.request", TenantID: r.TenantID, To: []string{notify.ToTenantAdmins},
 		Text: fmt.Sprintf("staff %s asks for %s access for %s (request %s, ticket %s); approve or deny it", custos.RequestFromContext(ctx).Principal.ID, r.Scope, r.Duration, r.ID, r.Ticket)})
@@ -208,23 +198,10 @@ func (v *Vault) AccessRequests(ctx context.Context, tenant string) ([]*custos.Ac
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT `+requestColumns+` FROM access_requests WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
+	out, err := queryAll(ctx, v, v.scanRequest, `SELECT `+requestColumns+` FROM access_requests WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list requests: %w", err))
 	}
-	defer rows.Close()
-	out := []*custos.AccessRequest{}
-	for rows.Next() {
-		r, err := v.scanRequest(rows)
-		if err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("scan request: %w", err))
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	rows.Close()
 	for _, r := range out {
 		if err := v.openRequest(ctx, r); err != nil {
 			return nil, v.deny(ctx, l, err)
@@ -397,24 +374,7 @@ func (v *Vault) Grants(ctx context.Context, tenant string) ([]*custos.Grant, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE tenant_id = $1 ORDER BY starts_at DESC, id`, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list grants: %w", err))
-	}
-	defer rows.Close()
-	out := []*custos.Grant{}
-	for rows.Next() {
-		g, err := v.scanGrant(rows)
-		if err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("scan grant: %w", err))
-		}
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Count = len(out)
-	return out, v.record(ctx, l, nil)
+	return listAll(ctx, v, l, "grants", v.scanGrant, `SELECT `+grantColumns+` FROM grants WHERE tenant_id = $1 ORDER BY starts_at DESC, id`, tenant)
 }
 
 // CreateGrant lets a tenant admin grant support access without a request.
@@ -521,6 +481,43 @@ func (v *Vault) RevokeGrant(ctx context.Context, tenant, id string) (*custos.Gra
 	return g, nil
 }
 
+// authorizeGrant is [Vault.authorize] for a staff member's access to
+// tenant under a grant: the leaf names the list (if any) and the grant,
+// and a caller holding no active grant is recorded as a refusal.
+func (v *Vault) authorizeGrant(ctx context.Context, action custos.Action, tenant, list string) (audit.Leaf, *custos.Grant, error) {
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return l, nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	g, err := v.staffGrant(ctx, tenant)
+	if err != nil {
+		return l, nil, v.deny(ctx, l, err)
+	}
+	l.Detail = "grant " + g.ID
+	return l, g, nil
+}
+
+// checkRequest records l as a refusal unless r's tenant exists, its
+// settings allow the request (otherwise off) and r is valid. The
+// tenant's setting decides before the request is looked at.
+func (v *Vault) checkRequest(ctx context.Context, l audit.Leaf, r *custos.AccessRequest, allowed func(*custos.SupportSettings) bool, off error) error {
+	if _, err := v.findTenant(ctx, r.TenantID); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	s, err := v.supportSettings(ctx, v.read, r.TenantID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if !allowed(s) {
+		return v.deny(ctx, l, off)
+	}
+	if err := r.Validate(); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	return nil
+}
+
 // staffGrant returns the caller's active grant on tenant, or EFORBIDDEN.
 func (v *Vault) staffGrant(ctx context.Context, tenant string) (*custos.Grant, error) {
 	p := custos.RequestFromContext(ctx).Principal
@@ -542,38 +539,21 @@ func (v *Vault) staffGrant(ctx context.Context, tenant string) (*custos.Grant, e
 // SupportContacts returns a masked page of a list to a staff member
 // holding an active grant on the tenant. Pages hold at most 50 contacts.
 func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[*custos.MaskedContact], error) {
-	l, err := v.authorize(ctx, custos.ActionSupportView, tenant)
+	l, g, err := v.authorizeGrant(ctx, custos.ActionSupportView, tenant, list)
 	if err != nil {
 		return nil, err
 	}
-	l.List = safeID(custos.PrefixList, list)
-	g, err := v.staffGrant(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "grant " + g.ID
 	if limit <= 0 || limit > custos.MaxSupportPage {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "limit must be 1 to %d for support access", custos.MaxSupportPage))
 	}
-	if err := checkPage(after, limit); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if _, err := v.findList(ctx, tenant, list); err != nil {
-		return nil, v.deny(ctx, l, err)
+	if _, err := v.checkList(ctx, l, tenant, list, checkPage(after, limit)); err != nil {
+		return nil, err
 	}
 	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, v.spendPage(g.ID))
 	if err != nil {
 		return nil, err
 	}
-	page := &custos.Page[*custos.MaskedContact]{Items: []*custos.MaskedContact{}, Next: next}
-	for _, s := range ss {
-		c, err := open(k, s)
-		if err != nil {
-			return nil, err
-		}
-		page.Items = append(page.Items, mask(c))
-	}
-	return page, nil
+	return openPage(k, ss, next, mask)
 }
 
 // spendPage returns the Apply that counts one page against the grant's
@@ -605,15 +585,10 @@ func (v *Vault) spendPage(grantID string) func(context.Context, *sql.Tx, *audit.
 // It counts as a page. There is no search by address, prefix or pattern for
 // staff: on masked fields any of them would be an oracle.
 func (v *Vault) SupportContact(ctx context.Context, tenant, token string) (*custos.MaskedContact, error) {
-	l, err := v.authorize(ctx, custos.ActionSupportView, tenant)
+	l, g, err := v.authorizeGrant(ctx, custos.ActionSupportView, tenant, "")
 	if err != nil {
 		return nil, err
 	}
-	g, err := v.staffGrant(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "grant " + g.ID
 	s, err := v.findContact(ctx, tenant, token)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
@@ -654,17 +629,13 @@ func mask(c *custos.Contact) *custos.MaskedContact {
 // when that transaction commits: a reveal racing a revoke either
 // committed before it or fails.
 func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason string) (*custos.Contact, error) {
-	l, err := v.authorize(ctx, custos.ActionSupportReveal, tenant)
+	// The grant decides before the request's contents are looked at: who
+	// holds none learns nothing from how a reveal would be validated.
+	l, g, err := v.authorizeGrant(ctx, custos.ActionSupportReveal, tenant, "")
 	if err != nil {
 		return nil, err
 	}
-	// The grant decides before the request's contents are looked at: who
-	// holds none learns nothing from how a reveal would be validated.
-	g, err := v.staffGrant(ctx, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	l.Detail = "reason " + reasonCode + " grant " + g.ID
+	l.Detail = "reason " + reasonCode + " " + l.Detail
 	if !slices.Contains(custos.ReasonCodes, reasonCode) {
 		l.Detail = "reason invalid, grant " + g.ID
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "reason_code must be one of %s", strings.Join(custos.ReasonCodes, ", ")))
@@ -682,11 +653,10 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if !st.Accepts(reasonCode) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant does not accept reason code %s", reasonCode))
 	}
-	s, err := v.findContact(ctx, tenant, token)
+	s, err := v.namedContact(ctx, &l, tenant, token)
 	if err != nil {
-		return nil, v.deny(ctx, l, err)
+		return nil, err
 	}
-	l.List, l.Tokens = s.list, []string{s.token}
 	k, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)

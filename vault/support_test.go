@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
-	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -19,17 +18,8 @@ import (
 // context authenticated as it.
 func (f *fixture) principal(t *testing.T, kind custos.Kind, tenant, owner string) (context.Context, *custos.Principal) {
 	t.Helper()
-	p := &custos.Principal{Kind: kind, TenantID: tenant, Name: string(kind), Owner: owner, Identity: owner + "@corp.test"}
-	e, err := f.vault.CreatePrincipal(f.ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.approvers.Settle(t, e)
-	ctx := f.as(t, enrolltest.Key(t, f.vault, e.ID, custos.KeyRequest{ExpiresIn: "never"}))
-	if kind == custos.KindOperator || kind == custos.KindStaffSecurity || kind == custos.KindTenantAdmin {
-		f.approvers.Add(ctx)
-	}
-	return ctx, custos.PrincipalFromContext(ctx)
+	ctx, p, _ := f.principalSecret(t, kind, tenant, owner)
+	return ctx, p
 }
 
 func wantCode(t *testing.T, what string, err error, code string) {

@@ -90,29 +90,13 @@ func (v *Vault) Tenants(ctx context.Context) ([]*custos.Tenant, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT id, name, created_at FROM tenants ORDER BY created_at, id`)
-	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list tenants: %w", err))
-	}
-	defer rows.Close()
-	var out []*custos.Tenant
-	for rows.Next() {
+	return listAll(ctx, v, l, "tenants", func(rows scanner) (*custos.Tenant, error) {
 		var t custos.Tenant
 		var created int64
-		if err := rows.Scan(&t.ID, &t.Name, &created); err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("scan tenant: %w", err))
-		}
+		err := rows.Scan(&t.ID, &t.Name, &created)
 		t.CreatedAt = fromMS(created)
-		out = append(out, &t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list tenants: %w", err))
-	}
-	l.Count = len(out)
-	if err := v.record(ctx, l, nil); err != nil {
-		return nil, err
-	}
-	return out, nil
+		return &t, err
+	}, `SELECT id, name, created_at FROM tenants ORDER BY created_at, id`)
 }
 
 func (v *Vault) findTenant(ctx context.Context, id string) (*custos.Tenant, error) {
@@ -177,14 +161,9 @@ func (v *Vault) CreateList(ctx context.Context, ls *custos.List) error {
 
 // List returns one list of a tenant.
 func (v *Vault) List(ctx context.Context, tenant, id string) (*custos.List, error) {
-	l, err := v.authorize(ctx, custos.ActionListRead, tenant)
+	l, ls, err := v.authorizeList(ctx, custos.ActionListRead, tenant, id)
 	if err != nil {
 		return nil, err
-	}
-	l.List = safeID(custos.PrefixList, id)
-	ls, err := v.findList(ctx, tenant, id)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
 	}
 	if err := v.record(ctx, l, nil); err != nil {
 		return nil, err
@@ -201,40 +180,20 @@ func (v *Vault) Lists(ctx context.Context, tenant string) ([]*custos.List, error
 	if _, err := v.findTenant(ctx, tenant); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	rows, err := v.read.QueryContext(ctx, `SELECT id, tenant_id, name, created_at FROM lists WHERE tenant_id = $1 ORDER BY created_at, id`, tenant)
-	if err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list lists: %w", err))
-	}
-	defer rows.Close()
-	out := []*custos.List{}
-	for rows.Next() {
+	return listAll(ctx, v, l, "lists", func(rows scanner) (*custos.List, error) {
 		var ls custos.List
 		var created int64
-		if err := rows.Scan(&ls.ID, &ls.TenantID, &ls.Name, &created); err != nil {
-			return nil, v.deny(ctx, l, fmt.Errorf("scan list: %w", err))
-		}
+		err := rows.Scan(&ls.ID, &ls.TenantID, &ls.Name, &created)
 		ls.CreatedAt = fromMS(created)
-		out = append(out, &ls)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, v.deny(ctx, l, fmt.Errorf("list lists: %w", err))
-	}
-	l.Count = len(out)
-	if err := v.record(ctx, l, nil); err != nil {
-		return nil, err
-	}
-	return out, nil
+		return &ls, err
+	}, `SELECT id, tenant_id, name, created_at FROM lists WHERE tenant_id = $1 ORDER BY created_at, id`, tenant)
 }
 
 // DeleteList deletes a list and every contact in it.
 func (v *Vault) DeleteList(ctx context.Context, tenant, id string) error {
-	l, err := v.authorize(ctx, custos.ActionListDelete, tenant)
+	l, _, err := v.authorizeList(ctx, custos.ActionListDelete, tenant, id)
 	if err != nil {
 		return err
-	}
-	l.List = safeID(custos.PrefixList, id)
-	if _, err := v.findList(ctx, tenant, id); err != nil {
-		return v.deny(ctx, l, err)
 	}
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, id, tenant)

@@ -25,6 +25,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -425,6 +426,68 @@ func (v *Vault) authorize(ctx context.Context, action custos.Action, tenant stri
 		return l, v.deny(ctx, l, err)
 	}
 	return l, nil
+}
+
+// authorizeList is [Vault.authorize] for an operation on one of tenant's
+// lists: the leaf names the list, and a failed argument check or a list the
+// tenant does not have is recorded as a refusal (see [Vault.checkList]).
+func (v *Vault) authorizeList(ctx context.Context, action custos.Action, tenant, list string, checks ...error) (audit.Leaf, *custos.List, error) {
+	l, err := v.authorize(ctx, action, tenant)
+	if err != nil {
+		return l, nil, err
+	}
+	l.List = safeID(custos.PrefixList, list)
+	ls, err := v.checkList(ctx, l, tenant, list, checks...)
+	return l, ls, err
+}
+
+// checkList records l as a refusal with the first non-nil argument check,
+// in order, or with ENOTFOUND if tenant has no such list; otherwise it
+// returns the list.
+func (v *Vault) checkList(ctx context.Context, l audit.Leaf, tenant, list string, checks ...error) (*custos.List, error) {
+	for _, err := range checks {
+		if err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+	}
+	ls, err := v.findList(ctx, tenant, list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	return ls, nil
+}
+
+// queryAll runs query on v's read pool and scans every row with scan;
+// the slice is empty, not nil, when there are none.
+func queryAll[T any](ctx context.Context, v *Vault, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := v.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		x, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// listAll reads a listing with [queryAll] and records l with its count;
+// a failed read is recorded as a refusal, its error named by what.
+func listAll[T any](ctx context.Context, v *Vault, l audit.Leaf, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	out, err := queryAll(ctx, v, scan, query, args...)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list %s: %w", what, err))
+	}
+	l.Count = len(out)
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Reject records a request that failed before it reached an operation —

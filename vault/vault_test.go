@@ -3,19 +3,16 @@ package vault_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
-	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
 )
@@ -51,31 +48,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	db := storetest.Open(t)
-	uri, err := keys.CreateLocalKEK(filepath.Join(dir, "kek.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := keys.OpenKEK(ctx, uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, err := audit.GenerateKey("custos.test/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier, Placeholders: db.Placeholders, Queued: db.Queued})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close() })
 	clock := &fakeClock{t: time.Now()}
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Placeholders: db.Placeholders, Now: clock.Now})
-	f := &fixture{db: db, log: lg, vault: v, clock: clock}
+	st := vaulttest.Open(t, vault.Options{Now: clock.Now})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault, clock: clock}
 	f.bootstrap(t)
 	return f
 }
@@ -83,12 +58,7 @@ func newFixture(t *testing.T) *fixture {
 // as returns a context authenticated with secret.
 func (f *fixture) as(t *testing.T, secret string) context.Context {
 	t.Helper()
-	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
-	p, k, err := f.vault.Authenticate(ctx, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest), Principal: p, Key: k})
+	return enrolltest.As(t, f.vault, secret, "")
 }
 
 // bootstrap creates the first operator (f.ctx).

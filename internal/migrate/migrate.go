@@ -43,7 +43,8 @@ func Run(ctx context.Context, db *sql.DB, lock string, sources ...Source) error 
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range ms {
-		if err := apply(ctx, db, m.fs, m.version, m.name, lock); err != nil {
+		err := locked(ctx, db, lock, func(tx *sql.Tx) error { return apply(ctx, tx, m.fs, m.version, m.name) })
+		if err != nil {
 			return fmt.Errorf("migration %s: %w", path.Base(m.name), err)
 		}
 	}
@@ -92,6 +93,15 @@ func list(sources []Source) ([]migration, error) {
 // createTable creates schema_migrations under lock: on PostgreSQL two
 // concurrent CREATE TABLE IF NOT EXISTS can collide.
 func createTable(ctx context.Context, db *sql.DB, lock string) error {
+	return locked(ctx, db, lock, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`)
+		return err
+	})
+}
+
+// locked runs fn in a transaction that first runs lock (if not empty) and
+// commits if fn succeeds.
+func locked(ctx context.Context, db *sql.DB, lock string, fn func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -102,23 +112,14 @@ func createTable(ctx context.Context, db *sql.DB, lock string) error {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+	if err := fn(tx); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
-func apply(ctx context.Context, db *sql.DB, fsys fs.FS, version int, name, lock string) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if lock != "" {
-		if _, err := tx.ExecContext(ctx, lock); err != nil {
-			return err
-		}
-	}
+// apply applies one migration in tx unless it is recorded as applied.
+func apply(ctx context.Context, tx *sql.Tx, fsys fs.FS, version int, name string) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
 		return err
@@ -133,8 +134,6 @@ func apply(ctx context.Context, db *sql.DB, fsys fs.FS, version int, name, lock 
 	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixMilli()); err != nil {
-		return err
-	}
-	return tx.Commit()
+	_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixMilli())
+	return err
 }
