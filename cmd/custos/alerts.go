@@ -10,12 +10,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var alertsCommand = &command{name: "alerts", summary: "detection alerts (security staff)", dflt: true, subs: []*command{
-	{name: "ls", summary: "list alerts (the default verb)", run: (*Main).runAlertsLs},
-	{name: "ack", summary: "acknowledge an alert", run: alertsSet("ack")},
-	{name: "resolve", summary: "resolve an alert", run: alertsSet("resolve")},
-}}
-
 func (m *Main) runAlertsLs(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("alerts ls", `[--status S]`, `custos alerts ls --status open`)
 	status := fs.String("status", "", "open, acknowledged or resolved")

@@ -11,13 +11,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var contactCommand = &command{name: "contact", summary: "contacts of a list", subs: []*command{
-	{name: "add", summary: "add a contact", run: (*Main).runContactAdd},
-	{name: "get", summary: "show a contact by token", run: (*Main).runContactGet},
-	{name: "lookup", summary: "find a contact by address", run: (*Main).runContactLookup},
-	{name: "ls", summary: "list a list's contacts", run: (*Main).runContactLs},
-}}
-
 // tenantListFlags registers --tenant and --list.
 func tenantListFlags(fs *flagSet) (tenant, list *string) {
 	return fs.String("tenant", "", "tenant id (required)"), fs.String("list", "", "list id (required)")

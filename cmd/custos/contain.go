@@ -9,14 +9,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var containCommand = &command{name: "contain", summary: "containment: suspended principals, frozen tenants (security staff)", subs: []*command{
-	{name: "ls", summary: "what is contained now", run: (*Main).runContainLs},
-	{name: "suspend", summary: "suspend a principal: its keys stop working", run: containSet("suspend", "PRINCIPAL")},
-	{name: "unsuspend", summary: "lift a principal's suspension", run: containSet("unsuspend", "PRINCIPAL")},
-	{name: "freeze", summary: "freeze a tenant's exports and reveals", run: containSet("freeze", "TENANT")},
-	{name: "unfreeze", summary: "lift a tenant's freeze", run: containSet("unfreeze", "TENANT")},
-}}
-
 func (m *Main) runContainLs(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("contain ls", ``, `custos contain ls`)
 	if _, err := fs.parse(args, 0, 0); err != nil {

@@ -6,8 +6,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var enrollCommand = &command{name: "enroll", summary: "the holder sets up its own key with the secret from its enrollment mail", run: (*Main).runEnroll}
-
 func (m *Main) runEnroll(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("enroll", `[--scope S]… [--expires-in 720h] SECRET`, `custos enroll --expires-in 720h cse_…`)
 	expires := fs.String("expires-in", "", "key lifetime (e.g. 720h, or never; default 90 days)")

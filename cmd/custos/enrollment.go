@@ -9,12 +9,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var enrollmentCommand = &command{name: "enrollment", summary: "enrollments: the second party's approvals", subs: []*command{
-	{name: "ls", summary: "list enrollments", run: (*Main).runEnrollmentLs},
-	{name: "approve", summary: "approve an enrollment another party requested", run: enrollmentDecide("approve")},
-	{name: "deny", summary: "deny an enrollment", run: enrollmentDecide("deny")},
-}}
-
 func (m *Main) runEnrollmentLs(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("enrollment ls", `[--status S]`, `custos enrollment ls --status pending`)
 	status := fs.String("status", "", "only these: pending, issued, used or denied")

@@ -5,8 +5,6 @@ import (
 	"os"
 )
 
-var exportCommand = &command{name: "export", summary: "export a list as CSV or NDJSON", run: (*Main).runExport}
-
 func (m *Main) runExport(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("export", `--tenant T --list L [--format csv|ndjson] [--out FILE]`, `custos export --tenant tn_… --list ls_… --format ndjson --out contacts.ndjson`)
 	tenant, list := tenantListFlags(fs)

@@ -11,8 +11,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var importCommand = &command{name: "import", summary: "import a CSV or NDJSON file into a list (exit 3 if rows were refused)", run: (*Main).runImport}
-
 // runImport streams a CSV or NDJSON file to the import route, with a
 // progress bar on a terminal. Refused rows are listed by line and reason
 // code, never by content (they are personal data), and make the exit

@@ -8,12 +8,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var keyCommand = &command{name: "key", summary: "API keys (a key only for yourself)", subs: []*command{
-	{name: "create", summary: "create another key for your own principal", run: (*Main).runKeyCreate},
-	{name: "ls", summary: "list keys (hints, never secrets)", run: (*Main).runKeyLs},
-	{name: "revoke", summary: "revoke a key", run: (*Main).runKeyRevoke},
-}}
-
 func (m *Main) runKeyCreate(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("key create", `--principal ME [--scope S]… [--expires-in 720h]`, `custos key create --principal pr_… --scope contacts:read --expires-in 24h`)
 	principal := fs.String("principal", "", "your principal id (required)")

@@ -9,11 +9,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var listCommand = &command{name: "list", summary: "contact lists of a tenant", subs: []*command{
-	{name: "create", summary: "create a list", run: (*Main).runListCreate},
-	{name: "ls", summary: "list a tenant's lists", run: (*Main).runListLs},
-}}
-
 func (m *Main) runListCreate(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("list create", `--tenant T NAME`, `custos list create --tenant tn_… newsletter`)
 	tenant := fs.String("tenant", "", "tenant id (required)")

@@ -93,7 +93,9 @@ type command struct {
 	dflt    bool
 }
 
-// commands is the verb table, filled in init: usage texts read it.
+// commands is the verb table, the whole command tree in one place: help,
+// docs/cli.md and dispatch read it; each run function lives in its
+// command's file. It is filled in init because usage texts read it.
 var commands []*command
 
 func init() {
@@ -106,25 +108,75 @@ func init() {
 				run: logSub("verify", "[--checkpoint FILE] [--state FILE] [--rows]", "custos log verify --state verified.cp --rows")},
 			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint", "", "custos log checkpoint > latest.cp")},
 			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof", "--index N [--out FILE.tlog-proof]", "custos log proof --index 42 --out entry42.tlog-proof")},
-			logWatchCommand,
+			{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch},
 		}},
 		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof},
-		{name: "audit", summary: "the tenant's side of the audit log", subs: []*command{auditPullCommand}},
-		tenantCommand,
-		listCommand,
-		contactCommand,
-		importCommand,
-		exportCommand,
-		principalCommand,
-		enrollmentCommand,
-		enrollCommand,
-		keyCommand,
-		supportCommand,
-		reviewCommand,
-		rulesCommand,
-		alertsCommand,
-		containCommand,
-		traceCommand,
+		{name: "audit", summary: "the tenant's side of the audit log", subs: []*command{{name: "pull", summary: "the tenant's side: fetch and verify the tenant's access feed", run: (*Main).runAuditPull}}},
+		{name: "tenant", summary: "tenants (operators)", subs: []*command{
+			{name: "create", summary: "create a tenant; its first admin enrolls from the mail to its address", run: (*Main).runTenantCreate},
+			{name: "ls", summary: "list the tenants", run: (*Main).runTenantLs},
+		}},
+		{name: "list", summary: "contact lists of a tenant", subs: []*command{
+			{name: "create", summary: "create a list", run: (*Main).runListCreate},
+			{name: "ls", summary: "list a tenant's lists", run: (*Main).runListLs},
+		}},
+		{name: "contact", summary: "contacts of a list", subs: []*command{
+			{name: "add", summary: "add a contact", run: (*Main).runContactAdd},
+			{name: "get", summary: "show a contact by token", run: (*Main).runContactGet},
+			{name: "lookup", summary: "find a contact by address", run: (*Main).runContactLookup},
+			{name: "ls", summary: "list a list's contacts", run: (*Main).runContactLs},
+		}},
+		{name: "import", summary: "import a CSV or NDJSON file into a list (exit 3 if rows were refused)", run: (*Main).runImport},
+		{name: "export", summary: "export a list as CSV or NDJSON", run: (*Main).runExport},
+		{name: "principal", summary: "principals: who holds keys", subs: []*command{
+			{name: "create", summary: "create a principal; its holder enrolls from the mail (after a second party approves)", run: (*Main).runPrincipalCreate},
+			{name: "ls", summary: "list the principals", run: (*Main).runPrincipalLs},
+			{name: "rekey", summary: "a new enrollment to a principal's holder (same approvals as creation)", run: (*Main).runPrincipalRekey},
+		}},
+		{name: "enrollment", summary: "enrollments: the second party's approvals", subs: []*command{
+			{name: "ls", summary: "list enrollments", run: (*Main).runEnrollmentLs},
+			{name: "approve", summary: "approve an enrollment another party requested", run: enrollmentDecide("approve")},
+			{name: "deny", summary: "deny an enrollment", run: enrollmentDecide("deny")},
+		}},
+		{name: "enroll", summary: "the holder sets up its own key with the secret from its enrollment mail", run: (*Main).runEnroll},
+		{name: "key", summary: "API keys (a key only for yourself)", subs: []*command{
+			{name: "create", summary: "create another key for your own principal", run: (*Main).runKeyCreate},
+			{name: "ls", summary: "list keys (hints, never secrets)", run: (*Main).runKeyLs},
+			{name: "revoke", summary: "revoke a key", run: (*Main).runKeyRevoke},
+		}},
+		{name: "support", summary: "support access to a tenant's contacts", subs: []*command{
+			{name: "on", summary: "tenant admin: allow support access", run: (*Main).runSupportOn},
+			{name: "off", summary: "tenant admin: refuse support access", run: (*Main).runSupportOff},
+			{name: "request", summary: "staff: ask a tenant admin for access", run: supportRequest("request")},
+			{name: "break-glass", summary: "staff: emergency access two security staff approve (if the tenant allows it)", run: supportRequest("break-glass")},
+			{name: "requests", summary: "tenant admin: list access requests", run: (*Main).runSupportRequests},
+			{name: "approve", summary: "tenant admin: approve a request, opening a grant", run: supportDecide("approve")},
+			{name: "deny", summary: "tenant admin: deny a request", run: supportDecide("deny")},
+			{name: "approve-break-glass", summary: "security: approve a break-glass request (two approvers open the grant)", run: (*Main).runSupportApproveBreakGlass},
+			{name: "grants", summary: "tenant admin: list grants", run: (*Main).runSupportGrants},
+			{name: "grant", summary: "tenant admin: grant a staff member access unasked", run: (*Main).runSupportGrant},
+			{name: "revoke", summary: "end a grant early (the tenant admin or the staff member)", run: (*Main).runSupportRevoke},
+			{name: "view", summary: "staff: masked contacts of a list, or one by token", run: (*Main).runSupportView},
+			{name: "reveal", summary: "staff: reveal one contact, with a reason", run: (*Main).runSupportReveal},
+			{name: "reveals", summary: "tenant admin: who saw what, and why", run: (*Main).runSupportReveals},
+		}},
+		{name: "review", summary: "the access review: every principal and key, flagged; --revoke by flag", run: (*Main).runReview},
+		{name: "rules", summary: "detection rules (docs/detection.md)", subs: []*command{
+			{name: "check", summary: "validate rule files (file:line errors); no DIR: the default pack", run: (*Main).runRulesCheck},
+		}},
+		{name: "alerts", summary: "detection alerts (security staff)", dflt: true, subs: []*command{
+			{name: "ls", summary: "list alerts (the default verb)", run: (*Main).runAlertsLs},
+			{name: "ack", summary: "acknowledge an alert", run: alertsSet("ack")},
+			{name: "resolve", summary: "resolve an alert", run: alertsSet("resolve")},
+		}},
+		{name: "contain", summary: "containment: suspended principals, frozen tenants (security staff)", subs: []*command{
+			{name: "ls", summary: "what is contained now", run: (*Main).runContainLs},
+			{name: "suspend", summary: "suspend a principal: its keys stop working", run: containSet("suspend", "PRINCIPAL")},
+			{name: "unsuspend", summary: "lift a principal's suspension", run: containSet("unsuspend", "PRINCIPAL")},
+			{name: "freeze", summary: "freeze a tenant's exports and reveals", run: containSet("freeze", "TENANT")},
+			{name: "unfreeze", summary: "lift a tenant's freeze", run: containSet("unfreeze", "TENANT")},
+		}},
+		{name: "trace", summary: "is an address found outside a canary? whose export or list?", run: (*Main).runTrace},
 	}
 }
 

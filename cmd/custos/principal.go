@@ -8,12 +8,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var principalCommand = &command{name: "principal", summary: "principals: who holds keys", subs: []*command{
-	{name: "create", summary: "create a principal; its holder enrolls from the mail (after a second party approves)", run: (*Main).runPrincipalCreate},
-	{name: "ls", summary: "list the principals", run: (*Main).runPrincipalLs},
-	{name: "rekey", summary: "a new enrollment to a principal's holder (same approvals as creation)", run: (*Main).runPrincipalRekey},
-}}
-
 func (m *Main) runPrincipalCreate(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("principal create", `--kind K [--tenant T] --email E [--owner TEAM] NAME`, `custos principal create --kind staff_support --email sam@vendor.example --owner support sam`)
 	kind := fs.String("kind", "", "principal kind (required): "+fmt.Sprint(custos.Kinds))

@@ -33,8 +33,6 @@ type pullState struct {
 	LastLeaf  *tlog.Hash `json:"last_leaf,omitempty"`
 }
 
-var auditPullCommand = &command{name: "pull", summary: "the tenant's side: fetch and verify the tenant's access feed", run: (*Main).runAuditPull}
-
 // runAuditPull runs "custos audit pull": it fails on a gap, a bad proof,
 // a fork or rollback, or a bad signature, leaving the trusted state as it
 // was.

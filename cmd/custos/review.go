@@ -13,8 +13,6 @@ import (
 	"github.com/custos-dev/custos/vault"
 )
 
-var reviewCommand = &command{name: "review", summary: "the access review: every principal and key, flagged; --revoke by flag", run: (*Main).runReview}
-
 // runReview runs "custos review": the access review, as a table on a
 // terminal or JSON for machines; with --revoke, operators revoke every
 // live key the chosen flags point at, in one all-or-nothing request.

@@ -9,10 +9,6 @@ import (
 	"github.com/custos-dev/custos/detect"
 )
 
-var rulesCommand = &command{name: "rules", summary: "detection rules (docs/detection.md)", subs: []*command{
-	{name: "check", summary: "validate rule files (file:line errors); no DIR: the default pack", run: (*Main).runRulesCheck},
-}}
-
 // runRulesCheck runs "custos rules check DIR": every problem in the rule
 // files, as file:line, and a non-zero exit if there is one.
 func (m *Main) runRulesCheck(_ context.Context, args []string) error {

@@ -12,23 +12,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var supportCommand = &command{name: "support", summary: "support access to a tenant's contacts", subs: []*command{
-	{name: "on", summary: "tenant admin: allow support access", run: (*Main).runSupportOn},
-	{name: "off", summary: "tenant admin: refuse support access", run: (*Main).runSupportOff},
-	{name: "request", summary: "staff: ask a tenant admin for access", run: supportRequest("request")},
-	{name: "break-glass", summary: "staff: emergency access two security staff approve (if the tenant allows it)", run: supportRequest("break-glass")},
-	{name: "requests", summary: "tenant admin: list access requests", run: (*Main).runSupportRequests},
-	{name: "approve", summary: "tenant admin: approve a request, opening a grant", run: supportDecide("approve")},
-	{name: "deny", summary: "tenant admin: deny a request", run: supportDecide("deny")},
-	{name: "approve-break-glass", summary: "security: approve a break-glass request (two approvers open the grant)", run: (*Main).runSupportApproveBreakGlass},
-	{name: "grants", summary: "tenant admin: list grants", run: (*Main).runSupportGrants},
-	{name: "grant", summary: "tenant admin: grant a staff member access unasked", run: (*Main).runSupportGrant},
-	{name: "revoke", summary: "end a grant early (the tenant admin or the staff member)", run: (*Main).runSupportRevoke},
-	{name: "view", summary: "staff: masked contacts of a list, or one by token", run: (*Main).runSupportView},
-	{name: "reveal", summary: "staff: reveal one contact, with a reason", run: (*Main).runSupportReveal},
-	{name: "reveals", summary: "tenant admin: who saw what, and why", run: (*Main).runSupportReveals},
-}}
-
 // supportFlags starts a support verb's flags: --tenant is always
 // required.
 func (m *Main) supportFlags(verb, args, example string) (*flagSet, *api, *string) {

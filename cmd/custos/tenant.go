@@ -9,11 +9,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var tenantCommand = &command{name: "tenant", summary: "tenants (operators)", subs: []*command{
-	{name: "create", summary: "create a tenant; its first admin enrolls from the mail to its address", run: (*Main).runTenantCreate},
-	{name: "ls", summary: "list the tenants", run: (*Main).runTenantLs},
-}}
-
 func (m *Main) runTenantCreate(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("tenant create", `--admin-email E NAME`, `custos tenant create --admin-email admin@acme.example Acme`)
 	adminEmail := fs.String("admin-email", "", "the address the tenant registered for its first admin (required)")

@@ -7,8 +7,6 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-var traceCommand = &command{name: "trace", summary: "is an address found outside a canary? whose export or list?", run: (*Main).runTrace}
-
 // runTrace runs "custos trace EMAIL": is this address one of our canaries,
 // and if it is, which export (and who) or which list let it out?
 func (m *Main) runTrace(ctx context.Context, args []string) error {

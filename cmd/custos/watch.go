@@ -16,8 +16,6 @@ import (
 	"github.com/custos-dev/custos/audit"
 )
 
-var logWatchCommand = &command{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch}
-
 // runLogWatch follows a remote custos's public log: it fetches the signed
 // checkpoint every interval, proves each new one consistent with the last
 // it trusted (from hash tiles it checks against the new root), and exits
