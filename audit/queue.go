@@ -57,8 +57,6 @@ func (l *Log) lead() {
 	for {
 		conn, ok := l.tryLock(ctx)
 		if ok {
-			l.leader.Store(true)
-			l.cfg.Logger.Info("audit log: this node is now the sequencer")
 			err := l.leadWith(ctx, conn)
 			l.leader.Store(false)
 			if err != nil {
@@ -106,6 +104,11 @@ func (l *Log) leadWith(ctx context.Context, conn *sql.Conn) error {
 	if err := l.loadFrom(ctx, conn); err != nil {
 		return err
 	}
+	// Leader only once the tree is caught up: a leader's reads (reach)
+	// trust its in-memory size, and a proof asked for at the size of a
+	// checkpoint the previous leader signed must find it.
+	l.leader.Store(true)
+	l.cfg.Logger.Info("audit log: this node is now the sequencer")
 	var last sql.NullInt64
 	if err := conn.QueryRowContext(ctx, `SELECT MAX(size) FROM audit_checkpoints`).Scan(&last); err != nil {
 		return fmt.Errorf("read checkpoints: %w", err)
