@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos/node"
 )
 
 var seqRE = regexp.MustCompile(`tenant_seq \d+\.\.(\d+)`)
@@ -84,10 +86,15 @@ func TestAuditPull(t *testing.T) {
 
 	// A changed body: an insider rewrites what the next entry says. The
 	// pull recomputes its leaf from body and salt, and the tree refuses it.
+	// The server's own verifier checks each new entry once: the change is
+	// made after it did, so that what this test sees is the pull's check
+	// (before, the server stops serving instead: audit/monitor_test.go).
 	var body []byte
-	if err := db.QueryRow(`SELECT data FROM audit_leaves WHERE tenant_id = $1 AND tenant_seq = $2`, tenant, st.TenantSeq+1).Scan(&body); err != nil {
+	var idx uint64
+	if err := db.QueryRow(`SELECT data, idx FROM audit_leaves WHERE tenant_id = $1 AND tenant_seq = $2`, tenant, st.TenantSeq+1).Scan(&body, &idx); err != nil {
 		t.Fatal(err)
 	}
+	waitServerVerified(t, dir, idx+1)
 	forged := strings.Replace(string(body), `"outcome":"ok"`, `"outcome":"denied"`, 1)
 	if _, err := db.Exec(`UPDATE audit_leaves SET data = $1 WHERE tenant_id = $2 AND tenant_seq = $3`, []byte(forged), tenant, st.TenantSeq+1); err != nil {
 		t.Fatal(err)
@@ -206,4 +213,23 @@ func TestAuditPullServerGone(t *testing.T) {
 	if after, _ := os.ReadFile(state); !bytes.Equal(before, after) {
 		t.Fatalf("the trusted state changed:\n%s\nwas\n%s", after, before)
 	}
+}
+
+// waitServerVerified waits until the server's own log verifier has
+// verified at least size entries (the checkpoint it keeps in the data
+// directory, node.VerifiedFile).
+func waitServerVerified(t *testing.T, dir string, size uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, err := os.ReadFile(filepath.Join(dir, node.VerifiedFile))
+		if err != nil {
+			continue
+		}
+		if lines := strings.SplitN(string(b), "\n", 3); len(lines) == 3 {
+			if n, err := strconv.ParseUint(lines[1], 10, 64); err == nil && n >= size {
+				return
+			}
+		}
+	}
+	t.Fatalf("the server's log verifier never reached size %d", size)
 }
