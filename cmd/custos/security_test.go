@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"github.com/custos-dev/custos/node"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/custos-dev/custos/node"
 )
 
 func TestRulesCheckCLI(t *testing.T) {
