@@ -66,7 +66,6 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 }
 
-
 // TestExportIsOneSnapshot: contacts inserted into and deleted from a list
 // while its export runs change nothing in the export. It sends exactly
 // the rows the list held when its count was taken (plus its fresh
