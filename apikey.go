@@ -47,16 +47,46 @@ const (
 	ScopeSupport        Scope = "support"  // support access: requests, decisions, grants
 	ScopeReview         Scope = "review"   // the access review (read; operators also bulk-revoke)
 	ScopeSecurity       Scope = "security" // alerts and containment
+	// ScopeSend lets a key send mail to its tenant's contact tokens through
+	// the egress relay. "send:ls_…" (ScopeSendList) narrows it to one list.
+	ScopeSend Scope = "send"
 )
+
+// ScopeSendList is the send scope narrowed to one list.
+func ScopeSendList(list string) Scope { return Scope(string(ScopeSend) + ":" + list) }
+
+// SendList returns the one list a key may send to, or "" for all of its
+// tenant's lists (or no send scope at all).
+func (k *APIKey) SendList() string {
+	if k.Has(ScopeSend) {
+		return ""
+	}
+	for _, s := range k.Scopes {
+		if l, ok := strings.CutPrefix(string(s), string(ScopeSend)+":"); ok {
+			return l
+		}
+	}
+	return ""
+}
 
 // Scopes lists every scope.
 var Scopes = []Scope{ScopeAll, ScopeTenantsRead, ScopeTenantsWrite, ScopeListsRead, ScopeListsWrite,
 	ScopeContactsRead, ScopeContactsWrite, ScopeContactsImport, ScopeContactsExport, ScopeTokensRead,
-	ScopePrincipals, ScopeLogRead, ScopeSupport, ScopeReview, ScopeSecurity}
+	ScopePrincipals, ScopeLogRead, ScopeSupport, ScopeReview, ScopeSecurity, ScopeSend}
 
-// Has reports whether the key carries scope s (or [ScopeAll]).
+// Has reports whether the key carries scope s (or [ScopeAll]). A key
+// with a narrowed send scope ("send:ls_…") has [ScopeSend] too: the vault
+// checks the list ([APIKey.SendList]).
 func (k *APIKey) Has(s Scope) bool {
-	return slices.Contains(k.Scopes, ScopeAll) || slices.Contains(k.Scopes, s)
+	if slices.Contains(k.Scopes, ScopeAll) || slices.Contains(k.Scopes, s) {
+		return true
+	}
+	return s == ScopeSend && slices.ContainsFunc(k.Scopes, isSendList)
+}
+
+func isSendList(s Scope) bool {
+	l, ok := strings.CutPrefix(string(s), string(ScopeSend)+":")
+	return ok && ValidID(PrefixList, l)
 }
 
 // API key format: "cst_" + 32 characters of base32 secret (20 random bytes)
@@ -125,7 +155,7 @@ func ValidateScopes(scopes []Scope) error {
 		return Errorf(EINVALID, "at least one scope is required")
 	}
 	for _, s := range scopes {
-		if !slices.Contains(Scopes, s) {
+		if !slices.Contains(Scopes, s) && !isSendList(s) {
 			return Errorf(EINVALID, "unknown scope %q", string(s))
 		}
 	}

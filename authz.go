@@ -53,6 +53,11 @@ const (
 	ActionLift            Action = "containment.lift"    // lift a suspension or a freeze, with a reason
 	ActionTrace           Action = "canary.trace"        // whose canary is this address?
 	ActionAuthenticate    Action = "authenticate"        // a request that failed before a principal was known
+	ActionSend            Action = "contact.send"        // the relay resolved one recipient token to send one message
+	ActionSuppress        Action = "contact.suppress"    // a bounce or complaint suppressed a contact (system)
+	ActionCanaryMail      Action = "canary.mail"         // mail arrived for a canary address (system, critical)
+	ActionEvidenceRead    Action = "evidence.read"       // security staff read a trapped message
+	ActionRelayUpstream   Action = "relay.upstream"      // the relay's upstream mail server changed, or was approved
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -106,6 +111,9 @@ var policy = map[Action]struct {
 	ActionContain:         {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionLift:            {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionTrace:           {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionSend:            {ScopeSend, []Kind{KindTenantAdmin, KindService}},
+	ActionEvidenceRead:    {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionRelayUpstream:   {ScopeSecurity, []Kind{KindStaffSecurity}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

@@ -61,6 +61,8 @@ const (
 	PrefixGrant     = "gr"
 	PrefixReveal    = "rv"
 	PrefixAlert     = "al"
+	PrefixEvidence  = "ev" // a trapped message, stored sealed
+	PrefixMessage   = "ms" // a message sent through the relay
 	PrefixPerson    = "pe" // a pseudonym of an identity: groups one person's principals without naming them
 )
 
