@@ -140,3 +140,17 @@ type Evidence struct {
 	Evidence TrapEvidence `json:"evidence"`
 	Raw      []byte       `json:"raw"` // base64 in JSON
 }
+
+// PrefixUpstream marks a relay upstream's id: "up_" and a digest of what
+// identifies it (address, TLS mode, user, trusted roots).
+const PrefixUpstream = "up"
+
+// Upstream is a mail server the relay hands messages to, as security
+// staff see it: a new one delivers nothing until one of them approves it.
+type Upstream struct {
+	ID          string     `json:"id"`
+	Description string     `json:"description"` // host:port, TLS mode and user; never a password
+	SeenAt      time.Time  `json:"seen_at"`
+	ApprovedBy  string     `json:"approved_by,omitempty"`
+	ApprovedAt  *time.Time `json:"approved_at,omitempty"`
+}

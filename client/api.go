@@ -332,6 +332,19 @@ func (c *Client) Evidence(ctx context.Context, id string) (*custos.Evidence, err
 	return get[custos.Evidence](ctx, c, path("evidence", id), nil)
 }
 
+// Upstreams lists the relay's upstream mail servers (security staff).
+func (c *Client) Upstreams(ctx context.Context) iter.Seq2[*custos.Upstream, error] {
+	return all(ctx, c, func(ctx context.Context, o PageOptions) (*custos.Page[*custos.Upstream], error) {
+		return listPage[*custos.Upstream](ctx, c, path("relay", "upstreams"), nil, o)
+	})
+}
+
+// ApproveUpstream approves a new upstream: until then the relay sends
+// nothing through it.
+func (c *Client) ApproveUpstream(ctx context.Context, id string) error {
+	return c.call(ctx, request{method: http.MethodPost, path: path("relay", "upstreams", id, "approve"), body: struct{}{}}, nil)
+}
+
 // Support access.
 
 // SupportSettings returns a tenant's support-access settings.

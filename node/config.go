@@ -33,6 +33,8 @@ type Config struct {
 	Detection DetectionConfig
 	// Mail is where enrollment mails go (custos.json "mail").
 	Mail MailConfig
+	// Relay is the egress relay and inbound trap (custos.json "relay").
+	Relay RelayConfig
 }
 
 // MailConfig is custos.json's "mail" section: how a principal's holder
@@ -145,6 +147,7 @@ type File struct {
 	DB        string          `json:"db,omitempty"`
 	Detection DetectionConfig `json:"detection,omitzero"`
 	Mail      MailConfig      `json:"mail,omitzero"`
+	Relay     RelayConfig     `json:"relay,omitzero"`
 }
 
 // ConfigFile is the name of the data directory's [File].

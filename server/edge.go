@@ -54,6 +54,7 @@ var idCollections = map[string]struct{ prefix, noun string }{
 	"grants":          {custos.PrefixGrant, "grant"},
 	"alerts":          {custos.PrefixAlert, "alert"},
 	"evidence":        {custos.PrefixEvidence, "evidence"},
+	"upstreams":       {custos.PrefixUpstream, "upstream"},
 }
 
 // checkIDs is the one identifier check at the edge: a path identifier that

@@ -101,16 +101,18 @@ var matrix = map[string][]string{
 	"GET /v1/review":         {"operator", "security"},
 	"POST /v1/review/revoke": {"operator"},
 
-	"GET /v1/alerts":                     {"security"},
-	"GET /v1/containments":               {"security"},
-	"POST /v1/alerts/{id}/ack":           {"security"},
-	"POST /v1/alerts/{id}/resolve":       {"security"},
-	"POST /v1/principals/{id}/suspend":   {"security"},
-	"POST /v1/principals/{id}/unsuspend": {"security"},
-	"POST /v1/tenants/{tenant}/freeze":   {"security"},
-	"POST /v1/tenants/{tenant}/unfreeze": {"security"},
-	"POST /v1/trace":                     {"security"},
-	"GET /v1/evidence/{id}":              {"security"},
+	"GET /v1/alerts":                        {"security"},
+	"GET /v1/containments":                  {"security"},
+	"POST /v1/alerts/{id}/ack":              {"security"},
+	"POST /v1/alerts/{id}/resolve":          {"security"},
+	"POST /v1/principals/{id}/suspend":      {"security"},
+	"POST /v1/principals/{id}/unsuspend":    {"security"},
+	"POST /v1/tenants/{tenant}/freeze":      {"security"},
+	"POST /v1/tenants/{tenant}/unfreeze":    {"security"},
+	"POST /v1/trace":                        {"security"},
+	"GET /v1/evidence/{id}":                 {"security"},
+	"GET /v1/relay/upstreams":               {"security"},
+	"POST /v1/relay/upstreams/{id}/approve": {"security"},
 
 	"POST /v1/tenants/{tenant}/send": {"admin"}, // and services whose key has the send scope (this one's has not)
 }
@@ -203,6 +205,8 @@ func checkRoute(t *testing.T, key, setting string) {
 				id = victimKey
 			case strings.HasPrefix(pattern, "/v1/alerts/"):
 				id = custos.NewID(custos.PrefixAlert) // none exists: authorization comes first
+			case strings.HasPrefix(pattern, "/v1/relay/upstreams/"):
+				id = custos.NewID(custos.PrefixUpstream)
 			case strings.HasPrefix(pattern, "/v1/evidence/"):
 				id = custos.NewID(custos.PrefixEvidence)
 			}

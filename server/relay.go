@@ -20,6 +20,31 @@ const DefaultMaxSendBytes = 16 << 20
 func (s *Server) registerRelayRoutes() {
 	s.handle("POST", "/v1/tenants/{tenant}/send", custos.ActionSend, true, s.send)
 	s.handle("GET", "/v1/evidence/{id}", custos.ActionEvidenceRead, true, s.evidence)
+	s.handle("GET", "/v1/relay/upstreams", custos.ActionRelayUpstream, true, s.listUpstreams)
+	s.handle("POST", "/v1/relay/upstreams/{id}/approve", custos.ActionRelayUpstream, true, s.approveUpstream)
+}
+
+// listUpstreams lists the relay's upstreams and which are approved.
+func (s *Server) listUpstreams(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionRelayUpstream, err)
+	}
+	us, err := s.vault.Upstreams(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, page(p, us, func(u *custos.Upstream) string { return u.ID }))
+}
+
+// approveUpstream is security staff approving a new upstream: until then
+// the relay resolves no recipient for it.
+func (s *Server) approveUpstream(w http.ResponseWriter, r *http.Request) error {
+	if err := s.vault.ApproveUpstream(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // send is POST /v1/tenants/{tenant}/send: one message to up to 1,000

@@ -30,6 +30,10 @@ type Outgoing struct {
 	// List, if set, restricts the recipients to one list (the request's
 	// list_id); a key narrowed to a list ("send:ls_…") restricts them too.
 	List string
+	// Upstream is the id of the upstream the messages go to (see
+	// [Vault.RegisterUpstream]): nothing is resolved for one that security
+	// staff have not approved.
+	Upstream string
 	// MessageID is the relay's id for the message ("ms_…"), in every leaf.
 	MessageID string
 	// Template is the hex SHA-256 of the message before substitution: the
@@ -169,6 +173,11 @@ func (v *Vault) Send(ctx context.Context, o *Outgoing) ([]Delivery, error) {
 		if _, err := v.checkList(ctx, base, o.Tenant, list); err != nil {
 			return nil, err
 		}
+	}
+	if ok, err := v.upstreamApproved(ctx, o.Upstream); err != nil {
+		return nil, v.deny(ctx, base, err)
+	} else if !ok {
+		return nil, v.deny(ctx, base, custos.Errorf(custos.EUNAVAILABLE, "the relay's upstream awaits approval by security staff: nothing is sent until then"))
 	}
 	switch {
 	case len(o.Tokens) == 0:
@@ -485,7 +494,11 @@ func adEvidence(id string) []byte { return []byte("evidence/" + id) }
 // canaryDetail is the canary.mail leaf's detail: identifiers only.
 func canaryDetail(h *custos.CanaryHit) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "mail to a %s canary", h.Trace.Kind)
+	if h.Trace.Kind == custos.TraceExport {
+		b.WriteString("mail to an export canary")
+	} else {
+		b.WriteString("mail to a list canary")
+	}
 	if h.Trace.Kind == custos.TraceExport {
 		fmt.Fprintf(&b, " of an export by %s request %s at %s", h.Trace.Principal, h.Trace.RequestID, h.Trace.ExportedAt.UTC().Format("2006-01-02T15:04:05Z"))
 	}

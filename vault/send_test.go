@@ -20,6 +20,7 @@ type sendFixture struct {
 	subscribed, unsub, unknown *custos.Contact
 	foreign                    string // a token of another tenant
 	sec                        context.Context
+	upstream                   string // an approved upstream
 }
 
 func newSendFixture(t *testing.T) *sendFixture {
@@ -41,6 +42,13 @@ func newSendFixture(t *testing.T) *sendFixture {
 		t.Fatal(err)
 	}
 	f.foreign = oc.Token
+	f.upstream = custos.NewID(custos.PrefixUpstream)
+	if _, err := f.vault.RegisterUpstream(context.Background(), f.upstream, "mta.vendor.test:587 starttls"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.vault.ApproveUpstream(f.security(t), f.upstream); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -51,7 +59,7 @@ func render(c *custos.Contact) ([]byte, error) {
 }
 
 func (f *sendFixture) send(ctx context.Context, tokens ...string) ([]vault.Delivery, error) {
-	return f.vault.Send(ctx, &vault.Outgoing{Tenant: f.tenant, MessageID: custos.NewID(custos.PrefixMessage),
+	return f.vault.Send(ctx, &vault.Outgoing{Tenant: f.tenant, Upstream: f.upstream, MessageID: custos.NewID(custos.PrefixMessage),
 		Template: strings.Repeat("ab", 32), Tokens: tokens, RequireConsent: true, Render: render})
 }
 
@@ -121,7 +129,7 @@ func TestSendResolvesOnlyWhatItMay(t *testing.T) {
 	}
 
 	// Consent optional: the unknown one is sent to.
-	ds, err = f.vault.Send(f.service, &vault.Outgoing{Tenant: f.tenant, Tokens: []string{f.unknown.Token}, Render: render})
+	ds, err = f.vault.Send(f.service, &vault.Outgoing{Tenant: f.tenant, Upstream: f.upstream, Tokens: []string{f.unknown.Token}, Render: render})
 	if err != nil || ds[0].Refused != "" || ds[0].To != f.unknown.Email {
 		t.Errorf("without RequireConsent: %+v, %v", ds, err)
 	}
@@ -141,7 +149,7 @@ func TestSendWho(t *testing.T) {
 			t.Errorf("%s authorizing a send: %v, want EFORBIDDEN", name, err)
 		}
 	}
-	if _, err := f.vault.Send(f.service, &vault.Outgoing{Tenant: custos.NewID(custos.PrefixTenant), Tokens: []string{f.subscribed.Token}, Render: render}); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := f.vault.Send(f.service, &vault.Outgoing{Tenant: custos.NewID(custos.PrefixTenant), Upstream: f.upstream, Tokens: []string{f.subscribed.Token}, Render: render}); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Errorf("sending for another tenant: %v", err)
 	}
 	// A key without the send scope.
@@ -169,7 +177,7 @@ func TestSendWho(t *testing.T) {
 	if r, err := f.vault.CheckRecipient(narrow, f.tenant, "", f.subscribed.Token, true); err != nil || r != custos.RefuseOtherList {
 		t.Errorf("CheckRecipient with the narrowed key: %q, %v", r, err)
 	}
-	if _, err := f.vault.Send(narrow, &vault.Outgoing{Tenant: f.tenant, List: f.list, Tokens: []string{f.subscribed.Token}, Render: render}); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := f.vault.Send(narrow, &vault.Outgoing{Tenant: f.tenant, Upstream: f.upstream, List: f.list, Tokens: []string{f.subscribed.Token}, Render: render}); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Errorf("list-narrowed key asking for another list: %v", err)
 	}
 	if err := f.vault.AuthorizeSend(f.service); err != nil {
@@ -344,4 +352,61 @@ func (f *sendFixture) security(t *testing.T) context.Context {
 		f.sec, _ = f.principal(t, custos.KindStaffSecurity, "", "sec")
 	}
 	return f.sec
+}
+
+// TestUpstreamNeedsApproval: the configuration holder points the relay at
+// a new upstream; nothing is resolved for it until security staff — not
+// the holder's operator key, not a tenant — approve it, and both steps
+// are recorded and announced.
+func TestUpstreamNeedsApproval(t *testing.T) {
+	f := newSendFixture(t)
+	rogue := custos.NewID(custos.PrefixUpstream)
+	out := func(up string) error {
+		_, err := f.vault.Send(f.service, &vault.Outgoing{Tenant: f.tenant, Upstream: up, Tokens: []string{f.subscribed.Token}, Render: render})
+		return err
+	}
+	if err := out(rogue); custos.ErrorCode(err) != custos.EUNAVAILABLE {
+		t.Errorf("send through an unregistered upstream: %v", err)
+	}
+	if err := out(""); custos.ErrorCode(err) != custos.EUNAVAILABLE {
+		t.Errorf("send naming no upstream: %v", err)
+	}
+	ok, err := f.vault.RegisterUpstream(context.Background(), rogue, "198.51.100.9:25 none")
+	if err != nil || ok {
+		t.Fatalf("register: %v, %v", ok, err)
+	}
+	if l := lastLeaf(t, f.fixture, custos.ActionRelayUpstream); !strings.Contains(l, rogue) {
+		t.Errorf("registration leaf %s", l)
+	}
+	var announced bool
+	for _, m := range outbox(t, f.fixture) {
+		announced = announced || m.Topic == "relay.upstream" && strings.Contains(m.Text, rogue) && slices.Contains(m.To, "staff_security")
+	}
+	if !announced {
+		t.Error("the new upstream was not announced to security")
+	}
+	if err := out(rogue); custos.ErrorCode(err) != custos.EUNAVAILABLE {
+		t.Errorf("send through a registered, unapproved upstream: %v", err)
+	}
+	for name, ctx := range map[string]context.Context{"operator": f.ctx, "admin": f.admin, "service": f.service} {
+		if err := f.vault.ApproveUpstream(ctx, rogue); custos.ErrorCode(err) != custos.EFORBIDDEN {
+			t.Errorf("%s approving the upstream: %v", name, err)
+		}
+	}
+	if err := out(rogue); custos.ErrorCode(err) != custos.EUNAVAILABLE {
+		t.Errorf("send after refused approvals: %v", err)
+	}
+	if err := f.vault.ApproveUpstream(f.security(t), custos.NewID(custos.PrefixUpstream)); custos.ErrorCode(err) != custos.ENOTFOUND {
+		t.Errorf("approving an upstream nobody registered: %v", err)
+	}
+	if err := f.vault.ApproveUpstream(f.security(t), rogue); err != nil {
+		t.Fatal(err)
+	}
+	if err := out(rogue); err != nil {
+		t.Errorf("send after approval: %v", err)
+	}
+	us, err := f.vault.Upstreams(f.security(t))
+	if err != nil || len(us) != 2 || us[1].ID != rogue || us[1].ApprovedBy == "" {
+		t.Errorf("upstreams: %+v, %v", us, err)
+	}
 }

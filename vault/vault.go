@@ -73,6 +73,9 @@ type Vault struct {
 	// so a read costs no keyset query; a tenant's deletion must drop its entry.
 	tenantCache sync.Map
 
+	// approved holds the relay upstreams security staff approved (id → true).
+	approved sync.Map
+
 	// stmts caches prepared statements for the hot read paths (query →
 	// *sql.Stmt). SQLite parses an unprepared query on every call, which
 	// was a fifth of the CPU of an audited GET.
@@ -174,7 +177,7 @@ var (
 	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
 	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
 		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson,
-		custos.PrefixEvidence, custos.PrefixMessage}
+		custos.PrefixEvidence, custos.PrefixMessage, custos.PrefixUpstream}
 	// words are the enum values and fixed phrases an error message may
 	// carry as an argument into a leaf (see [recordable]).
 	words = func() map[string]bool {

@@ -21,3 +21,15 @@ CREATE TABLE trap_evidence (
     sealed      TEXT NOT NULL,
     received_at BIGINT NOT NULL
 );
+
+-- The relay's upstream mail servers. Whoever holds the configuration can
+-- point the upstream anywhere, and the upstream receives every address
+-- sent: so a new upstream is announced and used only once security staff
+-- approved it (invariant 12). id is "up_" + a digest of what identifies it.
+CREATE TABLE relay_upstreams (
+    id          TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    seen_at     BIGINT NOT NULL,
+    approved_by TEXT,
+    approved_at BIGINT
+);
