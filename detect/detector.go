@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -308,6 +309,7 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 		}
 		hits = append(hits, hs...)
 	}
+	hits = coalesce(hits)
 	from, to := d.next, d.next+uint64(len(entries))
 	d.next = to
 	if len(hits) == 0 {
@@ -408,7 +410,7 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 				return err
 			}
 			if slices.Contains(h.Rule.Respond, RespondNotify) {
-				told, err := notifyTenants(ctx, tx, a, now)
+				told, err := notifyTenants(ctx, tx, a, h.Detail, now)
 				if err != nil {
 					return err
 				}
@@ -502,19 +504,68 @@ func notifyContained(ctx context.Context, tx *sql.Tx, alertID, rule string, done
 // concerns them, for a rule that contains nothing (notify_tenants): the
 // tenant can confirm or refute what only it knows (was this our new admin
 // onboarding?). It returns the actions to list on the alert.
-func notifyTenants(ctx context.Context, tx *sql.Tx, a *custos.Alert, now time.Time) ([]custos.ContainmentAction, error) {
+func notifyTenants(ctx context.Context, tx *sql.Tx, a *custos.Alert, detail string, now time.Time) ([]custos.ContainmentAction, error) {
 	var told []custos.ContainmentAction
 	for _, t := range a.Tenants {
 		m := &notify.Message{Topic: "alert.tenant", Severity: messageSeverity(a.Severity), TenantID: t, To: []string{notify.ToTenantAdmins},
 			Text: fmt.Sprintf("the vendor's detection raised alert %s (%s, %s) about access to your data by principals %s; nothing was stopped; the audit entries are in your access feed",
 				a.ID, a.RuleID, a.Severity, orNone(a.Principals)),
 			Data: map[string]string{"alert_id": a.ID, "rule": a.RuleID, "level": a.Severity, "principals": strings.Join(a.Principals, " ")}}
+		if d := detailText(detail); d != "" && len(a.Tenants) == 1 {
+			// The entry is this tenant's (it reads it in its feed): its
+			// detail names what the tenant is asked about.
+			m.Text += "; entry: " + d
+			m.Data["detail"] = d
+		}
 		if err := notify.Enqueue(ctx, tx, m, now); err != nil {
 			return nil, err
 		}
 		told = append(told, custos.ContainmentAction{Kind: custos.ContainNotify, Tenant: t})
 	}
 	return told, nil
+}
+
+// coalesce folds the hits that add evidence to one alert within a batch
+// into the first of them: a rule that keeps matching after it fired (a
+// volume spike, a campaign) costs one update of its alert per batch, not
+// one per entry. Hits that open alerts stay as they are, in order, and
+// every folded hit comes after the one that opened its alert.
+func coalesce(hits []Hit) []Hit {
+	out := hits[:0]
+	at := map[string]int{} // dedup key → its evidence hit in out
+	for _, h := range hits {
+		if h.New {
+			out = append(out, h)
+			continue
+		}
+		i, ok := at[h.DedupKey]
+		if !ok {
+			at[h.DedupKey] = len(out)
+			out = append(out, h)
+			continue
+		}
+		m := &out[i]
+		if len(m.Evidence) < maxFolded {
+			m.Evidence = append(m.Evidence, h.Evidence...)
+		}
+		m.Principals = union(m.Principals, h.Principals)
+		m.Tenants = union(m.Tenants, h.Tenants)
+		m.Time = h.Time
+	}
+	return out
+}
+
+// maxFolded bounds the evidence of folded hits; an alert keeps at most
+// as many (vault.AddEvidence keeps the earliest).
+const maxFolded = 1000
+
+func union(a, b []string) []string {
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			a = append(slices.Clip(a), x)
+		}
+	}
+	return a
 }
 
 func actionsText(done []custos.ContainmentAction) string {
@@ -542,12 +593,36 @@ func alertMessage(a *custos.Alert, h Hit) *notify.Message {
 	for _, i := range a.Evidence[:min(len(a.Evidence), 20)] {
 		ev = append(ev, fmt.Sprint(i))
 	}
-	return &notify.Message{Topic: "alert", Severity: sev, TenantID: tenant, To: []string{notify.ToStaffSecurity},
+	m := &notify.Message{Topic: "alert", Severity: sev, TenantID: tenant, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s [%s] %s: principals %s, tenants %s, evidence entries %s%s", a.ID, a.Severity, a.Title,
 			orNone(a.Principals), orNone(a.Tenants), strings.Join(ev, " "), joinActions(a.Actions)),
 		Data: map[string]string{"alert_id": a.ID, "rule": a.RuleID, "level": a.Severity, "dedup_key": a.DedupKey, "group": h.Group,
 			"principals": strings.Join(a.Principals, " "), "tenants": strings.Join(a.Tenants, " "), "evidence": strings.Join(ev, " "),
 			"actions": strings.Join(a.Actions, "; ")}}
+	if d := detailText(h.Detail); d != "" {
+		m.Text += "; entry: " + d
+		m.Data["detail"] = d
+	}
+	return m
+}
+
+// maxDetail bounds the entry detail quoted in a message.
+const maxDetail = 1024
+
+// detailText is an entry's detail as a message quotes it. Details are
+// built by the vault from identifiers, codes and counts (never personal
+// data: the leaf is cleaned before it is logged); the detector still
+// quotes only printable text, bounded, so a message stays one line.
+func detailText(d string) string {
+	if len(d) > maxDetail {
+		d = strings.ToValidUTF8(d[:maxDetail], "") + "…"
+	}
+	for _, r := range d {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return "[detail not printable]"
+		}
+	}
+	return d
 }
 
 // messageSeverity maps a rule level to a notification severity.

@@ -19,6 +19,15 @@ var dataActions = []string{"contact.read", "contact.list", "contact.lookup", "co
 // plaintextActions hand out addresses in clear.
 var plaintextActions = []string{"contact.read", "contact.list", "contact.export", "support.reveal"}
 
+// sendAction is the relay resolving one recipient to send it one message
+// (invariant 14). It decrypts an address by design, yet it is in neither
+// list above: the address goes to the upstream mail server, not to the
+// caller, and a campaign legitimately resolves a whole list, canaries
+// included (the relay never delivers to them). Counted as a read it would
+// trip the bulk-read, sweep and canary rules on every campaign; sends have
+// their own first-seen list, template and volume enrichment instead.
+const sendAction = "contact.send"
+
 // credentialActions give the actor a new credential: it completed an
 // enrollment (set up its own key from a one-time secret) or created an
 // extra key for itself.
@@ -40,6 +49,21 @@ type Event struct {
 	// CredentialAt is when the actor last got a new credential
 	// (credentialActions) within the previous 30 days; zero if it did not.
 	CredentialAt time.Time
+
+	// Sends (contact.send, ok) only:
+	NewList bool // the key sent before, never to this list (its first message excepted)
+	// TemplateTenants is how many tenants this template digest was sent to
+	// within the previous 24 hours, this entry's included; TemplateFirst
+	// that this entry is the first of its tenant for the template in that
+	// time. Related and RelatedTenants are the first entries of the other
+	// tenants: evidence for a rule that fires on this one.
+	TemplateTenants int
+	TemplateFirst   bool
+	Related         []uint64
+	RelatedTenants  []string
+	SendHour        int     // the key's ok sends in this clock hour, this one included
+	SendMean        float64 // the key's mean sends per active hour over the previous 7 days
+	SendN           int     // how many active hours that mean is over
 }
 
 // noCredential is credential_age when the actor got no new credential
@@ -65,6 +89,9 @@ func (e *Event) vars() map[string]any {
 		"first_pair": e.FirstPair, "new_network": e.NewNetwork, "new_action": e.NewAction,
 		"export_mean": e.ExportMean, "export_n": int64(e.ExportN),
 		"credential_age": e.credentialAge(),
+		"message":        l.Message, "digest": l.Digest, "template": l.Template,
+		"new_list": e.NewList, "template_tenants": int64(e.TemplateTenants), "template_first": e.TemplateFirst,
+		"send_hour": int64(e.SendHour), "send_mean": e.SendMean, "send_n": int64(e.SendN),
 	}}
 }
 
@@ -118,6 +145,12 @@ func (e *Event) field(name string) string {
 		return l.Outcome
 	case "code":
 		return l.Code
+	case "message":
+		return l.Message
+	case "digest":
+		return l.Digest
+	case "template":
+		return l.Template
 	}
 	return ""
 }
@@ -182,12 +215,43 @@ type State struct {
 	Exports  map[string][][2]int64 `json:"exports"`  // principal → (time ms, count) of exports, 30 days
 	Creds    map[string]int64      `json:"creds"`    // principal → when it last got a new credential (ms)
 	Last     int64                 `json:"last"`     // time of the latest event evaluated (ms)
+
+	// Sends through the relay (contact.send, ok).
+	SendLists map[string]*SendLists   `json:"send_lists,omitempty"` // key → lists it sent to
+	Sends     map[string][][2]int64   `json:"sends,omitempty"`      // key → (hour ms, sends) of its active hours, 7 days
+	Templates map[string][]TemplateAt `json:"templates,omitempty"`  // template digest → first send per tenant, 24 h
+}
+
+// SendLists is what a send key is known to send to: the lists of its
+// sends, and its first message, whose lists are all its own.
+type SendLists struct {
+	First string   `json:"f"`
+	Lists []string `json:"l"`
+}
+
+// TemplateAt is the first send of a template digest to one tenant within
+// the template span.
+type TemplateAt struct {
+	Tenant string `json:"n"`
+	T      int64  `json:"t"` // ms
+	Index  uint64 `json:"i"`
 }
 
 func newState() *State {
 	return &State{Windows: map[string]*Window{}, Fired: map[string]int64{}, Pairs: map[string]bool{},
-		Networks: map[string][]string{}, Actions: map[string][]string{}, Exports: map[string][][2]int64{}, Creds: map[string]int64{}}
+		Networks: map[string][]string{}, Actions: map[string][]string{}, Exports: map[string][][2]int64{}, Creds: map[string]int64{},
+		SendLists: map[string]*SendLists{}, Sends: map[string][][2]int64{}, Templates: map[string][]TemplateAt{}}
 }
+
+// Bounds of the send enrichment's memory (the state is saved with the
+// cursor every second, so it must stay small):
+const (
+	sendSpan        = 7 * 24 * time.Hour // the volume baseline
+	templateSpan    = 24 * time.Hour     // how long a template's tenants are remembered
+	maxSendLists    = 1024               // lists remembered per key
+	maxTemplates    = 10_000             // templates remembered
+	maxTemplateSeen = 16                 // tenants remembered per template
+)
 
 const baselineSpan = 30 * 24 * time.Hour
 
@@ -244,6 +308,9 @@ func (s *State) enrich(e *Event, isCanary func(string) bool) {
 			s.Actions[l.KeyID] = append(seen, l.Action)
 		}
 	}
+	if l.Action == sendAction {
+		s.enrichSend(e)
+	}
 	if l.Action == "contact.export" {
 		now := l.Time.UnixMilli()
 		hist := s.Exports[l.Actor]
@@ -262,6 +329,127 @@ func (s *State) enrich(e *Event, isCanary func(string) bool) {
 	}
 }
 
+// enrichSend fills a send's first-seen list, template and volume fields
+// (an ok contact.send by a principal) and updates their history.
+func (s *State) enrichSend(e *Event) {
+	l := &e.Leaf
+	now := l.Time.UnixMilli()
+	if s.SendLists == nil {
+		s.SendLists = map[string]*SendLists{} // state saved before sends existed
+	}
+	if s.Sends == nil {
+		s.Sends = map[string][][2]int64{}
+	}
+	if s.Templates == nil {
+		s.Templates = map[string][]TemplateAt{}
+	}
+	key := l.KeyID
+	if key == "" {
+		key = l.Actor
+	}
+	// Lists: a key's first message may span several lists, all its own;
+	// after that a list it never sent to is new.
+	if l.List != "" {
+		sl := s.SendLists[key]
+		if sl == nil {
+			sl = &SendLists{First: l.Message}
+			s.SendLists[key] = sl
+		}
+		if !slices.Contains(sl.Lists, l.List) {
+			e.NewList = l.Message == "" || l.Message != sl.First
+			if len(sl.Lists) < maxSendLists {
+				sl.Lists = append(sl.Lists, l.List)
+			}
+		}
+	}
+	// Volume: sends per clock hour, against the key's active hours of the
+	// previous 7 days.
+	hour := now - now%time.Hour.Milliseconds()
+	hist := s.Sends[key]
+	kept := hist[:0]
+	var sum int64
+	for _, x := range hist {
+		if now-x[0] >= sendSpan.Milliseconds() {
+			continue
+		}
+		kept = append(kept, x)
+		if x[0] != hour {
+			sum += x[1]
+		}
+	}
+	if n := len(kept); n > 0 && kept[n-1][0] == hour {
+		kept[n-1][1]++
+		e.SendHour = int(kept[n-1][1])
+		e.SendN = n - 1
+	} else if n == 0 || kept[n-1][0] < hour {
+		kept = append(kept, [2]int64{hour, 1})
+		e.SendHour, e.SendN = 1, n
+	} else {
+		// An entry earlier than the key's latest hour (clock skew
+		// between nodes): count it where it belongs, without a baseline.
+		e.SendHour = 1
+	}
+	if e.SendN > 0 {
+		e.SendMean = float64(sum) / float64(e.SendN)
+	}
+	s.Sends[key] = kept
+	// Templates: the first send of each tenant, within the span.
+	if l.Template != "" && l.Tenant != "" {
+		seen := slices.DeleteFunc(s.Templates[l.Template], func(x TemplateAt) bool { return now-x.T >= templateSpan.Milliseconds() })
+		if !slices.ContainsFunc(seen, func(x TemplateAt) bool { return x.Tenant == l.Tenant }) {
+			e.TemplateFirst = true
+			for _, x := range seen {
+				e.Related, e.RelatedTenants = append(e.Related, x.Index), append(e.RelatedTenants, x.Tenant)
+			}
+			if len(seen) < maxTemplateSeen {
+				seen = append(seen, TemplateAt{Tenant: l.Tenant, T: now, Index: e.Index})
+			}
+			e.TemplateTenants = len(seen)
+		} else {
+			e.TemplateTenants = len(seen)
+		}
+		if _, ok := s.Templates[l.Template]; !ok && len(s.Templates) >= maxTemplates {
+			s.forgetTemplates(now, true)
+		}
+		s.Templates[l.Template] = seen
+	}
+}
+
+// forgetTemplates drops templates older than the span and, with room,
+// when that is not enough for one more, the oldest quarter. Only a new
+// template makes room (an event, not the clock of the saves), so replays
+// decide the same. A flood of one-off templates thus blinds the
+// cross-tenant rule to the templates it pushes out (the flood is itself a
+// volume spike).
+func (s *State) forgetTemplates(now int64, room bool) {
+	newest := func(xs []TemplateAt) int64 {
+		var t int64
+		for _, x := range xs {
+			t = max(t, x.T)
+		}
+		return t
+	}
+	for k, xs := range s.Templates {
+		if now-newest(xs) >= templateSpan.Milliseconds() {
+			delete(s.Templates, k)
+		}
+	}
+	if !room || len(s.Templates) < maxTemplates {
+		return
+	}
+	ts := make([]int64, 0, len(s.Templates))
+	for _, xs := range s.Templates {
+		ts = append(ts, newest(xs))
+	}
+	slices.Sort(ts)
+	cut := ts[len(ts)/4]
+	for k, xs := range s.Templates {
+		if newest(xs) <= cut {
+			delete(s.Templates, k)
+		}
+	}
+}
+
 // Hit is a rule firing (New) or more evidence for an alert that fired in
 // the same window (not New).
 type Hit struct {
@@ -273,6 +461,10 @@ type Hit struct {
 	Principals []string
 	Tenants    []string
 	Time       time.Time
+	// Detail is the matching entry's detail, for a rule without
+	// correlation: vault-built identifiers (a canary mail's export,
+	// exporter and evidence), quoted in the alert's message.
+	Detail string
 }
 
 // Engine evaluates rules over events in log order.
@@ -351,13 +543,26 @@ func (en *Engine) matched(r *Rule, ev *Event, ref string) (Hit, bool) {
 	c := r.Correlation
 	if c == nil {
 		// Per-event: one alert per rule, actor and hour; later matches in
-		// the hour add evidence to it.
+		// the hour add evidence to it. The system's entries (a canary
+		// mail) are one actor for every tenant: they fold per tenant and
+		// list, so a leak of another list is an alert of its own.
 		group := l.Actor
+		if l.Actor == "system" && l.Tenant != "" {
+			group += "," + l.Tenant + "," + l.List
+		}
 		window := t - t%time.Hour.Milliseconds()
 		key := fmt.Sprintf("%s:%s:%d", r.ID, group, window/1000)
 		fk := r.ID + "|" + group
-		h := Hit{Rule: r, DedupKey: key, Group: group, New: en.State.Fired[fk] != window, Evidence: []uint64{ev.Index},
-			Principals: principals(l.Actor), Tenants: nonEmpty(l.Tenant), Time: l.Time}
+		h := Hit{Rule: r, DedupKey: key, Group: group, New: en.State.Fired[fk] != window,
+			Evidence:   append(slices.Clone(ev.Related), ev.Index),
+			Principals: principals(l.Actor), Tenants: nonEmpty(l.Tenant), Time: l.Time, Detail: l.Detail}
+		if len(ev.RelatedTenants) > 0 {
+			ts := map[string]bool{}
+			for _, t := range append(h.Tenants, ev.RelatedTenants...) {
+				ts[t] = true
+			}
+			h.Tenants = sortedKeys(ts)
+		}
 		en.State.Fired[fk] = window
 		return h, true
 	}
@@ -476,6 +681,14 @@ func (s *State) prune() {
 		if t < horizon {
 			delete(s.Fired, k)
 		}
+	}
+	for k, hist := range s.Sends {
+		if len(hist) == 0 || hist[len(hist)-1][0] < s.Last-sendSpan.Milliseconds() {
+			delete(s.Sends, k)
+		}
+	}
+	if len(s.Templates) > 0 {
+		s.forgetTemplates(s.Last, false)
 	}
 	// credential_age treats a credential older than 30 days as none, so
 	// dropping it changes no decision.

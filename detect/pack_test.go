@@ -1,6 +1,7 @@
 package detect_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -19,11 +20,14 @@ type ev struct {
 	code                      string
 	count                     int
 	tokens                    []string
+	// sends (contact.send) and system entries
+	list, msg, tmpl, detail string
 }
 
 func (e ev) leaf() audit.Leaf {
 	l := audit.Leaf{Time: t0.Add(e.at), Actor: "pr_" + e.who, ActorKind: e.kind, Action: e.action, Outcome: "ok",
-		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason, Code: e.code}
+		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason, Code: e.code,
+		List: e.list, Message: e.msg, Template: e.tmpl, Detail: e.detail}
 	if e.who == "system" {
 		l.Actor, l.KeyID = "system", ""
 	}
@@ -151,6 +155,20 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 		{"self-approval-attempt",
 			[]ev{{who: "sec", kind: "staff_security", action: "break_glass.approve", tenant: "a", outcome: "denied", code: "forbidden", reason: "the same person holds the requesting and the approving principal"}},
 			[]ev{{who: "sec", kind: "staff_security", action: "break_glass.approve", tenant: "a", outcome: "denied", code: "forbidden", reason: "two approvals are already recorded"}}},
+		{"canary-mail",
+			[]ev{{action: "canary.mail", tenant: "a", list: "ls_a", src: "198.51.100.7", detail: "mail to a export canary of an export by pr_ann request rq_1 at 2026-11-20T10:00:00Z; evidence ev_1; could have seen it: pr_ann"}},
+			[]ev{{action: "contact.suppress", tenant: "a", list: "ls_a", reason: "bounced", tokens: []string{"ct_1"}}}},
+		{"send-new-list",
+			append(campaign("pipe", "a", "ls_a", "ms_1", "t1", 0, 20), campaign("pipe", "a", "ls_b", "ms_2", "t2", 24*time.Hour, 20)...),
+			// the key's first message spanned both lists: onboarding
+			append(append(campaign("pipe", "a", "ls_a", "ms_1", "t1", 0, 20), campaign("pipe", "a", "ls_b", "ms_1", "t1", time.Second, 20)...),
+				campaign("pipe", "a", "ls_b", "ms_2", "t2", 24*time.Hour, 20)...)},
+		{"send-cross-tenant-template",
+			append(campaign("pipa", "a", "ls_a", "ms_1", "t1", 0, 20), campaign("pipb", "b", "ls_b", "ms_2", "t1", 23*time.Hour, 20)...),
+			append(campaign("pipa", "a", "ls_a", "ms_1", "t1", 0, 20), campaign("pipb", "b", "ls_b", "ms_2", "t1", 25*time.Hour, 20)...)},
+		{"send-volume-spike",
+			append(sendBaseline(), campaign("pipe", "a", "ls_a", "ms_9", "t9", 4*24*time.Hour, 2001)...),
+			append(sendBaseline(), campaign("pipe", "a", "ls_a", "ms_9", "t9", 4*24*time.Hour, 2000)...)},
 		{"log-integrity",
 			[]ev{{action: "log.verify", outcome: "error", reason: "entry 7 does not match the tree"}},
 			[]ev{{action: "log.verify"}}},
@@ -179,6 +197,26 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			t.Errorf("rule %s has no fire/quiet case", r.ID)
 		}
 	}
+}
+
+// campaign is one message msg with template digest tmpl from service key
+// ak_<who> to n recipients of list on tenant tn_<tenant>, a few ms apart
+// from at.
+func campaign(who, tenant, list, msg, tmpl string, at time.Duration, n int) []ev {
+	return repeat(n, func(i int) ev {
+		return ev{who: who, kind: service, action: "contact.send", tenant: tenant, list: list, msg: msg, tmpl: tmpl,
+			tokens: []string{fmt.Sprintf("ct_%s%d", list, i)}, at: at + time.Duration(i)*time.Millisecond}
+	})
+}
+
+// sendBaseline is three daily campaigns of 200 recipients: a mean of 200
+// sends per active hour over three hours.
+func sendBaseline() []ev {
+	var out []ev
+	for d := range 3 {
+		out = append(out, campaign("pipe", "a", "ls_a", fmt.Sprintf("ms_%d", d), fmt.Sprintf("t%d", d), time.Duration(d)*24*time.Hour, 200)...)
+	}
+	return out
 }
 
 // fixSystem turns actor-less events into system entries.

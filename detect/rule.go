@@ -52,7 +52,7 @@ const (
 var responses = []string{RespondSuspend, RespondEndGrant, RespondFreeze, RespondNotify}
 
 // Fields are the event fields a correlation may group by or count.
-var Fields = []string{"actor", "actor_kind", "key_id", "person", "source", "network", "tenant", "list", "action", "outcome", "code"}
+var Fields = []string{"actor", "actor_kind", "key_id", "person", "source", "network", "tenant", "list", "action", "outcome", "code", "message", "digest", "template"}
 
 // SumFields are the numeric event fields a value_sum correlation may add up.
 var SumFields = []string{"count"}
