@@ -137,10 +137,12 @@ func (s *inboundSession) Mail(from string, _ *smtp.MailOptions) error {
 
 func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	r := s.in.r
-	local, domain, ok := strings.Cut(to, "@")
-	if !ok || local == "" || !r.inboundDomain(domain) {
+	// The domain follows the last @ (a quoted local part may hold one).
+	at := strings.LastIndexByte(to, '@')
+	if at <= 0 || !r.inboundDomain(to[at+1:]) {
 		return errInboundRelay
 	}
+	local := to[:at]
 	if slices.Contains(s.canaries, to) || slices.Contains(s.bounces, local) {
 		return nil
 	}

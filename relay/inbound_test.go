@@ -283,7 +283,7 @@ func phish(t *testing.T, rcpt string) []byte {
 // recipient, and that no answer holds anything of the input.
 func TestInboundRcpt(t *testing.T) {
 	f := newFakeInboundVault()
-	s := startInbound(t, f, Config{})
+	s := startInbound(t, f, Config{InboundRate: -1})
 	tests := []struct {
 		rcpt, want string
 		asks       bool // whether the vault is asked
@@ -296,6 +296,9 @@ func TestInboundRcpt(t *testing.T) {
 		{"someone@elsewhere.example", "550 5.7.1", false},
 		{"jane.doe4411@" + testCanaryDomain + ".evil.example", "550 5.7.1", false},
 		{"@" + testCanaryDomain, "501 5.5.2", false}, // go-smtp's own refusal
+		// The domain is what follows the last @.
+		{`"x@` + testCanaryDomain + `"@elsewhere.example`, "550 5.7.1", false},
+		{`"x@elsewhere.example"@` + testCanaryDomain, "550 5.1.1", true},
 	}
 	for _, tt := range tests {
 		c := s.dial(t, "", "sender.test")
