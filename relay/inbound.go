@@ -64,7 +64,7 @@ var (
 // second) and in size (cfg.MaxMessageBytes).
 func (r *Relay) ServeInbound(ln net.Listener) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &inbound{r: r, ctx: ctx, limits: newIPLimiter(r.cfg.InboundRate, inboundMaxIPs)}
+	in := &inbound{r: r, base: ctx, limits: newIPLimiter(r.cfg.InboundRate, inboundMaxIPs)}
 	srv := smtp.NewServer(in)
 	srv.Domain = r.cfg.Hostname
 	srv.MaxMessageBytes = r.cfg.MaxMessageBytes
@@ -97,13 +97,16 @@ func (l smtpErrorLog) Println(...any)        { l.logger.Warn("inbound smtp: conn
 
 // inbound is the listener's go-smtp backend.
 type inbound struct {
-	r      *Relay
-	ctx    context.Context // cancelled at Close
+	r *Relay
+	// base is the listener's lifetime (cancelled at Close), the parent of
+	// every vault call's context, as http.Server's BaseContext is: go-smtp
+	// hands sessions no context of their own.
+	base   context.Context
 	limits *ipLimiter
 }
 
 func (in *inbound) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	s := &inboundSession{in: in, helo: c.Hostname()}
+	s := &inboundSession{in: in, conn: c}
 	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		s.ip = a.IP.String()
 	} else {
@@ -115,7 +118,8 @@ func (in *inbound) NewSession(c *smtp.Conn) (smtp.Session, error) {
 // inboundSession is one SMTP connection's state.
 type inboundSession struct {
 	in       *inbound
-	ip, helo string
+	conn     *smtp.Conn
+	ip       string
 	from     string
 	canaries []string // recipient addresses that are canaries
 	bounces  []string // recipients' local parts that are return paths
@@ -146,7 +150,7 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if slices.Contains(s.canaries, to) || slices.Contains(s.bounces, local) {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.in.ctx, inboundVaultTimeout)
+	ctx, cancel := context.WithTimeout(s.in.base, inboundVaultTimeout)
 	defer cancel()
 	kind, err := r.v.Inbound(ctx, to)
 	if err != nil {
@@ -186,7 +190,7 @@ func (s *inboundSession) Data(body io.Reader) error {
 	receivedAt := r.cfg.Now().UTC()
 	// The vault's entries are the system's, from the connection's address
 	// (as an HTTP request's are from its client's), under one request id.
-	ctx := custos.NewContext(s.in.ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: s.ip})
+	ctx := custos.NewContext(s.in.base, &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: s.ip})
 	if len(s.canaries) > 0 {
 		if err := s.trap(ctx, raw, receivedAt); err != nil {
 			return err
@@ -209,7 +213,7 @@ func (s *inboundSession) Data(body io.Reader) error {
 func (s *inboundSession) trap(ctx context.Context, raw []byte, receivedAt time.Time) error {
 	r := s.in.r
 	request := custos.RequestFromContext(ctx).ID
-	base := custos.TrapEvidence{ReceivedAt: receivedAt, RemoteIP: s.ip, HELO: s.helo, MailFrom: s.from, Size: len(raw)}
+	base := custos.TrapEvidence{ReceivedAt: receivedAt, RemoteIP: s.ip, HELO: s.conn.Hostname(), MailFrom: s.from, Size: len(raw)}
 	h, _ := parseHeader(raw)
 	evidenceFromHeader(h, &base)
 	for _, rcpt := range s.canaries {
