@@ -41,17 +41,17 @@ const (
 
 var errMalformedReport = errors.New("malformed report")
 
-// field is one header field: its name as written and its value unfolded,
+// mailField is one header field: its name as written and its value unfolded,
 // as raw bytes (neither decoded nor checked for UTF-8).
-type field struct {
+type mailField struct {
 	name, value string
 }
 
-// header is a parsed header block.
-type header []field
+// mailHeader is a parsed header block.
+type mailHeader []mailField
 
 // get returns the first value of the field named name (case-insensitive).
-func (h header) get(name string) string {
+func (h mailHeader) get(name string) string {
 	for _, f := range h {
 		if strings.EqualFold(f.name, name) {
 			return f.value
@@ -61,7 +61,7 @@ func (h header) get(name string) string {
 }
 
 // values returns every value of the field named name, in order.
-func (h header) values(name string) []string {
+func (h mailHeader) values(name string) []string {
 	var out []string
 	for _, f := range h {
 		if strings.EqualFold(f.name, name) {
@@ -71,9 +71,9 @@ func (h header) values(name string) []string {
 	return out
 }
 
-// nextLine splits the first line off b: the line without its CRLF or LF,
+// mailLine splits the first line off b: the line without its CRLF or LF,
 // and the rest after it.
-func nextLine(b []byte) (line, rest []byte) {
+func mailLine(b []byte) (line, rest []byte) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		line, rest = b, nil
@@ -83,7 +83,7 @@ func nextLine(b []byte) (line, rest []byte) {
 	return bytes.TrimSuffix(line, []byte{'\r'}), rest
 }
 
-func isWSP(c byte) bool { return c == ' ' || c == '\t' }
+func isMailWSP(c byte) bool { return c == ' ' || c == '\t' }
 
 // validFieldName reports whether name is an RFC 5322 field name: printable
 // US-ASCII but the colon.
@@ -106,7 +106,7 @@ func validFieldName(name []byte) bool {
 // begin (lenient, as MTAs are). It keeps at most [maxHeaderFields] fields
 // of at most [maxFieldBytes] each; the rest is read past, so body is
 // still right.
-func parseHeader(b []byte) (h header, body []byte) {
+func parseHeader(b []byte) (h mailHeader, body []byte) {
 	var cur []byte // the field being read, name and value, unfolded
 	flush := func() {
 		if cur == nil {
@@ -115,17 +115,17 @@ func parseHeader(b []byte) (h header, body []byte) {
 		name, value, _ := bytes.Cut(cur, []byte{':'})
 		name = bytes.TrimRight(name, " \t")
 		if len(h) < maxHeaderFields {
-			h = append(h, field{name: string(name), value: string(bytes.Trim(value, " \t"))})
+			h = append(h, mailField{name: string(name), value: string(bytes.Trim(value, " \t"))})
 		}
 		cur = nil
 	}
 	for len(b) > 0 {
-		line, rest := nextLine(b)
+		line, rest := mailLine(b)
 		switch {
 		case len(line) == 0:
 			flush()
 			return h, rest
-		case isWSP(line[0]):
+		case isMailWSP(line[0]):
 			if cur == nil {
 				// A continuation of nothing: not a header.
 				flush()
@@ -153,10 +153,10 @@ func parseHeader(b []byte) (h header, body []byte) {
 // blank lines, as in a message/delivery-status body (RFC 3464: the
 // per-message fields, then one block per recipient). Lines that are not
 // fields are skipped.
-func parseFieldBlocks(b []byte) []header {
-	var blocks []header
+func parseFieldBlocks(b []byte) []mailHeader {
+	var blocks []mailHeader
 	for len(b) > 0 && len(blocks) < maxStatusBlocks {
-		line, rest := nextLine(b)
+		line, rest := mailLine(b)
 		if len(bytes.TrimSpace(line)) == 0 {
 			b = rest
 			continue
@@ -191,7 +191,7 @@ func classifyReport(raw []byte) (reason string, err error) {
 		return "", nil
 	}
 	var want func(mt string) bool
-	var judge func(blocks []header) string
+	var judge func(blocks []mailHeader) string
 	switch strings.ToLower(params["report-type"]) {
 	case "delivery-status":
 		want = func(mt string) bool { return mt == "message/delivery-status" || mt == "message/global-delivery-status" }
@@ -238,7 +238,7 @@ func classifyReport(raw []byte) (reason string, err error) {
 // failed permanently (Action: failed, Status: 5.x.x). A failure with a
 // temporary status (some MTAs give up on 4.4.7 after days) does not: the
 // address may work next time.
-func judgeDeliveryStatus(blocks []header) string {
+func judgeDeliveryStatus(blocks []mailHeader) string {
 	for _, b := range blocks {
 		action := strings.ToLower(strings.TrimSpace(b.get("Action")))
 		// "failed" may carry an RFC 822 comment: "failed (bad mailbox)".
@@ -260,11 +260,11 @@ func permanentStatus(s string) bool {
 		return false
 	}
 	subject, detail, ok := strings.Cut(rest, ".")
-	return ok && digits(subject, 3) && digits(detail, 3)
+	return ok && asciiDigits(subject, 3) && asciiDigits(detail, 3)
 }
 
 // digits reports whether s is 1 to n ASCII digits.
-func digits(s string, n int) bool {
+func asciiDigits(s string, n int) bool {
 	if len(s) == 0 || len(s) > n {
 		return false
 	}
@@ -283,7 +283,7 @@ func digits(s string, n int) bool {
 // "not-spam" takes a complaint back, and "auth-failure" (RFC 6591) is a
 // report on the sender's domain authentication, not on the recipient's
 // wish: neither suppresses. A report without a Feedback-Type is not ARF.
-func judgeFeedback(blocks []header) string {
+func judgeFeedback(blocks []mailHeader) string {
 	if len(blocks) == 0 {
 		return ""
 	}
@@ -330,7 +330,7 @@ func headerText(v string, decode bool) string {
 // evidenceFromHeader fills the message's side of a trap's evidence from
 // its header: From and Subject (decoded), Message-ID, and the Received
 // chain as written, newest first (each MTA prepends its own).
-func evidenceFromHeader(h header, ev *custos.TrapEvidence) {
+func evidenceFromHeader(h mailHeader, ev *custos.TrapEvidence) {
 	ev.From = headerText(h.get("From"), true)
 	ev.Subject = headerText(h.get("Subject"), true)
 	ev.MessageID = headerText(h.get("Message-Id"), false)
@@ -356,7 +356,7 @@ func evidenceFromHeader(h header, ev *custos.TrapEvidence) {
 func EvidenceFromMessage(raw []byte) (rcpts []string, ev custos.TrapEvidence, err error) {
 	b := raw
 	if bytes.HasPrefix(b, []byte("From ")) {
-		_, b = nextLine(b)
+		_, b = mailLine(b)
 	}
 	h, _ := parseHeader(b)
 	if len(h) == 0 {

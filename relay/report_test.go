@@ -123,24 +123,24 @@ func TestParseHeader(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
-		want header
+		want mailHeader
 		body string
 	}{
-		{"LF", "A: 1\nB: two words\n\nbody\n", header{{"A", "1"}, {"B", "two words"}}, "body\n"},
-		{"CRLF", "A: 1\r\nB: 2\r\n\r\nbody\r\n", header{{"A", "1"}, {"B", "2"}}, "body\r\n"},
-		{"folded", "Subject: one\n two\n\tthree\nX: y\n\n", header{{"Subject", "one two\tthree"}, {"X", "y"}}, ""},
-		{"space before colon", "Subject : hi\n\n", header{{"Subject", "hi"}}, ""},
-		{"empty value", "X-Ndr:\nY: 1\n\n", header{{"X-Ndr", ""}, {"Y", "1"}}, ""},
-		{"no blank line: a non-field line starts the body", "A: 1\nthis is text\nmore\n", header{{"A", "1"}}, "this is text\nmore\n"},
+		{"LF", "A: 1\nB: two words\n\nbody\n", mailHeader{{"A", "1"}, {"B", "two words"}}, "body\n"},
+		{"CRLF", "A: 1\r\nB: 2\r\n\r\nbody\r\n", mailHeader{{"A", "1"}, {"B", "2"}}, "body\r\n"},
+		{"folded", "Subject: one\n two\n\tthree\nX: y\n\n", mailHeader{{"Subject", "one two\tthree"}, {"X", "y"}}, ""},
+		{"space before colon", "Subject : hi\n\n", mailHeader{{"Subject", "hi"}}, ""},
+		{"empty value", "X-Ndr:\nY: 1\n\n", mailHeader{{"X-Ndr", ""}, {"Y", "1"}}, ""},
+		{"no blank line: a non-field line starts the body", "A: 1\nthis is text\nmore\n", mailHeader{{"A", "1"}}, "this is text\nmore\n"},
 		{"continuation of nothing", " A: 1\n\n", nil, " A: 1\n\n"},
 		{"bad name", "A B: 1\n\n", nil, "A B: 1\n\n"},
-		{"header only, no newline", "A: 1", header{{"A", "1"}}, ""},
-		{"8-bit value kept as bytes", "S: \xe9t\xe9\n\n", header{{"S", "\xe9t\xe9"}}, ""},
+		{"header only, no newline", "A: 1", mailHeader{{"A", "1"}}, ""},
+		{"8-bit value kept as bytes", "S: \xe9t\xe9\n\n", mailHeader{{"S", "\xe9t\xe9"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h, body := parseHeader([]byte(tt.in))
-			if diff := cmp.Diff(tt.want, h, cmp.AllowUnexported(field{})); diff != "" {
+			if diff := cmp.Diff(tt.want, h, cmp.AllowUnexported(mailField{})); diff != "" {
 				t.Errorf("fields (-want +got):\n%s", diff)
 			}
 			if string(body) != tt.body {
