@@ -156,7 +156,7 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			[]ev{{who: "sec", kind: "staff_security", action: "break_glass.approve", tenant: "a", outcome: "denied", code: "forbidden", reason: "the same person holds the requesting and the approving principal"}},
 			[]ev{{who: "sec", kind: "staff_security", action: "break_glass.approve", tenant: "a", outcome: "denied", code: "forbidden", reason: "two approvals are already recorded"}}},
 		{"canary-mail",
-			[]ev{{action: "canary.mail", tenant: "a", list: "ls_a", src: "198.51.100.7", detail: "mail to a export canary of an export by pr_ann request rq_1 at 2026-11-20T10:00:00Z; evidence ev_1; could have seen it: pr_ann"}},
+			[]ev{{action: "canary.mail", tenant: "a", list: "ls_a", src: "198.51.100.7", detail: "mail to an export canary: exported by pr_ann request rq_1 at 2026-11-20T10:00:00Z; evidence ev_1; could have seen it: pr_ann"}},
 			[]ev{{action: "contact.suppress", tenant: "a", list: "ls_a", reason: "bounced", tokens: []string{"ct_1"}}}},
 		{"send-new-list",
 			append(campaign("pipe", "a", "ls_a", "ms_1", "t1", 0, 20), campaign("pipe", "a", "ls_b", "ms_2", "t2", 24*time.Hour, 20)...),

@@ -612,6 +612,7 @@ type inboundStack struct {
 	tenant    string
 	list      string
 	contacts  []*custos.Contact
+	sec       context.Context
 }
 
 func newInboundStack(t *testing.T) *inboundStack {
@@ -660,7 +661,14 @@ func (s *inboundStack) sendAll(t *testing.T) map[string]vault.Delivery {
 	for _, e := range page.Items {
 		tokens = append(tokens, e.Token)
 	}
-	ds, err := s.st.Vault.Send(s.admin, &vault.Outgoing{Tenant: s.tenant, MessageID: custos.NewID(custos.PrefixMessage), Template: strings.Repeat("0", 64), Tokens: tokens,
+	up := custos.NewID(custos.PrefixUpstream)
+	if _, err := s.st.Vault.RegisterUpstream(context.Background(), up, "sink.test:25 none"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.st.Vault.ApproveUpstream(s.security(t), up); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.st.Vault.Send(s.admin, &vault.Outgoing{Tenant: s.tenant, Upstream: up, MessageID: custos.NewID(custos.PrefixMessage), Template: strings.Repeat("0", 64), Tokens: tokens,
 		Render: func(c *custos.Contact) ([]byte, error) { return []byte("To: " + c.Email + "\r\n\r\nhi\r\n"), nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -703,12 +711,16 @@ func (s *inboundStack) leaves(t *testing.T, action custos.Action) []map[string]a
 // security returns a security staff member's context.
 func (s *inboundStack) security(t *testing.T) context.Context {
 	t.Helper()
+	if s.sec != nil {
+		return s.sec
+	}
 	e, err := s.st.Vault.CreatePrincipal(s.op, &custos.Principal{Kind: custos.KindStaffSecurity, Name: "sec", Owner: "sec", Identity: "sec@corp.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.approvers.Settle(t, e)
-	return enrolltest.As(t, s.st.Vault, enrolltest.Key(t, s.st.Vault, e.ID, custos.KeyRequest{ExpiresIn: "never"}), "")
+	s.sec = enrolltest.As(t, s.st.Vault, enrolltest.Key(t, s.st.Vault, e.ID, custos.KeyRequest{ExpiresIn: "never"}), "")
+	return s.sec
 }
 
 // TestInboundTrapEndToEnd: mail from a real SMTP client to a list's
@@ -784,7 +796,7 @@ func TestInboundTrapEndToEnd(t *testing.T) {
 	if d := hits[0]["detail"].(string); !strings.HasPrefix(d, "mail to a list canary") {
 		t.Errorf("first entry %q, want the list canary's", d)
 	}
-	if d := hits[1]["detail"].(string); !strings.HasPrefix(d, "mail to a export canary of an export by "+adminID) {
+	if d := hits[1]["detail"].(string); !strings.HasPrefix(d, "mail to an export canary: exported by "+adminID) {
 		t.Errorf("second entry %q, want the export canary naming its exporter %s", d, adminID)
 	}
 

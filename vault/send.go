@@ -495,12 +495,9 @@ func adEvidence(id string) []byte { return []byte("evidence/" + id) }
 func canaryDetail(h *custos.CanaryHit) string {
 	var b strings.Builder
 	if h.Trace.Kind == custos.TraceExport {
-		b.WriteString("mail to an export canary")
+		fmt.Fprintf(&b, "mail to an export canary: exported by %s request %s at %s", h.Trace.Principal, h.Trace.RequestID, h.Trace.ExportedAt.UTC().Format("2006-01-02T15:04:05Z"))
 	} else {
 		b.WriteString("mail to a list canary")
-	}
-	if h.Trace.Kind == custos.TraceExport {
-		fmt.Fprintf(&b, " of an export by %s request %s at %s", h.Trace.Principal, h.Trace.RequestID, h.Trace.ExportedAt.UTC().Format("2006-01-02T15:04:05Z"))
 	}
 	fmt.Fprintf(&b, "; evidence %s", h.EvidenceID)
 	exposed := h.Exposed
