@@ -23,12 +23,14 @@ type upstream struct {
 	cfg      Upstream
 	hostname string
 	tls      *tls.Config // nil for Security "none"
-	// pool holds Conns entries: an idle connection or nil (a connection
-	// that may be opened). Taking one bounds the connections open at once.
-	pool chan *upConn
+	// slots holds a token per delivery in progress, at most Conns. A
+	// delivery takes an idle connection, or dials when there is none, so
+	// no more than Conns are ever open.
+	slots chan struct{}
 
 	mu     sync.Mutex
 	closed bool
+	idle   []*upConn // most recently used last
 	open   map[*upConn]struct{}
 }
 
@@ -65,10 +67,7 @@ const (
 )
 
 func newUpstream(cfg Upstream, hostname string) *upstream {
-	u := &upstream{cfg: cfg, hostname: hostname, pool: make(chan *upConn, cfg.Conns), open: map[*upConn]struct{}{}}
-	for range cfg.Conns {
-		u.pool <- nil
-	}
+	u := &upstream{cfg: cfg, hostname: hostname, slots: make(chan struct{}, cfg.Conns), open: map[*upConn]struct{}{}}
 	if cfg.Security != "none" {
 		host, _, _ := net.SplitHostPort(cfg.Addr)
 		u.tls = &tls.Config{ServerName: host, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
@@ -84,13 +83,13 @@ func (u *upstream) deliver(ctx context.Context, from, to string, msg []byte) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
-	var uc *upConn
 	select {
-	case uc = <-u.pool:
+	case u.slots <- struct{}{}:
 	case <-ctx.Done():
 		return &upstreamError{stage: stageConnect, err: fmt.Errorf("no upstream connection free: %w", ctx.Err())}
 	}
-	defer func() { u.pool <- uc }() // runs before cancel: uc is unbound first
+	uc := u.take()
+	defer func() { u.put(uc) }() // runs before cancel: uc is unbound by then
 	for {
 		fresh := uc == nil
 		if fresh {
@@ -197,7 +196,34 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 	return uc, nil
 }
 
-// discard closes uc and returns the nil that takes its place in the pool.
+// take returns the most recently used idle connection, or nil.
+func (u *upstream) take() *upConn {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := len(u.idle)
+	if n == 0 {
+		return nil
+	}
+	uc := u.idle[n-1]
+	u.idle = u.idle[:n-1]
+	return uc
+}
+
+// put returns a delivery's slot and its connection, if it kept one.
+func (u *upstream) put(uc *upConn) {
+	if uc != nil {
+		u.mu.Lock()
+		if u.closed {
+			uc.c.Close()
+		} else {
+			u.idle = append(u.idle, uc)
+		}
+		u.mu.Unlock()
+	}
+	<-u.slots
+}
+
+// discard closes uc and returns the nil that takes its place.
 func (u *upstream) discard(uc *upConn) *upConn {
 	uc.unbind()
 	uc.c.Close()
@@ -216,6 +242,7 @@ func (u *upstream) close() error {
 		uc.c.Close()
 	}
 	clear(u.open)
+	u.idle = nil
 	return nil
 }
 
