@@ -58,7 +58,7 @@ func ScopeSendList(list string) Scope { return Scope(string(ScopeSend) + ":" + l
 // SendList returns the one list a key may send to, or "" for all of its
 // tenant's lists (or no send scope at all).
 func (k *APIKey) SendList() string {
-	if k.Has(ScopeSend) {
+	if slices.Contains(k.Scopes, ScopeAll) || slices.Contains(k.Scopes, ScopeSend) {
 		return ""
 	}
 	for _, s := range k.Scopes {

@@ -69,6 +69,13 @@ type Leaf struct {
 	// Severity marks entries that must stand out ("high": a break-glass
 	// grant); empty is ordinary.
 	Severity string `json:"severity,omitempty"`
+	// Message, Digest and Template describe a message sent through the
+	// relay (contact.send): its id ("ms_…"), the hex SHA-256 of what this
+	// recipient was sent, and of the message before substitution (one
+	// campaign, one template digest). Never the address or the content.
+	Message  string `json:"message,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	Template string `json:"template,omitempty"`
 }
 
 // Outcomes.
@@ -342,6 +349,33 @@ func (l *Log) Append(ctx context.Context, e Entry) (Receipt, error) {
 	// the caller learns the outcome rather than guessing it.
 	r := <-p.done
 	return r.receipt, r.err
+}
+
+// AppendAll records es in order and returns once all are durable: queued
+// together, they ride one commit when the sequencer is idle. It returns
+// each entry's receipt and the first error.
+func (l *Log) AppendAll(ctx context.Context, es []Entry) ([]Receipt, error) {
+	ps := make([]*pending, len(es))
+	l.closeMu.RLock()
+	if l.closed {
+		l.closeMu.RUnlock()
+		return nil, ErrUnavailable
+	}
+	for i, e := range es {
+		ps[i] = &pending{ctx: context.WithoutCancel(ctx), e: e, done: make(chan result, 1)}
+		l.queue <- ps[i]
+	}
+	l.closeMu.RUnlock()
+	out := make([]Receipt, len(es))
+	var first error
+	for i, p := range ps {
+		r := <-p.done
+		out[i] = r.receipt
+		if r.err != nil && first == nil {
+			first = r.err
+		}
+	}
+	return out, first
 }
 
 // Close stops accepting entries, commits those queued, signs a final

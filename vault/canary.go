@@ -296,36 +296,9 @@ func (v *Vault) Trace(ctx context.Context, email string) (*custos.TraceResult, e
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	tag := addrTag(k, norm)
-	res := &custos.TraceResult{Kind: "none"}
-	var at int64
-	err = v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id, actor, key_id, source, request_id, exported_at FROM export_canaries WHERE addr_tag = $1`, tag).
-		Scan(&res.TenantID, &res.ListID, &res.Principal, &res.KeyID, &res.Source, &res.RequestID, &at)
-	switch {
-	case err == nil:
-		res.Kind, res.ExportedAt = "export", fromMS(at)
-	case !isNoRows(err):
-		return nil, v.deny(ctx, l, fmt.Errorf("trace: %w", err))
-	default:
-		var listTag string
-		err = v.read.QueryRowContext(ctx, `SELECT list_tag FROM canaries WHERE addr_tag = $1`, tag).Scan(&listTag)
-		if err == nil {
-			res.Kind = "list"
-			// The list tag is keyed too: find the list it names.
-			rows, qerr := v.read.QueryContext(ctx, `SELECT id, tenant_id FROM lists`)
-			if qerr != nil {
-				return nil, v.deny(ctx, l, qerr)
-			}
-			for rows.Next() {
-				var id, tn string
-				if rows.Scan(&id, &tn) == nil && hex.EncodeToString(k.Tag("list/"+id)) == listTag {
-					res.ListID, res.TenantID = id, tn
-				}
-			}
-			rows.Close()
-		} else if !isNoRows(err) {
-			return nil, v.deny(ctx, l, fmt.Errorf("trace: %w", err))
-		}
+	res, err := v.traceTag(ctx, k, addrTag(k, norm))
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
 	}
 	l.Detail = "canary trace: " + res.Kind
 	if res.Kind == "export" {
@@ -335,4 +308,41 @@ func (v *Vault) Trace(ctx context.Context, email string) (*custos.TraceResult, e
 		l.Tenant = res.TenantID
 	}
 	return res, v.record(ctx, l, nil)
+}
+
+// traceTag attributes the canary whose address tag is tag: the export it
+// was minted into, the list it was planted in, or none.
+func (v *Vault) traceTag(ctx context.Context, k *keys.SystemPRF, tag string) (*custos.TraceResult, error) {
+	res := &custos.TraceResult{Kind: custos.TraceNone}
+	var at int64
+	err := v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id, actor, key_id, source, request_id, exported_at FROM export_canaries WHERE addr_tag = $1`, tag).
+		Scan(&res.TenantID, &res.ListID, &res.Principal, &res.KeyID, &res.Source, &res.RequestID, &at)
+	switch {
+	case err == nil:
+		res.Kind, res.ExportedAt = custos.TraceExport, fromMS(at)
+		return res, nil
+	case !isNoRows(err):
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	var listTag string
+	err = v.read.QueryRowContext(ctx, `SELECT list_tag FROM canaries WHERE addr_tag = $1`, tag).Scan(&listTag)
+	if isNoRows(err) {
+		return res, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	res.Kind = custos.TraceList
+	// The list tag is keyed too: find the list it names.
+	rows, err := v.read.QueryContext(ctx, `SELECT id, tenant_id FROM lists`)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, tn string
+		if rows.Scan(&id, &tn) == nil && hex.EncodeToString(k.Tag("list/"+id)) == listTag {
+			res.ListID, res.TenantID = id, tn
+		}
+	}
+	return res, rows.Err()
 }

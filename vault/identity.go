@@ -744,7 +744,11 @@ func mailErrorKind(err error) string {
 // another principal: that is what enrollment is for. A key may not carry a
 // scope the presenting key lacks.
 func (v *Vault) CreateKey(ctx context.Context, principalID string, req custos.KeyRequest) (string, *custos.APIKey, error) {
-	l, err := v.authorize(ctx, custos.ActionKeyCreate, "")
+	own := "" // a tenant-bound principal's key belongs to its own tenant
+	if p := custos.PrincipalFromContext(ctx); p != nil {
+		own = p.TenantID
+	}
+	l, err := v.authorize(ctx, custos.ActionKeyCreate, own)
 	if err != nil {
 		return "", nil, err
 	}

@@ -61,6 +61,7 @@ type Vault struct {
 	canaryKey     *keys.SystemPRF
 	enrollKey     *keys.SystemPRF // under canaryMu too
 	personKey     *keys.SystemPRF // under canaryMu too
+	verp          *keys.SystemPRF // under canaryMu too: tags VERP return paths
 	persons       sync.Map        // identity → person pseudonym
 	rows          rowState        // row MACs (rowmac.go)
 
@@ -172,7 +173,8 @@ var (
 	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true}
 	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
 	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
-		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson}
+		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson,
+		custos.PrefixEvidence, custos.PrefixMessage}
 	// words are the enum values and fixed phrases an error message may
 	// carry as an argument into a leaf (see [recordable]).
 	words = func() map[string]bool {
@@ -197,6 +199,14 @@ var (
 		return m
 	}()
 )
+
+// safeDigest returns d if it is a hex SHA-256, else a placeholder.
+func safeDigest(d string) string {
+	if d == "" || len(d) == 64 && strings.Trim(d, "0123456789abcdef") == "" {
+		return d
+	}
+	return "invalid"
+}
 
 // validID reports whether s is an identifier of any kind custos mints.
 func validID(s string) bool {
@@ -281,6 +291,8 @@ func cleanLeaf(l *audit.Leaf) {
 	if l.Code != "" && !codes[l.Code] {
 		l.Code = custos.EINTERNAL
 	}
+	l.Message = safeID(custos.PrefixMessage, l.Message)
+	l.Digest, l.Template = safeDigest(l.Digest), safeDigest(l.Template)
 	if l.Severity != "" && !severities[l.Severity] {
 		l.Severity = custos.Redacted
 	}
