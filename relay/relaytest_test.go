@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/internal/vaulttest"
@@ -291,7 +293,7 @@ type env struct {
 
 // newEnv builds an env; adjust changes the relay's configuration before
 // it starts.
-func newEnv(t *testing.T, adjust func(*Config)) *env {
+func newEnv(t testing.TB, adjust func(*Config)) *env {
 	t.Helper()
 	e := &env{pki: newPKI(t), logs: &lockedBuffer{}}
 	e.stack = vaulttest.Open(t, vault.Options{})
@@ -341,7 +343,7 @@ func newEnv(t *testing.T, adjust func(*Config)) *env {
 
 // newTenant creates a tenant whose admin enrolls from its mail, and a
 // list; it returns the admin's context.
-func (e *env) newTenant(t *testing.T) (ctx context.Context, tenant, list string) {
+func (e *env) newTenant(t testing.TB) (ctx context.Context, tenant, list string) {
 	t.Helper()
 	e.n++
 	tn := &custos.Tenant{Name: fmt.Sprintf("Acme %d", e.n)}
@@ -354,7 +356,7 @@ func (e *env) newTenant(t *testing.T) (ctx context.Context, tenant, list string)
 	return ctx, tn.ID, e.newList(t, ctx, tn.ID)
 }
 
-func (e *env) newList(t *testing.T, admin context.Context, tenant string) string {
+func (e *env) newList(t testing.TB, admin context.Context, tenant string) string {
 	t.Helper()
 	e.n++
 	l := &custos.List{TenantID: tenant, Name: fmt.Sprintf("news %d", e.n)}
@@ -365,12 +367,12 @@ func (e *env) newList(t *testing.T, admin context.Context, tenant string) string
 }
 
 // contact creates a contact in e's list and returns its token.
-func (e *env) contact(t *testing.T, email, attrs string, consent custos.Consent) string {
+func (e *env) contact(t testing.TB, email, attrs string, consent custos.Consent) string {
 	t.Helper()
 	return e.contactIn(t, e.admin, e.tenant, e.list, email, attrs, consent)
 }
 
-func (e *env) contactIn(t *testing.T, admin context.Context, tenant, list, email, attrs string, consent custos.Consent) string {
+func (e *env) contactIn(t testing.TB, admin context.Context, tenant, list, email, attrs string, consent custos.Consent) string {
 	t.Helper()
 	c := &custos.Contact{TenantID: tenant, ListID: list, Email: email, Consent: consent}
 	if attrs != "" {
@@ -384,7 +386,7 @@ func (e *env) contactIn(t *testing.T, admin context.Context, tenant, list, email
 
 // key creates a service principal of e's tenant holding a key with
 // scopes and returns the key's secret.
-func (e *env) key(t *testing.T, scopes ...custos.Scope) string {
+func (e *env) key(t testing.TB, scopes ...custos.Scope) string {
 	t.Helper()
 	e.n++
 	p := &custos.Principal{Kind: custos.KindService, TenantID: e.tenant, Name: fmt.Sprintf("pipeline-%d", e.n), Identity: "pipeline@acme.test"}
@@ -397,7 +399,7 @@ func (e *env) key(t *testing.T, scopes ...custos.Scope) string {
 }
 
 // as is a context authenticated with key, as the HTTP server builds one.
-func (e *env) as(t *testing.T, key string) context.Context {
+func (e *env) as(t testing.TB, key string) context.Context {
 	t.Helper()
 	return enrolltest.As(t, e.vault, key, "192.0.2.7")
 }
@@ -407,7 +409,7 @@ func rcpt(token string) string { return token + "@" + tokenDomain }
 
 // dial opens a submission connection with STARTTLS verified under the
 // test's CA.
-func (e *env) dial(t *testing.T) *smtp.Client {
+func (e *env) dial(t testing.TB) *smtp.Client {
 	t.Helper()
 	c, err := smtp.DialStartTLS(e.addr, e.pki.client())
 	if err != nil {
@@ -419,7 +421,7 @@ func (e *env) dial(t *testing.T) *smtp.Client {
 }
 
 // login dials and authenticates with key.
-func (e *env) login(t *testing.T, key string) *smtp.Client {
+func (e *env) login(t testing.TB, key string) *smtp.Client {
 	t.Helper()
 	c := e.dial(t)
 	if err := c.Auth(sasl.NewPlainClient("", "pipeline", key)); err != nil {
@@ -436,7 +438,7 @@ type outcome struct {
 }
 
 // submit sends msg to rcpts over c; DATA runs if any RCPT was accepted.
-func submit(t *testing.T, c *smtp.Client, msg string, rcpts ...string) outcome {
+func submit(t testing.TB, c *smtp.Client, msg string, rcpts ...string) outcome {
 	t.Helper()
 	var o outcome
 	if err := c.Mail("pipeline@vendor.test", nil); err != nil {
@@ -484,7 +486,7 @@ func smtpErr(err error) *smtp.SMTPError {
 }
 
 // wantReply checks that err is the SMTP reply code and enhanced code.
-func wantReply(t *testing.T, what string, err error, code int, enhanced smtp.EnhancedCode) *smtp.SMTPError {
+func wantReply(t testing.TB, what string, err error, code int, enhanced smtp.EnhancedCode) *smtp.SMTPError {
 	t.Helper()
 	se := smtpErr(err)
 	if se == nil || se.Code != code || se.EnhancedCode != enhanced {
@@ -494,7 +496,7 @@ func wantReply(t *testing.T, what string, err error, code int, enhanced smtp.Enh
 }
 
 // noPlaintext checks the relay's logs for any of secrets.
-func (e *env) noPlaintext(t *testing.T, secrets ...string) {
+func (e *env) noPlaintext(t testing.TB, secrets ...string) {
 	t.Helper()
 	logs := e.logs.String()
 	for _, s := range secrets {
@@ -520,4 +522,28 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// sendLeaves returns the contact.send leaves in the log, in order.
+func (e *env) sendLeaves(t testing.TB) []audit.Leaf {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.stack.Log.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	es, err := e.stack.Log.Entries(ctx, 0, int(e.stack.Log.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Leaf
+	for _, s := range es {
+		var l audit.Leaf
+		if err := json.Unmarshal(s.Data, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Action == string(custos.ActionSend) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

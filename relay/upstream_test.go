@@ -77,7 +77,9 @@ func TestUpstreamBoundsConnections(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for i := range 20 {
-		wg.Go(func() { errs <- u.deliver(context.Background(), "b@bounce.test", fmt.Sprintf("a%d@example.test", i), testMessage(i)) })
+		wg.Go(func() {
+			errs <- u.deliver(context.Background(), "b@bounce.test", fmt.Sprintf("a%d@example.test", i), testMessage(i))
+		})
 	}
 	wg.Wait()
 	close(errs)
