@@ -133,3 +133,10 @@ func IsTokenAddress(rcpt, domain string) (string, bool) {
 	}
 	return local, true
 }
+
+// Evidence is GET /v1/evidence/{id}: what the trap kept of a message to a
+// canary — the envelope evidence and the raw message.
+type Evidence struct {
+	Evidence TrapEvidence `json:"evidence"`
+	Raw      []byte       `json:"raw"` // base64 in JSON
+}

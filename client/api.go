@@ -318,6 +318,20 @@ func (c *Client) Trace(ctx context.Context, email string) (*custos.TraceResult, 
 	return post[custos.TraceResult](ctx, c, path("trace"), custos.EmailRequest{Email: email})
 }
 
+// The relay.
+
+// Send sends one message to up to 1,000 contact tokens through the egress
+// relay and reports each recipient. It is not retried: a deferred
+// recipient is the caller's to send again.
+func (c *Client) Send(ctx context.Context, tenant string, req *custos.SendRequest) (*custos.SendResult, error) {
+	return post[custos.SendResult](ctx, c, path("tenants", tenant, "send"), req)
+}
+
+// Evidence returns a message the canary trap kept (security staff).
+func (c *Client) Evidence(ctx context.Context, id string) (*custos.Evidence, error) {
+	return get[custos.Evidence](ctx, c, path("evidence", id), nil)
+}
+
 // Support access.
 
 // SupportSettings returns a tenant's support-access settings.

@@ -53,6 +53,7 @@ var idCollections = map[string]struct{ prefix, noun string }{
 	"break-glass":     {custos.PrefixAccessReq, "access request"},
 	"grants":          {custos.PrefixGrant, "grant"},
 	"alerts":          {custos.PrefixAlert, "alert"},
+	"evidence":        {custos.PrefixEvidence, "evidence"},
 }
 
 // checkIDs is the one identifier check at the edge: a path identifier that

@@ -110,6 +110,9 @@ var matrix = map[string][]string{
 	"POST /v1/tenants/{tenant}/freeze":   {"security"},
 	"POST /v1/tenants/{tenant}/unfreeze": {"security"},
 	"POST /v1/trace":                     {"security"},
+	"GET /v1/evidence/{id}":              {"security"},
+
+	"POST /v1/tenants/{tenant}/send": {"admin"}, // and services whose key has the send scope (this one's has not)
 }
 
 var (
@@ -200,6 +203,8 @@ func checkRoute(t *testing.T, key, setting string) {
 				id = victimKey
 			case strings.HasPrefix(pattern, "/v1/alerts/"):
 				id = custos.NewID(custos.PrefixAlert) // none exists: authorization comes first
+			case strings.HasPrefix(pattern, "/v1/evidence/"):
+				id = custos.NewID(custos.PrefixEvidence)
 			}
 			path := strings.NewReplacer("{tenant}", f.tenant, "{list}", f.list, "{token}", c.Token, "{id}", id,
 				"{index}", "0", "entries/{path...}", "entries/000.p/1", "{path...}", "0/000.p/1").Replace(pattern)

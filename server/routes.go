@@ -58,6 +58,7 @@ func (s *Server) registerRoutes() {
 	s.handle("DELETE", "/v1/keys/{id}", custos.ActionKeyRevoke, true, s.revokeKey)
 
 	s.registerLogRoutes()
+	s.registerRelayRoutes()
 	s.registerSupportRoutes()
 	s.registerStaffRoutes()
 	s.registerSecurityRoutes()

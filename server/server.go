@@ -39,6 +39,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImportBytes bounds an import's body (default 16 GiB).
 	MaxImportBytes int64
+	// Relay sends mail for POST .../send (nil: the relay is off);
+	// MaxSendBytes bounds that route's body (default DefaultMaxSendBytes).
+	Relay        Sender
+	MaxSendBytes int64
 
 	// SourceRate and SourceBurst limit anonymous requests per source IP
 	// (default DefaultSourceRate/s, burst DefaultSourceBurst); KeyRate and
@@ -106,6 +110,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxSendBytes <= 0 {
+		cfg.MaxSendBytes = DefaultMaxSendBytes
 	}
 	if cfg.MaxImportBytes <= 0 {
 		cfg.MaxImportBytes = 16 << 30
