@@ -65,6 +65,7 @@ func (r *Relay) send(ctx context.Context, tenant string, req *custos.SendRequest
 		res.Recipients[i].Status, res.Recipients[i].Reason = custos.SendDeferred, custos.RefuseRateLimited
 	}
 	if n > 0 {
+		msgID := id + "@" + r.cfg.Hostname // the Message-ID field
 		ds, err := r.v.Send(ctx, &vault.Outgoing{
 			Tenant:         tenant,
 			List:           req.ListID,
@@ -72,7 +73,7 @@ func (r *Relay) send(ctx context.Context, tenant string, req *custos.SendRequest
 			Template:       tpl.Digest(),
 			Tokens:         req.Recipients[:n],
 			RequireConsent: !r.cfg.AllowUnknownConsent,
-			Render:         func(c *custos.Contact) ([]byte, error) { return tpl.Render(c, id) },
+			Render:         func(c *custos.Contact) ([]byte, error) { return tpl.Render(c, msgID) },
 		})
 		if err != nil {
 			return nil, err
