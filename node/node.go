@@ -31,6 +31,7 @@ import (
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/relay"
 	"github.com/custos-dev/custos/server"
 	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/store"
@@ -70,10 +71,17 @@ type Node struct {
 	Notifier *notify.Dispatcher
 	// Server is the HTTP API; [Node.Listen] serves it.
 	Server *server.Server
+	// Relay is the egress relay and inbound trap, nil when custos.json
+	// configures none; [Node.ListenRelay] starts its listeners.
+	Relay *relay.Relay
+	// RelayAddrs are where ListenRelay listens, by custos.json field
+	// ("listen", "listen_tls", "inbound_listen").
+	RelayAddrs map[string]string
 	// URL is where Listen serves, "" before.
 	URL string
 
 	logger  *slog.Logger
+	relayWG sync.WaitGroup
 	wrap    func(http.Handler) http.Handler
 	ownDB   bool
 	stop    context.CancelFunc
@@ -214,12 +222,21 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
 		tamper.Do(func() { go observeTamper(det, err, logger) })
 	}
+	rl, err := openRelay(ctx, cfg, v, logger)
+	if err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
 	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
+	if rl != nil && cfg.Relay.Upstream.Addr != "" {
+		scfg.Relay = rl
+	}
 	if opts.Server != nil {
 		opts.Server(&scfg)
 	}
 	bg, stop := context.WithCancel(context.Background())
-	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg),
+	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl,
 		logger: logger, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -267,6 +284,10 @@ func (n *Node) Close() error {
 			if err := <-n.served; !errors.Is(err, http.ErrServerClosed) {
 				errs = append(errs, err)
 			}
+		}
+		if n.Relay != nil { // its sessions finish their entries before the log closes
+			errs = append(errs, n.Relay.Close())
+			n.relayWG.Wait()
 		}
 		// The refusals still being counted are recorded before the log closes.
 		errs = append(errs, n.Server.Close())

@@ -1,16 +1,22 @@
 package node
 
 import (
+	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base32"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/relay"
+	"github.com/custos-dev/custos/vault"
 )
 
 // RelayConfig is custos.json's "relay" section: the egress relay the
@@ -115,13 +121,18 @@ func (c Config) relayConfig() (relay.Config, error) {
 		}
 		u.Password = strings.TrimSpace(string(b))
 	}
+	var roots []byte
 	if r.Upstream.CAFile != "" {
 		b, err := os.ReadFile(r.Upstream.CAFile)
+		roots = b
 		pool := x509.NewCertPool()
 		if err != nil || !pool.AppendCertsFromPEM(b) {
 			bad("upstream.ca_file", "no PEM certificate in %s", r.Upstream.CAFile)
 		}
 		u.RootCAs = pool
+	}
+	if u.Addr != "" {
+		u.ID = upstreamID(r, roots)
 	}
 	if r.TLSCert != "" && r.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(r.TLSCert, r.TLSKey)
@@ -139,4 +150,91 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// upstreamID is the digest that names an upstream to the vault: its
+// address, TLS mode, user and trust roots (not its password, which may
+// rotate without changing where mail goes).
+func upstreamID(r RelayConfig, roots []byte) string {
+	h := sha256.New()
+	for _, s := range []string{strings.ToLower(r.Upstream.Addr), r.Upstream.Security, r.Upstream.Username} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write(roots)
+	return custos.PrefixUpstream + "_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h.Sum(nil)[:16]))
+}
+
+// describe says what an upstream is, for the announcement: never its
+// password.
+func (r RelayConfig) describe() string {
+	sec := r.Upstream.Security
+	if sec == "" {
+		sec = "starttls"
+	}
+	d := r.Upstream.Addr + " " + sec
+	if r.Upstream.Username != "" {
+		d += " as " + r.Upstream.Username
+	}
+	if r.Upstream.CAFile != "" {
+		d += " trusting " + r.Upstream.CAFile
+	}
+	return d
+}
+
+// openRelay builds the relay custos.json configures (nil for none) and
+// registers its upstream with the vault: a new one is announced to
+// security and delivers nothing until approved.
+func openRelay(ctx context.Context, cfg Config, v *vault.Vault, logger *slog.Logger) (*relay.Relay, error) {
+	if !cfg.Relay.Enabled() {
+		return nil, nil
+	}
+	rcfg, err := cfg.relayConfig()
+	if err != nil {
+		return nil, err
+	}
+	rcfg.Logger = logger
+	if id := rcfg.Upstream.ID; id != "" {
+		ok, err := v.RegisterUpstream(ctx, id, cfg.Relay.describe())
+		if err != nil {
+			return nil, fmt.Errorf("relay upstream: %w", err)
+		}
+		if !ok {
+			logger.Warn("the relay's upstream awaits approval by security staff: nothing is sent until then", "upstream", id, "approve", "custos relay approve "+id)
+		}
+	}
+	return relay.New(v, rcfg), nil
+}
+
+// ListenRelay starts the relay's configured listeners (submission,
+// implicit-TLS submission, inbound); [Node.RelayAddrs] says where they
+// listen (":0" in custos.json picks a free port). Close stops them.
+func (n *Node) ListenRelay() error {
+	if n.Relay == nil {
+		return errors.New("node: no relay is configured (custos.json \"relay\")")
+	}
+	n.RelayAddrs = map[string]string{}
+	for _, l := range []struct {
+		field, addr string
+		serve       func(net.Listener) error
+	}{
+		{"listen", n.Config.Relay.Listen, n.Relay.ServeSubmission},
+		{"listen_tls", n.Config.Relay.ListenTLS, n.Relay.ServeSubmissionTLS},
+		{"inbound_listen", n.Config.Relay.InboundListen, n.Relay.ServeInbound},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("relay.%s: %w", l.field, err)
+		}
+		n.RelayAddrs[l.field] = ln.Addr().String()
+		n.relayWG.Go(func() {
+			if err := l.serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				n.logger.Error("relay listener stopped", "listener", l.field, "err", err)
+			}
+		})
+	}
+	return nil
 }

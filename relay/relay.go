@@ -83,6 +83,11 @@ type Config struct {
 // Upstream is the mail server the relay hands messages to: the vendor's
 // MTA or an ESP's SMTP endpoint.
 type Upstream struct {
+	// ID names this upstream to the vault ("up_…", see
+	// vault.RegisterUpstream): a digest of what identifies it, so a
+	// changed address, TLS mode, user or trust roots is a new upstream
+	// that security staff must approve before anything goes through it.
+	ID   string
 	Addr string // host:port
 	// Security is "starttls" (default: required, not opportunistic),
 	// "tls" (implicit TLS) or "none" (only for an upstream on loopback).

@@ -322,6 +322,7 @@ func newEnv(t testing.TB, adjust func(*Config)) *env {
 	if adjust != nil {
 		adjust(&cfg)
 	}
+	e.approveUpstream(t, &cfg.Upstream)
 	e.relay = New(e.vault, cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -339,6 +340,25 @@ func newEnv(t testing.TB, adjust func(*Config)) *env {
 		}
 	})
 	return e
+}
+
+// approveUpstream names u and has a security staff member approve it, as
+// a deployment does once (vault.RegisterUpstream).
+func (e *env) approveUpstream(t testing.TB, u *Upstream) {
+	t.Helper()
+	u.ID = custos.NewID(custos.PrefixUpstream)
+	if _, err := e.vault.RegisterUpstream(context.Background(), u.ID, "sink"); err != nil {
+		t.Fatal(err)
+	}
+	en, err := e.vault.CreatePrincipal(e.op, &custos.Principal{Kind: custos.KindStaffSecurity, Name: "sec", Owner: "sec", Identity: "sec@corp.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.approvers.Settle(t, en)
+	sec := enrolltest.As(t, e.vault, enrolltest.Key(t, e.vault, en.ID, custos.KeyRequest{ExpiresIn: "never"}), "192.0.2.3")
+	if err := e.vault.ApproveUpstream(sec, u.ID); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // newTenant creates a tenant whose admin enrolls from its mail, and a

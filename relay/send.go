@@ -68,6 +68,7 @@ func (r *Relay) send(ctx context.Context, tenant string, req *custos.SendRequest
 		msgID := id + "@" + r.cfg.Hostname // the Message-ID field
 		ds, err := r.v.Send(ctx, &vault.Outgoing{
 			Tenant:         tenant,
+			Upstream:       r.cfg.Upstream.ID,
 			List:           req.ListID,
 			MessageID:      id,
 			Template:       tpl.Digest(),
