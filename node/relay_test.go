@@ -39,7 +39,7 @@ type sinkSession struct {
 }
 
 func (ss *sinkSession) Mail(from string, _ *gosmtp.MailOptions) error { ss.from = from; return nil }
-func (ss *sinkSession) Rcpt(to string, _ *gosmtp.RcptOptions) error  { ss.to = to; return nil }
+func (ss *sinkSession) Rcpt(to string, _ *gosmtp.RcptOptions) error   { ss.to = to; return nil }
 func (ss *sinkSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
