@@ -46,7 +46,7 @@ func (m *Main) runRelayServe(ctx context.Context, args []string) error {
 
 // printRelayAddrs says where the relay listens.
 func printRelayAddrs(w io.Writer, n *node.Node) {
-	what := map[string]string{"listen": "submission (STARTTLS)", "listen_tls": "submission (implicit TLS)", "inbound_listen": "inbound trap and bounces"}
+	what := map[string]string{"listen": "submission", "listen_tls": "submission (implicit TLS)", "inbound_listen": "inbound trap and bounces"}
 	for _, f := range slices.Sorted(maps.Keys(n.RelayAddrs)) {
 		fmt.Fprintf(w, "relay %s on %s\n", what[f], n.RelayAddrs[f])
 	}
