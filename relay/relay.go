@@ -108,6 +108,8 @@ type Relay struct {
 	cfg    Config
 	logger *slog.Logger
 
+	sending *sendState // the upstream pool and the rate limits (send.go)
+
 	mu      sync.Mutex
 	closers []func() error
 }
@@ -148,7 +150,10 @@ func New(v Vault, cfg Config) *Relay {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Relay{v: v, cfg: cfg, logger: logger}
+	r := &Relay{v: v, cfg: cfg, logger: logger}
+	r.sending = &sendState{up: newUpstream(cfg.Upstream, cfg.Hostname), limits: newLimits(cfg.PerKey, cfg.PerTenant)}
+	r.onClose(r.sending.up.close)
+	return r
 }
 
 // onClose registers fn to run at Close, in reverse order of registration.

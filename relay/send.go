@@ -178,31 +178,11 @@ func limitKey(ctx context.Context) string {
 }
 
 // sendState is what sending keeps across calls: the upstream pool and
-// the rate limits. It lives beside the Relay (see state) because
-// relay.go's Relay has no field for it.
+// the rate limits, made by [New] and closed by [Relay.Close].
 type sendState struct {
 	up     *upstream
 	limits *limits
 }
 
-var sendStates sync.Map // *Relay → *sendState
-
-// state returns r's send state, creating it on first use; Close closes
-// its upstream connections.
-func (r *Relay) state() *sendState {
-	if s, ok := sendStates.Load(r); ok {
-		return s.(*sendState)
-	}
-	s, loaded := sendStates.LoadOrStore(r, &sendState{
-		up:     newUpstream(r.cfg.Upstream, r.cfg.Hostname),
-		limits: newLimits(r.cfg.PerKey, r.cfg.PerTenant),
-	})
-	st := s.(*sendState)
-	if !loaded {
-		r.onClose(func() error {
-			sendStates.Delete(r)
-			return st.up.close()
-		})
-	}
-	return st
-}
+// state returns r's send state.
+func (r *Relay) state() *sendState { return r.sending }
