@@ -49,9 +49,10 @@ type RelayConfig struct {
 		Timeout      string `json:"timeout,omitempty"` // Go duration, default 30s
 		Conns        int    `json:"conns,omitempty"`
 	} `json:"upstream,omitzero"`
-	MaxMessageBytes     int64   `json:"max_message_bytes,omitempty"`
-	PerKey              float64 `json:"per_key,omitempty"`    // recipients/s per key (default 200)
-	PerTenant           float64 `json:"per_tenant,omitempty"` // recipients/s per tenant (default 500)
+	MaxMessageBytes     int64   `json:"max_message_bytes,omitempty"`         // submitted (default 10 MiB)
+	InboundMaxBytes     int64   `json:"inbound_max_message_bytes,omitempty"` // to the trap and bounce domains (default 2 MiB)
+	PerKey              float64 `json:"per_key,omitempty"`                   // recipients/s per key (default 200)
+	PerTenant           float64 `json:"per_tenant,omitempty"`                // recipients/s per tenant (default 500)
 	AllowUnknownConsent bool    `json:"allow_unknown_consent,omitempty"`
 	InboundRate         float64 `json:"inbound_rate,omitempty"` // inbound messages/s per remote IP (default 10)
 }
@@ -100,7 +101,7 @@ func (c Config) relayConfig() (relay.Config, error) {
 		bad("upstream.security", "must be starttls, tls or none")
 	}
 	cfg := relay.Config{Hostname: r.Hostname, TokenDomain: strings.ToLower(r.TokenDomain), BounceDomain: strings.ToLower(r.BounceDomain),
-		CanaryDomains: c.Detection.CanaryDomains, MaxMessageBytes: r.MaxMessageBytes, PerKey: r.PerKey, PerTenant: r.PerTenant,
+		CanaryDomains: c.Detection.CanaryDomains, MaxMessageBytes: r.MaxMessageBytes, InboundMaxBytes: r.InboundMaxBytes, PerKey: r.PerKey, PerTenant: r.PerTenant,
 		AllowUnknownConsent: r.AllowUnknownConsent, InboundRate: r.InboundRate}
 	if len(cfg.CanaryDomains) == 0 {
 		cfg.CanaryDomains = []string{"example.net"} // vault.DefaultCanaryDomain

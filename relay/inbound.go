@@ -61,13 +61,13 @@ var (
 // detector raises the alert from that leaf); a VERP return path takes a
 // bounce or complaint, which [Vault.Suppress] records; anything else is
 // refused at RCPT. Messages are limited per remote IP (cfg.InboundRate a
-// second) and in size (cfg.MaxMessageBytes).
+// second) and in size (cfg.InboundMaxBytes).
 func (r *Relay) ServeInbound(ln net.Listener) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &inbound{r: r, base: ctx, limits: newIPLimiter(r.cfg.InboundRate, inboundMaxIPs)}
 	srv := smtp.NewServer(in)
 	srv.Domain = r.cfg.Hostname
-	srv.MaxMessageBytes = r.cfg.MaxMessageBytes
+	srv.MaxMessageBytes = r.cfg.InboundMaxBytes
 	srv.MaxRecipients = inboundMaxRecipients
 	srv.ReadTimeout = inboundReadTimeout
 	srv.WriteTimeout = inboundWriteTimeout
@@ -178,9 +178,9 @@ func (r *Relay) inboundDomain(domain string) bool {
 
 func (s *inboundSession) Data(body io.Reader) error {
 	r := s.in.r
-	raw, err := io.ReadAll(io.LimitReader(body, r.cfg.MaxMessageBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(body, r.cfg.InboundMaxBytes+1))
 	switch {
-	case errors.Is(err, smtp.ErrDataTooLarge) || int64(len(raw)) > r.cfg.MaxMessageBytes:
+	case errors.Is(err, smtp.ErrDataTooLarge) || int64(len(raw)) > r.cfg.InboundMaxBytes:
 		return errInboundTooLarge
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return errInboundLongLine

@@ -218,6 +218,9 @@ func (f *fakeInboundVault) Authenticate(context.Context, string) (*custos.Princi
 	return nil, nil, errFakeOnly
 }
 func (f *fakeInboundVault) AuthorizeSend(context.Context) error { return errFakeOnly }
+func (f *fakeInboundVault) RecordRefusals(context.Context, int, time.Time, time.Time) error {
+	return errFakeOnly
+}
 func (f *fakeInboundVault) CheckRecipient(context.Context, string, string, string, bool) (string, error) {
 	return "", errFakeOnly
 }
@@ -429,12 +432,12 @@ func TestInboundCanaryEvidence(t *testing.T) {
 	}
 }
 
-// TestInboundOversize: a message over MaxMessageBytes is refused 552 and
+// TestInboundOversize: a message over InboundMaxBytes is refused 552 and
 // nothing of it reaches the vault, whether the sender declares its size
 // or not; the session goes on.
 func TestInboundOversize(t *testing.T) {
 	f := newFakeInboundVault()
-	s := startInbound(t, f, Config{MaxMessageBytes: 4 << 10})
+	s := startInbound(t, f, Config{InboundMaxBytes: 4 << 10})
 	big := append(phish(t, fakeCanary), bytes.Repeat([]byte(strings.Repeat("x", 70)+"\n"), 100)...)
 	c := s.dial(t, "", "sender.test")
 	if got := replyCode(sendOn(c, "x@sender.test", []string{fakeCanary}, big)); got != "552 5.3.4" {

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/refusal"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -40,6 +41,7 @@ type Vault interface {
 	Inbound(ctx context.Context, rcpt string) (vault.InboundKind, error)
 	CanaryMail(ctx context.Context, rcpt string, ev *custos.TrapEvidence, raw []byte) (*custos.CanaryHit, error)
 	Suppress(ctx context.Context, returnPath, reason string) (string, error)
+	RecordRefusals(ctx context.Context, n int, first, last time.Time) error
 }
 
 var _ Vault = (*vault.Vault)(nil)
@@ -63,8 +65,12 @@ type Config struct {
 	// listener is their MX).
 	CanaryDomains []string
 	Upstream      Upstream
-	// MaxMessageBytes bounds a message (default 10 MiB), inbound too.
+	// MaxMessageBytes bounds a submitted message (default 10 MiB);
+	// InboundMaxBytes an inbound one (default 2 MiB: every message to a
+	// canary is kept as evidence, so a flood of large ones must not fill
+	// the disk; a phishing message is small).
 	MaxMessageBytes int64
+	InboundMaxBytes int64
 	// MaxRecipients bounds one SMTP message's recipients (default 1000).
 	MaxRecipients int
 	// PerKey and PerTenant limit recipients per second (with a burst of
@@ -109,6 +115,10 @@ type Relay struct {
 	logger *slog.Logger
 
 	sending *sendState // the upstream pool and the rate limits (send.go)
+	// refusals aggregates failed AUTHs per remote address into one entry
+	// per minute; failedAuth refuses AUTH to an address that keeps failing.
+	refusals   *refusal.Counter
+	failedAuth *failures
 
 	mu      sync.Mutex
 	closers []func() error
@@ -121,6 +131,9 @@ func New(v Vault, cfg Config) *Relay {
 	}
 	if cfg.MaxMessageBytes == 0 {
 		cfg.MaxMessageBytes = 10 << 20
+	}
+	if cfg.InboundMaxBytes == 0 {
+		cfg.InboundMaxBytes = 2 << 20
 	}
 	if cfg.MaxRecipients == 0 {
 		cfg.MaxRecipients = custos.MaxSendRecipients
@@ -153,6 +166,13 @@ func New(v Vault, cfg Config) *Relay {
 	r := &Relay{v: v, cfg: cfg, logger: logger}
 	r.sending = &sendState{up: newUpstream(cfg.Upstream, cfg.Hostname), limits: newLimits(cfg.PerKey, cfg.PerTenant)}
 	r.onClose(r.sending.up.close)
+	r.failedAuth = newFailures(maxAuthFailures, time.Minute, 4096)
+	r.refusals = refusal.New(time.Minute, func(ctx context.Context, n int, first, last time.Time) {
+		if err := v.RecordRefusals(ctx, n, first, last); err != nil {
+			logger.Error("record aggregated refusals", "count", n, "err", err)
+		}
+	})
+	r.onClose(func() error { r.refusals.Close(); return nil }) // runs after the listeners stop
 	return r
 }
 

@@ -547,6 +547,12 @@ func (l *lockedBuffer) String() string {
 // sendLeaves returns the contact.send leaves in the log, in order.
 func (e *env) sendLeaves(t testing.TB) []audit.Leaf {
 	t.Helper()
+	return e.leaves(t, custos.ActionSend)
+}
+
+// leaves returns the log's leaves of action, in order.
+func (e *env) leaves(t testing.TB, action custos.Action) []audit.Leaf {
+	t.Helper()
 	ctx := context.Background()
 	if err := e.stack.Log.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -561,7 +567,7 @@ func (e *env) sendLeaves(t testing.TB) []audit.Leaf {
 		if err := json.Unmarshal(s.Data, &l); err != nil {
 			t.Fatal(err)
 		}
-		if l.Action == string(custos.ActionSend) {
+		if l.Action == string(action) {
 			out = append(out, l)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/vault"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
@@ -83,14 +84,15 @@ func (r *Relay) serveSubmission(ln net.Listener) error {
 
 // SMTP replies. Every one carries an enhanced status code.
 var (
-	errNeedTLS      = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
-	errNeedAuth     = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
-	errAuthFailed   = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
-	errAuthNoSend   = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "This key may not send mail (it needs the send scope)"}
-	errAuthTempFail = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
-	errTempFail     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
-	errRateLimited  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: custos.RefuseRateLimited + ": sending rate exceeded, try again later"}
-	errNoRecipients = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	errNeedTLS       = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+	errNeedAuth      = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	errAuthFailed    = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	errAuthThrottled = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications from your address: retry later"}
+	errAuthNoSend    = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "This key may not send mail (it needs the send scope)"}
+	errAuthTempFail  = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
+	errTempFail      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
+	errRateLimited   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: custos.RefuseRateLimited + ": sending rate exceeded, try again later"}
+	errNoRecipients  = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 )
 
 // session is one SMTP submission connection.
@@ -143,12 +145,21 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // authenticate checks the API key and that it may send; the username is
 // ignored.
 func (s *session) authenticate(secret string) error {
-	ctx := custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: s.remote})
+	now := s.r.cfg.Now()
+	if s.r.failedAuth.blocked(s.remote, now) {
+		// No vault call, no entry of its own: counted with the source's
+		// other refusals.
+		s.r.refusals.Absorb("smtp:"+s.remote, &custos.Request{Source: s.remote})
+		return errAuthThrottled
+	}
+	anon := &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: s.remote}
+	ctx := vault.WithRefusals(custos.NewContext(context.Background(), anon), func() bool { return s.r.refusals.Absorb("smtp:"+s.remote, anon) })
 	p, k, err := s.r.v.Authenticate(ctx, secret)
 	if err != nil {
 		if custos.ErrorCode(err) == custos.EUNAVAILABLE {
 			return errAuthTempFail
 		}
+		s.r.failedAuth.add(s.remote, now)
 		return errAuthFailed
 	}
 	req := &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: s.remote, Principal: p, Key: k}

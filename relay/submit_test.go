@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -639,4 +640,68 @@ func FuzzSubmission(f *testing.F) {
 			t.Fatalf("%q without a key reached the upstream", in)
 		}
 	})
+}
+
+// TestSubmitAuthFlood: a flood of bad keys from one address is cut off
+// after maxAuthFailures a minute without a vault call per attempt, and its
+// refusals reach the log as one entry per address and minute, not one
+// each; a good key from another session is unaffected by the count of
+// an address that has not used it up.
+func TestSubmitAuthFlood(t *testing.T) {
+	e := newEnv(t, nil)
+	bad := custos.NewAPIKeySecret()
+	const tries = 3 * maxAuthFailures
+	var refused, throttled int
+	for range tries {
+		c := e.dial(t)
+		err := c.Auth(sasl.NewPlainClient("", "pipeline", bad))
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se) && se.Code == 535:
+			refused++
+		case errors.As(err, &se) && se.Code == 454:
+			throttled++
+		default:
+			t.Fatalf("AUTH with a bad key: %v", err)
+		}
+		c.Close()
+	}
+	if refused != maxAuthFailures || throttled != tries-maxAuthFailures {
+		t.Errorf("%d refused and %d throttled, want %d and %d", refused, throttled, maxAuthFailures, tries-maxAuthFailures)
+	}
+	if err := e.relay.Close(); err != nil { // flushes the aggregated refusals
+		t.Fatal(err)
+	}
+	var n int
+	ls := e.leaves(t, custos.ActionAuthenticate)
+	for _, l := range ls {
+		n += max(l.Count, 1)
+	}
+	if len(ls) > 2 || n != tries {
+		t.Errorf("%d authenticate entries counting %d refusals, want at most 2 counting %d", len(ls), n, tries)
+	}
+}
+
+func TestFailuresWindow(t *testing.T) {
+	f := newFailures(2, time.Minute, 2)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.add("a", t0)
+	if f.blocked("a", t0) {
+		t.Error("blocked after one failure of two")
+	}
+	f.add("a", t0.Add(time.Second))
+	if !f.blocked("a", t0.Add(2*time.Second)) {
+		t.Error("not blocked after two failures")
+	}
+	if f.blocked("a", t0.Add(time.Minute)) {
+		t.Error("still blocked in the next window")
+	}
+	f.add("b", t0)
+	f.add("c", t0.Add(time.Second)) // the map is full: the oldest window goes
+	if len(f.m) > 2 {
+		t.Errorf("%d windows kept, want at most 2", len(f.m))
+	}
+	if _, ok := f.m["c"]; !ok {
+		t.Error("the newest window was dropped")
+	}
 }

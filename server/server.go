@@ -27,6 +27,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/refusal"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -91,7 +92,7 @@ type Server struct {
 
 	sources  *limiters // anonymous requests by source IP
 	keys     *limiters // authenticated requests by key
-	refusals *refusals
+	refusals *refusal.Counter
 	conns    *connCap
 }
 
@@ -129,7 +130,7 @@ func New(cfg Config) *Server {
 	setDefault(&cfg.MinBodyRate, DefaultMinBodyRate)
 	s := &Server{cfg: cfg, vault: cfg.Vault, log: cfg.Log, logger: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
 		sources: newLimiters(cfg.SourceRate, cfg.SourceBurst), keys: newLimiters(cfg.KeyRate, cfg.KeyBurst)}
-	s.refusals = newRefusals(cfg.RefusalWindow, func(ctx context.Context, n int, first, last time.Time) {
+	s.refusals = refusal.New(cfg.RefusalWindow, func(ctx context.Context, n int, first, last time.Time) {
 		if err := s.vault.RecordRefusals(ctx, n, first, last); err != nil {
 			s.logger.Error("record aggregated refusals", "count", n, "err", err)
 		}
@@ -149,7 +150,7 @@ func setDefault[T comparable](v *T, def T) {
 // Close records the refusals still being counted. Call it after the
 // http.Server has shut down and before the log closes.
 func (s *Server) Close() error {
-	s.refusals.close()
+	s.refusals.Close()
 	return nil
 }
 
@@ -185,11 +186,11 @@ var unlimited = map[string]bool{"GET /healthz": true, "GET /metrics": true}
 
 // admit is every route's edge: rate limits, authentication, and the one
 // identifier check of the path. Anonymous refusals are counted per source
-// ([refusals]); the rest are recorded as usual.
+// ([refusal.Counter]); the rest are recorded as usual.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, action custos.Action, auth bool, ids []pathID) (*http.Request, error) {
 	req := custos.RequestFromContext(r.Context())
 	source := "ip:" + req.Source
-	r = r.WithContext(vault.WithRefusals(r.Context(), func() bool { return s.refusals.absorb(source, req) }))
+	r = r.WithContext(vault.WithRefusals(r.Context(), func() bool { return s.refusals.Absorb(source, req) }))
 	credentials := auth && hasCredentials(r)
 	if !credentials && !unlimited[r.Pattern] {
 		if ok, wait := s.sources.allow(req.Source); !ok {
@@ -217,7 +218,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, action custos.Act
 	if k := custos.RequestFromContext(r.Context()).Key; k != nil {
 		if ok, wait := s.keys.allow(k.ID); !ok {
 			err := tooMany(w, wait)
-			if s.refusals.absorb("key:"+k.ID, custos.RequestFromContext(r.Context())) {
+			if s.refusals.Absorb("key:"+k.ID, custos.RequestFromContext(r.Context())) {
 				return r, err
 			}
 			return r, s.reject(r, action, err)
