@@ -312,51 +312,62 @@ func BenchmarkRelayHTTPSend(b *testing.B) {
 }
 
 // BenchmarkSMTPLatency: latencySessions concurrent SMTP sessions, each
-// sending single-recipient messages one after another, through the relay
-// (with its upstream pool at 64 connections, and at the default 16) and
-// straight to the sink over 64 connections. Per message, the time from
-// MAIL to DATA's answer; the difference between the relay's and the
-// direct percentiles is what the relay adds. One op is one message.
+// sending single-recipient messages, through the relay (with its upstream
+// pool at 64 connections, and at the default 16) and straight to the
+// sink over 64 connections. Per message, the time from MAIL to DATA's
+// answer; the difference between the relay's and the direct percentiles
+// is what the relay adds. "unpaced": every session sends its next
+// message as soon as the last is answered (the machine saturated);
+// "rate=N": the sessions together start N messages a second, each
+// session on its own schedule. One op is one message.
 func BenchmarkSMTPLatency(b *testing.B) {
-	b.Run("direct", func(b *testing.B) {
-		p := newPKI(b)
-		s := startSink(b, p, sinkSTARTTLS)
-		to, msgs := renderedMessages(b)
-		clients := make([]*smtp.Client, latencySessions)
-		for i := range clients {
-			clients[i] = dialSink(b, p, s)
+	for _, rate := range []int{0, 400, 100} {
+		pace := "unpaced"
+		if rate > 0 {
+			pace = fmt.Sprintf("rate=%d", rate)
 		}
-		latencyRun(b, clients, func(c *smtp.Client, i int) error {
-			j := i % len(msgs)
-			err := sendDirect(c, "bounce+x@"+bounceDomain, to[j], msgs[j])
-			if i%benchBatch == 0 {
-				drainSinkCount(s)
-			}
-			return err
-		})
-	})
-	for _, conns := range []int{latencySessions, 16} {
-		b.Run(fmt.Sprintf("relay/conns=%d", conns), func(b *testing.B) {
-			e, key, tokens := benchEnv(b, conns)
+		b.Run("direct/"+pace, func(b *testing.B) {
+			p := newPKI(b)
+			s := startSink(b, p, sinkSTARTTLS)
+			to, msgs := renderedMessages(b)
 			clients := make([]*smtp.Client, latencySessions)
 			for i := range clients {
-				clients[i] = e.login(b, key)
+				clients[i] = dialSink(b, p, s)
 			}
-			latencyRun(b, clients, func(c *smtp.Client, i int) error {
-				err := submitBench(c, benchTemplate, []string{rcpt(tokens[i%len(tokens)])})
+			latencyRun(b, clients, rate, func(c *smtp.Client, i int) error {
+				j := i % len(msgs)
+				err := sendDirect(c, "bounce+x@"+bounceDomain, to[j], msgs[j])
 				if i%benchBatch == 0 {
-					drainSinkCount(e.sink)
+					drainSinkCount(s)
 				}
 				return err
 			})
 		})
+		for _, conns := range []int{latencySessions, 16} {
+			b.Run(fmt.Sprintf("relay/conns=%d/%s", conns, pace), func(b *testing.B) {
+				e, key, tokens := benchEnv(b, conns)
+				clients := make([]*smtp.Client, latencySessions)
+				for i := range clients {
+					clients[i] = e.login(b, key)
+				}
+				latencyRun(b, clients, rate, func(c *smtp.Client, i int) error {
+					err := submitBench(c, benchTemplate, []string{rcpt(tokens[i%len(tokens)])})
+					if i%benchBatch == 0 {
+						drainSinkCount(e.sink)
+					}
+					return err
+				})
+			})
+		}
 	}
 }
 
 // latencyRun sends b.N messages over clients, one session per client,
 // each message by send(client, i), and reports the per-message p50 and
-// p99 and the messages per second.
-func latencyRun(b *testing.B, clients []*smtp.Client, send func(*smtp.Client, int) error) {
+// p99 and the messages per second. With rate > 0 each session starts a
+// message every len(clients)/rate seconds (at once when it is behind),
+// the sessions' schedules spread over one interval.
+func latencyRun(b *testing.B, clients []*smtp.Client, rate int, send func(*smtp.Client, int) error) {
 	b.Helper()
 	lats := make([]time.Duration, b.N)
 	var next atomic.Int64
@@ -364,9 +375,18 @@ func latencyRun(b *testing.B, clients []*smtp.Client, send func(*smtp.Client, in
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for _, c := range clients {
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(len(clients)) / float64(rate))
+	}
+	for k, c := range clients {
 		wg.Go(func() {
+			due := start.Add(interval * time.Duration(k) / time.Duration(len(clients)))
 			for {
+				if interval > 0 {
+					time.Sleep(time.Until(due))
+					due = due.Add(interval)
+				}
 				i := int(next.Add(1) - 1)
 				if i >= b.N {
 					return
