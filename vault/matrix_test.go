@@ -402,7 +402,64 @@ var matrix = []struct {
 			_, err := w.f.vault.RevokeKeys(w.op, []string{custos.RequestFromContext(w.staff).Key.ID})
 			ok(t, "operator revoking", err)
 		}},
-	{"change the configuration (sinks, rules, relay)", "whoever runs the server", "none inside custos: its hash is logged at every start", "security",
+	{"send mail to contact tokens (the relay)", "a service or tenant admin key with the send scope, its own tenant (one list with send:ls_…)", "none per message: one leaf per recipient; canaries never delivered; detection of new lists, cross-tenant templates and volume spikes", "— (the tenant's log)",
+		func(t *testing.T, w *world) {
+			up := w.upstream(t)
+			for name, ctx := range map[string]context.Context{"operator": w.op, "security": w.ivy, "support staff": w.staff} {
+				_, err := w.f.vault.Send(ctx, w.outgoing(up))
+				refused(t, name+" sending", err)
+			}
+		},
+		func(t *testing.T, w *world) {
+			up := w.upstream(t)
+			w.mark(t)
+			ds, err := w.f.vault.Send(w.admin, w.outgoing(up))
+			ok(t, "the tenant's admin sending", err)
+			if ds[0].To != w.contact.Email {
+				t.Fatalf("delivery %+v", ds[0])
+			}
+		}},
+	{"point the relay at a new upstream", "whoever runs the server (custos.json)", "a security staff member approves it before any recipient is resolved for it", "security",
+		func(t *testing.T, w *world) {
+			up := custos.NewID(custos.PrefixUpstream)
+			if _, err := w.f.vault.RegisterUpstream(context.Background(), up, "198.51.100.9:25 none"); err != nil {
+				t.Fatal(err)
+			}
+			for name, ctx := range map[string]context.Context{"operator": w.op, "second operator": w.otto, "tenant admin": w.admin} {
+				refused(t, name+" approving", w.f.vault.ApproveUpstream(ctx, up))
+			}
+			if _, err := w.f.vault.Send(w.admin, w.outgoing(up)); custos.ErrorCode(err) != custos.EUNAVAILABLE {
+				t.Fatalf("send through an unapproved upstream: %v", err)
+			}
+		},
+		func(t *testing.T, w *world) {
+			up := custos.NewID(custos.PrefixUpstream)
+			if _, err := w.f.vault.RegisterUpstream(context.Background(), up, "198.51.100.9:25 none"); err != nil {
+				t.Fatal(err)
+			}
+			w.mark(t)
+			ok(t, "security approving", w.f.vault.ApproveUpstream(w.ivy, up))
+			_, err := w.f.vault.Send(w.admin, w.outgoing(up))
+			ok(t, "send after approval", err)
+		}},
+	{"read trapped evidence", "security", "none: recorded", "— (the log)",
+		func(t *testing.T, w *world) {
+			id := w.trap(t)
+			for name, ctx := range map[string]context.Context{"operator": w.op, "tenant admin": w.admin, "support staff": w.staff} {
+				_, _, err := w.f.vault.Evidence(ctx, id)
+				refused(t, name+" reading evidence", err)
+			}
+		},
+		func(t *testing.T, w *world) {
+			id := w.trap(t)
+			w.mark(t)
+			_, _, err := w.f.vault.Evidence(w.ivy, id)
+			ok(t, "security reading evidence", err)
+			if l := lastLeaf(t, w.f, custos.ActionEvidenceRead); !strings.Contains(l, id) {
+				t.Fatalf("evidence read not recorded: %s", l)
+			}
+		}},
+	{"change the configuration (sinks, rules, relay)", "whoever runs the server", "none inside custos: its hash is logged at every start (the relay's upstream: see the row above)", "security",
 		func(t *testing.T, w *world) {
 			ok(t, "record", w.f.vault.RecordConfig(context.Background(), "0123abcd"))
 			if l := lastLeaf(t, w.f, custos.ActionConfigLoaded); !strings.Contains(l, "0123abcd") {
@@ -412,6 +469,41 @@ var matrix = []struct {
 		func(t *testing.T, w *world) {
 			ok(t, "record", w.f.vault.RecordConfig(context.Background(), "0123abcd"))
 		}},
+}
+
+// upstream registers a relay upstream and has security approve it.
+func (w *world) upstream(t *testing.T) string {
+	t.Helper()
+	up := custos.NewID(custos.PrefixUpstream)
+	if _, err := w.f.vault.RegisterUpstream(context.Background(), up, "mta.vendor.test:587 starttls"); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, "approve upstream", w.f.vault.ApproveUpstream(w.ben, up))
+	return up
+}
+
+// outgoing is a message to the world's contact through upstream up.
+func (w *world) outgoing(up string) *vault.Outgoing {
+	return &vault.Outgoing{Tenant: w.tenant, Upstream: up, Tokens: []string{w.contact.Token}, Render: render}
+}
+
+// trap has mail reach a canary of an export of the world's list and
+// returns the evidence id.
+func (w *world) trap(t *testing.T) string {
+	t.Helper()
+	var canary string
+	err := w.f.vault.Export(w.admin, w.tenant, w.list, "csv", func(c *custos.Contact) error {
+		if k, _ := w.f.vault.Inbound(context.Background(), c.Email); k == vault.InboundCanary {
+			canary = c.Email
+		}
+		return nil
+	})
+	ok(t, "export", err)
+	ev := &custos.TrapEvidence{ID: custos.NewID(custos.PrefixEvidence), RemoteIP: "198.51.100.7", HELO: "bad.test", MailFrom: "x@bad.test"}
+	if _, err := w.f.vault.CanaryMail(context.Background(), canary, ev, []byte("Subject: hi\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	return ev.ID
 }
 
 // TestNoSinglePersonMatrix runs every row of the matrix in docs/design.md:

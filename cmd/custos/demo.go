@@ -19,6 +19,7 @@ import (
 	"github.com/custos-dev/custos/ingest"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/vault"
 )
 
 // runDemo walks a newcomer through custos in a temporary data directory:
@@ -59,6 +60,8 @@ func (m *Main) runDemo(ctx context.Context, args []string) (err error) {
 	say("custos init: a data directory with a key-encryption key, a log signing key and the first operator")
 	opKey := must(initDataDir(ctx, cfg, "ops-lead@vendor.example"))
 	cfg = must(reloadConfig(cfg))
+	// The relay's inbound listener: the MX of the canary domain, the trap.
+	cfg.Relay.InboundListen = "127.0.0.1:0"
 	note("data directory %s; operator key %s", dir, custos.APIKeyHint(opKey))
 
 	// The security team's webhook receiver: alerts arrive signed as
@@ -233,6 +236,11 @@ func (m *Main) runDemo(ctx context.Context, args []string) (err error) {
 
 	d.srv, d.keyFor, d.staff, d.staffID, d.hook, d.notified = srv, keyFor, staff, staffID, hook, notified
 	check(d.incident(ctx, adminOf[tenants[1].id], tenants[1].id, tenants[1].list, tenants[2].id, tenants[2].list))
+	canaryDomains := cfg.Detection.CanaryDomains
+	if len(canaryDomains) == 0 {
+		canaryDomains = []string{vault.DefaultCanaryDomain}
+	}
+	check(d.phish(ctx, export.Bytes(), srv.RelayAddrs["inbound_listen"], canaryDomains))
 
 	say("the audit log: a signed checkpoint and the newest entries (no personal data in them)")
 	cp := must(srv.Log.SignCheckpoint(ctx))

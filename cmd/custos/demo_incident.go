@@ -5,15 +5,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/client"
@@ -79,6 +84,7 @@ type demoRun struct {
 	keyFor   func(kind custos.Kind, tenant, name string, scopes ...custos.Scope) string
 	staff    *client.Client
 	staffID  string
+	sec      *client.Client // security staff, from the incident on
 	hook     *hookReceiver
 	say      func(string, ...any)
 	note     func(string, ...any)
@@ -105,6 +111,7 @@ func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, glob
 	leaked := d.keyFor(custos.KindService, initechID, "initech-crm-sync", custos.ScopeTokensRead)
 	secKey := d.keyFor(custos.KindStaffSecurity, "", "security-oncall")
 	sec := newClient(srv.URL, secKey)
+	d.sec = sec
 	detected := func() {
 		for range 300 {
 			srv.Log.Sync(ctx)
@@ -172,4 +179,132 @@ func (d *demoRun) incident(ctx context.Context, globexAdmin *client.Client, glob
 	note("security acknowledges %s and lifts Globex's freeze, with a reason (both audited)", a.ID)
 	d.notified()
 	return nil
+}
+
+// phish replays what happens to a leaked export: a phisher mails every
+// address in it. Its mailer hands each domain's mail to that domain's
+// mail server; the canary domain's is custos's inbound listener, the
+// trap. The alert that fires names the export and who made it.
+func (d *demoRun) phish(ctx context.Context, export []byte, inbound string, canaryDomains []string) error {
+	srv, say, note := d.srv, d.say, d.note
+	say("the Acme export leaks: a phisher mails every address in it, and the canaries in it reach custos's inbound trap")
+	rows, err := csv.NewReader(bytes.NewReader(export)).ReadAll()
+	if err != nil || len(rows) < 2 {
+		return fmt.Errorf("demo: the export does not read as CSV: %v", err)
+	}
+	col := slices.Index(rows[0], "email")
+	if col < 0 {
+		return errors.New("demo: the export has no email column")
+	}
+	byDomain := map[string][]string{}
+	for _, row := range rows[1:] {
+		if at := strings.LastIndexByte(row[col], '@'); at > 0 {
+			dom := strings.ToLower(row[col][at+1:])
+			byDomain[dom] = append(byDomain[dom], row[col])
+		}
+	}
+	var trapped []string
+	for _, dom := range canaryDomains {
+		trapped = append(trapped, byDomain[dom]...)
+	}
+	if len(trapped) == 0 {
+		return errors.New("demo: the export holds no canary address")
+	}
+	note("%d addresses in %d domains; the %d at the canary domain go to its mail server, custos's inbound listener on %s, which answers \"250 OK\" as any would (the other domains' servers are elsewhere: not part of this demo)",
+		len(rows)-1, len(byDomain), len(trapped), inbound)
+	start := time.Now()
+	for batch := range slices.Chunk(trapped, 40) { // the listener takes 50 recipients a message
+		if err := phishMail(inbound, batch); err != nil {
+			return fmt.Errorf("demo: the phisher's mail to the canary domain: %w", err)
+		}
+	}
+
+	var alerts []*custos.Alert
+	for range 300 {
+		srv.Log.Sync(ctx)
+		alerts = alerts[:0]
+		for al, err := range d.sec.Alerts(ctx, custos.AlertOpen) {
+			check(err)
+			if al.RuleID == "canary-mail" {
+				alerts = append(alerts, al)
+			}
+		}
+		if len(alerts) > 0 && srv.Detector.Next() >= srv.Log.Size() {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(alerts) == 0 {
+		return errors.New("demo: mail to the canaries raised no alert")
+	}
+	d.notified()
+	note("the trap fired %s after the mail: %d canary-mail alert(s)", time.Since(start).Round(time.Millisecond), len(alerts))
+	var evidence string
+	for _, a := range alerts {
+		note("alert %s [%s] %s", a.ID, a.Severity, a.Title)
+		for _, i := range a.Evidence {
+			var l struct {
+				Detail string `json:"detail"`
+			}
+			json.Unmarshal(must(srv.Log.Entry(ctx, i)), &l)
+			note("  #%d %s", i, l.Detail)
+			if evidence == "" && strings.Contains(l.Detail, "export canary") {
+				evidence = evidenceRE.FindString(l.Detail)
+			}
+		}
+	}
+	exported := false
+	for _, a := range trapped {
+		t := must(d.sec.Trace(ctx, a))
+		if t.Kind == custos.TraceExport {
+			exported = true
+			note("custos trace on one of them: the export of list %s (tenant %s) made by %s with key %s at %s, request %s",
+				t.ListID, t.TenantID, t.Principal, t.KeyID, t.ExportedAt.Format(time.TimeOnly), t.RequestID)
+			break
+		}
+	}
+	if !exported || evidence == "" {
+		return errors.New("demo: the trap did not attribute the mail to the export")
+	}
+	ev := must(d.sec.Evidence(ctx, evidence))
+	note("custos evidence %s (security reads what the trap kept; the raw %d-byte message only with --raw FILE):", evidence, len(ev.Raw))
+	for _, line := range strings.Split(evidenceText(&ev.Evidence), "\n") {
+		note("  │ %s", line)
+	}
+	return nil
+}
+
+var evidenceRE = regexp.MustCompile(`\bev_[a-z0-9]+`)
+
+// phishMail is the phisher's mailer: one message to rcpts through the
+// mail server at addr.
+func phishMail(addr string, rcpts []string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("mx1.bulk-sender.example"); err != nil {
+		return err
+	}
+	if err := c.Mail("billing@acme-shoes-refunds.example", nil); err != nil {
+		return err
+	}
+	for _, r := range rcpts {
+		if err := c.Rcpt(r, nil); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Received: from laptop.bulk-sender.example (unknown [203.0.113.7])\r\n\tby mx1.bulk-sender.example; %s\r\n"+
+		"From: Acme Shoes <billing@acme-shoes-refunds.example>\r\nTo: undisclosed-recipients:;\r\nSubject: Your refund is waiting\r\n"+
+		"Date: %s\r\nMessage-ID: <%d@bulk-sender.example>\r\n\r\nConfirm your card to receive your refund: http://acme-shoes-refunds.example/r\r\n",
+		time.Now().Format(time.RFC1123Z), time.Now().Format(time.RFC1123Z), time.Now().UnixNano())
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
 }

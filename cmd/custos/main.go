@@ -176,7 +176,14 @@ func init() {
 			{name: "freeze", summary: "freeze a tenant's exports and reveals", run: containSet("freeze", "TENANT")},
 			{name: "unfreeze", summary: "lift a tenant's freeze", run: containSet("unfreeze", "TENANT")},
 		}},
-		{name: "trace", summary: "is an address found outside a canary? whose export or list?", run: (*Main).runTrace},
+		{name: "trace", summary: "is an address (or a saved message's recipients) a canary? whose export or list?", run: (*Main).runTrace},
+		{name: "evidence", summary: "security: a message the canary trap kept (--raw FILE writes it)", run: (*Main).runEvidence},
+		{name: "send", summary: "send one message to contact tokens through the relay (exit 3 if any were not sent)", run: (*Main).runSend},
+		{name: "relay", summary: "the egress relay and the inbound canary trap", subs: []*command{
+			{name: "serve", summary: "serve only the relay's SMTP listeners (no HTTP API)", run: (*Main).runRelayServe},
+			{name: "upstreams", summary: "security: list the relay's upstream mail servers", run: (*Main).runRelayUpstreams},
+			{name: "approve", summary: "security: approve an upstream; the relay sends nothing through it before", run: (*Main).runRelayApprove},
+		}},
 	}
 }
 
@@ -200,7 +207,8 @@ Client commands talk to a server: --server URL (env CUSTOS_SERVER, default
 http://127.0.0.1:8750) and --key cst_… (env CUSTOS_KEY); --json prints JSON.
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 partly done (an import with
-refused rows), 4 server unreachable (audit pull: nothing proved wrong; retry).
+refused rows, a send with refused or deferred recipients), 4 server
+unreachable (audit pull: nothing proved wrong; retry).
 
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
 CUSTOS_SERVER, CUSTOS_KEY, CUSTOS_LOG_KEY. Every command: docs/cli.md.

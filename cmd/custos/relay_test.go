@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/custos-dev/custos/node"
+)
+
+// upstreamMTA is a real SMTP server on loopback standing in for the
+// vendor's mail server: it keeps the recipients it was handed.
+type upstreamMTA struct {
+	mu    sync.Mutex
+	rcpts []string
+}
+
+func (u *upstreamMTA) NewSession(*smtp.Conn) (smtp.Session, error) { return &mtaSession{u: u}, nil }
+
+type mtaSession struct {
+	u     *upstreamMTA
+	rcpts []string
+}
+
+func (s *mtaSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *mtaSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+func (s *mtaSession) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	s.u.mu.Lock()
+	s.u.rcpts = append(s.u.rcpts, s.rcpts...)
+	s.u.mu.Unlock()
+	return nil
+}
+func (s *mtaSession) Reset()        { s.rcpts = nil }
+func (s *mtaSession) Logout() error { return nil }
+
+// servedRelay is served with a relay: the upstream mail server mta, the
+// inbound trap on loopback.
+func servedRelay(t *testing.T, mta *upstreamMTA) (*cli, *node.Node) {
+	t.Helper()
+	s := smtp.NewServer(mta)
+	s.Addr, s.Domain, s.AllowInsecureAuth = "127.0.0.1:0", "mta.test", true
+	ln, err := netListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+
+	c := initialised(t)
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Addr = c.dir, "127.0.0.1:0"
+	if cfg, err = reloadConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r := &cfg.Relay
+	r.InboundListen, r.TokenDomain, r.BounceDomain = "127.0.0.1:0", "send.vendor.test", "bounce.vendor.test"
+	r.Upstream.Addr, r.Upstream.Security = ln.Addr().String(), "none"
+	r.AllowUnknownConsent = true // contacts added by hand have no consent recorded
+	srv, err := NewMain().startServer(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv.URL, c.op
+	return c, srv
+}
+
+// TestSendCLI: a send waits for security to approve the upstream; then
+// recipients are sent, and one that is not a token of the tenant makes
+// the exit code 3 (partly done).
+func TestSendCLI(t *testing.T) {
+	mta := &upstreamMTA{}
+	c, _ := servedRelay(t, mta)
+	tenant, adminKey := c.tenant("Acme")
+	_, secKey := c.principal("staff_security", "", "sec", "sec")
+	list := idRE("ls").FindString(c.mustAs(adminKey, "list", "create", "--tenant", tenant, "news"))
+	var tokens []string
+	for _, e := range []string{"jo@example.test", "al@example.test"} {
+		tokens = append(tokens, idRE("ct").FindString(c.mustAs(adminKey, "contact", "add", "--tenant", tenant, "--list", list, e)))
+	}
+	dir := t.TempDir()
+	body, toFile := filepath.Join(dir, "body.txt"), filepath.Join(dir, "to.txt")
+	os.WriteFile(body, []byte("Hello {{email}}\n"), 0o600)
+	os.WriteFile(toFile, []byte("# the campaign\n"+tokens[1]+"\n\n"), 0o600)
+	send := []string{"send", "--tenant", tenant, "--list", list, "--from", "news@acme.test", "--subject", "Hi", "--text", body, "--to-file", toFile, tokens[0]}
+
+	if out, err := c.runAs(adminKey, send...); err == nil || !strings.Contains(out+err.Error(), "awaits approval") {
+		t.Fatalf("send before the upstream was approved: %v\n%s", err, out)
+	}
+	if _, err := c.runAs(adminKey, "relay", "approve", "up_aaaaaaaaaaaaaaaaaaaaaaaaaa"); err == nil {
+		t.Fatal("a tenant admin approved an upstream")
+	}
+	ups := c.mustAs(secKey, "relay", "upstreams")
+	up := idRE("up").FindString(ups)
+	if up == "" || !strings.Contains(ups, "none") {
+		t.Fatalf("relay upstreams:\n%s", ups)
+	}
+	c.mustAs(secKey, "relay", "approve", up)
+	out := c.mustAs(adminKey, send...)
+	if strings.Count(out, " sent ") != 2 || !strings.Contains(out, "2 sent, 0 refused, 0 deferred") {
+		t.Fatalf("send after approval:\n%s", out)
+	}
+	if len(mta.rcpts) != 2 {
+		t.Fatalf("the upstream got %d recipients, want 2", len(mta.rcpts))
+	}
+
+	// An address where a token belongs: refused, exit 3.
+	var stdout, stderr strings.Builder
+	c.env["CUSTOS_KEY"] = adminKey
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return c.env[k] }}
+	code := m.Exec(context.Background(), []string{"send", "--tenant", tenant, "--from", "news@acme.test", "--text", body, "--json", tokens[0], "jo@example.test"})
+	if code != exitPartial || !strings.Contains(stderr.String(), "1 of 2 recipients were not sent") {
+		t.Fatalf("send with a refused recipient: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	var res struct {
+		Items []struct {
+			Recipients []struct{ Token, Status, Reason string }
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil || len(res.Items) != 1 || res.Items[0].Recipients[1].Reason != "not_a_token" {
+		t.Fatalf("send --json: %v\n%s", err, stdout.String())
+	}
+}
+
+// TestTrapCLI: mail to a canary of an export is trapped; security traces
+// the saved message to the export and its maker, and reads the evidence,
+// the raw message only into a new 0600 file.
+func TestTrapCLI(t *testing.T) {
+	c, srv := servedRelay(t, &upstreamMTA{})
+	tenant, adminKey := c.tenant("Acme")
+	adminID := ""
+	_, secKey := c.principal("staff_security", "", "sec", "sec")
+	list := idRE("ls").FindString(c.mustAs(adminKey, "list", "create", "--tenant", tenant, "news"))
+	c.mustAs(adminKey, "contact", "add", "--tenant", tenant, "--list", list, "jo@example.test")
+	dir := t.TempDir()
+	export := filepath.Join(dir, "export.csv")
+	c.mustAs(adminKey, "export", "--tenant", tenant, "--list", list, "--out", export)
+	f, _ := os.Open(export)
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var canaries []string
+	for _, row := range rows[1:] {
+		for _, v := range row {
+			if strings.HasSuffix(v, "@example.net") {
+				canaries = append(canaries, v)
+			}
+		}
+	}
+	if len(canaries) == 0 {
+		t.Fatal("the export holds no canary")
+	}
+	for p, err := range newClient(srv.URL, c.op).Principals(context.Background()) {
+		if err == nil && p.Kind == "tenant_admin" {
+			adminID = p.ID
+		}
+	}
+	if err := phishMail(srv.RelayAddrs["inbound_listen"], canaries); err != nil {
+		t.Fatal(err)
+	}
+
+	// The saved message, as a recipient's mailbox would hold it.
+	eml := filepath.Join(dir, "phish.eml")
+	os.WriteFile(eml, []byte("Delivered-To: "+canaries[0]+"\r\nTo: "+strings.Join(canaries, ", ")+", someone@corp.test\r\nFrom: x@phish.test\r\nSubject: refund\r\n\r\nbody\r\n"), 0o600)
+	out := c.mustAs(secKey, "trace", "--message", eml)
+	if !strings.Contains(out, "a canary of the export of list "+list) || !strings.Contains(out, "made by "+adminID) ||
+		!strings.Contains(out, "not a custos canary") || strings.Contains(out, "someone@corp.test") || !strings.Contains(out, "subject:     refund") {
+		t.Fatalf("trace --message:\n%s", out)
+	}
+	if _, err := c.runAs(adminKey, "trace", "--message", eml); err == nil {
+		t.Fatal("a tenant admin traced a message")
+	}
+
+	// The evidence id is in the canary.mail entry.
+	srv.Log.Sync(context.Background())
+	ev := ""
+	for i := srv.Log.Size(); i > 0 && ev == ""; i-- {
+		data, err := srv.Log.Entry(context.Background(), i-1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l struct{ Action, Detail string }
+		json.Unmarshal(data, &l)
+		if l.Action == "canary.mail" {
+			ev = evidenceRE.FindString(l.Detail)
+		}
+	}
+	if ev == "" {
+		t.Fatal("no canary.mail entry")
+	}
+	if _, err := c.runAs(adminKey, "evidence", ev); err == nil {
+		t.Fatal("a tenant admin read trapped evidence")
+	}
+	out = c.mustAs(secKey, "evidence", ev)
+	if !strings.Contains(out, "subject:     Your refund is waiting") || !strings.Contains(out, "helo:        mx1.bulk-sender.example") || strings.Contains(out, "Confirm your card") {
+		t.Fatalf("evidence:\n%s", out)
+	}
+	raw := filepath.Join(dir, "trapped.eml")
+	c.mustAs(secKey, "evidence", "--raw", raw, ev)
+	st, err := os.Stat(raw)
+	b, _ := os.ReadFile(raw)
+	if err != nil || st.Mode().Perm() != 0o600 || !strings.Contains(string(b), "Confirm your card") {
+		t.Fatalf("--raw: %v %v\n%s", err, st.Mode(), b)
+	}
+	if _, err := c.runAs(secKey, "evidence", "--raw", raw, ev); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("--raw over an existing file: %v", err)
+	}
+}
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -1,0 +1,189 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/smtp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/enrolltest"
+	"github.com/custos-dev/custos/node"
+)
+
+// sink is the upstream mail server: a go-smtp server that keeps what
+// arrives.
+type sink struct {
+	mu   sync.Mutex
+	msgs []sunk
+}
+
+type sunk struct {
+	from, to string
+	data     []byte
+}
+
+func (s *sink) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return &sinkSession{s: s}, nil }
+
+type sinkSession struct {
+	s        *sink
+	from, to string
+}
+
+func (ss *sinkSession) Mail(from string, _ *gosmtp.MailOptions) error { ss.from = from; return nil }
+func (ss *sinkSession) Rcpt(to string, _ *gosmtp.RcptOptions) error   { ss.to = to; return nil }
+func (ss *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	ss.s.mu.Lock()
+	ss.s.msgs = append(ss.s.msgs, sunk{ss.from, ss.to, b})
+	ss.s.mu.Unlock()
+	return nil
+}
+func (ss *sinkSession) Reset()        {}
+func (ss *sinkSession) Logout() error { return nil }
+
+func (s *sink) got() []sunk {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sunk(nil), s.msgs...)
+}
+
+func startSink(t *testing.T) (*sink, string) {
+	t.Helper()
+	s := &sink{}
+	srv := gosmtp.NewServer(s)
+	srv.Domain, srv.AllowInsecureAuth = "sink.test", true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s, ln.Addr().String()
+}
+
+// TestRelayInServe: a node configured with a relay serves SMTP submission
+// and the inbound listener. A pipeline's key sends to a token; nothing
+// leaves until security staff approve the upstream; then the upstream gets
+// the rendered message for the address, from a VERP return path, and a
+// bounce to that return path suppresses the contact.
+func TestRelayInServe(t *testing.T) {
+	ctx := context.Background()
+	up, upAddr := startSink(t)
+	cfg := config(t)
+	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = node.ReadFile(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Relay.Listen, cfg.Relay.InboundListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Relay.TokenDomain, cfg.Relay.BounceDomain = "tokens.vendor.test", "bounces.vendor.test"
+	cfg.Relay.Upstream.Addr, cfg.Relay.Upstream.Security = upAddr, "none"
+	n, err := node.Open(ctx, cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.ListenRelay(); err != nil {
+		t.Fatal(err)
+	}
+	v := n.Vault
+	opCtx := enrolltest.As(t, v, op, "")
+	approvers := enrolltest.Approvers{V: v}
+	approvers.Add(opCtx)
+	tn := &custos.Tenant{Name: "Acme"}
+	e, err := v.CreateTenant(opCtx, tn, "admin@acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := enrolltest.As(t, v, enrolltest.Key(t, v, e.ID, custos.KeyRequest{}), "")
+	approvers.Add(admin)
+	ls := &custos.List{TenantID: tn.ID, Name: "news"}
+	if err := v.CreateList(admin, ls); err != nil {
+		t.Fatal(err)
+	}
+	c := &custos.Contact{TenantID: tn.ID, ListID: ls.ID, Email: "jane.doe@example.org", Attributes: []byte(`{"first_name":"Jane"}`), Consent: custos.ConsentSubscribed}
+	if err := v.CreateContact(admin, c); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := v.CreatePrincipal(admin, &custos.Principal{Kind: custos.KindService, TenantID: tn.ID, Name: "pipeline", Identity: "pipeline@acme.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approvers.Settle(t, svc)
+	sendKey := enrolltest.Key(t, v, svc.ID, custos.KeyRequest{Scopes: []custos.Scope{custos.ScopeSendList(ls.ID)}, ExpiresIn: "never"})
+
+	msg := "From: News <news@acme.test>\r\nSubject: Hello {{attributes.first_name}}\r\n\r\nDear {{attributes.first_name}}, welcome.\r\n"
+	send := func() error {
+		return smtp.SendMail(n.RelayAddrs["listen"], smtp.PlainAuth("", "pipeline", sendKey, "127.0.0.1"), "ignored@acme.test",
+			[]string{c.Token + "@tokens.vendor.test"}, []byte(msg))
+	}
+	if err := send(); err == nil || !strings.HasPrefix(err.Error(), "451") {
+		t.Fatalf("send before the upstream is approved: %v, want 451", err)
+	}
+	if len(up.got()) != 0 {
+		t.Fatal("the upstream got mail before it was approved")
+	}
+	if err := smtp.SendMail(n.RelayAddrs["listen"], smtp.PlainAuth("", "pipeline", sendKey, "127.0.0.1"), "x@acme.test", []string{c.Email}, []byte(msg)); err == nil {
+		t.Error("an address as recipient was accepted")
+	}
+
+	sec, err := v.CreatePrincipal(opCtx, &custos.Principal{Kind: custos.KindStaffSecurity, Name: "sec", Identity: "sec@vendor.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approvers.Settle(t, sec)
+	secCtx := enrolltest.As(t, v, enrolltest.Key(t, v, sec.ID, custos.KeyRequest{}), "")
+	ups, err := v.Upstreams(secCtx)
+	if err != nil || len(ups) != 1 || !strings.Contains(ups[0].Description, upAddr) {
+		t.Fatalf("upstreams: %+v, %v", ups, err)
+	}
+	if err := v.ApproveUpstream(secCtx, ups[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(); err != nil {
+		t.Fatalf("send after approval: %v", err)
+	}
+	got := up.got()
+	if len(got) != 1 || got[0].to != c.Email || !strings.HasPrefix(got[0].from, "bounce+"+c.Token+"-") || !strings.HasSuffix(got[0].from, "@bounces.vendor.test") ||
+		!bytes.Contains(got[0].data, []byte("Subject: Hello Jane")) || !bytes.Contains(got[0].data, []byte("Dear Jane, welcome.")) {
+		t.Fatalf("the upstream got %+v", got)
+	}
+
+	// A hard bounce to the return path, at the inbound listener.
+	dsn := fmt.Sprintf("From: MAILER-DAEMON@mx.example.org\r\nTo: %s\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"+
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; someone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n", got[0].from)
+	if err := smtp.SendMail(n.RelayAddrs["inbound_listen"], nil, "", []string{got[0].from}, []byte(dsn)); err != nil {
+		t.Fatalf("bounce: %v", err)
+	}
+	svcCtx := enrolltest.As(t, v, sendKey, "")
+	var reason string
+	for deadline := time.Now().Add(5 * time.Second); reason == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if reason, err = v.CheckRecipient(svcCtx, tn.ID, "", c.Token, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reason != custos.RefuseBounced {
+		t.Errorf("after the bounce the contact is %q, want bounced", reason)
+	}
+	if err := send(); err == nil || !strings.HasPrefix(err.Error(), "5") {
+		t.Errorf("send to the bounced contact: %v, want a 5xx refusal", err)
+	}
+	if len(up.got()) != 1 {
+		t.Errorf("the upstream got %d messages, want 1", len(up.got()))
+	}
+}
