@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,41 @@ func TestLimits(t *testing.T) {
 	unlimited := newLimits(-1, -1)
 	if got := unlimited.take("k", "t", 1000, now); got != 1000 {
 		t.Fatalf("unlimited: %d", got)
+	}
+}
+
+// TestTemplateCache: a campaign submitted again is parsed once; a
+// different message is its own template; a large one is never kept; the
+// cache never holds more than its bound.
+func TestTemplateCache(t *testing.T) {
+	var c templateCache
+	msg := func(i int) []byte {
+		return []byte(fmt.Sprintf("From: a@b.test\r\nSubject: campaign %d {{attributes.first_name}}\r\n\r\nHi {{attributes.first_name}}\r\n", i))
+	}
+	a, err := c.parse(msg(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := c.parse(msg(1)); again != a {
+		t.Error("the same message was parsed again")
+	}
+	if other, _ := c.parse(msg(2)); other == a || other.Digest() == a.Digest() {
+		t.Error("a different message got the first one's template")
+	}
+	big := append(msg(3), bytes.Repeat([]byte("x"), maxCachedTemplateBytes)...)
+	b1, _ := c.parse(big)
+	if b2, _ := c.parse(big); b1 == nil || b1 == b2 {
+		t.Error("a large message was cached (or not parsed)")
+	}
+	if _, err := c.parse([]byte("not a message")); err == nil {
+		t.Error("a malformed message parsed")
+	}
+	for i := range 3 * maxCachedTemplates {
+		if _, err := c.parse(msg(10 + i)); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.m) > maxCachedTemplates {
+			t.Fatalf("%d templates cached, bound %d", len(c.m), maxCachedTemplates)
+		}
 	}
 }

@@ -103,16 +103,12 @@ func (v *Vault) CheckRecipient(ctx context.Context, tenant, list, token string, 
 	if !custos.ValidID(custos.PrefixContact, token) {
 		return custos.RefuseNotToken, nil
 	}
-	var cl, consent string
-	err = v.queryRow(ctx, `SELECT list_id, consent FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant).Scan(&cl, &consent)
+	var cl, consent, reason string
+	err = v.queryRow(ctx, `SELECT c.list_id, c.consent, COALESCE(s.reason, '') FROM contacts c LEFT JOIN suppressions s ON s.token = c.token
+		WHERE c.token = $1 AND c.tenant_id = $2`, token, tenant).Scan(&cl, &consent, &reason)
 	if isNoRows(err) {
 		return custos.RefuseUnknown, nil
 	} else if err != nil {
-		return "", fmt.Errorf("check recipient: %w", err)
-	}
-	var reason string
-	err = v.queryRow(ctx, `SELECT reason FROM suppressions WHERE token = $1`, token).Scan(&reason)
-	if err != nil && !isNoRows(err) {
 		return "", fmt.Errorf("check recipient: %w", err)
 	}
 	return refusal(list, cl, custos.Consent(consent), reason, requireConsent), nil
