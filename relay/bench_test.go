@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/smtptest"
 )
 
 // Benchmarks of issue 15's goals (docs/benchmarks.md, section (n)): the
@@ -87,16 +88,6 @@ func benchEnv(b *testing.B, conns int) (e *env, key string, tokens []string) {
 	return e, e.key(b, custos.ScopeSend), tokens
 }
 
-// drainSink counts and forgets what s received (so a long run does not
-// keep every message in memory).
-func drainSink(s *sink) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := len(s.msgs)
-	s.msgs = nil
-	return n
-}
-
 // renderedMessages renders benchTemplate for each benchmark recipient as
 // the relay would: what the direct sender sends.
 func renderedMessages(b *testing.B) (to []string, msgs [][]byte) {
@@ -119,9 +110,9 @@ func renderedMessages(b *testing.B) (to []string, msgs [][]byte) {
 
 // dialSink opens an authenticated connection to s as the relay's
 // upstream client does: STARTTLS verified under the test CA, AUTH PLAIN.
-func dialSink(b *testing.B, p *pki, s *sink) *smtp.Client {
+func dialSink(b *testing.B, p *smtptest.PKI, s *smtptest.Sink) *smtp.Client {
 	b.Helper()
-	c, err := smtp.DialStartTLS(s.addr, p.client())
+	c, err := smtp.DialStartTLS(s.Addr, p.Client())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -193,34 +184,13 @@ func BenchmarkRelaySMTP(b *testing.B) {
 	for i := range clients {
 		clients[i] = e.login(b, key)
 	}
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= b.N {
-					return
-				}
-				lo := (i * benchBatch) % len(rcpts)
-				if err := submitBench(c, benchTemplate, rcpts[lo:lo+benchBatch]); err != nil {
-					failed.Store(&err)
-					return
-				}
-				drainSinkCount(e.sink)
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
-	if got, want := drainSinkCount(e.sink), b.N*benchBatch; got != want {
+	elapsed := runSessions(b, clients, b.N, 0, func(c *smtp.Client, i int) error {
+		lo := (i * benchBatch) % len(rcpts)
+		err := submitBench(c, benchTemplate, rcpts[lo:lo+benchBatch])
+		e.sink.Drain()
+		return err
+	})
+	if got, want := e.sink.Accepted(), b.N*benchBatch; got != want {
 		b.Fatalf("sink received %d messages, want %d", got, want)
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/elapsed.Seconds(), "recipients/s")
@@ -231,58 +201,41 @@ func BenchmarkRelaySMTP(b *testing.B) {
 // upstream client makes them, over benchConns connections. One op is
 // benchBatch recipients, as in BenchmarkRelaySMTP.
 func BenchmarkDirectSMTP(b *testing.B) {
-	p := newPKI(b)
-	s := startSink(b, p, sinkSTARTTLS)
-	to, msgs := renderedMessages(b)
-	clients := make([]*smtp.Client, benchConns)
-	for i := range clients {
-		clients[i] = dialSink(b, p, s)
-	}
+	s, clients := directClients(b, benchConns)
+	send := directSender(b, s)
 	total := b.N * benchBatch
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= total {
-					return
-				}
-				j := i % len(msgs)
-				if err := sendDirect(c, "bounce+x@"+bounceDomain, to[j], msgs[j]); err != nil {
-					failed.Store(&err)
-					return
-				}
-				if i%benchBatch == 0 {
-					drainSinkCount(s)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
-	if got := drainSinkCount(s); got != total {
+	elapsed := runSessions(b, clients, total, 0, send)
+	if got := s.Accepted(); got != total {
 		b.Fatalf("sink received %d messages, want %d", got, total)
 	}
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "recipients/s")
 }
 
-// sinkCounts keeps drainSinkCount's running totals per sink.
-var sinkCounts sync.Map // *sink → *atomic.Int64
+// directClients starts a sink as the relay's upstream is in benchEnv and
+// opens n authenticated connections to it.
+func directClients(b *testing.B, n int) (*smtptest.Sink, []*smtp.Client) {
+	b.Helper()
+	p := smtptest.NewPKI(b)
+	s := startSink(b, p, smtptest.STARTTLS)
+	clients := make([]*smtp.Client, n)
+	for i := range clients {
+		clients[i] = dialSink(b, p, s)
+	}
+	return s, clients
+}
 
-// drainSinkCount drains s and returns how many messages it has received
-// in all, drained before included.
-func drainSinkCount(s *sink) int {
-	v, _ := sinkCounts.LoadOrStore(s, new(atomic.Int64))
-	n := v.(*atomic.Int64)
-	return int(n.Add(int64(drainSink(s))))
+// directSender returns a send for runSessions that sends the i-th
+// rendered message straight to s, draining s every benchBatch messages.
+func directSender(b *testing.B, s *smtptest.Sink) func(*smtp.Client, int) error {
+	to, msgs := renderedMessages(b)
+	return func(c *smtp.Client, i int) error {
+		j := i % len(msgs)
+		err := sendDirect(c, "bounce+x@"+bounceDomain, to[j], msgs[j])
+		if i%benchBatch == 0 {
+			s.Drain()
+		}
+		return err
+	}
 }
 
 // BenchmarkRelayHTTPSend: the HTTP send API's handler (Relay.Send) with
@@ -301,11 +254,11 @@ func BenchmarkRelayHTTPSend(b *testing.B) {
 		if res.Sent != len(tokens) {
 			b.Fatalf("sent %d of %d (refused %d deferred %d)", res.Sent, len(tokens), res.Refused, res.Deferred)
 		}
-		drainSinkCount(e.sink)
+		e.sink.Drain()
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	if got, want := drainSinkCount(e.sink), b.N*len(tokens); got != want {
+	if got, want := e.sink.Accepted(), b.N*len(tokens); got != want {
 		b.Fatalf("sink received %d messages, want %d", got, want)
 	}
 	b.ReportMetric(float64(b.N*len(tokens))/elapsed.Seconds(), "recipients/s")
@@ -327,21 +280,8 @@ func BenchmarkSMTPLatency(b *testing.B) {
 			pace = fmt.Sprintf("rate=%d", rate)
 		}
 		b.Run("direct/"+pace, func(b *testing.B) {
-			p := newPKI(b)
-			s := startSink(b, p, sinkSTARTTLS)
-			to, msgs := renderedMessages(b)
-			clients := make([]*smtp.Client, latencySessions)
-			for i := range clients {
-				clients[i] = dialSink(b, p, s)
-			}
-			latencyRun(b, clients, rate, func(c *smtp.Client, i int) error {
-				j := i % len(msgs)
-				err := sendDirect(c, "bounce+x@"+bounceDomain, to[j], msgs[j])
-				if i%benchBatch == 0 {
-					drainSinkCount(s)
-				}
-				return err
-			})
+			s, clients := directClients(b, latencySessions)
+			latencyRun(b, clients, rate, directSender(b, s))
 		})
 		for _, conns := range []int{latencySessions, 16} {
 			b.Run(fmt.Sprintf("relay/conns=%d/%s", conns, pace), func(b *testing.B) {
@@ -353,7 +293,7 @@ func BenchmarkSMTPLatency(b *testing.B) {
 				latencyRun(b, clients, rate, func(c *smtp.Client, i int) error {
 					err := submitBench(c, benchTemplate, []string{rcpt(tokens[i%len(tokens)])})
 					if i%benchBatch == 0 {
-						drainSinkCount(e.sink)
+						e.sink.Drain()
 					}
 					return err
 				})
@@ -370,15 +310,37 @@ func BenchmarkSMTPLatency(b *testing.B) {
 func latencyRun(b *testing.B, clients []*smtp.Client, rate int, send func(*smtp.Client, int) error) {
 	b.Helper()
 	lats := make([]time.Duration, b.N)
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(len(clients)) / float64(rate))
+	}
+	elapsed := runSessions(b, clients, b.N, interval, func(c *smtp.Client, i int) error {
+		t0 := time.Now()
+		err := send(c, i)
+		lats[i] = time.Since(t0)
+		return err
+	})
+	slices.Sort(lats)
+	ms := func(q int) float64 {
+		return float64(lats[min(len(lats)-1, len(lats)*q/100)]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(ms(50), "p50-ms")
+	b.ReportMetric(ms(99), "p99-ms")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+}
+
+// runSessions makes n sends over clients, one session per client taking
+// the next index each time, with the benchmark timer running only for
+// them; it fails b if a send fails, and returns the time they took. With
+// interval > 0 each session starts a send every interval (at once when
+// it is behind), the sessions' schedules spread over one interval.
+func runSessions(b *testing.B, clients []*smtp.Client, n int, interval time.Duration, send func(*smtp.Client, int) error) time.Duration {
+	b.Helper()
 	var next atomic.Int64
 	var failed atomic.Pointer[error]
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	var interval time.Duration
-	if rate > 0 {
-		interval = time.Duration(float64(time.Second) * float64(len(clients)) / float64(rate))
-	}
 	for k, c := range clients {
 		wg.Go(func() {
 			due := start.Add(interval * time.Duration(k) / time.Duration(len(clients)))
@@ -388,15 +350,13 @@ func latencyRun(b *testing.B, clients []*smtp.Client, rate int, send func(*smtp.
 					due = due.Add(interval)
 				}
 				i := int(next.Add(1) - 1)
-				if i >= b.N {
+				if i >= n {
 					return
 				}
-				t0 := time.Now()
 				if err := send(c, i); err != nil {
 					failed.Store(&err)
 					return
 				}
-				lats[i] = time.Since(t0)
 			}
 		})
 	}
@@ -406,11 +366,5 @@ func latencyRun(b *testing.B, clients []*smtp.Client, rate int, send func(*smtp.
 	if err := failed.Load(); err != nil {
 		b.Fatal(*err)
 	}
-	slices.Sort(lats)
-	ms := func(q int) float64 {
-		return float64(lats[min(len(lats)-1, len(lats)*q/100)]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(ms(50), "p50-ms")
-	b.ReportMetric(ms(99), "p99-ms")
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	return elapsed
 }

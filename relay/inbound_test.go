@@ -3,17 +3,9 @@ package relay
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -24,8 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/custos-dev/custos"
-	"github.com/custos-dev/custos/internal/enrolltest"
-	"github.com/custos-dev/custos/internal/vaulttest"
+	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -57,41 +48,12 @@ func (c *inboundClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// inboundLogs collects the relay's log lines.
-type inboundLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *inboundLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *inboundLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// mustNotHold fails t if the logs hold any of secrets.
-func (l *inboundLogs) mustNotHold(t *testing.T, secrets ...string) {
-	t.Helper()
-	out := l.String()
-	for _, s := range secrets {
-		if s != "" && strings.Contains(strings.ToLower(out), strings.ToLower(s)) {
-			t.Errorf("relay log holds %q:\n%s", s, out)
-		}
-	}
-}
-
 // inboundServer is a relay's inbound listener on a loopback port.
 type inboundServer struct {
 	addr  string
 	relay *Relay
 	clock *inboundClock
-	logs  *inboundLogs
+	logs  *lockedBuffer
 }
 
 // startInbound starts ServeInbound over v with cfg (the test domains,
@@ -99,7 +61,7 @@ type inboundServer struct {
 // fails if ServeInbound then returns an error.
 func startInbound(t *testing.T, v Vault, cfg Config) *inboundServer {
 	t.Helper()
-	s := &inboundServer{clock: &inboundClock{t: time.Date(2025, 3, 8, 3, 12, 45, 0, time.UTC)}, logs: &inboundLogs{}}
+	s := &inboundServer{clock: &inboundClock{t: time.Date(2025, 3, 8, 3, 12, 45, 0, time.UTC)}, logs: &lockedBuffer{}}
 	if cfg.BounceDomain == "" {
 		cfg.BounceDomain = testBounceDomain
 	}
@@ -110,21 +72,7 @@ func startInbound(t *testing.T, v Vault, cfg Config) *inboundServer {
 	cfg.Now = s.clock.Now
 	cfg.Logger = slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.relay = New(v, cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	done := make(chan error, 1)
-	go func() { done <- s.relay.ServeInbound(ln) }()
-	t.Cleanup(func() {
-		if err := s.relay.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("ServeInbound returned %v", err)
-		}
-	})
+	s.addr = serve(t, s.relay, s.relay.ServeInbound)
 	return s
 }
 
@@ -160,32 +108,16 @@ func (s *inboundServer) send(t *testing.T, from string, rcpts []string, msg []by
 
 // sendOn sends one message on an open session.
 func sendOn(c *smtp.Client, from string, rcpts []string, msg []byte) error {
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	for _, r := range rcpts {
-		if err := c.Rcpt(r, nil); err != nil {
-			return err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(msg); err != nil {
-		return err
-	}
-	return w.Close()
+	return c.SendMail(from, rcpts, bytes.NewReader(msg))
 }
 
 // replyCode is the reply code and enhanced code of err ("550 5.1.1"), or
 // "ok" for nil and the error text for anything else.
 func replyCode(err error) string {
-	var se *smtp.SMTPError
-	switch {
-	case err == nil:
+	if err == nil {
 		return "ok"
-	case errors.As(err, &se):
+	}
+	if se := smtpErr(err); se != nil {
 		return fmt.Sprintf("%d %d.%d.%d", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
 	}
 	return err.Error()
@@ -339,9 +271,9 @@ func TestInboundRcpt(t *testing.T) {
 // TestInboundNoAuthSTARTTLS: the inbound listener offers no AUTH, and
 // STARTTLS when configured, with the configured certificate.
 func TestInboundNoAuthSTARTTLS(t *testing.T) {
-	serverTLS, roots := inboundTestTLS(t)
+	p := smtptest.NewPKI(t, "mx.custos.test")
 	f := newFakeInboundVault()
-	s := startInbound(t, f, Config{TLS: serverTLS})
+	s := startInbound(t, f, Config{TLS: p.Server})
 	c := s.dial(t, "", "sender.test")
 	if ok, _ := c.Extension("AUTH"); ok {
 		t.Error("AUTH offered by the inbound listener")
@@ -353,7 +285,9 @@ func TestInboundNoAuthSTARTTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, err := smtp.NewClientStartTLS(conn, &tls.Config{RootCAs: roots, ServerName: "mx.custos.test"})
+	clientTLS := p.Client()
+	clientTLS.ServerName = "mx.custos.test"
+	tc, err := smtp.NewClientStartTLS(conn, clientTLS)
 	if err != nil {
 		t.Fatalf("STARTTLS: %v", err)
 	}
@@ -606,57 +540,28 @@ func TestInboundHostileInput(t *testing.T) {
 	}
 }
 
-// inboundStack is the real thing: a vault on a real database with its
-// audit log, a tenant (admin), a list of real contacts and its canaries.
+// inboundStack is the real thing: an env's vault on a real database with
+// its audit log, tenant and list (newVaultEnv), and real contacts in the
+// list besides its canaries.
 type inboundStack struct {
-	st        *vaulttest.Stack
-	op, admin context.Context
-	approvers enrolltest.Approvers
-	tenant    string
-	list      string
-	contacts  []*custos.Contact
-	sec       context.Context
+	*env
+	contacts []*custos.Contact
 }
 
 func newInboundStack(t *testing.T) *inboundStack {
 	t.Helper()
-	st := vaulttest.Open(t, vault.Options{CanaryDomains: []string{testCanaryDomain}})
-	s := &inboundStack{st: st}
-	_, secret, err := st.Vault.Bootstrap(context.Background(), "op", "op@vendor.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.op = enrolltest.As(t, st.Vault, secret, "")
-	s.approvers = enrolltest.Approvers{V: st.Vault}
-	s.approvers.Add(s.op)
-	tn := &custos.Tenant{Name: "Acme"}
-	e, err := st.Vault.CreateTenant(s.op, tn, "admin@acme.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.tenant = tn.ID
-	s.admin = enrolltest.As(t, st.Vault, enrolltest.Key(t, st.Vault, e.ID, custos.KeyRequest{}), "")
-	s.approvers.Add(s.admin)
-	l := &custos.List{TenantID: s.tenant, Name: "news"}
-	if err := st.Vault.CreateList(s.admin, l); err != nil {
-		t.Fatal(err)
-	}
-	s.list = l.ID
+	s := &inboundStack{env: newVaultEnv(t)}
 	for _, addr := range []string{"jane.doe@example.org", "bob@example.org", "ann@example.com", "carl@example.com"} {
-		c := &custos.Contact{TenantID: s.tenant, ListID: s.list, Email: addr, Consent: custos.ConsentSubscribed}
-		if err := st.Vault.CreateContact(s.admin, c); err != nil {
-			t.Fatal(err)
-		}
-		s.contacts = append(s.contacts, c)
+		s.contacts = append(s.contacts, &custos.Contact{Email: addr, Token: s.contact(t, addr, "", custos.ConsentSubscribed)})
 	}
 	return s
 }
 
 // sendAll resolves every token of the list through vault.Send (the
-// admin sends): deliveries by token.
+// admin sends, through an approved upstream): deliveries by token.
 func (s *inboundStack) sendAll(t *testing.T) map[string]vault.Delivery {
 	t.Helper()
-	page, err := s.st.Vault.Tokens(s.admin, s.tenant, s.list, "", 100)
+	page, err := s.vault.Tokens(s.admin, s.tenant, s.list, "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -664,14 +569,9 @@ func (s *inboundStack) sendAll(t *testing.T) map[string]vault.Delivery {
 	for _, e := range page.Items {
 		tokens = append(tokens, e.Token)
 	}
-	up := custos.NewID(custos.PrefixUpstream)
-	if _, err := s.st.Vault.RegisterUpstream(context.Background(), up, "sink.test:25 none"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.st.Vault.ApproveUpstream(s.security(t), up); err != nil {
-		t.Fatal(err)
-	}
-	ds, err := s.st.Vault.Send(s.admin, &vault.Outgoing{Tenant: s.tenant, Upstream: up, MessageID: custos.NewID(custos.PrefixMessage), Template: strings.Repeat("0", 64), Tokens: tokens,
+	var up Upstream
+	s.approveUpstream(t, &up)
+	ds, err := s.vault.Send(s.admin, &vault.Outgoing{Tenant: s.tenant, Upstream: up.ID, MessageID: custos.NewID(custos.PrefixMessage), Template: strings.Repeat("0", 64), Tokens: tokens,
 		Render: func(c *custos.Contact) ([]byte, error) { return []byte("To: " + c.Email + "\r\n\r\nhi\r\n"), nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -684,46 +584,6 @@ func (s *inboundStack) sendAll(t *testing.T) map[string]vault.Delivery {
 		out[d.Token] = d
 	}
 	return out
-}
-
-// leaves returns the audit log's entries of action, oldest first.
-func (s *inboundStack) leaves(t *testing.T, action custos.Action) []map[string]any {
-	t.Helper()
-	ctx := context.Background()
-	if err := s.st.Log.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	es, err := s.st.Log.Entries(ctx, 0, int(s.st.Log.Size()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]any
-	for _, e := range es {
-		m := map[string]any{}
-		if err := json.Unmarshal(e.Data, &m); err != nil {
-			t.Fatal(err)
-		}
-		if m["action"] == string(action) {
-			m["raw"] = string(e.Data)
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// security returns a security staff member's context.
-func (s *inboundStack) security(t *testing.T) context.Context {
-	t.Helper()
-	if s.sec != nil {
-		return s.sec
-	}
-	e, err := s.st.Vault.CreatePrincipal(s.op, &custos.Principal{Kind: custos.KindStaffSecurity, Name: "sec", Owner: "sec", Identity: "sec@corp.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.approvers.Settle(t, e)
-	s.sec = enrolltest.As(t, s.st.Vault, enrolltest.Key(t, s.st.Vault, e.ID, custos.KeyRequest{ExpiresIn: "never"}), "")
-	return s.sec
 }
 
 // TestInboundTrapEndToEnd: mail from a real SMTP client to a list's
@@ -748,7 +608,7 @@ func TestInboundTrapEndToEnd(t *testing.T) {
 		t.Fatalf("%d list canaries, want %d", len(listCanaries), vault.DefaultCanaries)
 	}
 	var exportCanary string
-	err := s.st.Vault.Export(s.admin, s.tenant, s.list, "csv", func(c *custos.Contact) error {
+	err := s.vault.Export(s.admin, s.tenant, s.list, "csv", func(c *custos.Contact) error {
 		if strings.HasSuffix(c.Email, "@"+testCanaryDomain) && !listCanaries[strings.ToLower(c.Email)] {
 			exportCanary = c.Email
 		}
@@ -758,7 +618,7 @@ func TestInboundTrapEndToEnd(t *testing.T) {
 		t.Fatalf("export: %v; export canary %q", err, exportCanary)
 	}
 
-	srv := startInbound(t, s.st.Vault, Config{})
+	srv := startInbound(t, s.vault, Config{})
 	c := srv.dial(t, "", "bulk7.mailer.example")
 	if err := c.Mail("bulk@mailer.example", nil); err != nil {
 		t.Fatal(err)
@@ -782,8 +642,8 @@ func TestInboundTrapEndToEnd(t *testing.T) {
 	adminID := custos.PrincipalFromContext(s.admin).ID
 	var evidence []string
 	for i, h := range hits {
-		raw := h["raw"].(string)
-		if h["severity"] != "critical" || h["tenant"] != s.tenant || h["list"] != s.list || h["source"] != "127.0.0.1" {
+		raw := h.Raw
+		if h.Severity != "critical" || h.Tenant != s.tenant || h.List != s.list || h.Source != "127.0.0.1" {
 			t.Errorf("canary.mail entry %d: %s", i, raw)
 		}
 		for _, not := range []string{listCanary, exportCanary, "bank-login", "mailer.example", "Banque", "phish"} {
@@ -791,22 +651,21 @@ func TestInboundTrapEndToEnd(t *testing.T) {
 				t.Errorf("canary.mail entry %d holds %q: %s", i, not, raw)
 			}
 		}
-		detail, _ := h["detail"].(string)
-		_, ev, _ := strings.Cut(detail, "evidence ")
+		_, ev, _ := strings.Cut(h.Detail, "evidence ")
 		ev, _, _ = strings.Cut(ev, ";")
 		evidence = append(evidence, ev)
 	}
-	if d := hits[0]["detail"].(string); !strings.HasPrefix(d, "mail to a list canary") {
+	if d := hits[0].Detail; !strings.HasPrefix(d, "mail to a list canary") {
 		t.Errorf("first entry %q, want the list canary's", d)
 	}
-	if d := hits[1]["detail"].(string); !strings.HasPrefix(d, "mail to an export canary: exported by "+adminID) {
+	if d := hits[1].Detail; !strings.HasPrefix(d, "mail to an export canary: exported by "+adminID) {
 		t.Errorf("second entry %q, want the export canary naming its exporter %s", d, adminID)
 	}
 
 	sec := s.security(t)
 	wire := bytes.ReplaceAll(msg, []byte("\n"), []byte("\r\n"))
 	for _, id := range evidence {
-		ev, raw, err := s.st.Vault.Evidence(sec, id)
+		ev, raw, err := s.vault.Evidence(sec, id)
 		if err != nil {
 			t.Fatalf("evidence %q: %v", id, err)
 		}
@@ -826,7 +685,7 @@ func TestInboundTrapEndToEnd(t *testing.T) {
 func TestInboundBouncesEndToEnd(t *testing.T) {
 	s := newInboundStack(t)
 	ds := s.sendAll(t)
-	srv := startInbound(t, s.st.Vault, Config{})
+	srv := startInbound(t, s.vault, Config{})
 	tests := []struct {
 		fixture string
 		want    string
@@ -846,7 +705,7 @@ func TestInboundBouncesEndToEnd(t *testing.T) {
 		if err := srv.send(t, "", []string{rp + "@" + testBounceDomain}, msg); err != nil {
 			t.Fatalf("%s: %v, want accepted", tt.fixture, err)
 		}
-		got, err := s.st.Vault.CheckRecipient(s.admin, s.tenant, "", c.Token, true)
+		got, err := s.vault.CheckRecipient(s.admin, s.tenant, "", c.Token, true)
 		if err != nil || got != tt.want {
 			t.Errorf("%s: contact now %q (%v), want %q", tt.fixture, got, err, tt.want)
 		}
@@ -856,8 +715,8 @@ func TestInboundBouncesEndToEnd(t *testing.T) {
 		t.Fatalf("%d contact.suppress entries, want 2", len(sup))
 	}
 	for i, want := range []string{custos.SuppressBounced, custos.SuppressComplained} {
-		raw := sup[i]["raw"].(string)
-		if sup[i]["reason"] != want || !strings.Contains(raw, s.contacts[i].Token) || strings.Contains(raw, s.contacts[i].Email) {
+		raw := sup[i].Raw
+		if sup[i].Reason != want || !strings.Contains(raw, s.contacts[i].Token) || strings.Contains(raw, s.contacts[i].Email) {
 			t.Errorf("suppress entry %d: %s", i, raw)
 		}
 	}
@@ -870,7 +729,7 @@ func TestInboundBouncesEndToEnd(t *testing.T) {
 	if err := srv.send(t, "", []string{rp + "@" + testBounceDomain}, msg); err != nil {
 		t.Fatalf("exchange NDR: %v", err)
 	}
-	if got, _ := s.st.Vault.CheckRecipient(s.admin, s.tenant, "", c.Token, true); got != custos.RefuseBounced {
+	if got, _ := s.vault.CheckRecipient(s.admin, s.tenant, "", c.Token, true); got != custos.RefuseBounced {
 		t.Errorf("after the Exchange NDR the contact is %q, want bounced", got)
 	}
 
@@ -883,38 +742,4 @@ func TestInboundBouncesEndToEnd(t *testing.T) {
 		addrs = append(addrs, c.Email)
 	}
 	srv.logs.mustNotHold(t, addrs...)
-}
-
-// inboundTestTLS makes a CA and a certificate for mx.custos.test signed by
-// it: the server's TLS config and the pool a client trusts.
-func inboundTestTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "inbound test CA"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "mx.custos.test"}, DNSNames: []string{"mx.custos.test"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(caCert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}, roots
 }

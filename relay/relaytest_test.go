@@ -3,18 +3,11 @@ package relay
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -24,6 +17,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
+	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/vault"
@@ -35,238 +29,18 @@ import (
 // CUSTOS_TEST_POSTGRES set, again on PostgreSQL.
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-// pki is a CA made for one test and a server certificate it signed for
-// 127.0.0.1.
-type pki struct {
-	pool   *x509.CertPool
-	server *tls.Config
-}
-
-func newPKI(t testing.TB) *pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "custos test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return &pki{pool: pool, server: &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}},
-		MinVersion:   tls.VersionTLS12,
-	}}
-}
-
-// client returns a TLS client configuration trusting the CA.
-func (p *pki) client() *tls.Config {
-	return &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"}
-}
-
 // Credentials the sink accepts.
 const (
 	sinkUser = "relay"
 	sinkPass = "sink-password"
 )
 
-// sink is the upstream mail server in tests: a go-smtp server on
-// 127.0.0.1 with STARTTLS under the test's CA and AUTH PLAIN required,
-// recording what arrives.
-type sink struct {
-	srv  *smtp.Server
-	addr string
-
-	mu   sync.Mutex
-	msgs []sunk
-	// conns are the connections that said EHLO, open or not.
-	conns map[*smtp.Conn]bool
-	// rcpt, if set, answers each RCPT TO (nil: accept).
-	rcpt func(to string) error
-	// hold, if set, delays DATA's final answer until it is closed.
-	hold chan struct{}
-}
-
-// sunk is one message the sink accepted.
-type sunk struct {
-	From string
-	To   []string
-	Data []byte
-}
-
-// Sink modes: how it offers TLS.
-const (
-	sinkSTARTTLS = iota
-	sinkImplicitTLS
-	sinkPlain // no TLS at all; AUTH in the clear
-)
-
-// startSink starts a sink with the test's server certificate.
-func startSink(t testing.TB, p *pki, mode int) *sink {
+// startSink starts an upstream sink under p that requires AUTH PLAIN with
+// sinkUser and sinkPass.
+func startSink(t testing.TB, p *smtptest.PKI, mode smtptest.Mode) *smtptest.Sink {
 	t.Helper()
-	s := &sink{conns: map[*smtp.Conn]bool{}}
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.conns[c] = true
-		return &sinkSession{s: s}, nil
-	}))
-	s.srv.Domain = "sink.test"
-	s.srv.ErrorLog = discardLog{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	switch mode {
-	case sinkSTARTTLS:
-		s.srv.TLSConfig = p.server
-	case sinkImplicitTLS:
-		ln = tls.NewListener(ln, p.server)
-	case sinkPlain:
-		s.srv.AllowInsecureAuth = true
-	}
-	go s.srv.Serve(ln)
-	t.Cleanup(func() { s.srv.Close() })
-	return s
+	return smtptest.StartSink(t, smtptest.Options{Mode: mode, PKI: p, Username: sinkUser, Password: sinkPass})
 }
-
-// messages returns what arrived so far.
-func (s *sink) messages() []sunk {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]sunk(nil), s.msgs...)
-}
-
-// setRcpt sets the RCPT hook.
-func (s *sink) setRcpt(f func(to string) error) {
-	s.mu.Lock()
-	s.rcpt = f
-	s.mu.Unlock()
-}
-
-// holdData makes DATA's answer wait until the test ends.
-func (s *sink) holdData(t testing.TB) {
-	s.mu.Lock()
-	s.hold = make(chan struct{})
-	s.mu.Unlock()
-	t.Cleanup(func() { close(s.hold) }) // before the server closes (cleanups run last first)
-}
-
-// dropConns closes every connection the sink has: an upstream dropping
-// idle clients.
-func (s *sink) dropConns() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.Close()
-	}
-}
-
-// connCount is how many connections the sink has had.
-func (s *sink) connCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
-type sinkSession struct {
-	s      *sink
-	authed bool
-	from   string
-	to     []string
-}
-
-func (ss *sinkSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (ss *sinkSession) Auth(mech string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		if user != sinkUser || pass != sinkPass {
-			return smtp.ErrAuthFailed
-		}
-		ss.authed = true
-		return nil
-	}), nil
-}
-
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	if !ss.authed {
-		return smtp.ErrAuthRequired
-	}
-	ss.from = from
-	return nil
-}
-
-func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	ss.s.mu.Lock()
-	f := ss.s.rcpt
-	ss.s.mu.Unlock()
-	if f != nil {
-		if err := f(to); err != nil {
-			return err
-		}
-	}
-	ss.to = append(ss.to, to)
-	return nil
-}
-
-func (ss *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	ss.s.mu.Lock()
-	hold := ss.s.hold
-	ss.s.mu.Unlock()
-	if hold != nil {
-		<-hold
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "too late"}
-	}
-	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, sunk{From: ss.from, To: ss.to, Data: b})
-	ss.s.mu.Unlock()
-	return nil
-}
-
-func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
-func (ss *sinkSession) Logout() error { return nil }
-
-type discardLog struct{}
-
-func (discardLog) Printf(string, ...any) {}
-func (discardLog) Println(...any)        {}
 
 // Test domains.
 const (
@@ -283,19 +57,20 @@ type env struct {
 	approvers enrolltest.Approvers
 	tenant    string
 	list      string
-	pki       *pki
-	sink      *sink
+	sec       context.Context // security staff, who approved the upstream
+	pki       *smtptest.PKI
+	sink      *smtptest.Sink
 	relay     *Relay
 	addr      string // submission
 	logs      *lockedBuffer
 	n         int
 }
 
-// newEnv builds an env; adjust changes the relay's configuration before
-// it starts.
-func newEnv(t testing.TB, adjust func(*Config)) *env {
+// newVaultEnv builds the vault side of an env alone: the vault, its
+// operator, one tenant and one list; no relay, no sink.
+func newVaultEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{pki: newPKI(t), logs: &lockedBuffer{}}
+	e := &env{logs: &lockedBuffer{}}
 	e.stack = vaulttest.Open(t, vault.Options{})
 	e.vault = e.stack.Vault
 	_, secret, err := e.vault.Bootstrap(context.Background(), "op", "op@vendor.test")
@@ -306,15 +81,24 @@ func newEnv(t testing.TB, adjust func(*Config)) *env {
 	e.approvers = enrolltest.Approvers{V: e.vault}
 	e.approvers.Add(e.op)
 	e.admin, e.tenant, e.list = e.newTenant(t)
-	e.sink = startSink(t, e.pki, sinkSTARTTLS)
+	return e
+}
+
+// newEnv builds an env; adjust changes the relay's configuration before
+// it starts.
+func newEnv(t testing.TB, adjust func(*Config)) *env {
+	t.Helper()
+	e := newVaultEnv(t)
+	e.pki = smtptest.NewPKI(t)
+	e.sink = startSink(t, e.pki, smtptest.STARTTLS)
 	cfg := Config{
 		Hostname:     "relay.test",
-		TLS:          e.pki.server,
+		TLS:          e.pki.Server,
 		TokenDomain:  tokenDomain,
 		BounceDomain: bounceDomain,
 		Upstream: Upstream{
-			Addr: e.sink.addr, Username: sinkUser, Password: sinkPass,
-			RootCAs: e.pki.pool, Timeout: 10 * time.Second, Conns: 4,
+			Addr: e.sink.Addr, Username: sinkUser, Password: sinkPass,
+			RootCAs: e.pki.Pool, Timeout: 10 * time.Second, Conns: 4,
 		},
 		PerKey: -1, PerTenant: -1,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -324,22 +108,30 @@ func newEnv(t testing.TB, adjust func(*Config)) *env {
 	}
 	e.approveUpstream(t, &cfg.Upstream)
 	e.relay = New(e.vault, cfg)
+	e.addr = serve(t, e.relay, e.relay.ServeSubmission)
+	return e
+}
+
+// serve runs serveOn (r's ServeSubmission or ServeInbound) on a new
+// listener on 127.0.0.1 and returns its address. When the test ends r is
+// closed, and the test fails if closing or serveOn then returns an error.
+func serve(t testing.TB, r *Relay, serveOn func(net.Listener) error) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.addr = ln.Addr().String()
 	served := make(chan error, 1)
-	go func() { served <- e.relay.ServeSubmission(ln) }()
+	go func() { served <- serveOn(ln) }()
 	t.Cleanup(func() {
-		if err := e.relay.Close(); err != nil {
+		if err := r.Close(); err != nil {
 			t.Errorf("close relay: %v", err)
 		}
 		if err := <-served; err != nil {
-			t.Errorf("ServeSubmission after Close: %v", err)
+			t.Errorf("serving after Close: %v", err)
 		}
 	})
-	return e
+	return ln.Addr().String()
 }
 
 // approveUpstream names u and has a security staff member approve it, as
@@ -350,15 +142,25 @@ func (e *env) approveUpstream(t testing.TB, u *Upstream) {
 	if _, err := e.vault.RegisterUpstream(context.Background(), u.ID, "sink"); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.vault.ApproveUpstream(e.security(t), u.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// security returns a security staff member's context, made at the first
+// call.
+func (e *env) security(t testing.TB) context.Context {
+	t.Helper()
+	if e.sec != nil {
+		return e.sec
+	}
 	en, err := e.vault.CreatePrincipal(e.op, &custos.Principal{Kind: custos.KindStaffSecurity, Name: "sec", Owner: "sec", Identity: "sec@corp.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.approvers.Settle(t, en)
-	sec := enrolltest.As(t, e.vault, enrolltest.Key(t, e.vault, en.ID, custos.KeyRequest{ExpiresIn: "never"}), "192.0.2.3")
-	if err := e.vault.ApproveUpstream(sec, u.ID); err != nil {
-		t.Fatal(err)
-	}
+	e.sec = enrolltest.As(t, e.vault, enrolltest.Key(t, e.vault, en.ID, custos.KeyRequest{ExpiresIn: "never"}), "192.0.2.3")
+	return e.sec
 }
 
 // newTenant creates a tenant whose admin enrolls from its mail, and a
@@ -431,7 +233,7 @@ func rcpt(token string) string { return token + "@" + tokenDomain }
 // test's CA.
 func (e *env) dial(t testing.TB) *smtp.Client {
 	t.Helper()
-	c, err := smtp.DialStartTLS(e.addr, e.pki.client())
+	c, err := smtp.DialStartTLS(e.addr, e.pki.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,12 +320,7 @@ func wantReply(t testing.TB, what string, err error, code int, enhanced smtp.Enh
 // noPlaintext checks the relay's logs for any of secrets.
 func (e *env) noPlaintext(t testing.TB, secrets ...string) {
 	t.Helper()
-	logs := e.logs.String()
-	for _, s := range secrets {
-		if strings.Contains(logs, s) {
-			t.Errorf("relay log holds %q:\n%s", s, logs)
-		}
-	}
+	e.logs.mustNotHold(t, secrets...)
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writers.
@@ -544,14 +341,32 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// mustNotHold fails t if the relay's logs in l hold any of secrets, in
+// any case.
+func (l *lockedBuffer) mustNotHold(t testing.TB, secrets ...string) {
+	t.Helper()
+	out := strings.ToLower(l.String())
+	for _, s := range secrets {
+		if s != "" && strings.Contains(out, strings.ToLower(s)) {
+			t.Errorf("relay log holds %q:\n%s", s, l.String())
+		}
+	}
+}
+
+// loggedLeaf is a leaf of the log and its JSON as logged.
+type loggedLeaf struct {
+	audit.Leaf
+	Raw string
+}
+
 // sendLeaves returns the contact.send leaves in the log, in order.
-func (e *env) sendLeaves(t testing.TB) []audit.Leaf {
+func (e *env) sendLeaves(t testing.TB) []loggedLeaf {
 	t.Helper()
 	return e.leaves(t, custos.ActionSend)
 }
 
 // leaves returns the log's leaves of action, in order.
-func (e *env) leaves(t testing.TB, action custos.Action) []audit.Leaf {
+func (e *env) leaves(t testing.TB, action custos.Action) []loggedLeaf {
 	t.Helper()
 	ctx := context.Background()
 	if err := e.stack.Log.Sync(ctx); err != nil {
@@ -561,14 +376,14 @@ func (e *env) leaves(t testing.TB, action custos.Action) []audit.Leaf {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []audit.Leaf
+	var out []loggedLeaf
 	for _, s := range es {
 		var l audit.Leaf
 		if err := json.Unmarshal(s.Data, &l); err != nil {
 			t.Fatal(err)
 		}
 		if l.Action == string(action) {
-			out = append(out, l)
+			out = append(out, loggedLeaf{Leaf: l, Raw: string(s.Data)})
 		}
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/custos-dev/custos/vault"
 	"github.com/google/go-cmp/cmp"
 )
@@ -31,7 +32,7 @@ func TestSendResults(t *testing.T) {
 		{"template", custos.SendRequest{Template: &custos.MessageTemplate{From: "shop@vendor.test", Subject: "Hi {{attributes.first_name}}", Text: "Dear {{attributes.first_name}}"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(e.sink.messages())
+			before := len(e.sink.Messages())
 			req := tc.req
 			req.Recipients = []string{unknown, ada, "ada@example.test", canary, unsub}
 			res, err := e.relay.Send(ctx, e.tenant, &req)
@@ -51,7 +52,7 @@ func TestSendResults(t *testing.T) {
 			if res.Sent != 2 || res.Refused != 3 || res.Deferred != 0 || !custos.ValidID(custos.PrefixMessage, res.MessageID) {
 				t.Fatalf("result %+v", res)
 			}
-			got := e.sink.messages()[before:]
+			got := e.sink.Messages()[before:]
 			if len(got) != 1 || got[0].To[0] != "ada@example.test" {
 				t.Fatalf("sink got %+v, want ada's message only", got)
 			}
@@ -82,7 +83,7 @@ func TestSendRefusesWhole(t *testing.T) {
 			}
 		})
 	}
-	if n := len(e.sink.messages()); n != 0 {
+	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d", n)
 	}
 }
@@ -129,9 +130,9 @@ func TestSendDeferrals(t *testing.T) {
 // TestDeliverAllForgets: after delivery no address or message is left in
 // what the vault handed over; the message bytes are zeroed.
 func TestDeliverAllForgets(t *testing.T) {
-	p := newPKI(t)
-	s := startSink(t, p, sinkSTARTTLS)
-	r := New(nil, Config{Upstream: Upstream{Addr: s.addr, Username: sinkUser, Password: sinkPass, RootCAs: p.pool, Conns: 2}, BounceDomain: bounceDomain})
+	p := smtptest.NewPKI(t)
+	s := startSink(t, p, smtptest.STARTTLS)
+	r := New(nil, Config{Upstream: Upstream{Addr: s.Addr, Username: sinkUser, Password: sinkPass, RootCAs: p.Pool, Conns: 2}, BounceDomain: bounceDomain})
 	defer r.Close()
 	var bufs [][]byte
 	ds := make([]vault.Delivery, 4)
@@ -153,7 +154,7 @@ func TestDeliverAllForgets(t *testing.T) {
 			t.Errorf("message %d not zeroed: %q", i, b)
 		}
 	}
-	if got := s.messages(); len(got) != 2 || !strings.Contains(string(got[0].Data), "secret body") {
+	if got := s.Messages(); len(got) != 2 || !strings.Contains(string(got[0].Data), "secret body") {
 		t.Fatalf("sink got %d messages, want 2 (not the canary, not the refused)", len(got))
 	}
 	wantStatus := []string{custos.SendSent, custos.SendSent, custos.SendRefused, custos.SendSent}

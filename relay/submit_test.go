@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
@@ -49,8 +50,8 @@ func TestSubmitDelivers(t *testing.T) {
 		t.Fatalf("DATA reply %q does not start with the message id", o.Text)
 	}
 
-	got := map[string]sunk{}
-	for _, m := range e.sink.messages() {
+	got := map[string]smtptest.Message{}
+	for _, m := range e.sink.Messages() {
 		if len(m.To) != 1 {
 			t.Fatalf("message with recipients %q: want one per message", m.To)
 		}
@@ -124,7 +125,7 @@ func TestSubmitRefusesAtRcpt(t *testing.T) {
 			}
 		})
 	}
-	if n := len(e.sink.messages()); n != 0 {
+	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d messages", n)
 	}
 
@@ -133,7 +134,7 @@ func TestSubmitRefusesAtRcpt(t *testing.T) {
 	if o.Rcpt[0] == nil || o.Rcpt[1] != nil || o.Data != nil {
 		t.Fatalf("mixed recipients: %+v", o)
 	}
-	if got := e.sink.messages(); len(got) != 1 || got[0].To[0] != "ok@example.test" {
+	if got := e.sink.Messages(); len(got) != 1 || got[0].To[0] != "ok@example.test" {
 		t.Fatalf("sink got %+v, want the one subscribed contact", got)
 	}
 }
@@ -158,7 +159,7 @@ func TestSubmitAuth(t *testing.T) {
 	}
 	c := e.dial(t)
 	wantReply(t, "MAIL without AUTH", c.Mail("x@vendor.test", nil), 530, smtp.EnhancedCode{5, 7, 0})
-	if n := len(e.sink.messages()); n != 0 {
+	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d messages", n)
 	}
 	// The send key works, over the same listener.
@@ -183,7 +184,7 @@ func TestSubmitListNarrowedKey(t *testing.T) {
 	if o.Rcpt[1] != nil || o.Data != nil {
 		t.Fatalf("the key's own list: %+v", o)
 	}
-	if got := e.sink.messages(); len(got) != 1 || got[0].To[0] != "in@example.test" {
+	if got := e.sink.Messages(); len(got) != 1 || got[0].To[0] != "in@example.test" {
 		t.Fatalf("sink got %+v", got)
 	}
 }
@@ -224,7 +225,7 @@ func TestSubmitCanary(t *testing.T) {
 	if o.Rcpt[0] != nil || o.Rcpt[1] != nil || o.Data != nil || !strings.Contains(o.Text, "sent 2 refused 0 deferred 0") {
 		t.Fatalf("canary among recipients: %+v, want both accepted and sent", o)
 	}
-	got := e.sink.messages()
+	got := e.sink.Messages()
 	if len(got) != 1 || got[0].To[0] != "real@example.test" {
 		t.Fatalf("sink got %+v, want only the real contact", got)
 	}
@@ -233,7 +234,7 @@ func TestSubmitCanary(t *testing.T) {
 	if o.Data != nil || !strings.Contains(o.Text, "sent 1") {
 		t.Fatalf("canary alone: %+v", o)
 	}
-	if n := len(e.sink.messages()); n != 1 {
+	if n := len(e.sink.Messages()); n != 1 {
 		t.Fatalf("sink got %d messages after a canary-only send, want still 1", n)
 	}
 	var canaryLeaves int
@@ -256,7 +257,7 @@ func TestSubmitOversized(t *testing.T) {
 	big := campaign + strings.Repeat("filler line of the oversized message\r\n", 100)
 	o := submit(t, c, big, rcpt(tok))
 	wantReply(t, "DATA", o.Data, 552, smtp.EnhancedCode{5, 3, 4})
-	if n := len(e.sink.messages()); n != 0 {
+	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d messages", n)
 	}
 	if n := len(e.sendLeaves(t)); n != 0 {
@@ -275,7 +276,7 @@ func TestSubmitMalformed(t *testing.T) {
 	c := e.login(t, e.key(t, custos.ScopeSend))
 	o := submit(t, c, "this line is no header\r\nnor this one\r\n", rcpt(tok))
 	wantReply(t, "DATA", o.Data, 554, smtp.EnhancedCode{5, 6, 0})
-	if n := len(e.sink.messages()); n != 0 {
+	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d messages", n)
 	}
 	if n := len(e.sendLeaves(t)); n != 0 {
@@ -318,7 +319,7 @@ func TestSubmitUpstreamDown(t *testing.T) {
 // Upstream.Timeout costs the client a 451, not a hung session.
 func TestSubmitUpstreamSlow(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Upstream.Timeout = 500 * time.Millisecond })
-	e.sink.holdData(t)
+	e.sink.HoldData(t)
 	tok := e.contact(t, "ada@example.test", "", custos.ConsentSubscribed)
 	c := e.login(t, e.key(t, custos.ScopeSend))
 	o := submit(t, c, campaign, rcpt(tok))
@@ -335,7 +336,7 @@ func TestSubmitUpstreamSlow(t *testing.T) {
 // recipient was refused.
 func TestSubmitUpstreamRefusals(t *testing.T) {
 	e := newEnv(t, nil)
-	e.sink.setRcpt(func(to string) error {
+	e.sink.SetRcpt(func(to string) error {
 		switch to {
 		case "gone@example.test":
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
@@ -380,7 +381,7 @@ func TestSubmitUpstreamRefusals(t *testing.T) {
 			}
 		})
 	}
-	for _, m := range e.sink.messages() {
+	for _, m := range e.sink.Messages() {
 		if m.To[0] != "ok@example.test" {
 			t.Errorf("sink accepted a message for %q", m.To)
 		}
@@ -458,7 +459,7 @@ func TestSubmitIgnoresEnvelopeInput(t *testing.T) {
 	expect("", 220)
 	expect("EHLO client.test", 250)
 	expect("STARTTLS", 220)
-	tlsConn := tls.Client(nc, e.pki.client())
+	tlsConn := tls.Client(nc, e.pki.Client())
 	tc = textproto.NewConn(tlsConn)
 	expect("EHLO client.test", 250)
 	expect("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00pipeline\x00"+key)), 235)
@@ -477,7 +478,7 @@ func TestSubmitIgnoresEnvelopeInput(t *testing.T) {
 	expect("", 250)
 	expect("QUIT", 221)
 
-	got := e.sink.messages()
+	got := e.sink.Messages()
 	if len(got) != 1 {
 		t.Fatalf("sink got %d messages", len(got))
 	}
@@ -498,7 +499,7 @@ func TestSubmitImplicitTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	go e.relay.ServeSubmissionTLS(ln) // stopped by the env's Close
-	c, err := smtp.DialTLS(ln.Addr().String(), e.pki.client())
+	c, err := smtp.DialTLS(ln.Addr().String(), e.pki.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +510,7 @@ func TestSubmitImplicitTLS(t *testing.T) {
 	if o := submit(t, c, campaign, rcpt(tok)); o.Data != nil {
 		t.Fatal(o.Data)
 	}
-	if n := len(e.sink.messages()); n != 1 {
+	if n := len(e.sink.Messages()); n != 1 {
 		t.Fatalf("sink got %d", n)
 	}
 }
@@ -572,7 +573,7 @@ func TestSubmitAuthNeedsTLS(t *testing.T) {
 	err = c.Auth(sasl.NewPlainClient("", "pipeline", key))
 	wantReply(t, "AUTH before STARTTLS", err, 530, smtp.EnhancedCode{5, 7, 0})
 
-	tc := e.pki.client()
+	tc := e.pki.Client()
 	tc.ServerName = ""
 	tc.InsecureSkipVerify = true // the test certificate names 127.0.0.1 only; TLS itself is what counts here
 	c2, err := smtp.DialStartTLS(ln.Addr().String(), tc)
@@ -636,7 +637,7 @@ func FuzzSubmission(f *testing.F) {
 		if err := c.Noop(); err != nil {
 			t.Fatalf("the listener after %q: %v", in, err)
 		}
-		if n := len(e.sink.messages()); n != 0 {
+		if n := len(e.sink.Messages()); n != 0 {
 			t.Fatalf("%q without a key reached the upstream", in)
 		}
 	})
