@@ -4,74 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/smtp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/enrolltest"
+	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/custos-dev/custos/node"
 )
-
-// sink is the upstream mail server: a go-smtp server that keeps what
-// arrives.
-type sink struct {
-	mu   sync.Mutex
-	msgs []sunk
-}
-
-type sunk struct {
-	from, to string
-	data     []byte
-}
-
-func (s *sink) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return &sinkSession{s: s}, nil }
-
-type sinkSession struct {
-	s        *sink
-	from, to string
-}
-
-func (ss *sinkSession) Mail(from string, _ *gosmtp.MailOptions) error { ss.from = from; return nil }
-func (ss *sinkSession) Rcpt(to string, _ *gosmtp.RcptOptions) error   { ss.to = to; return nil }
-func (ss *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, sunk{ss.from, ss.to, b})
-	ss.s.mu.Unlock()
-	return nil
-}
-func (ss *sinkSession) Reset()        {}
-func (ss *sinkSession) Logout() error { return nil }
-
-func (s *sink) got() []sunk {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]sunk(nil), s.msgs...)
-}
-
-func startSink(t *testing.T) (*sink, string) {
-	t.Helper()
-	s := &sink{}
-	srv := gosmtp.NewServer(s)
-	srv.Domain, srv.AllowInsecureAuth = "sink.test", true
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return s, ln.Addr().String()
-}
 
 // TestRelayInServe: a node configured with a relay serves SMTP submission
 // and the inbound listener. A pipeline's key sends to a token; nothing
@@ -80,7 +22,7 @@ func startSink(t *testing.T) (*sink, string) {
 // bounce to that return path suppresses the contact.
 func TestRelayInServe(t *testing.T) {
 	ctx := context.Background()
-	up, upAddr := startSink(t)
+	up := smtptest.StartSink(t, smtptest.Options{Mode: smtptest.Plain})
 	cfg := config(t)
 	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
 	if err != nil {
@@ -91,7 +33,7 @@ func TestRelayInServe(t *testing.T) {
 	}
 	cfg.Relay.Listen, cfg.Relay.InboundListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Relay.TokenDomain, cfg.Relay.BounceDomain = "tokens.vendor.test", "bounces.vendor.test"
-	cfg.Relay.Upstream.Addr, cfg.Relay.Upstream.Security = upAddr, "none"
+	cfg.Relay.Upstream.Addr, cfg.Relay.Upstream.Security = up.Addr, "none"
 	n, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +76,7 @@ func TestRelayInServe(t *testing.T) {
 	if err := send(); err == nil || !strings.HasPrefix(err.Error(), "451") {
 		t.Fatalf("send before the upstream is approved: %v, want 451", err)
 	}
-	if len(up.got()) != 0 {
+	if len(up.Messages()) != 0 {
 		t.Fatal("the upstream got mail before it was approved")
 	}
 	if err := smtp.SendMail(n.RelayAddrs["listen"], smtp.PlainAuth("", "pipeline", sendKey, "127.0.0.1"), "x@acme.test", []string{c.Email}, []byte(msg)); err == nil {
@@ -148,7 +90,7 @@ func TestRelayInServe(t *testing.T) {
 	approvers.Settle(t, sec)
 	secCtx := enrolltest.As(t, v, enrolltest.Key(t, v, sec.ID, custos.KeyRequest{}), "")
 	ups, err := v.Upstreams(secCtx)
-	if err != nil || len(ups) != 1 || !strings.Contains(ups[0].Description, upAddr) {
+	if err != nil || len(ups) != 1 || !strings.Contains(ups[0].Description, up.Addr) {
 		t.Fatalf("upstreams: %+v, %v", ups, err)
 	}
 	if err := v.ApproveUpstream(secCtx, ups[0].ID); err != nil {
@@ -157,17 +99,17 @@ func TestRelayInServe(t *testing.T) {
 	if err := send(); err != nil {
 		t.Fatalf("send after approval: %v", err)
 	}
-	got := up.got()
-	if len(got) != 1 || got[0].to != c.Email || !strings.HasPrefix(got[0].from, "bounce+"+c.Token+"-") || !strings.HasSuffix(got[0].from, "@bounces.vendor.test") ||
-		!bytes.Contains(got[0].data, []byte("Subject: Hello Jane")) || !bytes.Contains(got[0].data, []byte("Dear Jane, welcome.")) {
+	got := up.Messages()
+	if len(got) != 1 || len(got[0].To) != 1 || got[0].To[0] != c.Email || !strings.HasPrefix(got[0].From, "bounce+"+c.Token+"-") || !strings.HasSuffix(got[0].From, "@bounces.vendor.test") ||
+		!bytes.Contains(got[0].Data, []byte("Subject: Hello Jane")) || !bytes.Contains(got[0].Data, []byte("Dear Jane, welcome.")) {
 		t.Fatalf("the upstream got %+v", got)
 	}
 
 	// A hard bounce to the return path, at the inbound listener.
 	dsn := fmt.Sprintf("From: MAILER-DAEMON@mx.example.org\r\nTo: %s\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"+
-		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; someone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n", got[0].from)
-	if err := smtp.SendMail(n.RelayAddrs["inbound_listen"], nil, "", []string{got[0].from}, []byte(dsn)); err != nil {
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; someone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n", got[0].From)
+	if err := smtp.SendMail(n.RelayAddrs["inbound_listen"], nil, "", []string{got[0].From}, []byte(dsn)); err != nil {
 		t.Fatalf("bounce: %v", err)
 	}
 	svcCtx := enrolltest.As(t, v, sendKey, "")
@@ -183,7 +125,7 @@ func TestRelayInServe(t *testing.T) {
 	if err := send(); err == nil || !strings.HasPrefix(err.Error(), "5") {
 		t.Errorf("send to the bounced contact: %v, want a 5xx refusal", err)
 	}
-	if len(up.got()) != 1 {
-		t.Errorf("the upstream got %d messages, want 1", len(up.got()))
+	if len(up.Messages()) != 1 {
+		t.Errorf("the upstream got %d messages, want 1", len(up.Messages()))
 	}
 }

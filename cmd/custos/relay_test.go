@@ -5,70 +5,31 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/custos-dev/custos/node"
 )
 
-// upstreamMTA is a real SMTP server on loopback standing in for the
-// vendor's mail server: it keeps the recipients it was handed.
-type upstreamMTA struct {
-	mu    sync.Mutex
-	rcpts []string
-}
-
-func (u *upstreamMTA) NewSession(*smtp.Conn) (smtp.Session, error) { return &mtaSession{u: u}, nil }
-
-type mtaSession struct {
-	u     *upstreamMTA
-	rcpts []string
-}
-
-func (s *mtaSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *mtaSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-func (s *mtaSession) Data(r io.Reader) error {
-	io.Copy(io.Discard, r)
-	s.u.mu.Lock()
-	s.u.rcpts = append(s.u.rcpts, s.rcpts...)
-	s.u.mu.Unlock()
-	return nil
-}
-func (s *mtaSession) Reset()        { s.rcpts = nil }
-func (s *mtaSession) Logout() error { return nil }
-
-// servedRelay is served with a relay: the upstream mail server mta, the
+// servedRelay is served with a relay: the vendor's mail server (a real
+// SMTP server on loopback, plain, as the relay's upstream) and the
 // inbound trap on loopback.
-func servedRelay(t *testing.T, mta *upstreamMTA) (*cli, *node.Node) {
+func servedRelay(t *testing.T) (*cli, *node.Node, *smtptest.Sink) {
 	t.Helper()
-	s := smtp.NewServer(mta)
-	s.Addr, s.Domain, s.AllowInsecureAuth = "127.0.0.1:0", "mta.test", true
-	ln, err := netListen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-
+	mta := smtptest.StartSink(t, smtptest.Options{Mode: smtptest.Plain})
 	c := initialised(t)
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Addr = c.dir, "127.0.0.1:0"
-	if cfg, err = reloadConfig(cfg); err != nil {
+	cfg, err := reloadConfig(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r := &cfg.Relay
 	r.InboundListen, r.TokenDomain, r.BounceDomain = "127.0.0.1:0", "send.vendor.test", "bounce.vendor.test"
-	r.Upstream.Addr, r.Upstream.Security = ln.Addr().String(), "none"
+	r.Upstream.Addr, r.Upstream.Security = mta.Addr, "none"
 	r.AllowUnknownConsent = true // contacts added by hand have no consent recorded
 	srv, err := NewMain().startServer(context.Background(), cfg, nil)
 	if err != nil {
@@ -76,15 +37,14 @@ func servedRelay(t *testing.T, mta *upstreamMTA) (*cli, *node.Node) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = srv.URL, c.op
-	return c, srv
+	return c, srv, mta
 }
 
 // TestSendCLI: a send waits for security to approve the upstream; then
 // recipients are sent, and one that is not a token of the tenant makes
 // the exit code 3 (partly done).
 func TestSendCLI(t *testing.T) {
-	mta := &upstreamMTA{}
-	c, _ := servedRelay(t, mta)
+	c, _, mta := servedRelay(t)
 	tenant, adminKey := c.tenant("Acme")
 	_, secKey := c.principal("staff_security", "", "sec", "sec")
 	list := idRE("ls").FindString(c.mustAs(adminKey, "list", "create", "--tenant", tenant, "news"))
@@ -114,8 +74,8 @@ func TestSendCLI(t *testing.T) {
 	if strings.Count(out, " sent ") != 2 || !strings.Contains(out, "2 sent, 0 refused, 0 deferred") {
 		t.Fatalf("send after approval:\n%s", out)
 	}
-	if len(mta.rcpts) != 2 {
-		t.Fatalf("the upstream got %d recipients, want 2", len(mta.rcpts))
+	if got := mta.Recipients(); len(got) != 2 {
+		t.Fatalf("the upstream got %d recipients, want 2", len(got))
 	}
 
 	// An address where a token belongs: refused, exit 3.
@@ -140,7 +100,7 @@ func TestSendCLI(t *testing.T) {
 // the saved message to the export and its maker, and reads the evidence,
 // the raw message only into a new 0600 file.
 func TestTrapCLI(t *testing.T) {
-	c, srv := servedRelay(t, &upstreamMTA{})
+	c, srv, _ := servedRelay(t)
 	tenant, adminKey := c.tenant("Acme")
 	adminID := ""
 	_, secKey := c.principal("staff_security", "", "sec", "sec")
@@ -222,5 +182,3 @@ func TestTrapCLI(t *testing.T) {
 		t.Fatalf("--raw over an existing file: %v", err)
 	}
 }
-
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
