@@ -103,15 +103,6 @@ func TestUpstreamBoundsConnections(t *testing.T) {
 func TestUpstreamFailures(t *testing.T) {
 	p := smtptest.NewPKI(t)
 	other := smtptest.NewPKI(t)
-	closedAddr := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return addr
-	}
 	for _, tc := range []struct {
 		name      string
 		mode      smtptest.Mode
@@ -133,7 +124,7 @@ func TestUpstreamFailures(t *testing.T) {
 		{name: "wrong password", upstream: func(c *Upstream) { c.Password = "wrong" }, code: 535},
 		{name: "no STARTTLS offered", mode: smtptest.Plain},
 		{name: "certificate from another CA", upstream: func(c *Upstream) { c.RootCAs = other.Pool }},
-		{name: "down", upstream: func(c *Upstream) { c.Addr = closedAddr() }},
+		{name: "down", upstream: func(c *Upstream) { c.Addr = closedAddr(t) }},
 		{name: "none off loopback", mode: smtptest.Plain, upstream: func(c *Upstream) {
 			_, port, _ := net.SplitHostPort(c.Addr)
 			c.Security, c.Addr = "none", net.JoinHostPort("192.0.2.1", port)
