@@ -219,7 +219,9 @@ func (d *demoRun) phish(ctx context.Context, export []byte, inbound string, cana
 		}
 	}
 
+	sent := time.Since(start)
 	var alerts []*custos.Alert
+	var first time.Duration // until the first canary-mail alert existed
 	for range 300 {
 		srv.Log.Sync(ctx)
 		alerts = alerts[:0]
@@ -228,6 +230,9 @@ func (d *demoRun) phish(ctx context.Context, export []byte, inbound string, cana
 			if al.RuleID == "canary-mail" {
 				alerts = append(alerts, al)
 			}
+		}
+		if len(alerts) > 0 && first == 0 {
+			first = time.Since(start)
 		}
 		if len(alerts) > 0 && srv.Detector.Next() >= srv.Log.Size() {
 			break
@@ -238,7 +243,8 @@ func (d *demoRun) phish(ctx context.Context, export []byte, inbound string, cana
 		return errors.New("demo: mail to the canaries raised no alert")
 	}
 	d.notified()
-	note("the trap fired %s after the mail: %d canary-mail alert(s)", time.Since(start).Round(time.Millisecond), len(alerts))
+	note("the phisher's mail took %s to hand over; the trap's critical alert existed %s after it started: %d canary-mail alert(s)",
+		sent.Round(time.Millisecond), first.Round(time.Millisecond), len(alerts))
 	var evidence string
 	for _, a := range alerts {
 		note("alert %s [%s] %s", a.ID, a.Severity, a.Title)
