@@ -50,8 +50,12 @@ type Leaf struct {
 	Time      time.Time `json:"time"`
 	RequestID string    `json:"request_id,omitempty"`
 	Actor     string    `json:"actor"`
-	ActorKind string    `json:"actor_kind,omitempty"`
-	KeyID     string    `json:"key_id,omitempty"`
+	// ActorSeq numbers the entries of a principal actor ("pr_…") 1, 2, …
+	// with no gap, as TenantSeq numbers a tenant's: a report of what a
+	// principal did proves it omits nothing by covering the sequence.
+	ActorSeq  uint64 `json:"actor_seq,omitempty"`
+	ActorKind string `json:"actor_kind,omitempty"`
+	KeyID     string `json:"key_id,omitempty"`
 	// Person is the actor's person pseudonym (custos.Principal.Person):
 	// several principals of one identity share it.
 	Person    string   `json:"person,omitempty"`
@@ -185,6 +189,7 @@ type Log struct {
 	// sequencer-owned state
 	tiles     *tileCache
 	tenantSeq map[string]uint64
+	actorSeq  map[string]uint64
 
 	sigMu      sync.Mutex
 	lastSigned uint64
@@ -306,6 +311,7 @@ func (l *Log) loadFrom(ctx context.Context, q querier) error {
 	}
 	l.tiles = newTileCache()
 	l.tenantSeq = map[string]uint64{}
+	l.actorSeq = map[string]uint64{}
 	root := emptyRoot()
 	if size > 0 {
 		var err error
@@ -454,7 +460,7 @@ func outcomeOf(err error) string {
 	return OutcomeError
 }
 
-const leafColumns = 9
+const leafColumns = 12
 
 func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	ctx := context.Background() // never cancelled mid-transaction: see Append
@@ -570,8 +576,9 @@ func (l *Log) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending, result
 	return tx, nil
 }
 
-// writeLeaves assigns leaves their indexes from oldSize and their tenant
-// sequence numbers, inserts them and extends the tree, in tx. It returns
+// writeLeaves assigns leaves their indexes from oldSize, their tenant
+// sequence numbers and their actors' (see [IsPrincipal]), writes the index
+// columns (actor_seq, key_id, source_key: see index.go), inserts them and extends the tree, in tx. It returns
 // where each landed and the new root. Each leaf is marshalled here, once,
 // and committed to under a fresh salt: the tree holds the commitment, the
 // row the body and the salt (see [Commit]). Both modes come here, so the
@@ -592,6 +599,14 @@ func (l *Log) writeLeaves(ctx context.Context, tx *sql.Tx, oldSize uint64, leave
 				}
 				leaf.TenantSeq = seq
 			}
+			leaf.ActorSeq = 0
+			if IsPrincipal(leaf.Actor) {
+				seq, err := l.nextActorSeq(ctx, tx, leaf.Actor)
+				if err != nil {
+					return nil, tlog.Hash{}, err
+				}
+				leaf.ActorSeq = seq
+			}
 			data, err := json.Marshal(leaf)
 			if err != nil {
 				return nil, tlog.Hash{}, fmt.Errorf("marshal leaf: %w", err)
@@ -605,7 +620,8 @@ func (l *Log) writeLeaves(ctx context.Context, tx *sql.Tx, oldSize uint64, leave
 			datas[i] = commitment
 			idx := oldSize + uint64(i)
 			receipts[i] = Receipt{Index: idx, TenantSeq: leaf.TenantSeq}
-			args = append(args, int64(idx), nullString(leaf.Tenant), nullSeq(leaf.TenantSeq), leaf.Actor, leaf.Action, leaf.Time.UnixMilli(), data, commitment, salt)
+			args = append(args, int64(idx), nullString(leaf.Tenant), nullSeq(leaf.TenantSeq), leaf.Actor, leaf.Action, leaf.Time.UnixMilli(), data, commitment, salt,
+				nullSeq(leaf.ActorSeq), nullString(leaf.KeyID), nullString(SourceKey(leaf.Source)))
 		}
 		var err error
 		if len(chunk) == leafChunk && l.insertFull != nil {
@@ -629,7 +645,7 @@ const maxLeafBytes = 1<<16 - 1
 
 const leafChunk = 100
 
-const insertLeaves = `INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data, leaf, salt) VALUES `
+const insertLeaves = `INSERT INTO audit_leaves (idx, tenant_id, tenant_seq, actor, action, created_at, data, leaf, salt, actor_seq, key_id, source_key) VALUES `
 
 func (l *Log) nextTenantSeq(ctx context.Context, tx *sql.Tx, tenant string) (uint64, error) {
 	last, ok := l.tenantSeq[tenant]

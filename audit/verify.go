@@ -173,6 +173,10 @@ func Verify(ctx context.Context, read *sql.DB, v note.Verifier, opts VerifyOptio
 	if opts.Progress != nil {
 		opts.Progress(n, n)
 	}
+	// The index by principal, key and source is derived from the bodies.
+	if err := VerifyIndex(ctx, read); err != nil {
+		return nil, err
+	}
 	rep.Size, rep.Tenants = n, len(vf.seqs)
 	return rep, nil
 }
