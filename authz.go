@@ -58,6 +58,7 @@ const (
 	ActionCanaryMail      Action = "canary.mail"         // mail arrived for a canary address (system, critical)
 	ActionEvidenceRead    Action = "evidence.read"       // security staff read a trapped message
 	ActionRelayUpstream   Action = "relay.upstream"      // the relay's upstream mail server changed, or was approved
+	ActionBlastRadius     Action = "blast_radius.read"   // security staff: a proven report of what a subject touched
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -114,6 +115,7 @@ var policy = map[Action]struct {
 	ActionSend:            {ScopeSend, []Kind{KindTenantAdmin, KindService}},
 	ActionEvidenceRead:    {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionRelayUpstream:   {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionBlastRadius:     {ScopeSecurity, []Kind{KindStaffSecurity}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos"
 )
 
 // The log is indexed by principal, key and source network as the
@@ -205,4 +209,23 @@ func VerifyIndex(ctx context.Context, read *sql.DB) error {
 		return fmt.Errorf("verify index: %w", err)
 	}
 	return nil
+}
+
+// Prover returns a function proving entries in the tree of size, all
+// through one tile cache (a report proves thousands of entries of one
+// tree).
+func (l *Log) Prover(ctx context.Context, size uint64) (func(index uint64) (tlog.RecordProof, error), error) {
+	if err := l.reach(ctx, size); err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
+	if size > l.Size() {
+		return nil, custos.Errorf(custos.EINVALID, "size must be at most the log size %d", l.Size())
+	}
+	r := l.storedReader(ctx)
+	return func(index uint64) (tlog.RecordProof, error) {
+		if index >= size {
+			return nil, custos.Errorf(custos.EINVALID, "index must be below size")
+		}
+		return tlog.ProveRecord(int64(size), int64(index), r)
+	}, nil
 }
