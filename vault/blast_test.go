@@ -50,6 +50,9 @@ func TestBlastRadius(t *testing.T) {
 	if _, err := f.vault.BlastRadius(sec, custos.BlastQuery{Principal: adminID, Tenant: tenant}); custos.ErrorCode(err) != custos.EINVALID {
 		t.Fatalf("two subjects: %v", err)
 	}
+	if err := st.Log.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.Log.SignCheckpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +102,9 @@ func TestBlastRadius(t *testing.T) {
 		t.Fatalf("verify tenant report: %v", err)
 	}
 	// The request itself is recorded, naming its subject.
+	if err := st.Log.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ss, err := st.Log.Entries(context.Background(), st.Log.Size()-1, 1)
 	if err != nil {
 		t.Fatal(err)
