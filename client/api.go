@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/custos-dev/custos"
 )
@@ -526,4 +527,22 @@ func (c *Client) ConsistencyProof(ctx context.Context, from, to uint64) (*custos
 		q.Set("to", strconv.FormatUint(to, 10))
 	}
 	return get[custos.ConsistencyProof](ctx, c, path("log", "proof", "consistency"), q)
+}
+
+// BlastRadius returns the proven blast-radius report of q's subject
+// (security staff); blastreport.Verify checks it offline.
+func (c *Client) BlastRadius(ctx context.Context, q custos.BlastQuery) (*custos.BlastReport, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"principal": q.Principal, "key": q.Key, "source": q.Source, "tenant": q.Tenant} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
+	}
+	return get[custos.BlastReport](ctx, c, path("blast-radius"), v)
 }

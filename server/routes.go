@@ -62,6 +62,7 @@ func (s *Server) registerRoutes() {
 	s.registerSupportRoutes()
 	s.registerStaffRoutes()
 	s.registerSecurityRoutes()
+	s.registerBlastRoutes()
 }
 
 // reject records a request refused before it reached the vault.
