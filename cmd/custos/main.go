@@ -177,6 +177,8 @@ func init() {
 			{name: "unfreeze", summary: "lift a tenant's freeze", run: containSet("unfreeze", "TENANT")},
 		}},
 		{name: "trace", summary: "is an address (or a saved message's recipients) a canary? whose export or list?", run: (*Main).runTrace},
+		{name: "blast-radius", summary: "security: a proven report of what a principal, key or network touched, or who touched a tenant", run: (*Main).runBlastRadius},
+		{name: "verify-report", summary: "check a blast-radius report offline with the log's key", run: (*Main).runVerifyReport},
 		{name: "evidence", summary: "security: a message the canary trap kept (--raw FILE writes it)", run: (*Main).runEvidence},
 		{name: "send", summary: "send one message to contact tokens through the relay (exit 3 if any were not sent)", run: (*Main).runSend},
 		{name: "relay", summary: "the egress relay and the inbound canary trap", subs: []*command{
