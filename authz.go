@@ -114,6 +114,11 @@ var policy = map[Action]struct {
 	ActionSend:            {ScopeSend, []Kind{KindTenantAdmin, KindService}},
 	ActionEvidenceRead:    {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionRelayUpstream:   {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionDeletionRequest: {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},
+	ActionDeletionApprove: {ScopeTenantsWrite, []Kind{KindOperator}},
+	ActionDeletionCancel:  {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},
+	ActionDeletionRead:    {ScopeTenantsRead, []Kind{KindOperator, KindTenantAdmin}},
+	ActionReceiptRead:     {ScopeTenantsRead, []Kind{KindOperator, KindTenantAdmin}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant
