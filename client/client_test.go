@@ -138,8 +138,8 @@ func TestTenantsListsContacts(t *testing.T) {
 	if _, err := f.admin.DeleteContact(ctx, f.tenant, c.Token); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.admin.Contact(ctx, f.tenant, c.Token); custos.ErrorCode(err) != custos.ENOTFOUND {
-		t.Fatalf("deleted contact: %v, want not_found", err)
+	if _, err := f.admin.Contact(ctx, f.tenant, c.Token); custos.ErrorCode(err) != custos.EGONE {
+		t.Fatalf("deleted contact: %v, want gone", err)
 	}
 	if _, err := f.admin.DeleteList(ctx, f.tenant, l.ID); err != nil {
 		t.Fatal(err)

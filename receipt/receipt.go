@@ -21,6 +21,7 @@ package receipt
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -275,6 +276,9 @@ func Verify(file []byte, v note.Verifier) (*Statement, *audit.Checkpoint, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("receipt: statement signature: %w", err)
 	}
+	if err := canonicalSignatures(sb); err != nil {
+		return nil, nil, fmt.Errorf("receipt: statement: %w", err)
+	}
 	s, err := ParseText(n.Text)
 	if err != nil {
 		return nil, nil, err
@@ -282,6 +286,9 @@ func Verify(file []byte, v note.Verifier) (*Statement, *audit.Checkpoint, error)
 	p, err := audit.ParseProof(pb)
 	if err != nil {
 		return nil, nil, fmt.Errorf("receipt: %w", err)
+	}
+	if err := canonicalSignatures(p.Checkpoint); err != nil {
+		return nil, nil, fmt.Errorf("receipt: checkpoint: %w", err)
 	}
 	cp, err := p.Verify(v)
 	if err != nil {
@@ -368,4 +375,25 @@ func FromEntry(body []byte, index uint64) (*Statement, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// canonicalSignatures refuses a signed note whose signature lines are not
+// in canonical base64: note.Open decodes them leniently, so without this
+// a changed padding bit would leave a receipt verifying with other bytes.
+func canonicalSignatures(msg []byte) error {
+	_, sigs, ok := bytes.Cut(msg, []byte("\n\n"))
+	if !ok {
+		return errors.New("malformed signed note")
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(string(sigs), "\n"), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 || f[0] != "—" {
+			return errors.New("malformed signature line")
+		}
+		b, err := base64.StdEncoding.Strict().DecodeString(f[2])
+		if err != nil || base64.StdEncoding.EncodeToString(b) != f[2] {
+			return errors.New("signature not in canonical base64")
+		}
+	}
+	return nil
 }

@@ -358,6 +358,9 @@ func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error)
 	if err != nil {
 		return 0, fmt.Errorf("due deletions: %w", err)
 	}
+	if !v.log.IsLeader() {
+		due = nil // one node executes (queued mode: the leader); every node forgets keys below
+	}
 	done := 0
 	var errs []error
 	for _, d := range due {
