@@ -71,7 +71,7 @@ func TestContactLifecycle(t *testing.T) {
 	}
 
 	e.do(f.editor, "DELETE", base+"/contacts/"+c.Token, "", nil, 200)
-	e.get(f.admin, base+"/contacts/"+c.Token, 404)
+	e.get(f.admin, base+"/contacts/"+c.Token, 410) // gone, with the erasure's receipt
 }
 
 func TestTenantIsolationAndStaffDenied(t *testing.T) {
