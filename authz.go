@@ -116,6 +116,11 @@ var policy = map[Action]struct {
 	ActionEvidenceRead:    {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionRelayUpstream:   {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionBlastRadius:     {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionDeletionRequest: {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},
+	ActionDeletionApprove: {ScopeTenantsWrite, []Kind{KindOperator}},
+	ActionDeletionCancel:  {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},
+	ActionDeletionRead:    {ScopeTenantsRead, []Kind{KindOperator, KindTenantAdmin}},
+	ActionReceiptRead:     {ScopeTenantsRead, []Kind{KindOperator, KindTenantAdmin}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

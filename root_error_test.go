@@ -24,11 +24,12 @@ var codes = map[string]string{
 	custos.EUNAUTHORIZED: "unauthorized",
 	custos.EUNAVAILABLE:  "unavailable",
 	custos.EUNSUPPORTED:  "unsupported_media_type",
+	custos.EGONE:         "gone",
 }
 
 func TestErrorCodes(t *testing.T) {
-	if len(codes) != 10 {
-		t.Fatalf("%d distinct codes, want 10: two constants share a value", len(codes))
+	if len(codes) != 11 {
+		t.Fatalf("%d distinct codes, want 11: two constants share a value", len(codes))
 	}
 	for code, want := range codes {
 		if code != want {

@@ -70,9 +70,14 @@ func (c *Client) List(ctx context.Context, tenant, list string) (*custos.List, e
 	return get[custos.List](ctx, c, path("tenants", tenant, "lists", list), nil)
 }
 
-// DeleteList deletes a list and its contacts.
-func (c *Client) DeleteList(ctx context.Context, tenant, list string) error {
-	return c.del(ctx, path("tenants", tenant, "lists", list))
+// DeleteList deletes a list and its contacts and returns the deletion's
+// receipt.
+func (c *Client) DeleteList(ctx context.Context, tenant, list string) (*custos.Receipt, error) {
+	out := new(custos.Receipt)
+	if err := c.call(ctx, request{method: http.MethodDelete, path: path("tenants", tenant, "lists", list)}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // CreateContact adds a contact to a list.
@@ -125,9 +130,45 @@ func (c *Client) UpdateContact(ctx context.Context, tenant, token string, u cust
 	return out, nil
 }
 
-// DeleteContact deletes a contact.
-func (c *Client) DeleteContact(ctx context.Context, tenant, token string) error {
-	return c.del(ctx, path("tenants", tenant, "contacts", token))
+// DeleteContact deletes a contact (erasure) and returns the deletion's
+// receipt.
+func (c *Client) DeleteContact(ctx context.Context, tenant, token string) (*custos.Receipt, error) {
+	out := new(custos.Receipt)
+	if err := c.call(ctx, request{method: http.MethodDelete, path: path("tenants", tenant, "contacts", token)}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RequestTenantDeletion schedules the tenant's deletion (a tenant admin),
+// or asks a second operator to approve it (an operator).
+func (c *Client) RequestTenantDeletion(ctx context.Context, tenant string, req custos.DeletionRequest) (*custos.Deletion, error) {
+	return post[custos.Deletion](ctx, c, path("tenants", tenant, "deletion"), req)
+}
+
+// TenantDeletions returns the tenant's deletions, newest first.
+func (c *Client) TenantDeletions(ctx context.Context, tenant string) (*custos.Page[*custos.Deletion], error) {
+	return get[custos.Page[*custos.Deletion]](ctx, c, path("tenants", tenant, "deletion"), nil)
+}
+
+// ApproveTenantDeletion is a second operator's approval.
+func (c *Client) ApproveTenantDeletion(ctx context.Context, tenant string) (*custos.Deletion, error) {
+	return post[custos.Deletion](ctx, c, path("tenants", tenant, "deletion", "approve"), nil)
+}
+
+// CancelTenantDeletion cancels the tenant's pending deletion.
+func (c *Client) CancelTenantDeletion(ctx context.Context, tenant string) (*custos.Deletion, error) {
+	return post[custos.Deletion](ctx, c, path("tenants", tenant, "deletion", "cancel"), nil)
+}
+
+// Receipts returns the tenant's deletion receipts, newest first.
+func (c *Client) Receipts(ctx context.Context, tenant string) (*custos.Page[*custos.Receipt], error) {
+	return get[custos.Page[*custos.Receipt]](ctx, c, path("tenants", tenant, "receipts"), nil)
+}
+
+// Receipt returns one deletion receipt.
+func (c *Client) Receipt(ctx context.Context, id string) (*custos.Receipt, error) {
+	return get[custos.Receipt](ctx, c, path("receipts", id), nil)
 }
 
 // contentTypes are the import body types by format.

@@ -135,13 +135,13 @@ func TestTenantsListsContacts(t *testing.T) {
 		t.Fatalf("Export = %d, %v:\n%s", n, err, out.String())
 	}
 
-	if err := f.admin.DeleteContact(ctx, f.tenant, c.Token); err != nil {
+	if _, err := f.admin.DeleteContact(ctx, f.tenant, c.Token); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.admin.Contact(ctx, f.tenant, c.Token); custos.ErrorCode(err) != custos.ENOTFOUND {
-		t.Fatalf("deleted contact: %v, want not_found", err)
+	if _, err := f.admin.Contact(ctx, f.tenant, c.Token); custos.ErrorCode(err) != custos.EGONE {
+		t.Fatalf("deleted contact: %v, want gone", err)
 	}
-	if err := f.admin.DeleteList(ctx, f.tenant, l.ID); err != nil {
+	if _, err := f.admin.DeleteList(ctx, f.tenant, l.ID); err != nil {
 		t.Fatal(err)
 	}
 	if ls := collect(t, f.admin.Lists(ctx, f.tenant)); len(ls) != 0 {

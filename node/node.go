@@ -192,7 +192,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
-		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains})
+		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier})
 	// Enrollment mails go only to the holder's address, by their own sink.
 	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
 	// Free text written before it was sealed at rest is sealed now; if the
@@ -239,9 +239,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl,
 		logger: logger, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.Run(bg) }()
 	go func() { defer wg.Done(); det.Run(bg) }()
+	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()
 	go func() { wg.Wait(); close(n.stopped) }()
 	return n, nil
 }
@@ -395,4 +396,26 @@ func WriteFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// deletionInterval is how often a node executes tenant deletions that
+// came due (and drops deleted tenants' keys from its caches).
+const deletionInterval = 30 * time.Second
+
+// runDeletions calls [vault.Vault.RunDueDeletions] until ctx ends.
+func runDeletions(ctx context.Context, v *vault.Vault, logger *slog.Logger) {
+	t := time.NewTicker(deletionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n, err := v.RunDueDeletions(ctx, now); err != nil {
+				logger.Warn("due deletions", "err", err)
+			} else if n > 0 {
+				logger.Info("tenant deletions executed", "count", n)
+			}
+		}
+	}
 }

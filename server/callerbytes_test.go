@@ -193,6 +193,9 @@ func (c *callerEnv) drive(t *testing.T, seg, q string, body []byte, ctype byte) 
 			if err := json.Unmarshal(s.Data, &l); err != nil {
 				t.Fatalf("entry %d: %v", s.Index, err)
 			}
+			if l.Actor == "detector" {
+				continue // the detector's own alerts on this burst of refusals: rule text, no caller bytes
+			}
 			checkLeaf(t, l, c.vocab, c.actions)
 		}
 		from += uint64(len(ss))

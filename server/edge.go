@@ -55,6 +55,7 @@ var idCollections = map[string]struct{ prefix, noun string }{
 	"alerts":          {custos.PrefixAlert, "alert"},
 	"evidence":        {custos.PrefixEvidence, "evidence"},
 	"upstreams":       {custos.PrefixUpstream, "upstream"},
+	"receipts":        {custos.PrefixReceipt, "receipt"},
 }
 
 // checkIDs is the one identifier check at the edge: a path identifier that

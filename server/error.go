@@ -20,6 +20,7 @@ var statuses = map[string]int{
 	custos.EUNAUTHORIZED: http.StatusUnauthorized,
 	custos.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	custos.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
+	custos.EGONE:         http.StatusGone,
 }
 
 // writeError writes err as a JSON error. Errors that are not domain errors

@@ -56,6 +56,13 @@ var matrix = map[string][]string{
 	"GET /v1/tenants/{tenant}":            {"operator", "admin", "editor"},
 	"GET /v1/tenants/{tenant}/access-log": {"admin"},
 
+	"POST /v1/tenants/{tenant}/deletion":         {"operator", "admin"},
+	"GET /v1/tenants/{tenant}/deletion":          {"operator", "admin"},
+	"POST /v1/tenants/{tenant}/deletion/approve": {"operator"},
+	"POST /v1/tenants/{tenant}/deletion/cancel":  {"operator", "admin"},
+	"GET /v1/tenants/{tenant}/receipts":          {"operator", "admin"},
+	"GET /v1/receipts/{id}":                      {"operator", "admin"},
+
 	"POST /v1/tenants/{tenant}/lists":          {"admin"},
 	"GET /v1/tenants/{tenant}/lists":           {"admin", "editor"},
 	"GET /v1/tenants/{tenant}/lists/{list}":    {"admin", "editor"},
@@ -210,6 +217,9 @@ func checkRoute(t *testing.T, key, setting string) {
 				id = custos.NewID(custos.PrefixUpstream)
 			case strings.HasPrefix(pattern, "/v1/evidence/"):
 				id = custos.NewID(custos.PrefixEvidence)
+			case strings.HasPrefix(pattern, "/v1/receipts/"): // a real receipt of the tenant: an erased contact's
+				gone := decode[custos.Contact](t, e.postJSON(f.admin, base+"/lists/"+f.list+"/contacts", map[string]any{"email": e.email()}, 201))
+				id = decode[custos.Receipt](t, e.do(f.admin, "DELETE", base+"/contacts/"+gone.Token, "", nil, 200)).ID
 			}
 			path := strings.NewReplacer("{tenant}", f.tenant, "{list}", f.list, "{token}", c.Token, "{id}", id,
 				"{index}", "0", "entries/{path...}", "entries/000.p/1", "{path...}", "0/000.p/1").Replace(pattern)

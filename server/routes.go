@@ -63,6 +63,7 @@ func (s *Server) registerRoutes() {
 	s.registerStaffRoutes()
 	s.registerSecurityRoutes()
 	s.registerBlastRoutes()
+	s.registerDeletionRoutes()
 }
 
 // reject records a request refused before it reached the vault.
@@ -133,14 +134,6 @@ func (s *Server) getList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, l)
-}
-
-func (s *Server) deleteList(w http.ResponseWriter, r *http.Request) error {
-	if err := s.vault.DeleteList(r.Context(), r.PathValue("tenant"), r.PathValue("list")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
 }
 
 func (s *Server) createContact(w http.ResponseWriter, r *http.Request) error {
@@ -221,14 +214,6 @@ func (s *Server) updateContact(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, c)
-}
-
-func (s *Server) deleteContact(w http.ResponseWriter, r *http.Request) error {
-	if err := s.vault.DeleteContact(r.Context(), r.PathValue("tenant"), r.PathValue("token")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
 }
 
 // importContacts streams a CSV or NDJSON body into a list. The response

@@ -123,6 +123,7 @@ func open(path string, conns int, cache string) (*sql.DB, error) {
 		"foreign_keys(ON)",
 		"wal_autocheckpoint(16384)",    // 64 MiB of WAL between checkpoints: a page rewritten by many batches is copied back once
 		"journal_size_limit(67108864)", // and a WAL reset after a checkpoint is cut back to 64 MiB, not left at its high-water mark
+		"secure_delete(ON)",            // deleted rows are overwritten, not left in free pages (verified deletion: docs/deletion.md)
 		cache,
 	} {
 		q.Add("_pragma", p)

@@ -194,7 +194,7 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	}
 	s, err := scanSealed(v.queryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant))
 	if isNoRows(err) {
-		return nil, notFound("contact")
+		return nil, v.gone(ctx, tenant, "", token, notFound("contact"))
 	} else if err != nil {
 		return nil, fmt.Errorf("find contact: %w", err)
 	}
@@ -347,24 +347,6 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 		return nil, err
 	}
 	return c, nil
-}
-
-// DeleteContact removes a contact.
-func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) error {
-	l, _, err := v.authorizeContact(ctx, custos.ActionContactDelete, tenant, token)
-	if err != nil {
-		return err
-	}
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant)
-		if err != nil {
-			return fmt.Errorf("delete contact: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return notFound("contact")
-		}
-		return nil
-	})
 }
 
 // Lookup finds a contact of a list by address, through the blind index.

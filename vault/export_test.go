@@ -135,7 +135,7 @@ func TestExportIsOneSnapshot(t *testing.T) {
 				inserted[c.Token] = true
 			}
 			for _, tok := range deleted {
-				if err := f.vault.DeleteContact(admin, tenant, tok); err != nil {
+				if _, err := f.vault.DeleteContact(admin, tenant, tok); err != nil {
 					done <- err
 					return
 				}

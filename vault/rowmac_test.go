@@ -216,7 +216,7 @@ func TestDeletedContactDetected(t *testing.T) {
 		}
 		tokens = append(tokens, c.Token)
 	}
-	if err := f.vault.DeleteContact(admin, tenant, tokens[0]); err != nil {
+	if _, err := f.vault.DeleteContact(admin, tenant, tokens[0]); err != nil {
 		t.Fatal(err)
 	}
 	wantClean(t, f.verifyData(t))

@@ -105,11 +105,16 @@ func (v *Vault) findTenant(ctx context.Context, id string) (*custos.Tenant, erro
 	}
 	var t custos.Tenant
 	var created int64
-	err := v.read.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE id = $1`, id).Scan(&t.ID, &t.Name, &created)
+	var deleted sql.NullInt64
+	var receipt sql.NullString
+	err := v.read.QueryRowContext(ctx, `SELECT id, name, created_at, deleted_at, receipt_id FROM tenants WHERE id = $1`, id).Scan(&t.ID, &t.Name, &created, &deleted, &receipt)
 	if isNoRows(err) {
 		return nil, notFound("tenant")
 	} else if err != nil {
 		return nil, fmt.Errorf("find tenant: %w", err)
+	}
+	if deleted.Valid {
+		return nil, custos.Gone("tenant", receipt.String)
 	}
 	t.CreatedAt = fromMS(created)
 	return &t, nil
@@ -123,7 +128,7 @@ func (v *Vault) tenantKeys(ctx context.Context, tenantID string) (*keys.TenantKe
 	var wrapped []byte
 	err := v.read.QueryRowContext(ctx, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tenantID).Scan(&wrapped)
 	if isNoRows(err) {
-		return nil, notFound("tenant")
+		return nil, v.gone(ctx, tenantID, "", "", notFound("tenant"))
 	} else if err != nil {
 		return nil, fmt.Errorf("load tenant keys: %w", err)
 	}
@@ -189,30 +194,6 @@ func (v *Vault) Lists(ctx context.Context, tenant string) ([]*custos.List, error
 	}, `SELECT id, tenant_id, name, created_at FROM lists WHERE tenant_id = $1 ORDER BY created_at, id`, tenant)
 }
 
-// DeleteList deletes a list and every contact in it.
-func (v *Vault) DeleteList(ctx context.Context, tenant, id string) error {
-	l, _, err := v.authorizeList(ctx, custos.ActionListDelete, tenant, id)
-	if err != nil {
-		return err
-	}
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, id, tenant)
-		if err != nil {
-			return fmt.Errorf("delete contacts: %w", err)
-		}
-		n, _ := res.RowsAffected()
-		l.Count = int(n)
-		res, err = tx.ExecContext(ctx, `DELETE FROM lists WHERE id = $1 AND tenant_id = $2`, id, tenant)
-		if err != nil {
-			return fmt.Errorf("delete list: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return notFound("list")
-		}
-		return nil
-	})
-}
-
 func (v *Vault) findList(ctx context.Context, tenant, id string) (*custos.List, error) {
 	if !custos.ValidID(custos.PrefixList, id) || !custos.ValidID(custos.PrefixTenant, tenant) {
 		return nil, notFound("list")
@@ -222,7 +203,7 @@ func (v *Vault) findList(ctx context.Context, tenant, id string) (*custos.List, 
 	err := v.read.QueryRowContext(ctx, `SELECT id, tenant_id, name, created_at FROM lists WHERE id = $1 AND tenant_id = $2`, id, tenant).
 		Scan(&ls.ID, &ls.TenantID, &ls.Name, &created)
 	if isNoRows(err) {
-		return nil, notFound("list")
+		return nil, v.gone(ctx, tenant, id, "", notFound("list"))
 	} else if err != nil {
 		return nil, fmt.Errorf("find list: %w", err)
 	}
@@ -239,7 +220,7 @@ func (v *Vault) AccessLog(ctx context.Context, tenant string, after uint64, limi
 	if err != nil {
 		return nil, err
 	}
-	if _, err := v.findTenant(ctx, tenant); err != nil {
+	if _, err := v.findTenant(ctx, tenant); err != nil && custos.ErrorCode(err) != custos.EGONE { // a deleted tenant's feed remains
 		return nil, v.deny(ctx, l, err)
 	}
 	f, err := v.log.TenantFeed(ctx, tenant, after, limit)

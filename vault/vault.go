@@ -37,6 +37,7 @@ import (
 	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Vault implements custos's operations over one database, one audit log
@@ -72,6 +73,10 @@ type Vault struct {
 	// tenantCache holds unwrapped tenant keys (tenant id → *keys.TenantKeys)
 	// so a read costs no keyset query; a tenant's deletion must drop its entry.
 	tenantCache sync.Map
+
+	// signer and verifier are the log's key, for deletion receipts.
+	signer   note.Signer
+	verifier note.Verifier
 
 	// approved holds the relay upstreams security staff approved (id → true).
 	approved sync.Map
@@ -113,12 +118,19 @@ type Options struct {
 	// their addresses use (default DefaultCanaryDomain).
 	Canaries      int
 	CanaryDomains []string
+	// LogSigner and LogVerifier are the audit log's checkpoint key: the
+	// vault signs deletion receipts with it (package receipt) and proves
+	// their entries against the log's checkpoints. Without them deletions
+	// still happen, but their receipts are not issued.
+	LogSigner   note.Signer
+	LogVerifier note.Verifier
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
-	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified}
+	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
+		signer: opts.LogSigner, verifier: opts.LogVerifier}
 	if v.logger == nil {
 		v.logger = slog.New(slog.DiscardHandler)
 	}
@@ -173,11 +185,11 @@ var actors = map[string]bool{"anonymous": true, "system": true, "bootstrap": tru
 
 var (
 	outcomes   = map[string]bool{audit.OutcomeOK: true, audit.OutcomeDenied: true, audit.OutcomeRejected: true, audit.OutcomeError: true}
-	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true}
+	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true, custos.EGONE: true}
 	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
 	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
 		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson,
-		custos.PrefixEvidence, custos.PrefixMessage, custos.PrefixUpstream}
+		custos.PrefixEvidence, custos.PrefixMessage, custos.PrefixUpstream, custos.PrefixDeletion, custos.PrefixReceipt}
 	// words are the enum values and fixed phrases an error message may
 	// carry as an argument into a leaf (see [recordable]).
 	words = func() map[string]bool {

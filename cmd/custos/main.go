@@ -111,6 +111,13 @@ func init() {
 			{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch},
 		}},
 		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof},
+		{name: "verify-receipt", summary: "check a deletion receipt offline", run: (*Main).runVerifyReceipt},
+		{name: "delete", summary: "verified deletion: a tenant (after a grace period), a list or a contact, with a signed receipt", subs: []*command{
+			{name: "tenant", summary: "schedule, approve (second operator) or cancel a tenant's deletion", run: (*Main).runDeleteTenant},
+			{name: "list", summary: "delete a list and its contacts; write the receipt", run: (*Main).runDeleteList},
+			{name: "contact", summary: "delete a contact (erasure); write the receipt", run: (*Main).runDeleteContact},
+			{name: "receipt", summary: "fetch a receipt by id, or list a tenant's (also once it is gone)", run: (*Main).runDeleteReceipt},
+		}},
 		{name: "audit", summary: "the tenant's side of the audit log", subs: []*command{{name: "pull", summary: "the tenant's side: fetch and verify the tenant's access feed", run: (*Main).runAuditPull}}},
 		{name: "tenant", summary: "tenants (operators)", subs: []*command{
 			{name: "create", summary: "create a tenant; its first admin enrolls from the mail to its address", run: (*Main).runTenantCreate},

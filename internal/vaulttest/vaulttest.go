@@ -41,6 +41,7 @@ func Open(t testing.TB, opts vault.Options) *Stack {
 	s := &Stack{DB: db, KEK: KEK(t), Signer: signer, Verifier: verifier}
 	s.Log = s.OpenLog(t, db.Read, db.Write, db.Queued)
 	opts.Placeholders = db.Placeholders
+	opts.LogSigner, opts.LogVerifier = signer, verifier // deletion receipts
 	s.Vault = vault.New(db.Read, db.Write, s.Log, keys.NewKeyring(s.KEK), opts)
 	return s
 }

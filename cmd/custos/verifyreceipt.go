@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/custos-dev/custos/receipt"
+)
+
+// runVerifyReceipt runs "custos verify-receipt FILE --log-key KEY": the
+// offline check of a deletion receipt (package receipt), no server.
+func (m *Main) runVerifyReceipt(ctx context.Context, args []string) error {
+	fs := m.flags("verify-receipt", "FILE --log-key LOG_VERIFIER_KEY", "custos verify-receipt tenant.receipt --log-key log.pub")
+	key := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+	pos, err := fs.parse(args, 1, 1, "log-key")
+	if err != nil {
+		return err
+	}
+	v, err := loadVerifier(*key)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(pos[0])
+	if err != nil {
+		return err
+	}
+	s, cp, err := receipt.Verify(b, v)
+	if err != nil {
+		return fmt.Errorf("REFUSED: %w", err)
+	}
+	var what strings.Builder
+	for _, k := range receipt.Kinds {
+		if n, ok := s.Counts[k]; ok {
+			fmt.Fprintf(&what, " %s=%d", k, n)
+		}
+	}
+	fmt.Fprintf(m.Stdout, "verified: receipt %s: %s deletion of tenant %s", s.ID, s.Scope, s.Tenant)
+	if s.List != "" {
+		fmt.Fprintf(m.Stdout, " list %s", s.List)
+	}
+	if s.Contact != "" {
+		fmt.Fprintf(m.Stdout, " contact %s", s.Contact)
+	}
+	if s.Keyset != "" {
+		fmt.Fprintf(m.Stdout, ", keyset %s destroyed", s.Keyset)
+	}
+	fmt.Fprintf(m.Stdout, "; removed%s; at %s, audit entry %d, in log %s at size %d (root %s), signed by %s\n",
+		what.String(), s.Time.Format("2006-01-02T15:04:05.000Z07:00"), s.Entry, cp.Origin, cp.Size, cp.Root, v.Name())
+	return nil
+}

@@ -1,0 +1,147 @@
+package receipt_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/internal/vaulttest"
+	"github.com/custos-dev/custos/receipt"
+	"github.com/custos-dev/custos/vault"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// issue appends a tenant deletion's entry to a real log, among others,
+// and builds its receipt as the vault does.
+func issue(t testing.TB) ([]byte, note.Verifier, *vaulttest.Stack) {
+	t.Helper()
+	st := vaulttest.Open(t, vault.Options{})
+	ctx := context.Background()
+	s := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: custos.NewID(custos.PrefixTenant), Scope: custos.DeletionScopeTenant,
+		Keyset: "sha256:" + strings.Repeat("ab", 32), Counts: map[string]int{"contacts": 1000, "lists": 2, "keysets": 1}}
+	for i := range 5 {
+		if _, err := st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: "filler", Outcome: audit.OutcomeOK, Count: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: string(custos.ActionTenantDelete), Tenant: s.Tenant, Outcome: audit.OutcomeOK, Count: 1000, Detail: s.Detail()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: "filler", Outcome: audit.OutcomeOK}})
+	}
+	if _, err := st.Log.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Log.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idx := rec.Index
+	if rec.Queued {
+		t.Skip("queued log: the receipt's index comes from the vault's feed search (vault tests)")
+	}
+	p, _, err := audit.ReadProof(ctx, st.DB.Read, st.Verifier, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := receipt.FromEntry(p.Body(), idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := receipt.Build(full, st.Signer, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, st.Verifier, st
+}
+
+func TestVerify(t *testing.T) {
+	file, v, st := issue(t)
+	s, cp, err := receipt.Verify(file, v)
+	if err != nil {
+		t.Fatalf("verify: %v\n%s", err, file)
+	}
+	if s.Counts["contacts"] != 1000 || s.Scope != custos.DeletionScopeTenant || cp.Size < s.Entry+1 {
+		t.Fatalf("statement %+v, checkpoint size %d", s, cp.Size)
+	}
+
+	// Every single byte changed fails (the whole file is covered by
+	// the two signatures and the proof).
+	for i := range file {
+		bad := bytes.Clone(file)
+		bad[i] ^= 0x01
+		if _, _, err := receipt.Verify(bad, v); err == nil {
+			t.Fatalf("byte %d changed (%q→%q): verified", i, file[i], bad[i])
+		}
+	}
+
+	// Another log's key: neither the statement nor the checkpoint opens.
+	_, other := vaulttest.LogKeys(t)
+	if _, _, err := receipt.Verify(file, other); err == nil {
+		t.Fatal("verified under another log's key")
+	}
+	// A statement and a checkpoint signed by another log (same origin
+	// name, another key) over the same entry and proof fail too.
+	signer2, _ := vaulttest.LogKeys(t)
+	sb, pb, _ := receipt.Split(file)
+	n, _ := note.Open(sb, note.VerifierList(v))
+	resigned, _ := note.Sign(&note.Note{Text: n.Text}, signer2)
+	p, _ := audit.ParseProof(pb)
+	cn, _ := note.Open(p.Checkpoint, note.VerifierList(v))
+	p.Checkpoint, _ = note.Sign(&note.Note{Text: cn.Text}, signer2)
+	if _, _, err := receipt.Verify(append(resigned, p.Marshal()...), v); err == nil {
+		t.Fatal("verified with another log's signatures")
+	}
+	// A checkpoint of this log that does not cover the entry: an older
+	// one, proof unchanged.
+	p, _ = audit.ParseProof(pb)
+	lines := strings.SplitN(cn.Text, "\n", 3)
+	old, _ := note.Sign(&note.Note{Text: lines[0] + "\n1\n" + strings.SplitN(lines[2], "\n", 2)[0] + "\n"}, st.Signer)
+	p.Checkpoint = old
+	if _, _, err := receipt.Verify(append(bytes.Clone(sb), p.Marshal()...), v); err == nil {
+		t.Fatal("verified against a checkpoint that does not cover the entry")
+	}
+	// A forged proof: one hash replaced, or the entry's index moved.
+	p, _ = audit.ParseProof(pb)
+	p.Hashes[0][0] ^= 1
+	if _, _, err := receipt.Verify(append(bytes.Clone(sb), p.Marshal()...), v); err == nil {
+		t.Fatal("verified with a forged inclusion proof")
+	}
+	p, _ = audit.ParseProof(pb)
+	p.Index++
+	if _, _, err := receipt.Verify(append(bytes.Clone(sb), p.Marshal()...), v); err == nil {
+		t.Fatal("verified with the proof of another index")
+	}
+	// A statement claiming more than the entry says, signed by the log's
+	// own key (a vault bug or a key holder's lie), does not match the
+	// entry the log committed to.
+	lie := strings.Replace(n.Text, "count contacts 1000", "count contacts 999", 1)
+	forged, _ := note.Sign(&note.Note{Text: lie}, st.Signer)
+	if _, _, err := receipt.Verify(append(forged, pb...), v); err == nil || !strings.Contains(err.Error(), "detail") {
+		t.Fatalf("statement disagreeing with its entry: %v", err)
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	if storetest.Engine() != storetest.SQLite {
+		f.Skip("one engine is enough to fuzz the parser")
+	}
+	file, v, _ := issue(f)
+	f.Add(file)
+	f.Add([]byte("custos.dev/deletion-receipt/v1\nid x\n\n— a b\nc2sp.org/tlog-proof@v1\nindex 0\n\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, _, err := receipt.Verify(b, v)
+		if err == nil && (s == nil || !bytes.Contains(b, []byte(s.Text()))) {
+			t.Fatalf("verified without its statement")
+		}
+		receipt.ParseText(string(b))
+	})
+}

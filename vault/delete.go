@@ -1,0 +1,654 @@
+package vault
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/receipt"
+)
+
+// Verified deletion (docs/deletion.md). A tenant's deletion is requested
+// by one of its admins (or by an operator and approved by a second one),
+// announced to every tenant admin at once, and executed by
+// [Vault.RunDueDeletions] once its grace period has passed: its keyset
+// row is deleted (crypto-shredding every ciphertext anywhere), its rows
+// with it, and the system's audit entry "tenant.delete" is the subject of
+// a receipt (package receipt). A list's or a contact's deletion is
+// immediate and gets a receipt too.
+
+// receiptWait bounds how long a deletion waits for its entry to be
+// sequenced and covered by a checkpoint before it answers without the
+// receipt's file (which is then issued by the next RunDueDeletions or
+// fetched with [Vault.Receipt]).
+const receiptWait = 10 * time.Second
+
+// recordAt is [Vault.record] returning where the entry landed.
+func (v *Vault) recordAt(ctx context.Context, l audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error) (audit.Receipt, error) {
+	cleanLeaf(&l)
+	var failed error
+	rec, err := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		failed = apply(ctx, tx, leaf)
+		cleanLeaf(leaf)
+		if failed == nil && !fits(leaf) {
+			failed = tooLarge
+		}
+		if failed == nil {
+			return nil
+		}
+		if !fits(leaf) {
+			shrink(leaf)
+		}
+		return recordable(failed)
+	}})
+	if err != nil && failed != nil && !errors.Is(err, audit.ErrUnavailable) {
+		return rec, failed
+	}
+	return rec, err
+}
+
+// insertReceipt stores a receipt's row (its file comes once the entry is
+// sequenced) inside the deletion's transaction.
+func (v *Vault) insertReceipt(ctx context.Context, tx *sql.Tx, st *receipt.Statement) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO receipts (id, tenant_id, scope, list_id, token, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		st.ID, st.Tenant, st.Scope, nullString(st.List), nullString(st.Contact), st.Detail(), ms(v.now()))
+	if err != nil {
+		return fmt.Errorf("insert receipt: %w", err)
+	}
+	return nil
+}
+
+// deleteList removes a list's rows in tx and returns their counts: its
+// contacts (canaries among them) and the canaries' tags.
+func deleteList(ctx context.Context, tx *sql.Tx, canaryListTag, tenant, list string, counts map[string]int) error {
+	res, err := tx.ExecContext(ctx, `DELETE FROM canaries WHERE list_tag = $1`, canaryListTag)
+	if err != nil {
+		return fmt.Errorf("delete canaries: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	counts["canaries"] += int(n)
+	res, err = tx.ExecContext(ctx, `DELETE FROM suppressions WHERE tenant_id = $1 AND token IN (SELECT token FROM contacts WHERE list_id = $2 AND tenant_id = $1)`, tenant, list)
+	if err != nil {
+		return fmt.Errorf("delete suppressions: %w", err)
+	}
+	n, _ = res.RowsAffected()
+	counts["suppressions"] += int(n)
+	res, err = tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, list, tenant)
+	if err != nil {
+		return fmt.Errorf("delete contacts: %w", err)
+	}
+	n, _ = res.RowsAffected()
+	counts["contacts"] += int(n)
+	res, err = tx.ExecContext(ctx, `DELETE FROM lists WHERE id = $1 AND tenant_id = $2`, list, tenant)
+	if err != nil {
+		return fmt.Errorf("delete list: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return notFound("list")
+	}
+	counts["lists"]++
+	return nil
+}
+
+func (v *Vault) listTag(ctx context.Context, list string) (string, error) {
+	k, err := v.canaryPRF(ctx)
+	if err != nil {
+		return "", fmt.Errorf("canary key: %w", err)
+	}
+	return hex.EncodeToString(k.Tag("list/" + list)), nil
+}
+
+// DeleteList deletes a list, its contacts (canaries included) and their
+// suppressions, and returns the deletion's receipt. The rows are removed;
+// their ciphertexts in backups stay under the tenant's live keyset until
+// the tenant itself is deleted (docs/deletion.md).
+func (v *Vault) DeleteList(ctx context.Context, tenant, id string) (*custos.Receipt, error) {
+	l, _, err := v.authorizeList(ctx, custos.ActionListDelete, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	tag, err := v.listTag(ctx, id)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	st := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: tenant, Scope: custos.DeletionScopeList, List: id, Counts: map[string]int{}}
+	rec, err := v.recordAt(ctx, l, func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
+		if err := deleteList(ctx, tx, tag, tenant, id, st.Counts); err != nil {
+			return err
+		}
+		l.Count, l.Detail = st.Counts["contacts"], st.Detail()
+		return v.insertReceipt(ctx, tx, st)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.issue(ctx, st.ID, rec)
+}
+
+// DeleteContact deletes a contact (a data subject's erasure) and its
+// suppression, and returns the deletion's receipt. Its row and blind
+// index are removed; backups hold its ciphertext under the tenant's live
+// keyset (docs/deletion.md).
+func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) (*custos.Receipt, error) {
+	l, s, err := v.authorizeContact(ctx, custos.ActionContactDelete, tenant, token)
+	if err != nil {
+		return nil, err
+	}
+	st := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: tenant, Scope: custos.DeletionScopeContact, List: s.list, Contact: token, Counts: map[string]int{}}
+	rec, err := v.recordAt(ctx, l, func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE token = $1 AND tenant_id = $2`, token, tenant)
+		if err != nil {
+			return fmt.Errorf("delete suppression: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		st.Counts["suppressions"] = int(n)
+		res, err = tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant)
+		if err != nil {
+			return fmt.Errorf("delete contact: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return notFound("contact")
+		}
+		st.Counts["contacts"] = 1
+		l.Count, l.Detail = 1, st.Detail()
+		return v.insertReceipt(ctx, tx, st)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.issue(ctx, st.ID, rec)
+}
+
+// RequestTenantDeletion schedules the deletion of a tenant. A tenant
+// admin's request is scheduled at once, due after the grace period; an
+// operator's (contract end) waits for a second operator
+// ([Vault.ApproveTenantDeletion]). Every tenant admin is told at once, in
+// the same transaction, and so is security.
+func (v *Vault) RequestTenantDeletion(ctx context.Context, tenant string, req *custos.DeletionRequest) (*custos.Deletion, error) {
+	l, err := v.authorize(ctx, custos.ActionDeletionRequest, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Validate(); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	p := custos.PrincipalFromContext(ctx)
+	now := v.now().UTC().Truncate(time.Millisecond)
+	d := &custos.Deletion{ID: custos.NewID(custos.PrefixDeletion), TenantID: tenant, Initiator: custos.InitiatorTenant, RequestedBy: p.ID,
+		GraceSeconds: int64(req.Grace() / time.Second), CreatedAt: now, Status: custos.DeletionScheduled}
+	topic, text := "deletion.scheduled", "tenant deletion scheduled by a tenant admin; any tenant admin may cancel it before it is due"
+	if p.Kind == custos.KindOperator {
+		d.Initiator, d.Status = custos.InitiatorOperator, custos.DeletionAwaitingApproval
+		topic, text = "deletion.requested", "an operator requested this tenant's deletion (contract end); it is scheduled once a second operator approves"
+	} else {
+		due := now.Add(req.Grace())
+		d.DueAt = &due
+	}
+	l.Detail = "deletion " + d.ID + " " + d.Status
+	msg := &notify.Message{Topic: topic, Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+		Text: text, Data: deletionData(d)}
+	err = v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		var open int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM deletions WHERE tenant_id = $1 AND status IN ($2, $3)`,
+			tenant, custos.DeletionAwaitingApproval, custos.DeletionScheduled).Scan(&open); err != nil {
+			return fmt.Errorf("find open deletion: %w", err)
+		}
+		if open > 0 {
+			return custos.Errorf(custos.ECONFLICT, "the tenant has a deletion pending already")
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO deletions (id, tenant_id, status, initiator, requested_by, grace_ms, created_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			d.ID, tenant, d.Status, d.Initiator, d.RequestedBy, d.GraceSeconds*1000, ms(now), nullTime(d.DueAt))
+		if err != nil {
+			return fmt.Errorf("insert deletion: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func nullTime(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: ms(*t), Valid: true}
+}
+
+func deletionData(d *custos.Deletion) map[string]string {
+	m := map[string]string{"deletion": d.ID, "status": d.Status, "initiator": d.Initiator}
+	if d.DueAt != nil {
+		m["due_at"] = d.DueAt.Format(time.RFC3339)
+	}
+	return m
+}
+
+const deletionColumns = `id, tenant_id, status, initiator, requested_by, approved_by, cancelled_by, grace_ms, created_at, due_at, done_at, receipt_id`
+
+func scanDeletion(row scanner) (*custos.Deletion, error) {
+	var d custos.Deletion
+	var approved, cancelled, rid sql.NullString
+	var grace, created int64
+	var due, done sql.NullInt64
+	if err := row.Scan(&d.ID, &d.TenantID, &d.Status, &d.Initiator, &d.RequestedBy, &approved, &cancelled, &grace, &created, &due, &done, &rid); err != nil {
+		return nil, err
+	}
+	d.ApprovedBy, d.CancelledBy, d.ReceiptID = approved.String, cancelled.String, rid.String
+	d.GraceSeconds, d.CreatedAt, d.DueAt, d.DoneAt = grace/1000, fromMS(created), fromNullMS(due), fromNullMS(done)
+	return &d, nil
+}
+
+// openDeletion returns the tenant's pending deletion in tx.
+func openDeletion(ctx context.Context, tx *sql.Tx, tenant string) (*custos.Deletion, error) {
+	d, err := scanDeletion(tx.QueryRowContext(ctx, `SELECT `+deletionColumns+` FROM deletions WHERE tenant_id = $1 AND status IN ($2, $3)`,
+		tenant, custos.DeletionAwaitingApproval, custos.DeletionScheduled))
+	if isNoRows(err) {
+		return nil, notFound("pending deletion")
+	}
+	return d, err
+}
+
+// ApproveTenantDeletion is the second operator's approval of an
+// operator's request: a different person, not created by the requester
+// (nor its creator). The deletion is then due after its grace period, and
+// the tenant is told.
+func (v *Vault) ApproveTenantDeletion(ctx context.Context, tenant string) (*custos.Deletion, error) {
+	l, err := v.authorize(ctx, custos.ActionDeletionApprove, tenant)
+	if err != nil {
+		return nil, err
+	}
+	approver := custos.PrincipalFromContext(ctx)
+	var d *custos.Deletion
+	msg := &notify.Message{Topic: "deletion.scheduled", Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+		Text: "a second operator approved this tenant's deletion (contract end); it runs when due"}
+	err = v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		var err error
+		if d, err = openDeletion(ctx, tx, tenant); err != nil {
+			return err
+		}
+		if d.Status != custos.DeletionAwaitingApproval {
+			return custos.Errorf(custos.ECONFLICT, "deletion %s is %s, not awaiting approval", d.ID, d.Status)
+		}
+		requester, err := v.findPrincipalTx(ctx, tx, d.RequestedBy)
+		if err != nil {
+			return err
+		}
+		if err := secondParty(approver, requester); err != nil {
+			return err
+		}
+		if requester.CreatedByHolderOf(approver) {
+			return custos.Errorf(custos.EFORBIDDEN, "%s", reasonCreatedBy)
+		}
+		due := v.now().UTC().Truncate(time.Millisecond).Add(time.Duration(d.GraceSeconds) * time.Second)
+		d.Status, d.ApprovedBy, d.DueAt = custos.DeletionScheduled, approver.ID, &due
+		leaf.Detail = "deletion " + d.ID + " approved"
+		msg.Data = deletionData(d)
+		_, err = tx.ExecContext(ctx, `UPDATE deletions SET status = $1, approved_by = $2, due_at = $3 WHERE id = $4`, d.Status, d.ApprovedBy, ms(due), d.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// CancelTenantDeletion cancels the tenant's pending deletion. Any of the
+// tenant's admins may; an operator may cancel only an operator's request
+// (a tenant's own decision is the tenant's).
+func (v *Vault) CancelTenantDeletion(ctx context.Context, tenant string) (*custos.Deletion, error) {
+	l, err := v.authorize(ctx, custos.ActionDeletionCancel, tenant)
+	if err != nil {
+		return nil, err
+	}
+	p := custos.PrincipalFromContext(ctx)
+	var d *custos.Deletion
+	msg := &notify.Message{Topic: "deletion.cancelled", Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+		Text: "this tenant's pending deletion was cancelled"}
+	err = v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		var err error
+		if d, err = openDeletion(ctx, tx, tenant); err != nil {
+			return err
+		}
+		if p.Kind == custos.KindOperator && d.Initiator == custos.InitiatorTenant {
+			return custos.Errorf(custos.EFORBIDDEN, "a deletion the tenant requested is cancelled by a tenant admin")
+		}
+		d.Status, d.CancelledBy = custos.DeletionCancelled, p.ID
+		leaf.Detail = "deletion " + d.ID + " cancelled"
+		msg.Data = deletionData(d)
+		_, err = tx.ExecContext(ctx, `UPDATE deletions SET status = $1, cancelled_by = $2 WHERE id = $3`, d.Status, d.CancelledBy, d.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// TenantDeletions returns the tenant's deletions, newest first (also once
+// the tenant is gone).
+func (v *Vault) TenantDeletions(ctx context.Context, tenant string) ([]*custos.Deletion, error) {
+	l, err := v.authorize(ctx, custos.ActionDeletionRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return listAll(ctx, v, l, "deletions", scanDeletion,
+		`SELECT `+deletionColumns+` FROM deletions WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
+}
+
+// RunDueDeletions executes every scheduled tenant deletion due at now,
+// issues receipts still waiting for their entry, and drops from this
+// node's caches the keys of tenants deleted (by any node). The node calls
+// it periodically; it returns how many deletions it executed.
+func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error) {
+	due, err := queryAll(ctx, v, scanDeletion, `SELECT `+deletionColumns+` FROM deletions WHERE status = $1 AND due_at <= $2 ORDER BY due_at, id`,
+		custos.DeletionScheduled, ms(now))
+	if err != nil {
+		return 0, fmt.Errorf("due deletions: %w", err)
+	}
+	if !v.log.IsLeader() {
+		due = nil // one node executes (queued mode: the leader); every node forgets keys below
+	}
+	done := 0
+	var errs []error
+	for _, d := range due {
+		if _, err := v.executeTenantDeletion(ctx, d, now); err != nil {
+			errs = append(errs, fmt.Errorf("deletion %s: %w", d.ID, err))
+			continue
+		}
+		done++
+	}
+	gone, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
+		`SELECT id FROM tenants WHERE deleted_at IS NOT NULL`)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, t := range gone {
+		v.forget(t)
+	}
+	pending, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
+		`SELECT id FROM receipts WHERE file IS NULL ORDER BY created_at LIMIT 100`)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, id := range pending {
+		if _, err := v.issue(ctx, id, audit.Receipt{Queued: true}); err != nil {
+			errs = append(errs, fmt.Errorf("receipt %s: %w", id, err))
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+// forget drops a tenant's unwrapped keys from this process.
+func (v *Vault) forget(tenant string) {
+	v.tenantCache.Delete(tenant)
+	v.ring.Forget(tenant)
+}
+
+// executeTenantDeletion crypto-shreds a tenant: in one transaction with
+// its "tenant.delete" entry it deletes the wrapped keyset (without which
+// no ciphertext of the tenant opens, in this database, a replica or a
+// backup), every contact (canaries included), canary tags, suppressions,
+// the reveal register (sealed under the destroyed keys) and lists, marks
+// the tenant deleted and stores the receipt's row.
+func (v *Vault) executeTenantDeletion(ctx context.Context, d *custos.Deletion, now time.Time) (*custos.Receipt, error) {
+	lists, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
+		`SELECT id FROM lists WHERE tenant_id = $1`, d.TenantID)
+	if err != nil {
+		return nil, fmt.Errorf("tenant lists: %w", err)
+	}
+	tags := map[string]string{}
+	for _, ls := range lists {
+		if tags[ls], err = v.listTag(ctx, ls); err != nil {
+			return nil, err
+		}
+	}
+	ctx = custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
+	l := leaf(ctx, custos.ActionTenantDelete, d.TenantID)
+	l.Actor = "system"
+	st := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: d.TenantID, Scope: custos.DeletionScopeTenant, Counts: map[string]int{}}
+	msg := &notify.Message{Topic: "tenant.deleted", Severity: notify.SeverityHigh, TenantID: d.TenantID, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+		Text: "this tenant was deleted: its keys were destroyed; the receipt proves it", Data: map[string]string{"deletion": d.ID, "receipt": st.ID}}
+	rec, err := v.recordAt(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		cur, err := openDeletion(ctx, tx, d.TenantID)
+		if err != nil || cur.ID != d.ID || cur.Status != custos.DeletionScheduled || cur.DueAt == nil || cur.DueAt.After(now) {
+			return custos.Errorf(custos.ECONFLICT, "deletion %s is no longer due", d.ID)
+		}
+		var wrapped []byte
+		if err := tx.QueryRowContext(ctx, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, d.TenantID).Scan(&wrapped); err != nil {
+			return fmt.Errorf("read keyset: %w", err)
+		}
+		sum := sha256.Sum256(wrapped)
+		st.Keyset = "sha256:" + hex.EncodeToString(sum[:])
+		for _, ls := range lists {
+			if err := deleteList(ctx, tx, tags[ls], d.TenantID, ls, st.Counts); err != nil {
+				return err
+			}
+		}
+		for _, q := range []struct{ kind, query string }{
+			{"contacts", `DELETE FROM contacts WHERE tenant_id = $1`}, // none left outside a list; counted if so
+			{"suppressions", `DELETE FROM suppressions WHERE tenant_id = $1`},
+			{"reveals", `DELETE FROM reveals WHERE tenant_id = $1`},
+			{"keysets", `DELETE FROM tenant_keys WHERE tenant_id = $1`},
+		} {
+			res, err := tx.ExecContext(ctx, q.query, d.TenantID)
+			if err != nil {
+				return fmt.Errorf("delete %s: %w", q.kind, err)
+			}
+			n, _ := res.RowsAffected()
+			st.Counts[q.kind] += int(n)
+		}
+		if st.Counts["keysets"] != 1 {
+			return fmt.Errorf("delete keyset: %d rows", st.Counts["keysets"])
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE tenants SET deleted_at = $1, receipt_id = $2 WHERE id = $3`, ms(now), st.ID, d.TenantID); err != nil {
+			return fmt.Errorf("mark tenant deleted: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE deletions SET status = $1, done_at = $2, receipt_id = $3 WHERE id = $4`, custos.DeletionDone, ms(now), st.ID, d.ID); err != nil {
+			return fmt.Errorf("mark deletion done: %w", err)
+		}
+		leaf.Count, leaf.Detail = st.Counts["contacts"], st.Detail()
+		if err := v.insertReceipt(ctx, tx, st); err != nil {
+			return err
+		}
+		return v.enqueue(ctx, tx, msg)
+	})
+	if err != nil {
+		return nil, err
+	}
+	v.forget(d.TenantID)
+	v.kick()
+	return v.issue(ctx, st.ID, rec)
+}
+
+const receiptColumns = `id, tenant_id, scope, list_id, token, entry_index, file, created_at`
+
+func scanReceipt(row scanner) (*custos.Receipt, error) {
+	var r custos.Receipt
+	var list, token, file sql.NullString
+	var idx sql.NullInt64
+	var created int64
+	if err := row.Scan(&r.ID, &r.TenantID, &r.Scope, &list, &token, &idx, &file, &created); err != nil {
+		return nil, err
+	}
+	r.ListID, r.Token, r.EntryIndex, r.File, r.CreatedAt = list.String, token.String, uint64(idx.Int64), file.String, fromMS(created)
+	return &r, nil
+}
+
+// issue completes the receipt id once its entry is sequenced: it finds
+// the entry's index (known from rec unless the log is queued), proves it
+// against a checkpoint that covers it, signs the statement and stores the
+// file. It waits at most receiptWait; if the entry is not covered by then
+// it returns the receipt without its file (EUNAVAILABLE is for readers).
+func (v *Vault) issue(ctx context.Context, id string, rec audit.Receipt) (*custos.Receipt, error) {
+	r, err := scanReceipt(v.read.QueryRowContext(ctx, `SELECT `+receiptColumns+` FROM receipts WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("read receipt: %w", err)
+	}
+	if r.File != "" {
+		return r, nil
+	}
+	if v.signer == nil || v.verifier == nil {
+		return r, nil // a vault without the log's key issues no receipts (tools, tests)
+	}
+	ctx, cancel := context.WithTimeout(ctx, receiptWait)
+	defer cancel()
+	index, known := rec.Index, !rec.Queued
+	for {
+		if !known {
+			index, known, err = v.findEntry(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if known {
+			if _, err := v.log.SignCheckpoint(ctx); err != nil {
+				return nil, fmt.Errorf("sign checkpoint: %w", err)
+			}
+			p, _, err := audit.ReadProof(ctx, v.read, v.verifier, index)
+			if err == nil {
+				file, err := v.buildReceipt(r.ID, index, p)
+				if err != nil {
+					return nil, err
+				}
+				if _, err := v.write.ExecContext(ctx, `UPDATE receipts SET entry_index = $1, file = $2 WHERE id = $3`, int64(index), string(file), r.ID); err != nil {
+					return nil, fmt.Errorf("store receipt: %w", err)
+				}
+				r.EntryIndex, r.File = index, string(file)
+				return r, nil
+			} else if custos.ErrorCode(err) != custos.EINVALID && custos.ErrorCode(err) != custos.ENOTFOUND {
+				return nil, fmt.Errorf("prove deletion entry: %w", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return r, nil // issued later: RunDueDeletions, or Receipt
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// buildReceipt makes the receipt file from the entry's proof: the
+// statement is what the entry says (receipt.FromEntry), signed.
+func (v *Vault) buildReceipt(id string, index uint64, p *audit.Proof) ([]byte, error) {
+	st, err := receipt.FromEntry(p.Body(), index)
+	if err != nil {
+		return nil, err
+	}
+	if st.ID != id {
+		return nil, fmt.Errorf("entry %d is not receipt %s's", index, id)
+	}
+	return receipt.Build(st, v.signer, p)
+}
+
+// findEntry looks for a receipt's entry in its tenant's feed (queued
+// mode: the index is the leader's to give). It reports false if the entry
+// is not sequenced and covered by a checkpoint yet.
+func (v *Vault) findEntry(ctx context.Context, r *custos.Receipt) (uint64, bool, error) {
+	if err := v.log.Sync(ctx); err != nil {
+		return 0, false, nil
+	}
+	prefix := "receipt " + r.ID + " "
+	var after uint64
+	for {
+		f, err := v.log.TenantFeed(ctx, r.TenantID, after, audit.MaxFeedPage)
+		if err != nil {
+			return 0, false, nil
+		}
+		for _, e := range f.Entries {
+			var l audit.Leaf
+			if json.Unmarshal(e.Body, &l) == nil && strings.HasPrefix(l.Detail, prefix) && l.Outcome == audit.OutcomeOK {
+				return e.Index, true, nil
+			}
+			after = e.TenantSeq
+		}
+		if !f.More {
+			return 0, false, nil
+		}
+	}
+}
+
+// Receipt returns a stored receipt, also once its tenant is gone: to the
+// tenant's admins and to operators.
+func (v *Vault) Receipt(ctx context.Context, id string) (*custos.Receipt, error) {
+	l := leaf(ctx, custos.ActionReceiptRead, "")
+	var r *custos.Receipt
+	var err error
+	if custos.ValidID(custos.PrefixReceipt, id) {
+		r, err = scanReceipt(v.read.QueryRowContext(ctx, `SELECT `+receiptColumns+` FROM receipts WHERE id = $1`, id))
+	}
+	if r == nil || err != nil {
+		// An unknown receipt is refused like another tenant's: to a
+		// tenant admin both are forbidden, so neither tells it apart.
+		if _, aerr := v.authorize(ctx, custos.ActionReceiptRead, ""); aerr != nil {
+			return nil, aerr
+		}
+		if err != nil && !isNoRows(err) {
+			return nil, v.deny(ctx, l, fmt.Errorf("read receipt: %w", err))
+		}
+		return nil, v.deny(ctx, l, notFound("receipt"))
+	}
+	l, err = v.authorize(ctx, custos.ActionReceiptRead, r.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	if r.File == "" {
+		if r, err = v.issue(ctx, id, audit.Receipt{Queued: true}); err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+		if r.File == "" {
+			return nil, v.deny(ctx, l, custos.Errorf(custos.EUNAVAILABLE, "receipt %s is not issued yet: its entry is not sequenced", id))
+		}
+	}
+	l.Detail = "receipt " + r.ID
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Receipts returns a tenant's receipts, newest first, also once it is gone.
+func (v *Vault) Receipts(ctx context.Context, tenant string) ([]*custos.Receipt, error) {
+	l, err := v.authorize(ctx, custos.ActionReceiptRead, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return listAll(ctx, v, l, "receipts", scanReceipt,
+		`SELECT `+receiptColumns+` FROM receipts WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
+}
+
+// gone returns EGONE with the receipt of the deletion that removed what a
+// request names (the tenant, the list or the contact), or fallback if
+// nothing it names was deleted. It runs on the not-found path only.
+func (v *Vault) gone(ctx context.Context, tenant, list, token string, fallback error) error {
+	var rid string
+	if custos.ValidID(custos.PrefixTenant, tenant) {
+		var r sql.NullString
+		if err := v.read.QueryRowContext(ctx, `SELECT receipt_id FROM tenants WHERE id = $1 AND deleted_at IS NOT NULL`, tenant).Scan(&r); err == nil && r.Valid {
+			return custos.Gone("tenant", r.String)
+		}
+	}
+	if custos.ValidID(custos.PrefixList, list) {
+		if err := v.read.QueryRowContext(ctx, `SELECT id FROM receipts WHERE list_id = $1 AND tenant_id = $2 AND scope = $3`, list, tenant, custos.DeletionScopeList).Scan(&rid); err == nil {
+			return custos.Gone("list", rid)
+		}
+	}
+	if custos.ValidID(custos.PrefixContact, token) {
+		if err := v.read.QueryRowContext(ctx, `SELECT id FROM receipts WHERE token = $1 AND tenant_id = $2`, token, tenant).Scan(&rid); err == nil {
+			return custos.Gone("contact", rid)
+		}
+	}
+	return fallback
+}
