@@ -52,7 +52,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) (err error) {
 		fmt.Fprintf(out, "\n%d. "+format+"\n", append([]any{step}, args...)...)
 	}
 	note := func(format string, args ...any) { fmt.Fprintf(out, "   "+format+"\n", args...) }
-	d := &demoRun{say: say, note: note}
+	d := &demoRun{say: say, note: note, dir: dir}
 	refusal := d.refusal
 
 	cfg := DefaultConfig()
@@ -236,11 +236,18 @@ func (m *Main) runDemo(ctx context.Context, args []string) (err error) {
 
 	d.srv, d.keyFor, d.staff, d.staffID, d.hook, d.notified = srv, keyFor, staff, staffID, hook, notified
 	check(d.incident(ctx, adminOf[tenants[1].id], tenants[1].id, tenants[1].list, tenants[2].id, tenants[2].list))
+	names := map[string]string{}
+	for _, t := range tenants {
+		names[t.id] = t.name
+	}
+	check(d.blastRadius(ctx, names))
 	canaryDomains := cfg.Detection.CanaryDomains
 	if len(canaryDomains) == 0 {
 		canaryDomains = []string{vault.DefaultCanaryDomain}
 	}
 	check(d.phish(ctx, export.Bytes(), srv.RelayAddrs["inbound_listen"], canaryDomains))
+	initech := tenants[2]
+	check(d.leave(ctx, adminOf[initech.id], initech.name, initech.id, initech.list))
 
 	say("the audit log: a signed checkpoint and the newest entries (no personal data in them)")
 	cp := must(srv.Log.SignCheckpoint(ctx))

@@ -86,6 +86,7 @@ type demoRun struct {
 	staffID  string
 	sec      *client.Client // security staff, from the incident on
 	hook     *hookReceiver
+	dir      string // the demo's data directory
 	say      func(string, ...any)
 	note     func(string, ...any)
 	notified func()
