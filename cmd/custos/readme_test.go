@@ -54,7 +54,7 @@ func TestREADME(t *testing.T) {
 	if err := mm.Run(context.Background(), strings.Fields(demo)[3:]); err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"log verified:", "HTTP 403 forbidden", "imported 200"} {
+	for _, want := range []string{"log verified:", "HTTP 403 forbidden", "imported 200", "trap's critical alert existed", "verified offline", "HTTP 410 gone"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
