@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -136,4 +137,70 @@ func (p *Proof) Body() []byte {
 		return nil
 	}
 	return body
+}
+
+// Bounds of a [proofReader]'s caches: about 4 MiB of tiles and 2 MiB of
+// hashes. Variables so that tests can make them tiny.
+var (
+	proofReaderTiles  = 512
+	proofReaderHashes = 1 << 15
+)
+
+// proofReader is the tlog.HashReader behind a [Log.Prover]: it serves many
+// inclusion proofs under one tree, as a blast-radius report asks for
+// thousands. Those proofs share most of their hashes, and a hash above a
+// tile's bottom row is not stored: tlog.HashFromTile rebuilds it from up
+// to 128 of the tile's hashes each time it is read. So the reader keeps
+// the tiles it read and the hashes it rebuilt, and answers each hash from
+// them once it has it. Stored hashes never change (each names a complete
+// subtree), so a kept one stays right. Both caches are bounded and start
+// over when full: a report proves its entries in index order, so what it
+// needs next is near what it read last.
+type proofReader struct {
+	tiles  *tileCache
+	stored tlog.HashReader
+	hashes map[int64]tlog.Hash
+}
+
+func newProofReader(ctx context.Context, q querier) *proofReader {
+	c := newTileCache()
+	return &proofReader{tiles: c, stored: c.reader(ctx, q, nil), hashes: map[int64]tlog.Hash{}}
+}
+
+func (p *proofReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	if len(p.tiles.tiles) > proofReaderTiles {
+		clear(p.tiles.tiles)
+	}
+	if len(p.hashes) > proofReaderHashes {
+		clear(p.hashes)
+	}
+	out := make([]tlog.Hash, len(indexes))
+	var miss []int64
+	var at []int
+	for i, x := range indexes {
+		if h, ok := p.hashes[x]; ok {
+			out[i] = h
+			continue
+		}
+		miss, at = append(miss, x), append(at, i)
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	hs, err := p.stored.ReadHashes(miss)
+	if err != nil {
+		return nil, err
+	}
+	if len(hs) != len(miss) {
+		return nil, fmt.Errorf("read %d hashes, want %d", len(hs), len(miss))
+	}
+	for j, h := range hs {
+		out[at[j]] = h
+		// A hash in a tile's bottom row is read, not rebuilt: keeping
+		// it would save nothing.
+		if level, _ := tlog.SplitStoredHashIndex(miss[j]); level%tileHeight != 0 {
+			p.hashes[miss[j]] = h
+		}
+	}
+	return out, nil
 }
