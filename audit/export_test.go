@@ -54,3 +54,11 @@ func WriteLegacy(ctx context.Context, db *sql.DB, leaves []Leaf) error {
 	}
 	return tx.Commit()
 }
+
+// SetProofReaderBounds sets the bounds of a Prover's caches until the
+// test ends.
+func SetProofReaderBounds(t interface{ Cleanup(func()) }, tiles, hashes int) {
+	oldTiles, oldHashes := proofReaderTiles, proofReaderHashes
+	proofReaderTiles, proofReaderHashes = tiles, hashes
+	t.Cleanup(func() { proofReaderTiles, proofReaderHashes = oldTiles, oldHashes })
+}

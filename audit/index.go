@@ -212,8 +212,8 @@ func VerifyIndex(ctx context.Context, read *sql.DB) error {
 }
 
 // Prover returns a function proving entries in the tree of size, all
-// through one tile cache (a report proves thousands of entries of one
-// tree).
+// through one [proofReader] (a report proves thousands of entries of one
+// tree, and their proofs share most of their hashes).
 func (l *Log) Prover(ctx context.Context, size uint64) (func(index uint64) (tlog.RecordProof, error), error) {
 	if err := l.reach(ctx, size); err != nil {
 		return nil, fmt.Errorf("inclusion proof: %w", err)
@@ -221,7 +221,7 @@ func (l *Log) Prover(ctx context.Context, size uint64) (func(index uint64) (tlog
 	if size > l.Size() {
 		return nil, custos.Errorf(custos.EINVALID, "size must be at most the log size %d", l.Size())
 	}
-	r := l.storedReader(ctx)
+	r := newProofReader(ctx, l.r)
 	return func(index uint64) (tlog.RecordProof, error) {
 		if index >= size {
 			return nil, custos.Errorf(custos.EINVALID, "index must be below size")

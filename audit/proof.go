@@ -2,12 +2,15 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -136,4 +139,108 @@ func (p *Proof) Body() []byte {
 		return nil
 	}
 	return body
+}
+
+// Bounds of a [proofReader]'s caches: about 4 MiB of tiles and 1 MiB of
+// hashes (those above the bottom rows of 128 tiles). Variables so that
+// tests can make them tiny.
+var (
+	proofReaderTiles  = 512
+	proofReaderHashes = 1 << 15
+)
+
+// proofReader is the tlog.HashReader behind a [Log.Prover]: it serves many
+// inclusion proofs under one tree, as a blast-radius report asks for
+// thousands. Those proofs share most of their hashes, and a hash above a
+// tile's bottom row is not stored: tlog.HashFromTile rebuilds it from up
+// to 128 of the tile's hashes each time it is read, so that rebuilding
+// was most of a report's cost. This reader instead rebuilds all of a
+// tile's upper hashes at once, the first time it needs one of them, with
+// a transparency-dev/merkle compact range over the tile's row (as
+// [Verify] does over the leaves) — 255 hashings per tile, at most — and
+// keeps them, and the tiles it read. Stored hashes never change (each
+// names a complete subtree), so a kept one stays right. Both caches are
+// bounded and start over when full: a report proves its entries in index
+// order, so what it needs next is near what it read last.
+type proofReader struct {
+	ctx    context.Context
+	q      querier
+	tiles  *tileCache
+	stored tlog.HashReader
+	hashes map[int64]tlog.Hash
+}
+
+func newProofReader(ctx context.Context, q querier) *proofReader {
+	c := newTileCache()
+	return &proofReader{ctx: ctx, q: q, tiles: c, stored: c.reader(ctx, q, nil), hashes: map[int64]tlog.Hash{}}
+}
+
+func (p *proofReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	if len(p.tiles.tiles) > proofReaderTiles {
+		clear(p.tiles.tiles)
+	}
+	if len(p.hashes) > proofReaderHashes {
+		clear(p.hashes)
+	}
+	out := make([]tlog.Hash, len(indexes))
+	var miss []int64
+	var at []int
+	for i, x := range indexes {
+		h, ok := p.hashes[x]
+		if !ok {
+			if level, _ := tlog.SplitStoredHashIndex(x); level%tileHeight != 0 {
+				if err := p.rebuild(tlog.TileForIndex(tileHeight, x)); err != nil {
+					return nil, err
+				}
+				h, ok = p.hashes[x]
+			}
+		}
+		if ok {
+			out[i] = h
+			continue
+		}
+		// A hash of a tile's bottom row is read from the tile; so is one
+		// the rebuild did not give (the stored reader says why).
+		miss, at = append(miss, x), append(at, i)
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	hs, err := p.stored.ReadHashes(miss)
+	if err != nil {
+		return nil, err
+	}
+	if len(hs) != len(miss) {
+		return nil, fmt.Errorf("read %d hashes, want %d", len(hs), len(miss))
+	}
+	for j, h := range hs {
+		out[at[j]] = h
+	}
+	return out, nil
+}
+
+// rebuild computes and keeps every hash of tile t above its bottom row
+// that the stored part of the tile determines (complete subtrees only).
+func (p *proofReader) rebuild(t tlog.Tile) error {
+	data, err := p.tiles.get(p.ctx, p.q, tileKey{t.L, t.N})
+	if err != nil {
+		return err
+	}
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	// The row's hashes are the range's leaves, numbered as the nodes of
+	// their level in the whole tree; a node the range computes at height
+	// h is then the tree's node at level t.L*tileHeight+h, same index.
+	rng := rf.NewEmptyRange(uint64(t.N) << tileHeight)
+	visit := func(id compact.NodeID, h []byte) {
+		if id.Level == 0 || id.Level >= tileHeight {
+			return
+		}
+		p.hashes[tlog.StoredHashIndex(t.L*tileHeight+int(id.Level), int64(id.Index))] = tlog.Hash(h)
+	}
+	for i := 0; i+tlog.HashSize <= len(data); i += tlog.HashSize {
+		if err := rng.Append(data[i:i+tlog.HashSize], visit); err != nil {
+			return fmt.Errorf("tile %d/%d: %w", t.L, t.N, err)
+		}
+	}
+	return nil
 }

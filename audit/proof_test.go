@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos/audit"
 )
@@ -46,6 +50,73 @@ func TestOfflineProofRoundTrip(t *testing.T) {
 	q.Index = 18
 	if _, err := q.Verify(e.verifier); !errors.Is(err, audit.ErrBadProof) {
 		t.Fatalf("wrong index: %v, want ErrBadProof", err)
+	}
+}
+
+// TestProverSharesHashes: the proofs a Prover gives — through caches of
+// tiles and rebuilt hashes shared by all its proofs — are the ones
+// InclusionProof gives, in any order, under an older tree too, and when
+// the caches are so small that they start over on almost every read.
+func TestProverSharesHashes(t *testing.T) {
+	e := newLog(t)
+	ctx := context.Background()
+	const n = 600 // two full tiles at level 0, a partial one and one at level 1
+	var es []audit.Entry
+	for i := 0; i < n; i++ {
+		es = append(es, audit.Entry{Leaf: leaf(i, "tn_a")})
+	}
+	if _, err := e.log.AppendAll(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	e.sign(t)
+	st, err := e.log.Entries(ctx, 0, n)
+	if err != nil || len(st) != n {
+		t.Fatalf("%d entries, %v", len(st), err)
+	}
+	forward := make([]uint64, n)
+	for i := range forward {
+		forward[i] = uint64(i)
+	}
+	backward := slices.Clone(forward)
+	slices.Reverse(backward)
+	shuffled := slices.Clone(forward)
+	rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	for _, bounds := range [][2]int{{512, 1 << 15}, {1, 4}} {
+		audit.SetProofReaderBounds(t, bounds[0], bounds[1])
+		for _, size := range []uint64{n, 300, 256, 1} {
+			root, err := e.log.TreeHash(ctx, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, order := range [][]uint64{forward, backward, shuffled} {
+				prove, err := e.log.Prover(ctx, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, i := range order {
+					if i >= size {
+						continue
+					}
+					got, err := prove(i)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, err := e.log.InclusionProof(ctx, i, size)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("bounds %v, size %d: proof of %d differs from InclusionProof's", bounds, size, i)
+					}
+					if err := tlog.CheckRecord(got, int64(size), root, int64(i), tlog.RecordHash(st[i].Leaf)); err != nil {
+						t.Fatalf("bounds %v, size %d: proof of %d: %v", bounds, size, i, err)
+					}
+				}
+				if _, err := prove(size); err == nil {
+					t.Fatalf("size %d: a proof of index %d", size, size)
+				}
+			}
+		}
 	}
 }
 
