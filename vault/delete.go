@@ -535,10 +535,13 @@ func txStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]st
 }
 
 // DefaultPurgeBatch is how many rows of a deleted tenant one purge
-// transaction removes unless Options.PurgeBatch says otherwise: small
-// enough that the transaction holds the write connection (on SQLite, the
-// one the sequencer commits every audit entry on) for milliseconds.
-const DefaultPurgeBatch = 2000
+// transaction removes unless Options.PurgeBatch says otherwise, and the
+// purge pauses as long as a batch took before the next: on SQLite the
+// write connection is the one the sequencer commits every audit entry
+// on, so an audited request waits for one short batch at most. (Sizing
+// batches to a time budget instead was no better for other tenants' p99
+// and slower: docs/benchmarks.md (p).)
+const DefaultPurgeBatch = 100
 
 // purgeTenant removes a deleted tenant's rows, whose keys are gone: per
 // list, its contacts (with their blind indexes and suppressions) and its
@@ -638,9 +641,9 @@ var errPurgePaused = errors.New("purge paused")
 
 // purgeBatches runs stmts, in order, in one transaction on the write
 // pool per batch, each with args and then v.purgeBatch, until the last
-// removes fewer than a batch; it returns the rows each removed. Each
-// batch takes one of budget if v.purgeMax bounds them; when none is
-// left it returns errPurgePaused.
+// removes fewer than a batch, pausing after each batch as long as it
+// took; it returns the rows each removed. Each batch takes one of budget
+// if v.purgeMax bounds them; when none is left it returns errPurgePaused.
 func (v *Vault) purgeBatches(ctx context.Context, budget *int, stmts []string, args ...any) ([]int, error) {
 	args = append(args, v.purgeBatch)
 	total := make([]int, len(stmts))
@@ -649,7 +652,9 @@ func (v *Vault) purgeBatches(ctx context.Context, budget *int, stmts []string, a
 			return total, errPurgePaused
 		}
 		*budget--
+		began := time.Now()
 		n, err := v.purgeBatch1(ctx, stmts, args)
+		took := time.Since(began)
 		for i := range n {
 			total[i] += n[i]
 		}
@@ -658,6 +663,11 @@ func (v *Vault) purgeBatches(ctx context.Context, budget *int, stmts []string, a
 		}
 		if n[len(n)-1] < v.purgeBatch {
 			return total, nil
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(took):
 		}
 	}
 }
