@@ -21,9 +21,10 @@ import (
 // by one of its admins (or by an operator and approved by a second one),
 // announced to every tenant admin at once, and executed by
 // [Vault.RunDueDeletions] once its grace period has passed: its keyset
-// row is deleted (crypto-shredding every ciphertext anywhere), its rows
-// with it, and the system's audit entry "tenant.delete" is the subject of
-// a receipt (package receipt). A list's or a contact's deletion is
+// row is deleted (crypto-shredding every ciphertext anywhere) with the
+// system's audit entry "tenant.delete", the subject of a receipt (package
+// receipt), and its rows are then purged in short batches, recorded by
+// one "tenant.purge" entry. A list's or a contact's deletion is
 // immediate and gets a receipt too.
 
 // receiptWait bounds how long a deletion waits for its entry to be
@@ -348,8 +349,9 @@ func (v *Vault) TenantDeletions(ctx context.Context, tenant string) ([]*custos.D
 		`SELECT `+deletionColumns+` FROM deletions WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
 }
 
-// RunDueDeletions executes every scheduled tenant deletion due at now,
-// issues receipts still waiting for their entry, and drops from this
+// RunDueDeletions executes every scheduled tenant deletion due at now
+// and purges its rows, finishes purges cut short before, issues receipts
+// still waiting for their entry, and drops from this
 // node's caches the keys of tenants deleted (by any node). The node calls
 // it periodically; it returns how many deletions it executed.
 func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error) {
