@@ -21,6 +21,7 @@ const (
 	ActionDeletionCancel  Action = "deletion.cancel"
 	ActionDeletionRead    Action = "deletion.read"
 	ActionTenantDelete    Action = "tenant.delete" // the system crypto-shreds a tenant (the receipt's subject)
+	ActionTenantPurge     Action = "tenant.purge"  // the system has removed a deleted tenant's rows (after tenant.delete)
 	ActionReceiptRead     Action = "receipt.read"
 )
 

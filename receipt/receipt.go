@@ -62,7 +62,7 @@ type Statement struct {
 	// Keyset is "sha256:" and the hex SHA-256 of the destroyed wrapped
 	// keyset (tenant scope): it names the keys without revealing them.
 	Keyset string
-	Counts map[string]int // rows removed by kind (Kinds)
+	Counts map[string]int // rows removed by kind (Kinds); tenant scope: made unreadable, purged after (docs/deletion.md)
 	Time   time.Time      // the entry's time
 	Entry  uint64         // the index of the deletion's audit entry
 }

@@ -192,7 +192,10 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	if !custos.ValidID(custos.PrefixContact, token) || !custos.ValidID(custos.PrefixTenant, tenant) {
 		return nil, notFound("contact")
 	}
-	s, err := scanSealed(v.queryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant))
+	// A deleted tenant's rows stay until they are purged (docs/deletion.md):
+	// they are not found, even by a node that still caches its keys.
+	s, err := scanSealed(v.queryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE token = $1 AND tenant_id = $2
+		AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = $2 AND t.deleted_at IS NOT NULL)`, token, tenant))
 	if isNoRows(err) {
 		return nil, v.gone(ctx, tenant, "", token, notFound("contact"))
 	} else if err != nil {

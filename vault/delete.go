@@ -21,9 +21,10 @@ import (
 // by one of its admins (or by an operator and approved by a second one),
 // announced to every tenant admin at once, and executed by
 // [Vault.RunDueDeletions] once its grace period has passed: its keyset
-// row is deleted (crypto-shredding every ciphertext anywhere), its rows
-// with it, and the system's audit entry "tenant.delete" is the subject of
-// a receipt (package receipt). A list's or a contact's deletion is
+// row is deleted (crypto-shredding every ciphertext anywhere) with the
+// system's audit entry "tenant.delete", the subject of a receipt (package
+// receipt), and its rows are then purged in short batches, recorded by
+// one "tenant.purge" entry. A list's or a contact's deletion is
 // immediate and gets a receipt too.
 
 // receiptWait bounds how long a deletion waits for its entry to be
@@ -348,8 +349,9 @@ func (v *Vault) TenantDeletions(ctx context.Context, tenant string) ([]*custos.D
 		`SELECT `+deletionColumns+` FROM deletions WHERE tenant_id = $1 ORDER BY created_at DESC, id`, tenant)
 }
 
-// RunDueDeletions executes every scheduled tenant deletion due at now,
-// issues receipts still waiting for their entry, and drops from this
+// RunDueDeletions executes every scheduled tenant deletion due at now
+// and purges its rows, finishes purges cut short before, issues receipts
+// still waiting for their entry, and drops from this
 // node's caches the keys of tenants deleted (by any node). The node calls
 // it periodically; it returns how many deletions it executed.
 func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error) {
@@ -363,12 +365,33 @@ func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error)
 	}
 	done := 0
 	var errs []error
+	purged := map[string]bool{} // purges run (or begun) by this call
 	for _, d := range due {
-		if _, err := v.executeTenantDeletion(ctx, d, now); err != nil {
+		r, err := v.executeTenantDeletion(ctx, d, now)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("deletion %s: %w", d.ID, err))
 			continue
 		}
 		done++
+		purged[d.TenantID] = true
+		if err := v.purgeTenant(ctx, d.TenantID, r.ID); err != nil {
+			errs = append(errs, fmt.Errorf("purge tenant %s: %w", d.TenantID, err))
+		}
+	}
+	if v.log.IsLeader() {
+		// Purges cut short (a crash, a failed batch) are finished here.
+		pending, err := v.pendingPurges(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pending purges: %w", err))
+		}
+		for _, p := range pending {
+			if purged[p[0]] {
+				continue
+			}
+			if err := v.purgeTenant(ctx, p[0], p[1]); err != nil {
+				errs = append(errs, fmt.Errorf("purge tenant %s: %w", p[0], err))
+			}
+		}
 	}
 	gone, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
 		`SELECT id FROM tenants WHERE deleted_at IS NOT NULL`)
@@ -400,20 +423,17 @@ func (v *Vault) forget(tenant string) {
 // executeTenantDeletion crypto-shreds a tenant: in one transaction with
 // its "tenant.delete" entry it deletes the wrapped keyset (without which
 // no ciphertext of the tenant opens, in this database, a replica or a
-// backup), every contact (canaries included), canary tags, suppressions,
-// the reveal register (sealed under the destroyed keys) and lists, marks
-// the tenant deleted and stores the receipt's row.
+// backup), marks the tenant deleted (from then on every request for it
+// answers 410 and no lookup finds its rows), counts the rows that are now
+// unreadable (the receipt's counts) and stores the receipt's row. The rows
+// themselves are removed afterwards, in short batches, by
+// [Vault.purgeTenant]: the transaction the sequencer applies stays small
+// however large the tenant, so other tenants' audited requests do not
+// wait behind it.
 func (v *Vault) executeTenantDeletion(ctx context.Context, d *custos.Deletion, now time.Time) (*custos.Receipt, error) {
-	lists, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
-		`SELECT id FROM lists WHERE tenant_id = $1`, d.TenantID)
+	canary, err := v.canaryPRF(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("tenant lists: %w", err)
-	}
-	tags := map[string]string{}
-	for _, ls := range lists {
-		if tags[ls], err = v.listTag(ctx, ls); err != nil {
-			return nil, err
-		}
+		return nil, fmt.Errorf("canary key: %w", err)
 	}
 	ctx = custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
 	l := leaf(ctx, custos.ActionTenantDelete, d.TenantID)
@@ -432,26 +452,16 @@ func (v *Vault) executeTenantDeletion(ctx context.Context, d *custos.Deletion, n
 		}
 		sum := sha256.Sum256(wrapped)
 		st.Keyset = "sha256:" + hex.EncodeToString(sum[:])
-		for _, ls := range lists {
-			if err := deleteList(ctx, tx, tags[ls], d.TenantID, ls, st.Counts); err != nil {
-				return err
-			}
+		res, err := tx.ExecContext(ctx, `DELETE FROM tenant_keys WHERE tenant_id = $1`, d.TenantID)
+		if err != nil {
+			return fmt.Errorf("delete keyset: %w", err)
 		}
-		for _, q := range []struct{ kind, query string }{
-			{"contacts", `DELETE FROM contacts WHERE tenant_id = $1`}, // none left outside a list; counted if so
-			{"suppressions", `DELETE FROM suppressions WHERE tenant_id = $1`},
-			{"reveals", `DELETE FROM reveals WHERE tenant_id = $1`},
-			{"keysets", `DELETE FROM tenant_keys WHERE tenant_id = $1`},
-		} {
-			res, err := tx.ExecContext(ctx, q.query, d.TenantID)
-			if err != nil {
-				return fmt.Errorf("delete %s: %w", q.kind, err)
-			}
-			n, _ := res.RowsAffected()
-			st.Counts[q.kind] += int(n)
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("delete keyset: %d rows", n)
 		}
-		if st.Counts["keysets"] != 1 {
-			return fmt.Errorf("delete keyset: %d rows", st.Counts["keysets"])
+		st.Counts["keysets"] = 1
+		if err := countTenantRows(ctx, tx, canary, d.TenantID, st.Counts); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE tenants SET deleted_at = $1, receipt_id = $2 WHERE id = $3`, ms(now), st.ID, d.TenantID); err != nil {
 			return fmt.Errorf("mark tenant deleted: %w", err)
@@ -471,6 +481,234 @@ func (v *Vault) executeTenantDeletion(ctx context.Context, d *custos.Deletion, n
 	v.forget(d.TenantID)
 	v.kick()
 	return v.issue(ctx, st.ID, rec)
+}
+
+// countTenantRows counts, in tx, the tenant's rows by kind (the kinds a
+// receipt states): its lists and their contacts (canaries among them),
+// the canaries' tags, suppressions and the reveal register. Every count
+// runs on an index (lists, suppressions and reveals by tenant; contacts by
+// list; canaries by list tag).
+func countTenantRows(ctx context.Context, tx *sql.Tx, canary interface{ Tag(string) []byte }, tenant string, counts map[string]int) error {
+	lists, err := txStrings(ctx, tx, `SELECT id FROM lists WHERE tenant_id = $1`, tenant)
+	if err != nil {
+		return fmt.Errorf("tenant lists: %w", err)
+	}
+	counts["lists"] = len(lists)
+	counts["contacts"], counts["canaries"] = 0, 0
+	for _, ls := range lists {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, ls).Scan(&n); err != nil {
+			return fmt.Errorf("count contacts: %w", err)
+		}
+		counts["contacts"] += n
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM canaries WHERE list_tag = $1`, hex.EncodeToString(canary.Tag("list/"+ls))).Scan(&n); err != nil {
+			return fmt.Errorf("count canaries: %w", err)
+		}
+		counts["canaries"] += n
+	}
+	for _, q := range []struct{ kind, query string }{
+		{"suppressions", `SELECT count(*) FROM suppressions WHERE tenant_id = $1`},
+		{"reveals", `SELECT count(*) FROM reveals WHERE tenant_id = $1`},
+	} {
+		var n int
+		if err := tx.QueryRowContext(ctx, q.query, tenant).Scan(&n); err != nil {
+			return fmt.Errorf("count %s: %w", q.kind, err)
+		}
+		counts[q.kind] = n
+	}
+	return nil
+}
+
+func txStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// DefaultPurgeBatch is how many rows of a deleted tenant one purge
+// transaction removes unless Options.PurgeBatch says otherwise, and the
+// purge pauses as long as a batch took before the next: on SQLite the
+// write connection is the one the sequencer commits every audit entry
+// on, so an audited request waits for one short batch at most. (Sizing
+// batches to a time budget instead was no better for other tenants' p99
+// and slower: docs/benchmarks.md (p).)
+const DefaultPurgeBatch = 100
+
+// purgeTenant removes a deleted tenant's rows, whose keys are gone: per
+// list, its contacts (with their blind indexes and suppressions) and its
+// canaries' tags in batches of v.purgeBatch rows, each a plain
+// transaction on the write pool with no audit entry, so that audit
+// commits interleave with them; then, in one transaction with the
+// system's "tenant.purge" entry, what is left (the list rows, reveals and
+// any stray suppression), after checking no contact is left. The entry's
+// detail names the deletion's receipt and the rows removed by this call.
+//
+// It is idempotent and resumable: a purge cut short leaves the list rows,
+// by which [Vault.RunDueDeletions] finds the tenant again (pendingPurges)
+// and finishes it.
+func (v *Vault) purgeTenant(ctx context.Context, tenant, receiptID string) error {
+	canary, err := v.canaryPRF(ctx)
+	if err != nil {
+		return fmt.Errorf("canary key: %w", err)
+	}
+	lists, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
+		`SELECT id FROM lists WHERE tenant_id = $1 ORDER BY id`, tenant)
+	if err != nil {
+		return fmt.Errorf("tenant lists: %w", err)
+	}
+	counts := map[string]int{}
+	budget := v.purgeMax
+	for _, ls := range lists {
+		n, err := v.purgeBatches(ctx, &budget, []string{
+			`DELETE FROM suppressions WHERE tenant_id = $1 AND token IN (SELECT token FROM contacts WHERE list_id = $2 ORDER BY token LIMIT $3)`,
+			`DELETE FROM contacts WHERE tenant_id = $1 AND token IN (SELECT token FROM contacts WHERE list_id = $2 ORDER BY token LIMIT $3)`,
+		}, tenant, ls)
+		counts["suppressions"] += n[0]
+		counts["contacts"] += n[1]
+		if errors.Is(err, errPurgePaused) {
+			return nil // the next RunDueDeletions goes on
+		} else if err != nil {
+			return fmt.Errorf("purge contacts: %w", err)
+		}
+		n, err = v.purgeBatches(ctx, &budget, []string{`DELETE FROM canaries WHERE tag IN (SELECT tag FROM canaries WHERE list_tag = $1 LIMIT $2)`},
+			hex.EncodeToString(canary.Tag("list/"+ls)))
+		counts["canaries"] += n[0]
+		if errors.Is(err, errPurgePaused) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("purge canaries: %w", err)
+		}
+	}
+
+	ctx = custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest)})
+	l := leaf(ctx, custos.ActionTenantPurge, tenant)
+	l.Actor = "system"
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		var deleted sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT deleted_at FROM tenants WHERE id = $1`, tenant).Scan(&deleted); err != nil || !deleted.Valid {
+			return custos.Errorf(custos.ECONFLICT, "tenant %s is not deleted", tenant)
+		}
+		var left int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id IN (SELECT id FROM lists WHERE tenant_id = $1)`, tenant).Scan(&left); err != nil {
+			return fmt.Errorf("count contacts left: %w", err)
+		}
+		if left > 0 {
+			return fmt.Errorf("purge: %d contacts left", left)
+		}
+		for _, q := range []struct{ kind, query string }{
+			{"suppressions", `DELETE FROM suppressions WHERE tenant_id = $1`},
+			{"reveals", `DELETE FROM reveals WHERE tenant_id = $1`},
+			{"lists", `DELETE FROM lists WHERE tenant_id = $1`},
+		} {
+			res, err := tx.ExecContext(ctx, q.query, tenant)
+			if err != nil {
+				return fmt.Errorf("purge %s: %w", q.kind, err)
+			}
+			n, _ := res.RowsAffected()
+			counts[q.kind] += int(n)
+		}
+		leaf.Count = counts["contacts"]
+		leaf.Detail = purgeDetail(receiptID, counts)
+		return nil
+	})
+}
+
+// purgeDetail is the "tenant.purge" entry's detail: the receipt of the
+// deletion and the rows removed, by kind, in the receipt's order.
+func purgeDetail(receiptID string, counts map[string]int) string {
+	var b strings.Builder
+	b.WriteString("purged receipt " + receiptID)
+	for _, k := range receipt.Kinds {
+		if k == "keysets" {
+			continue // destroyed by the deletion itself
+		}
+		fmt.Fprintf(&b, " %s=%d", k, counts[k])
+	}
+	return b.String()
+}
+
+// errPurgePaused ends a purge that ran out of its batches for this call.
+var errPurgePaused = errors.New("purge paused")
+
+// purgeBatches runs stmts, in order, in one transaction on the write
+// pool per batch, each with args and then v.purgeBatch, until the last
+// removes fewer than a batch, pausing after each batch as long as it
+// took; it returns the rows each removed. Each batch takes one of budget
+// if v.purgeMax bounds them; when none is left it returns errPurgePaused.
+func (v *Vault) purgeBatches(ctx context.Context, budget *int, stmts []string, args ...any) ([]int, error) {
+	args = append(args, v.purgeBatch)
+	total := make([]int, len(stmts))
+	for {
+		if v.purgeMax != 0 && *budget <= 0 {
+			return total, errPurgePaused
+		}
+		*budget--
+		began := time.Now()
+		n, err := v.purgeBatch1(ctx, stmts, args)
+		took := time.Since(began)
+		for i := range n {
+			total[i] += n[i]
+		}
+		if err != nil {
+			return total, err
+		}
+		if n[len(n)-1] < v.purgeBatch {
+			return total, nil
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(took):
+		}
+	}
+}
+
+func (v *Vault) purgeBatch1(ctx context.Context, stmts []string, args []any) ([]int, error) {
+	n := make([]int, len(stmts))
+	tx, err := v.write.BeginTx(ctx, nil)
+	if err != nil {
+		return n, err
+	}
+	defer tx.Rollback()
+	for i, q := range stmts {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return make([]int, len(stmts)), err
+		}
+		k, _ := res.RowsAffected()
+		n[i] = int(k)
+	}
+	if err := tx.Commit(); err != nil {
+		return make([]int, len(stmts)), err
+	}
+	return n, nil
+}
+
+// pendingPurges returns the deleted tenants whose rows are not purged yet
+// (a purge cut short leaves at least their list rows, or a reveal) and
+// their receipts.
+func (v *Vault) pendingPurges(ctx context.Context) ([][2]string, error) {
+	return queryAll(ctx, v, func(r scanner) ([2]string, error) {
+		var p [2]string
+		var rid sql.NullString
+		err := r.Scan(&p[0], &rid)
+		p[1] = rid.String
+		return p, err
+	}, `SELECT t.id, t.receipt_id FROM tenants t WHERE t.deleted_at IS NOT NULL
+		AND (EXISTS (SELECT 1 FROM lists l WHERE l.tenant_id = t.id) OR EXISTS (SELECT 1 FROM reveals r WHERE r.tenant_id = t.id)
+			OR EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = t.id))
+		ORDER BY t.deleted_at, t.id`)
 }
 
 const receiptColumns = `id, tenant_id, scope, list_id, token, entry_index, file, created_at`

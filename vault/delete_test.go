@@ -13,6 +13,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/internal/vaulttest"
+	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/receipt"
 	"github.com/custos-dev/custos/vault"
 )
@@ -84,6 +85,10 @@ func TestTenantDeletion(t *testing.T) {
 	}
 	if got, err := f.vault.Receipt(admin, rs[0].ID); err != nil || got.File != rs[0].File {
 		t.Fatalf("receipt by id: %v", err)
+	}
+	// The same call purged the rows and recorded it.
+	if p := lastLeaf(t, f, custos.ActionTenantPurge); !strings.Contains(p, "purged receipt "+rs[0].ID) || !strings.Contains(p, fmt.Sprintf("contacts=%d", st.Counts["contacts"])) {
+		t.Errorf("tenant.purge entry = %s; want the receipt and %d contacts", p, st.Counts["contacts"])
 	}
 
 	for what, err := range map[string]error{
@@ -212,5 +217,161 @@ func TestListAndContactReceipts(t *testing.T) {
 	}
 	if _, err := f.vault.List(admin, tenant, list); custos.ErrorCode(err) != custos.EGONE {
 		t.Fatalf("deleted list: %v", err)
+	}
+}
+
+// TestTenantPurgeResumes: a tenant's rows are purged after its keys are
+// shredded, in batches. Between the two the tenant answers 410 to every
+// request and its keys are gone; a purge cut short (one batch, then the
+// node "crashes") is finished by a new vault on the same database, once,
+// and the receipt still verifies.
+func TestTenantPurgeResumes(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{t: time.Now()}
+	st := vaulttest.Open(t, vault.Options{Now: clock.Now, PurgeBatch: 2, PurgeBatches: 1})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault, clock: clock}
+	f.bootstrap(t)
+	admin, tenant, list := f.admin(t)
+	otherAdmin, other, otherList := f.admin(t)
+	var tokens []string
+	for i := range 7 {
+		c := &custos.Contact{TenantID: tenant, ListID: list, Email: fmt.Sprintf("purged.person%d@batches.test", i), Attributes: []byte(`{"first_name":"Ermentrude"}`)}
+		if err := f.vault.CreateContact(admin, c); err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, c.Token)
+	}
+	keep := &custos.Contact{TenantID: other, ListID: otherList, Email: "stays@example.test"}
+	if err := f.vault.CreateContact(otherAdmin, keep); err != nil {
+		t.Fatal(err)
+	}
+	blind := storetest.Column[[]byte](t, f.db.Read, `SELECT blind_index FROM contacts WHERE tenant_id = $1`, tenant)
+	if _, err := f.vault.RequestTenantDeletion(admin, tenant, &custos.DeletionRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(custos.DefaultDeletionGrace + time.Minute)
+	if n, err := f.vault.RunDueDeletions(ctx, clock.Now()); err != nil || n != 1 {
+		t.Fatalf("ran %d, %v", n, err)
+	}
+	rows := func(query string) int {
+		t.Helper()
+		return storetest.Column[int](t, f.db.Read, query, tenant)[0]
+	}
+	purges := func() int {
+		t.Helper()
+		f.log.Sync(ctx)
+		return storetest.Column[int](t, f.db.Read, `SELECT count(*) FROM audit_leaves WHERE action = $1 AND tenant_id = $2`, string(custos.ActionTenantPurge), tenant)[0]
+	}
+
+	// Shredded, not purged: rows remain, the keys do not.
+	left := rows(`SELECT count(*) FROM contacts WHERE tenant_id = $1`)
+	if left == 0 || left >= len(blind) {
+		t.Fatalf("%d of %d contact rows left after one batch; want some, not all", left, len(blind))
+	}
+	if n := rows(`SELECT count(*) FROM tenant_keys WHERE tenant_id = $1`); n != 0 {
+		t.Fatalf("%d keyset rows after the shredding", n)
+	}
+	if n := purges(); n != 0 {
+		t.Fatalf("%d tenant.purge entries before the purge is done", n)
+	}
+	rs, err := f.vault.Receipts(admin, tenant)
+	if err != nil || len(rs) != 1 || rs[0].File == "" {
+		t.Fatalf("receipts = %+v, %v", rs, err)
+	}
+	stmt, _, err := receipt.Verify([]byte(rs[0].File), st.Verifier)
+	if err != nil || stmt.Counts["contacts"] != len(blind) || stmt.Counts["lists"] != 1 || stmt.Counts["keysets"] != 1 {
+		t.Fatalf("statement %+v, %v; want %d contacts, 1 list, 1 keyset", stmt, err, len(blind))
+	}
+	gone := map[string]error{
+		"contact": func() error { _, err := f.vault.Contact(admin, tenant, tokens[6]); return err }(),
+		"contacts": func() error {
+			_, err := f.vault.Contacts(admin, tenant, list, "", 10)
+			return err
+		}(),
+		"tokens": func() error {
+			_, err := f.vault.Tokens(admin, tenant, list, "", 10)
+			return err
+		}(),
+		"lookup": func() error {
+			_, err := f.vault.Lookup(admin, tenant, list, "purged.person6@batches.test")
+			return err
+		}(),
+		"export": f.vault.Export(admin, tenant, list, "csv", func(*custos.Contact) error { return nil }),
+		"update": func() error {
+			email := "changed@batches.test"
+			_, err := f.vault.UpdateContact(admin, tenant, tokens[6], custos.ContactUpdate{Email: &email})
+			return err
+		}(),
+		"list":           func() error { _, err := f.vault.List(admin, tenant, list); return err }(),
+		"lists":          func() error { _, err := f.vault.Lists(admin, tenant); return err }(),
+		"delete contact": func() error { _, err := f.vault.DeleteContact(admin, tenant, tokens[6]); return err }(),
+		"delete list":    func() error { _, err := f.vault.DeleteList(admin, tenant, list); return err }(),
+		"create":         f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: "new@batches.test"}),
+	}
+	for what, err := range gone {
+		if custos.ErrorCode(err) != custos.EGONE || !strings.Contains(custos.ErrorMessage(err), rs[0].ID) {
+			t.Errorf("%s between shredding and purge: %v, want gone with receipt %s", what, err, rs[0].ID)
+		}
+	}
+	// A vault that never cached the tenant's keys has nothing to open
+	// the rows with either.
+	fresh := vault.New(f.db.Read, f.db.Write, f.log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: f.db.Placeholders, Now: clock.Now})
+	if _, err := fresh.Contact(admin, tenant, tokens[6]); custos.ErrorCode(err) != custos.EGONE {
+		t.Errorf("contact from a fresh vault: %v, want gone", err)
+	}
+
+	// The node "crashes"; a new one on the same database finishes the purge.
+	f.log.Close()
+	f.log = st.OpenLog(t, f.db.Read, f.db.Write, f.db.Queued)
+	for deadline := time.Now().Add(30 * time.Second); !f.log.IsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) { // queued mode: only the leader purges
+			t.Fatal("the new log did not become the leader")
+		}
+	}
+	f.vault = vault.New(f.db.Read, f.db.Write, f.log, keys.NewKeyring(st.KEK),
+		vault.Options{Placeholders: f.db.Placeholders, Now: clock.Now, LogSigner: st.Signer, LogVerifier: st.Verifier})
+	for range 2 { // the second run finds nothing to do: one tenant.purge entry
+		if n, err := f.vault.RunDueDeletions(ctx, clock.Now()); err != nil || n != 0 {
+			t.Fatalf("resumed: ran %d, %v", n, err)
+		}
+	}
+	for _, q := range []string{
+		`SELECT count(*) FROM contacts WHERE tenant_id = $1`,
+		`SELECT count(*) FROM lists WHERE tenant_id = $1`,
+		`SELECT count(*) FROM suppressions WHERE tenant_id = $1`,
+		`SELECT count(*) FROM reveals WHERE tenant_id = $1`,
+	} {
+		if n := rows(q); n != 0 {
+			t.Errorf("%s = %d after the purge", q, n)
+		}
+	}
+	if n := purges(); n != 1 {
+		t.Fatalf("%d tenant.purge entries, want 1", n)
+	}
+	if p := lastLeaf(t, f, custos.ActionTenantPurge); !strings.Contains(p, "purged receipt "+rs[0].ID) || !strings.Contains(p, "lists=1") {
+		t.Errorf("tenant.purge entry = %s", p)
+	}
+	if _, _, err := receipt.Verify([]byte(rs[0].File), st.Verifier); err != nil {
+		t.Fatalf("receipt after the purge: %v", err)
+	}
+	if _, err := f.vault.Contact(otherAdmin, other, keep.Token); err != nil {
+		t.Errorf("another tenant's contact: %v", err)
+	}
+	f.log.Close()
+	if f.db.Engine == storetest.SQLite {
+		if _, err := f.db.Write.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := storetest.Dump(t, f.db)
+	for _, s := range []string{"purged.person", "batches.test", "Ermentrude"} {
+		if strings.Contains(raw, s) {
+			t.Errorf("database holds %q after the purge", s)
+		}
+	}
+	for _, b := range blind {
+		if bytes.Contains([]byte(raw), b) {
+			t.Errorf("database holds a blind index of the purged tenant")
+		}
 	}
 }

@@ -249,7 +249,8 @@ func (v *Vault) loadRecipients(ctx context.Context, tenant string, tokens []stri
 	canaries := map[string]bool{}
 	for chunk := range slices.Chunk(valid, 500) {
 		in, args := inList(2, chunk)
-		rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE tenant_id = $1 AND token IN (`+in+`)`, append([]any{tenant}, args...)...)
+		rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE tenant_id = $1 AND token IN (`+in+`)
+			AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = $1 AND t.deleted_at IS NOT NULL)`, append([]any{tenant}, args...)...) // rows awaiting a deleted tenant's purge are not found
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("load recipients: %w", err)
 		}

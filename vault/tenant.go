@@ -200,7 +200,9 @@ func (v *Vault) findList(ctx context.Context, tenant, id string) (*custos.List, 
 	}
 	var ls custos.List
 	var created int64
-	err := v.read.QueryRowContext(ctx, `SELECT id, tenant_id, name, created_at FROM lists WHERE id = $1 AND tenant_id = $2`, id, tenant).
+	// A deleted tenant's lists stay until they are purged (docs/deletion.md).
+	err := v.read.QueryRowContext(ctx, `SELECT id, tenant_id, name, created_at FROM lists WHERE id = $1 AND tenant_id = $2
+		AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = $2 AND t.deleted_at IS NOT NULL)`, id, tenant).
 		Scan(&ls.ID, &ls.TenantID, &ls.Name, &created)
 	if isNoRows(err) {
 		return nil, v.gone(ctx, tenant, id, "", notFound("list"))

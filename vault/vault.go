@@ -46,12 +46,15 @@ type Vault struct {
 	read *sql.DB // reads outside the sequencer's transaction
 	// write is used only for bookkeeping that is not itself an access to
 	// personal data (a key's last-used time); every audited change goes
-	// through the log's Apply.
+	// through the log's Apply. (A deleted tenant's purge also removes its
+	// rows here, in batches, once its keys are gone: vault/delete.go.)
 	write  *sql.DB
 	log    *audit.Log
 	ring   *keys.Keyring
 	logger *slog.Logger
 	now    func() time.Time
+
+	purgeBatch, purgeMax int // Options.PurgeBatch, PurgeBatches
 
 	placeholders sqlq.Style
 	notified     func()
@@ -124,13 +127,21 @@ type Options struct {
 	// still happen, but their receipts are not issued.
 	LogSigner   note.Signer
 	LogVerifier note.Verifier
+	// PurgeBatch is how many rows of a deleted tenant one purge
+	// transaction removes (0: DefaultPurgeBatch); PurgeBatches bounds the
+	// batches one purge runs per RunDueDeletions (0: no bound; the next
+	// call goes on where it stopped).
+	PurgeBatch, PurgeBatches int
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier}
+		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches}
+	if v.purgeBatch <= 0 {
+		v.purgeBatch = DefaultPurgeBatch
+	}
 	if v.logger == nil {
 		v.logger = slog.New(slog.DiscardHandler)
 	}
