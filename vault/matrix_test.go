@@ -459,6 +459,69 @@ var matrix = []struct {
 				t.Fatalf("evidence read not recorded: %s", l)
 			}
 		}},
+	{"delete a tenant (offboarding)", "a tenant admin, its own tenant", "none: the tenant's own decision; it is due after a grace period (default 72 h) in which any of its admins may cancel", "tenant admins, security",
+		func(t *testing.T, w *world) {
+			for name, ctx := range map[string]context.Context{"support staff": w.staff, "security": w.ivy} {
+				_, err := w.f.vault.RequestTenantDeletion(ctx, w.tenant, &custos.DeletionRequest{})
+				refused(t, name+" deleting a tenant", err)
+			}
+			d, err := w.f.vault.RequestTenantDeletion(w.admin, w.tenant, &custos.DeletionRequest{})
+			ok(t, "the admin scheduling", err)
+			if n, err := w.f.vault.RunDueDeletions(context.Background(), d.DueAt.Add(-time.Minute)); err != nil || n != 0 {
+				t.Fatalf("deletions run before the grace period ended: %d, %v", n, err)
+			}
+			_, err = w.f.vault.CancelTenantDeletion(w.admin, w.tenant)
+			ok(t, "an admin cancelling in the grace period", err)
+			if n, err := w.f.vault.RunDueDeletions(context.Background(), d.DueAt.Add(time.Hour)); err != nil || n != 0 {
+				t.Fatalf("a cancelled deletion ran: %d, %v", n, err)
+			}
+		},
+		func(t *testing.T, w *world) {
+			d, err := w.f.vault.RequestTenantDeletion(w.admin, w.tenant, &custos.DeletionRequest{})
+			ok(t, "the admin scheduling", err)
+			if n, err := w.f.vault.RunDueDeletions(context.Background(), d.DueAt.Add(time.Second)); err != nil || n != 1 {
+				t.Fatalf("the due deletion: %d, %v", n, err)
+			}
+		}},
+	{"delete a tenant (contract end)", "operator", "a second operator approves: not the requester's person, not created by it", "tenant admins, security",
+		func(t *testing.T, w *world) {
+			d, err := w.f.vault.RequestTenantDeletion(w.op, w.tenant, &custos.DeletionRequest{})
+			ok(t, "an operator requesting", err)
+			if d.Status != custos.DeletionAwaitingApproval {
+				t.Fatalf("an operator's deletion is %s, want it awaiting a second operator", d.Status)
+			}
+			_, err = w.f.vault.ApproveTenantDeletion(w.op, w.tenant)
+			refused(t, "the requester approving", err)
+			_, err = w.f.vault.ApproveTenantDeletion(w.ivy, w.tenant)
+			refused(t, "security approving", err)
+			if n, err := w.f.vault.RunDueDeletions(context.Background(), time.Now().Add(365*24*time.Hour)); err != nil || n != 0 {
+				t.Fatalf("an unapproved deletion ran: %d, %v", n, err)
+			}
+		},
+		func(t *testing.T, w *world) {
+			_, err := w.f.vault.RequestTenantDeletion(w.op, w.tenant, &custos.DeletionRequest{})
+			ok(t, "an operator requesting", err)
+			w.mark(t)
+			d, err := w.f.vault.ApproveTenantDeletion(w.otto, w.tenant)
+			ok(t, "a second operator approving", err)
+			if d.Status != custos.DeletionScheduled || d.DueAt == nil {
+				t.Fatalf("approved deletion %+v", d)
+			}
+		}},
+	{"report a blast radius", "security", "none: recorded; it reads the log, not tenant data", "— (the log)",
+		func(t *testing.T, w *world) {
+			for name, ctx := range map[string]context.Context{"operator": w.op, "tenant admin": w.admin, "support staff": w.staff} {
+				_, err := w.f.vault.BlastRadius(ctx, custos.BlastQuery{Principal: w.sp.ID})
+				refused(t, name+" reporting a blast radius", err)
+			}
+		},
+		func(t *testing.T, w *world) {
+			_, err := w.f.vault.BlastRadius(w.ivy, custos.BlastQuery{Principal: w.sp.ID})
+			ok(t, "security reporting", err)
+			if l := lastLeaf(t, w.f, custos.ActionBlastRadius); !strings.Contains(l, w.sp.ID) {
+				t.Fatalf("the report is not recorded with its subject: %s", l)
+			}
+		}},
 	{"change the configuration (sinks, rules, relay)", "whoever runs the server", "none inside custos: its hash is logged at every start (the relay's upstream: see the row above)", "security",
 		func(t *testing.T, w *world) {
 			ok(t, "record", w.f.vault.RecordConfig(context.Background(), "0123abcd"))
