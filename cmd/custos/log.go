@@ -165,17 +165,7 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 // runVerifyProof checks a tlog-proof file offline: no server, no database,
 // only the log's verifier key.
 func (m *Main) runVerifyProof(ctx context.Context, args []string) error {
-	fs := m.flags("verify-proof", "FILE --key LOG_VERIFIER_KEY", "custos verify-proof entry42.tlog-proof --key log.pub")
-	key := fs.String("key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
-	pos, err := fs.parse(args, 1, 1, "key")
-	if err != nil {
-		return err
-	}
-	v, err := loadVerifier(*key)
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(pos[0])
+	v, b, err := m.offlineFile("verify-proof", "key", "custos verify-proof entry42.tlog-proof --key log.pub", args)
 	if err != nil {
 		return err
 	}

@@ -148,6 +148,28 @@ func reprove(ctx context.Context, c *client.Client, cp *audit.Checkpoint, index 
 }
 
 // loadVerifier reads a note verifier key given inline or as a file.
+// offlineFile parses the arguments of an offline check (verify-proof,
+// verify-receipt, verify-report): one FILE and the log's verifier key in
+// the flag keyFlag (or CUSTOS_LOG_KEY). It returns the verifier and the
+// file's bytes.
+func (m *Main) offlineFile(name, keyFlag, example string, args []string) (note.Verifier, []byte, error) {
+	fs := m.flags(name, "FILE --"+keyFlag+" LOG_VERIFIER_KEY", example)
+	key := fs.String(keyFlag, m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+	pos, err := fs.parse(args, 1, 1, keyFlag)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := loadVerifier(*key)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := os.ReadFile(pos[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, b, nil
+}
+
 func loadVerifier(s string) (note.Verifier, error) {
 	if b, err := os.ReadFile(s); err == nil {
 		s = string(b)

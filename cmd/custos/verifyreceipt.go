@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/custos-dev/custos/receipt"
@@ -12,17 +11,7 @@ import (
 // runVerifyReceipt runs "custos verify-receipt FILE --log-key KEY": the
 // offline check of a deletion receipt (package receipt), no server.
 func (m *Main) runVerifyReceipt(ctx context.Context, args []string) error {
-	fs := m.flags("verify-receipt", "FILE --log-key LOG_VERIFIER_KEY", "custos verify-receipt tenant.receipt --log-key log.pub")
-	key := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
-	pos, err := fs.parse(args, 1, 1, "log-key")
-	if err != nil {
-		return err
-	}
-	v, err := loadVerifier(*key)
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(pos[0])
+	v, b, err := m.offlineFile("verify-receipt", "log-key", "custos verify-receipt tenant.receipt --log-key log.pub", args)
 	if err != nil {
 		return err
 	}

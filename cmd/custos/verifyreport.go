@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/custos-dev/custos/blastreport"
 )
@@ -14,17 +13,7 @@ import (
 // inclusion proof, that the facts are those the entries show, and the
 // report's completeness (see docs/blast-radius.md).
 func (m *Main) runVerifyReport(ctx context.Context, args []string) error {
-	fs := m.flags("verify-report", "FILE --log-key log.pub", "custos verify-report report.json --log-key log.pub")
-	logKey := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
-	pos, err := fs.parse(args, 1, 1, "log-key")
-	if err != nil {
-		return err
-	}
-	v, err := loadVerifier(*logKey)
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(pos[0])
+	v, b, err := m.offlineFile("verify-report", "log-key", "custos verify-report report.json --log-key log.pub", args)
 	if err != nil {
 		return err
 	}
