@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -374,4 +375,41 @@ func TestTenantPurgeResumes(t *testing.T) {
 			t.Errorf("database holds a blind index of the purged tenant")
 		}
 	}
+}
+
+// TestVerifyDataAfterTenantDeletion: the data check replays a tenant's
+// deletion: its contacts are gone by the log's own account, not "deleted
+// outside custos"; a row removed behind custos's back in a live tenant is
+// still found.
+func TestVerifyDataAfterTenantDeletion(t *testing.T) {
+	f, _ := deletionFixture(t)
+	admin, tenant, list := f.admin(t)
+	other, otherTenant, otherList := f.admin(t)
+	var doomed []string
+	for i := range 2 {
+		c := &custos.Contact{TenantID: tenant, ListID: list, Email: fmt.Sprintf("leaving%d@example.test", i)}
+		if err := f.vault.CreateContact(admin, c); err != nil {
+			t.Fatal(err)
+		}
+		doomed = append(doomed, c.Token)
+	}
+	kept := &custos.Contact{TenantID: otherTenant, ListID: otherList, Email: "staying@example.test"}
+	if err := f.vault.CreateContact(other, kept); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.RequestTenantDeletion(admin, tenant, &custos.DeletionRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(custos.DefaultDeletionGrace + time.Minute)
+	if n, err := f.vault.RunDueDeletions(context.Background(), f.clock.Now()); err != nil || n != 1 {
+		t.Fatalf("deletion: ran %d, %v", n, err)
+	}
+	f.exec(t, `DELETE FROM contacts WHERE token = $1`, kept.Token)
+	fs := f.verifyData(t)
+	for _, fd := range fs {
+		if slices.Contains(doomed, fd.Row) {
+			t.Errorf("a contact of the deleted tenant is reported: %+v", fd)
+		}
+	}
+	wantFinding(t, fs, vault.FindingDeleted, "contacts", kept.Token)
 }

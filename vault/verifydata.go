@@ -147,7 +147,7 @@ func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
 	}
 	// Contacts named by the log that have no row.
 	for tok, c := range lg.tokens {
-		if tokens[tok] || lg.deletedTokens[tok] || lg.deletedLists[c.list] {
+		if tokens[tok] || lg.deletedTokens[tok] || lg.deletedLists[c.list] || lg.deletedTenants[c.tenant] {
 			continue
 		}
 		add(FindingDeleted, "contacts", tok, fmt.Sprintf("entry %d names it (%s) and no entry deleted it or its list; there is no row", c.at, c.action))
@@ -201,22 +201,24 @@ func (v *Vault) verifyContacts(ctx context.Context, rep *DataReport, add func(ki
 
 type namedToken struct {
 	at     uint64
+	tenant string
 	list   string
 	action string
 }
 
 // replayed is what the log says about the rows.
 type replayed struct {
-	entries       uint64
-	principals    map[string]bool
-	keys          map[string]bool
-	revoked       map[string]uint64 // key → entry
-	suspended     map[string]uint64 // principal → entry, not lifted since
-	frozen        map[string]uint64 // tenant → entry, not lifted since
-	tokens        map[string]namedToken
-	deletedTokens map[string]bool
-	deletedLists  map[string]bool
-	ids           map[string]bool // every id any entry names
+	entries        uint64
+	principals     map[string]bool
+	keys           map[string]bool
+	revoked        map[string]uint64 // key → entry
+	suspended      map[string]uint64 // principal → entry, not lifted since
+	frozen         map[string]uint64 // tenant → entry, not lifted since
+	tokens         map[string]namedToken
+	deletedTokens  map[string]bool
+	deletedLists   map[string]bool
+	deletedTenants map[string]bool // tenant.delete: its rows go, by crypto-shredding and purge
+	ids            map[string]bool // every id any entry names
 }
 
 func (r *replayed) known(table, id string) bool {
@@ -235,7 +237,7 @@ func (r *replayed) known(table, id string) bool {
 // replay reads the whole log in order.
 func (v *Vault) replay(ctx context.Context) (*replayed, error) {
 	r := &replayed{principals: map[string]bool{}, keys: map[string]bool{}, revoked: map[string]uint64{}, suspended: map[string]uint64{},
-		frozen: map[string]uint64{}, tokens: map[string]namedToken{}, deletedTokens: map[string]bool{}, deletedLists: map[string]bool{}, ids: map[string]bool{}}
+		frozen: map[string]uint64{}, tokens: map[string]namedToken{}, deletedTokens: map[string]bool{}, deletedLists: map[string]bool{}, deletedTenants: map[string]bool{}, ids: map[string]bool{}}
 	size := v.log.Size()
 	for from := uint64(0); from < size; {
 		es, err := v.log.Entries(ctx, from, 1000)
@@ -303,6 +305,10 @@ func (r *replayed) apply(i uint64, l *audit.Leaf) {
 		}
 	case custos.ActionListDelete:
 		r.deletedLists[l.List] = true
+	case custos.ActionTenantDelete:
+		if l.Outcome == audit.OutcomeOK && l.Tenant != "" {
+			r.deletedTenants[l.Tenant] = true
+		}
 	case custos.ActionContain:
 		switch {
 		case strings.HasPrefix(l.Detail, "suspend "):
@@ -339,7 +345,7 @@ func (r *replayed) apply(i uint64, l *audit.Leaf) {
 	if l.Tenant != "" && l.Action != string(custos.ActionContactDelete) {
 		for _, t := range l.Tokens {
 			if _, seen := r.tokens[t]; !seen {
-				r.tokens[t] = namedToken{at: i, list: l.List, action: l.Action}
+				r.tokens[t] = namedToken{at: i, tenant: l.Tenant, list: l.List, action: l.Action}
 			}
 		}
 	}
