@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -74,7 +73,7 @@ func (r *Relay) ServeInbound(ln net.Listener) error {
 	srv.TLSConfig = r.cfg.TLS
 	// go-smtp's own log lines name the remote address (sender data): keep
 	// only that something happened.
-	srv.ErrorLog = smtpErrorLog{r.logger}
+	srv.ErrorLog = smtpLog{r.logger, "inbound"}
 	r.onClose(func() error {
 		cancel()
 		err := srv.Close()
@@ -87,13 +86,6 @@ func (r *Relay) ServeInbound(ln net.Listener) error {
 	})
 	return srv.Serve(ln)
 }
-
-// smtpErrorLog takes go-smtp's error log, whose lines hold remote
-// addresses, and records that an error happened, without its text.
-type smtpErrorLog struct{ logger *slog.Logger }
-
-func (l smtpErrorLog) Printf(string, ...any) { l.logger.Warn("inbound smtp: connection error") }
-func (l smtpErrorLog) Println(...any)        { l.logger.Warn("inbound smtp: connection error") }
 
 // inbound is the listener's go-smtp backend.
 type inbound struct {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -72,7 +74,7 @@ func (r *Relay) serveSubmission(ln net.Listener) error {
 	// The session enforces TLS before AUTH itself, per connection, so
 	// that loopback clients may authenticate in the clear.
 	s.AllowInsecureAuth = true
-	s.ErrorLog = smtpLog{r}
+	s.ErrorLog = smtpLog{r.logger, "submission"}
 	r.onClose(func() error {
 		if err := s.Close(); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 			return err
@@ -278,12 +280,21 @@ func remoteIP(c net.Conn) string {
 	return host
 }
 
-// smtpLog carries go-smtp's own log lines (connection errors, panics) to
-// the relay's logger.
-type smtpLog struct{ r *Relay }
-
-func (l smtpLog) Printf(format string, v ...any) {
-	l.r.logger.Warn("smtp server", "msg", fmt.Sprintf(format, v...))
+// smtpLog takes go-smtp's own log (both listeners). Its lines hold remote
+// addresses and error texts that may quote what a client sent (a
+// recipient address, a header), so only the event is kept — and, for a
+// panic, the stack, whose frames hold no data.
+type smtpLog struct {
+	logger   *slog.Logger
+	listener string
 }
 
-func (l smtpLog) Println(v ...any) { l.r.logger.Warn("smtp server", "msg", fmt.Sprint(v...)) }
+func (l smtpLog) Printf(format string, v ...any) {
+	if strings.HasPrefix(format, "panic serving") && len(v) == 3 {
+		l.logger.Error("smtp: panic serving a connection", "listener", l.listener, "stack", fmt.Sprintf("%s", v[2]))
+		return
+	}
+	l.logger.Warn("smtp: connection error", "listener", l.listener)
+}
+
+func (l smtpLog) Println(...any) { l.logger.Warn("smtp: connection error", "listener", l.listener) }

@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/textproto"
 	"strings"
@@ -704,5 +706,25 @@ func TestFailuresWindow(t *testing.T) {
 	}
 	if _, ok := f.m["c"]; !ok {
 		t.Error("the newest window was dropped")
+	}
+}
+
+// TestSMTPLogKeepsNoData: go-smtp's log lines (remote address, an error
+// quoting what the client sent) reach the relay's log as the event alone;
+// a panic keeps its stack.
+func TestSMTPLogKeepsNoData(t *testing.T) {
+	var buf bytes.Buffer
+	l := smtpLog{slog.New(slog.NewTextHandler(&buf, nil)), "submission"}
+	l.Printf("error handling %v: %s", "198.51.100.7:4242", "bad RCPT TO:<jane.doe@example.org>")
+	l.Println("accept error", "jane.doe@example.org")
+	l.Printf("panic serving %v: %v\n%s", "198.51.100.7:4242", "jane.doe@example.org", "goroutine 7 [running]:\nrelay.(*session).Data")
+	out := buf.String()
+	for _, leak := range []string{"jane.doe", "198.51.100.7"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("the log holds %q:\n%s", leak, out)
+		}
+	}
+	if !strings.Contains(out, "goroutine 7") || strings.Count(out, "connection error") != 2 {
+		t.Errorf("log:\n%s", out)
 	}
 }

@@ -33,30 +33,6 @@ import (
 // fetched with [Vault.Receipt]).
 const receiptWait = 10 * time.Second
 
-// recordAt is [Vault.record] returning where the entry landed.
-func (v *Vault) recordAt(ctx context.Context, l audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error) (audit.Receipt, error) {
-	cleanLeaf(&l)
-	var failed error
-	rec, err := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		failed = apply(ctx, tx, leaf)
-		cleanLeaf(leaf)
-		if failed == nil && !fits(leaf) {
-			failed = tooLarge
-		}
-		if failed == nil {
-			return nil
-		}
-		if !fits(leaf) {
-			shrink(leaf)
-		}
-		return recordable(failed)
-	}})
-	if err != nil && failed != nil && !errors.Is(err, audit.ErrUnavailable) {
-		return rec, failed
-	}
-	return rec, err
-}
-
 // insertReceipt stores a receipt's row (its file comes once the entry is
 // sequenced) inside the deletion's transaction.
 func (v *Vault) insertReceipt(ctx context.Context, tx *sql.Tx, st *receipt.Statement) error {

@@ -350,16 +350,22 @@ func shrink(l *audit.Leaf) {
 // its size checked before it reaches the log, and again after apply
 // completed it: a leaf that does not fit fails this request alone.
 func (v *Vault) record(ctx context.Context, l audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error) error {
+	_, err := v.recordAt(ctx, l, apply)
+	return err
+}
+
+// recordAt is [Vault.record] returning where the entry landed (a deletion's
+// receipt names its index).
+func (v *Vault) recordAt(ctx context.Context, l audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error) (audit.Receipt, error) {
 	cleanLeaf(&l)
 	if !fits(&l) {
-		return v.deny(ctx, l, tooLarge)
+		return audit.Receipt{}, v.deny(ctx, l, tooLarge)
 	}
 	if apply == nil { // nothing can grow the leaf: no savepoint for reads
-		_, err := v.log.Append(ctx, audit.Entry{Leaf: l})
-		return err
+		return v.log.Append(ctx, audit.Entry{Leaf: l})
 	}
 	var failed error
-	_, err := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+	rec, err := v.log.Append(ctx, audit.Entry{Leaf: l, Apply: func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		failed = apply(ctx, tx, leaf)
 		cleanLeaf(leaf)
 		if failed == nil && !fits(leaf) {
@@ -374,9 +380,9 @@ func (v *Vault) record(ctx context.Context, l audit.Leaf, apply func(context.Con
 		return recordable(failed)
 	}})
 	if err != nil && failed != nil && !errors.Is(err, audit.ErrUnavailable) {
-		return failed // the caller's error in full; the leaf has its recordable form
+		return rec, failed // the caller's error in full; the leaf has its recordable form
 	}
-	return err
+	return rec, err
 }
 
 // enqueue puts m in the notification outbox inside tx.
