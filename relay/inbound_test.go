@@ -153,6 +153,9 @@ func (f *fakeInboundVault) AuthorizeSend(context.Context) error { return errFake
 func (f *fakeInboundVault) RecordRefusals(context.Context, int, time.Time, time.Time) error {
 	return errFakeOnly
 }
+func (f *fakeInboundVault) Reject(_ context.Context, _ custos.Action, _ string, err error) error {
+	return err
+}
 func (f *fakeInboundVault) CheckRecipient(context.Context, string, string, string, bool) (string, error) {
 	return "", errFakeOnly
 }

@@ -42,6 +42,7 @@ type Vault interface {
 	CanaryMail(ctx context.Context, rcpt string, ev *custos.TrapEvidence, raw []byte) (*custos.CanaryHit, error)
 	Suppress(ctx context.Context, returnPath, reason string) (string, error)
 	RecordRefusals(ctx context.Context, n int, first, last time.Time) error
+	Reject(ctx context.Context, action custos.Action, tenant string, err error) error
 }
 
 var _ Vault = (*vault.Vault)(nil)

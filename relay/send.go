@@ -39,8 +39,9 @@ func (r *Relay) Send(ctx context.Context, tenant string, req *custos.SendRequest
 // send is Send; limit false when the recipients were charged to the rate
 // limits already (SMTP charges them at RCPT).
 func (r *Relay) send(ctx context.Context, tenant string, req *custos.SendRequest, limit bool) (*custos.SendResult, error) {
+	// A refusal before the vault is asked is recorded like the vault's own.
 	if err := req.Validate(); err != nil {
-		return nil, err
+		return nil, r.v.Reject(ctx, custos.ActionSend, tenant, err)
 	}
 	var tpl *Template
 	var err error
@@ -50,7 +51,7 @@ func (r *Relay) send(ctx context.Context, tenant string, req *custos.SendRequest
 		tpl, err = r.state().templates.parse([]byte(req.Message))
 	}
 	if err != nil {
-		return nil, custos.Prefixed(custos.EINVALID, "message", err)
+		return nil, r.v.Reject(ctx, custos.ActionSend, tenant, custos.Prefixed(custos.EINVALID, "message", err))
 	}
 	st := r.state()
 	id := custos.NewID(custos.PrefixMessage)

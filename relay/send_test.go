@@ -77,9 +77,16 @@ func TestSendRefusesWhole(t *testing.T) {
 		{"list other than the key's", []custos.Scope{custos.ScopeSendList(e.list)}, custos.SendRequest{ListID: other, Message: campaign, Recipients: []string{ada}}, custos.EFORBIDDEN},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			before := len(e.sendLeaves(t))
 			_, err := e.relay.Send(e.as(t, e.key(t, tc.key...)), e.tenant, &tc.req)
 			if custos.ErrorCode(err) != tc.code {
 				t.Fatalf("err = %v, want %s", err, tc.code)
+			}
+			// Every refusal is recorded, once, whether the relay or the
+			// vault refused.
+			ls := e.sendLeaves(t)
+			if len(ls) != before+1 || ls[len(ls)-1].Code != tc.code || ls[len(ls)-1].Outcome == "ok" {
+				t.Fatalf("leaves after the refusal: %d (was %d), last %+v", len(ls), before, ls[len(ls)-1])
 			}
 		})
 	}

@@ -281,8 +281,11 @@ func TestSubmitMalformed(t *testing.T) {
 	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d messages", n)
 	}
-	if n := len(e.sendLeaves(t)); n != 0 {
-		t.Fatalf("%d contact.send leaves for a message that was not parsed", n)
+	// No recipient was resolved: the one entry is the refusal itself,
+	// naming no token and no digest.
+	ls := e.sendLeaves(t)
+	if len(ls) != 1 || ls[0].Outcome != "rejected" || ls[0].Code != custos.EINVALID || len(ls[0].Tokens) != 0 || ls[0].Digest != "" {
+		t.Fatalf("contact.send leaves for a message that was not parsed: %+v", ls)
 	}
 }
 
