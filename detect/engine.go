@@ -70,31 +70,6 @@ type Event struct {
 // within the previous 30 days: longer than any timespan.
 const noCredential = time.Duration(math.MaxInt64)
 
-// vars is the CEL activation: event.<field>.
-func (e *Event) vars() map[string]any {
-	l := &e.Leaf
-	tokens := l.Tokens
-	if tokens == nil {
-		tokens = []string{}
-	}
-	return map[string]any{"event": map[string]any{
-		"index": int64(e.Index), "time": l.Time, "action": l.Action, "actor": l.Actor, "actor_kind": l.ActorKind,
-		"key_id": l.KeyID, "person": e.person(), "source": l.Source, "network": e.Network, "tenant": l.Tenant, "list": l.List,
-		"tokens": tokens, "count": int64(l.Count), "outcome": l.Outcome, "code": l.Code, "reason": l.Reason,
-		"detail": l.Detail, "severity": l.Severity,
-		"staff":      strings.HasPrefix(l.ActorKind, "staff_"),
-		"data_read":  slices.Contains(dataActions, l.Action),
-		"plaintext":  slices.Contains(plaintextActions, l.Action),
-		"canary":     e.Canary,
-		"first_pair": e.FirstPair, "new_network": e.NewNetwork, "new_action": e.NewAction,
-		"export_mean": e.ExportMean, "export_n": int64(e.ExportN),
-		"credential_age": e.credentialAge(),
-		"message":        l.Message, "digest": l.Digest, "template": l.Template,
-		"new_list": e.NewList, "template_tenants": int64(e.TemplateTenants), "template_first": e.TemplateFirst,
-		"send_hour": int64(e.SendHour), "send_mean": e.SendMean, "send_n": int64(e.SendN),
-	}}
-}
-
 // credentialAge is how long before this entry the actor got its newest
 // credential. Older than the baseline span counts as none, so that the
 // answer does not depend on when the state was last pruned.
@@ -512,7 +487,7 @@ func (en *Engine) Evaluate(ev *Event) ([]Hit, error) {
 			continue // temporal: fed by the rules it names
 		}
 		if vars == nil {
-			vars = ev.vars()
+			vars = map[string]any{"event": ev.celEvent()}
 		}
 		out, _, err := r.prg.Eval(vars)
 		if err != nil {

@@ -22,7 +22,7 @@ func TestRuleErrorsNameFileAndLine(t *testing.T) {
 		{"not boolean", "id: a\ntitle: t\nlevel: low\ncondition: event.count + 1\n", "bad.yaml:4: condition must be a boolean"},
 		{"bad timespan", "id: a\ntitle: t\nlevel: low\ncondition: true\ncorrelation:\n  type: event_count\n  group_by: [actor]\n  timespan: forever\n  condition: {gte: 2}\n", "bad.yaml:8: timespan must be a duration"},
 		{"bad group", "id: a\ntitle: t\nlevel: low\ncondition: true\ncorrelation:\n  type: event_count\n  group_by: [email]\n  timespan: 1h\n  condition: {gte: 2}\n", `bad.yaml:7: cannot group by "email"`},
-		{"bad response", "id: a\ntitle: t\nlevel: low\ncondition: true\nrespond: [delete_everything]\n", `bad.yaml:5: unknown response "delete_everything"`},
+		{"bad response", "id: a\ntitle: t\nlevel: low\ncondition: true\nrespond: [delete_everything]\n", `bad.yaml:5: response must be one of suspend_principal, end_grants, freeze_tenants, notify_tenants, not "delete_everything"`},
 		{"bad YAML", "id: a\ntitle: [unclosed\n", "bad.yaml:"},
 		{"value_sum over a text field", "id: a\ntitle: t\nlevel: low\ncondition: true\ncorrelation:\n  type: value_sum\n  field: tenant\n  group_by: [actor]\n  timespan: 1h\n  condition: {gte: 2}\n", "bad.yaml:7: value_sum needs field, one of count"},
 		{"unknown temporal rule", "id: a\ntitle: t\nlevel: low\ncorrelation:\n  type: temporal\n  rules: [x, y]\n  group_by: [actor]\n  timespan: 1h\n", `temporal correlation names unknown rule "x"`},
