@@ -298,11 +298,10 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 	}
 	var hits []Hit
 	for _, s := range entries {
-		var ev Event
-		if err := json.Unmarshal(s.Data, &ev.Leaf); err != nil {
-			return 0, fmt.Errorf("detector: entry %d: %w", s.Index, err)
+		ev, err := EventOf(s)
+		if err != nil {
+			return 0, fmt.Errorf("detector: %w", err)
 		}
-		ev.Index = s.Index
 		hs, err := d.engine.Evaluate(&ev)
 		if err != nil {
 			return 0, err
