@@ -249,6 +249,9 @@ func parseEvent(b []byte, next uint64) (*Event, error) {
 		return nil, errors.New("event has no action")
 	}
 	idx := next
+	if x.Index != nil && *x.Index >= 1<<62 {
+		return nil, fmt.Errorf("index %d is beyond any log", *x.Index)
+	}
 	if x.Index != nil {
 		if *x.Index < next {
 			return nil, fmt.Errorf("index %d does not follow the previous event's (%d)", *x.Index, next-1)

@@ -170,6 +170,7 @@ func init() {
 		{name: "review", summary: "the access review: every principal and key, flagged; --revoke by flag", run: (*Main).runReview},
 		{name: "rules", summary: "detection rules (docs/detection.md)", subs: []*command{
 			{name: "check", summary: "validate rule files (file:line errors); no DIR: the default pack", run: (*Main).runRulesCheck},
+			{name: "backtest", summary: "replay the stored log (or an NDJSON event file) through a rule pack: what would have fired, with its evidence; contains and notifies nobody", run: (*Main).runRulesBacktest},
 		}},
 		{name: "alerts", summary: "detection alerts (security staff)", dflt: true, subs: []*command{
 			{name: "ls", summary: "list alerts (the default verb)", run: (*Main).runAlertsLs},
