@@ -174,6 +174,11 @@ func suggest(s string, known []string) string {
 	return best
 }
 
+// DidYouMean is " (did you mean X?)" naming the known value closest to
+// s (the same ignoring case, or a few edits away), or "" if none is
+// close: the suggestion strict validation adds to its errors.
+func DidYouMean(s string, known []string) string { return didYouMean(s, known) }
+
 // didYouMean is " (did you mean X?)" or "".
 func didYouMean(s string, known []string) string {
 	if x := suggest(s, known); x != "" {

@@ -81,6 +81,9 @@ func ReadFile(cfg Config) (Config, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return cfg, fmt.Errorf("%s: %w", cfg.Path(ConfigFile), err)
 	}
+	if err := checkDetection(cfg.Path(ConfigFile), b); err != nil {
+		return cfg, err
+	}
 	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay
 	return cfg, nil
 }
