@@ -90,7 +90,7 @@ func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 		if cfg.DB != "" {
 			rep.Source = "the log in the configured PostgreSQL database"
 		}
-		bt, err = m.backtestLog(ctx, cfg, rules, span)
+		bt, err = m.backtestLog(ctx, cfg, rules, span, 0)
 	}
 	if err != nil {
 		return err
@@ -107,10 +107,10 @@ func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 }
 
 // backtestLog verifies the stored log against its signed checkpoints,
-// then replays it. The canary tags are read with the KEK, as the
+// then replays it (its first upto entries; 0: all of it). The canary tags are read with the KEK, as the
 // detector reads them; without them the canary rule could not fire, so a
 // KEK that does not open stops the backtest.
-func (m *Main) backtestLog(ctx context.Context, cfg Config, rules []*detect.Rule, span detect.Span) (*detect.Backtest, error) {
+func (m *Main) backtestLog(ctx context.Context, cfg Config, rules []*detect.Rule, span detect.Span, upto uint64) (*detect.Backtest, error) {
 	verifier, err := node.OpenVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -147,8 +147,12 @@ func (m *Main) backtestLog(ctx context.Context, cfg Config, rules []*detect.Rule
 	read := func(ctx context.Context, from uint64, n int) ([]audit.Stored, error) {
 		return audit.ReadEntries(ctx, db.Read, from, n)
 	}
-	bar = newProgress(m.Stderr, "backtest", vrep.Size)
-	err = bt.ReplayLog(ctx, read, 0, vrep.Size, span, bar.set)
+	size := vrep.Size
+	if upto > 0 {
+		size = min(size, upto)
+	}
+	bar = newProgress(m.Stderr, "backtest", size)
+	err = bt.ReplayLog(ctx, read, 0, size, span, bar.set)
 	bar.done()
 	return bt, err
 }
