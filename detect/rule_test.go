@@ -86,6 +86,11 @@ func FuzzParseRules(f *testing.F) {
 	}
 	f.Add([]byte("id: a\ncorrelation: {type: temporal, rules: [a, a]}\n"))
 	f.Add([]byte("id: a\ntitle: t\nlevel: low\ncondition: event.credential_age < duration(\"1h\")\ncorrelation: {type: value_sum, field: count, group_by: [actor], timespan: 1h, condition: {gte: 2}}\nrespond: [notify_tenants]\n"))
+	// Strict validation's paths: case, repeated keys, lists where values
+	// go, aliases, thresholds, unreachable conditions.
+	f.Add([]byte("id: a\ntitle: t\nlevel: High\nlevel: low\ncondition: event.outcome == \"OK\" && event.nosuch\nrespond: Suspend_Principal\n"))
+	f.Add([]byte("id: &x a\ntitle: *x\nlevel: [low]\ncondition: >\n  event.action == \"a\" &&\n  event.action == \"b\"\ncorrelation:\n  type: event_count\n  group_by: actor\n  timespan: -1h\n  condition: {lt: 1, gte: x}\n"))
+	f.Add([]byte("id: a\ntitle: t\nlevel: low\ncondition: event.actor_kind in [\"service\", \"Staff\"] || 1 > 2\ncorrelation: {type: value_sum, field: count, group_by: [tenat], timespan: 0s, condition: {eq: 0}}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rules, err := detect.Parse(map[string][]byte{"f.yaml": b})
 		if err != nil && rules != nil {
