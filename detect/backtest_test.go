@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -218,5 +219,66 @@ func TestBacktestContainsNobody(t *testing.T) {
 	drain(t, w, w.detector(rules))
 	if _, _, err := w.vault.Authenticate(custos.NewContext(ctx, &custos.Request{ID: custos.NewID(custos.PrefixRequest)}), samSecret); err == nil {
 		t.Fatal("the live detector did not contain the engineer: the scenario proves nothing")
+	}
+}
+
+// TestBacktestTakesItsClockFromEvents: windows open and close on the
+// entries' own times, never the wall clock. One engineer reads three
+// tenants over two hours (outside the one-hour window: quiet), another
+// within twenty minutes (fires). Replayed as of 2001, 2026 and 2031, the
+// same alert comes out, with the same evidence, timed at its entry.
+func TestBacktestTakesItsClockFromEvents(t *testing.T) {
+	rules := defaultRules(t)
+	for _, base := range []time.Time{
+		time.Date(2001, 3, 4, 5, 6, 7, 0, time.UTC),
+		t0,
+		time.Date(2031, 12, 31, 23, 30, 0, 0, time.UTC),
+	} {
+		t.Run(base.Format("2006"), func(t *testing.T) {
+			var buf strings.Builder
+			line := func(i int, at time.Duration, who, tenant string) {
+				fmt.Fprintf(&buf, `{"index": %d, "time": %q, "actor": "pr_%s", "actor_kind": "staff_support", "key_id": "ak_%s", "source": "192.0.2.%d", "action": "support.view", "tenant": "tn_%s", "outcome": "ok"}`+"\n",
+					i, base.Add(at).Format(time.RFC3339Nano), who, who, len(who), tenant)
+			}
+			line(1, 0, "slow", "a")
+			line(2, 10*time.Minute, "slow", "b")
+			line(3, 2*time.Hour, "slow", "c")
+			line(4, 3*time.Hour, "fast", "a")
+			line(5, 3*time.Hour+10*time.Minute, "fast", "b")
+			line(6, 3*time.Hour+20*time.Minute, "fast", "c")
+			bt := detect.NewBacktest(rules, nil)
+			if err := detect.ReadEvents(strings.NewReader(buf.String()), bt.Add); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range bt.Alerts() {
+				if f.Rule == "staff-many-tenants" {
+					got = append(got, fmt.Sprintf("%s %v %s", sortedJoin(f.Principals), f.Evidence, f.First.Sub(base)))
+				}
+			}
+			want := []string{"pr_fast [4 5 6] 3h20m0s"}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("staff-many-tenants (-want +got):\n%s", diff)
+			}
+			// --from/--to bound the report by the same clock.
+			for _, c := range []struct {
+				span  detect.Span
+				fires bool
+			}{
+				{detect.Span{From: base.Add(3 * time.Hour)}, true},
+				{detect.Span{From: base.Add(3*time.Hour + 30*time.Minute)}, false},
+				{detect.Span{To: base.Add(3*time.Hour + 15*time.Minute)}, false},
+				{detect.Span{From: base.Add(time.Hour), To: base.Add(4 * time.Hour)}, true},
+			} {
+				bt := detect.NewBacktest(rules, nil)
+				if err := detect.ReadEvents(strings.NewReader(buf.String()), func(e *detect.Event) error { return bt.AddIn(e, c.span) }); err != nil {
+					t.Fatal(err)
+				}
+				fired := slices.ContainsFunc(bt.Alerts(), func(f *detect.Fired) bool { return f.Rule == "staff-many-tenants" })
+				if fired != c.fires {
+					t.Errorf("span %v–%v: staff-many-tenants reported %v, want %v", c.span.From.Sub(base), c.span.To.Sub(base), fired, c.fires)
+				}
+			}
+		})
 	}
 }
