@@ -221,7 +221,7 @@ func parseFile(env *cel.Env, name string, b []byte) ([]*Rule, []error) {
 // parseRule decodes one rule document key by key, so that every problem
 // in it is reported with its own line: unknown or repeated keys (with the
 // nearest known key), values of the wrong YAML type, enums in the wrong
-// case, and everything [Rule.check] and [Correlation.check] refuse.
+// case, and everything ruleParser.check and checkCorrelation refuse.
 func parseRule(env *cel.Env, file string, n *yaml.Node) (*Rule, []error) {
 	p := &ruleParser{file: file, keyLine: map[string]int{}, valLine: map[string]int{}}
 	if n.Kind != yaml.MappingNode {

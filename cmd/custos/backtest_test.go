@@ -29,17 +29,20 @@ func TestBacktestReproducesDemoAlerts(t *testing.T) {
 	}
 	var out bytes.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }}
-	if err := m.Run(context.Background(), []string{"demo", "--keep", "--contacts", "20"}); err != nil {
+	err := m.Run(context.Background(), []string{"demo", "--keep"})
+	kept := regexp.MustCompile(`data directory kept: (\S+)`).FindStringSubmatch(out.String())
+	if kept != nil {
+		t.Cleanup(func() { os.RemoveAll(kept[1]) })
+	}
+	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
-	kept := regexp.MustCompile(`data directory kept: (\S+)`).FindStringSubmatch(out.String())
 	if kept == nil {
 		t.Fatalf("the demo did not say where its data is:\n%s", out.String())
 	}
-	t.Cleanup(func() { os.RemoveAll(kept[1]) })
 	cfg := DefaultConfig()
 	cfg.DataDir = kept[1]
-	cfg, err := reloadConfig(cfg)
+	cfg, err = reloadConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
