@@ -183,26 +183,31 @@ func (m *Main) runDemo(ctx context.Context, args []string) (err error) {
 	g := must(acmeAdmin.ApproveAccessRequest(ctx, acme.id, ar.ID, custos.DecisionRequest{Duration: "1h", RevealBudget: 1}))
 	note("the tenant admin approves, shortened to 1h with 1 reveal: grant %s until %s", g.ID, g.ExpiresAt.Format(time.Kitchen))
 	notified()
-	masked := must(staff.ListSupportContacts(ctx, acme.id, acme.list, client.PageOptions{Limit: 3}))
+	masked := must(staff.ListSupportContacts(ctx, acme.id, acme.list, client.PageOptions{Limit: 5}))
 	for _, mc := range masked.Items {
 		note("masked  %s  %s", mc.Token, mc.Email)
 	}
 	// The script reveals a real contact: a canary (3 per list) would, rightly,
 	// get the engineer suspended on the spot.
-	pick := masked.Items[0].Token
+	// The second, refused reveal must not name a canary either: a refused
+	// attempt on one is still a canary touch.
+	real := make([]string, 0, len(masked.Items))
 	if ci, err := srv.Vault.CanaryIndex(ctx); err == nil {
 		if tags, err := ci.Tags(ctx); err == nil {
 			for _, mc := range masked.Items {
 				if !tags[ci.Tag(mc.Token)] {
-					pick = mc.Token
-					break
+					real = append(real, mc.Token)
 				}
 			}
 		}
 	}
+	if len(real) < 2 {
+		real = []string{masked.Items[0].Token, masked.Items[1].Token}
+	}
+	pick := real[0]
 	revealed := must(staff.Reveal(ctx, acme.id, pick, custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: "SUP-1042"}))
 	note("reveal  %s with reason CUSTOMER_REQUEST (budget spent: 1 of 1; shown masked here)", addr.Mask(revealed.Email))
-	_, err = staff.Reveal(ctx, acme.id, masked.Items[1].Token, custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: "one more"})
+	_, err = staff.Reveal(ctx, acme.id, real[1], custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: "one more"})
 	refusal(err, "a second reveal")
 	_, err = staff.Export(ctx, acme.id, acme.list, custos.FormatCSV, io.Discard)
 	refusal(err, "an export by the engineer, grant or not")
