@@ -57,8 +57,9 @@ type Cosigner struct {
 type state struct {
 	w        Witness
 	v        note.Verifier
-	size     uint64 // the size the witness last cosigned, or told us it has
-	known    bool   // size came from the witness or a stored cosignature
+	size     uint64 // the size the witness has, as far as we know: the next request's old size
+	ours     uint64 // the largest size we hold the witness's cosignature of
+	known    bool   // ours is a stored cosignature's size
 	cosigned time.Time
 	failures int
 	lastErr  string
@@ -125,7 +126,7 @@ func (c *Cosigner) Run(ctx context.Context) {
 		c.mu.Lock()
 		for _, s := range c.states {
 			if n, ok := sizes[s.w.Name]; ok {
-				s.size, s.known = n, true
+				s.size, s.ours, s.known = n, n, true
 			}
 		}
 		c.mu.Unlock()
@@ -155,7 +156,7 @@ func (c *Cosigner) follow(ctx context.Context, s *state) {
 			continue // no checkpoint yet, or the database is away: the log reports it
 		}
 		c.mu.Lock()
-		done := s.known && s.size == cp.Size
+		done := s.known && s.ours == cp.Size
 		c.mu.Unlock()
 		if done {
 			continue
@@ -198,7 +199,7 @@ func (c *Cosigner) submit(ctx context.Context, s *state, cp *audit.Checkpoint) e
 		line, size, err := c.add(ctx, s, old, proof, cp)
 		if errors.Is(err, errConflict) {
 			c.mu.Lock()
-			s.size, s.known = size, true
+			s.size = size
 			c.mu.Unlock()
 			continue
 		}
@@ -209,7 +210,7 @@ func (c *Cosigner) submit(ctx context.Context, s *state, cp *audit.Checkpoint) e
 			return err
 		}
 		c.mu.Lock()
-		s.size, s.known, s.cosigned, s.failures, s.lastErr = cp.Size, true, time.Now(), 0, ""
+		s.size, s.ours, s.known, s.cosigned, s.failures, s.lastErr = cp.Size, cp.Size, true, time.Now(), 0, ""
 		c.mu.Unlock()
 		return nil
 	}
@@ -268,9 +269,9 @@ func (c *Cosigner) Status(ctx context.Context) []Status {
 	defer c.mu.Unlock()
 	out := make([]Status, len(c.states))
 	for i, s := range c.states {
-		out[i] = Status{Name: s.w.Name, Size: s.size, LastCosigned: s.cosigned, Failures: s.failures, Error: s.lastErr}
-		if newest > s.size {
-			out[i].Behind = newest - s.size
+		out[i] = Status{Name: s.w.Name, Size: s.ours, LastCosigned: s.cosigned, Failures: s.failures, Error: s.lastErr}
+		if newest > s.ours {
+			out[i].Behind = newest - s.ours
 		}
 	}
 	return out
