@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/custos-dev/custos"
 )
 
@@ -59,8 +61,14 @@ func (l *Log) CosignedSizes(ctx context.Context) (map[string]uint64, error) {
 // than no checkpoint. The log's signature is verified; the cosignatures
 // are the client's to verify.
 func (l *Log) CosignedCheckpoint(ctx context.Context, witnesses []string, quorum int) (*Checkpoint, error) {
+	return ReadCosignedCheckpoint(ctx, l.r, l.cfg.Verifier, witnesses, quorum)
+}
+
+// ReadCosignedCheckpoint is [Log.CosignedCheckpoint] from a log's
+// database, its log signature verified with v (custos log verify).
+func ReadCosignedCheckpoint(ctx context.Context, read *sql.DB, v note.Verifier, witnesses []string, quorum int) (*Checkpoint, error) {
 	if len(witnesses) == 0 {
-		return l.Checkpoint(ctx)
+		return ReadCheckpoint(ctx, read, v)
 	}
 	in := make([]string, len(witnesses))
 	args := []any{int64(quorum)}
@@ -70,46 +78,46 @@ func (l *Log) CosignedCheckpoint(ctx context.Context, witnesses []string, quorum
 	}
 	names := strings.Join(in, ", ")
 	var size int64
-	err := l.r.QueryRowContext(ctx, `SELECT size FROM audit_cosignatures WHERE witness IN (`+names+`)
+	err := read.QueryRowContext(ctx, `SELECT size FROM audit_cosignatures WHERE witness IN (`+names+`)
 		GROUP BY size HAVING COUNT(*) >= $1 ORDER BY size DESC LIMIT 1`, args...).Scan(&size)
 	var msg []byte
 	switch {
 	case errors.Is(err, sql.ErrNoRows) || quorum <= 0:
-		if msg, err = latestCheckpointNote(ctx, l.r); err != nil {
+		if msg, err = latestCheckpointNote(ctx, read); err != nil {
 			return nil, err
 		}
 	case err != nil:
 		return nil, fmt.Errorf("read cosigned checkpoint: %w", err)
 	default:
-		err := l.r.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints WHERE size = $1`, size).Scan(&msg)
+		err := read.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints WHERE size = $1`, size).Scan(&msg)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, custos.Errorf(custos.ENOTFOUND, "the cosigned checkpoint of size %d is no longer stored", size)
 		} else if err != nil {
 			return nil, fmt.Errorf("read cosigned checkpoint: %w", err)
 		}
 	}
-	cp, err := ParseCheckpoint(msg, l.cfg.Verifier)
+	cp, err := ParseCheckpoint(msg, v)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := l.r.QueryContext(ctx, `SELECT signature FROM audit_cosignatures WHERE size = $1 AND witness IN (`+names+`) ORDER BY witness`,
+	rows, err := read.QueryContext(ctx, `SELECT signature FROM audit_cosignatures WHERE size = $1 AND witness IN (`+names+`) ORDER BY witness`,
 		append([]any{int64(cp.Size)}, args[1:]...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read cosignatures: %w", err)
 	}
 	defer rows.Close()
-	note := bytes.Clone(cp.Note)
+	msg = bytes.Clone(cp.Note)
 	for rows.Next() {
 		var line string
 		if err := rows.Scan(&line); err != nil {
 			return nil, fmt.Errorf("read cosignatures: %w", err)
 		}
-		note = append(append(note, strings.TrimSuffix(line, "\n")...), '\n')
+		msg = append(append(msg, strings.TrimSuffix(line, "\n")...), '\n')
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read cosignatures: %w", err)
 	}
 	// The whole note is parsed again: the log's signature still opens it,
 	// and what is handed on is exactly what was checked.
-	return ParseCheckpoint(note, l.cfg.Verifier)
+	return ParseCheckpoint(msg, v)
 }
