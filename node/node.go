@@ -197,9 +197,23 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
+	var cos *witness.Cosigner
+	var witnessed func(context.Context) (*audit.Checkpoint, bool, error)
+	if len(cfg.Log.Witnesses) > 0 {
+		if cos, err = witness.New(lg, verifier, cfg.Log.Witnesses, cfg.Log.WitnessQuorum); err != nil {
+			lg.Close()
+			closeDB()
+			return nil, fmt.Errorf("log.witnesses: %w", err)
+		}
+		cos.Logger = logger
+		if opts.Cosigner != nil {
+			opts.Cosigner(cos)
+		}
+		witnessed = cos.Witnessed
+	}
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
-		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier})
+		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed})
 	// Enrollment mails go only to the holder's address, by their own sink.
 	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
 	// Free text written before it was sealed at rest is sealed now; if the
@@ -234,18 +248,6 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		lg.Close()
 		closeDB()
 		return nil, err
-	}
-	var cos *witness.Cosigner
-	if len(cfg.Log.Witnesses) > 0 {
-		if cos, err = witness.New(lg, cfg.Log.Witnesses, cfg.Log.WitnessQuorum); err != nil {
-			lg.Close()
-			closeDB()
-			return nil, fmt.Errorf("log.witnesses: %w", err)
-		}
-		cos.Logger = logger
-		if opts.Cosigner != nil {
-			opts.Cosigner(cos)
-		}
 	}
 	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
 	if cos != nil {

@@ -49,8 +49,9 @@ type Cosigner struct {
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
 
-	mu     sync.Mutex
-	states []*state
+	logVerifier note.Verifier
+	mu          sync.Mutex
+	states      []*state
 }
 
 // state is one witness's, as the cosigner knows it.
@@ -82,9 +83,10 @@ type Status struct {
 	Error    string `json:"error,omitempty"`
 }
 
-// New checks the witnesses' configuration and returns a cosigner.
-func New(lg Log, witnesses []Witness, quorum int) (*Cosigner, error) {
-	c := &Cosigner{Log: lg, Witnesses: witnesses, Quorum: quorum}
+// New checks the witnesses' configuration and returns a cosigner for the
+// log lg, whose checkpoints logV verifies.
+func New(lg Log, logV note.Verifier, witnesses []Witness, quorum int) (*Cosigner, error) {
+	c := &Cosigner{Log: lg, Witnesses: witnesses, Quorum: quorum, logVerifier: logV}
 	var vs []note.Verifier
 	for _, w := range witnesses {
 		if w.URL == "" {
@@ -295,4 +297,20 @@ func (c *Cosigner) Policy() *Policy {
 		vs[i] = s.v
 	}
 	return &Policy{Witnesses: vs, Quorum: c.Quorum}
+}
+
+// Witnessed returns the newest checkpoint the quorum cosigned, with the
+// cosignatures, checked as a client holding the cosigner's policy would;
+// false if no checkpoint has the quorum yet.
+func (c *Cosigner) Witnessed(ctx context.Context) (*audit.Checkpoint, bool, error) {
+	cp, err := c.Served(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, _, err := c.Policy().Check(cp.Note, c.logVerifier); errors.Is(err, ErrNotEnoughCosignatures) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	return cp, true, nil
 }

@@ -25,7 +25,7 @@ func status(n *node.Node, name string) witness.Status {
 
 // cosignedSize returns the largest size the node stored a cosignature of
 // the named witness for.
-func cosignedSize(t *testing.T, n *node.Node, name string) uint64 {
+func cosignedSize(t testing.TB, n *node.Node, name string) uint64 {
 	t.Helper()
 	sizes, err := n.Log.CosignedSizes(context.Background())
 	if err != nil {
@@ -234,7 +234,7 @@ func TestOutageDoesNotBlockAppendsAndCatchUpUsesOneProof(t *testing.T) {
 }
 
 // cosignatureLine returns the named witness's signature line of a note.
-func cosignatureLine(t *testing.T, msg []byte, name string) string {
+func cosignatureLine(t testing.TB, msg []byte, name string) string {
 	t.Helper()
 	for _, l := range strings.SplitAfter(string(msg), "\n") {
 		if strings.HasPrefix(l, "— "+name+" ") {

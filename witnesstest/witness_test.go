@@ -64,7 +64,7 @@ type realWitness struct {
 	hold     chan struct{}
 }
 
-func startWitness(t *testing.T, name, logVKey string) *realWitness {
+func startWitness(t testing.TB, name, logVKey string) *realWitness {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {
@@ -127,7 +127,7 @@ func startWitness(t *testing.T, name, logVKey string) *realWitness {
 
 // parseRequest reads what custos sent: the old size, the proof's length
 // and the checkpoint's size.
-func parseRequest(t *testing.T, body []byte) request {
+func parseRequest(t testing.TB, body []byte) request {
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	var r request
 	sc.Scan()
@@ -145,7 +145,7 @@ func (w *realWitness) config() witness.Witness {
 	return witness.Witness{Name: w.name, URL: w.srv.URL, Key: w.vkey}
 }
 
-func (w *realWitness) verifier(t *testing.T) note.Verifier {
+func (w *realWitness) verifier(t testing.TB) note.Verifier {
 	t.Helper()
 	v, err := witness.ParseKey(w.vkey)
 	if err != nil {
@@ -173,7 +173,7 @@ func (w *realWitness) setHold(on bool) {
 
 // initDir makes a custos data directory (SQLite) and returns its
 // configuration and the log's verifier key.
-func initDir(t *testing.T) (node.Config, string) {
+func initDir(t testing.TB) (node.Config, string) {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.DataDir, cfg.Addr, cfg.Origin = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", origin
@@ -193,7 +193,7 @@ func initDir(t *testing.T) (node.Config, string) {
 
 // open opens the data directory as a serving node with these witnesses,
 // its cosigner polling fast and backing off briefly.
-func open(t *testing.T, cfg node.Config, quorum int, ws ...*realWitness) *node.Node {
+func open(t testing.TB, cfg node.Config, quorum int, ws ...*realWitness) *node.Node {
 	t.Helper()
 	cfg.Log.Witnesses, cfg.Log.WitnessQuorum = nil, quorum
 	for _, w := range ws {
@@ -212,8 +212,19 @@ func open(t *testing.T, cfg node.Config, quorum int, ws ...*realWitness) *node.N
 	return n
 }
 
+// openDefault opens the data directory as a node with the cosigner at its
+// default cadence (for the benchmark).
+func openDefault(t testing.TB, cfg node.Config) *node.Node {
+	t.Helper()
+	n, err := node.Open(context.Background(), cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // appendSigned appends k entries and signs a checkpoint over them.
-func appendSigned(t *testing.T, n *node.Node, k int, action string) *audit.Checkpoint {
+func appendSigned(t testing.TB, n *node.Node, k int, action string) *audit.Checkpoint {
 	t.Helper()
 	ctx := context.Background()
 	for range k {
@@ -229,7 +240,7 @@ func appendSigned(t *testing.T, n *node.Node, k int, action string) *audit.Check
 }
 
 // served fetches /log/checkpoint as any client would.
-func served(t *testing.T, n *node.Node) []byte {
+func served(t testing.TB, n *node.Node) []byte {
 	t.Helper()
 	resp, err := http.Get(n.URL + "/log/checkpoint")
 	if err != nil {
@@ -244,7 +255,7 @@ func served(t *testing.T, n *node.Node) []byte {
 }
 
 // eventually polls cond until it holds (at most 10 s).
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
@@ -256,7 +267,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // witnessedAt waits until the node serves a checkpoint of size at least
 // size that policy accepts, and returns it.
-func witnessedAt(t *testing.T, n *node.Node, logV note.Verifier, policy *witness.Policy, size uint64) *audit.Checkpoint {
+func witnessedAt(t testing.TB, n *node.Node, logV note.Verifier, policy *witness.Policy, size uint64) *audit.Checkpoint {
 	t.Helper()
 	var cp *audit.Checkpoint
 	eventually(t, fmt.Sprintf("a witnessed checkpoint of size %d", size), func() bool {
@@ -270,7 +281,7 @@ func witnessedAt(t *testing.T, n *node.Node, logV note.Verifier, policy *witness
 	return cp
 }
 
-func policyOf(t *testing.T, quorum int, ws ...*realWitness) *witness.Policy {
+func policyOf(t testing.TB, quorum int, ws ...*realWitness) *witness.Policy {
 	t.Helper()
 	var vs []note.Verifier
 	for _, w := range ws {
@@ -285,7 +296,7 @@ func policyOf(t *testing.T, quorum int, ws ...*realWitness) *witness.Policy {
 
 // copyDir copies a closed node's data directory (a backup, or the start
 // of a second history).
-func copyDir(t *testing.T, from string) string {
+func copyDir(t testing.TB, from string) string {
 	t.Helper()
 	to := filepath.Join(t.TempDir(), "copy")
 	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
@@ -307,7 +318,7 @@ func copyDir(t *testing.T, from string) string {
 	return to
 }
 
-func logVerifier(t *testing.T, vkey string) note.Verifier {
+func logVerifier(t testing.TB, vkey string) note.Verifier {
 	t.Helper()
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
@@ -380,7 +391,7 @@ func TestCosignedCheckpointMeetsPolicy(t *testing.T) {
 	}
 }
 
-func get(t *testing.T, url string) string {
+func get(t testing.TB, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -393,7 +404,7 @@ func get(t *testing.T, url string) string {
 
 // alterCosignature flips the last byte of the named witness's signature
 // in a signed note, keeping its key hash.
-func alterCosignature(t *testing.T, msg []byte, name string) []byte {
+func alterCosignature(t testing.TB, msg []byte, name string) []byte {
 	t.Helper()
 	prefix := "— " + name + " "
 	lines := strings.Split(string(msg), "\n")

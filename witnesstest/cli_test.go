@@ -1,0 +1,98 @@
+package witnesstest
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// custos builds the custos command once per run, from this checkout.
+func custos(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "custos-witnesstest-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "custos")
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binary, "github.com/custos-dev/custos/cmd/custos").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build custos: %v", buildErr)
+	}
+	return binary
+}
+
+// run runs the custos command and returns its exit code and output.
+func run(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(custos(t), args...)
+	cmd.Env = []string{"HOME=" + t.TempDir()}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), out.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String()
+}
+
+// The verifiers, as a tenant runs them, with a witness policy: the
+// witnessed checkpoint passes; a policy the checkpoint does not meet, or
+// a fork's checkpoint, is exit 5 "NOT WITNESSED", not a tamper alarm.
+func TestClientsHoldingPolicy(t *testing.T) {
+	cfg, vkey := initDir(t)
+	logV := logVerifier(t, vkey)
+	forkCfg := cfg
+	forkCfg.DataDir = copyDir(t, cfg.DataDir)
+	w1, w2, w3 := startWitness(t, "witness.test/w1", vkey), startWitness(t, "witness.test/w2", vkey), startWitness(t, "witness.test/w3", vkey)
+	n := open(t, cfg, 2, w1, w2)
+	defer n.Close()
+	witnessedAt(t, n, logV, policyOf(t, 2, w1, w2), appendSigned(t, n, 4, "test.cli").Size)
+	pub := cfg.Path("log.pub")
+
+	code, out := run(t, "log", "watch", "--once", "--log-key", pub, "--witness", w1.vkey, "--witness", "witness.test/w2="+w2.vkey, n.URL)
+	if code != 0 || !strings.Contains(out, "cosigned by 2 of 2") {
+		t.Fatalf("log watch with the policy: exit %d\n%s", code, out)
+	}
+	code, out = run(t, "log", "watch", "--once", "--log-key", pub, "--witness", w1.vkey, "--witness", w2.vkey, "--witness", w3.vkey, n.URL)
+	if code != 5 || !strings.Contains(out, "NOT WITNESSED") || !strings.Contains(out, "missing: witness.test/w3") {
+		t.Fatalf("log watch, policy naming an unasked witness: exit %d\n%s", code, out)
+	}
+	code, out = run(t, "log", "verify", "--data", cfg.DataDir, "--witness", w1.vkey, "--witness", w2.vkey)
+	if code != 0 || !strings.Contains(out, "cosigned by 2 of 2") || !strings.Contains(out, "log verified") {
+		t.Fatalf("log verify with the policy: exit %d\n%s", code, out)
+	}
+
+	// The fork, served to some tenant: signed with log.key, never witnessed.
+	b := open(t, forkCfg, 2, w1, w2)
+	defer b.Close()
+	appendSigned(t, b, 6, "test.fork")
+	code, out = run(t, "log", "watch", "--once", "--log-key", pub, b.URL)
+	if code != 0 {
+		t.Fatalf("without a policy the fork passes a single look (that is what witnesses are for): exit %d\n%s", code, out)
+	}
+	code, out = run(t, "log", "watch", "--once", "--log-key", pub, "--witness", w1.vkey, "--witness", w2.vkey, b.URL)
+	if code != 5 || !strings.Contains(out, "NOT WITNESSED") {
+		t.Fatalf("log watch of the fork with the policy: exit %d\n%s", code, out)
+	}
+}
