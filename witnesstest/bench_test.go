@@ -16,7 +16,14 @@ import (
 // the cosigner's default cadence, in the same run. Goal: with witnesses
 // ≥ 95 % of without.
 //
-//	cd witnesstest && go test -run XXX -bench AppendWitnessed -benchtime 20000x -count 5
+// The second variant run in one process is slower whatever it is (the
+// first one's files and heap), so compare them each in its own process,
+// alternating (docs/benchmarks.md):
+//
+//	cd witnesstest && go test -c -o /tmp/witnesstest.bench . &&
+//	for i in 1 2 3 4 5 6; do for v in 0 2; do
+//	  /tmp/witnesstest.bench -test.run XXX -test.bench "AppendWitnessed/witnesses=$v\$" -test.benchtime 20000x
+//	done; done
 func BenchmarkAppendWitnessed(b *testing.B) {
 	for _, witnesses := range []int{0, 2} {
 		b.Run(fmt.Sprintf("witnesses=%d", witnesses), func(b *testing.B) {
