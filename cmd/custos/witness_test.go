@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +109,59 @@ func TestVerifyProofWitnessPolicy(t *testing.T) {
 	os.WriteFile(proof, p.Marshal(), 0o600)
 	if code, out := execCLI("verify-proof", proof, "--key", pub, "--witness", vk1); code != exitFailure || !strings.Contains(out, "REFUSED") {
 		t.Fatalf("forged cosignature: exit %d\n%s", code, out)
+	}
+}
+
+// TestAuditPullWitnessPolicy: a tenant pulling with a witness policy gets
+// exit 5 NOT WITNESSED while the server has no cosigned checkpoint, and a
+// verified pull tied to the witnessed checkpoint once it has. The witness
+// is configured in custos.json (its URL unreachable: the cosigner only
+// fails), and its cosignature is stored as the cosigner stores one.
+func TestAuditPullWitnessPolicy(t *testing.T) {
+	c := initialised(t)
+	sk1, vk1, _ := note.GenerateKey(rand.Reader, "witness.test/w1")
+	cfgPath := filepath.Join(c.dir, "custos.json")
+	var f map[string]any
+	b, _ := os.ReadFile(cfgPath)
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	f["log"] = map[string]any{"witnesses": []map[string]string{{"name": "witness.test/w1", "url": "http://127.0.0.1:1", "key": vk1}}, "witness_quorum": 1}
+	b, _ = json.Marshal(f)
+	os.WriteFile(cfgPath, b, 0o600)
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = startServe(t, c.dir), c.op
+	tenant, admin := c.tenant("Acme")
+	c.env["CUSTOS_KEY"] = admin
+	state := filepath.Join(t.TempDir(), "state.json")
+	args := []string{"audit", "pull", "--tenant", tenant, "--log-key", filepath.Join(c.dir, "log.pub"), "--state", state, "--witness", vk1}
+	env := func(k string) string { return c.env[k] }
+
+	run := func() (int, string) {
+		var out bytes.Buffer
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Getenv: env}
+		return m.Exec(context.Background(), args), out.String()
+	}
+	if code, out := run(); code != exitUnwitnessed || !strings.Contains(out, "NOT WITNESSED") || !strings.Contains(out, "missing: witness.test/w1") {
+		t.Fatalf("pull before any cosignature: exit %d\n%s", code, out)
+	}
+
+	// The witness cosigns the latest checkpoint.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(c.dir, "custos.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var size int64
+	var cp []byte
+	if err := db.QueryRow(`SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&size, &cp); err != nil {
+		t.Fatal(err)
+	}
+	line := bytes.TrimSuffix(cosign(t, cp, sk1)[len(cp):], []byte("\n"))
+	if _, err := db.Exec(`INSERT INTO audit_cosignatures (size, witness, signature, cosigned_at) VALUES ($1, $2, $3, $4)`, size, "witness.test/w1", string(line), time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run()
+	if code != 0 || !strings.Contains(out, "witnessed: checkpoint of size "+strconv.FormatInt(size, 10)) || !strings.Contains(out, "no gap") {
+		t.Fatalf("pull with a witnessed checkpoint: exit %d\n%s", code, out)
 	}
 }
