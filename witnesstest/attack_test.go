@@ -40,6 +40,7 @@ func cosignedSize(t testing.TB, n *node.Node, name string) uint64 {
 // checkpoint of it, and one holding a witnessed checkpoint of the first
 // history finds the second inconsistent with it.
 func TestForkRefusedAndDetected(t *testing.T) {
+	sqliteOnly(t)
 	cfg, vkey := initDir(t)
 	logV := logVerifier(t, vkey)
 	w := startWitness(t, "witness.test/w1", vkey)
@@ -91,6 +92,7 @@ func TestForkRefusedAndDetected(t *testing.T) {
 // smaller one; grown past the size it cosigned, the restored log is a
 // different history, which it refuses too.
 func TestRollbackRefused(t *testing.T) {
+	sqliteOnly(t)
 	cfg, vkey := initDir(t)
 	logV := logVerifier(t, vkey)
 	w := startWitness(t, "witness.test/w1", vkey)
@@ -153,6 +155,7 @@ func TestRollbackRefused(t *testing.T) {
 // witness, holding the original root for that size, refuses it, and a
 // client holding the witnessed checkpoint sees two roots for one size.
 func TestResignedRewriteCaught(t *testing.T) {
+	sqliteOnly(t)
 	cfg, vkey := initDir(t)
 	logV := logVerifier(t, vkey)
 	w := startWitness(t, "witness.test/w1", vkey)

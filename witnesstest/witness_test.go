@@ -3,10 +3,11 @@
 // process, over HTTP on 127.0.0.1. It is its own module so that the
 // witness's dependencies stay out of custos's go.mod; .ci/run runs it.
 //
-// The logs here are SQLite data directories: the scenarios copy and
-// restore a whole data directory (a fork, an older backup), which is a
-// file copy on SQLite. The SQL the cosigner uses is run on both engines by
-// the witness package's own tests.
+// The tests run on SQLite, and again on PostgreSQL when
+// CUSTOS_TEST_POSTGRES is set (internal/storetest), except the scenarios
+// that copy and restore a whole data directory (a fork, an older backup):
+// a file copy on SQLite. The SQL the cosigner uses is run on both engines
+// by the witness package's own tests.
 package witnesstest
 
 import (
@@ -35,11 +36,22 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/witness"
 )
 
 const origin = "custos.test/witnessed-log"
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// sqliteOnly skips a test that copies a data directory's database.
+func sqliteOnly(t testing.TB) {
+	t.Helper()
+	if storetest.Engine() != storetest.SQLite {
+		t.Skip("copies the data directory's database: a file copy on SQLite")
+	}
+}
 
 // request is one add-checkpoint request a witness answered.
 type request struct {
@@ -177,6 +189,9 @@ func initDir(t testing.TB) (node.Config, string) {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.DataDir, cfg.Addr, cfg.Origin = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", origin
+	if storetest.Engine() == storetest.Postgres {
+		cfg.DB = storetest.DSN(t)
+	}
 	if _, err := node.Init(context.Background(), cfg, "operator@vendor.test", node.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +246,11 @@ func appendSigned(t testing.TB, n *node.Node, k int, action string) *audit.Check
 		if _, err := n.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: action, Outcome: audit.OutcomeOK}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// In queued mode (PostgreSQL) an entry is durable in the queue when
+	// Append returns; it is in the tree once Sync returns.
+	if err := n.Log.Sync(ctx); err != nil {
+		t.Fatal(err)
 	}
 	cp, err := n.Log.SignCheckpoint(ctx)
 	if err != nil {
