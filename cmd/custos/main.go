@@ -111,7 +111,7 @@ func init() {
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
-				run: logSub("verify", "[--checkpoint FILE] [--state FILE] [--rows]", "custos log verify --state verified.cp --rows")},
+				run: logSub("verify", "[--checkpoint FILE] [--state FILE] [--rows] [--witness NAME=VKEY … --witness-quorum K]", "custos log verify --state verified.cp --rows")},
 			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint", "", "custos log checkpoint > latest.cp")},
 			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof", "--index N [--out FILE.tlog-proof]", "custos log proof --index 42 --out entry42.tlog-proof")},
 			{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch},

@@ -38,7 +38,7 @@ type pullState struct {
 // a fork or rollback, or a bad signature, leaving the trusted state as it
 // was.
 func (m *Main) runAuditPull(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("audit pull", `--tenant T --log-key log.pub [--state FILE]`, `custos audit pull --tenant tn_… --log-key log.pub --state acme-audit.json`)
+	fs, a := m.clientFlags("audit pull", `--tenant T --log-key log.pub [--state FILE] [--witness NAME=VKEY … --witness-quorum K]`, `custos audit pull --tenant tn_… --log-key log.pub --state acme-audit.json`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	logKey := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	statePath := fs.String("state", "", "where to keep the last trusted checkpoint (default custos-audit-TENANT.json)")

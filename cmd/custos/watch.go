@@ -21,7 +21,7 @@ import (
 // it trusted (from hash tiles it checks against the new root), and exits
 // non-zero on a fork, a rollback or a bad signature.
 func (m *Main) runLogWatch(ctx context.Context, args []string) error {
-	fs := m.flags("log watch", `--log-key log.pub [--state FILE] [--interval 5s] [--once] URL`, `custos log watch --log-key log.pub --state watch.cp https://custos.example`)
+	fs := m.flags("log watch", `--log-key log.pub [--state FILE] [--interval 5s] [--once] [--witness NAME=VKEY … --witness-quorum K] URL`, `custos log watch --log-key log.pub --state watch.cp https://custos.example`)
 	key := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	interval := fs.Duration("interval", 5*time.Second, "time between checks")
 	statePath := fs.String("state", "", "file keeping the last trusted checkpoint across runs (a rollback is caught only if this outlives the server's state)")
