@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -32,22 +33,29 @@ func (l *Log) AddCosignature(ctx context.Context, size uint64, witness, line str
 	return nil
 }
 
-// CosignedSizes returns, by witness name, the largest checkpoint size the
-// witness cosigned for this log.
-func (l *Log) CosignedSizes(ctx context.Context) (map[string]uint64, error) {
-	rows, err := l.r.QueryContext(ctx, `SELECT witness, MAX(size) FROM audit_cosignatures GROUP BY witness`)
+// Cosigned is the newest cosignature stored of one witness.
+type Cosigned struct {
+	Size uint64    // the size of the checkpoint it cosigned
+	At   time.Time // when it was stored
+}
+
+// CosignedSizes returns, by witness name, the newest checkpoint the
+// witness cosigned for this log and when its cosignature was stored.
+func (l *Log) CosignedSizes(ctx context.Context) (map[string]Cosigned, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT c.witness, c.size, c.cosigned_at FROM audit_cosignatures c
+		WHERE c.size = (SELECT MAX(size) FROM audit_cosignatures WHERE witness = c.witness)`)
 	if err != nil {
 		return nil, fmt.Errorf("read cosigned sizes: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]uint64{}
+	out := map[string]Cosigned{}
 	for rows.Next() {
 		var name string
-		var size int64
-		if err := rows.Scan(&name, &size); err != nil {
+		var size, at int64
+		if err := rows.Scan(&name, &size, &at); err != nil {
 			return nil, fmt.Errorf("read cosigned sizes: %w", err)
 		}
-		out[name] = uint64(size)
+		out[name] = Cosigned{Size: uint64(size), At: time.UnixMilli(at)}
 	}
 	return out, rows.Err()
 }

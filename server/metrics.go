@@ -78,7 +78,7 @@ func writeWitnessMetrics(w io.Writer, st []witness.Status, now time.Time) {
 	for _, s := range st {
 		fmt.Fprintf(w, "custos_witness_cosigned_size{witness=%q} %d\n", s.Name, s.Size)
 	}
-	fmt.Fprintln(w, "# HELP custos_witness_seconds_since_cosignature Seconds since the witness's last cosignature arrived (-1: none since start).")
+	fmt.Fprintln(w, "# HELP custos_witness_seconds_since_cosignature Seconds since the witness's last cosignature arrived (-1: none yet).")
 	fmt.Fprintln(w, "# TYPE custos_witness_seconds_since_cosignature gauge")
 	for _, s := range st {
 		secs := -1.0

@@ -23,7 +23,7 @@ type Log interface {
 	Checkpoint(ctx context.Context) (*audit.Checkpoint, error)
 	ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (tlog.TreeProof, error)
 	AddCosignature(ctx context.Context, size uint64, witness, line string) error
-	CosignedSizes(ctx context.Context) (map[string]uint64, error)
+	CosignedSizes(ctx context.Context) (map[string]audit.Cosigned, error)
 	CosignedCheckpoint(ctx context.Context, witnesses []string, quorum int) (*audit.Checkpoint, error)
 	IsLeader() bool
 }
@@ -74,8 +74,8 @@ type Status struct {
 	// Behind is how many entries the newest signed checkpoint has beyond it.
 	Size   uint64 `json:"size"`
 	Behind uint64 `json:"behind"`
-	// LastCosigned is when its last cosignature arrived (zero: none since
-	// this process started and none stored).
+	// LastCosigned is when its last cosignature arrived (zero: none
+	// stored).
 	LastCosigned time.Time `json:"last_cosigned,omitzero"`
 	// Failures counts the requests that failed since the last success;
 	// Error is the last failure.
@@ -128,7 +128,7 @@ func (c *Cosigner) Run(ctx context.Context) {
 		c.mu.Lock()
 		for _, s := range c.states {
 			if n, ok := sizes[s.w.Name]; ok {
-				s.size, s.ours, s.known = n, n, true
+				s.size, s.ours, s.known, s.cosigned = n.Size, n.Size, true, n.At
 			}
 		}
 		c.mu.Unlock()

@@ -147,7 +147,7 @@ func TestCosignedCheckpoint(t *testing.T) {
 		t.Fatalf("quorum 1: %v, %v; want size %d", cp, err, second.Size)
 	}
 	sizes, err := lg.CosignedSizes(ctx)
-	if err != nil || sizes[w1.name] != second.Size || sizes[w2.name] != first.Size {
+	if err != nil || sizes[w1.name].Size != second.Size || sizes[w2.name].Size != first.Size || sizes[w1.name].At.IsZero() {
 		t.Fatalf("cosigned sizes %v, %v", sizes, err)
 	}
 

@@ -31,7 +31,7 @@ func cosignedSize(t testing.TB, n *node.Node, name string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sizes[name]
+	return sizes[name].Size
 }
 
 // A fork: a second history signed with the same log.key, grown from a copy
