@@ -3,10 +3,12 @@ package witnesstest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/node"
@@ -197,22 +199,31 @@ func TestOutageDoesNotBlockAppendsAndCatchUpUsesOneProof(t *testing.T) {
 	cfg, vkey := initDir(t)
 	logV := logVerifier(t, vkey)
 	down, up := startWitness(t, "witness.test/down", vkey), startWitness(t, "witness.test/up", vkey)
-	n := open(t, cfg, 1, down, up)
+	// The cosigner waits up to a minute for an answer: longer than the
+	// whole outage below.
+	n := openTimeout(t, cfg, 1, time.Minute, down, up)
 	defer n.Close()
 	before := witnessedAt(t, n, logV, policyOf(t, 2, down, up), appendSigned(t, n, 3, "test.before").Size)
 
 	down.setHold(true) // it accepts connections and never answers
+	first := appendSigned(t, n, 3, "test.during")
+	eventually(t, "a request stalled at the down witness", func() bool { return down.inHold() == 1 })
 	var last *audit.Checkpoint
-	for range 20 { // twenty checkpoints while it is down
+	for range 20 { // twenty more checkpoints while that request hangs
 		last = appendSigned(t, n, 3, "test.during")
+	}
+	// Every append returned while the request for the first checkpoint
+	// was still waiting: nothing in the append path waits for a witness.
+	if got := down.inHold(); got != 1 || last.Size <= first.Size {
+		t.Fatalf("%d requests stalled after the appends (want the first, still waiting); sizes %d → %d", got, first.Size, last.Size)
 	}
 	// The other witness kept up; the quorum of one is served.
 	witnessedAt(t, n, logV, policyOf(t, 1, down, up), last.Size)
 	if s := status(n, down.name); s.Size != before.Size || s.Behind != last.Size-before.Size {
 		t.Fatalf("down witness's status %+v; want size %d, %d behind", s, before.Size, last.Size-before.Size)
 	}
-	if m := get(t, n.URL+"/metrics"); !strings.Contains(m, `custos_witness_behind_entries{witness="witness.test/down"} 60`) {
-		t.Fatalf("/metrics does not show the down witness 60 behind:\n%s", m)
+	if m, want := get(t, n.URL+"/metrics"), fmt.Sprintf(`custos_witness_behind_entries{witness="witness.test/down"} %d`, last.Size-before.Size); !strings.Contains(m, want) {
+		t.Fatalf("/metrics does not show %s:\n%s", want, m)
 	}
 	seen := len(down.log()) // requests stalled in the outage are not in it
 

@@ -74,6 +74,7 @@ type realWitness struct {
 	mu       sync.Mutex
 	requests []request
 	hold     chan struct{}
+	stalled  int // requests waiting in hold now
 }
 
 func startWitness(t testing.TB, name, logVKey string) *realWitness {
@@ -104,20 +105,28 @@ func startWitness(t testing.TB, name, logVKey string) *realWitness {
 	h := wit.NewHTTPHandler(w)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /add-checkpoint", func(rsp http.ResponseWriter, r *http.Request) {
+		// The body is read first: the server notices a client that gave
+		// up only once it has.
+		body, _ := io.ReadAll(r.Body)
 		rw.mu.Lock()
 		hold := rw.hold
 		rw.mu.Unlock()
 		if hold != nil {
 			// Stalled; released, the request fails as if the witness
 			// had gone away while it waited.
+			rw.mu.Lock()
+			rw.stalled++
+			rw.mu.Unlock()
 			select {
 			case <-hold:
 				http.Error(rsp, "witness unavailable", http.StatusServiceUnavailable)
 			case <-r.Context().Done():
 			}
+			rw.mu.Lock()
+			rw.stalled--
+			rw.mu.Unlock()
 			return
 		}
-		body, _ := io.ReadAll(r.Body)
 		req := parseRequest(t, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		rec := httptest.NewRecorder()
@@ -134,6 +143,7 @@ func startWitness(t testing.TB, name, logVKey string) *realWitness {
 	})
 	rw.srv = httptest.NewServer(mux)
 	t.Cleanup(rw.srv.Close)
+	t.Cleanup(func() { rw.setHold(false) }) // before Close: a failed test leaves none stalled
 	return rw
 }
 
@@ -170,6 +180,13 @@ func (w *realWitness) log() []request {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]request(nil), w.requests...)
+}
+
+// inHold returns how many requests are stalled now.
+func (w *realWitness) inHold() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stalled
 }
 
 func (w *realWitness) setHold(on bool) {
@@ -210,13 +227,19 @@ func initDir(t testing.TB) (node.Config, string) {
 // its cosigner polling fast and backing off briefly.
 func open(t testing.TB, cfg node.Config, quorum int, ws ...*realWitness) *node.Node {
 	t.Helper()
+	return openTimeout(t, cfg, quorum, 2*time.Second, ws...)
+}
+
+// openTimeout is open with the cosigner's request timeout.
+func openTimeout(t testing.TB, cfg node.Config, quorum int, timeout time.Duration, ws ...*realWitness) *node.Node {
+	t.Helper()
 	cfg.Log.Witnesses, cfg.Log.WitnessQuorum = nil, quorum
 	for _, w := range ws {
 		cfg.Log.Witnesses = append(cfg.Log.Witnesses, w.config())
 	}
 	n, err := node.Open(context.Background(), cfg, node.Options{Cosigner: func(c *witness.Cosigner) {
 		c.Interval, c.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
-		c.Client = &http.Client{Timeout: 2 * time.Second}
+		c.Client = &http.Client{Timeout: timeout}
 	}})
 	if err != nil {
 		t.Fatal(err)
