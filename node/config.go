@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,6 +50,20 @@ type LogConfig struct {
 	// /log/checkpoint serves it (default: all).
 	Witnesses     []WitnessConfig `json:"witnesses,omitempty"`
 	WitnessQuorum int             `json:"witness_quorum,omitempty"`
+}
+
+// UnmarshalJSON decodes the "log" section strictly: a misspelt field
+// ("witneses") is an error at start, not a log silently left unwitnessed.
+func (c *LogConfig) UnmarshalJSON(b []byte) error {
+	type plain LogConfig // without this method
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	*c = LogConfig(p)
+	return nil
 }
 
 // WitnessConfig is one witness of log.witnesses: its name, its

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"crypto/rand"
+	"os"
 	"strings"
 	"testing"
 
@@ -41,5 +42,30 @@ func TestWitnessConfigRefusedAtStart(t *testing.T) {
 	cfg.Log = node.LogConfig{Witnesses: []node.WitnessConfig{ok}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("a good witness: %v", err)
+	}
+}
+
+// TestLogSectionStrict: a misspelt field of custos.json's "log" section, or
+// of one of its witnesses, is refused when the file is read.
+func TestLogSectionStrict(t *testing.T) {
+	for _, body := range []string{
+		`{"origin": "o", "log": {"witneses": []}}`,
+		`{"origin": "o", "log": {"witnesses": [{"name": "w", "url": "https://w", "key": "k", "pubkey": "x"}]}}`,
+	} {
+		cfg := node.DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		if err := os.WriteFile(cfg.Path(node.ConfigFile), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := node.ReadFile(cfg); err == nil || !strings.Contains(err.Error(), "unknown field") {
+			t.Errorf("%s: %v; want an unknown field error", body, err)
+		}
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	os.WriteFile(cfg.Path(node.ConfigFile), []byte(`{"origin": "o", "log": {"witnesses": [{"name": "w", "url": "https://w", "key": "k"}], "witness_quorum": 1}}`), 0o600)
+	got, err := node.ReadFile(cfg)
+	if err != nil || len(got.Log.Witnesses) != 1 || got.Log.Witnesses[0].URL != "https://w" || got.Log.WitnessQuorum != 1 {
+		t.Fatalf("%+v, %v", got.Log, err)
 	}
 }
