@@ -3,43 +3,34 @@ package witnesstest
 import (
 	"bytes"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/custos-dev/custos/internal/storetest"
 )
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// custos builds the custos command once per run, from this checkout.
+// custos builds the custos command from this checkout into the test's
+// directory.
 func custos(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "custos-witnesstest-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "custos")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binary, "github.com/custos-dev/custos/cmd/custos").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build custos: %v", buildErr)
+	if bin, ok := binaries[t]; ok {
+		return bin
 	}
-	return binary
+	bin := filepath.Join(t.TempDir(), "custos")
+	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/custos-dev/custos/cmd/custos").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build custos: %v\n%s", err, out)
+	}
+	binaries[t] = bin
+	return bin
 }
+
+// binaries are the built commands by test (tests using them run one at a
+// time: none calls t.Parallel).
+var binaries = map[*testing.T]string{}
 
 // run runs the custos command and returns its exit code and output.
 func run(t *testing.T, args ...string) (int, string) {
