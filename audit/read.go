@@ -52,19 +52,26 @@ func ReadProof(ctx context.Context, read *sql.DB, v note.Verifier, index uint64)
 	if err != nil {
 		return nil, nil, err
 	}
+	p, err := ReadProofAt(ctx, read, cp, index)
+	return p, cp, err
+}
+
+// ReadProofAt is [ReadProof] against a given checkpoint of the log (one
+// the witnesses cosigned, say), not necessarily the latest.
+func ReadProofAt(ctx context.Context, read *sql.DB, cp *Checkpoint, index uint64) (*Proof, error) {
 	if index >= cp.Size {
-		return nil, nil, custos.Errorf(custos.EINVALID, "entry %d is not covered by the latest checkpoint (size %d)", index, cp.Size)
+		return nil, custos.Errorf(custos.EINVALID, "entry %d is not covered by the checkpoint (size %d)", index, cp.Size)
 	}
 	e, err := ReadEntry(ctx, read, index)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read entry %d: %w", index, err)
+		return nil, fmt.Errorf("read entry %d: %w", index, err)
 	}
 	hashes, err := tlog.ProveRecord(int64(cp.Size), int64(index), newTileCache().reader(ctx, read, nil))
 	if err != nil {
-		return nil, nil, fmt.Errorf("inclusion proof of entry %d: %w", index, err)
+		return nil, fmt.Errorf("inclusion proof of entry %d: %w", index, err)
 	}
 	if err := tlog.CheckRecord(hashes, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash(e.Leaf)); err != nil {
-		return nil, nil, fmt.Errorf("%w: entry %d against checkpoint size %d", ErrBadProof, index, cp.Size)
+		return nil, fmt.Errorf("%w: entry %d against checkpoint size %d", ErrBadProof, index, cp.Size)
 	}
-	return &Proof{Entry: e.Opening(), Index: index, Hashes: hashes, Checkpoint: cp.Note}, cp, nil
+	return &Proof{Entry: e.Opening(), Index: index, Hashes: hashes, Checkpoint: cp.Note}, nil
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,9 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/store"
+	"github.com/custos-dev/custos/witness"
 )
 
 // Config is what a node needs. cmd/custos fills it from its sources,
@@ -35,6 +39,66 @@ type Config struct {
 	Mail MailConfig
 	// Relay is the egress relay and inbound trap (custos.json "relay").
 	Relay RelayConfig
+	// Log configures the audit log (custos.json "log").
+	Log LogConfig
+}
+
+// LogConfig is custos.json's "log" section.
+type LogConfig struct {
+	// Witness cosigning (docs/verify.md): the witnesses each new checkpoint
+	// is sent to, and how many of them must cosign a checkpoint before
+	// /log/checkpoint serves it (default: all).
+	Witnesses     []WitnessConfig `json:"witnesses,omitempty"`
+	WitnessQuorum int             `json:"witness_quorum,omitempty"`
+}
+
+// UnmarshalJSON decodes the "log" section strictly: a misspelt field
+// ("witneses") is an error at start, not a log silently left unwitnessed.
+func (c *LogConfig) UnmarshalJSON(b []byte) error {
+	type plain LogConfig // without this method
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	*c = LogConfig(p)
+	return nil
+}
+
+// WitnessConfig is one witness of log.witnesses: its name, its
+// submission URL and its verifier key (a C2SP signed-note vkey).
+type WitnessConfig = witness.Witness
+
+// validate checks the witness block: every key parses as an Ed25519
+// cosignature/v1 key named as the witness, every URL is http(s), and the
+// quorum is satisfiable.
+func (c LogConfig) validate() error {
+	if len(c.Witnesses) == 0 {
+		if c.WitnessQuorum != 0 {
+			return errors.New("log.witness_quorum: set without log.witnesses")
+		}
+		return nil
+	}
+	var vs []note.Verifier
+	for i, w := range c.Witnesses {
+		if w.URL == "" {
+			return fmt.Errorf("log.witnesses[%d]: url is required", i)
+		}
+		v, err := w.Verifier()
+		if err != nil {
+			return fmt.Errorf("log.witnesses[%d]: %w", i, err)
+		}
+		vs = append(vs, v)
+	}
+	q := c.WitnessQuorum
+	if q == 0 {
+		q = len(vs)
+	}
+	if _, err := witness.NewPolicy(vs, q); err != nil {
+		return fmt.Errorf("log.witness_quorum: %w", err)
+	}
+	return nil
 }
 
 // MailConfig is custos.json's "mail" section: how a principal's holder
@@ -137,6 +201,9 @@ func (c Config) Validate() error {
 	if c.Origin == "" || strings.ContainsAny(c.Origin, " \n+") {
 		errs = append(errs, fmt.Errorf("origin: %q must be a non-empty name without spaces or '+'", c.Origin))
 	}
+	if err := c.Log.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -148,6 +215,7 @@ type File struct {
 	Detection DetectionConfig `json:"detection,omitzero"`
 	Mail      MailConfig      `json:"mail,omitzero"`
 	Relay     RelayConfig     `json:"relay,omitzero"`
+	Log       LogConfig       `json:"log,omitzero"`
 }
 
 // ConfigFile is the name of the data directory's [File].

@@ -68,7 +68,7 @@ func Init(ctx context.Context, cfg Config, email string, opts Options) (string, 
 }
 
 // ReadFile returns cfg with what the data directory's custos.json says
-// (origin, KEK, database, detection, mail) in place of its own values.
+// (origin, KEK, database, detection, mail, relay, log) in place of its own values.
 // A file that is missing or cannot be read leaves cfg as it is: [Open]
 // then says the directory is not a data directory, or which key is
 // missing.
@@ -84,6 +84,6 @@ func ReadFile(cfg Config) (Config, error) {
 	if err := checkDetection(cfg.Path(ConfigFile), b); err != nil {
 		return cfg, err
 	}
-	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay
+	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay, cfg.Log = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay, f.Log
 	return cfg, nil
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
+	"github.com/custos-dev/custos/witness"
 )
 
 // Options are what a caller adds to a [Config]: they never change what a
@@ -56,6 +57,9 @@ type Options struct {
 	// Handler, if set, wraps the API's handler in Listen (tests check
 	// every exchange against the OpenAPI document this way).
 	Handler func(http.Handler) http.Handler
+	// Cosigner, if set, adjusts the witness cosigner before it starts
+	// (its HTTP client, its polling interval in tests).
+	Cosigner func(*witness.Cosigner)
 }
 
 // Node is an open custos node.
@@ -77,6 +81,9 @@ type Node struct {
 	// RelayAddrs are where ListenRelay listens, by custos.json field
 	// ("listen", "listen_tls", "inbound_listen").
 	RelayAddrs map[string]string
+	// Cosigner sends checkpoints to the witnesses of custos.json's
+	// log.witnesses and stores their cosignatures; nil without witnesses.
+	Cosigner *witness.Cosigner
 	// URL is where Listen serves, "" before.
 	URL string
 
@@ -190,9 +197,23 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
+	var cos *witness.Cosigner
+	var witnessed func(context.Context) (*audit.Checkpoint, bool, error)
+	if len(cfg.Log.Witnesses) > 0 {
+		if cos, err = witness.New(lg, verifier, cfg.Log.Witnesses, cfg.Log.WitnessQuorum); err != nil {
+			lg.Close()
+			closeDB()
+			return nil, fmt.Errorf("log.witnesses: %w", err)
+		}
+		cos.Logger = logger
+		if opts.Cosigner != nil {
+			opts.Cosigner(cos)
+		}
+		witnessed = cos.Witnessed
+	}
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
-		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier})
+		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed})
 	// Enrollment mails go only to the holder's address, by their own sink.
 	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
 	// Free text written before it was sealed at rest is sealed now; if the
@@ -229,6 +250,9 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
+	if cos != nil {
+		scfg.Witnesses = cos
+	}
 	if rl != nil && cfg.Relay.Upstream.Addr != "" {
 		scfg.Relay = rl
 	}
@@ -236,13 +260,16 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		opts.Server(&scfg)
 	}
 	bg, stop := context.WithCancel(context.Background())
-	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl,
+	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
 		logger: logger, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); d.Run(bg) }()
 	go func() { defer wg.Done(); det.Run(bg) }()
 	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()
+	if cos != nil { // beside the log, never in its path: appends do not wait for witnesses
+		wg.Go(func() { cos.Run(bg) })
+	}
 	go func() { wg.Wait(); close(n.stopped) }()
 	return n, nil
 }

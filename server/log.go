@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/witness"
 )
 
 // registerLogRoutes serves the audit log: proofs under /v1/log for API
@@ -32,8 +34,23 @@ func (s *Server) registerLogRoutes() {
 	s.handle("GET", "/log/tile/{path...}", "", false, s.hashTile)
 }
 
+// Witnesses is the witness cosigner as the server uses it
+// (*witness.Cosigner).
+type Witnesses interface {
+	Served(ctx context.Context) (*audit.Checkpoint, error)
+	Status(ctx context.Context) []witness.Status
+}
+
+// checkpoint serves the log's checkpoint. With witnesses configured it is
+// the newest checkpoint the witness quorum cosigned, its cosignatures
+// attached (docs/verify.md says why not the newest signed one): what a
+// client holding a witness policy can trust.
 func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
-	cp, err := s.log.Checkpoint(r.Context())
+	get := s.log.Checkpoint
+	if s.cfg.Witnesses != nil {
+		get = s.cfg.Witnesses.Served
+	}
+	cp, err := get(r.Context())
 	if err != nil {
 		return err
 	}

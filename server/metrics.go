@@ -2,10 +2,13 @@ package server
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/custos-dev/custos/witness"
 )
 
 // metrics counts requests by route pattern and status in the Prometheus
@@ -56,5 +59,37 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
 	fmt.Fprintln(w, "# HELP custos_audit_log_size Committed entries in the audit log.")
 	fmt.Fprintln(w, "# TYPE custos_audit_log_size gauge")
 	fmt.Fprintf(w, "custos_audit_log_size %d\n", s.log.Size())
+	if s.cfg.Witnesses != nil {
+		writeWitnessMetrics(w, s.cfg.Witnesses.Status(r.Context()), time.Now())
+	}
 	return nil
+}
+
+// writeWitnessMetrics writes each witness's lag. The label is the
+// witness's configured name, never anything of the log's entries.
+func writeWitnessMetrics(w io.Writer, st []witness.Status, now time.Time) {
+	fmt.Fprintln(w, "# HELP custos_witness_behind_entries Entries the newest signed checkpoint has beyond the newest one the witness cosigned.")
+	fmt.Fprintln(w, "# TYPE custos_witness_behind_entries gauge")
+	for _, s := range st {
+		fmt.Fprintf(w, "custos_witness_behind_entries{witness=%q} %d\n", s.Name, s.Behind)
+	}
+	fmt.Fprintln(w, "# HELP custos_witness_cosigned_size Size of the newest checkpoint the witness cosigned.")
+	fmt.Fprintln(w, "# TYPE custos_witness_cosigned_size gauge")
+	for _, s := range st {
+		fmt.Fprintf(w, "custos_witness_cosigned_size{witness=%q} %d\n", s.Name, s.Size)
+	}
+	fmt.Fprintln(w, "# HELP custos_witness_seconds_since_cosignature Seconds since the witness's last cosignature arrived (-1: none yet).")
+	fmt.Fprintln(w, "# TYPE custos_witness_seconds_since_cosignature gauge")
+	for _, s := range st {
+		secs := -1.0
+		if !s.LastCosigned.IsZero() {
+			secs = now.Sub(s.LastCosigned).Seconds()
+		}
+		fmt.Fprintf(w, "custos_witness_seconds_since_cosignature{witness=%q} %g\n", s.Name, secs)
+	}
+	fmt.Fprintln(w, "# HELP custos_witness_failures Failed requests to the witness since its last cosignature.")
+	fmt.Fprintln(w, "# TYPE custos_witness_failures gauge")
+	for _, s := range st {
+		fmt.Fprintf(w, "custos_witness_failures{witness=%q} %d\n", s.Name, s.Failures)
+	}
 }

@@ -44,6 +44,10 @@ type Config struct {
 	// MaxSendBytes bounds that route's body (default DefaultMaxSendBytes).
 	Relay        Sender
 	MaxSendBytes int64
+	// Witnesses, if set, is the witness cosigner: /log/checkpoint serves
+	// the checkpoint it says, and /metrics and /healthz show each
+	// witness's lag.
+	Witnesses Witnesses
 
 	// SourceRate and SourceBurst limit anonymous requests per source IP
 	// (default DefaultSourceRate/s, burst DefaultSourceBurst); KeyRate and
@@ -346,5 +350,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	if s.unhealthy(w) {
 		return nil
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "log_size": s.log.Size(), "sequencer": s.log.IsLeader()})
+	h := map[string]any{"status": "ok", "log_size": s.log.Size(), "sequencer": s.log.IsLeader()}
+	if s.cfg.Witnesses != nil {
+		h["witnesses"] = s.cfg.Witnesses.Status(r.Context())
+	}
+	return writeJSON(w, http.StatusOK, h)
 }

@@ -47,7 +47,7 @@ func (v *Vault) BlastRadius(ctx context.Context, q custos.BlastQuery) (*custos.B
 }
 
 func (v *Vault) blastReport(ctx context.Context, q custos.BlastQuery, subj audit.Subject) (*custos.BlastReport, error) {
-	cp, err := v.log.Checkpoint(ctx)
+	cp, err := v.reportCheckpoint(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("blast radius: %w", err)
 	}

@@ -731,7 +731,7 @@ func (v *Vault) issue(ctx context.Context, id string, rec audit.Receipt) (*custo
 			if _, err := v.log.SignCheckpoint(ctx); err != nil {
 				return nil, fmt.Errorf("sign checkpoint: %w", err)
 			}
-			p, _, err := audit.ReadProof(ctx, v.read, v.verifier, index)
+			p, err := v.proveIn(ctx, index)
 			if err == nil {
 				file, err := v.buildReceipt(r.ID, index, p)
 				if err != nil {

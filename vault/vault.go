@@ -43,6 +43,8 @@ import (
 // Vault implements custos's operations over one database, one audit log
 // and one keyring.
 type Vault struct {
+	witnessed func(ctx context.Context) (*audit.Checkpoint, bool, error) // Options.Witnessed
+
 	read *sql.DB // reads outside the sequencer's transaction
 	// write is used only for bookkeeping that is not itself an access to
 	// personal data (a key's last-used time); every audited change goes
@@ -132,13 +134,18 @@ type Options struct {
 	// batches one purge runs per RunDueDeletions (0: no bound; the next
 	// call goes on where it stopped).
 	PurgeBatch, PurgeBatches int
+	// Witnessed, if set, returns the newest checkpoint the log's witness
+	// quorum cosigned (false: none yet). Deletion receipts and blast-radius
+	// reports are then proved against it, so that they carry the
+	// witnesses' cosignatures (docs/verify.md).
+	Witnessed func(ctx context.Context) (*audit.Checkpoint, bool, error)
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches}
+		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed}
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
 	}

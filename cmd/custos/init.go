@@ -27,6 +27,9 @@ func (m *Main) runInit(ctx context.Context, args []string) error {
 	fmt.Fprintf(m.Stdout, "initialised %s\n", cfg.DataDir)
 	fmt.Fprintf(m.Stdout, "  key-encryption key  %s (mode 0600; keep it off the database's backups)\n", cfg.Path("kek.json"))
 	fmt.Fprintf(m.Stdout, "  log signing key     %s, verifier key %s\n", cfg.Path("log.key"), cfg.Path("log.pub"))
+	if v, err := node.OpenVerifier(cfg); err == nil {
+		fmt.Fprintf(m.Stdout, "  for witnesses       origin %s; custos log witness-config prints what a witness operator needs\n", v.Name())
+	}
 	fmt.Fprintf(m.Stdout, "\noperator API key (shown once; store it now):\n%s\n", secret)
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/node"
+	"github.com/custos-dev/custos/witness"
 )
 
 // runLog runs "custos log verify|checkpoint|proof" on the data
@@ -21,7 +22,12 @@ func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
 	out := fs.String("out", "", "proof: also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
 	state := fs.String("state", "", "verify: keep the last verified checkpoint in this file, and require the log to contain the one it holds (catches truncation, an older backup restored, a rewrite re-signed with log.key)")
 	rowsFlag := fs.Bool("rows", false, "verify: also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
+	wf := addWitnessFlags(fs.FlagSet)
 	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	policy, err := wf.policy()
+	if err != nil {
 		return err
 	}
 	cfg, err := resolve()
@@ -30,7 +36,13 @@ func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
 	}
 	switch strings.TrimPrefix(fs.Name(), "log ") {
 	case "verify":
-		if err := m.logVerifyState(ctx, cfg, *checkpoint, *state); err != nil || !*rowsFlag {
+		var witnessed []byte
+		if policy != nil {
+			if witnessed, err = m.witnessedCheckpoint(ctx, cfg, policy); err != nil {
+				return err
+			}
+		}
+		if err := m.logVerifyState(ctx, cfg, *checkpoint, *state, witnessed); err != nil || !*rowsFlag {
 			return err
 		}
 		return m.logVerifyData(ctx, cfg)
@@ -53,6 +65,28 @@ func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
 	return usagef("custos %s: unknown verb", fs.Name())
 }
 
+// witnessedCheckpoint returns the newest checkpoint the policy's witnesses
+// cosigned, as stored with the log, once the policy accepts it; log
+// verify then requires the stored log to contain it (the log still holds
+// the history the witnesses saw).
+func (m *Main) witnessedCheckpoint(ctx context.Context, cfg Config, p *witness.Policy) ([]byte, error) {
+	v, err := node.OpenVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var cp *audit.Checkpoint
+	if err := m.withReadLog(ctx, cfg, func(db *sql.DB) error {
+		cp, err = audit.ReadCosignedCheckpoint(ctx, db, v, p.Names(), p.Quorum)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := m.checkWitnessed(p, cp, v); err != nil {
+		return nil, err
+	}
+	return cp.Note, nil
+}
+
 // withReadLog opens the data directory's database for reading only.
 func (m *Main) withReadLog(ctx context.Context, cfg Config, fn func(*sql.DB) error) error {
 	db, err := node.OpenDB(ctx, cfg)
@@ -64,18 +98,22 @@ func (m *Main) withReadLog(ctx context.Context, cfg Config, fn func(*sql.DB) err
 }
 
 func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string) error {
-	return m.logVerifyState(ctx, cfg, checkpointFile, "")
+	return m.logVerifyState(ctx, cfg, checkpointFile, "", nil)
 }
 
 // logVerifyState verifies the whole log; with statePath, it also requires
 // the log to contain the checkpoint kept there by the previous run, and
-// keeps the latest one it checked.
-func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, statePath string) error {
+// keeps the latest one it checked. witnessed, if set, is a checkpoint the
+// witness policy accepted: the log must contain it too.
+func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, statePath string, witnessed []byte) error {
 	v, err := node.OpenVerifier(cfg)
 	if err != nil {
 		return err
 	}
-	opts := audit.VerifyOptions{}
+	opts := audit.VerifyOptions{Checkpoint: witnessed}
+	if checkpointFile != "" && witnessed != nil {
+		return usagef("log verify: --checkpoint and --witness check against a checkpoint each: give one")
+	}
 	if checkpointFile != "" {
 		if opts.Checkpoint, err = os.ReadFile(checkpointFile); err != nil {
 			return err
@@ -165,7 +203,7 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 // runVerifyProof checks a tlog-proof file offline: no server, no database,
 // only the log's verifier key.
 func (m *Main) runVerifyProof(ctx context.Context, args []string) error {
-	v, b, err := m.offlineFile("verify-proof", "key", "custos verify-proof entry42.tlog-proof --key log.pub", args)
+	v, policy, b, err := m.offlineFile("verify-proof", "key", "custos verify-proof entry42.tlog-proof --key log.pub", args)
 	if err != nil {
 		return err
 	}
@@ -176,6 +214,9 @@ func (m *Main) runVerifyProof(ctx context.Context, args []string) error {
 	cp, err := p.Verify(v)
 	if err != nil {
 		return fmt.Errorf("REFUSED: %w", err)
+	}
+	if err := m.checkWitnessed(policy, cp, v); err != nil {
+		return err
 	}
 	fmt.Fprintf(m.Stdout, "verified: entry %d is in log %s at size %d (root %s), signed by %s\nentry: %s\n", p.Index, cp.Origin, cp.Size, cp.Root, v.Name(), p.Body())
 	return nil

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/witness"
 )
 
 func main() {
@@ -52,6 +53,9 @@ const (
 	exitUsage   = 2
 	exitPartial = 3
 	exitRetry   = 4
+	// exitUnwitnessed: the checkpoint lacks the witness policy's quorum of
+	// cosignatures (not evidence of tampering: the witnesses may lag).
+	exitUnwitnessed = 5
 )
 
 type usageError struct{ msg string }
@@ -79,6 +83,8 @@ func (m *Main) Exec(ctx context.Context, args []string) int {
 		return exitPartial
 	case errors.Is(err, errUnavailable):
 		return exitRetry
+	case errors.Is(err, witness.ErrNotEnoughCosignatures):
+		return exitUnwitnessed
 	}
 	return exitFailure
 }
@@ -105,10 +111,11 @@ func init() {
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
-				run: logSub("verify", "[--checkpoint FILE] [--state FILE] [--rows]", "custos log verify --state verified.cp --rows")},
+				run: logSub("verify", "[--checkpoint FILE] [--state FILE] [--rows] [--witness NAME=VKEY … --witness-quorum K]", "custos log verify --state verified.cp --rows")},
 			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint", "", "custos log checkpoint > latest.cp")},
 			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof", "--index N [--out FILE.tlog-proof]", "custos log proof --index 42 --out entry42.tlog-proof")},
 			{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch},
+			{name: "witness-config", summary: "print what a witness operator needs to witness this log: its origin and verifier key", run: (*Main).runLogWitnessConfig},
 		}},
 		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof},
 		{name: "verify-receipt", summary: "check a deletion receipt offline", run: (*Main).runVerifyReceipt},
@@ -218,7 +225,8 @@ http://127.0.0.1:8750) and --key cst_… (env CUSTOS_KEY); --json prints JSON.
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 partly done (an import with
 refused rows, a send with refused or deferred recipients), 4 server
-unreachable (audit pull: nothing proved wrong; retry).
+unreachable (audit pull: nothing proved wrong; retry), 5 not witnessed (the
+checkpoint lacks the --witness policy's quorum of cosignatures; retry later).
 
 Environment: CUSTOS_DATA (data directory, default ./custos-data), CUSTOS_ADDR,
 CUSTOS_SERVER, CUSTOS_KEY, CUSTOS_LOG_KEY. Every command: docs/cli.md.

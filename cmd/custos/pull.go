@@ -15,6 +15,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/node"
+	"github.com/custos-dev/custos/witness"
 )
 
 // pullState is what `custos audit pull` remembers between runs, on the
@@ -37,14 +38,19 @@ type pullState struct {
 // a fork or rollback, or a bad signature, leaving the trusted state as it
 // was.
 func (m *Main) runAuditPull(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("audit pull", `--tenant T --log-key log.pub [--state FILE]`, `custos audit pull --tenant tn_… --log-key log.pub --state acme-audit.json`)
+	fs, a := m.clientFlags("audit pull", `--tenant T --log-key log.pub [--state FILE] [--witness NAME=VKEY … --witness-quorum K]`, `custos audit pull --tenant tn_… --log-key log.pub --state acme-audit.json`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	logKey := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	statePath := fs.String("state", "", "where to keep the last trusted checkpoint (default custos-audit-TENANT.json)")
+	wf := addWitnessFlags(fs.FlagSet)
 	if _, err := fs.parse(args, 0, 0, "tenant", "log-key"); err != nil {
 		return err
 	}
 	v, err := loadVerifier(*logKey)
+	if err != nil {
+		return err
+	}
+	policy, err := wf.policy()
 	if err != nil {
 		return err
 	}
@@ -124,11 +130,55 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 			return err
 		}
 		if !feed.More {
+			if err := m.pullWitnessed(ctx, c, policy, v, cp); err != nil {
+				return refused(err, "entries verified against the log's signature up to tenant_seq %d; state in %s", st.TenantSeq, *statePath)
+			}
 			fmt.Fprintf(m.Stderr, "verified %d new entries of tenant %s (tenant_seq %d..%d, no gap), each included in checkpoint %s size %d root %x; the checkpoint extends the one trusted before (state %s)\n",
 				verified, *tenant, startSeq+1, st.TenantSeq, cp.Origin, cp.Size, cp.Root[:8], *statePath)
 			return nil
 		}
 	}
+}
+
+// pullWitnessed ties the checkpoint the feed was proved against to the
+// server's witnessed checkpoint (the policy's quorum cosigned it): one is
+// a prefix of the other, by a consistency proof. Entries beyond the
+// witnessed size are reported as not witnessed yet; the next pull ties
+// them. Without a policy it does nothing.
+func (m *Main) pullWitnessed(ctx context.Context, c *client.Client, p *witness.Policy, v note.Verifier, cp *audit.Checkpoint) error {
+	if p == nil {
+		return nil
+	}
+	msg, err := c.Checkpoint(ctx)
+	if err != nil {
+		return unreachable(ctx, err)
+	}
+	w, err := audit.ParseCheckpoint(msg, v)
+	if err != nil {
+		return err
+	}
+	if err := m.checkWitnessed(p, w, v); err != nil {
+		return err
+	}
+	small, big := w, cp
+	if w.Size > cp.Size {
+		small, big = cp, w
+	}
+	if small.Size > 0 && small.Size != big.Size {
+		pr, err := c.ConsistencyProof(ctx, small.Size, big.Size)
+		if err != nil {
+			return unreachable(ctx, err)
+		}
+		if tlog.CheckTree(treeProof(pr.Proof), int64(big.Size), big.Root, int64(small.Size), small.Root) != nil {
+			return fmt.Errorf("%w: the feed's checkpoint (size %d) and the witnessed one (size %d) are not one history", audit.ErrFork, cp.Size, w.Size)
+		}
+	} else if small.Size == big.Size && small.Root != big.Root {
+		return fmt.Errorf("%w: the feed's checkpoint and the witnessed one differ at size %d", audit.ErrFork, cp.Size)
+	}
+	if w.Size < cp.Size {
+		fmt.Fprintf(m.Stderr, "note: entries at index %d and beyond are not witnessed yet (the witnesses have cosigned size %d); the next pull checks them\n", w.Size, w.Size)
+	}
+	return nil
 }
 
 // reprove checks that the last entry the tenant verified is still in the
@@ -149,25 +199,31 @@ func reprove(ctx context.Context, c *client.Client, cp *audit.Checkpoint, index 
 
 // loadVerifier reads a note verifier key given inline or as a file.
 // offlineFile parses the arguments of an offline check (verify-proof,
-// verify-receipt, verify-report): one FILE and the log's verifier key in
-// the flag keyFlag (or CUSTOS_LOG_KEY). It returns the verifier and the
-// file's bytes.
-func (m *Main) offlineFile(name, keyFlag, example string, args []string) (note.Verifier, []byte, error) {
-	fs := m.flags(name, "FILE --"+keyFlag+" LOG_VERIFIER_KEY", example)
+// verify-receipt, verify-report): one FILE, the log's verifier key in
+// the flag keyFlag (or CUSTOS_LOG_KEY) and the witness policy's flags. It
+// returns the verifier, the policy (nil without --witness) and the file's
+// bytes.
+func (m *Main) offlineFile(name, keyFlag, example string, args []string) (note.Verifier, *witness.Policy, []byte, error) {
+	fs := m.flags(name, "FILE --"+keyFlag+" LOG_VERIFIER_KEY [--witness NAME=VKEY … --witness-quorum K]", example)
 	key := fs.String(keyFlag, m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+	wf := addWitnessFlags(fs.FlagSet)
 	pos, err := fs.parse(args, 1, 1, keyFlag)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	v, err := loadVerifier(*key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	policy, err := wf.policy()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	b, err := os.ReadFile(pos[0])
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return v, b, nil
+	return v, policy, b, nil
 }
 
 func loadVerifier(s string) (note.Verifier, error) {

@@ -11,13 +11,16 @@ import (
 // runVerifyReceipt runs "custos verify-receipt FILE --log-key KEY": the
 // offline check of a deletion receipt (package receipt), no server.
 func (m *Main) runVerifyReceipt(ctx context.Context, args []string) error {
-	v, b, err := m.offlineFile("verify-receipt", "log-key", "custos verify-receipt tenant.receipt --log-key log.pub", args)
+	v, policy, b, err := m.offlineFile("verify-receipt", "log-key", "custos verify-receipt tenant.receipt --log-key log.pub", args)
 	if err != nil {
 		return err
 	}
 	s, cp, err := receipt.Verify(b, v)
 	if err != nil {
 		return fmt.Errorf("REFUSED: %w", err)
+	}
+	if err := m.checkWitnessed(policy, cp, v); err != nil {
+		return err
 	}
 	var what strings.Builder
 	for _, k := range receipt.Kinds {

@@ -13,13 +13,16 @@ import (
 // inclusion proof, that the facts are those the entries show, and the
 // report's completeness (see docs/blast-radius.md).
 func (m *Main) runVerifyReport(ctx context.Context, args []string) error {
-	v, b, err := m.offlineFile("verify-report", "log-key", "custos verify-report report.json --log-key log.pub", args)
+	v, policy, b, err := m.offlineFile("verify-report", "log-key", "custos verify-report report.json --log-key log.pub", args)
 	if err != nil {
 		return err
 	}
 	r, cp, err := blastreport.Verify(b, v)
 	if err != nil {
 		return fmt.Errorf("report does not verify: %w", err)
+	}
+	if err := m.checkWitnessed(policy, cp, v); err != nil {
+		return err
 	}
 	what := "complete: it covers " + r.Completeness.Sequence + fmt.Sprintf(" 1…%d with no gap", r.Completeness.Total)
 	switch {

@@ -21,13 +21,18 @@ import (
 // it trusted (from hash tiles it checks against the new root), and exits
 // non-zero on a fork, a rollback or a bad signature.
 func (m *Main) runLogWatch(ctx context.Context, args []string) error {
-	fs := m.flags("log watch", `--log-key log.pub [--state FILE] [--interval 5s] [--once] URL`, `custos log watch --log-key log.pub --state watch.cp https://custos.example`)
+	fs := m.flags("log watch", `--log-key log.pub [--state FILE] [--interval 5s] [--once] [--witness NAME=VKEY … --witness-quorum K] URL`, `custos log watch --log-key log.pub --state watch.cp https://custos.example`)
 	key := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
 	interval := fs.Duration("interval", 5*time.Second, "time between checks")
 	statePath := fs.String("state", "", "file keeping the last trusted checkpoint across runs (a rollback is caught only if this outlives the server's state)")
 	once := fs.Bool("once", false, "check once and exit")
 	asJSON := fs.Bool("json", false, "print one JSON object per new checkpoint")
+	wf := addWitnessFlags(fs.FlagSet)
 	pos, err := fs.parse(args, 1, 1, "log-key")
+	if err != nil {
+		return err
+	}
+	policy, err := wf.policy()
 	if err != nil {
 		return err
 	}
@@ -51,6 +56,16 @@ func (m *Main) runLogWatch(ctx context.Context, args []string) error {
 		msg, err := httpGet(ctx, hc, base+"/log/checkpoint")
 		if err != nil {
 			return err
+		}
+		// With a policy, a checkpoint is trusted only once witnessed.
+		if policy != nil {
+			cp, err := audit.ParseCheckpoint(msg, v)
+			if err != nil {
+				return fmt.Errorf("ALERT %s: %w", base, err)
+			}
+			if err := m.checkWitnessed(policy, cp, v); err != nil {
+				return fmt.Errorf("%s: %w", base, err)
+			}
 		}
 		prev := f.Trusted
 		cp, err := f.Advance(msg, func(from, to uint64) (tlog.TreeProof, error) {

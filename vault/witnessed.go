@@ -1,0 +1,50 @@
+package vault
+
+import (
+	"context"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+)
+
+// With witnesses configured (Options.Witnessed), what the vault hands a
+// tenant or security staff as proof — a deletion receipt, a blast-radius
+// report — is proved against the newest checkpoint the witness quorum
+// cosigned, and so carries the witnesses' cosignatures: a verifier
+// holding the witness policy accepts it without asking the server.
+
+// proveIn proves the entry at index against the checkpoint a receipt
+// carries: the newest witnessed one when witnesses are configured (EINVALID
+// while it does not cover the entry yet: the caller waits and retries),
+// else the latest signed one.
+func (v *Vault) proveIn(ctx context.Context, index uint64) (*audit.Proof, error) {
+	if v.witnessed == nil {
+		p, _, err := audit.ReadProof(ctx, v.read, v.verifier, index)
+		return p, err
+	}
+	cp, ok, err := v.witnessed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, custos.Errorf(custos.EINVALID, "no witnessed checkpoint yet")
+	}
+	return audit.ReadProofAt(ctx, v.read, cp, index)
+}
+
+// reportCheckpoint is the checkpoint a blast-radius report is proved
+// against: the newest witnessed one when witnesses are configured (the
+// report then covers the entries it covers), else the latest signed one.
+func (v *Vault) reportCheckpoint(ctx context.Context) (*audit.Checkpoint, error) {
+	if v.witnessed == nil {
+		return v.log.Checkpoint(ctx)
+	}
+	cp, ok, err := v.witnessed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, custos.Errorf(custos.EUNAVAILABLE, "no checkpoint is witnessed yet: the log's witnesses have not cosigned (see /healthz)")
+	}
+	return cp, nil
+}
