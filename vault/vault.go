@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -80,6 +81,11 @@ type Vault struct {
 	// signer and verifier are the log's key, for deletion receipts.
 	signer   note.Signer
 	verifier note.Verifier
+	kek      string // Options.KEK
+
+	// listsForgotten is the creation time (ms) of the newest list
+	// receipt whose list's keys RunDueDeletions dropped from the cache.
+	listsForgotten atomic.Int64
 
 	// approved holds the relay upstreams security staff approved (id → true).
 	approved sync.Map
@@ -132,13 +138,18 @@ type Options struct {
 	// batches one purge runs per RunDueDeletions (0: no bound; the next
 	// call goes on where it stopped).
 	PurgeBatch, PurgeBatches int
+	// KEK describes the key-encryption key for deletion receipts
+	// ([receipt.Statement] KEK): keys.DescribeKEK of its URI
+	// ("vendor-local", "vendor-kms:hcvault", …). Empty: receipts name no
+	// KEK kind.
+	KEK string
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches}
+		signer: opts.LogSigner, verifier: opts.LogVerifier, kek: opts.KEK, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches}
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
 	}

@@ -162,19 +162,19 @@ func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
 	return rep, nil
 }
 
-// verifyContacts checks every contact row's MAC under its tenant's keys
+// verifyContacts checks every contact row's MAC under its list's keys
 // and returns the tokens present.
 func (v *Vault) verifyContacts(ctx context.Context, rep *DataReport, add func(kind, table, row, what string)) (map[string]bool, error) {
 	// A deleted tenant's rows awaiting their purge have no keys to check.
 	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts c
-		WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = c.tenant_id AND t.deleted_at IS NOT NULL) ORDER BY tenant_id, token`)
+		WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = c.tenant_id AND t.deleted_at IS NOT NULL) ORDER BY tenant_id, list_id, token`)
 	if err != nil {
 		return nil, fmt.Errorf("verify contacts: %w", err)
 	}
 	defer rows.Close()
 	tokens := map[string]bool{}
-	var tenant string
-	var k *keys.TenantKeys
+	var tenant, list string
+	var k *keys.DataKeys
 	for rows.Next() {
 		s, err := scanSealed(rows)
 		if err != nil {
@@ -182,11 +182,11 @@ func (v *Vault) verifyContacts(ctx context.Context, rep *DataReport, add func(ki
 		}
 		tokens[s.token] = true
 		rep.Rows++
-		if s.tenant != tenant || k == nil {
-			tenant = s.tenant
-			if k, err = v.tenantKeys(ctx, tenant); err != nil {
+		if s.tenant != tenant || s.list != list || k == nil {
+			tenant, list = s.tenant, s.list
+			if k, err = v.listKeys(ctx, tenant, list); err != nil {
 				k = nil
-				add(FindingInserted, "contacts", s.token, "its tenant has no keys: written outside custos")
+				add(FindingInserted, "contacts", s.token, "its list or tenant has no keys: written outside custos")
 				continue
 			}
 		}
