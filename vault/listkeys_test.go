@@ -397,6 +397,7 @@ func TestListKeysetRemovedFailsClosed(t *testing.T) {
 	if got, err := fresh.Contact(admin, tenant, c.Token); err == nil {
 		t.Fatalf("contact read without its list's keyset: %+v", got)
 	}
+	f.integrityAlerted(t, "contacts", c.Token)
 	if got, err := fresh.Lookup(admin, tenant, list, email); err == nil {
 		t.Fatalf("lookup without its list's keyset: %+v", got)
 	}

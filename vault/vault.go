@@ -12,9 +12,11 @@
 //     entry, in the same transaction as the leaf.
 //   - Denials are recorded too: a refused or invalid request leaves exactly
 //     one leaf and changes nothing else.
-//   - Encryption at rest: addresses and attributes are sealed with the
-//     tenant's AEAD keyset, bound to (tenant, token, field) as associated
-//     data; lookups use a keyed blind index of the normalised address.
+//   - Encryption at rest: addresses and attributes are sealed with their
+//     list's AEAD keyset (wrapped under the tenant's; a list created before
+//     lists had keys uses the tenant's), bound to (tenant, token, field) as
+//     associated data; lookups use a keyed blind index of the normalised
+//     address under the list's PRF keyset.
 //
 // The SQL here is portable between SQLite and PostgreSQL ($N placeholders,
 // integer millisecond times); the engine packages own DDL and connections.
