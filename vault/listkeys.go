@@ -50,17 +50,25 @@ func (v *Vault) listKeys(ctx context.Context, tenant, list string) (*keys.DataKe
 }
 
 // newListKeys makes a new list's keysets and returns their stored form
-// (base64 of the wrapped pair), to be inserted with the list.
-func (v *Vault) newListKeys(ctx context.Context, tenant, list string) (string, error) {
+// (base64 of the wrapped pair), to be inserted with the list, and its
+// digest (keysetDigest).
+func (v *Vault) newListKeys(ctx context.Context, tenant, list string) (string, string, error) {
 	tk, err := v.tenantKeys(ctx, tenant)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	_, wrapped, err := tk.NewListKeys(list)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return base64.StdEncoding.EncodeToString(wrapped), nil
+	return base64.StdEncoding.EncodeToString(wrapped), keysetDigest(wrapped), nil
+}
+
+// keysetDigest names a wrapped keyset without revealing it: "sha256:" and
+// the hex SHA-256 of its wrapped form, as receipts state it.
+func keysetDigest(wrapped []byte) string {
+	sum := sha256.Sum256(wrapped)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // destroyListKeys deletes a list's keys row in tx and returns the digest
@@ -85,8 +93,7 @@ func destroyListKeys(ctx context.Context, tx *sql.Tx, tenant, list string) (stri
 	if n, _ := res.RowsAffected(); n != 1 {
 		return "", fmt.Errorf("delete list keyset: %d rows", n)
 	}
-	sum := sha256.Sum256(wrapped)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+	return keysetDigest(wrapped), nil
 }
 
 // forgetList drops a list's unwrapped keys from this process (after its

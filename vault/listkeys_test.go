@@ -383,7 +383,8 @@ func TestLegacyList(t *testing.T) {
 // database who deletes a keyed list's keyset row (hoping custos falls
 // back to the tenant's keys, which they might hold) gets nothing: the
 // contacts' row MACs and ciphertexts are the list's, so every read is
-// refused and nothing opens.
+// refused, a row.integrity alert is raised, nothing opens, and
+// `custos log verify --rows` names the missing row.
 func TestListKeysetRemovedFailsClosed(t *testing.T) {
 	f, st := keysFixture(t)
 	admin, tenant, list := f.admin(t)
@@ -398,6 +399,9 @@ func TestListKeysetRemovedFailsClosed(t *testing.T) {
 		t.Fatalf("contact read without its list's keyset: %+v", got)
 	}
 	f.integrityAlerted(t, "contacts", c.Token)
+	// The log committed to the list's keyset at its creation: the data
+	// check names the missing row.
+	wantFinding(t, f.verifyData(t), vault.FindingDeleted, "list_keys", list)
 	if got, err := fresh.Lookup(admin, tenant, list, email); err == nil {
 		t.Fatalf("lookup without its list's keyset: %+v", got)
 	}
@@ -413,5 +417,38 @@ func TestListKeysetRemovedFailsClosed(t *testing.T) {
 	})
 	if err == nil || n > 0 {
 		t.Fatalf("export without its list's keyset: %v, %d real rows", err, n)
+	}
+}
+
+// TestVerifyDataListKeys: the data check holds the list_keys rows to the
+// list.create entries that committed to them: clean as custos wrote them
+// (a deleted list's row gone with it included); a keyset row swapped for
+// another list's is altered, one no entry created is inserted.
+func TestVerifyDataListKeys(t *testing.T) {
+	f, _ := keysFixture(t)
+	admin, tenant, list := f.admin(t)
+	other := &custos.List{TenantID: tenant, Name: "other"}
+	if err := f.vault.CreateList(admin, other); err != nil {
+		t.Fatal(err)
+	}
+	gone := &custos.List{TenantID: tenant, Name: "gone"}
+	if err := f.vault.CreateList(admin, gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.DeleteList(admin, tenant, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantClean(t, f.verifyData(t))
+
+	f.exec(t, `UPDATE list_keys SET keyset = (SELECT keyset FROM list_keys WHERE list_id = $1) WHERE list_id = $2`, other.ID, list)
+	forged := custos.NewID(custos.PrefixList)
+	f.exec(t, `INSERT INTO list_keys (list_id, tenant_id, keyset, created_at) VALUES ($1, $2, 'AAAA', 0)`, forged, tenant)
+	fs := f.verifyData(t)
+	wantFinding(t, fs, vault.FindingAltered, "list_keys", list)
+	wantFinding(t, fs, vault.FindingInserted, "list_keys", forged)
+	for _, fd := range fs {
+		if fd.Row == other.ID || fd.Row == gone.ID {
+			t.Errorf("an untouched or deleted list is reported: %+v", fd)
+		}
 	}
 }
