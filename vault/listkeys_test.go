@@ -258,6 +258,10 @@ func TestListDeletionShredsBackups(t *testing.T) {
 		t.Fatal("the live keys do not open the list's contact before its deletion")
 	}
 
+	if raw := []byte(storetest.Dump(t, f.db)); !bytes.Contains(raw, backup.blind) {
+		t.Fatal("the dump does not hold the list's blind index before its deletion: the scan below would prove nothing")
+	}
+
 	rc, err := f.vault.DeleteList(admin, tenant, list)
 	if err != nil {
 		t.Fatal(err)
@@ -318,6 +322,25 @@ func TestListDeletionShredsBackups(t *testing.T) {
 	}
 	if e, a, err := openWith(lk); err != nil || e != email || a != attrs {
 		t.Fatalf("backup with its list keyset: %v; expected it to open while the tenant lives", err)
+	}
+
+	// Nothing of the deleted list is left in the live database's bytes:
+	// not its keyset, not its blind index, not its ciphertexts.
+	f.log.Close()
+	if f.db.Engine == storetest.SQLite {
+		if _, err := f.db.Write.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := []byte(storetest.Dump(t, f.db))
+	for what, b := range map[string][]byte{"blind index": backup.blind, "email ciphertext": backup.email, "attributes ciphertext": backup.attrs,
+		"keyset": []byte(base64.StdEncoding.EncodeToString(backupKeyset))} {
+		if bytes.Contains(raw, b) || bytes.Contains(raw, []byte(hex.EncodeToString(b))) {
+			t.Errorf("the database holds the deleted list's %s", what)
+		}
+	}
+	if bytes.Contains(raw, []byte("Perpetua")) || bytes.Contains(raw, []byte("shredded.listmember")) {
+		t.Error("the database holds the deleted list's plaintext")
 	}
 }
 
