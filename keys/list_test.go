@@ -140,3 +140,28 @@ func FuzzListKeys(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCachedList is what a list's keys cost an audited read once
+// cached: one read-locked map lookup (on top of the tenant's).
+func BenchmarkCachedList(b *testing.B) {
+	ring := newRing(b)
+	tk, _, err := ring.NewTenantKeys("tn_b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, w, err := tk.NewListKeys("ls_b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tk.List("ls_b", w); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, ok := tk.CachedList("ls_b"); !ok {
+				b.Fatal("not cached")
+			}
+		}
+	})
+}
