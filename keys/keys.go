@@ -1,13 +1,17 @@
 // Package keys is custos's envelope encryption, built on Tink.
 //
-// Each tenant has two Tink keysets: AES-256-GCM ([TenantKeys.Seal],
-// [TenantKeys.Open]) for addresses and attributes, and HMAC-SHA256 PRF
-// ([TenantKeys.BlindIndex]) for the blind index. Both are stored only
-// wrapped — encrypted by a key-encryption key (KEK) that lives outside the
-// database — with the tenant id as associated data, so a wrapped blob
-// moved to another tenant does not unwrap. Deleting a tenant's wrapped
-// keysets destroys its data everywhere, backups included
-// (crypto-shredding).
+// Each tenant has two Tink keysets: AES-256-GCM ([DataKeys.Seal],
+// [DataKeys.Open]) for values, and HMAC-SHA256 PRF ([DataKeys.BlindIndex])
+// for the blind index. Both are stored only wrapped — encrypted by a
+// key-encryption key (KEK) that lives outside the database — with the
+// tenant id as associated data, so a wrapped blob moved to another tenant
+// does not unwrap. Each list has two keysets of the same kinds for its
+// contacts, wrapped under its tenant's AEAD with the tenant and list ids
+// as associated data ([TenantKeys.NewListKeys], [TenantKeys.List]; lists
+// older than these keep their tenant's, [TenantKeys.LegacyList]).
+// Deleting a list's wrapped keysets destroys its contacts everywhere,
+// backups included (crypto-shredding); deleting a tenant's destroys the
+// tenant's data and every list's keys with it.
 //
 // The KEK is named by a URI. "local:///abs/path" is a Tink keyset file
 // made by [CreateLocalKEK] (mode 0600): the default for one machine. Any
