@@ -13,3 +13,6 @@ CREATE TABLE list_keys (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX list_keys_tenant ON list_keys(tenant_id);
+-- Every node drops the cached keys of lists deleted since its last look
+-- (vault.RunDueDeletions, every 30 s): list receipts by time.
+CREATE INDEX receipts_scope_time ON receipts(scope, created_at);
