@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -472,6 +473,82 @@ func TestVerifyDataListKeys(t *testing.T) {
 	for _, fd := range fs {
 		if fd.Row == other.ID || fd.Row == gone.ID {
 			t.Errorf("an untouched or deleted list is reported: %+v", fd)
+		}
+	}
+}
+
+// TestTenantDeletionShredsEveryList: a tenant with a keyed list and a
+// legacy one is deleted: its receipt counts its keyset and the keyed
+// list's (keysets 2), no keyset row of the tenant is left, and no key the
+// live database yields opens either list's backed-up contact.
+func TestTenantDeletionShredsEveryList(t *testing.T) {
+	f, st := keysFixture(t)
+	admin, tenant, keyed := f.admin(t)
+	otherAdmin, other, otherList := f.admin(t) // so that live keys remain
+	legacy := &custos.List{TenantID: tenant, Name: "old"}
+	if err := f.vault.CreateList(admin, legacy); err != nil {
+		t.Fatal(err)
+	}
+	f.exec(t, `DELETE FROM list_keys WHERE list_id = $1`, legacy.ID)
+	var backups []struct {
+		token string
+		row   sealedRow
+	}
+	for _, l := range []string{keyed, legacy.ID} {
+		c := &custos.Contact{TenantID: tenant, ListID: l, Email: "everywhere@example.test"}
+		if err := f.vault.CreateContact(admin, c); err != nil {
+			t.Fatal(err)
+		}
+		backups = append(backups, struct {
+			token string
+			row   sealedRow
+		}{c.Token, rowOf(t, f.db, c.Token)})
+	}
+	if err := f.vault.CreateContact(otherAdmin, &custos.Contact{TenantID: other, ListID: otherList, Email: "everywhere@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	// Before: each backed-up contact opens with some live key (the keyed
+	// list's, the tenant's for the legacy one).
+	before := liveKeys(t, f.db, st.KEK)
+	for _, b := range backups {
+		opened := false
+		for _, k := range before {
+			if _, err := k.Open(b.row.email, adEmail(tenant, b.token)); err == nil {
+				opened = true
+			}
+		}
+		if !opened {
+			t.Fatalf("contact %s opens with no live key before the deletion", b.token)
+		}
+	}
+	if _, err := f.vault.RequestTenantDeletion(admin, tenant, &custos.DeletionRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(custos.DefaultDeletionGrace + time.Minute)
+	if n, err := f.vault.RunDueDeletions(context.Background(), f.clock.Now()); err != nil || n != 1 {
+		t.Fatalf("deletion ran %d, %v", n, err)
+	}
+	rs, err := f.vault.Receipts(admin, tenant)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("receipts %+v, %v", rs, err)
+	}
+	s, _, err := receipt.Verify([]byte(rs[0].File), st.Verifier)
+	if err != nil || s.Counts["keysets"] != 2 || s.Counts["lists"] != 2 || s.KEK != keys.KEKVendorLocal {
+		t.Fatalf("statement %+v, %v; want keysets 2 (the tenant's, the keyed list's), lists 2", s, err)
+	}
+	if n := storetest.Column[int](t, f.db.Read, `SELECT count(*) FROM list_keys WHERE tenant_id = $1`, tenant)[0] +
+		storetest.Column[int](t, f.db.Read, `SELECT count(*) FROM tenant_keys WHERE tenant_id = $1`, tenant)[0]; n != 0 {
+		t.Fatalf("%d keyset rows left for the deleted tenant", n)
+	}
+	live := liveKeys(t, f.db, st.KEK)
+	if len(live) == 0 {
+		t.Fatal("no live keys: the check below would prove nothing")
+	}
+	for _, b := range backups {
+		for name, k := range live {
+			if _, err := k.Open(b.row.email, adEmail(tenant, b.token)); err == nil {
+				t.Errorf("%s opens the deleted tenant's contact %s", name, b.token)
+			}
 		}
 	}
 }
