@@ -1,13 +1,17 @@
 // Package keys is custos's envelope encryption, built on Tink.
 //
-// Each tenant has two Tink keysets: AES-256-GCM ([TenantKeys.Seal],
-// [TenantKeys.Open]) for addresses and attributes, and HMAC-SHA256 PRF
-// ([TenantKeys.BlindIndex]) for the blind index. Both are stored only
-// wrapped — encrypted by a key-encryption key (KEK) that lives outside the
-// database — with the tenant id as associated data, so a wrapped blob
-// moved to another tenant does not unwrap. Deleting a tenant's wrapped
-// keysets destroys its data everywhere, backups included
-// (crypto-shredding).
+// Each tenant has two Tink keysets: AES-256-GCM ([DataKeys.Seal],
+// [DataKeys.Open]) for values, and HMAC-SHA256 PRF ([DataKeys.BlindIndex])
+// for the blind index. Both are stored only wrapped — encrypted by a
+// key-encryption key (KEK) that lives outside the database — with the
+// tenant id as associated data, so a wrapped blob moved to another tenant
+// does not unwrap. Each list has two keysets of the same kinds for its
+// contacts, wrapped under its tenant's AEAD with the tenant and list ids
+// as associated data ([TenantKeys.NewListKeys], [TenantKeys.List]; lists
+// older than these keep their tenant's, [TenantKeys.LegacyList]).
+// Deleting a list's wrapped keysets destroys its contacts everywhere,
+// backups included (crypto-shredding); deleting a tenant's destroys the
+// tenant's data and every list's keys with it.
 //
 // The KEK is named by a URI. "local:///abs/path" is a Tink keyset file
 // made by [CreateLocalKEK] (mode 0600): the default for one machine. Any
@@ -136,10 +140,24 @@ func NewKeyring(kek tink.AEAD) *Keyring {
 	return &Keyring{kek: kek, cache: map[string]*TenantKeys{}}
 }
 
-// TenantKeys are one tenant's unwrapped primitives. Safe for concurrent use.
-type TenantKeys struct {
+// DataKeys seal and index contacts: an AEAD for their values and a PRF
+// for their blind index and row MACs. A list's own keys are DataKeys
+// ([TenantKeys.List]); so are a tenant's, which a legacy list (created
+// before lists had keys) and the tenant's own values use. Safe for
+// concurrent use.
+type DataKeys struct {
 	aead tink.AEAD
 	prf  *prf.Set
+}
+
+// TenantKeys are one tenant's unwrapped primitives, and a bounded cache of
+// its lists' keys, which they wrap. Safe for concurrent use.
+type TenantKeys struct {
+	DataKeys
+	id string
+
+	mu    sync.RWMutex
+	lists map[string]*DataKeys // list id → its keys (the tenant's own for a legacy list)
 }
 
 // Wrapped blob format, version 1:
@@ -165,6 +183,38 @@ func (k *Keyring) NewTenantKeys(tenantID string) (*TenantKeys, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("new tenant keys: %w", err)
 	}
+	wrapped, err := wrapPair(magic, ah, ph, k.kek, func(purpose string) []byte { return ad(tenantID, purpose) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("wrap tenant keys: %w", err)
+	}
+	dk, err := newDataKeys(ah, ph)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tenant keys: %w", err)
+	}
+	return newTenantKeys(tenantID, dk), wrapped, nil
+}
+
+func newTenantKeys(id string, dk *DataKeys) *TenantKeys {
+	return &TenantKeys{DataKeys: *dk, id: id, lists: map[string]*DataKeys{}}
+}
+
+func newDataKeys(ah, ph *keyset.Handle) (*DataKeys, error) {
+	a, err := aead.New(ah)
+	if err != nil {
+		return nil, fmt.Errorf("AEAD: %w", err)
+	}
+	p, err := prf.NewPRFSet(ph)
+	if err != nil {
+		return nil, fmt.Errorf("PRF: %w", err)
+	}
+	return &DataKeys{aead: a, prf: p}, nil
+}
+
+// wrapPair encrypts an AEAD and a PRF keyset under master, each with the
+// associated data ad gives its purpose, into one blob:
+//
+//	magic | uint32 len | AEAD keyset, encrypted | uint32 len | PRF keyset, encrypted
+func wrapPair(magic []byte, ah, ph *keyset.Handle, master tink.AEAD, ad func(purpose string) []byte) ([]byte, error) {
 	var out bytes.Buffer
 	out.Write(magic)
 	for _, part := range []struct {
@@ -172,32 +222,46 @@ func (k *Keyring) NewTenantKeys(tenantID string) (*TenantKeys, []byte, error) {
 		purpose string
 	}{{ah, "aead"}, {ph, "prf"}} {
 		var buf bytes.Buffer
-		if err := part.h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), k.kek, ad(tenantID, part.purpose)); err != nil {
-			return nil, nil, fmt.Errorf("wrap tenant keys: %w", err)
+		if err := part.h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), master, ad(part.purpose)); err != nil {
+			return nil, err
 		}
 		binary.Write(&out, binary.BigEndian, uint32(buf.Len()))
 		out.Write(buf.Bytes())
 	}
-	tk, err := newTenantKeys(ah, ph)
-	if err != nil {
-		return nil, nil, err
-	}
-	return tk, out.Bytes(), nil
+	return out.Bytes(), nil
 }
 
-func newTenantKeys(ah, ph *keyset.Handle) (*TenantKeys, error) {
-	a, err := aead.New(ah)
-	if err != nil {
-		return nil, fmt.Errorf("tenant AEAD: %w", err)
-	}
-	p, err := prf.NewPRFSet(ph)
-	if err != nil {
-		return nil, fmt.Errorf("tenant PRF: %w", err)
-	}
-	return &TenantKeys{aead: a, prf: p}, nil
-}
+var errMalformed = errors.New("malformed wrapped keyset")
 
-var errBlob = errors.New("unwrap tenant keys: malformed wrapped keyset")
+// unwrapPair is wrapPair's inverse. Its errors name the keyset's purpose,
+// never its content.
+func unwrapPair(magic, wrapped []byte, master tink.AEAD, ad func(purpose string) []byte) (*DataKeys, error) {
+	if !bytes.HasPrefix(wrapped, magic) {
+		return nil, errMalformed
+	}
+	rest := wrapped[len(magic):]
+	var handles []*keyset.Handle
+	for _, purpose := range []string{"aead", "prf"} {
+		if len(rest) < 4 {
+			return nil, errMalformed
+		}
+		n := binary.BigEndian.Uint32(rest)
+		rest = rest[4:]
+		if uint64(n) > uint64(len(rest)) {
+			return nil, errMalformed
+		}
+		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(rest[:n])), master, ad(purpose))
+		if err != nil {
+			return nil, fmt.Errorf("%s keyset does not open here", purpose)
+		}
+		handles = append(handles, h)
+		rest = rest[n:]
+	}
+	if len(rest) != 0 {
+		return nil, errMalformed
+	}
+	return newDataKeys(handles[0], handles[1])
+}
 
 // Tenant returns a tenant's keys, unwrapping wrapped unless cached.
 func (k *Keyring) Tenant(tenantID string, wrapped []byte) (*TenantKeys, error) {
@@ -207,34 +271,11 @@ func (k *Keyring) Tenant(tenantID string, wrapped []byte) (*TenantKeys, error) {
 	if ok {
 		return tk, nil
 	}
-	if !bytes.HasPrefix(wrapped, magic) {
-		return nil, errBlob
-	}
-	rest := wrapped[len(magic):]
-	var handles []*keyset.Handle
-	for _, purpose := range []string{"aead", "prf"} {
-		if len(rest) < 4 {
-			return nil, errBlob
-		}
-		n := binary.BigEndian.Uint32(rest)
-		rest = rest[4:]
-		if uint64(n) > uint64(len(rest)) {
-			return nil, errBlob
-		}
-		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(rest[:n])), k.kek, ad(tenantID, purpose))
-		if err != nil {
-			return nil, fmt.Errorf("unwrap tenant keys: %s keyset does not open for this tenant", purpose)
-		}
-		handles = append(handles, h)
-		rest = rest[n:]
-	}
-	if len(rest) != 0 {
-		return nil, errBlob
-	}
-	tk, err := newTenantKeys(handles[0], handles[1])
+	dk, err := unwrapPair(magic, wrapped, k.kek, func(purpose string) []byte { return ad(tenantID, purpose) })
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
 	}
+	tk = newTenantKeys(tenantID, dk)
 	k.mu.Lock()
 	if len(k.cache) >= maxCached {
 		clear(k.cache)
@@ -252,13 +293,13 @@ func (k *Keyring) Forget(tenantID string) {
 }
 
 // Seal encrypts plaintext bound to associatedData.
-func (t *TenantKeys) Seal(plaintext, associatedData []byte) ([]byte, error) {
+func (t *DataKeys) Seal(plaintext, associatedData []byte) ([]byte, error) {
 	return t.aead.Encrypt(plaintext, associatedData)
 }
 
 // Open decrypts a ciphertext made by Seal with the same associated data.
 // Its error says nothing about the content.
-func (t *TenantKeys) Open(ciphertext, associatedData []byte) ([]byte, error) {
+func (t *DataKeys) Open(ciphertext, associatedData []byte) ([]byte, error) {
 	pt, err := t.aead.Decrypt(ciphertext, associatedData)
 	if err != nil {
 		return nil, errors.New("decrypt: authentication failed")
@@ -267,8 +308,9 @@ func (t *TenantKeys) Open(ciphertext, associatedData []byte) ([]byte, error) {
 }
 
 // BlindIndex returns the 32-byte keyed PRF of a normalised address:
-// equal within a tenant for equal input, unrelated across tenants.
-func (t *TenantKeys) BlindIndex(normalized string) []byte {
+// equal under the same keys for equal input, unrelated across lists with
+// keys of their own and across tenants.
+func (t *DataKeys) BlindIndex(normalized string) []byte {
 	out, err := t.prf.ComputePrimaryPRF([]byte(normalized), 32)
 	if err != nil {
 		// HMAC-SHA256 with a 32-byte output cannot fail; a failure here

@@ -14,12 +14,13 @@ func (s *SystemPRF) MAC(msg []byte) []byte {
 	return out
 }
 
-// RowMAC returns the tenant's 32-byte PRF of msg, for the MAC of one of
-// its rows (a contact's sealed row). It is the blind-index PRF, kept apart
-// from it by its input: a row MAC's message starts with a NUL byte, which
-// no normalised address (the blind index's input) contains. Deleting the
-// tenant's keysets shreds the MACs with the data.
-func (t *TenantKeys) RowMAC(msg []byte) []byte {
+// RowMAC returns the keys' 32-byte PRF of msg, for the MAC of a row they
+// seal (a contact's row, under its list's keys or, for a legacy list, its
+// tenant's). It is the blind-index PRF, kept apart from it by its input: a
+// row MAC's message starts with a NUL byte, which no normalised address
+// (the blind index's input) contains. Shredding the keys shreds the MACs
+// with the data.
+func (t *DataKeys) RowMAC(msg []byte) []byte {
 	if len(msg) == 0 || msg[0] != 0 {
 		panic("keys: a row MAC's message must start with a NUL byte")
 	}

@@ -213,7 +213,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
-		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed})
+		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed,
+		KEK: keys.DescribeKEK(cfg.KEK)}) // receipts say what kind of KEK wrapped destroyed keys
 	// Enrollment mails go only to the holder's address, by their own sink.
 	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
 	// Free text written before it was sealed at rest is sealed now; if the

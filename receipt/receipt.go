@@ -6,8 +6,9 @@
 //
 //  1. a statement, a C2SP signed note signed with the log's key, naming
 //     the receipt, the scope (tenant, list or contact), the ids, what was
-//     destroyed (the tenant keyset's digest, row counts by kind), the time
-//     and the index of the deletion's audit entry;
+//     destroyed (the digest of the tenant's or the list's keyset, the kind
+//     of key-encryption key it was wrapped under, row counts by kind), the
+//     time and the index of the deletion's audit entry;
 //  2. a C2SP tlog-proof ([audit.Proof]) of that entry: its body and salt
 //     (from which the leaf commitment is recomputed with [audit.Commit]),
 //     its inclusion proof and a signed checkpoint covering it.
@@ -60,8 +61,20 @@ type Statement struct {
 	List    string // list scope: the list
 	Contact string // contact scope: the token
 	// Keyset is "sha256:" and the hex SHA-256 of the destroyed wrapped
-	// keyset (tenant scope): it names the keys without revealing them.
+	// keyset: it names the keys without revealing them. A tenant scope
+	// always names its keyset; a list scope names the list's own keyset,
+	// or none for a legacy list (created before lists had keys: its
+	// contacts were sealed under the tenant's keys, which live on); a
+	// contact scope never does.
 	Keyset string
+	// KEK says who held the key-encryption key at the root of the
+	// destroyed keyset's wrapping (a list's keyset is wrapped under its
+	// tenant's, which the KEK wraps): "vendor-local" (a key file on the
+	// vendor's machines), "vendor-kms:SCHEME" (a KMS key the vendor holds;
+	// SCHEME is its URI's, e.g. hcvault) or "tenant-kms:SCHEME" (a KMS key
+	// the tenant owns; reserved for issue 22, not issued yet). Only with a
+	// Keyset; receipts issued before this field have none.
+	KEK    string
 	Counts map[string]int // rows removed by kind (Kinds); tenant scope: made unreadable, purged after (docs/deletion.md)
 	Time   time.Time      // the entry's time
 	Entry  uint64         // the index of the deletion's audit entry
@@ -89,6 +102,9 @@ func (s *Statement) Detail() string {
 	if s.Keyset != "" {
 		b.WriteString(" keyset " + s.Keyset)
 	}
+	if s.KEK != "" {
+		b.WriteString(" kek " + s.KEK)
+	}
 	for _, k := range Kinds {
 		if n, ok := s.Counts[k]; ok {
 			fmt.Fprintf(&b, " %s=%d", k, n)
@@ -112,6 +128,9 @@ func (s *Statement) Text() string {
 	}
 	if s.Keyset != "" {
 		b.WriteString("keyset " + s.Keyset + "\n")
+	}
+	if s.KEK != "" {
+		b.WriteString("kek " + s.KEK + "\n")
 	}
 	for _, k := range Kinds {
 		if n, ok := s.Counts[k]; ok {
@@ -140,8 +159,14 @@ func (s *Statement) check() error {
 		return errors.New("contact scope names its contact, and only it")
 	case s.Contact != "" && !custos.ValidID(custos.PrefixContact, s.Contact):
 		return errors.New("malformed contact token")
-	case (s.Scope == custos.DeletionScopeTenant) != (s.Keyset != ""):
-		return errors.New("tenant scope names its keyset, and only it")
+	case s.Scope == custos.DeletionScopeTenant && s.Keyset == "":
+		return errors.New("tenant scope names its keyset")
+	case s.Scope == custos.DeletionScopeContact && s.Keyset != "":
+		return errors.New("contact scope destroys no keyset")
+	case s.KEK != "" && s.Keyset == "":
+		return errors.New("a KEK is named only with the keyset it wrapped")
+	case s.KEK != "" && !ValidKEK(s.KEK):
+		return errors.New("unknown KEK kind")
 	}
 	if s.Keyset != "" {
 		h, ok := strings.CutPrefix(s.Keyset, "sha256:")
@@ -212,6 +237,8 @@ func ParseText(text string) (*Statement, error) {
 			s.Contact = val
 		case "keyset":
 			s.Keyset = val
+		case "kek":
+			s.KEK = val
 		case "count":
 			kind, num, ok := strings.Cut(val, " ")
 			n, err := strconv.Atoi(num)
@@ -354,6 +381,9 @@ func FromEntry(body []byte, index uint64) (*Statement, error) {
 	if len(f) >= 2 && f[0] == "keyset" {
 		s.Keyset, f = f[1], f[2:]
 	}
+	if len(f) >= 2 && f[0] == "kek" {
+		s.KEK, f = f[1], f[2:]
+	}
 	for _, kv := range f {
 		k, num, ok := strings.Cut(kv, "=")
 		n, err := strconv.Atoi(num)
@@ -396,4 +426,34 @@ func canonicalSignatures(msg []byte) error {
 		}
 	}
 	return nil
+}
+
+// KEK kinds a statement may name ([Statement.KEK]).
+const (
+	KEKVendorLocal = "vendor-local" // a key file on the vendor's machines
+	KEKVendorKMS   = "vendor-kms:"  // and the scheme: a KMS key the vendor holds
+	KEKTenantKMS   = "tenant-kms:"  // and the scheme: a KMS key the tenant owns (BYOK; issue 22)
+)
+
+// ValidKEK reports whether k is a KEK kind a statement may name:
+// [KEKVendorLocal], or [KEKVendorKMS] or [KEKTenantKMS] followed by a URI
+// scheme of 1 to 32 lower-case letters, digits or '-', starting with a
+// letter.
+func ValidKEK(k string) bool {
+	if k == KEKVendorLocal {
+		return true
+	}
+	scheme, ok := strings.CutPrefix(k, KEKVendorKMS)
+	if !ok {
+		scheme, ok = strings.CutPrefix(k, KEKTenantKMS)
+	}
+	if !ok || len(scheme) == 0 || len(scheme) > 32 || scheme[0] < 'a' || scheme[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(scheme) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -19,19 +20,30 @@ import (
 func TestMain(m *testing.M) { storetest.Main(m) }
 
 // issue appends a tenant deletion's entry to a real log, among others,
-// and builds its receipt as the vault does.
+// and builds its receipt as the vault does. Its statement names no KEK:
+// the form of every receipt issued before statements had a kek line.
 func issue(t testing.TB) ([]byte, note.Verifier, *vaulttest.Stack) {
+	t.Helper()
+	return issueStatement(t, &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: custos.NewID(custos.PrefixTenant), Scope: custos.DeletionScopeTenant,
+		Keyset: "sha256:" + strings.Repeat("ab", 32), Counts: map[string]int{"contacts": 1000, "lists": 2, "keysets": 1}})
+}
+
+// issueStatement appends the deletion entry s describes to a real log,
+// among others, and builds its receipt as the vault does.
+func issueStatement(t testing.TB, s *receipt.Statement) ([]byte, note.Verifier, *vaulttest.Stack) {
 	t.Helper()
 	st := vaulttest.Open(t, vault.Options{})
 	ctx := context.Background()
-	s := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: custos.NewID(custos.PrefixTenant), Scope: custos.DeletionScopeTenant,
-		Keyset: "sha256:" + strings.Repeat("ab", 32), Counts: map[string]int{"contacts": 1000, "lists": 2, "keysets": 1}}
+	var tokens []string
+	if s.Contact != "" {
+		tokens = []string{s.Contact}
+	}
 	for i := range 5 {
 		if _, err := st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: "filler", Outcome: audit.OutcomeOK, Count: i}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rec, err := st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: string(custos.ActionTenantDelete), Tenant: s.Tenant, Outcome: audit.OutcomeOK, Count: 1000, Detail: s.Detail()}})
+	rec, err := st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: s.Action(), Tenant: s.Tenant, List: s.List, Tokens: tokens, Outcome: audit.OutcomeOK, Count: s.Counts["contacts"], Detail: s.Detail()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,5 +155,100 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("verified without its statement")
 		}
 		receipt.ParseText(string(b))
+	})
+}
+
+// TestListKeysetReceipt: a list's deletion that destroyed the list's own
+// keyset names it and the kind of KEK at the root of its wrapping; the
+// statement verifies, and a statement that drops or changes either line —
+// even one signed with the log's key — does not match its entry.
+func TestListKeysetReceipt(t *testing.T) {
+	s := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: custos.NewID(custos.PrefixTenant), Scope: custos.DeletionScopeList,
+		List: custos.NewID(custos.PrefixList), Keyset: "sha256:" + strings.Repeat("cd", 32), KEK: receipt.KEKVendorKMS + "hcvault",
+		Counts: map[string]int{"contacts": 12, "lists": 1, "canaries": 3, "suppressions": 0, "keysets": 1}}
+	file, v, st := issueStatement(t, s)
+	got, _, err := receipt.Verify(file, v)
+	if err != nil {
+		t.Fatalf("verify: %v\n%s", err, file)
+	}
+	if got.Keyset != s.Keyset || got.KEK != s.KEK || got.Counts["keysets"] != 1 || got.List != s.List {
+		t.Fatalf("statement %+v; want the list's keyset and KEK kind", got)
+	}
+	if !bytes.Contains(file, []byte("\nkeyset "+s.Keyset+"\nkek vendor-kms:hcvault\n")) {
+		t.Fatalf("receipt does not state the keyset and the KEK kind in plain text:\n%s", file)
+	}
+	sb, pb, _ := receipt.Split(file)
+	n, _ := note.Open(sb, note.VerifierList(v))
+	for name, lie := range map[string]string{
+		"kek claims the tenant's KMS": strings.Replace(n.Text, "kek vendor-kms:hcvault", "kek tenant-kms:hcvault", 1),
+		"kek dropped":                 strings.Replace(n.Text, "kek vendor-kms:hcvault\n", "", 1),
+		"keyset changed":              strings.Replace(n.Text, "cdcd", "cdce", 1),
+	} {
+		forged, _ := note.Sign(&note.Note{Text: lie}, st.Signer)
+		if _, _, err := receipt.Verify(append(forged, pb...), v); err == nil {
+			t.Errorf("%s: verified", name)
+		}
+	}
+}
+
+// TestStatementRules: which scopes may name a keyset and a KEK, and which
+// KEK kinds a statement may state.
+func TestStatementRules(t *testing.T) {
+	base := func(scope string) *receipt.Statement {
+		s := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: custos.NewID(custos.PrefixTenant), Scope: scope, Counts: map[string]int{}}
+		if scope != custos.DeletionScopeTenant {
+			s.List = custos.NewID(custos.PrefixList)
+		}
+		if scope == custos.DeletionScopeContact {
+			s.Contact = custos.NewID(custos.PrefixContact)
+		}
+		return s
+	}
+	digest := "sha256:" + strings.Repeat("01", 32)
+	for _, c := range []struct {
+		name        string
+		scope       string
+		keyset, kek string
+		ok          bool
+	}{
+		{"tenant, keyset and KEK", custos.DeletionScopeTenant, digest, receipt.KEKVendorLocal, true},
+		{"tenant, keyset, no KEK (older receipts)", custos.DeletionScopeTenant, digest, "", true},
+		{"tenant without keyset", custos.DeletionScopeTenant, "", "", false},
+		{"list with its keyset", custos.DeletionScopeList, digest, "vendor-kms:aws-kms", true},
+		{"legacy list, no keyset", custos.DeletionScopeList, "", "", true},
+		{"KEK without keyset", custos.DeletionScopeList, "", receipt.KEKVendorLocal, false},
+		{"contact with a keyset", custos.DeletionScopeContact, digest, "", false},
+		{"tenant-owned KMS", custos.DeletionScopeTenant, digest, "tenant-kms:gcp-kms", true},
+		{"unknown KEK kind", custos.DeletionScopeTenant, digest, "vendor-hsm", false},
+		{"KMS without scheme", custos.DeletionScopeTenant, digest, "vendor-kms:", false},
+		{"scheme with upper case", custos.DeletionScopeTenant, digest, "vendor-kms:HCVault", false},
+		{"scheme with a space", custos.DeletionScopeTenant, digest, "vendor-kms:a b", false},
+	} {
+		s := base(c.scope)
+		s.Keyset, s.KEK = c.keyset, c.kek
+		s.Time, s.Entry = time.Now().UTC(), 7
+		_, err := receipt.ParseText(s.Text())
+		if (err == nil) != c.ok {
+			t.Errorf("%s: parse %v, want ok %v\n%s", c.name, err, c.ok, s.Text())
+		}
+	}
+}
+
+// FuzzParseText: the statement parser takes any text without panicking,
+// and what it accepts it writes back byte for byte.
+func FuzzParseText(f *testing.F) {
+	valid := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: custos.NewID(custos.PrefixTenant), Scope: custos.DeletionScopeList,
+		List: custos.NewID(custos.PrefixList), Keyset: "sha256:" + strings.Repeat("ab", 32), KEK: receipt.KEKVendorLocal,
+		Counts: map[string]int{"contacts": 3, "keysets": 1}, Time: time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC), Entry: 4}
+	if _, err := receipt.ParseText(valid.Text()); err != nil {
+		f.Fatalf("seed statement: %v", err)
+	}
+	f.Add(valid.Text())
+	f.Add("custos.dev/deletion-receipt/v1\nkek tenant-kms:x\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		s, err := receipt.ParseText(text)
+		if err == nil && s.Text() != text {
+			t.Fatalf("accepted a non-canonical statement")
+		}
 	})
 }

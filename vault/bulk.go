@@ -65,7 +65,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	if err != nil {
 		return nil, err
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, list)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -132,7 +132,7 @@ func abortImport(r *custos.ImportResult, err error) {
 }
 
 // sealBatches reads, validates and encrypts rows into batches.
-func (v *Vault) sealBatches(ctx context.Context, k *keys.TenantKeys, tenant, list string, rows RowReader, size int, out chan<- *batch) {
+func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list string, rows RowReader, size int, out chan<- *batch) {
 	now := ms(v.now())
 	b := &batch{}
 	send := func() bool {
@@ -283,7 +283,7 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	if err != nil {
 		return err
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, list)
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}

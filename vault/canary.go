@@ -150,7 +150,7 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 	if n >= v.canaries {
 		return nil
 	}
-	tk, err := v.tenantKeys(ctx, tenant)
+	tk, err := v.listKeys(ctx, tenant, list)
 	if err != nil {
 		return err
 	}

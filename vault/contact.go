@@ -22,7 +22,7 @@ type sealed struct {
 	blind, email, attrs []byte
 	consent             custos.Consent
 	created, updated    int64
-	mac                 sql.NullString // under the tenant's keys (rowmac.go)
+	mac                 sql.NullString // under the list's keys (rowmac.go)
 }
 
 // associated data binds each ciphertext to its tenant, contact and field,
@@ -31,8 +31,9 @@ func adEmail(tenant, token string) []byte { return []byte(tenant + "/" + token +
 func adAttrs(tenant, token string) []byte { return []byte(tenant + "/" + token + "/attributes") }
 func adReveal(tenant, id string) []byte   { return []byte(tenant + "/" + id + "/reveal-reason") }
 
-// seal normalises and encrypts c under k. c.Token must be set.
-func seal(k *keys.TenantKeys, c *custos.Contact) (*sealed, error) {
+// seal normalises and encrypts c under k, its list's keys ([Vault.listKeys]).
+// c.Token must be set.
+func seal(k *keys.DataKeys, c *custos.Contact) (*sealed, error) {
 	norm, err := addr.Normalize(c.Email)
 	if err != nil {
 		return nil, err
@@ -61,8 +62,9 @@ func seal(k *keys.TenantKeys, c *custos.Contact) (*sealed, error) {
 	return s, nil
 }
 
-// open decrypts a stored contact, refusing a row whose MAC fails.
-func open(k *keys.TenantKeys, s *sealed) (*custos.Contact, error) {
+// open decrypts a stored contact with its list's keys, refusing a row
+// whose MAC fails.
+func open(k *keys.DataKeys, s *sealed) (*custos.Contact, error) {
 	if !contactOK(k, s) {
 		return nil, fmt.Errorf("open %s: %w", s.token, errForged)
 	}
@@ -119,7 +121,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if _, err := v.findList(ctx, c.TenantID, c.ListID); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	k, err := v.tenantKeys(ctx, c.TenantID)
+	k, err := v.listKeys(ctx, c.TenantID, c.ListID)
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
@@ -178,7 +180,7 @@ func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token s
 
 // reveal records l and only then decrypts and returns the contact.
 func (v *Vault) reveal(ctx context.Context, l audit.Leaf, tenant string, s *sealed) (*custos.Contact, error) {
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, s.list)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -201,7 +203,7 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	} else if err != nil {
 		return nil, fmt.Errorf("find contact: %w", err)
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, s.list)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +229,7 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 
 // openPage opens a page of sealed contacts that [Vault.loadPage] has
 // recorded, shown to the caller through view.
-func openPage[T any](k *keys.TenantKeys, ss []*sealed, next string, view func(*custos.Contact) T) (*custos.Page[T], error) {
+func openPage[T any](k *keys.DataKeys, ss []*sealed, next string, view func(*custos.Contact) T) (*custos.Page[T], error) {
 	page := &custos.Page[T]{Items: []T{}, Next: next}
 	for _, s := range ss {
 		c, err := open(k, s)
@@ -243,7 +245,7 @@ func openPage[T any](k *keys.TenantKeys, ss []*sealed, next string, view func(*c
 // (tokens and count) and records l with apply (may be nil); only then may
 // the caller open them with the returned keys. Any failure is recorded as
 // a refusal.
-func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after string, limit int, apply func(context.Context, *sql.Tx, *audit.Leaf) error) ([]*sealed, string, *keys.TenantKeys, error) {
+func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after string, limit int, apply func(context.Context, *sql.Tx, *audit.Leaf) error) ([]*sealed, string, *keys.DataKeys, error) {
 	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
 	if err != nil {
 		return nil, "", nil, v.deny(ctx, *l, fmt.Errorf("list contacts: %w", err))
@@ -266,7 +268,7 @@ func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after
 		ss = ss[:limit]
 		next = ss[limit-1].token
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, list)
 	if err != nil {
 		return nil, "", nil, v.deny(ctx, *l, err)
 	}
@@ -301,7 +303,7 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 	if err != nil {
 		return nil, err
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, s.list)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -364,7 +366,7 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, list)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}

@@ -85,9 +85,13 @@ func (v *Vault) listTag(ctx context.Context, list string) (string, error) {
 }
 
 // DeleteList deletes a list, its contacts (canaries included) and their
-// suppressions, and returns the deletion's receipt. The rows are removed;
-// their ciphertexts in backups stay under the tenant's live keyset until
-// the tenant itself is deleted (docs/deletion.md).
+// suppressions, and returns the deletion's receipt. In the same
+// transaction it destroys the list's keyset (crypto-shredding the list's
+// ciphertexts, blind indexes and row MACs in backups too), which the
+// receipt names. A legacy list (created before lists had keys) has none:
+// its rows are removed, and its ciphertexts in backups stay under the
+// tenant's live keyset until the tenant itself is deleted
+// (docs/deletion.md).
 func (v *Vault) DeleteList(ctx context.Context, tenant, id string) (*custos.Receipt, error) {
 	l, _, err := v.authorizeList(ctx, custos.ActionListDelete, tenant, id)
 	if err != nil {
@@ -102,9 +106,18 @@ func (v *Vault) DeleteList(ctx context.Context, tenant, id string) (*custos.Rece
 		if err := deleteList(ctx, tx, tag, tenant, id, st.Counts); err != nil {
 			return err
 		}
+		digest, err := destroyListKeys(ctx, tx, tenant, id)
+		if err != nil {
+			return err
+		}
+		st.Keyset, st.KEK, st.Counts["keysets"] = digest, "", 0
+		if digest != "" {
+			st.KEK, st.Counts["keysets"] = v.kek, 1
+		}
 		l.Count, l.Detail = st.Counts["contacts"], st.Detail()
 		return v.insertReceipt(ctx, tx, st)
 	})
+	v.forgetList(tenant, id) // also after a failure: the keys are read again if the list lives
 	if err != nil {
 		return nil, err
 	}
@@ -377,6 +390,9 @@ func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error)
 	for _, t := range gone {
 		v.forget(t)
 	}
+	if err := v.forgetDeletedLists(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	pending, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
 		`SELECT id FROM receipts WHERE file IS NULL ORDER BY created_at LIMIT 100`)
 	if err != nil {
@@ -388,6 +404,31 @@ func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error)
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+// forgetDeletedLists drops from this process the keys of lists deleted
+// (by any node) since the last call, with a minute's margin for receipts
+// committed late or stamped by another node's clock.
+func (v *Vault) forgetDeletedLists(ctx context.Context) error {
+	since := v.listsForgotten.Load() - time.Minute.Milliseconds()
+	type deleted struct {
+		tenant, list string
+		at           int64
+	}
+	ds, err := queryAll(ctx, v, func(r scanner) (deleted, error) {
+		var d deleted
+		return d, r.Scan(&d.tenant, &d.list, &d.at)
+	}, `SELECT tenant_id, list_id, created_at FROM receipts WHERE scope = $1 AND created_at >= $2`, custos.DeletionScopeList, since)
+	if err != nil {
+		return fmt.Errorf("deleted lists: %w", err)
+	}
+	newest := v.listsForgotten.Load()
+	for _, d := range ds {
+		v.forgetList(d.tenant, d.list)
+		newest = max(newest, d.at)
+	}
+	v.listsForgotten.Store(newest)
+	return nil
 }
 
 // forget drops a tenant's unwrapped keys from this process.
@@ -435,7 +476,15 @@ func (v *Vault) executeTenantDeletion(ctx context.Context, d *custos.Deletion, n
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("delete keyset: %d rows", n)
 		}
-		st.Counts["keysets"] = 1
+		// Its lists' keysets are wrapped under it: shredded with it, and
+		// their rows go now too (one per list, on an index).
+		res, err = tx.ExecContext(ctx, `DELETE FROM list_keys WHERE tenant_id = $1`, d.TenantID)
+		if err != nil {
+			return fmt.Errorf("delete list keysets: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		st.Counts["keysets"] = 1 + int(n)
+		st.KEK = v.kek
 		if err := countTenantRows(ctx, tx, canary, d.TenantID, st.Counts); err != nil {
 			return err
 		}
@@ -586,6 +635,9 @@ func (v *Vault) purgeTenant(ctx context.Context, tenant, receiptID string) error
 			{"suppressions", `DELETE FROM suppressions WHERE tenant_id = $1`},
 			{"reveals", `DELETE FROM reveals WHERE tenant_id = $1`},
 			{"lists", `DELETE FROM lists WHERE tenant_id = $1`},
+			// Shredded with the tenant and deleted then; one left by a
+			// list created as the tenant was being deleted goes here.
+			{"list_keys", `DELETE FROM list_keys WHERE tenant_id = $1`},
 		} {
 			res, err := tx.ExecContext(ctx, q.query, tenant)
 			if err != nil {

@@ -14,10 +14,12 @@ import (
 
 // backupRows is what a database backup taken before a tenant's deletion
 // holds of one contact: its ciphertext columns and, unless the backup
-// left that table out, the tenant's wrapped keyset row as it was.
+// left those tables out, the tenant's wrapped keyset row and its list's
+// as they were.
 type backupRows struct {
 	email, attrs []byte
 	keyset       []byte // tenant_keys.keyset; nil for a backup without it
+	listKeyset   []byte // list_keys.keyset (decoded), wrapped under the tenant's
 }
 
 // The associated data the vault seals a contact's columns with
@@ -33,9 +35,9 @@ func adAttrs(tenant, token string) []byte { return []byte(tenant + "/" + token +
 // does and does not do for backups:
 //
 //   - the live database no longer holds any key that opens the backed-up
-//     ciphertext: the tenant's keyset row is gone and no keyset left in
-//     the database (another tenant's) opens it, so restoring the contact
-//     rows alone yields no plaintext;
+//     ciphertext: the tenant's keyset row and its lists' are gone and no
+//     keyset left in the database (another tenant's, another list's)
+//     opens it, so restoring the contact rows alone yields no plaintext;
 //   - a backup that also holds the old wrapped keyset still opens them
 //     while the KEK that wrapped it lives. Crypto-shredding protects a
 //     backup only if the backup does not hold the tenant_keys row, or the
@@ -71,14 +73,20 @@ func TestBackupAfterTenantDeletion(t *testing.T) {
 	if err := f.db.Read.QueryRowContext(ctx, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tenant).Scan(&b.keyset); err != nil {
 		t.Fatal(err)
 	}
-	if len(b.email) == 0 || len(b.attrs) == 0 || len(b.keyset) == 0 {
-		t.Fatalf("backup rows empty: email %d, attributes %d, keyset %d bytes", len(b.email), len(b.attrs), len(b.keyset))
+	b.listKeyset = storedListKeyset(t, f.db, list)
+	if len(b.email) == 0 || len(b.attrs) == 0 || len(b.keyset) == 0 || len(b.listKeyset) == 0 {
+		t.Fatalf("backup rows empty: email %d, attributes %d, keyset %d, list keyset %d bytes", len(b.email), len(b.attrs), len(b.keyset), len(b.listKeyset))
 	}
-	// openBackup opens the backed-up ciphertext with the keyset wrapped,
-	// unwrapped by a fresh keyring (no cache) under kek, as whoever
-	// restores a backup would.
+	// openBackup opens the backed-up ciphertext with the list's keyset
+	// unwrapped under the tenant keyset wrapped, itself unwrapped by a
+	// fresh keyring (no cache) under kek, as whoever restores a backup
+	// would.
 	openBackup := func(kek *keys.Keyring, keysetOf string, wrapped []byte) (string, string, error) {
-		k, err := kek.Tenant(keysetOf, wrapped)
+		tk, err := kek.Tenant(keysetOf, wrapped)
+		if err != nil {
+			return "", "", err
+		}
+		k, err := tk.List(list, b.listKeyset)
 		if err != nil {
 			return "", "", err
 		}
@@ -107,6 +115,16 @@ func TestBackupAfterTenantDeletion(t *testing.T) {
 	// ciphertext — restoring the contact rows alone yields no plaintext.
 	if n := storetest.Column[int](t, f.db.Read, `SELECT count(*) FROM tenant_keys WHERE tenant_id = $1`, tenant); n[0] != 0 {
 		t.Fatalf("%d keyset rows left for the deleted tenant", n[0])
+	}
+	if n := storetest.Column[int](t, f.db.Read, `SELECT count(*) FROM list_keys WHERE tenant_id = $1`, tenant); n[0] != 0 {
+		t.Fatalf("%d list keyset rows left for the deleted tenant", n[0])
+	}
+	// Every key the live database still yields (other tenants', their
+	// lists'), applied directly, opens nothing of the deleted tenant.
+	for name, k := range liveKeys(t, f.db, st.KEK) {
+		if _, err := k.Open(b.email, adEmail(tenant, c.Token)); err == nil {
+			t.Errorf("%s opens the deleted tenant's backed-up ciphertext", name)
+		}
 	}
 	if _, err := f.vault.Contact(admin, tenant, c.Token); custos.ErrorCode(err) != custos.EGONE {
 		t.Fatalf("the deleted tenant's contact: %v, want gone", err)

@@ -81,7 +81,12 @@ func TestTenantDeletion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify receipt: %v\n%s", err, rs[0].File)
 	}
-	if st.Scope != custos.DeletionScopeTenant || st.Tenant != tenant || st.Counts["contacts"] < 3 || st.Counts["lists"] != 1 || st.Counts["keysets"] != 1 || !strings.HasPrefix(st.Keyset, "sha256:") || cp.Size <= st.Entry {
+	if st.Scope != custos.DeletionScopeTenant || st.Tenant != tenant || st.Counts["contacts"] < 3 || st.Counts["lists"] != 1 || !strings.HasPrefix(st.Keyset, "sha256:") || cp.Size <= st.Entry {
+		t.Fatalf("statement = %+v", st)
+	}
+	// The tenant's keyset and its list's, wrapped under it, both gone; the
+	// KEK that wrapped them is the vendor's key file.
+	if st.Counts["keysets"] != 2 || st.KEK != keys.KEKVendorLocal {
 		t.Fatalf("statement = %+v", st)
 	}
 	if got, err := f.vault.Receipt(admin, rs[0].ID); err != nil || got.File != rs[0].File {
@@ -269,7 +274,7 @@ func TestTenantPurgeResumes(t *testing.T) {
 	if left == 0 || left >= len(blind) {
 		t.Fatalf("%d of %d contact rows left after one batch; want some, not all", left, len(blind))
 	}
-	if n := rows(`SELECT count(*) FROM tenant_keys WHERE tenant_id = $1`); n != 0 {
+	if n := rows(`SELECT count(*) FROM tenant_keys WHERE tenant_id = $1`) + rows(`SELECT count(*) FROM list_keys WHERE tenant_id = $1`); n != 0 {
 		t.Fatalf("%d keyset rows after the shredding", n)
 	}
 	if n := purges(); n != 0 {
@@ -280,8 +285,8 @@ func TestTenantPurgeResumes(t *testing.T) {
 		t.Fatalf("receipts = %+v, %v", rs, err)
 	}
 	stmt, _, err := receipt.Verify([]byte(rs[0].File), st.Verifier)
-	if err != nil || stmt.Counts["contacts"] != len(blind) || stmt.Counts["lists"] != 1 || stmt.Counts["keysets"] != 1 {
-		t.Fatalf("statement %+v, %v; want %d contacts, 1 list, 1 keyset", stmt, err, len(blind))
+	if err != nil || stmt.Counts["contacts"] != len(blind) || stmt.Counts["lists"] != 1 || stmt.Counts["keysets"] != 2 {
+		t.Fatalf("statement %+v, %v; want %d contacts, 1 list, 2 keysets (the tenant's and its list's)", stmt, err, len(blind))
 	}
 	gone := map[string]error{
 		"contact": func() error { _, err := f.vault.Contact(admin, tenant, tokens[6]); return err }(),

@@ -368,19 +368,19 @@ func contactMessage(s *sealed) []byte {
 	return rowMessage("contacts", s.token, s.tenant, s.list, s.blind, s.email, attrs, string(s.consent))
 }
 
-// macContact sets s.mac under the tenant's keys.
-func macContact(k *keys.TenantKeys, s *sealed) {
+// macContact sets s.mac under its list's keys.
+func macContact(k *keys.DataKeys, s *sealed) {
 	s.mac = sql.NullString{String: encodeMAC(k.RowMAC(contactMessage(s))), Valid: true}
 }
 
 // contactOK reports whether s carries its valid MAC.
-func contactOK(k *keys.TenantKeys, s *sealed) bool {
+func contactOK(k *keys.DataKeys, s *sealed) bool {
 	return macOK(s.mac, k.RowMAC(contactMessage(s)))
 }
 
 // checkContact verifies a contact row read outside [open], where a
 // failure must refuse the request before it is recorded as served.
-func (v *Vault) checkContact(k *keys.TenantKeys, s *sealed) error {
+func (v *Vault) checkContact(k *keys.DataKeys, s *sealed) error {
 	if contactOK(k, s) {
 		return nil
 	}
@@ -414,19 +414,22 @@ func (v *Vault) SealRows(ctx context.Context) (int, error) {
 		}
 		return 0, nil
 	}
-	// Contacts are MACed with their tenant's keys: unwrap them first,
-	// outside the transaction (a KMS call each).
-	tenants, err := v.unsealedContactTenants(ctx)
+	// Contacts are MACed with their list's keys (their tenant's for a
+	// legacy list, as every list that predates row MACs is): unwrap them
+	// first, outside the transaction (a KMS call per tenant).
+	lists, err := v.unsealedContactLists(ctx)
 	if err != nil {
 		return 0, err
 	}
-	tk := map[string]*keys.TenantKeys{}
-	for _, t := range tenants {
-		k, err := v.tenantKeys(ctx, t)
-		if err != nil {
+	lk := map[string]*keys.DataKeys{}
+	for _, tl := range lists {
+		k, err := v.listKeys(ctx, tl[0], tl[1])
+		if c := custos.ErrorCode(err); c == custos.ENOTFOUND || c == custos.EGONE {
+			continue // no list (or tenant) to seal under: its rows stay refused
+		} else if err != nil {
 			return 0, err
 		}
-		tk[t] = k
+		lk[tl[1]] = k
 	}
 	n := 0
 	l := audit.Leaf{Actor: "system", Action: ActionRowsSeal, Outcome: audit.OutcomeOK,
@@ -471,7 +474,7 @@ func (v *Vault) SealRows(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, s := range ss {
-			k := tk[s.tenant]
+			k := lk[s.list]
 			if k == nil {
 				continue // a tenant whose keys are gone: its rows stay unreadable anyway
 			}
@@ -532,8 +535,11 @@ func rowSpecTables() []string {
 	return out
 }
 
-func (v *Vault) unsealedContactTenants(ctx context.Context) ([]string, error) {
-	return queryIDs(ctx, v.read, `SELECT DISTINCT tenant_id FROM contacts WHERE mac IS NULL`)
+func (v *Vault) unsealedContactLists(ctx context.Context) ([][2]string, error) {
+	return queryAll(ctx, v, func(r scanner) ([2]string, error) {
+		var tl [2]string
+		return tl, r.Scan(&tl[0], &tl[1])
+	}, `SELECT DISTINCT tenant_id, list_id FROM contacts WHERE mac IS NULL`)
 }
 
 // queryIDs returns the single text column of query's rows (a SELECT, or

@@ -181,8 +181,7 @@ func (v *Vault) Send(ctx context.Context, o *Outgoing) ([]Delivery, error) {
 	case len(o.Tokens) > custos.MaxSendRecipients:
 		return nil, v.deny(ctx, base, custos.Errorf(custos.ETOOLARGE, "at most %d recipients per message", custos.MaxSendRecipients))
 	}
-	k, err := v.tenantKeys(ctx, o.Tenant)
-	if err != nil {
+	if _, err := v.tenantKeys(ctx, o.Tenant); err != nil {
 		return nil, v.deny(ctx, base, err)
 	}
 	verp, err := v.verpKey(ctx)
@@ -204,6 +203,16 @@ func (v *Vault) Send(ctx context.Context, o *Outgoing) ([]Delivery, error) {
 		*l = base
 		d.Token = t
 		s := contacts[t]
+		var k *keys.DataKeys // the recipient's list's keys
+		if s != nil {
+			var err error
+			if k, err = v.listKeys(ctx, o.Tenant, s.list); err != nil {
+				if c := custos.ErrorCode(err); c != custos.ENOTFOUND && c != custos.EGONE {
+					return nil, v.deny(ctx, base, err)
+				}
+				s = nil // its list went meanwhile
+			}
+		}
 		if !custos.ValidID(custos.PrefixContact, t) {
 			d.Refused = custos.RefuseNotToken
 		} else if l.Tokens = []string{t}; s == nil || v.checkContact(k, s) != nil {

@@ -593,7 +593,7 @@ func (v *Vault) SupportContact(ctx context.Context, tenant, token string) (*cust
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.listKeys(ctx, tenant, s.list)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -657,7 +657,11 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err != nil {
 		return nil, err
 	}
-	k, err := v.tenantKeys(ctx, tenant)
+	k, err := v.tenantKeys(ctx, tenant) // the reveal register is the tenant's
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	lk, err := v.listKeys(ctx, tenant, s.list)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -693,7 +697,7 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err != nil {
 		return nil, err
 	}
-	return open(k, s)
+	return open(lk, s)
 }
 
 // Free text at rest. Reasons, comments and notes people type can hold

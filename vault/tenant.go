@@ -154,11 +154,25 @@ func (v *Vault) CreateList(ctx context.Context, ls *custos.List) error {
 	if _, err := v.findTenant(ctx, ls.TenantID); err != nil {
 		return v.deny(ctx, l, err)
 	}
+	// The list's own keys, wrapped under the tenant's, are stored with
+	// it: its contacts are sealed under them (listkeys.go).
+	wrapped, digest, err := v.newListKeys(ctx, ls.TenantID, ls.ID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	// The entry commits to the keyset: the deletion's receipt names the
+	// same digest, and `custos log verify --rows` finds a keyset row that
+	// went missing or was swapped (verifydata.go).
+	l.Detail = "keyset " + digest
 	ls.CreatedAt = v.now().UTC().Truncate(1e6)
 	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO lists (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)`, ls.ID, ls.TenantID, ls.Name, ms(ls.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("insert list: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO list_keys (list_id, tenant_id, keyset, created_at) VALUES ($1, $2, $3, $4)`, ls.ID, ls.TenantID, wrapped, ms(ls.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("insert list keys: %w", err)
 		}
 		return nil
 	})

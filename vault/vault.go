@@ -12,9 +12,11 @@
 //     entry, in the same transaction as the leaf.
 //   - Denials are recorded too: a refused or invalid request leaves exactly
 //     one leaf and changes nothing else.
-//   - Encryption at rest: addresses and attributes are sealed with the
-//     tenant's AEAD keyset, bound to (tenant, token, field) as associated
-//     data; lookups use a keyed blind index of the normalised address.
+//   - Encryption at rest: addresses and attributes are sealed with their
+//     list's AEAD keyset (wrapped under the tenant's; a list created before
+//     lists had keys uses the tenant's), bound to (tenant, token, field) as
+//     associated data; lookups use a keyed blind index of the normalised
+//     address under the list's PRF keyset.
 //
 // The SQL here is portable between SQLite and PostgreSQL ($N placeholders,
 // integer millisecond times); the engine packages own DDL and connections.
@@ -30,6 +32,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -82,6 +85,11 @@ type Vault struct {
 	// signer and verifier are the log's key, for deletion receipts.
 	signer   note.Signer
 	verifier note.Verifier
+	kek      string // Options.KEK
+
+	// listsForgotten is the creation time (ms) of the newest list
+	// receipt whose list's keys RunDueDeletions dropped from the cache.
+	listsForgotten atomic.Int64
 
 	// approved holds the relay upstreams security staff approved (id → true).
 	approved sync.Map
@@ -139,13 +147,18 @@ type Options struct {
 	// reports are then proved against it, so that they carry the
 	// witnesses' cosignatures (docs/verify.md).
 	Witnessed func(ctx context.Context) (*audit.Checkpoint, bool, error)
+	// KEK describes the key-encryption key for deletion receipts
+	// ([receipt.Statement] KEK): keys.DescribeKEK of its URI
+	// ("vendor-local", "vendor-kms:hcvault", …). Empty: receipts name no
+	// KEK kind.
+	KEK string
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed}
+		signer: opts.LogSigner, verifier: opts.LogVerifier, kek: opts.KEK, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed}
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
 	}

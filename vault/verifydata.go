@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -55,6 +56,8 @@ type DataReport struct {
 //     freeze row the log never applied;
 //   - a suspension or key revocation in the log that the row does not show
 //     (an old row restored: its MAC is valid, the log is newer).
+//   - a keyed list's keyset row (list_keys) missing, or not the one its
+//     list.create entry committed to, and a keyset row no entry created.
 //
 // What the log cannot say: a contact imported in bulk and never named by
 // an entry since (import entries count rows, they do not list tokens) is
@@ -145,6 +148,12 @@ func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
 			add(FindingInserted, "tenant_freezes", t, "no entry froze the tenant (or an entry lifted it)")
 		}
 	}
+	// List keysets: the log committed to each keyed list's keyset at its
+	// creation. A missing row would make custos take the list for a legacy
+	// one and seal its new contacts under the tenant's keys.
+	if err := v.verifyListKeys(ctx, lg, add); err != nil {
+		return nil, err
+	}
 	// Contacts named by the log that have no row.
 	for tok, c := range lg.tokens {
 		if tokens[tok] || lg.deletedTokens[tok] || lg.deletedLists[c.list] || lg.deletedTenants[c.tenant] {
@@ -162,19 +171,19 @@ func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
 	return rep, nil
 }
 
-// verifyContacts checks every contact row's MAC under its tenant's keys
+// verifyContacts checks every contact row's MAC under its list's keys
 // and returns the tokens present.
 func (v *Vault) verifyContacts(ctx context.Context, rep *DataReport, add func(kind, table, row, what string)) (map[string]bool, error) {
 	// A deleted tenant's rows awaiting their purge have no keys to check.
 	rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts c
-		WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = c.tenant_id AND t.deleted_at IS NOT NULL) ORDER BY tenant_id, token`)
+		WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = c.tenant_id AND t.deleted_at IS NOT NULL) ORDER BY tenant_id, list_id, token`)
 	if err != nil {
 		return nil, fmt.Errorf("verify contacts: %w", err)
 	}
 	defer rows.Close()
 	tokens := map[string]bool{}
-	var tenant string
-	var k *keys.TenantKeys
+	var tenant, list string
+	var k *keys.DataKeys
 	for rows.Next() {
 		s, err := scanSealed(rows)
 		if err != nil {
@@ -182,11 +191,11 @@ func (v *Vault) verifyContacts(ctx context.Context, rep *DataReport, add func(ki
 		}
 		tokens[s.token] = true
 		rep.Rows++
-		if s.tenant != tenant || k == nil {
-			tenant = s.tenant
-			if k, err = v.tenantKeys(ctx, tenant); err != nil {
+		if s.tenant != tenant || s.list != list || k == nil {
+			tenant, list = s.tenant, s.list
+			if k, err = v.listKeys(ctx, tenant, list); err != nil {
 				k = nil
-				add(FindingInserted, "contacts", s.token, "its tenant has no keys: written outside custos")
+				add(FindingInserted, "contacts", s.token, "its list or tenant has no keys: written outside custos")
 				continue
 			}
 		}
@@ -197,6 +206,13 @@ func (v *Vault) verifyContacts(ctx context.Context, rep *DataReport, add func(ki
 		}
 	}
 	return tokens, rows.Err()
+}
+
+// keyedList is a list whose creation entry committed to its keyset.
+type keyedList struct {
+	at     uint64
+	tenant string
+	digest string
 }
 
 type namedToken struct {
@@ -217,8 +233,9 @@ type replayed struct {
 	tokens         map[string]namedToken
 	deletedTokens  map[string]bool
 	deletedLists   map[string]bool
-	deletedTenants map[string]bool // tenant.delete: its rows go, by crypto-shredding and purge
-	ids            map[string]bool // every id any entry names
+	deletedTenants map[string]bool      // tenant.delete: its rows go, by crypto-shredding and purge
+	keyedLists     map[string]keyedList // list.create with its keyset's digest
+	ids            map[string]bool      // every id any entry names
 }
 
 func (r *replayed) known(table, id string) bool {
@@ -234,10 +251,54 @@ func (r *replayed) known(table, id string) bool {
 	return r.ids[id]
 }
 
+// verifyListKeys checks the list_keys rows against the list.create
+// entries that committed to them: a keyed list the log says exists (not
+// deleted, nor its tenant) must have its row, with the digest the entry
+// names; a row no entry created was written outside custos.
+func (v *Vault) verifyListKeys(ctx context.Context, lg *replayed, add func(kind, table, row, what string)) error {
+	rows, err := v.read.QueryContext(ctx, `SELECT list_id, keyset FROM list_keys ORDER BY list_id`)
+	if err != nil {
+		return fmt.Errorf("verify list keys: %w", err)
+	}
+	defer rows.Close()
+	present := map[string]string{}
+	for rows.Next() {
+		var list, stored string
+		if err := rows.Scan(&list, &stored); err != nil {
+			return fmt.Errorf("verify list keys: %w", err)
+		}
+		wrapped, err := base64.StdEncoding.DecodeString(stored)
+		if err != nil {
+			wrapped = []byte(stored) // malformed: its digest matches nothing
+		}
+		present[list] = keysetDigest(wrapped)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("verify list keys: %w", err)
+	}
+	for list, k := range lg.keyedLists {
+		if lg.deletedLists[list] || lg.deletedTenants[k.tenant] {
+			continue
+		}
+		switch d, ok := present[list]; {
+		case !ok:
+			add(FindingDeleted, "list_keys", list, fmt.Sprintf("entry %d created the list with its own keyset and no entry deleted it; there is no keyset row", k.at))
+		case d != k.digest:
+			add(FindingAltered, "list_keys", list, fmt.Sprintf("the keyset row is not the one entry %d created the list with", k.at))
+		}
+	}
+	for list := range present {
+		if _, ok := lg.keyedLists[list]; !ok {
+			add(FindingInserted, "list_keys", list, "no entry created the list with this keyset")
+		}
+	}
+	return nil
+}
+
 // replay reads the whole log in order.
 func (v *Vault) replay(ctx context.Context) (*replayed, error) {
 	r := &replayed{principals: map[string]bool{}, keys: map[string]bool{}, revoked: map[string]uint64{}, suspended: map[string]uint64{},
-		frozen: map[string]uint64{}, tokens: map[string]namedToken{}, deletedTokens: map[string]bool{}, deletedLists: map[string]bool{}, deletedTenants: map[string]bool{}, ids: map[string]bool{}}
+		frozen: map[string]uint64{}, tokens: map[string]namedToken{}, deletedTokens: map[string]bool{}, deletedLists: map[string]bool{}, deletedTenants: map[string]bool{}, keyedLists: map[string]keyedList{}, ids: map[string]bool{}}
 	size := v.log.Size()
 	for from := uint64(0); from < size; {
 		es, err := v.log.Entries(ctx, from, 1000)
@@ -302,6 +363,10 @@ func (r *replayed) apply(i uint64, l *audit.Leaf) {
 	case custos.ActionContactDelete:
 		for _, t := range l.Tokens {
 			r.deletedTokens[t] = true
+		}
+	case custos.ActionListCreate:
+		if d, ok := strings.CutPrefix(l.Detail, "keyset "); ok && l.List != "" {
+			r.keyedLists[l.List] = keyedList{at: i, tenant: l.Tenant, digest: d}
 		}
 	case custos.ActionListDelete:
 		r.deletedLists[l.List] = true

@@ -163,7 +163,7 @@ func (d *demoRun) leave(ctx context.Context, admin *client.Client, name, tenant,
 		}
 	}
 	note("receipt %s, fetched by %s's admin and verified offline with the log's public key (receipt.Verify; custos verify-receipt tenant.receipt --log-key log.pub):", st.ID, name)
-	note("  keyset %.19s… destroyed; removed %s; audit entry %d, proven in %s at size %d", st.Keyset, strings.Join(removed, " "), st.Entry, cp.Origin, cp.Size)
+	note("  keyset %.19s… (and its lists' keysets, wrapped under it) destroyed, KEK %s; removed %s; audit entry %d, proven in %s at size %d", st.Keyset, st.KEK, strings.Join(removed, " "), st.Entry, cp.Origin, cp.Size)
 	_, err = admin.ListTokens(ctx, tenant, list, client.PageOptions{Limit: 1})
 	ae, ok := httpError(err)
 	if !ok || ae.Status != http.StatusGone || !strings.Contains(ae.Err.Message, st.ID) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/receipt"
 )
 
@@ -37,6 +38,13 @@ func (m *Main) runVerifyReceipt(ctx context.Context, args []string) error {
 	}
 	if s.Keyset != "" {
 		fmt.Fprintf(m.Stdout, ", keyset %s destroyed", s.Keyset)
+		if s.KEK != "" {
+			fmt.Fprintf(m.Stdout, " (KEK %s)", s.KEK)
+		}
+	} else if s.Scope == custos.DeletionScopeList {
+		// A legacy list: its rows went, its ciphertexts in backups stay
+		// under the tenant's live keys (docs/deletion.md).
+		fmt.Fprintf(m.Stdout, ", no keyset of its own (legacy list: backups stay under the tenant's keys)")
 	}
 	fmt.Fprintf(m.Stdout, "; removed%s; at %s, audit entry %d, in log %s at size %d (root %s), signed by %s\n",
 		what.String(), s.Time.Format("2006-01-02T15:04:05.000Z07:00"), s.Entry, cp.Origin, cp.Size, cp.Root, v.Name())

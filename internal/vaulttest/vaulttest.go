@@ -42,6 +42,9 @@ func Open(t testing.TB, opts vault.Options) *Stack {
 	s.Log = s.OpenLog(t, db.Read, db.Write, db.Queued)
 	opts.Placeholders = db.Placeholders
 	opts.LogSigner, opts.LogVerifier = signer, verifier // deletion receipts
+	if opts.KEK == "" {
+		opts.KEK = keys.KEKVendorLocal // KEK makes a local key file
+	}
 	s.Vault = vault.New(db.Read, db.Write, s.Log, keys.NewKeyring(s.KEK), opts)
 	return s
 }
