@@ -106,6 +106,7 @@ func TestBackupAfterTenantDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clock.Advance(custos.DefaultDeletionGrace + time.Minute)
+	waitLeader(t, f.log)
 	if n, err := f.vault.RunDueDeletions(ctx, f.clock.Now()); err != nil || n != 1 {
 		t.Fatalf("deletion ran %d, %v", n, err)
 	}

@@ -467,11 +467,13 @@ var matrix = []struct {
 			}
 			d, err := w.f.vault.RequestTenantDeletion(w.admin, w.tenant, &custos.DeletionRequest{})
 			ok(t, "the admin scheduling", err)
+			waitLeader(t, w.f.log)
 			if n, err := w.f.vault.RunDueDeletions(context.Background(), d.DueAt.Add(-time.Minute)); err != nil || n != 0 {
 				t.Fatalf("deletions run before the grace period ended: %d, %v", n, err)
 			}
 			_, err = w.f.vault.CancelTenantDeletion(w.admin, w.tenant)
 			ok(t, "an admin cancelling in the grace period", err)
+			waitLeader(t, w.f.log)
 			if n, err := w.f.vault.RunDueDeletions(context.Background(), d.DueAt.Add(time.Hour)); err != nil || n != 0 {
 				t.Fatalf("a cancelled deletion ran: %d, %v", n, err)
 			}
@@ -479,6 +481,7 @@ var matrix = []struct {
 		func(t *testing.T, w *world) {
 			d, err := w.f.vault.RequestTenantDeletion(w.admin, w.tenant, &custos.DeletionRequest{})
 			ok(t, "the admin scheduling", err)
+			waitLeader(t, w.f.log)
 			if n, err := w.f.vault.RunDueDeletions(context.Background(), d.DueAt.Add(time.Second)); err != nil || n != 1 {
 				t.Fatalf("the due deletion: %d, %v", n, err)
 			}
@@ -494,6 +497,7 @@ var matrix = []struct {
 			refused(t, "the requester approving", err)
 			_, err = w.f.vault.ApproveTenantDeletion(w.ivy, w.tenant)
 			refused(t, "security approving", err)
+			waitLeader(t, w.f.log)
 			if n, err := w.f.vault.RunDueDeletions(context.Background(), time.Now().Add(365*24*time.Hour)); err != nil || n != 0 {
 				t.Fatalf("an unapproved deletion ran: %d, %v", n, err)
 			}
@@ -625,4 +629,16 @@ func matrixInDoc(t *testing.T) [][4]string {
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// waitLeader waits until log sequences (queued mode: only the leader runs
+// deletions, and RunDueDeletions on another node returns 0 without error —
+// which would make a "nothing ran" check pass for the wrong reason).
+func waitLeader(t *testing.T, log interface{ IsLeader() bool }) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !log.IsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the log did not become the leader")
+		}
+	}
 }
