@@ -133,6 +133,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	policy := cfg.Detection.Policy
+	if err := policy.Validate(rules, time.Now()); err != nil {
+		return nil, err
+	}
 	configured, err := cfg.Detection.sinks()
 	if err != nil {
 		return nil, err
@@ -217,7 +221,18 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Policy: &policy, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	// The running detection configuration goes into the log before the
+	// detector starts: a change of rules, allowlists or exceptions is on
+	// record, and the detector alerts on a digest that differs from the
+	// last one (detection-config-changed).
+	if _, err := lg.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: detect.ActionConfig, Outcome: audit.OutcomeOK,
+		Digest: policy.Digest(rules), Count: len(policy.Exceptions),
+		Detail: fmt.Sprintf("rules %d, known networks %d, known keys %d, exceptions %d, baseline days %d", len(rules), len(policy.KnownNetworks), len(policy.KnownKeys), len(policy.Exceptions), policy.BaselineDaysOrDefault())}}); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, fmt.Errorf("record the detection configuration: %w", err)
+	}
 	detector.Store(det)
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
 		tamper.Do(func() { go observeTamper(det, err, logger) })

@@ -66,7 +66,7 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	if p.Person, err = v.person(ctx, p.Identity); err != nil {
 		return nil, nil, v.deny(ctx, l, err)
 	}
-	l.Actor, l.ActorKind, l.KeyID, l.Person = p.ID, string(p.Kind), k.ID, p.Person
+	l.Actor, l.ActorKind, l.ActorTenant, l.KeyID, l.Person = p.ID, string(p.Kind), p.TenantID, k.ID, p.Person
 	now := v.now()
 	switch {
 	case k.RevokedAt != nil:
