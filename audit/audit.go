@@ -59,7 +59,7 @@ type Leaf struct {
 	// editor, service) belongs to: detection tells a tenant acting on its
 	// own data from anyone acting on someone else's.
 	ActorTenant string `json:"actor_tenant,omitempty"`
-	KeyID     string `json:"key_id,omitempty"`
+	KeyID       string `json:"key_id,omitempty"`
 	// Person is the actor's person pseudonym (custos.Principal.Person):
 	// several principals of one identity share it.
 	Person    string   `json:"person,omitempty"`

@@ -21,9 +21,9 @@ type Report struct {
 	// FalseMediumPlus counts alerts at medium or above that involve no
 	// attacker (every alert, in a benign period).
 	FalseMediumPlus int
-	// Innocent lists principals a false alert would have suspended or
-	// whose grants it would have ended, and tenants it would have frozen
-	// ("tenant tn_…"), with the rule.
+	// Innocent lists, once each, the principals a false alert would have
+	// suspended or whose grants it would have ended, and the tenants it
+	// would have frozen ("tenant tn_…"), with the first rule.
 	Innocent []string
 	Attacks  []Detection
 }
@@ -59,6 +59,13 @@ func Replay(cfg Config, rules []*detect.Rule, policy *detect.Policy) (*Report, e
 	}
 	rep := &Report{Events: st.Events, Alerts: bt.Alerts(), ByRule: map[string]int{}, Levels: map[string]string{}}
 	medium := slices.Index(detect.Levels, "medium")
+	seen := map[string]bool{}
+	innocent := func(who, rule string) {
+		if !seen[who] {
+			seen[who] = true
+			rep.Innocent = append(rep.Innocent, fmt.Sprintf("%s (%s)", who, rule))
+		}
+	}
 	for _, f := range rep.Alerts {
 		rep.ByRule[f.Rule]++
 		rep.Levels[f.Rule] = f.Level
@@ -73,11 +80,11 @@ func Replay(cfg Config, rules []*detect.Rule, policy *detect.Policy) (*Report, e
 			switch a {
 			case detect.RespondSuspend, detect.RespondEndGrant:
 				for _, p := range f.Principals {
-					rep.Innocent = append(rep.Innocent, fmt.Sprintf("%s (%s, %s)", p, a, f.Rule))
+					innocent(p, f.Rule)
 				}
 			case detect.RespondFreeze:
 				for _, t := range f.Tenants {
-					rep.Innocent = append(rep.Innocent, fmt.Sprintf("tenant %s (%s, %s)", t, a, f.Rule))
+					innocent("tenant "+t, f.Rule)
 				}
 			}
 		}
@@ -85,7 +92,7 @@ func Replay(cfg Config, rules []*detect.Rule, policy *detect.Policy) (*Report, e
 	for _, a := range st.Attacks {
 		d := Detection{Attack: a}
 		for _, f := range rep.Alerts {
-			if slices.Index(detect.Levels, f.Level) < medium || !slices.ContainsFunc(f.Principals, func(p string) bool { return slices.Contains(a.Principals, p) }) {
+			if f.First.Before(a.Start) || slices.Index(detect.Levels, f.Level) < medium || !slices.ContainsFunc(f.Principals, func(p string) bool { return slices.Contains(a.Principals, p) }) {
 				continue
 			}
 			if !d.Detected {
@@ -100,7 +107,7 @@ func Replay(cfg Config, rules []*detect.Rule, policy *detect.Policy) (*Report, e
 
 // Write prints the report as Markdown tables.
 func (r *Report) Write(w io.Writer) {
-	fmt.Fprintf(w, "events: %d; false alerts at medium or above: %d (%.2f per million); innocent contained: %d\n\n", r.Events, r.FalseMediumPlus, r.PerMillion(), len(r.Innocent))
+	fmt.Fprintf(w, "events: %d; false alerts at medium or above: %d (%.2f per million); innocent principals and tenants contained: %d\n\n", r.Events, r.FalseMediumPlus, r.PerMillion(), len(r.Innocent))
 	rules := make([]string, 0, len(r.ByRule))
 	for k := range r.ByRule {
 		rules = append(rules, k)
