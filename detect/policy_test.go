@@ -1,6 +1,7 @@
 package detect_test
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -183,4 +184,35 @@ func TestKnownNetworkIsPerKind(t *testing.T) {
 	if got := policyRun(t, nil, office); !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "network-sweeps-tenants ") }) {
 		t.Fatalf("without the policy: %v, want network-sweeps-tenants", got)
 	}
+}
+
+// FuzzPolicy: any detection policy custos.json can hold is validated
+// without panicking, and one that validates is applied to an event
+// without panicking.
+func FuzzPolicy(f *testing.F) {
+	f.Add([]byte(`{"known_networks":[{"cidr":"10.20.0.0/16","name":"p","kinds":["service","staff"]}],"baseline_days":7}`))
+	f.Add([]byte(`{"exceptions":[{"rule":"key-new-network","actor":"` + etl + `","owner":"` + sec + `","expires":"2026-11-24T00:00:00Z","reason":"r"}]}`))
+	f.Add([]byte(`{"exceptions":[{"rule":"key-new-network","network":"::/0","owner":"` + sec + `","expires":"2026-11-24T00:00:00Z","reason":"r"}]}`))
+	f.Add([]byte(`{"known_keys":[{"key":"ky_x","name":""}],"baseline_days":-1}`))
+	rules, err := detect.DefaultRules()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p detect.Policy
+		if json.Unmarshal(b, &p) != nil {
+			return
+		}
+		if p.Validate(rules, t0) != nil {
+			return
+		}
+		en := detect.NewEngine(rules)
+		en.SetPolicy(&p)
+		for i, l := range []audit.Leaf{svcRead(0, "10.20.0.5"), svcRead(time.Hour, "2001:db8::1"), svcRead(100*24*time.Hour, "")} {
+			if _, err := en.Evaluate(&detect.Event{Index: uint64(i), Leaf: l}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = p.Digest(rules)
+	})
 }

@@ -17,9 +17,10 @@
 // and the vendor's support desk: engineers in three 8-hour shifts from
 // the vendor's office network, each working one ticket at a time (40 to
 // 120 minutes on one tenant, under a grant the tenant approved): masked
-// pages and, on a few tickets, one or two reveals. On day 3 a new engineer
-// joins (enrolls, first reads); on day 4 the pipeline moves to a new
-// network range (both ranges are in the vendor's policy).
+// pages and, on a few tickets, one or two reveals. Three sevenths into the
+// period a new engineer joins (enrolls, first reads); four sevenths in the
+// pipeline moves to a new network range (both ranges are in the vendor's
+// policy). Warm-up days of the same world come first, as history.
 //
 // Events are generated hour by hour and emitted in time order with
 // increasing indexes, so a week streams in bounded memory.
