@@ -73,6 +73,10 @@ type Event struct {
 	// StaffNetwork: a staff data read came from this network within the
 	// previous hour (this entry's own included).
 	StaffNetwork bool
+	// NetworkStaff is how many staff people (persons) read data from
+	// this network within the previous 30 days, this entry's included: an
+	// office is shared, an insider's own machine is not.
+	NetworkStaff int
 	// The principal's daily volume from this tenant (data reads, rows):
 	// today's, this entry included, and the 95th percentile and number
 	// of its previous active days within the policy's baseline window.
@@ -232,6 +236,9 @@ type State struct {
 	Owners  map[string]string `json:"owners,omitempty"`
 	// StaffNets is when staff last read data from each network (ms).
 	StaffNets map[string]int64 `json:"staff_nets,omitempty"`
+	// NetPersons is, per network, when each staff person last read data
+	// from it (ms); at most maxNetPersons persons per network are kept.
+	NetPersons map[string]map[string]int64 `json:"net_persons,omitempty"`
 
 	// Sends through the relay (contact.send, ok).
 	SendLists map[string]*SendLists   `json:"send_lists,omitempty"` // key → lists it sent to
@@ -271,6 +278,33 @@ const (
 )
 
 const baselineSpan = 30 * 24 * time.Hour
+
+// maxNetPersons bounds the staff persons remembered per network: enough
+// to tell a shared office from one person's machine.
+const maxNetPersons = 8
+
+// seeStaff records that person read data from network at now.
+func (s *State) seeStaff(network, person string, now int64) {
+	if s.NetPersons == nil {
+		s.NetPersons = map[string]map[string]int64{}
+	}
+	ps := s.NetPersons[network]
+	if ps == nil {
+		ps = map[string]int64{}
+		s.NetPersons[network] = ps
+	}
+	if _, ok := ps[person]; !ok && len(ps) >= maxNetPersons {
+		// Full: the person seen longest ago makes room.
+		old, oldT := "", int64(math.MaxInt64)
+		for p, t := range ps {
+			if t < oldT || (t == oldT && p < old) {
+				old, oldT = p, t
+			}
+		}
+		delete(ps, old)
+	}
+	ps[person] = now
+}
 
 // staffNetSpan is how long a network stays a staff network
 // (staff_network) after a staff data read from it.
@@ -323,6 +357,12 @@ func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 			now := l.Time.UnixMilli()
 			if custos.Kind(l.ActorKind).Staff() {
 				s.StaffNets[e.Network] = now
+				s.seeStaff(e.Network, e.person(), now)
+			}
+			for _, t := range s.NetPersons[e.Network] {
+				if now-t < baselineSpan.Milliseconds() {
+					e.NetworkStaff++
+				}
 			}
 			if t, ok := s.StaffNets[e.Network]; ok && now-t < staffNetSpan.Milliseconds() {
 				e.StaffNetwork = true
@@ -792,6 +832,16 @@ func (s *State) prune() {
 	for k, t := range s.StaffNets {
 		if t < s.Last-staffNetSpan.Milliseconds() {
 			delete(s.StaffNets, k)
+		}
+	}
+	for n, ps := range s.NetPersons {
+		for p, t := range ps {
+			if t < s.Last-baselineSpan.Milliseconds() {
+				delete(ps, p)
+			}
+		}
+		if len(ps) == 0 {
+			delete(s.NetPersons, n)
 		}
 	}
 	for k, hist := range s.Daily {

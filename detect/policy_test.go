@@ -180,9 +180,15 @@ func TestKnownNetworkIsPerKind(t *testing.T) {
 	if got := policyRun(t, p, office); slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "network-sweeps-tenants ") }) {
 		t.Fatalf("three engineers in the office: %v", got)
 	}
-	// Without the office in the policy, the same is a sweep.
-	if got := policyRun(t, nil, office); !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "network-sweeps-tenants ") }) {
-		t.Fatalf("without the policy: %v, want network-sweeps-tenants", got)
+	// Without the office in the policy, three people on one network are
+	// learned as a shared office: quiet too. One person reading three
+	// tenants from a machine of their own is a sweep.
+	if got := policyRun(t, nil, office); slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "network-sweeps-tenants ") }) {
+		t.Fatalf("three engineers on one network, no policy: %v", got)
+	}
+	alone := []audit.Leaf{staffRead(0, "tn_a", "203.0.113.7"), staffRead(time.Minute, "tn_b", "203.0.113.7"), staffRead(2*time.Minute, "tn_c", "203.0.113.7")}
+	if got := policyRun(t, nil, alone); !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "network-sweeps-tenants ") }) {
+		t.Fatalf("one engineer, three tenants, own machine: %v, want network-sweeps-tenants", got)
 	}
 }
 

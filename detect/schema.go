@@ -70,6 +70,7 @@ type celEvent struct {
 	BaselineP95     float64       `cel:"baseline_p95"`
 	BaselineDays    int64         `cel:"baseline_days"`
 	StaffNetwork    bool          `cel:"staff_network"`
+	NetworkStaff    int64         `cel:"network_staff"`
 }
 
 // celEventType is celEvent's name in CEL (ext.NativeTypes names a Go type
@@ -116,7 +117,7 @@ func (e *Event) celEvent() *celEvent {
 		NewList: e.NewList, TemplateTenants: int64(e.TemplateTenants), TemplateFirst: e.TemplateFirst,
 		SendHour: int64(e.SendHour), SendMean: e.SendMean, SendN: int64(e.SendN),
 		ActorTenant: l.ActorTenant, OwnTenant: e.OwnTenant, KnownNetwork: e.KnownNetwork, KnownKey: e.KnownKey,
-		DayRows: int64(e.DayRows), BaselineP95: e.BaselineP95, BaselineDays: int64(e.BaselineDays), StaffNetwork: e.StaffNetwork,
+		DayRows: int64(e.DayRows), BaselineP95: e.BaselineP95, BaselineDays: int64(e.BaselineDays), StaffNetwork: e.StaffNetwork, NetworkStaff: int64(e.NetworkStaff),
 	}
 }
 
