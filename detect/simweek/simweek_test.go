@@ -24,7 +24,7 @@ func defaultRules(t *testing.T) []*detect.Rule {
 func weekConfig(attacks bool) simweek.Config {
 	c := simweek.Config{Seed: 2022, Tenants: 120, Days: 2, Engineers: 6, Incident: attacks, Slow: attacks}
 	if os.Getenv("CUSTOS_SIMWEEK") == "full" {
-		c.Tenants, c.Days, c.Engineers = 300, 7, 12
+		c.Tenants, c.Days, c.Engineers = 520, 7, 12
 	}
 	return c
 }
