@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -186,6 +189,40 @@ func (p *Policy) Digest(rules []*Rule) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// DefaultDigest is the digest of the default pack with an empty policy:
+// the configuration a deployment runs until a detection.config entry says
+// otherwise. Starts with it record nothing.
+var DefaultDigest = sync.OnceValue(func() string {
+	rules, err := DefaultRules()
+	if err != nil {
+		return ""
+	}
+	return (&Policy{}).Digest(rules)
+})
+
+// LastDigest returns the digest of the detection configuration the
+// detector last saw recorded (cursor name "default"), or [DefaultDigest]
+// if none: what a start compares its own with before recording it.
+func LastDigest(ctx context.Context, db *sql.DB) (string, error) {
+	var state string
+	err := db.QueryRowContext(ctx, `SELECT state FROM detector_state WHERE name = 'default'`).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return DefaultDigest(), nil
+	} else if err != nil {
+		return "", fmt.Errorf("read the detector's state: %w", err)
+	}
+	var st struct {
+		Config string `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(state), &st); err != nil {
+		return "", fmt.Errorf("read the detector's state: %w", err)
+	}
+	if st.Config == "" {
+		return DefaultDigest(), nil
+	}
+	return st.Config, nil
+}
+
 func correlationText(c *Correlation) string {
 	if c == nil {
 		return ""
@@ -325,9 +362,13 @@ func (en *Engine) policyHits(ev *Event) []Hit {
 	s := en.State
 	var hits []Hit
 	if l.Actor == "system" && l.Action == ActionConfig && l.Digest != "" {
-		if s.Config != "" && s.Config != l.Digest {
+		prev := s.Config
+		if prev == "" {
+			prev = DefaultDigest() // nothing recorded: the default pack ran
+		}
+		if prev != l.Digest {
 			hits = append(hits, en.policyHit(RuleConfigChanged, "system", ev, nil,
-				fmt.Sprintf("detection configuration %s replaced %s", short(l.Digest), short(s.Config))))
+				fmt.Sprintf("detection configuration %s replaced %s", short(l.Digest), short(prev))))
 		}
 		s.Config = l.Digest
 	}

@@ -137,12 +137,17 @@ func TestConfigChangeAlerts(t *testing.T) {
 	cfg := func(at time.Duration, digest string) audit.Leaf {
 		return audit.Leaf{Time: t0.Add(at), Actor: "system", Action: detect.ActionConfig, Outcome: "ok", Digest: digest}
 	}
-	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
-	if got := policyRun(t, nil, []audit.Leaf{cfg(0, a), cfg(time.Hour, a)}); len(got) != 0 {
-		t.Fatalf("same configuration twice: %v", got)
+	def, a := detect.DefaultDigest(), strings.Repeat("a", 64)
+	if got := policyRun(t, nil, []audit.Leaf{cfg(0, def), cfg(time.Hour, def)}); len(got) != 0 {
+		t.Fatalf("the default configuration twice: %v", got)
 	}
-	if got := policyRun(t, nil, []audit.Leaf{cfg(0, a), cfg(time.Hour, b)}); !slices.Equal(got, []string{"detection-config-changed "}) {
-		t.Fatalf("changed configuration: %v", got)
+	// Nothing recorded means the default ran: a first record of another
+	// configuration is a change; the same one again is not.
+	if got := policyRun(t, nil, []audit.Leaf{cfg(0, a), cfg(time.Hour, a)}); !slices.Equal(got, []string{"detection-config-changed "}) {
+		t.Fatalf("a configuration other than the default, twice: %v", got)
+	}
+	if got := policyRun(t, nil, []audit.Leaf{cfg(0, def), cfg(time.Hour, a), cfg(2*time.Hour, def)}); len(got) != 2 {
+		t.Fatalf("default, changed, back: %v, want two alerts", got)
 	}
 }
 

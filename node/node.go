@@ -222,16 +222,23 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Policy: &policy, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
-	// The running detection configuration goes into the log before the
-	// detector starts: a change of rules, allowlists or exceptions is on
-	// record, and the detector alerts on a digest that differs from the
-	// last one (detection-config-changed).
-	if _, err := lg.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: detect.ActionConfig, Outcome: audit.OutcomeOK,
-		Digest: policy.Digest(rules), Count: len(policy.Exceptions),
-		Detail: fmt.Sprintf("rules %d, known networks %d, known keys %d, exceptions %d, baseline days %d", len(rules), len(policy.KnownNetworks), len(policy.KnownKeys), len(policy.Exceptions), policy.BaselineDaysOrDefault())}}); err != nil {
-		lg.Close()
-		closeDB()
-		return nil, fmt.Errorf("record the detection configuration: %w", err)
+	// A detection configuration that differs from the last one recorded
+	// (the default pack with an empty policy, until one is) goes into the
+	// log before the detector starts: a change of rules, allowlists or
+	// exceptions is on record, and the detector alerts on it
+	// (detection-config-changed).
+	if digest := policy.Digest(rules); true {
+		last, err := detect.LastDigest(ctx, db.Read)
+		if err == nil && last != digest {
+			_, err = lg.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: detect.ActionConfig, Outcome: audit.OutcomeOK,
+				Digest: digest, Count: len(policy.Exceptions),
+				Detail: fmt.Sprintf("rules %d, known networks %d, known keys %d, exceptions %d, baseline days %d", len(rules), len(policy.KnownNetworks), len(policy.KnownKeys), len(policy.Exceptions), policy.BaselineDaysOrDefault())}})
+		}
+		if err != nil {
+			lg.Close()
+			closeDB()
+			return nil, fmt.Errorf("record the detection configuration: %w", err)
+		}
 	}
 	detector.Store(det)
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed

@@ -61,20 +61,28 @@ func TestDetectionConfigOnRecord(t *testing.T) {
 		}
 		return digests, changed
 	}
-	// node.Init opened the node once already.
-	d0, c := start(cfg)
-	if len(d0) < 1 || len(d0[0]) != 64 || c != 0 {
-		t.Fatalf("first start: digests %v, %d change alerts; want a digest, no alert", d0, c)
-	}
-	k := len(d0)
-	if d, c := start(cfg); len(d) != k+1 || d[k] != d[k-1] || c != 0 {
-		t.Fatalf("same configuration: digests %v, %d change alerts; want the same digest again, no alert", d, c)
+	// The default configuration is what runs until one is recorded:
+	// starts with it record nothing.
+	if d, c := start(cfg); len(d) != 0 || c != 0 {
+		t.Fatalf("default configuration: digests %v, %d change alerts; want none", d, c)
 	}
 	cfg.Detection.Exceptions = []detect.Exception{{Rule: "key-new-network", Actor: custos.NewID(custos.PrefixPrincipal),
 		Owner: custos.NewID(custos.PrefixPrincipal), Expires: time.Now().Add(24 * time.Hour), Reason: "the sync job moves hosts"}}
-	if d, c := start(cfg); len(d) != k+2 || d[k+1] == d[k] || c != 1 {
-		t.Fatalf("an exception added: digests %v, %d change alerts; want a new digest and one alert", d, c)
+	d1, c := start(cfg)
+	if len(d1) != 1 || len(d1[0]) != 64 || c != 1 {
+		t.Fatalf("an exception added: digests %v, %d change alerts; want one digest and one alert", d1, c)
 	}
+	if d, c := start(cfg); len(d) != 1 || c != 1 {
+		t.Fatalf("the same configuration again: digests %v, %d change alerts; want nothing new", d, c)
+	}
+	// Back to the default: a change too, recorded (the alert of this hour
+	// gathers it as evidence).
+	exceptions := cfg.Detection.Exceptions
+	cfg.Detection.Exceptions = nil
+	if d, c := start(cfg); len(d) != 2 || d[1] != detect.DefaultDigest() || c != 1 {
+		t.Fatalf("back to the default: digests %v, %d change alerts; want the default's digest recorded", d, c)
+	}
+	cfg.Detection.Exceptions = exceptions
 	cfg.Detection.Exceptions[0].Owner = ""
 	if _, err := node.Open(ctx, cfg, node.Options{}); err == nil || !strings.Contains(err.Error(), "detection.exceptions[0].owner is required") {
 		t.Fatalf("an exception without an owner: %v", err)
