@@ -369,7 +369,10 @@ func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 			}
 		}
 	}
-	if l.KeyID != "" && e.Network != "" {
+	// A key's networks start with its first use, not with its
+	// enrollment: whoever sets a service up enrolls its key from their
+	// own desk, and the service then runs where it runs.
+	if l.KeyID != "" && e.Network != "" && l.Action != "principal.enroll" {
 		seen := s.Networks[l.KeyID]
 		if !slices.Contains(seen, e.Network) {
 			e.NewNetwork = len(seen) > 0

@@ -34,15 +34,24 @@ func count(t *testing.T, w *world, query string, args ...any) int {
 // TestPipeline200Tenants is issue 19's acceptance scenario through the
 // live detector over a real vault: 200 tenants, one service principal
 // and key each, all reading their tenant's tokens from the vendor's one
-// pipeline network (named in the policy). No alert, no containment. Then
+// pipeline network (named in the policy, and again without a policy: the
+// new user's first day). No alert, no containment. Then
 // an engineer reads data from a host of that network and the services
 // keep reading: that is a sweep, and it is contained — the pipeline's
 // allowlisting does not blind the rule to an insider on it.
 func TestPipeline200Tenants(t *testing.T) {
+	for _, policy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("policy=%v", policy), func(t *testing.T) { pipeline200(t, policy) })
+	}
+}
+
+func pipeline200(t *testing.T, policy bool) {
 	w := newWorld(t)
 	rules := defaultRules(t)
 	d := w.detector(rules)
-	d.Policy = pipelinePolicy(t, rules)
+	if policy {
+		d.Policy = pipelinePolicy(t, rules)
+	}
 	type svc struct {
 		f      *tenantFix
 		secret string
