@@ -42,6 +42,18 @@ type Policy struct {
 	// BaselineDays is the trailing window of the per-principal, per-tenant
 	// daily volume baseline (default 14, at most 30).
 	BaselineDays int `json:"baseline_days,omitempty"`
+
+	owners map[string]string // exception owner → its person, from the database ([Policy.SetOwner])
+}
+
+// SetOwner tells the policy the person of an exception owner (looked up
+// when the node starts), so that an exception never silences a principal
+// of its owner's person even before the owner acts.
+func (p *Policy) SetOwner(owner, person string) {
+	if p.owners == nil {
+		p.owners = map[string]string{}
+	}
+	p.owners[owner] = person
 }
 
 // KnownNetwork is a range the vendor runs, known for the kinds listed.
@@ -344,6 +356,9 @@ func (en *Engine) exception(r *Rule, ev *Event) (x *Exception, self bool) {
 			continue
 		}
 		if x.Owner == l.Actor {
+			return x, true
+		}
+		if op := p.owners[x.Owner]; op != "" && op == l.Person {
 			return x, true
 		}
 		if op := en.State.Owners[x.Owner]; op != "" && op == l.Person {

@@ -123,6 +123,13 @@ func TestExceptionNeverSilencesItsOwner(t *testing.T) {
 	if !slices.Contains(got, "exception-self "+sec) || !slices.Contains(got, "key-new-network "+etl) {
 		t.Fatalf("alerts %v, want exception-self naming the owner and key-new-network (not silenced)", got)
 	}
+	// The owner's person known from the database at start (node.Open
+	// looks it up), before the owner ever acts: the same.
+	p.SetOwner(sec, "pe_team")
+	if got := policyRun(t, p, []audit.Leaf{svcRead(time.Minute, "10.20.0.5"), svcRead(time.Hour, "10.99.0.5")}); !slices.Contains(got, "exception-self "+sec) {
+		t.Fatalf("owner's person known at start: %v, want exception-self", got)
+	}
+	p.SetOwner(sec, "pe_someone_else")
 	// Another person's principal is silenced as intended.
 	owner.Person = "pe_someone_else"
 	if got := policyRun(t, p, []audit.Leaf{owner, svcRead(time.Minute, "10.20.0.5"), svcRead(time.Hour, "10.99.0.5")}); len(got) != 0 {

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/keys"
@@ -215,6 +216,14 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	} else if n > 0 {
 		logger.Info("sealed rows that predate row MACs", "rows", n)
 	}
+	// Every exception's owner is a principal; the detector learns its
+	// person now, and an exception that would silence a principal of its
+	// owner's own person stops the start.
+	if err := checkOwners(ctx, v, &policy); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
 	canaries, err := v.CanaryIndex(ctx)
 	if err != nil {
 		lg.Close()
@@ -341,6 +350,29 @@ func OpenDB(ctx context.Context, cfg Config) (*store.DB, error) {
 }
 
 // loadRules loads the rule files in dir, or the default pack.
+// checkOwners looks up each exception's owner (and the principal it
+// silences, if it names one) and gives the policy the owner's person.
+func checkOwners(ctx context.Context, v *vault.Vault, policy *detect.Policy) error {
+	var errs []error
+	for i, x := range policy.Exceptions {
+		_, person, err := v.PrincipalPerson(ctx, x.Owner)
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			errs = append(errs, fmt.Errorf("detection.exceptions[%d].owner: there is no principal %s", i, x.Owner))
+			continue
+		} else if err != nil {
+			return fmt.Errorf("detection.exceptions[%d].owner: %w", i, err)
+		}
+		policy.SetOwner(x.Owner, person)
+		if x.Actor == "" {
+			continue
+		}
+		if _, ap, err := v.PrincipalPerson(ctx, x.Actor); err == nil && ap == person {
+			errs = append(errs, fmt.Errorf("detection.exceptions[%d]: its owner %s and the principal it silences, %s, are the same person; an exception never silences its owner", i, x.Owner, x.Actor))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func loadRules(dir string) ([]*detect.Rule, error) {
 	if dir == "" {
 		return detect.DefaultRules()

@@ -66,8 +66,14 @@ func TestDetectionConfigOnRecord(t *testing.T) {
 	if d, c := start(cfg); len(d) != 0 || c != 0 {
 		t.Fatalf("default configuration: digests %v, %d change alerts; want none", d, c)
 	}
+	// An owner that is no principal stops the start.
+	op := operatorID(t, cfg)
 	cfg.Detection.Exceptions = []detect.Exception{{Rule: "key-new-network", Actor: custos.NewID(custos.PrefixPrincipal),
 		Owner: custos.NewID(custos.PrefixPrincipal), Expires: time.Now().Add(24 * time.Hour), Reason: "the sync job moves hosts"}}
+	if _, err := node.Open(ctx, cfg, node.Options{}); err == nil || !strings.Contains(err.Error(), "detection.exceptions[0].owner: there is no principal") {
+		t.Fatalf("an exception owned by nobody: %v", err)
+	}
+	cfg.Detection.Exceptions[0].Owner = op
 	d1, c := start(cfg)
 	if len(d1) != 1 || len(d1[0]) != 64 || c != 1 {
 		t.Fatalf("an exception added: digests %v, %d change alerts; want one digest and one alert", d1, c)
@@ -87,6 +93,21 @@ func TestDetectionConfigOnRecord(t *testing.T) {
 	if _, err := node.Open(ctx, cfg, node.Options{}); err == nil || !strings.Contains(err.Error(), "detection.exceptions[0].owner is required") {
 		t.Fatalf("an exception without an owner: %v", err)
 	}
+}
+
+// operatorID returns the id of the operator node.Init bootstrapped.
+func operatorID(t *testing.T, cfg node.Config) string {
+	t.Helper()
+	n, err := node.Open(context.Background(), cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	var id string
+	if err := n.DB.Read.QueryRow(`SELECT id FROM principals WHERE kind = 'operator'`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // TestPolicyConfigIsStrict: the policy's keys in custos.json are read as

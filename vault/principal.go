@@ -342,3 +342,20 @@ func (v *Vault) scanKeys(ctx context.Context, principalID string) ([]*custos.API
 	}
 	return out, nil
 }
+
+// PrincipalPerson returns a principal's kind and person pseudonym, for
+// the node's start: detection exceptions name their owner, and the
+// detector must know the owner's person to never let an exception
+// silence it. It reads no personal data and is not an audited access
+// (like [Vault.CanaryIndex]); ENOTFOUND if there is no such principal.
+func (v *Vault) PrincipalPerson(ctx context.Context, id string) (custos.Kind, string, error) {
+	p, err := v.findPrincipal(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	person, err := v.person(ctx, p.Identity)
+	if err != nil {
+		return "", "", err
+	}
+	return p.Kind, person, nil
+}
