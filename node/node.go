@@ -13,6 +13,7 @@ package node
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -236,18 +237,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	// log before the detector starts: a change of rules, allowlists or
 	// exceptions is on record, and the detector alerts on it
 	// (detection-config-changed).
-	if digest := policy.Digest(rules); true {
-		last, err := detect.LastDigest(ctx, db.Read)
-		if err == nil && last != digest {
-			_, err = lg.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: detect.ActionConfig, Outcome: audit.OutcomeOK,
-				Digest: digest, Count: len(policy.Exceptions),
-				Detail: fmt.Sprintf("rules %d, known networks %d, known keys %d, exceptions %d, baseline days %d", len(rules), len(policy.KnownNetworks), len(policy.KnownKeys), len(policy.Exceptions), policy.BaselineDaysOrDefault())}})
-		}
-		if err != nil {
-			lg.Close()
-			closeDB()
-			return nil, fmt.Errorf("record the detection configuration: %w", err)
-		}
+	if err := recordDetectionConfig(ctx, lg, db.Read, rules, &policy); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
 	}
 	detector.Store(det)
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
@@ -350,6 +343,27 @@ func OpenDB(ctx context.Context, cfg Config) (*store.DB, error) {
 }
 
 // loadRules loads the rule files in dir, or the default pack.
+// recordDetectionConfig appends a detection.config system entry with the
+// digest of the running rules and policy, if it differs from the last one
+// the detector saw recorded.
+func recordDetectionConfig(ctx context.Context, lg *audit.Log, read *sql.DB, rules []*detect.Rule, policy *detect.Policy) error {
+	digest := policy.Digest(rules)
+	last, err := detect.LastDigest(ctx, read)
+	if err != nil {
+		return fmt.Errorf("record the detection configuration: %w", err)
+	}
+	if last == digest {
+		return nil
+	}
+	detail := fmt.Sprintf("rules %d, known networks %d, known keys %d, exceptions %d, baseline days %d",
+		len(rules), len(policy.KnownNetworks), len(policy.KnownKeys), len(policy.Exceptions), policy.BaselineDaysOrDefault())
+	if _, err := lg.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: detect.ActionConfig, Outcome: audit.OutcomeOK,
+		Digest: digest, Count: len(policy.Exceptions), Detail: detail}}); err != nil {
+		return fmt.Errorf("record the detection configuration: %w", err)
+	}
+	return nil
+}
+
 // checkOwners looks up each exception's owner (and the principal it
 // silences, if it names one) and gives the policy the owner's person.
 func checkOwners(ctx context.Context, v *vault.Vault, policy *detect.Policy) error {
