@@ -349,7 +349,12 @@ func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 		k := l.Actor + "|" + l.Tenant
 		e.FirstPair = !s.Pairs[k]
 		s.Pairs[k] = true
-		s.enrichDaily(e, k, p.baselineDays())
+		if l.ActorKind == string(custos.KindService) {
+			// Services only: the state is saved every second, and a
+			// baseline per staff member and tenant would grow with every
+			// ticket.
+			s.enrichDaily(e, k, p.baselineDays())
+		}
 		if e.Network != "" {
 			if s.StaffNets == nil {
 				s.StaffNets = map[string]int64{}
