@@ -181,8 +181,7 @@ func (p *Policy) Validate(rules []*Rule, now time.Time) error {
 			bad("%s.reason is required", at)
 		}
 	}
-	switch {
-	case p.BaselineDays < 0 || p.BaselineDays > 30:
+	if p.BaselineDays < 0 || p.BaselineDays > 30 {
 		bad("detection.baseline_days must be between 1 and 30, not %d", p.BaselineDays)
 	}
 	return errors.Join(errs...)
