@@ -55,7 +55,11 @@ type Leaf struct {
 	// principal did proves it omits nothing by covering the sequence.
 	ActorSeq  uint64 `json:"actor_seq,omitempty"`
 	ActorKind string `json:"actor_kind,omitempty"`
-	KeyID     string `json:"key_id,omitempty"`
+	// ActorTenant is the tenant a tenant-bound actor (tenant admin,
+	// editor, service) belongs to: detection tells a tenant acting on its
+	// own data from anyone acting on someone else's.
+	ActorTenant string `json:"actor_tenant,omitempty"`
+	KeyID       string `json:"key_id,omitempty"`
 	// Person is the actor's person pseudonym (custos.Principal.Person):
 	// several principals of one identity share it.
 	Person    string   `json:"person,omitempty"`

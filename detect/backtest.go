@@ -68,6 +68,10 @@ func NewBacktest(rules []*Rule, isCanary func(string) bool) *Backtest {
 	return &Backtest{engine: en, alerts: map[string]*Fired{}}
 }
 
+// SetPolicy applies the vendor's allowlists, exceptions and baseline
+// window, as the live detector does.
+func (b *Backtest) SetPolicy(p *Policy) { b.engine.SetPolicy(p) }
+
 // pruneEvery is how many events pass between prunes of the engine's
 // state, which bounds its memory on a long replay. Pruning changes no
 // decision ([State.prune]); the live detector prunes at every save.

@@ -173,13 +173,14 @@ func TestBacktestReproducesLiveAlerts(t *testing.T) {
 // so the scenario is one that contains.
 func TestBacktestContainsNobody(t *testing.T) {
 	w := newWorld(t)
-	a, b, c := w.tenant("Acme", 3), w.tenant("Bolt", 3), w.tenant("Core", 3)
+	a, b, c, d := w.tenant("Acme", 3), w.tenant("Bolt", 3), w.tenant("Core", 3), w.tenant("Dyna", 3)
 	sam, samSecret := w.principal(custos.KindStaffSupport, "", "sam")
 	w.grant(a, sam)
 	w.grant(b, sam)
 	w.grant(c, sam)
+	w.grant(d, sam)
 	samCtx := w.as(samSecret, "203.0.113.50")
-	for _, f := range []*tenantFix{a, b, c} {
+	for _, f := range []*tenantFix{a, b, c, d} {
 		if _, err := w.vault.SupportContacts(samCtx, f.id, f.list, "", 50); err != nil {
 			t.Fatal(err)
 		}
@@ -223,9 +224,9 @@ func TestBacktestContainsNobody(t *testing.T) {
 }
 
 // TestBacktestTakesItsClockFromEvents: windows open and close on the
-// entries' own times, never the wall clock. One engineer reads three
+// entries' own times, never the wall clock. One engineer reads four
 // tenants over two hours (outside the one-hour window: quiet), another
-// within twenty minutes (fires). Replayed as of 2001, 2026 and 2031, the
+// within twenty-five minutes (fires). Replayed as of 2001, 2026 and 2031, the
 // same alert comes out, with the same evidence, timed at its entry.
 func TestBacktestTakesItsClockFromEvents(t *testing.T) {
 	rules := defaultRules(t)
@@ -243,9 +244,11 @@ func TestBacktestTakesItsClockFromEvents(t *testing.T) {
 			line(1, 0, "slow", "a")
 			line(2, 10*time.Minute, "slow", "b")
 			line(3, 2*time.Hour, "slow", "c")
-			line(4, 3*time.Hour, "fast", "a")
-			line(5, 3*time.Hour+10*time.Minute, "fast", "b")
-			line(6, 3*time.Hour+20*time.Minute, "fast", "c")
+			line(4, 2*time.Hour+5*time.Minute, "slow", "d")
+			line(5, 3*time.Hour, "fast", "a")
+			line(6, 3*time.Hour+10*time.Minute, "fast", "b")
+			line(7, 3*time.Hour+20*time.Minute, "fast", "c")
+			line(8, 3*time.Hour+25*time.Minute, "fast", "d")
 			bt := detect.NewBacktest(rules, nil)
 			if err := detect.ReadEvents(strings.NewReader(buf.String()), bt.Add); err != nil {
 				t.Fatal(err)
@@ -256,7 +259,7 @@ func TestBacktestTakesItsClockFromEvents(t *testing.T) {
 					got = append(got, fmt.Sprintf("%s %v %s", sortedJoin(f.Principals), f.Evidence, f.First.Sub(base)))
 				}
 			}
-			want := []string{"pr_fast [4 5 6] 3h20m0s"}
+			want := []string{"pr_fast [5 6 7 8] 3h25m0s"}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("staff-many-tenants (-want +got):\n%s", diff)
 			}

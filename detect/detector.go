@@ -34,10 +34,13 @@ type Canaries interface {
 // (their times, not the clock), so replaying after a crash decides the
 // same.
 type Detector struct {
-	Log      *audit.Log
-	Read     *sql.DB
-	Write    *sql.DB // bookkeeping: the cursor when nothing fired
-	Rules    []*Rule
+	Log   *audit.Log
+	Read  *sql.DB
+	Write *sql.DB // bookkeeping: the cursor when nothing fired
+	Rules []*Rule
+	// Policy is the vendor's allowlists, exceptions and baseline window
+	// (custos.json "detection"), validated against Rules; nil: none.
+	Policy   *Policy
 	Canaries Canaries
 	// Rows MACs the cursor row and the rows containment changes
 	// (vault.Rows); nil only in tests that run the detector alone.
@@ -165,6 +168,7 @@ func (d *Detector) load(ctx context.Context) error {
 		d.forged = false
 	}
 	en := NewEngine(d.Rules)
+	en.SetPolicy(d.Policy)
 	if state != "{}" {
 		st := newState()
 		if err := json.Unmarshal([]byte(state), st); err != nil {

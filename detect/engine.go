@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 )
 
@@ -64,6 +65,39 @@ type Event struct {
 	SendHour        int     // the key's ok sends in this clock hour, this one included
 	SendMean        float64 // the key's mean sends per active hour over the previous 7 days
 	SendN           int     // how many active hours that mean is over
+
+	// Who is who, and what the policy knows:
+	OwnTenant    bool // a tenant-bound actor (admin, editor, service) acting on its own tenant
+	KnownNetwork bool // the source is in a range the policy knows for the actor's kind
+	KnownKey     bool // the key is one the policy vouches for
+	// StaffNetwork: a staff data read came from this network within the
+	// previous hour (this entry's own included).
+	StaffNetwork bool
+	// NetworkStaff is how many staff people (persons) read data from
+	// this network within the previous 30 days, this entry's included: an
+	// office is shared, an insider's own machine is not.
+	NetworkStaff int
+	// The principal's daily volume from this tenant (data reads, rows):
+	// today's, this entry included, and the 95th percentile and number
+	// of its previous active days within the policy's baseline window.
+	DayRows      int
+	BaselineP95  float64
+	BaselineDays int
+}
+
+// ownTenant reports whether a tenant-bound actor acts on its own tenant.
+// Entries from before actor_tenant was recorded fall back on what
+// authorization guarantees: an allowed request of a tenant-bound
+// principal is on its own tenant.
+func (e *Event) ownTenant() bool {
+	l := &e.Leaf
+	if l.Tenant == "" || !custos.Kind(l.ActorKind).TenantBound() {
+		return false
+	}
+	if l.ActorTenant != "" {
+		return l.ActorTenant == l.Tenant
+	}
+	return l.Outcome == audit.OutcomeOK
 }
 
 // noCredential is credential_age when the actor got no new credential
@@ -191,6 +225,21 @@ type State struct {
 	Creds    map[string]int64      `json:"creds"`    // principal → when it last got a new credential (ms)
 	Last     int64                 `json:"last"`     // time of the latest event evaluated (ms)
 
+	// Daily is the volume baseline: principal|tenant → (day ms, rows) of
+	// its active days within the baseline window.
+	Daily map[string][][2]int64 `json:"daily,omitempty"`
+	// Config is the digest of the detection configuration last recorded
+	// in the log; Expired the exceptions already announced as expired;
+	// Owners the person of each exception owner seen acting.
+	Config  string            `json:"config,omitempty"`
+	Expired map[string]bool   `json:"expired,omitempty"`
+	Owners  map[string]string `json:"owners,omitempty"`
+	// StaffNets is when staff last read data from each network (ms).
+	StaffNets map[string]int64 `json:"staff_nets,omitempty"`
+	// NetPersons is, per network, when each staff person last read data
+	// from it (ms); at most maxNetPersons persons per network are kept.
+	NetPersons map[string]map[string]int64 `json:"net_persons,omitempty"`
+
 	// Sends through the relay (contact.send, ok).
 	SendLists map[string]*SendLists   `json:"send_lists,omitempty"` // key → lists it sent to
 	Sends     map[string][][2]int64   `json:"sends,omitempty"`      // key → (hour ms, sends) of its active hours, 7 days
@@ -230,11 +279,45 @@ const (
 
 const baselineSpan = 30 * 24 * time.Hour
 
+// maxNetPersons bounds the staff persons remembered per network: enough
+// to tell a shared office from one person's machine.
+const maxNetPersons = 8
+
+// seeStaff records that person read data from network at now.
+func (s *State) seeStaff(network, person string, now int64) {
+	if s.NetPersons == nil {
+		s.NetPersons = map[string]map[string]int64{}
+	}
+	ps := s.NetPersons[network]
+	if ps == nil {
+		ps = map[string]int64{}
+		s.NetPersons[network] = ps
+	}
+	if _, ok := ps[person]; !ok && len(ps) >= maxNetPersons {
+		// Full: the person seen longest ago makes room.
+		old, oldT := "", int64(math.MaxInt64)
+		for p, t := range ps {
+			if t < oldT || (t == oldT && p < old) {
+				old, oldT = p, t
+			}
+		}
+		delete(ps, old)
+	}
+	ps[person] = now
+}
+
+// staffNetSpan is how long a network stays a staff network
+// (staff_network) after a staff data read from it.
+const staffNetSpan = time.Hour
+
 // enrich fills e's history-derived fields and updates the history. It
 // runs once per event, in log order, before any rule sees it.
-func (s *State) enrich(e *Event, isCanary func(string) bool) {
+func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 	l := &e.Leaf
 	e.Network = network(l.Source)
+	e.OwnTenant = e.ownTenant()
+	e.KnownNetwork = p.knownNetwork(l.Source, l.ActorKind)
+	e.KnownKey = p.knownKey(l.KeyID)
 	// Canaries count when a contact is read in clear. A masked page that
 	// happens to hold one is not a read of it (every page of a small list
 	// would be), nor is a token listing.
@@ -266,8 +349,35 @@ func (s *State) enrich(e *Event, isCanary func(string) bool) {
 		k := l.Actor + "|" + l.Tenant
 		e.FirstPair = !s.Pairs[k]
 		s.Pairs[k] = true
+		if l.ActorKind == string(custos.KindService) {
+			// Services only: the state is saved every second, and a
+			// baseline per staff member and tenant would grow with every
+			// ticket.
+			s.enrichDaily(e, k, p.baselineDays())
+		}
+		if e.Network != "" {
+			if s.StaffNets == nil {
+				s.StaffNets = map[string]int64{}
+			}
+			now := l.Time.UnixMilli()
+			if custos.Kind(l.ActorKind).Staff() {
+				s.StaffNets[e.Network] = now
+				s.seeStaff(e.Network, e.person(), now)
+			}
+			for _, t := range s.NetPersons[e.Network] {
+				if now-t < baselineSpan.Milliseconds() {
+					e.NetworkStaff++
+				}
+			}
+			if t, ok := s.StaffNets[e.Network]; ok && now-t < staffNetSpan.Milliseconds() {
+				e.StaffNetwork = true
+			}
+		}
 	}
-	if l.KeyID != "" && e.Network != "" {
+	// A key's networks start with its first use, not with its
+	// enrollment: whoever sets a service up enrolls its key from their
+	// own desk, and the service then runs where it runs.
+	if l.KeyID != "" && e.Network != "" && l.Action != "principal.enroll" {
 		seen := s.Networks[l.KeyID]
 		if !slices.Contains(seen, e.Network) {
 			e.NewNetwork = len(seen) > 0
@@ -302,6 +412,44 @@ func (s *State) enrich(e *Event, isCanary func(string) bool) {
 		}
 		s.Exports[l.Actor] = append(kept, [2]int64{now, int64(l.Count)})
 	}
+}
+
+// enrichDaily fills the volume baseline of a data read (principal|tenant
+// k) and adds the entry's rows (at least 1) to today's.
+func (s *State) enrichDaily(e *Event, k string, days int) {
+	if s.Daily == nil {
+		s.Daily = map[string][][2]int64{} // state saved before baselines existed
+	}
+	now := e.Leaf.Time.UnixMilli()
+	day := now - now%(24*time.Hour).Milliseconds()
+	span := int64(days) * (24 * time.Hour).Milliseconds()
+	hist := s.Daily[k]
+	kept := hist[:0]
+	var prior []int64
+	for _, x := range hist {
+		if day-x[0] > span {
+			continue
+		}
+		kept = append(kept, x)
+		if x[0] != day {
+			prior = append(prior, x[1])
+		}
+	}
+	rows := int64(max(e.Leaf.Count, 1))
+	if n := len(kept); n > 0 && kept[n-1][0] == day {
+		kept[n-1][1] += rows
+		e.DayRows = int(kept[n-1][1])
+	} else {
+		kept = append(kept, [2]int64{day, rows})
+		e.DayRows = int(rows)
+	}
+	if len(prior) > 0 {
+		slices.Sort(prior)
+		// Nearest rank: the smallest value at or above 95% of the days.
+		i := (95*len(prior)+99)/100 - 1
+		e.BaselineP95, e.BaselineDays = float64(prior[max(0, i)]), len(prior)
+	}
+	s.Daily[k] = kept
 }
 
 // enrichSend fills a send's first-seen list, template and volume fields
@@ -449,11 +597,28 @@ type Engine struct {
 	// IsCanary reports whether a contact token is a canary (nil: none are).
 	IsCanary func(token string) bool
 
+	// Policy is the vendor's allowlists, exceptions and baseline window
+	// (nil: none). Set it with [Engine.SetPolicy].
+	Policy *Policy
+
 	refs map[string][]*Rule // rule id → temporal rules that reference it
+}
+
+// SetPolicy makes the engine apply p (nil: none).
+func (en *Engine) SetPolicy(p *Policy) {
+	p.prepare()
+	en.Policy = p
 }
 
 // NewEngine returns an engine over rules with fresh state.
 func NewEngine(rules []*Rule) *Engine {
+	// The built-in rules about the policy itself ([RuleExceptionExpired],
+	// [RuleConfigChanged], …) are part of every rule set.
+	for _, b := range builtinRules {
+		if !slices.ContainsFunc(rules, func(r *Rule) bool { return r.ID == b.ID }) {
+			rules = append(slices.Clip(rules), b)
+		}
+	}
 	e := &Engine{Rules: rules, State: newState(), refs: map[string][]*Rule{}}
 	for _, r := range rules {
 		if c := r.Correlation; c != nil && c.Type == "temporal" {
@@ -479,12 +644,12 @@ func (en *Engine) Evaluate(ev *Event) ([]Hit, error) {
 		return nil, nil
 	}
 	en.State.Last = max(en.State.Last, ev.Leaf.Time.UnixMilli())
-	en.State.enrich(ev, en.IsCanary)
+	en.State.enrich(ev, en.IsCanary, en.Policy)
 	var vars map[string]any
-	var hits []Hit
+	hits := en.policyHits(ev)
 	for _, r := range en.Rules {
 		if r.prg == nil {
-			continue // temporal: fed by the rules it names
+			continue // temporal: fed by the rules it names; built-in: policyHits
 		}
 		if vars == nil {
 			vars = map[string]any{"event": ev.celEvent()}
@@ -497,6 +662,13 @@ func (en *Engine) Evaluate(ev *Event) ([]Hit, error) {
 		}
 		if b, ok := out.Value().(bool); !ok || !b {
 			continue
+		}
+		if x, self := en.exception(r, ev); x != nil {
+			if !self {
+				continue // excepted: the match is not counted either
+			}
+			hits = append(hits, en.policyHit(RuleExceptionSelf, x.Rule+","+x.Owner, ev, []string{x.Owner},
+				fmt.Sprintf("exception for rule %s owned by %s matched its owner's own person; not applied", x.Rule, x.Owner)))
 		}
 		if h, ok := en.matched(r, ev, ""); ok {
 			hits = append(hits, h)
@@ -664,6 +836,26 @@ func (s *State) prune() {
 	}
 	if len(s.Templates) > 0 {
 		s.forgetTemplates(s.Last, false)
+	}
+	for k, t := range s.StaffNets {
+		if t < s.Last-staffNetSpan.Milliseconds() {
+			delete(s.StaffNets, k)
+		}
+	}
+	for n, ps := range s.NetPersons {
+		for p, t := range ps {
+			if t < s.Last-baselineSpan.Milliseconds() {
+				delete(ps, p)
+			}
+		}
+		if len(ps) == 0 {
+			delete(s.NetPersons, n)
+		}
+	}
+	for k, hist := range s.Daily {
+		if len(hist) == 0 || hist[len(hist)-1][0] < s.Last-baselineSpan.Milliseconds() {
+			delete(s.Daily, k)
+		}
 	}
 	// credential_age treats a credential older than 30 days as none, so
 	// dropping it changes no decision.

@@ -22,6 +22,8 @@ type ev struct {
 	tokens                    []string
 	// sends (contact.send) and system entries
 	list, msg, tmpl, detail string
+	// actorTenant: the actor's own tenant (tn_<…>), for tenant-bound kinds
+	actorTenant string
 }
 
 func (e ev) leaf() audit.Leaf {
@@ -33,6 +35,9 @@ func (e ev) leaf() audit.Leaf {
 	}
 	if e.tenant != "" {
 		l.Tenant = "tn_" + e.tenant
+	}
+	if e.actorTenant != "" {
+		l.ActorTenant = "tn_" + e.actorTenant
 	}
 	if e.outcome != "" {
 		l.Outcome = e.outcome
@@ -79,6 +84,17 @@ func repeat(n int, f func(i int) ev) []ev {
 	return out
 }
 
+// notOwn makes every event's actor belong to tenant tn_z: acting on a
+// tenant not its own (what authorization refuses; history from before
+// actor_tenant, or a flaw).
+func notOwn(evs []ev) []ev {
+	out := slices.Clone(evs)
+	for i := range out {
+		out[i].actorTenant = "z"
+	}
+	return out
+}
+
 // afterExportBaseline is ann's daily export of 100 contacts on three days,
 // then one export of count contacts at at: what the export-baseline rules
 // compare.
@@ -86,6 +102,14 @@ func afterExportBaseline(count int, at time.Duration) []ev {
 	return append(repeat(3, func(i int) ev {
 		return ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: 100, at: time.Duration(i) * 24 * time.Hour}
 	}), ev{who: "ann", kind: admin, action: "contact.export", tenant: "a", count: count, at: at})
+}
+
+// dailyReads is service etl reading rows from its own tenant once a day
+// for days days: its daily baseline.
+func dailyReads(days, rows int) []ev {
+	return repeat(days, func(i int) ev {
+		return ev{who: "etl", kind: service, actorTenant: "a", action: "token.list", tenant: "a", count: rows, at: time.Duration(i) * 24 * time.Hour}
+	})
 }
 
 const (
@@ -102,8 +126,24 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 		fire, quiet []ev
 	}{
 		{"staff-many-tenants",
-			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", at: time.Minute}, {who: "sam", kind: staff, action: "support.reveal", tenant: "c", at: 50 * time.Minute}},
-			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", at: time.Minute}, {who: "sam", kind: staff, action: "support.reveal", tenant: "c", at: 70 * time.Minute}}},
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", at: time.Minute}, {who: "sam", kind: staff, action: "support.view", tenant: "c", at: 30 * time.Minute}, {who: "sam", kind: staff, action: "support.reveal", tenant: "d", at: 50 * time.Minute}},
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", at: time.Minute}, {who: "sam", kind: staff, action: "support.view", tenant: "c", at: 30 * time.Minute}, {who: "sam", kind: staff, action: "support.reveal", tenant: "d", at: 70 * time.Minute}}},
+		{"staff-reveals-day",
+			repeat(12, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i) * 2 * time.Hour}
+			}),
+			repeat(12, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i)*2*time.Hour + time.Duration(i/11)*3*time.Hour}
+			})},
+		{"tenant-key-new-network",
+			[]ev{{who: "ann", kind: admin, actorTenant: "a", action: "contact.list", tenant: "a"}, {who: "ann", kind: admin, actorTenant: "a", action: "contact.list", tenant: "a", src: "203.0.113.9", at: time.Minute}},
+			[]ev{{who: "ann", kind: admin, actorTenant: "a", action: "contact.list", tenant: "a"}, {who: "ann", kind: admin, actorTenant: "a", action: "contact.list", tenant: "a", src: "192.0.2.77", at: time.Minute}}},
+		{"service-above-baseline",
+			append(dailyReads(3, 2000), ev{who: "etl", kind: service, actorTenant: "a", action: "token.list", tenant: "a", count: 20001, at: 3 * 24 * time.Hour}),
+			append(dailyReads(3, 2000), ev{who: "etl", kind: service, actorTenant: "a", action: "token.list", tenant: "a", count: 20000, at: 3 * 24 * time.Hour})},
+		{"own-export-unusual",
+			afterExportBaseline(500, 80*time.Hour),
+			afterExportBaseline(250, 80*time.Hour)},
 		{"network-sweeps-tenants",
 			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b"}, {who: "leaked", kind: service, action: "token.list", tenant: "c", at: time.Minute}},
 			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}, {who: "sam", kind: staff, action: "support.view", tenant: "b"}, {who: "leaked", kind: service, action: "token.list", tenant: "c", at: time.Minute, src: "198.51.100.7"}}},
@@ -137,12 +177,13 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "203.0.113.9", at: time.Minute}},
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "192.0.2.77", at: time.Minute}}},
 		{"export-above-baseline",
-			afterExportBaseline(500, 80*time.Hour),
-			afterExportBaseline(250, 80*time.Hour)},
+			notOwn(afterExportBaseline(500, 80*time.Hour)),
+			// the tenant's own admin: a notice (own-export-unusual), not this
+			afterExportBaseline(500, 80*time.Hour)},
 		{"export-far-above-baseline",
-			afterExportBaseline(5000, 80*time.Hour),
+			notOwn(afterExportBaseline(5000, 80*time.Hour)),
 			// the same export, but the baseline is older than 30 days: no tiered alert
-			afterExportBaseline(5000, 40*24*time.Hour)},
+			notOwn(afterExportBaseline(5000, 40*24*time.Hour))},
 		{"new-credential-export",
 			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.export", tenant: "a", count: 40, at: 30 * time.Minute}},
 			[]ev{{who: "mal", kind: admin, action: "principal.enroll", tenant: "a"}, {who: "mal", kind: admin, action: "contact.export", tenant: "a", count: 40, at: 2 * time.Hour}}},

@@ -7,7 +7,7 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-// TestOnePersonManyPrincipals: an engineer who spreads reads of three
+// TestOnePersonManyPrincipals: an engineer who spreads reads of four
 // tenants over two support principals of one identity (sam@ and sam+2@,
 // one mailbox) is one person to the staff-many-tenants rule; two different
 // people doing the same are not.
@@ -23,19 +23,20 @@ func TestOnePersonManyPrincipals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
-			a, b, c := w.tenant("Acme", 3), w.tenant("Bolt", 3), w.tenant("Core", 3)
+			a, b, c, e := w.tenant("Acme", 3), w.tenant("Bolt", 3), w.tenant("Core", 3), w.tenant("Echo", 3)
 			p1, s1 := w.principal(custos.KindStaffSupport, "", "sam")
 			p2, s2 := w.principal(custos.KindStaffSupport, "", tc.second)
 			w.grant(a, p1)
 			w.grant(b, p1)
 			w.grant(c, p2)
+			w.grant(e, p2)
 			d := w.detector(defaultRules(t))
 			drain(t, w, d)
 			// Different networks, so only the per-person rule can join them.
 			for _, r := range []struct {
 				secret, src string
 				f           *tenantFix
-			}{{s1, "203.0.113.1", a}, {s1, "203.0.113.1", b}, {s2, "198.51.100.77", c}} {
+			}{{s1, "203.0.113.1", a}, {s1, "203.0.113.1", b}, {s2, "198.51.100.77", c}, {s2, "198.51.100.77", e}} {
 				if _, err := w.vault.SupportContacts(w.as(r.secret, r.src), r.f.id, r.f.list, "", 50); err != nil {
 					t.Fatal(err)
 				}

@@ -62,6 +62,15 @@ type celEvent struct {
 	SendHour        int64         `cel:"send_hour"`
 	SendMean        float64       `cel:"send_mean"`
 	SendN           int64         `cel:"send_n"`
+	ActorTenant     string        `cel:"actor_tenant"`
+	OwnTenant       bool          `cel:"own_tenant"`
+	KnownNetwork    bool          `cel:"known_network"`
+	KnownKey        bool          `cel:"known_key"`
+	DayRows         int64         `cel:"day_rows"`
+	BaselineP95     float64       `cel:"baseline_p95"`
+	BaselineDays    int64         `cel:"baseline_days"`
+	StaffNetwork    bool          `cel:"staff_network"`
+	NetworkStaff    int64         `cel:"network_staff"`
 }
 
 // celEventType is celEvent's name in CEL (ext.NativeTypes names a Go type
@@ -107,6 +116,8 @@ func (e *Event) celEvent() *celEvent {
 		Message: l.Message, Digest: l.Digest, Template: l.Template,
 		NewList: e.NewList, TemplateTenants: int64(e.TemplateTenants), TemplateFirst: e.TemplateFirst,
 		SendHour: int64(e.SendHour), SendMean: e.SendMean, SendN: int64(e.SendN),
+		ActorTenant: l.ActorTenant, OwnTenant: e.OwnTenant, KnownNetwork: e.KnownNetwork, KnownKey: e.KnownKey,
+		DayRows: int64(e.DayRows), BaselineP95: e.BaselineP95, BaselineDays: int64(e.BaselineDays), StaffNetwork: e.StaffNetwork, NetworkStaff: int64(e.NetworkStaff),
 	}
 }
 

@@ -140,6 +140,9 @@ type DetectionConfig struct {
 	Slack     []*notify.Slack     `json:"slack,omitempty"`
 	PagerDuty []*notify.PagerDuty `json:"pagerduty,omitempty"`
 	Email     []*notify.Email     `json:"email,omitempty"`
+	// The vendor's allowlists, exceptions and baseline window
+	// (known_networks, known_keys, exceptions, baseline_days).
+	detect.Policy
 }
 
 // sinks returns the configured delivery sinks, each with a distinct name.

@@ -13,6 +13,7 @@ package node
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/keys"
@@ -140,6 +142,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	policy := cfg.Detection.Policy
+	if err := policy.Validate(rules, time.Now()); err != nil {
+		return nil, err
+	}
 	configured, err := cfg.Detection.sinks()
 	if err != nil {
 		return nil, err
@@ -233,13 +239,31 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	} else if n > 0 {
 		logger.Info("sealed rows that predate row MACs", "rows", n)
 	}
+	// Every exception's owner is a principal; the detector learns its
+	// person now, and an exception that would silence a principal of its
+	// owner's own person stops the start.
+	if err := checkOwners(ctx, v, &policy); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
 	canaries, err := v.CanaryIndex(ctx)
 	if err != nil {
 		lg.Close()
 		closeDB()
 		return nil, err
 	}
-	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Policy: &policy, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	// A detection configuration that differs from the last one recorded
+	// (the default pack with an empty policy, until one is) goes into the
+	// log before the detector starts: a change of rules, allowlists or
+	// exceptions is on record, and the detector alerts on it
+	// (detection-config-changed).
+	if err := recordDetectionConfig(ctx, lg, db.Read, rules, &policy); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
 	detector.Store(det)
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
 		tamper.Do(func() { go observeTamper(det, err, logger) })
@@ -347,6 +371,50 @@ func OpenDB(ctx context.Context, cfg Config) (*store.DB, error) {
 }
 
 // loadRules loads the rule files in dir, or the default pack.
+// recordDetectionConfig appends a detection.config system entry with the
+// digest of the running rules and policy, if it differs from the last one
+// the detector saw recorded.
+func recordDetectionConfig(ctx context.Context, lg *audit.Log, read *sql.DB, rules []*detect.Rule, policy *detect.Policy) error {
+	digest := policy.Digest(rules)
+	last, err := detect.LastDigest(ctx, read)
+	if err != nil {
+		return fmt.Errorf("record the detection configuration: %w", err)
+	}
+	if last == digest {
+		return nil
+	}
+	detail := fmt.Sprintf("rules %d, known networks %d, known keys %d, exceptions %d, baseline days %d",
+		len(rules), len(policy.KnownNetworks), len(policy.KnownKeys), len(policy.Exceptions), policy.BaselineDaysOrDefault())
+	if _, err := lg.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: detect.ActionConfig, Outcome: audit.OutcomeOK,
+		Digest: digest, Count: len(policy.Exceptions), Detail: detail}}); err != nil {
+		return fmt.Errorf("record the detection configuration: %w", err)
+	}
+	return nil
+}
+
+// checkOwners looks up each exception's owner (and the principal it
+// silences, if it names one) and gives the policy the owner's person.
+func checkOwners(ctx context.Context, v *vault.Vault, policy *detect.Policy) error {
+	var errs []error
+	for i, x := range policy.Exceptions {
+		_, person, err := v.PrincipalPerson(ctx, x.Owner)
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			errs = append(errs, fmt.Errorf("detection.exceptions[%d].owner: there is no principal %s", i, x.Owner))
+			continue
+		} else if err != nil {
+			return fmt.Errorf("detection.exceptions[%d].owner: %w", i, err)
+		}
+		policy.SetOwner(x.Owner, person)
+		if x.Actor == "" {
+			continue
+		}
+		if _, ap, err := v.PrincipalPerson(ctx, x.Actor); err == nil && ap == person {
+			errs = append(errs, fmt.Errorf("detection.exceptions[%d]: its owner %s and the principal it silences, %s, are the same person; an exception never silences its owner", i, x.Owner, x.Actor))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func loadRules(dir string) ([]*detect.Rule, error) {
 	if dir == "" {
 		return detect.DefaultRules()

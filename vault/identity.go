@@ -589,7 +589,7 @@ func (v *Vault) Enroll(ctx context.Context, secret string, req custos.KeyRequest
 	if err != nil {
 		return "", nil, v.deny(ctx, l, err)
 	}
-	l.Actor, l.ActorKind, l.Tenant = p.ID, string(p.Kind), p.TenantID
+	l.Actor, l.ActorKind, l.ActorTenant, l.Tenant = p.ID, string(p.Kind), p.TenantID, p.TenantID
 	if l.Person, err = v.person(ctx, p.Identity); err != nil {
 		return "", nil, v.deny(ctx, l, err)
 	}

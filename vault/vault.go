@@ -192,6 +192,7 @@ func leaf(ctx context.Context, action custos.Action, tenant string) audit.Leaf {
 	if r.Principal != nil {
 		l.Actor = r.Principal.ID
 		l.ActorKind = string(r.Principal.Kind)
+		l.ActorTenant = r.Principal.TenantID
 		l.Person = r.Principal.Person
 	}
 	if r.Key != nil {
@@ -326,6 +327,9 @@ func cleanLeaf(l *audit.Leaf) {
 	}
 	if l.Tenant != "" && !custos.ValidID(custos.PrefixTenant, l.Tenant) {
 		l.Tenant = ""
+	}
+	if l.ActorTenant != "" && !custos.ValidID(custos.PrefixTenant, l.ActorTenant) {
+		l.ActorTenant = ""
 	}
 	l.List = safeID(custos.PrefixList, l.List)
 	for i, t := range l.Tokens {

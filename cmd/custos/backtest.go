@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +44,7 @@ func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 	toFlag := fs.String("to", "", "evaluate entries before this time only (RFC 3339 or YYYY-MM-DD)")
 	events := fs.String("events", "", "replay this NDJSON event file (- for stdin) instead of the stored log (format: docs/detection.md)")
 	canaryFile := fs.String("canaries", "", "with --events: a file of canary tokens, one per line")
+	policyFile := fs.String("policy", "", "with --events: a JSON file of the detection policy (known_networks, known_keys, exceptions, baseline_days); the stored log is replayed with custos.json's")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
@@ -56,6 +59,9 @@ func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 	}
 	if !span.From.IsZero() && !span.To.IsZero() && !span.From.Before(span.To) {
 		return usagef("--from must be before --to")
+	}
+	if *policyFile != "" && *events == "" {
+		return usagef("--policy goes with --events (the stored log is replayed with custos.json's detection policy)")
 	}
 	if *canaryFile != "" && *events == "" {
 		return usagef("--canaries goes with --events (the stored log's canaries are read from its database)")
@@ -80,7 +86,11 @@ func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 	var bt *detect.Backtest
 	if *events != "" {
 		rep.Source = *events
-		bt, err = m.backtestEvents(*events, *canaryFile, rules, span)
+		var policy *detect.Policy
+		if policy, err = readPolicy(*policyFile, rules); err != nil {
+			return err
+		}
+		bt, err = m.backtestEvents(*events, *canaryFile, rules, policy, span)
 	} else {
 		cfg, rerr := resolve()
 		if rerr != nil {
@@ -90,7 +100,11 @@ func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 		if cfg.DB != "" {
 			rep.Source = "the log in the configured PostgreSQL database"
 		}
-		bt, err = m.backtestLog(ctx, cfg, rules, span, 0)
+		policy := cfg.Detection.Policy
+		if err := policy.Validate(rules, time.Now()); err != nil {
+			return fmt.Errorf("the detection policy in custos.json (nothing was run): %w", err)
+		}
+		bt, err = m.backtestLog(ctx, cfg, rules, &policy, span, 0)
 	}
 	if err != nil {
 		return err
@@ -110,7 +124,7 @@ func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 // then replays it (its first upto entries; 0: all of it). The canary tags are read with the KEK, as the
 // detector reads them; without them the canary rule could not fire, so a
 // KEK that does not open stops the backtest.
-func (m *Main) backtestLog(ctx context.Context, cfg Config, rules []*detect.Rule, span detect.Span, upto uint64) (*detect.Backtest, error) {
+func (m *Main) backtestLog(ctx context.Context, cfg Config, rules []*detect.Rule, policy *detect.Policy, span detect.Span, upto uint64) (*detect.Backtest, error) {
 	verifier, err := node.OpenVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -144,6 +158,7 @@ func (m *Main) backtestLog(ctx context.Context, cfg Config, rules []*detect.Rule
 		return nil, err
 	}
 	bt := detect.NewBacktest(rules, isCanary)
+	bt.SetPolicy(policy)
 	read := func(ctx context.Context, from uint64, n int) ([]audit.Stored, error) {
 		return audit.ReadEntries(ctx, db.Read, from, n)
 	}
@@ -158,7 +173,7 @@ func (m *Main) backtestLog(ctx context.Context, cfg Config, rules []*detect.Rule
 }
 
 // backtestEvents replays an NDJSON event file.
-func (m *Main) backtestEvents(file, canaryFile string, rules []*detect.Rule, span detect.Span) (*detect.Backtest, error) {
+func (m *Main) backtestEvents(file, canaryFile string, rules []*detect.Rule, policy *detect.Policy, span detect.Span) (*detect.Backtest, error) {
 	var isCanary func(string) bool
 	if canaryFile != "" {
 		b, err := os.ReadFile(canaryFile)
@@ -188,12 +203,35 @@ func (m *Main) backtestEvents(file, canaryFile string, rules []*detect.Rule, spa
 	bar := newProgress(m.Stderr, "backtest", total)
 	cr := &countingReader{r: r, progress: bar}
 	bt := detect.NewBacktest(rules, isCanary)
+	bt.SetPolicy(policy)
 	err := detect.ReadEvents(bufio.NewReaderSize(cr, 1<<20), func(ev *detect.Event) error { return bt.AddIn(ev, span) })
 	bar.done()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return bt, nil
+}
+
+// readPolicy reads a detection policy file (nil for ""): JSON, unknown
+// keys refused, validated against the rules.
+func readPolicy(file string, rules []*detect.Rule) (*detect.Policy, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p detect.Policy
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if err := p.Validate(rules, time.Now()); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return &p, nil
 }
 
 // parseWhen parses a --from/--to time: RFC 3339 or a UTC date.

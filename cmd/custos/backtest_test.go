@@ -90,7 +90,7 @@ func TestBacktestReproducesDemoAlerts(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	bm := &Main{Stdout: &bytes.Buffer{}, Stderr: &stderr}
-	bt, err := bm.backtestLog(ctx, cfg, rules, detect.Span{}, uint64(next))
+	bt, err := bm.backtestLog(ctx, cfg, rules, &cfg.Detection.Policy, detect.Span{}, uint64(next))
 	if err != nil {
 		t.Fatal(err)
 	}
