@@ -127,7 +127,11 @@ type Config struct {
 	// on demand, outside the cadence, for whoever needs a checkpoint
 	// covering an entry now (a deletion receipt).
 	CheckpointInterval time.Duration
-	MaxBatch           int // default 1024
+	// CheckpointRetention is how long stored checkpoints are kept
+	// (0: forever). Older ones are pruned except those kept by
+	// [Log.Keep] and the latest of each hour (see [Log.Prune]).
+	CheckpointRetention time.Duration
+	MaxBatch            int // default 1024
 	// Placeholders is the engine's style for bulk inserts (sqlq.Question
 	// for SQLite; the zero value, $n, for PostgreSQL).
 	Placeholders sqlq.Style
@@ -201,7 +205,8 @@ type Log struct {
 	sigMu      sync.Mutex
 	lastSigned uint64
 	signedAny  bool
-	nextSign   atomic.Int64 // unix ns after which the sequencer signs in its commit
+	nextSign   atomic.Int64  // unix ns after which the sequencer signs in its commit
+	lastKept   atomic.Uint64 // 1 + the size Keep marked last (0: none)
 
 	stop    chan struct{}
 	seqDone chan struct{} // closed when the sequence goroutine has exited
@@ -299,6 +304,10 @@ func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 	if cfg.VerifyInterval > 0 {
 		l.wg.Add(1)
 		go l.every(cfg.VerifyInterval, l.watch)
+	}
+	if cfg.CheckpointRetention > 0 {
+		l.wg.Add(1)
+		go l.every(pruneEvery, l.prune)
 	}
 	return l, nil
 }

@@ -37,8 +37,8 @@ const MaxFeedPage = 1000
 
 // TenantFeed returns the tenant's entries with tenant_seq > after, in
 // tenant_seq order, up to limit, each with an inclusion proof against the
-// latest signed checkpoint. Entries not yet in that checkpoint are left
-// for a later call.
+// latest signed checkpoint, which it keeps ([Log.Keep]). Entries not yet
+// in that checkpoint are left for a later call.
 func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit int) (*Feed, error) {
 	if limit <= 0 || limit > MaxFeedPage {
 		limit = MaxFeedPage
@@ -58,6 +58,11 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	if err != nil {
 		return nil, fmt.Errorf("tenant feed: %w", err)
 	}
+	// The tenant will hold this checkpoint: the vendor keeps its copy past
+	// the retention horizon, so that the two can be compared.
+	if err := l.Keep(ctx, cp.Size, KeptFeed); err != nil {
+		return nil, err
+	}
 	f := &Feed{Checkpoint: cp.Note, Entries: []FeedEntry{}}
 	for rows.Next() {
 		var idx, seq int64
@@ -76,7 +81,12 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("tenant feed: %w", err)
 	}
-	r := l.storedReader(ctx)
+	// One reader for the page: the entries' proofs share most of their
+	// hashes (all above the tiles the entries sit in), and proofReader
+	// reads each tile once and rebuilds a tile's upper hashes once, so a
+	// page costs O(log n) tile reads in all, not hash recomputation per
+	// entry.
+	r := newProofReader(ctx, l.r)
 	for i := range f.Entries {
 		p, err := tlog.ProveRecord(int64(cp.Size), int64(f.Entries[i].Index), r)
 		if err != nil {
