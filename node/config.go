@@ -35,6 +35,15 @@ type Config struct {
 	Mail MailConfig
 	// Relay is the egress relay and inbound trap (custos.json "relay").
 	Relay RelayConfig
+	// Log is custos.json's "log" section.
+	Log LogConfig
+}
+
+// LogConfig is custos.json's "log" section.
+type LogConfig struct {
+	// The checkpoint cadence and retention (issue 17, "a log that stays
+	// cheap"): a block of its own beside the witness settings.
+	LogCadenceConfig
 }
 
 // MailConfig is custos.json's "mail" section: how a principal's holder
@@ -134,6 +143,9 @@ func (c Config) Validate() error {
 	if c.DB != "" && !store.IsPostgres(c.DB) {
 		errs = append(errs, errors.New("db: must be empty (SQLite in the data directory) or a postgres:// URL"))
 	}
+	if _, _, err := c.Log.durations(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Origin == "" || strings.ContainsAny(c.Origin, " \n+") {
 		errs = append(errs, fmt.Errorf("origin: %q must be a non-empty name without spaces or '+'", c.Origin))
 	}
@@ -148,6 +160,7 @@ type File struct {
 	Detection DetectionConfig `json:"detection,omitzero"`
 	Mail      MailConfig      `json:"mail,omitzero"`
 	Relay     RelayConfig     `json:"relay,omitzero"`
+	Log       LogConfig       `json:"log,omitzero"`
 }
 
 // ConfigFile is the name of the data directory's [File].

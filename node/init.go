@@ -81,6 +81,6 @@ func ReadFile(cfg Config) (Config, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return cfg, fmt.Errorf("%s: %w", cfg.Path(ConfigFile), err)
 	}
-	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay
+	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay, cfg.Log = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay, f.Log
 	return cfg, nil
 }

@@ -106,13 +106,18 @@ func mayReadEntries(r *custos.Request) bool {
 	return false
 }
 
-// sizeParam returns ?name=, defaulting to the latest signed checkpoint's size.
+// sizeParam returns ?name=, defaulting to the latest signed checkpoint's
+// size; a proof against that checkpoint is handed out, so the log keeps
+// it past the retention horizon.
 func (s *Server) sizeParam(r *http.Request, name string) (uint64, error) {
 	if v := r.URL.Query().Get(name); v != "" {
 		return parseUint(name, v)
 	}
 	cp, err := s.log.Checkpoint(r.Context())
 	if err != nil {
+		return 0, err
+	}
+	if err := s.log.Keep(r.Context(), cp.Size, audit.KeptProof); err != nil {
 		return 0, err
 	}
 	return cp.Size, nil
