@@ -207,6 +207,7 @@ type Log struct {
 	signedAny  bool
 	nextSign   atomic.Int64  // unix ns after which the sequencer signs in its commit
 	lastKept   atomic.Uint64 // 1 + the size Keep marked last (0: none)
+	pruned     atomic.Uint64 // Prune starts from this size
 
 	stop    chan struct{}
 	seqDone chan struct{} // closed when the sequence goroutine has exited

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -60,14 +61,27 @@ func (l *Log) Prune(ctx context.Context) (int64, error) {
 	}
 	horizon := l.cfg.Now().Add(-l.cfg.CheckpointRetention).UnixMilli()
 	hour := time.Hour.Milliseconds()
-	res, err := l.w.ExecContext(ctx, `DELETE FROM audit_checkpoints WHERE signed_at < $1 AND kept IS NULL
-		AND size NOT IN (SELECT MAX(size) FROM audit_checkpoints WHERE signed_at < $1 GROUP BY signed_at / $2)`, horizon, hour)
+	// Checkpoints are signed in size order, so those past the horizon are
+	// the smallest: each run starts at the hour the last one reached
+	// (walking the primary key) rather than scanning them all again.
+	from := int64(l.pruned.Load())
+	res, err := l.w.ExecContext(ctx, `DELETE FROM audit_checkpoints WHERE size >= $3 AND signed_at < $1 AND kept IS NULL
+		AND size NOT IN (SELECT MAX(size) FROM audit_checkpoints WHERE size >= $3 AND signed_at < $1 GROUP BY signed_at / $2)`, horizon, hour, from)
 	if err != nil {
 		return 0, fmt.Errorf("prune checkpoints: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("prune checkpoints: %w", err)
+	}
+	// Next time, start at the latest checkpoint left before the horizon:
+	// its hour may still gain a later one.
+	var last sql.NullInt64
+	if err := l.w.QueryRowContext(ctx, `SELECT MAX(size) FROM audit_checkpoints WHERE size >= $1 AND signed_at < $2`, from, horizon).Scan(&last); err != nil {
+		return 0, fmt.Errorf("prune checkpoints: %w", err)
+	}
+	if last.Valid {
+		l.pruned.Store(uint64(last.Int64))
 	}
 	return n, nil
 }

@@ -81,6 +81,22 @@ func TestPruneKeepsKeptAndHourlyAndVerifies(t *testing.T) {
 	if n, err := e.log.Prune(ctx); err != nil || n != 0 {
 		t.Fatalf("second prune: %d, %v", n, err)
 	}
+	// Later runs go on from where the last stopped: size 6 was its hour's
+	// latest until size 7 was signed in the same hour.
+	step(3*time.Hour + 10*time.Minute) // size 7, hour 13 like size 6
+	at(5 * time.Hour)
+	if n, err := e.log.Prune(ctx); err != nil || n != 1 {
+		t.Fatalf("third prune: %d, %v; want size 6 deleted", n, err)
+	}
+	var n6, n7 int
+	e.db.Read.QueryRow(`SELECT count(*) FROM audit_checkpoints WHERE size = 6`).Scan(&n6)
+	e.db.Read.QueryRow(`SELECT count(*) FROM audit_checkpoints WHERE size = 7`).Scan(&n7)
+	if n6 != 0 || n7 != 1 {
+		t.Fatalf("after the third prune: size 6 ×%d, size 7 ×%d", n6, n7)
+	}
+	if _, err := e.verify(t); err != nil {
+		t.Fatalf("verify after pruning again: %v", err)
+	}
 }
 
 // Without a horizon nothing is pruned.

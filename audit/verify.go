@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -194,68 +195,63 @@ func verify(ctx context.Context, read *sql.DB, v note.Verifier, st *VerifyState,
 		cps = cps[1:]
 	}
 
-	rows, err := read.QueryContext(ctx, `SELECT `+leafRowColumns+` FROM audit_leaves WHERE idx >= $1 ORDER BY idx`, int64(n))
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	defer rows.Close()
 	from, all := n, uint64(total.Int64)-n
-	for rows.Next() {
-		r, err := scanLeafRow(rows)
-		if err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	batches := readChecked(pctx, read, n)
+	for b := range batches {
+		<-b.done
+		if b.err != nil {
+			return nil, b.err
 		}
-		if uint64(r.idx) != n {
-			return nil, &VerifyError{Index: n, Reason: "entry is missing"}
-		}
-		s := &r.s
-		s.Index = n
-		if err := s.check(); err != nil {
-			return nil, err
-		}
-		if s.Salt != nil {
-			vf.committed = true
-		} else if vf.committed {
-			return nil, &VerifyError{Index: n, Reason: "legacy (uncommitted) entry after committed ones"}
-		}
-		if err := vf.leafFields(n, &r); err != nil {
-			return nil, err
-		}
-		h := tlog.RecordHash(s.Leaf)
-		if err := rng.Append(h[:], vf.visit); err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
-		}
-		if vf.err != nil {
-			return nil, vf.err
-		}
-		if err := vf.indexRow(n, &r); err != nil {
-			return nil, err
-		}
-		n++
-		for len(cps) > 0 && cps[0].Size == n {
-			if err := checkRoot(rng, cps[0], rep.CheckpointSize); err != nil {
-				if what, ok := held[cps[0]]; ok {
-					return nil, &VerifyError{Index: rep.CheckpointSize, Reason: fmt.Sprintf("the log's first %d entries are not the tree of %s: history was rewritten (and re-signed, if the stored checkpoints agree with it)", n, what)}
-				}
-				if base != nil {
-					return nil, &VerifyError{Index: rep.CheckpointSize, Reason: fmt.Sprintf("the entries after the checkpoint verified before (size %d) do not lead to the checkpoint signed at size %d: history was rewritten, or entries %d to %d altered", base.Size, cps[0].Size, rep.CheckpointSize, cps[0].Size-1)}
-				}
+		for i := range b.rows {
+			r := &b.rows[i]
+			if uint64(r.idx) != n {
+				return nil, &VerifyError{Index: n, Reason: "entry is missing"}
+			}
+			if r.checkErr != nil {
+				return nil, r.checkErr
+			}
+			if r.s.Salt != nil {
+				vf.committed = true
+			} else if vf.committed {
+				return nil, &VerifyError{Index: n, Reason: "legacy (uncommitted) entry after committed ones"}
+			}
+			if err := vf.leafFields(n, r); err != nil {
 				return nil, err
 			}
-			rep.CheckpointSize = n
-			rep.Checkpoints++
-			rep.Latest = cps[0]
-			if n == keepAt {
-				rep.State = vf.state(rng, cps[0])
+			if err := rng.Append(r.hash[:], vf.visit); err != nil {
+				return nil, fmt.Errorf("verify: %w", err)
 			}
-			cps = cps[1:]
+			if vf.err != nil {
+				return nil, vf.err
+			}
+			if err := vf.indexRow(n, &r.leafRow); err != nil {
+				return nil, err
+			}
+			n++
+			for len(cps) > 0 && cps[0].Size == n {
+				if err := checkRoot(rng, cps[0], rep.CheckpointSize); err != nil {
+					if what, ok := held[cps[0]]; ok {
+						return nil, &VerifyError{Index: rep.CheckpointSize, Reason: fmt.Sprintf("the log's first %d entries are not the tree of %s: history was rewritten (and re-signed, if the stored checkpoints agree with it)", n, what)}
+					}
+					if base != nil {
+						return nil, &VerifyError{Index: rep.CheckpointSize, Reason: fmt.Sprintf("the entries after the checkpoint verified before (size %d) do not lead to the checkpoint signed at size %d: history was rewritten, or entries %d to %d altered", base.Size, cps[0].Size, rep.CheckpointSize, cps[0].Size-1)}
+					}
+					return nil, err
+				}
+				rep.CheckpointSize = n
+				rep.Checkpoints++
+				rep.Latest = cps[0]
+				if n == keepAt {
+					rep.State = vf.state(rng, cps[0])
+				}
+				cps = cps[1:]
+			}
+			if opts.Progress != nil && (n%4096 == 0) {
+				opts.Progress(n-from, all)
+			}
 		}
-		if opts.Progress != nil && (n%4096 == 0) {
-			opts.Progress(n-from, all)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
 	}
 	for _, cp := range cps {
 		if what, ok := held[cp]; ok {
@@ -483,17 +479,13 @@ type tileState struct {
 }
 
 // leafFields checks the tenant columns stored beside an entry against its
-// body and the tenant's sequence, decoding the body once: it keeps the
-// fields [verifier.indexRow] checks.
-func (vf *verifier) leafFields(n uint64, r *leafRow) error {
-	var l struct {
-		Tenant    string `json:"tenant"`
-		TenantSeq uint64 `json:"tenant_seq"`
-		indexFields
-	}
-	if err := json.Unmarshal(r.s.Data, &l); err != nil {
+// body (decoded by a [readChecked] worker) and the tenant's sequence; it
+// keeps the fields [verifier.indexRow] checks.
+func (vf *verifier) leafFields(n uint64, r *checkedRow) error {
+	if !r.jsonOK {
 		return &VerifyError{Index: n, Reason: "leaf is not JSON"}
 	}
+	l := &r.body
 	if l.Tenant != r.tenant.String || l.TenantSeq != uint64(r.seq.Int64) {
 		return &VerifyError{Index: n, Reason: "leaf row's tenant columns do not match its data"}
 	}
@@ -610,6 +602,109 @@ type leafRow struct {
 	actor       string
 	actorSeq    sql.NullInt64
 	key, source sql.NullString
+}
+
+// checkedRow is a leafRow with the work that needs no order done: whether
+// body and salt open the commitment, the body's fields, the leaf hash.
+type checkedRow struct {
+	leafRow
+	checkErr error // from [Stored.check]
+	jsonOK   bool
+	body     struct {
+		Tenant    string `json:"tenant"`
+		TenantSeq uint64 `json:"tenant_seq"`
+		indexFields
+	}
+	hash tlog.Hash // the record hash of the leaf
+}
+
+// checkedBatch is a run of consecutive rows; done is closed when a worker
+// has checked them (or err says why the rows could not be read).
+type checkedBatch struct {
+	rows []checkedRow
+	err  error
+	done chan struct{}
+}
+
+const checkedBatchRows = 512
+
+// readChecked streams the entries from index from on, in order, in
+// batches whose order-free checks (a SHA-256 commitment, a JSON decode and
+// a leaf hash per entry: most of a verification's CPU) run on every core
+// while one goroutine reads the rows and the caller does the ordered part
+// (sequences, the compact range, the tiles). Cancelling ctx stops it.
+func readChecked(ctx context.Context, read *sql.DB, from uint64) <-chan *checkedBatch {
+	out := make(chan *checkedBatch, 16)
+	work := make(chan *checkedBatch, 16)
+	workers := max(1, runtime.GOMAXPROCS(0))
+	for range workers {
+		go func() {
+			for b := range work {
+				for i := range b.rows {
+					r := &b.rows[i]
+					r.s.Index = uint64(r.idx)
+					if r.checkErr = r.s.check(); r.checkErr != nil {
+						continue
+					}
+					r.jsonOK = json.Unmarshal(r.s.Data, &r.body) == nil
+					r.hash = tlog.RecordHash(r.s.Leaf)
+				}
+				close(b.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(out)
+		defer close(work)
+		send := func(b *checkedBatch) bool {
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return false
+			}
+			if b.err != nil {
+				close(b.done)
+				return false
+			}
+			select {
+			case work <- b:
+				return true
+			case <-ctx.Done():
+				close(b.done)
+				return false
+			}
+		}
+		fail := func(err error) { send(&checkedBatch{err: fmt.Errorf("verify: %w", err), done: make(chan struct{})}) }
+		rows, err := read.QueryContext(ctx, `SELECT `+leafRowColumns+` FROM audit_leaves WHERE idx >= $1 ORDER BY idx`, int64(from))
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer rows.Close()
+		b := &checkedBatch{rows: make([]checkedRow, 0, checkedBatchRows), done: make(chan struct{})}
+		for rows.Next() {
+			r, err := scanLeafRow(rows)
+			if err != nil {
+				fail(err)
+				return
+			}
+			b.rows = append(b.rows, checkedRow{leafRow: r})
+			if len(b.rows) == checkedBatchRows {
+				if !send(b) {
+					return
+				}
+				b = &checkedBatch{rows: make([]checkedRow, 0, checkedBatchRows), done: make(chan struct{})}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			fail(err)
+			return
+		}
+		if len(b.rows) > 0 {
+			send(b)
+		}
+	}()
+	return out
 }
 
 func scanLeafRow(rows *sql.Rows) (leafRow, error) {
