@@ -21,6 +21,45 @@ type FeedEntry struct {
 	Body      json.RawMessage `json:"body"`
 	Salt      []byte          `json:"salt,omitempty"` // absent for a legacy entry, whose leaf is its body
 	Proof     []tlog.Hash     `json:"proof"`
+	// Shared, in a page whose proofs are shared ([ShareProofs]), is how
+	// many hashes the proof has in common with the previous entry's, at
+	// its end (the hashes nearest the root): Proof holds only the rest.
+	Shared int `json:"shared,omitempty"`
+}
+
+// ShareProofs shortens the proofs of a page's entries in place: each
+// entry after the first keeps only the hashes its proof does not share,
+// at the end, with the previous entry's (those nearest the root, the same
+// for entries close together), and says how many it shares. Successive
+// entries of one tenant share most of their proofs, so a page is about
+// half the bytes. [ExpandProof] undoes it on the client, which then
+// checks the whole proof: a wrong count or hash fails the proof.
+func ShareProofs(es []FeedEntry) {
+	var prev []tlog.Hash
+	for i := range es {
+		full := es[i].Proof
+		k := 0
+		for k < len(full) && k < len(prev) && full[len(full)-1-k] == prev[len(prev)-1-k] {
+			k++
+		}
+		es[i].Proof, es[i].Shared = full[:len(full)-k], k
+		prev = full
+	}
+}
+
+// ExpandProof returns the whole proof of an entry of a shared page, from
+// its own hashes and the previous entry's whole proof (nil for the first
+// of a page).
+func ExpandProof(prev, own []tlog.Hash, shared int) ([]tlog.Hash, error) {
+	if shared < 0 || shared > len(prev) {
+		return nil, fmt.Errorf("%w: the entry shares %d proof hashes, the previous entry's proof has %d", ErrBadProof, shared, len(prev))
+	}
+	if len(own)+shared > 64 {
+		return nil, fmt.Errorf("%w: a proof of %d hashes", ErrBadProof, len(own)+shared)
+	}
+	full := make([]tlog.Hash, 0, len(own)+shared)
+	full = append(full, own...)
+	return append(full, prev[len(prev)-shared:]...), nil
 }
 
 // Feed is a page of a tenant's access feed, every entry proved against

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/store"
@@ -125,6 +126,7 @@ func TestScale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		audit.ShareProofs(f.Entries) // as custos audit pull asks
 		b, err := json.Marshal(f)
 		if err != nil {
 			t.Fatal(err)
@@ -138,7 +140,12 @@ func TestScale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var prev []tlog.Hash
 		for _, fe := range got.Entries {
+			if fe.Proof, err = audit.ExpandProof(prev, fe.Proof, fe.Shared); err != nil {
+				t.Fatal(err)
+			}
+			prev = fe.Proof
 			if err := audit.CheckFeedEntry(cp, fe, "tn_big", after+1); err != nil {
 				t.Fatal(err)
 			}

@@ -242,6 +242,14 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = int(min(n, audit.MaxFeedPage))
 	}
+	shared := false
+	switch q.Get("proofs") {
+	case "", "full":
+	case "shared":
+		shared = true
+	default:
+		return s.reject(r, custos.ActionAccessLogRead, custos.Errorf(custos.EINVALID, "proofs must be full or shared"))
+	}
 	f, err := s.vault.AccessLog(r.Context(), r.PathValue("tenant"), after, limit)
 	if err != nil && s.log.Integrity() != nil {
 		// The feed found the log truncated under its checkpoint.
@@ -250,6 +258,9 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return err
+	}
+	if shared {
+		audit.ShareProofs(f.Entries)
 	}
 	return writeJSON(w, http.StatusOK, f)
 }
