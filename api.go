@@ -436,6 +436,10 @@ type FeedEntry struct {
 	Body      json.RawMessage `json:"body"`
 	Salt      []byte          `json:"salt,omitempty"` // absent for a legacy entry, whose leaf is its body
 	Proof     []Hash          `json:"proof"`
+	// Shared is set in a page asked for with shared proofs: how many
+	// hashes at the end of this entry's proof are the previous entry's,
+	// left out of Proof.
+	Shared int `json:"shared,omitempty"`
 }
 
 // AccessFeed answers GET /v1/tenants/{tenant}/access-log: a page of the

@@ -14,10 +14,12 @@
 // (up to MaxBatch) and commits the lot in one transaction — at once when
 // idle, batched under load. The Merkle tree (RFC 6962 hashing, as C2SP
 // tlog-tiles specifies) is computed only with golang.org/x/mod/sumdb/tlog
-// and stored in the database as tlog-tiles (256 hashes per tile). A
-// checkpointer signs a C2SP tlog-checkpoint note at least every
-// CheckpointInterval while the log grows. [Verify] recomputes everything
-// from the leaves and names the first bad index.
+// and stored in the database as tlog-tiles (256 hashes per tile). The
+// sequencer signs a C2SP tlog-checkpoint note at most once per
+// CheckpointInterval while the log grows, none while it is idle, so that
+// every entry is covered within one interval (see docs/log.md). [Verify]
+// recomputes everything from the leaves and names the first bad index;
+// [VerifyFrom] goes on from a state an earlier run kept.
 //
 // The SQL runs unchanged on SQLite and PostgreSQL; the engine packages
 // create the audit_* tables.
@@ -119,12 +121,21 @@ type Config struct {
 	Origin   string // checkpoint origin line; also the signing key's name
 	Signer   note.Signer
 	Verifier note.Verifier
-	// CheckpointInterval is the most time between signed checkpoints while
-	// the log grows (default 500ms). Under load the sequencer signs the new
-	// head inside the commit that extends the tree, once per interval, so a
-	// checkpoint never waits behind the batches it would cover.
+	// CheckpointInterval is the cadence of signed checkpoints (default 1s):
+	// while the log grows the sequencer signs at most one per interval, and
+	// an entry waits at most one interval for a checkpoint that covers it;
+	// an idle log signs none. Under load the sequencer signs the new head
+	// inside the commit that extends the tree, so a checkpoint never waits
+	// behind the batches it would cover; after a quiet spell it signs the
+	// head on its own when the interval is up. [Log.SignCheckpoint] signs
+	// on demand, outside the cadence, for whoever needs a checkpoint
+	// covering an entry now (a deletion receipt).
 	CheckpointInterval time.Duration
-	MaxBatch           int // default 1024
+	// CheckpointRetention is how long stored checkpoints are kept
+	// (0: forever). Older ones are pruned except those kept by
+	// [Log.Keep] and the latest of each hour (see [Log.Prune]).
+	CheckpointRetention time.Duration
+	MaxBatch            int // default 1024
 	// Placeholders is the engine's style for bulk inserts (sqlq.Question
 	// for SQLite; the zero value, $n, for PostgreSQL).
 	Placeholders sqlq.Style
@@ -198,7 +209,9 @@ type Log struct {
 	sigMu      sync.Mutex
 	lastSigned uint64
 	signedAny  bool
-	nextSign   atomic.Int64 // unix ns after which the sequencer signs in its commit
+	nextSign   atomic.Int64  // unix ns after which the sequencer signs in its commit
+	lastKept   atomic.Uint64 // 1 + the size Keep marked last (0: none)
+	pruned     atomic.Uint64 // Prune starts from this size
 
 	stop    chan struct{}
 	seqDone chan struct{} // closed when the sequence goroutine has exited
@@ -231,7 +244,7 @@ func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open audit log: signing key name %q differs from origin %q", cfg.Signer.Name(), cfg.Origin)
 	}
 	if cfg.CheckpointInterval <= 0 {
-		cfg.CheckpointInterval = 500 * time.Millisecond
+		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1024
@@ -287,16 +300,19 @@ func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 	if l.insertFull, err = write.PrepareContext(ctx, insertLeaves+cfg.Placeholders.Values(leafChunk, leafColumns)); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	l.wg.Add(2)
+	l.wg.Add(1)
 	go l.sequence()
 	if cfg.Queued {
+		l.wg.Add(1)
 		go l.lead()
-	} else {
-		go l.every(cfg.CheckpointInterval, l.checkpoint)
 	}
 	if cfg.VerifyInterval > 0 {
 		l.wg.Add(1)
 		go l.every(cfg.VerifyInterval, l.watch)
+	}
+	if cfg.CheckpointRetention > 0 {
+		l.wg.Add(1)
+		go l.every(pruneEvery, l.prune)
 	}
 	return l, nil
 }
@@ -408,26 +424,51 @@ func (l *Log) Close() error {
 	return errors.Join(err, l.insertFull.Close())
 }
 
-// sequence is the sequencer: group commit of queued entries.
+// DefaultCheckpointInterval is [Config.CheckpointInterval]'s default.
+const DefaultCheckpointInterval = time.Second
+
+// sequence is the sequencer: group commit of queued entries. Outside
+// queued mode it also keeps the checkpoint cadence: a commit signs the head
+// when the interval since the last checkpoint is up (see commitTx), and
+// when a commit left the head unsigned the sequencer arms a timer for the
+// moment the interval is up, so that the entries of a quiet spell are
+// covered then — and an idle log, whose head is signed, arms nothing.
 func (l *Log) sequence() {
 	defer l.wg.Done()
 	defer close(l.seqDone)
 	batch := make([]*pending, 0, l.cfg.MaxBatch)
-	for first := range l.queue {
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < l.cfg.MaxBatch {
-			select {
-			case p, ok := <-l.queue:
-				if !ok {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var due <-chan time.Time // non-nil while the timer is armed
+	for {
+		select {
+		case first, ok := <-l.queue:
+			if !ok {
+				return
+			}
+			batch = append(batch[:0], first)
+		drain:
+			for len(batch) < l.cfg.MaxBatch {
+				select {
+				case p, ok := <-l.queue:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, p)
+				default:
 					break drain
 				}
-				batch = append(batch, p)
-			default:
-				break drain
 			}
+			l.commit(batch)
+		case <-due:
+			due = nil
+			l.checkpoint()
 		}
-		l.commit(batch)
+		if due == nil && !l.cfg.Queued && l.unsigned() {
+			timer.Reset(time.Until(time.Unix(0, l.nextSign.Load())))
+			due = timer.C
+		}
 	}
 }
 

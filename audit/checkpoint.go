@@ -86,9 +86,20 @@ func (l *Log) signedInCommit(size uint64) {
 	l.sigMu.Unlock()
 }
 
-// checkpoint signs the head if it is not signed yet; the checkpointer
-// goroutine calls it every CheckpointInterval.
+// unsigned reports whether the committed head has no checkpoint yet.
+func (l *Log) unsigned() bool {
+	size, _ := l.head()
+	l.sigMu.Lock()
+	defer l.sigMu.Unlock()
+	return size > l.lastSigned || !l.signedAny
+}
+
+// checkpoint signs the head if it is not signed yet; the sequencer calls
+// it when the interval is up after a commit that left the head unsigned.
 func (l *Log) checkpoint() {
+	if !l.unsigned() {
+		return
+	}
 	if _, err := l.SignCheckpoint(context.Background()); err != nil {
 		l.cfg.Logger.Error("sign checkpoint", "err", err)
 		if l.cfg.OnSignError != nil {

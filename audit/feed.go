@@ -21,6 +21,45 @@ type FeedEntry struct {
 	Body      json.RawMessage `json:"body"`
 	Salt      []byte          `json:"salt,omitempty"` // absent for a legacy entry, whose leaf is its body
 	Proof     []tlog.Hash     `json:"proof"`
+	// Shared, in a page whose proofs are shared ([ShareProofs]), is how
+	// many hashes the proof has in common with the previous entry's, at
+	// its end (the hashes nearest the root): Proof holds only the rest.
+	Shared int `json:"shared,omitempty"`
+}
+
+// ShareProofs shortens the proofs of a page's entries in place: each
+// entry after the first keeps only the hashes its proof does not share,
+// at the end, with the previous entry's (those nearest the root, the same
+// for entries close together), and says how many it shares. Successive
+// entries of one tenant share most of their proofs, so a page is about
+// half the bytes. [ExpandProof] undoes it on the client, which then
+// checks the whole proof: a wrong count or hash fails the proof.
+func ShareProofs(es []FeedEntry) {
+	var prev []tlog.Hash
+	for i := range es {
+		full := es[i].Proof
+		k := 0
+		for k < len(full) && k < len(prev) && full[len(full)-1-k] == prev[len(prev)-1-k] {
+			k++
+		}
+		es[i].Proof, es[i].Shared = full[:len(full)-k], k
+		prev = full
+	}
+}
+
+// ExpandProof returns the whole proof of an entry of a shared page, from
+// its own hashes and the previous entry's whole proof (nil for the first
+// of a page).
+func ExpandProof(prev, own []tlog.Hash, shared int) ([]tlog.Hash, error) {
+	if shared < 0 || shared > len(prev) {
+		return nil, fmt.Errorf("%w: the entry shares %d proof hashes, the previous entry's proof has %d", ErrBadProof, shared, len(prev))
+	}
+	if len(own)+shared > 64 {
+		return nil, fmt.Errorf("%w: a proof of %d hashes", ErrBadProof, len(own)+shared)
+	}
+	full := make([]tlog.Hash, 0, len(own)+shared)
+	full = append(full, own...)
+	return append(full, prev[len(prev)-shared:]...), nil
 }
 
 // Feed is a page of a tenant's access feed, every entry proved against
@@ -37,8 +76,8 @@ const MaxFeedPage = 1000
 
 // TenantFeed returns the tenant's entries with tenant_seq > after, in
 // tenant_seq order, up to limit, each with an inclusion proof against the
-// latest signed checkpoint. Entries not yet in that checkpoint are left
-// for a later call.
+// latest signed checkpoint, which it keeps ([Log.Keep]). Entries not yet
+// in that checkpoint are left for a later call.
 func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit int) (*Feed, error) {
 	if limit <= 0 || limit > MaxFeedPage {
 		limit = MaxFeedPage
@@ -58,6 +97,11 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	if err != nil {
 		return nil, fmt.Errorf("tenant feed: %w", err)
 	}
+	// The tenant will hold this checkpoint: the vendor keeps its copy past
+	// the retention horizon, so that the two can be compared.
+	if err := l.Keep(ctx, cp.Size, KeptFeed); err != nil {
+		return nil, err
+	}
 	f := &Feed{Checkpoint: cp.Note, Entries: []FeedEntry{}}
 	for rows.Next() {
 		var idx, seq int64
@@ -76,7 +120,12 @@ func (l *Log) TenantFeed(ctx context.Context, tenant string, after uint64, limit
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("tenant feed: %w", err)
 	}
-	r := l.storedReader(ctx)
+	// One reader for the page: the entries' proofs share most of their
+	// hashes (all above the tiles the entries sit in), and proofReader
+	// reads each tile once and rebuilds a tile's upper hashes once, so a
+	// page costs O(log n) tile reads in all, not hash recomputation per
+	// entry.
+	r := newProofReader(ctx, l.r)
 	for i := range f.Entries {
 		p, err := tlog.ProveRecord(int64(cp.Size), int64(f.Entries[i].Index), r)
 		if err != nil {

@@ -19,7 +19,7 @@ import (
 // actor's sequence number (actor_seq), the key (key_id) and the source
 // address as 32 hex digits of its 16-byte form (source_key), so that a
 // network is a range of keys. Every index column is derived from the
-// body; [VerifyIndex] recomputes them and [Verify] runs it. The index
+// body; [VerifyIndex] recomputes them, as [Verify] does in its pass over the entries. The index
 // makes a blast-radius report read the subject's entries only, never the
 // whole log.
 
@@ -160,7 +160,7 @@ func VerifyIndex(ctx context.Context, read *sql.DB) error {
 	}
 	defer rows.Close()
 	seqs := map[string]uint64{}
-	sequenced := false // a sequenced entry was seen: every later one is indexed
+	sequenced := false
 	for rows.Next() {
 		var idx int64
 		var actor string
@@ -170,44 +170,54 @@ func VerifyIndex(ctx context.Context, read *sql.DB) error {
 		if err := rows.Scan(&idx, &actor, &seq, &key, &source, &data); err != nil {
 			return fmt.Errorf("verify index: %w", err)
 		}
-		n := uint64(idx)
 		var f indexFields
 		if err := json.Unmarshal(data, &f); err != nil {
-			return &VerifyError{Index: n, Reason: "leaf is not JSON"}
+			return &VerifyError{Index: uint64(idx), Reason: "leaf is not JSON"}
 		}
-		if f.Actor != actor {
-			return &VerifyError{Index: n, Reason: "leaf row's actor column does not match its data"}
+		if err := checkIndexRow(uint64(idx), actor, seq, key, source, &f, seqs, &sequenced); err != nil {
+			return err
 		}
-		legacy := !sequenced && f.ActorSeq == 0 && !seq.Valid && !key.Valid && !source.Valid
-		if legacy {
-			continue
-		}
-		if f.ActorSeq != 0 {
-			sequenced = true
-		}
-		if uint64(seq.Int64) != f.ActorSeq || seq.Valid != (f.ActorSeq != 0) || key.String != f.KeyID || key.Valid != (f.KeyID != "") ||
-			source.String != SourceKey(f.Source) || source.Valid != (SourceKey(f.Source) != "") {
-			return &VerifyError{Index: n, Reason: "leaf row's index columns (actor_seq, key_id, source_key) do not match its data"}
-		}
-		if IsPrincipal(f.Actor) != (f.ActorSeq != 0) {
-			if f.ActorSeq != 0 || sequenced {
-				return &VerifyError{Index: n, Reason: "actor sequence number missing or on an entry whose actor is not a principal"}
-			}
-			continue
-		}
-		if f.ActorSeq == 0 {
-			continue
-		}
-		// A principal's sequence starts at 1 whatever it did before the
-		// index existed.
-		if want := seqs[f.Actor] + 1; f.ActorSeq != want {
-			return &VerifyError{Index: n, Reason: fmt.Sprintf("actor sequence gap: actor_seq %d where %d was due", f.ActorSeq, want)}
-		}
-		seqs[f.Actor] = f.ActorSeq
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("verify index: %w", err)
 	}
+	return nil
+}
+
+// checkIndexRow checks one entry's index columns against its body's
+// fields f, and its principal's sequence against seqs (the last actor_seq
+// of each principal so far). sequenced says whether a sequenced entry was
+// seen: from then on every entry is indexed.
+func checkIndexRow(n uint64, actor string, seq sql.NullInt64, key, source sql.NullString, f *indexFields, seqs map[string]uint64, sequenced *bool) error {
+	if f.Actor != actor {
+		return &VerifyError{Index: n, Reason: "leaf row's actor column does not match its data"}
+	}
+	legacy := !*sequenced && f.ActorSeq == 0 && !seq.Valid && !key.Valid && !source.Valid
+	if legacy {
+		return nil
+	}
+	if f.ActorSeq != 0 {
+		*sequenced = true
+	}
+	if uint64(seq.Int64) != f.ActorSeq || seq.Valid != (f.ActorSeq != 0) || key.String != f.KeyID || key.Valid != (f.KeyID != "") ||
+		source.String != SourceKey(f.Source) || source.Valid != (SourceKey(f.Source) != "") {
+		return &VerifyError{Index: n, Reason: "leaf row's index columns (actor_seq, key_id, source_key) do not match its data"}
+	}
+	if IsPrincipal(f.Actor) != (f.ActorSeq != 0) {
+		if f.ActorSeq != 0 || *sequenced {
+			return &VerifyError{Index: n, Reason: "actor sequence number missing or on an entry whose actor is not a principal"}
+		}
+		return nil
+	}
+	if f.ActorSeq == 0 {
+		return nil
+	}
+	// A principal's sequence starts at 1 whatever it did before the
+	// index existed.
+	if want := seqs[f.Actor] + 1; f.ActorSeq != want {
+		return &VerifyError{Index: n, Reason: fmt.Sprintf("actor sequence gap: actor_seq %d where %d was due", f.ActorSeq, want)}
+	}
+	seqs[f.Actor] = f.ActorSeq
 	return nil
 }
 

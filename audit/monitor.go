@@ -231,7 +231,8 @@ func (l *Log) checkRange(ctx context.Context, hr tlog.HashReader, from, to uint6
 	leaves := make([]tlog.Hash, 0, to-from)
 	n := from
 	for rows.Next() {
-		idx, tenant, seq, s, err := scanLeafRow(rows)
+		row, err := scanLeafRow(rows)
+		idx, tenant, seq, s := row.idx, row.tenant, row.seq, row.s
 		if err != nil {
 			return &transient{fmt.Errorf("verify: %w", err)}
 		}

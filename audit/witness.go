@@ -30,7 +30,10 @@ func (l *Log) AddCosignature(ctx context.Context, size uint64, witness, line str
 		ON CONFLICT (size, witness) DO NOTHING`, int64(size), witness, line, l.cfg.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("store cosignature: %w", err)
 	}
-	return nil
+	// A cosigned checkpoint outlives the retention horizon: clients
+	// holding a witness policy are served it (/log/checkpoint), and it is
+	// what receipts and reports are proved against.
+	return l.Keep(ctx, size, KeptWitness)
 }
 
 // Cosigned is the newest cosignature stored of one witness.

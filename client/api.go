@@ -38,7 +38,18 @@ func (c *Client) Tenant(ctx context.Context, tenant string) (*custos.Tenant, err
 // AccessLog returns a page of the tenant's access feed: entries with
 // tenant_seq after after, at most limit (0: the server's maximum).
 func (c *Client) AccessLog(ctx context.Context, tenant string, after uint64, limit int) (*custos.AccessFeed, error) {
-	q := url.Values{}
+	return c.accessLog(ctx, tenant, after, limit, url.Values{})
+}
+
+// AccessLogSharedProofs is [Client.AccessLog] with shared proofs: each
+// entry's proof leaves out the hashes it shares with the previous entry's
+// (FeedEntry.Shared says how many), about half the bytes for a page. The
+// caller rebuilds each proof (audit.ExpandProof) before checking it.
+func (c *Client) AccessLogSharedProofs(ctx context.Context, tenant string, after uint64, limit int) (*custos.AccessFeed, error) {
+	return c.accessLog(ctx, tenant, after, limit, url.Values{"proofs": {"shared"}})
+}
+
+func (c *Client) accessLog(ctx context.Context, tenant string, after uint64, limit int, q url.Values) (*custos.AccessFeed, error) {
 	if after > 0 {
 		q.Set("after", strconv.FormatUint(after, 10))
 	}

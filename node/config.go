@@ -45,6 +45,9 @@ type Config struct {
 
 // LogConfig is custos.json's "log" section.
 type LogConfig struct {
+	// The checkpoint cadence and retention (issue 17, "a log that stays
+	// cheap"): a block of its own beside the witness settings.
+	LogCadenceConfig
 	// Witness cosigning (docs/verify.md): the witnesses each new checkpoint
 	// is sent to, and how many of them must cosign a checkpoint before
 	// /log/checkpoint serves it (default: all).
@@ -200,6 +203,9 @@ func (c Config) Validate() error {
 	}
 	if c.DB != "" && !store.IsPostgres(c.DB) {
 		errs = append(errs, errors.New("db: must be empty (SQLite in the data directory) or a postgres:// URL"))
+	}
+	if _, _, err := c.Log.durations(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Origin == "" || strings.ContainsAny(c.Origin, " \n+") {
 		errs = append(errs, fmt.Errorf("origin: %q must be a non-empty name without spaces or '+'", c.Origin))

@@ -186,7 +186,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	// (log-integrity); the detector exists once the log does.
 	var detector atomic.Pointer[detect.Detector]
 	var tamper sync.Once
+	interval, retention, err := cfg.Log.durations()
+	if err != nil {
+		closeDB()
+		return nil, err
+	}
 	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
+		CheckpointInterval: interval, CheckpointRetention: retention,
 		OnSignError: func(err error) {
 			if d := detector.Load(); d != nil {
 				d.Observe("log.checkpoint", err)

@@ -123,13 +123,18 @@ func mayReadEntries(r *custos.Request) bool {
 	return false
 }
 
-// sizeParam returns ?name=, defaulting to the latest signed checkpoint's size.
+// sizeParam returns ?name=, defaulting to the latest signed checkpoint's
+// size; a proof against that checkpoint is handed out, so the log keeps
+// it past the retention horizon.
 func (s *Server) sizeParam(r *http.Request, name string) (uint64, error) {
 	if v := r.URL.Query().Get(name); v != "" {
 		return parseUint(name, v)
 	}
 	cp, err := s.log.Checkpoint(r.Context())
 	if err != nil {
+		return 0, err
+	}
+	if err := s.log.Keep(r.Context(), cp.Size, audit.KeptProof); err != nil {
 		return 0, err
 	}
 	return cp.Size, nil
@@ -254,6 +259,14 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = int(min(n, audit.MaxFeedPage))
 	}
+	shared := false
+	switch q.Get("proofs") {
+	case "", "full":
+	case "shared":
+		shared = true
+	default:
+		return s.reject(r, custos.ActionAccessLogRead, custos.Errorf(custos.EINVALID, "proofs must be full or shared"))
+	}
 	f, err := s.vault.AccessLog(r.Context(), r.PathValue("tenant"), after, limit)
 	if err != nil && s.log.Integrity() != nil {
 		// The feed found the log truncated under its checkpoint.
@@ -262,6 +275,9 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return err
+	}
+	if shared {
+		audit.ShareProofs(f.Entries)
 	}
 	return writeJSON(w, http.StatusOK, f)
 }

@@ -783,8 +783,13 @@ func (v *Vault) issue(ctx context.Context, id string, rec audit.Receipt) (*custo
 			if _, err := v.log.SignCheckpoint(ctx); err != nil {
 				return nil, fmt.Errorf("sign checkpoint: %w", err)
 			}
-			p, err := v.proveIn(ctx, index)
+			p, cp, err := v.proveIn(ctx, index)
 			if err == nil {
+				// The receipt carries cp: the log keeps its copy past the
+				// retention horizon.
+				if err := v.log.Keep(ctx, cp.Size, audit.KeptReceipt); err != nil {
+					return nil, fmt.Errorf("keep the receipt's checkpoint: %w", err)
+				}
 				file, err := v.buildReceipt(r.ID, index, p)
 				if err != nil {
 					return nil, err

@@ -17,19 +17,19 @@ import (
 // carries: the newest witnessed one when witnesses are configured (EINVALID
 // while it does not cover the entry yet: the caller waits and retries),
 // else the latest signed one.
-func (v *Vault) proveIn(ctx context.Context, index uint64) (*audit.Proof, error) {
+func (v *Vault) proveIn(ctx context.Context, index uint64) (*audit.Proof, *audit.Checkpoint, error) {
 	if v.witnessed == nil {
-		p, _, err := audit.ReadProof(ctx, v.read, v.verifier, index)
-		return p, err
+		return audit.ReadProof(ctx, v.read, v.verifier, index)
 	}
 	cp, ok, err := v.witnessed(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !ok {
-		return nil, custos.Errorf(custos.EINVALID, "no witnessed checkpoint yet")
+		return nil, nil, custos.Errorf(custos.EINVALID, "no witnessed checkpoint yet")
 	}
-	return audit.ReadProofAt(ctx, v.read, cp, index)
+	p, err := audit.ReadProofAt(ctx, v.read, cp, index)
+	return p, cp, err
 }
 
 // reportCheckpoint is the checkpoint a blast-radius report is proved

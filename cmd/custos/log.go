@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/node"
@@ -20,7 +23,9 @@ func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
 	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")
 	index := fs.Uint64("index", 0, "proof: entry index")
 	out := fs.String("out", "", "proof: also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
-	state := fs.String("state", "", "verify: keep the last verified checkpoint in this file, and require the log to contain the one it holds (catches truncation, an older backup restored, a rewrite re-signed with log.key)")
+	state := fs.String("state", "", "verify: keep the last verified checkpoint (and the tree's compact range) in this file; the next run checks only the entries added since and requires the log to extend it (catches truncation, an older backup restored, a rewrite re-signed with log.key)")
+	full := fs.Bool("full", false, "verify: with --state, check the whole log again rather than only what is new")
+	scrubN := fs.Int("scrub", 4096, "verify: with --state, also check again this many entries verified before, continuing where the last run stopped")
 	rowsFlag := fs.Bool("rows", false, "verify: also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
 	wf := addWitnessFlags(fs.FlagSet)
 	if _, err := fs.parse(args, 0, 0); err != nil {
@@ -36,13 +41,13 @@ func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
 	}
 	switch strings.TrimPrefix(fs.Name(), "log ") {
 	case "verify":
-		var witnessed []byte
+		mode := verifyMode{full: *full, scrub: *scrubN}
 		if policy != nil {
-			if witnessed, err = m.witnessedCheckpoint(ctx, cfg, policy); err != nil {
+			if mode.witnessed, err = m.witnessedCheckpoint(ctx, cfg, policy); err != nil {
 				return err
 			}
 		}
-		if err := m.logVerifyState(ctx, cfg, *checkpoint, *state, witnessed); err != nil || !*rowsFlag {
+		if err := m.logVerifyState(ctx, cfg, *checkpoint, *state, mode); err != nil || !*rowsFlag {
 			return err
 		}
 		return m.logVerifyData(ctx, cfg)
@@ -98,20 +103,54 @@ func (m *Main) withReadLog(ctx context.Context, cfg Config, fn func(*sql.DB) err
 }
 
 func (m *Main) logVerify(ctx context.Context, cfg Config, checkpointFile string) error {
-	return m.logVerifyState(ctx, cfg, checkpointFile, "", nil)
+	return m.logVerifyState(ctx, cfg, checkpointFile, "", verifyMode{})
 }
 
-// logVerifyState verifies the whole log; with statePath, it also requires
-// the log to contain the checkpoint kept there by the previous run, and
-// keeps the latest one it checked. witnessed, if set, is a checkpoint the
-// witness policy accepted: the log must contain it too.
-func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, statePath string, witnessed []byte) error {
+// verifyMode is how `log verify --state` goes about it.
+type verifyMode struct {
+	full  bool // check everything even if the state allows going on from it
+	scrub int  // entries verified before to check again
+	// witnessed, if set, is a checkpoint the witness policy accepted: the
+	// log must contain it too.
+	witnessed []byte
+}
+
+// readVerifyState reads a --state file: the JSON state of an incremental
+// run, or (as written before incremental runs existed) a bare signed
+// checkpoint, which allows a full run only. A missing file is the first
+// run: nothing seen yet.
+func readVerifyState(path string, v note.Verifier) (st *audit.VerifyState, trusted *audit.Checkpoint, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if len(b) > 0 && b[0] == '{' {
+		st = new(audit.VerifyState)
+		if err := json.Unmarshal(b, st); err != nil {
+			return nil, nil, fmt.Errorf("state in %s: %w", path, err)
+		}
+		b = st.Checkpoint
+	}
+	if trusted, err = audit.ParseCheckpoint(b, v); err != nil {
+		return nil, nil, fmt.Errorf("checkpoint in %s: %w", path, err)
+	}
+	return st, trusted, nil
+}
+
+// logVerifyState verifies the log. With statePath it goes on from the
+// state the previous run kept there — only the entries added since, plus a
+// scrub of older ones — or, with mode.full or a state holding only a
+// checkpoint, verifies everything and requires the log to contain that
+// checkpoint; either way it keeps the new state.
+func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, statePath string, mode verifyMode) error {
 	v, err := node.OpenVerifier(cfg)
 	if err != nil {
 		return err
 	}
-	opts := audit.VerifyOptions{Checkpoint: witnessed}
-	if checkpointFile != "" && witnessed != nil {
+	opts := audit.VerifyOptions{Checkpoint: mode.witnessed, Scrub: mode.scrub}
+	if checkpointFile != "" && mode.witnessed != nil {
 		return usagef("log verify: --checkpoint and --witness check against a checkpoint each: give one")
 	}
 	if checkpointFile != "" {
@@ -119,28 +158,35 @@ func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, s
 			return err
 		}
 	}
+	var st *audit.VerifyState
 	var trusted *audit.Checkpoint
 	if statePath != "" {
-		b, err := os.ReadFile(statePath)
-		switch {
-		case errors.Is(err, os.ErrNotExist): // the first run: nothing seen yet
-		case err != nil:
+		if st, trusted, err = readVerifyState(statePath, v); err != nil {
 			return err
-		default:
-			if trusted, err = audit.ParseCheckpoint(b, v); err != nil {
-				return fmt.Errorf("checkpoint in %s: %w", statePath, err)
+		}
+		if st == nil || mode.full {
+			if trusted != nil {
+				opts.Trusted = trusted.Note
 			}
-			opts.Trusted = b
+			st = nil
 		}
 	}
 	var rep *audit.VerifyReport
 	err = m.withReadLog(ctx, cfg, func(db *sql.DB) error {
-		bar := newProgress(m.Stderr, "verify", 0)
+		label := "verify"
+		if st != nil {
+			label = "verify (new entries)"
+		}
+		bar := newProgress(m.Stderr, label, 0)
 		opts.Progress = func(done, total uint64) {
 			bar.total = total
 			bar.set(done)
 		}
-		rep, err = audit.Verify(ctx, db, v, opts)
+		if st != nil {
+			rep, err = audit.VerifyFrom(ctx, db, v, st, opts)
+		} else {
+			rep, err = audit.Verify(ctx, db, v, opts)
+		}
 		bar.done()
 		return err
 	})
@@ -154,13 +200,22 @@ func (m *Main) logVerifyState(ctx context.Context, cfg Config, checkpointFile, s
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "log verified: %d entries, root %s\n", rep.Size, rep.Root)
-	fmt.Fprintf(m.Stdout, "  %d signed checkpoints checked, latest at size %d; %d tenant sequences gap-free\n", rep.Checkpoints, rep.CheckpointSize, rep.Tenants)
-	if statePath != "" && rep.Latest != nil {
+	if st != nil {
+		fmt.Fprintf(m.Stdout, "log verified: %d entries, root %s; checked the %d added since the checkpoint of size %d verified before (%s)\n", rep.Size, rep.Root, rep.Size-rep.From, rep.From, statePath)
+		fmt.Fprintf(m.Stdout, "  %d new signed checkpoints checked, latest at size %d, consistent with the one verified before; %d entries verified before checked again\n", rep.Checkpoints, rep.CheckpointSize, rep.Scrubbed)
+	} else {
+		fmt.Fprintf(m.Stdout, "log verified: %d entries, root %s\n", rep.Size, rep.Root)
+		fmt.Fprintf(m.Stdout, "  %d signed checkpoints checked, latest at size %d; %d tenant sequences gap-free\n", rep.Checkpoints, rep.CheckpointSize, rep.Tenants)
 		if trusted != nil {
 			fmt.Fprintf(m.Stdout, "  contains the checkpoint of size %d verified before (%s)\n", trusted.Size, statePath)
 		}
-		if err := node.WriteFileAtomic(statePath, rep.Latest.Note); err != nil {
+	}
+	if statePath != "" && rep.State != nil {
+		b, err := json.Marshal(rep.State)
+		if err != nil {
+			return err
+		}
+		if err := node.WriteFileAtomic(statePath, append(b, '\n')); err != nil {
 			return err
 		}
 		fmt.Fprintf(m.Stdout, "  kept the checkpoint of size %d in %s\n", rep.Latest.Size, statePath)

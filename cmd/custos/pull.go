@@ -93,7 +93,7 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 	startSeq, verified := st.TenantSeq, 0
 	reproved := st.LastLeaf == nil
 	for {
-		feed, err := c.AccessLog(ctx, *tenant, st.TenantSeq, 0)
+		feed, err := c.AccessLogSharedProofs(ctx, *tenant, st.TenantSeq, 0)
 		if err != nil {
 			return unreachable(ctx, err)
 		}
@@ -107,8 +107,14 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 			}
 			reproved = true
 		}
+		var prev []tlog.Hash // the previous entry's whole proof: the page shares proofs
 		for _, fe := range feed.Entries {
-			e := audit.FeedEntry{TenantSeq: fe.TenantSeq, Index: fe.Index, Body: fe.Body, Salt: fe.Salt, Proof: treeProof(fe.Proof)}
+			proof, err := audit.ExpandProof(prev, treeProof(fe.Proof), fe.Shared)
+			if err != nil {
+				return fmt.Errorf("REFUSED: entry %d: %w (verified up to tenant_seq %d; state in %s)", fe.Index, err, st.TenantSeq, *statePath)
+			}
+			prev = proof
+			e := audit.FeedEntry{TenantSeq: fe.TenantSeq, Index: fe.Index, Body: fe.Body, Salt: fe.Salt, Proof: proof}
 			if err := audit.CheckFeedEntry(cp, e, *tenant, st.TenantSeq+1); err != nil {
 				return fmt.Errorf("REFUSED: %w (verified up to tenant_seq %d; state in %s)", err, st.TenantSeq, *statePath)
 			}
