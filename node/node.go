@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,7 @@ import (
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/relay"
 	"github.com/custos-dev/custos/server"
+	"github.com/custos-dev/custos/siem"
 	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
@@ -81,6 +83,7 @@ type Node struct {
 	URL string
 
 	logger  *slog.Logger
+	siem    []*siem.Sink
 	relayWG sync.WaitGroup
 	wrap    func(http.Handler) http.Handler
 	ownDB   bool
@@ -137,6 +140,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	expiryNotice, err := cfg.Detection.expiryNotice()
+	if err != nil {
+		return nil, err
+	}
 	mailer, localMail, err := cfg.mailer()
 	if err != nil {
 		return nil, err
@@ -149,7 +156,20 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
 	}
 	sinks = append(sinks, configured...)
+	forwarders, err := cfg.Detection.openSyslog(logger)
+	if err != nil {
+		return nil, err
+	}
+	closeSIEM := func() {
+		for _, f := range forwarders {
+			f.Close()
+		}
+	}
+	for _, f := range forwarders {
+		sinks = append(sinks, f)
+	}
 	if err := notify.CheckSinks(sinks); err != nil {
+		closeSIEM()
 		return nil, fmt.Errorf("detection: %w", err)
 	}
 	trusted, err := readVerified(cfg)
@@ -164,6 +184,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		ownDB = true
 	}
 	closeDB := func() {
+		closeSIEM()
 		if ownDB {
 			db.Close()
 		}
@@ -193,8 +214,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier})
-	// Enrollment mails go only to the holder's address, by their own sink.
-	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
+	// Enrollment mails go only to the holder's address, by their own sink;
+	// notices to tenant admins and named principals go to the people
+	// behind them (vault/people.go), through the same mailer.
+	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer}, &vault.PeopleSink{Vault: v, Mailer: mailer, LinkBase: cfg.Mail.LinkBase})
 	// Free text written before it was sealed at rest is sealed now; if the
 	// database refuses (a full disk), the rows stay readable as they are
 	// and the next start tries again.
@@ -218,6 +241,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules, Canaries: canaries, Rows: v.Rows(), Active: lg.IsLeader, Notified: d.Kick, Logger: logger}
+	if len(forwarders) > 0 {
+		det.OnEntry = func(index uint64, l *audit.Leaf) {
+			for _, f := range forwarders {
+				f.Audit(index, l)
+			}
+		}
+	}
 	detector.Store(det)
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
 		tamper.Do(func() { go observeTamper(det, err, logger) })
@@ -228,7 +258,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger, Metrics: func(w io.Writer) { siemMetrics(w, forwarders) }}
 	if rl != nil && cfg.Relay.Upstream.Addr != "" {
 		scfg.Relay = rl
 	}
@@ -237,12 +267,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl,
-		logger: logger, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
+		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); d.Run(bg) }()
 	go func() { defer wg.Done(); det.Run(bg) }()
 	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()
+	go func() { defer wg.Done(); runExpiry(bg, v, lg.IsLeader, expiryNotice, logger) }()
 	go func() { wg.Wait(); close(n.stopped) }()
 	return n, nil
 }
@@ -294,6 +325,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Server.Close())
 		n.stop()
 		<-n.stopped
+		for _, f := range n.siem { // after the detector and notifier that feed them
+			errs = append(errs, f.Close())
+		}
 		errs = append(errs, n.Log.Close())
 		if n.ownDB {
 			errs = append(errs, n.DB.Close())
@@ -417,5 +451,46 @@ func runDeletions(ctx context.Context, v *vault.Vault, logger *slog.Logger) {
 				logger.Info("tenant deletions executed", "count", n)
 			}
 		}
+	}
+}
+
+// runExpiry announces expiring and expired grants and keys
+// ([vault.Vault.RunExpiry]) on the deletions' interval, on the log's
+// leader only: one node announces each.
+func runExpiry(ctx context.Context, v *vault.Vault, leader func() bool, notice time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(deletionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if !leader() {
+				continue
+			}
+			if n, err := v.RunExpiry(ctx, now, notice); err != nil {
+				logger.Warn("expiry check", "err", err)
+			} else if n > 0 {
+				logger.Info("expiries announced", "count", n)
+			}
+		}
+	}
+}
+
+// siemMetrics writes the SIEM forwarders' counts in the Prometheus text
+// format, labelled by sink name (a configuration name, no personal data).
+func siemMetrics(w io.Writer, fs []*siem.Sink) {
+	if len(fs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "# HELP custos_siem_events_sent_total Events written to a SIEM's syslog collector.")
+	fmt.Fprintln(w, "# TYPE custos_siem_events_sent_total counter")
+	for _, f := range fs {
+		fmt.Fprintf(w, "custos_siem_events_sent_total{sink=%q} %d\n", f.Name(), f.Sent())
+	}
+	fmt.Fprintln(w, "# HELP custos_siem_events_dropped_total Audit events dropped because a SIEM's buffer was full.")
+	fmt.Fprintln(w, "# TYPE custos_siem_events_dropped_total counter")
+	for _, f := range fs {
+		fmt.Fprintf(w, "custos_siem_events_dropped_total{sink=%q} %d\n", f.Name(), f.Dropped())
 	}
 }

@@ -56,5 +56,8 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
 	fmt.Fprintln(w, "# HELP custos_audit_log_size Committed entries in the audit log.")
 	fmt.Fprintln(w, "# TYPE custos_audit_log_size gauge")
 	fmt.Fprintf(w, "custos_audit_log_size %d\n", s.log.Size())
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics(w)
+	}
 	return nil
 }
