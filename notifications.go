@@ -7,7 +7,12 @@ package custos
 type NotificationPrefs struct {
 	PrincipalID string   `json:"principal_id"`
 	Muted       []string `json:"muted"`
-	Mutable     []string `json:"mutable"` // set by the server; ignored in a request
+	Mutable     []string `json:"mutable"` // the topics that may be muted
+}
+
+// NotificationPrefsRequest replaces a principal's muted topics.
+type NotificationPrefsRequest struct {
+	Muted []string `json:"muted"`
 }
 
 // MaxMutedTopics bounds a preferences request.

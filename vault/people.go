@@ -128,7 +128,7 @@ func (s *PeopleSink) compose(m *notify.Message) (subject, body string) {
 	}
 	fmt.Fprintf(&b, "\r\nNotification %s, %s, severity %s.\r\n", m.ID, m.CreatedAt.Format(time.RFC3339), m.Severity)
 	if Mutable(m.Topic) {
-		b.WriteString("You may stop these notices: custos notifications mute " + m.Topic + "\r\n")
+		b.WriteString("You may stop these notices: custos notifications --principal <your id> --mute " + m.Topic + "\r\n")
 	} else {
 		b.WriteString("This is a security notice; it cannot be turned off.\r\n")
 	}
@@ -267,15 +267,18 @@ func (v *Vault) NotificationPrefs(ctx context.Context, principal string) (*custo
 
 // SetNotificationPrefs replaces a principal's muted topics, for that
 // principal only; muting a security topic is refused.
-func (v *Vault) SetNotificationPrefs(ctx context.Context, principal string, p *custos.NotificationPrefs) (*custos.NotificationPrefs, error) {
+func (v *Vault) SetNotificationPrefs(ctx context.Context, principal string, mute []string) (*custos.NotificationPrefs, error) {
 	l, err := v.authorizeSelf(ctx, custos.ActionNotifySet, principal)
 	if err != nil {
 		return nil, err
 	}
-	if len(p.Muted) > custos.MaxMutedTopics {
+	if len(mute) > custos.MaxMutedTopics {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "muted: at most %d topics", custos.MaxMutedTopics))
 	}
-	muted := slices.Clone(p.Muted)
+	muted := slices.Clone(mute)
+	if muted == nil {
+		muted = []string{}
+	}
 	slices.Sort(muted)
 	muted = slices.Compact(muted)
 	for _, t := range muted {

@@ -199,15 +199,15 @@ func TestMutingIsForInformationalTopicsOnly(t *testing.T) {
 	f := newFixture(t)
 	admin, tenant, _ := f.admin(t)
 	me := custos.PrincipalFromContext(admin)
-	if _, err := f.vault.SetNotificationPrefs(admin, me.ID, &custos.NotificationPrefs{Muted: []string{"support.request"}}); custos.ErrorCode(err) != custos.EINVALID {
+	if _, err := f.vault.SetNotificationPrefs(admin, me.ID, []string{"support.request"}); custos.ErrorCode(err) != custos.EINVALID {
 		t.Fatalf("muting a security topic: %v, want EINVALID", err)
 	}
-	prefs, err := f.vault.SetNotificationPrefs(admin, me.ID, &custos.NotificationPrefs{Muted: []string{vault.TopicGrantExpiring}})
+	prefs, err := f.vault.SetNotificationPrefs(admin, me.ID, []string{vault.TopicGrantExpiring})
 	if err != nil || len(prefs.Muted) != 1 || len(prefs.Mutable) == 0 {
 		t.Fatalf("muting grant.expiring: %+v, %v", prefs, err)
 	}
 	other, _ := f.principal(t, custos.KindStaffSupport, "", "sam")
-	if _, err := f.vault.SetNotificationPrefs(other, me.ID, &custos.NotificationPrefs{}); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := f.vault.SetNotificationPrefs(other, me.ID, nil); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("someone else changing the admin's preferences: %v, want EFORBIDDEN", err)
 	}
 	f.exec(t, `INSERT INTO notify_muted (principal_id, topic) VALUES ($1, $2)`, me.ID, "deletion.scheduled")
