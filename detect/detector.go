@@ -308,12 +308,12 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("detector: entry %d: %w", s.Index, err)
 		}
 		ev.Index = s.Index
-		if d.OnEntry != nil {
-			d.OnEntry(s.Index, &ev.Leaf)
-		}
 		hs, err := d.engine.Evaluate(&ev)
 		if err != nil {
 			return 0, err
+		}
+		if d.OnEntry != nil {
+			d.OnEntry(s.Index, &ev.Leaf)
 		}
 		hits = append(hits, hs...)
 	}
