@@ -234,6 +234,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	} else if n > 0 {
 		logger.Info("sealed rows that predate row MACs", "rows", n)
 	}
+	// Principals' addresses written before they were sealed are sealed now (after
+	// the row MACs: a principal whose MAC fails is left as it is).
+	if n, err := v.SealIdentities(ctx); err != nil {
+		logger.Warn("could not seal identities written before sealing; will retry at the next start", "err", err)
+	} else if n > 0 {
+		logger.Info("sealed principals' addresses written before sealing", "principals", n)
+	}
 	canaries, err := v.CanaryIndex(ctx)
 	if err != nil {
 		lg.Close()

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -98,7 +99,13 @@ func (s *PeopleSink) Deliver(ctx context.Context, m *notify.Message) error {
 			return err
 		}
 		if !muted && !mailed[p.Identity] { // one person behind two principals gets one mail
-			if err := s.Mailer.Send(ctx, p.Identity, subject, body); err != nil {
+			to, err := v.identityAddress(ctx, p)
+			if errors.Is(err, errNoAddress) {
+				continue // a row changed behind custos's back: nobody to mail
+			} else if err != nil {
+				return fmt.Errorf("notification %s: %w", m.ID, err)
+			}
+			if err := s.Mailer.Send(ctx, to, subject, body); err != nil {
 				// As for enrollment mails: a server's refusal quotes the
 				// recipient; the outbox keeps the principal only.
 				return fmt.Errorf("notification %s to the holder of %s was not accepted (%s)", m.ID, p.ID, mailErrorKind(err))

@@ -34,3 +34,9 @@ CREATE TABLE expiry_marks (
     marked_at BIGINT NOT NULL,
     PRIMARY KEY (object_id, stage)
 );
+-- A principal's verified address, sealed with the system AEAD (bound to
+-- the principal's id). principals.identity then holds its person
+-- pseudonym (a keyed PRF of the address, "pe_…"): what the two-person
+-- checks compare and what notices dedupe by. Rows from before this
+-- migration are converted by the vault at start (Vault.SealIdentities).
+ALTER TABLE principals ADD COLUMN identity_sealed TEXT;
