@@ -15,10 +15,10 @@ package siem
 
 import (
 	"encoding/json"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/notify"
 )
@@ -144,8 +144,33 @@ func severityID(level string) (int, string) {
 	return 1, "Informational"
 }
 
-// idRE matches an identifier custos mints (prefix, "_", base32).
-var idRE = regexp.MustCompile(`\b(pr|ak|tn|ls|gr|ar|en|al|dl|rc)_[a-z2-7]{26}\b`)
+// idPrefixes are the kinds of identifier an entry's detail may name that
+// an event keeps as a resource (contact tokens are not among them).
+var idPrefixes = []string{custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixTenant, custos.PrefixList, custos.PrefixGrant,
+	custos.PrefixAccessReq, custos.PrefixEnrollment, custos.PrefixAlert, custos.PrefixDeletion, custos.PrefixReceipt}
+
+// idsIn returns up to max identifiers named in text, in order: words that
+// are exactly an identifier custos mints, of a kind in idPrefixes.
+// Everything else in the text is left out.
+func idsIn(text string, max int) []string {
+	var out []string
+	for _, w := range strings.Fields(text) {
+		w = strings.Trim(w, ",;:()[]")
+		if len(w) != 29 || w[2] != '_' {
+			continue
+		}
+		for _, p := range idPrefixes {
+			if custos.ValidID(p, w) {
+				out = append(out, w)
+				break
+			}
+		}
+		if len(out) == max {
+			break
+		}
+	}
+	return out
+}
 
 // FromLeaf maps an audit entry to an OCSF event: Account Change for
 // principals, keys and enrollments, API Activity for everything else.
@@ -189,8 +214,8 @@ func FromLeaf(index uint64, l *audit.Leaf) *Event {
 		case "revoke", "expired":
 			e.ActivityID, e.ActivityName = 5, "Disable"
 		}
-		if id := idRE.FindString(l.Detail); strings.HasPrefix(id, "pr_") {
-			e.User = &User{UID: id}
+		if ids := idsIn(l.Detail, 1); len(ids) == 1 && strings.HasPrefix(ids[0], "pr_") {
+			e.User = &User{UID: ids[0]}
 		} else if l.KeyID != "" {
 			e.User = &User{UID: l.Actor}
 		}
@@ -208,7 +233,7 @@ func FromLeaf(index uint64, l *audit.Leaf) *Event {
 			e.ActivityID, e.ActivityName = 4, "Delete"
 		}
 	}
-	for _, id := range idRE.FindAllString(l.Detail, 8) {
+	for _, id := range idsIn(l.Detail, 8) {
 		if id != l.Tenant && id != l.List {
 			e.Resources = append(e.Resources, Resource{UID: id, Type: resourceType(id)})
 		}

@@ -88,7 +88,7 @@ type Sink struct {
 	logger   *slog.Logger
 	audit    bool
 
-	queue   chan []byte
+	queue   chan item
 	dropped atomic.Uint64
 	sent    atomic.Uint64
 
@@ -116,7 +116,7 @@ func Open(cfg Config, logger *slog.Logger) (*Sink, error) {
 	if n == 0 {
 		n = DefaultBuffer
 	}
-	s.queue = make(chan []byte, n)
+	s.queue = make(chan item, n)
 	var d net.Dialer
 	s.dial = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", cfg.Addr) }
 	if cfg.TLS {
@@ -154,6 +154,14 @@ func (s *Sink) Name() string {
 // Accepts implements notify.Accepter.
 func (s *Sink) Accepts(m *notify.Message) bool { return s.cfg.Filter.Accepts(m) }
 
+// item is one queued event: a finding already formatted, or an audit
+// entry the writer formats (off the detector's path).
+type item struct {
+	frame []byte
+	index uint64
+	leaf  audit.Leaf
+}
+
 // ErrFull is returned by Deliver when the buffer is full: the outbox keeps
 // the alert and retries.
 var ErrFull = errors.New("syslog buffer full: the collector is down or slow")
@@ -172,29 +180,38 @@ func (s *Sink) Deliver(_ context.Context, m *notify.Message) error {
 		return err
 	}
 	select {
-	case s.queue <- b:
+	case s.queue <- item{frame: b}:
 		return nil
 	default:
 		return ErrFull
 	}
 }
 
-// Audit queues an audit entry's metadata; it never blocks. An entry that
-// does not fit is dropped and counted.
+// Audit queues an audit entry's metadata; it never blocks, and the
+// entry is mapped and formatted by the writer, not by the caller (the
+// detector). An entry that does not fit is dropped and counted.
 func (s *Sink) Audit(index uint64, l *audit.Leaf) {
 	if !s.audit {
 		return
 	}
-	b, err := s.format(FromLeaf(index, l), 13) // facility 13: log audit
-	if err != nil {
-		s.dropped.Add(1)
-		return
-	}
 	select {
-	case s.queue <- b:
+	case s.queue <- item{index: index, leaf: *l}:
 	default:
 		s.dropped.Add(1)
 	}
+}
+
+// frameOf returns it as a frame, formatting an audit entry.
+func (s *Sink) frameOf(it item) []byte {
+	if it.frame != nil {
+		return it.frame
+	}
+	b, err := s.format(FromLeaf(it.index, &it.leaf), 13) // facility 13: log audit
+	if err != nil {
+		s.dropped.Add(1)
+		return nil
+	}
+	return b
 }
 
 // Dropped is how many audit events did not fit the buffer.
@@ -266,11 +283,18 @@ func (s *Sink) run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case b := <-s.queue:
-				batch = append(batch, b)
+			case it := <-s.queue:
+				if b := s.frameOf(it); b != nil {
+					batch = append(batch, b)
+				}
 			}
 			for len(batch) < 256 && len(s.queue) > 0 {
-				batch = append(batch, <-s.queue)
+				if b := s.frameOf(<-s.queue); b != nil {
+					batch = append(batch, b)
+				}
+			}
+			if len(batch) == 0 {
+				continue
 			}
 		}
 		if conn == nil {
