@@ -59,6 +59,8 @@ const (
 	ActionEvidenceRead    Action = "evidence.read"       // security staff read a trapped message
 	ActionRelayUpstream   Action = "relay.upstream"      // the relay's upstream mail server changed, or was approved
 	ActionBlastRadius     Action = "blast_radius.read"   // security staff: a proven report of what a subject touched
+	ActionNotifyRead      Action = "notifications.read"  // a principal reads its own notification preferences
+	ActionNotifySet       Action = "notifications.set"   // a principal mutes or unmutes informational notices to itself
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -121,6 +123,8 @@ var policy = map[Action]struct {
 	ActionDeletionCancel:  {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},
 	ActionDeletionRead:    {ScopeTenantsRead, []Kind{KindOperator, KindTenantAdmin}},
 	ActionReceiptRead:     {ScopeTenantsRead, []Kind{KindOperator, KindTenantAdmin}},
+	ActionNotifyRead:      {ScopePrincipals, Kinds},
+	ActionNotifySet:       {ScopePrincipals, Kinds},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

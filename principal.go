@@ -40,9 +40,11 @@ type Principal struct {
 	TenantID string `json:"tenant_id,omitempty"` // set for tenant-bound kinds
 	Name     string `json:"name"`                // a handle, not necessarily a person's name
 	Owner    string `json:"owner,omitempty"`     // the team it belongs to, a label for people
-	// Identity is the normalised address of the person (for a service, the
-	// owning team) who holds it: where its enrollment goes, and what every
-	// two-person check compares ([NormalizeIdentity]).
+	// Identity is, in a request, the address of the person (for a
+	// service, the owning team) who holds it: where its enrollment and
+	// notices go ([NormalizeIdentity]). Stored and returned, it is that
+	// address's person pseudonym ("pe_…"; the address itself is sealed at
+	// rest), which is what every two-person check compares.
 	Identity string `json:"identity"`
 	// CreatedBy is the principal that created it and CreatorIdentity that
 	// principal's identity: an approver created by the person it would

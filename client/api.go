@@ -254,6 +254,25 @@ func (c *Client) CreateKey(ctx context.Context, principal string, req custos.Key
 	return post[custos.KeyCreated](ctx, c, path("principals", principal, "keys"), req)
 }
 
+// NotificationPrefs reads the caller's own notification preferences
+// (principal is the caller's id).
+func (c *Client) NotificationPrefs(ctx context.Context, principal string) (*custos.NotificationPrefs, error) {
+	return get[custos.NotificationPrefs](ctx, c, path("principals", principal, "notifications"), nil)
+}
+
+// SetNotificationPrefs replaces the caller's muted topics; only
+// informational topics may be muted.
+func (c *Client) SetNotificationPrefs(ctx context.Context, principal string, muted []string) (*custos.NotificationPrefs, error) {
+	out := new(custos.NotificationPrefs)
+	if muted == nil {
+		muted = []string{}
+	}
+	if err := c.call(ctx, request{method: http.MethodPut, path: path("principals", principal, "notifications"), body: custos.NotificationPrefsRequest{Muted: muted}}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Rekey issues a new enrollment for a principal.
 func (c *Client) Rekey(ctx context.Context, principal string) (*custos.Enrollment, error) {
 	return post[custos.Enrollment](ctx, c, path("principals", principal, "enrollments"), nil)

@@ -54,6 +54,11 @@ type Detector struct {
 	Poll     time.Duration // default 50 ms
 	Batch    int           // entries per step (default 2000)
 
+	// OnEntry, if set, sees every entry the detector evaluates, in order
+	// (the SIEM forwarder); it must not block. After a restart the entries
+	// past the stored cursor are seen again.
+	OnEntry func(index uint64, l *audit.Leaf)
+
 	mu       sync.Mutex
 	engine   *Engine
 	next     uint64 // first entry not yet evaluated
@@ -309,6 +314,9 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 		hs, err := d.engine.Evaluate(&ev)
 		if err != nil {
 			return 0, err
+		}
+		if d.OnEntry != nil {
+			d.OnEntry(s.Index, &ev.Leaf)
 		}
 		hits = append(hits, hs...)
 	}

@@ -8,15 +8,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/siem"
 	"github.com/custos-dev/custos/store"
+	"github.com/custos-dev/custos/vault"
 	"github.com/custos-dev/custos/witness"
 )
 
@@ -110,6 +114,9 @@ func (c LogConfig) validate() error {
 type MailConfig struct {
 	SMTP *notify.SMTPMailer `json:"smtp,omitempty"`
 	Dir  string             `json:"dir,omitempty"`
+	// LinkBase is the public URL that prefixes the links in notices to
+	// people (https://custos.example.com); empty leaves them as paths.
+	LinkBase string `json:"link_base,omitempty"`
 }
 
 // mailer returns the configured mailer and whether it is the local
@@ -146,6 +153,24 @@ type DetectionConfig struct {
 	// The vendor's allowlists, exceptions and baseline window
 	// (known_networks, known_keys, exceptions, baseline_days).
 	detect.Policy
+	// Syslog sends alerts and audit metadata as OCSF JSON over syslog
+	// (RFC 5424 over TCP or TLS) to a SIEM (docs/notifications.md).
+	Syslog []*siem.Config `json:"syslog,omitempty"`
+	// ExpiryNotice is how long before its end a grant or key is announced
+	// as expiring (a Go duration, "24h"; empty: vault.DefaultExpiryNotice).
+	ExpiryNotice string `json:"expiry_notice,omitempty"`
+}
+
+// expiryNotice returns ExpiryNotice parsed.
+func (d DetectionConfig) expiryNotice() (time.Duration, error) {
+	if d.ExpiryNotice == "" {
+		return vault.DefaultExpiryNotice, nil
+	}
+	n, err := time.ParseDuration(d.ExpiryNotice)
+	if err != nil || n <= 0 || n > 30*24*time.Hour {
+		return 0, fmt.Errorf("detection.expiry_notice: %q must be a duration from 1s to 720h", d.ExpiryNotice)
+	}
+	return n, nil
 }
 
 // sinks returns the configured delivery sinks, each with a distinct name.
@@ -182,6 +207,39 @@ func (d DetectionConfig) sinks() ([]notify.Sink, error) {
 		if err := add(e); err != nil {
 			return nil, err
 		}
+	}
+	for _, s := range d.Syslog {
+		if err := s.Validate(); err != nil {
+			return nil, err
+		}
+		if !seen[syslogName(s)] {
+			seen[syslogName(s)] = true // opened by openSyslog: only its name is checked here
+			continue
+		}
+		return nil, fmt.Errorf("detection: two sinks are named %q: give each a distinct \"name\"", syslogName(s))
+	}
+	return out, nil
+}
+
+func syslogName(c *siem.Config) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return "syslog"
+}
+
+// openSyslog starts the configured SIEM forwarders; the caller closes them.
+func (d DetectionConfig) openSyslog(logger *slog.Logger) ([]*siem.Sink, error) {
+	var out []*siem.Sink
+	for _, c := range d.Syslog {
+		s, err := siem.Open(*c, logger)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, err
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }

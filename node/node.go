@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,6 +36,7 @@ import (
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/relay"
 	"github.com/custos-dev/custos/server"
+	"github.com/custos-dev/custos/siem"
 	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/store"
 	"github.com/custos-dev/custos/vault"
@@ -90,6 +92,7 @@ type Node struct {
 	URL string
 
 	logger  *slog.Logger
+	siem    []*siem.Sink
 	relayWG sync.WaitGroup
 	wrap    func(http.Handler) http.Handler
 	ownDB   bool
@@ -150,6 +153,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	expiryNotice, err := cfg.Detection.expiryNotice()
+	if err != nil {
+		return nil, err
+	}
 	mailer, localMail, err := cfg.mailer()
 	if err != nil {
 		return nil, err
@@ -162,7 +169,20 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
 	}
 	sinks = append(sinks, configured...)
+	forwarders, err := cfg.Detection.openSyslog(logger)
+	if err != nil {
+		return nil, err
+	}
+	closeSIEM := func() {
+		for _, f := range forwarders {
+			f.Close()
+		}
+	}
+	for _, f := range forwarders {
+		sinks = append(sinks, f)
+	}
 	if err := notify.CheckSinks(sinks); err != nil {
+		closeSIEM()
 		return nil, fmt.Errorf("detection: %w", err)
 	}
 	trusted, err := readVerified(cfg)
@@ -177,6 +197,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		ownDB = true
 	}
 	closeDB := func() {
+		closeSIEM()
 		if ownDB {
 			db.Close()
 		}
@@ -227,8 +248,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed,
 		KEK: keys.DescribeKEK(cfg.KEK)}) // receipts say what kind of KEK wrapped destroyed keys
-	// Enrollment mails go only to the holder's address, by their own sink.
-	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer})
+	// Enrollment mails go only to the holder's address, by their own sink;
+	// notices to tenant admins and named principals go to the people
+	// behind them (vault/people.go), through the same mailer.
+	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer}, &vault.PeopleSink{Vault: v, Mailer: mailer, LinkBase: cfg.Mail.LinkBase})
 	// Free text written before it was sealed at rest is sealed now; if the
 	// database refuses (a full disk), the rows stay readable as they are
 	// and the next start tries again.
@@ -253,6 +276,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
+	// Principals' addresses written before they were sealed are sealed now (after
+	// the row MACs: a principal whose MAC fails is left as it is).
+	if n, err := v.SealIdentities(ctx); err != nil {
+		logger.Warn("could not seal identities written before sealing; will retry at the next start", "err", err)
+	} else if n > 0 {
+		logger.Info("sealed principals' addresses written before sealing", "principals", n)
+	}
 	canaries, err := v.CanaryIndex(ctx)
 	if err != nil {
 		lg.Close()
@@ -270,6 +300,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
+	if len(forwarders) > 0 {
+		det.OnEntry = func(index uint64, l *audit.Leaf) {
+			for _, f := range forwarders {
+				f.Audit(index, l)
+			}
+		}
+	}
 	detector.Store(det)
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
 		tamper.Do(func() { go observeTamper(det, err, logger) })
@@ -280,7 +317,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger, Metrics: func(w io.Writer) { siemMetrics(w, forwarders) }}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}
@@ -292,12 +329,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
-		logger: logger, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
+		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); d.Run(bg) }()
 	go func() { defer wg.Done(); det.Run(bg) }()
 	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()
+	go func() { defer wg.Done(); runExpiry(bg, v, lg.IsLeader, expiryNotice, logger) }()
 	if cos != nil { // beside the log, never in its path: appends do not wait for witnesses
 		wg.Go(func() { cos.Run(bg) })
 	}
@@ -352,6 +390,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Server.Close())
 		n.stop()
 		<-n.stopped
+		for _, f := range n.siem { // after the detector and notifier that feed them
+			errs = append(errs, f.Close())
+		}
 		errs = append(errs, n.Log.Close())
 		if n.ownDB {
 			errs = append(errs, n.DB.Close())
@@ -519,5 +560,46 @@ func runDeletions(ctx context.Context, v *vault.Vault, logger *slog.Logger) {
 				logger.Info("tenant deletions executed", "count", n)
 			}
 		}
+	}
+}
+
+// runExpiry announces expiring and expired grants and keys
+// ([vault.Vault.RunExpiry]) on the deletions' interval, on the log's
+// leader only: one node announces each.
+func runExpiry(ctx context.Context, v *vault.Vault, leader func() bool, notice time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(deletionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if !leader() {
+				continue
+			}
+			if n, err := v.RunExpiry(ctx, now, notice); err != nil {
+				logger.Warn("expiry check", "err", err)
+			} else if n > 0 {
+				logger.Info("expiries announced", "count", n)
+			}
+		}
+	}
+}
+
+// siemMetrics writes the SIEM forwarders' counts in the Prometheus text
+// format, labelled by sink name (a configuration name, no personal data).
+func siemMetrics(w io.Writer, fs []*siem.Sink) {
+	if len(fs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "# HELP custos_siem_events_sent_total Events written to a SIEM's syslog collector.")
+	fmt.Fprintln(w, "# TYPE custos_siem_events_sent_total counter")
+	for _, f := range fs {
+		fmt.Fprintf(w, "custos_siem_events_sent_total{sink=%q} %d\n", f.Name(), f.Sent())
+	}
+	fmt.Fprintln(w, "# HELP custos_siem_events_dropped_total Audit events dropped because a SIEM's buffer was full.")
+	fmt.Fprintln(w, "# TYPE custos_siem_events_dropped_total counter")
+	for _, f := range fs {
+		fmt.Fprintf(w, "custos_siem_events_dropped_total{sink=%q} %d\n", f.Name(), f.Dropped())
 	}
 }

@@ -56,6 +56,9 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
 		fmt.Fprintf(w, "custos_http_request_seconds_total{route=%q} %g\n", r, m.seconds[r])
 	}
 	m.mu.Unlock()
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics(w)
+	}
 	fmt.Fprintln(w, "# HELP custos_audit_log_size Committed entries in the audit log.")
 	fmt.Fprintln(w, "# TYPE custos_audit_log_size gauge")
 	fmt.Fprintf(w, "custos_audit_log_size %d\n", s.log.Size())

@@ -60,6 +60,7 @@ func (s *Server) registerRoutes() {
 	s.registerLogRoutes()
 	s.registerRelayRoutes()
 	s.registerSupportRoutes()
+	s.registerNotificationRoutes()
 	s.registerStaffRoutes()
 	s.registerSecurityRoutes()
 	s.registerBlastRoutes()

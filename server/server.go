@@ -15,6 +15,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,9 @@ type Config struct {
 	Vault  *vault.Vault
 	Log    *audit.Log
 	Logger *slog.Logger
+	// Metrics, if set, writes more Prometheus metrics after the server's
+	// own (the SIEM forwarders' sent and dropped counts).
+	Metrics func(w io.Writer)
 	// MaxBodyBytes bounds JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxImportBytes bounds an import's body (default 16 GiB).

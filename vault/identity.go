@@ -152,6 +152,10 @@ func (v *Vault) CreatePrincipal(ctx context.Context, p *custos.Principal) (*cust
 	if err := p.Validate(); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	sealed, err := v.sealIdentity(ctx, p)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 	l.Detail += " kind " + string(p.Kind)
 	if p.TenantID != "" {
 		if _, err := v.findTenant(ctx, p.TenantID); err != nil {
@@ -174,7 +178,7 @@ func (v *Vault) CreatePrincipal(ctx context.Context, p *custos.Principal) (*cust
 			// creator does not count against it as an approver later.
 			p.CreatorIdentity = ""
 		}
-		if err := insertPrincipal(ctx, tx, p); err != nil {
+		if err := insertPrincipal(ctx, tx, p, sealed); err != nil {
 			return err
 		}
 		e, err = v.newEnrollment(ctx, tx, leaf, creator, p, approval, notBefore)
@@ -187,14 +191,16 @@ func (v *Vault) CreatePrincipal(ctx context.Context, p *custos.Principal) (*cust
 	return e, nil
 }
 
-func insertPrincipal(ctx context.Context, tx *sql.Tx, p *custos.Principal) error {
+// insertPrincipal inserts p, whose Identity is already its pseudonym, with
+// its sealed address ([Vault.sealIdentity]).
+func insertPrincipal(ctx context.Context, tx *sql.Tx, p *custos.Principal, sealedIdentity string) error {
 	var verified sql.NullInt64
 	if p.VerifiedAt != nil {
 		verified = sql.NullInt64{Int64: ms(*p.VerifiedAt), Valid: true}
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO principals (id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)`,
-		p.ID, string(p.Kind), nullString(p.TenantID), p.Name, p.Owner, p.Identity, nullString(p.CreatedBy), nullString(p.CreatorIdentity), ms(p.CreatedAt), verified)
+	_, err := tx.ExecContext(ctx, `INSERT INTO principals (id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at, identity_sealed)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11)`,
+		p.ID, string(p.Kind), nullString(p.TenantID), p.Name, p.Owner, p.Identity, nullString(p.CreatedBy), nullString(p.CreatorIdentity), ms(p.CreatedAt), verified, sealedIdentity)
 	if err != nil {
 		return fmt.Errorf("insert principal: %w", err)
 	}
@@ -681,6 +687,10 @@ func (v *Vault) EnrollmentMail(ctx context.Context, id string) (*EnrollmentMail,
 	if err != nil {
 		return nil, err
 	}
+	to, err := v.identityAddress(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("enrollment %s: %w", e.ID, err)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "You have been enrolled in custos as %s %q (%s)", p.Kind, p.Name, p.ID)
 	if p.TenantID != "" {
@@ -688,7 +698,7 @@ func (v *Vault) EnrollmentMail(ctx context.Context, id string) (*EnrollmentMail,
 	}
 	fmt.Fprintf(&b, ".\r\n\r\nSet up your own API key before %s with:\r\n\r\n    custos enroll %s\r\n\r\n", e.ExpiresAt.Format(time.RFC3339), secret)
 	b.WriteString("The secret works once. Nobody else has received it; if you did not expect this mail, tell your security team.\r\n")
-	return &EnrollmentMail{To: p.Identity, Subject: "[custos] your enrollment " + e.ID, Body: b.String(), principal: p.ID}, nil
+	return &EnrollmentMail{To: to, Subject: "[custos] your enrollment " + e.ID, Body: b.String(), principal: p.ID}, nil
 }
 
 // Mailer sends one mail to one address.
@@ -796,6 +806,9 @@ const personKeyName = "person"
 // person" without an address, and nobody without the KEK can test a guess.
 // Pseudonyms are cached: Authenticate asks for one on every request.
 func (v *Vault) person(ctx context.Context, identity string) (string, error) {
+	if isPseudonym(identity) { // stored sealed: the column holds the pseudonym (identityseal.go)
+		return identity, nil
+	}
 	if p, ok := v.persons.Load(identity); ok {
 		return p.(string), nil
 	}

@@ -45,7 +45,7 @@ func TestContainLsListsActiveContainments(t *testing.T) {
 	malSecCtx, malSec := f.principal(t, custos.KindStaffSecurity, "", "mallory")
 	adminP := custos.PrincipalFromContext(admin)
 	_, svc := principalBy(t, f, admin, custos.KindService, tenant, "crm-team@acme.test")
-	adminSecCtx, adminSec := principalBy(t, f, f.ctx, custos.KindStaffSecurity, "", adminP.Identity)
+	adminSecCtx, adminSec := principalBy(t, f, f.ctx, custos.KindStaffSecurity, "", addressOf(t, f, adminP))
 	_, sam := f.principal(t, custos.KindStaffSupport, "", "sam")
 	// A grant that ends: not a containment in force.
 	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour)}); err != nil {

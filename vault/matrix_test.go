@@ -205,7 +205,7 @@ var matrix = []struct {
 			pending(t, w, e, err)
 			_, err = w.f.vault.DecideEnrollment(a2, e.ID, true)
 			ok(t, "another admin approving", err)
-			wantMailTo(t, w.f, e.ID, w.ap.Identity)
+			wantMailTo(t, w.f, e.ID, addressOf(t, w.f, w.ap))
 		}},
 	{"approve or deny an enrollment", "the second party its approval names", "is itself that second party: a person other than the requester and the holder, created by neither", "tenant admins, security, the requester",
 		func(t *testing.T, w *world) {

@@ -284,6 +284,10 @@ func (v *Vault) Bootstrap(ctx context.Context, name, email string) (*custos.Prin
 	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
+	sealed, err := v.sealIdentity(ctx, p)
+	if err != nil {
+		return nil, "", err
+	}
 	secret, k, err := v.newKey(p, custos.KeyRequest{Scopes: []custos.Scope{custos.ScopeAll}, ExpiresIn: "720h"})
 	if err != nil {
 		return nil, "", err
@@ -297,7 +301,7 @@ func (v *Vault) Bootstrap(ctx context.Context, name, email string) (*custos.Prin
 		if n > 0 {
 			return custos.Errorf(custos.ECONFLICT, "already bootstrapped: principals exist")
 		}
-		if err := insertPrincipal(ctx, tx, p); err != nil {
+		if err := insertPrincipal(ctx, tx, p, sealed); err != nil {
 			return err
 		}
 		if err := v.reseal(ctx, tx, "principals", p.ID); err != nil {

@@ -549,17 +549,19 @@ func (v *Vault) SupportContacts(ctx context.Context, tenant, list, after string,
 	if _, err := v.checkList(ctx, l, tenant, list, checkPage(after, limit)); err != nil {
 		return nil, err
 	}
-	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, v.spendPage(g.ID))
+	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, v.spendPage(g))
 	if err != nil {
 		return nil, err
 	}
+	v.kick()
 	return openPage(k, ss, next, mask)
 }
 
 // spendPage returns the Apply that counts one page against the grant's
 // hourly cap, in the leaf's own transaction, which also rechecks that the
 // grant is still active. A refused page names no tokens in its leaf.
-func (v *Vault) spendPage(grantID string) func(context.Context, *sql.Tx, *audit.Leaf) error {
+func (v *Vault) spendPage(g *custos.Grant) func(context.Context, *sql.Tx, *audit.Leaf) error {
+	grantID := g.ID
 	return func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		now := ms(v.now())
 		res, err := tx.ExecContext(ctx, `UPDATE grants SET
@@ -575,6 +577,9 @@ func (v *Vault) spendPage(grantID string) func(context.Context, *sql.Tx, *audit.
 		} else if n != 1 {
 			leaf.Tokens, leaf.Count = nil, 0 // refused: nothing was read
 			return custos.Errorf(custos.ETOOMANY, "the grant has ended or has served its %d pages this hour", custos.SupportPagesPerHour)
+		}
+		if err := v.firstUse(ctx, tx, g, "a masked view"); err != nil {
+			return err
 		}
 		return v.reseal(ctx, tx, "grants", grantID)
 	}
@@ -598,13 +603,14 @@ func (v *Vault) SupportContact(ctx context.Context, tenant, token string) (*cust
 		return nil, v.deny(ctx, l, err)
 	}
 	l.List, l.Tokens, l.Count = s.list, []string{s.token}, 1
-	if err := v.record(ctx, l, v.spendPage(g.ID)); err != nil {
+	if err := v.record(ctx, l, v.spendPage(g)); err != nil {
 		return nil, err
 	}
 	c, err := open(k, s)
 	if err != nil {
 		return nil, err
 	}
+	v.kick()
 	return mask(c), nil
 }
 
@@ -689,6 +695,9 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 		if err := v.reseal(ctx, tx, "grants", g.ID); err != nil {
 			return err
 		}
+		if err := v.firstUse(ctx, tx, g, "a reveal"); err != nil {
+			return err
+		}
 		leaf.Count = 1
 		_, err = tx.ExecContext(ctx, `INSERT INTO reveals (id, tenant_id, grant_id, staff_id, token, reason_code, reason_sealed, revealed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, rv.ID, tenant, g.ID, g.StaffID, s.token, reasonCode, base64.StdEncoding.EncodeToString(sealedReason), ms(rv.RevealedAt))
@@ -697,6 +706,7 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err != nil {
 		return nil, err
 	}
+	v.kick() // a first use put a notice in the outbox
 	return open(lk, s)
 }
 

@@ -29,6 +29,10 @@ func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant, adminEmail s
 	if err := admin.Validate(); err != nil {
 		return nil, v.deny(ctx, l, custos.Prefixed(custos.EINVALID, "admin_email", err))
 	}
+	sealed, err := v.sealIdentity(ctx, admin)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 	by := custos.RequestFromContext(ctx).Principal
 	// The first admin is the tenant's own, at the address it registered:
 	// the operator is recorded as having created it, but it is nobody's
@@ -51,7 +55,7 @@ func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant, adminEmail s
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tenant_keys (tenant_id, keyset, created_at) VALUES ($1, $2, $3)`, t.ID, wrapped, ms(t.CreatedAt)); err != nil {
 			return fmt.Errorf("insert tenant keys: %w", err)
 		}
-		if err := insertPrincipal(ctx, tx, admin); err != nil {
+		if err := insertPrincipal(ctx, tx, admin, sealed); err != nil {
 			return err
 		}
 		// The tenant's own onboarding: its first admin needs nobody's

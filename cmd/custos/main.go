@@ -174,6 +174,7 @@ func init() {
 			{name: "reveal", summary: "staff: reveal one contact, with a reason", run: (*Main).runSupportReveal},
 			{name: "reveals", summary: "tenant admin: who saw what, and why", run: (*Main).runSupportReveals},
 		}},
+		{name: "notifications", summary: "your notification preferences: mute or unmute informational notices", run: (*Main).runNotifications},
 		{name: "review", summary: "the access review: every principal and key, flagged; --revoke by flag", run: (*Main).runReview},
 		{name: "rules", summary: "detection rules (docs/detection.md)", subs: []*command{
 			{name: "check", summary: "validate rule files (file:line errors); no DIR: the default pack", run: (*Main).runRulesCheck},

@@ -18,6 +18,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"math/big"
 	"net"
@@ -36,6 +37,8 @@ type PKI struct {
 	Pool *x509.CertPool
 	// Server is a server's configuration with the certificate.
 	Server *tls.Config
+	// CAPEM is the CA certificate in PEM, for clients configured by file.
+	CAPEM []byte
 }
 
 // NewPKI makes a CA and a server certificate for 127.0.0.1, localhost and
@@ -84,7 +87,7 @@ func NewPKI(t testing.TB, names ...string) *PKI {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return &PKI{Pool: pool, Server: &tls.Config{
+	return &PKI{Pool: pool, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), Server: &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}},
 		MinVersion:   tls.VersionTLS12,
 	}}
