@@ -327,13 +327,20 @@ func (x *Exception) matches(ev *Event) bool {
 var (
 	RuleExceptionExpired = &Rule{ID: "exception-expired", Level: "medium",
 		Title: "A detection exception expired: the rule applies again to what it silenced"}
+	RuleExceptionExpiring = &Rule{ID: "exception-expiring", Level: "low",
+		Title: "A detection exception expires within a day: renew it, or the rule applies again"}
 	RuleExceptionSelf = &Rule{ID: "exception-self", Level: "high",
 		Title: "A detection exception would have silenced its own owner; it was not applied"}
 	RuleConfigChanged = &Rule{ID: "detection-config-changed", Level: "medium",
 		Title: "The detection configuration (rules, allowlists, exceptions) changed"}
 )
 
-var builtinRules = []*Rule{RuleExceptionExpired, RuleExceptionSelf, RuleConfigChanged}
+var builtinRules = []*Rule{RuleExceptionExpired, RuleExceptionExpiring, RuleExceptionSelf, RuleConfigChanged}
+
+// ExceptionNotice is how long before its expiry an exception is announced
+// as expiring (exception-expiring, once): its owner renews it or lets the
+// rule apply again, knowingly.
+const ExceptionNotice = 24 * time.Hour
 
 // ActionConfig is the system entry a start appends with the running
 // detection configuration's digest (in the leaf's digest field).
@@ -398,10 +405,18 @@ func (en *Engine) policyHits(ev *Event) []Hit {
 			}
 			s.Owners[x.Owner] = l.Person
 		}
+		k := fmt.Sprintf("%s|%s|%d", x.Rule, x.Owner, x.Expires.UnixMilli())
 		if l.Time.Before(x.Expires) {
+			if soon := "soon|" + k; !l.Time.Before(x.Expires.Add(-ExceptionNotice)) && !s.Expired[soon] {
+				if s.Expired == nil {
+					s.Expired = map[string]bool{}
+				}
+				s.Expired[soon] = true
+				hits = append(hits, en.policyHit(RuleExceptionExpiring, x.Rule+","+x.Owner, ev, []string{x.Owner},
+					fmt.Sprintf("exception for rule %s owned by %s expires at %s", x.Rule, x.Owner, x.Expires.UTC().Format(time.RFC3339))))
+			}
 			continue
 		}
-		k := fmt.Sprintf("%s|%s|%d", x.Rule, x.Owner, x.Expires.UnixMilli())
 		if s.Expired[k] {
 			continue
 		}

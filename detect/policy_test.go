@@ -101,7 +101,7 @@ func TestExceptionExpires(t *testing.T) {
 		svcRead(3*time.Hour, "10.77.0.5"),
 	}
 	got := policyRun(t, p, leaves)
-	want := []string{"exception-expired " + sec, "key-new-network " + etl}
+	want := []string{"exception-expiring " + sec, "exception-expired " + sec, "key-new-network " + etl}
 	if !slices.Equal(got, want) {
 		t.Fatalf("alerts %v, want %v", got, want)
 	}
@@ -115,6 +115,21 @@ func TestExceptionExpires(t *testing.T) {
 // TestExceptionNeverSilencesItsOwner: an exception whose owner is the
 // person it would silence (through another of their principals) is not
 // applied, and raises an alert naming the owner.
+// TestExceptionExpiringAnnouncedOnce: an exception is announced once when
+// it comes within ExceptionNotice of its expiry — not before, not again.
+func TestExceptionExpiringAnnouncedOnce(t *testing.T) {
+	p := &detect.Policy{Exceptions: []detect.Exception{{Rule: "key-new-network", Actor: etl, Owner: sec,
+		Expires: t0.Add(72 * time.Hour), Reason: "the sync job moves hosts"}}}
+	early := []audit.Leaf{svcRead(0, "10.20.0.5"), svcRead(time.Hour, "10.20.0.5")}
+	if got := policyRun(t, p, early); len(got) != 0 {
+		t.Fatalf("two days before expiry: %v, want nothing", got)
+	}
+	late := append(early, svcRead(48*time.Hour+time.Minute, "10.20.0.5"), svcRead(50*time.Hour, "10.20.0.5"), svcRead(60*time.Hour, "10.20.0.5"))
+	if got := policyRun(t, p, late); !slices.Equal(got, []string{"exception-expiring " + sec}) {
+		t.Fatalf("within a day of expiry: %v, want one exception-expiring", got)
+	}
+}
+
 func TestExceptionNeverSilencesItsOwner(t *testing.T) {
 	p := &detect.Policy{Exceptions: []detect.Exception{{Rule: "key-new-network", Actor: etl, Owner: sec,
 		Expires: t0.Add(48 * time.Hour), Reason: "the sync job moves hosts"}}}
