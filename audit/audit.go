@@ -139,6 +139,10 @@ type Config struct {
 	// IntegrateInterval is how often the leader looks for queued entries
 	// when the queue was empty (default 5ms).
 	IntegrateInterval time.Duration
+	// ChoreIdle is how long the sequencer waits for an entry before it
+	// steps a chore in a transaction of its own (default 1ms; see
+	// [Log.RunChore]).
+	ChoreIdle time.Duration
 	// OnSignError, if set, hears of every failure to sign a checkpoint
 	// (the detector turns it into an alert).
 	OnSignError func(error)
@@ -202,6 +206,10 @@ type Log struct {
 
 	leader atomic.Bool // queued mode: this node holds the leader lock
 
+	chores  chan *chore
+	choreMu sync.Mutex // one RunChore at a time
+	chore   *chore     // sequencer-owned: the chore being stepped
+
 	mon monitor // the log's own verifier
 }
 
@@ -250,7 +258,10 @@ func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 	if cfg.ScrubEntries == 0 {
 		cfg.ScrubEntries = 256
 	}
-	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{})}
+	if cfg.ChoreIdle <= 0 {
+		cfg.ChoreIdle = choreIdle
+	}
+	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{}), chores: make(chan *chore)}
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
@@ -404,12 +415,35 @@ func (l *Log) Close() error {
 	return errors.Join(err, l.insertFull.Close())
 }
 
-// sequence is the sequencer: group commit of queued entries.
+// sequence is the sequencer: group commit of queued entries, and the
+// steps of a chore (see [Log.RunChore]).
 func (l *Log) sequence() {
 	defer l.wg.Done()
 	defer close(l.seqDone)
+	defer l.endChore(ErrUnavailable)
 	batch := make([]*pending, 0, l.cfg.MaxBatch)
-	for first := range l.queue {
+	idle := time.NewTimer(l.cfg.ChoreIdle)
+	defer idle.Stop()
+	for {
+		var first *pending
+		var tick <-chan time.Time
+		if l.chore != nil {
+			idle.Reset(l.cfg.ChoreIdle)
+			tick = idle.C
+		}
+		select {
+		case p, ok := <-l.queue:
+			if !ok {
+				return
+			}
+			first = p
+		case ch := <-l.chores:
+			l.chore = ch
+			continue
+		case <-tick:
+			l.choreAlone()
+			continue
+		}
 		batch = append(batch[:0], first)
 	drain:
 		for len(batch) < l.cfg.MaxBatch {
@@ -432,6 +466,7 @@ func (l *Log) commit(batch []*pending) {
 	results, err := l.commitTx(batch)
 	if err != nil {
 		l.cfg.Logger.Error("audit log commit failed", "entries", len(batch), "err", err)
+		l.endChore(ErrUnavailable) // its step, if any, was rolled back with the batch
 		// Nothing in the batch is acknowledged. Reload what is committed:
 		// in-memory caches may hold state of the rolled-back transaction.
 		// (In queued mode this goroutine touches no tree state.)
@@ -470,8 +505,16 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	}
 	defer func() { tx.Rollback() }()
 
+	// A chore's step goes first, while tx holds nothing else: a failed
+	// step is undone by starting over.
+	stepped, choreDone := false, false
+	if l.chore != nil {
+		if tx, stepped, choreDone, err = l.choreStep(ctx, tx, l.chore); err != nil {
+			return nil, err
+		}
+	}
 	results := make([]result, len(batch))
-	if tx, err = l.applyAll(ctx, tx, batch, results); err != nil {
+	if tx, err = l.applyAll(ctx, tx, batch, results, stepped); err != nil {
 		return nil, err
 	}
 	leaves := make([]*Leaf, len(batch))
@@ -485,6 +528,7 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 		if err := tx.Commit(); err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
+		l.choreCommitted(stepped, choreDone)
 		for i := range results {
 			results[i].receipt.Queued = true
 		}
@@ -505,6 +549,7 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	l.choreCommitted(stepped, choreDone)
 	l.advance(newSize, root)
 	if sign {
 		l.nextSign.Store(time.Now().Add(l.cfg.CheckpointInterval).UnixNano())
@@ -527,14 +572,13 @@ func (l *Log) advance(size uint64, root tlog.Hash) {
 // applyAll stamps each entry's time and runs its change. A failed change
 // is undone and recorded in its leaf and result. It returns the
 // transaction to go on with, which is a new one if it had to restart.
-func (l *Log) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending, results []result) (*sql.Tx, error) {
+func (l *Log) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending, results []result, dirty bool) (*sql.Tx, error) {
 	now := l.cfg.Now().UTC().Truncate(time.Millisecond)
-	// dirty tells whether an earlier entry of this batch changed data. Until
-	// one has, a failed change is undone by restarting the transaction, and
-	// the entry runs without a savepoint: under a savepoint SQLite copies
-	// every page it modifies to a statement journal first, which cost a
-	// third of a bulk import's time.
-	dirty := false
+	// dirty tells whether an earlier entry of this batch (or a chore's
+	// step) changed data. Until one has, a failed change is undone by
+	// restarting the transaction, and the entry runs without a savepoint:
+	// under a savepoint SQLite copies every page it modifies to a
+	// statement journal first, which cost a third of a bulk import's time.
 	for i, p := range batch {
 		leaf := &p.e.Leaf
 		if leaf.Time.IsZero() {

@@ -55,6 +55,7 @@ type Vault struct {
 	now    func() time.Time
 
 	purgeBatch, purgeMax int // Options.PurgeBatch, PurgeBatches
+	purgeMode            PurgeMode
 
 	placeholders sqlq.Style
 	notified     func()
@@ -132,13 +133,15 @@ type Options struct {
 	// batches one purge runs per RunDueDeletions (0: no bound; the next
 	// call goes on where it stopped).
 	PurgeBatch, PurgeBatches int
+	// Purge says where the purge's batches run (default PurgeAuto).
+	Purge PurgeMode
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches}
+		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, purgeMode: opts.Purge}
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
 	}
