@@ -549,8 +549,8 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	l.choreCommitted(stepped, choreDone)
 	l.advance(newSize, root)
+	l.choreCommitted(stepped, choreDone)
 	if sign {
 		l.nextSign.Store(time.Now().Add(l.cfg.CheckpointInterval).UnixNano())
 		l.signedInCommit(newSize)
