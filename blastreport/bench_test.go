@@ -6,14 +6,20 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/blastreport"
+	"github.com/custos-dev/custos/internal/loggen"
+	"github.com/custos-dev/custos/internal/storetest"
 )
 
 // benchSize is the log's size in the benchmarks (CUSTOS_BENCH_BLAST
-// overrides it); one entry in twenty is the subject's.
+// overrides it); one entry in a hundred is the subject's, as in the
+// issue's goal (100 000 in 10M).
 func benchSize(b *testing.B) int {
 	if s := os.Getenv("CUSTOS_BENCH_BLAST"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -25,41 +31,64 @@ func benchSize(b *testing.B) int {
 	return 20000
 }
 
-// fillSparse appends n entries of which one in twenty is the subject's.
-func (e *env) fillSparse(b *testing.B, n int) {
-	var es []audit.Entry
-	for i := 0; i < n; i++ {
-		actor := other
-		if i%20 == 0 {
-			actor = subject
-		}
-		es = append(es, audit.Entry{Leaf: audit.Leaf{Time: t0, Actor: actor, KeyID: keyOf[actor], Source: "10.0.0.1",
-			Action: "contact.read", Tenant: tenants[i%3], List: "ls_1", Tokens: []string{"ct_" + strconv.Itoa(i%1000)}, Outcome: "ok"}})
-		if len(es) == 1000 || i == n-1 {
-			if _, err := e.log.AppendAll(context.Background(), es); err != nil {
-				b.Fatal(err)
-			}
-			es = es[:0]
-		}
-	}
-	if err := e.log.Sync(context.Background()); err != nil {
+// fillSparse fills a log of n generated entries (internal/loggen: many
+// tenants, principals and kinds of access) of which n/100 are the
+// subject's, spread evenly; with CUSTOS_BENCH_BLAST_VERIFY set it also
+// runs audit.Verify over the result. It returns the subject's entries.
+func fillSparse(b *testing.B, n int) (*env, int) {
+	ctx := context.Background()
+	db := storetest.Open(b)
+	skey, vkey, err := audit.GenerateKey("custos.test/log")
+	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.log.SignCheckpoint(context.Background()); err != nil {
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier,
+		Placeholders: db.Placeholders, Queued: db.Queued, VerifyInterval: -1, MaxBatch: 4096})
+	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { lg.Close() })
+	if db.Engine == storetest.SQLite {
+		// Generated data needs no fsync per commit: the same writes, the
+		// same code, without waiting for the disk; back to FULL after.
+		if _, err := db.Write.ExecContext(ctx, `PRAGMA synchronous = OFF`); err != nil {
+			b.Fatal(err)
+		}
+		defer db.Write.ExecContext(ctx, `PRAGMA synchronous = FULL`)
+	}
+	k := max(n/100, 1)
+	began := time.Now()
+	last := began
+	if _, err := loggen.Fill(ctx, lg, loggen.Spec{Entries: n, Subject: subject, SubjectEntries: k, SubjectKey: keyOf[subject], Progress: func(done int) {
+		if time.Since(last) > 30*time.Second {
+			last = time.Now()
+			b.Logf("filled %d of %d entries in %s", done, n, time.Since(began).Round(time.Second))
+		}
+	}}); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("filled a log of %d entries (%d the subject's) in %s", n, k, time.Since(began).Round(time.Millisecond))
+	if os.Getenv("CUSTOS_BENCH_BLAST_VERIFY") != "" {
+		began := time.Now()
+		if _, err := audit.Verify(ctx, db.Read, verifier, audit.VerifyOptions{}); err != nil {
+			b.Fatalf("the generated log does not verify: %v", err)
+		}
+		b.Logf("audit.Verify of the whole log: %s", time.Since(began).Round(time.Millisecond))
+	}
+	return &env{lg, verifier}, k
 }
 
-// BenchmarkReport: a proven report of a principal with n/20 entries in a
+// BenchmarkReport: a proven report of a principal with n/100 entries in a
 // log of n, through the index, and verified offline.
 func BenchmarkReport(b *testing.B) {
-	e := openLog(b)
 	n := benchSize(b)
-	e.fillSparse(b, n)
+	e, k := fillSparse(b, n)
 	b.Run("build", func(b *testing.B) {
 		for b.Loop() {
 			r := e.report(b, custos.BlastQuery{Principal: subject})
-			if len(r.Entries) != (n+19)/20 {
+			if len(r.Entries) != k {
 				b.Fatalf("%d entries", len(r.Entries))
 			}
 		}
@@ -92,7 +121,7 @@ func BenchmarkReport(b *testing.B) {
 					}
 				}
 			}
-			if kept != (n+19)/20 {
+			if kept != k {
 				b.Fatalf("%d entries", kept)
 			}
 		}
