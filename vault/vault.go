@@ -128,20 +128,22 @@ type Options struct {
 	// still happen, but their receipts are not issued.
 	LogSigner   note.Signer
 	LogVerifier note.Verifier
+	// Purge says where a deleted tenant's purge batches run (default
+	// PurgeAuto).
+	Purge PurgeMode
 	// PurgeBatch is how many rows of a deleted tenant one purge
 	// transaction removes (0: DefaultPurgeBatch); PurgeBatches bounds the
 	// batches one purge runs per RunDueDeletions (0: no bound; the next
 	// call goes on where it stopped).
 	PurgeBatch, PurgeBatches int
-	// Purge says where the purge's batches run (default PurgeAuto).
-	Purge PurgeMode
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, purgeMode: opts.Purge}
+		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches}
+	v.purgeMode = opts.Purge
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
 	}
