@@ -143,7 +143,6 @@ type Options struct {
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
 		signer: opts.LogSigner, verifier: opts.LogVerifier, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches}
-	v.purgeMode = opts.Purge
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
 	}
@@ -153,6 +152,7 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 	if v.now == nil {
 		v.now = time.Now
 	}
+	v.purgeMode = opts.Purge
 	switch v.canaries = opts.Canaries; {
 	case v.canaries == 0:
 		v.canaries = DefaultCanaries
