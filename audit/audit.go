@@ -154,6 +154,10 @@ type Config struct {
 	// IntegrateInterval is how often the leader looks for queued entries
 	// when the queue was empty (default 5ms).
 	IntegrateInterval time.Duration
+	// ChoreIdle is how long the sequencer waits for an entry before it
+	// steps a chore in a transaction of its own (default 1ms; see
+	// [Log.RunChore]).
+	ChoreIdle time.Duration
 	// OnSignError, if set, hears of every failure to sign a checkpoint
 	// (the detector turns it into an alert).
 	OnSignError func(error)
@@ -219,6 +223,10 @@ type Log struct {
 
 	leader atomic.Bool // queued mode: this node holds the leader lock
 
+	chores  chan *chore
+	choreMu sync.Mutex // one RunChore at a time
+	chore   *chore     // sequencer-owned: the chore being stepped
+
 	mon monitor // the log's own verifier
 }
 
@@ -267,7 +275,10 @@ func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 	if cfg.ScrubEntries == 0 {
 		cfg.ScrubEntries = 256
 	}
-	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{})}
+	if cfg.ChoreIdle <= 0 {
+		cfg.ChoreIdle = choreIdle
+	}
+	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{}), chores: make(chan *chore)}
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
@@ -427,21 +438,30 @@ func (l *Log) Close() error {
 // DefaultCheckpointInterval is [Config.CheckpointInterval]'s default.
 const DefaultCheckpointInterval = time.Second
 
-// sequence is the sequencer: group commit of queued entries. Outside
-// queued mode it also keeps the checkpoint cadence: a commit signs the head
-// when the interval since the last checkpoint is up (see commitTx), and
-// when a commit left the head unsigned the sequencer arms a timer for the
-// moment the interval is up, so that the entries of a quiet spell are
-// covered then — and an idle log, whose head is signed, arms nothing.
+// sequence is the sequencer: group commit of queued entries, and the
+// steps of a chore (see [Log.RunChore]). Outside queued mode it also keeps
+// the checkpoint cadence: a commit signs the head when the interval since
+// the last checkpoint is up (see commitTx), and when a commit left the
+// head unsigned the sequencer arms a timer for the moment the interval is
+// up, so that the entries of a quiet spell are covered then — and an idle
+// log, whose head is signed, arms nothing.
 func (l *Log) sequence() {
 	defer l.wg.Done()
 	defer close(l.seqDone)
+	defer l.endChore(ErrUnavailable)
 	batch := make([]*pending, 0, l.cfg.MaxBatch)
+	idle := time.NewTimer(l.cfg.ChoreIdle)
+	defer idle.Stop()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	var due <-chan time.Time // non-nil while the timer is armed
+	var due <-chan time.Time // non-nil while the checkpoint timer is armed
 	for {
+		var tick <-chan time.Time
+		if l.chore != nil {
+			idle.Reset(l.cfg.ChoreIdle)
+			tick = idle.C
+		}
 		select {
 		case first, ok := <-l.queue:
 			if !ok {
@@ -461,6 +481,10 @@ func (l *Log) sequence() {
 				}
 			}
 			l.commit(batch)
+		case ch := <-l.chores:
+			l.chore = ch
+		case <-tick:
+			l.choreAlone()
 		case <-due:
 			due = nil
 			l.checkpoint()
@@ -477,6 +501,7 @@ func (l *Log) commit(batch []*pending) {
 	results, err := l.commitTx(batch)
 	if err != nil {
 		l.cfg.Logger.Error("audit log commit failed", "entries", len(batch), "err", err)
+		l.endChore(ErrUnavailable) // its step, if any, was rolled back with the batch
 		// Nothing in the batch is acknowledged. Reload what is committed:
 		// in-memory caches may hold state of the rolled-back transaction.
 		// (In queued mode this goroutine touches no tree state.)
@@ -515,8 +540,16 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	}
 	defer func() { tx.Rollback() }()
 
+	// A chore's step goes first, while tx holds nothing else: a failed
+	// step is undone by starting over.
+	stepped, choreDone := false, false
+	if l.chore != nil {
+		if tx, stepped, choreDone, err = l.choreStep(ctx, tx, l.chore); err != nil {
+			return nil, err
+		}
+	}
 	results := make([]result, len(batch))
-	if tx, err = l.applyAll(ctx, tx, batch, results); err != nil {
+	if tx, err = l.applyAll(ctx, tx, batch, results, stepped); err != nil {
 		return nil, err
 	}
 	leaves := make([]*Leaf, len(batch))
@@ -530,6 +563,7 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 		if err := tx.Commit(); err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
+		l.choreCommitted(stepped, choreDone)
 		for i := range results {
 			results[i].receipt.Queued = true
 		}
@@ -551,6 +585,7 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	l.advance(newSize, root)
+	l.choreCommitted(stepped, choreDone)
 	if sign {
 		l.nextSign.Store(time.Now().Add(l.cfg.CheckpointInterval).UnixNano())
 		l.signedInCommit(newSize)
@@ -572,14 +607,13 @@ func (l *Log) advance(size uint64, root tlog.Hash) {
 // applyAll stamps each entry's time and runs its change. A failed change
 // is undone and recorded in its leaf and result. It returns the
 // transaction to go on with, which is a new one if it had to restart.
-func (l *Log) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending, results []result) (*sql.Tx, error) {
+func (l *Log) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending, results []result, dirty bool) (*sql.Tx, error) {
 	now := l.cfg.Now().UTC().Truncate(time.Millisecond)
-	// dirty tells whether an earlier entry of this batch changed data. Until
-	// one has, a failed change is undone by restarting the transaction, and
-	// the entry runs without a savepoint: under a savepoint SQLite copies
-	// every page it modifies to a statement journal first, which cost a
-	// third of a bulk import's time.
-	dirty := false
+	// dirty tells whether an earlier entry of this batch (or a chore's
+	// step) changed data. Until one has, a failed change is undone by
+	// restarting the transaction, and the entry runs without a savepoint:
+	// under a savepoint SQLite copies every page it modifies to a
+	// statement journal first, which cost a third of a bulk import's time.
 	for i, p := range batch {
 		leaf := &p.e.Leaf
 		if leaf.Time.IsZero() {

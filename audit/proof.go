@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -158,46 +157,62 @@ var (
 // tile's upper hashes at once, the first time it needs one of them, with
 // a transparency-dev/merkle compact range over the tile's row (as
 // [Verify] does over the leaves) — 255 hashings per tile, at most — and
-// keeps them, and the tiles it read. Stored hashes never change (each
-// names a complete subtree), so a kept one stays right. Both caches are
-// bounded and start over when full: a report proves its entries in index
-// order, so what it needs next is near what it read last.
+// keeps them, per tile, and the tiles it read. Stored hashes never change
+// (each names a complete subtree), so a kept one stays right. Both caches
+// are bounded and start over when full: a report proves its entries in
+// index order, so what it needs next is near what it read last.
+//
+// The upper hashes are kept as one array per tile, not one map entry per
+// hash: in a 10M-entry log a report of 100 000 entries touches nearly
+// every bottom tile, and inserting each of their 254 upper hashes in a map
+// cost as much as computing them (docs/benchmarks.md (q)).
 type proofReader struct {
 	ctx    context.Context
 	q      querier
 	tiles  *tileCache
 	stored tlog.HashReader
-	hashes map[int64]tlog.Hash
+	upper  map[tileKey]*upperHashes
+}
+
+// upperHashes are a tile's hashes above its bottom row: at[l][i] is the
+// i-th node of the tile at height l (1 … tileHeight-1) within it; n[l]
+// says how many of them the rebuild computed (a partial tile has fewer).
+type upperHashes struct {
+	at [tileHeight][]tlog.Hash
+	n  [tileHeight]int
 }
 
 func newProofReader(ctx context.Context, q querier) *proofReader {
 	c := newTileCache()
-	return &proofReader{ctx: ctx, q: q, tiles: c, stored: c.reader(ctx, q, nil), hashes: map[int64]tlog.Hash{}}
+	return &proofReader{ctx: ctx, q: q, tiles: c, stored: c.reader(ctx, q, nil), upper: map[tileKey]*upperHashes{}}
 }
 
 func (p *proofReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	if len(p.tiles.tiles) > proofReaderTiles {
 		clear(p.tiles.tiles)
 	}
-	if len(p.hashes) > proofReaderHashes {
-		clear(p.hashes)
-	}
 	out := make([]tlog.Hash, len(indexes))
 	var miss []int64
 	var at []int
 	for i, x := range indexes {
-		h, ok := p.hashes[x]
-		if !ok {
-			if level, _ := tlog.SplitStoredHashIndex(x); level%tileHeight != 0 {
-				if err := p.rebuild(tlog.TileForIndex(tileHeight, x)); err != nil {
+		if level, n := tlog.SplitStoredHashIndex(x); level%tileHeight != 0 {
+			h := level % tileHeight
+			k := tileKey{level / tileHeight, n >> (tileHeight - h)}
+			u, ok := p.upper[k]
+			if !ok {
+				if (len(p.upper)+1)*(1<<tileHeight-2) > proofReaderHashes {
+					clear(p.upper)
+				}
+				var err error
+				if u, err = p.rebuild(k); err != nil {
 					return nil, err
 				}
-				h, ok = p.hashes[x]
+				p.upper[k] = u
 			}
-		}
-		if ok {
-			out[i] = h
-			continue
+			if j := int(n & (1<<(tileHeight-h) - 1)); j < u.n[h] {
+				out[i] = u.at[h][j]
+				continue
+			}
 		}
 		// A hash of a tile's bottom row is read from the tile; so is one
 		// the rebuild did not give (the stored reader says why).
@@ -219,28 +234,41 @@ func (p *proofReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// rebuild computes and keeps every hash of tile t above its bottom row
-// that the stored part of the tile determines (complete subtrees only).
-func (p *proofReader) rebuild(t tlog.Tile) error {
-	data, err := p.tiles.get(p.ctx, p.q, tileKey{t.L, t.N})
+// rebuild computes every hash of tile k above its bottom row that the
+// stored part of the tile determines (complete subtrees only).
+func (p *proofReader) rebuild(k tileKey) (*upperHashes, error) {
+	data, err := p.tiles.get(p.ctx, p.q, k)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	u := new(upperHashes)
+	for h := 1; h < tileHeight; h++ {
+		u.at[h] = make([]tlog.Hash, 1<<(tileHeight-h))
+	}
+	// tlog.NodeHash is RFC 6962's interior hash, as rfc6962.HashChildren,
+	// without a hasher allocated per node.
+	rf := compact.RangeFactory{Hash: func(l, r []byte) []byte {
+		h := tlog.NodeHash(tlog.Hash(l), tlog.Hash(r))
+		return h[:]
+	}}
 	// The row's hashes are the range's leaves, numbered as the nodes of
 	// their level in the whole tree; a node the range computes at height
-	// h is then the tree's node at level t.L*tileHeight+h, same index.
-	rng := rf.NewEmptyRange(uint64(t.N) << tileHeight)
-	visit := func(id compact.NodeID, h []byte) {
-		if id.Level == 0 || id.Level >= tileHeight {
+	// h is then the tree's node at level k.level*tileHeight+h, same
+	// index, the (index - first)-th of its height in the tile.
+	rng := rf.NewEmptyRange(uint64(k.n) << tileHeight)
+	visit := func(id compact.NodeID, hash []byte) {
+		h := int(id.Level)
+		if h == 0 || h >= tileHeight {
 			return
 		}
-		p.hashes[tlog.StoredHashIndex(t.L*tileHeight+int(id.Level), int64(id.Index))] = tlog.Hash(h)
+		j := int(id.Index - uint64(k.n)<<(tileHeight-h))
+		u.at[h][j] = tlog.Hash(hash)
+		u.n[h] = max(u.n[h], j+1)
 	}
 	for i := 0; i+tlog.HashSize <= len(data); i += tlog.HashSize {
 		if err := rng.Append(data[i:i+tlog.HashSize], visit); err != nil {
-			return fmt.Errorf("tile %d/%d: %w", t.L, t.N, err)
+			return nil, fmt.Errorf("tile %d/%d: %w", k.level, k.n, err)
 		}
 	}
-	return nil
+	return u, nil
 }

@@ -6,14 +6,22 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/blastreport"
+	"github.com/custos-dev/custos/internal/loggen"
+	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/sqlite"
+	"github.com/custos-dev/custos/store"
 )
 
 // benchSize is the log's size in the benchmarks (CUSTOS_BENCH_BLAST
-// overrides it); one entry in twenty is the subject's.
+// overrides it); one entry in a hundred is the subject's, as in the
+// issue's goal (100 000 in 10M).
 func benchSize(b *testing.B) int {
 	if s := os.Getenv("CUSTOS_BENCH_BLAST"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -25,41 +33,106 @@ func benchSize(b *testing.B) int {
 	return 20000
 }
 
-// fillSparse appends n entries of which one in twenty is the subject's.
-func (e *env) fillSparse(b *testing.B, n int) {
-	var es []audit.Entry
-	for i := 0; i < n; i++ {
-		actor := other
-		if i%20 == 0 {
-			actor = subject
+// fillSparse fills a log of n generated entries (internal/loggen: many
+// tenants, principals and kinds of access) of which n/100 are the
+// subject's, spread evenly; with CUSTOS_BENCH_BLAST_VERIFY set it also
+// runs audit.Verify over the result. It returns the log, the subject and
+// its entries.
+//
+// CUSTOS_BENCH_BLAST_DB=FILE (SQLite) keeps the generated log in FILE,
+// and a later run with the same variable reuses it instead of filling
+// again (16 min at 10M on the shared machine). The reused log is signed
+// under a fresh key: its old checkpoints are dropped and Open signs the
+// tree head again — the leaves, tiles and index are the generated ones.
+func fillSparse(b *testing.B, n int) (*env, string, int) {
+	ctx := context.Background()
+	var db *store.DB
+	reuse := false
+	if path := os.Getenv("CUSTOS_BENCH_BLAST_DB"); path != "" {
+		_, err := os.Stat(path)
+		reuse = err == nil
+		sq, err := sqlite.OpenOptions(ctx, path, sqlite.Options{CheckpointEvery: -1})
+		if err != nil {
+			b.Fatal(err)
 		}
-		es = append(es, audit.Entry{Leaf: audit.Leaf{Time: t0, Actor: actor, KeyID: keyOf[actor], Source: "10.0.0.1",
-			Action: "contact.read", Tenant: tenants[i%3], List: "ls_1", Tokens: []string{"ct_" + strconv.Itoa(i%1000)}, Outcome: "ok"}})
-		if len(es) == 1000 || i == n-1 {
-			if _, err := e.log.AppendAll(context.Background(), es); err != nil {
+		b.Cleanup(func() { sq.Close() })
+		db = &store.DB{Engine: store.SQLite, Read: sq.Read, Write: sq.Write, Placeholders: sq.Placeholders}
+		if reuse {
+			if _, err := db.Write.ExecContext(ctx, `DELETE FROM audit_checkpoints`); err != nil {
 				b.Fatal(err)
 			}
-			es = es[:0]
 		}
+	} else {
+		db = storetest.Open(b)
 	}
-	if err := e.log.Sync(context.Background()); err != nil {
+	skey, vkey, err := audit.GenerateKey("custos.test/log")
+	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.log.SignCheckpoint(context.Background()); err != nil {
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	// CUSTOS_BENCH_BLAST_QUEUED=0 runs PostgreSQL's log as one node's
+	// (not queued): the queued mode's leader integrates a few thousand
+	// entries a second, an hour's fill at 10M on the shared machine.
+	queued := db.Queued && os.Getenv("CUSTOS_BENCH_BLAST_QUEUED") != "0"
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: "custos.test/log", Signer: signer, Verifier: verifier,
+		Placeholders: db.Placeholders, Queued: queued, VerifyInterval: -1, MaxBatch: 4096})
+	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { lg.Close() })
+	k := max(n/100, 1)
+	if reuse {
+		if lg.Size() != uint64(n) {
+			b.Fatalf("CUSTOS_BENCH_BLAST_DB holds a log of %d entries, not %d", lg.Size(), n)
+		}
+		// The subject is the one principal with k entries; the others
+		// have far fewer (loggen spreads the rest over 400).
+		var subj string
+		if err := db.Read.QueryRowContext(ctx, `SELECT actor FROM audit_leaves WHERE actor_seq = $1`, k).Scan(&subj); err != nil {
+			b.Fatalf("find the subject of the reused log: %v", err)
+		}
+		b.Logf("reused a log of %d entries (%d the subject's)", n, k)
+		return &env{lg, verifier}, subj, k
+	}
+	if db.Engine == storetest.SQLite {
+		// Generated data needs no fsync per commit: the same writes, the
+		// same code, without waiting for the disk; back to FULL after.
+		if _, err := db.Write.ExecContext(ctx, `PRAGMA synchronous = OFF`); err != nil {
+			b.Fatal(err)
+		}
+		defer db.Write.ExecContext(ctx, `PRAGMA synchronous = FULL`)
+	}
+	began := time.Now()
+	last := began
+	if _, err := loggen.Fill(ctx, lg, loggen.Spec{Entries: n, Subject: subject, SubjectEntries: k, SubjectKey: keyOf[subject], Progress: func(done int) {
+		if time.Since(last) > 30*time.Second {
+			last = time.Now()
+			b.Logf("filled %d of %d entries in %s", done, n, time.Since(began).Round(time.Second))
+		}
+	}}); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("filled a log of %d entries (%d the subject's) in %s", n, k, time.Since(began).Round(time.Millisecond))
+	if os.Getenv("CUSTOS_BENCH_BLAST_VERIFY") != "" {
+		began := time.Now()
+		if _, err := audit.Verify(ctx, db.Read, verifier, audit.VerifyOptions{}); err != nil {
+			b.Fatalf("the generated log does not verify: %v", err)
+		}
+		b.Logf("audit.Verify of the whole log: %s", time.Since(began).Round(time.Millisecond))
+	}
+	return &env{lg, verifier}, subject, k
 }
 
-// BenchmarkReport: a proven report of a principal with n/20 entries in a
+// BenchmarkReport: a proven report of a principal with n/100 entries in a
 // log of n, through the index, and verified offline.
 func BenchmarkReport(b *testing.B) {
-	e := openLog(b)
 	n := benchSize(b)
-	e.fillSparse(b, n)
+	e, subject, k := fillSparse(b, n)
 	b.Run("build", func(b *testing.B) {
 		for b.Loop() {
 			r := e.report(b, custos.BlastQuery{Principal: subject})
-			if len(r.Entries) != (n+19)/20 {
+			if len(r.Entries) != k {
 				b.Fatalf("%d entries", len(r.Entries))
 			}
 		}
@@ -92,7 +165,7 @@ func BenchmarkReport(b *testing.B) {
 					}
 				}
 			}
-			if kept != (n+19)/20 {
+			if kept != k {
 				b.Fatalf("%d entries", kept)
 			}
 		}

@@ -562,19 +562,59 @@ func txStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]st
 }
 
 // DefaultPurgeBatch is how many rows of a deleted tenant one purge
-// transaction removes unless Options.PurgeBatch says otherwise, and the
-// purge pauses as long as a batch took before the next: on SQLite the
-// write connection is the one the sequencer commits every audit entry
-// on, so an audited request waits for one short batch at most. (Sizing
-// batches to a time budget instead was no better for other tenants' p99
-// and slower: docs/benchmarks.md (p).)
+// batch removes at most unless Options.PurgeBatch says otherwise. Where
+// batches are transactions of their own (PurgeInBatches), the purge
+// pauses as long as a batch took before the next; where they ride the
+// log's commits (PurgeInCommits), a step removes fewer rows, as many as
+// fit in purgeStep. (Sizing separate batches to a time budget was no
+// better for other tenants' p99 and slower: docs/benchmarks.md (p).)
 const DefaultPurgeBatch = 100
+
+// PurgeMode says where the batches of a deleted tenant's purge run.
+type PurgeMode int
+
+const (
+	// PurgeAuto purges in the log's commits where the write pool is one
+	// connection, the one the sequencer commits on (SQLite), and in
+	// batches of their own elsewhere (PostgreSQL).
+	PurgeAuto PurgeMode = iota
+	// PurgeInCommits removes a few rows at the start of each of the audit
+	// log's commit transactions ([audit.Log.RunChore]), and alone when the
+	// log is idle: a purge then adds no transaction, and no fsync, for
+	// other requests to wait behind — only its step, about purgeStep.
+	PurgeInCommits
+	// PurgeInBatches removes the rows in transactions of their own on the
+	// write pool, pausing between them. On PostgreSQL they run beside the
+	// sequencer's commits, on other connections.
+	PurgeInBatches
+)
+
+// purgeStep is the time a purge step riding a log commit aims at: the
+// rows per step adapt to it, between 1 and the purge batch. An audited
+// request whose commit carries a step waits about this much longer, and
+// again as much for the step's pages in the commit's write (a step's
+// time is a fair proxy for its pages: both grow with its rows), against
+// the 0.3–0.6 ms median of an audited read on an idle log
+// (docs/benchmarks.md (q)).
+const purgeStep = 150 * time.Microsecond
+
+// inCommits reports whether the purge rides the log's commits.
+func (v *Vault) inCommits() bool {
+	switch v.purgeMode {
+	case PurgeInCommits:
+		return true
+	case PurgeInBatches:
+		return false
+	}
+	return v.write.Stats().MaxOpenConnections == 1
+}
 
 // purgeTenant removes a deleted tenant's rows, whose keys are gone: per
 // list, its contacts (with their blind indexes and suppressions) and its
-// canaries' tags in batches of v.purgeBatch rows, each a plain
-// transaction on the write pool with no audit entry, so that audit
-// commits interleave with them; then, in one transaction with the
+// canaries' tags in batches of at most v.purgeBatch rows with no audit
+// entry of their own — in the log's commits or in transactions of their
+// own, as v.purgeMode says — so that other requests' audit commits are
+// not held up behind them; then, in one transaction with the
 // system's "tenant.purge" entry, what is left (the list rows, reveals and
 // any stray suppression), after checking no contact is left. The entry's
 // detail names the deletion's receipt and the rows removed by this call.
@@ -669,12 +709,30 @@ func purgeDetail(receiptID string, counts map[string]int) string {
 // errPurgePaused ends a purge that ran out of its batches for this call.
 var errPurgePaused = errors.New("purge paused")
 
-// purgeBatches runs stmts, in order, in one transaction on the write
-// pool per batch, each with args and then v.purgeBatch, until the last
-// removes fewer than a batch, pausing after each batch as long as it
-// took; it returns the rows each removed. Each batch takes one of budget
-// if v.purgeMax bounds them; when none is left it returns errPurgePaused.
+// purgeBatches runs stmts, in order, one batch at a time, each with
+// args and then the batch's row limit, until the last removes fewer rows
+// than its limit; it returns the rows each removed. Each batch takes one
+// of budget if v.purgeMax bounds them; when none is left it returns
+// errPurgePaused.
 func (v *Vault) purgeBatches(ctx context.Context, budget *int, stmts []string, args ...any) ([]int, error) {
+	if v.inCommits() {
+		c := &purgeChore{args: args, limit: 1, max: v.purgeBatch, budget: budget, bounded: v.purgeMax != 0, total: make([]int, len(stmts))}
+		// Prepared once: parsing the statements would otherwise cost a
+		// small step more than its rows.
+		for _, q := range stmts {
+			s, err := v.write.PrepareContext(ctx, q)
+			if err != nil {
+				return c.total, fmt.Errorf("prepare purge: %w", err)
+			}
+			defer s.Close()
+			c.stmts = append(c.stmts, s)
+		}
+		err := v.log.RunChore(ctx, c)
+		if err == nil && c.paused {
+			err = errPurgePaused
+		}
+		return c.total, err
+	}
 	args = append(args, v.purgeBatch)
 	total := make([]int, len(stmts))
 	for {
@@ -702,25 +760,89 @@ func (v *Vault) purgeBatches(ctx context.Context, budget *int, stmts []string, a
 	}
 }
 
+// purgeBatch1 runs one batch in a transaction of its own on the write
+// pool.
 func (v *Vault) purgeBatch1(ctx context.Context, stmts []string, args []any) ([]int, error) {
-	n := make([]int, len(stmts))
 	tx, err := v.write.BeginTx(ctx, nil)
 	if err != nil {
-		return n, err
+		return make([]int, len(stmts)), err
 	}
 	defer tx.Rollback()
-	for i, q := range stmts {
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return make([]int, len(stmts)), err
-		}
-		k, _ := res.RowsAffected()
-		n[i] = int(k)
+	n, err := purgeExec(ctx, tx, stmts, args)
+	if err != nil {
+		return make([]int, len(stmts)), err
 	}
 	if err := tx.Commit(); err != nil {
 		return make([]int, len(stmts)), err
 	}
 	return n, nil
+}
+
+// purgeExec runs a batch's statements in tx and returns the rows each
+// removed.
+func purgeExec(ctx context.Context, tx *sql.Tx, stmts []string, args []any) ([]int, error) {
+	n := make([]int, len(stmts))
+	for i, q := range stmts {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		k, _ := res.RowsAffected()
+		n[i] = int(k)
+	}
+	return n, nil
+}
+
+// purgeChore runs a purge's batches as steps of the audit log's commits
+// (an [audit.Chore]). Its row limit adapts to purgeStep: one more row
+// after a step that took less, a third fewer after one that took more.
+type purgeChore struct {
+	stmts      []*sql.Stmt
+	args       []any
+	limit, max int
+	budget     *int // batches left, if bounded
+	bounded    bool
+	paused     bool  // ran out of budget
+	step       []int // rows removed by the step not yet committed
+	total      []int
+}
+
+func (c *purgeChore) Step(ctx context.Context, tx *sql.Tx) (bool, error) {
+	c.step = nil
+	if c.bounded && *c.budget <= 0 {
+		c.paused = true
+		return true, nil
+	}
+	if c.bounded {
+		*c.budget--
+	}
+	began := time.Now()
+	args := append(c.args, c.limit)
+	n := make([]int, len(c.stmts))
+	for i, s := range c.stmts {
+		res, err := tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+		if err != nil {
+			return false, err
+		}
+		k, _ := res.RowsAffected()
+		n[i] = int(k)
+	}
+	took := time.Since(began)
+	c.step = n
+	last := n[len(n)-1] < c.limit
+	if took <= purgeStep {
+		c.limit = min(c.limit+1, c.max)
+	} else {
+		c.limit = max(c.limit*2/3, 1)
+	}
+	return last, nil
+}
+
+func (c *purgeChore) Committed() {
+	for i := range c.step {
+		c.total[i] += c.step[i]
+	}
+	c.step = nil
 }
 
 // pendingPurges returns the deleted tenants whose rows are not purged yet

@@ -230,11 +230,19 @@ func TestListAndContactReceipts(t *testing.T) {
 // shredded, in batches. Between the two the tenant answers 410 to every
 // request and its keys are gone; a purge cut short (one batch, then the
 // node "crashes") is finished by a new vault on the same database, once,
-// and the receipt still verifies.
+// and the receipt still verifies. Both ways of running the batches: in
+// the log's commits (SQLite's default) and in transactions of their own
+// (PostgreSQL's).
 func TestTenantPurgeResumes(t *testing.T) {
+	for name, mode := range map[string]vault.PurgeMode{"commits": vault.PurgeInCommits, "batches": vault.PurgeInBatches} {
+		t.Run(name, func(t *testing.T) { testTenantPurgeResumes(t, mode) })
+	}
+}
+
+func testTenantPurgeResumes(t *testing.T, mode vault.PurgeMode) {
 	ctx := context.Background()
 	clock := &fakeClock{t: time.Now()}
-	st := vaulttest.Open(t, vault.Options{Now: clock.Now, PurgeBatch: 2, PurgeBatches: 1})
+	st := vaulttest.Open(t, vault.Options{Now: clock.Now, PurgeBatch: 2, PurgeBatches: 1, Purge: mode})
 	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault, clock: clock}
 	f.bootstrap(t)
 	admin, tenant, list := f.admin(t)
@@ -335,7 +343,7 @@ func TestTenantPurgeResumes(t *testing.T) {
 		}
 	}
 	f.vault = vault.New(f.db.Read, f.db.Write, f.log, keys.NewKeyring(st.KEK),
-		vault.Options{Placeholders: f.db.Placeholders, Now: clock.Now, LogSigner: st.Signer, LogVerifier: st.Verifier})
+		vault.Options{Placeholders: f.db.Placeholders, Now: clock.Now, LogSigner: st.Signer, LogVerifier: st.Verifier, Purge: mode})
 	for range 2 { // the second run finds nothing to do: one tenant.purge entry
 		if n, err := f.vault.RunDueDeletions(ctx, clock.Now()); err != nil || n != 0 {
 			t.Fatalf("resumed: ran %d, %v", n, err)
@@ -354,7 +362,9 @@ func TestTenantPurgeResumes(t *testing.T) {
 	if n := purges(); n != 1 {
 		t.Fatalf("%d tenant.purge entries, want 1", n)
 	}
-	if p := lastLeaf(t, f, custos.ActionTenantPurge); !strings.Contains(p, "purged receipt "+rs[0].ID) || !strings.Contains(p, "lists=1") {
+	// The resumed call's counts: the rows it removed, each once.
+	if p := lastLeaf(t, f, custos.ActionTenantPurge); !strings.Contains(p, "purged receipt "+rs[0].ID) || !strings.Contains(p, "lists=1") ||
+		!strings.Contains(p, fmt.Sprintf(" contacts=%d ", left)) {
 		t.Errorf("tenant.purge entry = %s", p)
 	}
 	if _, _, err := receipt.Verify([]byte(rs[0].File), st.Verifier); err != nil {

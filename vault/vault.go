@@ -60,6 +60,7 @@ type Vault struct {
 	now    func() time.Time
 
 	purgeBatch, purgeMax int // Options.PurgeBatch, PurgeBatches
+	purgeMode            PurgeMode
 
 	placeholders sqlq.Style
 	notified     func()
@@ -137,6 +138,9 @@ type Options struct {
 	// still happen, but their receipts are not issued.
 	LogSigner   note.Signer
 	LogVerifier note.Verifier
+	// Purge says where a deleted tenant's purge batches run (default
+	// PurgeAuto).
+	Purge PurgeMode
 	// PurgeBatch is how many rows of a deleted tenant one purge
 	// transaction removes (0: DefaultPurgeBatch); PurgeBatches bounds the
 	// batches one purge runs per RunDueDeletions (0: no bound; the next
@@ -168,6 +172,7 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 	if v.now == nil {
 		v.now = time.Now
 	}
+	v.purgeMode = opts.Purge
 	switch v.canaries = opts.Canaries; {
 	case v.canaries == 0:
 		v.canaries = DefaultCanaries

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -18,13 +19,19 @@ import (
 // touched a tenant. -o writes the report (verify it with custos
 // verify-report); --split DIR writes one report per affected tenant, each
 // proving its part, with a Markdown and a JSON summary beside them.
-// The subject's key is --key-id: --key is the caller's own API key.
+//
+// The subject key is --key ak_… (the issue's spelling) or --key-id ak_….
+// Everywhere else --key is the caller's own API key, and here too when
+// its value is a secret (cst_…): a key id is never a credential nor a
+// secret a key id, so the value says which is meant, and a secret is
+// never sent as the subject of a query.
 func (m *Main) runBlastRadius(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("blast-radius", `--principal P | --key-id K | --source CIDR | --tenant T [--since T] [--until T] [-o FILE] [--split DIR]`,
+	fs, a := m.clientFlags("blast-radius", `--principal P | --key K | --source CIDR | --tenant T [--since T] [--until T] [-o FILE] [--split DIR]`,
 		`custos blast-radius --principal pr_… --since 2026-01-01T00:00:00Z -o report.json --split reports/`)
+	fs.Lookup("key").Usage = "subject: an API key id (ak_…), as --key-id; or, given a secret cst_…, your own API key (default: env CUSTOS_KEY)"
 	var q custos.BlastQuery
 	fs.StringVar(&q.Principal, "principal", "", "subject: a principal id")
-	fs.StringVar(&q.Key, "key-id", "", "subject: an API key id (ak_…)")
+	fs.StringVar(&q.Key, "key-id", "", "subject: an API key id (ak_…); the same as --key ak_…")
 	fs.StringVar(&q.Source, "source", "", "subject: an IP address or a network (CIDR)")
 	fs.StringVar(&q.Tenant, "tenant", "", "subject: a tenant id: every principal that touched its data")
 	since := fs.String("since", "", "start of the window (RFC 3339)")
@@ -33,6 +40,12 @@ func (m *Main) runBlastRadius(ctx context.Context, args []string) error {
 	split := fs.String("split", "", "write one report per affected tenant, and summary.md and summary.json, to DIR")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
+	}
+	if strings.HasPrefix(a.key, custos.PrefixKey+"_") {
+		if q.Key != "" && q.Key != a.key {
+			return usagef("custos blast-radius: --key %s and --key-id %s name two subject keys", a.key, q.Key)
+		}
+		q.Key, a.key = a.key, "" // the caller's own key: CUSTOS_KEY
 	}
 	for _, t := range []struct {
 		s  string

@@ -42,6 +42,21 @@ func TestBlastRadiusCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The subject key as the issue spells it, --key ak_…, with the
+	// caller's own key from CUSTOS_KEY; --key-id as before, beside the
+	// caller's key given as --key cst_….
+	keyID := idRE("ak").FindString(c.mustAs(c.op, "key", "ls", "--principal", adminID))
+	c.env["CUSTOS_KEY"] = secKey
+	for _, args := range [][]string{{"--key", keyID}, {"--key-id", keyID, "--key", secKey}, {"--key", keyID, "--key-id", keyID}} {
+		md := c.must(append([]string{"blast-radius"}, args...)...)
+		if !strings.Contains(md, "# Blast radius of key "+keyID) || !strings.Contains(md, tenant) {
+			t.Fatalf("blast-radius %s:\n%s", strings.Join(args, " "), md)
+		}
+	}
+	if _, err := c.run("blast-radius", "--key", keyID, "--key-id", "ak_aaaaaaaaaaaaaaaaaaaaaaaaaa"); err == nil || !strings.Contains(err.Error(), "two subject keys") {
+		t.Fatalf("--key and --key-id naming different keys: %v", err)
+	}
+
 	// One byte of the report changed: refused.
 	b, _ := os.ReadFile(report)
 	i := strings.Index(string(b), `"opening": "`) + len(`"opening": "`) + 60
