@@ -83,6 +83,18 @@ type Event struct {
 	DayRows      int
 	BaselineP95  float64
 	BaselineDays int
+
+	// UnseenNetwork: the actor (principal) or its person acted before,
+	// yet neither ever from this network, enrollment included: a key used
+	// somewhere its holder has never been (not set on an enrollment).
+	UnseenNetwork bool
+	// The person's breadth today (staff data reads, ok or refused): the
+	// distinct tenants it touched this UTC day, this entry included, and
+	// the most it touched on any of its previous active days within the
+	// baseline window, over how many such days.
+	PersonDayTenants int
+	PersonTenantsMax int
+	PersonDays       int
 }
 
 // ownTenant reports whether a tenant-bound actor acts on its own tenant.
@@ -239,6 +251,14 @@ type State struct {
 	// NetPersons is, per network, when each staff person last read data
 	// from it (ms); at most maxNetPersons persons per network are kept.
 	NetPersons map[string]map[string]int64 `json:"net_persons,omitempty"`
+	// Seen is, per principal and per person, the networks it acted from
+	// (at most maxSeenNets each).
+	Seen map[string][]string `json:"seen,omitempty"`
+	// PersonDays is each staff person's breadth baseline: (day ms,
+	// distinct tenants) of its active days within the baseline window;
+	// PersonToday the tenants of its latest day.
+	PersonDays  map[string][][2]int64 `json:"person_days,omitempty"`
+	PersonToday map[string][]string   `json:"person_today,omitempty"`
 
 	// Sends through the relay (contact.send, ok).
 	SendLists map[string]*SendLists   `json:"send_lists,omitempty"` // key → lists it sent to
@@ -332,8 +352,15 @@ func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 	if t, ok := s.Creds[l.Actor]; ok {
 		e.CredentialAt = time.UnixMilli(t).UTC()
 	}
+	if custos.Kind(l.ActorKind).Staff() && l.Tenant != "" && slices.Contains(dataActions, l.Action) &&
+		(l.Outcome == audit.OutcomeOK || l.Outcome == audit.OutcomeDenied) {
+		s.enrichPersonDay(e, p.baselineDays())
+	}
 	if l.Outcome != audit.OutcomeOK || !strings.HasPrefix(l.Actor, "pr_") {
 		return
+	}
+	if e.Network != "" {
+		s.enrichSeen(e)
 	}
 	if slices.Contains(credentialActions, l.Action) {
 		if s.Creds == nil {
@@ -411,6 +438,76 @@ func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 			e.ExportMean, e.ExportN = float64(sum)/float64(len(kept)), len(kept)
 		}
 		s.Exports[l.Actor] = append(kept, [2]int64{now, int64(l.Count)})
+	}
+}
+
+// maxSeenNets bounds the networks remembered per principal and person.
+const maxSeenNets = 64
+
+// enrichSeen sets UnseenNetwork and remembers the network for the actor
+// and its person. Enrollment counts: whoever enrolls a key was there.
+func (s *State) enrichSeen(e *Event) {
+	if s.Seen == nil {
+		s.Seen = map[string][]string{}
+	}
+	l := &e.Leaf
+	ids := []string{l.Actor}
+	if l.Person != "" {
+		ids = append(ids, l.Person)
+	}
+	// Only a holder with a history can be somewhere new: a principal
+	// never seen before (and without a person who was) has no networks
+	// to compare with. An enrollment is not a use of a key.
+	history, seen := false, false
+	for _, id := range ids {
+		history = history || len(s.Seen[id]) > 0
+		seen = seen || slices.Contains(s.Seen[id], e.Network)
+	}
+	e.UnseenNetwork = history && !seen && l.Action != "principal.enroll"
+	if l.Action == "principal.enroll" && l.ActorKind == string(custos.KindService) {
+		// Whoever sets a service up enrolls its key from their own desk;
+		// the service runs elsewhere, so its first network is its first use.
+		return
+	}
+	for _, id := range ids {
+		if seen := s.Seen[id]; !slices.Contains(seen, e.Network) && len(seen) < maxSeenNets {
+			s.Seen[id] = append(seen, e.Network)
+		}
+	}
+}
+
+// enrichPersonDay fills the person's breadth today and its baseline (a
+// staff data read, ok or refused).
+func (s *State) enrichPersonDay(e *Event, days int) {
+	if s.PersonDays == nil {
+		s.PersonDays, s.PersonToday = map[string][][2]int64{}, map[string][]string{}
+	}
+	who := e.person()
+	now := e.Leaf.Time.UnixMilli()
+	day := now - now%(24*time.Hour).Milliseconds()
+	span := int64(days) * (24 * time.Hour).Milliseconds()
+	hist := s.PersonDays[who]
+	kept := hist[:0]
+	for _, x := range hist {
+		if day-x[0] <= span {
+			kept = append(kept, x)
+		}
+	}
+	if n := len(kept); n == 0 || kept[n-1][0] != day {
+		kept = append(kept, [2]int64{day, 0})
+		s.PersonToday[who] = nil
+	}
+	today := s.PersonToday[who]
+	if !slices.Contains(today, e.Leaf.Tenant) && len(today) < 1024 {
+		today = append(today, e.Leaf.Tenant)
+		s.PersonToday[who] = today
+	}
+	kept[len(kept)-1][1] = int64(len(today))
+	s.PersonDays[who] = kept
+	e.PersonDayTenants = len(today)
+	for _, x := range kept[:len(kept)-1] {
+		e.PersonTenantsMax = max(e.PersonTenantsMax, int(x[1]))
+		e.PersonDays++
 	}
 }
 
@@ -850,6 +947,12 @@ func (s *State) prune() {
 		}
 		if len(ps) == 0 {
 			delete(s.NetPersons, n)
+		}
+	}
+	for k, hist := range s.PersonDays {
+		if len(hist) == 0 || hist[len(hist)-1][0] < s.Last-baselineSpan.Milliseconds() {
+			delete(s.PersonDays, k)
+			delete(s.PersonToday, k)
 		}
 	}
 	for k, hist := range s.Daily {

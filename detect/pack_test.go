@@ -173,6 +173,18 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 		{"service-new-pattern",
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "contact.lookup", tenant: "a", at: time.Hour}},
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", at: time.Hour}}},
+		{"staff-refused-sweep",
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a", outcome: "denied"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", outcome: "denied", at: 10 * time.Minute}, {who: "sam", kind: staff, action: "support.view", tenant: "c", outcome: "denied", at: 50 * time.Minute}},
+			// the same three refusals spread over more than an hour
+			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a", outcome: "denied"}, {who: "sam", kind: staff, action: "support.view", tenant: "b", outcome: "denied", at: 10 * time.Minute}, {who: "sam", kind: staff, action: "support.view", tenant: "c", outcome: "denied", at: 70 * time.Minute}}},
+		{"staff-slow-sweep",
+			append(breadthDays("sam", 1), slowSweep("sam", 4)...),
+			// a desk engineer who works five tenants a day: four is usual
+			append(breadthDays("sam", 5), slowSweep("sam", 4)...)},
+		{"key-unseen-network",
+			[]ev{{who: "sam", kind: staff, action: "principal.enroll"}, {who: "sam", kind: staff, key: "ak_fresh", action: "support.view", tenant: "a", src: "203.0.113.9", at: time.Hour}},
+			// the fresh key first used from the network its holder enrolled from
+			[]ev{{who: "sam", kind: staff, action: "principal.enroll"}, {who: "sam", kind: staff, key: "ak_fresh", action: "support.view", tenant: "a", at: time.Hour}}},
 		{"key-new-network",
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "203.0.113.9", at: time.Minute}},
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "192.0.2.77", at: time.Minute}}},
@@ -267,6 +279,28 @@ func fixSystem(evs []ev) []ev {
 		if out[i].who == "" {
 			out[i].who = "system"
 		}
+	}
+	return out
+}
+
+// breadthDays is three days of staff masked reads by pr_<who>, n tenants
+// a day (one an hour from 09:00), ending before day 3.
+func breadthDays(who string, n int) []ev {
+	var out []ev
+	for d := range 3 {
+		for i := range n {
+			out = append(out, ev{who: who, kind: staff, action: "support.view", tenant: fmt.Sprintf("b%d", i), at: time.Duration(d)*24*time.Hour + time.Duration(i)*time.Hour})
+		}
+	}
+	return out
+}
+
+// slowSweep is pr_<who> reading n new tenants on day 3, one every 40
+// minutes from 09:00: under staff-many-tenants' hour.
+func slowSweep(who string, n int) []ev {
+	var out []ev
+	for i := range n {
+		out = append(out, ev{who: who, kind: staff, action: "support.view", tenant: fmt.Sprintf("s%d", i), at: 3*24*time.Hour + time.Duration(i)*40*time.Minute})
 	}
 	return out
 }
