@@ -43,6 +43,7 @@ type batch struct {
 	firstLine int
 	lastLine  int // last input line consumed, including refused rows
 	skipped   int // watermark rows left out
+	donors    donorSample
 	fatal     error
 }
 
@@ -187,6 +188,7 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list 
 			continue
 		}
 		s.created, s.updated = now, now
+		b.donors.offer(c.Email, c.Attributes, c.Consent)
 		b.rows = append(b.rows, s)
 		b.lines = append(b.lines, row.Line)
 		if len(b.rows) >= size {
@@ -238,7 +240,7 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 		if inserted == 0 {
 			return nil
 		}
-		return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created)
+		return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows)
 	})
 	if err != nil {
 		return err
@@ -307,7 +309,11 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	// export's leaf: an address from a leaked file names this export.
 	var fresh []*custos.Contact
 	if v.canaries > 0 {
-		if fresh, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries); err != nil {
+		donors, err := exportDonors(ctx, snap, k, list)
+		if err != nil {
+			return v.deny(ctx, l, err)
+		}
+		if fresh, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries, donors); err != nil {
 			return v.deny(ctx, l, err)
 		}
 	}
