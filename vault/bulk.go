@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -305,17 +307,31 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
-	// Every export carries fresh canaries of its own, recorded with the
-	// export's leaf: an address from a leaked file names this export.
-	var fresh []*custos.Contact
+	// Every export carries watermark rows of its reader, recorded with
+	// the export's leaf: an address from a leaked file names the export
+	// that first carried it and its reader. The same reader's next export
+	// carries the same rows, so two of its exports differ only by the list.
+	var fresh, kept, more []*custos.Contact
+	var rtag string
 	if v.canaries > 0 {
-		donors, err := exportDonors(ctx, snap, k, list)
-		if err != nil {
+		rtag = readerTag(v.canaryKey, list, l)
+		if kept, err = v.readerCanaries(ctx, k, rtag); err != nil {
 			return v.deny(ctx, l, err)
 		}
-		if fresh, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries, donors); err != nil {
-			return v.deny(ctx, l, err)
+		fresh = kept
+		if len(kept) < v.canaries {
+			donors, err := exportDonors(ctx, snap, k, list)
+			if err != nil {
+				return v.deny(ctx, l, err)
+			}
+			more, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries-len(kept), donors)
+			if err != nil {
+				return v.deny(ctx, l, err)
+			}
+			fresh = append(slices.Clone(kept), more...)
+			slices.SortFunc(fresh, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
 		}
+		fresh = fresh[:min(len(fresh), v.canaries)]
 	}
 	r := custos.RequestFromContext(ctx)
 	marks += len(fresh)
@@ -325,6 +341,9 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if err := frozenTx(ctx, tx, tenant); err != nil {
 			leaf.Count, leaf.Detail = 0, "format "+format // refused: nothing left
+			return err
+		}
+		if err := keepReaderCanaries(ctx, tx, k, rtag, more); err != nil {
 			return err
 		}
 		for _, c := range fresh {

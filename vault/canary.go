@@ -10,14 +10,15 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"path"
 	"fmt"
 	"math/big"
+	"path"
 	"strings"
 
 	"github.com/custos-dev/custos/addr"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/keys"
 )
 
@@ -262,13 +263,13 @@ func (v *Vault) canaryLike(donors []canaryDonor) *custos.Contact {
 	if len(d.attrs) > 0 {
 		attrs := make(map[string]json.RawMessage, len(d.attrs))
 		for key, val := range d.attrs {
-			attrs[key] = val
 			for range 8 { // a value for key from another donor that has it
 				if o := donors[randN(len(donors))]; o.attrs[key] != nil {
-					attrs[key] = o.attrs[key]
+					val = o.attrs[key]
 					break
 				}
 			}
+			attrs[key] = commonValue(donors, key, val)
 		}
 		c.Attributes, _ = json.Marshal(attrs)
 	}
@@ -281,6 +282,51 @@ func (v *Vault) canaryLike(donors []canaryDonor) *custos.Contact {
 	}
 	c.Email = local + "@" + v.canaryDomainLike(d.email)
 	return c
+}
+
+// commonValue returns val if at least two donors hold it for key (a
+// plan, a city, a common first name); a value only one row holds may be
+// personal (a phone number, an id), so it is redrawn in its shape: each
+// digit and letter replaced by a random one of its kind.
+func commonValue(donors []canaryDonor, key string, val json.RawMessage) json.RawMessage {
+	n := 0
+	for _, d := range donors {
+		if string(d.attrs[key]) == string(val) {
+			n++
+		}
+	}
+	if n >= 2 {
+		return val
+	}
+	var s string
+	if json.Unmarshal(val, &s) != nil {
+		// A number, boolean or object: redraw its digits in place.
+		return json.RawMessage(redraw(string(val), false))
+	}
+	b, _ := json.Marshal(redraw(s, true))
+	return b
+}
+
+// redraw replaces each ASCII digit (and, if letters, each ASCII letter)
+// of s with a random one of the same kind and case. A leading digit
+// stays non-zero so numbers stay valid JSON.
+func redraw(s string, letters bool) string {
+	out := []byte(s)
+	for i, c := range out {
+		switch {
+		case c >= '0' && c <= '9':
+			if i == 0 || out[i-1] < '0' || out[i-1] > '9' {
+				out[i] = '1' + byte(randN(9))
+			} else {
+				out[i] = '0' + byte(randN(10))
+			}
+		case letters && c >= 'a' && c <= 'z':
+			out[i] = 'a' + byte(randN(26))
+		case letters && c >= 'A' && c <= 'Z':
+			out[i] = 'A' + byte(randN(26))
+		}
+	}
+	return string(out)
 }
 
 // nameLetters returns the lower-case ASCII letters of a string attribute.
@@ -495,4 +541,67 @@ func donorOf(c *custos.Contact) canaryDonor {
 	var d donorSample
 	d.offer(c.Email, c.Attributes, c.Consent)
 	return d.rows[0]
+}
+
+// readerTag is the keyed tag of a list and its reader (the person behind
+// the principal, else the principal), under which the reader's export
+// watermark rows are kept.
+func readerTag(k *keys.SystemPRF, list string, l audit.Leaf) string {
+	reader := "principal/" + l.Actor
+	if l.Person != "" {
+		reader = "person/" + l.Person
+	}
+	return hex.EncodeToString(k.Tag("reader/" + list + "/" + reader))
+}
+
+// readerCanaries returns the watermark rows kept for tag, opened with the
+// list's keys (a row whose MAC fails refuses the export: fail closed).
+func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string) ([]*custos.Contact, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac
+		FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
+	if err != nil {
+		return nil, fmt.Errorf("reader canaries: %w", err)
+	}
+	defer rows.Close()
+	var out []*custos.Contact
+	for rows.Next() {
+		var s sealed
+		var blind, email, attrs, consent string
+		if err := rows.Scan(&s.token, &s.tenant, &s.list, &blind, &email, &attrs, &consent, &s.created, &s.mac); err != nil {
+			return nil, fmt.Errorf("reader canaries: %w", err)
+		}
+		s.consent, s.updated = custos.Consent(consent), s.created
+		for _, f := range []struct {
+			dst *[]byte
+			src string
+		}{{&s.blind, blind}, {&s.email, email}, {&s.attrs, attrs}} {
+			if *f.dst, err = base64.StdEncoding.DecodeString(f.src); err != nil {
+				return nil, fmt.Errorf("reader canary %s: %w", s.token, err)
+			}
+		}
+		c, err := open(k, &s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// keepReaderCanaries stores fresh watermark rows under tag, in tx.
+func keepReaderCanaries(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, tag string, fresh []*custos.Contact) error {
+	for _, c := range fresh {
+		cc := *c
+		s, err := seal(k, &cc)
+		if err != nil {
+			return err
+		}
+		b64 := base64.StdEncoding.EncodeToString
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reader_canaries (reader_tag, token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (reader_tag, token) DO NOTHING`,
+			tag, s.token, s.tenant, s.list, b64(s.blind), b64(s.email), b64(s.attrs), string(s.consent), s.created, s.mac.String); err != nil {
+			return fmt.Errorf("keep reader canaries: %w", err)
+		}
+	}
+	return nil
 }

@@ -233,3 +233,38 @@ func TestCanaryClassifier(t *testing.T) {
 		t.Skipf("KNOWN WEAK (issue 20): canaries can be told apart: top-quarter precision %.3f is %.1f× the base rate %.4f (goal ≤ 2×)", pq, pq/base, base)
 	}
 }
+
+// TestCanaryCopiesNoRareValue: a value only one row of the list holds (a
+// phone number, a customer id) is never copied into a canary: a canary
+// outliving that row's deletion would keep it.
+func TestCanaryCopiesNoRareValue(t *testing.T) {
+	f := newFixtureWith(t, vault.Options{Canaries: 30})
+	admin, tenant, list := f.admin(t)
+	var b strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&b, `{"email":"p%d@gmail.com","consent":"subscribed","attributes":{"plan":"pro","phone":"+44 7700 9%05d"}}`+"\n", i, i*7)
+	}
+	if res, err := f.vault.Import(admin, tenant, list, ingest.NewNDJSON(strings.NewReader(b.String())), vault.ImportOptions{}); err != nil || res.Imported != 40 {
+		t.Fatalf("import: %+v %v", res, err)
+	}
+	page, err := f.vault.Contacts(admin, tenant, list, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phones := map[string]int{}
+	for _, c := range page.Items {
+		var a map[string]string
+		if err := json.Unmarshal(c.Attributes, &a); err != nil || a["plan"] != "pro" || len(a["phone"]) != len("+44 7700 900000") {
+			t.Fatalf("a contact %s does not have the list's shape: %s", c.Token, c.Attributes)
+		}
+		phones[a["phone"]]++
+	}
+	if len(page.Items) != 70 {
+		t.Fatalf("%d contacts, want 40 and 30 canaries", len(page.Items))
+	}
+	for p, n := range phones {
+		if n > 1 {
+			t.Errorf("phone %s held by %d contacts: a canary copied a real row's unique value", p, n)
+		}
+	}
+}
