@@ -192,4 +192,12 @@ func TestReaderCanariesStable(t *testing.T) {
 	if err := f.vault.Export(admin, tenant, list, "csv", func(*custos.Contact) error { return nil }); err == nil {
 		t.Fatal("an export with tampered watermark rows went out")
 	}
+	// The kept rows go with the list.
+	if _, err := f.vault.DeleteList(admin, tenant, list); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := f.db.Read.QueryRow(`SELECT count(*) FROM reader_canaries`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d kept watermark rows outlive their list (%v)", left, err)
+	}
 }
