@@ -287,7 +287,8 @@ func (v *Vault) canaryLike(donors []canaryDonor) *custos.Contact {
 // commonValue returns val if at least two donors hold it for key (a
 // plan, a city, a common first name); a value only one row holds may be
 // personal (a phone number, an id), so it is redrawn in its shape: each
-// digit and letter replaced by a random one of its kind.
+// digit and letter replaced by a random one of its kind (a name key —
+// first_name, last_name — gets a common name instead).
 func commonValue(donors []canaryDonor, key string, val json.RawMessage) json.RawMessage {
 	n := 0
 	for _, d := range donors {
@@ -297,6 +298,14 @@ func commonValue(donors []canaryDonor, key string, val json.RawMessage) json.Raw
 	}
 	if n >= 2 {
 		return val
+	}
+	// A rare name is redrawn as a common one, not as letters at random.
+	for part, names := range map[string][]string{"first": canaryFirst, "last": canaryLast} {
+		if strings.Contains(strings.ToLower(key), part) {
+			n := names[randN(len(names))]
+			b, _ := json.Marshal(strings.ToUpper(n[:1]) + n[1:])
+			return b
+		}
 	}
 	var s string
 	if json.Unmarshal(val, &s) != nil {

@@ -300,3 +300,36 @@ func TestCanaryCopiesNoRareValue(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryNamesFromACreate: a list started by one create has one donor;
+// its rare first name is not copied into the canaries, and theirs are
+// names, not its letters redrawn at random (which keep its length).
+func TestCanaryNamesFromACreate(t *testing.T) {
+	f := newFixtureWith(t, vault.Options{Canaries: 30})
+	admin, tenant, list := f.admin(t)
+	if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: "zeb@gmail.com",
+		Attributes: []byte(`{"first_name":"Zebedee"}`), Consent: custos.ConsentUnsubscribed}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := f.vault.Contacts(admin, tenant, list, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lengths := map[int]bool{}
+	for _, c := range page.Items {
+		if c.Email == "zeb@gmail.com" {
+			continue
+		}
+		var a map[string]string
+		if err := json.Unmarshal(c.Attributes, &a); err != nil || a["first_name"] == "" || c.Consent != custos.ConsentUnsubscribed {
+			t.Fatalf("canary %s lacks the donor's shape: %s %s", c.Token, c.Attributes, c.Consent)
+		}
+		if a["first_name"] == "Zebedee" {
+			t.Fatal("a canary copied the only contact's first name")
+		}
+		lengths[len(a["first_name"])] = true
+	}
+	if len(page.Items) != 31 || len(lengths) < 2 {
+		t.Fatalf("%d contacts; canary first names all of one length %v: letters redrawn, not names", len(page.Items), lengths)
+	}
+}
