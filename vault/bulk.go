@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -43,6 +45,7 @@ type batch struct {
 	firstLine int
 	lastLine  int // last input line consumed, including refused rows
 	skipped   int // watermark rows left out
+	donors    donorSample
 	fatal     error
 }
 
@@ -187,6 +190,7 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list 
 			continue
 		}
 		s.created, s.updated = now, now
+		b.donors.offer(c.Email, c.Attributes, c.Consent)
 		b.rows = append(b.rows, s)
 		b.lines = append(b.lines, row.Line)
 		if len(b.rows) >= size {
@@ -238,7 +242,7 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 		if inserted == 0 {
 			return nil
 		}
-		return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created)
+		return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows)
 	})
 	if err != nil {
 		return err
@@ -303,13 +307,31 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
-	// Every export carries fresh canaries of its own, recorded with the
-	// export's leaf: an address from a leaked file names this export.
-	var fresh []*custos.Contact
+	// Every export carries watermark rows of its reader, recorded with
+	// the export's leaf: an address from a leaked file names the export
+	// that first carried it and its reader. The same reader's next export
+	// carries the same rows, so two of its exports differ only by the list.
+	var fresh, kept, more []*custos.Contact
+	var rtag string
 	if v.canaries > 0 {
-		if fresh, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries); err != nil {
+		rtag = readerTag(v.canaryKey, list, l)
+		if kept, err = v.readerCanaries(ctx, k, rtag); err != nil {
 			return v.deny(ctx, l, err)
 		}
+		fresh = kept
+		if len(kept) < v.canaries {
+			donors, err := exportDonors(ctx, snap, k, list)
+			if err != nil {
+				return v.deny(ctx, l, err)
+			}
+			more, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries-len(kept), donors)
+			if err != nil {
+				return v.deny(ctx, l, err)
+			}
+			fresh = append(slices.Clone(kept), more...)
+			slices.SortFunc(fresh, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
+		}
+		fresh = fresh[:min(len(fresh), v.canaries)]
 	}
 	r := custos.RequestFromContext(ctx)
 	marks += len(fresh)
@@ -319,6 +341,9 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if err := frozenTx(ctx, tx, tenant); err != nil {
 			leaf.Count, leaf.Detail = 0, "format "+format // refused: nothing left
+			return err
+		}
+		if err := keepReaderCanaries(ctx, tx, k, rtag, more); err != nil {
 			return err
 		}
 		for _, c := range fresh {

@@ -9,13 +9,16 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/big"
+	"path"
 	"strings"
 
 	"github.com/custos-dev/custos/addr"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/keys"
 )
 
@@ -130,7 +133,7 @@ func (v *Vault) readyCanaries(ctx context.Context) error {
 // plantCanaries tops the list up to its canaries, in tx, as contacts
 // created at now (ms). It is called with a list's contact writes, after
 // readyCanaries.
-func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list string, now int64) error {
+func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list string, now int64, donors []canaryDonor) error {
 	if v.canaries <= 0 {
 		return nil
 	}
@@ -155,15 +158,14 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 		return err
 	}
 	for planted := n; planted < v.canaries; {
-		first, email := v.canaryAddress()
-		if taken, err := canaryTaken(ctx, tx, addrTag(k, email)); err != nil {
+		c := v.canaryLike(donors)
+		if taken, err := canaryTaken(ctx, tx, addrTag(k, c.Email)); err != nil {
 			return err
 		} else if taken {
 			continue // drawn before, for another list or an export: draw again
 		}
-		c := &custos.Contact{Token: custos.NewID(custos.PrefixContact), TenantID: tenant, ListID: list, Email: email,
-			Attributes: []byte(fmt.Sprintf(`{"first_name":%q}`, strings.ToUpper(first[:1])+first[1:])), Consent: custos.ConsentSubscribed,
-			CreatedAt: fromMS(now), UpdatedAt: fromMS(now)}
+		c.Token, c.TenantID, c.ListID = custos.NewID(custos.PrefixContact), tenant, list
+		c.CreatedAt, c.UpdatedAt = fromMS(now), fromMS(now)
 		s, err := seal(tk, c)
 		if err != nil {
 			return err
@@ -203,6 +205,174 @@ func (v *Vault) canaryAddress() (first, email string) {
 		return f, f[:1] + l + n + "@" + d
 	}
 	return f, f + "_" + l + n + "@" + d
+}
+
+// canaryDonor is a real row whose shape canaries copy: its attribute
+// keys and values, its consent, its address's domain.
+type canaryDonor struct {
+	email   string
+	attrs   map[string]json.RawMessage
+	consent custos.Consent
+	created time.Time // set for export donors: fresh canaries join their instant
+}
+
+// maxDonors bounds the sample of rows canaries are shaped after.
+const maxDonors = 64
+
+// donorSample keeps a uniform sample (reservoir) of up to maxDonors rows
+// of a batch.
+type donorSample struct {
+	rows []canaryDonor
+	seen int
+}
+
+// offer considers one row for the sample.
+func (d *donorSample) offer(email string, attrs []byte, consent custos.Consent) {
+	d.seen++
+	i := len(d.rows)
+	if i >= maxDonors {
+		if i = randN(d.seen); i >= maxDonors {
+			return
+		}
+	}
+	var m map[string]json.RawMessage
+	if len(attrs) > 0 && json.Unmarshal(attrs, &m) != nil {
+		m = nil
+	}
+	r := canaryDonor{email: email, attrs: m, consent: consent}
+	if i == len(d.rows) {
+		d.rows = append(d.rows, r)
+	} else {
+		d.rows[i] = r
+	}
+}
+
+// canaryLike draws a canary shaped like the list: a random donor's
+// attribute key set and consent, each attribute's value taken from a
+// random donor holding that key (so no real row is copied whole), and an
+// address on the canary domain that masks most like the donor's domain.
+// Without donors it falls back to a made-up name.
+func (v *Vault) canaryLike(donors []canaryDonor) *custos.Contact {
+	first, email := v.canaryAddress()
+	if len(donors) == 0 {
+		return &custos.Contact{Email: email, Consent: custos.ConsentSubscribed,
+			Attributes: []byte(fmt.Sprintf(`{"first_name":%q}`, strings.ToUpper(first[:1])+first[1:]))}
+	}
+	d := donors[randN(len(donors))]
+	c := &custos.Contact{Consent: d.consent}
+	if len(d.attrs) > 0 {
+		attrs := make(map[string]json.RawMessage, len(d.attrs))
+		for key, val := range d.attrs {
+			for range 8 { // a value for key from another donor that has it
+				if o := donors[randN(len(donors))]; o.attrs[key] != nil {
+					val = o.attrs[key]
+					break
+				}
+			}
+			attrs[key] = commonValue(donors, key, val)
+		}
+		c.Attributes, _ = json.Marshal(attrs)
+	}
+	local, _, _ := strings.Cut(email, "@")
+	if f, l := nameLetters(c.Attributes, "first_name"), nameLetters(c.Attributes, "last_name"); f != "" {
+		local = f + fmt.Sprint(randN(10_000))
+		if l != "" {
+			local = f + "." + l + fmt.Sprint(randN(10_000))
+		}
+	}
+	c.Email = local + "@" + v.canaryDomainLike(d.email)
+	return c
+}
+
+// commonValue returns val if at least two donors hold it for key (a
+// plan, a city, a common first name); a value only one row holds may be
+// personal (a phone number, an id), so it is redrawn in its shape: each
+// digit and letter replaced by a random one of its kind (a name key —
+// first_name, last_name — gets a common name instead).
+func commonValue(donors []canaryDonor, key string, val json.RawMessage) json.RawMessage {
+	n := 0
+	for _, d := range donors {
+		if string(d.attrs[key]) == string(val) {
+			n++
+		}
+	}
+	if n >= 2 {
+		return val
+	}
+	// A rare name is redrawn as a common one, not as letters at random.
+	for part, names := range map[string][]string{"first": canaryFirst, "last": canaryLast} {
+		if strings.Contains(strings.ToLower(key), part) {
+			n := names[randN(len(names))]
+			b, _ := json.Marshal(strings.ToUpper(n[:1]) + n[1:])
+			return b
+		}
+	}
+	var s string
+	if json.Unmarshal(val, &s) != nil {
+		// A number, boolean or object: redraw its digits in place.
+		return json.RawMessage(redraw(string(val), false))
+	}
+	b, _ := json.Marshal(redraw(s, true))
+	return b
+}
+
+// redraw replaces each ASCII digit (and, if letters, each ASCII letter)
+// of s with a random one of the same kind and case. A leading digit
+// stays non-zero so numbers stay valid JSON.
+func redraw(s string, letters bool) string {
+	out := []byte(s)
+	for i, c := range out {
+		switch {
+		case c >= '0' && c <= '9':
+			if i == 0 || out[i-1] < '0' || out[i-1] > '9' {
+				out[i] = '1' + byte(randN(9))
+			} else {
+				out[i] = '0' + byte(randN(10))
+			}
+		case letters && c >= 'a' && c <= 'z':
+			out[i] = 'a' + byte(randN(26))
+		case letters && c >= 'A' && c <= 'Z':
+			out[i] = 'A' + byte(randN(26))
+		}
+	}
+	return string(out)
+}
+
+// nameLetters returns the lower-case ASCII letters of a string attribute.
+func nameLetters(attrs []byte, key string) string {
+	var m map[string]any
+	if json.Unmarshal(attrs, &m) != nil {
+		return ""
+	}
+	s, _ := m[key].(string)
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' {
+			return r
+		}
+		return -1
+	}, strings.ToLower(s))
+}
+
+// canaryDomainLike picks the canary domain whose masked form ("g***.com")
+// is the donor's, else one with the donor's last label, else any.
+func (v *Vault) canaryDomainLike(email string) string {
+	_, domain, _ := strings.Cut(email, "@")
+	mask := func(d string) string { return strings.SplitN(addr.Mask("x@"+d), "@", 2)[1] }
+	var same, tld []string
+	for _, d := range v.canaryDomains {
+		switch {
+		case mask(d) == mask(domain):
+			same = append(same, d)
+		case path.Ext(d) == path.Ext(domain):
+			tld = append(tld, d)
+		}
+	}
+	for _, pool := range [][]string{same, tld, v.canaryDomains} {
+		if len(pool) > 0 {
+			return pool[randN(len(pool))]
+		}
+	}
+	return DefaultCanaryDomain
 }
 
 type rowQuerier interface {
@@ -252,30 +422,58 @@ func addrTag(k *keys.SystemPRF, normalized string) string {
 }
 
 // exportCanaries mints n fresh canary contacts for an export of list
-// (created at listCreated): tokens and times drawn from the list's
-// lifetime so they sort among the real contacts, sorted by token; each
-// address not yet used by any canary.
-func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCreated time.Time, n int) ([]*custos.Contact, error) {
+// (created at listCreated), each shaped like a random donor from the list
+// and created at that donor's instant (so it joins a real import's or
+// create's group), sorted by token; each address not yet used by any
+// canary. Without donors, times are drawn from the list's lifetime.
+func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCreated time.Time, n int, donors []canaryDonor) ([]*custos.Contact, error) {
 	now := v.now()
 	span := now.Sub(listCreated)
 	out := make([]*custos.Contact, 0, n)
 	for range n {
+		c := v.canaryLike(donors)
 		at := listCreated
-		if span > time.Second {
+		if len(donors) > 0 {
+			at = donors[randN(len(donors))].created
+		} else if span > time.Second {
 			at = listCreated.Add(time.Duration(randN(int(span/time.Second))) * time.Second)
 		}
 		at = at.UTC().Truncate(time.Millisecond)
-		first, email := v.canaryAddress()
-		if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, email)); err != nil {
+		if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, c.Email)); err != nil {
 			return nil, err
 		} else if taken {
 			continue
 		}
-		out = append(out, &custos.Contact{Token: custos.NewIDAt(custos.PrefixContact, at), TenantID: tenant, ListID: list, Email: email,
-			Attributes: []byte(fmt.Sprintf(`{"first_name":%q}`, strings.ToUpper(first[:1])+first[1:])), Consent: custos.ConsentSubscribed, CreatedAt: at, UpdatedAt: at})
+		c.Token, c.TenantID, c.ListID, c.CreatedAt, c.UpdatedAt = custos.NewIDAt(custos.PrefixContact, at), tenant, list, at, at
+		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
 	return out, nil
+}
+
+// exportDonors samples up to maxDonors contacts of list from the export's
+// snapshot, opened, for the export's fresh canaries to copy the shape of.
+func exportDonors(ctx context.Context, snap *sql.Tx, k *keys.DataKeys, list string) ([]canaryDonor, error) {
+	rows, err := snap.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 ORDER BY random() LIMIT `+fmt.Sprint(maxDonors), list)
+	if err != nil {
+		return nil, fmt.Errorf("canary donors: %w", err)
+	}
+	defer rows.Close()
+	var out []canaryDonor
+	for rows.Next() {
+		s, err := scanSealed(rows)
+		if err != nil {
+			return nil, fmt.Errorf("canary donors: %w", err)
+		}
+		c, err := open(k, s)
+		if err != nil {
+			return nil, err
+		}
+		d := donorOf(c)
+		d.created = c.CreatedAt
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // Trace tells security staff whether an address found outside — in a
@@ -345,4 +543,74 @@ func (v *Vault) traceTag(ctx context.Context, k *keys.SystemPRF, tag string) (*c
 		}
 	}
 	return res, rows.Err()
+}
+
+// donorOf is c as a canary donor.
+func donorOf(c *custos.Contact) canaryDonor {
+	var d donorSample
+	d.offer(c.Email, c.Attributes, c.Consent)
+	return d.rows[0]
+}
+
+// readerTag is the keyed tag of a list and its reader (the person behind
+// the principal, else the principal), under which the reader's export
+// watermark rows are kept.
+func readerTag(k *keys.SystemPRF, list string, l audit.Leaf) string {
+	reader := "principal/" + l.Actor
+	if l.Person != "" {
+		reader = "person/" + l.Person
+	}
+	return hex.EncodeToString(k.Tag("reader/" + list + "/" + reader))
+}
+
+// readerCanaries returns the watermark rows kept for tag, opened with the
+// list's keys (a row whose MAC fails refuses the export: fail closed).
+func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string) ([]*custos.Contact, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac
+		FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
+	if err != nil {
+		return nil, fmt.Errorf("reader canaries: %w", err)
+	}
+	defer rows.Close()
+	var out []*custos.Contact
+	for rows.Next() {
+		var s sealed
+		var blind, email, attrs, consent string
+		if err := rows.Scan(&s.token, &s.tenant, &s.list, &blind, &email, &attrs, &consent, &s.created, &s.mac); err != nil {
+			return nil, fmt.Errorf("reader canaries: %w", err)
+		}
+		s.consent, s.updated = custos.Consent(consent), s.created
+		for _, f := range []struct {
+			dst *[]byte
+			src string
+		}{{&s.blind, blind}, {&s.email, email}, {&s.attrs, attrs}} {
+			if *f.dst, err = base64.StdEncoding.DecodeString(f.src); err != nil {
+				return nil, fmt.Errorf("reader canary %s: %w", s.token, err)
+			}
+		}
+		c, err := open(k, &s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// keepReaderCanaries stores fresh watermark rows under tag, in tx.
+func keepReaderCanaries(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, tag string, fresh []*custos.Contact) error {
+	for _, c := range fresh {
+		cc := *c
+		s, err := seal(k, &cc)
+		if err != nil {
+			return err
+		}
+		b64 := base64.StdEncoding.EncodeToString
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reader_canaries (reader_tag, token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (reader_tag, token) DO NOTHING`,
+			tag, s.token, s.tenant, s.list, b64(s.blind), b64(s.email), b64(s.attrs), string(s.consent), s.created, s.mac.String); err != nil {
+			return fmt.Errorf("keep reader canaries: %w", err)
+		}
+	}
+	return nil
 }

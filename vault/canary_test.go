@@ -2,8 +2,10 @@ package vault_test
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/vault"
@@ -119,7 +121,8 @@ func TestExportCanariesTrace(t *testing.T) {
 	if kinds["export"] != vault.DefaultCanaries || kinds["list"] != vault.DefaultCanaries || kinds["none"] != 2 {
 		t.Fatalf("traces of the first export: %v", kinds)
 	}
-	// The second export's fresh canaries are not the first's.
+	// The same reader's second export carries the same watermark rows
+	// (TestReaderCanariesStable); none shares an address under another token.
 	for _, c := range second {
 		for _, d := range first {
 			if c.Email == d.Email && c.Token != d.Token {
@@ -129,5 +132,72 @@ func TestExportCanariesTrace(t *testing.T) {
 	}
 	if leaf := lastLeaf(t, f, custos.ActionTrace); strings.Contains(leaf, "@") {
 		t.Fatalf("the trace's leaf holds an address: %s", leaf)
+	}
+}
+
+// TestReaderCanariesStable plays a tenant admin who exports a list twice
+// and diffs the files to find the watermark rows: the two files are the
+// same. A second admin's export carries rows of its own, which trace to
+// that admin; a kept row altered in the database refuses the export.
+func TestReaderCanariesStable(t *testing.T) {
+	f := newFixture(t)
+	admin, tenant, list := f.admin(t)
+	for _, e := range []string{"jane.doe@gmail.com", "bob@example.org"} {
+		if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export := func(ctx context.Context) map[string]string {
+		out := map[string]string{}
+		if err := f.vault.Export(ctx, tenant, list, "csv", func(c *custos.Contact) error {
+			out[c.Token] = c.Email + "|" + string(c.Attributes) + "|" + string(c.Consent) + "|" + c.CreatedAt.String()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	first := export(admin)
+	f.clock.Advance(time.Hour)
+	second := export(admin)
+	if len(first) != 2+2*vault.DefaultCanaries || !maps.Equal(first, second) {
+		t.Fatalf("the same reader's two exports differ (%d and %d rows): a diff isolates the watermark rows", len(first), len(second))
+	}
+	other, op := f.principal(t, custos.KindTenantAdmin, tenant, "other")
+	third := export(other)
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	own := 0
+	for tok, row := range third {
+		if _, shared := first[tok]; shared {
+			continue
+		}
+		own++
+		email, _, _ := strings.Cut(row, "|")
+		res, err := f.vault.Trace(sec, email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Kind != custos.TraceExport || res.Principal != op.ID {
+			t.Errorf("the other reader's watermark row traces to %+v, want an export by %s", res, op.ID)
+		}
+	}
+	if own != vault.DefaultCanaries {
+		t.Fatalf("the other reader's export has %d rows of its own, want %d watermark rows", own, vault.DefaultCanaries)
+	}
+	// An insider with the database swaps a kept row's ciphertext for
+	// another's: the export is refused rather than sent without a mark.
+	if _, err := f.db.Write.Exec(`UPDATE reader_canaries SET email = (SELECT email FROM reader_canaries r2 WHERE r2.token <> reader_canaries.token LIMIT 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.vault.Export(admin, tenant, list, "csv", func(*custos.Contact) error { return nil }); err == nil {
+		t.Fatal("an export with tampered watermark rows went out")
+	}
+	// The kept rows go with the list.
+	if _, err := f.vault.DeleteList(admin, tenant, list); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := f.db.Read.QueryRow(`SELECT count(*) FROM reader_canaries`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d kept watermark rows outlive their list (%v)", left, err)
 	}
 }

@@ -143,7 +143,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		if !ok {
 			return errDuplicate
 		}
-		return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created)
+		return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)})
 	})
 }
 

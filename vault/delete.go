@@ -59,6 +59,11 @@ func deleteList(ctx context.Context, tx *sql.Tx, canaryListTag, tenant, list str
 	}
 	n, _ = res.RowsAffected()
 	counts["suppressions"] += int(n)
+	// A reader's kept watermark rows go with the list (made up, not
+	// counted on the receipt).
+	if _, err = tx.ExecContext(ctx, `DELETE FROM reader_canaries WHERE list_id = $1 AND tenant_id = $2`, list, tenant); err != nil {
+		return fmt.Errorf("delete reader canaries: %w", err)
+	}
 	res, err = tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, list, tenant)
 	if err != nil {
 		return fmt.Errorf("delete contacts: %w", err)
@@ -678,6 +683,7 @@ func (v *Vault) purgeTenant(ctx context.Context, tenant, receiptID string) error
 			// Shredded with the tenant and deleted then; one left by a
 			// list created as the tenant was being deleted goes here.
 			{"list_keys", `DELETE FROM list_keys WHERE tenant_id = $1`},
+			{"reader_canaries", `DELETE FROM reader_canaries WHERE tenant_id = $1`},
 		} {
 			res, err := tx.ExecContext(ctx, q.query, tenant)
 			if err != nil {
