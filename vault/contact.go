@@ -135,16 +135,37 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if err := v.readyCanaries(ctx); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		ok, err := insertSealed(ctx, tx, s)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if ok {
+			return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created)
+		}
+		if seesMembership(ctx, c.TenantID) {
 			return errDuplicate
 		}
-		return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created)
+		// A key that cannot read the list must not learn that the address
+		// is in it: it gets the same answer as for a new address, naming
+		// the contact that holds the address, which is left unchanged.
+		if err := tx.QueryRowContext(ctx, `SELECT token FROM contacts WHERE list_id = $1 AND blind_index = $2`, s.list, s.blind).Scan(&c.Token); err != nil {
+			return fmt.Errorf("find existing contact: %w", err)
+		}
+		leaf.Tokens = []string{c.Token}
+		leaf.Detail = "address already in the list, left unchanged; answered as created (key without read scope)"
+		return nil
 	})
+}
+
+// seesMembership reports whether the caller may already learn which
+// addresses tenant's lists hold (it may look addresses up or list tokens).
+// Writes by a caller that may not answer alike for members and
+// non-members, so that they are no membership oracle.
+func seesMembership(ctx context.Context, tenant string) bool {
+	r := custos.RequestFromContext(ctx)
+	return custos.Authorize(r, custos.ActionContactLookup, tenant) == nil ||
+		custos.Authorize(r, custos.ActionTokenList, tenant) == nil
 }
 
 // Contact returns one contact, decrypted, after recording the read.
