@@ -83,6 +83,10 @@ type Event struct {
 	DayRows      int
 	BaselineP95  float64
 	BaselineDays int
+	// Exact lookups (hits and misses) and misses by the person within
+	// the previous hour, this one included (lookups only).
+	LookupN      int
+	LookupMisses int
 }
 
 // ownTenant reports whether a tenant-bound actor acts on its own tenant.
@@ -244,6 +248,8 @@ type State struct {
 	SendLists map[string]*SendLists   `json:"send_lists,omitempty"` // key → lists it sent to
 	Sends     map[string][][2]int64   `json:"sends,omitempty"`      // key → (hour ms, sends) of its active hours, 7 days
 	Templates map[string][]TemplateAt `json:"templates,omitempty"`  // template digest → first send per tenant, 24 h
+	// Lookups is, per person, (minute ms, lookups, misses) of the last hour.
+	Lookups map[string][][3]int64 `json:"lookups,omitempty"`
 }
 
 // SendLists is what a send key is known to send to: the lists of its
@@ -331,6 +337,9 @@ func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 	}
 	if t, ok := s.Creds[l.Actor]; ok {
 		e.CredentialAt = time.UnixMilli(t).UTC()
+	}
+	if strings.HasPrefix(l.Actor, "pr_") {
+		s.enrichLookup(e)
 	}
 	if l.Outcome != audit.OutcomeOK || !strings.HasPrefix(l.Actor, "pr_") {
 		return

@@ -167,6 +167,12 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			repeat(20, func(i int) ev {
 				return ev{who: "eve", kind: admin, action: "contact.read", tenant: "a", outcome: "denied", at: time.Duration(i) * 20 * time.Second}
 			})},
+		{"lookup-guessing",
+			lookups(40, 35, 10*time.Second),
+			lookups(100, 30, 10*time.Second)},
+		{"lookup-misses-many",
+			lookups(3000, 500, 20*time.Second),
+			lookups(3000, 499, 20*time.Second)},
 		{"first-seen-staff-tenant",
 			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}},
 			[]ev{{who: "ann", kind: admin, action: "contact.list", tenant: "a"}}},
@@ -269,4 +275,16 @@ func fixSystem(evs []ev) []ev {
 		}
 	}
 	return out
+}
+
+// lookups is n exact lookups by service key ak_etl on tenant tn_a, step
+// apart, of which misses (spread evenly) missed.
+func lookups(n, misses int, step time.Duration) []ev {
+	return repeat(n, func(i int) ev {
+		e := ev{who: "etl", kind: service, actorTenant: "a", action: "contact.lookup", tenant: "a", at: time.Duration(i) * step, tokens: []string{"ct_hit"}}
+		if i*misses/n != (i+1)*misses/n {
+			e.outcome, e.code, e.tokens = "rejected", "not_found", nil
+		}
+		return e
+	})
 }

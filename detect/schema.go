@@ -71,6 +71,8 @@ type celEvent struct {
 	BaselineDays    int64         `cel:"baseline_days"`
 	StaffNetwork    bool          `cel:"staff_network"`
 	NetworkStaff    int64         `cel:"network_staff"`
+	LookupN         int64         `cel:"lookup_n"`
+	LookupMisses    int64         `cel:"lookup_misses"`
 }
 
 // celEventType is celEvent's name in CEL (ext.NativeTypes names a Go type
@@ -118,6 +120,7 @@ func (e *Event) celEvent() *celEvent {
 		SendHour: int64(e.SendHour), SendMean: e.SendMean, SendN: int64(e.SendN),
 		ActorTenant: l.ActorTenant, OwnTenant: e.OwnTenant, KnownNetwork: e.KnownNetwork, KnownKey: e.KnownKey,
 		DayRows: int64(e.DayRows), BaselineP95: e.BaselineP95, BaselineDays: int64(e.BaselineDays), StaffNetwork: e.StaffNetwork, NetworkStaff: int64(e.NetworkStaff),
+		LookupN: int64(e.LookupN), LookupMisses: int64(e.LookupMisses),
 	}
 }
 
