@@ -22,6 +22,7 @@ type ev struct {
 	tokens                    []string
 	// sends (contact.send) and system entries
 	list, msg, tmpl, detail string
+	digest                  string
 	// actorTenant: the actor's own tenant (tn_<…>), for tenant-bound kinds
 	actorTenant string
 }
@@ -29,7 +30,7 @@ type ev struct {
 func (e ev) leaf() audit.Leaf {
 	l := audit.Leaf{Time: t0.Add(e.at), Actor: "pr_" + e.who, ActorKind: e.kind, Action: e.action, Outcome: "ok",
 		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason, Code: e.code,
-		List: e.list, Message: e.msg, Template: e.tmpl, Detail: e.detail}
+		List: e.list, Message: e.msg, Template: e.tmpl, Detail: e.detail, Digest: e.digest}
 	if e.who == "system" {
 		l.Actor, l.KeyID = "system", ""
 	}
@@ -173,6 +174,20 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 		{"lookup-misses-many",
 			lookups(3000, 500, 20*time.Second),
 			lookups(3000, 499, 20*time.Second)},
+		{"reveal-reason-reused",
+			repeat(5, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i) * time.Hour, digest: fmt.Sprintf("%064x", 1)}
+			}),
+			repeat(5, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i) * time.Hour, digest: fmt.Sprintf("%064x", 1+i%2)}
+			})},
+		{"reveal-reason-junk",
+			repeat(3, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", outcome: "rejected", code: "reason_insufficient", at: time.Duration(i) * time.Minute}
+			}),
+			repeat(3, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", outcome: "rejected", code: "reason_insufficient", at: time.Duration(i) * 40 * time.Minute}
+			})},
 		{"first-seen-staff-tenant",
 			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}},
 			[]ev{{who: "ann", kind: admin, action: "contact.list", tenant: "a"}}},
