@@ -79,6 +79,18 @@ func TestWriteOnlyKeyIsNoMembershipOracle(t *testing.T) {
 		t.Fatalf("member create by write-only key: status %d, leaf %+v", status, l)
 	}
 
+	// Nor can it read, overwrite or erase a member through the token the
+	// create answered with: changes and deletions by token are refused
+	// to such a key, whoever the token names.
+	for _, tok := range []string{members[0].Token, decode[custos.Contact](t, e.postJSON(writer, base+"/contacts", map[string]any{"email": e.email()}, 201)).Token} {
+		for _, m := range []string{"PATCH", "DELETE"} {
+			body := strings.NewReader(`{}`)
+			if status, b := e.send(writer, m, "/v1/tenants/"+f.tenant+"/contacts/"+tok, "application/json", body); status != 403 || strings.Contains(string(b), "gold") {
+				t.Fatalf("%s of a contact by the write-only key: %d %s", m, status, b)
+			}
+		}
+	}
+
 	// A reader's answers still tell (it may look addresses up anyway).
 	e.postJSON(f.admin, base+"/contacts", map[string]any{"email": members[0].Email}, 409)
 	res := decode[custos.ImportResult](t, e.do(f.service, "POST", base+"/import", "text/csv", bytes.NewReader([]byte("email\n"+members[0].Email+"\n")), 200))

@@ -159,13 +159,15 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 }
 
 // seesMembership reports whether the caller may already learn which
-// addresses tenant's lists hold (it may look addresses up or list tokens).
-// Writes by a caller that may not answer alike for members and
-// non-members, so that they are no membership oracle.
+// addresses tenant's lists hold: it may look addresses up, list tokens,
+// or send (a send's answer per token tells a member's consent from the
+// one just given). Writes by a caller that may not answer alike for
+// members and non-members, so that they are no membership oracle.
 func seesMembership(ctx context.Context, tenant string) bool {
 	r := custos.RequestFromContext(ctx)
 	return custos.Authorize(r, custos.ActionContactLookup, tenant) == nil ||
-		custos.Authorize(r, custos.ActionTokenList, tenant) == nil
+		custos.Authorize(r, custos.ActionTokenList, tenant) == nil ||
+		custos.Authorize(r, custos.ActionSend, tenant) == nil
 }
 
 // Contact returns one contact, decrypted, after recording the read.
@@ -183,6 +185,13 @@ func (v *Vault) authorizeContact(ctx context.Context, action custos.Action, tena
 	l, err := v.authorize(ctx, action, tenant)
 	if err != nil {
 		return l, nil, err
+	}
+	if (action == custos.ActionContactUpdate || action == custos.ActionContactDelete) && !seesMembership(ctx, tenant) {
+		// A create by such a key answers a member's address with the
+		// member's token: changing or deleting by token would let it read
+		// (an update returns the contact), overwrite or erase a member it
+		// cannot see, and tell members apart by the answer.
+		return l, nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a key that can neither look contacts up, list tokens nor send may not change or delete contacts"))
 	}
 	s, err := v.namedContact(ctx, &l, tenant, token)
 	return l, s, err
