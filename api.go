@@ -82,8 +82,12 @@ func (e *RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.
 // errors); nothing after it was imported. An aborted import can be resumed
 // from the line after CommittedThroughLine.
 type ImportResult struct {
+	// Imported counts the rows added; for a key that cannot read the list
+	// (no contacts:read, tokens:read or send) it also counts rows whose
+	// address was already there, left unchanged, so that the answer tells
+	// it nothing about membership.
 	Imported int `json:"imported"`
-	Failed   int `json:"failed"` // rows refused (invalid or duplicate)
+	Failed   int `json:"failed"` // rows refused (invalid, or duplicate for a key that can read)
 	// SkippedWatermarks counts rows that were this server's own canaries
 	// (a list's or an export's watermark), left out so that an export
 	// imported back holds only real contacts.

@@ -25,11 +25,12 @@ var codes = map[string]string{
 	custos.EUNAVAILABLE:  "unavailable",
 	custos.EUNSUPPORTED:  "unsupported_media_type",
 	custos.EGONE:         "gone",
+	custos.EREASON:       "reason_insufficient",
 }
 
 func TestErrorCodes(t *testing.T) {
-	if len(codes) != 11 {
-		t.Fatalf("%d distinct codes, want 11: two constants share a value", len(codes))
+	if len(codes) != 12 {
+		t.Fatalf("%d distinct codes, want 12: two constants share a value", len(codes))
 	}
 	for code, want := range codes {
 		if code != want {

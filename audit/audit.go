@@ -524,7 +524,7 @@ func outcomeOf(err error) string {
 	switch custos.ErrorCode(err) {
 	case custos.EFORBIDDEN, custos.EUNAUTHORIZED, custos.ETOOMANY:
 		return OutcomeDenied
-	case custos.EINVALID, custos.ECONFLICT, custos.ENOTFOUND, custos.ETOOLARGE, custos.EUNSUPPORTED:
+	case custos.EINVALID, custos.ECONFLICT, custos.ENOTFOUND, custos.ETOOLARGE, custos.EUNSUPPORTED, custos.EREASON:
 		return OutcomeRejected
 	}
 	return OutcomeError

@@ -72,7 +72,7 @@ func incident(t *testing.T, w *world, d *detect.Detector) {
 		t.Fatal(err)
 	}
 	for _, tok := range dn.tokens {
-		if _, err := w.vault.Reveal(kimCtx, dn.id, tok, custos.ReasonDebugging, "checking"); err != nil {
+		if _, err := w.vault.Reveal(kimCtx, dn.id, tok, custos.ReasonDebugging, "checking: checking the reported bounce"); err != nil {
 			t.Logf("reveal: %v", err) // a budget may refuse: refusals are entries too
 		}
 	}
@@ -87,7 +87,7 @@ func incident(t *testing.T, w *world, d *detect.Detector) {
 	revealed := false
 	for _, mc := range page.Items {
 		if tags[ci.Tag(mc.Token)] {
-			w.vault.Reveal(kimCtx, dn.id, mc.Token, custos.ReasonDebugging, "checking")
+			w.vault.Reveal(kimCtx, dn.id, mc.Token, custos.ReasonDebugging, "checking: checking the reported bounce")
 			revealed = true
 			break
 		}

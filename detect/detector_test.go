@@ -435,7 +435,7 @@ func TestCanaryRevealContains(t *testing.T) {
 	if rs := ruleIDs(w.alerts()); slices.Contains(rs, "canary-read") {
 		t.Fatalf("the tenant admin's own listing raised %v", rs)
 	}
-	if _, err := w.vault.Reveal(w.as(secret, "203.0.113.5"), f.id, canary, custos.ReasonDebugging, "checking"); err != nil {
+	if _, err := w.vault.Reveal(w.as(secret, "203.0.113.5"), f.id, canary, custos.ReasonDebugging, "checking: checking the reported bounce"); err != nil {
 		t.Fatal(err)
 	}
 	drain(t, w, d)

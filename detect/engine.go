@@ -95,6 +95,10 @@ type Event struct {
 	PersonDayTenants int
 	PersonTenantsMax int
 	PersonDays       int
+	// Exact lookups (hits and misses) and misses by the person within
+	// the previous hour, this one included (lookups only).
+	LookupN      int
+	LookupMisses int
 }
 
 // ownTenant reports whether a tenant-bound actor acts on its own tenant.
@@ -264,6 +268,8 @@ type State struct {
 	SendLists map[string]*SendLists   `json:"send_lists,omitempty"` // key → lists it sent to
 	Sends     map[string][][2]int64   `json:"sends,omitempty"`      // key → (hour ms, sends) of its active hours, 7 days
 	Templates map[string][]TemplateAt `json:"templates,omitempty"`  // template digest → first send per tenant, 24 h
+	// Lookups is, per person, (minute ms, lookups, misses) of the last hour.
+	Lookups map[string][][3]int64 `json:"lookups,omitempty"`
 }
 
 // SendLists is what a send key is known to send to: the lists of its
@@ -355,6 +361,9 @@ func (s *State) enrich(e *Event, isCanary func(string) bool, p *Policy) {
 	if custos.Kind(l.ActorKind).Staff() && l.Tenant != "" && slices.Contains(dataActions, l.Action) &&
 		(l.Outcome == audit.OutcomeOK || l.Outcome == audit.OutcomeDenied) {
 		s.enrichPersonDay(e, p.baselineDays())
+	}
+	if strings.HasPrefix(l.Actor, "pr_") {
+		s.enrichLookup(e)
 	}
 	if l.Outcome != audit.OutcomeOK || !strings.HasPrefix(l.Actor, "pr_") {
 		return

@@ -22,6 +22,7 @@ type ev struct {
 	tokens                    []string
 	// sends (contact.send) and system entries
 	list, msg, tmpl, detail string
+	digest                  string
 	// actorTenant: the actor's own tenant (tn_<…>), for tenant-bound kinds
 	actorTenant string
 }
@@ -29,7 +30,7 @@ type ev struct {
 func (e ev) leaf() audit.Leaf {
 	l := audit.Leaf{Time: t0.Add(e.at), Actor: "pr_" + e.who, ActorKind: e.kind, Action: e.action, Outcome: "ok",
 		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason, Code: e.code,
-		List: e.list, Message: e.msg, Template: e.tmpl, Detail: e.detail}
+		List: e.list, Message: e.msg, Template: e.tmpl, Detail: e.detail, Digest: e.digest}
 	if e.who == "system" {
 		l.Actor, l.KeyID = "system", ""
 	}
@@ -167,6 +168,26 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			repeat(20, func(i int) ev {
 				return ev{who: "eve", kind: admin, action: "contact.read", tenant: "a", outcome: "denied", at: time.Duration(i) * 20 * time.Second}
 			})},
+		{"lookup-guessing",
+			lookups(40, 35, 10*time.Second),
+			lookups(100, 30, 10*time.Second)},
+		{"lookup-misses-many",
+			lookups(3000, 500, 20*time.Second),
+			lookups(3000, 499, 20*time.Second)},
+		{"reveal-reason-reused",
+			repeat(5, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i) * time.Hour, digest: fmt.Sprintf("%064x", 1)}
+			}),
+			repeat(5, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", at: time.Duration(i) * time.Hour, digest: fmt.Sprintf("%064x", 1+i%2)}
+			})},
+		{"reveal-reason-junk",
+			repeat(3, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", outcome: "rejected", code: "reason_insufficient", at: time.Duration(i) * time.Minute}
+			}),
+			repeat(3, func(i int) ev {
+				return ev{who: "sam", kind: staff, action: "support.reveal", tenant: "a", outcome: "rejected", code: "reason_insufficient", at: time.Duration(i) * 40 * time.Minute}
+			})},
 		{"first-seen-staff-tenant",
 			[]ev{{who: "sam", kind: staff, action: "support.view", tenant: "a"}},
 			[]ev{{who: "ann", kind: admin, action: "contact.list", tenant: "a"}}},
@@ -303,4 +324,16 @@ func slowSweep(who string, n int) []ev {
 		out = append(out, ev{who: who, kind: staff, action: "support.view", tenant: fmt.Sprintf("s%d", i), at: 3*24*time.Hour + time.Duration(i)*40*time.Minute})
 	}
 	return out
+}
+
+// lookups is n exact lookups by service key ak_etl on tenant tn_a, step
+// apart, of which misses (spread evenly) missed.
+func lookups(n, misses int, step time.Duration) []ev {
+	return repeat(n, func(i int) ev {
+		e := ev{who: "etl", kind: service, actorTenant: "a", action: "contact.lookup", tenant: "a", at: time.Duration(i) * step, tokens: []string{"ct_hit"}}
+		if i*misses/n != (i+1)*misses/n {
+			e.outcome, e.code, e.tokens = "rejected", "not_found", nil
+		}
+		return e
+	})
 }

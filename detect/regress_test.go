@@ -61,7 +61,7 @@ func TestCanaryPlantedDuringAStepIsSeen(t *testing.T) {
 		}
 		for _, c := range page.Items {
 			if tags[ci.Tag(c.Token)] {
-				if _, err := w.vault.Reveal(w.as(secret, "203.0.113.5"), f.id, c.Token, custos.ReasonDebugging, "checking"); err != nil {
+				if _, err := w.vault.Reveal(w.as(secret, "203.0.113.5"), f.id, c.Token, custos.ReasonDebugging, "checking: checking the reported bounce"); err != nil {
 					t.Fatal(err)
 				}
 				if err := w.log.Sync(ctx); err != nil {

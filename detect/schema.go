@@ -75,6 +75,8 @@ type celEvent struct {
 	PersonDayTenants int64         `cel:"person_day_tenants"`
 	PersonTenantsMax int64         `cel:"person_tenants_max"`
 	PersonDays       int64         `cel:"person_days"`
+	LookupN          int64         `cel:"lookup_n"`
+	LookupMisses     int64         `cel:"lookup_misses"`
 }
 
 // celEventType is celEvent's name in CEL (ext.NativeTypes names a Go type
@@ -123,6 +125,7 @@ func (e *Event) celEvent() *celEvent {
 		ActorTenant: l.ActorTenant, OwnTenant: e.OwnTenant, KnownNetwork: e.KnownNetwork, KnownKey: e.KnownKey,
 		DayRows: int64(e.DayRows), BaselineP95: e.BaselineP95, BaselineDays: int64(e.BaselineDays), StaffNetwork: e.StaffNetwork, NetworkStaff: int64(e.NetworkStaff),
 		UnseenNetwork: e.UnseenNetwork, PersonDayTenants: int64(e.PersonDayTenants), PersonTenantsMax: int64(e.PersonTenantsMax), PersonDays: int64(e.PersonDays),
+		LookupN: int64(e.LookupN), LookupMisses: int64(e.LookupMisses),
 	}
 }
 

@@ -21,6 +21,7 @@ var statuses = map[string]int{
 	custos.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	custos.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	custos.EGONE:         http.StatusGone,
+	custos.EREASON:       http.StatusBadRequest,
 }
 
 // writeError writes err as a JSON error. Errors that are not domain errors

@@ -73,14 +73,14 @@ func TestStaffViewOverHTTP(t *testing.T) {
 		t.Fatalf("masked page: %+v", page)
 	}
 	e.get(staff, base+"/support/lists/"+f.list+"/contacts?limit=51", 400)
-	e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "NOPE", "reason": "x"}, 400)
-	got := decode[custos.Contact](t, e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "CUSTOMER_REQUEST", "reason": "SUP-1"}, 200))
+	e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "NOPE", "reason": "x: checking the reported bounce"}, 400)
+	got := decode[custos.Contact](t, e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "CUSTOMER_REQUEST", "reason": "SUP-1: checking the reported bounce"}, 200))
 	if want, _ := addr.Normalize(email); got.Email != want {
 		t.Fatalf("reveal returned %q", got.Email)
 	}
 	if l := e.lastLeaf(); l.Action != string(custos.ActionSupportReveal) || l.Outcome != "ok" || len(l.Tokens) != 1 {
 		t.Fatalf("reveal's leaf: %+v", l)
 	}
-	e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "CUSTOMER_REQUEST", "reason": "again"}, 403)
+	e.postJSON(staff, base+"/support/contacts/"+c.Token+"/reveal", map[string]string{"reason_code": "CUSTOMER_REQUEST", "reason": "again: checking the reported bounce"}, 403)
 	e.get(staff, base+"/lists/"+f.list+"/export", 403)
 }

@@ -139,7 +139,7 @@ func TestBreakGlass(t *testing.T) {
 	if !told {
 		t.Fatalf("the tenant was not notified of the break-glass grant: %s", topics(outbox(t, f)))
 	}
-	if _, err := f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "INC-77"); err != nil {
+	if _, err := f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "INC-77: checking the reported bounce"); err != nil {
 		t.Fatalf("reveal under break-glass: %v", err)
 	}
 	// The tenant may revoke it at once; and after an hour it is gone anyway.
@@ -189,7 +189,7 @@ func TestTurningSupportOffEndsGrants(t *testing.T) {
 	if _, err := f.vault.SupportContacts(staff, tenant, list, "", 10); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("masked view after support access was turned off: %v", err)
 	}
-	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x: checking the reported bounce"); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("reveal after support access was turned off: %v", err)
 	}
 	gs, _ := f.vault.Grants(admin, tenant)

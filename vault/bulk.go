@@ -75,6 +75,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	if err := v.readyCanaries(ctx); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	sees := seesMembership(ctx, tenant)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -87,7 +88,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	res := &custos.ImportResult{Errors: []ingest.RowError{}}
 	for b := range batches {
 		if len(b.rows) > 0 {
-			if err := v.commitBatch(ctx, l, b, res, opts.MaxErrors); err != nil {
+			if err := v.commitBatch(ctx, l, b, res, opts.MaxErrors, sees); err != nil {
 				abortImport(res, err)
 				break
 			}
@@ -210,7 +211,7 @@ func (v *Vault) insertSQL() string {
 // commitBatch inserts a batch with its leaf in one transaction. Rows whose
 // address is already in the list (or earlier in the batch) are not
 // inserted and are reported as duplicates by line.
-func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *custos.ImportResult, maxErrors int) error {
+func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *custos.ImportResult, maxErrors int, sees bool) error {
 	var dups []ingest.RowError
 	inserted := 0
 	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
@@ -238,7 +239,7 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 			}
 		}
 		leaf.Count = inserted
-		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d watermark rows skipped", b.firstLine, b.lastLine, len(dups)+len(b.errs), b.skipped)
+		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list, %d watermark rows skipped", b.firstLine, b.lastLine, len(b.errs), len(dups), b.skipped)
 		if inserted == 0 {
 			return nil
 		}
@@ -249,6 +250,13 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 	}
 	res.Batches++
 	res.Imported += inserted
+	if !sees {
+		// A key that cannot read the list must not learn which rows were
+		// already in it: an address already present counts as imported
+		// (the existing contact is left unchanged), like a new one.
+		res.Imported += len(dups)
+		dups = nil
+	}
 	// Report errors in line order: validation errors and duplicates interleave.
 	i, j := 0, 0
 	for i < len(b.errs) || j < len(dups) {

@@ -135,16 +135,47 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if err := v.readyCanaries(ctx); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		ok, err := insertSealed(ctx, tx, s)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if ok {
+			return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)})
+		}
+		if seesMembership(ctx, c.TenantID) {
 			return errDuplicate
 		}
-		return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)})
+		// A key that cannot read the list must not learn that the address
+		// is in it: it gets the same answer as for a new address, naming
+		// the contact that holds the address, which is left unchanged.
+		if err := tx.QueryRowContext(ctx, `SELECT token FROM contacts WHERE list_id = $1 AND blind_index = $2`, s.list, s.blind).Scan(&c.Token); err != nil {
+			return fmt.Errorf("find existing contact: %w", err)
+		}
+		leaf.Tokens = []string{c.Token}
+		leaf.Detail = "address already in the list, left unchanged; answered as created (key without read scope)"
+		return nil
 	})
+	if err == nil && !seesMembership(ctx, c.TenantID) {
+		// Nor does it get a token, new address or not: a token's ID
+		// carries the second it was minted (custos.NewIDAt), so a
+		// member's older token would tell it from a new one. The leaf
+		// names the token for the tenant; a reader finds it by lookup.
+		c.Token = ""
+	}
+	return err
+}
+
+// seesMembership reports whether the caller may already learn which
+// addresses tenant's lists hold: it may look addresses up, list tokens,
+// or send (a send's answer per token tells a member's consent from the
+// one just given). Writes by a caller that may not answer alike for
+// members and non-members, so that they are no membership oracle.
+func seesMembership(ctx context.Context, tenant string) bool {
+	r := custos.RequestFromContext(ctx)
+	return custos.Authorize(r, custos.ActionContactLookup, tenant) == nil ||
+		custos.Authorize(r, custos.ActionTokenList, tenant) == nil ||
+		custos.Authorize(r, custos.ActionSend, tenant) == nil
 }
 
 // Contact returns one contact, decrypted, after recording the read.
@@ -162,6 +193,13 @@ func (v *Vault) authorizeContact(ctx context.Context, action custos.Action, tena
 	l, err := v.authorize(ctx, action, tenant)
 	if err != nil {
 		return l, nil, err
+	}
+	if (action == custos.ActionContactUpdate || action == custos.ActionContactDelete) && !seesMembership(ctx, tenant) {
+		// A create by such a key answers a member's address with the
+		// member's token: changing or deleting by token would let it read
+		// (an update returns the contact), overwrite or erase a member it
+		// cannot see, and tell members apart by the answer.
+		return l, nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a key that can neither look contacts up, list tokens nor send may not change or delete contacts"))
 	}
 	s, err := v.namedContact(ctx, &l, tenant, token)
 	return l, s, err

@@ -303,12 +303,12 @@ func TestOperatorCannotKeyStaffHoldingGrant(t *testing.T) {
 	}
 
 	// The operator's own routes to the data: none.
-	_, err = f.vault.Reveal(f.ctx, tenant, tokens[0], custos.ReasonDebugging, "x")
+	_, err = f.vault.Reveal(f.ctx, tenant, tokens[0], custos.ReasonDebugging, "x: checking the reported bounce")
 	wantCode(t, "operator revealing", err, custos.EFORBIDDEN)
 	// A support principal at the operator's own mailbox is its own
 	// principal, holding no grant.
 	mine := f.enroll(t, f.mustMint(t, f.ctx, custos.KindStaffSupport, "", "op+support@vendor.test", custos.EnrollIssued))
-	_, err = f.vault.Reveal(mine, tenant, tokens[0], custos.ReasonDebugging, "x")
+	_, err = f.vault.Reveal(mine, tenant, tokens[0], custos.ReasonDebugging, "x: checking the reported bounce")
 	wantCode(t, "the operator's staff principal revealing", err, custos.EFORBIDDEN)
 	_, err = f.vault.SupportContacts(mine, tenant, list, "", 10)
 	wantCode(t, "the operator's staff principal paging", err, custos.EFORBIDDEN)
@@ -465,7 +465,7 @@ func TestBreakGlassNeedsTwoIndependentSecurityIdentities(t *testing.T) {
 	if _, g, err := f.vault.ApproveBreakGlass(ana, tenant, r.ID); err != nil || g != nil {
 		t.Fatalf("one security approval: grant %v, %v; want none yet", g, err)
 	}
-	_, err = f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "INC-1")
+	_, err = f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "INC-1: checking the reported bounce")
 	wantCode(t, "reveal after one approval", err, custos.EFORBIDDEN)
 
 	// With a second person's approval, Ben exists; with his, break-glass opens.
@@ -475,7 +475,7 @@ func TestBreakGlassNeedsTwoIndependentSecurityIdentities(t *testing.T) {
 	if _, g, err := f.vault.ApproveBreakGlass(f.enroll(t, b), tenant, r.ID); err != nil || g == nil {
 		t.Fatalf("second security approval: grant %v, %v", g, err)
 	}
-	if _, err := f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "INC-1"); err != nil {
+	if _, err := f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "INC-1: checking the reported bounce"); err != nil {
 		t.Fatalf("reveal under break-glass: %v", err)
 	}
 }
@@ -521,7 +521,7 @@ func TestContainedOperatorCannotMintLifter(t *testing.T) {
 		_, err := f.vault.UpdateAlert(lifter, alert, custos.AlertResolved, "false positive")
 		wantCode(t, who+" resolving the alert", err, custos.EFORBIDDEN)
 	}
-	_, err := f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "x")
+	_, err := f.vault.Reveal(staff, tenant, c.Token, custos.ReasonDebugging, "x: checking the reported bounce")
 	wantCode(t, "the contained principal revealing", err, custos.EFORBIDDEN)
 
 	// An independent security identity lifts all three.

@@ -183,7 +183,7 @@ var matrix = []struct {
 	{"create a support staff principal", "operator", "none to exist; it reaches no data until a tenant grants it (below)", "security",
 		func(t *testing.T, w *world) {
 			staff := w.f.enroll(t, w.f.mustMint(t, w.op, custos.KindStaffSupport, "", "op+support@vendor.test", custos.EnrollIssued))
-			_, err := w.f.vault.Reveal(staff, w.tenant, w.contact.Token, custos.ReasonDebugging, "x")
+			_, err := w.f.vault.Reveal(staff, w.tenant, w.contact.Token, custos.ReasonDebugging, "x: checking the reported bounce")
 			refused(t, "a new staff principal revealing", err)
 		},
 		func(t *testing.T, w *world) {
@@ -325,12 +325,12 @@ var matrix = []struct {
 		}},
 	{"reveal a contact", "support staff", "the tenant's live grant (request decided, direct grant or break-glass), with a reason, within its budget", "— (the tenant's log and reveal register)",
 		func(t *testing.T, w *world) {
-			_, err := w.f.vault.Reveal(w.staff, w.tenant, w.contact.Token, custos.ReasonDebugging, "x")
+			_, err := w.f.vault.Reveal(w.staff, w.tenant, w.contact.Token, custos.ReasonDebugging, "x: checking the reported bounce")
 			refused(t, "reveal without a grant", err)
 		},
 		func(t *testing.T, w *world) {
 			ok(t, "grant", w.f.vault.CreateGrant(w.admin, &custos.Grant{TenantID: w.tenant, StaffID: w.sp.ID, Scope: custos.ScopeViewMaskedReveal, RevealBudget: 1}, time.Hour))
-			_, err := w.f.vault.Reveal(w.staff, w.tenant, w.contact.Token, custos.ReasonDebugging, "x")
+			_, err := w.f.vault.Reveal(w.staff, w.tenant, w.contact.Token, custos.ReasonDebugging, "x: checking the reported bounce")
 			ok(t, "reveal under the grant", err)
 		}},
 	{"export a list", "a tenant admin, its own tenant, not frozen", "none for the tenant's own admin; an admin an operator minted exists only with an admin's approval (first row)", "— (the tenant's log; detection of an export soon after enrolling)",

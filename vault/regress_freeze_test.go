@@ -18,7 +18,7 @@ func TestFreezeReasonStaysOutOfLeaves(t *testing.T) {
 	if err := f.vault.SetFrozen(sec, tenant, true, pii); err != nil {
 		t.Fatal(err)
 	}
-	_, rerr := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x")
+	_, rerr := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x: checking the reported bounce")
 	eerr := f.vault.Export(admin, tenant, list, "csv", func(*custos.Contact) error { return nil })
 	for what, err := range map[string]error{"reveal": rerr, "export": eerr} {
 		if custos.ErrorCode(err) != custos.EFORBIDDEN || !strings.Contains(custos.ErrorMessage(err), "frozen") {

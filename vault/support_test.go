@@ -195,19 +195,19 @@ func TestStaffSeeMaskedAndRevealWithinBudget(t *testing.T) {
 	if _, err := f.vault.SupportContacts(staff, tenant, list, "", 51); custos.ErrorCode(err) != custos.EINVALID {
 		t.Fatalf("page of 51: %v", err)
 	}
-	if _, err := f.vault.Reveal(staff, tenant, tokens[0], "BECAUSE", "x"); custos.ErrorCode(err) != custos.EINVALID {
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], "BECAUSE", "x: checking the reported bounce"); custos.ErrorCode(err) != custos.EINVALID {
 		t.Fatalf("reveal with an unknown reason code: %v", err)
 	}
 	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, ""); custos.ErrorCode(err) != custos.EINVALID {
 		t.Fatalf("reveal without a reason: %v", err)
 	}
 	for i := range 2 {
-		c, err := f.vault.Reveal(staff, tenant, tokens[i], custos.ReasonCustomerRequest, "ticket SUP-1")
+		c, err := f.vault.Reveal(staff, tenant, tokens[i], custos.ReasonCustomerRequest, "ticket SUP-1: checking the reported bounce")
 		if err != nil || !strings.Contains(c.Email, "@") || strings.Contains(c.Email, "***") {
 			t.Fatalf("reveal %d: %+v, %v", i, c, err)
 		}
 	}
-	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonCustomerRequest, "again"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonCustomerRequest, "again: checking the reported bounce"); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("reveal beyond the budget: %v", err)
 	}
 	gs, _ := f.vault.Grants(admin, tenant)
@@ -231,7 +231,7 @@ func TestStaffSeeMaskedAndRevealWithinBudget(t *testing.T) {
 func TestMaskedGrantCannotReveal(t *testing.T) {
 	f := newFixture(t)
 	_, staff, tenant, _, tokens, _ := grantedStaff(t, f, custos.ScopeViewMasked, 0)
-	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x: checking the reported bounce"); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("reveal under a view_masked grant: %v", err)
 	}
 }
@@ -262,7 +262,7 @@ func TestRevokeRacesReveals(t *testing.T) {
 				default:
 				}
 				start := time.Now()
-				_, err := f.vault.Reveal(staff, tenant, tokens[w%2], custos.ReasonDebugging, "race")
+				_, err := f.vault.Reveal(staff, tenant, tokens[w%2], custos.ReasonDebugging, "race: checking the reported bounce")
 				mu.Lock()
 				if err == nil {
 					ok++
@@ -291,7 +291,7 @@ func TestRevokeRacesReveals(t *testing.T) {
 	mu.Unlock()
 	// Let the workers try again after the revoke, then stop them.
 	for range 50 {
-		if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "after"); err == nil {
+		if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "after: checking the reported bounce"); err == nil {
 			t.Fatal("a reveal succeeded after the revoke returned")
 		}
 	}
@@ -328,7 +328,7 @@ func TestReasonGatedReveals(t *testing.T) {
 	if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(time.Hour), ReasonCodes: []string{custos.ReasonDataSubjectRequest}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDebugging, "x: checking the reported bounce"); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("reveal for a reason the tenant does not accept: %v", err)
 	}
 	var data []byte
@@ -339,7 +339,7 @@ func TestReasonGatedReveals(t *testing.T) {
 	if !strings.Contains(string(data), `"outcome":"denied"`) || !strings.Contains(string(data), "does not accept reason code DEBUGGING") {
 		t.Fatalf("the refusal's leaf: %s", data)
 	}
-	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDataSubjectRequest, "DSR-7"); err != nil {
+	if _, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonDataSubjectRequest, "DSR-7: checking the reported bounce"); err != nil {
 		t.Fatalf("reveal for an accepted reason: %v", err)
 	}
 }

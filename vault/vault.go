@@ -222,7 +222,7 @@ var actors = map[string]bool{"anonymous": true, "system": true, "bootstrap": tru
 
 var (
 	outcomes   = map[string]bool{audit.OutcomeOK: true, audit.OutcomeDenied: true, audit.OutcomeRejected: true, audit.OutcomeError: true}
-	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true, custos.EGONE: true}
+	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true, custos.EGONE: true, custos.EREASON: true}
 	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
 	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
 		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson,

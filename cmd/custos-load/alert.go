@@ -199,7 +199,7 @@ func runAlert(args []string) error {
 	for i, t := range trigs {
 		time.Sleep(time.Until(start.Add(time.Duration(i+1) * gap)))
 		t0 := time.Now()
-		if _, err := in.as(t.key).Reveal(ctx, t.tenant, t.canary, custos.RevealRequest{ReasonCode: "DEBUGGING", Reason: "load test"}); err != nil {
+		if _, err := in.as(t.key).Reveal(ctx, t.tenant, t.canary, custos.RevealRequest{ReasonCode: "DEBUGGING", Reason: "load test: checking the reported bounce"}); err != nil {
 			return fmt.Errorf("trigger %d: %w", i, err)
 		}
 		sent[t.staff] = t0

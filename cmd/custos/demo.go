@@ -205,9 +205,9 @@ func (m *Main) runDemo(ctx context.Context, args []string) (err error) {
 		real = []string{masked.Items[0].Token, masked.Items[1].Token}
 	}
 	pick := real[0]
-	revealed := must(staff.Reveal(ctx, acme.id, pick, custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: "SUP-1042"}))
+	revealed := must(staff.Reveal(ctx, acme.id, pick, custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: "SUP-1042: checking the reported bounce"}))
 	note("reveal  %s with reason CUSTOMER_REQUEST (budget spent: 1 of 1; shown masked here)", addr.Mask(revealed.Email))
-	_, err = staff.Reveal(ctx, acme.id, real[1], custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: "one more"})
+	_, err = staff.Reveal(ctx, acme.id, real[1], custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: "one more: checking the reported bounce"})
 	refusal(err, "a second reveal")
 	_, err = staff.Export(ctx, acme.id, acme.list, custos.FormatCSV, io.Discard)
 	refusal(err, "an export by the engineer, grant or not")

@@ -37,7 +37,7 @@ func TestSupportCLI(t *testing.T) {
 	if strings.Contains(view, "jo.smith") || !strings.Contains(view, "j***@e***.test") {
 		t.Fatalf("masked view:\n%s", view)
 	}
-	if out := must(staffKey, "support", "reveal", token, "--tenant", tenant, "--reason-code", "CUSTOMER_REQUEST", "--reason", "SUP-1"); !strings.Contains(out, "jo.smith@example.test") {
+	if out := must(staffKey, "support", "reveal", token, "--tenant", tenant, "--reason-code", "CUSTOMER_REQUEST", "--reason", "SUP-1: wrong address reported"); !strings.Contains(out, "jo.smith@example.test") {
 		t.Fatalf("reveal:\n%s", out)
 	}
 	if _, err := as(staffKey, "export", "--tenant", tenant, "--list", list); err == nil {
