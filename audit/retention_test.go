@@ -109,3 +109,40 @@ func TestPruneWithoutHorizonKeepsAll(t *testing.T) {
 		t.Fatalf("prune without a horizon: %d, %v", n, err)
 	}
 }
+
+// TestPruneKeepsCosigned: a checkpoint a witness cosigned outlives the
+// retention horizon (AddCosignature keeps it): /log/checkpoint serves the
+// newest cosigned one, and receipts are proved against it. Without the
+// cosignature the same checkpoint — older than the horizon, not its
+// hour's latest — is pruned (size 1 in TestPruneKeepsKeptAndHourlyAndVerifies).
+func TestPruneKeepsCosigned(t *testing.T) {
+	var clock atomic.Int64
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	clock.Store(t0.UnixNano())
+	e := openLog(t, func(c *audit.Config) {
+		c.CheckpointInterval = time.Hour
+		c.CheckpointRetention = time.Hour
+		c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	ctx := context.Background()
+	at := func(d time.Duration) { clock.Store(t0.Add(d).UnixNano()) }
+	for _, d := range []time.Duration{time.Minute, 2 * time.Minute, 3 * time.Hour} {
+		at(d)
+		e.append(t, 1, "tn_a")
+		e.sign(t)
+	}
+	if err := e.log.AddCosignature(ctx, 1, "w1", "— w1 AAAA"); err != nil {
+		t.Fatal(err)
+	}
+	at(3*time.Hour + time.Minute)
+	if _, err := e.log.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := e.db.Read.QueryRowContext(ctx, `SELECT count(*) FROM audit_checkpoints WHERE size = 1`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatal("the cosigned checkpoint of size 1 was pruned")
+	}
+}
