@@ -487,7 +487,12 @@ func (l *Log) sequence() {
 			l.choreAlone()
 		case <-due:
 			due = nil
-			l.checkpoint()
+			// A commit may have signed since the timer was armed (and
+			// moved nextSign): signing now would make two checkpoints
+			// in one interval. The timer is re-armed below instead.
+			if time.Now().UnixNano() >= l.nextSign.Load() {
+				l.checkpoint()
+			}
 		}
 		if due == nil && !l.cfg.Queued && l.unsigned() {
 			timer.Reset(time.Until(time.Unix(0, l.nextSign.Load())))
