@@ -54,6 +54,10 @@ func Mutable(topic string) bool { return slices.Contains(MutableTopics, topic) }
 type PeopleSink struct {
 	Vault  *Vault
 	Mailer Mailer
+	// Link names the path of the object a message is about (the API's
+	// routes belong to the server: node wires server.NoticeLink); nil or
+	// "" leaves the mail without one.
+	Link func(*notify.Message) string
 	// LinkBase prefixes the links in mails (the API's or the console's
 	// public URL); empty leaves them as paths.
 	LinkBase string
@@ -130,7 +134,7 @@ func (s *PeopleSink) compose(m *notify.Message) (subject, body string) {
 	var b strings.Builder
 	b.WriteString(m.Text)
 	b.WriteString("\r\n")
-	if link := Link(m); link != "" {
+	if link := s.link(m); link != "" {
 		b.WriteString("\r\nDetails: " + s.LinkBase + link + "\r\n")
 	}
 	fmt.Fprintf(&b, "\r\nNotification %s, %s, severity %s.\r\n", m.ID, m.CreatedAt.Format(time.RFC3339), m.Severity)
@@ -142,33 +146,11 @@ func (s *PeopleSink) compose(m *notify.Message) (subject, body string) {
 	return subject, b.String()
 }
 
-// Link is the API path of the object a message is about, for the mail's
-// reader (the console serves the same paths later).
-func Link(m *notify.Message) string {
-	t := m.TenantID
-	if t != "" && !custos.ValidID(custos.PrefixTenant, t) {
+func (s *PeopleSink) link(m *notify.Message) string {
+	if s.Link == nil {
 		return ""
 	}
-	topic := m.Topic
-	switch {
-	case t != "" && (topic == "support.request" || topic == "support.decision"):
-		return "/v1/tenants/" + t + "/access-requests"
-	case t != "" && (strings.HasPrefix(topic, "grant.") || strings.HasPrefix(topic, "break_glass.")):
-		return "/v1/tenants/" + t + "/grants"
-	case t != "" && (topic == "containment" || strings.HasPrefix(topic, "alert")):
-		return "/v1/tenants/" + t + "/access-log"
-	case t != "" && (strings.HasPrefix(topic, "deletion.") || topic == "tenant.deleted"):
-		return "/v1/tenants/" + t + "/deletion"
-	case strings.HasPrefix(topic, "principal.enrollment"):
-		return "/v1/enrollments"
-	case strings.HasPrefix(topic, "key.") || topic == "principal.enrolled":
-		if p := m.Data["principal"]; custos.ValidID(custos.PrefixPrincipal, p) {
-			return "/v1/principals/" + p
-		}
-	case t != "" && topic == "support.settings":
-		return "/v1/tenants/" + t + "/support-access"
-	}
-	return ""
+	return s.Link(m)
 }
 
 // audience resolves a message's addressees to principals, each read with

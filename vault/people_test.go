@@ -11,6 +11,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/server"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -25,7 +26,7 @@ type mailbox struct {
 
 func newMailbox(t *testing.T, f *fixture) *mailbox {
 	sink := smtptest.StartSink(t, smtptest.Options{Mode: smtptest.Plain})
-	people := &vault.PeopleSink{Vault: f.vault, Mailer: &notify.SMTPMailer{Addr: sink.Addr, From: "custos@vendor.test"}, LinkBase: "https://custos.vendor.test"}
+	people := &vault.PeopleSink{Vault: f.vault, Mailer: &notify.SMTPMailer{Addr: sink.Addr, From: "custos@vendor.test"}, Link: server.NoticeLink, LinkBase: "https://custos.vendor.test"}
 	return &mailbox{t: t, f: f, sink: sink, d: &notify.Dispatcher{DB: f.db.Write, Sinks: []notify.Sink{people}, Now: f.clock.Now}}
 }
 
