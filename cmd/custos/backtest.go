@@ -38,7 +38,7 @@ type backtestReport struct {
 func (m *Main) runRulesBacktest(ctx context.Context, args []string) error {
 	fs := m.flags("rules backtest", `[--rules DIR] [--from T] [--to T] [--events FILE.ndjson]`,
 		`custos rules backtest --rules ./rules --from 2026-11-01 --to 2026-12-01`)
-	resolve := m.serverFlags(fs.FlagSet)
+	resolve := m.dataFlags(fs.FlagSet)
 	rulesDir := fs.String("rules", "", "rule directory to test (default: the default pack)")
 	fromFlag := fs.String("from", "", "report alerts that fire at or after this time (RFC 3339 or YYYY-MM-DD); earlier entries still warm baselines and first-seen sets")
 	toFlag := fs.String("to", "", "evaluate entries before this time only (RFC 3339 or YYYY-MM-DD)")

@@ -17,9 +17,22 @@ type Config = node.Config
 // serving on loopback.
 func DefaultConfig() Config { return node.DefaultConfig() }
 
-// serverFlags registers the flags common to server-side commands and
-// returns a function that resolves the final Config after parsing.
+// serverFlags registers the flags of the commands that make or serve a
+// data directory (init, serve): dataFlags and the listen address and
+// log origin. It returns a function that resolves the final Config after
+// parsing.
 func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
+	return m.configFlags(fs, true)
+}
+
+// dataFlags registers the flags of the commands that open an existing
+// data directory and listen on no API port (log verify, backtest, relay
+// serve, …): where the data is, the database and the KEK.
+func (m *Main) dataFlags(fs *flag.FlagSet) func() (Config, error) {
+	return m.configFlags(fs, false)
+}
+
+func (m *Main) configFlags(fs *flag.FlagSet, server bool) func() (Config, error) {
 	cfg := DefaultConfig()
 	if v := m.Getenv("CUSTOS_DATA"); v != "" {
 		cfg.DataDir = v
@@ -29,8 +42,11 @@ func (m *Main) serverFlags(fs *flag.FlagSet) func() (Config, error) {
 	}
 	envDB := m.Getenv("CUSTOS_DB")
 	data := fs.String("data", cfg.DataDir, "data directory (env CUSTOS_DATA)")
-	addr := fs.String("addr", cfg.Addr, "listen address (env CUSTOS_ADDR)")
-	origin := fs.String("origin", "", "log origin name (init only; default "+cfg.Origin+")")
+	addr, origin := &cfg.Addr, new(string)
+	if server {
+		addr = fs.String("addr", cfg.Addr, "listen address (env CUSTOS_ADDR)")
+		origin = fs.String("origin", "", "log origin name (init only; default "+cfg.Origin+")")
+	}
 	kek := fs.String("kek", "", "key-encryption key URI, overriding custos.json (e.g. hcvault://…, aws-kms://…)")
 	db := fs.String("db", "", "database: postgres://… URL shared by several nodes (env CUSTOS_DB; default: SQLite in the data directory)")
 	return func() (Config, error) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -16,17 +15,17 @@ import (
 	"github.com/custos-dev/custos/witness"
 )
 
-// runLog runs "custos log verify|checkpoint|proof" on the data
-// directory; fs is named for the verb.
-func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
-	resolve := m.serverFlags(fs.FlagSet)
-	checkpoint := fs.String("checkpoint", "", "verify: also check against this signed checkpoint file (one held outside the database)")
-	index := fs.Uint64("index", 0, "proof: entry index")
-	out := fs.String("out", "", "proof: also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
-	state := fs.String("state", "", "verify: keep the last verified checkpoint (and the tree's compact range) in this file; the next run checks only the entries added since and requires the log to extend it (catches truncation, an older backup restored, a rewrite re-signed with log.key)")
-	full := fs.Bool("full", false, "verify: with --state, check the whole log again rather than only what is new")
-	scrubN := fs.Int("scrub", 4096, "verify: with --state, also check again this many entries verified before, continuing where the last run stopped")
-	rowsFlag := fs.Bool("rows", false, "verify: also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
+// runLogVerify runs "custos log verify": the whole log (or, with
+// --state, what was added since the last run) recomputed and checked
+// against its checkpoints; --rows also checks the rows against their MACs.
+func (m *Main) runLogVerify(ctx context.Context, args []string) error {
+	fs := m.flags("log verify", "[--checkpoint FILE] [--state FILE] [--rows] [--witness NAME=VKEY … --witness-quorum K]", "custos log verify --state verified.cp --rows")
+	resolve := m.dataFlags(fs.FlagSet)
+	checkpoint := fs.String("checkpoint", "", "also check against this signed checkpoint file (one held outside the database)")
+	state := fs.String("state", "", "keep the last verified checkpoint (and the tree's compact range) in this file; the next run checks only the entries added since and requires the log to extend it (catches truncation, an older backup restored, a rewrite re-signed with log.key)")
+	full := fs.Bool("full", false, "with --state, check the whole log again rather than only what is new")
+	scrubN := fs.Int("scrub", 4096, "with --state, also check again this many entries verified before, continuing where the last run stopped")
+	rowsFlag := fs.Bool("rows", false, "also check every security-relevant row against its MAC and the log, naming what was inserted, altered, deleted or rolled back (needs the KEK)")
 	wf := addWitnessFlags(fs.FlagSet)
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
@@ -39,35 +38,59 @@ func (m *Main) runLog(ctx context.Context, fs *flagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	switch strings.TrimPrefix(fs.Name(), "log ") {
-	case "verify":
-		mode := verifyMode{full: *full, scrub: *scrubN}
-		if policy != nil {
-			if mode.witnessed, err = m.witnessedCheckpoint(ctx, cfg, policy); err != nil {
-				return err
-			}
-		}
-		if err := m.logVerifyState(ctx, cfg, *checkpoint, *state, mode); err != nil || !*rowsFlag {
+	mode := verifyMode{full: *full, scrub: *scrubN}
+	if policy != nil {
+		if mode.witnessed, err = m.witnessedCheckpoint(ctx, cfg, policy); err != nil {
 			return err
 		}
-		return m.logVerifyData(ctx, cfg)
-	case "checkpoint":
-		v, err := node.OpenVerifier(cfg)
+	}
+	if err := m.logVerifyState(ctx, cfg, *checkpoint, *state, mode); err != nil || !*rowsFlag {
+		return err
+	}
+	return m.logVerifyData(ctx, cfg)
+}
+
+// runLogCheckpoint runs "custos log checkpoint": the latest signed
+// checkpoint, as stored, checked against the log's verifier key.
+func (m *Main) runLogCheckpoint(ctx context.Context, args []string) error {
+	fs := m.flags("log checkpoint", "[--data DIR]", "custos log checkpoint > latest.cp")
+	resolve := m.dataFlags(fs.FlagSet)
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	cfg, err := resolve()
+	if err != nil {
+		return err
+	}
+	v, err := node.OpenVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
+		cp, err := audit.ReadCheckpoint(ctx, db, v)
 		if err != nil {
 			return err
 		}
-		return m.withReadLog(ctx, cfg, func(db *sql.DB) error {
-			cp, err := audit.ReadCheckpoint(ctx, db, v)
-			if err != nil {
-				return err
-			}
-			_, err = m.Stdout.Write(cp.Note)
-			return err
-		})
-	case "proof":
-		return m.logProof(ctx, cfg, *index, *out)
+		_, err = m.Stdout.Write(cp.Note)
+		return err
+	})
+}
+
+// runLogProof runs "custos log proof": an entry's inclusion proof,
+// checked, and optionally written as a C2SP tlog-proof file.
+func (m *Main) runLogProof(ctx context.Context, args []string) error {
+	fs := m.flags("log proof", "--index N [--out FILE.tlog-proof]", "custos log proof --index 42 --out entry42.tlog-proof")
+	resolve := m.dataFlags(fs.FlagSet)
+	index := fs.Uint64("index", 0, "entry index")
+	out := fs.String("out", "", "also write a self-contained C2SP tlog-proof to this file, for custos verify-proof")
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
 	}
-	return usagef("custos %s: unknown verb", fs.Name())
+	cfg, err := resolve()
+	if err != nil {
+		return err
+	}
+	return m.logProof(ctx, cfg, *index, *out)
 }
 
 // witnessedCheckpoint returns the newest checkpoint the policy's witnesses

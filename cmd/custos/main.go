@@ -110,10 +110,9 @@ func init() {
 		{name: "serve", summary: "serve the API", run: (*Main).runServe},
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
-			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
-				run: logSub("verify", "[--checkpoint FILE] [--state FILE] [--rows] [--witness NAME=VKEY … --witness-quorum K]", "custos log verify --state verified.cp --rows")},
-			{name: "checkpoint", summary: "print the latest signed checkpoint", run: logSub("checkpoint", "", "custos log checkpoint > latest.cp")},
-			{name: "proof", summary: "print and check an inclusion proof", run: logSub("proof", "--index N [--out FILE.tlog-proof]", "custos log proof --index 42 --out entry42.tlog-proof")},
+			{name: "verify", summary: "recompute the whole log and check it against its checkpoints", run: (*Main).runLogVerify},
+			{name: "checkpoint", summary: "print the latest signed checkpoint", run: (*Main).runLogCheckpoint},
+			{name: "proof", summary: "print and check an inclusion proof", run: (*Main).runLogProof},
 			{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch},
 			{name: "witness-config", summary: "print what a witness operator needs to witness this log: its origin and verifier key", run: (*Main).runLogWitnessConfig},
 		}},
@@ -164,8 +163,8 @@ func init() {
 			{name: "request", summary: "staff: ask a tenant admin for access", run: supportRequest("request")},
 			{name: "break-glass", summary: "staff: emergency access two security staff approve (if the tenant allows it)", run: supportRequest("break-glass")},
 			{name: "requests", summary: "tenant admin: list access requests", run: (*Main).runSupportRequests},
-			{name: "approve", summary: "tenant admin: approve a request, opening a grant", run: supportDecide("approve")},
-			{name: "deny", summary: "tenant admin: deny a request", run: supportDecide("deny")},
+			{name: "approve", summary: "tenant admin: approve a request, opening a grant", run: (*Main).runSupportApprove},
+			{name: "deny", summary: "tenant admin: deny a request", run: (*Main).runSupportDeny},
 			{name: "approve-break-glass", summary: "security: approve a break-glass request (two approvers open the grant)", run: (*Main).runSupportApproveBreakGlass},
 			{name: "grants", summary: "tenant admin: list grants", run: (*Main).runSupportGrants},
 			{name: "grant", summary: "tenant admin: grant a staff member access unasked", run: (*Main).runSupportGrant},
@@ -202,13 +201,6 @@ func init() {
 			{name: "upstreams", summary: "security: list the relay's upstream mail servers", run: (*Main).runRelayUpstreams},
 			{name: "approve", summary: "security: approve an upstream; the relay sends nothing through it before", run: (*Main).runRelayApprove},
 		}},
-	}
-}
-
-// logSub runs "custos log SUB", which takes args (example uses them).
-func logSub(sub, args, example string) func(*Main, context.Context, []string) error {
-	return func(m *Main, ctx context.Context, argv []string) error {
-		return m.runLog(ctx, m.flags("log "+sub, args, example), argv)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // HTTP API, for deployments that run the relay apart.
 func (m *Main) runRelayServe(ctx context.Context, args []string) error {
 	fs := m.flags("relay serve", "[--data DIR] [--kek FILE]", "custos relay serve --data /var/lib/custos")
-	resolve := m.serverFlags(fs.FlagSet)
+	resolve := m.dataFlags(fs.FlagSet)
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}

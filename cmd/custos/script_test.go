@@ -118,6 +118,15 @@ func TestEveryVerbHasHelp(t *testing.T) {
 			if strings.Contains(out.String()+errb.String(), secret[:12]) {
 				t.Errorf("custos %s -h prints the key", name)
 			}
+			// Each verb its own FlagSet: no flag says it is for a sibling
+			// ("approve: how long" under deny).
+			for _, sib := range cs {
+				for _, line := range strings.Split(usage, "\n") {
+					if strings.HasPrefix(strings.TrimSpace(line), sib.name+": ") {
+						t.Errorf("custos %s -h shows a flag of %s: %q", name, sib.name, strings.TrimSpace(line))
+					}
+				}
+			}
 			doc.WriteString("\n## custos " + name + "\n\n```\n" + usage + "```\n")
 		}
 	}

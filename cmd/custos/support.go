@@ -91,25 +91,31 @@ func (m *Main) runSupportRequests(ctx context.Context, args []string) error {
 	})
 }
 
-// supportDecide runs "custos support approve|deny REQUEST".
-func supportDecide(verb string) func(*Main, context.Context, []string) error {
-	return func(m *Main, ctx context.Context, args []string) error {
-		fs, a, tenant := m.supportFlags(verb, `--tenant T [--duration 8h] [--reveal-budget N] [--comment C] REQUEST`, `custos support `+verb+` --tenant tn_… --comment "ok for today" ar_…`)
-		duration := fs.String("duration", "", "approve: how long, at most what was asked (e.g. 4h)")
-		budget := fs.Int("reveal-budget", 0, "approve: reveals allowed (default 20)")
-		comment := fs.String("comment", "", "a note for the requester")
-		pos, err := fs.parse(args, 1, 1, "tenant")
-		if err != nil {
-			return err
-		}
-		if verb == "deny" {
-			if err := a.client().DenyAccessRequest(ctx, *tenant, pos[0], *comment); err != nil {
-				return err
-			}
-			return a.printer().one(map[string]string{"status": "denied"}, "denied request %s", pos[0])
-		}
-		return a.printer().grant(a.client().ApproveAccessRequest(ctx, *tenant, pos[0], custos.DecisionRequest{Duration: *duration, RevealBudget: *budget, Comment: *comment}))
+// runSupportApprove runs "custos support approve REQUEST": a grant opens.
+func (m *Main) runSupportApprove(ctx context.Context, args []string) error {
+	fs, a, tenant := m.supportFlags("approve", `--tenant T [--duration 8h] [--reveal-budget N] [--comment C] REQUEST`, `custos support approve --tenant tn_… --duration 4h --comment "ok for today" ar_…`)
+	duration := fs.String("duration", "", "how long, at most what was asked (e.g. 4h; default: what was asked)")
+	budget := fs.Int("reveal-budget", 0, "reveals allowed (default 20)")
+	comment := fs.String("comment", "", "a note for the requester")
+	pos, err := fs.parse(args, 1, 1, "tenant")
+	if err != nil {
+		return err
 	}
+	return a.printer().grant(a.client().ApproveAccessRequest(ctx, *tenant, pos[0], custos.DecisionRequest{Duration: *duration, RevealBudget: *budget, Comment: *comment}))
+}
+
+// runSupportDeny runs "custos support deny REQUEST".
+func (m *Main) runSupportDeny(ctx context.Context, args []string) error {
+	fs, a, tenant := m.supportFlags("deny", `--tenant T [--comment C] REQUEST`, `custos support deny --tenant tn_… --comment "use the export screen instead" ar_…`)
+	comment := fs.String("comment", "", "a note for the requester")
+	pos, err := fs.parse(args, 1, 1, "tenant")
+	if err != nil {
+		return err
+	}
+	if err := a.client().DenyAccessRequest(ctx, *tenant, pos[0], *comment); err != nil {
+		return err
+	}
+	return a.printer().one(map[string]string{"status": "denied"}, "denied request %s", pos[0])
 }
 
 func (m *Main) runSupportApproveBreakGlass(ctx context.Context, args []string) error {

@@ -108,7 +108,7 @@ func (m *Main) checkWitnessed(p *witness.Policy, cp *audit.Checkpoint, logV note
 // key), and how this log is told of a witness.
 func (m *Main) runLogWitnessConfig(ctx context.Context, args []string) error {
 	fs := m.flags("log witness-config", "[--data DIR]", "custos log witness-config --data ./custos-data")
-	resolve := m.serverFlags(fs.FlagSet)
+	resolve := m.dataFlags(fs.FlagSet)
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
