@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/custos-dev/custos/internal/smtptest"
 	"github.com/custos-dev/custos/node"
@@ -181,4 +188,88 @@ func TestTrapCLI(t *testing.T) {
 	if _, err := c.runAs(secKey, "evidence", "--raw", raw, ev); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("--raw over an existing file: %v", err)
 	}
+}
+
+// TestRelayServeCLI: "custos relay serve" runs the relay's listeners from
+// custos.json without the HTTP API: the inbound trap answers SMTP on the
+// address it prints, and the command stops cleanly when cancelled. Without
+// a relay section it refuses to start.
+func TestRelayServeCLI(t *testing.T) {
+	c := initialised(t)
+	if _, err := c.run("relay", "serve"); err == nil || !strings.Contains(err.Error(), "no relay is configured") {
+		t.Fatalf("relay serve with no relay section: %v", err)
+	}
+	cfgPath := filepath.Join(c.dir, "custos.json")
+	var f map[string]any
+	b, _ := os.ReadFile(cfgPath)
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	f["relay"] = map[string]any{"inbound_listen": "127.0.0.1:0", "token_domain": "send.vendor.test", "bounce_domain": "bounce.vendor.test"}
+	b, _ = json.Marshal(f)
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &syncBuffer{}
+	m := &Main{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: stderr, Getenv: func(k string) string { return c.env[k] }}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, []string{"relay", "serve"}) }()
+	addrRE := regexp.MustCompile(`relay inbound trap and bounces on (127\.0\.0\.1:[0-9]+)`)
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("relay serve stopped: %v\n%s", err, stderr.String())
+		default:
+		}
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("relay serve printed no inbound address:\n%s", stderr.String())
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	banner, err := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	if err != nil || !strings.HasPrefix(banner, "220 ") {
+		t.Fatalf("the trap's banner: %q, %v", banner, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("relay serve after cancel: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("relay serve did not stop when cancelled")
+	}
+	if !strings.Contains(stderr.String(), "custos relay shutting down") {
+		t.Errorf("no shutdown line:\n%s", stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

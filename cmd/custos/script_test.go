@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -65,6 +67,42 @@ func TestScripts(t *testing.T) {
 				}
 				ts.Setenv("SEEN_MAIL", strings.Join(files, " "))
 				ts.Setenv(args[1], secret)
+			},
+			// await-alert RULE VAR: VAR is the id of the first alert of RULE
+			// the server's detector raises (within 30 s), read as the
+			// current key (security staff).
+			"await-alert": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: await-alert RULE VAR")
+				}
+				c := newClient(ts.Getenv("CUSTOS_SERVER"), ts.Getenv("CUSTOS_KEY"))
+				for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+					for al, err := range c.Alerts(context.Background(), "") {
+						ts.Check(err)
+						if al.RuleID == args[0] {
+							ts.Setenv(args[1], al.ID)
+							return
+						}
+					}
+				}
+				ts.Fatalf("no %s alert within 30 s", args[0])
+			},
+			// eventually REGEXP PROGRAM ARGS…: run it until it succeeds with
+			// REGEXP in its stdout (within 30 s), for what the server does a
+			// moment after it answers (a checkpoint covering the last
+			// entries is signed within a second).
+			"eventually": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 2 || neg {
+					ts.Fatalf("usage: eventually REGEXP PROGRAM ARGS…")
+				}
+				re := regexp.MustCompile(args[0])
+				var err error
+				for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+					if err = ts.Exec(args[1], args[2:]...); err == nil && re.MatchString(ts.ReadFile("stdout")) {
+						return
+					}
+				}
+				ts.Fatalf("%s: no success with %s in its stdout within 30 s (%v)", strings.Join(args[1:], " "), args[0], err)
 			},
 			// grab VAR REGEXP: VAR is the first match of REGEXP in the last stdout.
 			"grab": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -140,4 +178,88 @@ func TestEveryVerbHasHelp(t *testing.T) {
 	if b, _ := os.ReadFile(path); !bytes.Equal(b, doc.Bytes()) {
 		t.Errorf("docs/cli.md is not what custos -h prints; run CUSTOS_UPDATE_DOCS=1 go test ./cmd/custos -run TestEveryVerbHasHelp")
 	}
+}
+
+// notScripted are the verbs no script runs, each with the test that runs
+// it against a real server or data directory instead (the test checks
+// that the named test exists).
+var notScripted = map[string]string{
+	"init":          "TestInitServeClientsVerify", // and every script's start-server
+	"serve":         "e2e.TestCrashUnderLoad",     // the built binary's serve, killed and restarted; start-server serves through startServer
+	"demo":          "TestREADME",
+	"send":          "TestSendCLI",       // needs an upstream SMTP server in the config
+	"relay approve": "TestSendCLI",       // the upstream only exists once a send names it
+	"evidence":      "TestTrapCLI",       // a trapped message comes through SMTP
+	"relay serve":   "TestRelayServeCLI", // runs until stopped
+}
+
+// TestEveryVerbIsScripted: each verb of the table has a happy path in a
+// script (a line that runs it, without -h, and expects success), or says in notScripted where
+// it is exercised instead.
+func TestEveryVerbIsScripted(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "script", "*.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)                    // a "! custos …" line is a refusal, not a happy path
+			if len(fields) > 0 && fields[0] == "eventually" { // eventually 'REGEXP' custos …
+				fields = fields[max(slices.Index(fields, "custos"), 0):]
+			}
+			if len(fields) < 2 || fields[0] != "custos" || slices.Contains(fields, "-h") || slices.Contains(fields, "--help") {
+				continue
+			}
+			ran[fields[1]] = true
+			if len(fields) > 2 {
+				ran[fields[1]+" "+fields[2]] = true
+			}
+		}
+	}
+	var walk func(prefix string, cs []*command)
+	walk = func(prefix string, cs []*command) {
+		for _, c := range cs {
+			name := strings.TrimSpace(prefix + " " + c.name)
+			if c.subs != nil {
+				walk(name, c.subs)
+				continue
+			}
+			if test := notScripted[name]; test != "" {
+				if !testExists(t, test) {
+					t.Errorf("custos %s: notScripted names %s, which is not a test here", name, test)
+				}
+			} else if !ran[name] {
+				t.Errorf("custos %s: no script runs it (testdata/script)", name)
+			}
+		}
+	}
+	walk("", commands)
+}
+
+// testExists reports whether a test function of this package (or, named
+// e2e.TestX, of the e2e package) is named name.
+func testExists(t *testing.T, name string) bool {
+	pattern := "*_test.go"
+	if n, ok := strings.CutPrefix(name, "e2e."); ok {
+		name, pattern = n, filepath.Join("..", "..", "e2e", "*_test.go")
+	}
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "\nfunc "+name+"(t *testing.T) {") {
+			return true
+		}
+	}
+	return false
 }
