@@ -26,8 +26,8 @@ import (
 // secret a key id, so the value says which is meant, and a secret is
 // never sent as the subject of a query.
 func (m *Main) runBlastRadius(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("blast-radius", `--principal P | --key K | --source CIDR | --tenant T [--since T] [--until T] [-o FILE] [--split DIR]`,
-		`custos blast-radius --principal pr_… --since 2026-01-01T00:00:00Z -o report.json --split reports/`)
+	fs, a := m.clientFlags("blast-radius", `--principal P | --key K | --source CIDR | --tenant T [--since T] [--until T] [--out FILE] [--split DIR]`,
+		`custos blast-radius --principal pr_… --since 2026-01-01T00:00:00Z --out report.json --split reports/`)
 	fs.Lookup("key").Usage = "subject: an API key id (ak_…), as --key-id; or, given a secret cst_…, your own API key (default: env CUSTOS_KEY)"
 	var q custos.BlastQuery
 	fs.StringVar(&q.Principal, "principal", "", "subject: a principal id")
@@ -36,7 +36,8 @@ func (m *Main) runBlastRadius(ctx context.Context, args []string) error {
 	fs.StringVar(&q.Tenant, "tenant", "", "subject: a tenant id: every principal that touched its data")
 	since := fs.String("since", "", "start of the window (RFC 3339)")
 	until := fs.String("until", "", "end of the window (RFC 3339)")
-	out := fs.String("o", "", "write the proven report to FILE")
+	out := fs.String("out", "", "write the proven report to FILE")
+	fs.StringVar(out, "o", "", "the same as --out")
 	split := fs.String("split", "", "write one report per affected tenant, and summary.md and summary.json, to DIR")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err

@@ -272,7 +272,7 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 			if err := os.WriteFile(out, p.Marshal(), 0o600); err != nil {
 				return err
 			}
-			fmt.Fprintf(m.Stdout, "wrote %s: check it anywhere with  custos verify-proof %s --key log.pub\n", out, out)
+			fmt.Fprintf(m.Stdout, "wrote %s: check it anywhere with  custos verify-proof %s --log-key log.pub\n", out, out)
 		}
 		return nil
 	})
@@ -281,7 +281,7 @@ func (m *Main) logProof(ctx context.Context, cfg Config, index uint64, out strin
 // runVerifyProof checks a tlog-proof file offline: no server, no database,
 // only the log's verifier key.
 func (m *Main) runVerifyProof(ctx context.Context, args []string) error {
-	v, policy, b, err := m.offlineFile("verify-proof", "key", "custos verify-proof entry42.tlog-proof --key log.pub", args)
+	v, policy, b, err := m.offlineFile("verify-proof", "custos verify-proof entry42.tlog-proof --log-key log.pub", args)
 	if err != nil {
 		return err
 	}

@@ -209,11 +209,16 @@ func reprove(ctx context.Context, c *client.Client, cp *audit.Checkpoint, index 
 // the flag keyFlag (or CUSTOS_LOG_KEY) and the witness policy's flags. It
 // returns the verifier, the policy (nil without --witness) and the file's
 // bytes.
-func (m *Main) offlineFile(name, keyFlag, example string, args []string) (note.Verifier, *witness.Policy, []byte, error) {
-	fs := m.flags(name, "FILE --"+keyFlag+" LOG_VERIFIER_KEY [--witness NAME=VKEY … --witness-quorum K]", example)
-	key := fs.String(keyFlag, m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+func (m *Main) offlineFile(name, example string, args []string) (note.Verifier, *witness.Policy, []byte, error) {
+	fs := m.flags(name, "FILE --log-key LOG_VERIFIER_KEY [--witness NAME=VKEY … --witness-quorum K]", example)
+	key := fs.String("log-key", m.Getenv("CUSTOS_LOG_KEY"), "the log's verifier key, or a file holding it (env CUSTOS_LOG_KEY)")
+	if name == "verify-proof" {
+		// Its first name: --key is every client command's API key, so
+		// the log's key is --log-key everywhere, as in audit pull.
+		fs.StringVar(key, "key", *key, "the same as --log-key (its older name here)")
+	}
 	wf := addWitnessFlags(fs.FlagSet)
-	pos, err := fs.parse(args, 1, 1, keyFlag)
+	pos, err := fs.parse(args, 1, 1, "log-key")
 	if err != nil {
 		return nil, nil, nil, err
 	}

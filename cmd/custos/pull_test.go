@@ -160,14 +160,18 @@ func TestOfflineProof(t *testing.T) {
 		t.Fatalf("log proof: %v\n%s", err, out)
 	}
 	pub := filepath.Join(dir, "log.pub")
-	got := (&cli{t: t, env: map[string]string{}}).must("verify-proof", proof, "--key", pub)
+	got := (&cli{t: t, env: map[string]string{}}).must("verify-proof", proof, "--log-key", pub)
 	if !strings.Contains(got, "verified: entry 2") || !strings.Contains(got, "tenant.create") {
 		t.Fatalf("verify-proof output:\n%s", got)
+	}
+	// --key, the flag's older name here, still works.
+	if got := (&cli{t: t, env: map[string]string{}}).must("verify-proof", proof, "--key", pub); !strings.Contains(got, "verified: entry 2") {
+		t.Fatalf("verify-proof --key:\n%s", got)
 	}
 	b, _ := os.ReadFile(proof)
 	forged := strings.Replace(string(b), "index 2\n", "index 1\n", 1)
 	os.WriteFile(proof, []byte(forged), 0o644)
-	if _, err := (&cli{t: t, env: map[string]string{}}).run("verify-proof", proof, "--key", pub); err == nil || !strings.Contains(err.Error(), "does not verify") {
+	if _, err := (&cli{t: t, env: map[string]string{}}).run("verify-proof", proof, "--log-key", pub); err == nil || !strings.Contains(err.Error(), "does not verify") {
 		t.Fatalf("verify-proof of a forged proof: %v", err)
 	}
 }

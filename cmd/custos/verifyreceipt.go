@@ -12,7 +12,7 @@ import (
 // runVerifyReceipt runs "custos verify-receipt FILE --log-key KEY": the
 // offline check of a deletion receipt (package receipt), no server.
 func (m *Main) runVerifyReceipt(ctx context.Context, args []string) error {
-	v, policy, b, err := m.offlineFile("verify-receipt", "log-key", "custos verify-receipt tenant.receipt --log-key log.pub", args)
+	v, policy, b, err := m.offlineFile("verify-receipt", "custos verify-receipt tenant.receipt --log-key log.pub", args)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 // inclusion proof, that the facts are those the entries show, and the
 // report's completeness (see docs/blast-radius.md).
 func (m *Main) runVerifyReport(ctx context.Context, args []string) error {
-	v, policy, b, err := m.offlineFile("verify-report", "log-key", "custos verify-report report.json --log-key log.pub", args)
+	v, policy, b, err := m.offlineFile("verify-report", "custos verify-report report.json --log-key log.pub", args)
 	if err != nil {
 		return err
 	}

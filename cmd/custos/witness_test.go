@@ -74,13 +74,13 @@ func TestVerifyProofWitnessPolicy(t *testing.T) {
 	p.Checkpoint = cosign(t, p.Checkpoint, sk1)
 	os.WriteFile(proof, p.Marshal(), 0o600)
 
-	if code, out := execCLI("verify-proof", proof, "--key", pub, "--witness", vk1); code != 0 || !strings.Contains(out, "cosigned by 1 of 1") {
+	if code, out := execCLI("verify-proof", proof, "--log-key", pub, "--witness", vk1); code != 0 || !strings.Contains(out, "cosigned by 1 of 1") {
 		t.Fatalf("1 of 1: exit %d\n%s", code, out)
 	}
-	if code, out := execCLI("verify-proof", proof, "--key", pub, "--witness", "witness.test/w1="+vk1, "--witness", vk2, "--witness-quorum", "1"); code != 0 {
+	if code, out := execCLI("verify-proof", proof, "--log-key", pub, "--witness", "witness.test/w1="+vk1, "--witness", vk2, "--witness-quorum", "1"); code != 0 {
 		t.Fatalf("1 of 2: exit %d\n%s", code, out)
 	}
-	code, out := execCLI("verify-proof", proof, "--key", pub, "--witness", vk1, "--witness", vk2)
+	code, out := execCLI("verify-proof", proof, "--log-key", pub, "--witness", vk1, "--witness", vk2)
 	if code != exitUnwitnessed || !strings.Contains(out, "NOT WITNESSED") || !strings.Contains(out, "missing: witness.test/w2") || strings.Contains(out, "REFUSED") {
 		t.Fatalf("2 of 2 with one cosignature: exit %d\n%s", code, out)
 	}
@@ -92,7 +92,7 @@ func TestVerifyProofWitnessPolicy(t *testing.T) {
 		{"--witness-quorum", "1"},
 		{"--witness", "not a key"},
 	} {
-		if code, out := execCLI(append([]string{"verify-proof", proof, "--key", pub}, args...)...); code != exitUsage {
+		if code, out := execCLI(append([]string{"verify-proof", proof, "--log-key", pub}, args...)...); code != exitUsage {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)
 		}
 	}
@@ -107,7 +107,7 @@ func TestVerifyProofWitnessPolicy(t *testing.T) {
 	}
 	p.Checkpoint = forged
 	os.WriteFile(proof, p.Marshal(), 0o600)
-	if code, out := execCLI("verify-proof", proof, "--key", pub, "--witness", vk1); code != exitFailure || !strings.Contains(out, "REFUSED") {
+	if code, out := execCLI("verify-proof", proof, "--log-key", pub, "--witness", vk1); code != exitFailure || !strings.Contains(out, "REFUSED") {
 		t.Fatalf("forged cosignature: exit %d\n%s", code, out)
 	}
 }
