@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -208,65 +209,109 @@ func (v *Vault) insertSQL() string {
 	return insertContacts + v.placeholders.Values(1, 10) + ` ON CONFLICT (list_id, blind_index) DO NOTHING`
 }
 
-// commitBatch inserts a batch with its leaf in one transaction. Rows whose
-// address is already in the list (or earlier in the batch) are not
-// inserted and are reported as duplicates by line.
+// ImportYield is how long an import's chunk may insert rows inside the
+// sequencer's transaction while other entries wait for it (docs/design.md,
+// "Imports yield to reads").
+const ImportYield = 2 * time.Millisecond
+
+// commitBatch inserts a sealed batch in one or more chunks, each committed
+// with a leaf of its own (its line range and counts) in one transaction.
+// A chunk runs inside the sequencer's commit: it stops after ImportYield
+// of inserting when other entries are waiting behind it, and the rest of
+// the batch goes into the next commit, so that an audited read never
+// waits behind more than that. With nothing waiting a chunk takes the
+// whole batch. Rows whose address is already in the list (or earlier in
+// the batch) are not inserted and are reported as duplicates by line.
 func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *custos.ImportResult, maxErrors int, sees bool) error {
-	var dups []ingest.RowError
-	inserted := 0
-	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		dups, inserted = dups[:0], 0
-		// One prepared single-row insert per row: a statement that writes
-		// several rows and may abort on a constraint makes SQLite keep a
-		// statement journal, a copy of every page it touches, which cost a
-		// third of an import's time.
-		stmt, err := tx.PrepareContext(ctx, v.insertSQL())
-		if err != nil {
-			return fmt.Errorf("insert contacts: %w", err)
-		}
-		defer stmt.Close()
-		for i, s := range b.rows {
-			r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
+	ei := 0 // b.errs[:ei] are reported
+	for start := 0; start < len(b.rows); {
+		var dups []ingest.RowError
+		inserted, end, hi := 0, start, 0
+		err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+			dups, inserted, end = dups[:0], 0, start
+			t0 := time.Now()
+			// One prepared single-row insert per row: a statement that writes
+			// several rows and may abort on a constraint makes SQLite keep a
+			// statement journal, a copy of every page it touches, which cost a
+			// third of an import's time.
+			stmt, err := tx.PrepareContext(ctx, v.insertSQL())
 			if err != nil {
 				return fmt.Errorf("insert contacts: %w", err)
 			}
-			if n, err := r.RowsAffected(); err != nil {
-				return fmt.Errorf("insert contacts: %w", err)
-			} else if n == 1 {
-				inserted++
+			defer stmt.Close()
+			for ; end < len(b.rows); end++ {
+				if end > start && (end-start)%16 == 0 && time.Since(t0) >= ImportYield && v.log.Waiting() {
+					break // yield: the rest goes into the next commit
+				}
+				s := b.rows[end]
+				r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
+				if err != nil {
+					return fmt.Errorf("insert contacts: %w", err)
+				}
+				if n, err := r.RowsAffected(); err != nil {
+					return fmt.Errorf("insert contacts: %w", err)
+				} else if n == 1 {
+					inserted++
+				} else {
+					dups = append(dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+				}
+			}
+			lo, skipped := b.firstLine, 0
+			if start > 0 {
+				lo = b.lines[start]
+			} else if len(b.errs) > 0 && b.errs[0].Line < lo {
+				lo = b.errs[0].Line // the batch began with refused rows
+			}
+			hi = b.lastLine
+			if end < len(b.rows) {
+				hi = b.lines[end-1]
 			} else {
-				dups = append(dups, ingest.RowError{Line: b.lines[i], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+				skipped = b.skipped // watermark rows carry no line: the batch's last chunk says how many
+			}
+			refused := 0
+			for _, e := range b.errs[ei:] {
+				if e.Line > hi {
+					break
+				}
+				refused++
+			}
+			leaf.Count = inserted
+			leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list, %d watermark rows skipped", lo, hi, refused, len(dups), skipped)
+			if inserted == 0 {
+				return nil
+			}
+			return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows)
+		})
+		if err != nil {
+			return err
+		}
+		res.Batches++
+		res.Imported += inserted
+		if !sees {
+			// A key that cannot read the list must not learn which rows were
+			// already in it: an address already present counts as imported
+			// (the existing contact is left unchanged), like a new one.
+			res.Imported += len(dups)
+			dups = nil
+		}
+		// Report errors in line order: validation errors and duplicates interleave.
+		j := 0
+		for (ei < len(b.errs) && b.errs[ei].Line <= hi) || j < len(dups) {
+			if j >= len(dups) || (ei < len(b.errs) && b.errs[ei].Line <= hi && b.errs[ei].Line < dups[j].Line) {
+				addError(res, b.errs[ei], maxErrors)
+				ei++
+			} else {
+				addError(res, dups[j], maxErrors)
+				j++
 			}
 		}
-		leaf.Count = inserted
-		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list, %d watermark rows skipped", b.firstLine, b.lastLine, len(b.errs), len(dups), b.skipped)
-		if inserted == 0 {
-			return nil
+		if end < len(b.rows) {
+			res.CommittedThroughLine = hi
 		}
-		return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows)
-	})
-	if err != nil {
-		return err
+		start = end
 	}
-	res.Batches++
-	res.Imported += inserted
-	if !sees {
-		// A key that cannot read the list must not learn which rows were
-		// already in it: an address already present counts as imported
-		// (the existing contact is left unchanged), like a new one.
-		res.Imported += len(dups)
-		dups = nil
-	}
-	// Report errors in line order: validation errors and duplicates interleave.
-	i, j := 0, 0
-	for i < len(b.errs) || j < len(dups) {
-		if j >= len(dups) || (i < len(b.errs) && b.errs[i].Line < dups[j].Line) {
-			addError(res, b.errs[i], maxErrors)
-			i++
-		} else {
-			addError(res, dups[j], maxErrors)
-			j++
-		}
+	for _, e := range b.errs[ei:] { // refused rows after the batch's last valid row
+		addError(res, e, maxErrors)
 	}
 	return nil
 }
