@@ -15,6 +15,8 @@ import (
 	"github.com/custos-dev/custos/vault"
 )
 
+var userRE = regexp.MustCompile(`^user(\d+)@example\.test$`)
+
 // TestImportYieldsToReads: an import running while audited reads arrive
 // commits its sealed batches in several chunks (it yields to the waiting
 // reads), and the chunks' leaves still account for every line exactly
@@ -29,18 +31,20 @@ func TestImportYieldsToReads(t *testing.T) {
 	}
 	const rows, batch = 12000, 4000
 	var sb strings.Builder
-	sb.WriteString("email\n")
+	sb.WriteString("email,first_name\n")
 	wantFailed := 0
 	for i := range rows {
 		switch {
 		case i%997 == 5:
-			sb.WriteString("not-an-address\n") // refused
+			sb.WriteString("not-an-address,\n") // refused
 			wantFailed++
 		case i%1013 == 7:
-			sb.WriteString("user0@example.test\n") // a duplicate of line 2
+			sb.WriteString("user0@example.test,\n") // a duplicate of line 2
 			wantFailed++
+		case i%2 == 0:
+			fmt.Fprintf(&sb, "user%d@example.test,Name%d\n", i, i)
 		default:
-			fmt.Fprintf(&sb, "user%d@example.test\n", i)
+			fmt.Fprintf(&sb, "user%d@example.test,\n", i)
 		}
 	}
 	r, err := newCSV(sb.String())
@@ -124,5 +128,35 @@ func TestImportYieldsToReads(t *testing.T) {
 	}
 	if next != rows+2 || count != res.Imported || failed != res.Failed {
 		t.Fatalf("leaves cover lines 2-%d with %d imported and %d failed; want 2-%d, %d, %d", next-1, count, failed, rows+1, res.Imported, res.Failed)
+	}
+	// The rows are what custos wrote (their MACs verify) and read back
+	// with their attributes, or none.
+	wantClean(t, f.verifyData(t))
+	page, err := f.vault.Contacts(ctx, tenant, list, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, without := 0, 0
+	for _, c := range page.Items {
+		var a map[string]string
+		if len(c.Attributes) > 0 {
+			json.Unmarshal(c.Attributes, &a)
+		}
+		m := userRE.FindStringSubmatch(c.Email)
+		if m == nil {
+			continue // the list's canaries
+		}
+		n := m[1]
+		switch {
+		case a["first_name"] == "Name"+n:
+			with++
+		case a["first_name"] == "":
+			without++
+		default:
+			t.Fatalf("contact %s read back with attributes %s", c.Email, c.Attributes)
+		}
+	}
+	if with == 0 || without == 0 {
+		t.Fatalf("%d contacts read back with a first name, %d without: want both", with, without)
 	}
 }

@@ -352,9 +352,16 @@ func runImport(args []string) error {
 	format := fs.String("format", "csv", "csv or ndjson")
 	reads := fs.Int("reads", 0, "if > 0: audited GETs by this many workers, idle first (for -d), then for the whole import")
 	dur := fs.Duration("d", 5*time.Second, "with -reads: duration of the idle GET run")
+	dbURL := fs.String("db", "", "PostgreSQL URL: import into one node on a fresh schema of it (created and dropped) instead of SQLite")
 	fs.Parse(args)
 	ctx := context.Background()
-	in, err := start(ctx)
+	var in *instance
+	var err error
+	if *dbURL == "" {
+		in, err = start(ctx)
+	} else {
+		in, err = startPostgres(ctx, *dbURL)
+	}
 	if err != nil {
 		return err
 	}
