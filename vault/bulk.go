@@ -259,6 +259,70 @@ func (v *Vault) insertArrays(ctx context.Context, tx *sql.Tx, rows []*sealed) ([
 	return ins, q.Err()
 }
 
+// yield reports whether an import's chunk that began at t0 should stop
+// here: it has inserted for ImportYield and entries wait behind it.
+func (v *Vault) yield(t0 time.Time) bool {
+	return time.Since(t0) >= ImportYield && v.log.Waiting()
+}
+
+// insertChunkRows inserts b.rows from start on (SQLite) until they are
+// all in or the chunk yields, and returns where it stopped.
+func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+	// One prepared single-row insert per row: a statement that writes
+	// several rows and may abort on a constraint makes SQLite keep a
+	// statement journal, a copy of every page it touches, which cost a
+	// third of an import's time.
+	stmt, err := tx.PrepareContext(ctx, v.insertSQL())
+	if err != nil {
+		return start, fmt.Errorf("insert contacts: %w", err)
+	}
+	defer stmt.Close()
+	end := start
+	for ; end < len(b.rows); end++ {
+		if end > start && (end-start)%16 == 0 && v.yield(t0) {
+			break // the rest goes into the next commit
+		}
+		s := b.rows[end]
+		r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
+		if err != nil {
+			return end, fmt.Errorf("insert contacts: %w", err)
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return end, fmt.Errorf("insert contacts: %w", err)
+		} else if n == 1 {
+			*inserted++
+		} else {
+			*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+		}
+	}
+	return end, nil
+}
+
+// insertChunkArrays is insertChunkRows for PostgreSQL, where a round trip
+// per row was most of an import's time: rows go pgChunk at a time.
+func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+	end := start
+	for end < len(b.rows) {
+		if end > start && v.yield(t0) {
+			break // the rest goes into the next commit
+		}
+		n := min(pgChunk, len(b.rows)-end)
+		ins, err := v.insertArrays(ctx, tx, b.rows[end:end+n])
+		if err != nil {
+			return end, fmt.Errorf("insert contacts: %w", err)
+		}
+		for i, ok := range ins {
+			if ok {
+				*inserted++
+			} else {
+				*dups = append(*dups, ingest.RowError{Line: b.lines[end+i], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			}
+		}
+		end += n
+	}
+	return end, nil
+}
+
 // commitBatch inserts a sealed batch in one or more chunks, each committed
 // with a leaf of its own (its line range and counts) in one transaction.
 // A chunk runs inside the sequencer's commit: it stops after ImportYield
@@ -275,53 +339,14 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 		err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 			dups, inserted, end = dups[:0], 0, start
 			t0 := time.Now()
-			// One prepared single-row insert per row: a statement that writes
-			// several rows and may abort on a constraint makes SQLite keep a
-			// statement journal, a copy of every page it touches, which cost a
-			// third of an import's time.
+			var err error
 			if v.placeholders == sqlq.Dollar {
-				// PostgreSQL: a round trip per row was most of its import
-				// time; rows go in pgChunk at a time, as arrays.
-				for end < len(b.rows) {
-					if end > start && time.Since(t0) >= ImportYield && v.log.Waiting() {
-						break // yield: the rest goes into the next commit
-					}
-					n := min(pgChunk, len(b.rows)-end)
-					ins, err := v.insertArrays(ctx, tx, b.rows[end:end+n])
-					if err != nil {
-						return fmt.Errorf("insert contacts: %w", err)
-					}
-					for i, ok := range ins {
-						if ok {
-							inserted++
-						} else {
-							dups = append(dups, ingest.RowError{Line: b.lines[end+i], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
-						}
-					}
-					end += n
-				}
+				end, err = v.insertChunkArrays(ctx, tx, b, start, t0, &inserted, &dups)
+			} else {
+				end, err = v.insertChunkRows(ctx, tx, b, start, t0, &inserted, &dups)
 			}
-			stmt, err := tx.PrepareContext(ctx, v.insertSQL())
 			if err != nil {
-				return fmt.Errorf("insert contacts: %w", err)
-			}
-			defer stmt.Close()
-			for ; end < len(b.rows) && v.placeholders != sqlq.Dollar; end++ {
-				if end > start && (end-start)%16 == 0 && time.Since(t0) >= ImportYield && v.log.Waiting() {
-					break // yield: the rest goes into the next commit
-				}
-				s := b.rows[end]
-				r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
-				if err != nil {
-					return fmt.Errorf("insert contacts: %w", err)
-				}
-				if n, err := r.RowsAffected(); err != nil {
-					return fmt.Errorf("insert contacts: %w", err)
-				} else if n == 1 {
-					inserted++
-				} else {
-					dups = append(dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
-				}
+				return err
 			}
 			lo, skipped := b.firstLine, 0
 			if start > 0 {
