@@ -86,9 +86,22 @@ func ValidateAttributes(raw json.RawMessage) error {
 	if len(raw) > MaxAttributesSize {
 		return Errorf(EINVALID, "attributes must be at most %d bytes of JSON", MaxAttributesSize)
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+	// A scan, not a decode: json.Valid allocates nothing, where decoding
+	// into a map cost an import a tenth of its CPU (issue 18).
+	if !json.Valid(raw) || firstNonSpace(raw) != '{' {
 		return Errorf(EINVALID, "attributes must be a JSON object")
 	}
 	return nil
+}
+
+// firstNonSpace returns the first byte of b that is not JSON whitespace.
+func firstNonSpace(b []byte) byte {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return c
+		}
+	}
+	return 0
 }

@@ -501,6 +501,11 @@ func (l *Log) sequence() {
 	}
 }
 
+// Waiting reports whether entries are queued for the sequencer. An Apply
+// that does bulk work (an import's chunk) checks it to yield: the entries
+// waiting are audited requests that cannot commit until it returns.
+func (l *Log) Waiting() bool { return len(l.queue) > 0 }
+
 // commit appends a batch in one transaction and answers its waiters.
 func (l *Log) commit(batch []*pending) {
 	results, err := l.commitTx(batch)

@@ -9,10 +9,12 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
 )
 
@@ -208,65 +210,200 @@ func (v *Vault) insertSQL() string {
 	return insertContacts + v.placeholders.Values(1, 10) + ` ON CONFLICT (list_id, blind_index) DO NOTHING`
 }
 
-// commitBatch inserts a batch with its leaf in one transaction. Rows whose
-// address is already in the list (or earlier in the batch) are not
-// inserted and are reported as duplicates by line.
-func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *custos.ImportResult, maxErrors int, sees bool) error {
-	var dups []ingest.RowError
-	inserted := 0
-	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		dups, inserted = dups[:0], 0
-		// One prepared single-row insert per row: a statement that writes
-		// several rows and may abort on a constraint makes SQLite keep a
-		// statement journal, a copy of every page it touches, which cost a
-		// third of an import's time.
-		stmt, err := tx.PrepareContext(ctx, v.insertSQL())
-		if err != nil {
-			return fmt.Errorf("insert contacts: %w", err)
+// ImportYield is how long an import's chunk may insert rows inside the
+// sequencer's transaction while other entries wait for it (docs/design.md,
+// "Imports yield to reads").
+const ImportYield = 2 * time.Millisecond
+
+// pgChunk is how many rows one PostgreSQL insert carries.
+const pgChunk = 256
+
+// insertArrays inserts rows in one statement (PostgreSQL: the columns as
+// arrays, unnested in order) and reports which were inserted; the others
+// have an address already in the list or earlier in rows.
+func (v *Vault) insertArrays(ctx context.Context, tx *sql.Tx, rows []*sealed) ([]bool, error) {
+	n := len(rows)
+	tokens, consents, macs := make([]string, n), make([]string, n), make([]*string, n)
+	blinds, emails, attrs := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	created, updated := make([]int64, n), make([]int64, n)
+	at := make(map[string]int, n)
+	for i, s := range rows {
+		tokens[i], consents[i] = s.token, string(s.consent)
+		if s.mac.Valid {
+			macs[i] = &s.mac.String
 		}
-		defer stmt.Close()
-		for i, s := range b.rows {
-			r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
-			if err != nil {
-				return fmt.Errorf("insert contacts: %w", err)
-			}
-			if n, err := r.RowsAffected(); err != nil {
-				return fmt.Errorf("insert contacts: %w", err)
-			} else if n == 1 {
-				inserted++
-			} else {
-				dups = append(dups, ingest.RowError{Line: b.lines[i], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
-			}
-		}
-		leaf.Count = inserted
-		leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list, %d watermark rows skipped", b.firstLine, b.lastLine, len(b.errs), len(dups), b.skipped)
-		if inserted == 0 {
-			return nil
-		}
-		return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows)
-	})
+		blinds[i], emails[i], attrs[i] = s.blind, s.email, s.attrs
+		created[i], updated[i] = s.created, s.updated
+		at[s.token] = i
+	}
+	q, err := tx.QueryContext(ctx, `INSERT INTO contacts (`+contactColumns+`)
+		SELECT t, $1, $2, b, e, a, c, cr, up, m
+		FROM unnest($3::text[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) WITH ORDINALITY AS u(t, b, e, a, c, cr, up, m, ord)
+		ORDER BY ord
+		ON CONFLICT (list_id, blind_index) DO NOTHING RETURNING token`,
+		rows[0].tenant, rows[0].list, tokens, blinds, emails, attrs, consents, created, updated, macs)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res.Batches++
-	res.Imported += inserted
-	if !sees {
-		// A key that cannot read the list must not learn which rows were
-		// already in it: an address already present counts as imported
-		// (the existing contact is left unchanged), like a new one.
-		res.Imported += len(dups)
-		dups = nil
-	}
-	// Report errors in line order: validation errors and duplicates interleave.
-	i, j := 0, 0
-	for i < len(b.errs) || j < len(dups) {
-		if j >= len(dups) || (i < len(b.errs) && b.errs[i].Line < dups[j].Line) {
-			addError(res, b.errs[i], maxErrors)
-			i++
-		} else {
-			addError(res, dups[j], maxErrors)
-			j++
+	defer q.Close()
+	ins := make([]bool, n)
+	for q.Next() {
+		var tok string
+		if err := q.Scan(&tok); err != nil {
+			return nil, err
 		}
+		if i, ok := at[tok]; ok {
+			ins[i] = true
+		}
+	}
+	return ins, q.Err()
+}
+
+// yield reports whether an import's chunk that began at t0 should stop
+// here: it has inserted for ImportYield and entries wait behind it.
+func (v *Vault) yield(t0 time.Time) bool {
+	return time.Since(t0) >= ImportYield && v.log.Waiting()
+}
+
+// insertChunkRows inserts b.rows from start on (SQLite) until they are
+// all in or the chunk yields, and returns where it stopped.
+func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+	// One prepared single-row insert per row: a statement that writes
+	// several rows and may abort on a constraint makes SQLite keep a
+	// statement journal, a copy of every page it touches, which cost a
+	// third of an import's time.
+	stmt, err := tx.PrepareContext(ctx, v.insertSQL())
+	if err != nil {
+		return start, fmt.Errorf("insert contacts: %w", err)
+	}
+	defer stmt.Close()
+	end := start
+	for ; end < len(b.rows); end++ {
+		if end > start && (end-start)%16 == 0 && v.yield(t0) {
+			break // the rest goes into the next commit
+		}
+		s := b.rows[end]
+		r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
+		if err != nil {
+			return end, fmt.Errorf("insert contacts: %w", err)
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return end, fmt.Errorf("insert contacts: %w", err)
+		} else if n == 1 {
+			*inserted++
+		} else {
+			*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+		}
+	}
+	return end, nil
+}
+
+// insertChunkArrays is insertChunkRows for PostgreSQL, where a round trip
+// per row was most of an import's time: rows go pgChunk at a time.
+func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+	end := start
+	for end < len(b.rows) {
+		if end > start && v.yield(t0) {
+			break // the rest goes into the next commit
+		}
+		n := min(pgChunk, len(b.rows)-end)
+		ins, err := v.insertArrays(ctx, tx, b.rows[end:end+n])
+		if err != nil {
+			return end, fmt.Errorf("insert contacts: %w", err)
+		}
+		for i, ok := range ins {
+			if ok {
+				*inserted++
+			} else {
+				*dups = append(*dups, ingest.RowError{Line: b.lines[end+i], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			}
+		}
+		end += n
+	}
+	return end, nil
+}
+
+// commitBatch inserts a sealed batch in one or more chunks, each committed
+// with a leaf of its own (its line range and counts) in one transaction.
+// A chunk runs inside the sequencer's commit: it stops after ImportYield
+// of inserting when other entries are waiting behind it, and the rest of
+// the batch goes into the next commit, so that an audited read never
+// waits behind more than that. With nothing waiting a chunk takes the
+// whole batch. Rows whose address is already in the list (or earlier in
+// the batch) are not inserted and are reported as duplicates by line.
+func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *custos.ImportResult, maxErrors int, sees bool) error {
+	ei := 0 // b.errs[:ei] are reported
+	for start := 0; start < len(b.rows); {
+		var dups []ingest.RowError
+		inserted, end, hi := 0, start, 0
+		err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+			dups, inserted, end = dups[:0], 0, start
+			t0 := time.Now()
+			var err error
+			if v.placeholders == sqlq.Dollar {
+				end, err = v.insertChunkArrays(ctx, tx, b, start, t0, &inserted, &dups)
+			} else {
+				end, err = v.insertChunkRows(ctx, tx, b, start, t0, &inserted, &dups)
+			}
+			if err != nil {
+				return err
+			}
+			lo, skipped := b.firstLine, 0
+			if start > 0 {
+				lo = b.lines[start]
+			} else if len(b.errs) > 0 && b.errs[0].Line < lo {
+				lo = b.errs[0].Line // the batch began with refused rows
+			}
+			hi = b.lastLine
+			if end < len(b.rows) {
+				hi = b.lines[end-1]
+			} else {
+				skipped = b.skipped // watermark rows carry no line: the batch's last chunk says how many
+			}
+			refused := 0
+			for _, e := range b.errs[ei:] {
+				if e.Line > hi {
+					break
+				}
+				refused++
+			}
+			leaf.Count = inserted
+			leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list, %d watermark rows skipped", lo, hi, refused, len(dups), skipped)
+			if inserted == 0 {
+				return nil
+			}
+			return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows)
+		})
+		if err != nil {
+			return err
+		}
+		res.Batches++
+		res.Imported += inserted
+		if !sees {
+			// A key that cannot read the list must not learn which rows were
+			// already in it: an address already present counts as imported
+			// (the existing contact is left unchanged), like a new one.
+			res.Imported += len(dups)
+			dups = nil
+		}
+		// Report errors in line order: validation errors and duplicates interleave.
+		j := 0
+		for (ei < len(b.errs) && b.errs[ei].Line <= hi) || j < len(dups) {
+			if j >= len(dups) || (ei < len(b.errs) && b.errs[ei].Line <= hi && b.errs[ei].Line < dups[j].Line) {
+				addError(res, b.errs[ei], maxErrors)
+				ei++
+			} else {
+				addError(res, dups[j], maxErrors)
+				j++
+			}
+		}
+		if end < len(b.rows) {
+			res.CommittedThroughLine = hi
+		}
+		start = end
+	}
+	for _, e := range b.errs[ei:] { // refused rows after the batch's last valid row
+		addError(res, e, maxErrors)
 	}
 	return nil
 }

@@ -28,6 +28,43 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 		return nil, nil, v.deny(ctx, l, err)
 	}
 	hash := custos.HashAPIKey(secret)
+	// The counter is read before the key: see authCache.
+	epoch, epochErr := v.authEpoch(ctx)
+	filled := v.now()
+	var (
+		p      *custos.Principal
+		k      *custos.APIKey
+		cached bool
+	)
+	if epochErr == nil {
+		p, k, cached = v.auth.get(epoch, hash, filled)
+	}
+	if !cached {
+		var err error
+		if p, k, err = v.lookupKey(ctx, l, hash); err != nil {
+			return nil, nil, err
+		}
+	}
+	l.Actor, l.ActorKind, l.ActorTenant, l.KeyID, l.Person = p.ID, string(p.Kind), p.TenantID, k.ID, p.Person
+	now := v.now()
+	switch {
+	case k.RevokedAt != nil:
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key has been revoked"))
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key has expired"))
+	case p.Suspended:
+		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
+	}
+	if !cached && epochErr == nil {
+		v.auth.put(epoch, hash, filled, p, k)
+	}
+	v.touch(ctx, k.ID, now)
+	return p, k, nil
+}
+
+// lookupKey reads the key whose hash is hash, with its principal, and
+// checks both rows' MACs; an error is already recorded (as l's refusal).
+func (v *Vault) lookupKey(ctx context.Context, l audit.Leaf, hash []byte) (*custos.Principal, *custos.APIKey, error) {
 	var (
 		k                  custos.APIKey
 		stored             []byte
@@ -66,17 +103,6 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	if p.Person, err = v.person(ctx, p.Identity); err != nil {
 		return nil, nil, v.deny(ctx, l, err)
 	}
-	l.Actor, l.ActorKind, l.ActorTenant, l.KeyID, l.Person = p.ID, string(p.Kind), p.TenantID, k.ID, p.Person
-	now := v.now()
-	switch {
-	case k.RevokedAt != nil:
-		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key has been revoked"))
-	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
-		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key has expired"))
-	case p.Suspended:
-		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
-	}
-	v.touch(ctx, k.ID, now)
 	return p, &k, nil
 }
 

@@ -75,6 +75,9 @@ type Vault struct {
 	persons       sync.Map        // identity → person pseudonym
 	rows          rowState        // row MACs (rowmac.go)
 
+	// auth caches authenticated keys, invalidated by version (authcache.go).
+	auth authCache
+
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex
 	lastUsed   map[string]time.Time

@@ -6,7 +6,8 @@
 //	                    side by side with a bare net/http handler returning a
 //	                    body of the same size, in the same run
 //	custos-load import  a streamed import of generated contacts: contacts/s
-//	                    and peak RSS
+//	                    and peak RSS; with -reads C, audited GETs at c=C
+//	                    idle and during the import, in the same run
 //	custos-load nodes   audited GETs and log appends on SQLite, and on 1 and
 //	                    3 nodes over one PostgreSQL, side by side
 //	custos-load alert   access → alert delivered to a local webhook receiver,
@@ -292,6 +293,11 @@ func (r result) print(name string, c int) {
 // one transport with a keep-alive connection per worker and never retry:
 // the generator's own cost per request is the transport's.
 func load(bases []string, key, tenant, token string, c int, d time.Duration) result {
+	return loadUntil(bases, key, tenant, token, c, d, nil)
+}
+
+// loadUntil is [load] that also stops when done is closed.
+func loadUntil(bases []string, key, tenant, token string, c int, d time.Duration, done <-chan struct{}) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
@@ -310,6 +316,11 @@ func load(bases []string, key, tenant, token string, c int, d time.Duration) res
 			defer wg.Done()
 			get := clients[i%len(clients)].RepeatContact(context.Background(), tenant, token)
 			for time.Now().Before(deadline) {
+				select {
+				case <-done:
+					return
+				default:
+				}
 				t0 := time.Now()
 				if err := get.Do(); err != nil {
 					errs.Add(1)
@@ -339,9 +350,18 @@ func runImport(args []string) error {
 	fs := flag.NewFlagSet("import", flag.ExitOnError)
 	n := fs.Int("n", 1_000_000, "contacts to import")
 	format := fs.String("format", "csv", "csv or ndjson")
+	reads := fs.Int("reads", 0, "if > 0: audited GETs by this many workers, idle first (for -d), then for the whole import")
+	dur := fs.Duration("d", 5*time.Second, "with -reads: duration of the idle GET run")
+	dbURL := fs.String("db", "", "PostgreSQL URL: import into one node on a fresh schema of it (created and dropped) instead of SQLite")
 	fs.Parse(args)
 	ctx := context.Background()
-	in, err := start(ctx)
+	var in *instance
+	var err error
+	if *dbURL == "" {
+		in, err = start(ctx)
+	} else {
+		in, err = startPostgres(ctx, *dbURL)
+	}
 	if err != nil {
 		return err
 	}
@@ -358,15 +378,38 @@ func runImport(args []string) error {
 	size, _ := f.Seek(0, io.SeekCurrent)
 	f.Seek(0, io.SeekStart)
 	defer f.Close()
+	var token string
+	var idle result
+	if *reads > 0 {
+		ct, err := in.loadContact(ctx)
+		if err != nil {
+			return err
+		}
+		token = ct.Token
+		idle = load([]string{in.url}, in.admin, in.tenant, token, *reads, *dur)
+	}
 	// No client timeout: a million contacts take longer than the default.
 	api := client.New(in.url, client.WithKey(in.admin), client.WithHTTPClient(&http.Client{}))
 	rssBefore := peakRSS()
+	done := make(chan struct{})
+	during := make(chan result, 1)
+	if *reads > 0 {
+		go func() { during <- loadUntil([]string{in.url}, in.admin, in.tenant, token, *reads, 24*time.Hour, done) }()
+	}
 	t0 := time.Now()
 	res, err := api.Import(ctx, in.tenant, in.list, *format, f)
+	el := time.Since(t0)
+	close(done)
+	if *reads > 0 {
+		d := <-during
+		fmt.Printf("%-8s %-4s %10s %10s %10s %8s\n", "GET", "c", "req/s", "p50", "p99", "errors")
+		idle.print("idle", *reads)
+		d.print("import", *reads)
+		fmt.Printf("%-8s %-4d %9.0f%%\n", "ratio", *reads, 100*d.rps/idle.rps)
+	}
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	el := time.Since(t0)
 	if res.Aborted || res.Imported != *n {
 		return fmt.Errorf("import incomplete: %+v", res)
 	}

@@ -71,6 +71,40 @@ func (r nodesResult) print(name string) {
 	fmt.Printf("%-16s %10.0f %10s %10s %12.0f %14s\n", name, r.get.rps, r.get.p50.Round(time.Microsecond), r.get.p99.Round(time.Microsecond), r.appends, integ)
 }
 
+// startPostgres runs one custos node on a fresh schema of the database
+// at base; in.close stops it and drops the schema.
+func startPostgres(ctx context.Context, base string) (*instance, error) {
+	schemaURL, drop, err := newSchema(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	d, err := newDeployment(ctx, schemaURL)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	n, err := d.startNode(ctx)
+	if err != nil {
+		d.remove()
+		drop()
+		return nil, err
+	}
+	in, err := setup(n, d.op)
+	if err != nil {
+		n.Close()
+		d.remove()
+		drop()
+		return nil, err
+	}
+	in.dir = d.dir
+	in.close = func() {
+		n.Close()
+		d.remove()
+		drop()
+	}
+	return in, nil
+}
+
 func pgRun(ctx context.Context, base string, n, conc, appenders int, dur time.Duration) (nodesResult, error) {
 	schemaURL, drop, err := newSchema(ctx, base)
 	if err != nil {
