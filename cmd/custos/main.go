@@ -108,6 +108,10 @@ func init() {
 	commands = []*command{
 		{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit},
 		{name: "serve", summary: "serve the API", run: (*Main).runServe},
+		{name: "config", summary: "custos.json: check a file strictly, show the effective configuration (docs/config.md)", subs: []*command{
+			{name: "check", summary: "check a custos.json: unknown keys, types, enumerations (file:line), and what serve validates", run: (*Main).runConfigCheck},
+			{name: "show", summary: "print the effective configuration (flags, environment, file, defaults), secrets redacted", run: (*Main).runConfigShow},
+		}},
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
