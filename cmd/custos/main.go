@@ -112,6 +112,8 @@ func init() {
 			{name: "check", summary: "check a custos.json: unknown keys, types, enumerations (file:line), and what serve validates", run: (*Main).runConfigCheck},
 			{name: "show", summary: "print the effective configuration (flags, environment, file, defaults), secrets redacted", run: (*Main).runConfigShow},
 		}},
+		{name: "backup", summary: "an online, consistent, verified copy of the SQLite database (PostgreSQL: pg_dump, docs/backup.md)", run: (*Main).runBackup},
+		{name: "restore", summary: "put a backup in place (server stopped); refuses one older than the log seen; --check-db checks a pg_dump restore", run: (*Main).runRestore},
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
