@@ -64,6 +64,9 @@ type Options struct {
 	// Cosigner, if set, adjusts the witness cosigner before it starts
 	// (its HTTP client, its polling interval in tests).
 	Cosigner func(*witness.Cosigner)
+	// NoMigrate opens the database only if its schema is current (serve
+	// --migrate=false): pending migrations are refused, not applied.
+	NoMigrate bool
 }
 
 // Node is an open custos node.
@@ -191,7 +194,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	db, ownDB := opts.DB, false
 	if db == nil {
-		if db, err = store.Open(ctx, cfg.DSN(), store.Options{}); err != nil {
+		if db, err = store.Open(ctx, cfg.DSN(), store.Options{NoMigrate: opts.NoMigrate}); err != nil {
 			return nil, err
 		}
 		ownDB = true

@@ -114,6 +114,7 @@ func init() {
 		}},
 		{name: "backup", summary: "an online, consistent, verified copy of the SQLite database (PostgreSQL: pg_dump, docs/backup.md)", run: (*Main).runBackup},
 		{name: "restore", summary: "put a backup in place (server stopped); refuses one older than the log seen; --check-db checks a pg_dump restore", run: (*Main).runRestore},
+		{name: "migrate", summary: "apply pending schema migrations (forward-only; serve does at start unless --migrate=false); --status", run: (*Main).runMigrate},
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
