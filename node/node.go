@@ -334,7 +334,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
 		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); n.runLifecycle(bg) }() // operator key lifecycle (lifecycle.go)
 	go func() { defer wg.Done(); d.Run(bg) }()
 	go func() { defer wg.Done(); det.Run(bg) }()
 	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()

@@ -136,13 +136,15 @@ func (v *Vault) RotateKey(ctx context.Context, id string, overlap time.Duration,
 	now := v.now().UTC().Truncate(time.Millisecond)
 	var old *custos.APIKey
 	for _, k := range keys {
-		if k.ID == id && k.Active(now) {
+		if k.ID == id {
 			old = k
 		}
 	}
 	if old == nil {
-		// Another principal's key reads as missing: rotation is one's own.
-		return "", nil, nil, v.deny(ctx, l, notFound("active key of yours"))
+		return "", nil, nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a key is rotated only by its own principal; others get one by enrollment"))
+	}
+	if !old.Active(now) {
+		return "", nil, nil, v.deny(ctx, l, notFound("active key"))
 	}
 	secret, k, err := v.newKey(r.Principal, custos.KeyRequest{Scopes: old.Scopes, ExpiresIn: expiresIn})
 	if err != nil {

@@ -66,7 +66,7 @@ func TestRotateKeyWithOverlap(t *testing.T) {
 	opKey := custos.RequestFromContext(f.ctx).Key.ID
 
 	_, _, _, err := f.vault.RotateKey(ctx, opKey, time.Hour, "")
-	wantCode(t, "rotating another principal's key", err, custos.ENOTFOUND)
+	wantCode(t, "rotating another principal's key", err, custos.EFORBIDDEN)
 	_, _, _, err = f.vault.RotateKey(ctx, oldID, 8*24*time.Hour, "")
 	wantCode(t, "an overlap over the cap", err, custos.EINVALID)
 

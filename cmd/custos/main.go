@@ -164,6 +164,10 @@ func init() {
 			{name: "create", summary: "create another key for your own principal", run: (*Main).runKeyCreate},
 			{name: "ls", summary: "list keys (hints, never secrets)", run: (*Main).runKeyLs},
 			{name: "revoke", summary: "revoke a key", run: (*Main).runKeyRevoke},
+			{name: "rotate", summary: "replace your own key: a new one, the old one valid for an overlap (default 24h); both audited", run: (*Main).runKeyRotate},
+		}},
+		{name: "operator", summary: "operators' break-glass (docs/operator-keys.md)", subs: []*command{
+			{name: "recover", summary: "on the host: recover a locked-out operator or security principal; a second person approves, the secret goes to its address", run: (*Main).runOperatorRecover},
 		}},
 		{name: "support", summary: "support access to a tenant's contacts", subs: []*command{
 			{name: "on", summary: "tenant admin: allow support access", run: (*Main).runSupportOn},
