@@ -319,6 +319,12 @@ func (c *Client) Keys(ctx context.Context, principal string) iter.Seq2[*custos.A
 	})
 }
 
+// RotateKey replaces the caller's own key id with a new one, the old one
+// staying valid for the rotation's overlap.
+func (c *Client) RotateKey(ctx context.Context, id string, req custos.KeyRotation) (*custos.KeyRotated, error) {
+	return post[custos.KeyRotated](ctx, c, path("keys", id, "rotate"), req)
+}
+
 // RevokeKey revokes a key.
 func (c *Client) RevokeKey(ctx context.Context, id string) error {
 	return c.del(ctx, path("keys", id))

@@ -68,21 +68,37 @@ func Init(ctx context.Context, cfg Config, email string, opts Options) (string, 
 }
 
 // ReadFile returns cfg with what the data directory's custos.json says
-// (origin, KEK, database, detection, mail, relay, log) in place of its own values.
-// A file that is missing or cannot be read leaves cfg as it is: [Open]
-// then says the directory is not a data directory, or which key is
-// missing.
-func ReadFile(cfg Config) (Config, error) {
+// (origin, KEK, database, detection, mail, relay, log) in place of its own values,
+// secrets written as "env:NAME" read from the process's environment
+// ([ReadFileEnv]). A file that is missing or cannot be read leaves cfg as
+// it is: [Open] then says the directory is not a data directory, or which
+// key is missing. A file that does not match [File] exactly is refused
+// ([CheckFile]).
+func ReadFile(cfg Config) (Config, error) { return ReadFileEnv(cfg, os.Getenv) }
+
+// ReadFileEnv is [ReadFile] with the environment getenv reads: a secret
+// key (docs/config.md marks them) whose value is "env:NAME" takes the
+// value of the variable NAME, so the secret itself need not sit in the
+// file. A variable that is unset or empty is an error naming the key.
+func ReadFileEnv(cfg Config, getenv func(string) string) (Config, error) {
 	b, err := os.ReadFile(cfg.Path(ConfigFile))
 	if err != nil {
 		return cfg, nil
 	}
+	return ParseFile(cfg, cfg.Path(ConfigFile), b, getenv)
+}
+
+// ParseFile is [ReadFileEnv] of the text b of the file name.
+func ParseFile(cfg Config, name string, b []byte, getenv func(string) string) (Config, error) {
+	if err := CheckFile(name, b); err != nil {
+		return cfg, err
+	}
 	var f File
 	if err := json.Unmarshal(b, &f); err != nil {
-		return cfg, fmt.Errorf("%s: %w", cfg.Path(ConfigFile), err)
+		return cfg, fmt.Errorf("%s: %w", name, err)
 	}
-	if err := checkDetection(cfg.Path(ConfigFile), b); err != nil {
-		return cfg, err
+	if err := f.resolveSecrets(getenv); err != nil {
+		return cfg, fmt.Errorf("%s: %w", name, err)
 	}
 	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay, cfg.Log = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay, f.Log
 	return cfg, nil

@@ -64,6 +64,9 @@ type Options struct {
 	// Cosigner, if set, adjusts the witness cosigner before it starts
 	// (its HTTP client, its polling interval in tests).
 	Cosigner func(*witness.Cosigner)
+	// NoMigrate opens the database only if its schema is current (serve
+	// --migrate=false): pending migrations are refused, not applied.
+	NoMigrate bool
 }
 
 // Node is an open custos node.
@@ -191,7 +194,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	db, ownDB := opts.DB, false
 	if db == nil {
-		if db, err = store.Open(ctx, cfg.DSN(), store.Options{}); err != nil {
+		if db, err = store.Open(ctx, cfg.DSN(), store.Options{NoMigrate: opts.NoMigrate}); err != nil {
 			return nil, err
 		}
 		ownDB = true
@@ -331,7 +334,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
 		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); n.runLifecycle(bg) }() // operator key lifecycle (lifecycle.go)
 	go func() { defer wg.Done(); d.Run(bg) }()
 	go func() { defer wg.Done(); det.Run(bg) }()
 	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()

@@ -57,7 +57,7 @@ func TestLogSectionStrict(t *testing.T) {
 		if err := os.WriteFile(cfg.Path(node.ConfigFile), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := node.ReadFile(cfg); err == nil || !strings.Contains(err.Error(), "unknown field") {
+		if _, err := node.ReadFile(cfg); err == nil || !strings.Contains(err.Error(), "unknown key") {
 			t.Errorf("%s: %v; want an unknown field error", body, err)
 		}
 	}

@@ -44,8 +44,24 @@ func IsURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
+// MigrationSources are the migrations of a PostgreSQL database.
+func MigrationSources() []migrate.Source {
+	return []migrate.Source{migrate.Portable, {FS: migrations, Dir: "migrations"}}
+}
+
+// Options are the optional settings of [OpenOptions].
+type Options struct {
+	// NoMigrate applies no migration: a database with some pending is
+	// refused (migrate.ErrPending), as one a newer custos migrated always
+	// is (migrate.ErrNewerSchema).
+	NoMigrate bool
+}
+
 // Open connects to the database at url and applies any pending migrations.
-func Open(ctx context.Context, url string) (*DB, error) {
+func Open(ctx context.Context, url string) (*DB, error) { return OpenOptions(ctx, url, Options{}) }
+
+// OpenOptions is [Open] with options.
+func OpenOptions(ctx context.Context, url string, opts Options) (*DB, error) {
 	pool, err := sql.Open("pgx", url)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
@@ -59,7 +75,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	}
 	db := &DB{URL: url, Write: pool, Read: pool, Placeholders: sqlq.Dollar}
 	lock := fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", MigrationLock)
-	if err := migrate.Run(ctx, pool, lock, migrate.Portable, migrate.Source{FS: migrations, Dir: "migrations"}); err != nil {
+
+	if opts.NoMigrate {
+		_, err = migrate.Check(ctx, pool, MigrationSources()...)
+	} else {
+		err = migrate.Run(ctx, pool, lock, MigrationSources()...)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}

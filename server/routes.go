@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/ingest"
@@ -56,6 +57,7 @@ func (s *Server) registerRoutes() {
 	s.handle("POST", "/v1/enroll", custos.ActionEnroll, false, s.enroll)
 	s.handle("GET", "/v1/keys", custos.ActionKeyRead, true, s.listKeys)
 	s.handle("DELETE", "/v1/keys/{id}", custos.ActionKeyRevoke, true, s.revokeKey)
+	s.handle("POST", "/v1/keys/{id}/rotate", custos.ActionKeyCreate, true, s.rotateKey)
 
 	s.registerLogRoutes()
 	s.registerRelayRoutes()
@@ -442,6 +444,26 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, page(p, ks, func(v *custos.APIKey) string { return v.ID }))
+}
+
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
+	var req custos.KeyRotation
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		return s.reject(r, custos.ActionKeyCreate, err)
+	}
+	var overlap time.Duration
+	if req.Overlap != "" {
+		d, err := time.ParseDuration(req.Overlap)
+		if err != nil || d <= 0 {
+			return s.reject(r, custos.ActionKeyCreate, custos.Errorf(custos.EINVALID, "overlap must be a positive Go duration such as 24h"))
+		}
+		overlap = d
+	}
+	secret, k, old, err := s.vault.RotateKey(r.Context(), r.PathValue("id"), overlap, req.ExpiresIn)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, custos.KeyRotated{Key: k, Secret: secret, Old: old})
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {

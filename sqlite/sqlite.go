@@ -61,6 +61,10 @@ type Options struct {
 	// checkpointed and truncated to zero bytes (default 10 s; negative:
 	// never, for tools that manage the file themselves).
 	CheckpointEvery time.Duration
+	// NoMigrate applies no migration: a database with some pending is
+	// refused (migrate.ErrPending), as one a newer custos migrated always
+	// is (migrate.ErrNewerSchema).
+	NoMigrate bool
 }
 
 // DefaultCheckpointEvery is the idle WAL checkpoint interval.
@@ -97,7 +101,7 @@ func OpenOptions(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{Path: path, Write: w, Read: r, Placeholders: sqlq.Question, stop: make(chan struct{}), stopped: make(chan struct{})}
-	if err := db.migrate(ctx); err != nil {
+	if err := db.migrate(ctx, opts.NoMigrate); err != nil {
 		close(db.stopped)
 		db.Close()
 		return nil, err
@@ -205,6 +209,10 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 	return nil
 }
 
-func (db *DB) migrate(ctx context.Context) error {
+func (db *DB) migrate(ctx context.Context, check bool) error {
+	if check {
+		_, err := migrate.Check(ctx, db.Write, MigrationSources()...)
+		return err
+	}
 	return migrate.Run(ctx, db.Write, "", MigrationSources()...)
 }

@@ -57,6 +57,9 @@ type Options struct {
 	// CheckpointEvery is SQLite's idle WAL checkpoint interval
 	// (sqlite.Options.CheckpointEvery).
 	CheckpointEvery time.Duration
+	// NoMigrate opens the database only if its schema is current: pending
+	// migrations are refused (migrate.ErrPending) instead of applied.
+	NoMigrate bool
 }
 
 // IsPostgres reports whether dsn names a PostgreSQL database rather than
@@ -71,7 +74,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		return nil, errors.New("open store: no database named")
 	}
 	if IsPostgres(dsn) {
-		db, err := postgres.Open(ctx, dsn)
+		db, err := postgres.OpenOptions(ctx, dsn, postgres.Options{NoMigrate: opts.NoMigrate})
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +85,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("no database at %s: %w", dsn, err)
 		}
 	}
-	db, err := sqlite.OpenOptions(ctx, dsn, sqlite.Options{CheckpointEvery: opts.CheckpointEvery})
+	db, err := sqlite.OpenOptions(ctx, dsn, sqlite.Options{CheckpointEvery: opts.CheckpointEvery, NoMigrate: opts.NoMigrate})
 	if err != nil {
 		return nil, err
 	}

@@ -221,7 +221,7 @@ const MaxLeafBytes = 60 << 10
 const maxTextBytes = 1024
 
 // actors are the non-principal actors a leaf may name.
-var actors = map[string]bool{"anonymous": true, "system": true, "bootstrap": true}
+var actors = map[string]bool{"anonymous": true, "system": true, "bootstrap": true, ActorHostRecovery: true}
 
 var (
 	outcomes   = map[string]bool{audit.OutcomeOK: true, audit.OutcomeDenied: true, audit.OutcomeRejected: true, audit.OutcomeError: true}

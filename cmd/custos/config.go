@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/custos-dev/custos/node"
 )
 
 // Config is what a server needs (node.Config). Sources, strongest first:
-// flags, environment, the data directory's custos.json, defaults. The
+// flags, environment, the data directory's custos.json, defaults
+// (docs/config.md). The
 // type and its validation live in package node, which builds a node from
 // it; reading the sources is this command's job.
 type Config = node.Config
@@ -40,19 +45,19 @@ func (m *Main) configFlags(fs *flag.FlagSet, server bool) func() (Config, error)
 	if v := m.Getenv("CUSTOS_ADDR"); v != "" {
 		cfg.Addr = v
 	}
-	envDB := m.Getenv("CUSTOS_DB")
+	envDB, envKEK := m.Getenv("CUSTOS_DB"), m.Getenv("CUSTOS_KEK")
 	data := fs.String("data", cfg.DataDir, "data directory (env CUSTOS_DATA)")
 	addr, origin := &cfg.Addr, new(string)
 	if server {
 		addr = fs.String("addr", cfg.Addr, "listen address (env CUSTOS_ADDR)")
 		origin = fs.String("origin", "", "log origin name (init only; default "+cfg.Origin+")")
 	}
-	kek := fs.String("kek", "", "key-encryption key URI, overriding custos.json (e.g. hcvault://…, aws-kms://…)")
+	kek := fs.String("kek", "", "key-encryption key URI, overriding custos.json (env CUSTOS_KEK; e.g. hcvault://…, aws-kms://…)")
 	db := fs.String("db", "", "database: postgres://… URL shared by several nodes (env CUSTOS_DB; default: SQLite in the data directory)")
 	return func() (Config, error) {
 		cfg.DataDir, cfg.Addr = *data, *addr
 		var err error
-		if cfg, err = node.ReadFile(cfg); err != nil {
+		if cfg, err = node.ReadFileEnv(cfg, m.Getenv); err != nil {
 			return cfg, err
 		}
 		if envDB != "" {
@@ -64,11 +69,63 @@ func (m *Main) configFlags(fs *flag.FlagSet, server bool) func() (Config, error)
 		if *origin != "" {
 			cfg.Origin = *origin
 		}
+		if envKEK != "" {
+			cfg.KEK = envKEK
+		}
 		if *kek != "" {
 			cfg.KEK = *kek
 		}
 		return cfg, cfg.Validate()
 	}
+}
+
+// runConfigCheck checks a custos.json before it is deployed: strictly
+// (unknown keys, types, enumerations, with lines) and as the server
+// would validate it at start.
+func (m *Main) runConfigCheck(ctx context.Context, args []string) error {
+	fs := m.flags("config check", "[-q] FILE", "custos config check /etc/custos/custos.json")
+	quiet := fs.Bool("q", false, "print nothing when the file is good (the exit code says)")
+	pos, err := fs.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	file := pos[0]
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	cfg := DefaultConfig()
+	cfg.DataDir = filepath.Dir(file)
+	if cfg, err = node.ParseFile(cfg, file, b, m.Getenv); err != nil {
+		return err
+	}
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	if !*quiet {
+		fmt.Fprintf(m.Stdout, "%s: ok\n", file)
+	}
+	return nil
+}
+
+// runConfigShow prints the effective configuration (flags, environment,
+// custos.json, defaults) with every secret redacted.
+func (m *Main) runConfigShow(ctx context.Context, args []string) error {
+	fs := m.flags("config show", "[--data DIR]", "custos config show --data ./custos-data")
+	resolve := m.serverFlags(fs.FlagSet)
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	cfg, err := resolve()
+	if err != nil {
+		return err
+	}
+	b, err := node.Redacted(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "%s\n", b)
+	return nil
 }
 
 // errHelp is returned after a command printed its flags for -h: not a

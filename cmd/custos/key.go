@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/vault"
 )
 
 func (m *Main) runKeyCreate(ctx context.Context, args []string) error {
@@ -30,9 +32,37 @@ func (m *Main) runKeyLs(ctx context.Context, args []string) error {
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
-	return listing(a, a.client().Keys(ctx, *principal), "ID\tPRINCIPAL\tHINT\tSCOPES\tEXPIRES\tLAST USED\tREVOKED", func(tw io.Writer, k *custos.APIKey) {
+	now := time.Now()
+	var soon []*custos.APIKey
+	err := listing(a, a.client().Keys(ctx, *principal), "ID\tPRINCIPAL\tHINT\tSCOPES\tEXPIRES\tLAST USED\tREVOKED", func(tw io.Writer, k *custos.APIKey) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.PrincipalID, k.Hint, k.Scopes, fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt), fmtTime(k.RevokedAt))
+		if k.Active(now) && k.ExpiresAt != nil && k.ExpiresAt.Sub(now) <= vault.PrivilegedKeyNotice {
+			soon = append(soon, k)
+		}
 	})
+	// From a week ahead the CLI says so, as the server log and the
+	// key.expiring notification do (docs/operator-keys.md).
+	for _, k := range soon {
+		fmt.Fprintf(m.Stderr, "warning: key %s of %s expires in %s (%s): its principal rotates it with: custos key rotate %s\n",
+			k.ID, k.PrincipalID, k.ExpiresAt.Sub(now).Round(time.Hour), fmtTime(k.ExpiresAt), k.ID)
+	}
+	return err
+}
+
+func (m *Main) runKeyRotate(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("key rotate", `ID [--overlap 24h] [--expires-in 720h]`, `custos key rotate ak_… --overlap 48h`)
+	overlap := fs.String("overlap", "", "how long the old key keeps working beside the new one (default 24h, at most 168h)")
+	expires := fs.String("expires-in", "", "the new key's lifetime (e.g. 720h, or never; default 90 days)")
+	pos, err := fs.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	res, err := a.client().RotateKey(ctx, pos[0], custos.KeyRotation{Overlap: *overlap, ExpiresIn: *expires})
+	if err != nil {
+		return err
+	}
+	return a.printer().one(res, "rotated key %s: new key %s (shown once; store it now):\n%s\nthe old key %s keeps working until %s",
+		res.Old.ID, res.Key.ID, res.Secret, res.Old.ID, fmtTime(res.Old.ExpiresAt))
 }
 
 func (m *Main) runKeyRevoke(ctx context.Context, args []string) error {

@@ -108,6 +108,13 @@ func init() {
 	commands = []*command{
 		{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit},
 		{name: "serve", summary: "serve the API", run: (*Main).runServe},
+		{name: "config", summary: "custos.json: check a file strictly, show the effective configuration (docs/config.md)", subs: []*command{
+			{name: "check", summary: "check a custos.json: unknown keys, types, enumerations (file:line), and what serve validates", run: (*Main).runConfigCheck},
+			{name: "show", summary: "print the effective configuration (flags, environment, file, defaults), secrets redacted", run: (*Main).runConfigShow},
+		}},
+		{name: "backup", summary: "an online, consistent, verified copy of the SQLite database (PostgreSQL: pg_dump, docs/backup.md)", run: (*Main).runBackup},
+		{name: "restore", summary: "put a backup in place (server stopped); refuses one older than the log seen; --check-db checks a pg_dump restore", run: (*Main).runRestore},
+		{name: "migrate", summary: "apply pending schema migrations (forward-only; serve does at start unless --migrate=false); --status", run: (*Main).runMigrate},
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints", run: (*Main).runLogVerify},
@@ -156,6 +163,10 @@ func init() {
 			{name: "create", summary: "create another key for your own principal", run: (*Main).runKeyCreate},
 			{name: "ls", summary: "list keys (hints, never secrets)", run: (*Main).runKeyLs},
 			{name: "revoke", summary: "revoke a key", run: (*Main).runKeyRevoke},
+			{name: "rotate", summary: "replace your own key: a new one, the old one valid for an overlap (default 24h); both audited", run: (*Main).runKeyRotate},
+		}},
+		{name: "operator", summary: "operators' break-glass (docs/operator-keys.md)", subs: []*command{
+			{name: "recover", summary: "on the host: recover a locked-out operator or security principal; a second person approves, the secret goes to its address", run: (*Main).runOperatorRecover},
 		}},
 		{name: "support", summary: "support access to a tenant's contacts", subs: []*command{
 			{name: "on", summary: "tenant admin: allow support access", run: (*Main).runSupportOn},

@@ -184,13 +184,17 @@ func TestEveryVerbHasHelp(t *testing.T) {
 // it against a real server or data directory instead (the test checks
 // that the named test exists).
 var notScripted = map[string]string{
-	"init":          "TestInitServeClientsVerify", // and every script's start-server
-	"serve":         "e2e.TestCrashUnderLoad",     // the built binary's serve, killed and restarted; start-server serves through startServer
-	"demo":          "TestREADME",
-	"send":          "TestSendCLI",       // needs an upstream SMTP server in the config
-	"relay approve": "TestSendCLI",       // the upstream only exists once a send names it
-	"evidence":      "TestTrapCLI",       // a trapped message comes through SMTP
-	"relay serve":   "TestRelayServeCLI", // runs until stopped
+	"init":             "TestInitServeClientsVerify", // and every script's start-server
+	"serve":            "e2e.TestCrashUnderLoad",     // the built binary's serve, killed and restarted; start-server serves through startServer
+	"demo":             "TestREADME",
+	"send":             "TestSendCLI",                      // needs an upstream SMTP server in the config
+	"relay approve":    "TestSendCLI",                      // the upstream only exists once a send names it
+	"evidence":         "TestTrapCLI",                      // a trapped message comes through SMTP
+	"relay serve":      "TestRelayServeCLI",                // runs until stopped
+	"backup":           "TestBackupUnderLoadRestoreVerify", // backups taken while contacts are added
+	"restore":          "TestBackupUnderLoadRestoreVerify", // the server stopped between
+	"key rotate":       "TestOperatorKeyLifecycle",
+	"operator recover": "TestOperatorKeyLifecycle", // a host command, answered by a running server
 }
 
 // TestEveryVerbIsScripted: each verb of the table has a happy path in a

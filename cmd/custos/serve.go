@@ -12,12 +12,18 @@ import (
 func (m *Main) runServe(ctx context.Context, args []string) error {
 	fs := m.flags("serve", "[--addr ADDR] [--data DIR] [--kek FILE]", "custos serve --addr 127.0.0.1:8750")
 	resolve := m.serverFlags(fs.FlagSet)
+	migrateAtStart := fs.Bool("migrate", true, "apply pending schema migrations at start (forward-only); --migrate=false refuses to start until `custos migrate` ran (docs/backup.md)")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
 	cfg, err := resolve()
 	if err != nil {
 		return err
+	}
+	if !*migrateAtStart {
+		if _, err := node.Schema(ctx, cfg); err != nil {
+			return err
+		}
 	}
 	logger := slog.New(slog.NewJSONHandler(m.Stderr, nil))
 	srv, err := m.startServer(ctx, cfg, logger)
