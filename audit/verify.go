@@ -560,12 +560,30 @@ func (vf *verifier) tile(level int, n int64) (*tileState, error) {
 }
 
 // finishTiles checks that the last tile of every level has exactly the
-// width a tree of n entries gives it, and that no tile lies beyond.
+// width a tree of n entries gives it, and that no tile lies beyond. A log
+// verified while a node appends to it may have grown since its entries
+// were counted: then the last tiles may be as wide, and tiles may lie as
+// far, as the entries now stored give them (the next run checks those).
 func (vf *verifier) finishTiles(n uint64) error {
+	now := n // the entries stored now, read once a tile says the log grew
+	grown := func() (uint64, error) {
+		if now == n {
+			var total sql.NullInt64
+			if err := vf.read.QueryRowContext(vf.ctx, `SELECT MAX(idx) + 1 FROM audit_leaves`).Scan(&total); err != nil {
+				return 0, fmt.Errorf("verify: %w", err)
+			}
+			now = max(n, uint64(total.Int64))
+		}
+		return now, nil
+	}
+	width := func(n uint64, level int, last int64) int {
+		hashes := n >> (tileHeight * level)
+		return int(min(hashes-uint64(last)<<tileHeight, 1<<tileHeight))
+	}
 	for level := 0; n>>(tileHeight*level) > 0; level++ {
 		hashes := n >> (tileHeight * level) // stored hashes at this tile level
 		last := int64((hashes - 1) >> tileHeight)
-		want := int(hashes - uint64(last)<<tileHeight)
+		want := width(n, level, last)
 		ts, err := vf.tile(level, last)
 		if err != nil {
 			return err
@@ -574,8 +592,14 @@ func (vf *verifier) finishTiles(n uint64) error {
 		if ts.data == nil {
 			return &VerifyError{Index: first, Reason: fmt.Sprintf("tile %d/%d is missing", level, last)}
 		}
-		if len(ts.data) != want*tlog.HashSize {
-			return &VerifyError{Index: first, Reason: fmt.Sprintf("tile %d/%d has width %d, want %d", level, last, len(ts.data)/tlog.HashSize, want)}
+		if got := len(ts.data) / tlog.HashSize; got != want || len(ts.data)%tlog.HashSize != 0 {
+			now, err := grown()
+			if err != nil {
+				return err
+			}
+			if got < want || got > width(now, level, last) || len(ts.data)%tlog.HashSize != 0 {
+				return &VerifyError{Index: first, Reason: fmt.Sprintf("tile %d/%d has width %d, want %d", level, last, got, want)}
+			}
 		}
 	}
 	var extra int
@@ -583,7 +607,16 @@ func (vf *verifier) finishTiles(n uint64) error {
 		return fmt.Errorf("verify: %w", err)
 	}
 	if n > 0 && extra > 0 {
-		return &VerifyError{Index: n, Reason: "tiles exist beyond the last entry (entries removed)"}
+		now, err := grown()
+		if err != nil {
+			return err
+		}
+		if err := vf.read.QueryRowContext(vf.ctx, `SELECT count(*) FROM audit_tiles WHERE level = 0 AND idx > $1`, int64(now-1)>>tileHeight).Scan(&extra); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if extra > 0 {
+			return &VerifyError{Index: n, Reason: "tiles exist beyond the last entry (entries removed)"}
+		}
 	}
 	return nil
 }
