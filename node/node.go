@@ -13,6 +13,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
+	"github.com/custos-dev/custos/internal/tlsfiles"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/relay"
@@ -64,7 +66,13 @@ type Options struct {
 	// Cosigner, if set, adjusts the witness cosigner before it starts
 	// (its HTTP client, its polling interval in tests).
 	Cosigner func(*witness.Cosigner)
+	// CertPoll is how often the TLS files' modification times are checked
+	// (default DefaultCertPoll; tests shorten it).
+	CertPoll time.Duration
 }
+
+// DefaultCertPoll is how often a node checks its TLS files for a change.
+const DefaultCertPoll = 10 * time.Second
 
 // Node is an open custos node.
 type Node struct {
@@ -102,6 +110,12 @@ type Node struct {
 	served  chan error
 	once    sync.Once
 	err     error
+
+	// TLS (issue 21): the API's certificate files and their watcher.
+	tlsFiles *tlsfiles.Files
+	tlsPoll  time.Duration
+	tlsStop  context.CancelFunc
+	tlsWG    sync.WaitGroup
 }
 
 // Open opens the data directory cfg names as a node: it reads the log's
@@ -329,7 +343,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
-		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
+		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
+	if n.tlsPoll <= 0 {
+		n.tlsPoll = DefaultCertPoll
+	}
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); d.Run(bg) }()
@@ -351,6 +368,27 @@ func (n *Node) Listen(addr string) error {
 	if n.http != nil {
 		return errors.New("node: already listening")
 	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen: %q is not host:port", addr)
+	}
+	// Plain HTTP carries API keys and addresses in clear: only on loopback
+	// (a sidecar proxy terminates TLS) or when the operator says so.
+	tlsOn := n.Config.TLS.Enabled()
+	if !tlsOn && !isLoopback(host) {
+		if !n.Config.InsecurePlaintext {
+			return fmt.Errorf("listen: %s is not a loopback address and tls is not configured: API keys and addresses would cross the network in clear (configure tls in %s, or pass --insecure-plaintext)", addr, ConfigFile)
+		}
+		n.logger.Warn("serving plain HTTP on a non-loopback address (--insecure-plaintext): API keys and addresses cross the network in clear", "addr", addr)
+	}
+	var files *tlsfiles.Files
+	if tlsOn {
+		t := n.Config.TLS
+		files = &tlsfiles.Files{Cert: t.CertFile, Key: t.KeyFile, ClientCA: t.ClientCAFile, RequireClient: t.RequireClientCert}
+		if err := files.Load(); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -359,12 +397,53 @@ func (n *Node) Listen(addr string) error {
 	if n.wrap != nil {
 		n.http.Handler = n.wrap(n.http.Handler)
 	}
+	scheme := "http://"
+	if files != nil {
+		// The connection cap sees the *tls.Conn, as the http.Server does.
+		ln, scheme = tls.NewListener(ln, files.Config()), "https://"
+		n.tlsFiles = files
+		wctx, stop := context.WithCancel(context.Background())
+		n.tlsStop = stop
+		n.tlsWG.Go(func() {
+			files.Watch(wctx, n.tlsPoll, func(err error) { n.certsReloaded(context.Background(), "file change", err) })
+		})
+	}
 	ln = n.Server.Listener(ln)
-	n.URL = "http://" + ln.Addr().String()
+	n.URL = scheme + ln.Addr().String()
 	n.served = make(chan error, 1)
 	go func() { n.served <- n.http.Serve(ln) }()
 	return nil
 }
+
+// ReloadCertificates reads the API's certificate, key and client CA files
+// again (SIGHUP). A failed reload keeps serving the previous pair.
+func (n *Node) ReloadCertificates(ctx context.Context) error {
+	if n.tlsFiles == nil {
+		return nil
+	}
+	err := n.tlsFiles.Reload()
+	n.certsReloaded(ctx, "signal", err)
+	return err
+}
+
+// certsReloaded logs a reload and records it (a system entry naming the
+// new certificate's fingerprint, a public value): which certificate the
+// API served, and since when, is on record.
+func (n *Node) certsReloaded(ctx context.Context, why string, err error) {
+	if err != nil {
+		n.logger.Error("could not reload the TLS certificate; still serving the previous one", "trigger", why, "err", err)
+		return
+	}
+	fp := n.tlsFiles.Fingerprint()
+	n.logger.Info("TLS certificate reloaded", "trigger", why, "sha256", fp)
+	if _, err := n.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: ActionTLSReload, Outcome: audit.OutcomeOK,
+		Detail: "certificate sha256:" + fp + " (" + why + ")"}}); err != nil {
+		n.logger.Error("could not record the certificate reload", "err", err)
+	}
+}
+
+// ActionTLSReload is the system entry of a reloaded API certificate.
+const ActionTLSReload = "tls.reload"
 
 // Close stops accepting requests and lets in-flight ones finish (up to
 // 30 s), records the refusals still being counted, stops the notifier and
@@ -374,6 +453,10 @@ func (n *Node) Listen(addr string) error {
 func (n *Node) Close() error {
 	n.once.Do(func() {
 		var errs []error
+		if n.tlsStop != nil {
+			n.tlsStop()
+			n.tlsWG.Wait()
+		}
 		if n.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			errs = append(errs, n.http.Shutdown(ctx))

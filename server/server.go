@@ -29,6 +29,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/refusal"
+	"github.com/custos-dev/custos/internal/tlsfiles"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -242,6 +243,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, action custos.Act
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	req := &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: sourceIP(r.RemoteAddr)}
+	// Only a certificate the TLS layer verified against the client CAs
+	// counts; one merely presented is ignored.
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
+		req.CertPin = tlsfiles.SPKIPin(r.TLS.PeerCertificates[0])
+	}
 	r = r.WithContext(custos.NewContext(r.Context(), req))
 	w.Header().Set("X-Request-Id", req.ID)
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -76,6 +76,10 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	case p.Suspended:
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
 	}
+	// A principal bound to a client certificate needs it too (certbind.go).
+	if err := v.checkCertBinding(ctx, p.ID); err != nil {
+		return nil, nil, v.deny(ctx, l, err)
+	}
 	v.touch(ctx, k.ID, now)
 	return p, &k, nil
 }

@@ -108,6 +108,7 @@ func init() {
 	commands = []*command{
 		{name: "init", summary: "create a data directory: keys, database, first operator key", run: (*Main).runInit},
 		{name: "serve", summary: "serve the API", run: (*Main).runServe},
+		{name: "version", summary: "print the module version, commit and build time", run: (*Main).runVersion},
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints",
@@ -146,6 +147,8 @@ func init() {
 			{name: "create", summary: "create a principal; its holder enrolls from the mail (after a second party approves)", run: (*Main).runPrincipalCreate},
 			{name: "ls", summary: "list the principals", run: (*Main).runPrincipalLs},
 			{name: "rekey", summary: "a new enrollment to a principal's holder (same approvals as creation)", run: (*Main).runPrincipalRekey},
+			{name: "bind-cert", summary: "bind your own principal to the client certificate you present (mTLS): its keys then need it", run: (*Main).runPrincipalBindCert},
+			{name: "unbind-cert", summary: "remove your own principal's certificate binding (presenting the bound certificate)", run: (*Main).runPrincipalUnbindCert},
 		}},
 		{name: "enrollment", summary: "enrollments: the second party's approvals", subs: []*command{
 			{name: "ls", summary: "list enrollments", run: (*Main).runEnrollmentLs},
