@@ -51,8 +51,8 @@ type Config struct {
 	TLS TLSConfig
 	// DiagnosticsListen is where /metrics and /debug/pprof are served
 	// (custos.json "diagnostics_listen", --diagnostics; empty: nowhere).
-	// It must be a loopback address unless InsecurePlaintext is set: it
-	// has no authentication.
+	// [Node.ListenDiagnostics] refuses a non-loopback address unless
+	// InsecurePlaintext is set: it has no authentication.
 	DiagnosticsListen string
 	// InsecurePlaintext allows plain HTTP on a non-loopback address
 	// (--insecure-plaintext; never from the file).
@@ -315,10 +315,8 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.DiagnosticsListen != "" {
-		if host, _, err := net.SplitHostPort(c.DiagnosticsListen); err != nil {
+		if _, _, err := net.SplitHostPort(c.DiagnosticsListen); err != nil {
 			errs = append(errs, fmt.Errorf("diagnostics_listen: %q is not host:port", c.DiagnosticsListen))
-		} else if !isLoopback(host) && !c.InsecurePlaintext {
-			errs = append(errs, fmt.Errorf("diagnostics_listen: %q is not a loopback address; /metrics and pprof have no authentication (--insecure-plaintext to allow)", c.DiagnosticsListen))
 		}
 	}
 	return errors.Join(errs...)

@@ -17,7 +17,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,7 +68,16 @@ type Options struct {
 	// CertPoll is how often the TLS files' modification times are checked
 	// (default DefaultCertPoll; tests shorten it).
 	CertPoll time.Duration
+	// DetectorLagBound is how many entries the detector may trail the log
+	// before /readyz says not ready (default DefaultDetectorLagBound).
+	DetectorLagBound uint64
+	// Drain bounds how long Close waits for in-flight requests (default
+	// DefaultDrain); what is still running then is cut off.
+	Drain time.Duration
 }
+
+// DefaultDrain is how long Close lets in-flight requests finish.
+const DefaultDrain = 30 * time.Second
 
 // DefaultCertPoll is how often a node checks its TLS files for a change.
 const DefaultCertPoll = 10 * time.Second
@@ -98,6 +106,9 @@ type Node struct {
 	Cosigner *witness.Cosigner
 	// URL is where Listen serves, "" before.
 	URL string
+	// DiagnosticsURL is where ListenDiagnostics serves /metrics and
+	// /debug/pprof/, "" before.
+	DiagnosticsURL string
 
 	logger  *slog.Logger
 	siem    []*siem.Sink
@@ -116,6 +127,21 @@ type Node struct {
 	tlsPoll  time.Duration
 	tlsStop  context.CancelFunc
 	tlsWG    sync.WaitGroup
+	// The diagnostics listener (metrics.go).
+	diag       *http.Server
+	diagServed chan error
+	// Shutdown bounds (Options.Drain).
+	drain, flushTimeout time.Duration
+}
+
+var errListening = errors.New("node: already listening")
+
+func listenTCP(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
 }
 
 // Open opens the data directory cfg names as a node: it reads the log's
@@ -226,7 +252,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
+	commits := newCommitMetrics()
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{OnCommit: commits.observe, Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
 		CheckpointInterval: interval, CheckpointRetention: retention,
 		OnSignError: func(err error) {
 			if d := detector.Load(); d != nil {
@@ -331,13 +358,14 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	scfg := server.Config{Vault: v, Log: lg, Logger: logger, Metrics: func(w io.Writer) { siemMetrics(w, forwarders) }}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}
 	if rl != nil && cfg.Relay.Upstream.Addr != "" {
 		scfg.Relay = rl
 	}
+	scfg.Ready = readyChecks(cfg, db, lg, kek, det, opts.DetectorLagBound)
 	if opts.Server != nil {
 		opts.Server(&scfg)
 	}
@@ -347,6 +375,12 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if n.tlsPoll <= 0 {
 		n.tlsPoll = DefaultCertPoll
 	}
+	n.drain, n.flushTimeout = opts.Drain, 5*time.Second
+	if n.drain <= 0 {
+		n.drain = DefaultDrain
+	}
+	n.Server.Registry().MustRegister(commits.collectors()...)
+	n.Server.Registry().MustRegister(&nodeCollector{log: lg, read: db.Read, detector: det, notifier: d, siem: forwarders})
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); d.Run(bg) }()
@@ -458,10 +492,18 @@ func (n *Node) Close() error {
 			n.tlsWG.Wait()
 		}
 		if n.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), n.drain)
 			errs = append(errs, n.http.Shutdown(ctx))
 			cancel()
 			if err := <-n.served; !errors.Is(err, http.ErrServerClosed) {
+				errs = append(errs, err)
+			}
+		}
+		if n.diag != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, n.diag.Shutdown(ctx))
+			cancel()
+			if err := <-n.diagServed; !errors.Is(err, http.ErrServerClosed) {
 				errs = append(errs, err)
 			}
 		}
@@ -473,6 +515,16 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Server.Close())
 		n.stop()
 		<-n.stopped
+		// What the detector raised last, and what waits in the outbox, is
+		// delivered once more before the process goes (bounded; the rest
+		// stays in the outbox for the next sequencer).
+		if n.Log.IsLeader() {
+			ctx, cancel := context.WithTimeout(context.Background(), n.flushTimeout)
+			if _, err := n.Notifier.Flush(ctx); err != nil && ctx.Err() == nil {
+				n.logger.Warn("outbox flush at shutdown", "err", err)
+			}
+			cancel()
+		}
 		for _, f := range n.siem { // after the detector and notifier that feed them
 			errs = append(errs, f.Close())
 		}
@@ -666,23 +718,5 @@ func runExpiry(ctx context.Context, v *vault.Vault, leader func() bool, notice t
 				logger.Info("expiries announced", "count", n)
 			}
 		}
-	}
-}
-
-// siemMetrics writes the SIEM forwarders' counts in the Prometheus text
-// format, labelled by sink name (a configuration name, no personal data).
-func siemMetrics(w io.Writer, fs []*siem.Sink) {
-	if len(fs) == 0 {
-		return
-	}
-	fmt.Fprintln(w, "# HELP custos_siem_events_sent_total Events written to a SIEM's syslog collector.")
-	fmt.Fprintln(w, "# TYPE custos_siem_events_sent_total counter")
-	for _, f := range fs {
-		fmt.Fprintf(w, "custos_siem_events_sent_total{sink=%q} %d\n", f.Name(), f.Sent())
-	}
-	fmt.Fprintln(w, "# HELP custos_siem_events_dropped_total Audit events dropped because a SIEM's buffer was full.")
-	fmt.Fprintln(w, "# TYPE custos_siem_events_dropped_total counter")
-	for _, f := range fs {
-		fmt.Fprintf(w, "custos_siem_events_dropped_total{sink=%q} %d\n", f.Name(), f.Dropped())
 	}
 }

@@ -22,7 +22,7 @@ func (s *Server) registerRoutes() {
 		contact = tenant + "/contacts/{token}"
 	)
 	s.handle("GET", "/healthz", "", false, s.healthz)
-	s.handle("GET", "/metrics", "", false, s.serveMetrics)
+	s.handle("GET", "/readyz", "", false, s.readyz)
 	s.handle("GET", "/v1/openapi.json", "", false, s.serveOpenAPI)
 
 	s.handle("POST", "/v1/tenants", custos.ActionTenantCreate, true, s.createTenant)

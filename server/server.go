@@ -15,7 +15,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,9 +37,6 @@ type Config struct {
 	Vault  *vault.Vault
 	Log    *audit.Log
 	Logger *slog.Logger
-	// Metrics, if set, writes more Prometheus metrics after the server's
-	// own (the SIEM forwarders' sent and dropped counts).
-	Metrics func(w io.Writer)
 	// MaxBodyBytes bounds JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxImportBytes bounds an import's body (default 16 GiB).
@@ -53,6 +49,9 @@ type Config struct {
 	// the checkpoint it says, and /metrics and /healthz show each
 	// witness's lag.
 	Witnesses Witnesses
+	// Ready are /readyz's checks after the log's own verification (the
+	// node's: store writable, KEK reachable, sequencer, detector lag).
+	Ready []ReadyCheck
 
 	// SourceRate and SourceBurst limit anonymous requests per source IP
 	// (default DefaultSourceRate/s, burst DefaultSourceBurst); KeyRate and
@@ -137,8 +136,9 @@ func New(cfg Config) *Server {
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.BodyReadTimeout, DefaultBodyReadTimeout)
 	setDefault(&cfg.MinBodyRate, DefaultMinBodyRate)
-	s := &Server{cfg: cfg, vault: cfg.Vault, log: cfg.Log, logger: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
+	s := &Server{cfg: cfg, vault: cfg.Vault, log: cfg.Log, logger: cfg.Logger, mux: http.NewServeMux(),
 		sources: newLimiters(cfg.SourceRate, cfg.SourceBurst), keys: newLimiters(cfg.KeyRate, cfg.KeyBurst)}
+	s.metrics = newMetrics(s)
 	s.refusals = refusal.New(cfg.RefusalWindow, func(ctx context.Context, n int, first, last time.Time) {
 		if err := s.vault.RecordRefusals(ctx, n, first, last); err != nil {
 			s.logger.Error("record aggregated refusals", "count", n, "err", err)
@@ -191,7 +191,7 @@ func (s *Server) handle(method, pattern string, action custos.Action, auth bool,
 
 // unlimited are the routes no rate limit applies to: they read nothing of
 // anyone's and write nothing, and probes must answer during a flood.
-var unlimited = map[string]bool{"GET /healthz": true, "GET /metrics": true}
+var unlimited = map[string]bool{"GET /healthz": true, "GET /readyz": true}
 
 // admit is every route's edge: rate limits, authentication, and the one
 // identifier check of the path. Anonymous refusals are counted per source

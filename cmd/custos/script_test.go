@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/custos-dev/custos/node"
 )
 
 // TestMain lets the test binary be custos itself for testscript.
@@ -41,7 +43,7 @@ func TestScripts(t *testing.T) {
 				cfg.DataDir, cfg.Addr = dir, "127.0.0.1:0"
 				cfg, err := reloadConfig(cfg)
 				ts.Check(err)
-				srv, err := NewMain().startServer(context.Background(), cfg, nil)
+				srv, err := NewMain().startServer(context.Background(), cfg, nil, node.Options{})
 				ts.Check(err)
 				ts.Defer(func() { srv.Close() })
 				ts.Setenv("CUSTOS_DATA", dir)

@@ -9,3 +9,10 @@ CREATE TABLE principal_certs (
     bound_at     BIGINT NOT NULL,
     mac          TEXT
 );
+
+-- /readyz proves the store writable by writing here (one row per probe
+-- name; nothing else reads it).
+CREATE TABLE ready_probe (
+    name TEXT PRIMARY KEY,
+    at   BIGINT NOT NULL
+);
