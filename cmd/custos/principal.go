@@ -45,7 +45,7 @@ func (m *Main) runPrincipalRekey(ctx context.Context, args []string) error {
 }
 
 func (m *Main) runPrincipalBindCert(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("principal bind-cert", `PRINCIPAL`, `CUSTOS_CLIENT_CERT=me.pem CUSTOS_CLIENT_KEY=me.key custos principal bind-cert --ca ca.pem pr_…`)
+	fs, a := m.clientFlags("principal bind-cert", `PRINCIPAL`, `custos principal bind-cert --ca ca.pem pr_…  # with CUSTOS_CLIENT_CERT, CUSTOS_CLIENT_KEY set`)
 	pos, err := fs.parse(args, 1, 1)
 	if err != nil {
 		return err
@@ -58,7 +58,7 @@ func (m *Main) runPrincipalBindCert(ctx context.Context, args []string) error {
 }
 
 func (m *Main) runPrincipalUnbindCert(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("principal unbind-cert", `PRINCIPAL`, `CUSTOS_CLIENT_CERT=me.pem CUSTOS_CLIENT_KEY=me.key custos principal unbind-cert --ca ca.pem pr_…`)
+	fs, a := m.clientFlags("principal unbind-cert", `PRINCIPAL`, `custos principal unbind-cert --ca ca.pem pr_…  # with CUSTOS_CLIENT_CERT, CUSTOS_CLIENT_KEY set`)
 	pos, err := fs.parse(args, 1, 1)
 	if err != nil {
 		return err
