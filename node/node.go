@@ -479,11 +479,13 @@ func (n *Node) certsReloaded(ctx context.Context, why string, err error) {
 // ActionTLSReload is the system entry of a reloaded API certificate.
 const ActionTLSReload = "tls.reload"
 
-// Close stops accepting requests and lets in-flight ones finish (up to
-// 30 s), records the refusals still being counted, stops the notifier and
-// the detector, then closes the log (committing what is queued) and the
-// database (unless Options.DB gave it). A second Close returns the first
-// one's result.
+// Close stops the certificate watcher, stops accepting requests and lets
+// in-flight ones finish (up to Options.Drain, default 30 s), stops the
+// diagnostics listener and the relay, records the refusals still being
+// counted, stops the notifier and the detector, gives the outbox one last
+// delivery pass (on the sequencer, up to 5 s), then closes the log
+// (committing what is queued) and the database (unless Options.DB gave
+// it). A second Close returns the first one's result.
 func (n *Node) Close() error {
 	n.once.Do(func() {
 		var errs []error

@@ -149,7 +149,8 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	if b := fams["custos_sequencer_batch_entries"]; b == nil || b.Metric[0].GetHistogram().GetSampleCount() == 0 {
 		t.Errorf("no sequencer batches counted: %v", b)
 	}
-	if got := fams["custos_audit_log_size"].GetMetric()[0].GetGauge().GetValue(); got != float64(n.Log.Size()) || got == 0 {
+	// (On PostgreSQL the sequencer may integrate more entries after the scrape.)
+	if got := fams["custos_audit_log_size"].GetMetric()[0].GetGauge().GetValue(); got < tenants || got > float64(n.Log.Size()) {
 		t.Errorf("custos_audit_log_size = %v, log has %d", got, n.Log.Size())
 	}
 	if m := labelled(fams["custos_api_key_next_expiry_seconds"], map[string]string{"kind": "operator"}); m == nil || m.GetGauge().GetValue() <= 0 {

@@ -1,6 +1,7 @@
 // Package server is custos's HTTP API: JSON under /v1, the audit log's
 // proofs under /v1/log and its C2SP tlog-tiles read API under /log,
-// /healthz and /metrics.
+// /healthz and /readyz. Its Prometheus registry ([Server.Registry]) is
+// served apart, on the node's diagnostics listener, not on the API's port.
 //
 // The handlers are thin: they authenticate, decode strictly, call the
 // vault and encode. The vault authorizes and records every access; this
@@ -46,7 +47,7 @@ type Config struct {
 	Relay        Sender
 	MaxSendBytes int64
 	// Witnesses, if set, is the witness cosigner: /log/checkpoint serves
-	// the checkpoint it says, and /metrics and /healthz show each
+	// the checkpoint it says, and the metrics and /healthz show each
 	// witness's lag.
 	Witnesses Witnesses
 	// Ready are /readyz's checks after the log's own verification (the
