@@ -39,28 +39,29 @@ const (
 	ActionRequestDecide   Action = "support.decide"  // a tenant admin approves or denies
 	ActionGrantCreate     Action = "grant.create"    // a tenant admin grants without a request
 	ActionGrantRevoke     Action = "grant.revoke"
-	ActionGrantEnd        Action = "grant.end"           // staff end their own grant early
-	ActionSupportView     Action = "support.view"        // staff: a masked page of a list, under a grant
-	ActionSupportReveal   Action = "support.reveal"      // staff: one contact in clear, under a grant, with a reason
-	ActionRevealsRead     Action = "support.reveals"     // a tenant admin reads the reveal register
-	ActionBreakGlass      Action = "break_glass.request" // staff ask for emergency access
-	ActionBreakGlassOK    Action = "break_glass.approve" // security staff approve it (two needed)
-	ActionReview          Action = "review.read"         // the access review of principals and keys
-	ActionReviewRevoke    Action = "review.revoke"       // bulk revocation from the review
-	ActionAlertRead       Action = "alert.read"          // security staff list alerts
-	ActionAlertUpdate     Action = "alert.update"        // acknowledge or resolve
-	ActionContain         Action = "containment.apply"   // suspend a principal or freeze a tenant by hand
-	ActionLift            Action = "containment.lift"    // lift a suspension or a freeze, with a reason
-	ActionTrace           Action = "canary.trace"        // whose canary is this address?
-	ActionAuthenticate    Action = "authenticate"        // a request that failed before a principal was known
-	ActionSend            Action = "contact.send"        // the relay resolved one recipient token to send one message
-	ActionSuppress        Action = "contact.suppress"    // a bounce or complaint suppressed a contact (system)
-	ActionCanaryMail      Action = "canary.mail"         // mail arrived for a canary address (system, critical)
-	ActionEvidenceRead    Action = "evidence.read"       // security staff read a trapped message
-	ActionRelayUpstream   Action = "relay.upstream"      // the relay's upstream mail server changed, or was approved
-	ActionBlastRadius     Action = "blast_radius.read"   // security staff: a proven report of what a subject touched
-	ActionNotifyRead      Action = "notifications.read"  // a principal reads its own notification preferences
-	ActionNotifySet       Action = "notifications.set"   // a principal mutes or unmutes informational notices to itself
+	ActionGrantEnd        Action = "grant.end"             // staff end their own grant early
+	ActionSupportView     Action = "support.view"          // staff: a masked page of a list, under a grant
+	ActionSupportReveal   Action = "support.reveal"        // staff: one contact in clear, under a grant, with a reason
+	ActionRevealsRead     Action = "support.reveals"       // a tenant admin reads the reveal register
+	ActionBreakGlass      Action = "break_glass.request"   // staff ask for emergency access
+	ActionBreakGlassOK    Action = "break_glass.approve"   // security staff approve it (two needed)
+	ActionReview          Action = "review.read"           // the access review of principals and keys
+	ActionReviewRevoke    Action = "review.revoke"         // bulk revocation from the review
+	ActionAlertRead       Action = "alert.read"            // security staff list alerts
+	ActionAlertUpdate     Action = "alert.update"          // acknowledge or resolve
+	ActionContain         Action = "containment.apply"     // suspend a principal or freeze a tenant by hand
+	ActionLift            Action = "containment.lift"      // lift a suspension or a freeze, with a reason
+	ActionTrace           Action = "canary.trace"          // whose canary is this address?
+	ActionAuthenticate    Action = "authenticate"          // a request that failed before a principal was known
+	ActionSend            Action = "contact.send"          // the relay resolved one recipient token to send one message
+	ActionSuppress        Action = "contact.suppress"      // a bounce or complaint suppressed a contact (system)
+	ActionCanaryMail      Action = "canary.mail"           // mail arrived for a canary address (system, critical)
+	ActionEvidenceRead    Action = "evidence.read"         // security staff read a trapped message
+	ActionRelayUpstream   Action = "relay.upstream"        // the relay's upstream mail server changed, or was approved
+	ActionBlastRadius     Action = "blast_radius.read"     // security staff: a proven report of what a subject touched
+	ActionNotifyRead      Action = "notifications.read"    // a principal reads its own notification preferences
+	ActionNotifySet       Action = "notifications.set"     // a principal mutes or unmutes informational notices to itself
+	ActionCertBind        Action = "principal.certificate" // a principal binds itself to the client certificate it presents, or unbinds
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -125,6 +126,7 @@ var policy = map[Action]struct {
 	ActionReceiptRead:     {ScopeTenantsRead, []Kind{KindOperator, KindTenantAdmin}},
 	ActionNotifyRead:      {ScopePrincipals, Kinds},
 	ActionNotifySet:       {ScopePrincipals, Kinds},
+	ActionCertBind:        {ScopePrincipals, Kinds},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

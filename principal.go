@@ -95,6 +95,13 @@ func (p *Principal) Validate() error {
 	return nil
 }
 
+// CertBinding is a principal's client-certificate binding: the SHA-256
+// (hex) of the certificate's SubjectPublicKeyInfo its keys need.
+type CertBinding struct {
+	PrincipalID string `json:"principal_id"`
+	SPKISHA256  string `json:"spki_sha256"`
+}
+
 // Request is the metadata of one request: who, from where, under which
 // request id. It travels in the context and every audit leaf is built
 // from it.
@@ -103,6 +110,10 @@ type Request struct {
 	Source    string     // remote IP address
 	Principal *Principal // nil when unauthenticated
 	Key       *APIKey    // the key that authenticated the request, if any
+	// CertPin is the SHA-256 (hex) of the SubjectPublicKeyInfo of the
+	// client certificate the connection presented and the server verified
+	// against its client CAs; "" without one.
+	CertPin string
 }
 
 type requestKey struct{}

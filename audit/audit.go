@@ -178,6 +178,10 @@ type Config struct {
 	// OnVerified, if set, hears of each checkpoint the verifier accepted,
 	// for keeping it outside the database as the next run's Trusted.
 	OnVerified func(*Checkpoint)
+	// OnCommit, if set, hears of every group commit the sequencer made:
+	// how many entries, how long the transaction took, and whether it
+	// failed (metrics: batch sizes and commit latency).
+	OnCommit func(entries int, took time.Duration, err error)
 	// OnTamper, if set, hears once of the first mismatch the verifier
 	// finds (the detector turns it into the log-integrity alert).
 	OnTamper func(error)
@@ -508,7 +512,11 @@ func (l *Log) Waiting() bool { return len(l.queue) > 0 }
 
 // commit appends a batch in one transaction and answers its waiters.
 func (l *Log) commit(batch []*pending) {
+	start := time.Now()
 	results, err := l.commitTx(batch)
+	if l.cfg.OnCommit != nil {
+		l.cfg.OnCommit(len(batch), time.Since(start), err)
+	}
 	if err != nil {
 		l.cfg.Logger.Error("audit log commit failed", "entries", len(batch), "err", err)
 		l.endChore(ErrUnavailable) // its step, if any, was rolled back with the batch

@@ -273,6 +273,23 @@ func (c *Client) SetNotificationPrefs(ctx context.Context, principal string, mut
 	return out, nil
 }
 
+// BindCertificate binds the caller's own principal to the client
+// certificate this client presents (WithHTTPClient with a TLS client
+// certificate): from then on its keys are accepted only with it.
+func (c *Client) BindCertificate(ctx context.Context, principal string) (*custos.CertBinding, error) {
+	out := new(custos.CertBinding)
+	if err := c.call(ctx, request{method: http.MethodPut, path: path("principals", principal, "certificate")}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UnbindCertificate removes the caller's own binding; the request must
+// present the bound certificate.
+func (c *Client) UnbindCertificate(ctx context.Context, principal string) error {
+	return c.call(ctx, request{method: http.MethodDelete, path: path("principals", principal, "certificate")}, nil)
+}
+
 // Rekey issues a new enrollment for a principal.
 func (c *Client) Rekey(ctx context.Context, principal string) (*custos.Enrollment, error) {
 	return post[custos.Enrollment](ctx, c, path("principals", principal, "enrollments"), nil)

@@ -45,6 +45,46 @@ type Config struct {
 	Relay RelayConfig
 	// Log configures the audit log (custos.json "log").
 	Log LogConfig
+
+	// Issue 21 (TLS, diagnostics; docs/operations.md).
+	// TLS serves the API over TLS (custos.json "tls").
+	TLS TLSConfig
+	// DiagnosticsListen is where /metrics and /debug/pprof are served
+	// (custos.json "diagnostics_listen", --diagnostics; empty: nowhere).
+	// [Node.ListenDiagnostics] refuses a non-loopback address unless
+	// InsecurePlaintext is set: it has no authentication.
+	DiagnosticsListen string
+	// InsecurePlaintext allows plain HTTP on a non-loopback address
+	// (--insecure-plaintext; never from the file).
+	InsecurePlaintext bool
+}
+
+// TLSConfig is custos.json's "tls" section: PEM files, reloaded on SIGHUP
+// and when their modification time changes (docs/operations.md).
+type TLSConfig struct {
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// ClientCAFile, if set, verifies client certificates against its CAs:
+	// a principal bound to a certificate is served only when it presents
+	// it. RequireClientCert refuses every connection without one.
+	ClientCAFile      string `json:"client_ca_file,omitempty"`
+	RequireClientCert bool   `json:"require_client_cert,omitempty"`
+}
+
+// Enabled reports whether the API is served over TLS.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+func (t TLSConfig) validate() error {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return errors.New("tls: give cert_file and key_file together")
+	}
+	if (t.ClientCAFile != "" || t.RequireClientCert) && !t.Enabled() {
+		return errors.New("tls.client_ca_file: client certificates need tls.cert_file and tls.key_file")
+	}
+	if t.RequireClientCert && t.ClientCAFile == "" {
+		return errors.New("tls.require_client_cert: needs tls.client_ca_file")
+	}
+	return nil
 }
 
 // LogConfig is custos.json's "log" section.
@@ -271,6 +311,14 @@ func (c Config) Validate() error {
 	if err := c.Log.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.TLS.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DiagnosticsListen != "" {
+		if _, _, err := net.SplitHostPort(c.DiagnosticsListen); err != nil {
+			errs = append(errs, fmt.Errorf("diagnostics_listen: %q is not host:port", c.DiagnosticsListen))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -283,6 +331,9 @@ type File struct {
 	Mail      MailConfig      `json:"mail,omitzero"`
 	Relay     RelayConfig     `json:"relay,omitzero"`
 	Log       LogConfig       `json:"log,omitzero"`
+	// Issue 21 (TLS, diagnostics).
+	TLS               TLSConfig `json:"tls,omitzero"`
+	DiagnosticsListen string    `json:"diagnostics_listen,omitempty"`
 }
 
 // ConfigFile is the name of the data directory's [File].

@@ -25,6 +25,13 @@ var keyDocs = map[string]keyDoc{
 	"kek":    {"local:///DATA/kek.json (made by init)", "Key-encryption key URI: local:///…, hcvault://…, aws-kms://…, gcp-kms://… (docs/keys.md). Env CUSTOS_KEK, flag --kek.", false},
 	"db":     {"SQLite custos.db in the data directory", "A postgres:// URL shared by several nodes. Env CUSTOS_DB, flag --db. Its password is redacted by config show.", true},
 
+	"tls":                     {"none (plain HTTP, loopback only)", "Serve the API over TLS (docs/operations.md). Files are re-read on SIGHUP and when they change.", false},
+	"tls.cert_file":           {"required with key_file", "PEM certificate chain of the API (custos init --tls makes a local one).", false},
+	"tls.key_file":            {"required with cert_file", "PEM private key of the certificate.", false},
+	"tls.client_ca_file":      {"none", "PEM CAs client certificates are verified against; principals bound to a certificate are served only with it.", false},
+	"tls.require_client_cert": {"false", "Refuse every connection without a verified client certificate.", false},
+	"diagnostics_listen":      {"off", "Address of the diagnostics listener (/metrics, /debug/pprof/): loopback unless --insecure-plaintext. Env CUSTOS_DIAGNOSTICS, flag --diagnostics.", false},
+
 	"detection":                          {"", "The detector, canaries and alert delivery (docs/detection.md).", false},
 	"detection.rules_dir":                {"the built-in rule pack", "Directory of YAML rule files.", false},
 	"detection.canaries":                 {"3", "Canary contacts per list; negative for none.", false},

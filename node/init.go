@@ -50,7 +50,7 @@ func Init(ctx context.Context, cfg Config, email string, opts Options) (string, 
 	if err := os.WriteFile(cfg.Path("log.pub"), []byte(vkey+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("write log verifier key: %w", err)
 	}
-	b, _ := json.MarshalIndent(File{Origin: cfg.Origin, KEK: cfg.KEK, DB: cfg.DB}, "", "  ")
+	b, _ := json.MarshalIndent(File{Origin: cfg.Origin, KEK: cfg.KEK, DB: cfg.DB, TLS: cfg.TLS}, "", "  ")
 	if err := os.WriteFile(cfg.Path(ConfigFile), append(b, '\n'), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %w", ConfigFile, err)
 	}
@@ -101,5 +101,6 @@ func ParseFile(cfg Config, name string, b []byte, getenv func(string) string) (C
 		return cfg, fmt.Errorf("%s: %w", name, err)
 	}
 	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay, cfg.Log = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay, f.Log
+	cfg.TLS, cfg.DiagnosticsListen = f.TLS, f.DiagnosticsListen
 	return cfg, nil
 }

@@ -13,10 +13,10 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +32,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
+	"github.com/custos-dev/custos/internal/tlsfiles"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/relay"
@@ -67,7 +68,22 @@ type Options struct {
 	// NoMigrate opens the database only if its schema is current (serve
 	// --migrate=false): pending migrations are refused, not applied.
 	NoMigrate bool
+	// CertPoll is how often the TLS files' modification times are checked
+	// (default DefaultCertPoll; tests shorten it).
+	CertPoll time.Duration
+	// DetectorLagBound is how many entries the detector may trail the log
+	// before /readyz says not ready (default DefaultDetectorLagBound).
+	DetectorLagBound uint64
+	// Drain bounds how long Close waits for in-flight requests (default
+	// DefaultDrain); what is still running then is cut off.
+	Drain time.Duration
 }
+
+// DefaultDrain is how long Close lets in-flight requests finish.
+const DefaultDrain = 30 * time.Second
+
+// DefaultCertPoll is how often a node checks its TLS files for a change.
+const DefaultCertPoll = 10 * time.Second
 
 // Node is an open custos node.
 type Node struct {
@@ -93,6 +109,9 @@ type Node struct {
 	Cosigner *witness.Cosigner
 	// URL is where Listen serves, "" before.
 	URL string
+	// DiagnosticsURL is where ListenDiagnostics serves /metrics and
+	// /debug/pprof/, "" before.
+	DiagnosticsURL string
 
 	logger  *slog.Logger
 	siem    []*siem.Sink
@@ -105,6 +124,27 @@ type Node struct {
 	served  chan error
 	once    sync.Once
 	err     error
+
+	// TLS (issue 21): the API's certificate files and their watcher.
+	tlsFiles *tlsfiles.Files
+	tlsPoll  time.Duration
+	tlsStop  context.CancelFunc
+	tlsWG    sync.WaitGroup
+	// The diagnostics listener (metrics.go).
+	diag       *http.Server
+	diagServed chan error
+	// Shutdown bounds (Options.Drain).
+	drain, flushTimeout time.Duration
+}
+
+var errListening = errors.New("node: already listening")
+
+func listenTCP(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
 }
 
 // Open opens the data directory cfg names as a node: it reads the log's
@@ -215,7 +255,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
+	commits := newCommitMetrics()
+	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{OnCommit: commits.observe, Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
 		CheckpointInterval: interval, CheckpointRetention: retention,
 		OnSignError: func(err error) {
 			if d := detector.Load(); d != nil {
@@ -320,19 +361,29 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	scfg := server.Config{Vault: v, Log: lg, Logger: logger, Metrics: func(w io.Writer) { siemMetrics(w, forwarders) }}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}
 	if rl != nil && cfg.Relay.Upstream.Addr != "" {
 		scfg.Relay = rl
 	}
+	scfg.Ready = readyChecks(cfg, db, lg, kek, det, opts.DetectorLagBound)
 	if opts.Server != nil {
 		opts.Server(&scfg)
 	}
 	bg, stop := context.WithCancel(context.Background())
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
-		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{})}
+		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
+	if n.tlsPoll <= 0 {
+		n.tlsPoll = DefaultCertPoll
+	}
+	n.drain, n.flushTimeout = opts.Drain, 5*time.Second
+	if n.drain <= 0 {
+		n.drain = DefaultDrain
+	}
+	n.Server.Registry().MustRegister(commits.collectors()...)
+	n.Server.Registry().MustRegister(&nodeCollector{log: lg, read: db.Read, detector: det, notifier: d, siem: forwarders})
 	var wg sync.WaitGroup
 	wg.Add(5)
 	go func() { defer wg.Done(); n.runLifecycle(bg) }() // operator key lifecycle (lifecycle.go)
@@ -355,6 +406,27 @@ func (n *Node) Listen(addr string) error {
 	if n.http != nil {
 		return errors.New("node: already listening")
 	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen: %q is not host:port", addr)
+	}
+	// Plain HTTP carries API keys and addresses in clear: only on loopback
+	// (a sidecar proxy terminates TLS) or when the operator says so.
+	tlsOn := n.Config.TLS.Enabled()
+	if !tlsOn && !isLoopback(host) {
+		if !n.Config.InsecurePlaintext {
+			return fmt.Errorf("listen: %s is not a loopback address and tls is not configured: API keys and addresses would cross the network in clear (configure tls in %s, or pass --insecure-plaintext)", addr, ConfigFile)
+		}
+		n.logger.Warn("serving plain HTTP on a non-loopback address (--insecure-plaintext): API keys and addresses cross the network in clear", "addr", addr)
+	}
+	var files *tlsfiles.Files
+	if tlsOn {
+		t := n.Config.TLS
+		files = &tlsfiles.Files{Cert: t.CertFile, Key: t.KeyFile, ClientCA: t.ClientCAFile, RequireClient: t.RequireClientCert}
+		if err := files.Load(); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -363,26 +435,81 @@ func (n *Node) Listen(addr string) error {
 	if n.wrap != nil {
 		n.http.Handler = n.wrap(n.http.Handler)
 	}
+	scheme := "http://"
+	if files != nil {
+		// The connection cap sees the *tls.Conn, as the http.Server does.
+		ln, scheme = tls.NewListener(ln, files.Config()), "https://"
+		n.tlsFiles = files
+		wctx, stop := context.WithCancel(context.Background())
+		n.tlsStop = stop
+		n.tlsWG.Go(func() {
+			files.Watch(wctx, n.tlsPoll, func(err error) { n.certsReloaded(context.Background(), "file change", err) })
+		})
+	}
 	ln = n.Server.Listener(ln)
-	n.URL = "http://" + ln.Addr().String()
+	n.URL = scheme + ln.Addr().String()
 	n.served = make(chan error, 1)
 	go func() { n.served <- n.http.Serve(ln) }()
 	return nil
 }
 
-// Close stops accepting requests and lets in-flight ones finish (up to
-// 30 s), records the refusals still being counted, stops the notifier and
-// the detector, then closes the log (committing what is queued) and the
-// database (unless Options.DB gave it). A second Close returns the first
-// one's result.
+// ReloadCertificates reads the API's certificate, key and client CA files
+// again (SIGHUP). A failed reload keeps serving the previous pair.
+func (n *Node) ReloadCertificates(ctx context.Context) error {
+	if n.tlsFiles == nil {
+		return nil
+	}
+	err := n.tlsFiles.Reload()
+	n.certsReloaded(ctx, "signal", err)
+	return err
+}
+
+// certsReloaded logs a reload and records it (a system entry naming the
+// new certificate's fingerprint, a public value): which certificate the
+// API served, and since when, is on record.
+func (n *Node) certsReloaded(ctx context.Context, why string, err error) {
+	if err != nil {
+		n.logger.Error("could not reload the TLS certificate; still serving the previous one", "trigger", why, "err", err)
+		return
+	}
+	fp := n.tlsFiles.Fingerprint()
+	n.logger.Info("TLS certificate reloaded", "trigger", why, "sha256", fp)
+	if _, err := n.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: ActionTLSReload, Outcome: audit.OutcomeOK,
+		Detail: "certificate sha256:" + fp + " (" + why + ")"}}); err != nil {
+		n.logger.Error("could not record the certificate reload", "err", err)
+	}
+}
+
+// ActionTLSReload is the system entry of a reloaded API certificate.
+const ActionTLSReload = "tls.reload"
+
+// Close stops the certificate watcher, stops accepting requests and lets
+// in-flight ones finish (up to Options.Drain, default 30 s), stops the
+// diagnostics listener and the relay, records the refusals still being
+// counted, stops the notifier and the detector, gives the outbox one last
+// delivery pass (on the sequencer, up to 5 s), then closes the log
+// (committing what is queued) and the database (unless Options.DB gave
+// it). A second Close returns the first one's result.
 func (n *Node) Close() error {
 	n.once.Do(func() {
 		var errs []error
+		if n.tlsStop != nil {
+			n.tlsStop()
+			n.tlsWG.Wait()
+		}
 		if n.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), n.drain)
 			errs = append(errs, n.http.Shutdown(ctx))
 			cancel()
 			if err := <-n.served; !errors.Is(err, http.ErrServerClosed) {
+				errs = append(errs, err)
+			}
+		}
+		if n.diag != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, n.diag.Shutdown(ctx))
+			cancel()
+			if err := <-n.diagServed; !errors.Is(err, http.ErrServerClosed) {
 				errs = append(errs, err)
 			}
 		}
@@ -394,6 +521,16 @@ func (n *Node) Close() error {
 		errs = append(errs, n.Server.Close())
 		n.stop()
 		<-n.stopped
+		// What the detector raised last, and what waits in the outbox, is
+		// delivered once more before the process goes (bounded; the rest
+		// stays in the outbox for the next sequencer).
+		if n.Log.IsLeader() {
+			ctx, cancel := context.WithTimeout(context.Background(), n.flushTimeout)
+			if _, err := n.Notifier.Flush(ctx); err != nil && ctx.Err() == nil {
+				n.logger.Warn("outbox flush at shutdown", "err", err)
+			}
+			cancel()
+		}
 		for _, f := range n.siem { // after the detector and notifier that feed them
 			errs = append(errs, f.Close())
 		}
@@ -587,23 +724,5 @@ func runExpiry(ctx context.Context, v *vault.Vault, leader func() bool, notice t
 				logger.Info("expiries announced", "count", n)
 			}
 		}
-	}
-}
-
-// siemMetrics writes the SIEM forwarders' counts in the Prometheus text
-// format, labelled by sink name (a configuration name, no personal data).
-func siemMetrics(w io.Writer, fs []*siem.Sink) {
-	if len(fs) == 0 {
-		return
-	}
-	fmt.Fprintln(w, "# HELP custos_siem_events_sent_total Events written to a SIEM's syslog collector.")
-	fmt.Fprintln(w, "# TYPE custos_siem_events_sent_total counter")
-	for _, f := range fs {
-		fmt.Fprintf(w, "custos_siem_events_sent_total{sink=%q} %d\n", f.Name(), f.Sent())
-	}
-	fmt.Fprintln(w, "# HELP custos_siem_events_dropped_total Audit events dropped because a SIEM's buffer was full.")
-	fmt.Fprintln(w, "# TYPE custos_siem_events_dropped_total counter")
-	for _, f := range fs {
-		fmt.Fprintf(w, "custos_siem_events_dropped_total{sink=%q} %d\n", f.Name(), f.Dropped())
 	}
 }

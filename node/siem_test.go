@@ -78,7 +78,10 @@ func TestSyslogForwarding(t *testing.T) {
 			t.Fatal("the tenant.list entry never reached the collector")
 		}
 	}
-	resp, err := http.Get(n.URL + "/metrics")
+	if err := n.ListenDiagnostics("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(n.DiagnosticsURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

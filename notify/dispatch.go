@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,9 +39,14 @@ type Dispatcher struct {
 	// Timeout bounds one delivery to one sink (default 10 s).
 	Timeout time.Duration
 
-	once sync.Once
-	kick chan struct{}
+	once     sync.Once
+	kick     chan struct{}
+	failures atomic.Uint64
 }
+
+// Failures returns how many deliveries of a message to a sink failed (and
+// will be retried) since the dispatcher started.
+func (d *Dispatcher) Failures() uint64 { return d.failures.Load() }
 
 // CheckSinks reports sinks that share a name: the outbox records
 // deliveries by name, so two sinks of one name would share a record.
@@ -220,6 +226,7 @@ func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
 			done++
 		} else {
 			lastErr = sql.NullString{String: truncate(errors.Join(it.errs...).Error(), 500), Valid: true}
+			d.failures.Add(uint64(len(it.errs)))
 			d.Logger.Warn("notification delivery failed; will retry", "id", it.msg.ID, "topic", it.msg.Topic, "attempts", attempts,
 				"next", now.Add(d.backoff(attempts)), "err", lastErr.String)
 		}

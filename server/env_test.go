@@ -88,11 +88,15 @@ func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 		n.Close()
 		t.Fatal(err)
 	}
+	if err := n.ListenDiagnostics("127.0.0.1:0"); err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
 	e.node, e.log, e.vault, e.api, e.verifier = n, n.Log, n.Vault, n.Server, n.Verifier
 	e.srv = &testServer{URL: n.URL, client: &http.Client{Transport: &http.Transport{}}}
 	e.approvers = map[string][]string{"": {e.operator}}
 	t.Cleanup(func() {
-		metrics := e.get("", "/metrics", http.StatusOK)
+		metrics := e.metrics()
 		e.srv.client.CloseIdleConnections()
 		e.sync()
 		if err := n.Close(); err != nil {
@@ -104,6 +108,21 @@ func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 		}
 	})
 	return e
+}
+
+// metrics scrapes the node's diagnostics listener.
+func (e *env) metrics() []byte {
+	e.t.Helper()
+	resp, err := e.srv.client.Get(e.node.DiagnosticsURL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("GET /metrics on the diagnostics listener: %d %v", resp.StatusCode, err)
+	}
+	return b
 }
 
 // testServer is where the env's node serves.

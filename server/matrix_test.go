@@ -41,7 +41,7 @@ var offOverrides = map[string][]string{
 // a route — fails the test.
 var matrix = map[string][]string{
 	"GET /healthz":                    all,
-	"GET /metrics":                    all,
+	"GET /readyz":                     all,
 	"GET /v1/openapi.json":            all,
 	"GET /log/checkpoint":             all,
 	"GET /log/tile/{path...}":         all,
@@ -78,20 +78,22 @@ var matrix = map[string][]string{
 	"PATCH /v1/tenants/{tenant}/contacts/{token}":     {"admin", "editor"},
 	"DELETE /v1/tenants/{tenant}/contacts/{token}":    {"admin", "editor"},
 
-	"POST /v1/principals":                   {"operator"}, // a tenant admin too, for its own tenant (body names it)
-	"GET /v1/principals":                    {"operator"},
-	"GET /v1/principals/{id}":               {"operator"},
-	"POST /v1/principals/{id}/keys":         {}, // only the principal itself, for itself
-	"GET /v1/principals/{id}/notifications": {}, // only the principal itself
-	"PUT /v1/principals/{id}/notifications": {},
-	"POST /v1/principals/{id}/enrollments":  {"operator", "admin"},
-	"GET /v1/enrollments":                   {"operator", "security", "admin", "other-admin"}, // a tenant admin sees its own tenant's only
-	"POST /v1/enrollments/{id}/approve":     {"operator", "security", "admin"},                // then the second-party checks
-	"POST /v1/enrollments/{id}/deny":        {"operator", "security", "admin"},
-	"POST /v1/enroll":                       {}, // no API key: the enrollment secret is the credential
-	"GET /v1/keys":                          {"operator"},
-	"DELETE /v1/keys/{id}":                  {"operator"},
-	"POST /v1/keys/{id}/rotate":             {}, // only the key's own principal, for its own key
+	"POST /v1/principals":                    {"operator"}, // a tenant admin too, for its own tenant (body names it)
+	"GET /v1/principals":                     {"operator"},
+	"GET /v1/principals/{id}":                {"operator"},
+	"POST /v1/principals/{id}/keys":          {}, // only the principal itself, for itself
+	"PUT /v1/principals/{id}/certificate":    {}, // only the principal itself, presenting the certificate
+	"DELETE /v1/principals/{id}/certificate": {},
+	"GET /v1/principals/{id}/notifications":  {}, // only the principal itself
+	"PUT /v1/principals/{id}/notifications":  {},
+	"POST /v1/principals/{id}/enrollments":   {"operator", "admin"},
+	"GET /v1/enrollments":                    {"operator", "security", "admin", "other-admin"}, // a tenant admin sees its own tenant's only
+	"POST /v1/enrollments/{id}/approve":      {"operator", "security", "admin"},                // then the second-party checks
+	"POST /v1/enrollments/{id}/deny":         {"operator", "security", "admin"},
+	"POST /v1/enroll":                        {}, // no API key: the enrollment secret is the credential
+	"GET /v1/keys":                           {"operator"},
+	"DELETE /v1/keys/{id}":                   {"operator"},
+	"POST /v1/keys/{id}/rotate":              {}, // only the key's own principal, for its own key
 
 	"GET /v1/tenants/{tenant}/support-access":                   {"admin"},
 	"PUT /v1/tenants/{tenant}/support-access":                   {"admin"},

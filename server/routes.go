@@ -23,7 +23,7 @@ func (s *Server) registerRoutes() {
 		contact = tenant + "/contacts/{token}"
 	)
 	s.handle("GET", "/healthz", "", false, s.healthz)
-	s.handle("GET", "/metrics", "", false, s.serveMetrics)
+	s.handle("GET", "/readyz", "", false, s.readyz)
 	s.handle("GET", "/v1/openapi.json", "", false, s.serveOpenAPI)
 
 	s.handle("POST", "/v1/tenants", custos.ActionTenantCreate, true, s.createTenant)
@@ -50,6 +50,8 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/v1/principals", custos.ActionPrincipalRead, true, s.listPrincipals)
 	s.handle("GET", "/v1/principals/{id}", custos.ActionPrincipalRead, true, s.getPrincipal)
 	s.handle("POST", "/v1/principals/{id}/keys", custos.ActionKeyCreate, true, s.createKey)
+	s.handle("PUT", "/v1/principals/{id}/certificate", custos.ActionCertBind, true, s.bindCertificate)
+	s.handle("DELETE", "/v1/principals/{id}/certificate", custos.ActionCertBind, true, s.unbindCertificate)
 	s.handle("POST", "/v1/principals/{id}/enrollments", custos.ActionPrincipalRekey, true, s.rekey)
 	s.handle("GET", "/v1/enrollments", custos.ActionEnrollmentRead, true, s.listEnrollments)
 	s.handle("POST", "/v1/enrollments/{id}/approve", custos.ActionPrincipalDecide, true, s.decideEnrollment(true))
@@ -388,6 +390,22 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, custos.KeyCreated{Key: k, Secret: secret})
+}
+
+func (s *Server) bindCertificate(w http.ResponseWriter, r *http.Request) error {
+	pin, err := s.vault.BindCertificate(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, custos.CertBinding{PrincipalID: r.PathValue("id"), SPKISHA256: pin})
+}
+
+func (s *Server) unbindCertificate(w http.ResponseWriter, r *http.Request) error {
+	if err := s.vault.UnbindCertificate(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) rekey(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,7 @@
 // Package server is custos's HTTP API: JSON under /v1, the audit log's
 // proofs under /v1/log and its C2SP tlog-tiles read API under /log,
-// /healthz and /metrics.
+// /healthz and /readyz. Its Prometheus registry ([Server.Registry]) is
+// served apart, on the node's diagnostics listener, not on the API's port.
 //
 // The handlers are thin: they authenticate, decode strictly, call the
 // vault and encode. The vault authorizes and records every access; this
@@ -15,7 +16,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,6 +29,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/refusal"
+	"github.com/custos-dev/custos/internal/tlsfiles"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -37,9 +38,6 @@ type Config struct {
 	Vault  *vault.Vault
 	Log    *audit.Log
 	Logger *slog.Logger
-	// Metrics, if set, writes more Prometheus metrics after the server's
-	// own (the SIEM forwarders' sent and dropped counts).
-	Metrics func(w io.Writer)
 	// MaxBodyBytes bounds JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxImportBytes bounds an import's body (default 16 GiB).
@@ -49,9 +47,12 @@ type Config struct {
 	Relay        Sender
 	MaxSendBytes int64
 	// Witnesses, if set, is the witness cosigner: /log/checkpoint serves
-	// the checkpoint it says, and /metrics and /healthz show each
+	// the checkpoint it says, and the metrics and /healthz show each
 	// witness's lag.
 	Witnesses Witnesses
+	// Ready are /readyz's checks after the log's own verification (the
+	// node's: store writable, KEK reachable, sequencer, detector lag).
+	Ready []ReadyCheck
 
 	// SourceRate and SourceBurst limit anonymous requests per source IP
 	// (default DefaultSourceRate/s, burst DefaultSourceBurst); KeyRate and
@@ -136,8 +137,9 @@ func New(cfg Config) *Server {
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.BodyReadTimeout, DefaultBodyReadTimeout)
 	setDefault(&cfg.MinBodyRate, DefaultMinBodyRate)
-	s := &Server{cfg: cfg, vault: cfg.Vault, log: cfg.Log, logger: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
+	s := &Server{cfg: cfg, vault: cfg.Vault, log: cfg.Log, logger: cfg.Logger, mux: http.NewServeMux(),
 		sources: newLimiters(cfg.SourceRate, cfg.SourceBurst), keys: newLimiters(cfg.KeyRate, cfg.KeyBurst)}
+	s.metrics = newMetrics(s)
 	s.refusals = refusal.New(cfg.RefusalWindow, func(ctx context.Context, n int, first, last time.Time) {
 		if err := s.vault.RecordRefusals(ctx, n, first, last); err != nil {
 			s.logger.Error("record aggregated refusals", "count", n, "err", err)
@@ -190,7 +192,7 @@ func (s *Server) handle(method, pattern string, action custos.Action, auth bool,
 
 // unlimited are the routes no rate limit applies to: they read nothing of
 // anyone's and write nothing, and probes must answer during a flood.
-var unlimited = map[string]bool{"GET /healthz": true, "GET /metrics": true}
+var unlimited = map[string]bool{"GET /healthz": true, "GET /readyz": true}
 
 // admit is every route's edge: rate limits, authentication, and the one
 // identifier check of the path. Anonymous refusals are counted per source
@@ -242,6 +244,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, action custos.Act
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	req := &custos.Request{ID: custos.NewID(custos.PrefixRequest), Source: sourceIP(r.RemoteAddr)}
+	// Only a certificate the TLS layer verified against the client CAs
+	// counts; one merely presented is ignored.
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
+		req.CertPin = tlsfiles.SPKIPin(r.TLS.PeerCertificates[0])
+	}
 	r = r.WithContext(custos.NewContext(r.Context(), req))
 	w.Header().Set("X-Request-Id", req.ID)
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -55,6 +55,12 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	case p.Suspended:
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
 	}
+	// A principal bound to a client certificate needs it too, on every
+	// request: the pin is compared with this connection's (certbind.go),
+	// so it is read here, cached key or not.
+	if err := v.checkCertBinding(ctx, p.ID); err != nil {
+		return nil, nil, v.deny(ctx, l, err)
+	}
 	if !cached && epochErr == nil {
 		v.auth.put(epoch, hash, filled, p, k)
 	}

@@ -58,6 +58,7 @@ var rowSpecs = []rowSpec{
 	{"tenant_settings", "tenant_id", []string{"support_access", "max_grant_ms", "reason_codes", "break_glass"}},
 	{"tenant_freezes", "tenant_id", []string{"alert_id", "reason", "frozen_at"}},
 	{"detector_state", "name", []string{"next_index", "state"}},
+	{"principal_certs", "principal_id", []string{"spki_sha256", "bound_at"}},
 }
 
 func specOf(table string) rowSpec {

@@ -222,7 +222,7 @@ func TestOutageDoesNotBlockAppendsAndCatchUpUsesOneProof(t *testing.T) {
 	if s := status(n, down.name); s.Size != before.Size || s.Behind != last.Size-before.Size {
 		t.Fatalf("down witness's status %+v; want size %d, %d behind", s, before.Size, last.Size-before.Size)
 	}
-	if m, want := get(t, n.URL+"/metrics"), fmt.Sprintf(`custos_witness_behind_entries{witness="witness.test/down"} %d`, last.Size-before.Size); !strings.Contains(m, want) {
+	if m, want := get(t, diagnostics(t, n)+"/metrics"), fmt.Sprintf(`custos_witness_behind_entries{witness="witness.test/down"} %d`, last.Size-before.Size); !strings.Contains(m, want) {
 		t.Fatalf("/metrics does not show %s:\n%s", want, m)
 	}
 	seen := len(down.log()) // requests stalled in the outage are not in it

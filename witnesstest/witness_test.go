@@ -425,13 +425,25 @@ func TestCosignedCheckpointMeetsPolicy(t *testing.T) {
 
 	// Lag shows in /metrics and /healthz.
 	eventually(t, "witness metrics", func() bool {
-		m := get(t, n.URL+"/metrics")
+		m := get(t, diagnostics(t, n)+"/metrics")
 		return strings.Contains(m, `custos_witness_behind_entries{witness="witness.test/w1"} 0`) &&
 			strings.Contains(m, `custos_witness_cosigned_size{witness="witness.test/w2"} `+strconv.FormatUint(want.Size, 10))
 	})
 	if h := get(t, n.URL+"/healthz"); !strings.Contains(h, `"name":"witness.test/w1"`) || !strings.Contains(h, `"behind":0`) {
 		t.Fatalf("/healthz: %s", h)
 	}
+}
+
+// diagnostics returns where n serves /metrics, starting its diagnostics
+// listener the first time.
+func diagnostics(t testing.TB, n *node.Node) string {
+	t.Helper()
+	if n.DiagnosticsURL == "" {
+		if err := n.ListenDiagnostics("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n.DiagnosticsURL
 }
 
 func get(t testing.TB, url string) string {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/custos-dev/custos/client"
@@ -17,6 +20,7 @@ type api struct {
 	server string
 	key    string
 	json   bool
+	ca     string
 }
 
 // clientFlags starts the flags of a client command, as [Main.flags]
@@ -27,6 +31,7 @@ func (m *Main) clientFlags(name, args, example string) (*flagSet, *api) {
 	// No secret as a flag default: -h would print it.
 	fs.StringVar(&a.key, "key", "", "API key cst_… (default: env CUSTOS_KEY)")
 	fs.BoolVar(&a.json, "json", false, "print JSON")
+	fs.StringVar(&a.ca, "ca", m.Getenv("CUSTOS_CA"), "PEM file of the CA that signed the server's certificate (env CUSTOS_CA; default: the system's roots); a client certificate comes from env CUSTOS_CLIENT_CERT and CUSTOS_CLIENT_KEY")
 	return fs, a
 }
 
@@ -34,8 +39,50 @@ func (m *Main) clientFlags(name, args, example string) (*flagSet, *api) {
 // an import or export of a large list takes what it takes, and Ctrl-C
 // cancels the context.
 func (a *api) client() *client.Client {
-	return newClient(a.server, firstNonEmpty(a.key, a.m.Getenv("CUSTOS_KEY")))
+	key := firstNonEmpty(a.key, a.m.Getenv("CUSTOS_KEY"))
+	tc, err := clientTLS(a.ca, a.m.Getenv("CUSTOS_CLIENT_CERT"), a.m.Getenv("CUSTOS_CLIENT_KEY"))
+	if err != nil {
+		// Fail closed: a client that cannot set up the TLS it was asked
+		// for sends nothing (its requests fail with this error).
+		return client.New(a.server, client.WithKey(key), client.WithHTTPClient(&http.Client{Transport: failing{err}}))
+	}
+	if tc == nil {
+		return newClient(a.server, key)
+	}
+	return client.New(a.server, client.WithKey(key), client.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}))
 }
+
+// clientTLS is the TLS configuration --ca and the client certificate
+// variables ask for, nil if none.
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--ca: %s holds no PEM certificate", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("CUSTOS_CLIENT_CERT, CUSTOS_CLIENT_KEY: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+// failing is a transport that sends nothing.
+type failing struct{ err error }
+
+func (f failing) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
 
 func newClient(server, key string) *client.Client {
 	return client.New(server, client.WithKey(key), client.WithHTTPClient(&http.Client{}))

@@ -71,7 +71,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) (err error) {
 	cfg.Detection.Webhooks = []*notify.Webhook{{URL: hook.URL, Secret: hook.secret, Filter: notify.Filter{MinSeverity: notify.SeverityHigh}}}
 	// Notifications (to tenant admins, staff, security) are printed where
 	// a real deployment would send webhooks or email.
-	srv := must(m.startServer(ctx, cfg, slog.New(slog.DiscardHandler), &notify.WriterSink{W: out, Prefix: "   notification "}))
+	srv := must(m.startServer(ctx, cfg, slog.New(slog.DiscardHandler), node.Options{}, &notify.WriterSink{W: out, Prefix: "   notification "}))
 	// notified waits until the outbox has been delivered, so notifications
 	// print right after the step that caused them.
 	notified := func() {

@@ -115,6 +115,7 @@ func init() {
 		{name: "backup", summary: "an online, consistent, verified copy of the SQLite database (PostgreSQL: pg_dump, docs/backup.md)", run: (*Main).runBackup},
 		{name: "restore", summary: "put a backup in place (server stopped); refuses one older than the log seen; --check-db checks a pg_dump restore", run: (*Main).runRestore},
 		{name: "migrate", summary: "apply pending schema migrations (forward-only; serve does at start unless --migrate=false); --status", run: (*Main).runMigrate},
+		{name: "version", summary: "print the module version, commit and build time", run: (*Main).runVersion},
 		{name: "demo", summary: "a guided tour in a temporary data directory", run: (*Main).runDemo},
 		{name: "log", summary: "the audit log", subs: []*command{
 			{name: "verify", summary: "recompute the whole log and check it against its checkpoints", run: (*Main).runLogVerify},
@@ -152,6 +153,8 @@ func init() {
 			{name: "create", summary: "create a principal; its holder enrolls from the mail (after a second party approves)", run: (*Main).runPrincipalCreate},
 			{name: "ls", summary: "list the principals", run: (*Main).runPrincipalLs},
 			{name: "rekey", summary: "a new enrollment to a principal's holder (same approvals as creation)", run: (*Main).runPrincipalRekey},
+			{name: "bind-cert", summary: "bind your own principal to the client certificate you present (mTLS): its keys then need it", run: (*Main).runPrincipalBindCert},
+			{name: "unbind-cert", summary: "remove your own principal's certificate binding (presenting the bound certificate)", run: (*Main).runPrincipalUnbindCert},
 		}},
 		{name: "enrollment", summary: "enrollments: the second party's approvals", subs: []*command{
 			{name: "ls", summary: "list enrollments", run: (*Main).runEnrollmentLs},

@@ -174,7 +174,7 @@ func startServer(t *testing.T, dir string) *node.Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewMain().startServer(context.Background(), cfg, nil)
+	srv, err := NewMain().startServer(context.Background(), cfg, nil, node.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

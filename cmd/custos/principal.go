@@ -43,3 +43,29 @@ func (m *Main) runPrincipalRekey(ctx context.Context, args []string) error {
 	}
 	return a.printer().enrollment(a.client().Rekey(ctx, pos[0]))
 }
+
+func (m *Main) runPrincipalBindCert(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("principal bind-cert", `PRINCIPAL`, `custos principal bind-cert --ca ca.pem pr_…  # with CUSTOS_CLIENT_CERT, CUSTOS_CLIENT_KEY set`)
+	pos, err := fs.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	b, err := a.client().BindCertificate(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return a.printer().one(b, "principal %s bound to the client certificate with spki-sha256 %s: its keys now need it", b.PrincipalID, b.SPKISHA256)
+}
+
+func (m *Main) runPrincipalUnbindCert(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("principal unbind-cert", `PRINCIPAL`, `custos principal unbind-cert --ca ca.pem pr_…  # with CUSTOS_CLIENT_CERT, CUSTOS_CLIENT_KEY set`)
+	pos, err := fs.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if err := a.client().UnbindCertificate(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "principal %s unbound from its client certificate\n", pos[0])
+	return nil
+}

@@ -29,7 +29,7 @@ func (m *Main) runRelayServe(ctx context.Context, args []string) error {
 		return fmt.Errorf("no relay is configured: add a \"relay\" section to %s", cfg.Path(node.ConfigFile))
 	}
 	logger := slog.New(slog.NewJSONHandler(m.Stderr, nil))
-	n, err := m.openNode(ctx, cfg, logger)
+	n, err := m.openNode(ctx, cfg, logger, node.Options{})
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func servedRelay(t *testing.T) (*cli, *node.Node, *smtptest.Sink) {
 	r.InboundListen, r.TokenDomain, r.BounceDomain = "127.0.0.1:0", "send.vendor.test", "bounce.vendor.test"
 	r.Upstream.Addr, r.Upstream.Security = mta.Addr, "none"
 	r.AllowUnknownConsent = true // contacts added by hand have no consent recorded
-	srv, err := NewMain().startServer(context.Background(), cfg, nil)
+	srv, err := NewMain().startServer(context.Background(), cfg, nil, node.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/custos-dev/custos/node"
 )
 
 // TestMain lets the test binary be custos itself for testscript.
@@ -43,7 +45,7 @@ func TestScripts(t *testing.T) {
 				cfg.DataDir, cfg.Addr = dir, "127.0.0.1:0"
 				cfg, err := reloadConfig(cfg)
 				ts.Check(err)
-				srv, err := NewMain().startServer(context.Background(), cfg, nil)
+				srv, err := NewMain().startServer(context.Background(), cfg, nil, node.Options{})
 				ts.Check(err)
 				ts.Defer(func() { srv.Close() })
 				ts.Setenv("CUSTOS_DATA", dir)
@@ -184,17 +186,20 @@ func TestEveryVerbHasHelp(t *testing.T) {
 // it against a real server or data directory instead (the test checks
 // that the named test exists).
 var notScripted = map[string]string{
-	"init":             "TestInitServeClientsVerify", // and every script's start-server
-	"serve":            "e2e.TestCrashUnderLoad",     // the built binary's serve, killed and restarted; start-server serves through startServer
-	"demo":             "TestREADME",
-	"send":             "TestSendCLI",                      // needs an upstream SMTP server in the config
-	"relay approve":    "TestSendCLI",                      // the upstream only exists once a send names it
-	"evidence":         "TestTrapCLI",                      // a trapped message comes through SMTP
-	"relay serve":      "TestRelayServeCLI",                // runs until stopped
-	"backup":           "TestBackupUnderLoadRestoreVerify", // backups taken while contacts are added
-	"restore":          "TestBackupUnderLoadRestoreVerify", // the server stopped between
-	"key rotate":       "TestOperatorKeyLifecycle",
-	"operator recover": "TestOperatorKeyLifecycle", // a host command, answered by a running server
+	"init":                  "TestInitServeClientsVerify", // and every script's start-server
+	"serve":                 "e2e.TestCrashUnderLoad",     // the built binary's serve, killed and restarted; start-server serves through startServer
+	"demo":                  "TestREADME",
+	"send":                  "TestSendCLI",                      // needs an upstream SMTP server in the config
+	"relay approve":         "TestSendCLI",                      // the upstream only exists once a send names it
+	"evidence":              "TestTrapCLI",                      // a trapped message comes through SMTP
+	"relay serve":           "TestRelayServeCLI",                // runs until stopped
+	"backup":                "TestBackupUnderLoadRestoreVerify", // backups taken while contacts are added
+	"restore":               "TestBackupUnderLoadRestoreVerify", // the server stopped between
+	"key rotate":            "TestOperatorKeyLifecycle",
+	"operator recover":      "TestOperatorKeyLifecycle", // a host command, answered by a running server
+	"version":               "TestVersion",
+	"principal bind-cert":   "node.TestCertBoundPrincipal", // the route through the typed client, with a CA and client certificates made in the test; the verb itself is a thin wrapper
+	"principal unbind-cert": "node.TestCertBoundPrincipal",
 }
 
 // TestEveryVerbIsScripted: each verb of the table has a happy path in a
@@ -246,11 +251,11 @@ func TestEveryVerbIsScripted(t *testing.T) {
 }
 
 // testExists reports whether a test function of this package (or, named
-// e2e.TestX, of the e2e package) is named name.
+// PKG.TestX, of the package in the tree's folder PKG) is named name.
 func testExists(t *testing.T, name string) bool {
 	pattern := "*_test.go"
-	if n, ok := strings.CutPrefix(name, "e2e."); ok {
-		name, pattern = n, filepath.Join("..", "..", "e2e", "*_test.go")
+	if pkg, n, ok := strings.Cut(name, "."); ok {
+		name, pattern = n, filepath.Join("..", "..", pkg, "*_test.go")
 	}
 	files, err := filepath.Glob(pattern)
 	if err != nil {

@@ -4,15 +4,22 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/notify"
 )
 
 func (m *Main) runServe(ctx context.Context, args []string) error {
-	fs := m.flags("serve", "[--addr ADDR] [--data DIR] [--kek FILE]", "custos serve --addr 127.0.0.1:8750")
+	fs := m.flags("serve", "[--addr ADDR] [--data DIR] [--kek FILE] [--diagnostics ADDR] [--insecure-plaintext] [--drain D]", "custos serve --addr 127.0.0.1:8750 --diagnostics 127.0.0.1:9750")
 	resolve := m.serverFlags(fs.FlagSet)
 	migrateAtStart := fs.Bool("migrate", true, "apply pending schema migrations at start (forward-only); --migrate=false refuses to start until `custos migrate` ran (docs/backup.md)")
+	insecure := fs.Bool("insecure-plaintext", false, "allow plain HTTP (and the diagnostics listener) on a non-loopback address: API keys and addresses cross the network in clear")
+	diag := fs.String("diagnostics", m.Getenv("CUSTOS_DIAGNOSTICS"), "serve /metrics and /debug/pprof/ on this address, apart from the API (env CUSTOS_DIAGNOSTICS; default: custos.json diagnostics_listen, else off)")
+	drain := fs.Duration("drain", node.DefaultDrain, "on SIGTERM, how long in-flight requests may take to finish")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -25,34 +32,71 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	cfg.InsecurePlaintext = *insecure
+	if *diag != "" {
+		cfg.DiagnosticsListen = *diag
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
 	logger := slog.New(slog.NewJSONHandler(m.Stderr, nil))
-	srv, err := m.startServer(ctx, cfg, logger)
+	srv, err := m.startServer(ctx, cfg, logger, node.Options{Drain: *drain, NoMigrate: !*migrateAtStart})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stderr, "custos serving on %s (data %s; detection: %d rules, %d alert sinks configured)\n",
 		srv.URL, cfg.DataDir, len(srv.Detector.Rules), len(srv.Notifier.Sinks)-1)
+	if srv.DiagnosticsURL != "" {
+		fmt.Fprintf(m.Stderr, "custos diagnostics (/metrics, /debug/pprof/) on %s\n", srv.DiagnosticsURL)
+	}
 	if srv.Relay != nil {
 		printRelayAddrs(m.Stderr, srv)
 	}
-	<-ctx.Done()
+	// SIGHUP reloads the API's certificate files (recorded in the log);
+	// SIGTERM and interrupt end ctx: Close drains in-flight requests (up
+	// to --drain), stops the relay, commits what the sequencer holds,
+	// delivers the outbox once more, and serve exits 0.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := srv.ReloadCertificates(ctx); err == nil {
+				fmt.Fprintln(m.Stderr, "custos reloaded its certificate files (SIGHUP)")
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	fmt.Fprintln(m.Stderr, "custos shutting down")
-	return srv.Close()
+	start := time.Now()
+	err = srv.Close()
+	fmt.Fprintf(m.Stderr, "custos stopped (%s)\n", time.Since(start).Round(time.Millisecond))
+	return err
 }
 
 // startServer opens the data directory as a node and serves it on
-// cfg.Addr (":0" picks a free port; URL says which), and the relay's
+// cfg.Addr (":0" picks a free port; URL says which), the diagnostics
+// listener when cfg.DiagnosticsListen names one, and the relay's
 // listeners when custos.json configures a relay (RelayAddrs says where).
 // Notifications go to sinks (the service log if none) besides those
 // configured.
-func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...notify.Sink) (*node.Node, error) {
-	n, err := m.openNode(ctx, cfg, logger, sinks...)
+func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger, opts node.Options, sinks ...notify.Sink) (*node.Node, error) {
+	n, err := m.openNode(ctx, cfg, logger, opts, sinks...)
 	if err != nil {
 		return nil, err
 	}
 	if err := n.Listen(cfg.Addr); err != nil {
 		n.Close()
 		return nil, err
+	}
+	if cfg.DiagnosticsListen != "" {
+		if err := n.ListenDiagnostics(cfg.DiagnosticsListen); err != nil {
+			n.Close()
+			return nil, err
+		}
 	}
 	if n.Relay != nil {
 		if err := n.ListenRelay(); err != nil {
@@ -65,8 +109,9 @@ func (m *Main) startServer(ctx context.Context, cfg Config, logger *slog.Logger,
 
 // openNode opens the data directory as a node and records the hash of
 // the configuration it started with.
-func (m *Main) openNode(ctx context.Context, cfg Config, logger *slog.Logger, sinks ...notify.Sink) (*node.Node, error) {
-	n, err := node.Open(ctx, cfg, node.Options{Logger: logger, Sinks: sinks})
+func (m *Main) openNode(ctx context.Context, cfg Config, logger *slog.Logger, opts node.Options, sinks ...notify.Sink) (*node.Node, error) {
+	opts.Logger, opts.Sinks = logger, sinks
+	n, err := node.Open(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -412,6 +412,9 @@ func TestServerStopsOnTamper(t *testing.T) {
 			if h := healthz(t, s.srv.URL); h.status != http.StatusOK {
 				t.Fatalf("healthz before tampering: %d %s", h.status, h.body)
 			}
+			if r := readyz(t, s.srv.URL); r.status != http.StatusOK {
+				t.Fatalf("readyz before tampering: %d %s", r.status, r.body)
+			}
 			waitVerified(t, s)
 			if tc.stopped {
 				s.stop()
@@ -429,6 +432,10 @@ func TestServerStopsOnTamper(t *testing.T) {
 			}
 			if h.status != http.StatusServiceUnavailable || !strings.Contains(h.body, server.CodeLogTampered) || !strings.Contains(h.body, tc.reason) {
 				t.Fatalf("healthz after tampering: %d %s; want 503 %s naming %q", h.status, h.body, server.CodeLogTampered, tc.reason)
+			}
+			// Not ready either: the log check fails with the verifier's reason.
+			if r := readyz(t, s.srv.URL); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"name":"log","ok":false`) || !strings.Contains(r.body, tc.reason) {
+				t.Fatalf("readyz after tampering: %d %s; want 503 with the log check failing on %q", r.status, r.body, tc.reason)
 			}
 			out, err := s.c.run("tenant", "create", "--admin-email", "x@corp.test", "Refused")
 			if err == nil || !strings.Contains(out+err.Error(), server.CodeLogTampered) {
@@ -462,6 +469,17 @@ type health struct {
 func healthz(t *testing.T, url string) health {
 	t.Helper()
 	resp, err := http.Get(url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return health{resp.StatusCode, string(b)}
+}
+
+func readyz(t *testing.T, url string) health {
+	t.Helper()
+	resp, err := http.Get(url + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
