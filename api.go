@@ -127,6 +127,17 @@ type PrincipalCreated struct {
 type KeyRequest struct {
 	Scopes    []Scope `json:"scopes"`
 	ExpiresIn string  `json:"expires_in"` // Go duration, e.g. "720h"; default 90 days; "never" for no expiry
+	// Networks bind the key to CIDR ranges (at most MaxKeyNetworks). Empty:
+	// any network — except a service key, which defaults to the vendor's
+	// pipeline networks when those are configured, and a key created with
+	// a key that is itself bound, which defaults to that key's ranges.
+	Networks []string `json:"networks,omitempty"`
+}
+
+// KeyNetworksRequest is the body of PUT /v1/keys/{id}/networks: the
+// ranges the key may be used from from now on (empty: any network).
+type KeyNetworksRequest struct {
+	Networks []string `json:"networks"`
 }
 
 // EnrollRequest is the body of POST /v1/enroll: the enrollment secret and

@@ -56,6 +56,7 @@ func (s *Server) registerRoutes() {
 	s.handle("POST", "/v1/enroll", custos.ActionEnroll, false, s.enroll)
 	s.handle("GET", "/v1/keys", custos.ActionKeyRead, true, s.listKeys)
 	s.handle("DELETE", "/v1/keys/{id}", custos.ActionKeyRevoke, true, s.revokeKey)
+	s.handle("PUT", "/v1/keys/{id}/networks", custos.ActionKeyNetworks, true, s.putKeyNetworks)
 
 	s.registerLogRoutes()
 	s.registerRelayRoutes()
@@ -386,6 +387,18 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, custos.KeyCreated{Key: k, Secret: secret})
+}
+
+func (s *Server) putKeyNetworks(w http.ResponseWriter, r *http.Request) error {
+	var req custos.KeyNetworksRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		return s.reject(r, custos.ActionKeyNetworks, err)
+	}
+	k, err := s.vault.SetKeyNetworks(r.Context(), r.PathValue("id"), req.Networks)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, k)
 }
 
 func (s *Server) rekey(w http.ResponseWriter, r *http.Request) error {

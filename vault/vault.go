@@ -67,13 +67,15 @@ type Vault struct {
 
 	canaries      int
 	canaryDomains []string
-	canaryMu      sync.Mutex
-	canaryKey     *keys.SystemPRF
-	enrollKey     *keys.SystemPRF // under canaryMu too
-	personKey     *keys.SystemPRF // under canaryMu too
-	verp          *keys.SystemPRF // under canaryMu too: tags VERP return paths
-	persons       sync.Map        // identity → person pseudonym
-	rows          rowState        // row MACs (rowmac.go)
+	// serviceNetworks: Options.ServiceNetworks, canonical.
+	serviceNetworks []string
+	canaryMu        sync.Mutex
+	canaryKey       *keys.SystemPRF
+	enrollKey       *keys.SystemPRF // under canaryMu too
+	personKey       *keys.SystemPRF // under canaryMu too
+	verp            *keys.SystemPRF // under canaryMu too: tags VERP return paths
+	persons         sync.Map        // identity → person pseudonym
+	rows            rowState        // row MACs (rowmac.go)
 
 	// lastUsed throttles last_used_at writes to once a minute per key.
 	lastUsedMu sync.Mutex
@@ -156,6 +158,10 @@ type Options struct {
 	// ("vendor-local", "vendor-kms:hcvault", …). Empty: receipts name no
 	// KEK kind.
 	KEK string
+	// ServiceNetworks are the vendor's pipeline ranges (the detection
+	// policy's known_networks for services): a service key created without
+	// networks is bound to them. Empty: such a key is not bound.
+	ServiceNetworks []string
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
@@ -180,6 +186,14 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 		v.canaries = 0
 	}
 	v.canaryDomains = opts.CanaryDomains
+	if ns, err := custos.CheckNetworks(opts.ServiceNetworks); err == nil {
+		v.serviceNetworks = ns
+	} else {
+		// The node validates the policy before it gets here; a range that
+		// still does not parse must not leave service keys unbound.
+		v.serviceNetworks = []string{"255.255.255.255/32"}
+		v.logger.Error("service networks do not parse: service keys get none usable", "err", err)
+	}
 	if len(v.canaryDomains) == 0 {
 		v.canaryDomains = []string{DefaultCanaryDomain}
 	}

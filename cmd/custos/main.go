@@ -157,6 +157,7 @@ func init() {
 			{name: "create", summary: "create another key for your own principal", run: (*Main).runKeyCreate},
 			{name: "ls", summary: "list keys (hints, never secrets)", run: (*Main).runKeyLs},
 			{name: "revoke", summary: "revoke a key", run: (*Main).runKeyRevoke},
+			{name: "networks", summary: "set the CIDR ranges a key may be used from", run: (*Main).runKeyNetworks},
 		}},
 		{name: "support", summary: "support access to a tenant's contacts", subs: []*command{
 			{name: "on", summary: "tenant admin: allow support access", run: (*Main).runSupportOn},
