@@ -141,7 +141,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 			return err
 		}
 		if ok {
-			return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)})
+			return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)}, true)
 		}
 		if seesMembership(ctx, c.TenantID) {
 			return errDuplicate
