@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -69,6 +70,8 @@ type Vault struct {
 	canaryDomains []string
 	// serviceNetworks: Options.ServiceNetworks, canonical.
 	serviceNetworks []string
+	ticketTimeout   time.Duration
+	ticketClient    *http.Client
 	canaryMu        sync.Mutex
 	canaryKey       *keys.SystemPRF
 	enrollKey       *keys.SystemPRF // under canaryMu too
@@ -162,6 +165,11 @@ type Options struct {
 	// policy's known_networks for services): a service key created without
 	// networks is bound to them. Empty: such a key is not bound.
 	ServiceNetworks []string
+	// TicketTimeout bounds a tenant's ticket webhook (0:
+	// DefaultTicketTimeout); TicketClient makes its requests (nil: a
+	// client that follows no redirects).
+	TicketTimeout time.Duration
+	TicketClient  *http.Client
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
@@ -186,6 +194,15 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 		v.canaries = 0
 	}
 	v.canaryDomains = opts.CanaryDomains
+	v.ticketTimeout, v.ticketClient = opts.TicketTimeout, opts.TicketClient
+	if v.ticketTimeout <= 0 {
+		v.ticketTimeout = DefaultTicketTimeout
+	}
+	if v.ticketClient == nil {
+		// A redirect could take the ticket id to a host the tenant did
+		// not name.
+		v.ticketClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
 	if ns, err := custos.CheckNetworks(opts.ServiceNetworks); err == nil {
 		v.serviceNetworks = ns
 	} else {

@@ -7,3 +7,9 @@
 -- import's instant, shaped from its rows, where no leaf names any row.
 ALTER TABLE canaries ADD COLUMN provisional BIGINT;
 ALTER TABLE canaries ADD COLUMN retired_at BIGINT;
+
+-- A tenant's ticket policy for reveal reasons (issue 20): a pattern (RE2)
+-- the reason must contain a match of, and an optional webhook asked
+-- whether the ticket exists. Under the settings' row MAC when set.
+ALTER TABLE tenant_settings ADD COLUMN ticket_pattern TEXT;
+ALTER TABLE tenant_settings ADD COLUMN ticket_webhook TEXT;
