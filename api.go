@@ -127,6 +127,17 @@ type PrincipalCreated struct {
 type KeyRequest struct {
 	Scopes    []Scope `json:"scopes"`
 	ExpiresIn string  `json:"expires_in"` // Go duration, e.g. "720h"; default 90 days; "never" for no expiry
+	// Networks bind the key to CIDR ranges (at most MaxKeyNetworks). Empty:
+	// any network — except a service key, which defaults to the vendor's
+	// pipeline networks when those are configured, and a key created with
+	// a key that is itself bound, which defaults to that key's ranges.
+	Networks []string `json:"networks,omitempty"`
+}
+
+// KeyNetworksRequest is the body of PUT /v1/keys/{id}/networks: the
+// ranges the key may be used from from now on (empty: any network).
+type KeyNetworksRequest struct {
+	Networks []string `json:"networks"`
 }
 
 // EnrollRequest is the body of POST /v1/enroll: the enrollment secret and
@@ -252,6 +263,14 @@ type SupportSettings struct {
 	// BreakGlass allows emergency grants approved by two security staff
 	// instead of the tenant (who is told at once). Off by default.
 	BreakGlass bool `json:"break_glass"`
+	// TicketPattern, if set, is a regular expression (RE2) a reveal's
+	// reason must contain a match of: the tenant's ticket reference.
+	TicketPattern string `json:"ticket_pattern,omitempty"`
+	// TicketWebhook, if set, is asked whether the cited ticket exists
+	// (POST {"tenant_id", "ticket"}; 2xx yes, 404 no; anything else, or
+	// no answer within the timeout, refuses the reveal). Read back as
+	// "set": the URL may carry a secret path.
+	TicketWebhook string `json:"ticket_webhook,omitempty"`
 }
 
 // Accepts reports whether the settings accept reveals for reason code.
@@ -266,12 +285,22 @@ type SupportSettingsRequest struct {
 	MaxGrant      string   `json:"max_grant"`
 	ReasonCodes   []string `json:"reason_codes"`
 	BreakGlass    bool     `json:"break_glass"`
+	TicketPattern string   `json:"ticket_pattern,omitempty"`
+	TicketWebhook string   `json:"ticket_webhook,omitempty"`
 }
 
-// Validate checks the request's duration.
+// Validate checks the request's duration, ticket pattern and webhook.
 func (r *SupportSettingsRequest) Validate() error {
-	_, err := ParseDuration("max_grant", r.MaxGrant)
-	return err
+	if _, err := ParseDuration("max_grant", r.MaxGrant); err != nil {
+		return err
+	}
+	if _, err := CompileTicketPattern(r.TicketPattern); err != nil {
+		return err
+	}
+	if r.TicketWebhook != "" && r.TicketPattern == "" {
+		return Errorf(EINVALID, "ticket_webhook needs a ticket_pattern: it is asked about the ticket the pattern finds")
+	}
+	return CheckTicketWebhook(r.TicketWebhook)
 }
 
 // AccessRequestBody is the body of a request for support access, ordinary

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"hash/crc32"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +22,10 @@ type APIKey struct {
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	// Networks are the CIDR ranges the key may be used from (canonical,
+	// see [CheckNetworks]); empty is any network. A request from outside
+	// them is refused as if the key did not exist.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // Active reports whether the key may authenticate at now.
@@ -160,4 +165,90 @@ func ValidateScopes(scopes []Scope) error {
 		}
 	}
 	return nil
+}
+
+// MaxKeyNetworks bounds how many ranges one key may carry.
+const MaxKeyNetworks = 32
+
+// CheckNetworks validates the ranges a key is bound to and returns them
+// canonical: masked ("10.1.2.3/16" becomes "10.1.0.0/16"), IPv4-mapped
+// IPv6 unmapped, sorted, without duplicates. Nil or empty is "any network".
+func CheckNetworks(ns []string) ([]string, error) {
+	if len(ns) > MaxKeyNetworks {
+		return nil, Errorf(EINVALID, "networks: at most %d ranges", MaxKeyNetworks)
+	}
+	out := make([]string, 0, len(ns))
+	for i, n := range ns {
+		if len(n) > 64 {
+			return nil, Errorf(EINVALID, "networks[%d] is not a CIDR such as 10.20.0.0/16", i)
+		}
+		p, err := netip.ParsePrefix(strings.TrimSpace(n))
+		if err != nil {
+			return nil, Errorf(EINVALID, "networks[%d]: %q is not a CIDR such as 10.20.0.0/16", i, n)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked().String())
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// AllowsSource reports whether the key may be used from the address
+// source. A key bound to networks refuses a source that is not an address
+// (fail closed); an unbound key allows any.
+func (k *APIKey) AllowsSource(source string) bool {
+	if len(k.Networks) == 0 {
+		return true
+	}
+	a, err := netip.ParseAddr(source)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	for _, n := range k.Networks {
+		if p, err := netip.ParsePrefix(n); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// NetworksWithin reports whether every address ranges inner allow is
+// allowed by outer. Empty means any network: everything is within an empty
+// outer, and an empty inner is within an empty outer only.
+func NetworksWithin(inner, outer []string) bool {
+	if len(outer) == 0 {
+		return true
+	}
+	if len(inner) == 0 {
+		return false
+	}
+	for _, in := range inner {
+		ip, err := netip.ParsePrefix(in)
+		if err != nil {
+			return false
+		}
+		if !slices.ContainsFunc(outer, func(out string) bool {
+			op, err := netip.ParsePrefix(out)
+			return err == nil && op.Addr().Is4() == ip.Addr().Is4() && op.Bits() <= ip.Bits() && op.Contains(ip.Addr())
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// FormatNetworks is how ranges are written in a leaf's detail and the
+// database: space-separated, or "any" for none.
+func FormatNetworks(ns []string) string {
+	if len(ns) == 0 {
+		return "any"
+	}
+	return strings.Join(ns, " ")
 }

@@ -32,6 +32,7 @@ const (
 	ActionConfigLoaded    Action = "config.loaded"    // a server started with a configuration (its hash)
 	ActionKeyRead         Action = "key.read"
 	ActionKeyRevoke       Action = "key.revoke"
+	ActionKeyNetworks     Action = "key.networks"    // the ranges a key may be used from change
 	ActionAccessLogRead   Action = "access_log.read" // the tenant's own access feed
 	ActionSupportSettings Action = "support.settings"
 	ActionSupportRead     Action = "support.read"    // a tenant's settings, requests and grants
@@ -95,6 +96,7 @@ var policy = map[Action]struct {
 	ActionKeyCreate:       {ScopePrincipals, Kinds},
 	ActionKeyRead:         {ScopePrincipals, []Kind{KindOperator}},
 	ActionKeyRevoke:       {ScopePrincipals, []Kind{KindOperator}},
+	ActionKeyNetworks:     {ScopePrincipals, Kinds}, // its own keys; an operator narrows any (vault)
 	ActionAccessLogRead:   {ScopeLogRead, []Kind{KindTenantAdmin}},
 	ActionSupportSettings: {ScopeSupport, []Kind{KindTenantAdmin}},
 	ActionSupportRead:     {ScopeSupport, []Kind{KindTenantAdmin}},

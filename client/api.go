@@ -342,6 +342,20 @@ func (c *Client) RotateKey(ctx context.Context, id string, req custos.KeyRotatio
 	return post[custos.KeyRotated](ctx, c, path("keys", id, "rotate"), req)
 }
 
+// SetKeyNetworks replaces the CIDR ranges key id may be used from (empty:
+// any network) and returns the key. Its own principal may widen them
+// (announced); an operator may only narrow another's.
+func (c *Client) SetKeyNetworks(ctx context.Context, id string, networks []string) (*custos.APIKey, error) {
+	if networks == nil {
+		networks = []string{}
+	}
+	out := new(custos.APIKey)
+	if err := c.call(ctx, request{method: http.MethodPut, path: path("keys", id, "networks"), body: custos.KeyNetworksRequest{Networks: networks}}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RevokeKey revokes a key.
 func (c *Client) RevokeKey(ctx context.Context, id string) error {
 	return c.del(ctx, path("keys", id))

@@ -25,12 +25,13 @@ type ev struct {
 	digest                  string
 	// actorTenant: the actor's own tenant (tn_<…>), for tenant-bound kinds
 	actorTenant string
+	severity    string
 }
 
 func (e ev) leaf() audit.Leaf {
 	l := audit.Leaf{Time: t0.Add(e.at), Actor: "pr_" + e.who, ActorKind: e.kind, Action: e.action, Outcome: "ok",
 		Source: "192.0.2.10", KeyID: "ak_" + e.who, Count: e.count, Tokens: e.tokens, Reason: e.reason, Code: e.code,
-		List: e.list, Message: e.msg, Template: e.tmpl, Detail: e.detail, Digest: e.digest}
+		List: e.list, Message: e.msg, Template: e.tmpl, Detail: e.detail, Digest: e.digest, Severity: e.severity}
 	if e.who == "system" {
 		l.Actor, l.KeyID = "system", ""
 	}
@@ -206,6 +207,14 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			[]ev{{who: "sam", kind: staff, action: "principal.enroll"}, {who: "sam", kind: staff, key: "ak_fresh", action: "support.view", tenant: "a", src: "203.0.113.9", at: time.Hour}},
 			// the fresh key first used from the network its holder enrolled from
 			[]ev{{who: "sam", kind: staff, action: "principal.enroll"}, {who: "sam", kind: staff, key: "ak_fresh", action: "support.view", tenant: "a", at: time.Hour}}},
+		{"key-outside-networks",
+			[]ev{{who: "etl", kind: service, action: "authenticate", outcome: "denied", src: "203.0.113.9", reason: "API key used from outside its networks"}},
+			// a revoked key presented from inside: another refusal
+			[]ev{{who: "etl", kind: service, action: "authenticate", outcome: "denied", reason: "API key has been revoked"}}},
+		{"key-networks-widened",
+			[]ev{{who: "etl", kind: service, action: "key.networks", severity: "high", detail: "key ak_etl of principal pr_etl networks widened from 10.0.0.0/8 to any"}},
+			[]ev{{who: "etl", kind: service, action: "key.networks", detail: "key ak_etl of principal pr_etl networks narrowed from any to 10.0.0.0/8"},
+				{who: "etl", kind: service, action: "principal.enroll", detail: "enrollment en_x networks 10.0.0.0/8"}}},
 		{"key-new-network",
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "203.0.113.9", at: time.Minute}},
 			[]ev{{who: "etl", kind: service, action: "token.list", tenant: "a"}, {who: "etl", kind: service, action: "token.list", tenant: "a", src: "192.0.2.77", at: time.Minute}}},

@@ -270,6 +270,23 @@ func (p *Policy) baselineDays() int {
 	return p.BaselineDays
 }
 
+// NetworksFor returns the ranges known for actors of kind (as written in
+// known_networks; a range listed for "staff" counts for both staff kinds).
+// The vault binds a service key created without networks to those for
+// services.
+func (p *Policy) NetworksFor(kind string) []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range p.KnownNetworks {
+		if slices.ContainsFunc(n.Kinds, func(k string) bool { return k == kind || (k == "staff" && custos.Kind(kind).Staff()) }) {
+			out = append(out, n.CIDR)
+		}
+	}
+	return out
+}
+
 // knownNetwork reports whether source is in a range known for kind.
 func (p *Policy) knownNetwork(source, kind string) bool {
 	if p == nil || source == "" {

@@ -2,6 +2,7 @@ package detect_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -248,4 +249,23 @@ func FuzzPolicy(f *testing.F) {
 		}
 		_ = p.Digest(rules)
 	})
+}
+
+// TestPolicyNetworksFor: the ranges the vault binds service keys to are
+// those known_networks lists for services — not the office's for staff.
+func TestPolicyNetworksFor(t *testing.T) {
+	p := &detect.Policy{KnownNetworks: []detect.KnownNetwork{
+		{CIDR: "10.1.0.0/16", Name: "pipeline", Kinds: []string{"service"}},
+		{CIDR: "192.0.2.0/24", Name: "office", Kinds: []string{"staff", "operator"}},
+		{CIDR: "10.9.0.0/16", Name: "batch", Kinds: []string{"tenant_admin", "service"}},
+	}}
+	if got := fmt.Sprint(p.NetworksFor("service")); got != "[10.1.0.0/16 10.9.0.0/16]" {
+		t.Errorf("service: %s", got)
+	}
+	if got := fmt.Sprint(p.NetworksFor("staff_support")); got != "[192.0.2.0/24]" {
+		t.Errorf("staff_support: %s", got)
+	}
+	if got := (*detect.Policy)(nil).NetworksFor("service"); got != nil {
+		t.Errorf("no policy: %v", got)
+	}
 }

@@ -93,7 +93,8 @@ var matrix = map[string][]string{
 	"POST /v1/enroll":                        {}, // no API key: the enrollment secret is the credential
 	"GET /v1/keys":                           {"operator"},
 	"DELETE /v1/keys/{id}":                   {"operator"},
-	"POST /v1/keys/{id}/rotate":              {}, // only the key's own principal, for its own key
+	"POST /v1/keys/{id}/rotate":              {},           // only the key's own principal, for its own key
+	"PUT /v1/keys/{id}/networks":             {"operator"}, // and the key's own principal; an operator only narrows
 
 	"GET /v1/tenants/{tenant}/support-access":                   {"admin"},
 	"PUT /v1/tenants/{tenant}/support-access":                   {"admin"},

@@ -60,6 +60,7 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/v1/keys", custos.ActionKeyRead, true, s.listKeys)
 	s.handle("DELETE", "/v1/keys/{id}", custos.ActionKeyRevoke, true, s.revokeKey)
 	s.handle("POST", "/v1/keys/{id}/rotate", custos.ActionKeyCreate, true, s.rotateKey)
+	s.handle("PUT", "/v1/keys/{id}/networks", custos.ActionKeyNetworks, true, s.putKeyNetworks)
 
 	s.registerLogRoutes()
 	s.registerRelayRoutes()
@@ -406,6 +407,18 @@ func (s *Server) unbindCertificate(w http.ResponseWriter, r *http.Request) error
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+func (s *Server) putKeyNetworks(w http.ResponseWriter, r *http.Request) error {
+	var req custos.KeyNetworksRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		return s.reject(r, custos.ActionKeyNetworks, err)
+	}
+	k, err := s.vault.SetKeyNetworks(r.Context(), r.PathValue("id"), req.Networks)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, k)
 }
 
 func (s *Server) rekey(w http.ResponseWriter, r *http.Request) error {

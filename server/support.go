@@ -47,9 +47,13 @@ func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error 
 	if d == 0 {
 		d = custos.DefaultGrantTTL
 	}
-	st := &custos.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: custos.Duration(d), ReasonCodes: body.ReasonCodes, BreakGlass: body.BreakGlass}
+	st := &custos.SupportSettings{SupportAccess: body.SupportAccess, MaxGrant: custos.Duration(d), ReasonCodes: body.ReasonCodes, BreakGlass: body.BreakGlass,
+		TicketPattern: body.TicketPattern, TicketWebhook: body.TicketWebhook}
 	if err := s.vault.SetSupportSettings(r.Context(), r.PathValue("tenant"), st); err != nil {
 		return err
+	}
+	if st.TicketWebhook != "" {
+		st.TicketWebhook = "set" // read back as GET shows it: its path may be a secret
 	}
 	return writeJSON(w, http.StatusOK, st)
 }

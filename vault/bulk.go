@@ -372,7 +372,10 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 			if inserted == 0 {
 				return nil
 			}
-			return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows)
+			if err := v.retireProvisionalCanaries(ctx, tx, b.rows[0].list, b.rows[0].created); err != nil {
+				return err
+			}
+			return v.plantCanaries(ctx, tx, b.rows[0].tenant, b.rows[0].list, b.rows[0].created, b.donors.rows, false)
 		})
 		if err != nil {
 			return err

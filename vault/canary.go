@@ -132,8 +132,10 @@ func (v *Vault) readyCanaries(ctx context.Context) error {
 
 // plantCanaries tops the list up to its canaries, in tx, as contacts
 // created at now (ms). It is called with a list's contact writes, after
-// readyCanaries.
-func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list string, now int64, donors []canaryDonor) error {
+// readyCanaries. Canaries planted by a single create are provisional
+// (migration 0028): the list's first import retires them
+// ([Vault.retireProvisionalCanaries]) and plants its own.
+func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list string, now int64, donors []canaryDonor, provisional bool) error {
 	if v.canaries <= 0 {
 		return nil
 	}
@@ -147,7 +149,7 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 	}
 	listTag := hex.EncodeToString(k.Tag("list/" + list))
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM canaries WHERE list_tag = $1`, listTag).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM canaries WHERE list_tag = $1 AND retired_at IS NULL`, listTag).Scan(&n); err != nil {
 		return fmt.Errorf("count canaries: %w", err)
 	}
 	if n >= v.canaries {
@@ -177,11 +179,62 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 		if !ok {
 			continue // the made-up address is taken in this list: draw another
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag) VALUES ($1, $2, $3)`,
-			hex.EncodeToString(k.Tag("token/"+c.Token)), listTag, addrTag(k, c.Email)); err != nil {
+		var prov sql.NullInt64
+		if provisional {
+			prov = sql.NullInt64{Int64: 1, Valid: true}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag, provisional) VALUES ($1, $2, $3, $4)`,
+			hex.EncodeToString(k.Tag("token/"+c.Token)), listTag, addrTag(k, c.Email), prov); err != nil {
 			return fmt.Errorf("index canary: %w", err)
 		}
 		planted++
+	}
+	return nil
+}
+
+// retireProvisionalCanaries removes, in tx, the contact rows of the
+// list's provisional canaries (planted by its first single create) and
+// marks their index rows retired at now: the caller, an import, then
+// plants the list's canaries at its own instant. The index rows stay, so
+// mail to a retired canary's address still traces to the list. It finds
+// the canaries' rows by tagging the list's tokens: once per list, before
+// its first import.
+func (v *Vault) retireProvisionalCanaries(ctx context.Context, tx *sql.Tx, list string, now int64) error {
+	v.canaryMu.Lock()
+	k := v.canaryKey
+	v.canaryMu.Unlock()
+	if v.canaries <= 0 || k == nil {
+		return nil
+	}
+	listTag := hex.EncodeToString(k.Tag("list/" + list))
+	tags, err := queryIDs(ctx, tx, `SELECT tag FROM canaries WHERE list_tag = $1 AND provisional IS NOT NULL AND retired_at IS NULL`, listTag)
+	if err != nil {
+		return fmt.Errorf("find provisional canaries: %w", err)
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, t := range tags {
+		want[t] = true
+	}
+	tokens, err := queryIDs(ctx, tx, `SELECT token FROM contacts WHERE list_id = $1`, list)
+	if err != nil {
+		return fmt.Errorf("find provisional canaries: %w", err)
+	}
+	for _, tk := range tokens {
+		tag := hex.EncodeToString(k.Tag("token/" + tk))
+		if !want[tag] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1`, tk); err != nil {
+			return fmt.Errorf("retire canary: %w", err)
+		}
+	}
+	for _, t := range tags {
+		if _, err := tx.ExecContext(ctx, `UPDATE canaries SET retired_at = $1 WHERE tag = $2`, now, t); err != nil {
+			return fmt.Errorf("retire canary: %w", err)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/addr"
@@ -141,7 +144,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 			return err
 		}
 		if ok {
-			return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)})
+			return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)}, true)
 		}
 		if seesMembership(ctx, c.TenantID) {
 			return errDuplicate
@@ -253,16 +256,126 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 
 // Contacts returns a page of a list's contacts, in token order, after the
 // token "after". Every token returned is named in the audit leaf.
+//
+// Paging a whole list is an export by other means, so its pages carry the
+// reader's watermark rows too (issue 20): the same rows, kept per person
+// (else principal) and list, that the reader's exports carry, each on the
+// page its token falls in, within the page's limit, named in the page's
+// leaf like the real rows. A file assembled from pages therefore traces to
+// its reader ([Vault.Trace]) exactly like an export.
 func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit int) (*custos.Page[*custos.Contact], error) {
-	l, _, err := v.authorizeList(ctx, custos.ActionContactList, tenant, list, checkPage(after, limit))
+	l, ls, err := v.authorizeList(ctx, custos.ActionContactList, tenant, list, checkPage(after, limit))
 	if err != nil {
 		return nil, err
 	}
-	ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, nil)
+	if v.canaries <= 0 {
+		ss, next, k, err := v.loadPage(ctx, &l, tenant, list, after, limit, nil)
+		if err != nil {
+			return nil, err
+		}
+		return openPage(k, ss, next, func(c *custos.Contact) *custos.Contact { return c })
+	}
+	marks, keep, rtag, err := v.pageMarks(ctx, l, ls, tenant, list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	// The marks after the cursor, merged with the real rows by token: the
+	// page takes the first limit of both, so its size says nothing.
+	i := sort.Search(len(marks), func(i int) bool { return marks[i].Token > after })
+	marks = marks[i:]
+	real, err := queryIDs(ctx, v.read, `SELECT token FROM contacts WHERE list_id = $1 AND token > $2 ORDER BY token LIMIT $3`, list, after, limit+1)
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list contacts: %w", err))
+	}
+	nReal, nMarks := 0, 0
+	for nReal+nMarks < limit && (nReal < len(real) || nMarks < len(marks)) {
+		if nMarks < len(marks) && (nReal == len(real) || marks[nMarks].Token < real[nReal]) {
+			nMarks++
+		} else {
+			nReal++
+		}
+	}
+	more := nReal < len(real) || nMarks < len(marks)
+	shown := marks[:nMarks]
+	r := custos.RequestFromContext(ctx)
+	lk, err := v.listKeys(ctx, tenant, list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	apply := func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		if err := keepReaderCanaries(ctx, tx, lk, rtag, keep); err != nil {
+			return err
+		}
+		for _, c := range shown {
+			leaf.Tokens = append(leaf.Tokens, c.Token)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (addr_tag) DO NOTHING`, addrTag(v.canaryKey, c.Email), tenant, list, leaf.Actor, leaf.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
+				return fmt.Errorf("record page canaries: %w", err)
+			}
+		}
+		leaf.Count += len(shown)
+		slices.Sort(leaf.Tokens)
+		return nil
+	}
+	var ss []*sealed
+	var k *keys.DataKeys
+	if nReal > 0 {
+		ss, _, k, err = v.loadPage(ctx, &l, tenant, list, after, nReal, apply)
+	} else {
+		k, err = lk, v.record(ctx, l, apply)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return openPage(k, ss, next, func(c *custos.Contact) *custos.Contact { return c })
+	page, err := openPage(k, ss, "", func(c *custos.Contact) *custos.Contact { return c })
+	if err != nil {
+		return nil, err
+	}
+	page.Items = append(page.Items, shown...)
+	slices.SortFunc(page.Items, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
+	if more && len(page.Items) > 0 {
+		page.Next = page.Items[len(page.Items)-1].Token
+	}
+	return page, nil
+}
+
+// pageMarks returns the reader's watermark rows for list, sorted by token:
+// those kept for it, topped up with fresh ones (returned as keep, to be
+// kept with the page's leaf) if it has fewer than the list's canaries.
+func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, tenant, list string) (marks, keep []*custos.Contact, rtag string, err error) {
+	if err := v.readyCanaries(ctx); err != nil {
+		return nil, nil, "", err
+	}
+	k, err := v.listKeys(ctx, tenant, list)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	rtag = readerTag(v.canaryKey, list, l)
+	kept, err := v.readerCanaries(ctx, k, rtag)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	marks = kept
+	if len(kept) < v.canaries {
+		snap, err := v.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, nil, "", err
+		}
+		donors, err := exportDonors(ctx, snap, k, list)
+		snap.Rollback()
+		if err != nil {
+			return nil, nil, "", err
+		}
+		if len(donors) == 0 {
+			return nil, nil, rtag, nil // an empty list: nothing to watermark yet
+		}
+		if keep, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries-len(kept), donors); err != nil {
+			return nil, nil, "", err
+		}
+		marks = append(slices.Clone(kept), keep...)
+	}
+	slices.SortFunc(marks, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
+	return marks[:min(len(marks), v.canaries)], keep, rtag, nil
 }
 
 // openPage opens a page of sealed contacts that [Vault.loadPage] has

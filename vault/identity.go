@@ -607,6 +607,15 @@ func (v *Vault) Enroll(ctx context.Context, secret string, req custos.KeyRequest
 		return "", nil, v.deny(ctx, l, err)
 	}
 	l.KeyID, l.Detail = k.ID, "enrollment "+e.ID
+	if len(k.Networks) > 0 {
+		l.Detail += " networks " + custos.FormatNetworks(k.Networks)
+	}
+	if p.Kind == custos.KindService && !custos.NetworksWithin(k.Networks, v.serviceNetworks) {
+		// The holder chose ranges beyond the pipeline's: allowed (a new
+		// pipeline site), but it stands out (rule key-networks-widened).
+		l.Severity = "high"
+		l.Detail += " beyond the pipeline networks"
+	}
 	now := v.now().UTC().Truncate(time.Millisecond)
 	to := []string{notify.ToStaffSecurity}
 	if p.TenantID != "" {
@@ -767,6 +776,9 @@ func (v *Vault) CreateKey(ctx context.Context, principalID string, req custos.Ke
 		return "", nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a key is created only by its own principal; others get one by enrollment (POST /v1/principals/{id}/enrollments)"))
 	}
 	l.Tenant = r.Principal.TenantID
+	if r.Key != nil && len(r.Key.Networks) > 0 && len(req.Networks) == 0 {
+		req.Networks = r.Key.Networks // a bound key mints bound keys
+	}
 	secret, k, err := v.newKey(r.Principal, req)
 	if err != nil {
 		return "", nil, v.deny(ctx, l, err)
@@ -777,8 +789,14 @@ func (v *Vault) CreateKey(ctx context.Context, principalID string, req custos.Ke
 				return "", nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a new key may not carry a scope the presenting key lacks"))
 			}
 		}
+		if !custos.NetworksWithin(k.Networks, r.Key.Networks) {
+			return "", nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a new key may not reach beyond the networks of the presenting key"))
+		}
 	}
 	l.Detail = "key " + k.ID + " for principal " + r.Principal.ID
+	if len(k.Networks) > 0 {
+		l.Detail += " networks " + custos.FormatNetworks(k.Networks)
+	}
 	err = v.announce(ctx, l, &notify.Message{Topic: "key.created", TenantID: r.Principal.TenantID, To: []string{notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s %s created key %s for itself", r.Principal.Kind, r.Principal.ID, k.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		return v.insertKey(ctx, tx, k, secret)

@@ -194,8 +194,8 @@ func TestListKeysSealContacts(t *testing.T) {
 	if got, err := fresh.Lookup(admin, tenant, list, email); err != nil || got.Token != c.Token {
 		t.Errorf("lookup: %+v, %v", got, err)
 	}
-	if p, err := fresh.Contacts(admin, tenant, list, "", 100); err != nil || len(p.Items) != len(tokens) {
-		t.Errorf("contacts page: %v", err)
+	if p, err := fresh.Contacts(admin, tenant, list, "", 100); err != nil || len(p.Items) != len(tokens)+vault.DefaultCanaries { // the reader's watermark rows
+		t.Errorf("contacts page: %d items, %v", len(p.Items), err)
 	}
 	changed := "changed.person@example.test"
 	if got, err := fresh.UpdateContact(admin, tenant, c.Token, custos.ContactUpdate{Email: &changed}); err != nil || got.Email != changed {

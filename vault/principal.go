@@ -48,6 +48,18 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	l.Actor, l.ActorKind, l.ActorTenant, l.KeyID, l.Person = p.ID, string(p.Kind), p.TenantID, k.ID, p.Person
 	now := v.now()
 	switch {
+	case !k.AllowsSource(custos.RequestFromContext(ctx).Source):
+		// A key used from outside its ranges is most likely a stolen one:
+		// the holder learns nothing more than of a key that does not exist
+		// (not even that it is revoked or expired), and the leaf, naming
+		// the key and its principal, says what happened
+		// (rule key-outside-networks). Checked on every request, cached
+		// key or not: the source is the request's.
+		err := v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key used from outside its networks"))
+		if custos.ErrorCode(err) == custos.EUNAVAILABLE {
+			return nil, nil, err
+		}
+		return nil, nil, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key")
 	case k.RevokedAt != nil:
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "API key has been revoked"))
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
@@ -79,13 +91,14 @@ func (v *Vault) lookupKey(ctx context.Context, l audit.Leaf, hash []byte) (*cust
 		expires, used, rev sql.NullInt64
 	)
 	var (
-		p      *custos.Principal
-		pr     principalRow
-		keyMAC sql.NullString
+		p        *custos.Principal
+		pr       principalRow
+		keyMAC   sql.NullString
+		networks sql.NullString
 	)
-	err := scanKeyPrincipal(v.queryRow(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, k.mac, `+principalColumnsAs("p")+`
+	err := scanKeyPrincipal(v.queryRow(ctx, `SELECT k.id, k.hash, k.hint, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, k.networks, k.mac, `+principalColumnsAs("p")+`
 		FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.hash = $1`, hash), &p, &pr,
-		&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev, &keyMAC)
+		&k.ID, &stored, &k.Hint, &scopes, &created, &expires, &used, &rev, &networks, &keyMAC)
 	if isNoRows(err) {
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
 	} else if err != nil {
@@ -98,13 +111,14 @@ func (v *Vault) lookupKey(ctx context.Context, l audit.Leaf, hash []byte) (*cust
 	}
 	// A key or principal row the database holds but custos did not write
 	// (its MAC fails) is no key: refused like an unknown one, and alerted.
-	if ok, err := v.keyRowOK(ctx, &k, p.ID, stored, scopes, created, expires, rev, keyMAC, &pr); err != nil {
+	if ok, err := v.keyRowOK(ctx, &k, p.ID, stored, scopes, created, expires, rev, networks, keyMAC, &pr); err != nil {
 		return nil, nil, v.deny(ctx, l, fmt.Errorf("authenticate: %w", err))
 	} else if !ok {
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "unknown API key"))
 	}
 	k.PrincipalID = p.ID
 	k.Scopes = parseScopes(scopes)
+	k.Networks = parseNetworks(networks.String)
 	k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
 	if p.Person, err = v.person(ctx, p.Identity); err != nil {
 		return nil, nil, v.deny(ctx, l, err)
@@ -137,6 +151,14 @@ func parseScopes(s string) []custos.Scope {
 		}
 	}
 	return out
+}
+
+// parseNetworks reads the networks column (space-separated, canonical).
+func parseNetworks(s string) []string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f
+	}
+	return nil
 }
 
 func formatScopes(ss []custos.Scope) string {
@@ -222,8 +244,15 @@ func (v *Vault) newKey(p *custos.Principal, req custos.KeyRequest) (string, *cus
 	if err := custos.ValidateScopes(req.Scopes); err != nil {
 		return "", nil, err
 	}
+	networks, err := custos.CheckNetworks(req.Networks)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(networks) == 0 && p.Kind == custos.KindService {
+		networks = v.serviceNetworks // nil when the vendor configured none
+	}
 	now := v.now().UTC().Truncate(1e6)
-	k := &custos.APIKey{ID: custos.NewID(custos.PrefixKey), PrincipalID: p.ID, Scopes: req.Scopes, CreatedAt: now}
+	k := &custos.APIKey{ID: custos.NewID(custos.PrefixKey), PrincipalID: p.ID, Scopes: req.Scopes, CreatedAt: now, Networks: networks}
 	switch req.ExpiresIn {
 	case "never":
 	case "":
@@ -247,8 +276,8 @@ func (v *Vault) insertKey(ctx context.Context, tx *sql.Tx, k *custos.APIKey, sec
 	if k.ExpiresAt != nil {
 		expires = sql.NullInt64{Int64: ms(*k.ExpiresAt), Valid: true}
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, principal_id, hash, hint, scopes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		k.ID, k.PrincipalID, custos.HashAPIKey(secret), k.Hint, formatScopes(k.Scopes), ms(k.CreatedAt), expires)
+	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, principal_id, hash, hint, scopes, created_at, expires_at, networks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		k.ID, k.PrincipalID, custos.HashAPIKey(secret), k.Hint, formatScopes(k.Scopes), ms(k.CreatedAt), expires, nullString(strings.Join(k.Networks, " ")))
 	if err != nil {
 		return fmt.Errorf("insert key: %w", err)
 	}
@@ -349,12 +378,26 @@ func (v *Vault) Bootstrap(ctx context.Context, name, email string) (*custos.Prin
 
 // scanKeys reads the keys of a principal, or every key if principalID is empty.
 func (v *Vault) scanKeys(ctx context.Context, principalID string) ([]*custos.APIKey, error) {
-	q := `SELECT id, principal_id, hint, scopes, created_at, expires_at, last_used_at, revoked_at FROM api_keys`
-	args := []any{}
 	if principalID != "" {
-		q += ` WHERE principal_id = $1`
-		args = append(args, principalID)
+		return v.queryKeys(ctx, ` WHERE principal_id = $1`, principalID)
 	}
+	return v.queryKeys(ctx, "")
+}
+
+// scanKey reads one key.
+func (v *Vault) scanKey(ctx context.Context, id string) (*custos.APIKey, error) {
+	ks, err := v.queryKeys(ctx, ` WHERE id = $1`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ks) != 1 {
+		return nil, notFound("key")
+	}
+	return ks[0], nil
+}
+
+func (v *Vault) queryKeys(ctx context.Context, where string, args ...any) ([]*custos.APIKey, error) {
+	q := `SELECT id, principal_id, hint, scopes, created_at, expires_at, last_used_at, revoked_at, networks FROM api_keys` + where
 	rows, err := v.read.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
@@ -366,10 +409,12 @@ func (v *Vault) scanKeys(ctx context.Context, principalID string) ([]*custos.API
 		var scopes string
 		var created int64
 		var expires, used, rev sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.PrincipalID, &k.Hint, &scopes, &created, &expires, &used, &rev); err != nil {
+		var networks sql.NullString
+		if err := rows.Scan(&k.ID, &k.PrincipalID, &k.Hint, &scopes, &created, &expires, &used, &rev, &networks); err != nil {
 			return nil, fmt.Errorf("scan key: %w", err)
 		}
 		k.Scopes = parseScopes(scopes)
+		k.Networks = parseNetworks(networks.String)
 		k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(expires), fromNullMS(used), fromNullMS(rev)
 		out = append(out, &k)
 	}

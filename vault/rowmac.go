@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,21 +45,27 @@ const ActionRowsSeal = "rows.seal"
 // rowSpec names a table's primary key and the columns its MAC covers.
 // Columns that are bookkeeping (a key's last use, display names, times
 // nobody decides on) are left out, so that writing them needs no new MAC.
+//
+// opt are columns added after rows were first MACed: each enters the MAC
+// only when it holds a value (tagged with its name), so that the MACs of
+// rows written before the column existed still check, while setting,
+// changing or clearing a value outside custos breaks the MAC.
 type rowSpec struct {
 	table string
 	pk    string
 	cols  []string
+	opt   []string
 }
 
 var rowSpecs = []rowSpec{
-	{"principals", "id", []string{"kind", "tenant_id", "owner", "identity", "created_by", "creator_identity", "suspended", "suspended_by", "created_at", "verified_at"}},
-	{"api_keys", "id", []string{"principal_id", "hash", "scopes", "created_at", "expires_at", "revoked_at"}},
-	{"grants", "id", []string{"tenant_id", "staff_id", "request_id", "scope", "reveal_budget", "reveals_used", "granted_by", "starts_at", "expires_at", "ended_at", "ended_by", "break_glass", "page_window_at", "pages_in_window"}},
-	{"enrollments", "id", []string{"principal_id", "tenant_id", "requested_by", "requester_identity", "approval", "status", "not_before", "decided_by", "decided_at", "created_at", "issued_at", "expires_at", "used_at", "key_id"}},
-	{"tenant_settings", "tenant_id", []string{"support_access", "max_grant_ms", "reason_codes", "break_glass"}},
-	{"tenant_freezes", "tenant_id", []string{"alert_id", "reason", "frozen_at"}},
-	{"detector_state", "name", []string{"next_index", "state"}},
-	{"principal_certs", "principal_id", []string{"spki_sha256", "bound_at"}},
+	{"principals", "id", []string{"kind", "tenant_id", "owner", "identity", "created_by", "creator_identity", "suspended", "suspended_by", "created_at", "verified_at"}, nil},
+	{"api_keys", "id", []string{"principal_id", "hash", "scopes", "created_at", "expires_at", "revoked_at"}, []string{"networks"}},
+	{"grants", "id", []string{"tenant_id", "staff_id", "request_id", "scope", "reveal_budget", "reveals_used", "granted_by", "starts_at", "expires_at", "ended_at", "ended_by", "break_glass", "page_window_at", "pages_in_window"}, nil},
+	{"enrollments", "id", []string{"principal_id", "tenant_id", "requested_by", "requester_identity", "approval", "status", "not_before", "decided_by", "decided_at", "created_at", "issued_at", "expires_at", "used_at", "key_id"}, nil},
+	{"tenant_settings", "tenant_id", []string{"support_access", "max_grant_ms", "reason_codes", "break_glass"}, []string{"ticket_pattern", "ticket_webhook"}},
+	{"tenant_freezes", "tenant_id", []string{"alert_id", "reason", "frozen_at"}, nil},
+	{"detector_state", "name", []string{"next_index", "state"}, nil},
+	{"principal_certs", "principal_id", []string{"spki_sha256", "bound_at"}, nil},
 }
 
 func specOf(table string) rowSpec {
@@ -72,7 +79,30 @@ func specOf(table string) rowSpec {
 
 // selectSQL reads the MACed columns and the MAC of the row with pk $1.
 func (s rowSpec) selectSQL() string {
-	return `SELECT ` + s.pk + `, ` + strings.Join(s.cols, ", ") + `, mac FROM ` + s.table + ` WHERE ` + s.pk + ` = $1`
+	return `SELECT ` + s.columns() + `, mac FROM ` + s.table + ` WHERE ` + s.pk + ` = $1`
+}
+
+// columns lists the primary key, the MACed columns and the optional ones.
+func (s rowSpec) columns() string {
+	return s.pk + `, ` + strings.Join(append(slices.Clip(s.cols), s.opt...), ", ")
+}
+
+// message is the MAC message of a row scanned by selectSQL: the optional
+// columns' values enter it only when set ([optional]).
+func (s rowSpec) message(vals []any) []byte {
+	n := 1 + len(s.cols)
+	out := slices.Clip(vals[:n])
+	for i, name := range s.opt {
+		out = append(out, optional{name, vals[n+i]})
+	}
+	return rowMessage(s.table, out...)
+}
+
+// optional is a value of an optional column ([rowSpec].opt): nothing when
+// NULL or empty, else 'o', the column's name and the value.
+type optional struct {
+	name string
+	val  any
 }
 
 // rowMessage is the canonical encoding a row MAC is computed over: a NUL
@@ -111,6 +141,24 @@ func rowMessage(table string, vals ...any) []byte {
 				b = append(b, 'n')
 			} else {
 				b = appendInt(b, t.Int64)
+			}
+		case optional:
+			var s string
+			switch x := t.val.(type) {
+			case nil:
+			case string:
+				s = x
+			case []byte:
+				s = string(x)
+			case sql.NullString:
+				s = x.String
+			default:
+				panic(fmt.Sprintf("vault: row MAC of an optional %T", t.val))
+			}
+			if s != "" {
+				b = append(b, 'o')
+				b = appendBytes(b, t.name)
+				b = appendBytes(b, s)
 			}
 		default:
 			panic(fmt.Sprintf("vault: row MAC of a %T", v))
@@ -211,7 +259,7 @@ type rowScanner interface{ Scan(...any) error }
 // scanRow reads a row selected by spec.selectSQL: its values (primary key
 // first) and its MAC.
 func scanRow(r rowScanner, spec rowSpec) ([]any, sql.NullString, error) {
-	vals := make([]any, 1+len(spec.cols))
+	vals := make([]any, 1+len(spec.cols)+len(spec.opt))
 	dest := make([]any, len(vals)+1)
 	for i := range vals {
 		dest[i] = &vals[i]
@@ -247,7 +295,7 @@ func resealWith(ctx context.Context, tx *sql.Tx, k *keys.SystemPRF, table string
 		} else if err != nil {
 			return fmt.Errorf("reseal %s: %w", table, err)
 		}
-		mac := encodeMAC(k.MAC(rowMessage(table, vals...)))
+		mac := encodeMAC(k.MAC(spec.message(vals)))
 		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET mac = $1 WHERE `+spec.pk+` = $2`, mac, id); err != nil {
 			return fmt.Errorf("reseal %s: %w", table, err)
 		}
@@ -274,7 +322,7 @@ func (v *Vault) checkRow(ctx context.Context, q querier, table, id string) error
 	} else if err != nil {
 		return fmt.Errorf("check %s: %w", table, err)
 	}
-	if !macOK(mac, k.MAC(rowMessage(table, vals...))) {
+	if !macOK(mac, k.MAC(spec.message(vals))) {
 		v.rowIntegrity(table, id)
 		return errForged
 	}
@@ -566,12 +614,12 @@ func queryIDs(ctx context.Context, q interface {
 
 // keyRowOK checks the MACs of an API key's row and its principal's row as
 // Authenticate read them: two HMACs, no query (the key is cached).
-func (v *Vault) keyRowOK(ctx context.Context, k *custos.APIKey, principalID string, hash []byte, scopes string, created int64, expires, revoked sql.NullInt64, mac sql.NullString, pr *principalRow) (bool, error) {
+func (v *Vault) keyRowOK(ctx context.Context, k *custos.APIKey, principalID string, hash []byte, scopes string, created int64, expires, revoked sql.NullInt64, networks sql.NullString, mac sql.NullString, pr *principalRow) (bool, error) {
 	key, err := v.rowKey(ctx, nil)
 	if err != nil {
 		return false, err
 	}
-	if !macOK(mac, key.MAC(rowMessage("api_keys", k.ID, principalID, hash, scopes, created, expires, revoked))) {
+	if !macOK(mac, key.MAC(specOf("api_keys").message([]any{k.ID, principalID, hash, scopes, created, expires, revoked, networks}))) {
 		v.rowIntegrity("api_keys", k.ID)
 		return false, nil
 	}

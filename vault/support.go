@@ -26,7 +26,9 @@ func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (
 	var on, bg int
 	var maxMS int64
 	var codes string
-	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes, break_glass FROM tenant_settings WHERE tenant_id = $1`, tenant).Scan(&on, &maxMS, &codes, &bg)
+	var pattern, webhook sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes, break_glass, ticket_pattern, ticket_webhook FROM tenant_settings WHERE tenant_id = $1`, tenant).
+		Scan(&on, &maxMS, &codes, &bg, &pattern, &webhook)
 	if isNoRows(err) {
 		return s, nil
 	} else if err != nil {
@@ -40,7 +42,17 @@ func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (
 	}
 	s.SupportAccess, s.MaxGrant, s.BreakGlass = on != 0, custos.Duration(time.Duration(maxMS)*time.Millisecond), bg != 0
 	s.ReasonCodes = append(s.ReasonCodes, strings.Fields(codes)...)
+	s.TicketPattern, s.TicketWebhook = pattern.String, webhook.String
 	return s, nil
+}
+
+// maskWebhook is s as shown to a reader: the webhook URL only as "set"
+// (its path may be a secret).
+func maskWebhook(s *custos.SupportSettings) *custos.SupportSettings {
+	if s.TicketWebhook != "" {
+		s.TicketWebhook = "set"
+	}
+	return s
 }
 
 type querier interface {
@@ -60,7 +72,7 @@ func (v *Vault) SupportSettings(ctx context.Context, tenant string) (*custos.Sup
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	return s, v.record(ctx, l, nil)
+	return maskWebhook(s), v.record(ctx, l, nil)
 }
 
 // SetSupportSettings turns support access on or off for a tenant and sets
@@ -81,10 +93,20 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *custos
 	if s.ReasonCodes == nil {
 		s.ReasonCodes = []string{}
 	}
+	if _, err := custos.CompileTicketPattern(s.TicketPattern); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if err := custos.CheckTicketWebhook(s.TicketWebhook); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if s.TicketWebhook != "" && s.TicketPattern == "" {
+		return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "ticket_webhook needs a ticket_pattern"))
+	}
 	if _, err := v.findTenant(ctx, tenant); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s reason_codes=%s break_glass=%t", s.SupportAccess, s.MaxGrant, strings.Join(s.ReasonCodes, ","), s.BreakGlass)
+	l.Detail = fmt.Sprintf("support_access=%t max_grant=%s reason_codes=%s break_glass=%t ticket_pattern=%s ticket_webhook=%s", s.SupportAccess, s.MaxGrant, strings.Join(s.ReasonCodes, ","), s.BreakGlass,
+		setOrNot(s.TicketPattern), setOrNot(s.TicketWebhook))
 	admin := custos.RequestFromContext(ctx).Principal
 	// Who can reach the tenant's data changes: its admins (all of them, not
 	// only the one who changed it) and security hear of it at once.
@@ -92,10 +114,12 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *custos
 		Text: fmt.Sprintf("support access of tenant %s changed by %s: %s", tenant, admin.ID, l.Detail)}
 	return v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		now := ms(v.now())
-		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, break_glass, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, break_glass, updated_at, ticket_pattern, ticket_webhook) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms,
-				reason_codes = excluded.reason_codes, break_glass = excluded.break_glass, updated_at = excluded.updated_at`,
-			tenant, boolInt(s.SupportAccess), time.Duration(s.MaxGrant).Milliseconds(), strings.Join(s.ReasonCodes, " "), boolInt(s.BreakGlass), now)
+				reason_codes = excluded.reason_codes, break_glass = excluded.break_glass, updated_at = excluded.updated_at,
+				ticket_pattern = excluded.ticket_pattern, ticket_webhook = excluded.ticket_webhook`,
+			tenant, boolInt(s.SupportAccess), time.Duration(s.MaxGrant).Milliseconds(), strings.Join(s.ReasonCodes, " "), boolInt(s.BreakGlass), now,
+			nullString(s.TicketPattern), nullString(s.TicketWebhook))
 		if err != nil {
 			return err
 		}
@@ -657,8 +681,18 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	// Turning either kind of access off ends its grants, so a grant that
+	// is active finds its kind on — unless the settings row failed its MAC
+	// and reads as the defaults: then its reason policy (ticket pattern,
+	// webhook) may have been removed by hand, and nothing is revealed.
+	if !st.SupportAccess && !(g.BreakGlass && st.BreakGlass) {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "support access is off for this tenant"))
+	}
 	if !st.Accepts(reasonCode) {
 		return nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "the tenant does not accept reason code %s", reasonCode))
+	}
+	if err := v.checkTicket(ctx, st, tenant, reason); err != nil {
+		return nil, v.deny(ctx, l, err)
 	}
 	s, err := v.namedContact(ctx, &l, tenant, token)
 	if err != nil {

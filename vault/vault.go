@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -67,13 +68,17 @@ type Vault struct {
 
 	canaries      int
 	canaryDomains []string
-	canaryMu      sync.Mutex
-	canaryKey     *keys.SystemPRF
-	enrollKey     *keys.SystemPRF // under canaryMu too
-	personKey     *keys.SystemPRF // under canaryMu too
-	verp          *keys.SystemPRF // under canaryMu too: tags VERP return paths
-	persons       sync.Map        // identity → person pseudonym
-	rows          rowState        // row MACs (rowmac.go)
+	// serviceNetworks: Options.ServiceNetworks, canonical.
+	serviceNetworks []string
+	ticketTimeout   time.Duration
+	ticketClient    *http.Client
+	canaryMu        sync.Mutex
+	canaryKey       *keys.SystemPRF
+	enrollKey       *keys.SystemPRF // under canaryMu too
+	personKey       *keys.SystemPRF // under canaryMu too
+	verp            *keys.SystemPRF // under canaryMu too: tags VERP return paths
+	persons         sync.Map        // identity → person pseudonym
+	rows            rowState        // row MACs (rowmac.go)
 
 	// auth caches authenticated keys, invalidated by version (authcache.go).
 	auth authCache
@@ -159,6 +164,15 @@ type Options struct {
 	// ("vendor-local", "vendor-kms:hcvault", …). Empty: receipts name no
 	// KEK kind.
 	KEK string
+	// ServiceNetworks are the vendor's pipeline ranges (the detection
+	// policy's known_networks for services): a service key created without
+	// networks is bound to them. Empty: such a key is not bound.
+	ServiceNetworks []string
+	// TicketTimeout bounds a tenant's ticket webhook (0:
+	// DefaultTicketTimeout); TicketClient makes its requests (nil: a
+	// client that follows no redirects).
+	TicketTimeout time.Duration
+	TicketClient  *http.Client
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
@@ -183,6 +197,23 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 		v.canaries = 0
 	}
 	v.canaryDomains = opts.CanaryDomains
+	v.ticketTimeout, v.ticketClient = opts.TicketTimeout, opts.TicketClient
+	if v.ticketTimeout <= 0 {
+		v.ticketTimeout = DefaultTicketTimeout
+	}
+	if v.ticketClient == nil {
+		// A redirect could take the ticket id to a host the tenant did
+		// not name.
+		v.ticketClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if ns, err := custos.CheckNetworks(opts.ServiceNetworks); err == nil {
+		v.serviceNetworks = ns
+	} else {
+		// The node validates the policy before it gets here; a range that
+		// still does not parse must not leave service keys unbound.
+		v.serviceNetworks = []string{"255.255.255.255/32"}
+		v.logger.Error("service networks do not parse: service keys get none usable", "err", err)
+	}
 	if len(v.canaryDomains) == 0 {
 		v.canaryDomains = []string{DefaultCanaryDomain}
 	}

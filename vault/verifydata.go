@@ -84,7 +84,7 @@ func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
 	present := map[string]map[string][]any{} // table → pk → values
 	for _, spec := range rowSpecs {
 		present[spec.table] = map[string][]any{}
-		rows, err := v.read.QueryContext(ctx, `SELECT `+spec.pk+`, `+strings.Join(spec.cols, ", ")+`, mac FROM `+spec.table+` ORDER BY `+spec.pk)
+		rows, err := v.read.QueryContext(ctx, `SELECT `+spec.columns()+`, mac FROM `+spec.table+` ORDER BY `+spec.pk)
 		if err != nil {
 			return nil, fmt.Errorf("verify %s: %w", spec.table, err)
 		}
@@ -100,7 +100,7 @@ func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
 			switch {
 			case !mac.Valid:
 				add(FindingInserted, spec.table, id, "no MAC: written outside custos")
-			case !macOK(mac, k.MAC(rowMessage(spec.table, vals...))):
+			case !macOK(mac, k.MAC(spec.message(vals))):
 				if lg.known(spec.table, id) {
 					add(FindingAltered, spec.table, id, "MAC does not match: changed outside custos")
 				} else {

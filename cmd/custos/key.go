@@ -11,15 +11,18 @@ import (
 )
 
 func (m *Main) runKeyCreate(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("key create", `--principal ME [--scope S]… [--expires-in 720h]`, `custos key create --principal pr_… --scope contacts:read --expires-in 24h`)
+	fs, a := m.clientFlags("key create", `--principal ME [--scope S]… [--network CIDR]… [--expires-in 720h]`, `custos key create --principal pr_… --scope contacts:read --network 10.20.0.0/16 --expires-in 24h`)
 	principal := fs.String("principal", "", "your principal id (required)")
 	expires := fs.String("expires-in", "", "key lifetime (e.g. 720h, or never)")
-	var scopes multiFlag
+	var scopes, networks multiFlag
 	fs.Var(&scopes, "scope", "key scope (repeatable)")
+	fs.Var(&networks, "network", "a CIDR range the key may be used from (repeatable; default any, or the presenting key's ranges if it is bound)")
 	if _, err := fs.parse(args, 0, 0, "principal"); err != nil {
 		return err
 	}
-	res, err := a.client().CreateKey(ctx, *principal, scopes.key(*expires))
+	req := scopes.key(*expires)
+	req.Networks = networks
+	res, err := a.client().CreateKey(ctx, *principal, req)
 	if err != nil {
 		return err
 	}
@@ -34,8 +37,8 @@ func (m *Main) runKeyLs(ctx context.Context, args []string) error {
 	}
 	now := time.Now()
 	var soon []*custos.APIKey
-	err := listing(a, a.client().Keys(ctx, *principal), "ID\tPRINCIPAL\tHINT\tSCOPES\tEXPIRES\tLAST USED\tREVOKED", func(tw io.Writer, k *custos.APIKey) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.PrincipalID, k.Hint, k.Scopes, fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt), fmtTime(k.RevokedAt))
+	err := listing(a, a.client().Keys(ctx, *principal), "ID\tPRINCIPAL\tHINT\tSCOPES\tNETWORKS\tEXPIRES\tLAST USED\tREVOKED", func(tw io.Writer, k *custos.APIKey) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", k.ID, k.PrincipalID, k.Hint, k.Scopes, custos.FormatNetworks(k.Networks), fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt), fmtTime(k.RevokedAt))
 		if k.Active(now) && k.ExpiresAt != nil && k.ExpiresAt.Sub(now) <= vault.PrivilegedKeyNotice {
 			soon = append(soon, k)
 		}
@@ -75,4 +78,19 @@ func (m *Main) runKeyRevoke(ctx context.Context, args []string) error {
 		return err
 	}
 	return a.printer().one(map[string]string{"revoked": pos[0]}, "revoked key %s", pos[0])
+}
+
+func (m *Main) runKeyNetworks(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("key networks", `[--network CIDR]… ID`, `custos key networks --network 10.20.0.0/16 --network 2001:db8::/32 ak_…`)
+	var networks multiFlag
+	fs.Var(&networks, "network", "a CIDR range the key may be used from (repeatable; none: any network). Widening your own key is announced and alerted; an operator may only narrow another's key")
+	pos, err := fs.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	k, err := a.client().SetKeyNetworks(ctx, pos[0], networks)
+	if err != nil {
+		return err
+	}
+	return a.printer().one(k, "key %s may be used from: %s", k.ID, custos.FormatNetworks(k.Networks))
 }

@@ -166,6 +166,7 @@ func init() {
 			{name: "create", summary: "create another key for your own principal", run: (*Main).runKeyCreate},
 			{name: "ls", summary: "list keys (hints, never secrets)", run: (*Main).runKeyLs},
 			{name: "revoke", summary: "revoke a key", run: (*Main).runKeyRevoke},
+			{name: "networks", summary: "set the CIDR ranges a key may be used from", run: (*Main).runKeyNetworks},
 			{name: "rotate", summary: "replace your own key: a new one, the old one valid for an overlap (default 24h); both audited", run: (*Main).runKeyRotate},
 		}},
 		{name: "operator", summary: "operators' break-glass (docs/operator-keys.md)", subs: []*command{

@@ -198,6 +198,7 @@ var notScripted = map[string]string{
 	"key rotate":            "TestOperatorKeyLifecycle",
 	"operator recover":      "TestOperatorKeyLifecycle", // a host command, answered by a running server
 	"version":               "TestVersion",
+	"key networks":          "TestKeyNetworksCLI",
 	"principal bind-cert":   "node.TestCertBoundPrincipal", // the route through the typed client, with a CA and client certificates made in the test; the verb itself is a thin wrapper
 	"principal unbind-cert": "node.TestCertBoundPrincipal",
 }

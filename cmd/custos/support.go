@@ -20,15 +20,18 @@ func (m *Main) supportFlags(verb, args, example string) (*flagSet, *api, *string
 }
 
 func (m *Main) runSupportOn(ctx context.Context, args []string) error {
-	fs, a, tenant := m.supportFlags("on", `--tenant T [--max-grant 24h] [--accept CODE]… [--break-glass]`, `custos support on --tenant tn_… --max-grant 8h --accept customer_request`)
+	fs, a, tenant := m.supportFlags("on", `--tenant T [--max-grant 24h] [--accept CODE]… [--break-glass] [--ticket-pattern RE [--ticket-webhook URL]]`, `custos support on --tenant tn_… --max-grant 8h --accept customer_request --ticket-pattern 'SUP-[0-9]{3,8}'`)
 	maxGrant := fs.String("max-grant", "", "longest grant the tenant allows (e.g. 24h)")
+	pattern := fs.String("ticket-pattern", "", "a regular expression (RE2) every reveal's reason must contain a match of: your ticket reference")
+	webhook := fs.String("ticket-webhook", "", "https URL custos asks whether the cited ticket exists (POST {tenant_id, ticket}; 2xx yes, 404 no, anything else refuses)")
 	breakGlass := fs.Bool("break-glass", false, "also allow break-glass grants (two security approvals, at most 1h)")
 	var codes multiFlag
 	fs.Var(&codes, "accept", "a reason code the tenant accepts for reveals (repeatable; default all): "+strings.Join(custos.ReasonCodes, ", "))
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
-	return putSupportAccess(ctx, a, *tenant, custos.SupportSettingsRequest{SupportAccess: true, MaxGrant: *maxGrant, ReasonCodes: codes, BreakGlass: *breakGlass})
+	return putSupportAccess(ctx, a, *tenant, custos.SupportSettingsRequest{SupportAccess: true, MaxGrant: *maxGrant, ReasonCodes: codes, BreakGlass: *breakGlass,
+		TicketPattern: *pattern, TicketWebhook: *webhook})
 }
 
 func (m *Main) runSupportOff(ctx context.Context, args []string) error {
