@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // RebuildTiles recomputes every tile from the leaves datas (commitments,
@@ -61,4 +63,10 @@ func SetProofReaderBounds(t interface{ Cleanup(func()) }, tiles, hashes int) {
 	oldTiles, oldHashes := proofReaderTiles, proofReaderHashes
 	proofReaderTiles, proofReaderHashes = tiles, hashes
 	t.Cleanup(func() { proofReaderTiles, proofReaderHashes = oldTiles, oldHashes })
+}
+
+// ProvePage is provePage, for tests that check page proofs against
+// tlog's own tree.
+func ProvePage(r tlog.HashReader, size uint64, idx []uint64) ([]byte, error) {
+	return provePage(r, size, idx)
 }
