@@ -70,3 +70,11 @@ func SetProofReaderBounds(t interface{ Cleanup(func()) }, tiles, hashes int) {
 func ProvePage(r tlog.HashReader, size uint64, idx []uint64) ([]byte, error) {
 	return provePage(r, size, idx)
 }
+
+// LeafKeys, DecodeLeafKeys and FastLeafKeys expose the fast decoding of
+// an entry's keys to its fuzz test.
+type LeafKeys = leafKeys
+
+func DecodeLeafKeys(b []byte, k *LeafKeys) error { return decodeLeafKeys(b, k) }
+
+func FastLeafKeys(b []byte) bool { var k leafKeys; return fastLeafKeys(b, &k) }

@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -150,19 +149,12 @@ func nodeHash(l, r []byte) []byte {
 	return h[:]
 }
 
-// feedBody is what a feed's client checks of an entry's body besides its
-// leaf: whose it is and its number in the tenant's sequence.
-type feedBody struct {
-	Tenant    string `json:"tenant"`
-	TenantSeq uint64 `json:"tenant_seq"`
-}
-
 // checkFeedBody checks that e's body names the tenant and e's sequence
-// number. It decodes only those two fields (encoding/json still checks the
-// whole body is valid JSON), with the same rules as a decode into [Leaf].
+// number. It decodes only the fields it needs ([decodeLeafKeys]: the
+// same rules and result as a decode into [Leaf]).
 func checkFeedBody(e FeedEntry, tenant string) error {
-	var l feedBody
-	if err := json.Unmarshal(e.Body, &l); err != nil {
+	var l leafKeys
+	if err := decodeLeafKeys(e.Body, &l); err != nil {
 		return fmt.Errorf("entry %d: body is not valid JSON", e.Index)
 	}
 	if l.Tenant != tenant || l.TenantSeq != e.TenantSeq {

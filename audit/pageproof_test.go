@@ -236,3 +236,50 @@ func FuzzCheckFeedPage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeLeafKeys: the fast decoding of an entry's keys (verification,
+// a feed's client) accepts exactly what json.Unmarshal accepts and reads
+// the same fields: whatever the bytes, both agree on "is it JSON" and on
+// every field.
+func FuzzDecodeLeafKeys(f *testing.F) {
+	l := audit.Leaf{Actor: "pr_x", ActorSeq: 7, ActorKind: "tenant_admin", KeyID: "ak_x", Source: "10.0.0.1", Action: "contact.read",
+		Tenant: "tn_a", TenantSeq: 3, List: "ls_x", Tokens: []string{"ct_a", "ct_b"}, Outcome: "ok", RequestID: "rq_x"}
+	b, _ := json.Marshal(l)
+	f.Add(b)
+	f.Add([]byte(`{"tenant":"tn_a","Tenant":"tn_b","tenant_seq":1}`))
+	f.Add([]byte(`{"tenant":"tn_a","tenant":"tn_b"}`))
+	f.Add([]byte(`{"tenant":"t\u006e_a","tenant_seq":01}`))
+	f.Add([]byte(`{"tenant_seq":18446744073709551616,"x":[1],"y":{"tenant":"z"}}`))
+	f.Add([]byte(`{"tenant":null,"actor_seq":1.0,"ok":true,"no":false,"n":null,"a":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast audit.LeafKeys
+		errFast := audit.DecodeLeafKeys(b, &fast)
+		var std audit.LeafKeys
+		errStd := json.Unmarshal(b, &std)
+		if (errFast == nil) != (errStd == nil) {
+			t.Fatalf("%q: fast path error %v, encoding/json error %v", b, errFast, errStd)
+		}
+		if errStd == nil && fast != std {
+			t.Fatalf("%q: fast path read %+v, encoding/json %+v", b, fast, std)
+		}
+		if audit.FastLeafKeys(b) && !json.Valid(b) {
+			t.Fatalf("%q: the fast path took a body that is not JSON", b)
+		}
+	})
+}
+
+// The bodies the sequencer writes take the fast path (else it would be
+// no faster), and a body it cannot be sure of does not.
+func TestFastLeafKeysTakesSequencerBodies(t *testing.T) {
+	l := audit.Leaf{Actor: "pr_x", ActorSeq: 7, ActorKind: "tenant_admin", KeyID: "ak_x", Source: "10.0.0.1", Action: "contact.read",
+		Tenant: "tn_a", TenantSeq: 3, List: "ls_x", Tokens: []string{"ct_a"}, Outcome: "ok", RequestID: "rq_x", Count: 2}
+	b, _ := json.Marshal(l)
+	if !audit.FastLeafKeys(b) {
+		t.Fatalf("a sequencer body is not on the fast path: %s", b)
+	}
+	for _, odd := range []string{`{"tenant":"a","TENANT":"b"}`, `{"tenant":"a\"b"}`, `{ "tenant":"a"}`, `{"tenant":"a","tenant":"b"}`, `{"x":{"tenant":"a"}}`} {
+		if audit.FastLeafKeys([]byte(odd)) {
+			t.Errorf("%s took the fast path", odd)
+		}
+	}
+}
