@@ -120,7 +120,12 @@ func TestScale(t *testing.T) {
 	// after a JSON round trip as over the wire: with shared per-entry
 	// proofs (the pull before page proofs) and with one proof per page,
 	// the page written as the server writes it (Feed.AppendJSON).
-	for _, page := range []bool{false, true} {
+	// CUSTOS_BENCH_FEED=page measures only the page proofs (for a profile).
+	modes := []bool{false, true}
+	if os.Getenv("CUSTOS_BENCH_FEED") == "page" {
+		modes = []bool{true}
+	}
+	for _, page := range modes {
 		start, cpu = time.Now(), cpuTime()
 		var after uint64
 		var pulled int
