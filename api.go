@@ -483,4 +483,8 @@ type AccessFeed struct {
 	Checkpoint []byte      `json:"checkpoint"`
 	Entries    []FeedEntry `json:"entries"`
 	More       bool        `json:"more"`
+	// PageProof is set in a page asked for with a page proof
+	// (?proofs=page): one proof for all its entries, which then carry
+	// none of their own (audit.CheckFeedPage checks it).
+	PageProof []byte `json:"page_proof,omitempty"`
 }

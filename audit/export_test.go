@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // RebuildTiles recomputes every tile from the leaves datas (commitments,
@@ -62,3 +64,17 @@ func SetProofReaderBounds(t interface{ Cleanup(func()) }, tiles, hashes int) {
 	proofReaderTiles, proofReaderHashes = tiles, hashes
 	t.Cleanup(func() { proofReaderTiles, proofReaderHashes = oldTiles, oldHashes })
 }
+
+// ProvePage is provePage, for tests that check page proofs against
+// tlog's own tree.
+func ProvePage(r tlog.HashReader, size uint64, idx []uint64) ([]byte, error) {
+	return provePage(r, size, idx)
+}
+
+// LeafKeys, DecodeLeafKeys and FastLeafKeys expose the fast decoding of
+// an entry's keys to its fuzz test.
+type LeafKeys = leafKeys
+
+func DecodeLeafKeys(b []byte, k *LeafKeys) error { return decodeLeafKeys(b, k) }
+
+func FastLeafKeys(b []byte) bool { var k leafKeys; return fastLeafKeys(b, &k) }

@@ -117,48 +117,79 @@ func TestScale(t *testing.T) {
 	t.Logf("incremental verify of %d new entries with a 4096-entry scrub: %v, CPU %v", rep.Size-rep.From, time.Since(start).Round(time.Millisecond), (cpuTime() - cpu).Round(time.Millisecond))
 
 	// One tenant's feed, every proof checked as `custos audit pull` does,
-	// after a JSON round trip as over the wire.
-	start, cpu = time.Now(), cpuTime()
-	var after uint64
-	var pulled int
-	var wire int64
-	for {
-		f, err := lg.TenantFeed(ctx, "tn_big", after, audit.MaxFeedPage)
-		if err != nil {
-			t.Fatal(err)
-		}
-		audit.ShareProofs(f.Entries) // as custos audit pull asks
-		b, err := json.Marshal(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wire += int64(len(b))
-		var got audit.Feed
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Fatal(err)
-		}
-		cp, err := audit.ParseCheckpoint(got.Checkpoint, verifier)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var prev []tlog.Hash
-		for _, fe := range got.Entries {
-			if fe.Proof, err = audit.ExpandProof(prev, fe.Proof, fe.Shared); err != nil {
-				t.Fatal(err)
-			}
-			prev = fe.Proof
-			if err := audit.CheckFeedEntry(cp, fe, "tn_big", after+1); err != nil {
-				t.Fatal(err)
-			}
-			after = fe.TenantSeq
-			pulled++
-		}
-		if !got.More {
-			break
-		}
+	// after a JSON round trip as over the wire: with shared per-entry
+	// proofs (the pull before page proofs) and with one proof per page,
+	// the page written as the server writes it (Feed.AppendJSON).
+	// CUSTOS_BENCH_FEED=page measures only the page proofs (for a profile).
+	modes := []bool{false, true}
+	if os.Getenv("CUSTOS_BENCH_FEED") == "page" {
+		modes = []bool{true}
 	}
-	d := time.Since(start)
-	t.Logf("tenant feed of tn_big: %d entries with proofs verified in %v (%.0f entries/s, %d bytes of JSON, %.0f B per entry), CPU %v", pulled, d.Round(time.Millisecond), float64(pulled)/d.Seconds(), wire, float64(wire)/float64(pulled), (cpuTime() - cpu).Round(time.Millisecond))
+	for _, page := range modes {
+		start, cpu = time.Now(), cpuTime()
+		var after uint64
+		var pulled int
+		var wire int64
+		for {
+			feed := lg.TenantFeed
+			if page {
+				feed = lg.TenantFeedPage
+			}
+			f, err := feed(ctx, "tn_big", after, audit.MaxFeedPage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b []byte
+			if page {
+				b = f.AppendJSON(nil)
+			} else {
+				audit.ShareProofs(f.Entries) // as custos audit pull asked
+				if b, err = json.Marshal(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wire += int64(len(b))
+			var got audit.Feed
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			cp, err := audit.ParseCheckpoint(got.Checkpoint, verifier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page {
+				if err := audit.CheckFeedPage(cp, got.Entries, got.PageProof, "tn_big", after+1); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(got.Entries); n > 0 {
+					after = got.Entries[n-1].TenantSeq
+					pulled += n
+				}
+			} else {
+				var prev []tlog.Hash
+				for _, fe := range got.Entries {
+					if fe.Proof, err = audit.ExpandProof(prev, fe.Proof, fe.Shared); err != nil {
+						t.Fatal(err)
+					}
+					prev = fe.Proof
+					if err := audit.CheckFeedEntry(cp, fe, "tn_big", after+1); err != nil {
+						t.Fatal(err)
+					}
+					after = fe.TenantSeq
+					pulled++
+				}
+			}
+			if !got.More {
+				break
+			}
+		}
+		d := time.Since(start)
+		mode := "shared proofs"
+		if page {
+			mode = "page proofs"
+		}
+		t.Logf("tenant feed of tn_big, %s: %d entries with proofs verified in %v (%.0f entries/s, %d bytes of JSON, %.0f B per entry), CPU %v", mode, pulled, d.Round(time.Millisecond), float64(pulled)/d.Seconds(), wire, float64(wire)/float64(pulled), (cpuTime() - cpu).Round(time.Millisecond))
+	}
 
 	if os.Getenv("CUSTOS_BENCH_FULL") != "" {
 		start, cpu = time.Now(), cpuTime()

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"runtime"
 
 	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -107,7 +105,11 @@ func VerifyFrom(ctx context.Context, read *sql.DB, v note.Verifier, st *VerifySt
 	return verify(ctx, read, v, st, opts)
 }
 
-var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+// rangeFactory hashes with tlog.NodeHash, RFC 6962's interior hash as
+// rfc6962.DefaultHasher.HashChildren computes it, without a hasher and a
+// slice allocated per node: a full verification hashes one node per entry
+// on its one ordered goroutine.
+var rangeFactory = compact.RangeFactory{Hash: nodeHash}
 
 func verify(ctx context.Context, read *sql.DB, v note.Verifier, st *VerifyState, opts VerifyOptions) (*VerifyReport, error) {
 	var total sql.NullInt64
@@ -643,12 +645,8 @@ type checkedRow struct {
 	leafRow
 	checkErr error // from [Stored.check]
 	jsonOK   bool
-	body     struct {
-		Tenant    string `json:"tenant"`
-		TenantSeq uint64 `json:"tenant_seq"`
-		indexFields
-	}
-	hash tlog.Hash // the record hash of the leaf
+	body     leafKeys
+	hash     tlog.Hash // the record hash of the leaf
 }
 
 // checkedBatch is a run of consecutive rows; done is closed when a worker
@@ -679,7 +677,7 @@ func readChecked(ctx context.Context, read *sql.DB, from uint64) <-chan *checked
 					if r.checkErr = r.s.check(); r.checkErr != nil {
 						continue
 					}
-					r.jsonOK = json.Unmarshal(r.s.Data, &r.body) == nil
+					r.jsonOK = decodeLeafKeys(r.s.Data, &r.body) == nil
 					r.hash = tlog.RecordHash(r.s.Leaf)
 				}
 				close(b.done)

@@ -49,6 +49,14 @@ func (c *Client) AccessLogSharedProofs(ctx context.Context, tenant string, after
 	return c.accessLog(ctx, tenant, after, limit, url.Values{"proofs": {"shared"}})
 }
 
+// AccessLogPageProof is [Client.AccessLog] with one proof for the whole
+// page (AccessFeed.PageProof, checked with audit.CheckFeedPage) instead of
+// one per entry: each hash is sent once. A server from before page proofs
+// refuses the parameter (EINVALID); ask with shared proofs then.
+func (c *Client) AccessLogPageProof(ctx context.Context, tenant string, after uint64, limit int) (*custos.AccessFeed, error) {
+	return c.accessLog(ctx, tenant, after, limit, url.Values{"proofs": {"page"}})
+}
+
 func (c *Client) accessLog(ctx context.Context, tenant string, after uint64, limit int, q url.Values) (*custos.AccessFeed, error) {
 	if after > 0 {
 		q.Set("after", strconv.FormatUint(after, 10))

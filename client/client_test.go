@@ -441,4 +441,17 @@ func TestSecuritySupportLog(t *testing.T) {
 	if err != nil || len(feed.Entries) == 0 || len(feed.Checkpoint) == 0 {
 		t.Fatalf("AccessLog = %+v, %v", feed, err)
 	}
+	// The same page with one page proof: the same entries, no proof of
+	// their own (audit.CheckFeedPage checks the page; cmd/custos's pull
+	// tests do, through this method).
+	paged, err := f.admin.AccessLogPageProof(ctx, f.tenant, 0, 0)
+	if err != nil || len(paged.PageProof) == 0 || !bytes.Equal(paged.Checkpoint, feed.Checkpoint) || len(paged.Entries) != len(feed.Entries) {
+		t.Fatalf("AccessLogPageProof = %+v, %v", paged, err)
+	}
+	for i, e := range paged.Entries {
+		w := feed.Entries[i]
+		if e.TenantSeq != w.TenantSeq || e.Index != w.Index || !bytes.Equal(e.Body, w.Body) || !bytes.Equal(e.Salt, w.Salt) || len(e.Proof) != 0 {
+			t.Fatalf("page-proved entry %d = %+v, want %+v without its proof", i, e, w)
+		}
+	}
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"fmt"
 	"time"
+
+	"github.com/custos-dev/custos/audit"
 )
 
 // LogCadenceConfig is the part of custos.json's "log" section that sets
@@ -12,7 +14,7 @@ import (
 type LogCadenceConfig struct {
 	// CheckpointInterval is the most time an entry waits for a signed
 	// checkpoint covering it, and the least time between two signed while
-	// the log grows (a Go duration, default "1s").
+	// the log grows (a Go duration, default "800ms").
 	CheckpointInterval string `json:"checkpoint_interval,omitempty"`
 	// CheckpointRetention is how long stored checkpoints are kept (a Go
 	// duration, default "720h"; "0s" keeps them forever). Older ones are
@@ -28,7 +30,7 @@ const DefaultCheckpointRetention = 30 * 24 * time.Hour
 // durations returns the interval and retention, naming the field at
 // fault.
 func (c LogCadenceConfig) durations() (interval, retention time.Duration, err error) {
-	interval, retention = time.Second, DefaultCheckpointRetention
+	interval, retention = audit.DefaultCheckpointInterval, DefaultCheckpointRetention
 	if c.CheckpointInterval != "" {
 		if interval, err = time.ParseDuration(c.CheckpointInterval); err != nil || interval <= 0 || interval > time.Hour {
 			return 0, 0, fmt.Errorf("log.checkpoint_interval: %q must be a duration between 1ns and 1h (e.g. \"1s\")", c.CheckpointInterval)

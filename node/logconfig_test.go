@@ -12,9 +12,9 @@ func TestLogCadenceConfig(t *testing.T) {
 		wantI, wantR        time.Duration
 		err                 string
 	}{
-		{"", "", time.Second, DefaultCheckpointRetention, ""},
+		{"", "", 800 * time.Millisecond, DefaultCheckpointRetention, ""},
 		{"250ms", "48h", 250 * time.Millisecond, 48 * time.Hour, ""},
-		{"", "0s", time.Second, 0, ""},
+		{"", "0s", 800 * time.Millisecond, 0, ""},
 		{"0s", "", 0, 0, "log.checkpoint_interval"},
 		{"soon", "", 0, 0, "log.checkpoint_interval"},
 		{"2h", "", 0, 0, "log.checkpoint_interval"},

@@ -191,6 +191,14 @@ func TestFeedCatchesChangedBody(t *testing.T) {
 			t.Fatalf("honest feed entry %d: %v", i, err)
 		}
 	}
+	// The same page with one page proof (?proofs=page) verifies whole.
+	paged := decode[audit.Feed](t, e.get(a.admin, feedPath+"?proofs=page", 200))
+	if len(paged.Entries) != len(feed.Entries) || len(paged.PageProof) == 0 {
+		t.Fatalf("page-proved page: %d entries, %d proof bytes", len(paged.Entries), len(paged.PageProof))
+	}
+	if err := audit.CheckFeedPage(cp, paged.Entries, paged.PageProof, a.tenant, 1); err != nil {
+		t.Fatalf("honest page-proved page: %v", err)
+	}
 	victim := feed.Entries[0]
 	for _, col := range []string{"data", "salt"} {
 		var orig []byte
@@ -209,6 +217,10 @@ func TestFeedCatchesChangedBody(t *testing.T) {
 		got := decode[audit.Feed](t, e.get(a.admin, feedPath, 200))
 		if err := audit.CheckFeedEntry(cp, got.Entries[0], a.tenant, 1); err == nil {
 			t.Errorf("feed entry with a changed %s verified", col)
+		}
+		paged := decode[audit.Feed](t, e.get(a.admin, feedPath+"?proofs=page", 200))
+		if err := audit.CheckFeedPage(cp, paged.Entries, paged.PageProof, a.tenant, 1); err == nil {
+			t.Errorf("a page proof with a changed %s verified", col)
 		}
 		if _, err := e.log.Entries(t.Context(), victim.Index, 1); err == nil {
 			t.Errorf("Entries read an entry with a changed %s", col)

@@ -236,6 +236,16 @@ func (v *Vault) findList(ctx context.Context, tenant, id string) (*custos.List, 
 // inclusion proof against the latest signed checkpoint, for the tenant to
 // verify on its side. The read is itself recorded, as a count.
 func (v *Vault) AccessLog(ctx context.Context, tenant string, after uint64, limit int) (*audit.Feed, error) {
+	return v.accessLog(ctx, tenant, after, limit, false)
+}
+
+// AccessLogPage is [Vault.AccessLog] with one proof for the whole page
+// (audit.Feed.PageProof) instead of one per entry.
+func (v *Vault) AccessLogPage(ctx context.Context, tenant string, after uint64, limit int) (*audit.Feed, error) {
+	return v.accessLog(ctx, tenant, after, limit, true)
+}
+
+func (v *Vault) accessLog(ctx context.Context, tenant string, after uint64, limit int, page bool) (*audit.Feed, error) {
 	l, err := v.authorize(ctx, custos.ActionAccessLogRead, tenant)
 	if err != nil {
 		return nil, err
@@ -243,7 +253,11 @@ func (v *Vault) AccessLog(ctx context.Context, tenant string, after uint64, limi
 	if _, err := v.findTenant(ctx, tenant); err != nil && custos.ErrorCode(err) != custos.EGONE { // a deleted tenant's feed remains
 		return nil, v.deny(ctx, l, err)
 	}
-	f, err := v.log.TenantFeed(ctx, tenant, after, limit)
+	feed := v.log.TenantFeed
+	if page {
+		feed = v.log.TenantFeedPage
+	}
+	f, err := feed(ctx, tenant, after, limit)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}

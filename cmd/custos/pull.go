@@ -92,8 +92,21 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 	}
 	startSeq, verified := st.TenantSeq, 0
 	reproved := st.LastLeaf == nil
+	// Pages with one proof each (?proofs=page); a server from before page
+	// proofs refuses the parameter, and is asked for shared proofs, which
+	// prove the same entry by entry.
+	pageProofs := true
 	for {
-		feed, err := c.AccessLogSharedProofs(ctx, *tenant, st.TenantSeq, 0)
+		var feed *custos.AccessFeed
+		if pageProofs {
+			feed, err = c.AccessLogPageProof(ctx, *tenant, st.TenantSeq, 0)
+			if custos.ErrorCode(err) == custos.EINVALID {
+				pageProofs = false
+			}
+		}
+		if !pageProofs {
+			feed, err = c.AccessLogSharedProofs(ctx, *tenant, st.TenantSeq, 0)
+		}
 		if err != nil {
 			return unreachable(ctx, err)
 		}
@@ -107,21 +120,40 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 			}
 			reproved = true
 		}
-		var prev []tlog.Hash // the previous entry's whole proof: the page shares proofs
-		for _, fe := range feed.Entries {
-			proof, err := audit.ExpandProof(prev, treeProof(fe.Proof), fe.Shared)
-			if err != nil {
-				return fmt.Errorf("REFUSED: entry %d: %w (verified up to tenant_seq %d; state in %s)", fe.Index, err, st.TenantSeq, *statePath)
+		// A page with a page proof is checked whole, first: every entry
+		// (sequence, body, leaf at its index) with the one proof.
+		paged := feed.PageProof != nil
+		if paged {
+			es := make([]audit.FeedEntry, len(feed.Entries))
+			for i, fe := range feed.Entries {
+				if len(fe.Proof) != 0 || fe.Shared != 0 {
+					return fmt.Errorf("REFUSED: entry %d: an entry of a page-proved page with its own proof (verified up to tenant_seq %d; state in %s)", fe.Index, st.TenantSeq, *statePath)
+				}
+				es[i] = audit.FeedEntry{TenantSeq: fe.TenantSeq, Index: fe.Index, Body: fe.Body, Salt: fe.Salt}
 			}
-			prev = proof
-			e := audit.FeedEntry{TenantSeq: fe.TenantSeq, Index: fe.Index, Body: fe.Body, Salt: fe.Salt, Proof: proof}
-			if err := audit.CheckFeedEntry(cp, e, *tenant, st.TenantSeq+1); err != nil {
+			if err := audit.CheckFeedPage(cp, es, feed.PageProof, *tenant, st.TenantSeq+1); err != nil {
 				return fmt.Errorf("REFUSED: %w (verified up to tenant_seq %d; state in %s)", err, st.TenantSeq, *statePath)
 			}
+		}
+		var prev []tlog.Hash // the previous entry's whole proof: the page shares proofs
+		for i, fe := range feed.Entries {
+			e := audit.FeedEntry{TenantSeq: fe.TenantSeq, Index: fe.Index, Body: fe.Body, Salt: fe.Salt}
+			if !paged {
+				proof, err := audit.ExpandProof(prev, treeProof(fe.Proof), fe.Shared)
+				if err != nil {
+					return fmt.Errorf("REFUSED: entry %d: %w (verified up to tenant_seq %d; state in %s)", fe.Index, err, st.TenantSeq, *statePath)
+				}
+				prev, e.Proof = proof, proof
+				if err := audit.CheckFeedEntry(cp, e, *tenant, st.TenantSeq+1); err != nil {
+					return fmt.Errorf("REFUSED: %w (verified up to tenant_seq %d; state in %s)", err, st.TenantSeq, *statePath)
+				}
+			}
 			st.TenantSeq = e.TenantSeq
-			leaf, _ := audit.LeafOf(e.Body, e.Salt) // CheckFeedEntry computed it
-			h := tlog.RecordHash(leaf)
-			st.LastIndex, st.LastLeaf = e.Index, &h
+			if !paged || i == len(feed.Entries)-1 {
+				leaf, _ := audit.LeafOf(e.Body, e.Salt) // checked above
+				h := tlog.RecordHash(leaf)
+				st.LastIndex, st.LastLeaf = e.Index, &h
+			}
 			verified++
 			if a.json {
 				fmt.Fprintf(m.Stdout, "%s\n", e.Body)

@@ -298,3 +298,85 @@ func TestAuditPullAfterTenantDeletion(t *testing.T) {
 		t.Fatalf("the feed after the deletion shows %d tenant.delete and %d tenant.purge entries by system, want 1 and 1:\n%s", del, purge, seen.String())
 	}
 }
+
+// TestAuditPullPageProofs: the pull asks for page proofs; in front of a
+// server from before them (one that refuses proofs=page as EINVALID) it
+// falls back to shared proofs and verifies the same entries; a server
+// that leaves the page proof out, or changes a byte of it, is refused and
+// the trusted state stays as it was.
+func TestAuditPullPageProofs(t *testing.T) {
+	s := servedStoppable(t)
+	tenant, admin := s.c.tenant("Acme")
+	s.c.env["CUSTOS_KEY"] = admin
+	args := func(state string) []string {
+		return []string{"--tenant", tenant, "--log-key", filepath.Join(s.dir, "log.pub"), "--state", state}
+	}
+	backend, _ := url.Parse(s.srv.URL)
+	rp := httputil.NewSingleHostReverseProxy(backend)
+	var asked []string
+	mode := "old"
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/access-log") {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		q := r.URL.Query()
+		asked = append(asked, q.Get("proofs"))
+		if mode == "old" {
+			if q.Get("proofs") == "page" {
+				q.Set("proofs", "page-unknown") // the server refuses it as an old one refused "page"
+			}
+			r.URL.RawQuery = q.Encode()
+			rp.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		rp.ServeHTTP(rec, r)
+		var f map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &f); err != nil || f["page_proof"] == nil {
+			t.Errorf("no page proof to tamper with: %v %s", err, rec.Body.String())
+		}
+		if mode == "drop" {
+			delete(f, "page_proof")
+		} else {
+			p, _ := base64.StdEncoding.DecodeString(f["page_proof"].(string))
+			p[len(p)/2] ^= 1
+			f["page_proof"] = base64.StdEncoding.EncodeToString(p)
+		}
+		b, _ := json.Marshal(f)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	}))
+	defer proxy.Close()
+
+	// Honest, straight to the server: page proofs.
+	state := filepath.Join(t.TempDir(), "state.json")
+	if out, err := pullUntil(s.c, args(state), 1); err != nil {
+		t.Fatalf("honest pull refused: %v\n%s", err, out)
+	}
+	// Through the "old server": the same entries, verified with shared proofs.
+	s.c.env["CUSTOS_SERVER"] = proxy.URL
+	old := filepath.Join(t.TempDir(), "old.json")
+	if out, err := pullUntil(s.c, args(old), 1); err != nil {
+		t.Fatalf("pull from an old server refused: %v\n%s", err, out)
+	}
+	if len(asked) < 2 || asked[0] != "page" || asked[1] != "shared" {
+		t.Fatalf("asked the old server for proofs %q, want page then shared", asked)
+	}
+	for _, m := range []string{"drop", "flip"} {
+		mode = m
+		fresh := filepath.Join(t.TempDir(), m+".json")
+		out, err := s.c.run(append([]string{"audit", "pull"}, args(fresh)...)...)
+		if err == nil || !strings.Contains(out+err.Error(), "REFUSED") {
+			t.Fatalf("a page with its proof %s was not refused: %v\n%s", m, err, out)
+		}
+		if _, err := os.Stat(fresh); err == nil {
+			b, _ := os.ReadFile(fresh)
+			var st pullState
+			json.Unmarshal(b, &st)
+			if st.TenantSeq != 0 {
+				t.Fatalf("a refused page moved the trusted state to tenant_seq %d", st.TenantSeq)
+			}
+		}
+	}
+}
