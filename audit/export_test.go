@@ -62,3 +62,11 @@ func SetProofReaderBounds(t interface{ Cleanup(func()) }, tiles, hashes int) {
 	proofReaderTiles, proofReaderHashes = tiles, hashes
 	t.Cleanup(func() { proofReaderTiles, proofReaderHashes = oldTiles, oldHashes })
 }
+
+// SetProveWorkers sets how many goroutines ProveAll proves on and the
+// fewest entries per goroutine until the test ends.
+func SetProveWorkers(t interface{ Cleanup(func()) }, workers, chunk int) {
+	oldWorkers, oldChunk := proveWorkers, proveChunk
+	proveWorkers, proveChunk = workers, chunk
+	t.Cleanup(func() { proveWorkers, proveChunk = oldWorkers, oldChunk })
+}

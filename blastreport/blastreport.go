@@ -38,9 +38,15 @@ type Entry struct {
 	Opening []byte // audit.Opening(body, salt)
 }
 
-// Prover returns the inclusion proof of the entry at index in the tree of
-// the checkpoint's size.
-type Prover func(index uint64) (tlog.RecordProof, error)
+// Prover returns the inclusion proofs of the entries at indexes
+// (ascending) in the tree of the checkpoint's size, one per index, in
+// order: [audit.Log.ProveAll].
+type Prover func(indexes []uint64) ([]tlog.RecordProof, error)
+
+// proveChunk is how many entries Build asks its Prover for at once: large
+// enough for the Prover to share tiles and cores, small enough for a
+// progress bar to move.
+const proveChunk = 16384
 
 // Build makes the report of q from all of the subject's entries below
 // cp.Size, in index order. With a window it keeps the entries inside it
@@ -88,18 +94,27 @@ func Build(q custos.BlastQuery, cp *audit.Checkpoint, all []Entry, prove Prover,
 	var kept []*audit.Leaf
 	var idx []uint64
 	for i := lo; i <= hi; i++ {
-		p, err := prove(all[i].Index)
-		if err != nil {
-			return nil, fmt.Errorf("prove entry %d: %w", all[i].Index, err)
-		}
-		hs := make([][]byte, len(p))
-		for j := range p {
-			hs[j] = p[j][:]
-		}
-		r.Entries = append(r.Entries, custos.BlastEntry{Index: all[i].Index, Opening: all[i].Opening, Proof: hs})
 		kept, idx = append(kept, leaves[i]), append(idx, all[i].Index)
+	}
+	for from := 0; from < len(idx); from += proveChunk {
+		to := min(from+proveChunk, len(idx))
+		ps, err := prove(idx[from:to])
+		if err != nil {
+			return nil, fmt.Errorf("prove entries %d…%d: %w", idx[from], idx[to-1], err)
+		}
+		if len(ps) != to-from {
+			return nil, fmt.Errorf("prove entries %d…%d: %d proofs for %d entries", idx[from], idx[to-1], len(ps), to-from)
+		}
+		for j, p := range ps {
+			e := all[lo+from+j]
+			hs := make([][]byte, len(p))
+			for k := range p {
+				hs[k] = p[k][:]
+			}
+			r.Entries = append(r.Entries, custos.BlastEntry{Index: e.Index, Opening: e.Opening, Proof: hs})
+		}
 		if progress != nil {
-			progress(i-lo+1, hi-lo+1)
+			progress(to, len(idx))
 		}
 	}
 	r.Facts = Facts(&q, idx, kept)

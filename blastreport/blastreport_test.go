@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -95,10 +96,7 @@ func (e *env) report(t testing.TB, q custos.BlastQuery) *custos.BlastReport {
 	for _, s := range ss {
 		es = append(es, blastreport.Entry{Index: s.Index, Opening: s.Opening()})
 	}
-	prove, err := e.log.Prover(ctx, cp.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prove := func(idx []uint64) ([]tlog.RecordProof, error) { return e.log.ProveAll(ctx, cp.Size, idx) }
 	r, err := blastreport.Build(q, cp, es, prove, nil)
 	if err != nil {
 		t.Fatal(err)
