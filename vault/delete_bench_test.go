@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/ingest"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/vaulttest"
@@ -99,11 +100,29 @@ func BenchmarkTenantDeletion(b *testing.B) {
 	default:
 		b.Fatalf("CUSTOS_BENCH_PURGE_MODE=%q: want commits or batches", s)
 	}
+	// CUSTOS_BENCH_PURGE_STEP (vault.Options.PurgeStep) and
+	// CUSTOS_BENCH_CHORE_IDLE (the log's audit.Config.ChoreIdle), as Go
+	// durations, override the defaults: candidate settings measured
+	// alternately from one test binary.
+	var step, choreIdle time.Duration
+	for _, d := range []struct {
+		env string
+		to  *time.Duration
+	}{{"CUSTOS_BENCH_PURGE_STEP", &step}, {"CUSTOS_BENCH_CHORE_IDLE", &choreIdle}} {
+		if s := os.Getenv(d.env); s != "" {
+			var err error
+			if *d.to, err = time.ParseDuration(s); err != nil || *d.to <= 0 {
+				b.Fatalf("%s=%q: want a positive duration", d.env, s)
+			}
+		}
+	}
+	b.Logf("purge step %v, chore idle %v (0: the defaults)", step, choreIdle)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		clock := &fakeClock{t: time.Now()}
-		st := vaulttest.Open(b, vault.Options{Now: clock.Now, PurgeBatch: purgeBatch, Purge: mode})
+		st := vaulttest.OpenWith(b, vault.Options{Now: clock.Now, PurgeBatch: purgeBatch, Purge: mode, PurgeStep: step},
+			func(c *audit.Config) { c.ChoreIdle = choreIdle })
 		v := st.Vault
 		_, secret, err := v.Bootstrap(ctx, "op", "op@vendor.test")
 		if err != nil {
