@@ -252,10 +252,17 @@ func (p *proofReader) rebuild(k tileKey) (*upperHashes, error) {
 		u.at[h] = make([]tlog.Hash, 1<<(tileHeight-h))
 	}
 	// tlog.NodeHash is RFC 6962's interior hash, as rfc6962.HashChildren,
-	// without a hasher allocated per node.
+	// without a hasher allocated per node; the range's hashes are cut from
+	// one buffer per tile (a tile has 255 interior nodes), not allocated
+	// one by one — 10M small allocations in a report at 10M entries.
+	slab := make([]byte, 0, (1<<tileHeight)*tlog.HashSize)
 	rf := compact.RangeFactory{Hash: func(l, r []byte) []byte {
 		h := tlog.NodeHash(tlog.Hash(l), tlog.Hash(r))
-		return h[:]
+		if len(slab)+tlog.HashSize > cap(slab) {
+			slab = make([]byte, 0, (1<<tileHeight)*tlog.HashSize)
+		}
+		slab = append(slab, h[:]...)
+		return slab[len(slab)-tlog.HashSize : len(slab) : len(slab)]
 	}}
 	// The row's hashes are the range's leaves, numbered as the nodes of
 	// their level in the whole tree; a node the range computes at height
