@@ -595,14 +595,16 @@ const (
 )
 
 // DefaultPurgeStep is the time a purge step riding a log commit aims at
-// unless Options.PurgeStep says otherwise: the
-// rows per step adapt to it, between 1 and the purge batch. An audited
-// request whose commit carries a step waits about this much longer, and
-// again as much for the step's pages in the commit's write (a step's
-// time is a fair proxy for its pages: both grow with its rows), against
-// the 0.3–0.6 ms median of an audited read on an idle log
-// (docs/benchmarks.md (q)).
-const DefaultPurgeStep = 150 * time.Microsecond
+// unless Options.PurgeStep says otherwise: the rows per step adapt to it,
+// between 1 and the purge batch. An audited request whose commit carries
+// a step waits about this much longer, and again as much for the step's
+// pages in the commit's write (a step's time is a fair proxy for its
+// pages: both grow with its rows), against the 0.3–0.6 ms median of an
+// audited read on an idle log. 75 µs, half of the first choice: at
+// 150 µs a step was about what the idle p99 is on a quiet machine
+// (docs/benchmarks.md (w)); with the log's 5 ms ChoreIdle, 75 µs gave the
+// lower p99 during the purge in the runs of (x).
+const DefaultPurgeStep = 75 * time.Microsecond
 
 // inCommits reports whether the purge rides the log's commits.
 func (v *Vault) inCommits() bool {
