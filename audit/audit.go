@@ -155,7 +155,7 @@ type Config struct {
 	// when the queue was empty (default 5ms).
 	IntegrateInterval time.Duration
 	// ChoreIdle is how long the sequencer waits for an entry before it
-	// steps a chore in a transaction of its own (default 1ms; see
+	// steps a chore in a transaction of its own (default 5ms; see
 	// [Log.RunChore]).
 	ChoreIdle time.Duration
 	// OnSignError, if set, hears of every failure to sign a checkpoint

@@ -78,3 +78,11 @@ type LeafKeys = leafKeys
 func DecodeLeafKeys(b []byte, k *LeafKeys) error { return decodeLeafKeys(b, k) }
 
 func FastLeafKeys(b []byte) bool { var k leafKeys; return fastLeafKeys(b, &k) }
+
+// SetProveWorkers sets how many goroutines ProveAll proves on and the
+// fewest entries per goroutine until the test ends.
+func SetProveWorkers(t interface{ Cleanup(func()) }, workers, chunk int) {
+	oldWorkers, oldChunk := proveWorkers, proveChunk
+	proveWorkers, proveChunk = workers, chunk
+	t.Cleanup(func() { proveWorkers, proveChunk = oldWorkers, oldChunk })
+}

@@ -3,15 +3,21 @@ package audit
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/custos-dev/custos"
 )
 
 // proofHeader is the first line of a C2SP tlog-proof.
@@ -168,7 +174,7 @@ var (
 // cost as much as computing them (docs/benchmarks.md (q)).
 type proofReader struct {
 	ctx    context.Context
-	q      querier
+	q      *sql.DB
 	tiles  *tileCache
 	stored tlog.HashReader
 	upper  map[tileKey]*upperHashes
@@ -182,7 +188,7 @@ type upperHashes struct {
 	n  [tileHeight]int
 }
 
-func newProofReader(ctx context.Context, q querier) *proofReader {
+func newProofReader(ctx context.Context, q *sql.DB) *proofReader {
 	c := newTileCache()
 	return &proofReader{ctx: ctx, q: q, tiles: c, stored: c.reader(ctx, q, nil), upper: map[tileKey]*upperHashes{}}
 }
@@ -246,10 +252,17 @@ func (p *proofReader) rebuild(k tileKey) (*upperHashes, error) {
 		u.at[h] = make([]tlog.Hash, 1<<(tileHeight-h))
 	}
 	// tlog.NodeHash is RFC 6962's interior hash, as rfc6962.HashChildren,
-	// without a hasher allocated per node.
+	// without a hasher allocated per node; the range's hashes are cut from
+	// one buffer per tile (a tile has 255 interior nodes), not allocated
+	// one by one — 10M small allocations in a report at 10M entries.
+	slab := make([]byte, 0, (1<<tileHeight)*tlog.HashSize)
 	rf := compact.RangeFactory{Hash: func(l, r []byte) []byte {
 		h := tlog.NodeHash(tlog.Hash(l), tlog.Hash(r))
-		return h[:]
+		if len(slab)+tlog.HashSize > cap(slab) {
+			slab = make([]byte, 0, (1<<tileHeight)*tlog.HashSize)
+		}
+		slab = append(slab, h[:]...)
+		return slab[len(slab)-tlog.HashSize : len(slab) : len(slab)]
 	}}
 	// The row's hashes are the range's leaves, numbered as the nodes of
 	// their level in the whole tree; a node the range computes at height
@@ -271,4 +284,140 @@ func (p *proofReader) rebuild(k tileKey) (*upperHashes, error) {
 		}
 	}
 	return u, nil
+}
+
+// proveWorkers bounds how many goroutines [Log.ProveAll] proves on (at
+// most GOMAXPROCS); proveChunk is the fewest entries worth a goroutine of
+// its own. Variables so that tests can change them.
+var (
+	proveWorkers = 4
+	proveChunk   = 512
+)
+
+// ProveAll returns the inclusion proofs of the entries at indexes in the
+// tree of size, proofs[i] proving indexes[i] — what [Log.Prover] gives,
+// for many entries at once, as a blast-radius report needs. indexes
+// should ascend (a report's entries do); any order gives the same proofs,
+// only more slowly.
+//
+// Three things make it faster than calling a Prover per entry
+// (docs/benchmarks.md (x)): the indexes are split into contiguous runs
+// proven in parallel, each run by its own [proofReader] (they share
+// nothing but the read pool); each reader loads the tiles a run of its
+// entries needs with one query per run of nearby tiles instead of one
+// per tile (on PostgreSQL a round trip each: about 39 000 of them for a
+// principal at 1 % of a 10M-entry log); and, as with a Prover, a tile's
+// upper hashes are rebuilt once for all of its entries. The proofs are
+// tlog.ProveRecord's, from the same stored tiles.
+func (l *Log) ProveAll(ctx context.Context, size uint64, indexes []uint64) ([]tlog.RecordProof, error) {
+	if err := l.reach(ctx, size); err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
+	if size > l.Size() {
+		return nil, custos.Errorf(custos.EINVALID, "size must be at most the log size %d", l.Size())
+	}
+	for _, i := range indexes {
+		if i >= size {
+			return nil, custos.Errorf(custos.EINVALID, "index must be below size")
+		}
+	}
+	out := make([]tlog.RecordProof, len(indexes))
+	workers := min(runtime.GOMAXPROCS(0), proveWorkers, max(len(indexes)/proveChunk, 1))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := len(indexes)*w/workers, len(indexes)*(w+1)/workers
+		wg.Go(func() {
+			errs[w] = l.proveRun(ctx, size, indexes[lo:hi], out[lo:hi])
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
+	return out, nil
+}
+
+// proveRun proves indexes into out through one proofReader, loading the
+// bottom tiles of each batch of them before proving it. A batch needs at
+// most half the reader's tile bound, so the loaded tiles stay cached
+// while the batch is proven.
+func (l *Log) proveRun(ctx context.Context, size uint64, indexes []uint64, out []tlog.RecordProof) error {
+	p := newProofReader(ctx, l.r)
+	limit := max(proofReaderTiles/2, 1)
+	for len(indexes) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// The batch: as many indexes as fall in limit bottom tiles.
+		var tiles []int64
+		n := 0
+		for ; n < len(indexes); n++ {
+			t := int64(indexes[n] >> tileHeight)
+			if len(tiles) > 0 && tiles[len(tiles)-1] == t {
+				continue
+			}
+			if len(tiles) == limit {
+				break
+			}
+			tiles = append(tiles, t)
+		}
+		if err := p.load(0, tiles); err != nil {
+			return err
+		}
+		for i := range n {
+			pr, err := tlog.ProveRecord(int64(size), int64(indexes[i]), p)
+			if err != nil {
+				return err
+			}
+			out[i] = pr
+		}
+		indexes, out = indexes[n:], out[n:]
+	}
+	return nil
+}
+
+// load reads the stored tiles ns of one level into the reader's cache,
+// in place of what it held (a batch's entries ascend past the tiles of
+// the last one), one query per run of tiles that lie close together: a
+// run may span a few tiles no entry needs, cheaper to skip over than to
+// query around. A tile no query returns is left to the reader, which
+// reads it alone or says it is missing.
+func (p *proofReader) load(level int, ns []int64) error {
+	ns = slices.Compact(slices.Sorted(slices.Values(ns)))
+	clear(p.tiles.tiles)
+	for len(ns) > 0 {
+		j := 1
+		for j < len(ns) && ns[j]-ns[0] < int64(2*(j+1)+8) {
+			j++
+		}
+		run := ns[:j]
+		ns = ns[j:]
+		lo, hi := run[0], run[len(run)-1]
+		rows, err := p.q.QueryContext(p.ctx, `SELECT idx, width, data FROM audit_tiles WHERE level = $1 AND idx >= $2 AND idx <= $3 ORDER BY idx`, level, lo, hi)
+		if err != nil {
+			return fmt.Errorf("read tiles %d/%d…%d: %w", level, lo, hi, err)
+		}
+		for rows.Next() {
+			var n int64
+			var width int
+			var data []byte
+			if err := rows.Scan(&n, &width, &data); err != nil {
+				rows.Close()
+				return fmt.Errorf("read tiles %d/%d…%d: %w", level, lo, hi, err)
+			}
+			if _, needed := slices.BinarySearch(run, n); !needed {
+				continue
+			}
+			if len(data) != width*tlog.HashSize || width < 1 || width > 1<<tileHeight {
+				rows.Close()
+				return fmt.Errorf("tile %d/%d is malformed", level, n)
+			}
+			p.tiles.tiles[tileKey{level, n}] = data
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read tiles %d/%d…%d: %w", level, lo, hi, err)
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -137,6 +138,16 @@ func BenchmarkReport(b *testing.B) {
 			}
 		}
 	})
+	// The same report with its proofs made one by one through one
+	// Log.Prover, as before ProveAll: the baseline, in the same run.
+	b.Run("build-one-prover", func(b *testing.B) {
+		for b.Loop() {
+			r := e.reportOneProver(b, custos.BlastQuery{Principal: subject})
+			if len(r.Entries) != k {
+				b.Fatalf("%d entries", len(r.Entries))
+			}
+		}
+	})
 	file, _ := json.Marshal(e.report(b, custos.BlastQuery{Principal: subject}))
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
@@ -170,4 +181,41 @@ func BenchmarkReport(b *testing.B) {
 			}
 		}
 	})
+}
+
+// reportOneProver is report with every proof made by one Log.Prover, one
+// entry after another (the code before Log.ProveAll).
+func (e *env) reportOneProver(t testing.TB, q custos.BlastQuery) *custos.BlastReport {
+	t.Helper()
+	ctx := context.Background()
+	cp, err := e.log.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := e.log.SubjectEntries(ctx, audit.Subject{Principal: q.Principal}, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []blastreport.Entry
+	for _, s := range ss {
+		es = append(es, blastreport.Entry{Index: s.Index, Opening: s.Opening()})
+	}
+	one, err := e.log.Prover(ctx, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prove := func(idx []uint64) ([]tlog.RecordProof, error) {
+		out := make([]tlog.RecordProof, len(idx))
+		for i, x := range idx {
+			if out[i], err = one(x); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	r, err := blastreport.Build(q, cp, es, prove, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -23,7 +23,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
+	"sync"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -38,9 +40,15 @@ type Entry struct {
 	Opening []byte // audit.Opening(body, salt)
 }
 
-// Prover returns the inclusion proof of the entry at index in the tree of
-// the checkpoint's size.
-type Prover func(index uint64) (tlog.RecordProof, error)
+// Prover returns the inclusion proofs of the entries at indexes
+// (ascending) in the tree of the checkpoint's size, one per index, in
+// order: [audit.Log.ProveAll].
+type Prover func(indexes []uint64) ([]tlog.RecordProof, error)
+
+// proveChunk is how many entries Build asks its Prover for at once: large
+// enough for the Prover to share tiles and cores, small enough for a
+// progress bar to move.
+const proveChunk = 16384
 
 // Build makes the report of q from all of the subject's entries below
 // cp.Size, in index order. With a window it keeps the entries inside it
@@ -49,13 +57,9 @@ type Prover func(index uint64) (tlog.RecordProof, error)
 // nothing in the window. progress, if set, hears how many entries are
 // proven.
 func Build(q custos.BlastQuery, cp *audit.Checkpoint, all []Entry, prove Prover, progress func(done, total int)) (*custos.BlastReport, error) {
-	leaves := make([]*audit.Leaf, len(all))
-	for i, e := range all {
-		l, err := openEntry(e.Opening)
-		if err != nil {
-			return nil, fmt.Errorf("entry %d: %w", e.Index, err)
-		}
-		leaves[i] = l
+	leaves, err := openAll(all)
+	if err != nil {
+		return nil, err
 	}
 	seq := sequenceOf(&q)
 	lo, hi := 0, len(all)-1
@@ -88,18 +92,27 @@ func Build(q custos.BlastQuery, cp *audit.Checkpoint, all []Entry, prove Prover,
 	var kept []*audit.Leaf
 	var idx []uint64
 	for i := lo; i <= hi; i++ {
-		p, err := prove(all[i].Index)
-		if err != nil {
-			return nil, fmt.Errorf("prove entry %d: %w", all[i].Index, err)
-		}
-		hs := make([][]byte, len(p))
-		for j := range p {
-			hs[j] = p[j][:]
-		}
-		r.Entries = append(r.Entries, custos.BlastEntry{Index: all[i].Index, Opening: all[i].Opening, Proof: hs})
 		kept, idx = append(kept, leaves[i]), append(idx, all[i].Index)
+	}
+	for from := 0; from < len(idx); from += proveChunk {
+		to := min(from+proveChunk, len(idx))
+		ps, err := prove(idx[from:to])
+		if err != nil {
+			return nil, fmt.Errorf("prove entries %d…%d: %w", idx[from], idx[to-1], err)
+		}
+		if len(ps) != to-from {
+			return nil, fmt.Errorf("prove entries %d…%d: %d proofs for %d entries", idx[from], idx[to-1], len(ps), to-from)
+		}
+		for j, p := range ps {
+			e := all[lo+from+j]
+			hs := make([][]byte, len(p))
+			for k := range p {
+				hs[k] = p[k][:]
+			}
+			r.Entries = append(r.Entries, custos.BlastEntry{Index: e.Index, Opening: e.Opening, Proof: hs})
+		}
 		if progress != nil {
-			progress(i-lo+1, hi-lo+1)
+			progress(to, len(idx))
 		}
 	}
 	r.Facts = Facts(&q, idx, kept)
@@ -122,6 +135,30 @@ func seqOf(seq string, l *audit.Leaf) uint64 {
 		return l.ActorSeq
 	}
 	return l.TenantSeq
+}
+
+// openAll decodes the bodies of all, in runs over the cores (100 000
+// JSON bodies are a good part of a large report's time); the first error
+// in index order is the one returned.
+func openAll(all []Entry) ([]*audit.Leaf, error) {
+	leaves := make([]*audit.Leaf, len(all))
+	errs := make([]error, len(all))
+	workers := min(runtime.GOMAXPROCS(0), max(len(all)/1024, 1))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := len(all) * w / workers; i < len(all)*(w+1)/workers; i++ {
+				leaves[i], errs[i] = openEntry(all[i].Opening)
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", all[i].Index, err)
+		}
+	}
+	return leaves, nil
 }
 
 func openEntry(opening []byte) (*audit.Leaf, error) {

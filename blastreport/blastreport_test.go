@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -95,10 +98,7 @@ func (e *env) report(t testing.TB, q custos.BlastQuery) *custos.BlastReport {
 	for _, s := range ss {
 		es = append(es, blastreport.Entry{Index: s.Index, Opening: s.Opening()})
 	}
-	prove, err := e.log.Prover(ctx, cp.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prove := func(idx []uint64) ([]tlog.RecordProof, error) { return e.log.ProveAll(ctx, cp.Size, idx) }
 	r, err := blastreport.Build(q, cp, es, prove, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -261,4 +261,53 @@ func FuzzParse(f *testing.F) {
 		}
 		blastreport.Verify(b, e.verifier) // must not panic
 	})
+}
+
+// TestBuildRefusesBadInput: Build decodes entries over the cores and asks
+// its Prover in chunks; an entry that does not open, a Prover that fails
+// or answers for fewer entries than asked, each fails the whole build
+// (no partial report), naming the entry.
+func TestBuildRefusesBadInput(t *testing.T) {
+	e := openLog(t)
+	e.fill(t, 9000) // the subject has 3000 entries: several decoders
+	ctx := context.Background()
+	cp, err := e.log.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := e.log.SubjectEntries(ctx, audit.Subject{Principal: subject}, cp.Size)
+	if err != nil || len(ss) != 3000 {
+		t.Fatalf("%d entries, %v", len(ss), err)
+	}
+	es := make([]blastreport.Entry, len(ss))
+	for i, s := range ss {
+		es[i] = blastreport.Entry{Index: s.Index, Opening: s.Opening()}
+	}
+	q := custos.BlastQuery{Principal: subject}
+	prove := func(idx []uint64) ([]tlog.RecordProof, error) { return e.log.ProveAll(ctx, cp.Size, idx) }
+	var done, total int
+	r, err := blastreport.Build(q, cp, es, prove, func(d, n int) { done, total = d, n })
+	if err != nil || len(r.Entries) != 3000 || done != 3000 || total != 3000 {
+		t.Fatalf("honest build: %d entries, progress %d/%d, %v", len(r.Entries), done, total, err)
+	}
+	if _, _, err := blastreport.Verify(marshal(t, r), e.verifier); err != nil {
+		t.Fatalf("honest build does not verify: %v", err)
+	}
+
+	bad := slices.Clone(es)
+	bad[2500].Opening = audit.Opening([]byte(`not json`), make([]byte, 32))
+	if r, err := blastreport.Build(q, cp, bad, prove, nil); err == nil || r != nil || !strings.Contains(err.Error(), fmt.Sprint(es[2500].Index)) {
+		t.Fatalf("an entry that does not decode: %v, %v", r, err)
+	}
+	short := func(idx []uint64) ([]tlog.RecordProof, error) {
+		ps, err := prove(idx)
+		return ps[:len(ps)-1], err
+	}
+	if r, err := blastreport.Build(q, cp, es, short, nil); err == nil || r != nil {
+		t.Fatalf("a Prover answering for fewer entries: %v, %v", r, err)
+	}
+	failing := func(idx []uint64) ([]tlog.RecordProof, error) { return nil, errors.New("tile missing") }
+	if r, err := blastreport.Build(q, cp, es, failing, nil); err == nil || r != nil {
+		t.Fatalf("a failing Prover: %v, %v", r, err)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/blastreport"
@@ -59,11 +61,8 @@ func (v *Vault) blastReport(ctx context.Context, q custos.BlastQuery, subj audit
 	for i := range stored {
 		entries[i] = blastreport.Entry{Index: stored[i].Index, Opening: stored[i].Opening()}
 	}
-	prove, err := v.log.Prover(ctx, cp.Size)
-	if err != nil {
-		return nil, fmt.Errorf("blast radius: %w", err)
-	}
-	r, err := blastreport.Build(q, cp, entries, blastreport.Prover(prove), nil)
+	prove := func(idx []uint64) ([]tlog.RecordProof, error) { return v.log.ProveAll(ctx, cp.Size, idx) }
+	r, err := blastreport.Build(q, cp, entries, prove, nil)
 	if err != nil {
 		return nil, fmt.Errorf("blast radius: %w", err)
 	}

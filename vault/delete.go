@@ -571,7 +571,7 @@ func txStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]st
 // batches are transactions of their own (PurgeInBatches), the purge
 // pauses as long as a batch took before the next; where they ride the
 // log's commits (PurgeInCommits), a step removes fewer rows, as many as
-// fit in purgeStep. (Sizing separate batches to a time budget was no
+// fit in Options.PurgeStep. (Sizing separate batches to a time budget was no
 // better for other tenants' p99 and slower: docs/benchmarks.md (p).)
 const DefaultPurgeBatch = 100
 
@@ -586,7 +586,7 @@ const (
 	// PurgeInCommits removes a few rows at the start of each of the audit
 	// log's commit transactions ([audit.Log.RunChore]), and alone when the
 	// log is idle: a purge then adds no transaction, and no fsync, for
-	// other requests to wait behind — only its step, about purgeStep.
+	// other requests to wait behind — only its step, about Options.PurgeStep.
 	PurgeInCommits
 	// PurgeInBatches removes the rows in transactions of their own on the
 	// write pool, pausing between them. On PostgreSQL they run beside the
@@ -594,14 +594,17 @@ const (
 	PurgeInBatches
 )
 
-// purgeStep is the time a purge step riding a log commit aims at: the
-// rows per step adapt to it, between 1 and the purge batch. An audited
-// request whose commit carries a step waits about this much longer, and
-// again as much for the step's pages in the commit's write (a step's
-// time is a fair proxy for its pages: both grow with its rows), against
-// the 0.3–0.6 ms median of an audited read on an idle log
-// (docs/benchmarks.md (q)).
-const purgeStep = 150 * time.Microsecond
+// DefaultPurgeStep is the time a purge step riding a log commit aims at
+// unless Options.PurgeStep says otherwise: the rows per step adapt to it,
+// between 1 and the purge batch. An audited request whose commit carries
+// a step waits about this much longer, and again as much for the step's
+// pages in the commit's write (a step's time is a fair proxy for its
+// pages: both grow with its rows), against the 0.3–0.6 ms median of an
+// audited read on an idle log. 75 µs, half of the first choice: at
+// 150 µs a step was about what the idle p99 is on a quiet machine
+// (docs/benchmarks.md (w)); with the log's 5 ms ChoreIdle, 75 µs gave the
+// lower p99 during the purge in the runs of (x).
+const DefaultPurgeStep = 75 * time.Microsecond
 
 // inCommits reports whether the purge rides the log's commits.
 func (v *Vault) inCommits() bool {
@@ -722,7 +725,7 @@ var errPurgePaused = errors.New("purge paused")
 // errPurgePaused.
 func (v *Vault) purgeBatches(ctx context.Context, budget *int, stmts []string, args ...any) ([]int, error) {
 	if v.inCommits() {
-		c := &purgeChore{args: args, limit: 1, max: v.purgeBatch, budget: budget, bounded: v.purgeMax != 0, total: make([]int, len(stmts))}
+		c := &purgeChore{args: args, limit: 1, max: v.purgeBatch, target: v.purgeStep, budget: budget, bounded: v.purgeMax != 0, total: make([]int, len(stmts))}
 		// Prepared once: parsing the statements would otherwise cost a
 		// small step more than its rows.
 		for _, q := range stmts {
@@ -800,13 +803,14 @@ func purgeExec(ctx context.Context, tx *sql.Tx, stmts []string, args []any) ([]i
 }
 
 // purgeChore runs a purge's batches as steps of the audit log's commits
-// (an [audit.Chore]). Its row limit adapts to purgeStep: one more row
+// (an [audit.Chore]). Its row limit adapts to Options.PurgeStep: one more row
 // after a step that took less, a third fewer after one that took more.
 type purgeChore struct {
 	stmts      []*sql.Stmt
 	args       []any
 	limit, max int
-	budget     *int // batches left, if bounded
+	target     time.Duration // a step's aim: Options.PurgeStep
+	budget     *int          // batches left, if bounded
 	bounded    bool
 	paused     bool  // ran out of budget
 	step       []int // rows removed by the step not yet committed
@@ -836,7 +840,7 @@ func (c *purgeChore) Step(ctx context.Context, tx *sql.Tx) (bool, error) {
 	took := time.Since(began)
 	c.step = n
 	last := n[len(n)-1] < c.limit
-	if took <= purgeStep {
+	if took <= c.target {
 		c.limit = min(c.limit+1, c.max)
 	} else {
 		c.limit = max(c.limit*2/3, 1)

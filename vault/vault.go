@@ -62,6 +62,7 @@ type Vault struct {
 
 	purgeBatch, purgeMax int // Options.PurgeBatch, PurgeBatches
 	purgeMode            PurgeMode
+	purgeStep            time.Duration // Options.PurgeStep
 
 	placeholders sqlq.Style
 	notified     func()
@@ -154,6 +155,9 @@ type Options struct {
 	// batches one purge runs per RunDueDeletions (0: no bound; the next
 	// call goes on where it stopped).
 	PurgeBatch, PurgeBatches int
+	// PurgeStep is the time a purge step riding a log commit aims at
+	// (PurgeInCommits; 0: DefaultPurgeStep).
+	PurgeStep time.Duration
 	// Witnessed, if set, returns the newest checkpoint the log's witness
 	// quorum cosigned (false: none yet). Deletion receipts and blast-radius
 	// reports are then proved against it, so that they carry the
@@ -182,6 +186,9 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 		signer: opts.LogSigner, verifier: opts.LogVerifier, kek: opts.KEK, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed}
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
+	}
+	if v.purgeStep = opts.PurgeStep; v.purgeStep <= 0 {
+		v.purgeStep = DefaultPurgeStep
 	}
 	if v.logger == nil {
 		v.logger = slog.New(slog.DiscardHandler)

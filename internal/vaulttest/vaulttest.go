@@ -30,15 +30,23 @@ type Stack struct {
 	KEK      tink.AEAD
 	Signer   note.Signer
 	Verifier note.Verifier
+	logCfg   func(*audit.Config)
 }
 
 // Open opens a fresh database, a KEK, a log and a vault with opts (its
 // Placeholders are the database's). The log closes when the test ends.
 func Open(t testing.TB, opts vault.Options) *Stack {
 	t.Helper()
+	return OpenWith(t, opts, nil)
+}
+
+// OpenWith is Open with the log's configuration changed by logCfg (if
+// set) before the log opens: a benchmark's Config.ChoreIdle, say.
+func OpenWith(t testing.TB, opts vault.Options, logCfg func(*audit.Config)) *Stack {
+	t.Helper()
 	db := storetest.Open(t)
 	signer, verifier := LogKeys(t)
-	s := &Stack{DB: db, KEK: KEK(t), Signer: signer, Verifier: verifier}
+	s := &Stack{DB: db, KEK: KEK(t), Signer: signer, Verifier: verifier, logCfg: logCfg}
 	s.Log = s.OpenLog(t, db.Read, db.Write, db.Queued)
 	opts.Placeholders = db.Placeholders
 	opts.LogSigner, opts.LogVerifier = signer, verifier // deletion receipts
@@ -54,7 +62,11 @@ func Open(t testing.TB, opts vault.Options) *Stack {
 // closes when the test ends.
 func (s *Stack) OpenLog(t testing.TB, read, write *sql.DB, queued bool) *audit.Log {
 	t.Helper()
-	lg, err := audit.Open(context.Background(), read, write, audit.Config{Origin: Origin, Signer: s.Signer, Verifier: s.Verifier, Placeholders: s.DB.Placeholders, Queued: queued})
+	cfg := audit.Config{Origin: Origin, Signer: s.Signer, Verifier: s.Verifier, Placeholders: s.DB.Placeholders, Queued: queued}
+	if s.logCfg != nil {
+		s.logCfg(&cfg)
+	}
+	lg, err := audit.Open(context.Background(), read, write, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
