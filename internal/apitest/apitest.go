@@ -335,3 +335,7 @@ func (w *recorder) Flush() {
 // Unwrap lets http.ResponseController reach the connection (the server
 // sets read deadlines on request bodies through it).
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// UnderRace reports whether the tests run under the race detector, for
+// tests that leave themselves to the ordinary run.
+const UnderRace = underRace
