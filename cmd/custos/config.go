@@ -37,6 +37,17 @@ func (m *Main) dataFlags(fs *flag.FlagSet) func() (Config, error) {
 	return m.configFlags(fs, false)
 }
 
+// dataOnly parses the arguments of a command that takes dataFlags and
+// nothing else, and resolves its Config.
+func (m *Main) dataOnly(name, usage, example string, args []string) (Config, error) {
+	fs := m.flags(name, usage, example)
+	resolve := m.dataFlags(fs.FlagSet)
+	if _, err := fs.parse(args, 0, 0); err != nil {
+		return Config{}, err
+	}
+	return resolve()
+}
+
 func (m *Main) configFlags(fs *flag.FlagSet, server bool) func() (Config, error) {
 	cfg := DefaultConfig()
 	if v := m.Getenv("CUSTOS_DATA"); v != "" {

@@ -53,12 +53,7 @@ func (m *Main) runLogVerify(ctx context.Context, args []string) error {
 // runLogCheckpoint runs "custos log checkpoint": the latest signed
 // checkpoint, as stored, checked against the log's verifier key.
 func (m *Main) runLogCheckpoint(ctx context.Context, args []string) error {
-	fs := m.flags("log checkpoint", "[--data DIR]", "custos log checkpoint > latest.cp")
-	resolve := m.dataFlags(fs.FlagSet)
-	if _, err := fs.parse(args, 0, 0); err != nil {
-		return err
-	}
-	cfg, err := resolve()
+	cfg, err := m.dataOnly("log checkpoint", "[--data DIR]", "custos log checkpoint > latest.cp", args)
 	if err != nil {
 		return err
 	}

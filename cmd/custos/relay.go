@@ -16,12 +16,7 @@ import (
 // (submission, implicit-TLS submission, the inbound trap), without the
 // HTTP API, for deployments that run the relay apart.
 func (m *Main) runRelayServe(ctx context.Context, args []string) error {
-	fs := m.flags("relay serve", "[--data DIR] [--kek FILE]", "custos relay serve --data /var/lib/custos")
-	resolve := m.dataFlags(fs.FlagSet)
-	if _, err := fs.parse(args, 0, 0); err != nil {
-		return err
-	}
-	cfg, err := resolve()
+	cfg, err := m.dataOnly("relay serve", "[--data DIR] [--kek FILE]", "custos relay serve --data /var/lib/custos", args)
 	if err != nil {
 		return err
 	}

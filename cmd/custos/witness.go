@@ -107,12 +107,7 @@ func (m *Main) checkWitnessed(p *witness.Policy, cp *audit.Checkpoint, logV note
 // cosign this log (C2SP tlog-witness: the log's origin and its verifier
 // key), and how this log is told of a witness.
 func (m *Main) runLogWitnessConfig(ctx context.Context, args []string) error {
-	fs := m.flags("log witness-config", "[--data DIR]", "custos log witness-config --data ./custos-data")
-	resolve := m.dataFlags(fs.FlagSet)
-	if _, err := fs.parse(args, 0, 0); err != nil {
-		return err
-	}
-	cfg, err := resolve()
+	cfg, err := m.dataOnly("log witness-config", "[--data DIR]", "custos log witness-config --data ./custos-data", args)
 	if err != nil {
 		return err
 	}
