@@ -56,6 +56,10 @@ type Options struct {
 	// Server adjusts the API's configuration before it is built (limits
 	// off for a load generator, short timeouts in tests).
 	Server func(*server.Config)
+	// Audit adjusts the audit log's configuration before it opens (a test
+	// that changes stored entries on purpose turns the log's own verifier
+	// off, so that what it checks is not pre-empted by the monitor).
+	Audit func(*audit.Config)
 	// DB, if set, is used instead of opening Config's database; the
 	// caller keeps it and closes it after the node.
 	DB *store.DB
@@ -256,7 +260,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	commits := newCommitMetrics()
-	lg, err := audit.Open(ctx, db.Read, db.Write, audit.Config{OnCommit: commits.observe, Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
+	acfg := audit.Config{OnCommit: commits.observe, Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
 		CheckpointInterval: interval, CheckpointRetention: retention,
 		OnSignError: func(err error) {
 			if d := detector.Load(); d != nil {
@@ -269,7 +273,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 			if d := detector.Load(); d != nil {
 				tamper.Do(func() { observeTamper(d, err, logger) })
 			}
-		}})
+		}}
+	if opts.Audit != nil {
+		opts.Audit(&acfg)
+	}
+	lg, err := audit.Open(ctx, db.Read, db.Write, acfg)
 	if err != nil {
 		closeDB()
 		return nil, err

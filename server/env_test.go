@@ -62,6 +62,22 @@ func newEnv(t *testing.T) *env {
 // its own http.Server and connection cap on 127.0.0.1.
 func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 	t.Helper()
+	return newEnvAudit(t, configure, nil)
+}
+
+// newEnvNoMonitor is newEnv with the audit log's own background verifier
+// off, for tests that change stored entries on purpose and check that
+// another path (the feed, the entry routes) refuses them: with the
+// monitor on, it may find the change first and close every audited route
+// with 503 log_tampered. The monitor's own findings are audit's tests and
+// cmd/custos's TestServerStopsOnTamper.
+func newEnvNoMonitor(t testing.TB) *env {
+	t.Helper()
+	return newEnvAudit(t, nil, func(c *audit.Config) { c.VerifyInterval = -1 })
+}
+
+func newEnvAudit(t testing.TB, configure func(*server.Config), auditCfg func(*audit.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t}
 	logger := slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -70,7 +86,7 @@ func newEnvWith(t testing.TB, configure func(*server.Config)) *env {
 	e.db = db
 	cfg := node.DefaultConfig()
 	cfg.DataDir, cfg.Addr, cfg.Origin = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0", "custos.test/log"
-	opts := node.Options{Logger: logger, DB: db, Server: configure,
+	opts := node.Options{Logger: logger, DB: db, Server: configure, Audit: auditCfg,
 		Handler: func(h http.Handler) http.Handler { return apitest.Wrap(t, h) }} // every exchange checked against server/openapi.json
 	var err error
 	if e.operator, err = node.Init(ctx, cfg, "operator@vendor.test", opts); err != nil {

@@ -167,7 +167,7 @@ func TestLogEntriesArePrivate(t *testing.T) {
 // tenant through its feed, where it no longer opens the leaf in the tree;
 // the detector's read and the security view refuse it too.
 func TestFeedCatchesChangedBody(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvNoMonitor(t)
 	a := e.newTenant("Alpha")
 	e.sync()
 	if _, err := e.log.SignCheckpoint(t.Context()); err != nil {
