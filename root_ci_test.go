@@ -57,3 +57,95 @@ func isModule(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, "go.mod"))
 	return err == nil
 }
+
+// TestCISlowRunsEverySlowTest: every test that reads CUSTOS_SLOW (more
+// connections, the end-to-end suite) is run by one of .ci/run's
+// CUSTOS_SLOW=1 lines — its package's folder named there and, where the
+// line picks tests with -run, the test itself — so that no slow variant
+// is written and never run.
+func TestCISlowRunsEverySlowTest(t *testing.T) {
+	ci, err := os.ReadFile(filepath.Join(".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type slowLine struct {
+		pkgs map[string]bool
+		run  *regexp.Regexp // nil: the whole package
+	}
+	var lines []slowLine
+	runFlag := regexp.MustCompile(`-run '([^']+)'`)
+	for _, l := range strings.Split(string(ci), "\n") {
+		if !strings.HasPrefix(l, "CUSTOS_SLOW=1 go test ") {
+			continue
+		}
+		sl := slowLine{pkgs: map[string]bool{}}
+		if m := runFlag.FindStringSubmatch(l); m != nil {
+			if sl.run, err = regexp.Compile(m[1]); err != nil {
+				t.Fatalf(".ci/run: %v", err)
+			}
+		}
+		for _, f := range strings.Fields(l) {
+			if strings.HasPrefix(f, "./") {
+				sl.pkgs[filepath.Clean(strings.TrimSuffix(f, "/..."))] = true
+			}
+		}
+		lines = append(lines, sl)
+	}
+	if len(lines) == 0 {
+		t.Fatal(".ci/run has no CUSTOS_SLOW=1 line")
+	}
+	covered := func(dir, test string) bool {
+		for _, l := range lines {
+			if l.pkgs[dir] && (l.run == nil || l.run.MatchString(test)) {
+				return true
+			}
+		}
+		return false
+	}
+	testFunc := regexp.MustCompile(`(?m)^func (\w+)\(`)
+	reads := `Getenv("CUSTOS_` + `SLOW")` // split, so that this file is not one of them
+	n := 0
+	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || isModule(path)) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		src := string(b)
+		// Each function that reads CUSTOS_SLOW; a helper (e2e's slow)
+		// stands for its whole package.
+		funcs := testFunc.FindAllStringSubmatchIndex(src, -1)
+		for i, f := range funcs {
+			end := len(src)
+			if i+1 < len(funcs) {
+				end = funcs[i+1][0]
+			}
+			if !strings.Contains(src[f[0]:end], reads) {
+				continue
+			}
+			n++
+			name, dir := src[f[2]:f[3]], filepath.Dir(path)
+			if !strings.HasPrefix(name, "Test") {
+				name = "" // a helper: the whole package must run
+			}
+			if !covered(dir, name) {
+				t.Errorf("%s in %s reads CUSTOS_SLOW, but no CUSTOS_SLOW=1 line in .ci/run runs it", src[f[2]:f[3]], path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no test reads CUSTOS_SLOW: the walk is broken")
+	}
+}
