@@ -117,12 +117,19 @@ type RestoreReport struct {
 // server's log verifier and by [Backup]): a backup older than that would
 // silently drop entries that tenants, witnesses and the detector have
 // already seen, so it is refused with [ErrRollback]. The server must be
-// stopped. The database replaced is kept beside it, renamed
+// stopped: a restore under a running node is refused with [ErrDataDirInUse]. The database replaced is kept beside it, renamed
 // custos.db.replaced-UNIXTIME, never deleted.
 func Restore(ctx context.Context, cfg Config, from string) (*RestoreReport, error) {
 	if store.IsPostgres(cfg.DSN()) {
 		return nil, errors.New("restore: the database is PostgreSQL: restore the pg_dump into a fresh database and check it with custos restore --check-db URL (docs/backup.md)")
 	}
+	// The server must be stopped: one that runs on would keep writing to
+	// the database this replaces (and its file handles to it).
+	unlock, err := lockDataDir(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer unlock()
 	v, err := OpenVerifier(cfg)
 	if err != nil {
 		return nil, err

@@ -60,6 +60,11 @@ type Options struct {
 	// that changes stored entries on purpose turns the log's own verifier
 	// off, so that what it checks is not pre-empted by the monitor).
 	Audit func(*audit.Config)
+	// BesideServer opens the data directory's SQLite database without
+	// its lock (see [LockFile]), beside a server that may be running on
+	// it: for a check that only reads (log verify --rows), never for a
+	// second server.
+	BesideServer bool
 	// DB, if set, is used instead of opening Config's database; the
 	// caller keeps it and closes it after the node.
 	DB *store.DB
@@ -122,6 +127,7 @@ type Node struct {
 	relayWG sync.WaitGroup
 	wrap    func(http.Handler) http.Handler
 	ownDB   bool
+	unlock  func() // releases the data directory's lock (a no-op when it was not taken)
 	stop    context.CancelFunc
 	stopped chan struct{}
 	http    *http.Server
@@ -236,9 +242,17 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, ownDB := opts.DB, false
+	db, ownDB, unlock := opts.DB, false, func() {}
 	if db == nil {
+		if !store.IsPostgres(cfg.DSN()) && !opts.BesideServer {
+			if unlock, err = lockDataDir(cfg); err != nil {
+				closeSIEM()
+				return nil, err
+			}
+		}
 		if db, err = store.Open(ctx, cfg.DSN(), store.Options{NoMigrate: opts.NoMigrate}); err != nil {
+			unlock()
+			closeSIEM()
 			return nil, err
 		}
 		ownDB = true
@@ -248,6 +262,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		if ownDB {
 			db.Close()
 		}
+		unlock()
 	}
 	// A checkpoint that cannot be signed, or a log that fails its own
 	// verifier, becomes a system entry the detector alerts on
@@ -383,7 +398,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
-		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, stop: stop, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
+		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, unlock: unlock, stop: stop, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
 	if n.tlsPoll <= 0 {
 		n.tlsPoll = DefaultCertPoll
 	}
@@ -547,6 +562,7 @@ func (n *Node) Close() error {
 		if n.ownDB {
 			errs = append(errs, n.DB.Close())
 		}
+		n.unlock()
 		n.err = errors.Join(errs...)
 	})
 	return n.err

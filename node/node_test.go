@@ -146,3 +146,54 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 		t.Errorf("Open with two sinks named a: %v, want a detection error", err)
 	}
 }
+
+// TestOneNodePerDataDirectory: a second node on a data directory whose
+// SQLite database a running node holds is refused (two sequencers over
+// one file would each overwrite the other's entries), as is a restore
+// under it; a check beside the server (log verify --rows) opens it; and
+// after the first node closes, the directory opens again.
+func TestOneNodePerDataDirectory(t *testing.T) {
+	if storetest.Engine() == storetest.Postgres {
+		t.Skip("the lock guards the data directory's own SQLite file; PostgreSQL nodes share a database by design")
+	}
+	ctx := context.Background()
+	cfg := config(t)
+	if _, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := node.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := node.Open(ctx, cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Open(ctx, cfg, node.Options{}); !errors.Is(err, node.ErrDataDirInUse) {
+		first.Close()
+		t.Fatalf("second node on a held data directory: %v, want ErrDataDirInUse", err)
+	}
+	backup := filepath.Join(t.TempDir(), "b.db")
+	if _, err := node.Backup(ctx, cfg, backup); err != nil { // online backups are fine
+		t.Fatal(err)
+	}
+	if _, err := node.Restore(ctx, cfg, backup); !errors.Is(err, node.ErrDataDirInUse) {
+		t.Fatalf("restore under a running node: %v, want ErrDataDirInUse", err)
+	}
+	beside, err := node.Open(ctx, cfg, node.Options{BesideServer: true})
+	if err != nil {
+		t.Fatalf("a check beside the server: %v", err)
+	}
+	beside.Close()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := node.Open(ctx, cfg, node.Options{})
+	if err != nil {
+		t.Fatalf("reopen after close: %v", err)
+	}
+	again.Close()
+	if _, err := node.Restore(ctx, cfg, backup); err != nil {
+		t.Fatalf("restore of a stopped node's backup: %v", err)
+	}
+}

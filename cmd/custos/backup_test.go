@@ -84,6 +84,11 @@ func TestBackupUnderLoadRestoreVerify(t *testing.T) {
 	}
 	// Let the server's verifier keep a checkpoint past the newer backup.
 	time.Sleep(2500 * time.Millisecond)
+	// A restore under the running server is refused before it reads the
+	// backup: the server would go on writing to the file it replaced.
+	if out, err := c.run("restore", newer); err == nil || !strings.Contains(err.Error(), "another custos process holds this data directory") {
+		t.Fatalf("restore under a running server: %v\n%s", err, out)
+	}
 	srv.Close()
 	running = false
 

@@ -15,7 +15,7 @@ import (
 // "kind: table row: what" — ids and entry indexes only — and any finding
 // fails the command.
 func (m *Main) logVerifyData(ctx context.Context, cfg Config) error {
-	n, err := node.Open(ctx, cfg, node.Options{})
+	n, err := node.Open(ctx, cfg, node.Options{BesideServer: true}) // a server may be running on it
 	if err != nil {
 		return err
 	}
