@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/custos-dev/custos/internal/racing"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -136,7 +137,7 @@ func (v *Validator) report(t testing.TB) {
 // it before the cleanups that make the test's last requests.
 func Wrap(t testing.TB, h http.Handler) http.Handler {
 	t.Helper()
-	if underRace {
+	if UnderRace { // kin-openapi's per-check schema work only slows the hunt for races
 		return h
 	}
 	v := forTest(t)
@@ -338,4 +339,4 @@ func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // UnderRace reports whether the tests run under the race detector, for
 // tests that leave themselves to the ordinary run.
-const UnderRace = underRace
+const UnderRace = racing.Enabled
