@@ -28,21 +28,8 @@ func (s *Server) refuseTampered(w http.ResponseWriter, r *http.Request, action c
 func (s *Server) writeTampered(w http.ResponseWriter, r *http.Request) {
 	var body custos.ErrorBody
 	body.Error.Code = CodeLogTampered
-	body.Error.Message = "the audit log failed verification; this node accepts no audited request until an operator investigates (see /healthz)"
+	body.Error.Message = "the audit log failed verification; this node accepts no audited request until an operator investigates (see /readyz)"
 	body.RequestID = custos.RequestFromContext(r.Context()).ID
 	w.Header().Set("Retry-After", "60")
 	writeJSON(w, http.StatusServiceUnavailable, body)
-}
-
-// unhealthy answers /healthz with 503 and the verifier's finding (an
-// index and a reason; never an entry's content) when the log failed
-// verification, and reports whether it did.
-func (s *Server) unhealthy(w http.ResponseWriter) bool {
-	err := s.log.Integrity()
-	if err == nil {
-		return false
-	}
-	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": CodeLogTampered, "reason": err.Error(),
-		"log_size": s.log.Size(), "sequencer": s.log.IsLeader()})
-	return true
 }

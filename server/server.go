@@ -355,13 +355,18 @@ func (w *statusWriter) status() int {
 	return w.code
 }
 
-// healthz reports liveness, the log's committed size as this node sees it,
-// and whether this node is the log's sequencer.
+// healthz reports liveness — 200 while the process serves, whatever the
+// log's state — with the log's committed size as this node sees it,
+// whether this node is the log's sequencer, and whether the log passes
+// its own verification (with the verifier's finding when it does not).
+// A tampered log is not a dead process: a liveness probe that failed on it
+// would restart the node in a loop and bury the finding; /readyz answers
+// 503 instead, and every audited request 503 log_tampered.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	if s.unhealthy(w) {
-		return nil
+	h := map[string]any{"status": "ok", "log_size": s.log.Size(), "sequencer": s.log.IsLeader(), "log_verified": true}
+	if err := s.log.Integrity(); err != nil {
+		h["log_verified"], h["log"] = false, map[string]string{"status": CodeLogTampered, "reason": err.Error()}
 	}
-	h := map[string]any{"status": "ok", "log_size": s.log.Size(), "sequencer": s.log.IsLeader()}
 	if s.cfg.Witnesses != nil {
 		h["witnesses"] = s.cfg.Witnesses.Status(r.Context())
 	}

@@ -358,7 +358,7 @@ func TestPullStateCatchesRewrite(t *testing.T) {
 
 // TestServerStopsOnTamper: the running server checks its stored log
 // against its signed checkpoints continuously; on a mismatch it refuses
-// every audited request with 503 log_tampered, /healthz says why, and
+// every audited request with 503 log_tampered, /readyz is not ready and /healthz (alive still) says why, and
 // the detector raises the critical log-integrity alert. It also checks at
 // start, including against what it verified before it stopped.
 func TestServerStopsOnTamper(t *testing.T) {
@@ -424,18 +424,20 @@ func TestServerStopsOnTamper(t *testing.T) {
 			if tc.stopped {
 				s.start()
 			}
-			var h health
+			// Not ready: the log check fails with the verifier's reason.
+			var r health
 			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-				if h = healthz(t, s.srv.URL); h.status != http.StatusOK || time.Now().After(deadline) {
+				if r = readyz(t, s.srv.URL); r.status != http.StatusOK || time.Now().After(deadline) {
 					break
 				}
 			}
-			if h.status != http.StatusServiceUnavailable || !strings.Contains(h.body, server.CodeLogTampered) || !strings.Contains(h.body, tc.reason) {
-				t.Fatalf("healthz after tampering: %d %s; want 503 %s naming %q", h.status, h.body, server.CodeLogTampered, tc.reason)
-			}
-			// Not ready either: the log check fails with the verifier's reason.
-			if r := readyz(t, s.srv.URL); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"name":"log","ok":false`) || !strings.Contains(r.body, tc.reason) {
+			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"name":"log","ok":false`) || !strings.Contains(r.body, tc.reason) {
 				t.Fatalf("readyz after tampering: %d %s; want 503 with the log check failing on %q", r.status, r.body, tc.reason)
+			}
+			// Alive still (a liveness probe must not restart it in a loop
+			// and bury the finding), and saying why.
+			if h := healthz(t, s.srv.URL); h.status != http.StatusOK || !strings.Contains(h.body, `"log_verified":false`) || !strings.Contains(h.body, server.CodeLogTampered) || !strings.Contains(h.body, tc.reason) {
+				t.Fatalf("healthz after tampering: %d %s; want 200, log_verified false, %s naming %q", h.status, h.body, server.CodeLogTampered, tc.reason)
 			}
 			out, err := s.c.run("tenant", "create", "--admin-email", "x@corp.test", "Refused")
 			if err == nil || !strings.Contains(out+err.Error(), server.CodeLogTampered) {
