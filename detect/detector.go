@@ -136,6 +136,33 @@ func (d *Detector) Run(ctx context.Context) {
 	}
 }
 
+// Reload makes the detector evaluate with rules and policy from the next
+// entry on (a configuration reload, SIGHUP): the cursor and evaluation
+// state reached so far are saved first, so no entry is evaluated twice
+// or skipped, and the next step rebuilds the engine on the saved state.
+// The caller records the new configuration in the log first
+// (detection.config), which the built-in detection-config-changed rule
+// alerts on.
+func (d *Detector) Reload(ctx context.Context, rules []*Rule, policy *Policy) error {
+	d.init()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.engine != nil && d.next != d.stored {
+		if err := d.saveCursorLocked(ctx); err != nil {
+			return err
+		}
+	}
+	d.Rules, d.Policy, d.engine = rules, policy, nil
+	return nil
+}
+
+// CurrentRules returns the rules the detector evaluates.
+func (d *Detector) CurrentRules() []*Rule {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.Rules
+}
+
 // reset drops the in-memory state; the next step reloads it.
 func (d *Detector) reset() {
 	d.mu.Lock()

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,12 +129,16 @@ type Node struct {
 	wrap    func(http.Handler) http.Handler
 	ownDB   bool
 	unlock  func() // releases the data directory's lock (a no-op when it was not taken)
-	stop    context.CancelFunc
-	stopped chan struct{}
-	http    *http.Server
-	served  chan error
-	once    sync.Once
-	err     error
+	// The sinks a reload keeps: the caller's (or the service log), and
+	// after the configured ones, the SIEM forwarders and the people's.
+	baseSinks, fixedSinks []notify.Sink
+	reloadMu              sync.Mutex // one Reload at a time
+	stop                  context.CancelFunc
+	stopped               chan struct{}
+	http                  *http.Server
+	served                chan error
+	once                  sync.Once
+	err                   error
 
 	// TLS (issue 21): the API's certificate files and their watcher.
 	tlsFiles *tlsfiles.Files
@@ -217,11 +222,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if localMail {
 		logger.Warn("enrollment mails are written to a local directory: for trying custos out only; set mail.smtp in custos.json for production")
 	}
-	sinks := append([]notify.Sink(nil), opts.Sinks...)
-	if len(sinks) == 0 {
-		sinks = []notify.Sink{notify.LogSink{Logger: logger}}
+	base := append([]notify.Sink(nil), opts.Sinks...)
+	if len(base) == 0 {
+		base = []notify.Sink{notify.LogSink{Logger: logger}}
 	}
-	sinks = append(sinks, configured...)
+	sinks := slices.Concat(base, configured)
 	forwarders, err := cfg.Detection.openSyslog(logger)
 	if err != nil {
 		return nil, err
@@ -319,7 +324,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	// Enrollment mails go only to the holder's address, by their own sink;
 	// notices to tenant admins and named principals go to the people
 	// behind them (vault/people.go), through the same mailer.
-	d.Sinks = append(d.Sinks, &vault.EnrollmentSink{Vault: v, Mailer: mailer}, &vault.PeopleSink{Vault: v, Mailer: mailer, Link: server.NoticeLink, LinkBase: cfg.Mail.LinkBase})
+	people := []notify.Sink{&vault.EnrollmentSink{Vault: v, Mailer: mailer}, &vault.PeopleSink{Vault: v, Mailer: mailer, Link: server.NoticeLink, LinkBase: cfg.Mail.LinkBase}}
+	d.Sinks = append(d.Sinks, people...)
 	// Free text written before it was sealed at rest is sealed now; if the
 	// database refuses (a full disk), the rows stay readable as they are
 	// and the next start tries again.
@@ -398,7 +404,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
-		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, unlock: unlock, stop: stop, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
+		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, unlock: unlock, stop: stop, baseSinks: base, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
+	for _, f := range forwarders {
+		n.fixedSinks = append(n.fixedSinks, f)
+	}
+	n.fixedSinks = append(n.fixedSinks, people...)
 	if n.tlsPoll <= 0 {
 		n.tlsPoll = DefaultCertPoll
 	}

@@ -42,6 +42,28 @@ type Dispatcher struct {
 	once     sync.Once
 	kick     chan struct{}
 	failures atomic.Uint64
+	swapped  atomic.Pointer[[]Sink] // set by SetSinks; nil: Sinks
+}
+
+// SetSinks replaces the sinks the dispatcher delivers to (a configuration
+// reload), from its next round on. Messages already delivered to a sink
+// of the same name are not delivered again; a new sink receives what is
+// still pending.
+func (d *Dispatcher) SetSinks(sinks []Sink) error {
+	if err := CheckSinks(sinks); err != nil {
+		return err
+	}
+	s := slices.Clone(sinks)
+	d.swapped.Store(&s)
+	return nil
+}
+
+// CurrentSinks returns the sinks the dispatcher delivers to.
+func (d *Dispatcher) CurrentSinks() []Sink {
+	if s := d.swapped.Load(); s != nil {
+		return *s
+	}
+	return d.Sinks
 }
 
 // Failures returns how many deliveries of a message to a sink failed (and
@@ -115,10 +137,11 @@ func (d *Dispatcher) Run(ctx context.Context) {
 // delivered to every sink.
 func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
 	d.init()
-	if len(d.Sinks) == 0 {
+	sinks := d.CurrentSinks() // one set for the whole pass, even if a reload swaps them
+	if len(sinks) == 0 {
 		return 0, nil
 	}
-	if err := CheckSinks(d.Sinks); err != nil {
+	if err := CheckSinks(sinks); err != nil {
 		return 0, err // delivering would mark one sink's messages as the other's
 	}
 	now := d.Now()
@@ -173,7 +196,7 @@ func (d *Dispatcher) Flush(ctx context.Context) (int, error) {
 		}
 		items = append(items, it)
 	}
-	for _, s := range d.Sinks {
+	for _, s := range sinks {
 		var todo []*item
 		for _, it := range items {
 			if slices.Contains(it.have, s.Name()) {

@@ -817,6 +817,16 @@ func (v *Vault) RecordConfig(ctx context.Context, hash string) error {
 		Text: "a server started with configuration sha256:" + hash}, func(context.Context, *sql.Tx, *audit.Leaf) error { return nil })
 }
 
+// RecordConfigReload records a configuration reloaded without a restart
+// (SIGHUP): its hash, as a start does ([Vault.RecordConfig]), announced
+// to security.
+func (v *Vault) RecordConfigReload(ctx context.Context, hash string) error {
+	l := leaf(ctx, custos.ActionConfigLoaded, "")
+	l.Actor, l.Detail = "system", "config sha256:"+hash+" (reloaded)"
+	return v.announce(ctx, l, &notify.Message{Topic: "config.loaded", To: []string{notify.ToStaffSecurity},
+		Text: "a server reloaded its configuration: now sha256:" + hash}, func(context.Context, *sql.Tx, *audit.Leaf) error { return nil })
+}
+
 const personKeyName = "person"
 
 // person returns the pseudonym of identity: "pe_" + 26 characters of a

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,17 +53,27 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if srv.Relay != nil {
 		printRelayAddrs(m.Stderr, srv)
 	}
-	// SIGHUP reloads the API's certificate files (recorded in the log);
-	// SIGTERM and interrupt end ctx: Close drains in-flight requests (up
-	// to --drain), stops the relay, commits what the sequencer holds,
-	// delivers the outbox once more, and serve exits 0.
+	// SIGHUP reloads custos.json's detection section — rules, policy,
+	// alert sinks — and the API's certificate files, each on record in
+	// the log (node.Reload, node.ReloadCertificates); a file that fails a
+	// check changes nothing. SIGTERM and interrupt end ctx: Close drains
+	// in-flight requests (up to --drain), stops the relay, commits what
+	// the sequencer holds, delivers the outbox once more, and serve exits 0.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			if err := srv.ReloadCertificates(ctx); err == nil {
+			if rep, err := srv.Reload(ctx); err != nil {
+				fmt.Fprintf(m.Stderr, "custos: SIGHUP: configuration not reloaded, still running the previous one: %v\n", err)
+			} else {
+				fmt.Fprintf(m.Stderr, "custos reloaded its configuration (SIGHUP): %d rules, %d alert sinks, sha256:%s\n", rep.Rules, rep.Sinks-1, rep.ConfigHash)
+				if len(rep.Restart) > 0 {
+					fmt.Fprintf(m.Stderr, "custos: changed in custos.json, applied at the next start only: %s\n", strings.Join(rep.Restart, ", "))
+				}
+			}
+			if err := srv.ReloadCertificates(ctx); err == nil && srv.Config.TLS.CertFile != "" {
 				fmt.Fprintln(m.Stderr, "custos reloaded its certificate files (SIGHUP)")
 			}
 			continue

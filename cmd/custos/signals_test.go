@@ -152,9 +152,27 @@ func TestServeSignals(t *testing.T) {
 	if err := node.WriteFileAtomic(cfg.Path("tls/server.pem"), leaf.CertPEM); err != nil {
 		t.Fatal(err)
 	}
+	// The same signal reloads custos.json's detection section: a pipeline
+	// network allowlisted is applied and on record (its hash printed).
+	conf, err := os.ReadFile(cfg.Path(node.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	if err := json.Unmarshal(conf, &file); err != nil {
+		t.Fatal(err)
+	}
+	file["detection"] = map[string]any{"known_networks": []map[string]any{{"cidr": "10.20.0.0/16", "name": "pipeline", "kinds": []string{"service"}}}}
+	if conf, err = json.Marshal(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.WriteFileAtomic(cfg.Path(node.ConfigFile), conf); err != nil {
+		t.Fatal(err)
+	}
 	if err := serve.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	waitLine(regexp.MustCompile(`custos reloaded its configuration \(SIGHUP\): \d+ rules, \d+ alert sinks, sha256:[0-9a-f]{64}`))
 	waitLine(regexp.MustCompile(`TLS certificate reloaded.*"trigger":"(signal|file change)"`))
 	sum := sha256.Sum256(leaf.Cert.Raw)
 	if got := served(); got != hex.EncodeToString(sum[:]) || got == before {
