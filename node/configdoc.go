@@ -100,7 +100,7 @@ var keyDocs = map[string]keyDoc{
 	"relay.listen_tls":                   {"off", "Implicit-TLS submission address.", false},
 	"relay.inbound_listen":               {"off", "MX of the canary and bounce domains.", false},
 	"relay.hostname":                     {"this host's name", "Name the relay greets with.", false},
-	"relay.tls_cert":                     {"none", "PEM certificate file of the listeners.", false},
+	"relay.tls_cert":                     {"none", "PEM certificate file of the listeners; read again on SIGHUP and when it changes (audited tls.reload).", false},
 	"relay.tls_key":                      {"none", "PEM key file of the listeners.", false},
 	"relay.token_domain":                 {"required with the relay", "Recipients are ct_…@token_domain.", false},
 	"relay.bounce_domain":                {"required with an upstream", "Domain of the VERP envelope sender.", false},
@@ -381,7 +381,7 @@ func (c Config) Check() error {
 		errs = append(errs, err)
 	}
 	if c.Relay.Enabled() {
-		if _, err := c.relayConfig(); err != nil {
+		if _, _, err := c.relayConfig(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -144,7 +144,10 @@ type Node struct {
 	tlsFiles *tlsfiles.Files
 	tlsPoll  time.Duration
 	tlsStop  context.CancelFunc
-	tlsWG    sync.WaitGroup
+	// relayTLS is the relay listeners' certificate files (nil: none).
+	relayTLS     *tlsfiles.Files
+	relayTLSStop context.CancelFunc
+	tlsWG        sync.WaitGroup
 	// The diagnostics listener (metrics.go).
 	diag       *http.Server
 	diagServed chan error
@@ -385,7 +388,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err := lg.Integrity(); err != nil { // found by Open, before the detector existed
 		tamper.Do(func() { go observeTamper(det, err, logger) })
 	}
-	rl, err := openRelay(ctx, cfg, v, logger)
+	rl, relayTLS, err := openRelay(ctx, cfg, v, logger)
 	if err != nil {
 		lg.Close()
 		closeDB()
@@ -404,7 +407,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	n := &Node{Config: cfg, DB: db, Log: lg, Vault: v, Verifier: verifier, Detector: det, Notifier: d, Server: server.New(scfg), Relay: rl, Cosigner: cos,
-		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, unlock: unlock, stop: stop, baseSinks: base, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
+		logger: logger, siem: forwarders, wrap: opts.Handler, ownDB: ownDB, unlock: unlock, stop: stop, baseSinks: base, relayTLS: relayTLS, stopped: make(chan struct{}), tlsPoll: opts.CertPoll}
 	for _, f := range forwarders {
 		n.fixedSinks = append(n.fixedSinks, f)
 	}
@@ -477,7 +480,7 @@ func (n *Node) Listen(addr string) error {
 		wctx, stop := context.WithCancel(context.Background())
 		n.tlsStop = stop
 		n.tlsWG.Go(func() {
-			files.Watch(wctx, n.tlsPoll, func(err error) { n.certsReloaded(context.Background(), "file change", err) })
+			files.Watch(wctx, n.tlsPoll, func(err error) { n.certsReloaded(context.Background(), "API", files, "file change", err) })
 		})
 	}
 	ln = n.Server.Listener(ln)
@@ -488,28 +491,40 @@ func (n *Node) Listen(addr string) error {
 }
 
 // ReloadCertificates reads the API's certificate, key and client CA files
-// again (SIGHUP). A failed reload keeps serving the previous pair.
+// again, and the relay listeners' (SIGHUP). A failed reload keeps serving
+// the previous pair.
 func (n *Node) ReloadCertificates(ctx context.Context) error {
-	if n.tlsFiles == nil {
-		return nil
+	var errs []error
+	for _, f := range []struct {
+		which string
+		files *tlsfiles.Files
+	}{{"API", n.tlsFiles}, {"relay", n.relayTLS}} {
+		if f.files == nil {
+			continue
+		}
+		err := f.files.Reload()
+		n.certsReloaded(ctx, f.which, f.files, "signal", err)
+		errs = append(errs, err)
 	}
-	err := n.tlsFiles.Reload()
-	n.certsReloaded(ctx, "signal", err)
-	return err
+	return errors.Join(errs...)
 }
 
 // certsReloaded logs a reload and records it (a system entry naming the
 // new certificate's fingerprint, a public value): which certificate the
-// API served, and since when, is on record.
-func (n *Node) certsReloaded(ctx context.Context, why string, err error) {
+// API (or the relay) served, and since when, is on record.
+func (n *Node) certsReloaded(ctx context.Context, which string, files *tlsfiles.Files, why string, err error) {
 	if err != nil {
-		n.logger.Error("could not reload the TLS certificate; still serving the previous one", "trigger", why, "err", err)
+		n.logger.Error("could not reload the TLS certificate; still serving the previous one", "listener", which, "trigger", why, "err", err)
 		return
 	}
-	fp := n.tlsFiles.Fingerprint()
-	n.logger.Info("TLS certificate reloaded", "trigger", why, "sha256", fp)
+	fp := files.Fingerprint()
+	n.logger.Info("TLS certificate reloaded", "trigger", why, "listener", which, "sha256", fp)
+	detail := "certificate sha256:" + fp + " (" + why + ")"
+	if which != "API" {
+		detail = which + " " + detail
+	}
 	if _, err := n.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: ActionTLSReload, Outcome: audit.OutcomeOK,
-		Detail: "certificate sha256:" + fp + " (" + why + ")"}}); err != nil {
+		Detail: detail}}); err != nil {
 		n.logger.Error("could not record the certificate reload", "err", err)
 	}
 }
@@ -527,10 +542,13 @@ const ActionTLSReload = "tls.reload"
 func (n *Node) Close() error {
 	n.once.Do(func() {
 		var errs []error
+		if n.relayTLSStop != nil {
+			n.relayTLSStop()
+		}
 		if n.tlsStop != nil {
 			n.tlsStop()
-			n.tlsWG.Wait()
 		}
+		n.tlsWG.Wait() // the certificate watchers
 		if n.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), n.drain)
 			errs = append(errs, n.http.Shutdown(ctx))

@@ -3,11 +3,11 @@ package node
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"github.com/custos-dev/custos/internal/tlsfiles"
 	"log/slog"
 	"net"
 	"os"
@@ -63,7 +63,7 @@ func (r RelayConfig) Enabled() bool {
 }
 
 // relayConfig checks the section and builds the relay's configuration.
-func (c Config) relayConfig() (relay.Config, error) {
+func (c Config) relayConfig() (relay.Config, *tlsfiles.Files, error) {
 	r := c.Relay
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -135,14 +135,18 @@ func (c Config) relayConfig() (relay.Config, error) {
 	if u.Addr != "" {
 		u.ID = upstreamID(r, roots)
 	}
+	// The listeners' certificate is read again on SIGHUP and when a file
+	// changes, as the API's is ([Node.ReloadCertificates]).
+	var files *tlsfiles.Files
 	if r.TLSCert != "" && r.TLSKey != "" {
-		cert, err := tls.LoadX509KeyPair(r.TLSCert, r.TLSKey)
-		if err != nil {
+		files = &tlsfiles.Files{Cert: r.TLSCert, Key: r.TLSKey}
+		if err := files.Load(); err != nil {
 			bad("tls_cert", "%v", err)
+		} else {
+			cfg.TLS = files.Config()
 		}
-		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	return cfg, errors.Join(errs...)
+	return cfg, files, errors.Join(errs...)
 }
 
 func isLoopback(host string) bool {
@@ -186,25 +190,25 @@ func (r RelayConfig) describe() string {
 // openRelay builds the relay custos.json configures (nil for none) and
 // registers its upstream with the vault: a new one is announced to
 // security and delivers nothing until approved.
-func openRelay(ctx context.Context, cfg Config, v *vault.Vault, logger *slog.Logger) (*relay.Relay, error) {
+func openRelay(ctx context.Context, cfg Config, v *vault.Vault, logger *slog.Logger) (*relay.Relay, *tlsfiles.Files, error) {
 	if !cfg.Relay.Enabled() {
-		return nil, nil
+		return nil, nil, nil
 	}
-	rcfg, err := cfg.relayConfig()
+	rcfg, files, err := cfg.relayConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rcfg.Logger = logger
 	if id := rcfg.Upstream.ID; id != "" {
 		ok, err := v.RegisterUpstream(ctx, id, cfg.Relay.describe())
 		if err != nil {
-			return nil, fmt.Errorf("relay upstream: %w", err)
+			return nil, nil, fmt.Errorf("relay upstream: %w", err)
 		}
 		if !ok {
 			logger.Warn("the relay's upstream awaits approval by security staff: nothing is sent until then", "upstream", id, "approve", "custos relay approve "+id)
 		}
 	}
-	return relay.New(v, rcfg), nil
+	return relay.New(v, rcfg), files, nil
 }
 
 // ListenRelay starts the relay's configured listeners (submission,
@@ -215,6 +219,13 @@ func (n *Node) ListenRelay() error {
 		return errors.New("node: no relay is configured (custos.json \"relay\")")
 	}
 	n.RelayAddrs = map[string]string{}
+	if files := n.relayTLS; files != nil {
+		wctx, stop := context.WithCancel(context.Background())
+		n.relayTLSStop = stop
+		n.tlsWG.Go(func() {
+			files.Watch(wctx, n.tlsPoll, func(err error) { n.certsReloaded(context.Background(), "relay", files, "file change", err) })
+		})
+	}
 	for _, l := range []struct {
 		field, addr string
 		serve       func(net.Listener) error

@@ -3,8 +3,13 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net/smtp"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +17,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/smtptest"
+	"github.com/custos-dev/custos/internal/tlsfiles"
 	"github.com/custos-dev/custos/node"
 )
 
@@ -127,5 +133,96 @@ func TestRelayInServe(t *testing.T) {
 	}
 	if len(up.Messages()) != 1 {
 		t.Errorf("the upstream got %d messages, want 1", len(up.Messages()))
+	}
+}
+
+// TestRelayCertificateReloads: the relay's implicit-TLS listener serves
+// the certificate files custos.json names, and a SIGHUP
+// (ReloadCertificates) or a changed file serves the replacement without a
+// restart, each reload on record (a tls.reload entry naming the relay and
+// the new certificate's fingerprint); a broken pair keeps the served one.
+func TestRelayCertificateReloads(t *testing.T) {
+	ctx := context.Background()
+	up := smtptest.StartSink(t, smtptest.Options{Mode: smtptest.Plain})
+	cfg := config(t)
+	if _, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := node.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := tlsfiles.NewCA("relay CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "relay.pem"), filepath.Join(dir, "relay.key")
+	issue := func() string {
+		t.Helper()
+		leaf, err := ca.Issue("relay", []string{"127.0.0.1"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := node.WriteFileAtomic(keyFile, leaf.KeyPEM); err != nil {
+			t.Fatal(err)
+		}
+		if err := node.WriteFileAtomic(certFile, leaf.CertPEM); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(leaf.Cert.Raw)
+		return hex.EncodeToString(sum[:])
+	}
+	first := issue()
+	cfg.Relay.ListenTLS, cfg.Relay.TLSCert, cfg.Relay.TLSKey = "127.0.0.1:0", certFile, keyFile
+	cfg.Relay.TokenDomain, cfg.Relay.BounceDomain = "tokens.vendor.test", "bounces.vendor.test"
+	cfg.Relay.Upstream.Addr, cfg.Relay.Upstream.Security = up.Addr, "none"
+	n, err := node.Open(ctx, cfg, node.Options{CertPoll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.ListenRelay(); err != nil {
+		t.Fatal(err)
+	}
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", n.RelayAddrs["listen_tls"], &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].Raw)
+		return hex.EncodeToString(sum[:])
+	}
+	if got := served(); got != first {
+		t.Fatalf("the relay serves %s, want %s", got, first)
+	}
+	second := issue()
+	if err := n.ReloadCertificates(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got != second {
+		t.Fatalf("after the reload the relay serves %s, want %s", got, second)
+	}
+	third := issue() // the watcher, without a signal
+	for deadline := time.Now().Add(10 * time.Second); served() != third; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not serve the replaced relay certificate")
+		}
+	}
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.ReloadCertificates(ctx); err == nil {
+		t.Fatal("a broken relay certificate reloaded")
+	}
+	if got := served(); got != third {
+		t.Fatalf("after a failed reload the relay serves %s, want %s still", got, third)
+	}
+	for _, fp := range []string{second, third} {
+		if !hasEntry(t, n, node.ActionTLSReload, "relay certificate sha256:"+fp) {
+			t.Errorf("no tls.reload entry for the relay certificate %s", fp[:12])
+		}
 	}
 }
