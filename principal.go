@@ -58,6 +58,10 @@ type Principal struct {
 	Suspended  bool       `json:"suspended"`
 	CreatedAt  time.Time  `json:"created_at"`
 	VerifiedAt *time.Time `json:"verified_at,omitempty"` // first enrollment completed: the identity answered
+	// CertPin is the client certificate its keys need (SubjectPublicKeyInfo
+	// SHA-256, hex; "" for none), as the principal's MACed row holds it.
+	// Not part of the API: a principal binds itself (/v1/principals/{id}/certificate).
+	CertPin string `json:"-"`
 }
 
 // SamePerson reports whether p and q are held by one identity (or are

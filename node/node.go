@@ -345,6 +345,15 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	} else if n > 0 {
 		logger.Info("sealed rows that predate row MACs", "rows", n)
 	}
+	// Client-certificate bindings made before principals carried their
+	// pin are copied onto them, once (vault.SealCertPins).
+	if n, err := v.SealCertPins(ctx); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, fmt.Errorf("seal certificate pins: %w", err)
+	} else if n > 0 {
+		logger.Info("copied client-certificate bindings onto their principals", "principals", n)
+	}
 	// Every exception's owner is a principal; the detector learns its
 	// person now, and an exception that would silence a principal of its
 	// owner's own person stops the start.

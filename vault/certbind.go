@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/custos-dev/custos"
@@ -51,7 +52,10 @@ func (v *Vault) BindCertificate(ctx context.Context, principalID string) (string
 				ON CONFLICT (principal_id) DO UPDATE SET spki_sha256 = excluded.spki_sha256, bound_at = excluded.bound_at`, by.ID, pin, ms(v.now())); err != nil {
 				return fmt.Errorf("bind certificate: %w", err)
 			}
-			return v.reseal(ctx, tx, "principal_certs", by.ID)
+			if err := v.reseal(ctx, tx, "principal_certs", by.ID); err != nil {
+				return err
+			}
+			return v.setCertPin(ctx, tx, by.ID, pin)
 		})
 	if err != nil {
 		return "", err
@@ -78,8 +82,22 @@ func (v *Vault) UnbindCertificate(ctx context.Context, principalID string) error
 			if n, _ := res.RowsAffected(); n == 0 {
 				return custos.Errorf(custos.ENOTFOUND, "this principal is not bound to a client certificate")
 			}
-			return nil
+			return v.setCertPin(ctx, tx, by.ID, "")
 		})
+}
+
+// setCertPin writes a principal's pin ("" for none) on its own row and
+// MACs the row again: the principal's MAC covers the pin, so the binding
+// cannot be removed by deleting principal_certs' row, nor the pin cleared
+// or changed by hand, without the principal being refused.
+func (v *Vault) setCertPin(ctx context.Context, tx *sql.Tx, principalID, pin string) error {
+	if err := v.checkRow(ctx, tx, "principals", principalID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE principals SET cert_pin = $1 WHERE id = $2`, sql.NullString{String: pin, Valid: pin != ""}, principalID); err != nil {
+		return fmt.Errorf("certificate binding: %w", err)
+	}
+	return v.reseal(ctx, tx, "principals", principalID)
 }
 
 func (v *Vault) authorizeCert(ctx context.Context, principalID string) (audit.Leaf, error) {
@@ -96,23 +114,89 @@ func (v *Vault) authorizeCert(ctx context.Context, principalID string) (audit.Le
 }
 
 // checkCertBinding refuses a bound principal whose request did not
-// present its certificate. A binding row whose MAC fails refuses the
-// principal too (fail closed: an edited pin is no binding, nor no
-// binding).
-func (v *Vault) checkCertBinding(ctx context.Context, principalID string) error {
+// present its certificate. The binding is on two rows, each MACed: the
+// pin on the principal's own row (p.CertPin, checked with the principal's
+// MAC when the key was looked up) and principal_certs' row. Either one
+// binds: a row deleted by hand leaves the other, and a row whose MAC
+// fails refuses the principal (fail closed: an edited pin is no binding,
+// nor no binding).
+func (v *Vault) checkCertBinding(ctx context.Context, p *custos.Principal) error {
 	var pin string
-	err := v.queryRow(ctx, `SELECT spki_sha256 FROM principal_certs WHERE principal_id = $1`, principalID).Scan(&pin)
-	if isNoRows(err) {
-		return nil
-	} else if err != nil {
+	err := v.queryRow(ctx, `SELECT spki_sha256 FROM principal_certs WHERE principal_id = $1`, p.ID).Scan(&pin)
+	if err != nil && !isNoRows(err) {
 		return fmt.Errorf("authenticate: read certificate binding: %w", err)
 	}
-	if err := v.checkRow(ctx, v.read, "principal_certs", principalID); err != nil {
-		return custos.Errorf(custos.EUNAUTHORIZED, "unknown API key")
+	if err == nil {
+		if err := v.checkRow(ctx, v.read, "principal_certs", p.ID); err != nil {
+			return custos.Errorf(custos.EUNAUTHORIZED, "unknown API key")
+		}
 	}
 	got := custos.RequestFromContext(ctx).CertPin
-	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(pin)) != 1 {
-		return custos.Errorf(custos.EUNAUTHORIZED, "this principal is bound to a client certificate: present it (mTLS) with its key")
+	for _, want := range []string{p.CertPin, pin} {
+		if want != "" && (got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1) {
+			return custos.Errorf(custos.EUNAUTHORIZED, "this principal is bound to a client certificate: present it (mTLS) with its key")
+		}
 	}
 	return nil
+}
+
+// ActionCertPinsSeal is the system entry of the one-time copy of
+// certificate bindings made before principals carried their pin
+// ([Vault.SealCertPins]).
+const ActionCertPinsSeal = "certpins.seal"
+
+// SealCertPins copies each binding in principal_certs whose row and whose
+// principal's row both pass their MACs onto the principal's own row
+// (cert_pin, covered by the principal's MAC from then on), in one
+// transaction with one certpins.seal system entry counting them; nothing
+// (and no entry) when there is none. Bindings are written to both rows
+// since migration 0035: this is for those made before it. A binding row
+// whose MAC fails is not copied (the principal stays refused by it).
+func (v *Vault) SealCertPins(ctx context.Context) (int, error) {
+	var pending int
+	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM principal_certs c JOIN principals p ON p.id = c.principal_id WHERE p.cert_pin IS NULL`).Scan(&pending); err != nil {
+		return 0, fmt.Errorf("seal certificate pins: %w", err)
+	}
+	if pending == 0 {
+		return 0, nil
+	}
+	n := 0
+	l := audit.Leaf{Actor: "system", Action: ActionCertPinsSeal, Outcome: audit.OutcomeOK,
+		Detail: "client-certificate bindings copied onto their principals once"}
+	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		n = 0
+		rows, err := tx.QueryContext(ctx, `SELECT c.principal_id, c.spki_sha256 FROM principal_certs c JOIN principals p ON p.id = c.principal_id WHERE p.cert_pin IS NULL ORDER BY c.principal_id`)
+		if err != nil {
+			return fmt.Errorf("seal certificate pins: %w", err)
+		}
+		var ids, pins []string
+		for rows.Next() {
+			var id, pin string
+			if err := rows.Scan(&id, &pin); err != nil {
+				rows.Close()
+				return fmt.Errorf("seal certificate pins: %w", err)
+			}
+			ids, pins = append(ids, id), append(pins, pin)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("seal certificate pins: %w", err)
+		}
+		for i, id := range ids {
+			if err := v.checkRow(ctx, tx, "principal_certs", id); errors.Is(err, errForged) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if err := v.setCertPin(ctx, tx, id, pins[i]); errors.Is(err, errForged) {
+				continue // the principal's own row fails: it stays refused
+			} else if err != nil {
+				return err
+			}
+			n++
+		}
+		leaf.Count = n
+		return nil
+	})
+	return n, err
 }

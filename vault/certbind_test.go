@@ -61,3 +61,75 @@ func TestCertBindingOnlyByItself(t *testing.T) {
 		t.Fatalf("after the refused unbinding, the key alone: %v", err)
 	}
 }
+
+// TestCertBindingSurvivesTheDatabaseHand: the binding holds against
+// someone with write access to the database. Deleting principal_certs'
+// row leaves the pin on the principal's own row (its keys still need the
+// certificate); clearing or changing that pin by hand breaks the
+// principal's MAC (refused even with the certificate, and the
+// row-integrity alert raised). A binding made before principals carried
+// their pin is copied onto them once, on record.
+func TestCertBindingSurvivesTheDatabaseHand(t *testing.T) {
+	f := newFixture(t)
+	pin, other := strings.Repeat("c", 64), strings.Repeat("d", 64)
+	auth := func(secret, pin string) error {
+		ctx := withPin(custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)}), pin)
+		_, _, err := f.vault.Authenticate(ctx, secret)
+		return err
+	}
+	bound := func(t *testing.T) (*custos.Principal, string) {
+		t.Helper()
+		ctx, p, secret := f.principalSecret(t, custos.KindOperator, "", "bound-"+custos.NewID("x"))
+		if _, err := f.vault.BindCertificate(withPin(ctx, pin), p.ID); err != nil {
+			t.Fatal(err)
+		}
+		return p, secret
+	}
+
+	t.Run("binding row deleted", func(t *testing.T) {
+		p, secret := bound(t)
+		f.exec(t, `DELETE FROM principal_certs WHERE principal_id = $1`, p.ID)
+		if err := auth(secret, ""); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+			t.Fatalf("the key alone after the binding row was deleted: %v, want EUNAUTHORIZED", err)
+		}
+		if err := auth(secret, pin); err != nil {
+			t.Fatalf("with its certificate: %v", err)
+		}
+	})
+	for _, c := range []struct{ name, set string }{{"pin cleared", "NULL"}, {"pin changed", "'" + other + "'"}} {
+		t.Run(c.name, func(t *testing.T) {
+			p, secret := bound(t)
+			f.exec(t, `DELETE FROM principal_certs WHERE principal_id = $1`, p.ID)
+			f.exec(t, `UPDATE principals SET cert_pin = `+c.set+` WHERE id = $1`, p.ID)
+			for _, presented := range []string{"", pin, other} {
+				if err := auth(secret, presented); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+					t.Fatalf("presenting %q after the %s: %v, want EUNAUTHORIZED", presented[:min(len(presented), 4)], c.name, err)
+				}
+			}
+			f.integrityAlerted(t, "principals", p.ID)
+		})
+	}
+	t.Run("binding from before the pin column", func(t *testing.T) {
+		p, secret := bound(t)
+		// As a database from before migration 0035 holds it: the binding
+		// row only, the principal's row without a pin and MACed so.
+		f.exec(t, `UPDATE principals SET cert_pin = NULL WHERE id = $1`, p.ID)
+		if err := f.vault.Reseal(context.Background(), "principals", p.ID); err != nil {
+			t.Fatal(err)
+		}
+		n, err := f.vault.SealCertPins(context.Background())
+		if err != nil || n != 1 {
+			t.Fatalf("SealCertPins: %d %v, want 1", n, err)
+		}
+		if n, err := f.vault.SealCertPins(context.Background()); err != nil || n != 0 {
+			t.Fatalf("SealCertPins again: %d %v, want 0", n, err)
+		}
+		f.exec(t, `DELETE FROM principal_certs WHERE principal_id = $1`, p.ID)
+		if err := auth(secret, ""); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+			t.Fatalf("a copied binding, its row deleted, the key alone: %v", err)
+		}
+		if err := auth(secret, pin); err != nil {
+			t.Fatalf("a copied binding with its certificate: %v", err)
+		}
+	})
+}

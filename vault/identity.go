@@ -41,7 +41,7 @@ const TopicEnroll = "principal.enroll"
 const enrollKeyName = "enrollment"
 
 // principalColumns are the columns scanPrincipal reads, in order.
-const principalColumns = `id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at, suspended_by, mac`
+const principalColumns = `id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at, suspended_by, mac, cert_pin`
 
 // principalColumnsAs is principalColumns qualified by a table alias.
 func principalColumnsAs(alias string) string {
@@ -93,7 +93,7 @@ func (v *Vault) principalOK(ctx context.Context, tx *sql.Tx, pr *principalRow) (
 	if err != nil {
 		return false, err
 	}
-	if macOK(pr.mac, k.MAC(rowMessage("principals", pr.vals...))) {
+	if macOK(pr.mac, k.MAC(specOf("principals").message(pr.vals))) {
 		return true, nil
 	}
 	v.rowIntegrity("principals", pr.vals[0].(string))
@@ -109,11 +109,13 @@ func scanKeyPrincipal(row interface{ Scan(...any) error }, pp **custos.Principal
 	var suspended int
 	var created int64
 	var verified sql.NullInt64
-	if err := row.Scan(append(dest, &p.ID, &kind, &tenant, &p.Name, &p.Owner, &identity, &createdBy, &creatorIdentity, &suspended, &created, &verified, &suspendedBy, &pr.mac)...); err != nil {
+	var pin sql.NullString
+	if err := row.Scan(append(dest, &p.ID, &kind, &tenant, &p.Name, &p.Owner, &identity, &createdBy, &creatorIdentity, &suspended, &created, &verified, &suspendedBy, &pr.mac, &pin)...); err != nil {
 		return fmt.Errorf("scan principal: %w", err)
 	}
-	// In rowSpecs' order for principals.
-	pr.vals = []any{p.ID, kind, tenant, p.Owner, identity, createdBy, creatorIdentity, suspended, suspendedBy, created, verified}
+	// In rowSpecs' order for principals, the optional columns last.
+	pr.vals = []any{p.ID, kind, tenant, p.Owner, identity, createdBy, creatorIdentity, suspended, suspendedBy, created, verified, pin}
+	p.CertPin = pin.String
 	p.Kind, p.TenantID, p.Suspended, p.CreatedAt, p.VerifiedAt = custos.Kind(kind), tenant.String, suspended != 0, fromMS(created), fromNullMS(verified)
 	p.Identity, p.CreatedBy, p.CreatorIdentity = identity.String, createdBy.String, creatorIdentity.String
 	if p.Identity == "" {

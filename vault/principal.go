@@ -70,7 +70,7 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	// A principal bound to a client certificate needs it too, on every
 	// request: the pin is compared with this connection's (certbind.go),
 	// so it is read here, cached key or not.
-	if err := v.checkCertBinding(ctx, p.ID); err != nil {
+	if err := v.checkCertBinding(ctx, p); err != nil {
 		return nil, nil, v.deny(ctx, l, err)
 	}
 	if !cached && epochErr == nil {
