@@ -95,6 +95,11 @@ type Event struct {
 	PersonDayTenants int
 	PersonTenantsMax int
 	PersonDays       int
+	// PeerTenants, for a person with fewer than three previous active
+	// days (no baseline of its own yet): the median, over the other staff
+	// persons with at least one previous active day, of the most tenants
+	// each touched on one day; 0 when there are none.
+	PeerTenants int
 	// Exact lookups (hits and misses) and misses by the person within
 	// the previous hour, this one included (lookups only).
 	LookupN      int
@@ -518,6 +523,40 @@ func (s *State) enrichPersonDay(e *Event, days int) {
 		e.PersonTenantsMax = max(e.PersonTenantsMax, int(x[1]))
 		e.PersonDays++
 	}
+	if e.PersonDays < minPersonDays {
+		e.PeerTenants = s.peerTenants(who, day, span)
+	}
+}
+
+// minPersonDays is how many previous active days make a person's own
+// breadth baseline; below it, the person is judged against its peers.
+const minPersonDays = 3
+
+// peerTenants is the median, over the staff persons other than who with
+// at least one active day before day within span, of their busiest such
+// day's distinct tenants: what a colleague's day looks like, for a person
+// with no baseline of its own (a newcomer, or a deployment's first days).
+func (s *State) peerTenants(who string, day, span int64) int {
+	var maxes []int
+	for p, hist := range s.PersonDays {
+		if p == who {
+			continue
+		}
+		m := 0
+		for _, x := range hist {
+			if x[0] < day && day-x[0] <= span {
+				m = max(m, int(x[1]))
+			}
+		}
+		if m > 0 {
+			maxes = append(maxes, m)
+		}
+	}
+	if len(maxes) == 0 {
+		return 0
+	}
+	slices.Sort(maxes)
+	return maxes[(len(maxes)-1)/2]
 }
 
 // enrichDaily fills the volume baseline of a data read (principal|tenant

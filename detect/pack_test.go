@@ -203,6 +203,12 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			append(breadthDays("sam", 1), slowSweep("sam", 4)...),
 			// a desk engineer who works five tenants a day: four is usual
 			append(breadthDays("sam", 5), slowSweep("sam", 4)...)},
+		{"staff-new-sweep",
+			// no history of the person's own, no colleague to compare with
+			slowSweep("new", 4),
+			// colleagues touch three tenants on their busiest days: a
+			// newcomer's four is not twice that
+			append(breadthDays("dan", 3), slowSweep("new", 4)...)},
 		{"key-unseen-network",
 			[]ev{{who: "sam", kind: staff, action: "principal.enroll"}, {who: "sam", kind: staff, key: "ak_fresh", action: "support.view", tenant: "a", src: "203.0.113.9", at: time.Hour}},
 			// the fresh key first used from the network its holder enrolled from

@@ -75,6 +75,7 @@ type celEvent struct {
 	PersonDayTenants int64         `cel:"person_day_tenants"`
 	PersonTenantsMax int64         `cel:"person_tenants_max"`
 	PersonDays       int64         `cel:"person_days"`
+	PeerTenants      int64         `cel:"peer_tenants"`
 	LookupN          int64         `cel:"lookup_n"`
 	LookupMisses     int64         `cel:"lookup_misses"`
 }
@@ -125,6 +126,7 @@ func (e *Event) celEvent() *celEvent {
 		ActorTenant: l.ActorTenant, OwnTenant: e.OwnTenant, KnownNetwork: e.KnownNetwork, KnownKey: e.KnownKey,
 		DayRows: int64(e.DayRows), BaselineP95: e.BaselineP95, BaselineDays: int64(e.BaselineDays), StaffNetwork: e.StaffNetwork, NetworkStaff: int64(e.NetworkStaff),
 		UnseenNetwork: e.UnseenNetwork, PersonDayTenants: int64(e.PersonDayTenants), PersonTenantsMax: int64(e.PersonTenantsMax), PersonDays: int64(e.PersonDays),
+		PeerTenants: int64(e.PeerTenants),
 		LookupN: int64(e.LookupN), LookupMisses: int64(e.LookupMisses),
 	}
 }
