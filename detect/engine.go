@@ -104,6 +104,16 @@ type Event struct {
 	// the previous hour, this one included (lookups only).
 	LookupN      int
 	LookupMisses int
+	// Guess patterns of the person's lookups within the previous hour
+	// (lookups whose leaf records the guess's shape): distinct local
+	// parts sharing this one's numbered stem at its domain; distinct
+	// domains this one's local part was tried at; role mailboxes and lone
+	// first names looked up, missed, and their distinct domains.
+	LookupSeq         int
+	LookupSpread      int
+	LookupDict        int
+	LookupDictMisses  int
+	LookupDictDomains int
 }
 
 // ownTenant reports whether a tenant-bound actor acts on its own tenant.
@@ -275,6 +285,9 @@ type State struct {
 	Templates map[string][]TemplateAt `json:"templates,omitempty"`  // template digest → first send per tenant, 24 h
 	// Lookups is, per person, (minute ms, lookups, misses) of the last hour.
 	Lookups map[string][][3]int64 `json:"lookups,omitempty"`
+	// Guesses is, per person, the shapes of its lookups of the last hour
+	// (keyed digests from the leaves, at most maxGuesses).
+	Guesses map[string][]lookupGuess `json:"guesses,omitempty"`
 }
 
 // SendLists is what a send key is known to send to: the lists of its
@@ -995,6 +1008,17 @@ func (s *State) prune() {
 		}
 		if len(ps) == 0 {
 			delete(s.NetPersons, n)
+		}
+	}
+	// Lookup windows are an hour: a person idle longer has none.
+	for k, hist := range s.Lookups {
+		if len(hist) == 0 || hist[len(hist)-1][0] < s.Last-lookupSpan.Milliseconds() {
+			delete(s.Lookups, k)
+		}
+	}
+	for k, hist := range s.Guesses {
+		if len(hist) == 0 || hist[len(hist)-1].T < s.Last-lookupSpan.Milliseconds() {
+			delete(s.Guesses, k)
 		}
 	}
 	for k, hist := range s.PersonDays {
