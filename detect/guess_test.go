@@ -2,6 +2,7 @@ package detect_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/detect"
 )
 
 // lookupAll looks each address up in tenant a's list, the first share
@@ -233,4 +235,55 @@ func TestBenignLookupDayQuiet(t *testing.T) {
 		t.Errorf("the agent's day raised %v", m)
 	}
 	t.Logf("%d lookups over eight hours, %d misses: %d alerts", len(leaves), misses, len(fired))
+}
+
+// TestLookupShapesBoundedAndRestored: the shapes the detector keeps are
+// bounded per person (a pipeline's thousands of lookups an hour keep at
+// most the most recent 256), and survive the state's save and restore: an
+// enumeration half seen before a restart completes after it.
+func TestLookupShapesBoundedAndRestored(t *testing.T) {
+	rules := defaultRules(t)
+	en := detect.NewEngine(rules)
+	busy := guesses(2000, 100, func(i int) string { return fmt.Sprintf("shape other l:p%d d:e%d", i, i%50) })
+	for i, e := range busy {
+		l := e.leaf()
+		l.Time = t0.Add(time.Duration(i) * time.Second)
+		if _, err := en.Evaluate(&detect.Event{Index: uint64(i), Leaf: l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, g := range en.State.Guesses {
+		if len(g) > 256 {
+			t.Errorf("%d shapes kept for %s, want at most 256", len(g), p)
+		}
+	}
+
+	seq := guesses(10, 10, func(i int) string { return fmt.Sprintf("shape other s:a l:a%d d:x", i) })
+	en = detect.NewEngine(rules)
+	for i, e := range seq[:5] {
+		if _, err := en.Evaluate(&detect.Event{Index: uint64(i), Leaf: e.leaf()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved, err := json.Marshal(en.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := detect.NewEngine(rules)
+	if err := json.Unmarshal(saved, again.State); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, e := range seq[5:] {
+		hits, err := again.Evaluate(&detect.Event{Index: uint64(5 + i), Leaf: e.leaf()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hits {
+			got = append(got, h.Rule.ID)
+		}
+	}
+	if !slices.Contains(got, "lookup-enumeration") {
+		t.Errorf("after a restart the enumeration's second half raised %v, want lookup-enumeration", got)
+	}
 }

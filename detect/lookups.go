@@ -69,7 +69,7 @@ type lookupGuess struct {
 
 // maxGuesses bounds the shapes remembered per person (the most recent
 // within lookupSpan): the state is saved every second.
-const maxGuesses = 512
+const maxGuesses = 256
 
 // parseGuess reads a lookup leaf's shape; ok is false for a leaf written
 // before shapes were recorded.
