@@ -70,5 +70,10 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("output longer than 254 bytes")
 		}
 		addr.Mask(out) // must not panic
+		sh := addr.ShapeOf(out)
+		if sh.Class != addr.ShapeRole && sh.Class != addr.ShapeName && sh.Class != addr.ShapeOther ||
+			strings.ContainsAny(sh.Stem, "0123456789") || sh.Local+"@"+sh.Domain != strings.ToLower(out[:strings.LastIndexByte(out, '@')])+"@"+out[strings.LastIndexByte(out, '@')+1:] {
+			t.Fatalf("ShapeOf(%q) = %+v", out, sh)
+		}
 	})
 }

@@ -95,10 +95,25 @@ type Event struct {
 	PersonDayTenants int
 	PersonTenantsMax int
 	PersonDays       int
+	// PeerTenants, for a person with fewer than three previous active
+	// days (no baseline of its own yet): the median, over the other staff
+	// persons with at least one previous active day, of the most tenants
+	// each touched on one day; 0 when there are none.
+	PeerTenants int
 	// Exact lookups (hits and misses) and misses by the person within
 	// the previous hour, this one included (lookups only).
 	LookupN      int
 	LookupMisses int
+	// Guess patterns of the person's lookups within the previous hour
+	// (lookups whose leaf records the guess's shape): distinct local
+	// parts sharing this one's numbered stem at its domain; distinct
+	// domains this one's local part was tried at; role mailboxes and lone
+	// first names looked up, missed, and their distinct domains.
+	LookupSeq         int
+	LookupSpread      int
+	LookupDict        int
+	LookupDictMisses  int
+	LookupDictDomains int
 }
 
 // ownTenant reports whether a tenant-bound actor acts on its own tenant.
@@ -270,6 +285,9 @@ type State struct {
 	Templates map[string][]TemplateAt `json:"templates,omitempty"`  // template digest → first send per tenant, 24 h
 	// Lookups is, per person, (minute ms, lookups, misses) of the last hour.
 	Lookups map[string][][3]int64 `json:"lookups,omitempty"`
+	// Guesses is, per person, the shapes of its lookups of the last hour
+	// (keyed digests from the leaves, at most maxGuesses).
+	Guesses map[string][]lookupGuess `json:"guesses,omitempty"`
 }
 
 // SendLists is what a send key is known to send to: the lists of its
@@ -518,6 +536,40 @@ func (s *State) enrichPersonDay(e *Event, days int) {
 		e.PersonTenantsMax = max(e.PersonTenantsMax, int(x[1]))
 		e.PersonDays++
 	}
+	if e.PersonDays < minPersonDays {
+		e.PeerTenants = s.peerTenants(who, day, span)
+	}
+}
+
+// minPersonDays is how many previous active days make a person's own
+// breadth baseline; below it, the person is judged against its peers.
+const minPersonDays = 3
+
+// peerTenants is the median, over the staff persons other than who with
+// at least one active day before day within span, of their busiest such
+// day's distinct tenants: what a colleague's day looks like, for a person
+// with no baseline of its own (a newcomer, or a deployment's first days).
+func (s *State) peerTenants(who string, day, span int64) int {
+	var maxes []int
+	for p, hist := range s.PersonDays {
+		if p == who {
+			continue
+		}
+		m := 0
+		for _, x := range hist {
+			if x[0] < day && day-x[0] <= span {
+				m = max(m, int(x[1]))
+			}
+		}
+		if m > 0 {
+			maxes = append(maxes, m)
+		}
+	}
+	if len(maxes) == 0 {
+		return 0
+	}
+	slices.Sort(maxes)
+	return maxes[(len(maxes)-1)/2]
 }
 
 // enrichDaily fills the volume baseline of a data read (principal|tenant
@@ -956,6 +1008,17 @@ func (s *State) prune() {
 		}
 		if len(ps) == 0 {
 			delete(s.NetPersons, n)
+		}
+	}
+	// Lookup windows are an hour: a person idle longer has none.
+	for k, hist := range s.Lookups {
+		if len(hist) == 0 || hist[len(hist)-1][0] < s.Last-lookupSpan.Milliseconds() {
+			delete(s.Lookups, k)
+		}
+	}
+	for k, hist := range s.Guesses {
+		if len(hist) == 0 || hist[len(hist)-1].T < s.Last-lookupSpan.Milliseconds() {
+			delete(s.Guesses, k)
 		}
 	}
 	for k, hist := range s.PersonDays {

@@ -203,6 +203,28 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 			append(breadthDays("sam", 1), slowSweep("sam", 4)...),
 			// a desk engineer who works five tenants a day: four is usual
 			append(breadthDays("sam", 5), slowSweep("sam", 4)...)},
+		{"lookup-enumeration",
+			// a1@x … a10@x: ten numbered local parts of one stem at one domain
+			guesses(10, 10, func(i int) string { return fmt.Sprintf("shape other s:a l:a%d d:x", i) }),
+			// nine of them; and one customer's address looked up ten times
+			append(guesses(9, 9, func(i int) string { return fmt.Sprintf("shape other s:a l:a%d d:x", i) }),
+				guesses(10, 0, func(int) string { return "shape other s:b l:b7 d:y" })...)},
+		{"lookup-dictionary",
+			// info@ at ten domains, mostly missed
+			guesses(10, 8, func(i int) string { return fmt.Sprintf("shape role l:info d:d%d", i) }),
+			// the same ten, found, one in four of forty lookups
+			guesses(40, 0, func(i int) string {
+				if i%4 == 3 {
+					return fmt.Sprintf("shape role l:info d:d%d", i)
+				}
+				return fmt.Sprintf("shape other l:p%d d:e%d", i, i)
+			})},
+		{"staff-new-sweep",
+			// no history of the person's own, no colleague to compare with
+			slowSweep("new", 4),
+			// colleagues touch three tenants on their busiest days: a
+			// newcomer's four is not twice that
+			append(breadthDays("dan", 3), slowSweep("new", 4)...)},
 		{"key-unseen-network",
 			[]ev{{who: "sam", kind: staff, action: "principal.enroll"}, {who: "sam", kind: staff, key: "ak_fresh", action: "support.view", tenant: "a", src: "203.0.113.9", at: time.Hour}},
 			// the fresh key first used from the network its holder enrolled from
@@ -333,6 +355,20 @@ func slowSweep(who string, n int) []ev {
 		out = append(out, ev{who: who, kind: staff, action: "support.view", tenant: fmt.Sprintf("s%d", i), at: 3*24*time.Hour + time.Duration(i)*40*time.Minute})
 	}
 	return out
+}
+
+// guesses is n exact lookups by service key ak_etl on tenant tn_a, a
+// second apart, whose leaves' details (the guesses' shapes) are detail(i),
+// the first misses of them missed.
+func guesses(n, misses int, detail func(int) string) []ev {
+	return repeat(n, func(i int) ev {
+		e := ev{who: "etl", kind: service, actorTenant: "a", action: "contact.lookup", tenant: "a", at: time.Duration(i) * time.Second,
+			tokens: []string{"ct_hit"}, detail: detail(i)}
+		if i < misses {
+			e.outcome, e.code, e.tokens = "rejected", "not_found", nil
+		}
+		return e
+	})
 }
 
 // lookups is n exact lookups by service key ak_etl on tenant tn_a, step

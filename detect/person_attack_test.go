@@ -179,9 +179,96 @@ func TestAttackSlowSweepOverADay(t *testing.T) {
 		t.Errorf("two people, four tenants between them: fired %v", fired)
 	}
 
+	// Only the fourth day is judged: the baseline days of a lone engineer
+	// with five tickets a day are a newcomer's, with no colleague to
+	// compare with (staff-new-sweep, TestAttackSlowSweepWithoutBaseline).
 	desk := append(baselineDays("dan", "dan", 5), sweep("dan", "dan", "dan")[:4]...)
-	if fired := personRun(t, officePolicy(), desk); len(medium(t, fired)) > 0 {
-		t.Errorf("a desk engineer's usual day raised %v", fired)
+	for _, f := range medium(t, personRun(t, officePolicy(), desk)) {
+		if f.at >= len(desk)-4 {
+			t.Errorf("a desk engineer's usual day raised %v", f)
+		}
+	}
+}
+
+// TestAttackSlowSweepWithoutBaseline: the slow sweep by a person with no
+// history at all — a new tenant every 40 minutes from 09:00, through two
+// principals of one identity, every fourth attempt refused. On the
+// event clock, staff-new-sweep (high) fires at the fourth tenant, before
+// the fifth, whether the person is alone in the log or has colleagues
+// who touch a tenant or two a day; the refused attempt counts toward the
+// four. A newcomer joining a desk whose engineers work six tickets a day
+// and working five raises nothing medium or above.
+func TestAttackSlowSweepWithoutBaseline(t *testing.T) {
+	sweep := func(n int) []audit.Leaf {
+		var out []audit.Leaf
+		for i := range n {
+			who, outcome := "nia", ""
+			if i%2 == 1 {
+				who = "nia2"
+			}
+			if i%4 == 2 {
+				outcome = audit.OutcomeDenied
+			}
+			out = append(out, view(who, "nia", fmt.Sprintf("s%d", i), 3*24*time.Hour+9*time.Hour+time.Duration(i)*40*time.Minute, outcome))
+		}
+		return out
+	}
+	rules, _ := detect.DefaultRules()
+	for _, r := range rules {
+		if r.ID == "staff-new-sweep" && r.Level != "high" {
+			t.Errorf("staff-new-sweep is %s, want high", r.Level)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		history []audit.Leaf
+	}{
+		{"alone in the log", nil},
+		{"colleagues with a ticket or two a day", append(baselineDays("sam", "sam", 1), baselineDays("tess", "tess", 2)...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leaves := append(slices.Clone(tc.history), sweep(8)...)
+			fired := personRun(t, officePolicy(), leaves)
+			i, ok := ruleFired(fired, "staff-new-sweep")
+			if !ok {
+				t.Fatalf("sweep without a baseline: fired %v, want staff-new-sweep", fired)
+			}
+			first := len(tc.history)
+			if i-first != 3 {
+				t.Errorf("staff-new-sweep fired at tenant %d of the sweep, want the fourth", i-first+1)
+			}
+			if at := leaves[i].Time.Sub(leaves[first].Time); at >= 4*40*time.Minute {
+				t.Errorf("fired %v after the sweep began, at or after the fifth tenant", at)
+			}
+			if hasRule(fired, "staff-many-tenants") || hasRule(fired, "staff-slow-sweep") {
+				t.Errorf("fired %v: the test no longer covers the slow sweep without a baseline", fired)
+			}
+			// Without the refused attempt the fourth tenant is the fifth read.
+			okOnly := slices.DeleteFunc(slices.Clone(leaves), func(l audit.Leaf) bool { return l.Outcome == audit.OutcomeDenied })
+			if j, _ := ruleFired(personRun(t, officePolicy(), okOnly), "staff-new-sweep"); j-first != 3 {
+				t.Errorf("ok reads only: fired at read %d of the sweep, want the fourth", j-first+1)
+			}
+		})
+	}
+	// A desk of engineers working six tickets a day; the newcomer works five.
+	var desk []audit.Leaf
+	for _, who := range []string{"ada", "ben", "cy"} {
+		desk = append(desk, baselineDays(who, who, 6)...)
+	}
+	slices.SortStableFunc(desk, func(a, b audit.Leaf) int { return a.Time.Compare(b.Time) })
+	n := len(desk)
+	for _, l := range sweep(8)[:5] {
+		l.Time = l.Time.Add(40 * time.Minute) // a ticket takes 80 minutes
+		desk = append(desk, l)
+	}
+	var newcomer []fired
+	for _, f := range medium(t, personRun(t, officePolicy(), desk)) {
+		if f.at >= n {
+			newcomer = append(newcomer, f)
+		}
+	}
+	if len(newcomer) > 0 {
+		t.Errorf("a newcomer's first day on a busy desk raised %v", newcomer)
 	}
 }
 

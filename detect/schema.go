@@ -25,58 +25,64 @@ import (
 // condition that silently never matches. The fields are documented in
 // docs/detection.md; [Event.celEvent] fills them.
 type celEvent struct {
-	Index            int64         `cel:"index"`
-	Time             time.Time     `cel:"time"`
-	Action           string        `cel:"action"`
-	Actor            string        `cel:"actor"`
-	ActorKind        string        `cel:"actor_kind"`
-	KeyID            string        `cel:"key_id"`
-	Person           string        `cel:"person"`
-	Source           string        `cel:"source"`
-	Network          string        `cel:"network"`
-	Tenant           string        `cel:"tenant"`
-	List             string        `cel:"list"`
-	Tokens           []string      `cel:"tokens"`
-	Count            int64         `cel:"count"`
-	Outcome          string        `cel:"outcome"`
-	Code             string        `cel:"code"`
-	Reason           string        `cel:"reason"`
-	Detail           string        `cel:"detail"`
-	Severity         string        `cel:"severity"`
-	Staff            bool          `cel:"staff"`
-	DataRead         bool          `cel:"data_read"`
-	Plaintext        bool          `cel:"plaintext"`
-	Canary           bool          `cel:"canary"`
-	FirstPair        bool          `cel:"first_pair"`
-	NewNetwork       bool          `cel:"new_network"`
-	NewAction        bool          `cel:"new_action"`
-	ExportMean       float64       `cel:"export_mean"`
-	ExportN          int64         `cel:"export_n"`
-	CredentialAge    time.Duration `cel:"credential_age"`
-	Message          string        `cel:"message"`
-	Digest           string        `cel:"digest"`
-	Template         string        `cel:"template"`
-	NewList          bool          `cel:"new_list"`
-	TemplateTenants  int64         `cel:"template_tenants"`
-	TemplateFirst    bool          `cel:"template_first"`
-	SendHour         int64         `cel:"send_hour"`
-	SendMean         float64       `cel:"send_mean"`
-	SendN            int64         `cel:"send_n"`
-	ActorTenant      string        `cel:"actor_tenant"`
-	OwnTenant        bool          `cel:"own_tenant"`
-	KnownNetwork     bool          `cel:"known_network"`
-	KnownKey         bool          `cel:"known_key"`
-	DayRows          int64         `cel:"day_rows"`
-	BaselineP95      float64       `cel:"baseline_p95"`
-	BaselineDays     int64         `cel:"baseline_days"`
-	StaffNetwork     bool          `cel:"staff_network"`
-	NetworkStaff     int64         `cel:"network_staff"`
-	UnseenNetwork    bool          `cel:"unseen_network"`
-	PersonDayTenants int64         `cel:"person_day_tenants"`
-	PersonTenantsMax int64         `cel:"person_tenants_max"`
-	PersonDays       int64         `cel:"person_days"`
-	LookupN          int64         `cel:"lookup_n"`
-	LookupMisses     int64         `cel:"lookup_misses"`
+	Index             int64         `cel:"index"`
+	Time              time.Time     `cel:"time"`
+	Action            string        `cel:"action"`
+	Actor             string        `cel:"actor"`
+	ActorKind         string        `cel:"actor_kind"`
+	KeyID             string        `cel:"key_id"`
+	Person            string        `cel:"person"`
+	Source            string        `cel:"source"`
+	Network           string        `cel:"network"`
+	Tenant            string        `cel:"tenant"`
+	List              string        `cel:"list"`
+	Tokens            []string      `cel:"tokens"`
+	Count             int64         `cel:"count"`
+	Outcome           string        `cel:"outcome"`
+	Code              string        `cel:"code"`
+	Reason            string        `cel:"reason"`
+	Detail            string        `cel:"detail"`
+	Severity          string        `cel:"severity"`
+	Staff             bool          `cel:"staff"`
+	DataRead          bool          `cel:"data_read"`
+	Plaintext         bool          `cel:"plaintext"`
+	Canary            bool          `cel:"canary"`
+	FirstPair         bool          `cel:"first_pair"`
+	NewNetwork        bool          `cel:"new_network"`
+	NewAction         bool          `cel:"new_action"`
+	ExportMean        float64       `cel:"export_mean"`
+	ExportN           int64         `cel:"export_n"`
+	CredentialAge     time.Duration `cel:"credential_age"`
+	Message           string        `cel:"message"`
+	Digest            string        `cel:"digest"`
+	Template          string        `cel:"template"`
+	NewList           bool          `cel:"new_list"`
+	TemplateTenants   int64         `cel:"template_tenants"`
+	TemplateFirst     bool          `cel:"template_first"`
+	SendHour          int64         `cel:"send_hour"`
+	SendMean          float64       `cel:"send_mean"`
+	SendN             int64         `cel:"send_n"`
+	ActorTenant       string        `cel:"actor_tenant"`
+	OwnTenant         bool          `cel:"own_tenant"`
+	KnownNetwork      bool          `cel:"known_network"`
+	KnownKey          bool          `cel:"known_key"`
+	DayRows           int64         `cel:"day_rows"`
+	BaselineP95       float64       `cel:"baseline_p95"`
+	BaselineDays      int64         `cel:"baseline_days"`
+	StaffNetwork      bool          `cel:"staff_network"`
+	NetworkStaff      int64         `cel:"network_staff"`
+	UnseenNetwork     bool          `cel:"unseen_network"`
+	PersonDayTenants  int64         `cel:"person_day_tenants"`
+	PersonTenantsMax  int64         `cel:"person_tenants_max"`
+	PersonDays        int64         `cel:"person_days"`
+	PeerTenants       int64         `cel:"peer_tenants"`
+	LookupN           int64         `cel:"lookup_n"`
+	LookupMisses      int64         `cel:"lookup_misses"`
+	LookupSeq         int64         `cel:"lookup_seq"`
+	LookupSpread      int64         `cel:"lookup_spread"`
+	LookupDict        int64         `cel:"lookup_dict"`
+	LookupDictMisses  int64         `cel:"lookup_dict_misses"`
+	LookupDictDomains int64         `cel:"lookup_dict_domains"`
 }
 
 // celEventType is celEvent's name in CEL (ext.NativeTypes names a Go type
@@ -125,7 +131,10 @@ func (e *Event) celEvent() *celEvent {
 		ActorTenant: l.ActorTenant, OwnTenant: e.OwnTenant, KnownNetwork: e.KnownNetwork, KnownKey: e.KnownKey,
 		DayRows: int64(e.DayRows), BaselineP95: e.BaselineP95, BaselineDays: int64(e.BaselineDays), StaffNetwork: e.StaffNetwork, NetworkStaff: int64(e.NetworkStaff),
 		UnseenNetwork: e.UnseenNetwork, PersonDayTenants: int64(e.PersonDayTenants), PersonTenantsMax: int64(e.PersonTenantsMax), PersonDays: int64(e.PersonDays),
-		LookupN: int64(e.LookupN), LookupMisses: int64(e.LookupMisses),
+		PeerTenants: int64(e.PeerTenants),
+		LookupN:     int64(e.LookupN), LookupMisses: int64(e.LookupMisses),
+		LookupSeq: int64(e.LookupSeq), LookupSpread: int64(e.LookupSpread), LookupDict: int64(e.LookupDict),
+		LookupDictMisses: int64(e.LookupDictMisses), LookupDictDomains: int64(e.LookupDictDomains),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/siem"
@@ -199,6 +200,26 @@ type DetectionConfig struct {
 	// ExpiryNotice is how long before its end a grant or key is announced
 	// as expiring (a Go duration, "24h"; empty: vault.DefaultExpiryNotice).
 	ExpiryNotice string `json:"expiry_notice,omitempty"`
+	// TicketWebhookSecret signs the questions custos asks tenants' ticket
+	// webhooks (Standard Webhooks, whsec_…); without it no webhook is
+	// asked and reveals that need one are refused. TicketWebhookNetworks
+	// are the internal ranges (loopback, private, link-local) a ticket
+	// webhook may reach; every other internal address is refused.
+	TicketWebhookSecret   string   `json:"ticket_webhook_secret,omitempty"`
+	TicketWebhookNetworks []string `json:"ticket_webhook_networks,omitempty"`
+}
+
+// checkTickets checks the ticket webhook settings.
+func (d DetectionConfig) checkTickets() error {
+	if d.TicketWebhookSecret != "" {
+		if _, err := notify.WebhookKey(d.TicketWebhookSecret); err != nil {
+			return fmt.Errorf("detection.ticket_webhook_secret: %w", err)
+		}
+	}
+	if _, err := custos.CheckNetworks(d.TicketWebhookNetworks); err != nil {
+		return fmt.Errorf("detection.ticket_webhook_networks: %w", err)
+	}
+	return nil
 }
 
 // expiryNotice returns ExpiryNotice parsed.

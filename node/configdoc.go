@@ -36,6 +36,8 @@ var keyDocs = map[string]keyDoc{
 	"detection.rules_dir":                {"the built-in rule pack", "Directory of YAML rule files.", false},
 	"detection.canaries":                 {"3", "Canary contacts per list; negative for none.", false},
 	"detection.canary_domains":           {"[\"example.net\"]", "Domains canary addresses are drawn from (MX at relay.inbound_listen to trap use).", false},
+	"detection.ticket_webhook_secret":    {"none: ticket webhooks are not asked", "Signing key, whsec_…, of the questions custos asks tenants' ticket webhooks (Standard Webhooks headers); without it a tenant's webhook is not asked and reveals that need it are refused.", true},
+	"detection.ticket_webhook_networks":  {"none", "Loopback, private or link-local ranges (CIDR) a tenant's ticket webhook may reach; every other such address is refused at connection time, after name resolution.", false},
 	"detection.webhooks":                 {"none", "Standard Webhooks sinks.", false},
 	"detection.webhooks[].name":          {"webhook", "Distinct name of the sink.", false},
 	"detection.webhooks[].url":           {"required", "URL the signed notification is POSTed to.", false},
@@ -298,6 +300,7 @@ func (f *File) secretFields() map[string]*string {
 	for i, w := range f.Detection.Webhooks {
 		out[fmt.Sprintf("detection.webhooks[%d].secret", i)] = &w.Secret
 	}
+	out["detection.ticket_webhook_secret"] = &f.Detection.TicketWebhookSecret
 	for i, s := range f.Detection.Slack {
 		out[fmt.Sprintf("detection.slack[%d].url", i)] = &s.URL
 	}
@@ -375,6 +378,9 @@ func (c Config) Check() error {
 		errs = append(errs, err)
 	}
 	if _, err := c.Detection.expiryNotice(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Detection.checkTickets(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, _, err := c.mailer(); err != nil {

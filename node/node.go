@@ -322,8 +322,9 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed,
-		KEK:             keys.DescribeKEK(cfg.KEK),                       // receipts say what kind of KEK wrapped destroyed keys
-		ServiceNetworks: policy.NetworksFor(string(custos.KindService))}) // service keys default to the pipeline's ranges
+		KEK:             keys.DescribeKEK(cfg.KEK), // receipts say what kind of KEK wrapped destroyed keys
+		ServiceNetworks: policy.NetworksFor(string(custos.KindService)),
+		TicketSecret:    cfg.Detection.TicketWebhookSecret, TicketNetworks: cfg.Detection.TicketWebhookNetworks}) // service keys default to the pipeline's ranges
 	// Enrollment mails go only to the holder's address, by their own sink;
 	// notices to tenant admins and named principals go to the people
 	// behind them (vault/people.go), through the same mailer.

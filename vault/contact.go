@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -517,6 +518,11 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	tk, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Detail = lookupShape(tk, norm)
 	k, err := v.listKeys(ctx, tenant, list)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
@@ -532,7 +538,7 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 	}
 	l.Tokens = []string{s.token}
 	if custos.PrincipalFromContext(ctx).Kind == custos.KindService {
-		l.Detail = "token only"
+		l.Detail += " token only"
 		if err := v.record(ctx, l, nil); err != nil {
 			return nil, err
 		}
@@ -540,6 +546,27 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 			CreatedAt: fromMS(s.created), UpdatedAt: fromMS(s.updated)}, nil
 	}
 	return v.reveal(ctx, l, tenant, s)
+}
+
+// lookupShape is a lookup's detail for the detector (issue 20): what the
+// guessed address looks like, never the address — its class (role
+// mailbox, lone first name, other) and short keyed digests, under the
+// tenant's PRF and shredded with it, of its numbered stem (only when the
+// local part has digits), its local part and its domain: "shape role
+// l:… d:…", "shape other s:… l:… d:…". Enough to count numbered guesses
+// of one stem, one local part tried across domains and dictionary words
+// across domains; 48 bits each, too short to serve as an index of
+// addresses.
+func lookupShape(k *keys.TenantKeys, norm string) string {
+	sh := addr.ShapeOf(norm)
+	digest := func(kind, s string) string {
+		return hex.EncodeToString(k.BlindIndex("custos/lookup-" + kind + "\x00" + s))[:12]
+	}
+	out := "shape " + sh.Class
+	if sh.Stem != "" {
+		out += " s:" + digest("stem", sh.Stem+"@"+sh.Domain)
+	}
+	return out + " l:" + digest("local", sh.Local) + " d:" + digest("domain", sh.Domain)
 }
 
 // Tokens returns a page of a list's tokens with non-personal fields only:

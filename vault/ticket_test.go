@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,8 +12,20 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/vault"
 )
+
+// ticketSecret signs the ticket webhooks of these tests.
+var ticketSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("ticket-webhook-test-key-32-bytes"))
+
+func ticketKey(t *testing.T) []byte {
+	k, err := notify.WebhookKey(ticketSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
 
 // TestTicketPolicy: a tenant requires staff reasons to cite one of its
 // tickets and has a webhook confirm it. A reveal whose reason cites none,
@@ -23,7 +36,7 @@ import (
 // database leaves the tenant with no settings (support access off), not
 // with no policy.
 func TestTicketPolicy(t *testing.T) {
-	f := newFixtureWith(t, vault.Options{TicketTimeout: 300 * time.Millisecond})
+	f := newFixtureWith(t, vault.Options{TicketTimeout: 300 * time.Millisecond, TicketSecret: ticketSecret, TicketNetworks: []string{"127.0.0.0/8"}})
 	admin, staff, tenant, _, tokens, _ := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 20)
 
 	var mu sync.Mutex
@@ -31,6 +44,11 @@ func TestTicketPolicy(t *testing.T) {
 	release := make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		if err := notify.VerifyWebhook(ticketKey(t), r.Header, b, time.Now(), 5*time.Minute); err != nil {
+			t.Errorf("ticket request not signed: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		mu.Lock()
 		bodies = append(bodies, string(b))
 		mu.Unlock()
@@ -110,5 +128,73 @@ func TestTicketPolicy(t *testing.T) {
 	f.exec(t, `UPDATE tenant_settings SET ticket_pattern = NULL, ticket_webhook = NULL WHERE tenant_id = $1`, tenant)
 	if err := reveal("customer asked about a bounce on their account"); err == nil {
 		t.Fatal("a reveal without a ticket went through once the policy was cleared in the database")
+	}
+}
+
+// TestTicketWebhookNoSSRF (issue 20): a tenant admin names the webhook
+// URL, so custos must not be made to call what the admin could not reach
+// itself. Loopback (by address or by a name that resolves to it), private
+// and link-local addresses (the cloud metadata service) are refused at
+// connection time — nothing reaches a server listening there — unless the
+// vendor configured the range; a deployment without a signing secret
+// sends no question at all. Every refusal refuses the reveal (fail closed)
+// with reason_insufficient.
+func TestTicketWebhookNoSSRF(t *testing.T) {
+	var hits sync.Mutex
+	n := 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Lock()
+		n++
+		hits.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer ts.Close()
+	_, port, _ := strings.Cut(strings.TrimPrefix(ts.URL, "http://"), ":")
+	for _, tc := range []struct {
+		name    string
+		opts    vault.Options
+		webhook string
+		ok      bool
+	}{
+		{"loopback, not configured", vault.Options{TicketSecret: ticketSecret}, ts.URL + "/check", false},
+		{"a name resolving to loopback, not configured", vault.Options{TicketSecret: ticketSecret}, "http://localhost:" + port + "/check", false},
+		{"link-local metadata address", vault.Options{TicketSecret: ticketSecret}, "https://169.254.169.254/latest/meta-data", false},
+		{"private address", vault.Options{TicketSecret: ticketSecret, TicketNetworks: []string{"127.0.0.0/8"}}, "https://10.1.2.3/check", false},
+		{"IPv4-mapped loopback", vault.Options{TicketSecret: ticketSecret}, "https://[::ffff:127.0.0.1]:" + port + "/check", false},
+		{"loopback configured, no signing secret", vault.Options{TicketNetworks: []string{"127.0.0.0/8"}}, ts.URL + "/check", false},
+		{"loopback configured", vault.Options{TicketSecret: ticketSecret, TicketNetworks: []string{"127.0.0.0/8"}}, ts.URL + "/check", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.TicketTimeout = time.Second
+			f := newFixtureWith(t, tc.opts)
+			admin, staff, tenant, _, tokens, _ := grantedStaff(t, f, custos.ScopeViewMaskedReveal, 3)
+			if err := f.vault.SetSupportSettings(admin, tenant, &custos.SupportSettings{SupportAccess: true, MaxGrant: custos.Duration(24 * time.Hour),
+				TicketPattern: `SUP-[0-9]{3,8}`, TicketWebhook: tc.webhook}); err != nil {
+				t.Fatal(err)
+			}
+			hits.Lock()
+			before := n
+			hits.Unlock()
+			c, err := f.vault.Reveal(staff, tenant, tokens[0], custos.ReasonCustomerRequest, "customer asked about a bounce, SUP-1234")
+			hits.Lock()
+			reached := n - before
+			hits.Unlock()
+			if tc.ok {
+				if err != nil || c == nil {
+					t.Fatalf("reveal with a confirmed ticket: %v", err)
+				}
+				if reached != 1 {
+					t.Fatalf("the webhook was asked %d times, want 1", reached)
+				}
+				return
+			}
+			wantCode(t, tc.name, err, custos.EREASON)
+			if guarded := tc.opts.TicketSecret != ""; guarded && !strings.Contains(err.Error(), "may not call") {
+				t.Errorf("refused for another reason than the target: %v", err)
+			}
+			if c != nil || reached != 0 {
+				t.Fatalf("refused target: revealed %v, the listening server was reached %d times", c != nil, reached)
+			}
+		})
 	}
 }

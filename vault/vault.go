@@ -73,6 +73,7 @@ type Vault struct {
 	serviceNetworks []string
 	ticketTimeout   time.Duration
 	ticketClient    *http.Client
+	ticketKey       []byte
 	canaryMu        sync.Mutex
 	canaryKey       *keys.SystemPRF
 	enrollKey       *keys.SystemPRF // under canaryMu too
@@ -173,10 +174,16 @@ type Options struct {
 	// networks is bound to them. Empty: such a key is not bound.
 	ServiceNetworks []string
 	// TicketTimeout bounds a tenant's ticket webhook (0:
-	// DefaultTicketTimeout); TicketClient makes its requests (nil: a
-	// client that follows no redirects).
-	TicketTimeout time.Duration
-	TicketClient  *http.Client
+	// DefaultTicketTimeout). TicketSecret is the Standard Webhooks key
+	// ("whsec_…", notify.WebhookKey) every ticket request is signed with;
+	// without it a tenant's webhook is not called and the reveal is
+	// refused (fail closed). TicketNetworks are the loopback, private or
+	// link-local ranges a webhook may reach (a helper on the same host, a
+	// ticket system on the vendor's network); any other such address is
+	// refused at connection time, after name resolution.
+	TicketTimeout  time.Duration
+	TicketSecret   string
+	TicketNetworks []string
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
@@ -204,15 +211,14 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 		v.canaries = 0
 	}
 	v.canaryDomains = opts.CanaryDomains
-	v.ticketTimeout, v.ticketClient = opts.TicketTimeout, opts.TicketClient
+	v.ticketTimeout = opts.TicketTimeout
 	if v.ticketTimeout <= 0 {
 		v.ticketTimeout = DefaultTicketTimeout
 	}
-	if v.ticketClient == nil {
-		// A redirect could take the ticket id to a host the tenant did
-		// not name.
-		v.ticketClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if opts.TicketSecret != "" {
+		v.ticketKey, _ = notify.WebhookKey(opts.TicketSecret) // checked by the node's config; a bad one signs nothing
 	}
+	v.ticketClient = ticketClient(ticketAllowed(opts.TicketNetworks))
 	if ns, err := custos.CheckNetworks(opts.ServiceNetworks); err == nil {
 		v.serviceNetworks = ns
 	} else {
