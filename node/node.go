@@ -188,6 +188,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	tenantKeyTTL, err := cfg.tenantKeyTTL()
+	if err != nil {
+		return nil, err
+	}
 	rules, err := loadRules(cfg.Detection.RulesDir)
 	if err != nil {
 		return nil, err
@@ -299,7 +303,9 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed,
-		KEK:             keys.DescribeKEK(cfg.KEK),                       // receipts say what kind of KEK wrapped destroyed keys
+		KEK:             keys.DescribeKEK(cfg.KEK), // receipts say what kind of KEK wrapped destroyed keys
+		KEKURI:          cfg.KEK,
+		TenantKeyTTL:    tenantKeyTTL,
 		ServiceNetworks: policy.NetworksFor(string(custos.KindService))}) // service keys default to the pipeline's ranges
 	// Enrollment mails go only to the holder's address, by their own sink;
 	// notices to tenant admins and named principals go to the people
