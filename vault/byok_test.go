@@ -14,6 +14,7 @@ import (
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/receipt"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -215,5 +216,30 @@ func TestBYOKRevokeFailsClosedAndRecovers(t *testing.T) {
 				t.Errorf("entry %s holds %q: %s", l.Action, secret, b)
 			}
 		}
+	}
+}
+
+// TestBYOKReceiptNamesTenantKey: a list deleted while its tenant's keys
+// are under the tenant's own key gets a receipt whose kek line says so
+// (tenant-kms:SCHEME): the tenant can shred backups by disabling its key.
+func TestBYOKReceiptNamesTenantKey(t *testing.T) {
+	st := vaulttest.Open(t, vault.Options{})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault}
+	f.bootstrap(t)
+	ctx, tenant, list := f.admin(t)
+	kms := kmstest.New(t)
+	if _, err := f.vault.SetTenantKey(ctx, tenant, kms.URI("acme")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.vault.DeleteList(ctx, tenant, list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := receipt.Verify([]byte(r.File), st.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.KEK != keys.KEKTenantKMS+kmstest.Scheme {
+		t.Fatalf("receipt kek %q, want %s%s", s.KEK, keys.KEKTenantKMS, kmstest.Scheme)
 	}
 }
