@@ -294,7 +294,10 @@ func (v *Vault) SetTenantKey(ctx context.Context, tenantID, uri string) (*custos
 	by := custos.PrincipalFromContext(ctx)
 	now := v.now().UTC().Truncate(time.Millisecond)
 	kind := keys.DescribeTenantKMS(uri)
-	l.Detail = "tenant keysets wrapped under the tenant's own key " + kind + " uri " + uriDigest(uri)
+	// The entry commits to the URI (by digest) and to the stored keyset,
+	// as list.create does, so that a keyset row swapped back by hand is
+	// detectable from the log.
+	l.Detail = "tenant keysets wrapped under the tenant's own key " + kind + " uri " + uriDigest(uri) + " keyset " + keysetDigest(wrapped)
 	m := &notify.Message{Topic: TopicTenantKeySet, Severity: notify.SeverityHigh, TenantID: tenantID, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s %s wrapped this tenant's keys under the tenant's own KMS key (%s, uri %s): revoking custos's access to it stops custos reading the tenant's data", by.Kind, by.ID, kind, uriDigest(uri)),
 		Data: map[string]string{"kind": kind, "uri_sha256": uriDigest(uri)}}
@@ -341,7 +344,7 @@ func (v *Vault) ClearTenantKey(ctx context.Context, tenantID string) (*custos.Te
 	}
 	by := custos.PrincipalFromContext(ctx)
 	kind := keys.DescribeTenantKMS(cur.uri.String)
-	l.Detail = "tenant keysets back under custos's KEK alone; were under the tenant's own key " + kind + " uri " + uriDigest(cur.uri.String)
+	l.Detail = "tenant keysets back under custos's KEK alone; were under the tenant's own key " + kind + " uri " + uriDigest(cur.uri.String) + " keyset " + keysetDigest(wrapped)
 	m := &notify.Message{Topic: TopicTenantKeyCleared, Severity: notify.SeverityHigh, TenantID: tenantID, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
 		Text: fmt.Sprintf("%s %s took this tenant's keys off the tenant's own KMS key (%s): custos's key alone now opens them, and revoking the tenant's key no longer stops custos", by.Kind, by.ID, kind),
 		Data: map[string]string{"kind": kind, "uri_sha256": uriDigest(cur.uri.String)}}
