@@ -76,29 +76,29 @@ func errKeyUnavailable(tenantID string) error {
 // the tenant key TTL, then unwrapped again (one query, and one call to the
 // tenant's KMS for a tenant with its own key).
 func (v *Vault) tenantKeys(ctx context.Context, tenantID string) (*keys.TenantKeys, error) {
-	if k, err, ok := v.freshTenant(tenantID); ok {
+	if k, ok, err := v.freshTenant(tenantID); ok {
 		return k, err
 	}
 	mu, _ := v.tenantLoads.LoadOrStore(tenantID, new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	if k, err, ok := v.freshTenant(tenantID); ok { // another request just loaded them
+	if k, ok, err := v.freshTenant(tenantID); ok { // another request just loaded them
 		return k, err
 	}
 	return v.loadTenantKeys(ctx, tenantID)
 }
 
-// freshTenant answers from the cache if the tenant's entry has not
-// expired.
-func (v *Vault) freshTenant(tenantID string) (*keys.TenantKeys, error, bool) {
+// freshTenant answers from the cache (ok) if the tenant's entry has not
+// expired: its keys, or key_unavailable while a failure is remembered.
+func (v *Vault) freshTenant(tenantID string) (*keys.TenantKeys, bool, error) {
 	e, ok := v.tenantCache.Load(tenantID)
 	if !ok || !v.now().Before(e.(*tenantEntry).until) {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	if k := e.(*tenantEntry).keys; k != nil {
-		return k, nil, true
+		return k, true, nil
 	}
-	return nil, errKeyUnavailable(tenantID), true
+	return nil, true, errKeyUnavailable(tenantID)
 }
 
 func (v *Vault) loadTenantKeys(ctx context.Context, tenantID string) (*keys.TenantKeys, error) {

@@ -457,6 +457,7 @@ func (v *Vault) kekKind(ctx context.Context, tx *sql.Tx, tenant string) (string,
 // forget drops a tenant's unwrapped keys from this process.
 func (v *Vault) forget(tenant string) {
 	v.tenantCache.Delete(tenant)
+	v.tenantLoads.Delete(tenant)
 	v.ring.Forget(tenant)
 }
 
