@@ -129,6 +129,11 @@ var policy = map[Action]struct {
 	ActionNotifyRead:      {ScopePrincipals, Kinds},
 	ActionNotifySet:       {ScopePrincipals, Kinds},
 	ActionCertBind:        {ScopePrincipals, Kinds},
+	// Only the tenant's own admin chooses or drops its key: no one at the
+	// vendor can switch a tenant back to vendor-managed keys.
+	ActionTenantKeySet:   {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
+	ActionTenantKeyClear: {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
+	ActionTenantKeyRead:  {ScopeTenantsRead, []Kind{KindTenantAdmin, KindOperator, KindStaffSecurity}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

@@ -14,23 +14,24 @@ import (
 // codes are every documented code with the value clients see in the
 // error envelope: renaming one breaks clients, so the values are pinned.
 var codes = map[string]string{
-	custos.ECONFLICT:     "conflict",
-	custos.EFORBIDDEN:    "forbidden",
-	custos.EINTERNAL:     "internal",
-	custos.EINVALID:      "invalid",
-	custos.ENOTFOUND:     "not_found",
-	custos.ETOOMANY:      "rate_limited",
-	custos.ETOOLARGE:     "too_large",
-	custos.EUNAUTHORIZED: "unauthorized",
-	custos.EUNAVAILABLE:  "unavailable",
-	custos.EUNSUPPORTED:  "unsupported_media_type",
-	custos.EGONE:         "gone",
-	custos.EREASON:       "reason_insufficient",
+	custos.ECONFLICT:       "conflict",
+	custos.EFORBIDDEN:      "forbidden",
+	custos.EINTERNAL:       "internal",
+	custos.EINVALID:        "invalid",
+	custos.ENOTFOUND:       "not_found",
+	custos.ETOOMANY:        "rate_limited",
+	custos.ETOOLARGE:       "too_large",
+	custos.EUNAUTHORIZED:   "unauthorized",
+	custos.EUNAVAILABLE:    "unavailable",
+	custos.EUNSUPPORTED:    "unsupported_media_type",
+	custos.EGONE:           "gone",
+	custos.EREASON:         "reason_insufficient",
+	custos.EKEYUNAVAILABLE: "key_unavailable",
 }
 
 func TestErrorCodes(t *testing.T) {
-	if len(codes) != 12 {
-		t.Fatalf("%d distinct codes, want 12: two constants share a value", len(codes))
+	if len(codes) != 13 {
+		t.Fatalf("%d distinct codes, want 13: two constants share a value", len(codes))
 	}
 	for code, want := range codes {
 		if code != want {

@@ -281,6 +281,32 @@ func (c *Client) SetNotificationPrefs(ctx context.Context, principal string, mut
 	return out, nil
 }
 
+// TenantKey returns a tenant's key setting: custos-managed, or wrapped
+// under the tenant's own KMS key, and whether that key works.
+func (c *Client) TenantKey(ctx context.Context, tenant string) (*custos.TenantKey, error) {
+	return get[custos.TenantKey](ctx, c, path("tenants", tenant, "key"), nil)
+}
+
+// SetTenantKey wraps a tenant's keys under its own KMS key (a tenant
+// admin; custos checks first that it can encrypt and decrypt with it).
+func (c *Client) SetTenantKey(ctx context.Context, tenant, uri string) (*custos.TenantKey, error) {
+	out := new(custos.TenantKey)
+	if err := c.call(ctx, request{method: http.MethodPut, path: path("tenants", tenant, "key"), body: custos.TenantKeyRequest{URI: uri}}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ClearTenantKey returns a tenant to custos-managed keys (a tenant admin;
+// the tenant's own key must still work).
+func (c *Client) ClearTenantKey(ctx context.Context, tenant string) (*custos.TenantKey, error) {
+	out := new(custos.TenantKey)
+	if err := c.call(ctx, request{method: http.MethodDelete, path: path("tenants", tenant, "key")}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BindCertificate binds the caller's own principal to the client
 // certificate this client presents (WithHTTPClient with a TLS client
 // certificate): from then on its keys are accepted only with it.

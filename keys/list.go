@@ -113,14 +113,16 @@ const (
 	// the URI's scheme (hcvault, aws-kms, gcp-kms, …).
 	KEKVendorKMS = "vendor-kms:"
 	// KEKTenantKMS prefixes a KMS key the tenant owns (BYOK, issue 22):
-	// reserved; custos does not make such keys yet, so no receipt says it.
+	// the tenant's keys were wrapped under it around custos's KEK
+	// ([DescribeTenantKMS]).
 	KEKTenantKMS = "tenant-kms:"
 )
 
 // DescribeKEK returns the kind of the KEK named by uri for a receipt:
 // [KEKVendorLocal] for a local:// file, [KEKVendorKMS] and the scheme for
-// any KMS URI. Every KEK custos opens today is the vendor's: one KEK wraps
-// every tenant's keys. It returns "" for a URI with no scheme.
+// any KMS URI: custos's own KEK is always the vendor's (a tenant's own key
+// is described by [DescribeTenantKMS]). It returns "" for a URI with no
+// scheme.
 func DescribeKEK(uri string) string {
 	if strings.HasPrefix(uri, localScheme) {
 		return KEKVendorLocal

@@ -58,6 +58,28 @@ type Config struct {
 	// InsecurePlaintext allows plain HTTP on a non-loopback address
 	// (--insecure-plaintext; never from the file).
 	InsecurePlaintext bool
+
+	// TenantKeyTTL bounds how long a tenant's unwrapped keys are kept (a Go
+	// duration, custos.json "tenant_key_ttl"; empty: 5m): a tenant that
+	// revokes custos's access to its own KMS key is shut out within it
+	// (docs/keys.md, "A tenant's own key").
+	TenantKeyTTL string
+}
+
+// MaxTenantKeyTTL bounds tenant_key_ttl: a revoked key must take effect
+// within the hour.
+const MaxTenantKeyTTL = time.Hour
+
+// tenantKeyTTL returns TenantKeyTTL parsed (0 for the vault's default).
+func (c Config) tenantKeyTTL() (time.Duration, error) {
+	if c.TenantKeyTTL == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.TenantKeyTTL)
+	if err != nil || d < time.Second || d > MaxTenantKeyTTL {
+		return 0, fmt.Errorf("tenant_key_ttl: %q must be a duration from 1s to 1h", c.TenantKeyTTL)
+	}
+	return d, nil
 }
 
 // TLSConfig is custos.json's "tls" section: PEM files, reloaded on SIGHUP
@@ -340,6 +362,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("diagnostics_listen: %q is not host:port", c.DiagnosticsListen))
 		}
 	}
+	if _, err := c.tenantKeyTTL(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -355,6 +380,8 @@ type File struct {
 	// Issue 21 (TLS, diagnostics).
 	TLS               TLSConfig `json:"tls,omitzero"`
 	DiagnosticsListen string    `json:"diagnostics_listen,omitempty"`
+	// Issue 22 (bring your own key).
+	TenantKeyTTL string `json:"tenant_key_ttl,omitempty"`
 }
 
 // ConfigFile is the name of the data directory's [File].

@@ -202,6 +202,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	tenantKeyTTL, err := cfg.tenantKeyTTL()
+	if err != nil {
+		return nil, err
+	}
 	rules, err := loadRules(cfg.Detection.RulesDir)
 	if err != nil {
 		return nil, err
@@ -323,8 +327,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed,
 		KEK:             keys.DescribeKEK(cfg.KEK), // receipts say what kind of KEK wrapped destroyed keys
-		ServiceNetworks: policy.NetworksFor(string(custos.KindService)),
-		TicketSecret:    cfg.Detection.TicketWebhookSecret, TicketNetworks: cfg.Detection.TicketWebhookNetworks}) // service keys default to the pipeline's ranges
+		KEKURI:          cfg.KEK,
+		TenantKeyTTL:    tenantKeyTTL,
+		ServiceNetworks: policy.NetworksFor(string(custos.KindService)), // service keys default to the pipeline's ranges
+		TicketSecret:    cfg.Detection.TicketWebhookSecret, TicketNetworks: cfg.Detection.TicketWebhookNetworks})
 	// Enrollment mails go only to the holder's address, by their own sink;
 	// notices to tenant admins and named principals go to the people
 	// behind them (vault/people.go), through the same mailer.

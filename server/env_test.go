@@ -78,6 +78,13 @@ func newEnvNoMonitor(t testing.TB) *env {
 
 func newEnvAudit(t testing.TB, configure func(*server.Config), auditCfg func(*audit.Config)) *env {
 	t.Helper()
+	return newEnvNode(t, configure, auditCfg, nil)
+}
+
+// newEnvNode is newEnvAudit with the node's configuration adjusted by
+// nodeCfg (if set) after the data directory's file is read.
+func newEnvNode(t testing.TB, configure func(*server.Config), auditCfg func(*audit.Config), nodeCfg func(*node.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t}
 	logger := slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -96,6 +103,9 @@ func newEnvAudit(t testing.TB, configure func(*server.Config), auditCfg func(*au
 		t.Fatal(err)
 	}
 	cfg.Detection.Canaries = -1 // these tests count what they put in lists; canaries are vault's and the detector's tests
+	if nodeCfg != nil {
+		nodeCfg(&cfg)
+	}
 	n, err := node.Open(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)

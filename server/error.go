@@ -22,6 +22,9 @@ var statuses = map[string]int{
 	custos.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	custos.EGONE:         http.StatusGone,
 	custos.EREASON:       http.StatusBadRequest,
+	// The tenant's own KMS key refuses custos: the tenant, not the
+	// request, must act (docs/keys.md); no Retry-After.
+	custos.EKEYUNAVAILABLE: http.StatusFailedDependency,
 }
 
 // writeError writes err as a JSON error. Errors that are not domain errors

@@ -56,6 +56,9 @@ var matrix = map[string][]string{
 	"GET /v1/tenants":                     {"operator"},
 	"GET /v1/tenants/{tenant}":            {"operator", "admin", "editor"},
 	"GET /v1/tenants/{tenant}/access-log": {"admin"},
+	"GET /v1/tenants/{tenant}/key":        {"operator", "security", "admin"},
+	"PUT /v1/tenants/{tenant}/key":        {"admin"}, // never the vendor: the tenant's own key
+	"DELETE /v1/tenants/{tenant}/key":     {"admin"}, // no one at the vendor takes a tenant off its key
 
 	"POST /v1/tenants/{tenant}/deletion":         {"operator", "admin"},
 	"GET /v1/tenants/{tenant}/deletion":          {"operator", "admin"},

@@ -30,6 +30,9 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/v1/tenants", custos.ActionTenantList, true, s.listTenants)
 	s.handle("GET", tenant, custos.ActionTenantRead, true, s.getTenant)
 	s.handle("GET", tenant+"/access-log", custos.ActionAccessLogRead, true, s.accessLog)
+	s.handle("GET", tenant+"/key", custos.ActionTenantKeyRead, true, s.getTenantKey)
+	s.handle("PUT", tenant+"/key", custos.ActionTenantKeySet, true, s.putTenantKey)
+	s.handle("DELETE", tenant+"/key", custos.ActionTenantKeyClear, true, s.deleteTenantKey)
 
 	s.handle("POST", tenant+"/lists", custos.ActionListCreate, true, s.createList)
 	s.handle("GET", tenant+"/lists", custos.ActionListRead, true, s.listLists)
@@ -108,6 +111,34 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) getTenantKey(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.vault.TenantKey(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, k)
+}
+
+func (s *Server) putTenantKey(w http.ResponseWriter, r *http.Request) error {
+	var body custos.TenantKeyRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionTenantKeySet, err)
+	}
+	k, err := s.vault.SetTenantKey(r.Context(), r.PathValue("tenant"), body.URI)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, k)
+}
+
+func (s *Server) deleteTenantKey(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.vault.ClearTenantKey(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, k)
 }
 
 func (s *Server) createList(w http.ResponseWriter, r *http.Request) error {

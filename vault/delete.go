@@ -13,6 +13,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/receipt"
 )
@@ -117,7 +118,10 @@ func (v *Vault) DeleteList(ctx context.Context, tenant, id string) (*custos.Rece
 		}
 		st.Keyset, st.KEK, st.Counts["keysets"] = digest, "", 0
 		if digest != "" {
-			st.KEK, st.Counts["keysets"] = v.kek, 1
+			if st.KEK, err = v.kekKind(ctx, tx, tenant); err != nil {
+				return err
+			}
+			st.Counts["keysets"] = 1
 		}
 		l.Count, l.Detail = st.Counts["contacts"], st.Detail()
 		return v.insertReceipt(ctx, tx, st)
@@ -436,9 +440,24 @@ func (v *Vault) forgetDeletedLists(ctx context.Context) error {
 	return nil
 }
 
+// kekKind is the receipt's "kek" for a keyset of tenant: the tenant's own
+// KMS key if it set one (it wraps the tenant's keys around custos's KEK,
+// and the tenant can disable it), else custos's KEK.
+func (v *Vault) kekKind(ctx context.Context, tx *sql.Tx, tenant string) (string, error) {
+	var kms sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT kms_uri FROM tenant_keys WHERE tenant_id = $1`, tenant).Scan(&kms); err != nil && !isNoRows(err) {
+		return "", fmt.Errorf("read tenant key: %w", err)
+	}
+	if kms.Valid {
+		return keys.DescribeTenantKMS(kms.String), nil
+	}
+	return v.kek, nil
+}
+
 // forget drops a tenant's unwrapped keys from this process.
 func (v *Vault) forget(tenant string) {
 	v.tenantCache.Delete(tenant)
+	v.tenantLoads.Delete(tenant)
 	v.ring.Forget(tenant)
 }
 
@@ -469,7 +488,8 @@ func (v *Vault) executeTenantDeletion(ctx context.Context, d *custos.Deletion, n
 			return custos.Errorf(custos.ECONFLICT, "deletion %s is no longer due", d.ID)
 		}
 		var wrapped []byte
-		if err := tx.QueryRowContext(ctx, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, d.TenantID).Scan(&wrapped); err != nil {
+		var kms sql.NullString
+		if err := tx.QueryRowContext(ctx, `SELECT keyset, kms_uri FROM tenant_keys WHERE tenant_id = $1`, d.TenantID).Scan(&wrapped, &kms); err != nil {
 			return fmt.Errorf("read keyset: %w", err)
 		}
 		sum := sha256.Sum256(wrapped)
@@ -490,6 +510,9 @@ func (v *Vault) executeTenantDeletion(ctx context.Context, d *custos.Deletion, n
 		n, _ := res.RowsAffected()
 		st.Counts["keysets"] = 1 + int(n)
 		st.KEK = v.kek
+		if kms.Valid { // the tenant's own key wrapped it too (byok.go)
+			st.KEK = keys.DescribeTenantKMS(kms.String)
+		}
 		if err := countTenantRows(ctx, tx, canary, d.TenantID, st.Counts); err != nil {
 			return err
 		}

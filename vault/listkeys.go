@@ -100,7 +100,7 @@ func destroyListKeys(ctx context.Context, tx *sql.Tx, tenant, list string) (stri
 // deletion). Other nodes drop theirs in RunDueDeletions; until then they
 // find no row of the list to open.
 func (v *Vault) forgetList(tenant, list string) {
-	if k, ok := v.tenantCache.Load(tenant); ok {
-		k.(*keys.TenantKeys).ForgetList(list)
+	if k, ok := v.cachedTenant(tenant); ok {
+		k.ForgetList(list)
 	}
 }

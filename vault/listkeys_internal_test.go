@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -32,7 +33,7 @@ func TestForgetDeletedLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.tenantCache.Store(tenant, tk)
+	v.tenantCache.Store(tenant, &tenantEntry{keys: tk, until: v.now().Add(time.Hour)})
 	for _, l := range []string{gone, kept} {
 		_, w, err := tk.NewListKeys(l)
 		if err != nil {

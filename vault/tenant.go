@@ -7,7 +7,6 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
-	"github.com/custos-dev/custos/keys"
 )
 
 // CreateTenant creates a tenant, its keysets (wrapped under the KEK) and
@@ -122,26 +121,6 @@ func (v *Vault) findTenant(ctx context.Context, id string) (*custos.Tenant, erro
 	}
 	t.CreatedAt = fromMS(created)
 	return &t, nil
-}
-
-// tenantKeys returns the unwrapped keys of a tenant.
-func (v *Vault) tenantKeys(ctx context.Context, tenantID string) (*keys.TenantKeys, error) {
-	if k, ok := v.tenantCache.Load(tenantID); ok {
-		return k.(*keys.TenantKeys), nil
-	}
-	var wrapped []byte
-	err := v.read.QueryRowContext(ctx, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tenantID).Scan(&wrapped)
-	if isNoRows(err) {
-		return nil, v.gone(ctx, tenantID, "", "", notFound("tenant"))
-	} else if err != nil {
-		return nil, fmt.Errorf("load tenant keys: %w", err)
-	}
-	k, err := v.ring.Tenant(tenantID, wrapped)
-	if err != nil {
-		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
-	}
-	v.tenantCache.Store(tenantID, k)
-	return k, nil
 }
 
 // CreateList creates a contact list in a tenant.

@@ -89,9 +89,15 @@ type Vault struct {
 	lastUsedMu sync.Mutex
 	lastUsed   map[string]time.Time
 
-	// tenantCache holds unwrapped tenant keys (tenant id → *keys.TenantKeys)
-	// so a read costs no keyset query; a tenant's deletion must drop its entry.
+	// tenantCache holds unwrapped tenant keys (tenant id → *tenantEntry)
+	// for at most tenantTTL, so a read costs no keyset query and a tenant
+	// that revokes its own key is shut out within it (byok.go); a tenant's
+	// deletion must drop its entry. tenantLoads serialises a tenant's
+	// unwraps (tenant id → *sync.Mutex): one KMS call when it expires.
 	tenantCache sync.Map
+	tenantLoads sync.Map
+	tenantTTL   time.Duration // Options.TenantKeyTTL
+	kekURI      string        // Options.KEKURI
 
 	// signer and verifier are the log's key, for deletion receipts.
 	signer   note.Signer
@@ -184,6 +190,14 @@ type Options struct {
 	TicketTimeout  time.Duration
 	TicketSecret   string
 	TicketNetworks []string
+	// TenantKeyTTL bounds how long a tenant's unwrapped keys are kept
+	// before they are unwrapped again (0: DefaultTenantKeyTTL): a tenant
+	// that revokes custos's access to its own KMS key is shut out within
+	// it (docs/keys.md).
+	TenantKeyTTL time.Duration
+	// KEKURI is the key-encryption key's URI, which a tenant may not name
+	// as its own key.
+	KEKURI string
 }
 
 // New returns a Vault. read and write are the database's pools (for SQLite
@@ -211,6 +225,9 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 		v.canaries = 0
 	}
 	v.canaryDomains = opts.CanaryDomains
+	if v.tenantTTL, v.kekURI = opts.TenantKeyTTL, opts.KEKURI; v.tenantTTL <= 0 {
+		v.tenantTTL = DefaultTenantKeyTTL
+	}
 	v.ticketTimeout = opts.TicketTimeout
 	if v.ticketTimeout <= 0 {
 		v.ticketTimeout = DefaultTicketTimeout
@@ -269,7 +286,7 @@ var actors = map[string]bool{"anonymous": true, "system": true, "bootstrap": tru
 
 var (
 	outcomes   = map[string]bool{audit.OutcomeOK: true, audit.OutcomeDenied: true, audit.OutcomeRejected: true, audit.OutcomeError: true}
-	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true, custos.EGONE: true, custos.EREASON: true}
+	codes      = map[string]bool{custos.ECONFLICT: true, custos.EFORBIDDEN: true, custos.EINTERNAL: true, custos.EINVALID: true, custos.ENOTFOUND: true, custos.ETOOMANY: true, custos.ETOOLARGE: true, custos.EUNAUTHORIZED: true, custos.EUNAVAILABLE: true, custos.EUNSUPPORTED: true, custos.EGONE: true, custos.EREASON: true, custos.EKEYUNAVAILABLE: true}
 	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
 	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
 		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson,

@@ -9,11 +9,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/custos-dev/custos/internal/kmstest"
 	"github.com/custos-dev/custos/node"
 )
 
@@ -28,6 +30,9 @@ func TestMain(m *testing.M) {
 // Scripts start a real server with "start-server", read enrollment
 // secrets from its mail directory with "mail-secret", and keep ids
 // printed by the last command with "grab".
+// testKMS holds each script's test KMS (*testscript.TestScript → *kmstest.KMS).
+var testKMS sync.Map
+
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -105,6 +110,30 @@ func TestScripts(t *testing.T) {
 					}
 				}
 				ts.Fatalf("%s: no success with %s in its stdout within 30 s (%v)", strings.Join(args[1:], " "), args[0], err)
+			},
+			// test-kms new VAR | revoke | restore: a test KMS (a real Tink KMS
+			// client registered in this process, internal/kmstest) for a
+			// tenant's own key; VAR is the URI of a key on it. revoke and
+			// restore custos's access to it, as the tenant would.
+			"test-kms": func(ts *testscript.TestScript, neg bool, args []string) {
+				switch {
+				case len(args) == 2 && args[0] == "new":
+					k := kmstest.New(t)
+					testKMS.Store(ts, k)
+					ts.Setenv(args[1], k.URI("tenant"))
+				case len(args) == 1 && (args[0] == "revoke" || args[0] == "restore"):
+					k, ok := testKMS.Load(ts)
+					if !ok {
+						ts.Fatalf("test-kms %s: no test-kms new before", args[0])
+					}
+					if args[0] == "revoke" {
+						k.(*kmstest.KMS).Revoke()
+					} else {
+						k.(*kmstest.KMS).Restore()
+					}
+				default:
+					ts.Fatalf("usage: test-kms new VAR | revoke | restore")
+				}
 			},
 			// grab VAR REGEXP: VAR is the first match of REGEXP in the last stdout.
 			"grab": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -33,3 +33,41 @@ func (m *Main) runTenantLs(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339))
 	})
 }
+
+// runTenantKey runs "custos tenant key": show a tenant's key setting, or
+// (a tenant admin) --set it to the tenant's own KMS key or --clear it back
+// to custos-managed keys (docs/keys.md, "A tenant's own key").
+func (m *Main) runTenantKey(ctx context.Context, args []string) error {
+	fs, a := m.clientFlags("tenant key", `--tenant T [--set URI | --clear]`, `custos tenant key --tenant tn_… --set aws-kms://arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`)
+	tenant := fs.String("tenant", "", "tenant id (required)")
+	set := fs.String("set", "", "tenant admin: wrap the tenant's keys under this KMS key URI (hcvault://…, aws-kms://…, gcp-kms://…)")
+	clear := fs.Bool("clear", false, "tenant admin: return the tenant to custos-managed keys (its own key must still work)")
+	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
+		return err
+	}
+	c := a.client()
+	var k *custos.TenantKey
+	var err error
+	switch {
+	case *set != "" && *clear:
+		return usagef("custos tenant key: --set or --clear, not both")
+	case *set != "":
+		k, err = c.SetTenantKey(ctx, *tenant, *set)
+	case *clear:
+		k, err = c.ClearTenantKey(ctx, *tenant)
+	default:
+		k, err = c.TenantKey(ctx, *tenant)
+	}
+	if err != nil {
+		return err
+	}
+	where := "custos's key-encryption key alone (" + k.Kind + ")"
+	if k.Managed == custos.KeyManagedByTenant {
+		where = "the tenant's own KMS key " + k.URI + " (" + k.Kind + "), around custos's key-encryption key"
+	}
+	state := k.State
+	if k.UnavailableSince != nil {
+		state += " since " + k.UnavailableSince.Format(time.RFC3339)
+	}
+	return a.printer().one(k, "tenant %s: keys wrapped under %s; %s", k.TenantID, where, state)
+}

@@ -1,0 +1,245 @@
+package vault_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/kmstest"
+	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/internal/vaulttest"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/receipt"
+	"github.com/custos-dev/custos/vault"
+)
+
+// eventually polls cond until it holds or a bound (far above the TTL) runs
+// out: the test waits for an outcome, it asserts no timing.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within 20 s", what)
+}
+
+func topicCount(t *testing.T, f *fixture, tenant, topic string) int {
+	t.Helper()
+	n := 0
+	for _, m := range outbox(t, f) {
+		if m.TenantID == tenant && m.Topic == topic {
+			n++
+			if !strings.Contains(strings.Join(m.To, ","), notify.ToTenantAdmins) {
+				t.Errorf("%s notice goes to %v, not the tenant's admins", topic, m.To)
+			}
+		}
+	}
+	return n
+}
+
+func actionCount(t *testing.T, f *fixture, tenant string, action custos.Action) int {
+	t.Helper()
+	n := 0
+	for _, l := range leaves(t, f) {
+		if l.Tenant == tenant && l.Action == string(action) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBYOKRevokeFailsClosedAndRecovers is issue 22's BYOK test with a 1 s
+// tenant key TTL: a tenant admin wraps its keys under its own key on a
+// test KMS; revoking custos's access makes reads of its data fail closed
+// with key_unavailable (each refusal audited, the outage recorded and
+// announced once), other tenants unaffected; restoring it makes reads work
+// again without a restart. The stored keyset does not open with custos's
+// KEK alone while the tenant's key is set, and no entry names the URI.
+func TestBYOKRevokeFailsClosedAndRecovers(t *testing.T) {
+	st := vaulttest.Open(t, vault.Options{TenantKeyTTL: time.Second})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault}
+	f.bootstrap(t)
+	v := f.vault
+	ctxA, tA, listA := f.admin(t)
+	ctxB, tB, listB := f.admin(t)
+	cA := &custos.Contact{TenantID: tA, ListID: listA, Email: "ada@byok.test"}
+	cB := &custos.Contact{TenantID: tB, ListID: listB, Email: "bob@other.test"}
+	if err := v.CreateContact(ctxA, cA); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.CreateContact(ctxB, cB); err != nil {
+		t.Fatal(err)
+	}
+	kms := kmstest.New(t)
+	uri := kms.URI("acme")
+
+	// Nobody but the tenant's own admin sets or clears its key.
+	for name, ctx := range map[string]context.Context{"operator": f.ctx, "another tenant's admin": ctxB} {
+		if _, err := v.SetTenantKey(ctx, tA, uri); custos.ErrorCode(err) != custos.EFORBIDDEN {
+			t.Errorf("%s sets the tenant's key: %v, want forbidden", name, err)
+		}
+	}
+	// A key custos cannot use is refused before anything changes.
+	kms.Revoke()
+	if _, err := v.SetTenantKey(ctxA, tA, uri); custos.ErrorCode(err) != custos.EKEYUNAVAILABLE {
+		t.Fatalf("set a key custos cannot use: %v, want key_unavailable", err)
+	}
+	kms.Restore()
+	for _, bad := range []string{"local:///tmp/kek.json", "test-kms://user:pw@host/k", kms.URI("x") + "?token=1", "nokms://k/1"} {
+		if _, err := v.SetTenantKey(ctxA, tA, bad); custos.ErrorCode(err) != custos.EINVALID {
+			t.Errorf("set %q: %v, want invalid", bad, err)
+		}
+	}
+
+	k, err := v.SetTenantKey(ctxA, tA, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Managed != custos.KeyManagedByTenant || k.Kind != "tenant-kms:test-kms" || k.State != custos.KeyAvailable {
+		t.Fatalf("set: %+v", k)
+	}
+	if n := topicCount(t, f, tA, vault.TopicTenantKeySet); n != 1 {
+		t.Errorf("%d tenant_key.set notices, want 1", n)
+	}
+	// The database's keyset no longer opens with custos's KEK alone.
+	blob := storetest.Column[[]byte](t, f.db.Read, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tA)
+	if _, err := keys.NewKeyring(st.KEK).Unwrap(tA, blob[0], nil); err == nil {
+		t.Fatal("the tenant's keyset opens with custos's KEK alone")
+	}
+	if got, err := v.Contact(ctxA, tA, cA.Token); err != nil || got.Email != cA.Email {
+		t.Fatalf("read under the tenant's key: %v, %v", got, err)
+	}
+
+	// Revoked: within the TTL, reads fail closed with key_unavailable.
+	kms.Revoke()
+	eventually(t, "reads fail with key_unavailable after the revocation", func() bool {
+		c, err := v.Contact(ctxA, tA, cA.Token)
+		if err == nil && c.Email != cA.Email {
+			t.Fatal("a read returned a wrong contact")
+		}
+		return custos.ErrorCode(err) == custos.EKEYUNAVAILABLE
+	})
+	if _, err := v.Contacts(ctxA, tA, listA, "", 10); custos.ErrorCode(err) != custos.EKEYUNAVAILABLE {
+		t.Errorf("list the tenant's contacts while its key is revoked: %v", err)
+	}
+	if _, err := v.Lookup(ctxA, tA, listA, cA.Email); custos.ErrorCode(err) != custos.EKEYUNAVAILABLE {
+		t.Errorf("look up while the key is revoked: %v", err)
+	}
+	// Reads go on failing past the retry window (the KMS is asked again,
+	// and refuses again): still one outage entry and one notice.
+	calls := kms.Calls()
+	eventually(t, "the KMS is asked again", func() bool {
+		_, err := v.Contact(ctxA, tA, cA.Token)
+		if custos.ErrorCode(err) != custos.EKEYUNAVAILABLE {
+			t.Fatalf("read while revoked: %v", err)
+		}
+		return kms.Calls() > calls
+	})
+	if n := actionCount(t, f, tA, custos.ActionTenantKeyUnavailable); n != 1 {
+		t.Errorf("%d tenant_key.unavailable entries, want 1 for one outage", n)
+	}
+	if n := topicCount(t, f, tA, vault.TopicTenantKeyUnavailable); n != 1 {
+		t.Errorf("%d tenant_key.unavailable notices, want 1 for one outage", n)
+	}
+	refused := 0
+	for _, l := range leaves(t, f) {
+		if l.Tenant == tA && l.Action == string(custos.ActionContactRead) && l.Code == custos.EKEYUNAVAILABLE {
+			if l.Outcome != audit.OutcomeError {
+				t.Errorf("refused read recorded as %s", l.Outcome)
+			}
+			refused++
+		}
+	}
+	if refused < 2 {
+		t.Errorf("%d refused reads recorded with key_unavailable, want every one", refused)
+	}
+	if k, err := v.TenantKey(ctxA, tA); err != nil || k.State != custos.KeyUnavailable || k.UnavailableSince == nil {
+		t.Errorf("key state while revoked: %+v, %v", k, err)
+	}
+	// Another tenant is unaffected.
+	if got, err := v.Contact(ctxB, tB, cB.Token); err != nil || got.Email != cB.Email {
+		t.Fatalf("other tenant's read during the outage: %v", err)
+	}
+	// No one can take the tenant off its key while it refuses custos.
+	if _, err := v.ClearTenantKey(ctxA, tA); custos.ErrorCode(err) != custos.EKEYUNAVAILABLE {
+		t.Errorf("clear while the key is revoked: %v, want key_unavailable", err)
+	}
+
+	// Restored: reads work again, without a restart.
+	kms.Restore()
+	eventually(t, "reads work again after the restore", func() bool {
+		got, err := v.Contact(ctxA, tA, cA.Token)
+		return err == nil && got.Email == cA.Email
+	})
+	if n := actionCount(t, f, tA, custos.ActionTenantKeyRestored); n != 1 {
+		t.Errorf("%d tenant_key.restored entries, want 1", n)
+	}
+	if n := topicCount(t, f, tA, vault.TopicTenantKeyRestored); n != 1 {
+		t.Errorf("%d tenant_key.restored notices, want 1", n)
+	}
+	if k, err := v.TenantKey(ctxA, tA); err != nil || k.State != custos.KeyAvailable || k.URI != uri {
+		t.Errorf("key state after the restore: %+v, %v", k, err)
+	}
+
+	// Clearing: only the admin; then custos's KEK alone opens the keys,
+	// and the tenant's key no longer matters.
+	if _, err := v.ClearTenantKey(f.ctx, tA); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Errorf("operator clears the tenant's key: %v, want forbidden", err)
+	}
+	if k, err := v.ClearTenantKey(ctxA, tA); err != nil || k.Managed != custos.KeyManagedByCustos {
+		t.Fatalf("clear: %+v, %v", k, err)
+	}
+	if n := topicCount(t, f, tA, vault.TopicTenantKeyCleared); n != 1 {
+		t.Errorf("%d tenant_key.cleared notices, want 1", n)
+	}
+	blob = storetest.Column[[]byte](t, f.db.Read, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tA)
+	if _, err := keys.NewKeyring(st.KEK).Unwrap(tA, blob[0], nil); err != nil {
+		t.Fatalf("after clearing, custos's KEK does not open the keys: %v", err)
+	}
+	kms.Revoke()
+	if got, err := v.Contact(ctxA, tA, cA.Token); err != nil || got.Email != cA.Email {
+		t.Fatalf("read after clearing, the old key revoked: %v", err)
+	}
+
+	// No entry names the URI or an address; each names its key by digest.
+	for _, l := range leaves(t, f) {
+		b, _ := json.Marshal(l)
+		for _, secret := range []string{uri, "acme", cA.Email, cB.Email} {
+			if strings.Contains(string(b), secret) {
+				t.Errorf("entry %s holds %q: %s", l.Action, secret, b)
+			}
+		}
+	}
+}
+
+// TestBYOKReceiptNamesTenantKey: a list deleted while its tenant's keys
+// are under the tenant's own key gets a receipt whose kek line says so
+// (tenant-kms:SCHEME): the tenant can shred backups by disabling its key.
+func TestBYOKReceiptNamesTenantKey(t *testing.T) {
+	st := vaulttest.Open(t, vault.Options{})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault}
+	f.bootstrap(t)
+	ctx, tenant, list := f.admin(t)
+	kms := kmstest.New(t)
+	if _, err := f.vault.SetTenantKey(ctx, tenant, kms.URI("acme")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.vault.DeleteList(ctx, tenant, list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := receipt.Verify([]byte(r.File), st.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.KEK != keys.KEKTenantKMS+kmstest.Scheme {
+		t.Fatalf("receipt kek %q, want %s%s", s.KEK, keys.KEKTenantKMS, kmstest.Scheme)
+	}
+}
