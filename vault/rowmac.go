@@ -422,8 +422,24 @@ func macContact(k *keys.DataKeys, s *sealed) {
 	s.mac = sql.NullString{String: encodeMAC(k.RowMAC(contactMessage(s))), Valid: true}
 }
 
-// contactOK reports whether s carries its valid MAC.
+// contactOK reports whether s carries its valid MAC: under the primary
+// key or, during a rotation's re-index, under the key it retires.
 func contactOK(k *keys.DataKeys, s *sealed) bool {
+	msg := contactMessage(s)
+	if macOK(s.mac, k.RowMAC(msg)) {
+		return true
+	}
+	for _, m := range k.OldRowMACs(msg) {
+		if macOK(s.mac, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// contactCurrent reports whether s is MACed under the primary key: it was
+// sealed under the keys of the tenant's last rotation (rotate.go).
+func contactCurrent(k *keys.DataKeys, s *sealed) bool {
 	return macOK(s.mac, k.RowMAC(contactMessage(s)))
 }
 
