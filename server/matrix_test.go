@@ -57,6 +57,10 @@ var matrix = map[string][]string{
 	"GET /v1/tenants/{tenant}":            {"operator", "admin", "editor"},
 	"GET /v1/tenants/{tenant}/access-log": {"admin"},
 
+	"GET /v1/tenants/{tenant}/data-keys":         {"admin", "security"},
+	"POST /v1/tenants/{tenant}/data-keys/rotate": {"admin", "security"},
+	"POST /v1/tenants/{tenant}/data-keys/rewrap": {"admin", "security"},
+
 	"POST /v1/tenants/{tenant}/deletion":         {"operator", "admin"},
 	"GET /v1/tenants/{tenant}/deletion":          {"operator", "admin"},
 	"POST /v1/tenants/{tenant}/deletion/approve": {"operator"},

@@ -30,6 +30,9 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/v1/tenants", custos.ActionTenantList, true, s.listTenants)
 	s.handle("GET", tenant, custos.ActionTenantRead, true, s.getTenant)
 	s.handle("GET", tenant+"/access-log", custos.ActionAccessLogRead, true, s.accessLog)
+	s.handle("GET", tenant+"/data-keys", custos.ActionDataKeysStatus, true, s.dataKeys)
+	s.handle("POST", tenant+"/data-keys/rotate", custos.ActionDataKeysRotate, true, s.rotateDataKeys)
+	s.handle("POST", tenant+"/data-keys/rewrap", custos.ActionDataKeysRewrap, true, s.startRewrap)
 
 	s.handle("POST", tenant+"/lists", custos.ActionListCreate, true, s.createList)
 	s.handle("GET", tenant+"/lists", custos.ActionListRead, true, s.listLists)
@@ -503,4 +506,28 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+func (s *Server) dataKeys(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.vault.DataKeys(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) rotateDataKeys(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.vault.RotateDataKeys(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) startRewrap(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.vault.StartRewrap(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, st)
 }
