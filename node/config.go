@@ -57,6 +57,10 @@ type Config struct {
 	// InsecurePlaintext allows plain HTTP on a non-loopback address
 	// (--insecure-plaintext; never from the file).
 	InsecurePlaintext bool
+	// RewrapRate bounds the background rewrap of a tenant's contacts after
+	// a rotation of its data keys, in contacts a second (custos.json
+	// "rewrap_rate"; 0: vault.DefaultRewrapRate).
+	RewrapRate int
 }
 
 // TLSConfig is custos.json's "tls" section: PEM files, reloaded on SIGHUP
@@ -314,6 +318,9 @@ func (c Config) Validate() error {
 	if err := c.TLS.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.RewrapRate < 0 {
+		errs = append(errs, fmt.Errorf("rewrap_rate: %d must be 0 (the default) or a number of contacts a second", c.RewrapRate))
+	}
 	if c.DiagnosticsListen != "" {
 		if _, _, err := net.SplitHostPort(c.DiagnosticsListen); err != nil {
 			errs = append(errs, fmt.Errorf("diagnostics_listen: %q is not host:port", c.DiagnosticsListen))
@@ -334,6 +341,8 @@ type File struct {
 	// Issue 21 (TLS, diagnostics).
 	TLS               TLSConfig `json:"tls,omitzero"`
 	DiagnosticsListen string    `json:"diagnostics_listen,omitempty"`
+	// Issue 22 (rotation of tenant data keys).
+	RewrapRate int `json:"rewrap_rate,omitempty"`
 }
 
 // ConfigFile is the name of the data directory's [File].
