@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -350,6 +351,8 @@ type RewrapResult struct {
 
 // Rewrap runs the tenant's started rewrap until it finishes, is stuck or
 // ctx ends, reading at most ratePerSec contacts a second (0: unbounded).
+// The next batch is read and sealed while the current one commits: the
+// crypto runs beside the sequencer's transaction, not inside it.
 func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (RewrapResult, error) {
 	var res RewrapResult
 	r, err := v.loadRotation(ctx, tenant)
@@ -362,29 +365,47 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 	// This node may hold keys unwrapped before the rotation (it is the
 	// leader, not necessarily the node that rotated).
 	v.forgetTenantKeys(tenant)
-	batch := rewrapBatch
+	size := rewrapBatch
 	var lim *rate.Limiter
 	if ratePerSec > 0 {
-		batch = min(batch, ratePerSec)
-		lim = rate.NewLimiter(rate.Limit(ratePerSec), batch)
+		size = min(size, ratePerSec)
+		lim = rate.NewLimiter(rate.Limit(ratePerSec), size)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // a batch being read when we return is dropped
+	ready := make(chan preparedRewrap, 1)
+	prepare := func(cur rewrapCursor) {
+		go func() {
+			if lim != nil {
+				if err := lim.WaitN(ctx, size); err != nil {
+					ready <- preparedRewrap{err: err}
+					return
+				}
+			}
+			ready <- v.prepareRewrap(ctx, tenant, cur, size)
+		}()
 	}
 	cur := rewrapCursor{list: r.cursorList, token: r.cursorTok}
 	// A pass that began mid-way (a resumed rewrap) cannot prove that no row
 	// is left under the old keys: only a pass from the first row can.
 	whole := cur.list == "" && cur.token == ""
 	var pass rewrapPass
+	prepare(cur)
 	for {
-		if lim != nil {
-			if err := lim.WaitN(ctx, batch); err != nil {
+		var p preparedRewrap
+		select {
+		case p = <-ready:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		if p.err != nil {
+			return res, p.err
+		}
+		if !p.end {
+			prepare(p.next)
+			if err := v.commitPrepared(ctx, tenant, p, &pass); err != nil {
 				return res, err
 			}
-		}
-		next, end, err := v.rewrapStep(ctx, tenant, cur, batch, &pass)
-		if err != nil {
-			return res, err
-		}
-		cur = next
-		if !end {
 			continue
 		}
 		res.Passes++
@@ -406,7 +427,8 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 		if _, err := v.write.ExecContext(ctx, `UPDATE key_rotations SET cursor_list = '', cursor_token = '' WHERE tenant_id = $1 AND finished_at IS NULL`, tenant); err != nil {
 			return res, fmt.Errorf("reset rewrap cursor: %w", err)
 		}
-		cur, whole, pass = rewrapCursor{}, true, rewrapPass{}
+		whole, pass = true, rewrapPass{}
+		prepare(rewrapCursor{})
 	}
 }
 
@@ -424,39 +446,48 @@ type rewrapWork struct {
 	at       int // its index in the step's rows
 }
 
-// rewrapStep reads up to batch contacts after cur, seals those still under
-// the old keys again and commits them with the cursor in one entry
-// (counts only), yielding to waiting entries like an import's chunk. It
-// returns the cursor after the rows done, and end at the end of a pass.
-func (v *Vault) rewrapStep(ctx context.Context, tenant string, cur rewrapCursor, batch int, pass *rewrapPass) (rewrapCursor, bool, error) {
+// preparedRewrap is a batch read and sealed, waiting to be committed.
+type preparedRewrap struct {
+	list string
+	ss   []*sealed
+	work []rewrapWork
+	next rewrapCursor // after ss
+	end  bool         // no rows left: the pass is over
+	err  error
+}
+
+// prepareRewrap reads up to size contacts after cur and seals those still
+// under the old keys again (outside any transaction).
+func (v *Vault) prepareRewrap(ctx context.Context, tenant string, cur rewrapCursor, size int) preparedRewrap {
+	fail := func(err error) preparedRewrap { return preparedRewrap{err: err} }
 	for {
 		if cur.list == "" || cur.token == "\xff" {
 			next, err := queryIDs(ctx, v.read, `SELECT id FROM lists WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT 1`, tenant, cur.list)
 			if err != nil {
-				return cur, false, fmt.Errorf("rewrap: next list: %w", err)
+				return fail(fmt.Errorf("rewrap: next list: %w", err))
 			}
 			if len(next) == 0 {
-				return cur, true, nil
+				return preparedRewrap{end: true}
 			}
 			cur = rewrapCursor{list: next[0]}
 		}
 		rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND tenant_id = $2 AND token > $3 ORDER BY token LIMIT $4`,
-			cur.list, tenant, cur.token, batch)
+			cur.list, tenant, cur.token, size)
 		if err != nil {
-			return cur, false, fmt.Errorf("rewrap: read contacts: %w", err)
+			return fail(fmt.Errorf("rewrap: read contacts: %w", err))
 		}
 		var ss []*sealed
 		for rows.Next() {
 			s, err := scanSealed(rows)
 			if err != nil {
 				rows.Close()
-				return cur, false, fmt.Errorf("rewrap: scan contact: %w", err)
+				return fail(fmt.Errorf("rewrap: scan contact: %w", err))
 			}
 			ss = append(ss, s)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return cur, false, fmt.Errorf("rewrap: read contacts: %w", err)
+			return fail(fmt.Errorf("rewrap: read contacts: %w", err))
 		}
 		if len(ss) == 0 {
 			cur.token = "\xff" // the list is done: the next one
@@ -468,38 +499,55 @@ func (v *Vault) rewrapStep(ctx context.Context, tenant string, cur rewrapCursor,
 				cur.token = "\xff" // a list deleted meanwhile: nothing of it to rewrap
 				continue
 			}
-			return cur, false, fmt.Errorf("rewrap: list keys: %w", err)
+			return fail(fmt.Errorf("rewrap: list keys: %w", err))
 		}
-		var work []rewrapWork
+		p := preparedRewrap{list: cur.list, ss: ss, next: rewrapCursor{cur.list, ss[len(ss)-1].token}}
 		for i, s := range ss {
-			if contactCurrent(k, s) {
-				continue
+			msg := contactMessage(s)
+			if macOK(s.mac, k.RowMAC(msg)) {
+				continue // already under the new keys
 			}
-			if !contactOK(k, s) {
+			if !slices.ContainsFunc(k.OldRowMACs(msg), func(m []byte) bool { return macOK(s.mac, m) }) {
 				v.rowIntegrity("contacts", s.token) // refused on every read too; not ours to fix
 				continue
 			}
 			ns, err := reseal(k, s)
 			if err != nil {
-				return cur, false, fmt.Errorf("rewrap %s: %w", s.token, err)
+				return fail(fmt.Errorf("rewrap %s: %w", s.token, err))
 			}
-			work = append(work, rewrapWork{old: s, new: ns, at: i})
+			p.work = append(p.work, rewrapWork{old: s, new: ns, at: i})
 		}
-		if len(work) == 0 {
-			pass.seen += int64(len(ss))
-			return rewrapCursor{cur.list, ss[len(ss)-1].token}, false, nil
-		}
-		return v.commitRewrap(ctx, tenant, cur.list, ss, work, pass)
+		return p
 	}
 }
 
-// commitRewrap writes a step's resealed rows and the cursor in one entry.
-func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sealed, work []rewrapWork, pass *rewrapPass) (rewrapCursor, bool, error) {
+// commitPrepared commits a prepared batch in as many entries as yielding
+// takes (none if every row was already under the new keys).
+func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRewrap, pass *rewrapPass) error {
+	if len(p.work) == 0 {
+		pass.seen += int64(len(p.ss))
+		return nil
+	}
+	for done := 0; done < len(p.ss); {
+		n, err := v.commitRewrap(ctx, tenant, p.list, p.ss, done, p.work, pass)
+		if err != nil {
+			return err
+		}
+		done = n
+	}
+	return nil
+}
+
+// commitRewrap writes the step's resealed rows from ss[from] on, and the
+// cursor, in one entry (counts only), until they are done or the entry
+// yields to waiting ones; it returns the index in ss after the last row
+// it covered.
+func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sealed, from int, work []rewrapWork, pass *rewrapPass) (int, error) {
 	ctx, l := systemLeaf(ctx, custos.ActionDataKeysRewrap, tenant)
 	l.List = list
-	var done, conflicts, last int
+	var done, conflicts, end int
 	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		done, conflicts, last = 0, 0, len(ss)-1
+		done, conflicts, end = 0, 0, len(ss)
 		t0 := time.Now()
 		stmt, err := tx.PrepareContext(ctx, `UPDATE contacts SET blind_index = $1, email = $2, attributes = $3, mac = $4
 			WHERE token = $5 AND mac = $6 AND NOT EXISTS (SELECT 1 FROM contacts o WHERE o.list_id = $7 AND o.blind_index = $1 AND o.token <> $5)`)
@@ -507,18 +555,23 @@ func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sea
 			return fmt.Errorf("rewrap: %w", err)
 		}
 		defer stmt.Close()
-		for i, w := range work {
-			if i > 0 && i%16 == 0 && v.yield(t0) {
-				last = work[i].at - 1 // the rest goes into the next step
+		n := 0
+		for _, w := range work {
+			if w.at < from {
+				continue
+			}
+			if n > 0 && n%16 == 0 && v.yield(t0) {
+				end = w.at // the rest goes into the next entry
 				break
 			}
+			n++
 			res, err := stmt.ExecContext(ctx, w.new.blind, w.new.email, w.new.attrs, w.new.mac, w.old.token, w.old.mac, list)
 			if err != nil {
 				return fmt.Errorf("rewrap: update contact: %w", err)
 			}
-			if n, err := res.RowsAffected(); err != nil {
+			if k, err := res.RowsAffected(); err != nil {
 				return fmt.Errorf("rewrap: update contact: %w", err)
-			} else if n == 1 {
+			} else if k == 1 {
 				done++
 				continue
 			}
@@ -532,39 +585,43 @@ func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sea
 				return fmt.Errorf("rewrap: %w", err)
 			}
 		}
-		seen := pass.seen + int64(last+1)
+		seen := pass.seen + int64(end-from)
 		if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET cursor_list = $1, cursor_token = $2,
 			done = CASE WHEN done + $3 > total THEN total ELSE done + $3 END, conflicts = conflicts + $4 WHERE tenant_id = $5`,
-			list, ss[last].token, seen, conflicts, tenant); err != nil {
+			list, ss[end-1].token, seen, conflicts, tenant); err != nil {
 			return fmt.Errorf("rewrap: store cursor: %w", err)
 		}
 		leaf.Count = done
-		leaf.Detail = fmt.Sprintf("%d rewrapped, %d already under the new keys, %d left under the old keys (address already in the list)", done, last+1-done-conflicts, conflicts)
+		leaf.Detail = fmt.Sprintf("%d rewrapped, %d already under the new keys, %d left under the old keys (address already in the list)", done, end-from-done-conflicts, conflicts)
 		return nil
 	})
 	if err != nil {
-		return rewrapCursor{list, ""}, false, err
+		return from, err
 	}
 	pass.rewrapped += int64(done)
 	pass.conflicts += int64(conflicts)
 	pass.seen = 0
-	return rewrapCursor{list, ss[last].token}, false, nil
+	return end, nil
 }
 
-// reseal seals a stored contact again under k's primary keys: ciphertexts,
-// blind index and row MAC.
+// reseal seals a stored contact, whose MAC the caller checked, again under
+// k's primary keys: ciphertexts, blind index and row MAC.
 func reseal(k *keys.DataKeys, s *sealed) (*sealed, error) {
-	c, err := open(k, s)
+	email, err := k.Open(s.email, adEmail(s.tenant, s.token))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open email: %w", err)
 	}
 	ns := &sealed{token: s.token, tenant: s.tenant, list: s.list, consent: s.consent, created: s.created, updated: s.updated,
-		blind: k.BlindIndex(c.Email)}
-	if ns.email, err = k.Seal([]byte(c.Email), adEmail(s.tenant, s.token)); err != nil {
+		blind: k.BlindIndex(string(email))}
+	if ns.email, err = k.Seal(email, adEmail(s.tenant, s.token)); err != nil {
 		return nil, fmt.Errorf("seal email: %w", err)
 	}
-	if len(c.Attributes) > 0 {
-		if ns.attrs, err = k.Seal(c.Attributes, adAttrs(s.tenant, s.token)); err != nil {
+	if len(s.attrs) > 0 {
+		attrs, err := k.Open(s.attrs, adAttrs(s.tenant, s.token))
+		if err != nil {
+			return nil, fmt.Errorf("open attributes: %w", err)
+		}
+		if ns.attrs, err = k.Seal(attrs, adAttrs(s.tenant, s.token)); err != nil {
 			return nil, fmt.Errorf("seal attributes: %w", err)
 		}
 	}

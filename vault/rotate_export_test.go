@@ -10,6 +10,9 @@ func RewrapStep(ctx context.Context, v *Vault, tenant string, batch int) (bool, 
 	if err != nil {
 		return false, err
 	}
-	_, end, err := v.rewrapStep(ctx, tenant, rewrapCursor{r.cursorList, r.cursorTok}, batch, &rewrapPass{})
-	return end, err
+	p := v.prepareRewrap(ctx, tenant, rewrapCursor{r.cursorList, r.cursorTok}, batch)
+	if p.err != nil || p.end {
+		return p.end, p.err
+	}
+	return false, v.commitPrepared(ctx, tenant, p, &rewrapPass{})
 }
