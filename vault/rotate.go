@@ -726,3 +726,33 @@ func oldDuplicate(ctx context.Context, tx *sql.Tx, s *sealed) (bool, error) {
 	}
 	return tok != "", nil
 }
+
+// forgetRotatedKeys drops from this process the keys of tenants whose
+// data keys were rotated, or whose old index key was retired, by any node
+// since the last call (with a minute's margin for clocks): the next
+// request unwraps the stored keysets. Every node runs it with its
+// deletions (RunDueDeletions, every 30 s).
+func (v *Vault) forgetRotatedKeys(ctx context.Context) error {
+	since := v.keysRefreshed.Load() - time.Minute.Milliseconds()
+	rows, err := v.read.QueryContext(ctx, `SELECT tenant_id, rotated_at, COALESCE(finished_at, 0) FROM key_rotations
+		WHERE rotated_at > $1 OR finished_at > $1`, since)
+	if err != nil {
+		return fmt.Errorf("rotated keys: %w", err)
+	}
+	defer rows.Close()
+	newest := v.keysRefreshed.Load()
+	for rows.Next() {
+		var tenant string
+		var rotated, finished int64
+		if err := rows.Scan(&tenant, &rotated, &finished); err != nil {
+			return fmt.Errorf("rotated keys: %w", err)
+		}
+		v.forgetTenantKeys(tenant)
+		newest = max(newest, rotated, finished)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("rotated keys: %w", err)
+	}
+	v.keysRefreshed.Store(newest)
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/vaulttest"
+	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -240,5 +241,40 @@ func TestDataKeysWho(t *testing.T) {
 	}
 	if _, err := f.vault.DataKeys(admin, tenant); err != nil {
 		t.Errorf("the tenant's admin reads the status: %v", err)
+	}
+}
+
+// TestRotationReachesOtherNodes: a second node (its own keyring and key
+// cache, the same database and log) holds the tenant's keys from before a
+// rotation. After the rotation and rewrap on the first node, its next
+// RunDueDeletions (every 30 s on each node) drops the stale keys, and it
+// reads the rewrapped contacts.
+func TestRotationReachesOtherNodes(t *testing.T) {
+	f, st, admin, tenant, _, emails := rotationFixture(t, 8)
+	other := vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: st.DB.Placeholders, Now: f.clock.Now})
+	var tok string
+	for tok = range emails {
+		break
+	}
+	if _, err := other.Contact(admin, tenant, tok); err != nil { // caches the keys from before
+		t.Fatal(err)
+	}
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.vault.Rewrap(context.Background(), tenant, 0); err != nil || !res.Finished {
+		t.Fatalf("rewrap: %+v, %v", res, err)
+	}
+	if _, err := other.RunDueDeletions(context.Background(), f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for tok, email := range emails {
+		c, err := other.Contact(admin, tenant, tok)
+		if err != nil || c.Email != email {
+			t.Fatalf("the other node reads contact %s after the rotation: %v", tok, err)
+		}
 	}
 }

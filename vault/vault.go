@@ -100,6 +100,10 @@ type Vault struct {
 	// listsForgotten is the creation time (ms) of the newest list
 	// receipt whose list's keys RunDueDeletions dropped from the cache.
 	listsForgotten atomic.Int64
+	// keysRefreshed is the time (ms) of the newest rotation, or retirement
+	// of an old index key, whose tenant's keys RunDueDeletions dropped
+	// from the cache (rotate.go).
+	keysRefreshed atomic.Int64
 
 	// approved holds the relay upstreams security staff approved (id → true).
 	approved sync.Map
