@@ -260,7 +260,7 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkContact(k, s); err != nil {
+	if _, err := v.checkContact(ctx, k, s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -436,7 +436,7 @@ func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after
 		return nil, "", nil, v.deny(ctx, *l, err)
 	}
 	for _, s := range ss {
-		if err := v.checkContact(k, s); err != nil {
+		if k, err = v.checkContact(ctx, k, s); err != nil {
 			return nil, "", nil, v.deny(ctx, *l, err)
 		}
 	}
@@ -558,7 +558,7 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 	} else if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("lookup contact: %w", err))
 	}
-	if err := v.checkContact(k, s); err != nil {
+	if _, err := v.checkContact(ctx, k, s); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
 	l.Tokens = []string{s.token}

@@ -244,20 +244,29 @@ func TestDataKeysWho(t *testing.T) {
 	}
 }
 
-// TestRotationReachesOtherNodes: a second node (its own keyring and key
-// cache, the same database and log) holds the tenant's keys from before a
-// rotation. After the rotation and rewrap on the first node, its next
-// RunDueDeletions (every 30 s on each node) drops the stale keys, and it
-// reads the rewrapped contacts.
+// TestRotationReachesOtherNodes: two other nodes (each its own keyring
+// and key cache; the same database and log) hold the tenant's keys from
+// before a rotation. After the rotation and rewrap on the first node, one
+// reads rewrapped contacts at once: a row that does not check under its
+// cached keys makes it reload them, and no row.integrity alert is raised.
+// The other runs RunDueDeletions (every 30 s on each node), which drops
+// the stale keys, and then finds every contact by address under the new
+// index.
 func TestRotationReachesOtherNodes(t *testing.T) {
 	f, st, admin, tenant, _, emails := rotationFixture(t, 8)
-	other := vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: st.DB.Placeholders, Now: f.clock.Now})
+	listOf := listsOf(t, f, emails)
+	node := func() *vault.Vault {
+		return vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: st.DB.Placeholders, Now: f.clock.Now})
+	}
+	reader, looker := node(), node()
 	var tok string
 	for tok = range emails {
 		break
 	}
-	if _, err := other.Contact(admin, tenant, tok); err != nil { // caches the keys from before
-		t.Fatal(err)
+	for _, n := range []*vault.Vault{reader, looker} {
+		if _, err := n.Contact(admin, tenant, tok); err != nil { // caches the keys from before
+			t.Fatal(err)
+		}
 	}
 	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
 		t.Fatal(err)
@@ -268,13 +277,24 @@ func TestRotationReachesOtherNodes(t *testing.T) {
 	if res, err := f.vault.Rewrap(context.Background(), tenant, 0); err != nil || !res.Finished {
 		t.Fatalf("rewrap: %+v, %v", res, err)
 	}
-	if _, err := other.RunDueDeletions(context.Background(), f.clock.Now()); err != nil {
+	for tok, email := range emails {
+		c, err := reader.Contact(admin, tenant, tok)
+		if err != nil || c.Email != email {
+			t.Fatalf("a node with stale keys reads contact %s: %v", tok, err)
+		}
+	}
+	for _, l := range leaves(t, f) {
+		if l.Action == vault.ActionRowIntegrity {
+			t.Errorf("stale keys raised a row.integrity entry: %+v", l)
+		}
+	}
+	if _, err := looker.RunDueDeletions(context.Background(), f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for tok, email := range emails {
-		c, err := other.Contact(admin, tenant, tok)
-		if err != nil || c.Email != email {
-			t.Fatalf("the other node reads contact %s after the rotation: %v", tok, err)
+		c, err := looker.Lookup(admin, tenant, listOf[tok], email)
+		if err != nil || c.Token != tok {
+			t.Fatalf("lookup of contact %s on the other node after the rotation: %v", tok, err)
 		}
 	}
 }

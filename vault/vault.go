@@ -104,6 +104,9 @@ type Vault struct {
 	// of an old index key, whose tenant's keys RunDueDeletions dropped
 	// from the cache (rotate.go).
 	keysRefreshed atomic.Int64
+	// keysReloaded is when a tenant's keys were last reloaded because a
+	// row did not check under the cached ones (tenant id → time.Time).
+	keysReloaded sync.Map
 
 	// approved holds the relay upstreams security staff approved (id → true).
 	approved sync.Map
