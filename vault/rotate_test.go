@@ -298,3 +298,60 @@ func TestRotationReachesOtherNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestRewrapStuckKeepsOldKey: a node that has not seen the rotation adds
+// an address another node already added under the new index; it sees only
+// the old index, so both rows exist. The rewrap cannot re-index the stale
+// one (its new index is taken): it stops as stuck, keeps the old index
+// key, and both contacts stay readable. Once the duplicate is deleted, the
+// rewrap started again finishes.
+func TestRewrapStuckKeepsOldKey(t *testing.T) {
+	f, st, admin, tenant, lists, emails := rotationFixture(t, 4)
+	stale := vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: st.DB.Placeholders, Now: f.clock.Now})
+	for tok := range emails {
+		if _, err := stale.Contact(admin, tenant, tok); err != nil { // caches the keys from before
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &custos.Contact{TenantID: tenant, ListID: lists[0], Email: "twice.added@example.test"}
+	if err := f.vault.CreateContact(admin, fresh); err != nil {
+		t.Fatal(err)
+	}
+	dup := &custos.Contact{TenantID: tenant, ListID: lists[0], Email: "twice.added@example.test"}
+	if err := stale.CreateContact(admin, dup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.vault.Rewrap(context.Background(), tenant, 0)
+	if err != nil || !res.Stuck || res.Finished {
+		t.Fatalf("rewrap with a duplicate: %+v, %v; want stuck", res, err)
+	}
+	s, err := f.vault.DataKeys(admin, tenant)
+	if err != nil || s.State != custos.DataKeysStuck || s.Conflicts != 1 {
+		t.Fatalf("status: %+v, %v", s, err)
+	}
+	for name, k := range liveKeys(t, f.db, st.KEK) {
+		if strings.HasPrefix(name, "list "+lists[0]) && !k.Reindexing() {
+			t.Errorf("%s lost its old index key while a row needs it", name)
+		}
+	}
+	for _, tok := range []string{fresh.Token, dup.Token} {
+		if _, err := f.vault.Contact(admin, tenant, tok); err != nil {
+			t.Errorf("contact %s while stuck: %v", tok, err)
+		}
+	}
+	if _, err := f.vault.DeleteContact(admin, tenant, dup.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.vault.Rewrap(context.Background(), tenant, 0); err != nil || !res.Finished {
+		t.Fatalf("rewrap after the duplicate's deletion: %+v, %v", res, err)
+	}
+}
