@@ -52,6 +52,7 @@ const (
 	ScopeSupport        Scope = "support"  // support access: requests, decisions, grants
 	ScopeReview         Scope = "review"   // the access review (read; operators also bulk-revoke)
 	ScopeSecurity       Scope = "security" // alerts and containment
+	ScopeKeys           Scope = "keys"     // rotate a tenant's data keys and rewrap its rows
 	// ScopeSend lets a key send mail to its tenant's contact tokens through
 	// the egress relay. "send:ls_…" (ScopeSendList) narrows it to one list.
 	ScopeSend Scope = "send"
@@ -77,7 +78,7 @@ func (k *APIKey) SendList() string {
 // Scopes lists every scope.
 var Scopes = []Scope{ScopeAll, ScopeTenantsRead, ScopeTenantsWrite, ScopeListsRead, ScopeListsWrite,
 	ScopeContactsRead, ScopeContactsWrite, ScopeContactsImport, ScopeContactsExport, ScopeTokensRead,
-	ScopePrincipals, ScopeLogRead, ScopeSupport, ScopeReview, ScopeSecurity, ScopeSend}
+	ScopePrincipals, ScopeLogRead, ScopeSupport, ScopeReview, ScopeSecurity, ScopeSend, ScopeKeys}
 
 // Has reports whether the key carries scope s (or [ScopeAll]). A key
 // with a narrowed send scope ("send:ls_…") has [ScopeSend] too: the vault

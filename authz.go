@@ -63,6 +63,9 @@ const (
 	ActionNotifyRead      Action = "notifications.read"    // a principal reads its own notification preferences
 	ActionNotifySet       Action = "notifications.set"     // a principal mutes or unmutes informational notices to itself
 	ActionCertBind        Action = "principal.certificate" // a principal binds itself to the client certificate it presents, or unbinds
+	ActionDataKeysRotate  Action = "keys.rotate"           // a tenant's data keys get a new primary
+	ActionDataKeysRewrap  Action = "keys.rewrap"           // existing rows re-encrypted and re-indexed under it (background)
+	ActionDataKeysStatus  Action = "keys.status"           // where a tenant's rotation and rewrap stand
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -134,6 +137,12 @@ var policy = map[Action]struct {
 	ActionTenantKeySet:   {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
 	ActionTenantKeyClear: {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
 	ActionTenantKeyRead:  {ScopeTenantsRead, []Kind{KindTenantAdmin, KindOperator, KindStaffSecurity}},
+	// Rotating yields no data and weakens nothing (old ciphertexts stay
+	// readable until rewrapped, the old index key is dropped only once no
+	// row needs it): the tenant's admin or security staff, announced.
+	ActionDataKeysRotate: {ScopeKeys, []Kind{KindTenantAdmin, KindStaffSecurity}},
+	ActionDataKeysRewrap: {ScopeKeys, []Kind{KindTenantAdmin, KindStaffSecurity}},
+	ActionDataKeysStatus: {ScopeKeys, []Kind{KindTenantAdmin, KindStaffSecurity}},
 }
 
 // Authorize decides whether the request in r may perform action on tenant

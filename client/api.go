@@ -688,3 +688,21 @@ func (c *Client) BlastRadius(ctx context.Context, q custos.BlastQuery) (*custos.
 	}
 	return get[custos.BlastReport](ctx, c, path("blast-radius"), v)
 }
+
+// RotateDataKeys gives the tenant's data keys (its own and its lists') a
+// new primary: new writes use it; stored contacts wait for
+// [Client.StartRewrap]. Called again, it finishes a rotation cut short.
+func (c *Client) RotateDataKeys(ctx context.Context, tenant string) (*custos.DataKeyStatus, error) {
+	return post[custos.DataKeyStatus](ctx, c, path("tenants", tenant, "data-keys", "rotate"), nil)
+}
+
+// StartRewrap starts the background rewrap of the tenant's contacts under
+// the keys of its last rotation (or answers its progress if it runs).
+func (c *Client) StartRewrap(ctx context.Context, tenant string) (*custos.DataKeyStatus, error) {
+	return post[custos.DataKeyStatus](ctx, c, path("tenants", tenant, "data-keys", "rewrap"), nil)
+}
+
+// DataKeys returns where the tenant's rotation and rewrap stand.
+func (c *Client) DataKeys(ctx context.Context, tenant string) (*custos.DataKeyStatus, error) {
+	return get[custos.DataKeyStatus](ctx, c, path("tenants", tenant, "data-keys"), nil)
+}

@@ -148,6 +148,7 @@ func NewKeyring(kek tink.AEAD) *Keyring {
 type DataKeys struct {
 	aead tink.AEAD
 	prf  *prf.Set
+	old  []prf.PRF // the PRF keys other than the primary, while a rotation re-indexes (rotate.go)
 }
 
 // TenantKeys are one tenant's unwrapped primitives, and a bounded cache of
@@ -207,7 +208,7 @@ func newDataKeys(ah, ph *keyset.Handle) (*DataKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("PRF: %w", err)
 	}
-	return &DataKeys{aead: a, prf: p}, nil
+	return &DataKeys{aead: a, prf: p, old: retiring(p)}, nil
 }
 
 // wrapPair encrypts an AEAD and a PRF keyset under master, each with the
@@ -236,31 +237,40 @@ var errMalformed = errors.New("malformed wrapped keyset")
 // unwrapPair is wrapPair's inverse. Its errors name the keyset's purpose,
 // never its content.
 func unwrapPair(magic, wrapped []byte, master tink.AEAD, ad func(purpose string) []byte) (*DataKeys, error) {
+	ah, ph, err := unwrapHandles(magic, wrapped, master, ad)
+	if err != nil {
+		return nil, err
+	}
+	return newDataKeys(ah, ph)
+}
+
+// unwrapHandles is [unwrapPair] returning the keyset handles.
+func unwrapHandles(magic, wrapped []byte, master tink.AEAD, ad func(purpose string) []byte) (*keyset.Handle, *keyset.Handle, error) {
 	if !bytes.HasPrefix(wrapped, magic) {
-		return nil, errMalformed
+		return nil, nil, errMalformed
 	}
 	rest := wrapped[len(magic):]
 	var handles []*keyset.Handle
 	for _, purpose := range []string{"aead", "prf"} {
 		if len(rest) < 4 {
-			return nil, errMalformed
+			return nil, nil, errMalformed
 		}
 		n := binary.BigEndian.Uint32(rest)
 		rest = rest[4:]
 		if uint64(n) > uint64(len(rest)) {
-			return nil, errMalformed
+			return nil, nil, errMalformed
 		}
 		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(rest[:n])), master, ad(purpose))
 		if err != nil {
-			return nil, fmt.Errorf("%s keyset does not open here", purpose)
+			return nil, nil, fmt.Errorf("%s keyset does not open here", purpose)
 		}
 		handles = append(handles, h)
 		rest = rest[n:]
 	}
 	if len(rest) != 0 {
-		return nil, errMalformed
+		return nil, nil, errMalformed
 	}
-	return newDataKeys(handles[0], handles[1])
+	return handles[0], handles[1], nil
 }
 
 // Tenant returns a tenant's keys, unwrapping wrapped unless cached.

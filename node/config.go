@@ -64,6 +64,10 @@ type Config struct {
 	// revokes custos's access to its own KMS key is shut out within it
 	// (docs/keys.md, "A tenant's own key").
 	TenantKeyTTL string
+	// RewrapRate bounds the background rewrap of a tenant's contacts after
+	// a rotation of its data keys, in contacts a second (custos.json
+	// "rewrap_rate"; 0: vault.DefaultRewrapRate).
+	RewrapRate int
 }
 
 // MaxTenantKeyTTL bounds tenant_key_ttl: a revoked key must take effect
@@ -357,6 +361,9 @@ func (c Config) Validate() error {
 	if err := c.TLS.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.RewrapRate < 0 {
+		errs = append(errs, fmt.Errorf("rewrap_rate: %d must be 0 (the default) or a number of contacts a second", c.RewrapRate))
+	}
 	if c.DiagnosticsListen != "" {
 		if _, _, err := net.SplitHostPort(c.DiagnosticsListen); err != nil {
 			errs = append(errs, fmt.Errorf("diagnostics_listen: %q is not host:port", c.DiagnosticsListen))
@@ -382,6 +389,8 @@ type File struct {
 	DiagnosticsListen string    `json:"diagnostics_listen,omitempty"`
 	// Issue 22 (bring your own key).
 	TenantKeyTTL string `json:"tenant_key_ttl,omitempty"`
+	// Issue 22 (rotation of tenant data keys).
+	RewrapRate int `json:"rewrap_rate,omitempty"`
 }
 
 // ConfigFile is the name of the data directory's [File].

@@ -103,5 +103,6 @@ func ParseFile(cfg Config, name string, b []byte, getenv func(string) string) (C
 	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay, cfg.Log = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay, f.Log
 	cfg.TLS, cfg.DiagnosticsListen = f.TLS, f.DiagnosticsListen
 	cfg.TenantKeyTTL = f.TenantKeyTTL
+	cfg.RewrapRate = f.RewrapRate
 	return cfg, nil
 }

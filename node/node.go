@@ -444,6 +444,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	go func() { defer wg.Done(); det.Run(bg) }()
 	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()
 	go func() { defer wg.Done(); runExpiry(bg, v, lg.IsLeader, expiryNotice, logger) }()
+	wg.Go(func() { runRewraps(bg, v, lg.IsLeader, cfg.RewrapRate, logger) })
 	if cos != nil { // beside the log, never in its path: appends do not wait for witnesses
 		wg.Go(func() { cos.Run(bg) })
 	}
@@ -769,6 +770,45 @@ func runDeletions(ctx context.Context, v *vault.Vault, logger *slog.Logger) {
 			} else if n > 0 {
 				logger.Info("tenant deletions executed", "count", n)
 			}
+		}
+	}
+}
+
+// runRewraps runs the started rewraps of tenants' contacts after a
+// rotation of their data keys ([vault.Vault.Rewrap]), on the log's leader
+// only, at rate contacts a second: at once when this node started one,
+// else on the deletions' interval (a rewrap cut short by a crash, or
+// started on another node, resumes from its stored cursor).
+func runRewraps(ctx context.Context, v *vault.Vault, leader func() bool, rate int, logger *slog.Logger) {
+	if rate <= 0 {
+		rate = vault.DefaultRewrapRate
+	}
+	t := time.NewTicker(deletionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-v.RewrapKicks():
+		}
+		if !leader() {
+			continue
+		}
+		tenants, err := v.PendingRewraps(ctx)
+		if err != nil {
+			logger.Warn("pending rewraps", "err", err)
+			continue
+		}
+		for _, tenant := range tenants {
+			res, err := v.Rewrap(ctx, tenant, rate)
+			if err != nil {
+				if ctx.Err() == nil {
+					logger.Warn("rewrap", "tenant", tenant, "err", err)
+				}
+				continue
+			}
+			logger.Info("rewrap", "tenant", tenant, "rewrapped", res.Rewrapped, "passes", res.Passes, "finished", res.Finished, "stuck", res.Stuck)
 		}
 	}
 }

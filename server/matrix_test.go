@@ -60,6 +60,10 @@ var matrix = map[string][]string{
 	"PUT /v1/tenants/{tenant}/key":        {"admin"}, // never the vendor: the tenant's own key
 	"DELETE /v1/tenants/{tenant}/key":     {"admin"}, // no one at the vendor takes a tenant off its key
 
+	"GET /v1/tenants/{tenant}/data-keys":         {"admin", "security"},
+	"POST /v1/tenants/{tenant}/data-keys/rotate": {"admin", "security"},
+	"POST /v1/tenants/{tenant}/data-keys/rewrap": {"admin", "security"},
+
 	"POST /v1/tenants/{tenant}/deletion":         {"operator", "admin"},
 	"GET /v1/tenants/{tenant}/deletion":          {"operator", "admin"},
 	"POST /v1/tenants/{tenant}/deletion/approve": {"operator"},

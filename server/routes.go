@@ -33,6 +33,9 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", tenant+"/key", custos.ActionTenantKeyRead, true, s.getTenantKey)
 	s.handle("PUT", tenant+"/key", custos.ActionTenantKeySet, true, s.putTenantKey)
 	s.handle("DELETE", tenant+"/key", custos.ActionTenantKeyClear, true, s.deleteTenantKey)
+	s.handle("GET", tenant+"/data-keys", custos.ActionDataKeysStatus, true, s.dataKeys)
+	s.handle("POST", tenant+"/data-keys/rotate", custos.ActionDataKeysRotate, true, s.rotateDataKeys)
+	s.handle("POST", tenant+"/data-keys/rewrap", custos.ActionDataKeysRewrap, true, s.startRewrap)
 
 	s.handle("POST", tenant+"/lists", custos.ActionListCreate, true, s.createList)
 	s.handle("GET", tenant+"/lists", custos.ActionListRead, true, s.listLists)
@@ -534,4 +537,28 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+func (s *Server) dataKeys(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.vault.DataKeys(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) rotateDataKeys(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.vault.RotateDataKeys(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) startRewrap(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.vault.StartRewrap(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, st)
 }

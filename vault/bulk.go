@@ -283,6 +283,12 @@ func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start
 			break // the rest goes into the next commit
 		}
 		s := b.rows[end]
+		if dup, err := oldDuplicate(ctx, tx, s); err != nil {
+			return end, err
+		} else if dup {
+			*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			continue
+		}
 		r, err := stmt.ExecContext(ctx, s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
 		if err != nil {
 			return end, fmt.Errorf("insert contacts: %w", err)
@@ -307,9 +313,39 @@ func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, sta
 			break // the rest goes into the next commit
 		}
 		n := min(pgChunk, len(b.rows)-end)
-		ins, err := v.insertArrays(ctx, tx, b.rows[end:end+n])
-		if err != nil {
-			return end, fmt.Errorf("insert contacts: %w", err)
+		chunk := b.rows[end : end+n]
+		var err error
+		// During a re-index (rotate.go) an address may be in the list under
+		// the old index key: those rows are duplicates, not inserted.
+		var old []bool
+		if len(chunk[0].oldBlinds) > 0 {
+			old = make([]bool, n)
+			var keep []*sealed
+			for i, s := range chunk {
+				if old[i], err = oldDuplicate(ctx, tx, s); err != nil {
+					return end, err
+				}
+				if !old[i] {
+					keep = append(keep, s)
+				}
+			}
+			chunk = keep
+		}
+		var ins []bool
+		if len(chunk) > 0 {
+			ins, err = v.insertArrays(ctx, tx, chunk)
+			if err != nil {
+				return end, fmt.Errorf("insert contacts: %w", err)
+			}
+		}
+		if old != nil {
+			all, j := make([]bool, n), 0
+			for i := range all {
+				if !old[i] {
+					all[i], j = ins[j], j+1
+				}
+			}
+			ins = all
 		}
 		for i, ok := range ins {
 			if ok {

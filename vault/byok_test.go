@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -242,4 +243,64 @@ func TestBYOKReceiptNamesTenantKey(t *testing.T) {
 	if s.KEK != keys.KEKTenantKMS+kmstest.Scheme {
 		t.Fatalf("receipt kek %q, want %s%s", s.KEK, keys.KEKTenantKMS, kmstest.Scheme)
 	}
+}
+
+// TestRotationKeepsTheTenantsKey: rotating the data keys of a tenant on
+// its own KMS key, and retiring the old index key after the rewrap, keep
+// the tenant's layer — the stored keyset still does not open with custos's
+// KEK alone — and its contacts stay readable; while the tenant's key is
+// revoked, a rotation fails closed with key_unavailable and changes nothing.
+func TestRotationKeepsTheTenantsKey(t *testing.T) {
+	st := vaulttest.Open(t, vault.Options{TenantKeyTTL: time.Second})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault}
+	f.bootstrap(t)
+	v := f.vault
+	ctxA, tA, listA := f.admin(t)
+	c := &custos.Contact{TenantID: tA, ListID: listA, Email: "ada@byok.test"}
+	if err := v.CreateContact(ctxA, c); err != nil {
+		t.Fatal(err)
+	}
+	kms := kmstest.New(t)
+	if _, err := v.SetTenantKey(ctxA, tA, kms.URI("acme")); err != nil {
+		t.Fatal(err)
+	}
+	keyset := func() []byte {
+		return storetest.Column[[]byte](t, f.db.Read, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tA)[0]
+	}
+	layered := func(when string) {
+		t.Helper()
+		if _, err := keys.NewKeyring(st.KEK).Unwrap(tA, keyset(), nil); err == nil {
+			t.Fatalf("%s: the tenant's keyset opens with custos's KEK alone", when)
+		}
+		if got, err := v.Contact(ctxA, tA, c.Token); err != nil || got.Email != c.Email {
+			t.Fatalf("%s: read: %v, %v", when, got, err)
+		}
+	}
+
+	kms.Revoke()
+	before := keyset()
+	eventually(t, "a rotation under a revoked key fails closed", func() bool {
+		_, err := v.RotateDataKeys(ctxA, tA)
+		return custos.ErrorCode(err) == custos.EKEYUNAVAILABLE
+	})
+	if !bytes.Equal(keyset(), before) {
+		t.Fatal("a refused rotation changed the stored keyset")
+	}
+	kms.Restore()
+	eventually(t, "reads after the restore", func() bool { _, err := v.Contact(ctxA, tA, c.Token); return err == nil })
+
+	if _, err := v.RotateDataKeys(ctxA, tA); err != nil {
+		t.Fatal(err)
+	}
+	layered("after the rotation")
+	if _, err := v.StartRewrap(ctxA, tA); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := v.Rewrap(context.Background(), tA, 0); err != nil || !res.Finished {
+		t.Fatalf("rewrap: %+v, %v", res, err)
+	}
+	if s, err := v.DataKeys(ctxA, tA); err != nil || s.State != custos.DataKeysCurrent {
+		t.Fatalf("after the rewrap: %+v, %v", s, err)
+	}
+	layered("after the rewrap retired the old index key")
 }

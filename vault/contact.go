@@ -27,6 +27,10 @@ type sealed struct {
 	consent             custos.Consent
 	created, updated    int64
 	mac                 sql.NullString // under the list's keys (rowmac.go)
+	// oldBlinds are the address's indexes under the PRF keys a rotation
+	// retires, while it re-indexes (rotate.go): a duplicate is looked for
+	// under them too. Not stored.
+	oldBlinds [][]byte
 }
 
 // associated data binds each ciphertext to its tenant, contact and field,
@@ -54,6 +58,9 @@ func seal(k *keys.DataKeys, c *custos.Contact) (*sealed, error) {
 	c.Email = norm
 	s := &sealed{token: c.Token, tenant: c.TenantID, list: c.ListID, consent: c.Consent,
 		created: ms(c.CreatedAt), updated: ms(c.UpdatedAt), blind: k.BlindIndex(norm)}
+	if k.Reindexing() {
+		s.oldBlinds = k.BlindIndexes(norm)[1:]
+	}
 	if s.email, err = k.Seal([]byte(norm), adEmail(c.TenantID, c.Token)); err != nil {
 		return nil, fmt.Errorf("seal email: %w", err)
 	}
@@ -101,6 +108,9 @@ func scanSealed(row interface{ Scan(...any) error }) (*sealed, error) {
 }
 
 func insertSealed(ctx context.Context, tx *sql.Tx, s *sealed) (bool, error) {
+	if dup, err := oldDuplicate(ctx, tx, s); err != nil || dup {
+		return false, err
+	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO contacts (`+contactColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (list_id, blind_index) DO NOTHING`,
 		s.token, s.tenant, s.list, s.blind, s.email, s.attrs, string(s.consent), s.created, s.updated, s.mac)
@@ -153,9 +163,11 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		// A key that cannot read the list must not learn that the address
 		// is in it: it gets the same answer as for a new address, naming
 		// the contact that holds the address, which is left unchanged.
-		if err := tx.QueryRowContext(ctx, `SELECT token FROM contacts WHERE list_id = $1 AND blind_index = $2`, s.list, s.blind).Scan(&c.Token); err != nil {
-			return fmt.Errorf("find existing contact: %w", err)
+		tok, err := tokenByIndexes(ctx, tx, s.list, "", append([][]byte{s.blind}, s.oldBlinds...))
+		if err != nil || tok == "" {
+			return fmt.Errorf("find existing contact: %v", err)
 		}
+		c.Token = tok
 		leaf.Tokens = []string{c.Token}
 		leaf.Detail = "address already in the list, left unchanged; answered as created (key without read scope)"
 		return nil
@@ -249,7 +261,7 @@ func (v *Vault) findContact(ctx context.Context, tenant, token string) (*sealed,
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkContact(k, s); err != nil {
+	if _, err := v.checkContact(ctx, k, s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -425,7 +437,7 @@ func (v *Vault) loadPage(ctx context.Context, l *audit.Leaf, tenant, list, after
 		return nil, "", nil, v.deny(ctx, *l, err)
 	}
 	for _, s := range ss {
-		if err := v.checkContact(k, s); err != nil {
+		if k, err = v.checkContact(ctx, k, s); err != nil {
 			return nil, "", nil, v.deny(ctx, *l, err)
 		}
 	}
@@ -481,6 +493,14 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 		return nil, v.deny(ctx, l, err)
 	}
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if len(ns.oldBlinds) > 0 {
+			// During a re-index, another contact may hold the address under the old index key.
+			if tok, err := tokenByIndexes(ctx, tx, s.list, token, ns.oldBlinds); err != nil {
+				return fmt.Errorf("update contact: %w", err)
+			} else if tok != "" {
+				return errDuplicate
+			}
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE contacts SET blind_index = $1, email = $2, attributes = $3, consent = $4, updated_at = $5, mac = $9
 			WHERE token = $6 AND tenant_id = $7 AND NOT EXISTS (
 				SELECT 1 FROM contacts o WHERE o.list_id = $8 AND o.blind_index = $1 AND o.token <> $6)`,
@@ -527,13 +547,24 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	s, err := scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND blind_index = $2`, list, k.BlindIndex(norm)))
+	var s *sealed
+	if k.Reindexing() {
+		// A rotation re-indexes the list: the row may be under either key.
+		blinds := k.BlindIndexes(norm)
+		args := []any{list}
+		for _, b := range blinds {
+			args = append(args, b)
+		}
+		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND `+blindIn(2, len(blinds))+` LIMIT 1`, args...))
+	} else {
+		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND blind_index = $2`, list, k.BlindIndex(norm)))
+	}
 	if isNoRows(err) {
 		return nil, v.deny(ctx, l, notFound("contact"))
 	} else if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("lookup contact: %w", err))
 	}
-	if err := v.checkContact(k, s); err != nil {
+	if _, err := v.checkContact(ctx, k, s); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
 	l.Tokens = []string{s.token}

@@ -402,6 +402,9 @@ func (v *Vault) RunDueDeletions(ctx context.Context, now time.Time) (int, error)
 	if err := v.forgetDeletedLists(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if err := v.forgetRotatedKeys(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	pending, err := queryAll(ctx, v, func(r scanner) (string, error) { var s string; return s, r.Scan(&s) },
 		`SELECT id FROM receipts WHERE file IS NULL ORDER BY created_at LIMIT 100`)
 	if err != nil {

@@ -46,7 +46,17 @@ func (v *Vault) listKeys(ctx context.Context, tenant, list string) (*keys.DataKe
 	if err != nil {
 		return nil, fmt.Errorf("load list keys: malformed keyset column")
 	}
-	return tk.List(list, b)
+	dk, err := tk.List(list, b)
+	if err != nil && v.mayReload(tenant) {
+		// The tenant's keys may have been rotated by another node since
+		// this one cached them, and the list's keyset wrapped under the
+		// new ones (rotate.go): load them again, once.
+		v.forgetTenantKeys(tenant)
+		if tk, err2 := v.tenantKeys(ctx, tenant); err2 == nil {
+			dk, err = tk.List(list, b)
+		}
+	}
+	return dk, err
 }
 
 // newListKeys makes a new list's keysets and returns their stored form

@@ -422,19 +422,72 @@ func macContact(k *keys.DataKeys, s *sealed) {
 	s.mac = sql.NullString{String: encodeMAC(k.RowMAC(contactMessage(s))), Valid: true}
 }
 
-// contactOK reports whether s carries its valid MAC.
+// contactOK reports whether s carries its valid MAC: under the primary
+// key or, during a rotation's re-index, under the key it retires.
 func contactOK(k *keys.DataKeys, s *sealed) bool {
+	msg := contactMessage(s)
+	if macOK(s.mac, k.RowMAC(msg)) {
+		return true
+	}
+	for _, m := range k.OldRowMACs(msg) {
+		if macOK(s.mac, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// contactCurrent reports whether s is MACed under the primary key: it was
+// sealed under the keys of the tenant's last rotation (rotate.go).
+func contactCurrent(k *keys.DataKeys, s *sealed) bool {
 	return macOK(s.mac, k.RowMAC(contactMessage(s)))
 }
 
 // checkContact verifies a contact row read outside [open], where a
-// failure must refuse the request before it is recorded as served.
-func (v *Vault) checkContact(k *keys.DataKeys, s *sealed) error {
+// failure must refuse the request before it is recorded as served. It
+// returns the keys to open the row with: k, or — when the row checks only
+// under the keys as stored now (another node rotated the tenant's keys
+// since this one cached them, rotate.go) — the reloaded ones.
+func (v *Vault) checkContact(ctx context.Context, k *keys.DataKeys, s *sealed) (*keys.DataKeys, error) {
 	if contactOK(k, s) {
-		return nil
+		return k, nil
+	}
+	if fresh := v.reloadKeys(ctx, s.tenant, s.list, k); fresh != nil && contactOK(fresh, s) {
+		return fresh, nil
 	}
 	v.rowIntegrity("contacts", s.token)
-	return notFound("contact")
+	return nil, notFound("contact")
+}
+
+// mayReload reports whether the tenant's keys may be reloaded now (at most
+// once per keysReloadEvery), and notes that they are.
+func (v *Vault) mayReload(tenant string) bool {
+	now := time.Now()
+	if last, ok := v.keysReloaded.Load(tenant); ok && now.Sub(last.(time.Time)) < keysReloadEvery {
+		return false
+	}
+	v.keysReloaded.Store(tenant, now)
+	return true
+}
+
+// keysReloadEvery bounds how often one tenant's keys are reloaded because
+// a row did not check under the cached ones: forged rows must not turn
+// into a stream of KEK (KMS) calls.
+const keysReloadEvery = 10 * time.Second
+
+// reloadKeys drops the tenant's cached keys and loads the list's again,
+// at most once per keysReloadEvery per tenant; nil if it did not, or if
+// they are the same.
+func (v *Vault) reloadKeys(ctx context.Context, tenant, list string, cached *keys.DataKeys) *keys.DataKeys {
+	if !v.mayReload(tenant) {
+		return nil
+	}
+	v.forgetTenantKeys(tenant)
+	fresh, err := v.listKeys(ctx, tenant, list)
+	if err != nil || fresh == cached {
+		return nil
+	}
+	return fresh
 }
 
 // SealRows computes the MAC of every row that has none, once: at the first

@@ -215,9 +215,12 @@ func (v *Vault) Send(ctx context.Context, o *Outgoing) ([]Delivery, error) {
 		}
 		if !custos.ValidID(custos.PrefixContact, t) {
 			d.Refused = custos.RefuseNotToken
-		} else if l.Tokens = []string{t}; s == nil || v.checkContact(k, s) != nil {
+		} else if l.Tokens = []string{t}; s == nil {
+			d.Refused = custos.RefuseUnknown
+		} else if ck, err := v.checkContact(ctx, k, s); err != nil {
 			d.Refused = custos.RefuseUnknown
 		} else {
+			k = ck
 			l.List = s.list
 			d.Refused = refusal(list, s.list, s.consent, suppressed[t], o.RequireConsent)
 		}

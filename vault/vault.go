@@ -107,6 +107,13 @@ type Vault struct {
 	// listsForgotten is the creation time (ms) of the newest list
 	// receipt whose list's keys RunDueDeletions dropped from the cache.
 	listsForgotten atomic.Int64
+	// keysRefreshed is the time (ms) of the newest rotation, or retirement
+	// of an old index key, whose tenant's keys RunDueDeletions dropped
+	// from the cache (rotate.go).
+	keysRefreshed atomic.Int64
+	// keysReloaded is when a tenant's keys were last reloaded because a
+	// row did not check under the cached ones (tenant id → time.Time).
+	keysReloaded sync.Map
 
 	// approved holds the relay upstreams security staff approved (id → true).
 	approved sync.Map
@@ -115,6 +122,9 @@ type Vault struct {
 	// *sql.Stmt). SQLite parses an unprepared query on every call, which
 	// was a fifth of the CPU of an audited GET.
 	stmts sync.Map
+
+	// rewrapKick wakes the node's rewrap loop (rotate.go).
+	rewrapKick chan struct{}
 }
 
 // queryRow runs a hot read query through a cached prepared statement.
@@ -204,7 +214,8 @@ type Options struct {
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier, kek: opts.KEK, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed}
+		signer: opts.LogSigner, verifier: opts.LogVerifier, kek: opts.KEK, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed,
+		rewrapKick: make(chan struct{}, 1)}
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch
 	}

@@ -368,6 +368,15 @@ func (r *replayed) apply(i uint64, l *audit.Leaf) {
 		if d, ok := strings.CutPrefix(l.Detail, "keyset "); ok && l.List != "" {
 			r.keyedLists[l.List] = keyedList{at: i, tenant: l.Tenant, digest: d}
 		}
+	case custos.ActionDataKeysRotate, custos.ActionDataKeysRewrap:
+		// A rotation (or the retirement of its old index key) replaces a
+		// keyed list's keyset: the entry commits to the new one (rotate.go).
+		if d, ok := strings.CutPrefix(l.Detail, "keyset "); ok && l.Outcome == audit.OutcomeOK {
+			if k, keyed := r.keyedLists[l.List]; keyed && k.tenant == l.Tenant {
+				k.digest = d
+				r.keyedLists[l.List] = k
+			}
+		}
 	case custos.ActionListDelete:
 		r.deletedLists[l.List] = true
 	case custos.ActionTenantDelete:

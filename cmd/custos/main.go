@@ -170,6 +170,10 @@ func init() {
 			{name: "networks", summary: "set the CIDR ranges a key may be used from", run: (*Main).runKeyNetworks},
 			{name: "rotate", summary: "replace your own key: a new one, the old one valid for an overlap (default 24h); both audited", run: (*Main).runKeyRotate},
 		}},
+		{name: "keys", summary: "tenants' data keys (docs/keys.md)", subs: []*command{
+			{name: "rotate", summary: "tenant admin or security: give a tenant's data keys a new primary; new writes use it, announced", run: (*Main).runKeysRotate},
+			{name: "rewrap", summary: "re-encrypt and re-index a tenant's contacts under its new keys, in the background at a bounded rate, with a progress bar", run: (*Main).runKeysRewrap},
+		}},
 		{name: "operator", summary: "operators' break-glass (docs/operator-keys.md)", subs: []*command{
 			{name: "recover", summary: "on the host: recover a locked-out operator or security principal; a second person approves, the secret goes to its address", run: (*Main).runOperatorRecover},
 		}},

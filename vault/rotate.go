@@ -1,0 +1,786 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/notify"
+	"github.com/tink-crypto/tink-go/v2/tink"
+)
+
+// Rotation of a tenant's data keys (issue 22; docs/keys.md, "Rotating a
+// tenant's data keys").
+//
+//  1. [Vault.RotateDataKeys] gives the tenant's keysets, then each of its
+//     lists', a new primary key (keys.Keyring.RotateTenant): new writes use
+//     it at once; stored rows still open under the old keys, which stay in
+//     the keysets. One entry for the tenant, announced to its admins and to
+//     security, then one per list committing to its new keyset's digest
+//     (so `custos log verify --rows` follows the change).
+//  2. [Vault.StartRewrap] starts the rewrap; the log's leader runs it in
+//     the background ([Vault.Rewrap]) at a bounded rate: every contact is
+//     opened, sealed again under the new primary, re-indexed under the
+//     new PRF key and MACed under it, in chunks that run inside the
+//     sequencer's commit and yield to waiting entries after ImportYield,
+//     as imports do. Each chunk's entry carries counts only. The cursor is
+//     in key_rotations: a rewrap cut short resumes where it stopped.
+//  3. While rows are re-indexed, lookups and de-duplication compute the
+//     address's index under both PRF keys, and row MACs check under
+//     either. The rewrap ends with a pass, begun from the first row in
+//     the same process, that finds no row left under the old key; only
+//     then is the old PRF key deleted from every keyset. So neither a
+//     crash nor someone moving the cursor in the database can make custos
+//     drop a key a row still needs.
+
+// TopicDataKeysRotated is the notice of a rotation of a tenant's data
+// keys, and of the start of its rewrap.
+const TopicDataKeysRotated = "keys.rotated"
+
+// rewrapBatch bounds the rows one rewrap step reads and seals.
+const rewrapBatch = 512
+
+// DefaultRewrapRate is the rewrap's bound in contacts a second
+// (node config "rewrap_rate").
+const DefaultRewrapRate = 25000
+
+// rotation is a tenant's key_rotations row.
+type rotation struct {
+	rotatedAt             int64
+	rotatedBy             string
+	lists                 int
+	startedBy             sql.NullString
+	startedAt, finishedAt sql.NullInt64
+	cursorList, cursorTok string
+	total, done, conflict int64
+	stuck                 bool
+}
+
+func (v *Vault) loadRotation(ctx context.Context, tenant string) (*rotation, error) {
+	var r rotation
+	var stuck int64
+	err := v.read.QueryRowContext(ctx, `SELECT rotated_at, rotated_by, lists, started_by, started_at, finished_at, cursor_list, cursor_token, total, done, conflicts, stuck
+		FROM key_rotations WHERE tenant_id = $1`, tenant).Scan(&r.rotatedAt, &r.rotatedBy, &r.lists, &r.startedBy, &r.startedAt, &r.finishedAt,
+		&r.cursorList, &r.cursorTok, &r.total, &r.done, &r.conflict, &stuck)
+	if isNoRows(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read key rotation: %w", err)
+	}
+	r.stuck = stuck != 0
+	return &r, nil
+}
+
+func (r *rotation) pending() bool { return r != nil && !r.finishedAt.Valid }
+
+func (r *rotation) status(tenant string) *custos.DataKeyStatus {
+	st := &custos.DataKeyStatus{TenantID: tenant, State: custos.DataKeysCurrent}
+	if r == nil {
+		return st
+	}
+	at := func(n sql.NullInt64) *time.Time {
+		if !n.Valid {
+			return nil
+		}
+		t := fromMS(n.Int64)
+		return &t
+	}
+	rot := fromMS(r.rotatedAt)
+	st.RotatedAt, st.RotatedBy, st.Lists = &rot, r.rotatedBy, r.lists
+	st.StartedBy, st.StartedAt, st.FinishedAt = r.startedBy.String, at(r.startedAt), at(r.finishedAt)
+	st.Total, st.Done, st.Conflicts = r.total, r.done, r.conflict
+	switch {
+	case r.finishedAt.Valid:
+	case r.stuck:
+		st.State = custos.DataKeysStuck
+	case r.startedAt.Valid:
+		st.State = custos.DataKeysRewrapping
+	default:
+		st.State = custos.DataKeysRotated
+	}
+	return st
+}
+
+// forgetTenantKeys drops a tenant's unwrapped keys (and its lists') from
+// this process: the next request unwraps the stored keysets.
+func (v *Vault) forgetTenantKeys(tenant string) {
+	v.tenantCache.Delete(tenant)
+	v.ring.Forget(tenant)
+}
+
+// unrotatedLists are the tenant's keyed lists created before its rotation
+// at and not rotated since.
+func (v *Vault) unrotatedLists(ctx context.Context, tenant string, at int64) ([]string, error) {
+	return queryIDs(ctx, v.read, `SELECT list_id FROM list_keys WHERE tenant_id = $1 AND created_at < $2
+		AND (rotated_at IS NULL OR rotated_at < $2) ORDER BY list_id`, tenant, at)
+}
+
+// RotateDataKeys gives the tenant's data keys, and its lists', a new
+// primary key. A rotation cut short (a crash between lists) is finished
+// by calling it again; a rotation whose rows are not rewrapped yet is
+// refused: one rotation at a time.
+func (v *Vault) RotateDataKeys(ctx context.Context, tenant string) (*custos.DataKeyStatus, error) {
+	l, err := v.authorize(ctx, custos.ActionDataKeysRotate, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	r, err := v.loadRotation(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	var lists []string
+	if r.pending() {
+		if lists, err = v.unrotatedLists(ctx, tenant, r.rotatedAt); err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+		if len(lists) == 0 {
+			return nil, v.deny(ctx, l, custos.Errorf(custos.ECONFLICT, "the tenant's keys were rotated at %s and its contacts are not rewrapped yet: run keys rewrap first",
+				fromMS(r.rotatedAt).Format(time.RFC3339)))
+		}
+	} else {
+		by := custos.PrincipalFromContext(ctx)
+		now := ms(v.now())
+		if lists, err = v.unrotatedLists(ctx, tenant, now+1); err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+		l.Detail = fmt.Sprintf("data keys rotated: new primary keys for the tenant and %d lists", len(lists))
+		m := &notify.Message{Topic: TopicDataKeysRotated, TenantID: tenant, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+			Text: fmt.Sprintf("%s %s rotated the data keys of tenant %s: new writes use new keys; run `custos keys rewrap --tenant %s` to re-encrypt the stored contacts", by.Kind, by.ID, tenant, tenant),
+			Data: map[string]string{"tenant": tenant, "by": by.ID}}
+		err = v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+			wrapped, tkms, err := v.tenantKeyset(ctx, tx, tenant)
+			if err != nil {
+				return err
+			}
+			nw, err := v.ring.RotateTenant(tenant, wrapped, tkms)
+			if err != nil {
+				if errors.Is(err, keys.ErrKeyUnavailable) {
+					return errKeyUnavailable(tenant)
+				}
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE tenant_keys SET keyset = $1 WHERE tenant_id = $2`, nw, tenant); err != nil {
+				return fmt.Errorf("store tenant keyset: %w", err)
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO key_rotations (tenant_id, rotated_at, rotated_by) VALUES ($1, $2, $3)
+				ON CONFLICT (tenant_id) DO UPDATE SET rotated_at = excluded.rotated_at, rotated_by = excluded.rotated_by, lists = 0,
+				started_by = NULL, started_at = NULL, cursor_list = '', cursor_token = '', total = 0, done = 0, conflicts = 0, stuck = 0, finished_at = NULL`,
+				tenant, now+1, by.ID)
+			if err != nil {
+				return fmt.Errorf("record key rotation: %w", err)
+			}
+			return nil
+		})
+		v.forgetTenantKeys(tenant)
+		if err != nil {
+			return nil, err
+		}
+		if r, err = v.loadRotation(ctx, tenant); err != nil {
+			return nil, err
+		}
+	}
+	for _, list := range lists {
+		if err := v.rekeyList(ctx, tenant, list, custos.ActionDataKeysRotate, r.rotatedAt); err != nil {
+			return nil, err
+		}
+	}
+	r, err = v.loadRotation(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return r.status(tenant), nil
+}
+
+// rekeyList rotates a list's keysets (action keys.rotate), or retires its
+// old index key (keys.rewrap), in an entry of its own that commits to the
+// new keyset's digest.
+func (v *Vault) rekeyList(ctx context.Context, tenant, list string, action custos.Action, rotatedAt int64) error {
+	var l audit.Leaf
+	if action == custos.ActionDataKeysRotate {
+		l = leaf(ctx, action, tenant)
+	} else {
+		ctx, l = systemLeaf(ctx, action, tenant)
+	}
+	l.List = list
+	tk, err := v.tenantKeys(ctx, tenant)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		var stored string
+		if err := tx.QueryRowContext(ctx, `SELECT keyset FROM list_keys WHERE list_id = $1 AND tenant_id = $2`, list, tenant).Scan(&stored); err != nil {
+			return fmt.Errorf("read list keyset: %w", err)
+		}
+		wrapped, err := base64.StdEncoding.DecodeString(stored)
+		if err != nil {
+			return fmt.Errorf("read list keyset: malformed keyset column")
+		}
+		var nw []byte
+		if action == custos.ActionDataKeysRotate {
+			nw, err = tk.RotateList(list, wrapped)
+		} else {
+			nw, err = tk.RetireListIndex(list, wrapped)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE list_keys SET keyset = $1, rotated_at = $2 WHERE list_id = $3`,
+			base64.StdEncoding.EncodeToString(nw), rotatedAt, list); err != nil {
+			return fmt.Errorf("store list keyset: %w", err)
+		}
+		if action == custos.ActionDataKeysRotate {
+			if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET lists = lists + 1 WHERE tenant_id = $1`, tenant); err != nil {
+				return fmt.Errorf("record key rotation: %w", err)
+			}
+		}
+		// As list.create does: `custos log verify --rows` follows the keyset.
+		leaf.Detail = "keyset " + keysetDigest(nw)
+		return nil
+	})
+	v.forgetList(tenant, list)
+	return err
+}
+
+// DataKeys returns where the tenant's data keys stand.
+func (v *Vault) DataKeys(ctx context.Context, tenant string) (*custos.DataKeyStatus, error) {
+	l, err := v.authorize(ctx, custos.ActionDataKeysStatus, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	r, err := v.loadRotation(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if err := v.record(ctx, l, nil); err != nil {
+		return nil, err
+	}
+	return r.status(tenant), nil
+}
+
+// StartRewrap starts (or, after it stopped stuck, starts again) the
+// rewrap of the tenant's contacts under the keys of its last rotation;
+// the log's leader runs it ([Vault.Rewrap], node's rewrap loop).
+func (v *Vault) StartRewrap(ctx context.Context, tenant string) (*custos.DataKeyStatus, error) {
+	l, err := v.authorize(ctx, custos.ActionDataKeysRewrap, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	r, err := v.loadRotation(ctx, tenant)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if !r.pending() {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.ECONFLICT, "no rotation is waiting for a rewrap: rotate the tenant's keys first (keys rotate)"))
+	}
+	if lists, err := v.unrotatedLists(ctx, tenant, r.rotatedAt); err != nil {
+		return nil, v.deny(ctx, l, err)
+	} else if len(lists) > 0 {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.ECONFLICT, "the rotation was cut short before %d lists: run keys rotate again to finish it", len(lists)))
+	}
+	if r.startedAt.Valid && !r.stuck {
+		// Already running: the answer is its progress, and nothing is recorded twice.
+		if err := v.record(ctx, l, nil); err != nil {
+			return nil, err
+		}
+		return r.status(tenant), nil
+	}
+	var total int64
+	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE tenant_id = $1`, tenant).Scan(&total); err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("count contacts: %w", err))
+	}
+	by := custos.PrincipalFromContext(ctx)
+	l.Count = int(total)
+	l.Detail = fmt.Sprintf("rewrap of %d contacts started", total)
+	m := &notify.Message{Topic: TopicDataKeysRotated, TenantID: tenant, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+		Text: fmt.Sprintf("%s %s started re-encrypting the %d contacts of tenant %s under its new data keys", by.Kind, by.ID, total, tenant),
+		Data: map[string]string{"tenant": tenant, "by": by.ID}}
+	err = v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `UPDATE key_rotations SET started_by = $1, started_at = $2, total = $3, stuck = 0, conflicts = 0,
+			cursor_list = CASE WHEN stuck = 1 THEN '' ELSE cursor_list END, cursor_token = CASE WHEN stuck = 1 THEN '' ELSE cursor_token END
+			WHERE tenant_id = $4 AND finished_at IS NULL`, by.ID, ms(v.now()), total, tenant)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	v.kickRewrap()
+	if r, err = v.loadRotation(ctx, tenant); err != nil {
+		return nil, err
+	}
+	return r.status(tenant), nil
+}
+
+// kickRewrap wakes the node's rewrap loop.
+func (v *Vault) kickRewrap() {
+	select {
+	case v.rewrapKick <- struct{}{}:
+	default:
+	}
+}
+
+// RewrapKicks receives a value when a rewrap was started on this node.
+func (v *Vault) RewrapKicks() <-chan struct{} { return v.rewrapKick }
+
+// PendingRewraps returns the tenants whose started rewrap has not
+// finished and is not stuck.
+func (v *Vault) PendingRewraps(ctx context.Context) ([]string, error) {
+	return queryIDs(ctx, v.read, `SELECT tenant_id FROM key_rotations WHERE started_at IS NOT NULL AND finished_at IS NULL AND stuck = 0 ORDER BY tenant_id`)
+}
+
+// RewrapResult is what a call of [Vault.Rewrap] did.
+type RewrapResult struct {
+	Rewrapped int64 // rows sealed again under the new keys
+	Passes    int   // passes over the tenant's rows
+	Finished  bool  // the old index key was retired
+	Stuck     bool  // a pass changed nothing and rows are left under the old keys
+}
+
+// Rewrap runs the tenant's started rewrap until it finishes, is stuck or
+// ctx ends, reading at most ratePerSec contacts a second (0: unbounded).
+// The next batch is read and sealed while the current one commits: the
+// crypto runs beside the sequencer's transaction, not inside it.
+func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (RewrapResult, error) {
+	var res RewrapResult
+	r, err := v.loadRotation(ctx, tenant)
+	if err != nil {
+		return res, err
+	}
+	if !r.pending() || !r.startedAt.Valid || r.stuck {
+		return res, nil
+	}
+	// This node may hold keys unwrapped before the rotation (it is the
+	// leader, not necessarily the node that rotated).
+	v.forgetTenantKeys(tenant)
+	size := rewrapBatch
+	var lim *rate.Limiter
+	if ratePerSec > 0 {
+		size = min(size, ratePerSec)
+		lim = rate.NewLimiter(rate.Limit(ratePerSec), size)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // a batch being read when we return is dropped
+	ready := make(chan preparedRewrap, 1)
+	prepare := func(cur rewrapCursor) {
+		go func() {
+			if lim != nil {
+				if err := lim.WaitN(ctx, size); err != nil {
+					ready <- preparedRewrap{err: err}
+					return
+				}
+			}
+			ready <- v.prepareRewrap(ctx, tenant, cur, size)
+		}()
+	}
+	cur := rewrapCursor{list: r.cursorList, token: r.cursorTok}
+	// A pass that began mid-way (a resumed rewrap) cannot prove that no row
+	// is left under the old keys: only a pass from the first row can.
+	whole := cur.list == "" && cur.token == ""
+	var pass rewrapPass
+	prepare(cur)
+	for {
+		var p preparedRewrap
+		select {
+		case p = <-ready:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		if p.err != nil {
+			return res, p.err
+		}
+		if !p.end {
+			prepare(p.next)
+			if err := v.commitPrepared(ctx, tenant, p, &pass); err != nil {
+				return res, err
+			}
+			continue
+		}
+		res.Passes++
+		res.Rewrapped += pass.rewrapped
+		switch {
+		case whole && pass.rewrapped == 0 && pass.conflicts == 0:
+			if err := v.finishRewrap(ctx, tenant, r.rotatedAt); err != nil {
+				return res, err
+			}
+			res.Finished = true
+			return res, nil
+		case whole && pass.rewrapped == 0:
+			res.Stuck = true
+			return res, v.stopStuck(ctx, tenant, pass.conflicts)
+		}
+		// Another pass, from the first row: rows written meanwhile by a node
+		// that had not seen the rotation are found, and the last pass proves
+		// none is left.
+		if _, err := v.write.ExecContext(ctx, `UPDATE key_rotations SET cursor_list = '', cursor_token = '' WHERE tenant_id = $1 AND finished_at IS NULL`, tenant); err != nil {
+			return res, fmt.Errorf("reset rewrap cursor: %w", err)
+		}
+		whole, pass = true, rewrapPass{}
+		prepare(rewrapCursor{})
+	}
+}
+
+type rewrapCursor struct{ list, token string }
+
+// rewrapPass counts one pass's work.
+type rewrapPass struct {
+	rewrapped, conflicts int64
+	seen                 int64 // rows looked at since the last persisted step
+}
+
+// rewrapWork is a row to seal again: its stored form and the new one.
+type rewrapWork struct {
+	old, new *sealed
+	at       int // its index in the step's rows
+}
+
+// preparedRewrap is a batch read and sealed, waiting to be committed.
+type preparedRewrap struct {
+	list string
+	ss   []*sealed
+	work []rewrapWork
+	next rewrapCursor // after ss
+	end  bool         // no rows left: the pass is over
+	err  error
+}
+
+// prepareRewrap reads up to size contacts after cur and seals those still
+// under the old keys again (outside any transaction).
+func (v *Vault) prepareRewrap(ctx context.Context, tenant string, cur rewrapCursor, size int) preparedRewrap {
+	fail := func(err error) preparedRewrap { return preparedRewrap{err: err} }
+	for {
+		if cur.list == "" || cur.token == "\xff" {
+			next, err := queryIDs(ctx, v.read, `SELECT id FROM lists WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT 1`, tenant, cur.list)
+			if err != nil {
+				return fail(fmt.Errorf("rewrap: next list: %w", err))
+			}
+			if len(next) == 0 {
+				return preparedRewrap{end: true}
+			}
+			cur = rewrapCursor{list: next[0]}
+		}
+		rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND tenant_id = $2 AND token > $3 ORDER BY token LIMIT $4`,
+			cur.list, tenant, cur.token, size)
+		if err != nil {
+			return fail(fmt.Errorf("rewrap: read contacts: %w", err))
+		}
+		var ss []*sealed
+		for rows.Next() {
+			s, err := scanSealed(rows)
+			if err != nil {
+				rows.Close()
+				return fail(fmt.Errorf("rewrap: scan contact: %w", err))
+			}
+			ss = append(ss, s)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fail(fmt.Errorf("rewrap: read contacts: %w", err))
+		}
+		if len(ss) == 0 {
+			cur.token = "\xff" // the list is done: the next one
+			continue
+		}
+		k, err := v.listKeys(ctx, tenant, cur.list)
+		if err != nil {
+			if custos.ErrorCode(err) == custos.ENOTFOUND || custos.ErrorCode(err) == custos.EGONE {
+				cur.token = "\xff" // a list deleted meanwhile: nothing of it to rewrap
+				continue
+			}
+			return fail(fmt.Errorf("rewrap: list keys: %w", err))
+		}
+		p := preparedRewrap{list: cur.list, ss: ss, next: rewrapCursor{cur.list, ss[len(ss)-1].token}}
+		for i, s := range ss {
+			msg := contactMessage(s)
+			if macOK(s.mac, k.RowMAC(msg)) {
+				continue // already under the new keys
+			}
+			if !slices.ContainsFunc(k.OldRowMACs(msg), func(m []byte) bool { return macOK(s.mac, m) }) {
+				v.rowIntegrity("contacts", s.token) // refused on every read too; not ours to fix
+				continue
+			}
+			ns, err := reseal(k, s)
+			if err != nil {
+				return fail(fmt.Errorf("rewrap %s: %w", s.token, err))
+			}
+			p.work = append(p.work, rewrapWork{old: s, new: ns, at: i})
+		}
+		return p
+	}
+}
+
+// commitPrepared commits a prepared batch in as many entries as yielding
+// takes (none if every row was already under the new keys).
+func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRewrap, pass *rewrapPass) error {
+	if len(p.work) == 0 {
+		pass.seen += int64(len(p.ss))
+		return nil
+	}
+	for done := 0; done < len(p.ss); {
+		n, err := v.commitRewrap(ctx, tenant, p.list, p.ss, done, p.work, pass)
+		if err != nil {
+			return err
+		}
+		done = n
+	}
+	return nil
+}
+
+// commitRewrap writes the step's resealed rows from ss[from] on, and the
+// cursor, in one entry (counts only), until they are done or the entry
+// yields to waiting ones; it returns the index in ss after the last row
+// it covered.
+func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sealed, from int, work []rewrapWork, pass *rewrapPass) (int, error) {
+	ctx, l := systemLeaf(ctx, custos.ActionDataKeysRewrap, tenant)
+	l.List = list
+	var done, conflicts, end int
+	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		done, conflicts, end = 0, 0, len(ss)
+		t0 := time.Now()
+		stmt, err := tx.PrepareContext(ctx, `UPDATE contacts SET blind_index = $1, email = $2, attributes = $3, mac = $4
+			WHERE token = $5 AND mac = $6 AND NOT EXISTS (SELECT 1 FROM contacts o WHERE o.list_id = $7 AND o.blind_index = $1 AND o.token <> $5)`)
+		if err != nil {
+			return fmt.Errorf("rewrap: %w", err)
+		}
+		defer stmt.Close()
+		n := 0
+		for _, w := range work {
+			if w.at < from {
+				continue
+			}
+			if n > 0 && n%16 == 0 && v.yield(t0) {
+				end = w.at // the rest goes into the next entry
+				break
+			}
+			n++
+			res, err := stmt.ExecContext(ctx, w.new.blind, w.new.email, w.new.attrs, w.new.mac, w.old.token, w.old.mac, list)
+			if err != nil {
+				return fmt.Errorf("rewrap: update contact: %w", err)
+			}
+			if k, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("rewrap: update contact: %w", err)
+			} else if k == 1 {
+				done++
+				continue
+			}
+			// Changed or deleted meanwhile (then sealed under the new keys, or
+			// gone), or its new index is taken in the list: a duplicate.
+			var mac sql.NullString
+			err = tx.QueryRowContext(ctx, `SELECT mac FROM contacts WHERE token = $1`, w.old.token).Scan(&mac)
+			if err == nil && mac == w.old.mac {
+				conflicts++
+			} else if err != nil && !isNoRows(err) {
+				return fmt.Errorf("rewrap: %w", err)
+			}
+		}
+		seen := pass.seen + int64(end-from)
+		if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET cursor_list = $1, cursor_token = $2,
+			done = CASE WHEN done + $3 > total THEN total ELSE done + $3 END, conflicts = conflicts + $4 WHERE tenant_id = $5`,
+			list, ss[end-1].token, seen, conflicts, tenant); err != nil {
+			return fmt.Errorf("rewrap: store cursor: %w", err)
+		}
+		leaf.Count = done
+		leaf.Detail = fmt.Sprintf("%d rewrapped, %d already under the new keys, %d left under the old keys (address already in the list)", done, end-from-done-conflicts, conflicts)
+		return nil
+	})
+	if err != nil {
+		return from, err
+	}
+	pass.rewrapped += int64(done)
+	pass.conflicts += int64(conflicts)
+	pass.seen = 0
+	return end, nil
+}
+
+// reseal seals a stored contact, whose MAC the caller checked, again under
+// k's primary keys: ciphertexts, blind index and row MAC.
+func reseal(k *keys.DataKeys, s *sealed) (*sealed, error) {
+	email, err := k.Open(s.email, adEmail(s.tenant, s.token))
+	if err != nil {
+		return nil, fmt.Errorf("open email: %w", err)
+	}
+	ns := &sealed{token: s.token, tenant: s.tenant, list: s.list, consent: s.consent, created: s.created, updated: s.updated,
+		blind: k.BlindIndex(string(email))}
+	if ns.email, err = k.Seal(email, adEmail(s.tenant, s.token)); err != nil {
+		return nil, fmt.Errorf("seal email: %w", err)
+	}
+	if len(s.attrs) > 0 {
+		attrs, err := k.Open(s.attrs, adAttrs(s.tenant, s.token))
+		if err != nil {
+			return nil, fmt.Errorf("open attributes: %w", err)
+		}
+		if ns.attrs, err = k.Seal(attrs, adAttrs(s.tenant, s.token)); err != nil {
+			return nil, fmt.Errorf("seal attributes: %w", err)
+		}
+	}
+	macContact(k, ns)
+	return ns, nil
+}
+
+// finishRewrap retires the old index key of every list, then of the
+// tenant, and marks the rotation finished.
+func (v *Vault) finishRewrap(ctx context.Context, tenant string, rotatedAt int64) error {
+	lists, err := queryIDs(ctx, v.read, `SELECT list_id FROM list_keys WHERE tenant_id = $1 ORDER BY list_id`, tenant)
+	if err != nil {
+		return fmt.Errorf("rewrap: lists: %w", err)
+	}
+	for _, list := range lists {
+		if err := v.rekeyList(ctx, tenant, list, custos.ActionDataKeysRewrap, rotatedAt); err != nil {
+			return err
+		}
+	}
+	ctx, l := systemLeaf(ctx, custos.ActionDataKeysRewrap, tenant)
+	var total int64
+	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		wrapped, tkms, err := v.tenantKeyset(ctx, tx, tenant)
+		if err != nil {
+			return err
+		}
+		nw, err := v.ring.RetireTenantIndex(tenant, wrapped, tkms)
+		if err != nil {
+			if errors.Is(err, keys.ErrKeyUnavailable) {
+				return errKeyUnavailable(tenant)
+			}
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE tenant_keys SET keyset = $1 WHERE tenant_id = $2`, nw, tenant); err != nil {
+			return fmt.Errorf("store tenant keyset: %w", err)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE tenant_id = $1`, tenant).Scan(&total); err != nil {
+			return fmt.Errorf("count contacts: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET finished_at = $1, done = $2, total = $2, cursor_list = '', cursor_token = '' WHERE tenant_id = $3`,
+			ms(v.now()), total, tenant); err != nil {
+			return fmt.Errorf("finish rewrap: %w", err)
+		}
+		leaf.Count = int(total)
+		leaf.Detail = fmt.Sprintf("rewrap finished: %d contacts under the new keys; the old index key of the tenant and its %d lists destroyed", total, len(lists))
+		return nil
+	})
+	v.forgetTenantKeys(tenant)
+	return err
+}
+
+// stopStuck records a rewrap that can go no further.
+func (v *Vault) stopStuck(ctx context.Context, tenant string, conflicts int64) error {
+	ctx, l := systemLeaf(ctx, custos.ActionDataKeysRewrap, tenant)
+	l.Outcome = audit.OutcomeError
+	l.Detail = fmt.Sprintf("rewrap stopped: %d contacts left under the old keys (their address is already in their list under the new index); the old index key is kept", conflicts)
+	l.Count = int(conflicts)
+	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `UPDATE key_rotations SET stuck = 1, conflicts = $1 WHERE tenant_id = $2`, conflicts, tenant)
+		return err
+	})
+}
+
+// blindIn is "blind_index IN ($n, …)" for count values from placeholder n.
+func blindIn(n, count int) string {
+	var b strings.Builder
+	b.WriteString("blind_index IN (")
+	for i := range count {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", n+i)
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// tokenByIndexes returns the token of the contact of list indexed under
+// any of blinds (the address's indexes under each PRF key during a
+// re-index), other than not; "" if none.
+func tokenByIndexes(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, list, not string, blinds [][]byte) (string, error) {
+	args := []any{list, not}
+	for _, b := range blinds {
+		args = append(args, b)
+	}
+	var tok string
+	err := q.QueryRowContext(ctx, `SELECT token FROM contacts WHERE list_id = $1 AND token <> $2 AND `+blindIn(3, len(blinds))+` LIMIT 1`, args...).Scan(&tok)
+	if isNoRows(err) {
+		return "", nil
+	}
+	return tok, err
+}
+
+// oldDuplicate reports whether s's address is already in its list under
+// an index key a rotation retires (only during a re-index).
+func oldDuplicate(ctx context.Context, tx *sql.Tx, s *sealed) (bool, error) {
+	if len(s.oldBlinds) == 0 {
+		return false, nil
+	}
+	tok, err := tokenByIndexes(ctx, tx, s.list, s.token, s.oldBlinds)
+	if err != nil {
+		return false, fmt.Errorf("insert contact: %w", err)
+	}
+	return tok != "", nil
+}
+
+// forgetRotatedKeys drops from this process the keys of tenants whose
+// data keys were rotated, or whose old index key was retired, by any node
+// since the last call (with a minute's margin for clocks): the next
+// request unwraps the stored keysets. Every node runs it with its
+// deletions (RunDueDeletions, every 30 s).
+func (v *Vault) forgetRotatedKeys(ctx context.Context) error {
+	since := v.keysRefreshed.Load() - time.Minute.Milliseconds()
+	rows, err := v.read.QueryContext(ctx, `SELECT tenant_id, rotated_at, COALESCE(finished_at, 0) FROM key_rotations
+		WHERE rotated_at > $1 OR finished_at > $1`, since)
+	if err != nil {
+		return fmt.Errorf("rotated keys: %w", err)
+	}
+	defer rows.Close()
+	newest := v.keysRefreshed.Load()
+	for rows.Next() {
+		var tenant string
+		var rotated, finished int64
+		if err := rows.Scan(&tenant, &rotated, &finished); err != nil {
+			return fmt.Errorf("rotated keys: %w", err)
+		}
+		v.forgetTenantKeys(tenant)
+		newest = max(newest, rotated, finished)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("rotated keys: %w", err)
+	}
+	v.keysRefreshed.Store(newest)
+	return nil
+}
+
+// tenantKeyset reads a tenant's wrapped keysets in tx, with its own KMS
+// key when it set one (bring your own key): a rotation keeps the tenant's
+// layer, and fails closed with key_unavailable while that key does not
+// answer.
+func (v *Vault) tenantKeyset(ctx context.Context, tx *sql.Tx, tenant string) ([]byte, tink.AEAD, error) {
+	var wrapped []byte
+	var uri sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT keyset, kms_uri FROM tenant_keys WHERE tenant_id = $1`, tenant).Scan(&wrapped, &uri); err != nil {
+		return nil, nil, fmt.Errorf("read tenant keyset: %w", err)
+	}
+	if !uri.Valid {
+		return wrapped, nil, nil
+	}
+	tkms, err := keys.OpenTenantKMS(uri.String)
+	if err != nil {
+		return nil, nil, errKeyUnavailable(tenant)
+	}
+	return wrapped, tkms, nil
+}

@@ -1,0 +1,357 @@
+package vault_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/vaulttest"
+	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/vault"
+)
+
+// rotationFixture is a tenant with two lists and contacts in both, some
+// with attributes.
+func rotationFixture(t *testing.T, n int) (f *fixture, st *vaulttest.Stack, admin context.Context, tenant string, lists []string, emails map[string]string) {
+	t.Helper()
+	f, st = keysFixture(t)
+	admin, tenant, list := f.admin(t)
+	other := &custos.List{TenantID: tenant, Name: "other"}
+	if err := f.vault.CreateList(admin, other); err != nil {
+		t.Fatal(err)
+	}
+	emails = map[string]string{} // token → address
+	for i := range n {
+		l := list
+		if i%4 == 3 {
+			l = other.ID
+		}
+		c := &custos.Contact{TenantID: tenant, ListID: l, Email: fmt.Sprintf("person.%d@example.test", i)}
+		if i%2 == 0 {
+			c.Attributes = []byte(fmt.Sprintf(`{"first_name":"P%d"}`, i))
+		}
+		if err := f.vault.CreateContact(admin, c); err != nil {
+			t.Fatal(err)
+		}
+		emails[c.Token] = c.Email
+	}
+	return f, st, admin, tenant, []string{list, other.ID}, emails
+}
+
+// lookupAll looks every contact up by address and reads it by token.
+func lookupAll(t *testing.T, f *fixture, admin context.Context, tenant string, emails map[string]string, listOf map[string]string) {
+	t.Helper()
+	for tok, email := range emails {
+		c, err := f.vault.Lookup(admin, tenant, listOf[tok], email)
+		if err != nil || c.Token != tok {
+			t.Fatalf("lookup of contact %s: %v", tok, err)
+		}
+		c, err = f.vault.Contact(admin, tenant, tok)
+		if err != nil || c.Email != email {
+			t.Fatalf("read of contact %s: %v", tok, err)
+		}
+	}
+}
+
+func listsOf(t *testing.T, f *fixture, emails map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for tok := range emails {
+		var l string
+		if err := f.db.Read.QueryRow(`SELECT list_id FROM contacts WHERE token = $1`, tok).Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		out[tok] = l
+	}
+	return out
+}
+
+// TestRotateAndRewrap: a rotation gives the tenant and its lists new
+// primary keys, new writes use them and stored rows still open; the
+// rewrap re-encrypts and re-indexes every row while lookups find rows
+// under either index; a rewrap cut short resumes from its cursor; at the
+// end the old index key is gone from every keyset, no row is under it,
+// every contact is still found and read, and `log verify --rows` agrees.
+func TestRotateAndRewrap(t *testing.T) {
+	f, stack, admin, tenant, lists, emails := rotationFixture(t, 40)
+	listOf := listsOf(t, f, emails)
+	bg := context.Background()
+	before := map[string]sealedRow{}
+	for tok := range emails {
+		before[tok] = rowOf(t, f.db, tok)
+	}
+
+	st, err := f.vault.RotateDataKeys(admin, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != custos.DataKeysRotated || st.Lists != 2 || st.RotatedAt == nil {
+		t.Fatalf("status after rotation: %+v", st)
+	}
+	if _, err := f.vault.RotateDataKeys(admin, tenant); custos.ErrorCode(err) != custos.ECONFLICT {
+		t.Errorf("a second rotation before the rewrap: %v, want conflict", err)
+	}
+	ann := outbox(t, f)
+	if m := ann[len(ann)-1]; m.Topic != vault.TopicDataKeysRotated || m.TenantID != tenant {
+		t.Errorf("the rotation was not announced to the tenant: %+v", m)
+	}
+	// Old rows open and are found by their old index; a new one is sealed
+	// under the new keys; an address already in the list (old index) is a
+	// duplicate.
+	lookupAll(t, f, admin, tenant, emails, listOf)
+	fresh := &custos.Contact{TenantID: tenant, ListID: lists[0], Email: "fresh.one@example.test"}
+	if err := f.vault.CreateContact(admin, fresh); err != nil {
+		t.Fatal(err)
+	}
+	emails[fresh.Token], listOf[fresh.Token] = fresh.Email, lists[0]
+	for tok, email := range emails {
+		if tok == fresh.Token || listOf[tok] != lists[0] {
+			continue
+		}
+		err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: lists[0], Email: email})
+		if custos.ErrorCode(err) != custos.ECONFLICT {
+			t.Fatalf("an address indexed under the old key was added again: %v", err)
+		}
+		in, _ := newCSV("email\n" + email + "\n")
+		res, err := f.vault.Import(admin, tenant, lists[0], in, vault.ImportOptions{})
+		if err != nil || res.Imported != 0 {
+			t.Fatalf("an address indexed under the old key was imported again: %+v, %v", res, err)
+		}
+		break
+	}
+
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	// One step, then "a crash": part of the first list is rewrapped.
+	if _, err := vault.RewrapStep(bg, f.vault, tenant, 8); err != nil {
+		t.Fatal(err)
+	}
+	st, err = f.vault.DataKeys(admin, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != custos.DataKeysRewrapping || st.Done == 0 || st.Done >= st.Total {
+		t.Fatalf("status after one step: %+v", st)
+	}
+	changed := 0
+	for tok, r := range before {
+		if !bytes.Equal(rowOf(t, f.db, tok).blind, r.blind) {
+			changed++
+		}
+	}
+	if changed == 0 || changed == len(before) {
+		t.Fatalf("%d of %d rows re-indexed after one step; want some", changed, len(before))
+	}
+	// During the re-index, rows under either index are found.
+	lookupAll(t, f, admin, tenant, emails, listOf)
+
+	res, err := f.vault.Rewrap(bg, tenant, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Finished || res.Passes != 2 {
+		t.Errorf("resumed rewrap: %+v; want finished after a resumed pass and a whole one", res)
+	}
+	st, err = f.vault.DataKeys(admin, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != custos.DataKeysCurrent || st.FinishedAt == nil || st.Done != st.Total {
+		t.Errorf("status after the rewrap: %+v", st)
+	}
+	for tok, r := range before {
+		now := rowOf(t, f.db, tok)
+		if bytes.Equal(now.blind, r.blind) || bytes.Equal(now.email, r.email) || (r.attrs != nil && bytes.Equal(now.attrs, r.attrs)) {
+			t.Errorf("contact %s: a column is still as sealed under the old keys", tok)
+		}
+	}
+	// The old index key is gone from every stored keyset.
+	for name, k := range liveKeys(t, f.db, stack.KEK) {
+		if k.Reindexing() {
+			t.Errorf("%s still holds the old index key", name)
+		}
+	}
+	lookupAll(t, f, admin, tenant, emails, listOf)
+	for _, fd := range f.verifyData(t) {
+		t.Errorf("log verify --rows after a rotation: %+v", fd)
+	}
+	// The rewrap's entries carry counts, never tokens or addresses.
+	for _, l := range leaves(t, f) {
+		if l.Action != string(custos.ActionDataKeysRewrap) && l.Action != string(custos.ActionDataKeysRotate) {
+			continue
+		}
+		if len(l.Tokens) > 0 || strings.Contains(l.Detail, "@") {
+			t.Errorf("a %s entry names contacts: %+v", l.Action, l)
+		}
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); custos.ErrorCode(err) != custos.ECONFLICT {
+		t.Errorf("a rewrap with no rotation pending: %v, want conflict", err)
+	}
+	// And the tenant can rotate again.
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Errorf("a second rotation after the rewrap: %v", err)
+	}
+}
+
+// TestRewrapCursorMovedInDatabase: someone with write access to the
+// database moves the rewrap's cursor past the end, hoping the old index
+// key is destroyed while rows still need it (shredding them). The rewrap
+// proves with a whole pass that no row is left before it drops the key.
+func TestRewrapCursorMovedInDatabase(t *testing.T) {
+	f, _, admin, tenant, _, emails := rotationFixture(t, 12)
+	listOf := listsOf(t, f, emails)
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	f.exec(t, `UPDATE key_rotations SET cursor_list = 'ls_zzzzzzzzzzzzzzzzzzzzzzzzzz', cursor_token = 'ct_zzz' WHERE tenant_id = $1`, tenant)
+	res, err := f.vault.Rewrap(context.Background(), tenant, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Finished || res.Rewrapped < int64(len(emails)) {
+		t.Errorf("rewrap after the cursor was moved: %+v; want every row rewrapped", res)
+	}
+	lookupAll(t, f, admin, tenant, emails, listOf)
+}
+
+// TestDataKeysWho: the tenant's admin and security staff may rotate; an
+// editor, another tenant's admin and an operator may not, and each
+// refusal is recorded.
+func TestDataKeysWho(t *testing.T) {
+	f, _ := keysFixture(t)
+	admin, tenant, _ := f.admin(t)
+	otherAdmin, _, _ := f.admin(t)
+	editor, _ := f.principal(t, custos.KindTenantEditor, tenant, "ed")
+	for name, ctx := range map[string]context.Context{"editor": editor, "other tenant's admin": otherAdmin, "operator": f.ctx} {
+		if _, err := f.vault.RotateDataKeys(ctx, tenant); custos.ErrorCode(err) != custos.EFORBIDDEN {
+			t.Errorf("%s rotated the tenant's keys: %v", name, err)
+		}
+		wantDenied(t, f, custos.ActionDataKeysRotate, "")
+	}
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	if _, err := f.vault.RotateDataKeys(sec, tenant); err != nil {
+		t.Errorf("security staff: %v", err)
+	}
+	if _, err := f.vault.DataKeys(admin, tenant); err != nil {
+		t.Errorf("the tenant's admin reads the status: %v", err)
+	}
+}
+
+// TestRotationReachesOtherNodes: two other nodes (each its own keyring
+// and key cache; the same database and log) hold the tenant's keys from
+// before a rotation. After the rotation and rewrap on the first node, one
+// reads rewrapped contacts at once: a row that does not check under its
+// cached keys makes it reload them, and no row.integrity alert is raised.
+// The other runs RunDueDeletions (every 30 s on each node), which drops
+// the stale keys, and then finds every contact by address under the new
+// index.
+func TestRotationReachesOtherNodes(t *testing.T) {
+	f, st, admin, tenant, _, emails := rotationFixture(t, 8)
+	listOf := listsOf(t, f, emails)
+	node := func() *vault.Vault {
+		return vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: st.DB.Placeholders, Now: f.clock.Now})
+	}
+	reader, looker := node(), node()
+	var tok string
+	for tok = range emails {
+		break
+	}
+	for _, n := range []*vault.Vault{reader, looker} {
+		if _, err := n.Contact(admin, tenant, tok); err != nil { // caches the keys from before
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.vault.Rewrap(context.Background(), tenant, 0); err != nil || !res.Finished {
+		t.Fatalf("rewrap: %+v, %v", res, err)
+	}
+	for tok, email := range emails {
+		c, err := reader.Contact(admin, tenant, tok)
+		if err != nil || c.Email != email {
+			t.Fatalf("a node with stale keys reads contact %s: %v", tok, err)
+		}
+	}
+	for _, l := range leaves(t, f) {
+		if l.Action == vault.ActionRowIntegrity {
+			t.Errorf("stale keys raised a row.integrity entry: %+v", l)
+		}
+	}
+	if _, err := looker.RunDueDeletions(context.Background(), f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for tok, email := range emails {
+		c, err := looker.Lookup(admin, tenant, listOf[tok], email)
+		if err != nil || c.Token != tok {
+			t.Fatalf("lookup of contact %s on the other node after the rotation: %v", tok, err)
+		}
+	}
+}
+
+// TestRewrapStuckKeepsOldKey: a node that has not seen the rotation adds
+// an address another node already added under the new index; it sees only
+// the old index, so both rows exist. The rewrap cannot re-index the stale
+// one (its new index is taken): it stops as stuck, keeps the old index
+// key, and both contacts stay readable. Once the duplicate is deleted, the
+// rewrap started again finishes.
+func TestRewrapStuckKeepsOldKey(t *testing.T) {
+	f, st, admin, tenant, lists, emails := rotationFixture(t, 4)
+	stale := vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: st.DB.Placeholders, Now: f.clock.Now})
+	for tok := range emails {
+		if _, err := stale.Contact(admin, tenant, tok); err != nil { // caches the keys from before
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &custos.Contact{TenantID: tenant, ListID: lists[0], Email: "twice.added@example.test"}
+	if err := f.vault.CreateContact(admin, fresh); err != nil {
+		t.Fatal(err)
+	}
+	dup := &custos.Contact{TenantID: tenant, ListID: lists[0], Email: "twice.added@example.test"}
+	if err := stale.CreateContact(admin, dup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.vault.Rewrap(context.Background(), tenant, 0)
+	if err != nil || !res.Stuck || res.Finished {
+		t.Fatalf("rewrap with a duplicate: %+v, %v; want stuck", res, err)
+	}
+	s, err := f.vault.DataKeys(admin, tenant)
+	if err != nil || s.State != custos.DataKeysStuck || s.Conflicts != 1 {
+		t.Fatalf("status: %+v, %v", s, err)
+	}
+	for name, k := range liveKeys(t, f.db, st.KEK) {
+		if strings.HasPrefix(name, "list "+lists[0]) && !k.Reindexing() {
+			t.Errorf("%s lost its old index key while a row needs it", name)
+		}
+	}
+	for _, tok := range []string{fresh.Token, dup.Token} {
+		if _, err := f.vault.Contact(admin, tenant, tok); err != nil {
+			t.Errorf("contact %s while stuck: %v", tok, err)
+		}
+	}
+	if _, err := f.vault.DeleteContact(admin, tenant, dup.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.vault.Rewrap(context.Background(), tenant, 0); err != nil || !res.Finished {
+		t.Fatalf("rewrap after the duplicate's deletion: %+v, %v", res, err)
+	}
+}
