@@ -31,6 +31,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/console"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/internal/tlsfiles"
 	"github.com/custos-dev/custos/keys"
@@ -81,6 +82,10 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight requests (default
 	// DefaultDrain); what is still running then is cut off.
 	Drain time.Duration
+	// ConsoleIdle and ConsoleMax are the console's session lifetimes:
+	// idle, and since sign-in (defaults console.DefaultIdleTimeout and
+	// console.DefaultMaxSession; tests shorten them).
+	ConsoleIdle, ConsoleMax time.Duration
 }
 
 // DefaultDrain is how long Close lets in-flight requests finish.
@@ -370,7 +375,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger,
+		Console: console.New(console.Config{Vault: v, Logger: logger, IdleTimeout: opts.ConsoleIdle, MaxSession: opts.ConsoleMax})}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}
