@@ -53,7 +53,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if os.Getenv("CUSTOS_UPDATE_DOCS") != "1" {
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
