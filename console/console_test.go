@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/console"
 	"github.com/custos-dev/custos/node"
 )
@@ -117,7 +119,7 @@ func TestCSRF(t *testing.T) {
 		if status, _, body := b.post(path, c.form, c.header); status != http.StatusForbidden {
 			t.Errorf("%s: %d %s", name, status, body)
 		}
-		waitFor(t, "the refusal's leaf", func() bool { return e.n.Log.Size() > size })
+		waitFor(t, "the refusal's leaf", func() bool { return refused(t, e, size, custos.ActionRequestDecide, tenant) })
 	}
 	got := pendingRequests(t, e, tenant, admin)
 	if len(got) != 1 || got[0] != r.ID {
@@ -130,6 +132,30 @@ func TestCSRF(t *testing.T) {
 	if got := pendingRequests(t, e, tenant, admin); len(got) != 0 {
 		t.Fatalf("still pending after approval: %v", got)
 	}
+}
+
+// refused reports whether an entry after index from records a denied
+// action on tenant.
+func refused(t *testing.T, e *env, from uint64, action custos.Action, tenant string) bool {
+	t.Helper()
+	size := e.n.Log.Size()
+	if size <= from {
+		return false
+	}
+	es, err := e.n.Log.Entries(context.Background(), from, int(size-from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range es {
+		var l audit.Leaf
+		if err := json.Unmarshal(en.Data, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Action == string(action) && l.Outcome == audit.OutcomeDenied && l.Tenant == tenant {
+			return true
+		}
+	}
+	return false
 }
 
 func pendingRequests(t *testing.T, e *env, tenant, admin string) []string {
