@@ -30,6 +30,9 @@ var keyDocs = map[string]keyDoc{
 	"tls.key_file":            {"required with cert_file", "PEM private key of the certificate.", false},
 	"tls.client_ca_file":      {"none", "PEM CAs client certificates are verified against; principals bound to a certificate are served only with it.", false},
 	"tls.require_client_cert": {"false", "Refuse every connection without a verified client certificate.", false},
+	"console":                 {"", "The browser console under /ui (docs/console.md).", false},
+	"console.idle_timeout":    {"30m", "A console session ends this long after its last request.", false},
+	"console.max_session":     {"12h", "A console session ends this long after sign-in, however busy (at most 24h, and not shorter than idle_timeout).", false},
 	"diagnostics_listen":      {"off", "Address of the diagnostics listener (/metrics, /debug/pprof/): loopback unless --insecure-plaintext. Env CUSTOS_DIAGNOSTICS, flag --diagnostics.", false},
 
 	"detection":                          {"", "The detector, canaries and alert delivery (docs/detection.md).", false},

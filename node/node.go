@@ -82,9 +82,8 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight requests (default
 	// DefaultDrain); what is still running then is cut off.
 	Drain time.Duration
-	// ConsoleIdle and ConsoleMax are the console's session lifetimes:
-	// idle, and since sign-in (defaults console.DefaultIdleTimeout and
-	// console.DefaultMaxSession; tests shorten them).
+	// ConsoleIdle and ConsoleMax, if set, override Config.Console's
+	// session lifetimes (tests shorten them).
 	ConsoleIdle, ConsoleMax time.Duration
 }
 
@@ -375,8 +374,20 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
+	idle, maxSession, err := cfg.Console.durations()
+	if err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
+	if opts.ConsoleIdle > 0 {
+		idle = opts.ConsoleIdle
+	}
+	if opts.ConsoleMax > 0 {
+		maxSession = opts.ConsoleMax
+	}
 	scfg := server.Config{Vault: v, Log: lg, Logger: logger,
-		Console: console.New(console.Config{Vault: v, Logger: logger, IdleTimeout: opts.ConsoleIdle, MaxSession: opts.ConsoleMax})}
+		Console: console.New(console.Config{Vault: v, Logger: logger, IdleTimeout: idle, MaxSession: maxSession})}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}
