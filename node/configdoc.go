@@ -335,7 +335,7 @@ func (f *File) resolveSecrets(getenv func(string) string) error {
 // keeps all but its password, shown as xxxxx).
 func Redacted(c Config) ([]byte, error) {
 	// Copy the sinks so redacting them leaves c's untouched.
-	f := File{Origin: c.Origin, KEK: c.KEK, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log}
+	f := File{Origin: c.Origin, KEK: c.KEK, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log, Console: c.Console}
 	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, err
