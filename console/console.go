@@ -398,7 +398,9 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setCookie(w, r, signinCookie(r), "", -1)
-	setCookie(w, r, sessionCookie(r), token, int(c.limits.Max/time.Second))
+	// A browser-session cookie (no Max-Age): closing the browser drops
+	// it; the server's limits end the session itself.
+	setCookie(w, r, sessionCookie(r), token, 0)
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
