@@ -365,3 +365,33 @@ func TestSecureCookieOffLoopback(t *testing.T) {
 		t.Error("no HSTS over TLS")
 	}
 }
+
+// TestDenyThroughForm: denying from the requests page denies the request
+// as the API route would (checked through the API), and a second decision
+// on it is refused with a conflict page.
+func TestDenyThroughForm(t *testing.T) {
+	e := newEnv(t, node.Options{})
+	tenant, admin := e.newTenant("Acme")
+	r, _ := e.supportRequest(tenant, admin, "not today")
+	b := e.browser()
+	b.signIn(admin)
+	_, _, token := b.get("/ui/t/" + tenant + "/requests")
+	path := "/ui/t/" + tenant + "/requests/" + r.ID
+	if status, loc, body := b.post(path+"/deny", url.Values{"csrf": {token}, "comment": {"use the runbook"}}, nil); status != http.StatusSeeOther || !strings.HasSuffix(loc, "/requests") {
+		t.Fatalf("deny: %d %q %s", status, loc, body)
+	}
+	for x, err := range e.api(admin).AccessRequests(context.Background(), tenant) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.ID == r.ID && x.Status != custos.RequestDenied {
+			t.Fatalf("request after denying in the console: %s", x.Status)
+		}
+	}
+	if status, _, _ := b.post(path+"/approve", url.Values{"csrf": {token}}, nil); status != http.StatusConflict {
+		t.Fatalf("approving a denied request: %d", status)
+	}
+	if status, _, _ := b.post(path+"/approve", url.Values{"csrf": {token}, "duration": {"soon"}}, nil); status != http.StatusBadRequest {
+		t.Fatalf("a malformed duration: %d", status)
+	}
+}
