@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/console"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/siem"
@@ -68,6 +69,9 @@ type Config struct {
 	// a rotation of its data keys, in contacts a second (custos.json
 	// "rewrap_rate"; 0: vault.DefaultRewrapRate).
 	RewrapRate int
+	// Console sets the browser console's session lifetimes (custos.json
+	// "console"; docs/console.md).
+	Console ConsoleConfig
 }
 
 // MaxTenantKeyTTL bounds tenant_key_ttl: a revoked key must take effect
@@ -84,6 +88,41 @@ func (c Config) tenantKeyTTL() (time.Duration, error) {
 		return 0, fmt.Errorf("tenant_key_ttl: %q must be a duration from 1s to 1h", c.TenantKeyTTL)
 	}
 	return d, nil
+}
+
+// ConsoleConfig is custos.json's "console" section.
+type ConsoleConfig struct {
+	// IdleTimeout ends a session this long after its last request;
+	// MaxSession this long after sign-in however busy (Go durations;
+	// defaults console.DefaultIdleTimeout and console.DefaultMaxSession).
+	IdleTimeout string `json:"idle_timeout,omitempty"`
+	MaxSession  string `json:"max_session,omitempty"`
+}
+
+// MaxConsoleSession caps console.max_session: a browser session that
+// outlives a working day is a stolen cookie's long life.
+const MaxConsoleSession = 24 * time.Hour
+
+// durations returns the lifetimes, defaults filled in.
+func (c ConsoleConfig) durations() (idle, max time.Duration, err error) {
+	idle, max = console.DefaultIdleTimeout, console.DefaultMaxSession
+	if c.IdleTimeout != "" {
+		if idle, err = time.ParseDuration(c.IdleTimeout); err != nil || idle <= 0 {
+			return 0, 0, fmt.Errorf("console.idle_timeout: %q must be a positive Go duration", c.IdleTimeout)
+		}
+	}
+	if c.MaxSession != "" {
+		if max, err = time.ParseDuration(c.MaxSession); err != nil || max <= 0 {
+			return 0, 0, fmt.Errorf("console.max_session: %q must be a positive Go duration", c.MaxSession)
+		}
+	}
+	if max > MaxConsoleSession {
+		return 0, 0, fmt.Errorf("console.max_session: %s is over the cap of %s", max, MaxConsoleSession)
+	}
+	if idle > max {
+		return 0, 0, fmt.Errorf("console.idle_timeout: %s is longer than max_session %s", idle, max)
+	}
+	return idle, max, nil
 }
 
 // TLSConfig is custos.json's "tls" section: PEM files, reloaded on SIGHUP
@@ -364,6 +403,9 @@ func (c Config) Validate() error {
 	if c.RewrapRate < 0 {
 		errs = append(errs, fmt.Errorf("rewrap_rate: %d must be 0 (the default) or a number of contacts a second", c.RewrapRate))
 	}
+	if _, _, err := c.Console.durations(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.DiagnosticsListen != "" {
 		if _, _, err := net.SplitHostPort(c.DiagnosticsListen); err != nil {
 			errs = append(errs, fmt.Errorf("diagnostics_listen: %q is not host:port", c.DiagnosticsListen))
@@ -391,6 +433,8 @@ type File struct {
 	TenantKeyTTL string `json:"tenant_key_ttl,omitempty"`
 	// Issue 22 (rotation of tenant data keys).
 	RewrapRate int `json:"rewrap_rate,omitempty"`
+	// Issue 23 (the console).
+	Console ConsoleConfig `json:"console,omitzero"`
 }
 
 // ConfigFile is the name of the data directory's [File].

@@ -32,6 +32,9 @@ var keyDocs = map[string]keyDoc{
 	"tls.client_ca_file":      {"none", "PEM CAs client certificates are verified against; principals bound to a certificate are served only with it.", false},
 	"tls.require_client_cert": {"false", "Refuse every connection without a verified client certificate.", false},
 	"rewrap_rate":             {"25000", "Contacts a second the background rewrap re-encrypts after a rotation of a tenant's data keys (custos keys rewrap; docs/keys.md); reads and writes go on meanwhile.", false},
+	"console":                 {"", "The browser console under /ui (docs/console.md).", false},
+	"console.idle_timeout":    {"30m", "A console session ends this long after its last request.", false},
+	"console.max_session":     {"12h", "A console session ends this long after sign-in, however busy (at most 24h, and not shorter than idle_timeout).", false},
 	"diagnostics_listen":      {"off", "Address of the diagnostics listener (/metrics, /debug/pprof/): loopback unless --insecure-plaintext. Env CUSTOS_DIAGNOSTICS, flag --diagnostics.", false},
 
 	"detection":                          {"", "The detector, canaries and alert delivery (docs/detection.md).", false},
@@ -337,7 +340,7 @@ func (f *File) resolveSecrets(getenv func(string) string) error {
 // keeps all but its password, shown as xxxxx).
 func Redacted(c Config) ([]byte, error) {
 	// Copy the sinks so redacting them leaves c's untouched.
-	f := File{Origin: c.Origin, KEK: c.KEK, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log, TenantKeyTTL: c.TenantKeyTTL, RewrapRate: c.RewrapRate}
+	f := File{Origin: c.Origin, KEK: c.KEK, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log, TenantKeyTTL: c.TenantKeyTTL, RewrapRate: c.RewrapRate, Console: c.Console}
 	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/console"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/internal/tlsfiles"
 	"github.com/custos-dev/custos/keys"
@@ -87,6 +88,9 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight requests (default
 	// DefaultDrain); what is still running then is cut off.
 	Drain time.Duration
+	// ConsoleIdle and ConsoleMax, if set, override Config.Console's
+	// session lifetimes (tests shorten them).
+	ConsoleIdle, ConsoleMax time.Duration
 }
 
 // DefaultDrain is how long Close lets in-flight requests finish.
@@ -410,7 +414,20 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	scfg := server.Config{Vault: v, Log: lg, Logger: logger}
+	idle, maxSession, err := cfg.Console.durations()
+	if err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
+	if opts.ConsoleIdle > 0 {
+		idle = opts.ConsoleIdle
+	}
+	if opts.ConsoleMax > 0 {
+		maxSession = opts.ConsoleMax
+	}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger,
+		Console: console.New(console.Config{Vault: v, Logger: logger, IdleTimeout: idle, MaxSession: maxSession})}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}

@@ -57,6 +57,8 @@ var durationKeys = map[string]bool{
 	"log.checkpoint_retention": true,
 	"detection.expiry_notice":  true,
 	"relay.upstream.timeout":   true,
+	"console.idle_timeout":     true,
+	"console.max_session":      true,
 }
 
 var timeType = reflect.TypeFor[time.Time]()

@@ -25,6 +25,7 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/healthz", "", false, s.healthz)
 	s.handle("GET", "/readyz", "", false, s.readyz)
 	s.handle("GET", "/v1/openapi.json", "", false, s.serveOpenAPI)
+	s.mountConsole()
 
 	s.handle("POST", "/v1/tenants", custos.ActionTenantCreate, true, s.createTenant)
 	s.handle("GET", "/v1/tenants", custos.ActionTenantList, true, s.listTenants)

@@ -50,6 +50,10 @@ type Config struct {
 	// the checkpoint it says, and the metrics and /healthz show each
 	// witness's lag.
 	Witnesses Witnesses
+	// Console, if set, serves /ui/ (package console) behind this server's
+	// edge: request id, panic recovery, metrics, the tampered-log refusal
+	// and the per-source limit on sign-in.
+	Console http.Handler
 	// Ready are /readyz's checks after the log's own verification (the
 	// node's: store writable, KEK reachable, sequencer, detector lag).
 	Ready []ReadyCheck

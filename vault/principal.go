@@ -27,7 +27,15 @@ func (v *Vault) Authenticate(ctx context.Context, secret string) (*custos.Princi
 	if err := custos.CheckAPIKeySecret(secret); err != nil {
 		return nil, nil, v.deny(ctx, l, err)
 	}
-	hash := custos.HashAPIKey(secret)
+	return v.authenticateHash(ctx, l, custos.HashAPIKey(secret))
+}
+
+// authenticateHash is [Vault.Authenticate] after the secret's shape is
+// checked: the key stored under hash, with every check a request gets
+// (networks, revocation, expiry, suspension, certificate binding). A
+// console session ([Vault.ResumeSession]) comes through here on every
+// request, so it is exactly as alive as its key.
+func (v *Vault) authenticateHash(ctx context.Context, l audit.Leaf, hash []byte) (*custos.Principal, *custos.APIKey, error) {
 	// The counter is read before the key: see authCache.
 	epoch, epochErr := v.authEpoch(ctx)
 	filled := v.now()

@@ -3,8 +3,8 @@ package vault
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"

@@ -1,0 +1,4 @@
+package console
+
+// SameOrigin exposes sameOrigin to the fuzz test.
+var SameOrigin = sameOrigin

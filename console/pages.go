@@ -1,0 +1,220 @@
+package console
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/vault"
+)
+
+// PageSize is how many rows a console list shows at once.
+const PageSize = 50
+
+// home sends a tenant admin to its tenant; other roles have no views in
+// this console yet and see who they are signed in as.
+func (c *Console) home(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	p := principal(r.Context())
+	if p.Kind == custos.KindTenantAdmin {
+		http.Redirect(w, r, "/ui/t/"+p.TenantID, http.StatusSeeOther)
+		return nil
+	}
+	c.render(w, r, http.StatusOK, "home", c.view(r, s, "Console", "", nil))
+	return nil
+}
+
+func (c *Console) view(r *http.Request, s *vault.Session, title, nav string, data any) view {
+	p := principal(r.Context())
+	return view{Title: title, Principal: p, Tenant: tenantOf(r, p), CSRF: s.CSRF, Nav: nav, Data: data}
+}
+
+type overviewView struct {
+	Tenant       *custos.Tenant
+	Lists        []*custos.List
+	Pending      int
+	ActiveGrants int
+	Grants       int
+}
+
+// overview shows a tenant's counts and list names: never a contact.
+// Each read is the API's (GET tenant, lists, access requests, grants),
+// authorized and recorded by the vault as such.
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	ctx, tenant := r.Context(), r.PathValue("tenant")
+	t, err := c.vault.Tenant(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	ls, err := c.vault.Lists(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	rs, err := c.vault.AccessRequests(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	gs, err := c.vault.Grants(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	v := overviewView{Tenant: t, Lists: ls, Grants: len(gs)}
+	for _, x := range rs {
+		if x.Status == custos.RequestPending {
+			v.Pending++
+		}
+	}
+	for _, g := range gs {
+		if g.Status == custos.GrantActive {
+			v.ActiveGrants++
+		}
+	}
+	if len(v.Lists) > PageSize {
+		v.Lists = v.Lists[:PageSize]
+	}
+	c.render(w, r, http.StatusOK, "overview", c.view(r, s, "Overview", "overview", v))
+	return nil
+}
+
+// pageOf returns the items after the one named by ?after= (by id), at
+// most PageSize, and the id to continue after ("" at the end).
+func pageOf[T any](r *http.Request, items []T, id func(T) string) ([]T, string) {
+	start := 0
+	if after := r.URL.Query().Get("after"); after != "" {
+		for i, x := range items {
+			if id(x) == after {
+				start = i + 1
+				break
+			}
+		}
+	}
+	items = items[start:]
+	if len(items) <= PageSize {
+		return items, ""
+	}
+	return items[:PageSize], id(items[PageSize-1])
+}
+
+type requestsView struct {
+	Pending, Decided []*custos.AccessRequest
+	Next             string
+}
+
+// requests lists the tenant's access requests, pending first, each with
+// what exactly is asked: scope, duration, reason and ticket.
+func (c *Console) requests(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	rs, err := c.vault.AccessRequests(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	pg, next := pageOf(r, rs, func(x *custos.AccessRequest) string { return x.ID })
+	v := requestsView{Next: next}
+	for _, x := range pg {
+		if x.Status == custos.RequestPending && !x.BreakGlass {
+			v.Pending = append(v.Pending, x)
+		} else {
+			v.Decided = append(v.Decided, x)
+		}
+	}
+	c.render(w, r, http.StatusOK, "requests", c.view(r, s, "Access requests", "requests", v))
+	return nil
+}
+
+// decide approves or denies a request: POST .../access-requests/{id}/approve
+// or /deny, through the same validation and vault call.
+func (c *Console) decide(approve bool) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+		tenant := r.PathValue("tenant")
+		body := custos.DecisionRequest{Duration: r.PostForm.Get("duration"), Comment: r.PostForm.Get("comment")}
+		if b := r.PostForm.Get("reveal_budget"); b != "" {
+			n, err := strconv.Atoi(b)
+			if err != nil {
+				return c.vault.Reject(r.Context(), custos.ActionRequestDecide, tenant, custos.Errorf(custos.EINVALID, "reveal budget must be a number"))
+			}
+			body.RevealBudget = n
+		}
+		if err := body.Validate(); err != nil {
+			return c.vault.Reject(r.Context(), custos.ActionRequestDecide, tenant, err)
+		}
+		d, _ := custos.ParseDuration("duration", body.Duration)
+		g, err := c.vault.DecideRequest(r.Context(), tenant, r.PathValue("id"),
+			vault.Decision{Approve: approve, Duration: d, RevealBudget: body.RevealBudget, Comment: body.Comment})
+		if err != nil {
+			return err
+		}
+		to := "/ui/t/" + url.PathEscape(tenant) + "/requests"
+		if g != nil {
+			to = "/ui/t/" + url.PathEscape(tenant) + "/grants"
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
+		return nil
+	}
+}
+
+type grantsView struct {
+	Grants []*custos.Grant
+	Next   string
+}
+
+func (c *Console) grants(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	gs, err := c.vault.Grants(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	pg, next := pageOf(r, gs, func(g *custos.Grant) string { return g.ID })
+	c.render(w, r, http.StatusOK, "grants", c.view(r, s, "Grants", "grants", grantsView{Grants: pg, Next: next}))
+	return nil
+}
+
+// revoke ends a grant: POST .../grants/{id}/revoke.
+func (c *Console) revoke(w http.ResponseWriter, r *http.Request, _ *vault.Session) error {
+	tenant := r.PathValue("tenant")
+	if _, err := c.vault.RevokeGrant(r.Context(), tenant, r.PathValue("id")); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/ui/t/"+url.PathEscape(tenant)+"/grants", http.StatusSeeOther)
+	return nil
+}
+
+type logView struct {
+	Entries []logEntry
+	Next    uint64
+}
+
+type logEntry struct {
+	Seq, Index uint64
+	Leaf       audit.Leaf
+}
+
+// accessLog shows a page of the tenant's access feed, as GET
+// .../access-log?proofs=page reads it (and records the read).
+func (c *Console) accessLog(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	tenant := r.PathValue("tenant")
+	var after uint64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return c.vault.Reject(r.Context(), custos.ActionAccessLogRead, tenant, custos.Errorf(custos.EINVALID, "after must be a number"))
+		}
+		after = n
+	}
+	f, err := c.vault.AccessLogPage(r.Context(), tenant, after, PageSize)
+	if err != nil {
+		return err
+	}
+	v := logView{}
+	for _, e := range f.Entries {
+		le := logEntry{Seq: e.TenantSeq, Index: e.Index}
+		if err := json.Unmarshal(e.Body, &le.Leaf); err != nil {
+			return err
+		}
+		v.Entries = append(v.Entries, le)
+	}
+	if f.More && len(f.Entries) > 0 {
+		v.Next = f.Entries[len(f.Entries)-1].TenantSeq
+	}
+	c.render(w, r, http.StatusOK, "log", c.view(r, s, "Access log", "log", v))
+	return nil
+}

@@ -1,0 +1,38 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/vault"
+)
+
+// mountConsole serves the console (Config.Console) under /ui/. The
+// console authorizes nothing itself: its pages call the vault with the
+// principal of a session that re-authenticates its key on every request.
+// What this edge adds is the API's: no page while the log has failed
+// verification, anonymous refusals counted per source, and sign-in
+// attempts charged to the source's anonymous budget.
+func (s *Server) mountConsole() {
+	if s.cfg.Console == nil {
+		return
+	}
+	s.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	s.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
+		if s.log.Integrity() != nil {
+			s.writeTampered(w, r)
+			return
+		}
+		req := custos.RequestFromContext(r.Context())
+		source := "ip:" + req.Source
+		r = r.WithContext(vault.WithRefusals(r.Context(), func() bool { return s.refusals.Absorb(source, req) }))
+		if r.Method == http.MethodPost && r.URL.Path == "/ui/signin" {
+			if ok, wait := s.sources.allow(req.Source); !ok {
+				err := tooMany(w, wait)
+				s.writeError(w, r, s.vault.Reject(r.Context(), custos.ActionAuthenticate, "", err))
+				return
+			}
+		}
+		s.cfg.Console.ServeHTTP(w, r)
+	})
+}
