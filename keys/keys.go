@@ -14,11 +14,13 @@
 // tenant's data and every list's keys with it.
 //
 // The KEK is named by a URI. "local:///abs/path" is a Tink keyset file
-// made by [CreateLocalKEK] (mode 0600): the default for one machine. Any
-// other URI is resolved through Tink's KMS client registry, so HashiCorp
-// Vault transit ("hcvault://"), AWS KMS ("aws-kms://") and GCP KMS
-// ("gcp-kms://") plug in by registering their Tink clients with
-// [RegisterKMSClient] at startup; see docs/keys.md.
+// made by [CreateLocalKEK] (mode 0600): the default for one machine.
+// HashiCorp Vault or OpenBao transit ("hcvault://"), AWS KMS
+// ("aws-kms://") and GCP Cloud KMS ("gcp-kms://") are built in, their
+// credentials taken from each environment's usual places; a KMS error
+// names the URI and wraps [ErrKEKUnavailable] when the data it guards
+// cannot be read. Any other scheme is resolved through Tink's KMS client
+// registry ([RegisterKMSClient]); see docs/keys.md.
 package keys
 
 import (
@@ -86,8 +88,11 @@ func OpenKEK(ctx context.Context, uri string) (tink.AEAD, error) {
 	}
 	c, err := registry.GetKMSClient(uri)
 	if err != nil {
+		if a, ok, err := builtinKMS(ctx, uri); ok {
+			return a, err
+		}
 		scheme, _, _ := strings.Cut(uri, "://")
-		return nil, fmt.Errorf("open KEK: no KMS client registered for %q URIs (use local:///path, or register a Tink KMS client: see docs/keys.md)", scheme)
+		return nil, fmt.Errorf("open KEK: no KMS client for %q URIs (use local:///path, hcvault://, aws-kms:// or gcp-kms://, or register a Tink KMS client: see docs/keys.md)", scheme)
 	}
 	a, err := c.GetAEAD(uri)
 	if err != nil {
@@ -250,7 +255,10 @@ func unwrapPair(magic, wrapped []byte, master tink.AEAD, ad func(purpose string)
 		if uint64(n) > uint64(len(rest)) {
 			return nil, errMalformed
 		}
-		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(rest[:n])), master, ad(purpose))
+		h, err := readWrapped(rest[:n], master, ad(purpose))
+		if errors.Is(err, ErrKEKUnavailable) {
+			return nil, fmt.Errorf("%s keyset: %w", purpose, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s keyset does not open here", purpose)
 		}
@@ -261,6 +269,33 @@ func unwrapPair(magic, wrapped []byte, master tink.AEAD, ad func(purpose string)
 		return nil, errMalformed
 	}
 	return newDataKeys(handles[0], handles[1])
+}
+
+// kekCapture keeps the KEK's own error, which Tink's keyset reader
+// flattens into a string, so that a KMS that is down or refuses custos
+// is reported as such and not as a keyset that does not open.
+type kekCapture struct {
+	tink.AEAD
+	err error
+}
+
+func (c *kekCapture) Decrypt(ct, ad []byte) ([]byte, error) {
+	pt, err := c.AEAD.Decrypt(ct, ad)
+	if err != nil {
+		c.err = err
+	}
+	return pt, err
+}
+
+// readWrapped reads a keyset encrypted under master with associated data
+// ad. Its error wraps [ErrKEKUnavailable] when master could not be asked.
+func readWrapped(b []byte, master tink.AEAD, ad []byte) (*keyset.Handle, error) {
+	c := &kekCapture{AEAD: master}
+	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(b)), c, ad)
+	if err != nil && errors.Is(c.err, ErrKEKUnavailable) {
+		return nil, c.err
+	}
+	return h, err
 }
 
 // Tenant returns a tenant's keys, unwrapping wrapped unless cached.
@@ -347,7 +382,10 @@ func (k *Keyring) NewSystemPRF(name string) (*SystemPRF, []byte, error) {
 
 // SystemPRF unwraps a system PRF keyset made by NewSystemPRF.
 func (k *Keyring) SystemPRF(name string, wrapped []byte) (*SystemPRF, error) {
-	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), k.kek, systemAD(name))
+	h, err := readWrapped(wrapped, k.kek, systemAD(name))
+	if errors.Is(err, ErrKEKUnavailable) {
+		return nil, fmt.Errorf("unwrap system PRF %s: %w", name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unwrap system PRF %s: the keyset does not open", name)
 	}
@@ -406,7 +444,10 @@ func (k *Keyring) SystemAEAD(name string, wrapped []byte) (*SystemAEAD, error) {
 	if ok {
 		return s, nil
 	}
-	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), k.kek, systemAEADAD(name))
+	h, err := readWrapped(wrapped, k.kek, systemAEADAD(name))
+	if errors.Is(err, ErrKEKUnavailable) {
+		return nil, fmt.Errorf("unwrap system AEAD %s: %w", name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unwrap system AEAD %s: the keyset does not open", name)
 	}
