@@ -63,6 +63,8 @@ const (
 	ActionNotifyRead      Action = "notifications.read"    // a principal reads its own notification preferences
 	ActionNotifySet       Action = "notifications.set"     // a principal mutes or unmutes informational notices to itself
 	ActionCertBind        Action = "principal.certificate" // a principal binds itself to the client certificate it presents, or unbinds
+	ActionKeyInventory    Action = "key.inventory"         // security staff list every keyset (never key material)
+	ActionKEKRewrap       Action = "kek.rewrap"            // the host re-wraps every keyset under a new KEK (system, counts only)
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -121,6 +123,7 @@ var policy = map[Action]struct {
 	ActionEvidenceRead:    {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionRelayUpstream:   {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionBlastRadius:     {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionKeyInventory:    {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionDeletionRequest: {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},
 	ActionDeletionApprove: {ScopeTenantsWrite, []Kind{KindOperator}},
 	ActionDeletionCancel:  {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},

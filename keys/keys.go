@@ -26,7 +26,9 @@ package keys
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -127,9 +129,11 @@ func openLocal(path string) (tink.AEAD, error) {
 	return a, nil
 }
 
-// Keyring unwraps tenants' keysets with the KEK and caches them.
+// Keyring unwraps tenants' keysets with the KEK and caches them. During
+// a KEK rotation it also holds the previous KEK, which unwraps what is not
+// re-wrapped yet; everything it wraps is wrapped under the current one.
 type Keyring struct {
-	kek tink.AEAD
+	kek, prev tink.AEAD
 
 	mu     sync.Mutex
 	cache  map[string]*TenantKeys
@@ -145,6 +149,71 @@ func NewKeyring(kek tink.AEAD) *Keyring {
 	return &Keyring{kek: kek, cache: map[string]*TenantKeys{}}
 }
 
+// NewRotatingKeyring returns a keyring wrapping with kek that unwraps
+// with kek and, for what kek does not open, with previous: the keyring of
+// a KEK rotation ([Keyring.RewrapTenant], docs/keys.md). previous is
+// asked only when kek answered and refused the keyset, never when kek's
+// KMS is unavailable.
+func NewRotatingKeyring(kek, previous tink.AEAD) *Keyring {
+	return &Keyring{kek: kek, prev: previous, cache: map[string]*TenantKeys{}}
+}
+
+// KEKTag is the digest by which the database records which KEK wraps a
+// keyset: the first 16 hex digits of SHA-256 over the URI. It names no
+// host, account or path.
+func KEKTag(uri string) string {
+	h := sha256.Sum256([]byte(uri))
+	return hex.EncodeToString(h[:8])
+}
+
+// unwrapKEK runs open with the KEK and, if it refused (not failed to
+// answer), with the previous KEK.
+func unwrapKEK[T any](k *Keyring, open func(master tink.AEAD) (T, error)) (T, error) {
+	v, err := open(k.kek)
+	if err != nil && k.prev != nil && !errors.Is(err, ErrKEKUnavailable) {
+		if pv, perr := open(k.prev); perr == nil {
+			return pv, nil
+		}
+	}
+	return v, err
+}
+
+// RewrapTenant re-wraps a tenant's keysets under the current KEK: the
+// same keys, so nothing sealed with them changes. wrapped may be under the
+// current or the previous KEK.
+func (k *Keyring) RewrapTenant(tenantID string, wrapped []byte) ([]byte, error) {
+	adf := func(purpose string) []byte { return ad(tenantID, purpose) }
+	hs, err := unwrapKEK(k, func(m tink.AEAD) ([]*keyset.Handle, error) { return unwrapHandles(magic, wrapped, m, adf) })
+	if err != nil {
+		return nil, fmt.Errorf("rewrap tenant keys: %w", err)
+	}
+	out, err := wrapPair(magic, hs[0], hs[1], k.kek, adf)
+	if err != nil {
+		return nil, fmt.Errorf("rewrap tenant keys: %w", err)
+	}
+	return out, nil
+}
+
+// RewrapSystem re-wraps a system keyset (PRF or AEAD) under the current
+// KEK.
+func (k *Keyring) RewrapSystem(name string, wrapped []byte) ([]byte, error) {
+	for _, sad := range [][]byte{systemAD(name), systemAEADAD(name)} {
+		h, err := unwrapKEK(k, func(m tink.AEAD) (*keyset.Handle, error) { return readWrapped(wrapped, m, sad) })
+		if errors.Is(err, ErrKEKUnavailable) {
+			return nil, fmt.Errorf("rewrap system key %s: %w", name, err)
+		}
+		if err != nil {
+			continue
+		}
+		var buf bytes.Buffer
+		if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), k.kek, sad); err != nil {
+			return nil, fmt.Errorf("rewrap system key %s: %w", name, err)
+		}
+		return buf.Bytes(), nil
+	}
+	return nil, fmt.Errorf("rewrap system key %s: the keyset does not open", name)
+}
+
 // DataKeys seal and index contacts: an AEAD for their values and a PRF
 // for their blind index and row MACs. A list's own keys are DataKeys
 // ([TenantKeys.List]); so are a tenant's, which a legacy list (created
@@ -153,6 +222,7 @@ func NewKeyring(kek tink.AEAD) *Keyring {
 type DataKeys struct {
 	aead tink.AEAD
 	prf  *prf.Set
+	info []KeysetInfo
 }
 
 // TenantKeys are one tenant's unwrapped primitives, and a bounded cache of
@@ -212,7 +282,7 @@ func newDataKeys(ah, ph *keyset.Handle) (*DataKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("PRF: %w", err)
 	}
-	return &DataKeys{aead: a, prf: p}, nil
+	return &DataKeys{aead: a, prf: p, info: []KeysetInfo{infoOf("aead", ah), infoOf("prf", ph)}}, nil
 }
 
 // wrapPair encrypts an AEAD and a PRF keyset under master, each with the
@@ -241,6 +311,14 @@ var errMalformed = errors.New("malformed wrapped keyset")
 // unwrapPair is wrapPair's inverse. Its errors name the keyset's purpose,
 // never its content.
 func unwrapPair(magic, wrapped []byte, master tink.AEAD, ad func(purpose string) []byte) (*DataKeys, error) {
+	hs, err := unwrapHandles(magic, wrapped, master, ad)
+	if err != nil {
+		return nil, err
+	}
+	return newDataKeys(hs[0], hs[1])
+}
+
+func unwrapHandles(magic, wrapped []byte, master tink.AEAD, ad func(purpose string) []byte) ([]*keyset.Handle, error) {
 	if !bytes.HasPrefix(wrapped, magic) {
 		return nil, errMalformed
 	}
@@ -268,7 +346,7 @@ func unwrapPair(magic, wrapped []byte, master tink.AEAD, ad func(purpose string)
 	if len(rest) != 0 {
 		return nil, errMalformed
 	}
-	return newDataKeys(handles[0], handles[1])
+	return handles, nil
 }
 
 // kekCapture keeps the KEK's own error, which Tink's keyset reader
@@ -306,7 +384,9 @@ func (k *Keyring) Tenant(tenantID string, wrapped []byte) (*TenantKeys, error) {
 	if ok {
 		return tk, nil
 	}
-	dk, err := unwrapPair(magic, wrapped, k.kek, func(purpose string) []byte { return ad(tenantID, purpose) })
+	dk, err := unwrapKEK(k, func(m tink.AEAD) (*DataKeys, error) {
+		return unwrapPair(magic, wrapped, m, func(purpose string) []byte { return ad(tenantID, purpose) })
+	})
 	if err != nil {
 		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
 	}
@@ -358,7 +438,10 @@ func (t *DataKeys) BlindIndex(normalized string) []byte {
 // SystemPRF is a keyed PRF of the service itself, not of a tenant: the
 // canary index tags contact tokens with it, so that a database reader
 // cannot tell canaries from real contacts.
-type SystemPRF struct{ prf *prf.Set }
+type SystemPRF struct {
+	prf  *prf.Set
+	info KeysetInfo
+}
 
 func systemAD(name string) []byte { return []byte("custos/system/" + name) }
 
@@ -377,12 +460,12 @@ func (k *Keyring) NewSystemPRF(name string) (*SystemPRF, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &SystemPRF{prf: p}, buf.Bytes(), nil
+	return &SystemPRF{prf: p, info: infoOf("", h)}, buf.Bytes(), nil
 }
 
 // SystemPRF unwraps a system PRF keyset made by NewSystemPRF.
 func (k *Keyring) SystemPRF(name string, wrapped []byte) (*SystemPRF, error) {
-	h, err := readWrapped(wrapped, k.kek, systemAD(name))
+	h, err := unwrapKEK(k, func(m tink.AEAD) (*keyset.Handle, error) { return readWrapped(wrapped, m, systemAD(name)) })
 	if errors.Is(err, ErrKEKUnavailable) {
 		return nil, fmt.Errorf("unwrap system PRF %s: %w", name, err)
 	}
@@ -393,7 +476,7 @@ func (k *Keyring) SystemPRF(name string, wrapped []byte) (*SystemPRF, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SystemPRF{prf: p}, nil
+	return &SystemPRF{prf: p, info: infoOf("", h)}, nil
 }
 
 // Tag returns the 32-byte PRF of s.
@@ -409,7 +492,10 @@ func (s *SystemPRF) Tag(v string) []byte {
 // belong to no tenant but must not sit in the database in clear: notes
 // security staff write on alerts, reasons they give for containing a
 // principal. Safe for concurrent use.
-type SystemAEAD struct{ aead tink.AEAD }
+type SystemAEAD struct {
+	aead tink.AEAD
+	info KeysetInfo
+}
 
 // systemAEADAD keeps a wrapped AEAD keyset from being unwrapped as the
 // PRF keyset of the same name, and the other way round.
@@ -430,7 +516,7 @@ func (k *Keyring) NewSystemAEAD(name string) (*SystemAEAD, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("system AEAD: %w", err)
 	}
-	return &SystemAEAD{aead: a}, buf.Bytes(), nil
+	return &SystemAEAD{aead: a, info: infoOf("", h)}, buf.Bytes(), nil
 }
 
 // SystemAEAD unwraps a system AEAD keyset made by NewSystemAEAD. The
@@ -444,7 +530,7 @@ func (k *Keyring) SystemAEAD(name string, wrapped []byte) (*SystemAEAD, error) {
 	if ok {
 		return s, nil
 	}
-	h, err := readWrapped(wrapped, k.kek, systemAEADAD(name))
+	h, err := unwrapKEK(k, func(m tink.AEAD) (*keyset.Handle, error) { return readWrapped(wrapped, m, systemAEADAD(name)) })
 	if errors.Is(err, ErrKEKUnavailable) {
 		return nil, fmt.Errorf("unwrap system AEAD %s: %w", name, err)
 	}
@@ -455,7 +541,7 @@ func (k *Keyring) SystemAEAD(name string, wrapped []byte) (*SystemAEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("system AEAD: %w", err)
 	}
-	s = &SystemAEAD{aead: a}
+	s = &SystemAEAD{aead: a, info: infoOf("", h)}
 	k.mu.Lock()
 	if k.system == nil || len(k.system) >= 16 {
 		k.system = map[string]*SystemAEAD{}

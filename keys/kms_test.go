@@ -1,3 +1,5 @@
+//go:build !custos_nokms
+
 package keys_test
 
 // The built-in KMS clients (Vault transit, AWS KMS, GCP Cloud KMS) run

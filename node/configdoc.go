@@ -21,9 +21,10 @@ type keyDoc struct {
 // of a list). docs/config.md is generated from it and the struct; a test
 // fails when a key has no entry here or an entry names no key.
 var keyDocs = map[string]keyDoc{
-	"origin": {"custos.local/log (set by init)", "The audit log's checkpoint origin and signing key name. Fixed at init: changing it orphans every checkpoint handed out.", false},
-	"kek":    {"local:///DATA/kek.json (made by init)", "Key-encryption key URI: local:///…, hcvault://…, aws-kms://…, gcp-kms://… (docs/keys.md). Env CUSTOS_KEK, flag --kek.", false},
-	"db":     {"SQLite custos.db in the data directory", "A postgres:// URL shared by several nodes. Env CUSTOS_DB, flag --db. Its password is redacted by config show.", true},
+	"origin":       {"custos.local/log (set by init)", "The audit log's checkpoint origin and signing key name. Fixed at init: changing it orphans every checkpoint handed out.", false},
+	"kek_previous": {"", "During a KEK rotation only: the old KEK's URI, which unwraps what `custos keys rewrap-kek` has not re-wrapped under `kek` yet. Remove it once the rewrap reports nothing remains (docs/keys.md).", false},
+	"kek":          {"local:///DATA/kek.json (made by init)", "Key-encryption key URI: local:///…, hcvault://…, aws-kms://…, gcp-kms://… (docs/keys.md). Env CUSTOS_KEK, flag --kek.", false},
+	"db":           {"SQLite custos.db in the data directory", "A postgres:// URL shared by several nodes. Env CUSTOS_DB, flag --db. Its password is redacted by config show.", true},
 
 	"tls":                     {"none (plain HTTP, loopback only)", "Serve the API over TLS (docs/operations.md). Files are re-read on SIGHUP and when they change.", false},
 	"tls.cert_file":           {"required with key_file", "PEM certificate chain of the API (custos init --tls makes a local one).", false},
@@ -332,7 +333,7 @@ func (f *File) resolveSecrets(getenv func(string) string) error {
 // keeps all but its password, shown as xxxxx).
 func Redacted(c Config) ([]byte, error) {
 	// Copy the sinks so redacting them leaves c's untouched.
-	f := File{Origin: c.Origin, KEK: c.KEK, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log}
+	f := File{Origin: c.Origin, KEK: c.KEK, KEKPrevious: c.KEKPrevious, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log}
 	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, err

@@ -169,6 +169,10 @@ func init() {
 			{name: "networks", summary: "set the CIDR ranges a key may be used from", run: (*Main).runKeyNetworks},
 			{name: "rotate", summary: "replace your own key: a new one, the old one valid for an overlap (default 24h); both audited", run: (*Main).runKeyRotate},
 		}},
+		{name: "keys", summary: "keysets and the key-encryption key (docs/keys.md)", subs: []*command{
+			{name: "ls", summary: "security staff: every keyset, what wraps it, primary key ids, age, pending re-wraps (never key material)", run: (*Main).runKeysLs},
+			{name: "rewrap-kek", summary: "on the host: re-wrap every keyset under the new KEK (resumable, audited); see kek_previous", run: (*Main).runKeysRewrapKEK},
+		}},
 		{name: "operator", summary: "operators' break-glass (docs/operator-keys.md)", subs: []*command{
 			{name: "recover", summary: "on the host: recover a locked-out operator or security principal; a second person approves, the secret goes to its address", run: (*Main).runOperatorRecover},
 		}},
