@@ -20,7 +20,6 @@ import (
 // keysets say about themselves and unwraps nothing.
 func (m *Main) runKeysLs(ctx context.Context, args []string) error {
 	fs, a := m.clientFlags("keys ls", "[--json]", "custos keys ls")
-	asJSON := fs.Bool("json", false, "print the inventory as JSON")
 	if _, err := fs.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -28,7 +27,7 @@ func (m *Main) runKeysLs(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if a.json {
 		enc := json.NewEncoder(m.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(inv)
