@@ -66,6 +66,8 @@ const (
 	ActionDataKeysRotate  Action = "keys.rotate"           // a tenant's data keys get a new primary
 	ActionDataKeysRewrap  Action = "keys.rewrap"           // existing rows re-encrypted and re-indexed under it (background)
 	ActionDataKeysStatus  Action = "keys.status"           // where a tenant's rotation and rewrap stand
+	ActionKeyInventory    Action = "key.inventory"         // security staff list every keyset (never key material)
+	ActionKEKRewrap       Action = "kek.rewrap"            // the host re-wraps every keyset under a new KEK (system, counts only)
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -124,6 +126,7 @@ var policy = map[Action]struct {
 	ActionEvidenceRead:    {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionRelayUpstream:   {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionBlastRadius:     {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionKeyInventory:    {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionDeletionRequest: {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},
 	ActionDeletionApprove: {ScopeTenantsWrite, []Kind{KindOperator}},
 	ActionDeletionCancel:  {ScopeTenantsWrite, []Kind{KindOperator, KindTenantAdmin}},

@@ -671,6 +671,12 @@ func (c *Client) ConsistencyProof(ctx context.Context, from, to uint64) (*custos
 	return get[custos.ConsistencyProof](ctx, c, path("log", "proof", "consistency"), q)
 }
 
+// KeyInventory lists every keyset custos holds, what wraps it and what
+// re-wrap is pending (security staff): GET /v1/keysets.
+func (c *Client) KeyInventory(ctx context.Context) (*custos.KeyInventory, error) {
+	return get[custos.KeyInventory](ctx, c, path("keysets"), nil)
+}
+
 // BlastRadius returns the proven blast-radius report of q's subject
 // (security staff); blastreport.Verify checks it offline.
 func (c *Client) BlastRadius(ctx context.Context, q custos.BlastQuery) (*custos.BlastReport, error) {

@@ -72,19 +72,44 @@ func (k *Keyring) master(tenantKMS tink.AEAD) *layered {
 // bounded time, so that a revoked key takes effect). A failure of the
 // tenant's key is [ErrKeyUnavailable].
 func (k *Keyring) Unwrap(tenantID string, wrapped []byte, tenantKMS tink.AEAD) (*TenantKeys, error) {
-	var m tink.AEAD = k.kek
-	l := k.master(tenantKMS)
-	if l != nil {
-		m = l
-	}
-	dk, err := unwrapPair(magic, wrapped, m, func(purpose string) []byte { return ad(tenantID, purpose) })
+	ah, ph, err := k.openTenant(tenantID, wrapped, tenantKMS)
 	if err != nil {
-		if l != nil && l.tenantErr {
-			return nil, fmt.Errorf("unwrap tenant keys: %w", ErrKeyUnavailable)
-		}
+		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
+	}
+	dk, err := newDataKeys(ah, ph)
+	if err != nil {
 		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
 	}
 	return newTenantKeys(tenantID, dk), nil
+}
+
+// openTenant unwraps a tenant's keyset handles with the KEK — inside the
+// tenant's own KMS key when tenantKMS is not nil — and, during a KEK
+// rotation, with the previous KEK when the current one does not open
+// them (a keyset not re-wrapped yet). A failure of the tenant's key is
+// [ErrKeyUnavailable]; a KEK that cannot be asked, [ErrKEKUnavailable].
+func (k *Keyring) openTenant(tenantID string, wrapped []byte, tenantKMS tink.AEAD) (ah, ph *keyset.Handle, err error) {
+	adf := func(purpose string) []byte { return ad(tenantID, purpose) }
+	try := func(kek tink.AEAD) (*keyset.Handle, *keyset.Handle, bool, error) {
+		var m tink.AEAD = kek
+		var l *layered
+		if tenantKMS != nil {
+			l = &layered{kek: kek, tenant: tenantKMS}
+			m = l
+		}
+		ah, ph, err := unwrapHandles(magic, wrapped, m, adf)
+		return ah, ph, l != nil && l.tenantErr, err
+	}
+	ah, ph, tenantFailed, err := try(k.kek)
+	if err != nil && !tenantFailed && k.prev != nil && !errors.Is(err, ErrKEKUnavailable) {
+		if pa, pp, _, perr := try(k.prev); perr == nil {
+			return pa, pp, nil
+		}
+	}
+	if tenantFailed {
+		return nil, nil, ErrKeyUnavailable
+	}
+	return ah, ph, err
 }
 
 // Rewrap re-encrypts a tenant's wrapped keysets from one master to

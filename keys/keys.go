@@ -14,17 +14,21 @@
 // tenant's data and every list's keys with it.
 //
 // The KEK is named by a URI. "local:///abs/path" is a Tink keyset file
-// made by [CreateLocalKEK] (mode 0600): the default for one machine. Any
-// other URI is resolved through Tink's KMS client registry, so HashiCorp
-// Vault transit ("hcvault://"), AWS KMS ("aws-kms://") and GCP KMS
-// ("gcp-kms://") plug in by registering their Tink clients with
-// [RegisterKMSClient] at startup; see docs/keys.md.
+// made by [CreateLocalKEK] (mode 0600): the default for one machine.
+// HashiCorp Vault or OpenBao transit ("hcvault://"), AWS KMS
+// ("aws-kms://") and GCP Cloud KMS ("gcp-kms://") are built in, their
+// credentials taken from each environment's usual places; a KMS error
+// names the URI and wraps [ErrKEKUnavailable] when the data it guards
+// cannot be read. Any other scheme is resolved through Tink's KMS client
+// registry ([RegisterKMSClient]); see docs/keys.md.
 package keys
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -86,8 +90,11 @@ func OpenKEK(ctx context.Context, uri string) (tink.AEAD, error) {
 	}
 	c, err := registry.GetKMSClient(uri)
 	if err != nil {
+		if a, ok, err := builtinKMS(ctx, uri); ok {
+			return a, err
+		}
 		scheme, _, _ := strings.Cut(uri, "://")
-		return nil, fmt.Errorf("open KEK: no KMS client registered for %q URIs (use local:///path, or register a Tink KMS client: see docs/keys.md)", scheme)
+		return nil, fmt.Errorf("open KEK: no KMS client for %q URIs (use local:///path, hcvault://, aws-kms:// or gcp-kms://, or register a Tink KMS client: see docs/keys.md)", scheme)
 	}
 	a, err := c.GetAEAD(uri)
 	if err != nil {
@@ -122,9 +129,11 @@ func openLocal(path string) (tink.AEAD, error) {
 	return a, nil
 }
 
-// Keyring unwraps tenants' keysets with the KEK and caches them.
+// Keyring unwraps tenants' keysets with the KEK and caches them. During
+// a KEK rotation it also holds the previous KEK, which unwraps what is not
+// re-wrapped yet; everything it wraps is wrapped under the current one.
 type Keyring struct {
-	kek tink.AEAD
+	kek, prev tink.AEAD
 
 	mu     sync.Mutex
 	cache  map[string]*TenantKeys
@@ -140,6 +149,76 @@ func NewKeyring(kek tink.AEAD) *Keyring {
 	return &Keyring{kek: kek, cache: map[string]*TenantKeys{}}
 }
 
+// NewRotatingKeyring returns a keyring wrapping with kek that unwraps
+// with kek and, for what kek does not open, with previous: the keyring of
+// a KEK rotation ([Keyring.RewrapTenant], docs/keys.md). previous is
+// asked only when kek answered and refused the keyset, never when kek's
+// KMS is unavailable.
+func NewRotatingKeyring(kek, previous tink.AEAD) *Keyring {
+	return &Keyring{kek: kek, prev: previous, cache: map[string]*TenantKeys{}}
+}
+
+// KEKTag is the digest by which the database records which KEK wraps a
+// keyset: the first 16 hex digits of SHA-256 over the URI. It names no
+// host, account or path.
+func KEKTag(uri string) string {
+	h := sha256.Sum256([]byte(uri))
+	return hex.EncodeToString(h[:8])
+}
+
+// unwrapKEK runs open with the KEK and, if it refused (not failed to
+// answer), with the previous KEK.
+func unwrapKEK[T any](k *Keyring, open func(master tink.AEAD) (T, error)) (T, error) {
+	v, err := open(k.kek)
+	if err != nil && k.prev != nil && !errors.Is(err, ErrKEKUnavailable) {
+		if pv, perr := open(k.prev); perr == nil {
+			return pv, nil
+		}
+	}
+	return v, err
+}
+
+// RewrapTenant re-wraps a tenant's keysets under the current KEK: the
+// same keys, so nothing sealed with them changes. wrapped may be under the
+// current or the previous KEK; a tenant on its own KMS key (tenantKMS not
+// nil) keeps that layer outside the new KEK.
+func (k *Keyring) RewrapTenant(tenantID string, wrapped []byte, tenantKMS tink.AEAD) ([]byte, error) {
+	adf := func(purpose string) []byte { return ad(tenantID, purpose) }
+	ah, ph, err := k.openTenant(tenantID, wrapped, tenantKMS)
+	if err != nil {
+		return nil, fmt.Errorf("rewrap tenant keys: %w", err)
+	}
+	var dst tink.AEAD = k.kek
+	if tenantKMS != nil {
+		dst = &layered{kek: k.kek, tenant: tenantKMS}
+	}
+	out, err := wrapPair(magic, ah, ph, dst, adf)
+	if err != nil {
+		return nil, fmt.Errorf("rewrap tenant keys: %w", err)
+	}
+	return out, nil
+}
+
+// RewrapSystem re-wraps a system keyset (PRF or AEAD) under the current
+// KEK.
+func (k *Keyring) RewrapSystem(name string, wrapped []byte) ([]byte, error) {
+	for _, sad := range [][]byte{systemAD(name), systemAEADAD(name)} {
+		h, err := unwrapKEK(k, func(m tink.AEAD) (*keyset.Handle, error) { return readWrapped(wrapped, m, sad) })
+		if errors.Is(err, ErrKEKUnavailable) {
+			return nil, fmt.Errorf("rewrap system key %s: %w", name, err)
+		}
+		if err != nil {
+			continue
+		}
+		var buf bytes.Buffer
+		if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), k.kek, sad); err != nil {
+			return nil, fmt.Errorf("rewrap system key %s: %w", name, err)
+		}
+		return buf.Bytes(), nil
+	}
+	return nil, fmt.Errorf("rewrap system key %s: the keyset does not open", name)
+}
+
 // DataKeys seal and index contacts: an AEAD for their values and a PRF
 // for their blind index and row MACs. A list's own keys are DataKeys
 // ([TenantKeys.List]); so are a tenant's, which a legacy list (created
@@ -149,6 +228,7 @@ type DataKeys struct {
 	aead tink.AEAD
 	prf  *prf.Set
 	old  []prf.PRF // the PRF keys other than the primary, while a rotation re-indexes (rotate.go)
+	info []KeysetInfo
 }
 
 // TenantKeys are one tenant's unwrapped primitives, and a bounded cache of
@@ -208,7 +288,7 @@ func newDataKeys(ah, ph *keyset.Handle) (*DataKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("PRF: %w", err)
 	}
-	return &DataKeys{aead: a, prf: p, old: retiring(p)}, nil
+	return &DataKeys{aead: a, prf: p, old: retiring(p), info: []KeysetInfo{infoOf("aead", ah), infoOf("prf", ph)}}, nil
 }
 
 // wrapPair encrypts an AEAD and a PRF keyset under master, each with the
@@ -260,7 +340,10 @@ func unwrapHandles(magic, wrapped []byte, master tink.AEAD, ad func(purpose stri
 		if uint64(n) > uint64(len(rest)) {
 			return nil, nil, errMalformed
 		}
-		h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(rest[:n])), master, ad(purpose))
+		h, err := readWrapped(rest[:n], master, ad(purpose))
+		if errors.Is(err, ErrKEKUnavailable) {
+			return nil, nil, fmt.Errorf("%s keyset: %w", purpose, err)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s keyset does not open here", purpose)
 		}
@@ -273,6 +356,33 @@ func unwrapHandles(magic, wrapped []byte, master tink.AEAD, ad func(purpose stri
 	return handles[0], handles[1], nil
 }
 
+// kekCapture keeps the KEK's own error, which Tink's keyset reader
+// flattens into a string, so that a KMS that is down or refuses custos
+// is reported as such and not as a keyset that does not open.
+type kekCapture struct {
+	tink.AEAD
+	err error
+}
+
+func (c *kekCapture) Decrypt(ct, ad []byte) ([]byte, error) {
+	pt, err := c.AEAD.Decrypt(ct, ad)
+	if err != nil {
+		c.err = err
+	}
+	return pt, err
+}
+
+// readWrapped reads a keyset encrypted under master with associated data
+// ad. Its error wraps [ErrKEKUnavailable] when master could not be asked.
+func readWrapped(b []byte, master tink.AEAD, ad []byte) (*keyset.Handle, error) {
+	c := &kekCapture{AEAD: master}
+	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(b)), c, ad)
+	if err != nil && errors.Is(c.err, ErrKEKUnavailable) {
+		return nil, c.err
+	}
+	return h, err
+}
+
 // Tenant returns a tenant's keys, unwrapping wrapped unless cached.
 func (k *Keyring) Tenant(tenantID string, wrapped []byte) (*TenantKeys, error) {
 	k.mu.Lock()
@@ -281,7 +391,9 @@ func (k *Keyring) Tenant(tenantID string, wrapped []byte) (*TenantKeys, error) {
 	if ok {
 		return tk, nil
 	}
-	dk, err := unwrapPair(magic, wrapped, k.kek, func(purpose string) []byte { return ad(tenantID, purpose) })
+	dk, err := unwrapKEK(k, func(m tink.AEAD) (*DataKeys, error) {
+		return unwrapPair(magic, wrapped, m, func(purpose string) []byte { return ad(tenantID, purpose) })
+	})
 	if err != nil {
 		return nil, fmt.Errorf("unwrap tenant keys: %w", err)
 	}
@@ -333,7 +445,10 @@ func (t *DataKeys) BlindIndex(normalized string) []byte {
 // SystemPRF is a keyed PRF of the service itself, not of a tenant: the
 // canary index tags contact tokens with it, so that a database reader
 // cannot tell canaries from real contacts.
-type SystemPRF struct{ prf *prf.Set }
+type SystemPRF struct {
+	prf  *prf.Set
+	info KeysetInfo
+}
 
 func systemAD(name string) []byte { return []byte("custos/system/" + name) }
 
@@ -352,12 +467,15 @@ func (k *Keyring) NewSystemPRF(name string) (*SystemPRF, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &SystemPRF{prf: p}, buf.Bytes(), nil
+	return &SystemPRF{prf: p, info: infoOf("", h)}, buf.Bytes(), nil
 }
 
 // SystemPRF unwraps a system PRF keyset made by NewSystemPRF.
 func (k *Keyring) SystemPRF(name string, wrapped []byte) (*SystemPRF, error) {
-	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), k.kek, systemAD(name))
+	h, err := unwrapKEK(k, func(m tink.AEAD) (*keyset.Handle, error) { return readWrapped(wrapped, m, systemAD(name)) })
+	if errors.Is(err, ErrKEKUnavailable) {
+		return nil, fmt.Errorf("unwrap system PRF %s: %w", name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unwrap system PRF %s: the keyset does not open", name)
 	}
@@ -365,7 +483,7 @@ func (k *Keyring) SystemPRF(name string, wrapped []byte) (*SystemPRF, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SystemPRF{prf: p}, nil
+	return &SystemPRF{prf: p, info: infoOf("", h)}, nil
 }
 
 // Tag returns the 32-byte PRF of s.
@@ -381,7 +499,10 @@ func (s *SystemPRF) Tag(v string) []byte {
 // belong to no tenant but must not sit in the database in clear: notes
 // security staff write on alerts, reasons they give for containing a
 // principal. Safe for concurrent use.
-type SystemAEAD struct{ aead tink.AEAD }
+type SystemAEAD struct {
+	aead tink.AEAD
+	info KeysetInfo
+}
 
 // systemAEADAD keeps a wrapped AEAD keyset from being unwrapped as the
 // PRF keyset of the same name, and the other way round.
@@ -402,7 +523,7 @@ func (k *Keyring) NewSystemAEAD(name string) (*SystemAEAD, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("system AEAD: %w", err)
 	}
-	return &SystemAEAD{aead: a}, buf.Bytes(), nil
+	return &SystemAEAD{aead: a, info: infoOf("", h)}, buf.Bytes(), nil
 }
 
 // SystemAEAD unwraps a system AEAD keyset made by NewSystemAEAD. The
@@ -416,7 +537,10 @@ func (k *Keyring) SystemAEAD(name string, wrapped []byte) (*SystemAEAD, error) {
 	if ok {
 		return s, nil
 	}
-	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(wrapped)), k.kek, systemAEADAD(name))
+	h, err := unwrapKEK(k, func(m tink.AEAD) (*keyset.Handle, error) { return readWrapped(wrapped, m, systemAEADAD(name)) })
+	if errors.Is(err, ErrKEKUnavailable) {
+		return nil, fmt.Errorf("unwrap system AEAD %s: %w", name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unwrap system AEAD %s: the keyset does not open", name)
 	}
@@ -424,7 +548,7 @@ func (k *Keyring) SystemAEAD(name string, wrapped []byte) (*SystemAEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("system AEAD: %w", err)
 	}
-	s = &SystemAEAD{aead: a}
+	s = &SystemAEAD{aead: a, info: infoOf("", h)}
 	k.mu.Lock()
 	if k.system == nil || len(k.system) >= 16 {
 		k.system = map[string]*SystemAEAD{}

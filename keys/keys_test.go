@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tink-crypto/tink-go/v2/testing/fakekms"
+	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/custos-dev/custos/keys"
 )
@@ -44,7 +45,7 @@ func TestLocalKEK(t *testing.T) {
 	if _, err := keys.OpenKEK(context.Background(), uri); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("OpenKEK of a 0644 file: %v; want a refusal", err)
 	}
-	if _, err := keys.OpenKEK(context.Background(), "aws-kms://arn:aws:kms:eu-west-1:1:key/x"); err == nil || !strings.Contains(err.Error(), "no KMS client registered") {
+	if _, err := keys.OpenKEK(context.Background(), "azure-kv://vault.example/keys/x"); err == nil || !strings.Contains(err.Error(), "no KMS client for") {
 		t.Errorf("OpenKEK of an unregistered scheme: %v", err)
 	}
 }
@@ -224,5 +225,73 @@ func TestSystemAEAD(t *testing.T) {
 	}
 	if _, err := ring.SystemPRF("notes", wrapped); err == nil {
 		t.Error("an AEAD keyset unwrapped as the PRF of the same name")
+	}
+}
+
+// TestRotatingKeyring: during a KEK rotation the keyring unwraps what the
+// old KEK wrapped, wraps anew under the new one only, and re-wraps
+// tenant and system keysets so that the new KEK alone opens them.
+func TestRotatingKeyring(t *testing.T) {
+	ctx := context.Background()
+	open := func() tink.AEAD {
+		uri, err := keys.CreateLocalKEK(filepath.Join(t.TempDir(), "kek.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := keys.OpenKEK(ctx, uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	oldKEK, newKEK := open(), open()
+	old := keys.NewKeyring(oldKEK)
+	tk, wrapped, _ := old.NewTenantKeys("tn_a")
+	_, sysPRF, _ := old.NewSystemPRF("rows")
+	_, sysAEAD, _ := old.NewSystemAEAD("notes")
+	ct, _ := tk.Seal([]byte("x"), nil)
+
+	rot := keys.NewRotatingKeyring(newKEK, oldKEK)
+	if _, err := rot.Tenant("tn_a", wrapped); err != nil {
+		t.Fatalf("rotating keyring, old blob: %v", err)
+	}
+	_, fresh, _ := rot.NewTenantKeys("tn_b")
+	if _, err := keys.NewKeyring(oldKEK).Tenant("tn_b", fresh); err == nil {
+		t.Fatal("a keyset made during the rotation is wrapped under the old KEK")
+	}
+	rw, err := rot.RewrapTenant("tn_a", wrapped, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rot.RewrapTenant("tn_b", wrapped, nil); err == nil {
+		t.Fatal("re-wrapped tenant A's keys as tenant B's")
+	}
+	rp, err := rot.RewrapSystem("rows", sysPRF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := rot.RewrapSystem("notes", sysAEAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyNew := keys.NewKeyring(newKEK)
+	tk2, err := onlyNew.Tenant("tn_a", rw)
+	if err != nil {
+		t.Fatalf("new KEK alone, re-wrapped blob: %v", err)
+	}
+	if pt, err := tk2.Open(ct, nil); err != nil || string(pt) != "x" {
+		t.Fatal("re-wrapped keys are not the same keys")
+	}
+	if _, err := onlyNew.SystemPRF("rows", rp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onlyNew.SystemAEAD("notes", ra); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.NewKeyring(oldKEK).Tenant("tn_a", rw); err == nil {
+		t.Fatal("the old KEK opens a re-wrapped keyset")
+	}
+	if _, err := onlyNew.Tenant("tn_c", wrapped); err == nil {
+		t.Fatal("the new KEK alone opens a keyset not re-wrapped")
 	}
 }

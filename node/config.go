@@ -34,6 +34,9 @@ type Config struct {
 	Addr    string // CUSTOS_ADDR, --addr
 	Origin  string // the log's checkpoint origin and signing key name
 	KEK     string // key-encryption key URI (local:///…, hcvault://…, aws-kms://…, gcp-kms://…)
+	// KEKPrevious is the KEK a rotation in progress still unwraps with
+	// (custos.json "kek_previous"; docs/keys.md): empty but during one.
+	KEKPrevious string
 	// DB is the database: empty for the SQLite file custos.db in the data
 	// directory, or a postgres:// URL shared by several nodes
 	// (CUSTOS_DB, --db, custos.json).
@@ -419,13 +422,15 @@ func (c Config) Validate() error {
 
 // File is the data directory's custos.json, written by [Init].
 type File struct {
-	Origin    string          `json:"origin"`
-	KEK       string          `json:"kek"`
-	DB        string          `json:"db,omitempty"`
-	Detection DetectionConfig `json:"detection,omitzero"`
-	Mail      MailConfig      `json:"mail,omitzero"`
-	Relay     RelayConfig     `json:"relay,omitzero"`
-	Log       LogConfig       `json:"log,omitzero"`
+	Origin string `json:"origin"`
+	KEK    string `json:"kek"`
+	// KEKPrevious: Config.KEKPrevious.
+	KEKPrevious string          `json:"kek_previous,omitempty"`
+	DB          string          `json:"db,omitempty"`
+	Detection   DetectionConfig `json:"detection,omitzero"`
+	Mail        MailConfig      `json:"mail,omitzero"`
+	Relay       RelayConfig     `json:"relay,omitzero"`
+	Log         LogConfig       `json:"log,omitzero"`
 	// Issue 21 (TLS, diagnostics).
 	TLS               TLSConfig `json:"tls,omitzero"`
 	DiagnosticsListen string    `json:"diagnostics_listen,omitempty"`

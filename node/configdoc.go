@@ -23,6 +23,7 @@ type keyDoc struct {
 var keyDocs = map[string]keyDoc{
 	"origin":         {"custos.local/log (set by init)", "The audit log's checkpoint origin and signing key name. Fixed at init: changing it orphans every checkpoint handed out.", false},
 	"kek":            {"local:///DATA/kek.json (made by init)", "Key-encryption key URI: local:///…, hcvault://…, aws-kms://…, gcp-kms://… (docs/keys.md). Env CUSTOS_KEK, flag --kek.", false},
+	"kek_previous":   {"", "During a KEK rotation only: the old KEK's URI, which unwraps what `custos keys rewrap-kek` has not re-wrapped under `kek` yet. Remove it once the rewrap reports nothing remains (docs/keys.md).", false},
 	"tenant_key_ttl": {"5m", "How long a tenant's unwrapped keys are kept before custos unwraps them again (1s to 1h): a tenant that revokes custos's access to its own KMS key is shut out within it, with key_unavailable (docs/keys.md, \"A tenant's own key\").", false},
 	"db":             {"SQLite custos.db in the data directory", "A postgres:// URL shared by several nodes. Env CUSTOS_DB, flag --db. Its password is redacted by config show.", true},
 
@@ -340,7 +341,7 @@ func (f *File) resolveSecrets(getenv func(string) string) error {
 // keeps all but its password, shown as xxxxx).
 func Redacted(c Config) ([]byte, error) {
 	// Copy the sinks so redacting them leaves c's untouched.
-	f := File{Origin: c.Origin, KEK: c.KEK, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log, TenantKeyTTL: c.TenantKeyTTL, RewrapRate: c.RewrapRate, Console: c.Console}
+	f := File{Origin: c.Origin, KEK: c.KEK, KEKPrevious: c.KEKPrevious, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log, TenantKeyTTL: c.TenantKeyTTL, RewrapRate: c.RewrapRate, Console: c.Console}
 	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, err

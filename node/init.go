@@ -100,6 +100,7 @@ func ParseFile(cfg Config, name string, b []byte, getenv func(string) string) (C
 	if err := f.resolveSecrets(getenv); err != nil {
 		return cfg, fmt.Errorf("%s: %w", name, err)
 	}
+	cfg.KEKPrevious = f.KEKPrevious
 	cfg.Origin, cfg.KEK, cfg.DB, cfg.Detection, cfg.Mail, cfg.Relay, cfg.Log = f.Origin, f.KEK, f.DB, f.Detection, f.Mail, f.Relay, f.Log
 	cfg.TLS, cfg.DiagnosticsListen, cfg.Console = f.TLS, f.DiagnosticsListen, f.Console
 	cfg.TenantKeyTTL = f.TenantKeyTTL

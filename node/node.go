@@ -210,6 +210,17 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	ring := keys.NewKeyring(kek)
+	if cfg.KEKPrevious != "" {
+		if cfg.KEKPrevious == cfg.KEK {
+			return nil, fmt.Errorf("kek_previous is the same URI as kek")
+		}
+		prev, err := keys.OpenKEK(ctx, cfg.KEKPrevious)
+		if err != nil {
+			return nil, fmt.Errorf("kek_previous: %w", err)
+		}
+		ring = keys.NewRotatingKeyring(kek, prev)
+	}
 	rules, err := loadRules(cfg.Detection.RulesDir)
 	if err != nil {
 		return nil, err
@@ -328,7 +339,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		witnessed = cos.Witnessed
 	}
 	d := &notify.Dispatcher{DB: db.Write, Sinks: sinks, Active: lg.IsLeader, Logger: logger}
-	v := vault.New(db.Read, db.Write, lg, keys.NewKeyring(kek), vault.Options{Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
+	var prevKEK, prevTag string
+	if cfg.KEKPrevious != "" {
+		prevKEK, prevTag = keys.DescribeKEK(cfg.KEKPrevious), keys.KEKTag(cfg.KEKPrevious)
+	}
+	v := vault.New(db.Read, db.Write, lg, ring, vault.Options{KEKTag: keys.KEKTag(cfg.KEK), PreviousKEK: prevKEK, PreviousKEKTag: prevTag, Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed,
 		KEK:             keys.DescribeKEK(cfg.KEK), // receipts say what kind of KEK wrapped destroyed keys
 		KEKURI:          cfg.KEK,
@@ -347,6 +362,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		logger.Warn("could not seal free text written before sealing; will retry at the next start", "err", err)
 	} else if n > 0 {
 		logger.Info("sealed free text written before sealing", "rows", n)
+	}
+	// Keysets from before migration 0032 are under this KEK, unless a
+	// rotation is in progress (vault.TagKEK).
+	if err := v.TagKEK(ctx); err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
 	}
 	// Rows from before row MACs get theirs, once (vault.SealRows).
 	if n, err := v.SealRows(ctx); err != nil {

@@ -135,6 +135,7 @@ var matrix = map[string][]string{
 	"GET /v1/relay/upstreams":               {"security"},
 	"POST /v1/relay/upstreams/{id}/approve": {"security"},
 	"GET /v1/blast-radius":                  {"security"},
+	"GET /v1/keysets":                       {"security"},
 
 	"POST /v1/tenants/{tenant}/send": {"admin"}, // and services whose key has the send scope (this one's has not)
 }

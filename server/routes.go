@@ -76,6 +76,7 @@ func (s *Server) registerRoutes() {
 	s.registerStaffRoutes()
 	s.registerSecurityRoutes()
 	s.registerBlastRoutes()
+	s.registerKeysetRoutes()
 	s.registerDeletionRoutes()
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/receipt"
 	"github.com/custos-dev/custos/vault"
+	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
 // eventually polls cond until it holds or a bound (far above the TTL) runs
@@ -303,4 +304,75 @@ func TestRotationKeepsTheTenantsKey(t *testing.T) {
 		t.Fatalf("after the rewrap: %+v, %v", s, err)
 	}
 	layered("after the rewrap retired the old index key")
+}
+
+// TestKEKRotationKeepsTheTenantsKey: a KEK rotation (kek_previous beside
+// the new kek) reads a tenant on its own KMS key before and after its
+// keyset is re-wrapped, and the re-wrap keeps the tenant's layer: the
+// keyset then opens with the new KEK inside the tenant's key, not with
+// either KEK alone. With the tenant's key revoked, the re-wrap stops on
+// that tenant and leaves its row as it was.
+func TestKEKRotationKeepsTheTenantsKey(t *testing.T) {
+	st := vaulttest.Open(t, vault.Options{TenantKeyTTL: time.Second, KEKTag: "tag-a"})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault}
+	f.bootstrap(t)
+	if err := f.vault.TagKEK(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctxA, tA, listA := f.admin(t)
+	c := &custos.Contact{TenantID: tA, ListID: listA, Email: "ada@byok.test"}
+	if err := f.vault.CreateContact(ctxA, c); err != nil {
+		t.Fatal(err)
+	}
+	kms := kmstest.New(t)
+	if _, err := f.vault.SetTenantKey(ctxA, tA, kms.URI("acme")); err != nil {
+		t.Fatal(err)
+	}
+	kekA, kekB := st.KEK, vaulttest.KEK(t)
+	v := vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewRotatingKeyring(kekB, kekA), vault.Options{TenantKeyTTL: time.Second,
+		Placeholders: st.DB.Placeholders, LogSigner: st.Signer, LogVerifier: st.Verifier,
+		KEK: "vendor-kms:test", KEKTag: "tag-b", PreviousKEK: keys.KEKVendorLocal, PreviousKEKTag: "tag-a"})
+	read := func(when string) {
+		t.Helper()
+		if got, err := v.Contact(ctxA, tA, c.Token); err != nil || got.Email != c.Email {
+			t.Fatalf("%s: read: %v, %v", when, got, err)
+		}
+	}
+	keyset := func() []byte {
+		return storetest.Column[[]byte](t, f.db.Read, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tA)[0]
+	}
+	read("before the re-wrap (old KEK inside the tenant's key)")
+
+	kms.Revoke()
+	before := keyset()
+	if _, err := v.RewrapKEK(context.Background(), nil); err == nil || !strings.Contains(err.Error(), tA) {
+		t.Fatalf("a re-wrap with the tenant's key revoked: %v, want it stopped on that tenant", err)
+	}
+	if !bytes.Equal(keyset(), before) {
+		t.Fatal("a stopped re-wrap changed the tenant's keyset")
+	}
+	kms.Restore()
+
+	for {
+		r, err := v.RewrapKEK(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Remaining == 0 {
+			break
+		}
+	}
+	read("after the re-wrap")
+	for name, kek := range map[string]tink.AEAD{"the new KEK": kekB, "the old KEK": kekA} {
+		if _, err := keys.NewKeyring(kek).Unwrap(tA, keyset(), nil); err == nil {
+			t.Fatalf("after the re-wrap the tenant's keyset opens with %s alone", name)
+		}
+	}
+	tkms, err := keys.OpenTenantKMS(kms.URI("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.NewKeyring(kekB).Unwrap(tA, keyset(), tkms); err != nil {
+		t.Fatalf("the new KEK inside the tenant's key does not open the re-wrapped keyset: %v", err)
+	}
 }

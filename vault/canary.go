@@ -66,8 +66,8 @@ func (v *Vault) systemPRF(ctx context.Context, name string) (*keys.SystemPRF, er
 			return nil, nerr
 		}
 		// Another node may have raced us: keep whichever was stored first.
-		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-			name, base64.StdEncoding.EncodeToString(w)); err != nil {
+		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped, kek) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+			name, base64.StdEncoding.EncodeToString(w), v.kekTag); err != nil {
 			return nil, fmt.Errorf("store %s key: %w", name, err)
 		}
 		err = v.write.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, name).Scan(&wrapped)

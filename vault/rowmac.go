@@ -233,8 +233,8 @@ func (v *Vault) rowKey(ctx context.Context, tx *sql.Tx) (*keys.SystemPRF, error)
 		if nerr != nil {
 			return nil, nerr
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-			rowKeyName, base64.StdEncoding.EncodeToString(w)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped, kek) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+			rowKeyName, base64.StdEncoding.EncodeToString(w), v.kekTag); err != nil {
 			return nil, fmt.Errorf("store rows key: %w", err)
 		}
 		err = tx.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, rowKeyName).Scan(&wrapped)

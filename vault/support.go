@@ -876,8 +876,8 @@ func (v *Vault) systemAEAD(ctx context.Context, create bool) (*keys.SystemAEAD, 
 			return nil, nerr
 		}
 		// Another node may have raced us: keep whichever was stored first.
-		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-			freeTextKeyName, base64.StdEncoding.EncodeToString(w)); err != nil {
+		if _, err = v.write.ExecContext(ctx, `INSERT INTO system_keys (name, wrapped, kek) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+			freeTextKeyName, base64.StdEncoding.EncodeToString(w), v.kekTag); err != nil {
 			return nil, fmt.Errorf("store %s key: %w", freeTextKeyName, err)
 		}
 		err = v.write.QueryRowContext(ctx, `SELECT wrapped FROM system_keys WHERE name = $1`, freeTextKeyName).Scan(&wrapped)

@@ -51,7 +51,7 @@ func (v *Vault) CreateTenant(ctx context.Context, t *custos.Tenant, adminEmail s
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)`, t.ID, t.Name, ms(t.CreatedAt)); err != nil {
 			return fmt.Errorf("insert tenant: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tenant_keys (tenant_id, keyset, created_at) VALUES ($1, $2, $3)`, t.ID, wrapped, ms(t.CreatedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tenant_keys (tenant_id, keyset, created_at, kek) VALUES ($1, $2, $3, $4)`, t.ID, wrapped, ms(t.CreatedAt), v.kekTag); err != nil {
 			return fmt.Errorf("insert tenant keys: %w", err)
 		}
 		if err := insertPrincipal(ctx, tx, admin, sealed); err != nil {

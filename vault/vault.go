@@ -100,9 +100,10 @@ type Vault struct {
 	kekURI      string        // Options.KEKURI
 
 	// signer and verifier are the log's key, for deletion receipts.
-	signer   note.Signer
-	verifier note.Verifier
-	kek      string // Options.KEK
+	signer                      note.Signer
+	verifier                    note.Verifier
+	kek                         string // Options.KEK
+	kekTag, prevKEK, prevKEKTag string // Options.KEKTag, PreviousKEK, PreviousKEKTag
 
 	// listsForgotten is the creation time (ms) of the newest list
 	// receipt whose list's keys RunDueDeletions dropped from the cache.
@@ -185,6 +186,10 @@ type Options struct {
 	// ("vendor-local", "vendor-kms:hcvault", …). Empty: receipts name no
 	// KEK kind.
 	KEK string
+	// KEKTag is keys.KEKTag of the KEK's URI: recorded beside each keyset
+	// it wraps. PreviousKEK and PreviousKEKTag describe the KEK a rotation
+	// in progress still unwraps with (empty: none).
+	KEKTag, PreviousKEK, PreviousKEKTag string
 	// ServiceNetworks are the vendor's pipeline ranges (the detection
 	// policy's known_networks for services): a service key created without
 	// networks is bound to them. Empty: such a key is not bound.
@@ -214,7 +219,7 @@ type Options struct {
 // write has a single connection, shared with the audit log's sequencer).
 func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) *Vault {
 	v := &Vault{read: read, write: write, log: log, ring: ring, logger: opts.Logger, now: opts.Now, lastUsed: map[string]time.Time{}, placeholders: opts.Placeholders, notified: opts.Notified,
-		signer: opts.LogSigner, verifier: opts.LogVerifier, kek: opts.KEK, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed,
+		signer: opts.LogSigner, verifier: opts.LogVerifier, kek: opts.KEK, kekTag: opts.KEKTag, prevKEK: opts.PreviousKEK, prevKEKTag: opts.PreviousKEKTag, purgeBatch: opts.PurgeBatch, purgeMax: opts.PurgeBatches, witnessed: opts.Witnessed,
 		rewrapKick: make(chan struct{}, 1)}
 	if v.purgeBatch <= 0 {
 		v.purgeBatch = DefaultPurgeBatch

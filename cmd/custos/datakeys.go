@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -12,7 +13,15 @@ import (
 // docs/keys.md, "Rotating a tenant's data keys").
 
 func (m *Main) runKeysRotate(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("keys rotate", `--tenant T`, `custos keys rotate --tenant tn_…`)
+	// `keys rotate ak_…` replaces an API key, as `key rotate` does: the
+	// operator-lifecycle docs name it so, and one noun for every rotation
+	// is what a user tries first.
+	for _, arg := range args {
+		if strings.HasPrefix(arg, "ak_") {
+			return m.runKeyRotate(ctx, args)
+		}
+	}
+	fs, a := m.clientFlags("keys rotate", `--tenant T  (or: ak_… [--overlap 24h], an API key, as key rotate)`, `custos keys rotate --tenant tn_…`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err

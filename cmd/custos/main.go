@@ -170,9 +170,11 @@ func init() {
 			{name: "networks", summary: "set the CIDR ranges a key may be used from", run: (*Main).runKeyNetworks},
 			{name: "rotate", summary: "replace your own key: a new one, the old one valid for an overlap (default 24h); both audited", run: (*Main).runKeyRotate},
 		}},
-		{name: "keys", summary: "tenants' data keys (docs/keys.md)", subs: []*command{
-			{name: "rotate", summary: "tenant admin or security: give a tenant's data keys a new primary; new writes use it, announced", run: (*Main).runKeysRotate},
+		{name: "keys", summary: "keysets: inventory, tenants' data-key rotation and rewrap, the KEK's rewrap (docs/keys.md)", subs: []*command{
+			{name: "ls", summary: "security staff: every keyset, what wraps it, primary key ids, age, pending re-wraps (never key material)", run: (*Main).runKeysLs},
+			{name: "rotate", summary: "tenant admin or security: give a tenant's data keys a new primary (--tenant); without --tenant, replace your own API key (as key rotate)", run: (*Main).runKeysRotate},
 			{name: "rewrap", summary: "re-encrypt and re-index a tenant's contacts under its new keys, in the background at a bounded rate, with a progress bar", run: (*Main).runKeysRewrap},
+			{name: "rewrap-kek", summary: "on the host: re-wrap every keyset under the new KEK (resumable, audited); see kek_previous", run: (*Main).runKeysRewrapKEK},
 		}},
 		{name: "operator", summary: "operators' break-glass (docs/operator-keys.md)", subs: []*command{
 			{name: "recover", summary: "on the host: recover a locked-out operator or security principal; a second person approves, the secret goes to its address", run: (*Main).runOperatorRecover},

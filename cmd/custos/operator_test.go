@@ -37,6 +37,22 @@ func TestOperatorKeyLifecycle(t *testing.T) {
 		t.Fatal("an overlap over the cap was accepted")
 	}
 
+	// The same rotation under the keysets' noun (keys rotate ak_…, as the
+	// operator docs name it): the second key is replaced in turn.
+	newKeyID := idRE("ak").FindAllString(c.mustAs(newKey, "key", "ls", "--principal", opID), -1)
+	var second string
+	for _, id := range newKeyID {
+		if id != opKey {
+			second = id
+		}
+	}
+	out = c.mustAs(newKey, "keys", "rotate", second, "--overlap", "1h")
+	if third := keyRE.FindString(out); third == "" || !strings.Contains(out, "keeps working until") {
+		t.Fatalf("keys rotate ak_…:\n%s", out)
+	} else {
+		c.mustAs(third, "tenant", "ls")
+	}
+
 	// A key ending within a week is flagged by key ls.
 	short := idRE("ak").FindString(c.mustAs(newKey, "key", "create", "--principal", opID, "--expires-in", "72h"))
 	if out := c.mustAs(newKey, "key", "ls", "--principal", opID); !strings.Contains(out, "warning: key "+short) {
