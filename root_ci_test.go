@@ -22,7 +22,24 @@ func TestCIFuzzesEveryTarget(t *testing.T) {
 	}
 	fuzzFunc := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
 	n := 0
-	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+	eachTestFile(t, func(path, src string) {
+		for _, m := range fuzzFunc.FindAllStringSubmatch(src, -1) {
+			n++
+			if key := m[1] + " " + filepath.Dir(path); !listed[key] {
+				t.Errorf("%s in %s is not in .ci/run's fuzz targets (as %q)", m[1], path, key)
+			}
+		}
+	})
+	if n == 0 {
+		t.Fatal("no fuzz target found: the walk is broken")
+	}
+}
+
+// eachTestFile calls fn with every _test.go file of this module (nested
+// modules, hidden folders and testdata left out) and its text.
+func eachTestFile(t *testing.T, fn func(path, src string)) {
+	t.Helper()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -36,19 +53,11 @@ func TestCIFuzzesEveryTarget(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, m := range fuzzFunc.FindAllStringSubmatch(string(b), -1) {
-			n++
-			if key := m[1] + " " + filepath.Dir(path); !listed[key] {
-				t.Errorf("%s in %s is not in .ci/run's fuzz targets (as %q)", m[1], path, key)
-			}
-		}
+		fn(path, string(b))
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if n == 0 {
-		t.Fatal("no fuzz target found: the walk is broken")
 	}
 }
 
@@ -105,21 +114,7 @@ func TestCISlowRunsEverySlowTest(t *testing.T) {
 	testFunc := regexp.MustCompile(`(?m)^func (\w+)\(`)
 	reads := `Getenv("CUSTOS_` + `SLOW")` // split, so that this file is not one of them
 	n := 0
-	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || isModule(path)) {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		src := string(b)
+	eachTestFile(t, func(path, src string) {
 		// Each function that reads CUSTOS_SLOW; a helper (e2e's slow)
 		// stands for its whole package.
 		funcs := testFunc.FindAllStringSubmatchIndex(src, -1)
@@ -140,11 +135,7 @@ func TestCISlowRunsEverySlowTest(t *testing.T) {
 				t.Errorf("%s in %s reads CUSTOS_SLOW, but no CUSTOS_SLOW=1 line in .ci/run runs it", src[f[2]:f[3]], path)
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if n == 0 {
 		t.Fatal("no test reads CUSTOS_SLOW: the walk is broken")
 	}

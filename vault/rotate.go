@@ -161,21 +161,10 @@ func (v *Vault) RotateDataKeys(ctx context.Context, tenant string) (*custos.Data
 			Text: fmt.Sprintf("%s %s rotated the data keys of tenant %s: new writes use new keys; run `custos keys rewrap --tenant %s` to re-encrypt the stored contacts", by.Kind, by.ID, tenant, tenant),
 			Data: map[string]string{"tenant": tenant, "by": by.ID}}
 		err = v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-			wrapped, tkms, err := v.tenantKeyset(ctx, tx, tenant)
-			if err != nil {
+			if err := v.rekeyTenantRow(ctx, tx, tenant, v.ring.RotateTenant); err != nil {
 				return err
 			}
-			nw, err := v.ring.RotateTenant(tenant, wrapped, tkms)
-			if err != nil {
-				if errors.Is(err, keys.ErrKeyUnavailable) {
-					return errKeyUnavailable(tenant)
-				}
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE tenant_keys SET keyset = $1 WHERE tenant_id = $2`, nw, tenant); err != nil {
-				return fmt.Errorf("store tenant keyset: %w", err)
-			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO key_rotations (tenant_id, rotated_at, rotated_by) VALUES ($1, $2, $3)
+			_, err := tx.ExecContext(ctx, `INSERT INTO key_rotations (tenant_id, rotated_at, rotated_by) VALUES ($1, $2, $3)
 				ON CONFLICT (tenant_id) DO UPDATE SET rotated_at = excluded.rotated_at, rotated_by = excluded.rotated_by, lists = 0,
 				started_by = NULL, started_at = NULL, cursor_list = '', cursor_token = '', total = 0, done = 0, conflicts = 0, stuck = 0, finished_at = NULL`,
 				tenant, now+1, by.ID)
@@ -649,19 +638,8 @@ func (v *Vault) finishRewrap(ctx context.Context, tenant string, rotatedAt int64
 	ctx, l := systemLeaf(ctx, custos.ActionDataKeysRewrap, tenant)
 	var total int64
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		wrapped, tkms, err := v.tenantKeyset(ctx, tx, tenant)
-		if err != nil {
+		if err := v.rekeyTenantRow(ctx, tx, tenant, v.ring.RetireTenantIndex); err != nil {
 			return err
-		}
-		nw, err := v.ring.RetireTenantIndex(tenant, wrapped, tkms)
-		if err != nil {
-			if errors.Is(err, keys.ErrKeyUnavailable) {
-				return errKeyUnavailable(tenant)
-			}
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE tenant_keys SET keyset = $1 WHERE tenant_id = $2`, nw, tenant); err != nil {
-			return fmt.Errorf("store tenant keyset: %w", err)
 		}
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE tenant_id = $1`, tenant).Scan(&total); err != nil {
 			return fmt.Errorf("count contacts: %w", err)
@@ -762,6 +740,26 @@ func (v *Vault) forgetRotatedKeys(ctx context.Context) error {
 		return fmt.Errorf("rotated keys: %w", err)
 	}
 	v.keysRefreshed.Store(newest)
+	return nil
+}
+
+// rekeyTenantRow changes the tenant's stored keysets with op (a rotation,
+// the retirement of the old index key) in tx, through its own KMS key
+// when it set one.
+func (v *Vault) rekeyTenantRow(ctx context.Context, tx *sql.Tx, tenant string, op func(string, []byte, tink.AEAD) ([]byte, error)) error {
+	wrapped, tkms, err := v.tenantKeyset(ctx, tx, tenant)
+	if err != nil {
+		return err
+	}
+	nw, err := op(tenant, wrapped, tkms)
+	if errors.Is(err, keys.ErrKeyUnavailable) {
+		return errKeyUnavailable(tenant)
+	} else if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE tenant_keys SET keyset = $1 WHERE tenant_id = $2`, nw, tenant); err != nil {
+		return fmt.Errorf("store tenant keyset: %w", err)
+	}
 	return nil
 }
 
