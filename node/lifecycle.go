@@ -70,6 +70,11 @@ func (n *Node) runLifecycle(ctx context.Context) {
 func (n *Node) Lifecycle(ctx context.Context) { n.lifecycle(ctx, time.Now(), map[string]time.Time{}) }
 
 func (n *Node) lifecycle(ctx context.Context, now time.Time, warned map[string]time.Time) {
+	// One round at a time: a round called now (Lifecycle) beside the
+	// node's own would both find a key unannounced, and the second's
+	// announcement would be refused — an error entry in the log.
+	n.lifecycleMu.Lock()
+	defer n.lifecycleMu.Unlock()
 	if n.Log.IsLeader() {
 		if c, err := n.Vault.RunPrivilegedKeyExpiry(ctx, now); err != nil {
 			n.logger.Warn("privileged key expiry check", "err", err)

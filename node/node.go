@@ -137,6 +137,7 @@ type Node struct {
 	// after the configured ones, the SIEM forwarders and the people's.
 	baseSinks, fixedSinks []notify.Sink
 	reloadMu              sync.Mutex // one Reload at a time
+	lifecycleMu           sync.Mutex // one operator-key lifecycle round at a time
 	stop                  context.CancelFunc
 	stopped               chan struct{}
 	http                  *http.Server
