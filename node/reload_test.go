@@ -94,6 +94,19 @@ func TestReloadAppliesDetectionOnRecord(t *testing.T) {
 	if _, err := n.Reload(ctx); err == nil || !strings.Contains(err.Error(), "there is no principal") {
 		t.Fatalf("a reload with an exception owned by nobody: %v", err)
 	}
+	// The insider's own move: an operator silencing itself by editing the
+	// file and sending a signal is refused as at a start.
+	var op string
+	if err := n.DB.Read.QueryRow(`SELECT id FROM principals WHERE kind = 'operator'`).Scan(&op); err != nil {
+		t.Fatal(err)
+	}
+	edit(func(d map[string]any) {
+		d["exceptions"] = []map[string]any{{"rule": "key-new-network", "actor": op, "owner": op,
+			"expires": time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "reason": "my own sync job moves hosts"}}
+	})
+	if _, err := n.Reload(ctx); err == nil || !strings.Contains(err.Error(), "silences") {
+		t.Fatalf("a reload with an exception silencing its own owner: %v", err)
+	}
 	if got := len(n.Notifier.CurrentSinks()); got != sinksBefore {
 		t.Fatalf("a refused reload changed the sinks: %d, was %d", got, sinksBefore)
 	}
