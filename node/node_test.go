@@ -157,14 +157,8 @@ func TestOneNodePerDataDirectory(t *testing.T) {
 		t.Skip("the lock guards the data directory's own SQLite file; PostgreSQL nodes share a database by design")
 	}
 	ctx := context.Background()
-	cfg := config(t)
-	if _, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := node.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := initialised(t)
+	var err error
 	first, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -196,4 +190,20 @@ func TestOneNodePerDataDirectory(t *testing.T) {
 	if _, err := node.Restore(ctx, cfg, backup); err != nil {
 		t.Fatalf("restore of a stopped node's backup: %v", err)
 	}
+}
+
+// initialised returns the configuration of a fresh data directory that
+// node.Init made (the operator key it printed is not kept), as read back
+// from its custos.json.
+func initialised(t *testing.T) node.Config {
+	t.Helper()
+	cfg := config(t)
+	if _, err := node.Init(context.Background(), cfg, "operator@vendor.test", node.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := node.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

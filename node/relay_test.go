@@ -144,14 +144,8 @@ func TestRelayInServe(t *testing.T) {
 func TestRelayCertificateReloads(t *testing.T) {
 	ctx := context.Background()
 	up := smtptest.StartSink(t, smtptest.Options{Mode: smtptest.Plain})
-	cfg := config(t)
-	if _, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := node.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := initialised(t)
+	var err error
 	ca, err := tlsfiles.NewCA("relay CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -28,14 +28,8 @@ import (
 // start is named, not applied.
 func TestReloadAppliesDetectionOnRecord(t *testing.T) {
 	ctx := context.Background()
-	cfg := config(t)
-	if _, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := node.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := initialised(t)
+	var err error
 	n, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)
