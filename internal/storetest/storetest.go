@@ -50,10 +50,17 @@ func Engine() string {
 }
 
 // Open opens a fresh, migrated database for t on the run's engine; it is
-// closed (and on PostgreSQL its schema dropped) when t ends.
+// closed (and on PostgreSQL dropped) when t ends. On PostgreSQL it is a
+// clone of a template migrated once (template.go).
 func Open(t testing.TB) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), DSN(t), store.Options{})
+	dsn := ""
+	if Engine() == Postgres {
+		dsn = cloneMigrated(t, PostgresURL(t))
+	} else {
+		dsn = DSN(t)
+	}
+	db, err := store.Open(context.Background(), dsn, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +230,7 @@ func Column[T any](t testing.TB, db *sql.DB, query string, args ...any) []T {
 // set, runs the same binary again on PostgreSQL.
 func Main(m *testing.M) {
 	code := m.Run()
+	drops.Wait() // the PostgreSQL clones' background drops
 	if os.Getenv(EnvEngine) != "" || fuzzingOrBenchmarking() {
 		os.Exit(code)
 	}
