@@ -49,7 +49,7 @@ import (
 const TopicDataKeysRotated = "keys.rotated"
 
 // rewrapBatch bounds the rows one rewrap step reads and seals.
-const rewrapBatch = 512
+const rewrapBatch = 4096
 
 // DefaultRewrapRate is the rewrap's bound in contacts a second
 // (node config "rewrap_rate").
@@ -398,7 +398,12 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 		}
 		if !p.end {
 			prepare(p.next)
-			if err := v.commitPrepared(ctx, tenant, p, &pass); err != nil {
+			size0, t0 := v.log.Size(), time.Now()
+			entries, err := v.commitPrepared(ctx, tenant, p, &pass)
+			if err != nil {
+				return res, err
+			}
+			if err := v.shareWithOthers(ctx, v.log.Size()-size0 > uint64(entries), time.Since(t0)); err != nil {
 				return res, err
 			}
 			continue
@@ -516,21 +521,47 @@ func (v *Vault) prepareRewrap(ctx context.Context, tenant string, cur rewrapCurs
 	}
 }
 
-// commitPrepared commits a prepared batch in as many entries as yielding
-// takes (none if every row was already under the new keys).
-func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRewrap, pass *rewrapPass) error {
-	if len(p.work) == 0 {
-		pass.seen += int64(len(p.ss))
+// RewrapShare is the share of the time the rewrap may take while other
+// entries are being appended (docs/keys.md, "The rewrap gives way to
+// reads"): after a step whose commits carried others' entries too, the
+// rewrap pauses for (1-RewrapShare)/RewrapShare times the step's
+// duration, so that audited reads keep at least about 1-RewrapShare of
+// the sequencer and of the CPU. Alone it never pauses.
+const RewrapShare = 0.25
+
+// shareWithOthers pauses the rewrap after a step that took took, when
+// others appended entries meanwhile.
+func (v *Vault) shareWithOthers(ctx context.Context, others bool, took time.Duration) error {
+	if !others {
 		return nil
 	}
-	for done := 0; done < len(p.ss); {
+	t := time.NewTimer(time.Duration(float64(took) * (1 - RewrapShare) / RewrapShare))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// commitPrepared commits a prepared batch in as many entries as yielding
+// takes (none if every row was already under the new keys), and returns
+// how many.
+func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRewrap, pass *rewrapPass) (int, error) {
+	if len(p.work) == 0 {
+		pass.seen += int64(len(p.ss))
+		return 0, nil
+	}
+	entries := 0
+	for done := 0; done < len(p.ss); entries++ {
 		n, err := v.commitRewrap(ctx, tenant, p.list, p.ss, done, p.work, pass)
 		if err != nil {
-			return err
+			return entries, err
 		}
 		done = n
 	}
-	return nil
+	return entries, nil
 }
 
 // commitRewrap writes the step's resealed rows from ss[from] on, and the

@@ -14,5 +14,6 @@ func RewrapStep(ctx context.Context, v *Vault, tenant string, batch int) (bool, 
 	if p.err != nil || p.end {
 		return p.end, p.err
 	}
-	return false, v.commitPrepared(ctx, tenant, p, &rewrapPass{})
+	_, err = v.commitPrepared(ctx, tenant, p, &rewrapPass{})
+	return false, err
 }
