@@ -385,6 +385,7 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 	// is left under the old keys: only a pass from the first row can.
 	whole := cur.list == "" && cur.token == ""
 	var pass rewrapPass
+	others := othersMeter{size0: v.log.Size()}
 	prepare(cur)
 	for {
 		var p preparedRewrap
@@ -398,12 +399,12 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 		}
 		if !p.end {
 			prepare(p.next)
-			size0, t0 := v.log.Size(), time.Now()
+			t0 := time.Now()
 			entries, err := v.commitPrepared(ctx, tenant, p, &pass)
 			if err != nil {
 				return res, err
 			}
-			if err := v.shareWithOthers(ctx, v.log.Size()-size0 > uint64(entries), time.Since(t0)); err != nil {
+			if err := v.shareWithOthers(ctx, others.saw(v.log.Size(), entries), time.Since(t0)); err != nil {
 				return res, err
 			}
 			continue
@@ -528,6 +529,28 @@ func (v *Vault) prepareRewrap(ctx context.Context, tenant string, cur rewrapCurs
 // duration, so that audited reads keep at least about 1-RewrapShare of
 // the sequencer and of the CPU. Alone it never pauses.
 const RewrapShare = 0.25
+
+// othersMeter tells whether entries besides the rewrap's own were
+// appended since it last looked: the log grew by more than the rewrap's
+// entries. It keeps the running maximum of that difference because in
+// queued mode (PostgreSQL) the rewrap's own entries are integrated a
+// moment after they commit: alone, the difference stays at or below 0.
+type othersMeter struct {
+	size0    uint64
+	own, max int64
+}
+
+// saw counts own entries more and reports whether others were appended
+// since the last call, by the log's size now.
+func (m *othersMeter) saw(size uint64, own int) bool {
+	m.own += int64(own)
+	d := int64(size-m.size0) - m.own
+	if d > m.max {
+		m.max = d
+		return true
+	}
+	return false
+}
 
 // shareWithOthers pauses the rewrap after a step that took took, when
 // others appended entries meanwhile.
