@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/sqlq"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/notify"
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -48,7 +49,7 @@ import (
 const TopicDataKeysRotated = "keys.rotated"
 
 // rewrapBatch bounds the rows one rewrap step reads and seals.
-const rewrapBatch = 512
+const rewrapBatch = 4096
 
 // DefaultRewrapRate is the rewrap's bound in contacts a second
 // (node config "rewrap_rate").
@@ -384,6 +385,7 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 	// is left under the old keys: only a pass from the first row can.
 	whole := cur.list == "" && cur.token == ""
 	var pass rewrapPass
+	others := othersMeter{size0: v.log.Size()}
 	prepare(cur)
 	for {
 		var p preparedRewrap
@@ -397,7 +399,12 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 		}
 		if !p.end {
 			prepare(p.next)
-			if err := v.commitPrepared(ctx, tenant, p, &pass); err != nil {
+			t0 := time.Now()
+			entries, err := v.commitPrepared(ctx, tenant, p, &pass)
+			if err != nil {
+				return res, err
+			}
+			if err := v.shareWithOthers(ctx, others.saw(v.log.Size(), entries), time.Since(t0)); err != nil {
 				return res, err
 			}
 			continue
@@ -515,21 +522,69 @@ func (v *Vault) prepareRewrap(ctx context.Context, tenant string, cur rewrapCurs
 	}
 }
 
-// commitPrepared commits a prepared batch in as many entries as yielding
-// takes (none if every row was already under the new keys).
-func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRewrap, pass *rewrapPass) error {
-	if len(p.work) == 0 {
-		pass.seen += int64(len(p.ss))
+// RewrapShare is the share of the time the rewrap may take while other
+// entries are being appended (docs/keys.md, "The rewrap gives way to
+// reads"): after a step whose commits carried others' entries too, the
+// rewrap pauses for (1-RewrapShare)/RewrapShare times the step's
+// duration, so that audited reads keep at least about 1-RewrapShare of
+// the sequencer and of the CPU. Alone it never pauses.
+const RewrapShare = 0.25
+
+// othersMeter tells whether entries besides the rewrap's own were
+// appended since it last looked: the log grew by more than the rewrap's
+// entries. It keeps the running maximum of that difference because in
+// queued mode (PostgreSQL) the rewrap's own entries are integrated a
+// moment after they commit: alone, the difference stays at or below 0.
+type othersMeter struct {
+	size0    uint64
+	own, max int64
+}
+
+// saw counts own entries more and reports whether others were appended
+// since the last call, by the log's size now.
+func (m *othersMeter) saw(size uint64, own int) bool {
+	m.own += int64(own)
+	d := int64(size-m.size0) - m.own
+	if d > m.max {
+		m.max = d
+		return true
+	}
+	return false
+}
+
+// shareWithOthers pauses the rewrap after a step that took took, when
+// others appended entries meanwhile.
+func (v *Vault) shareWithOthers(ctx context.Context, others bool, took time.Duration) error {
+	if !others {
 		return nil
 	}
-	for done := 0; done < len(p.ss); {
+	t := time.NewTimer(time.Duration(float64(took) * (1 - RewrapShare) / RewrapShare))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// commitPrepared commits a prepared batch in as many entries as yielding
+// takes (none if every row was already under the new keys), and returns
+// how many.
+func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRewrap, pass *rewrapPass) (int, error) {
+	if len(p.work) == 0 {
+		pass.seen += int64(len(p.ss))
+		return 0, nil
+	}
+	entries := 0
+	for done := 0; done < len(p.ss); entries++ {
 		n, err := v.commitRewrap(ctx, tenant, p.list, p.ss, done, p.work, pass)
 		if err != nil {
-			return err
+			return entries, err
 		}
 		done = n
 	}
-	return nil
+	return entries, nil
 }
 
 // commitRewrap writes the step's resealed rows from ss[from] on, and the
@@ -541,36 +596,22 @@ func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sea
 	l.List = list
 	var done, conflicts, end int
 	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		done, conflicts, end = 0, 0, len(ss)
 		t0 := time.Now()
-		stmt, err := tx.PrepareContext(ctx, `UPDATE contacts SET blind_index = $1, email = $2, attributes = $3, mac = $4
-			WHERE token = $5 AND mac = $6 AND NOT EXISTS (SELECT 1 FROM contacts o WHERE o.list_id = $7 AND o.blind_index = $1 AND o.token <> $5)`)
-		if err != nil {
-			return fmt.Errorf("rewrap: %w", err)
+		var stale []rewrapWork
+		var err error
+		if v.placeholders == sqlq.Dollar {
+			done, stale, end, err = v.rewrapArrays(ctx, tx, list, len(ss), from, work, t0)
+		} else {
+			done, stale, end, err = v.rewrapRows(ctx, tx, len(ss), from, work, t0)
 		}
-		defer stmt.Close()
-		n := 0
-		for _, w := range work {
-			if w.at < from {
-				continue
-			}
-			if n > 0 && n%16 == 0 && v.yield(t0) {
-				end = w.at // the rest goes into the next entry
-				break
-			}
-			n++
-			res, err := stmt.ExecContext(ctx, w.new.blind, w.new.email, w.new.attrs, w.new.mac, w.old.token, w.old.mac, list)
-			if err != nil {
-				return fmt.Errorf("rewrap: update contact: %w", err)
-			}
-			if k, err := res.RowsAffected(); err != nil {
-				return fmt.Errorf("rewrap: update contact: %w", err)
-			} else if k == 1 {
-				done++
-				continue
-			}
-			// Changed or deleted meanwhile (then sealed under the new keys, or
-			// gone), or its new index is taken in the list: a duplicate.
+		if err != nil {
+			return err
+		}
+		// The rows not updated were changed or deleted meanwhile (then
+		// sealed under the new keys, or gone), or their new index is taken
+		// in the list: a duplicate, left under the old keys.
+		conflicts = 0
+		for _, w := range stale {
 			var mac sql.NullString
 			err = tx.QueryRowContext(ctx, `SELECT mac FROM contacts WHERE token = $1`, w.old.token).Scan(&mac)
 			if err == nil && mac == w.old.mac {
@@ -596,6 +637,106 @@ func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sea
 	pass.conflicts += int64(conflicts)
 	pass.seen = 0
 	return end, nil
+}
+
+// rewrapRows updates work's rows from ss index from on (SQLite), one
+// prepared single-row UPDATE each, until they are done or the entry
+// yields (then end is the index in ss where the next entry starts; n is
+// the step's row count). It returns how many it updated and the rows it
+// did not: changed meanwhile, or whose new index is taken in the list.
+//
+// A row changes only if it still carries the MAC it was read with (so a
+// contact written meanwhile is never overwritten with its older value).
+// OR IGNORE skips a row whose new index another contact of the list
+// holds, as the unique index (list_id, blind_index) finds it, without a
+// lookup of our own; the index is then probed once per row, by SQLite.
+func (v *Vault) rewrapRows(ctx context.Context, tx *sql.Tx, n, from int, work []rewrapWork, t0 time.Time) (done int, stale []rewrapWork, end int, err error) {
+	end = n
+	stmt, err := tx.PrepareContext(ctx, `UPDATE OR IGNORE contacts SET blind_index = $1, email = $2, attributes = $3, mac = $4 WHERE token = $5 AND mac = $6`)
+	if err != nil {
+		return 0, nil, from, fmt.Errorf("rewrap: %w", err)
+	}
+	defer stmt.Close()
+	k := 0
+	for _, w := range work {
+		if w.at < from {
+			continue
+		}
+		if k > 0 && k%16 == 0 && v.yield(t0) {
+			end = w.at // the rest goes into the next entry
+			break
+		}
+		k++
+		res, err := stmt.ExecContext(ctx, w.new.blind, w.new.email, w.new.attrs, w.new.mac, w.old.token, w.old.mac)
+		if err != nil {
+			return 0, nil, from, fmt.Errorf("rewrap: update contact: %w", err)
+		}
+		if a, err := res.RowsAffected(); err != nil {
+			return 0, nil, from, fmt.Errorf("rewrap: update contact: %w", err)
+		} else if a == 1 {
+			done++
+		} else {
+			stale = append(stale, w)
+		}
+	}
+	return done, stale, end, nil
+}
+
+// rewrapArrays is rewrapRows for PostgreSQL, where a round trip per row
+// was most of the rewrap's time: rows go pgChunk at a time, in one
+// UPDATE over the columns as arrays. PostgreSQL has no OR IGNORE: a row
+// whose new index another contact of the list holds is left out by the
+// statement itself.
+func (v *Vault) rewrapArrays(ctx context.Context, tx *sql.Tx, list string, n, from int, work []rewrapWork, t0 time.Time) (done int, stale []rewrapWork, end int, err error) {
+	end = n
+	i := 0
+	for i < len(work) && work[i].at < from {
+		i++
+	}
+	for first := true; i < len(work); first = false {
+		if !first && v.yield(t0) {
+			end = work[i].at // the rest goes into the next entry
+			break
+		}
+		chunk := work[i:min(i+pgChunk, len(work))]
+		i += len(chunk)
+		m := len(chunk)
+		tokens, oldMACs, newMACs := make([]string, m), make([]string, m), make([]string, m)
+		blinds, emails, attrs := make([][]byte, m), make([][]byte, m), make([][]byte, m)
+		for j, w := range chunk {
+			tokens[j], oldMACs[j], newMACs[j] = w.old.token, w.old.mac.String, w.new.mac.String
+			blinds[j], emails[j], attrs[j] = w.new.blind, w.new.email, w.new.attrs
+		}
+		rows, err := tx.QueryContext(ctx, `UPDATE contacts c SET blind_index = u.b, email = u.e, attributes = u.a, mac = u.m
+			FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], $6::text[]) AS u(t, om, b, e, a, m)
+			WHERE c.token = u.t AND c.mac = u.om
+			AND NOT EXISTS (SELECT 1 FROM contacts o WHERE o.list_id = $7 AND o.blind_index = u.b AND o.token <> u.t)
+			RETURNING c.token`, tokens, oldMACs, blinds, emails, attrs, newMACs, list)
+		if err != nil {
+			return 0, nil, from, fmt.Errorf("rewrap: update contacts: %w", err)
+		}
+		updated := make(map[string]bool, m)
+		for rows.Next() {
+			var tok string
+			if err := rows.Scan(&tok); err != nil {
+				rows.Close()
+				return 0, nil, from, fmt.Errorf("rewrap: update contacts: %w", err)
+			}
+			updated[tok] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, nil, from, fmt.Errorf("rewrap: update contacts: %w", err)
+		}
+		for _, w := range chunk {
+			if updated[w.old.token] {
+				done++
+			} else {
+				stale = append(stale, w)
+			}
+		}
+	}
+	return done, stale, end, nil
 }
 
 // reseal seals a stored contact, whose MAC the caller checked, again under

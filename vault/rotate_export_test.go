@@ -14,5 +14,24 @@ func RewrapStep(ctx context.Context, v *Vault, tenant string, batch int) (bool, 
 	if p.err != nil || p.end {
 		return p.end, p.err
 	}
-	return false, v.commitPrepared(ctx, tenant, p, &rewrapPass{})
+	_, err = v.commitPrepared(ctx, tenant, p, &rewrapPass{})
+	return false, err
+}
+
+// RewrapStepBetween is RewrapStep with between run after the step's rows
+// are read and sealed again and before they are committed: the window in
+// which a request may change them.
+func RewrapStepBetween(ctx context.Context, v *Vault, tenant string, batch int, between func()) (rewrapped int64, err error) {
+	r, err := v.loadRotation(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	p := v.prepareRewrap(ctx, tenant, rewrapCursor{r.cursorList, r.cursorTok}, batch)
+	if p.err != nil || p.end {
+		return 0, p.err
+	}
+	between()
+	var pass rewrapPass
+	_, err = v.commitPrepared(ctx, tenant, p, &pass)
+	return pass.rewrapped, err
 }

@@ -3,6 +3,7 @@ package vault_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -354,4 +355,86 @@ func TestRewrapStuckKeepsOldKey(t *testing.T) {
 	if res, err := f.vault.Rewrap(context.Background(), tenant, 0); err != nil || !res.Finished {
 		t.Fatalf("rewrap after the duplicate's deletion: %+v, %v", res, err)
 	}
+}
+
+// TestRewrapKeepsChangesMadeMeanwhile: rows a step read and sealed again
+// are changed, deleted or re-created by requests before the step commits.
+// The step must not write its older copy over them (a changed row carries
+// another MAC than the one read), nor bring a deleted one back; it counts
+// only the rows it did rewrap, and the rewrap still finishes with every
+// change in place. Both engines: their update statements differ.
+func TestRewrapKeepsChangesMadeMeanwhile(t *testing.T) {
+	f, st, admin, tenant, _, emails := rotationFixture(t, 8)
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	// The step reads the first list (by id), canaries included.
+	var first string
+	var rows int64
+	if err := st.DB.Read.QueryRowContext(bg, `SELECT id FROM lists WHERE tenant_id = $1 ORDER BY id LIMIT 1`, tenant).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DB.Read.QueryRowContext(bg, `SELECT count(*) FROM contacts WHERE list_id = $1`, first).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	var changed, deleted string
+	for tok := range emails {
+		if c, err := f.vault.Contact(admin, tenant, tok); err != nil {
+			t.Fatal(err)
+		} else if c.ListID != first {
+			continue
+		}
+		if changed == "" {
+			changed = tok
+		} else if deleted == "" {
+			deleted = tok
+		}
+	}
+	attrs := json.RawMessage(`{"first_name":"Changed meanwhile"}`)
+	n, err := vault.RewrapStepBetween(bg, f.vault, tenant, 100, func() {
+		if _, err := f.vault.UpdateContact(admin, tenant, changed, custos.ContactUpdate{Attributes: &attrs}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.vault.DeleteContact(admin, tenant, deleted); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed == "" || deleted == "" {
+		t.Fatal("the fixture's first list has fewer than 2 contacts")
+	}
+	if n != rows-2 {
+		t.Errorf("the step rewrapped %d rows, want %d (%d read, 2 changed meanwhile)", n, rows-2, rows)
+	}
+	check := func(when string) {
+		t.Helper()
+		c, err := f.vault.Contact(admin, tenant, changed)
+		if err != nil || string(c.Attributes) != string(attrs) || c.Email != emails[changed] {
+			t.Fatalf("%s: the contact changed meanwhile reads %v, %v", when, c, err)
+		}
+		if _, err := f.vault.Contact(admin, tenant, deleted); custos.ErrorCode(err) != custos.EGONE {
+			t.Fatalf("%s: the contact deleted meanwhile: %v, want gone", when, err)
+		}
+	}
+	check("after the step")
+	if res, err := f.vault.Rewrap(bg, tenant, 0); err != nil || !res.Finished {
+		t.Fatalf("rewrap: %+v, %v", res, err)
+	}
+	check("after the rewrap")
+	delete(emails, deleted)
+	listOf := map[string]string{}
+	for tok := range emails {
+		c, err := f.vault.Contact(admin, tenant, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listOf[tok] = c.ListID
+	}
+	lookupAll(t, f, admin, tenant, emails, listOf)
 }
