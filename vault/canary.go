@@ -803,7 +803,7 @@ func (v *Vault) canaryGrowth(ctx context.Context, list string) (*growth, error) 
 		if n > 0 {
 			return nil, nil // planted by an import, or the plan is done
 		}
-		g.plan = drawPlan(v.canaries, v.canaries)
+		g.plan = drawPlan(v.canaries, 2*v.canaries) // reserves for two readers
 	default:
 		return nil, fmt.Errorf("canary plan: %w", err)
 	}
