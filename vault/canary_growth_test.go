@@ -9,6 +9,8 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/blastreport"
+	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/vault"
 )
 
@@ -132,5 +134,63 @@ func TestCanaryCreatesNamedAndMarked(t *testing.T) {
 	}
 	if len(rep.Findings) != 0 {
 		t.Fatalf("verify --rows: %v", rep.Findings)
+	}
+}
+
+// TestBlastRadiusCanaryCreatesAreWrites: a principal that grew a list by
+// creates has canary creates among its entries (they rode its requests).
+// Its blast-radius report verifies with them in it, shows each canary
+// token as a write only — never a read, reveal, export or send — and
+// nothing but writes for this principal, which read nothing.
+func TestBlastRadiusCanaryCreatesAreWrites(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	st := vaulttest.Open(t, vault.Options{Now: clock.Now, Canaries: 3})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault, clock: clock}
+	f.bootstrap(t)
+	admin, tenant, list := f.admin(t)
+	for i := range 60 {
+		if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: fmt.Sprintf("p%d@gmail.com", i)}); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Minute)
+	}
+	if err := st.Log.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Log.SignCheckpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	r, err := f.vault.BlastRadius(sec, custos.BlastQuery{Principal: custos.RequestFromContext(admin).Principal.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := json.Marshal(r)
+	if _, _, err := blastreport.Verify(file, st.Verifier); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	idx, err := f.vault.CanaryIndex(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := idx.Tags(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes, canaryWrites := 0, 0
+	for _, fact := range r.Facts {
+		if fact.Token == "" {
+			continue
+		}
+		if fact.Kind != custos.AccessWrite {
+			t.Fatalf("fact %+v: a principal that only created contacts shows a %s", fact, fact.Kind)
+		}
+		writes++
+		if tags[idx.Tag(fact.Token)] {
+			canaryWrites++
+		}
+	}
+	if canaryWrites < 1 || writes < 60+canaryWrites {
+		t.Fatalf("%d write facts, %d of them canary creates: want the 60 creates and at least the list's first canary", writes, canaryWrites)
 	}
 }
