@@ -25,8 +25,10 @@ import (
 
 // Canary contacts. Every list gets Options.Canaries of them (default 3):
 // realistic names on the configured canary domains, stored and served
-// exactly like real contacts, planted in the transaction of the list's
-// first contacts so they share their creation time. Which tokens are
+// exactly like real contacts — planted in an import's transaction, sharing
+// its creation time, or, in a list grown by single creates, created one at
+// a time beside real creates with leaves of their own (see "grown by
+// creates" below). Which tokens are
 // canaries is known only through the canaries table: HMAC tags under a
 // system key wrapped by the KEK, which the detector holds. A read of one
 // by staff is a critical alert; mail to one means a list left the vault.
@@ -133,8 +135,9 @@ func (v *Vault) readyCanaries(ctx context.Context) error {
 
 // plantCanaries tops the list up to its canaries, in tx, as contacts
 // created at now (ms). It is called with a list's contact writes, after
-// readyCanaries. Canaries planted by a single create are provisional
-// (migration 0028): the list's first import retires them
+// readyCanaries. Imports call it; creates plant canaries one at a time
+// ([Vault.canaryEntry]). Canaries a single create planted before migration
+// 0037 are provisional (0028): the list's first import retires them
 // ([Vault.retireProvisionalCanaries]) and plants its own.
 func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list string, now int64, donors []canaryDonor, provisional bool) error {
 	if v.canaries <= 0 {
