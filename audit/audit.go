@@ -86,6 +86,12 @@ type Leaf struct {
 	Message  string `json:"message,omitempty"`
 	Digest   string `json:"digest,omitempty"`
 	Template string `json:"template,omitempty"`
+	// Mark is set on every contact.create leaf: 16 bytes, hex. A real
+	// create's is random; a canary's (planted through the same path with
+	// a leaf of its own) is a keyed tag of its token under the canary
+	// key. Without that key the two cannot be told apart; with it
+	// (vault.CanaryIndex.Planted) every canary create can be checked.
+	Mark string `json:"mark,omitempty"`
 }
 
 // Outcomes.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"crypto/hmac"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
@@ -24,8 +25,10 @@ import (
 
 // Canary contacts. Every list gets Options.Canaries of them (default 3):
 // realistic names on the configured canary domains, stored and served
-// exactly like real contacts, planted in the transaction of the list's
-// first contacts so they share their creation time. Which tokens are
+// exactly like real contacts — planted in an import's transaction, sharing
+// its creation time, or, in a list grown by single creates, created one at
+// a time beside real creates with leaves of their own (see "grown by
+// creates" below). Which tokens are
 // canaries is known only through the canaries table: HMAC tags under a
 // system key wrapped by the KEK, which the detector holds. A read of one
 // by staff is a critical alert; mail to one means a list left the vault.
@@ -132,8 +135,9 @@ func (v *Vault) readyCanaries(ctx context.Context) error {
 
 // plantCanaries tops the list up to its canaries, in tx, as contacts
 // created at now (ms). It is called with a list's contact writes, after
-// readyCanaries. Canaries planted by a single create are provisional
-// (migration 0028): the list's first import retires them
+// readyCanaries. Imports call it; creates plant canaries one at a time
+// ([Vault.canaryEntry]). Canaries a single create planted before migration
+// 0037 are provisional (0028): the list's first import retires them
 // ([Vault.retireProvisionalCanaries]) and plants its own.
 func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list string, now int64, donors []canaryDonor, provisional bool) error {
 	if v.canaries <= 0 {
@@ -483,8 +487,26 @@ func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCre
 	now := v.now()
 	span := now.Sub(listCreated)
 	out := make([]*custos.Contact, 0, n)
+	// Tokens reserved by canary creates (a list grown by creates) come
+	// first: the log named each at its instant, like the list's rows.
+	reserved, err := v.reservedTokens(ctx, list, n)
+	if err != nil {
+		return nil, err
+	}
 	for range n {
 		c := v.canaryLike(donors)
+		if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, c.Email)); err != nil {
+			return nil, err
+		} else if taken {
+			continue
+		}
+		if len(reserved) > 0 {
+			r := reserved[0]
+			reserved = reserved[1:]
+			c.Token, c.TenantID, c.ListID, c.CreatedAt, c.UpdatedAt = r.Token, tenant, list, r.CreatedAt, r.CreatedAt
+			out = append(out, c)
+			continue
+		}
 		at := listCreated
 		if len(donors) > 0 {
 			at = donors[randN(len(donors))].created
@@ -492,11 +514,6 @@ func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCre
 			at = listCreated.Add(time.Duration(randN(int(span/time.Second))) * time.Second)
 		}
 		at = at.UTC().Truncate(time.Millisecond)
-		if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, c.Email)); err != nil {
-			return nil, err
-		} else if taken {
-			continue
-		}
 		c.Token, c.TenantID, c.ListID, c.CreatedAt, c.UpdatedAt = custos.NewIDAt(custos.PrefixContact, at), tenant, list, at, at
 		out = append(out, c)
 	}
@@ -664,6 +681,278 @@ func keepReaderCanaries(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, tag s
 			tag, s.token, s.tenant, s.list, b64(s.blind), b64(s.email), b64(s.attrs), string(s.consent), s.created, s.mac.String); err != nil {
 			return fmt.Errorf("keep reader canaries: %w", err)
 		}
+		// A reserved token becomes this reader's (no-op for others).
+		if _, err := tx.ExecContext(ctx, `UPDATE canary_reserve SET reader_tag = $1 WHERE token = $2 AND reader_tag IS NULL`, tag, c.Token); err != nil {
+			return fmt.Errorf("keep reader canaries: %w", err)
+		}
 	}
 	return nil
+}
+
+// Canaries of a list grown by single creates (issue 20, migration 0037).
+// An import names no row, so the canaries it plants hide among its rows;
+// a create's leaf names its contact, so a canary nobody's leaf named would
+// stand out. Such a list's canaries are therefore created one at a time
+// through the create path, each with an ordinary contact.create leaf of
+// its own — the same actor, key, person, source and list as the real
+// create whose commit it rides, a request id of its own — at positions
+// drawn over the list's growth (not all at its first create). Reserved
+// tokens are planted the same way and become readers' watermark rows,
+// so those are named by the log too. Every create leaf carries a mark:
+// random for a real contact, a keyed tag of the token (canary key) for a
+// canary, so the log stays checkable by the key's holder.
+
+// growthSpan scales where a create-grown list's canary events fall. The
+// first list canary rides the list's first create (every list carries a
+// canary from its first contact: invariant 9); the other events' positions
+// (in real creates) are drawn from F(n) = n/(n+H), H = growthSpan·c for c
+// canaries a list — half of them within its first H creates, the rest
+// spread over its further growth (a list that stays small gets fewer).
+const growthSpan = 10
+
+// Kinds of planned canary events.
+const (
+	eventCanary  = 'c' // a list canary, stored as a contact
+	eventReserve = 'r' // a token reserved for a reader's watermark row
+)
+
+// plannedEvent is one due canary event: at the pos-th real create.
+type plannedEvent struct {
+	pos  int64
+	kind byte
+}
+
+// drawPlan draws the positions of c list canaries and r reserved tokens
+// over a list's growth, sorted.
+func drawPlan(c, r int) []plannedEvent {
+	h := float64(growthSpan * max(c, 1))
+	out := make([]plannedEvent, 0, c+r)
+	for i := range c + r {
+		u := float64(randN(1<<30)) / (1 << 30)
+		pos := int64(h*u/(1-u)) + 1
+		kind := byte(eventCanary)
+		if i == 0 {
+			pos = 1
+		} else if i >= c {
+			kind = eventReserve
+		}
+		out = append(out, plannedEvent{pos, kind})
+	}
+	slices.SortFunc(out, func(a, b plannedEvent) int {
+		if a.pos != b.pos {
+			return int(a.pos - b.pos)
+		}
+		return int(a.kind) - int(b.kind)
+	})
+	return out
+}
+
+func encodePlan(p []plannedEvent) string {
+	parts := make([]string, len(p))
+	for i, e := range p {
+		parts[i] = fmt.Sprintf("%d:%c", e.pos, e.kind)
+	}
+	return strings.Join(parts, " ")
+}
+
+func decodePlan(s string) []plannedEvent {
+	var out []plannedEvent
+	for _, f := range strings.Fields(s) {
+		var e plannedEvent
+		var k string
+		pos, kind, ok := strings.Cut(f, ":")
+		if _, err := fmt.Sscan(pos, &e.pos); err != nil || !ok || len(kind) != 1 {
+			continue
+		}
+		k = kind
+		e.kind = k[0]
+		out = append(out, e)
+	}
+	return out
+}
+
+// growth is what a create of a list must do for its canaries: advance the
+// list's plan and, when an event is due, plant it with a leaf of its own.
+type growth struct {
+	listTag string
+	exists  bool           // the plan row exists (else the create inserts it)
+	plan    []plannedEvent // events still due, before this create
+	due     *plannedEvent  // the event this create carries, if any
+}
+
+// canaryGrowth reads the list's plan before a create (outside its
+// transaction). A list with no plan and no canaries yet gets a fresh one;
+// a list whose canaries an import planted gets none.
+func (v *Vault) canaryGrowth(ctx context.Context, list string) (*growth, error) {
+	if v.canaries <= 0 {
+		return nil, nil
+	}
+	k, err := v.canaryPRF(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g := &growth{listTag: hex.EncodeToString(k.Tag("list/" + list))}
+	var creates int64
+	var due string
+	err = v.read.QueryRowContext(ctx, `SELECT creates, due FROM canary_plans WHERE list_tag = $1`, g.listTag).Scan(&creates, &due)
+	switch {
+	case err == nil:
+		g.exists, g.plan = true, decodePlan(due)
+	case isNoRows(err):
+		var n int
+		if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM canaries WHERE list_tag = $1`, g.listTag).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count canaries: %w", err)
+		}
+		if n > 0 {
+			return nil, nil // planted by an import, or the plan is done
+		}
+		g.plan = drawPlan(v.canaries, 2*v.canaries) // reserves for two readers
+	default:
+		return nil, fmt.Errorf("canary plan: %w", err)
+	}
+	if len(g.plan) > 0 && g.plan[0].pos <= creates+1 {
+		g.due = &g.plan[0]
+	}
+	return g, nil
+}
+
+// advance counts a real create in the list's plan, in its transaction,
+// and drops the event it carried. A plan with nothing left is removed.
+func (g *growth) advance(ctx context.Context, tx *sql.Tx) error {
+	rest := g.plan
+	if g.due != nil {
+		rest = rest[1:]
+	}
+	var err error
+	switch {
+	case !g.exists:
+		_, err = tx.ExecContext(ctx, `INSERT INTO canary_plans (list_tag, creates, due) VALUES ($1, 1, $2) ON CONFLICT (list_tag) DO NOTHING`, g.listTag, encodePlan(rest))
+	case len(rest) == 0:
+		_, err = tx.ExecContext(ctx, `DELETE FROM canary_plans WHERE list_tag = $1 AND due = $2`, g.listTag, encodePlan(g.plan))
+	default:
+		// A racing create may have moved the plan: then only count.
+		var res sql.Result
+		res, err = tx.ExecContext(ctx, `UPDATE canary_plans SET creates = creates + 1, due = $2 WHERE list_tag = $1 AND due = $3`, g.listTag, encodePlan(rest), encodePlan(g.plan))
+		if n, _ := res.RowsAffected(); err == nil && n == 0 {
+			_, err = tx.ExecContext(ctx, `UPDATE canary_plans SET creates = creates + 1 WHERE list_tag = $1`, g.listTag)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("canary plan: %w", err)
+	}
+	return nil
+}
+
+// createMark is a create leaf's mark: random for a real contact, a keyed
+// tag of the token for a canary (k non-nil).
+func createMark(k *keys.SystemPRF, token string) string {
+	if k != nil {
+		return hex.EncodeToString(k.Tag("create-mark/" + token)[:16])
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic("custos: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+// Planted reports whether a contact.create leaf created a canary (a list
+// canary or a reserved watermark token): its mark is the token's keyed
+// tag. Compared in constant time.
+func (c *CanaryIndex) Planted(l audit.Leaf) bool {
+	if l.Action != string(custos.ActionContactCreate) || len(l.Tokens) != 1 || len(l.Mark) != 32 {
+		return false
+	}
+	return hmac.Equal([]byte(l.Mark), []byte(createMark(c.prf, l.Tokens[0])))
+}
+
+// canaryEntry is the entry of a canary created beside rider, a real
+// create of list (its leaf l, its contact c): a leaf like the rider's with
+// its own request id, token and mark, whose change plants the canary —
+// a list canary, or a reserved token when the list has its canaries.
+func (v *Vault) canaryEntry(ctx context.Context, l audit.Leaf, c *custos.Contact, g *growth, lk *keys.DataKeys) (audit.Leaf, func(context.Context, *sql.Tx, *audit.Leaf) error, error) {
+	k, err := v.canaryPRF(ctx)
+	if err != nil {
+		return l, nil, err
+	}
+	donors := []canaryDonor{donorOf(c)}
+	if snap, err := v.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err == nil {
+		more, err := exportDonors(ctx, snap, lk, c.ListID)
+		snap.Rollback()
+		if err != nil {
+			return l, nil, err
+		}
+		donors = append(donors, more...)
+	}
+	token := custos.NewID(custos.PrefixContact)
+	cl := l
+	cl.RequestID = custos.NewID(custos.PrefixRequest)
+	cl.Tokens = []string{token}
+	cl.Mark = createMark(k, token)
+	cl.Detail = ""
+	kind := g.due.kind
+	apply := func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if kind == eventCanary {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM canaries WHERE list_tag = $1 AND retired_at IS NULL`, g.listTag).Scan(&n); err != nil {
+				return fmt.Errorf("count canaries: %w", err)
+			}
+			if n >= v.canaries {
+				kind = eventReserve // an import planted them meanwhile
+			}
+		}
+		if kind == eventReserve {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO canary_reserve (token, tenant_id, list_id, created_at) VALUES ($1, $2, $3, $4)`,
+				token, c.TenantID, c.ListID, ms(c.CreatedAt)); err != nil {
+				return fmt.Errorf("reserve canary token: %w", err)
+			}
+			return nil
+		}
+		for range 16 {
+			cc := v.canaryLike(donors)
+			if taken, err := canaryTaken(ctx, tx, addrTag(k, cc.Email)); err != nil {
+				return err
+			} else if taken {
+				continue
+			}
+			cc.Token, cc.TenantID, cc.ListID, cc.CreatedAt, cc.UpdatedAt = token, c.TenantID, c.ListID, c.CreatedAt, c.CreatedAt
+			s, err := seal(lk, cc)
+			if err != nil {
+				return err
+			}
+			if ok, err := insertSealed(ctx, tx, s); err != nil {
+				return err
+			} else if !ok {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag) VALUES ($1, $2, $3)`,
+				hex.EncodeToString(k.Tag("token/"+token)), g.listTag, addrTag(k, cc.Email)); err != nil {
+				return fmt.Errorf("index canary: %w", err)
+			}
+			return nil
+		}
+		return fmt.Errorf("plant canary: no free address drawn")
+	}
+	return cl, apply, nil
+}
+
+// reservedTokens returns up to n of list's reserved canary tokens no
+// reader has taken yet, with their creation instants.
+func (v *Vault) reservedTokens(ctx context.Context, list string, n int) ([]*custos.Contact, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT token, created_at FROM canary_reserve WHERE list_id = $1 AND reader_tag IS NULL ORDER BY random() LIMIT `+fmt.Sprint(n), list)
+	if err != nil {
+		return nil, fmt.Errorf("reserved canary tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []*custos.Contact
+	for rows.Next() {
+		var c custos.Contact
+		var at int64
+		if err := rows.Scan(&c.Token, &at); err != nil {
+			return nil, fmt.Errorf("reserved canary tokens: %w", err)
+		}
+		c.CreatedAt = fromMS(at)
+		out = append(out, &c)
+	}
+	return out, rows.Err()
 }

@@ -146,16 +146,24 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		return v.deny(ctx, l, err)
 	}
 	l.Tokens = []string{c.Token}
+	l.Mark = createMark(nil, c.Token)
 	if err := v.readyCanaries(ctx); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+	g, err := v.canaryGrowth(ctx, c.ListID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	apply := func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		ok, err := insertSealed(ctx, tx, s)
 		if err != nil {
 			return err
 		}
 		if ok {
-			return v.plantCanaries(ctx, tx, c.TenantID, c.ListID, s.created, []canaryDonor{donorOf(c)}, true)
+			if g != nil {
+				return g.advance(ctx, tx)
+			}
+			return nil
 		}
 		if seesMembership(ctx, c.TenantID) {
 			return errDuplicate
@@ -171,7 +179,27 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		leaf.Tokens = []string{c.Token}
 		leaf.Detail = "address already in the list, left unchanged; answered as created (key without read scope)"
 		return nil
-	})
+	}
+	if g != nil && g.due != nil {
+		// A canary rides only a create that will add a row: one beside a
+		// refused duplicate would be the only success at its instant.
+		if tok, err := tokenByIndexes(ctx, v.read, s.list, "", append([][]byte{s.blind}, s.oldBlinds...)); err != nil {
+			return v.deny(ctx, l, fmt.Errorf("find existing contact: %w", err))
+		} else if tok != "" {
+			g.due = nil
+		}
+	}
+	if g == nil || g.due == nil {
+		err = v.record(ctx, l, apply)
+	} else {
+		// A canary rides this create: created through this path, with a
+		// leaf of its own like this one (canary.go, "grown by creates").
+		cl, capply, cerr := v.canaryEntry(ctx, l, c, g, k)
+		if cerr != nil {
+			return v.deny(ctx, l, cerr)
+		}
+		err = v.recordBeside(ctx, l, apply, cl, capply)
+	}
 	if err == nil && !seesMembership(ctx, c.TenantID) {
 		// Nor does it get a token, new address or not: a token's ID
 		// carries the second it was minted (custos.NewIDAt), so a

@@ -65,6 +65,9 @@ func deleteList(ctx context.Context, tx *sql.Tx, canaryListTag, tenant, list str
 	if _, err = tx.ExecContext(ctx, `DELETE FROM reader_canaries WHERE list_id = $1 AND tenant_id = $2`, list, tenant); err != nil {
 		return fmt.Errorf("delete reader canaries: %w", err)
 	}
+	if _, err = tx.ExecContext(ctx, `DELETE FROM canary_reserve WHERE list_id = $1 AND tenant_id = $2`, list, tenant); err != nil {
+		return fmt.Errorf("delete reserved canary tokens: %w", err)
+	}
 	res, err = tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, list, tenant)
 	if err != nil {
 		return fmt.Errorf("delete contacts: %w", err)
@@ -720,6 +723,10 @@ func (v *Vault) purgeTenant(ctx context.Context, tenant, receiptID string) error
 			}
 			n, _ := res.RowsAffected()
 			counts[q.kind] += int(n)
+		}
+		// Reserved canary tokens (made up, never counted) go too.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM canary_reserve WHERE tenant_id = $1`, tenant); err != nil {
+			return fmt.Errorf("purge reserved canary tokens: %w", err)
 		}
 		leaf.Count = counts["contacts"]
 		leaf.Detail = purgeDetail(receiptID, counts)

@@ -494,6 +494,52 @@ func (v *Vault) recordAt(ctx context.Context, l audit.Leaf, apply func(context.C
 	return rec, err
 }
 
+// recordBeside records l with apply, and beside it — queued together, so
+// that they ride one commit when the sequencer is idle, in a random order —
+// the entry ol with oapply (a canary planted with a create). It returns l's
+// outcome as [Vault.record] does; ol's failure is recorded in its own leaf.
+func (v *Vault) recordBeside(ctx context.Context, l audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error,
+	ol audit.Leaf, oapply func(context.Context, *sql.Tx, *audit.Leaf) error) error {
+	var failed [2]error
+	wrap := func(i int, apply func(context.Context, *sql.Tx, *audit.Leaf) error) func(context.Context, *sql.Tx, *audit.Leaf) error {
+		return func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+			failed[i] = apply(ctx, tx, leaf)
+			cleanLeaf(leaf)
+			if failed[i] == nil && !fits(leaf) {
+				failed[i] = tooLarge
+			}
+			if failed[i] == nil {
+				return nil
+			}
+			if !fits(leaf) {
+				shrink(leaf)
+			}
+			return recordable(failed[i])
+		}
+	}
+	for _, x := range []*audit.Leaf{&l, &ol} {
+		cleanLeaf(x)
+		if !fits(x) {
+			return v.deny(ctx, l, tooLarge)
+		}
+	}
+	es := []audit.Entry{{Leaf: l, Apply: wrap(0, apply)}, {Leaf: ol, Apply: wrap(1, oapply)}}
+	if randN(2) == 1 {
+		es[0], es[1] = es[1], es[0]
+	}
+	_, err := v.log.AppendAll(ctx, es)
+	if err == nil {
+		return nil
+	}
+	if failed[0] != nil && !errors.Is(err, audit.ErrUnavailable) {
+		return failed[0]
+	}
+	if failed[0] == nil && failed[1] != nil && !errors.Is(err, audit.ErrUnavailable) {
+		return nil // only the canary's entry failed, on record: the create stands
+	}
+	return err
+}
+
 // enqueue puts m in the notification outbox inside tx.
 func (v *Vault) enqueue(ctx context.Context, tx *sql.Tx, m *notify.Message) error {
 	return notify.Enqueue(ctx, tx, m, v.now())
