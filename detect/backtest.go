@@ -94,6 +94,7 @@ func (b *Backtest) Add(ev *Event) error {
 	}
 	if b.events%pruneEvery == 0 {
 		b.engine.State.prune()
+		b.engine.State.stored() // nothing is stored: forget what changed
 	}
 	return nil
 }

@@ -206,6 +206,11 @@ func (d *Detector) load(ctx context.Context) error {
 		if err := json.Unmarshal([]byte(state), st); err != nil {
 			return fmt.Errorf("detector: state: %w", err)
 		}
+		if err := d.loadWindows(ctx, st); errors.As(err, new(errPointsForged)) && d.Rows != nil {
+			return d.cursorForged(ctx)
+		} else if err != nil {
+			return err
+		}
 		en.State = st
 	}
 	en.IsCanary = d.isCanary
@@ -373,7 +378,7 @@ func (d *Detector) commit(ctx context.Context, from, to uint64, hits []Hit) erro
 // as they are (an alert about the cursor itself).
 func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, moveCursor bool) error {
 	d.engine.State.prune()
-	state, err := json.Marshal(d.engine.State)
+	state, err := storedState(d.engine.State)
 	if err != nil {
 		return err
 	}
@@ -394,6 +399,9 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 			}
 			if n, _ := res.RowsAffected(); n != 1 {
 				return errors.New("detector: the cursor moved under us (another detector?)")
+			}
+			if err := d.writePoints(ctx, tx); err != nil {
+				return err
 			}
 		}
 		var details []string
@@ -484,6 +492,7 @@ func (d *Detector) commitHits(ctx context.Context, from, to uint64, hits []Hit, 
 	}
 	if moveCursor {
 		d.stored, d.savedAt = to, time.Now()
+		d.pointsStored()
 	}
 	if (created > 0 || told) && d.Notified != nil {
 		d.Notified()
@@ -696,15 +705,20 @@ func (d *Detector) saveCursor(ctx context.Context) error {
 
 func (d *Detector) saveCursorLocked(ctx context.Context) error {
 	d.engine.State.prune()
-	state, err := json.Marshal(d.engine.State)
+	state, err := storedState(d.engine.State)
 	if err != nil {
 		return err
 	}
-	mac, err := d.cursorMAC(ctx, nil, int64(d.next), string(state))
+	tx, err := d.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("detector: save cursor: %w", err)
+	}
+	defer tx.Rollback()
+	mac, err := d.cursorMAC(ctx, tx, int64(d.next), string(state))
 	if err != nil {
 		return err
 	}
-	res, err := d.Write.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3, mac = $6 WHERE name = $4 AND next_index = $5`,
+	res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = $1, state = $2, updated_at = $3, mac = $6 WHERE name = $4 AND next_index = $5`,
 		int64(d.next), string(state), time.Now().UnixMilli(), d.Name, int64(d.stored), mac)
 	if err != nil {
 		return fmt.Errorf("detector: save cursor: %w", err)
@@ -712,7 +726,14 @@ func (d *Detector) saveCursorLocked(ctx context.Context) error {
 	if n, _ := res.RowsAffected(); n != 1 {
 		return errors.New("detector: the cursor moved under us (another detector?)")
 	}
+	if err := d.writePoints(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("detector: save cursor: %w", err)
+	}
 	d.stored, d.savedAt = d.next, time.Now()
+	d.pointsStored()
 	return nil
 }
 

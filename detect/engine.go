@@ -220,6 +220,10 @@ type Point struct {
 	N      int    `json:"k,omitempty"` // value_sum: the summed field's value
 	Actor  string `json:"a,omitempty"`
 	Tenant string `json:"n,omitempty"`
+
+	// seq numbers the point among all the state's points (State.Seq): the
+	// detector stores each point once, as a row of its own (points.go).
+	seq int64
 }
 
 // Window is one group's matches within a rule's timespan, with the
@@ -230,6 +234,8 @@ type Window struct {
 	Points []Point        `json:"p"`
 	Counts map[string]int `json:"c,omitempty"`
 	Sum    int            `json:"s,omitempty"`
+
+	saved int64 // the highest seq of its points stored (points.go)
 }
 
 func (w *Window) drop(n int) {
@@ -288,6 +294,25 @@ type State struct {
 	// Guesses is, per person, the shapes of its lookups of the last hour
 	// (keyed digests from the leaves, at most maxGuesses).
 	Guesses map[string][]lookupGuess `json:"guesses,omitempty"`
+
+	// Seq is the seq of the latest window point (Point.seq).
+	Seq int64 `json:"seq,omitempty"`
+	// Spans is, in the detector's stored state only, each window's first
+	// point seq and number of points; the points themselves are rows of
+	// detector_points, written once each (points.go), and Windows is then
+	// left out of the stored JSON.
+	Spans map[string][2]int64 `json:"spans,omitempty"`
+
+	// Windows changed and removed since the detector last stored them.
+	dirty, gone map[string]bool
+}
+
+// touch notes that window k changed since the detector stored it.
+func (s *State) touch(k string) {
+	if s.dirty == nil {
+		s.dirty = map[string]bool{}
+	}
+	s.dirty[k] = true
 }
 
 // SendLists is what a send key is known to send to: the lists of its
@@ -899,7 +924,9 @@ func (en *Engine) matched(r *Rule, ev *Event, ref string) (Hit, bool) {
 	case "temporal":
 		val = ref
 	}
-	w.Points = append(w.Points, Point{T: t, Index: ev.Index, Value: val, N: num, Actor: l.Actor, Tenant: l.Tenant})
+	en.State.Seq++
+	en.State.touch(wk)
+	w.Points = append(w.Points, Point{T: t, Index: ev.Index, Value: val, N: num, Actor: l.Actor, Tenant: l.Tenant, seq: en.State.Seq})
 	if val != "" {
 		w.Counts[val]++
 	}
@@ -980,6 +1007,10 @@ func (s *State) prune() {
 	for k, w := range s.Windows {
 		if len(w.Points) == 0 || w.Points[len(w.Points)-1].T < horizon {
 			delete(s.Windows, k)
+			if s.gone == nil {
+				s.gone = map[string]bool{}
+			}
+			s.gone[k] = true
 		}
 	}
 	for k, t := range s.Fired {

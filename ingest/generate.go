@@ -20,6 +20,13 @@ var (
 // use the reserved .test top-level domain, so they can never reach a real
 // mailbox.
 func Generate(w io.Writer, format string, n int, seed int64) error {
+	return GenerateFrom(w, format, 0, n, seed)
+}
+
+// GenerateFrom is [Generate] of the contacts numbered from to from+n-1:
+// calls over disjoint ranges write disjoint addresses, so a large data set
+// can be generated and imported in chunks.
+func GenerateFrom(w io.Writer, format string, from, n int, seed int64) error {
 	if format != "csv" && format != "ndjson" {
 		return fmt.Errorf("generate: format must be csv or ndjson")
 	}
@@ -28,7 +35,7 @@ func Generate(w io.Writer, format string, n int, seed int64) error {
 	if format == "csv" {
 		bw.WriteString("email,first_name,last_name,plan,consent\n")
 	}
-	for i := 0; i < n; i++ {
+	for i := from; i < from+n; i++ {
 		first, last := firstNames[rng.IntN(len(firstNames))], lastNames[rng.IntN(len(lastNames))]
 		email := fmt.Sprintf("%s.%s.%d@example-%d.test", first, last, i, rng.IntN(50))
 		plan, consent := plans[rng.IntN(len(plans))], consents[rng.IntN(len(consents))]

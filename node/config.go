@@ -75,6 +75,8 @@ type Config struct {
 	// Console sets the browser console's session lifetimes (custos.json
 	// "console"; docs/console.md).
 	Console ConsoleConfig
+	// Memory bounds what the node holds in memory (custos.json "memory").
+	Memory MemoryConfig
 }
 
 // MaxTenantKeyTTL bounds tenant_key_ttl: a revoked key must take effect
@@ -417,6 +419,9 @@ func (c Config) Validate() error {
 	if _, err := c.tenantKeyTTL(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Memory.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -440,6 +445,8 @@ type File struct {
 	RewrapRate int `json:"rewrap_rate,omitempty"`
 	// Issue 23 (the console).
 	Console ConsoleConfig `json:"console,omitzero"`
+	// Issue 18 (memory).
+	Memory MemoryConfig `json:"memory,omitzero"`
 }
 
 // ConfigFile is the name of the data directory's [File].

@@ -36,6 +36,11 @@ var keyDocs = map[string]keyDoc{
 	"console":                 {"", "The browser console under /ui (docs/console.md).", false},
 	"console.idle_timeout":    {"30m", "A console session ends this long after its last request.", false},
 	"console.max_session":     {"12h", "A console session ends this long after sign-in, however busy (at most 24h, and not shorter than idle_timeout).", false},
+	"memory":                  {"", "What the node holds in memory; the defaults fit 256 MiB of RSS serving 10 million contacts (docs/operations.md, \"Memory\"). Read at start only.", false},
+	"memory.limit_mib":        {"256", "The RSS the node is sized for: the Go heap's soft limit is this less cache_mib, mmap_mib and 48 MiB of overhead (at least 64 MiB must remain); -1: no soft limit. GOMEMLIMIT in the environment wins.", false},
+	"memory.cache_mib":        {"64", "SQLite's page-cache budget for the whole database: half for the writer, half shared out among the readers (at least 2 MiB a connection). PostgreSQL ignores it.", false},
+	"memory.readers":          {"8", "SQLite reader connections.", false},
+	"memory.mmap_mib":         {"0 (none)", "SQLite's mmap_size per connection: pages read through the kernel's page cache instead of copied into each connection's cache, but every page touched counts in RSS.", false},
 	"diagnostics_listen":      {"off", "Address of the diagnostics listener (/metrics, /debug/pprof/): loopback unless --insecure-plaintext. Env CUSTOS_DIAGNOSTICS, flag --diagnostics.", false},
 
 	"detection":                          {"", "The detector, canaries and alert delivery (docs/detection.md).", false},
@@ -341,7 +346,7 @@ func (f *File) resolveSecrets(getenv func(string) string) error {
 // keeps all but its password, shown as xxxxx).
 func Redacted(c Config) ([]byte, error) {
 	// Copy the sinks so redacting them leaves c's untouched.
-	f := File{Origin: c.Origin, KEK: c.KEK, KEKPrevious: c.KEKPrevious, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log, TenantKeyTTL: c.TenantKeyTTL, RewrapRate: c.RewrapRate, Console: c.Console}
+	f := File{Origin: c.Origin, KEK: c.KEK, KEKPrevious: c.KEKPrevious, DB: c.DB, Detection: c.Detection, Mail: c.Mail, Relay: c.Relay, Log: c.Log, TenantKeyTTL: c.TenantKeyTTL, RewrapRate: c.RewrapRate, Console: c.Console, Memory: c.Memory}
 	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, err

@@ -105,5 +105,6 @@ func ParseFile(cfg Config, name string, b []byte, getenv func(string) string) (C
 	cfg.TLS, cfg.DiagnosticsListen, cfg.Console = f.TLS, f.DiagnosticsListen, f.Console
 	cfg.TenantKeyTTL = f.TenantKeyTTL
 	cfg.RewrapRate = f.RewrapRate
+	cfg.Memory = f.Memory
 	return cfg, nil
 }

@@ -278,7 +278,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 				return nil, err
 			}
 		}
-		if db, err = store.Open(ctx, cfg.DSN(), store.Options{NoMigrate: opts.NoMigrate}); err != nil {
+		if db, err = store.Open(ctx, cfg.DSN(), store.Options{NoMigrate: opts.NoMigrate, Memory: cfg.Memory.SQLite()}); err != nil {
 			unlock()
 			closeSIEM()
 			return nil, err

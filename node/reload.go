@@ -106,6 +106,7 @@ func restartOnly(running, file Config) []string {
 	diff("relay", running.Relay, file.Relay)
 	diff("log", running.Log, file.Log)
 	diff("tls", running.TLS, file.TLS)
+	diff("memory", running.Memory, file.Memory)
 	r, f := running.Detection, file.Detection
 	diff("detection.canaries", r.Canaries, f.Canaries)
 	diff("detection.canary_domains", r.CanaryDomains, f.CanaryDomains)

@@ -65,6 +65,39 @@ type Options struct {
 	// refused (migrate.ErrPending), as one a newer custos migrated always
 	// is (migrate.ErrNewerSchema).
 	NoMigrate bool
+	// CacheKiB is the page-cache budget of the whole database handle, in
+	// KiB: half goes to the single writer (imports insert into indexes
+	// keyed by random tokens and blind indexes, and each insert that misses
+	// the cache is a read syscall), the other half is shared out among the
+	// Readers connections. 0: DefaultCacheKiB.
+	CacheKiB int
+	// Readers is the number of reader connections (0: DefaultReaders).
+	Readers int
+	// MmapKiB is SQLite's mmap_size for every connection, in KiB (0: no
+	// memory-mapped I/O). Mapped pages are the kernel's page cache,
+	// shared by all connections instead of copied into each private
+	// cache, but every page touched counts in the process's RSS.
+	MmapKiB int
+}
+
+// DefaultCacheKiB is the default page-cache budget: 64 MiB, half for the
+// writer and half for the readers (docs/config.md, memory.cache_mib).
+const DefaultCacheKiB = 64 << 10
+
+// DefaultReaders is the default number of reader connections.
+const DefaultReaders = 8
+
+// caches returns the cache_size of the writer and of each reader, in KiB,
+// out of the budget: never below 2 MiB a connection (SQLite's own default).
+func (o Options) caches() (writer, reader, readers int) {
+	budget, readers := o.CacheKiB, o.Readers
+	if budget <= 0 {
+		budget = DefaultCacheKiB
+	}
+	if readers <= 0 {
+		readers = DefaultReaders
+	}
+	return max(budget/2, 2048), max(budget/2/readers, 2048), readers
 }
 
 // DefaultCheckpointEvery is the idle WAL checkpoint interval.
@@ -88,14 +121,17 @@ func OpenOptions(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err := CheckFiles(path); err != nil {
 		return nil, err
 	}
-	// The single writer gets a large page cache: imports insert into
-	// indexes keyed by random tokens and blind indexes, and each insert
-	// that misses the cache is a read syscall.
-	w, err := open(path, 1, "cache_size(-262144)") // 256 MiB
+	// One budget for the handle's page caches (Options.CacheKiB), not a
+	// private cache per connection sized on its own: the readers' caches
+	// hold mostly the same interior pages, and the kernel's page cache
+	// holds the file anyway.
+	wc, rc, readers := opts.caches()
+	mmap := fmt.Sprintf("mmap_size(%d)", int64(max(opts.MmapKiB, 0))<<10)
+	w, err := open(path, 1, fmt.Sprintf("cache_size(-%d)", wc), mmap)
 	if err != nil {
 		return nil, err
 	}
-	r, err := open(path, 8, "cache_size(-65536)") // 64 MiB each
+	r, err := open(path, readers, fmt.Sprintf("cache_size(-%d)", rc), mmap)
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -118,7 +154,7 @@ func OpenOptions(ctx context.Context, path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-func open(path string, conns int, cache string) (*sql.DB, error) {
+func open(path string, conns int, cache, mmap string) (*sql.DB, error) {
 	q := url.Values{}
 	for _, p := range []string{
 		"journal_mode(WAL)",
@@ -129,6 +165,7 @@ func open(path string, conns int, cache string) (*sql.DB, error) {
 		"journal_size_limit(67108864)", // and a WAL reset after a checkpoint is cut back to 64 MiB, not left at its high-water mark
 		"secure_delete(ON)",            // deleted rows are overwritten, not left in free pages (verified deletion: docs/deletion.md)
 		cache,
+		mmap,
 	} {
 		q.Add("_pragma", p)
 	}

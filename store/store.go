@@ -60,6 +60,9 @@ type Options struct {
 	// NoMigrate opens the database only if its schema is current: pending
 	// migrations are refused (migrate.ErrPending) instead of applied.
 	NoMigrate bool
+	// Memory is SQLite's page-cache budget, readers and mmap
+	// (sqlite.Options: CacheKiB, Readers, MmapKiB); PostgreSQL ignores it.
+	Memory sqlite.Options
 }
 
 // IsPostgres reports whether dsn names a PostgreSQL database rather than
@@ -85,7 +88,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("no database at %s: %w", dsn, err)
 		}
 	}
-	db, err := sqlite.OpenOptions(ctx, dsn, sqlite.Options{CheckpointEvery: opts.CheckpointEvery, NoMigrate: opts.NoMigrate})
+	db, err := sqlite.OpenOptions(ctx, dsn, sqlite.Options{CheckpointEvery: opts.CheckpointEvery, NoMigrate: opts.NoMigrate,
+		CacheKiB: opts.Memory.CacheKiB, Readers: opts.Memory.Readers, MmapKiB: opts.Memory.MmapKiB})
 	if err != nil {
 		return nil, err
 	}

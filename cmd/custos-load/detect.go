@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/time/rate"
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
@@ -27,6 +30,9 @@ func runDetect(args []string) error {
 	fs := flag.NewFlagSet("detect", flag.ExitOnError)
 	dur := fs.Duration("d", 10*time.Second, "duration of the append load")
 	adders := fs.Int("adders", 512, "concurrent appenders")
+	storm := fs.Bool("storm", false, "an alert storm instead of the default pack: one rule that every entry matches and fires, per principal and tenant (200 windows filling up to 10 000 points); reports the bytes the process writes (wchar) with the detector against the baseline")
+	prefill := fs.Int("prefill", 0, "with -storm: entries appended and evaluated before the measurement, so the storm's windows are already large")
+	perSecond := fs.Float64("rate", 0, "if > 0: appends a second during the measured runs (the same write load with and without the detector, whatever the binary)")
 	fs.Parse(args)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -54,17 +60,33 @@ func runDetect(args []string) error {
 	}
 	defer lg.Close()
 	rules, err := detect.DefaultRules()
+	if *storm {
+		rules, err = detect.Parse(map[string][]byte{"storm.yaml": []byte(stormRule)})
+	}
 	if err != nil {
 		return err
 	}
+	lim := rate.NewLimiter(rate.Inf, 1)
+	if *perSecond > 0 {
+		lim = rate.NewLimiter(rate.Limit(*perSecond), 1)
+	}
 	// The same load without a detector first: the baseline of this run.
-	base, baseElapsed := appendLoad(ctx, lg, *adders, *dur, 0)
+	w0 := written()
+	base, baseElapsed := appendLoad(ctx, lg, *adders, *dur, 0, lim)
+	baseWritten := written() - w0
+	if *prefill > 0 {
+		if _, err := appendN(ctx, lg, *adders, *prefill, int(lg.Size())); err != nil {
+			return err
+		}
+	}
 	det := &detect.Detector{Log: lg, Read: db.Read, Write: db.Write, Rules: rules}
 	go det.Run(ctx)
 	for det.Next() < lg.Size() { // the baseline's entries are history
 		time.Sleep(10 * time.Millisecond)
 	}
-	appended, elapsed := appendLoad(ctx, lg, *adders, *dur, int(lg.Size()))
+	w0 = written()
+	appended, elapsed := appendLoad(ctx, lg, *adders, *dur, int(lg.Size()), lim)
+	detWritten := written() - w0
 	size := lg.Size()
 	lag := size - min(size, det.Next())
 	evaluatedDuring := det.Next() - (size - uint64(appended))
@@ -77,12 +99,73 @@ func runDetect(args []string) error {
 	fmt.Printf("appends/s without the detector %.0f; with it %.0f; entries evaluated during the load %.0f/s\n",
 		float64(base)/baseElapsed.Seconds(), float64(appended)/elapsed.Seconds(), float64(evaluatedDuring)/elapsed.Seconds())
 	fmt.Printf("detector lag when the load stopped: %d entries, caught up %s later\n", lag, catchUp.Round(time.Millisecond))
+	// Bytes written a second and per appended entry, with and without the
+	// detector: the difference is the detector's own (its state, alerts).
+	perSec := func(b int64, el time.Duration) float64 { return float64(b) / el.Seconds() / (1 << 20) }
+	fmt.Printf("written without the detector %.1f MiB/s (%.0f B/entry); with it %.1f MiB/s (%.0f B/entry); peak RSS %d MiB\n",
+		perSec(baseWritten, baseElapsed), float64(baseWritten)/float64(max(base, 1)), perSec(detWritten, elapsed), float64(detWritten)/float64(max(appended, 1)), peakRSS()>>20)
+	var stateLen int64
+	db.Read.QueryRowContext(ctx, `SELECT length(state) FROM detector_state WHERE name = 'default'`).Scan(&stateLen)
+	fmt.Printf("stored state %.1f MiB\n", float64(stateLen)/(1<<20))
 	return nil
+}
+
+// appendN appends n entries as fast as adders appenders can.
+func appendN(ctx context.Context, lg *audit.Log, adders, n, offset int) (int64, error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range adders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				if _, err := lg.Append(ctx, audit.Entry{Leaf: loadmix.Benign(offset + int(i))}); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return 0, err
+	}
+	return int64(n), nil
+}
+
+// stormRule matches every entry and fires per principal and tenant at
+// once; later entries are more evidence for the open alert.
+const stormRule = `id: storm
+title: every entry
+level: low
+condition: event.action != ""
+correlation:
+  type: event_count
+  group_by: [actor, tenant]
+  timespan: 744h
+  condition: {gte: 1}
+`
+
+// written returns the bytes this process passed to write calls so far
+// (wchar in /proc/self/io: SQLite's pwrites to the database and WAL).
+func written() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // appendLoad runs adders concurrent appenders for d and returns how many
 // entries they appended and the time it took.
-func appendLoad(ctx context.Context, lg *audit.Log, adders int, d time.Duration, offset int) (int64, time.Duration) {
+func appendLoad(ctx context.Context, lg *audit.Log, adders int, d time.Duration, offset int, lim *rate.Limiter) (int64, time.Duration) {
 	var appended atomic.Int64
 	deadline := time.Now().Add(d)
 	start := time.Now()
@@ -92,6 +175,9 @@ func appendLoad(ctx context.Context, lg *audit.Log, adders int, d time.Duration,
 		go func() {
 			defer wg.Done()
 			for i := offset + w; time.Now().Before(deadline); i += adders {
+				if lim.Wait(ctx) != nil {
+					return
+				}
 				if _, err := lg.Append(ctx, audit.Entry{Leaf: loadmix.Benign(i)}); err != nil {
 					return
 				}

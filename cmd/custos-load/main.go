@@ -13,6 +13,9 @@
 //	custos-load alert   access → alert delivered to a local webhook receiver,
 //	                    under benign audited reads at half the maximum rate
 //	custos-load detect  the detector beside 512 appenders: does it keep up?
+//	custos-load fill    a kept deployment (-dir, default /tmp/mem/10m) filled
+//	                    through the import route to -n contacts (resumable);
+//	                    `get -dir` then reads it: CPU per request, peak RSS
 //
 // Figures and the commands that reproduce them are in docs/benchmarks.md.
 package main
@@ -48,7 +51,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes|alert|detect [flags]")
+		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes|alert|detect|fill [flags]")
 		os.Exit(2)
 	}
 	if p := os.Getenv("CUSTOS_LOAD_CPUPROFILE"); p != "" {
@@ -69,6 +72,8 @@ func main() {
 		err = runAlert(os.Args[2:])
 	case "detect":
 		err = runDetect(os.Args[2:])
+	case "fill":
+		err = runFill(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -222,7 +227,12 @@ func runGet(args []string) error {
 	fs := flag.NewFlagSet("get", flag.ExitOnError)
 	dur := fs.Duration("d", 5*time.Second, "duration of each run")
 	levels := fs.String("c", "1,16,64", "concurrency levels")
+	dir := fs.String("dir", "", "read a kept deployment (custos-load fill -dir) instead of a fresh one with one contact; no bare baseline")
+	spread := fs.Int("spread", 10000, "with -dir: GETs go to this many of its contacts in turn")
 	fs.Parse(args)
+	if *dir != "" {
+		return runGetKept(*dir, *levels, *dur, *spread)
+	}
 	ctx := context.Background()
 	in, err := start(ctx)
 	if err != nil {
@@ -298,6 +308,13 @@ func load(bases []string, key, tenant, token string, c int, d time.Duration) res
 
 // loadUntil is [load] that also stops when done is closed.
 func loadUntil(bases []string, key, tenant, token string, c int, d time.Duration, done <-chan struct{}) result {
+	return loadTokens(bases, key, tenant, []string{token}, c, d, done)
+}
+
+// loadTokens is [loadUntil] reading the contacts of tokens in turn: each
+// worker prepares a [client.Repeat] for up to perWorker of them.
+func loadTokens(bases []string, key, tenant string, tokens []string, c int, d time.Duration, done <-chan struct{}) result {
+	const perWorker = 256
 	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
@@ -314,8 +331,12 @@ func loadUntil(bases []string, key, tenant, token string, c int, d time.Duration
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			get := clients[i%len(clients)].RepeatContact(context.Background(), tenant, token)
-			for time.Now().Before(deadline) {
+			var gets []*client.Repeat
+			for j := range min(perWorker, len(tokens)) {
+				gets = append(gets, clients[i%len(clients)].RepeatContact(context.Background(), tenant, tokens[(i*perWorker+j)%len(tokens)]))
+			}
+			for n := 0; time.Now().Before(deadline); n++ {
+				get := gets[n%len(gets)]
 				select {
 				case <-done:
 					return

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,12 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		}
 	}
 	logger := slog.New(slog.NewJSONHandler(m.Stderr, nil))
+	// The Go heap's soft limit from custos.json "memory" (GOMEMLIMIT
+	// wins), for as long as this serve runs: Main may run in a process
+	// that outlives it (the end-to-end tests).
+	if lim, ok := cfg.Memory.GoLimit(); ok && m.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(lim))
+	}
 	srv, err := m.startServer(ctx, cfg, logger, node.Options{Drain: *drain, NoMigrate: !*migrateAtStart})
 	if err != nil {
 		return err
