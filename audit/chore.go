@@ -3,28 +3,36 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"time"
+
+	"github.com/custos-dev/custos/internal/sqlq"
 )
 
 // A Chore is database work that is not an access to anyone's data and
 // needs no entry of its own — removing a deleted tenant's rows, whose
 // keys are gone (vault/delete.go) — done by the sequencer in small steps
-// inside its own commit transactions ([Log.RunChore]).
+// between and, when the log is busy, inside its own commit transactions
+// ([Log.RunChore]).
 //
 // Why: on SQLite the sequencer's connection is the only one that may
 // write, and every commit is an fsync. Work done in transactions of its
 // own makes each audited request that arrives meanwhile wait for a whole
-// foreign transaction and its fsync; the same work riding the commits
-// the sequencer makes anyway costs those requests only the step itself
-// (docs/benchmarks.md (q)).
+// foreign transaction and its fsync (docs/benchmarks.md (w)); the same
+// work riding every commit costs each request the step, its p99 as much
+// as its median (docs/benchmarks.md (x)). So a step runs in the gap right
+// after a commit, unsynced (no fsync of its own: the next commit's covers
+// it), where no entry waits for it, and rides a commit only when the log
+// has left no gap for Config.ChoreIdle (docs/benchmarks.md (ae)).
 type Chore interface {
 	// Step does one bounded piece of the work in tx and reports whether
-	// nothing is left after it. tx also carries the batch's entries: a
+	// nothing is left after it. tx may also carry a batch's entries: a
 	// Step must stay short (it delays them) and must not touch the audit
-	// tables. The piece is durable once tx commits; if the commit fails,
-	// RunChore returns the error and the piece never happened, so a Step
-	// must be safe to do again.
+	// tables. If the commit fails, RunChore returns the error and the
+	// piece never happened; a piece committed alone becomes durable with
+	// the log's next commit, and a crash before that may undo it. So a
+	// Step must be safe to do again.
 	Step(ctx context.Context, tx *sql.Tx) (done bool, err error)
 	// Committed hears that the transaction of the last Step committed.
 	Committed()
@@ -36,11 +44,14 @@ type chore struct {
 	done chan error // buffered: the sequencer never waits on the caller
 }
 
-// RunChore has the sequencer run c, one Step at the start of each commit
-// transaction, until a Step reports done, a Step or a commit fails, or
-// ctx ends; it returns then (nil when done). While no entry is waiting,
-// the sequencer still steps c every Config.ChoreIdle, in a transaction
-// that holds no entry, so the work finishes on an idle log too. One chore
+// RunChore has the sequencer run c until a Step reports done, a Step or
+// a commit fails, or ctx ends; it returns then (nil when done). The first
+// Step rides the next commit of entries; after that the sequencer steps c
+// alone (a transaction of its own, unsynced: see [Log.choreAlone]) right
+// after each commit that leaves no entry waiting, at the start of a
+// commit transaction when Config.ChoreIdle has passed without a step
+// (the log too busy to leave a gap), and every Config.ChoreIdle while
+// the log is idle, so the work finishes on an idle log too. One chore
 // runs at a time: a second caller waits for the first to end.
 //
 // A Step that fails is rolled back alone: the batch's entries commit
@@ -115,24 +126,85 @@ func (l *Log) choreCommitted(stepped, done bool) {
 }
 
 // choreAlone runs one step of the current chore in a transaction of its
-// own (no entry was waiting).
+// own (no entry was waiting), committed without waiting for the disk: a
+// request that arrives meanwhile waits for the step, not for an fsync as
+// well. The step becomes durable with the log's next commit (its sync
+// covers everything written before it, on SQLite the WAL up to there) or
+// the database's next checkpoint; a crash before either may undo it,
+// which a Step must allow anyway (see [Chore]).
 func (l *Log) choreAlone() {
+	ch := l.chore
+	if err := ch.ctx.Err(); err != nil {
+		l.endChore(err)
+		return
+	}
+	l.lastStep = time.Now()
 	ctx := context.Background()
-	tx, err := l.w.BeginTx(ctx, nil)
+	conn, err := l.w.Conn(ctx)
 	if err != nil {
 		l.endChore(fmt.Errorf("begin: %w", err))
 		return
 	}
-	defer func() { tx.Rollback() }()
-	tx, stepped, done, err := l.choreStep(ctx, tx, l.chore)
-	if err != nil || !stepped {
-		return // a failed step or begin ended the chore
-	}
-	if err := tx.Commit(); err != nil {
-		l.endChore(fmt.Errorf("commit: %w", err))
+	defer conn.Close()
+	done, err := l.unsynced(ctx, conn, func(tx *sql.Tx) (bool, error) {
+		done, err := ch.c.Step(ch.ctx, tx)
+		if err != nil {
+			return false, fmt.Errorf("chore step: %w", err)
+		}
+		return done, nil
+	})
+	if err != nil {
+		l.endChore(err)
 		return
 	}
 	l.choreCommitted(true, done)
+}
+
+// unsynced runs f in a transaction on conn that commits without an
+// fsync of its own: on SQLite under synchronous = NORMAL (which can only
+// change outside a transaction, so conn is pinned and set back after; a
+// connection that cannot be set back is discarded, not returned to the
+// pool unsynced), on PostgreSQL with synchronous_commit off for the
+// transaction.
+func (l *Log) unsynced(ctx context.Context, conn *sql.Conn, f func(*sql.Tx) (bool, error)) (bool, error) {
+	sqlite := l.cfg.Placeholders == sqlq.Question
+	if sqlite {
+		if l.choreSync < 0 { // once per chore: the pool's setting does not change under it
+			if err := conn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&l.choreSync); err != nil {
+				l.choreSync = -1
+				return false, fmt.Errorf("begin: %w", err)
+			}
+		}
+		if was := l.choreSync; was > 1 { // FULL or EXTRA: NORMAL is weaker; OFF and NORMAL stay
+			if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+				return false, fmt.Errorf("begin: %w", err)
+			}
+			defer func() {
+				if _, err := conn.ExecContext(ctx, fmt.Sprintf(`PRAGMA synchronous = %d`, was)); err != nil {
+					l.cfg.Logger.Error("audit log: restore synchronous after a chore step", "err", err)
+					conn.Raw(func(any) error { return driver.ErrBadConn })
+				}
+			}()
+		}
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if !sqlite {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return false, fmt.Errorf("begin: %w", err)
+		}
+	}
+	done, err := f(tx)
+	if err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("commit: %w", err)
+	}
+	return done, nil
 }
 
 // choreIdle is the default Config.ChoreIdle: 5 ms, not 1 ms, since on a

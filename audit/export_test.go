@@ -86,3 +86,12 @@ func SetProveWorkers(t interface{ Cleanup(func()) }, workers, chunk int) {
 	proveWorkers, proveChunk = workers, chunk
 	t.Cleanup(func() { proveWorkers, proveChunk = oldWorkers, oldChunk })
 }
+
+// SetSubjectSplit sets how many ranges SubjectEntries reads a log in at
+// most (also bounded by GOMAXPROCS) and the smallest log it splits,
+// until the test ends.
+func SetSubjectSplit(t interface{ Cleanup(func()) }, workers int, split uint64) {
+	oldWorkers, oldSplit := subjectWorkers, subjectSplit
+	subjectWorkers, subjectSplit = workers, split
+	t.Cleanup(func() { subjectWorkers, subjectSplit = oldWorkers, oldSplit })
+}

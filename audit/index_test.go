@@ -1,10 +1,12 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -86,6 +88,7 @@ func TestActorSeqAndIndex(t *testing.T) {
 		t.Fatalf("verify: %v", err)
 	}
 	size := e.log.Size()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8)) // ranges beyond this machine's cores too
 	for _, tc := range []struct {
 		name string
 		q    audit.Subject
@@ -98,31 +101,61 @@ func TestActorSeqAndIndex(t *testing.T) {
 		{"source v4 /8", audit.Subject{Source: netip.MustParsePrefix("10.0.0.0/8")}, func(l audit.Leaf) bool { return l.Source == "10.1.2.3" || l.Source == "10.9.0.1" }},
 		{"source v6", audit.Subject{Source: netip.MustParsePrefix("2001:db8::/32")}, func(l audit.Leaf) bool { return l.Source == "2001:db8::7" }},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := e.log.SubjectEntries(context.Background(), tc.q, size)
-			if err != nil {
-				t.Fatal(err)
+		// Read in one range, and split into ranges read in parallel
+		// (more ranges than entries of the subject, too), below the
+		// whole log's size and below a smaller one.
+		for _, split := range []struct {
+			workers int
+			split   uint64
+		}{{4, 1 << 40}, {2, 0}, {3, 1}, {8, 0}} {
+			for _, below := range []uint64{size, size - 7} {
+				t.Run(fmt.Sprintf("%s/%d ranges/below %d", tc.name, split.workers, below), func(t *testing.T) {
+					audit.SetSubjectSplit(t, split.workers, split.split)
+					got, err := e.log.SubjectEntries(context.Background(), tc.q, below)
+					if err != nil {
+						t.Fatal(err)
+					}
+					all, err := e.log.Entries(context.Background(), 0, int(below))
+					if err != nil {
+						t.Fatal(err)
+					}
+					var want []uint64
+					for _, s := range all {
+						var l audit.Leaf
+						jsonUnmarshal(s.Data, &l)
+						if tc.want(l) {
+							want = append(want, s.Index)
+						}
+					}
+					var have []uint64
+					for i, s := range got {
+						have = append(have, s.Index)
+						if !bytes.Equal(s.Data, all[s.Index].Data) || !bytes.Equal(s.Leaf, all[s.Index].Leaf) {
+							t.Errorf("entry %d (%d-th): not the stored entry", s.Index, i)
+						}
+					}
+					if len(want) == 0 || fmt.Sprint(have) != fmt.Sprint(want) {
+						t.Errorf("entries %v, want %v", have, want)
+					}
+				})
 			}
-			all, err := e.log.Entries(context.Background(), 0, int(size))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want []uint64
-			for _, s := range all {
-				var l audit.Leaf
-				jsonUnmarshal(s.Data, &l)
-				if tc.want(l) {
-					want = append(want, s.Index)
-				}
-			}
-			var have []uint64
-			for _, s := range got {
-				have = append(have, s.Index)
-			}
-			if len(want) == 0 || fmt.Sprint(have) != fmt.Sprint(want) {
-				t.Errorf("entries %v, want %v", have, want)
-			}
-		})
+		}
+	}
+	// An altered entry of the subject in the last range is named, as one
+	// reader would have named it.
+	audit.SetSubjectSplit(t, 3, 0)
+	alice, err := e.log.SubjectEntries(context.Background(), audit.Subject{Principal: "pr_alice"}, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := alice[len(alice)-1].Index
+	altered := bytes.Replace(alice[len(alice)-1].Data, []byte("contact.read"), []byte("contact.list"), 1)
+	if _, err := e.db.Write.Exec(`UPDATE audit_leaves SET data = $1 WHERE idx = $2`, altered, int64(bad)); err != nil {
+		t.Fatal(err)
+	}
+	var verr *audit.VerifyError
+	if _, err := e.log.SubjectEntries(context.Background(), audit.Subject{Principal: "pr_alice"}, size); !errors.As(err, &verr) || verr.Index != bad {
+		t.Fatalf("SubjectEntries over an altered entry %d = %v, want a VerifyError naming it", bad, err)
 	}
 	if _, err := e.log.SubjectEntries(context.Background(), audit.Subject{Principal: "pr_alice", Key: "ak_alice"}, size); err == nil {
 		t.Error("a subject with two fields was accepted")

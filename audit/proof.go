@@ -172,12 +172,23 @@ var (
 // hash: in a 10M-entry log a report of 100 000 entries touches nearly
 // every bottom tile, and inserting each of their 254 upper hashes in a map
 // cost as much as computing them (docs/benchmarks.md (q)).
+//
+// A report at 10M entries rebuilds and reads about 39 000 tiles, so the
+// reader also recycles what it drops: the upper hashes of the tiles it
+// evicts, the buffer the rebuild hashes into, and the bottom tiles a
+// batch loaded (about 16 KiB per tile, 640 MB of garbage per report
+// otherwise, whose collection cost more than the reads; docs/benchmarks.md
+// (ae)).
 type proofReader struct {
 	ctx    context.Context
 	q      *sql.DB
 	tiles  *tileCache
 	stored tlog.HashReader
 	upper  map[tileKey]*upperHashes
+	spare  []*upperHashes // evicted from upper, to be reused
+	slab   []byte         // the rebuild's hash buffer, reused per tile
+	bufs   [][]byte       // free buffers for the tiles load reads
+	inUse  [][]byte       // the buffers of the tiles of the current batch
 }
 
 // upperHashes are a tile's hashes above its bottom row: at[l][i] is the
@@ -207,6 +218,9 @@ func (p *proofReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			u, ok := p.upper[k]
 			if !ok {
 				if (len(p.upper)+1)*(1<<tileHeight-2) > proofReaderHashes {
+					for _, u := range p.upper {
+						p.spare = append(p.spare, u)
+					}
 					clear(p.upper)
 				}
 				var err error
@@ -247,15 +261,27 @@ func (p *proofReader) rebuild(k tileKey) (*upperHashes, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := new(upperHashes)
-	for h := 1; h < tileHeight; h++ {
-		u.at[h] = make([]tlog.Hash, 1<<(tileHeight-h))
+	var u *upperHashes
+	if n := len(p.spare); n > 0 {
+		u, p.spare = p.spare[n-1], p.spare[:n-1]
+		u.n = [tileHeight]int{}
+	} else {
+		u = new(upperHashes)
+		for h := 1; h < tileHeight; h++ {
+			u.at[h] = make([]tlog.Hash, 1<<(tileHeight-h))
+		}
 	}
 	// tlog.NodeHash is RFC 6962's interior hash, as rfc6962.HashChildren,
 	// without a hasher allocated per node; the range's hashes are cut from
-	// one buffer per tile (a tile has 255 interior nodes), not allocated
-	// one by one — 10M small allocations in a report at 10M entries.
-	slab := make([]byte, 0, (1<<tileHeight)*tlog.HashSize)
+	// one buffer (a tile has 255 interior nodes), not allocated one by
+	// one — 10M small allocations in a report at 10M entries. The buffer
+	// is the reader's, reused for every tile: the range, and so every
+	// slice of it, is dropped when this returns, and the visitor copies
+	// the hashes it keeps.
+	if p.slab == nil {
+		p.slab = make([]byte, 0, (1<<tileHeight)*tlog.HashSize)
+	}
+	slab := p.slab[:0]
 	rf := compact.RangeFactory{Hash: func(l, r []byte) []byte {
 		h := tlog.NodeHash(tlog.Hash(l), tlog.Hash(r))
 		if len(slab)+tlog.HashSize > cap(slab) {
@@ -385,6 +411,10 @@ func (l *Log) proveRun(ctx context.Context, size uint64, indexes []uint64, out [
 // reads it alone or says it is missing.
 func (p *proofReader) load(level int, ns []int64) error {
 	ns = slices.Compact(slices.Sorted(slices.Values(ns)))
+	// The tiles of the last batch are done with: rebuild copied what it
+	// keeps, and the stored reader copies the hashes it returns.
+	p.bufs = append(p.bufs, p.inUse...)
+	p.inUse = p.inUse[:0]
 	clear(p.tiles.tiles)
 	for len(ns) > 0 {
 		j := 1
@@ -401,18 +431,26 @@ func (p *proofReader) load(level int, ns []int64) error {
 		for rows.Next() {
 			var n int64
 			var width int
-			var data []byte
-			if err := rows.Scan(&n, &width, &data); err != nil {
+			var raw sql.RawBytes // copied below into a reused buffer
+			if err := rows.Scan(&n, &width, &raw); err != nil {
 				rows.Close()
 				return fmt.Errorf("read tiles %d/%d…%d: %w", level, lo, hi, err)
 			}
 			if _, needed := slices.BinarySearch(run, n); !needed {
 				continue
 			}
-			if len(data) != width*tlog.HashSize || width < 1 || width > 1<<tileHeight {
+			if len(raw) != width*tlog.HashSize || width < 1 || width > 1<<tileHeight {
 				rows.Close()
 				return fmt.Errorf("tile %d/%d is malformed", level, n)
 			}
+			var data []byte
+			if k := len(p.bufs); k > 0 {
+				data, p.bufs = p.bufs[k-1][:0], p.bufs[:k-1]
+			} else {
+				data = make([]byte, 0, (1<<tileHeight)*tlog.HashSize)
+			}
+			data = append(data, raw...)
+			p.inUse = append(p.inUse, data)
 			p.tiles.tiles[tileKey{level, n}] = data
 		}
 		if err := rows.Err(); err != nil {
