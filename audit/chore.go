@@ -13,26 +13,21 @@ import (
 // A Chore is database work that is not an access to anyone's data and
 // needs no entry of its own — removing a deleted tenant's rows, whose
 // keys are gone (vault/delete.go) — done by the sequencer in small steps
-// between and, when the log is busy, inside its own commit transactions
-// ([Log.RunChore]).
+// inside its own commit transactions ([Log.RunChore]).
 //
 // Why: on SQLite the sequencer's connection is the only one that may
 // write, and every commit is an fsync. Work done in transactions of its
 // own makes each audited request that arrives meanwhile wait for a whole
-// foreign transaction and its fsync (docs/benchmarks.md (w)); the same
-// work riding every commit costs each request the step, its p99 as much
-// as its median (docs/benchmarks.md (x)). So a step runs in the gap right
-// after a commit, unsynced (no fsync of its own: the next commit's covers
-// it), where no entry waits for it, and rides a commit only when the log
-// has left no gap for Config.ChoreIdle (docs/benchmarks.md (ae)).
+// foreign transaction and its fsync; the same work riding the commits
+// the sequencer makes anyway costs those requests only the step itself
+// (docs/benchmarks.md (q)).
 type Chore interface {
 	// Step does one bounded piece of the work in tx and reports whether
-	// nothing is left after it. tx may also carry a batch's entries: a
+	// nothing is left after it. tx also carries the batch's entries: a
 	// Step must stay short (it delays them) and must not touch the audit
-	// tables. If the commit fails, RunChore returns the error and the
-	// piece never happened; a piece committed alone becomes durable with
-	// the log's next commit, and a crash before that may undo it. So a
-	// Step must be safe to do again.
+	// tables. The piece is durable once tx commits; if the commit fails,
+	// RunChore returns the error and the piece never happened, so a Step
+	// must be safe to do again.
 	Step(ctx context.Context, tx *sql.Tx) (done bool, err error)
 	// Committed hears that the transaction of the last Step committed.
 	Committed()
@@ -44,14 +39,11 @@ type chore struct {
 	done chan error // buffered: the sequencer never waits on the caller
 }
 
-// RunChore has the sequencer run c until a Step reports done, a Step or
-// a commit fails, or ctx ends; it returns then (nil when done). The first
-// Step rides the next commit of entries; after that the sequencer steps c
-// alone (a transaction of its own, unsynced: see [Log.choreAlone]) right
-// after each commit that leaves no entry waiting, at the start of a
-// commit transaction when Config.ChoreIdle has passed without a step
-// (the log too busy to leave a gap), and every Config.ChoreIdle while
-// the log is idle, so the work finishes on an idle log too. One chore
+// RunChore has the sequencer run c, one Step at the start of each commit
+// transaction, until a Step reports done, a Step or a commit fails, or
+// ctx ends; it returns then (nil when done). While no entry is waiting,
+// the sequencer still steps c every Config.ChoreIdle, in a transaction
+// that holds no entry, so the work finishes on an idle log too. One chore
 // runs at a time: a second caller waits for the first to end.
 //
 // A Step that fails is rolled back alone: the batch's entries commit
