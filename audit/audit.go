@@ -161,9 +161,8 @@ type Config struct {
 	// when the queue was empty (default 5ms).
 	IntegrateInterval time.Duration
 	// ChoreIdle is how long the sequencer waits for an entry before it
-	// steps a chore in a transaction of its own, and how long a chore
-	// may go without a step before one rides a commit of entries
-	// (default 5ms; see [Log.RunChore]).
+	// steps a chore in a transaction of its own (default 5ms; see
+	// [Log.RunChore]).
 	ChoreIdle time.Duration
 	// OnSignError, if set, hears of every failure to sign a checkpoint
 	// (the detector turns it into an alert).
@@ -234,11 +233,9 @@ type Log struct {
 
 	leader atomic.Bool // queued mode: this node holds the leader lock
 
-	chores    chan *chore
-	choreMu   sync.Mutex // one RunChore at a time
-	chore     *chore     // sequencer-owned: the chore being stepped
-	lastStep  time.Time  // sequencer-owned: when the chore last stepped
-	choreSync int        // sequencer-owned, SQLite: the write pool's synchronous level (-1: not read yet)
+	chores  chan *chore
+	choreMu sync.Mutex // one RunChore at a time
+	chore   *chore     // sequencer-owned: the chore being stepped
 
 	mon monitor // the log's own verifier
 }
@@ -498,14 +495,8 @@ func (l *Log) sequence() {
 				}
 			}
 			l.commit(batch)
-			// The gap after a commit is where a chore's step costs the
-			// entries least: none is waiting for it (see RunChore).
-			if l.chore != nil && len(l.queue) == 0 {
-				l.choreAlone()
-			}
 		case ch := <-l.chores:
-			l.chore, l.lastStep = ch, time.Time{} // its first step rides the next commit
-			l.choreSync = -1
+			l.chore = ch
 		case <-tick:
 			l.choreAlone()
 		case <-due:
@@ -580,8 +571,7 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	// A chore's step goes first, while tx holds nothing else: a failed
 	// step is undone by starting over.
 	stepped, choreDone := false, false
-	if l.chore != nil && time.Since(l.lastStep) >= l.cfg.ChoreIdle {
-		l.lastStep = time.Now()
+	if l.chore != nil {
 		if tx, stepped, choreDone, err = l.choreStep(ctx, tx, l.chore); err != nil {
 			return nil, err
 		}

@@ -3,11 +3,8 @@ package audit
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
 	"time"
-
-	"github.com/custos-dev/custos/internal/sqlq"
 )
 
 // A Chore is database work that is not an access to anyone's data and
@@ -118,85 +115,24 @@ func (l *Log) choreCommitted(stepped, done bool) {
 }
 
 // choreAlone runs one step of the current chore in a transaction of its
-// own (no entry was waiting), committed without waiting for the disk: a
-// request that arrives meanwhile waits for the step, not for an fsync as
-// well. The step becomes durable with the log's next commit (its sync
-// covers everything written before it, on SQLite the WAL up to there) or
-// the database's next checkpoint; a crash before either may undo it,
-// which a Step must allow anyway (see [Chore]).
+// own (no entry was waiting).
 func (l *Log) choreAlone() {
-	ch := l.chore
-	if err := ch.ctx.Err(); err != nil {
-		l.endChore(err)
-		return
-	}
-	l.lastStep = time.Now()
 	ctx := context.Background()
-	conn, err := l.w.Conn(ctx)
+	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
 		l.endChore(fmt.Errorf("begin: %w", err))
 		return
 	}
-	defer conn.Close()
-	done, err := l.unsynced(ctx, conn, func(tx *sql.Tx) (bool, error) {
-		done, err := ch.c.Step(ch.ctx, tx)
-		if err != nil {
-			return false, fmt.Errorf("chore step: %w", err)
-		}
-		return done, nil
-	})
-	if err != nil {
-		l.endChore(err)
+	defer func() { tx.Rollback() }()
+	tx, stepped, done, err := l.choreStep(ctx, tx, l.chore)
+	if err != nil || !stepped {
+		return // a failed step or begin ended the chore
+	}
+	if err := tx.Commit(); err != nil {
+		l.endChore(fmt.Errorf("commit: %w", err))
 		return
 	}
 	l.choreCommitted(true, done)
-}
-
-// unsynced runs f in a transaction on conn that commits without an
-// fsync of its own: on SQLite under synchronous = NORMAL (which can only
-// change outside a transaction, so conn is pinned and set back after; a
-// connection that cannot be set back is discarded, not returned to the
-// pool unsynced), on PostgreSQL with synchronous_commit off for the
-// transaction.
-func (l *Log) unsynced(ctx context.Context, conn *sql.Conn, f func(*sql.Tx) (bool, error)) (bool, error) {
-	sqlite := l.cfg.Placeholders == sqlq.Question
-	if sqlite {
-		if l.choreSync < 0 { // once per chore: the pool's setting does not change under it
-			if err := conn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&l.choreSync); err != nil {
-				l.choreSync = -1
-				return false, fmt.Errorf("begin: %w", err)
-			}
-		}
-		if was := l.choreSync; was > 1 { // FULL or EXTRA: NORMAL is weaker; OFF and NORMAL stay
-			if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-				return false, fmt.Errorf("begin: %w", err)
-			}
-			defer func() {
-				if _, err := conn.ExecContext(ctx, fmt.Sprintf(`PRAGMA synchronous = %d`, was)); err != nil {
-					l.cfg.Logger.Error("audit log: restore synchronous after a chore step", "err", err)
-					conn.Raw(func(any) error { return driver.ErrBadConn })
-				}
-			}()
-		}
-	}
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback()
-	if !sqlite {
-		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return false, fmt.Errorf("begin: %w", err)
-		}
-	}
-	done, err := f(tx)
-	if err != nil {
-		return false, err
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("commit: %w", err)
-	}
-	return done, nil
 }
 
 // choreIdle is the default Config.ChoreIdle: 5 ms, not 1 ms, since on a

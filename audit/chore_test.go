@@ -75,16 +75,12 @@ func choreRows(t *testing.T, e *logEnv) []int {
 	return storetest.Column[int](t, e.db.Read, `SELECT n FROM chore_rows ORDER BY n`)
 }
 
-// TestChoreRidesCommits: while entries are appended, a chore's first
-// step rides the sequencer's next commit of entries and the others run
-// in the gaps between commits (one appender leaves nothing waiting after
-// each commit), never in the middle of an entry's commit; every step
-// commits, the write pool is left as synchronous as it was, and the log
-// stays valid.
+// TestChoreRidesCommits: while entries are appended, a chore's steps run
+// inside the sequencer's commits of those entries; every step commits,
+// and the log stays valid.
 func TestChoreRidesCommits(t *testing.T) {
-	e := choreLog(t, time.Hour) // never alone for being idle: only after commits
+	e := choreLog(t, time.Hour) // never alone: every step must ride an entry's commit
 	ctx := context.Background()
-	syncBefore := synchronous(t, e)
 	c := &stepChore{log: e.log, steps: 20}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -112,67 +108,13 @@ func TestChoreRidesCommits(t *testing.T) {
 	if got := choreRows(t, e); len(got) != 20 || got[0] != 1 || got[19] != 20 {
 		t.Fatalf("chore rows %v, want 1…20", got)
 	}
-	if len(c.committed) != 20 || c.rode < 1 || c.rode == 20 {
-		t.Fatalf("%d steps committed, %d of them with entries; want 20, the first riding a commit and the rest mostly between commits", len(c.committed), c.rode)
-	}
-	if got := synchronous(t, e); got != syncBefore {
-		t.Fatalf("the write pool's synchronous setting is %q after the chore, was %q", got, syncBefore)
+	if len(c.committed) != 20 || c.rode != 20 {
+		t.Fatalf("%d steps committed, %d of them with entries; want 20 and 20", len(c.committed), c.rode)
 	}
 	e.sign(t)
 	if _, err := e.verify(t); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestChoreRidesBusyCommits: when the log leaves no gap for a step (the
-// queue is never empty after a commit) a step still rides a commit once
-// ChoreIdle has passed without one, so the chore advances under load.
-func TestChoreRidesBusyCommits(t *testing.T) {
-	e := choreLog(t, time.Nanosecond) // every commit is "too long" after the last step
-	ctx := context.Background()
-	c := &stepChore{log: e.log, steps: 200}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(g*100000+i, "tn_a")}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	err := e.log.RunChore(ctx, c)
-	close(stop)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(c.committed) != 200 || c.rode == 0 {
-		t.Fatalf("%d steps committed, %d of them with entries; want 200, some riding", len(c.committed), c.rode)
-	}
-}
-
-// synchronous returns the write pool's PRAGMA synchronous on SQLite
-// (PostgreSQL has none: "").
-func synchronous(t *testing.T, e *logEnv) string {
-	t.Helper()
-	if e.db.Engine != storetest.SQLite {
-		return ""
-	}
-	var s string
-	if err := e.db.Write.QueryRow(`PRAGMA synchronous`).Scan(&s); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // TestChoreAlone: on an idle log the sequencer steps the chore in
@@ -223,53 +165,42 @@ func TestChoreStepFails(t *testing.T) {
 	}
 }
 
-// TestChoreCommitFails: a commit that fails takes the step riding it
-// with it and ends the chore with ErrUnavailable; the step is not
-// reported committed. (A chore's first step rides the first commit after
-// it starts; with inserts failing every commit fails until then.)
+// TestChoreCommitFails: a commit that fails takes its step with it and
+// ends the chore with ErrUnavailable; the step is not reported
+// committed.
 func TestChoreCommitFails(t *testing.T) {
 	e := choreLog(t, time.Hour)
 	ctx := context.Background()
 	c := &stepChore{log: e.log, steps: 10}
-	heal := storetest.FailInserts(t, e.db, "audit_leaves")
 	errc := make(chan error, 1)
 	go func() { errc <- e.log.RunChore(ctx, c) }()
-	var err error
-	for i := 0; ; i++ {
-		if _, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(i, "tn_a")}); !errors.Is(err, audit.ErrUnavailable) {
-			t.Fatalf("append with inserts failing = %v, want ErrUnavailable", err)
-		}
-		select {
-		case err = <-errc:
-		case <-time.After(time.Millisecond):
-			continue
-		}
-		break
-	}
-	heal()
-	if !errors.Is(err, audit.ErrUnavailable) {
-		t.Fatalf("RunChore = %v, want ErrUnavailable", err)
-	}
-	c.mu.Lock()
-	steps, committed := c.n, len(c.committed)
-	c.mu.Unlock()
-	if got := choreRows(t, e); len(got) != 0 || committed != 0 || steps != 1 {
-		t.Fatalf("chore rows %v, %d steps run, %d committed; want one step, rolled back", got, steps, committed)
-	}
-	// The log goes on, and a new chore runs (its step riding a commit).
-	go func() { errc <- e.log.RunChore(ctx, &stepChore{log: e.log, steps: 1}) }()
-	for i := 0; ; i++ {
+	for i := 0; ; i++ { // until a step has committed with an entry
 		if _, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(i, "tn_a")}); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Fatal(err)
-			}
-			return
-		case <-time.After(time.Millisecond):
+		c.mu.Lock()
+		n := len(c.committed)
+		c.mu.Unlock()
+		if n > 0 {
+			break
 		}
+		time.Sleep(time.Millisecond)
+	}
+	heal := storetest.FailInserts(t, e.db, "audit_leaves")
+	if _, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(1, "tn_a")}); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("append with inserts failing = %v, want ErrUnavailable", err)
+	}
+	heal()
+	if err := <-errc; !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("RunChore = %v, want ErrUnavailable", err)
+	}
+	got := choreRows(t, e)
+	if len(got) != 1 || len(c.committed) != 1 {
+		t.Fatalf("chore rows %v, committed steps %v; want step 1 alone", got, c.committed)
+	}
+	// The log goes on, and a new chore runs.
+	if _, err := e.log.Append(ctx, audit.Entry{Leaf: leaf(2, "tn_a")}); err != nil {
+		t.Fatal(err)
 	}
 }
 
