@@ -96,19 +96,47 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 	// proofs refuses the parameter, and is asked for shared proofs, which
 	// prove the same entry by entry.
 	pageProofs := true
-	for {
-		var feed *custos.AccessFeed
-		if pageProofs {
-			feed, err = c.AccessLogPageProof(ctx, *tenant, st.TenantSeq, 0)
-			if custos.ErrorCode(err) == custos.EINVALID {
-				pageProofs = false
+	type fetched struct {
+		feed *custos.AccessFeed
+		err  error
+	}
+	// fetch asks for the page after tenant_seq "after" in the background.
+	// The next page is asked for as soon as this one is decoded, and is
+	// on its way while this one is checked: the server proves it while
+	// the client verifies. Fetches run one at a time (each is started
+	// after the previous one's answer), so pageProofs needs no lock. A
+	// page fetched ahead of a page that fails is never looked at.
+	fetch := func(after uint64) <-chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			var feed *custos.AccessFeed
+			var err error
+			if pageProofs {
+				feed, err = c.AccessLogPageProof(ctx, *tenant, after, 0)
+				if custos.ErrorCode(err) == custos.EINVALID {
+					pageProofs = false
+				}
 			}
-		}
-		if !pageProofs {
-			feed, err = c.AccessLogSharedProofs(ctx, *tenant, st.TenantSeq, 0)
-		}
+			if !pageProofs {
+				feed, err = c.AccessLogSharedProofs(ctx, *tenant, after, 0)
+			}
+			ch <- fetched{feed, err}
+		}()
+		return ch
+	}
+	next := fetch(st.TenantSeq)
+	for {
+		got := <-next
+		feed, err := got.feed, got.err
 		if err != nil {
 			return unreachable(ctx, err)
+		}
+		if feed.More {
+			after := st.TenantSeq
+			if n := len(feed.Entries); n > 0 {
+				after = feed.Entries[n-1].TenantSeq
+			}
+			next = fetch(after)
 		}
 		cp, err := f.Advance(feed.Checkpoint, consistency)
 		if err != nil {
@@ -158,8 +186,8 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 			if a.json {
 				fmt.Fprintf(m.Stdout, "%s\n", e.Body)
 			} else {
-				var l audit.Leaf
-				json.Unmarshal(e.Body, &l)
+				var l tableRow
+				decodeTableRow(e.Body, &l)
 				fmt.Fprintf(m.Stdout, "%6d  #%-8d %s  %-24s %-14s %-16s %s\n", e.TenantSeq, e.Index, l.Time.Format("2006-01-02T15:04:05Z"), l.Actor, l.ActorKind, l.Action, l.Outcome)
 			}
 		}
