@@ -32,7 +32,7 @@ type env struct {
 	approvers map[string][]string
 }
 
-func newEnv(t testing.TB, opts node.Options) *env {
+func newEnv(t testing.TB, opts node.Options, configure ...func(*node.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t}
@@ -47,6 +47,9 @@ func newEnv(t testing.TB, opts node.Options) *env {
 		t.Fatal(err)
 	}
 	cfg.Detection.Canaries = -1
+	for _, f := range configure {
+		f(&cfg)
+	}
 	n, err := node.Open(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
