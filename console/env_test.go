@@ -226,3 +226,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// stepUp re-enters key for approving request id of tenant: the step-up
+// an approval needs (one action, one target, once).
+func (b *browser) stepUp(tenant, id, key string) {
+	b.e.t.Helper()
+	_, _, token := b.get("/ui/t/" + tenant + "/requests")
+	status, loc, body := b.post("/ui/stepup", url.Values{"csrf": {token}, "action": {string(custos.ActionRequestDecide)},
+		"tenant": {tenant}, "target": {id}, "key": {key}}, nil)
+	if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/ui/t/"+tenant+"/requests") {
+		b.e.t.Fatalf("step-up: %d %q %s", status, loc, body)
+	}
+}

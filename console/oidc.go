@@ -144,7 +144,14 @@ func (c *Console) startFlow(w http.ResponseWriter, r *http.Request, f vault.OIDC
 	http.SetCookie(w, &http.Cookie{Name: flowCookie(r), Value: state, Path: "/", MaxAge: int(vault.OIDCFlowLifetime / time.Second),
 		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
 	opts := append([]oauth2.AuthCodeOption{oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier)}, extra...)
-	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusSeeOther)
+	to := oc.AuthCodeURL(state, opts...)
+	if r.Method == http.MethodPost {
+		// A form's redirect to another origin is what the CSP's
+		// form-action 'self' forbids: a page of ours moves on instead.
+		c.continueTo(w, r, to)
+		return nil
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 	return nil
 }
 
@@ -318,7 +325,7 @@ func verifyReason(err error) string {
 // provider's cross-site navigation, and arrive without it).
 func (c *Console) continueTo(w http.ResponseWriter, r *http.Request, to string) {
 	refresh := template.HTMLAttr(`content="0;url=` + html.EscapeString(to) + `"`)
-	c.render(w, r, http.StatusOK, "continue", view{Title: "Signed in", Data: continueView{To: to, Refresh: refresh}})
+	c.render(w, r, http.StatusOK, "continue", view{Title: "One moment", Data: continueView{To: to, Refresh: refresh}})
 }
 
 type continueView struct {

@@ -3,15 +3,19 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -43,6 +47,17 @@ func newSSOEnv(t *testing.T, claim string) (*env, *idp) {
 
 // fetch GETs an absolute URL through the browser's jar and returns the
 // status, the resolved Location and the body.
+var continueLink = regexp.MustCompile(`<a id="continue" href="([^"]+)"`)
+
+// continueURL is where a console page that moves on goes.
+func continueURL(body string) string {
+	m := continueLink.FindStringSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return html.UnescapeString(m[1])
+}
+
 // location GETs a console path and returns the status and Location.
 func (b *browser) location(path string) (int, string) {
 	b.e.t.Helper()
@@ -125,8 +140,9 @@ func (e *env) link(p *idp, key, principalID, user string) {
 	b := e.browser()
 	b.signIn(key)
 	_, _, token := b.get("/ui/account")
-	status, loc, body := b.post("/ui/stepup", url.Values{"csrf": {token}, "action": {"console.sso_link"}, "target": {principalID}, "key": {key}}, nil)
-	if status != http.StatusSeeOther || !strings.HasPrefix(loc, p.issuer) {
+	status, _, body := b.post("/ui/stepup", url.Values{"csrf": {token}, "action": {"console.sso_link"}, "target": {principalID}, "key": {key}}, nil)
+	loc := continueURL(body)
+	if status != http.StatusOK || !strings.HasPrefix(loc, p.issuer) {
 		e.t.Fatalf("start linking: %d %q %s", status, loc, body)
 	}
 	if status, _, body := b.fetch(b.atIDP(p, loc, user)); status != http.StatusOK || !strings.Contains(body, `href="/ui/account"`) {
@@ -403,5 +419,185 @@ func TestSSOInsider(t *testing.T) {
 	}
 	if status, loc := b.location("/ui/"); status != http.StatusSeeOther || loc != "/ui/signin" {
 		t.Fatalf("the session of a tampered link still serves: %d %q", status, loc)
+	}
+}
+
+// TestStepUpKey: approving a request needs the session's key entered
+// again for that request. Without it the approval is refused and the
+// request stays pending; a wrong key earns nothing (and is recorded); a
+// step-up is for one request, one session, and works once.
+func TestStepUpKey(t *testing.T) {
+	e := newEnv(t, node.Options{})
+	tenant, admin := e.newTenant("Acme")
+	r1, _ := e.supportRequest(tenant, admin, "first")
+	r2, _ := e.supportRequest(tenant, admin, "second")
+	b := e.browser()
+	b.signIn(admin)
+	_, _, token := b.get("/ui/t/" + tenant + "/requests")
+	approve := func(b *browser, id string) (int, string) {
+		t.Helper()
+		status, _, body := b.post("/ui/t/"+tenant+"/requests/"+id+"/approve", url.Values{"csrf": {token}}, nil)
+		return status, body
+	}
+	if status, body := approve(b, r1.ID); status != http.StatusForbidden || !strings.Contains(body, `id="stepup-key"`) {
+		t.Fatalf("approval without a step-up: %d %s", status, body)
+	}
+	from := e.n.Log.Size()
+	status, _, body := b.post("/ui/stepup", url.Values{"csrf": {token}, "action": {string(custos.ActionRequestDecide)}, "tenant": {tenant}, "target": {r1.ID},
+		"key": {e.operator}}, nil)
+	if status != http.StatusUnauthorized {
+		t.Fatalf("step-up with another key: %d %s", status, body)
+	}
+	recorded(t, e, from, custos.ActionStepUp, audit.OutcomeDenied)
+	if status, _ := approve(b, r1.ID); status != http.StatusForbidden {
+		t.Fatalf("approval after a failed step-up: %d", status)
+	}
+	// A step-up with no action it is for, or an action it cannot be for.
+	for _, action := range []string{"", string(custos.ActionGrantRevoke), "support.decide/x"} {
+		if status, _, _ := b.post("/ui/stepup", url.Values{"csrf": {token}, "action": {action}, "tenant": {tenant}, "target": {r1.ID}, "key": {admin}}, nil); status != http.StatusBadRequest {
+			t.Fatalf("step-up for %q: %d", action, status)
+		}
+	}
+	from = e.n.Log.Size()
+	b.stepUp(tenant, r1.ID, admin)
+	if l := recorded(t, e, from, custos.ActionStepUp, audit.OutcomeOK); l.Detail != string(custos.ActionRequestDecide)+" "+r1.ID || l.Tenant != tenant {
+		t.Fatalf("step-up entry %+v", l)
+	}
+	// Not for another request, nor for another session of the same key.
+	if status, _ := approve(b, r2.ID); status != http.StatusForbidden {
+		t.Fatalf("a step-up for %s approved %s: %d", r1.ID, r2.ID, status)
+	}
+	other := e.browser()
+	other.signIn(admin)
+	_, _, otherToken := other.get("/ui/t/" + tenant + "/requests")
+	if status, _, _ := other.post("/ui/t/"+tenant+"/requests/"+r1.ID+"/approve", url.Values{"csrf": {otherToken}}, nil); status != http.StatusForbidden {
+		t.Fatalf("another session used the step-up: %d", status)
+	}
+	if got := pendingRequests(t, e, tenant, admin); len(got) != 2 {
+		t.Fatalf("pending after refused approvals: %v", got)
+	}
+	if status, body := approve(b, r1.ID); status != http.StatusSeeOther {
+		t.Fatalf("approval after the step-up: %d %s", status, body)
+	}
+	if got := pendingRequests(t, e, tenant, admin); len(got) != 1 || got[0] != r2.ID {
+		t.Fatalf("pending after approving %s: %v", r1.ID, got)
+	}
+	// Spent: denying needs none, but approving the same target again
+	// (had it been pending) would need a new one.
+	if status, body := approve(b, r1.ID); status != http.StatusForbidden {
+		t.Fatalf("second use of a step-up: %d %s", status, body)
+	}
+}
+
+// TestStepUpSSO: a session signed in through the provider steps up there:
+// prompt=login and max_age=0, the same account, and an auth_time within
+// the window. An old authentication or another account earns nothing.
+func TestStepUpSSO(t *testing.T) {
+	e, p := newSSOEnv(t, "")
+	tenant, admin := e.newTenant("Acme")
+	r, _ := e.supportRequest(tenant, admin, "please")
+	p.user("alice", "alice@acme.test")
+	p.user("bob", "bob@acme.test")
+	e.link(p, admin, e.whoami(admin).ID, "alice")
+	editorKey, editor := e.principal(custos.KindTenantEditor, tenant, "bob")
+	e.link(p, editorKey, editor.ID, "bob")
+
+	b := e.browser()
+	if status, body := b.ssoSignIn(p, "alice"); status != http.StatusOK {
+		t.Fatalf("sign-in: %d %s", status, body)
+	}
+	_, _, token := b.get("/ui/t/" + tenant + "/requests")
+	approve := func() (int, string) {
+		status, _, body := b.post("/ui/t/"+tenant+"/requests/"+r.ID+"/approve", url.Values{"csrf": {token}}, nil)
+		return status, body
+	}
+	stepUp := func(user string) (int, string) {
+		t.Helper()
+		status, _, body := b.post("/ui/stepup", url.Values{"csrf": {token}, "action": {string(custos.ActionRequestDecide)}, "tenant": {tenant}, "target": {r.ID}}, nil)
+		loc := continueURL(body)
+		if status != http.StatusOK || !strings.HasPrefix(loc, p.issuer) {
+			t.Fatalf("step-up start: %d %q %s", status, loc, body)
+		}
+		u, _ := url.Parse(loc)
+		if q := u.Query(); q.Get("prompt") != "login" || q.Get("max_age") != "0" || q.Get("code_challenge_method") != "S256" {
+			t.Fatalf("step-up authorization request %v", q)
+		}
+		status, _, body = b.fetch(b.atIDP(p, loc, user))
+		return status, body
+	}
+	if status, body := approve(); status != http.StatusForbidden || !strings.Contains(body, "Sign in again with Test IdP") {
+		t.Fatalf("approval without a step-up: %d %s", status, body)
+	}
+	p.setModes(idpModes{authTimeAgo: 10 * time.Minute})
+	if status, _ := stepUp("alice"); status != http.StatusUnauthorized {
+		t.Fatalf("step-up with a ten-minute-old authentication: %d", status)
+	}
+	p.setModes(idpModes{})
+	if status, _ := stepUp("bob"); status != http.StatusUnauthorized {
+		t.Fatalf("step-up as another account: %d", status)
+	}
+	if status, _ := approve(); status != http.StatusForbidden {
+		t.Fatalf("approval after refused step-ups: %d", status)
+	}
+	if status, body := stepUp("alice"); status != http.StatusOK || !strings.Contains(body, "/requests?stepped="+r.ID) {
+		t.Fatalf("step-up: %d %s", status, body)
+	}
+	if status, body := approve(); status != http.StatusSeeOther {
+		t.Fatalf("approval after the step-up: %d %s", status, body)
+	}
+	var grant *custos.Grant
+	for g, err := range e.api(admin).Grants(context.Background(), tenant) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		grant = g
+	}
+	if grant == nil || grant.RequestID != r.ID || grant.Status != custos.GrantActive {
+		t.Fatalf("grant through the API after approving through single sign-on: %+v", grant)
+	}
+}
+
+// TestBrowserSSOApprove drives chromium through single sign-on: the
+// console's button to the provider, its login form, back to the console;
+// then an approval, which sends the browser to the provider again for a
+// fresh login before the approval goes through. The grant is checked
+// through the API.
+func TestBrowserSSOApprove(t *testing.T) {
+	ctx := chrome(t)
+	e, p := newSSOEnv(t, "")
+	tenant, admin := e.newTenant("Acme")
+	r, _ := e.supportRequest(tenant, admin, "customer reports bounces")
+	p.user("alice", "alice@acme.test")
+	e.link(p, admin, e.whoami(admin).ID, "alice")
+	must := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idpLogin := []chromedp.Action[chromedp.Void]{chromedp.WaitVisible(chromedp.ID("username")), chromedp.SendKeys(chromedp.ID("username"), "alice"), chromedp.Click(chromedp.ID("idp-login"))}
+
+	must(chromedp.Navigate(e.url+"/ui/signin"), chromedp.WaitVisible(chromedp.ID("sso")))
+	screenshot(t, ctx, "signin-sso")
+	must(chromedp.Click(chromedp.ID("sso")))
+	must(idpLogin...)
+	must(chromedp.WaitVisible(chromedp.ID("count-pending")))
+
+	must(chromedp.Navigate(e.url+"/ui/t/"+tenant+"/requests"), chromedp.WaitVisible(chromedp.ID("req-"+r.ID)),
+		chromedp.Click(chromedp.CSS("#req-"+r.ID+" button.approve")), chromedp.WaitVisible(chromedp.ID("stepup")))
+	must(chromedp.Click(chromedp.ID("stepup")))
+	must(idpLogin...)
+	must(chromedp.WaitVisible(chromedp.ID("req-"+r.ID)), chromedp.SendKeys(chromedp.ID("dur-"+r.ID), "1h"),
+		chromedp.Click(chromedp.CSS("#req-"+r.ID+" button.approve")), chromedp.WaitVisible(chromedp.CSS("button.revoke")))
+
+	var grant *custos.Grant
+	for g, err := range e.api(admin).Grants(context.Background(), tenant) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		grant = g
+	}
+	if grant == nil || grant.RequestID != r.ID || grant.Status != custos.GrantActive || grant.ExpiresAt.Sub(grant.StartsAt) != time.Hour {
+		t.Fatalf("grant through the API after approving in the browser: %+v", grant)
 	}
 }
