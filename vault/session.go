@@ -81,7 +81,7 @@ func (v *Vault) newSession(ctx context.Context, keyHash, principal, link string,
 		return "", nil, err
 	}
 	now := v.now().UTC().Truncate(time.Millisecond)
-	s := &Session{ID: sessionID(token), Principal: principal, CSRF: csrf, CreatedAt: now, LastSeen: now, SSOLink: link}
+	s := &Session{ID: sessionID(token), Principal: principal, CSRF: csrf, CreatedAt: now, LastSeen: now, SSOLink: link, keyHash: keyHash}
 	rk, err := v.rowKey(ctx, nil)
 	if err != nil {
 		return "", nil, err
