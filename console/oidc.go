@@ -355,6 +355,22 @@ func backFor(su vault.StepUp) string {
 	return "/ui/"
 }
 
+// parseStepUp reads what a step-up form asks for: one of the actions a
+// step-up can be for, a tenant id or none, and a target id (at most 64
+// characters, no slash, no space or control character).
+func parseStepUp(form url.Values) (vault.StepUp, bool) {
+	su := vault.StepUp{Action: custos.Action(form.Get("action")), Tenant: form.Get("tenant"), Target: form.Get("target")}
+	if !stepUpActions[su.Action] || su.Target == "" || len(su.Target) > 64 || (su.Tenant != "" && !custos.ValidID(custos.PrefixTenant, su.Tenant)) {
+		return vault.StepUp{}, false
+	}
+	for _, r := range su.Target {
+		if r <= ' ' || r >= 0x7f || r == '/' {
+			return vault.StepUp{}, false
+		}
+	}
+	return su, true
+}
+
 type stepUpView struct {
 	Action, Tenant, Target string
 	SSO                    bool
@@ -390,8 +406,8 @@ func (c *Console) showStepUp(w http.ResponseWriter, r *http.Request, s *vault.Se
 // single sign-on session goes back to the provider with prompt=login and
 // max_age=0.
 func (c *Console) stepUp(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
-	su := vault.StepUp{Action: custos.Action(r.PostForm.Get("action")), Tenant: r.PostForm.Get("tenant"), Target: r.PostForm.Get("target")}
-	if !stepUpActions[su.Action] || len(su.Target) > 64 || (su.Tenant != "" && !custos.ValidID(custos.PrefixTenant, su.Tenant)) || strings.Contains(su.Target, "/") {
+	su, ok := parseStepUp(r.PostForm)
+	if !ok {
 		return c.vault.Reject(r.Context(), custos.ActionStepUp, "", custos.Errorf(custos.EINVALID, "no step-up for that"))
 	}
 	if s.SSOLink != "" {
