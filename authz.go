@@ -68,6 +68,8 @@ const (
 	ActionDataKeysStatus  Action = "keys.status"           // where a tenant's rotation and rewrap stand
 	ActionKeyInventory    Action = "key.inventory"         // security staff list every keyset (never key material)
 	ActionKEKRewrap       Action = "kek.rewrap"            // the host re-wraps every keyset under a new KEK (system, counts only)
+	ActionSSOLink         Action = "console.sso_link"      // a principal, signed in with its key, links its identity-provider account to that key, or unlinks
+	ActionStepUp          Action = "console.step_up"       // a console session re-authenticated for one action on one target
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may

@@ -124,6 +124,10 @@ func TestBrowserApproveRevokeLog(t *testing.T) {
 		t.Fatalf("ticket shown as %q", got)
 	}
 	screenshot(t, ctx, "requests")
+	// Approving asks for the key again (the step-up), then the form again.
+	must(chromedp.Click(chromedp.CSS("#req-"+r.ID+" button.approve")), chromedp.WaitVisible(chromedp.ID("stepup-key")))
+	screenshot(t, ctx, "stepup")
+	must(chromedp.SendKeys(chromedp.ID("stepup-key"), admin), chromedp.Click(chromedp.ID("stepup")), chromedp.WaitVisible(chromedp.ID("req-"+r.ID)))
 	must(chromedp.SendKeys(chromedp.ID("dur-"+r.ID), "2h"), chromedp.SendKeys(chromedp.ID("cmt-a-"+r.ID), "ok for today"),
 		chromedp.Click(chromedp.CSS("#req-"+r.ID+" button.approve")), chromedp.WaitVisible(chromedp.CSS("button.revoke")))
 

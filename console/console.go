@@ -64,6 +64,8 @@ type Config struct {
 	// whatever its use (default DefaultMaxSession).
 	IdleTimeout time.Duration
 	MaxSession  time.Duration
+	// OIDC, when set, offers single sign-on through an identity provider.
+	OIDC *OIDC
 }
 
 // Console serves /ui.
@@ -73,6 +75,7 @@ type Console struct {
 	limits vault.SessionLimits
 	pages  map[string]*template.Template
 	mux    *http.ServeMux
+	sso    *sso
 }
 
 // New returns a console for cfg.
@@ -87,12 +90,17 @@ func New(cfg Config) *Console {
 		cfg.MaxSession = DefaultMaxSession
 	}
 	c := &Console{vault: cfg.Vault, logger: cfg.Logger, limits: vault.SessionLimits{Idle: cfg.IdleTimeout, Max: cfg.MaxSession},
-		pages: parsePages(), mux: http.NewServeMux()}
+		pages: parsePages(), mux: http.NewServeMux(), sso: newSSO(cfg.OIDC)}
 	static, _ := fs.Sub(staticFS, "static")
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
 	c.mux.HandleFunc("GET /ui/signin", c.signinForm)
 	c.mux.HandleFunc("POST /ui/signin", c.signin)
 	c.mux.HandleFunc("POST /ui/signout", c.session(c.signout))
+	c.mux.HandleFunc("GET /ui/oidc/signin", c.ssoSignin)
+	c.mux.HandleFunc("GET /ui/oidc/callback", c.callback)
+	c.mux.HandleFunc("POST /ui/stepup", c.session(c.stepUp))
+	c.mux.HandleFunc("GET /ui/account", c.session(c.account))
+	c.mux.HandleFunc("POST /ui/account/unlink", c.session(c.unlink))
 	c.mux.HandleFunc("GET /ui/{$}", c.session(c.home))
 	const t = "/ui/t/{tenant}"
 	c.mux.HandleFunc("GET "+t, c.session(c.overview))
@@ -238,6 +246,10 @@ func postAction(r *http.Request) custos.Action {
 		return custos.ActionRequestDecide
 	case "POST /ui/t/{tenant}/grants/{id}/revoke":
 		return custos.ActionGrantRevoke
+	case "POST /ui/stepup":
+		return custos.ActionStepUp
+	case "POST /ui/account/unlink":
+		return custos.ActionSSOLink
 	}
 	return custos.ActionAuthenticate
 }
@@ -371,8 +383,14 @@ func (c *Console) showSignin(w http.ResponseWriter, r *http.Request, status int,
 		return
 	}
 	setCookie(w, r, signinCookie(r), token, 600)
-	c.render(w, r, status, "signin", view{Title: "Sign in", CSRF: token, Data: msg})
+	v := signinView{Message: msg}
+	if c.sso != nil {
+		v.Provider = c.sso.cfg.Name
+	}
+	c.render(w, r, status, "signin", view{Title: "Sign in", CSRF: token, Data: v})
 }
+
+type signinView struct{ Message, Provider string }
 
 func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(signinCookie(r))

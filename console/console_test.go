@@ -125,7 +125,8 @@ func TestCSRF(t *testing.T) {
 	if len(got) != 1 || got[0] != r.ID {
 		t.Fatalf("after refused posts, pending requests %v, want [%s]", got, r.ID)
 	}
-	// The real form works.
+	// The real form works, after the step-up approving needs.
+	b.stepUp(tenant, r.ID, admin)
 	if status, loc, body := b.post(path, url.Values{"csrf": {token}}, map[string]string{"Origin": e.url, "Sec-Fetch-Site": "same-origin"}); status != http.StatusSeeOther || !strings.HasSuffix(loc, "/grants") {
 		t.Fatalf("approve with the form's token: %d %q %s", status, loc, body)
 	}
@@ -388,6 +389,7 @@ func TestDenyThroughForm(t *testing.T) {
 			t.Fatalf("request after denying in the console: %s", x.Status)
 		}
 	}
+	b.stepUp(tenant, r.ID, admin)
 	if status, _, _ := b.post(path+"/approve", url.Values{"csrf": {token}}, nil); status != http.StatusConflict {
 		t.Fatalf("approving a denied request: %d", status)
 	}

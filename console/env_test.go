@@ -32,7 +32,7 @@ type env struct {
 	approvers map[string][]string
 }
 
-func newEnv(t testing.TB, opts node.Options) *env {
+func newEnv(t testing.TB, opts node.Options, configure ...func(*node.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t}
@@ -47,6 +47,9 @@ func newEnv(t testing.TB, opts node.Options) *env {
 		t.Fatal(err)
 	}
 	cfg.Detection.Canaries = -1
+	for _, f := range configure {
+		f(&cfg)
+	}
 	n, err := node.Open(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -222,4 +225,16 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// stepUp re-enters key for approving request id of tenant: the step-up
+// an approval needs (one action, one target, once).
+func (b *browser) stepUp(tenant, id, key string) {
+	b.e.t.Helper()
+	_, _, token := b.get("/ui/t/" + tenant + "/requests")
+	status, loc, body := b.post("/ui/stepup", url.Values{"csrf": {token}, "action": {string(custos.ActionRequestDecide)},
+		"tenant": {tenant}, "target": {id}, "key": {key}}, nil)
+	if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/ui/t/"+tenant+"/requests") {
+		b.e.t.Fatalf("step-up: %d %q %s", status, loc, body)
+	}
 }

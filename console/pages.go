@@ -139,6 +139,14 @@ func (c *Console) decide(approve bool) sessionHandler {
 			return c.vault.Reject(r.Context(), custos.ActionRequestDecide, tenant, err)
 		}
 		d, _ := custos.ParseDuration("duration", body.Duration)
+		if approve {
+			// Approving access needs a fresh authentication for this very
+			// request (oidc.go); denying does not.
+			ok, err := c.RequireStepUp(w, r, s, vault.StepUp{Action: custos.ActionRequestDecide, Tenant: tenant, Target: r.PathValue("id")})
+			if err != nil || !ok {
+				return err
+			}
+		}
 		g, err := c.vault.DecideRequest(r.Context(), tenant, r.PathValue("id"),
 			vault.Decision{Approve: approve, Duration: d, RevealBudget: body.RevealBudget, Comment: body.Comment})
 		if err != nil {

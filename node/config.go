@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -102,6 +105,98 @@ type ConsoleConfig struct {
 	// defaults console.DefaultIdleTimeout and console.DefaultMaxSession).
 	IdleTimeout string `json:"idle_timeout,omitempty"`
 	MaxSession  string `json:"max_session,omitempty"`
+	// OIDC offers single sign-on through an identity provider. It names
+	// the provider and the claim that identifies a person; it makes no
+	// one a principal (docs/console.md).
+	OIDC *OIDCConfig `json:"oidc,omitempty"`
+}
+
+// OIDCConfig is custos.json's "console.oidc" section. The client secret
+// comes from a file or an environment variable, never from custos.json
+// (whose hash the log records, and which is shared more widely).
+type OIDCConfig struct {
+	Issuer           string   `json:"issuer"`
+	ClientID         string   `json:"client_id"`
+	ClientSecretFile string   `json:"client_secret_file,omitempty"`
+	ClientSecretEnv  string   `json:"client_secret_env,omitempty"`
+	RedirectURL      string   `json:"redirect_url"`
+	Scopes           []string `json:"scopes,omitempty"`
+	Claim            string   `json:"claim,omitempty"`
+	Name             string   `json:"name,omitempty"`
+	StepUpMaxAge     string   `json:"step_up_max_age,omitempty"`
+}
+
+// MaxStepUpAge caps console.oidc.step_up_max_age: a step-up is a fresh
+// authentication, not one from this morning.
+const MaxStepUpAge = 10 * time.Minute
+
+var claimName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+// console validates c and returns the console's settings, the secret read
+// (nil: no single sign-on). Errors name the field, never the secret.
+func (c *OIDCConfig) console() (*console.OIDC, error) {
+	if c == nil {
+		return nil, nil
+	}
+	var errs []error
+	iss, err := url.Parse(c.Issuer)
+	if err != nil || iss.Host == "" || (iss.Scheme != "https" && !(iss.Scheme == "http" && loopbackHost(iss.Hostname()))) {
+		errs = append(errs, errors.New("console.oidc.issuer: must be an https:// URL (http:// only on loopback)"))
+	}
+	if c.ClientID == "" {
+		errs = append(errs, errors.New("console.oidc.client_id: required"))
+	}
+	red, err := url.Parse(c.RedirectURL)
+	if err != nil || red.Host == "" || red.Path != "/ui/oidc/callback" || (red.Scheme != "https" && !(red.Scheme == "http" && loopbackHost(red.Hostname()))) {
+		errs = append(errs, errors.New("console.oidc.redirect_url: must be this console's https://…/ui/oidc/callback (http:// only on loopback)"))
+	}
+	claim := c.Claim
+	if claim == "" {
+		claim = "sub"
+	}
+	if !claimName.MatchString(claim) || claim == "groups" {
+		errs = append(errs, errors.New("console.oidc.claim: must name one string claim that identifies a person (sub, email, preferred_username …)"))
+	}
+	for _, s := range c.Scopes {
+		if !claimName.MatchString(s) {
+			errs = append(errs, fmt.Errorf("console.oidc.scopes: %q is not a scope name", s))
+		}
+	}
+	var maxAge time.Duration
+	if c.StepUpMaxAge != "" {
+		if maxAge, err = time.ParseDuration(c.StepUpMaxAge); err != nil || maxAge <= 0 || maxAge > MaxStepUpAge {
+			errs = append(errs, fmt.Errorf("console.oidc.step_up_max_age: %q must be a Go duration up to %s", c.StepUpMaxAge, MaxStepUpAge))
+		}
+	}
+	var secret string
+	switch {
+	case c.ClientSecretFile != "" && c.ClientSecretEnv != "":
+		errs = append(errs, errors.New("console.oidc: client_secret_file and client_secret_env are exclusive"))
+	case c.ClientSecretFile != "":
+		b, err := os.ReadFile(c.ClientSecretFile)
+		if err != nil {
+			errs = append(errs, errors.New("console.oidc.client_secret_file: cannot be read"))
+		}
+		secret = strings.TrimSpace(string(b))
+	case c.ClientSecretEnv != "":
+		secret = os.Getenv(c.ClientSecretEnv)
+		if secret == "" {
+			errs = append(errs, fmt.Errorf("console.oidc.client_secret_env: %s is not set", c.ClientSecretEnv))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &console.OIDC{Issuer: c.Issuer, ClientID: c.ClientID, ClientSecret: secret, RedirectURL: c.RedirectURL,
+		Scopes: c.Scopes, Claim: claim, Name: c.Name, StepUpMaxAge: maxAge}, nil
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // MaxConsoleSession caps console.max_session: a browser session that
@@ -409,6 +504,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("rewrap_rate: %d must be 0 (the default) or a number of contacts a second", c.RewrapRate))
 	}
 	if _, _, err := c.Console.durations(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.Console.OIDC.console(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DiagnosticsListen != "" {

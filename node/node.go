@@ -449,8 +449,14 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if opts.ConsoleMax > 0 {
 		maxSession = opts.ConsoleMax
 	}
+	ssoCfg, err := cfg.Console.OIDC.console()
+	if err != nil {
+		lg.Close()
+		closeDB()
+		return nil, err
+	}
 	scfg := server.Config{Vault: v, Log: lg, Logger: logger,
-		Console: console.New(console.Config{Vault: v, Logger: logger, IdleTimeout: idle, MaxSession: maxSession})}
+		Console: console.New(console.Config{Vault: v, Logger: logger, IdleTimeout: idle, MaxSession: maxSession, OIDC: ssoCfg})}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}

@@ -53,12 +53,13 @@ var enums = map[string][]string{
 
 // durationKeys are the string keys that hold a Go duration ("30s").
 var durationKeys = map[string]bool{
-	"log.checkpoint_interval":  true,
-	"log.checkpoint_retention": true,
-	"detection.expiry_notice":  true,
-	"relay.upstream.timeout":   true,
-	"console.idle_timeout":     true,
-	"console.max_session":      true,
+	"log.checkpoint_interval":      true,
+	"log.checkpoint_retention":     true,
+	"detection.expiry_notice":      true,
+	"relay.upstream.timeout":       true,
+	"console.idle_timeout":         true,
+	"console.max_session":          true,
+	"console.oidc.step_up_max_age": true,
 }
 
 var timeType = reflect.TypeFor[time.Time]()

@@ -12,7 +12,8 @@ import (
 // principal of a session that re-authenticates its key on every request.
 // What this edge adds is the API's: no page while the log has failed
 // verification, anonymous refusals counted per source, and sign-in
-// attempts charged to the source's anonymous budget.
+// attempts (key or single sign-on) charged to the source's anonymous
+// budget.
 func (s *Server) mountConsole() {
 	if s.cfg.Console == nil {
 		return
@@ -26,7 +27,10 @@ func (s *Server) mountConsole() {
 		req := custos.RequestFromContext(r.Context())
 		source := "ip:" + req.Source
 		r = r.WithContext(vault.WithRefusals(r.Context(), func() bool { return s.refusals.Absorb(source, req) }))
-		if r.Method == http.MethodPost && r.URL.Path == "/ui/signin" {
+		// Anonymous sign-in work is charged: a key sign-in, and starting or
+		// finishing a single sign-on flow (a stored flow; a call to the
+		// identity provider).
+		if (r.Method == http.MethodPost && r.URL.Path == "/ui/signin") || r.URL.Path == "/ui/oidc/signin" || r.URL.Path == "/ui/oidc/callback" {
 			if ok, wait := s.sources.allow(req.Source); !ok {
 				err := tooMany(w, wait)
 				s.writeError(w, r, s.vault.Reject(r.Context(), custos.ActionAuthenticate, "", err))

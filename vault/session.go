@@ -33,6 +33,10 @@ type Session struct {
 	CSRF      string // the token every state-changing form carries
 	CreatedAt time.Time
 	LastSeen  time.Time
+	// SSOLink is the link ([Vault.StartSSOSession]) a session signed in
+	// through an identity provider came by; "" for an API-key sign-in.
+	SSOLink string
+	keyHash string // hex, as api_keys.hash
 }
 
 // SessionLimits bound a session's life: Idle since its last request, Max
@@ -58,30 +62,39 @@ func (v *Vault) StartSession(ctx context.Context, secret string, lim SessionLimi
 	if err != nil {
 		return "", nil, nil, nil, err
 	}
-	token, err := randomToken()
+	token, s, err := v.newSession(ctx, hex.EncodeToString(custos.HashAPIKey(secret)), p.ID, "", lim)
 	if err != nil {
 		return "", nil, nil, nil, err
+	}
+	return token, s, p, k, nil
+}
+
+// newSession stores a new session for the key under keyHash (hex) of
+// principal, signed in through link ("" for a key sign-in).
+func (v *Vault) newSession(ctx context.Context, keyHash, principal, link string, lim SessionLimits) (string, *Session, error) {
+	token, err := randomToken()
+	if err != nil {
+		return "", nil, err
 	}
 	csrf, err := randomToken()
 	if err != nil {
-		return "", nil, nil, nil, err
+		return "", nil, err
 	}
 	now := v.now().UTC().Truncate(time.Millisecond)
-	s := &Session{ID: sessionID(token), Principal: p.ID, CSRF: csrf, CreatedAt: now, LastSeen: now}
-	keyHash := hex.EncodeToString(custos.HashAPIKey(secret))
+	s := &Session{ID: sessionID(token), Principal: principal, CSRF: csrf, CreatedAt: now, LastSeen: now, SSOLink: link, keyHash: keyHash}
 	rk, err := v.rowKey(ctx, nil)
 	if err != nil {
-		return "", nil, nil, nil, err
+		return "", nil, err
 	}
-	mac := encodeMAC(rk.MAC(sessionMessage(s.ID, keyHash, s.Principal, s.CSRF, ms(now))))
+	mac := encodeMAC(rk.MAC(sessionMessage(s.ID, keyHash, s.Principal, s.CSRF, ms(now), link)))
 	if _, err := v.write.ExecContext(ctx, `DELETE FROM console_sessions WHERE created_at < $1`, ms(now.Add(-lim.Max))); err != nil {
-		return "", nil, nil, nil, fmt.Errorf("purge console sessions: %w", err)
+		return "", nil, fmt.Errorf("purge console sessions: %w", err)
 	}
-	if _, err := v.write.ExecContext(ctx, `INSERT INTO console_sessions (id, key_hash, principal_id, csrf, created_at, last_seen_at, mac)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, s.ID, keyHash, s.Principal, s.CSRF, ms(now), ms(now), mac); err != nil {
-		return "", nil, nil, nil, fmt.Errorf("store console session: %w", err)
+	if _, err := v.write.ExecContext(ctx, `INSERT INTO console_sessions (id, key_hash, principal_id, csrf, created_at, last_seen_at, mac, sso_link)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, s.ID, keyHash, s.Principal, s.CSRF, ms(now), ms(now), mac, nullString(link)); err != nil {
+		return "", nil, fmt.Errorf("store console session: %w", err)
 	}
-	return token, s, p, k, nil
+	return token, s, nil
 }
 
 // ResumeSession finds the session of a cookie's token and authenticates
@@ -94,25 +107,36 @@ func (v *Vault) ResumeSession(ctx context.Context, token string, lim SessionLimi
 	if len(token) != sessionTokenLen {
 		return nil, nil, nil, v.deny(ctx, l, expired)
 	}
-	id := sessionID(token)
+	return v.ResumeSessionID(ctx, sessionID(token), lim)
+}
+
+// ResumeSessionID is [Vault.ResumeSession] of the session whose id (the
+// SHA-256 of its token) is id: for the console's identity-provider
+// callback, which a provider's redirect reaches without the session's
+// SameSite=Strict cookie and which finds the id in the flow it started
+// from within that session.
+func (v *Vault) ResumeSessionID(ctx context.Context, id string, lim SessionLimits) (*Session, *custos.Principal, *custos.APIKey, error) {
+	l := leaf(ctx, custos.ActionAuthenticate, "")
+	expired := custos.Errorf(custos.EUNAUTHORIZED, "console session unknown or expired: sign in again")
 	var (
 		s                 Session
 		keyHash, mac      string
 		created, lastSeen int64
+		link              sql.NullString
 	)
-	err := v.read.QueryRowContext(ctx, `SELECT principal_id, key_hash, csrf, created_at, last_seen_at, mac FROM console_sessions WHERE id = $1`, id).
-		Scan(&s.Principal, &keyHash, &s.CSRF, &created, &lastSeen, &mac)
+	err := v.read.QueryRowContext(ctx, `SELECT principal_id, key_hash, csrf, created_at, last_seen_at, mac, sso_link FROM console_sessions WHERE id = $1`, id).
+		Scan(&s.Principal, &keyHash, &s.CSRF, &created, &lastSeen, &mac, &link)
 	if isNoRows(err) {
 		return nil, nil, nil, v.deny(ctx, l, expired)
 	} else if err != nil {
 		return nil, nil, nil, v.deny(ctx, l, fmt.Errorf("read console session: %w", err))
 	}
-	s.ID, s.CreatedAt, s.LastSeen = id, fromMS(created), fromMS(lastSeen)
+	s.ID, s.CreatedAt, s.LastSeen, s.SSOLink, s.keyHash = id, fromMS(created), fromMS(lastSeen), link.String, keyHash
 	rk, err := v.rowKey(ctx, nil)
 	if err != nil {
 		return nil, nil, nil, v.deny(ctx, l, err)
 	}
-	if !macOK(sql.NullString{String: mac, Valid: true}, rk.MAC(sessionMessage(id, keyHash, s.Principal, s.CSRF, created))) {
+	if !macOK(sql.NullString{String: mac, Valid: true}, rk.MAC(sessionMessage(id, keyHash, s.Principal, s.CSRF, created, s.SSOLink))) {
 		v.rowIntegrity(sessionTable, id)
 		return nil, nil, nil, v.deny(ctx, l, expired)
 	}
@@ -133,6 +157,16 @@ func (v *Vault) ResumeSession(ctx context.Context, token string, lim SessionLimi
 	if p.ID != s.Principal {
 		v.endSession(ctx, id)
 		return nil, nil, nil, v.deny(ctx, l, expired)
+	}
+	// A single sign-on session lives only as long as its link: unlinking
+	// (or a link whose row no longer checks) ends it.
+	if s.SSOLink != "" {
+		if ok, err := v.ssoLinkHolds(ctx, s.SSOLink, keyHash, p.ID); err != nil {
+			return nil, nil, nil, err
+		} else if !ok {
+			v.endSession(ctx, id)
+			return nil, nil, nil, v.deny(ctx, l, expired)
+		}
 	}
 	// Idle time is kept to a few seconds: one write per page, not per asset.
 	if now.Sub(s.LastSeen) >= 5*time.Second {
@@ -163,9 +197,13 @@ func (v *Vault) endSession(ctx context.Context, id string) {
 }
 
 // sessionMessage is the MAC input of a session row: every column but the
-// last-seen time.
-func sessionMessage(id, keyHash, principal, csrf string, created int64) []byte {
-	return rowMessage(sessionTable, id, keyHash, principal, csrf, created)
+// last-seen time. The link enters only when set, so rows of API-key
+// sessions MACed before it existed still check.
+func sessionMessage(id, keyHash, principal, csrf string, created int64, link string) []byte {
+	if link == "" {
+		return rowMessage(sessionTable, id, keyHash, principal, csrf, created)
+	}
+	return rowMessage(sessionTable, id, keyHash, principal, csrf, created, "sso_link", link)
 }
 
 func sessionID(token string) string {
