@@ -47,7 +47,7 @@ func TestLogKeyRotation(t *testing.T) {
 	before := e.sign(t)
 	next, nextV, nextVKey := newKey(t)
 
-	tr, r, err := e.log.RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"})
+	tr, r, err := e.log.RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestLogKeyRotation(t *testing.T) {
 		t.Fatalf("verified to %d with %d transitions", rep.CheckpointSize, len(rep.State.LogKeys))
 	}
 	// A second rotation, from the new key.
-	_, _, err = e.log.RotateKey(ctx, third, thirdVKey, audit.Leaf{Actor: "op_x"})
+	_, _, err = e.log.RotateKey(ctx, third, thirdVKey, audit.Leaf{Actor: "op_x"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestLogKeyRotationHiddenOrRolledBack(t *testing.T) {
 	e := newLog(t)
 	e.append(t, 3, "tn_a")
 	next, _, nextVKey := newKey(t)
-	if _, _, err := e.log.RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"}); err != nil {
+	if _, _, err := e.log.RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.append(t, 3, "tn_a")
@@ -268,7 +268,7 @@ func TestLogKeyRotationQueued(t *testing.T) {
 	lead := waitLeader(t, logs)
 	other := logs[1-lead]
 	next, _, nextVKey := newKey(t)
-	if _, _, err := other.RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"}); err != audit.ErrNotSequencer {
+	if _, _, err := other.RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"}, nil); err != audit.ErrNotSequencer {
 		t.Fatalf("rotation on a follower: %v, want ErrNotSequencer", err)
 	}
 	for i := 0; i < 3; i++ {
@@ -276,7 +276,7 @@ func TestLogKeyRotationQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tr, _, err := logs[lead].RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"})
+	tr, _, err := logs[lead].RotateKey(ctx, next, nextVKey, audit.Leaf{Actor: "op_x"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

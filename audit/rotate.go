@@ -29,6 +29,7 @@ type rotateReq struct {
 	next note.Signer
 	vkey string
 	leaf Leaf
+	also func(context.Context, *sql.Tx) error
 	done chan rotateRes
 }
 
@@ -135,9 +136,10 @@ func (l *Log) Keys() *KeyChain { return l.chain }
 // statement, signed by the key in force and by next, says next signs
 // every checkpoint from the size of the tree before the entry plus one,
 // so every checkpoint covering the entry is signed by next, and none
-// before it. If the transaction fails nothing changes. Only the node
+// before it. also, if not nil, runs in the same transaction (the
+// announcement). If the transaction fails nothing changes. Only the node
 // that sequences the log rotates ([ErrNotSequencer] elsewhere).
-func (l *Log) RotateKey(ctx context.Context, next note.Signer, vkey string, leaf Leaf) (*Transition, Receipt, error) {
+func (l *Log) RotateKey(ctx context.Context, next note.Signer, vkey string, leaf Leaf, also func(context.Context, *sql.Tx) error) (*Transition, Receipt, error) {
 	nv, err := note.NewVerifier(vkey)
 	if err != nil {
 		return nil, Receipt{}, fmt.Errorf("rotate log key: new key: %w", err)
@@ -152,7 +154,7 @@ func (l *Log) RotateKey(ctx context.Context, next note.Signer, vkey string, leaf
 		if !l.leader.Load() {
 			return nil, Receipt{}, ErrNotSequencer
 		}
-		req := &rotateReq{ctx: ctx, next: next, vkey: vkey, leaf: leaf, done: make(chan rotateRes, 1)}
+		req := &rotateReq{ctx: ctx, next: next, vkey: vkey, leaf: leaf, also: also, done: make(chan rotateRes, 1)}
 		select {
 		case l.rotReq <- req:
 		case <-ctx.Done():
@@ -171,6 +173,11 @@ func (l *Log) RotateKey(ctx context.Context, next note.Signer, vkey string, leaf
 		p, err := l.prepareRotation(ctx, tx, next, vkey, oldSize+1, lf.Time)
 		if err != nil {
 			return err
+		}
+		if also != nil {
+			if err := also(ctx, tx); err != nil {
+				return err
+			}
 		}
 		lf.Detail = string(p.stmt)
 		stmt = p.stmt
@@ -237,6 +244,11 @@ func (l *Log) rotateQueued(ctx context.Context, conn *sql.Conn, req *rotateReq) 
 		return rotateRes{err: err}
 	}
 	leaf.Detail = string(p.stmt)
+	if req.also != nil {
+		if err := req.also(ctx, tx); err != nil {
+			return rotateRes{err: err}
+		}
+	}
 	receipts, root, err := l.writeLeaves(ctx, tx, oldSize, []*Leaf{&leaf})
 	if err != nil {
 		return rotateRes{err: err}
