@@ -130,7 +130,30 @@ func (l *Log) every(d time.Duration, fn func()) {
 
 // Checkpoint returns the latest signed checkpoint.
 func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
-	return ReadCheckpoint(ctx, l.r, l.cfg.Verifier)
+	msg, err := latestCheckpointNote(ctx, l.r)
+	if err != nil {
+		return nil, err
+	}
+	return l.parseStored(ctx, msg)
+}
+
+// parseStored parses a checkpoint stored in the log's database. If the
+// chain does not verify it, another node may have rotated the key: the
+// chain follows the transitions stored since (each signed by the key it
+// retires, so the database alone adds none) and tries once more.
+func (l *Log) parseStored(ctx context.Context, msg []byte) (*Checkpoint, error) {
+	cp, err := ParseCheckpoint(msg, l.cfg.Verifier)
+	if err == nil {
+		return cp, nil
+	}
+	msgs, rerr := ReadTransitions(ctx, l.r)
+	if rerr != nil {
+		return nil, err
+	}
+	if l.chain.FollowAll(msgs) != nil {
+		return nil, err
+	}
+	return ParseCheckpoint(msg, l.cfg.Verifier)
 }
 
 // ParseCheckpoint verifies a signed checkpoint note with v and parses it.

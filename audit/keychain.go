@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -314,6 +315,26 @@ func verifiersOf(v note.Verifier) note.Verifiers {
 // VerifiersOf is [verifiersOf] for other packages that open notes signed
 // by the log (receipts).
 func VerifiersOf(v note.Verifier) note.Verifiers { return verifiersOf(v) }
+
+// ParseTransitionList reads what /log/key-transitions serves: one
+// statement per line, base64. Each is checked when followed.
+func ParseTransitionList(b []byte) ([][]byte, error) {
+	if len(b) > 64*MaxTransitionBytes {
+		return nil, errors.New("log key transitions: too large")
+	}
+	var out [][]byte
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		n, err := base64.StdEncoding.Strict().DecodeString(line)
+		if err != nil {
+			return nil, errors.New("log key transitions: malformed line")
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
 
 // ReadTransitions returns the transition statements stored in the
 // database, oldest first.
