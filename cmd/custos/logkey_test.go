@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/node"
 )
 
 // TestLogRotateKeyCLI: `custos log rotate-key` on the host (and its
@@ -42,5 +46,79 @@ func TestLogRotateKeyCLI(t *testing.T) {
 	wc := c.must("log", "witness-config")
 	if !strings.Contains(wc, "was rotated") || strings.Contains(wc, "vkey: "+strings.TrimSpace(string(pub))) {
 		t.Fatalf("witness-config does not give the key in force:\n%s", wc)
+	}
+}
+
+// TestRotationFollowedByWatchAndPull: a tenant's `audit pull` and a
+// `log watch` holding only the old log.pub follow a rotation done on the
+// running node, across runs with their state files; neither accepts a
+// checkpoint signed by the retired key past the rotation.
+func TestRotationFollowedByWatchAndPull(t *testing.T) {
+	ctx := context.Background()
+	c := initialised(t)
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Addr = c.dir, "127.0.0.1:0"
+	cfg, err := reloadConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewMain().startServer(ctx, cfg, nil, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	c.env["CUSTOS_SERVER"], c.env["CUSTOS_KEY"] = n.URL, c.op
+	pub := filepath.Join(c.dir, "log.pub")
+	oldPub, _ := os.ReadFile(pub)
+	oldPubFile := filepath.Join(t.TempDir(), "old.pub")
+	os.WriteFile(oldPubFile, oldPub, 0o644)
+	tenant, adminKey := c.tenant("Acme")
+	pullState := filepath.Join(t.TempDir(), "pull.json")
+	watchState := filepath.Join(t.TempDir(), "watch.cp")
+	pull := func() (string, error) {
+		if _, err := n.Log.SignCheckpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return c.runAs(adminKey, "audit", "pull", "--tenant", tenant, "--log-key", oldPubFile, "--state", pullState)
+	}
+	watch := func() (string, error) {
+		return c.run("log", "watch", n.URL, "--log-key", oldPubFile, "--state", watchState, "--once")
+	}
+	if out, err := pull(); err != nil {
+		t.Fatalf("pull before the rotation: %v\n%s", err, out)
+	}
+	if out, err := watch(); err != nil {
+		t.Fatalf("watch before the rotation: %v\n%s", err, out)
+	}
+	if _, err := n.RotateLogKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.mustAs(adminKey, "list", "create", "--tenant", tenant, "after")
+	if out, err := pull(); err != nil {
+		t.Fatalf("pull after the rotation, with the old key: %v\n%s", err, out)
+	}
+	if out, err := watch(); err != nil {
+		t.Fatalf("watch after the rotation, with the old key: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(pullState)
+	if !strings.Contains(string(b), "log_keys") {
+		t.Fatal("the pull state does not keep the statements it followed")
+	}
+	// A second run, from the states alone.
+	if out, err := pull(); err != nil {
+		t.Fatalf("second pull: %v\n%s", err, out)
+	}
+	if out, err := watch(); err != nil {
+		t.Fatalf("second watch: %v\n%s", err, out)
+	}
+	// The old key alone, without the statements, refuses the new
+	// checkpoint (fail closed).
+	cp, err := n.Log.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := loadVerifier(oldPubFile)
+	if _, err := audit.ParseCheckpoint(cp.Note, v); err == nil {
+		t.Fatal("the retired key verifies the new checkpoint")
 	}
 }
