@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,36 @@ func TestLogRotateKeyCLI(t *testing.T) {
 	}
 	c.must("log", "verify")
 	c.must("log", "checkpoint")
+	// An offline proof made after the rotations: refused with the old
+	// key alone, verified with the old key and the statements.
+	proof := filepath.Join(t.TempDir(), "e.tlog-proof")
+	c.must("log", "proof", "--index", "0", "--out", proof)
+	oldPub := filepath.Join(t.TempDir(), "old.pub")
+	os.WriteFile(oldPub, pub, 0o644)
+	if out, err := c.run("verify-proof", proof, "--log-key", oldPub); err == nil {
+		t.Fatalf("a proof signed by the new key verified with the old key alone:\n%s", out)
+	}
+	db, err := node.OpenDB(context.Background(), mustConfig(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := audit.ReadTransitions(context.Background(), db.Read)
+	db.Close()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("%d transitions: %v", len(msgs), err)
+	}
+	var list []byte
+	for _, m := range msgs {
+		list = append(list, base64.StdEncoding.EncodeToString(m)+"\n"...)
+	}
+	keysFile := filepath.Join(t.TempDir(), "log-keys.txt")
+	os.WriteFile(keysFile, list, 0o644)
+	c.must("verify-proof", proof, "--log-key", oldPub, "--log-keys", keysFile)
+	// Only the later statement (the first one left out): not followed.
+	os.WriteFile(keysFile, []byte(base64.StdEncoding.EncodeToString(msgs[1])+"\n"), 0o644)
+	if out, err := c.run("verify-proof", proof, "--log-key", oldPub, "--log-keys", keysFile); err == nil {
+		t.Fatalf("a statement signed by a key the chain had not reached was followed:\n%s", out)
+	}
 	wc := c.must("log", "witness-config")
 	if !strings.Contains(wc, "was rotated") || strings.Contains(wc, "vkey: "+strings.TrimSpace(string(pub))) {
 		t.Fatalf("witness-config does not give the key in force:\n%s", wc)
@@ -121,4 +152,15 @@ func TestRotationFollowedByWatchAndPull(t *testing.T) {
 	if _, err := audit.ParseCheckpoint(cp.Note, v); err == nil {
 		t.Fatal("the retired key verifies the new checkpoint")
 	}
+}
+
+func mustConfig(t *testing.T, dir string) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg, err := reloadConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

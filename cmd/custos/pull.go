@@ -270,6 +270,7 @@ func (m *Main) offlineFile(name, example string, args []string) (note.Verifier, 
 		// the log's key is --log-key everywhere, as in audit pull.
 		fs.StringVar(key, "key", *key, "the same as --log-key (its older name here)")
 	}
+	logKeys := fs.String("log-keys", "", "a file of the log's key transition statements (what GET /log/key-transitions serves), followed from --log-key: a file signed after a rotation then verifies with the old key")
 	wf := addWitnessFlags(fs.FlagSet)
 	pos, err := fs.parse(args, 1, 1, "log-key")
 	if err != nil {
@@ -278,6 +279,21 @@ func (m *Main) offlineFile(name, example string, args []string) (note.Verifier, 
 	v, err := loadVerifier(*key)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if *logKeys != "" {
+		b, err := os.ReadFile(*logKeys)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		msgs, err := audit.ParseTransitionList(b)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		chain := audit.NewKeyChain(v)
+		if err := chain.FollowAll(msgs); err != nil {
+			return nil, nil, nil, fmt.Errorf("REFUSED: %w", err)
+		}
+		v = chain
 	}
 	policy, err := wf.policy()
 	if err != nil {
