@@ -238,6 +238,16 @@ type Log struct {
 	chore   *chore     // sequencer-owned: the chore being stepped
 
 	mon monitor // the log's own verifier
+
+	// The signing key (keychain.go, rotate.go): chain is the log's
+	// verifier keys from its root (shared with cfg.Verifier), key the one
+	// in force. pending is sequencer-owned (the leader's in queued mode).
+	chain   *KeyChain
+	keyMu   sync.Mutex
+	key     keyState
+	pending *pendingKey
+	rotMu   sync.Mutex // one RotateKey at a time
+	rotReq  chan *rotateReq
 }
 
 type pending struct {
@@ -288,7 +298,13 @@ func Open(ctx context.Context, read, write *sql.DB, cfg Config) (*Log, error) {
 	if cfg.ChoreIdle <= 0 {
 		cfg.ChoreIdle = choreIdle
 	}
-	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{}), chores: make(chan *chore)}
+	chain := NewKeyChain(cfg.Verifier)
+	cfg.Verifier = chain
+	l := &Log{w: write, r: read, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}), seqDone: make(chan struct{}), chores: make(chan *chore),
+		chain: chain, rotReq: make(chan *rotateReq)}
+	if err := l.loadKeys(ctx, read); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
@@ -562,6 +578,9 @@ const leafColumns = 12
 
 func (l *Log) commitTx(batch []*pending) ([]result, error) {
 	ctx := context.Background() // never cancelled mid-transaction: see Append
+	if !l.cfg.Queued {
+		l.pending = nil // a rotation of a failed transaction never happened
+	}
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -603,15 +622,24 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 		return nil, err
 	}
 	newSize := oldSize + uint64(len(leaves))
-	sign := time.Now().UnixNano() >= l.nextSign.Load()
+	// A key rotation in this batch (RotateKey's Apply) signs the
+	// checkpoint that covers its statement at once, with the new key.
+	sign := time.Now().UnixNano() >= l.nextSign.Load() || l.pending != nil
 	if sign {
-		if err := l.storeCheckpoint(ctx, tx, newSize, root); err != nil {
+		var s note.Signer
+		if l.pending != nil {
+			s = l.pending.key.signer
+		} else if s, err = l.signerFor(newSize); err != nil {
+			return nil, err
+		}
+		if err := l.storeCheckpoint(ctx, tx, newSize, root, s); err != nil {
 			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	l.installPending() // before the head moves: see installPending
 	l.advance(newSize, root)
 	l.choreCommitted(stepped, choreDone)
 	if sign {

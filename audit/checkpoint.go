@@ -55,7 +55,11 @@ func (l *Log) signOn(ctx context.Context, ex execer) (*Checkpoint, error) {
 	defer l.sigMu.Unlock()
 	size, root := l.head()
 	if size > l.lastSigned || !l.signedAny {
-		if err := l.storeCheckpoint(ctx, ex, size, root); err != nil {
+		s, err := l.signerFor(size)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.storeCheckpoint(ctx, ex, size, root, s); err != nil {
 			return nil, err
 		}
 		l.lastSigned, l.signedAny = size, true
@@ -64,9 +68,9 @@ func (l *Log) signOn(ctx context.Context, ex execer) (*Checkpoint, error) {
 	return l.Checkpoint(ctx)
 }
 
-// storeCheckpoint signs the tree head (size, root) and stores it with ex.
-func (l *Log) storeCheckpoint(ctx context.Context, ex execer, size uint64, root tlog.Hash) error {
-	msg, err := note.Sign(&note.Note{Text: checkpointBody(l.cfg.Origin, size, root)}, l.cfg.Signer)
+// storeCheckpoint signs the tree head (size, root) with signer and stores it with ex.
+func (l *Log) storeCheckpoint(ctx context.Context, ex execer, size uint64, root tlog.Hash, signer note.Signer) error {
+	msg, err := note.Sign(&note.Note{Text: checkpointBody(l.cfg.Origin, size, root)}, signer)
 	if err != nil {
 		return fmt.Errorf("sign checkpoint: %w", err)
 	}
@@ -126,7 +130,30 @@ func (l *Log) every(d time.Duration, fn func()) {
 
 // Checkpoint returns the latest signed checkpoint.
 func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
-	return ReadCheckpoint(ctx, l.r, l.cfg.Verifier)
+	msg, err := latestCheckpointNote(ctx, l.r)
+	if err != nil {
+		return nil, err
+	}
+	return l.parseStored(ctx, msg)
+}
+
+// parseStored parses a checkpoint stored in the log's database. If the
+// chain does not verify it, another node may have rotated the key: the
+// chain follows the transitions stored since (each signed by the key it
+// retires, so the database alone adds none) and tries once more.
+func (l *Log) parseStored(ctx context.Context, msg []byte) (*Checkpoint, error) {
+	cp, err := ParseCheckpoint(msg, l.cfg.Verifier)
+	if err == nil {
+		return cp, nil
+	}
+	msgs, rerr := ReadTransitions(ctx, l.r)
+	if rerr != nil {
+		return nil, err
+	}
+	if l.chain.FollowAll(msgs) != nil {
+		return nil, err
+	}
+	return ParseCheckpoint(msg, l.cfg.Verifier)
 }
 
 // ParseCheckpoint verifies a signed checkpoint note with v and parses it.
@@ -134,7 +161,7 @@ func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 // own line (extension lines are refused: custos writes none), and the
 // origin must be the verifier key's name.
 func ParseCheckpoint(msg []byte, v note.Verifier) (*Checkpoint, error) {
-	n, err := note.Open(msg, note.VerifierList(v))
+	n, err := note.Open(msg, verifiersOf(v))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint signature: %w", err)
 	}

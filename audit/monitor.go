@@ -207,7 +207,7 @@ func (l *Log) latestStored(ctx context.Context) (*Checkpoint, error) {
 	} else if err != nil {
 		return nil, &transient{fmt.Errorf("verify: read checkpoint: %w", err)}
 	}
-	cp, err := ParseCheckpoint(msg, l.cfg.Verifier)
+	cp, err := l.parseStored(ctx, msg)
 	if err != nil {
 		return nil, &TamperError{Index: uint64(size), Reason: "the latest stored checkpoint does not verify: " + err.Error()}
 	}

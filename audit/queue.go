@@ -104,6 +104,11 @@ func (l *Log) leadWith(ctx context.Context, conn *sql.Conn) error {
 	if err := l.loadFrom(ctx, conn); err != nil {
 		return err
 	}
+	// Another leader may have rotated the key: a node whose log.key is
+	// no longer the current one must not sign (fail closed).
+	if err := l.loadKeys(ctx, conn); err != nil {
+		return err
+	}
 	// Leader only once the tree is caught up: a leader's reads (reach)
 	// trust its in-memory size, and a proof asked for at the size of a
 	// checkpoint the previous leader signed must find it.
@@ -140,6 +145,14 @@ func (l *Log) leadWith(ctx context.Context, conn *sql.Conn) error {
 			continue
 		}
 		select {
+		case req := <-l.rotReq:
+			res := l.rotateQueued(req.ctx, conn, req)
+			req.done <- res
+			if res.err != nil && res.t == nil {
+				// The in-memory tree may be stale after a failed
+				// transaction: give up the lead, as integrate does.
+				return res.err
+			}
 		case <-l.stop:
 			// Integrate what this node queued before it stopped.
 			<-l.seqDone

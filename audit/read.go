@@ -32,12 +32,27 @@ func latestCheckpointNote(ctx context.Context, q querier) ([]byte, error) {
 // ReadCheckpoint returns the latest signed checkpoint in a log's
 // database, verified with v: a note that does not verify is an error, not
 // something to hand on. ENOTFOUND if the log has none yet.
+//
+// A v that is not a [KeyChain] is the log's first key: the transitions
+// stored in the database are followed from it ([LoadKeyChain]; each must
+// be signed by the key it retires), so a rotated log reads with log.pub.
 func ReadCheckpoint(ctx context.Context, read *sql.DB, v note.Verifier) (*Checkpoint, error) {
 	msg, err := latestCheckpointNote(ctx, read)
 	if err != nil {
 		return nil, err
 	}
+	if v, err = chainFor(ctx, read, v); err != nil {
+		return nil, err
+	}
 	return ParseCheckpoint(msg, v)
+}
+
+// chainFor is v, or the chain of keys stored in the database from v.
+func chainFor(ctx context.Context, read *sql.DB, v note.Verifier) (note.Verifier, error) {
+	if _, ok := v.(*KeyChain); ok {
+		return v, nil
+	}
+	return LoadKeyChain(ctx, read, v)
 }
 
 // ReadProof proves, from a log's database, that the entry at index is in

@@ -48,6 +48,10 @@ type VerifyState struct {
 	Committed  bool              `json:"committed,omitempty"` // a committed entry was seen: no legacy one may follow
 	Sequenced  bool              `json:"sequenced,omitempty"` // an indexed entry was seen: every later one is indexed
 	Scrub      uint64            `json:"scrub,omitempty"`     // the next entry a scrub checks again
+	// LogKeys are the log key transition statements followed (oldest
+	// first, keychain.go): kept so that a log that later hides a rotation
+	// still has its checkpoints checked by the key in force.
+	LogKeys [][]byte `json:"log_keys,omitempty"`
 }
 
 // VerifyReport describes a log that verified.
@@ -116,7 +120,25 @@ func verify(ctx context.Context, read *sql.DB, v note.Verifier, st *VerifyState,
 	if err := read.QueryRowContext(ctx, `SELECT MAX(idx) + 1 FROM audit_leaves`).Scan(&total); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	vf := &verifier{ctx: ctx, read: read, tiles: map[int]*tileState{}, seqs: map[string]uint64{}, actors: map[string]uint64{}}
+	// The log's keys: from the caller's trust root, through the
+	// transitions a previous run followed, then those stored in the log.
+	chain := NewKeyChain(v)
+	if st != nil {
+		if err := chain.FollowAll(st.LogKeys); err != nil {
+			return nil, fmt.Errorf("verify: state: %w", err)
+		}
+	}
+	msgs, err := ReadTransitions(ctx, read)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	for _, m := range msgs {
+		if _, err := chain.Follow(m); err != nil {
+			return nil, &VerifyError{Reason: fmt.Sprintf("a stored log key transition does not follow from the keys trusted: %v", err)}
+		}
+	}
+	v = chain
+	vf := &verifier{ctx: ctx, read: read, tiles: map[int]*tileState{}, seqs: map[string]uint64{}, actors: map[string]uint64{}, chain: chain}
 	rng := rangeFactory.NewEmptyRange(0)
 	rep := &VerifyReport{}
 	var base *Checkpoint // the state's checkpoint
@@ -321,7 +343,7 @@ func (st *VerifyState) open(v note.Verifier) (*Checkpoint, error) {
 
 // state returns the verifier's state after the entries of cp.
 func (vf *verifier) state(rng *compact.Range, cp *Checkpoint) *VerifyState {
-	st := &VerifyState{Checkpoint: cp.Note, Tenants: maps.Clone(vf.seqs), Actors: maps.Clone(vf.actors), Committed: vf.committed, Sequenced: vf.sequenced}
+	st := &VerifyState{Checkpoint: cp.Note, Tenants: maps.Clone(vf.seqs), Actors: maps.Clone(vf.actors), Committed: vf.committed, Sequenced: vf.sequenced, LogKeys: vf.chain.Notes()}
 	for _, h := range rng.Hashes() {
 		st.Range = append(st.Range, tlog.Hash(h))
 	}
@@ -465,6 +487,7 @@ func insertCheckpoint(cps []*Checkpoint, cp *Checkpoint) []*Checkpoint {
 type verifier struct {
 	ctx       context.Context
 	read      *sql.DB
+	chain     *KeyChain          // the log's keys followed
 	tiles     map[int]*tileState // by tile level
 	seqs      map[string]uint64  // last tenant_seq by tenant
 	actors    map[string]uint64  // last actor_seq by principal

@@ -107,6 +107,9 @@ func ReadCosignedCheckpoint(ctx context.Context, read *sql.DB, v note.Verifier, 
 			return nil, fmt.Errorf("read cosigned checkpoint: %w", err)
 		}
 	}
+	if v, err = chainFor(ctx, read, v); err != nil {
+		return nil, err
+	}
 	cp, err := ParseCheckpoint(msg, v)
 	if err != nil {
 		return nil, err

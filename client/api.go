@@ -662,6 +662,24 @@ func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// LogKeyTransitions returns the log key transition statements the server
+// serves (the public /log/key-transitions, one base64 note a line), to be
+// followed with [audit.KeyChain.FollowAll] from the key the caller holds.
+// A server from before key rotations has none (ENOTFOUND).
+func (c *Client) LogKeyTransitions(ctx context.Context) ([]byte, error) {
+	const p = "/log/key-transitions"
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: p})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("custos: GET %s: %w", p, err)
+	}
+	return b, nil
+}
+
 // LogEntry returns one entry's body, salt and leaf (to those it concerns).
 func (c *Client) LogEntry(ctx context.Context, index uint64) (*custos.LogEntry, error) {
 	return get[custos.LogEntry](ctx, c, path("log", "entries", strconv.FormatUint(index, 10)), nil)

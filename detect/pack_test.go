@@ -283,6 +283,12 @@ func TestDefaultPackFiresAndStaysQuiet(t *testing.T) {
 		{"rows-sealed",
 			[]ev{{action: "rows.seal", outcome: "ok", count: 12}},
 			[]ev{{action: "rows.seal", outcome: "ok"}}},
+		{"log-key-rotated",
+			[]ev{{action: "log.key.rotate", outcome: "ok", detail: "custos.dev/log-key-transition/v1"}},
+			[]ev{{action: "log.verify", outcome: "ok"}}},
+		{"kek-rewrapped",
+			[]ev{{action: "kek.rewrap", outcome: "ok", count: 3, detail: "start: 3 keysets to re-wrap under KEK vendor-local"}},
+			[]ev{{action: "kek.rewrap", outcome: "ok", count: 3, detail: "done: 3 keysets re-wrapped"}}},
 	}
 	rules, _ := detect.DefaultRules()
 	covered := map[string]bool{}

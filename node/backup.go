@@ -239,9 +239,16 @@ func checkAgainstSeen(ctx context.Context, path string, v note.Verifier, seen []
 
 func checkDB(ctx context.Context, db *sql.DB, v note.Verifier, seen []byte) (*audit.VerifyReport, error) {
 	if seen != nil {
-		s, err := audit.ParseCheckpoint(seen, v)
+		// The log's keys as this database records them, from log.pub: a
+		// backup from before a log key rotation cannot verify a
+		// checkpoint seen after it (refused: it is a rollback).
+		chain, err := audit.LoadKeyChain(ctx, db, v)
 		if err != nil {
-			return nil, fmt.Errorf("restore: %s: %w", VerifiedFile, err)
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		s, err := audit.ParseCheckpoint(seen, chain)
+		if err != nil {
+			return nil, fmt.Errorf("restore: %s (the newest checkpoint this data directory saw) does not verify with the keys this log records — a backup from before a rotation of the log's key, or not this log: %w", VerifiedFile, err)
 		}
 		latest, err := audit.ReadCheckpoint(ctx, db, v)
 		if custos.ErrorCode(err) == custos.ENOTFOUND {

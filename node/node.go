@@ -127,12 +127,15 @@ type Node struct {
 	// /debug/pprof/, "" before.
 	DiagnosticsURL string
 
-	logger  *slog.Logger
-	siem    []*siem.Sink
-	relayWG sync.WaitGroup
-	wrap    func(http.Handler) http.Handler
-	ownDB   bool
-	unlock  func() // releases the data directory's lock (a no-op when it was not taken)
+	logger *slog.Logger
+	siem   []*siem.Sink
+
+	// test hooks: stop RotateLogKey where a crash could
+	testCrashBeforeStatement, testCrashAfterStatement bool
+	relayWG                                           sync.WaitGroup
+	wrap                                              func(http.Handler) http.Handler
+	ownDB                                             bool
+	unlock                                            func() // releases the data directory's lock (a no-op when it was not taken)
 	// The sinks a reload keeps: the caller's (or the service log), and
 	// after the configured ones, the SIEM forwarders and the people's.
 	baseSinks, fixedSinks []notify.Sink
@@ -191,15 +194,12 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err := sqlite.CheckDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	skey, err := os.ReadFile(cfg.Path("log.key"))
+	signer, err := readSigner(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("read log signing key: %w", err)
+		return nil, err
 	}
-	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
-	if err != nil {
-		return nil, fmt.Errorf("log signing key: %w", err)
-	}
-	verifier, err := OpenVerifier(cfg)
+	var verifier note.Verifier
+	verifier, err = OpenVerifier(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -302,6 +302,18 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
+	// A log key rotation a crash interrupted is finished or undone
+	// before the log opens with log.key (node/logkey.go).
+	if _, err := os.Stat(cfg.Path(logNextKey)); err == nil {
+		if err := settleLogKey(ctx, cfg, db.Read, verifier); err != nil {
+			closeDB()
+			return nil, err
+		}
+		if signer, err = readSigner(cfg); err != nil {
+			closeDB()
+			return nil, err
+		}
+	}
 	commits := newCommitMetrics()
 	acfg := audit.Config{OnCommit: commits.observe, Origin: cfg.Origin, Signer: signer, Verifier: verifier, Logger: logger, Placeholders: db.Placeholders, Queued: db.Queued,
 		CheckpointInterval: interval, CheckpointRetention: retention,
@@ -325,6 +337,9 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
+	// From here on the log's keys are its chain from log.pub (it follows
+	// rotations, in this process too) and the key in force.
+	verifier, signer = lg.Keys(), lg.Signer()
 	var cos *witness.Cosigner
 	var witnessed func(context.Context) (*audit.Checkpoint, bool, error)
 	if len(cfg.Log.Witnesses) > 0 {
@@ -659,7 +674,22 @@ func (n *Node) Close() error {
 	return n.err
 }
 
-// OpenVerifier reads the log's public key from the data directory.
+// readSigner reads the log's signing key in force from the data directory.
+func readSigner(cfg Config) (note.Signer, error) {
+	skey, err := os.ReadFile(cfg.Path("log.key"))
+	if err != nil {
+		return nil, fmt.Errorf("read log signing key: %w", err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		return nil, fmt.Errorf("log signing key: %w", err)
+	}
+	return signer, nil
+}
+
+// OpenVerifier reads the log's public key from the data directory: the
+// key the log began with, the root of its key chain (a rotated log's
+// later keys are in its transition statements, audit/keychain.go).
 func OpenVerifier(cfg Config) (note.Verifier, error) {
 	b, err := os.ReadFile(cfg.Path("log.pub"))
 	if err != nil {

@@ -299,7 +299,9 @@ func Verify(file []byte, v note.Verifier) (*Statement, *audit.Checkpoint, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	n, err := note.Open(sb, note.VerifierList(v))
+	// A key chain (a rotated log) answers for each of its keys; the
+	// statement is bound to the entry and the checkpoint below.
+	n, err := note.Open(sb, audit.VerifiersOf(v))
 	if err != nil {
 		return nil, nil, fmt.Errorf("receipt: statement signature: %w", err)
 	}

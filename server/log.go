@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -30,6 +31,7 @@ func (s *Server) registerLogRoutes() {
 	s.handle("GET", "/v1/log/proof/consistency", "", true, s.consistencyProof)
 
 	s.handle("GET", "/log/checkpoint", "", false, s.checkpoint)
+	s.handle("GET", "/log/key-transitions", "", false, s.keyTransitions)
 	s.handle("GET", "/log/tile/entries/{path...}", "", false, s.entryBundle)
 	s.handle("GET", "/log/tile/{path...}", "", false, s.hashTile)
 }
@@ -57,6 +59,22 @@ func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	_, err = w.Write(cp.Note)
+	return err
+}
+
+// keyTransitions serves the log key transition statements, oldest first,
+// one per line, each a signed note in base64 (audit/keychain.go): what a
+// verifier holding log.pub follows to the key that signs the checkpoints
+// now. Public, as checkpoints are: they say nothing of any tenant.
+func (s *Server) keyTransitions(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	var b []byte
+	for _, n := range s.log.Keys().Notes() {
+		b = base64.StdEncoding.AppendEncode(b, n)
+		b = append(b, '\n')
+	}
+	_, err := w.Write(b)
 	return err
 }
 

@@ -47,6 +47,7 @@ var matrix = map[string][]string{
 	"GET /readyz":                     all,
 	"GET /v1/openapi.json":            all,
 	"GET /log/checkpoint":             all,
+	"GET /log/key-transitions":        all, // public keys and signatures only
 	"GET /log/tile/{path...}":         all,
 	"GET /log/tile/entries/{path...}": all, // commitments only: entry bodies are private
 	"GET /v1/log/checkpoint":          authenticated,

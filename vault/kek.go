@@ -5,13 +5,18 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/keys"
+	"github.com/custos-dev/custos/notify"
 	"github.com/tink-crypto/tink-go/v2/tink"
 )
+
+// TopicKEKRewrap announces the start of a KEK re-wrap.
+const TopicKEKRewrap = "kek.rewrap"
 
 // KEK rotation (docs/keys.md, "Rotating the KEK"): every keyset the KEK
 // wraps — tenants' (tenant_keys) and the service's own (system_keys) — is
@@ -103,7 +108,12 @@ func (v *Vault) RewrapKEK(ctx context.Context, progress func(done, total int)) (
 	}
 	start := audit.Leaf{Actor: "system", Action: string(custos.ActionKEKRewrap), Outcome: audit.OutcomeOK, Count: len(todo),
 		Detail: fmt.Sprintf("start: %d keysets to re-wrap under KEK %s", len(todo), v.kek)}
-	if err := v.record(ctx, start, nil); err != nil {
+	// Announced: the host moving every keyset under a new KEK is what
+	// security must hear of at once (detection rule kek-rewrapped too).
+	m := &notify.Message{Topic: TopicKEKRewrap, Severity: notify.SeverityHigh, To: []string{notify.ToStaffSecurity},
+		Text: fmt.Sprintf("the host started re-wrapping %d keysets under a new key-encryption key (%s)", len(todo), v.kek),
+		Data: map[string]string{"kek": v.kek, "keysets": strconv.Itoa(len(todo))}}
+	if err := v.announce(ctx, start, m, func(context.Context, *sql.Tx, *audit.Leaf) error { return nil }); err != nil {
 		return r, err
 	}
 	done := 0

@@ -16,12 +16,16 @@ func (m *Main) runKeysRotate(ctx context.Context, args []string) error {
 	// `keys rotate ak_…` replaces an API key, as `key rotate` does: the
 	// operator-lifecycle docs name it so, and one noun for every rotation
 	// is what a user tries first.
-	for _, arg := range args {
+	for i, arg := range args {
 		if strings.HasPrefix(arg, "ak_") {
 			return m.runKeyRotate(ctx, args)
 		}
+		// `keys rotate --log` is the log's signing key: log rotate-key.
+		if arg == "--log" || arg == "-log" {
+			return m.runLogRotateKey(ctx, append(args[:i:i], args[i+1:]...))
+		}
 	}
-	fs, a := m.clientFlags("keys rotate", `--tenant T  (or: ak_… [--overlap 24h], an API key, as key rotate)`, `custos keys rotate --tenant tn_…`)
+	fs, a := m.clientFlags("keys rotate", `--tenant T  (or: ak_… [--overlap 24h], an API key, as key rotate; or --log, the log's signing key, as log rotate-key)`, `custos keys rotate --tenant tn_…`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err

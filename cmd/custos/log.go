@@ -150,6 +150,12 @@ func readVerifyState(path string, v note.Verifier) (st *audit.VerifyState, trust
 			return nil, nil, fmt.Errorf("state in %s: %w", path, err)
 		}
 		b = st.Checkpoint
+		// The log key rotations the previous run followed.
+		c := audit.NewKeyChain(v)
+		if err := c.FollowAll(st.LogKeys); err != nil {
+			return nil, nil, fmt.Errorf("state in %s: %w", path, err)
+		}
+		v = c
 	}
 	if trusted, err = audit.ParseCheckpoint(b, v); err != nil {
 		return nil, nil, fmt.Errorf("checkpoint in %s: %w", path, err)

@@ -123,6 +123,7 @@ func init() {
 			{name: "proof", summary: "print and check an inclusion proof", run: (*Main).runLogProof},
 			{name: "watch", summary: "follow a remote custos's log, proving each checkpoint consistent with the last", run: (*Main).runLogWatch},
 			{name: "witness-config", summary: "print what a witness operator needs to witness this log: its origin and verifier key", run: (*Main).runLogWitnessConfig},
+			{name: "rotate-key", summary: "on the host: replace the log's signing key; a statement signed by the old key naming the new one is recorded, and verifiers follow it", run: (*Main).runLogRotateKey},
 		}},
 		{name: "verify-proof", summary: "check a proof file offline", run: (*Main).runVerifyProof},
 		{name: "verify-receipt", summary: "check a deletion receipt offline", run: (*Main).runVerifyReceipt},

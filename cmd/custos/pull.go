@@ -30,8 +30,10 @@ type pullState struct {
 	// checkpoint it is served: a tree rewritten under a checkpoint that
 	// did not change (or was re-signed at the same size) no longer holds
 	// it, even when nothing new is to be pulled.
-	LastIndex uint64     `json:"last_index,omitempty"`
-	LastLeaf  *tlog.Hash `json:"last_leaf,omitempty"`
+	LastIndex uint64 `json:"last_index,omitempty"`
+	// LogKeys are the log key transition statements followed so far.
+	LogKeys  [][]byte   `json:"log_keys,omitempty"`
+	LastLeaf *tlog.Hash `json:"last_leaf,omitempty"`
 }
 
 // runAuditPull runs "custos audit pull": it fails on a gap, a bad proof,
@@ -68,13 +70,31 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	// The log's keys: from --log-key through the rotations this state
+	// followed before, then those the server serves now (each signed by
+	// the key it retires; a server hiding one it showed is caught, the
+	// chain still asks the new key for the sizes past it).
+	c := a.client()
+	chain := audit.NewKeyChain(v)
+	if err := chain.FollowAll(st.LogKeys); err != nil {
+		return fmt.Errorf("log key transitions in %s: %w", *statePath, err)
+	}
+	if b, err := c.LogKeyTransitions(ctx); err == nil {
+		msgs, err := audit.ParseTransitionList(b)
+		if err != nil {
+			return fmt.Errorf("log key transitions: %w", err)
+		}
+		if err := chain.FollowAll(msgs); err != nil {
+			return fmt.Errorf("REFUSED: %w", err)
+		}
+	}
+	v = chain
 	f := &audit.Follower{Verifier: v}
 	if st.Checkpoint != "" {
 		if f.Trusted, err = audit.ParseCheckpoint([]byte(st.Checkpoint), v); err != nil {
 			return fmt.Errorf("trusted checkpoint in %s: %w", *statePath, err)
 		}
 	}
-	c := a.client()
 	consistency := func(from, to uint64) (tlog.TreeProof, error) {
 		p, err := c.ConsistencyProof(ctx, from, to)
 		if err != nil {
@@ -192,6 +212,7 @@ func (m *Main) runAuditPull(ctx context.Context, args []string) error {
 			}
 		}
 		st.Checkpoint = string(cp.Note)
+		st.LogKeys = chain.Notes()
 		if err := writeState(*statePath, st); err != nil {
 			return err
 		}
@@ -277,6 +298,7 @@ func (m *Main) offlineFile(name, example string, args []string) (note.Verifier, 
 		// the log's key is --log-key everywhere, as in audit pull.
 		fs.StringVar(key, "key", *key, "the same as --log-key (its older name here)")
 	}
+	logKeys := fs.String("log-keys", "", "a file of the log's key transition statements (what GET /log/key-transitions serves), followed from --log-key: a file signed after a rotation then verifies with the old key")
 	wf := addWitnessFlags(fs.FlagSet)
 	pos, err := fs.parse(args, 1, 1, "log-key")
 	if err != nil {
@@ -285,6 +307,21 @@ func (m *Main) offlineFile(name, example string, args []string) (note.Verifier, 
 	v, err := loadVerifier(*key)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if *logKeys != "" {
+		b, err := os.ReadFile(*logKeys)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		msgs, err := audit.ParseTransitionList(b)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		chain := audit.NewKeyChain(v)
+		if err := chain.FollowAll(msgs); err != nil {
+			return nil, nil, nil, fmt.Errorf("REFUSED: %w", err)
+		}
+		v = chain
 	}
 	policy, err := wf.policy()
 	if err != nil {

@@ -41,6 +41,29 @@ func (m *Main) runLogWatch(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The log's key chain from the key given: the transition statements
+	// the server serves are followed (each must be signed by the key it
+	// retires), before the state and before every checkpoint.
+	chain := audit.NewKeyChain(v)
+	v = chain
+	hc := &http.Client{Timeout: 30 * time.Second}
+	follow := func() error {
+		b, err := httpGet(ctx, hc, base+"/log/key-transitions")
+		if err != nil {
+			return nil // a server from before rotations: nothing to follow
+		}
+		msgs, err := audit.ParseTransitionList(b)
+		if err != nil {
+			return fmt.Errorf("ALERT %s: %w", base, err)
+		}
+		if err := chain.FollowAll(msgs); err != nil {
+			return fmt.Errorf("ALERT %s: %w", base, err)
+		}
+		return nil
+	}
+	if err := follow(); err != nil {
+		return err
+	}
 	f := &audit.Follower{Verifier: v}
 	if *statePath != "" {
 		if b, err := os.ReadFile(*statePath); err == nil {
@@ -51,8 +74,10 @@ func (m *Main) runLogWatch(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	hc := &http.Client{Timeout: 30 * time.Second}
 	for {
+		if err := follow(); err != nil {
+			return err
+		}
 		msg, err := httpGet(ctx, hc, base+"/log/checkpoint")
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -115,9 +116,24 @@ func (m *Main) runLogWitnessConfig(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	vkey, err := os.ReadFile(cfg.Path("log.pub"))
+	b, err := os.ReadFile(cfg.Path("log.pub"))
 	if err != nil {
 		return err
+	}
+	vkey := strings.TrimSpace(string(b))
+	// After a rotation of the log's key the witness needs the key in
+	// force: the origin stays (it names the log, whose tree goes on),
+	// the verifier key is the newest transition's.
+	var chain *audit.KeyChain
+	if err := m.withReadLog(ctx, cfg, func(db *sql.DB) error {
+		chain, err = audit.LoadKeyChain(ctx, db, v)
+		return err
+	}); err != nil {
+		return err
+	}
+	if cur, from := chain.Current(); cur != "" {
+		fmt.Fprintf(m.Stdout, "# The log's key was rotated: it signs checkpoints of size %d and more with\n# the key below (the log's first key, log.pub, is %s).\n# Replace the log's key in the witness's configuration; the origin is unchanged.\n", from, vkey)
+		vkey = cur
 	}
 	fmt.Fprintf(m.Stdout, `# For the witness's operator: the log to witness (C2SP tlog-witness).
 origin: %s
@@ -128,6 +144,6 @@ vkey: %s
 # For custos.json, once the operator gives you the witness's name, URL
 # and verifier key (see docs/verify.md):
 #   "log": {"witnesses": [{"name": "NAME", "url": "https://…", "key": "NAME+…"}], "witness_quorum": 1}
-`, v.Name(), strings.TrimSpace(string(vkey)))
+`, v.Name(), vkey)
 	return nil
 }
