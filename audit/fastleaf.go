@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/custos-dev/custos/internal/plainjson"
 )
 
 // leafKeys are the fields of an entry's body that verification and a
@@ -49,7 +51,7 @@ func fastLeafKeys(b []byte, k *leafKeys) bool {
 	}
 	var seen uint8
 	for {
-		key, n, ok := plainString(b, i)
+		key, n, ok := plainjson.String(b, i)
 		if !ok || n >= len(b) || b[n] != ':' {
 			return false
 		}
@@ -85,7 +87,7 @@ func fastLeafKeys(b []byte, k *leafKeys) bool {
 		}
 		switch field {
 		case 0, 2, 4, 5:
-			s, n, ok := plainString(b, i)
+			s, n, ok := plainjson.String(b, i)
 			if !ok {
 				return false
 			}
@@ -101,7 +103,7 @@ func fastLeafKeys(b []byte, k *leafKeys) bool {
 			}
 			i = n
 		case 1, 3:
-			v, n, ok := plainUint(b, i)
+			v, n, ok := plainjson.Uint(b, i)
 			if !ok {
 				return false
 			}
@@ -112,7 +114,7 @@ func fastLeafKeys(b []byte, k *leafKeys) bool {
 			}
 			i = n
 		default:
-			n, ok := skipPlainValue(b, i)
+			n, ok := plainjson.Skip(b, i)
 			if !ok {
 				return false
 			}
@@ -130,83 +132,4 @@ func fastLeafKeys(b []byte, k *leafKeys) bool {
 			return false
 		}
 	}
-}
-
-// plainString reads a JSON string at b[i] made only of printable ASCII
-// without escapes, returning its contents and the index after it.
-func plainString(b []byte, i int) ([]byte, int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return nil, 0, false
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return b[i+1 : j], j + 1, true
-		case c < 0x20 || c > 0x7e || c == '\\':
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
-}
-
-// plainUint reads an unsigned integer of at most 19 digits without a
-// leading zero at b[i] (one encoding/json stores in a uint64 unchanged).
-func plainUint(b []byte, i int) (uint64, int, bool) {
-	var v uint64
-	j := i
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		v = v*10 + uint64(b[j]-'0')
-		j++
-	}
-	n := j - i
-	if n == 0 || n > 19 || (n > 1 && b[i] == '0') {
-		return 0, 0, false
-	}
-	if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
-		return 0, 0, false
-	}
-	return v, j, true
-}
-
-// skipPlainValue skips a value the fast path need not read: a plain
-// string, an unsigned integer, true, false, null, or an array of plain
-// strings.
-func skipPlainValue(b []byte, i int) (int, bool) {
-	if i >= len(b) {
-		return 0, false
-	}
-	switch c := b[i]; {
-	case c == '"':
-		_, n, ok := plainString(b, i)
-		return n, ok
-	case c >= '0' && c <= '9':
-		_, n, ok := plainUint(b, i)
-		return n, ok
-	case c == 't' && bytes.HasPrefix(b[i:], []byte("true")):
-		return i + 4, true
-	case c == 'f' && bytes.HasPrefix(b[i:], []byte("false")):
-		return i + 5, true
-	case c == 'n' && bytes.HasPrefix(b[i:], []byte("null")):
-		return i + 4, true
-	case c == '[':
-		i++
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		for {
-			_, n, ok := plainString(b, i)
-			if !ok || n >= len(b) {
-				return 0, false
-			}
-			switch b[n] {
-			case ',':
-				i = n + 1
-			case ']':
-				return n + 1, true
-			default:
-				return 0, false
-			}
-		}
-	}
-	return 0, false
 }

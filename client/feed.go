@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/plainjson"
 )
 
 // DecodeAccessFeed decodes a page of a tenant's access feed (the JSON of
@@ -64,7 +65,7 @@ func (s *feedScanner) str() []byte {
 	if !s.ok {
 		return nil
 	}
-	v, n, ok := plainString(s.b, s.i)
+	v, n, ok := plainjson.String(s.b, s.i)
 	if !ok {
 		s.ok = false
 		return nil
@@ -95,7 +96,7 @@ func (s *feedScanner) uint() uint64 {
 	if !s.ok {
 		return 0
 	}
-	v, n, ok := plainUint(s.b, s.i)
+	v, n, ok := plainjson.Uint(s.b, s.i)
 	if !ok {
 		s.ok = false
 		return 0
@@ -121,7 +122,7 @@ func (s *feedScanner) object() []byte {
 		if !s.ok {
 			return nil
 		}
-		n, ok := skipPlainValue(s.b, s.i)
+		n, ok := plainjson.Skip(s.b, s.i)
 		if !ok {
 			s.ok = false
 			return nil
@@ -192,82 +193,4 @@ func fastAccessFeed(b []byte, f *custos.AccessFeed) bool {
 	}
 	s.lit("}")
 	return s.ok && s.i == len(s.b)
-}
-
-// plainString reads a JSON string at b[i] made only of printable ASCII
-// without escapes, returning its contents and the index after it.
-func plainString(b []byte, i int) ([]byte, int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return nil, 0, false
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return b[i+1 : j], j + 1, true
-		case c < 0x20 || c > 0x7e || c == '\\':
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
-}
-
-// plainUint reads an unsigned integer of at most 19 digits without a
-// leading zero at b[i] (one encoding/json stores in a uint64 unchanged).
-func plainUint(b []byte, i int) (uint64, int, bool) {
-	var v uint64
-	j := i
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		v = v*10 + uint64(b[j]-'0')
-		j++
-	}
-	n := j - i
-	if n == 0 || n > 19 || (n > 1 && b[i] == '0') {
-		return 0, 0, false
-	}
-	if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
-		return 0, 0, false
-	}
-	return v, j, true
-}
-
-// skipPlainValue skips a plain string, an unsigned integer, true, false,
-// null, or an array of plain strings at b[i], returning the index after it.
-func skipPlainValue(b []byte, i int) (int, bool) {
-	if i >= len(b) {
-		return 0, false
-	}
-	switch c := b[i]; {
-	case c == '"':
-		_, n, ok := plainString(b, i)
-		return n, ok
-	case c >= '0' && c <= '9':
-		_, n, ok := plainUint(b, i)
-		return n, ok
-	case c == 't' && bytes.HasPrefix(b[i:], []byte("true")):
-		return i + 4, true
-	case c == 'f' && bytes.HasPrefix(b[i:], []byte("false")):
-		return i + 5, true
-	case c == 'n' && bytes.HasPrefix(b[i:], []byte("null")):
-		return i + 4, true
-	case c == '[':
-		i++
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		for {
-			_, n, ok := plainString(b, i)
-			if !ok || n >= len(b) {
-				return 0, false
-			}
-			switch b[n] {
-			case ',':
-				i = n + 1
-			case ']':
-				return n + 1, true
-			default:
-				return 0, false
-			}
-		}
-	}
-	return 0, false
 }

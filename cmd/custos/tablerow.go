@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"time"
+
+	"github.com/custos-dev/custos/internal/plainjson"
 )
 
 // tableRow is what the human table of `custos audit pull` shows of an
@@ -46,7 +48,7 @@ func fastTableRow(b []byte, r *tableRow) bool {
 	}
 	var seen uint8
 	for {
-		key, n, ok := plainString(b, i)
+		key, n, ok := plainjson.String(b, i)
 		if !ok || n >= len(b) || b[n] != ':' {
 			return false
 		}
@@ -64,7 +66,7 @@ func fastTableRow(b []byte, r *tableRow) bool {
 				return false
 			}
 			seen |= 1 << field
-			v, n, ok := plainString(b, i)
+			v, n, ok := plainjson.String(b, i)
 			if !ok {
 				return false // null, a number for a string: encoding/json's rules
 			}
@@ -86,7 +88,7 @@ func fastTableRow(b []byte, r *tableRow) bool {
 			}
 			i = n
 		} else {
-			n, ok := skipPlainValue(b, i)
+			n, ok := plainjson.Skip(b, i)
 			if !ok {
 				return false
 			}
@@ -104,70 +106,4 @@ func fastTableRow(b []byte, r *tableRow) bool {
 			return false
 		}
 	}
-}
-
-// plainString reads a JSON string at b[i] made only of printable ASCII
-// without escapes, returning its contents and the index after it.
-func plainString(b []byte, i int) ([]byte, int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return nil, 0, false
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return b[i+1 : j], j + 1, true
-		case c < 0x20 || c > 0x7e || c == '\\':
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
-}
-
-// skipPlainValue skips a plain string, an unsigned integer without a
-// fraction or exponent, true, false, null, or an array of plain strings
-// at b[i], returning the index after it.
-func skipPlainValue(b []byte, i int) (int, bool) {
-	if i >= len(b) {
-		return 0, false
-	}
-	switch c := b[i]; {
-	case c == '"':
-		_, n, ok := plainString(b, i)
-		return n, ok
-	case c >= '0' && c <= '9':
-		j := i
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if (j-i > 1 && c == '0') || (j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
-			return 0, false
-		}
-		return j, true
-	case c == 't' && bytes.HasPrefix(b[i:], []byte("true")):
-		return i + 4, true
-	case c == 'f' && bytes.HasPrefix(b[i:], []byte("false")):
-		return i + 5, true
-	case c == 'n' && bytes.HasPrefix(b[i:], []byte("null")):
-		return i + 4, true
-	case c == '[':
-		i++
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		for {
-			_, n, ok := plainString(b, i)
-			if !ok || n >= len(b) {
-				return 0, false
-			}
-			switch b[n] {
-			case ',':
-				i = n + 1
-			case ']':
-				return n + 1, true
-			default:
-				return 0, false
-			}
-		}
-	}
-	return 0, false
 }
