@@ -254,6 +254,10 @@ type pending struct {
 	ctx  context.Context
 	e    Entry
 	done chan result
+	// rest are the entries AppendAll was given with this one: they travel
+	// the queue as one item, so the sequencer puts them in one batch (one
+	// commit, one time) — never split by a drain between two sends.
+	rest []*pending
 }
 
 type result struct {
@@ -426,7 +430,10 @@ func (l *Log) AppendAll(ctx context.Context, es []Entry) ([]Receipt, error) {
 	}
 	for i, e := range es {
 		ps[i] = &pending{ctx: context.WithoutCancel(ctx), e: e, done: make(chan result, 1)}
-		l.queue <- ps[i]
+	}
+	if len(ps) > 0 {
+		ps[0].rest = ps[1:]
+		l.queue <- ps[0]
 	}
 	l.closeMu.RUnlock()
 	out := make([]Receipt, len(es))
@@ -497,7 +504,7 @@ func (l *Log) sequence() {
 			if !ok {
 				return
 			}
-			batch = append(batch[:0], first)
+			batch = append(append(batch[:0], first), first.rest...)
 		drain:
 			for len(batch) < l.cfg.MaxBatch {
 				select {
@@ -505,7 +512,7 @@ func (l *Log) sequence() {
 					if !ok {
 						break drain
 					}
-					batch = append(batch, p)
+					batch = append(append(batch, p), p.rest...)
 				default:
 					break drain
 				}
