@@ -20,6 +20,7 @@ func FuzzStepUpForm(f *testing.F) {
 	f.Add("containment.lift", "", "a b")
 	f.Add("grant.revoke", "", "x")
 	f.Add("support.decide", "../..", "x#y")
+	f.Add("support.decide", "", "n''") // letters t and n once counted as refused (the check's escapes)
 	f.Fuzz(func(t *testing.T, action, tenant, target string) {
 		su, ok := console.ParseStepUp(url.Values{"action": {action}, "tenant": {tenant}, "target": {target}})
 		if !ok {
@@ -33,7 +34,7 @@ func FuzzStepUpForm(f *testing.F) {
 		if su.Tenant != "" && !custos.ValidID(custos.PrefixTenant, su.Tenant) {
 			t.Fatalf("accepted tenant %q", su.Tenant)
 		}
-		if su.Target == "" || strings.ContainsAny(su.Target, "/ \\t\\n") {
+		if su.Target == "" || len(su.Target) > 64 || strings.IndexFunc(su.Target, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '/' }) >= 0 {
 			t.Fatalf("accepted target %q", su.Target)
 		}
 		back := console.BackFor(su)
