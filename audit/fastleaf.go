@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"encoding/json"
 
 	"github.com/custos-dev/custos/internal/plainjson"
@@ -39,97 +38,33 @@ func decodeLeafKeys(body []byte, out *leafKeys) error {
 	return nil
 }
 
+// leafKeyNames are leafKeys' JSON keys, in the order fastLeafKeys numbers them.
+var leafKeyNames = []string{"tenant", "tenant_seq", "actor", "actor_seq", "key_id", "source"}
+
 // fastLeafKeys is decodeLeafKeys's fast path: false means "not sure",
 // never "not JSON".
 func fastLeafKeys(b []byte, k *leafKeys) bool {
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
-		return false
-	}
-	i := 1
-	if b[i] == '}' {
-		return i == len(b)-1
-	}
-	var seen uint8
-	for {
-		key, n, ok := plainjson.String(b, i)
-		if !ok || n >= len(b) || b[n] != ':' {
-			return false
-		}
-		i = n + 1
-		field := -1
-		switch string(key) {
-		case "tenant":
-			field = 0
-		case "tenant_seq":
-			field = 1
-		case "actor":
-			field = 2
-		case "actor_seq":
-			field = 3
-		case "key_id":
-			field = 4
-		case "source":
-			field = 5
-		default:
-			// Another key that encoding/json would still match to a field
-			// (case-insensitively) is not for the fast path.
-			for _, f := range [...]string{"tenant", "tenant_seq", "actor", "actor_seq", "key_id", "source"} {
-				if bytes.EqualFold(key, []byte(f)) {
-					return false
-				}
-			}
-		}
-		if field >= 0 {
-			if seen&(1<<field) != 0 {
-				return false // a repeated key
-			}
-			seen |= 1 << field
-		}
-		switch field {
-		case 0, 2, 4, 5:
-			s, n, ok := plainjson.String(b, i)
-			if !ok {
-				return false
-			}
-			switch field {
-			case 0:
-				k.Tenant = string(s)
-			case 2:
-				k.Actor = string(s)
-			case 4:
-				k.KeyID = string(s)
-			case 5:
-				k.Source = string(s)
-			}
-			i = n
-		case 1, 3:
+	return plainjson.Object(b, leafKeyNames, func(f int, b []byte, i int) (int, bool) {
+		if f == 1 || f == 3 {
 			v, n, ok := plainjson.Uint(b, i)
-			if !ok {
-				return false
-			}
-			if field == 1 {
+			if f == 1 {
 				k.TenantSeq = v
 			} else {
 				k.ActorSeq = v
 			}
-			i = n
-		default:
-			n, ok := plainjson.Skip(b, i)
-			if !ok {
-				return false
-			}
-			i = n
+			return n, ok
 		}
-		if i >= len(b) {
-			return false
+		s, n, ok := plainjson.String(b, i)
+		switch f {
+		case 0:
+			k.Tenant = string(s)
+		case 2:
+			k.Actor = string(s)
+		case 4:
+			k.KeyID = string(s)
+		case 5:
+			k.Source = string(s)
 		}
-		switch b[i] {
-		case ',':
-			i++
-		case '}':
-			return i == len(b)-1
-		default:
-			return false
-		}
-	}
+		return n, ok
+	})
 }

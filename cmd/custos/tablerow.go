@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"time"
 
@@ -39,71 +38,27 @@ func decodeTableRow(body []byte, r *tableRow) error {
 
 func fastTableRow(b []byte, r *tableRow) bool {
 	*r = tableRow{}
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
-		return false
-	}
-	i := 1
-	if b[i] == '}' {
-		return i == len(b)-1
-	}
-	var seen uint8
-	for {
-		key, n, ok := plainjson.String(b, i)
-		if !ok || n >= len(b) || b[n] != ':' {
-			return false
+	return plainjson.Object(b, tableRowKeys[:], func(f int, b []byte, i int) (int, bool) {
+		v, n, ok := plainjson.String(b, i)
+		if !ok {
+			return 0, false // null, a number for a string: encoding/json's rules
 		}
-		i = n + 1
-		field := -1
-		for f, k := range tableRowKeys {
-			if string(key) == k {
-				field = f
-			} else if bytes.EqualFold(key, []byte(k)) {
-				return false // encoding/json would match it case-insensitively
+		switch f {
+		case 0:
+			// time.Time's UnmarshalJSON parses a string's contents as
+			// UnmarshalText does (strict RFC 3339).
+			if r.Time.UnmarshalText(v) != nil {
+				return 0, false
 			}
+		case 1:
+			r.Actor = string(v)
+		case 2:
+			r.ActorKind = string(v)
+		case 3:
+			r.Action = string(v)
+		case 4:
+			r.Outcome = string(v)
 		}
-		if field >= 0 {
-			if seen&(1<<field) != 0 {
-				return false
-			}
-			seen |= 1 << field
-			v, n, ok := plainjson.String(b, i)
-			if !ok {
-				return false // null, a number for a string: encoding/json's rules
-			}
-			switch field {
-			case 0:
-				// time.Time's UnmarshalJSON parses a string's contents as
-				// UnmarshalText does (strict RFC 3339).
-				if r.Time.UnmarshalText(v) != nil {
-					return false
-				}
-			case 1:
-				r.Actor = string(v)
-			case 2:
-				r.ActorKind = string(v)
-			case 3:
-				r.Action = string(v)
-			case 4:
-				r.Outcome = string(v)
-			}
-			i = n
-		} else {
-			n, ok := plainjson.Skip(b, i)
-			if !ok {
-				return false
-			}
-			i = n
-		}
-		if i >= len(b) {
-			return false
-		}
-		switch b[i] {
-		case ',':
-			i++
-		case '}':
-			return i == len(b)-1
-		default:
-			return false
-		}
-	}
+		return n, true
+	})
 }

@@ -87,3 +87,66 @@ func Skip(b []byte, i int) (int, bool) {
 	}
 	return 0, false
 }
+
+// Object reads the plain JSON object b (the whole of b) whose fields of
+// interest are keys (at most 64): for each key spelled exactly as one of
+// keys it calls field with that key's position in keys and the index of
+// its value, and field reads the value and returns the index after it;
+// other keys' values are skipped. Object reports false — "not sure" —
+// for anything encoding/json might read differently: a key matching one
+// of keys only case-insensitively (encoding/json would take it), a
+// repeated key of interest, a value Skip cannot read, or bytes after the
+// object.
+func Object(b []byte, keys []string, field func(f int, b []byte, i int) (int, bool)) bool {
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return false
+	}
+	i := 1
+	if b[i] == '}' {
+		return i == len(b)-1
+	}
+	var seen uint64
+	for {
+		key, n, ok := String(b, i)
+		if !ok || n >= len(b) || b[n] != ':' {
+			return false
+		}
+		i = n + 1
+		f := -1
+		for j, k := range keys {
+			if string(key) == k {
+				f = j
+				break
+			}
+		}
+		if f < 0 {
+			for _, k := range keys {
+				if bytes.EqualFold(key, []byte(k)) {
+					return false
+				}
+			}
+			if i, ok = Skip(b, i); !ok {
+				return false
+			}
+		} else {
+			if seen&(1<<f) != 0 {
+				return false
+			}
+			seen |= 1 << f
+			if i, ok = field(f, b, i); !ok {
+				return false
+			}
+		}
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i++
+		case '}':
+			return i == len(b)-1
+		default:
+			return false
+		}
+	}
+}
