@@ -14,7 +14,27 @@ type KeyInventory struct {
 	// PendingRewraps counts keysets not yet re-wrapped under KEK.
 	PendingRewraps int           `json:"pending_rewraps"`
 	Keysets        []KeysetEntry `json:"keysets"`
+	// Next is the cursor of the following page (KeyInventoryQuery.After);
+	// empty on the last page. KEK, PreviousKEK and PendingRewraps are the
+	// whole inventory's on every page.
+	Next string `json:"next,omitempty"`
 }
+
+// KeyInventoryQuery selects a page of the inventory: the keysets after the
+// cursor After (a page's Next; empty: from the start), at most Limit
+// (0: DefaultKeysetPage; at most MaxKeysetPage). The order is tenants'
+// keysets by tenant id, lists' by tenant and list id, then the service's
+// by name: a page costs its own keysets, not the inventory's.
+type KeyInventoryQuery struct {
+	After string
+	Limit int
+}
+
+// The key inventory's page sizes.
+const (
+	DefaultKeysetPage = 500
+	MaxKeysetPage     = 1000
+)
 
 // KeysetEntry is one keyset pair (a tenant's, a list's) or system keyset.
 type KeysetEntry struct {

@@ -706,9 +706,30 @@ func (c *Client) ConsistencyProof(ctx context.Context, from, to uint64) (*custos
 }
 
 // KeyInventory lists every keyset custos holds, what wraps it and what
-// re-wrap is pending (security staff): GET /v1/keysets.
+// re-wrap is pending (security staff): GET /v1/keysets, page after page.
 func (c *Client) KeyInventory(ctx context.Context) (*custos.KeyInventory, error) {
-	return get[custos.KeyInventory](ctx, c, path("keysets"), nil)
+	var all *custos.KeyInventory
+	for after := ""; ; {
+		inv, err := c.KeyInventoryPage(ctx, PageOptions{After: after})
+		if err != nil {
+			return nil, err
+		}
+		if all == nil {
+			all = inv
+		} else {
+			all.Keysets = append(all.Keysets, inv.Keysets...)
+		}
+		if inv.Next == "" {
+			all.Next = ""
+			return all, nil
+		}
+		after = inv.Next
+	}
+}
+
+// KeyInventoryPage is one page of the key inventory: GET /v1/keysets.
+func (c *Client) KeyInventoryPage(ctx context.Context, p PageOptions) (*custos.KeyInventory, error) {
+	return get[custos.KeyInventory](ctx, c, path("keysets"), p.query(nil))
 }
 
 // BlastRadius returns the proven blast-radius report of q's subject

@@ -455,3 +455,48 @@ func TestSecuritySupportLog(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyInventoryPages: the client's KeyInventory follows the pages of
+// GET /v1/keysets to the end; one keyset a page gives the same keysets in
+// the same order; the server refuses a cursor that is not one.
+func TestKeyInventoryPages(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	for i := range 3 {
+		if _, err := f.admin.CreateList(ctx, f.tenant, fmt.Sprintf("list %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, sec := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	whole, err := sec.KeyInventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, e := range whole.Keysets {
+		want = append(want, e.Kind+"/"+e.ID)
+	}
+	if len(want) < 5 || whole.Next != "" {
+		t.Fatalf("whole inventory: %v, next %q", want, whole.Next)
+	}
+	var got []string
+	for o := (client.PageOptions{Limit: 1}); ; {
+		inv, err := sec.KeyInventoryPage(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range inv.Keysets {
+			got = append(got, e.Kind+"/"+e.ID)
+		}
+		if inv.Next == "" {
+			break
+		}
+		o.After = inv.Next
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("one a page: %v, want %v", got, want)
+	}
+	if _, err := sec.KeyInventoryPage(ctx, client.PageOptions{After: "nonsense"}); custos.ErrorCode(err) != custos.EINVALID {
+		t.Fatalf("a bad cursor: %v", err)
+	}
+}

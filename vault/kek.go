@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -185,16 +186,17 @@ func (v *Vault) RewrapKEK(ctx context.Context, progress func(done, total int)) (
 	return r, runErr
 }
 
-// KeyInventory lists every keyset for security staff: tenants', lists' and
-// the service's, what wraps each, its primary key ids and age, and what
-// re-wrap is pending. Built from what the wrapped keysets say about
-// themselves (keys.KeysetInfo): no keyset is unwrapped, no KMS is asked.
-func (v *Vault) KeyInventory(ctx context.Context) (*custos.KeyInventory, error) {
+// KeyInventory lists a page of the keysets custos holds, for security
+// staff: tenants', lists' and the service's, what wraps each, its primary
+// key ids and age, and what re-wrap is pending. Built from what the
+// wrapped keysets say about themselves (keys.KeysetInfo): no keyset is
+// unwrapped but a listed list's tenant keys, no KMS is asked for more.
+func (v *Vault) KeyInventory(ctx context.Context, q custos.KeyInventoryQuery) (*custos.KeyInventory, error) {
 	l, err := v.authorize(ctx, custos.ActionKeyInventory, "")
 	if err != nil {
 		return nil, err
 	}
-	inv, err := v.keyInventory(ctx)
+	inv, err := v.keyInventory(ctx, q)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -203,6 +205,47 @@ func (v *Vault) KeyInventory(ctx context.Context) (*custos.KeyInventory, error) 
 		return nil, err
 	}
 	return inv, nil
+}
+
+// keysetCursor is a place in the inventory's order: rank 1 a tenant's
+// keyset (a: its id), 2 a list's (a: its tenant, b: its id), 3 the
+// service's (a: its name). Its text form is KIND/ID or list/TENANT/LIST.
+type keysetCursor struct {
+	rank int
+	a, b string
+}
+
+var keysetRanks = map[string]int{"tenant": 1, "list": 2, "system": 3}
+
+// parseKeysetCursor reads a page's cursor (outside input: the caller's
+// ?after=); "" is the start.
+func parseKeysetCursor(s string) (keysetCursor, error) {
+	if s == "" {
+		return keysetCursor{}, nil
+	}
+	bad := custos.Errorf(custos.EINVALID, "after must be a key inventory page's next cursor")
+	kind, rest, ok := strings.Cut(s, "/")
+	c := keysetCursor{rank: keysetRanks[kind]}
+	if !ok || c.rank == 0 || len(s) > 512 || rest == "" {
+		return keysetCursor{}, bad
+	}
+	c.a = rest
+	if c.rank == 2 {
+		if c.a, c.b, ok = strings.Cut(rest, "/"); !ok || c.a == "" || c.b == "" {
+			return keysetCursor{}, bad
+		}
+	}
+	return c, nil
+}
+
+func (c keysetCursor) String() string {
+	switch c.rank {
+	case 1:
+		return "tenant/" + c.a
+	case 2:
+		return "list/" + c.a + "/" + c.b
+	}
+	return "system/" + c.a
 }
 
 func (v *Vault) describeTag(tag string) (string, bool) {
@@ -217,10 +260,40 @@ func (v *Vault) describeTag(tag string) (string, bool) {
 	return "unknown", true
 }
 
-func (v *Vault) keyInventory(ctx context.Context) (*custos.KeyInventory, error) {
+func (v *Vault) keyInventory(ctx context.Context, q custos.KeyInventoryQuery) (*custos.KeyInventory, error) {
+	after, err := parseKeysetCursor(q.After)
+	if err != nil {
+		return nil, err
+	}
+	limit := q.Limit
+	switch {
+	case limit == 0:
+		limit = custos.DefaultKeysetPage
+	case limit < 0 || limit > custos.MaxKeysetPage:
+		return nil, custos.Errorf(custos.EINVALID, "limit must be between 1 and %d", custos.MaxKeysetPage)
+	}
 	inv := &custos.KeyInventory{KEK: v.kek, PreviousKEK: v.prevKEK, Keysets: []custos.KeysetEntry{}}
+	// Pending re-wraps are the whole inventory's: only the KEK tags are read.
+	for _, query := range []string{`SELECT kek FROM tenant_keys`, `SELECT kek FROM system_keys`} {
+		if err := v.eachRow(ctx, query, nil, func(rs *sql.Rows) error {
+			var tag string
+			if err := rs.Scan(&tag); err != nil {
+				return err
+			}
+			if _, pending := v.describeTag(tag); pending {
+				inv.PendingRewraps++
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("key inventory: %w", err)
+		}
+	}
 	now := v.now()
-	add := func(e custos.KeysetEntry, infos []keys.KeysetInfo, created, rewrapped sql.NullInt64) {
+	// Each step reads one more keyset than the page holds, to know whether
+	// another page follows.
+	var cursors []keysetCursor
+	left := func() int { return limit + 1 - len(inv.Keysets) }
+	add := func(c keysetCursor, e custos.KeysetEntry, infos []keys.KeysetInfo, created, rewrapped sql.NullInt64) {
 		for _, i := range infos {
 			e.Keys = append(e.Keys, custos.KeyInfo{Purpose: i.Purpose, PrimaryKeyID: i.Primary, Keys: i.Keys})
 		}
@@ -232,100 +305,121 @@ func (v *Vault) keyInventory(ctx context.Context) (*custos.KeyInventory, error) 
 			t := time.UnixMilli(rewrapped.Int64).UTC()
 			e.LastRotation = &t
 		}
-		if len(e.Pending) > 0 {
-			inv.PendingRewraps++
-		}
 		inv.Keysets = append(inv.Keysets, e)
+		cursors = append(cursors, c)
 	}
-	rs, err := v.read.QueryContext(ctx, `SELECT tenant_id, keyset, created_at, kek, rewrapped_at FROM tenant_keys ORDER BY tenant_id`)
-	if err != nil {
-		return nil, fmt.Errorf("key inventory: %w", err)
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var (
-			id, tag            string
-			wrapped            []byte
-			created, rewrapped sql.NullInt64
-		)
-		if err := rs.Scan(&id, &wrapped, &created, &tag, &rewrapped); err != nil {
+	if after.rank <= 1 {
+		from := ""
+		if after.rank == 1 {
+			from = after.a
+		}
+		if err := v.eachRow(ctx, `SELECT tenant_id, keyset, created_at, kek, rewrapped_at FROM tenant_keys WHERE tenant_id > $1 ORDER BY tenant_id LIMIT $2`, []any{from, left()}, func(rs *sql.Rows) error {
+			var (
+				id, tag            string
+				wrapped            []byte
+				created, rewrapped sql.NullInt64
+			)
+			if err := rs.Scan(&id, &wrapped, &created, &tag, &rewrapped); err != nil {
+				return err
+			}
+			var infos []keys.KeysetInfo
+			if tk, err := v.ring.Tenant(id, wrapped); err == nil {
+				infos = tk.Info()
+			}
+			e := custos.KeysetEntry{Kind: "tenant", ID: id, Tenant: id, WrappedBy: "kek"}
+			var pending bool
+			e.KEK, pending = v.describeTag(tag)
+			if pending {
+				e.Pending = []string{"kek-rewrap"}
+			}
+			add(keysetCursor{rank: 1, a: id}, e, infos, created, rewrapped)
+			return nil
+		}); err != nil {
 			return nil, fmt.Errorf("key inventory: %w", err)
 		}
-		var infos []keys.KeysetInfo
-		if tk, err := v.ring.Tenant(id, wrapped); err == nil {
-			infos = tk.Info()
+	}
+	if after.rank <= 2 && left() > 0 {
+		fromTenant, fromList := "", ""
+		if after.rank == 2 {
+			fromTenant, fromList = after.a, after.b
 		}
-		e := custos.KeysetEntry{Kind: "tenant", ID: id, Tenant: id, WrappedBy: "kek"}
-		var pending bool
-		e.KEK, pending = v.describeTag(tag)
-		if pending {
-			e.Pending = []string{"kek-rewrap"}
+		type listRow struct {
+			id, tenant, stored string
+			created            sql.NullInt64
 		}
-		add(e, infos, created, rewrapped)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("key inventory: %w", err)
-	}
-	rs.Close()
-	rs, err = v.read.QueryContext(ctx, `SELECT list_id, tenant_id, keyset, created_at FROM list_keys ORDER BY tenant_id, list_id`)
-	if err != nil {
-		return nil, fmt.Errorf("key inventory: %w", err)
-	}
-	defer rs.Close()
-	type listRow struct {
-		id, tenant, stored string
-		created            sql.NullInt64
-	}
-	var lists []listRow
-	for rs.Next() {
-		var x listRow
-		if err := rs.Scan(&x.id, &x.tenant, &x.stored, &x.created); err != nil {
+		var lists []listRow
+		if err := v.eachRow(ctx, `SELECT list_id, tenant_id, keyset, created_at FROM list_keys WHERE tenant_id > $1 OR (tenant_id = $1 AND list_id > $2) ORDER BY tenant_id, list_id LIMIT $3`, []any{fromTenant, fromList, left()}, func(rs *sql.Rows) error {
+			var x listRow
+			if err := rs.Scan(&x.id, &x.tenant, &x.stored, &x.created); err != nil {
+				return err
+			}
+			lists = append(lists, x)
+			return nil
+		}); err != nil {
 			return nil, fmt.Errorf("key inventory: %w", err)
 		}
-		lists = append(lists, x)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("key inventory: %w", err)
-	}
-	rs.Close()
-	for _, x := range lists { // outside the query: unwrapping a tenant's keys reads its row
-		var infos []keys.KeysetInfo
-		if b, err := base64.StdEncoding.DecodeString(x.stored); err == nil {
-			if tk, err := v.tenantKeys(ctx, x.tenant); err == nil {
-				if lk, err := tk.List(x.id, b); err == nil {
-					infos = lk.Info()
+		for _, x := range lists { // outside the query: unwrapping a tenant's keys reads its row
+			var infos []keys.KeysetInfo
+			if b, err := base64.StdEncoding.DecodeString(x.stored); err == nil {
+				if tk, err := v.tenantKeys(ctx, x.tenant); err == nil {
+					if lk, err := tk.List(x.id, b); err == nil {
+						infos = lk.Info()
+					}
 				}
 			}
+			add(keysetCursor{rank: 2, a: x.tenant, b: x.id}, custos.KeysetEntry{Kind: "list", ID: x.id, Tenant: x.tenant, WrappedBy: "tenant"}, infos, x.created, sql.NullInt64{})
 		}
-		add(custos.KeysetEntry{Kind: "list", ID: x.id, Tenant: x.tenant, WrappedBy: "tenant"}, infos, x.created, sql.NullInt64{})
 	}
-	rs, err = v.read.QueryContext(ctx, `SELECT name, wrapped, kek, rewrapped_at FROM system_keys ORDER BY name`)
+	if left() > 0 {
+		from := ""
+		if after.rank == 3 {
+			from = after.a
+		}
+		if err := v.eachRow(ctx, `SELECT name, wrapped, kek, rewrapped_at FROM system_keys WHERE name > $1 ORDER BY name LIMIT $2`, []any{from, left()}, func(rs *sql.Rows) error {
+			var (
+				name, stored, tag string
+				rewrapped         sql.NullInt64
+			)
+			if err := rs.Scan(&name, &stored, &tag, &rewrapped); err != nil {
+				return err
+			}
+			b, _ := base64.StdEncoding.DecodeString(stored)
+			var infos []keys.KeysetInfo
+			if k, err := v.ring.SystemPRF(name, b); err == nil {
+				infos = []keys.KeysetInfo{k.Info()}
+			} else if k, err := v.ring.SystemAEAD(name, b); err == nil {
+				infos = []keys.KeysetInfo{k.Info()}
+			}
+			e := custos.KeysetEntry{Kind: "system", ID: name, WrappedBy: "kek"}
+			var pending bool
+			e.KEK, pending = v.describeTag(tag)
+			if pending {
+				e.Pending = []string{"kek-rewrap"}
+			}
+			add(keysetCursor{rank: 3, a: name}, e, infos, sql.NullInt64{}, rewrapped)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("key inventory: %w", err)
+		}
+	}
+	if len(inv.Keysets) > limit {
+		inv.Keysets = inv.Keysets[:limit]
+		inv.Next = cursors[limit-1].String()
+	}
+	return inv, nil
+}
+
+// eachRow runs query on the read pool and calls row for each row.
+func (v *Vault) eachRow(ctx context.Context, query string, args []any, row func(*sql.Rows) error) error {
+	rs, err := v.read.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("key inventory: %w", err)
+		return err
 	}
 	defer rs.Close()
 	for rs.Next() {
-		var (
-			name, stored, tag string
-			rewrapped         sql.NullInt64
-		)
-		if err := rs.Scan(&name, &stored, &tag, &rewrapped); err != nil {
-			return nil, fmt.Errorf("key inventory: %w", err)
+		if err := row(rs); err != nil {
+			return err
 		}
-		b, _ := base64.StdEncoding.DecodeString(stored)
-		var infos []keys.KeysetInfo
-		if k, err := v.ring.SystemPRF(name, b); err == nil {
-			infos = []keys.KeysetInfo{k.Info()}
-		} else if k, err := v.ring.SystemAEAD(name, b); err == nil {
-			infos = []keys.KeysetInfo{k.Info()}
-		}
-		e := custos.KeysetEntry{Kind: "system", ID: name, WrappedBy: "kek"}
-		var pending bool
-		e.KEK, pending = v.describeTag(tag)
-		if pending {
-			e.Pending = []string{"kek-rewrap"}
-		}
-		add(e, infos, sql.NullInt64{}, rewrapped)
 	}
-	return inv, rs.Err()
+	return rs.Err()
 }

@@ -69,7 +69,7 @@ func TestRewrapKEK(t *testing.T) {
 	if err := v.TagKEK(context.Background()); err != nil { // a no-op during a rotation
 		t.Fatal(err)
 	}
-	inv, err := v.KeyInventory(secCtx)
+	inv, err := v.KeyInventory(secCtx, custos.KeyInventoryQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestRewrapKEK(t *testing.T) {
 	if strings.Contains(string(b), "local://") || strings.Contains(string(b), "tag-a") {
 		t.Fatalf("inventory names a KEK URI or tag: %s", b)
 	}
-	if _, err := v.KeyInventory(opCtx); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := v.KeyInventory(opCtx, custos.KeyInventoryQuery{}); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("an operator read the key inventory: %v", err)
 	}
 	readAll(v, "rotating node, before the re-wrap")
@@ -110,7 +110,7 @@ func TestRewrapKEK(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted re-wrap: %v", err)
 	}
-	inv, _ = v.KeyInventory(secCtx)
+	inv, _ = v.KeyInventory(secCtx, custos.KeyInventoryQuery{})
 	if inv.PendingRewraps != pending-2 {
 		t.Fatalf("after the crash: %d pending, want %d", inv.PendingRewraps, pending-2)
 	}
@@ -125,7 +125,7 @@ func TestRewrapKEK(t *testing.T) {
 	if total != pending-2 || r.Tenants+r.System != pending-2 || r.Remaining != 0 {
 		t.Fatalf("resumed run: %+v over %d, want %d re-wrapped and none remaining", r, total, pending-2)
 	}
-	inv, _ = v.KeyInventory(secCtx)
+	inv, _ = v.KeyInventory(secCtx, custos.KeyInventoryQuery{})
 	if inv.PendingRewraps != 0 {
 		t.Fatalf("after the re-wrap: %d pending", inv.PendingRewraps)
 	}
@@ -175,5 +175,82 @@ func TestRewrapKEK(t *testing.T) {
 	}
 	if r, err := onlyB.RewrapKEK(context.Background(), nil); err != nil || r != (vault.KEKRewrap{}) {
 		t.Fatalf("a run with nothing to do: %+v %v", r, err)
+	}
+}
+
+// TestKeyInventoryPages pages through the key inventory at several page
+// sizes: the pages put together are the whole inventory in its order,
+// each once; every page carries the whole inventory's pending count; a
+// cursor whose keyset is gone resumes where it stood; a bad cursor or
+// limit is refused.
+func TestKeyInventoryPages(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	st := vaulttest.Open(t, vault.Options{Now: clock.Now})
+	f := &fixture{db: st.DB, log: st.Log, vault: st.Vault, clock: clock}
+	f.bootstrap(t)
+	for range 5 {
+		f.admin(t)
+	}
+	secCtx, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
+	whole, err := f.vault.KeyInventory(secCtx, custos.KeyInventoryQuery{Limit: custos.MaxKeysetPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole.Next != "" {
+		t.Fatalf("one page of %d keysets names a next: %q", len(whole.Keysets), whole.Next)
+	}
+	kinds := map[string]int{}
+	var order []string
+	for _, e := range whole.Keysets {
+		kinds[e.Kind]++
+		order = append(order, e.Kind+" "+e.Tenant+" "+e.ID)
+	}
+	if kinds["tenant"] < 5 || kinds["list"] < 5 || kinds["system"] == 0 {
+		t.Fatalf("inventory kinds: %v", kinds)
+	}
+	for _, limit := range []int{1, 2, 3, 7} {
+		var got []string
+		pages := 0
+		for after := ""; ; {
+			inv, err := f.vault.KeyInventory(secCtx, custos.KeyInventoryQuery{After: after, Limit: limit})
+			if err != nil {
+				t.Fatalf("limit %d after %q: %v", limit, after, err)
+			}
+			pages++
+			if len(inv.Keysets) > limit || inv.PendingRewraps != whole.PendingRewraps || inv.KEK != whole.KEK {
+				t.Fatalf("limit %d: a page of %d keysets, %d pending (whole: %d)", limit, len(inv.Keysets), inv.PendingRewraps, whole.PendingRewraps)
+			}
+			for _, e := range inv.Keysets {
+				got = append(got, e.Kind+" "+e.Tenant+" "+e.ID)
+			}
+			if inv.Next == "" {
+				break
+			}
+			if len(inv.Keysets) != limit {
+				t.Fatalf("limit %d: a page of %d names a next page", limit, len(inv.Keysets))
+			}
+			after = inv.Next
+		}
+		if strings.Join(got, "\n") != strings.Join(order, "\n") {
+			t.Fatalf("limit %d: the pages put together are\n%s\nnot\n%s", limit, strings.Join(got, "\n"), strings.Join(order, "\n"))
+		}
+		if want := (len(order) + limit - 1) / limit; pages != want {
+			t.Fatalf("limit %d: %d pages for %d keysets, want %d", limit, pages, len(order), want)
+		}
+	}
+	// A cursor past every tenant id (its keyset gone, say) resumes at the lists.
+	inv, err := f.vault.KeyInventory(secCtx, custos.KeyInventoryQuery{After: "tenant/~", Limit: 1})
+	if err != nil || len(inv.Keysets) != 1 || inv.Keysets[0].Kind != "list" {
+		t.Fatalf("after a gone tenant: %+v, %v", inv, err)
+	}
+	for _, after := range []string{"bogus", "tenant", "tenant/", "list/tn_x", "list//ls_x", "list/tn_x/", "key/x", strings.Repeat("tenant/x", 100)} {
+		if _, err := f.vault.KeyInventory(secCtx, custos.KeyInventoryQuery{After: after}); custos.ErrorCode(err) != custos.EINVALID {
+			t.Errorf("cursor %q: %v, want invalid", after, err)
+		}
+	}
+	for _, limit := range []int{-1, custos.MaxKeysetPage + 1} {
+		if _, err := f.vault.KeyInventory(secCtx, custos.KeyInventoryQuery{Limit: limit}); custos.ErrorCode(err) != custos.EINVALID {
+			t.Errorf("limit %d: %v, want invalid", limit, err)
+		}
 	}
 }
