@@ -2,8 +2,10 @@ package vault
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/keys"
+	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
 // Kinds of [DataFinding].
@@ -19,6 +22,7 @@ const (
 	FindingAltered    = "altered"     // a row custos wrote, changed since (its MAC fails)
 	FindingDeleted    = "deleted"     // the log says the row exists; it does not
 	FindingRolledBack = "rolled_back" // an older, validly MACed version of the row is back
+	FindingUnchecked  = "unchecked"   // the row could not be checked (a key it needs did not answer)
 )
 
 // DataFinding is one row that disagrees with its MAC or with the log. It
@@ -58,6 +62,12 @@ type DataReport struct {
 //     (an old row restored: its MAC is valid, the log is newer).
 //   - a keyed list's keyset row (list_keys) missing, or not the one its
 //     list.create entry committed to, and a keyset row no entry created.
+//   - a tenant's keyset row (tenant_keys) missing for a tenant the log
+//     created and never deleted; back after the entry that destroyed it
+//     (a backup restored after a deletion); for a tenant no entry created;
+//     not opening as that tenant's under the KEK (swapped with another
+//     tenant's, or written by hand); or naming another own KMS key than
+//     the tenant's last tenant_key.set/clear entry did.
 //
 // What the log cannot say: a contact imported in bulk and never named by
 // an entry since (import entries count rows, they do not list tokens) is
@@ -166,6 +176,9 @@ func (v *Vault) VerifyData(ctx context.Context) (*DataReport, error) {
 	if err := v.verifyListKeys(ctx, lg, add); err != nil {
 		return nil, err
 	}
+	if err := v.verifyTenantKeys(ctx, lg, add); err != nil {
+		return nil, err
+	}
 	// Contacts named by the log that have no row.
 	for tok, c := range lg.tokens {
 		if tokens[tok] || lg.deletedTokens[tok] || lg.deletedLists[c.list] || lg.deletedTenants[c.tenant] {
@@ -246,6 +259,9 @@ type replayed struct {
 	deletedTokens  map[string]bool
 	deletedLists   map[string]bool
 	deletedTenants map[string]bool      // tenant.delete: its rows go, by crypto-shredding and purge
+	tenants        map[string]uint64    // tenant → the entry that created it
+	shredded       map[string]uint64    // tenant → the tenant.delete that destroyed its keyset
+	tenantKMS      map[string]string    // tenant → digest of its own KMS key's URI (tenant_key.set), while set
 	keyedLists     map[string]keyedList // list.create with its keyset's digest
 	ids            map[string]bool      // every id any entry names
 }
@@ -307,10 +323,91 @@ func (v *Vault) verifyListKeys(ctx context.Context, lg *replayed, add func(kind,
 	return nil
 }
 
+// verifyTenantKeys checks the tenant_keys rows against the log and the
+// keys: a row for every tenant the log created and did not delete, none
+// for a deleted one (its tenant.delete destroyed it: a row back is a
+// backup restored after the deletion) or for a tenant no entry created,
+// each opening as its own tenant's under the KEK (the keyset is bound to
+// the tenant's id, so one swapped from another tenant does not open), and
+// wrapped under the own KMS key the tenant's last tenant_key.set named,
+// or under none after a tenant_key.clear. A row whose key did not answer
+// (the tenant's KMS down or revoked) is unchecked, not passed.
+func (v *Vault) verifyTenantKeys(ctx context.Context, lg *replayed, add func(kind, table, row, what string)) error {
+	type row struct {
+		wrapped []byte
+		uri     sql.NullString
+	}
+	present := map[string]row{}
+	if err := v.eachRow(ctx, `SELECT tenant_id, keyset, kms_uri FROM tenant_keys`, nil, func(rs *sql.Rows) error {
+		var id string
+		var r row
+		if err := rs.Scan(&id, &r.wrapped, &r.uri); err != nil {
+			return err
+		}
+		present[id] = r
+		return nil
+	}); err != nil {
+		return fmt.Errorf("verify tenant keys: %w", err)
+	}
+	for id, r := range present {
+		if at, ok := lg.shredded[id]; ok {
+			add(FindingRolledBack, "tenant_keys", id, fmt.Sprintf("entry %d deleted the tenant and destroyed this keyset; the row is back (a backup restored after the deletion?)", at))
+			continue
+		}
+		if _, ok := lg.tenants[id]; !ok {
+			add(FindingInserted, "tenant_keys", id, "no entry created the tenant")
+			continue
+		}
+		want, got := lg.tenantKMS[id], ""
+		if r.uri.Valid {
+			got = uriDigest(r.uri.String)
+		}
+		if got != want {
+			add(FindingAltered, "tenant_keys", id, "the row names another own KMS key than the tenant's last tenant_key entry set (or one after it was cleared)")
+			continue
+		}
+		var tkms tink.AEAD
+		if r.uri.Valid {
+			var err error
+			if tkms, err = keys.OpenTenantKMS(r.uri.String); err != nil {
+				add(FindingUnchecked, "tenant_keys", id, "the tenant's own KMS key could not be opened: the keyset was not checked")
+				continue
+			}
+		}
+		if _, err := v.ring.Unwrap(id, r.wrapped, tkms); err != nil {
+			if errors.Is(err, keys.ErrKeyUnavailable) || errors.Is(err, keys.ErrKEKUnavailable) {
+				add(FindingUnchecked, "tenant_keys", id, "a key wrapping the keyset did not answer: the keyset was not checked")
+			} else {
+				add(FindingAltered, "tenant_keys", id, "the keyset does not open as this tenant's under the KEK: swapped with another tenant's, or written outside custos")
+			}
+		}
+	}
+	for id, at := range lg.tenants {
+		if _, gone := lg.shredded[id]; gone {
+			continue
+		}
+		if _, ok := present[id]; !ok {
+			add(FindingDeleted, "tenant_keys", id, fmt.Sprintf("entry %d created the tenant and no entry deleted it; there is no keyset row (its data opens under no key)", at))
+		}
+	}
+	return nil
+}
+
+// wordAfter returns the word after the first word w in words, or "".
+func wordAfter(words []string, w string) string {
+	for i := 0; i+1 < len(words); i++ {
+		if words[i] == w {
+			return words[i+1]
+		}
+	}
+	return ""
+}
+
 // replay reads the whole log in order.
 func (v *Vault) replay(ctx context.Context) (*replayed, error) {
 	r := &replayed{principals: map[string]bool{}, keys: map[string]bool{}, revoked: map[string]uint64{}, suspended: map[string]uint64{},
-		frozen: map[string]uint64{}, tokens: map[string]namedToken{}, deletedTokens: map[string]bool{}, deletedLists: map[string]bool{}, deletedTenants: map[string]bool{}, keyedLists: map[string]keyedList{}, ids: map[string]bool{}}
+		frozen: map[string]uint64{}, tokens: map[string]namedToken{}, deletedTokens: map[string]bool{}, deletedLists: map[string]bool{}, deletedTenants: map[string]bool{}, keyedLists: map[string]keyedList{}, ids: map[string]bool{},
+		tenants: map[string]uint64{}, shredded: map[string]uint64{}, tenantKMS: map[string]string{}}
 	size := v.log.Size()
 	for from := uint64(0); from < size; {
 		es, err := v.log.Entries(ctx, from, 1000)
@@ -394,7 +491,14 @@ func (r *replayed) apply(i uint64, l *audit.Leaf) {
 	case custos.ActionTenantDelete:
 		if l.Outcome == audit.OutcomeOK && l.Tenant != "" {
 			r.deletedTenants[l.Tenant] = true
+			r.shredded[l.Tenant] = i
 		}
+	case custos.ActionTenantKeySet:
+		if d := wordAfter(words, "uri"); d != "" && l.Tenant != "" {
+			r.tenantKMS[l.Tenant] = d
+		}
+	case custos.ActionTenantKeyClear:
+		delete(r.tenantKMS, l.Tenant)
 	case custos.ActionContain:
 		switch {
 		case strings.HasPrefix(l.Detail, "suspend "):
@@ -426,6 +530,11 @@ func (r *replayed) apply(i uint64, l *audit.Leaf) {
 					r.frozen[next] = i
 				}
 			}
+		}
+	}
+	if custos.Action(l.Action) == custos.ActionTenantCreate && l.Tenant != "" {
+		if _, seen := r.tenants[l.Tenant]; !seen {
+			r.tenants[l.Tenant] = i
 		}
 	}
 	if l.Tenant != "" && l.Action != string(custos.ActionContactDelete) {
