@@ -156,9 +156,13 @@ const BlastReportVersion = "custos.dev/blast-radius/v1"
 // BlastReport is a proven blast-radius report: facts backed by log
 // entries, each proven against one signed checkpoint.
 type BlastReport struct {
-	Version      string            `json:"version"`
-	Query        BlastQuery        `json:"query"`
-	Checkpoint   string            `json:"checkpoint"` // the signed checkpoint note
+	Version    string     `json:"version"`
+	Query      BlastQuery `json:"query"`
+	Checkpoint string     `json:"checkpoint"` // the signed checkpoint note
+	// LogKeys are the log's key transition statements (signed notes),
+	// oldest first, from the log's first key to the one that signed
+	// Checkpoint: a verifier holding only an older key follows them.
+	LogKeys      []string          `json:"log_keys,omitempty"`
 	Completeness BlastCompleteness `json:"completeness"`
 	Part         *BlastPart        `json:"part,omitempty"`
 	Facts        []BlastFact       `json:"facts"`

@@ -290,6 +290,17 @@ func Verify(file []byte, v note.Verifier) (*custos.BlastReport, *audit.Checkpoin
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(r.LogKeys) > 0 {
+		// The log's key transitions, followed from v: one that does not
+		// follow (forged, reordered, of another log) fails the report.
+		chain := audit.NewKeyChain(v)
+		for _, n := range r.LogKeys {
+			if _, err := chain.Follow([]byte(n)); err != nil {
+				return nil, nil, fmt.Errorf("blast-radius report: %w", err)
+			}
+		}
+		v = chain
+	}
 	cp, err := audit.ParseCheckpoint([]byte(r.Checkpoint), v)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpoint: %w", err)
@@ -405,7 +416,7 @@ func Split(r *custos.BlastReport, whole []byte) (map[string]*custos.BlastReport,
 	for _, f := range r.Facts {
 		if f.Tenant != "" && parts[f.Tenant] == nil {
 			q := r.Query
-			parts[f.Tenant] = &custos.BlastReport{Version: r.Version, Query: q, Checkpoint: r.Checkpoint,
+			parts[f.Tenant] = &custos.BlastReport{Version: r.Version, Query: q, Checkpoint: r.Checkpoint, LogKeys: r.LogKeys,
 				Part: &custos.BlastPart{Tenant: f.Tenant, Of: hex.EncodeToString(sum[:])}, Facts: []custos.BlastFact{}, Entries: []custos.BlastEntry{}}
 		}
 	}

@@ -311,3 +311,78 @@ func TestBuildRefusesBadInput(t *testing.T) {
 		t.Fatalf("a failing Prover: %v, %v", r, err)
 	}
 }
+
+// TestVerifyAfterLogKeyRotation: a report proven against a checkpoint the
+// log signed after two rotations of its key carries the transition
+// statements (as vault.BlastRadius attaches them) and verifies with the
+// log's first key alone, and so does each tenant's part; without the
+// statements, or with one dropped, reordered or from another log, it
+// does not.
+func TestVerifyAfterLogKeyRotation(t *testing.T) {
+	e := openLog(t)
+	ctx := context.Background()
+	e.fill(t, 30)
+	for range 2 {
+		skey, vkey, err := audit.GenerateKey("custos.test/log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, _ := note.NewSigner(skey)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			_, _, err := e.log.RotateKey(ctx, next, vkey, audit.Leaf{Actor: "system"}, nil)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, audit.ErrNotSequencer) || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+		}
+		e.fill(t, 30)
+	}
+	r := e.report(t, custos.BlastQuery{Principal: subject})
+	for _, n := range e.log.Keys().Notes() {
+		r.LogKeys = append(r.LogKeys, string(n))
+	}
+	if len(r.LogKeys) != 2 {
+		t.Fatalf("%d transitions, want 2", len(r.LogKeys))
+	}
+	b := marshal(t, r)
+	if _, _, err := blastreport.Verify(b, e.verifier); err != nil {
+		t.Fatalf("with the first key and the transitions: %v", err)
+	}
+	parts, err := blastreport.Split(r, b)
+	if err != nil || len(parts) == 0 {
+		t.Fatalf("split: %d parts, %v", len(parts), err)
+	}
+	for tenant, p := range parts {
+		if _, _, err := blastreport.Verify(marshal(t, p), e.verifier); err != nil {
+			t.Fatalf("tenant %s's part with the first key: %v", tenant, err)
+		}
+	}
+	foreign := openLog(t) // another log of the same origin, its own first key
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		skey, vkey, _ := audit.GenerateKey("custos.test/log")
+		next, _ := note.NewSigner(skey)
+		_, _, err := foreign.log.RotateKey(ctx, next, vkey, audit.Leaf{Actor: "system"}, nil)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, audit.ErrNotSequencer) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	alien := string(foreign.log.Keys().Notes()[0])
+	for name, ks := range map[string][]string{
+		"none":        nil,
+		"first only":  {r.LogKeys[0]},
+		"second only": {r.LogKeys[1]},
+		"reordered":   {r.LogKeys[1], r.LogKeys[0]},
+		"foreign":     {alien, r.LogKeys[1]},
+	} {
+		c := clone(t, r)
+		c.LogKeys = ks
+		if _, _, err := blastreport.Verify(marshal(t, c), e.verifier); err == nil {
+			t.Errorf("%s transitions: verified", name)
+		}
+	}
+}

@@ -44,6 +44,15 @@ const header = "custos.dev/deletion-receipt/v1"
 // proofHeader is the first line of the tlog-proof that follows it.
 const proofHeader = "c2sp.org/tlog-proof@v1\n"
 
+// keysHeader is the first line of a receipt's optional last section: the
+// log key transition statements from the log's first key to the key that
+// signed the receipt, oldest first, one per line in base64 (the form GET
+// /log/key-transitions serves). A verifier holding only an older key
+// follows them (audit.KeyChain: each must be signed by the key before it
+// and by the key it names), so a receipt made after a rotation verifies
+// with the key the tenant was first given.
+const keysHeader = "custos.dev/log-key-transitions@v1\n"
+
 // MaxBytes bounds a receipt file.
 const MaxBytes = 192 << 10
 
@@ -206,6 +215,24 @@ func Build(s *Statement, signer note.Signer, p *audit.Proof) ([]byte, error) {
 	return append(signed, p.Marshal()...), nil
 }
 
+// BuildWithKeys is [Build] followed by the log's key transition
+// statements (the log's KeyChain Notes), if there are any.
+func BuildWithKeys(s *Statement, signer note.Signer, p *audit.Proof, transitions [][]byte) ([]byte, error) {
+	file, err := Build(s, signer, p)
+	if err != nil || len(transitions) == 0 {
+		return file, err
+	}
+	file = append(file, keysHeader...)
+	for _, t := range transitions {
+		file = base64.StdEncoding.AppendEncode(file, t)
+		file = append(file, '\n')
+	}
+	if len(file) > MaxBytes {
+		return nil, errors.New("receipt: too large")
+	}
+	return file, nil
+}
+
 // ParseText parses a statement's note text (after its signature was
 // checked). It accepts only the canonical form [Statement.Text] writes.
 func ParseText(text string) (*Statement, error) {
@@ -295,6 +322,30 @@ func Split(file []byte) (statement, proof []byte, err error) {
 // the entry (recomputed from its body and salt) under the checkpoint's
 // root, and the agreement of the entry with the statement.
 func Verify(file []byte, v note.Verifier) (*Statement, *audit.Checkpoint, error) {
+	if len(file) > MaxBytes {
+		return nil, nil, errors.New("receipt: too large")
+	}
+	if i := bytes.Index(file, []byte("\n"+keysHeader)); i >= 0 {
+		// The log's key transitions, followed from v: a statement that
+		// does not follow (forged, reordered, of another log) fails here.
+		msgs, err := audit.ParseTransitionList(file[i+1+len(keysHeader):])
+		if err != nil {
+			return nil, nil, fmt.Errorf("receipt: %w", err)
+		}
+		if len(msgs) == 0 {
+			return nil, nil, errors.New("receipt: an empty log key transitions section")
+		}
+		for _, m := range msgs {
+			if err := canonicalSignatures(m); err != nil {
+				return nil, nil, fmt.Errorf("receipt: log key transition: %w", err)
+			}
+		}
+		chain := audit.NewKeyChain(v)
+		if err := chain.FollowAll(msgs); err != nil {
+			return nil, nil, fmt.Errorf("receipt: %w", err)
+		}
+		file, v = file[:i+1], chain
+	}
 	sb, pb, err := Split(file)
 	if err != nil {
 		return nil, nil, err

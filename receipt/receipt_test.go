@@ -3,6 +3,7 @@ package receipt_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -251,4 +252,101 @@ func FuzzParseText(f *testing.F) {
 			t.Fatalf("accepted a non-canonical statement")
 		}
 	})
+}
+
+// TestVerifyAfterLogKeyRotation: a receipt issued after two rotations of
+// the log's signing key carries the transition statements, and verifies
+// with the log's FIRST key alone. Without them it does not; with one
+// changed, dropped, reordered, or replaced by a statement a foreign key
+// signed, it does not either.
+func TestVerifyAfterLogKeyRotation(t *testing.T) {
+	st := vaulttest.Open(t, vault.Options{})
+	ctx := context.Background()
+	signer := st.Signer
+	for range 2 {
+		skey, vkey, err := audit.GenerateKey(vaulttest.Origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, _ := note.NewSigner(skey)
+		if _, err := st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: "filler", Outcome: audit.OutcomeOK}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.Log.RotateKey(ctx, next, vkey, audit.Leaf{Actor: "system"}, nil); err != nil {
+			if errors.Is(err, audit.ErrNotSequencer) {
+				t.Skip("queued log: this node does not sequence (vault tests rotate on the leader)")
+			}
+			t.Fatal(err)
+		}
+		signer = next
+	}
+	s := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: custos.NewID(custos.PrefixTenant), Scope: custos.DeletionScopeTenant,
+		Keyset: "sha256:" + strings.Repeat("cd", 32), Counts: map[string]int{"contacts": 3, "lists": 1, "keysets": 1}}
+	rec, err := st.Log.Append(ctx, audit.Entry{Leaf: audit.Leaf{Actor: "system", Action: s.Action(), Tenant: s.Tenant, Outcome: audit.OutcomeOK, Count: 3, Detail: s.Detail()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Queued {
+		t.Skip("queued log")
+	}
+	if _, err := st.Log.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	chain := st.Log.Keys()
+	p, _, err := audit.ReadProof(ctx, st.DB.Read, chain, rec.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := receipt.FromEntry(p.Body(), rec.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := chain.Notes()
+	if len(notes) != 2 {
+		t.Fatalf("%d transitions in the log's chain, want 2", len(notes))
+	}
+	file, err := receipt.BuildWithKeys(full, signer, p, notes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := st.Verifier
+	if _, _, err := receipt.Verify(file, first); err != nil {
+		t.Fatalf("with the first key and the embedded transitions: %v\n%s", err, file)
+	}
+	bare, err := receipt.Build(full, signer, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := receipt.Verify(bare, first); err == nil {
+		t.Fatal("a receipt signed after two rotations verified with the first key and no transitions")
+	}
+	foreignSigner, _ := vaulttest.LogKeys(t)
+	_, fvkey, _ := audit.GenerateKey(vaulttest.Origin)
+	foreign, err := audit.SignTransition(foreignSigner, foreignSigner, fvkey, 1, time.Now())
+	if err == nil {
+		for name, ts := range map[string][][]byte{
+			"reordered":    {notes[1], notes[0]},
+			"first only":   {notes[0]},
+			"second only":  {notes[1]},
+			"foreign":      {foreign, notes[1]},
+			"foreign last": {notes[0], notes[1], foreign},
+		} {
+			f, err := receipt.BuildWithKeys(full, signer, p, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := receipt.Verify(f, first); err == nil {
+				t.Errorf("%s transitions: verified", name)
+			}
+		}
+	}
+	// Every byte of the transitions section matters.
+	at := bytes.Index(file, []byte("custos.dev/log-key-transitions@v1"))
+	for i := at; i < len(file); i++ {
+		bad := bytes.Clone(file)
+		bad[i] ^= 0x01
+		if _, _, err := receipt.Verify(bad, first); err == nil {
+			t.Fatalf("byte %d (%q) of the transitions section changed: verified", i, file[i])
+		}
+	}
 }

@@ -66,5 +66,10 @@ func (v *Vault) blastReport(ctx context.Context, q custos.BlastQuery, subj audit
 	if err != nil {
 		return nil, fmt.Errorf("blast radius: %w", err)
 	}
+	if c := v.log.Keys(); c != nil {
+		for _, n := range c.Notes() {
+			r.LogKeys = append(r.LogKeys, string(n))
+		}
+	}
 	return r, nil
 }

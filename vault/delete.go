@@ -986,7 +986,13 @@ func (v *Vault) buildReceipt(id string, index uint64, p *audit.Proof) ([]byte, e
 	if st.ID != id {
 		return nil, fmt.Errorf("entry %d is not receipt %s's", index, id)
 	}
-	return receipt.Build(st, v.signer, p)
+	// The log's key transitions ride along: a tenant holding only the key
+	// it was first given verifies a receipt signed after a rotation.
+	var transitions [][]byte
+	if c := v.log.Keys(); c != nil {
+		transitions = c.Notes()
+	}
+	return receipt.BuildWithKeys(st, v.signer, p, transitions)
 }
 
 // findEntry looks for a receipt's entry in its tenant's feed (queued
