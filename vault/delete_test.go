@@ -29,6 +29,24 @@ func deletionFixture(t *testing.T) (*fixture, note.Verifier) {
 	return f, st.Verifier
 }
 
+// deleteTenantNow has admin delete tenant, moves the clock past the grace
+// period, runs the due deletion and returns the tenant's receipt.
+func (f *fixture) deleteTenantNow(t *testing.T, admin context.Context, tenant string) *custos.Receipt {
+	t.Helper()
+	if _, err := f.vault.RequestTenantDeletion(admin, tenant, &custos.DeletionRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(custos.DefaultDeletionGrace + time.Minute)
+	if n, err := f.vault.RunDueDeletions(context.Background(), f.clock.Now()); err != nil || n != 1 {
+		t.Fatalf("deletion ran %d, %v", n, err)
+	}
+	rs, err := f.vault.Receipts(admin, tenant)
+	if err != nil || len(rs) != 1 || rs[0].File == "" {
+		t.Fatalf("receipts %+v, %v", rs, err)
+	}
+	return rs[0]
+}
+
 // TestTenantDeletion drives a tenant's deletion with the vault's clock:
 // not before its grace period, then a receipt that verifies offline, 410
 // for its data afterwards, and no address, attribute or blind index left

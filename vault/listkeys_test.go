@@ -2,7 +2,6 @@ package vault_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -521,18 +520,8 @@ func TestTenantDeletionShredsEveryList(t *testing.T) {
 			t.Fatalf("contact %s opens with no live key before the deletion", b.token)
 		}
 	}
-	if _, err := f.vault.RequestTenantDeletion(admin, tenant, &custos.DeletionRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Advance(custos.DefaultDeletionGrace + time.Minute)
-	if n, err := f.vault.RunDueDeletions(context.Background(), f.clock.Now()); err != nil || n != 1 {
-		t.Fatalf("deletion ran %d, %v", n, err)
-	}
-	rs, err := f.vault.Receipts(admin, tenant)
-	if err != nil || len(rs) != 1 {
-		t.Fatalf("receipts %+v, %v", rs, err)
-	}
-	s, _, err := receipt.Verify([]byte(rs[0].File), st.Verifier)
+	rc := f.deleteTenantNow(t, admin, tenant)
+	s, _, err := receipt.Verify([]byte(rc.File), st.Verifier)
 	if err != nil || s.Counts["keysets"] != 2 || s.Counts["lists"] != 2 || s.KEK != keys.KEKVendorLocal {
 		t.Fatalf("statement %+v, %v; want keysets 2 (the tenant's, the keyed list's), lists 2", s, err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/receipt"
@@ -37,18 +36,7 @@ func TestReceiptAfterLogKeyRotation(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // PostgreSQL: leadership first
 	}
-	if _, err := f.vault.RequestTenantDeletion(admin, tenant, &custos.DeletionRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Advance(custos.DefaultDeletionGrace + time.Minute)
-	if n, err := f.vault.RunDueDeletions(context.Background(), f.clock.Now()); err != nil || n != 1 {
-		t.Fatalf("deletion ran %d, %v", n, err)
-	}
-	rs, err := f.vault.Receipts(admin, tenant)
-	if err != nil || len(rs) != 1 || rs[0].File == "" {
-		t.Fatalf("receipts = %+v, %v", rs, err)
-	}
-	file := rs[0].File
+	file := f.deleteTenantNow(t, admin, tenant).File
 	if !strings.Contains(file, "custos.dev/log-key-transitions@v1") {
 		t.Fatalf("the receipt carries no log key transitions:\n%s", file)
 	}

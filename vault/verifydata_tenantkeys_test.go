@@ -1,10 +1,8 @@
 package vault_test
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/vault"
@@ -36,13 +34,7 @@ func TestVerifyDataTenantKeys(t *testing.T) {
 		return r
 	}
 	rowB, rowC := saved(b), saved(c)
-	if _, err := f.vault.RequestTenantDeletion(adminC, c, &custos.DeletionRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	f.clock.Advance(custos.DefaultDeletionGrace + time.Minute)
-	if n, err := f.vault.RunDueDeletions(context.Background(), f.clock.Now()); err != nil || n != 1 {
-		t.Fatalf("deletion ran %d, %v", n, err)
-	}
+	f.deleteTenantNow(t, adminC, c)
 	wantClean(t, f.verifyData(t))
 
 	forged := custos.NewID(custos.PrefixTenant)
