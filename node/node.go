@@ -369,7 +369,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	// Enrollment mails go only to the holder's address, by their own sink;
 	// notices to tenant admins and named principals go to the people
 	// behind them (vault/people.go), through the same mailer.
-	people := []notify.Sink{&vault.EnrollmentSink{Vault: v, Mailer: mailer}, &vault.PeopleSink{Vault: v, Mailer: mailer, Link: server.NoticeLink, LinkBase: cfg.Mail.LinkBase}}
+	people := []notify.Sink{&vault.EnrollmentSink{Vault: v, Mailer: mailer}, &vault.PeopleSink{Vault: v, Mailer: mailer, Link: server.NoticeLink, Decide: console.DecisionPath, LinkBase: cfg.Mail.LinkBase}}
 	d.Sinks = append(d.Sinks, people...)
 	// Free text written before it was sealed at rest is sealed now; if the
 	// database refuses (a full disk), the rows stay readable as they are

@@ -58,6 +58,11 @@ type PeopleSink struct {
 	// routes belong to the server: node wires server.NoticeLink); nil or
 	// "" leaves the mail without one.
 	Link func(*notify.Message) string
+	// Decide names the page where the reader decides what the message
+	// asks of them (the console's: node wires console.DecisionPath); nil
+	// or "" for a message that asks nothing. The page still needs the
+	// reader to sign in, and step up before approving.
+	Decide func(*notify.Message) string
 	// LinkBase prefixes the links in mails (the API's or the console's
 	// public URL); empty leaves them as paths.
 	LinkBase string
@@ -134,6 +139,11 @@ func (s *PeopleSink) compose(m *notify.Message) (subject, body string) {
 	var b strings.Builder
 	b.WriteString(m.Text)
 	b.WriteString("\r\n")
+	if s.Decide != nil {
+		if page := s.Decide(m); page != "" {
+			b.WriteString("\r\nDecide (sign in to the console first): " + s.LinkBase + page + "\r\n")
+		}
+	}
 	if link := s.link(m); link != "" {
 		b.WriteString("\r\nDetails: " + s.LinkBase + link + "\r\n")
 	}
