@@ -21,11 +21,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // NewSchema's admin connection
 
+	"github.com/custos-dev/custos/sqlite"
 	"github.com/custos-dev/custos/store"
 )
 
@@ -60,12 +62,33 @@ func Open(t testing.TB) *store.DB {
 	} else {
 		dsn = DSN(t)
 	}
-	db, err := store.Open(context.Background(), dsn, store.Options{})
+	db, err := store.Open(context.Background(), dsn, store.Options{Memory: memoryFromEnv(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// memoryFromEnv reads SQLite's memory settings for a benchmark from
+// CUSTOS_TEST_SQLITE_CACHE_MIB and CUSTOS_TEST_SQLITE_MMAP_MIB (the
+// custos.json memory section's cache_mib and mmap_mib); unset, the
+// engine's defaults.
+func memoryFromEnv(t testing.TB) sqlite.Options {
+	var o sqlite.Options
+	for env, set := range map[string]func(int){
+		"CUSTOS_TEST_SQLITE_CACHE_MIB": func(n int) { o.CacheKiB = n << 10 },
+		"CUSTOS_TEST_SQLITE_MMAP_MIB":  func(n int) { o.MmapKiB = n << 10 },
+	} {
+		if v := os.Getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				t.Fatalf("%s=%q: want a number of MiB", env, v)
+			}
+			set(n)
+		}
+	}
+	return o
 }
 
 // DSN returns a fresh, empty database for t on the run's engine, for
