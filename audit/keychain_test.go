@@ -316,4 +316,13 @@ func TestLogKeyRotationQueued(t *testing.T) {
 	if other.IsLeader() {
 		t.Fatal("a node holding the retired log.key became the sequencer")
 	}
+	// It keeps trying to lead, and failing; it must still stop when
+	// closed (it once retried for ever once its stop was closed).
+	closed := make(chan error, 1)
+	go func() { closed <- other.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second): // a bound on a hang, not a timing assertion
+		t.Fatal("Close of a node that cannot lead did not return")
+	}
 }

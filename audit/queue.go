@@ -72,11 +72,14 @@ func (l *Log) lead() {
 		} else if err := l.refresh(ctx); err != nil {
 			l.cfg.Logger.Warn("audit log: refresh head", "err", err)
 		}
+		// Stopping: whether or not this node could lead, it returns. A
+		// node that failed to lead (a database error, or a log.key that
+		// is no longer the current one) would fail again and loop for
+		// ever; what it queued is durable in audit_queue and the next
+		// leader integrates it.
 		select {
 		case <-l.stop:
-			if !ok {
-				return
-			}
+			return
 		case <-time.After(l.cfg.LeaderPoll):
 		}
 	}
