@@ -139,9 +139,11 @@ var policy = map[Action]struct {
 	ActionCertBind:        {ScopePrincipals, Kinds},
 	// Only the tenant's own admin chooses or drops its key: no one at the
 	// vendor can switch a tenant back to vendor-managed keys.
-	ActionTenantKeySet:   {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
-	ActionTenantKeyClear: {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
-	ActionTenantKeyRead:  {ScopeTenantsRead, []Kind{KindTenantAdmin, KindOperator, KindStaffSecurity}},
+	ActionTenantKeySet:     {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
+	ActionTenantKeyClear:   {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
+	ActionTenantKeyApprove: {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
+	ActionTenantKeyCancel:  {ScopeTenantsWrite, []Kind{KindTenantAdmin}},
+	ActionTenantKeyRead:    {ScopeTenantsRead, []Kind{KindTenantAdmin, KindOperator, KindStaffSecurity}},
 	// Rotating yields no data and weakens nothing (old ciphertexts stay
 	// readable until rewrapped, the old index key is dropped only once no
 	// row needs it): the tenant's admin or security staff, announced.

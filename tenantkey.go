@@ -8,11 +8,21 @@ import "time"
 // restores access (docs/keys.md, "A tenant's own key").
 const EKEYUNAVAILABLE = "key_unavailable"
 
+// PrefixKeyChange is the ID prefix of a [TenantKeyChange].
+const PrefixKeyChange = "kc"
+
 // Tenant key actions (issue 22, bring your own key).
 const (
 	ActionTenantKeySet   Action = "tenant_key.set"   // a tenant admin wraps its keysets under its own KMS key
 	ActionTenantKeyRead  Action = "tenant_key.read"  // the tenant's key setting and state
 	ActionTenantKeyClear Action = "tenant_key.clear" // a tenant admin returns to custos-managed keys
+	// A tenant admin's set or clear is a change that waits: a second
+	// tenant admin approves it (it takes effect at once), any tenant admin
+	// cancels it, or it takes effect when its grace period ends (by the
+	// system, as tenant_key.set or tenant_key.clear). No one person moves
+	// a tenant's data under a key they alone hold (DESIGN.md invariant 12).
+	ActionTenantKeyApprove Action = "tenant_key.approve"
+	ActionTenantKeyCancel  Action = "tenant_key.cancel"
 	// ActionTenantKeyUnavailable and ActionTenantKeyRestored are the
 	// system's: the tenant's key began to refuse custos (once per outage),
 	// and worked again.
@@ -45,10 +55,73 @@ type TenantKey struct {
 	SetAt            *time.Time `json:"set_at,omitempty"`
 	SetBy            string     `json:"set_by,omitempty"`
 	UnavailableSince *time.Time `json:"unavailable_since,omitempty"`
+	// Pending is the change waiting for a second admin or its grace
+	// period, if any.
+	Pending *TenantKeyChange `json:"pending,omitempty"`
 }
 
 // TenantKeyRequest is the body of PUT /v1/tenants/{tenant}/key: the URI of
-// the tenant's own KMS key (hcvault://…, aws-kms://…, gcp-kms://…).
+// the tenant's own KMS key (hcvault://…, aws-kms://…, gcp-kms://…) and the
+// change's grace period (0: [DefaultKeyChangeGrace]).
 type TenantKeyRequest struct {
-	URI string `json:"uri"`
+	URI          string `json:"uri"`
+	GraceSeconds int64  `json:"grace_seconds,omitempty"`
+}
+
+// Grace periods of a tenant key change ([TenantKeyChange]): as long as a
+// tenant deletion's by default, since a tenant's own key is a way to
+// destroy its data (revoke it) that custos cannot stop once it is set.
+const (
+	DefaultKeyChangeGrace = 72 * time.Hour
+	MinKeyChangeGrace     = 24 * time.Hour
+	MaxKeyChangeGrace     = 30 * 24 * time.Hour
+)
+
+// Grace returns the request's grace period.
+func (r *TenantKeyRequest) Grace() time.Duration {
+	if r.GraceSeconds == 0 {
+		return DefaultKeyChangeGrace
+	}
+	return time.Duration(r.GraceSeconds) * time.Second
+}
+
+// ValidateGrace checks the grace period's bounds.
+func (r *TenantKeyRequest) ValidateGrace() error {
+	if g := r.Grace(); r.GraceSeconds < 0 || g < MinKeyChangeGrace || g > MaxKeyChangeGrace {
+		return Errorf(EINVALID, "grace_seconds: must be between %d and %d", int64(MinKeyChangeGrace/time.Second), int64(MaxKeyChangeGrace/time.Second))
+	}
+	return nil
+}
+
+// Operations of a [TenantKeyChange].
+const (
+	KeyChangeSet   = "set"   // wrap the tenant's keysets under its own KMS key (URI)
+	KeyChangeClear = "clear" // back under custos's KEK alone
+)
+
+// Statuses of a [TenantKeyChange].
+const (
+	KeyChangeScheduled = "scheduled" // waiting for a second admin or its due time
+	KeyChangeApplied   = "applied"
+	KeyChangeCancelled = "cancelled"
+	KeyChangeFailed    = "failed" // the key did not work for custos when due
+)
+
+// TenantKeyChange is a tenant admin's request to set or clear the
+// tenant's own key, from its request to its outcome. PUT and DELETE
+// /v1/tenants/{tenant}/key answer one (202: scheduled).
+type TenantKeyChange struct {
+	ID           string     `json:"id"`
+	TenantID     string     `json:"tenant_id"`
+	Op           string     `json:"op"`
+	URI          string     `json:"uri,omitempty"`
+	Kind         string     `json:"kind,omitempty"`
+	Status       string     `json:"status"`
+	RequestedBy  string     `json:"requested_by"`
+	ApprovedBy   string     `json:"approved_by,omitempty"`
+	CancelledBy  string     `json:"cancelled_by,omitempty"`
+	GraceSeconds int64      `json:"grace_seconds"`
+	CreatedAt    time.Time  `json:"created_at"`
+	DueAt        time.Time  `json:"due_at"`
+	DoneAt       *time.Time `json:"done_at,omitempty"`
 }

@@ -303,21 +303,46 @@ func (c *Client) TenantKey(ctx context.Context, tenant string) (*custos.TenantKe
 	return get[custos.TenantKey](ctx, c, path("tenants", tenant, "key"), nil)
 }
 
-// SetTenantKey wraps a tenant's keys under its own KMS key (a tenant
-// admin; custos checks first that it can encrypt and decrypt with it).
-func (c *Client) SetTenantKey(ctx context.Context, tenant, uri string) (*custos.TenantKey, error) {
-	out := new(custos.TenantKey)
-	if err := c.call(ctx, request{method: http.MethodPut, path: path("tenants", tenant, "key"), body: custos.TenantKeyRequest{URI: uri}}, out); err != nil {
+// SetTenantKey asks for a tenant's keys to be wrapped under its own KMS
+// key (a tenant admin; custos checks first that it can encrypt and decrypt
+// with it). The change waits: a second tenant admin approves it
+// (ApproveTenantKeyChange) or it takes effect when req's grace period
+// (0: the default, 72 h) ends; any tenant admin may cancel it.
+func (c *Client) SetTenantKey(ctx context.Context, tenant string, req custos.TenantKeyRequest) (*custos.TenantKeyChange, error) {
+	out := new(custos.TenantKeyChange)
+	if err := c.call(ctx, request{method: http.MethodPut, path: path("tenants", tenant, "key"), body: req}, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// ClearTenantKey returns a tenant to custos-managed keys (a tenant admin;
-// the tenant's own key must still work).
-func (c *Client) ClearTenantKey(ctx context.Context, tenant string) (*custos.TenantKey, error) {
-	out := new(custos.TenantKey)
+// ClearTenantKey asks for a tenant to return to custos-managed keys (a
+// tenant admin; the tenant's own key must still work when it takes
+// effect). The change waits like SetTenantKey's.
+func (c *Client) ClearTenantKey(ctx context.Context, tenant string) (*custos.TenantKeyChange, error) {
+	out := new(custos.TenantKeyChange)
 	if err := c.call(ctx, request{method: http.MethodDelete, path: path("tenants", tenant, "key")}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ApproveTenantKeyChange approves the tenant's pending key change as a
+// second tenant admin (another person than the one who asked): it takes
+// effect at once, and the tenant's key setting is returned.
+func (c *Client) ApproveTenantKeyChange(ctx context.Context, tenant string) (*custos.TenantKey, error) {
+	out := new(custos.TenantKey)
+	if err := c.call(ctx, request{method: http.MethodPost, path: path("tenants", tenant, "key", "approve")}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CancelTenantKeyChange cancels the tenant's pending key change (any
+// tenant admin).
+func (c *Client) CancelTenantKeyChange(ctx context.Context, tenant string) (*custos.TenantKeyChange, error) {
+	out := new(custos.TenantKeyChange)
+	if err := c.call(ctx, request{method: http.MethodPost, path: path("tenants", tenant, "key", "cancel")}, out); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -828,11 +828,13 @@ func WriteFileAtomic(path string, b []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// deletionInterval is how often a node executes tenant deletions that
-// came due (and drops deleted tenants' keys from its caches).
+// deletionInterval is how often a node executes tenant deletions and
+// tenant key changes that came due (and drops deleted tenants' keys from
+// its caches).
 const deletionInterval = 30 * time.Second
 
-// runDeletions calls [vault.Vault.RunDueDeletions] until ctx ends.
+// runDeletions calls [vault.Vault.RunDueDeletions] and
+// [vault.Vault.RunDueKeyChanges] until ctx ends.
 func runDeletions(ctx context.Context, v *vault.Vault, logger *slog.Logger) {
 	t := time.NewTicker(deletionInterval)
 	defer t.Stop()
@@ -845,6 +847,11 @@ func runDeletions(ctx context.Context, v *vault.Vault, logger *slog.Logger) {
 				logger.Warn("due deletions", "err", err)
 			} else if n > 0 {
 				logger.Info("tenant deletions executed", "count", n)
+			}
+			if n, err := v.RunDueKeyChanges(ctx, now); err != nil {
+				logger.Warn("due tenant key changes", "err", err)
+			} else if n > 0 {
+				logger.Info("tenant key changes applied", "count", n)
 			}
 		}
 	}

@@ -16,7 +16,8 @@ import (
 
 // TestBYOKOverHTTP is the tenant's side of bring your own key, through
 // the typed client and the routes on a node with a 1 s tenant key TTL:
-// the admin sets its key (an operator may not); revoking custos's access
+// one admin asks for its key (an operator may not) and a second approves;
+// revoking custos's access
 // makes reads answer 424 key_unavailable (every exchange checked against
 // the OpenAPI document, and no address in logs, bodies or leaves);
 // another tenant reads on; restoring the key makes reads work again.
@@ -32,12 +33,27 @@ func TestBYOKOverHTTP(t *testing.T) {
 	admin := client.New(e.srv.URL, client.WithKey(a.admin), client.WithHTTPClient(e.srv.Client()))
 	operator := client.New(e.srv.URL, client.WithKey(e.operator), client.WithHTTPClient(e.srv.Client()))
 
-	if _, err := operator.SetTenantKey(ctx, a.tenant, kms.URI("acme")); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	secondKey, _ := e.keyFor(custos.KindTenantAdmin, a.tenant, "second-admin")
+	second := client.New(e.srv.URL, client.WithKey(secondKey), client.WithHTTPClient(e.srv.Client()))
+
+	if _, err := operator.SetTenantKey(ctx, a.tenant, custos.TenantKeyRequest{URI: kms.URI("acme")}); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("operator sets a tenant's key: %v, want forbidden", err)
 	}
-	k, err := admin.SetTenantKey(ctx, a.tenant, kms.URI("acme"))
-	if err != nil || k.Managed != custos.KeyManagedByTenant {
-		t.Fatalf("admin sets its key: %+v, %v", k, err)
+	// One admin asks (202, nothing changes yet), it cannot approve its own
+	// change, a second admin does and it takes effect.
+	ch, err := admin.SetTenantKey(ctx, a.tenant, custos.TenantKeyRequest{URI: kms.URI("acme")})
+	if err != nil || ch.Status != custos.KeyChangeScheduled {
+		t.Fatalf("admin asks for its key: %+v, %v", ch, err)
+	}
+	if k, err := admin.TenantKey(ctx, a.tenant); err != nil || k.Managed != custos.KeyManagedByCustos || k.Pending == nil || k.Pending.ID != ch.ID {
+		t.Fatalf("key while the change waits: %+v, %v", k, err)
+	}
+	if _, err := admin.ApproveTenantKeyChange(ctx, a.tenant); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("the requester approves its own change: %v, want forbidden", err)
+	}
+	k, err := second.ApproveTenantKeyChange(ctx, a.tenant)
+	if err != nil || k.Managed != custos.KeyManagedByTenant || k.Pending != nil {
+		t.Fatalf("a second admin approves: %+v, %v", k, err)
 	}
 	if k, err := operator.TenantKey(ctx, a.tenant); err != nil || k.Kind != "tenant-kms:test-kms" {
 		t.Fatalf("operator reads the setting: %+v, %v", k, err)
@@ -73,8 +89,17 @@ func TestBYOKOverHTTP(t *testing.T) {
 		status, _ := e.send(a.admin, "GET", "/v1/tenants/"+a.tenant+"/contacts/"+ta, "", nil)
 		return status == 200
 	})
-	if k, err := admin.ClearTenantKey(ctx, a.tenant); err != nil || k.Managed != custos.KeyManagedByCustos {
-		t.Fatalf("clear: %+v, %v", k, err)
+	if ch, err := admin.ClearTenantKey(ctx, a.tenant); err != nil || ch.Op != custos.KeyChangeClear {
+		t.Fatalf("clear: %+v, %v", ch, err)
+	}
+	if ch, err := second.CancelTenantKeyChange(ctx, a.tenant); err != nil || ch.Status != custos.KeyChangeCancelled {
+		t.Fatalf("another admin cancels the clear: %+v, %v", ch, err)
+	}
+	if _, err := admin.ClearTenantKey(ctx, a.tenant); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := second.ApproveTenantKeyChange(ctx, a.tenant); err != nil || k.Managed != custos.KeyManagedByCustos {
+		t.Fatalf("clear approved: %+v, %v", k, err)
 	}
 }
 

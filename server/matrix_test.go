@@ -55,13 +55,15 @@ var matrix = map[string][]string{
 	"GET /v1/log/proof/inclusion":     authenticated,
 	"GET /v1/log/proof/consistency":   authenticated,
 
-	"POST /v1/tenants":                    {"operator"},
-	"GET /v1/tenants":                     {"operator"},
-	"GET /v1/tenants/{tenant}":            {"operator", "admin", "editor"},
-	"GET /v1/tenants/{tenant}/access-log": {"admin"},
-	"GET /v1/tenants/{tenant}/key":        {"operator", "security", "admin"},
-	"PUT /v1/tenants/{tenant}/key":        {"admin"}, // never the vendor: the tenant's own key
-	"DELETE /v1/tenants/{tenant}/key":     {"admin"}, // no one at the vendor takes a tenant off its key
+	"POST /v1/tenants":                      {"operator"},
+	"GET /v1/tenants":                       {"operator"},
+	"GET /v1/tenants/{tenant}":              {"operator", "admin", "editor"},
+	"GET /v1/tenants/{tenant}/access-log":   {"admin"},
+	"GET /v1/tenants/{tenant}/key":          {"operator", "security", "admin"},
+	"PUT /v1/tenants/{tenant}/key":          {"admin"}, // never the vendor: the tenant's own key
+	"DELETE /v1/tenants/{tenant}/key":       {"admin"}, // no one at the vendor takes a tenant off its key
+	"POST /v1/tenants/{tenant}/key/approve": {"admin"}, // a second tenant admin: another person than the requester
+	"POST /v1/tenants/{tenant}/key/cancel":  {"admin"},
 
 	"GET /v1/tenants/{tenant}/data-keys":         {"admin", "security"},
 	"POST /v1/tenants/{tenant}/data-keys/rotate": {"admin", "security"},

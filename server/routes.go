@@ -34,6 +34,8 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", tenant+"/key", custos.ActionTenantKeyRead, true, s.getTenantKey)
 	s.handle("PUT", tenant+"/key", custos.ActionTenantKeySet, true, s.putTenantKey)
 	s.handle("DELETE", tenant+"/key", custos.ActionTenantKeyClear, true, s.deleteTenantKey)
+	s.handle("POST", tenant+"/key/approve", custos.ActionTenantKeyApprove, true, s.approveTenantKey)
+	s.handle("POST", tenant+"/key/cancel", custos.ActionTenantKeyCancel, true, s.cancelTenantKey)
 	s.handle("GET", tenant+"/data-keys", custos.ActionDataKeysStatus, true, s.dataKeys)
 	s.handle("POST", tenant+"/data-keys/rotate", custos.ActionDataKeysRotate, true, s.rotateDataKeys)
 	s.handle("POST", tenant+"/data-keys/rewrap", custos.ActionDataKeysRewrap, true, s.startRewrap)
@@ -126,24 +128,43 @@ func (s *Server) getTenantKey(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, k)
 }
 
+// putTenantKey and deleteTenantKey answer 202 with the change they
+// scheduled: a second tenant admin approves it (approveTenantKey), or it
+// takes effect when its grace period ends.
 func (s *Server) putTenantKey(w http.ResponseWriter, r *http.Request) error {
 	var body custos.TenantKeyRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
 		return s.reject(r, custos.ActionTenantKeySet, err)
 	}
-	k, err := s.vault.SetTenantKey(r.Context(), r.PathValue("tenant"), body.URI)
+	c, err := s.vault.SetTenantKey(r.Context(), r.PathValue("tenant"), &body)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, c)
+}
+
+func (s *Server) deleteTenantKey(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.vault.ClearTenantKey(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, c)
+}
+
+func (s *Server) approveTenantKey(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.vault.ApproveTenantKeyChange(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, k)
 }
 
-func (s *Server) deleteTenantKey(w http.ResponseWriter, r *http.Request) error {
-	k, err := s.vault.ClearTenantKey(r.Context(), r.PathValue("tenant"))
+func (s *Server) cancelTenantKey(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.vault.CancelTenantKeyChange(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, k)
+	return writeJSON(w, http.StatusOK, c)
 }
 
 func (s *Server) createList(w http.ResponseWriter, r *http.Request) error {

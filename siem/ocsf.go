@@ -147,7 +147,7 @@ func severityID(level string) (int, string) {
 // idPrefixes are the kinds of identifier an entry's detail may name that
 // an event keeps as a resource (contact tokens are not among them).
 var idPrefixes = []string{custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixTenant, custos.PrefixList, custos.PrefixGrant,
-	custos.PrefixAccessReq, custos.PrefixEnrollment, custos.PrefixAlert, custos.PrefixDeletion, custos.PrefixReceipt}
+	custos.PrefixAccessReq, custos.PrefixEnrollment, custos.PrefixAlert, custos.PrefixDeletion, custos.PrefixReceipt, custos.PrefixKeyChange}
 
 // idsIn returns up to max identifiers named in text, in order: words that
 // are exactly an identifier custos mints, of a kind in idPrefixes.

@@ -242,121 +242,16 @@ func (v *Vault) TenantKey(ctx context.Context, tenantID string) (*custos.TenantK
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	pending, err := v.pendingKeyChange(ctx, v.read, tenantID)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 	if err := v.record(ctx, l, nil); err != nil {
 		return nil, err
 	}
-	return s.describe(tenantID, v.kek), nil
-}
-
-// SetTenantKey wraps a tenant's keysets under its own KMS key (uri),
-// around custos's KEK: custos first checks that the key encrypts and
-// decrypts for it. A tenant admin alone does it (it hands the tenant, not
-// the vendor, a key to custos's door); it is recorded and announced to the
-// tenant's admins and to security. Setting another key re-wraps from the
-// current one, which must still work.
-func (v *Vault) SetTenantKey(ctx context.Context, tenantID, uri string) (*custos.TenantKey, error) {
-	l, err := v.authorize(ctx, custos.ActionTenantKeySet, tenantID)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := v.findTenant(ctx, tenantID); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if err := keys.CheckTenantKMSURI(uri); err != nil {
-		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "uri: %s", err.Error()))
-	}
-	if v.kekURI != "" && uri == v.kekURI {
-		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "uri: that is custos's own key-encryption key, not a key of the tenant's"))
-	}
-	to, err := keys.OpenTenantKMS(uri)
-	if err != nil {
-		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "uri: %s", err.Error()))
-	}
-	if err := keys.ProbeTenantKMS(tenantID, to); err != nil {
-		return nil, v.deny(ctx, l, custos.Errorf(custos.EKEYUNAVAILABLE, "custos cannot encrypt and decrypt with that key: grant custos's KMS identity encrypt and decrypt on it (docs/keys.md), then try again"))
-	}
-	cur, err := v.readTenantKey(ctx, tenantID)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	var from tink.AEAD
-	if cur.uri.Valid {
-		if from, err = keys.OpenTenantKMS(cur.uri.String); err != nil {
-			return nil, v.deny(ctx, l, errKeyUnavailable(tenantID))
-		}
-	}
-	wrapped, err := v.ring.Rewrap(tenantID, cur.wrapped, from, to)
-	if errors.Is(err, keys.ErrKeyUnavailable) {
-		return nil, v.deny(ctx, l, errKeyUnavailable(tenantID))
-	} else if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	by := custos.PrincipalFromContext(ctx)
-	now := v.now().UTC().Truncate(time.Millisecond)
-	kind := keys.DescribeTenantKMS(uri)
-	// The entry commits to the URI (by digest) and to the stored keyset,
-	// as list.create does, so that a keyset row swapped back by hand is
-	// detectable from the log.
-	l.Detail = "tenant keysets wrapped under the tenant's own key " + kind + " uri " + uriDigest(uri) + " keyset " + keysetDigest(wrapped)
-	m := &notify.Message{Topic: TopicTenantKeySet, Severity: notify.SeverityHigh, TenantID: tenantID, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
-		Text: fmt.Sprintf("%s %s wrapped this tenant's keys under the tenant's own KMS key (%s, uri %s): revoking custos's access to it stops custos reading the tenant's data", by.Kind, by.ID, kind, uriDigest(uri)),
-		Data: map[string]string{"kind": kind, "uri_sha256": uriDigest(uri)}}
-	err = v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		return swapTenantKeyset(ctx, tx, tenantID, cur.wrapped, wrapped,
-			`kms_uri = $3, kms_set_at = $4, kms_set_by = $5, kms_down_since = NULL`, uri, ms(now), by.ID)
-	})
-	if err != nil {
-		return nil, err
-	}
-	v.tenantCache.Delete(tenantID)
-	return &custos.TenantKey{TenantID: tenantID, Managed: custos.KeyManagedByTenant, URI: uri, Kind: kind, State: custos.KeyAvailable, SetAt: &now, SetBy: by.ID}, nil
-}
-
-// ClearTenantKey returns a tenant to custos-managed keys: its keysets are
-// unwrapped with its own key (which must still work) and wrapped under
-// custos's KEK alone. Only the tenant's admin may: nobody at the vendor
-// can take a tenant off its own key. Recorded and announced to the
-// tenant's admins and security.
-func (v *Vault) ClearTenantKey(ctx context.Context, tenantID string) (*custos.TenantKey, error) {
-	l, err := v.authorize(ctx, custos.ActionTenantKeyClear, tenantID)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := v.findTenant(ctx, tenantID); err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	cur, err := v.readTenantKey(ctx, tenantID)
-	if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	if !cur.uri.Valid {
-		return nil, v.deny(ctx, l, custos.Errorf(custos.ECONFLICT, "the tenant's keys are already managed by custos alone"))
-	}
-	from, err := keys.OpenTenantKMS(cur.uri.String)
-	if err != nil {
-		return nil, v.deny(ctx, l, errKeyUnavailable(tenantID))
-	}
-	wrapped, err := v.ring.Rewrap(tenantID, cur.wrapped, from, nil)
-	if errors.Is(err, keys.ErrKeyUnavailable) {
-		return nil, v.deny(ctx, l, errKeyUnavailable(tenantID))
-	} else if err != nil {
-		return nil, v.deny(ctx, l, err)
-	}
-	by := custos.PrincipalFromContext(ctx)
-	kind := keys.DescribeTenantKMS(cur.uri.String)
-	l.Detail = "tenant keysets back under custos's KEK alone; were under the tenant's own key " + kind + " uri " + uriDigest(cur.uri.String) + " keyset " + keysetDigest(wrapped)
-	m := &notify.Message{Topic: TopicTenantKeyCleared, Severity: notify.SeverityHigh, TenantID: tenantID, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
-		Text: fmt.Sprintf("%s %s took this tenant's keys off the tenant's own KMS key (%s): custos's key alone now opens them, and revoking the tenant's key no longer stops custos", by.Kind, by.ID, kind),
-		Data: map[string]string{"kind": kind, "uri_sha256": uriDigest(cur.uri.String)}}
-	err = v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		return swapTenantKeyset(ctx, tx, tenantID, cur.wrapped, wrapped,
-			`kms_uri = NULL, kms_set_at = NULL, kms_set_by = NULL, kms_down_since = NULL`)
-	})
-	if err != nil {
-		return nil, err
-	}
-	v.tenantCache.Delete(tenantID)
-	return &custos.TenantKey{TenantID: tenantID, Managed: custos.KeyManagedByCustos, Kind: v.kek, State: custos.KeyAvailable}, nil
+	k := s.describe(tenantID, v.kek)
+	k.Pending = pending
+	return k, nil
 }
 
 // swapTenantKeyset replaces a tenant's wrapped keysets in tx, only if they

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,41 @@ func actionCount(t *testing.T, f *fixture, tenant string, action custos.Action) 
 	return n
 }
 
+// setTenantKey has admin ask for the tenant's own key uri and a second
+// tenant admin (another person) approve it, so that it takes effect now
+// (keychange.go), and returns the tenant's key setting.
+func (f *fixture) setTenantKey(t *testing.T, admin context.Context, tenant, uri string) *custos.TenantKey {
+	t.Helper()
+	c, err := f.vault.SetTenantKey(admin, tenant, &custos.TenantKeyRequest{URI: uri})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != custos.KeyChangeScheduled || c.Op != custos.KeyChangeSet {
+		t.Fatalf("set: %+v", c)
+	}
+	return f.approveKeyChange(t, tenant)
+}
+
+// clearTenantKey is setTenantKey's for a clear.
+func (f *fixture) clearTenantKey(t *testing.T, admin context.Context, tenant string) *custos.TenantKey {
+	t.Helper()
+	if _, err := f.vault.ClearTenantKey(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	return f.approveKeyChange(t, tenant)
+}
+
+func (f *fixture) approveKeyChange(t *testing.T, tenant string) *custos.TenantKey {
+	t.Helper()
+	f.seconds++
+	second, _ := f.principal(t, custos.KindTenantAdmin, tenant, fmt.Sprintf("second-admin-%d", f.seconds))
+	k, err := f.vault.ApproveTenantKeyChange(second, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // TestBYOKRevokeFailsClosedAndRecovers is issue 22's BYOK test with a 1 s
 // tenant key TTL: a tenant admin wraps its keys under its own key on a
 // test KMS; revoking custos's access makes reads of its data fail closed
@@ -84,26 +120,23 @@ func TestBYOKRevokeFailsClosedAndRecovers(t *testing.T) {
 
 	// Nobody but the tenant's own admin sets or clears its key.
 	for name, ctx := range map[string]context.Context{"operator": f.ctx, "another tenant's admin": ctxB} {
-		if _, err := v.SetTenantKey(ctx, tA, uri); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		if _, err := v.SetTenantKey(ctx, tA, &custos.TenantKeyRequest{URI: uri}); custos.ErrorCode(err) != custos.EFORBIDDEN {
 			t.Errorf("%s sets the tenant's key: %v, want forbidden", name, err)
 		}
 	}
 	// A key custos cannot use is refused before anything changes.
 	kms.Revoke()
-	if _, err := v.SetTenantKey(ctxA, tA, uri); custos.ErrorCode(err) != custos.EKEYUNAVAILABLE {
+	if _, err := v.SetTenantKey(ctxA, tA, &custos.TenantKeyRequest{URI: uri}); custos.ErrorCode(err) != custos.EKEYUNAVAILABLE {
 		t.Fatalf("set a key custos cannot use: %v, want key_unavailable", err)
 	}
 	kms.Restore()
 	for _, bad := range []string{"local:///tmp/kek.json", "test-kms://user:pw@host/k", kms.URI("x") + "?token=1", "nokms://k/1"} {
-		if _, err := v.SetTenantKey(ctxA, tA, bad); custos.ErrorCode(err) != custos.EINVALID {
+		if _, err := v.SetTenantKey(ctxA, tA, &custos.TenantKeyRequest{URI: bad}); custos.ErrorCode(err) != custos.EINVALID {
 			t.Errorf("set %q: %v, want invalid", bad, err)
 		}
 	}
 
-	k, err := v.SetTenantKey(ctxA, tA, uri)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := f.setTenantKey(t, ctxA, tA, uri)
 	if k.Managed != custos.KeyManagedByTenant || k.Kind != "tenant-kms:test-kms" || k.State != custos.KeyAvailable {
 		t.Fatalf("set: %+v", k)
 	}
@@ -195,8 +228,8 @@ func TestBYOKRevokeFailsClosedAndRecovers(t *testing.T) {
 	if _, err := v.ClearTenantKey(f.ctx, tA); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Errorf("operator clears the tenant's key: %v, want forbidden", err)
 	}
-	if k, err := v.ClearTenantKey(ctxA, tA); err != nil || k.Managed != custos.KeyManagedByCustos {
-		t.Fatalf("clear: %+v, %v", k, err)
+	if k := f.clearTenantKey(t, ctxA, tA); k.Managed != custos.KeyManagedByCustos {
+		t.Fatalf("clear: %+v", k)
 	}
 	if n := topicCount(t, f, tA, vault.TopicTenantKeyCleared); n != 1 {
 		t.Errorf("%d tenant_key.cleared notices, want 1", n)
@@ -230,9 +263,7 @@ func TestBYOKReceiptNamesTenantKey(t *testing.T) {
 	f.bootstrap(t)
 	ctx, tenant, list := f.admin(t)
 	kms := kmstest.New(t)
-	if _, err := f.vault.SetTenantKey(ctx, tenant, kms.URI("acme")); err != nil {
-		t.Fatal(err)
-	}
+	f.setTenantKey(t, ctx, tenant, kms.URI("acme"))
 	r, err := f.vault.DeleteList(ctx, tenant, list)
 	if err != nil {
 		t.Fatal(err)
@@ -262,9 +293,7 @@ func TestRotationKeepsTheTenantsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	kms := kmstest.New(t)
-	if _, err := v.SetTenantKey(ctxA, tA, kms.URI("acme")); err != nil {
-		t.Fatal(err)
-	}
+	f.setTenantKey(t, ctxA, tA, kms.URI("acme"))
 	keyset := func() []byte {
 		return storetest.Column[[]byte](t, f.db.Read, `SELECT keyset FROM tenant_keys WHERE tenant_id = $1`, tA)[0]
 	}
@@ -325,9 +354,7 @@ func TestKEKRotationKeepsTheTenantsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	kms := kmstest.New(t)
-	if _, err := f.vault.SetTenantKey(ctxA, tA, kms.URI("acme")); err != nil {
-		t.Fatal(err)
-	}
+	f.setTenantKey(t, ctxA, tA, kms.URI("acme"))
 	kekA, kekB := st.KEK, vaulttest.KEK(t)
 	v := vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewRotatingKeyring(kekB, kekA), vault.Options{TenantKeyTTL: time.Second,
 		Placeholders: st.DB.Placeholders, LogSigner: st.Signer, LogVerifier: st.Verifier,

@@ -66,6 +66,7 @@ var rowSpecs = []rowSpec{
 	{"tenant_freezes", "tenant_id", []string{"alert_id", "reason", "frozen_at"}, nil},
 	{"detector_state", "name", []string{"next_index", "state"}, nil},
 	{"principal_certs", "principal_id", []string{"spki_sha256", "bound_at"}, nil},
+	{"tenant_key_changes", "id", []string{"tenant_id", "op", "uri", "status", "requested_by", "approved_by", "cancelled_by", "grace_ms", "created_at", "due_at"}, nil},
 }
 
 func specOf(table string) rowSpec {

@@ -306,7 +306,7 @@ var (
 	severities = map[string]bool{"low": true, "medium": true, SeverityHigh: true, "critical": true}
 	idPrefixes = []string{custos.PrefixTenant, custos.PrefixList, custos.PrefixContact, custos.PrefixPrincipal, custos.PrefixKey, custos.PrefixRequest,
 		custos.PrefixAccessReq, custos.PrefixGrant, custos.PrefixReveal, custos.PrefixAlert, custos.PrefixEnrollment, PrefixContainment, custos.PrefixPerson,
-		custos.PrefixEvidence, custos.PrefixMessage, custos.PrefixUpstream, custos.PrefixDeletion, custos.PrefixReceipt}
+		custos.PrefixEvidence, custos.PrefixMessage, custos.PrefixUpstream, custos.PrefixDeletion, custos.PrefixReceipt, custos.PrefixKeyChange}
 	// words are the enum values and fixed phrases an error message may
 	// carry as an argument into a leaf (see [recordable]).
 	words = func() map[string]bool {

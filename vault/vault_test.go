@@ -26,6 +26,7 @@ type fixture struct {
 	// approvers decide the enrollments that wait for a second party.
 	approvers enrolltest.Approvers
 	tenants   int
+	seconds   int // second tenant admins made by approveKeyChange
 }
 
 // fakeClock is an injectable clock.

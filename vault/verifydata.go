@@ -493,12 +493,18 @@ func (r *replayed) apply(i uint64, l *audit.Leaf) {
 			r.deletedTenants[l.Tenant] = true
 			r.shredded[l.Tenant] = i
 		}
-	case custos.ActionTenantKeySet:
-		if d := wordAfter(words, "uri"); d != "" && l.Tenant != "" {
-			r.tenantKMS[l.Tenant] = d
+	case custos.ActionTenantKeySet, custos.ActionTenantKeyClear, custos.ActionTenantKeyApprove:
+		// A request's entry changes nothing; the entry that applies the
+		// change (the second admin's approval, or the system's when due)
+		// says what the keyset is now wrapped under (keychange.go).
+		switch {
+		case strings.HasPrefix(l.Detail, keysWrappedUnder) && l.Tenant != "":
+			if d := wordAfter(words, "uri"); d != "" {
+				r.tenantKMS[l.Tenant] = d
+			}
+		case strings.HasPrefix(l.Detail, keysBackUnder):
+			delete(r.tenantKMS, l.Tenant)
 		}
-	case custos.ActionTenantKeyClear:
-		delete(r.tenantKMS, l.Tenant)
 	case custos.ActionContain:
 		switch {
 		case strings.HasPrefix(l.Detail, "suspend "):

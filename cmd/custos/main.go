@@ -137,7 +137,7 @@ func init() {
 		{name: "tenant", summary: "tenants (operators)", subs: []*command{
 			{name: "create", summary: "create a tenant; its first admin enrolls from the mail to its address", run: (*Main).runTenantCreate},
 			{name: "ls", summary: "list the tenants", run: (*Main).runTenantLs},
-			{name: "key", summary: "a tenant's key: show it, or (tenant admin) --set its own KMS key (BYOK) or --clear it", run: (*Main).runTenantKey},
+			{name: "key", summary: "a tenant's key: show it, or (tenant admins) ask to --set its own KMS key (BYOK) or --clear it, --approve or --cancel", run: (*Main).runTenantKey},
 		}},
 		{name: "list", summary: "contact lists of a tenant", subs: []*command{
 			{name: "create", summary: "create a list", run: (*Main).runListCreate},
