@@ -95,3 +95,11 @@ func SetSubjectSplit(t interface{ Cleanup(func()) }, workers int, split uint64) 
 	subjectWorkers, subjectSplit = workers, split
 	t.Cleanup(func() { subjectWorkers, subjectSplit = oldWorkers, oldSplit })
 }
+
+// SetVerifyChunking makes full verifications read chunks of chunk entries
+// on readers readers, until the test ends (not for parallel tests).
+func SetVerifyChunking(t interface{ Cleanup(func()) }, chunk, readers int) {
+	c, r := verifyChunk, verifyReaders
+	verifyChunk, verifyReaders = chunk, readers
+	t.Cleanup(func() { verifyChunk, verifyReaders = c, r })
+}

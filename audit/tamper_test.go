@@ -61,27 +61,41 @@ func TestTamperDetected(t *testing.T) {
 		{"delete a tile", []string{`DELETE FROM audit_tiles WHERE level = 0 AND idx = 1`}, 256, "tile 0/1 is missing"},
 		{"truncate", []string{`DELETE FROM audit_leaves WHERE idx >= 990`}, 990, "truncated"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newLog(t)
-			e.appendConcurrently(t, size)
-			if _, err := e.verify(t); err != nil {
-				t.Fatalf("untampered log fails: %v", err)
+		// Each case twice: as the log is read by default (one chunk at
+		// this size), and cut into chunks of 37 entries read on 3
+		// connections, so that the tampered entry lies inside a chunk
+		// other than the first, read by a reader other than the first,
+		// and a tile straddles chunks.
+		for _, chunked := range []bool{false, true} {
+			name := tc.name
+			if chunked {
+				name += " (chunks of 37 on 3 readers)"
 			}
-			e.log.Close()
-			for _, q := range tc.tamper {
-				if _, err := e.db.Write.Exec(q, tamperArgs(t, e, q)...); err != nil {
-					t.Fatalf("%s: %v", q, err)
+			t.Run(name, func(t *testing.T) {
+				if chunked {
+					audit.SetVerifyChunking(t, 37, 3)
 				}
-			}
-			_, err := e.verify(t)
-			var ve *audit.VerifyError
-			if !errors.As(err, &ve) {
-				t.Fatalf("Verify after tampering: %v; want a *VerifyError", err)
-			}
-			if ve.Index != tc.index || !containsAny(ve.Reason, strings.Split(tc.reason, "|")) {
-				t.Fatalf("Verify = %q; want entry %d, reason containing %q", err, tc.index, tc.reason)
-			}
-		})
+				e := newLog(t)
+				e.appendConcurrently(t, size)
+				if _, err := e.verify(t); err != nil {
+					t.Fatalf("untampered log fails: %v", err)
+				}
+				e.log.Close()
+				for _, q := range tc.tamper {
+					if _, err := e.db.Write.Exec(q, tamperArgs(t, e, q)...); err != nil {
+						t.Fatalf("%s: %v", q, err)
+					}
+				}
+				_, err := e.verify(t)
+				var ve *audit.VerifyError
+				if !errors.As(err, &ve) {
+					t.Fatalf("Verify after tampering: %v; want a *VerifyError", err)
+				}
+				if ve.Index != tc.index || !containsAny(ve.Reason, strings.Split(tc.reason, "|")) {
+					t.Fatalf("Verify = %q; want entry %d, reason containing %q", err, tc.index, tc.reason)
+				}
+			})
+		}
 	}
 }
 

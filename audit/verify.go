@@ -219,10 +219,17 @@ func verify(ctx context.Context, read *sql.DB, v note.Verifier, st *VerifyState,
 		cps = cps[1:]
 	}
 
+	// The entries to read: all those stored now, which covers every
+	// checkpoint loaded above (a log appended to meanwhile has more than
+	// total).
+	var end sql.NullInt64
+	if err := read.QueryRowContext(ctx, `SELECT MAX(idx) + 1 FROM audit_leaves`).Scan(&end); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	from, all := n, uint64(total.Int64)-n
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	batches := readChecked(pctx, read, n)
+	batches := readChecked(pctx, read, n, uint64(max(end.Int64, total.Int64)))
 	for b := range batches {
 		<-b.done
 		if b.err != nil {
@@ -680,14 +687,27 @@ type checkedBatch struct {
 	done chan struct{}
 }
 
-const checkedBatchRows = 512
+// verifyChunk is how many consecutive entries one query of a reader
+// reads, and verifyReaders how many readers read chunks at once (0: as
+// many as GOMAXPROCS, at most 4). Variables so that tests can cut a
+// small log into many chunks and lanes.
+var (
+	verifyChunk   = 1024
+	verifyReaders = 0
+)
 
-// readChecked streams the entries from index from on, in order, in
-// batches whose order-free checks (a SHA-256 commitment, a JSON decode and
-// a leaf hash per entry: most of a verification's CPU) run on every core
-// while one goroutine reads the rows and the caller does the ordered part
-// (sequences, the compact range, the tiles). Cancelling ctx stops it.
-func readChecked(ctx context.Context, read *sql.DB, from uint64) <-chan *checkedBatch {
+// readChecked streams the entries [from, end), in order, in batches
+// whose order-free checks (a SHA-256 commitment, a JSON decode and a leaf
+// hash per entry) run on every core, while the caller does the ordered
+// part (sequences, the compact range, the tiles). The rows themselves
+// are read by several readers at once, each on its own connection: chunk
+// i of verifyChunk entries is read by reader i mod R, and the chunks are
+// handed on in index order. One reader was the bound of a full
+// verification — a SQLite row scan costs about as much as all the
+// checks (docs/benchmarks.md (aq)). A gap in the entries shows as an
+// index out of order; entries appended after end are the next run's.
+// Cancelling ctx stops it.
+func readChecked(ctx context.Context, read *sql.DB, from, end uint64) <-chan *checkedBatch {
 	out := make(chan *checkedBatch, 16)
 	work := make(chan *checkedBatch, 16)
 	workers := max(1, runtime.GOMAXPROCS(0))
@@ -707,58 +727,79 @@ func readChecked(ctx context.Context, read *sql.DB, from uint64) <-chan *checked
 			}
 		}()
 	}
+	readers := verifyReaders
+	if readers <= 0 {
+		readers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	chunk := uint64(verifyChunk)
+	// Lane j carries chunks j, j+R, j+2R, …: the merger below takes one
+	// from each lane in turn, so a closed lane where the next chunk was
+	// due means there is none.
+	lanes := make([]chan *checkedBatch, readers)
+	for j := range lanes {
+		lanes[j] = make(chan *checkedBatch, 2)
+		go func() {
+			defer close(lanes[j])
+			for c := from + uint64(j)*chunk; c < end; c += uint64(readers) * chunk {
+				b := readChunk(ctx, read, c, min(c+chunk, end))
+				select {
+				case lanes[j] <- b:
+				case <-ctx.Done():
+					return
+				}
+				if b.err != nil {
+					return
+				}
+			}
+		}()
+	}
 	go func() {
 		defer close(out)
 		defer close(work)
-		send := func(b *checkedBatch) bool {
+		for j := 0; ; j = (j + 1) % readers {
+			b, ok := <-lanes[j]
+			if !ok {
+				return
+			}
 			select {
 			case out <- b:
 			case <-ctx.Done():
-				return false
+				return
 			}
 			if b.err != nil {
 				close(b.done)
-				return false
+				return
 			}
 			select {
 			case work <- b:
-				return true
 			case <-ctx.Done():
 				close(b.done)
-				return false
-			}
-		}
-		fail := func(err error) { send(&checkedBatch{err: fmt.Errorf("verify: %w", err), done: make(chan struct{})}) }
-		rows, err := read.QueryContext(ctx, `SELECT `+leafRowColumns+` FROM audit_leaves WHERE idx >= $1 ORDER BY idx`, int64(from))
-		if err != nil {
-			fail(err)
-			return
-		}
-		defer rows.Close()
-		b := &checkedBatch{rows: make([]checkedRow, 0, checkedBatchRows), done: make(chan struct{})}
-		for rows.Next() {
-			r, err := scanLeafRow(rows)
-			if err != nil {
-				fail(err)
 				return
 			}
-			b.rows = append(b.rows, checkedRow{leafRow: r})
-			if len(b.rows) == checkedBatchRows {
-				if !send(b) {
-					return
-				}
-				b = &checkedBatch{rows: make([]checkedRow, 0, checkedBatchRows), done: make(chan struct{})}
-			}
-		}
-		if err := rows.Err(); err != nil {
-			fail(err)
-			return
-		}
-		if len(b.rows) > 0 {
-			send(b)
 		}
 	}()
 	return out
+}
+
+// readChunk reads the entries [from, to) in one query.
+func readChunk(ctx context.Context, read *sql.DB, from, to uint64) *checkedBatch {
+	b := &checkedBatch{rows: make([]checkedRow, 0, to-from), done: make(chan struct{})}
+	rows, err := read.QueryContext(ctx, `SELECT `+leafRowColumns+` FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, int64(from), int64(to))
+	if err != nil {
+		return &checkedBatch{err: fmt.Errorf("verify: %w", err), done: make(chan struct{})}
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanLeafRow(rows)
+		if err != nil {
+			return &checkedBatch{err: fmt.Errorf("verify: %w", err), done: make(chan struct{})}
+		}
+		b.rows = append(b.rows, checkedRow{leafRow: r})
+	}
+	if err := rows.Err(); err != nil {
+		return &checkedBatch{err: fmt.Errorf("verify: %w", err), done: make(chan struct{})}
+	}
+	return b
 }
 
 func scanLeafRow(rows *sql.Rows) (leafRow, error) {
