@@ -68,6 +68,13 @@ type TenantKeyRequest struct {
 	GraceSeconds int64  `json:"grace_seconds,omitempty"`
 }
 
+// TenantKeyApproval is the body of POST /v1/tenants/{tenant}/key/approve:
+// the id of the change the approver reviewed. Another change pending by
+// then (the first cancelled, a new one asked) is not approved by it.
+type TenantKeyApproval struct {
+	Change string `json:"change"`
+}
+
 // Grace periods of a tenant key change ([TenantKeyChange]): as long as a
 // tenant deletion's by default, since a tenant's own key is a way to
 // destroy its data (revoke it) that custos cannot stop once it is set.

@@ -327,12 +327,14 @@ func (c *Client) ClearTenantKey(ctx context.Context, tenant string) (*custos.Ten
 	return out, nil
 }
 
-// ApproveTenantKeyChange approves the tenant's pending key change as a
-// second tenant admin (another person than the one who asked): it takes
-// effect at once, and the tenant's key setting is returned.
-func (c *Client) ApproveTenantKeyChange(ctx context.Context, tenant string) (*custos.TenantKey, error) {
+// ApproveTenantKeyChange approves the tenant's pending key change change
+// (its id, as TenantKey's Pending shows it) as a second tenant admin
+// (another person than the one who asked): it takes effect at once, and
+// the tenant's key setting is returned. If another change is pending by
+// then, nothing is approved (conflict).
+func (c *Client) ApproveTenantKeyChange(ctx context.Context, tenant, change string) (*custos.TenantKey, error) {
 	out := new(custos.TenantKey)
-	if err := c.call(ctx, request{method: http.MethodPost, path: path("tenants", tenant, "key", "approve")}, out); err != nil {
+	if err := c.call(ctx, request{method: http.MethodPost, path: path("tenants", tenant, "key", "approve"), body: custos.TenantKeyApproval{Change: change}}, out); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -48,10 +48,10 @@ func TestBYOKOverHTTP(t *testing.T) {
 	if k, err := admin.TenantKey(ctx, a.tenant); err != nil || k.Managed != custos.KeyManagedByCustos || k.Pending == nil || k.Pending.ID != ch.ID {
 		t.Fatalf("key while the change waits: %+v, %v", k, err)
 	}
-	if _, err := admin.ApproveTenantKeyChange(ctx, a.tenant); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := admin.ApproveTenantKeyChange(ctx, a.tenant, ch.ID); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Fatalf("the requester approves its own change: %v, want forbidden", err)
 	}
-	k, err := second.ApproveTenantKeyChange(ctx, a.tenant)
+	k, err := second.ApproveTenantKeyChange(ctx, a.tenant, ch.ID)
 	if err != nil || k.Managed != custos.KeyManagedByTenant || k.Pending != nil {
 		t.Fatalf("a second admin approves: %+v, %v", k, err)
 	}
@@ -95,10 +95,11 @@ func TestBYOKOverHTTP(t *testing.T) {
 	if ch, err := second.CancelTenantKeyChange(ctx, a.tenant); err != nil || ch.Status != custos.KeyChangeCancelled {
 		t.Fatalf("another admin cancels the clear: %+v, %v", ch, err)
 	}
-	if _, err := admin.ClearTenantKey(ctx, a.tenant); err != nil {
+	ch, err = admin.ClearTenantKey(ctx, a.tenant)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if k, err := second.ApproveTenantKeyChange(ctx, a.tenant); err != nil || k.Managed != custos.KeyManagedByCustos {
+	if k, err := second.ApproveTenantKeyChange(ctx, a.tenant, ch.ID); err != nil || k.Managed != custos.KeyManagedByCustos {
 		t.Fatalf("clear approved: %+v, %v", k, err)
 	}
 }

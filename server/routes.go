@@ -152,7 +152,11 @@ func (s *Server) deleteTenantKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) approveTenantKey(w http.ResponseWriter, r *http.Request) error {
-	k, err := s.vault.ApproveTenantKeyChange(r.Context(), r.PathValue("tenant"))
+	var body custos.TenantKeyApproval
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionTenantKeyApprove, err)
+	}
+	k, err := s.vault.ApproveTenantKeyChange(r.Context(), r.PathValue("tenant"), body.Change)
 	if err != nil {
 		return err
 	}

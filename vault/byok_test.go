@@ -70,23 +70,24 @@ func (f *fixture) setTenantKey(t *testing.T, admin context.Context, tenant, uri 
 	if c.Status != custos.KeyChangeScheduled || c.Op != custos.KeyChangeSet {
 		t.Fatalf("set: %+v", c)
 	}
-	return f.approveKeyChange(t, tenant)
+	return f.approveKeyChange(t, tenant, c.ID)
 }
 
 // clearTenantKey is setTenantKey's for a clear.
 func (f *fixture) clearTenantKey(t *testing.T, admin context.Context, tenant string) *custos.TenantKey {
 	t.Helper()
-	if _, err := f.vault.ClearTenantKey(admin, tenant); err != nil {
+	c, err := f.vault.ClearTenantKey(admin, tenant)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return f.approveKeyChange(t, tenant)
+	return f.approveKeyChange(t, tenant, c.ID)
 }
 
-func (f *fixture) approveKeyChange(t *testing.T, tenant string) *custos.TenantKey {
+func (f *fixture) approveKeyChange(t *testing.T, tenant, change string) *custos.TenantKey {
 	t.Helper()
 	f.seconds++
 	second, _ := f.principal(t, custos.KindTenantAdmin, tenant, fmt.Sprintf("second-admin-%d", f.seconds))
-	k, err := f.vault.ApproveTenantKeyChange(second, tenant)
+	k, err := f.vault.ApproveTenantKeyChange(second, tenant, change)
 	if err != nil {
 		t.Fatal(err)
 	}

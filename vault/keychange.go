@@ -185,10 +185,11 @@ func (v *Vault) requestKeyChange(ctx context.Context, l audit.Leaf, tenantID, op
 }
 
 // ApproveTenantKeyChange is a second tenant admin's approval of the
-// tenant's pending key change: a different person from the requester, not
-// created by them. The change takes effect at once, under the approver's
-// entry.
-func (v *Vault) ApproveTenantKeyChange(ctx context.Context, tenantID string) (*custos.TenantKey, error) {
+// tenant's pending key change changeID — the one they reviewed: if
+// another is pending by then, nothing is approved (conflict). The approver
+// is a different person from the requester, not created by them. The
+// change takes effect at once, under the approver's entry.
+func (v *Vault) ApproveTenantKeyChange(ctx context.Context, tenantID, changeID string) (*custos.TenantKey, error) {
 	l, err := v.authorize(ctx, custos.ActionTenantKeyApprove, tenantID)
 	if err != nil {
 		return nil, err
@@ -196,9 +197,15 @@ func (v *Vault) ApproveTenantKeyChange(ctx context.Context, tenantID string) (*c
 	if _, err := v.findTenant(ctx, tenantID); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	if !custos.ValidID(custos.PrefixKeyChange, changeID) {
+		return nil, v.deny(ctx, l, custos.Errorf(custos.EINVALID, "change: the id of the pending change reviewed (kc_…)"))
+	}
 	c, err := v.pendingKeyChange(ctx, v.read, tenantID)
 	if err == nil && c == nil {
 		err = notFound("pending key change")
+	}
+	if err == nil && c.ID != changeID {
+		err = custos.Errorf(custos.ECONFLICT, "the pending change is now %s, not the one reviewed: review it first", c.ID)
 	}
 	if err != nil {
 		return nil, v.deny(ctx, l, err)

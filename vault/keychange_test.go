@@ -66,16 +66,16 @@ func TestTenantKeyChangeNeedsSecondParty(t *testing.T) {
 	// Nobody but another tenant admin approves.
 	editor := f.ctxFor(t, tA)
 	staff, _ := f.principal(t, custos.KindStaffSecurity, "", "sec")
-	if _, err := v.ApproveTenantKeyChange(ctxA, tA); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := v.ApproveTenantKeyChange(ctxA, tA, c.ID); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Errorf("the requester approves its own change: %v, want forbidden", err)
 	}
-	if _, err := v.ApproveTenantKeyChange(editor, tA); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := v.ApproveTenantKeyChange(editor, tA, c.ID); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Errorf("an editor approves: %v, want forbidden", err)
 	}
-	if _, err := v.ApproveTenantKeyChange(f.ctx, tA); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := v.ApproveTenantKeyChange(f.ctx, tA, c.ID); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Errorf("the operator approves: %v, want forbidden", err)
 	}
-	if _, err := v.ApproveTenantKeyChange(staff, tA); custos.ErrorCode(err) != custos.EFORBIDDEN {
+	if _, err := v.ApproveTenantKeyChange(staff, tA, c.ID); custos.ErrorCode(err) != custos.EFORBIDDEN {
 		t.Errorf("security staff approves: %v, want forbidden", err)
 	}
 	if _, err := v.CancelTenantKeyChange(f.ctx, tA); custos.ErrorCode(err) != custos.EFORBIDDEN {
@@ -96,6 +96,26 @@ func TestTenantKeyChangeNeedsSecondParty(t *testing.T) {
 	}
 	if n, err := v.RunDueKeyChanges(t.Context(), f.clock.Now().Add(custos.MaxKeyChangeGrace)); err != nil || n != 0 || !bytes.Equal(keyset(), before) {
 		t.Fatalf("a cancelled change applied: %d, %v", n, err)
+	}
+
+	// An approval names the change its approver reviewed: once that one
+	// is cancelled and another asked (another key), it approves nothing.
+	reviewed, err := v.SetTenantKey(ctxA, tA, &custos.TenantKeyRequest{URI: uri})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.CancelTenantKeyChange(ctxA, tA); err != nil {
+		t.Fatal(err)
+	}
+	swapped, err := v.SetTenantKey(ctxA, tA, &custos.TenantKeyRequest{URI: kms.URI("swapped")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.ApproveTenantKeyChange(second, tA, reviewed.ID); custos.ErrorCode(err) != custos.ECONFLICT {
+		t.Fatalf("approve a change no longer pending: %v, want conflict", err)
+	}
+	if _, err := v.CancelTenantKeyChange(second, tA); err != nil || !bytes.Equal(keyset(), before) {
+		t.Fatalf("cancel %s: %v", swapped.ID, err)
 	}
 
 	// Asked again and left alone, it takes effect when due, by the system.
@@ -131,7 +151,7 @@ func TestTenantKeyChangeNeedsSecondParty(t *testing.T) {
 	if !bytes.Equal(keyset(), after) {
 		t.Fatal("a forged change moved the keyset")
 	}
-	if _, err := v.ApproveTenantKeyChange(second, tA); err == nil {
+	if _, err := v.ApproveTenantKeyChange(second, tA, forged); err == nil {
 		t.Fatal("a forged change was approved")
 	}
 	f.exec(t, `DELETE FROM tenant_key_changes WHERE id = $1`, forged)

@@ -40,18 +40,18 @@ func (m *Main) runTenantLs(ctx context.Context, args []string) error {
 // (docs/keys.md, "A tenant's own key"). A set or clear waits for a second
 // tenant admin's --approve or its grace period.
 func (m *Main) runTenantKey(ctx context.Context, args []string) error {
-	fs, a := m.clientFlags("tenant key", `--tenant T [--set URI [--grace D] | --clear | --approve | --cancel]`, `custos tenant key --tenant tn_… --set aws-kms://arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`)
+	fs, a := m.clientFlags("tenant key", `--tenant T [--set URI [--grace D] | --clear | --approve CHANGE | --cancel]`, `custos tenant key --tenant tn_… --set aws-kms://arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	set := fs.String("set", "", "tenant admin: ask to wrap the tenant's keys under this KMS key URI (hcvault://…, aws-kms://…, gcp-kms://…)")
 	grace := fs.Duration("grace", 0, "with --set: how long the change waits for a second tenant admin before it takes effect (0: 72h; 24h to 720h)")
 	clear := fs.Bool("clear", false, "tenant admin: ask to return the tenant to custos-managed keys (its own key must still work)")
-	approve := fs.Bool("approve", false, "a second tenant admin: approve the pending change; it takes effect at once")
+	approve := fs.String("approve", "", "a second tenant admin: approve the pending change with this id (kc_…, as the plain command shows it); it takes effect at once")
 	cancel := fs.Bool("cancel", false, "tenant admin: cancel the pending change")
 	if _, err := fs.parse(args, 0, 0, "tenant"); err != nil {
 		return err
 	}
 	n := 0
-	for _, on := range []bool{*set != "", *clear, *approve, *cancel} {
+	for _, on := range []bool{*set != "", *clear, *approve != "", *cancel} {
 		if on {
 			n++
 		}
@@ -80,12 +80,12 @@ func (m *Main) runTenantKey(ctx context.Context, args []string) error {
 		if ch.Status == custos.KeyChangeCancelled {
 			return a.printer().one(ch, "key change %s (%s) cancelled: nothing changed", ch.ID, ch.Op)
 		}
-		return a.printer().one(ch, "key change %s (%s) scheduled: it takes effect at %s, or at once when another tenant admin runs custos tenant key --tenant %s --approve; any tenant admin may --cancel it",
-			ch.ID, ch.Op, ch.DueAt.Format(time.RFC3339), ch.TenantID)
+		return a.printer().one(ch, "key change %s (%s) scheduled: it takes effect at %s, or at once when another tenant admin runs custos tenant key --tenant %s --approve %s; any tenant admin may --cancel it",
+			ch.ID, ch.Op, ch.DueAt.Format(time.RFC3339), ch.TenantID, ch.ID)
 	}
 	var k *custos.TenantKey
-	if *approve {
-		k, err = c.ApproveTenantKeyChange(ctx, *tenant)
+	if *approve != "" {
+		k, err = c.ApproveTenantKeyChange(ctx, *tenant, *approve)
 	} else {
 		k, err = c.TenantKey(ctx, *tenant)
 	}
