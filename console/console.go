@@ -110,6 +110,9 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("GET "+t+"/grants", c.session(c.grants))
 	c.mux.HandleFunc("POST "+t+"/grants/{id}/revoke", c.session(c.revoke))
 	c.mux.HandleFunc("GET "+t+"/log", c.session(c.accessLog))
+	c.mux.HandleFunc("GET "+t+"/key", c.session(c.tenantKey))
+	c.mux.HandleFunc("POST "+t+"/key/approve", c.session(c.approveKey))
+	c.mux.HandleFunc("POST "+t+"/key/cancel", c.session(c.cancelKey))
 	return c
 }
 

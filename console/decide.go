@@ -3,12 +3,15 @@ package console
 import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/notify"
+	"github.com/custos-dev/custos/vault"
 )
 
 // DecisionPath is the console page where a mail's reader decides what the
 // message asks of them, or "" if it asks nothing the console decides: a
 // support engineer's access request goes to its tenant's pending requests
-// (approve or deny, behind sign-in and step-up). The path names only the
+// (approve or deny, behind sign-in and step-up), and a tenant admin's
+// request to change the tenant's own key to its key page (a second admin
+// approves or cancels it). The path names only the
 // tenant, which the mail's subject names already.
 func DecisionPath(m *notify.Message) string {
 	if !custos.ValidID(custos.PrefixTenant, m.TenantID) {
@@ -17,6 +20,8 @@ func DecisionPath(m *notify.Message) string {
 	switch m.Topic {
 	case "support.request":
 		return "/ui/t/" + m.TenantID + "/requests"
+	case vault.TopicTenantKeyChangeRequested:
+		return "/ui/t/" + m.TenantID + "/key"
 	}
 	return ""
 }

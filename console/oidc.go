@@ -335,11 +335,12 @@ type continueView struct {
 
 // stepUpActions are the actions a step-up can be earned for.
 var stepUpActions = map[custos.Action]bool{
-	custos.ActionRequestDecide:   true, // approving access
-	custos.ActionBreakGlassOK:    true, // approving break-glass
-	custos.ActionDeletionRequest: true, // scheduling a deletion
-	custos.ActionLift:            true, // lifting a containment
-	custos.ActionSSOLink:         true, // linking an identity-provider account
+	custos.ActionRequestDecide:    true, // approving access
+	custos.ActionBreakGlassOK:     true, // approving break-glass
+	custos.ActionDeletionRequest:  true, // scheduling a deletion
+	custos.ActionLift:             true, // lifting a containment
+	custos.ActionSSOLink:          true, // linking an identity-provider account
+	custos.ActionTenantKeyApprove: true, // approving a change of the tenant's own key
 }
 
 // backFor is the page a step-up returns to.
@@ -351,6 +352,10 @@ func backFor(su vault.StepUp) string {
 		}
 	case custos.ActionSSOLink:
 		return "/ui/account"
+	case custos.ActionTenantKeyApprove:
+		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
+			return "/ui/t/" + url.PathEscape(su.Tenant) + "/key"
+		}
 	}
 	return "/ui/"
 }

@@ -226,3 +226,43 @@ func (c *Console) accessLog(w http.ResponseWriter, r *http.Request, s *vault.Ses
 	c.render(w, r, http.StatusOK, "log", c.view(r, s, "Access log", "log", v))
 	return nil
 }
+
+// tenantKey shows the tenant's key setting and the change waiting for a
+// second tenant admin, if any, as GET .../key reads it.
+func (c *Console) tenantKey(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	k, err := c.vault.TenantKey(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	c.render(w, r, http.StatusOK, "key", c.view(r, s, "Key", "key", k))
+	return nil
+}
+
+// approveKey approves the pending key change the form names (the one the
+// page showed): POST .../key/approve, after a step-up for that change.
+// The vault refuses the requester and anyone but another tenant admin.
+func (c *Console) approveKey(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	tenant, change := r.PathValue("tenant"), r.PostForm.Get("change")
+	if !custos.ValidID(custos.PrefixKeyChange, change) {
+		return c.vault.Reject(r.Context(), custos.ActionTenantKeyApprove, tenant, custos.Errorf(custos.EINVALID, "change: the id of the pending change reviewed (kc_…)"))
+	}
+	ok, err := c.RequireStepUp(w, r, s, vault.StepUp{Action: custos.ActionTenantKeyApprove, Tenant: tenant, Target: change})
+	if err != nil || !ok {
+		return err
+	}
+	if _, err := c.vault.ApproveTenantKeyChange(r.Context(), tenant, change); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/ui/t/"+url.PathEscape(tenant)+"/key", http.StatusSeeOther)
+	return nil
+}
+
+// cancelKey cancels the pending key change: POST .../key/cancel.
+func (c *Console) cancelKey(w http.ResponseWriter, r *http.Request, _ *vault.Session) error {
+	tenant := r.PathValue("tenant")
+	if _, err := c.vault.CancelTenantKeyChange(r.Context(), tenant); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/ui/t/"+url.PathEscape(tenant)+"/key", http.StatusSeeOther)
+	return nil
+}
