@@ -352,6 +352,8 @@ func backFor(su vault.StepUp) string {
 		}
 	case custos.ActionSSOLink:
 		return "/ui/account"
+	case custos.ActionLift:
+		return "/ui/security/containments"
 	case custos.ActionTenantKeyApprove:
 		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
 			return "/ui/t/" + url.PathEscape(su.Tenant) + "/key"

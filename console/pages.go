@@ -14,12 +14,17 @@ import (
 // PageSize is how many rows a console list shows at once.
 const PageSize = 50
 
-// home sends a tenant admin to its tenant; other roles have no views in
-// this console yet and see who they are signed in as.
+// home sends a tenant admin to its tenant and security staff to the
+// alerts; other roles have no views in this console yet and see who they
+// are signed in as.
 func (c *Console) home(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
 	p := principal(r.Context())
-	if p.Kind == custos.KindTenantAdmin {
+	switch p.Kind {
+	case custos.KindTenantAdmin:
 		http.Redirect(w, r, "/ui/t/"+p.TenantID, http.StatusSeeOther)
+		return nil
+	case custos.KindStaffSecurity:
+		http.Redirect(w, r, "/ui/security/alerts", http.StatusSeeOther)
 		return nil
 	}
 	c.render(w, r, http.StatusOK, "home", c.view(r, s, "Console", "", nil))

@@ -52,6 +52,8 @@ func TestOperatorPath(t *testing.T) {
 		{"the reason on another action", []ev{refused("contact.export", "approver was created by someone")}, nil},
 		{"an approval that went through", []ev{{who: "sock", kind: admin, action: "support.decide", tenant: "a", reason: "approver was created by nobody"}}, nil},
 		{"same person", []ev{refused("support.decide", "the same person holds both principals")}, []string{"self-approval-attempt"}},
+		{"same person approves its own key change", []ev{refused("tenant_key.approve", "the same person cannot be both parties")}, []string{"self-approval-attempt"}},
+		{"tenant admin's key change approved by one it created", []ev{refused("tenant_key.approve", "approver was created by the person it would approve for")}, []string{"approver-created-by-beneficiary"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

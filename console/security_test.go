@@ -1,0 +1,136 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/kmstest"
+	"github.com/custos-dev/custos/node"
+)
+
+// TestSecurityViews: security staff land on the alerts; an alert the
+// detector raised (a tenant admin trying to approve its own key change)
+// shows its rule, principals, tenant and evidence entries, and is
+// acknowledged then resolved through the page (checked through the API);
+// a suspension applied by one security engineer is lifted by another on
+// the containments page only after a step-up for that containment; a
+// tenant admin reaches none of these pages.
+func TestSecurityViews(t *testing.T) {
+	e := newEnv(t, node.Options{})
+	ctx := context.Background()
+	tenant, admin := e.newTenant("Watched")
+	ana, _ := e.principal(custos.KindStaffSecurity, "", "ana")
+	ben, _ := e.principal(custos.KindStaffSecurity, "", "ben")
+	kms := kmstest.New(t)
+	ch, err := e.api(admin).SetTenantKey(ctx, tenant, custos.TenantKeyRequest{URI: kms.URI("watched")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.api(admin).ApproveTenantKeyChange(ctx, tenant, ch.ID); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("self-approval: %v", err)
+	}
+	var alert *custos.Alert
+	waitFor(t, "the self-approval alert", func() bool {
+		for a, err := range e.api(ana).Alerts(ctx, custos.AlertOpen) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.RuleID == "self-approval-attempt" && len(a.Tenants) == 1 && a.Tenants[0] == tenant {
+				alert = a
+				return true
+			}
+		}
+		return false
+	})
+	status := func() string {
+		for a, err := range e.api(ana).Alerts(ctx, "") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.ID == alert.ID {
+				return a.Status
+			}
+		}
+		return ""
+	}
+
+	b := e.browser()
+	b.signIn(ana)
+	if code, body, _ := b.get("/ui/"); code != http.StatusSeeOther || !strings.Contains(body, `"/ui/security/alerts"`) {
+		t.Fatalf("security's home: %d %q", code, body)
+	}
+	code, body, token := b.get("/ui/security/alerts")
+	if code != 200 || !strings.Contains(body, alert.ID) || !strings.Contains(body, "self-approval-attempt") || !strings.Contains(body, tenant) {
+		t.Fatalf("alerts page: %d\n%s", code, body)
+	}
+	for _, ev := range alert.Evidence {
+		if !strings.Contains(body, "<code>"+strconv.FormatUint(ev, 10)+"</code>") {
+			t.Errorf("evidence entry %d not shown", ev)
+		}
+	}
+	if code, loc, _ := b.post("/ui/security/alerts/"+alert.ID+"/ack", url.Values{"csrf": {token}, "note": {"looking"}}, nil); code != http.StatusSeeOther || loc != "/ui/security/alerts" {
+		t.Fatalf("acknowledge: %d", code)
+	}
+	if s := status(); s != custos.AlertAcknowledged {
+		t.Fatalf("after acknowledging: %s", s)
+	}
+	if code, _, _ := b.post("/ui/security/alerts/"+alert.ID+"/resolve", url.Values{"csrf": {token}, "note": {"the admin asked a colleague"}}, nil); code != http.StatusSeeOther {
+		t.Fatalf("resolve: %d", code)
+	}
+	if s := status(); s != custos.AlertResolved {
+		t.Fatalf("after resolving: %s", s)
+	}
+	if _, body, _ := b.get("/ui/security/alerts"); strings.Contains(body, alert.ID) {
+		t.Error("a resolved alert among the open ones")
+	}
+	if _, body, _ := b.get("/ui/security/alerts?status=resolved"); !strings.Contains(body, alert.ID) {
+		t.Error("the resolved alert is not among the resolved ones")
+	}
+
+	// Ana suspends a support engineer; Ben lifts it, after a step-up.
+	_, sam := e.principal(custos.KindStaffSupport, "", "sam")
+	if _, err := e.api(ana).Suspend(ctx, sam.ID, "odd hours"); err != nil {
+		t.Fatal(err)
+	}
+	contained := func() bool {
+		for c, err := range e.api(ana).Containments(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Target == sam.ID {
+				return true
+			}
+		}
+		return false
+	}
+	bb := e.browser()
+	bb.signIn(ben)
+	code, body, token = bb.get("/ui/security/containments")
+	if code != 200 || !strings.Contains(body, sam.ID) {
+		t.Fatalf("containments page: %d\n%s", code, body)
+	}
+	lift := url.Values{"csrf": {token}, "kind": {custos.ContainmentSuspension}, "target": {sam.ID}, "reason": {"cleared with the manager"}}
+	if code, _, body := bb.post("/ui/security/containments/lift", lift, nil); code != http.StatusForbidden || !strings.Contains(body, `name="target" value="`+sam.ID+`"`) || !contained() {
+		t.Fatalf("lift without a step-up: %d", code)
+	}
+	if code, loc, body := bb.post("/ui/stepup", url.Values{"csrf": {token}, "action": {string(custos.ActionLift)}, "target": {sam.ID}, "key": {ben}}, nil); code != http.StatusSeeOther || loc != "/ui/security/containments" {
+		t.Fatalf("step-up: %d %q %s", code, loc, body)
+	}
+	if code, _, _ := bb.post("/ui/security/containments/lift", lift, nil); code != http.StatusSeeOther || contained() {
+		t.Fatalf("lift after the step-up: %d, still contained %v", code, contained())
+	}
+
+	// A tenant admin reaches none of it.
+	tb := e.browser()
+	tb.signIn(admin)
+	for _, p := range []string{"/ui/security/alerts", "/ui/security/containments"} {
+		if code, body, _ := tb.get(p); code != http.StatusForbidden || strings.Contains(body, alert.ID) || strings.Contains(body, sam.ID) {
+			t.Errorf("a tenant admin on %s: %d", p, code)
+		}
+	}
+}
