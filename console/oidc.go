@@ -354,6 +354,10 @@ func backFor(su vault.StepUp) string {
 		return "/ui/account"
 	case custos.ActionLift:
 		return "/ui/security/containments"
+	case custos.ActionDeletionRequest:
+		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
+			return "/ui/t/" + url.PathEscape(su.Tenant) + "/deletion"
+		}
 	case custos.ActionTenantKeyApprove:
 		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
 			return "/ui/t/" + url.PathEscape(su.Tenant) + "/key"
