@@ -341,6 +341,7 @@ var stepUpActions = map[custos.Action]bool{
 	custos.ActionLift:             true, // lifting a containment
 	custos.ActionSSOLink:          true, // linking an identity-provider account
 	custos.ActionTenantKeyApprove: true, // approving a change of the tenant's own key
+	custos.ActionPrincipalDecide:  true, // approving a principal's access to the tenant
 }
 
 // backFor is the page a step-up returns to.
@@ -354,6 +355,10 @@ func backFor(su vault.StepUp) string {
 		return "/ui/account"
 	case custos.ActionLift:
 		return "/ui/security/containments"
+	case custos.ActionPrincipalDecide:
+		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
+			return "/ui/t/" + url.PathEscape(su.Tenant) + "/principals#enr-" + url.PathEscape(su.Target)
+		}
 	case custos.ActionDeletionRequest:
 		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
 			return "/ui/t/" + url.PathEscape(su.Tenant) + "/deletion"
