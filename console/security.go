@@ -105,3 +105,15 @@ func (c *Console) lift(w http.ResponseWriter, r *http.Request, s *vault.Session)
 	http.Redirect(w, r, "/ui/security/containments?lifted="+url.QueryEscape(target), http.StatusSeeOther)
 	return nil
 }
+
+// keyInventory shows a page of the key inventory (GET /v1/keysets): every
+// keyset, what wraps it, its keys' ids, age and pending work — never key
+// material, never a KMS URI.
+func (c *Console) keyInventory(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	inv, err := c.vault.KeyInventory(r.Context(), custos.KeyInventoryQuery{After: r.URL.Query().Get("after"), Limit: PageSize})
+	if err != nil {
+		return err
+	}
+	c.render(w, r, http.StatusOK, "keys", c.view(r, s, "Key inventory", "keys", inv))
+	return nil
+}

@@ -125,10 +125,21 @@ func TestSecurityViews(t *testing.T) {
 		t.Fatalf("lift after the step-up: %d, still contained %v", code, contained())
 	}
 
+	// The key inventory: the tenant's keyset, what wraps it, no URI.
+	code, body, _ = bb.get("/ui/security/keys")
+	if code != 200 || !strings.Contains(body, `id="keyset-tenant-`+tenant+`"`) || !strings.Contains(body, `id="kek"`) {
+		t.Fatalf("key inventory: %d\n%s", code, body)
+	}
+	for _, secret := range []string{"local://", kms.URI("watched"), "test-kms://"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("the key inventory shows %q", secret)
+		}
+	}
+
 	// A tenant admin reaches none of it.
 	tb := e.browser()
 	tb.signIn(admin)
-	for _, p := range []string{"/ui/security/alerts", "/ui/security/containments"} {
+	for _, p := range []string{"/ui/security/alerts", "/ui/security/containments", "/ui/security/keys"} {
 		if code, body, _ := tb.get(p); code != http.StatusForbidden || strings.Contains(body, alert.ID) || strings.Contains(body, sam.ID) {
 			t.Errorf("a tenant admin on %s: %d", p, code)
 		}
