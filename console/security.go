@@ -3,7 +3,9 @@ package console
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/vault"
@@ -115,5 +117,58 @@ func (c *Console) keyInventory(w http.ResponseWriter, r *http.Request, s *vault.
 		return err
 	}
 	c.render(w, r, http.StatusOK, "keys", c.view(r, s, "Key inventory", "keys", inv))
+	return nil
+}
+
+type reviewView struct {
+	CanRevoke  bool // operators revoke from the review; security staff read it
+	At         time.Time
+	Flagged    map[string]int
+	Principals []*custos.ReviewPrincipal
+	Next       string
+}
+
+// review shows the access review (GET /v1/review, operators and security
+// staff): every principal with its keys and live grants, flagged ones
+// first (stale, ownerless, …), 50 principals a page; an operator picks
+// live keys and revokes them at once.
+func (c *Console) review(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
+	rv, err := c.vault.Review(r.Context())
+	if err != nil {
+		return err
+	}
+	ps := slices.Clone(rv.Principals)
+	flagged := func(p *custos.ReviewPrincipal) bool {
+		if len(p.Flags) > 0 {
+			return true
+		}
+		return slices.ContainsFunc(p.Keys, func(k *custos.ReviewKey) bool { return len(k.Flags) > 0 })
+	}
+	slices.SortStableFunc(ps, func(a, b *custos.ReviewPrincipal) int {
+		switch fa, fb := flagged(a), flagged(b); {
+		case fa && !fb:
+			return -1
+		case fb && !fa:
+			return 1
+		}
+		return 0
+	})
+	pg, next := pageOf(r, ps, func(p *custos.ReviewPrincipal) string { return p.ID })
+	v := reviewView{CanRevoke: principal(r.Context()).Kind == custos.KindOperator, At: rv.At, Flagged: rv.Flagged, Principals: pg, Next: next}
+	c.render(w, r, http.StatusOK, "review", c.view(r, s, "Access review", "review", v))
+	return nil
+}
+
+// reviewRevoke revokes the keys picked on the review (POST
+// /v1/review/revoke: operators).
+func (c *Console) reviewRevoke(w http.ResponseWriter, r *http.Request, _ *vault.Session) error {
+	ids := r.PostForm["key"]
+	if len(ids) == 0 {
+		return c.vault.Reject(r.Context(), custos.ActionReviewRevoke, "", custos.Errorf(custos.EINVALID, "pick at least one key to revoke"))
+	}
+	if _, err := c.vault.RevokeKeys(r.Context(), ids); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/ui/security/review", http.StatusSeeOther)
 	return nil
 }

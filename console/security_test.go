@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,7 +94,7 @@ func TestSecurityViews(t *testing.T) {
 	}
 
 	// Ana suspends a support engineer; Ben lifts it, after a step-up.
-	_, sam := e.principal(custos.KindStaffSupport, "", "sam")
+	samKey, sam := e.principal(custos.KindStaffSupport, "", "sam")
 	if _, err := e.api(ana).Suspend(ctx, sam.ID, "odd hours"); err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +137,35 @@ func TestSecurityViews(t *testing.T) {
 		}
 	}
 
+	// The access review lists Sam with his live key; security reads it,
+	// an operator revokes the key there and it ends (his next request is
+	// refused).
+	code, body, secToken := bb.get("/ui/security/review")
+	if code != 200 || !strings.Contains(body, `id="principal-`+sam.ID+`"`) || strings.Contains(body, `name="key"`) {
+		t.Fatalf("access review for security: %d\n%s", code, body)
+	}
+	ob := e.browser()
+	ob.signIn(e.operator)
+	code, body, token = ob.get("/ui/security/review")
+	row := body[max(strings.Index(body, `id="principal-`+sam.ID+`"`), 0):]
+	m := regexp.MustCompile(`name="key" value="(ak_[a-z2-7]{26})"`).FindStringSubmatch(row)
+	if code != 200 || m == nil {
+		t.Fatalf("access review for the operator: %d\n%s", code, body)
+	}
+	if code, _, _ := bb.post("/ui/security/review/revoke", url.Values{"csrf": {secToken}, "key": {m[1]}}, nil); code != http.StatusForbidden || !refused(t, e, 0, custos.ActionReviewRevoke, "") {
+		t.Fatalf("security revokes from the review: %d", code)
+	}
+	if code, _, _ := ob.post("/ui/security/review/revoke", url.Values{"csrf": {token}, "key": {m[1]}}, nil); code != http.StatusSeeOther {
+		t.Fatalf("revoke from the review: %d", code)
+	}
+	if _, err := e.api(samKey).Tenant(ctx, tenant); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+		t.Fatalf("the revoked key still works: %v", err)
+	}
+
 	// A tenant admin reaches none of it.
 	tb := e.browser()
 	tb.signIn(admin)
-	for _, p := range []string{"/ui/security/alerts", "/ui/security/containments", "/ui/security/keys"} {
+	for _, p := range []string{"/ui/security/alerts", "/ui/security/containments", "/ui/security/keys", "/ui/security/review"} {
 		if code, body, _ := tb.get(p); code != http.StatusForbidden || strings.Contains(body, alert.ID) || strings.Contains(body, sam.ID) {
 			t.Errorf("a tenant admin on %s: %d", p, code)
 		}
