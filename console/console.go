@@ -115,6 +115,8 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("POST /ui/security/alerts/{id}/resolve", c.session(c.updateAlert(custos.AlertResolved)))
 	c.mux.HandleFunc("GET /ui/security/containments", c.session(c.containments))
 	c.mux.HandleFunc("GET /ui/security/keys", c.session(c.keyInventory))
+	c.mux.HandleFunc("GET /ui/security/blast", c.session(c.blast))
+	c.mux.HandleFunc("GET /ui/security/blast/report", c.session(c.blastReport))
 	c.mux.HandleFunc("GET /ui/security/review", c.session(c.review))
 	c.mux.HandleFunc("POST /ui/security/review/revoke", c.session(c.reviewRevoke))
 	c.mux.HandleFunc("POST /ui/security/containments/lift", c.session(c.lift))

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/blastreport"
 	"github.com/custos-dev/custos/internal/kmstest"
 	"github.com/custos-dev/custos/node"
 )
@@ -162,10 +164,46 @@ func TestSecurityViews(t *testing.T) {
 		t.Fatalf("the revoked key still works: %v", err)
 	}
 
+	// The blast radius of the admin who tried to approve itself: its
+	// tenant, and the report and the tenant's part downloaded verify
+	// offline with the log's key.
+	who := alert.Principals[0]
+	// (A report covers what a signed checkpoint covers: the checkpoint
+	// cadence may leave the last entries out for under a second.)
+	waitFor(t, "the blast radius page naming the tenant", func() bool {
+		code, body, _ = bb.get("/ui/security/blast?principal=" + who)
+		if code != 200 {
+			t.Fatalf("blast radius page: %d\n%s", code, body)
+		}
+		return strings.Contains(body, `id="blast-`+tenant+`"`)
+	})
+	if !strings.Contains(body, `href="/ui/security/blast/report?principal=`+who+`"`) {
+		t.Fatalf("no download link:\n%s", body)
+	}
+	download := func(q string) []byte {
+		t.Helper()
+		res, err := bb.hc.Get(e.url + "/ui/security/blast/report?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Content-Disposition"), "attachment") {
+			t.Fatalf("download %s: %d %s", q, res.StatusCode, b)
+		}
+		return b
+	}
+	if rep, _, err := blastreport.Verify(download("principal="+who), e.n.Verifier); err != nil || !rep.Completeness.Complete || len(rep.Entries) == 0 {
+		t.Fatalf("the downloaded report: %v", err)
+	}
+	if part, _, err := blastreport.Verify(download("principal="+who+"&part="+tenant), e.n.Verifier); err != nil || part.Part == nil || part.Part.Tenant != tenant {
+		t.Fatalf("the tenant's part: %+v, %v", part, err)
+	}
+
 	// A tenant admin reaches none of it.
 	tb := e.browser()
 	tb.signIn(admin)
-	for _, p := range []string{"/ui/security/alerts", "/ui/security/containments", "/ui/security/keys", "/ui/security/review"} {
+	for _, p := range []string{"/ui/security/alerts", "/ui/security/containments", "/ui/security/keys", "/ui/security/review", "/ui/security/blast?principal=" + who, "/ui/security/blast/report?principal=" + who} {
 		if code, body, _ := tb.get(p); code != http.StatusForbidden || strings.Contains(body, alert.ID) || strings.Contains(body, sam.ID) {
 			t.Errorf("a tenant admin on %s: %d", p, code)
 		}
