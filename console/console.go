@@ -33,7 +33,9 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/vault"
+	"github.com/custos-dev/custos/witness"
 )
 
 //go:embed templates/*.html
@@ -66,10 +68,17 @@ type Config struct {
 	MaxSession  time.Duration
 	// OIDC, when set, offers single sign-on through an identity provider.
 	OIDC *OIDC
+	// Log and Witnesses feed the log health page (what /healthz says
+	// publicly, for people); Witnesses may be nil (none configured).
+	Log       *audit.Log
+	Witnesses interface {
+		Status(context.Context) []witness.Status
+	}
 }
 
 // Console serves /ui.
 type Console struct {
+	cfg    Config
 	vault  *vault.Vault
 	logger *slog.Logger
 	limits vault.SessionLimits
@@ -89,7 +98,7 @@ func New(cfg Config) *Console {
 	if cfg.MaxSession <= 0 {
 		cfg.MaxSession = DefaultMaxSession
 	}
-	c := &Console{vault: cfg.Vault, logger: cfg.Logger, limits: vault.SessionLimits{Idle: cfg.IdleTimeout, Max: cfg.MaxSession},
+	c := &Console{cfg: cfg, vault: cfg.Vault, logger: cfg.Logger, limits: vault.SessionLimits{Idle: cfg.IdleTimeout, Max: cfg.MaxSession},
 		pages: parsePages(), mux: http.NewServeMux(), sso: newSSO(cfg.OIDC)}
 	static, _ := fs.Sub(staticFS, "static")
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
@@ -115,6 +124,7 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("POST /ui/security/alerts/{id}/resolve", c.session(c.updateAlert(custos.AlertResolved)))
 	c.mux.HandleFunc("GET /ui/security/containments", c.session(c.containments))
 	c.mux.HandleFunc("GET /ui/security/keys", c.session(c.keyInventory))
+	c.mux.HandleFunc("GET /ui/log", c.session(c.logHealth))
 	c.mux.HandleFunc("GET /ui/security/blast", c.session(c.blast))
 	c.mux.HandleFunc("GET /ui/security/blast/report", c.session(c.blastReport))
 	c.mux.HandleFunc("GET /ui/security/review", c.session(c.review))

@@ -139,6 +139,13 @@ func TestSecurityViews(t *testing.T) {
 		}
 	}
 
+	// The log's health: its size and checkpoint, its own checks holding,
+	// and that no witness countersigns it here.
+	code, body, _ = bb.get("/ui/log")
+	if code != 200 || !strings.Contains(body, `id="no-witnesses"`) || !strings.Contains(body, `<dd id="log-integrity">hold</dd>`) || strings.Contains(body, `<dd id="log-size">0</dd>`) {
+		t.Fatalf("log health: %d\n%s", code, body)
+	}
+
 	// The access review lists Sam with his live key; security reads it,
 	// an operator revokes the key there and it ends (his next request is
 	// refused).

@@ -470,8 +470,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		closeDB()
 		return nil, err
 	}
-	scfg := server.Config{Vault: v, Log: lg, Logger: logger,
-		Console: console.New(console.Config{Vault: v, Logger: logger, IdleTimeout: idle, MaxSession: maxSession, OIDC: ssoCfg})}
+	ccfg := console.Config{Vault: v, Logger: logger, IdleTimeout: idle, MaxSession: maxSession, OIDC: ssoCfg, Log: lg}
+	if cos != nil {
+		ccfg.Witnesses = cos
+	}
+	scfg := server.Config{Vault: v, Log: lg, Logger: logger, Console: console.New(ccfg)}
 	if cos != nil {
 		scfg.Witnesses = cos
 	}
