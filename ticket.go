@@ -52,9 +52,14 @@ func FindTicket(re *regexp.Regexp, reason string) string {
 
 // CheckTicketWebhook checks a ticket webhook URL: https, or http to a
 // loopback host (a helper on the same machine); no user info (credentials
+// TicketWebhookKept is how settings are read back when a ticket webhook is
+// set (its URL may hold a secret path); written back as the webhook, it
+// keeps the one stored, so a read-modify-write changes nothing else.
+const TicketWebhookKept = "set"
+
 // belong in the helper, not in a URL custos stores and shows).
 func CheckTicketWebhook(s string) error {
-	if s == "" {
+	if s == "" || s == TicketWebhookKept {
 		return nil
 	}
 	u, err := url.Parse(s)

@@ -130,6 +130,8 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("GET /ui/security/review", c.session(c.review))
 	c.mux.HandleFunc("POST /ui/security/review/revoke", c.session(c.reviewRevoke))
 	c.mux.HandleFunc("POST /ui/security/containments/lift", c.session(c.lift))
+	c.mux.HandleFunc("GET "+t+"/support", c.session(c.support))
+	c.mux.HandleFunc("POST "+t+"/support", c.session(c.setSupport))
 	c.mux.HandleFunc("GET "+t+"/principals", c.session(c.enrollments))
 	c.mux.HandleFunc("POST "+t+"/principals/{id}/approve", c.session(c.decideEnrollment(true)))
 	c.mux.HandleFunc("POST "+t+"/principals/{id}/deny", c.session(c.decideEnrollment(false)))

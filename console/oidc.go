@@ -342,6 +342,7 @@ var stepUpActions = map[custos.Action]bool{
 	custos.ActionSSOLink:          true, // linking an identity-provider account
 	custos.ActionTenantKeyApprove: true, // approving a change of the tenant's own key
 	custos.ActionPrincipalDecide:  true, // approving a principal's access to the tenant
+	custos.ActionSupportSettings:  true, // turning break-glass on
 }
 
 // backFor is the page a step-up returns to.
@@ -355,6 +356,10 @@ func backFor(su vault.StepUp) string {
 		return "/ui/account"
 	case custos.ActionLift:
 		return "/ui/security/containments"
+	case custos.ActionSupportSettings:
+		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
+			return "/ui/t/" + url.PathEscape(su.Tenant) + "/support"
+		}
 	case custos.ActionPrincipalDecide:
 		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
 			return "/ui/t/" + url.PathEscape(su.Tenant) + "/principals#enr-" + url.PathEscape(su.Target)

@@ -53,7 +53,7 @@ func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if st.TicketWebhook != "" {
-		st.TicketWebhook = "set" // read back as GET shows it: its path may be a secret
+		st.TicketWebhook = custos.TicketWebhookKept // read back as GET shows it: its path may be a secret
 	}
 	return writeJSON(w, http.StatusOK, st)
 }

@@ -50,7 +50,7 @@ func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (
 // (its path may be a secret).
 func maskWebhook(s *custos.SupportSettings) *custos.SupportSettings {
 	if s.TicketWebhook != "" {
-		s.TicketWebhook = "set"
+		s.TicketWebhook = custos.TicketWebhookKept
 	}
 	return s
 }
@@ -99,8 +99,9 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *custos
 	if err := custos.CheckTicketWebhook(s.TicketWebhook); err != nil {
 		return v.deny(ctx, l, err)
 	}
-	if s.TicketWebhook != "" && s.TicketPattern == "" {
-		return v.deny(ctx, l, custos.Errorf(custos.EINVALID, "ticket_webhook needs a ticket_pattern"))
+	errNoPattern := custos.Errorf(custos.EINVALID, "ticket_webhook needs a ticket_pattern")
+	if s.TicketWebhook != "" && s.TicketWebhook != custos.TicketWebhookKept && s.TicketPattern == "" {
+		return v.deny(ctx, l, errNoPattern)
 	}
 	if _, err := v.findTenant(ctx, tenant); err != nil {
 		return v.deny(ctx, l, err)
@@ -114,6 +115,17 @@ func (v *Vault) SetSupportSettings(ctx context.Context, tenant string, s *custos
 		Text: fmt.Sprintf("support access of tenant %s changed by %s: %s", tenant, admin.ID, l.Detail)}
 	return v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		now := ms(v.now())
+		if s.TicketWebhook == custos.TicketWebhookKept {
+			// Kept as stored (none stored: none).
+			cur, err := v.supportSettings(ctx, tx, tenant)
+			if err != nil {
+				return err
+			}
+			s.TicketWebhook = cur.TicketWebhook
+			if s.TicketWebhook != "" && s.TicketPattern == "" {
+				return errNoPattern
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, break_glass, updated_at, ticket_pattern, ticket_webhook) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (tenant_id) DO UPDATE SET support_access = excluded.support_access, max_grant_ms = excluded.max_grant_ms,
 				reason_codes = excluded.reason_codes, break_glass = excluded.break_glass, updated_at = excluded.updated_at,

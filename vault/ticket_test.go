@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/notify"
 	"github.com/custos-dev/custos/vault"
 )
@@ -89,6 +90,15 @@ func TestTicketPolicy(t *testing.T) {
 	st, err := f.vault.SupportSettings(admin, tenant)
 	if err != nil || st.TicketPattern != `SUP-[0-9]{3,8}` || st.TicketWebhook != "set" {
 		t.Fatalf("settings read back: %+v, %v", st, err)
+	}
+	// Written back as read ("set"), the settings keep the stored webhook
+	// (the console's form and a read-modify-write rely on it).
+	st.MaxGrant = custos.Duration(12 * time.Hour)
+	if err := f.vault.SetSupportSettings(admin, tenant, st); err != nil {
+		t.Fatal(err)
+	}
+	if got := storetest.Column[string](t, f.db.Read, `SELECT ticket_webhook FROM tenant_settings WHERE tenant_id = $1`, tenant); len(got) != 1 || got[0] != ts.URL+"/secret-path/check" {
+		t.Fatalf("the webhook after writing the settings back: %v", got)
 	}
 
 	reveal := func(reason string) error {
