@@ -321,16 +321,31 @@ func TestNoAddressOnAnyPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrs := []string{"alice.liddell@wonder.test", "bob.builder@yard.test"}
+	var tokens []string
 	for _, a := range addrs {
-		if _, err := e.api(admin).CreateContact(ctx, tenant, l.ID, custos.CreateContactRequest{Email: a}); err != nil {
+		c, err := e.api(admin).CreateContact(ctx, tenant, l.ID, custos.CreateContactRequest{Email: a})
+		if err != nil {
 			t.Fatal(err)
 		}
+		tokens = append(tokens, c.Token)
 	}
 	r, staff := e.supportRequest(tenant, admin, "bounce investigation")
 	if _, err := e.api(admin).ApproveAccessRequest(ctx, tenant, r.ID, custos.DecisionRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	pages := []string{"/ui/", "/ui/t/" + tenant, "/ui/t/" + tenant + "/requests", "/ui/t/" + tenant + "/grants", "/ui/t/" + tenant + "/log"}
+	// One contact revealed: the grants page shows the reveal (token,
+	// reason code, the engineer's words), never the address.
+	const why = "customer asked why the bounce happened, ticket SUP-42"
+	if _, err := e.api(staff).Reveal(ctx, tenant, tokens[0], custos.RevealRequest{ReasonCode: custos.ReasonCustomerRequest, Reason: why}); err != nil {
+		t.Fatal(err)
+	}
+	ab := e.browser()
+	ab.signIn(admin)
+	if _, body, _ := ab.get("/ui/t/" + tenant + "/grants"); !strings.Contains(body, tokens[0]) || !strings.Contains(body, why) || !strings.Contains(body, custos.ReasonCustomerRequest) {
+		t.Errorf("the grants page does not show the reveal under its grant:\n%s", body)
+	}
+	pages := []string{"/ui/", "/ui/t/" + tenant, "/ui/t/" + tenant + "/requests", "/ui/t/" + tenant + "/grants", "/ui/t/" + tenant + "/log",
+		"/ui/t/" + tenant + "/key", "/ui/t/" + tenant + "/deletion", "/ui/t/" + tenant + "/principals", "/ui/t/" + tenant + "/support", "/ui/log"}
 	for who, key := range map[string]string{"staff": staff, "admin": admin} {
 		b := e.browser()
 		b.signIn(key)

@@ -167,17 +167,39 @@ func (c *Console) decide(approve bool) sessionHandler {
 }
 
 type grantsView struct {
-	Grants []*custos.Grant
+	Grants []grantRow
 	Next   string
 }
 
+// grantRow is a grant with the reveals made under it, newest first.
+type grantRow struct {
+	*custos.Grant
+	Reveals []*custos.Reveal
+}
+
+// grants lists the tenant's grants, each with the contacts revealed under
+// it (token, reason code, the staff member's own words, when), as GET
+// .../grants and .../reveals read them.
 func (c *Console) grants(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
-	gs, err := c.vault.Grants(r.Context(), r.PathValue("tenant"))
+	ctx, tenant := r.Context(), r.PathValue("tenant")
+	gs, err := c.vault.Grants(ctx, tenant)
 	if err != nil {
 		return err
 	}
 	pg, next := pageOf(r, gs, func(g *custos.Grant) string { return g.ID })
-	c.render(w, r, http.StatusOK, "grants", c.view(r, s, "Grants", "grants", grantsView{Grants: pg, Next: next}))
+	rs, err := c.vault.Reveals(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	under := map[string][]*custos.Reveal{}
+	for _, rv := range rs {
+		under[rv.GrantID] = append(under[rv.GrantID], rv)
+	}
+	v := grantsView{Next: next}
+	for _, g := range pg {
+		v.Grants = append(v.Grants, grantRow{Grant: g, Reveals: under[g.ID]})
+	}
+	c.render(w, r, http.StatusOK, "grants", c.view(r, s, "Grants", "grants", v))
 	return nil
 }
 
