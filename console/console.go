@@ -119,6 +119,7 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("GET "+t+"/grants", c.session(c.grants))
 	c.mux.HandleFunc("POST "+t+"/grants/{id}/revoke", c.session(c.revoke))
 	c.mux.HandleFunc("GET "+t+"/log", c.session(c.accessLog))
+	c.mux.HandleFunc("GET "+t+"/log/page", c.session(c.accessLogPage))
 	c.mux.HandleFunc("GET /ui/security/alerts", c.session(c.alerts))
 	c.mux.HandleFunc("POST /ui/security/alerts/{id}/ack", c.session(c.updateAlert(custos.AlertAcknowledged)))
 	c.mux.HandleFunc("POST /ui/security/alerts/{id}/resolve", c.session(c.updateAlert(custos.AlertResolved)))

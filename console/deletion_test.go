@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/receipt"
 )
@@ -106,5 +108,53 @@ func TestDeletionPage(t *testing.T) {
 	}
 	if code, _, _ := sb.post(path+"/cancel", url.Values{"csrf": {token}}, nil); code != http.StatusSeeOther || pending() != nil {
 		t.Fatalf("cancel: %d", code)
+	}
+}
+
+// TestAccessLogProven: the access log page says its entries are proven
+// (the page's proof checked against the checkpoint the log's key signed),
+// and the page downloaded from it is the feed page custos audit pull
+// reads: it decodes, and its proof checks offline with the log's key.
+func TestAccessLogProven(t *testing.T) {
+	e := newEnv(t, node.Options{})
+	ctx := context.Background()
+	tenant, admin := e.newTenant("Audited")
+	l, err := e.api(admin).CreateList(ctx, tenant, "weekly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.api(admin).CreateContact(ctx, tenant, l.ID, custos.CreateContactRequest{Email: "ann@audited.test"}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	b.signIn(admin)
+	var body string
+	waitFor(t, "the access log's entries under a checkpoint", func() bool {
+		_, body, _ = b.get("/ui/t/" + tenant + "/log")
+		return strings.Contains(body, "contact.create")
+	})
+	if !strings.Contains(body, `id="proven"`) || strings.Contains(body, `id="unproven"`) || !strings.Contains(body, `<td class="proof">proven</td>`) {
+		t.Fatalf("the access log page does not show its entries proven:\n%s", body)
+	}
+	res, err := b.hc.Get(e.url + "/ui/t/" + tenant + "/log/page?after=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	f, err := client.DecodeAccessFeed(page)
+	if res.StatusCode != 200 || err != nil || len(f.Entries) == 0 {
+		t.Fatalf("downloaded page: %d, %v", res.StatusCode, err)
+	}
+	cp, err := audit.ParseCheckpoint(f.Checkpoint, e.n.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := make([]audit.FeedEntry, len(f.Entries))
+	for i, x := range f.Entries {
+		es[i] = audit.FeedEntry{TenantSeq: x.TenantSeq, Index: x.Index, Body: x.Body, Salt: x.Salt}
+	}
+	if err := audit.CheckFeedPage(cp, es, f.PageProof, tenant, 1); err != nil {
+		t.Fatalf("the downloaded page's proof: %v", err)
 	}
 }

@@ -216,6 +216,12 @@ func (c *Console) revoke(w http.ResponseWriter, r *http.Request, _ *vault.Sessio
 type logView struct {
 	Entries []logEntry
 	Next    uint64
+	After   uint64
+	// Proven is the size of the checkpoint the page's entries were proven
+	// in (0: not checked, no log to check with); Unproven says why a
+	// check failed.
+	Proven   uint64
+	Unproven string
 }
 
 type logEntry struct {
@@ -239,7 +245,22 @@ func (c *Console) accessLog(w http.ResponseWriter, r *http.Request, s *vault.Ses
 	if err != nil {
 		return err
 	}
-	v := logView{}
+	v := logView{After: after}
+	if lg := c.cfg.Log; lg != nil && len(f.Entries) > 0 {
+		// The page's one proof, checked as custos audit pull checks it,
+		// against the checkpoint it names (signed by the log's key). It
+		// shows that what this page lists is in the log; a tenant that
+		// trusts no server checks the downloaded page offline.
+		cp, err := audit.ParseCheckpoint(f.Checkpoint, lg.Keys())
+		if err == nil {
+			err = audit.CheckFeedPage(cp, f.Entries, f.PageProof, tenant, after+1)
+		}
+		if err != nil {
+			v.Unproven = err.Error()
+		} else {
+			v.Proven = cp.Size
+		}
+	}
 	for _, e := range f.Entries {
 		le := logEntry{Seq: e.TenantSeq, Index: e.Index}
 		if err := json.Unmarshal(e.Body, &le.Leaf); err != nil {
@@ -252,6 +273,30 @@ func (c *Console) accessLog(w http.ResponseWriter, r *http.Request, s *vault.Ses
 	}
 	c.render(w, r, http.StatusOK, "log", c.view(r, s, "Access log", "log", v))
 	return nil
+}
+
+// accessLogPage downloads a page of the tenant's feed with its proof, as
+// GET .../access-log?proofs=page answers it: what custos audit pull
+// checks, to keep or check offline against log.pub.
+func (c *Console) accessLogPage(w http.ResponseWriter, r *http.Request, _ *vault.Session) error {
+	tenant := r.PathValue("tenant")
+	var after uint64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return c.vault.Reject(r.Context(), custos.ActionAccessLogRead, tenant, custos.Errorf(custos.EINVALID, "after must be a number"))
+		}
+		after = n
+	}
+	f, err := c.vault.AccessLogPage(r.Context(), tenant, after, audit.MaxFeedPage)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", `attachment; filename="access-log-`+tenant+`-after-`+strconv.FormatUint(after, 10)+`.json"`)
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(f.AppendJSON(nil))
+	return err
 }
 
 // tenantKey shows the tenant's key setting and the change waiting for a
