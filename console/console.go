@@ -110,6 +110,8 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("POST /ui/stepup", c.session(c.stepUp))
 	c.mux.HandleFunc("GET /ui/account", c.session(c.account))
 	c.mux.HandleFunc("POST /ui/account/unlink", c.session(c.unlink))
+	c.mux.HandleFunc("GET /ui/account/notifications", c.session(c.notifications))
+	c.mux.HandleFunc("POST /ui/account/notifications", c.session(c.setNotifications))
 	c.mux.HandleFunc("GET /ui/{$}", c.session(c.home))
 	const t = "/ui/t/{tenant}"
 	c.mux.HandleFunc("GET "+t, c.session(c.overview))
