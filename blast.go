@@ -2,6 +2,7 @@ package custos
 
 import (
 	"net/netip"
+	"net/url"
 	"time"
 )
 
@@ -20,6 +21,26 @@ type BlastQuery struct {
 	Tenant    string    `json:"tenant,omitempty"`
 	Since     time.Time `json:"since,omitzero"`
 	Until     time.Time `json:"until,omitzero"`
+}
+
+// ParseBlastQuery reads a query from the parameters of GET
+// /v1/blast-radius (principal, key, source, tenant; since and until in
+// RFC 3339). It does not [BlastQuery.Validate] it.
+func ParseBlastQuery(v url.Values) (BlastQuery, error) {
+	q := BlastQuery{Principal: v.Get("principal"), Key: v.Get("key"), Source: v.Get("source"), Tenant: v.Get("tenant")}
+	for _, t := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if x := v.Get(t.name); x != "" {
+			tm, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return q, Errorf(EINVALID, "%s must be an RFC 3339 time", t.name)
+			}
+			*t.to = tm
+		}
+	}
+	return q, nil
 }
 
 // Validate checks q.

@@ -5,7 +5,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/blastreport"
@@ -28,20 +27,12 @@ type blastView struct {
 	Download template.URL
 }
 
-// blastQuery reads the subject and the window from the URL.
+// blastQuery reads the subject and the window from the URL, as the API
+// route does, and checks it.
 func blastQuery(v url.Values) (custos.BlastQuery, error) {
-	q := custos.BlastQuery{Principal: v.Get("principal"), Key: v.Get("key"), Source: v.Get("source"), Tenant: v.Get("tenant")}
-	for _, t := range []struct {
-		name string
-		to   *time.Time
-	}{{"since", &q.Since}, {"until", &q.Until}} {
-		if x := v.Get(t.name); x != "" {
-			tm, err := time.Parse(time.RFC3339Nano, x)
-			if err != nil {
-				return q, custos.Errorf(custos.EINVALID, "%s must be an RFC 3339 time", t.name)
-			}
-			*t.to = tm
-		}
+	q, err := custos.ParseBlastQuery(v)
+	if err != nil {
+		return q, err
 	}
 	return q, q.Validate()
 }

@@ -213,6 +213,20 @@ func (c *Console) revoke(w http.ResponseWriter, r *http.Request, _ *vault.Sessio
 	return nil
 }
 
+// afterSeq reads ?after=, the tenant sequence number a feed page starts
+// after (0: from the start).
+func (c *Console) afterSeq(r *http.Request, tenant string) (uint64, error) {
+	v := r.URL.Query().Get("after")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, c.vault.Reject(r.Context(), custos.ActionAccessLogRead, tenant, custos.Errorf(custos.EINVALID, "after must be a number"))
+	}
+	return n, nil
+}
+
 type logView struct {
 	Entries []logEntry
 	Next    uint64
@@ -233,13 +247,9 @@ type logEntry struct {
 // .../access-log?proofs=page reads it (and records the read).
 func (c *Console) accessLog(w http.ResponseWriter, r *http.Request, s *vault.Session) error {
 	tenant := r.PathValue("tenant")
-	var after uint64
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return c.vault.Reject(r.Context(), custos.ActionAccessLogRead, tenant, custos.Errorf(custos.EINVALID, "after must be a number"))
-		}
-		after = n
+	after, err := c.afterSeq(r, tenant)
+	if err != nil {
+		return err
 	}
 	f, err := c.vault.AccessLogPage(r.Context(), tenant, after, PageSize)
 	if err != nil {
@@ -280,13 +290,9 @@ func (c *Console) accessLog(w http.ResponseWriter, r *http.Request, s *vault.Ses
 // checks, to keep or check offline against log.pub.
 func (c *Console) accessLogPage(w http.ResponseWriter, r *http.Request, _ *vault.Session) error {
 	tenant := r.PathValue("tenant")
-	var after uint64
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return c.vault.Reject(r.Context(), custos.ActionAccessLogRead, tenant, custos.Errorf(custos.EINVALID, "after must be a number"))
-		}
-		after = n
+	after, err := c.afterSeq(r, tenant)
+	if err != nil {
+		return err
 	}
 	f, err := c.vault.AccessLogPage(r.Context(), tenant, after, audit.MaxFeedPage)
 	if err != nil {
