@@ -161,9 +161,10 @@ func TestSecurityViews(t *testing.T) {
 	if code != 200 || m == nil {
 		t.Fatalf("access review for the operator: %d\n%s", code, body)
 	}
-	if code, _, _ := bb.post("/ui/security/review/revoke", url.Values{"csrf": {secToken}, "key": {m[1]}}, nil); code != http.StatusForbidden || !refused(t, e, 0, custos.ActionReviewRevoke, "") {
+	if code, _, _ := bb.post("/ui/security/review/revoke", url.Values{"csrf": {secToken}, "key": {m[1]}}, nil); code != http.StatusForbidden {
 		t.Fatalf("security revokes from the review: %d", code)
 	}
+	waitFor(t, "the refused revocation's entry", func() bool { return refused(t, e, 0, custos.ActionReviewRevoke, "") })
 	if code, _, _ := ob.post("/ui/security/review/revoke", url.Values{"csrf": {token}, "key": {m[1]}}, nil); code != http.StatusSeeOther {
 		t.Fatalf("revoke from the review: %d", code)
 	}
