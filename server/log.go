@@ -308,6 +308,6 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) error {
 	// document, a fraction of the CPU.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(append(f.AppendJSON(make([]byte, 0, 1024*len(f.Entries)+1024)), '\n'))
+	_, err = w.Write(append(f.AppendJSON(nil), '\n'))
 	return err
 }
