@@ -163,7 +163,7 @@ func crashUnderLoad(t *testing.T, pg string) {
 			}
 		}
 	}
-	stored := storedContacts(t, db, dir)
+	stored := storedContacts(t, db, dir, false)
 	for _, tok := range created {
 		if !stored[tok] {
 			t.Errorf("contact %s was acknowledged as created but is not stored", tok)

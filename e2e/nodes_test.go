@@ -129,7 +129,7 @@ func TestThreeNodesLeaderKilled(t *testing.T) {
 			}
 		}
 	}
-	stored := len(storedContacts(t, db, dir))
+	stored := len(storedContacts(t, db, dir, true))
 	for i := range perNode {
 		if perNode[i].Load() == 0 {
 			t.Errorf("node %d answered no request: the load was not spread", i)
