@@ -28,6 +28,9 @@ const (
 	// and worked again.
 	ActionTenantKeyUnavailable Action = "tenant_key.unavailable"
 	ActionTenantKeyRestored    Action = "tenant_key.restored"
+	// ActionTenantKeyChangeFailed is the system's: a key change came due
+	// but its key no longer worked for custos; nothing changed.
+	ActionTenantKeyChangeFailed Action = "tenant_key.change_failed"
 )
 
 // Who manages a tenant's key-encryption key ([TenantKey] Managed).

@@ -305,7 +305,7 @@ var errKeyChangeFailed = errors.New("the key does not work for custos")
 // failKeyChange marks a due change failed and tells the tenant's admins
 // and security.
 func (v *Vault) failKeyChange(ctx context.Context, c *custos.TenantKeyChange, now time.Time) error {
-	_, l := systemLeaf(ctx, custos.ActionTenantKeyCancel, c.TenantID)
+	_, l := systemLeaf(ctx, custos.ActionTenantKeyChangeFailed, c.TenantID)
 	l.Detail = "key change " + c.ID + " failed: the key did not work for custos when due"
 	m := &notify.Message{Topic: TopicTenantKeyChangeFailed, Severity: notify.SeverityHigh, TenantID: c.TenantID, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
 		Text: "the pending change of this tenant's key (" + c.Op + ") came due but custos could not use the key: nothing changed; fix the key's grants and ask again",

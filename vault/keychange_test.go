@@ -167,6 +167,15 @@ func TestTenantKeyChangeNeedsSecondParty(t *testing.T) {
 	if got := topicCount(t, f, tA, vault.TopicTenantKeyChangeFailed); got != 1 {
 		t.Errorf("%d change-failed notices, want 1", got)
 	}
+	failed := 0
+	for _, l := range leaves(t, f) {
+		if l.Tenant == tA && l.Action == string(custos.ActionTenantKeyChangeFailed) && l.Actor == "system" {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d system tenant_key.change_failed entries, want 1", failed)
+	}
 	if !bytes.Equal(keyset(), after) {
 		t.Fatal("a failed change moved the keyset")
 	}
