@@ -63,18 +63,27 @@ type DeletionRequest struct {
 
 // Grace returns the request's grace period.
 func (r *DeletionRequest) Grace() time.Duration {
-	if r.GraceSeconds == 0 {
-		return DefaultDeletionGrace
-	}
-	return time.Duration(r.GraceSeconds) * time.Second
+	g, _ := grace(r.GraceSeconds, DefaultDeletionGrace, MinDeletionGrace, MaxDeletionGrace)
+	return g
 }
 
 // Validate checks the grace period's bounds.
 func (r *DeletionRequest) Validate() error {
-	if g := r.Grace(); r.GraceSeconds < 0 || g < MinDeletionGrace || g > MaxDeletionGrace {
-		return Errorf(EINVALID, "grace_seconds: must be between %d and %d", int64(MinDeletionGrace/time.Second), int64(MaxDeletionGrace/time.Second))
+	_, err := grace(r.GraceSeconds, DefaultDeletionGrace, MinDeletionGrace, MaxDeletionGrace)
+	return err
+}
+
+// grace reads a request's grace_seconds: 0 is def, anything outside
+// [lo, hi] is refused (EINVALID, naming the bounds).
+func grace(seconds int64, def, lo, hi time.Duration) (time.Duration, error) {
+	g := time.Duration(seconds) * time.Second
+	if seconds == 0 {
+		g = def
 	}
-	return nil
+	if seconds < 0 || g < lo || g > hi {
+		return g, Errorf(EINVALID, "grace_seconds: must be between %d and %d", int64(lo/time.Second), int64(hi/time.Second))
+	}
+	return g, nil
 }
 
 // Deletion is a tenant's deletion, from its request to its receipt.

@@ -89,18 +89,14 @@ const (
 
 // Grace returns the request's grace period.
 func (r *TenantKeyRequest) Grace() time.Duration {
-	if r.GraceSeconds == 0 {
-		return DefaultKeyChangeGrace
-	}
-	return time.Duration(r.GraceSeconds) * time.Second
+	g, _ := grace(r.GraceSeconds, DefaultKeyChangeGrace, MinKeyChangeGrace, MaxKeyChangeGrace)
+	return g
 }
 
 // ValidateGrace checks the grace period's bounds.
 func (r *TenantKeyRequest) ValidateGrace() error {
-	if g := r.Grace(); r.GraceSeconds < 0 || g < MinKeyChangeGrace || g > MaxKeyChangeGrace {
-		return Errorf(EINVALID, "grace_seconds: must be between %d and %d", int64(MinKeyChangeGrace/time.Second), int64(MaxKeyChangeGrace/time.Second))
-	}
-	return nil
+	_, err := grace(r.GraceSeconds, DefaultKeyChangeGrace, MinKeyChangeGrace, MaxKeyChangeGrace)
+	return err
 }
 
 // Operations of a [TenantKeyChange].

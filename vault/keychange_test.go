@@ -33,6 +33,16 @@ func TestTenantKeyChangeNeedsSecondParty(t *testing.T) {
 	}
 	before := keyset()
 
+	// A grace period out of bounds is refused, and nothing is scheduled.
+	for _, g := range []time.Duration{-time.Hour, time.Second, custos.MinKeyChangeGrace - time.Second, custos.MaxKeyChangeGrace + time.Second} {
+		if _, err := v.SetTenantKey(ctxA, tA, &custos.TenantKeyRequest{URI: uri, GraceSeconds: int64(g / time.Second)}); custos.ErrorCode(err) != custos.EINVALID {
+			t.Errorf("grace %v: %v, want invalid", g, err)
+		}
+	}
+	if n := storetest.Column[int](t, f.db.Read, `SELECT count(*) FROM tenant_key_changes WHERE tenant_id = $1`, tA); n[0] != 0 {
+		t.Fatalf("%d changes stored by refused requests", n[0])
+	}
+
 	c, err := v.SetTenantKey(ctxA, tA, &custos.TenantKeyRequest{URI: uri})
 	if err != nil {
 		t.Fatal(err)
