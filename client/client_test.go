@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -241,12 +242,24 @@ func TestErrorMapping(t *testing.T) {
 func TestPagination(t *testing.T) {
 	f := newFixture(t)
 	ctx := f.ctx
-	var want []string
+	var created []*custos.List
 	for i := range 5 {
 		l, err := f.admin.CreateList(ctx, f.tenant, fmt.Sprintf("list %d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
+		created = append(created, l)
+	}
+	// Lists come in creation order, ties within a millisecond by ID: two
+	// lists made in the same millisecond are not in the order they were made.
+	slices.SortStableFunc(created, func(a, b *custos.List) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	var want []string
+	for _, l := range created {
 		want = append(want, l.ID)
 	}
 	pg, err := f.admin.ListLists(ctx, f.tenant, client.PageOptions{Limit: 2})
