@@ -122,6 +122,10 @@ type CanaryHit struct {
 	// exporter for an export's canary; for a list's, everyone who read,
 	// exported or was granted the list's tenant.
 	Exposed []string `json:"exposed"`
+	// Relayed names the latest relay send that carried the canary
+	// through the upstream mail server, when one did (its message, sender
+	// and time): the canary may have been taken from relay traffic.
+	Relayed string `json:"relayed,omitempty"`
 }
 
 // IsTokenAddress reports whether an SMTP recipient is a contact token

@@ -8,8 +8,11 @@
 //     suppression, decrypts the contact, the message is rendered with its
 //     placeholders, one leaf is made durable, and only then is the message
 //     handed to the configured upstream mail server, with a VERP envelope
-//     sender so bounces come back by token. Canaries are resolved and
-//     logged but never delivered. Nothing holding an address touches disk:
+//     sender so bounces come back by token. Canaries (a list's, and the
+//     watermark rows of the reader whose pages a pipeline sends to) are
+//     delivered like any recipient, so a file made from the relay's
+//     traffic carries them; the inbound trap knows the relay's own copy
+//     by its return path (vault/relaycanary.go). Nothing holding an address touches disk:
 //     an upstream failure answers the client with a temporary error so it
 //     retries.
 //   - Inbound: the MX of the canary and bounce domains. Mail to a canary

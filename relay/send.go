@@ -26,8 +26,7 @@ const (
 // in ctx: the HTTP send API's handler. Per recipient, in request order,
 // the result says sent, refused (with a custos.Refuse… code or
 // ReasonUpstreamRejected) or deferred (custos.RefuseRateLimited or
-// ReasonUpstreamUnavailable). Canaries answer "sent" like any other
-// contact and are never delivered.
+// ReasonUpstreamUnavailable). Canaries are sent like any other contact.
 //
 // An error means nothing was sent: the request was malformed (EINVALID,
 // the message included), refused as a whole, or the vault could not
@@ -126,8 +125,6 @@ func (r *Relay) deliverOne(ctx context.Context, up *upstream, d *vault.Delivery)
 	switch {
 	case d.Refused != "":
 		rr.Status, rr.Reason = custos.SendRefused, d.Refused
-	case d.Canary:
-		// Resolved and logged by the vault; never handed on.
 	default:
 		err := up.deliver(ctx, d.ReturnPath+"@"+r.bounceDomain(), d.To, d.Message)
 		if err == nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/textproto"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,8 +216,9 @@ func (e *env) canaries(t testing.TB, real ...string) []string {
 	return out
 }
 
-// TestSubmitCanary: a canary recipient is accepted, logged and reported
-// as sent like any contact, and never reaches the upstream.
+// TestSubmitCanary: a canary recipient is accepted, logged, reported as
+// sent and handed to the upstream like any contact (so relay traffic
+// carries it; the trap knows the relay's own copy: TestRelayedCanaries).
 func TestSubmitCanary(t *testing.T) {
 	e := newEnv(t, nil)
 	real := e.contact(t, "real@example.test", `{"first_name":"Real"}`, custos.ConsentSubscribed)
@@ -227,17 +229,17 @@ func TestSubmitCanary(t *testing.T) {
 	if o.Rcpt[0] != nil || o.Rcpt[1] != nil || o.Data != nil || !strings.Contains(o.Text, "sent 2 refused 0 deferred 0") {
 		t.Fatalf("canary among recipients: %+v, want both accepted and sent", o)
 	}
-	got := e.sink.Messages()
-	if len(got) != 1 || got[0].To[0] != "real@example.test" {
-		t.Fatalf("sink got %+v, want only the real contact", got)
+	to := e.sink.Recipients()
+	if len(to) != 2 || !slices.Contains(to, "real@example.test") || !slices.ContainsFunc(to, func(a string) bool { return strings.HasSuffix(a, "@"+testCanaryDomain) }) {
+		t.Fatalf("sink got %q, want the real contact and the canary", to)
 	}
-	// The canary's own message: accepted, counted as sent, not delivered.
+	// The canary's own message: accepted, counted as sent, delivered.
 	o = submit(t, c, campaign, rcpt(canary))
 	if o.Data != nil || !strings.Contains(o.Text, "sent 1") {
 		t.Fatalf("canary alone: %+v", o)
 	}
-	if n := len(e.sink.Messages()); n != 1 {
-		t.Fatalf("sink got %d messages after a canary-only send, want still 1", n)
+	if n := len(e.sink.Messages()); n != 3 {
+		t.Fatalf("sink got %d messages after a canary-only send, want 3", n)
 	}
 	var canaryLeaves int
 	for _, l := range e.sendLeaves(t) {

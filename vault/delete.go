@@ -728,6 +728,11 @@ func (v *Vault) purgeTenant(ctx context.Context, tenant, receiptID string) error
 		if _, err := tx.ExecContext(ctx, `DELETE FROM canary_reserve WHERE tenant_id = $1`, tenant); err != nil {
 			return fmt.Errorf("purge reserved canary tokens: %w", err)
 		}
+		// So do the relay's records of its canary deliveries (uncounted:
+		// a count would say how many canaries the tenant's mail carried).
+		if _, err := tx.ExecContext(ctx, `DELETE FROM canary_sends WHERE tenant_id = $1`, tenant); err != nil {
+			return fmt.Errorf("purge canary sends: %w", err)
+		}
 		leaf.Count = counts["contacts"]
 		leaf.Detail = purgeDetail(receiptID, counts)
 		return nil

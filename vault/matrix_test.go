@@ -404,7 +404,7 @@ var matrix = []struct {
 			_, err := w.f.vault.RevokeKeys(w.op, []string{custos.RequestFromContext(w.staff).Key.ID})
 			ok(t, "operator revoking", err)
 		}},
-	{"send mail to contact tokens (the relay)", "a service or tenant admin key with the send scope, its own tenant (one list with send:ls_…)", "none per message: one leaf per recipient; canaries never delivered; detection of new lists, cross-tenant templates and volume spikes", "— (the tenant's log)",
+	{"send mail to contact tokens (the relay)", "a service or tenant admin key with the send scope, its own tenant (one list with send:ls_…)", "none per message: one leaf per recipient; canaries delivered like contacts, the trap knowing the relay's own copy; detection of new lists, cross-tenant templates and volume spikes", "— (the tenant's log)",
 		func(t *testing.T, w *world) {
 			up := w.upstream(t)
 			for name, ctx := range map[string]context.Context{"operator": w.op, "security": w.ivy, "support staff": w.staff} {

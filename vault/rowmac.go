@@ -67,6 +67,7 @@ var rowSpecs = []rowSpec{
 	{"detector_state", "name", []string{"next_index", "state"}, nil},
 	{"principal_certs", "principal_id", []string{"spki_sha256", "bound_at"}, nil},
 	{"tenant_key_changes", "id", []string{"tenant_id", "op", "uri", "status", "requested_by", "approved_by", "cancelled_by", "grace_ms", "created_at", "due_at"}, nil},
+	{"canary_sends", "id", []string{"addr_tag", "return_path", "tenant_id", "message_id", "actor", "sent_at", "arrived_at"}, nil},
 }
 
 func specOf(table string) rowSpec {

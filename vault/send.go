@@ -53,8 +53,10 @@ type Delivery struct {
 	// Refused is a custos.Refuse… code when the recipient must not be
 	// sent to; the other fields are then empty.
 	Refused string
-	// Canary recipients are resolved and logged like any other but must
-	// never be delivered: a legitimate campaign does not trip the trap.
+	// Canary is set for a list's canary or a reader's watermark row. It
+	// is delivered like any recipient, so relay traffic carries it; the
+	// send's transaction kept its return path, by which the trap knows
+	// the relay's own copy (see relaycanary.go).
 	Canary bool
 	// To and Message are the address and the rendered message, plaintext
 	// in memory only: the relay hands them to the upstream and drops them.
@@ -106,6 +108,11 @@ func (v *Vault) CheckRecipient(ctx context.Context, tenant, list, token string, 
 	var cl, consent, reason string
 	err = v.queryRow(ctx, `SELECT c.list_id, c.consent, COALESCE(s.reason, '') FROM contacts c LEFT JOIN suppressions s ON s.token = c.token
 		WHERE c.token = $1 AND c.tenant_id = $2`, token, tenant).Scan(&cl, &consent, &reason)
+	if isNoRows(err) {
+		// A reader's watermark row answers as the contact it looks like.
+		err = v.queryRow(ctx, `SELECT r.list_id, r.consent, COALESCE(s.reason, '') FROM reader_canaries r LEFT JOIN suppressions s ON s.token = r.token
+			WHERE r.token = $1 AND r.tenant_id = $2 LIMIT 1`, token, tenant).Scan(&cl, &consent, &reason)
+	}
 	if isNoRows(err) {
 		return custos.RefuseUnknown, nil
 	} else if err != nil {
@@ -196,6 +203,22 @@ func (v *Vault) Send(ctx context.Context, o *Outgoing) ([]Delivery, error) {
 	if err != nil {
 		return nil, v.deny(ctx, base, err)
 	}
+	var missing []string
+	for _, t := range o.Tokens {
+		if contacts[t] == nil && custos.ValidID(custos.PrefixContact, t) {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		marks, err := v.watermarkRecipients(ctx, o.Tenant, missing)
+		if err != nil {
+			return nil, v.deny(ctx, base, err)
+		}
+		for t, s := range marks {
+			contacts[t], canaries[t] = s, true
+		}
+	}
+	var relayed []canarySend // canaries the upstream will carry
 	out := make([]Delivery, len(o.Tokens))
 	leaves := make([]audit.Leaf, len(o.Tokens))
 	for i, t := range o.Tokens {
@@ -237,13 +260,20 @@ func (v *Vault) Send(ctx context.Context, o *Outgoing) ([]Delivery, error) {
 				d.To, d.Message, d.Canary = c.Email, msg, canaries[t]
 				d.ReturnPath = returnPath(verp, t)
 				l.Digest = hex.EncodeToString(sum[:])
+				if tag, ok := canaryAddrTag(ck, c.Email); ok && d.Canary {
+					relayed = append(relayed, canarySend{addrTag: tag, returnPath: d.ReturnPath})
+				}
 			}
 		}
 		if d.Refused != "" {
 			l.Outcome, l.Code, l.Reason = audit.OutcomeRejected, custos.EINVALID, d.Refused
 		}
 	}
-	if err := v.recordAll(ctx, leaves); err != nil {
+	var keep func(context.Context, *sql.Tx, *audit.Leaf) error
+	if len(relayed) > 0 {
+		keep = func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error { return v.keepCanarySends(ctx, tx, l, relayed) }
+	}
+	if err := v.recordAllWith(ctx, leaves, keep); err != nil {
 		clear(out) // nothing leaves without its entry
 		return nil, err
 	}
@@ -326,6 +356,12 @@ func scanPairs(ctx context.Context, db *sql.DB, query string, args []any, fn fun
 // in one batch, and it returns once all are durable. A leaf that does not
 // fit is recorded as its refusal and fails the lot.
 func (v *Vault) recordAll(ctx context.Context, leaves []audit.Leaf) error {
+	return v.recordAllWith(ctx, leaves, nil)
+}
+
+// recordAllWith is recordAll with apply, if non-nil, run in the
+// transaction of the first leaf (see audit.Entry.Apply).
+func (v *Vault) recordAllWith(ctx context.Context, leaves []audit.Leaf, apply func(context.Context, *sql.Tx, *audit.Leaf) error) error {
 	es := make([]audit.Entry, len(leaves))
 	for i := range leaves {
 		cleanLeaf(&leaves[i])
@@ -333,6 +369,9 @@ func (v *Vault) recordAll(ctx context.Context, leaves []audit.Leaf) error {
 			return v.deny(ctx, leaves[i], tooLarge)
 		}
 		es[i] = audit.Entry{Leaf: leaves[i]}
+	}
+	if len(es) > 0 {
+		es[0].Apply = apply
 	}
 	_, err := v.log.AppendAll(ctx, es)
 	return err
@@ -446,6 +485,8 @@ func (v *Vault) Suppress(ctx context.Context, returnPath, reason string) (string
 // message sealed as evidence, and a critical canary.mail leaf naming the
 // canary's attribution, which the detector turns into an alert. The leaf
 // carries no canary token or address: the tenant reads it in its feed.
+// The relay's own delivery of the canary (its return path, once, in
+// time: see relayedCanary) records nothing and returns nil, nil.
 func (v *Vault) CanaryMail(ctx context.Context, rcpt string, ev *custos.TrapEvidence, raw []byte) (*custos.CanaryHit, error) {
 	norm, err := addr.Normalize(rcpt)
 	if err != nil {
@@ -455,18 +496,31 @@ func (v *Vault) CanaryMail(ctx context.Context, rcpt string, ev *custos.TrapEvid
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.traceTag(ctx, k, addrTag(k, norm))
+	tag := addrTag(k, norm)
+	res, err := v.traceTag(ctx, k, tag)
 	if err != nil {
 		return nil, err
 	}
 	if res.Kind == custos.TraceNone {
 		return nil, notFound("canary")
 	}
+	verp, err := v.verpKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if own, err := v.relayedCanary(ctx, verp, tag, ev.MailFrom); err != nil {
+		return nil, err
+	} else if own {
+		return nil, nil // the relay's own delivery, arrived once
+	}
 	if !custos.ValidID(custos.PrefixEvidence, ev.ID) {
 		ev.ID = custos.NewID(custos.PrefixEvidence)
 	}
 	hit := &custos.CanaryHit{Trace: *res, EvidenceID: ev.ID}
 	if hit.Exposed, err = v.exposed(ctx, res); err != nil {
+		return nil, err
+	}
+	if hit.Relayed, err = v.lastRelaySend(ctx, tag); err != nil {
 		return nil, err
 	}
 	body, err := json.Marshal(struct {
@@ -507,6 +561,9 @@ func canaryDetail(h *custos.CanaryHit) string {
 		fmt.Fprintf(&b, "mail to an export canary: exported by %s request %s at %s", h.Trace.Principal, h.Trace.RequestID, h.Trace.ExportedAt.UTC().Format("2006-01-02T15:04:05Z"))
 	} else {
 		b.WriteString("mail to a list canary")
+	}
+	if h.Relayed != "" {
+		fmt.Fprintf(&b, "; %s", h.Relayed)
 	}
 	fmt.Fprintf(&b, "; evidence %s", h.EvidenceID)
 	exposed := h.Exposed
