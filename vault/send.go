@@ -271,7 +271,9 @@ func (v *Vault) Send(ctx context.Context, o *Outgoing) ([]Delivery, error) {
 	}
 	var keep func(context.Context, *sql.Tx, *audit.Leaf) error
 	if len(relayed) > 0 {
-		keep = func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error { return v.keepCanarySends(ctx, tx, l, relayed) }
+		keep = func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
+			return v.keepCanarySends(ctx, tx, l, relayed)
+		}
 	}
 	if err := v.recordAllWith(ctx, leaves, keep); err != nil {
 		clear(out) // nothing leaves without its entry
