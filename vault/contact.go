@@ -245,14 +245,28 @@ func (v *Vault) authorizeContact(ctx context.Context, action custos.Action, tena
 		// cannot see, and tell members apart by the answer.
 		return l, nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a key that can neither look contacts up, list tokens nor send may not change or delete contacts"))
 	}
-	s, err := v.namedContact(ctx, &l, tenant, token)
+	s, err := v.namedContact(ctx, &l, tenant, token, action == custos.ActionContactRead)
 	return l, s, err
 }
 
 // namedContact finds the contact token of tenant and names it in l; a
-// missing one is recorded (with l) as a refusal.
-func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string) (*sealed, error) {
+// missing one is recorded (with l) as a refusal. With marks, a reader's
+// watermark row is found by its token too: a read of a token from a page
+// answers alike for real and watermark rows (issue 20).
+func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string, marks bool) (*sealed, error) {
 	s, err := v.findContact(ctx, tenant, token)
+	if marks && custos.ErrorCode(err) == custos.ENOTFOUND {
+		var m map[string]*sealed
+		if m, err = v.watermarkRecipients(ctx, tenant, []string{token}); err == nil {
+			if s = m[token]; s == nil {
+				err = notFound("contact")
+			} else if k, kerr := v.listKeys(ctx, tenant, s.list); kerr != nil {
+				err = kerr
+			} else {
+				_, err = v.checkContact(ctx, k, s)
+			}
+		}
+	}
 	if err != nil {
 		return nil, v.deny(ctx, *l, err)
 	}

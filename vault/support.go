@@ -706,7 +706,7 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err := v.checkTicket(ctx, st, tenant, reason); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	s, err := v.namedContact(ctx, &l, tenant, token)
+	s, err := v.namedContact(ctx, &l, tenant, token, false)
 	if err != nil {
 		return nil, err
 	}
