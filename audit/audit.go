@@ -210,6 +210,13 @@ type Log struct {
 	headMu sync.RWMutex
 	size   uint64
 	root   tlog.Hash
+	// edge is level 0's partial tile as this process's sequencer computed
+	// it (edgeN its number), published with the head: the stored tiles
+	// end at the last full one (readTile), and an in-process reader checks
+	// the newest entries against these hashes rather than against hashes
+	// derived from the very rows it checks. Never written to in place.
+	edge  []byte
+	edgeN int64
 
 	// insertFull inserts leafChunk leaves, prepared once: parsing a
 	// 700-parameter statement costs more than executing it.
@@ -662,8 +669,14 @@ func (l *Log) commitTx(batch []*pending) ([]result, error) {
 // advance records a committed tree head.
 func (l *Log) advance(size uint64, root tlog.Hash) {
 	l.tiles.committed(size)
+	var edge []byte
+	n := int64(size-1) >> tileHeight
+	if size > 0 {
+		edge = l.tiles.tiles[tileKey{0, n}]
+	}
 	l.headMu.Lock()
 	l.size, l.root = size, root
+	l.edge, l.edgeN = edge, n
 	l.headMu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -170,8 +171,12 @@ func (l *Log) subjectRange(ctx context.Context, cond string, args []any, lo, hi 
 func (l *Log) nextActorSeq(ctx context.Context, tx *sql.Tx, actor string) (uint64, error) {
 	last, ok := l.actorSeq[actor]
 	if !ok {
+		// A principal's sequence rises with the index, so its last entry
+		// (the actor index's, read backwards) holds the largest; entries
+		// from before the sequence existed hold none.
 		var n sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MAX(actor_seq) FROM audit_leaves WHERE actor = $1`, actor).Scan(&n); err != nil {
+		err := tx.QueryRowContext(ctx, `SELECT actor_seq FROM audit_leaves WHERE actor = $1 AND actor_seq IS NOT NULL ORDER BY idx DESC LIMIT 1`, actor).Scan(&n)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return 0, fmt.Errorf("actor sequence: %w", err)
 		}
 		last = uint64(n.Int64)

@@ -313,16 +313,14 @@ func (t *tileSource) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			out[i] = d
 			continue
 		}
-		var width int
-		var data []byte
-		err := t.q.QueryRowContext(t.ctx, `SELECT width, data FROM audit_tiles WHERE level = $1 AND idx = $2`, tile.L, tile.N).Scan(&width, &data)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("tile %d/%d is missing", tile.L, tile.N)
+		data, err := readTile(t.ctx, t.q, tileKey{tile.L, tile.N})
+		if err != nil && !errors.Is(err, errTileMissing) && !errors.Is(err, errTileMalformed) {
+			return nil, &transient{err}
 		} else if err != nil {
-			return nil, &transient{fmt.Errorf("read tile %d/%d: %w", tile.L, tile.N, err)}
+			return nil, err
 		}
-		if len(data) != width*tlog.HashSize || len(data) < tile.W*tlog.HashSize {
-			return nil, fmt.Errorf("tile %d/%d is too short or malformed", tile.L, tile.N)
+		if len(data) < tile.W*tlog.HashSize {
+			return nil, fmt.Errorf("tile %d/%d is too short", tile.L, tile.N)
 		}
 		out[i] = data[:tile.W*tlog.HashSize]
 		t.cache[tile] = out[i]

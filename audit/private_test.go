@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -87,7 +88,7 @@ func TestEntriesCatchChangedBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newLog(t)
 			ctx := context.Background()
-			e.append(t, 10, "tn_a")
+			e.append(t, 300, "tn_a") // entry 5 in a full tile, stored
 			if _, err := e.log.Entries(ctx, 0, 10); err != nil {
 				t.Fatalf("untampered: %v", err)
 			}
@@ -109,6 +110,46 @@ func TestEntriesCatchChangedBody(t *testing.T) {
 				t.Fatalf("Verify after changing the %s: %v; want a *VerifyError at 5", tc.name, err)
 			}
 		})
+	}
+}
+
+// TestEdgeEntriesCatchChangedBody: level 0's partial tile is not stored
+// (audit/tiles.go), so a row among the newest < 256 rewritten with a
+// commitment of its own has no stored tile hash to differ from. The
+// log's own process still refuses it (its sequencer's hashes), another
+// process's Entries and an offline Verify refuse it by the checkpoint
+// signed over the original, and the row is not silently taken as true.
+func TestEdgeEntriesCatchChangedBody(t *testing.T) {
+	const q = `UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 5`
+	e := newLog(t)
+	ctx := context.Background()
+	e.append(t, 10, "tn_a")
+	if _, err := e.log.Entries(ctx, 0, 10); err != nil {
+		t.Fatalf("untampered: %v", err)
+	}
+	if _, err := e.db.Write.Exec(q, tamperArgs(t, e, q)...); err != nil {
+		t.Fatal(err)
+	}
+	var ve *audit.VerifyError
+	if _, err := e.log.Entries(ctx, 0, 10); !errors.As(err, &ve) || ve.Index != 5 {
+		t.Fatalf("Entries (the sequencing process) after a rewrite at the edge: %v; want a *VerifyError at 5", err)
+	}
+	e.log.Close()
+	_, err := e.verify(t)
+	if !errors.As(err, &ve) || !strings.Contains(ve.Reason, "do not match the checkpoint signed at size 10") || ve.Index > 5 {
+		t.Fatalf("Verify after a rewrite at the edge: %v; want the checkpoint over entries 0…9 refusing it", err)
+	}
+	// Reopened, the log sequences nothing yet: its monitor proves the
+	// stored entries against the signed checkpoint and reports them.
+	cfg := e.cfg
+	cfg.VerifyInterval = time.Hour
+	lg, err := audit.Open(ctx, e.db.Read, e.db.Write, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	if lg.Integrity() == nil {
+		t.Fatal("a reopened log with a rewritten edge entry reports its integrity intact")
 	}
 }
 

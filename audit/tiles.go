@@ -37,6 +37,7 @@ func newTileCache() *tileCache {
 
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // get returns the stored tile (level, n), from the cache or q.
@@ -55,19 +56,83 @@ func (c *tileCache) get(ctx context.Context, q querier, k tileKey) ([]byte, erro
 	return d, nil
 }
 
+// readTile returns tile (level, n) as stored, or, for the partial tile
+// at the right edge of level 0, as derived from the leaves it hashes.
+//
+// Only full tiles are stored at level 0: the partial one there is what
+// every commit would otherwise rewrite whole (up to 8 KiB, a fifth of the
+// disk bytes of a lone append, docs/benchmarks.md (au)). Its hashes are
+// the record hashes of the last < 256 leaves, which are in audit_leaves
+// anyway. A tile of a higher level changes once per 256 entries and is
+// stored partial. A full level-0 tile is never derived: missing, it is
+// missing (errTileMissing), as a tile of any level is.
 func readTile(ctx context.Context, q querier, k tileKey) ([]byte, error) {
+	data, err := storedTile(ctx, q, k)
+	if k.level != 0 || !errors.Is(err, errTileMissing) {
+		return data, err
+	}
+	data, err = edgeTile(ctx, q, k.n)
+	if err != nil || len(data) < (1<<tileHeight)*tlog.HashSize {
+		return data, err
+	}
+	// 256 leaves: a full tile, stored in the commit of its last leaf —
+	// perhaps since the first query.
+	return storedTile(ctx, q, k)
+}
+
+// Tiles that are not there, or not whole: not a database's passing error.
+var (
+	errTileMissing   = errors.New("tile is missing")
+	errTileMalformed = errors.New("tile is malformed")
+)
+
+func storedTile(ctx context.Context, q querier, k tileKey) ([]byte, error) {
 	var width int
 	var data []byte
 	err := q.QueryRowContext(ctx, `SELECT width, data FROM audit_tiles WHERE level = $1 AND idx = $2`, k.level, k.n).Scan(&width, &data)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("tile %d/%d is missing", k.level, k.n)
+		return nil, fmt.Errorf("tile %d/%d: %w", k.level, k.n, errTileMissing)
 	} else if err != nil {
 		return nil, fmt.Errorf("read tile %d/%d: %w", k.level, k.n, err)
 	}
 	if len(data) != width*tlog.HashSize || width < 1 || width > 1<<tileHeight {
-		return nil, fmt.Errorf("tile %d/%d is malformed", k.level, k.n)
+		return nil, fmt.Errorf("tile %d/%d: %w", k.level, k.n, errTileMalformed)
 	}
 	return data, nil
+}
+
+// edgeTile derives level-0 tile n from its leaves: the record hash of
+// each leaf from n·256 on, as far as they run without a gap (at most 256).
+// No leaf there: the tile is missing.
+func edgeTile(ctx context.Context, q querier, n int64) ([]byte, error) {
+	start := n << tileHeight
+	rows, err := q.QueryContext(ctx, `SELECT idx, COALESCE(leaf, data) FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, start, start+1<<tileHeight)
+	if err != nil {
+		return nil, fmt.Errorf("read tile 0/%d: %w", n, err)
+	}
+	defer rows.Close()
+	var out []byte
+	next := start
+	for rows.Next() {
+		var idx int64
+		var leaf sql.RawBytes
+		if err := rows.Scan(&idx, &leaf); err != nil {
+			return nil, fmt.Errorf("read tile 0/%d: %w", n, err)
+		}
+		if idx != next {
+			break
+		}
+		h := tlog.RecordHash(leaf)
+		out = append(out, h[:]...)
+		next++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read tile 0/%d: %w", n, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("tile 0/%d: %w", n, errTileMissing)
+	}
+	return out, nil
 }
 
 // reader returns a tlog.HashReader over fresh hashes (not yet in any
@@ -84,6 +149,14 @@ func (c *tileCache) reader(ctx context.Context, q querier, fresh map[int64]tlog.
 			data, err := c.get(ctx, q, tileKey{t.L, t.N})
 			if err != nil {
 				return nil, err
+			}
+			if len(data) < t.W*tlog.HashSize && t.L == 0 {
+				// A published edge (Log.storedReader) the tree has grown
+				// past, on a node that no longer sequences: read it.
+				delete(c.tiles, tileKey{t.L, t.N})
+				if data, err = c.get(ctx, q, tileKey{t.L, t.N}); err != nil {
+					return nil, err
+				}
 			}
 			if len(data) < t.W*tlog.HashSize {
 				return nil, fmt.Errorf("tile %d/%d too narrow for hash %d", t.L, t.N, idx)
@@ -120,6 +193,10 @@ func (c *tileCache) extend(ctx context.Context, tx *sql.Tx, oldSize uint64, data
 		data, err := tlog.ReadTileData(t, r)
 		if err != nil {
 			return tlog.Hash{}, fmt.Errorf("tile %d/%d: %w", t.L, t.N, err)
+		}
+		if t.L == 0 && t.W < 1<<tileHeight { // derived from the leaves: see readTile
+			c.staged[tileKey{t.L, t.N}] = data
+			continue
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data`, t.L, t.N, t.W, data); err != nil {
@@ -213,8 +290,16 @@ func (l *Log) ReadEntryBundle(ctx context.Context, index uint64, width int) ([]b
 }
 
 // storedReader reads hashes from the tiles in the read database.
+// The right edge of level 0 comes from the sequencer's own hashes where
+// this process's sequencer has them (see Log.edge).
 func (l *Log) storedReader(ctx context.Context) tlog.HashReader {
-	return newTileCache().reader(ctx, l.r, nil)
+	c := newTileCache()
+	l.headMu.RLock()
+	if l.edge != nil {
+		c.tiles[tileKey{0, l.edgeN}] = l.edge
+	}
+	l.headMu.RUnlock()
+	return c.reader(ctx, l.r, nil)
 }
 
 // InclusionProof proves that entry index is in the tree of the given size.

@@ -579,13 +579,15 @@ func (vf *verifier) tile(level int, n int64) (*tileState, error) {
 		return nil, &VerifyError{Index: uint64(ts.n) << (tileHeight * (level + 1)), Reason: fmt.Sprintf("tile %d/%d is partial but not the last", level, ts.n)}
 	}
 	ts = &tileState{n: n}
-	var width int
-	err := vf.read.QueryRowContext(vf.ctx, `SELECT width, data FROM audit_tiles WHERE level = $1 AND idx = $2`, level, n).Scan(&width, &ts.data)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("verify: read tile: %w", err)
-	}
-	if err == nil && len(ts.data) != width*tlog.HashSize {
+	var err error
+	ts.data, err = readTile(vf.ctx, vf.read, tileKey{level, n})
+	switch {
+	case errors.Is(err, errTileMissing):
+		ts.data = nil // finishTiles says so when it is one the tree needs
+	case errors.Is(err, errTileMalformed):
 		return nil, &VerifyError{Index: uint64(n) << (tileHeight * (level + 1)), Reason: fmt.Sprintf("tile %d/%d width does not match its data", level, n)}
+	case err != nil:
+		return nil, fmt.Errorf("verify: read tile: %w", err)
 	}
 	vf.tiles[level] = ts
 	return ts, nil

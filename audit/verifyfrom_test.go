@@ -119,11 +119,20 @@ func TestVerifyFromCatches(t *testing.T) {
 			}
 		}, 800, "commitment"},
 		{"a new entry and its commitment rewritten", func(t *testing.T, e *logEnv) {
+			// 700 is in a full tile (512…767), stored.
+			args := tamperArgs(t, e, `UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 700`)
+			if _, err := e.db.Write.Exec(`UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 700`, args...); err != nil {
+				t.Fatal(err)
+			}
+		}, 700, "leaf hash"},
+		{"a new entry at the right edge and its commitment rewritten", func(t *testing.T, e *logEnv) {
+			// 800 is in level 0's partial tile (768…999), not stored:
+			// the checkpoint signed over it refuses it (audit/tiles.go).
 			args := tamperArgs(t, e, `UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 800`)
 			if _, err := e.db.Write.Exec(`UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 800`, args...); err != nil {
 				t.Fatal(err)
 			}
-		}, 800, "leaf hash"},
+		}, 600, "history was rewritten"},
 		{"an old entry rewritten with the tree, re-signed with log.key", func(t *testing.T, e *logEnv) {
 			args := tamperArgs(t, e, `UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 100`)
 			if _, err := e.db.Write.Exec(`UPDATE audit_leaves SET data = $1, leaf = $2 WHERE idx = 100`, args...); err != nil {

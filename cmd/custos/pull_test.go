@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/node"
 )
 
@@ -111,6 +113,11 @@ func TestAuditPull(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A removed entry. Level 0's partial tile is derived from the rows
+	// (audit/tiles.go), so a bare DELETE would stop the server's own
+	// proofs; a careful insider first stores the edge tile as it was, so
+	// the server keeps serving and only the pull's sequence check is left.
+	keepEdgeTile(t, db, idx)
 	if _, err := db.Exec(`DELETE FROM audit_leaves WHERE tenant_id = $1 AND tenant_seq = $2`, tenant, st.TenantSeq+1); err != nil {
 		t.Fatal(err)
 	}
@@ -382,4 +389,19 @@ func TestAuditPullPageProofs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// keepEdgeTile stores level 0's tile over entry idx as the leaves now
+// give it, as a row of audit_tiles, so later changes to those leaves no
+// longer show in the tiles the server proves from.
+func keepEdgeTile(t *testing.T, db *sql.DB, idx uint64) {
+	t.Helper()
+	n := int64(idx) >> 8
+	leaves := storetest.Column[[]byte](t, db, `SELECT COALESCE(leaf, data) FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx`, n<<8, (n+1)<<8)
+	var data []byte
+	for _, l := range leaves {
+		h := tlog.RecordHash(l)
+		data = append(data, h[:]...)
+	}
+	mustExec(t, db, `INSERT INTO audit_tiles (level, idx, width, data) VALUES (0, $1, $2, $3) ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data`, n, len(leaves), data)
 }

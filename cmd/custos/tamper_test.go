@@ -109,6 +109,9 @@ func rebuildAndResign(t *testing.T, dir string, db *sql.DB) {
 	size := int64(len(leaves))
 	mustExec(t, db, `DELETE FROM audit_tiles`)
 	for _, tile := range tlog.NewTiles(8, 0, size) {
+		if tile.L == 0 && tile.W < 256 {
+			continue // derived from the leaves, not stored (audit/tiles.go)
+		}
 		data, err := tlog.ReadTileData(tile, r)
 		if err != nil {
 			t.Fatal(err)
@@ -371,9 +374,11 @@ func TestServerStopsOnTamper(t *testing.T) {
 		{"changed entry", false, func(s *stoppable, db *sql.DB) {
 			mustExec(t, db, `UPDATE audit_leaves SET data = replace(data, 'tenant.create', 'tenant.read') WHERE idx = 2`)
 		}, "commitment"},
-		{"changed commitment and tile", false, func(s *stoppable, db *sql.DB) {
+		{"changed commitment", false, func(s *stoppable, db *sql.DB) {
+			// level 0's partial tile is derived from the rows: the signed
+			// checkpoint over them refuses the changed one
 			rewriteEntry(t, db, 3)
-		}, "does not match the tree"},
+		}, "do not match the signed checkpoint"},
 		{"removed entry", false, func(s *stoppable, db *sql.DB) {
 			mustExec(t, db, `DELETE FROM audit_leaves WHERE idx = 4`)
 		}, "missing"},
@@ -382,8 +387,10 @@ func TestServerStopsOnTamper(t *testing.T) {
 			mustExec(t, db, `UPDATE audit_leaves SET idx = 5 WHERE idx = 6`)
 			mustExec(t, db, `UPDATE audit_leaves SET idx = 6 WHERE idx = -1`)
 		}, "entry"},
-		{"changed tile", false, func(s *stoppable, db *sql.DB) {
-			mustExec(t, db, `UPDATE audit_tiles SET data = zeroblob(length(data)) WHERE level = 0 AND idx = 0`)
+		{"forged tile", false, func(s *stoppable, db *sql.DB) {
+			// the log is one partial tile, derived, not stored: a stored
+			// one takes its place, and must agree with the checkpoints
+			mustExec(t, db, `INSERT INTO audit_tiles (level, idx, width, data) SELECT 0, 0, COUNT(*), zeroblob(32 * COUNT(*)) FROM audit_leaves`)
 		}, "tiles"},
 		{"truncated under its checkpoint", false, func(s *stoppable, db *sql.DB) {
 			mustExec(t, db, `DELETE FROM audit_leaves WHERE idx >= (SELECT MAX(idx) - 2 FROM audit_leaves)`)
@@ -555,10 +562,9 @@ func TestFeedAfterTruncationIsClear(t *testing.T) {
 	mustExec(t, db, `DELETE FROM audit_leaves WHERE idx >= (SELECT MAX(idx) - 3 FROM audit_leaves)`)
 	truncatedTiles := logSize(t, db)
 	rebuildTiles := func() { // the tiles cut back too, as a careful insider would
-		mustExec(t, db, `DELETE FROM audit_tiles WHERE level = 0 AND idx > 0`)
-		var data []byte
-		db.QueryRow(`SELECT data FROM audit_tiles WHERE level = 0 AND idx = 0`).Scan(&data)
-		mustExec(t, db, `UPDATE audit_tiles SET width = $1, data = $2 WHERE level = 0 AND idx = 0`, truncatedTiles, data[:32*truncatedTiles])
+		// (level 0's partial tile is derived from the rows, not stored: only
+		// tiles wholly beyond the rows are left to remove)
+		mustExec(t, db, `DELETE FROM audit_tiles WHERE level = 0 AND idx > $1`, (truncatedTiles-1)/256)
 	}
 	rebuildTiles()
 	_, err := client.New(s.srv.URL, client.WithKey(admin), client.WithRetries(0, 0)).AccessLog(context.Background(), tenant, 0, 0)
