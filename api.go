@@ -4,8 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // The HTTP API's contract: the bodies the server reads and writes under
@@ -271,6 +274,48 @@ type SupportSettings struct {
 	// no answer within the timeout, refuses the reveal). Read back as
 	// "set": the URL may carry a secret path.
 	TicketWebhook string `json:"ticket_webhook,omitempty"`
+	// SSOIssuer is the identity provider (its OIDC issuer URL) the tenant
+	// trusts for its principals' console step-ups; empty: none, and every
+	// step-up is made with the API key. Read-only here: it is set with
+	// PUT .../sso-issuer, by a request signed with a key.
+	SSOIssuer string `json:"sso_issuer,omitempty"`
+}
+
+// SSOIssuerRequest is the body of PUT .../sso-issuer: the issuer URL of
+// the identity provider the tenant runs for its own people, or "" to
+// trust none.
+type SSOIssuerRequest struct {
+	Issuer string `json:"issuer"`
+}
+
+// MaxIssuerLen bounds an issuer URL.
+const MaxIssuerLen = 512
+
+// CheckIssuer refuses an issuer that is not an absolute https URL (http
+// only on a loopback host, for tests and local providers), or carries a
+// query, fragment or user info. "" is accepted: it clears the setting.
+func CheckIssuer(issuer string) error {
+	if issuer == "" {
+		return nil
+	}
+	bad := Errorf(EINVALID, "issuer must be an https URL of at most %d characters, with no query, fragment or user info", MaxIssuerLen)
+	if len(issuer) > MaxIssuerLen || !utf8.ValidString(issuer) {
+		return bad
+	}
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return bad
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return bad
+		}
+	default:
+		return bad
+	}
+	return nil
 }
 
 // Accepts reports whether the settings accept reveals for reason code.

@@ -70,6 +70,7 @@ const (
 	ActionKEKRewrap       Action = "kek.rewrap"            // the host re-wraps every keyset under a new KEK (system, counts only)
 	ActionSSOLink         Action = "console.sso_link"      // a principal, signed in with its key, links its identity-provider account to that key, or unlinks
 	ActionStepUp          Action = "console.step_up"       // a console session re-authenticated for one action on one target
+	ActionSSOIssuer       Action = "tenant.sso_issuer"     // a tenant's admin names (or clears) the identity provider it trusts for its admins' console step-ups
 )
 
 // policy lists, per action, the scope a key needs and the kinds that may
@@ -107,6 +108,7 @@ var policy = map[Action]struct {
 	ActionAccessLogRead:   {ScopeLogRead, []Kind{KindTenantAdmin}},
 	ActionSupportSettings: {ScopeSupport, []Kind{KindTenantAdmin}},
 	ActionSupportRead:     {ScopeSupport, []Kind{KindTenantAdmin}},
+	ActionSSOIssuer:       {ScopeSupport, []Kind{KindTenantAdmin}},
 	ActionRequestCreate:   {ScopeSupport, []Kind{KindStaffSupport}},
 	ActionRequestDecide:   {ScopeSupport, []Kind{KindTenantAdmin}},
 	ActionGrantCreate:     {ScopeSupport, []Kind{KindTenantAdmin}},

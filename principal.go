@@ -118,6 +118,9 @@ type Request struct {
 	// client certificate the connection presented and the server verified
 	// against its client CAs; "" without one.
 	CertPin string
+	// SSO is set when the request comes from a console session signed in
+	// through an identity provider rather than with the key itself.
+	SSO bool
 }
 
 type requestKey struct{}

@@ -547,6 +547,12 @@ func (c *Client) SetSupportSettings(ctx context.Context, tenant string, req cust
 	return out, nil
 }
 
+// SetSSOIssuer names the identity provider (its issuer URL) the tenant
+// trusts for its principals' console step-ups; "" trusts none.
+func (c *Client) SetSSOIssuer(ctx context.Context, tenant, issuer string) error {
+	return c.call(ctx, request{method: http.MethodPut, path: path("tenants", tenant, "sso-issuer"), body: custos.SSOIssuerRequest{Issuer: issuer}}, nil)
+}
+
 // RequestAccess asks a tenant for support access.
 func (c *Client) RequestAccess(ctx context.Context, tenant string, req custos.AccessRequestBody) (*custos.AccessRequest, error) {
 	return post[custos.AccessRequest](ctx, c, path("tenants", tenant, "access-requests"), req)

@@ -257,7 +257,7 @@ func (c *Console) session(h sessionHandler) http.HandlerFunc {
 			return
 		}
 		req := *custos.RequestFromContext(r.Context())
-		req.Principal, req.Key = p, k
+		req.Principal, req.Key, req.SSO = p, k, s.SSOLink != ""
 		r = r.WithContext(custos.NewContext(r.Context(), &req))
 		if r.Method == http.MethodPost {
 			if err := c.checkPost(w, r, s.CSRF); err != nil {

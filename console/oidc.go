@@ -212,7 +212,7 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req := *custos.RequestFromContext(r.Context())
-		req.Principal, req.Key = p, k
+		req.Principal, req.Key, req.SSO = p, k, s.SSOLink != ""
 		ctx := custos.NewContext(r.Context(), &req)
 		r = r.WithContext(ctx)
 		if f.Purpose == "link" {
@@ -394,7 +394,8 @@ func parseStepUp(form url.Values) (vault.StepUp, bool) {
 
 type stepUpView struct {
 	Action, Tenant, Target string
-	SSO                    bool
+	SSO                    bool // step up at the provider
+	KeyOnly                bool // signed in through a provider its tenant has not named: the key instead
 	Provider               string
 	Message                string
 }
@@ -416,11 +417,29 @@ func (c *Console) RequireStepUp(w http.ResponseWriter, r *http.Request, s *vault
 }
 
 func (c *Console) showStepUp(w http.ResponseWriter, r *http.Request, s *vault.Session, su vault.StepUp, status int, msg string) {
-	v := stepUpView{Action: string(su.Action), Tenant: su.Tenant, Target: su.Target, SSO: s.SSOLink != "", Message: msg}
-	if c.sso != nil {
-		v.Provider = c.sso.cfg.Name
+	v := stepUpView{Action: string(su.Action), Tenant: su.Tenant, Target: su.Target, Message: msg}
+	sso, err := c.stepUpAtProvider(r, s)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	if sso {
+		v.SSO, v.Provider = true, c.sso.cfg.Name
+	} else if s.SSOLink != "" {
+		v.KeyOnly = true
 	}
 	c.render(w, r, status, "stepup", c.view(r, s, "Confirm it is you", "", v))
+}
+
+// stepUpAtProvider reports whether session s steps up at the identity
+// provider: it signed in there, and its principal's tenant named that
+// provider as its own ([vault.Vault.SSOStepUpTrusted]). Otherwise the key
+// is entered again.
+func (c *Console) stepUpAtProvider(r *http.Request, s *vault.Session) (bool, error) {
+	if s.SSOLink == "" || c.sso == nil {
+		return false, nil
+	}
+	return c.vault.SSOStepUpTrusted(r.Context(), c.sso.cfg.Issuer)
 }
 
 // stepUp earns a step-up: an API-key session enters its key again; a
@@ -431,10 +450,11 @@ func (c *Console) stepUp(w http.ResponseWriter, r *http.Request, s *vault.Sessio
 	if !ok {
 		return c.vault.Reject(r.Context(), custos.ActionStepUp, "", custos.Errorf(custos.EINVALID, "no step-up for that"))
 	}
-	if s.SSOLink != "" {
-		if c.sso == nil {
-			return custos.Errorf(custos.EUNAVAILABLE, "single sign-on is not configured: sign in with a key")
-		}
+	sso, err := c.stepUpAtProvider(r, s)
+	if err != nil {
+		return err
+	}
+	if sso && r.PostForm.Get("key") == "" {
 		return c.startFlow(w, r, vault.OIDCFlow{Purpose: "stepup", SessionID: s.ID, StepUp: su},
 			oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
 	}

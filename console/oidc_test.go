@@ -489,13 +489,17 @@ func TestStepUpKey(t *testing.T) {
 	}
 }
 
-// TestStepUpSSO: a session signed in through the provider steps up there:
-// prompt=login and max_age=0, the same account, and an auth_time within
-// the window. An old authentication or another account earns nothing.
+// TestStepUpSSO: a session signed in through a provider its tenant named
+// as its own steps up there: prompt=login and max_age=0, the same
+// account, and an auth_time within the window. An old authentication or
+// another account earns nothing.
 func TestStepUpSSO(t *testing.T) {
 	e, p := newSSOEnv(t, "")
 	tenant, admin := e.newTenant("Acme")
 	r, _ := e.supportRequest(tenant, admin, "please")
+	if err := e.api(admin).SetSSOIssuer(context.Background(), tenant, p.issuer); err != nil {
+		t.Fatal(err)
+	}
 	p.user("alice", "alice@acme.test")
 	p.user("bob", "bob@acme.test")
 	e.link(p, admin, e.whoami(admin).ID, "alice")
@@ -567,6 +571,9 @@ func TestBrowserSSOApprove(t *testing.T) {
 	e, p := newSSOEnv(t, "")
 	tenant, admin := e.newTenant("Acme")
 	r, _ := e.supportRequest(tenant, admin, "customer reports bounces")
+	if err := e.api(admin).SetSSOIssuer(context.Background(), tenant, p.issuer); err != nil {
+		t.Fatal(err)
+	}
 	p.user("alice", "alice@acme.test")
 	e.link(p, admin, e.whoami(admin).ID, "alice")
 	must := func(steps ...chromedp.Action[chromedp.Void]) {

@@ -13,6 +13,7 @@ func (s *Server) registerSupportRoutes() {
 	const tenant = "/v1/tenants/{tenant}"
 	s.handle("GET", tenant+"/support-access", custos.ActionSupportRead, true, s.getSupportAccess)
 	s.handle("PUT", tenant+"/support-access", custos.ActionSupportSettings, true, s.putSupportAccess)
+	s.handle("PUT", tenant+"/sso-issuer", custos.ActionSSOIssuer, true, s.putSSOIssuer)
 	s.handle("POST", tenant+"/access-requests", custos.ActionRequestCreate, true, s.createAccessRequest)
 	s.handle("GET", tenant+"/access-requests", custos.ActionSupportRead, true, s.listAccessRequests)
 	s.handle("POST", tenant+"/access-requests/{id}/approve", custos.ActionRequestDecide, true, s.decideAccessRequest(true))
@@ -33,6 +34,17 @@ func (s *Server) getSupportAccess(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) putSSOIssuer(w http.ResponseWriter, r *http.Request) error {
+	var body custos.SSOIssuerRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &body); err != nil {
+		return s.reject(r, custos.ActionSSOIssuer, err)
+	}
+	if err := s.vault.SetSSOIssuer(r.Context(), r.PathValue("tenant"), body.Issuer); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, body)
 }
 
 func (s *Server) putSupportAccess(w http.ResponseWriter, r *http.Request) error {

@@ -50,6 +50,26 @@ func TestSupportAccessOverHTTP(t *testing.T) {
 	e.postJSON(f.admin, base+"/access-requests/"+r.ID+"/deny", map[string]any{}, 409)
 }
 
+// TestSSOIssuerOverHTTP: a tenant's admin names its own identity provider
+// for console step-ups with its key; GET support-access reads it back;
+// staff and a malformed issuer are refused, and clearing it works.
+func TestSSOIssuerOverHTTP(t *testing.T) {
+	e := newEnv(t)
+	f := e.newTenant("Acme")
+	base := "/v1/tenants/" + f.tenant
+	staff, _ := e.keyFor(custos.KindStaffSecurity, "", "sue")
+	e.do(staff, "PUT", base+"/sso-issuer", "application/json", jsonBody(map[string]string{"issuer": "https://sso.vendor.example"}), 403)
+	e.do(f.admin, "PUT", base+"/sso-issuer", "application/json", jsonBody(map[string]string{"issuer": "http://sso.vendor.example"}), 400)
+	e.do(f.admin, "PUT", base+"/sso-issuer", "application/json", jsonBody(map[string]string{"issuer": "https://login.acme.example"}), 200)
+	if st := decode[custos.SupportSettings](t, e.get(f.admin, base+"/support-access", 200)); st.SSOIssuer != "https://login.acme.example" || st.SupportAccess {
+		t.Fatalf("settings after naming a provider: %+v", st)
+	}
+	e.do(f.admin, "PUT", base+"/sso-issuer", "application/json", jsonBody(map[string]string{"issuer": ""}), 200)
+	if st := decode[custos.SupportSettings](t, e.get(f.admin, base+"/support-access", 200)); st.SSOIssuer != "" {
+		t.Fatalf("settings after clearing: %+v", st)
+	}
+}
+
 func jsonBody(v any) io.Reader {
 	b, _ := json.Marshal(v)
 	return bytes.NewReader(b)

@@ -62,7 +62,7 @@ var rowSpecs = []rowSpec{
 	{"api_keys", "id", []string{"principal_id", "hash", "scopes", "created_at", "expires_at", "revoked_at"}, []string{"networks"}},
 	{"grants", "id", []string{"tenant_id", "staff_id", "request_id", "scope", "reveal_budget", "reveals_used", "granted_by", "starts_at", "expires_at", "ended_at", "ended_by", "break_glass", "page_window_at", "pages_in_window"}, nil},
 	{"enrollments", "id", []string{"principal_id", "tenant_id", "requested_by", "requester_identity", "approval", "status", "not_before", "decided_by", "decided_at", "created_at", "issued_at", "expires_at", "used_at", "key_id"}, nil},
-	{"tenant_settings", "tenant_id", []string{"support_access", "max_grant_ms", "reason_codes", "break_glass"}, []string{"ticket_pattern", "ticket_webhook"}},
+	{"tenant_settings", "tenant_id", []string{"support_access", "max_grant_ms", "reason_codes", "break_glass"}, []string{"ticket_pattern", "ticket_webhook", "sso_issuer"}},
 	{"tenant_freezes", "tenant_id", []string{"alert_id", "reason", "frozen_at"}, nil},
 	{"detector_state", "name", []string{"next_index", "state"}, nil},
 	{"principal_certs", "principal_id", []string{"spki_sha256", "bound_at"}, nil},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/notify"
 )
 
 // Console single sign-on and step-up (issue 23).
@@ -290,14 +291,11 @@ func (v *Vault) TakeOIDCFlow(ctx context.Context, state string) (*OIDCFlow, erro
 	return &f, nil
 }
 
-// StepUpWithKey is the step-up of an API-key session: its holder enters
-// the session's key again. A wrong key is refused (EUNAUTHORIZED) and
+// StepUpWithKey is the step-up of a session by its key: its holder enters
+// the session's key again (a single sign-on session, its linked key). A wrong key is refused (EUNAUTHORIZED) and
 // recorded; the right one earns a step-up for su ([Vault.GrantStepUp]).
 func (v *Vault) StepUpWithKey(ctx context.Context, s *Session, secret string, su StepUp) error {
 	l := stepUpLeaf(ctx, su)
-	if s.SSOLink != "" {
-		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "this session signed in through the identity provider: confirm there"))
-	}
 	got := hex.EncodeToString(custos.HashAPIKey(secret))
 	if custos.CheckAPIKeySecret(secret) != nil || s.keyHash == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.keyHash)) != 1 {
 		return v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "that is not the key this session signed in with"))
@@ -382,5 +380,74 @@ func (v *Vault) GrantStepUpSSO(ctx context.Context, s *Session, a SSOAccount, su
 	if s.SSOLink == "" || subtle.ConstantTimeCompare([]byte(id), []byte(s.SSOLink)) != 1 {
 		return v.deny(ctx, stepUpLeaf(ctx, su), custos.Errorf(custos.EUNAUTHORIZED, "the identity provider signed in another account than this session's"))
 	}
+	if ok, err := v.SSOStepUpTrusted(ctx, a.Issuer); err != nil {
+		return err
+	} else if !ok {
+		return v.deny(ctx, stepUpLeaf(ctx, su), errStepUpNeedsKey)
+	}
 	return v.GrantStepUp(ctx, s, su)
+}
+
+// errStepUpNeedsKey refuses a step-up through an identity provider that
+// the principal's tenant has not named as its own.
+var errStepUpNeedsKey = custos.Errorf(custos.EFORBIDDEN, "your tenant has not named this identity provider as its own: confirm with your API key")
+
+// SSOStepUpTrusted reports whether a step-up through the identity provider
+// issuer may stand for a fresh authentication of the principal in ctx.
+//
+// Whoever administers a provider can take over every account there, and
+// so sign in as every principal linked to one (docs/console.md). A
+// step-up is what stands between one person and an approval that
+// invariant 12 gives to two, so it is taken from a provider only where
+// that provider's administrator is on the side whose approval it is: the
+// principal's tenant named it ([Vault.SetSSOIssuer], by key). Staff never
+// step up through a provider: the vendor administers theirs, and one
+// administrator taking over two security accounts would approve
+// break-glass alone. Everyone else enters their key again.
+func (v *Vault) SSOStepUpTrusted(ctx context.Context, issuer string) (bool, error) {
+	p := custos.PrincipalFromContext(ctx)
+	if p == nil || p.TenantID == "" || issuer == "" {
+		return false, nil
+	}
+	s, err := v.supportSettings(ctx, v.read, p.TenantID)
+	if err != nil {
+		return false, err
+	}
+	return s.SSOIssuer != "" && subtle.ConstantTimeCompare([]byte(s.SSOIssuer), []byte(issuer)) == 1, nil
+}
+
+// SetSSOIssuer names the identity provider (its issuer URL) that tenant
+// trusts for its principals' console step-ups, or "" for none (the
+// default). Only a request signed with a tenant admin's key may: a session
+// through a provider cannot name that provider, or the provider's
+// administrator could name it for themselves. Every admin of the tenant
+// and security are told. Recorded as tenant.sso_issuer (the issuer is
+// not personal data; the entry says set or cleared).
+func (v *Vault) SetSSOIssuer(ctx context.Context, tenant, issuer string) error {
+	l, err := v.authorize(ctx, custos.ActionSSOIssuer, tenant)
+	if err != nil {
+		return err
+	}
+	if custos.RequestFromContext(ctx).SSO {
+		return v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "name your identity provider with your API key, not through a provider's sign-in"))
+	}
+	if err := custos.CheckIssuer(issuer); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	if _, err := v.findTenant(ctx, tenant); err != nil {
+		return v.deny(ctx, l, err)
+	}
+	l.Detail = "sso_issuer=" + setOrNot(issuer)
+	admin := custos.RequestFromContext(ctx).Principal
+	msg := &notify.Message{Topic: "support.settings", Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToTenantAdmins, notify.ToStaffSecurity},
+		Text: fmt.Sprintf("the identity provider trusted for step-ups of tenant %s was changed by %s: %s", tenant, admin.ID, l.Detail)}
+	return v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, support_access, max_grant_ms, reason_codes, break_glass, updated_at, sso_issuer) VALUES ($1, 0, $2, '', 0, $3, $4)
+			ON CONFLICT (tenant_id) DO UPDATE SET sso_issuer = excluded.sso_issuer, updated_at = excluded.updated_at`,
+			tenant, custos.DefaultGrantTTL.Milliseconds(), ms(v.now()), nullString(issuer))
+		if err != nil {
+			return fmt.Errorf("store sso issuer: %w", err)
+		}
+		return v.reseal(ctx, tx, "tenant_settings", tenant)
+	})
 }

@@ -26,9 +26,9 @@ func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (
 	var on, bg int
 	var maxMS int64
 	var codes string
-	var pattern, webhook sql.NullString
-	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes, break_glass, ticket_pattern, ticket_webhook FROM tenant_settings WHERE tenant_id = $1`, tenant).
-		Scan(&on, &maxMS, &codes, &bg, &pattern, &webhook)
+	var pattern, webhook, issuer sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT support_access, max_grant_ms, reason_codes, break_glass, ticket_pattern, ticket_webhook, sso_issuer FROM tenant_settings WHERE tenant_id = $1`, tenant).
+		Scan(&on, &maxMS, &codes, &bg, &pattern, &webhook, &issuer)
 	if isNoRows(err) {
 		return s, nil
 	} else if err != nil {
@@ -42,7 +42,7 @@ func (v *Vault) supportSettings(ctx context.Context, q querier, tenant string) (
 	}
 	s.SupportAccess, s.MaxGrant, s.BreakGlass = on != 0, custos.Duration(time.Duration(maxMS)*time.Millisecond), bg != 0
 	s.ReasonCodes = append(s.ReasonCodes, strings.Fields(codes)...)
-	s.TicketPattern, s.TicketWebhook = pattern.String, webhook.String
+	s.TicketPattern, s.TicketWebhook, s.SSOIssuer = pattern.String, webhook.String, issuer.String
 	return s, nil
 }
 

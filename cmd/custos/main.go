@@ -183,6 +183,7 @@ func init() {
 		{name: "support", summary: "support access to a tenant's contacts", subs: []*command{
 			{name: "on", summary: "tenant admin: allow support access", run: (*Main).runSupportOn},
 			{name: "off", summary: "tenant admin: refuse support access", run: (*Main).runSupportOff},
+			{name: "sso-issuer", summary: "tenant admin: name your own identity provider for console step-ups, or none", run: (*Main).runSupportSSOIssuer},
 			{name: "request", summary: "staff: ask a tenant admin for access", run: supportRequest("request")},
 			{name: "break-glass", summary: "staff: emergency access two security staff approve (if the tenant allows it)", run: supportRequest("break-glass")},
 			{name: "requests", summary: "tenant admin: list access requests", run: (*Main).runSupportRequests},
