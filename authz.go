@@ -46,6 +46,7 @@ const (
 	ActionRevealsRead     Action = "support.reveals"       // a tenant admin reads the reveal register
 	ActionBreakGlass      Action = "break_glass.request"   // staff ask for emergency access
 	ActionBreakGlassOK    Action = "break_glass.approve"   // security staff approve it (two needed)
+	ActionBreakGlassRead  Action = "break_glass.read"      // security staff list the break-glass requests awaiting approval
 	ActionReview          Action = "review.read"           // the access review of principals and keys
 	ActionReviewRevoke    Action = "review.revoke"         // bulk revocation from the review
 	ActionAlertRead       Action = "alert.read"            // security staff list alerts
@@ -119,6 +120,7 @@ var policy = map[Action]struct {
 	ActionRevealsRead:     {ScopeSupport, []Kind{KindTenantAdmin}},
 	ActionBreakGlass:      {ScopeSupport, []Kind{KindStaffSupport}},
 	ActionBreakGlassOK:    {ScopeSupport, []Kind{KindStaffSecurity}},
+	ActionBreakGlassRead:  {ScopeSupport, []Kind{KindStaffSecurity}},
 	ActionReview:          {ScopeReview, []Kind{KindOperator, KindStaffSecurity}},
 	ActionReviewRevoke:    {ScopeReview, []Kind{KindOperator}},
 	ActionAlertRead:       {ScopeSecurity, []Kind{KindStaffSecurity}},

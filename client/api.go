@@ -570,6 +570,18 @@ func (c *Client) AccessRequests(ctx context.Context, tenant string) iter.Seq2[*c
 	})
 }
 
+// ListPendingBreakGlass returns one page of the break-glass requests of
+// every tenant that await a security approval (security staff).
+func (c *Client) ListPendingBreakGlass(ctx context.Context, o PageOptions) (*custos.Page[*custos.AccessRequest], error) {
+	return listPage[*custos.AccessRequest](ctx, c, path("break-glass"), nil, o)
+}
+
+// PendingBreakGlass iterates over the break-glass requests awaiting a
+// security approval.
+func (c *Client) PendingBreakGlass(ctx context.Context) iter.Seq2[*custos.AccessRequest, error] {
+	return all(ctx, c, c.ListPendingBreakGlass)
+}
+
 // ApproveAccessRequest approves an access request and returns the grant.
 func (c *Client) ApproveAccessRequest(ctx context.Context, tenant, id string, req custos.DecisionRequest) (*custos.Grant, error) {
 	return post[custos.Grant](ctx, c, path("tenants", tenant, "access-requests", id, "approve"), req)

@@ -133,6 +133,8 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("GET /ui/security/review", c.session(c.review))
 	c.mux.HandleFunc("POST /ui/security/review/revoke", c.session(c.reviewRevoke))
 	c.mux.HandleFunc("POST /ui/security/containments/lift", c.session(c.lift))
+	c.mux.HandleFunc("GET /ui/security/break-glass", c.session(c.breakGlass))
+	c.mux.HandleFunc("POST /ui/security/break-glass/{tenant}/{id}/approve", c.session(c.approveBreakGlass))
 	c.mux.HandleFunc("GET "+t+"/support", c.session(c.support))
 	c.mux.HandleFunc("POST "+t+"/support", c.session(c.setSupport))
 	c.mux.HandleFunc("GET "+t+"/principals", c.session(c.enrollments))

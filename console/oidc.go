@@ -356,6 +356,11 @@ func backFor(su vault.StepUp) string {
 		return "/ui/account"
 	case custos.ActionLift:
 		return "/ui/security/containments"
+	case custos.ActionBreakGlassOK:
+		if custos.ValidID(custos.PrefixAccessReq, su.Target) {
+			return "/ui/security/break-glass?stepped=" + url.QueryEscape(su.Target) + "#bg-" + url.PathEscape(su.Target)
+		}
+		return "/ui/security/break-glass"
 	case custos.ActionSupportSettings:
 		if custos.ValidID(custos.PrefixTenant, su.Tenant) {
 			return "/ui/t/" + url.PathEscape(su.Tenant) + "/support"

@@ -111,6 +111,7 @@ var matrix = map[string][]string{
 
 	"GET /v1/tenants/{tenant}/support-access":                   {"admin"},
 	"PUT /v1/tenants/{tenant}/support-access":                   {"admin"},
+	"PUT /v1/tenants/{tenant}/sso-issuer":                       {"admin"}, // by key; never through a provider's console session (vault)
 	"POST /v1/tenants/{tenant}/access-requests":                 {"staff", "staff+grant"},
 	"GET /v1/tenants/{tenant}/access-requests":                  {"admin"},
 	"POST /v1/tenants/{tenant}/access-requests/{id}/approve":    {"admin"},
@@ -124,8 +125,9 @@ var matrix = map[string][]string{
 	"GET /v1/tenants/{tenant}/reveals":                          {"admin"},
 	"POST /v1/tenants/{tenant}/break-glass":                     {"staff", "staff+grant"},
 	"POST /v1/tenants/{tenant}/break-glass/{id}/approve":        {"security"}, // two needed; never the requester
-	"GET /v1/review":         {"operator", "security"},
-	"POST /v1/review/revoke": {"operator"},
+	"GET /v1/break-glass":                                       {"security"},
+	"GET /v1/review":                                            {"operator", "security"},
+	"POST /v1/review/revoke":                                    {"operator"},
 
 	"GET /v1/alerts":                        {"security"},
 	"GET /v1/containments":                  {"security"},

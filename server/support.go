@@ -24,6 +24,7 @@ func (s *Server) registerSupportRoutes() {
 	s.handle("GET", tenant+"/reveals", custos.ActionRevealsRead, true, s.listReveals)
 	s.handle("POST", tenant+"/break-glass", custos.ActionBreakGlass, true, s.requestBreakGlass)
 	s.handle("POST", tenant+"/break-glass/{id}/approve", custos.ActionBreakGlassOK, true, s.approveBreakGlass)
+	s.handle("GET", "/v1/break-glass", custos.ActionBreakGlassRead, true, s.listPendingBreakGlass)
 	s.handle("GET", "/v1/review", custos.ActionReview, true, s.review)
 	s.handle("POST", "/v1/review/revoke", custos.ActionReviewRevoke, true, s.reviewRevoke)
 }
@@ -176,6 +177,20 @@ func (s *Server) listAccessRequests(w http.ResponseWriter, r *http.Request) erro
 		return s.reject(r, custos.ActionSupportRead, err)
 	}
 	rs, err := s.vault.AccessRequests(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, page(p, rs, func(v *custos.AccessRequest) string { return v.ID }))
+}
+
+// listPendingBreakGlass lists the break-glass requests awaiting a
+// security approval, across tenants.
+func (s *Server) listPendingBreakGlass(w http.ResponseWriter, r *http.Request) error {
+	p, err := itemQuery(r)
+	if err != nil {
+		return s.reject(r, custos.ActionBreakGlassRead, err)
+	}
+	rs, err := s.vault.PendingBreakGlass(r.Context())
 	if err != nil {
 		return err
 	}

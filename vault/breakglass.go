@@ -35,6 +35,40 @@ func (v *Vault) RequestBreakGlass(ctx context.Context, r *custos.AccessRequest) 
 			custos.RequestFromContext(ctx).Principal.ID, r.Scope, r.Duration, r.ID, r.Ticket)})
 }
 
+// MaxPendingBreakGlass bounds the list [Vault.PendingBreakGlass] answers.
+const MaxPendingBreakGlass = 200
+
+// PendingBreakGlass lists the break-glass requests of every tenant that
+// await a security approval, newest first (at most
+// [MaxPendingBreakGlass]): what is asked, by whom, why, and who approved
+// so far. Security staff decide on them, so they read the reason; no
+// tenant's data is read. Recorded as break_glass.read with the count.
+func (v *Vault) PendingBreakGlass(ctx context.Context) ([]*custos.AccessRequest, error) {
+	l, err := v.authorize(ctx, custos.ActionBreakGlassRead, "")
+	if err != nil {
+		return nil, err
+	}
+	out, err := queryAll(ctx, v, v.scanRequest, `SELECT `+requestColumns+` FROM access_requests
+		WHERE break_glass = 1 AND status = $1 AND expires_at > $2 ORDER BY created_at DESC, id LIMIT `+fmt.Sprint(MaxPendingBreakGlass), custos.RequestPending, ms(v.now()))
+	if err != nil {
+		return nil, v.deny(ctx, l, fmt.Errorf("list break-glass requests: %w", err))
+	}
+	for _, r := range out {
+		if err := v.openRequest(ctx, r); err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+		as, err := requestApprovals(ctx, v.read, r.ID)
+		if err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
+		for _, a := range as {
+			r.ApprovedBy = append(r.ApprovedBy, a.id)
+		}
+	}
+	l.Count = len(out)
+	return out, v.record(ctx, l, nil)
+}
+
 // ApproveBreakGlass records one security approval of a break-glass
 // request. The approver must differ — by principal and by owner — from the
 // requester and from the other approver; the second approval opens the

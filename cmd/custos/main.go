@@ -189,6 +189,7 @@ func init() {
 			{name: "requests", summary: "tenant admin: list access requests", run: (*Main).runSupportRequests},
 			{name: "approve", summary: "tenant admin: approve a request, opening a grant", run: (*Main).runSupportApprove},
 			{name: "deny", summary: "tenant admin: deny a request", run: (*Main).runSupportDeny},
+			{name: "break-glass-requests", summary: "security: break-glass requests of every tenant awaiting approval", run: (*Main).runSupportBreakGlassRequests},
 			{name: "approve-break-glass", summary: "security: approve a break-glass request (two approvers open the grant)", run: (*Main).runSupportApproveBreakGlass},
 			{name: "grants", summary: "tenant admin: list grants", run: (*Main).runSupportGrants},
 			{name: "grant", summary: "tenant admin: grant a staff member access unasked", run: (*Main).runSupportGrant},

@@ -63,7 +63,29 @@ func TestSupportCLI(t *testing.T) {
 		t.Fatal("break-glass allowed where the tenant did not allow it")
 	}
 	must(adminKey, "support", "on", "--tenant", tenant, "--break-glass")
+
+	// The tenant's own identity provider for console step-ups.
+	if out := must(adminKey, "support", "sso-issuer", "--tenant", tenant, "https://login.acme.example"); !strings.Contains(out, "https://login.acme.example") {
+		t.Fatalf("sso-issuer:\n%s", out)
+	}
+	for _, bad := range [][]string{{}, {"--none", "https://login.acme.example"}, {"http://login.acme.example"}} {
+		if _, err := as(adminKey, append([]string{"support", "sso-issuer", "--tenant", tenant}, bad...)...); err == nil {
+			t.Fatalf("sso-issuer %q accepted", bad)
+		}
+	}
+	if _, err := as(staffKey, "support", "sso-issuer", "--tenant", tenant, "--none"); err == nil {
+		t.Fatal("staff named the tenant's identity provider")
+	}
+	if out := must(adminKey, "support", "sso-issuer", "--tenant", tenant, "--none"); !strings.Contains(out, "no identity provider") {
+		t.Fatalf("sso-issuer --none:\n%s", out)
+	}
 	bg := idRE("ar").FindString(must(staffKey, "support", "break-glass", "--tenant", tenant, "--reason", "outage", "--ticket", "INC-1", "--duration", "30m"))
+	if out := must(secKeys[1], "support", "break-glass-requests"); !strings.Contains(out, bg) || !strings.Contains(out, "INC-1") || !strings.Contains(out, "none") {
+		t.Fatalf("break-glass requests awaiting approval:\n%s", out)
+	}
+	if _, err := as(staffKey, "support", "break-glass-requests"); err == nil {
+		t.Fatal("the requester listed the break-glass requests")
+	}
 	if out := must(secKeys[0], "support", "approve-break-glass", bg, "--tenant", tenant); !strings.Contains(out, "approval 1 of 2") {
 		t.Fatalf("first approval:\n%s", out)
 	}
