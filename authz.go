@@ -50,6 +50,7 @@ const (
 	ActionReview          Action = "review.read"           // the access review of principals and keys
 	ActionReviewRevoke    Action = "review.revoke"         // bulk revocation from the review
 	ActionAlertRead       Action = "alert.read"            // security staff list alerts
+	ActionEvidenceEntry   Action = "log.evidence"          // security staff read one log entry with its inclusion proof (an alert's evidence)
 	ActionAlertUpdate     Action = "alert.update"          // acknowledge or resolve
 	ActionContain         Action = "containment.apply"     // suspend a principal or freeze a tenant by hand
 	ActionLift            Action = "containment.lift"      // lift a suspension or a freeze, with a reason
@@ -124,6 +125,7 @@ var policy = map[Action]struct {
 	ActionReview:          {ScopeReview, []Kind{KindOperator, KindStaffSecurity}},
 	ActionReviewRevoke:    {ScopeReview, []Kind{KindOperator}},
 	ActionAlertRead:       {ScopeSecurity, []Kind{KindStaffSecurity}},
+	ActionEvidenceEntry:   {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionAlertUpdate:     {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionContain:         {ScopeSecurity, []Kind{KindStaffSecurity}},
 	ActionLift:            {ScopeSecurity, []Kind{KindStaffSecurity}},

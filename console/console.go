@@ -134,6 +134,8 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("POST /ui/security/review/revoke", c.session(c.reviewRevoke))
 	c.mux.HandleFunc("POST /ui/security/containments/lift", c.session(c.lift))
 	c.mux.HandleFunc("GET /ui/security/break-glass", c.session(c.breakGlass))
+	c.mux.HandleFunc("GET /ui/security/entries/{index}", c.session(c.evidenceEntry))
+	c.mux.HandleFunc("GET /ui/security/entries/{index}/proof", c.session(c.evidenceProof))
 	c.mux.HandleFunc("POST /ui/security/break-glass/{tenant}/{id}/approve", c.session(c.approveBreakGlass))
 	c.mux.HandleFunc("GET "+t+"/support", c.session(c.support))
 	c.mux.HandleFunc("POST "+t+"/support", c.session(c.setSupport))
