@@ -149,6 +149,7 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("GET "+t+"/key", c.session(c.tenantKey))
 	c.mux.HandleFunc("POST "+t+"/key/approve", c.session(c.approveKey))
 	c.mux.HandleFunc("POST "+t+"/key/cancel", c.session(c.cancelKey))
+	c.mux.HandleFunc("POST "+t+"/key", c.session(c.askKey))
 	return c
 }
 

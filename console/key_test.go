@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/internal/kmstest"
@@ -128,5 +129,76 @@ func TestSecondAdminApprovesKeyChange(t *testing.T) {
 	}
 	if _, body, _ := b.get(path); !strings.Contains(body, `id="no-change"`) {
 		t.Error("the key page still shows a change waiting")
+	}
+}
+
+// TestAskKeyChangeInConsole: a tenant admin asks on the key page for the
+// tenant's keys to go under its own KMS key, as PUT .../key does: the
+// change waits for a second admin (read back through the API, asked by
+// this admin, with the grace period given); a URI custos cannot use, or
+// an unreadable grace, is refused with nothing pending; once the tenant's
+// key is in force, the page offers going back, which waits too. Staff
+// cannot ask.
+func TestAskKeyChangeInConsole(t *testing.T) {
+	e := newEnv(t, node.Options{})
+	ctx := context.Background()
+	tenant, first := e.newTenant("Keyed")
+	second, _ := e.principal(custos.KindTenantAdmin, tenant, "bea")
+	staff, _ := e.principal(custos.KindStaffSupport, "", "sam")
+	kms := kmstest.New(t)
+	path := "/ui/t/" + tenant + "/key"
+	ask := func(b *browser, form url.Values) (int, string) {
+		t.Helper()
+		_, _, token := b.get(path)
+		form.Set("csrf", token)
+		status, loc, _ := b.post(path, form, nil)
+		return status, loc
+	}
+	pending := func(key string) *custos.TenantKeyChange {
+		t.Helper()
+		k, err := e.api(key).TenantKey(ctx, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Pending
+	}
+
+	a := e.browser()
+	a.signIn(first)
+	if _, body, _ := a.get(path); !strings.Contains(body, `id="ask-set"`) || strings.Contains(body, `id="ask-clear"`) {
+		t.Fatalf("the key page offers no ask (or a clear with nothing to clear):\n%s", body)
+	}
+	for _, bad := range []url.Values{
+		{"op": {"set"}, "uri": {"https://kms.example/keys/1"}},
+		{"op": {"set"}, "uri": {kms.URI("keyed")}, "grace_hours": {"soon"}},
+		{"op": {"rotate"}},
+	} {
+		if status, _ := ask(a, bad); status != http.StatusBadRequest || pending(first) != nil {
+			t.Fatalf("asking %v: %d", bad, status)
+		}
+	}
+	s := e.browser()
+	s.signIn(staff)
+	if status, _ := ask(s, url.Values{"op": {"set"}, "uri": {kms.URI("keyed")}}); status != http.StatusForbidden || pending(first) != nil {
+		t.Fatalf("staff asking: %d", status)
+	}
+	if status, loc := ask(a, url.Values{"op": {"set"}, "uri": {kms.URI("keyed")}, "grace_hours": {"96"}}); status != http.StatusSeeOther || loc != path {
+		t.Fatalf("asking: %d %q", status, loc)
+	}
+	p := pending(first)
+	if p == nil || p.Op != custos.KeyChangeSet || p.URI != kms.URI("keyed") || p.RequestedBy != e.whoami(first).ID || p.DueAt.Sub(p.CreatedAt) != 96*time.Hour {
+		t.Fatalf("the change asked in the console: %+v", p)
+	}
+	if _, err := e.api(second).ApproveTenantKeyChange(ctx, tenant, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, _ := a.get(path); !strings.Contains(body, `id="ask-clear"`) {
+		t.Fatal("the key page does not offer going back to custos's key")
+	}
+	if status, _ := ask(a, url.Values{"op": {"clear"}}); status != http.StatusSeeOther {
+		t.Fatalf("asking to go back: %d", status)
+	}
+	if p := pending(second); p == nil || p.Op != custos.KeyChangeClear {
+		t.Fatalf("the change back: %+v", p)
 	}
 }

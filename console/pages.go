@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
@@ -336,6 +337,37 @@ func (c *Console) approveKey(w http.ResponseWriter, r *http.Request, s *vault.Se
 }
 
 // cancelKey cancels the pending key change: POST .../key/cancel.
+// askKey asks for a change of the tenant's own key, as PUT .../key (set,
+// with the KMS key's URI and an optional grace period in hours) or DELETE
+// .../key (clear) do: the change waits for a second tenant admin or its
+// grace period, and every admin hears of it. Asking needs no step-up;
+// approving it does.
+func (c *Console) askKey(w http.ResponseWriter, r *http.Request, _ *vault.Session) error {
+	tenant, f := r.PathValue("tenant"), r.PostForm
+	var err error
+	switch f.Get("op") {
+	case custos.KeyChangeSet:
+		req := &custos.TenantKeyRequest{URI: strings.TrimSpace(f.Get("uri"))}
+		if h := strings.TrimSpace(f.Get("grace_hours")); h != "" {
+			n, perr := strconv.ParseInt(h, 10, 32)
+			if perr != nil || n < 0 {
+				return c.vault.Reject(r.Context(), custos.ActionTenantKeySet, tenant, custos.Errorf(custos.EINVALID, "grace: a whole number of hours"))
+			}
+			req.GraceSeconds = n * 3600
+		}
+		_, err = c.vault.SetTenantKey(r.Context(), tenant, req)
+	case custos.KeyChangeClear:
+		_, err = c.vault.ClearTenantKey(r.Context(), tenant)
+	default:
+		return c.vault.Reject(r.Context(), custos.ActionTenantKeySet, tenant, custos.Errorf(custos.EINVALID, "op: set or clear"))
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/ui/t/"+url.PathEscape(tenant)+"/key", http.StatusSeeOther)
+	return nil
+}
+
 func (c *Console) cancelKey(w http.ResponseWriter, r *http.Request, _ *vault.Session) error {
 	tenant := r.PathValue("tenant")
 	if _, err := c.vault.CancelTenantKeyChange(r.Context(), tenant); err != nil {
