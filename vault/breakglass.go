@@ -53,17 +53,8 @@ func (v *Vault) PendingBreakGlass(ctx context.Context) ([]*custos.AccessRequest,
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list break-glass requests: %w", err))
 	}
-	for _, r := range out {
-		if err := v.openRequest(ctx, r); err != nil {
-			return nil, v.deny(ctx, l, err)
-		}
-		as, err := requestApprovals(ctx, v.read, r.ID)
-		if err != nil {
-			return nil, v.deny(ctx, l, err)
-		}
-		for _, a := range as {
-			r.ApprovedBy = append(r.ApprovedBy, a.id)
-		}
+	if err := v.openRequests(ctx, out); err != nil {
+		return nil, v.deny(ctx, l, err)
 	}
 	l.Count = len(out)
 	return out, v.record(ctx, l, nil)

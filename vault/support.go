@@ -239,23 +239,32 @@ func (v *Vault) AccessRequests(ctx context.Context, tenant string) ([]*custos.Ac
 	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list requests: %w", err))
 	}
-	for _, r := range out {
+	if err := v.openRequests(ctx, out); err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	l.Count = len(out)
+	return out, v.record(ctx, l, nil)
+}
+
+// openRequests opens each request's sealed texts and names a break-glass
+// request's approvers so far.
+func (v *Vault) openRequests(ctx context.Context, rs []*custos.AccessRequest) error {
+	for _, r := range rs {
 		if err := v.openRequest(ctx, r); err != nil {
-			return nil, v.deny(ctx, l, err)
+			return err
 		}
 		if !r.BreakGlass {
 			continue
 		}
 		as, err := requestApprovals(ctx, v.read, r.ID)
 		if err != nil {
-			return nil, v.deny(ctx, l, err)
+			return err
 		}
 		for _, a := range as {
 			r.ApprovedBy = append(r.ApprovedBy, a.id)
 		}
 	}
-	l.Count = len(out)
-	return out, v.record(ctx, l, nil)
+	return nil
 }
 
 // Decision is a tenant admin's answer to an access request.
