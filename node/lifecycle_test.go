@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/client"
@@ -67,6 +68,13 @@ func TestPrivilegedKeyExpiryWarned(t *testing.T) {
 	}
 	if all, priv, err := n.KeysExpiringSoon(ctx); err != nil || all != 1 || priv != 1 {
 		t.Fatalf("a 3-day operator key: %d/%d expiring, %v", all, priv, err)
+	}
+	// Only the log's leader announces; on PostgreSQL the node takes the
+	// lead shortly after it opens (CI once ran Lifecycle before that).
+	for deadline := time.Now().Add(30 * time.Second); !n.Log.IsLeader(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never took the log's lead")
+		}
 	}
 	n.Lifecycle(ctx)
 	out := logs.String()
