@@ -3,7 +3,6 @@ package console_test
 import (
 	"context"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -60,20 +59,7 @@ func TestBrowserSecurityTriage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	must := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(v)
-	}
+	must, text := steps(t, ctx)
 
 	must(chromedp.Navigate(e.url+"/ui/signin"), chromedp.WaitVisible(chromedp.ID("key")),
 		chromedp.SendKeys(chromedp.ID("key"), ben), chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("alert-"+alert.ID)))

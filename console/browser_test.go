@@ -76,20 +76,7 @@ func TestBrowserApproveRevokeLog(t *testing.T) {
 	}
 	r, _ := e.supportRequest(tenant, admin, `customer reports bounces <img src=x onerror=alert(1)>`)
 
-	must := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(v)
-	}
+	must, text := steps(t, ctx)
 	// A script in a reason or name would open a dialog: fail if one does.
 	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
 	opened := make(chan struct{}, 1)
@@ -228,4 +215,24 @@ func TestBrowserRefusesFraming(t *testing.T) {
 	if ui {
 		t.Fatalf("the console loaded inside another site's frame: %v", urls)
 	}
+}
+
+// steps returns the chromium tests' two helpers: must runs actions and
+// fails the test on an error; text reads the trimmed text of a selector.
+func steps(t *testing.T, ctx context.Context) (must func(...chromedp.Action[chromedp.Void]), text func(string) string) {
+	must = func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text = func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(v)
+	}
+	return must, text
 }
