@@ -64,6 +64,13 @@ type Enrollment struct {
 	PrincipalID string     `json:"principal_id"`
 	TenantID    string     `json:"tenant_id,omitempty"`
 	RequestedBy string     `json:"requested_by"` // the principal that created or re-keyed it
+	// PrincipalKind and PrincipalName describe the principal a pending
+	// enrollment would give a key to, so whoever decides sees what it
+	// asks (a staff principal reads under grants; a service writes). Set
+	// on pending enrollments only, from the principal's row once its MAC
+	// checks; empty when it does not.
+	PrincipalKind Kind   `json:"principal_kind,omitempty"`
+	PrincipalName string `json:"principal_name,omitempty"`
 	Approval    string     `json:"approval"`
 	Status      string     `json:"status"`
 	NotBefore   *time.Time `json:"not_before,omitempty"` // recovery: no approval takes effect before

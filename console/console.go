@@ -154,7 +154,10 @@ func New(cfg Config) *Console {
 }
 
 func parsePages() map[string]*template.Template {
-	funcs := template.FuncMap{"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }}
+	funcs := template.FuncMap{
+		"time":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+		"kindText": kindText,
+	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {

@@ -43,6 +43,26 @@ func (c *Console) enrollments(w http.ResponseWriter, r *http.Request, s *vault.S
 	return nil
 }
 
+// kindText says what a principal of kind k may do once enrolled, for
+// whoever decides its enrollment.
+func kindText(k custos.Kind) string {
+	switch k {
+	case custos.KindTenantAdmin:
+		return "tenant admin — everything on this tenant's data, export included"
+	case custos.KindTenantEditor:
+		return "tenant editor — reads and writes this tenant's contacts, no export"
+	case custos.KindService:
+		return "service — a machine's key, limited to its scopes"
+	case custos.KindStaffSupport:
+		return "vendor support staff — nothing without this tenant's grant"
+	case custos.KindStaffSecurity:
+		return "vendor security staff — alerts and audit metadata, no contact data"
+	case custos.KindOperator:
+		return "vendor operator — no contact data"
+	}
+	return string(k)
+}
+
 // decideEnrollment approves (after a step-up for that enrollment) or
 // denies one.
 func (c *Console) decideEnrollment(approve bool) sessionHandler {

@@ -81,6 +81,39 @@ func TestPendingPrincipals(t *testing.T) {
 	if code != 200 || !strings.Contains(body, en.ID) || !strings.Contains(body, en.PrincipalID) {
 		t.Fatalf("pending principals: %d\n%s", code, body)
 	}
+	// The admin is told what each would enable: its kind and handle.
+	section := func(body, id string) string {
+		i := strings.Index(body, `id="enr-`+id+`"`)
+		if i < 0 {
+			t.Fatalf("no section for %s", id)
+		}
+		j := strings.Index(body[i:], "</section>")
+		return body[i : i+j]
+	}
+	if s := section(body, en.ID); !strings.Contains(s, "tenant editor — reads and writes") || !strings.Contains(s, "<code>eddie</code>") {
+		t.Fatalf("the enrollment does not say what it asks for:\n%s", s)
+	}
+	for x, err := range e.api(admin).Enrollments(ctx, custos.EnrollPending) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.ID == en.ID && (x.PrincipalKind != custos.KindTenantEditor || x.PrincipalName != "eddie") {
+			t.Fatalf("the API's pending enrollment: %+v", x)
+		}
+	}
+	// An insider who rewrites the row of the principal awaiting approval
+	// (to pass a staff account off as a harmless one, say) breaks its
+	// MAC: the page names no kind for it, and says why.
+	if _, err := e.n.DB.Write.ExecContext(ctx, `UPDATE principals SET kind = 'service' WHERE id = $1`, denied.PrincipalID); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ = b.get(path)
+	if s := section(body, denied.ID); strings.Contains(s, "service —") || !strings.Contains(s, "failed its integrity check") {
+		t.Fatalf("a forged principal row is described:\n%s", s)
+	}
+	if _, err := e.n.DB.Write.ExecContext(ctx, `UPDATE principals SET kind = 'tenant_editor' WHERE id = $1`, denied.PrincipalID); err != nil {
+		t.Fatal(err)
+	}
 	if code, _, _ := b.post(path+"/"+en.ID+"/approve", url.Values{"csrf": {token}}, nil); code != http.StatusForbidden || status(en.ID) != custos.EnrollPending {
 		t.Fatalf("approve without a step-up: %d", code)
 	}

@@ -413,9 +413,28 @@ func (v *Vault) Enrollments(ctx context.Context, status string) ([]*custos.Enrol
 		q += fmt.Sprintf(` AND status = $%d`, len(args))
 	}
 	now := v.now()
-	return listAll(ctx, v, l, "enrollments", func(rows scanner) (*custos.Enrollment, error) {
+	es, err := listAll(ctx, v, l, "enrollments", func(rows scanner) (*custos.Enrollment, error) {
 		return scanEnrollment(rows, now)
 	}, q+` ORDER BY created_at DESC, id LIMIT 1000`, args...)
+	if err != nil {
+		return nil, err
+	}
+	// Whoever decides a pending enrollment is told what it would enable:
+	// the principal's kind and handle, from its row only if its MAC
+	// checks (a forged row names nothing, and raises its alert).
+	for _, e := range es {
+		if e.Status != custos.EnrollPending {
+			continue
+		}
+		p, err := v.findPrincipalTx(ctx, v.read, e.PrincipalID)
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("list enrollments: %w", err)
+		}
+		e.PrincipalKind, e.PrincipalName = p.Kind, p.Name
+	}
+	return es, nil
 }
 
 // Refusal reasons of the two-person checks. The detector's rules match
