@@ -33,6 +33,11 @@ type kept struct {
 	List     string `json:"list"`
 	Token    string `json:"token"`
 	Contacts int    `json:"contacts"`
+	// Subject and Security are the pages run's (custos-load pages): the
+	// support engineer its generated entries name for the blast page,
+	// and a security engineer's key.
+	Subject  string `json:"subject,omitempty"`
+	Security string `json:"security,omitempty"`
 }
 
 const keptFile = "load.json"

@@ -51,7 +51,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes|alert|detect|fill [flags]")
+		fmt.Fprintln(os.Stderr, "usage: custos-load get|import|nodes|alert|detect|fill|pages [flags]")
 		os.Exit(2)
 	}
 	if p := os.Getenv("CUSTOS_LOAD_CPUPROFILE"); p != "" {
@@ -74,6 +74,8 @@ func main() {
 		err = runDetect(os.Args[2:])
 	case "fill":
 		err = runFill(os.Args[2:])
+	case "pages":
+		err = runPages(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

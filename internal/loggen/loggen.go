@@ -37,8 +37,11 @@ import (
 
 // Spec describes a log to generate.
 type Spec struct {
-	Entries    int // entries to append
-	Tenants    int // default 40
+	Entries int // entries to append
+	Tenants int // default 40
+	// TenantIDs, if set, are the tenants' ids (Tenants is their number):
+	// entries of a deployment's real tenant, for its pages at scale.
+	TenantIDs  []string
 	Principals int // default 400, besides the subject
 	// Subject, if set, is a principal id ("pr_…") with exactly
 	// SubjectEntries entries, spread evenly; SubjectKey and SubjectSource
@@ -83,6 +86,9 @@ type Generator struct {
 
 // New returns the generator of spec's entries.
 func New(spec Spec) *Generator {
+	if len(spec.TenantIDs) > 0 {
+		spec.Tenants = len(spec.TenantIDs)
+	}
 	if spec.Tenants <= 0 {
 		spec.Tenants = 40
 	}
@@ -105,6 +111,9 @@ func New(spec Spec) *Generator {
 	at := spec.Start
 	for i := range spec.Tenants {
 		t := tenant{id: custos.NewIDAt(custos.PrefixTenant, at)}
+		if len(spec.TenantIDs) > 0 {
+			t.id = spec.TenantIDs[i]
+		}
 		for range 1 + i%4 {
 			t.lists = append(t.lists, custos.NewIDAt(custos.PrefixList, at))
 		}
