@@ -23,14 +23,15 @@ const authCacheMax = 4096
 // again, which also brings last-used times up to date.
 const authCacheTTL = 30 * time.Second
 
-// authCache remembers the keys that authenticated, with their principals,
-// so that a request costs one read of a one-row counter instead of a join
-// and two row MACs.
+// authCache remembers the keys that authenticated, with their principals
+// and the principals' legacy certificate bindings (principal_certs), so
+// that a request costs one read of a one-row counter instead of a join,
+// a binding read and three row MACs.
 //
 // Invalidation is by version, not by time. The auth_epoch row (migration
-// 0025) holds a counter that triggers on api_keys and principals raise in
-// the same transaction as any change to either table other than a key's
-// last-used time — made by custos on any node, or by hand in the
+// 0025) holds a counter that triggers on api_keys, principals and
+// principal_certs (0052) raise in the same transaction as any change to
+// them other than a key's last-used time — made by custos on any node, or by hand in the
 // database. Every request reads the counter first; an entry is used only
 // if it was filled under the counter's current value. So a revocation, a
 // suspension, a scope change or a forged row committed anywhere is seen
@@ -55,6 +56,7 @@ type authEntry struct {
 	filled time.Time // when the rows were read (the vault's clock)
 	p      custos.Principal
 	k      custos.APIKey
+	pin    string // principal_certs' pin, "" for none
 }
 
 // authEpoch reads the invalidation counter.
@@ -67,10 +69,11 @@ func (v *Vault) authEpoch(ctx context.Context) (int64, error) {
 }
 
 // get returns copies of the principal and key cached for hash under
-// epoch, if any, filled less than authCacheTTL before now.
-func (c *authCache) get(epoch int64, hash []byte, now time.Time) (*custos.Principal, *custos.APIKey, bool) {
+// epoch, if any, filled less than authCacheTTL before now, with the
+// principal's legacy certificate pin.
+func (c *authCache) get(epoch int64, hash []byte, now time.Time) (*custos.Principal, *custos.APIKey, string, bool) {
 	if len(hash) != 32 || c.off {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	c.mu.Lock()
 	switch {
@@ -79,25 +82,26 @@ func (c *authCache) get(epoch int64, hash []byte, now time.Time) (*custos.Princi
 		c.epoch, c.entries = epoch, nil
 	case epoch < c.epoch:
 		c.mu.Unlock()
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	e, ok := c.entries[[32]byte(hash)]
 	c.mu.Unlock()
 	if !ok || subtle.ConstantTimeCompare(e.hash, hash) != 1 {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	if age := now.Sub(e.filled); age < 0 || age >= authCacheTTL {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
-	return copyPrincipal(&e.p), copyKey(&e.k), true
+	return copyPrincipal(&e.p), copyKey(&e.k), e.pin, true
 }
 
-// put caches p and k, read at now after the counter was epoch.
-func (c *authCache) put(epoch int64, hash []byte, now time.Time, p *custos.Principal, k *custos.APIKey) {
+// put caches p, k and the legacy pin, read at now after the counter was
+// epoch.
+func (c *authCache) put(epoch int64, hash []byte, now time.Time, p *custos.Principal, k *custos.APIKey, pin string) {
 	if len(hash) != 32 {
 		return
 	}
-	e := &authEntry{hash: slices.Clone(hash), filled: now, p: *copyPrincipal(p), k: *copyKey(k)}
+	e := &authEntry{hash: slices.Clone(hash), filled: now, p: *copyPrincipal(p), k: *copyKey(k), pin: pin}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epoch != epoch {

@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,6 +111,42 @@ func TestAuthCacheHandEditSeen(t *testing.T) {
 	f.integrityAlerted(t, "api_keys", id)
 }
 
+// TestAuthCacheLegacyBindingSeen: the cache keeps a principal's binding
+// in principal_certs (the legacy row, before principals carried their
+// pin) with its key, so the table is not read per request — and a hand
+// that changes that row is seen on the very next request all the same:
+// the changed pin fails its row's MAC, the key is refused even with the
+// certificate it was bound to, and the row-integrity alert is raised.
+// Without migration 0052's triggers the cached pin would let it in.
+func TestAuthCacheLegacyBindingSeen(t *testing.T) {
+	f := newFixture(t)
+	pin := strings.Repeat("c", 64)
+	ctx, p, secret := f.principalSecret(t, custos.KindOperator, "", "legacy-bound")
+	if _, err := f.vault.BindCertificate(withPin(ctx, pin), p.ID); err != nil {
+		t.Fatal(err)
+	}
+	// As a database from before migration 0035 holds it: the binding row
+	// only, the principal's row without a pin and MACed so.
+	f.exec(t, `UPDATE principals SET cert_pin = NULL WHERE id = $1`, p.ID)
+	if err := f.vault.Reseal(context.Background(), "principals", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	auth := func(pin string) error {
+		ctx := withPin(custos.NewContext(context.Background(), &custos.Request{ID: custos.NewID(custos.PrefixRequest)}), pin)
+		_, _, err := f.vault.Authenticate(ctx, secret)
+		return err
+	}
+	for range 3 {
+		if err := auth(pin); err != nil {
+			t.Fatalf("the bound key with its certificate: %v", err)
+		}
+	}
+	wantCode(t, "the bound key without its certificate, cached", auth(""), custos.EUNAUTHORIZED)
+	f.exec(t, `UPDATE principal_certs SET spki_sha256 = $1 WHERE principal_id = $2`, strings.Repeat("d", 64), p.ID)
+	wantCode(t, "the key with its certificate after a hand changed the binding row", auth(pin), custos.EUNAUTHORIZED)
+	f.integrityAlerted(t, "principal_certs", p.ID)
+}
+
 // dropAuthTriggers removes what invalidates the cache, as someone with
 // write access to the database could.
 func dropAuthTriggers(t *testing.T, f *fixture) {
@@ -117,9 +154,11 @@ func dropAuthTriggers(t *testing.T, f *fixture) {
 	if storetest.Engine() == storetest.Postgres {
 		f.exec(t, `DROP TRIGGER api_keys_auth_epoch ON api_keys`)
 		f.exec(t, `DROP TRIGGER principals_auth_epoch ON principals`)
+		f.exec(t, `DROP TRIGGER principal_certs_auth_epoch ON principal_certs`)
 		return
 	}
-	for _, tr := range []string{"api_keys_auth_epoch_update", "api_keys_auth_epoch_delete", "principals_auth_epoch_update", "principals_auth_epoch_delete"} {
+	for _, tr := range []string{"api_keys_auth_epoch_update", "api_keys_auth_epoch_delete", "principals_auth_epoch_update", "principals_auth_epoch_delete",
+		"principal_certs_auth_epoch_insert", "principal_certs_auth_epoch_update", "principal_certs_auth_epoch_delete"} {
 		f.exec(t, `DROP TRIGGER `+tr)
 	}
 }

@@ -121,16 +121,33 @@ func (v *Vault) authorizeCert(ctx context.Context, principalID string) (audit.Le
 // fails refuses the principal (fail closed: an edited pin is no binding,
 // nor no binding).
 func (v *Vault) checkCertBinding(ctx context.Context, p *custos.Principal) error {
+	pin, err := v.legacyCertPin(ctx, p)
+	if err != nil {
+		return err
+	}
+	return matchCertPins(ctx, p, pin)
+}
+
+// legacyCertPin reads p's pin in principal_certs ("" for none) and checks
+// its row's MAC. The authentication cache keeps it with the key: any
+// change to the table raises auth_epoch (migration 0052).
+func (v *Vault) legacyCertPin(ctx context.Context, p *custos.Principal) (string, error) {
 	var pin string
 	err := v.queryRow(ctx, `SELECT spki_sha256 FROM principal_certs WHERE principal_id = $1`, p.ID).Scan(&pin)
 	if err != nil && !isNoRows(err) {
-		return fmt.Errorf("authenticate: read certificate binding: %w", err)
+		return "", fmt.Errorf("authenticate: read certificate binding: %w", err)
 	}
 	if err == nil {
 		if err := v.checkRow(ctx, v.read, "principal_certs", p.ID); err != nil {
-			return custos.Errorf(custos.EUNAUTHORIZED, "unknown API key")
+			return "", custos.Errorf(custos.EUNAUTHORIZED, "unknown API key")
 		}
 	}
+	return pin, nil
+}
+
+// matchCertPins refuses the request unless it presented the certificate
+// of each binding p has: its own row's and the legacy one (pin).
+func matchCertPins(ctx context.Context, p *custos.Principal, pin string) error {
 	got := custos.RequestFromContext(ctx).CertPin
 	for _, want := range []string{p.CertPin, pin} {
 		if want != "" && (got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1) {

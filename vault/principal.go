@@ -42,10 +42,11 @@ func (v *Vault) authenticateHash(ctx context.Context, l audit.Leaf, hash []byte)
 	var (
 		p      *custos.Principal
 		k      *custos.APIKey
+		pin    string // the legacy certificate binding (principal_certs)
 		cached bool
 	)
 	if epochErr == nil {
-		p, k, cached = v.auth.get(epoch, hash, filled)
+		p, k, pin, cached = v.auth.get(epoch, hash, filled)
 	}
 	if !cached {
 		var err error
@@ -76,13 +77,20 @@ func (v *Vault) authenticateHash(ctx context.Context, l audit.Leaf, hash []byte)
 		return nil, nil, v.deny(ctx, l, custos.Errorf(custos.EUNAUTHORIZED, "principal is suspended"))
 	}
 	// A principal bound to a client certificate needs it too, on every
-	// request: the pin is compared with this connection's (certbind.go),
-	// so it is read here, cached key or not.
-	if err := v.checkCertBinding(ctx, p); err != nil {
+	// request: the pins are compared with this connection's (certbind.go).
+	// The legacy table's pin is cached with the key (migration 0052 makes
+	// a change to it raise the counter).
+	if !cached {
+		var err error
+		if pin, err = v.legacyCertPin(ctx, p); err != nil {
+			return nil, nil, v.deny(ctx, l, err)
+		}
+	}
+	if err := matchCertPins(ctx, p, pin); err != nil {
 		return nil, nil, v.deny(ctx, l, err)
 	}
 	if !cached && epochErr == nil {
-		v.auth.put(epoch, hash, filled, p, k)
+		v.auth.put(epoch, hash, filled, p, k, pin)
 	}
 	v.touch(ctx, k.ID, now)
 	return p, k, nil
