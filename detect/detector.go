@@ -66,6 +66,12 @@ type Detector struct {
 	savedAt  time.Time
 	canaries map[string]bool
 	canaryN  int
+
+	// pointStmts are the window points' INSERTs prepared once, by rows
+	// per statement (points.go): parsing a 500-parameter statement cost
+	// as much as running it.
+	stmtMu     sync.Mutex
+	pointStmts map[int]*sql.Stmt
 	failedAt uint64 // 1 + the index that last failed verification
 	forged   bool   // the cursor row's MAC failed (alerted once)
 	kick     chan struct{}

@@ -62,15 +62,10 @@ func (d *Detector) writePoints(ctx context.Context, tx *sql.Tx) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		var b strings.Builder
-		b.WriteString(`INSERT INTO detector_points (name, seq, wkey, point, mac) VALUES `)
-		for i := 0; i < len(batch)/5; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d)", 5*i+1, 5*i+2, 5*i+3, 5*i+4, 5*i+5)
+		stmt, err := d.pointsInsert(ctx, len(batch)/5)
+		if err == nil {
+			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, batch...)
 		}
-		_, err := tx.ExecContext(ctx, b.String(), batch...)
 		batch = batch[:0]
 		if err != nil {
 			return fmt.Errorf("detector: insert window points: %w", err)
@@ -113,6 +108,33 @@ func (d *Detector) writePoints(ctx context.Context, tx *sql.Tx) error {
 		}
 	}
 	return flush()
+}
+
+// pointsInsert returns the INSERT of n window points, prepared on the
+// detector's write pool the first time.
+func (d *Detector) pointsInsert(ctx context.Context, n int) (*sql.Stmt, error) {
+	d.stmtMu.Lock()
+	defer d.stmtMu.Unlock()
+	if s := d.pointStmts[n]; s != nil {
+		return s, nil
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO detector_points (name, seq, wkey, point, mac) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d)", 5*i+1, 5*i+2, 5*i+3, 5*i+4, 5*i+5)
+	}
+	s, err := d.Write.PrepareContext(ctx, b.String())
+	if err != nil {
+		return nil, err
+	}
+	if d.pointStmts == nil {
+		d.pointStmts = make(map[int]*sql.Stmt)
+	}
+	d.pointStmts[n] = s
+	return s, nil
 }
 
 // pointsStored records that what [Detector.writePoints] wrote committed.
