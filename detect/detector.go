@@ -67,11 +67,10 @@ type Detector struct {
 	canaries map[string]bool
 	canaryN  int
 
-	// pointStmts are the window points' INSERTs prepared once, by rows
-	// per statement (points.go): parsing a 500-parameter statement cost
-	// as much as running it.
-	stmtMu     sync.Mutex
-	pointStmts map[int]*sql.Stmt
+	// pointsFull is the full INSERT of window points, prepared once
+	// (points.go): parsing a 500-parameter statement cost as much as
+	// running it. Guarded by mu.
+	pointsFull *sql.Stmt
 	failedAt uint64 // 1 + the index that last failed verification
 	forged   bool   // the cursor row's MAC failed (alerted once)
 	kick     chan struct{}
@@ -309,6 +308,7 @@ func (d *Detector) Step(ctx context.Context) (int, error) {
 	if err := d.load(ctx); err != nil {
 		return 0, err
 	}
+	d.preparePoints(ctx)
 	if d.next >= d.Log.Size() {
 		if d.next != d.stored && time.Since(d.savedAt) > time.Second {
 			return 0, d.saveCursorLocked(ctx)

@@ -62,9 +62,11 @@ func (d *Detector) writePoints(ctx context.Context, tx *sql.Tx) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		stmt, err := d.pointsInsert(ctx, len(batch)/5)
-		if err == nil {
-			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, batch...)
+		var err error
+		if stmt := d.pointsInsert(ctx, tx, len(batch)/5); stmt != nil {
+			_, err = stmt.ExecContext(ctx, batch...)
+		} else {
+			_, err = tx.ExecContext(ctx, pointsSQL(len(batch)/5), batch...)
 		}
 		batch = batch[:0]
 		if err != nil {
@@ -110,14 +112,18 @@ func (d *Detector) writePoints(ctx context.Context, tx *sql.Tx) error {
 	return flush()
 }
 
-// pointsInsert returns the INSERT of n window points, prepared on the
-// detector's write pool the first time.
-func (d *Detector) pointsInsert(ctx context.Context, n int) (*sql.Stmt, error) {
-	d.stmtMu.Lock()
-	defer d.stmtMu.Unlock()
-	if s := d.pointStmts[n]; s != nil {
-		return s, nil
+// pointsInsert returns the INSERT of n window points: the full one
+// (pointsPerInsert rows) prepared once by [Detector.preparePoints],
+// others made for the call.
+func (d *Detector) pointsInsert(ctx context.Context, tx *sql.Tx, n int) *sql.Stmt {
+	if n == pointsPerInsert && d.pointsFull != nil {
+		return tx.StmtContext(ctx, d.pointsFull)
 	}
+	return nil
+}
+
+// pointsSQL is the INSERT of n window points.
+func pointsSQL(n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO detector_points (name, seq, wkey, point, mac) VALUES `)
 	for i := range n {
@@ -126,15 +132,19 @@ func (d *Detector) pointsInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 		}
 		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d)", 5*i+1, 5*i+2, 5*i+3, 5*i+4, 5*i+5)
 	}
-	s, err := d.Write.PrepareContext(ctx, b.String())
-	if err != nil {
-		return nil, err
+	return b.String()
+}
+
+// preparePoints prepares the full INSERT of window points on the write
+// pool, once. It must run while the detector holds no transaction (on
+// SQLite the pool is the one writer connection): Step calls it first.
+func (d *Detector) preparePoints(ctx context.Context) {
+	if d.pointsFull != nil {
+		return
 	}
-	if d.pointStmts == nil {
-		d.pointStmts = make(map[int]*sql.Stmt)
+	if s, err := d.Write.PrepareContext(ctx, pointsSQL(pointsPerInsert)); err == nil {
+		d.pointsFull = s
 	}
-	d.pointStmts[n] = s
-	return s, nil
 }
 
 // pointsStored records that what [Detector.writePoints] wrote committed.

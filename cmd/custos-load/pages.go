@@ -52,7 +52,8 @@ func runPages(args []string) error {
 		m := *entries - have
 		t0 := time.Now()
 		fmt.Printf("appending %d entries of tenant %s\n", m, k.Tenant)
-		_, err := loggen.Fill(ctx, nd.Log, loggen.Spec{Entries: m, TenantIDs: []string{k.Tenant}, Subject: k.Subject, SubjectEntries: *subject,
+		// A resumed run tops up: the subject keeps its share.
+		_, err := loggen.Fill(ctx, nd.Log, loggen.Spec{Entries: m, TenantIDs: []string{k.Tenant}, Subject: k.Subject, SubjectEntries: int(int64(*subject) * int64(m) / int64(*entries)),
 			Start: time.Now().Add(-time.Duration(m) * 50 * time.Millisecond), Progress: func(done int) {
 				if done%(200*4096) < 4096 {
 					fmt.Printf("  %d entries (%.0f/s)\n", done, float64(done)/time.Since(t0).Seconds())
@@ -77,10 +78,13 @@ func runPages(args []string) error {
 			return err
 		}
 	}
-	var size, contacts int64
+	var contacts, subjects int64
 	nd.DB.Read.QueryRowContext(ctx, `SELECT count(*) FROM contacts`).Scan(&contacts)
-	size = int64(nd.Log.Size())
-	fmt.Printf("deployment: %d contacts, %d log entries (%d of the tenant); %d fetches per page after one warm-up\n", contacts, size, max(have, *entries), *n)
+	nd.DB.Read.QueryRowContext(ctx, `SELECT count(*) FROM audit_leaves WHERE tenant_id = $1`, k.Tenant).Scan(&have)
+	nd.DB.Read.QueryRowContext(ctx, `SELECT count(*) FROM audit_leaves WHERE actor = $1`, k.Subject).Scan(&subjects)
+	size := nd.Log.Size()
+	fmt.Printf("deployment: %d contacts, %d log entries (%d of the tenant, %d of the blast page's subject); %d fetches per page after one warm-up\n",
+		contacts, size, have, subjects, *n)
 	fmt.Printf("%-44s %8s %8s %8s %9s\n", "page", "p50", "p90", "max", "bytes")
 	admin, err := signedIn(nd.URL, k.Admin)
 	if err != nil {
@@ -110,6 +114,7 @@ func runPages(args []string) error {
 		{admin, "/ui/account/notifications"},
 		{sec, "/ui/security/alerts"}, {sec, "/ui/security/containments"}, {sec, "/ui/security/review"},
 		{sec, "/ui/security/keys"}, {sec, "/ui/log"}, {sec, "/ui/security/break-glass"},
+		{sec, fmt.Sprintf("/ui/security/entries/%d", size/2)}, {sec, fmt.Sprintf("/ui/security/entries/%d/proof", size/2)},
 		{sec, "/ui/security/blast?principal=" + url.QueryEscape(k.Subject)},
 	} {
 		if err := timePage(p.who, p.path, *n); err != nil {
