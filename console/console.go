@@ -85,6 +85,10 @@ type Console struct {
 	pages  map[string]*template.Template
 	mux    *http.ServeMux
 	sso    *sso
+	// blasts are the blast page's reports being computed (blast.go), and
+	// blastWait how long the page waits for one before it shows progress.
+	blasts    blastJobs
+	blastWait time.Duration
 }
 
 // New returns a console for cfg.
@@ -99,7 +103,7 @@ func New(cfg Config) *Console {
 		cfg.MaxSession = DefaultMaxSession
 	}
 	c := &Console{cfg: cfg, vault: cfg.Vault, logger: cfg.Logger, limits: vault.SessionLimits{Idle: cfg.IdleTimeout, Max: cfg.MaxSession},
-		pages: parsePages(), mux: http.NewServeMux(), sso: newSSO(cfg.OIDC)}
+		pages: parsePages(), mux: http.NewServeMux(), sso: newSSO(cfg.OIDC), blastWait: DefaultBlastWait}
 	static, _ := fs.Sub(staticFS, "static")
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
 	c.mux.HandleFunc("GET /ui/signin", c.signinForm)

@@ -1,5 +1,7 @@
 package console
 
+import "time"
+
 // SameOrigin exposes sameOrigin to the fuzz test.
 var SameOrigin = sameOrigin
 
@@ -9,3 +11,6 @@ var (
 	ParseStepUp = parseStepUp
 	BackFor     = backFor
 )
+
+// SetBlastWait sets how long the blast page waits for its report.
+func SetBlastWait(c *Console, d time.Duration) { c.blastWait = d }

@@ -15,7 +15,9 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/blastreport"
 	"github.com/custos-dev/custos/internal/kmstest"
+	"github.com/custos-dev/custos/console"
 	"github.com/custos-dev/custos/node"
+	"github.com/custos-dev/custos/server"
 )
 
 // TestSecurityViews: security staff land on the alerts; an alert the
@@ -300,4 +302,106 @@ func TestEvidenceTampered(t *testing.T) {
 	if code, _, _ := b.get("/ui/security/entries/" + i + "/proof"); code == http.StatusOK {
 		t.Fatal("a proof of a tampered entry was handed out")
 	}
+}
+
+// TestBlastPageRunsInBackground: the blast page does not hold its request
+// while the report is computed. With no wait, the first visit answers at
+// once with the progress page (reloading itself by a Refresh header, no
+// script); later visits find the same run, and the report once it is
+// there — computed, authorized and recorded once (one blast_radius.read
+// entry for any number of visits while it ran). A tenant admin's visit is
+// refused and starts nothing.
+func TestBlastPageRunsInBackground(t *testing.T) {
+	e := newEnv(t, node.Options{Server: func(c *server.Config) {
+		console.SetBlastWait(c.Console.(*console.Console), 0)
+	}})
+	ctx := context.Background()
+	tenant, admin := e.newTenant("Blasted")
+	if _, err := e.api(admin).CreateList(ctx, tenant, "subscribers"); err != nil {
+		t.Fatal(err)
+	}
+	ana, anaP := e.principal(custos.KindStaffSecurity, "", "ana")
+	var subject string
+	for p, err := range e.api(e.operator).Principals(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind == custos.KindTenantAdmin && p.TenantID == tenant {
+			subject = p.ID
+		}
+	}
+	b := e.browser()
+	b.signIn(ana)
+	// A report covers what a signed checkpoint covers: sign one over the
+	// admin's entries first, so the first report names the tenant.
+	if err := e.n.Log.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.n.Log.SignCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := "/ui/security/blast?principal=" + subject
+	from := e.n.Log.Size()
+	res, err := b.hc.Get(e.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Refresh") != "1" || !strings.Contains(string(body), `id="blast-running"`) {
+		t.Fatalf("the first visit: %d, Refresh %q\n%s", res.StatusCode, res.Header.Get("Refresh"), body)
+	}
+	visits := 1
+	waitFor(t, "the report on the page", func() bool {
+		visits++
+		code, body, _ := b.get(path)
+		if code != 200 {
+			t.Fatalf("visit %d: %d", visits, code)
+		}
+		return strings.Contains(body, `id="blast-`+tenant+`"`)
+	})
+	reads := func() int {
+		t.Helper()
+		if err := e.n.Log.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		size := e.n.Log.Size()
+		es, err := e.n.Log.Entries(ctx, from, int(size-from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, s := range es {
+			var l audit.Leaf
+			if err := json.Unmarshal(s.Data, &l); err != nil {
+				t.Fatal(err)
+			}
+			if l.Action == string(custos.ActionBlastRadius) && l.Actor == anaP.ID {
+				n++
+			}
+		}
+		return n
+	}
+	if n := reads(); n != 1 {
+		t.Fatalf("%d visits recorded %d blast-radius reads, want 1", visits, n)
+	}
+	// Asked again: a new run (and a new entry), not the shown one.
+	if _, body, _ := b.get(path); !strings.Contains(body, `id="blast-running"`) {
+		t.Fatalf("asked again after the report was shown:\n%s", body)
+	}
+	waitFor(t, "the second report", func() bool {
+		_, body, _ := b.get(path)
+		return strings.Contains(body, `id="blast-`+tenant+`"`)
+	})
+	if n := reads(); n != 2 {
+		t.Fatalf("two reports recorded %d reads", n)
+	}
+
+	tb := e.browser()
+	tb.signIn(admin)
+	before := e.n.Log.Size()
+	if code, body, _ := tb.get(path); code != http.StatusForbidden || strings.Contains(body, "blast-running") {
+		t.Fatalf("a tenant admin on the blast page: %d\n%s", code, body)
+	}
+	waitFor(t, "the refusal's entry", func() bool { return refused(t, e, before, custos.ActionBlastRadius, "") })
 }
