@@ -103,7 +103,7 @@ func (c *Console) blast(w http.ResponseWriter, r *http.Request, s *vault.Session
 
 // DefaultBlastWait is how long the blast page waits for its report before
 // it answers with the progress page.
-const DefaultBlastWait = 150 * time.Millisecond
+const DefaultBlastWait = 100 * time.Millisecond
 
 // maxBlastJobs bounds the reports computed at once (each holds the
 // subject's entries in memory); a page asking for more is told to retry.
