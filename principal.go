@@ -62,12 +62,22 @@ type Principal struct {
 	// SHA-256, hex; "" for none), as the principal's MACed row holds it.
 	// Not part of the API: a principal binds itself (/v1/principals/{id}/certificate).
 	CertPin string `json:"-"`
+	// SponsorIdentity is the identity of the first person whose approval
+	// issued it a key ("" when it never needed one): an approver sponsored
+	// by the person it would approve for is no second party.
+	SponsorIdentity string `json:"sponsor_identity,omitempty"`
 }
 
 // SamePerson reports whether p and q are held by one identity (or are
 // one principal). Two-person rules refuse such a pair.
 func (p *Principal) SamePerson(q *Principal) bool {
 	return p.ID == q.ID || p.Identity == q.Identity
+}
+
+// SponsoredByHolderOf reports whether p's key was issued on the approval
+// of the person holding q (see SponsorIdentity).
+func (p *Principal) SponsoredByHolderOf(q *Principal) bool {
+	return p.SponsorIdentity != "" && p.SponsorIdentity == q.Identity
 }
 
 // CreatedByHolderOf reports whether p was created by the person holding q.

@@ -14,7 +14,7 @@ import (
 )
 
 // operatorRules are the rules of detect/rules/operator.yaml.
-var operatorRules = []string{"new-credential-export", "new-credential-bulk-read", "approver-created-by-beneficiary", "self-approval-attempt"}
+var operatorRules = []string{"new-credential-export", "new-credential-bulk-read", "approver-created-by-beneficiary", "approval-by-sponsored", "self-approval-attempt"}
 
 // TestOperatorPath: the issue 12 rules fire on the attack sequences and
 // stay quiet on their near misses.
@@ -54,6 +54,18 @@ func TestOperatorPath(t *testing.T) {
 		{"same person", []ev{refused("support.decide", "the same person holds both principals")}, []string{"self-approval-attempt"}},
 		{"same person approves its own key change", []ev{refused("tenant_key.approve", "the same person cannot be both parties")}, []string{"self-approval-attempt"}},
 		{"tenant admin's key change approved by one it created", []ev{refused("tenant_key.approve", "approver was created by the person it would approve for")}, []string{"approver-created-by-beneficiary"}},
+		// An approval that went through, given by a principal enrolled on the
+		// beneficiary's approval (vault.noteSponsored marks its detail).
+		{"break-glass opened with a sponsored second approval", []ev{{who: "ben", kind: "staff_security", action: "break_glass.approve", tenant: "a",
+			detail: "break-glass request ar_x; the approver was sponsored by the beneficiary granted: grant gr_x"}}, []string{"approval-by-sponsored"}},
+		{"key change approved by the admin the requester sponsored", []ev{{who: "sock", kind: admin, action: "tenant_key.approve", tenant: "a",
+			detail: "tenant keysets wrapped under the tenant's own key aws uri abc keyset def change kc_x; the approver was sponsored by the beneficiary"}}, []string{"approval-by-sponsored"}},
+		{"a suspension lifted by one its holder sponsored", []ev{{who: "ivy", kind: "staff_security", action: "containment.lift",
+			detail: "lift suspension of principal pr_mal; the approver was sponsored by the beneficiary"}}, []string{"approval-by-sponsored"}},
+		{"an unmarked approval", []ev{{who: "ben", kind: "staff_security", action: "break_glass.approve", tenant: "a", detail: "break-glass request ar_x granted"}}, nil},
+		{"the mark on a refused approval", []ev{{who: "ben", kind: "staff_security", action: "break_glass.approve", tenant: "a", outcome: "denied", code: "forbidden",
+			detail: "break-glass request ar_x; the approver was sponsored by the beneficiary"}}, nil},
+		{"the words on another action", []ev{{who: "ben", kind: "staff_security", action: "contact.export", tenant: "a", detail: "; the approver was sponsored by the beneficiary"}}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

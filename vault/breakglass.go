@@ -98,6 +98,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 		if err := secondParty(approver, requester); err != nil {
 			return err
 		}
+		noteSponsored(leaf, approver, requester)
 		approvals, err := requestApprovals(ctx, tx, id)
 		if err != nil {
 			return err
@@ -115,6 +116,7 @@ func (v *Vault) ApproveBreakGlass(ctx context.Context, tenant, id string) (*cust
 			if approver.CreatedByHolderOf(first) || first.CreatedByHolderOf(approver) {
 				return custos.Errorf(custos.EFORBIDDEN, "approver was created by the person it would approve with: %s", "a second, independent approver is needed")
 			}
+			noteSponsored(leaf, approver, first)
 		}
 		s, err := v.supportSettings(ctx, tx, tenant)
 		if err != nil {

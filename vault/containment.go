@@ -295,7 +295,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*cust
 	if status == custos.AlertResolved {
 		msg.Severity = notify.SeverityHigh
 	}
-	err = v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+	err = v.announce(ctx, l, msg, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		var err error
 		a, err = scanAlert(tx.QueryRowContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE id = $1`, id))
 		if isNoRows(err) {
@@ -306,7 +306,7 @@ func (v *Vault) UpdateAlert(ctx context.Context, id, status, note string) (*cust
 		if a.Status == custos.AlertResolved || a.Status == status {
 			return custos.Errorf(custos.ECONFLICT, "alert is %s already", a.Status)
 		}
-		if err := v.mayLiftAll(ctx, tx, p, a.Principals); err != nil {
+		if err := v.mayLiftAll(ctx, tx, leaf, p, a.Principals); err != nil {
 			return err // nobody silences an alert about themselves
 		}
 		now := v.now()
@@ -354,15 +354,17 @@ func (v *Vault) SetSuspended(ctx context.Context, id string, suspend bool, reaso
 		return v.deny(ctx, l, err)
 	}
 	return v.announce(ctx, l, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, To: []string{notify.ToStaffSecurity},
-		Text: fmt.Sprintf("%s by %s", l.Detail, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		Text: fmt.Sprintf("%s by %s", l.Detail, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if !suspend {
 			target, err := v.findPrincipalTx(ctx, tx, id)
 			if err != nil {
 				return err
 			}
-			if err := mayLift(custos.RequestFromContext(ctx).Principal, target); err != nil {
+			lifter := custos.RequestFromContext(ctx).Principal
+			if err := mayLift(lifter, target); err != nil {
 				return err
 			}
+			noteSponsored(leaf, lifter, target)
 		}
 		by := sql.NullString{}
 		if suspend {
@@ -448,12 +450,12 @@ func (v *Vault) SetFrozen(ctx context.Context, tenant string, freeze bool, reaso
 		return v.deny(ctx, l, err)
 	}
 	return v.announce(ctx, l, &notify.Message{Topic: "containment", Severity: notify.SeverityHigh, TenantID: tenant, To: []string{notify.ToStaffSecurity, notify.ToTenantAdmins},
-		Text: fmt.Sprintf("%s for tenant %s by %s", l.Detail, tenant, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		Text: fmt.Sprintf("%s for tenant %s by %s", l.Detail, tenant, custos.RequestFromContext(ctx).Principal.ID)}, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if err := lockTenant(ctx, tx, tenant); err != nil {
 			return err
 		}
 		if !freeze {
-			if err := v.mayLiftFreeze(ctx, tx, tenant); err != nil {
+			if err := v.mayLiftFreeze(ctx, tx, leaf, tenant); err != nil {
 				return err
 			}
 		}
@@ -495,8 +497,9 @@ func mayLift(lifter, target *custos.Principal) error {
 	return nil
 }
 
-// mayLiftAll is mayLift for every principal named by ids.
-func (v *Vault) mayLiftAll(ctx context.Context, tx *sql.Tx, lifter *custos.Principal, ids []string) error {
+// mayLiftAll is mayLift for every principal named by ids; leaf is marked
+// if lifter and one of them sponsored the other (noteSponsored).
+func (v *Vault) mayLiftAll(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf, lifter *custos.Principal, ids []string) error {
 	for _, id := range ids {
 		target, err := v.findPrincipalTx(ctx, tx, id)
 		if custos.ErrorCode(err) == custos.ENOTFOUND {
@@ -507,13 +510,14 @@ func (v *Vault) mayLiftAll(ctx context.Context, tx *sql.Tx, lifter *custos.Princ
 		if err := mayLift(lifter, target); err != nil {
 			return err
 		}
+		noteSponsored(leaf, lifter, target)
 	}
 	return nil
 }
 
 // mayLiftFreeze checks the lifter of a tenant's freeze against the
 // principals of the alert that froze it.
-func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, tenant string) error {
+func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf, tenant string) error {
 	// A freeze row custos did not write could name any alert (or none), and
 	// with it anyone as lifter: it is not lifted through the API.
 	if err := v.checkRow(ctx, tx, "tenant_freezes", tenant); errors.Is(err, errForged) {
@@ -532,7 +536,7 @@ func (v *Vault) mayLiftFreeze(ctx context.Context, tx *sql.Tx, tenant string) er
 	if err := tx.QueryRowContext(ctx, `SELECT principals FROM alerts WHERE id = $1`, alertID.String).Scan(&principals); err != nil && !isNoRows(err) {
 		return err
 	}
-	return v.mayLiftAll(ctx, tx, custos.RequestFromContext(ctx).Principal, strings.Fields(principals))
+	return v.mayLiftAll(ctx, tx, leaf, custos.RequestFromContext(ctx).Principal, strings.Fields(principals))
 }
 
 func validReasonText(s string) bool { return s != "" && len(s) <= 500 }

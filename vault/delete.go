@@ -297,6 +297,7 @@ func (v *Vault) ApproveTenantDeletion(ctx context.Context, tenant string) (*cust
 		due := v.now().UTC().Truncate(time.Millisecond).Add(time.Duration(d.GraceSeconds) * time.Second)
 		d.Status, d.ApprovedBy, d.DueAt = custos.DeletionScheduled, approver.ID, &due
 		leaf.Detail = "deletion " + d.ID + " approved"
+		noteSponsored(leaf, approver, requester)
 		msg.Data = deletionData(d)
 		_, err = tx.ExecContext(ctx, `UPDATE deletions SET status = $1, approved_by = $2, due_at = $3 WHERE id = $4`, d.Status, d.ApprovedBy, ms(due), d.ID)
 		return err

@@ -41,7 +41,7 @@ const TopicEnroll = "principal.enroll"
 const enrollKeyName = "enrollment"
 
 // principalColumns are the columns scanPrincipal reads, in order.
-const principalColumns = `id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at, suspended_by, mac, cert_pin`
+const principalColumns = `id, kind, tenant_id, name, owner, identity, created_by, creator_identity, suspended, created_at, verified_at, suspended_by, mac, cert_pin, sponsor_identity`
 
 // principalColumnsAs is principalColumns qualified by a table alias.
 func principalColumnsAs(alias string) string {
@@ -109,13 +109,13 @@ func scanKeyPrincipal(row interface{ Scan(...any) error }, pp **custos.Principal
 	var suspended int
 	var created int64
 	var verified sql.NullInt64
-	var pin sql.NullString
-	if err := row.Scan(append(dest, &p.ID, &kind, &tenant, &p.Name, &p.Owner, &identity, &createdBy, &creatorIdentity, &suspended, &created, &verified, &suspendedBy, &pr.mac, &pin)...); err != nil {
+	var pin, sponsor sql.NullString
+	if err := row.Scan(append(dest, &p.ID, &kind, &tenant, &p.Name, &p.Owner, &identity, &createdBy, &creatorIdentity, &suspended, &created, &verified, &suspendedBy, &pr.mac, &pin, &sponsor)...); err != nil {
 		return fmt.Errorf("scan principal: %w", err)
 	}
 	// In rowSpecs' order for principals, the optional columns last.
-	pr.vals = []any{p.ID, kind, tenant, p.Owner, identity, createdBy, creatorIdentity, suspended, suspendedBy, created, verified, pin}
-	p.CertPin = pin.String
+	pr.vals = []any{p.ID, kind, tenant, p.Owner, identity, createdBy, creatorIdentity, suspended, suspendedBy, created, verified, pin, sponsor}
+	p.CertPin, p.SponsorIdentity = pin.String, sponsor.String
 	p.Kind, p.TenantID, p.Suspended, p.CreatedAt, p.VerifiedAt = custos.Kind(kind), tenant.String, suspended != 0, fromMS(created), fromNullMS(verified)
 	p.Identity, p.CreatedBy, p.CreatorIdentity = identity.String, createdBy.String, creatorIdentity.String
 	if p.Identity == "" {
@@ -447,7 +447,8 @@ const (
 // secondParty checks that approver is a second party to an action that
 // benefits the principals in parties: a different identity from each, and
 // not created by any of them (a principal one minted for oneself is no
-// second person).
+// second person). An approver they sponsored passes, marked: see
+// [noteSponsored].
 func secondParty(approver *custos.Principal, parties ...*custos.Principal) error {
 	for _, p := range parties {
 		if p == nil {
@@ -461,6 +462,33 @@ func secondParty(approver *custos.Principal, parties ...*custos.Principal) error
 		}
 	}
 	return nil
+}
+
+// sponsoredNote is added to the detail of an approval whose approver was
+// sponsored by a principal it benefits (rule approval-by-sponsored).
+const sponsoredNote = "; the approver was sponsored by the beneficiary"
+
+// noteSponsored marks leaf when approver's key was issued on the approval
+// of the person holding one of parties (custos.Principal.SponsorIdentity),
+// or one of them on approver's. That is how one person with two mailboxes
+// gets a second identity past the two-party rules — approve it into
+// existence, then let it approve for you — but also how an honest team
+// grows (the first admin approves the second), and a tenant whose admins
+// all descend from its first could then never approve anything for it.
+// So it is not refused: the approval goes through, and the detector
+// alerts the tenant's admins and security on the marked entry.
+func noteSponsored(leaf *audit.Leaf, approver *custos.Principal, parties ...*custos.Principal) {
+	if leaf == nil {
+		return
+	}
+	for _, p := range parties {
+		if p != nil && (approver.SponsoredByHolderOf(p) || p.SponsoredByHolderOf(approver)) {
+			if !strings.Contains(leaf.Detail, sponsoredNote) {
+				leaf.Detail += sponsoredNote
+			}
+			return
+		}
+	}
 }
 
 // DecideEnrollment approves or denies a pending enrollment. The decider
@@ -529,6 +557,7 @@ func (v *Vault) DecideEnrollment(ctx context.Context, id string, approve bool) (
 			if err := secondParty(decider, requester, p); err != nil {
 				return err
 			}
+			noteSponsored(leaf, decider, requester, p)
 		}
 		status := custos.EnrollDenied
 		var issued, expires sql.NullInt64
@@ -548,6 +577,15 @@ func (v *Vault) DecideEnrollment(ctx context.Context, id string, approve bool) (
 		}
 		if err := v.reseal(ctx, tx, "enrollments", e.ID); err != nil {
 			return err
+		}
+		if approve && p.SponsorIdentity == "" {
+			// The first approval that issues it a key sponsors it, for good.
+			if _, err := tx.ExecContext(ctx, `UPDATE principals SET sponsor_identity = $1 WHERE id = $2 AND sponsor_identity IS NULL`, decider.Identity, p.ID); err != nil {
+				return fmt.Errorf("decide enrollment: sponsor: %w", err)
+			}
+			if err := v.reseal(ctx, tx, "principals", p.ID); err != nil {
+				return err
+			}
 		}
 		e.Status, e.DecidedBy = status, decider.ID
 		to := []string{notify.ToStaffSecurity, notify.ToPrincipal(e.RequestedBy)}

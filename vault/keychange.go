@@ -218,7 +218,9 @@ func (v *Vault) ApproveTenantKeyChange(ctx context.Context, tenantID, changeID s
 	if err := secondParty(approver, requester); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	return v.applyKeyChange(ctx, l, c, approver.ID, v.now())
+	var mark audit.Leaf
+	noteSponsored(&mark, approver, requester)
+	return v.applyKeyChange(ctx, l, c, approver.ID, v.now(), mark.Detail)
 }
 
 // CancelTenantKeyChange cancels the tenant's pending key change. Any of
@@ -282,7 +284,7 @@ func (v *Vault) RunDueKeyChanges(ctx context.Context, now time.Time) (int, error
 			action = custos.ActionTenantKeyClear
 		}
 		sctx, l := systemLeaf(ctx, action, c.TenantID)
-		_, err := v.applyKeyChange(sctx, l, c, "", now)
+		_, err := v.applyKeyChange(sctx, l, c, "", now, "")
 		if errors.Is(err, errKeyChangeFailed) {
 			if err := v.failKeyChange(sctx, c, now); err != nil {
 				errs = append(errs, fmt.Errorf("key change %s: %w", c.ID, err))
@@ -327,7 +329,7 @@ func (v *Vault) failKeyChange(ctx context.Context, c *custos.TenantKeyChange, no
 // marks c applied (approvedBy: the second admin, or "" when due) and tells
 // the tenant's admins and security. c must still be the tenant's pending
 // change then.
-func (v *Vault) applyKeyChange(ctx context.Context, l audit.Leaf, c *custos.TenantKeyChange, approvedBy string, now time.Time) (*custos.TenantKey, error) {
+func (v *Vault) applyKeyChange(ctx context.Context, l audit.Leaf, c *custos.TenantKeyChange, approvedBy string, now time.Time, note string) (*custos.TenantKey, error) {
 	cur, err := v.readTenantKey(ctx, c.TenantID)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
@@ -387,6 +389,7 @@ func (v *Vault) applyKeyChange(ctx context.Context, l audit.Leaf, c *custos.Tena
 			kind, c.RequestedBy, who)
 		m.Data["kind"], m.Data["uri_sha256"] = kind, uriDigest(cur.uri.String)
 	}
+	l.Detail += note // the approver sponsored by the requester (noteSponsored)
 	err = v.announce(ctx, l, m, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		p, err := v.pendingKeyChange(ctx, tx, c.TenantID)
 		if err != nil {

@@ -58,7 +58,7 @@ type rowSpec struct {
 }
 
 var rowSpecs = []rowSpec{
-	{"principals", "id", []string{"kind", "tenant_id", "owner", "identity", "created_by", "creator_identity", "suspended", "suspended_by", "created_at", "verified_at"}, []string{"cert_pin"}},
+	{"principals", "id", []string{"kind", "tenant_id", "owner", "identity", "created_by", "creator_identity", "suspended", "suspended_by", "created_at", "verified_at"}, []string{"cert_pin", "sponsor_identity"}},
 	{"api_keys", "id", []string{"principal_id", "hash", "scopes", "created_at", "expires_at", "revoked_at"}, []string{"networks"}},
 	{"grants", "id", []string{"tenant_id", "staff_id", "request_id", "scope", "reveal_budget", "reveals_used", "granted_by", "starts_at", "expires_at", "ended_at", "ended_by", "break_glass", "page_window_at", "pages_in_window"}, nil},
 	{"enrollments", "id", []string{"principal_id", "tenant_id", "requested_by", "requester_identity", "approval", "status", "not_before", "decided_by", "decided_at", "created_at", "issued_at", "expires_at", "used_at", "key_id"}, nil},

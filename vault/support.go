@@ -318,6 +318,7 @@ func (v *Vault) DecideRequest(ctx context.Context, tenant, id string, d Decision
 		if err := secondParty(decider, requester); err != nil {
 			return err
 		}
+		noteSponsored(leaf, decider, requester)
 		now := v.now().UTC().Truncate(time.Millisecond)
 		status := custos.RequestDenied
 		var grantID sql.NullString
@@ -445,6 +446,7 @@ func (v *Vault) CreateGrant(ctx context.Context, g *custos.Grant, dur time.Durat
 		if err := secondParty(admin, staff); err != nil {
 			return err
 		}
+		noteSponsored(leaf, admin, staff)
 		s, err := v.supportSettings(ctx, tx, g.TenantID)
 		if err != nil {
 			return err
