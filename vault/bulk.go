@@ -88,9 +88,15 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	}()
 
 	res := &custos.ImportResult{Errors: []ingest.RowError{}}
+	others := othersMeter{size0: v.log.Size()}
 	for b := range batches {
 		if len(b.rows) > 0 {
+			t0, n0 := time.Now(), res.Batches
 			if err := v.commitBatch(ctx, l, b, res, opts.MaxErrors, sees); err != nil {
+				abortImport(res, err)
+				break
+			}
+			if err := v.shareWith(ctx, others.saw(v.log.Size(), res.Batches-n0), time.Since(t0), ImportShare); err != nil {
 				abortImport(res, err)
 				break
 			}
@@ -209,6 +215,16 @@ const insertContacts = `INSERT INTO contacts (` + contactColumns + `) VALUES `
 func (v *Vault) insertSQL() string {
 	return insertContacts + v.placeholders.Values(1, 10) + ` ON CONFLICT (list_id, blind_index) DO NOTHING`
 }
+
+// ImportShare is the share of the time an import may take while other
+// entries are being appended (docs/design.md, "Imports yield to reads"):
+// after a batch whose commits carried others' entries too, the import
+// pauses for (1-ImportShare)/ImportShare times the batch's duration —
+// its sealer stops too, one batch ahead — so that audited reads keep
+// about 1-ImportShare of the CPU, which the import's two busy goroutines
+// (sealing, inserting) otherwise take from them on two cores. Alone it
+// never pauses.
+const ImportShare = 1.0 / 3
 
 // ImportYield is how long an import's chunk may insert rows inside the
 // sequencer's transaction while other entries wait for it (docs/design.md,

@@ -404,7 +404,7 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 			if err != nil {
 				return res, err
 			}
-			if err := v.shareWithOthers(ctx, others.saw(v.log.Size(), entries), time.Since(t0)); err != nil {
+			if err := v.shareWith(ctx, others.saw(v.log.Size(), entries), time.Since(t0), RewrapShare); err != nil {
 				return res, err
 			}
 			continue
@@ -552,13 +552,14 @@ func (m *othersMeter) saw(size uint64, own int) bool {
 	return false
 }
 
-// shareWithOthers pauses the rewrap after a step that took took, when
-// others appended entries meanwhile.
-func (v *Vault) shareWithOthers(ctx context.Context, others bool, took time.Duration) error {
+// shareWith pauses bulk work (a rewrap, an import) after a step that took
+// took, when others appended entries meanwhile, so that it takes about
+// share of the time.
+func (v *Vault) shareWith(ctx context.Context, others bool, took time.Duration, share float64) error {
 	if !others {
 		return nil
 	}
-	t := time.NewTimer(time.Duration(float64(took) * (1 - RewrapShare) / RewrapShare))
+	t := time.NewTimer(time.Duration(float64(took) * (1 - share) / share))
 	defer t.Stop()
 	select {
 	case <-t.C:
