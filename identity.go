@@ -60,23 +60,23 @@ const (
 // secret. An enrollment that gives someone power over a tenant's data or
 // over approvals waits for a second party first (Approval).
 type Enrollment struct {
-	ID          string     `json:"id"`
-	PrincipalID string     `json:"principal_id"`
-	TenantID    string     `json:"tenant_id,omitempty"`
-	RequestedBy string     `json:"requested_by"` // the principal that created or re-keyed it
+	ID          string `json:"id"`
+	PrincipalID string `json:"principal_id"`
+	TenantID    string `json:"tenant_id,omitempty"`
+	RequestedBy string `json:"requested_by"` // the principal that created or re-keyed it
 	// PrincipalKind and PrincipalName describe the principal a pending
 	// enrollment would give a key to, so whoever decides sees what it
 	// asks (a staff principal reads under grants; a service writes). Set
 	// on pending enrollments only, from the principal's row once its MAC
 	// checks; empty when it does not.
-	PrincipalKind Kind   `json:"principal_kind,omitempty"`
-	PrincipalName string `json:"principal_name,omitempty"`
-	Approval    string     `json:"approval"`
-	Status      string     `json:"status"`
-	NotBefore   *time.Time `json:"not_before,omitempty"` // recovery: no approval takes effect before
-	DecidedBy   string     `json:"decided_by,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"` // of the issued secret
+	PrincipalKind Kind       `json:"principal_kind,omitempty"`
+	PrincipalName string     `json:"principal_name,omitempty"`
+	Approval      string     `json:"approval"`
+	Status        string     `json:"status"`
+	NotBefore     *time.Time `json:"not_before,omitempty"` // recovery: no approval takes effect before
+	DecidedBy     string     `json:"decided_by,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"` // of the issued secret
 }
 
 // Enrollment secrets: "cse_" + the enrollment's ID + "_" + 32 characters

@@ -21,8 +21,8 @@ import (
 // GET /v1/blast-radius, authorized and recorded as such.
 
 type blastView struct {
-	Query   url.Values
-	Asked   bool
+	Query url.Values
+	Asked bool
 	// Running: the report is still being computed (the page reloads
 	// itself); Elapsed is for how long.
 	Running bool

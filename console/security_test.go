@@ -14,8 +14,8 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/blastreport"
-	"github.com/custos-dev/custos/internal/kmstest"
 	"github.com/custos-dev/custos/console"
+	"github.com/custos-dev/custos/internal/kmstest"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/server"
 )

@@ -71,10 +71,10 @@ type Detector struct {
 	// (points.go): parsing a 500-parameter statement cost as much as
 	// running it. Guarded by mu.
 	pointsFull *sql.Stmt
-	failedAt uint64 // 1 + the index that last failed verification
-	forged   bool   // the cursor row's MAC failed (alerted once)
-	kick     chan struct{}
-	once     sync.Once
+	failedAt   uint64 // 1 + the index that last failed verification
+	forged     bool   // the cursor row's MAC failed (alerted once)
+	kick       chan struct{}
+	once       sync.Once
 }
 
 func (d *Detector) init() {
