@@ -160,3 +160,64 @@ func TestImportYieldsToReads(t *testing.T) {
 		t.Fatalf("%d contacts read back with a first name, %d without: want both", with, without)
 	}
 }
+
+// TestImportSharesTimeOnlyWithOthers: an import alone never pauses; an
+// import while audited reads run pauses after its batches to leave them
+// the CPU (vault.ImportShare), and still imports every row.
+func TestImportSharesTimeOnlyWithOthers(t *testing.T) {
+	f := newFixture(t)
+	ctx, tenant, list := f.admin(t)
+	csv := func(from, n int) vault.RowReader {
+		t.Helper()
+		var sb strings.Builder
+		sb.WriteString("email\n")
+		for i := from; i < from+n; i++ {
+			fmt.Fprintf(&sb, "share%d@example.test\n", i)
+		}
+		r, err := newCSV(sb.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	p0 := vault.BulkPauses(f.vault)
+	res, err := f.vault.Import(ctx, tenant, list, csv(0, 3000), vault.ImportOptions{BatchSize: 500})
+	if err != nil || res.Imported != 3000 {
+		t.Fatalf("import alone: %+v, %v", res, err)
+	}
+	if n := vault.BulkPauses(f.vault) - p0; n != 0 {
+		t.Fatalf("an import alone paused %d times", n)
+	}
+
+	c := &custos.Contact{TenantID: tenant, ListID: list, Email: "read.me@example.test"}
+	if err := f.vault.CreateContact(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := f.vault.Contact(ctx, tenant, c.Token); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	p1 := vault.BulkPauses(f.vault)
+	res, err = f.vault.Import(ctx, tenant, list, csv(3000, 3000), vault.ImportOptions{BatchSize: 500})
+	close(stop)
+	wg.Wait()
+	if err != nil || res.Imported != 3000 {
+		t.Fatalf("import beside reads: %+v, %v", res, err)
+	}
+	if vault.BulkPauses(f.vault) == p1 {
+		t.Fatal("an import beside audited reads never paused")
+	}
+}

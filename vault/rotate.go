@@ -559,6 +559,7 @@ func (v *Vault) shareWith(ctx context.Context, others bool, took time.Duration, 
 	if !others {
 		return nil
 	}
+	v.bulkPauses.Add(1)
 	t := time.NewTimer(time.Duration(float64(took) * (1 - share) / share))
 	defer t.Stop()
 	select {

@@ -35,3 +35,6 @@ func RewrapStepBetween(ctx context.Context, v *Vault, tenant string, batch int, 
 	_, err = v.commitPrepared(ctx, tenant, p, &pass)
 	return pass.rewrapped, err
 }
+
+// BulkPauses is how many times bulk work paused to share the time.
+func BulkPauses(v *Vault) int64 { return v.bulkPauses.Load() }

@@ -49,6 +49,10 @@ import (
 type Vault struct {
 	witnessed func(ctx context.Context) (*audit.Checkpoint, bool, error) // Options.Witnessed
 
+	// bulkPauses counts the pauses bulk work took to share the time with
+	// others (shareWith): what a test can see of the rule without a clock.
+	bulkPauses atomic.Int64
+
 	read *sql.DB // reads outside the sequencer's transaction
 	// write is used only for bookkeeping that is not itself an access to
 	// personal data (a key's last-used time); every audited change goes
