@@ -224,7 +224,7 @@ func (v *Vault) insertSQL() string {
 // about 1-ImportShare of the CPU, which the import's two busy goroutines
 // (sealing, inserting) otherwise take from them on two cores. Alone it
 // never pauses.
-const ImportShare = 1.0 / 3
+const ImportShare = 0.25
 
 // ImportYield is how long an import's chunk may insert rows inside the
 // sequencer's transaction while other entries wait for it (docs/design.md,
