@@ -51,28 +51,9 @@ func TestImportYieldsToReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := f.vault.Contact(ctx, tenant, c.Token); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	stop := readsBeside(t, f, ctx, tenant, c.Token, 4)
 	res, err := f.vault.Import(ctx, tenant, list, r, vault.ImportOptions{BatchSize: batch})
-	close(stop)
-	wg.Wait()
+	stop()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,31 +179,39 @@ func TestImportSharesTimeOnlyWithOthers(t *testing.T) {
 	if err := f.vault.CreateContact(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := f.vault.Contact(ctx, tenant, c.Token); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
+	stop := readsBeside(t, f, ctx, tenant, c.Token, 1)
 	p1 := vault.BulkPauses(f.vault)
 	res, err = f.vault.Import(ctx, tenant, list, csv(3000, 3000), vault.ImportOptions{BatchSize: 500})
-	close(stop)
-	wg.Wait()
+	stop()
 	if err != nil || res.Imported != 3000 {
 		t.Fatalf("import beside reads: %+v, %v", res, err)
 	}
 	if vault.BulkPauses(f.vault) == p1 {
 		t.Fatal("an import beside audited reads never paused")
 	}
+}
+
+// readsBeside runs n readers of the contact token, each an audited read
+// in a loop, until the returned stop is called (which waits for them).
+func readsBeside(t *testing.T, f *fixture, ctx context.Context, tenant, token string, n int) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := f.vault.Contact(ctx, tenant, token); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
 }
