@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -80,6 +81,10 @@ func (c *Console) blast(w http.ResponseWriter, r *http.Request, s *vault.Session
 		case !done:
 			v.Running, v.Elapsed = true, time.Since(job.started).Round(time.Second).String()
 			w.Header().Set("Refresh", "1")
+		case errors.Is(err, errBlastBusy):
+			// Refused before any run: recorded here (a run's own refusals
+			// are recorded by the vault).
+			return c.vault.Reject(r.Context(), custos.ActionBlastRadius, "", err)
 		case err != nil:
 			return err
 		default:
@@ -112,6 +117,9 @@ const maxBlastJobs = 4
 // blastJobKeep is how long a finished job waits to be shown before it is
 // dropped (its requester closed the page).
 const blastJobKeep = 10 * time.Minute
+
+// errBlastBusy refuses a report while maxBlastJobs are being computed.
+var errBlastBusy = custos.Errorf(custos.ETOOMANY, "%d blast-radius reports are being computed: try again in a moment", maxBlastJobs)
 
 type blastJobs struct {
 	mu   sync.Mutex
@@ -148,7 +156,7 @@ func (b *blastJobs) run(ctx context.Context, key string, f func(context.Context)
 		}
 	}
 	if running >= maxBlastJobs {
-		j.err = custos.Errorf(custos.ETOOMANY, "%d blast-radius reports are being computed: try again in a moment", running)
+		j.err = errBlastBusy
 		close(j.done)
 		return j
 	}

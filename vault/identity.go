@@ -578,7 +578,9 @@ func (v *Vault) DecideEnrollment(ctx context.Context, id string, approve bool) (
 		if err := v.reseal(ctx, tx, "enrollments", e.ID); err != nil {
 			return err
 		}
-		if approve && p.SponsorIdentity == "" {
+		if approve && p.SponsorIdentity == "" && !strings.Contains(decider.Identity, "@") {
+			// (Identities are person pseudonyms once SealIdentities ran at
+			// start; an address is never copied here.)
 			// The first approval that issues it a key sponsors it, for good.
 			if _, err := tx.ExecContext(ctx, `UPDATE principals SET sponsor_identity = $1 WHERE id = $2 AND sponsor_identity IS NULL`, decider.Identity, p.ID); err != nil {
 				return fmt.Errorf("decide enrollment: sponsor: %w", err)
