@@ -113,20 +113,14 @@ func (v *Vault) authorizeCert(ctx context.Context, principalID string) (audit.Le
 	return l, nil
 }
 
-// checkCertBinding refuses a bound principal whose request did not
-// present its certificate. The binding is on two rows, each MACed: the
-// pin on the principal's own row (p.CertPin, checked with the principal's
-// MAC when the key was looked up) and principal_certs' row. Either one
-// binds: a row deleted by hand leaves the other, and a row whose MAC
-// fails refuses the principal (fail closed: an edited pin is no binding,
-// nor no binding).
-func (v *Vault) checkCertBinding(ctx context.Context, p *custos.Principal) error {
-	pin, err := v.legacyCertPin(ctx, p)
-	if err != nil {
-		return err
-	}
-	return matchCertPins(ctx, p, pin)
-}
+// A bound principal's request must present its certificate. The binding
+// is on two rows, each MACed: the pin on the principal's own row
+// (p.CertPin, checked with the principal's MAC when the key was looked
+// up) and principal_certs' row. Either one binds: a row deleted by hand
+// leaves the other, and a row whose MAC fails refuses the principal (fail
+// closed: an edited pin is no binding, nor no binding). Authentication
+// reads the legacy row with legacyCertPin (or takes it from its cache) and
+// compares both with matchCertPins.
 
 // legacyCertPin reads p's pin in principal_certs ("" for none) and checks
 // its row's MAC. The authentication cache keeps it with the key: any
