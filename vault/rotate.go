@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -48,8 +50,21 @@ import (
 // keys, and of the start of its rewrap.
 const TopicDataKeysRotated = "keys.rotated"
 
-// rewrapBatch bounds the rows one rewrap step reads and seals.
-const rewrapBatch = 4096
+// rewrapBatch bounds the rows one rewrap step reads, seals and (alone)
+// commits. Large on purpose: a commit re-indexes its rows at random places
+// in the list's blind index, so a step of a few thousand rows already
+// dirties most of that index's pages, and each commit writes them to the
+// WAL and checkpoints them back. Fewer, larger steps write less per row
+// (1M contacts on SQLite: 4 096 → 65 536 rows a step, 12.4 → 7.2 KB
+// written per contact; docs/benchmarks.md (ax)). While others append,
+// the step's commits still yield after vault.ImportYield. A step holds
+// two forms of its rows that need rewrapping (about 0.4 KB a row) and,
+// read ahead, the next step.
+const rewrapBatch = 65536
+
+// rewrapBurst bounds a step under a rewrap_rate: at most this many
+// seconds' worth of rows, so a low rate is not one large burst.
+const rewrapBurst = 4
 
 // DefaultRewrapRate is the rewrap's bound in contacts a second
 // (node config "rewrap_rate").
@@ -363,7 +378,7 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 	size := rewrapBatch
 	var lim *rate.Limiter
 	if ratePerSec > 0 {
-		size = min(size, ratePerSec)
+		size = min(size, rewrapBurst*ratePerSec)
 		lim = rate.NewLimiter(rate.Limit(ratePerSec), size)
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -380,10 +395,12 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 			ready <- v.prepareRewrap(ctx, tenant, cur, size)
 		}()
 	}
-	cur := rewrapCursor{list: r.cursorList, token: r.cursorTok}
 	// A pass that began mid-way (a resumed rewrap) cannot prove that no row
 	// is left under the old keys: only a pass from the first row can.
-	whole := cur.list == "" && cur.token == ""
+	cur, whole, err := v.resumeCursor(ctx, tenant, r)
+	if err != nil {
+		return res, err
+	}
 	var pass rewrapPass
 	others := othersMeter{size0: v.log.Size()}
 	prepare(cur)
@@ -429,11 +446,85 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 			return res, fmt.Errorf("reset rewrap cursor: %w", err)
 		}
 		whole, pass = true, rewrapPass{}
-		prepare(rewrapCursor{})
+		if cur, err = v.firstCursor(ctx, tenant, r.total); err != nil {
+			return res, err
+		}
+		prepare(cur)
 	}
 }
 
-type rewrapCursor struct{ list, token string }
+// rewrapCursor is where a pass goes on: after (list, token) in token
+// order, list by list; or, byRowid, after rowid in SQLite's table order
+// over all the tenant's lists (stored as list "*" and the rowid).
+type rewrapCursor struct {
+	list, token string
+	byRowid     bool
+	rowid       int64
+}
+
+// rowidCursorList marks a stored cursor in table order.
+const rowidCursorList = "*"
+
+// storedCursor reads a cursor as key_rotations stores it. A rowid that
+// does not parse starts the pass again from the first row (the pass then
+// does not count as whole: it began from a cursor).
+func storedCursor(list, token string) rewrapCursor {
+	if list != rowidCursorList {
+		return rewrapCursor{list: list, token: token}
+	}
+	id, err := strconv.ParseInt(token, 10, 64)
+	if err != nil || id < 0 {
+		id = 0
+	}
+	return rewrapCursor{byRowid: true, rowid: id}
+}
+
+// stored is the cursor's form in key_rotations.
+func (c rewrapCursor) stored() (list, token string) {
+	if c.byRowid {
+		return rowidCursorList, strconv.FormatInt(c.rowid, 10)
+	}
+	return c.list, c.token
+}
+
+// resumeCursor is where the rewrap goes on from r's stored cursor, and
+// whether that is the first row (a whole pass).
+func (v *Vault) resumeCursor(ctx context.Context, tenant string, r *rotation) (cur rewrapCursor, whole bool, err error) {
+	if r.cursorList != "" || r.cursorTok != "" {
+		return storedCursor(r.cursorList, r.cursorTok), false, nil
+	}
+	cur, err = v.firstCursor(ctx, tenant, r.total)
+	return cur, true, err
+}
+
+// rewrapByRowidShare: on SQLite a pass goes in table order when the
+// tenant holds at least 1/rewrapByRowidShare of the table's rows. Rows
+// sit in the table in the order they were written, and a token is random
+// after its creation second, so in token order a step's rows are
+// scattered over the pages of every row written in the same seconds (a
+// page each, written to the WAL and checkpointed back); in table order
+// they share their pages. A pass in table
+// order reads the other tenants' rows too (and skips them), which is
+// why a small tenant of a large table keeps token order.
+const rewrapByRowidShare = 4
+
+// firstCursor is where a pass over the tenant's rows begins: table order
+// on SQLite when the tenant holds enough of the table (rewrapByRowidShare;
+// total is its row count when the rewrap started), else token order.
+func (v *Vault) firstCursor(ctx context.Context, tenant string, total int64) (rewrapCursor, error) {
+	if v.placeholders == sqlq.Dollar || rewrapTokenOrder.Load() {
+		return rewrapCursor{}, nil
+	}
+	var top sql.NullInt64
+	if err := v.read.QueryRowContext(ctx, `SELECT max(rowid) FROM contacts`).Scan(&top); err != nil {
+		return rewrapCursor{}, fmt.Errorf("rewrap: table size: %w", err)
+	}
+	return rewrapCursor{byRowid: total*rewrapByRowidShare >= top.Int64}, nil
+}
+
+// rewrapTokenOrder makes every pass go in token order (tests of that
+// order on SQLite, where a test's tenant usually holds most of the table).
+var rewrapTokenOrder atomic.Bool
 
 // rewrapPass counts one pass's work.
 type rewrapPass struct {
@@ -441,26 +532,63 @@ type rewrapPass struct {
 	seen                 int64 // rows looked at since the last persisted step
 }
 
-// rewrapWork is a row to seal again: its stored form and the new one.
+// rewrapWork is a row to seal again: what the UPDATE matches of its
+// stored form (token, MAC, rowid) and its new columns. Only these are
+// kept while the step waits to commit, not the rows as read.
 type rewrapWork struct {
-	old, new *sealed
-	at       int // its index in the step's rows
+	token               string
+	oldMAC, mac         sql.NullString
+	blind, email, attrs []byte
+	at                  int   // its index in the step's rows
+	rowid               int64 // SQLite's rowid of the row as read (0 on PostgreSQL)
+}
+
+// withRowid scans SQLite's rowid, then the columns the wrapped scan
+// asks for.
+type withRowid struct {
+	rows  *sql.Rows
+	rowid *int64
+}
+
+func (r withRowid) Scan(dest ...any) error {
+	return r.rows.Scan(append([]any{r.rowid}, dest...)...)
 }
 
 // preparedRewrap is a batch read and sealed, waiting to be committed.
 type preparedRewrap struct {
-	list string
-	ss   []*sealed
-	work []rewrapWork
-	next rewrapCursor // after ss
-	end  bool         // no rows left: the pass is over
-	err  error
+	list   string   // the rows' list; "" for rows of several (table order)
+	tokens []string // the rows read, in order
+	rowids []int64  // SQLite's rowids of the rows read
+	work   []rewrapWork
+	next   rewrapCursor // after ss
+	end    bool         // no rows left: the pass is over
+	err    error
+}
+
+// after is the cursor after the i-th row read.
+func (p *preparedRewrap) after(i int) rewrapCursor {
+	if p.next.byRowid {
+		return rewrapCursor{byRowid: true, rowid: p.rowids[i]}
+	}
+	return rewrapCursor{list: p.list, token: p.tokens[i]}
 }
 
 // prepareRewrap reads up to size contacts after cur and seals those still
 // under the old keys again (outside any transaction).
 func (v *Vault) prepareRewrap(ctx context.Context, tenant string, cur rewrapCursor, size int) preparedRewrap {
 	fail := func(err error) preparedRewrap { return preparedRewrap{err: err} }
+	if cur.byRowid {
+		p, ss, err := v.readRewrap(ctx, `SELECT rowid, `+contactColumns+` FROM contacts WHERE rowid > $1 AND tenant_id = $2 ORDER BY rowid LIMIT $3`,
+			true, cur.rowid, tenant, size)
+		if err != nil {
+			return fail(err)
+		}
+		if len(ss) == 0 {
+			return preparedRewrap{end: true}
+		}
+		p.next = rewrapCursor{byRowid: true, rowid: p.rowids[len(p.rowids)-1]}
+		return p.seal(v, ctx, tenant, ss)
+	}
 	for {
 		if cur.list == "" || cur.token == "\xff" {
 			next, err := queryIDs(ctx, v.read, `SELECT id FROM lists WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT 1`, tenant, cur.list)
@@ -472,54 +600,99 @@ func (v *Vault) prepareRewrap(ctx context.Context, tenant string, cur rewrapCurs
 			}
 			cur = rewrapCursor{list: next[0]}
 		}
-		rows, err := v.read.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND tenant_id = $2 AND token > $3 ORDER BY token LIMIT $4`,
-			cur.list, tenant, cur.token, size)
+		// On SQLite the rowid comes too: the UPDATE then finds the row in
+		// the table itself, not through the token's index first.
+		sqlite := v.placeholders != sqlq.Dollar
+		cols := contactColumns
+		if sqlite {
+			cols = "rowid, " + cols
+		}
+		p, ss, err := v.readRewrap(ctx, `SELECT `+cols+` FROM contacts WHERE list_id = $1 AND tenant_id = $2 AND token > $3 ORDER BY token LIMIT $4`,
+			sqlite, cur.list, tenant, cur.token, size)
 		if err != nil {
-			return fail(fmt.Errorf("rewrap: read contacts: %w", err))
-		}
-		var ss []*sealed
-		for rows.Next() {
-			s, err := scanSealed(rows)
-			if err != nil {
-				rows.Close()
-				return fail(fmt.Errorf("rewrap: scan contact: %w", err))
-			}
-			ss = append(ss, s)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fail(fmt.Errorf("rewrap: read contacts: %w", err))
+			return fail(err)
 		}
 		if len(ss) == 0 {
 			cur.token = "\xff" // the list is done: the next one
 			continue
 		}
-		k, err := v.listKeys(ctx, tenant, cur.list)
-		if err != nil {
-			if custos.ErrorCode(err) == custos.ENOTFOUND || custos.ErrorCode(err) == custos.EGONE {
-				cur.token = "\xff" // a list deleted meanwhile: nothing of it to rewrap
-				continue
-			}
-			return fail(fmt.Errorf("rewrap: list keys: %w", err))
-		}
-		p := preparedRewrap{list: cur.list, ss: ss, next: rewrapCursor{cur.list, ss[len(ss)-1].token}}
-		for i, s := range ss {
-			msg := contactMessage(s)
-			if macOK(s.mac, k.RowMAC(msg)) {
-				continue // already under the new keys
-			}
-			if !slices.ContainsFunc(k.OldRowMACs(msg), func(m []byte) bool { return macOK(s.mac, m) }) {
-				v.rowIntegrity("contacts", s.token) // refused on every read too; not ours to fix
-				continue
-			}
-			ns, err := reseal(k, s)
-			if err != nil {
-				return fail(fmt.Errorf("rewrap %s: %w", s.token, err))
-			}
-			p.work = append(p.work, rewrapWork{old: s, new: ns, at: i})
-		}
-		return p
+		p.next = rewrapCursor{list: cur.list, token: p.tokens[len(p.tokens)-1]}
+		return p.seal(v, ctx, tenant, ss)
 	}
+}
+
+// readRewrap reads a step's rows (with their rowids first if rowids).
+func (v *Vault) readRewrap(ctx context.Context, query string, rowids bool, args ...any) (p preparedRewrap, ss []*sealed, err error) {
+	rows, err := v.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return p, nil, fmt.Errorf("rewrap: read contacts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s *sealed
+		var err error
+		if rowids {
+			var id int64
+			s, err = scanSealed(withRowid{rows, &id})
+			p.rowids = append(p.rowids, id)
+		} else {
+			s, err = scanSealed(rows)
+		}
+		if err != nil {
+			return p, nil, fmt.Errorf("rewrap: scan contact: %w", err)
+		}
+		ss = append(ss, s)
+		p.tokens = append(p.tokens, s.token)
+	}
+	if err := rows.Err(); err != nil {
+		return p, nil, fmt.Errorf("rewrap: read contacts: %w", err)
+	}
+	return p, ss, nil
+}
+
+// seal seals again the step's rows still under the old keys, each under
+// its list's keys; the rows of a list deleted meanwhile are left alone
+// (nothing of it to rewrap).
+func (p preparedRewrap) seal(v *Vault, ctx context.Context, tenant string, ss []*sealed) preparedRewrap {
+	keysOf := map[string]*keys.DataKeys{} // nil: the list is gone
+	p.list = ss[0].list
+	for i, s := range ss {
+		if s.list != p.list {
+			p.list = "" // rows of several lists
+		}
+		k, ok := keysOf[s.list]
+		if !ok {
+			var err error
+			k, err = v.listKeys(ctx, tenant, s.list)
+			if c := custos.ErrorCode(err); c == custos.ENOTFOUND || c == custos.EGONE {
+				k = nil
+			} else if err != nil {
+				return preparedRewrap{err: fmt.Errorf("rewrap: list keys: %w", err)}
+			}
+			keysOf[s.list] = k
+		}
+		if k == nil {
+			continue
+		}
+		msg := contactMessage(s)
+		if macOK(s.mac, k.RowMAC(msg)) {
+			continue // already under the new keys
+		}
+		if !slices.ContainsFunc(k.OldRowMACs(msg), func(m []byte) bool { return macOK(s.mac, m) }) {
+			v.rowIntegrity("contacts", s.token) // refused on every read too; not ours to fix
+			continue
+		}
+		ns, err := reseal(k, s)
+		if err != nil {
+			return preparedRewrap{err: fmt.Errorf("rewrap %s: %w", s.token, err)}
+		}
+		w := rewrapWork{token: s.token, oldMAC: s.mac, mac: ns.mac, blind: ns.blind, email: ns.email, attrs: ns.attrs, at: i}
+		if p.rowids != nil {
+			w.rowid = p.rowids[i]
+		}
+		p.work = append(p.work, w)
+	}
+	return p
 }
 
 // RewrapShare is the share of the time the rewrap may take while other
@@ -575,12 +748,12 @@ func (v *Vault) shareWith(ctx context.Context, others bool, took time.Duration, 
 // how many.
 func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRewrap, pass *rewrapPass) (int, error) {
 	if len(p.work) == 0 {
-		pass.seen += int64(len(p.ss))
+		pass.seen += int64(len(p.tokens))
 		return 0, nil
 	}
 	entries := 0
-	for done := 0; done < len(p.ss); entries++ {
-		n, err := v.commitRewrap(ctx, tenant, p.list, p.ss, done, p.work, pass)
+	for done := 0; done < len(p.tokens); entries++ {
+		n, err := v.commitRewrap(ctx, tenant, &p, done, pass)
 		if err != nil {
 			return entries, err
 		}
@@ -589,22 +762,23 @@ func (v *Vault) commitPrepared(ctx context.Context, tenant string, p preparedRew
 	return entries, nil
 }
 
-// commitRewrap writes the step's resealed rows from ss[from] on, and the
+// commitRewrap writes the step's resealed rows from row from on, and the
 // cursor, in one entry (counts only), until they are done or the entry
-// yields to waiting ones; it returns the index in ss after the last row
+// yields to waiting ones; it returns the index of the row after the last
 // it covered.
-func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sealed, from int, work []rewrapWork, pass *rewrapPass) (int, error) {
+func (v *Vault) commitRewrap(ctx context.Context, tenant string, p *preparedRewrap, from int, pass *rewrapPass) (int, error) {
 	ctx, l := systemLeaf(ctx, custos.ActionDataKeysRewrap, tenant)
-	l.List = list
+	l.List = p.list
+	n, work := len(p.tokens), p.work
 	var done, conflicts, end int
 	err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		t0 := time.Now()
 		var stale []rewrapWork
 		var err error
 		if v.placeholders == sqlq.Dollar {
-			done, stale, end, err = v.rewrapArrays(ctx, tx, list, len(ss), from, work, t0)
+			done, stale, end, err = v.rewrapArrays(ctx, tx, p.list, n, from, work, t0)
 		} else {
-			done, stale, end, err = v.rewrapRows(ctx, tx, len(ss), from, work, t0)
+			done, stale, end, err = v.rewrapRows(ctx, tx, n, from, work, t0)
 		}
 		if err != nil {
 			return err
@@ -615,17 +789,18 @@ func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sea
 		conflicts = 0
 		for _, w := range stale {
 			var mac sql.NullString
-			err = tx.QueryRowContext(ctx, `SELECT mac FROM contacts WHERE token = $1`, w.old.token).Scan(&mac)
-			if err == nil && mac == w.old.mac {
+			err = tx.QueryRowContext(ctx, `SELECT mac FROM contacts WHERE token = $1`, w.token).Scan(&mac)
+			if err == nil && mac == w.oldMAC {
 				conflicts++
 			} else if err != nil && !isNoRows(err) {
 				return fmt.Errorf("rewrap: %w", err)
 			}
 		}
 		seen := pass.seen + int64(end-from)
+		list, token := p.after(end - 1).stored()
 		if _, err := tx.ExecContext(ctx, `UPDATE key_rotations SET cursor_list = $1, cursor_token = $2,
 			done = CASE WHEN done + $3 > total THEN total ELSE done + $3 END, conflicts = conflicts + $4 WHERE tenant_id = $5`,
-			list, ss[end-1].token, seen, conflicts, tenant); err != nil {
+			list, token, seen, conflicts, tenant); err != nil {
 			return fmt.Errorf("rewrap: store cursor: %w", err)
 		}
 		leaf.Count = done
@@ -654,7 +829,10 @@ func (v *Vault) commitRewrap(ctx context.Context, tenant, list string, ss []*sea
 // lookup of our own; the index is then probed once per row, by SQLite.
 func (v *Vault) rewrapRows(ctx context.Context, tx *sql.Tx, n, from int, work []rewrapWork, t0 time.Time) (done int, stale []rewrapWork, end int, err error) {
 	end = n
-	stmt, err := tx.PrepareContext(ctx, `UPDATE OR IGNORE contacts SET blind_index = $1, email = $2, attributes = $3, mac = $4 WHERE token = $5 AND mac = $6`)
+	// The row is found by the rowid it was read with, and changes only if
+	// it still has the token and MAC it was read with: a rowid VACUUM gave
+	// to another row since matches neither.
+	stmt, err := tx.PrepareContext(ctx, `UPDATE OR IGNORE contacts SET blind_index = $1, email = $2, attributes = $3, mac = $4 WHERE rowid = $5 AND token = $6 AND mac = $7`)
 	if err != nil {
 		return 0, nil, from, fmt.Errorf("rewrap: %w", err)
 	}
@@ -669,7 +847,7 @@ func (v *Vault) rewrapRows(ctx context.Context, tx *sql.Tx, n, from int, work []
 			break
 		}
 		k++
-		res, err := stmt.ExecContext(ctx, w.new.blind, w.new.email, w.new.attrs, w.new.mac, w.old.token, w.old.mac)
+		res, err := stmt.ExecContext(ctx, w.blind, w.email, w.attrs, w.mac, w.rowid, w.token, w.oldMAC)
 		if err != nil {
 			return 0, nil, from, fmt.Errorf("rewrap: update contact: %w", err)
 		}
@@ -706,8 +884,8 @@ func (v *Vault) rewrapArrays(ctx context.Context, tx *sql.Tx, list string, n, fr
 		tokens, oldMACs, newMACs := make([]string, m), make([]string, m), make([]string, m)
 		blinds, emails, attrs := make([][]byte, m), make([][]byte, m), make([][]byte, m)
 		for j, w := range chunk {
-			tokens[j], oldMACs[j], newMACs[j] = w.old.token, w.old.mac.String, w.new.mac.String
-			blinds[j], emails[j], attrs[j] = w.new.blind, w.new.email, w.new.attrs
+			tokens[j], oldMACs[j], newMACs[j] = w.token, w.oldMAC.String, w.mac.String
+			blinds[j], emails[j], attrs[j] = w.blind, w.email, w.attrs
 		}
 		rows, err := tx.QueryContext(ctx, `UPDATE contacts c SET blind_index = u.b, email = u.e, attributes = u.a, mac = u.m
 			FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], $6::text[]) AS u(t, om, b, e, a, m)
@@ -731,7 +909,7 @@ func (v *Vault) rewrapArrays(ctx context.Context, tx *sql.Tx, list string, n, fr
 			return 0, nil, from, fmt.Errorf("rewrap: update contacts: %w", err)
 		}
 		for _, w := range chunk {
-			if updated[w.old.token] {
+			if updated[w.token] {
 				done++
 			} else {
 				stale = append(stale, w)

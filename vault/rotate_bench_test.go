@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,7 +32,10 @@ import (
 // with their ratio. CUSTOS_BENCH_REWRAP (contacts, default 20 000) and
 // CUSTOS_BENCH_REWRAP_RATE (the rewrap's bound, default 0: unbounded)
 // override the defaults; CUSTOS_BENCH_REWRAP_PROFILE names a file for a
-// CPU profile of the rewrap alone (the import before it left out).
+// CPU profile of the rewrap alone (the import before it left out);
+// CUSTOS_BENCH_IMPORT_BATCH sets the import's rows a commit. Also
+// reported: bytes the process wrote per contact rewrapped and the peak
+// heap in use during the rewrap.
 //
 //	CUSTOS_BENCH_REWRAP=1000000 go test ./vault -run XXX -bench Rewrap -benchtime 1x
 func BenchmarkRewrap(b *testing.B) {
@@ -46,7 +51,8 @@ func BenchmarkRewrap(b *testing.B) {
 		return def
 	}
 	n, rate, readers := env("CUSTOS_BENCH_REWRAP", 20000), env("CUSTOS_BENCH_REWRAP_RATE", 0), env("CUSTOS_BENCH_REWRAP_READERS", 8)
-	prof := os.Getenv("CUSTOS_BENCH_REWRAP_PROFILE") // a CPU profile of the rewrap alone (not the import before it)
+	importBatch := env("CUSTOS_BENCH_IMPORT_BATCH", 0) // the import's rows a commit (0: its default)
+	prof := os.Getenv("CUSTOS_BENCH_REWRAP_PROFILE")   // a CPU profile of the rewrap alone (not the import before it)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -69,12 +75,12 @@ func BenchmarkRewrap(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		began := time.Now()
-		res, err := v.Import(admin, tenant, list, rows, vault.ImportOptions{})
+		began, importHeap := time.Now(), peakHeap()
+		res, err := v.Import(admin, tenant, list, rows, vault.ImportOptions{BatchSize: importBatch})
 		if err != nil || res.Aborted || res.Imported != n {
 			b.Fatalf("import: %+v, %v", res, err)
 		}
-		b.Logf("imported %d contacts in %s", n, time.Since(began).Round(time.Millisecond))
+		b.Logf("imported %d contacts in %s (%d commits; peak heap %d MiB)", n, time.Since(began).Round(time.Millisecond), res.Batches, importHeap()>>20)
 
 		var (
 			phase   atomic.Int32 // 0 idle before, 1 rewrap, 2 idle after
@@ -123,10 +129,12 @@ func BenchmarkRewrap(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		t0, cpu0 := time.Now(), cpuTime()
+		t0, cpu0, wrote0 := time.Now(), cpuTime(), processWrote()
+		heap := peakHeap()
 		b.StartTimer()
 		rr, err := v.Rewrap(ctx, tenant, rate)
-		took, cpu := time.Since(t0), cpuTime()-cpu0
+		took, cpu, wrote := time.Since(t0), cpuTime()-cpu0, processWrote()-wrote0
+		peak := heap()
 		b.StopTimer()
 		if prof != "" {
 			pprof.StopCPUProfile()
@@ -150,13 +158,55 @@ func BenchmarkRewrap(b *testing.B) {
 		afterRate := float64(reads[2].Load()) / idleFor.Seconds()
 		b.ReportMetric(float64(n)/took.Seconds(), "contacts/s")
 		b.ReportMetric(cpu.Seconds(), "process-cpu-s")
+		b.ReportMetric(float64(wrote)/float64(n), "written-B/contact")
+		b.ReportMetric(float64(peak>>20), "peak-heap-MiB")
 		b.ReportMetric(idleRate, "idle-reads/s")
 		b.ReportMetric(duringRate, "rewrap-reads/s")
 		b.ReportMetric(afterRate, "after-reads/s")
 		b.ReportMetric(100*duringRate/idleRate, "%-of-idle")
-		b.Logf("%d contacts rewrapped in %s (%d passes, the process used %s of CPU meanwhile, readers included): %.0f contacts/s; audited reads (%d readers) idle %.0f/s, during %.0f/s (%.0f %%), after %.0f/s",
-			n, took.Round(time.Millisecond), rr.Passes, cpu.Round(time.Millisecond), float64(n)/took.Seconds(), readers, idleRate, duringRate, 100*duringRate/idleRate, afterRate)
+		b.Logf("%d contacts rewrapped in %s (%d passes, the process used %s of CPU and wrote %d MB meanwhile, readers included; peak heap %d MiB): %.0f contacts/s; audited reads (%d readers) idle %.0f/s, during %.0f/s (%.0f %%), after %.0f/s",
+			n, took.Round(time.Millisecond), rr.Passes, cpu.Round(time.Millisecond), wrote>>20, peak>>20, float64(n)/took.Seconds(), readers, idleRate, duringRate, 100*duringRate/idleRate, afterRate)
 	}
+}
+
+// peakHeap samples the heap in use (runtime.MemStats.HeapInuse) every
+// 100 ms until the function it returns is called, which returns the peak.
+func peakHeap() func() uint64 {
+	stop, done := make(chan struct{}), make(chan uint64)
+	go func() {
+		var peak uint64
+		var ms runtime.MemStats
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				done <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(stop); return <-done }
+}
+
+// processWrote is the bytes this process has written (/proc/self/io's
+// wchar: SQLite's writes to the database and the WAL, whether or not the
+// kernel has flushed them yet); 0 where there is no /proc.
+func processWrote() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // cpuTime is the process's user and system CPU time so far: on a machine

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/keys"
 	"github.com/custos-dev/custos/vault"
@@ -76,7 +77,9 @@ func listsOf(t *testing.T, f *fixture, emails map[string]string) map[string]stri
 // under either index; a rewrap cut short resumes from its cursor; at the
 // end the old index key is gone from every keyset, no row is under it,
 // every contact is still found and read, and `log verify --rows` agrees.
-func TestRotateAndRewrap(t *testing.T) {
+func TestRotateAndRewrap(t *testing.T) { inBothOrders(t, testRotateAndRewrap) }
+
+func testRotateAndRewrap(t *testing.T) {
 	f, stack, admin, tenant, lists, emails := rotationFixture(t, 40)
 	listOf := listsOf(t, f, emails)
 	bg := context.Background()
@@ -131,6 +134,7 @@ func TestRotateAndRewrap(t *testing.T) {
 	if _, err := vault.RewrapStep(bg, f.vault, tenant, 8); err != nil {
 		t.Fatal(err)
 	}
+	checkOrder(t, f, tenant, inTableOrder(t))
 	st, err = f.vault.DataKeys(admin, tenant)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +206,9 @@ func TestRotateAndRewrap(t *testing.T) {
 // database moves the rewrap's cursor past the end, hoping the old index
 // key is destroyed while rows still need it (shredding them). The rewrap
 // proves with a whole pass that no row is left before it drops the key.
-func TestRewrapCursorMovedInDatabase(t *testing.T) {
+func TestRewrapCursorMovedInDatabase(t *testing.T) { inBothOrders(t, testRewrapCursorMovedInDatabase) }
+
+func testRewrapCursorMovedInDatabase(t *testing.T) {
 	f, _, admin, tenant, _, emails := rotationFixture(t, 12)
 	listOf := listsOf(t, f, emails)
 	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
@@ -306,7 +312,9 @@ func TestRotationReachesOtherNodes(t *testing.T) {
 // one (its new index is taken): it stops as stuck, keeps the old index
 // key, and both contacts stay readable. Once the duplicate is deleted, the
 // rewrap started again finishes.
-func TestRewrapStuckKeepsOldKey(t *testing.T) {
+func TestRewrapStuckKeepsOldKey(t *testing.T) { inBothOrders(t, testRewrapStuckKeepsOldKey) }
+
+func testRewrapStuckKeepsOldKey(t *testing.T) {
 	f, st, admin, tenant, lists, emails := rotationFixture(t, 4)
 	stale := vault.New(st.DB.Read, st.DB.Write, st.Log, keys.NewKeyring(st.KEK), vault.Options{Placeholders: st.DB.Placeholders, Now: f.clock.Now})
 	for tok := range emails {
@@ -364,6 +372,10 @@ func TestRewrapStuckKeepsOldKey(t *testing.T) {
 // only the rows it did rewrap, and the rewrap still finishes with every
 // change in place. Both engines: their update statements differ.
 func TestRewrapKeepsChangesMadeMeanwhile(t *testing.T) {
+	inBothOrders(t, testRewrapKeepsChangesMadeMeanwhile)
+}
+
+func testRewrapKeepsChangesMadeMeanwhile(t *testing.T) {
 	f, st, admin, tenant, _, emails := rotationFixture(t, 8)
 	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
 		t.Fatal(err)
@@ -372,13 +384,18 @@ func TestRewrapKeepsChangesMadeMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	bg := context.Background()
-	// The step reads the first list (by id), canaries included.
+	// The step reads the first list (by id), canaries included; in table
+	// order, every row of the tenant (fewer than 100).
 	var first string
 	var rows int64
 	if err := st.DB.Read.QueryRowContext(bg, `SELECT id FROM lists WHERE tenant_id = $1 ORDER BY id LIMIT 1`, tenant).Scan(&first); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.DB.Read.QueryRowContext(bg, `SELECT count(*) FROM contacts WHERE list_id = $1`, first).Scan(&rows); err != nil {
+	count := `SELECT count(*) FROM contacts WHERE list_id = $1`
+	if inTableOrder(t) {
+		count = `SELECT count(*) FROM contacts WHERE list_id IN (SELECT id FROM lists WHERE tenant_id = (SELECT tenant_id FROM lists WHERE id = $1))`
+	}
+	if err := st.DB.Read.QueryRowContext(bg, count, first).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
 	var changed, deleted string
@@ -437,4 +454,84 @@ func TestRewrapKeepsChangesMadeMeanwhile(t *testing.T) {
 		listOf[tok] = c.ListID
 	}
 	lookupAll(t, f, admin, tenant, emails, listOf)
+}
+
+// inBothOrders runs a rewrap test with passes in table order (SQLite's
+// choice for a tenant holding much of the table, as a test's tenant does)
+// and in token order (PostgreSQL's, and SQLite's for a small tenant of a
+// large table). On PostgreSQL the two are one.
+func inBothOrders(t *testing.T, test func(*testing.T)) {
+	if storetest.Engine() != storetest.SQLite {
+		test(t)
+		return
+	}
+	t.Run("table order", test)
+	t.Run("token order", func(t *testing.T) {
+		vault.RewrapInTokenOrder(t)
+		test(t)
+	})
+}
+
+// checkOrder fails t unless the stored cursor is in table order ("*"
+// and a rowid) if tableOrder, else in token order (a list and a token).
+func checkOrder(t *testing.T, f *fixture, tenant string, tableOrder bool) {
+	t.Helper()
+	var list, token string
+	if err := f.db.Read.QueryRow(`SELECT cursor_list, cursor_token FROM key_rotations WHERE tenant_id = $1`, tenant).Scan(&list, &token); err != nil {
+		t.Fatal(err)
+	}
+	if got := list == "*"; got != tableOrder {
+		t.Errorf("cursor after a step: (%q, %q); want table order %v", list, token, tableOrder)
+	}
+}
+
+// inTableOrder says whether t (a subtest of inBothOrders) runs the rewrap
+// in table order.
+func inTableOrder(t *testing.T) bool {
+	return storetest.Engine() == storetest.SQLite && !strings.HasSuffix(t.Name(), "token_order")
+}
+
+// TestRewrapOrderFollowsTenantShare: on SQLite a tenant holding much of
+// the table is rewrapped in table order, a small tenant of a larger table
+// in token order (a pass in table order would read the whole table for
+// its few rows); both finish with every row under the new keys.
+func TestRewrapOrderFollowsTenantShare(t *testing.T) {
+	if storetest.Engine() != storetest.SQLite {
+		t.Skip("PostgreSQL passes always go in token order")
+	}
+	f, _, small, smallTenant, _, smallEmails := rotationFixture(t, 4)
+	big, bigTenant, bigList := f.admin(t)
+	var csv strings.Builder
+	csv.WriteString("email\n")
+	for i := range 80 {
+		fmt.Fprintf(&csv, "big.%d@example.test\n", i)
+	}
+	in, _ := newCSV(csv.String())
+	if res, err := f.vault.Import(big, bigTenant, bigList, in, vault.ImportOptions{}); err != nil || res.Imported != 80 {
+		t.Fatalf("import: %+v, %v", res, err)
+	}
+	bg := context.Background()
+	for _, c := range []struct {
+		ctx    context.Context
+		tenant string
+		table  bool
+	}{{small, smallTenant, false}, {big, bigTenant, true}} {
+		if _, err := f.vault.RotateDataKeys(c.ctx, c.tenant); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.vault.StartRewrap(c.ctx, c.tenant); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vault.RewrapStep(bg, f.vault, c.tenant, 2); err != nil {
+			t.Fatal(err)
+		}
+		checkOrder(t, f, c.tenant, c.table)
+		if res, err := f.vault.Rewrap(bg, c.tenant, 0); err != nil || !res.Finished {
+			t.Fatalf("rewrap of %s: %+v, %v", c.tenant, res, err)
+		}
+	}
+	for _, fd := range f.verifyData(t) {
+		t.Errorf("log verify --rows after both rewraps: %+v", fd)
+	}
+	lookupAll(t, f, small, smallTenant, smallEmails, listsOf(t, f, smallEmails))
 }
