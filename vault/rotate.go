@@ -380,7 +380,9 @@ func (v *Vault) Rewrap(ctx context.Context, tenant string, ratePerSec int) (Rewr
 	size := rewrapBatch
 	var lim *rate.Limiter
 	if ratePerSec > 0 {
-		size = min(size, rewrapBurst*ratePerSec)
+		if ratePerSec < size/rewrapBurst {
+			size = rewrapBurst * ratePerSec
+		}
 		lim = rate.NewLimiter(rate.Limit(ratePerSec), size)
 	}
 	ctx, cancel := context.WithCancel(ctx)
