@@ -564,7 +564,7 @@ type preparedRewrap struct {
 	tokens []string // the rows read, in order
 	rowids []int64  // SQLite's rowids of the rows read
 	work   []rewrapWork
-	next   rewrapCursor // after ss
+	next   rewrapCursor // after the rows read
 	end    bool         // no rows left: the pass is over
 	err    error
 }
