@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/internal/procstat"
 	"github.com/custos-dev/custos/internal/storetest"
 )
 
@@ -111,16 +111,9 @@ func dbBytes(t *testing.T, e *logEnv) (size, wal int64) {
 // has caused to be written to the disk.
 func processWrites(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Skip("no /proc/self/io")
+	n, ok := procstat.WriteBytes()
+	if !ok {
+		t.Skip("no write_bytes in /proc/self/io")
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	t.Skip("no write_bytes in /proc/self/io")
-	return 0
+	return n
 }

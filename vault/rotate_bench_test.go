@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/ingest"
 	"github.com/custos-dev/custos/internal/enrolltest"
+	"github.com/custos-dev/custos/internal/procstat"
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/vault"
 )
@@ -192,21 +192,11 @@ func peakHeap() func() uint64 {
 	return func() uint64 { close(stop); return <-done }
 }
 
-// processWrote is the bytes this process has written (/proc/self/io's
-// wchar: SQLite's writes to the database and the WAL, whether or not the
-// kernel has flushed them yet); 0 where there is no /proc.
+// processWrote is the bytes this process has written (procstat.Wrote;
+// 0 where there is no /proc).
 func processWrote() int64 {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
+	n, _ := procstat.Wrote()
+	return n
 }
 
 // cpuTime is the process's user and system CPU time so far: on a machine

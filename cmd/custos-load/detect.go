@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/detect"
 	"github.com/custos-dev/custos/internal/loadmix"
+	"github.com/custos-dev/custos/internal/procstat"
 	"github.com/custos-dev/custos/store"
 )
 
@@ -148,19 +147,10 @@ correlation:
 `
 
 // written returns the bytes this process passed to write calls so far
-// (wchar in /proc/self/io: SQLite's pwrites to the database and WAL).
+// (SQLite's writes to the database and WAL; 0 without /proc).
 func written() int64 {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return n
-		}
-	}
-	return 0
+	n, _ := procstat.Wrote()
+	return n
 }
 
 // appendLoad runs adders concurrent appenders for d and returns how many

@@ -44,6 +44,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/client"
 	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/internal/procstat"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/server"
 	"github.com/custos-dev/custos/vault"
@@ -441,17 +442,9 @@ func runImport(args []string) error {
 	return nil
 }
 
-// peakRSS returns this process's peak resident set size (VmHWM) in bytes.
+// peakRSS returns this process's peak resident set size in bytes (0
+// without /proc).
 func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	n, _ := procstat.PeakRSS()
+	return n
 }
