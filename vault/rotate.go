@@ -470,11 +470,15 @@ type rewrapCursor struct {
 const rowidCursorList = "*"
 
 // storedCursor reads a cursor as key_rotations stores it. A rowid that
-// does not parse starts the pass again from the first row (the pass then
-// does not count as whole: it began from a cursor).
-func storedCursor(list, token string) rewrapCursor {
+// does not parse, or a table-order cursor on PostgreSQL (which has no
+// rowids: someone wrote it there), starts the pass again from the first
+// row; the pass then does not count as whole, as it began from a cursor.
+func (v *Vault) storedCursor(list, token string) rewrapCursor {
 	if list != rowidCursorList {
 		return rewrapCursor{list: list, token: token}
+	}
+	if v.placeholders == sqlq.Dollar {
+		return rewrapCursor{}
 	}
 	id, err := strconv.ParseInt(token, 10, 64)
 	if err != nil || id < 0 {
@@ -495,7 +499,7 @@ func (c rewrapCursor) stored() (list, token string) {
 // whether that is the first row (a whole pass).
 func (v *Vault) resumeCursor(ctx context.Context, tenant string, r *rotation) (cur rewrapCursor, whole bool, err error) {
 	if r.cursorList != "" || r.cursorTok != "" {
-		return storedCursor(r.cursorList, r.cursorTok), false, nil
+		return v.storedCursor(r.cursorList, r.cursorTok), false, nil
 	}
 	cur, err = v.firstCursor(ctx, tenant, r.total)
 	return cur, true, err

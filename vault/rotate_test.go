@@ -206,26 +206,38 @@ func testRotateAndRewrap(t *testing.T) {
 // database moves the rewrap's cursor past the end, hoping the old index
 // key is destroyed while rows still need it (shredding them). The rewrap
 // proves with a whole pass that no row is left before it drops the key.
+// Each form a cursor takes is tried: a list and token past the last, the
+// table order's "*" with the largest rowid, with a negative one and with
+// one that is not a number.
 func TestRewrapCursorMovedInDatabase(t *testing.T) { inBothOrders(t, testRewrapCursorMovedInDatabase) }
 
 func testRewrapCursorMovedInDatabase(t *testing.T) {
-	f, _, admin, tenant, _, emails := rotationFixture(t, 12)
-	listOf := listsOf(t, f, emails)
-	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct{ list, token string }{
+		{"ls_zzzzzzzzzzzzzzzzzzzzzzzzzz", "ct_zzz"},
+		{"*", "9223372036854775807"},
+		{"*", "-1"},
+		{"*", "ct_zzz"},
+	} {
+		t.Run(c.list+" "+c.token, func(t *testing.T) {
+			f, _, admin, tenant, _, emails := rotationFixture(t, 12)
+			listOf := listsOf(t, f, emails)
+			if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+				t.Fatal(err)
+			}
+			f.exec(t, `UPDATE key_rotations SET cursor_list = $1, cursor_token = $2 WHERE tenant_id = $3`, c.list, c.token, tenant)
+			res, err := f.vault.Rewrap(context.Background(), tenant, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Finished || res.Rewrapped < int64(len(emails)) {
+				t.Errorf("rewrap after the cursor was moved: %+v; want every row rewrapped", res)
+			}
+			lookupAll(t, f, admin, tenant, emails, listOf)
+		})
 	}
-	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
-		t.Fatal(err)
-	}
-	f.exec(t, `UPDATE key_rotations SET cursor_list = 'ls_zzzzzzzzzzzzzzzzzzzzzzzzzz', cursor_token = 'ct_zzz' WHERE tenant_id = $1`, tenant)
-	res, err := f.vault.Rewrap(context.Background(), tenant, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Finished || res.Rewrapped < int64(len(emails)) {
-		t.Errorf("rewrap after the cursor was moved: %+v; want every row rewrapped", res)
-	}
-	lookupAll(t, f, admin, tenant, emails, listOf)
 }
 
 // TestDataKeysWho: the tenant's admin and security staff may rotate; an
