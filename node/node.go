@@ -509,6 +509,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	go func() { defer wg.Done(); runDeletions(bg, v, logger) }()
 	go func() { defer wg.Done(); runExpiry(bg, v, lg.IsLeader, expiryNotice, logger) }()
 	wg.Go(func() { runRewraps(bg, v, lg.IsLeader, cfg.RewrapRate, logger) })
+	wg.Go(func() { runCanaryPlanter(bg, v, lg.IsLeader, logger) })
 	if cos != nil { // beside the log, never in its path: appends do not wait for witnesses
 		wg.Go(func() { cos.Run(bg) })
 	}
@@ -895,6 +896,33 @@ func runRewraps(ctx context.Context, v *vault.Vault, leader func() bool, rate in
 				continue
 			}
 			logger.Info("rewrap", "tenant", tenant, "rewrapped", res.Rewrapped, "passes", res.Passes, "finished", res.Finished, "stuck", res.Stuck)
+		}
+	}
+}
+
+// canaryPlanterInterval is how often the leader plants the canaries of
+// create-grown lists whose moment has come ([vault.Vault.PlantCanaries]):
+// a canary lands at most this late after the moment drawn for it.
+const canaryPlanterInterval = time.Second
+
+// runCanaryPlanter plants due canaries on the log's leader only.
+func runCanaryPlanter(ctx context.Context, v *vault.Vault, leader func() bool, logger *slog.Logger) {
+	t := time.NewTicker(canaryPlanterInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !leader() {
+			continue
+		}
+		// Nothing is logged of what was planted: a line at the moment
+		// of a plant would tell which create leaf was a canary to whoever
+		// reads the node's logs beside the audit log.
+		if _, _, err := v.PlantCanaries(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("canary planter", "err", err)
 		}
 	}
 }

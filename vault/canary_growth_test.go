@@ -17,24 +17,26 @@ import (
 // TestCanaryCreatesNamedAndMarked plays the tenant admin of a list grown
 // by 600 single creates, reading its log. Every token in the admin's
 // export — real rows, the list's canaries, the admin's watermark rows —
-// is named by exactly one contact.create leaf, with a 16-byte mark; a
-// canary row was created at the instant of the real create it rode. Each canary's leaf has the actor, key,
-// person, source and list of the real create whose commit it rides, and a
-// request id of its own. Only the canary key tells them apart
+// is named by exactly one contact.create leaf, with a 16-byte mark. The
+// list's first canary rides its first create (same instant, same actor,
+// key, person, source and list, a request id of its own); every other
+// canary create is planted at a moment of its own — no real create shares
+// its row's creation instant or its leaf's time — and its leaf names the
+// list's last real create before it. Only the canary key tells them apart
 // (CanaryIndex.Planted): true for every canary create, false for every
 // real one. The list's canaries are not all planted at its first create,
 // and `log verify --rows` finds nothing (watermark tokens named by the
 // log are not missing rows).
 func TestCanaryCreatesNamedAndMarked(t *testing.T) {
 	const n, creates = 4, 600
-	f := newFixtureWith(t, vault.Options{Canaries: n})
+	f := newFixtureOneClock(t, vault.Options{Canaries: n})
 	admin, tenant, list := f.admin(t)
 	for i := range creates {
 		if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: fmt.Sprintf("p%d@gmail.com", i),
 			Attributes: []byte(`{"first_name":"Ann","plan":"pro"}`), Consent: custos.ConsentSubscribed}); err != nil {
 			t.Fatal(err)
 		}
-		f.clock.Advance(time.Minute)
+		f.pass(t, time.Minute)
 	}
 	var rows []*custos.Contact
 	if err := f.vault.Export(admin, tenant, list, "ndjson", func(c *custos.Contact) error { rows = append(rows, c); return nil }); err != nil {
@@ -56,7 +58,10 @@ func TestCanaryCreatesNamedAndMarked(t *testing.T) {
 	}
 	named := map[string][]audit.Leaf{}
 	var first time.Time
-	realAt := map[int64][]audit.Leaf{} // real create leaves by instant
+	var firstReal audit.Leaf
+	realAt := map[int64]bool{}          // real create leaves' times
+	lastReal := map[string]audit.Leaf{} // canary token → the last real create before its leaf
+	var last audit.Leaf
 	reals := 0
 	for lr.Next() {
 		var data []byte
@@ -71,12 +76,15 @@ func TestCanaryCreatesNamedAndMarked(t *testing.T) {
 			t.Fatalf("create leaf with mark %q, tokens %v: want a 16-byte mark and one token", l.Mark, l.Tokens)
 		}
 		named[l.Tokens[0]] = append(named[l.Tokens[0]], l)
-		if !idx.Planted(l) {
-			reals++
-			realAt[l.Time.UnixMilli()] = append(realAt[l.Time.UnixMilli()], l)
-			if first.IsZero() {
-				first = l.Time
-			}
+		if idx.Planted(l) {
+			lastReal[l.Tokens[0]] = last
+			continue
+		}
+		reals++
+		realAt[l.Time.UnixMilli()] = true
+		last = l
+		if first.IsZero() {
+			first, firstReal = l.Time, l
 		}
 	}
 	lr.Close()
@@ -85,13 +93,19 @@ func TestCanaryCreatesNamedAndMarked(t *testing.T) {
 	}
 
 	stored, byToken := map[string]bool{}, map[string]*custos.Contact{}
+	realCreated := map[int64]bool{}
 	for _, c := range rows {
 		byToken[c.Token] = c
 		if tags[idx.Tag(c.Token)] {
 			stored[c.Token] = true
 		}
 	}
-	var canaries, marks, later int
+	var canaries, marks, later, riding int
+	for _, c := range rows {
+		if l := named[c.Token]; len(l) == 1 && !idx.Planted(l[0]) {
+			realCreated[c.CreatedAt.UnixMilli()] = true
+		}
+	}
 	for _, c := range rows {
 		ls := named[c.Token]
 		if len(ls) != 1 {
@@ -106,21 +120,23 @@ func TestCanaryCreatesNamedAndMarked(t *testing.T) {
 		} else {
 			marks++
 		}
+		rider := lastReal[c.Token]
+		if rider.Actor == "" {
+			rider = firstReal // the first canary, queued beside the first create in a random order
+		}
+		if rider.Actor != l.Actor || rider.KeyID != l.KeyID || rider.Person != l.Person || rider.Source != l.Source ||
+			rider.List != l.List || rider.ActorKind != l.ActorKind || rider.ActorTenant != l.ActorTenant || rider.RequestID == l.RequestID || l.RequestID == "" {
+			t.Fatalf("canary leaf %+v does not name the list's last real create before it (%+v)", l, rider)
+		}
 		if l.Time.After(first) {
 			later++
 		}
-		// It rode a real create's commit: one at its instant has its shape.
-		rode := false
-		for _, rider := range realAt[l.Time.UnixMilli()] {
-			if byToken[rider.Tokens[0]].CreatedAt.Equal(c.CreatedAt) && rider.Actor == l.Actor && rider.KeyID == l.KeyID &&
-				rider.Person == l.Person && rider.Source == l.Source && rider.List == l.List && rider.ActorKind == l.ActorKind &&
-				rider.RequestID != l.RequestID && l.RequestID != "" {
-				rode = true
-			}
+		if realAt[l.Time.UnixMilli()] || realCreated[c.CreatedAt.UnixMilli()] {
+			riding++ // shares a real create's instant
 		}
-		if !rode {
-			t.Fatalf("canary leaf %+v rides no real create of its shape and instant", l)
-		}
+	}
+	if riding > 1 {
+		t.Fatalf("%d canary creates share a real create's instant: only the list's first canary rides its first create", riding)
 	}
 	if canaries < 2 || canaries > n || marks != n {
 		t.Fatalf("%d list canaries (want 2–%d) and %d watermark rows named by canary creates (want %d)", canaries, n, marks, n)
@@ -152,7 +168,7 @@ func TestBlastRadiusCanaryCreatesAreWrites(t *testing.T) {
 		if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: fmt.Sprintf("p%d@gmail.com", i)}); err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(time.Minute)
+		f.pass(t, time.Minute)
 	}
 	if err := st.Log.Sync(context.Background()); err != nil {
 		t.Fatal(err)
@@ -177,6 +193,19 @@ func TestBlastRadiusCanaryCreatesAreWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reserved := map[string]bool{} // tokens planted for readers' watermark rows
+	rr, err := f.db.Read.Query(`SELECT token FROM canary_reserve`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rr.Next() {
+		var tk string
+		if err := rr.Scan(&tk); err != nil {
+			t.Fatal(err)
+		}
+		reserved[tk] = true
+	}
+	rr.Close()
 	writes, canaryWrites := 0, 0
 	for _, fact := range r.Facts {
 		if fact.Token == "" {
@@ -186,11 +215,32 @@ func TestBlastRadiusCanaryCreatesAreWrites(t *testing.T) {
 			t.Fatalf("fact %+v: a principal that only created contacts shows a %s", fact, fact.Kind)
 		}
 		writes++
-		if tags[idx.Tag(fact.Token)] {
+		if tags[idx.Tag(fact.Token)] || reserved[fact.Token] {
 			canaryWrites++
 		}
 	}
-	if canaryWrites < 1 || writes < 60+canaryWrites {
-		t.Fatalf("%d write facts, %d of them canary creates: want the 60 creates and at least the list's first canary", writes, canaryWrites)
+	if canaryWrites < 2 || writes < 60+canaryWrites {
+		t.Fatalf("%d write facts, %d of them canary creates: want the 60 creates and the list's canaries planted after its first create too", writes, canaryWrites)
 	}
+}
+
+// pass moves the fixture's clock on by d as a node's planter lives through
+// it: each canary a create queued is planted at its own moment.
+func (f *fixture) pass(t testing.TB, d time.Duration) {
+	t.Helper()
+	end := f.clock.Now().Add(d)
+	for {
+		_, next, err := f.vault.PlantCanaries(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next.IsZero() || next.After(end) {
+			break
+		}
+		if !next.After(f.clock.Now()) {
+			t.Fatalf("the planter left an event due at %v unplanted at %v", next, f.clock.Now())
+		}
+		f.clock.Advance(next.Sub(f.clock.Now()))
+	}
+	f.clock.Advance(end.Sub(f.clock.Now()))
 }

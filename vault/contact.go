@@ -161,7 +161,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		}
 		if ok {
 			if g != nil {
-				return g.advance(ctx, tx)
+				return v.advance(ctx, tx, g, l, c.TenantID, c.ListID, c.CreatedAt)
 			}
 			return nil
 		}
@@ -192,9 +192,9 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if g == nil || g.due == nil {
 		err = v.record(ctx, l, apply)
 	} else {
-		// A canary rides this create: created through this path, with a
-		// leaf of its own like this one (canary.go, "grown by creates").
-		cl, capply, cerr := v.canaryEntry(ctx, l, c, g, k)
+		// The list's first canary rides its first create: created through
+		// this path, with a leaf of its own like this one (canarygrowth.go).
+		cl, capply, cerr := v.canaryEntry(ctx, l, c.TenantID, c.ListID, c.CreatedAt, g.due.kind, g.listTag, v.ridingDonors(ctx, c, k), k)
 		if cerr != nil {
 			return v.deny(ctx, l, cerr)
 		}
