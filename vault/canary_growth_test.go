@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/blastreport"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/vault"
 )
@@ -243,4 +245,121 @@ func (f *fixture) pass(t testing.TB, d time.Duration) {
 		f.clock.Advance(next.Sub(f.clock.Now()))
 	}
 	f.clock.Advance(end.Sub(f.clock.Now()))
+}
+
+// TestCanaryPlanter: what waits for the planter is sealed (the database
+// names neither the list nor a moment), a suspended last creator holds the
+// list's events until another create names someone who may act, a value
+// copied from another list's plan plants nothing, and a deleted list's
+// plan goes with it.
+func TestCanaryPlanter(t *testing.T) {
+	f := newFixtureOneClock(t, vault.Options{Canaries: 3})
+	admin, tenant, list := f.admin(t)
+	other := &custos.List{TenantID: tenant, Name: "other"}
+	if err := f.vault.CreateList(admin, other); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	create := func(ctx context.Context, list string) {
+		t.Helper()
+		i++
+		if err := f.vault.CreateContact(ctx, &custos.Contact{TenantID: tenant, ListID: list, Email: fmt.Sprintf("w%d@gmail.com", i)}); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(time.Minute)
+	}
+	pending := func() []string {
+		return storetest.Column[string](t, f.db.Read, `SELECT pending FROM canary_plans WHERE pending <> ''`)
+	}
+	// Creates a minute apart until an event waits.
+	first, ed1 := f.principal(t, custos.KindTenantEditor, tenant, "ed1")
+	for len(pending()) == 0 {
+		if i == 400 {
+			t.Fatal("no canary event queued in 400 creates")
+		}
+		create(first, list)
+	}
+	for _, p := range pending() {
+		if !strings.HasPrefix(p, "sealed:") || strings.Contains(p, list) || strings.Contains(p, tenant) || strings.Contains(p, ed1.ID) {
+			t.Fatalf("pending events stored as %q: want them sealed", p)
+		}
+	}
+
+	// The last creator is suspended: nothing is planted in its name.
+	f.contain(t, []string{ed1.ID}, nil)
+	before := plantedCreates(t, f, tenant)
+	f.pass(t, 48*time.Hour)
+	if got := plantedCreates(t, f, tenant); len(got) != len(before) || len(pending()) == 0 {
+		t.Fatalf("%d canary creates planted in a suspended creator's name", len(got)-len(before))
+	}
+	// Another editor's create names it: the events are planted in its name.
+	second, ed2 := f.principal(t, custos.KindTenantEditor, tenant, "ed2")
+	create(second, list)
+	f.pass(t, 48*time.Hour)
+	after := plantedCreates(t, f, tenant)
+	if len(after) <= len(before) {
+		t.Fatal("no canary planted after a create by an active principal")
+	}
+	for _, l := range after[len(before):] {
+		if l.Actor != ed2.ID {
+			t.Fatalf("canary leaf names %s, want the list's last creator %s", l.Actor, ed2.ID)
+		}
+	}
+
+	// Events wait in both lists; one list's sealed events copied over the
+	// other's open nowhere: the planter plants nothing and says so.
+	for n := 0; len(pending()) < 2; n++ {
+		if n == 800 {
+			t.Fatal("no canary events waiting in both lists")
+		}
+		if len(storetest.Column[string](t, f.db.Read, `SELECT list_tag FROM canary_plans WHERE pending <> '' AND list_tag = (SELECT list_tag FROM canary_plans ORDER BY last_at DESC LIMIT 1)`)) == 0 || n%2 == 0 {
+			create(second, other.ID)
+		} else {
+			create(second, list)
+		}
+	}
+	rows := storetest.Column[string](t, f.db.Read, `SELECT list_tag FROM canary_plans WHERE pending <> '' ORDER BY list_tag`)
+	f.exec(t, `UPDATE canary_plans SET pending = (SELECT pending FROM canary_plans WHERE list_tag = $2) WHERE list_tag = $1`, rows[0], rows[1])
+	f.clock.Advance(48 * time.Hour)
+	n0 := len(plantedCreates(t, f, tenant))
+	if _, _, err := f.vault.PlantCanaries(context.Background()); err == nil {
+		t.Fatal("the planter opened events sealed for another list")
+	}
+	// The other list's own events are planted, in it; the copy nowhere.
+	lists := map[string]bool{}
+	for _, l := range plantedCreates(t, f, tenant)[n0:] {
+		lists[l.List] = true
+	}
+	if left := storetest.Column[string](t, f.db.Read, `SELECT list_tag FROM canary_plans WHERE pending <> ''`); len(lists) > 1 || len(left) != 1 || left[0] != rows[0] {
+		t.Fatalf("canaries planted in %d lists, events still waiting in %v: want the copy (%s) left unplanted", len(lists), left, rows[0])
+	}
+
+	// The tenant is deleted: its lists' plans go with it.
+	f.deleteTenantNow(t, admin, tenant)
+	if n := storetest.Column[string](t, f.db.Read, `SELECT list_tag FROM canary_plans`); len(n) != 0 {
+		t.Fatalf("%d canary plans left after the tenant's deletion", len(n))
+	}
+}
+
+// plantedCreates returns tenant's canary create leaves, in log order.
+func plantedCreates(t *testing.T, f *fixture, tenant string) []audit.Leaf {
+	t.Helper()
+	if err := f.log.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := f.vault.CanaryIndex(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Leaf
+	for _, data := range storetest.Column[[]byte](t, f.db.Read, `SELECT data FROM audit_leaves ORDER BY idx`) {
+		var l audit.Leaf
+		if err := json.Unmarshal(data, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Tenant == tenant && idx.Planted(l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

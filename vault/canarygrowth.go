@@ -348,6 +348,12 @@ func (v *Vault) PlantCanaries(ctx context.Context) (int, time.Time, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if len(p.Events) > 0 && !v.riderActive(ctx, p.Rider) {
+			// Its last creator was suspended or its key revoked or expired
+			// since: a create in its name now would be a request nobody
+			// could have made. The events wait for the list's next create.
+			continue
+		}
 		for _, e := range p.Events {
 			if now := v.now().UnixMilli(); e.Due > now {
 				if next == 0 || e.Due < next {
@@ -371,6 +377,22 @@ func (v *Vault) PlantCanaries(ctx context.Context) (int, time.Time, error) {
 		at = time.UnixMilli(next)
 	}
 	return planted, at, errors.Join(errs...)
+}
+
+// riderActive reports whether the principal and key a planted leaf would
+// name could make a request now: neither suspended, revoked nor expired.
+// A rider without a key (a console session signed in through a provider)
+// is judged by its principal alone.
+func (v *Vault) riderActive(ctx context.Context, r rider) bool {
+	var suspended int64
+	if r.KeyID == "" {
+		err := v.read.QueryRowContext(ctx, `SELECT suspended FROM principals WHERE id = $1`, r.Actor).Scan(&suspended)
+		return err == nil && suspended == 0
+	}
+	var expires, revoked sql.NullInt64
+	err := v.read.QueryRowContext(ctx, `SELECT p.suspended, k.expires_at, k.revoked_at FROM api_keys k JOIN principals p ON p.id = k.principal_id
+		WHERE k.id = $1 AND p.id = $2`, r.KeyID, r.Actor).Scan(&suspended, &expires, &revoked)
+	return err == nil && suspended == 0 && !revoked.Valid && (!expires.Valid || expires.Int64 > v.now().UnixMilli())
 }
 
 // plantQueued plants one queued event of the list p names. It reports

@@ -68,6 +68,10 @@ func deleteList(ctx context.Context, tx *sql.Tx, canaryListTag, tenant, list str
 	if _, err = tx.ExecContext(ctx, `DELETE FROM canary_reserve WHERE list_id = $1 AND tenant_id = $2`, list, tenant); err != nil {
 		return fmt.Errorf("delete reserved canary tokens: %w", err)
 	}
+	// Its canary plan, and the events waiting in it, go too.
+	if _, err = tx.ExecContext(ctx, `DELETE FROM canary_plans WHERE list_tag = $1`, canaryListTag); err != nil {
+		return fmt.Errorf("delete canary plan: %w", err)
+	}
 	res, err = tx.ExecContext(ctx, `DELETE FROM contacts WHERE list_id = $1 AND tenant_id = $2`, list, tenant)
 	if err != nil {
 		return fmt.Errorf("delete contacts: %w", err)
@@ -691,6 +695,9 @@ func (v *Vault) purgeTenant(ctx context.Context, tenant, receiptID string) error
 			return nil
 		} else if err != nil {
 			return fmt.Errorf("purge canaries: %w", err)
+		}
+		if _, err := v.write.ExecContext(ctx, `DELETE FROM canary_plans WHERE list_tag = $1`, hex.EncodeToString(canary.Tag("list/"+ls))); err != nil {
+			return fmt.Errorf("purge canary plan: %w", err)
 		}
 	}
 
