@@ -27,8 +27,8 @@ import (
 // realistic names on the configured canary domains, stored and served
 // exactly like real contacts — planted in an import's transaction, sharing
 // its creation time, or, in a list grown by single creates, created one at
-// a time beside real creates with leaves of their own (see "grown by
-// creates" below). Which tokens are
+// a time with create leaves of their own, at moments of their own
+// (canarygrowth.go). Which tokens are
 // canaries is known only through the canaries table: HMAC tags under a
 // system key wrapped by the KEK, which the detector holds. A read of one
 // by staff is a critical alert; mail to one means a list left the vault.
