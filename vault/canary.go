@@ -129,7 +129,10 @@ func (v *Vault) readyCanaries(ctx context.Context) error {
 	if v.canaries <= 0 {
 		return nil
 	}
-	_, err := v.canaryPRF(ctx)
+	if _, err := v.canaryPRF(ctx); err != nil {
+		return err
+	}
+	_, err := v.canaryAEAD(ctx)
 	return err
 }
 
@@ -187,8 +190,13 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 		if provisional {
 			prov = sql.NullInt64{Int64: 1, Valid: true}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag, provisional) VALUES ($1, $2, $3, $4)`,
-			hex.EncodeToString(k.Tag("token/"+c.Token)), listTag, addrTag(k, c.Email), prov); err != nil {
+		tag := hex.EncodeToString(k.Tag("token/" + c.Token))
+		sealed, err := v.sealCanaryToken(tag, c.Token)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag, provisional, token_sealed) VALUES ($1, $2, $3, $4, $5)`,
+			tag, listTag, addrTag(k, c.Email), prov, sealed); err != nil {
 			return fmt.Errorf("index canary: %w", err)
 		}
 		planted++

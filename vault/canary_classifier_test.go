@@ -15,6 +15,7 @@ import (
 	"github.com/custos-dev/custos/addr"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/vault"
 )
@@ -83,11 +84,11 @@ func realisticList(rng *rand.Rand, n int) string {
 // domain's suffix, the creation time, and whether the log named the
 // token when it was created.
 type canaryFeatures struct {
-	keys, consent, domain, created, logged, paired string
+	keys, consent, domain, created, logged, updated, paired string
 }
 
 func (c canaryFeatures) values(pairs bool) []string {
-	v := []string{"k:" + c.keys, "c:" + c.consent, "d:" + c.domain, "t:" + c.created, "l:" + c.logged}
+	v := []string{"k:" + c.keys, "c:" + c.consent, "d:" + c.domain, "t:" + c.created, "l:" + c.logged, "u:" + c.updated}
 	if pairs {
 		v = append(v, "p:"+c.paired)
 	}
@@ -113,14 +114,20 @@ func (c canaryFeatures) values(pairs bool) []string {
 // 0–10 minutes apart, and no import; the list's canaries and the tokens
 // of the admin's watermark rows are each created by a create leaf of
 // their own at a moment of their own, at positions drawn over the list's
-// growth.
+// growth. "imported, then updated": the import, then 3,000 updates of
+// random real rows 0–2 minutes apart (consent withdrawn or given, a plan
+// changed, a city set or removed), as a pipeline that knows its own rows
+// makes them: both classifiers also see whether a row was ever updated
+// and how many update leaves name it. Echoed canary updates
+// (canaryupdate.go) keep the canaries among the rows that were.
 func TestCanaryClassifier(t *testing.T) {
-	t.Run("import first", func(t *testing.T) { canaryClassifier(t, false, false) })
-	t.Run("signups first", func(t *testing.T) { canaryClassifier(t, true, false) })
-	t.Run("creates only", func(t *testing.T) { canaryClassifier(t, true, true) })
+	t.Run("import first", func(t *testing.T) { canaryClassifier(t, false, false, 0) })
+	t.Run("signups first", func(t *testing.T) { canaryClassifier(t, true, false, 0) })
+	t.Run("creates only", func(t *testing.T) { canaryClassifier(t, true, true, 0) })
+	t.Run("imported, then updated", func(t *testing.T) { canaryClassifier(t, false, false, 3000) })
 }
 
-func canaryClassifier(t *testing.T, signupsFirst, createsOnly bool) {
+func canaryClassifier(t *testing.T, signupsFirst, createsOnly bool, updates int) {
 	const real, canaries = 2000, 40
 	// Trap domains that mask like the list's providers (docs/detection.md):
 	// the operator's choice, which the masked view cannot see past.
@@ -165,6 +172,57 @@ func canaryClassifier(t *testing.T, signupsFirst, createsOnly bool) {
 		f.pass(t, time.Hour)
 		signups()
 	}
+	if updates > 0 {
+		idx, err := f.vault.CanaryIndex(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags, err := idx.Tags(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var own []string // the rows the pipeline knows: the real ones
+		for _, tk := range storetest.Column[string](t, f.db.Read, `SELECT token FROM contacts WHERE list_id = $1`, list) {
+			if !tags[idx.Tag(tk)] {
+				own = append(own, tk)
+			}
+		}
+		consents := []custos.Consent{custos.ConsentSubscribed, custos.ConsentUnsubscribed, custos.ConsentUnknown}
+		for range updates {
+			tk := own[rng.IntN(len(own))]
+			var u custos.ContactUpdate
+			switch r := rng.IntN(10); {
+			case r < 5:
+				cs := consents[rng.IntN(len(consents))]
+				u.Consent = &cs
+			default:
+				c, err := f.vault.Contact(admin, tenant, tk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var attrs map[string]any
+				_ = json.Unmarshal(c.Attributes, &attrs)
+				if attrs == nil {
+					attrs = map[string]any{}
+				}
+				if r < 8 {
+					attrs["plan"] = []string{"free", "pro", "team"}[rng.IntN(3)]
+				} else if _, ok := attrs["city"]; ok {
+					delete(attrs, "city")
+				} else {
+					attrs["city"] = []string{"Lyon", "Leeds", "Porto", "Graz"}[rng.IntN(4)]
+				}
+				b, _ := json.Marshal(attrs)
+				raw := json.RawMessage(b)
+				u.Attributes = &raw
+			}
+			if _, err := f.vault.UpdateContact(admin, tenant, tk, u); err != nil {
+				t.Fatal(err)
+			}
+			f.pass(t, time.Duration(rng.IntN(120))*time.Second)
+		}
+		f.pass(t, time.Hour)
+	}
 
 	// The admin's view: the export, and the tenant's log leaves.
 	var rows []*custos.Contact
@@ -175,6 +233,7 @@ func canaryClassifier(t *testing.T, signupsFirst, createsOnly bool) {
 	logged := map[string]bool{}
 	createdAt := map[string]int64{} // token → its create leaf's time (ms)
 	leafTimes := map[int64]int{}    // create leaves of the tenant per instant
+	updatedBy := map[string]int{}   // token → update leaves naming it
 	lr, err := f.db.Read.Query(`SELECT data FROM audit_leaves`)
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +248,11 @@ func canaryClassifier(t *testing.T, signupsFirst, createsOnly bool) {
 		}
 		if err := lr.Scan(&data); err != nil || json.Unmarshal(data, &leaf) != nil {
 			t.Fatal(err)
+		}
+		if leaf.Tenant == tenant && leaf.Action == string(custos.ActionContactUpdate) {
+			for _, tk := range leaf.Tokens {
+				updatedBy[tk]++
+			}
 		}
 		if leaf.Tenant == tenant && (leaf.Action == string(custos.ActionContactCreate) || leaf.Action == string(custos.ActionContactImport)) {
 			for _, tk := range leaf.Tokens {
@@ -224,7 +288,8 @@ func canaryClassifier(t *testing.T, signupsFirst, createsOnly bool) {
 		slices.Sort(ks)
 		m := addr.Mask(c.Email)
 		feats[i] = canaryFeatures{keys: strings.Join(ks, ","), consent: string(c.Consent), domain: m[strings.IndexByte(m, '@'):],
-			created: fmt.Sprint(int(math.Log10(float64(sameTime[c.CreatedAt.UnixMilli()])))), logged: fmt.Sprint(logged[c.Token])}
+			created: fmt.Sprint(int(math.Log10(float64(sameTime[c.CreatedAt.UnixMilli()])))), logged: fmt.Sprint(logged[c.Token]),
+			updated: fmt.Sprint(!c.UpdatedAt.Equal(c.CreatedAt), min(updatedBy[c.Token], 3))}
 		// Its create leaf shares its time with another create leaf, or its
 		// row its creation instant with another row a create named.
 		named := leafTimes[createdAt[c.Token]] > 0
@@ -327,6 +392,19 @@ func canaryClassifier(t *testing.T, signupsFirst, createsOnly bool) {
 		}
 	}
 	t.Logf("%d rows paired, %d of them canaries", pa, pc)
+	if updates > 0 {
+		upd := map[string][2]int{}
+		for i, c := range rows {
+			x := upd[feats[i].updated]
+			if isCanary(c) {
+				x[1]++
+			} else {
+				x[0]++
+			}
+			upd[feats[i].updated] = x
+		}
+		t.Logf("rows by (updated, update leaves): real, canaries: %v", upd)
+	}
 	for _, pairs := range []bool{false, true} {
 		ranked := rank(pairs)
 		precisionAt := func(k int) (p, r float64) {

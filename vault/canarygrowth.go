@@ -51,6 +51,7 @@ const maxPlantDelay = 24 * time.Hour
 const (
 	eventCanary  = 'c' // a list canary, stored as a contact
 	eventReserve = 'r' // a token reserved for a reader's watermark row
+	eventUpdate  = 'u' // an update of a canary, echoing a real update (canaryupdate.go)
 )
 
 // plannedEvent is one due canary event: at the pos-th real create.
@@ -137,6 +138,13 @@ type pendingEvent struct {
 	ID   string `json:"i"`
 	Kind byte   `json:"k"`
 	Due  int64  `json:"d"`
+	// An update of a canary (eventUpdate) echoes a real update: which
+	// canary, what the real one changed, and who made it.
+	Token   string   `json:"t,omitempty"`
+	Consent string   `json:"c,omitempty"` // the consent it set, if it changed it
+	Keys    []string `json:"a,omitempty"` // attribute keys it set
+	Removed []string `json:"x,omitempty"` // attribute keys it removed
+	Rider   *rider   `json:"r,omitempty"`
 }
 
 func pendingAD(listTag string) []byte { return []byte("canary-pending/" + listTag) }
@@ -149,7 +157,11 @@ func (v *Vault) sealPending(ctx context.Context, listTag string, p *pendingPlant
 	if err != nil {
 		return "", err
 	}
-	return v.sealSystemText(ctx, string(b), pendingAD(listTag))
+	k, err := v.canaryAEAD(ctx)
+	if err != nil {
+		return "", err
+	}
+	return sealText(k, sealedSystem, string(b), pendingAD(listTag))
 }
 
 // openPending opens a plan row's pending events; "" is none. Anything
@@ -159,15 +171,12 @@ func (v *Vault) openPending(ctx context.Context, listTag, s string) (*pendingPla
 	if s == "" {
 		return &pendingPlants{}, nil
 	}
-	if !strings.HasPrefix(s, sealedSystem) {
-		return nil, errors.New("canary plan: pending events not sealed")
-	}
-	pt, err := v.openText(ctx, "", s, pendingAD(listTag))
+	pt, err := v.openCanarySealed(ctx, s, pendingAD(listTag))
 	if err != nil {
 		return nil, fmt.Errorf("canary plan: %w", err)
 	}
 	var p pendingPlants
-	if err := json.Unmarshal([]byte(pt), &p); err != nil {
+	if err := json.Unmarshal(pt, &p); err != nil {
 		return nil, fmt.Errorf("canary plan: %w", err)
 	}
 	return &p, nil
@@ -229,7 +238,7 @@ func (v *Vault) canaryGrowth(ctx context.Context, list string) (*growth, error) 
 	if len(g.queue) > 0 || g.pending {
 		// The create seals its events in the log's transaction: the key
 		// must exist before (storing it is a write of its own).
-		if _, err := v.systemAEAD(ctx, true); err != nil {
+		if _, err := v.canaryAEAD(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -348,20 +357,27 @@ func (v *Vault) PlantCanaries(ctx context.Context) (int, time.Time, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if len(p.Events) > 0 && !v.riderActive(ctx, p.Rider) {
-			// Its last creator was suspended or its key revoked or expired
-			// since: a create in its name now would be a request nobody
-			// could have made. The events wait for the list's next create.
-			continue
-		}
+		held := len(p.Events) > 0 && !v.riderActive(ctx, p.Rider)
 		for _, e := range p.Events {
+			if e.Kind != eventUpdate && held {
+				// The list's last creator was suspended or its key revoked
+				// or expired since: a create in its name now would be a
+				// request nobody could have made. The event waits for the
+				// list's next create.
+				continue
+			}
 			if now := v.now().UnixMilli(); e.Due > now {
 				if next == 0 || e.Due < next {
 					next = e.Due
 				}
 				continue
 			}
-			gone, err := v.plantQueued(ctx, r.tag, p, e)
+			var gone bool
+			if e.Kind == eventUpdate {
+				err = v.plantUpdate(ctx, r.tag, p, e)
+			} else {
+				gone, err = v.plantQueued(ctx, r.tag, p, e)
+			}
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -427,36 +443,45 @@ func (v *Vault) plantQueued(ctx context.Context, listTag string, p *pendingPlant
 		return false, err
 	}
 	claim := func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		// Claimed in the entry's transaction: a second planter (another
-		// node that led meanwhile) finds it gone and plants nothing.
-		var sealed, due string
-		if err := tx.QueryRowContext(ctx, `SELECT pending, due FROM canary_plans WHERE list_tag = $1`, listTag).Scan(&sealed, &due); err != nil {
-			return fmt.Errorf("canary plan: %w", err)
-		}
-		cur, err := v.openPending(ctx, listTag, sealed)
-		if err != nil {
+		if err := v.claimEvent(ctx, tx, listTag, e.ID); err != nil {
 			return err
-		}
-		i := slices.IndexFunc(cur.Events, func(x pendingEvent) bool { return x.ID == e.ID })
-		if i < 0 {
-			return errors.New("canary plan: event already planted")
-		}
-		cur.Events = slices.Delete(cur.Events, i, i+1)
-		left, err := v.sealPending(ctx, listTag, cur)
-		if err != nil {
-			return err
-		}
-		if left == "" && due == "" {
-			_, err = tx.ExecContext(ctx, `DELETE FROM canary_plans WHERE list_tag = $1`, listTag)
-		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE canary_plans SET pending = $2 WHERE list_tag = $1`, listTag, left)
-		}
-		if err != nil {
-			return fmt.Errorf("canary plan: %w", err)
 		}
 		return plant(ctx, tx, leaf)
 	}
 	return false, v.record(ctx, cl, claim)
+}
+
+// claimEvent removes the waiting event id from the list's plan, in tx (the
+// transaction of the entry that plants it): a second planter (another
+// node that led meanwhile) finds it gone and plants nothing. A plan left
+// with nothing to plant or wait for is removed.
+func (v *Vault) claimEvent(ctx context.Context, tx *sql.Tx, listTag, id string) error {
+	var sealed, due string
+	if err := tx.QueryRowContext(ctx, `SELECT pending, due FROM canary_plans WHERE list_tag = $1`, listTag).Scan(&sealed, &due); err != nil {
+		return fmt.Errorf("canary plan: %w", err)
+	}
+	cur, err := v.openPending(ctx, listTag, sealed)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(cur.Events, func(x pendingEvent) bool { return x.ID == id })
+	if i < 0 {
+		return errors.New("canary plan: event already planted")
+	}
+	cur.Events = slices.Delete(cur.Events, i, i+1)
+	left, err := v.sealPending(ctx, listTag, cur)
+	if err != nil {
+		return err
+	}
+	if left == "" && due == "" {
+		_, err = tx.ExecContext(ctx, `DELETE FROM canary_plans WHERE list_tag = $1`, listTag)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE canary_plans SET pending = $2 WHERE list_tag = $1`, listTag, left)
+	}
+	if err != nil {
+		return fmt.Errorf("canary plan: %w", err)
+	}
+	return nil
 }
 
 // canaryEntry is the entry of a canary created in list at the instant at,
@@ -509,8 +534,13 @@ func (v *Vault) canaryEntry(ctx context.Context, l audit.Leaf, tenant, list stri
 			} else if !ok {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag) VALUES ($1, $2, $3)`,
-				hex.EncodeToString(k.Tag("token/"+token)), listTag, addrTag(k, cc.Email)); err != nil {
+			tag := hex.EncodeToString(k.Tag("token/" + token))
+			sealed, err := v.sealCanaryToken(tag, token)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO canaries (tag, list_tag, addr_tag, token_sealed) VALUES ($1, $2, $3, $4)`,
+				tag, listTag, addrTag(k, cc.Email), sealed); err != nil {
 				return fmt.Errorf("index canary: %w", err)
 			}
 			return nil

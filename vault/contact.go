@@ -517,6 +517,7 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	before := *c
 	if u.Email != nil {
 		c.Email = *u.Email
 	}
@@ -534,6 +535,8 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	// One of the list's canaries may be updated alike, later (canaryupdate.go).
+	echo := v.prepareEcho(ctx, l, &before, c)
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		if len(ns.oldBlinds) > 0 {
 			// During a re-index, another contact may hold the address under the old index key.
@@ -559,6 +562,9 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 				return notFound("contact")
 			}
 			return errDuplicate
+		}
+		if echo != nil {
+			return v.queueEcho(ctx, tx, echo)
 		}
 		return nil
 	})

@@ -80,11 +80,13 @@ type Vault struct {
 	ticketKey       []byte
 	canaryMu        sync.Mutex
 	canaryKey       *keys.SystemPRF
-	enrollKey       *keys.SystemPRF // under canaryMu too
-	personKey       *keys.SystemPRF // under canaryMu too
-	verp            *keys.SystemPRF // under canaryMu too: tags VERP return paths
-	persons         sync.Map        // identity → person pseudonym
-	rows            rowState        // row MACs (rowmac.go)
+	enrollKey       *keys.SystemPRF  // under canaryMu too
+	personKey       *keys.SystemPRF  // under canaryMu too
+	verp            *keys.SystemPRF  // under canaryMu too: tags VERP return paths
+	canarySeal      *keys.SystemAEAD // under canaryMu too: seals canaries' tokens and waiting events
+	canaryLists     canaryListCache  // per list: its size and canary tokens (canaryupdate.go)
+	persons         sync.Map         // identity → person pseudonym
+	rows            rowState         // row MACs (rowmac.go)
 
 	// auth caches authenticated keys, invalidated by version (authcache.go).
 	auth authCache

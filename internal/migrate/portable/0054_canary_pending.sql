@@ -13,3 +13,7 @@ ALTER TABLE canary_plans ADD COLUMN last_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE canary_plans ADD COLUMN gap_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE canary_plans ADD COLUMN pending TEXT NOT NULL DEFAULT '';
 CREATE INDEX canary_plans_pending ON canary_plans(list_tag) WHERE pending <> '';
+-- A canary's token, sealed the same way (AD: its tag), so that the vault
+-- can update a list's canaries as its real rows are updated; rows planted
+-- before have none and are never updated.
+ALTER TABLE canaries ADD COLUMN token_sealed TEXT;
