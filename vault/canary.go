@@ -201,6 +201,20 @@ func (v *Vault) plantCanaries(ctx context.Context, tx *sql.Tx, tenant, list stri
 		}
 		planted++
 	}
+	// Tokens for two readers' watermark rows, reserved at the import's
+	// instant (no leaf names them: an import's names no row): updates
+	// that echo the list's (canaryupdate.go) name them over time, so the
+	// rows a reader's export makes of them have a history like the list's.
+	var reserved int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM canary_reserve WHERE list_id = $1`, list).Scan(&reserved); err != nil {
+		return fmt.Errorf("count reserved canary tokens: %w", err)
+	}
+	for ; reserved < 2*v.canaries; reserved++ {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO canary_reserve (token, tenant_id, list_id, created_at) VALUES ($1, $2, $3, $4)`,
+			custos.NewID(custos.PrefixContact), tenant, list, now); err != nil {
+			return fmt.Errorf("reserve canary token: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -495,8 +509,9 @@ func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCre
 	now := v.now()
 	span := now.Sub(listCreated)
 	out := make([]*custos.Contact, 0, n)
-	// Tokens reserved by canary creates (a list grown by creates) come
-	// first: the log named each at its instant, like the list's rows.
+	// Reserved tokens come first: a list grown by creates named each by
+	// a create leaf at its instant; any list's echoed updates name them
+	// over time, like the list's rows (canaryupdate.go).
 	reserved, err := v.reservedTokens(ctx, list, n)
 	if err != nil {
 		return nil, err
@@ -511,7 +526,7 @@ func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCre
 		if len(reserved) > 0 {
 			r := reserved[0]
 			reserved = reserved[1:]
-			c.Token, c.TenantID, c.ListID, c.CreatedAt, c.UpdatedAt = r.Token, tenant, list, r.CreatedAt, r.CreatedAt
+			c.Token, c.TenantID, c.ListID, c.CreatedAt, c.UpdatedAt = r.Token, tenant, list, r.CreatedAt, r.UpdatedAt
 			out = append(out, c)
 			continue
 		}
@@ -721,9 +736,10 @@ func (c *CanaryIndex) Planted(l audit.Leaf) bool {
 }
 
 // reservedTokens returns up to n of list's reserved canary tokens no
-// reader has taken yet, with their creation instants.
+// reader has taken yet, with their creation instants and the instant an
+// echoed update last named them.
 func (v *Vault) reservedTokens(ctx context.Context, list string, n int) ([]*custos.Contact, error) {
-	rows, err := v.read.QueryContext(ctx, `SELECT token, created_at FROM canary_reserve WHERE list_id = $1 AND reader_tag IS NULL ORDER BY random() LIMIT `+fmt.Sprint(n), list)
+	rows, err := v.read.QueryContext(ctx, `SELECT token, created_at, COALESCE(updated_at, created_at) FROM canary_reserve WHERE list_id = $1 AND reader_tag IS NULL ORDER BY random() LIMIT `+fmt.Sprint(n), list)
 	if err != nil {
 		return nil, fmt.Errorf("reserved canary tokens: %w", err)
 	}
@@ -731,11 +747,11 @@ func (v *Vault) reservedTokens(ctx context.Context, list string, n int) ([]*cust
 	var out []*custos.Contact
 	for rows.Next() {
 		var c custos.Contact
-		var at int64
-		if err := rows.Scan(&c.Token, &at); err != nil {
+		var at, upd int64
+		if err := rows.Scan(&c.Token, &at, &upd); err != nil {
 			return nil, fmt.Errorf("reserved canary tokens: %w", err)
 		}
-		c.CreatedAt = fromMS(at)
+		c.CreatedAt, c.UpdatedAt = fromMS(at), fromMS(upd)
 		out = append(out, &c)
 	}
 	return out, rows.Err()

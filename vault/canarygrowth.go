@@ -145,6 +145,9 @@ type pendingEvent struct {
 	Keys    []string `json:"a,omitempty"` // attribute keys it set
 	Removed []string `json:"x,omitempty"` // attribute keys it removed
 	Rider   *rider   `json:"r,omitempty"`
+	// Reserved: Token is a reserved token (a reader's watermark row to
+	// be, or one already), not a stored canary.
+	Reserved bool `json:"v,omitempty"`
 }
 
 func pendingAD(listTag string) []byte { return []byte("canary-pending/" + listTag) }

@@ -46,12 +46,13 @@ type canaryListCache struct {
 }
 
 type canaryList struct {
-	size    int64    // rows, canaries included
-	tokens  []string // its canaries (those planted with a sealed token)
-	at      time.Time
-	loading bool
-	lastUpd int64 // the list's last real update seen by this node (ms)
-	gapMS   int64 // the mean of its gaps between updates (ms)
+	size     int64    // rows, canaries included
+	tokens   []string // its canaries (those planted with a sealed token)
+	reserved []string // its reserved tokens (readers' watermark rows)
+	at       time.Time
+	loading  bool
+	lastUpd  int64 // the list's last real update seen by this node (ms)
+	gapMS    int64 // the mean of its gaps between updates (ms)
 }
 
 // canaryAEAD returns the key that seals canaries' tokens and the events
@@ -110,46 +111,46 @@ func (v *Vault) openCanarySealed(ctx context.Context, s string, ad []byte) ([]by
 // first time and again in the background once older than canaryListTTL;
 // it also counts the update at now in the list's gaps between updates and
 // returns the mean gap.
-func (v *Vault) canaryListState(ctx context.Context, list, listTag string, now int64) (size int64, tokens []string, gapMS int64, err error) {
+func (v *Vault) canaryListState(ctx context.Context, list, listTag string, now int64) (st canaryList, err error) {
 	c := &v.canaryLists
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = map[string]*canaryList{}
 	}
-	st := c.m[list]
-	if st == nil {
+	cur := c.m[list]
+	if cur == nil {
 		c.mu.Unlock()
 		fresh, err := v.readCanaryList(ctx, list, listTag)
 		if err != nil {
-			return 0, nil, 0, err
+			return canaryList{}, err
 		}
 		c.mu.Lock()
-		if st = c.m[list]; st == nil {
-			st = fresh
-			c.m[list] = st
+		if cur = c.m[list]; cur == nil {
+			cur = fresh
+			c.m[list] = cur
 		}
-	} else if !st.loading && v.now().Sub(st.at) > canaryListTTL {
-		st.loading = true
+	} else if !cur.loading && v.now().Sub(cur.at) > canaryListTTL {
+		cur.loading = true
 		go func() {
 			fresh, err := v.readCanaryList(context.WithoutCancel(ctx), list, listTag)
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			st.loading = false
+			cur.loading = false
 			if err == nil {
-				st.size, st.tokens, st.at = fresh.size, fresh.tokens, fresh.at
+				cur.size, cur.tokens, cur.reserved, cur.at = fresh.size, fresh.tokens, fresh.reserved, fresh.at
 			}
 		}()
 	}
 	defer c.mu.Unlock()
-	if st.lastUpd > 0 && now > st.lastUpd {
-		if d := now - st.lastUpd; st.gapMS == 0 {
-			st.gapMS = d
+	if cur.lastUpd > 0 && now > cur.lastUpd {
+		if d := now - cur.lastUpd; cur.gapMS == 0 {
+			cur.gapMS = d
 		} else {
-			st.gapMS = (7*st.gapMS + d) / 8
+			cur.gapMS = (7*cur.gapMS + d) / 8
 		}
 	}
-	st.lastUpd = max(st.lastUpd, now)
-	return st.size, st.tokens, st.gapMS, nil
+	cur.lastUpd = max(cur.lastUpd, now)
+	return *cur, nil
 }
 
 func (v *Vault) readCanaryList(ctx context.Context, list, listTag string) (*canaryList, error) {
@@ -171,6 +172,13 @@ func (v *Vault) readCanaryList(ctx context.Context, list, listTag string) (*cana
 			return nil, fmt.Errorf("list canaries: %w", err) // tampered with: echo nothing
 		}
 		st.tokens = append(st.tokens, string(tok))
+	}
+	st.reserved, err = queryAll(ctx, v, func(s scanner) (string, error) {
+		var t string
+		return t, s.Scan(&t)
+	}, `SELECT token FROM canary_reserve WHERE list_id = $1`, list)
+	if err != nil {
+		return nil, fmt.Errorf("reserved canary tokens: %w", err)
 	}
 	return st, nil
 }
@@ -197,19 +205,26 @@ func (v *Vault) prepareEcho(ctx context.Context, l audit.Leaf, before, after *cu
 	}
 	listTag := fmt.Sprintf("%x", k.Tag("list/"+after.ListID))
 	now := v.now().UnixMilli()
-	size, tokens, gap, err := v.canaryListState(ctx, after.ListID, listTag, now)
-	c := int64(len(tokens))
-	if err != nil || c == 0 || size <= c {
+	st, err := v.canaryListState(ctx, after.ListID, listTag, now)
+	c, r := int64(len(st.tokens)), int64(len(st.reserved))
+	if err != nil || c+r == 0 || st.size <= c {
 		return nil
 	}
-	// With probability c/(n−c): a canary is then updated as often as a
-	// real row, on average, when the list's updates pick rows at random.
-	if int64(randN(1<<30))*(size-c) >= c<<30 {
+	// With probability (c+r)/(n−c), for c canaries and r reserved tokens
+	// beside n−c real rows: each is then updated as often as a real row,
+	// on average, when the list's updates pick rows at random.
+	if int64(randN(1<<30))*(st.size-c) >= (c+r)<<30 {
 		return nil
 	}
-	e := pendingEvent{ID: custos.NewID(custos.PrefixRequest), Kind: eventUpdate, Token: tokens[randN(len(tokens))]}
-	r := riderOf(l)
-	e.Rider = &r
+	e := pendingEvent{ID: custos.NewID(custos.PrefixRequest), Kind: eventUpdate}
+	if i := randN(int(c + r)); i < int(c) {
+		e.Token = st.tokens[i]
+	} else {
+		e.Token, e.Reserved = st.reserved[i-int(c)], true
+	}
+	gap := st.gapMS
+	rd := riderOf(l)
+	e.Rider = &rd
 	if after.Consent != before.Consent {
 		e.Consent = string(after.Consent)
 	}
@@ -270,6 +285,9 @@ func (v *Vault) plantUpdate(ctx context.Context, listTag string, p *pendingPlant
 	if e.Rider == nil || !v.riderActive(ctx, *e.Rider) {
 		return v.dropEvent(ctx, listTag, e.ID)
 	}
+	if e.Reserved {
+		return v.plantReservedUpdate(ctx, listTag, p, e)
+	}
 	s, err := v.findContact(ctx, p.Tenant, e.Token)
 	if custos.ErrorCode(err) == custos.ENOTFOUND {
 		return v.dropEvent(ctx, listTag, e.ID)
@@ -323,11 +341,7 @@ func (v *Vault) plantUpdate(ctx context.Context, listTag string, p *pendingPlant
 	if err != nil {
 		return err
 	}
-	r := e.Rider
-	l := audit.Leaf{RequestID: custos.NewID(custos.PrefixRequest), Actor: r.Actor, ActorKind: r.ActorKind, ActorTenant: r.ActorTenant,
-		KeyID: r.KeyID, Person: r.Person, Source: r.Source, Action: string(custos.ActionContactUpdate),
-		Tenant: p.Tenant, List: s.list, Tokens: []string{e.Token}, Outcome: "ok"}
-	return v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+	return v.record(ctx, echoLeaf(p.Tenant, s.list, e), func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		if err := v.claimEvent(ctx, tx, listTag, e.ID); err != nil {
 			return err
 		}
@@ -338,6 +352,38 @@ func (v *Vault) plantUpdate(ctx context.Context, listTag string, p *pendingPlant
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return errors.New("update canary: changed meanwhile")
+		}
+		return nil
+	})
+}
+
+// echoLeaf is the contact.update leaf of an echo: the real update's
+// principal, key, person and network, a request id of its own.
+func echoLeaf(tenant, list string, e pendingEvent) audit.Leaf {
+	r := e.Rider
+	return audit.Leaf{RequestID: custos.NewID(custos.PrefixRequest), Actor: r.Actor, ActorKind: r.ActorKind, ActorTenant: r.ActorTenant,
+		KeyID: r.KeyID, Person: r.Person, Source: r.Source, Action: string(custos.ActionContactUpdate),
+		Tenant: tenant, List: list, Tokens: []string{e.Token}, Outcome: "ok"}
+}
+
+// plantReservedUpdate names a reserved token in an echo's update leaf and
+// keeps when: the watermark row a reader's export makes of it shows that
+// update. A token gone with its list is dropped.
+func (v *Vault) plantReservedUpdate(ctx context.Context, listTag string, p *pendingPlants, e pendingEvent) error {
+	var n int
+	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM canary_reserve WHERE token = $1 AND list_id = $2`, e.Token, p.List).Scan(&n); err != nil {
+		return fmt.Errorf("reserved canary token: %w", err)
+	}
+	if n == 0 {
+		return v.dropEvent(ctx, listTag, e.ID)
+	}
+	at := ms(v.now().UTC().Truncate(time.Millisecond))
+	return v.record(ctx, echoLeaf(p.Tenant, p.List, e), func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if err := v.claimEvent(ctx, tx, listTag, e.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE canary_reserve SET updated_at = $1 WHERE token = $2`, at, e.Token); err != nil {
+			return fmt.Errorf("reserved canary token: %w", err)
 		}
 		return nil
 	})

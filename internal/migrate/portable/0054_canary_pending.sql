@@ -17,3 +17,7 @@ CREATE INDEX canary_plans_pending ON canary_plans(list_tag) WHERE pending <> '';
 -- can update a list's canaries as its real rows are updated; rows planted
 -- before have none and are never updated.
 ALTER TABLE canaries ADD COLUMN token_sealed TEXT;
+-- When an echo last updated a reserved token (an import now reserves
+-- tokens too): the reader's watermark row made from it shows that
+-- update, which the log names like a real row's.
+ALTER TABLE canary_reserve ADD COLUMN updated_at BIGINT;
