@@ -11,6 +11,7 @@ import (
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/blastreport"
+	"github.com/custos-dev/custos/ingest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/internal/vaulttest"
 	"github.com/custos-dev/custos/vault"
@@ -362,4 +363,180 @@ func plantedCreates(t *testing.T, f *fixture, tenant string) []audit.Leaf {
 		}
 	}
 	return out
+}
+
+// TestCanaryUpdatesEchoed: an imported list whose rows an editor updates
+// 600 times. The list's canaries and reserved tokens are updated too, by
+// contact.update leaves naming the editor (a request id of their own,
+// never the real update's), with the kind of change the real updates
+// made (consent here) and never a new address; the row MACs check and
+// `verify --rows` finds nothing. Echoes waiting when the editor is
+// suspended are dropped, not planted in its name.
+func TestCanaryUpdatesEchoed(t *testing.T) {
+	f := newFixtureOneClock(t, vault.Options{Canaries: 3})
+	admin, tenant, list := f.admin(t)
+	var b strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&b, `{"email":"r%d@gmail.com","consent":"subscribed","attributes":{"plan":"pro"}}`+"\n", i)
+	}
+	if _, err := f.vault.Import(admin, tenant, list, ingest.NewNDJSON(strings.NewReader(b.String())), vault.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := f.vault.CanaryIndex(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := idx.Tags(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	canaries := map[string]string{} // token → address
+	var own []string
+	for _, c := range exportAll(t, f, admin, tenant, list) {
+		if tags[idx.Tag(c.Token)] {
+			canaries[c.Token] = c.Email
+		}
+	}
+	for _, tk := range storetest.Column[string](t, f.db.Read, `SELECT token FROM contacts WHERE list_id = $1`, list) {
+		if !tags[idx.Tag(tk)] {
+			own = append(own, tk)
+		}
+	}
+	reserved := map[string]bool{}
+	for _, tk := range storetest.Column[string](t, f.db.Read, `SELECT token FROM canary_reserve WHERE list_id = $1`, list) {
+		reserved[tk] = true
+	}
+	if len(canaries) != 3 || len(reserved) != 6 {
+		t.Fatalf("%d canaries and %d reserved tokens after the import, want 3 and 6", len(canaries), len(reserved))
+	}
+	editor, ed := f.principal(t, custos.KindTenantEditor, tenant, "ed")
+	unsub, sub := custos.ConsentUnsubscribed, custos.ConsentSubscribed
+	realReqs := map[string]bool{}
+	for i := range 600 {
+		cs := &unsub // each row's consent flips at each of its updates
+		if (i/len(own))%2 == 1 {
+			cs = &sub
+		}
+		if _, err := f.vault.UpdateContact(editor, tenant, own[i%len(own)], custos.ContactUpdate{Consent: cs}); err != nil {
+			t.Fatal(err)
+		}
+		f.pass(t, time.Minute)
+	}
+	f.log.Sync(context.Background())
+	echoed := map[string]int{}
+	for _, data := range storetest.Column[[]byte](t, f.db.Read, `SELECT data FROM audit_leaves ORDER BY idx`) {
+		var l audit.Leaf
+		if err := json.Unmarshal(data, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Action != string(custos.ActionContactUpdate) || l.Tenant != tenant {
+			continue
+		}
+		tk := l.Tokens[0]
+		if _, ok := canaries[tk]; !ok && !reserved[tk] {
+			realReqs[l.RequestID] = true
+			continue
+		}
+		if l.Actor != ed.ID || l.KeyID == "" || l.RequestID == "" || realReqs[l.RequestID] || l.List != list {
+			t.Fatalf("echo leaf %+v: want the editor's, with a request id of its own", l)
+		}
+		echoed[tk]++
+	}
+	// 9 targets at 9/200 a real update: about 27 echoes, 3 a target.
+	if len(echoed) < 5 {
+		t.Fatalf("echoes named %d of the 9 canaries and reserved tokens: %v", len(echoed), echoed)
+	}
+	for _, c := range exportAll(t, f, admin, tenant, list) {
+		addr, ok := canaries[c.Token]
+		if !ok {
+			continue
+		}
+		if c.Email != addr {
+			t.Fatalf("an echo changed canary %s's address", c.Token)
+		}
+		if echoed[c.Token] > 0 && !c.UpdatedAt.After(c.CreatedAt) {
+			t.Fatalf("canary %s named by %d echoes shows no update (updated %v, created %v)", c.Token, echoed[c.Token], c.UpdatedAt, c.CreatedAt)
+		}
+	}
+	// What an echo carries: with every update echoed, 200 updates that
+	// withdraw consent leave every canary unsubscribed (100 echoes a
+	// canary on average: none is missed), and every reserved token's
+	// updated_at moved.
+	vault.EchoEveryUpdate(t)
+	for i := range 600 {
+		cs := &unsub
+		if i < 300 {
+			cs = &sub
+		}
+		if _, err := f.vault.UpdateContact(editor, tenant, own[i%len(own)], custos.ContactUpdate{Consent: cs}); err != nil {
+			t.Fatal(err)
+		}
+		f.pass(t, time.Second)
+	}
+	f.pass(t, 48*time.Hour)
+	for _, c := range exportAll(t, f, admin, tenant, list) {
+		if _, ok := canaries[c.Token]; ok && c.Consent != custos.ConsentUnsubscribed {
+			t.Fatalf("canary %s is %s after 300 echoed withdrawals: echoes do not carry the real updates' change", c.Token, c.Consent)
+		}
+	}
+	if n := storetest.Column[string](t, f.db.Read, `SELECT token FROM canary_reserve WHERE list_id = $1 AND updated_at IS NULL`, list); len(n) != 0 {
+		t.Fatalf("%d reserved tokens never named by an echo", len(n))
+	}
+	if rep, err := f.vault.VerifyData(context.Background()); err != nil || len(rep.Findings) != 0 {
+		t.Fatalf("verify --rows: %+v %v", rep, err)
+	}
+
+	// Updates queue echoes; the editor is suspended before their moments:
+	// none is planted in its name, and none waits any more.
+	before := len(echoed)
+	for i := 0; len(storetest.Column[string](t, f.db.Read, `SELECT list_tag FROM canary_plans WHERE pending <> ''`)) == 0; i++ {
+		if i == 2000 {
+			t.Fatal("no echo queued in 2000 updates")
+		}
+		cs := &unsub
+		if i%2 == 1 {
+			cs = &sub
+		}
+		if _, err := f.vault.UpdateContact(editor, tenant, own[0], custos.ContactUpdate{Consent: cs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n0 := echoLeaves(t, f, tenant, canaries, reserved)
+	f.contain(t, []string{ed.ID}, nil)
+	f.pass(t, 48*time.Hour)
+	if n := echoLeaves(t, f, tenant, canaries, reserved); n != n0 {
+		t.Fatalf("%d echoes planted in a suspended editor's name", n-n0)
+	}
+	if left := storetest.Column[string](t, f.db.Read, `SELECT list_tag FROM canary_plans WHERE pending <> ''`); len(left) != 0 || before == 0 {
+		t.Fatalf("echoes of a suspended editor still wait: %v", left)
+	}
+}
+
+// echoLeaves counts tenant's update leaves naming a canary or reserved token.
+func echoLeaves(t *testing.T, f *fixture, tenant string, canaries map[string]string, reserved map[string]bool) int {
+	t.Helper()
+	f.log.Sync(context.Background())
+	n := 0
+	for _, data := range storetest.Column[[]byte](t, f.db.Read, `SELECT data FROM audit_leaves`) {
+		var l audit.Leaf
+		if err := json.Unmarshal(data, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Action == string(custos.ActionContactUpdate) && l.Tenant == tenant {
+			if _, ok := canaries[l.Tokens[0]]; ok || reserved[l.Tokens[0]] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// exportAll returns the admin's export of list.
+func exportAll(t *testing.T, f *fixture, admin context.Context, tenant, list string) []*custos.Contact {
+	t.Helper()
+	var rows []*custos.Contact
+	if err := f.vault.Export(admin, tenant, list, "ndjson", func(c *custos.Contact) error { rows = append(rows, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -183,6 +184,10 @@ func (v *Vault) readCanaryList(ctx context.Context, list, listTag string) (*cana
 	return st, nil
 }
 
+// echoEveryUpdate makes every real update echoed (a test of what an echo
+// carries: vault.EchoEveryUpdate).
+var echoEveryUpdate atomic.Bool
+
 // echo is an update of a canary queued beside a real update.
 type echo struct {
 	listTag, tenant, list string
@@ -213,7 +218,7 @@ func (v *Vault) prepareEcho(ctx context.Context, l audit.Leaf, before, after *cu
 	// With probability (c+r)/(n−c), for c canaries and r reserved tokens
 	// beside n−c real rows: each is then updated as often as a real row,
 	// on average, when the list's updates pick rows at random.
-	if int64(randN(1<<30))*(st.size-c) >= (c+r)<<30 {
+	if int64(randN(1<<30))*(st.size-c) >= (c+r)<<30 && !echoEveryUpdate.Load() {
 		return nil
 	}
 	e := pendingEvent{ID: custos.NewID(custos.PrefixRequest), Kind: eventUpdate}

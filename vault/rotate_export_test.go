@@ -54,3 +54,10 @@ func RewrapInTokenOrder(t interface{ Cleanup(func()) }) {
 	rewrapTokenOrder.Store(true)
 	t.Cleanup(func() { rewrapTokenOrder.Store(false) })
 }
+
+// EchoEveryUpdate makes every real update of a list echoed by an update
+// of one of its canaries or reserved tokens until t ends.
+func EchoEveryUpdate(t interface{ Cleanup(func()) }) {
+	echoEveryUpdate.Store(true)
+	t.Cleanup(func() { echoEveryUpdate.Store(false) })
+}
