@@ -532,7 +532,7 @@ func echoLeaves(t *testing.T, f *fixture, tenant string, canaries map[string]str
 }
 
 // exportAll returns the admin's export of list.
-func exportAll(t *testing.T, f *fixture, admin context.Context, tenant, list string) []*custos.Contact {
+func exportAll(t testing.TB, f *fixture, admin context.Context, tenant, list string) []*custos.Contact {
 	t.Helper()
 	var rows []*custos.Contact
 	if err := f.vault.Export(admin, tenant, list, "ndjson", func(c *custos.Contact) error { rows = append(rows, c); return nil }); err != nil {

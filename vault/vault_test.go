@@ -57,13 +57,13 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // as returns a context authenticated with secret.
-func (f *fixture) as(t *testing.T, secret string) context.Context {
+func (f *fixture) as(t testing.TB, secret string) context.Context {
 	t.Helper()
 	return enrolltest.As(t, f.vault, secret, "")
 }
 
 // bootstrap creates the first operator (f.ctx).
-func (f *fixture) bootstrap(t *testing.T) {
+func (f *fixture) bootstrap(t testing.TB) {
 	t.Helper()
 	_, secret, err := f.vault.Bootstrap(context.Background(), "op", "op@vendor.test")
 	if err != nil {
@@ -76,7 +76,7 @@ func (f *fixture) bootstrap(t *testing.T) {
 
 // admin creates a tenant whose first admin enrolls from its mail, and a
 // list; it returns the admin's context.
-func (f *fixture) admin(t *testing.T) (ctx context.Context, tenant, list string) {
+func (f *fixture) admin(t testing.TB) (ctx context.Context, tenant, list string) {
 	t.Helper()
 	tn := &custos.Tenant{Name: "Acme"}
 	f.tenants++
