@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -90,13 +89,23 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		return nil, v.deny(ctx, l, err)
 	}
 	sees := seesMembership(ctx, tenant)
+	// The importer's own watermark rows are rows of its view: a row of the
+	// input with one's address is already in the list (watermark.go).
+	rtag, err := v.viewTag(ctx, l, list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	own, err := v.ownMarkBlinds(ctx, rtag)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan *batch, 1)
 	go func() {
 		defer close(batches)
-		v.sealBatches(ctx, k, tenant, list, rows, opts.BatchSize, batches)
+		v.sealBatches(ctx, k, tenant, list, own, rows, opts.BatchSize, batches)
 	}()
 
 	res := &custos.ImportResult{Errors: []ingest.RowError{}}
@@ -155,8 +164,10 @@ func abortImport(r *custos.ImportResult, err error) {
 	r.AbortReason = custos.ErrorMessage(err)
 }
 
-// sealBatches reads, validates and encrypts rows into batches.
-func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list string, rows RowReader, size int, out chan<- *batch) {
+// sealBatches reads, validates and encrypts rows into batches. A row
+// whose address is one of own (the blind indexes of the importer's
+// watermark rows) is marked present: a duplicate, like a stored row's.
+func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list string, own map[string]bool, rows RowReader, size int, out chan<- *batch) {
 	now := ms(v.now())
 	b := &batch{}
 	send := func() bool {
@@ -201,16 +212,36 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list 
 			b.errs = append(b.errs, ingest.RowError{Line: row.Line, Code: custos.ErrorCode(err), Message: custos.ErrorMessage(err)})
 			continue
 		}
+		s.created, s.updated = now, now
+		if hasBlind(own, s) {
+			s.present = true
+			b.rows = append(b.rows, s)
+			b.lines = append(b.lines, row.Line)
+			if len(b.rows) >= size && !send() {
+				return
+			}
+			continue
+		}
 		if wm, err := v.isWatermark(ctx, c.Email); err != nil {
 			b.fatal = err
 			send()
 			return
 		} else if wm {
-			b.skipped++
-			b.lastLine = max(b.lastLine, row.Line)
-			continue
+			// A canary already in the list (one of its own) is a
+			// duplicate like any stored row: skipped, it would be told
+			// apart by its line missing from the duplicates.
+			tok, err := tokenByIndexes(ctx, v.read, list, "", append([][]byte{s.blind}, s.oldBlinds...))
+			if err != nil {
+				b.fatal = fmt.Errorf("import: %w", err)
+				send()
+				return
+			}
+			if tok == "" {
+				b.skipped++
+				b.lastLine = max(b.lastLine, row.Line)
+				continue
+			}
 		}
-		s.created, s.updated = now, now
 		b.donors.offer(c.Email, c.Attributes, c.Consent)
 		b.rows = append(b.rows, s)
 		b.lines = append(b.lines, row.Line)
@@ -311,6 +342,10 @@ func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start
 			break // the rest goes into the next commit
 		}
 		s := b.rows[end]
+		if s.present {
+			*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			continue
+		}
 		if dup, err := oldDuplicate(ctx, tx, s); err != nil {
 			return end, err
 		} else if dup {
@@ -344,14 +379,17 @@ func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, sta
 		chunk := b.rows[end : end+n]
 		var err error
 		// During a re-index (rotate.go) an address may be in the list under
-		// the old index key: those rows are duplicates, not inserted.
+		// the old index key: those rows are duplicates, not inserted; so
+		// are the rows present as the importer's watermark rows.
 		var old []bool
-		if len(chunk[0].oldBlinds) > 0 {
+		if len(chunk[0].oldBlinds) > 0 || slices.ContainsFunc(chunk, func(s *sealed) bool { return s.present }) {
 			old = make([]bool, n)
 			var keep []*sealed
 			for i, s := range chunk {
-				if old[i], err = oldDuplicate(ctx, tx, s); err != nil {
-					return end, err
+				if old[i] = s.present; !old[i] {
+					if old[i], err = oldDuplicate(ctx, tx, s); err != nil {
+						return end, err
+					}
 				}
 				if !old[i] {
 					keep = append(keep, s)
@@ -515,41 +553,45 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		return v.deny(ctx, l, fmt.Errorf("export snapshot: %w", err))
 	}
 	defer snap.Rollback()
-	stored, marks, err := v.countExport(ctx, snap, list)
-	if err != nil {
-		return v.deny(ctx, l, err)
+	var stored int
+	if err := snap.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&stored); err != nil {
+		return v.deny(ctx, l, fmt.Errorf("count contacts: %w", err))
 	}
 	// Every export carries watermark rows of its reader, recorded with
 	// the export's leaf: an address from a leaked file names the export
 	// that first carried it and its reader. The same reader's next export
 	// carries the same rows, so two of its exports differ only by the list.
+	// Rows the reader deleted stay deleted: they count among its rows, so
+	// none is minted in their place (watermark.go).
 	var fresh, kept, more []*custos.Contact
 	var rtag string
 	if v.canaries > 0 {
 		rtag = readerTag(v.canaryKey, list, l)
-		if kept, err = v.readerCanaries(ctx, k, rtag); err != nil {
+		var dead int
+		if kept, dead, err = v.readerCanaries(ctx, k, rtag); err != nil {
 			return v.deny(ctx, l, err)
 		}
 		fresh = kept
-		if len(kept) < v.canaries {
+		if n := v.canaries - len(kept) - dead; n > 0 {
 			donors, err := exportDonors(ctx, snap, k, list)
 			if err != nil {
 				return v.deny(ctx, l, err)
 			}
-			more, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries-len(kept), donors)
+			more, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, n, donors)
 			if err != nil {
 				return v.deny(ctx, l, err)
 			}
 			fresh = append(slices.Clone(kept), more...)
 			slices.SortFunc(fresh, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
 		}
-		fresh = fresh[:min(len(fresh), v.canaries)]
 	}
 	r := custos.RequestFromContext(ctx)
-	marks += len(fresh)
 	sent := stored + len(fresh)
 	l.Count = sent
-	l.Detail = fmt.Sprintf("format %s, %d real rows and %d watermark rows", format, sent-marks, marks)
+	// The detail does not say how many rows were watermarks: the reader
+	// reads its own leaves, and a count that fell by one after it deleted
+	// a row would tell it the row was one (watermark.go).
+	l.Detail = fmt.Sprintf("format %s, %d rows", format, sent)
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if err := frozenTx(ctx, tx, tenant); err != nil {
 			leaf.Count, leaf.Detail = 0, "format "+format // refused: nothing left
@@ -622,59 +664,4 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		}
 		after = page[len(page)-1].token
 	}
-}
-
-// countExport counts, in the export's snapshot, the list's stored rows and
-// how many of them are the list's canaries. Which tokens are canaries is
-// known only by their keyed tags, so when the list has canaries each
-// token is tagged and looked up: a pass over the list's token index, far
-// cheaper than the export's decryption of every row.
-func (v *Vault) countExport(ctx context.Context, snap *sql.Tx, list string) (stored, canaries int, err error) {
-	v.canaryMu.Lock()
-	k := v.canaryKey
-	v.canaryMu.Unlock()
-	tags := map[string]bool{}
-	if k != nil {
-		rows, err := snap.QueryContext(ctx, `SELECT tag FROM canaries WHERE list_tag = $1`, hex.EncodeToString(k.Tag("list/"+list)))
-		if err != nil {
-			return 0, 0, fmt.Errorf("count canaries: %w", err)
-		}
-		for rows.Next() {
-			var t string
-			if err := rows.Scan(&t); err != nil {
-				rows.Close()
-				return 0, 0, fmt.Errorf("count canaries: %w", err)
-			}
-			tags[t] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, 0, fmt.Errorf("count canaries: %w", err)
-		}
-	}
-	if len(tags) == 0 {
-		if err := snap.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&stored); err != nil {
-			return 0, 0, fmt.Errorf("count contacts: %w", err)
-		}
-		return stored, 0, nil
-	}
-	rows, err := snap.QueryContext(ctx, `SELECT token FROM contacts WHERE list_id = $1`, list)
-	if err != nil {
-		return 0, 0, fmt.Errorf("count contacts: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var tok string
-		if err := rows.Scan(&tok); err != nil {
-			return 0, 0, fmt.Errorf("count contacts: %w", err)
-		}
-		stored++
-		if tags[hex.EncodeToString(k.Tag("token/"+tok))] {
-			canaries++
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, 0, fmt.Errorf("count contacts: %w", err)
-	}
-	return stored, canaries, nil
 }

@@ -633,38 +633,39 @@ func readerTag(k *keys.SystemPRF, list string, l audit.Leaf) string {
 	return hex.EncodeToString(k.Tag("reader/" + list + "/" + reader))
 }
 
-// readerCanaries returns the watermark rows kept for tag, opened with the
-// list's keys (a row whose MAC fails refuses the export: fail closed).
-func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string) ([]*custos.Contact, error) {
-	rows, err := v.read.QueryContext(ctx, `SELECT token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac
-		FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
+// readerCanaries returns the live watermark rows kept for tag, opened
+// with the list's keys, and how many the reader deleted (tombstones,
+// watermark.go): those count among its rows, so none is minted in their
+// place. A row or tombstone whose MAC fails refuses the export or page
+// (fail closed).
+func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string) ([]*custos.Contact, int, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT `+readerCanaryColumns+` FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
 	if err != nil {
-		return nil, fmt.Errorf("reader canaries: %w", err)
+		return nil, 0, fmt.Errorf("reader canaries: %w", err)
 	}
 	defer rows.Close()
 	var out []*custos.Contact
+	dead := 0
 	for rows.Next() {
-		var s sealed
-		var blind, email, attrs, consent string
-		if err := rows.Scan(&s.token, &s.tenant, &s.list, &blind, &email, &attrs, &consent, &s.created, &s.mac); err != nil {
-			return nil, fmt.Errorf("reader canaries: %w", err)
-		}
-		s.consent, s.updated = custos.Consent(consent), s.created
-		for _, f := range []struct {
-			dst *[]byte
-			src string
-		}{{&s.blind, blind}, {&s.email, email}, {&s.attrs, attrs}} {
-			if *f.dst, err = base64.StdEncoding.DecodeString(f.src); err != nil {
-				return nil, fmt.Errorf("reader canary %s: %w", s.token, err)
-			}
-		}
-		c, err := open(k, &s)
+		s, err := scanReaderCanary(rows)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		if s.deleted.Valid {
+			if !tombstoneOK(k, s) {
+				v.rowIntegrity("reader_canaries", s.token)
+				return nil, 0, fmt.Errorf("open %s: %w", s.token, errForged)
+			}
+			dead++
+			continue
+		}
+		c, err := open(k, s)
+		if err != nil {
+			return nil, 0, err
 		}
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	return out, dead, rows.Err()
 }
 
 // keepReaderCanaries stores fresh watermark rows under tag, in tx.

@@ -31,6 +31,14 @@ type sealed struct {
 	// retires, while it re-indexes (rotate.go): a duplicate is looked for
 	// under them too. Not stored.
 	oldBlinds [][]byte
+	// reader is set for a reader's watermark row (reader_canaries): the
+	// reader tag it is kept under; deleted, for its tombstone
+	// (watermark.go). Not stored with contacts.
+	reader  string
+	deleted sql.NullInt64
+	// present marks an import's row whose address is one of the
+	// importer's own watermark rows: a duplicate, like a stored row's.
+	present bool
 }
 
 // associated data binds each ciphertext to its tenant, contact and field,
@@ -154,16 +162,32 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
+	// The creator's own watermark rows are rows of its view: an address
+	// one of them holds is already in the list for it (watermark.go).
+	rtag, err := v.viewTag(ctx, l, c.ListID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	blinds := append([][]byte{s.blind}, s.oldBlinds...)
 	apply := func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		ok, err := insertSealed(ctx, tx, s)
+		m, err := ownMarkByAddress(ctx, tx, rtag, blinds, "")
 		if err != nil {
-			return err
+			return fmt.Errorf("insert contact: %w", err)
 		}
-		if ok {
-			if g != nil {
-				return g.advance(ctx, tx)
+		var tok string
+		if m != nil {
+			tok = m.token
+		} else {
+			ok, err := insertSealed(ctx, tx, s)
+			if err != nil {
+				return err
 			}
-			return nil
+			if ok {
+				if g != nil {
+					return g.advance(ctx, tx)
+				}
+				return nil
+			}
 		}
 		if seesMembership(ctx, c.TenantID) {
 			return errDuplicate
@@ -171,9 +195,11 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		// A key that cannot read the list must not learn that the address
 		// is in it: it gets the same answer as for a new address, naming
 		// the contact that holds the address, which is left unchanged.
-		tok, err := tokenByIndexes(ctx, tx, s.list, "", append([][]byte{s.blind}, s.oldBlinds...))
-		if err != nil || tok == "" {
-			return fmt.Errorf("find existing contact: %v", err)
+		if tok == "" {
+			tok, err = tokenByIndexes(ctx, tx, s.list, "", blinds)
+			if err != nil || tok == "" {
+				return fmt.Errorf("find existing contact: %v", err)
+			}
 		}
 		c.Token = tok
 		leaf.Tokens = []string{c.Token}
@@ -183,9 +209,13 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if g != nil && g.due != nil {
 		// A canary rides only a create that will add a row: one beside a
 		// refused duplicate would be the only success at its instant.
-		if tok, err := tokenByIndexes(ctx, v.read, s.list, "", append([][]byte{s.blind}, s.oldBlinds...)); err != nil {
+		if tok, err := tokenByIndexes(ctx, v.read, s.list, "", blinds); err != nil {
 			return v.deny(ctx, l, fmt.Errorf("find existing contact: %w", err))
 		} else if tok != "" {
+			g.due = nil
+		} else if m, err := ownMarkByAddress(ctx, v.read, rtag, blinds, ""); err != nil {
+			return v.deny(ctx, l, fmt.Errorf("find existing contact: %w", err))
+		} else if m != nil {
 			g.due = nil
 		}
 	}
@@ -245,17 +275,34 @@ func (v *Vault) authorizeContact(ctx context.Context, action custos.Action, tena
 		// cannot see, and tell members apart by the answer.
 		return l, nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a key that can neither look contacts up, list tokens nor send may not change or delete contacts"))
 	}
-	s, err := v.namedContact(ctx, &l, tenant, token, action == custos.ActionContactRead)
+	s, err := v.namedContact(ctx, &l, tenant, token, action)
 	return l, s, err
 }
 
 // namedContact finds the contact token of tenant and names it in l; a
-// missing one is recorded (with l) as a refusal. With marks, a reader's
-// watermark row is found by its token too: a read of a token from a page
-// answers alike for real and watermark rows (issue 20).
-func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string, marks bool) (*sealed, error) {
+// missing one is recorded (with l) as a refusal. A reader's watermark row
+// is found by its token too, so that a token from a page answers alike for
+// real and watermark rows (issue 20): by a read, any reader's row of the
+// tenant (a send resolves them alike); by an update or a delete, only the
+// reader's own ([Vault.ownMark]), which it then changes in its own view
+// (watermark.go). Any other action ("": a staff reveal) finds stored
+// contacts only.
+func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string, action custos.Action) (*sealed, error) {
 	s, err := v.findContact(ctx, tenant, token)
-	if marks && custos.ErrorCode(err) == custos.ENOTFOUND {
+	mine := action == custos.ActionContactUpdate || action == custos.ActionContactDelete
+	if mine && custos.ErrorCode(err) == custos.ENOTFOUND {
+		var m *sealed
+		if m, err = v.ownMark(ctx, *l, tenant, token); err == nil {
+			if s = m; s == nil {
+				err = notFound("contact")
+			} else if k, kerr := v.listKeys(ctx, tenant, s.list); kerr != nil {
+				err = kerr
+			} else {
+				_, err = v.checkContact(ctx, k, s)
+			}
+		}
+	}
+	if action == custos.ActionContactRead && custos.ErrorCode(err) == custos.ENOTFOUND {
 		var m map[string]*sealed
 		if m, err = v.watermarkRecipients(ctx, tenant, []string{token}); err == nil {
 			if s = m[token]; s == nil {
@@ -406,12 +453,12 @@ func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, te
 		return nil, nil, "", err
 	}
 	rtag = readerTag(v.canaryKey, list, l)
-	kept, err := v.readerCanaries(ctx, k, rtag)
+	kept, dead, err := v.readerCanaries(ctx, k, rtag)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	marks = kept
-	if len(kept) < v.canaries {
+	if n := v.canaries - len(kept) - dead; n > 0 {
 		snap, err := v.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			return nil, nil, "", err
@@ -424,13 +471,13 @@ func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, te
 		if len(donors) == 0 {
 			return nil, nil, rtag, nil // an empty list: nothing to watermark yet
 		}
-		if keep, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries-len(kept), donors); err != nil {
+		if keep, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, n, donors); err != nil {
 			return nil, nil, "", err
 		}
 		marks = append(slices.Clone(kept), keep...)
 	}
 	slices.SortFunc(marks, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
-	return marks[:min(len(marks), v.canaries)], keep, rtag, nil
+	return marks, keep, rtag, nil
 }
 
 // openPage opens a page of sealed contacts that [Vault.loadPage] has
@@ -534,7 +581,29 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
+	// The reader's own watermark rows are rows of its view: an address one
+	// of them holds is taken, as a stored contact's is (watermark.go).
+	rtag, err := v.viewTag(ctx, l, s.list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	blinds := append([][]byte{ns.blind}, ns.oldBlinds...)
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if m, err := ownMarkByAddress(ctx, tx, rtag, blinds, token); err != nil {
+			return fmt.Errorf("update contact: %w", err)
+		} else if m != nil {
+			return errDuplicate
+		}
+		if s.reader != "" {
+			// The reader's watermark row: changed in its view only, kept
+			// re-sealed with its row MAC.
+			if tok, err := tokenByIndexes(ctx, tx, s.list, "", blinds); err != nil {
+				return fmt.Errorf("update contact: %w", err)
+			} else if tok != "" {
+				return errDuplicate
+			}
+			return updateMark(ctx, tx, s, ns)
+		}
 		if len(ns.oldBlinds) > 0 {
 			// During a re-index, another contact may hold the address under the old index key.
 			if tok, err := tokenByIndexes(ctx, tx, s.list, token, ns.oldBlinds); err != nil {
@@ -590,20 +659,33 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 		return nil, v.deny(ctx, l, err)
 	}
 	var s *sealed
+	blinds := [][]byte{k.BlindIndex(norm)}
 	if k.Reindexing() {
 		// A rotation re-indexes the list: the row may be under either key.
-		blinds := k.BlindIndexes(norm)
+		blinds = k.BlindIndexes(norm)
 		args := []any{list}
 		for _, b := range blinds {
 			args = append(args, b)
 		}
 		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND `+blindIn(2, len(blinds))+` LIMIT 1`, args...))
 	} else {
-		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND blind_index = $2`, list, k.BlindIndex(norm)))
+		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND blind_index = $2`, list, blinds[0]))
 	}
 	if isNoRows(err) {
-		return nil, v.deny(ctx, l, notFound("contact"))
-	} else if err != nil {
+		// Not stored: one of the reader's own watermark rows is a row of
+		// its view, found by its blind index like a contact (watermark.go);
+		// another reader's is not.
+		var rtag string
+		if rtag, err = v.viewTag(ctx, l, list); err == nil {
+			if s, err = ownMarkByAddress(ctx, v.read, rtag, blinds, ""); err == nil && s == nil {
+				err = notFound("contact")
+			}
+		}
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			return nil, v.deny(ctx, l, err)
+		}
+	}
+	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("lookup contact: %w", err))
 	}
 	if _, err := v.checkContact(ctx, k, s); err != nil {

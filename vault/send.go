@@ -111,7 +111,7 @@ func (v *Vault) CheckRecipient(ctx context.Context, tenant, list, token string, 
 	if isNoRows(err) {
 		// A reader's watermark row answers as the contact it looks like.
 		err = v.queryRow(ctx, `SELECT r.list_id, r.consent, COALESCE(s.reason, '') FROM reader_canaries r LEFT JOIN suppressions s ON s.token = r.token
-			WHERE r.token = $1 AND r.tenant_id = $2 LIMIT 1`, token, tenant).Scan(&cl, &consent, &reason)
+			WHERE r.token = $1 AND r.tenant_id = $2 AND r.deleted_at IS NULL LIMIT 1`, token, tenant).Scan(&cl, &consent, &reason)
 	}
 	if isNoRows(err) {
 		return custos.RefuseUnknown, nil

@@ -1,0 +1,377 @@
+package vault_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/vault"
+)
+
+// probeList is a tenant admin's list of 40 imported contacts and the
+// admin's export of it: every row, and which of them are stored (real or
+// the list's canaries) rather than the admin's watermark rows.
+type probeList struct {
+	f                   *fixture
+	admin               context.Context
+	tenant, list        string
+	rows                map[string]*custos.Contact // the export, by token
+	stored              map[string]bool
+	marks, reals        []string // tokens, sorted
+	exportedWatermarked int
+}
+
+func newProbeList(t *testing.T) *probeList {
+	t.Helper()
+	f := newFixture(t)
+	admin, tenant, list := f.admin(t)
+	if res, err := f.vault.Import(admin, tenant, list, ingest.NewNDJSON(strings.NewReader(realisticList(rand.New(rand.NewPCG(5, 6)), 40))), vault.ImportOptions{}); err != nil || res.Imported != 40 {
+		t.Fatalf("import: %+v, %v", res, err)
+	}
+	p := &probeList{f: f, admin: admin, tenant: tenant, list: list, rows: p2export(t, f, admin, tenant, list), stored: map[string]bool{}}
+	for _, tk := range storedTokens(t, f, list) {
+		p.stored[tk] = true
+	}
+	for tk := range p.rows {
+		if p.stored[tk] {
+			p.reals = append(p.reals, tk)
+		} else {
+			p.marks = append(p.marks, tk)
+		}
+	}
+	slices.Sort(p.reals)
+	slices.Sort(p.marks)
+	if len(p.marks) != vault.DefaultCanaries {
+		t.Fatalf("the export carries %d watermark rows, want %d", len(p.marks), vault.DefaultCanaries)
+	}
+	return p
+}
+
+// p2export is a reader's export of a list, by token.
+func p2export(t *testing.T, f *fixture, ctx context.Context, tenant, list string) map[string]*custos.Contact {
+	t.Helper()
+	out := map[string]*custos.Contact{}
+	if err := f.vault.Export(ctx, tenant, list, "ndjson", func(c *custos.Contact) error { out[c.Token] = c; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// p2pages is a reader's copy of a list built by paging, by token.
+func p2pages(t *testing.T, f *fixture, ctx context.Context, tenant, list string) map[string]*custos.Contact {
+	t.Helper()
+	out := map[string]*custos.Contact{}
+	for after := ""; ; {
+		pg, err := f.vault.Contacts(ctx, tenant, list, after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range pg.Items {
+			out[c.Token] = c
+		}
+		if after = pg.Next; after == "" {
+			return out
+		}
+	}
+}
+
+func storedTokens(t *testing.T, f *fixture, list string) []string {
+	t.Helper()
+	rows, err := f.db.Read.Query(`SELECT token FROM contacts WHERE list_id = $1`, list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var tk string
+		if err := rows.Scan(&tk); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tk)
+	}
+	return out
+}
+
+// sameAnswers fails t unless every watermark row got the answer every
+// real row got: the probe tells nothing.
+func sameAnswers(t *testing.T, probe string, answers map[string]string, p *probeList) {
+	t.Helper()
+	real := map[string]bool{}
+	for _, tk := range p.reals {
+		real[answers[tk]] = true
+	}
+	if len(real) != 1 {
+		t.Fatalf("%s: real rows answer in %d ways: %v", probe, len(real), slices.Collect(maps.Keys(real)))
+	}
+	for _, tk := range p.marks {
+		if !real[answers[tk]] {
+			t.Fatalf("%s: a watermark row answers %q, every real row %v", probe, answers[tk], slices.Collect(maps.Keys(real)))
+		}
+	}
+}
+
+// shape is what a caller can compare of a contact answering for token,
+// whose expected values are want.
+func shape(c *custos.Contact, err error, token string, want *custos.Contact) string {
+	if err != nil {
+		return "error " + custos.ErrorCode(err)
+	}
+	return fmt.Sprintf("token %v, email %v, attributes %v, consent %v, created %v, updated %v",
+		c.Token == token, c.Email == want.Email, string(c.Attributes) == string(want.Attributes), c.Consent == want.Consent,
+		c.CreatedAt.Equal(want.CreatedAt), !c.UpdatedAt.Before(want.CreatedAt))
+}
+
+// TestWatermarkRowsResistProbes plays a tenant admin who exported a list
+// and tests each row of its file by acting on it — looking its address
+// up, re-importing the file, creating its address, updating it, moving
+// another row onto its address, deleting it — to tell its watermark rows
+// from the real ones and strip them. Every answer a watermark row gets
+// is the one every real row gets; the update shows in the admin's next
+// export, pages and reads; an updated row still traces to the admin
+// (old address and new); a deleted one stays deleted, is not replaced,
+// and reads as gone with a receipt like a real row's; a second admin
+// meets none of the first's rows; no leaf holds an address.
+func TestWatermarkRowsResistProbes(t *testing.T) {
+	p := newProbeList(t)
+	f, admin, tenant, list := p.f, p.admin, p.tenant, p.list
+	other, _ := f.principal(t, custos.KindTenantAdmin, tenant, "olga")
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "ivy")
+	adminID := custos.PrincipalFromContext(admin).ID
+
+	// Lookup by address: each row is found, as exported.
+	answers := map[string]string{}
+	for tk, want := range p.rows {
+		c, err := f.vault.Lookup(admin, tenant, list, want.Email)
+		answers[tk] = shape(c, err, tk, want)
+	}
+	sameAnswers(t, "lookup", answers, p)
+	// The second admin's view is the list and its own rows: the first's
+	// watermark rows are not in it.
+	for _, tk := range p.marks {
+		if c, err := f.vault.Lookup(other, tenant, list, p.rows[tk].Email); custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Fatalf("another admin looked up the first's watermark row: %v, %v", c, err)
+		}
+	}
+
+	// Re-import of the admin's own file into the list: every row is a
+	// duplicate, by line; nothing is told apart as a watermark.
+	var file strings.Builder
+	order := slices.Sorted(maps.Keys(p.rows))
+	for _, tk := range order {
+		c := p.rows[tk]
+		line, _ := json.Marshal(map[string]any{"email": c.Email, "attributes": c.Attributes, "consent": c.Consent})
+		file.Write(line)
+		file.WriteByte('\n')
+	}
+	res, err := f.vault.Import(admin, tenant, list, ingest.NewNDJSON(strings.NewReader(file.String())), vault.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Imported != 0 || res.SkippedWatermarks != 0 || res.Failed != len(order) || len(res.Errors) != len(order) {
+		t.Fatalf("re-import of the admin's own file: %+v, want all %d rows duplicates", res, len(order))
+	}
+	answers = map[string]string{}
+	for i, e := range res.Errors {
+		answers[order[e.Line-1]] = fmt.Sprintf("line %v, %s %s", e.Line == i+1, e.Code, e.Message)
+	}
+	sameAnswers(t, "re-import", answers, p)
+
+	// A create of a row's address: a duplicate.
+	answers = map[string]string{}
+	for tk, c := range p.rows {
+		err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: c.Email})
+		answers[tk] = "error " + custos.ErrorCode(err)
+	}
+	sameAnswers(t, "create", answers, p)
+
+	// Update by token: attributes and consent of every row.
+	answers = map[string]string{}
+	updated := map[string]*custos.Contact{}
+	for tk, c := range p.rows {
+		attrs := json.RawMessage(`{"first_name":"Probe","n":"` + tk[len(tk)-4:] + `"}`)
+		consent := custos.ConsentUnsubscribed
+		got, err := f.vault.UpdateContact(admin, tenant, tk, custos.ContactUpdate{Attributes: &attrs, Consent: &consent})
+		want := *c
+		want.Attributes, want.Consent = attrs, consent
+		answers[tk] = shape(got, err, tk, &want)
+		updated[tk] = &want
+	}
+	sameAnswers(t, "update", answers, p)
+	// Moving a row onto another row's address: a duplicate, whichever the rows.
+	answers = map[string]string{}
+	for i, tk := range order {
+		onto := p.rows[order[(i+1)%len(order)]].Email
+		_, err := f.vault.UpdateContact(admin, tenant, tk, custos.ContactUpdate{Email: &onto})
+		answers[tk] = "error " + custos.ErrorCode(err)
+	}
+	sameAnswers(t, "update onto another row's address", answers, p)
+	// A new address for one watermark row and one real row.
+	moved := map[string]string{} // token → old address
+	for _, tk := range []string{p.marks[0], p.reals[0]} {
+		email := "moved." + strings.ToLower(tk[len(tk)-6:]) + "@gmail.com"
+		got, err := f.vault.UpdateContact(admin, tenant, tk, custos.ContactUpdate{Email: &email})
+		if err != nil || got.Email != email {
+			t.Fatalf("update of the address: %+v, %v", got, err)
+		}
+		moved[tk] = updated[tk].Email
+		updated[tk].Email = email
+	}
+	// The updates show in reads by token, pages and the next export.
+	for tk, want := range updated {
+		c, err := f.vault.Contact(admin, tenant, tk)
+		if err != nil || c.Email != want.Email || string(c.Attributes) != string(want.Attributes) || c.Consent != want.Consent {
+			t.Fatalf("read by token after the update (watermark %v): %+v, %v", !p.stored[tk], c, err)
+		}
+	}
+	for name, copy := range map[string]map[string]*custos.Contact{"export": p2export(t, f, admin, tenant, list), "pages": p2pages(t, f, admin, tenant, list)} {
+		if len(copy) != len(updated) {
+			t.Fatalf("%s after the updates: %d rows, want %d", name, len(copy), len(updated))
+		}
+		for tk, want := range updated {
+			if c := copy[tk]; c == nil || c.Email != want.Email || string(c.Attributes) != string(want.Attributes) || c.Consent != want.Consent {
+				t.Fatalf("%s after the updates: row %s (watermark %v) is %+v, want %+v", name, tk, !p.stored[tk], c, want)
+			}
+		}
+	}
+	// The moved watermark row still traces to the admin: its old address
+	// (which left in the first export) and its new one.
+	for _, email := range []string{moved[p.marks[0]], updated[p.marks[0]].Email} {
+		if tr, err := f.vault.Trace(sec, email); err != nil || tr.Kind != custos.TraceExport || tr.Principal != adminID {
+			t.Fatalf("trace of an updated watermark row's address: %+v, %v; want the admin", tr, err)
+		}
+	}
+	// Its old address is free again in the admin's view, as a real row's is.
+	answers = map[string]string{}
+	for tk, old := range moved {
+		c, err := f.vault.Lookup(admin, tenant, list, old)
+		answers[tk] = shape(c, err, tk, updated[tk])
+	}
+	if answers[p.marks[0]] != answers[p.reals[0]] {
+		t.Fatalf("lookup of a moved row's old address: watermark %q, real %q", answers[p.marks[0]], answers[p.reals[0]])
+	}
+
+	// Delete by token: one watermark row and two real rows.
+	deleted := []string{p.marks[1], p.reals[1], p.reals[2]}
+	answers = map[string]string{}
+	receipts := map[string]string{}
+	for _, tk := range deleted {
+		r, err := f.vault.DeleteContact(admin, tenant, tk)
+		if err != nil {
+			answers[tk] = "error " + custos.ErrorCode(err)
+			continue
+		}
+		receipts[tk] = r.ID
+		answers[tk] = fmt.Sprintf("scope %s, list %v, token %v, file %v", r.Scope, r.ListID == list, r.Token == tk, r.File != "")
+	}
+	if answers[p.marks[1]] != answers[p.reals[1]] || answers[p.reals[1]] != answers[p.reals[2]] {
+		t.Fatalf("delete: watermark %q, real %q", answers[p.marks[1]], answers[p.reals[1]])
+	}
+	// Gone, with its receipt, to a read, an update, a delete again.
+	for _, tk := range deleted {
+		_, err := f.vault.Contact(admin, tenant, tk)
+		_, uerr := f.vault.UpdateContact(admin, tenant, tk, custos.ContactUpdate{Consent: new(custos.ConsentSubscribed)})
+		_, derr := f.vault.DeleteContact(admin, tenant, tk)
+		for _, e := range []error{err, uerr, derr} {
+			if custos.ErrorCode(e) != custos.EGONE || !strings.Contains(custos.ErrorMessage(e), receipts[tk]) {
+				t.Fatalf("a deleted row (watermark %v) answers %v, want gone with receipt %s", !p.stored[tk], e, receipts[tk])
+			}
+		}
+	}
+	// Not in the next export or pages, and not replaced: the admin's copy
+	// is its last one less the deleted rows.
+	want := maps.Clone(updated)
+	for _, tk := range deleted {
+		delete(want, tk)
+	}
+	for name, copy := range map[string]map[string]*custos.Contact{"export": p2export(t, f, admin, tenant, list), "pages": p2pages(t, f, admin, tenant, list)} {
+		if !slices.Equal(slices.Sorted(maps.Keys(copy)), slices.Sorted(maps.Keys(want))) {
+			t.Fatalf("%s after the deletes: %d rows, want the %d left (a deleted row came back or was replaced)", name, len(copy), len(want))
+		}
+	}
+
+	// The second admin: its own watermark rows, none of the first's; the
+	// first's tokens neither change nor delete anything of its view.
+	theirs := p2export(t, f, other, tenant, list)
+	for _, tk := range p.marks {
+		if _, ok := theirs[tk]; ok {
+			t.Fatalf("the second admin's export carries the first's watermark row %s", tk)
+		}
+		if _, err := f.vault.DeleteContact(other, tenant, tk); custos.ErrorCode(err) != custos.ENOTFOUND && custos.ErrorCode(err) != custos.EGONE {
+			t.Fatalf("the second admin deleted the first's watermark row: %v", err)
+		}
+	}
+	for _, tk := range p.marks[2:] {
+		if _, err := f.vault.UpdateContact(other, tenant, tk, custos.ContactUpdate{Consent: new(custos.ConsentSubscribed)}); custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Fatalf("the second admin updated the first's watermark row: %v", err)
+		}
+	}
+	if after := p2export(t, f, admin, tenant, list); !maps.EqualFunc(after, want, func(a, b *custos.Contact) bool { return a.Email == b.Email && a.Consent == b.Consent }) {
+		t.Fatal("the second admin's requests changed the first admin's view")
+	}
+
+	// Every probe is audited like a real row's, naming the token, and no
+	// leaf holds an address.
+	named := map[string]map[string]bool{}
+	for _, l := range leaves(t, f) {
+		if l.Actor != adminID || l.Outcome != audit.OutcomeOK {
+			continue
+		}
+		for _, tk := range l.Tokens {
+			if named[l.Action] == nil {
+				named[l.Action] = map[string]bool{}
+			}
+			named[l.Action][tk] = true
+		}
+	}
+	for _, tk := range p.marks {
+		for _, a := range []custos.Action{custos.ActionContactLookup, custos.ActionContactUpdate} {
+			if !named[string(a)][tk] {
+				t.Fatalf("no %s leaf names watermark row %s", a, tk)
+			}
+		}
+	}
+	if !named[string(custos.ActionContactDelete)][p.marks[1]] {
+		t.Fatal("no contact.delete leaf names the deleted watermark row")
+	}
+	if b, _ := json.Marshal(leaves(t, f)); strings.Contains(string(b), "@") {
+		t.Fatal("a leaf holds an address")
+	}
+}
+
+// TestWatermarkTombstoneFailsClosed: a tombstone altered in the database
+// — buried row revived by hand, or a live row buried by hand — refuses the
+// reader's next export, as a kept row that does not open does.
+func TestWatermarkTombstoneFailsClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name, sql string
+	}{
+		{"revived", `UPDATE reader_canaries SET deleted_at = NULL WHERE token = $1`},
+		{"buried", `UPDATE reader_canaries SET deleted_at = 1 WHERE token = $1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProbeList(t)
+			tk := p.marks[0]
+			if tc.name == "revived" {
+				if _, err := p.f.vault.DeleteContact(p.admin, p.tenant, tk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := p.f.db.Write.Exec(tc.sql, tk); err != nil {
+				t.Fatal(err)
+			}
+			err := p.f.vault.Export(p.admin, p.tenant, p.list, "ndjson", func(*custos.Contact) error { return nil })
+			if err == nil {
+				t.Fatal("an export with a tombstone altered by hand went through")
+			}
+		})
+	}
+}
