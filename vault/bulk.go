@@ -57,7 +57,8 @@ type batch struct {
 	errs      []ingest.RowError
 	firstLine int
 	lastLine  int // last input line consumed, including refused rows
-	skipped   int // watermark rows left out
+	skipped   int // watermark rows left out (none since 0055: adopted instead)
+	rtag      string // the importer's reader tag: rows on canaries' addresses become its (adoptMark)
 	donors    donorSample
 	fatal     error
 }
@@ -105,7 +106,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	batches := make(chan *batch, 1)
 	go func() {
 		defer close(batches)
-		v.sealBatches(ctx, k, tenant, list, own, rows, opts.BatchSize, batches)
+		v.sealBatches(ctx, k, tenant, list, rtag, own, rows, opts.BatchSize, batches)
 	}()
 
 	res := &custos.ImportResult{Errors: []ingest.RowError{}}
@@ -143,7 +144,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		// Nothing committed (every row refused, an empty body, or a body
 		// that failed before its first row): the request still reached the
 		// tenant's data, so it still leaves its one leaf.
-		l.Detail = fmt.Sprintf("lines 1-%d, %d refused, %d watermark rows skipped", res.CommittedThroughLine, res.Failed, res.SkippedWatermarks)
+		l.Detail = fmt.Sprintf("lines 1-%d, %d refused", res.CommittedThroughLine, res.Failed)
 		var err error
 		if res.Aborted {
 			err = v.deny(ctx, l, custos.Errorf(res.AbortCode, "import stopped before any row was committed"))
@@ -166,14 +167,16 @@ func abortImport(r *custos.ImportResult, err error) {
 
 // sealBatches reads, validates and encrypts rows into batches. A row
 // whose address is one of own (the blind indexes of the importer's
-// watermark rows) is marked present: a duplicate, like a stored row's.
-func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list string, own map[string]bool, rows RowReader, size int, out chan<- *batch) {
+// watermark rows, kept under rtag) is marked present: a duplicate, like a
+// stored row's. A row on a canary's address the list does not hold is
+// marked adopt: it becomes the importer's watermark row (adoptMark).
+func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list, rtag string, own map[string]bool, rows RowReader, size int, out chan<- *batch) {
 	now := ms(v.now())
-	b := &batch{}
+	b := &batch{rtag: rtag}
 	send := func() bool {
 		select {
 		case out <- b:
-			b = &batch{}
+			b = &batch{rtag: rtag}
 			return true
 		case <-ctx.Done():
 			return false
@@ -227,9 +230,11 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list 
 			send()
 			return
 		} else if wm {
-			// A canary already in the list (one of its own) is a
-			// duplicate like any stored row: skipped, it would be told
-			// apart by its line missing from the duplicates.
+			// A canary's address. One already in the list (one of its
+			// own) is a duplicate like any stored row; another is added
+			// for the importer alone, as its own watermark row: skipped,
+			// as before 0055, either would be told from a real row by its
+			// line and the count (watermark.go).
 			tok, err := tokenByIndexes(ctx, v.read, list, "", append([][]byte{s.blind}, s.oldBlinds...))
 			if err != nil {
 				b.fatal = fmt.Errorf("import: %w", err)
@@ -237,8 +242,12 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list 
 				return
 			}
 			if tok == "" {
-				b.skipped++
-				b.lastLine = max(b.lastLine, row.Line)
+				s.adopt = true
+				b.rows = append(b.rows, s)
+				b.lines = append(b.lines, row.Line)
+				if len(b.rows) >= size && !send() {
+					return
+				}
 				continue
 			}
 		}
@@ -326,7 +335,7 @@ func (v *Vault) yield(t0 time.Time) bool {
 
 // insertChunkRows inserts b.rows from start on (SQLite) until they are
 // all in or the chunk yields, and returns where it stopped.
-func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted, adopted *int, dups *[]ingest.RowError) (int, error) {
 	// One prepared single-row insert per row: a statement that writes
 	// several rows and may abort on a constraint makes SQLite keep a
 	// statement journal, a copy of every page it touches, which cost a
@@ -344,6 +353,17 @@ func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start
 		s := b.rows[end]
 		if s.present {
 			*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			continue
+		}
+		if s.adopt {
+			if ok, err := adoptMark(ctx, tx, b.rtag, s); err != nil {
+				return end, err
+			} else if ok {
+				*inserted++
+				*adopted++
+			} else {
+				*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			}
 			continue
 		}
 		if dup, err := oldDuplicate(ctx, tx, s); err != nil {
@@ -369,7 +389,7 @@ func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start
 
 // insertChunkArrays is insertChunkRows for PostgreSQL, where a round trip
 // per row was most of an import's time: rows go pgChunk at a time.
-func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted, adopted *int, dups *[]ingest.RowError) (int, error) {
 	end := start
 	for end < len(b.rows) {
 		if end > start && v.yield(t0) {
@@ -380,19 +400,36 @@ func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, sta
 		var err error
 		// During a re-index (rotate.go) an address may be in the list under
 		// the old index key: those rows are duplicates, not inserted; so
-		// are the rows present as the importer's watermark rows.
-		var old []bool
-		if len(chunk[0].oldBlinds) > 0 || slices.ContainsFunc(chunk, func(s *sealed) bool { return s.present }) {
-			old = make([]bool, n)
+		// are the rows present as the importer's watermark rows. Rows on a
+		// canary's address become the importer's (adoptMark).
+		var pre []int8 // per row: 0 insert, 1 duplicate, 2 adopted
+		if len(chunk[0].oldBlinds) > 0 || slices.ContainsFunc(chunk, func(s *sealed) bool { return s.present || s.adopt }) {
+			pre = make([]int8, n)
 			var keep []*sealed
 			for i, s := range chunk {
-				if old[i] = s.present; !old[i] {
-					if old[i], err = oldDuplicate(ctx, tx, s); err != nil {
+				switch {
+				case s.present:
+					pre[i] = 1
+				case s.adopt:
+					ok, err := adoptMark(ctx, tx, b.rtag, s)
+					if err != nil {
 						return end, err
 					}
-				}
-				if !old[i] {
-					keep = append(keep, s)
+					pre[i] = 1
+					if ok {
+						pre[i] = 2
+						*adopted++
+					}
+				default:
+					dup, err := oldDuplicate(ctx, tx, s)
+					if err != nil {
+						return end, err
+					}
+					if dup {
+						pre[i] = 1
+					} else {
+						keep = append(keep, s)
+					}
 				}
 			}
 			chunk = keep
@@ -404,11 +441,14 @@ func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, sta
 				return end, fmt.Errorf("insert contacts: %w", err)
 			}
 		}
-		if old != nil {
+		if pre != nil {
 			all, j := make([]bool, n), 0
 			for i := range all {
-				if !old[i] {
+				switch pre[i] {
+				case 0:
 					all[i], j = ins[j], j+1
+				case 2:
+					all[i] = true
 				}
 			}
 			ins = all
@@ -439,18 +479,19 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 		var dups []ingest.RowError
 		inserted, end, hi := 0, start, 0
 		err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+			adopted := 0
 			dups, inserted, end = dups[:0], 0, start
 			t0 := time.Now()
 			var err error
 			if v.placeholders == sqlq.Dollar {
-				end, err = v.insertChunkArrays(ctx, tx, b, start, t0, &inserted, &dups)
+				end, err = v.insertChunkArrays(ctx, tx, b, start, t0, &inserted, &adopted, &dups)
 			} else {
-				end, err = v.insertChunkRows(ctx, tx, b, start, t0, &inserted, &dups)
+				end, err = v.insertChunkRows(ctx, tx, b, start, t0, &inserted, &adopted, &dups)
 			}
 			if err != nil {
 				return err
 			}
-			lo, skipped := b.firstLine, 0
+			lo := b.firstLine
 			if start > 0 {
 				lo = b.lines[start]
 			} else if len(b.errs) > 0 && b.errs[0].Line < lo {
@@ -459,8 +500,6 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 			hi = b.lastLine
 			if end < len(b.rows) {
 				hi = b.lines[end-1]
-			} else {
-				skipped = b.skipped // watermark rows carry no line: the batch's last chunk says how many
 			}
 			refused := 0
 			for _, e := range b.errs[ei:] {
@@ -469,9 +508,12 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 				}
 				refused++
 			}
+			// Rows on canaries' addresses the importer now holds count as
+			// added, like the rows they hide among (watermark.go): the
+			// importer reads this leaf.
 			leaf.Count = inserted
-			leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list, %d watermark rows skipped", lo, hi, refused, len(dups), skipped)
-			if inserted == 0 {
+			leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list", lo, hi, refused, len(dups))
+			if inserted == adopted {
 				return nil
 			}
 			if err := v.retireProvisionalCanaries(ctx, tx, b.rows[0].list, b.rows[0].created); err != nil {
@@ -562,17 +604,18 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 	// that first carried it and its reader. The same reader's next export
 	// carries the same rows, so two of its exports differ only by the list.
 	// Rows the reader deleted stay deleted: they count among its rows, so
-	// none is minted in their place (watermark.go).
+	// none is minted in their place; rows its imports adopted do not count
+	// (watermark.go).
 	var fresh, kept, more []*custos.Contact
 	var rtag string
 	if v.canaries > 0 {
 		rtag = readerTag(v.canaryKey, list, l)
-		var dead int
-		if kept, dead, err = v.readerCanaries(ctx, k, rtag); err != nil {
+		var minted int
+		if kept, minted, err = v.readerCanaries(ctx, k, rtag); err != nil {
 			return v.deny(ctx, l, err)
 		}
 		fresh = kept
-		if n := v.canaries - len(kept) - dead; n > 0 {
+		if n := v.canaries - minted; n > 0 {
 			donors, err := exportDonors(ctx, snap, k, list)
 			if err != nil {
 				return v.deny(ctx, l, err)
@@ -603,8 +646,7 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		for _, c := range fresh {
 			// ON CONFLICT: an address drawn twice by racing exports keeps
 			// its first owner (75 million addresses a domain make it rare).
-			if _, err := tx.ExecContext(ctx, `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (addr_tag) DO NOTHING`, addrTag(v.canaryKey, c.Email), tenant, list, l.Actor, l.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
+			if _, err := tx.ExecContext(ctx, insertExportCanary, addrTag(v.canaryKey, c.Email), tenant, list, l.Actor, l.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
 				return fmt.Errorf("record export canaries: %w", err)
 			}
 		}

@@ -634,29 +634,33 @@ func readerTag(k *keys.SystemPRF, list string, l audit.Leaf) string {
 }
 
 // readerCanaries returns the live watermark rows kept for tag, opened
-// with the list's keys, and how many the reader deleted (tombstones,
-// watermark.go): those count among its rows, so none is minted in their
-// place. A row or tombstone whose MAC fails refuses the export or page
+// with the list's keys, and how many were minted for the reader, live or
+// deleted (tombstones, watermark.go): those it deleted count among its
+// rows, so none is minted in their place, and rows its imports adopted
+// do not. A row or tombstone whose MAC fails refuses the export or page
 // (fail closed).
 func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string) ([]*custos.Contact, int, error) {
-	rows, err := v.read.QueryContext(ctx, `SELECT `+readerCanaryColumns+` FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
+	rows, err := v.read.QueryContext(ctx, `SELECT `+readerCanaryColumns+`, COALESCE(adopted, 0) FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reader canaries: %w", err)
 	}
 	defer rows.Close()
 	var out []*custos.Contact
-	dead := 0
+	minted := 0
 	for rows.Next() {
-		s, err := scanReaderCanary(rows)
+		var adopted int64
+		s, err := scanReaderCanary(scanExtra{rows, []any{&adopted}})
 		if err != nil {
 			return nil, 0, err
+		}
+		if adopted == 0 {
+			minted++
 		}
 		if s.deleted.Valid {
 			if !tombstoneOK(k, s) {
 				v.rowIntegrity("reader_canaries", s.token)
 				return nil, 0, fmt.Errorf("open %s: %w", s.token, errForged)
 			}
-			dead++
 			continue
 		}
 		c, err := open(k, s)
@@ -665,7 +669,7 @@ func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string
 		}
 		out = append(out, c)
 	}
-	return out, dead, rows.Err()
+	return out, minted, rows.Err()
 }
 
 // keepReaderCanaries stores fresh watermark rows under tag, in tx.

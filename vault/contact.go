@@ -37,8 +37,10 @@ type sealed struct {
 	reader  string
 	deleted sql.NullInt64
 	// present marks an import's row whose address is one of the
-	// importer's own watermark rows: a duplicate, like a stored row's.
-	present bool
+	// importer's own watermark rows: a duplicate, like a stored row's;
+	// adopt, one on a canary's address the list does not hold, which
+	// becomes the importer's watermark row (watermark.go).
+	present, adopt bool
 }
 
 // associated data binds each ciphertext to its tenant, contact and field,
@@ -410,8 +412,7 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 		}
 		for _, c := range shown {
 			leaf.Tokens = append(leaf.Tokens, c.Token)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (addr_tag) DO NOTHING`, addrTag(v.canaryKey, c.Email), tenant, list, leaf.Actor, leaf.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
+			if _, err := tx.ExecContext(ctx, insertExportCanary, addrTag(v.canaryKey, c.Email), tenant, list, leaf.Actor, leaf.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
 				return fmt.Errorf("record page canaries: %w", err)
 			}
 		}
@@ -453,12 +454,12 @@ func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, te
 		return nil, nil, "", err
 	}
 	rtag = readerTag(v.canaryKey, list, l)
-	kept, dead, err := v.readerCanaries(ctx, k, rtag)
+	kept, minted, err := v.readerCanaries(ctx, k, rtag)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	marks = kept
-	if n := v.canaries - len(kept) - dead; n > 0 {
+	if n := v.canaries - minted; n > 0 {
 		snap, err := v.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			return nil, nil, "", err

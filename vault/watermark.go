@@ -203,3 +203,49 @@ func buryMark(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, s *sealed, now 
 	}
 	return nil
 }
+
+// adoptMark keeps the import's row s, on a canary's address the list does
+// not hold, as a watermark row of the importer (rtag), created at the
+// import's instant, in tx; false if the importer's view holds the address
+// already (a duplicate). Skipping such rows, as imports did before, told
+// the importer which rows of its file were canaries — its own watermark
+// rows once deleted or moved, a list's canaries imported into another
+// list — by its line and the count. An adopted row is the importer's
+// alone, like any watermark row; it keeps tracing to whoever its address
+// was first minted for, and it does not count towards the watermark rows
+// minted for the importer (adopted), so a file re-imported into a new list
+// still gets the importer's own.
+func adoptMark(ctx context.Context, tx *sql.Tx, rtag string, s *sealed) (bool, error) {
+	blinds := append([][]byte{s.blind}, s.oldBlinds...)
+	if m, err := ownMarkByAddress(ctx, tx, rtag, blinds, ""); err != nil || m != nil {
+		return false, err
+	}
+	if tok, err := tokenByIndexes(ctx, tx, s.list, "", blinds); err != nil || tok != "" {
+		return false, err
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	res, err := tx.ExecContext(ctx, `INSERT INTO reader_canaries (reader_tag, token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac, adopted)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1) ON CONFLICT (reader_tag, token) DO NOTHING`,
+		rtag, s.token, s.tenant, s.list, b64(s.blind), b64(s.email), b64(s.attrs), string(s.consent), s.created, s.mac.String)
+	if err != nil {
+		return false, fmt.Errorf("import: keep watermark row: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// scanExtra is a row scanner that scans extra columns after the caller's.
+type scanExtra struct {
+	r     rowScanner
+	extra []any
+}
+
+func (e scanExtra) Scan(dest ...any) error { return e.r.Scan(append(dest, e.extra...)...) }
+
+// insertExportCanary records that an export or page carried a watermark
+// row's address ($1, its tag) with the request that did: the first keeps
+// it (ON CONFLICT). A list canary's address, which a reader's import may
+// have adopted as its row, keeps tracing to its list.
+const insertExportCanary = `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
+	SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM canaries WHERE addr_tag = $1)
+	ON CONFLICT (addr_tag) DO NOTHING`

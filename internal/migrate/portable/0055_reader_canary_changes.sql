@@ -7,3 +7,8 @@
 -- it nor mints a replacement). Portable.
 ALTER TABLE reader_canaries ADD COLUMN updated_at BIGINT;
 ALTER TABLE reader_canaries ADD COLUMN deleted_at BIGINT;
+-- adopted is 1 for a row an import by the reader added because its
+-- address was a canary's the list does not hold: the reader's own row,
+-- not one minted for it, so it does not count towards the watermark rows
+-- its exports and pages carry.
+ALTER TABLE reader_canaries ADD COLUMN adopted BIGINT;
