@@ -375,3 +375,93 @@ func TestWatermarkTombstoneFailsClosed(t *testing.T) {
 		})
 	}
 }
+
+// importOne imports one row into list and returns the answer as a caller
+// can compare it.
+func importOne(t *testing.T, p *probeList, ctx context.Context, list string, c *custos.Contact) string {
+	t.Helper()
+	line, _ := json.Marshal(map[string]any{"email": c.Email, "attributes": c.Attributes, "consent": c.Consent})
+	res, err := p.f.vault.Import(ctx, p.tenant, list, ingest.NewNDJSON(strings.NewReader(string(line)+"\n")), vault.ImportOptions{})
+	if err != nil {
+		return "error " + custos.ErrorCode(err)
+	}
+	return fmt.Sprintf("imported %d, failed %d, skipped %d, errors %d", res.Imported, res.Failed, res.SkippedWatermarks, len(res.Errors))
+}
+
+// TestWatermarkRowsResistImportProbes plays the admin of
+// TestWatermarkRowsResistProbes importing its file elsewhere, row by row,
+// to see which rows the server treats as its own canaries (it skipped and
+// counted them until 0055): into a new list, and the addresses of rows it
+// deleted or moved back into the list. Every row answers as a real row
+// does; the importer's view of the new list holds its whole file, another
+// admin's only the real rows; the importer's export of the new list still
+// carries watermark rows minted for it; a list canary imported elsewhere
+// keeps tracing to its list.
+func TestWatermarkRowsResistImportProbes(t *testing.T) {
+	p := newProbeList(t)
+	f, admin, tenant := p.f, p.admin, p.tenant
+	sec, _ := f.principal(t, custos.KindStaffSecurity, "", "ivy")
+	other, _ := f.principal(t, custos.KindTenantAdmin, tenant, "olga")
+	second := &custos.List{TenantID: tenant, Name: "elsewhere"}
+	if err := f.vault.CreateList(admin, second); err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string]string{}
+	for tk, c := range p.rows {
+		answers[tk] = importOne(t, p, admin, second.ID, c)
+	}
+	sameAnswers(t, "row-by-row import into a new list", answers, p)
+	emails := func(m map[string]*custos.Contact) map[string]bool {
+		out := map[string]bool{}
+		for _, c := range m {
+			out[c.Email] = true
+		}
+		return out
+	}
+	mine, theirs := emails(p2pages(t, f, admin, tenant, second.ID)), emails(p2pages(t, f, other, tenant, second.ID))
+	var listCanary string
+	for tk, c := range p.rows {
+		if !mine[c.Email] {
+			t.Fatalf("the importer's view of the new list lacks a row of its file (watermark %v)", !p.stored[tk])
+		}
+		canary := strings.HasSuffix(c.Email, "@"+vault.DefaultCanaryDomain)
+		if theirs[c.Email] == canary {
+			t.Fatalf("another admin's view of the new list: row on a canary address %v, present %v", canary, theirs[c.Email])
+		}
+		if canary && p.stored[tk] {
+			listCanary = c.Email
+		}
+	}
+	exported := p2export(t, f, admin, tenant, second.ID)
+	if want := len(p.rows) + 2*vault.DefaultCanaries; len(exported) != want {
+		t.Fatalf("the importer's export of the new list: %d rows, want its %d imported, the list's canaries and %d watermark rows of its own", len(exported), len(p.rows), vault.DefaultCanaries)
+	}
+	if tr, err := f.vault.Trace(sec, listCanary); err != nil || tr.Kind != custos.TraceList || tr.ListID != p.list {
+		t.Fatalf("a list canary imported into another list and exported from it traces to %+v, %v; want its list", tr, err)
+	}
+
+	// Rows deleted, and rows moved to a new address, then their old
+	// addresses imported back into the list.
+	answers = map[string]string{}
+	for i, tk := range []string{p.marks[0], p.reals[0], p.marks[1], p.reals[1]} {
+		old := p.rows[tk]
+		if i < 2 {
+			if _, err := f.vault.DeleteContact(admin, tenant, tk); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			email := "moved." + strings.ToLower(tk[len(tk)-6:]) + "@gmail.com"
+			if _, err := f.vault.UpdateContact(admin, tenant, tk, custos.ContactUpdate{Email: &email}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		answers[tk] = importOne(t, p, admin, p.list, old)
+		c, err := f.vault.Lookup(admin, tenant, p.list, old.Email)
+		answers[tk] += fmt.Sprintf("; lookup %s, new token %v", custos.ErrorCode(err), err == nil && c.Token != tk)
+	}
+	for _, pair := range [][2]string{{p.marks[0], p.reals[0]}, {p.marks[1], p.reals[1]}} {
+		if answers[pair[0]] != answers[pair[1]] {
+			t.Fatalf("re-import of a deleted or moved row's address: watermark %q, real %q", answers[pair[0]], answers[pair[1]])
+		}
+	}
+}
