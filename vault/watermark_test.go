@@ -206,6 +206,13 @@ func TestWatermarkRowsResistProbes(t *testing.T) {
 		updated[tk] = &want
 	}
 	sameAnswers(t, "update", answers, p)
+	// The relay's check of a recipient sees the consent the update set.
+	answers = map[string]string{}
+	for tk := range p.rows {
+		r, err := f.vault.CheckRecipient(admin, tenant, "", tk, true)
+		answers[tk] = fmt.Sprintf("%q %v", r, err)
+	}
+	sameAnswers(t, "recipient check after the update", answers, p)
 	// Moving a row onto another row's address: a duplicate, whichever the rows.
 	answers = map[string]string{}
 	for i, tk := range order {
@@ -285,6 +292,14 @@ func TestWatermarkRowsResistProbes(t *testing.T) {
 				t.Fatalf("a deleted row (watermark %v) answers %v, want gone with receipt %s", !p.stored[tk], e, receipts[tk])
 			}
 		}
+	}
+	answers = map[string]string{}
+	for _, tk := range deleted {
+		r, err := f.vault.CheckRecipient(admin, tenant, "", tk, false)
+		answers[tk] = fmt.Sprintf("%q %v", r, err)
+	}
+	if answers[p.marks[1]] != answers[p.reals[1]] {
+		t.Fatalf("recipient check of a deleted row: watermark %s, real %s", answers[p.marks[1]], answers[p.reals[1]])
 	}
 	// Not in the next export or pages, and not replaced: the admin's copy
 	// is its last one less the deleted rows.
