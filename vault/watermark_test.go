@@ -479,4 +479,11 @@ func TestWatermarkRowsResistImportProbes(t *testing.T) {
 			t.Fatalf("re-import of a deleted or moved row's address: watermark %q, real %q", answers[pair[0]], answers[pair[1]])
 		}
 	}
+	// The moved rows' new addresses (no canary domain) imported: both
+	// already in the list.
+	a, b := importOne(t, p, admin, p.list, &custos.Contact{Email: "moved." + strings.ToLower(p.marks[1][len(p.marks[1])-6:]) + "@gmail.com"}),
+		importOne(t, p, admin, p.list, &custos.Contact{Email: "moved." + strings.ToLower(p.reals[1][len(p.reals[1])-6:]) + "@gmail.com"})
+	if a != b || !strings.HasPrefix(b, "imported 0, failed 1") {
+		t.Fatalf("import of a moved row's new address: watermark %q, real %q; want both duplicates", a, b)
+	}
 }
