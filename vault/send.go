@@ -469,6 +469,13 @@ func (v *Vault) Suppress(ctx context.Context, returnPath, reason string) (string
 	var tenant, list string
 	err = v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id FROM contacts WHERE token = $1`, token).Scan(&tenant, &list)
 	if isNoRows(err) {
+		// A reader's watermark row is suppressed like a contact: its
+		// reader may have moved it to an address that bounces, and a
+		// row that stayed sendable after its bounce would stand out
+		// (watermark.go).
+		err = v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id FROM reader_canaries WHERE token = $1 AND deleted_at IS NULL LIMIT 1`, token).Scan(&tenant, &list)
+	}
+	if isNoRows(err) {
 		return "", notFound("contact") // deleted since it was sent
 	} else if err != nil {
 		return "", fmt.Errorf("suppress: %w", err)

@@ -487,3 +487,51 @@ func TestWatermarkRowsResistImportProbes(t *testing.T) {
 		t.Fatalf("import of a moved row's new address: watermark %q, real %q; want both duplicates", a, b)
 	}
 }
+
+// TestWatermarkRowBounceSuppresses: a tenant admin moves one of its
+// watermark rows and a real row to addresses of its own, its pipeline
+// sends to both, and both bounce: each is suppressed, so the next send
+// refuses both alike (a watermark row that stayed sendable would stand
+// out).
+func TestWatermarkRowBounceSuppresses(t *testing.T) {
+	f := newSendFixture(t)
+	page, err := f.vault.Contacts(f.admin, f.tenant, f.list, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	for _, tk := range storedTokens(t, f.fixture, f.list) {
+		stored[tk] = true
+	}
+	var mark string
+	for _, c := range page.Items {
+		if !stored[c.Token] {
+			mark = c.Token
+		}
+	}
+	if mark == "" {
+		t.Fatal("the admin's page carries no watermark row")
+	}
+	refused := map[string]string{}
+	for i, tk := range []string{mark, f.subscribed.Token} {
+		email, consent := fmt.Sprintf("mine%d@gmail.com", i), custos.ConsentSubscribed
+		if _, err := f.vault.UpdateContact(f.admin, f.tenant, tk, custos.ContactUpdate{Email: &email, Consent: &consent}); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := f.send(f.service, tk)
+		if err != nil || len(ds) != 1 || ds[0].Refused != "" || ds[0].To != email {
+			t.Fatalf("send to the moved row (watermark %v): %+v, %v", tk == mark, ds, err)
+		}
+		if got, err := f.vault.Suppress(context.Background(), ds[0].ReturnPath+"@bounces.example.net", custos.SuppressBounced); err != nil || got != tk {
+			t.Fatalf("bounce of the moved row (watermark %v): %s, %v", tk == mark, got, err)
+		}
+		ds, err = f.send(f.service, tk)
+		if err != nil || len(ds) != 1 {
+			t.Fatal(ds, err)
+		}
+		refused[tk] = ds[0].Refused
+	}
+	if refused[mark] != refused[f.subscribed.Token] || refused[mark] != custos.RefuseBounced {
+		t.Fatalf("send after the bounce: watermark row %q, real row %q; want both bounced", refused[mark], refused[f.subscribed.Token])
+	}
+}
