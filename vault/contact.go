@@ -752,6 +752,20 @@ func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit in
 	if err := rows.Err(); err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list tokens: %w", err))
 	}
+	// The reader's own watermark rows — kept by its pages and exports, or
+	// adopted by its imports — are rows of its view (watermark.go): merged
+	// by token within the limit, as pages merge them. None is minted here:
+	// a page of tokens carries no address to trace.
+	marks, err := v.ownMarksAfter(ctx, l, tenant, list, after)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if len(marks) > 0 {
+		for _, c := range marks {
+			page.Items = append(page.Items, custos.TokenEntry{Token: c.Token, Consent: c.Consent, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt})
+		}
+		slices.SortFunc(page.Items, func(a, b custos.TokenEntry) int { return strings.Compare(a.Token, b.Token) })
+	}
 	if len(page.Items) > limit {
 		page.Items = page.Items[:limit]
 		page.Next = page.Items[limit-1].Token

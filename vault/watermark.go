@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/custos-dev/custos"
@@ -249,3 +250,21 @@ func (e scanExtra) Scan(dest ...any) error { return e.r.Scan(append(dest, e.extr
 const insertExportCanary = `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
 	SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM canaries WHERE addr_tag = $1)
 	ON CONFLICT (addr_tag) DO NOTHING`
+
+// ownMarksAfter returns the live watermark rows of list kept for l's
+// reader whose tokens sort after after, in token order.
+func (v *Vault) ownMarksAfter(ctx context.Context, l audit.Leaf, tenant, list, after string) ([]*custos.Contact, error) {
+	rtag, err := v.viewTag(ctx, l, list)
+	if err != nil {
+		return nil, err
+	}
+	k, err := v.listKeys(ctx, tenant, list)
+	if err != nil {
+		return nil, err
+	}
+	kept, _, err := v.readerCanaries(ctx, k, rtag)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(kept, func(c *custos.Contact) bool { return c.Token <= after }), nil
+}

@@ -535,3 +535,46 @@ func TestWatermarkRowBounceSuppresses(t *testing.T) {
 		t.Fatalf("send after the bounce: watermark row %q, real row %q; want both bounced", refused[mark], refused[f.subscribed.Token])
 	}
 }
+
+// TestWatermarkRowsInTokenPages: a reader that lists a list's tokens
+// (non-personal fields only) after exporting it finds every token of its
+// export, watermark rows included, page by page within the limit; a token
+// missing from the listing would single its row out.
+func TestWatermarkRowsInTokenPages(t *testing.T) {
+	p := newProbeList(t)
+	got := map[string]custos.TokenEntry{}
+	for after := ""; ; {
+		pg, err := p.f.vault.Tokens(p.admin, p.tenant, p.list, after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pg.Items) > 7 {
+			t.Fatalf("a token page of %d, limit 7", len(pg.Items))
+		}
+		for _, e := range pg.Items {
+			got[e.Token] = e
+		}
+		if after = pg.Next; after == "" {
+			break
+		}
+	}
+	if !slices.Equal(slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(p.rows))) {
+		t.Fatalf("token pages hold %d tokens, the export %d rows", len(got), len(p.rows))
+	}
+	for tk, c := range p.rows {
+		if e := got[tk]; e.Consent != c.Consent || !e.CreatedAt.Equal(c.CreatedAt) {
+			t.Fatalf("token entry %+v differs from its exported row (watermark %v)", e, !p.stored[tk])
+		}
+	}
+	// Another admin's token pages hold none of them.
+	other, _ := p.f.principal(t, custos.KindTenantAdmin, p.tenant, "olga")
+	pg, err := p.f.vault.Tokens(other, p.tenant, p.list, "", vault.MaxPageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range pg.Items {
+		if slices.Contains(p.marks, e.Token) {
+			t.Fatalf("another admin's token page lists the first's watermark row %s", e.Token)
+		}
+	}
+}
