@@ -360,6 +360,9 @@ func TestWatermarkRowsResistProbes(t *testing.T) {
 	if b, _ := json.Marshal(leaves(t, f)); strings.Contains(string(b), "@") {
 		t.Fatal("a leaf holds an address")
 	}
+	// The log and the rows still agree (verify --data): the delete leaf
+	// naming a watermark token is no finding.
+	wantClean(t, f.verifyData(t))
 }
 
 // TestWatermarkTombstoneFailsClosed: a tombstone altered in the database
@@ -486,6 +489,7 @@ func TestWatermarkRowsResistImportProbes(t *testing.T) {
 	if a != b || !strings.HasPrefix(b, "imported 0, failed 1") {
 		t.Fatalf("import of a moved row's new address: watermark %q, real %q; want both duplicates", a, b)
 	}
+	wantClean(t, f.verifyData(t))
 }
 
 // TestWatermarkRowBounceSuppresses: a tenant admin moves one of its
