@@ -443,8 +443,10 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 }
 
 // pageMarks returns the reader's watermark rows for list, sorted by token:
-// those kept for it, topped up with fresh ones (returned as keep, to be
-// kept with the page's leaf) if it has fewer than the list's canaries.
+// the live ones kept for it (its updates applied, those it deleted left
+// out, those its imports adopted in), topped up with fresh ones (returned
+// as keep, to be kept with the page's leaf) while fewer than the list's
+// canaries were ever minted for it (watermark.go).
 func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, tenant, list string) (marks, keep []*custos.Contact, rtag string, err error) {
 	if err := v.readyCanaries(ctx); err != nil {
 		return nil, nil, "", err

@@ -139,7 +139,10 @@ func (v *Vault) DeleteList(ctx context.Context, tenant, id string) (*custos.Rece
 // DeleteContact deletes a contact (a data subject's erasure) and its
 // suppression, and returns the deletion's receipt. Its row and blind
 // index are removed; backups hold its ciphertext under the tenant's live
-// keyset (docs/deletion.md).
+// keyset (docs/deletion.md). A token of the caller's own watermark row
+// (watermark.go) is deleted from the caller's view alike: its values are
+// erased, a tombstone keeps it from being minted again, and the receipt
+// is the same — true of that row, which no one else's view holds.
 func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) (*custos.Receipt, error) {
 	l, s, err := v.authorizeContact(ctx, custos.ActionContactDelete, tenant, token)
 	if err != nil {

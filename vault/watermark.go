@@ -33,10 +33,15 @@ import (
 //     nor mints one in its place, and a read of the token answers gone;
 //   - a lookup of its address finds it, by its blind index;
 //   - a create, an update of another row or an import holding its
-//     address meets it as a duplicate.
+//     address meets it as a duplicate;
+//   - a page of tokens lists it; a bounce suppresses it.
 //
-// Another reader's paths never meet them: lookups, creates, updates and
-// imports of other readers see only the list and their own rows.
+// An import no longer skips rows on canaries' addresses (which told the
+// importer, by line and count, which rows of its file were canaries):
+// one the list does not hold becomes the importer's own watermark row
+// ([adoptMark]). Another reader's paths never meet a reader's rows:
+// lookups, creates, updates, deletes, imports and token pages of other
+// readers see only the list and their own rows.
 
 // readerCanaryColumns are the columns [scanReaderCanary] reads.
 const readerCanaryColumns = `token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac, COALESCE(updated_at, created_at), reader_tag, deleted_at`
