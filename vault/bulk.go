@@ -56,8 +56,8 @@ type batch struct {
 	lines     []int // line of each row
 	errs      []ingest.RowError
 	firstLine int
-	lastLine  int // last input line consumed, including refused rows
-	skipped   int // watermark rows left out (none since 0055: adopted instead)
+	lastLine  int    // last input line consumed, including refused rows
+	skipped   int    // watermark rows left out (none since 0055: adopted instead)
 	rtag      string // the importer's reader tag: rows on canaries' addresses become its (adoptMark)
 	donors    donorSample
 	fatal     error
