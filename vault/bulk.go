@@ -57,7 +57,6 @@ type batch struct {
 	errs      []ingest.RowError
 	firstLine int
 	lastLine  int    // last input line consumed, including refused rows
-	skipped   int    // watermark rows left out (none since 0055: adopted instead)
 	rtag      string // the importer's reader tag: rows on canaries' addresses become its (adoptMark)
 	donors    donorSample
 	fatal     error
@@ -127,7 +126,6 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 				addError(res, e, opts.MaxErrors)
 			}
 		}
-		res.SkippedWatermarks += b.skipped
 		res.CommittedThroughLine = b.lastLine
 		if b.fatal != nil {
 			abortImport(res, b.fatal)
@@ -188,7 +186,7 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list,
 		}
 		row, err := rows.Next()
 		if err == io.EOF {
-			if len(b.rows) > 0 || len(b.errs) > 0 || b.skipped > 0 {
+			if len(b.rows) > 0 || len(b.errs) > 0 {
 				send()
 			}
 			return
