@@ -273,3 +273,56 @@ func (v *Vault) ownMarksAfter(ctx context.Context, l audit.Leaf, tenant, list, a
 	}
 	return slices.DeleteFunc(kept, func(c *custos.Contact) bool { return c.Token <= after }), nil
 }
+
+// resealMarks seals the watermark rows of list kept for its readers
+// again under k's primary keys, and MACs its tombstones again, in tx: the
+// rewrap re-seals contacts only, and retiring the old index key (the
+// caller, in tx) would otherwise leave every kept row failing its MAC —
+// each reader's next export or page refused. A row that checks under none
+// of k's keys is left as it is (it refuses, as before) and reported.
+func (v *Vault) resealMarks(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, list string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT `+readerCanaryColumns+` FROM reader_canaries WHERE list_id = $1`, list)
+	if err != nil {
+		return fmt.Errorf("reseal reader canaries: %w", err)
+	}
+	var ss []*sealed
+	for rows.Next() {
+		s, err := scanReaderCanary(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		ss = append(ss, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reseal reader canaries: %w", err)
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	for _, s := range ss {
+		if s.deleted.Valid {
+			if !tombstoneOK(k, s) {
+				v.rowIntegrity("reader_canaries", s.token)
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE reader_canaries SET mac = $1 WHERE reader_tag = $2 AND token = $3`,
+				encodeMAC(k.RowMAC(tombstoneMessage(s))), s.reader, s.token); err != nil {
+				return fmt.Errorf("reseal reader canaries: %w", err)
+			}
+			continue
+		}
+		if !contactOK(k, s) {
+			v.rowIntegrity("reader_canaries", s.token)
+			continue
+		}
+		ns, err := reseal(k, s)
+		if err != nil {
+			return fmt.Errorf("reseal reader canary %s: %w", s.token, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE reader_canaries SET blind = $1, email = $2, attrs = $3, mac = $4 WHERE reader_tag = $5 AND token = $6`,
+			b64(ns.blind), b64(ns.email), b64(ns.attrs), ns.mac.String, s.reader, s.token); err != nil {
+			return fmt.Errorf("reseal reader canaries: %w", err)
+		}
+	}
+	return nil
+}

@@ -582,3 +582,59 @@ func TestWatermarkRowsInTokenPages(t *testing.T) {
 		}
 	}
 }
+
+// TestWatermarkRowsSurviveRewrap: a tenant admin exports a list, updates
+// one of its watermark rows and deletes another; the tenant's data keys
+// are rotated and every row rewrapped, the old index key destroyed. The
+// admin's next export goes through (its kept rows and tombstone were
+// sealed again, not left failing their MACs under a destroyed key) and is
+// its last one: the update kept, the deleted row neither back nor
+// replaced; a lookup of the updated row's address still finds it.
+func TestWatermarkRowsSurviveRewrap(t *testing.T) {
+	f, _, admin, tenant, lists, _ := rotationFixture(t, 12)
+	list := lists[0]
+	rows := p2export(t, f, admin, tenant, list)
+	stored := map[string]bool{}
+	for _, tk := range storedTokens(t, f, list) {
+		stored[tk] = true
+	}
+	var marks []string
+	for tk := range rows {
+		if !stored[tk] {
+			marks = append(marks, tk)
+		}
+	}
+	slices.Sort(marks)
+	if len(marks) != vault.DefaultCanaries {
+		t.Fatalf("%d watermark rows, want %d", len(marks), vault.DefaultCanaries)
+	}
+	email := "kept.after.rewrap@gmail.com"
+	if _, err := f.vault.UpdateContact(admin, tenant, marks[0], custos.ContactUpdate{Email: &email}); err != nil {
+		t.Fatal(err)
+	}
+	rows[marks[0]].Email = email
+	if _, err := f.vault.DeleteContact(admin, tenant, marks[1]); err != nil {
+		t.Fatal(err)
+	}
+	delete(rows, marks[1])
+
+	if _, err := f.vault.RotateDataKeys(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.vault.StartRewrap(admin, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.vault.Rewrap(context.Background(), tenant, 0); err != nil || !res.Finished {
+		t.Fatalf("rewrap: %+v, %v", res, err)
+	}
+	after := map[string]*custos.Contact{}
+	if err := f.vault.Export(admin, tenant, list, "ndjson", func(c *custos.Contact) error { after[c.Token] = c; return nil }); err != nil {
+		t.Fatalf("the admin's export after the rewrap: %v", err)
+	}
+	if !maps.EqualFunc(after, rows, func(a, b *custos.Contact) bool { return a.Email == b.Email }) {
+		t.Fatalf("the admin's export after the rewrap: %d rows, want its last %d", len(after), len(rows))
+	}
+	if c, err := f.vault.Lookup(admin, tenant, list, email); err != nil || c.Token != marks[0] {
+		t.Fatalf("lookup of the updated watermark row after the rewrap: %v, %v", c, err)
+	}
+}
