@@ -56,8 +56,9 @@ type batch struct {
 	lines     []int // line of each row
 	errs      []ingest.RowError
 	firstLine int
-	lastLine  int    // last input line consumed, including refused rows
-	rtag      string // the importer's reader tag: rows on canaries' addresses become its (adoptMark)
+	lastLine  int            // last input line consumed, including refused rows
+	rtag      string         // the importer's reader tag: rows on canaries' addresses become its (adoptMark)
+	keys      *keys.DataKeys // the list's keys
 	donors    donorSample
 	fatal     error
 }
@@ -95,7 +96,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	own, err := v.ownMarkBlinds(ctx, rtag)
+	own, err := v.ownMarkBlinds(ctx, k, rtag)
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
@@ -170,11 +171,11 @@ func abortImport(r *custos.ImportResult, err error) {
 // marked adopt: it becomes the importer's watermark row (adoptMark).
 func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list, rtag string, own map[string]bool, rows RowReader, size int, out chan<- *batch) {
 	now := ms(v.now())
-	b := &batch{rtag: rtag}
+	b := &batch{rtag: rtag, keys: k}
 	send := func() bool {
 		select {
 		case out <- b:
-			b = &batch{rtag: rtag}
+			b = &batch{rtag: rtag, keys: k}
 			return true
 		case <-ctx.Done():
 			return false
@@ -354,7 +355,7 @@ func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start
 			continue
 		}
 		if s.adopt {
-			if ok, err := adoptMark(ctx, tx, b.rtag, s); err != nil {
+			if ok, err := v.adoptMark(ctx, tx, b.keys, b.rtag, s); err != nil {
 				return end, err
 			} else if ok {
 				*inserted++
@@ -409,7 +410,7 @@ func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, sta
 				case s.present:
 					pre[i] = 1
 				case s.adopt:
-					ok, err := adoptMark(ctx, tx, b.rtag, s)
+					ok, err := v.adoptMark(ctx, tx, b.keys, b.rtag, s)
 					if err != nil {
 						return end, err
 					}

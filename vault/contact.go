@@ -172,7 +172,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	}
 	blinds := append([][]byte{s.blind}, s.oldBlinds...)
 	apply := func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		m, err := ownMarkByAddress(ctx, tx, rtag, blinds, "")
+		m, err := v.ownMarkByAddress(ctx, tx, k, rtag, blinds, "")
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
 		}
@@ -215,7 +215,7 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 			return v.deny(ctx, l, fmt.Errorf("find existing contact: %w", err))
 		} else if tok != "" {
 			g.due = nil
-		} else if m, err := ownMarkByAddress(ctx, v.read, rtag, blinds, ""); err != nil {
+		} else if m, err := v.ownMarkByAddress(ctx, v.read, k, rtag, blinds, ""); err != nil {
 			return v.deny(ctx, l, fmt.Errorf("find existing contact: %w", err))
 		} else if m != nil {
 			g.due = nil
@@ -592,7 +592,7 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 	}
 	blinds := append([][]byte{ns.blind}, ns.oldBlinds...)
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		if m, err := ownMarkByAddress(ctx, tx, rtag, blinds, token); err != nil {
+		if m, err := v.ownMarkByAddress(ctx, tx, k, rtag, blinds, token); err != nil {
 			return fmt.Errorf("update contact: %w", err)
 		} else if m != nil {
 			return errDuplicate
@@ -680,7 +680,7 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 		// another reader's is not.
 		var rtag string
 		if rtag, err = v.viewTag(ctx, l, list); err == nil {
-			if s, err = ownMarkByAddress(ctx, v.read, rtag, blinds, ""); err == nil && s == nil {
+			if s, err = v.ownMarkByAddress(ctx, v.read, k, rtag, blinds, ""); err == nil && s == nil {
 				err = notFound("contact")
 			}
 		}

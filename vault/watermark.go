@@ -131,8 +131,10 @@ func (v *Vault) ownMark(ctx context.Context, l audit.Leaf, tenant, token string)
 
 // ownMarkByAddress returns the live watermark row kept under rtag whose
 // address has one of blinds as its blind index (during a re-index an
-// address has several), other than the row except; nil if none.
-func ownMarkByAddress(ctx context.Context, q rowQuerier, rtag string, blinds [][]byte, except string) (*sealed, error) {
+// address has several), other than the row except; nil if none. A row
+// whose MAC fails under k, the list's keys, fails the request (fail
+// closed): a row written by hand must not make an address taken.
+func (v *Vault) ownMarkByAddress(ctx context.Context, q rowQuerier, k *keys.DataKeys, rtag string, blinds [][]byte, except string) (*sealed, error) {
 	args := []any{rtag, except}
 	ps := make([]string, len(blinds))
 	for i, b := range blinds {
@@ -143,21 +145,42 @@ func ownMarkByAddress(ctx context.Context, q rowQuerier, rtag string, blinds [][
 		WHERE reader_tag = $1 AND token <> $2 AND deleted_at IS NULL AND blind IN (`+strings.Join(ps, ", ")+`) LIMIT 1`, args...))
 	if isNoRows(err) {
 		return nil, nil
+	} else if err != nil {
+		return nil, err
 	}
-	return s, err
+	if _, err := v.checkContact(ctx, k, s); err != nil {
+		return nil, fmt.Errorf("watermark row %s: %w", s.token, errForged)
+	}
+	return s, nil
 }
 
 // ownMarkBlinds returns the blind indexes (base64, as stored) of the live
 // watermark rows kept under rtag: an import meets their addresses as
-// already in the list.
-func (v *Vault) ownMarkBlinds(ctx context.Context, rtag string) (map[string]bool, error) {
-	ids, err := queryIDs(ctx, v.read, `SELECT blind FROM reader_canaries WHERE reader_tag = $1 AND deleted_at IS NULL`, rtag)
+// already in the list. A row whose MAC fails under k fails the import.
+func (v *Vault) ownMarkBlinds(ctx context.Context, k *keys.DataKeys, rtag string) (map[string]bool, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT `+readerCanaryColumns+` FROM reader_canaries WHERE reader_tag = $1 AND deleted_at IS NULL`, rtag)
 	if err != nil {
 		return nil, fmt.Errorf("reader canaries: %w", err)
 	}
-	out := make(map[string]bool, len(ids))
-	for _, b := range ids {
-		out[b] = true
+	var ss []*sealed
+	for rows.Next() {
+		s, err := scanReaderCanary(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ss = append(ss, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reader canaries: %w", err)
+	}
+	out := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		if _, err := v.checkContact(ctx, k, s); err != nil {
+			return nil, fmt.Errorf("watermark row %s: %w", s.token, errForged)
+		}
+		out[base64.StdEncoding.EncodeToString(s.blind)] = true
 	}
 	return out, nil
 }
@@ -221,9 +244,9 @@ func buryMark(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, s *sealed, now 
 // was first minted for, and it does not count towards the watermark rows
 // minted for the importer (adopted), so a file re-imported into a new list
 // still gets the importer's own.
-func adoptMark(ctx context.Context, tx *sql.Tx, rtag string, s *sealed) (bool, error) {
+func (v *Vault) adoptMark(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, rtag string, s *sealed) (bool, error) {
 	blinds := append([][]byte{s.blind}, s.oldBlinds...)
-	if m, err := ownMarkByAddress(ctx, tx, rtag, blinds, ""); err != nil || m != nil {
+	if m, err := v.ownMarkByAddress(ctx, tx, k, rtag, blinds, ""); err != nil || m != nil {
 		return false, err
 	}
 	if tok, err := tokenByIndexes(ctx, tx, s.list, "", blinds); err != nil || tok != "" {

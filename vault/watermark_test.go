@@ -638,3 +638,32 @@ func TestWatermarkRowsSurviveRewrap(t *testing.T) {
 		t.Fatalf("lookup of the updated watermark row after the rewrap: %v, %v", c, err)
 	}
 }
+
+// TestWatermarkRowForgedRefuses: a kept watermark row altered in the
+// database (its consent set by hand, so its MAC fails) is no row of the
+// reader's view: a lookup, an update by token, a create and an import of
+// its address are refused, not answered from it.
+func TestWatermarkRowForgedRefuses(t *testing.T) {
+	p := newProbeList(t)
+	f, admin, tenant, list := p.f, p.admin, p.tenant, p.list
+	mark := p.rows[p.marks[0]]
+	consent := "unsubscribed"
+	if mark.Consent == custos.ConsentUnsubscribed {
+		consent = "subscribed"
+	}
+	if _, err := f.db.Write.Exec(`UPDATE reader_canaries SET consent = $1 WHERE token = $2`, consent, mark.Token); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.vault.Lookup(admin, tenant, list, mark.Email); err == nil {
+		t.Fatalf("lookup answered from a forged watermark row: %+v", c)
+	}
+	if c, err := f.vault.UpdateContact(admin, tenant, mark.Token, custos.ContactUpdate{Consent: new(custos.ConsentUnknown)}); err == nil {
+		t.Fatalf("update of a forged watermark row went through: %+v", c)
+	}
+	if err := f.vault.CreateContact(admin, &custos.Contact{TenantID: tenant, ListID: list, Email: mark.Email}); err == nil || custos.ErrorCode(err) == custos.ECONFLICT {
+		t.Fatalf("create of a forged watermark row's address: %v, want refused, not answered from the row", err)
+	}
+	if res, err := f.vault.Import(admin, tenant, list, ingest.NewNDJSON(strings.NewReader(`{"email":"`+mark.Email+`"}`+"\n")), vault.ImportOptions{}); err == nil {
+		t.Fatalf("import with a forged watermark row kept: %+v", res)
+	}
+}
