@@ -240,15 +240,15 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list,
 				send()
 				return
 			}
-			if tok == "" {
-				s.adopt = true
-				b.rows = append(b.rows, s)
-				b.lines = append(b.lines, row.Line)
-				if len(b.rows) >= size && !send() {
-					return
-				}
-				continue
+			// Either way no canary's shape is offered to the list's next
+			// canaries.
+			s.adopt = tok == ""
+			b.rows = append(b.rows, s)
+			b.lines = append(b.lines, row.Line)
+			if len(b.rows) >= size && !send() {
+				return
 			}
+			continue
 		}
 		b.donors.offer(c.Email, c.Attributes, c.Consent)
 		b.rows = append(b.rows, s)
