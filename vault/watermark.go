@@ -39,7 +39,7 @@ import (
 // An import no longer skips rows on canaries' addresses (which told the
 // importer, by line and count, which rows of its file were canaries):
 // one the list does not hold becomes the importer's own watermark row
-// ([adoptMark]). Another reader's paths never meet a reader's rows:
+// ([Vault.adoptMark]). Another reader's paths never meet a reader's rows:
 // lookups, creates, updates, deletes, imports and token pages of other
 // readers see only the list and their own rows.
 
