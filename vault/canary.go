@@ -494,11 +494,21 @@ func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCre
 		return nil, err
 	}
 	for range n {
-		c := v.canaryLike(donors)
-		if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, c.Email)); err != nil {
-			return nil, err
-		} else if taken {
-			continue
+		// An address drawn before (a list canary of a list whose rows all
+		// share one first name draws from 10,000 local parts) is drawn
+		// again: a slot left empty here would be minted by the reader's
+		// next export or page, and a diff of the two would name it.
+		var c *custos.Contact
+		for try := 0; c == nil; try++ {
+			if try == 16 {
+				return nil, fmt.Errorf("export canaries: no free address drawn")
+			}
+			c = v.canaryLike(donors)
+			if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, c.Email)); err != nil {
+				return nil, err
+			} else if taken {
+				c = nil
+			}
 		}
 		if len(reserved) > 0 {
 			r := reserved[0]
