@@ -293,6 +293,11 @@ func TestWatermarkRowsResistProbes(t *testing.T) {
 			}
 		}
 	}
+	// The deleted watermark row's address left in the file: it still
+	// traces to the admin.
+	if tr, err := f.vault.Trace(sec, updated[p.marks[1]].Email); err != nil || tr.Kind != custos.TraceExport || tr.Principal != adminID {
+		t.Fatalf("trace of a deleted watermark row's address: %+v, %v; want the admin", tr, err)
+	}
 	answers = map[string]string{}
 	for _, tk := range deleted {
 		r, err := f.vault.CheckRecipient(admin, tenant, "", tk, false)
