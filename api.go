@@ -91,9 +91,13 @@ type ImportResult struct {
 	// it nothing about membership.
 	Imported int `json:"imported"`
 	Failed   int `json:"failed"` // rows refused (invalid, or duplicate for a key that can read)
-	// SkippedWatermarks counts rows that were this server's own canaries
-	// (a list's or an export's watermark), left out so that an export
-	// imported back holds only real contacts.
+	// SkippedWatermarks is always 0 since migration 0055. It counted rows
+	// on this server's canary addresses, left out so that an export
+	// imported back held only real contacts; that told the importer which
+	// rows of its file were canaries. Such rows are now kept for the
+	// importer alone, as its own watermark rows, and counted in Imported
+	// (docs/detection.md, "Active probes by the reader"). Kept for clients
+	// that read it.
 	SkippedWatermarks    int        `json:"skipped_watermarks"`
 	Errors               []RowError `json:"errors"`
 	Batches              int        `json:"batches"`

@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -57,8 +56,9 @@ type batch struct {
 	lines     []int // line of each row
 	errs      []ingest.RowError
 	firstLine int
-	lastLine  int // last input line consumed, including refused rows
-	skipped   int // watermark rows left out
+	lastLine  int            // last input line consumed, including refused rows
+	rtag      string         // the importer's reader tag: rows on canaries' addresses become its (adoptMark)
+	keys      *keys.DataKeys // the list's keys
 	donors    donorSample
 	fatal     error
 }
@@ -90,13 +90,23 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		return nil, v.deny(ctx, l, err)
 	}
 	sees := seesMembership(ctx, tenant)
+	// The importer's own watermark rows are rows of its view: a row of the
+	// input with one's address is already in the list (watermark.go).
+	rtag, err := v.viewTag(ctx, l, list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	own, err := v.ownMarkBlinds(ctx, k, rtag)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan *batch, 1)
 	go func() {
 		defer close(batches)
-		v.sealBatches(ctx, k, tenant, list, rows, opts.BatchSize, batches)
+		v.sealBatches(ctx, k, tenant, list, rtag, own, rows, opts.BatchSize, batches)
 	}()
 
 	res := &custos.ImportResult{Errors: []ingest.RowError{}}
@@ -117,7 +127,6 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 				addError(res, e, opts.MaxErrors)
 			}
 		}
-		res.SkippedWatermarks += b.skipped
 		res.CommittedThroughLine = b.lastLine
 		if b.fatal != nil {
 			abortImport(res, b.fatal)
@@ -134,7 +143,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		// Nothing committed (every row refused, an empty body, or a body
 		// that failed before its first row): the request still reached the
 		// tenant's data, so it still leaves its one leaf.
-		l.Detail = fmt.Sprintf("lines 1-%d, %d refused, %d watermark rows skipped", res.CommittedThroughLine, res.Failed, res.SkippedWatermarks)
+		l.Detail = fmt.Sprintf("lines 1-%d, %d refused", res.CommittedThroughLine, res.Failed)
 		var err error
 		if res.Aborted {
 			err = v.deny(ctx, l, custos.Errorf(res.AbortCode, "import stopped before any row was committed"))
@@ -155,14 +164,18 @@ func abortImport(r *custos.ImportResult, err error) {
 	r.AbortReason = custos.ErrorMessage(err)
 }
 
-// sealBatches reads, validates and encrypts rows into batches.
-func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list string, rows RowReader, size int, out chan<- *batch) {
+// sealBatches reads, validates and encrypts rows into batches. A row
+// whose address is one of own (the blind indexes of the importer's
+// watermark rows, kept under rtag) is marked present: a duplicate, like a
+// stored row's. A row on a canary's address the list does not hold is
+// marked adopt: it becomes the importer's watermark row (adoptMark).
+func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list, rtag string, own map[string]bool, rows RowReader, size int, out chan<- *batch) {
 	now := ms(v.now())
-	b := &batch{}
+	b := &batch{rtag: rtag, keys: k}
 	send := func() bool {
 		select {
 		case out <- b:
-			b = &batch{}
+			b = &batch{rtag: rtag, keys: k}
 			return true
 		case <-ctx.Done():
 			return false
@@ -174,7 +187,7 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list 
 		}
 		row, err := rows.Next()
 		if err == io.EOF {
-			if len(b.rows) > 0 || len(b.errs) > 0 || b.skipped > 0 {
+			if len(b.rows) > 0 || len(b.errs) > 0 {
 				send()
 			}
 			return
@@ -201,16 +214,42 @@ func (v *Vault) sealBatches(ctx context.Context, k *keys.DataKeys, tenant, list 
 			b.errs = append(b.errs, ingest.RowError{Line: row.Line, Code: custos.ErrorCode(err), Message: custos.ErrorMessage(err)})
 			continue
 		}
+		s.created, s.updated = now, now
+		if hasBlind(own, s) {
+			s.present = true
+			b.rows = append(b.rows, s)
+			b.lines = append(b.lines, row.Line)
+			if len(b.rows) >= size && !send() {
+				return
+			}
+			continue
+		}
 		if wm, err := v.isWatermark(ctx, c.Email); err != nil {
 			b.fatal = err
 			send()
 			return
 		} else if wm {
-			b.skipped++
-			b.lastLine = max(b.lastLine, row.Line)
+			// A canary's address. One already in the list (one of its
+			// own) is a duplicate like any stored row; another is added
+			// for the importer alone, as its own watermark row: skipped,
+			// as before 0055, either would be told from a real row by its
+			// line and the count (watermark.go).
+			tok, err := tokenByIndexes(ctx, v.read, list, "", append([][]byte{s.blind}, s.oldBlinds...))
+			if err != nil {
+				b.fatal = fmt.Errorf("import: %w", err)
+				send()
+				return
+			}
+			// Either way no canary's shape is offered to the list's next
+			// canaries.
+			s.adopt = tok == ""
+			b.rows = append(b.rows, s)
+			b.lines = append(b.lines, row.Line)
+			if len(b.rows) >= size && !send() {
+				return
+			}
 			continue
 		}
-		s.created, s.updated = now, now
 		b.donors.offer(c.Email, c.Attributes, c.Consent)
 		b.rows = append(b.rows, s)
 		b.lines = append(b.lines, row.Line)
@@ -295,7 +334,7 @@ func (v *Vault) yield(t0 time.Time) bool {
 
 // insertChunkRows inserts b.rows from start on (SQLite) until they are
 // all in or the chunk yields, and returns where it stopped.
-func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted, adopted *int, dups *[]ingest.RowError) (int, error) {
 	// One prepared single-row insert per row: a statement that writes
 	// several rows and may abort on a constraint makes SQLite keep a
 	// statement journal, a copy of every page it touches, which cost a
@@ -311,6 +350,21 @@ func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start
 			break // the rest goes into the next commit
 		}
 		s := b.rows[end]
+		if s.present {
+			*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			continue
+		}
+		if s.adopt {
+			if ok, err := v.adoptMark(ctx, tx, b.keys, b.rtag, s); err != nil {
+				return end, err
+			} else if ok {
+				*inserted++
+				*adopted++
+			} else {
+				*dups = append(*dups, ingest.RowError{Line: b.lines[end], Code: custos.ECONFLICT, Message: "duplicate address in the list"})
+			}
+			continue
+		}
 		if dup, err := oldDuplicate(ctx, tx, s); err != nil {
 			return end, err
 		} else if dup {
@@ -334,7 +388,7 @@ func (v *Vault) insertChunkRows(ctx context.Context, tx *sql.Tx, b *batch, start
 
 // insertChunkArrays is insertChunkRows for PostgreSQL, where a round trip
 // per row was most of an import's time: rows go pgChunk at a time.
-func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted *int, dups *[]ingest.RowError) (int, error) {
+func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, start int, t0 time.Time, inserted, adopted *int, dups *[]ingest.RowError) (int, error) {
 	end := start
 	for end < len(b.rows) {
 		if end > start && v.yield(t0) {
@@ -344,17 +398,37 @@ func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, sta
 		chunk := b.rows[end : end+n]
 		var err error
 		// During a re-index (rotate.go) an address may be in the list under
-		// the old index key: those rows are duplicates, not inserted.
-		var old []bool
-		if len(chunk[0].oldBlinds) > 0 {
-			old = make([]bool, n)
+		// the old index key: those rows are duplicates, not inserted; so
+		// are the rows present as the importer's watermark rows. Rows on a
+		// canary's address become the importer's (adoptMark).
+		var pre []int8 // per row: 0 insert, 1 duplicate, 2 adopted
+		if len(chunk[0].oldBlinds) > 0 || slices.ContainsFunc(chunk, func(s *sealed) bool { return s.present || s.adopt }) {
+			pre = make([]int8, n)
 			var keep []*sealed
 			for i, s := range chunk {
-				if old[i], err = oldDuplicate(ctx, tx, s); err != nil {
-					return end, err
-				}
-				if !old[i] {
-					keep = append(keep, s)
+				switch {
+				case s.present:
+					pre[i] = 1
+				case s.adopt:
+					ok, err := v.adoptMark(ctx, tx, b.keys, b.rtag, s)
+					if err != nil {
+						return end, err
+					}
+					pre[i] = 1
+					if ok {
+						pre[i] = 2
+						*adopted++
+					}
+				default:
+					dup, err := oldDuplicate(ctx, tx, s)
+					if err != nil {
+						return end, err
+					}
+					if dup {
+						pre[i] = 1
+					} else {
+						keep = append(keep, s)
+					}
 				}
 			}
 			chunk = keep
@@ -366,11 +440,14 @@ func (v *Vault) insertChunkArrays(ctx context.Context, tx *sql.Tx, b *batch, sta
 				return end, fmt.Errorf("insert contacts: %w", err)
 			}
 		}
-		if old != nil {
+		if pre != nil {
 			all, j := make([]bool, n), 0
 			for i := range all {
-				if !old[i] {
+				switch pre[i] {
+				case 0:
 					all[i], j = ins[j], j+1
+				case 2:
+					all[i] = true
 				}
 			}
 			ins = all
@@ -401,18 +478,19 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 		var dups []ingest.RowError
 		inserted, end, hi := 0, start, 0
 		err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+			adopted := 0
 			dups, inserted, end = dups[:0], 0, start
 			t0 := time.Now()
 			var err error
 			if v.placeholders == sqlq.Dollar {
-				end, err = v.insertChunkArrays(ctx, tx, b, start, t0, &inserted, &dups)
+				end, err = v.insertChunkArrays(ctx, tx, b, start, t0, &inserted, &adopted, &dups)
 			} else {
-				end, err = v.insertChunkRows(ctx, tx, b, start, t0, &inserted, &dups)
+				end, err = v.insertChunkRows(ctx, tx, b, start, t0, &inserted, &adopted, &dups)
 			}
 			if err != nil {
 				return err
 			}
-			lo, skipped := b.firstLine, 0
+			lo := b.firstLine
 			if start > 0 {
 				lo = b.lines[start]
 			} else if len(b.errs) > 0 && b.errs[0].Line < lo {
@@ -421,8 +499,6 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 			hi = b.lastLine
 			if end < len(b.rows) {
 				hi = b.lines[end-1]
-			} else {
-				skipped = b.skipped // watermark rows carry no line: the batch's last chunk says how many
 			}
 			refused := 0
 			for _, e := range b.errs[ei:] {
@@ -431,9 +507,12 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 				}
 				refused++
 			}
+			// Rows on canaries' addresses the importer now holds count as
+			// added, like the rows they hide among (watermark.go): the
+			// importer reads this leaf.
 			leaf.Count = inserted
-			leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list, %d watermark rows skipped", lo, hi, refused, len(dups), skipped)
-			if inserted == 0 {
+			leaf.Detail = fmt.Sprintf("lines %d-%d, %d refused, %d already in the list", lo, hi, refused, len(dups))
+			if inserted == adopted {
 				return nil
 			}
 			if err := v.retireProvisionalCanaries(ctx, tx, b.rows[0].list, b.rows[0].created); err != nil {
@@ -515,41 +594,46 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		return v.deny(ctx, l, fmt.Errorf("export snapshot: %w", err))
 	}
 	defer snap.Rollback()
-	stored, marks, err := v.countExport(ctx, snap, list)
-	if err != nil {
-		return v.deny(ctx, l, err)
+	var stored int
+	if err := snap.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&stored); err != nil {
+		return v.deny(ctx, l, fmt.Errorf("count contacts: %w", err))
 	}
 	// Every export carries watermark rows of its reader, recorded with
 	// the export's leaf: an address from a leaked file names the export
 	// that first carried it and its reader. The same reader's next export
 	// carries the same rows, so two of its exports differ only by the list.
+	// Rows the reader deleted stay deleted: they count among its rows, so
+	// none is minted in their place; rows its imports adopted do not count
+	// (watermark.go).
 	var fresh, kept, more []*custos.Contact
 	var rtag string
 	if v.canaries > 0 {
 		rtag = readerTag(v.canaryKey, list, l)
-		if kept, err = v.readerCanaries(ctx, k, rtag); err != nil {
+		var minted int
+		if kept, minted, err = v.readerCanaries(ctx, k, rtag); err != nil {
 			return v.deny(ctx, l, err)
 		}
 		fresh = kept
-		if len(kept) < v.canaries {
+		if n := v.canaries - minted; n > 0 {
 			donors, err := exportDonors(ctx, snap, k, list)
 			if err != nil {
 				return v.deny(ctx, l, err)
 			}
-			more, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries-len(kept), donors)
+			more, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, n, donors)
 			if err != nil {
 				return v.deny(ctx, l, err)
 			}
 			fresh = append(slices.Clone(kept), more...)
 			slices.SortFunc(fresh, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
 		}
-		fresh = fresh[:min(len(fresh), v.canaries)]
 	}
 	r := custos.RequestFromContext(ctx)
-	marks += len(fresh)
 	sent := stored + len(fresh)
 	l.Count = sent
-	l.Detail = fmt.Sprintf("format %s, %d real rows and %d watermark rows", format, sent-marks, marks)
+	// The detail does not say how many rows were watermarks: the reader
+	// reads its own leaves, and a count that fell by one after it deleted
+	// a row would tell it the row was one (watermark.go).
+	l.Detail = fmt.Sprintf("format %s, %d rows", format, sent)
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
 		if err := frozenTx(ctx, tx, tenant); err != nil {
 			leaf.Count, leaf.Detail = 0, "format "+format // refused: nothing left
@@ -561,8 +645,7 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		for _, c := range fresh {
 			// ON CONFLICT: an address drawn twice by racing exports keeps
 			// its first owner (75 million addresses a domain make it rare).
-			if _, err := tx.ExecContext(ctx, `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (addr_tag) DO NOTHING`, addrTag(v.canaryKey, c.Email), tenant, list, l.Actor, l.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
+			if _, err := tx.ExecContext(ctx, insertExportCanary, addrTag(v.canaryKey, c.Email), tenant, list, l.Actor, l.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
 				return fmt.Errorf("record export canaries: %w", err)
 			}
 		}
@@ -622,59 +705,4 @@ func (v *Vault) Export(ctx context.Context, tenant, list, format string, fn Expo
 		}
 		after = page[len(page)-1].token
 	}
-}
-
-// countExport counts, in the export's snapshot, the list's stored rows and
-// how many of them are the list's canaries. Which tokens are canaries is
-// known only by their keyed tags, so when the list has canaries each
-// token is tagged and looked up: a pass over the list's token index, far
-// cheaper than the export's decryption of every row.
-func (v *Vault) countExport(ctx context.Context, snap *sql.Tx, list string) (stored, canaries int, err error) {
-	v.canaryMu.Lock()
-	k := v.canaryKey
-	v.canaryMu.Unlock()
-	tags := map[string]bool{}
-	if k != nil {
-		rows, err := snap.QueryContext(ctx, `SELECT tag FROM canaries WHERE list_tag = $1`, hex.EncodeToString(k.Tag("list/"+list)))
-		if err != nil {
-			return 0, 0, fmt.Errorf("count canaries: %w", err)
-		}
-		for rows.Next() {
-			var t string
-			if err := rows.Scan(&t); err != nil {
-				rows.Close()
-				return 0, 0, fmt.Errorf("count canaries: %w", err)
-			}
-			tags[t] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, 0, fmt.Errorf("count canaries: %w", err)
-		}
-	}
-	if len(tags) == 0 {
-		if err := snap.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE list_id = $1`, list).Scan(&stored); err != nil {
-			return 0, 0, fmt.Errorf("count contacts: %w", err)
-		}
-		return stored, 0, nil
-	}
-	rows, err := snap.QueryContext(ctx, `SELECT token FROM contacts WHERE list_id = $1`, list)
-	if err != nil {
-		return 0, 0, fmt.Errorf("count contacts: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var tok string
-		if err := rows.Scan(&tok); err != nil {
-			return 0, 0, fmt.Errorf("count contacts: %w", err)
-		}
-		stored++
-		if tags[hex.EncodeToString(k.Tag("token/"+tok))] {
-			canaries++
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, 0, fmt.Errorf("count contacts: %w", err)
-	}
-	return stored, canaries, nil
 }

@@ -517,11 +517,21 @@ func (v *Vault) exportCanaries(ctx context.Context, tenant, list string, listCre
 		return nil, err
 	}
 	for range n {
-		c := v.canaryLike(donors)
-		if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, c.Email)); err != nil {
-			return nil, err
-		} else if taken {
-			continue
+		// An address drawn before (a list canary of a list whose rows all
+		// share one first name draws from 10,000 local parts) is drawn
+		// again: a slot left empty here would be minted by the reader's
+		// next export or page, and a diff of the two would name it.
+		var c *custos.Contact
+		for try := 0; c == nil; try++ {
+			if try == 16 {
+				return nil, fmt.Errorf("export canaries: no free address drawn")
+			}
+			c = v.canaryLike(donors)
+			if taken, err := canaryTaken(ctx, v.read, addrTag(v.canaryKey, c.Email)); err != nil {
+				return nil, err
+			} else if taken {
+				c = nil
+			}
 		}
 		if len(reserved) > 0 {
 			r := reserved[0]
@@ -656,38 +666,43 @@ func readerTag(k *keys.SystemPRF, list string, l audit.Leaf) string {
 	return hex.EncodeToString(k.Tag("reader/" + list + "/" + reader))
 }
 
-// readerCanaries returns the watermark rows kept for tag, opened with the
-// list's keys (a row whose MAC fails refuses the export: fail closed).
-func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string) ([]*custos.Contact, error) {
-	rows, err := v.read.QueryContext(ctx, `SELECT token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac
-		FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
+// readerCanaries returns the live watermark rows kept for tag, opened
+// with the list's keys, and how many were minted for the reader, live or
+// deleted (tombstones, watermark.go): those it deleted count among its
+// rows, so none is minted in their place, and rows its imports adopted
+// do not. A row or tombstone whose MAC fails refuses the export or page
+// (fail closed).
+func (v *Vault) readerCanaries(ctx context.Context, k *keys.DataKeys, tag string) ([]*custos.Contact, int, error) {
+	rows, err := v.read.QueryContext(ctx, `SELECT `+readerCanaryColumns+`, COALESCE(adopted, 0) FROM reader_canaries WHERE reader_tag = $1 ORDER BY token`, tag)
 	if err != nil {
-		return nil, fmt.Errorf("reader canaries: %w", err)
+		return nil, 0, fmt.Errorf("reader canaries: %w", err)
 	}
 	defer rows.Close()
 	var out []*custos.Contact
+	minted := 0
 	for rows.Next() {
-		var s sealed
-		var blind, email, attrs, consent string
-		if err := rows.Scan(&s.token, &s.tenant, &s.list, &blind, &email, &attrs, &consent, &s.created, &s.mac); err != nil {
-			return nil, fmt.Errorf("reader canaries: %w", err)
-		}
-		s.consent, s.updated = custos.Consent(consent), s.created
-		for _, f := range []struct {
-			dst *[]byte
-			src string
-		}{{&s.blind, blind}, {&s.email, email}, {&s.attrs, attrs}} {
-			if *f.dst, err = base64.StdEncoding.DecodeString(f.src); err != nil {
-				return nil, fmt.Errorf("reader canary %s: %w", s.token, err)
-			}
-		}
-		c, err := open(k, &s)
+		var adopted int64
+		s, err := scanReaderCanary(scanExtra{rows, []any{&adopted}})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		if adopted == 0 {
+			minted++
+		}
+		if s.deleted.Valid {
+			if !tombstoneOK(k, s) {
+				v.rowIntegrity("reader_canaries", s.token)
+				return nil, 0, fmt.Errorf("open %s: %w", s.token, errForged)
+			}
+			continue
+		}
+		c, err := open(k, s)
+		if err != nil {
+			return nil, 0, err
 		}
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	return out, minted, rows.Err()
 }
 
 // keepReaderCanaries stores fresh watermark rows under tag, in tx.
@@ -699,9 +714,14 @@ func keepReaderCanaries(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, tag s
 			return err
 		}
 		b64 := base64.StdEncoding.EncodeToString
-		if _, err := tx.ExecContext(ctx, `INSERT INTO reader_canaries (reader_tag, token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (reader_tag, token) DO NOTHING`,
-			tag, s.token, s.tenant, s.list, b64(s.blind), b64(s.email), b64(s.attrs), string(s.consent), s.created, s.mac.String); err != nil {
+		// A reserved token an echo updated (canaryupdate.go) keeps when.
+		var updated sql.NullInt64
+		if s.updated != s.created {
+			updated = sql.NullInt64{Int64: s.updated, Valid: true}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reader_canaries (reader_tag, token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (reader_tag, token) DO NOTHING`,
+			tag, s.token, s.tenant, s.list, b64(s.blind), b64(s.email), b64(s.attrs), string(s.consent), s.created, s.mac.String, updated); err != nil {
 			return fmt.Errorf("keep reader canaries: %w", err)
 		}
 		// A reserved token becomes this reader's (no-op for others).

@@ -474,10 +474,26 @@ func TestCanaryUpdatesEchoed(t *testing.T) {
 		f.pass(t, time.Second)
 	}
 	f.pass(t, 48*time.Hour)
+	stored := map[string]bool{}
+	for _, tk := range storetest.Column[string](t, f.db.Read, `SELECT token FROM contacts WHERE list_id = $1`, list) {
+		stored[tk] = true
+	}
+	marks := 0
 	for _, c := range exportAll(t, f, admin, tenant, list) {
 		if _, ok := canaries[c.Token]; ok && c.Consent != custos.ConsentUnsubscribed {
 			t.Fatalf("canary %s is %s after 300 echoed withdrawals: echoes do not carry the real updates' change", c.Token, c.Consent)
 		}
+		// The admin's watermark rows (from its first export, made of
+		// reserved tokens) age the same way in its next export.
+		if !stored[c.Token] {
+			marks++
+			if !reserved[c.Token] || c.Consent != custos.ConsentUnsubscribed || !c.UpdatedAt.After(c.CreatedAt) {
+				t.Fatalf("watermark row %s (reserved %v) is %s, updated %v, created %v: want the echoes' change", c.Token, reserved[c.Token], c.Consent, c.UpdatedAt, c.CreatedAt)
+			}
+		}
+	}
+	if marks != 3 {
+		t.Fatalf("%d watermark rows in the admin's export, want 3", marks)
 	}
 	if n := storetest.Column[string](t, f.db.Read, `SELECT token FROM canary_reserve WHERE list_id = $1 AND updated_at IS NULL`, list); len(n) != 0 {
 		t.Fatalf("%d reserved tokens never named by an echo", len(n))

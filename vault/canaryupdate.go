@@ -49,7 +49,7 @@ type canaryListCache struct {
 type canaryList struct {
 	size     int64    // rows, canaries included
 	tokens   []string // its canaries (those planted with a sealed token)
-	reserved []string // its reserved tokens (readers' watermark rows)
+	reserved []string // reserved tokens no reader took, and readers' watermark rows
 	at       time.Time
 	loading  bool
 	lastUpd  int64 // the list's last real update seen by this node (ms)
@@ -174,10 +174,13 @@ func (v *Vault) readCanaryList(ctx context.Context, list, listTag string) (*cana
 		}
 		st.tokens = append(st.tokens, string(tok))
 	}
+	// Readers' watermark rows, and the reserved tokens no reader has
+	// taken yet (a taken one is its reader's row).
 	st.reserved, err = queryAll(ctx, v, func(s scanner) (string, error) {
 		var t string
 		return t, s.Scan(&t)
-	}, `SELECT token FROM canary_reserve WHERE list_id = $1`, list)
+	}, `SELECT token FROM canary_reserve WHERE list_id = $1 AND reader_tag IS NULL
+		UNION ALL SELECT token FROM reader_canaries WHERE list_id = $1 AND deleted_at IS NULL`, list)
 	if err != nil {
 		return nil, fmt.Errorf("reserved canary tokens: %w", err)
 	}
@@ -316,6 +319,32 @@ func (v *Vault) plantUpdate(ctx context.Context, listTag string, p *pendingPlant
 	if err != nil {
 		return err
 	}
+	applyEcho(c, e, donors)
+	c.UpdatedAt = v.now().UTC().Truncate(time.Millisecond)
+	ns, err := seal(lk, c)
+	if err != nil {
+		return err
+	}
+	return v.record(ctx, echoLeaf(p.Tenant, s.list, e), func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if err := v.claimEvent(ctx, tx, listTag, e.ID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE contacts SET email = $1, attributes = $2, consent = $3, updated_at = $4, mac = $5 WHERE token = $6 AND mac = $7`,
+			ns.email, ns.attrs, string(ns.consent), ns.updated, ns.mac, e.Token, s.mac)
+		if err != nil {
+			return fmt.Errorf("update canary: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errors.New("update canary: changed meanwhile")
+		}
+		return nil
+	})
+}
+
+// applyEcho makes the echo's change to c: the consent the real update
+// set, its attribute keys removed, and set to values drawn from donors
+// (a sample of the list) through commonValue — never the real row's.
+func applyEcho(c *custos.Contact, e pendingEvent, donors []canaryDonor) {
 	if e.Consent != "" {
 		c.Consent = custos.Consent(e.Consent)
 	}
@@ -341,25 +370,6 @@ func (v *Vault) plantUpdate(ctx context.Context, listTag string, p *pendingPlant
 			c.Attributes, _ = json.Marshal(attrs)
 		}
 	}
-	c.UpdatedAt = v.now().UTC().Truncate(time.Millisecond)
-	ns, err := seal(lk, c)
-	if err != nil {
-		return err
-	}
-	return v.record(ctx, echoLeaf(p.Tenant, s.list, e), func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
-		if err := v.claimEvent(ctx, tx, listTag, e.ID); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE contacts SET email = $1, attributes = $2, consent = $3, updated_at = $4, mac = $5 WHERE token = $6 AND mac = $7`,
-			ns.email, ns.attrs, string(ns.consent), ns.updated, ns.mac, e.Token, s.mac)
-		if err != nil {
-			return fmt.Errorf("update canary: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return errors.New("update canary: changed meanwhile")
-		}
-		return nil
-	})
 }
 
 // echoLeaf is the contact.update leaf of an echo: the real update's
@@ -371,24 +381,71 @@ func echoLeaf(tenant, list string, e pendingEvent) audit.Leaf {
 		Tenant: tenant, List: list, Tokens: []string{e.Token}, Outcome: "ok"}
 }
 
-// plantReservedUpdate names a reserved token in an echo's update leaf and
-// keeps when: the watermark row a reader's export makes of it shows that
-// update. A token gone with its list is dropped.
+// plantReservedUpdate plants an echo of a reserved token or a reader's
+// watermark row: its update leaf names the token; a reader's kept row
+// takes the change (re-sealed with its row MAC, as the reader's own
+// update would), and a token no reader took yet keeps when, which the
+// row a reader's export makes of it shows. A token gone with its list, or
+// a row its reader deleted, is dropped.
 func (v *Vault) plantReservedUpdate(ctx context.Context, listTag string, p *pendingPlants, e pendingEvent) error {
 	var n int
 	if err := v.read.QueryRowContext(ctx, `SELECT count(*) FROM canary_reserve WHERE token = $1 AND list_id = $2`, e.Token, p.List).Scan(&n); err != nil {
 		return fmt.Errorf("reserved canary token: %w", err)
 	}
-	if n == 0 {
+	marks, err := queryAll(ctx, v, func(s scanner) (*sealed, error) { return scanReaderCanary(s) },
+		`SELECT `+readerCanaryColumns+` FROM reader_canaries WHERE token = $1 AND list_id = $2 AND deleted_at IS NULL`, e.Token, p.List)
+	if err != nil {
+		return err
+	}
+	if n == 0 && len(marks) == 0 {
 		return v.dropEvent(ctx, listTag, e.ID)
 	}
-	at := ms(v.now().UTC().Truncate(time.Millisecond))
+	now := v.now().UTC().Truncate(time.Millisecond)
+	type change struct{ s, ns *sealed }
+	var changes []change
+	if len(marks) > 0 {
+		lk, err := v.listKeys(ctx, p.Tenant, p.List)
+		if err != nil {
+			return err
+		}
+		snap, err := v.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		donors, err := exportDonors(ctx, snap, lk, p.List)
+		snap.Rollback()
+		if err != nil {
+			return err
+		}
+		for _, s := range marks {
+			k, err := v.checkContact(ctx, lk, s)
+			if err != nil {
+				return err // altered in the database: fail closed, plant nothing
+			}
+			c, err := open(k, s)
+			if err != nil {
+				return err
+			}
+			applyEcho(c, e, donors)
+			c.UpdatedAt = now
+			ns, err := seal(k, c)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, change{s, ns})
+		}
+	}
 	return v.record(ctx, echoLeaf(p.Tenant, p.List, e), func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
 		if err := v.claimEvent(ctx, tx, listTag, e.ID); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE canary_reserve SET updated_at = $1 WHERE token = $2`, at, e.Token); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE canary_reserve SET updated_at = $1 WHERE token = $2`, ms(now), e.Token); err != nil {
 			return fmt.Errorf("reserved canary token: %w", err)
+		}
+		for _, ch := range changes {
+			if err := updateMark(ctx, tx, ch.s, ch.ns); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -31,6 +31,16 @@ type sealed struct {
 	// retires, while it re-indexes (rotate.go): a duplicate is looked for
 	// under them too. Not stored.
 	oldBlinds [][]byte
+	// reader is set for a reader's watermark row (reader_canaries): the
+	// reader tag it is kept under; deleted, for its tombstone
+	// (watermark.go). Not stored with contacts.
+	reader  string
+	deleted sql.NullInt64
+	// present marks an import's row whose address is one of the
+	// importer's own watermark rows: a duplicate, like a stored row's;
+	// adopt, one on a canary's address the list does not hold, which
+	// becomes the importer's watermark row (watermark.go).
+	present, adopt bool
 }
 
 // associated data binds each ciphertext to its tenant, contact and field,
@@ -154,16 +164,32 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
+	// The creator's own watermark rows are rows of its view: an address
+	// one of them holds is already in the list for it (watermark.go).
+	rtag, err := v.viewTag(ctx, l, c.ListID)
+	if err != nil {
+		return v.deny(ctx, l, err)
+	}
+	blinds := append([][]byte{s.blind}, s.oldBlinds...)
 	apply := func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
-		ok, err := insertSealed(ctx, tx, s)
+		m, err := v.ownMarkByAddress(ctx, tx, k, rtag, blinds, "")
 		if err != nil {
-			return err
+			return fmt.Errorf("insert contact: %w", err)
 		}
-		if ok {
-			if g != nil {
-				return v.advance(ctx, tx, g, l, c.TenantID, c.ListID, c.CreatedAt)
+		var tok string
+		if m != nil {
+			tok = m.token
+		} else {
+			ok, err := insertSealed(ctx, tx, s)
+			if err != nil {
+				return err
 			}
-			return nil
+			if ok {
+				if g != nil {
+					return v.advance(ctx, tx, g, l, c.TenantID, c.ListID, c.CreatedAt)
+				}
+				return nil
+			}
 		}
 		if seesMembership(ctx, c.TenantID) {
 			return errDuplicate
@@ -171,9 +197,11 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 		// A key that cannot read the list must not learn that the address
 		// is in it: it gets the same answer as for a new address, naming
 		// the contact that holds the address, which is left unchanged.
-		tok, err := tokenByIndexes(ctx, tx, s.list, "", append([][]byte{s.blind}, s.oldBlinds...))
-		if err != nil || tok == "" {
-			return fmt.Errorf("find existing contact: %v", err)
+		if tok == "" {
+			tok, err = tokenByIndexes(ctx, tx, s.list, "", blinds)
+			if err != nil || tok == "" {
+				return fmt.Errorf("find existing contact: %v", err)
+			}
 		}
 		c.Token = tok
 		leaf.Tokens = []string{c.Token}
@@ -183,9 +211,13 @@ func (v *Vault) CreateContact(ctx context.Context, c *custos.Contact) error {
 	if g != nil && g.due != nil {
 		// A canary rides only a create that will add a row: one beside a
 		// refused duplicate would be the only success at its instant.
-		if tok, err := tokenByIndexes(ctx, v.read, s.list, "", append([][]byte{s.blind}, s.oldBlinds...)); err != nil {
+		if tok, err := tokenByIndexes(ctx, v.read, s.list, "", blinds); err != nil {
 			return v.deny(ctx, l, fmt.Errorf("find existing contact: %w", err))
 		} else if tok != "" {
+			g.due = nil
+		} else if m, err := v.ownMarkByAddress(ctx, v.read, k, rtag, blinds, ""); err != nil {
+			return v.deny(ctx, l, fmt.Errorf("find existing contact: %w", err))
+		} else if m != nil {
 			g.due = nil
 		}
 	}
@@ -245,17 +277,34 @@ func (v *Vault) authorizeContact(ctx context.Context, action custos.Action, tena
 		// cannot see, and tell members apart by the answer.
 		return l, nil, v.deny(ctx, l, custos.Errorf(custos.EFORBIDDEN, "a key that can neither look contacts up, list tokens nor send may not change or delete contacts"))
 	}
-	s, err := v.namedContact(ctx, &l, tenant, token, action == custos.ActionContactRead)
+	s, err := v.namedContact(ctx, &l, tenant, token, action)
 	return l, s, err
 }
 
 // namedContact finds the contact token of tenant and names it in l; a
-// missing one is recorded (with l) as a refusal. With marks, a reader's
-// watermark row is found by its token too: a read of a token from a page
-// answers alike for real and watermark rows (issue 20).
-func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string, marks bool) (*sealed, error) {
+// missing one is recorded (with l) as a refusal. A reader's watermark row
+// is found by its token too, so that a token from a page answers alike for
+// real and watermark rows (issue 20): by a read, any reader's row of the
+// tenant (a send resolves them alike); by an update or a delete, only the
+// reader's own ([Vault.ownMark]), which it then changes in its own view
+// (watermark.go). Any other action ("": a staff reveal) finds stored
+// contacts only.
+func (v *Vault) namedContact(ctx context.Context, l *audit.Leaf, tenant, token string, action custos.Action) (*sealed, error) {
 	s, err := v.findContact(ctx, tenant, token)
-	if marks && custos.ErrorCode(err) == custos.ENOTFOUND {
+	mine := action == custos.ActionContactUpdate || action == custos.ActionContactDelete
+	if mine && custos.ErrorCode(err) == custos.ENOTFOUND {
+		var m *sealed
+		if m, err = v.ownMark(ctx, *l, tenant, token); err == nil {
+			if s = m; s == nil {
+				err = notFound("contact")
+			} else if k, kerr := v.listKeys(ctx, tenant, s.list); kerr != nil {
+				err = kerr
+			} else {
+				_, err = v.checkContact(ctx, k, s)
+			}
+		}
+	}
+	if action == custos.ActionContactRead && custos.ErrorCode(err) == custos.ENOTFOUND {
 		var m map[string]*sealed
 		if m, err = v.watermarkRecipients(ctx, tenant, []string{token}); err == nil {
 			if s = m[token]; s == nil {
@@ -363,8 +412,7 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 		}
 		for _, c := range shown {
 			leaf.Tokens = append(leaf.Tokens, c.Token)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO export_canaries (addr_tag, tenant_id, list_id, actor, key_id, source, request_id, exported_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (addr_tag) DO NOTHING`, addrTag(v.canaryKey, c.Email), tenant, list, leaf.Actor, leaf.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
+			if _, err := tx.ExecContext(ctx, insertExportCanary, addrTag(v.canaryKey, c.Email), tenant, list, leaf.Actor, leaf.KeyID, r.Source, r.ID, ms(v.now())); err != nil {
 				return fmt.Errorf("record page canaries: %w", err)
 			}
 		}
@@ -395,8 +443,10 @@ func (v *Vault) Contacts(ctx context.Context, tenant, list, after string, limit 
 }
 
 // pageMarks returns the reader's watermark rows for list, sorted by token:
-// those kept for it, topped up with fresh ones (returned as keep, to be
-// kept with the page's leaf) if it has fewer than the list's canaries.
+// the live ones kept for it (its updates applied, those it deleted left
+// out, those its imports adopted in), topped up with fresh ones (returned
+// as keep, to be kept with the page's leaf) while fewer than the list's
+// canaries were ever minted for it (watermark.go).
 func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, tenant, list string) (marks, keep []*custos.Contact, rtag string, err error) {
 	if err := v.readyCanaries(ctx); err != nil {
 		return nil, nil, "", err
@@ -406,12 +456,12 @@ func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, te
 		return nil, nil, "", err
 	}
 	rtag = readerTag(v.canaryKey, list, l)
-	kept, err := v.readerCanaries(ctx, k, rtag)
+	kept, minted, err := v.readerCanaries(ctx, k, rtag)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	marks = kept
-	if len(kept) < v.canaries {
+	if n := v.canaries - minted; n > 0 {
 		snap, err := v.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			return nil, nil, "", err
@@ -424,13 +474,13 @@ func (v *Vault) pageMarks(ctx context.Context, l audit.Leaf, ls *custos.List, te
 		if len(donors) == 0 {
 			return nil, nil, rtag, nil // an empty list: nothing to watermark yet
 		}
-		if keep, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, v.canaries-len(kept), donors); err != nil {
+		if keep, err = v.exportCanaries(ctx, tenant, list, ls.CreatedAt, n, donors); err != nil {
 			return nil, nil, "", err
 		}
 		marks = append(slices.Clone(kept), keep...)
 	}
 	slices.SortFunc(marks, func(a, b *custos.Contact) int { return strings.Compare(a.Token, b.Token) })
-	return marks[:min(len(marks), v.canaries)], keep, rtag, nil
+	return marks, keep, rtag, nil
 }
 
 // openPage opens a page of sealed contacts that [Vault.loadPage] has
@@ -535,9 +585,35 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 	if err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	// One of the list's canaries may be updated alike, later (canaryupdate.go).
-	echo := v.prepareEcho(ctx, l, &before, c)
+	// The reader's own watermark rows are rows of its view: an address one
+	// of them holds is taken, as a stored contact's is (watermark.go).
+	rtag, err := v.viewTag(ctx, l, s.list)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	blinds := append([][]byte{ns.blind}, ns.oldBlinds...)
+	// One of the list's canaries may be updated alike, later
+	// (canaryupdate.go): a real row's update only.
+	var canaryEcho *echo
+	if s.reader == "" {
+		canaryEcho = v.prepareEcho(ctx, l, &before, c)
+	}
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, _ *audit.Leaf) error {
+		if m, err := v.ownMarkByAddress(ctx, tx, k, rtag, blinds, token); err != nil {
+			return fmt.Errorf("update contact: %w", err)
+		} else if m != nil {
+			return errDuplicate
+		}
+		if s.reader != "" {
+			// The reader's watermark row: changed in its view only, kept
+			// re-sealed with its row MAC.
+			if tok, err := tokenByIndexes(ctx, tx, s.list, "", blinds); err != nil {
+				return fmt.Errorf("update contact: %w", err)
+			} else if tok != "" {
+				return errDuplicate
+			}
+			return updateMark(ctx, tx, s, ns)
+		}
 		if len(ns.oldBlinds) > 0 {
 			// During a re-index, another contact may hold the address under the old index key.
 			if tok, err := tokenByIndexes(ctx, tx, s.list, token, ns.oldBlinds); err != nil {
@@ -563,8 +639,8 @@ func (v *Vault) UpdateContact(ctx context.Context, tenant, token string, u custo
 			}
 			return errDuplicate
 		}
-		if echo != nil {
-			return v.queueEcho(ctx, tx, echo)
+		if canaryEcho != nil {
+			return v.queueEcho(ctx, tx, canaryEcho)
 		}
 		return nil
 	})
@@ -596,20 +672,33 @@ func (v *Vault) Lookup(ctx context.Context, tenant, list, email string) (*custos
 		return nil, v.deny(ctx, l, err)
 	}
 	var s *sealed
+	blinds := [][]byte{k.BlindIndex(norm)}
 	if k.Reindexing() {
 		// A rotation re-indexes the list: the row may be under either key.
-		blinds := k.BlindIndexes(norm)
+		blinds = k.BlindIndexes(norm)
 		args := []any{list}
 		for _, b := range blinds {
 			args = append(args, b)
 		}
 		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND `+blindIn(2, len(blinds))+` LIMIT 1`, args...))
 	} else {
-		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND blind_index = $2`, list, k.BlindIndex(norm)))
+		s, err = scanSealed(v.read.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE list_id = $1 AND blind_index = $2`, list, blinds[0]))
 	}
 	if isNoRows(err) {
-		return nil, v.deny(ctx, l, notFound("contact"))
-	} else if err != nil {
+		// Not stored: one of the reader's own watermark rows is a row of
+		// its view, found by its blind index like a contact (watermark.go);
+		// another reader's is not.
+		var rtag string
+		if rtag, err = v.viewTag(ctx, l, list); err == nil {
+			if s, err = v.ownMarkByAddress(ctx, v.read, k, rtag, blinds, ""); err == nil && s == nil {
+				err = notFound("contact")
+			}
+		}
+		if custos.ErrorCode(err) == custos.ENOTFOUND {
+			return nil, v.deny(ctx, l, err)
+		}
+	}
+	if err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("lookup contact: %w", err))
 	}
 	if _, err := v.checkContact(ctx, k, s); err != nil {
@@ -674,6 +763,20 @@ func (v *Vault) Tokens(ctx context.Context, tenant, list, after string, limit in
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, v.deny(ctx, l, fmt.Errorf("list tokens: %w", err))
+	}
+	// The reader's own watermark rows — kept by its pages and exports, or
+	// adopted by its imports — are rows of its view (watermark.go): merged
+	// by token within the limit, as pages merge them. None is minted here:
+	// a page of tokens carries no address to trace.
+	marks, err := v.ownMarksAfter(ctx, l, tenant, list, after)
+	if err != nil {
+		return nil, v.deny(ctx, l, err)
+	}
+	if len(marks) > 0 {
+		for _, c := range marks {
+			page.Items = append(page.Items, custos.TokenEntry{Token: c.Token, Consent: c.Consent, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt})
+		}
+		slices.SortFunc(page.Items, func(a, b custos.TokenEntry) int { return strings.Compare(a.Token, b.Token) })
 	}
 	if len(page.Items) > limit {
 		page.Items = page.Items[:limit]

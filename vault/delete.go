@@ -143,11 +143,20 @@ func (v *Vault) DeleteList(ctx context.Context, tenant, id string) (*custos.Rece
 // DeleteContact deletes a contact (a data subject's erasure) and its
 // suppression, and returns the deletion's receipt. Its row and blind
 // index are removed; backups hold its ciphertext under the tenant's live
-// keyset (docs/deletion.md).
+// keyset (docs/deletion.md). A token of the caller's own watermark row
+// (watermark.go) is deleted from the caller's view alike: its values are
+// erased, a tombstone keeps it from being minted again, and the receipt
+// is the same — true of that row, which no one else's view holds.
 func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) (*custos.Receipt, error) {
 	l, s, err := v.authorizeContact(ctx, custos.ActionContactDelete, tenant, token)
 	if err != nil {
 		return nil, err
+	}
+	var lk *keys.DataKeys
+	if s.reader != "" {
+		if lk, err = v.listKeys(ctx, tenant, s.list); err != nil {
+			return nil, v.deny(ctx, l, err)
+		}
 	}
 	st := &receipt.Statement{ID: custos.NewID(custos.PrefixReceipt), Tenant: tenant, Scope: custos.DeletionScopeContact, List: s.list, Contact: token, Counts: map[string]int{}}
 	rec, err := v.recordAt(ctx, l, func(ctx context.Context, tx *sql.Tx, l *audit.Leaf) error {
@@ -157,11 +166,17 @@ func (v *Vault) DeleteContact(ctx context.Context, tenant, token string) (*custo
 		}
 		n, _ := res.RowsAffected()
 		st.Counts["suppressions"] = int(n)
-		res, err = tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant)
-		if err != nil {
+		if s.reader != "" {
+			// The reader's own watermark row (watermark.go): deleted from
+			// its view, with a receipt like a contact's — its values are
+			// erased, which is what the receipt states. The tombstone
+			// keeps a replacement from being minted.
+			if err := buryMark(ctx, tx, lk, s, ms(v.now())); err != nil {
+				return err
+			}
+		} else if res, err = tx.ExecContext(ctx, `DELETE FROM contacts WHERE token = $1 AND tenant_id = $2`, token, tenant); err != nil {
 			return fmt.Errorf("delete contact: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
+		} else if n, _ := res.RowsAffected(); n != 1 {
 			return notFound("contact")
 		}
 		st.Counts["contacts"] = 1

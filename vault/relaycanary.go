@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -143,8 +142,8 @@ func (v *Vault) watermarkRecipients(ctx context.Context, tenant string, tokens [
 	out := map[string]*sealed{}
 	for chunk := range slices.Chunk(tokens, 500) {
 		in, args := inList(2, chunk)
-		rows, err := v.read.QueryContext(ctx, `SELECT token, tenant_id, list_id, blind, email, attrs, consent, created_at, mac
-			FROM reader_canaries WHERE tenant_id = $1 AND token IN (`+in+`)`, append([]any{tenant}, args...)...)
+		rows, err := v.read.QueryContext(ctx, `SELECT `+readerCanaryColumns+`
+			FROM reader_canaries WHERE tenant_id = $1 AND deleted_at IS NULL AND token IN (`+in+`)`, append([]any{tenant}, args...)...)
 		if err != nil {
 			return nil, fmt.Errorf("load recipients: %w", err)
 		}
@@ -162,28 +161,6 @@ func (v *Vault) watermarkRecipients(ctx context.Context, tenant string, tokens [
 		}
 	}
 	return out, nil
-}
-
-// scanReaderCanary reads a reader_canaries row (token, tenant_id,
-// list_id, blind, email, attrs, consent, created_at, mac) as a sealed
-// contact.
-func scanReaderCanary(r rowScanner) (*sealed, error) {
-	var s sealed
-	var blind, email, attrs, consent string
-	if err := r.Scan(&s.token, &s.tenant, &s.list, &blind, &email, &attrs, &consent, &s.created, &s.mac); err != nil {
-		return nil, fmt.Errorf("reader canaries: %w", err)
-	}
-	s.consent, s.updated = custos.Consent(consent), s.created
-	for _, f := range []struct {
-		dst *[]byte
-		src string
-	}{{&s.blind, blind}, {&s.email, email}, {&s.attrs, attrs}} {
-		var err error
-		if *f.dst, err = base64.StdEncoding.DecodeString(f.src); err != nil {
-			return nil, fmt.Errorf("reader canary %s: %w", s.token, err)
-		}
-	}
-	return &s, nil
 }
 
 // canaryAddrTag is the keyed tag of a canary's address, for canary_sends.

@@ -226,7 +226,18 @@ func (v *Vault) rekeyList(ctx context.Context, tenant, list string, action custo
 	if err != nil {
 		return v.deny(ctx, l, err)
 	}
+	var lk *keys.DataKeys // retiring: the list's keys, old and new, for its watermark rows
+	if action == custos.ActionDataKeysRewrap {
+		if lk, err = v.listKeys(ctx, tenant, list); err != nil {
+			return v.deny(ctx, l, err)
+		}
+	}
 	err = v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+		if lk != nil {
+			if err := v.resealMarks(ctx, tx, lk, list); err != nil {
+				return err
+			}
+		}
 		var stored string
 		if err := tx.QueryRowContext(ctx, `SELECT keyset FROM list_keys WHERE list_id = $1 AND tenant_id = $2`, list, tenant).Scan(&stored); err != nil {
 			return fmt.Errorf("read list keyset: %w", err)

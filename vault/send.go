@@ -111,7 +111,7 @@ func (v *Vault) CheckRecipient(ctx context.Context, tenant, list, token string, 
 	if isNoRows(err) {
 		// A reader's watermark row answers as the contact it looks like.
 		err = v.queryRow(ctx, `SELECT r.list_id, r.consent, COALESCE(s.reason, '') FROM reader_canaries r LEFT JOIN suppressions s ON s.token = r.token
-			WHERE r.token = $1 AND r.tenant_id = $2 LIMIT 1`, token, tenant).Scan(&cl, &consent, &reason)
+			WHERE r.token = $1 AND r.tenant_id = $2 AND r.deleted_at IS NULL LIMIT 1`, token, tenant).Scan(&cl, &consent, &reason)
 	}
 	if isNoRows(err) {
 		return custos.RefuseUnknown, nil
@@ -468,6 +468,13 @@ func (v *Vault) Suppress(ctx context.Context, returnPath, reason string) (string
 	}
 	var tenant, list string
 	err = v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id FROM contacts WHERE token = $1`, token).Scan(&tenant, &list)
+	if isNoRows(err) {
+		// A reader's watermark row is suppressed like a contact: its
+		// reader may have moved it to an address that bounces, and a
+		// row that stayed sendable after its bounce would stand out
+		// (watermark.go).
+		err = v.read.QueryRowContext(ctx, `SELECT tenant_id, list_id FROM reader_canaries WHERE token = $1 AND deleted_at IS NULL LIMIT 1`, token).Scan(&tenant, &list)
+	}
 	if isNoRows(err) {
 		return "", notFound("contact") // deleted since it was sent
 	} else if err != nil {

@@ -717,7 +717,7 @@ func (v *Vault) Reveal(ctx context.Context, tenant, token, reasonCode, reason st
 	if err := v.checkTicket(ctx, st, tenant, reason); err != nil {
 		return nil, v.deny(ctx, l, err)
 	}
-	s, err := v.namedContact(ctx, &l, tenant, token, false)
+	s, err := v.namedContact(ctx, &l, tenant, token, "")
 	if err != nil {
 		return nil, err
 	}
