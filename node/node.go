@@ -870,22 +870,11 @@ func runRewraps(ctx context.Context, v *vault.Vault, leader func() bool, rate in
 	if rate <= 0 {
 		rate = vault.DefaultRewrapRate
 	}
-	t := time.NewTicker(deletionInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-v.RewrapKicks():
-		}
-		if !leader() {
-			continue
-		}
+	onLeader(ctx, deletionInterval, leader, v.RewrapKicks(), func(time.Time) {
 		tenants, err := v.PendingRewraps(ctx)
 		if err != nil {
 			logger.Warn("pending rewraps", "err", err)
-			continue
+			return
 		}
 		for _, tenant := range tenants {
 			res, err := v.Rewrap(ctx, tenant, rate)
@@ -897,6 +886,25 @@ func runRewraps(ctx context.Context, v *vault.Vault, leader func() bool, rate in
 			}
 			logger.Info("rewrap", "tenant", tenant, "rewrapped", res.Rewrapped, "passes", res.Passes, "finished", res.Finished, "stuck", res.Stuck)
 		}
+	})
+}
+
+// onLeader calls fn every interval, and at each kick, while this node
+// leads the log (leader), until ctx ends; now is the tick's time.
+func onLeader(ctx context.Context, every time.Duration, leader func() bool, kicks <-chan struct{}, fn func(now time.Time)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		select {
+		case <-ctx.Done():
+			return
+		case now = <-t.C:
+		case <-kicks:
+		}
+		if leader() {
+			fn(now)
+		}
 	}
 }
 
@@ -907,45 +915,25 @@ const canaryPlanterInterval = time.Second
 
 // runCanaryPlanter plants due canaries on the log's leader only.
 func runCanaryPlanter(ctx context.Context, v *vault.Vault, leader func() bool, logger *slog.Logger) {
-	t := time.NewTicker(canaryPlanterInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !leader() {
-			continue
-		}
+	onLeader(ctx, canaryPlanterInterval, leader, nil, func(time.Time) {
 		// Nothing is logged of what was planted: a line at the moment
 		// of a plant would tell which create leaf was a canary to whoever
 		// reads the node's logs beside the audit log.
 		if _, _, err := v.PlantCanaries(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("canary planter", "err", err)
 		}
-	}
+	})
 }
 
 // runExpiry announces expiring and expired grants and keys
 // ([vault.Vault.RunExpiry]) on the deletions' interval, on the log's
 // leader only: one node announces each.
 func runExpiry(ctx context.Context, v *vault.Vault, leader func() bool, notice time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(deletionInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if !leader() {
-				continue
-			}
-			if n, err := v.RunExpiry(ctx, now, notice); err != nil {
-				logger.Warn("expiry check", "err", err)
-			} else if n > 0 {
-				logger.Info("expiries announced", "count", n)
-			}
+	onLeader(ctx, deletionInterval, leader, nil, func(now time.Time) {
+		if n, err := v.RunExpiry(ctx, now, notice); err != nil {
+			logger.Warn("expiry check", "err", err)
+		} else if n > 0 {
+			logger.Info("expiries announced", "count", n)
 		}
-	}
+	})
 }

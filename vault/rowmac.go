@@ -560,22 +560,9 @@ func (v *Vault) SealRows(ctx context.Context) (int, error) {
 			}
 			n += len(ids)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE mac IS NULL`)
+		ss, err := queryAllOn(ctx, tx, func(r scanner) (*sealed, error) { return scanSealed(r) }, `SELECT `+contactColumns+` FROM contacts WHERE mac IS NULL`)
 		if err != nil {
 			return fmt.Errorf("seal contacts: %w", err)
-		}
-		var ss []*sealed
-		for rows.Next() {
-			s, err := scanSealed(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			ss = append(ss, s)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		for _, s := range ss {
 			k := lk[s.list]

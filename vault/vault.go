@@ -665,7 +665,15 @@ func (v *Vault) checkList(ctx context.Context, l audit.Leaf, tenant, list string
 // queryAll runs query on v's read pool and scans every row with scan;
 // the slice is empty, not nil, when there are none.
 func queryAll[T any](ctx context.Context, v *Vault, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
-	rows, err := v.read.QueryContext(ctx, query, args...)
+	return queryAllOn(ctx, v.read, scan, query, args...)
+}
+
+// queryAllOn is [queryAll] on q: a pool, or a transaction whose rows must
+// all be read before it writes.
+func queryAllOn[T any](ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

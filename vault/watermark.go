@@ -304,21 +304,9 @@ func (v *Vault) ownMarksAfter(ctx context.Context, l audit.Leaf, tenant, list, a
 // each reader's next export or page refused. A row that checks under none
 // of k's keys is left as it is (it refuses, as before) and reported.
 func (v *Vault) resealMarks(ctx context.Context, tx *sql.Tx, k *keys.DataKeys, list string) error {
-	rows, err := tx.QueryContext(ctx, `SELECT `+readerCanaryColumns+` FROM reader_canaries WHERE list_id = $1`, list)
+	ss, err := queryAllOn(ctx, tx, func(r scanner) (*sealed, error) { return scanReaderCanary(r) },
+		`SELECT `+readerCanaryColumns+` FROM reader_canaries WHERE list_id = $1`, list)
 	if err != nil {
-		return fmt.Errorf("reseal reader canaries: %w", err)
-	}
-	var ss []*sealed
-	for rows.Next() {
-		s, err := scanReaderCanary(rows)
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		ss = append(ss, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reseal reader canaries: %w", err)
 	}
 	b64 := base64.StdEncoding.EncodeToString
