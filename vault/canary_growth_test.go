@@ -345,20 +345,13 @@ func TestCanaryPlanter(t *testing.T) {
 // plantedCreates returns tenant's canary create leaves, in log order.
 func plantedCreates(t *testing.T, f *fixture, tenant string) []audit.Leaf {
 	t.Helper()
-	if err := f.log.Sync(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	idx, err := f.vault.CanaryIndex(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []audit.Leaf
-	for _, data := range storetest.Column[[]byte](t, f.db.Read, `SELECT data FROM audit_leaves ORDER BY idx`) {
-		var l audit.Leaf
-		if err := json.Unmarshal(data, &l); err != nil {
-			t.Fatal(err)
-		}
-		if l.Tenant == tenant && idx.Planted(l) {
+	for _, l := range tenantLeaves(t, f, tenant) {
+		if idx.Planted(l) {
 			out = append(out, l)
 		}
 	}
@@ -422,14 +415,9 @@ func TestCanaryUpdatesEchoed(t *testing.T) {
 		}
 		f.pass(t, time.Minute)
 	}
-	f.log.Sync(context.Background())
 	echoed := map[string]int{}
-	for _, data := range storetest.Column[[]byte](t, f.db.Read, `SELECT data FROM audit_leaves ORDER BY idx`) {
-		var l audit.Leaf
-		if err := json.Unmarshal(data, &l); err != nil {
-			t.Fatal(err)
-		}
-		if l.Action != string(custos.ActionContactUpdate) || l.Tenant != tenant {
+	for _, l := range tenantLeaves(t, f, tenant) {
+		if l.Action != string(custos.ActionContactUpdate) {
 			continue
 		}
 		tk := l.Tokens[0]
@@ -531,14 +519,9 @@ func TestCanaryUpdatesEchoed(t *testing.T) {
 // echoLeaves counts tenant's update leaves naming a canary or reserved token.
 func echoLeaves(t *testing.T, f *fixture, tenant string, canaries map[string]string, reserved map[string]bool) int {
 	t.Helper()
-	f.log.Sync(context.Background())
 	n := 0
-	for _, data := range storetest.Column[[]byte](t, f.db.Read, `SELECT data FROM audit_leaves`) {
-		var l audit.Leaf
-		if err := json.Unmarshal(data, &l); err != nil {
-			t.Fatal(err)
-		}
-		if l.Action == string(custos.ActionContactUpdate) && l.Tenant == tenant {
+	for _, l := range tenantLeaves(t, f, tenant) {
+		if l.Action == string(custos.ActionContactUpdate) {
 			if _, ok := canaries[l.Tokens[0]]; ok || reserved[l.Tokens[0]] {
 				n++
 			}
@@ -555,4 +538,23 @@ func exportAll(t testing.TB, f *fixture, admin context.Context, tenant, list str
 		t.Fatal(err)
 	}
 	return rows
+}
+
+// tenantLeaves returns tenant's log leaves in log order.
+func tenantLeaves(t testing.TB, f *fixture, tenant string) []audit.Leaf {
+	t.Helper()
+	if err := f.log.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Leaf
+	for _, data := range storetest.Column[[]byte](t, f.db.Read, `SELECT data FROM audit_leaves ORDER BY idx`) {
+		var l audit.Leaf
+		if err := json.Unmarshal(data, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Tenant == tenant {
+			out = append(out, l)
+		}
+	}
+	return out
 }
