@@ -11,7 +11,6 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
-	"github.com/custos-dev/custos/node"
 )
 
 // TestNodePlantsQueuedCanaries: a running node's leader plants the
@@ -20,19 +19,7 @@ import (
 // the list's first canary — the one riding its first create — would exist.
 func TestNodePlantsQueuedCanaries(t *testing.T) {
 	ctx := context.Background()
-	cfg := config(t)
-	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(ctx, cfg, node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, _, op := initOpen(t)
 	v := n.Vault
 	opCtx := enrolltest.As(t, v, op, "")
 	approvers := enrolltest.Approvers{V: v}

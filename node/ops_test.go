@@ -19,8 +19,10 @@ import (
 	"github.com/custos-dev/custos/server"
 )
 
-// opsNode is a node serving the API and the diagnostics listener.
-func opsNode(t *testing.T) (*node.Node, string) {
+// initOpen initialises a fresh data directory on the run's engine and
+// opens a node on it, closed when t ends; it returns the node, its
+// configuration and the first operator's key.
+func initOpen(t *testing.T) (*node.Node, node.Config, string) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := config(t)
@@ -36,6 +38,13 @@ func opsNode(t *testing.T) (*node.Node, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
+	return n, cfg, op
+}
+
+// opsNode is a node serving the API and the diagnostics listener.
+func opsNode(t *testing.T) (*node.Node, string) {
+	t.Helper()
+	n, cfg, op := initOpen(t)
 	if err := n.Listen(cfg.Addr); err != nil {
 		t.Fatal(err)
 	}
@@ -202,20 +211,7 @@ func TestDiagnosticsOnlyOnLoopback(t *testing.T) {
 
 func opsNodeNoDiag(t *testing.T) (*node.Node, string) {
 	t.Helper()
-	ctx := context.Background()
-	cfg := config(t)
-	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(ctx, cfg, node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n, _, op := initOpen(t)
 	return n, op
 }
 
