@@ -234,7 +234,11 @@ func (v *Vault) canaryGrowth(ctx context.Context, list string) (*growth, error) 
 	if !g.exists && len(g.plan) > 0 && g.plan[0].pos == 1 {
 		g.due, i = &g.plan[0], 1 // the list's first canary rides its first create
 	}
-	for i < len(g.plan) && g.plan[i].pos <= creates+1 {
+	// Events due at the list's first create, beside the riding one, wait
+	// for its second: their moments are drawn from the list's gaps
+	// between creates, and it has none yet (drawn at once, they would
+	// share the first create's instant).
+	for g.exists && i < len(g.plan) && g.plan[i].pos <= creates+1 {
 		g.queue = append(g.queue, g.plan[i])
 		i++
 	}
