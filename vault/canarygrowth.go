@@ -128,6 +128,13 @@ type rider struct {
 	Source      string `json:"s,omitempty"`
 }
 
+// leaf is a leaf of action in tenant's list naming r, with a request id
+// of its own: what a planted canary create or echoed update records.
+func (r rider) leaf(action custos.Action, tenant, list string) audit.Leaf {
+	return audit.Leaf{RequestID: custos.NewID(custos.PrefixRequest), Actor: r.Actor, ActorKind: r.ActorKind, ActorTenant: r.ActorTenant,
+		KeyID: r.KeyID, Person: r.Person, Source: r.Source, Action: string(action), Tenant: tenant, List: list, Outcome: "ok"}
+}
+
 func riderOf(l audit.Leaf) rider {
 	return rider{Actor: l.Actor, ActorKind: l.ActorKind, ActorTenant: l.ActorTenant, KeyID: l.KeyID, Person: l.Person, Source: l.Source}
 }
@@ -441,9 +448,7 @@ func (v *Vault) plantQueued(ctx context.Context, listTag string, p *pendingPlant
 	if err != nil {
 		return false, err
 	}
-	l := audit.Leaf{RequestID: custos.NewID(custos.PrefixRequest), Actor: p.Rider.Actor, ActorKind: p.Rider.ActorKind, ActorTenant: p.Rider.ActorTenant,
-		KeyID: p.Rider.KeyID, Person: p.Rider.Person, Source: p.Rider.Source, Action: string(custos.ActionContactCreate),
-		Tenant: p.Tenant, List: p.List, Outcome: "ok"}
+	l := p.Rider.leaf(custos.ActionContactCreate, p.Tenant, p.List)
 	at := v.now().UTC().Truncate(time.Millisecond)
 	cl, plant, err := v.canaryEntry(ctx, l, p.Tenant, p.List, at, e.Kind, listTag, donors, lk)
 	if err != nil {

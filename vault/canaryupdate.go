@@ -375,10 +375,9 @@ func applyEcho(c *custos.Contact, e pendingEvent, donors []canaryDonor) {
 // echoLeaf is the contact.update leaf of an echo: the real update's
 // principal, key, person and network, a request id of its own.
 func echoLeaf(tenant, list string, e pendingEvent) audit.Leaf {
-	r := e.Rider
-	return audit.Leaf{RequestID: custos.NewID(custos.PrefixRequest), Actor: r.Actor, ActorKind: r.ActorKind, ActorTenant: r.ActorTenant,
-		KeyID: r.KeyID, Person: r.Person, Source: r.Source, Action: string(custos.ActionContactUpdate),
-		Tenant: tenant, List: list, Tokens: []string{e.Token}, Outcome: "ok"}
+	l := e.Rider.leaf(custos.ActionContactUpdate, tenant, list)
+	l.Tokens = []string{e.Token}
+	return l
 }
 
 // plantReservedUpdate plants an echo of a reserved token or a reader's

@@ -427,12 +427,17 @@ func macContact(k *keys.DataKeys, s *sealed) {
 // contactOK reports whether s carries its valid MAC: under the primary
 // key or, during a rotation's re-index, under the key it retires.
 func contactOK(k *keys.DataKeys, s *sealed) bool {
-	msg := contactMessage(s)
-	if macOK(s.mac, k.RowMAC(msg)) {
+	return rowMACOK(k, contactMessage(s), s.mac)
+}
+
+// rowMACOK reports whether mac is msg's MAC under the list's row MAC key
+// or one a rotation retires.
+func rowMACOK(k *keys.DataKeys, msg []byte, mac sql.NullString) bool {
+	if macOK(mac, k.RowMAC(msg)) {
 		return true
 	}
 	for _, m := range k.OldRowMACs(msg) {
-		if macOK(s.mac, m) {
+		if macOK(mac, m) {
 			return true
 		}
 	}

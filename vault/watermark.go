@@ -79,16 +79,7 @@ func tombstoneMessage(s *sealed) []byte {
 // tombstoneOK reports whether a tombstone carries its valid MAC, under
 // the list's row MAC key or one a rotation retires.
 func tombstoneOK(k *keys.DataKeys, s *sealed) bool {
-	msg := tombstoneMessage(s)
-	if macOK(s.mac, k.RowMAC(msg)) {
-		return true
-	}
-	for _, m := range k.OldRowMACs(msg) {
-		if macOK(s.mac, m) {
-			return true
-		}
-	}
-	return false
+	return rowMACOK(k, tombstoneMessage(s), s.mac)
 }
 
 // viewTag is the reader tag of l's reader for list: the tag its watermark
