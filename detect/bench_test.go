@@ -21,11 +21,20 @@ func mix(i int) audit.Leaf {
 }
 
 // BenchmarkEvaluate: the default pack over the benign mix, in memory
-// (CEL, correlation windows, enrichment): events/s on one core.
+// (CEL, correlation windows, enrichment): events/s on one core, with the
+// rules' gates (gate.go) and, beside them in the same run, without.
 func BenchmarkEvaluate(b *testing.B) {
+	b.Run("gated", func(b *testing.B) { benchEvaluate(b, true) })
+	b.Run("ungated", func(b *testing.B) { benchEvaluate(b, false) })
+}
+
+func benchEvaluate(b *testing.B, gated bool) {
 	rules, err := detect.DefaultRules()
 	if err != nil {
 		b.Fatal(err)
+	}
+	if !gated {
+		detect.Ungate(rules)
 	}
 	en := detect.NewEngine(rules)
 	en.IsCanary = func(string) bool { return false }

@@ -834,6 +834,9 @@ func (en *Engine) Evaluate(ev *Event) ([]Hit, error) {
 		if r.prg == nil {
 			continue // temporal: fed by the rules it names; built-in: policyHits
 		}
+		if !r.admits(&ev.Leaf) {
+			continue // a conjunct on a plain field is false: the condition is too
+		}
 		if vars == nil {
 			vars = map[string]any{"event": ev.celEvent()}
 		}

@@ -13,3 +13,11 @@ func (d *Detector) StateJSON() string {
 	b, _ := json.Marshal(d.engine.State)
 	return string(b)
 }
+
+// Ungate drops the gates of rules (gate.go): every rule's program then
+// runs on every event, as before gates.
+func Ungate(rules []*Rule) {
+	for _, r := range rules {
+		r.gate = nil
+	}
+}

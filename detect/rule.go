@@ -71,6 +71,7 @@ type Rule struct {
 	File string `yaml:"-"`
 	Line int    `yaml:"-"`
 	prg  cel.Program
+	gate []fieldGate // what the condition demands of an event's plain fields (gate.go)
 }
 
 // Correlation aggregates a rule's matches per group over a time window.
@@ -459,6 +460,7 @@ func (p *ruleParser) compile(env *cel.Env, r *Rule) cel.Program {
 		p.errs = append(p.errs, p.bad(line, "condition: %v", err))
 		return nil
 	}
+	r.gate = gateOf(ast)
 	return prg
 }
 
