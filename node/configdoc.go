@@ -47,9 +47,10 @@ var keyDocs = map[string]keyDoc{
 	"console.oidc.name":               {"single sign-on", "The provider's name on the sign-in button.", false},
 	"console.oidc.step_up_max_age":    {"2m", "How old the provider's authentication may be when it comes back for a step-up (at most 10m).", false},
 	"memory":                          {"", "What the node holds in memory; the defaults fit 256 MiB of RSS serving 10 million contacts (docs/operations.md, \"Memory\"). Read at start only.", false},
-	"memory.limit_mib":                {"256", "The RSS the node is sized for: the Go heap's soft limit is this less cache_mib, mmap_mib and 48 MiB of overhead (at least 64 MiB must remain); -1: no soft limit. GOMEMLIMIT in the environment wins.", false},
+	"memory.limit_mib":                {"256", "The RSS the node is sized for: the Go heap's soft limit is this less cache_mib, twice bulk_cache_mib beyond the writer's share, mmap_mib and 48 MiB of overhead (at least 64 MiB must remain); -1: no soft limit. GOMEMLIMIT in the environment wins.", false},
 	"memory.cache_mib":                {"64", "SQLite's page-cache budget for the whole database: half for the writer, half shared out among the readers (at least 2 MiB a connection). PostgreSQL ignores it.", false},
 	"memory.readers":                  {"8", "SQLite reader connections.", false},
+	"memory.bulk_cache_mib":           {"0 (the writer's half of cache_mib)", "SQLite's writer page cache while an import or a rewrap commits, given back when the last one ends (docs/operations.md, \"Memory\"; docs/benchmarks.md (az)). Twice what it holds beyond the writer's half of cache_mib, its measured cost in RSS, comes off the Go heap's soft limit. PostgreSQL ignores it.", false},
 	"memory.mmap_mib":                 {"0 (none)", "SQLite's mmap_size per connection: pages read through the kernel's page cache instead of copied into each connection's cache, but every page touched counts in RSS.", false},
 	"diagnostics_listen":              {"off", "Address of the diagnostics listener (/metrics, /debug/pprof/): loopback unless --insecure-plaintext. Env CUSTOS_DIAGNOSTICS, flag --diagnostics.", false},
 

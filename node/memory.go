@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -26,6 +27,11 @@ type MemoryConfig struct {
 	Readers int `json:"readers,omitempty"`
 	// MmapMiB is SQLite's mmap_size per connection (0: none).
 	MmapMiB int `json:"mmap_mib,omitempty"`
+	// BulkCacheMiB is SQLite's writer page cache while an import or a
+	// rewrap commits (0: the writer's half of cache_mib throughout). Twice
+	// what it holds beyond that half (its cost in RSS) is taken from the
+	// Go heap's soft limit, so that the node keeps to limit_mib.
+	BulkCacheMiB int `json:"bulk_cache_mib,omitempty"`
 }
 
 // DefaultMemoryLimitMiB is memory.limit_mib's default.
@@ -49,7 +55,18 @@ func (m MemoryConfig) cacheMiB() int {
 
 // SQLite returns the database handle's memory settings.
 func (m MemoryConfig) SQLite() sqlite.Options {
-	return sqlite.Options{CacheKiB: m.cacheMiB() << 10, Readers: m.Readers, MmapKiB: m.MmapMiB << 10}
+	return sqlite.Options{CacheKiB: m.cacheMiB() << 10, Readers: m.Readers, MmapKiB: m.MmapMiB << 10, BulkCacheKiB: m.BulkCacheMiB << 10}
+}
+
+// bulkExtraMiB is the RSS a bulk job's writer cache adds beyond the
+// writer's ordinary share of cache_mib: twice the extra cache, as
+// measured (docs/benchmarks.md (az): an import of 1M contacts peaked at
+// 185 MiB more RSS with 96 MiB more writer cache; SQLite under modernc
+// allocates each cached page with its header apart, and the allocator
+// rounds it up).
+func (m MemoryConfig) bulkExtraMiB() int {
+	writer, _, _ := m.SQLite().Caches()
+	return 2 * max(m.BulkCacheMiB-writer>>10, 0)
 }
 
 // GoLimit returns the soft limit of the Go heap the section asks for, in
@@ -62,7 +79,7 @@ func (m MemoryConfig) GoLimit() (int64, bool) {
 	if limit == 0 {
 		limit = DefaultMemoryLimitMiB
 	}
-	return int64(limit-m.cacheMiB()-m.MmapMiB-MemoryOverheadMiB) << 20, true
+	return int64(limit-m.cacheMiB()-m.bulkExtraMiB()-m.MmapMiB-MemoryOverheadMiB) << 20, true
 }
 
 func (m MemoryConfig) validate() error {
@@ -79,9 +96,12 @@ func (m MemoryConfig) validate() error {
 	if m.MmapMiB < 0 || m.MmapMiB > 1<<20 {
 		errs = append(errs, fmt.Errorf("memory.mmap_mib: %d must be 0 (none) or a number of MiB", m.MmapMiB))
 	}
+	if m.BulkCacheMiB < 0 || m.BulkCacheMiB > 1<<20 {
+		errs = append(errs, fmt.Errorf("memory.bulk_cache_mib: %d must be 0 (the writer's share of cache_mib) or a number of MiB", m.BulkCacheMiB))
+	}
 	if lim, ok := m.GoLimit(); ok && len(errs) == 0 && lim < minGoHeapMiB<<20 {
-		errs = append(errs, fmt.Errorf("memory.limit_mib: %d MiB leaves %d MiB for the Go heap after cache_mib, mmap_mib and %d MiB of overhead; at least %d are needed",
-			max(m.LimitMiB, 0), lim>>20, MemoryOverheadMiB, minGoHeapMiB))
+		errs = append(errs, fmt.Errorf("memory.limit_mib: %d MiB leaves %d MiB for the Go heap after cache_mib, bulk_cache_mib, mmap_mib and %d MiB of overhead; at least %d are needed",
+			cmp.Or(m.LimitMiB, DefaultMemoryLimitMiB), max(lim, 0)>>20, MemoryOverheadMiB, minGoHeapMiB))
 	}
 	return errors.Join(errs...)
 }

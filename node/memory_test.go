@@ -3,12 +3,18 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/ingest"
+	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/node"
+	"github.com/custos-dev/custos/vault"
 )
 
 // TestMemoryConfig: custos.json's memory section sizes the SQLite handle
@@ -26,6 +32,14 @@ func TestMemoryConfig(t *testing.T) {
 	}
 	if lim, _ := (node.MemoryConfig{LimitMiB: 512, CacheMiB: 128, MmapMiB: 64}).GoLimit(); lim != (512-128-64-48)<<20 {
 		t.Errorf("soft limit = %d MiB, want %d", lim>>20, 512-128-64-48)
+	}
+	// A bulk job's writer cache beyond the writer's half of cache_mib
+	// comes off the heap; one within it costs nothing more.
+	if lim, _ := (node.MemoryConfig{LimitMiB: 448, BulkCacheMiB: 128}).GoLimit(); lim != (448-64-2*(128-32)-48)<<20 {
+		t.Errorf("soft limit with bulk_cache_mib 128 = %d MiB, want %d", lim>>20, 448-64-2*(128-32)-48)
+	}
+	if lim, _ := (node.MemoryConfig{BulkCacheMiB: 16}).GoLimit(); lim != (256-64-48)<<20 {
+		t.Errorf("soft limit with bulk_cache_mib 16 = %d MiB, want %d", lim>>20, 256-64-48)
 	}
 
 	cfg := initialised(t)
@@ -55,6 +69,8 @@ func TestMemoryConfig(t *testing.T) {
 		{map[string]any{"cache_mib": -1}, "memory.cache_mib"},
 		{map[string]any{"readers": 1000}, "memory.readers"},
 		{map[string]any{"mmap_mib": -5}, "memory.mmap_mib"},
+		{map[string]any{"bulk_cache_mib": -1}, "memory.bulk_cache_mib"},
+		{map[string]any{"bulk_cache_mib": 128}, "memory.limit_mib: 256 MiB leaves 0 MiB for the Go heap after cache_mib, bulk_cache_mib"},
 	} {
 		write(c.mem)
 		rc, err := node.ReadFile(cfg)
@@ -91,5 +107,61 @@ func TestMemoryConfig(t *testing.T) {
 	}
 	if got := n.DB.Read.Stats().MaxOpenConnections; got != 2 {
 		t.Errorf("readers = %d, want 2", got)
+	}
+}
+
+// TestNodeBulkCache: memory.bulk_cache_mib reaches the node's vault: while
+// an import through the node commits, SQLite's writer holds the bulk
+// cache; after it, the writer's half of cache_mib again.
+func TestNodeBulkCache(t *testing.T) {
+	if storetest.Engine() == storetest.Postgres {
+		t.Skip("SQLite's page cache")
+	}
+	ctx := context.Background()
+	cfg, op := initialisedOp(t)
+	cfg.Memory = node.MemoryConfig{CacheMiB: 32, BulkCacheMiB: 48, LimitMiB: -1}
+	n, err := node.Open(ctx, cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	v := n.Vault
+	opCtx := enrolltest.As(t, v, op, "")
+	tn := &custos.Tenant{Name: "Acme"}
+	e, err := v.CreateTenant(opCtx, tn, "admin@acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := enrolltest.As(t, v, enrolltest.Key(t, v, e.ID, custos.KeyRequest{}), "")
+	ls := &custos.List{TenantID: tn.ID, Name: "news"}
+	if err := v.CreateList(admin, ls); err != nil {
+		t.Fatal(err)
+	}
+	writer := func() int {
+		var kib int
+		if err := n.DB.Write.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&kib); err != nil {
+			t.Fatal(err)
+		}
+		return kib
+	}
+	var sb strings.Builder
+	sb.WriteString("email\n")
+	for i := range 200 {
+		fmt.Fprintf(&sb, "m%d@example.org\n", i)
+	}
+	rows, err := ingest.NewCSV(strings.NewReader(sb.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var during []int
+	res, err := v.Import(admin, tn.ID, ls.ID, rows, vault.ImportOptions{BatchSize: 100, Progress: func(*custos.ImportResult) { during = append(during, writer()) }})
+	if err != nil || res.Imported != 200 {
+		t.Fatalf("import: %+v, %v", res, err)
+	}
+	if len(during) == 0 || slices.ContainsFunc(during, func(kib int) bool { return kib != -48<<10 }) {
+		t.Fatalf("writer cache_size after the import's commits = %v, want %d", during, -48<<10)
+	}
+	if got := writer(); got != -16<<10 {
+		t.Fatalf("writer cache_size after the import = %d, want %d (half of cache_mib)", got, -16<<10)
 	}
 }

@@ -361,9 +361,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	v := vault.New(db.Read, db.Write, lg, ring, vault.Options{KEKTag: keys.KEKTag(cfg.KEK), PreviousKEK: prevKEK, PreviousKEKTag: prevTag, Logger: logger, Placeholders: db.Placeholders, Notified: d.Kick,
 		Canaries: cfg.Detection.Canaries, CanaryDomains: cfg.Detection.CanaryDomains, LogSigner: signer, LogVerifier: verifier, Witnessed: witnessed,
-		KEK:             keys.DescribeKEK(cfg.KEK), // receipts say what kind of KEK wrapped destroyed keys
-		KEKURI:          cfg.KEK,
-		TenantKeyTTL:    tenantKeyTTL,
+		KEK:            keys.DescribeKEK(cfg.KEK), // receipts say what kind of KEK wrapped destroyed keys
+		KEKURI:         cfg.KEK,
+		TenantKeyTTL:   tenantKeyTTL,
+		WriterCacheKiB: db.WriterCacheKiB, BulkCacheKiB: db.BulkCacheKiB,
 		ServiceNetworks: policy.NetworksFor(string(custos.KindService)), // service keys default to the pipeline's ranges
 		TicketSecret:    cfg.Detection.TicketWebhookSecret, TicketNetworks: cfg.Detection.TicketWebhookNetworks})
 	// Enrollment mails go only to the holder's address, by their own sink;
@@ -884,7 +885,8 @@ func runRewraps(ctx context.Context, v *vault.Vault, leader func() bool, rate in
 				}
 				continue
 			}
-			logger.Info("rewrap", "tenant", tenant, "rewrapped", res.Rewrapped, "passes", res.Passes, "finished", res.Finished, "stuck", res.Stuck)
+			logger.Info("rewrap", "tenant", tenant, "rewrapped", res.Rewrapped, "passes", res.Passes, "finished", res.Finished, "stuck", res.Stuck,
+				"waited", res.Waited.Round(time.Millisecond), "committed", res.Committed.Round(time.Millisecond), "paused", res.Paused.Round(time.Millisecond))
 		}
 	})
 }

@@ -49,6 +49,12 @@ type DB struct {
 	Write *sql.DB
 	Read  *sql.DB
 
+	// WriterCacheKiB is the writer's page cache (its share of
+	// Options.CacheKiB); BulkCacheKiB is Options.BulkCacheKiB, what the
+	// writer may hold while a bulk job commits (0: no more than
+	// WriterCacheKiB). The vault switches between them.
+	WriterCacheKiB, BulkCacheKiB int
+
 	stop      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -73,6 +79,13 @@ type Options struct {
 	CacheKiB int
 	// Readers is the number of reader connections (0: DefaultReaders).
 	Readers int
+	// BulkCacheKiB is the writer's page cache, in KiB, while an import or
+	// a rewrap commits (0: the writer's share of CacheKiB throughout). A
+	// bulk job inserts or moves a row at a random place of its list's
+	// blind index for every row it writes: with the index in the cache
+	// those are memory reads, not a pread and a page spilled to the WAL
+	// each (docs/operations.md, "Memory").
+	BulkCacheKiB int
 	// MmapKiB is SQLite's mmap_size for every connection, in KiB (0: no
 	// memory-mapped I/O). Mapped pages are the kernel's page cache,
 	// shared by all connections instead of copied into each private
@@ -87,9 +100,9 @@ const DefaultCacheKiB = 64 << 10
 // DefaultReaders is the default number of reader connections.
 const DefaultReaders = 8
 
-// caches returns the cache_size of the writer and of each reader, in KiB,
+// Caches returns the cache_size of the writer and of each reader, in KiB,
 // out of the budget: never below 2 MiB a connection (SQLite's own default).
-func (o Options) caches() (writer, reader, readers int) {
+func (o Options) Caches() (writer, reader, readers int) {
 	budget, readers := o.CacheKiB, o.Readers
 	if budget <= 0 {
 		budget = DefaultCacheKiB
@@ -125,7 +138,7 @@ func OpenOptions(ctx context.Context, path string, opts Options) (*DB, error) {
 	// private cache per connection sized on its own: the readers' caches
 	// hold mostly the same interior pages, and the kernel's page cache
 	// holds the file anyway.
-	wc, rc, readers := opts.caches()
+	wc, rc, readers := opts.Caches()
 	mmap := fmt.Sprintf("mmap_size(%d)", int64(max(opts.MmapKiB, 0))<<10)
 	w, err := open(path, 1, fmt.Sprintf("cache_size(-%d)", wc), mmap)
 	if err != nil {
@@ -136,7 +149,8 @@ func OpenOptions(ctx context.Context, path string, opts Options) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
-	db := &DB{Path: path, Write: w, Read: r, Placeholders: sqlq.Question, stop: make(chan struct{}), stopped: make(chan struct{})}
+	db := &DB{Path: path, Write: w, Read: r, Placeholders: sqlq.Question, WriterCacheKiB: wc, BulkCacheKiB: max(opts.BulkCacheKiB, 0),
+		stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := db.migrate(ctx, opts.NoMigrate); err != nil {
 		close(db.stopped)
 		db.Close()

@@ -43,8 +43,12 @@ type DB struct {
 	// there, so that several nodes can share the database
 	// (audit.Config.Queued).
 	Queued bool
-	Path   string // SQLite: the database file
-	URL    string // PostgreSQL: the connection URL
+	// WriterCacheKiB and BulkCacheKiB are SQLite's writer page cache,
+	// ordinarily and while a bulk job commits (sqlite.DB); 0 on
+	// PostgreSQL.
+	WriterCacheKiB, BulkCacheKiB int
+	Path                         string // SQLite: the database file
+	URL                          string // PostgreSQL: the connection URL
 
 	close func() error
 }
@@ -61,7 +65,8 @@ type Options struct {
 	// migrations are refused (migrate.ErrPending) instead of applied.
 	NoMigrate bool
 	// Memory is SQLite's page-cache budget, readers and mmap
-	// (sqlite.Options: CacheKiB, Readers, MmapKiB); PostgreSQL ignores it.
+	// (sqlite.Options: CacheKiB, Readers, MmapKiB, BulkCacheKiB);
+	// PostgreSQL ignores it.
 	Memory sqlite.Options
 }
 
@@ -89,7 +94,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		}
 	}
 	db, err := sqlite.OpenOptions(ctx, dsn, sqlite.Options{CheckpointEvery: opts.CheckpointEvery, NoMigrate: opts.NoMigrate,
-		CacheKiB: opts.Memory.CacheKiB, Readers: opts.Memory.Readers, MmapKiB: opts.Memory.MmapKiB})
+		CacheKiB: opts.Memory.CacheKiB, Readers: opts.Memory.Readers, MmapKiB: opts.Memory.MmapKiB, BulkCacheKiB: opts.Memory.BulkCacheKiB})
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +104,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 // FromSQLite wraps an SQLite database opened by package sqlite; closing
 // the result closes db.
 func FromSQLite(db *sqlite.DB) *DB {
-	return &DB{Engine: SQLite, Read: db.Read, Write: db.Write, Placeholders: db.Placeholders, Path: db.Path, close: db.Close}
+	return &DB{Engine: SQLite, Read: db.Read, Write: db.Write, Placeholders: db.Placeholders, Path: db.Path, close: db.Close,
+		WriterCacheKiB: db.WriterCacheKiB, BulkCacheKiB: db.BulkCacheKiB}
 }
 
 // FromPostgres wraps a PostgreSQL database opened by package postgres;

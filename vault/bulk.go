@@ -101,6 +101,7 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 		return nil, v.deny(ctx, l, err)
 	}
 
+	defer v.bulkJob()()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan *batch, 1)
@@ -478,6 +479,9 @@ func (v *Vault) commitBatch(ctx context.Context, l audit.Leaf, b *batch, res *cu
 		var dups []ingest.RowError
 		inserted, end, hi := 0, start, 0
 		err := v.record(ctx, l, func(ctx context.Context, tx *sql.Tx, leaf *audit.Leaf) error {
+			if err := v.bulkTx(ctx, tx); err != nil {
+				return err
+			}
 			adopted := 0
 			dups, inserted, end = dups[:0], 0, start
 			t0 := time.Now()

@@ -164,6 +164,8 @@ func BenchmarkRewrap(b *testing.B) {
 		b.ReportMetric(duringRate, "rewrap-reads/s")
 		b.ReportMetric(afterRate, "after-reads/s")
 		b.ReportMetric(100*duringRate/idleRate, "%-of-idle")
+		b.Logf("of the rewrap's time: %s waiting for steps to be read and sealed, %s committing, %s paused for others",
+			rr.Waited.Round(time.Millisecond), rr.Committed.Round(time.Millisecond), rr.Paused.Round(time.Millisecond))
 		b.Logf("%d contacts rewrapped in %s (%d passes, the process used %s of CPU and wrote %d MB meanwhile, readers included; peak heap %d MiB): %.0f contacts/s; audited reads (%d readers) idle %.0f/s, during %.0f/s (%.0f %%), after %.0f/s",
 			n, took.Round(time.Millisecond), rr.Passes, cpu.Round(time.Millisecond), wrote>>20, peak>>20, float64(n)/took.Seconds(), readers, idleRate, duringRate, 100*duringRate/idleRate, afterRate)
 	}

@@ -1,6 +1,10 @@
 package vault
 
-import "context"
+import (
+	"context"
+	"database/sql"
+	"testing"
+)
 
 // RewrapStep runs one step of a started rewrap from its stored cursor, as
 // a rewrap cut short by a crash leaves it: batch rows at most. It reports
@@ -60,4 +64,11 @@ func RewrapInTokenOrder(t interface{ Cleanup(func()) }) {
 func EchoEveryUpdate(t interface{ Cleanup(func()) }) {
 	echoEveryUpdate.Store(true)
 	t.Cleanup(func() { echoEveryUpdate.Store(false) })
+}
+
+// OnBulkTx calls fn with each bulk commit's transaction (bulkcache.go)
+// until t ends.
+func OnBulkTx(t testing.TB, fn func(context.Context, *sql.Tx)) {
+	testHookBulkTx = fn
+	t.Cleanup(func() { testHookBulkTx = nil })
 }

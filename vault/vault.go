@@ -52,6 +52,7 @@ type Vault struct {
 	// bulkPauses counts the pauses bulk work took to share the time with
 	// others (shareWith): what a test can see of the rule without a clock.
 	bulkPauses atomic.Int64
+	bulk       bulkCache
 
 	read *sql.DB // reads outside the sequencer's transaction
 	// write is used only for bookkeeping that is not itself an access to
@@ -179,6 +180,11 @@ type Options struct {
 	// batches one purge runs per RunDueDeletions (0: no bound; the next
 	// call goes on where it stopped).
 	PurgeBatch, PurgeBatches int
+	// BulkCacheKiB, if above WriterCacheKiB, is SQLite's writer page
+	// cache while an import or a rewrap commits; WriterCacheKiB, the
+	// writer's ordinary cache, is set again when the last such job ends
+	// (bulkcache.go; store.DB carries both). PostgreSQL ignores them.
+	WriterCacheKiB, BulkCacheKiB int
 	// PurgeStep is the time a purge step riding a log commit aims at
 	// (PurgeInCommits; 0: DefaultPurgeStep).
 	PurgeStep time.Duration
@@ -233,6 +239,7 @@ func New(read, write *sql.DB, log *audit.Log, ring *keys.Keyring, opts Options) 
 	if v.purgeStep = opts.PurgeStep; v.purgeStep <= 0 {
 		v.purgeStep = DefaultPurgeStep
 	}
+	v.bulk.init(opts)
 	if v.logger == nil {
 		v.logger = slog.New(slog.DiscardHandler)
 	}

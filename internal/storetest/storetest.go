@@ -71,14 +71,15 @@ func Open(t testing.TB) *store.DB {
 }
 
 // memoryFromEnv reads SQLite's memory settings for a benchmark from
-// CUSTOS_TEST_SQLITE_CACHE_MIB and CUSTOS_TEST_SQLITE_MMAP_MIB (the
-// custos.json memory section's cache_mib and mmap_mib); unset, the
-// engine's defaults.
+// CUSTOS_TEST_SQLITE_CACHE_MIB, CUSTOS_TEST_SQLITE_MMAP_MIB and
+// CUSTOS_TEST_SQLITE_BULK_MIB (the custos.json memory section's
+// cache_mib, mmap_mib and bulk_cache_mib); unset, the engine's defaults.
 func memoryFromEnv(t testing.TB) sqlite.Options {
 	var o sqlite.Options
 	for env, set := range map[string]func(int){
 		"CUSTOS_TEST_SQLITE_CACHE_MIB": func(n int) { o.CacheKiB = n << 10 },
 		"CUSTOS_TEST_SQLITE_MMAP_MIB":  func(n int) { o.MmapKiB = n << 10 },
+		"CUSTOS_TEST_SQLITE_BULK_MIB":  func(n int) { o.BulkCacheKiB = n << 10 },
 	} {
 		if v := os.Getenv(env); v != "" {
 			n, err := strconv.Atoi(v)

@@ -49,6 +49,9 @@ func OpenWith(t testing.TB, opts vault.Options, logCfg func(*audit.Config)) *Sta
 	s := &Stack{DB: db, KEK: KEK(t), Signer: signer, Verifier: verifier, logCfg: logCfg}
 	s.Log = s.OpenLog(t, db.Read, db.Write, db.Queued)
 	opts.Placeholders = db.Placeholders
+	if opts.BulkCacheKiB == 0 {
+		opts.WriterCacheKiB, opts.BulkCacheKiB = db.WriterCacheKiB, db.BulkCacheKiB
+	}
 	opts.LogSigner, opts.LogVerifier = signer, verifier // deletion receipts
 	if opts.KEK == "" {
 		opts.KEK = keys.KEKVendorLocal // KEK makes a local key file
