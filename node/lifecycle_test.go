@@ -37,14 +37,7 @@ func (s *syncBuffer) String() string {
 // time, never the holder's address) and announced once as key.expiring.
 func TestPrivilegedKeyExpiryWarned(t *testing.T) {
 	ctx := context.Background()
-	cfg := config(t)
-	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, op := initialisedOp(t)
 	var logs syncBuffer
 	n, err := node.Open(ctx, cfg, node.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {

@@ -197,13 +197,21 @@ func TestOneNodePerDataDirectory(t *testing.T) {
 // from its custos.json.
 func initialised(t *testing.T) node.Config {
 	t.Helper()
+	cfg, _ := initialisedOp(t)
+	return cfg
+}
+
+// initialisedOp is [initialised] that also returns the first operator's
+// key.
+func initialisedOp(t *testing.T) (node.Config, string) {
+	t.Helper()
 	cfg := config(t)
-	if _, err := node.Init(context.Background(), cfg, "operator@vendor.test", node.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := node.ReadFile(cfg)
+	op, err := node.Init(context.Background(), cfg, "operator@vendor.test", node.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg
+	if cfg, err = node.ReadFile(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, op
 }

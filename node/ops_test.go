@@ -25,14 +25,7 @@ import (
 func initOpen(t *testing.T) (*node.Node, node.Config, string) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := config(t)
-	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, op := initialisedOp(t)
 	n, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -20,14 +20,7 @@ import (
 func TestAdminToldByMail(t *testing.T) {
 	ctx := context.Background()
 	sink := smtptest.StartSink(t, smtptest.Options{Mode: smtptest.Plain})
-	cfg := config(t)
-	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, op := initialisedOp(t)
 	cfg.Mail = node.MailConfig{SMTP: &notify.SMTPMailer{Addr: sink.Addr, From: "custos@vendor.test"}, LinkBase: "https://custos.vendor.test"}
 	n, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {

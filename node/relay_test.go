@@ -29,14 +29,7 @@ import (
 func TestRelayInServe(t *testing.T) {
 	ctx := context.Background()
 	up := smtptest.StartSink(t, smtptest.Options{Mode: smtptest.Plain})
-	cfg := config(t)
-	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, op := initialisedOp(t)
 	cfg.Relay.Listen, cfg.Relay.InboundListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Relay.TokenDomain, cfg.Relay.BounceDomain = "tokens.vendor.test", "bounces.vendor.test"
 	cfg.Relay.Upstream.Addr, cfg.Relay.Upstream.Security = up.Addr, "none"

@@ -48,14 +48,7 @@ func TestSyslogForwarding(t *testing.T) {
 		}
 	}()
 
-	cfg := config(t)
-	op, err := node.Init(ctx, cfg, "operator@vendor.test", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg, err = node.ReadFile(cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, op := initialisedOp(t)
 	cfg.Detection.Syslog = []*siem.Config{{Name: "splunk", Addr: ln.Addr().String()}}
 	n, err := node.Open(ctx, cfg, node.Options{})
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -129,6 +130,16 @@ func (d *deployment) remove() { os.RemoveAll(d.dir) }
 
 // startNode opens the deployment as one custos node serving on loopback.
 func (d *deployment) startNode(ctx context.Context) (*node.Node, error) {
+	// CUSTOS_LOAD_MEMORY, a JSON memory section (custos.json's), sizes the
+	// node and, as custos serve does, its Go heap's soft limit.
+	if m := os.Getenv("CUSTOS_LOAD_MEMORY"); m != "" {
+		if err := json.Unmarshal([]byte(m), &d.cfg.Memory); err != nil {
+			return nil, fmt.Errorf("CUSTOS_LOAD_MEMORY: %w", err)
+		}
+		if lim, ok := d.cfg.Memory.GoLimit(); ok && os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(lim)
+		}
+	}
 	// A load generator measures throughput: the per-key and per-source
 	// limits (issue 13) would cap it at their rate, so they are off here.
 	n, err := node.Open(ctx, d.cfg, node.Options{Server: func(c *server.Config) { c.KeyRate, c.SourceRate = rate.Inf, rate.Inf }})
@@ -232,6 +243,7 @@ func runGet(args []string) error {
 	levels := fs.String("c", "1,16,64", "concurrency levels")
 	dir := fs.String("dir", "", "read a kept deployment (custos-load fill -dir) instead of a fresh one with one contact; no bare baseline")
 	spread := fs.Int("spread", 10000, "with -dir: GETs go to this many of its contacts in turn")
+	withBare := fs.Bool("bare", true, "run the bare baseline too (false: custos only, for a profile of custos alone)")
 	fs.Parse(args)
 	if *dir != "" {
 		return runGetKept(*dir, *levels, *dur, *spread)
@@ -267,6 +279,10 @@ func runGet(args []string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
 			return fmt.Errorf("bad concurrency %q", f)
+		}
+		if !*withBare {
+			load([]string{in.url}, in.admin, in.tenant, ct.Token, n, *dur).print("custos", n)
+			continue
 		}
 		b := load([]string{bareURL}, "", in.tenant, ct.Token, n, *dur)
 		a := load([]string{in.url}, in.admin, in.tenant, ct.Token, n, *dur)
