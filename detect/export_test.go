@@ -21,3 +21,6 @@ func Ungate(rules []*Rule) {
 		r.gate = nil
 	}
 }
+
+// RaceDetector is set under the race detector (race_on_test.go).
+const RaceDetector = raceDetector

@@ -13,6 +13,9 @@ import (
 // with its rules gated (gate.go) and with every program run on every
 // event, raise the same alerts with the same evidence.
 func TestGatedReplayEqualsUngated(t *testing.T) {
+	if detect.RaceDetector {
+		t.Skip("evaluation only, no concurrency: the plain run asserts it")
+	}
 	cfg := simweek.Config{Seed: 2022, Tenants: 60, Days: 2, Engineers: 6, Incident: true, Slow: true}
 	replay := func(gated bool) *simweek.Report {
 		rules, err := detect.DefaultRules()
