@@ -11,6 +11,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
+	"github.com/custos-dev/custos/vault"
 )
 
 // TestNodePlantsQueuedCanaries: a running node's leader plants the
@@ -21,19 +22,9 @@ func TestNodePlantsQueuedCanaries(t *testing.T) {
 	ctx := context.Background()
 	n, _, op := initOpen(t)
 	v := n.Vault
-	opCtx := enrolltest.As(t, v, op, "")
+	opCtx, admin, tn, ls := tenantWithList(t, v, op, "signups")
 	approvers := enrolltest.Approvers{V: v}
 	approvers.Add(opCtx)
-	tn := &custos.Tenant{Name: "Acme"}
-	e, err := v.CreateTenant(opCtx, tn, "admin@acme.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := enrolltest.As(t, v, enrolltest.Key(t, v, e.ID, custos.KeyRequest{}), "")
-	ls := &custos.List{TenantID: tn.ID, Name: "signups"}
-	if err := v.CreateList(admin, ls); err != nil {
-		t.Fatal(err)
-	}
 	// 100 creates: each of the plan's 8 events after the first falls
 	// within them with probability 100/130, so all miss with 0.23^8.
 	for i := range 100 {
@@ -78,4 +69,23 @@ func TestNodePlantsQueuedCanaries(t *testing.T) {
 	if k := planted(); k < 2 {
 		t.Fatalf("%d canary create leaves after 100 creates: want the first canary and those planted after it", k)
 	}
+}
+
+// tenantWithList creates, as the operator whose key is op, a tenant
+// "Acme" with an admin and a list named list; it returns the operator's
+// and the admin's contexts, the tenant and the list.
+func tenantWithList(t *testing.T, v *vault.Vault, op, list string) (opCtx, admin context.Context, tn *custos.Tenant, ls *custos.List) {
+	t.Helper()
+	opCtx = enrolltest.As(t, v, op, "")
+	tn = &custos.Tenant{Name: "Acme"}
+	e, err := v.CreateTenant(opCtx, tn, "admin@acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin = enrolltest.As(t, v, enrolltest.Key(t, v, e.ID, custos.KeyRequest{}), "")
+	ls = &custos.List{TenantID: tn.ID, Name: list}
+	if err := v.CreateList(admin, ls); err != nil {
+		t.Fatal(err)
+	}
+	return opCtx, admin, tn, ls
 }

@@ -61,9 +61,8 @@ func (m MemoryConfig) SQLite() sqlite.Options {
 // bulkExtraMiB is the RSS a bulk job's writer cache adds beyond the
 // writer's ordinary share of cache_mib: twice the extra cache, as
 // measured (docs/benchmarks.md (az): an import of 1M contacts peaked at
-// 185 MiB more RSS with 96 MiB more writer cache; SQLite under modernc
-// allocates each cached page with its header apart, and the allocator
-// rounds it up).
+// 185 MiB more RSS with 96 MiB more writer cache; the cause, likely the
+// per-page allocations of SQLite under modernc, was not isolated).
 func (m MemoryConfig) bulkExtraMiB() int {
 	writer, _, _ := m.SQLite().Caches()
 	return 2 * max(m.BulkCacheMiB-writer>>10, 0)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/ingest"
-	"github.com/custos-dev/custos/internal/enrolltest"
 	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/node"
 	"github.com/custos-dev/custos/vault"
@@ -126,17 +125,7 @@ func TestNodeBulkCache(t *testing.T) {
 	}
 	defer n.Close()
 	v := n.Vault
-	opCtx := enrolltest.As(t, v, op, "")
-	tn := &custos.Tenant{Name: "Acme"}
-	e, err := v.CreateTenant(opCtx, tn, "admin@acme.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := enrolltest.As(t, v, enrolltest.Key(t, v, e.ID, custos.KeyRequest{}), "")
-	ls := &custos.List{TenantID: tn.ID, Name: "news"}
-	if err := v.CreateList(admin, ls); err != nil {
-		t.Fatal(err)
-	}
+	_, admin, tn, ls := tenantWithList(t, v, op, "news")
 	writer := func() int {
 		var kib int
 		if err := n.DB.Write.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&kib); err != nil {
