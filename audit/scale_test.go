@@ -16,6 +16,7 @@ import (
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/client"
+	"github.com/custos-dev/custos/internal/storetest"
 	"github.com/custos-dev/custos/store"
 )
 
@@ -31,8 +32,10 @@ import (
 // CUSTOS_BENCH_LOG_DIR keeps the database (and its keys) between runs, so
 // that a second run skips building it. Every tenth entry is tenant
 // tn_big's (1 000 000 of 10 000 000); the others spread over 1 000
-// tenants and 100 principals. SQLite only: it measures the embedded
-// default.
+// tenants and 100 principals. CUSTOS_TEST_SQLITE_MMAP_MIB and
+// CUSTOS_TEST_SQLITE_CACHE_MIB give the database the memory section's
+// mmap_mib and cache_mib (storetest.MemoryFromEnv). SQLite only: it
+// measures the embedded default.
 func TestScale(t *testing.T) {
 	total, _ := strconv.ParseUint(os.Getenv("CUSTOS_BENCH_LOG"), 10, 64)
 	if total < 200_000 {
@@ -45,7 +48,7 @@ func TestScale(t *testing.T) {
 	}
 	ctx := context.Background()
 	signer, verifier := scaleKeys(t, dir)
-	db, err := store.Open(ctx, filepath.Join(dir, "custos.db"), store.Options{})
+	db, err := store.Open(ctx, filepath.Join(dir, "custos.db"), store.Options{Memory: storetest.MemoryFromEnv(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

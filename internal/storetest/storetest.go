@@ -62,7 +62,7 @@ func Open(t testing.TB) *store.DB {
 	} else {
 		dsn = DSN(t)
 	}
-	db, err := store.Open(context.Background(), dsn, store.Options{Memory: memoryFromEnv(t)})
+	db, err := store.Open(context.Background(), dsn, store.Options{Memory: MemoryFromEnv(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +70,11 @@ func Open(t testing.TB) *store.DB {
 	return db
 }
 
-// memoryFromEnv reads SQLite's memory settings for a benchmark from
+// MemoryFromEnv reads SQLite's memory settings for a benchmark from
 // CUSTOS_TEST_SQLITE_CACHE_MIB, CUSTOS_TEST_SQLITE_MMAP_MIB and
 // CUSTOS_TEST_SQLITE_BULK_MIB (the custos.json memory section's
 // cache_mib, mmap_mib and bulk_cache_mib); unset, the engine's defaults.
-func memoryFromEnv(t testing.TB) sqlite.Options {
+func MemoryFromEnv(t testing.TB) sqlite.Options {
 	var o sqlite.Options
 	for env, set := range map[string]func(int){
 		"CUSTOS_TEST_SQLITE_CACHE_MIB": func(n int) { o.CacheKiB = n << 10 },
