@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -317,7 +318,12 @@ func (s *Server) importContacts(w http.ResponseWriter, r *http.Request) error {
 		}
 		rows = rd
 	}
-	res, err := s.vault.Import(r.Context(), r.PathValue("tenant"), r.PathValue("list"), limitErrors{rows}, vault.ImportOptions{})
+	// net/http cancels the request's context when a body read fails (a
+	// stalled or dropped client). The rows read before that still commit,
+	// and the result must say why the import stopped (the body's error,
+	// not "canceled"): so the import runs on a context the read failure
+	// does not cancel. It still ends promptly, at the next failed read.
+	res, err := s.vault.Import(context.WithoutCancel(r.Context()), r.PathValue("tenant"), r.PathValue("list"), limitErrors{rows}, vault.ImportOptions{})
 	if err != nil {
 		return err
 	}

@@ -119,9 +119,12 @@ func (v *Vault) Import(ctx context.Context, tenant, list string, rows RowReader,
 				abortImport(res, err)
 				break
 			}
-			if err := v.shareWith(ctx, others.saw(v.log.Size(), res.Batches-n0), time.Since(t0), ImportShare); err != nil {
-				abortImport(res, err)
-				break
+			// A batch the body failed after is the last: no pause after it.
+			if b.fatal == nil {
+				if err := v.shareWith(ctx, others.saw(v.log.Size(), res.Batches-n0), time.Since(t0), ImportShare); err != nil {
+					abortImport(res, err)
+					break
+				}
 			}
 		} else {
 			for _, e := range b.errs {
